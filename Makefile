@@ -1,0 +1,100 @@
+# Wharf build. Two variants of everything: release (build/release) and
+# ASan+UBSan (build/asan). `make run` and `make test` are the two commands
+# the README promises; the rest are parts of them.
+
+CC      ?= cc
+PKGS    := openssl sqlite3 jansson zlib
+# Bounded snprintf truncation is deliberate everywhere (messages are cut,
+# never overflowed), so -Wformat-truncation is off.
+WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+           -Wvla -Wno-format-nonliteral -Wno-format-truncation
+CPPFLAGS_ALL := -Isrc -DWHARF_VERSION=\"$(shell cat VERSION)\" \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz) -lpthread
+
+FLAGS_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+LDFLAGS_release := -pie -Wl,-z,relro,-z,now
+FLAGS_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                 -fno-sanitize-recover=undefined
+LDFLAGS_asan  := -fsanitize=address,undefined
+
+SRC      := $(shell find src -name '*.c' | sort)
+LIB_SRC  := $(filter-out src/main.c,$(SRC))
+HDRS     := $(shell find src -name '*.h')
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+DATA     ?= ./wharf-data
+PYTEST   ?= /usr/bin/python3 -m pytest
+
+.PHONY: all release asan unit e2e test run deps deps-test fuzz fuzz-smoke bench lint clean
+
+all: release
+
+define variant
+build/$(1)/obj/%.o: src/%.c $(HDRS) VERSION
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -c $$< -o $$@
+
+build/$(1)/libwharf.a: $$(patsubst src/%.c,build/$(1)/obj/%.o,$$(LIB_SRC))
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+build/$(1)/wharf: build/$(1)/obj/main.o build/$(1)/libwharf.a
+	$$(CC) $$(FLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LIBS)
+
+build/$(1)/tests/%: tests/unit/%.c tests/unit/testutil.h build/$(1)/libwharf.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -Itests/unit $$(LDFLAGS_$(1)) \
+	    -o $$@ $$< build/$(1)/libwharf.a $$(LIBS) -lcmocka
+
+build/$(1)/bench/%: bench/%.c build/$(1)/libwharf.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) $$(LDFLAGS_$(1)) \
+	    -o $$@ $$< build/$(1)/libwharf.a $$(LIBS)
+endef
+$(eval $(call variant,release))
+$(eval $(call variant,asan))
+
+UNIT_BINS = $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
+
+release: build/release/wharf
+asan: build/asan/wharf $(UNIT_BINS)
+
+# Unit tests (cmocka) under ASan+UBSan; each binary prints its summary.
+unit: asan
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+# End-to-end tests drive the ASan binary as a black box.
+e2e: asan release
+	WHARF_BIN=$(CURDIR)/build/asan/wharf $(PYTEST) -q -ra tests/e2e
+
+fuzz-smoke:
+	@scripts/fuzz.sh smoke
+
+fuzz:
+	@scripts/fuzz.sh long
+
+# Builds both variants, then lint, unit tests, a short fuzz run and the
+# end-to-end tests; scripts/test.sh prints every runner's summary.
+test: deps-test
+	@$(MAKE) --no-print-directory -j2 release asan
+	@scripts/test.sh $(UNIT_BINS)
+
+deps:
+	@scripts/deps.sh
+
+deps-test:
+	@scripts/deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory release
+	@if [ ! -d "$(DATA)" ]; then build/release/wharf init --data "$(DATA)"; fi
+	build/release/wharf serve --data "$(DATA)"
+
+bench: release
+	@bench/run.sh
+
+lint:
+	@scripts/lint.sh
+
+clean:
+	rm -rf build

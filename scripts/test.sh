@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# test.sh - every test stage of `make test`, each printing its runner's
+# summary; all stages run even when one fails, and the exit code is
+# non-zero if any did. Usage: scripts/test.sh UNIT_BINARY...
+set -u
+cd "$(dirname "$0")/.."
+failed=()
+stage() { local name=$1; shift; echo "== $name"; "$@" || failed+=("$name"); }
+
+stage lint scripts/lint.sh
+stage unit scripts/run-unit.sh "$@"
+stage fuzz-smoke scripts/fuzz.sh smoke
+stage e2e env WHARF_BIN="$PWD/build/asan/wharf" /usr/bin/python3 -m pytest -q -ra -p no:cacheprovider tests/e2e
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "make test: FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "make test: all stages passed"

@@ -1,0 +1,59 @@
+/*
+ * cli.h - what the command-line verbs share.
+ *
+ * Contract of every command (docs and tests rely on it): `--help` prints
+ * usage and exits 0; success exits 0; a failure prints one clear line
+ * "wharf: ..." on stderr and exits 1; a usage error exits 2.
+ */
+#ifndef WHARF_CLI_H
+#define WHARF_CLI_H
+
+#include "util/error.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+struct wharf;
+struct store;
+
+/* A verb: name, one-line summary, usage text, handler. */
+struct cli_cmd {
+    const char *name;
+    const char *summary;
+    const char *usage;
+    int (*run)(int argc, char **argv);
+};
+
+/* Print "wharf: <msg>" on stderr; returns EXIT_FAIL. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print the usage error and the command's usage; returns EXIT_USAGE. */
+int cli_usage(const struct cli_cmd *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Parse the options every verb shares: --data DIR (default ./wharf-data or
+ * $WHARF_DATA) and --help. Other options are recognized by name in opts
+ * ("--json", "--state=", ...): a trailing '=' means it takes a value.
+ * Positionals are collected in order. Returns 0, 1 when --help was given
+ * (usage printed), -1 on a usage error (printed). */
+struct cli_args {
+    const char *data;
+    const char *values[8];      /* per opts[i] */
+    int flags[8];
+    const char *pos[8];
+    int npos;
+};
+int cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
+              const char *const *opts, struct cli_args *out);
+
+/* Open the data dir and its store, reporting failures. Returns 0 or
+ * EXIT_FAIL after printing. */
+int cli_open(const char *data, struct wharf **w, struct store **st);
+void cli_close(struct wharf *w, struct store *st);
+
+/* Take DIR/wharf.lock exclusively (serve holds it). 0, or -1 with err
+ * (another serve is running). *fd is kept open to hold the lock. */
+int cli_lock(const char *dir, int *fd, struct error *err);
+
+extern const struct cli_cmd cmd_init, cmd_serve, cmd_flow, cmd_send,
+    cmd_message, cmd_key, cmd_version;
+
+#endif

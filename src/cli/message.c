@@ -1,0 +1,264 @@
+/*
+ * message.c (cli) - `wharf send` and `wharf message list|show|resend`.
+ * send runs the same intake a source runs: the file is stored (encrypted,
+ * fsynced) and its hops committed before the command reports success.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/intake.h"
+#include "core/wharf.h"
+#include "store/store.h"
+
+/* ---- send ------------------------------------------------------------------- */
+
+/* The connectors that follow `name` in the stored flow; 1 if name is not a
+ * connector. *next (and its strings) belong to f. */
+static int flow_next_names(const struct store_flow *f, const char *name,
+                           const char **next, size_t *n)
+{
+    int known = 0;
+    *n = 0;
+    for (size_t i = 0; i < f->nconns; i++)
+        known |= !strcmp(f->conns[i].name, name);
+    for (size_t i = 0; i < f->nlinks; i++)
+        if (!strcmp(f->links[i].src, name))
+            next[(*n)++] = f->links[i].dst;
+    return known ? 0 : 1;
+}
+
+static int send_file(struct wharf *w, struct store *st, const char *conn,
+                     const char *file)
+{
+    struct error err = {0};
+    struct store_flow f;
+    if (store_flow_get(st, &f, &err) < 0)
+        return cli_fail("%s", err.msg);
+    const char **next = calloc(f.nlinks + 1, sizeof(*next));
+    size_t nnext = 0;
+    int rc = EXIT_FAIL;
+    if (next == NULL || flow_next_names(&f, conn, next, &nnext) != 0) {
+        rc = cli_fail("no connector named '%s' (see wharf flow export)", conn);
+        goto out;
+    }
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = cli_fail("cannot open %s: %s", file, strerror(errno));
+        goto out;
+    }
+    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+    struct intake *in = intake_new(w, st, conn, next, nnext);
+    if (in && intake_add_fd(in, fd, base, NULL, &err) == 0 &&
+        intake_commit(in, &err) == 0) {
+        printf("%s\n", intake_id(in, 0));
+        rc = EXIT_OK;
+    } else {
+        rc = cli_fail("%s", in ? err.msg : "out of memory");
+    }
+    close(fd);
+    intake_free(in);
+out:
+    free(next);
+    store_flow_clear(&f);
+    return rc;
+}
+
+static int send_run(int argc, char **argv)
+{
+    struct cli_args a;
+    int p = cli_parse(&cmd_send, argc, argv, NULL, &a);
+    if (p != 0)
+        return p > 0 ? EXIT_OK : EXIT_USAGE;
+    if (a.npos != 2)
+        return cli_usage(&cmd_send, "expected CONNECTOR FILE");
+    struct wharf *w;
+    struct store *st;
+    if (cli_open(a.data, &w, &st) != 0)
+        return EXIT_FAIL;
+    int rc = send_file(w, st, a.pos[0], a.pos[1]);
+    cli_close(w, st);
+    return rc;
+}
+
+const struct cli_cmd cmd_send = {
+    "send", "put a file into a flow as if a connector had received it",
+    "wharf send [--data DIR] CONNECTOR FILE\n"
+    "  Stores FILE (encrypted, durably) as a message received by CONNECTOR\n"
+    "  and queues it for the connectors linked after it. Prints its id.\n",
+    send_run,
+};
+
+/* ---- message ------------------------------------------------------------------ */
+
+static json_t *message_json(const struct store_message *m)
+{
+    return json_pack("{s:s, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s}",
+                     "id", m->id, "created_at", (json_int_t)m->created_at,
+                     "updated_at", (json_int_t)m->updated_at,
+                     "source", m->source ? m->source : "",
+                     "filename", m->filename, "size", (json_int_t)m->size,
+                     "sha256", m->sha256, "state", m->state ? m->state : "");
+}
+
+static int list_cmd(struct store *st, const char *state, int json, long limit)
+{
+    struct error err = {0};
+    struct store_message *ms;
+    size_t n;
+    if (store_message_list(st, state, limit, 0, &ms, &n, &err) < 0)
+        return cli_fail("%s", err.msg);
+    if (json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, message_json(&ms[i]));
+        char *t = json_dumps(arr, JSON_INDENT(2));
+        printf("%s\n", t ? t : "[]");
+        free(t);
+        json_decref(arr);
+    } else {
+        printf("%-36s  %-10s  %-16s  %10s  %s\n", "ID", "STATE", "SOURCE",
+               "SIZE", "FILENAME");
+        for (size_t i = 0; i < n; i++)
+            printf("%-36s  %-10s  %-16s  %10lld  %s\n", ms[i].id, ms[i].state,
+                   ms[i].source, (long long)ms[i].size,
+                   ms[i].filename ? ms[i].filename : "-");
+    }
+    store_messages_free(ms, n);
+    return EXIT_OK;
+}
+
+static json_t *detail_json(const struct store_message *m,
+                           const struct store_hop *h, size_t nh,
+                           const struct store_event *e, size_t ne)
+{
+    json_t *o = message_json(m), *hops = json_array(), *evs = json_array();
+    for (size_t i = 0; i < nh; i++)
+        json_array_append_new(hops, json_pack("{s:I, s:s, s:s, s:i, s:I, s:s?, "
+            "s:s?}", "id", (json_int_t)h[i].id, "connector", h[i].connector,
+            "state", h[i].state, "attempts", h[i].attempts, "next_at",
+            (json_int_t)h[i].next_at, "last_error", h[i].last_error,
+            "receipt", h[i].receipt));
+    for (size_t i = 0; i < ne; i++)
+        json_array_append_new(evs, json_pack("{s:I, s:I, s:s, s:s}", "at",
+            (json_int_t)e[i].at, "hop", (json_int_t)e[i].hop_id, "level",
+            e[i].level, "text", e[i].text));
+    json_object_set_new(o, "hops", hops);
+    json_object_set_new(o, "events", evs);
+    return o;
+}
+
+static void detail_text(const struct store_message *m,
+                        const struct store_hop *h, size_t nh,
+                        const struct store_event *e, size_t ne)
+{
+    char t[32];
+    time_iso(m->created_at, t, sizeof(t));
+    printf("id:       %s\nstate:    %s\nsource:   %s\nfilename: %s\n"
+           "size:     %lld\nsha256:   %s\ncreated:  %s\n\nhops:\n", m->id,
+           m->state, m->source, m->filename ? m->filename : "-",
+           (long long)m->size, m->sha256 ? m->sha256 : "-", t);
+    for (size_t i = 0; i < nh; i++)
+        printf("  %-16s %-10s attempts=%d%s%s\n", h[i].connector, h[i].state,
+               h[i].attempts, h[i].last_error ? " error: " : "",
+               h[i].last_error ? h[i].last_error : "");
+    printf("\nevents:\n");
+    for (size_t i = 0; i < ne; i++) {
+        time_iso(e[i].at, t, sizeof(t));
+        printf("  %s %-7s %s\n", t, e[i].level, e[i].text);
+    }
+}
+
+static int show_cmd(struct store *st, const char *id, int json)
+{
+    struct error err = {0};
+    struct store_message m;
+    struct store_hop *h = NULL;
+    struct store_event *e = NULL;
+    size_t nh = 0, ne = 0;
+    int found = store_message_get(st, id, &m, &err);
+    if (found != 0)
+        return cli_fail("%s", found < 0 ? err.msg : "no such message");
+    int rc = EXIT_OK;
+    if (store_message_hops(st, id, &h, &nh, &err) < 0 ||
+        store_message_events(st, id, &e, &ne, &err) < 0) {
+        rc = cli_fail("%s", err.msg);
+    } else if (json) {
+        json_t *o = detail_json(&m, h, nh, e, ne);
+        char *t = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", t ? t : "{}");
+        free(t);
+        json_decref(o);
+    } else {
+        detail_text(&m, h, nh, e, ne);
+    }
+    store_hops_free(h, nh);
+    store_events_free(e, ne);
+    store_message_clear(&m);
+    return rc;
+}
+
+static int resend_cmd(struct store *st, const char *id)
+{
+    struct error err = {0};
+    int n = 0;
+    int rc = store_message_resend(st, id, "cli", &n, &err);
+    if (rc != 0)
+        return cli_fail("%s", rc < 0 ? err.msg : "no such message");
+    printf("requeued %d hop(s) of message %s\n", n, id);
+    return EXIT_OK;
+}
+
+static int message_dispatch(const struct cli_args *a)
+{
+    const char *verb = a->pos[0];
+    struct wharf *w;
+    struct store *st;
+    long limit = 100;
+    if (a->values[2]) {
+        char *end;
+        limit = strtol(a->values[2], &end, 10);
+        if (*end || limit < 1 || limit > 1000000)
+            return cli_usage(&cmd_message, "--limit must be 1..1000000");
+    }
+    if (!strcmp(verb, "list") ? a->npos != 1 : a->npos != 2)
+        return cli_usage(&cmd_message, "wrong number of arguments");
+    if (cli_open(a->data, &w, &st) != 0)
+        return EXIT_FAIL;
+    int rc;
+    if (!strcmp(verb, "list"))
+        rc = list_cmd(st, a->values[1], a->flags[0], limit);
+    else if (!strcmp(verb, "show"))
+        rc = show_cmd(st, a->pos[1], a->flags[0]);
+    else
+        rc = resend_cmd(st, a->pos[1]);
+    cli_close(w, st);
+    return rc;
+}
+
+static int message_run(int argc, char **argv)
+{
+    static const char *const opts[] = { "--json", "--state=", "--limit=", NULL };
+    struct cli_args a;
+    int p = cli_parse(&cmd_message, argc, argv, opts, &a);
+    if (p != 0)
+        return p > 0 ? EXIT_OK : EXIT_USAGE;
+    if (a.npos < 1 || (strcmp(a.pos[0], "list") && strcmp(a.pos[0], "show") &&
+                       strcmp(a.pos[0], "resend")))
+        return cli_usage(&cmd_message, "expected list, show ID or resend ID");
+    return message_dispatch(&a);
+}
+
+const struct cli_cmd cmd_message = {
+    "message", "list, show and resend messages",
+    "wharf message list [--data DIR] [--state S] [--limit N] [--json]\n"
+    "       wharf message show [--data DIR] [--json] ID\n"
+    "       wharf message resend [--data DIR] ID\n"
+    "  S: queued, processing, retrying, sent, failed, received.\n",
+    message_run,
+};

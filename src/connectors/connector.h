@@ -1,0 +1,101 @@
+/*
+ * connector.h - the one interface every connector type implements.
+ *
+ * In the spirit of curl's protocol handlers: a table of function pointers
+ * per type (struct connector_type), all listed in connectors/registry.c.
+ * The engine knows no connector by name; a connector sees the engine only
+ * through this header, struct intake (sources) and struct delivery
+ * (destinations).
+ *
+ * Rules for implementations:
+ *   - check() validates a config without side effects; flow import runs it
+ *     for every connector before anything is changed.
+ *   - A connector never retries on its own: it returns WH_RETRY (transient)
+ *     or WH_FAIL (permanent) with a clear error and the engine schedules.
+ *   - A source acknowledges (deletes the file, answers 2xx/MDN) only after
+ *     intake_commit() returned 0: then the message is durable.
+ *   - A destination reports WH_OK only when the far side has the message
+ *     durably (fsynced file, MDN, 2xx, SFTP rename).
+ */
+#ifndef WHARF_CONNECTOR_H
+#define WHARF_CONNECTOR_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/message.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/status.h"
+
+struct intake;
+struct http_exchange;   /* inbound HTTP, from net/ (HTTPS issue) */
+
+/* Retry schedule of one connector, from its config "retry" object. */
+struct retry_policy {
+    int max_attempts;       /* then the hop is failed; default 10 */
+    int64_t initial_ms;     /* first backoff; default 1000 */
+    int64_t max_ms;         /* cap; default 600000 */
+};
+
+struct connector {
+    const struct connector_type *type;
+    char *name;                 /* owned */
+    json_t *config;             /* owned (a reference) */
+    int log_level;              /* -1 = global level */
+    int64_t poll_ms;            /* sources: how often poll() runs */
+    struct retry_policy retry;
+    struct wharf *wharf;        /* not owned: data dir, vault */
+    void *state;                /* owned by the type: open() sets, close() frees */
+};
+
+/* One message handed to a destination, and what became of it. */
+struct delivery {
+    const struct message *msg;  /* in */
+    enum wh_status status;      /* out: WH_OK, WH_RETRY or WH_FAIL */
+    struct error err;           /* out: why, when not WH_OK */
+    char receipt[256];          /* out: what the far side said (optional) */
+};
+
+struct connector_type {
+    const char *name;
+    /* Validate a config; no side effects. 0 or -1 with err. */
+    int (*check)(const json_t *config, struct error *err);
+    /* Parse config, allocate state. */
+    enum wh_status (*open)(struct connector *c, struct error *err);
+    /* Sources: find new messages and hand them to `in`. NULL if none. */
+    enum wh_status (*poll)(struct connector *c, struct intake *in,
+                           struct error *err);
+    /* Destinations: deliver one message. NULL if not a destination. */
+    enum wh_status (*deliver)(struct connector *c, struct delivery *d);
+    /* Optional: deliver a batch, sharing syncs; fills every d[i]. */
+    void (*deliver_batch)(struct connector *c, struct delivery *d, size_t n);
+    /* Inbound HTTP (AS2, webhook); NULL if none. */
+    enum wh_status (*route)(struct connector *c, struct http_exchange *x);
+    /* "Test connection": what exactly fails. */
+    enum wh_status (*test)(struct connector *c, struct error *err);
+    void (*close)(struct connector *c);
+};
+
+/* The registered type called name, or NULL. */
+const struct connector_type *connector_type_find(const char *name);
+
+/* Comma-separated names of every registered type (static string). */
+const char *connector_type_names(void);
+
+/* Validate a connector definition: known type, common keys (log_level,
+ * poll_ms, retry) well-formed, then the type's own check. */
+int connector_check(const char *name, const char *type, const json_t *config,
+                    struct error *err);
+
+/* Build and open a connector. Caller owns; free with connector_free. */
+struct connector *connector_new(struct wharf *w, const char *name,
+                                const char *type, json_t *config,
+                                struct error *err);
+void connector_free(struct connector *c);
+
+/* Log through the connector's own level. */
+#define conn_log(c, level, msgid, ...) \
+    log_write((level), (c)->log_level, (c)->name, (msgid), __VA_ARGS__)
+
+#endif

@@ -1,0 +1,625 @@
+/*
+ * file.c - the file connector (M3): a folder as a source, a folder as a
+ * destination, or both.
+ *
+ * Config:
+ *   receive_dir   poll this folder (source)
+ *   pattern       glob for names to take (fnmatch), default "*"
+ *   after         "delete" (default) or "archive" (then archive_dir, on the
+ *                 same file system) once the message is durably stored
+ *   send_dir      write messages here (destination)
+ *   on_collision  "rename" (default: name_1.ext, name_2.ext ...),
+ *                 "overwrite" or "fail"
+ *
+ * Source: a file is taken only when its size, mtime and inode are the same
+ * on two polls in a row (the writer is done). Hidden files (".name") and
+ * anything that is not a regular file are ignored, symlinks included.
+ * Files are taken in batches: all read into one intake, committed, and only
+ * then deleted or archived. A crash between commit and delete is harmless:
+ * the file is seen again and recognized as a duplicate (same name, size,
+ * mtime and content).
+ *
+ * Destination: each message is decrypted into ".wharf-<id>.tmp" in
+ * send_dir; the batch's temp files are synced together, renamed into place
+ * (never over an existing file unless on_collision is "overwrite"), and the
+ * folder is fsynced once. A re-delivery after a crash finds the identical
+ * file already in place and does not write a second copy.
+ *
+ * Must never: follow symlinks out of its folders; write outside send_dir;
+ * acknowledge a source file before intake_commit succeeded.
+ */
+#include "connectors/connector.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/intake.h"
+#include "core/wharf.h"
+#include "util/fsx.h"
+
+#define MAX_TAKE_PER_POLL 8192
+#define MAX_RENAME_SUFFIX 1000
+
+enum collision { COLLIDE_RENAME, COLLIDE_OVERWRITE, COLLIDE_FAIL };
+
+struct seen {
+    char *name;
+    off_t size;
+    struct timespec mtime;
+    ino_t ino;
+    int stable;
+};
+
+struct file_state {
+    const char *receive_dir, *pattern, *archive_dir, *send_dir;
+    int archive;
+    enum collision collision;
+    struct seen *seen;          /* files seen on the last poll */
+    size_t nseen;
+};
+
+/* ---- config --------------------------------------------------------------- */
+
+static int dir_ok(const char *key, const char *path, struct stat *sb,
+                  struct error *err)
+{
+    if (path[0] != '/')
+        return error_set(err, "%s must be an absolute path, not '%s'", key, path);
+    if (stat(path, sb) < 0)
+        return error_errno(err, errno, "%s %s", key, path);
+    if (!S_ISDIR(sb->st_mode))
+        return error_set(err, "%s %s is not a directory", key, path);
+    return 0;
+}
+
+static int check_source(const json_t *cfg, const char *rdir, struct error *err)
+{
+    const char *after = json_string_value(json_object_get(cfg, "after"));
+    const char *adir = json_string_value(json_object_get(cfg, "archive_dir"));
+    const char *pat = json_string_value(json_object_get(cfg, "pattern"));
+    struct stat rs, as;
+    if (dir_ok("receive_dir", rdir, &rs, err) < 0)
+        return -1;
+    if (pat && (pat[0] == '\0' || strchr(pat, '/')))
+        return error_set(err, "pattern must be a file-name glob without '/'");
+    if (after && strcmp(after, "delete") && strcmp(after, "archive"))
+        return error_set(err, "after must be \"delete\" or \"archive\", not "
+                         "\"%s\"", after);
+    if (after && !strcmp(after, "archive")) {
+        if (adir == NULL)
+            return error_set(err, "after \"archive\" needs archive_dir");
+        if (dir_ok("archive_dir", adir, &as, err) < 0)
+            return -1;
+        if (as.st_dev != rs.st_dev)
+            return error_set(err, "archive_dir %s must be on the same file "
+                             "system as receive_dir %s", adir, rdir);
+    }
+    return 0;
+}
+
+static int file_check(const json_t *cfg, struct error *err)
+{
+    static const char *const keys[] = { "receive_dir", "pattern", "after",
+        "archive_dir", "send_dir", "on_collision" };
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)cfg, key, v) {
+        size_t i = 0;
+        while (i < sizeof(keys) / sizeof(*keys) && strcmp(keys[i], key))
+            i++;
+        if (i == sizeof(keys) / sizeof(*keys))
+            return error_set(err, "unknown key \"%s\"", key);
+        if (!json_is_string(v))
+            return error_set(err, "%s must be a string", key);
+    }
+    const char *rdir = json_string_value(json_object_get(cfg, "receive_dir"));
+    const char *sdir = json_string_value(json_object_get(cfg, "send_dir"));
+    const char *coll = json_string_value(json_object_get(cfg, "on_collision"));
+    struct stat sb;
+    if (rdir == NULL && sdir == NULL)
+        return error_set(err, "needs receive_dir (source), send_dir "
+                         "(destination) or both");
+    if (rdir && check_source(cfg, rdir, err) < 0)
+        return -1;
+    if (sdir && dir_ok("send_dir", sdir, &sb, err) < 0)
+        return -1;
+    if (coll && strcmp(coll, "rename") && strcmp(coll, "overwrite") &&
+        strcmp(coll, "fail"))
+        return error_set(err, "on_collision must be \"rename\", \"overwrite\" "
+                         "or \"fail\", not \"%s\"", coll);
+    return 0;
+}
+
+static const char *cfg_str(const struct connector *c, const char *key)
+{
+    return json_string_value(json_object_get(c->config, key));
+}
+
+static enum wh_status file_open(struct connector *c, struct error *err)
+{
+    struct file_state *fs = calloc(1, sizeof(*fs));
+    if (fs == NULL) {
+        error_set(err, "out of memory");
+        return WH_FAIL;
+    }
+    fs->receive_dir = cfg_str(c, "receive_dir");    /* owned by c->config */
+    fs->send_dir = cfg_str(c, "send_dir");
+    fs->pattern = cfg_str(c, "pattern") ? cfg_str(c, "pattern") : "*";
+    fs->archive_dir = cfg_str(c, "archive_dir");
+    fs->archive = cfg_str(c, "after") && !strcmp(cfg_str(c, "after"), "archive");
+    const char *coll = cfg_str(c, "on_collision");
+    fs->collision = !coll || !strcmp(coll, "rename") ? COLLIDE_RENAME
+                  : !strcmp(coll, "overwrite") ? COLLIDE_OVERWRITE : COLLIDE_FAIL;
+    c->state = fs;
+    return WH_OK;
+}
+
+static void seen_free(struct seen *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(s[i].name);
+    free(s);
+}
+
+static void file_close(struct connector *c)
+{
+    struct file_state *fs = c->state;
+    seen_free(fs->seen, fs->nseen);
+    free(fs);
+    c->state = NULL;
+}
+
+/* ---- source ------------------------------------------------------------------ */
+
+static int same_file(const struct seen *a, const struct stat *sb)
+{
+    return a->size == sb->st_size && a->ino == sb->st_ino &&
+           a->mtime.tv_sec == sb->st_mtim.tv_sec &&
+           a->mtime.tv_nsec == sb->st_mtim.tv_nsec;
+}
+
+static const struct seen *seen_find(const struct file_state *fs,
+                                    const char *name)
+{
+    for (size_t i = 0; i < fs->nseen; i++)
+        if (strcmp(fs->seen[i].name, name) == 0)
+            return &fs->seen[i];
+    return NULL;
+}
+
+static int seen_cmp(const void *a, const void *b)
+{
+    const struct seen *x = a, *y = b;
+    if (x->mtime.tv_sec != y->mtime.tv_sec)
+        return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+    if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+        return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int seen_add(struct seen **v, size_t *n, size_t *cap, const char *name,
+                    const struct stat *sb, int stable)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        void *p = realloc(*v, nc * sizeof(**v));
+        if (p == NULL)
+            return -1;
+        *v = p;
+        *cap = nc;
+    }
+    struct seen *s = &(*v)[*n];
+    if ((s->name = strdup(name)) == NULL)
+        return -1;
+    s->size = sb->st_size;
+    s->mtime = sb->st_mtim;
+    s->ino = sb->st_ino;
+    s->stable = stable;
+    (*n)++;
+    return 0;
+}
+
+/* Scan receive_dir: replace fs->seen with what is there now, marking the
+ * files that are unchanged since the last scan as stable. */
+static int scan(struct connector *c, struct file_state *fs, struct error *err)
+{
+    DIR *d = opendir(fs->receive_dir);
+    if (d == NULL)
+        return error_errno(err, errno, "cannot read receive_dir %s",
+                           fs->receive_dir);
+    struct seen *now = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        struct stat sb;
+        if (de->d_name[0] == '.' || fnmatch(fs->pattern, de->d_name, 0) != 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        const struct seen *before = seen_find(fs, de->d_name);
+        rc = seen_add(&now, &n, &cap, de->d_name, &sb,
+                      before && same_file(before, &sb));
+    }
+    closedir(d);
+    if (rc < 0) {
+        seen_free(now, n);
+        return error_set(err, "out of memory");
+    }
+    seen_free(fs->seen, fs->nseen);
+    fs->seen = now;
+    fs->nseen = n;
+    if (n > 1)
+        qsort(fs->seen, n, sizeof(*fs->seen), seen_cmp);
+    conn_log(c, LOG_TRACE, NULL, "scanned %s: %zu matching file(s)",
+             fs->receive_dir, n);
+    return 0;
+}
+
+/* Open a stable file and add it to the intake. 1 added, 0 skipped, -1
+ * error (the batch must not be committed). */
+static int take_one(struct connector *c, struct file_state *fs,
+                    struct intake *in, struct seen *s, struct error *err)
+{
+    char path[4300], key[600];
+    snprintf(path, sizeof(path), "%s/%s", fs->receive_dir, s->name);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        conn_log(c, LOG_DEBUG, NULL, "%s vanished or unreadable: %s", s->name,
+                 strerror(errno));
+        s->stable = 0;
+        return 0;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || !same_file(s, &sb)) {
+        close(fd);
+        s->stable = 0;      /* changed under us: wait for it to settle */
+        return 0;
+    }
+    snprintf(key, sizeof(key), "%s|%lld|%lld.%09ld", s->name,
+             (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+             sb.st_mtim.tv_nsec);
+    int rc = intake_add_fd(in, fd, s->name, key, err);
+    close(fd);
+    return rc < 0 ? -1 : 1;
+}
+
+/* Delete or archive a committed file. */
+static void acknowledge(struct connector *c, struct file_state *fs,
+                        const char *name, const char *id)
+{
+    char path[4300], dest[4400];
+    snprintf(path, sizeof(path), "%s/%s", fs->receive_dir, name);
+    if (!fs->archive) {
+        if (unlink(path) < 0 && errno != ENOENT)
+            conn_log(c, LOG_ERROR, id, "stored, but cannot delete %s: %s",
+                     path, strerror(errno));
+        return;
+    }
+    snprintf(dest, sizeof(dest), "%s/%s", fs->archive_dir, name);
+    if (renameat2(AT_FDCWD, path, AT_FDCWD, dest, RENAME_NOREPLACE) < 0 &&
+        errno == EEXIST) {
+        snprintf(dest, sizeof(dest), "%s/%s.%s", fs->archive_dir, name, id);
+        if (rename(path, dest) == 0)
+            return;
+    } else {
+        return;
+    }
+    conn_log(c, LOG_ERROR, id, "stored, but cannot archive %s: %s", path,
+             strerror(errno));
+}
+
+/* Commit the intake and acknowledge what it holds. */
+static int commit_batch(struct connector *c, struct file_state *fs,
+                        struct intake *in, struct error *err)
+{
+    if (intake_count(in) == 0)
+        return 0;
+    if (intake_commit(in, err) < 0)
+        return -1;
+    size_t n = intake_count(in);
+    for (size_t i = 0; i < n; i++) {
+        const char *dup = intake_duplicate(in, i);
+        const char *id = dup ? dup : intake_id(in, i);
+        const char *name = intake_filename(in, i);
+        conn_log(c, dup ? LOG_INFO : LOG_DEBUG, id, dup
+                 ? "%s is a duplicate of stored message %s; not stored again"
+                 : "picked up %s", name, id);
+        acknowledge(c, fs, name, id);
+    }
+    intake_reset(in);
+    if (fsx_fsync_dir(fs->receive_dir, err) < 0)
+        return -1;
+    return fs->archive ? fsx_fsync_dir(fs->archive_dir, err) : 0;
+}
+
+static enum wh_status file_poll(struct connector *c, struct intake *in,
+                                struct error *err)
+{
+    struct file_state *fs = c->state;
+    if (fs->receive_dir == NULL)
+        return WH_DECLINED;
+    if (scan(c, fs, err) < 0)
+        return WH_RETRY;
+    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
+    size_t taken = 0;
+    for (size_t i = 0; i < fs->nseen && taken < MAX_TAKE_PER_POLL; i++) {
+        struct seen *s = &fs->seen[i];
+        if (s->stable != 1)
+            continue;
+        int rc = take_one(c, fs, in, s, err);
+        if (rc < 0) {
+            intake_reset(in);
+            return WH_RETRY;
+        }
+        inbatch += rc;
+        taken += (size_t)rc;
+        if (inbatch >= batch) {
+            if (commit_batch(c, fs, in, err) < 0)
+                return WH_RETRY;
+            inbatch = 0;
+        }
+    }
+    if (commit_batch(c, fs, in, err) < 0)
+        return WH_RETRY;
+    return taken ? WH_OK : WH_DECLINED;
+}
+
+/* ---- destination ------------------------------------------------------------ */
+
+/* A safe file name for the message: its own name without any folder part
+ * or control characters, else the message id. */
+static void target_name(const struct message *m, char *out, size_t n)
+{
+    const char *f = m->filename ? m->filename : "";
+    const char *slash = strrchr(f, '/');
+    if (slash)
+        f = slash + 1;
+    int ok = f[0] != '\0' && f[0] != '.' && strlen(f) < 200;
+    for (const char *p = f; ok && *p; p++)
+        ok = (unsigned char)*p >= 0x20 && *p != 0x7f && *p != '\\';
+    snprintf(out, n, "%s", ok ? f : m->id);
+}
+
+/* name, or name_k.ext for k > 0 */
+static void suffixed(const char *name, int k, char *out, size_t n)
+{
+    if (k == 0) {
+        snprintf(out, n, "%s", name);
+        return;
+    }
+    const char *dot = strrchr(name, '.');
+    if (dot == NULL || dot == name)
+        snprintf(out, n, "%s_%d", name, k);
+    else
+        snprintf(out, n, "%.*s_%d%s", (int)(dot - name), name, k, dot);
+}
+
+/* 1 when the file at path has exactly the message's size and SHA-256. */
+static int same_content(const char *path, const struct message *m)
+{
+    struct stat sb;
+    if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size != m->size ||
+        m->sha256 == NULL)
+        return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char buf[65536], md[32];
+    unsigned int len = 0;
+    ssize_t r;
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    while ((r = read(fd, buf, sizeof(buf))) > 0)
+        EVP_DigestUpdate(ctx, buf, (size_t)r);
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    close(fd);
+    if (r < 0)
+        return 0;
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return strcmp(hex, m->sha256) == 0;
+}
+
+/* Already delivered (by an attempt that crashed before it was recorded)? */
+static int already_there(const struct file_state *fs, const struct message *m,
+                         const char *name, char *found, size_t n)
+{
+    int last = fs->collision == COLLIDE_RENAME ? MAX_RENAME_SUFFIX : 0;
+    for (int k = 0; k <= last; k++) {
+        char cand[300], path[4400];
+        suffixed(name, k, cand, sizeof(cand));
+        snprintf(path, sizeof(path), "%s/%s", fs->send_dir, cand);
+        if (access(path, F_OK) < 0)
+            return 0;
+        if (same_content(path, m)) {
+            snprintf(found, n, "%s", path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+struct pending {
+    int fd;
+    char tmp[4400];
+    char name[256];
+};
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Decrypt the payload into p->tmp. Sets d->status on failure. */
+static int write_temp(struct file_state *fs, struct delivery *d,
+                      struct pending *p)
+{
+    static __thread unsigned char buf[PAYLOAD_SEGMENT];
+    snprintf(p->tmp, sizeof(p->tmp), "%s/.wharf-%s.tmp", fs->send_dir,
+             d->msg->id);
+    p->fd = open(p->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                 0640);
+    if (p->fd < 0) {
+        error_errno(&d->err, errno, "cannot create a file in send_dir %s",
+                    fs->send_dir);
+        d->status = WH_RETRY;
+        return -1;
+    }
+    struct payload_reader *r = message_payload_open(d->msg, &d->err);
+    ssize_t got = r ? 1 : -1;
+    while (got > 0) {
+        got = payload_read(r, buf, sizeof(buf), &d->err);
+        if (got > 0 && write_all(p->fd, buf, (size_t)got) < 0) {
+            error_errno(&d->err, errno, "cannot write %s", p->tmp);
+            d->status = WH_RETRY;
+            break;
+        }
+    }
+    payload_close(r);
+    if (got < 0)
+        d->status = WH_FAIL;    /* the stored payload is bad: retrying won't help */
+    if (got == 0)
+        return 0;
+    close(p->fd);
+    p->fd = -1;
+    unlink(p->tmp);
+    return -1;
+}
+
+/* Move a synced temp file to its final name per the collision policy. */
+static void place(struct connector *c, struct file_state *fs,
+                  struct delivery *d, struct pending *p)
+{
+    char path[4400], cand[300];
+    int last = fs->collision == COLLIDE_RENAME ? MAX_RENAME_SUFFIX : 0;
+    for (int k = 0; k <= last; k++) {
+        suffixed(p->name, k, cand, sizeof(cand));
+        snprintf(path, sizeof(path), "%s/%s", fs->send_dir, cand);
+        int rc = fs->collision == COLLIDE_OVERWRITE
+            ? rename(p->tmp, path)
+            : renameat2(AT_FDCWD, p->tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+        if (rc == 0) {
+            d->status = WH_OK;
+            snprintf(d->receipt, sizeof(d->receipt), "written to %.200s", path);
+            conn_log(c, LOG_DEBUG, d->msg->id, "wrote %s", path);
+            return;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    if (errno == EEXIST) {
+        error_set(&d->err, "%s/%s already exists (on_collision is \"%s\")",
+                  fs->send_dir, p->name, last ? "rename, and all suffixes are taken"
+                  : "fail");
+        d->status = WH_FAIL;
+    } else {
+        error_errno(&d->err, errno, "cannot rename into %s", path);
+        d->status = WH_RETRY;
+    }
+    unlink(p->tmp);
+}
+
+static void file_deliver_batch(struct connector *c, struct delivery *d,
+                               size_t n)
+{
+    struct file_state *fs = c->state;
+    struct pending *p = calloc(n + 1, sizeof(*p));
+    int *fds = calloc(n + 1, sizeof(int));
+    size_t nf = 0;
+    struct error err = {0};
+    if (p == NULL || fds == NULL || fs->send_dir == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            d[i].status = fs->send_dir ? WH_RETRY : WH_FAIL;
+            error_set(&d[i].err, fs->send_dir ? "out of memory"
+                      : "connector has no send_dir");
+        }
+        free(p);
+        free(fds);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char found[4400];
+        p[i].fd = -1;
+        d[i].status = WH_AGAIN;
+        target_name(d[i].msg, p[i].name, sizeof(p[i].name));
+        if (fs->collision != COLLIDE_OVERWRITE &&
+            already_there(fs, d[i].msg, p[i].name, found, sizeof(found))) {
+            d[i].status = WH_OK;
+            snprintf(d[i].receipt, sizeof(d[i].receipt),
+                     "already present as %.200s", found);
+            continue;
+        }
+        if (write_temp(fs, &d[i], &p[i]) == 0)
+            fds[nf++] = p[i].fd;
+    }
+    int synced = fsx_sync_fds(fds, nf, &err) == 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].fd < 0)
+            continue;
+        close(p[i].fd);
+        if (synced) {
+            place(c, fs, &d[i], &p[i]);
+        } else {
+            d[i].err = err;
+            d[i].status = WH_RETRY;
+            unlink(p[i].tmp);
+        }
+    }
+    if (nf > 0 && fsx_fsync_dir(fs->send_dir, &err) < 0)
+        for (size_t i = 0; i < n; i++)
+            if (d[i].status == WH_OK) {
+                d[i].status = WH_RETRY;     /* the next try finds it in place */
+                d[i].err = err;
+            }
+    free(p);
+    free(fds);
+}
+
+static enum wh_status file_deliver(struct connector *c, struct delivery *d)
+{
+    file_deliver_batch(c, d, 1);
+    return d->status;
+}
+
+static enum wh_status file_test(struct connector *c, struct error *err)
+{
+    struct file_state *fs = c->state;
+    if (fs->receive_dir && access(fs->receive_dir, R_OK | W_OK | X_OK) < 0)
+        return error_errno(err, errno, "receive_dir %s", fs->receive_dir),
+               WH_FAIL;
+    if (fs->send_dir && access(fs->send_dir, W_OK | X_OK) < 0)
+        return error_errno(err, errno, "send_dir %s", fs->send_dir), WH_FAIL;
+    return WH_OK;
+}
+
+const struct connector_type connector_file = {
+    .name = "file",
+    .check = file_check,
+    .open = file_open,
+    .poll = file_poll,
+    .deliver = file_deliver,
+    .deliver_batch = file_deliver_batch,
+    .test = file_test,
+    .close = file_close,
+};

@@ -1,0 +1,473 @@
+/*
+ * engine.c - the flow engine: lease -> run -> commit (M1, M2).
+ *
+ * Threads:
+ *   - the poller: every few ms checks whether the stored flow changed (its
+ *     generation) and reloads the connectors if so, then calls poll() on
+ *     every source that is due, handing it an intake;
+ *   - N workers: each leases a batch of due hops (its own store
+ *     connection), hands them to their connectors (deliver_batch or
+ *     deliver), and commits every outcome of the batch in one transaction.
+ *
+ * The engine owns retries: a connector says WH_RETRY, the engine computes
+ * the next attempt (exponential backoff with jitter) or, past the
+ * connector's max_attempts, parks the hop as failed (resendable). Leases
+ * expire, so the hops of a worker (or node) that died run again.
+ *
+ * The flow is shared under a writer-preferring rwlock: workers and the
+ * poller read it; a reload swaps it while nobody runs a connector.
+ *
+ * Must never: know a connector type by name; acknowledge anything itself.
+ */
+#include "core/engine.h"
+
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "connectors/connector.h"
+#include "core/flow.h"
+#include "core/intake.h"
+#include "core/wharf.h"
+#include "store/store.h"
+#include "util/id.h"
+#include "util/log.h"
+
+#define IDLE_WAIT_MS 200        /* workers re-check the database this often */
+#define RELOAD_CHECK_MS 500
+
+struct worker {
+    struct engine *e;
+    int index;
+    pthread_t thread;
+    char owner[96];
+    unsigned seed;
+};
+
+struct engine {
+    struct wharf *w;
+    pthread_rwlock_t flow_lock;
+    struct flow *flow;              /* under flow_lock */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;              /* wakes workers after an intake */
+    int stopping;                   /* under mu */
+    pthread_t poller;
+    struct worker *workers;
+    int nworkers;
+};
+
+long long engine_backoff_ms(long long initial_ms, long long max_ms,
+                            int attempts, unsigned rnd)
+{
+    long long d = initial_ms;
+    for (int i = 1; i < attempts && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    long long half = d / 2;
+    return half + (half > 0 ? (long long)(rnd % (unsigned long long)(half + 1)) : 0);
+}
+
+static int engine_stopping(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    int s = e->stopping;
+    pthread_mutex_unlock(&e->mu);
+    return s;
+}
+
+static void engine_wait(struct engine *e, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&e->mu);
+    if (!e->stopping)
+        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void engine_wake(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+/* One leased hop and everything needed to run and commit it. */
+struct job {
+    struct store_hop *hop;
+    struct store_message row;
+    struct message msg;
+    struct delivery d;
+    struct connector *c;
+    const char **next;
+    size_t nnext;
+    struct store_outcome out;
+    char error[ERROR_MSG_MAX + 64];
+};
+
+static void job_prepare(struct worker *wk, struct store *st, struct job *j)
+{
+    struct error err = {0};
+    struct engine *e = wk->e;
+    j->c = flow_find(e->flow, j->hop->connector);
+    int found = store_message_get(st, j->hop->message_id, &j->row, &err);
+    j->msg.wharf = e->w;
+    memcpy(j->msg.id, j->hop->message_id, sizeof(j->msg.id));
+    j->msg.source = j->row.source;
+    j->msg.filename = j->row.filename;
+    j->msg.size = j->row.size;
+    j->msg.sha256 = j->row.sha256;
+    j->msg.payload_path = j->row.payload_path;
+    j->d.msg = &j->msg;
+    j->d.status = WH_RETRY;
+    if (found != 0)
+        error_set(&j->d.err, "message %s cannot be read: %s", j->msg.id,
+                  found < 0 ? err.msg : "not found");
+    else if (j->c == NULL)
+        error_set(&j->d.err, "connector '%s' is not configured (or failed "
+                  "to open; see the log)", j->hop->connector);
+    else
+        j->d.status = WH_AGAIN;     /* to be run */
+}
+
+/* Run every job of connector c (those still WH_AGAIN) as one batch. */
+static void run_connector(struct connector *c, struct job *jobs, size_t n)
+{
+    struct delivery *ds = calloc(n, sizeof(*ds));
+    size_t k = 0;
+    if (ds == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].c == c && jobs[i].d.status == WH_AGAIN)
+            ds[k++] = jobs[i].d;
+    if (c->type->deliver_batch)
+        c->type->deliver_batch(c, ds, k);
+    else
+        for (size_t i = 0; i < k; i++)
+            ds[i].status = c->type->deliver(c, &ds[i]);
+    for (size_t i = 0, m = 0; i < n && m < k; i++)
+        if (jobs[i].c == c && jobs[i].d.status == WH_AGAIN)
+            jobs[i].d = ds[m++];
+    free(ds);
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].c == c && jobs[i].d.status != WH_OK &&
+            jobs[i].d.status != WH_FAIL && jobs[i].d.status != WH_RETRY) {
+            jobs[i].d.status = WH_RETRY;
+            if (jobs[i].d.err.msg[0] == '\0')
+                error_set(&jobs[i].d.err, "connector %s did not finish the "
+                          "delivery", c->name);
+        }
+}
+
+static void job_outcome(struct worker *wk, struct job *j)
+{
+    struct retry_policy def = { 10, 1000, 600000 };
+    const struct retry_policy *rp = j->c ? &j->c->retry : &def;
+    struct store_outcome *o = &j->out;
+    o->hop_id = j->hop->id;
+    o->message_id = j->hop->message_id;
+    o->connector = j->hop->connector;
+    o->owner = wk->owner;
+    o->attempts = j->hop->attempts + 1;
+    if (j->d.status == WH_OK) {
+        o->result = HOP_SENT;
+        o->receipt = j->d.receipt[0] ? j->d.receipt : NULL;
+        j->nnext = flow_next(wk->e->flow, j->hop->connector, &j->next);
+        o->next = j->next;
+        o->nnext = j->nnext;
+        return;
+    }
+    o->error = j->error;
+    snprintf(j->error, sizeof(j->error), "%s", j->d.err.msg[0] ? j->d.err.msg
+             : "connector gave no reason");
+    if (j->d.status == WH_RETRY && o->attempts < rp->max_attempts) {
+        o->result = HOP_RETRY;
+        o->next_at = time_now_ms() + engine_backoff_ms(rp->initial_ms,
+                     rp->max_ms, o->attempts, (unsigned)rand_r(&wk->seed));
+        return;
+    }
+    o->result = HOP_FAILED;
+    if (j->d.status == WH_RETRY)
+        snprintf(j->error, sizeof(j->error), "%s (gave up after %d "
+                 "attempts)", j->d.err.msg, o->attempts);
+}
+
+static void job_log(const struct job *j)
+{
+    const struct store_outcome *o = &j->out;
+    int lvl = j->c ? j->c->log_level : -1;
+    if (o->result == HOP_SENT)
+        log_write(LOG_INFO, lvl, o->connector, o->message_id,
+                  "delivered (attempt %d)%s%s", o->attempts,
+                  o->receipt ? ": " : "", o->receipt ? o->receipt : "");
+    else if (o->result == HOP_RETRY)
+        log_write(LOG_WARNING, lvl, o->connector, o->message_id,
+                  "attempt %d failed, retry in %lld ms: %s", o->attempts,
+                  (long long)(o->next_at - time_now_ms()), o->error);
+    else
+        log_write(LOG_ERROR, lvl, o->connector, o->message_id,
+                  "failed: %s", o->error);
+}
+
+static void jobs_commit(struct worker *wk, struct store *st, struct job *jobs,
+                        size_t n)
+{
+    struct store_outcome *outs = calloc(n, sizeof(*outs));
+    struct error err = {0};
+    size_t skipped = 0;
+    if (outs == NULL)
+        return;         /* the leases expire and the hops run again */
+    for (size_t i = 0; i < n; i++)
+        outs[i] = jobs[i].out;
+    if (store_hop_finish(st, outs, n, &skipped, &err) < 0)
+        log_error("worker %d: cannot commit %zu outcomes (they will run "
+                  "again when their lease expires): %s", wk->index, n, err.msg);
+    else
+        for (size_t i = 0; i < n; i++)
+            job_log(&jobs[i]);
+    if (skipped)
+        log_warn("worker %d: %zu hop(s) had lost their lease; outcome not "
+                 "recorded, they run again", wk->index, skipped);
+    free(outs);
+}
+
+static void jobs_free(struct job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        store_message_clear(&jobs[i].row);
+        free(jobs[i].next);
+    }
+    free(jobs);
+}
+
+/* Lease, run and commit one batch. Returns the number of hops handled. */
+static size_t worker_batch(struct worker *wk, struct store *st)
+{
+    struct engine *e = wk->e;
+    struct error err = {0};
+    struct store_hop *hops = NULL;
+    size_t n = 0;
+    if (store_hop_lease(st, wk->owner, time_now_ms(), e->w->conf.lease_ms,
+                        (size_t)e->w->conf.batch, &hops, &n, &err) < 0) {
+        log_error("worker %d: cannot lease hops: %s", wk->index, err.msg);
+        return 0;
+    }
+    if (n == 0)
+        return 0;
+    struct job *jobs = calloc(n, sizeof(*jobs));
+    if (jobs == NULL) {
+        store_hops_free(hops, n);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].hop = &hops[i];
+        job_prepare(wk, st, &jobs[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].d.status == WH_AGAIN)
+            run_connector(jobs[i].c, jobs, n);
+    for (size_t i = 0; i < n; i++)
+        job_outcome(wk, &jobs[i]);
+    jobs_commit(wk, st, jobs, n);
+    jobs_free(jobs, n);
+    store_hops_free(hops, n);
+    return n;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *wk = arg;
+    struct error err = {0};
+    struct store *st = store_open(wk->e->w->db_path, &err);
+    if (st == NULL) {
+        log_error("worker %d cannot open the store: %s", wk->index, err.msg);
+        return NULL;
+    }
+    while (!engine_stopping(wk->e)) {
+        pthread_rwlock_rdlock(&wk->e->flow_lock);
+        size_t n = worker_batch(wk, st);
+        pthread_rwlock_unlock(&wk->e->flow_lock);
+        if (n == 0)
+            engine_wait(wk->e, IDLE_WAIT_MS);
+    }
+    store_close(st);
+    return NULL;
+}
+
+/* ---- poller and reloader -------------------------------------------------- */
+
+struct poll_state {
+    int64_t *due;           /* per connector of the current flow */
+    size_t n;
+    int64_t next_reload_check;
+};
+
+static void maybe_reload(struct engine *e, struct store *st,
+                         struct poll_state *ps)
+{
+    struct error err = {0};
+    int64_t now = time_mono_ms();
+    if (now < ps->next_reload_check)
+        return;
+    ps->next_reload_check = now + RELOAD_CHECK_MS;
+    int64_t gen = store_flow_generation(st, &err);
+    if (gen < 0 || (e->flow && gen == e->flow->generation))
+        return;
+    struct flow *f = flow_load(e->w, st, &err);
+    if (f == NULL) {
+        log_error("cannot load the flow: %s", err.msg);
+        return;
+    }
+    pthread_rwlock_wrlock(&e->flow_lock);
+    struct flow *old = e->flow;
+    e->flow = f;
+    pthread_rwlock_unlock(&e->flow_lock);
+    flow_free(old);
+    free(ps->due);
+    ps->n = f->nconns;
+    ps->due = calloc(ps->n + 1, sizeof(*ps->due));
+    log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
+             (long long)gen, f->nconns, f->rows.nlinks);
+    engine_wake(e);
+}
+
+static int poll_one(struct engine *e, struct store *st, struct connector *c)
+{
+    struct error err = {0};
+    const char **next = NULL;
+    size_t nnext = flow_next(e->flow, c->name, &next);
+    struct intake *in = intake_new(e->w, st, c->name, next, nnext);
+    enum wh_status s = in ? c->type->poll(c, in, &err) : WH_RETRY;
+    if (s != WH_OK && s != WH_DECLINED)
+        conn_log(c, LOG_WARNING, NULL, "poll failed: %s", in ? err.msg
+                 : "out of memory");
+    intake_free(in);
+    free(next);
+    return s == WH_OK;
+}
+
+static void poll_sources(struct engine *e, struct store *st,
+                         struct poll_state *ps)
+{
+    pthread_rwlock_rdlock(&e->flow_lock);
+    int got = 0;
+    for (size_t i = 0; e->flow && i < e->flow->nconns && i < ps->n; i++) {
+        struct connector *c = e->flow->conns[i];
+        int64_t now = time_mono_ms();
+        if (c->type->poll == NULL || now < ps->due[i])
+            continue;
+        got |= poll_one(e, st, c);
+        ps->due[i] = time_mono_ms() + c->poll_ms;
+    }
+    pthread_rwlock_unlock(&e->flow_lock);
+    if (got)
+        engine_wake(e);
+}
+
+static void *poller_main(void *arg)
+{
+    struct engine *e = arg;
+    struct error err = {0};
+    struct poll_state ps = {0};
+    struct store *st = store_open(e->w->db_path, &err);
+    if (st == NULL) {
+        log_error("poller cannot open the store: %s", err.msg);
+        return NULL;
+    }
+    while (!engine_stopping(e)) {
+        maybe_reload(e, st, &ps);
+        poll_sources(e, st, &ps);
+        usleep(20 * 1000);
+    }
+    free(ps.due);
+    store_close(st);
+    return NULL;
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+static int engine_init(struct engine *e, struct wharf *w, struct error *err)
+{
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr,
+        PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&e->flow_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->w = w;
+    e->nworkers = w->conf.workers;
+    e->workers = calloc((size_t)e->nworkers, sizeof(*e->workers));
+    if (e->workers == NULL)
+        return error_set(err, "out of memory");
+    char host[64] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    for (int i = 0; i < e->nworkers; i++) {
+        struct worker *wk = &e->workers[i];
+        wk->e = e;
+        wk->index = i;
+        snprintf(wk->owner, sizeof(wk->owner), "%s/%d/w%d", host,
+                 (int)getpid(), i);
+        RAND_bytes((unsigned char *)&wk->seed, sizeof(wk->seed));
+    }
+    return 0;
+}
+
+struct engine *engine_start(struct wharf *w, struct error *err)
+{
+    struct engine *e = calloc(1, sizeof(*e));
+    if (e == NULL || engine_init(e, w, err) < 0) {
+        if (e)
+            free(e->workers);
+        free(e);
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    if (pthread_create(&e->poller, NULL, poller_main, e) != 0) {
+        free(e->workers);
+        free(e);
+        error_set(err, "cannot start the poller thread");
+        return NULL;
+    }
+    for (int i = 0; i < e->nworkers; i++)
+        if (pthread_create(&e->workers[i].thread, NULL, worker_main,
+                           &e->workers[i]) != 0)
+            log_error("cannot start worker %d", i);
+    log_info("engine started: %d worker(s), batch %d, lease %lld ms",
+             e->nworkers, w->conf.batch, (long long)w->conf.lease_ms);
+    return e;
+}
+
+void engine_stop(struct engine *e)
+{
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->poller, NULL);
+    for (int i = 0; i < e->nworkers; i++)
+        if (e->workers[i].thread)
+            pthread_join(e->workers[i].thread, NULL);
+    flow_free(e->flow);
+    pthread_rwlock_destroy(&e->flow_lock);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->workers);
+    free(e);
+    log_info("engine stopped");
+}

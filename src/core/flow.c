@@ -1,0 +1,307 @@
+/*
+ * flow.c - the flow document (parse, validate, import, export) and the
+ * runtime flow the engine runs.
+ *
+ * The document is untrusted input (an operator's file, later an API body):
+ * it is size-capped, parsed with duplicate keys rejected, validated in full
+ * (every connector's own check included) into rows in memory, and only then
+ * written, in one transaction. A failed import changes nothing.
+ *
+ * Must never: open connectors or touch the file system while validating
+ * beyond what a type's check() reads.
+ */
+#include "core/flow.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <string.h>
+
+#include "connectors/connector.h"
+#include "core/wharf.h"
+#include "util/log.h"
+
+/* ---- validation helpers ---------------------------------------------------- */
+
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static ssize_t find_conn(const struct store_flow *f, const char *name)
+{
+    for (size_t i = 0; i < f->nconns; i++)
+        if (strcmp(f->conns[i].name, name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static int parse_connector(json_t *jc, size_t idx, struct store_flow *out,
+                           struct error *err)
+{
+    const char *name, *type;
+    json_t *config = NULL;
+    json_error_t je;
+    if (json_unpack_ex(jc, &je, JSON_STRICT, "{s:s, s:s, s?o}", "name", &name,
+                       "type", &type, "config", &config) < 0)
+        return error_set(err, "connectors[%zu]: %s", idx, je.text);
+    if (!name_ok(name))
+        return error_set(err, "connectors[%zu]: name must be 1-64 characters "
+                         "of A-Z a-z 0-9 . _ -", idx);
+    if (find_conn(out, name) >= 0)
+        return error_set(err, "connector '%s' is defined twice", name);
+    if (config != NULL && !json_is_object(config))
+        return error_set(err, "connector '%s': config must be an object", name);
+    json_t *empty = config ? NULL : json_object();
+    int rc = connector_check(name, type, config ? config : empty, err);
+    char *text = rc == 0 ? json_dumps(config ? config : empty,
+                                      JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(empty);
+    if (rc < 0)
+        return -1;
+    struct store_connector *c = &out->conns[out->nconns];
+    c->name = strdup(name);
+    c->type = strdup(type);
+    c->config = text;
+    out->nconns++;
+    if (!c->name || !c->type || !c->config)
+        return error_set(err, "out of memory");
+    return 0;
+}
+
+static int parse_link(json_t *jl, size_t idx, struct store_flow *out,
+                      struct error *err)
+{
+    const char *src, *dst;
+    if (!json_is_array(jl) || json_array_size(jl) != 2 ||
+        !(src = json_string_value(json_array_get(jl, 0))) ||
+        !(dst = json_string_value(json_array_get(jl, 1))))
+        return error_set(err, "links[%zu] must be [\"from\", \"to\"]", idx);
+    ssize_t s = find_conn(out, src), d = find_conn(out, dst);
+    if (s < 0 || d < 0)
+        return error_set(err, "links[%zu] names unknown connector '%s'", idx,
+                         s < 0 ? src : dst);
+    if (strcmp(src, dst) == 0)
+        return error_set(err, "links[%zu] links '%s' to itself", idx, src);
+    const struct connector_type *t = connector_type_find(out->conns[d].type);
+    if (t->deliver == NULL && t->deliver_batch == NULL)
+        return error_set(err, "links[%zu]: connector '%s' (type %s) cannot "
+                         "be a destination", idx, dst, out->conns[d].type);
+    for (size_t i = 0; i < out->nlinks; i++)
+        if (!strcmp(out->links[i].src, src) && !strcmp(out->links[i].dst, dst))
+            return error_set(err, "link %s -> %s is listed twice", src, dst);
+    struct store_link *l = &out->links[out->nlinks++];
+    l->src = strdup(src);
+    l->dst = strdup(dst);
+    return (l->src && l->dst) ? 0 : error_set(err, "out of memory");
+}
+
+/* Depth-first search for a cycle through connector i; mark: 0 new,
+ * 1 on the current path, 2 done. */
+static int has_cycle(const struct store_flow *f, size_t i, char *mark)
+{
+    mark[i] = 1;
+    for (size_t k = 0; k < f->nlinks; k++) {
+        if (strcmp(f->links[k].src, f->conns[i].name) != 0)
+            continue;
+        size_t j = (size_t)find_conn(f, f->links[k].dst);
+        if (mark[j] == 1 || (mark[j] == 0 && has_cycle(f, j, mark)))
+            return 1;
+    }
+    mark[i] = 2;
+    return 0;
+}
+
+static int check_acyclic(const struct store_flow *f, struct error *err)
+{
+    char *mark = calloc(f->nconns + 1, 1);
+    if (mark == NULL)
+        return error_set(err, "out of memory");
+    int cyc = 0;
+    for (size_t i = 0; i < f->nconns && !cyc; i++)
+        if (mark[i] == 0)
+            cyc = has_cycle(f, i, mark);
+    free(mark);
+    return cyc ? error_set(err, "links form a cycle: a message would loop "
+                           "forever") : 0;
+}
+
+static int parse_doc(json_t *root, struct store_flow *out, struct error *err)
+{
+    json_t *conns = NULL, *links = NULL;
+    json_error_t je;
+    if (json_unpack_ex(root, &je, JSON_STRICT, "{s:o, s?o}", "connectors",
+                       &conns, "links", &links) < 0)
+        return error_set(err, "flow document: %s", je.text);
+    if (!json_is_array(conns) || (links && !json_is_array(links)))
+        return error_set(err, "flow document: connectors and links must be "
+                         "arrays");
+    out->conns = calloc(json_array_size(conns) + 1, sizeof(*out->conns));
+    out->links = calloc((links ? json_array_size(links) : 0) + 1,
+                        sizeof(*out->links));
+    if (!out->conns || !out->links)
+        return error_set(err, "out of memory");
+    size_t i;
+    json_t *v;
+    json_array_foreach(conns, i, v)
+        if (parse_connector(v, i, out, err) < 0)
+            return -1;
+    json_array_foreach(links, i, v)
+        if (parse_link(v, i, out, err) < 0)
+            return -1;
+    return check_acyclic(out, err);
+}
+
+int flow_parse(const char *text, size_t len, struct store_flow *out,
+               struct error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > FLOW_DOC_MAX)
+        return error_set(err, "flow document is larger than %d bytes",
+                         FLOW_DOC_MAX);
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return error_set(err, "flow document is not valid JSON: line %d "
+                         "column %d: %s", je.line, je.column, je.text);
+    int rc = parse_doc(root, out, err);
+    json_decref(root);
+    if (rc < 0)
+        store_flow_clear(out);
+    return rc;
+}
+
+int flow_import(struct store *st, const char *text, size_t len,
+                struct error *err)
+{
+    struct store_flow f;
+    if (flow_parse(text, len, &f, err) < 0)
+        return -1;
+    int rc = store_flow_put(st, &f, err);
+    store_flow_clear(&f);
+    return rc;
+}
+
+static json_t *export_doc(const struct store_flow *f, struct error *err)
+{
+    json_t *root = json_object(), *conns = json_array(), *links = json_array();
+    json_object_set_new(root, "connectors", conns);
+    json_object_set_new(root, "links", links);
+    for (size_t i = 0; i < f->nconns; i++) {
+        json_error_t je;
+        json_t *cfg = json_loads(f->conns[i].config, 0, &je);
+        if (cfg == NULL) {
+            json_decref(root);
+            error_set(err, "stored config of '%s' is not JSON", f->conns[i].name);
+            return NULL;
+        }
+        json_array_append_new(conns, json_pack("{s:s, s:s, s:o}", "name",
+                              f->conns[i].name, "type", f->conns[i].type,
+                              "config", cfg));
+    }
+    for (size_t i = 0; i < f->nlinks; i++)
+        json_array_append_new(links, json_pack("[s, s]", f->links[i].src,
+                                               f->links[i].dst));
+    return root;
+}
+
+char *flow_export(struct store *st, struct error *err)
+{
+    struct store_flow f;
+    if (store_flow_get(st, &f, err) < 0)
+        return NULL;
+    json_t *root = export_doc(&f, err);
+    store_flow_clear(&f);
+    if (root == NULL)
+        return NULL;
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (text == NULL)
+        error_set(err, "out of memory");
+    return text;
+}
+
+/* ---- runtime ------------------------------------------------------------------ */
+
+static struct connector *load_one(struct wharf *w,
+                                  const struct store_connector *sc)
+{
+    struct error err = {0};
+    json_error_t je;
+    json_t *cfg = json_loads(sc->config, 0, &je);
+    if (cfg == NULL) {
+        log_error("connector %s: stored config is not JSON; left out", sc->name);
+        return NULL;
+    }
+    struct connector *c = connector_new(w, sc->name, sc->type, cfg, &err);
+    json_decref(cfg);
+    if (c == NULL)
+        log_error("connector %s left out: %s", sc->name, err.msg);
+    return c;
+}
+
+struct flow *flow_load(struct wharf *w, struct store *st, struct error *err)
+{
+    struct flow *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    if (store_flow_get(st, &f->rows, err) < 0) {
+        free(f);
+        return NULL;
+    }
+    f->generation = f->rows.generation;
+    f->conns = calloc(f->rows.nconns + 1, sizeof(*f->conns));
+    if (f->conns == NULL) {
+        flow_free(f);
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < f->rows.nconns; i++) {
+        struct connector *c = load_one(w, &f->rows.conns[i]);
+        if (c)
+            f->conns[f->nconns++] = c;
+    }
+    return f;
+}
+
+void flow_free(struct flow *f)
+{
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < f->nconns; i++)
+        connector_free(f->conns[i]);
+    free(f->conns);
+    store_flow_clear(&f->rows);
+    free(f);
+}
+
+struct connector *flow_find(const struct flow *f, const char *name)
+{
+    for (size_t i = 0; i < f->nconns; i++)
+        if (strcmp(f->conns[i]->name, name) == 0)
+            return f->conns[i];
+    return NULL;
+}
+
+size_t flow_next(const struct flow *f, const char *from, const char ***out)
+{
+    size_t n = 0;
+    *out = calloc(f->rows.nlinks + 1, sizeof(**out));
+    if (*out == NULL)
+        return 0;
+    for (size_t i = 0; i < f->rows.nlinks; i++)
+        if (strcmp(f->rows.links[i].src, from) == 0)
+            (*out)[n++] = f->rows.links[i].dst;
+    return n;
+}

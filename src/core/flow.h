@@ -1,0 +1,62 @@
+/*
+ * flow.h - flows: connectors linked output-to-input (M1).
+ *
+ * Two halves. The document half parses and validates the import/export JSON
+ *   {"connectors":[{"name":..,"type":..,"config":{..}}],"links":[["a","b"]]}
+ * completely before anything is changed (flow_parse), and writes it back
+ * (flow_export). The runtime half (struct flow) holds the opened connectors
+ * of the stored flow for the engine, and answers "where does a message go
+ * after connector X".
+ */
+#ifndef WHARF_FLOW_H
+#define WHARF_FLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "util/error.h"
+
+struct wharf;
+struct connector;
+
+#define FLOW_DOC_MAX (16 * 1024 * 1024)
+
+/* Parse and validate a flow document (untrusted input: fuzzed). On success
+ * out holds the normalized rows (configs as compact JSON); free with
+ * store_flow_clear. Validation: known types, each type's check(), unique
+ * names of [A-Za-z0-9._-]{1,64}, links between existing connectors to a
+ * connector that can deliver, no duplicate links, no cycles. */
+int flow_parse(const char *text, size_t len, struct store_flow *out,
+               struct error *err);
+
+/* flow_parse, then replace the stored flow in one transaction. A running
+ * server picks the new generation up without a restart. */
+int flow_import(struct store *st, const char *text, size_t len,
+                struct error *err);
+
+/* The stored flow as a pretty JSON document. Caller frees. */
+char *flow_export(struct store *st, struct error *err);
+
+/* ---- runtime ------------------------------------------------------------- */
+
+struct flow {
+    struct connector **conns;
+    size_t nconns;
+    struct store_flow rows;     /* the links are read from here */
+    int64_t generation;
+};
+
+/* Open every connector of the stored flow. A connector that fails to open
+ * is left out with an error logged (its hops fail clearly, others run).
+ * Caller owns; flow_free. */
+struct flow *flow_load(struct wharf *w, struct store *st, struct error *err);
+void flow_free(struct flow *f);
+
+struct connector *flow_find(const struct flow *f, const char *name);
+
+/* Connectors that follow `from`: *out is malloc'ed (caller frees the array
+ * only; the names belong to f). */
+size_t flow_next(const struct flow *f, const char *from, const char ***out);
+
+#endif

@@ -1,0 +1,328 @@
+/*
+ * intake.c - batches of new messages, made durable together (M2).
+ *
+ * Owns the payload files of a batch until they are committed: on any
+ * failure before the commit they are removed, so a failed intake leaves
+ * nothing half-stored. Payload files go to payloads/YYYYMMDD/<id>.wpay.
+ *
+ * The order that makes acknowledgement safe: payload bytes written ->
+ * payload files synced (one batched sync) -> payload folder fsynced ->
+ * messages committed (one transaction) -> caller acknowledges the source.
+ */
+#include "core/intake.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/wharf.h"
+#include "store/store.h"
+#include "util/fsx.h"
+#include "util/id.h"
+#include "vault/vault.h"
+
+struct intake_item {
+    char id[ID_LEN + 1];
+    char *filename;
+    char *source_key;
+    char rel[96];               /* payloads/YYYYMMDD/<id>.wpay */
+    int fd;                     /* open until the batch is synced */
+    struct payload_info info;
+    char dedup[65];
+    int committed;
+    char duplicate_of[ID_LEN + 1];
+};
+
+struct intake {
+    struct wharf *w;
+    struct store *st;
+    const char *source;
+    const char *const *next;
+    size_t nnext;
+    struct intake_item *items;
+    size_t n, cap;
+    struct payload_writer *cur;     /* message being streamed, or NULL */
+    char day[16];                   /* folder known to exist */
+};
+
+struct intake *intake_new(struct wharf *w, struct store *st, const char *source,
+                          const char *const *next, size_t nnext)
+{
+    struct intake *in = calloc(1, sizeof(*in));
+    if (in == NULL)
+        return NULL;
+    in->w = w;
+    in->st = st;
+    in->source = source;
+    in->next = next;
+    in->nnext = nnext;
+    return in;
+}
+
+static void item_clear(struct intake_item *it, int remove_file, struct wharf *w)
+{
+    if (it->fd >= 0)
+        close(it->fd);
+    it->fd = -1;
+    if (remove_file && it->rel[0]) {
+        char path[4300];
+        if (wharf_path(w, it->rel, path, sizeof(path)) == 0)
+            unlink(path);
+    }
+    free(it->filename);
+    free(it->source_key);
+    memset(it, 0, sizeof(*it));
+    it->fd = -1;
+}
+
+/* The payload folder for today, created when first needed. */
+static int day_folder(struct intake *in, char day[16], size_t n, struct error *err)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(day, n, "%Y%m%d", &tm);
+    if (strcmp(day, in->day) == 0)
+        return 0;
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/%s", in->w->payload_dir, day);
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return error_errno(err, errno, "cannot create %s", path);
+    if (fsx_fsync_dir(in->w->payload_dir, err) < 0)
+        return -1;
+    snprintf(in->day, sizeof(in->day), "%s", day);
+    return 0;
+}
+
+int intake_begin(struct intake *in, const char *filename,
+                 const char *source_key, struct error *err)
+{
+    if (in->cur != NULL)
+        return error_set(err, "intake: previous message not ended");
+    if (in->n == in->cap) {
+        size_t cap = in->cap ? in->cap * 2 : 64;
+        void *p = realloc(in->items, cap * sizeof(*in->items));
+        if (p == NULL)
+            return error_set(err, "out of memory");
+        in->items = p;
+        in->cap = cap;
+    }
+    struct intake_item *it = &in->items[in->n];
+    memset(it, 0, sizeof(*it));
+    it->fd = -1;
+    id_new(it->id);
+    char day[16], path[4300];
+    if (day_folder(in, day, sizeof(day), err) < 0)
+        return -1;
+    snprintf(it->rel, sizeof(it->rel), "payloads/%s/%s.wpay", day, it->id);
+    if (wharf_path(in->w, it->rel, path, sizeof(path)) < 0)
+        return error_set(err, "payload path too long");
+    it->filename = filename ? strdup(filename) : NULL;
+    it->source_key = source_key ? strdup(source_key) : NULL;
+    in->cur = payload_create(in->w->vault, path, it->id, err);
+    if (in->cur == NULL) {
+        it->rel[0] = '\0';
+        item_clear(it, 0, in->w);
+        return -1;
+    }
+    return 0;
+}
+
+int intake_write(struct intake *in, const void *buf, size_t n,
+                 struct error *err)
+{
+    if (in->cur == NULL)
+        return error_set(err, "intake: no message begun");
+    return payload_write(in->cur, buf, n, err);
+}
+
+void intake_cancel(struct intake *in)
+{
+    if (in->cur == NULL)
+        return;
+    payload_abort(in->cur);
+    in->cur = NULL;
+    in->items[in->n].rel[0] = '\0';     /* payload_abort removed it */
+    item_clear(&in->items[in->n], 0, in->w);
+}
+
+/* hex(SHA-256(source_key "\n" content sha256)) */
+static void dedup_key(const char *source_key, const char *sha, char out[65])
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, source_key, strlen(source_key));
+    EVP_DigestUpdate(ctx, "\n", 1);
+    EVP_DigestUpdate(ctx, sha, strlen(sha));
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int intake_end(struct intake *in, struct error *err)
+{
+    if (in->cur == NULL)
+        return error_set(err, "intake: no message begun");
+    struct intake_item *it = &in->items[in->n];
+    int rc = payload_finish(in->cur, &it->info, &it->fd, err);
+    in->cur = NULL;
+    if (rc < 0) {
+        it->rel[0] = '\0';              /* payload_finish removed it */
+        item_clear(it, 0, in->w);
+        return -1;
+    }
+    if (it->source_key)
+        dedup_key(it->source_key, it->info.sha256, it->dedup);
+    in->n++;
+    return 0;
+}
+
+int intake_add_fd(struct intake *in, int fd, const char *filename,
+                  const char *source_key, struct error *err)
+{
+    static __thread unsigned char buf[PAYLOAD_SEGMENT];
+    if (intake_begin(in, filename, source_key, err) < 0)
+        return -1;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            error_errno(err, errno, "cannot read %s", filename ? filename : "input");
+            intake_cancel(in);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        if (intake_write(in, buf, (size_t)r, err) < 0) {
+            intake_cancel(in);
+            return -1;
+        }
+    }
+    return intake_end(in, err);
+}
+
+static int sync_batch(struct intake *in, struct error *err)
+{
+    int *fds = calloc(in->n + 1, sizeof(int));
+    if (fds == NULL)
+        return error_set(err, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < in->n; i++)
+        if (in->items[i].fd >= 0 && !in->items[i].committed)
+            fds[k++] = in->items[i].fd;
+    int rc = fsx_sync_fds(fds, k, err);
+    free(fds);
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/%s", in->w->payload_dir, in->day);
+    if (rc == 0 && in->day[0])
+        rc = fsx_fsync_dir(path, err);
+    return rc;
+}
+
+static int store_batch(struct intake *in, struct error *err)
+{
+    struct store_message *msgs = calloc(in->n + 1, sizeof(*msgs));
+    struct store_new *news = calloc(in->n + 1, sizeof(*news));
+    int rc = -1;
+    if (msgs == NULL || news == NULL) {
+        error_set(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < in->n; i++) {
+        struct intake_item *it = &in->items[i];
+        struct store_message *m = &msgs[i];
+        memcpy(m->id, it->id, sizeof(m->id));
+        m->created_at = time_now_ms();
+        m->source = (char *)in->source;
+        m->filename = it->filename;
+        m->size = (int64_t)it->info.size;
+        m->sha256 = it->info.sha256;
+        m->payload_path = it->rel;
+        m->dedup_key = it->source_key ? it->dedup : NULL;
+        news[i].msg = m;
+        news[i].next = in->next;
+        news[i].nnext = in->nnext;
+    }
+    rc = store_intake(in->st, news, in->n, err);
+    for (size_t i = 0; rc == 0 && i < in->n; i++) {
+        in->items[i].committed = 1;
+        if (news[i].duplicate)
+            memcpy(in->items[i].duplicate_of, news[i].existing_id, ID_LEN + 1);
+    }
+out:
+    free(msgs);         /* the strings belong to the items */
+    free(news);
+    return rc;
+}
+
+int intake_commit(struct intake *in, struct error *err)
+{
+    if (in->cur != NULL)
+        return error_set(err, "intake: a message is still being streamed");
+    if (in->n == 0)
+        return 0;
+    if (sync_batch(in, err) < 0 || store_batch(in, err) < 0) {
+        for (size_t i = 0; i < in->n; i++)
+            item_clear(&in->items[i], 1, in->w);
+        in->n = 0;
+        return -1;
+    }
+    for (size_t i = 0; i < in->n; i++) {
+        struct intake_item *it = &in->items[i];
+        close(it->fd);
+        it->fd = -1;
+        if (it->duplicate_of[0]) {      /* not stored: drop our copy */
+            char path[4300];
+            if (wharf_path(in->w, it->rel, path, sizeof(path)) == 0)
+                unlink(path);
+        }
+    }
+    return 0;
+}
+
+size_t intake_count(const struct intake *in)
+{
+    return in->n;
+}
+
+const char *intake_id(const struct intake *in, size_t i)
+{
+    return i < in->n ? in->items[i].id : NULL;
+}
+
+const char *intake_filename(const struct intake *in, size_t i)
+{
+    return i < in->n ? in->items[i].filename : NULL;
+}
+
+const char *intake_duplicate(const struct intake *in, size_t i)
+{
+    return (i < in->n && in->items[i].duplicate_of[0])
+               ? in->items[i].duplicate_of : NULL;
+}
+
+void intake_reset(struct intake *in)
+{
+    for (size_t i = 0; i < in->n; i++)
+        item_clear(&in->items[i], !in->items[i].committed, in->w);
+    in->n = 0;
+}
+
+void intake_free(struct intake *in)
+{
+    if (in == NULL)
+        return;
+    intake_cancel(in);
+    intake_reset(in);
+    free(in->items);
+    free(in);
+}

@@ -1,0 +1,30 @@
+/*
+ * message.h - a message as connectors see it: immutable metadata plus a
+ * payload that is read (decrypted, verified) as a stream.
+ */
+#ifndef WHARF_MESSAGE_H
+#define WHARF_MESSAGE_H
+
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/id.h"
+#include "vault/vault.h"
+
+struct wharf;
+
+struct message {
+    char id[ID_LEN + 1];
+    const char *source;         /* connector that received it */
+    const char *filename;       /* original name; may be NULL */
+    int64_t size;               /* plaintext bytes */
+    const char *sha256;         /* hex of the plaintext */
+    const char *payload_path;   /* relative to the data dir */
+    struct wharf *wharf;        /* not owned */
+};
+
+/* Open the payload for reading. Caller owns; payload_close when done. */
+struct payload_reader *message_payload_open(const struct message *m,
+                                            struct error *err);
+
+#endif

@@ -1,0 +1,311 @@
+/*
+ * wharf.c - creating and opening a data directory, and parsing wharf.conf.
+ *
+ * Owns the layout of DIR (see wharf.h) and the rules that protect it:
+ * init never touches an existing directory; open refuses a data dir or
+ * keystore that group or others can read, with the command that fixes it.
+ *
+ * wharf.conf is `key = value` lines; '#' starts a comment. Unknown keys are
+ * errors (a typo must not silently fall back to a default).
+ */
+#include "core/wharf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "util/fsx.h"
+#include "vault/vault.h"
+
+#define CONF_MAX (64 * 1024)
+
+void conf_defaults(struct wharf_conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->log_level = LOG_INFO;
+    c->workers = 2;
+    c->batch = 256;
+    c->lease_ms = 60000;
+    c->poll_ms = 1000;
+    c->log_max_bytes = 10u * 1024 * 1024;
+    c->log_keep = 5;
+    snprintf(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:8443");
+    snprintf(c->partner_listen, sizeof(c->partner_listen), "127.0.0.1:4080");
+}
+
+/* Parse a decimal integer in [min, max]. */
+static int conf_int(const char *key, const char *v, long long min,
+                    long long max, long long *out, struct error *err)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end != '\0' || x < min || x > max)
+        return error_set(err, "%s must be a whole number from %lld to %lld, "
+                         "not '%s'", key, min, max, v);
+    *out = x;
+    return 0;
+}
+
+static int conf_str(const char *key, const char *v, char *out, size_t n,
+                    struct error *err)
+{
+    if (strlen(v) >= n)
+        return error_set(err, "%s is too long", key);
+    snprintf(out, n, "%s", v);
+    return 0;
+}
+
+static int conf_set(struct wharf_conf *c, const char *key, const char *v,
+                    struct error *err)
+{
+    long long x;
+    if (strcmp(key, "log_level") == 0) {
+        if (log_level_parse(v, &c->log_level) < 0)
+            return error_set(err, "log_level must be error, warning, info, "
+                             "debug or trace, not '%s'", v);
+        return 0;
+    }
+    if (strcmp(key, "workers") == 0) {
+        if (conf_int(key, v, 1, 64, &x, err) < 0) return -1;
+        c->workers = (int)x;
+    } else if (strcmp(key, "batch") == 0) {
+        if (conf_int(key, v, 1, 4096, &x, err) < 0) return -1;
+        c->batch = (int)x;
+    } else if (strcmp(key, "lease_seconds") == 0) {
+        if (conf_int(key, v, 1, 86400, &x, err) < 0) return -1;
+        c->lease_ms = x * 1000;
+    } else if (strcmp(key, "poll_ms") == 0) {
+        if (conf_int(key, v, 10, 3600000, &x, err) < 0) return -1;
+        c->poll_ms = x;
+    } else if (strcmp(key, "log_max_bytes") == 0) {
+        if (conf_int(key, v, 4096, 1LL << 40, &x, err) < 0) return -1;
+        c->log_max_bytes = (size_t)x;
+    } else if (strcmp(key, "log_keep") == 0) {
+        if (conf_int(key, v, 1, 100, &x, err) < 0) return -1;
+        c->log_keep = (int)x;
+    } else if (strcmp(key, "admin_listen") == 0) {
+        return conf_str(key, v, c->admin_listen, sizeof(c->admin_listen), err);
+    } else if (strcmp(key, "partner_listen") == 0) {
+        return conf_str(key, v, c->partner_listen, sizeof(c->partner_listen),
+                        err);
+    } else {
+        return error_set(err, "unknown setting '%s'", key);
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+static int conf_line(struct wharf_conf *c, char *line, int lineno,
+                     struct error *err)
+{
+    char *hash = strchr(line, '#');
+    if (hash)
+        *hash = '\0';
+    char *s = trim(line);
+    if (*s == '\0')
+        return 0;
+    char *eq = strchr(s, '=');
+    if (eq == NULL)
+        return error_set(err, "line %d: expected 'key = value'", lineno);
+    *eq = '\0';
+    char *key = trim(s), *val = trim(eq + 1);
+    if (*key == '\0')
+        return error_set(err, "line %d: missing key before '='", lineno);
+    if (conf_set(c, key, val, err) < 0) {
+        error_prefix(err, "line %d", lineno);
+        return -1;
+    }
+    return 0;
+}
+
+int conf_parse(const char *text, size_t len, struct wharf_conf *c,
+               struct error *err)
+{
+    conf_defaults(c);
+    if (len > CONF_MAX)
+        return error_set(err, "configuration is larger than %d bytes",
+                         CONF_MAX);
+    if (memchr(text, '\0', len))
+        return error_set(err, "configuration contains a NUL byte");
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return error_set(err, "out of memory");
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    int rc = 0, lineno = 0;
+    for (char *p = copy; p != NULL && rc == 0;) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        rc = conf_line(c, p, ++lineno, err);
+        p = nl ? nl + 1 : NULL;
+    }
+    free(copy);
+    return rc;
+}
+
+int wharf_path(const struct wharf *w, const char *rel, char *out, size_t n)
+{
+    int k = snprintf(out, n, "%s/%s", w->dir, rel);
+    return (k < 0 || (size_t)k >= n) ? -1 : 0;
+}
+
+static int layout(struct wharf *w, const char *dir, struct error *err)
+{
+    if (strlen(dir) == 0 || strlen(dir) >= sizeof(w->dir))
+        return error_set(err, "data directory path is empty or too long");
+    snprintf(w->dir, sizeof(w->dir), "%s", dir);
+    size_t n = strlen(w->dir);
+    while (n > 1 && w->dir[n - 1] == '/')
+        w->dir[--n] = '\0';
+    if (wharf_path(w, "wharf.db", w->db_path, sizeof(w->db_path)) < 0 ||
+        wharf_path(w, "keystore", w->keystore_path,
+                   sizeof(w->keystore_path)) < 0 ||
+        wharf_path(w, "wharf.conf", w->conf_path, sizeof(w->conf_path)) < 0 ||
+        wharf_path(w, "payloads", w->payload_dir,
+                   sizeof(w->payload_dir)) < 0 ||
+        wharf_path(w, "logs", w->log_dir, sizeof(w->log_dir)) < 0)
+        return error_set(err, "data directory path is too long");
+    return 0;
+}
+
+static int write_conf(const struct wharf *w, const char *level,
+                      struct error *err)
+{
+    char text[1024];
+    int n = snprintf(text, sizeof(text),
+        "# wharf.conf: settings of this data directory (key = value).\n"
+        "# Connectors, flows and partners live in the database:\n"
+        "# manage them with `wharf flow import/export`.\n"
+        "log_level = %s\n"
+        "workers = 2\n"
+        "batch = 256\n"
+        "lease_seconds = 60\n"
+        "admin_listen = 127.0.0.1:8443\n"
+        "partner_listen = 127.0.0.1:4080\n", level);
+    return fsx_write_atomic(w->conf_path, text, (size_t)n, 0600, err);
+}
+
+static int init_contents(struct wharf *w, const char *level,
+                         struct error *err)
+{
+    if (mkdir(w->payload_dir, 0700) < 0)
+        return error_errno(err, errno, "cannot create %s", w->payload_dir);
+    if (mkdir(w->log_dir, 0700) < 0)
+        return error_errno(err, errno, "cannot create %s", w->log_dir);
+    if (write_conf(w, level, err) < 0 || vault_create(w->keystore_path, err) < 0)
+        return -1;
+    struct store *st = store_open(w->db_path, err);
+    if (st == NULL)
+        return -1;
+    store_close(st);
+    if (chmod(w->db_path, 0600) < 0)
+        return error_errno(err, errno, "cannot chmod %s", w->db_path);
+    return fsx_fsync_dir(w->dir, err);
+}
+
+int wharf_init(const char *dir, const struct wharf_init_opts *o,
+               struct error *err)
+{
+    struct wharf w;
+    memset(&w, 0, sizeof(w));
+    enum log_level lv;
+    const char *level = (o && o->log_level) ? o->log_level : "info";
+    if (log_level_parse(level, &lv) < 0)
+        return error_set(err, "--log-level must be error, warning, info, "
+                         "debug or trace, not '%s'", level);
+    if (layout(&w, dir, err) < 0)
+        return -1;
+    if (mkdir(w.dir, 0700) < 0) {
+        if (errno == EEXIST)
+            return error_set(err, "%s already exists; wharf init never "
+                             "overwrites a data directory", w.dir);
+        return error_errno(err, errno, "cannot create %s", w.dir);
+    }
+    if (init_contents(&w, log_level_name(lv), err) < 0) {
+        error_prefix(err, "init of %s failed (remove it before retrying)",
+                     w.dir);
+        return -1;
+    }
+    char parent[4096];
+    if (fsx_dirname(w.dir, parent, sizeof(parent)) == 0)
+        fsx_fsync_dir(parent, NULL);
+    return 0;
+}
+
+static int check_private(const char *path, const char *what, int must_dir,
+                         struct error *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) < 0)
+        return error_errno(err, errno, "%s %s", what, path);
+    if (must_dir && !S_ISDIR(sb.st_mode))
+        return error_set(err, "%s %s is not a directory", what, path);
+    if (sb.st_mode & 077)
+        return error_set(err, "%s %s is accessible by group or others "
+                         "(mode %04o); run: chmod %s %s", what, path,
+                         (unsigned)(sb.st_mode & 07777),
+                         must_dir ? "700" : "600", path);
+    return 0;
+}
+
+static int read_conf(struct wharf *w, struct error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (fsx_read_all(w->conf_path, CONF_MAX, &text, &len, err) < 0)
+        return -1;
+    int rc = conf_parse(text, len, &w->conf, err);
+    free(text);
+    if (rc < 0)
+        error_prefix(err, "%s", w->conf_path);
+    return rc;
+}
+
+static int open_steps(struct wharf *w, const char *dir, struct error *err)
+{
+    if (layout(w, dir, err) < 0 ||
+        check_private(w->dir, "data directory", 1, err) < 0 ||
+        read_conf(w, err) < 0)
+        return -1;
+    if (access(w->db_path, R_OK | W_OK) < 0)
+        return error_errno(err, errno, "database %s", w->db_path);
+    w->vault = vault_open(w->keystore_path, err);
+    return w->vault ? 0 : -1;
+}
+
+struct wharf *wharf_open(const char *dir, struct error *err)
+{
+    struct wharf *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    if (open_steps(w, dir, err) < 0) {
+        wharf_close(w);
+        return NULL;
+    }
+    return w;
+}
+
+void wharf_close(struct wharf *w)
+{
+    if (w == NULL)
+        return;
+    vault_close(w->vault);
+    free(w);
+}

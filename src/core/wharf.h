@@ -1,0 +1,65 @@
+/*
+ * wharf.h - one data directory: its layout, its wharf.conf and its vault.
+ *
+ *   DIR/            mode 0700
+ *     wharf.conf    key = value lines (see conf_keys in wharf.c)
+ *     keystore      master keys, mode 0600 (vault.h)
+ *     wharf.db      SQLite metadata (store.h)
+ *     payloads/     encrypted payload files, one folder per day
+ *     logs/         wharf.log and its rotations
+ *
+ * struct wharf is what every subsystem is handed; it owns the vault.
+ */
+#ifndef WHARF_WHARF_H
+#define WHARF_WHARF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/log.h"
+
+struct vault;
+
+struct wharf_conf {
+    enum log_level log_level;
+    int workers;                /* delivery threads */
+    int batch;                  /* hops per lease, files per intake commit */
+    int64_t lease_ms;           /* lease length: a dead worker's hops return after it */
+    int64_t poll_ms;            /* default poll interval of sources */
+    size_t log_max_bytes;
+    int log_keep;
+    char admin_listen[128];     /* used by the HTTPS listeners */
+    char partner_listen[128];
+};
+
+struct wharf {
+    char dir[4096];
+    char db_path[4200], keystore_path[4200], conf_path[4200];
+    char payload_dir[4200], log_dir[4200];
+    struct wharf_conf conf;
+    struct vault *vault;        /* owned */
+};
+
+struct wharf_init_opts {
+    const char *log_level;      /* NULL: info */
+};
+
+/* Create a new data directory. Refuses an existing DIR. */
+int wharf_init(const char *dir, const struct wharf_init_opts *o,
+               struct error *err);
+
+/* Open an existing data directory: read wharf.conf, check permissions,
+ * load the keystore. Caller owns; free with wharf_close. */
+struct wharf *wharf_open(const char *dir, struct error *err);
+void wharf_close(struct wharf *w);
+
+/* Parse wharf.conf text into c (defaults first). Exposed for the fuzzer. */
+int conf_parse(const char *text, size_t len, struct wharf_conf *c,
+               struct error *err);
+void conf_defaults(struct wharf_conf *c);
+
+/* Absolute path of a path relative to the data dir. -1 if it won't fit. */
+int wharf_path(const struct wharf *w, const char *rel, char *out, size_t n);
+
+#endif

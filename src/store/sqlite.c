@@ -1,0 +1,1039 @@
+/*
+ * sqlite.c - the SQLite backend of store.h.
+ *
+ * Owns the schema (migrations below, recorded in schema_version), the one
+ * connection of each struct store, and every SQL statement Wharf runs.
+ * Statements are constant strings with bound parameters, prepared once per
+ * connection and cached; nothing here ever builds SQL from data.
+ *
+ * Durability: journal_mode=WAL, synchronous=FULL, so a committed transaction
+ * is on disk. Batch functions wrap their whole batch in one IMMEDIATE
+ * transaction: one commit, one WAL fsync for many messages.
+ *
+ * Must never: log or return payload bytes; hold a transaction across calls.
+ */
+#include "store/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/id.h"
+
+/* ---- schema ---------------------------------------------------------------- */
+
+static const char *const MIGRATIONS[] = {
+    /* 1: the foundation */
+    "CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE connectors(name TEXT PRIMARY KEY, type TEXT NOT NULL,"
+    "  config TEXT NOT NULL);"
+    "CREATE TABLE links(src TEXT NOT NULL, dst TEXT NOT NULL,"
+    "  PRIMARY KEY(src, dst));"
+    "CREATE TABLE messages(id TEXT PRIMARY KEY, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL, source TEXT NOT NULL, filename TEXT,"
+    "  size INTEGER NOT NULL DEFAULT 0, sha256 TEXT, state TEXT NOT NULL,"
+    "  payload_path TEXT, dedup_key TEXT);"
+    "CREATE UNIQUE INDEX messages_dedup ON messages(source, dedup_key)"
+    "  WHERE dedup_key IS NOT NULL;"
+    "CREATE INDEX messages_state ON messages(state, id);"
+    "CREATE TABLE hops(id INTEGER PRIMARY KEY, message_id TEXT NOT NULL"
+    "  REFERENCES messages(id), connector TEXT NOT NULL, state TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,"
+    "  lease_owner TEXT, lease_until INTEGER, last_error TEXT, receipt TEXT,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX hops_due ON hops(state, next_at);"
+    "CREATE INDEX hops_lease ON hops(state, lease_until);"
+    "CREATE INDEX hops_message ON hops(message_id);"
+    "CREATE TABLE events(id INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+    "  hop_id INTEGER NOT NULL DEFAULT 0, at INTEGER NOT NULL,"
+    "  level TEXT NOT NULL, text TEXT NOT NULL);"
+    "CREATE INDEX events_message ON events(message_id, id);"
+    "INSERT INTO settings(key, value) VALUES('flow_generation', '0');",
+};
+#define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
+
+/* ---- statements -------------------------------------------------------- */
+
+enum stmt_id {
+    S_BEGIN, S_COMMIT, S_ROLLBACK,
+    S_SETTING_GET, S_SETTING_SET,
+    S_CONN_ALL, S_LINK_ALL, S_CONN_DEL, S_LINK_DEL, S_CONN_INS, S_LINK_INS,
+    S_GEN_BUMP,
+    S_MSG_INS, S_MSG_BY_DEDUP, S_MSG_GET, S_MSG_LIST, S_MSG_LIST_STATE,
+    S_MSG_EACH, S_MSG_STATE,
+    S_HOP_INS, S_HOP_DUE, S_HOP_TAKE, S_HOP_SET, S_HOP_OF_MSG,
+    S_HOP_RELEASE, S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL, S_HOP_COUNTS,
+    S_EVT_INS, S_EVT_OF_MSG,
+    S_COUNT
+};
+
+static const char *const SQL[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
+    [S_SETTING_SET] = "INSERT INTO settings(key, value) VALUES(?1, ?2)"
+                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [S_CONN_ALL] = "SELECT name, type, config FROM connectors ORDER BY rowid",
+    [S_LINK_ALL] = "SELECT src, dst FROM links ORDER BY rowid",
+    [S_CONN_DEL] = "DELETE FROM connectors",
+    [S_LINK_DEL] = "DELETE FROM links",
+    [S_CONN_INS] = "INSERT INTO connectors(name, type, config) VALUES(?1, ?2, ?3)",
+    [S_LINK_INS] = "INSERT INTO links(src, dst) VALUES(?1, ?2)",
+    [S_GEN_BUMP] = "UPDATE settings SET value = CAST(value AS INTEGER) + 1"
+                   " WHERE key = 'flow_generation'",
+    [S_MSG_INS] = "INSERT INTO messages(id, created_at, updated_at, source,"
+                  " filename, size, sha256, state, payload_path, dedup_key)"
+                  " VALUES(?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                  " ON CONFLICT DO NOTHING",
+    [S_MSG_BY_DEDUP] = "SELECT id FROM messages WHERE source = ?1 AND dedup_key = ?2",
+    [S_MSG_GET] = "SELECT id, created_at, updated_at, source, filename, size,"
+                  " sha256, state, payload_path, dedup_key FROM messages WHERE id = ?1",
+    [S_MSG_LIST] = "SELECT id, created_at, updated_at, source, filename, size,"
+                   " sha256, state, payload_path, dedup_key FROM messages"
+                   " ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+    [S_MSG_LIST_STATE] = "SELECT id, created_at, updated_at, source, filename,"
+                         " size, sha256, state, payload_path, dedup_key FROM messages"
+                         " WHERE state = ?3 ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+    [S_MSG_EACH] = "SELECT id, created_at, updated_at, source, filename, size,"
+                   " sha256, state, payload_path, dedup_key FROM messages"
+                   " WHERE payload_path IS NOT NULL AND id > ?1 ORDER BY id LIMIT 256",
+    /* A message's state is the state of its delivery hops, worst first. */
+    [S_MSG_STATE] =
+        "UPDATE messages SET updated_at = ?2, state = COALESCE(("
+        " SELECT CASE"
+        "  WHEN SUM(state = 'failed') > 0 THEN 'failed'"
+        "  WHEN SUM(state = 'processing') > 0 THEN 'processing'"
+        "  WHEN SUM(state = 'retrying') > 0 THEN 'retrying'"
+        "  WHEN SUM(state = 'queued') > 0 THEN 'queued'"
+        "  ELSE 'sent' END"
+        " FROM hops WHERE message_id = ?1 AND state != 'received'"
+        " HAVING COUNT(*) > 0), 'received') WHERE id = ?1",
+    [S_HOP_INS] = "INSERT INTO hops(message_id, connector, state, next_at,"
+                  " created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?4, ?4)",
+    [S_HOP_DUE] = "SELECT id, message_id, connector, state, attempts, next_at,"
+                  " created_at, updated_at, last_error, receipt FROM hops"
+                  " WHERE (state IN ('queued', 'retrying') AND next_at <= ?1"
+                  "        AND (lease_until IS NULL OR lease_until < ?1))"
+                  "    OR (state = 'processing' AND lease_until < ?1)"
+                  " ORDER BY next_at, id LIMIT ?2",
+    [S_HOP_TAKE] = "UPDATE hops SET state = 'processing', lease_owner = ?2,"
+                   " lease_until = ?3, updated_at = ?4 WHERE id = ?1",
+    [S_HOP_SET] = "UPDATE hops SET state = ?2, attempts = ?3, next_at = ?4,"
+                  " last_error = ?5, receipt = COALESCE(?6, receipt),"
+                  " lease_owner = NULL, lease_until = NULL, updated_at = ?7"
+                  " WHERE id = ?1 AND state = 'processing' AND lease_owner = ?8",
+    [S_HOP_OF_MSG] = "SELECT id, message_id, connector, state, attempts, next_at,"
+                     " created_at, updated_at, last_error, receipt FROM hops"
+                     " WHERE message_id = ?1 ORDER BY id",
+    [S_HOP_RELEASE] = "UPDATE hops SET state = 'queued', lease_owner = NULL,"
+                      " lease_until = NULL WHERE state = 'processing'",
+    [S_HOP_RESEND_FAILED] = "UPDATE hops SET state = 'queued', attempts = 0,"
+                            " next_at = ?2, last_error = NULL, updated_at = ?2,"
+                            " lease_owner = NULL, lease_until = NULL"
+                            " WHERE message_id = ?1 AND state = 'failed'",
+    [S_HOP_RESEND_ALL] = "UPDATE hops SET state = 'queued', attempts = 0,"
+                         " next_at = ?2, last_error = NULL, updated_at = ?2,"
+                         " lease_owner = NULL, lease_until = NULL"
+                         " WHERE message_id = ?1 AND state IN ('sent', 'failed')",
+    [S_HOP_COUNTS] = "SELECT state, COUNT(*) FROM hops GROUP BY state",
+    [S_EVT_INS] = "INSERT INTO events(message_id, hop_id, at, level, text)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_EVT_OF_MSG] = "SELECT id, at, hop_id, level, text FROM events"
+                     " WHERE message_id = ?1 ORDER BY id",
+};
+
+struct store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmt[S_COUNT];
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int db_error(struct store *s, struct error *err, const char *what)
+{
+    return error_set(err, "database %s: %s: %s", s->path, what,
+                     sqlite3_errmsg(s->db));
+}
+
+/* The cached statement for id, reset and unbound; NULL on error. */
+static sqlite3_stmt *stmt_get(struct store *s, enum stmt_id id,
+                              struct error *err)
+{
+    if (s->stmt[id] == NULL) {
+        if (sqlite3_prepare_v3(s->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->stmt[id], NULL) != SQLITE_OK) {
+            db_error(s, err, "prepare");
+            return NULL;
+        }
+    }
+    sqlite3_reset(s->stmt[id]);
+    sqlite3_clear_bindings(s->stmt[id]);
+    return s->stmt[id];
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
+             : sqlite3_bind_null(st, i);
+}
+
+/* Run a statement that returns no rows (already bound). */
+static int stmt_done(struct store *s, sqlite3_stmt *st, struct error *err,
+                     const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return db_error(s, err, what);
+    return 0;
+}
+
+static int simple(struct store *s, enum stmt_id id, struct error *err,
+                  const char *what)
+{
+    sqlite3_stmt *st = stmt_get(s, id, err);
+    return st ? stmt_done(s, st, err, what) : -1;
+}
+
+static int tx_begin(struct store *s, struct error *err)
+{
+    return simple(s, S_BEGIN, err, "begin transaction");
+}
+
+static int tx_commit(struct store *s, struct error *err)
+{
+    return simple(s, S_COMMIT, err, "commit");
+}
+
+static int tx_fail(struct store *s)
+{
+    simple(s, S_ROLLBACK, NULL, "rollback");
+    return -1;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static void col_id(sqlite3_stmt *st, int i, char out[ID_LEN + 1])
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(out, ID_LEN + 1, "%s", t ? (const char *)t : "");
+}
+
+static int event_add(struct store *s, const char *msgid, int64_t hop_id,
+                     int64_t at, const char *level, const char *text,
+                     struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_EVT_INS, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, msgid);
+    sqlite3_bind_int64(st, 2, hop_id);
+    sqlite3_bind_int64(st, 3, at);
+    bind_text(st, 4, level);
+    bind_text(st, 5, text);
+    return stmt_done(s, st, err, "insert event");
+}
+
+/* ---- open, close, migrate ----------------------------------------------- */
+
+static int exec_plain(struct store *s, const char *sql, struct error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        error_set(err, "database %s: %s", s->path, msg ? msg : "exec failed");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int version_read(struct store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(s->db, "SELECT MAX(version) FROM schema_version",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(struct store *s, struct error *err)
+{
+    if (exec_plain(s, "CREATE TABLE IF NOT EXISTS schema_version("
+                      "version INTEGER NOT NULL, applied_at INTEGER NOT NULL)",
+                   err) < 0)
+        return -1;
+    int v = version_read(s);
+    if (v > (int)NMIGRATIONS)
+        return error_set(err, "database %s has schema version %d, newer than "
+                         "this wharf (%d): upgrade wharf", s->path, v,
+                         (int)NMIGRATIONS);
+    for (int i = v < 0 ? 0 : v; i < (int)NMIGRATIONS; i++) {
+        if (tx_begin(s, err) < 0)
+            return -1;
+        sqlite3_stmt *st = NULL;
+        if (exec_plain(s, MIGRATIONS[i], err) < 0)
+            return tx_fail(s);
+        if (sqlite3_prepare_v2(s->db, "INSERT INTO schema_version(version,"
+                               " applied_at) VALUES(?1, ?2)", -1, &st,
+                               NULL) != SQLITE_OK)
+            return db_error(s, err, "migrate"), tx_fail(s);
+        sqlite3_bind_int(st, 1, i + 1);
+        sqlite3_bind_int64(st, 2, time_now_ms());
+        int rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return db_error(s, err, "migrate"), tx_fail(s);
+        if (tx_commit(s, err) < 0)
+            return tx_fail(s);
+    }
+    return 0;
+}
+
+struct store *store_open(const char *path, struct error *err)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->path = strdup(path)) == NULL) {
+        free(s);
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        error_set(err, "cannot open database %s: %s", path,
+                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        store_close(s);
+        return NULL;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    sqlite3_extended_result_codes(s->db, 1);
+    if (exec_plain(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                      " PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+                   err) < 0 ||
+        migrate(s, err) < 0) {
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+int store_schema_version(struct store *s)
+{
+    return version_read(s);
+}
+
+/* ---- settings -------------------------------------------------------------- */
+
+int store_setting_get(struct store *s, const char *key, char **value,
+                      struct error *err)
+{
+    *value = NULL;
+    sqlite3_stmt *st = stmt_get(s, S_SETTING_GET, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *value = col_dup(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "read setting");
+    return 0;
+}
+
+int store_setting_set(struct store *s, const char *key, const char *value,
+                      struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_SETTING_SET, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, key);
+    bind_text(st, 2, value);
+    return stmt_done(s, st, err, "write setting");
+}
+
+/* ---- flow ------------------------------------------------------------------ */
+
+void store_flow_clear(struct store_flow *f)
+{
+    for (size_t i = 0; i < f->nconns; i++) {
+        free(f->conns[i].name);
+        free(f->conns[i].type);
+        free(f->conns[i].config);
+    }
+    for (size_t i = 0; i < f->nlinks; i++) {
+        free(f->links[i].src);
+        free(f->links[i].dst);
+    }
+    free(f->conns);
+    free(f->links);
+    memset(f, 0, sizeof(*f));
+}
+
+int64_t store_flow_generation(struct store *s, struct error *err)
+{
+    char *v = NULL;
+    if (store_setting_get(s, "flow_generation", &v, err) < 0)
+        return -1;
+    int64_t g = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return g;
+}
+
+static int flow_read_conns(struct store *s, struct store_flow *f,
+                           struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_CONN_ALL, err);
+    if (st == NULL)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        void *p = realloc(f->conns, (f->nconns + 1) * sizeof(*f->conns));
+        if (p == NULL)
+            break;
+        f->conns = p;
+        struct store_connector *c = &f->conns[f->nconns++];
+        c->name = col_dup(st, 0);
+        c->type = col_dup(st, 1);
+        c->config = col_dup(st, 2);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_error(s, err, "read connectors");
+}
+
+static int flow_read_links(struct store *s, struct store_flow *f,
+                           struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_LINK_ALL, err);
+    if (st == NULL)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        void *p = realloc(f->links, (f->nlinks + 1) * sizeof(*f->links));
+        if (p == NULL)
+            break;
+        f->links = p;
+        f->links[f->nlinks].src = col_dup(st, 0);
+        f->links[f->nlinks].dst = col_dup(st, 1);
+        f->nlinks++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_error(s, err, "read links");
+}
+
+int store_flow_get(struct store *s, struct store_flow *out, struct error *err)
+{
+    memset(out, 0, sizeof(*out));
+    /* A read transaction so connectors, links and generation agree. */
+    if (exec_plain(s, "BEGIN", err) < 0)
+        return -1;
+    int rc = flow_read_conns(s, out, err);
+    if (rc == 0)
+        rc = flow_read_links(s, out, err);
+    if (rc == 0 && (out->generation = store_flow_generation(s, err)) < 0)
+        rc = -1;
+    exec_plain(s, "COMMIT", NULL);
+    if (rc < 0)
+        store_flow_clear(out);
+    return rc;
+}
+
+static int flow_write(struct store *s, const struct store_flow *f,
+                      struct error *err)
+{
+    if (simple(s, S_LINK_DEL, err, "delete links") < 0 ||
+        simple(s, S_CONN_DEL, err, "delete connectors") < 0)
+        return -1;
+    for (size_t i = 0; i < f->nconns; i++) {
+        sqlite3_stmt *st = stmt_get(s, S_CONN_INS, err);
+        if (st == NULL)
+            return -1;
+        bind_text(st, 1, f->conns[i].name);
+        bind_text(st, 2, f->conns[i].type);
+        bind_text(st, 3, f->conns[i].config);
+        if (stmt_done(s, st, err, "insert connector") < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < f->nlinks; i++) {
+        sqlite3_stmt *st = stmt_get(s, S_LINK_INS, err);
+        if (st == NULL)
+            return -1;
+        bind_text(st, 1, f->links[i].src);
+        bind_text(st, 2, f->links[i].dst);
+        if (stmt_done(s, st, err, "insert link") < 0)
+            return -1;
+    }
+    return simple(s, S_GEN_BUMP, err, "bump flow generation");
+}
+
+int store_flow_put(struct store *s, const struct store_flow *f,
+                   struct error *err)
+{
+    if (tx_begin(s, err) < 0)
+        return -1;
+    if (flow_write(s, f, err) < 0)
+        return tx_fail(s);
+    return tx_commit(s, err) < 0 ? tx_fail(s) : 0;
+}
+
+/* ---- messages -------------------------------------------------------------- */
+
+void store_message_clear(struct store_message *m)
+{
+    free(m->source);
+    free(m->filename);
+    free(m->sha256);
+    free(m->state);
+    free(m->payload_path);
+    free(m->dedup_key);
+    memset(m, 0, sizeof(*m));
+}
+
+void store_messages_free(struct store_message *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        store_message_clear(&m[i]);
+    free(m);
+}
+
+static void message_row(sqlite3_stmt *st, struct store_message *m)
+{
+    col_id(st, 0, m->id);
+    m->created_at = sqlite3_column_int64(st, 1);
+    m->updated_at = sqlite3_column_int64(st, 2);
+    m->source = col_dup(st, 3);
+    m->filename = col_dup(st, 4);
+    m->size = sqlite3_column_int64(st, 5);
+    m->sha256 = col_dup(st, 6);
+    m->state = col_dup(st, 7);
+    m->payload_path = col_dup(st, 8);
+    m->dedup_key = col_dup(st, 9);
+}
+
+static int hop_insert(struct store *s, const char *msgid, const char *conn,
+                      const char *state, int64_t now, int64_t *hop_id,
+                      struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_INS, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, msgid);
+    bind_text(st, 2, conn);
+    bind_text(st, 3, state);
+    sqlite3_bind_int64(st, 4, now);
+    if (stmt_done(s, st, err, "insert hop") < 0)
+        return -1;
+    *hop_id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+/* Queue one hop per next connector, each with its event. */
+static int hops_queue(struct store *s, const char *msgid,
+                      const char *const *next, size_t nnext, int64_t now,
+                      struct error *err)
+{
+    for (size_t j = 0; j < nnext; j++) {
+        int64_t hop;
+        char text[300];
+        if (hop_insert(s, msgid, next[j], "queued", now, &hop, err) < 0)
+            return -1;
+        snprintf(text, sizeof(text), "queued for %s", next[j]);
+        if (event_add(s, msgid, hop, now, "info", text, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* 1 when a message with the same source and dedup key exists (its id is
+ * copied to existing), 0 when not, -1 on error. */
+static int dedup_find(struct store *s, const struct store_message *m,
+                      char existing[ID_LEN + 1], struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_MSG_BY_DEDUP, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, m->source);
+    bind_text(st, 2, m->dedup_key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        col_id(st, 0, existing);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "look up duplicate");
+    return rc == SQLITE_ROW;
+}
+
+static int intake_one(struct store *s, struct store_new *it, int64_t now,
+                      struct error *err)
+{
+    const struct store_message *m = it->msg;
+    sqlite3_stmt *st = stmt_get(s, S_MSG_INS, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, m->id);
+    sqlite3_bind_int64(st, 2, m->created_at);
+    bind_text(st, 3, m->source);
+    bind_text(st, 4, m->filename);
+    sqlite3_bind_int64(st, 5, m->size);
+    bind_text(st, 6, m->sha256);
+    bind_text(st, 7, it->nnext ? "queued" : "received");
+    bind_text(st, 8, m->payload_path);
+    bind_text(st, 9, m->dedup_key);
+    if (stmt_done(s, st, err, "insert message") < 0)
+        return -1;
+    it->duplicate = sqlite3_changes(s->db) == 0;
+    if (it->duplicate)
+        return m->dedup_key && dedup_find(s, m, it->existing_id, err) < 0
+                   ? -1 : 0;
+    int64_t hop;
+    char text[600];
+    if (hop_insert(s, m->id, m->source, "received", now, &hop, err) < 0)
+        return -1;
+    snprintf(text, sizeof(text), "received by %s: %s (%lld bytes, sha256 %s)",
+             m->source, m->filename ? m->filename : "-", (long long)m->size,
+             m->sha256 ? m->sha256 : "-");
+    if (event_add(s, m->id, hop, now, "info", text, err) < 0)
+        return -1;
+    return hops_queue(s, m->id, it->next, it->nnext, now, err);
+}
+
+int store_intake(struct store *s, struct store_new *items, size_t n,
+                 struct error *err)
+{
+    int64_t now = time_now_ms();
+    if (tx_begin(s, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (intake_one(s, &items[i], now, err) < 0)
+            return tx_fail(s);
+    return tx_commit(s, err) < 0 ? tx_fail(s) : 0;
+}
+
+int store_message_get(struct store *s, const char *id,
+                      struct store_message *out, struct error *err)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *st = stmt_get(s, S_MSG_GET, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        message_row(st, out);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "read message");
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+/* Collect every row of a bound message query. */
+static int message_rows(struct store *s, sqlite3_stmt *st,
+                        struct store_message **out, size_t *n,
+                        struct error *err)
+{
+    *out = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            void *p = realloc(*out, cap * sizeof(**out));
+            if (p == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            *out = p;
+        }
+        memset(&(*out)[*n], 0, sizeof(**out));
+        message_row(st, &(*out)[(*n)++]);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        store_messages_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_error(s, err, "list messages");
+    }
+    return 0;
+}
+
+int store_message_list(struct store *s, const char *state, int64_t limit,
+                       int64_t offset, struct store_message **out, size_t *n,
+                       struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, state ? S_MSG_LIST_STATE : S_MSG_LIST, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, limit);
+    sqlite3_bind_int64(st, 2, offset);
+    if (state)
+        bind_text(st, 3, state);
+    return message_rows(s, st, out, n, err);
+}
+
+int store_message_each(struct store *s,
+                       int (*cb)(const struct store_message *m, void *arg),
+                       void *arg, struct error *err)
+{
+    char after[ID_LEN + 1] = "";
+    for (;;) {
+        struct store_message *rows;
+        size_t n;
+        sqlite3_stmt *st = stmt_get(s, S_MSG_EACH, err);
+        if (st == NULL)
+            return -1;
+        bind_text(st, 1, after);
+        if (message_rows(s, st, &rows, &n, err) < 0)
+            return -1;
+        int stop = 0;
+        for (size_t i = 0; i < n && !stop; i++)
+            stop = cb(&rows[i], arg);
+        if (n > 0)
+            memcpy(after, rows[n - 1].id, sizeof(after));
+        store_messages_free(rows, n);
+        if (stop)
+            return stop;
+        if (n == 0)
+            return 0;
+    }
+}
+
+static int message_state_update(struct store *s, const char *id, int64_t now,
+                                struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_MSG_STATE, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    return stmt_done(s, st, err, "update message state");
+}
+
+static int resend_tx(struct store *s, const char *id, const char *who,
+                     int64_t now, int *requeued, struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_RESEND_FAILED, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    if (stmt_done(s, st, err, "resend") < 0)
+        return -1;
+    *requeued = sqlite3_changes(s->db);
+    if (*requeued == 0) {
+        if ((st = stmt_get(s, S_HOP_RESEND_ALL, err)) == NULL)
+            return -1;
+        bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, now);
+        if (stmt_done(s, st, err, "resend") < 0)
+            return -1;
+        *requeued = sqlite3_changes(s->db);
+    }
+    char text[300];
+    snprintf(text, sizeof(text), "resend requested by %s: %d hop(s) queued",
+             who, *requeued);
+    if (event_add(s, id, 0, now, "info", text, err) < 0)
+        return -1;
+    return message_state_update(s, id, now, err);
+}
+
+int store_message_resend(struct store *s, const char *id, const char *who,
+                         int *requeued, struct error *err)
+{
+    struct store_message m;
+    int found = store_message_get(s, id, &m, err);
+    store_message_clear(&m);
+    if (found != 0)
+        return found;
+    if (tx_begin(s, err) < 0)
+        return -1;
+    if (resend_tx(s, id, who, time_now_ms(), requeued, err) < 0)
+        return tx_fail(s);
+    return tx_commit(s, err) < 0 ? tx_fail(s) : 0;
+}
+
+/* ---- hops ------------------------------------------------------------------ */
+
+void store_hops_free(struct store_hop *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].connector);
+        free(h[i].state);
+        free(h[i].last_error);
+        free(h[i].receipt);
+    }
+    free(h);
+}
+
+static void hop_row(sqlite3_stmt *st, struct store_hop *h)
+{
+    h->id = sqlite3_column_int64(st, 0);
+    col_id(st, 1, h->message_id);
+    h->connector = col_dup(st, 2);
+    h->state = col_dup(st, 3);
+    h->attempts = sqlite3_column_int(st, 4);
+    h->next_at = sqlite3_column_int64(st, 5);
+    h->created_at = sqlite3_column_int64(st, 6);
+    h->updated_at = sqlite3_column_int64(st, 7);
+    h->last_error = col_dup(st, 8);
+    h->receipt = col_dup(st, 9);
+}
+
+static int hop_rows(struct store *s, sqlite3_stmt *st, struct store_hop **out,
+                    size_t *n, size_t max, struct error *err)
+{
+    *out = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : (max && max < 16 ? max : 16);
+            void *p = realloc(*out, cap * sizeof(**out));
+            if (p == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            *out = p;
+        }
+        memset(&(*out)[*n], 0, sizeof(**out));
+        hop_row(st, &(*out)[(*n)++]);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        store_hops_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_error(s, err, "read hops");
+    }
+    return 0;
+}
+
+static int lease_tx(struct store *s, const char *owner, int64_t now,
+                    int64_t lease_ms, size_t max, struct store_hop **out,
+                    size_t *n, struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_DUE, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    if (hop_rows(s, st, out, n, max, err) < 0)
+        return -1;
+    for (size_t i = 0; i < *n; i++) {
+        if ((st = stmt_get(s, S_HOP_TAKE, err)) == NULL)
+            return -1;
+        sqlite3_bind_int64(st, 1, (*out)[i].id);
+        bind_text(st, 2, owner);
+        sqlite3_bind_int64(st, 3, now + lease_ms);
+        sqlite3_bind_int64(st, 4, now);
+        if (stmt_done(s, st, err, "lease hop") < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int store_hop_lease(struct store *s, const char *owner, int64_t now,
+                    int64_t lease_ms, size_t max, struct store_hop **out,
+                    size_t *n, struct error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (tx_begin(s, err) < 0)
+        return -1;
+    if (lease_tx(s, owner, now, lease_ms, max, out, n, err) < 0 ||
+        tx_commit(s, err) < 0) {
+        store_hops_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return tx_fail(s);
+    }
+    return 0;
+}
+
+int store_leases_release(struct store *s, struct error *err)
+{
+    return simple(s, S_HOP_RELEASE, err, "release leases");
+}
+
+static const char *result_state(enum hop_result r)
+{
+    return r == HOP_SENT ? "sent" : r == HOP_RETRY ? "retrying" : "failed";
+}
+
+static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
+{
+    if (o->result == HOP_SENT)
+        snprintf(buf, n, "sent by %s (attempt %d)%s%s", o->connector,
+                 o->attempts, o->receipt ? ": " : "",
+                 o->receipt ? o->receipt : "");
+    else if (o->result == HOP_RETRY)
+        snprintf(buf, n, "attempt %d by %s failed, will retry: %s",
+                 o->attempts, o->connector, o->error ? o->error : "-");
+    else
+        snprintf(buf, n, "failed at %s after %d attempt(s): %s",
+                 o->connector, o->attempts, o->error ? o->error : "-");
+}
+
+/* Returns 1 when the hop was not ours any more (skipped). */
+static int finish_one(struct store *s, const struct store_outcome *o,
+                      int64_t now, struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_SET, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, o->hop_id);
+    bind_text(st, 2, result_state(o->result));
+    sqlite3_bind_int(st, 3, o->attempts);
+    sqlite3_bind_int64(st, 4, o->result == HOP_RETRY ? o->next_at : now);
+    bind_text(st, 5, o->result == HOP_SENT ? NULL : o->error);
+    bind_text(st, 6, o->receipt);
+    sqlite3_bind_int64(st, 7, now);
+    bind_text(st, 8, o->owner);
+    if (stmt_done(s, st, err, "update hop") < 0)
+        return -1;
+    if (sqlite3_changes(s->db) == 0)
+        return 1;
+    char text[900];
+    outcome_text(o, text, sizeof(text));
+    const char *level = o->result == HOP_SENT ? "info"
+                      : o->result == HOP_RETRY ? "warning" : "error";
+    if (event_add(s, o->message_id, o->hop_id, now, level, text, err) < 0)
+        return -1;
+    if (o->result == HOP_SENT &&
+        hops_queue(s, o->message_id, o->next, o->nnext, now, err) < 0)
+        return -1;
+    return message_state_update(s, o->message_id, now, err);
+}
+
+int store_hop_finish(struct store *s, const struct store_outcome *o, size_t n,
+                     size_t *skipped, struct error *err)
+{
+    int64_t now = time_now_ms();
+    size_t skip = 0;
+    if (tx_begin(s, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int rc = finish_one(s, &o[i], now, err);
+        if (rc < 0)
+            return tx_fail(s);
+        skip += (size_t)rc;
+    }
+    if (tx_commit(s, err) < 0)
+        return tx_fail(s);
+    if (skipped)
+        *skipped = skip;
+    return 0;
+}
+
+int store_message_hops(struct store *s, const char *id, struct store_hop **out,
+                       size_t *n, struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_OF_MSG, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    return hop_rows(s, st, out, n, 0, err);
+}
+
+int store_hop_counts(struct store *s, int64_t *queued, int64_t *processing,
+                     int64_t *retrying, int64_t *sent, int64_t *failed,
+                     struct error *err)
+{
+    *queued = *processing = *retrying = *sent = *failed = 0;
+    sqlite3_stmt *st = stmt_get(s, S_HOP_COUNTS, err);
+    if (st == NULL)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        int64_t c = sqlite3_column_int64(st, 1);
+        if (state == NULL)
+            continue;
+        if (strcmp(state, "queued") == 0) *queued = c;
+        else if (strcmp(state, "processing") == 0) *processing = c;
+        else if (strcmp(state, "retrying") == 0) *retrying = c;
+        else if (strcmp(state, "sent") == 0) *sent = c;
+        else if (strcmp(state, "failed") == 0) *failed = c;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_error(s, err, "count hops");
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+void store_events_free(struct store_event *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].level);
+        free(e[i].text);
+    }
+    free(e);
+}
+
+int store_event_add(struct store *s, const char *msgid, int64_t hop_id,
+                    const char *level, const char *text, struct error *err)
+{
+    return event_add(s, msgid, hop_id, time_now_ms(), level, text, err);
+}
+
+int store_message_events(struct store *s, const char *id,
+                         struct store_event **out, size_t *n,
+                         struct error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt_get(s, S_EVT_OF_MSG, err);
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            void *p = realloc(*out, cap * sizeof(**out));
+            if (p == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            *out = p;
+        }
+        struct store_event *e = &(*out)[(*n)++];
+        e->id = sqlite3_column_int64(st, 0);
+        e->at = sqlite3_column_int64(st, 1);
+        e->hop_id = sqlite3_column_int64(st, 2);
+        e->level = col_dup(st, 3);
+        e->text = col_dup(st, 4);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        store_events_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_error(s, err, "read events");
+    }
+    return 0;
+}

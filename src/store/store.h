@@ -1,0 +1,190 @@
+/*
+ * store.h - the metadata store: messages, hops, events, connectors, links
+ * (the flow), settings. The only place in Wharf that speaks SQL.
+ *
+ * One `struct store` is one database connection and is not thread-safe:
+ * each thread opens its own. Batch functions (store_intake, store_hop_lease,
+ * store_hop_finish) do their whole batch in one transaction, so a burst of
+ * messages shares one commit and one WAL fsync (group commit).
+ *
+ * Every SQL statement is a constant string with bound parameters.
+ * Ownership: every struct filled by a store_ function owns its strings; free
+ * them with the matching *_clear / *_free function.
+ *
+ * Backend today: SQLite (WAL, synchronous=FULL). The PostgreSQL backend of
+ * the cluster issue will implement this same header.
+ */
+#ifndef WHARF_STORE_H
+#define WHARF_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/id.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+/* Open (creating if missing) the database at path and bring its schema up
+ * to STORE_SCHEMA_VERSION. Caller owns; close with store_close. */
+struct store *store_open(const char *path, struct error *err);
+void store_close(struct store *s);
+
+/* Schema version recorded in the database (for `wharf doctor`, tests). */
+int store_schema_version(struct store *s);
+
+/* ---- settings: small key/value pairs ------------------------------------ */
+
+/* *value is malloc'ed (caller frees) or NULL when the key is unset. */
+int store_setting_get(struct store *s, const char *key, char **value,
+                      struct error *err);
+int store_setting_set(struct store *s, const char *key, const char *value,
+                      struct error *err);
+
+/* ---- the flow: connectors and links -------------------------------------- */
+
+struct store_connector { char *name; char *type; char *config; };
+struct store_link { char *src; char *dst; };
+struct store_flow {
+    struct store_connector *conns; size_t nconns;
+    struct store_link *links; size_t nlinks;
+    int64_t generation;     /* bumped by every store_flow_put */
+};
+
+int store_flow_get(struct store *s, struct store_flow *out, struct error *err);
+/* Replace every connector and link with f, in one transaction. */
+int store_flow_put(struct store *s, const struct store_flow *f,
+                   struct error *err);
+/* Current generation, or -1 on error. Cheap: polled by the engine. */
+int64_t store_flow_generation(struct store *s, struct error *err);
+void store_flow_clear(struct store_flow *f);
+
+/* ---- messages ------------------------------------------------------------ */
+
+struct store_message {
+    char id[ID_LEN + 1];
+    int64_t created_at, updated_at;     /* ms since epoch */
+    char *source;                       /* connector that received it */
+    char *filename;
+    int64_t size;
+    char *sha256;                       /* hex, of the plaintext */
+    char *state;                        /* queued processing sent received failed retrying erased */
+    char *payload_path;                 /* relative to the data dir */
+    char *dedup_key;                    /* NULL when not deduplicated */
+};
+void store_message_clear(struct store_message *m);
+void store_messages_free(struct store_message *m, size_t n);
+
+/* A new message for store_intake: the message, the connectors its first
+ * hops go to (`next`), and, filled by store_intake, whether it was a
+ * duplicate (same source and dedup_key as a stored message; nothing was
+ * inserted for it). */
+struct store_new {
+    const struct store_message *msg;
+    const char *const *next;
+    size_t nnext;
+    int duplicate;
+    char existing_id[ID_LEN + 1];       /* the stored one, for duplicates */
+};
+
+/* In one transaction: for each item insert the message, its source hop
+ * (state received), one queued hop per `next`, and events. */
+int store_intake(struct store *s, struct store_new *items, size_t n,
+                 struct error *err);
+
+/* 0 found, 1 no such message, -1 error. */
+int store_message_get(struct store *s, const char *id,
+                      struct store_message *out, struct error *err);
+
+/* Newest first. state may be NULL (all). *out malloc'ed: free with
+ * store_messages_free(*out, *n). */
+int store_message_list(struct store *s, const char *state, int64_t limit,
+                       int64_t offset, struct store_message **out, size_t *n,
+                       struct error *err);
+
+/* Every message that has a payload file, oldest first, through cb (stop by
+ * returning non-zero, which is returned). */
+int store_message_each(struct store *s,
+                       int (*cb)(const struct store_message *m, void *arg),
+                       void *arg, struct error *err);
+
+/* Re-queue the message's delivery hops (failed ones; if none failed, all of
+ * them) with attempts reset; an event names who asked. *requeued gets the
+ * count. 1 when no such message. */
+int store_message_resend(struct store *s, const char *id, const char *who,
+                         int *requeued, struct error *err);
+
+/* ---- hops ---------------------------------------------------------------- */
+
+struct store_hop {
+    int64_t id;
+    char message_id[ID_LEN + 1];
+    char *connector;
+    char *state;                /* queued processing sent received failed retrying */
+    int attempts;
+    int64_t next_at, created_at, updated_at;
+    char *last_error;
+    char *receipt;
+};
+void store_hops_free(struct store_hop *h, size_t n);
+
+/* Lease up to max due hops for owner until now + lease_ms: queued or
+ * retrying hops with next_at <= now, and processing hops whose lease
+ * expired (their worker died). They become `processing`. */
+int store_hop_lease(struct store *s, const char *owner, int64_t now,
+                    int64_t lease_ms, size_t max, struct store_hop **out,
+                    size_t *n, struct error *err);
+
+/* Forget every lease (single-node SQLite: called when serve starts, since
+ * no other process can hold one). */
+int store_leases_release(struct store *s, struct error *err);
+
+enum hop_result { HOP_SENT, HOP_RETRY, HOP_FAILED };
+
+struct store_outcome {
+    int64_t hop_id;
+    const char *message_id;
+    const char *connector;
+    const char *owner;          /* the lease holder: a lost lease is not committed */
+    enum hop_result result;
+    int attempts;               /* after this attempt */
+    int64_t next_at;            /* HOP_RETRY: when to try again */
+    const char *error;          /* HOP_RETRY / HOP_FAILED */
+    const char *receipt;        /* HOP_SENT: what the far side said, may be NULL */
+    const char *const *next;    /* HOP_SENT: connectors to queue next */
+    size_t nnext;
+};
+
+/* Commit outcomes in one transaction: hop rows, events, next hops, and the
+ * message state. An outcome whose hop is no longer leased by `owner` is
+ * skipped (counted in *skipped when non-NULL). */
+int store_hop_finish(struct store *s, const struct store_outcome *o, size_t n,
+                     size_t *skipped, struct error *err);
+
+/* Hops of one message, oldest first. */
+int store_message_hops(struct store *s, const char *id, struct store_hop **out,
+                       size_t *n, struct error *err);
+
+/* ---- events: the per-message history a user reads ------------------------- */
+
+struct store_event {
+    int64_t id, at, hop_id;     /* hop_id 0 when not about one hop */
+    char *level;                /* info warning error */
+    char *text;
+};
+void store_events_free(struct store_event *e, size_t n);
+
+int store_event_add(struct store *s, const char *msgid, int64_t hop_id,
+                    const char *level, const char *text, struct error *err);
+int store_message_events(struct store *s, const char *id,
+                         struct store_event **out, size_t *n,
+                         struct error *err);
+
+/* Counts of hops per state, for status output and tests. */
+int store_hop_counts(struct store *s, int64_t *queued, int64_t *processing,
+                     int64_t *retrying, int64_t *sent, int64_t *failed,
+                     struct error *err);
+
+#endif

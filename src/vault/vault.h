@@ -1,0 +1,108 @@
+/*
+ * vault.h - master keys and encrypted payload files (R15, M2).
+ *
+ * The keystore file (DATA/keystore, mode 0600) holds one or more 256-bit
+ * master keys, each with a 16-hex-digit id; exactly one is active. The vault
+ * refuses a keystore readable or writable by group or others.
+ *
+ * A payload file is a header followed by a stream of AES-256-GCM segments:
+ *   - one random 256-bit data key per file, wrapped (AES-256-GCM) by the
+ *     active master key; the header names the master key id;
+ *   - the plaintext is cut into 64 KiB segments; segment i is sealed with
+ *     nonce = 7-byte random file prefix || i (32-bit big endian) || last flag
+ *     and with the message id and the header bound in as associated data;
+ *   - so flipping a byte, truncating, appending, reordering or swapping
+ *     segments, moving a payload to another message, or a wrong master key
+ *     are all detected; a segment is returned only after its tag verified.
+ * Reading and writing use constant memory whatever the payload size.
+ * Key rotation adds a master key and re-wraps each file's data key in place
+ * (the header only, fsynced); payload bytes are never rewritten.
+ *
+ * Private key material never leaves this module: callers get streams.
+ */
+#ifndef WHARF_VAULT_H
+#define WHARF_VAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+
+#define VAULT_KEY_ID_LEN 16          /* hex digits */
+#define PAYLOAD_SEGMENT (64 * 1024)  /* plaintext bytes per segment */
+
+struct vault;
+
+/* Create a keystore file at path with one new active master key (mode
+ * 0600, O_EXCL: fails if the file exists). */
+int vault_create(const char *path, struct error *err);
+
+/* Load the keystore at path. Refuses (clear message naming the path and
+ * the mode) a file accessible by group or others. Caller owns the result;
+ * free with vault_close (keys are wiped). */
+struct vault *vault_open(const char *path, struct error *err);
+void vault_close(struct vault *v);
+
+/* Id of the active master key (owned by v). */
+const char *vault_active_id(const struct vault *v);
+
+/* Add a new master key, make it active, keep the old ones, and rewrite the
+ * keystore atomically (temp + fsync + rename + dir fsync). */
+int vault_rotate(struct vault *v, const char *path, struct error *err);
+
+/* Drop every key but the active one and rewrite the keystore. Call only
+ * after every payload was re-wrapped. */
+int vault_retire_old(struct vault *v, const char *path, struct error *err);
+
+/* ---- payload files ---------------------------------------------------- */
+
+struct payload_info {
+    uint64_t size;          /* plaintext bytes */
+    char sha256[65];        /* hex SHA-256 of the plaintext */
+};
+
+struct payload_writer;
+
+/* Create path (O_EXCL, mode 0600) for message msgid. Caller owns the
+ * writer until payload_finish or payload_abort. */
+struct payload_writer *payload_create(struct vault *v, const char *path,
+                                      const char *msgid, struct error *err);
+
+int payload_write(struct payload_writer *w, const void *buf, size_t n,
+                  struct error *err);
+
+/* Seal the last segment and fill info. If fd_out is non-NULL the file is
+ * NOT synced: its open fd is handed to the caller, who must make it durable
+ * (fsx_sync_fds, for a batch) and close it. If fd_out is NULL the file is
+ * fsynced and closed here. Frees w in every case; on failure the file is
+ * removed. */
+int payload_finish(struct payload_writer *w, struct payload_info *info,
+                   int *fd_out, struct error *err);
+
+/* Close and unlink the partial file; frees w. NULL is fine. */
+void payload_abort(struct payload_writer *w);
+
+struct payload_reader;
+
+/* Open path written for msgid. Fails clearly (naming msgid) on a bad
+ * header, an unknown master key id or a data key that does not unwrap.
+ * Caller owns; free with payload_close. */
+struct payload_reader *payload_open(struct vault *v, const char *path,
+                                    const char *msgid, struct error *err);
+
+/* Up to n plaintext bytes into buf. Returns the count, 0 at the verified
+ * end, -1 on error (err names msgid and the segment). After an error every
+ * later call fails too. */
+ssize_t payload_read(struct payload_reader *r, void *buf, size_t n,
+                     struct error *err);
+
+void payload_close(struct payload_reader *r);
+
+/* Re-wrap the data key of the file at path with the active master key,
+ * rewriting the header in place and fsyncing. Returns 1 when rewrapped,
+ * 0 when it already used the active key, -1 on error. */
+int payload_rewrap(struct vault *v, const char *path, const char *msgid,
+                   struct error *err);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * vault_internal.h - what keystore.c shares with payload.c (and the unit
+ * test): the in-memory shape of a loaded keystore and the payload header
+ * layout. Nothing outside src/vault/ and tests/unit/test_vault.c may
+ * include this file: master key bytes must not leave the vault module.
+ */
+#ifndef WHARF_VAULT_INTERNAL_H
+#define WHARF_VAULT_INTERNAL_H
+
+#include <stddef.h>
+
+#include "vault/vault.h"
+
+#define VAULT_KEY_LEN 32        /* AES-256 master key bytes */
+#define VAULT_MAX_KEYS 64       /* keys one keystore may hold */
+
+/* Payload header layout (see payload.c for the full format). */
+#define PAYLOAD_MAGIC "WHPAYLD1"
+#define PAYLOAD_VERSION 1
+#define PAYLOAD_OFF_VERSION 8
+#define PAYLOAD_OFF_KEYID 9
+#define PAYLOAD_OFF_PREFIX 25
+#define PAYLOAD_OFF_WNONCE 32
+#define PAYLOAD_OFF_WKEY 44
+#define PAYLOAD_OFF_WTAG 76
+#define PAYLOAD_HEADER_LEN 92
+#define PAYLOAD_PREFIX_LEN 7
+#define PAYLOAD_NONCE_LEN 12
+#define PAYLOAD_TAG_LEN 16
+
+struct vault_key {
+    char id[VAULT_KEY_ID_LEN + 1];      /* lowercase hex, NUL-terminated */
+    unsigned char key[VAULT_KEY_LEN];
+};
+
+/* One allocation (calloc in vault_open), mlock()ed when allowed, wiped
+ * with OPENSSL_cleanse and freed by vault_close. keys[active] is the
+ * active key; keys[0..n) are all loaded keys. */
+struct vault {
+    size_t n;
+    size_t active;
+    int locked;                         /* 1 when mlock succeeded */
+    struct vault_key keys[VAULT_MAX_KEYS];
+};
+
+/* The key with this id (exactly VAULT_KEY_ID_LEN hex digits), or NULL. The
+ * result is owned by v. */
+const struct vault_key *keystore_find(const struct vault *v, const char *id);
+
+/* The active key, owned by v. */
+const struct vault_key *keystore_active(const struct vault *v);
+
+/* n bytes as 2n lowercase hex digits plus a NUL into out. */
+void keystore_hex(const unsigned char *in, size_t n, char *out);
+
+/* 1 when s[0..n) are all lowercase hex digits. */
+int keystore_is_hex(const char *s, size_t n);
+
+/* fsync the directory that holds path (a new or renamed entry in it). */
+int vault_fsync_parent(const char *path, struct error *err);
+
+#endif
