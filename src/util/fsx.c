@@ -255,7 +255,8 @@ static int fsx_read_fd(int fd, const char *path, size_t max, size_t hint,
         got += (size_t)n;
         if (got > max) {
             free(buf);
-            return error_set(err, "file %s is larger than %zu bytes", path, max);
+            return error_set(err, "file %s is larger than %zu bytes", path,
+                             max);
         }
     }
     buf[got] = '\0';

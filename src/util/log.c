@@ -524,7 +524,8 @@ static enum redact_kind redact_key_kind(const char *k, size_t n)
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (redact_contains(k, n, words[i]))
             return REDACT_VALUE;
-    if (redact_ends_with(k, n, "_key") || (n == 3 && redact_word_at(k, n, 0, "key")))
+    if (redact_ends_with(k, n, "_key") ||
+        (n == 3 && redact_word_at(k, n, 0, "key")))
         return REDACT_VALUE;
     return REDACT_PLAIN;
 }
@@ -613,12 +614,33 @@ static size_t redact_skip_scheme(const char *s, size_t v)
     return v;
 }
 
+/* Does a secret-named key with its separator stand where a bare value was
+ * expected ("api_key= password: x")? Then returns the end of that key and
+ * sets *kind to its kind; else REDACT_NONE. */
+static size_t redact_nested_key(const char *s, size_t v,
+                                enum redact_kind *kind)
+{
+    size_t t = v;
+    while (redact_is_keych(s[t]))
+        t++;
+    if (t == v)
+        return REDACT_NONE;
+    enum redact_kind k = redact_key_kind(s + v, t - v);
+    enum redact_sep sep;
+    if (k == REDACT_PLAIN || redact_after_key(s, t, &sep) == REDACT_NONE)
+        return REDACT_NONE;
+    *kind = k;
+    return t;
+}
+
 /* Mask the value that starts at v: a quoted string, the rest of the line
- * (credential headers, "key: value"), or one bare word. */
-static void redact_value(struct redact *x, size_t v, enum redact_kind kind,
+ * (credential headers, "key: value"), or one bare word. A bare value that
+ * is itself a secret-named key is masked up to its separator only, with
+ * *kind updated, so that the caller masks its value next. */
+static void redact_value(struct redact *x, size_t v, enum redact_kind *kind,
                          enum redact_sep sep)
 {
-    bool header = kind == REDACT_HEADER && sep != REDACT_EQUALS;
+    bool header = *kind == REDACT_HEADER && sep != REDACT_EQUALS;
     const char *s = x->s;
     if (s[v] == '\\' && s[v + 1] == '"') {
         redact_span(x, v + 2, redact_escquoted_end(s, v + 2));
@@ -631,11 +653,14 @@ static void redact_value(struct redact *x, size_t v, enum redact_kind kind,
             end++;
         redact_span(x, start, end);
     } else {
-        redact_span(x, v, redact_bare_end(s, v));
+        size_t t = redact_nested_key(s, v, kind);
+        redact_span(x, v, t != REDACT_NONE ? t : redact_bare_end(s, v));
     }
 }
 
-/* At the start of a key-like token. */
+/* At the start of a key-like token. A masked value followed by a
+ * separator was itself a key (Cookie: "token":"x"), so its value is masked
+ * too; every round consumes a separator, so this stays linear. */
 static void redact_key(struct redact *x)
 {
     const char *s = x->s;
@@ -646,10 +671,14 @@ static void redact_key(struct redact *x)
     enum redact_sep sep = REDACT_EQUALS;
     size_t v = kind == REDACT_PLAIN ? REDACT_NONE
                                     : redact_after_key(s, t, &sep);
-    if (v == REDACT_NONE)
+    if (v == REDACT_NONE) {
         redact_copy(x, t);
-    else
-        redact_value(x, v, kind, sep);
+        return;
+    }
+    while (v != REDACT_NONE) {
+        redact_value(x, v, &kind, sep);
+        v = redact_after_key(s, x->r, &sep);
+    }
 }
 
 static bool redact_is_url_end(char c)

@@ -25,7 +25,7 @@ struct secret *secret_new(size_t len);
 struct secret *secret_from(const void *p, size_t len);
 
 /* The contents of a file (at most 64 KiB), without one trailing "\n" or
- * "\r\n". Refuses files readable by group or others. Caller owns. */
+ * "\r\n". Refuses files accessible by group or others. Caller owns. */
 struct secret *secret_from_file(const char *path, struct error *err);
 
 const unsigned char *secret_data(const struct secret *s);

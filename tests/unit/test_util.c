@@ -1,0 +1,459 @@
+/*
+ * test_util.c - the utility layer below everything: struct secret and
+ * secret files, durable file operations (atomic replace, batched syncs,
+ * mkdir -p, bounded reads, dirname), UUIDv7 ids and the time helpers.
+ */
+#include "testutil.h"
+
+#include "util/fsx.h"
+#include "util/id.h"
+#include "util/secret.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+static void write_file(const char *path, const char *data, size_t len,
+                       mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+static int count_entries_containing(const char *dir, const char *part)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return n;
+}
+
+/* ---- secret ---- */
+
+static void test_secret_round_trip(void **state)
+{
+    (void)state;
+    struct secret *s = secret_from("hunter2", 7);
+    assert_non_null(s);
+    assert_int_equal(secret_len(s), 7);
+    assert_memory_equal(secret_data(s), "hunter2", 7);
+    secret_free(s);
+
+    struct secret *z = secret_new(32);
+    assert_non_null(z);
+    assert_int_equal(secret_len(z), 32);
+    static const unsigned char zeros[32];
+    assert_memory_equal(secret_data(z), zeros, 32);
+    memset(secret_data_mut(z), 0xA5, 32);
+    assert_int_equal(secret_data(z)[31], 0xA5);
+    secret_free(z);
+
+    struct secret *e = secret_from("", 0);
+    assert_non_null(e);
+    assert_int_equal(secret_len(e), 0);
+    secret_free(e);
+    secret_free(NULL);
+    assert_int_equal(secret_len(NULL), 0);
+    assert_null(secret_data(NULL));
+}
+
+static void test_secret_equal(void **state)
+{
+    (void)state;
+    struct secret *a = secret_from("correct horse", 13);
+    struct secret *b = secret_from("correct horse", 13);
+    struct secret *c = secret_from("correct horsf", 13);
+    struct secret *d = secret_from("correct hors", 12);
+    assert_int_equal(secret_equal(a, b), 1);
+    assert_int_equal(secret_equal(a, c), 0);
+    assert_int_equal(secret_equal(a, d), 0);
+    assert_int_equal(secret_equal(a, NULL), 0);
+    secret_free(a);
+    secret_free(b);
+    secret_free(c);
+    secret_free(d);
+}
+
+static void test_secret_from_file_trims_newline(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/pw", dir);
+    struct { const char *content, *want; } cases[] = {
+        { "s3cret\n", "s3cret" },
+        { "s3cret\r\n", "s3cret" },
+        { "s3cret", "s3cret" },
+        { "s3cret\n\n", "s3cret\n" },   /* only one newline goes */
+        { "a b\tc\n", "a b\tc" },
+        { "\n", "" },
+        { "", "" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_file(path, cases[i].content, strlen(cases[i].content), 0600);
+        struct error err = {0};
+        struct secret *s = secret_from_file(path, &err);
+        assert_non_null(s);
+        assert_int_equal(secret_len(s), strlen(cases[i].want));
+        assert_memory_equal(secret_data(s), cases[i].want, secret_len(s));
+        secret_free(s);
+    }
+    test_rmtree(dir);
+}
+
+static void test_secret_from_file_refuses_shared_mode(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/keystore", dir);
+    write_file(path, "k\n", 2, 0644);
+    struct error err = {0};
+    assert_null(secret_from_file(path, &err));
+    assert_non_null(strstr(err.msg, "mode 0644"));
+    assert_non_null(strstr(err.msg, "readable by group or others"));
+    assert_non_null(strstr(err.msg, "chmod 600"));
+    assert_non_null(strstr(err.msg, path));
+
+    assert_int_equal(chmod(path, 0620), 0);
+    assert_null(secret_from_file(path, &err));
+    assert_non_null(strstr(err.msg, "mode 0620"));
+
+    assert_int_equal(chmod(path, 0400), 0);
+    struct secret *s = secret_from_file(path, &err);
+    assert_non_null(s);
+    secret_free(s);
+    test_rmtree(dir);
+}
+
+static void test_secret_from_file_limits(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/big", dir);
+    size_t n = 64 * 1024 + 1;
+    char *big = calloc(1, n);
+    assert_non_null(big);
+    write_file(path, big, n, 0600);
+    struct error err = {0};
+    assert_null(secret_from_file(path, &err));
+    assert_non_null(strstr(err.msg, "larger than"));
+    write_file(path, big, n - 1, 0600);   /* exactly 64 KiB is fine */
+    struct secret *s = secret_from_file(path, &err);
+    assert_non_null(s);
+    assert_int_equal(secret_len(s), n - 1);
+    secret_free(s);
+    free(big);
+
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    assert_null(secret_from_file(path, &err));
+    assert_non_null(strstr(err.msg, path));
+    assert_null(secret_from_file(dir, &err));   /* a directory */
+    test_rmtree(dir);
+}
+
+/* ---- fsx ---- */
+
+static void test_fsx_write_atomic(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/wharf.conf", dir);
+    struct error err = {0};
+
+    assert_int_equal(fsx_write_atomic(path, "one\n", 4, 0640, &err), 0);
+    char *buf;
+    size_t len;
+    assert_int_equal(fsx_read_all(path, 100, &buf, &len, &err), 0);
+    assert_int_equal(len, 4);
+    assert_string_equal(buf, "one\n");
+    free(buf);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    ino_t first = st.st_ino;
+
+    /* replace: new content, new mode, a new inode (renamed over) */
+    assert_int_equal(fsx_write_atomic(path, "second", 6, 0600, &err), 0);
+    assert_int_equal(fsx_read_all(path, 100, &buf, &len, &err), 0);
+    assert_string_equal(buf, "second");
+    free(buf);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_true(st.st_ino != first);
+
+    assert_int_equal(fsx_write_atomic(path, "", 0, 0600, &err), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    assert_int_equal(count_entries_containing(dir, ".tmp-"), 0);
+
+    /* failure: the directory does not exist; the error names the path */
+    snprintf(path, sizeof(path), "%s/nodir/x", dir);
+    assert_int_equal(fsx_write_atomic(path, "x", 1, 0600, &err), -1);
+    assert_non_null(strstr(err.msg, path));
+    /* failure at rename (target is a non-empty directory): temp is gone */
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    char inner[400];
+    snprintf(inner, sizeof(inner), "%s/f", path);
+    write_file(inner, "x", 1, 0600);
+    assert_int_equal(fsx_write_atomic(path, "x", 1, 0600, &err), -1);
+    assert_non_null(strstr(err.msg, "rename"));
+    assert_int_equal(count_entries_containing(dir, ".tmp-"), 0);
+    test_rmtree(dir);
+}
+
+static void sync_n(const char *dir, int n)
+{
+    int fds[32];
+    assert_true(n <= 32);
+    for (int i = 0; i < n; i++) {
+        char path[320];
+        snprintf(path, sizeof(path), "%s/f%d", dir, i);
+        fds[i] = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(write(fds[i], "data", 4), 4);
+    }
+    struct error err = {0};
+    if (fsx_sync_fds(fds, (size_t)n, &err) != 0)
+        fail_msg("fsx_sync_fds(%d): %s", n, err.msg);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+static void test_fsx_sync_fds(void **state)
+{
+    (void)state;
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct error err = {0};
+    assert_int_equal(fsx_sync_fds(NULL, 0, &err), 0);
+    sync_n(dir, 3);
+    sync_n(dir, 20);
+    int bad[10] = { -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
+    assert_int_equal(fsx_sync_fds(bad, 3, &err), -1);     /* fdatasync */
+    assert_int_not_equal(err.code, 0);
+    assert_int_equal(fsx_sync_fds(bad, 10, &err), -1);    /* syncfs path */
+    assert_int_not_equal(err.code, 0);
+    assert_int_equal(fsx_fsync_dir(dir, &err), 0);
+    test_rmtree(dir);
+}
+
+static void test_fsx_mkdir_p(void **state)
+{
+    (void)state;
+    char dir[256], path[400];
+    test_tmpdir(dir, sizeof(dir));
+    struct error err = {0};
+    snprintf(path, sizeof(path), "%s/a/b//c/", dir);
+    assert_int_equal(fsx_mkdir_p(path, 0700, &err), 0);
+    assert_int_equal(fsx_mkdir_p(path, 0700, &err), 0);   /* idempotent */
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/a/b/c", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+
+    snprintf(path, sizeof(path), "%s/file", dir);
+    write_file(path, "x", 1, 0600);
+    snprintf(path, sizeof(path), "%s/file/sub", dir);
+    assert_int_equal(fsx_mkdir_p(path, 0700, &err), -1);
+    assert_non_null(strstr(err.msg, "/file"));
+    assert_int_equal(fsx_mkdir_p("", 0700, &err), -1);
+    assert_int_equal(fsx_mkdir_p("/", 0700, &err), 0);
+    test_rmtree(dir);
+}
+
+static void test_fsx_read_all_max(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/f", dir);
+    char data[100];
+    memset(data, 'q', sizeof(data));
+    write_file(path, data, sizeof(data), 0600);
+    struct error err = {0};
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fsx_read_all(path, 100, &buf, &len, &err), 0);
+    assert_int_equal(len, 100);
+    assert_int_equal(buf[100], '\0');
+    free(buf);
+    assert_int_equal(fsx_read_all(path, 99, &buf, &len, &err), -1);
+    assert_null(buf);
+    char want[400];
+    snprintf(want, sizeof(want), "file %s is larger than 99 bytes", path);
+    assert_string_equal(err.msg, want);
+    /* a file whose size stat does not know: the bound holds while reading */
+    assert_int_equal(fsx_read_all("/proc/self/status", 10, &buf, &len, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "larger than 10 bytes"));
+    assert_int_equal(fsx_read_all("/proc/self/status", 1 << 20, &buf, &len,
+                                  &err), 0);
+    assert_true(len > 10 && strlen(buf) == len);
+    free(buf);
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    assert_int_equal(fsx_read_all(path, 10, &buf, &len, &err), -1);
+    assert_non_null(strstr(err.msg, path));
+    test_rmtree(dir);
+}
+
+static void test_fsx_dirname(void **state)
+{
+    (void)state;
+    struct { const char *in, *out; } cases[] = {
+        { "a/b", "a" }, { "/a/b/c", "/a/b" }, { "a", "." }, { "/a", "/" },
+        { "/", "/" }, { "a/b/", "a" }, { "a//b", "a" }, { "", "." },
+        { "//a", "/" }, { "a/", "." }, { "./x", "." }, { "///", "/" },
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(fsx_dirname(cases[i].in, out, sizeof(out)), 0);
+        if (strcmp(out, cases[i].out) != 0)
+            fail_msg("dirname(\"%s\") = \"%s\", want \"%s\"", cases[i].in, out,
+                     cases[i].out);
+    }
+    assert_int_equal(fsx_dirname("abc/def", out, 3), -1);
+    assert_int_equal(fsx_dirname("abc/def", out, 4), 0);
+    assert_string_equal(out, "abc");
+}
+
+/* ---- id and time ---- */
+
+enum { IDS = 10000 };
+
+static void test_id_new_valid_unique_ascending(void **state)
+{
+    (void)state;
+    static char ids[IDS][ID_LEN + 1];
+    int64_t before = time_now_ms();
+    for (int i = 0; i < IDS; i++) {
+        id_new(ids[i]);
+        assert_true(id_valid(ids[i]));
+        assert_int_equal(ids[i][14], '7');                  /* version */
+        assert_non_null(strchr("89ab", ids[i][19]));        /* variant 10 */
+        if (i > 0 && strcmp(ids[i - 1], ids[i]) >= 0)
+            fail_msg("id %d not ascending: %s then %s", i, ids[i - 1], ids[i]);
+    }
+    /* the first 48 bits are the creation time in ms */
+    char hex[13];
+    memcpy(hex, ids[0], 8);
+    memcpy(hex + 8, ids[0] + 9, 4);
+    hex[12] = '\0';
+    int64_t ms = (int64_t)strtoll(hex, NULL, 16);
+    assert_true(ms >= before && ms <= time_now_ms() + 1);
+}
+
+enum { ID_THREADS = 4, PER_ID_THREAD = 3000 };
+static char thread_ids[ID_THREADS * PER_ID_THREAD][ID_LEN + 1];
+
+static void *id_worker(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < PER_ID_THREAD; i++)
+        id_new(thread_ids[t * PER_ID_THREAD + i]);
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_id_new_threads_unique(void **state)
+{
+    (void)state;
+    pthread_t th[ID_THREADS];
+    for (int t = 0; t < ID_THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, id_worker,
+                                        (void *)(intptr_t)t), 0);
+    for (int t = 0; t < ID_THREADS; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < ID_THREADS; t++)     /* each thread sees ascending */
+        for (int i = 1; i < PER_ID_THREAD; i++)
+            assert_true(strcmp(thread_ids[t * PER_ID_THREAD + i - 1],
+                               thread_ids[t * PER_ID_THREAD + i]) < 0);
+    qsort(thread_ids, ID_THREADS * PER_ID_THREAD, ID_LEN + 1, cmp_id);
+    for (int i = 1; i < ID_THREADS * PER_ID_THREAD; i++)
+        assert_true(strcmp(thread_ids[i - 1], thread_ids[i]) < 0);
+}
+
+static void test_id_valid_rejects_bad_shapes(void **state)
+{
+    (void)state;
+    assert_true(id_valid("0193a7b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"));
+    assert_true(id_valid("00000000-0000-4000-8000-000000000000"));
+    const char *bad[] = {
+        "",
+        "0193a7b2-7c1d-7e3f-8a9b-0c1d2e3f4a5",      /* short */
+        "0193a7b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b0",    /* long */
+        "0193A7B2-7C1D-7E3F-8A9B-0C1D2E3F4A5B",     /* upper case */
+        "0193a7b2x7c1d-7e3f-8a9b-0c1d2e3f4a5b",     /* dash missing */
+        "0193a7b-27c1d-7e3f-8a9b-0c1d2e3f4a5b",     /* dash misplaced */
+        "0193a7b2-7c1d-7e3f-8a9b-0c1d2e3f4a5g",     /* not hex */
+        "0193a7b27c1d7e3f8a9b0c1d2e3f4a5b",         /* no dashes */
+        "{0193a7b2-7c1d-7e3f-8a9b-0c1d2e3f4a5}",
+        "../../../../etc/passwd-aaaa-bbbb-cccc",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (id_valid(bad[i]))
+            fail_msg("id_valid accepted \"%s\"", bad[i]);
+    assert_false(id_valid(NULL));
+}
+
+static void test_time_iso(void **state)
+{
+    (void)state;
+    char out[32];
+    time_iso(0, out, sizeof(out));
+    assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+    time_iso(1795433503123, out, sizeof(out));
+    assert_string_equal(out, "2026-11-23T11:31:43.123Z");
+    time_iso(-1, out, sizeof(out));
+    assert_string_equal(out, "1969-12-31T23:59:59.999Z");
+    time_iso(951782400007, out, sizeof(out));         /* leap day 2000 */
+    assert_string_equal(out, "2000-02-29T00:00:00.007Z");
+    time_iso(0, out, 25);                              /* exactly enough */
+    assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+    time_iso(0, out, 5);                               /* cut, terminated */
+    assert_string_equal(out, "1970");
+
+    int64_t now = time_now_ms();
+    assert_true(now > 1700000000000);                  /* after 2023 */
+    int64_t m1 = time_mono_ms(), m2 = time_mono_ms();
+    assert_true(m2 >= m1 && m1 > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_secret_round_trip),
+        cmocka_unit_test(test_secret_equal),
+        cmocka_unit_test(test_secret_from_file_trims_newline),
+        cmocka_unit_test(test_secret_from_file_refuses_shared_mode),
+        cmocka_unit_test(test_secret_from_file_limits),
+        cmocka_unit_test(test_fsx_write_atomic),
+        cmocka_unit_test(test_fsx_sync_fds),
+        cmocka_unit_test(test_fsx_mkdir_p),
+        cmocka_unit_test(test_fsx_read_all_max),
+        cmocka_unit_test(test_fsx_dirname),
+        cmocka_unit_test(test_id_new_valid_unique_ascending),
+        cmocka_unit_test(test_id_new_threads_unique),
+        cmocka_unit_test(test_id_valid_rejects_bad_shapes),
+        cmocka_unit_test(test_time_iso),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
