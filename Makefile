@@ -20,7 +20,6 @@ LDFLAGS_asan  := -fsanitize=address,undefined
 
 SRC      := $(shell find src -name '*.c' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
-HDRS     := $(shell find src -name '*.h')
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 DATA     ?= ./wharf-data
 PYTEST   ?= /usr/bin/python3 -m pytest
@@ -30,9 +29,9 @@ PYTEST   ?= /usr/bin/python3 -m pytest
 all: release
 
 define variant
-build/$(1)/obj/%.o: src/%.c $(HDRS) VERSION
+build/$(1)/obj/%.o: src/%.c VERSION
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -c $$< -o $$@
+	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
 
 build/$(1)/libwharf.a: $$(patsubst src/%.c,build/$(1)/obj/%.o,$$(LIB_SRC))
 	@rm -f $$@
@@ -53,6 +52,9 @@ build/$(1)/bench/%: bench/%.c build/$(1)/libwharf.a
 endef
 $(eval $(call variant,release))
 $(eval $(call variant,asan))
+
+# Header dependencies recorded by -MMD.
+-include $(shell find build -name '*.d' 2>/dev/null)
 
 UNIT_BINS = $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 
