@@ -226,6 +226,13 @@ static int message_dispatch(const struct cli_args *a)
         if (*end || limit < 1 || limit > 1000000)
             return cli_usage(&cmd_message, "--limit must be 1..1000000");
     }
+    static const char *const states[] = { "queued", "processing", "retrying",
+        "sent", "failed", "received", NULL };
+    int known = a->values[1] == NULL;
+    for (int i = 0; !known && states[i]; i++)
+        known = !strcmp(a->values[1], states[i]);
+    if (!known)
+        return cli_usage(&cmd_message, "unknown state '%s'", a->values[1]);
     if (!strcmp(verb, "list") ? a->npos != 1 : a->npos != 2)
         return cli_usage(&cmd_message, "wrong number of arguments");
     if (cli_open(a->data, &w, &st) != 0)

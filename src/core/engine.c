@@ -381,9 +381,15 @@ static void *poller_main(void *arg)
     struct engine *e = arg;
     struct error err = {0};
     struct poll_state ps = {0};
+    pthread_rwlock_rdlock(&e->flow_lock);
+    ps.n = e->flow->nconns;
+    pthread_rwlock_unlock(&e->flow_lock);
+    ps.due = calloc(ps.n + 1, sizeof(*ps.due));
     struct store *st = store_open(e->w->db_path, &err);
-    if (st == NULL) {
+    if (st == NULL || ps.due == NULL) {
         log_error("poller cannot open the store: %s", err.msg);
+        free(ps.due);
+        store_close(st);
         return NULL;
     }
     while (!engine_stopping(e)) {
@@ -426,6 +432,16 @@ static int engine_init(struct engine *e, struct wharf *w, struct error *err)
     return 0;
 }
 
+static void engine_free_parts(struct engine *e)
+{
+    flow_free(e->flow);
+    pthread_rwlock_destroy(&e->flow_lock);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->workers);
+    free(e);
+}
+
 struct engine *engine_start(struct wharf *w, struct error *err)
 {
     struct engine *e = calloc(1, sizeof(*e));
@@ -436,9 +452,16 @@ struct engine *engine_start(struct wharf *w, struct error *err)
         error_set(err, "out of memory");
         return NULL;
     }
+    /* Load the flow before any worker can lease a hop that needs it. */
+    struct store *st = store_open(w->db_path, err);
+    e->flow = st ? flow_load(w, st, err) : NULL;
+    store_close(st);
+    if (e->flow == NULL) {
+        engine_free_parts(e);
+        return NULL;
+    }
     if (pthread_create(&e->poller, NULL, poller_main, e) != 0) {
-        free(e->workers);
-        free(e);
+        engine_free_parts(e);
         error_set(err, "cannot start the poller thread");
         return NULL;
     }
@@ -463,11 +486,6 @@ void engine_stop(struct engine *e)
     for (int i = 0; i < e->nworkers; i++)
         if (e->workers[i].thread)
             pthread_join(e->workers[i].thread, NULL);
-    flow_free(e->flow);
-    pthread_rwlock_destroy(&e->flow_lock);
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
-    free(e->workers);
-    free(e);
+    engine_free_parts(e);
     log_info("engine stopped");
 }
