@@ -7,7 +7,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0; failed=0; bad=()
 for t in "$@"; do
   out=$("$t" 2>&1); rc=$?
-  printf '%s\n' "$out" | grep -E '^\[  (PASSED|FAILED) \]|^\[==========\]' | sed "s|^|$(basename "$t"): |"
+  printf '%s\n' "$out" | grep -E '^\[ +(PASSED|FAILED) +\]' | sed "s|^|$(basename "$t"): |"
   p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
   f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))

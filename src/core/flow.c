@@ -105,34 +105,43 @@ static int parse_link(json_t *jl, size_t idx, struct store_flow *out,
     return (l->src && l->dst) ? 0 : error_set(err, "out of memory");
 }
 
-/* Depth-first search for a cycle through connector i; mark: 0 new,
- * 1 on the current path, 2 done. */
-static int has_cycle(const struct store_flow *f, size_t i, char *mark)
-{
-    mark[i] = 1;
-    for (size_t k = 0; k < f->nlinks; k++) {
-        if (strcmp(f->links[k].src, f->conns[i].name) != 0)
-            continue;
-        size_t j = (size_t)find_conn(f, f->links[k].dst);
-        if (mark[j] == 1 || (mark[j] == 0 && has_cycle(f, j, mark)))
-            return 1;
-    }
-    mark[i] = 2;
-    return 0;
-}
-
+/* Kahn's algorithm: repeatedly remove connectors nothing links into; any
+ * left over sit on a cycle. Iterative (no recursion depth to exhaust) and
+ * O(connectors x links), bounded by FLOW_MAX_CONNECTORS and FLOW_MAX_LINKS. */
 static int check_acyclic(const struct store_flow *f, struct error *err)
 {
-    char *mark = calloc(f->nconns + 1, 1);
-    if (mark == NULL)
-        return error_set(err, "out of memory");
-    int cyc = 0;
-    for (size_t i = 0; i < f->nconns && !cyc; i++)
-        if (mark[i] == 0)
-            cyc = has_cycle(f, i, mark);
-    free(mark);
-    return cyc ? error_set(err, "links form a cycle: a message would loop "
-                           "forever") : 0;
+    size_t *indeg = calloc(f->nconns + 1, sizeof(*indeg));
+    size_t *queue = calloc(f->nconns + 1, sizeof(*queue));
+    size_t *dst = calloc(f->nlinks + 1, sizeof(*dst));
+    size_t *src = calloc(f->nlinks + 1, sizeof(*src));
+    size_t head = 0, tail = 0;
+    int rc = 0;
+    if (!indeg || !queue || !dst || !src) {
+        rc = error_set(err, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < f->nlinks; k++) {
+        src[k] = (size_t)find_conn(f, f->links[k].src);
+        dst[k] = (size_t)find_conn(f, f->links[k].dst);
+        indeg[dst[k]]++;
+    }
+    for (size_t i = 0; i < f->nconns; i++)
+        if (indeg[i] == 0)
+            queue[tail++] = i;
+    while (head < tail) {
+        size_t i = queue[head++];
+        for (size_t k = 0; k < f->nlinks; k++)
+            if (src[k] == i && --indeg[dst[k]] == 0)
+                queue[tail++] = dst[k];
+    }
+    if (tail < f->nconns)
+        rc = error_set(err, "links form a cycle: a message would loop forever");
+out:
+    free(indeg);
+    free(queue);
+    free(dst);
+    free(src);
+    return rc;
 }
 
 static int parse_doc(json_t *root, struct store_flow *out, struct error *err)
@@ -145,6 +154,10 @@ static int parse_doc(json_t *root, struct store_flow *out, struct error *err)
     if (!json_is_array(conns) || (links && !json_is_array(links)))
         return error_set(err, "flow document: connectors and links must be "
                          "arrays");
+    if (json_array_size(conns) > FLOW_MAX_CONNECTORS ||
+        (links && json_array_size(links) > FLOW_MAX_LINKS))
+        return error_set(err, "flow document: at most %d connectors and %d "
+                         "links", FLOW_MAX_CONNECTORS, FLOW_MAX_LINKS);
     out->conns = calloc(json_array_size(conns) + 1, sizeof(*out->conns));
     out->links = calloc((links ? json_array_size(links) : 0) + 1,
                         sizeof(*out->links));

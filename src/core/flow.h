@@ -21,6 +21,8 @@ struct wharf;
 struct connector;
 
 #define FLOW_DOC_MAX (16 * 1024 * 1024)
+#define FLOW_MAX_CONNECTORS 4096
+#define FLOW_MAX_LINKS 8192
 
 /* Parse and validate a flow document (untrusted input: fuzzed). On success
  * out holds the normalized rows (configs as compact JSON); free with

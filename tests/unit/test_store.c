@@ -1,0 +1,761 @@
+/*
+ * test_store.c - the metadata store (store.h, SQLite backend) under the
+ * flow engine's requirements: intake commits a message with its source hop,
+ * its queued hops and its events in one transaction (M1) and recognizes
+ * duplicates (M2); hops are leased, finished, retried, failed and resent
+ * (M1); a lease that expired goes to the next worker and the first one's
+ * late commit is refused (M2); listings filter and page; the flow is
+ * replaced as a whole with a generation; the schema is versioned and
+ * survives a reopen; a burst of messages is one all-or-nothing commit.
+ *
+ * Each test gets its own database in a fresh temp dir.
+ */
+#include "testutil.h"
+
+#include <sqlite3.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "util/id.h"
+
+/* ---- fixture ---------------------------------------------------------------- */
+
+struct fx {
+    char dir[256];
+    char db[300];
+    struct store *st;
+};
+
+static int fx_setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    test_tmpdir(f->dir, sizeof(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
+    struct error err = {0};
+    f->st = store_open(f->db, &err);
+    if (f->st == NULL)
+        fail_msg("store_open: %s", err.msg);
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    store_close(f->st);
+    test_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A message as a source would hand it to store_intake. Strings borrowed. */
+static struct store_message msg_make(const char *id, const char *source,
+                                     const char *filename,
+                                     const char *dedup_key)
+{
+    struct store_message m;
+    memset(&m, 0, sizeof(m));
+    snprintf(m.id, sizeof(m.id), "%s", id);
+    m.created_at = time_now_ms();
+    m.source = (char *)source;
+    m.filename = (char *)filename;
+    m.size = 42;
+    m.sha256 = (char *)"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    m.payload_path = (char *)"payloads/20261123/x.wpay";
+    m.dedup_key = (char *)dedup_key;
+    return m;
+}
+
+/* Intake one message from `source` going on to next[0..nnext). */
+static void intake1(struct store *st, const char *id, const char *source,
+                    const char *const *next, size_t nnext)
+{
+    struct store_message m = msg_make(id, source, "a.edi", NULL);
+    struct store_new it = { .msg = &m, .next = next, .nnext = nnext };
+    struct error err = {0};
+    if (store_intake(st, &it, 1, &err) != 0)
+        fail_msg("store_intake: %s", err.msg);
+    assert_int_equal(it.duplicate, 0);
+}
+
+/* The state of message id (a static copy, for assertions). */
+static const char *msg_state(struct store *st, const char *id)
+{
+    static char state[32];
+    struct store_message m;
+    struct error err = {0};
+    assert_int_equal(store_message_get(st, id, &m, &err), 0);
+    assert_non_null(m.state);
+    snprintf(state, sizeof(state), "%s", m.state);
+    store_message_clear(&m);
+    return state;
+}
+
+static size_t count_events(struct store *st, const char *id,
+                           const char *level, const char *needle)
+{
+    struct store_event *ev;
+    size_t n, hits = 0;
+    struct error err = {0};
+    assert_int_equal(store_message_events(st, id, &ev, &n, &err), 0);
+    for (size_t i = 0; i < n; i++)
+        if ((level == NULL || strcmp(ev[i].level, level) == 0) &&
+            (needle == NULL || strstr(ev[i].text, needle) != NULL))
+            hits++;
+    store_events_free(ev, n);
+    return hits;
+}
+
+/* Lease everything due now for owner; returns the count, *out owned. */
+static size_t lease_now(struct store *st, const char *owner, int64_t lease_ms,
+                        struct store_hop **out)
+{
+    size_t n = 0;
+    struct error err = {0};
+    if (store_hop_lease(st, owner, time_now_ms(), lease_ms, 100, out, &n,
+                        &err) != 0)
+        fail_msg("store_hop_lease: %s", err.msg);
+    return n;
+}
+
+static struct store_outcome outcome(const struct store_hop *h,
+                                    const char *owner, enum hop_result r)
+{
+    struct store_outcome o;
+    memset(&o, 0, sizeof(o));
+    o.hop_id = h->id;
+    o.message_id = h->message_id;
+    o.connector = h->connector;
+    o.owner = owner;
+    o.result = r;
+    o.attempts = h->attempts + 1;
+    return o;
+}
+
+static void finish1(struct store *st, const struct store_outcome *o,
+                    size_t expect_skipped)
+{
+    size_t skipped = 99;
+    struct error err = {0};
+    if (store_hop_finish(st, o, 1, &skipped, &err) != 0)
+        fail_msg("store_hop_finish: %s", err.msg);
+    assert_int_equal(skipped, expect_skipped);
+}
+
+static const char *ID1 = "01900000-0000-7000-8000-000000000001";
+
+/* ---- M1: intake ------------------------------------------------------------- */
+
+static void test_m1_intake_creates_message_hops_events(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox", "archive" };
+    intake1(f->st, ID1, "inbox", next, 2);
+
+    struct store_message m;
+    struct error err = {0};
+    assert_int_equal(store_message_get(f->st, ID1, &m, &err), 0);
+    assert_string_equal(m.id, ID1);
+    assert_string_equal(m.source, "inbox");
+    assert_string_equal(m.filename, "a.edi");
+    assert_string_equal(m.state, "queued");
+    assert_int_equal(m.size, 42);
+    assert_string_equal(m.payload_path, "payloads/20261123/x.wpay");
+    assert_null(m.dedup_key);
+    store_message_clear(&m);
+
+    struct store_hop *h;
+    size_t n;
+    assert_int_equal(store_message_hops(f->st, ID1, &h, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(h[0].connector, "inbox");
+    assert_string_equal(h[0].state, "received");
+    assert_string_equal(h[1].connector, "outbox");
+    assert_string_equal(h[1].state, "queued");
+    assert_string_equal(h[2].connector, "archive");
+    assert_string_equal(h[2].state, "queued");
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(h[i].message_id, ID1);
+        assert_int_equal(h[i].attempts, 0);
+    }
+    store_hops_free(h, n);
+
+    assert_int_equal(count_events(f->st, ID1, NULL, NULL), 3);
+    assert_int_equal(count_events(f->st, ID1, "info", "received by inbox: a.edi"), 1);
+    assert_int_equal(count_events(f->st, ID1, "info", "queued for outbox"), 1);
+    assert_int_equal(count_events(f->st, ID1, "info", "queued for archive"), 1);
+
+    int64_t q, p, r, s, fl;
+    assert_int_equal(store_hop_counts(f->st, &q, &p, &r, &s, &fl, &err), 0);
+    assert_int_equal(q, 2);
+    assert_int_equal(p + r + s + fl, 0);
+
+    /* A message with nowhere to go is only received. */
+    const char *ID2 = "01900000-0000-7000-8000-000000000002";
+    intake1(f->st, ID2, "inbox", NULL, 0);
+    assert_string_equal(msg_state(f->st, ID2), "received");
+    assert_int_equal(store_message_get(f->st, "01900000-0000-7000-8000-00000000ffff",
+                                       &m, &err), 1);
+    store_message_clear(&m);
+}
+
+/* ---- M2: duplicates ------------------------------------------------------------ */
+
+static void test_m2_dedup_same_source_key(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    const char *ID2 = "01900000-0000-7000-8000-000000000002";
+    const char *ID3 = "01900000-0000-7000-8000-000000000003";
+    struct error err = {0};
+
+    struct store_message m1 = msg_make(ID1, "inbox", "a.edi", "key-a");
+    struct store_new a = { .msg = &m1, .next = next, .nnext = 1 };
+    assert_int_equal(store_intake(f->st, &a, 1, &err), 0);
+    assert_int_equal(a.duplicate, 0);
+
+    /* Same source and key, new id: a duplicate naming the stored one. */
+    struct store_message m2 = msg_make(ID2, "inbox", "a.edi", "key-a");
+    struct store_new b = { .msg = &m2, .next = next, .nnext = 1 };
+    assert_int_equal(store_intake(f->st, &b, 1, &err), 0);
+    assert_int_equal(b.duplicate, 1);
+    assert_string_equal(b.existing_id, ID1);
+
+    struct store_message got;
+    assert_int_equal(store_message_get(f->st, ID2, &got, &err), 1);
+    store_message_clear(&got);
+    struct store_hop *h;
+    size_t n;
+    assert_int_equal(store_message_hops(f->st, ID2, &h, &n, &err), 0);
+    assert_int_equal(n, 0);
+    store_hops_free(h, n);
+    assert_int_equal(count_events(f->st, ID2, NULL, NULL), 0);
+    assert_int_equal(store_message_hops(f->st, ID1, &h, &n, &err), 0);
+    assert_int_equal(n, 2);
+    store_hops_free(h, n);
+
+    struct store_message *list;
+    assert_int_equal(store_message_list(f->st, NULL, 100, 0, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    store_messages_free(list, n);
+
+    /* The same key from another source is a different message. */
+    struct store_message m3 = msg_make(ID3, "other", "a.edi", "key-a");
+    struct store_new c = { .msg = &m3, .next = next, .nnext = 1 };
+    assert_int_equal(store_intake(f->st, &c, 1, &err), 0);
+    assert_int_equal(c.duplicate, 0);
+    assert_int_equal(store_message_get(f->st, ID3, &got, &err), 0);
+    assert_string_equal(got.dedup_key, "key-a");
+    store_message_clear(&got);
+}
+
+/* ---- M1: lease, finish, next hops --------------------------------------------- */
+
+static void test_m1_lease_and_finish_sent_queues_next(void **state)
+{
+    struct fx *f = *state;
+    const char *first[] = { "middle" };
+    intake1(f->st, ID1, "inbox", first, 1);
+
+    struct store_hop *h;
+    size_t n = lease_now(f->st, "w1", 60000, &h);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].connector, "middle");
+    assert_string_equal(h[0].message_id, ID1);
+    assert_string_equal(h[0].state, "queued");      /* as it was when leased */
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+
+    /* Leased: nobody else gets it while the lease runs. */
+    struct store_hop *h2;
+    assert_int_equal(lease_now(f->st, "w2", 60000, &h2), 0);
+    store_hops_free(h2, 0);
+
+    const char *then[] = { "last" };
+    struct store_outcome o = outcome(&h[0], "w1", HOP_SENT);
+    o.receipt = "MDN ok";
+    o.next = then;
+    o.nnext = 1;
+    finish1(f->st, &o, 0);
+    store_hops_free(h, n);
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+
+    struct store_hop *all;
+    struct error err = {0};
+    assert_int_equal(store_message_hops(f->st, ID1, &all, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(all[1].connector, "middle");
+    assert_string_equal(all[1].state, "sent");
+    assert_int_equal(all[1].attempts, 1);
+    assert_string_equal(all[1].receipt, "MDN ok");
+    assert_null(all[1].last_error);
+    assert_string_equal(all[2].connector, "last");
+    assert_string_equal(all[2].state, "queued");
+    store_hops_free(all, n);
+    assert_int_equal(count_events(f->st, ID1, "info", "sent by middle (attempt 1): MDN ok"), 1);
+    assert_int_equal(count_events(f->st, ID1, "info", "queued for last"), 1);
+
+    /* The last hop: leased, sent, nothing next: the message is sent. */
+    n = lease_now(f->st, "w1", 60000, &h);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].connector, "last");
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+    o = outcome(&h[0], "w1", HOP_SENT);
+    finish1(f->st, &o, 0);
+    store_hops_free(h, n);
+    assert_string_equal(msg_state(f->st, ID1), "sent");
+    assert_int_equal(lease_now(f->st, "w1", 60000, &h), 0);
+    store_hops_free(h, 0);
+
+    int64_t q, p, r, s, fl;
+    assert_int_equal(store_hop_counts(f->st, &q, &p, &r, &s, &fl, &err), 0);
+    assert_int_equal(s, 2);
+    assert_int_equal(q + p + r + fl, 0);
+}
+
+static void test_m1_retry_then_failed_state(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);
+
+    struct store_hop *h;
+    size_t n = lease_now(f->st, "w1", 60000, &h);
+    assert_int_equal(n, 1);
+    int64_t later = time_now_ms() + 3600 * 1000;
+    struct store_outcome o = outcome(&h[0], "w1", HOP_RETRY);
+    o.next_at = later;
+    o.error = "connection refused";
+    finish1(f->st, &o, 0);
+    int64_t hop_id = h[0].id;
+    store_hops_free(h, n);
+    assert_string_equal(msg_state(f->st, ID1), "retrying");
+    assert_int_equal(count_events(f->st, ID1, "warning",
+                     "attempt 1 by outbox failed, will retry: connection refused"), 1);
+
+    /* Not due before next_at ... */
+    assert_int_equal(lease_now(f->st, "w1", 60000, &h), 0);
+    store_hops_free(h, 0);
+    struct store_hop *all;
+    struct error err = {0};
+    assert_int_equal(store_message_hops(f->st, ID1, &all, &n, &err), 0);
+    assert_string_equal(all[1].state, "retrying");
+    assert_int_equal(all[1].attempts, 1);
+    assert_true(all[1].next_at == later);
+    assert_string_equal(all[1].last_error, "connection refused");
+    store_hops_free(all, n);
+
+    /* ... and due after it. */
+    assert_int_equal(store_hop_lease(f->st, "w1", later, 60000, 10, &h, &n,
+                                     &err), 0);
+    assert_int_equal(n, 1);
+    assert_true(h[0].id == hop_id);
+    assert_int_equal(h[0].attempts, 1);
+    o = outcome(&h[0], "w1", HOP_FAILED);
+    o.error = "permission denied";
+    finish1(f->st, &o, 0);
+    store_hops_free(h, n);
+
+    assert_string_equal(msg_state(f->st, ID1), "failed");
+    assert_int_equal(store_message_hops(f->st, ID1, &all, &n, &err), 0);
+    assert_string_equal(all[1].state, "failed");
+    assert_int_equal(all[1].attempts, 2);
+    assert_string_equal(all[1].last_error, "permission denied");
+    store_hops_free(all, n);
+    assert_int_equal(count_events(f->st, ID1, "error",
+                     "failed at outbox after 2 attempt(s): permission denied"), 1);
+    /* Failed hops are parked: never leased again by themselves. */
+    assert_int_equal(store_hop_lease(f->st, "w1", later + 86400000LL, 60000, 10,
+                                     &h, &n, &err), 0);
+    assert_int_equal(n, 0);
+    store_hops_free(h, n);
+
+    struct store_message *list;
+    assert_int_equal(store_message_list(f->st, "failed", 10, 0, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, ID1);
+    store_messages_free(list, n);
+}
+
+/* ---- M2: a dead worker's lease expires ------------------------------------------ */
+
+static void test_m2_expired_lease_is_leased_again(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);
+
+    struct store_hop *h1, *h2;
+    assert_int_equal(lease_now(f->st, "worker-1", 1, &h1), 1);
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    assert_int_equal(lease_now(f->st, "worker-2", 60000, &h2), 1);
+    assert_true(h1[0].id == h2[0].id);
+
+    /* worker-1 comes back late: its commit is refused, nothing changes. */
+    struct store_outcome o = outcome(&h1[0], "worker-1", HOP_FAILED);
+    o.error = "late";
+    finish1(f->st, &o, 1);
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+    assert_int_equal(count_events(f->st, ID1, NULL, "late"), 0);
+    struct store_hop *all;
+    size_t n;
+    struct error err = {0};
+    assert_int_equal(store_message_hops(f->st, ID1, &all, &n, &err), 0);
+    assert_string_equal(all[1].state, "processing");
+    assert_int_equal(all[1].attempts, 0);
+    store_hops_free(all, n);
+
+    /* worker-2 holds the lease: its commit counts. */
+    o = outcome(&h2[0], "worker-2", HOP_SENT);
+    finish1(f->st, &o, 0);
+    assert_string_equal(msg_state(f->st, ID1), "sent");
+    store_hops_free(h1, 1);
+    store_hops_free(h2, 1);
+}
+
+/* ---- M1: resend ------------------------------------------------------------------ */
+
+static void test_m1_resend_requeues_failed(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "good", "bad" };
+    intake1(f->st, ID1, "inbox", next, 2);
+    struct store_hop *h;
+    size_t n = lease_now(f->st, "w1", 60000, &h);
+    assert_int_equal(n, 2);
+    struct store_outcome o[2];
+    for (size_t i = 0; i < 2; i++) {
+        int bad = strcmp(h[i].connector, "bad") == 0;
+        o[i] = outcome(&h[i], "w1", bad ? HOP_FAILED : HOP_SENT);
+        o[i].attempts = 3;
+        o[i].error = bad ? "disk full" : NULL;
+    }
+    size_t skipped = 9;
+    struct error err = {0};
+    assert_int_equal(store_hop_finish(f->st, o, 2, &skipped, &err), 0);
+    assert_int_equal(skipped, 0);
+    store_hops_free(h, n);
+    assert_string_equal(msg_state(f->st, ID1), "failed");
+
+    int requeued = -1;
+    assert_int_equal(store_message_resend(f->st, ID1, "alice", &requeued, &err), 0);
+    assert_int_equal(requeued, 1);
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+    assert_int_equal(count_events(f->st, ID1, "info",
+                     "resend requested by alice: 1 hop(s) queued"), 1);
+
+    struct store_hop *all;
+    assert_int_equal(store_message_hops(f->st, ID1, &all, &n, &err), 0);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(all[i].connector, "bad") == 0) {
+            assert_string_equal(all[i].state, "queued");
+            assert_int_equal(all[i].attempts, 0);
+            assert_null(all[i].last_error);
+        } else {
+            assert_string_equal(all[i].state, "sent");   /* untouched */
+        }
+    }
+    store_hops_free(all, n);
+
+    /* Only the re-queued hop is leased again; send it. */
+    n = lease_now(f->st, "w2", 60000, &h);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].connector, "bad");
+    o[0] = outcome(&h[0], "w2", HOP_SENT);
+    finish1(f->st, &o[0], 0);
+    store_hops_free(h, n);
+    assert_string_equal(msg_state(f->st, ID1), "sent");
+
+    /* Nothing failed: resend sends every delivery hop again. */
+    assert_int_equal(store_message_resend(f->st, ID1, "bob", &requeued, &err), 0);
+    assert_int_equal(requeued, 2);
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+
+    assert_int_equal(store_message_resend(f->st, "01900000-0000-7000-8000-00000000ffff",
+                                          "bob", &requeued, &err), 1);
+}
+
+static void test_m2_leases_release(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);
+    struct store_hop *h;
+    assert_int_equal(lease_now(f->st, "old-serve", 3600 * 1000, &h), 1);
+    store_hops_free(h, 1);
+    assert_int_equal(lease_now(f->st, "new-serve", 60000, &h), 0);
+    store_hops_free(h, 0);
+
+    struct error err = {0};
+    assert_int_equal(store_leases_release(f->st, &err), 0);
+    int64_t q, p, r, s, fl;
+    assert_int_equal(store_hop_counts(f->st, &q, &p, &r, &s, &fl, &err), 0);
+    assert_int_equal(q, 1);
+    assert_int_equal(p, 0);
+
+    assert_int_equal(lease_now(f->st, "new-serve", 60000, &h), 1);
+    struct store_outcome o = outcome(&h[0], "new-serve", HOP_SENT);
+    finish1(f->st, &o, 0);
+    store_hops_free(h, 1);
+    assert_string_equal(msg_state(f->st, ID1), "sent");
+}
+
+/* ---- M1: listing ---------------------------------------------------------------------- */
+
+static void test_m1_message_list_filter_and_paging(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    char ids[10][ID_LEN + 1];
+    for (int i = 0; i < 10; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "01900000-0000-7000-8000-0000000000%02d", i);
+        /* even: queued for outbox; odd: received only */
+        intake1(f->st, ids[i], "inbox", next, i % 2 == 0 ? 1 : 0);
+    }
+    struct store_message *page;
+    size_t n;
+    struct error err = {0};
+    int seen[10] = {0};
+    int expect = 9;
+    for (int64_t off = 0; off < 12; off += 4) {
+        assert_int_equal(store_message_list(f->st, NULL, 4, off, &page, &n, &err), 0);
+        assert_int_equal(n, off < 8 ? 4 : 2);
+        for (size_t i = 0; i < n; i++) {
+            assert_string_equal(page[i].id, ids[expect]);   /* newest first */
+            assert_string_equal(page[i].source, "inbox");
+            seen[expect--]++;
+        }
+        store_messages_free(page, n);
+    }
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(seen[i], 1);
+    assert_int_equal(store_message_list(f->st, NULL, 4, 10, &page, &n, &err), 0);
+    assert_int_equal(n, 0);
+    store_messages_free(page, n);
+
+    assert_int_equal(store_message_list(f->st, "received", 100, 0, &page, &n, &err), 0);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(page[i].state, "received");
+        assert_string_equal(page[i].id, ids[9 - 2 * i]);
+    }
+    store_messages_free(page, n);
+    assert_int_equal(store_message_list(f->st, "queued", 2, 1, &page, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(page[0].id, ids[6]);
+    assert_string_equal(page[1].id, ids[4]);
+    store_messages_free(page, n);
+    assert_int_equal(store_message_list(f->st, "failed", 100, 0, &page, &n, &err), 0);
+    assert_int_equal(n, 0);
+    store_messages_free(page, n);
+}
+
+/* ---- M1: the flow ------------------------------------------------------------------------ */
+
+static void test_m1_flow_put_get_generation(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    assert_true(store_flow_generation(f->st, &err) == 0);
+    struct store_flow got;
+    assert_int_equal(store_flow_get(f->st, &got, &err), 0);
+    assert_int_equal(got.nconns, 0);
+    assert_int_equal(got.nlinks, 0);
+    assert_true(got.generation == 0);
+    store_flow_clear(&got);
+
+    struct store_connector c1[] = {
+        { "inbox", "file", "{\"receive_dir\":\"/srv/in\"}" },
+        { "outbox", "file", "{\"send_dir\":\"/srv/out\"}" },
+        { "audit", "file", "{\"send_dir\":\"/srv/audit\"}" },
+    };
+    struct store_link l1[] = { { "inbox", "outbox" }, { "inbox", "audit" } };
+    struct store_flow put = { c1, 3, l1, 2, 0 };
+    assert_int_equal(store_flow_put(f->st, &put, &err), 0);
+    assert_true(store_flow_generation(f->st, &err) == 1);
+
+    assert_int_equal(store_flow_get(f->st, &got, &err), 0);
+    assert_true(got.generation == 1);
+    assert_int_equal(got.nconns, 3);
+    for (size_t i = 0; i < 3; i++) {      /* in the order given */
+        assert_string_equal(got.conns[i].name, c1[i].name);
+        assert_string_equal(got.conns[i].type, c1[i].type);
+        assert_string_equal(got.conns[i].config, c1[i].config);
+    }
+    assert_int_equal(got.nlinks, 2);
+    assert_string_equal(got.links[0].src, "inbox");
+    assert_string_equal(got.links[0].dst, "outbox");
+    assert_string_equal(got.links[1].dst, "audit");
+    store_flow_clear(&got);
+    assert_null(got.conns);
+    assert_int_equal(got.nconns, 0);
+
+    /* A put replaces everything. */
+    struct store_connector c2[] = { { "only", "file", "{\"send_dir\":\"/x\"}" } };
+    struct store_flow put2 = { c2, 1, NULL, 0, 0 };
+    assert_int_equal(store_flow_put(f->st, &put2, &err), 0);
+    assert_int_equal(store_flow_get(f->st, &got, &err), 0);
+    assert_true(got.generation == 2);
+    assert_int_equal(got.nconns, 1);
+    assert_string_equal(got.conns[0].name, "only");
+    assert_int_equal(got.nlinks, 0);
+    store_flow_clear(&got);
+
+    /* A put that fails (two connectors of one name) changes nothing. */
+    struct store_connector c3[] = { { "dup", "file", "{}" }, { "dup", "file", "{}" } };
+    struct store_flow put3 = { c3, 2, NULL, 0, 0 };
+    assert_int_equal(store_flow_put(f->st, &put3, &err), -1);
+    assert_non_null(strstr(err.msg, "insert connector"));
+    assert_int_equal(store_flow_get(f->st, &got, &err), 0);
+    assert_true(got.generation == 2);
+    assert_int_equal(got.nconns, 1);
+    assert_string_equal(got.conns[0].name, "only");
+    store_flow_clear(&got);
+
+    /* Settings, which the generation lives beside. */
+    char *v = (char *)"x";
+    assert_int_equal(store_setting_get(f->st, "nope", &v, &err), 0);
+    assert_null(v);
+    assert_int_equal(store_setting_set(f->st, "k", "v1", &err), 0);
+    assert_int_equal(store_setting_set(f->st, "k", "v2", &err), 0);
+    assert_int_equal(store_setting_get(f->st, "k", &v, &err), 0);
+    assert_string_equal(v, "v2");
+    free(v);
+}
+
+/* ---- M2: schema ------------------------------------------------------------------------------ */
+
+static void test_m2_migration_version(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    assert_int_equal(store_schema_version(f->st), STORE_SCHEMA_VERSION);
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);
+    store_close(f->st);
+
+    /* Reopen: no migration runs again, the data is there. */
+    f->st = store_open(f->db, &err);
+    if (f->st == NULL)
+        fail_msg("reopen: %s", err.msg);
+    assert_int_equal(store_schema_version(f->st), STORE_SCHEMA_VERSION);
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+    store_close(f->st);
+    f->st = NULL;
+
+    /* One version row per migration, none applied twice. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*), COUNT(DISTINCT "
+                     "version) FROM schema_version", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), STORE_SCHEMA_VERSION);
+    assert_int_equal(sqlite3_column_int(q, 1), STORE_SCHEMA_VERSION);
+    sqlite3_finalize(q);
+    /* A database from a newer wharf is refused, not downgraded. */
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version(version, "
+                     "applied_at) VALUES(999, 0)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_null(store_open(f->db, &err));
+    assert_non_null(strstr(err.msg, "schema version 999"));
+    assert_non_null(strstr(err.msg, "upgrade wharf"));
+
+    /* A fresh store after the refused one, for the teardown. */
+    char db2[320];
+    snprintf(db2, sizeof(db2), "%s/second.db", f->dir);
+    f->st = store_open(db2, &err);
+    assert_non_null(f->st);
+    assert_int_equal(store_schema_version(f->st), STORE_SCHEMA_VERSION);
+}
+
+/* ---- M2: group commit ------------------------------------------------------------------------ */
+
+#define BURST 500
+
+static void test_m2_group_commit_batch(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    static char ids[BURST][ID_LEN + 1];
+    static char names[BURST][32];
+    static struct store_message msgs[BURST];
+    static struct store_new items[BURST];
+    for (size_t i = 0; i < BURST; i++) {
+        id_new(ids[i]);
+        snprintf(names[i], sizeof(names[i]), "f%03zu.edi", i);
+        msgs[i] = msg_make(ids[i], "inbox", names[i], names[i]);
+        memset(&items[i], 0, sizeof(items[i]));
+        items[i].msg = &msgs[i];
+        items[i].next = next;
+        items[i].nnext = 1;
+    }
+    struct error err = {0};
+    assert_int_equal(store_intake(f->st, items, BURST, &err), 0);
+    for (size_t i = 0; i < BURST; i++)
+        assert_int_equal(items[i].duplicate, 0);
+
+    struct store_message *list;
+    size_t n;
+    assert_int_equal(store_message_list(f->st, NULL, 10000, 0, &list, &n, &err), 0);
+    assert_int_equal(n, BURST);
+    store_messages_free(list, n);
+    int64_t q, p, r, s, fl;
+    assert_int_equal(store_hop_counts(f->st, &q, &p, &r, &s, &fl, &err), 0);
+    assert_int_equal(q, BURST);
+    for (size_t i = 0; i < BURST; i += 97)
+        assert_string_equal(msg_state(f->st, ids[i]), "queued");
+
+    /* The whole burst is one transaction: if its last item fails, none of
+     * it is stored (here: a hop without a connector violates NOT NULL). */
+    static char ids2[BURST][ID_LEN + 1];
+    const char *broken[] = { NULL };
+    for (size_t i = 0; i < BURST; i++) {
+        id_new(ids2[i]);
+        msgs[i] = msg_make(ids2[i], "inbox", names[i], NULL);
+        items[i].duplicate = 0;
+    }
+    items[BURST - 1].next = broken;
+    assert_int_equal(store_intake(f->st, items, BURST, &err), -1);
+    assert_non_null(strstr(err.msg, "insert hop"));
+    assert_int_equal(store_message_list(f->st, NULL, 10000, 0, &list, &n, &err), 0);
+    assert_int_equal(n, BURST);
+    store_messages_free(list, n);
+    struct store_message m;
+    assert_int_equal(store_message_get(f->st, ids2[0], &m, &err), 1);
+    store_message_clear(&m);
+
+    /* The store is usable after the rollback; the same burst again is
+     * all duplicates. */
+    for (size_t i = 0; i < BURST; i++) {
+        msgs[i] = msg_make(ids2[i], "inbox", names[i], names[i]);
+        items[i].next = next;
+    }
+    assert_int_equal(store_intake(f->st, items, BURST, &err), 0);
+    for (size_t i = 0; i < BURST; i++) {
+        assert_int_equal(items[i].duplicate, 1);
+        assert_string_equal(items[i].existing_id, ids[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+        T(test_m1_intake_creates_message_hops_events),
+        T(test_m2_dedup_same_source_key),
+        T(test_m1_lease_and_finish_sent_queues_next),
+        T(test_m1_retry_then_failed_state),
+        T(test_m2_expired_lease_is_leased_again),
+        T(test_m1_resend_requeues_failed),
+        T(test_m2_leases_release),
+        T(test_m1_message_list_filter_and_paging),
+        T(test_m1_flow_put_get_generation),
+        T(test_m2_migration_version),
+        T(test_m2_group_commit_batch),
+#undef T
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
