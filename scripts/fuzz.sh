@@ -33,11 +33,11 @@ if ! command -v "$CC" >/dev/null 2>&1; then
     echo "fuzz: clang-14 not found (apt-get install clang-14)" >&2
     exit 1
 fi
-PKGS="openssl sqlite3 jansson zlib"
+PKGS="openssl sqlite3 jansson zlib libargon2"
 CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -Isrc -DWHARF_VERSION=\"fuzz\" \
 -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
 $(pkg-config --cflags $PKGS 2>/dev/null)"
-LIBS="$(pkg-config --libs $PKGS) -lpthread"
+LIBS="$(pkg-config --libs $PKGS) -lcivetweb -lpthread"
 OUT=build/fuzz
 JOBS=$(nproc 2>/dev/null || echo 2)
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_internal.h"
 #include "util/id.h"
 
 /* ---- schema ---------------------------------------------------------------- */
@@ -50,6 +51,34 @@ static const char *const MIGRATIONS[] = {
     "  level TEXT NOT NULL, text TEXT NOT NULL);"
     "CREATE INDEX events_message ON events(message_id, id);"
     "INSERT INTO settings(key, value) VALUES('flow_generation', '0');",
+    /* 2: people, programs, sessions, the audit trail, bans */
+    "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    "  role TEXT NOT NULL, password_hash TEXT, must_change INTEGER NOT NULL"
+    "  DEFAULT 0, totp_sealed BLOB, totp_enabled INTEGER NOT NULL DEFAULT 0,"
+    "  totp_last_step INTEGER NOT NULL DEFAULT 0, oidc_subject TEXT UNIQUE,"
+    "  disabled INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE recovery_codes(user_id INTEGER NOT NULL REFERENCES users(id)"
+    "  ON DELETE CASCADE, code_hash TEXT NOT NULL, used_at INTEGER,"
+    "  PRIMARY KEY(user_id, code_hash));"
+    "CREATE TABLE sessions(id_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL"
+    "  REFERENCES users(id) ON DELETE CASCADE, csrf_hash TEXT NOT NULL,"
+    "  address TEXT, mfa INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+    "  last_seen_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+    "  revoked_at INTEGER);"
+    "CREATE INDEX sessions_user ON sessions(user_id);"
+    "CREATE TABLE tokens(id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+    "  hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, created_by TEXT,"
+    "  created_at INTEGER NOT NULL, expires_at INTEGER, last_used_at INTEGER,"
+    "  revoked_at INTEGER);"
+    "CREATE TABLE audit(seq INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL, address TEXT, action TEXT NOT NULL, target TEXT,"
+    "  detail TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+    "CREATE TABLE audit_checkpoints(seq INTEGER PRIMARY KEY, hash TEXT NOT NULL,"
+    "  at INTEGER NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL);"
+    "CREATE TABLE bans(address TEXT PRIMARY KEY, failures INTEGER NOT NULL"
+    "  DEFAULT 0, level INTEGER NOT NULL DEFAULT 0, banned_until INTEGER"
+    "  NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -148,11 +177,35 @@ struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
+    sqlite3_stmt *ext[STORE_EXT_SLOTS];     /* store_stmt_ext() */
 };
+
+sqlite3_stmt *store_stmt_ext(struct store *s, int slot, const char *sql,
+                             struct error *err)
+{
+    if (slot < 0 || slot >= STORE_EXT_SLOTS) {
+        error_set(err, "internal: statement slot %d out of range", slot);
+        return NULL;
+    }
+    if (s->ext[slot] == NULL &&
+        sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                           &s->ext[slot], NULL) != SQLITE_OK) {
+        store_db_error(s, err, "prepare");
+        return NULL;
+    }
+    sqlite3_reset(s->ext[slot]);
+    sqlite3_clear_bindings(s->ext[slot]);
+    return s->ext[slot];
+}
+
+sqlite3 *store_db(struct store *s)
+{
+    return s->db;
+}
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static int db_error(struct store *s, struct error *err, const char *what)
+int store_db_error(struct store *s, struct error *err, const char *what)
 {
     return error_set(err, "database %s: %s: %s", s->path, what,
                      sqlite3_errmsg(s->db));
@@ -165,7 +218,7 @@ static sqlite3_stmt *stmt_get(struct store *s, enum stmt_id id,
     if (s->stmt[id] == NULL) {
         if (sqlite3_prepare_v3(s->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->stmt[id], NULL) != SQLITE_OK) {
-            db_error(s, err, "prepare");
+            store_db_error(s, err, "prepare");
             return NULL;
         }
     }
@@ -174,20 +227,20 @@ static sqlite3_stmt *stmt_get(struct store *s, enum stmt_id id,
     return s->stmt[id];
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *v)
+int store_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
              : sqlite3_bind_null(st, i);
 }
 
 /* Run a statement that returns no rows (already bound). */
-static int stmt_done(struct store *s, sqlite3_stmt *st, struct error *err,
+int store_step_done(struct store *s, sqlite3_stmt *st, struct error *err,
                      const char *what)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return db_error(s, err, what);
+        return store_db_error(s, err, what);
     return 0;
 }
 
@@ -195,26 +248,26 @@ static int simple(struct store *s, enum stmt_id id, struct error *err,
                   const char *what)
 {
     sqlite3_stmt *st = stmt_get(s, id, err);
-    return st ? stmt_done(s, st, err, what) : -1;
+    return st ? store_step_done(s, st, err, what) : -1;
 }
 
-static int tx_begin(struct store *s, struct error *err)
+int store_tx_begin(struct store *s, struct error *err)
 {
     return simple(s, S_BEGIN, err, "begin transaction");
 }
 
-static int tx_commit(struct store *s, struct error *err)
+int store_tx_commit(struct store *s, struct error *err)
 {
     return simple(s, S_COMMIT, err, "commit");
 }
 
-static int tx_fail(struct store *s)
+int store_tx_fail(struct store *s)
 {
     simple(s, S_ROLLBACK, NULL, "rollback");
     return -1;
 }
 
-static char *col_dup(sqlite3_stmt *st, int i)
+char *store_col_dup(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? strdup((const char *)t) : NULL;
@@ -233,17 +286,17 @@ static int event_add(struct store *s, const char *msgid, int64_t hop_id,
     sqlite3_stmt *st = stmt_get(s, S_EVT_INS, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, msgid);
+    store_bind_text(st, 1, msgid);
     sqlite3_bind_int64(st, 2, hop_id);
     sqlite3_bind_int64(st, 3, at);
-    bind_text(st, 4, level);
-    bind_text(st, 5, text);
-    return stmt_done(s, st, err, "insert event");
+    store_bind_text(st, 4, level);
+    store_bind_text(st, 5, text);
+    return store_step_done(s, st, err, "insert event");
 }
 
 /* ---- open, close, migrate ----------------------------------------------- */
 
-static int exec_plain(struct store *s, const char *sql, struct error *err)
+int store_exec(struct store *s, const char *sql, struct error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -268,7 +321,7 @@ static int version_read(struct store *s)
 
 static int migrate(struct store *s, struct error *err)
 {
-    if (exec_plain(s, "CREATE TABLE IF NOT EXISTS schema_version("
+    if (store_exec(s, "CREATE TABLE IF NOT EXISTS schema_version("
                       "version INTEGER NOT NULL, applied_at INTEGER NOT NULL)",
                    err) < 0)
         return -1;
@@ -278,23 +331,23 @@ static int migrate(struct store *s, struct error *err)
                          "this wharf (%d): upgrade wharf", s->path, v,
                          (int)NMIGRATIONS);
     for (int i = v < 0 ? 0 : v; i < (int)NMIGRATIONS; i++) {
-        if (tx_begin(s, err) < 0)
+        if (store_tx_begin(s, err) < 0)
             return -1;
         sqlite3_stmt *st = NULL;
-        if (exec_plain(s, MIGRATIONS[i], err) < 0)
-            return tx_fail(s);
+        if (store_exec(s, MIGRATIONS[i], err) < 0)
+            return store_tx_fail(s);
         if (sqlite3_prepare_v2(s->db, "INSERT INTO schema_version(version,"
                                " applied_at) VALUES(?1, ?2)", -1, &st,
                                NULL) != SQLITE_OK)
-            return db_error(s, err, "migrate"), tx_fail(s);
+            return store_db_error(s, err, "migrate"), store_tx_fail(s);
         sqlite3_bind_int(st, 1, i + 1);
         sqlite3_bind_int64(st, 2, time_now_ms());
         int rc = sqlite3_step(st);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE)
-            return db_error(s, err, "migrate"), tx_fail(s);
-        if (tx_commit(s, err) < 0)
-            return tx_fail(s);
+            return store_db_error(s, err, "migrate"), store_tx_fail(s);
+        if (store_tx_commit(s, err) < 0)
+            return store_tx_fail(s);
     }
     return 0;
 }
@@ -317,7 +370,7 @@ struct store *store_open(const char *path, struct error *err)
     }
     sqlite3_busy_timeout(s->db, 10000);
     sqlite3_extended_result_codes(s->db, 1);
-    if (exec_plain(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+    if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                       " PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
                    err) < 0 ||
         migrate(s, err) < 0) {
@@ -333,6 +386,8 @@ void store_close(struct store *s)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
+    for (int i = 0; i < STORE_EXT_SLOTS; i++)
+        sqlite3_finalize(s->ext[i]);
     sqlite3_close(s->db);
     free(s->path);
     free(s);
@@ -352,13 +407,13 @@ int store_setting_get(struct store *s, const char *key, char **value,
     sqlite3_stmt *st = stmt_get(s, S_SETTING_GET, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, key);
+    store_bind_text(st, 1, key);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        *value = col_dup(st, 0);
+        *value = store_col_dup(st, 0);
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return db_error(s, err, "read setting");
+        return store_db_error(s, err, "read setting");
     return 0;
 }
 
@@ -368,9 +423,9 @@ int store_setting_set(struct store *s, const char *key, const char *value,
     sqlite3_stmt *st = stmt_get(s, S_SETTING_SET, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, key);
-    bind_text(st, 2, value);
-    return stmt_done(s, st, err, "write setting");
+    store_bind_text(st, 1, key);
+    store_bind_text(st, 2, value);
+    return store_step_done(s, st, err, "write setting");
 }
 
 /* ---- flow ------------------------------------------------------------------ */
@@ -414,12 +469,12 @@ static int flow_read_conns(struct store *s, struct store_flow *f,
             break;
         f->conns = p;
         struct store_connector *c = &f->conns[f->nconns++];
-        c->name = col_dup(st, 0);
-        c->type = col_dup(st, 1);
-        c->config = col_dup(st, 2);
+        c->name = store_col_dup(st, 0);
+        c->type = store_col_dup(st, 1);
+        c->config = store_col_dup(st, 2);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : db_error(s, err, "read connectors");
+    return rc == SQLITE_DONE ? 0 : store_db_error(s, err, "read connectors");
 }
 
 static int flow_read_links(struct store *s, struct store_flow *f,
@@ -434,26 +489,26 @@ static int flow_read_links(struct store *s, struct store_flow *f,
         if (p == NULL)
             break;
         f->links = p;
-        f->links[f->nlinks].src = col_dup(st, 0);
-        f->links[f->nlinks].dst = col_dup(st, 1);
+        f->links[f->nlinks].src = store_col_dup(st, 0);
+        f->links[f->nlinks].dst = store_col_dup(st, 1);
         f->nlinks++;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : db_error(s, err, "read links");
+    return rc == SQLITE_DONE ? 0 : store_db_error(s, err, "read links");
 }
 
 int store_flow_get(struct store *s, struct store_flow *out, struct error *err)
 {
     memset(out, 0, sizeof(*out));
     /* A read transaction so connectors, links and generation agree. */
-    if (exec_plain(s, "BEGIN", err) < 0)
+    if (store_exec(s, "BEGIN", err) < 0)
         return -1;
     int rc = flow_read_conns(s, out, err);
     if (rc == 0)
         rc = flow_read_links(s, out, err);
     if (rc == 0 && (out->generation = store_flow_generation(s, err)) < 0)
         rc = -1;
-    exec_plain(s, "COMMIT", NULL);
+    store_exec(s, "COMMIT", NULL);
     if (rc < 0)
         store_flow_clear(out);
     return rc;
@@ -469,19 +524,19 @@ static int flow_write(struct store *s, const struct store_flow *f,
         sqlite3_stmt *st = stmt_get(s, S_CONN_INS, err);
         if (st == NULL)
             return -1;
-        bind_text(st, 1, f->conns[i].name);
-        bind_text(st, 2, f->conns[i].type);
-        bind_text(st, 3, f->conns[i].config);
-        if (stmt_done(s, st, err, "insert connector") < 0)
+        store_bind_text(st, 1, f->conns[i].name);
+        store_bind_text(st, 2, f->conns[i].type);
+        store_bind_text(st, 3, f->conns[i].config);
+        if (store_step_done(s, st, err, "insert connector") < 0)
             return -1;
     }
     for (size_t i = 0; i < f->nlinks; i++) {
         sqlite3_stmt *st = stmt_get(s, S_LINK_INS, err);
         if (st == NULL)
             return -1;
-        bind_text(st, 1, f->links[i].src);
-        bind_text(st, 2, f->links[i].dst);
-        if (stmt_done(s, st, err, "insert link") < 0)
+        store_bind_text(st, 1, f->links[i].src);
+        store_bind_text(st, 2, f->links[i].dst);
+        if (store_step_done(s, st, err, "insert link") < 0)
             return -1;
     }
     return simple(s, S_GEN_BUMP, err, "bump flow generation");
@@ -490,11 +545,11 @@ static int flow_write(struct store *s, const struct store_flow *f,
 int store_flow_put(struct store *s, const struct store_flow *f,
                    struct error *err)
 {
-    if (tx_begin(s, err) < 0)
+    if (store_tx_begin(s, err) < 0)
         return -1;
     if (flow_write(s, f, err) < 0)
-        return tx_fail(s);
-    return tx_commit(s, err) < 0 ? tx_fail(s) : 0;
+        return store_tx_fail(s);
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }
 
 /* ---- messages -------------------------------------------------------------- */
@@ -522,13 +577,13 @@ static void message_row(sqlite3_stmt *st, struct store_message *m)
     col_id(st, 0, m->id);
     m->created_at = sqlite3_column_int64(st, 1);
     m->updated_at = sqlite3_column_int64(st, 2);
-    m->source = col_dup(st, 3);
-    m->filename = col_dup(st, 4);
+    m->source = store_col_dup(st, 3);
+    m->filename = store_col_dup(st, 4);
     m->size = sqlite3_column_int64(st, 5);
-    m->sha256 = col_dup(st, 6);
-    m->state = col_dup(st, 7);
-    m->payload_path = col_dup(st, 8);
-    m->dedup_key = col_dup(st, 9);
+    m->sha256 = store_col_dup(st, 6);
+    m->state = store_col_dup(st, 7);
+    m->payload_path = store_col_dup(st, 8);
+    m->dedup_key = store_col_dup(st, 9);
 }
 
 static int hop_insert(struct store *s, const char *msgid, const char *conn,
@@ -538,11 +593,11 @@ static int hop_insert(struct store *s, const char *msgid, const char *conn,
     sqlite3_stmt *st = stmt_get(s, S_HOP_INS, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, msgid);
-    bind_text(st, 2, conn);
-    bind_text(st, 3, state);
+    store_bind_text(st, 1, msgid);
+    store_bind_text(st, 2, conn);
+    store_bind_text(st, 3, state);
     sqlite3_bind_int64(st, 4, now);
-    if (stmt_done(s, st, err, "insert hop") < 0)
+    if (store_step_done(s, st, err, "insert hop") < 0)
         return -1;
     *hop_id = sqlite3_last_insert_rowid(s->db);
     return 0;
@@ -573,14 +628,14 @@ static int dedup_find(struct store *s, const struct store_message *m,
     sqlite3_stmt *st = stmt_get(s, S_MSG_BY_DEDUP, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, m->source);
-    bind_text(st, 2, m->dedup_key);
+    store_bind_text(st, 1, m->source);
+    store_bind_text(st, 2, m->dedup_key);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         col_id(st, 0, existing);
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return db_error(s, err, "look up duplicate");
+        return store_db_error(s, err, "look up duplicate");
     return rc == SQLITE_ROW;
 }
 
@@ -591,16 +646,16 @@ static int intake_one(struct store *s, struct store_new *it, int64_t now,
     sqlite3_stmt *st = stmt_get(s, S_MSG_INS, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, m->id);
+    store_bind_text(st, 1, m->id);
     sqlite3_bind_int64(st, 2, m->created_at);
-    bind_text(st, 3, m->source);
-    bind_text(st, 4, m->filename);
+    store_bind_text(st, 3, m->source);
+    store_bind_text(st, 4, m->filename);
     sqlite3_bind_int64(st, 5, m->size);
-    bind_text(st, 6, m->sha256);
-    bind_text(st, 7, it->nnext ? "queued" : "received");
-    bind_text(st, 8, m->payload_path);
-    bind_text(st, 9, m->dedup_key);
-    if (stmt_done(s, st, err, "insert message") < 0)
+    store_bind_text(st, 6, m->sha256);
+    store_bind_text(st, 7, it->nnext ? "queued" : "received");
+    store_bind_text(st, 8, m->payload_path);
+    store_bind_text(st, 9, m->dedup_key);
+    if (store_step_done(s, st, err, "insert message") < 0)
         return -1;
     it->duplicate = sqlite3_changes(s->db) == 0;
     if (it->duplicate)
@@ -622,12 +677,12 @@ int store_intake(struct store *s, struct store_new *items, size_t n,
                  struct error *err)
 {
     int64_t now = time_now_ms();
-    if (tx_begin(s, err) < 0)
+    if (store_tx_begin(s, err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         if (intake_one(s, &items[i], now, err) < 0)
-            return tx_fail(s);
-    return tx_commit(s, err) < 0 ? tx_fail(s) : 0;
+            return store_tx_fail(s);
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }
 
 int store_message_get(struct store *s, const char *id,
@@ -637,13 +692,13 @@ int store_message_get(struct store *s, const char *id,
     sqlite3_stmt *st = stmt_get(s, S_MSG_GET, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, id);
+    store_bind_text(st, 1, id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         message_row(st, out);
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return db_error(s, err, "read message");
+        return store_db_error(s, err, "read message");
     return rc == SQLITE_ROW ? 0 : 1;
 }
 
@@ -674,7 +729,7 @@ static int message_rows(struct store *s, sqlite3_stmt *st,
         store_messages_free(*out, *n);
         *out = NULL;
         *n = 0;
-        return db_error(s, err, "list messages");
+        return store_db_error(s, err, "list messages");
     }
     return 0;
 }
@@ -689,7 +744,7 @@ int store_message_list(struct store *s, const char *state, int64_t limit,
     sqlite3_bind_int64(st, 1, limit);
     sqlite3_bind_int64(st, 2, offset);
     if (state)
-        bind_text(st, 3, state);
+        store_bind_text(st, 3, state);
     return message_rows(s, st, out, n, err);
 }
 
@@ -704,7 +759,7 @@ int store_message_each(struct store *s,
         sqlite3_stmt *st = stmt_get(s, S_MSG_EACH, err);
         if (st == NULL)
             return -1;
-        bind_text(st, 1, after);
+        store_bind_text(st, 1, after);
         if (message_rows(s, st, &rows, &n, err) < 0)
             return -1;
         int stop = 0;
@@ -726,9 +781,9 @@ static int message_state_update(struct store *s, const char *id, int64_t now,
     sqlite3_stmt *st = stmt_get(s, S_MSG_STATE, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, id);
+    store_bind_text(st, 1, id);
     sqlite3_bind_int64(st, 2, now);
-    return stmt_done(s, st, err, "update message state");
+    return store_step_done(s, st, err, "update message state");
 }
 
 static int resend_tx(struct store *s, const char *id, const char *who,
@@ -737,17 +792,17 @@ static int resend_tx(struct store *s, const char *id, const char *who,
     sqlite3_stmt *st = stmt_get(s, S_HOP_RESEND_FAILED, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, id);
+    store_bind_text(st, 1, id);
     sqlite3_bind_int64(st, 2, now);
-    if (stmt_done(s, st, err, "resend") < 0)
+    if (store_step_done(s, st, err, "resend") < 0)
         return -1;
     *requeued = sqlite3_changes(s->db);
     if (*requeued == 0) {
         if ((st = stmt_get(s, S_HOP_RESEND_ALL, err)) == NULL)
             return -1;
-        bind_text(st, 1, id);
+        store_bind_text(st, 1, id);
         sqlite3_bind_int64(st, 2, now);
-        if (stmt_done(s, st, err, "resend") < 0)
+        if (store_step_done(s, st, err, "resend") < 0)
             return -1;
         *requeued = sqlite3_changes(s->db);
     }
@@ -767,11 +822,11 @@ int store_message_resend(struct store *s, const char *id, const char *who,
     store_message_clear(&m);
     if (found != 0)
         return found;
-    if (tx_begin(s, err) < 0)
+    if (store_tx_begin(s, err) < 0)
         return -1;
     if (resend_tx(s, id, who, time_now_ms(), requeued, err) < 0)
-        return tx_fail(s);
-    return tx_commit(s, err) < 0 ? tx_fail(s) : 0;
+        return store_tx_fail(s);
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }
 
 /* ---- hops ------------------------------------------------------------------ */
@@ -791,14 +846,14 @@ static void hop_row(sqlite3_stmt *st, struct store_hop *h)
 {
     h->id = sqlite3_column_int64(st, 0);
     col_id(st, 1, h->message_id);
-    h->connector = col_dup(st, 2);
-    h->state = col_dup(st, 3);
+    h->connector = store_col_dup(st, 2);
+    h->state = store_col_dup(st, 3);
     h->attempts = sqlite3_column_int(st, 4);
     h->next_at = sqlite3_column_int64(st, 5);
     h->created_at = sqlite3_column_int64(st, 6);
     h->updated_at = sqlite3_column_int64(st, 7);
-    h->last_error = col_dup(st, 8);
-    h->receipt = col_dup(st, 9);
+    h->last_error = store_col_dup(st, 8);
+    h->receipt = store_col_dup(st, 9);
 }
 
 static int hop_rows(struct store *s, sqlite3_stmt *st, struct store_hop **out,
@@ -826,7 +881,7 @@ static int hop_rows(struct store *s, sqlite3_stmt *st, struct store_hop **out,
         store_hops_free(*out, *n);
         *out = NULL;
         *n = 0;
-        return db_error(s, err, "read hops");
+        return store_db_error(s, err, "read hops");
     }
     return 0;
 }
@@ -846,10 +901,10 @@ static int lease_tx(struct store *s, const char *owner, int64_t now,
         if ((st = stmt_get(s, S_HOP_TAKE, err)) == NULL)
             return -1;
         sqlite3_bind_int64(st, 1, (*out)[i].id);
-        bind_text(st, 2, owner);
+        store_bind_text(st, 2, owner);
         sqlite3_bind_int64(st, 3, now + lease_ms);
         sqlite3_bind_int64(st, 4, now);
-        if (stmt_done(s, st, err, "lease hop") < 0)
+        if (store_step_done(s, st, err, "lease hop") < 0)
             return -1;
     }
     return 0;
@@ -861,14 +916,14 @@ int store_hop_lease(struct store *s, const char *owner, int64_t now,
 {
     *out = NULL;
     *n = 0;
-    if (tx_begin(s, err) < 0)
+    if (store_tx_begin(s, err) < 0)
         return -1;
     if (lease_tx(s, owner, now, lease_ms, max, out, n, err) < 0 ||
-        tx_commit(s, err) < 0) {
+        store_tx_commit(s, err) < 0) {
         store_hops_free(*out, *n);
         *out = NULL;
         *n = 0;
-        return tx_fail(s);
+        return store_tx_fail(s);
     }
     return 0;
 }
@@ -905,14 +960,14 @@ static int finish_one(struct store *s, const struct store_outcome *o,
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, o->hop_id);
-    bind_text(st, 2, result_state(o->result));
+    store_bind_text(st, 2, result_state(o->result));
     sqlite3_bind_int(st, 3, o->attempts);
     sqlite3_bind_int64(st, 4, o->result == HOP_RETRY ? o->next_at : now);
-    bind_text(st, 5, o->result == HOP_SENT ? NULL : o->error);
-    bind_text(st, 6, o->receipt);
+    store_bind_text(st, 5, o->result == HOP_SENT ? NULL : o->error);
+    store_bind_text(st, 6, o->receipt);
     sqlite3_bind_int64(st, 7, now);
-    bind_text(st, 8, o->owner);
-    if (stmt_done(s, st, err, "update hop") < 0)
+    store_bind_text(st, 8, o->owner);
+    if (store_step_done(s, st, err, "update hop") < 0)
         return -1;
     if (sqlite3_changes(s->db) == 0)
         return 1;
@@ -933,16 +988,16 @@ int store_hop_finish(struct store *s, const struct store_outcome *o, size_t n,
 {
     int64_t now = time_now_ms();
     size_t skip = 0;
-    if (tx_begin(s, err) < 0)
+    if (store_tx_begin(s, err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         int rc = finish_one(s, &o[i], now, err);
         if (rc < 0)
-            return tx_fail(s);
+            return store_tx_fail(s);
         skip += (size_t)rc;
     }
-    if (tx_commit(s, err) < 0)
-        return tx_fail(s);
+    if (store_tx_commit(s, err) < 0)
+        return store_tx_fail(s);
     if (skipped)
         *skipped = skip;
     return 0;
@@ -954,7 +1009,7 @@ int store_message_hops(struct store *s, const char *id, struct store_hop **out,
     sqlite3_stmt *st = stmt_get(s, S_HOP_OF_MSG, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, id);
+    store_bind_text(st, 1, id);
     return hop_rows(s, st, out, n, 0, err);
 }
 
@@ -979,7 +1034,7 @@ int store_hop_counts(struct store *s, int64_t *queued, int64_t *processing,
         else if (strcmp(state, "failed") == 0) *failed = c;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : db_error(s, err, "count hops");
+    return rc == SQLITE_DONE ? 0 : store_db_error(s, err, "count hops");
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -1008,7 +1063,7 @@ int store_message_events(struct store *s, const char *id,
     sqlite3_stmt *st = stmt_get(s, S_EVT_OF_MSG, err);
     if (st == NULL)
         return -1;
-    bind_text(st, 1, id);
+    store_bind_text(st, 1, id);
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1025,15 +1080,15 @@ int store_message_events(struct store *s, const char *id,
         e->id = sqlite3_column_int64(st, 0);
         e->at = sqlite3_column_int64(st, 1);
         e->hop_id = sqlite3_column_int64(st, 2);
-        e->level = col_dup(st, 3);
-        e->text = col_dup(st, 4);
+        e->level = store_col_dup(st, 3);
+        e->text = store_col_dup(st, 4);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         store_events_free(*out, *n);
         *out = NULL;
         *n = 0;
-        return db_error(s, err, "read events");
+        return store_db_error(s, err, "read events");
     }
     return 0;
 }

@@ -18,7 +18,9 @@
  * Key rotation adds a master key and re-wraps each file's data key in place
  * (the header only, fsynced); payload bytes are never rewritten.
  *
- * Private key material never leaves this module: callers get streams.
+ * Private key material never leaves this module: callers get streams,
+ * sealed blobs and signatures. The keystore also holds the Ed25519 audit
+ * signing key (created by vault_create).
  */
 #ifndef WHARF_VAULT_H
 #define WHARF_VAULT_H
@@ -104,5 +106,45 @@ void payload_close(struct payload_reader *r);
  * 0 when it already used the active key, -1 on error. */
 int payload_rewrap(struct vault *v, const char *path, const char *msgid,
                    struct error *err);
+
+/* ---- small sealed secrets (TOTP seeds, client secrets, OAuth tokens) ---- */
+
+struct secret;
+
+/* Seal plain under the active master key (AES-256-GCM, fresh nonce) with
+ * `context` (e.g. "totp:alice") bound as associated data, so a sealed value
+ * cannot be moved to another use. *out is a malloc'ed opaque blob that
+ * names the master key id (caller frees; it is not secret). */
+int vault_seal(struct vault *v, const char *context, const struct secret *plain,
+               unsigned char **out, size_t *outlen, struct error *err);
+
+/* Open a blob made by vault_seal with the same context. Caller owns the
+ * result (secret_free). Fails clearly on a wrong context, an unknown or
+ * wrong master key, or a modified blob. */
+struct secret *vault_unseal(struct vault *v, const char *context,
+                            const unsigned char *blob, size_t len,
+                            struct error *err);
+
+/* Re-seal a blob under the active master key (rotation). *out as above.
+ * Returns 1 when resealed, 0 when already current, -1 on error. */
+int vault_reseal(struct vault *v, const char *context,
+                 const unsigned char *blob, size_t len, unsigned char **out,
+                 size_t *outlen, struct error *err);
+
+/* ---- the audit signing key (Ed25519, R15, R18) ------------------------- */
+
+#define VAULT_SIG_LEN 64
+
+/* Sign msg with the keystore's active audit key; key_id (16 hex + NUL)
+ * names it. The private key never leaves the vault. */
+int vault_audit_sign(struct vault *v, const void *msg, size_t n,
+                     unsigned char sig[VAULT_SIG_LEN],
+                     char key_id[VAULT_KEY_ID_LEN + 1], struct error *err);
+
+/* 0 when sig is a valid signature of msg by the audit key key_id (active or
+ * retired), -1 with err otherwise. */
+int vault_audit_verify(struct vault *v, const char *key_id, const void *msg,
+                       size_t n, const unsigned char sig[VAULT_SIG_LEN],
+                       struct error *err);
 
 #endif

@@ -1,0 +1,56 @@
+/*
+ * audit.h - the tamper-evident audit trail (R18).
+ *
+ * An append-only table; each entry holds the SHA-256 of the previous entry
+ * (a hash chain over every field); every AUDIT_CHECKPOINT_EVERY entries, and
+ * when audit_checkpoint() is called, the chain head is signed with the
+ * keystore's Ed25519 audit key. `wharf audit verify` walks the chain and the
+ * checkpoints and reports the first entry where it breaks.
+ *
+ * Every security-relevant action calls audit_append: logins (success and
+ * failure, with address), logouts, MFA changes, bans, user/token/role
+ * changes, connector and flow changes (who, what, a hash of before and
+ * after), key rotation, payload downloads, resends, erasures, exports.
+ * Details never contain a secret.
+ */
+#ifndef WHARF_AUDIT_H
+#define WHARF_AUDIT_H
+
+#include <stdint.h>
+
+#include "util/error.h"
+
+struct store;
+struct vault;
+
+#define AUDIT_CHECKPOINT_EVERY 64
+
+struct audit_event {
+    const char *actor;      /* "user:alice", "token:ID", "cli", "system" */
+    const char *address;    /* client address, or NULL */
+    const char *action;     /* dotted name: "login.failure", "flow.import" ... */
+    const char *target;     /* what it acted on, or NULL */
+    const char *detail;     /* one line of context (no secrets), or NULL */
+};
+
+/* Append e (one transaction: read the head, insert, maybe checkpoint).
+ * v may be NULL only in tests that do not checkpoint. */
+int audit_append(struct store *st, struct vault *v,
+                 const struct audit_event *e, struct error *err);
+
+/* Sign the current chain head now (if not already signed). */
+int audit_checkpoint(struct store *st, struct vault *v, struct error *err);
+
+struct audit_report {
+    int64_t entries;        /* entries checked */
+    int64_t checkpoints;    /* checkpoints checked */
+    int64_t first_bad;      /* seq of the first bad entry, 0 when intact */
+    char problem[512];      /* what is wrong there */
+};
+
+/* Verify the whole chain and every checkpoint. Returns 0 when intact, 1 when
+ * broken (report says where and why), -1 on error. */
+int audit_verify(struct store *st, struct vault *v, struct audit_report *r,
+                 struct error *err);
+
+#endif

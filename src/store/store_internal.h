@@ -1,0 +1,46 @@
+/*
+ * store_internal.h - what the SQLite backend files of src/store/ share:
+ * sqlite.c (schema, messages, hops, flow) and the files that add the
+ * statements of one subsystem each (sqlite_audit.c, sqlite_auth.c, ...).
+ * Nothing outside src/store/ may include this header: the rest of Wharf
+ * sees only store.h and the per-subsystem store headers.
+ *
+ * The schema (every migration) lives in sqlite.c only, so the order of
+ * migrations is in one place.
+ */
+#ifndef WHARF_STORE_INTERNAL_H
+#define WHARF_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Statement cache slots for store_stmt_ext, one range per file:
+ *   0..31    sqlite_audit.c
+ *   32..95   sqlite_auth.c
+ *   96..127  free */
+#define STORE_EXT_SLOTS 128
+
+/* The cached prepared statement for slot, reset and unbound. sql must be
+ * a constant string (bound parameters only; make lint checks). NULL with
+ * err set on failure. The statement is owned by the store. */
+sqlite3_stmt *store_stmt_ext(struct store *s, int slot, const char *sql,
+                             struct error *err);
+
+/* The raw handle (for sqlite3_changes / last_insert_rowid). */
+sqlite3 *store_db(struct store *s);
+
+int store_db_error(struct store *s, struct error *err, const char *what);
+int store_bind_text(sqlite3_stmt *st, int i, const char *v);
+/* Step a bound statement that returns no rows (or ignores them). */
+int store_step_done(struct store *s, sqlite3_stmt *st, struct error *err,
+                    const char *what);
+int store_tx_begin(struct store *s, struct error *err);
+int store_tx_commit(struct store *s, struct error *err);
+/* Roll back; always returns -1. */
+int store_tx_fail(struct store *s);
+/* strdup of a text column, NULL for NULL. Caller frees. */
+char *store_col_dup(sqlite3_stmt *st, int i);
+int store_exec(struct store *s, const char *sql, struct error *err);
+
+#endif
