@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,15 +59,31 @@ struct seen {
     int stable;
 };
 
+/* The acknowledgement (delete or archive) of one committed batch runs on
+ * its own thread while the next batch is read in: deleting can wait on the
+ * disk (discard), and nothing depends on it but the next scan, which starts
+ * only after ack_wait(). */
+struct ack_job {
+    struct connector *c;
+    char **names;
+    char (*ids)[ID_LEN + 1];
+    size_t n;
+    pthread_t thread;
+    int running;
+};
+
 struct file_state {
     const char *receive_dir, *pattern, *archive_dir, *send_dir;
     int archive;
     enum collision collision;
-    struct seen *seen;          /* files seen on the last poll */
+    struct seen *seen;          /* files seen on the last poll, by name */
     size_t nseen;
+    struct ack_job ack;
 };
 
 /* ---- config --------------------------------------------------------------- */
+
+static void ack_wait(struct file_state *fs);
 
 static int dir_ok(const char *key, const char *path, struct stat *sb,
                   struct error *err)
@@ -172,6 +189,7 @@ static void seen_free(struct seen *s, size_t n)
 static void file_close(struct connector *c)
 {
     struct file_state *fs = c->state;
+    ack_wait(fs);
     seen_free(fs->seen, fs->nseen);
     free(fs);
     c->state = NULL;
@@ -186,18 +204,26 @@ static int same_file(const struct seen *a, const struct stat *sb)
            a->mtime.tv_nsec == sb->st_mtim.tv_nsec;
 }
 
+static int seen_by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct seen *)a)->name,
+                  ((const struct seen *)b)->name);
+}
+
+/* fs->seen is sorted by name: O(log n) per look-up. */
 static const struct seen *seen_find(const struct file_state *fs,
                                     const char *name)
 {
-    for (size_t i = 0; i < fs->nseen; i++)
-        if (strcmp(fs->seen[i].name, name) == 0)
-            return &fs->seen[i];
-    return NULL;
+    struct seen key = { .name = (char *)name };
+    return fs->nseen ? bsearch(&key, fs->seen, fs->nseen, sizeof(key),
+                               seen_by_name) : NULL;
 }
 
-static int seen_cmp(const void *a, const void *b)
+/* Oldest first, then by name: the order files are taken in. */
+static int seen_by_age(const void *a, const void *b)
 {
-    const struct seen *x = a, *y = b;
+    const struct seen *x = *(const struct seen *const *)a;
+    const struct seen *y = *(const struct seen *const *)b;
     if (x->mtime.tv_sec != y->mtime.tv_sec)
         return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
     if (x->mtime.tv_nsec != y->mtime.tv_nsec)
@@ -259,7 +285,7 @@ static int scan(struct connector *c, struct file_state *fs, struct error *err)
     fs->seen = now;
     fs->nseen = n;
     if (n > 1)
-        qsort(fs->seen, n, sizeof(*fs->seen), seen_cmp);
+        qsort(fs->seen, n, sizeof(*fs->seen), seen_by_name);
     conn_log(c, LOG_TRACE, NULL, "scanned %s: %zu matching file(s)",
              fs->receive_dir, n);
     return 0;
@@ -318,7 +344,73 @@ static void acknowledge(struct connector *c, struct file_state *fs,
              strerror(errno));
 }
 
-/* Commit the intake and acknowledge what it holds. */
+static void ack_free(struct ack_job *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->names[i]);
+    free(a->names);
+    free(a->ids);
+    a->names = NULL;
+    a->ids = NULL;
+    a->n = 0;
+}
+
+static void *ack_main(void *arg)
+{
+    struct ack_job *a = arg;
+    struct file_state *fs = a->c->state;
+    struct error err = {0};
+    for (size_t i = 0; i < a->n; i++)
+        acknowledge(a->c, fs, a->names[i], a->ids[i]);
+    /* Not needed for safety (a re-appearing file is a known duplicate),
+     * but keeps a power cut from bringing back many of them. */
+    if (fsx_fsync_dir(fs->receive_dir, &err) < 0 ||
+        (fs->archive && fsx_fsync_dir(fs->archive_dir, &err) < 0))
+        conn_log(a->c, LOG_WARNING, NULL, "%s", err.msg);
+    return NULL;
+}
+
+/* Wait for the acknowledgement thread of the previous batch. */
+static void ack_wait(struct file_state *fs)
+{
+    if (fs->ack.running)
+        pthread_join(fs->ack.thread, NULL);
+    fs->ack.running = 0;
+    ack_free(&fs->ack);
+}
+
+/* Hand the committed batch in `in` to a new acknowledgement thread (or do
+ * it here if no thread can be had). */
+static void ack_start(struct connector *c, struct file_state *fs,
+                      struct intake *in)
+{
+    struct ack_job *a = &fs->ack;
+    size_t n = intake_count(in);
+    ack_wait(fs);
+    a->c = c;
+    a->names = calloc(n + 1, sizeof(*a->names));
+    a->ids = calloc(n + 1, sizeof(*a->ids));
+    for (size_t i = 0; a->names && a->ids && i < n; i++) {
+        const char *dup = intake_duplicate(in, i);
+        const char *id = dup ? dup : intake_id(in, i);
+        const char *name = intake_filename(in, i);
+        conn_log(c, dup ? LOG_INFO : LOG_DEBUG, id, dup
+                 ? "%s is a duplicate of stored message %s; not stored again"
+                 : "picked up %s", name, id);
+        if ((a->names[a->n] = strdup(name)) == NULL)
+            break;
+        snprintf(a->ids[a->n++], ID_LEN + 1, "%s", id);
+    }
+    if (a->names && a->ids &&
+        pthread_create(&a->thread, NULL, ack_main, a) == 0) {
+        a->running = 1;
+        return;
+    }
+    ack_main(a);    /* no thread: acknowledge inline */
+    ack_free(a);
+}
+
+/* Commit the intake; its files are then acknowledged in the background. */
 static int commit_batch(struct connector *c, struct file_state *fs,
                         struct intake *in, struct error *err)
 {
@@ -326,51 +418,70 @@ static int commit_batch(struct connector *c, struct file_state *fs,
         return 0;
     if (intake_commit(in, err) < 0)
         return -1;
-    size_t n = intake_count(in);
-    for (size_t i = 0; i < n; i++) {
-        const char *dup = intake_duplicate(in, i);
-        const char *id = dup ? dup : intake_id(in, i);
-        const char *name = intake_filename(in, i);
-        conn_log(c, dup ? LOG_INFO : LOG_DEBUG, id, dup
-                 ? "%s is a duplicate of stored message %s; not stored again"
-                 : "picked up %s", name, id);
-        acknowledge(c, fs, name, id);
-    }
+    ack_start(c, fs, in);
     intake_reset(in);
-    if (fsx_fsync_dir(fs->receive_dir, err) < 0)
-        return -1;
-    return fs->archive ? fsx_fsync_dir(fs->archive_dir, err) : 0;
+    return 0;
+}
+
+/* Stable files, oldest first (pointers into fs->seen). Caller frees. */
+static struct seen **stable_files(struct file_state *fs, size_t *n)
+{
+    struct seen **v = calloc(fs->nseen + 1, sizeof(*v));
+    *n = 0;
+    for (size_t i = 0; v && i < fs->nseen; i++)
+        if (fs->seen[i].stable == 1)
+            v[(*n)++] = &fs->seen[i];
+    if (v && *n > 1)
+        qsort(v, *n, sizeof(*v), seen_by_age);
+    return v;
+}
+
+static enum wh_status take_stable(struct connector *c, struct file_state *fs,
+                                  struct intake *in, struct error *err,
+                                  size_t *taken)
+{
+    size_t n;
+    struct seen **v = stable_files(fs, &n);
+    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
+    enum wh_status st = WH_OK;
+    if (v == NULL)
+        return error_set(err, "out of memory"), WH_RETRY;
+    for (size_t i = 0; i < n && *taken < MAX_TAKE_PER_POLL; i++) {
+        int rc = take_one(c, fs, in, v[i], err);
+        if (rc < 0) {
+            intake_reset(in);
+            st = WH_RETRY;
+            break;
+        }
+        inbatch += rc;
+        *taken += (size_t)rc;
+        if (inbatch >= batch) {
+            if (commit_batch(c, fs, in, err) < 0) {
+                st = WH_RETRY;
+                break;
+            }
+            inbatch = 0;
+        }
+    }
+    free(v);
+    if (st == WH_OK && commit_batch(c, fs, in, err) < 0)
+        st = WH_RETRY;
+    return st;
 }
 
 static enum wh_status file_poll(struct connector *c, struct intake *in,
                                 struct error *err)
 {
     struct file_state *fs = c->state;
+    size_t taken = 0;
     if (fs->receive_dir == NULL)
         return WH_DECLINED;
     if (scan(c, fs, err) < 0)
         return WH_RETRY;
-    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
-    size_t taken = 0;
-    for (size_t i = 0; i < fs->nseen && taken < MAX_TAKE_PER_POLL; i++) {
-        struct seen *s = &fs->seen[i];
-        if (s->stable != 1)
-            continue;
-        int rc = take_one(c, fs, in, s, err);
-        if (rc < 0) {
-            intake_reset(in);
-            return WH_RETRY;
-        }
-        inbatch += rc;
-        taken += (size_t)rc;
-        if (inbatch >= batch) {
-            if (commit_batch(c, fs, in, err) < 0)
-                return WH_RETRY;
-            inbatch = 0;
-        }
-    }
-    if (commit_batch(c, fs, in, err) < 0)
-        return WH_RETRY;
+    enum wh_status st = take_stable(c, fs, in, err, &taken);
+    ack_wait(fs);       /* the next scan must not see acknowledged files */
+    if (st != WH_OK)
+        return st;
     return taken ? WH_OK : WH_DECLINED;
 }
 

@@ -84,6 +84,7 @@ struct payload_reader {
     unsigned char *plain;       /* owned, PAYLOAD_SEGMENT verified bytes */
     size_t have;                /* bytes in raw */
     size_t plen, ppos;          /* verified bytes in plain, handed out */
+    size_t pmax;                /* most bytes plain ever held (to wipe) */
     uint64_t index;             /* next segment number */
     int done;                   /* final segment verified */
     int failed;
@@ -287,8 +288,8 @@ static void payload_writer_free(struct payload_writer *w, int unlink_file)
     if (unlink_file && w->path != NULL)
         unlink(w->path);
     OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
-    if (w->buf != NULL)
-        OPENSSL_cleanse(w->buf, PAYLOAD_SEALED);
+    if (w->buf != NULL)     /* sealed segments are encrypted in place: only */
+        OPENSSL_cleanse(w->buf, w->fill);   /* unsealed plaintext remains */
     free(w->buf);
     EVP_CIPHER_CTX_free(w->ctx);
     EVP_MD_CTX_free(w->sha);
@@ -472,7 +473,7 @@ void payload_close(struct payload_reader *r)
         close(r->fd);
     OPENSSL_cleanse(r->dkey, sizeof(r->dkey));
     if (r->plain != NULL)
-        OPENSSL_cleanse(r->plain, PAYLOAD_SEGMENT);
+        OPENSSL_cleanse(r->plain, r->pmax);   /* failures wipe it all themselves */
     free(r->plain);
     free(r->raw);
     EVP_CIPHER_CTX_free(r->ctx);
@@ -580,6 +581,8 @@ static int payload_next_segment(struct payload_reader *r)
     if (payload_try_open(r, clen, last) != 0)
         return payload_explain(r, clen, last);
     r->plen = clen;
+    if (clen > r->pmax)
+        r->pmax = clen;
     r->ppos = 0;
     r->index++;
     r->done = last;
