@@ -460,6 +460,9 @@ struct engine *engine_start(struct wharf *w, struct error *err)
         engine_free_parts(e);
         return NULL;
     }
+    log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
+             (long long)e->flow->generation, e->flow->nconns,
+             e->flow->rows.nlinks);
     if (pthread_create(&e->poller, NULL, poller_main, e) != 0) {
         engine_free_parts(e);
         error_set(err, "cannot start the poller thread");
