@@ -8,6 +8,7 @@ failed=()
 stage() { local name=$1; shift; echo "== $name"; "$@" || failed+=("$name"); }
 
 stage lint scripts/lint.sh
+stage static scripts/static.sh
 stage unit scripts/run-unit.sh "$@"
 stage fuzz-smoke scripts/fuzz.sh smoke
 stage e2e env WHARF_BIN="$PWD/build/asan/wharf" /usr/bin/python3 -m pytest -q -ra -p no:cacheprovider tests/e2e
