@@ -3,14 +3,14 @@
 # the README promises; the rest are parts of them.
 
 CC      ?= cc
-PKGS    := openssl sqlite3 jansson zlib libargon2
+PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl
 # Bounded snprintf truncation is deliberate everywhere (messages are cut,
 # never overflowed), so -Wformat-truncation is off.
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
            -Wvla -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS_ALL := -Isrc -DWHARF_VERSION=\"$(shell cat VERSION)\" \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2) \
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2 -lcurl) \
            -lcivetweb -lpthread
 
 FLAGS_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
