@@ -94,6 +94,7 @@ enum stmt_id {
     S_HOP_INS, S_HOP_DUE, S_HOP_TAKE, S_HOP_SET, S_HOP_OF_MSG,
     S_HOP_RELEASE, S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL, S_HOP_COUNTS,
     S_EVT_INS, S_EVT_OF_MSG,
+    S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
     S_COUNT
 };
 
@@ -169,6 +170,13 @@ static const char *const SQL[S_COUNT] = {
     [S_HOP_COUNTS] = "SELECT state, COUNT(*) FROM hops GROUP BY state",
     [S_EVT_INS] = "INSERT INTO events(message_id, hop_id, at, level, text)"
                   " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_MSG_ERASE] = "UPDATE messages SET payload_path = NULL, state = 'erased',"
+                    " updated_at = ?2 WHERE id = ?1",
+    [S_HOP_CANCEL] = "UPDATE hops SET state = 'failed', last_error = 'erased',"
+                     " lease_owner = NULL, lease_until = NULL, updated_at = ?2"
+                     " WHERE message_id = ?1 AND state IN ('queued', 'retrying',"
+                     " 'processing')",
+    [S_SETTING_ALL] = "SELECT key, value FROM settings ORDER BY key",
     [S_EVT_OF_MSG] = "SELECT id, at, hop_id, level, text FROM events"
                      " WHERE message_id = ?1 ORDER BY id",
 };
@@ -1089,6 +1097,86 @@ int store_message_events(struct store *s, const char *id,
         *out = NULL;
         *n = 0;
         return store_db_error(s, err, "read events");
+    }
+    return 0;
+}
+
+/* ---- erasure and settings listing ------------------------------------------ */
+
+static int erase_tx(struct store *s, const char *id, const char *who,
+                    int64_t now, struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_CANCEL, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    if (store_step_done(s, st, err, "cancel hops") < 0 ||
+        (st = stmt_get(s, S_MSG_ERASE, err)) == NULL)
+        return -1;
+    store_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    if (store_step_done(s, st, err, "erase message") < 0)
+        return -1;
+    char text[300];
+    snprintf(text, sizeof(text), "payload erased at the request of %s", who);
+    return event_add(s, id, 0, now, "warning", text, err);
+}
+
+int store_message_erase(struct store *s, const char *id, const char *who,
+                        struct error *err)
+{
+    struct store_message m;
+    int found = store_message_get(s, id, &m, err);
+    store_message_clear(&m);
+    if (found != 0)
+        return found;
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    if (erase_tx(s, id, who, time_now_ms(), err) < 0)
+        return store_tx_fail(s);
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
+}
+
+void store_settings_free(char **keys, char **values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(keys[i]);
+        free(values[i]);
+    }
+    free(keys);
+    free(values);
+}
+
+int store_settings_list(struct store *s, char ***keys, char ***values,
+                        size_t *n, struct error *err)
+{
+    *keys = NULL;
+    *values = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt_get(s, S_SETTING_ALL, err);
+    if (st == NULL)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char **k = realloc(*keys, (*n + 1) * sizeof(char *));
+        if (k) *keys = k;
+        char **v = realloc(*values, (*n + 1) * sizeof(char *));
+        if (v) *values = v;
+        if (!k || !v) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        (*keys)[*n] = store_col_dup(st, 0);
+        (*values)[*n] = store_col_dup(st, 1);
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        store_settings_free(*keys, *values, *n);
+        *keys = *values = NULL;
+        *n = 0;
+        return store_db_error(s, err, "list settings");
     }
     return 0;
 }

@@ -116,6 +116,18 @@ int store_message_each(struct store *s,
 int store_message_resend(struct store *s, const char *id, const char *who,
                          int *requeued, struct error *err);
 
+/* Mark a message erased (R9): no payload any more, state "erased", its
+ * pending hops failed, an event naming who. The caller destroys the payload
+ * file first (payload_destroy). 1 when no such message. */
+int store_message_erase(struct store *s, const char *id, const char *who,
+                        struct error *err);
+
+/* Every setting, by key: *keys and *values malloc'ed arrays of malloc'ed
+ * strings; free with store_settings_free. */
+int store_settings_list(struct store *s, char ***keys, char ***values,
+                        size_t *n, struct error *err);
+void store_settings_free(char **keys, char **values, size_t n);
+
 /* ---- hops ---------------------------------------------------------------- */
 
 struct store_hop {

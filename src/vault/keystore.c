@@ -1,26 +1,40 @@
 /*
- * keystore.c - the master keys of the vault (R15): creating, loading,
- * rotating and retiring them, and the keystore file that holds them.
+ * keystore.c - the master keys and the audit signing keys of the vault
+ * (R15, R18): creating, loading, rotating and retiring them, and the
+ * keystore file that holds them.
  *
  * It owns struct vault (one calloc'ed block, mlock()ed when the system
  * allows, wiped with OPENSSL_cleanse and freed by vault_close) and every
  * buffer that ever holds key text (wiped before it goes out of scope). It
- * must never put key bytes in an error message or a log line, never write
+ * must never put key bytes (master keys or audit seeds) in an error message
+ * or a log line, never hand them out of src/vault/, never write
  * the keystore anywhere but a 0600 temp file in the keystore's own directory
  * that is then renamed (or linked) into place, and never load a keystore
  * that group or others can access.
  *
- * Keystore file format (text, LF line ends, at most VAULT_MAX_KEYS keys):
+ * Keystore file format (text, LF line ends, at most VAULT_MAX_KEYS master
+ * keys and VAULT_MAX_AUDIT_KEYS audit keys):
  *
  *   wharf-keystore 1
  *   master <16 lowercase hex id> <64 lowercase hex key> active|retired
  *   ...
+ *   audit-ed25519 <16 lowercase hex id> <64 lowercase hex seed> active|retired
+ *   ...
  *
- * Exactly one key is "active" (it wraps new payload data keys); "retired"
- * keys are kept only to unwrap payloads written before a rotation. Ids are
- * random and unique within the file. Writes are atomic and durable: temp
- * file (mode 0600, same directory) + fsync + rename (link for vault_create,
- * so an existing keystore is never replaced) + fsync of the directory.
+ * Exactly one master key is "active" (it wraps new payload data keys);
+ * "retired" ones are kept only to unwrap payloads written before a
+ * rotation. "audit-ed25519" lines hold the Ed25519 private keys (the 32-byte
+ * seed of RFC 8032) that sign audit checkpoints (R18): at most one is
+ * active (it signs); retired ones only verify older checkpoints. A keystore
+ * without an audit line still loads (written before audit keys existed);
+ * signing then fails. vault_create writes one active master key and one
+ * active audit key; vault_rotate and vault_retire_old change master keys
+ * only and write the audit lines back unchanged. Master lines come first,
+ * then audit lines. Ids are random and unique within their kind (new ones
+ * are also distinct from every id of the other kind). Writes are atomic
+ * and durable: temp file (mode 0600, same directory) + fsync + rename (link
+ * for vault_create, so an existing keystore is never replaced) + fsync of
+ * the directory.
  */
 #include "vault/vault_internal.h"
 
@@ -40,11 +54,12 @@
 
 #define KEYSTORE_MAGIC "wharf-keystore 1"
 #define KEYSTORE_LINE_MAX 128
-#define KEYSTORE_FILE_MAX (32 + VAULT_MAX_KEYS * KEYSTORE_LINE_MAX)
-/* "master " id " " key " " state */
-#define KEYSTORE_OFF_ID 7
-#define KEYSTORE_OFF_KEY (KEYSTORE_OFF_ID + VAULT_KEY_ID_LEN + 1)
-#define KEYSTORE_OFF_STATE (KEYSTORE_OFF_KEY + 2 * VAULT_KEY_LEN + 1)
+#define KEYSTORE_FILE_MAX (32 + (VAULT_MAX_KEYS + VAULT_MAX_AUDIT_KEYS) * \
+                           KEYSTORE_LINE_MAX)
+#define KEYSTORE_MASTER "master "
+#define KEYSTORE_AUDIT "audit-ed25519 "
+/* a key line: prefix, id " " 64 hex digits " " state */
+#define KEYSTORE_HEX_LEN 64
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -96,6 +111,20 @@ const struct vault_key *keystore_active(const struct vault *v)
     return &v->keys[v->active];
 }
 
+const struct vault_audit_key *keystore_audit_find(const struct vault *v,
+                                                  const char *id)
+{
+    for (size_t i = 0; i < v->naudit; i++)
+        if (memcmp(v->audit[i].id, id, VAULT_KEY_ID_LEN) == 0)
+            return &v->audit[i];
+    return NULL;
+}
+
+const struct vault_audit_key *keystore_audit_active(const struct vault *v)
+{
+    return v->audit_active < v->naudit ? &v->audit[v->audit_active] : NULL;
+}
+
 const char *vault_active_id(const struct vault *v)
 {
     return v->keys[v->active].id;
@@ -104,8 +133,10 @@ const char *vault_active_id(const struct vault *v)
 static struct vault *keystore_alloc(void)
 {
     struct vault *v = calloc(1, sizeof(*v));
-    if (v != NULL)
+    if (v != NULL) {
         v->locked = mlock(v, sizeof(*v)) == 0;
+        v->audit_active = SIZE_MAX;
+    }
     return v;
 }
 
@@ -120,6 +151,20 @@ void vault_close(struct vault *v)
     free(v);
 }
 
+/* A new random id, distinct from every master and audit key id of v. */
+static int keystore_new_id(const struct vault *v,
+                           char id[VAULT_KEY_ID_LEN + 1], struct error *err)
+{
+    unsigned char raw_id[VAULT_KEY_ID_LEN / 2];
+    do {
+        if (RAND_bytes(raw_id, sizeof(raw_id)) != 1)
+            return error_openssl(err, "cannot generate a key id");
+        keystore_hex(raw_id, sizeof(raw_id), id);
+    } while (keystore_find(v, id) != NULL ||
+             keystore_audit_find(v, id) != NULL);
+    return 0;
+}
+
 /* A new random key with an id unique in v, appended at keys[n]. */
 static int keystore_add_key(struct vault *v, struct error *err)
 {
@@ -128,14 +173,31 @@ static int keystore_add_key(struct vault *v, struct error *err)
                          "re-wrap payloads and retire old keys first",
                          VAULT_MAX_KEYS);
     struct vault_key *k = &v->keys[v->n];
-    unsigned char raw_id[VAULT_KEY_ID_LEN / 2];
-    do {
-        if (RAND_bytes(raw_id, sizeof(raw_id)) != 1 ||
-            RAND_bytes(k->key, sizeof(k->key)) != 1)
-            return error_openssl(err, "cannot generate a master key");
-        keystore_hex(raw_id, sizeof(raw_id), k->id);
-    } while (keystore_find(v, k->id) != NULL);
+    if (keystore_new_id(v, k->id, err) != 0)
+        return -1;
+    if (RAND_bytes(k->key, sizeof(k->key)) != 1) {
+        OPENSSL_cleanse(k, sizeof(*k));
+        return error_openssl(err, "cannot generate a master key");
+    }
     v->n++;
+    return 0;
+}
+
+/* A new random Ed25519 audit key (any 32 random bytes are a valid seed),
+ * appended at audit[naudit] and made the active one. */
+static int keystore_add_audit_key(struct vault *v, struct error *err)
+{
+    if (v->naudit >= VAULT_MAX_AUDIT_KEYS)
+        return error_set(err, "keystore already holds %d audit keys",
+                         VAULT_MAX_AUDIT_KEYS);
+    struct vault_audit_key *k = &v->audit[v->naudit];
+    if (keystore_new_id(v, k->id, err) != 0)
+        return -1;
+    if (RAND_bytes(k->seed, sizeof(k->seed)) != 1) {
+        OPENSSL_cleanse(k, sizeof(*k));
+        return error_openssl(err, "cannot generate an audit signing key");
+    }
+    v->audit_active = v->naudit++;
     return 0;
 }
 
@@ -180,20 +242,35 @@ int vault_fsync_parent(const char *path, struct error *err)
     return 0;
 }
 
-/* The keystore text for keys[0..n) with keys[active] active, into buf.
- * Returns the length. buf holds key text: the caller wipes it. */
-static size_t keystore_format(const struct vault_key *keys, size_t n,
+/* One key line "<prefix><id> <hex of raw> active|retired\n" at buf + len;
+ * returns the new length. */
+static size_t keystore_format_line(char *buf, size_t bufsz, size_t len,
+                                   const char *prefix, const char *id,
+                                   const unsigned char *raw, int active)
+{
+    char hex[KEYSTORE_HEX_LEN + 1];
+    keystore_hex(raw, KEYSTORE_HEX_LEN / 2, hex);
+    len += (size_t)snprintf(buf + len, bufsz - len, "%s%s %s %s\n", prefix,
+                            id, hex, active ? "active" : "retired");
+    OPENSSL_cleanse(hex, sizeof(hex));
+    return len;
+}
+
+/* The keystore text for master keys[0..n) with keys[active] active, then
+ * every audit key of v, into buf. Returns the length. buf holds key text:
+ * the caller wipes it. */
+static size_t keystore_format(const struct vault *v,
+                              const struct vault_key *keys, size_t n,
                               size_t active, char *buf, size_t bufsz)
 {
     size_t len = (size_t)snprintf(buf, bufsz, "%s\n", KEYSTORE_MAGIC);
-    for (size_t i = 0; i < n; i++) {
-        char hex[2 * VAULT_KEY_LEN + 1];
-        keystore_hex(keys[i].key, VAULT_KEY_LEN, hex);
-        len += (size_t)snprintf(buf + len, bufsz - len, "master %s %s %s\n",
-                                keys[i].id, hex,
-                                i == active ? "active" : "retired");
-        OPENSSL_cleanse(hex, sizeof(hex));
-    }
+    for (size_t i = 0; i < n; i++)
+        len = keystore_format_line(buf, bufsz, len, KEYSTORE_MASTER,
+                                   keys[i].id, keys[i].key, i == active);
+    for (size_t i = 0; i < v->naudit; i++)
+        len = keystore_format_line(buf, bufsz, len, KEYSTORE_AUDIT,
+                                   v->audit[i].id, v->audit[i].seed,
+                                   i == v->audit_active);
     return len;
 }
 
@@ -222,14 +299,14 @@ static int keystore_write_temp(const char *path, const char *buf, size_t len,
     return 0;
 }
 
-/* Durably put keys[0..n) at path. exclusive: fail if path exists
- * (link instead of rename). */
-static int keystore_save(const char *path, const struct vault_key *keys,
-                         size_t n, size_t active, int exclusive,
-                         struct error *err)
+/* Durably put master keys[0..n) and v's audit keys at path. exclusive:
+ * fail if path exists (link instead of rename). */
+static int keystore_save(const char *path, const struct vault *v,
+                         const struct vault_key *keys, size_t n,
+                         size_t active, int exclusive, struct error *err)
 {
     char buf[KEYSTORE_FILE_MAX], tmp[PATH_MAX];
-    size_t len = keystore_format(keys, n, active, buf, sizeof(buf));
+    size_t len = keystore_format(v, keys, n, active, buf, sizeof(buf));
     int rc = keystore_write_temp(path, buf, len, tmp, sizeof(tmp), err);
     OPENSSL_cleanse(buf, sizeof(buf));
     if (rc != 0)
@@ -254,7 +331,9 @@ int vault_create(const char *path, struct error *err)
         return error_set(err, "out of memory creating keystore %s", path);
     int rc = keystore_add_key(v, err);
     if (rc == 0)
-        rc = keystore_save(path, v->keys, v->n, 0, 1, err);
+        rc = keystore_add_audit_key(v, err);
+    if (rc == 0)
+        rc = keystore_save(path, v, v->keys, v->n, 0, 1, err);
     vault_close(v);
     return rc;
 }
@@ -263,7 +342,7 @@ int vault_rotate(struct vault *v, const char *path, struct error *err)
 {
     if (keystore_add_key(v, err) != 0)
         return -1;
-    if (keystore_save(path, v->keys, v->n, v->n - 1, 0, err) != 0) {
+    if (keystore_save(path, v, v->keys, v->n, v->n - 1, 0, err) != 0) {
         v->n--;
         OPENSSL_cleanse(&v->keys[v->n], sizeof(v->keys[v->n]));
         return -1;
@@ -274,7 +353,7 @@ int vault_rotate(struct vault *v, const char *path, struct error *err)
 
 int vault_retire_old(struct vault *v, const char *path, struct error *err)
 {
-    if (keystore_save(path, &v->keys[v->active], 1, 0, 0, err) != 0)
+    if (keystore_save(path, v, &v->keys[v->active], 1, 0, 0, err) != 0)
         return -1;
     if (v->active != 0)
         memcpy(&v->keys[0], &v->keys[v->active], sizeof(v->keys[0]));
@@ -286,41 +365,102 @@ int vault_retire_old(struct vault *v, const char *path, struct error *err)
 
 /* ---- loading ---------------------------------------------------------- */
 
-/* Parse one "master ..." line (len bytes, no LF) into keys[n]. */
-static int keystore_parse_line(struct vault *v, const char *line, size_t len,
-                               const char *path, int lineno,
-                               struct error *err)
+/* The parts of a key line "<prefix><id> <64 hex> active|retired". */
+struct keystore_fields {
+    const char *id;             /* VAULT_KEY_ID_LEN hex digits */
+    const char *hex;            /* KEYSTORE_HEX_LEN hex digits */
+    int active;
+};
+
+/* Split line (len bytes, no LF) whose prefix is plen bytes long. 0, or
+ * -1 when malformed. */
+static int keystore_fields(const char *line, size_t len, size_t plen,
+                           struct keystore_fields *f)
 {
-    size_t slen = len > KEYSTORE_OFF_STATE ? len - KEYSTORE_OFF_STATE : 0;
-    int active = slen == 6 &&
-                 memcmp(line + KEYSTORE_OFF_STATE, "active", 6) == 0;
-    int retired = slen == 7 &&
-                  memcmp(line + KEYSTORE_OFF_STATE, "retired", 7) == 0;
-    if (slen == 0 || memcmp(line, "master ", 7) != 0 ||
-        line[KEYSTORE_OFF_KEY - 1] != ' ' ||
-        line[KEYSTORE_OFF_STATE - 1] != ' ' ||
-        !keystore_is_hex(line + KEYSTORE_OFF_ID, VAULT_KEY_ID_LEN) ||
-        !keystore_is_hex(line + KEYSTORE_OFF_KEY, 2 * VAULT_KEY_LEN) ||
-        (!active && !retired))
+    size_t off_hex = plen + VAULT_KEY_ID_LEN + 1;
+    size_t off_state = off_hex + KEYSTORE_HEX_LEN + 1;
+    size_t slen = len > off_state ? len - off_state : 0;
+    f->active = slen == 6 && memcmp(line + off_state, "active", 6) == 0;
+    int retired = slen == 7 && memcmp(line + off_state, "retired", 7) == 0;
+    if (slen == 0 || line[off_hex - 1] != ' ' || line[off_state - 1] != ' ' ||
+        !keystore_is_hex(line + plen, VAULT_KEY_ID_LEN) ||
+        !keystore_is_hex(line + off_hex, KEYSTORE_HEX_LEN) ||
+        (!f->active && !retired))
+        return -1;
+    f->id = line + plen;
+    f->hex = line + off_hex;
+    return 0;
+}
+
+/* Parse one "master ..." line (len bytes, no LF) into keys[n]. */
+static int keystore_parse_master(struct vault *v, const char *line,
+                                 size_t len, const char *path, int lineno,
+                                 struct error *err)
+{
+    struct keystore_fields f;
+    if (keystore_fields(line, len, strlen(KEYSTORE_MASTER), &f) != 0)
         return error_set(err, "keystore %s line %d is malformed (expected "
                          "'master <16 lowercase hex id> <64 lowercase hex "
                          "key> active|retired')", path, lineno);
     if (v->n >= VAULT_MAX_KEYS)
         return error_set(err, "keystore %s holds more than %d keys",
                          path, VAULT_MAX_KEYS);
-    if (keystore_find(v, line + KEYSTORE_OFF_ID) != NULL)
+    if (keystore_find(v, f.id) != NULL)
         return error_set(err, "keystore %s line %d repeats key id %.16s",
-                         path, lineno, line + KEYSTORE_OFF_ID);
-    if (active && v->active != SIZE_MAX)
+                         path, lineno, f.id);
+    if (f.active && v->active != SIZE_MAX)
         return error_set(err, "keystore %s line %d: more than one active "
                          "key", path, lineno);
     struct vault_key *k = &v->keys[v->n];
-    memcpy(k->id, line + KEYSTORE_OFF_ID, VAULT_KEY_ID_LEN);
-    keystore_unhex(line + KEYSTORE_OFF_KEY, VAULT_KEY_LEN, k->key);
-    if (active)
+    memcpy(k->id, f.id, VAULT_KEY_ID_LEN);
+    keystore_unhex(f.hex, VAULT_KEY_LEN, k->key);
+    if (f.active)
         v->active = v->n;
     v->n++;
     return 0;
+}
+
+/* Parse one "audit-ed25519 ..." line (len bytes, no LF) into audit[n]. */
+static int keystore_parse_audit(struct vault *v, const char *line,
+                                size_t len, const char *path, int lineno,
+                                struct error *err)
+{
+    struct keystore_fields f;
+    if (keystore_fields(line, len, strlen(KEYSTORE_AUDIT), &f) != 0)
+        return error_set(err, "keystore %s line %d is malformed (expected "
+                         "'audit-ed25519 <16 lowercase hex id> <64 lowercase "
+                         "hex seed> active|retired')", path, lineno);
+    if (v->naudit >= VAULT_MAX_AUDIT_KEYS)
+        return error_set(err, "keystore %s holds more than %d audit keys",
+                         path, VAULT_MAX_AUDIT_KEYS);
+    if (keystore_audit_find(v, f.id) != NULL)
+        return error_set(err, "keystore %s line %d repeats audit key id "
+                         "%.16s", path, lineno, f.id);
+    if (f.active && v->audit_active != SIZE_MAX)
+        return error_set(err, "keystore %s line %d: more than one active "
+                         "audit key", path, lineno);
+    struct vault_audit_key *k = &v->audit[v->naudit];
+    memcpy(k->id, f.id, VAULT_KEY_ID_LEN);
+    keystore_unhex(f.hex, VAULT_AUDIT_SEED_LEN, k->seed);
+    if (f.active)
+        v->audit_active = v->naudit;
+    v->naudit++;
+    return 0;
+}
+
+/* Parse one key line (len bytes, no LF), by its first word. */
+static int keystore_parse_line(struct vault *v, const char *line, size_t len,
+                               const char *path, int lineno,
+                               struct error *err)
+{
+    size_t mlen = strlen(KEYSTORE_MASTER), alen = strlen(KEYSTORE_AUDIT);
+    if (len >= mlen && memcmp(line, KEYSTORE_MASTER, mlen) == 0)
+        return keystore_parse_master(v, line, len, path, lineno, err);
+    if (len >= alen && memcmp(line, KEYSTORE_AUDIT, alen) == 0)
+        return keystore_parse_audit(v, line, len, path, lineno, err);
+    return error_set(err, "keystore %s line %d is malformed (expected a "
+                     "'master ...' or 'audit-ed25519 ...' key line)", path,
+                     lineno);
 }
 
 /* Parse the whole file text (NUL-terminated, len bytes) into v.

@@ -660,3 +660,23 @@ int payload_rewrap(struct vault *v, const char *path, const char *msgid,
     EVP_CIPHER_CTX_free(ctx);
     return rc;
 }
+
+/* ---- destroy ------------------------------------------------------------- */
+
+int payload_destroy(const char *path, struct error *err)
+{
+    unsigned char zero[PAYLOAD_HEADER_LEN] = {0};
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0
+               : error_errno(err, errno, "cannot open payload %s", path);
+    int rc = (pwrite(fd, zero, sizeof(zero), 0) == (ssize_t)sizeof(zero) &&
+              fdatasync(fd) == 0) ? 0 : -1;
+    int e = errno;
+    close(fd);
+    if (rc < 0)
+        return error_errno(err, e, "cannot shred payload %s", path);
+    if (unlink(path) < 0)
+        return error_errno(err, errno, "cannot remove payload %s", path);
+    return vault_fsync_parent(path, err);
+}

@@ -101,6 +101,13 @@ ssize_t payload_read(struct payload_reader *r, void *buf, size_t n,
 
 void payload_close(struct payload_reader *r);
 
+/* Erase a payload for good (R9): overwrite the header, which holds the only
+ * copy of the wrapped data key, with zeros and fsync it (crypto-shredding:
+ * any copy of the ciphertext left on the disk or in a backup is now
+ * unreadable), then unlink the file and fsync its folder. A missing file is
+ * not an error. */
+int payload_destroy(const char *path, struct error *err);
+
 /* Re-wrap the data key of the file at path with the active master key,
  * rewriting the header in place and fsyncing. Returns 1 when rewrapped,
  * 0 when it already used the active key, -1 on error. */

@@ -13,6 +13,8 @@
 
 #define VAULT_KEY_LEN 32        /* AES-256 master key bytes */
 #define VAULT_MAX_KEYS 64       /* keys one keystore may hold */
+#define VAULT_AUDIT_SEED_LEN 32 /* Ed25519 private key (seed) bytes */
+#define VAULT_MAX_AUDIT_KEYS 16 /* audit signing keys one keystore may hold */
 
 /* Payload header layout (see payload.c for the full format). */
 #define PAYLOAD_MAGIC "WHPAYLD1"
@@ -33,14 +35,26 @@ struct vault_key {
     unsigned char key[VAULT_KEY_LEN];
 };
 
+/* An Ed25519 audit signing key: its id and private seed (the public key
+ * is derived from the seed when needed). */
+struct vault_audit_key {
+    char id[VAULT_KEY_ID_LEN + 1];      /* lowercase hex, NUL-terminated */
+    unsigned char seed[VAULT_AUDIT_SEED_LEN];
+};
+
 /* One allocation (calloc in vault_open), mlock()ed when allowed, wiped
  * with OPENSSL_cleanse and freed by vault_close. keys[active] is the
- * active key; keys[0..n) are all loaded keys. */
+ * active key; keys[0..n) are all loaded keys. audit[0..naudit) are the
+ * audit signing keys; audit[audit_active] signs, or audit_active is
+ * SIZE_MAX when the keystore has no active audit key. */
 struct vault {
     size_t n;
     size_t active;
     int locked;                         /* 1 when mlock succeeded */
     struct vault_key keys[VAULT_MAX_KEYS];
+    size_t naudit;
+    size_t audit_active;
+    struct vault_audit_key audit[VAULT_MAX_AUDIT_KEYS];
 };
 
 /* The key with this id (exactly VAULT_KEY_ID_LEN hex digits), or NULL. The
@@ -49,6 +63,12 @@ const struct vault_key *keystore_find(const struct vault *v, const char *id);
 
 /* The active key, owned by v. */
 const struct vault_key *keystore_active(const struct vault *v);
+
+/* The audit key with this id (exactly VAULT_KEY_ID_LEN hex digits), or
+ * NULL; the active audit key, or NULL when there is none. Owned by v. */
+const struct vault_audit_key *keystore_audit_find(const struct vault *v,
+                                                  const char *id);
+const struct vault_audit_key *keystore_audit_active(const struct vault *v);
 
 /* n bytes as 2n lowercase hex digits plus a NUL into out. */
 void keystore_hex(const unsigned char *in, size_t n, char *out);

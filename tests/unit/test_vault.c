@@ -668,7 +668,9 @@ static void test_r15_keystore_file_format(void **state)
     size_t n;
     unsigned char *p = slurp(f->ks, &n);
     snprintf(line, sizeof(line), "wharf-keystore 1\nmaster %s ", old_id);
-    assert_int_equal(n, strlen(line) + 64 + strlen(" active\n"));
+    assert_int_equal(n, strlen(line) + 64 + strlen(" active\n") +
+                     strlen("audit-ed25519 ") + 16 + 1 + 64 +
+                     strlen(" active\n"));   /* + the audit key line */
     assert_memory_equal(p, line, strlen(line));
     assert_memory_equal(p + n - 8, " active\n", 8);
     free(p);

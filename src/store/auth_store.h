@@ -1,0 +1,181 @@
+/*
+ * auth_store.h - the rows of people and programs (R4, R13, R16, R17):
+ * users, recovery codes, sessions and API tokens (tables of schema
+ * migration 2, see sqlite.c). Implemented in sqlite_auth.c.
+ *
+ * Plain rows, no policy: src/auth/ decides who may do what, hashes and
+ * seals the secrets, and audits. Nothing here ever sees a secret in clear:
+ * passwords arrive as Argon2id encodings, TOTP seeds sealed by the vault,
+ * session ids, CSRF tokens, API tokens and recovery codes as SHA-256 hex.
+ *
+ * Ownership: every struct filled here owns its strings and blobs; free them
+ * with the matching *_clear / *_free function. Times are ms since the epoch.
+ * Lookups return 0 found, 1 not found, -1 error (err set).
+ */
+#ifndef WHARF_AUTH_STORE_H
+#define WHARF_AUTH_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/id.h"
+
+struct store;
+
+#define STORE_HASH_HEX 64           /* SHA-256 as lowercase hex */
+
+/* ---- users ---------------------------------------------------------------- */
+
+struct store_user {
+    int64_t id;
+    char *name;
+    char *role;                     /* "admin" "operator" "auditor" "viewer" */
+    char *password_hash;            /* Argon2id encoding; NULL: no password */
+    int must_change;                /* the password must be changed at login */
+    unsigned char *totp_sealed;     /* vault_seal blob of the TOTP seed, or NULL */
+    size_t totp_sealed_len;
+    int totp_enabled;               /* confirmed with a first code */
+    int64_t totp_last_step;         /* last accepted TOTP time step */
+    char *oidc_subject;             /* "issuer|sub" of an OIDC login, or NULL */
+    int disabled;
+    int64_t created_at, updated_at;
+};
+void store_user_clear(struct store_user *u);
+void store_users_free(struct store_user *u, size_t n);
+
+/* Insert a user. *id gets the new id (may be NULL). Returns 1 (nothing
+ * inserted) when the name is taken. password_hash may be NULL. */
+int store_user_create(struct store *s, const char *name, const char *role,
+                      const char *password_hash, int must_change, int64_t now,
+                      int64_t *id, struct error *err);
+int store_user_get_by_name(struct store *s, const char *name,
+                           struct store_user *out, struct error *err);
+int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out,
+                         struct error *err);
+/* Every user by name. password_hash and totp_sealed are left NULL in the
+ * rows of a listing. *out malloc'ed: store_users_free(*out, *n). */
+int store_user_list(struct store *s, struct store_user **out, size_t *n,
+                    struct error *err);
+
+/* Updates of one user by id: 0 done, 1 no such user, -1 error. */
+int store_user_set_role(struct store *s, int64_t id, const char *role,
+                        int64_t now, struct error *err);
+int store_user_set_password(struct store *s, int64_t id, const char *hash,
+                            int must_change, int64_t now, struct error *err);
+int store_user_set_disabled(struct store *s, int64_t id, int disabled,
+                            int64_t now, struct error *err);
+/* Store a new sealed TOTP seed (NULL clears it): TOTP becomes disabled
+ * until store_user_enable_totp, and the last accepted step is reset. */
+int store_user_set_totp(struct store *s, int64_t id,
+                        const unsigned char *sealed, size_t len, int64_t now,
+                        struct error *err);
+/* Enable TOTP for a user who has a seed (the step is left as it is, so the
+ * confirming code cannot be used again). 0 done, 1 no user or no seed. */
+int store_user_enable_totp(struct store *s, int64_t id, int64_t now,
+                           struct error *err);
+/* Record that TOTP step `step` was used, atomically and only if it is later
+ * than the last accepted one: 0 accepted, 1 refused (a step <= the last one:
+ * a replayed code), -1 error. */
+int store_user_totp_step(struct store *s, int64_t id, int64_t step,
+                         struct error *err);
+/* Delete a user and (cascade) their sessions and recovery codes. */
+int store_user_delete(struct store *s, int64_t id, struct error *err);
+/* How many enabled users hold role. -1 on error. */
+int64_t store_user_count_role(struct store *s, const char *role,
+                              struct error *err);
+
+/* ---- recovery codes -------------------------------------------------------- */
+
+/* Replace the user's codes with hashes[0..n) (one transaction). */
+int store_recovery_replace(struct store *s, int64_t user_id,
+                           const char *const *hashes, size_t n, int64_t now,
+                           struct error *err);
+/* Mark one unused code as used, atomically: 0 consumed, 1 no such unused
+ * code (unknown, or used before), -1 error. */
+int store_recovery_consume(struct store *s, int64_t user_id, const char *hash,
+                           int64_t now, struct error *err);
+/* Unused codes left. -1 on error. */
+int64_t store_recovery_left(struct store *s, int64_t user_id,
+                            struct error *err);
+int store_recovery_clear(struct store *s, int64_t user_id, struct error *err);
+
+/* ---- sessions --------------------------------------------------------------- */
+
+struct store_session {
+    char id_hash[STORE_HASH_HEX + 1];   /* SHA-256 of the session id: its handle */
+    int64_t user_id;
+    char csrf_hash[STORE_HASH_HEX + 1];
+    char *address;                      /* client address at login, or NULL */
+    int mfa;                            /* MFA was completed in this session */
+    int64_t created_at, last_seen_at;
+    int64_t expires_at;                 /* absolute end */
+    int64_t revoked_at;                 /* 0 when live */
+};
+void store_session_clear(struct store_session *x);
+void store_sessions_free(struct store_session *x, size_t n);
+
+/* Insert x (address borrowed). */
+int store_session_create(struct store *s, const struct store_session *x,
+                         struct error *err);
+int store_session_get(struct store *s, const char *id_hash,
+                      struct store_session *out, struct error *err);
+/* Set last_seen_at = now on a live session. */
+int store_session_touch(struct store *s, const char *id_hash, int64_t now,
+                        struct error *err);
+/* Mark a live session as having completed MFA. 0 done, 1 none. */
+int store_session_set_mfa(struct store *s, const char *id_hash,
+                          struct error *err);
+/* Revoke one live session; when user_id > 0 only if it belongs to that user.
+ * 0 revoked, 1 no such live session (of that user). */
+int store_session_revoke(struct store *s, const char *id_hash,
+                         int64_t user_id, int64_t now, struct error *err);
+/* Revoke every live session of a user except `keep` (a hash, or NULL).
+ * *count (may be NULL) gets how many. */
+int store_session_revoke_user(struct store *s, int64_t user_id,
+                              const char *keep, int64_t now, int *count,
+                              struct error *err);
+/* Sessions of user_id (all users when 0) that are not revoked and not past
+ * their absolute end at `now`, newest first. Free with store_sessions_free. */
+int store_session_list(struct store *s, int64_t user_id, int64_t now,
+                       struct store_session **out, size_t *n,
+                       struct error *err);
+/* Delete sessions past their absolute end, idle since before idle_before,
+ * or revoked before revoked_before. *count (may be NULL) gets how many. */
+int store_session_delete_expired(struct store *s, int64_t now,
+                                 int64_t idle_before, int64_t revoked_before,
+                                 int *count, struct error *err);
+
+/* ---- API tokens --------------------------------------------------------------- */
+
+struct store_token {
+    char id[ID_LEN + 1];            /* public id (UUIDv7) */
+    char *name;
+    char *role;
+    char *created_by;               /* audit actor that created it */
+    int64_t created_at;
+    int64_t expires_at;             /* 0: never */
+    int64_t last_used_at;           /* 0: never used */
+    int64_t revoked_at;             /* 0: live */
+};
+void store_token_clear(struct store_token *t);
+void store_tokens_free(struct store_token *t, size_t n);
+
+/* Insert t with the SHA-256 hex of the token (strings borrowed). */
+int store_token_create(struct store *s, const struct store_token *t,
+                       const char *hash, struct error *err);
+int store_token_get_by_hash(struct store *s, const char *hash,
+                            struct store_token *out, struct error *err);
+int store_token_get(struct store *s, const char *id, struct store_token *out,
+                    struct error *err);
+/* last_used_at = now. */
+int store_token_touch(struct store *s, const char *id, int64_t now,
+                      struct error *err);
+/* 0 revoked, 1 no such token or already revoked. */
+int store_token_revoke(struct store *s, const char *id, int64_t now,
+                       struct error *err);
+/* Every token, newest first (revoked and expired included). */
+int store_token_list(struct store *s, struct store_token **out, size_t *n,
+                     struct error *err);
+
+#endif

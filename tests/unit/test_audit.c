@@ -1,0 +1,674 @@
+/*
+ * test_audit.c - unit tests of the tamper-evident audit trail (R18): a
+ * chain of entries verifies; each kind of tampering (an edited field, a
+ * deleted entry, an inserted entry, reordered entries, a chain recomputed
+ * with valid hashes, a corrupted checkpoint signature, another keystore's
+ * key) is reported at the right entry with the right problem.
+ *
+ * Tampering goes straight to the database file with sqlite3 (tests may use
+ * SQL; the product may not outside src/store/). The entry hash is
+ * recomputed here independently from the encoding documented at the top
+ * of src/audit/audit.c, so a forged chain is a real forgery. Each test
+ * owns a temp dir with a keystore and a database.
+ */
+#include "testutil.h"
+
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+
+#include "audit/audit.h"
+#include "store/audit_store.h"
+#include "store/store.h"
+#include "vault/vault.h"
+
+struct fx {
+    char dir[256];
+    char ks[320];
+    char db[320];
+    struct vault *v;
+    struct store *st;
+    sqlite3 *raw;               /* a second connection, for tampering */
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    test_tmpdir(f->dir, sizeof(f->dir));
+    snprintf(f->ks, sizeof(f->ks), "%s/keystore", f->dir);
+    snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
+    struct error err = {0};
+    if (vault_create(f->ks, &err) != 0 ||
+        (f->v = vault_open(f->ks, &err)) == NULL ||
+        (f->st = store_open(f->db, &err)) == NULL)
+        fail_msg("setup: %s", err.msg);
+    assert_int_equal(sqlite3_open(f->db, &f->raw), SQLITE_OK);
+    sqlite3_busy_timeout(f->raw, 5000);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    sqlite3_close(f->raw);
+    store_close(f->st);
+    vault_close(f->v);
+    test_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* Entry i of a test trail: varied fields, some NULL. */
+static void append_one(struct fx *f, struct vault *v, int i)
+{
+    char actor[32], target[32], detail[64];
+    snprintf(actor, sizeof(actor), "user:u%d", i % 7);
+    snprintf(target, sizeof(target), "flow-%d", i);
+    snprintf(detail, sizeof(detail), "before=%08x after=%08x", i, i * 31);
+    struct audit_event e = {
+        .actor = actor, .address = i % 2 ? "192.0.2.7" : NULL,
+        .action = i % 3 ? "flow.import" : "login.success",
+        .target = i % 5 ? target : NULL, .detail = i % 4 ? detail : NULL,
+    };
+    struct error err = {0};
+    if (audit_append(f->st, v, &e, &err) != 0)
+        fail_msg("audit_append %d: %s", i, err.msg);
+}
+
+static void append_n(struct fx *f, int n)
+{
+    for (int i = 1; i <= n; i++)
+        append_one(f, f->v, i);
+}
+
+static void sql(struct fx *f, const char *q)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(f->raw, q, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", q, msg ? msg : "?");
+}
+
+/* Verify and expect rc; when broken, the first bad seq and a problem
+ * containing want. Returns the report. */
+static struct audit_report verify_expect(struct fx *f, struct vault *v,
+                                         int rc, int64_t first_bad,
+                                         const char *want)
+{
+    struct audit_report r;
+    struct error err = {0};
+    int got = audit_verify(f->st, v, &r, &err);
+    if (got != rc)
+        fail_msg("audit_verify returned %d (want %d): %s / %s", got, rc,
+                 r.problem, err.msg);
+    if (rc == 0) {
+        assert_int_equal(r.first_bad, 0);
+        assert_string_equal(r.problem, "");
+    }
+    if (rc == 1 && r.first_bad != first_bad)
+        fail_msg("first bad %" PRId64 " (want %" PRId64 "): %s", r.first_bad,
+                 first_bad, r.problem);
+    if (want != NULL && strstr(r.problem, want) == NULL)
+        fail_msg("expected \"%s\" in \"%s\"", want, r.problem);
+    return r;
+}
+
+static void put_be(EVP_MD_CTX *md, uint64_t v, int n)
+{
+    unsigned char b[8];
+    for (int i = 0; i < n; i++)
+        b[i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    assert_int_equal(EVP_DigestUpdate(md, b, (size_t)n), 1);
+}
+
+static void put_field(EVP_MD_CTX *md, const unsigned char *s)
+{
+    unsigned char tag = s != NULL;
+    assert_int_equal(EVP_DigestUpdate(md, &tag, 1), 1);
+    if (s == NULL)
+        return;
+    put_be(md, strlen((const char *)s), 4);
+    assert_int_equal(EVP_DigestUpdate(md, s, strlen((const char *)s)), 1);
+}
+
+/* The documented entry hash of the row st is on (columns: seq, at, actor,
+ * address, action, target, detail) with prev as prev_hash. */
+static void doc_hash(sqlite3_stmt *st, const char *prev, char out[65])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char d[32];
+    unsigned int n = 0;
+    assert_int_equal(EVP_DigestInit_ex(md, EVP_sha256(), NULL), 1);
+    const char *dom = "wharf-audit-entry v1\n";
+    assert_int_equal(EVP_DigestUpdate(md, dom, strlen(dom)), 1);
+    put_be(md, (uint64_t)sqlite3_column_int64(st, 0), 8);
+    put_be(md, (uint64_t)sqlite3_column_int64(st, 1), 8);
+    for (int c = 2; c <= 6; c++)
+        put_field(md, sqlite3_column_text(st, c));
+    put_field(md, (const unsigned char *)prev);
+    assert_int_equal(EVP_DigestFinal_ex(md, d, &n), 1);
+    EVP_MD_CTX_free(md);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Stored hash of entry seq into out. */
+static void stored_hash(struct fx *f, int64_t seq, char out[65])
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT hash FROM audit"
+                                        " WHERE seq = ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, seq);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* Recompute prev_hash and hash of every entry from seq `from` on, with the
+ * documented encoding: a forger's valid chain. */
+static void rechain_from(struct fx *f, int64_t from)
+{
+    char prev[65], h[65];
+    stored_hash(f, from - 1, prev);
+    sqlite3_stmt *sel, *upd;
+    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT seq, at, actor,"
+        " address, action, target, detail FROM audit WHERE seq = ?1", -1,
+        &sel, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(f->raw, "UPDATE audit SET"
+        " prev_hash = ?2, hash = ?3 WHERE seq = ?1", -1, &upd, NULL),
+        SQLITE_OK);
+    for (int64_t s = from;; s++) {
+        sqlite3_reset(sel);
+        sqlite3_bind_int64(sel, 1, s);
+        if (sqlite3_step(sel) != SQLITE_ROW)
+            break;
+        doc_hash(sel, prev, h);
+        sqlite3_reset(upd);
+        sqlite3_bind_int64(upd, 1, s);
+        sqlite3_bind_text(upd, 2, prev, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(upd, 3, h, -1, SQLITE_TRANSIENT);
+        assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
+        memcpy(prev, h, sizeof(prev));
+    }
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+}
+
+static int64_t count(struct fx *f, const char *q)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(f->raw, q, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* ---- an intact trail --------------------------------------------------- */
+
+static void test_r18_empty_trail_verifies(void **state)
+{
+    struct fx *f = *state;
+    struct audit_report r = verify_expect(f, f->v, 0, 0, NULL);
+    assert_int_equal(r.entries, 0);
+    assert_int_equal(r.checkpoints, 0);
+    struct error err = {0};
+    assert_int_equal(audit_checkpoint(f->st, f->v, &err), 0);  /* no-op */
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit_checkpoints"), 0);
+}
+
+static void test_r18_chain_of_200_verifies(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    struct audit_report r = verify_expect(f, f->v, 0, 0, NULL);
+    assert_int_equal(r.entries, 200);
+    assert_int_equal(r.checkpoints, 3);            /* at 64, 128, 192 */
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit_checkpoints WHERE"
+                              " seq IN (64, 128, 192)"), 3);
+    struct error err = {0};
+    assert_int_equal(audit_checkpoint(f->st, f->v, &err), 0);
+    assert_int_equal(audit_checkpoint(f->st, f->v, &err), 0);
+    r = verify_expect(f, f->v, 0, 0, NULL);
+    assert_int_equal(r.checkpoints, 4);            /* + the head, once */
+    /* the rows as the store lists them: numbered, linked, in order */
+    struct store_audit_row *rows;
+    size_t n;
+    assert_int_equal(store_audit_list(f->st, 0, 1000, &rows, &n, &err), 0);
+    assert_int_equal(n, 200);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rows[i].seq, (int64_t)i + 1);
+        assert_int_equal(strlen(rows[i].hash), 64);
+        if (i == 0)
+            assert_string_equal(rows[i].prev_hash, "0000000000000000000000"
+                                "000000000000000000000000000000000000000000");
+        else
+            assert_string_equal(rows[i].prev_hash, rows[i - 1].hash);
+    }
+    assert_string_equal(rows[1].actor, "user:u2");
+    assert_null(rows[1].address);
+    assert_string_equal(rows[0].address, "192.0.2.7");
+    store_audit_rows_free(rows, n);
+    /* paging: after 150, 20 at a time */
+    assert_int_equal(store_audit_list(f->st, 150, 20, &rows, &n, &err), 0);
+    assert_int_equal(n, 20);
+    assert_int_equal(rows[0].seq, 151);
+    store_audit_rows_free(rows, n);
+}
+
+static void test_r18_entry_hash_matches_documented_encoding(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 30);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT seq, at, actor,"
+        " address, action, target, detail, prev_hash, hash FROM audit"
+        " ORDER BY seq", -1, &st, NULL), SQLITE_OK);
+    char h[65];
+    int rows = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        doc_hash(st, (const char *)sqlite3_column_text(st, 7), h);
+        assert_string_equal(h, (const char *)sqlite3_column_text(st, 8));
+        rows++;
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(rows, 30);
+}
+
+static void test_r18_checkpoint_every_64_and_on_demand(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    append_n(f, 63);
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit_checkpoints"), 0);
+    append_one(f, f->v, 64);
+    struct store_audit_checkpoint *cps;
+    size_t n;
+    assert_int_equal(store_audit_checkpoints(f->st, 0, 10, &cps, &n, &err),
+                     0);
+    assert_int_equal(n, 1);
+    assert_int_equal(cps[0].seq, 64);
+    char h64[65], text[200];
+    stored_hash(f, 64, h64);
+    assert_string_equal(cps[0].hash, h64);
+    assert_int_equal(strlen(cps[0].signature), 128);
+    /* the signature is over the documented text, by the vault's key */
+    unsigned char sig[VAULT_SIG_LEN];
+    for (int i = 0; i < VAULT_SIG_LEN; i++) {
+        unsigned b;
+        assert_int_equal(sscanf(cps[0].signature + 2 * i, "%2x", &b), 1);
+        sig[i] = (unsigned char)b;
+    }
+    snprintf(text, sizeof(text), "wharf-audit-checkpoint v1\n64\n%s\n", h64);
+    assert_int_equal(vault_audit_verify(f->v, cps[0].key_id, text,
+                                        strlen(text), sig, &err), 0);
+    text[strlen("wharf-audit-checkpoint v1\n")] = '5';     /* "54" */
+    assert_int_equal(vault_audit_verify(f->v, cps[0].key_id, text,
+                                        strlen(text), sig, &err), -1);
+    store_audit_checkpoints_free(cps, n);
+    append_n(f, 6);                 /* 70 entries */
+    assert_int_equal(audit_checkpoint(f->st, f->v, &err), 0);
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit_checkpoints"), 2);
+    assert_int_equal(count(f, "SELECT seq FROM audit_checkpoints ORDER BY"
+                              " seq DESC LIMIT 1"), 70);
+    assert_int_equal(audit_checkpoint(f->st, f->v, &err), 0);
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit_checkpoints"), 2);
+    verify_expect(f, f->v, 0, 0, NULL);
+}
+
+static void test_r18_verify_crosses_pages(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 600);
+    struct audit_report r = verify_expect(f, f->v, 0, 0, NULL);
+    assert_int_equal(r.entries, 600);
+    assert_int_equal(r.checkpoints, 9);
+    sql(f, "UPDATE audit SET action = 'logout' WHERE seq = 555");
+    r = verify_expect(f, f->v, 1, 555, "entry 555: hash does not match its "
+                      "contents (edited?)");
+    assert_int_equal(r.entries, 554);
+}
+
+static void test_r18_append_validates_event(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    char big[5000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    struct audit_event bad[] = {
+        { NULL, NULL, "flow.import", NULL, NULL },
+        { "cli", NULL, "", NULL, NULL },
+        { "cli", NULL, "flow.import", NULL, big },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err.msg[0] = '\0';
+        assert_int_equal(audit_append(f->st, f->v, &bad[i], &err), -1);
+        assert_true(err.msg[0] != '\0');
+    }
+    assert_int_equal(audit_append(f->st, f->v, NULL, &err), -1);
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit"), 0);
+}
+
+static void test_r18_keystore_without_audit_key_rolls_back(void **state)
+{
+    struct fx *f = *state;
+    char path[400];
+    snprintf(path, sizeof(path), "%s/old-keystore", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("wharf-keystore 1\nmaster 0123456789abcdef 00112233445566778899"
+          "aabbccddeeff00112233445566778899aabbccddeeff active\n", fp);
+    fclose(fp);
+    assert_int_equal(chmod(path, 0600), 0);
+    struct error err = {0};
+    struct vault *old = vault_open(path, &err);
+    assert_non_null(old);
+    for (int i = 1; i <= 63; i++)
+        append_one(f, old, i);
+    struct audit_event e = { "cli", NULL, "flow.export", NULL, NULL };
+    assert_int_equal(audit_append(f->st, old, &e, &err), -1);
+    assert_non_null(strstr(err.msg, "keystore has no audit signing key"));
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit"), 63);
+    assert_int_equal(audit_checkpoint(f->st, old, &err), -1);
+    assert_non_null(strstr(err.msg, "keystore has no audit signing key"));
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit_checkpoints"), 0);
+    vault_close(old);
+}
+
+/* ---- tampering ---------------------------------------------------------- */
+
+static void test_r18_edited_field_detected(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    static const struct { const char *edit, *undo; } cases[] = {
+        { "UPDATE audit SET actor = actor || 'x' WHERE seq = 17",
+          "UPDATE audit SET actor = substr(actor, 1, length(actor) - 1)"
+          " WHERE seq = 17" },
+        { "UPDATE audit SET at = at + 1 WHERE seq = 17",
+          "UPDATE audit SET at = at - 1 WHERE seq = 17" },
+        { "UPDATE audit SET address = '' WHERE seq = 18",
+          "UPDATE audit SET address = NULL WHERE seq = 18" },
+        { "UPDATE audit SET action = 'logout' WHERE seq = 17",
+          "UPDATE audit SET action = 'flow.import' WHERE seq = 17" },
+        { "UPDATE audit SET target = 'flow-18' WHERE seq = 17",
+          "UPDATE audit SET target = 'flow-17' WHERE seq = 17" },
+        { "UPDATE audit SET detail = NULL WHERE seq = 17",
+          "UPDATE audit SET detail = 'before=00000011 after=0000020f'"
+          " WHERE seq = 17" },
+        { "UPDATE audit SET detail = 'before' || char(0) || 'x' WHERE seq = 17",
+          "UPDATE audit SET detail = 'before=00000011 after=0000020f'"
+          " WHERE seq = 17" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sql(f, cases[i].edit);
+        int64_t seq = strstr(cases[i].edit, "seq = 18") ? 18 : 17;
+        char want[100];
+        snprintf(want, sizeof(want), "entry %" PRId64 ": ", seq);
+        verify_expect(f, f->v, 1, seq, want);
+        verify_expect(f, f->v, 1, seq, "(edited?)");
+        sql(f, cases[i].undo);
+        verify_expect(f, f->v, 0, 0, NULL);
+    }
+    sql(f, "UPDATE audit SET target = 'flow-18' WHERE seq = 17");
+    verify_expect(f, f->v, 1, 17,
+                  "entry 17: hash does not match its contents (edited?)");
+}
+
+static void test_r18_field_boundaries_are_unambiguous(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct audit_event e1 = { "ab", "c", "login.success", NULL, NULL };
+    struct audit_event e2 = { "cli", NULL, "flow.export", "", NULL };
+    assert_int_equal(audit_append(f->st, f->v, &e1, &err), 0);
+    assert_int_equal(audit_append(f->st, f->v, &e2, &err), 0);
+    append_n(f, 3);
+    verify_expect(f, f->v, 0, 0, NULL);
+    sql(f, "UPDATE audit SET actor = 'a', address = 'bc' WHERE seq = 1");
+    verify_expect(f, f->v, 1, 1, "entry 1: hash does not match");
+    sql(f, "UPDATE audit SET actor = 'ab', address = 'c' WHERE seq = 1");
+    sql(f, "UPDATE audit SET target = NULL WHERE seq = 2");
+    verify_expect(f, f->v, 1, 2, "entry 2: hash does not match");
+    sql(f, "UPDATE audit SET target = '' WHERE seq = 2");
+    verify_expect(f, f->v, 0, 0, NULL);
+    /* a byte equal to the presence tag moved across the boundary: only
+     * the length prefix tells "a\1"+"b" from "a"+"\1b" */
+    struct audit_event e3 = { "a\001", "b", "login.failure", NULL, NULL };
+    assert_int_equal(audit_append(f->st, f->v, &e3, &err), 0);
+    verify_expect(f, f->v, 0, 0, NULL);
+    sql(f, "UPDATE audit SET actor = 'a', address = char(1) || 'b'"
+           " WHERE seq = 6");
+    verify_expect(f, f->v, 1, 6, "entry 6: hash does not match");
+}
+
+static void test_r18_deleted_entry_detected(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    sql(f, "DELETE FROM audit WHERE seq = 100");
+    verify_expect(f, f->v, 1, 100, "entry 100: missing (entry 99 is followed "
+                  "by entry 101; deleted?)");
+    /* the same, with the later entries renumbered to close the gap */
+    sql(f, "UPDATE audit SET seq = seq - 1 WHERE seq > 100");
+    verify_expect(f, f->v, 1, 100, "entry 100: previous-hash link broken "
+                  "(deleted, inserted or reordered entry before it?)");
+    /* the first entry */
+    sql(f, "DELETE FROM audit WHERE seq = 1");
+    verify_expect(f, f->v, 1, 1, "entry 1: missing (the trail starts at "
+                  "entry 2; deleted?)");
+}
+
+static void test_r18_inserted_entry_detected(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    /* make room at 150, insert a forged entry there and recompute every
+     * link and hash from it on: the hashes agree again, the signed
+     * checkpoint at 192 does not */
+    sql(f, "UPDATE audit SET seq = -seq WHERE seq >= 150;"
+           "UPDATE audit SET seq = -seq + 1 WHERE seq < 0;"
+           "INSERT INTO audit(seq, at, actor, address, action, target, detail,"
+           " prev_hash, hash) SELECT 150, at + 1, 'user:mallory', NULL,"
+           " 'login.success', NULL, NULL, hash, '' FROM audit WHERE seq = 149");
+    rechain_from(f, 150);
+    assert_int_equal(count(f, "SELECT COUNT(*) FROM audit"), 201);
+    verify_expect(f, f->v, 1, 192, "checkpoint at 192: the signed hash "
+                  "differs from entry 192's hash (entries after the "
+                  "checkpoint at 128 rewritten?)");
+}
+
+static void test_r18_inserted_entry_breaks_next_link(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    char prev[65], h[65];
+    stored_hash(f, 149, prev);
+    sql(f, "UPDATE audit SET seq = -seq WHERE seq >= 150;"
+           "UPDATE audit SET seq = -seq + 1 WHERE seq < 0;");
+    /* a forged entry at 150 linked to 149 with a correct hash */
+    sqlite3_stmt *ins, *sel;
+    assert_int_equal(sqlite3_prepare_v2(f->raw, "INSERT INTO audit(seq, at,"
+        " actor, address, action, target, detail, prev_hash, hash)"
+        " VALUES(150, 1700000000000, 'user:mallory', NULL, 'login.success',"
+        " NULL, NULL, ?1, '')", -1, &ins, NULL), SQLITE_OK);
+    sqlite3_bind_text(ins, 1, prev, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+    sqlite3_finalize(ins);
+    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT seq, at, actor,"
+        " address, action, target, detail FROM audit WHERE seq = 150", -1,
+        &sel, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(sel), SQLITE_ROW);
+    doc_hash(sel, prev, h);
+    sqlite3_finalize(sel);
+    sqlite3_stmt *upd;
+    assert_int_equal(sqlite3_prepare_v2(f->raw, "UPDATE audit SET hash = ?1"
+        " WHERE seq = 150", -1, &upd, NULL), SQLITE_OK);
+    sqlite3_bind_text(upd, 1, h, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
+    sqlite3_finalize(upd);
+    verify_expect(f, f->v, 1, 151, "entry 151: previous-hash link broken "
+                  "(deleted, inserted or reordered entry before it?)");
+}
+
+static void test_r18_reordered_entries_detected(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    /* swap the contents of 120 and 121 (seq stays in place) */
+    sql(f, "UPDATE audit SET seq = -1 WHERE seq = 120;"
+           "UPDATE audit SET seq = 120 WHERE seq = 121;"
+           "UPDATE audit SET seq = 121 WHERE seq = -1");
+    verify_expect(f, f->v, 1, 120, "entry 120: previous-hash link broken");
+    /* swap back, then two entries far apart */
+    sql(f, "UPDATE audit SET seq = -1 WHERE seq = 120;"
+           "UPDATE audit SET seq = 120 WHERE seq = 121;"
+           "UPDATE audit SET seq = 121 WHERE seq = -1");
+    verify_expect(f, f->v, 0, 0, NULL);
+    sql(f, "UPDATE audit SET seq = -1 WHERE seq = 30;"
+           "UPDATE audit SET seq = 30 WHERE seq = 90;"
+           "UPDATE audit SET seq = 90 WHERE seq = -1");
+    verify_expect(f, f->v, 1, 30, "entry 30: previous-hash link broken");
+}
+
+static void test_r18_forged_chain_caught_by_checkpoint(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    sql(f, "UPDATE audit SET actor = 'user:nobody' WHERE seq = 100");
+    rechain_from(f, 100);
+    /* every hash and link is valid now; only the signatures know */
+    verify_expect(f, f->v, 1, 128, "checkpoint at 128: the signed hash "
+                  "differs from entry 128's hash (entries after the "
+                  "checkpoint at 64 rewritten?)");
+    /* moving the checkpoint's hash along breaks its signature */
+    sql(f, "UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit"
+           " WHERE seq = 128) WHERE seq = 128");
+    verify_expect(f, f->v, 1, 128, "checkpoint at 128: signature invalid");
+    /* a forgery reaching back before the first checkpoint */
+    sql(f, "UPDATE audit SET detail = 'nothing happened' WHERE seq = 3");
+    rechain_from(f, 3);
+    verify_expect(f, f->v, 1, 64, "checkpoint at 64: the signed hash differs "
+                  "from entry 64's hash (entries up to it rewritten?)");
+}
+
+static void test_r18_corrupted_checkpoint_signature_detected(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    sql(f, "UPDATE audit_checkpoints SET signature = substr(signature, 1, 10)"
+           " || (CASE substr(signature, 11, 1) WHEN '0' THEN '1' ELSE '0' END)"
+           " || substr(signature, 12) WHERE seq = 128");
+    verify_expect(f, f->v, 1, 128, "checkpoint at 128: signature invalid");
+    sql(f, "UPDATE audit_checkpoints SET signature = substr(signature, 1, 127)"
+           " WHERE seq = 64");
+    verify_expect(f, f->v, 1, 64, "checkpoint at 64: signature is malformed");
+    sql(f, "DELETE FROM audit_checkpoints WHERE seq = 64");
+    verify_expect(f, f->v, 1, 128, "checkpoint at 128: signature invalid");
+    /* a checkpoint for an entry that never existed */
+    sql(f, "UPDATE audit_checkpoints SET seq = 0 WHERE seq = 128");
+    verify_expect(f, f->v, 1, 1, "checkpoint at 0: there is no entry 0");
+}
+
+static void test_r18_other_keystore_key_detected(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    char path[400];
+    struct error err = {0};
+    snprintf(path, sizeof(path), "%s/keystore2", f->dir);
+    assert_int_equal(vault_create(path, &err), 0);
+    struct vault *v2 = vault_open(path, &err);
+    assert_non_null(v2);
+    /* verifying with another keystore: it does not hold the signing key */
+    verify_expect(f, v2, 1, 64, "checkpoint at 64: audit key ");
+    verify_expect(f, v2, 1, 64, "is not in this keystore");
+    /* a forger rewrites from 100 and re-signs checkpoints 128 and 192 with
+     * a key of their own */
+    sql(f, "UPDATE audit SET actor = 'user:nobody' WHERE seq = 100");
+    rechain_from(f, 100);
+    for (int64_t s = 128; s <= 192; s += 64) {
+        char h[65], text[200], hex[129], id[17];
+        unsigned char sig[VAULT_SIG_LEN];
+        stored_hash(f, s, h);
+        snprintf(text, sizeof(text), "wharf-audit-checkpoint v1\n%" PRId64
+                 "\n%s\n", s, h);
+        assert_int_equal(vault_audit_sign(v2, text, strlen(text), sig, id,
+                                          &err), 0);
+        for (int i = 0; i < VAULT_SIG_LEN; i++)
+            snprintf(hex + 2 * i, 3, "%02x", sig[i]);
+        sqlite3_stmt *upd;
+        assert_int_equal(sqlite3_prepare_v2(f->raw, "UPDATE audit_checkpoints"
+            " SET hash = ?2, signature = ?3, key_id = ?4 WHERE seq = ?1", -1,
+            &upd, NULL), SQLITE_OK);
+        sqlite3_bind_int64(upd, 1, s);
+        sqlite3_bind_text(upd, 2, h, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(upd, 3, hex, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(upd, 4, id, -1, SQLITE_TRANSIENT);
+        assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
+        sqlite3_finalize(upd);
+    }
+    verify_expect(f, f->v, 1, 128, "checkpoint at 128: audit key ");
+    verify_expect(f, f->v, 1, 128, "is not in this keystore");
+    /* claiming the real key id does not help: the signature is wrong */
+    sql(f, "UPDATE audit_checkpoints SET key_id = (SELECT key_id FROM"
+           " audit_checkpoints WHERE seq = 64) WHERE seq >= 128");
+    verify_expect(f, f->v, 1, 128, "checkpoint at 128: signature invalid");
+    vault_close(v2);
+}
+
+static void test_r18_truncation_detected_up_to_last_checkpoint(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    /* entries after the newest checkpoint (192) are not provable ... */
+    sql(f, "DELETE FROM audit WHERE seq > 195");
+    struct audit_report r = verify_expect(f, f->v, 0, 0, NULL);
+    assert_int_equal(r.entries, 195);
+    /* ... but cutting back past a checkpoint is detected */
+    sql(f, "DELETE FROM audit WHERE seq > 180");
+    verify_expect(f, f->v, 1, 181, "entry 181: missing (the trail ends at "
+                  "entry 180 but a checkpoint signs entry 192; newest entries "
+                  "deleted?)");
+    /* and a checkpoint of the head closes the window */
+    sql(f, "DELETE FROM audit_checkpoints WHERE seq = 192");
+    struct error err = {0};
+    assert_int_equal(audit_checkpoint(f->st, f->v, &err), 0);
+    verify_expect(f, f->v, 0, 0, NULL);
+    sql(f, "DELETE FROM audit WHERE seq = 180");
+    verify_expect(f, f->v, 1, 180, "entry 180: missing (the trail ends at "
+                  "entry 179 but a checkpoint signs entry 180");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_r18_empty_trail_verifies),
+        T(test_r18_chain_of_200_verifies),
+        T(test_r18_entry_hash_matches_documented_encoding),
+        T(test_r18_checkpoint_every_64_and_on_demand),
+        T(test_r18_verify_crosses_pages),
+        T(test_r18_append_validates_event),
+        T(test_r18_keystore_without_audit_key_rolls_back),
+        T(test_r18_edited_field_detected),
+        T(test_r18_field_boundaries_are_unambiguous),
+        T(test_r18_deleted_entry_detected),
+        T(test_r18_inserted_entry_detected),
+        T(test_r18_inserted_entry_breaks_next_link),
+        T(test_r18_reordered_entries_detected),
+        T(test_r18_forged_chain_caught_by_checkpoint),
+        T(test_r18_corrupted_checkpoint_signature_detected),
+        T(test_r18_other_keystore_key_detected),
+        T(test_r18_truncation_detected_up_to_last_checkpoint),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
