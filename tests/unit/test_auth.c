@@ -1,0 +1,1222 @@
+/*
+ * test_auth.c - people, programs and roles (src/auth/, src/store/
+ * sqlite_auth.c): Argon2id storage and the password policy (R16), the
+ * permission table (R14), TOTP with recovery codes, logins and sessions
+ * with their timeouts (R13, R17), API tokens (R4), and that no secret
+ * reaches the log or the audit trail (R6).
+ *
+ * Each test gets a fresh data dir (keystore, database, logs at trace
+ * level) and an auth context whose clock is fixed (a.now_ms), so timeouts
+ * are tested by moving the clock, not by sleeping.
+ */
+#include "testutil.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "audit/audit.h"
+#include "auth/auth.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "util/secret.h"
+#include "vault/vault.h"
+
+#define T0 1767225600000LL          /* 2026-01-01T00:00:00Z, a step boundary */
+#define MIN_MS 60000LL
+#define GOOD_PW "tidal-quartz-ember-47"
+
+/* ---- fixture ------------------------------------------------------------------ */
+
+struct fx {
+    char dir[256], db[320], logdir[320];
+    struct store *st;
+    struct vault *v;
+    struct auth a;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    test_tmpdir(f->dir, sizeof(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
+    snprintf(f->logdir, sizeof(f->logdir), "%s/logs", f->dir);
+    char ks[320];
+    snprintf(ks, sizeof(ks), "%s/keystore", f->dir);
+    struct error err = {0};
+    if (vault_create(ks, &err) != 0 || (f->v = vault_open(ks, &err)) == NULL ||
+        (f->st = store_open(f->db, &err)) == NULL ||
+        log_open(f->logdir, LOG_TRACE, false, &err) != 0)
+        fail_msg("setup: %s", err.msg);
+    auth_init(&f->a, f->st, f->v);
+    f->a.now_ms = T0;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    log_close();
+    store_close(f->st);
+    vault_close(f->v);
+    test_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+static const struct auth_actor CLI = { "cli", NULL };
+
+static struct secret *sec(const char *s)
+{
+    return secret_from(s, strlen(s));
+}
+
+/* A secret's bytes as a NUL-terminated copy (tests only). */
+static char *sdup(const struct secret *s)
+{
+    char *p = calloc(1, secret_len(s) + 1);
+    assert_non_null(p);
+    memcpy(p, secret_data(s), secret_len(s));
+    return p;
+}
+
+static void user_add(struct fx *f, const char *name, enum role role,
+                     const char *pw)
+{
+    struct error err = {0};
+    struct secret *p = sec(pw);
+    int rc = auth_user_create(&f->a, &CLI, name, role, p, NULL, &err);
+    secret_free(p);
+    if (rc != AUTH_OK)
+        fail_msg("create %s: %s", name, err.msg);
+}
+
+static int64_t user_id(struct fx *f, const char *name)
+{
+    struct store_user u;
+    struct error err = {0};
+    assert_int_equal(auth_user_get(&f->a, name, &u, &err), AUTH_OK);
+    int64_t id = u.id;
+    store_user_clear(&u);
+    return id;
+}
+
+static void setting(struct fx *f, const char *k, const char *v)
+{
+    struct error err = {0};
+    assert_int_equal(store_setting_set(f->st, k, v, &err), 0);
+}
+
+/* Audit rows "action|target|detail|address" joined by '\n' (caller frees). */
+static char *audit_dump(struct fx *f)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT action || '|' || "
+        "COALESCE(target, '') || '|' || COALESCE(detail, '') || '|' || "
+        "COALESCE(address, '') || '|' || actor FROM audit ORDER BY seq",
+        -1, &q, NULL), SQLITE_OK);
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    assert_non_null(out);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(q, 0);
+        size_t n = strlen(t);
+        if (len + n + 2 > cap) {
+            cap = 2 * (len + n + 2);
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+        memcpy(out + len, t, n);
+        len += n;
+        out[len++] = '\n';
+        out[len] = '\0';
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return out;
+}
+
+static int audit_has(struct fx *f, const char *needle)
+{
+    char *d = audit_dump(f);
+    int found = strstr(d, needle) != NULL;
+    free(d);
+    return found;
+}
+
+/* ---- base32 and TOTP helpers (the test's own, independent of totp.c) ---- */
+
+static size_t b32_decode(const char *in, size_t n, unsigned char *out)
+{
+    uint32_t buf = 0;
+    int bits = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", in[i]);
+        assert_non_null(p);
+        buf = (buf << 5) | (uint32_t)(p - "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567");
+        bits += 5;
+        if (bits >= 8) {
+            out[k++] = (unsigned char)(buf >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    return k;
+}
+
+/* The seed inside an otpauth URI (20 bytes). */
+static void uri_seed(const struct secret *uri, unsigned char seed[20])
+{
+    char *u = sdup(uri);
+    const char *s = strstr(u, "secret=");
+    assert_non_null(s);
+    s += 7;
+    size_t n = strcspn(s, "&");
+    assert_int_equal(n, 32);
+    assert_int_equal(b32_decode(s, n, seed), 20);
+    free(u);
+}
+
+/* The 6-digit code for the seed at time ms, as a secret. */
+static struct secret *code_at(const unsigned char seed[20], int64_t ms)
+{
+    char c[8];
+    snprintf(c, sizeof(c), "%06u",
+             totp_code(seed, 20, (uint64_t)(ms / 1000 / 30), 6));
+    return sec(c);
+}
+
+/* Enroll and confirm TOTP for name at f->a.now_ms; seed and recovery
+ * codes (one per line; caller frees) returned. */
+static char *enroll(struct fx *f, const char *name, unsigned char seed[20])
+{
+    struct error err = {0};
+    struct secret *uri = NULL, *codes = NULL;
+    if (auth_totp_enroll(&f->a, &CLI, name, &uri, &err) != AUTH_OK)
+        fail_msg("enroll: %s", err.msg);
+    uri_seed(uri, seed);
+    secret_free(uri);
+    struct secret *c = code_at(seed, f->a.now_ms);
+    if (auth_totp_confirm(&f->a, &CLI, name, c, &codes, &err) != AUTH_OK)
+        fail_msg("confirm: %s", err.msg);
+    secret_free(c);
+    char *out = sdup(codes);
+    secret_free(codes);
+    return out;
+}
+
+static int mfa(struct fx *f, const char *name, const char *code,
+               int *recovery, const char **why)
+{
+    struct store_user u;
+    struct error err = {0};
+    assert_int_equal(auth_user_get(&f->a, name, &u, &err), AUTH_OK);
+    struct secret *c = sec(code);
+    int rc = auth_mfa_check(&f->a, &CLI, &u, c, recovery, why, &err);
+    secret_free(c);
+    store_user_clear(&u);
+    return rc;
+}
+
+/* ---- R16: Argon2id ------------------------------------------------------------ */
+
+static void test_r16_argon2id_params_in_hash(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct secret *pw = sec(GOOD_PW), *bad = sec(GOOD_PW "x");
+    char *h1 = NULL, *h2 = NULL;
+    assert_int_equal(auth_password_hash(pw, &h1, &err), AUTH_OK);
+    assert_int_equal(auth_password_hash(pw, &h2, &err), AUTH_OK);
+    assert_true(strncmp(h1, "$argon2id$v=19$m=65536,t=3,p=1$", 31) == 0);
+    assert_string_not_equal(h1, h2);            /* random salt */
+    assert_true(auth_password_verify(h1, pw));
+    assert_false(auth_password_verify(h1, bad));
+    assert_false(auth_password_verify("$argon2i$v=19$m=65536,t=3,p=1$x$y", pw));
+    assert_null(strstr(h1, GOOD_PW));
+    free(h1);
+    free(h2);
+    /* and what the store keeps for a user is that encoding */
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    struct store_user u;
+    assert_int_equal(store_user_get_by_name(f->st, "alice", &u, &err), 0);
+    assert_true(strncmp(u.password_hash, "$argon2id$v=19$m=65536,t=3,p=1$",
+                        31) == 0);
+    assert_true(auth_password_verify(u.password_hash, pw));
+    store_user_clear(&u);
+    secret_free(pw);
+    secret_free(bad);
+}
+
+static int policy(const char *name, const char *pw)
+{
+    struct error err = {0};
+    struct secret *s = sec(pw);
+    int rc = auth_password_policy(name, s, &err);
+    secret_free(s);
+    if (rc != AUTH_OK)
+        assert_null(strstr(err.msg, pw));       /* never names the password */
+    return rc;
+}
+
+static void test_r16_password_policy_length(void **state)
+{
+    (void)state;
+    assert_int_equal(policy("alice", "tidal-quar7"), AUTH_INVALID);   /* 11 */
+    assert_int_equal(policy("alice", "tidal-quar7z"), AUTH_OK);       /* 12 */
+    /* characters, not bytes: 6 x "é" is 12 bytes but 6 characters */
+    assert_int_equal(policy("alice", "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                     "\xc3\xa9"), AUTH_INVALID);
+    assert_int_equal(policy("alice", "p\xc3\xa9tanque-lun\xc3\xa9"), AUTH_OK);
+    char big[AUTH_PASSWORD_MAX + 2];
+    for (size_t i = 0; i < sizeof(big) - 1; i++)
+        big[i] = (char)('a' + (i * 7) % 26);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(policy("alice", big), AUTH_INVALID);
+}
+
+static void test_r16_password_policy_user_name(void **state)
+{
+    (void)state;
+    assert_int_equal(policy("alicewonderland", "alicewonderland"),
+                     AUTH_INVALID);
+    assert_int_equal(policy("alicewonderland", "AliceWonderland"),
+                     AUTH_INVALID);
+    assert_int_equal(policy("bob", "my-BOB-is-strong-42"), AUTH_INVALID);
+    assert_int_equal(policy("bob", "my-rob-is-strong-42"), AUTH_OK);
+}
+
+static void test_r16_password_policy_common_list(void **state)
+{
+    (void)state;
+    const char *weak[] = {
+        "passwordpassword", "PasswordPassword", "qwertyuiopasdfghjkl",
+        "CorrectHorseBatteryStaple", "Password12345!", "Summer2024!!!",
+        "!!!Football2024", "123456789012", "1q2w3e4r5t6y7u",
+        "iloveyouiloveyou", "welcomewelcome",
+    };
+    for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++)
+        if (policy("alice", weak[i]) != AUTH_INVALID)
+            fail_msg("common password accepted: %s", weak[i]);
+    assert_int_equal(policy("alice", "glacier-violin-kettle"), AUTH_OK);
+}
+
+static void test_r16_password_policy_patterns(void **state)
+{
+    (void)state;
+    assert_int_equal(policy("alice", "aaaaaaaaaaaaaaaa"), AUTH_INVALID);
+    assert_int_equal(policy("alice", "abababababababab"), AUTH_INVALID);
+    assert_int_equal(policy("alice", "xyz1xyz1xyz1xyz1"), AUTH_INVALID);
+    assert_int_equal(policy("alice", "3456789012345"), AUTH_INVALID);
+    assert_int_equal(policy("alice", "zyxwvutsrqponm"), AUTH_INVALID);
+    assert_int_equal(policy("alice", "monkeymonkeymonkey"), AUTH_INVALID);
+    assert_int_equal(policy("alice", "monkey-piano-cactus"), AUTH_OK);
+}
+
+static void test_r16_one_time_password(void **state)
+{
+    (void)state;
+    struct secret *a = auth_password_generate(), *b = auth_password_generate();
+    assert_int_equal(secret_len(a), 23);
+    assert_false(secret_equal(a, b));
+    char *s = sdup(a);
+    assert_int_equal(s[5], '-');
+    assert_int_equal(policy("alice", s), AUTH_OK);
+    free(s);
+    secret_free(a);
+    secret_free(b);
+}
+
+static void test_r16_authenticate_generic_failure(void **state)
+{
+    struct fx *f = *state;
+    struct error e1 = {0}, e2 = {0}, e3 = {0};
+    struct store_user u;
+    const char *why = NULL;
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    user_add(f, "carol", ROLE_VIEWER, GOOD_PW);
+    struct error err = {0};
+    assert_int_equal(auth_user_set_disabled(&f->a, &CLI, "carol", 1, &err),
+                     AUTH_OK);
+    struct secret *pw = sec(GOOD_PW), *bad = sec("wrong-password-123");
+
+    assert_int_equal(auth_authenticate(&f->a, "alice", pw, &u, &why, &err),
+                     AUTH_OK);
+    assert_string_equal(u.name, "alice");
+    store_user_clear(&u);
+
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(auth_authenticate(&f->a, "alice", bad, &u, &why, &e1),
+                     AUTH_DENIED);
+    assert_string_equal(why, "wrong password");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(auth_authenticate(&f->a, "nobody", pw, &u, &why, &e2),
+                     AUTH_DENIED);
+    assert_string_equal(why, "unknown user");
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    assert_int_equal(auth_authenticate(&f->a, "carol", pw, &u, &why, &e3),
+                     AUTH_DENIED);
+    assert_string_equal(why, "user disabled");
+    /* one message whatever the reason */
+    assert_string_equal(e1.msg, e2.msg);
+    assert_string_equal(e1.msg, e3.msg);
+    /* an unknown name costs an Argon2id verification too */
+    double known = (double)(t1.tv_sec - t0.tv_sec) +
+                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double unknown = (double)(t2.tv_sec - t1.tv_sec) +
+                     (double)(t2.tv_nsec - t1.tv_nsec) / 1e9;
+    if (unknown < known / 3)
+        fail_msg("unknown user answered in %.3fs, a known one in %.3fs",
+                 unknown, known);
+    secret_free(pw);
+    secret_free(bad);
+}
+
+static void test_r16_user_create_rules(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct secret *otp = NULL, *pw = sec(GOOD_PW);
+    assert_int_equal(auth_user_create(&f->a, &CLI, "Bad Name", ROLE_VIEWER, pw,
+                                      NULL, &err), AUTH_INVALID);
+    assert_int_equal(auth_user_create(&f->a, &CLI, "ok", ROLE_COUNT, pw, NULL,
+                                      &err), AUTH_INVALID);
+    assert_int_equal(auth_user_bootstrap(&f->a, &otp, &err), AUTH_OK);
+    assert_non_null(otp);
+    struct store_user u;
+    assert_int_equal(auth_user_get(&f->a, "admin", &u, &err), AUTH_OK);
+    assert_string_equal(u.role, "admin");
+    assert_int_equal(u.must_change, 1);
+    assert_true(auth_password_verify(u.password_hash, otp));
+    store_user_clear(&u);
+    secret_free(otp);
+    assert_int_equal(auth_user_create(&f->a, &CLI, "admin", ROLE_VIEWER, pw,
+                                      NULL, &err), AUTH_CONFLICT);
+    assert_true(audit_has(f, "user.create|admin|role=admin one-time-password||system"));
+    secret_free(pw);
+}
+
+static void test_r16_password_change(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct secret *otp = NULL;
+    assert_int_equal(auth_user_create(&f->a, &CLI, "dave", ROLE_OPERATOR, NULL,
+                                      &otp, &err), AUTH_OK);
+    struct auth_session_new s1, s2;
+    int64_t id = user_id(f, "dave");
+    assert_int_equal(auth_session_create(&f->a, id, NULL, 0, &s1, &err), 0);
+    assert_int_equal(auth_session_create(&f->a, id, NULL, 0, &s2, &err), 0);
+    struct secret *np = sec(GOOD_PW), *wrong = sec("not-the-otp-123");
+    assert_int_equal(auth_user_password(&f->a, &CLI, "dave", wrong, np, 0,
+                                        NULL, &err), AUTH_DENIED);
+    assert_int_equal(auth_user_password(&f->a, &CLI, "dave", otp, otp, 0,
+                                        NULL, &err), AUTH_INVALID);
+    assert_int_equal(auth_user_password(&f->a, &CLI, "dave", otp, np, 0,
+                                        s2.handle, &err), AUTH_OK);
+    struct store_user u;
+    assert_int_equal(auth_user_get(&f->a, "dave", &u, &err), AUTH_OK);
+    assert_int_equal(u.must_change, 0);
+    assert_true(auth_password_verify(u.password_hash, np));
+    store_user_clear(&u);
+    struct auth_principal p;
+    assert_int_equal(auth_session_validate(&f->a, s1.id, &p, &err),
+                     AUTH_DENIED);
+    assert_int_equal(auth_session_validate(&f->a, s2.id, &p, &err), AUTH_OK);
+    assert_true(audit_has(f, "user.password|dave|changed by the user "
+                             "must_change=0 sessions_revoked=1"));
+    auth_session_new_clear(&s1);
+    auth_session_new_clear(&s2);
+    secret_free(otp);
+    secret_free(np);
+    secret_free(wrong);
+}
+
+/* ---- R14: the permission table ------------------------------------------------ */
+
+/* The documented table, written out again: a change in rbac.c that is not
+ * also made here (and in the docs) fails. Columns: admin operator auditor
+ * viewer. */
+static const char *const EXPECTED[PERM_COUNT] = {
+    [PERM_FLOW_READ] = "YYYY",      [PERM_FLOW_WRITE] = "YYNN",
+    [PERM_CONNECTOR_TEST] = "YYNN", [PERM_MESSAGE_READ] = "YYYY",
+    [PERM_PAYLOAD_READ] = "YYYN",   [PERM_MESSAGE_RESEND] = "YYNN",
+    [PERM_MESSAGE_ERASE] = "YNNN",  [PERM_USER_READ] = "YNYN",
+    [PERM_USER_WRITE] = "YNNN",     [PERM_TOKEN_READ] = "YNYN",
+    [PERM_TOKEN_WRITE] = "YNNN",    [PERM_SESSION_READ] = "YNYN",
+    [PERM_SESSION_WRITE] = "YNNN",  [PERM_SETTINGS_READ] = "YNYN",
+    [PERM_SETTINGS_WRITE] = "YNNN", [PERM_AUDIT_READ] = "YNYN",
+    [PERM_KEY_WRITE] = "YNNN",      [PERM_METRICS_READ] = "YYYN",
+};
+
+static void check_role(enum role r)
+{
+    for (int p = 0; p < PERM_COUNT; p++) {
+        assert_non_null(EXPECTED[p]);
+        bool want = EXPECTED[p][r] == 'Y';
+        if (rbac_allows(r, (enum perm)p) != want)
+            fail_msg("%s %s: table says %d, documented %d", rbac_role_name(r),
+                     rbac_perm_name((enum perm)p), !want, want);
+    }
+}
+
+static void test_r14_permission_table_admin(void **state)
+{
+    (void)state;
+    check_role(ROLE_ADMIN);
+    for (int p = 0; p < PERM_COUNT; p++)
+        assert_true(rbac_allows(ROLE_ADMIN, (enum perm)p));
+}
+
+static void test_r14_permission_table_operator(void **state)
+{
+    (void)state;
+    check_role(ROLE_OPERATOR);
+    assert_true(rbac_allows(ROLE_OPERATOR, PERM_MESSAGE_RESEND));
+    assert_false(rbac_allows(ROLE_OPERATOR, PERM_MESSAGE_ERASE));
+    assert_false(rbac_allows(ROLE_OPERATOR, PERM_USER_WRITE));
+    assert_false(rbac_allows(ROLE_OPERATOR, PERM_KEY_WRITE));
+    assert_false(rbac_allows(ROLE_OPERATOR, PERM_SETTINGS_READ));
+}
+
+static void test_r14_permission_table_auditor(void **state)
+{
+    (void)state;
+    check_role(ROLE_AUDITOR);
+    /* reads everything, changes nothing */
+    for (int p = 0; p < PERM_COUNT; p++) {
+        const char *n = rbac_perm_name((enum perm)p);
+        bool is_read = strstr(n, ".read") != NULL;
+        assert_int_equal(rbac_allows(ROLE_AUDITOR, (enum perm)p), is_read);
+    }
+}
+
+static void test_r14_permission_table_viewer(void **state)
+{
+    (void)state;
+    check_role(ROLE_VIEWER);
+    assert_true(rbac_allows(ROLE_VIEWER, PERM_FLOW_READ));
+    assert_true(rbac_allows(ROLE_VIEWER, PERM_MESSAGE_READ));
+    assert_false(rbac_allows(ROLE_VIEWER, PERM_PAYLOAD_READ));
+}
+
+static void test_r14_permission_table_deny_by_default(void **state)
+{
+    (void)state;
+    assert_false(rbac_allows(ROLE_ADMIN, PERM_COUNT));
+    assert_false(rbac_allows(ROLE_ADMIN, (enum perm)(PERM_COUNT + 7)));
+    assert_false(rbac_allows(ROLE_ADMIN, (enum perm)-1));
+    assert_false(rbac_allows(ROLE_COUNT, PERM_FLOW_READ));
+    assert_false(rbac_allows((enum role)-1, PERM_FLOW_READ));
+    assert_null(rbac_role_name(ROLE_COUNT));
+    assert_null(rbac_perm_name(PERM_COUNT));
+}
+
+static void test_r14_role_and_perm_names(void **state)
+{
+    (void)state;
+    const char *roles[] = { "admin", "operator", "auditor", "viewer" };
+    enum role r;
+    enum perm p;
+    for (int i = 0; i < ROLE_COUNT; i++) {
+        assert_string_equal(rbac_role_name((enum role)i), roles[i]);
+        assert_int_equal(rbac_role_parse(roles[i], &r), 0);
+        assert_int_equal(r, i);
+    }
+    assert_int_equal(rbac_role_parse("administrator", &r), 0);
+    assert_int_equal(r, ROLE_ADMIN);
+    assert_int_equal(rbac_role_parse("root", &r), -1);
+    assert_int_equal(rbac_role_parse("Admin", &r), -1);
+    for (int i = 0; i < PERM_COUNT; i++) {
+        assert_int_equal(rbac_perm_parse(rbac_perm_name((enum perm)i), &p), 0);
+        assert_int_equal(p, i);
+    }
+    assert_int_equal(rbac_perm_parse("flow.delete", &p), -1);
+    assert_string_equal(rbac_perm_name(PERM_SESSION_WRITE), "session.write");
+}
+
+static void test_r14_role_covers(void **state)
+{
+    (void)state;
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        assert_true(rbac_role_covers(ROLE_ADMIN, (enum role)r));
+        assert_true(rbac_role_covers((enum role)r, ROLE_VIEWER));
+    }
+    assert_false(rbac_role_covers(ROLE_OPERATOR, ROLE_ADMIN));
+    assert_false(rbac_role_covers(ROLE_OPERATOR, ROLE_AUDITOR));
+    assert_false(rbac_role_covers(ROLE_AUDITOR, ROLE_OPERATOR));
+    assert_false(rbac_role_covers(ROLE_VIEWER, ROLE_AUDITOR));
+}
+
+static void test_r14_last_admin_protected(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    user_add(f, "root1", ROLE_ADMIN, GOOD_PW);
+    assert_int_equal(auth_user_set_role(&f->a, &CLI, "root1", ROLE_VIEWER,
+                                        &err), AUTH_CONFLICT);
+    assert_int_equal(auth_user_set_disabled(&f->a, &CLI, "root1", 1, &err),
+                     AUTH_CONFLICT);
+    assert_int_equal(auth_user_delete(&f->a, &CLI, "root1", &err),
+                     AUTH_CONFLICT);
+    user_add(f, "root2", ROLE_OPERATOR, GOOD_PW);
+    assert_int_equal(auth_user_set_role(&f->a, &CLI, "root2", ROLE_ADMIN, &err),
+                     AUTH_OK);
+    assert_int_equal(auth_user_set_role(&f->a, &CLI, "root1", ROLE_AUDITOR,
+                                        &err), AUTH_OK);
+    assert_true(audit_has(f, "user.role|root1|admin -> auditor||cli"));
+    assert_int_equal(auth_user_set_disabled(&f->a, &CLI, "root2", 1, &err),
+                     AUTH_CONFLICT);
+    assert_int_equal(auth_user_delete(&f->a, &CLI, "root1", &err), AUTH_OK);
+    assert_int_equal(auth_user_delete(&f->a, &CLI, "root1", &err),
+                     AUTH_NOT_FOUND);
+}
+
+/* ---- R13/R17: TOTP --------------------------------------------------------------- */
+
+static void test_r13_totp_rfc6238_vectors(void **state)
+{
+    (void)state;
+    /* RFC 6238 appendix B, SHA-1, key "12345678901234567890" */
+    static const struct { int64_t t; uint32_t code; } V[] = {
+        { 59, 94287082 }, { 1111111109, 7081804 }, { 1111111111, 14050471 },
+        { 1234567890, 89005924 }, { 2000000000, 69279037 },
+        { 20000000000LL, 65353130 },
+    };
+    const unsigned char *key = (const unsigned char *)"12345678901234567890";
+    for (size_t i = 0; i < sizeof(V) / sizeof(V[0]); i++) {
+        uint64_t step = (uint64_t)(V[i].t / 30);
+        assert_int_equal(totp_code(key, 20, step, 8), V[i].code);
+        assert_int_equal(totp_code(key, 20, step, 6), V[i].code % 1000000);
+    }
+    /* RFC 4226 appendix D (HOTP counter 0 and 9) */
+    assert_int_equal(totp_code(key, 20, 0, 6), 755224);
+    assert_int_equal(totp_code(key, 20, 9, 6), 520489);
+    char b32[64];
+    assert_int_equal(totp_base32(key, 20, b32, sizeof(b32)), 0);
+    assert_string_equal(b32, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+    assert_int_equal(totp_base32(key, 20, b32, 32), -1);
+}
+
+static void test_r13_totp_enrolment(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct secret *uri = NULL, *codes = NULL;
+    unsigned char seed[20];
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    assert_int_equal(auth_totp_enroll(&f->a, &CLI, "alice", &uri, &err),
+                     AUTH_OK);
+    char *u = sdup(uri);
+    assert_true(strncmp(u, "otpauth://totp/Wharf:alice?secret=", 34) == 0);
+    assert_non_null(strstr(u, "&issuer=Wharf"));
+    assert_non_null(strstr(u, "&digits=6&period=30"));
+    free(u);
+    uri_seed(uri, seed);
+    secret_free(uri);
+    /* the store holds the seed sealed, not in clear; not enabled yet */
+    struct store_user su;
+    assert_int_equal(auth_user_get(&f->a, "alice", &su, &err), AUTH_OK);
+    assert_non_null(su.totp_sealed);
+    assert_int_equal(su.totp_enabled, 0);
+    assert_null(memmem(su.totp_sealed, su.totp_sealed_len, seed, 20));
+    store_user_clear(&su);
+    /* a wrong first code does not enable it */
+    struct secret *c = code_at(seed, T0 + 5 * MIN_MS);
+    assert_int_equal(auth_totp_confirm(&f->a, &CLI, "alice", c, &codes, &err),
+                     AUTH_DENIED);
+    assert_null(codes);
+    secret_free(c);
+    c = code_at(seed, T0);
+    assert_int_equal(auth_totp_confirm(&f->a, &CLI, "alice", c, &codes, &err),
+                     AUTH_OK);
+    secret_free(c);
+    char *list = sdup(codes);
+    assert_int_equal(strlen(list), 10 * 20 - 1);
+    free(list);
+    secret_free(codes);
+    assert_int_equal(auth_totp_enroll(&f->a, &CLI, "alice", &uri, &err),
+                     AUTH_CONFLICT);
+    assert_true(audit_has(f, "mfa.enroll|alice|recovery_codes=10"));
+    assert_true(audit_has(f, "mfa.enroll_failure|alice|wrong code"));
+    /* disable: codes and seed gone */
+    assert_int_equal(auth_totp_disable(&f->a, &CLI, "alice", &err), AUTH_OK);
+    assert_int_equal(auth_user_get(&f->a, "alice", &su, &err), AUTH_OK);
+    assert_null(su.totp_sealed);
+    assert_int_equal(su.totp_enabled, 0);
+    assert_int_equal(store_recovery_left(f->st, su.id, &err), 0);
+    store_user_clear(&su);
+    assert_true(audit_has(f, "mfa.disable|alice"));
+}
+
+static void test_r13_totp_reuse_refused(void **state)
+{
+    struct fx *f = *state;
+    unsigned char seed[20];
+    const char *why = NULL;
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    char *codes = enroll(f, "alice", seed);     /* used the code of step T0 */
+    free(codes);
+    char c0[8], c1[8], c3[8];
+    snprintf(c0, 8, "%06u", totp_code(seed, 20, T0 / 30000, 6));
+    snprintf(c1, 8, "%06u", totp_code(seed, 20, T0 / 30000 + 1, 6));
+    snprintf(c3, 8, "%06u", totp_code(seed, 20, T0 / 30000 + 3, 6));
+    /* the confirming code cannot be used again */
+    assert_int_equal(mfa(f, "alice", c0, NULL, &why), AUTH_DENIED);
+    assert_string_equal(why, "reused code");
+    /* the next step's code (within the window) works, once */
+    assert_int_equal(mfa(f, "alice", c1, NULL, &why), AUTH_OK);
+    assert_int_equal(mfa(f, "alice", c1, NULL, &why), AUTH_DENIED);
+    assert_string_equal(why, "reused code");
+    /* 30 s later: step T0+1 is now the previous step, still refused */
+    f->a.now_ms = T0 + 30000;
+    assert_int_equal(mfa(f, "alice", c1, NULL, &why), AUTH_DENIED);
+    /* out of the +-1 window */
+    assert_int_equal(mfa(f, "alice", c3, NULL, &why), AUTH_DENIED);
+    assert_string_equal(why, "wrong code");
+    f->a.now_ms = T0 + 90000;                   /* step T0+3 is now */
+    assert_int_equal(mfa(f, "alice", c3, NULL, &why), AUTH_OK);
+    /* malformed codes */
+    assert_int_equal(mfa(f, "alice", "12345", NULL, &why), AUTH_DENIED);
+    assert_int_equal(mfa(f, "alice", "", NULL, &why), AUTH_DENIED);
+}
+
+static void test_r13_recovery_code_single_use(void **state)
+{
+    struct fx *f = *state;
+    unsigned char seed[20];
+    struct error err = {0};
+    const char *why = NULL;
+    int rec = 0;
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    char *codes = enroll(f, "alice", seed);
+    char code[10][24];
+    char *line = codes;
+    for (int i = 0; i < 10; i++) {
+        size_t n = strcspn(line, "\n");
+        assert_int_equal(n, 19);
+        memcpy(code[i], line, n);
+        code[i][n] = '\0';
+        line += n + 1;
+    }
+    free(codes);
+    assert_int_equal(mfa(f, "alice", code[0], &rec, &why), AUTH_OK);
+    assert_int_equal(rec, 1);
+    assert_int_equal(mfa(f, "alice", code[0], &rec, &why), AUTH_DENIED);
+    assert_int_equal(rec, 0);
+    /* typed without dashes and in capitals, still the same code */
+    char loose[24];
+    size_t k = 0;
+    for (const char *p = code[1]; *p; p++)
+        if (*p != '-')
+            loose[k++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    loose[k] = '\0';
+    assert_int_equal(mfa(f, "alice", loose, &rec, &why), AUTH_OK);
+    assert_int_equal(mfa(f, "alice", code[1], &rec, &why), AUTH_DENIED);
+    assert_int_equal(mfa(f, "alice", "aaaa-bbbb-cccc-dddd", &rec, &why),
+                     AUTH_DENIED);
+    assert_int_equal(store_recovery_left(f->st, user_id(f, "alice"), &err), 8);
+    assert_true(audit_has(f, "mfa.recovery_used|alice|codes_left=9"));
+    assert_true(audit_has(f, "mfa.recovery_used|alice|codes_left=8"));
+    /* another user's code is not valid for alice */
+    user_add(f, "bob", ROLE_OPERATOR, GOOD_PW);
+    char *bcodes = enroll(f, "bob", seed);
+    bcodes[19] = '\0';
+    assert_int_equal(mfa(f, "alice", bcodes, &rec, &why), AUTH_DENIED);
+    assert_int_equal(mfa(f, "bob", bcodes, &rec, &why), AUTH_OK);
+    free(bcodes);
+    /* regenerating replaces every code */
+    struct secret *fresh = NULL;
+    assert_int_equal(auth_recovery_regenerate(&f->a, &CLI, "alice", &fresh,
+                                              &err), AUTH_OK);
+    secret_free(fresh);
+    assert_int_equal(mfa(f, "alice", code[2], &rec, &why), AUTH_DENIED);
+    assert_int_equal(store_recovery_left(f->st, user_id(f, "alice"), &err),
+                     10);
+}
+
+static void test_r13_mfa_required_setting(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    assert_int_equal(auth_mfa_required(f->st, ROLE_ADMIN, &err), 1);
+    assert_int_equal(auth_mfa_required(f->st, ROLE_OPERATOR, &err), 0);
+    setting(f, "mfa_required_admin", "false");
+    assert_int_equal(auth_mfa_required(f->st, ROLE_ADMIN, &err), 0);
+    setting(f, "mfa_required_admin", "maybe");      /* unreadable: required */
+    assert_int_equal(auth_mfa_required(f->st, ROLE_ADMIN, &err), 1);
+    setting(f, "mfa_required_all", "true");
+    assert_int_equal(auth_mfa_required(f->st, ROLE_VIEWER, &err), 1);
+}
+
+/* ---- R13: logins and sessions ------------------------------------------------------- */
+
+static int login(struct fx *f, const char *name, const char *pw,
+                 const char *code, struct auth_session_new *s,
+                 struct auth_principal *p, struct error *err)
+{
+    struct secret *sp = sec(pw), *sc = code ? sec(code) : NULL;
+    int rc = auth_login(&f->a, name, sp, sc, "192.0.2.7", s, p, err);
+    secret_free(sp);
+    secret_free(sc);
+    return rc;
+}
+
+static void test_r13_login_with_totp(void **state)
+{
+    struct fx *f = *state;
+    struct error e1 = {0}, e2 = {0}, err = {0};
+    struct auth_session_new s;
+    struct auth_principal p;
+    unsigned char seed[20];
+    user_add(f, "root1", ROLE_ADMIN, GOOD_PW);
+    /* no TOTP yet: a session, limited until TOTP is enrolled */
+    assert_int_equal(login(f, "root1", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
+    assert_int_equal(p.mfa_required, 1);
+    assert_int_equal(p.mfa_done, 0);
+    assert_true(auth_principal_limited(&p));
+    assert_string_equal(p.actor, "user:root1");
+    auth_session_new_clear(&s);
+    free(enroll(f, "root1", seed));
+    /* wrong password and unknown user: same answer */
+    assert_int_equal(login(f, "root1", "wrong-password-123", NULL, &s, &p,
+                           &e1), AUTH_DENIED);
+    assert_int_equal(login(f, "ghost", GOOD_PW, NULL, &s, &p, &e2),
+                     AUTH_DENIED);
+    assert_string_equal(e1.msg, e2.msg);
+    assert_null(s.id);
+    /* right password, no code: ask for it, no session */
+    assert_int_equal(login(f, "root1", GOOD_PW, NULL, &s, &p, &err),
+                     AUTH_MFA_NEEDED);
+    assert_null(s.id);
+    assert_int_equal(login(f, "root1", GOOD_PW, "123456", &s, &p, &err),
+                     AUTH_DENIED);
+    f->a.now_ms = T0 + 30000;
+    char c[8];
+    snprintf(c, 8, "%06u", totp_code(seed, 20, (T0 + 30000) / 30000, 6));
+    assert_int_equal(login(f, "root1", GOOD_PW, c, &s, &p, &err), AUTH_OK);
+    assert_int_equal(p.mfa_done, 1);
+    assert_false(auth_principal_limited(&p));
+    auth_session_new_clear(&s);
+    /* the same code again (a replayed login) is refused */
+    assert_int_equal(login(f, "root1", GOOD_PW, c, &s, &p, &err), AUTH_DENIED);
+    assert_true(audit_has(f, "login.failure|root1|wrong password|192.0.2.7"));
+    assert_true(audit_has(f, "login.failure|ghost|unknown user|192.0.2.7"));
+    assert_true(audit_has(f, "login.failure|root1|reused code|192.0.2.7"));
+    assert_true(audit_has(f, "login.success|root1|mfa=totp"));
+}
+
+static void test_r13_session_idle_and_absolute_timeout(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_session_new s;
+    struct auth_principal p;
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    int64_t id = user_id(f, "alice");
+    assert_int_equal(auth_session_create(&f->a, id, "192.0.2.7", 0, &s, &err),
+                     AUTH_OK);
+    assert_int_equal(s.expires_at, T0 + 12 * 60 * MIN_MS);
+    /* idle: 14 min is fine (and refreshes last_seen), 15 min is not */
+    f->a.now_ms = T0 + 14 * MIN_MS;
+    assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err), AUTH_OK);
+    assert_string_equal(p.name, "alice");
+    assert_int_equal(p.role, ROLE_OPERATOR);
+    assert_string_equal(p.session, s.handle);
+    f->a.now_ms = T0 + 28 * MIN_MS;
+    assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err), AUTH_OK);
+    f->a.now_ms = T0 + 43 * MIN_MS;
+    assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
+                     AUTH_DENIED);
+    assert_int_equal(p.user_id, 0);
+    assert_int_equal(p.role, ROLE_COUNT);       /* allows nothing */
+    auth_session_new_clear(&s);
+    /* absolute: kept busy every 10 min, still ends after 12 h */
+    f->a.now_ms = T0;
+    assert_int_equal(auth_session_create(&f->a, id, NULL, 0, &s, &err),
+                     AUTH_OK);
+    for (int64_t t = 10; t < 12 * 60; t += 10) {
+        f->a.now_ms = T0 + t * MIN_MS;
+        if (auth_session_validate(&f->a, s.id, &p, &err) != AUTH_OK)
+            fail_msg("refused at %lld min: %s", (long long)t, err.msg);
+    }
+    f->a.now_ms = T0 + 12 * 60 * MIN_MS;
+    assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
+                     AUTH_DENIED);
+    /* a shorter idle setting applies */
+    f->a.now_ms = T0;
+    auth_session_new_clear(&s);
+    setting(f, "session_idle_minutes", "5");
+    assert_int_equal(auth_load_settings(&f->a, &err), AUTH_OK);
+    assert_int_equal(f->a.idle_ms, 5 * MIN_MS);
+    assert_int_equal(auth_session_create(&f->a, id, NULL, 0, &s, &err), 0);
+    f->a.now_ms = T0 + 5 * MIN_MS;
+    assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
+                     AUTH_DENIED);
+    auth_session_new_clear(&s);
+    setting(f, "session_idle_minutes", "zero");
+    assert_int_equal(auth_load_settings(&f->a, &err), AUTH_INVALID);
+    /* expired sessions are purged */
+    f->a.now_ms = T0 + 13 * 60 * MIN_MS;
+    int purged = 0;
+    assert_int_equal(auth_session_purge(&f->a, &purged, &err), AUTH_OK);
+    assert_int_equal(purged, 3);
+}
+
+static void test_r13_session_csrf_and_revoke(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_session_new s1, s2, s3;
+    struct auth_principal p;
+    const struct auth_actor admin = { "user:root1", "192.0.2.9" };
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    user_add(f, "bob", ROLE_VIEWER, GOOD_PW);
+    int64_t alice = user_id(f, "alice"), bob = user_id(f, "bob");
+    assert_int_equal(auth_session_create(&f->a, alice, NULL, 0, &s1, &err), 0);
+    assert_int_equal(auth_session_create(&f->a, alice, NULL, 0, &s2, &err), 0);
+    assert_int_equal(auth_session_create(&f->a, bob, NULL, 0, &s3, &err), 0);
+    assert_int_equal(secret_len(s1.id), 43);
+    assert_false(secret_equal(s1.id, s2.id));
+    assert_int_equal(auth_session_validate(&f->a, s1.id, &p, &err), AUTH_OK);
+    assert_true(auth_csrf_check(&p, s1.csrf));
+    assert_false(auth_csrf_check(&p, s2.csrf));
+    assert_false(auth_csrf_check(&p, NULL));
+    assert_false(auth_csrf_check(&p, s1.id));
+    /* listing */
+    struct store_session *list;
+    size_t n;
+    assert_int_equal(auth_session_list(&f->a, alice, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    store_sessions_free(list, n);
+    assert_int_equal(auth_session_list(&f->a, 0, &list, &n, &err), 0);
+    assert_int_equal(n, 3);
+    store_sessions_free(list, n);
+    /* bob cannot revoke alice's session as "his own" */
+    assert_int_equal(auth_session_revoke(&f->a, &admin, s1.handle, bob, &err),
+                     AUTH_NOT_FOUND);
+    assert_int_equal(auth_session_revoke(&f->a, &admin, s1.handle, alice,
+                                         &err), AUTH_OK);
+    assert_int_equal(auth_session_validate(&f->a, s1.id, &p, &err),
+                     AUTH_DENIED);
+    assert_int_equal(auth_session_revoke(&f->a, &admin, s1.handle, 0, &err),
+                     AUTH_NOT_FOUND);
+    char expect[128];
+    snprintf(expect, sizeof(expect), "session.revoke|alice|session=%.16s|"
+             "192.0.2.9|user:root1", s1.handle);
+    assert_true(audit_has(f, expect));
+    /* logout */
+    assert_int_equal(auth_logout(&f->a, &admin, s2.id, &err), AUTH_OK);
+    assert_int_equal(auth_session_validate(&f->a, s2.id, &p, &err),
+                     AUTH_DENIED);
+    /* disabling bob ends his session */
+    assert_int_equal(auth_session_validate(&f->a, s3.id, &p, &err), AUTH_OK);
+    assert_int_equal(auth_user_set_disabled(&f->a, &admin, "bob", 1, &err),
+                     AUTH_OK);
+    assert_int_equal(auth_session_validate(&f->a, s3.id, &p, &err),
+                     AUTH_DENIED);
+    assert_true(audit_has(f, "user.disable|bob|sessions_revoked=1"));
+    /* a garbage id */
+    struct secret *junk = sec("not-a-session");
+    assert_int_equal(auth_session_validate(&f->a, junk, &p, &err),
+                     AUTH_DENIED);
+    secret_free(junk);
+    auth_session_new_clear(&s1);
+    auth_session_new_clear(&s2);
+    auth_session_new_clear(&s3);
+}
+
+/* ---- R4: API tokens ------------------------------------------------------------- */
+
+static void test_r04_token_revoked_refused(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_token_new t;
+    struct auth_principal p;
+    const struct auth_actor admin = { "user:root1", NULL };
+    assert_int_equal(auth_token_create(&f->a, &admin, "ci", ROLE_OPERATOR, 30,
+                                       &t, &err), AUTH_OK);
+    assert_int_equal(secret_len(t.token), 49);
+    assert_memory_equal(secret_data(t.token), "wharf_", 6);
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err), AUTH_OK);
+    assert_int_equal(p.kind, AUTH_KIND_TOKEN);
+    assert_int_equal(p.role, ROLE_OPERATOR);
+    assert_string_equal(p.token_id, t.id);
+    assert_string_equal(p.name, "ci");
+    assert_false(auth_principal_limited(&p));
+    char actor[64];
+    snprintf(actor, sizeof(actor), "token:%s", t.id);
+    assert_string_equal(p.actor, actor);
+    assert_int_equal(auth_token_revoke(&f->a, &admin, t.id, &err), AUTH_OK);
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
+                     AUTH_DENIED);
+    assert_int_equal(p.role, ROLE_COUNT);
+    assert_false(rbac_allows(p.role, PERM_FLOW_READ));
+    assert_int_equal(auth_token_revoke(&f->a, &admin, t.id, &err),
+                     AUTH_NOT_FOUND);
+    char expect[128];
+    snprintf(expect, sizeof(expect), "token.revoke|%s||", t.id);
+    assert_true(audit_has(f, expect));
+    /* the stored row keeps no value: list shows id, name, role only */
+    struct store_token *list;
+    size_t n;
+    assert_int_equal(auth_token_list(&f->a, &list, &n, &err), AUTH_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].created_by, "user:root1");
+    assert_true(list[0].revoked_at > 0);
+    store_tokens_free(list, n);
+    auth_token_new_clear(&t);
+}
+
+static void test_r04_token_expired_refused(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_token_new t, forever;
+    struct auth_principal p;
+    assert_int_equal(auth_token_create(&f->a, &CLI, NULL, ROLE_VIEWER, 1, &t,
+                                       &err), AUTH_OK);
+    assert_int_equal(t.expires_at, T0 + 86400000LL);
+    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, 0,
+                                       &forever, &err), AUTH_OK);
+    assert_int_equal(forever.expires_at, 0);
+    f->a.now_ms = T0 + 86400000LL - 1;
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err), AUTH_OK);
+    struct store_token row;
+    assert_int_equal(store_token_get(f->st, t.id, &row, &err), 0);
+    assert_int_equal(row.last_used_at, T0 + 86400000LL - 1);
+    store_token_clear(&row);
+    f->a.now_ms = T0 + 86400000LL;
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
+                     AUTH_DENIED);
+    f->a.now_ms = T0 + 3650 * 86400000LL;
+    assert_int_equal(auth_token_validate(&f->a, forever.token, &p, &err),
+                     AUTH_OK);
+    /* bad arguments and malformed or unknown tokens */
+    struct auth_token_new bad;
+    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, -1, &bad,
+                                       &err), AUTH_INVALID);
+    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, 3651,
+                                       &bad, &err), AUTH_INVALID);
+    assert_int_equal(auth_token_create(&f->a, &CLI, "a\nb", ROLE_VIEWER, 1,
+                                       &bad, &err), AUTH_INVALID);
+    struct secret *s;
+    char *v = sdup(forever.token);
+    v[10] = v[10] == 'A' ? 'B' : 'A';
+    s = sec(v);
+    assert_int_equal(auth_token_validate(&f->a, s, &p, &err), AUTH_DENIED);
+    secret_free(s);
+    s = sec(v + 6);
+    assert_int_equal(auth_token_validate(&f->a, s, &p, &err), AUTH_DENIED);
+    secret_free(s);
+    free(v);
+    auth_token_new_clear(&t);
+    auth_token_new_clear(&forever);
+}
+
+static void test_r04_auth_forms_restricted(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_token_new t;
+    struct auth_principal p;
+    struct auth_session_new s;
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, 1, &t,
+                                       &err), AUTH_OK);
+    setting(f, "auth_forms", "password, oidc");
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
+                     AUTH_DENIED);
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
+    auth_session_new_clear(&s);
+    setting(f, "auth_forms", "token,oidc");
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err), AUTH_OK);
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err),
+                     AUTH_DENIED);
+    auth_token_new_clear(&t);
+}
+
+/* ---- R6: no secret in the log, the audit trail or the database ------------------- */
+
+struct needles {
+    char *v[64];
+    int n;
+};
+
+static void keep(struct needles *nd, const struct secret *s)
+{
+    assert_true(nd->n < 64);
+    nd->v[nd->n++] = sdup(s);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) {
+        *len = 0;
+        return calloc(1, 1);
+    }
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = calloc(1, (size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void assert_absent(const char *what, const char *hay, size_t n,
+                          const struct needles *nd)
+{
+    for (int i = 0; i < nd->n; i++)
+        if (memmem(hay, n, nd->v[i], strlen(nd->v[i])) != NULL)
+            fail_msg("secret #%d (%zu bytes) found in %s", i,
+                     strlen(nd->v[i]), what);
+}
+
+static void test_r06_no_secret_in_audit_or_log(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct needles nd = {0};
+    struct secret *pw = sec("orchid-lantern-meadow-19"), *otp = NULL;
+    struct secret *wrong = sec("mistyped-lantern-meadow-91");
+    keep(&nd, pw);
+    keep(&nd, wrong);
+    assert_int_equal(auth_user_create(&f->a, &CLI, "alice", ROLE_ADMIN, pw,
+                                      NULL, &err), AUTH_OK);
+    assert_int_equal(auth_user_create(&f->a, &CLI, "bob", ROLE_OPERATOR, NULL,
+                                      &otp, &err), AUTH_OK);
+    keep(&nd, otp);
+    /* TOTP: the URI, the base32 seed, the recovery codes */
+    struct secret *uri = NULL, *codes = NULL;
+    unsigned char seed[20];
+    assert_int_equal(auth_totp_enroll(&f->a, &CLI, "alice", &uri, &err), 0);
+    keep(&nd, uri);
+    char *u = sdup(uri), *b32 = strstr(u, "secret=") + 7;
+    b32[32] = '\0';
+    struct secret *b = sec(b32);
+    keep(&nd, b);
+    secret_free(b);
+    free(u);
+    uri_seed(uri, seed);
+    struct secret *c = code_at(seed, T0);
+    assert_int_equal(auth_totp_confirm(&f->a, &CLI, "alice", c, &codes, &err),
+                     0);
+    secret_free(c);
+    char *cl = sdup(codes);
+    for (char *line = strtok_r(cl, "\n", &b32); line;
+         line = strtok_r(NULL, "\n", &b32)) {
+        struct secret *one = sec(line);
+        keep(&nd, one);
+        secret_free(one);
+    }
+    free(cl);
+    /* logins: a failure with a wrong password, a success with a recovery
+     * code (the session id and CSRF token), a token */
+    struct auth_session_new s;
+    struct auth_principal p;
+    assert_int_equal(auth_login(&f->a, "alice", wrong, NULL, "192.0.2.7", &s,
+                                &p, &err), AUTH_DENIED);
+    char first[20];
+    memcpy(first, secret_data(codes), 19);
+    first[19] = '\0';
+    struct secret *rc = sec(first);
+    assert_int_equal(auth_login(&f->a, "alice", pw, rc, "192.0.2.7", &s, &p,
+                                &err), AUTH_OK);
+    secret_free(rc);
+    keep(&nd, s.id);
+    keep(&nd, s.csrf);
+    assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err), AUTH_OK);
+    struct auth_token_new t;
+    assert_int_equal(auth_token_create(&f->a, &CLI, "ci", ROLE_VIEWER, 1, &t,
+                                       &err), AUTH_OK);
+    keep(&nd, t.token);
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err), AUTH_OK);
+    assert_int_equal(auth_token_revoke(&f->a, &CLI, t.id, &err), AUTH_OK);
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
+                     AUTH_DENIED);
+    assert_int_equal(auth_logout(&f->a, &CLI, s.id, &err), AUTH_OK);
+    assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
+                     AUTH_DENIED);
+    assert_null(strstr(err.msg, first));
+    /* the searches themselves must be able to find something */
+    assert_true(nd.n >= 17);
+    assert_true(audit_has(f, "login.success|alice|mfa=recovery-code"));
+    log_close();
+    char path[400];
+    size_t n;
+    snprintf(path, sizeof(path), "%s/wharf.log", f->logdir);
+    char *logtext = slurp(path, &n);
+    assert_non_null(strstr(logtext, "login.failure alice"));
+    assert_absent("the log", logtext, n, &nd);
+    free(logtext);
+    char *audit = audit_dump(f);
+    assert_absent("the audit trail", audit, strlen(audit), &nd);
+    free(audit);
+    store_close(f->st);                 /* checkpoint the WAL into wharf.db */
+    f->st = NULL;
+    char *db = slurp(f->db, &n);
+    assert_true(n > 0);
+    assert_absent("the database", db, n, &nd);
+    free(db);
+    snprintf(path, sizeof(path), "%s-wal", f->db);
+    db = slurp(path, &n);
+    assert_absent("the WAL", db, n, &nd);
+    free(db);
+    for (int i = 0; i < nd.n; i++)
+        free(nd.v[i]);
+    secret_free(codes);
+    secret_free(uri);
+    secret_free(pw);
+    secret_free(wrong);
+    secret_free(otp);
+    auth_session_new_clear(&s);
+    auth_token_new_clear(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_r16_argon2id_params_in_hash),
+        T(test_r16_password_policy_length),
+        T(test_r16_password_policy_user_name),
+        T(test_r16_password_policy_common_list),
+        T(test_r16_password_policy_patterns),
+        T(test_r16_one_time_password),
+        T(test_r16_authenticate_generic_failure),
+        T(test_r16_user_create_rules),
+        T(test_r16_password_change),
+        T(test_r14_permission_table_admin),
+        T(test_r14_permission_table_operator),
+        T(test_r14_permission_table_auditor),
+        T(test_r14_permission_table_viewer),
+        T(test_r14_permission_table_deny_by_default),
+        T(test_r14_role_and_perm_names),
+        T(test_r14_role_covers),
+        T(test_r14_last_admin_protected),
+        T(test_r13_totp_rfc6238_vectors),
+        T(test_r13_totp_enrolment),
+        T(test_r13_totp_reuse_refused),
+        T(test_r13_recovery_code_single_use),
+        T(test_r13_mfa_required_setting),
+        T(test_r13_login_with_totp),
+        T(test_r13_session_idle_and_absolute_timeout),
+        T(test_r13_session_csrf_and_revoke),
+        T(test_r04_token_revoked_refused),
+        T(test_r04_token_expired_refused),
+        T(test_r04_auth_forms_restricted),
+        T(test_r06_no_secret_in_audit_or_log),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
