@@ -37,7 +37,7 @@ PKGS="openssl sqlite3 jansson zlib libargon2 libcurl"
 CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -Isrc -DWHARF_VERSION=\"fuzz\" \
 -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
 $(pkg-config --cflags $PKGS 2>/dev/null)"
-LIBS="$(pkg-config --libs $PKGS) -lcivetweb -lpthread"
+LIBS="$(pkg-config --libs $PKGS) -lhttp_parser -lpthread"
 OUT=build/fuzz
 JOBS=$(nproc 2>/dev/null || echo 2)
 

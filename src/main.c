@@ -11,6 +11,9 @@
 static const struct cli_cmd *const COMMANDS[] = {
     &cmd_init, &cmd_serve, &cmd_flow, &cmd_send, &cmd_message, &cmd_key,
     &cmd_version,
+    &cmd_audit,
+    &cmd_user, &cmd_token,
+    &cmd_api,
 };
 #define NCOMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

@@ -55,5 +55,21 @@ int cli_lock(const char *dir, int *fd, struct error *err);
 
 extern const struct cli_cmd cmd_init, cmd_serve, cmd_flow, cmd_send,
     cmd_message, cmd_key, cmd_version;
+extern const struct cli_cmd cmd_audit;
+extern const struct cli_cmd cmd_user, cmd_token;
+extern const struct cli_cmd cmd_api;
+/* Create the first administrator of a new data dir and print its name and
+ * one-time password (user.c; called by `wharf init`). EXIT_OK or EXIT_FAIL. */
+int cli_user_bootstrap(const char *data);
+
+/* Record a CLI action in the audit trail (actor "cli"; detail printf-style,
+ * fmt may be NULL; audit.c). EXIT_OK, or EXIT_FAIL after printing that the
+ * action was done but not audited. */
+int cli_audit(struct wharf *w, struct store *st, const char *action,
+              const char *target, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* SHA-256 (hex) of the stored flow as `wharf flow export` prints it, or
+ * "-" when it cannot be read (audit.c). */
+void cli_flow_sha256(struct store *st, char out[65]);
 
 #endif

@@ -33,15 +33,23 @@ static int flow_import_cmd(const char *data, const char *file)
         free(text);
         return EXIT_FAIL;
     }
+    char before[65], after[65];
+    cli_flow_sha256(st, before);
     int rc = store_flow_put(st, &f, &err);
     int64_t gen = rc == 0 ? store_flow_generation(st, &err) : -1;
     if (rc == 0)
         printf("imported %zu connector(s) and %zu link(s) (flow generation "
                "%lld)\n", f.nconns, f.nlinks, (long long)gen);
+    int arc = EXIT_OK;
+    if (rc == 0) {
+        cli_flow_sha256(st, after);
+        arc = cli_audit(w, st, "flow.import", file, "flow sha256 before=%s "
+                        "after=%s", before, after);
+    }
     store_flow_clear(&f);
     free(text);
     cli_close(w, st);
-    return rc == 0 ? EXIT_OK : cli_fail("%s", err.msg);
+    return rc == 0 ? arc : cli_fail("%s", err.msg);
 }
 
 static int flow_export_cmd(const char *data)
@@ -51,13 +59,18 @@ static int flow_export_cmd(const char *data)
     struct error err = {0};
     if (cli_open(data, &w, &st) != 0)
         return EXIT_FAIL;
-    char *text = flow_export(st, &err);
+    char *text = flow_export(st, &err), sha[65];
+    cli_flow_sha256(st, sha);
+    int arc = text == NULL ? EXIT_FAIL
+                           : cli_audit(w, st, "flow.export", NULL,
+                                       "flow sha256 %s", sha);
     cli_close(w, st);
     if (text == NULL)
         return cli_fail("%s", err.msg);
-    printf("%s\n", text);
+    if (arc == EXIT_OK)
+        printf("%s\n", text);
     free(text);
-    return EXIT_OK;
+    return arc;
 }
 
 static int flow_run(int argc, char **argv)

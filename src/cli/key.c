@@ -42,8 +42,12 @@ static int rotate(struct wharf *w, struct store *st)
 {
     struct error err = {0};
     struct rewrap r = { .w = w };
+    char old_id[VAULT_KEY_ID_LEN + 1];
+    snprintf(old_id, sizeof(old_id), "%s", vault_active_id(w->vault));
     if (vault_rotate(w->vault, w->keystore_path, &err) < 0)
         return cli_fail("%s", err.msg);
+    int arc = cli_audit(w, st, "key.rotate", vault_active_id(w->vault),
+                        "old=%s new=%s", old_id, vault_active_id(w->vault));
     if (store_message_each(st, rewrap_one, &r, &err) < 0)
         return cli_fail("%s (new key %s is active; run rotate again)", err.msg,
                         vault_active_id(w->vault));
@@ -55,7 +59,7 @@ static int rotate(struct wharf *w, struct store *st)
     printf("master key %s is active; re-wrapped %ld payload(s), %ld already "
            "current; old keys retired\n", vault_active_id(w->vault), r.done,
            r.current);
-    return EXIT_OK;
+    return arc;
 }
 
 static int key_run(int argc, char **argv)

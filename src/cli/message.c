@@ -203,7 +203,7 @@ static int show_cmd(struct store *st, const char *id, int json)
     return rc;
 }
 
-static int resend_cmd(struct store *st, const char *id)
+static int resend_cmd(struct wharf *w, struct store *st, const char *id)
 {
     struct error err = {0};
     int n = 0;
@@ -211,7 +211,7 @@ static int resend_cmd(struct store *st, const char *id)
     if (rc != 0)
         return cli_fail("%s", rc < 0 ? err.msg : "no such message");
     printf("requeued %d hop(s) of message %s\n", n, id);
-    return EXIT_OK;
+    return cli_audit(w, st, "message.resend", id, "requeued %d hop(s)", n);
 }
 
 static int message_dispatch(const struct cli_args *a)
@@ -243,7 +243,7 @@ static int message_dispatch(const struct cli_args *a)
     else if (!strcmp(verb, "show"))
         rc = show_cmd(st, a->pos[1], a->flags[0]);
     else
-        rc = resend_cmd(st, a->pos[1]);
+        rc = resend_cmd(w, st, a->pos[1]);
     cli_close(w, st);
     return rc;
 }

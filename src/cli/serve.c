@@ -5,44 +5,83 @@
  * logs to DIR/logs/wharf.log and to stderr, releases the leases a killed
  * predecessor left (SQLite is single-node), starts the engine and waits for
  * SIGTERM or SIGINT, on which it finishes the current batches and exits 0.
+ * The HTTPS listeners (net/server.h) start after the engine and stop before
+ * it; a listener that cannot start (address in use, bad certificate) makes
+ * serve exit 1 with one line saying which and why.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "api/api.h"
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "core/engine.h"
 #include "core/wharf.h"
+#include "net/server.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "vault/vault.h"
 
+/* Record the new data dir as the first audit entry. */
+static int init_audit(const char *data)
+{
+    struct wharf *w;
+    struct store *st;
+    if (cli_open(data, &w, &st) != 0)
+        return EXIT_FAIL;
+    int rc = cli_audit(w, st, "wharf.init", data, NULL);
+    cli_close(w, st);
+    return rc;
+}
+
 static int init_run(int argc, char **argv)
 {
-    static const char *const opts[] = { "--log-level=", NULL };
+    static const char *const opts[] = { "--log-level=", "--admin-listen=",
+                                        "--partner-listen=", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_init, argc, argv, opts, &a);
     if (p != 0)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
     if (a.npos > 0)
         return cli_usage(&cmd_init, "unexpected argument %s", a.pos[0]);
-    struct wharf_init_opts o = { .log_level = a.values[0] };
+    struct wharf_init_opts o = { .log_level = a.values[0],
+                                 .admin_listen = a.values[1],
+                                 .partner_listen = a.values[2] };
     struct error err = {0};
     if (wharf_init(a.data, &o, &err) < 0)
         return cli_fail("%s", err.msg);
+    if (init_audit(a.data) != EXIT_OK)
+        return EXIT_FAIL;
     printf("initialized %s\n", a.data);
-    return EXIT_OK;
+    return cli_user_bootstrap(a.data);
 }
 
 const struct cli_cmd cmd_init = {
     "init", "create a data directory (keystore, database, folders)",
-    "wharf init [--data DIR] [--log-level LEVEL]\n"
+    "wharf init [--data DIR] [--log-level LEVEL] [--admin-listen IP:PORT]\n"
+    "           [--partner-listen IP:PORT]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
-    "  (keystore, mode 0600), wharf.db, payloads/ and logs/. Never overwrites.\n"
-    "  LEVEL: error, warning, info (default), debug, trace.\n",
+    "  (keystore, mode 0600), wharf.db, payloads/, logs/ and a self-signed\n"
+    "  TLS certificate for the listeners (tls/cert.pem, tls/key.pem).\n"
+    "  Never overwrites.\n"
+    "  LEVEL: error, warning, info (default), debug, trace.\n"
+    "  --admin-listen    admin HTTPS listener (default 127.0.0.1:8443)\n"
+    "  --partner-listen  partner HTTPS listener (default 127.0.0.1:4080)\n",
     init_run,
 };
+
+/* Sign the audit trail's head (at start and on a clean stop, so a later
+ * truncation is detectable); a failure is logged, not fatal. */
+static void serve_checkpoint(struct wharf *w)
+{
+    struct error err = {0};
+    struct store *st = store_open(w->db_path, &err);
+    if (st == NULL || audit_checkpoint(st, w->vault, &err) < 0)
+        log_warn("audit checkpoint failed: %s", err.msg);
+    store_close(st);
+}
 
 static int serve_loop(struct wharf *w)
 {
@@ -54,6 +93,7 @@ static int serve_loop(struct wharf *w)
         return cli_fail("%s", err.msg);
     }
     store_close(st);
+    serve_checkpoint(w);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -64,12 +104,22 @@ static int serve_loop(struct wharf *w)
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
     }
+    struct net_server *net = net_server_new(w, &err);
+    if (net == NULL || api_register(net, w, &err) < 0 ||
+        net_server_start(net, &err) < 0) {
+        net_server_free(net);
+        engine_stop(e);
+        log_error("%s", err.msg);
+        return cli_fail("%s", err.msg);
+    }
     log_info("wharf %s serving %s (pid %d, master key %s)", WHARF_VERSION,
              w->dir, (int)getpid(), vault_active_id(w->vault));
     int sig = 0;
     sigwait(&set, &sig);
     log_info("signal %d: stopping", sig);
+    net_server_free(net);
     engine_stop(e);
+    serve_checkpoint(w);
     return EXIT_OK;
 }
 
@@ -102,9 +152,10 @@ static int serve_run(int argc, char **argv)
 }
 
 const struct cli_cmd cmd_serve = {
-    "serve", "run the gateway: sources, deliveries, retries",
+    "serve", "run the gateway: sources, deliveries, retries, HTTPS listeners",
     "wharf serve [--data DIR] [--quiet]\n"
-    "  Runs until SIGTERM/SIGINT. Logs to DIR/logs/wharf.log and, unless\n"
-    "  --quiet, to stderr.\n",
+    "  Runs the engine and the admin and partner HTTPS listeners of\n"
+    "  wharf.conf until SIGTERM/SIGINT. Logs to DIR/logs/wharf.log and,\n"
+    "  unless --quiet, to stderr.\n",
     serve_run,
 };

@@ -586,7 +586,13 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 static int write_temp(struct file_state *fs, struct delivery *d,
                       struct pending *p)
 {
-    static __thread unsigned char buf[PAYLOAD_SEGMENT];
+    /* On the heap, not in static TLS (see intake_add_fd). */
+    unsigned char *buf = malloc(PAYLOAD_SEGMENT);
+    if (buf == NULL) {
+        error_set(&d->err, "out of memory");
+        d->status = WH_RETRY;
+        return -1;
+    }
     snprintf(p->tmp, sizeof(p->tmp), "%s/.wharf-%s.tmp", fs->send_dir,
              d->msg->id);
     p->fd = open(p->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
@@ -595,12 +601,13 @@ static int write_temp(struct file_state *fs, struct delivery *d,
         error_errno(&d->err, errno, "cannot create a file in send_dir %s",
                     fs->send_dir);
         d->status = WH_RETRY;
+        free(buf);
         return -1;
     }
     struct payload_reader *r = message_payload_open(d->msg, &d->err);
     ssize_t got = r ? 1 : -1;
     while (got > 0) {
-        got = payload_read(r, buf, sizeof(buf), &d->err);
+        got = payload_read(r, buf, PAYLOAD_SEGMENT, &d->err);
         if (got > 0 && write_all(p->fd, buf, (size_t)got) < 0) {
             error_errno(&d->err, errno, "cannot write %s", p->tmp);
             d->status = WH_RETRY;
@@ -608,6 +615,7 @@ static int write_temp(struct file_state *fs, struct delivery *d,
         }
     }
     payload_close(r);
+    free(buf);
     if (got < 0)
         d->status = WH_FAIL;    /* the stored payload is bad: retrying won't help */
     if (got == 0)

@@ -188,25 +188,34 @@ int intake_end(struct intake *in, struct error *err)
 int intake_add_fd(struct intake *in, int fd, const char *filename,
                   const char *source_key, struct error *err)
 {
-    static __thread unsigned char buf[PAYLOAD_SEGMENT];
-    if (intake_begin(in, filename, source_key, err) < 0)
+    /* On the heap, not in static TLS: a 64 KiB __thread buffer is paid by
+     * every thread of the process and breaks CivetWeb's small stacks. */
+    unsigned char *buf = malloc(PAYLOAD_SEGMENT);
+    if (buf == NULL)
+        return error_set(err, "out of memory");
+    if (intake_begin(in, filename, source_key, err) < 0) {
+        free(buf);
         return -1;
+    }
     for (;;) {
-        ssize_t r = read(fd, buf, sizeof(buf));
+        ssize_t r = read(fd, buf, PAYLOAD_SEGMENT);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
             error_errno(err, errno, "cannot read %s", filename ? filename : "input");
             intake_cancel(in);
+            free(buf);
             return -1;
         }
         if (r == 0)
             break;
         if (intake_write(in, buf, (size_t)r, err) < 0) {
             intake_cancel(in);
+            free(buf);
             return -1;
         }
     }
+    free(buf);
     return intake_end(in, err);
 }
 

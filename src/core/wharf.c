@@ -11,12 +11,15 @@
 #include "core/wharf.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net/server.h"
+#include "net/tls.h"
 #include "store/store.h"
 #include "util/fsx.h"
 #include "vault/vault.h"
@@ -35,6 +38,17 @@ void conf_defaults(struct wharf_conf *c)
     c->log_keep = 5;
     snprintf(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:8443");
     snprintf(c->partner_listen, sizeof(c->partner_listen), "127.0.0.1:4080");
+    snprintf(c->tls_cert, sizeof(c->tls_cert), "tls/cert.pem");
+    snprintf(c->tls_key, sizeof(c->tls_key), "tls/key.pem");
+    c->max_header_bytes = 16 * 1024;
+    c->max_body_bytes = 1024 * 1024;
+    c->request_timeout_ms = 30000;
+    c->idle_timeout_ms = 5000;
+    c->max_conns_per_address = 16;
+    c->http_threads = 32;
+    c->ban_after_failures = 10;
+    c->ban_seconds = 60;
+    c->ban_window_seconds = 600;
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -58,6 +72,78 @@ static int conf_str(const char *key, const char *v, char *out, size_t n,
         return error_set(err, "%s is too long", key);
     snprintf(out, n, "%s", v);
     return 0;
+}
+
+static int conf_listen(const char *key, const char *v, char *out, size_t n,
+                       struct error *err)
+{
+    char host[64];
+    int port;
+    if (net_listen_parse(v, host, sizeof(host), &port, err) < 0) {
+        error_prefix(err, "%s", key);
+        return -1;
+    }
+    return conf_str(key, v, out, n, err);
+}
+
+/* The integer settings of the listeners and the defender. 1 when key is
+ * not one of them. */
+static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
+                        struct error *err)
+{
+    static const struct {
+        const char *key;
+        long long min, max;
+        size_t off;
+    } ints[] = {
+        { "max_header_bytes", 1024, 1024 * 1024,
+          offsetof(struct wharf_conf, max_header_bytes) },
+        { "request_timeout_ms", 100, 3600000,
+          offsetof(struct wharf_conf, request_timeout_ms) },
+        { "idle_timeout_ms", 0, 3600000,
+          offsetof(struct wharf_conf, idle_timeout_ms) },
+        { "max_conns_per_address", 1, 100000,
+          offsetof(struct wharf_conf, max_conns_per_address) },
+        { "http_threads", 2, 1024, offsetof(struct wharf_conf, http_threads) },
+        { "ban_after_failures", 1, 100000,
+          offsetof(struct wharf_conf, ban_after_failures) },
+        { "ban_seconds", 1, 86400, offsetof(struct wharf_conf, ban_seconds) },
+        { "ban_window_seconds", 1, 86400,
+          offsetof(struct wharf_conf, ban_window_seconds) },
+    };
+    long long x;
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        if (strcmp(key, ints[i].key) != 0)
+            continue;
+        if (conf_int(key, v, ints[i].min, ints[i].max, &x, err) < 0)
+            return -1;
+        *(int *)((char *)c + ints[i].off) = (int)x;
+        return 0;
+    }
+    if (strcmp(key, "max_body_bytes") == 0) {
+        if (conf_int(key, v, 1024, 1LL << 40, &x, err) < 0)
+            return -1;
+        c->max_body_bytes = x;
+        return 0;
+    }
+    return 1;
+}
+
+/* Paths of the listeners' TLS files. 1 when key is not one of them. */
+static int conf_set_tls(struct wharf_conf *c, const char *key, const char *v,
+                        struct error *err)
+{
+    if (strcmp(key, "tls_cert") == 0)
+        return conf_str(key, v, c->tls_cert, sizeof(c->tls_cert), err);
+    if (strcmp(key, "tls_key") == 0)
+        return conf_str(key, v, c->tls_key, sizeof(c->tls_key), err);
+    if (strcmp(key, "admin_client_ca") == 0)
+        return conf_str(key, v, c->admin_client_ca,
+                        sizeof(c->admin_client_ca), err);
+    if (strcmp(key, "partner_client_ca") == 0)
+        return conf_str(key, v, c->partner_client_ca,
+                        sizeof(c->partner_client_ca), err);
+    return 1;
 }
 
 static int conf_set(struct wharf_conf *c, const char *key, const char *v,
@@ -89,12 +175,18 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
         if (conf_int(key, v, 1, 100, &x, err) < 0) return -1;
         c->log_keep = (int)x;
     } else if (strcmp(key, "admin_listen") == 0) {
-        return conf_str(key, v, c->admin_listen, sizeof(c->admin_listen), err);
+        return conf_listen(key, v, c->admin_listen, sizeof(c->admin_listen),
+                           err);
     } else if (strcmp(key, "partner_listen") == 0) {
-        return conf_str(key, v, c->partner_listen, sizeof(c->partner_listen),
-                        err);
+        return conf_listen(key, v, c->partner_listen,
+                           sizeof(c->partner_listen), err);
     } else {
-        return error_set(err, "unknown setting '%s'", key);
+        int rc = conf_set_net(c, key, v, err);
+        if (rc == 1)
+            rc = conf_set_tls(c, key, v, err);
+        if (rc == 1)
+            return error_set(err, "unknown setting '%s'", key);
+        return rc;
     }
     return 0;
 }
@@ -184,9 +276,10 @@ static int layout(struct wharf *w, const char *dir, struct error *err)
 }
 
 static int write_conf(const struct wharf *w, const char *level,
+                      const char *admin, const char *partner,
                       struct error *err)
 {
-    char text[1024];
+    char text[4096];
     int n = snprintf(text, sizeof(text),
         "# wharf.conf: settings of this data directory (key = value).\n"
         "# Connectors, flows and partners live in the database:\n"
@@ -195,19 +288,46 @@ static int write_conf(const struct wharf *w, const char *level,
         "workers = 2\n"
         "batch = 256\n"
         "lease_seconds = 60\n"
-        "admin_listen = 127.0.0.1:8443\n"
-        "partner_listen = 127.0.0.1:4080\n", level);
+        "\n"
+        "# HTTPS listeners (IPv4:PORT). The admin listener serves the API,\n"
+        "# /healthz and /metrics; the partner listener only AS2 and webhooks.\n"
+        "admin_listen = %s\n"
+        "partner_listen = %s\n"
+        "# Certificate and key of both listeners (relative to this folder).\n"
+        "tls_cert = tls/cert.pem\n"
+        "tls_key = tls/key.pem\n"
+        "# Mutual TLS: a CA file per listener makes client certificates\n"
+        "# mandatory (empty: none asked).\n"
+        "admin_client_ca =\n"
+        "partner_client_ca =\n"
+        "\n"
+        "# Limits of both listeners.\n"
+        "max_header_bytes = 16384\n"
+        "max_body_bytes = 1048576\n"
+        "request_timeout_ms = 30000\n"
+        "idle_timeout_ms = 5000\n"
+        "max_conns_per_address = 16\n"
+        "http_threads = 32\n"
+        "# Ban an address after repeated authentication failures.\n"
+        "ban_after_failures = 10\n"
+        "ban_window_seconds = 600\n"
+        "ban_seconds = 60\n",
+        level, admin, partner);
+    if (n < 0 || (size_t)n >= sizeof(text))
+        return error_set(err, "wharf.conf template too long");
     return fsx_write_atomic(w->conf_path, text, (size_t)n, 0600, err);
 }
 
 static int init_contents(struct wharf *w, const char *level,
-                         struct error *err)
+                         const struct wharf_init_opts *o, struct error *err)
 {
     if (mkdir(w->payload_dir, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", w->payload_dir);
     if (mkdir(w->log_dir, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", w->log_dir);
-    if (write_conf(w, level, err) < 0 || vault_create(w->keystore_path, err) < 0)
+    if (write_conf(w, level, o->admin_listen, o->partner_listen, err) < 0 ||
+        vault_create(w->keystore_path, err) < 0 ||
+        tls_init_data_dir(w->dir, err) < 0)
         return -1;
     struct store *st = store_open(w->db_path, err);
     if (st == NULL)
@@ -228,6 +348,24 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
     if (log_level_parse(level, &lv) < 0)
         return error_set(err, "--log-level must be error, warning, info, "
                          "debug or trace, not '%s'", level);
+    struct wharf_init_opts opts = {
+        .admin_listen = (o && o->admin_listen) ? o->admin_listen
+                                                : "127.0.0.1:8443",
+        .partner_listen = (o && o->partner_listen) ? o->partner_listen
+                                                    : "127.0.0.1:4080",
+    };
+    char host[64];
+    int port;
+    if (net_listen_parse(opts.admin_listen, host, sizeof(host), &port,
+                         err) < 0) {
+        error_prefix(err, "--admin-listen");
+        return -1;
+    }
+    if (net_listen_parse(opts.partner_listen, host, sizeof(host), &port,
+                         err) < 0) {
+        error_prefix(err, "--partner-listen");
+        return -1;
+    }
     if (layout(&w, dir, err) < 0)
         return -1;
     if (mkdir(w.dir, 0700) < 0) {
@@ -236,7 +374,7 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
                              "overwrites a data directory", w.dir);
         return error_errno(err, errno, "cannot create %s", w.dir);
     }
-    if (init_contents(&w, log_level_name(lv), err) < 0) {
+    if (init_contents(&w, log_level_name(lv), &opts, err) < 0) {
         error_prefix(err, "init of %s failed (remove it before retrying)",
                      w.dir);
         return -1;

@@ -29,8 +29,21 @@ struct wharf_conf {
     int64_t poll_ms;            /* default poll interval of sources */
     size_t log_max_bytes;
     int log_keep;
-    char admin_listen[128];     /* used by the HTTPS listeners */
+    char admin_listen[128];     /* HTTPS listeners: "IPv4:PORT" */
     char partner_listen[128];
+    char tls_cert[1024];        /* listener certificate: relative to DIR or absolute */
+    char tls_key[1024];
+    char admin_client_ca[1024]; /* CA file for mutual TLS; "" = no client certs */
+    char partner_client_ca[1024];
+    int max_header_bytes;       /* request line + headers */
+    int64_t max_body_bytes;     /* default body cap of a route */
+    int request_timeout_ms;     /* handshake + request head; each body read */
+    int idle_timeout_ms;        /* keep-alive wait; 0 = one request per connection */
+    int max_conns_per_address;  /* per listener */
+    int http_threads;           /* per listener: concurrent connections */
+    int ban_after_failures;     /* defender: failures that ban an address */
+    int ban_seconds;            /* first ban; doubles on each repeat, max 1 day */
+    int ban_window_seconds;     /* failures are counted within this window */
 };
 
 struct wharf {
@@ -43,6 +56,8 @@ struct wharf {
 
 struct wharf_init_opts {
     const char *log_level;      /* NULL: info */
+    const char *admin_listen;   /* NULL: 127.0.0.1:8443 */
+    const char *partner_listen; /* NULL: 127.0.0.1:4080 */
 };
 
 /* Create a new data directory. Refuses an existing DIR. */

@@ -11,9 +11,13 @@ Helpers:
                         the test if a sanitizer reported anything on stderr.
                         Every command's output is kept in wharf.outputs.
   data_dir              a fresh data dir (wharf init) tuned for tests
-                        (poll_ms 50, lease_seconds 5).
+                        (poll_ms 50, lease_seconds 5, and free ports for the
+                        admin and partner listeners: see listen_port()).
   start_server(data)    `wharf serve --data DATA` in the background, output in
-                        files; .kill9(), .stop() (SIGTERM, wait, exit 0).
+                        files; .kill9(), .stop() (SIGTERM, wait, exit 0),
+                        .wait_listening() (both HTTPS ports accept).
+  free_port()           a TCP port on 127.0.0.1 that nothing listens on now.
+  listen_port(data, w)  the port of w ("admin" or "partner") in wharf.conf.
   wait_until(fn, ...)   poll fn until it returns something truthy.
   unwritable(path)      make a folder unwritable for root (chattr +i, else
                         rename it away); undone by .off() and by the fixture.
@@ -23,6 +27,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -181,9 +186,42 @@ def tune_conf(data, **settings):
             f.write(f"{k} = {v}\n")
 
 
+_ports_given = set()
+
+
+def free_port():
+    """A port on 127.0.0.1 that nothing listens on now (and that this test
+    run has not handed out before)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise AssertionError("no free TCP port found")
+
+
+def conf_value(data, key):
+    """The last value of key in DATA/wharf.conf, or None."""
+    value = None
+    for line in (Path(data) / "wharf.conf").read_text().splitlines():
+        k, sep, v = line.split("#", 1)[0].partition("=")
+        if sep and k.strip() == key:
+            value = v.strip()
+    return value
+
+
+def listen_port(data, which):
+    """Port of the admin or partner listener configured in DATA."""
+    return int(conf_value(data, f"{which}_listen").rsplit(":", 1)[1])
+
+
 def new_data_dir(wharf, path, *init_args, **conf):
     wharf.init(path, *init_args)
-    settings = {"poll_ms": 50, "lease_seconds": 5}
+    settings = {"poll_ms": 50, "lease_seconds": 5,
+                "admin_listen": f"127.0.0.1:{free_port()}",
+                "partner_listen": f"127.0.0.1:{free_port()}"}
     settings.update(conf)
     tune_conf(path, **settings)
     return Path(path)
@@ -252,6 +290,28 @@ class Server:
             f"serve exited with {self.proc.returncode}: "
             f"{self.stderr()[-3000:]}")
         return True
+
+    def wait_listening(self, timeout=60):
+        """Wait until the admin and partner ports accept TCP connections
+        (failing at once if the server dies). Returns (admin, partner)."""
+        ports = (listen_port(self.data, "admin"),
+                 listen_port(self.data, "partner"))
+        hosts = [conf_value(self.data, f"{w}_listen").rsplit(":", 1)[0]
+                 for w in ("admin", "partner")]
+
+        def accepting():
+            self.check_alive()
+            for host, port in zip(hosts, ports):
+                host = "127.0.0.1" if host == "0.0.0.0" else host
+                try:
+                    socket.create_connection((host, port),
+                                             timeout=2).close()
+                except OSError:
+                    return False
+            return True
+        wait_until(accepting, timeout=timeout, interval=0.1,
+                   desc=f"listeners on ports {ports}")
+        return ports
 
     def kill9(self):
         """kill -9 the server (its process group: it and any helper it

@@ -455,7 +455,7 @@ static void test_m8_conf_accepts_each_key(void **state)
             "log_max_bytes = 1048576\n"
             "log_keep = 9\n"
             "admin_listen = 0.0.0.0:9443\n"
-            "partner_listen = [::1]:4081", &c);     /* no final newline */
+            "partner_listen = 127.0.0.2:4081", &c);     /* no final newline */
     assert_int_equal(c.log_level, LOG_DEBUG);
     assert_int_equal(c.workers, 7);
     assert_int_equal(c.batch, 100);
@@ -464,7 +464,7 @@ static void test_m8_conf_accepts_each_key(void **state)
     assert_true(c.log_max_bytes == 1048576);
     assert_int_equal(c.log_keep, 9);
     assert_string_equal(c.admin_listen, "0.0.0.0:9443");
-    assert_string_equal(c.partner_listen, "[::1]:4081");
+    assert_string_equal(c.partner_listen, "127.0.0.2:4081");
 
     /* the limits themselves are allowed; the level is case-blind */
     conf_ok("workers = 1\nbatch = 4096\nlease_seconds = 86400\npoll_ms = 10\n"
@@ -524,7 +524,9 @@ static void test_m8_conf_rejects_out_of_range(void **state)
     char longv[300];
     memset(longv, 'a', sizeof(longv) - 1);
     longv[sizeof(longv) - 1] = '\0';
-    conf_bad(doc("admin_listen = %s\n", longv), "line 1: admin_listen is too long", NULL);
+    conf_bad(doc("admin_listen = %s\n", longv), "line 1: admin_listen", NULL);
+    conf_bad("partner_listen = [::1]:4081\n", "line 1: partner_listen", "not an IPv4 address");
+    conf_bad("admin_listen = 127.0.0.1:70000\n", "line 1: admin_listen", NULL);
 
     struct wharf_conf c;
     struct error err = {0};

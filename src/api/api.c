@@ -1,0 +1,417 @@
+/*
+ * api.c - the REST API's front door: the route table, path matching,
+ * authentication (bearer token or session cookie), CSRF, the permission
+ * check, JSON bodies and error replies. Handlers live in api_*.c.
+ *
+ * Order of checks for every request under /api/v1 (deny by default):
+ *   1. match method + path against the table (404 / 405);
+ *   2. unless the route is API_PUBLIC: credentials (401; a bad credential
+ *      counts as a failure for the defender), a session limited to
+ *      "change your password / enrol MFA" may only use API_SELF routes
+ *      (403 mfa_required / password_change_required);
+ *   3. a cookie session on POST/PUT/PATCH/DELETE: X-CSRF-Token (403);
+ *   4. the route's permission against the caller's role (403);
+ *   5. a JSON body, when one is sent (400 / 413), then the handler.
+ *
+ * Each CivetWeb thread keeps its own store connection (thread-specific
+ * data, closed when the thread ends): SQLite handles are per thread.
+ *
+ * Must never: put a credential in a log line, an error or a response other
+ * than the one that creates it.
+ */
+#include "api/api.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "audit/audit.h"
+#include "core/wharf.h"
+#include "net/server.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "util/secret.h"
+
+#define P(x) PERM_##x
+static const struct api_route ROUTES[] = {
+    { "POST", "/api/v1/auth/login", API_PUBLIC, api_login, "log in (password, then TOTP if enrolled)" },
+    { "POST", "/api/v1/auth/logout", API_SELF, api_logout, "end this session" },
+    { "GET", "/api/v1/auth/me", API_SELF, api_me, "who am I" },
+    { "POST", "/api/v1/auth/password", API_SELF, api_password, "change my password" },
+    { "POST", "/api/v1/auth/mfa/enroll", API_SELF, api_mfa_enroll, "start TOTP enrolment" },
+    { "POST", "/api/v1/auth/mfa/confirm", API_SELF, api_mfa_confirm, "confirm TOTP, get recovery codes" },
+    { "GET", "/api/v1/auth/sessions", API_SELF, api_my_sessions, "my sessions" },
+    { "DELETE", "/api/v1/auth/sessions/{handle}", API_SELF, api_my_session_revoke, "revoke one of my sessions" },
+    { "GET", "/api/v1/sessions", P(SESSION_READ), api_sessions, "everyone's sessions" },
+    { "DELETE", "/api/v1/sessions/{handle}", P(SESSION_WRITE), api_session_revoke, "revoke a session" },
+    { "GET", "/api/v1/users", P(USER_READ), api_users, "list users" },
+    { "POST", "/api/v1/users", P(USER_WRITE), api_user_create, "create a user" },
+    { "GET", "/api/v1/users/{name}", P(USER_READ), api_user_get, "one user" },
+    { "PUT", "/api/v1/users/{name}", P(USER_WRITE), api_user_update, "change role, disable, reset" },
+    { "DELETE", "/api/v1/users/{name}", P(USER_WRITE), api_user_delete, "delete a user" },
+    { "GET", "/api/v1/tokens", P(TOKEN_READ), api_tokens, "list API tokens" },
+    { "POST", "/api/v1/tokens", P(TOKEN_WRITE), api_token_create, "create an API token" },
+    { "DELETE", "/api/v1/tokens/{id}", P(TOKEN_WRITE), api_token_revoke, "revoke an API token" },
+    { "GET", "/api/v1/connectors", P(FLOW_READ), api_connectors, "list connectors" },
+    { "GET", "/api/v1/connectors/{name}", P(FLOW_READ), api_connector_get, "one connector" },
+    { "GET", "/api/v1/flows", P(FLOW_READ), api_flow_export, "export the flow document" },
+    { "PUT", "/api/v1/flows", P(FLOW_WRITE), api_flow_import, "import (replace) the flow document" },
+    { "GET", "/api/v1/messages", P(MESSAGE_READ), api_messages, "list messages" },
+    { "GET", "/api/v1/messages/{id}", P(MESSAGE_READ), api_message_get, "message with hops and events" },
+    { "GET", "/api/v1/messages/{id}/payload", P(PAYLOAD_READ), api_message_payload, "download the payload" },
+    { "POST", "/api/v1/messages/{id}/resend", P(MESSAGE_RESEND), api_message_resend, "resend" },
+    { "POST", "/api/v1/messages/{id}/erase", P(MESSAGE_ERASE), api_message_erase, "erase the payload" },
+    { "GET", "/api/v1/settings", P(SETTINGS_READ), api_settings, "list settings" },
+    { "PUT", "/api/v1/settings/{key}", P(SETTINGS_WRITE), api_setting_put, "change a setting" },
+    { "GET", "/api/v1/audit", P(AUDIT_READ), api_audit_list, "audit entries" },
+    { "GET", "/api/v1/audit/verify", P(AUDIT_READ), api_audit_verify, "verify the audit chain" },
+};
+#undef P
+#define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
+
+const struct api_route *api_routes(size_t *n)
+{
+    *n = NROUTES;
+    return ROUTES;
+}
+
+/* ---- per-thread store -------------------------------------------------------- */
+
+static pthread_key_t store_key;
+static pthread_once_t store_once = PTHREAD_ONCE_INIT;
+
+static void store_key_free(void *p)
+{
+    store_close(p);
+}
+
+static void store_key_init(void)
+{
+    pthread_key_create(&store_key, store_key_free);
+}
+
+static struct store *thread_store(struct wharf *w, struct error *err)
+{
+    pthread_once(&store_once, store_key_init);
+    struct store *st = pthread_getspecific(store_key);
+    if (st == NULL && (st = store_open(w->db_path, err)) != NULL)
+        pthread_setspecific(store_key, st);
+    return st;
+}
+
+/* ---- replies ------------------------------------------------------------------- */
+
+int api_ok(struct api_ctx *c, int status, json_t *body)
+{
+    int rc = net_reply_json(c->req, status, body ? body : json_object());
+    json_decref(body);
+    return rc;
+}
+
+int api_fail(struct api_ctx *c, int status, const char *code,
+             const char *fmt, ...)
+{
+    char msg[ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return net_reply_error(c->req, status, code, "%s", msg);
+}
+
+int api_auth_fail(struct api_ctx *c, int rc, const struct error *err)
+{
+    const char *m = err && err->msg[0] ? err->msg : "refused";
+    switch (rc) {
+    case AUTH_DENIED: return api_fail(c, 401, "unauthorized", "%s", m);
+    case AUTH_NOT_FOUND: return api_fail(c, 404, "not_found", "%s", m);
+    case AUTH_INVALID: return api_fail(c, 400, "invalid", "%s", m);
+    case AUTH_CONFLICT: return api_fail(c, 409, "conflict", "%s", m);
+    case AUTH_MFA_NEEDED: return api_fail(c, 401, "mfa_needed", "%s", m);
+    default: return api_fail(c, 500, "internal", "%s", m);
+    }
+}
+
+void api_audit(struct api_ctx *c, const char *action, const char *target,
+               const char *detail)
+{
+    struct error err = {0};
+    struct audit_event e = { c->actor.name, c->actor.address, action, target,
+                             detail };
+    if (audit_append(c->st, c->w->vault, &e, &err) < 0)
+        log_error("audit %s by %s failed: %s", action, c->actor.name, err.msg);
+}
+
+/* ---- request helpers ---------------------------------------------------------- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* URL-decode [s, s+n) into out (NUL-terminated); -1 if it does not fit or
+ * holds a bad escape or a NUL. */
+static int url_decode(const char *s, size_t n, char *out, size_t outsz)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0)
+                return -1;
+            ch = h * 16 + l;
+            i += 2;
+        }
+        if (ch == 0 || k + 1 >= outsz)
+            return -1;
+        out[k++] = (char)ch;
+    }
+    out[k] = '\0';
+    return 0;
+}
+
+const char *api_query(struct api_ctx *c, const char *name, char *buf,
+                      size_t n)
+{
+    const char *q = net_req_query(c->req);
+    size_t nl = strlen(name);
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=')
+            return url_decode(q + nl + 1, len - nl - 1, buf, n) == 0 ? buf
+                                                                      : NULL;
+        q = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+const char *api_body_str(struct api_ctx *c, const char *key)
+{
+    return c->body ? json_string_value(json_object_get(c->body, key)) : NULL;
+}
+
+/* The value of cookie `name` into out; 0 found, -1 not. */
+static int cookie_get(const char *header, const char *name, char *out,
+                      size_t n)
+{
+    size_t nl = strlen(name);
+    for (const char *p = header; p && *p;) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            size_t vl = len - nl - 1;
+            if (vl + 1 > n)
+                return -1;
+            memcpy(out, p + nl + 1, vl);
+            out[vl] = '\0';
+            return 0;
+        }
+        p = end;
+    }
+    return -1;
+}
+
+/* ---- matching --------------------------------------------------------------------- */
+
+/* Does path match pattern? Captures {x} segments into param. */
+static int path_match(const char *pattern, const char *path,
+                      const char *param[API_MAX_PARAMS], char *store,
+                      size_t storesz)
+{
+    int np = 0;
+    size_t used = 0;
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            const char *pe = strchr(pattern, '}');
+            const char *se = strchr(path, '/');
+            size_t len = se ? (size_t)(se - path) : strlen(path);
+            if (!pe || len == 0 || np == API_MAX_PARAMS || used + len + 1 > storesz)
+                return 0;
+            memcpy(store + used, path, len);
+            store[used + len] = '\0';
+            param[np++] = store + used;
+            used += len + 1;
+            pattern = pe + 1;
+            path += len;
+            continue;
+        }
+        if (*pattern++ != *path++)
+            return 0;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+/* The matching route, or NULL; *path_known tells 404 from 405. */
+static const struct api_route *route_find(const char *method, const char *path,
+                                          const char *param[API_MAX_PARAMS],
+                                          char *store, size_t storesz,
+                                          int *path_known)
+{
+    *path_known = 0;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!path_match(ROUTES[i].pattern, path, param, store, storesz))
+            continue;
+        *path_known = 1;
+        if (strcmp(ROUTES[i].method, method) == 0)
+            return &ROUTES[i];
+    }
+    return NULL;
+}
+
+/* ---- authentication ---------------------------------------------------------------- */
+
+static int is_write(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+/* Bearer token or session cookie -> c->who. AUTH_OK, AUTH_DENIED (bad
+ * credential), AUTH_NOT_FOUND (none given) or AUTH_ERROR. */
+static int authenticate(struct api_ctx *c, struct error *err)
+{
+    const char *authz = net_req_header(c->req, "Authorization");
+    char cookie[256];
+    int rc;
+    if (authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+        struct secret *t = secret_from(authz + 7, strlen(authz + 7));
+        rc = t ? auth_token_validate(&c->auth, t, &c->who, err) : AUTH_ERROR;
+        secret_free(t);
+        return rc;
+    }
+    if (authz)
+        return error_set(err, "unsupported Authorization scheme"), AUTH_DENIED;
+    const char *ch = net_req_header(c->req, "Cookie");
+    if (ch == NULL || cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0)
+        return error_set(err, "no credentials"), AUTH_NOT_FOUND;
+    struct secret *id = secret_from(cookie, strlen(cookie));
+    OPENSSL_cleanse(cookie, sizeof(cookie));
+    rc = id ? auth_session_validate(&c->auth, id, &c->who, err) : AUTH_ERROR;
+    secret_free(id);
+    return rc;
+}
+
+/* Steps 2-4 of the top comment. 0 to go on, or the reply was sent (1). */
+static int gatekeep(struct api_ctx *c, const struct api_route *rt)
+{
+    struct error err = {0};
+    if (rt->perm == API_PUBLIC)
+        return 0;
+    int rc = authenticate(c, &err);
+    if (rc == AUTH_DENIED)
+        net_req_auth_failure(c->req);
+    if (rc == AUTH_DENIED || rc == AUTH_NOT_FOUND) {
+        api_fail(c, 401, "unauthorized", "%s", rc == AUTH_NOT_FOUND
+                 ? "log in or send an API token" : "credentials refused");
+        return 1;
+    }
+    if (rc != AUTH_OK) {
+        api_fail(c, 500, "internal", "%s", err.msg);
+        return 1;
+    }
+    c->actor.name = c->who.actor;
+    if (rt->perm != API_SELF && auth_principal_limited(&c->who)) {
+        api_fail(c, 403, c->who.must_change ? "password_change_required"
+                 : "mfa_required", "%s", c->who.must_change
+                 ? "change your password first" : "enrol a second factor first");
+        return 1;
+    }
+    if (c->who.kind == AUTH_KIND_SESSION && is_write(net_req_method(c->req))) {
+        const char *tok = net_req_header(c->req, "X-CSRF-Token");
+        struct secret *t = tok ? secret_from(tok, strlen(tok)) : NULL;
+        bool ok = t && auth_csrf_check(&c->who, t);
+        secret_free(t);
+        if (!ok) {
+            api_fail(c, 403, "csrf", "missing or wrong X-CSRF-Token");
+            return 1;
+        }
+    }
+    if (rt->perm != API_SELF && !rbac_allows(c->who.role, (enum perm)rt->perm)) {
+        api_fail(c, 403, "forbidden", "role %s may not %s",
+                 rbac_role_name(c->who.role), rbac_perm_name((enum perm)rt->perm));
+        return 1;
+    }
+    return 0;
+}
+
+/* Parse a JSON body if there is one. 0, or the reply was sent (1). */
+static int read_body(struct api_ctx *c)
+{
+    struct error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    int too_large = 0;
+    int64_t declared = net_req_body_length(c->req);
+    if (declared == 0 || (declared < 0 && !is_write(net_req_method(c->req))))
+        return 0;
+    if (net_body_read_all(c->req, &text, &len, &too_large, &err) < 0) {
+        if (too_large)
+            api_fail(c, 413, "too_large", "request body too large");
+        else
+            api_fail(c, 400, "bad_request", "%s", err.msg);
+        return 1;
+    }
+    if (len > 0) {
+        json_error_t je;
+        c->body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        if (c->body == NULL) {
+            free(text);
+            api_fail(c, 400, "bad_json", "body is not valid JSON: %s", je.text);
+            return 1;
+        }
+    }
+    free(text);
+    return 0;
+}
+
+static int api_dispatch(struct net_request *req, void *user_data)
+{
+    struct wharf *w = user_data;
+    struct error err = {0};
+    struct api_ctx c;
+    char pstore[512];
+    int known;
+    memset(&c, 0, sizeof(c));
+    c.req = req;
+    c.w = w;
+    c.actor.name = "anonymous";
+    c.actor.address = net_req_address(req);
+    const struct api_route *rt = route_find(net_req_method(req),
+        net_req_path(req), c.param, pstore, sizeof(pstore), &known);
+    if (rt == NULL)
+        return known ? api_fail(&c, 405, "method_not_allowed", "method not "
+                                "allowed here")
+                     : api_fail(&c, 404, "not_found", "no such route");
+    if ((c.st = thread_store(w, &err)) == NULL)
+        return api_fail(&c, 503, "unavailable", "%s", err.msg);
+    auth_init(&c.auth, c.st, w->vault);
+    if (auth_load_settings(&c.auth, &err) != AUTH_OK)
+        log_warn("session settings: %s (defaults used)", err.msg);
+    if (gatekeep(&c, rt) || read_body(&c))
+        return 0;
+    int rc = rt->handler(&c);
+    json_decref(c.body);
+    return rc;
+}
+
+int api_register(struct net_server *s, struct wharf *w, struct error *err)
+{
+    if (net_route(net_listener(s, NET_ADMIN), "*", "/api/v1", api_dispatch,
+                  w) < 0)
+        return error_set(err, "cannot register /api/v1");
+    return 0;
+}

@@ -1,0 +1,114 @@
+/*
+ * api.h - the REST API under /api/v1 (M8), on the admin listener.
+ *
+ * One route table (api_routes) names every route, its method, its path
+ * pattern and the permission it needs; the authorization matrix test and
+ * docs/openapi.yaml are checked against this table, so a route cannot be
+ * added without both. Deny by default: a route whose permission is not
+ * granted to the caller's role gets 403 before its handler runs; a request
+ * without valid credentials gets 401.
+ *
+ * Credentials: `Authorization: Bearer wharf_...` (API tokens) or the
+ * `wharf_session` cookie of a console login. Cookie sessions must send the
+ * session's CSRF token in `X-CSRF-Token` on every state-changing request
+ * (403 otherwise). Failed credentials are reported to the defender.
+ *
+ * JSON in and out; errors are {"error":{"code":"...","message":"..."}}.
+ * The CLI verbs call the same subsystem functions as these handlers.
+ */
+#ifndef WHARF_API_H
+#define WHARF_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "auth/auth.h"
+#include "util/error.h"
+
+struct wharf;
+struct store;
+struct net_server;
+struct net_request;
+
+/* What a route needs: a permission of auth.h, or one of these. */
+#define API_PUBLIC (-1)     /* no credentials (login) */
+#define API_SELF (-2)       /* any valid caller, acting on themself */
+
+#define API_MAX_PARAMS 2
+
+/* Everything a handler gets. */
+struct api_ctx {
+    struct net_request *req;
+    struct wharf *w;
+    struct store *st;               /* this thread's connection */
+    struct auth auth;
+    struct auth_principal who;      /* valid unless the route is API_PUBLIC */
+    struct auth_actor actor;        /* for audit_append / auth_* */
+    const char *param[API_MAX_PARAMS];  /* {name} segments of the path */
+    json_t *body;                   /* parsed JSON body, or NULL */
+};
+
+struct api_route {
+    const char *method;             /* GET POST PUT DELETE */
+    const char *pattern;            /* "/api/v1/messages/{id}/resend" */
+    int perm;                       /* enum perm, API_PUBLIC or API_SELF */
+    int (*handler)(struct api_ctx *c);
+    const char *summary;
+};
+
+/* The route table (static, owned by the API). */
+const struct api_route *api_routes(size_t *n);
+
+/* Register /api/v1 on the admin listener of s. w must outlive s. */
+int api_register(struct net_server *s, struct wharf *w, struct error *err);
+
+/* ---- helpers for handlers (api.c) ----------------------------------------- */
+
+int api_ok(struct api_ctx *c, int status, json_t *body);   /* steals body */
+int api_fail(struct api_ctx *c, int status, const char *code,
+             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Map an AUTH_* result to a response (AUTH_OK is not an error). */
+int api_auth_fail(struct api_ctx *c, int rc, const struct error *err);
+/* A query parameter, URL-decoded into buf (NULL when absent). */
+const char *api_query(struct api_ctx *c, const char *name, char *buf,
+                      size_t n);
+/* A string member of the JSON body, or NULL. */
+const char *api_body_str(struct api_ctx *c, const char *key);
+/* Append to the audit trail as the caller; failures are logged. */
+void api_audit(struct api_ctx *c, const char *action, const char *target,
+               const char *detail);
+
+/* The handlers, by resource (api_*.c). */
+int api_login(struct api_ctx *c);
+int api_logout(struct api_ctx *c);
+int api_me(struct api_ctx *c);
+int api_password(struct api_ctx *c);
+int api_mfa_enroll(struct api_ctx *c);
+int api_mfa_confirm(struct api_ctx *c);
+int api_my_sessions(struct api_ctx *c);
+int api_my_session_revoke(struct api_ctx *c);
+int api_sessions(struct api_ctx *c);
+int api_session_revoke(struct api_ctx *c);
+int api_users(struct api_ctx *c);
+int api_user_create(struct api_ctx *c);
+int api_user_get(struct api_ctx *c);
+int api_user_update(struct api_ctx *c);
+int api_user_delete(struct api_ctx *c);
+int api_tokens(struct api_ctx *c);
+int api_token_create(struct api_ctx *c);
+int api_token_revoke(struct api_ctx *c);
+int api_connectors(struct api_ctx *c);
+int api_connector_get(struct api_ctx *c);
+int api_flow_export(struct api_ctx *c);
+int api_flow_import(struct api_ctx *c);
+int api_messages(struct api_ctx *c);
+int api_message_get(struct api_ctx *c);
+int api_message_payload(struct api_ctx *c);
+int api_message_resend(struct api_ctx *c);
+int api_message_erase(struct api_ctx *c);
+int api_settings(struct api_ctx *c);
+int api_setting_put(struct api_ctx *c);
+int api_audit_list(struct api_ctx *c);
+int api_audit_verify(struct api_ctx *c);
+
+#endif

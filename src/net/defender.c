@@ -1,0 +1,259 @@
+/*
+ * defender.c - the ban table of defender.h: per address, failures in the
+ * current window, the ban level and the end of the current ban.
+ *
+ * Owns an in-memory hash table (chained, DEFENDER_BUCKETS buckets) under
+ * one mutex. It must never call out (on_ban, the clock aside) while holding
+ * the lock, never grow beyond DEFENDER_MAX_ENTRIES, and never shorten a
+ * running ban. It does no I/O of its own: auditing, logging and persisting
+ * a ban are the on_ban hook's job (server.c).
+ */
+#include "net/defender.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/id.h"
+
+#define DEFENDER_BUCKETS 4096
+
+struct def_entry {
+    struct def_entry *next;
+    char addr[DEFENDER_ADDR_MAX];
+    int failures;                   /* in the window that started at first_ms */
+    int64_t first_ms;
+    int level;                      /* bans so far (0: never, or forgiven) */
+    int64_t until_ms;               /* end of the last ban */
+    int64_t touched_ms;
+};
+
+struct defender {
+    struct defender_conf conf;
+    struct defender_ops ops;
+    pthread_mutex_t mu;
+    struct def_entry *bucket[DEFENDER_BUCKETS];
+    int count;
+};
+
+void defender_conf_defaults(struct defender_conf *c)
+{
+    c->ban_after = 10;
+    c->window_ms = 600000;
+    c->ban_ms = 60000;
+    c->max_ban_ms = 86400000;
+}
+
+static int64_t def_now(struct defender *d)
+{
+    return d->ops.now_ms ? d->ops.now_ms(d->ops.arg) : time_now_ms();
+}
+
+static unsigned def_hash(const char *s)
+{
+    uint32_t h = 2166136261u;               /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % DEFENDER_BUCKETS;
+}
+
+struct defender *defender_new(const struct defender_conf *c,
+                              const struct defender_ops *ops,
+                              struct error *err)
+{
+    if (c->ban_after < 1 || c->window_ms < 1 || c->ban_ms < 1 ||
+        c->max_ban_ms < c->ban_ms) {
+        error_set(err, "defender: invalid settings");
+        return NULL;
+    }
+    struct defender *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    d->conf = *c;
+    if (ops)
+        d->ops = *ops;
+    pthread_mutex_init(&d->mu, NULL);
+    return d;
+}
+
+void defender_free(struct defender *d)
+{
+    if (d == NULL)
+        return;
+    for (int i = 0; i < DEFENDER_BUCKETS; i++) {
+        for (struct def_entry *e = d->bucket[i], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+/* Age e to now: a window that ran out forgets its failures; a level is
+ * forgiven max_ban_ms after the end of the last ban. */
+static void def_refresh(const struct defender *d, struct def_entry *e,
+                        int64_t now)
+{
+    if (e->failures > 0 && now - e->first_ms >= d->conf.window_ms)
+        e->failures = 0;
+    if (e->level > 0 && now >= e->until_ms + d->conf.max_ban_ms)
+        e->level = 0;
+}
+
+static bool def_idle(const struct def_entry *e, int64_t now)
+{
+    return e->failures == 0 && e->level == 0 && e->until_ms <= now;
+}
+
+static struct def_entry *def_find(struct defender *d, const char *addr)
+{
+    for (struct def_entry *e = d->bucket[def_hash(addr)]; e; e = e->next)
+        if (strcmp(e->addr, addr) == 0)
+            return e;
+    return NULL;
+}
+
+static void def_unlink(struct defender *d, struct def_entry *victim)
+{
+    struct def_entry **pp = &d->bucket[def_hash(victim->addr)];
+    while (*pp && *pp != victim)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = victim->next;
+        free(victim);
+        d->count--;
+    }
+}
+
+/* Make room: drop every idle entry; if none was idle, the least recently
+ * touched entry that is not banned. Returns false when all are banned. */
+static bool def_make_room(struct defender *d, int64_t now)
+{
+    struct def_entry *oldest = NULL;
+    int before = d->count;
+    for (int i = 0; i < DEFENDER_BUCKETS; i++) {
+        for (struct def_entry *e = d->bucket[i], *n; e; e = n) {
+            n = e->next;
+            def_refresh(d, e, now);
+            if (def_idle(e, now))
+                def_unlink(d, e);
+            else if (e->until_ms <= now &&
+                     (!oldest || e->touched_ms < oldest->touched_ms))
+                oldest = e;
+        }
+    }
+    if (d->count < before)
+        return true;
+    if (oldest == NULL)
+        return false;
+    def_unlink(d, oldest);
+    return true;
+}
+
+static struct def_entry *def_get(struct defender *d, const char *addr,
+                                 int64_t now)
+{
+    struct def_entry *e = def_find(d, addr);
+    if (e)
+        return e;
+    if (strlen(addr) >= DEFENDER_ADDR_MAX)
+        return NULL;
+    if (d->count >= DEFENDER_MAX_ENTRIES && !def_make_room(d, now))
+        return NULL;
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    snprintf(e->addr, sizeof(e->addr), "%s", addr);
+    unsigned h = def_hash(addr);
+    e->next = d->bucket[h];
+    d->bucket[h] = e;
+    d->count++;
+    return e;
+}
+
+/* ban_ms * 2^(level-1), capped. */
+static int64_t def_duration(const struct defender *d, int level)
+{
+    int64_t t = d->conf.ban_ms;
+    for (int i = 1; i < level && t < d->conf.max_ban_ms; i++)
+        t *= 2;
+    return t < d->conf.max_ban_ms ? t : d->conf.max_ban_ms;
+}
+
+bool defender_check(struct defender *d, const char *address,
+                    int64_t *retry_after_ms)
+{
+    int64_t now = def_now(d), left = 0;
+    pthread_mutex_lock(&d->mu);
+    struct def_entry *e = def_find(d, address);
+    if (e && e->until_ms > now)
+        left = e->until_ms - now;
+    pthread_mutex_unlock(&d->mu);
+    if (retry_after_ms)
+        *retry_after_ms = left;
+    return left > 0;
+}
+
+bool defender_failure(struct defender *d, const char *address)
+{
+    int64_t now = def_now(d);
+    struct defender_ban ban = { .address = address };
+    pthread_mutex_lock(&d->mu);
+    struct def_entry *e = def_get(d, address, now);
+    bool banned = false;
+    if (e && e->until_ms <= now) {
+        def_refresh(d, e, now);
+        e->touched_ms = now;
+        if (e->failures++ == 0)
+            e->first_ms = now;
+        if (e->failures >= d->conf.ban_after) {
+            banned = true;
+            ban.failures = e->failures;
+            ban.level = ++e->level;
+            ban.duration_ms = def_duration(d, e->level);
+            ban.until_ms = e->until_ms = now + ban.duration_ms;
+            e->failures = 0;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (banned && d->ops.on_ban)
+        d->ops.on_ban(d->ops.arg, &ban);
+    return banned;
+}
+
+void defender_restore(struct defender *d, const char *address, int level,
+                      int64_t until_ms)
+{
+    int64_t now = def_now(d);
+    if (level < 0)
+        level = 0;
+    pthread_mutex_lock(&d->mu);
+    struct def_entry *e = def_get(d, address, now);
+    if (e) {
+        if (level > e->level)
+            e->level = level;
+        if (until_ms > e->until_ms)
+            e->until_ms = until_ms;
+        e->touched_ms = now;
+        def_refresh(d, e, now);
+        if (def_idle(e, now))
+            def_unlink(d, e);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+int defender_banned_count(struct defender *d)
+{
+    int64_t now = def_now(d);
+    int n = 0;
+    pthread_mutex_lock(&d->mu);
+    for (int i = 0; i < DEFENDER_BUCKETS; i++)
+        for (struct def_entry *e = d->bucket[i]; e; e = e->next)
+            n += e->until_ms > now;
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}

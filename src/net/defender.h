@@ -1,0 +1,81 @@
+/*
+ * defender.h - automatic banning of abusive client addresses (R22, R19).
+ *
+ * Every authentication failure from an address is reported with
+ * defender_failure(). `ban_after` failures within `window_ms` ban the
+ * address for ban_ms; each further ban of the same address doubles the
+ * time (capped at max_ban_ms, one day by default). A level is forgiven
+ * (back to the first ban time) after the address stayed clean for
+ * max_ban_ms after its last ban ended. Listeners ask defender_check()
+ * before doing any work for a connection or a request.
+ *
+ * Thread-safe (one mutex). Memory is bounded: at most DEFENDER_MAX_ENTRIES
+ * addresses are tracked; when full, expired entries are dropped first, then
+ * the oldest entries that are not banned; a banned address is never
+ * forgotten early.
+ *
+ * Side effects go through ops: the clock (tests inject one) and on_ban,
+ * called once per ban, outside the lock, to audit, log and persist it.
+ */
+#ifndef WHARF_DEFENDER_H
+#define WHARF_DEFENDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define DEFENDER_MAX_ENTRIES 16384
+#define DEFENDER_ADDR_MAX 64        /* bytes, with the NUL */
+
+struct defender_conf {
+    int ban_after;                  /* failures that trigger a ban (>= 1) */
+    int64_t window_ms;              /* ... counted within this window */
+    int64_t ban_ms;                 /* first ban */
+    int64_t max_ban_ms;             /* cap of the doubling */
+};
+
+/* Defaults: 10 failures within 10 minutes, 60 s, doubling up to one day. */
+void defender_conf_defaults(struct defender_conf *c);
+
+struct defender_ban {
+    const char *address;
+    int failures;                   /* failures that led to it */
+    int level;                      /* 1 for the first ban, 2 for the next... */
+    int64_t until_ms;               /* end of the ban, clock of ops.now_ms */
+    int64_t duration_ms;
+};
+
+struct defender_ops {
+    int64_t (*now_ms)(void *arg);   /* NULL: time_now_ms() */
+    void (*on_ban)(void *arg, const struct defender_ban *b);  /* may be NULL */
+    void *arg;
+};
+
+struct defender;
+
+/* Caller owns; free with defender_free. ops may be NULL. */
+struct defender *defender_new(const struct defender_conf *c,
+                              const struct defender_ops *ops,
+                              struct error *err);
+void defender_free(struct defender *d);
+
+/* True when address is banned now; *retry_after_ms (may be NULL) gets the
+ * time left. */
+bool defender_check(struct defender *d, const char *address,
+                    int64_t *retry_after_ms);
+
+/* Record one authentication failure. Returns true when this failure
+ * banned the address (on_ban has been called). Failures of an address
+ * already banned are ignored. */
+bool defender_failure(struct defender *d, const char *address);
+
+/* Put back a ban level remembered across restarts (from the bans table):
+ * level and until_ms as last recorded. */
+void defender_restore(struct defender *d, const char *address, int level,
+                      int64_t until_ms);
+
+/* Addresses banned right now (for metrics and doctor). */
+int defender_banned_count(struct defender *d);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * server.h - Wharf's two HTTPS listeners (R22, DESIGN.md "Listeners"), the
+ * route table that the REST API and the receivers plug into, and the
+ * request/response wrapper their handlers see.
+ *
+ *   admin listener   (admin_listen, default 127.0.0.1:8443): /healthz,
+ *                    /metrics (loopback clients only), later /api/v1 and
+ *                    the console;
+ *   partner listener (partner_listen, default 127.0.0.1:4080): only the
+ *                    routes registered for it (AS2, webhooks, async MDNs).
+ * Anything not routed gets 404 {"error":{"code":"not_found",...}}.
+ *
+ * Both listeners are HTTPS only with the policy of tls.h, and enforce, in
+ * this order, before a handler runs:
+ *   1. TLS ClientHello: a banned address (defender.h) or one that already
+ *      holds max_conns_per_address connections is refused (handshake
+ *      alert, connection closed) before any private-key operation;
+ *   2. CivetWeb: the TLS handshake and the request head must arrive within
+ *      request_timeout_ms, the head within max_header_bytes (else 431);
+ *   3. a banned address gets 429 (bans that began after it connected);
+ *   4. a declared body larger than the route's cap gets 413 (the listener
+ *      default max_body_bytes when no route matched), without reading it;
+ *      a chunked body is cut at the cap by net_body_read (413).
+ *
+ * Threads: CivetWeb's, http_threads per listener, one connection each.
+ * Handlers run on them concurrently and must be thread-safe.
+ */
+#ifndef WHARF_NET_SERVER_H
+#define WHARF_NET_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "util/error.h"
+
+struct wharf;
+struct defender;
+
+enum net_which { NET_ADMIN = 0, NET_PARTNER = 1 };
+#define NET_LISTENERS 2
+#define NET_MAX_ROUTES 128
+
+struct net_server;
+struct net_listener;
+struct net_request;
+
+/* A route handler. It replies with one of the net_reply* functions and
+ * returns 0; if it returns without replying, the server answers 500 (or
+ * 413 when the body went past the cap). */
+typedef int (*net_handler)(struct net_request *req, void *user_data);
+
+/* "IPv4:PORT" (what admin_listen / partner_listen hold) into host and
+ * port. 0, or -1 with err set. */
+int net_listen_parse(const char *spec, char *host, size_t hostsz, int *port,
+                     struct error *err);
+
+/* Read the listener settings of w's wharf.conf and set up the built-in
+ * routes. No socket is opened yet. w must outlive the server. Caller owns;
+ * free with net_server_free. */
+struct net_server *net_server_new(struct wharf *w, struct error *err);
+
+/* The admin or partner listener of s (owned by s). */
+struct net_listener *net_listener(struct net_server *s, enum net_which which);
+
+/* Route method + path prefix to handler, before net_server_start. method:
+ * "GET", "POST", ... or "*" (any). A prefix matches the path itself and
+ * what lies below it ("/api/v1" matches "/api/v1" and "/api/v1/flows",
+ * not "/api/v1x"); the longest matching prefix wins. Bodies are capped at
+ * the listener's max_body_bytes. 0, or -1 (bad arguments, duplicate, table
+ * full, server already started). */
+int net_route(struct net_listener *l, const char *method,
+              const char *path_prefix, net_handler handler, void *user_data);
+
+/* The same with this route's own body cap in bytes (e.g. AS2 receive). */
+int net_route_capped(struct net_listener *l, const char *method,
+                     const char *path_prefix, int64_t max_body,
+                     net_handler handler, void *user_data);
+
+/* Bind both listeners and start serving. On failure nothing is left
+ * listening and err names the listener, its address and the reason. */
+int net_server_start(struct net_server *s, struct error *err);
+
+/* Stop both listeners (waits for running requests), then free s. */
+void net_server_free(struct net_server *s);
+
+/* The defender both listeners consult (owned by s). */
+struct defender *net_server_defender(struct net_server *s);
+
+/* ---- the request (valid only during the handler call) ------------------ */
+
+const char *net_req_method(const struct net_request *r);
+/* The URL-decoded path with dot segments removed, without the query. */
+const char *net_req_path(const struct net_request *r);
+/* The raw query string (after '?'), or NULL. */
+const char *net_req_query(const struct net_request *r);
+/* A request header (case-insensitive name), or NULL. CivetWeb keeps at
+ * most 64 headers within max_header_bytes. */
+const char *net_req_header(const struct net_request *r, const char *name);
+/* The client's IP address. */
+const char *net_req_address(const struct net_request *r);
+enum net_which net_req_listener(const struct net_request *r);
+/* Subject of the verified client certificate (mutual TLS), or NULL. */
+const char *net_req_client_subject(const struct net_request *r);
+/* Declared body length, or -1 when not declared (chunked). */
+int64_t net_req_body_length(const struct net_request *r);
+
+/* Report a failed authentication by this request's address to the
+ * defender (may ban it; the ban is audited). */
+void net_req_auth_failure(struct net_request *r);
+
+#define NET_BODY_TOO_LARGE (-2)
+#define NET_BODY_ERROR (-1)
+
+/* Read up to n body bytes: > 0 bytes read, 0 at the end of the body,
+ * NET_BODY_TOO_LARGE once the body passes the route's cap (the bytes are
+ * not delivered), NET_BODY_ERROR on a read error or timeout. */
+ssize_t net_body_read(struct net_request *r, void *buf, size_t n);
+
+/* The whole body (at most the cap), NUL-terminated; *out malloc'ed, caller
+ * frees. -1 with err set (and *too_large, if non-NULL, set when the cap
+ * was the reason). */
+int net_body_read_all(struct net_request *r, char **out, size_t *len,
+                      int *too_large, struct error *err);
+
+/* ---- the response --------------------------------------------------------- */
+
+/* Add a response header (before the reply). CR/LF are refused. At most
+ * ~1 KiB of extra headers. 0 or -1. */
+int net_reply_header(struct net_request *r, const char *name,
+                     const char *value);
+
+/* A complete response. Every response carries Cache-Control: no-store,
+ * X-Content-Type-Options: nosniff and Strict-Transport-Security. */
+int net_reply(struct net_request *r, int status, const char *content_type,
+              const void *body, size_t len);
+
+/* body serialized compactly as application/json. */
+int net_reply_json(struct net_request *r, int status, const json_t *body);
+
+/* {"error":{"code":code,"message":message}} with status. */
+int net_reply_error(struct net_request *r, int status, const char *code,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A streamed response of exactly length bytes: the head now, then the body
+ * with net_reply_write. */
+int net_reply_start(struct net_request *r, int status,
+                    const char *content_type, int64_t length);
+int net_reply_write(struct net_request *r, const void *buf, size_t n);
+
+#endif

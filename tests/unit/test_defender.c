@@ -1,0 +1,250 @@
+/*
+ * test_defender.c - the defender (R22): ban after N failures within the
+ * window, not before; a window that ran out forgets; bans double on each
+ * repeat up to the cap; bans expire; a level is forgiven after a clean
+ * period; on_ban is called once per ban with what happened; restore after
+ * a restart; memory stays bounded and banned addresses are never evicted.
+ * The clock is injected.
+ */
+#include "testutil.h"
+
+#include "net/defender.h"
+
+#define SEC 1000LL
+
+struct clock_and_bans {
+    int64_t now;
+    int bans;
+    struct {
+        char address[DEFENDER_ADDR_MAX];
+        int failures, level;
+        int64_t until, duration;
+    } last;
+};
+
+static int64_t fake_now(void *arg)
+{
+    return ((struct clock_and_bans *)arg)->now;
+}
+
+static void record_ban(void *arg, const struct defender_ban *b)
+{
+    struct clock_and_bans *t = arg;
+    t->bans++;
+    snprintf(t->last.address, sizeof(t->last.address), "%s", b->address);
+    t->last.failures = b->failures;
+    t->last.level = b->level;
+    t->last.until = b->until_ms;
+    t->last.duration = b->duration_ms;
+}
+
+static struct defender *make(struct clock_and_bans *t, int after)
+{
+    struct defender_conf c;
+    defender_conf_defaults(&c);
+    c.ban_after = after;
+    c.window_ms = 600 * SEC;
+    c.ban_ms = 60 * SEC;
+    c.max_ban_ms = 86400 * SEC;
+    struct defender_ops ops = { .now_ms = fake_now, .on_ban = record_ban,
+                                .arg = t };
+    struct error err = {0};
+    struct defender *d = defender_new(&c, &ops, &err);
+    assert_non_null(d);
+    return d;
+}
+
+/* n failures from addr; returns how many of them banned it. */
+static int fail_n(struct defender *d, const char *addr, int n)
+{
+    int banned = 0;
+    for (int i = 0; i < n; i++)
+        banned += defender_failure(d, addr);
+    return banned;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct defender_conf c;
+    defender_conf_defaults(&c);
+    assert_int_equal(c.ban_after, 10);
+    assert_int_equal(c.ban_ms, 60 * SEC);
+    assert_int_equal(c.max_ban_ms, 86400 * SEC);
+    struct defender_conf bad = c;
+    bad.ban_after = 0;
+    struct error err = {0};
+    assert_null(defender_new(&bad, NULL, &err));
+    assert_true(err.msg[0] != '\0');
+}
+
+static void test_ban_after_n_not_before(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 10);
+    assert_int_equal(fail_n(d, "192.0.2.1", 9), 0);
+    assert_false(defender_check(d, "192.0.2.1", NULL));
+    assert_int_equal(t.bans, 0);
+    assert_true(defender_failure(d, "192.0.2.1"));          /* the 10th */
+    int64_t left = 0;
+    assert_true(defender_check(d, "192.0.2.1", &left));
+    assert_int_equal(left, 60 * SEC);
+    assert_int_equal(t.bans, 1);
+    assert_string_equal(t.last.address, "192.0.2.1");
+    assert_int_equal(t.last.failures, 10);
+    assert_int_equal(t.last.level, 1);
+    assert_int_equal(t.last.duration, 60 * SEC);
+    assert_int_equal(t.last.until, 1060 * SEC);
+    /* another address is not affected */
+    assert_false(defender_check(d, "192.0.2.2", NULL));
+    /* failures while banned neither count nor extend the ban */
+    assert_int_equal(fail_n(d, "192.0.2.1", 50), 0);
+    assert_int_equal(t.bans, 1);
+    assert_true(defender_check(d, "192.0.2.1", &left));
+    assert_int_equal(left, 60 * SEC);
+    assert_int_equal(defender_banned_count(d), 1);
+    defender_free(d);
+}
+
+static void test_expiry(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 3);
+    fail_n(d, "198.51.100.7", 3);
+    t.now += 59 * SEC;
+    assert_true(defender_check(d, "198.51.100.7", NULL));
+    t.now += SEC;                                           /* 60 s later */
+    assert_false(defender_check(d, "198.51.100.7", NULL));
+    assert_int_equal(defender_banned_count(d), 0);
+    /* after the ban, counting starts again from zero */
+    assert_int_equal(fail_n(d, "198.51.100.7", 2), 0);
+    assert_false(defender_check(d, "198.51.100.7", NULL));
+    defender_free(d);
+}
+
+static void test_window(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 3);
+    fail_n(d, "203.0.113.5", 2);
+    t.now += 600 * SEC;                     /* the window ran out */
+    assert_int_equal(fail_n(d, "203.0.113.5", 2), 0);
+    assert_false(defender_check(d, "203.0.113.5", NULL));
+    t.now += 599 * SEC;                     /* still inside the new window */
+    assert_int_equal(fail_n(d, "203.0.113.5", 1), 1);
+    assert_true(defender_check(d, "203.0.113.5", NULL));
+    defender_free(d);
+}
+
+static void test_doubling_and_cap(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 2);
+    int64_t expect = 60 * SEC;
+    for (int level = 1; level <= 14; level++) {
+        assert_int_equal(fail_n(d, "192.0.2.9", 2), 1);
+        assert_int_equal(t.last.level, level);
+        assert_int_equal(t.last.duration, expect);
+        int64_t left;
+        assert_true(defender_check(d, "192.0.2.9", &left));
+        assert_int_equal(left, expect);
+        t.now += expect;                    /* wait the ban out */
+        assert_false(defender_check(d, "192.0.2.9", NULL));
+        expect = expect * 2 > 86400 * SEC ? 86400 * SEC : expect * 2;
+    }
+    assert_int_equal(t.last.duration, 86400 * SEC);   /* capped at a day */
+    assert_int_equal(t.bans, 14);
+    defender_free(d);
+}
+
+static void test_forgiven_after_a_clean_day(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 2);
+    fail_n(d, "192.0.2.3", 2);
+    t.now += 60 * SEC;
+    fail_n(d, "192.0.2.3", 2);
+    assert_int_equal(t.last.duration, 120 * SEC);
+    t.now += 120 * SEC + 86400 * SEC;       /* a clean day after the ban */
+    fail_n(d, "192.0.2.3", 2);
+    assert_int_equal(t.last.level, 1);
+    assert_int_equal(t.last.duration, 60 * SEC);
+    defender_free(d);
+}
+
+static void test_restore(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 2);
+    /* a running ban of level 3 from before a restart */
+    defender_restore(d, "192.0.2.4", 3, 1030 * SEC);
+    int64_t left;
+    assert_true(defender_check(d, "192.0.2.4", &left));
+    assert_int_equal(left, 30 * SEC);
+    t.now = 1030 * SEC;
+    assert_false(defender_check(d, "192.0.2.4", NULL));
+    fail_n(d, "192.0.2.4", 2);              /* the next ban is level 4 */
+    assert_int_equal(t.last.level, 4);
+    assert_int_equal(t.last.duration, 480 * SEC);
+    /* a row whose ban ended more than a day ago restores nothing */
+    t.now = 100000 * SEC;
+    defender_restore(d, "192.0.2.5", 5, 10 * SEC);
+    fail_n(d, "192.0.2.5", 2);
+    assert_int_equal(t.last.level, 1);
+    defender_free(d);
+}
+
+static void test_bounded_and_bans_kept(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 2);
+    fail_n(d, "10.255.255.1", 2);           /* banned first */
+    char addr[64];
+    for (int i = 0; i < DEFENDER_MAX_ENTRIES + 5000; i++) {
+        snprintf(addr, sizeof(addr), "10.%d.%d.%d", (i >> 16) & 255,
+                 (i >> 8) & 255, i & 255);
+        defender_failure(d, addr);          /* one failure each */
+    }
+    assert_true(defender_check(d, "10.255.255.1", NULL));
+    /* a new address is still tracked and can be banned */
+    assert_int_equal(fail_n(d, "192.0.2.77", 2), 1);
+    assert_true(defender_check(d, "192.0.2.77", NULL));
+    assert_int_equal(defender_banned_count(d), 2);
+    defender_free(d);
+}
+
+static void test_long_address_ignored(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 1);
+    char longaddr[DEFENDER_ADDR_MAX + 10];
+    memset(longaddr, 'a', sizeof(longaddr) - 1);
+    longaddr[sizeof(longaddr) - 1] = '\0';
+    assert_false(defender_failure(d, longaddr));
+    assert_false(defender_check(d, longaddr, NULL));
+    defender_free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_ban_after_n_not_before),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_window),
+        cmocka_unit_test(test_doubling_and_cap),
+        cmocka_unit_test(test_forgiven_after_a_clean_day),
+        cmocka_unit_test(test_restore),
+        cmocka_unit_test(test_bounded_and_bans_kept),
+        cmocka_unit_test(test_long_address_ignored),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
