@@ -40,6 +40,8 @@
 static const struct api_route ROUTES[] = {
     { "POST", "/api/v1/auth/login", API_PUBLIC, api_login, "log in (password, then TOTP if enrolled)" },
     { "POST", "/api/v1/auth/logout", API_SELF, api_logout, "end this session" },
+    { "GET", "/api/v1/auth/oidc/login", API_PUBLIC, api_oidc_login, "start an OIDC login (302 to the provider)" },
+    { "GET", "/api/v1/auth/oidc/callback", API_PUBLIC, api_oidc_callback, "finish an OIDC login (opens a session)" },
     { "GET", "/api/v1/auth/me", API_SELF, api_me, "who am I" },
     { "POST", "/api/v1/auth/password", API_SELF, api_password, "change my password" },
     { "POST", "/api/v1/auth/mfa/enroll", API_SELF, api_mfa_enroll, "start TOTP enrolment" },

@@ -62,6 +62,10 @@ const struct api_route *api_routes(size_t *n);
 /* Register /api/v1 on the admin listener of s. w must outlive s. */
 int api_register(struct net_server *s, struct wharf *w, struct error *err);
 
+/* Free what the API keeps between requests (OIDC clients and pending
+ * logins). Call after the listeners stopped. */
+void api_shutdown(void);
+
 /* ---- helpers for handlers (api.c) ----------------------------------------- */
 
 int api_ok(struct api_ctx *c, int status, json_t *body);   /* steals body */
@@ -81,6 +85,8 @@ void api_audit(struct api_ctx *c, const char *action, const char *target,
 /* The handlers, by resource (api_*.c). */
 int api_login(struct api_ctx *c);
 int api_logout(struct api_ctx *c);
+int api_oidc_login(struct api_ctx *c);
+int api_oidc_callback(struct api_ctx *c);
 int api_me(struct api_ctx *c);
 int api_password(struct api_ctx *c);
 int api_mfa_enroll(struct api_ctx *c);

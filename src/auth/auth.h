@@ -390,4 +390,17 @@ int auth_token_revoke(struct auth *a, const struct auth_actor *who,
 int auth_token_list(struct auth *a, struct store_token **out, size_t *n,
                     struct error *err);
 
+/* ---- OIDC accounts (oidc_users.c) -------------------------------------------------- */
+
+struct oidc_identity;
+
+/* The user an OIDC login vouched for, by "issuer|subject": created on the
+ * first login (name from preferred_username or the e-mail's local part,
+ * made unique; no password), its role set to the identity provider's
+ * mapped role on every login (the provider is the source of truth).
+ * AUTH_OK fills *out (store_user_clear); AUTH_DENIED for a disabled user.
+ * Audited (user.create, user.role) with actor "oidc:<issuer>". */
+int auth_oidc_user(struct auth *a, const struct oidc_identity *id,
+                   struct store_user *out, struct error *err);
+
 #endif

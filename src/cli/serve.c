@@ -118,6 +118,7 @@ static int serve_loop(struct wharf *w)
     sigwait(&set, &sig);
     log_info("signal %d: stopping", sig);
     net_server_free(net);
+    api_shutdown();
     engine_stop(e);
     serve_checkpoint(w);
     return EXIT_OK;

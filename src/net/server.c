@@ -1115,7 +1115,7 @@ static void net_serve(struct net_listener *l, const struct net_pending *p)
 static int net_verify(int ok, X509_STORE_CTX *xs)
 {
     if (ok)
-        return ok;
+        return 1;
     SSL *ssl = X509_STORE_CTX_get_ex_data(
         xs, SSL_get_ex_data_X509_STORE_CTX_idx());
     struct net_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
@@ -1126,7 +1126,7 @@ static int net_verify(int ok, X509_STORE_CTX *xs)
                      X509_STORE_CTX_get_error(xs)));
         defender_failure(c->l->srv->def, c->addr);
     }
-    return ok;
+    return 0;
 }
 /* ---- built-in routes ------------------------------------------------------------- */
 

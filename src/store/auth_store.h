@@ -53,6 +53,14 @@ int store_user_get_by_name(struct store *s, const char *name,
                            struct store_user *out, struct error *err);
 int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out,
                          struct error *err);
+/* The user whose oidc_subject is subject ("issuer|sub"): as
+ * store_user_get_by_name. */
+int store_user_get_by_subject(struct store *s, const char *subject,
+                              struct store_user *out, struct error *err);
+/* Bind an OIDC subject to a user: 0 done, 1 no such user, -1 error. */
+int store_user_set_subject(struct store *s, int64_t id, const char *subject,
+                           int64_t now, struct error *err);
+
 /* Every user by name. password_hash and totp_sealed are left NULL in the
  * rows of a listing. *out malloc'ed: store_users_free(*out, *n). */
 int store_user_list(struct store *s, struct store_user **out, size_t *n,

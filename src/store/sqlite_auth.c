@@ -26,7 +26,7 @@ enum {
     A_SES_INS, A_SES_GET, A_SES_TOUCH, A_SES_MFA, A_SES_REVOKE,
     A_SES_REVOKE_USER, A_SES_LIST, A_SES_LIST_USER, A_SES_PURGE,
     A_TOK_INS, A_TOK_BY_HASH, A_TOK_GET, A_TOK_TOUCH, A_TOK_REVOKE,
-    A_TOK_LIST,
+    A_TOK_LIST, A_USER_BY_SUBJECT, A_USER_SUBJECT,
     A_LAST
 };
 _Static_assert(A_LAST <= 96, "sqlite_auth.c owns statement slots 32..95");
@@ -46,6 +46,10 @@ static const char *const SQL_AUTH[A_LAST - 32] = {
         " ON CONFLICT(name) DO NOTHING",
     Q(A_USER_BY_NAME) = "SELECT " USER_COLS " FROM users WHERE name = ?1",
     Q(A_USER_BY_ID) = "SELECT " USER_COLS " FROM users WHERE id = ?1",
+    Q(A_USER_BY_SUBJECT) = "SELECT " USER_COLS " FROM users"
+        " WHERE oidc_subject = ?1",
+    Q(A_USER_SUBJECT) = "UPDATE users SET oidc_subject = ?2, updated_at = ?3"
+        " WHERE id = ?1",
     Q(A_USER_LIST) = "SELECT id, name, role, NULL, must_change, NULL,"
         " totp_enabled, totp_last_step, oidc_subject, disabled, created_at,"
         " updated_at FROM users ORDER BY name",
@@ -252,6 +256,30 @@ int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out,
         return memset(out, 0, sizeof(*out)), -1;
     sqlite3_bind_int64(st, 1, id);
     return user_get(s, st, out, err);
+}
+
+int store_user_get_by_subject(struct store *s, const char *subject,
+                              struct store_user *out, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_USER_BY_SUBJECT, err);
+    if (st == NULL)
+        return memset(out, 0, sizeof(*out)), -1;
+    store_bind_text(st, 1, subject);
+    return user_get(s, st, out, err);
+}
+
+int store_user_set_subject(struct store *s, int64_t id, const char *subject,
+                           int64_t now, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_USER_SUBJECT, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    store_bind_text(st, 2, subject);
+    sqlite3_bind_int64(st, 3, now);
+    if (store_step_done(s, st, err, "set OIDC subject") < 0)
+        return -1;
+    return sqlite3_changes(store_db(s)) ? 0 : 1;
 }
 
 int store_user_list(struct store *s, struct store_user **out, size_t *n,
