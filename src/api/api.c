@@ -228,6 +228,17 @@ static int cookie_get(const char *header, const char *name, char *out,
     return -1;
 }
 
+struct secret *api_session_cookie(struct api_ctx *c)
+{
+    char cookie[256];
+    const char *ch = net_req_header(c->req, "Cookie");
+    if (ch == NULL || cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0)
+        return NULL;
+    struct secret *id = secret_from(cookie, strlen(cookie));
+    OPENSSL_cleanse(cookie, sizeof(cookie));
+    return id;
+}
+
 /* ---- matching --------------------------------------------------------------------- */
 
 /* Does path match pattern? Captures {x} segments into param. */

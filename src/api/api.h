@@ -76,6 +76,8 @@ int api_auth_fail(struct api_ctx *c, int rc, const struct error *err);
 /* A query parameter, URL-decoded into buf (NULL when absent). */
 const char *api_query(struct api_ctx *c, const char *name, char *buf,
                       size_t n);
+/* The wharf_session cookie of the request, or NULL. Caller frees. */
+struct secret *api_session_cookie(struct api_ctx *c);
 /* A string member of the JSON body, or NULL. */
 const char *api_body_str(struct api_ctx *c, const char *key);
 /* Append to the audit trail as the caller; failures are logged. */

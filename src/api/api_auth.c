@@ -90,8 +90,9 @@ int api_logout(struct api_ctx *c)
     if (c->who.kind != AUTH_KIND_SESSION)
         return api_fail(c, 400, "invalid", "API tokens have no session; "
                         "revoke the token instead");
-    int rc = auth_session_revoke(&c->auth, &c->actor, c->who.session,
-                                 c->who.user_id, &err);
+    struct secret *id = api_session_cookie(c);
+    int rc = id ? auth_logout(&c->auth, &c->actor, id, &err) : AUTH_DENIED;
+    secret_free(id);
     if (rc != AUTH_OK)
         return api_auth_fail(c, rc, &err);
     set_session_cookie(c, NULL, 0);

@@ -91,11 +91,19 @@ int api_user_update(struct api_ctx *c)
     json_t *rp = c->body ? json_object_get(c->body, "reset_password") : NULL;
     json_t *rm = c->body ? json_object_get(c->body, "reset_mfa") : NULL;
     const char *role_name = api_body_str(c, "role");
-    json_t *body = json_object();
+    struct store_user u;
     enum role role;
-    int rc = AUTH_OK;
+    int rc = auth_user_get(&c->auth, name, &u, &err);
+    if (rc != AUTH_OK)
+        return api_auth_fail(c, rc, &err);
+    store_user_clear(&u);
+    if (!role_name && !json_is_boolean(dis) && !json_is_true(rp) &&
+        !json_is_true(rm))
+        return api_fail(c, 400, "invalid", "send role, disabled, "
+                        "reset_password or reset_mfa");
     if (role_name && grantable_role(c, role_name, &role))
-        return json_decref(body), 0;
+        return 0;
+    json_t *body = json_object();
     if (role_name)
         rc = auth_user_set_role(&c->auth, &c->actor, name, role, &err);
     if (rc == AUTH_OK && json_is_boolean(dis))
