@@ -293,6 +293,37 @@ static int is_write(const char *method)
     return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
 }
 
+/* A verified client certificate (mutual TLS on the admin listener) whose
+ * subject the setting client_cert_roles maps to a role, e.g.
+ * {"/CN=erp-bot/O=Example": "operator"}. Programs only: no CSRF (no
+ * cookie), no MFA (the private key is the second factor). */
+static int client_cert_principal(struct api_ctx *c, const char *subject,
+                                 struct error *err)
+{
+    char *map = NULL;
+    enum role role;
+    if (auth_form_allowed(c->st, "client_cert", err) != 1)
+        return error_set(err, "client certificates are not allowed here"),
+               AUTH_DENIED;
+    if (store_setting_get(c->st, "client_cert_roles", &map, err) < 0)
+        return AUTH_ERROR;
+    json_error_t je;
+    json_t *m = map ? json_loads(map, 0, &je) : NULL;
+    const char *rn = json_string_value(json_object_get(m, subject));
+    int ok = rn && rbac_role_parse(rn, &role) == 0;
+    json_decref(m);
+    free(map);
+    if (!ok)
+        return error_set(err, "client certificate is not mapped to a role"),
+               AUTH_DENIED;
+    memset(&c->who, 0, sizeof(c->who));
+    c->who.kind = AUTH_KIND_TOKEN;
+    c->who.role = role;
+    snprintf(c->who.name, sizeof(c->who.name), "%s", subject);
+    snprintf(c->who.actor, sizeof(c->who.actor), "cert:%s", subject);
+    return AUTH_OK;
+}
+
 /* Bearer token or session cookie -> c->who. AUTH_OK, AUTH_DENIED (bad
  * credential), AUTH_NOT_FOUND (none given) or AUTH_ERROR. */
 static int authenticate(struct api_ctx *c, struct error *err)
@@ -309,8 +340,11 @@ static int authenticate(struct api_ctx *c, struct error *err)
     if (authz)
         return error_set(err, "unsupported Authorization scheme"), AUTH_DENIED;
     const char *ch = net_req_header(c->req, "Cookie");
-    if (ch == NULL || cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0)
-        return error_set(err, "no credentials"), AUTH_NOT_FOUND;
+    if (ch == NULL || cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0) {
+        const char *subject = net_req_client_subject(c->req);
+        return subject ? client_cert_principal(c, subject, err)
+                       : (error_set(err, "no credentials"), AUTH_NOT_FOUND);
+    }
     struct secret *id = secret_from(cookie, strlen(cookie));
     OPENSSL_cleanse(cookie, sizeof(cookie));
     rc = id ? auth_session_validate(&c->auth, id, &c->who, err) : AUTH_ERROR;

@@ -117,6 +117,7 @@ static const struct setting_rule SETTINGS[] = {
     { "session_idle_minutes", "minutes" },
     { "session_absolute_minutes", "minutes" },
     { "auth_forms", "forms" },
+    { "client_cert_roles", "cert-roles" },
 };
 
 static int setting_valid(const struct setting_rule *r, const char *v)
@@ -127,6 +128,19 @@ static int setting_valid(const struct setting_rule *r, const char *v)
         char *end;
         long x = strtol(v, &end, 10);
         return *v && !*end && x >= 1 && x <= 7 * 24 * 60;
+    }
+    if (!strcmp(r->pattern, "cert-roles")) {
+        json_error_t je;
+        json_t *m = json_loads(v, 0, &je);
+        const char *k;
+        json_t *role;
+        enum role x;
+        int ok = json_is_object(m);
+        json_object_foreach(m, k, role)
+            ok = ok && json_is_string(role) &&
+                 rbac_role_parse(json_string_value(role), &x) == 0;
+        json_decref(m);
+        return ok;
     }
     static const char *const forms[] = { "password", "token", "oidc",
                                          "client_cert" };
