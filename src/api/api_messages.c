@@ -38,15 +38,6 @@ static long long query_num(struct api_ctx *c, const char *name, long long def,
     return -1;
 }
 
-static json_t *message_json(const struct store_message *m)
-{
-    return json_pack("{s:s, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s}", "id", m->id,
-                     "created_at", (json_int_t)m->created_at, "updated_at",
-                     (json_int_t)m->updated_at, "source", m->source,
-                     "filename", m->filename, "size", (json_int_t)m->size,
-                     "sha256", m->sha256, "state", m->state);
-}
-
 int api_messages(struct api_ctx *c)
 {
     struct error err = {0};
@@ -73,35 +64,6 @@ int api_messages(struct api_ctx *c)
                   "limit", (json_int_t)limit, "offset", (json_int_t)offset));
 }
 
-static json_t *detail_json(struct api_ctx *c, const struct store_message *m,
-                           struct error *err)
-{
-    struct store_hop *h = NULL;
-    struct store_event *e = NULL;
-    size_t nh = 0, ne = 0;
-    if (store_message_hops(c->st, m->id, &h, &nh, err) < 0 ||
-        store_message_events(c->st, m->id, &e, &ne, err) < 0) {
-        store_hops_free(h, nh);
-        return NULL;
-    }
-    json_t *o = message_json(m), *hops = json_array(), *evs = json_array();
-    for (size_t i = 0; i < nh; i++)
-        json_array_append_new(hops, json_pack("{s:I, s:s, s:s, s:i, s:I, s:s?,"
-            " s:s?}", "id", (json_int_t)h[i].id, "connector", h[i].connector,
-            "state", h[i].state, "attempts", h[i].attempts, "next_at",
-            (json_int_t)h[i].next_at, "last_error", h[i].last_error,
-            "receipt", h[i].receipt));
-    for (size_t i = 0; i < ne; i++)
-        json_array_append_new(evs, json_pack("{s:I, s:I, s:s, s:s}", "at",
-            (json_int_t)e[i].at, "hop", (json_int_t)e[i].hop_id, "level",
-            e[i].level, "text", e[i].text));
-    json_object_set_new(o, "hops", hops);
-    json_object_set_new(o, "events", evs);
-    store_hops_free(h, nh);
-    store_events_free(e, ne);
-    return o;
-}
-
 /* Load the message named by the path; 0, or the reply was sent (1). */
 static int load_message(struct api_ctx *c, struct store_message *m)
 {
@@ -123,7 +85,7 @@ int api_message_get(struct api_ctx *c)
     struct store_message m;
     if (load_message(c, &m))
         return 0;
-    json_t *o = detail_json(c, &m, &err);
+    json_t *o = message_detail_json(c->st, &m, &err);
     store_message_clear(&m);
     return o ? api_ok(c, 200, o) : api_fail(c, 500, "internal", "%s", err.msg);
 }

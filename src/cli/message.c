@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "core/intake.h"
+#include "core/message.h"
 #include "core/wharf.h"
 #include "store/store.h"
 
@@ -96,16 +97,6 @@ const struct cli_cmd cmd_send = {
 
 /* ---- message ------------------------------------------------------------------ */
 
-static json_t *message_json(const struct store_message *m)
-{
-    return json_pack("{s:s, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s}",
-                     "id", m->id, "created_at", (json_int_t)m->created_at,
-                     "updated_at", (json_int_t)m->updated_at,
-                     "source", m->source ? m->source : "",
-                     "filename", m->filename, "size", (json_int_t)m->size,
-                     "sha256", m->sha256, "state", m->state ? m->state : "");
-}
-
 static int list_cmd(struct store *st, const char *state, int json, long limit)
 {
     struct error err = {0};
@@ -133,26 +124,6 @@ static int list_cmd(struct store *st, const char *state, int json, long limit)
     return EXIT_OK;
 }
 
-static json_t *detail_json(const struct store_message *m,
-                           const struct store_hop *h, size_t nh,
-                           const struct store_event *e, size_t ne)
-{
-    json_t *o = message_json(m), *hops = json_array(), *evs = json_array();
-    for (size_t i = 0; i < nh; i++)
-        json_array_append_new(hops, json_pack("{s:I, s:s, s:s, s:i, s:I, s:s?, "
-            "s:s?}", "id", (json_int_t)h[i].id, "connector", h[i].connector,
-            "state", h[i].state, "attempts", h[i].attempts, "next_at",
-            (json_int_t)h[i].next_at, "last_error", h[i].last_error,
-            "receipt", h[i].receipt));
-    for (size_t i = 0; i < ne; i++)
-        json_array_append_new(evs, json_pack("{s:I, s:I, s:s, s:s}", "at",
-            (json_int_t)e[i].at, "hop", (json_int_t)e[i].hop_id, "level",
-            e[i].level, "text", e[i].text));
-    json_object_set_new(o, "hops", hops);
-    json_object_set_new(o, "events", evs);
-    return o;
-}
-
 static void detail_text(const struct store_message *m,
                         const struct store_hop *h, size_t nh,
                         const struct store_event *e, size_t ne)
@@ -178,27 +149,31 @@ static int show_cmd(struct store *st, const char *id, int json)
 {
     struct error err = {0};
     struct store_message m;
-    struct store_hop *h = NULL;
-    struct store_event *e = NULL;
-    size_t nh = 0, ne = 0;
     int found = store_message_get(st, id, &m, &err);
     if (found != 0)
         return cli_fail("%s", found < 0 ? err.msg : "no such message");
     int rc = EXIT_OK;
-    if (store_message_hops(st, id, &h, &nh, &err) < 0 ||
-        store_message_events(st, id, &e, &ne, &err) < 0) {
-        rc = cli_fail("%s", err.msg);
-    } else if (json) {
-        json_t *o = detail_json(&m, h, nh, e, ne);
-        char *t = json_dumps(o, JSON_INDENT(2));
-        printf("%s\n", t ? t : "{}");
+    if (json) {
+        json_t *o = message_detail_json(st, &m, &err);
+        char *t = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+        if (o == NULL)
+            rc = cli_fail("%s", err.msg);
+        else
+            printf("%s\n", t ? t : "{}");
         free(t);
         json_decref(o);
     } else {
-        detail_text(&m, h, nh, e, ne);
+        struct store_hop *h = NULL;
+        struct store_event *e = NULL;
+        size_t nh = 0, ne = 0;
+        if (store_message_hops(st, id, &h, &nh, &err) < 0 ||
+            store_message_events(st, id, &e, &ne, &err) < 0)
+            rc = cli_fail("%s", err.msg);
+        else
+            detail_text(&m, h, nh, e, ne);
+        store_hops_free(h, nh);
+        store_events_free(e, ne);
     }
-    store_hops_free(h, nh);
-    store_events_free(e, ne);
     store_message_clear(&m);
     return rc;
 }

@@ -1,10 +1,12 @@
 /*
- * message.c - opening a message's payload for a connector. The payload is
- * read through the vault, so every byte handed out has been authenticated.
+ * message.c - opening a message's payload for a connector (read through
+ * the vault, so every byte handed out has been authenticated), and the one
+ * JSON shape of a message that the CLI and the REST API both print.
  */
 #include "core/message.h"
 
 #include "core/wharf.h"
+#include "store/store.h"
 
 struct payload_reader *message_payload_open(const struct message *m,
                                             struct error *err)
@@ -16,4 +18,54 @@ struct payload_reader *message_payload_open(const struct message *m,
         return NULL;
     }
     return payload_open(m->wharf->vault, path, m->id, err);
+}
+
+json_t *message_json(const struct store_message *m)
+{
+    return json_pack("{s:s, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s}", "id", m->id,
+                     "created_at", (json_int_t)m->created_at, "updated_at",
+                     (json_int_t)m->updated_at, "source",
+                     m->source ? m->source : "", "filename", m->filename,
+                     "size", (json_int_t)m->size, "sha256", m->sha256,
+                     "state", m->state ? m->state : "");
+}
+
+static json_t *hops_json(const struct store_hop *h, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:i, s:I, s:s?,"
+            " s:s?}", "id", (json_int_t)h[i].id, "connector", h[i].connector,
+            "state", h[i].state, "attempts", h[i].attempts, "next_at",
+            (json_int_t)h[i].next_at, "last_error", h[i].last_error,
+            "receipt", h[i].receipt));
+    return arr;
+}
+
+static json_t *events_json(const struct store_event *e, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:I, s:I, s:s, s:s}", "at",
+            (json_int_t)e[i].at, "hop", (json_int_t)e[i].hop_id, "level",
+            e[i].level, "text", e[i].text));
+    return arr;
+}
+
+json_t *message_detail_json(struct store *st, const struct store_message *m,
+                            struct error *err)
+{
+    struct store_hop *h = NULL;
+    struct store_event *e = NULL;
+    size_t nh = 0, ne = 0;
+    json_t *o = NULL;
+    if (store_message_hops(st, m->id, &h, &nh, err) == 0 &&
+        store_message_events(st, m->id, &e, &ne, err) == 0) {
+        o = message_json(m);
+        json_object_set_new(o, "hops", hops_json(h, nh));
+        json_object_set_new(o, "events", events_json(e, ne));
+    }
+    store_hops_free(h, nh);
+    store_events_free(e, ne);
+    return o;
 }

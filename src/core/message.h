@@ -5,6 +5,7 @@
 #ifndef WHARF_MESSAGE_H
 #define WHARF_MESSAGE_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "util/error.h"
@@ -12,6 +13,8 @@
 #include "vault/vault.h"
 
 struct wharf;
+struct store;
+struct store_message;
 
 struct message {
     char id[ID_LEN + 1];
@@ -26,5 +29,15 @@ struct message {
 /* Open the payload for reading. Caller owns; payload_close when done. */
 struct payload_reader *message_payload_open(const struct message *m,
                                             struct error *err);
+
+/* A stored message as JSON (id, created_at, updated_at, source, filename,
+ * size, sha256, state): what `wharf message list --json` and the API show.
+ * Caller owns the result. */
+json_t *message_json(const struct store_message *m);
+
+/* message_json plus its "hops" and "events". NULL with err set on a store
+ * failure. Caller owns the result. */
+json_t *message_detail_json(struct store *st, const struct store_message *m,
+                            struct error *err);
 
 #endif
