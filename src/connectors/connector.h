@@ -29,7 +29,19 @@
 #include "util/status.h"
 
 struct intake;
-struct http_exchange;   /* inbound HTTP, from net/ (HTTPS issue) */
+struct net_request;
+struct net_server;
+struct wharf;
+
+/* One inbound HTTP request handed to a connector's route(): a thin wrapper
+ * of net/server.h's request (read it with net_req_* / net_body_*, answer
+ * with net_reply_*), plus, for sources, the intake that what it accepts is
+ * stored into (commit before answering 2xx). route() always replies and
+ * returns WH_OK, or returns another status without replying (then 500). */
+struct http_exchange {
+    struct net_request *req;
+    struct intake *in;          /* to the connector's next hops */
+};
 
 /* Retry schedule of one connector, from its config "retry" object. */
 struct retry_policy {
@@ -93,6 +105,16 @@ struct connector *connector_new(struct wharf *w, const char *name,
                                 const char *type, json_t *config,
                                 struct error *err);
 void connector_free(struct connector *c);
+
+/* `wharf serve`: route POST /webhook/NAME on the partner listener to the
+ * route() of the webhook connector (of the stored flow) whose path is NAME
+ * (connectors/webhook.c). Call before net_server_start; free after
+ * net_server_free. NULL with err on failure. */
+struct webhook_routes;
+struct webhook_routes *webhook_routes_register(struct net_server *s,
+                                               struct wharf *w,
+                                               struct error *err);
+void webhook_routes_free(struct webhook_routes *r);
 
 /* Log through the connector's own level. */
 #define conn_log(c, level, msgid, ...) \

@@ -15,9 +15,15 @@
 #include "core/wharf.h"
 
 extern const struct connector_type connector_file;
+extern const struct connector_type connector_sftp;
+extern const struct connector_type connector_http;
+extern const struct connector_type connector_webhook;
 
 static const struct connector_type *const TYPES[] = {
     &connector_file,
+    &connector_sftp,
+    &connector_http,
+    &connector_webhook,
 };
 #define NTYPES (sizeof(TYPES) / sizeof(TYPES[0]))
 
@@ -33,7 +39,7 @@ const struct connector_type *connector_type_find(const char *name)
 
 const char *connector_type_names(void)
 {
-    return "file";
+    return "file, sftp, http, webhook";
 }
 
 static int json_int_in(const json_t *v, long long min, long long max,

@@ -199,7 +199,7 @@ static void test_m1_flow_rejects_unknown_connector_type(void **state)
 {
     (void)state;
     reject("{\"connectors\":[{\"name\":\"x\",\"type\":\"as3\",\"config\":{}}]}",
-           "connector 'x': unknown type 'as3'", "(known: file)");
+           "connector 'x': unknown type 'as3'", "(known: file");
     reject("{\"connectors\":[{\"name\":\"x\",\"config\":{}}]}", "connectors[0]",
            "type");
     reject(doc("{\"connectors\":[{\"name\":\"x\",\"type\":\"file\",\"config\":"

@@ -1,0 +1,1034 @@
+/*
+ * sftp.c - the SFTP connector (M5): a folder on a partner's SSH server as a
+ * destination (upload), a source (poll and download), or both. Built on
+ * libcurl's sftp:// (libssh2); every transfer is one curl easy handle.
+ *
+ * Config:
+ *   host, port (22), user     the server and the account
+ *   password_file | key_file  authentication (key_file: a private key, with
+ *                             an optional key_passphrase_file)
+ *   host_key_sha256           REQUIRED pin of the server's host key, as
+ *                             OpenSSH prints it ("SHA256:base64")
+ *   send_dir                  destination: upload here
+ *   receive_dir, pattern,     source: poll this remote folder, take names
+ *   after, archive_dir        matching pattern, then "delete" (default) or
+ *                             "archive" them into archive_dir (on the server)
+ *   proxy                     socks5h://, socks5:// or http:// (CONNECT)
+ *
+ * Destination: the payload is decrypted straight into curl's read callback
+ * and uploaded to send_dir/.NAME.ID.wharf-part (the message id in the temp
+ * name makes resuming safe: a partial file is only ever continued by the
+ * message that wrote it), then renamed to send_dir/NAME by a POSTQUOTE
+ * "rename" in the same session, so the partner never sees a partial file.
+ * SFTP's rename never replaces an existing file: a NAME already there is a
+ * clear failure, unless it is this very message (same size and SHA-256),
+ * delivered by an attempt whose success was not recorded. An interrupted
+ * upload is retried by the engine (WH_RETRY); the retry resumes the partial
+ * file when its size fits, else starts over.
+ *
+ * Source: a remote file is taken when its size and time are the same on two
+ * polls in a row. Each is streamed into the intake from curl's write
+ * callback; only after intake_commit() is it deleted or moved on the server.
+ *
+ * Secrets (password, key passphrase) are read from files into struct
+ * secret, handed to curl only as option values and never logged. Storing
+ * them sealed by the vault is for later; so is first-use capture of the
+ * host key (it is always required here). Curl keeps its own copy of an
+ * option string until the handle is cleaned up; that copy is not wiped.
+ *
+ * Must never: connect without the host key pin; write anything but the temp
+ * file and its rename in send_dir; delete or move a remote file before the
+ * intake committed it; use a proxy from the environment.
+ */
+#include "connectors/connector.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/intake.h"
+#include "core/wharf.h"
+#include "util/secret.h"
+#include "vault/vault.h"
+
+#define MAX_TAKE_PER_POLL 1000
+#define MAX_LISTING (64u << 20)     /* bytes of a directory listing */
+#define PATH_MAX_LEN 2048
+#define FP_LEN 43                   /* base64 of 32 bytes, unpadded */
+
+struct rfile {
+    char *name;
+    long long size;
+    char time[32];      /* as the server lists it: the stability check */
+    int stable;
+};
+
+struct sftp_state {
+    const char *host, *user, *key_file, *proxy, *pattern;
+    char send_dir[PATH_MAX_LEN], receive_dir[PATH_MAX_LEN];
+    char archive_dir[PATH_MAX_LEN];
+    long port;
+    int archive;
+    char fp[FP_LEN + 1];
+    struct secret *password;    /* NUL-terminated; NULL without one */
+    struct secret *passphrase;  /* NUL-terminated; NULL without one */
+    pthread_mutex_t lock;       /* seen, poll handle */
+    struct rfile *seen;
+    size_t nseen;
+    CURL *poll_h;               /* kept between polls: the session is reused */
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ready;
+
+static void curl_init_once(void)
+{
+    curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+/* ---- config ----------------------------------------------------------------- */
+
+static const char *const KEYS[] = { "host", "port", "user", "password_file",
+    "key_file", "key_passphrase_file", "host_key_sha256", "send_dir",
+    "receive_dir", "pattern", "after", "archive_dir", "proxy" };
+#define NKEYS (sizeof(KEYS) / sizeof(*KEYS))
+
+/* "SHA256:base64" as OpenSSH prints it -> the unpadded base64 curl wants. */
+static int parse_fingerprint(const char *in, char out[FP_LEN + 1])
+{
+    if (in == NULL || strncmp(in, "SHA256:", 7) != 0)
+        return -1;
+    in += 7;
+    size_t n = strlen(in);
+    while (n > 0 && in[n - 1] == '=')
+        n--;
+    if (n != FP_LEN)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char ch = in[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9') || ch == '+' || ch == '/'))
+            return -1;
+    }
+    memcpy(out, in, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int remote_dir_ok(const char *key, const char *v, struct error *err)
+{
+    if (v == NULL)
+        return 0;
+    if (v[0] != '/')
+        return error_set(err, "%s must be an absolute path on the server, "
+                         "not '%s'", key, v);
+    if (strlen(v) >= PATH_MAX_LEN - 300)
+        return error_set(err, "%s is too long", key);
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return error_set(err, "%s contains a control character", key);
+    return 0;
+}
+
+static int local_file_ok(const char *key, const char *v, struct error *err)
+{
+    if (v == NULL)
+        return 0;
+    if (v[0] != '/')
+        return error_set(err, "%s must be an absolute path, not '%s'", key, v);
+    if (access(v, R_OK) < 0)
+        return error_errno(err, errno, "%s %s", key, v);
+    return 0;
+}
+
+static int sftp_check(const json_t *cfg, struct error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)cfg, key, v) {
+        size_t i = 0;
+        while (i < NKEYS && strcmp(KEYS[i], key))
+            i++;
+        if (i == NKEYS)
+            return error_set(err, "unknown key \"%s\"", key);
+        if (!strcmp(key, "port")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > 65535)
+                return error_set(err, "port must be an integer 1..65535");
+        } else if (!json_is_string(v)) {
+            return error_set(err, "%s must be a string", key);
+        }
+    }
+#define S(k) json_string_value(json_object_get(cfg, k))
+    const char *host = S("host"), *user = S("user"), *fp = S("host_key_sha256");
+    const char *after = S("after"), *pat = S("pattern"), *proxy = S("proxy");
+    char fpb[FP_LEN + 1];
+    if (host == NULL || host[0] == '\0' || strpbrk(host, "/@ \t\r\n"))
+        return error_set(err, "needs host (a host name or address)");
+    if (user == NULL || user[0] == '\0' || strpbrk(user, ":@/\r\n"))
+        return error_set(err, "needs user (the account on the server)");
+    if (S("password_file") == NULL && S("key_file") == NULL)
+        return error_set(err, "needs password_file or key_file");
+    if (S("key_passphrase_file") && S("key_file") == NULL)
+        return error_set(err, "key_passphrase_file needs key_file");
+    if (fp == NULL)
+        return error_set(err, "needs host_key_sha256, the server's host key "
+                         "fingerprint (get it with: ssh-keyscan -p %lld %s | "
+                         "ssh-keygen -lf - and check it with the partner)",
+                         json_is_integer(json_object_get(cfg, "port"))
+                         ? json_integer_value(json_object_get(cfg, "port"))
+                         : 22LL, host);
+    if (parse_fingerprint(fp, fpb) < 0)
+        return error_set(err, "host_key_sha256 must look like SHA256:<43 "
+                         "base64 characters>, as ssh-keygen -lf prints it");
+    if (local_file_ok("password_file", S("password_file"), err) < 0 ||
+        local_file_ok("key_file", S("key_file"), err) < 0 ||
+        local_file_ok("key_passphrase_file", S("key_passphrase_file"), err) < 0)
+        return -1;
+    if (S("send_dir") == NULL && S("receive_dir") == NULL)
+        return error_set(err, "needs receive_dir (source), send_dir "
+                         "(destination) or both");
+    if (remote_dir_ok("send_dir", S("send_dir"), err) < 0 ||
+        remote_dir_ok("receive_dir", S("receive_dir"), err) < 0 ||
+        remote_dir_ok("archive_dir", S("archive_dir"), err) < 0)
+        return -1;
+    if (pat && (pat[0] == '\0' || strchr(pat, '/')))
+        return error_set(err, "pattern must be a file-name glob without '/'");
+    if (after && strcmp(after, "delete") && strcmp(after, "archive"))
+        return error_set(err, "after must be \"delete\" or \"archive\", not "
+                         "\"%s\"", after);
+    if (after && !strcmp(after, "archive") && S("archive_dir") == NULL)
+        return error_set(err, "after \"archive\" needs archive_dir");
+    if (proxy && strncmp(proxy, "socks5h://", 10) &&
+        strncmp(proxy, "socks5://", 9) && strncmp(proxy, "http://", 7))
+        return error_set(err, "proxy must start with socks5h://, socks5:// "
+                         "or http://");
+#undef S
+    return 0;
+}
+
+static const char *cfg_str(const struct connector *c, const char *key)
+{
+    return json_string_value(json_object_get(c->config, key));
+}
+
+/* path without trailing slashes ("/" stays "/") into out */
+static void dir_copy(char *out, size_t n, const char *path)
+{
+    snprintf(out, n, "%s", path ? path : "");
+    size_t len = strlen(out);
+    while (len > 1 && out[len - 1] == '/')
+        out[--len] = '\0';
+}
+
+/* A secret file's contents plus a NUL, for curl's string options. */
+static struct secret *secret_cstr(const char *path, struct error *err)
+{
+    struct secret *raw = secret_from_file(path, err);
+    if (raw == NULL)
+        return NULL;
+    struct secret *s = secret_new(secret_len(raw) + 1);
+    if (s != NULL)
+        memcpy(secret_data_mut(s), secret_data(raw), secret_len(raw));
+    else
+        error_set(err, "out of memory");
+    secret_free(raw);
+    return s;
+}
+
+static void sftp_close(struct connector *c)
+{
+    struct sftp_state *s = c->state;
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->nseen; i++)
+        free(s->seen[i].name);
+    free(s->seen);
+    if (s->poll_h)
+        curl_easy_cleanup(s->poll_h);
+    secret_free(s->password);
+    secret_free(s->passphrase);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    c->state = NULL;
+}
+
+static enum wh_status sftp_open(struct connector *c, struct error *err)
+{
+    pthread_once(&curl_once, curl_init_once);
+    if (!curl_ready) {
+        error_set(err, "libcurl could not be initialized");
+        return WH_FAIL;
+    }
+    struct sftp_state *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        error_set(err, "out of memory");
+        return WH_FAIL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    c->state = s;
+    s->host = cfg_str(c, "host");
+    s->user = cfg_str(c, "user");
+    s->key_file = cfg_str(c, "key_file");
+    s->proxy = cfg_str(c, "proxy");
+    s->pattern = cfg_str(c, "pattern") ? cfg_str(c, "pattern") : "*";
+    const json_t *port = json_object_get(c->config, "port");
+    s->port = port ? (long)json_integer_value(port) : 22;
+    if (cfg_str(c, "send_dir"))
+        dir_copy(s->send_dir, sizeof(s->send_dir), cfg_str(c, "send_dir"));
+    if (cfg_str(c, "receive_dir"))
+        dir_copy(s->receive_dir, sizeof(s->receive_dir),
+                 cfg_str(c, "receive_dir"));
+    if (cfg_str(c, "archive_dir"))
+        dir_copy(s->archive_dir, sizeof(s->archive_dir),
+                 cfg_str(c, "archive_dir"));
+    s->archive = cfg_str(c, "after") && !strcmp(cfg_str(c, "after"), "archive");
+    parse_fingerprint(cfg_str(c, "host_key_sha256"), s->fp);
+    if (cfg_str(c, "password_file") &&
+        (s->password = secret_cstr(cfg_str(c, "password_file"), err)) == NULL)
+        goto fail;
+    if (cfg_str(c, "key_passphrase_file") &&
+        (s->passphrase = secret_cstr(cfg_str(c, "key_passphrase_file"),
+                                     err)) == NULL)
+        goto fail;
+    return WH_OK;
+fail:
+    sftp_close(c);
+    return WH_FAIL;
+}
+
+/* ---- curl plumbing -------------------------------------------------------------- */
+
+/* Percent-encode a server path for a URL (keeps '/'). -1 if it won't fit. */
+static int url_path(char *out, size_t n, const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= '0' && *p <= '9') || strchr("/-._~", *p);
+        if (o + 4 > n)
+            return -1;
+        if (plain) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* A path as a quoted argument of a quote command ("a \"b\""). */
+static int quote_path(char *out, size_t n, const char *path)
+{
+    size_t o = 0;
+    if (n < 3)
+        return -1;
+    out[o++] = '"';
+    for (const char *p = path; *p; p++) {
+        if (o + 4 > n)
+            return -1;
+        if (*p == '"' || *p == '\\')
+            out[o++] = '\\';
+        out[o++] = *p;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return 0;
+}
+
+struct op {
+    char ebuf[CURL_ERROR_SIZE];
+    char url[3 * PATH_MAX_LEN + 300];
+};
+
+/* Reset h and set what every operation shares; path is on the server. */
+static int setup(struct sftp_state *s, CURL *h, struct op *op,
+                 const char *path)
+{
+    char enc[3 * PATH_MAX_LEN];
+    curl_easy_reset(h);
+    op->ebuf[0] = '\0';
+    if (url_path(enc, sizeof(enc), path) < 0)
+        return -1;
+    int v6 = strchr(s->host, ':') != NULL;
+    snprintf(op->url, sizeof(op->url), "sftp://%s%s%s:%ld%s", v6 ? "[" : "",
+             s->host, v6 ? "]" : "", s->port, enc);
+    curl_easy_setopt(h, CURLOPT_URL, op->url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "sftp");
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, op->ebuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_USERNAME, s->user);
+    curl_easy_setopt(h, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->fp);
+    long auth = 0;
+    if (s->key_file) {
+        auth |= CURLSSH_AUTH_PUBLICKEY;
+        curl_easy_setopt(h, CURLOPT_SSH_PRIVATE_KEYFILE, s->key_file);
+        /* "": libssh2 derives the public key from the private one */
+        curl_easy_setopt(h, CURLOPT_SSH_PUBLIC_KEYFILE, "");
+        if (s->passphrase)
+            curl_easy_setopt(h, CURLOPT_KEYPASSWD,
+                             (const char *)secret_data(s->passphrase));
+    }
+    if (s->password) {
+        auth |= CURLSSH_AUTH_PASSWORD | CURLSSH_AUTH_KEYBOARD;
+        curl_easy_setopt(h, CURLOPT_PASSWORD,
+                         (const char *)secret_data(s->password));
+    }
+    curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES, auth);
+    /* Only the configured proxy, never one from the environment. */
+    curl_easy_setopt(h, CURLOPT_PROXY, s->proxy ? s->proxy : "");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    return 0;
+}
+
+/* What a failed curl call means; fills err. what: the operation, path:
+ * the server path it was about. */
+static enum wh_status classify(struct sftp_state *s, CURLcode rc,
+                               const struct op *op, const char *what,
+                               const char *path, struct error *err)
+{
+    const char *detail = op->ebuf[0] ? op->ebuf : curl_easy_strerror(rc);
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION: {
+        const char *r = strstr(op->ebuf, "Remote ");
+        int n = 0;
+        if (r) {
+            r += 7;
+            while (r[n] && r[n] != ' ' && r[n] != '=')
+                n++;
+        }
+        error_set(err, "host key of %s:%ld does not match host_key_sha256 "
+                  "(the server presents SHA256:%.*s; if the partner really "
+                  "changed it, confirm it with them and update the config)",
+                  s->host, s->port, n, r ? r : "");
+        return WH_FAIL;
+    }
+    case CURLE_LOGIN_DENIED:
+        error_set(err, "authentication failed for %s at %s:%ld", s->user,
+                  s->host, s->port);
+        return WH_FAIL;
+    case CURLE_REMOTE_ACCESS_DENIED:
+        error_set(err, "%s: permission denied on %s at %s:%ld", what, path,
+                  s->host, s->port);
+        return WH_FAIL;
+    case CURLE_REMOTE_FILE_NOT_FOUND:
+        error_set(err, "%s: %s not found on %s:%ld", what, path, s->host,
+                  s->port);
+        return WH_FAIL;
+    default:
+        break;
+    }
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        rc == CURLE_COULDNT_RESOLVE_PROXY)
+        error_set(err, "%s: cannot connect to %s:%ld%s%s: %s", what, s->host,
+                  s->port, s->proxy ? " through proxy " : "",
+                  s->proxy ? s->proxy : "", detail);
+    else if (rc == CURLE_OPERATION_TIMEDOUT)
+        error_set(err, "%s: timed out talking to %s:%ld: %s", what, s->host,
+                  s->port, detail);
+    else
+        error_set(err, "%s %s on %s:%ld: %s", what, path, s->host, s->port,
+                  detail);
+    return WH_RETRY;
+}
+
+/* ---- listing -------------------------------------------------------------------- */
+
+struct buf {
+    char *p;
+    size_t n, cap;
+};
+
+static size_t buf_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct buf *b = ud;
+    size_t n = size * nmemb;
+    if (b->n + n + 1 > MAX_LISTING)
+        return 0;
+    if (b->n + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc < b->n + n + 1)
+            nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (np == NULL)
+            return 0;
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return n;
+}
+
+static void rfiles_free(struct rfile *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].name);
+    free(v);
+}
+
+/* One line of a long listing ("-rw-r--r-- 1 u g SIZE Mon DD HH:MM name",
+ * as OpenSSH's server sends it). 0 and the fields for a regular file. */
+static int parse_entry(char *line, long long *size, char *tm, size_t tmn,
+                       char **name)
+{
+    char *f[8];
+    char *p = line;
+    if (line[0] != '-')
+        return -1;
+    for (int i = 0; i < 8; i++) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            return -1;
+        f[i] = p;
+        while (*p && *p != ' ')
+            p++;
+        if (*p == '\0')
+            return -1;
+        *p++ = '\0';
+    }
+    char *end;
+    errno = 0;
+    *size = strtoll(f[4], &end, 10);
+    if (errno || *end || *size < 0)
+        return -1;
+    snprintf(tm, tmn, "%s %s %s", f[5], f[6], f[7]);
+    *name = p;
+    return *p ? 0 : -1;
+}
+
+/* The regular files in dir (server path). */
+static enum wh_status list_dir(struct sftp_state *s, CURL *h, const char *dir,
+                               struct rfile **out, size_t *nout,
+                               struct error *err)
+{
+    struct op op;
+    struct buf b = {0};
+    char path[PATH_MAX_LEN + 2];
+    snprintf(path, sizeof(path), "%s%s", dir, strcmp(dir, "/") ? "/" : "");
+    *out = NULL;
+    *nout = 0;
+    if (setup(s, h, &op, path) < 0)
+        return error_set(err, "path %s is too long", dir), WH_FAIL;
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        free(b.p);
+        return classify(s, rc, &op, "cannot list", dir, err);
+    }
+    size_t cap = 0;
+    enum wh_status st = WH_OK;
+    for (char *line = b.p; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r')
+            line[len - 1] = '\0';
+        struct rfile r = {0};
+        char *name;
+        if (parse_entry(line, &r.size, r.time, sizeof(r.time), &name) == 0) {
+            if (*nout == cap) {
+                cap = cap ? cap * 2 : 32;
+                void *np = realloc(*out, cap * sizeof(**out));
+                if (np == NULL) {
+                    st = WH_RETRY;
+                    break;
+                }
+                *out = np;
+            }
+            if ((r.name = strdup(name)) == NULL) {
+                st = WH_RETRY;
+                break;
+            }
+            (*out)[(*nout)++] = r;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(b.p);
+    if (st != WH_OK) {
+        rfiles_free(*out, *nout);
+        *out = NULL;
+        *nout = 0;
+        error_set(err, "out of memory");
+    }
+    return st;
+}
+
+static const struct rfile *rfile_find(const struct rfile *v, size_t n,
+                                      const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i].name, name))
+            return &v[i];
+    return NULL;
+}
+
+/* Run quote commands only (no transfer) in one session. */
+static CURLcode run_quote(struct sftp_state *s, CURL *h, struct op *op,
+                          struct curl_slist *cmds)
+{
+    if (setup(s, h, op, "/") < 0)
+        return CURLE_URL_MALFORMAT;
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(h, CURLOPT_QUOTE, cmds);
+    return curl_easy_perform(h);
+}
+
+/* "CMD "a" ["b"]" as a one-element list, or NULL. */
+static struct curl_slist *quote_cmd(const char *cmd, const char *a,
+                                    const char *b)
+{
+    char qa[2 * PATH_MAX_LEN + 4], qb[2 * PATH_MAX_LEN + 4];
+    char line[4 * PATH_MAX_LEN + 32];
+    if (quote_path(qa, sizeof(qa), a) < 0 ||
+        (b && quote_path(qb, sizeof(qb), b) < 0))
+        return NULL;
+    snprintf(line, sizeof(line), "%s %s%s%s", cmd, qa, b ? " " : "",
+             b ? qb : "");
+    return curl_slist_append(NULL, line);
+}
+
+/* ---- destination ----------------------------------------------------------------- */
+
+/* A safe file name for the message: its own name without any folder part
+ * or control characters, else the message id. */
+static void target_name(const struct message *m, char *out, size_t n)
+{
+    const char *f = m->filename ? m->filename : "";
+    const char *slash = strrchr(f, '/');
+    if (slash)
+        f = slash + 1;
+    int ok = f[0] != '\0' && f[0] != '.' && strlen(f) < 200;
+    for (const char *p = f; ok && *p; p++)
+        ok = (unsigned char)*p >= 0x20 && *p != 0x7f && *p != '\\';
+    snprintf(out, n, "%s", ok ? f : m->id);
+}
+
+struct upload {
+    struct payload_reader *r;
+    struct error *err;
+    int failed;             /* the stored payload could not be read */
+    unsigned char *skip;    /* scratch for seeking */
+};
+
+static size_t up_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct upload *u = ud;
+    ssize_t got = payload_read(u->r, buf, size * nitems, u->err);
+    if (got < 0) {
+        u->failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)got;
+}
+
+/* Resume: position the (fresh) reader offset decrypted bytes in. */
+static int up_seek(void *ud, curl_off_t offset, int origin)
+{
+    struct upload *u = ud;
+    if (origin != SEEK_SET || offset < 0)
+        return CURL_SEEKFUNC_FAIL;
+    while (offset > 0) {
+        size_t want = offset > PAYLOAD_SEGMENT ? PAYLOAD_SEGMENT
+                                               : (size_t)offset;
+        ssize_t got = payload_read(u->r, u->skip, want, u->err);
+        if (got <= 0) {
+            u->failed = 1;
+            return CURL_SEEKFUNC_FAIL;
+        }
+        offset -= got;
+    }
+    return CURL_SEEKFUNC_OK;
+}
+
+struct hasher {
+    EVP_MD_CTX *ctx;
+};
+
+static size_t hash_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct hasher *hs = ud;
+    EVP_DigestUpdate(hs->ctx, data, size * nmemb);
+    return size * nmemb;
+}
+
+/* 1 when the remote file at path has the message's SHA-256. */
+static int remote_same(struct sftp_state *s, CURL *h, const char *path,
+                       const struct message *m)
+{
+    struct op op;
+    struct hasher hs = { EVP_MD_CTX_new() };
+    unsigned char md[32];
+    unsigned int len = 0;
+    char hex[65];
+    if (hs.ctx == NULL || m->sha256 == NULL || setup(s, h, &op, path) < 0) {
+        EVP_MD_CTX_free(hs.ctx);
+        return 0;
+    }
+    EVP_DigestInit_ex(hs.ctx, EVP_sha256(), NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, hash_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &hs);
+    CURLcode rc = curl_easy_perform(h);
+    EVP_DigestFinal_ex(hs.ctx, md, &len);
+    EVP_MD_CTX_free(hs.ctx);
+    if (rc != CURLE_OK)
+        return 0;
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return strcmp(hex, m->sha256) == 0;
+}
+
+static enum wh_status deliver_on(struct connector *c, struct sftp_state *s,
+                                 CURL *h, struct delivery *d)
+{
+    const struct message *m = d->msg;
+    char name[256], part[320], final[PATH_MAX_LEN + 300];
+    char tmp[PATH_MAX_LEN + 400];
+    struct rfile *files = NULL;
+    size_t nfiles = 0;
+    struct op op;
+    target_name(m, name, sizeof(name));
+    snprintf(part, sizeof(part), ".%s.%s.wharf-part", name, m->id);
+    snprintf(final, sizeof(final), "%s/%s", s->send_dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/%s", s->send_dir, part);
+
+    enum wh_status st = list_dir(s, h, s->send_dir, &files, &nfiles, &d->err);
+    if (st != WH_OK)
+        return st;
+    const struct rfile *there = rfile_find(files, nfiles, name);
+    const struct rfile *partial = rfile_find(files, nfiles, part);
+    long long have = partial ? partial->size : 0;
+    int exists = there != NULL, same_size = there && there->size == m->size;
+    rfiles_free(files, nfiles);
+    if (exists) {
+        if (same_size && remote_same(s, h, final, m)) {
+            snprintf(d->receipt, sizeof(d->receipt), "already present as "
+                     "%.200s on %.40s", final, s->host);
+            return WH_OK;
+        }
+        error_set(&d->err, "%s already exists on %s:%ld (not replaced)",
+                  final, s->host, s->port);
+        return WH_FAIL;
+    }
+    if (have > m->size)
+        have = 0;       /* not ours to continue: start over */
+
+    struct upload u = { .err = &d->err };
+    u.r = message_payload_open(m, &d->err);
+    u.skip = malloc(PAYLOAD_SEGMENT);
+    struct curl_slist *post = quote_cmd("rename", tmp, final);
+    if (u.r == NULL || u.skip == NULL || post == NULL) {
+        st = u.r == NULL ? WH_FAIL : WH_RETRY;
+        if (u.r != NULL)
+            error_set(&d->err, "out of memory");
+        goto out;
+    }
+    if (setup(s, h, &op, tmp) < 0) {
+        error_set(&d->err, "path %s is too long", tmp);
+        st = WH_FAIL;
+        goto out;
+    }
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, up_read);
+    curl_easy_setopt(h, CURLOPT_READDATA, &u);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, up_seek);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, &u);
+    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)m->size);
+    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(h, CURLOPT_POSTQUOTE, post);
+    if (have > 0) {
+        curl_easy_setopt(h, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+        conn_log(c, LOG_INFO, m->id, "resuming the upload of %s at byte %lld "
+                 "of %lld", tmp, have, (long long)m->size);
+    }
+    CURLcode rc = curl_easy_perform(h);
+    if (rc == CURLE_OK) {
+        st = WH_OK;
+        snprintf(d->receipt, sizeof(d->receipt), "uploaded to %.200s on %.40s",
+                 final, s->host);
+        conn_log(c, LOG_DEBUG, m->id, "uploaded %s to %s:%ld", final,
+                 s->host, s->port);
+    } else if (u.failed) {
+        st = WH_FAIL;   /* the stored payload is bad: err says why */
+    } else if (rc == CURLE_QUOTE_ERROR) {
+        /* the upload is complete; the rename was refused */
+        struct rfile *now = NULL;
+        size_t nnow = 0;
+        struct error e2 = {0};
+        int taken = list_dir(s, h, s->send_dir, &now, &nnow, &e2) == WH_OK &&
+                    rfile_find(now, nnow, name) != NULL;
+        rfiles_free(now, nnow);
+        if (taken) {
+            error_set(&d->err, "%s appeared on %s:%ld during the upload (not "
+                      "replaced)", final, s->host, s->port);
+            st = WH_FAIL;
+        } else {
+            error_set(&d->err, "cannot rename %s to %s on %s:%ld: %s", tmp,
+                      final, s->host, s->port, op.ebuf);
+            st = WH_RETRY;
+        }
+    } else {
+        st = classify(s, rc, &op, "cannot upload", tmp, &d->err);
+    }
+out:
+    curl_slist_free_all(post);
+    payload_close(u.r);
+    free(u.skip);
+    return st;
+}
+
+static enum wh_status sftp_deliver(struct connector *c, struct delivery *d)
+{
+    struct sftp_state *s = c->state;
+    if (s->send_dir[0] == '\0') {
+        error_set(&d->err, "connector has no send_dir");
+        return d->status = WH_FAIL;
+    }
+    CURL *h = curl_easy_init();
+    if (h == NULL) {
+        error_set(&d->err, "out of memory");
+        return d->status = WH_RETRY;
+    }
+    d->status = deliver_on(c, s, h, d);
+    curl_easy_cleanup(h);
+    return d->status;
+}
+
+/* ---- source ------------------------------------------------------------------------ */
+
+struct down {
+    struct intake *in;
+    struct error *err;
+    long long got;
+    int failed;             /* intake_write failed */
+};
+
+static size_t down_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct down *dn = ud;
+    size_t n = size * nmemb;
+    if (intake_write(dn->in, data, n, dn->err) < 0) {
+        dn->failed = 1;
+        return 0;
+    }
+    dn->got += (long long)n;
+    return n;
+}
+
+/* Download one stable file into the intake. 1 added, 0 skipped (changed
+ * or vanished), -1 error (err set, *st says how bad). */
+static int take_one(struct connector *c, struct sftp_state *s, CURL *h,
+                    struct intake *in, struct rfile *f, enum wh_status *st,
+                    struct error *err)
+{
+    char path[PATH_MAX_LEN + 300], key[600];
+    struct op op;
+    snprintf(path, sizeof(path), "%s/%s", s->receive_dir, f->name);
+    snprintf(key, sizeof(key), "%s|%lld|%s", f->name, f->size, f->time);
+    if (setup(s, h, &op, path) < 0)
+        return 0;
+    if (intake_begin(in, f->name, key, err) < 0) {
+        *st = WH_RETRY;
+        return -1;
+    }
+    struct down dn = { .in = in, .err = err };
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, down_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &dn);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc == CURLE_OK && dn.got == f->size)
+        return intake_end(in, err) < 0 ? (*st = WH_RETRY, -1) : 1;
+    intake_cancel(in);
+    f->stable = 0;
+    if (rc == CURLE_OK || rc == CURLE_REMOTE_FILE_NOT_FOUND) {
+        conn_log(c, LOG_DEBUG, NULL, "%s changed or vanished; not taken yet",
+                 path);
+        return 0;
+    }
+    if (dn.failed) {
+        *st = WH_RETRY;
+        return -1;
+    }
+    *st = classify(s, rc, &op, "cannot download", path, err);
+    return -1;
+}
+
+/* Delete or archive a committed remote file. */
+static void acknowledge(struct connector *c, struct sftp_state *s, CURL *h,
+                        const char *name, const char *id)
+{
+    char path[PATH_MAX_LEN + 300], dest[PATH_MAX_LEN + 400];
+    struct op op;
+    snprintf(path, sizeof(path), "%s/%s", s->receive_dir, name);
+    for (int k = 0; k < (s->archive ? 2 : 1); k++) {
+        struct curl_slist *cmd;
+        if (s->archive) {
+            if (k == 0)
+                snprintf(dest, sizeof(dest), "%s/%s", s->archive_dir, name);
+            else
+                snprintf(dest, sizeof(dest), "%s/%s.%s", s->archive_dir, name,
+                         id);
+            cmd = quote_cmd("rename", path, dest);
+        } else {
+            cmd = quote_cmd("rm", path, NULL);
+        }
+        CURLcode rc = cmd ? run_quote(s, h, &op, cmd) : CURLE_OUT_OF_MEMORY;
+        curl_slist_free_all(cmd);
+        if (rc == CURLE_OK)
+            return;
+        if (k == 1 || !s->archive || rc != CURLE_QUOTE_ERROR)
+            conn_log(c, LOG_ERROR, id, "stored, but cannot %s %s on %s: %s",
+                     s->archive ? "archive" : "delete", path, s->host,
+                     op.ebuf[0] ? op.ebuf : curl_easy_strerror(rc));
+        if (rc != CURLE_QUOTE_ERROR)
+            return;
+    }
+}
+
+static enum wh_status commit_and_ack(struct connector *c, struct sftp_state *s,
+                                     CURL *h, struct intake *in,
+                                     struct error *err)
+{
+    if (intake_count(in) == 0)
+        return WH_OK;
+    if (intake_commit(in, err) < 0) {
+        intake_reset(in);
+        return WH_RETRY;
+    }
+    for (size_t i = 0; i < intake_count(in); i++) {
+        const char *dup = intake_duplicate(in, i);
+        const char *id = dup ? dup : intake_id(in, i);
+        conn_log(c, dup ? LOG_INFO : LOG_DEBUG, id, dup
+                 ? "%s is a duplicate of stored message %s; not stored again"
+                 : "picked up %s", intake_filename(in, i), id);
+        acknowledge(c, s, h, intake_filename(in, i), id);
+    }
+    intake_reset(in);
+    return WH_OK;
+}
+
+static enum wh_status poll_locked(struct connector *c, struct sftp_state *s,
+                                  struct intake *in, struct error *err)
+{
+    struct rfile *now = NULL;
+    size_t n = 0, keep = 0, taken = 0;
+    if (s->poll_h == NULL && (s->poll_h = curl_easy_init()) == NULL)
+        return error_set(err, "out of memory"), WH_RETRY;
+    CURL *h = s->poll_h;
+    enum wh_status st = list_dir(s, h, s->receive_dir, &now, &n, err);
+    if (st != WH_OK)
+        return st;
+    for (size_t i = 0; i < n; i++) {
+        if (now[i].name[0] == '.' || fnmatch(s->pattern, now[i].name, 0)) {
+            free(now[i].name);
+            continue;
+        }
+        const struct rfile *before = rfile_find(s->seen, s->nseen, now[i].name);
+        now[i].stable = before && before->size == now[i].size &&
+                        !strcmp(before->time, now[i].time);
+        now[keep++] = now[i];
+    }
+    rfiles_free(s->seen, s->nseen);
+    s->seen = now;
+    s->nseen = keep;
+    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
+    for (size_t i = 0; i < s->nseen && taken < MAX_TAKE_PER_POLL; i++) {
+        if (!s->seen[i].stable)
+            continue;
+        int rc = take_one(c, s, h, in, &s->seen[i], &st, err);
+        if (rc < 0 && st == WH_FAIL) {
+            /* this file only (e.g. not readable): the others still come */
+            conn_log(c, LOG_ERROR, NULL, "%s", err->msg);
+            st = WH_OK;
+            continue;
+        }
+        if (rc < 0)
+            break;
+        taken += (size_t)rc;
+        inbatch += rc;
+        if (inbatch >= batch) {
+            if (commit_and_ack(c, s, h, in, err) != WH_OK)
+                return WH_RETRY;
+            inbatch = 0;
+        }
+    }
+    /* What was read completely is kept even when a later file failed. */
+    struct error cerr = {0};
+    if (commit_and_ack(c, s, h, in, &cerr) != WH_OK) {
+        *err = cerr;
+        return WH_RETRY;
+    }
+    if (st != WH_OK)
+        return st;
+    return taken ? WH_OK : WH_DECLINED;
+}
+
+static enum wh_status sftp_poll(struct connector *c, struct intake *in,
+                                struct error *err)
+{
+    struct sftp_state *s = c->state;
+    if (s->receive_dir[0] == '\0')
+        return WH_DECLINED;
+    pthread_mutex_lock(&s->lock);
+    enum wh_status st = poll_locked(c, s, in, err);
+    if (st != WH_OK && st != WH_DECLINED && s->poll_h) {
+        curl_easy_cleanup(s->poll_h);   /* a fresh session next time */
+        s->poll_h = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+/* ---- test connection ------------------------------------------------------------------ */
+
+static enum wh_status sftp_test(struct connector *c, struct error *err)
+{
+    struct sftp_state *s = c->state;
+    const char *dirs[3] = { s->send_dir, s->receive_dir,
+                            s->archive ? s->archive_dir : "" };
+    const char *keys[3] = { "send_dir", "receive_dir", "archive_dir" };
+    CURL *h = curl_easy_init();
+    enum wh_status st = WH_OK;
+    if (h == NULL)
+        return error_set(err, "out of memory"), WH_RETRY;
+    for (int i = 0; i < 3 && st == WH_OK; i++) {
+        struct rfile *v = NULL;
+        size_t n = 0;
+        if (dirs[i][0] == '\0')
+            continue;
+        st = list_dir(s, h, dirs[i], &v, &n, err);
+        rfiles_free(v, n);
+        if (st != WH_OK)
+            error_prefix(err, "%s", keys[i]);
+        else
+            conn_log(c, LOG_INFO, NULL, "test: %s %s on %s:%ld is listable "
+                     "(%zu file(s))", keys[i], dirs[i], s->host, s->port, n);
+    }
+    curl_easy_cleanup(h);
+    return st;
+}
+
+const struct connector_type connector_sftp = {
+    .name = "sftp",
+    .check = sftp_check,
+    .open = sftp_open,
+    .poll = sftp_poll,
+    .deliver = sftp_deliver,
+    .test = sftp_test,
+    .close = sftp_close,
+};

@@ -1,0 +1,678 @@
+/*
+ * webhook.c - the webhook source connector (M6): a partner POSTs a payload
+ * to https://PARTNER_LISTENER/webhook/NAME and it becomes a message.
+ *
+ * Config:
+ *   path   NAME (or "/webhook/NAME"), [A-Za-z0-9._-]{1,64}; default: the
+ *          connector's name
+ *   auth   (required) one of
+ *     {"type":"basic","user":..,"password_file":..}
+ *     {"type":"bearer","token_file":..}
+ *     {"type":"hmac","secret_file":..,"header":"X-Signature",
+ *      "timestamp_header":"X-Timestamp","max_skew_s":300}
+ *        signature = hex(HMAC-SHA256(secret, timestamp "." body)), an
+ *        optional "sha256=" prefix accepted; the timestamp is Unix seconds
+ *        within max_skew_s of now; a signature already accepted within the
+ *        window is refused (replay), kept in a small in-memory set
+ *     {"type":"client_cert","subjects":["CN=..,O=..", ...]}
+ *        needs partner_client_ca in wharf.conf (the listener verifies the
+ *        chain); the subject must be in the list
+ *
+ * A request: credentials are checked (before the body is read, except for
+ * HMAC which covers the body), the body streams into the intake (encrypted
+ * as it arrives, constant memory), intake_commit makes it durable, and only
+ * then the answer is 200 {"id": message id}. Wrong or missing credentials:
+ * 401 and net_req_auth_failure (the defender may ban the address).
+ *
+ * Routing (webhook_routes_register): serve registers one prefix route
+ * POST /webhook on the partner listener. Its handler keeps its own opened
+ * copy of the stored flow's webhook connectors, reloaded when the flow
+ * generation changes, and gives the request to the matching connector's
+ * route() with an intake to that connector's next hops. Secret files are
+ * read at open(); storing them sealed by the vault is for later.
+ *
+ * Must never: answer 2xx before intake_commit returned 0; log a header
+ * value, credential or body; compare a credential in variable time.
+ */
+#include "connectors/connector.h"
+
+#include <errno.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/flow.h"
+#include "core/intake.h"
+#include "core/wharf.h"
+#include "net/server.h"
+#include "store/store.h"
+#include "util/secret.h"
+
+#define WEBHOOK_PREFIX "/webhook"
+#define WEBHOOK_MAX_BODY (1024LL * 1024 * 1024)
+#define REPLAY_MAX 8192
+#define MAX_SUBJECTS 64
+
+enum auth_type { AUTH_BASIC, AUTH_BEARER, AUTH_HMAC, AUTH_CERT };
+
+struct webhook_state {
+    char path[65];
+    enum auth_type auth;
+    struct secret *secret;      /* "user:password", token or HMAC key */
+    const char *sig_header, *ts_header;
+    long long max_skew;
+    const char *subjects[MAX_SUBJECTS];
+    size_t nsubjects;
+};
+
+/* ---- config --------------------------------------------------------------- */
+
+static const char *str(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static int name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+              (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+static const char *path_name(const char *path)
+{
+    if (path && strncmp(path, WEBHOOK_PREFIX "/", sizeof(WEBHOOK_PREFIX)) == 0)
+        return path + sizeof(WEBHOOK_PREFIX);
+    return path;
+}
+
+static int keys_only(const json_t *o, const char *const *keys, size_t n,
+                     const char *what, struct error *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v) {
+        size_t i;
+        for (i = 0; i < n; i++)
+            if (strcmp(k, keys[i]) == 0)
+                break;
+        if (i == n)
+            return error_set(err, "%s: unknown key \"%s\"", what, k);
+    }
+    return 0;
+}
+
+static int file_ok(const char *key, const char *path, struct error *err)
+{
+    if (path == NULL)
+        return error_set(err, "auth needs %s", key);
+    if (path[0] != '/')
+        return error_set(err, "%s must be an absolute path", key);
+    if (access(path, R_OK) < 0)
+        return error_set(err, "%s %s is not readable", key, path);
+    return 0;
+}
+
+static int webhook_check(const json_t *cfg, struct error *err)
+{
+    static const char *const top[] = { "path", "auth" };
+    if (keys_only(cfg, top, 2, "webhook", err) < 0)
+        return -1;
+    const json_t *p = json_object_get(cfg, "path");
+    if (p && (!json_is_string(p) || !name_ok(path_name(json_string_value(p)))))
+        return error_set(err, "path must be NAME or /webhook/NAME with NAME "
+                         "of [A-Za-z0-9._-]{1,64}");
+    const json_t *a = json_object_get(cfg, "auth");
+    const char *type = str(a, "type");
+    if (!json_is_object(a) || type == NULL)
+        return error_set(err, "auth is required: basic, bearer, hmac or "
+                         "client_cert");
+    if (strcmp(type, "basic") == 0) {
+        static const char *const k[] = { "type", "user", "password_file" };
+        const char *user = str(a, "user");
+        if (keys_only(a, k, 3, "auth basic", err) < 0)
+            return -1;
+        if (user == NULL || user[0] == '\0' || strchr(user, ':'))
+            return error_set(err, "auth basic needs a user without ':'");
+        return file_ok("password_file", str(a, "password_file"), err);
+    }
+    if (strcmp(type, "bearer") == 0) {
+        static const char *const k[] = { "type", "token_file" };
+        if (keys_only(a, k, 2, "auth bearer", err) < 0)
+            return -1;
+        return file_ok("token_file", str(a, "token_file"), err);
+    }
+    if (strcmp(type, "hmac") == 0) {
+        static const char *const k[] = { "type", "secret_file", "header",
+                                         "timestamp_header", "max_skew_s" };
+        if (keys_only(a, k, 5, "auth hmac", err) < 0)
+            return -1;
+        const json_t *h = json_object_get(a, "header");
+        const json_t *t = json_object_get(a, "timestamp_header");
+        const json_t *s = json_object_get(a, "max_skew_s");
+        if ((h && !json_is_string(h)) || (t && !json_is_string(t)))
+            return error_set(err, "auth hmac: header names must be strings");
+        if (s && (!json_is_integer(s) || json_integer_value(s) < 1 ||
+                  json_integer_value(s) > 3600))
+            return error_set(err, "auth hmac: max_skew_s must be 1..3600");
+        return file_ok("secret_file", str(a, "secret_file"), err);
+    }
+    if (strcmp(type, "client_cert") == 0) {
+        static const char *const k[] = { "type", "subjects" };
+        const json_t *s = json_object_get(a, "subjects");
+        if (keys_only(a, k, 2, "auth client_cert", err) < 0)
+            return -1;
+        if (!json_is_array(s) || json_array_size(s) == 0 ||
+            json_array_size(s) > MAX_SUBJECTS)
+            return error_set(err, "auth client_cert needs subjects: a list "
+                             "of 1..%d certificate subjects", MAX_SUBJECTS);
+        size_t i;
+        json_t *v;
+        json_array_foreach(s, i, v) {
+            if (!json_is_string(v))
+                return error_set(err, "auth client_cert: subjects are strings");
+        }
+        return 0;
+    }
+    return error_set(err, "auth type must be basic, bearer, hmac or "
+                     "client_cert, not \"%s\"", type);
+}
+
+static void webhook_close(struct connector *c)
+{
+    struct webhook_state *ws = c->state;
+    if (ws == NULL)
+        return;
+    secret_free(ws->secret);
+    free(ws);
+    c->state = NULL;
+}
+
+static enum wh_status webhook_open(struct connector *c, struct error *err)
+{
+    struct webhook_state *ws = calloc(1, sizeof(*ws));
+    if (ws == NULL)
+        return error_set(err, "out of memory"), WH_FAIL;
+    c->state = ws;
+    const json_t *a = json_object_get(c->config, "auth");
+    const char *type = str(a, "type");
+    const char *p = str(c->config, "path");
+    snprintf(ws->path, sizeof(ws->path), "%s", p ? path_name(p) : c->name);
+    if (strcmp(type, "basic") == 0) {
+        ws->auth = AUTH_BASIC;
+        struct secret *pw = secret_from_file(str(a, "password_file"), err);
+        const char *user = str(a, "user");
+        size_t ul = strlen(user);
+        if (pw == NULL)
+            goto fail;
+        ws->secret = secret_new(ul + 1 + secret_len(pw));
+        if (ws->secret) {
+            unsigned char *d = secret_data_mut(ws->secret);
+            memcpy(d, user, ul);
+            d[ul] = ':';
+            memcpy(d + ul + 1, secret_data(pw), secret_len(pw));
+        }
+        secret_free(pw);
+        if (ws->secret == NULL) {
+            error_set(err, "out of memory");
+            goto fail;
+        }
+    } else if (strcmp(type, "bearer") == 0 || strcmp(type, "hmac") == 0) {
+        int hmac = type[0] == 'h';
+        ws->auth = hmac ? AUTH_HMAC : AUTH_BEARER;
+        ws->secret = secret_from_file(str(a, hmac ? "secret_file"
+                                             : "token_file"), err);
+        if (ws->secret == NULL)
+            goto fail;
+        ws->sig_header = str(a, "header") ? str(a, "header") : "X-Signature";
+        ws->ts_header = str(a, "timestamp_header") ? str(a, "timestamp_header")
+                                                   : "X-Timestamp";
+        const json_t *s = json_object_get(a, "max_skew_s");
+        ws->max_skew = s ? json_integer_value(s) : 300;
+    } else {
+        ws->auth = AUTH_CERT;
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(a, "subjects"), i, v) {
+            ws->subjects[ws->nsubjects++] = json_string_value(v);
+        }
+    }
+    return WH_OK;
+fail:
+    webhook_close(c);
+    return WH_FAIL;
+}
+
+static enum wh_status webhook_test(struct connector *c, struct error *err)
+{
+    struct webhook_state *ws = c->state;
+    if (ws->auth == AUTH_CERT && c->wharf &&
+        c->wharf->conf.partner_client_ca[0] == '\0')
+        return error_set(err, "auth client_cert needs partner_client_ca in "
+                         "wharf.conf"), WH_FAIL;
+    return WH_OK;
+}
+
+/* ---- replay set ----------------------------------------------------------- */
+
+static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { char sig[65]; long long until; } replay[REPLAY_MAX];
+
+/* 0: recorded as new; 1: seen within its window (a replay); -1: full. */
+static int replay_add(const char sig[65], long long now, long long until)
+{
+    int rc = -1;
+    size_t free_slot = REPLAY_MAX;
+    pthread_mutex_lock(&replay_lock);
+    for (size_t i = 0; i < REPLAY_MAX; i++) {
+        if (replay[i].until < now) {
+            if (free_slot == REPLAY_MAX)
+                free_slot = i;
+            continue;
+        }
+        if (CRYPTO_memcmp(replay[i].sig, sig, 64) == 0) {
+            free_slot = REPLAY_MAX;
+            rc = 1;
+            break;
+        }
+    }
+    if (rc != 1 && free_slot < REPLAY_MAX) {
+        memcpy(replay[free_slot].sig, sig, 65);
+        replay[free_slot].until = until;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&replay_lock);
+    return rc;
+}
+
+/* ---- the request ---------------------------------------------------------- */
+
+static enum wh_status refuse(struct net_request *r, const char *why)
+{
+    net_req_auth_failure(r);
+    net_reply_header(r, "WWW-Authenticate", "Basic realm=\"wharf\"");
+    net_reply_error(r, 401, "unauthorized", "%s", why);
+    return WH_OK;
+}
+
+/* Check credentials that do not depend on the body. 0 ok, -1 refused. */
+static int auth_head(struct webhook_state *ws, struct net_request *r,
+                     const char **why)
+{
+    const char *h = net_req_header(r, "Authorization");
+    if (ws->auth == AUTH_CERT) {
+        const char *subj = net_req_client_subject(r);
+        *why = "a client certificate with an allowed subject is required";
+        for (size_t i = 0; subj && i < ws->nsubjects; i++)
+            if (strcmp(subj, ws->subjects[i]) == 0)
+                return 0;
+        return -1;
+    }
+    if (ws->auth == AUTH_HMAC)
+        return 0;
+    *why = "missing or wrong credentials";
+    const char *scheme = ws->auth == AUTH_BASIC ? "Basic " : "Bearer ";
+    size_t sl = strlen(scheme);
+    if (h == NULL || strncasecmp(h, scheme, sl) != 0)
+        return -1;
+    const char *v = h + sl;
+    while (*v == ' ')
+        v++;
+    size_t vl = strlen(v);
+    if (vl > 4096)
+        return -1;
+    struct secret *got;
+    if (ws->auth == AUTH_BASIC) {
+        got = secret_new(vl / 4 * 3 + 3);
+        if (got == NULL || vl % 4 != 0)
+            return secret_free(got), -1;
+        int n = EVP_DecodeBlock(secret_data_mut(got), (const unsigned char *)v,
+                                (int)vl);
+        if (n < 0)
+            return secret_free(got), -1;
+        size_t pad = (vl > 0 && v[vl - 1] == '=') + (vl > 1 && v[vl - 2] == '=');
+        struct secret *exact = secret_from(secret_data(got), (size_t)n - pad);
+        secret_free(got);
+        got = exact;
+    } else {
+        got = secret_from(v, vl);
+    }
+    int ok = got && secret_equal(got, ws->secret);
+    secret_free(got);
+    return ok ? 0 : -1;
+}
+
+struct hmac_check {
+    EVP_MAC_CTX *ctx;
+    char sig[65];               /* the lower-case hex the partner sent */
+    long long ts;
+};
+
+/* Timestamp in the window, signature well-formed; the MAC started over
+ * "timestamp." . 0 or -1 with *why. */
+static int hmac_start(struct webhook_state *ws, struct net_request *r,
+                      struct hmac_check *hc, const char **why)
+{
+    const char *ts = net_req_header(r, ws->ts_header);
+    const char *sig = net_req_header(r, ws->sig_header);
+    *why = "missing or wrong signature";
+    if (ts == NULL || sig == NULL)
+        return -1;
+    if (strncasecmp(sig, "sha256=", 7) == 0)
+        sig += 7;
+    if (strlen(sig) != 64)
+        return -1;
+    for (size_t i = 0; i < 64; i++) {
+        char ch = sig[i];
+        if (ch >= 'A' && ch <= 'F')
+            ch = (char)(ch - 'A' + 'a');
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return -1;
+        hc->sig[i] = ch;
+    }
+    hc->sig[64] = '\0';
+    char *end;
+    errno = 0;
+    long long t = strtoll(ts, &end, 10);
+    long long now = (long long)time(NULL);
+    if (errno || end == ts || *end || t < now - ws->max_skew ||
+        t > now + ws->max_skew) {
+        *why = "timestamp missing or outside the allowed window";
+        return -1;
+    }
+    hc->ts = t;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    hc->ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (hc->ctx == NULL ||
+        !EVP_MAC_init(hc->ctx, secret_data(ws->secret),
+                      secret_len(ws->secret), params) ||
+        !EVP_MAC_update(hc->ctx, (const unsigned char *)ts, strlen(ts)) ||
+        !EVP_MAC_update(hc->ctx, (const unsigned char *)".", 1)) {
+        *why = "internal error";
+        return -2;
+    }
+    return 0;
+}
+
+/* After the body: the MAC matches and was not seen before. */
+static int hmac_finish(struct webhook_state *ws, struct hmac_check *hc,
+                       const char **why)
+{
+    unsigned char md[32];
+    size_t mdlen = 0;
+    char hex[65];
+    *why = "missing or wrong signature";
+    if (!EVP_MAC_final(hc->ctx, md, &mdlen, sizeof(md)) || mdlen != 32)
+        return -1;
+    for (size_t i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (CRYPTO_memcmp(hex, hc->sig, 64) != 0)
+        return -1;
+    long long now = (long long)time(NULL);
+    int rc = replay_add(hc->sig, now, hc->ts + ws->max_skew + 1);
+    if (rc == 1)
+        *why = "this signature was already used (replay)";
+    if (rc < 0)
+        *why = "too many recent webhook requests; retry later";
+    return rc == 0 ? 0 : (rc < 0 ? -2 : -1);
+}
+
+/* The file name the partner gave (X-Wharf-Filename or X-Filename). */
+static const char *req_filename(struct net_request *r, char *out, size_t n)
+{
+    const char *f = net_req_header(r, "X-Wharf-Filename");
+    if (f == NULL)
+        f = net_req_header(r, "X-Filename");
+    if (f == NULL || f[0] == '\0' || f[0] == '.' || strchr(f, '/') ||
+        strlen(f) >= n)
+        return NULL;
+    snprintf(out, n, "%s", f);
+    return out;
+}
+
+static enum wh_status webhook_route(struct connector *c,
+                                    struct http_exchange *x)
+{
+    struct webhook_state *ws = c->state;
+    struct net_request *r = x->req;
+    const char *why = NULL;
+    struct hmac_check hc = {0};
+    if (auth_head(ws, r, &why) < 0) {
+        conn_log(c, LOG_WARNING, NULL, "refused a request from %s: %s",
+                 net_req_address(r), why);
+        return refuse(r, why);
+    }
+    if (ws->auth == AUTH_HMAC) {
+        int rc = hmac_start(ws, r, &hc, &why);
+        if (rc < 0) {
+            EVP_MAC_CTX_free(hc.ctx);
+            if (rc == -2)
+                return net_reply_error(r, 500, "internal", "HMAC"), WH_OK;
+            conn_log(c, LOG_WARNING, NULL, "refused a request from %s: %s",
+                     net_req_address(r), why);
+            return refuse(r, why);
+        }
+    }
+    struct error err = {0};
+    char fname[256];
+    unsigned char *buf = malloc(PAYLOAD_SEGMENT);
+    int status = 500;
+    const char *code = "internal";
+    if (buf == NULL ||
+        intake_begin(x->in, req_filename(r, fname, sizeof(fname)), NULL,
+                     &err) < 0) {
+        free(buf);
+        EVP_MAC_CTX_free(hc.ctx);
+        return net_reply_error(r, 503, "unavailable", "cannot store the "
+                               "message now"), WH_OK;
+    }
+    ssize_t got;
+    int failed = 0;
+    while ((got = net_body_read(r, buf, PAYLOAD_SEGMENT)) > 0) {
+        if ((hc.ctx && !EVP_MAC_update(hc.ctx, buf, (size_t)got)) ||
+            intake_write(x->in, buf, (size_t)got, &err) < 0) {
+            failed = 1;
+            status = 503;
+            code = "unavailable";
+            break;
+        }
+    }
+    free(buf);
+    if (!failed && got < 0) {
+        failed = 1;
+        status = got == NET_BODY_TOO_LARGE ? 413 : 400;
+        code = got == NET_BODY_TOO_LARGE ? "too_large" : "bad_request";
+        error_set(&err, got == NET_BODY_TOO_LARGE ? "body too large"
+                  : "cannot read the body");
+    }
+    if (!failed && hc.ctx) {
+        int rc = hmac_finish(ws, &hc, &why);
+        if (rc < 0) {
+            intake_cancel(x->in);
+            EVP_MAC_CTX_free(hc.ctx);
+            conn_log(c, LOG_WARNING, NULL, "refused a request from %s: %s",
+                     net_req_address(r), why);
+            if (rc == -2)
+                return net_reply_error(r, 503, "unavailable", "%s", why), WH_OK;
+            return refuse(r, why);
+        }
+    }
+    EVP_MAC_CTX_free(hc.ctx);
+    if (failed) {
+        intake_cancel(x->in);
+        conn_log(c, LOG_WARNING, NULL, "request from %s not stored: %s",
+                 net_req_address(r), err.msg);
+        return net_reply_error(r, status, code, "%s", err.msg), WH_OK;
+    }
+    if (intake_end(x->in, &err) < 0 || intake_commit(x->in, &err) < 0) {
+        conn_log(c, LOG_ERROR, NULL, "cannot store a webhook message: %s",
+                 err.msg);
+        return net_reply_error(r, 503, "unavailable", "cannot store the "
+                               "message now"), WH_OK;
+    }
+    const char *dup = intake_count(x->in) ? intake_duplicate(x->in, 0) : NULL;
+    const char *id = dup ? dup : intake_id(x->in, 0);
+    conn_log(c, LOG_INFO, id, "received %s from %s", dup ? "a duplicate"
+             : "a message", net_req_address(r));
+    json_t *body = json_pack("{s:s}", "id", id);
+    net_reply_json(r, 200, body);
+    json_decref(body);
+    return WH_OK;
+}
+
+const struct connector_type connector_webhook = {
+    .name = "webhook",
+    .check = webhook_check,
+    .open = webhook_open,
+    .route = webhook_route,
+    .test = webhook_test,
+    .close = webhook_close,
+};
+
+/* ---- routing: POST /webhook/NAME ------------------------------------------ */
+
+struct webhook_routes {
+    struct wharf *w;
+    pthread_rwlock_t lock;
+    pthread_mutex_t reload;
+    struct flow *flow;          /* only the webhook connectors, opened */
+    int64_t generation;
+};
+
+/* Our own runtime copy of the stored flow with only webhook connectors. */
+static struct flow *load(struct wharf *w, struct store *st, struct error *err)
+{
+    struct flow *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return error_set(err, "out of memory"), NULL;
+    if (store_flow_get(st, &f->rows, err) < 0) {
+        free(f);
+        return NULL;
+    }
+    f->generation = f->rows.generation;
+    f->conns = calloc(f->rows.nconns + 1, sizeof(*f->conns));
+    if (f->conns == NULL) {
+        flow_free(f);
+        return error_set(err, "out of memory"), NULL;
+    }
+    for (size_t i = 0; i < f->rows.nconns; i++) {
+        const struct store_connector *sc = &f->rows.conns[i];
+        if (strcmp(sc->type, "webhook") != 0)
+            continue;
+        struct error e = {0};
+        json_t *cfg = json_loads(sc->config, 0, NULL);
+        struct connector *c = cfg ? connector_new(w, sc->name, sc->type, cfg,
+                                                  &e) : NULL;
+        json_decref(cfg);
+        if (c == NULL)
+            log_error("webhook %s cannot open: %s", sc->name, e.msg);
+        else
+            f->conns[f->nconns++] = c;
+    }
+    return f;
+}
+
+static int webhook_handler(struct net_request *req, void *ud)
+{
+    struct webhook_routes *wr = ud;
+    struct error err = {0};
+    const char *name = net_req_path(req) + sizeof(WEBHOOK_PREFIX) - 1;
+    if (*name != '/' || !name_ok(name + 1))
+        return net_reply_error(req, 404, "not_found", "no such webhook"), 0;
+    name++;
+    struct store *st = store_open(wr->w->db_path, &err);
+    int64_t gen = st ? store_flow_generation(st, &err) : -1;
+    if (gen < 0) {
+        store_close(st);
+        log_error("webhook: %s", err.msg);
+        return net_reply_error(req, 503, "unavailable", "try again later"), 0;
+    }
+    pthread_mutex_lock(&wr->reload);
+    if (wr->flow == NULL || wr->generation != gen) {
+        struct flow *f = load(wr->w, st, &err);
+        if (f) {
+            pthread_rwlock_wrlock(&wr->lock);
+            struct flow *old = wr->flow;
+            wr->flow = f;
+            wr->generation = f->generation;
+            pthread_rwlock_unlock(&wr->lock);
+            flow_free(old);
+        } else {
+            log_error("webhook: cannot load the flow: %s", err.msg);
+        }
+    }
+    pthread_mutex_unlock(&wr->reload);
+    pthread_rwlock_rdlock(&wr->lock);
+    struct connector *c = NULL;
+    for (size_t i = 0; wr->flow && i < wr->flow->nconns; i++) {
+        struct webhook_state *ws = wr->flow->conns[i]->state;
+        if (strcmp(ws->path, name) == 0)
+            c = wr->flow->conns[i];
+    }
+    if (c == NULL) {
+        pthread_rwlock_unlock(&wr->lock);
+        store_close(st);
+        return net_reply_error(req, 404, "not_found", "no such webhook"), 0;
+    }
+    const char **next = NULL;
+    size_t nnext = flow_next(wr->flow, c->name, &next);
+    struct http_exchange x = {
+        .req = req, .in = intake_new(wr->w, st, c->name, next, nnext),
+    };
+    if (x.in == NULL)
+        net_reply_error(req, 503, "unavailable", "try again later");
+    else
+        c->type->route(c, &x);
+    intake_free(x.in);
+    free(next);
+    pthread_rwlock_unlock(&wr->lock);
+    store_close(st);
+    return 0;
+}
+
+struct webhook_routes *webhook_routes_register(struct net_server *s,
+                                               struct wharf *w,
+                                               struct error *err)
+{
+    struct webhook_routes *wr = calloc(1, sizeof(*wr));
+    if (wr == NULL)
+        return error_set(err, "out of memory"), NULL;
+    wr->w = w;
+    pthread_rwlock_init(&wr->lock, NULL);
+    pthread_mutex_init(&wr->reload, NULL);
+    if (net_route_capped(net_listener(s, NET_PARTNER), "POST", WEBHOOK_PREFIX,
+                         WEBHOOK_MAX_BODY, webhook_handler, wr) < 0) {
+        webhook_routes_free(wr);
+        error_set(err, "cannot route %s on the partner listener",
+                  WEBHOOK_PREFIX);
+        return NULL;
+    }
+    return wr;
+}
+
+void webhook_routes_free(struct webhook_routes *wr)
+{
+    if (wr == NULL)
+        return;
+    flow_free(wr->flow);
+    pthread_rwlock_destroy(&wr->lock);
+    pthread_mutex_destroy(&wr->reload);
+    free(wr);
+}

@@ -1,0 +1,412 @@
+/*
+ * client.c - the outbound HTTP(S) client (see client.h for the policy).
+ *
+ * Owns: every curl option that touches TLS, proxies, redirects and
+ * timeouts for connector traffic, and the translation of curl's failures
+ * into one sentence naming the stage (DNS, TCP, TLS and why, proxy,
+ * timeout) plus WH_RETRY / WH_FAIL.
+ *
+ * Must never: turn certificate or host-name verification off; follow a
+ * redirect; take a proxy from the environment; enable CURLOPT_VERBOSE
+ * (headers carry credentials); put a header value, credential or body into
+ * an error or log line. Credentials reach curl only through setopt from
+ * struct secret; curl keeps its own copies until the handle is cleaned up
+ * (it frees them without wiping: a known limit, noted here).
+ */
+#include "net/client.h"
+
+#include <curl/curl.h>
+#include <openssl/x509_vfy.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/tls.h"
+#include "util/secret.h"
+
+#define DEFAULT_CONNECT_MS 10000L
+#define DEFAULT_TIMEOUT_MS 600000L
+#define DEFAULT_MAX_RESPONSE 16384
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ready;
+
+static void curl_init_once(void)
+{
+    curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+/* ---- checks --------------------------------------------------------------- */
+
+static int file_readable(const char *key, const char *path, struct error *err)
+{
+    if (path == NULL)
+        return 0;
+    if (path[0] != '/')
+        return error_set(err, "%s must be an absolute path, not '%s'", key, path);
+    if (access(path, R_OK) < 0)
+        return error_set(err, "%s %s is not readable", key, path);
+    return 0;
+}
+
+static int pin_ok(const char *pin)
+{
+    if (strncmp(pin, "sha256//", 8) == 0)
+        pin += 8;
+    size_t n = strlen(pin);
+    if (n != 44 || pin[43] != '=')      /* base64 of 32 bytes */
+        return 0;
+    for (size_t i = 0; i < 43; i++) {
+        char ch = pin[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9') || ch == '+' || ch == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+int net_client_opts_check(const struct net_client_opts *o, struct error *err)
+{
+    if (file_readable("tls_ca", o->ca_file, err) < 0 ||
+        file_readable("cert", o->cert_file, err) < 0 ||
+        file_readable("key", o->key_file, err) < 0)
+        return -1;
+    if ((o->cert_file == NULL) != (o->key_file == NULL))
+        return error_set(err, "a client certificate needs both cert and key");
+    if (o->pin_sha256 && !pin_ok(o->pin_sha256))
+        return error_set(err, "pin_sha256 must be the base64 SHA-256 of the "
+                         "public key (44 characters, as openssl prints it)");
+    if (o->proxy) {
+        static const char *const schemes[] = { "http://", "https://",
+            "socks5://", "socks5h://" };
+        int known = 0;
+        for (size_t i = 0; i < sizeof(schemes) / sizeof(*schemes); i++)
+            known |= strncmp(o->proxy, schemes[i], strlen(schemes[i])) == 0;
+        if (!known)
+            return error_set(err, "proxy must start with http://, https://, "
+                             "socks5:// or socks5h://");
+        if (strchr(o->proxy, '@'))
+            return error_set(err, "proxy must not hold credentials in its "
+                             "URL; give them as a file");
+    }
+    return 0;
+}
+
+int net_client_url_check(const char *url, int insecure, struct error *err)
+{
+    if (url == NULL || url[0] == '\0')
+        return error_set(err, "url is missing");
+    if (strncmp(url, "https://", 8) == 0)
+        return url[8] ? 0 : error_set(err, "url has no host");
+    if (strncmp(url, "http://", 7) == 0) {
+        if (!insecure)
+            return error_set(err, "url %s is plain http://: use https:// or "
+                             "set \"insecure\": true", url);
+        return url[7] ? 0 : error_set(err, "url has no host");
+    }
+    return error_set(err, "url must start with https:// (or http:// when "
+                     "insecure)");
+}
+
+/* ---- transfer callbacks --------------------------------------------------- */
+
+struct xfer {
+    const struct net_client_req *req;
+    struct net_client_resp *resp;
+    size_t max;
+    int64_t sent;
+    int read_failed;
+    struct error read_err;
+};
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nitems;
+    int64_t left = x->req->body_len - x->sent;
+    if (left <= 0)
+        return 0;
+    if ((int64_t)n > left)
+        n = (size_t)left;
+    ssize_t got = x->req->read(x->req->read_ud, buf, n, &x->read_err);
+    if (got < 0 || (got == 0 && left > 0)) {
+        if (got == 0)
+            error_set(&x->read_err, "the payload ended %lld bytes early",
+                      (long long)left);
+        x->read_failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    x->sent += got;
+    return (size_t)got;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nmemb;
+    struct net_client_resp *r = x->resp;
+    if (r->len < x->max) {
+        size_t take = x->max - r->len < n ? x->max - r->len : n;
+        if (r->body == NULL && (r->body = malloc(x->max + 1)) == NULL)
+            return n;               /* keep going; the body is informative */
+        memcpy(r->body + r->len, ptr, take);
+        r->len += take;
+        r->body[r->len] = '\0';
+    }
+    return n;                       /* beyond the cap: discarded */
+}
+
+/* ---- classification ------------------------------------------------------- */
+
+static const char *verify_reason(long v)
+{
+    switch (v) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return "certificate expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return "certificate not yet valid";
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+        return "host name mismatch";
+    case X509_V_ERR_CERT_REVOKED:
+        return "certificate revoked";
+    case X509_V_OK:
+        return "host name mismatch";    /* curl's own name check failed */
+    default:
+        return "untrusted certificate";
+    }
+}
+
+static enum wh_status classify(CURL *c, CURLcode rc, const char *url,
+                               const char *ebuf, struct error *err)
+{
+    const char *detail = ebuf[0] ? ebuf : curl_easy_strerror(rc);
+    long v = 0, proxy_code = 0;
+    curl_easy_getinfo(c, CURLINFO_HTTP_CONNECTCODE, &proxy_code);
+    int proxy_auth = proxy_code == 407 || proxy_code == 401;
+    if (proxy_code != 0 && proxy_code != 200)
+        return error_set(err, "proxy refused the tunnel to %s: HTTP %ld%s",
+                         url, proxy_code, proxy_auth
+                         ? " (proxy authentication)" : ""),
+               proxy_auth ? WH_FAIL : WH_RETRY;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return error_set(err, "DNS: cannot resolve the host of %s", url),
+               WH_RETRY;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return error_set(err, "DNS: cannot resolve the proxy host"), WH_RETRY;
+    case CURLE_COULDNT_CONNECT:
+        return error_set(err, "TCP connect to %s failed: %s", url, detail),
+               WH_RETRY;
+    case CURLE_OPERATION_TIMEDOUT:
+        return error_set(err, "timeout talking to %s: %s", url, detail),
+               WH_RETRY;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        curl_easy_getinfo(c, CURLINFO_SSL_VERIFYRESULT, &v);
+        return error_set(err, "TLS: %s (verify result %ld) for %s: %s",
+                         verify_reason(v), v, url, detail), WH_FAIL;
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return error_set(err, "TLS: pin mismatch: the public key of %s is "
+                         "not pin_sha256", url), WH_FAIL;
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+        return error_set(err, "TLS: local configuration: %s", detail), WH_FAIL;
+    case CURLE_SSL_CONNECT_ERROR:
+        return error_set(err, "TLS: handshake with %s failed: %s", url,
+                         detail), WH_RETRY;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return error_set(err, "protocol of %s not allowed", url), WH_FAIL;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return error_set(err, "connection to %s broke: %s", url, detail),
+               WH_RETRY;
+    default:
+        break;
+    }
+    if (rc == CURLE_PROXY)
+        return error_set(err, "proxy: %s", detail), WH_RETRY;
+    return error_set(err, "request to %s failed: %s", url, detail), WH_RETRY;
+}
+
+enum wh_status net_client_status_class(long status)
+{
+    if (status == 408 || status == 429 || status >= 500)
+        return WH_RETRY;
+    return WH_FAIL;
+}
+
+void net_client_resp_free(struct net_client_resp *resp)
+{
+    if (resp == NULL)
+        return;
+    free(resp->body);
+    resp->body = NULL;
+    resp->len = 0;
+}
+
+/* A NUL-terminated copy of a secret (curl wants C strings). */
+static struct secret *secret_cstr(const struct secret *s)
+{
+    size_t n = secret_len(s);
+    struct secret *t = secret_new(n + 1);
+    if (t)
+        memcpy(secret_data_mut(t), secret_data(s), n);
+    return t;
+}
+
+/* ---- the request ---------------------------------------------------------- */
+
+static CURLcode setup(CURL *c, const struct net_client_opts *o,
+                      const struct net_client_req *r, struct xfer *x,
+                      struct curl_slist *hdrs, struct secret *const *creds,
+                      char *ebuf, char *pin)
+{
+    CURLcode rc = CURLE_OK;
+#define OPT(opt, val) \
+    do { if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val); } while (0)
+    OPT(CURLOPT_URL, r->url);
+    OPT(CURLOPT_PROTOCOLS_STR, o->insecure ? "http,https" : "https");
+    OPT(CURLOPT_FOLLOWLOCATION, 0L);
+    OPT(CURLOPT_SSL_VERIFYPEER, 1L);
+    OPT(CURLOPT_SSL_VERIFYHOST, 2L);
+    OPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    OPT(CURLOPT_SSL_CIPHER_LIST, TLS_CIPHERS_12);
+    OPT(CURLOPT_TLS13_CIPHERS, TLS_SUITES_13);
+    OPT(CURLOPT_SSL_EC_CURVES, TLS_GROUPS);
+    if (o->ca_file)
+        OPT(CURLOPT_CAINFO, o->ca_file);
+    if (pin)
+        OPT(CURLOPT_PINNEDPUBLICKEY, pin);
+    if (o->cert_file) {
+        OPT(CURLOPT_SSLCERT, o->cert_file);
+        OPT(CURLOPT_SSLKEY, o->key_file);
+    }
+    OPT(CURLOPT_PROXY, o->proxy ? o->proxy : "");
+    if (o->proxy && o->no_proxy)
+        OPT(CURLOPT_NOPROXY, o->no_proxy);
+    if (creds[0])
+        OPT(CURLOPT_PROXYUSERPWD, (const char *)secret_data(creds[0]));
+    if (r->user && creds[1]) {
+        OPT(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        OPT(CURLOPT_USERNAME, r->user);
+        OPT(CURLOPT_PASSWORD, (const char *)secret_data(creds[1]));
+    } else if (creds[2]) {
+        OPT(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+        OPT(CURLOPT_XOAUTH2_BEARER, (const char *)secret_data(creds[2]));
+    }
+    OPT(CURLOPT_NOSIGNAL, 1L);
+    OPT(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms > 0
+        ? o->connect_timeout_ms : DEFAULT_CONNECT_MS);
+    OPT(CURLOPT_TIMEOUT_MS, o->timeout_ms > 0 ? o->timeout_ms
+        : DEFAULT_TIMEOUT_MS);
+    OPT(CURLOPT_WRITEFUNCTION, on_write);
+    OPT(CURLOPT_WRITEDATA, x);
+    OPT(CURLOPT_ERRORBUFFER, ebuf);
+    OPT(CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
+    OPT(CURLOPT_HTTPHEADER, hdrs);
+    OPT(CURLOPT_VERBOSE, 0L);
+    const char *m = r->method ? r->method : "POST";
+    if (strcmp(m, "HEAD") == 0) {
+        OPT(CURLOPT_NOBODY, 1L);
+    } else if (r->body_len >= 0 && strcmp(m, "POST") == 0) {
+        OPT(CURLOPT_POST, 1L);
+        OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (r->body_len >= 0) {
+        OPT(CURLOPT_UPLOAD, 1L);
+        OPT(CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        if (strcmp(m, "PUT") != 0)
+            OPT(CURLOPT_CUSTOMREQUEST, m);
+    } else if (strcmp(m, "GET") != 0) {
+        OPT(CURLOPT_CUSTOMREQUEST, m);
+    }
+    if (r->body_len >= 0) {
+        OPT(CURLOPT_READFUNCTION, on_read);
+        OPT(CURLOPT_READDATA, x);
+    }
+#undef OPT
+    return rc;
+}
+
+enum wh_status net_client_request(const struct net_client_opts *o,
+                                  const struct net_client_req *r,
+                                  struct net_client_resp *resp,
+                                  struct error *err)
+{
+    memset(resp, 0, sizeof(*resp));
+    if (net_client_url_check(r->url, o->insecure, err) < 0)
+        return WH_FAIL;
+    if (r->body_len >= 0 && r->read == NULL)
+        return error_set(err, "a body needs a read function"), WH_FAIL;
+    pthread_once(&curl_once, curl_init_once);
+    if (!curl_ready)
+        return error_set(err, "cannot initialize libcurl"), WH_RETRY;
+
+    struct xfer x = { .req = r, .resp = resp,
+                      .max = o->max_response ? o->max_response
+                                             : DEFAULT_MAX_RESPONSE };
+    struct curl_slist *hdrs = NULL, *t;
+    int oom = 0;
+    /* No "Expect: 100-continue" round trip; the body follows the head. */
+    if ((t = curl_slist_append(hdrs, "Expect:")) == NULL)
+        oom = 1;
+    else
+        hdrs = t;
+    for (size_t i = 0; !oom && r->headers && r->headers[i]; i++) {
+        if ((t = curl_slist_append(hdrs, r->headers[i])) == NULL)
+            oom = 1;
+        else
+            hdrs = t;
+    }
+    char pin[128] = "";
+    if (o->pin_sha256)
+        snprintf(pin, sizeof(pin), "%s%s",
+                 strncmp(o->pin_sha256, "sha256//", 8) ? "sha256//" : "",
+                 o->pin_sha256);
+    struct secret *creds[3] = {
+        o->proxy_auth ? secret_cstr(o->proxy_auth) : NULL,
+        r->password ? secret_cstr(r->password) : NULL,
+        r->bearer ? secret_cstr(r->bearer) : NULL,
+    };
+    if ((o->proxy_auth && !creds[0]) || (r->password && !creds[1]) ||
+        (r->bearer && !creds[2]))
+        oom = 1;
+    CURL *c = oom ? NULL : curl_easy_init();
+    enum wh_status st;
+    if (c == NULL) {
+        st = WH_RETRY;
+        error_set(err, "out of memory");
+    } else {
+        char ebuf[CURL_ERROR_SIZE] = "";
+        CURLcode rc = setup(c, o, r, &x, hdrs, creds, ebuf,
+                            o->pin_sha256 ? pin : NULL);
+        if (rc != CURLE_OK) {
+            st = WH_FAIL;
+            error_set(err, "cannot set up the request: %s",
+                      curl_easy_strerror(rc));
+        } else {
+            rc = curl_easy_perform(c);
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+            if (rc == CURLE_OK) {
+                st = WH_OK;
+            } else if (x.read_failed) {
+                st = WH_FAIL;
+                *err = x.read_err;
+                error_prefix(err, "reading the payload");
+            } else {
+                st = classify(c, rc, r->url, ebuf, err);
+                resp->status = 0;
+            }
+        }
+        curl_easy_cleanup(c);
+    }
+    curl_slist_free_all(hdrs);
+    for (size_t i = 0; i < 3; i++)
+        secret_free(creds[i]);
+    return st;
+}

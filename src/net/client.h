@@ -1,0 +1,95 @@
+/*
+ * client.h - THE outbound HTTP(S) client of Wharf (R3, R11, R2), on
+ * libcurl. Every connector that speaks HTTP to a partner goes through
+ * net_client_request(); nothing else in Wharf sets curl TLS or proxy
+ * options (auth/oidc.c predates this file and has its own fixed set).
+ *
+ * Policy, not configurable:
+ *   - TLS 1.2 minimum with the cipher suites and groups of tls.h;
+ *   - the peer certificate and host name are ALWAYS verified for https;
+ *     `insecure` only allows plain http:// URLs, it never turns
+ *     verification off;
+ *   - protocols "https" only ("http,https" when insecure); no redirects;
+ *   - no proxy from the environment: only the one configured;
+ *   - bodies are streamed through a read callback (constant memory);
+ *     the response body is kept up to a cap, the rest is discarded;
+ *   - curl's verbose output is never enabled (it would print headers).
+ *
+ * Errors say which stage failed: "DNS", "TCP connect", "TLS (certificate
+ * expired | host name mismatch | untrusted | pin mismatch | handshake)",
+ * "proxy", "timeout", and are classified WH_RETRY (transient) or WH_FAIL
+ * (permanent). HTTP statuses are the caller's to judge
+ * (net_client_status_class).
+ */
+#ifndef WHARF_NET_CLIENT_H
+#define WHARF_NET_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+#include "util/status.h"
+
+struct secret;
+
+struct net_client_opts {
+    const char *ca_file;        /* PEM CA bundle; NULL: the system store */
+    const char *pin_sha256;     /* base64 SHA-256 of the peer's public key
+                                   (SPKI), optionally "sha256//" prefixed */
+    const char *cert_file;      /* client certificate (mutual TLS), or NULL */
+    const char *key_file;
+    const char *proxy;          /* http://, https://, socks5://, socks5h:// */
+    const struct secret *proxy_auth;    /* "user:password", or NULL */
+    const char *no_proxy;       /* comma-separated hosts, or NULL */
+    int insecure;               /* allow http:// (verification stays on) */
+    long connect_timeout_ms;    /* 0: 10 s */
+    long timeout_ms;            /* whole request; 0: 10 min */
+    size_t max_response;        /* response body bytes kept; 0: 16 KiB */
+};
+
+/* Reads up to n body bytes into buf: > 0 bytes, 0 at the end, -1 with err
+ * set on failure (the request is aborted, WH_FAIL). */
+typedef ssize_t (*net_client_read_fn)(void *ud, void *buf, size_t n,
+                                      struct error *err);
+
+struct net_client_req {
+    const char *method;         /* "POST", "PUT", "HEAD", "OPTIONS", "GET" */
+    const char *url;
+    const char *const *headers; /* NULL-terminated "Name: value" list */
+    const char *user;           /* basic auth with password, or NULL */
+    const struct secret *password;
+    const struct secret *bearer;        /* Authorization: Bearer, or NULL */
+    int64_t body_len;           /* exact Content-Length; -1: no body */
+    net_client_read_fn read;
+    void *read_ud;
+};
+
+struct net_client_resp {
+    long status;                /* HTTP status, 0 when none arrived */
+    char *body;                 /* NUL-terminated, at most max_response; owned */
+    size_t len;
+};
+
+/* Check the options as a config would give them (files readable, proxy
+ * scheme known, pin well-formed), without any I/O but stat/access. */
+int net_client_opts_check(const struct net_client_opts *o, struct error *err);
+
+/* Check that url is absolute http(s) and allowed (https unless insecure). */
+int net_client_url_check(const char *url, int insecure, struct error *err);
+
+/* Perform one request. WH_OK when an HTTP response arrived (whatever its
+ * status: see resp->status); else WH_RETRY or WH_FAIL with err saying what
+ * failed. resp->body is set in both cases (may be NULL); free it with
+ * net_client_resp_free. Thread-safe. */
+enum wh_status net_client_request(const struct net_client_opts *o,
+                                  const struct net_client_req *r,
+                                  struct net_client_resp *resp,
+                                  struct error *err);
+
+void net_client_resp_free(struct net_client_resp *resp);
+
+/* WH_RETRY for 408, 429 and 5xx; WH_FAIL for any other status. */
+enum wh_status net_client_status_class(long status);
+
+#endif
