@@ -13,7 +13,7 @@ static const struct cli_cmd *const COMMANDS[] = {
     &cmd_version,
     &cmd_audit,
     &cmd_user, &cmd_token,
-    &cmd_api, &cmd_oidc,
+    &cmd_api, &cmd_oidc, &cmd_connector,
 };
 #define NCOMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

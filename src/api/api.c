@@ -60,6 +60,7 @@ static const struct api_route ROUTES[] = {
     { "DELETE", "/api/v1/tokens/{id}", P(TOKEN_WRITE), api_token_revoke, "revoke an API token" },
     { "GET", "/api/v1/connectors", P(FLOW_READ), api_connectors, "list connectors" },
     { "GET", "/api/v1/connectors/{name}", P(FLOW_READ), api_connector_get, "one connector" },
+    { "POST", "/api/v1/connectors/{name}/test", P(CONNECTOR_TEST), api_connector_test, "test connection" },
     { "GET", "/api/v1/flows", P(FLOW_READ), api_flow_export, "export the flow document" },
     { "PUT", "/api/v1/flows", P(FLOW_WRITE), api_flow_import, "import (replace) the flow document" },
     { "GET", "/api/v1/messages", P(MESSAGE_READ), api_messages, "list messages" },

@@ -107,6 +107,7 @@ int api_token_create(struct api_ctx *c);
 int api_token_revoke(struct api_ctx *c);
 int api_connectors(struct api_ctx *c);
 int api_connector_get(struct api_ctx *c);
+int api_connector_test(struct api_ctx *c);
 int api_flow_export(struct api_ctx *c);
 int api_flow_import(struct api_ctx *c);
 int api_messages(struct api_ctx *c);

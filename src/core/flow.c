@@ -243,6 +243,58 @@ char *flow_export(struct store *st, struct error *err)
     return text;
 }
 
+/* Open the stored connector sc for a test; NULL with err saying why. */
+static struct connector *open_for_test(struct wharf *w,
+                                       const struct store_connector *sc,
+                                       struct error *err)
+{
+    json_error_t je;
+    json_t *cfg = json_loads(sc->config, 0, &je);
+    if (cfg == NULL) {
+        error_set(err, "stored config of '%s' is not JSON", sc->name);
+        return NULL;
+    }
+    struct connector *c = connector_new(w, sc->name, sc->type, cfg, err);
+    json_decref(cfg);
+    return c;
+}
+
+int flow_connector_test(struct wharf *w, struct store *st, const char *name,
+                        struct error *err)
+{
+    struct store_flow f;
+    if (store_flow_get(st, &f, err) < 0)
+        return -1;
+    int rc = 2;
+    error_set(err, "no connector named '%s'", name);
+    for (size_t i = 0; i < f.nconns; i++) {
+        if (strcmp(f.conns[i].name, name) != 0)
+            continue;
+        error_clear(err);
+        struct connector *c = open_for_test(w, &f.conns[i], err);
+        if (c == NULL)
+            rc = 1;
+        else if (c->type->test == NULL)
+            error_set(err, "connector type %s has no connection test",
+                      c->type->name);
+        else
+            rc = c->type->test(c, err) == WH_OK ? 0 : 1;
+        connector_free(c);
+        break;
+    }
+    store_flow_clear(&f);
+    return rc;
+}
+
+int flow_connector_insecure(const char *config_json)
+{
+    json_error_t je;
+    json_t *cfg = json_loads(config_json, 0, &je);
+    int insecure = json_is_true(json_object_get(cfg, "insecure"));
+    json_decref(cfg);
+    return insecure;
+}
+
 /* ---- runtime ------------------------------------------------------------------ */
 
 static struct connector *load_one(struct wharf *w,

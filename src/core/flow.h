@@ -40,6 +40,17 @@ int flow_import(struct store *st, const char *text, size_t len,
 /* The stored flow as a pretty JSON document. Caller frees. */
 char *flow_export(struct store *st, struct error *err);
 
+/* "Test connection" of the stored connector `name`: open it from its
+ * stored config and run its type's test(). 0 when it passed, 1 when it
+ * failed (err says precisely what: DNS, TCP, TLS and why, authentication,
+ * permissions, path), 2 when there is no such connector or its type has no
+ * test, -1 on other errors. */
+int flow_connector_test(struct wharf *w, struct store *st, const char *name,
+                        struct error *err);
+
+/* 1 when a stored connector config sends in the clear ("insecure": true). */
+int flow_connector_insecure(const char *config_json);
+
 /* ---- runtime ------------------------------------------------------------- */
 
 struct flow {

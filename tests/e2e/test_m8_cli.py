@@ -13,7 +13,8 @@ import pytest
 
 from conftest import MSG_ID_RE, file_dest, file_source, flow_doc, wait_until
 
-COMMANDS = ["init", "serve", "flow", "send", "message", "key", "version"]
+COMMANDS = ["init", "serve", "flow", "send", "message", "key", "version",
+            "audit", "user", "token", "oidc", "api", "connector"]
 
 
 def one_error_line(p, *words):
