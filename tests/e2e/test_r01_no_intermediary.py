@@ -1,0 +1,214 @@
+"""
+R1, no intermediary: Wharf contacts only the endpoints the user configured.
+
+`wharf serve` runs under strace (r01_peers.TracedServer), recording every
+connect(), sendto() and sendmsg() of every thread and child. One data dir
+carries a flow with every connector type there is:
+
+    file "in-http"   -> http "direct"     (the test's HTTPS server)
+    file "in-proxy"  -> http "viaproxy"   (same server, through tinyproxy)
+    file "in-sftp"   -> sftp "sftp-out"   (Debian's sshd, upload)
+    sftp "sftp-in"   -> file "out"        (same sshd, download)
+    webhook "hook"   -> file "out"        (POSTed to the partner listener)
+
+plus an OIDC login against the test IdP (tests/unit/oidc_idp.py). Every
+endpoint is given by IP address, so there is nothing to resolve. After all
+messages are delivered and the server is stopped, the trace must show:
+every AF_INET address is 127.0.0.1 on a port the test configured, no
+AF_INET6, nothing to port 53 and no connection to a resolver daemon's
+socket (nscd, systemd-resolved): no DNS at all; and every configured
+endpoint was in fact contacted (so the trace is known to see them).
+
+A second test runs a server with no outbound connector for ~5 s: it must
+make no AF_INET/AF_INET6 connection at all (accepts are not connects).
+"""
+import base64
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import (drop_file, file_dest, file_source, flow_doc, free_port,
+                      listdir, listen_port, new_data_dir, wait_until)
+from r01_peers import (STRACE, TracedServer, describe, parse_trace,
+                       unexpected)
+# the peers of the M5, M6 and R17 tests, reused as they are
+from test_m5_sftp import SSHD, sftp_conn, sshd  # noqa: F401 (fixture)
+from test_m6_http import (http_dest, https_server, pki,  # noqa: F401
+                          post, secret_file, start_tinyproxy)
+from test_r17_oidc import CLIENT_ID, CLIENT_SECRET, idp, login  # noqa: F401
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(STRACE) or not os.path.exists(SSHD)
+    or not shutil.which("tinyproxy") or os.geteuid() != 0,
+    reason="needs strace, openssh-server, tinyproxy and root "
+           "(scripts/deps.sh test)")
+
+
+@pytest.fixture
+def traced_server(wharf_bin, tmp_path):
+    """Factory: traced_server(data) -> TracedServer; leftovers killed."""
+    started = []
+    outdir = tmp_path / "server-output"
+    outdir.mkdir(exist_ok=True)
+
+    def start(data, *args):
+        s = TracedServer(wharf_bin, data, outdir, len(started),
+                         tmp_path / f"serve-{len(started)}.strace", args)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.force_cleanup()
+
+
+def check_r01(contacts, allowed, must_contact):
+    """The R1 verdict on a parsed trace; the message lists what is wrong."""
+    bad = unexpected(contacts, allowed)
+    inet = [c for c in contacts if c.family in ("AF_INET", "AF_INET6")]
+    seen = {(c.host, c.port) for c in inet if c.call == "connect"}
+    missing = [ep for ep in must_contact if ep not in seen]
+    msg = []
+    if bad:
+        msg.append(f"R1: the server contacted {len(bad)} address(es) the "
+                   f"test did not configure (allowed: {sorted(allowed)}):\n"
+                   + describe(bad))
+    if missing:
+        msg.append(f"configured endpoint(s) never contacted: {missing} "
+                   f"(trace broken?); AF_INET connects seen: {sorted(seen)}")
+    return msg
+
+
+def test_r01_only_configured_endpoints_are_contacted(
+        tmp_path, wharf, traced_server, pki, https_server, sshd, idp):
+    # the HTTP proxy
+    pd = tmp_path / "proxy"
+    pd.mkdir()
+    pport = free_port()
+    proxy = start_tinyproxy(pd, pport)
+    try:
+        data = new_data_dir(wharf, tmp_path / "data")
+        admin = listen_port(data, "admin")
+        partner = listen_port(data, "partner")
+        sec = tmp_path / "secrets"
+        sec.mkdir()
+        # OIDC single sign-on against the test IdP
+        wharf.ok("oidc", "configure", "--data", str(data),
+                 "--issuer", f"https://127.0.0.1:{idp['port']}",
+                 "--client-id", CLIENT_ID,
+                 "--client-secret-file",
+                 secret_file(sec, "oidc", CLIENT_SECRET),
+                 "--redirect-uri",
+                 f"https://127.0.0.1:{admin}/api/v1/auth/oidc/callback",
+                 "--role-claim", "groups",
+                 "--role-map", '{"wharf-ops": "operator"}',
+                 "--ca-file", str(idp["ca"]))
+        url = f"https://127.0.0.1:{https_server.port}/ok"
+        send = sshd.remote_dir("r01-upload")
+        recv = sshd.remote_dir("r01-download")
+        out = tmp_path / "out"
+        out.mkdir()
+        ins = {n: tmp_path / f"in-{n}" for n in ("http", "proxy", "sftp")}
+        for d in ins.values():
+            d.mkdir()
+        retry = {"max_attempts": 20, "initial_ms": 200, "max_ms": 1000}
+        doc = flow_doc([
+            file_source("in-http", ins["http"]),
+            file_source("in-proxy", ins["proxy"]),
+            file_source("in-sftp", ins["sftp"]),
+            http_dest("direct", url, tls_ca=str(pki["ca"])),
+            http_dest("viaproxy", url, tls_ca=str(pki["ca"]), proxy={
+                "url": f"http://127.0.0.1:{pport}",
+                "credentials_file": secret_file(sec, "px",
+                                                "pxuser:pxpass")}),
+            sftp_conn("sftp-out", sshd, send_dir=str(send), retry=retry),
+            sftp_conn("sftp-in", sshd, "password", receive_dir=str(recv),
+                      pattern="*.csv", after="delete", poll_ms=100),
+            {"name": "hook", "type": "webhook", "config": {
+                "auth": {"type": "basic", "user": "acme",
+                         "password_file": secret_file(sec, "hook",
+                                                      "hook-pw")}}},
+            file_dest("out", out),
+        ], [("in-http", "direct"), ("in-proxy", "viaproxy"),
+            ("in-sftp", "sftp-out"), ("sftp-in", "out"), ("hook", "out")])
+        wharf.import_flow(data, doc, tmp_path / "flow.json")
+
+        srv = traced_server(data)
+        srv.wait_listening()
+        drop_file(ins["http"], "direct.txt", b"to the partner, directly")
+        drop_file(ins["proxy"], "proxied.txt", b"to the partner, via proxy")
+        drop_file(ins["sftp"], "up.edi", os.urandom(20000))
+        drop_file(recv, "down.csv", b"a;b;c\n")
+        os.chown(recv / "down.csv", sshd.uid, sshd.gid)
+        auth = "Basic " + base64.b64encode(b"acme:hook-pw").decode()
+        st, body = post(partner, "/webhook/hook", b"pushed by the partner",
+                        {"Authorization": auth,
+                         "X-Wharf-Filename": "hooked.txt"})
+        assert st == 200, body
+        st, h, body = login({"admin": admin, "idp": idp},
+                            test_groups="wharf-ops")
+        assert st == 200, body
+
+        def all_sent():
+            srv.check_alive()
+            msgs = wharf.messages(data)
+            failed = [m for m in msgs if m["state"] == "failed"]
+            assert not failed, [wharf.show(data, m["id"]) for m in failed]
+            return len(msgs) == 5 and all(m["state"] == "sent"
+                                          for m in msgs)
+        wait_until(all_sent, timeout=90, desc="5 messages sent")
+        wait_until(lambda: listdir(recv) == [], timeout=30,
+                   desc="the downloaded remote file deleted")
+        assert not srv.untraced_threads(), "strace does not see every thread"
+        srv.stop()
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+    # the deliveries happened where the test thinks they did
+    assert listdir(out) == ["down.csv", "hooked.txt"]
+    assert listdir(send) == ["up.edi"]
+    assert sorted(r[3] for r in https_server.bodies("/ok")) == [
+        b"to the partner, directly", b"to the partner, via proxy"]
+    assert f"CONNECT 127.0.0.1:{https_server.port}" in \
+        (pd / "tp.log").read_text()
+
+    contacts = parse_trace(srv.trace_path)
+    endpoints = {("127.0.0.1", https_server.port), ("127.0.0.1", sshd.port),
+                 ("127.0.0.1", pport), ("127.0.0.1", idp["port"])}
+    problems = check_r01(contacts, endpoints, sorted(endpoints))
+    assert not problems, "\n".join(problems) + \
+        f"\n(trace: {srv.trace_path})"
+
+    # the checker itself can fail: drop one configured endpoint from the
+    # allow-list and the very same trace must be refused
+    one = ("127.0.0.1", sshd.port)
+    assert check_r01(contacts, endpoints - {one}, []), \
+        "R1 checker accepted a contact outside the allow-list"
+
+
+def test_r01_idle_server_contacts_nobody(tmp_path, wharf, traced_server):
+    data = new_data_dir(wharf, tmp_path / "data")
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    wharf.import_flow(data, flow_doc([file_source("in", inbox),
+                                      file_dest("out", out)],
+                                     [("in", "out")]), tmp_path / "flow.json")
+    srv = traced_server(data)
+    srv.wait_listening()
+    drop_file(inbox, "local.txt", b"stays on this machine")
+    wait_until(lambda: srv.check_alive() and listdir(out) == ["local.txt"],
+               timeout=30, desc="the local file delivered")
+    time.sleep(5)                       # idle: nobody to talk to
+    srv.check_alive()
+    assert not srv.untraced_threads(), "strace does not see every thread"
+    srv.stop()
+    contacts = parse_trace(srv.trace_path)
+    inet = [c for c in contacts if c.family in ("AF_INET", "AF_INET6")]
+    assert not inet, ("R1: a server with no outbound connector contacted:\n"
+                      + describe(inet))
+    problems = check_r01(contacts, set(), [])
+    assert not problems, "\n".join(problems)
