@@ -41,6 +41,7 @@
  * intake committed it; use a proxy from the environment.
  */
 #include "connectors/connector.h"
+#include "connectors/sftp.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -480,10 +481,8 @@ static void rfiles_free(struct rfile *v, size_t n)
     free(v);
 }
 
-/* One line of a long listing ("-rw-r--r-- 1 u g SIZE Mon DD HH:MM name",
- * as OpenSSH's server sends it). 0 and the fields for a regular file. */
-static int parse_entry(char *line, long long *size, char *tm, size_t tmn,
-                       char **name)
+int sftp_parse_entry(char *line, long long *size, char *tm, size_t tmn,
+                     char **name)
 {
     char *f[8];
     char *p = line;
@@ -508,7 +507,14 @@ static int parse_entry(char *line, long long *size, char *tm, size_t tmn,
         return -1;
     snprintf(tm, tmn, "%s %s %s", f[5], f[6], f[7]);
     *name = p;
-    return *p ? 0 : -1;
+    /* The partner's server names the file: never a path, never "." or
+     * "..", never a control character (it goes into rename/rm commands). */
+    if (*p == '\0' || strchr(p, '/') || !strcmp(p, ".") || !strcmp(p, ".."))
+        return -1;
+    for (const char *q = p; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            return -1;
+    return 0;
 }
 
 /* The regular files in dir (server path). */
@@ -542,7 +548,7 @@ static enum wh_status list_dir(struct sftp_state *s, CURL *h, const char *dir,
             line[len - 1] = '\0';
         struct rfile r = {0};
         char *name;
-        if (parse_entry(line, &r.size, r.time, sizeof(r.time), &name) == 0) {
+        if (sftp_parse_entry(line, &r.size, r.time, sizeof(r.time), &name) == 0) {
             if (*nout == cap) {
                 cap = cap ? cap * 2 : 32;
                 void *np = realloc(*out, cap * sizeof(**out));
