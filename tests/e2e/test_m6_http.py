@@ -365,7 +365,10 @@ def test_m6_webhook_basic_and_bearer(webhooks, wharf):
                     {"Authorization": "Bearer hook-tok",
                      "X-Wharf-Filename": "from-bearer.txt"})
     assert st == 200, body
-    wait_until(lambda: len(listdir(out)) == 2, timeout=30, desc="2 files")
+    # Wait for the final names: a delivery in progress shows as a hidden
+    # .wharf-*.tmp file that is renamed into place once synced.
+    wait_until(lambda: listdir(out) == ["from-basic.txt", "from-bearer.txt"],
+               timeout=30, desc="both files under their final names")
     assert (out / "from-basic.txt").read_bytes() == b"basic body"
     assert (out / "from-bearer.txt").read_bytes() == b"bearer body"
     assert len(wharf.messages(data)) == 2
