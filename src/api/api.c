@@ -20,6 +20,7 @@
  * than the one that creates it.
  */
 #include "api/api.h"
+#include "api/params.h"
 
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -151,40 +152,6 @@ void api_audit(struct api_ctx *c, const char *action, const char *target,
 
 /* ---- request helpers ---------------------------------------------------------- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-/* URL-decode [s, s+n) into out (NUL-terminated); -1 if it does not fit or
- * holds a bad escape or a NUL. */
-static int url_decode(const char *s, size_t n, char *out, size_t outsz)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int ch = (unsigned char)s[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-            if (h < 0 || l < 0)
-                return -1;
-            ch = h * 16 + l;
-            i += 2;
-        }
-        if (ch == 0 || k + 1 >= outsz)
-            return -1;
-        out[k++] = (char)ch;
-    }
-    out[k] = '\0';
-    return 0;
-}
-
 const char *api_query(struct api_ctx *c, const char *name, char *buf,
                       size_t n)
 {
@@ -194,7 +161,7 @@ const char *api_query(struct api_ctx *c, const char *name, char *buf,
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
         if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=')
-            return url_decode(q + nl + 1, len - nl - 1, buf, n) == 0 ? buf
+            return api_url_decode(q + nl + 1, len - nl - 1, buf, n) == 0 ? buf
                                                                       : NULL;
         q = amp ? amp + 1 : NULL;
     }
@@ -206,34 +173,11 @@ const char *api_body_str(struct api_ctx *c, const char *key)
     return c->body ? json_string_value(json_object_get(c->body, key)) : NULL;
 }
 
-/* The value of cookie `name` into out; 0 found, -1 not. */
-static int cookie_get(const char *header, const char *name, char *out,
-                      size_t n)
-{
-    size_t nl = strlen(name);
-    for (const char *p = header; p && *p;) {
-        while (*p == ' ' || *p == ';')
-            p++;
-        const char *end = strchr(p, ';');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            size_t vl = len - nl - 1;
-            if (vl + 1 > n)
-                return -1;
-            memcpy(out, p + nl + 1, vl);
-            out[vl] = '\0';
-            return 0;
-        }
-        p = end;
-    }
-    return -1;
-}
-
 struct secret *api_session_cookie(struct api_ctx *c)
 {
     char cookie[256];
     const char *ch = net_req_header(c->req, "Cookie");
-    if (ch == NULL || cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0)
+    if (ch == NULL || api_cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0)
         return NULL;
     struct secret *id = secret_from(cookie, strlen(cookie));
     OPENSSL_cleanse(cookie, sizeof(cookie));
@@ -341,7 +285,7 @@ static int authenticate(struct api_ctx *c, struct error *err)
     if (authz)
         return error_set(err, "unsupported Authorization scheme"), AUTH_DENIED;
     const char *ch = net_req_header(c->req, "Cookie");
-    if (ch == NULL || cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0) {
+    if (ch == NULL || api_cookie_get(ch, "wharf_session", cookie, sizeof(cookie)) < 0) {
         const char *subject = net_req_client_subject(c->req);
         return subject ? client_cert_principal(c, subject, err)
                        : (error_set(err, "no credentials"), AUTH_NOT_FOUND);
