@@ -116,6 +116,15 @@ struct webhook_routes *webhook_routes_register(struct net_server *s,
                                                struct error *err);
 void webhook_routes_free(struct webhook_routes *r);
 
+/* Helpers for types' check(): refuse keys of object o not in keys[n]
+ * ("WHAT: unknown key ..."); and a local file named by config key `key`
+ * that must be an absolute, readable path (when path is NULL: an error if
+ * required, else fine). 0 or -1 with err. */
+int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
+                        const char *what, struct error *err);
+int connector_file_ok(const char *key, const char *path, int required,
+                      struct error *err);
+
 /* Log through the connector's own level. */
 #define conn_log(c, level, msgid, ...) \
     log_write((level), (c)->log_level, (c)->name, (msgid), __VA_ARGS__)

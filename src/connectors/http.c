@@ -94,17 +94,6 @@ static int reserved_header(const char *name)
     return 0;
 }
 
-static int secret_file_ok(const char *key, const char *path, struct error *err)
-{
-    if (path == NULL)
-        return error_set(err, "auth needs %s", key);
-    if (path[0] != '/')
-        return error_set(err, "%s must be an absolute path", key);
-    if (access(path, R_OK) < 0)
-        return error_set(err, "%s %s is not readable", key, path);
-    return 0;
-}
-
 /* Fill the client options from cfg (pointers into cfg); no secrets. */
 static int opts_parse(const json_t *cfg, struct net_client_opts *o,
                       const char **cred_file, struct error *err)
@@ -134,8 +123,8 @@ static int opts_parse(const json_t *cfg, struct net_client_opts *o,
         *cred_file = str(px, "credentials_file");
         if (o->proxy == NULL)
             return error_set(err, "proxy needs url");
-        if (*cred_file && secret_file_ok("proxy.credentials_file", *cred_file,
-                                         err) < 0)
+        if (connector_file_ok("proxy.credentials_file", *cred_file, 0,
+                              err) < 0)
             return -1;
     } else if (px) {
         return error_set(err, "proxy must be a URL or an object");
@@ -176,14 +165,16 @@ static int auth_check(const json_t *auth, struct error *err)
         if (user == NULL || user[0] == '\0' || strchr(user, ':') ||
             !value_ok(user))
             return error_set(err, "auth basic needs a user without ':'");
-        return secret_file_ok("password_file", str(auth, "password_file"), err);
+        return connector_file_ok("password_file",
+                                 str(auth, "password_file"), 1, err);
     }
     if (strcmp(type, "bearer") == 0) {
         json_object_foreach((json_t *)auth, k, v) {
             if (strcmp(k, "type") && strcmp(k, "token_file"))
                 return error_set(err, "auth bearer: unknown key \"%s\"", k);
         }
-        return secret_file_ok("token_file", str(auth, "token_file"), err);
+        return connector_file_ok("token_file", str(auth, "token_file"), 1,
+                                 err);
     }
     if (strcmp(type, "client_cert") == 0) {
         json_object_foreach((json_t *)auth, k, v) {

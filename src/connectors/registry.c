@@ -9,8 +9,10 @@
  */
 #include "connectors/connector.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/wharf.h"
 
@@ -172,4 +174,32 @@ void connector_free(struct connector *c)
     json_decref(c->config);
     free(c->name);
     free(c);
+}
+
+int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
+                        const char *what, struct error *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v) {
+        size_t i = 0;
+        while (i < n && strcmp(k, keys[i]) != 0)
+            i++;
+        if (i == n)
+            return error_set(err, "%s: unknown key \"%s\"", what, k);
+    }
+    return 0;
+}
+
+int connector_file_ok(const char *key, const char *path, int required,
+                      struct error *err)
+{
+    if (path == NULL)
+        return required ? error_set(err, "needs %s", key) : 0;
+    if (path[0] != '/')
+        return error_set(err, "%s must be an absolute path, not '%s'", key,
+                         path);
+    if (access(path, R_OK) < 0)
+        return error_errno(err, errno, "%s %s is not readable", key, path);
+    return 0;
 }

@@ -137,17 +137,6 @@ static int remote_dir_ok(const char *key, const char *v, struct error *err)
     return 0;
 }
 
-static int local_file_ok(const char *key, const char *v, struct error *err)
-{
-    if (v == NULL)
-        return 0;
-    if (v[0] != '/')
-        return error_set(err, "%s must be an absolute path, not '%s'", key, v);
-    if (access(v, R_OK) < 0)
-        return error_errno(err, errno, "%s %s", key, v);
-    return 0;
-}
-
 static int sftp_check(const json_t *cfg, struct error *err)
 {
     const char *key;
@@ -188,9 +177,9 @@ static int sftp_check(const json_t *cfg, struct error *err)
     if (parse_fingerprint(fp, fpb) < 0)
         return error_set(err, "host_key_sha256 must look like SHA256:<43 "
                          "base64 characters>, as ssh-keygen -lf prints it");
-    if (local_file_ok("password_file", S("password_file"), err) < 0 ||
-        local_file_ok("key_file", S("key_file"), err) < 0 ||
-        local_file_ok("key_passphrase_file", S("key_passphrase_file"), err) < 0)
+    if (connector_file_ok("password_file", S("password_file"), 0, err) < 0 ||
+        connector_file_ok("key_file", S("key_file"), 0, err) < 0 ||
+        connector_file_ok("key_passphrase_file", S("key_passphrase_file"), 0, err) < 0)
         return -1;
     if (S("send_dir") == NULL && S("receive_dir") == NULL)
         return error_set(err, "needs receive_dir (source), send_dir "

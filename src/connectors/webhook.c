@@ -98,37 +98,10 @@ static const char *path_name(const char *path)
     return path;
 }
 
-static int keys_only(const json_t *o, const char *const *keys, size_t n,
-                     const char *what, struct error *err)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v) {
-        size_t i;
-        for (i = 0; i < n; i++)
-            if (strcmp(k, keys[i]) == 0)
-                break;
-        if (i == n)
-            return error_set(err, "%s: unknown key \"%s\"", what, k);
-    }
-    return 0;
-}
-
-static int file_ok(const char *key, const char *path, struct error *err)
-{
-    if (path == NULL)
-        return error_set(err, "auth needs %s", key);
-    if (path[0] != '/')
-        return error_set(err, "%s must be an absolute path", key);
-    if (access(path, R_OK) < 0)
-        return error_set(err, "%s %s is not readable", key, path);
-    return 0;
-}
-
 static int webhook_check(const json_t *cfg, struct error *err)
 {
     static const char *const top[] = { "path", "auth" };
-    if (keys_only(cfg, top, 2, "webhook", err) < 0)
+    if (connector_keys_only(cfg, top, 2, "webhook", err) < 0)
         return -1;
     const json_t *p = json_object_get(cfg, "path");
     if (p && (!json_is_string(p) || !name_ok(path_name(json_string_value(p)))))
@@ -142,22 +115,23 @@ static int webhook_check(const json_t *cfg, struct error *err)
     if (strcmp(type, "basic") == 0) {
         static const char *const k[] = { "type", "user", "password_file" };
         const char *user = str(a, "user");
-        if (keys_only(a, k, 3, "auth basic", err) < 0)
+        if (connector_keys_only(a, k, 3, "auth basic", err) < 0)
             return -1;
         if (user == NULL || user[0] == '\0' || strchr(user, ':'))
             return error_set(err, "auth basic needs a user without ':'");
-        return file_ok("password_file", str(a, "password_file"), err);
+        return connector_file_ok("password_file", str(a, "password_file"), 1,
+                                 err);
     }
     if (strcmp(type, "bearer") == 0) {
         static const char *const k[] = { "type", "token_file" };
-        if (keys_only(a, k, 2, "auth bearer", err) < 0)
+        if (connector_keys_only(a, k, 2, "auth bearer", err) < 0)
             return -1;
-        return file_ok("token_file", str(a, "token_file"), err);
+        return connector_file_ok("token_file", str(a, "token_file"), 1, err);
     }
     if (strcmp(type, "hmac") == 0) {
         static const char *const k[] = { "type", "secret_file", "header",
                                          "timestamp_header", "max_skew_s" };
-        if (keys_only(a, k, 5, "auth hmac", err) < 0)
+        if (connector_keys_only(a, k, 5, "auth hmac", err) < 0)
             return -1;
         const json_t *h = json_object_get(a, "header");
         const json_t *t = json_object_get(a, "timestamp_header");
@@ -167,12 +141,12 @@ static int webhook_check(const json_t *cfg, struct error *err)
         if (s && (!json_is_integer(s) || json_integer_value(s) < 1 ||
                   json_integer_value(s) > 3600))
             return error_set(err, "auth hmac: max_skew_s must be 1..3600");
-        return file_ok("secret_file", str(a, "secret_file"), err);
+        return connector_file_ok("secret_file", str(a, "secret_file"), 1, err);
     }
     if (strcmp(type, "client_cert") == 0) {
         static const char *const k[] = { "type", "subjects" };
         const json_t *s = json_object_get(a, "subjects");
-        if (keys_only(a, k, 2, "auth client_cert", err) < 0)
+        if (connector_keys_only(a, k, 2, "auth client_cert", err) < 0)
             return -1;
         if (!json_is_array(s) || json_array_size(s) == 0 ||
             json_array_size(s) > MAX_SUBJECTS)
