@@ -14,6 +14,7 @@ static const struct cli_cmd *const COMMANDS[] = {
     &cmd_audit,
     &cmd_user, &cmd_token,
     &cmd_api, &cmd_oidc, &cmd_connector,
+    &cmd_partner, &cmd_cert,
 };
 #define NCOMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

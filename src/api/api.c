@@ -62,6 +62,9 @@ static const struct api_route ROUTES[] = {
     { "GET", "/api/v1/connectors", P(FLOW_READ), api_connectors, "list connectors" },
     { "GET", "/api/v1/connectors/{name}", P(FLOW_READ), api_connector_get, "one connector" },
     { "POST", "/api/v1/connectors/{name}/test", P(CONNECTOR_TEST), api_connector_test, "test connection" },
+    { "GET", "/api/v1/connectors/{name}/hostkey", P(CONNECTOR_TEST), api_connector_hostkey_get, "the SFTP host key the server presents (no authentication)" },
+    { "POST", "/api/v1/connectors/{name}/hostkey", P(FLOW_WRITE), api_connector_hostkey_accept, "confirm an SFTP host key (stored as host_key_sha256)" },
+    { "POST", "/api/v1/connectors/{name}/oauth/authorize", P(FLOW_WRITE), api_connector_oauth_authorize, "start an OAuth authorization of a connector (code + PKCE)" },
     { "GET", "/api/v1/flows", P(FLOW_READ), api_flow_export, "export the flow document" },
     { "PUT", "/api/v1/flows", P(FLOW_WRITE), api_flow_import, "import (replace) the flow document" },
     { "GET", "/api/v1/messages", P(MESSAGE_READ), api_messages, "list messages" },
@@ -73,6 +76,11 @@ static const struct api_route ROUTES[] = {
     { "PUT", "/api/v1/settings/{key}", P(SETTINGS_WRITE), api_setting_put, "change a setting" },
     { "GET", "/api/v1/audit", P(AUDIT_READ), api_audit_list, "audit entries" },
     { "GET", "/api/v1/audit/verify", P(AUDIT_READ), api_audit_verify, "verify the audit chain" },
+    { "GET", "/api/v1/partners", P(FLOW_READ), api_partners, "the AS2 profile and partners" },
+    { "POST", "/api/v1/partners/{name}/certificates", P(KEY_WRITE), api_partner_cert_add, "add a partner certificate (rollover)" },
+    { "GET", "/api/v1/certificates", P(FLOW_READ), api_certificates, "certificates with their expiry" },
+    { "GET", "/api/v1/certificates/{id}", P(FLOW_READ), api_certificate_get, "one certificate as PEM" },
+    { "GET", "/oauth/callback", API_PUBLIC, api_oauth_callback, "finish an OAuth authorization of a connector (the redirect URI)" },
 };
 #undef P
 #define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
@@ -405,5 +413,10 @@ int api_register(struct net_server *s, struct wharf *w, struct error *err)
     if (net_route(net_listener(s, NET_ADMIN), "*", "/api/v1", api_dispatch,
                   w) < 0)
         return error_set(err, "cannot register /api/v1");
+    /* the redirect URI of connectors' OAuth authorizations: a stable path
+     * outside the versioned API (it is registered at providers) */
+    if (net_route(net_listener(s, NET_ADMIN), "*", "/oauth/callback",
+                  api_dispatch, w) < 0)
+        return error_set(err, "cannot register /oauth/callback");
     return 0;
 }

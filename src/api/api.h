@@ -59,7 +59,8 @@ struct api_route {
 /* The route table (static, owned by the API). */
 const struct api_route *api_routes(size_t *n);
 
-/* Register /api/v1 on the admin listener of s. w must outlive s. */
+/* Register /api/v1 and /oauth/callback on the admin listener of s. w
+ * must outlive s. */
 int api_register(struct net_server *s, struct wharf *w, struct error *err);
 
 /* Free what the API keeps between requests (OIDC clients and pending
@@ -108,6 +109,10 @@ int api_token_revoke(struct api_ctx *c);
 int api_connectors(struct api_ctx *c);
 int api_connector_get(struct api_ctx *c);
 int api_connector_test(struct api_ctx *c);
+int api_connector_hostkey_get(struct api_ctx *c);
+int api_connector_hostkey_accept(struct api_ctx *c);
+int api_connector_oauth_authorize(struct api_ctx *c);
+int api_oauth_callback(struct api_ctx *c);
 int api_flow_export(struct api_ctx *c);
 int api_flow_import(struct api_ctx *c);
 int api_messages(struct api_ctx *c);
@@ -119,5 +124,9 @@ int api_settings(struct api_ctx *c);
 int api_setting_put(struct api_ctx *c);
 int api_audit_list(struct api_ctx *c);
 int api_audit_verify(struct api_ctx *c);
+int api_partners(struct api_ctx *c);
+int api_partner_cert_add(struct api_ctx *c);
+int api_certificates(struct api_ctx *c);
+int api_certificate_get(struct api_ctx *c);
 
 #endif

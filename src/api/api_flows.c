@@ -103,7 +103,7 @@ int api_flow_import(struct api_ctx *c)
     if (old)
         sha256_hex(old, before);
     free(old);
-    int rc = text ? flow_import(c->st, text, strlen(text), &err) : -1;
+    int rc = text ? flow_import(c->w, c->st, text, strlen(text), &err) : -1;
     free(text);
     if (rc < 0)
         return api_fail(c, 400, "invalid_flow", "%s", err.msg);

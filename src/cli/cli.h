@@ -58,6 +58,7 @@ extern const struct cli_cmd cmd_init, cmd_serve, cmd_flow, cmd_send,
 extern const struct cli_cmd cmd_audit;
 extern const struct cli_cmd cmd_user, cmd_token;
 extern const struct cli_cmd cmd_api, cmd_oidc, cmd_connector;
+extern const struct cli_cmd cmd_partner, cmd_cert;
 /* Create the first administrator of a new data dir and print its name and
  * one-time password (user.c; called by `wharf init`). EXIT_OK or EXIT_FAIL. */
 int cli_user_bootstrap(const char *data);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "connectors/connector.h"
 #include "core/flow.h"
 #include "core/wharf.h"
 #include "store/store.h"
@@ -35,7 +36,9 @@ static int flow_import_cmd(const char *data, const char *file)
     }
     char before[65], after[65];
     cli_flow_sha256(st, before);
-    int rc = store_flow_put(st, &f, &err);
+    int rc = flow_read_files(w, &f, &err);
+    if (rc == 0)
+        rc = store_flow_put(st, &f, &err);
     int64_t gen = rc == 0 ? store_flow_generation(st, &err) : -1;
     if (rc == 0)
         printf("imported %zu connector(s) and %zu link(s) (flow generation "

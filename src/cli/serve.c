@@ -106,12 +106,12 @@ static int serve_loop(struct wharf *w)
         return cli_fail("%s", err.msg);
     }
     struct net_server *net = net_server_new(w, &err);
-    struct webhook_routes *hooks = NULL;
+    struct partner_routes *hooks = NULL;
     if (net == NULL || api_register(net, w, &err) < 0 ||
-        (hooks = webhook_routes_register(net, w, &err)) == NULL ||
+        (hooks = partner_routes_register(net, w, &err)) == NULL ||
         net_server_start(net, &err) < 0) {
         net_server_free(net);
-        webhook_routes_free(hooks);
+        partner_routes_free(hooks);
         engine_stop(e);
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
@@ -122,7 +122,7 @@ static int serve_loop(struct wharf *w)
     sigwait(&set, &sig);
     log_info("signal %d: stopping", sig);
     net_server_free(net);
-    webhook_routes_free(hooks);
+    partner_routes_free(hooks);
     api_shutdown();
     engine_stop(e);
     serve_checkpoint(w);

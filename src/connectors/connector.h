@@ -59,6 +59,8 @@ struct connector {
     struct retry_policy retry;
     struct wharf *wharf;        /* not owned: data dir, vault */
     void *state;                /* owned by the type: open() sets, close() frees */
+    struct connector_secret_slot *secrets;  /* owned: unsealed, see below */
+    size_t nsecrets;
 };
 
 /* One message handed to a destination, and what became of it. */
@@ -71,6 +73,10 @@ struct delivery {
 
 struct connector_type {
     const char *name;
+    /* Config keys that name a secret file (NULL-terminated, dotted paths
+     * into nested objects: "auth.password_file"), sealed at flow import;
+     * NULL when none. open() gets them from connector_secret(). */
+    const char *const *secrets;
     /* Validate a config; no side effects. 0 or -1 with err. */
     int (*check)(const json_t *config, struct error *err);
     /* Parse config, allocate state. */
@@ -84,6 +90,13 @@ struct connector_type {
     void (*deliver_batch)(struct connector *c, struct delivery *d, size_t n);
     /* Inbound HTTP (AS2, webhook); NULL if none. */
     enum wh_status (*route)(struct connector *c, struct http_exchange *x);
+    /* Where route() listens on the partner listener (POST PREFIX and
+     * below), the body cap there, and which of the type's connectors takes
+     * a request (by path or headers; NULL: 404). */
+    const char *route_prefix;
+    int64_t route_max_body;
+    struct connector *(*route_pick)(struct connector *const *conns, size_t n,
+                                    struct net_request *req);
     /* "Test connection": what exactly fails. */
     enum wh_status (*test)(struct connector *c, struct error *err);
     void (*close)(struct connector *c);
@@ -106,15 +119,19 @@ struct connector *connector_new(struct wharf *w, const char *name,
                                 struct error *err);
 void connector_free(struct connector *c);
 
-/* `wharf serve`: route POST /webhook/NAME on the partner listener to the
- * route() of the webhook connector (of the stored flow) whose path is NAME
- * (connectors/webhook.c). Call before net_server_start; free after
+/* Every registered type (static array); returns the count. */
+size_t connector_types(const struct connector_type *const **out);
+
+/* `wharf serve`: for every type with route() and route_prefix, route POST
+ * PREFIX... on the partner listener to the route() of the connector the
+ * type's route_pick() chooses among the stored flow's connectors of that
+ * type (connectors/routes.c). Call before net_server_start; free after
  * net_server_free. NULL with err on failure. */
-struct webhook_routes;
-struct webhook_routes *webhook_routes_register(struct net_server *s,
+struct partner_routes;
+struct partner_routes *partner_routes_register(struct net_server *s,
                                                struct wharf *w,
                                                struct error *err);
-void webhook_routes_free(struct webhook_routes *r);
+void partner_routes_free(struct partner_routes *r);
 
 /* Helpers for types' check(): refuse keys of object o not in keys[n]
  * ("WHAT: unknown key ..."); and a local file named by config key `key`
@@ -124,6 +141,55 @@ int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
                         const char *what, struct error *err);
 int connector_file_ok(const char *key, const char *path, int required,
                       struct error *err);
+
+/* ---- secrets (connectors/secrets.c) ----------------------------------------
+ * Secrets are given as files and stored by the vault: flow import seals
+ * each file a type lists in .secrets; connector_new unseals them before
+ * open(). Runtime state (OAuth tokens) is sealed into the store by name. */
+struct store_flow;
+struct secret;
+struct connector_secret_slot;
+
+/* Flow import: read and seal every secret file f's configs name, adding
+ * the blobs to f->secrets (written by store_flow_put). 0 or -1 with err
+ * naming the connector and key (never the content). */
+int connector_secrets_seal(struct wharf *w, struct store_flow *f,
+                           struct error *err);
+
+/* connector_new: unseal the secrets config names into c; free them. */
+int connector_secrets_load(struct connector *c, const json_t *config,
+                           struct error *err);
+void connector_secrets_free(struct connector *c);
+
+/* The secret the config key `key` named ("auth.password_file"), or NULL
+ * when the config names none. Borrowed: lives as long as c. */
+const struct secret *connector_secret(const struct connector *c,
+                                      const char *key);
+
+/* For check(): a secret file key must be an absolute path (it is read at
+ * import, so it need not exist later). 0 or -1 with err. */
+int connector_secret_ok(const char *key, const char *path, int required,
+                        struct error *err);
+
+/* A file that only lives in memory (memfd) holding s plus a newline, for
+ * libraries that insist on a path (libssh2's private key): writes
+ * "/proc/self/fd/N" into path and returns the fd (close it when done), or
+ * -1 with err. */
+int connector_secret_memfile(const struct secret *s, char *path, size_t n,
+                             struct error *err);
+
+/* Runtime secrets of connector conn under `name` (e.g. "oauth.refresh"),
+ * sealed by the vault. get: 1 and *out (caller frees) when present, 0 when
+ * not, -1 on error; expires_at (ms since the epoch, 0 = never) may be
+ * NULL. Each call opens its own store connection (rarely called). */
+int connector_state_get(struct wharf *w, const char *conn, const char *name,
+                        struct secret **out, int64_t *expires_at,
+                        struct error *err);
+int connector_state_put(struct wharf *w, const char *conn, const char *name,
+                        const struct secret *value, int64_t expires_at,
+                        struct error *err);
+int connector_state_drop(struct wharf *w, const char *conn, const char *name,
+                         struct error *err);
 
 /* Log through the connector's own level. */
 #define conn_log(c, level, msgid, ...) \

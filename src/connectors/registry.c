@@ -39,6 +39,12 @@ const struct connector_type *connector_type_find(const char *name)
     return NULL;
 }
 
+size_t connector_types(const struct connector_type *const **out)
+{
+    *out = TYPES;
+    return NTYPES;
+}
+
 const char *connector_type_names(void)
 {
     return "file, sftp, http, webhook";
@@ -157,7 +163,8 @@ struct connector *connector_new(struct wharf *w, const char *name,
     if (c->poll_ms == 0)
         c->poll_ms = w ? w->conf.poll_ms : 1000;
     c->config = type_config(config);
-    if (c->type->open(c, err) != WH_OK) {
+    if (connector_secrets_load(c, c->config, err) < 0 ||
+        c->type->open(c, err) != WH_OK) {
         error_prefix(err, "connector '%s'", name);
         connector_free(c);
         return NULL;
@@ -171,6 +178,7 @@ void connector_free(struct connector *c)
         return;
     if (c->state && c->type->close)
         c->type->close(c);
+    connector_secrets_free(c);
     json_decref(c->config);
     free(c->name);
     free(c);

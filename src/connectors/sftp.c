@@ -7,13 +7,23 @@
  *   host, port (22), user     the server and the account
  *   password_file | key_file  authentication (key_file: a private key, with
  *                             an optional key_passphrase_file)
- *   host_key_sha256           REQUIRED pin of the server's host key, as
- *                             OpenSSH prints it ("SHA256:base64")
+ *   host_key_sha256           pin of the server's host key, as OpenSSH
+ *                             prints it ("SHA256:base64"). Without it the
+ *                             connector opens but every transfer and test
+ *                             fails until the key is confirmed: `wharf
+ *                             connector hostkey NAME` shows the key the
+ *                             server presents (captured in the key
+ *                             exchange, then refused: no authentication
+ *                             is attempted), `--accept SHA256:...` checks
+ *                             it again and stores it (sftp_hostkey_*).
  *   send_dir                  destination: upload here
  *   receive_dir, pattern,     source: poll this remote folder, take names
  *   after, archive_dir        matching pattern, then "delete" (default) or
  *                             "archive" them into archive_dir (on the server)
- *   proxy                     socks5h://, socks5:// or http:// (CONNECT)
+ *   proxy                     as for http (connectors/proxy.h): a
+ *                             socks5h://, socks5:// or http:// (CONNECT)
+ *                             URL, "direct", or {"url","credentials_file",
+ *                             "no_proxy"}; absent: wharf.conf's proxy
  *
  * Destination: the payload is decrypted straight into curl's read callback
  * and uploaded to send_dir/.NAME.ID.wharf-part (the message id in the temp
@@ -30,13 +40,13 @@
  * polls in a row. Each is streamed into the intake from curl's write
  * callback; only after intake_commit() is it deleted or moved on the server.
  *
- * Secrets (password, key passphrase) are read from files into struct
- * secret, handed to curl only as option values and never logged. Storing
- * them sealed by the vault is for later; so is first-use capture of the
- * host key (it is always required here). Curl keeps its own copy of an
- * option string until the handle is cleaned up; that copy is not wiped.
+ * Secrets (password, key, passphrase, proxy credentials) come sealed from
+ * the vault (connector_secret), are handed to curl only as option values
+ * and never logged. Curl keeps its own copy of an option string until the
+ * handle is cleaned up; that copy is not wiped.
  *
- * Must never: connect without the host key pin; write anything but the temp
+ * Must never: go beyond the key exchange without the host key pin (no
+ * authentication, no transfer); write anything but the temp
  * file and its rename in send_dir; delete or move a remote file before the
  * intake committed it; use a proxy from the environment.
  */
@@ -53,8 +63,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "connectors/proxy.h"
 #include "core/intake.h"
 #include "core/wharf.h"
+#include "net/client.h"
 #include "util/secret.h"
 #include "vault/vault.h"
 
@@ -71,14 +83,17 @@ struct rfile {
 };
 
 struct sftp_state {
-    const char *host, *user, *key_file, *proxy, *pattern;
+    const char *host, *user, *key_file, *pattern;
+    struct connector_proxy proxy;
     char send_dir[PATH_MAX_LEN], receive_dir[PATH_MAX_LEN];
     char archive_dir[PATH_MAX_LEN];
     long port;
     int archive;
-    char fp[FP_LEN + 1];
+    char fp[FP_LEN + 1];        /* "" until the host key is confirmed */
     struct secret *password;    /* NUL-terminated; NULL without one */
     struct secret *passphrase;  /* NUL-terminated; NULL without one */
+    int key_fd;                 /* memfd holding the private key, or -1 */
+    char key_path[64];          /* "/proc/self/fd/N" of key_fd */
     pthread_mutex_t lock;       /* seen, poll handle */
     struct rfile *seen;
     size_t nseen;
@@ -151,13 +166,13 @@ static int sftp_check(const json_t *cfg, struct error *err)
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
                 json_integer_value(v) > 65535)
                 return error_set(err, "port must be an integer 1..65535");
-        } else if (!json_is_string(v)) {
+        } else if (strcmp(key, "proxy") && !json_is_string(v)) {
             return error_set(err, "%s must be a string", key);
         }
     }
 #define S(k) json_string_value(json_object_get(cfg, k))
     const char *host = S("host"), *user = S("user"), *fp = S("host_key_sha256");
-    const char *after = S("after"), *pat = S("pattern"), *proxy = S("proxy");
+    const char *after = S("after"), *pat = S("pattern");
     char fpb[FP_LEN + 1];
     if (host == NULL || host[0] == '\0' || strpbrk(host, "/@ \t\r\n"))
         return error_set(err, "needs host (a host name or address)");
@@ -167,19 +182,13 @@ static int sftp_check(const json_t *cfg, struct error *err)
         return error_set(err, "needs password_file or key_file");
     if (S("key_passphrase_file") && S("key_file") == NULL)
         return error_set(err, "key_passphrase_file needs key_file");
-    if (fp == NULL)
-        return error_set(err, "needs host_key_sha256, the server's host key "
-                         "fingerprint (get it with: ssh-keyscan -p %lld %s | "
-                         "ssh-keygen -lf - and check it with the partner)",
-                         json_is_integer(json_object_get(cfg, "port"))
-                         ? json_integer_value(json_object_get(cfg, "port"))
-                         : 22LL, host);
-    if (parse_fingerprint(fp, fpb) < 0)
+    if (fp && parse_fingerprint(fp, fpb) < 0)
         return error_set(err, "host_key_sha256 must look like SHA256:<43 "
                          "base64 characters>, as ssh-keygen -lf prints it");
-    if (connector_file_ok("password_file", S("password_file"), 0, err) < 0 ||
-        connector_file_ok("key_file", S("key_file"), 0, err) < 0 ||
-        connector_file_ok("key_passphrase_file", S("key_passphrase_file"), 0, err) < 0)
+    if (connector_secret_ok("password_file", S("password_file"), 0, err) < 0 ||
+        connector_secret_ok("key_file", S("key_file"), 0, err) < 0 ||
+        connector_secret_ok("key_passphrase_file", S("key_passphrase_file"), 0,
+                            err) < 0)
         return -1;
     if (S("send_dir") == NULL && S("receive_dir") == NULL)
         return error_set(err, "needs receive_dir (source), send_dir "
@@ -195,12 +204,8 @@ static int sftp_check(const json_t *cfg, struct error *err)
                          "\"%s\"", after);
     if (after && !strcmp(after, "archive") && S("archive_dir") == NULL)
         return error_set(err, "after \"archive\" needs archive_dir");
-    if (proxy && strncmp(proxy, "socks5h://", 10) &&
-        strncmp(proxy, "socks5://", 9) && strncmp(proxy, "http://", 7))
-        return error_set(err, "proxy must start with socks5h://, socks5:// "
-                         "or http://");
 #undef S
-    return 0;
+    return connector_proxy_check(cfg, err);
 }
 
 static const char *cfg_str(const struct connector *c, const char *key)
@@ -217,18 +222,17 @@ static void dir_copy(char *out, size_t n, const char *path)
         out[--len] = '\0';
 }
 
-/* A secret file's contents plus a NUL, for curl's string options. */
-static struct secret *secret_cstr(const char *path, struct error *err)
+/* A copy of the connector's secret `key` plus a NUL, for curl's string
+ * options; NULL (err set) when out of memory. */
+static struct secret *secret_cstr(const struct connector *c, const char *key,
+                                  struct error *err)
 {
-    struct secret *raw = secret_from_file(path, err);
-    if (raw == NULL)
-        return NULL;
-    struct secret *s = secret_new(secret_len(raw) + 1);
+    const struct secret *raw = connector_secret(c, key);
+    struct secret *s = raw ? secret_new(secret_len(raw) + 1) : NULL;
     if (s != NULL)
         memcpy(secret_data_mut(s), secret_data(raw), secret_len(raw));
     else
-        error_set(err, "out of memory");
-    secret_free(raw);
+        error_set(err, "secret %s is missing or out of memory", key);
     return s;
 }
 
@@ -244,6 +248,9 @@ static void sftp_close(struct connector *c)
         curl_easy_cleanup(s->poll_h);
     secret_free(s->password);
     secret_free(s->passphrase);
+    connector_proxy_close(&s->proxy);
+    if (s->key_fd >= 0)
+        close(s->key_fd);
     pthread_mutex_destroy(&s->lock);
     free(s);
     c->state = NULL;
@@ -263,10 +270,9 @@ static enum wh_status sftp_open(struct connector *c, struct error *err)
     }
     pthread_mutex_init(&s->lock, NULL);
     c->state = s;
+    s->key_fd = -1;
     s->host = cfg_str(c, "host");
     s->user = cfg_str(c, "user");
-    s->key_file = cfg_str(c, "key_file");
-    s->proxy = cfg_str(c, "proxy");
     s->pattern = cfg_str(c, "pattern") ? cfg_str(c, "pattern") : "*";
     const json_t *port = json_object_get(c->config, "port");
     s->port = port ? (long)json_integer_value(port) : 22;
@@ -279,14 +285,25 @@ static enum wh_status sftp_open(struct connector *c, struct error *err)
         dir_copy(s->archive_dir, sizeof(s->archive_dir),
                  cfg_str(c, "archive_dir"));
     s->archive = cfg_str(c, "after") && !strcmp(cfg_str(c, "after"), "archive");
-    parse_fingerprint(cfg_str(c, "host_key_sha256"), s->fp);
+    if (cfg_str(c, "host_key_sha256"))
+        parse_fingerprint(cfg_str(c, "host_key_sha256"), s->fp);
+    if (connector_proxy_open(c, &s->proxy, err) < 0)
+        goto fail;
     if (cfg_str(c, "password_file") &&
-        (s->password = secret_cstr(cfg_str(c, "password_file"), err)) == NULL)
+        (s->password = secret_cstr(c, "password_file", err)) == NULL)
         goto fail;
     if (cfg_str(c, "key_passphrase_file") &&
-        (s->passphrase = secret_cstr(cfg_str(c, "key_passphrase_file"),
-                                     err)) == NULL)
+        (s->passphrase = secret_cstr(c, "key_passphrase_file", err)) == NULL)
         goto fail;
+    /* libssh2 reads the private key from a path: give it one in memory */
+    if (cfg_str(c, "key_file")) {
+        s->key_fd = connector_secret_memfile(connector_secret(c, "key_file"),
+                                             s->key_path, sizeof(s->key_path),
+                                             err);
+        if (s->key_fd < 0)
+            goto fail;
+        s->key_file = s->key_path;
+    }
     return WH_OK;
 fail:
     sftp_close(c);
@@ -341,6 +358,17 @@ struct op {
     char url[3 * PATH_MAX_LEN + 300];
 };
 
+/* A host key callback that refuses every key (libcurl goes no further
+ * than the key exchange). */
+static int refuse_key(void *ud, int type, const char *key, size_t len)
+{
+    (void)ud;
+    (void)type;
+    (void)key;
+    (void)len;
+    return CURLKHMATCH_MISMATCH;
+}
+
 /* Reset h and set what every operation shares; path is on the server. */
 static int setup(struct sftp_state *s, CURL *h, struct op *op,
                  const char *path)
@@ -358,7 +386,10 @@ static int setup(struct sftp_state *s, CURL *h, struct op *op,
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, op->ebuf);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_USERNAME, s->user);
-    curl_easy_setopt(h, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->fp);
+    if (s->fp[0])
+        curl_easy_setopt(h, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->fp);
+    else    /* never reached (callers check); refuse any key if it were */
+        curl_easy_setopt(h, CURLOPT_SSH_HOSTKEYFUNCTION, refuse_key);
     long auth = 0;
     if (s->key_file) {
         auth |= CURLSSH_AUTH_PUBLICKEY;
@@ -376,7 +407,8 @@ static int setup(struct sftp_state *s, CURL *h, struct op *op,
     }
     curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES, auth);
     /* Only the configured proxy, never one from the environment. */
-    curl_easy_setopt(h, CURLOPT_PROXY, s->proxy ? s->proxy : "");
+    if (net_client_proxy_setopt(h, &s->proxy.use) != CURLE_OK)
+        return -1;
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
@@ -385,11 +417,19 @@ static int setup(struct sftp_state *s, CURL *h, struct op *op,
 
 /* What a failed curl call means; fills err. what: the operation, path:
  * the server path it was about. */
-static enum wh_status classify(struct sftp_state *s, CURLcode rc,
+static enum wh_status classify(struct sftp_state *s, CURL *h, CURLcode rc,
                                const struct op *op, const char *what,
                                const char *path, struct error *err)
 {
     const char *detail = op->ebuf[0] ? op->ebuf : curl_easy_strerror(rc);
+    char target[300];
+    enum wh_status st;
+    snprintf(target, sizeof(target), "%s:%ld", s->host, s->port);
+    if (net_client_proxy_failed(h, rc, &s->proxy.use, target, op->ebuf, &st,
+                                err)) {
+        error_prefix(err, "%s", what);
+        return st;
+    }
     switch (rc) {
     case CURLE_PEER_FAILED_VERIFICATION: {
         const char *r = strstr(op->ebuf, "Remote ");
@@ -400,9 +440,11 @@ static enum wh_status classify(struct sftp_state *s, CURLcode rc,
                 n++;
         }
         error_set(err, "host key of %s:%ld does not match host_key_sha256 "
-                  "(the server presents SHA256:%.*s; if the partner really "
-                  "changed it, confirm it with them and update the config)",
-                  s->host, s->port, n, r ? r : "");
+                  "(the server presents SHA256:%.*s, not the confirmed "
+                  "SHA256:%s; if the partner really changed it, confirm "
+                  "the new one with them, then run `wharf connector "
+                  "hostkey NAME --accept SHA256:...`)", s->host, s->port, n,
+                  r ? r : "", s->fp);
         return WH_FAIL;
     }
     case CURLE_LOGIN_DENIED:
@@ -423,8 +465,8 @@ static enum wh_status classify(struct sftp_state *s, CURLcode rc,
     if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
         rc == CURLE_COULDNT_RESOLVE_PROXY)
         error_set(err, "%s: cannot connect to %s:%ld%s%s: %s", what, s->host,
-                  s->port, s->proxy ? " through proxy " : "",
-                  s->proxy ? s->proxy : "", detail);
+                  s->port, s->proxy.use.url ? " through proxy " : "",
+                  s->proxy.use.url ? s->proxy.use.url : "", detail);
     else if (rc == CURLE_OPERATION_TIMEDOUT)
         error_set(err, "%s: timed out talking to %s:%ld: %s", what, s->host,
                   s->port, detail);
@@ -524,7 +566,7 @@ static enum wh_status list_dir(struct sftp_state *s, CURL *h, const char *dir,
     CURLcode rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
         free(b.p);
-        return classify(s, rc, &op, "cannot list", dir, err);
+        return classify(s, h, rc, &op, "cannot list", dir, err);
     }
     size_t cap = 0;
     enum wh_status st = WH_OK;
@@ -597,6 +639,105 @@ static struct curl_slist *quote_cmd(const char *cmd, const char *a,
     snprintf(line, sizeof(line), "%s %s%s%s", cmd, qa, b ? " " : "",
              b ? qb : "");
     return curl_slist_append(NULL, line);
+}
+
+/* ---- the host key ----------------------------------------------------------------- */
+
+/* Without a confirmed host key nothing goes beyond the key exchange: 1
+ * (err set) when the key is not confirmed yet. */
+static int unconfirmed(const struct connector *c, const struct sftp_state *s,
+                       struct error *err)
+{
+    if (s->fp[0])
+        return 0;
+    error_set(err, "host key of %s:%ld not confirmed: run `wharf connector "
+              "hostkey %s`", s->host, s->port, c->name);
+    return 1;
+}
+
+int sftp_fingerprint_norm(const char *in, char *out, size_t n)
+{
+    char b64[FP_LEN + 1];
+    if (parse_fingerprint(in, b64) < 0)
+        return -1;
+    snprintf(out, n, "SHA256:%s", b64);
+    return 0;
+}
+
+struct captured {
+    int got, type;
+    char fp[FP_LEN + 1];
+};
+
+/* CURLOPT_SSH_HOSTKEYFUNCTION: note the key (its SHA-256 as OpenSSH
+ * prints it) and refuse it, so that libcurl stops after the key exchange
+ * and never authenticates. */
+static int capture_key(void *ud, int type, const char *key, size_t len)
+{
+    struct captured *k = ud;
+    unsigned char md[32], b64[48];
+    if (EVP_Digest(key, len, md, NULL, EVP_sha256(), NULL) == 1) {
+        EVP_EncodeBlock(b64, md, sizeof(md));
+        memcpy(k->fp, b64, FP_LEN);
+        k->fp[FP_LEN] = '\0';
+        k->type = type;
+        k->got = 1;
+    }
+    return CURLKHMATCH_MISMATCH;
+}
+
+static const char *key_type_name(int type)
+{
+    switch (type) {
+    case CURLKHTYPE_RSA:
+        return "RSA";
+    case CURLKHTYPE_DSS:
+        return "DSA";
+    case CURLKHTYPE_ECDSA:
+        return "ECDSA";
+    case CURLKHTYPE_ED25519:
+        return "ED25519";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+enum wh_status sftp_hostkey_capture(struct connector *c, struct sftp_key *out,
+                                    struct error *err)
+{
+    struct sftp_state *s = c->state;
+    struct captured k = {0};
+    struct op op = {0};
+    CURL *h = curl_easy_init();
+    if (h == NULL)
+        return error_set(err, "out of memory"), WH_RETRY;
+    int v6 = strchr(s->host, ':') != NULL;
+    snprintf(op.url, sizeof(op.url), "sftp://%s%s%s:%ld/", v6 ? "[" : "",
+             s->host, v6 ? "]" : "", s->port);
+    curl_easy_setopt(h, CURLOPT_URL, op.url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "sftp");
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, op.ebuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_NONE);
+    curl_easy_setopt(h, CURLOPT_SSH_HOSTKEYFUNCTION, capture_key);
+    curl_easy_setopt(h, CURLOPT_SSH_HOSTKEYDATA, &k);
+    enum wh_status st = WH_OK;
+    CURLcode rc = (CURLcode)net_client_proxy_setopt(h, &s->proxy.use);
+    if (rc == CURLE_OK)
+        rc = curl_easy_perform(h);
+    if (k.got) {
+        snprintf(out->type, sizeof(out->type), "%s", key_type_name(k.type));
+        snprintf(out->fingerprint, sizeof(out->fingerprint), "SHA256:%s",
+                 k.fp);
+    } else if (rc == CURLE_OK || rc == CURLE_PEER_FAILED_VERIFICATION) {
+        error_set(err, "%s:%ld presented no host key", s->host, s->port);
+        st = WH_RETRY;
+    } else {
+        st = classify(s, h, rc, &op, "cannot get the host key", "/", err);
+    }
+    curl_easy_cleanup(h);
+    return st;
 }
 
 /* ---- destination ----------------------------------------------------------------- */
@@ -779,7 +920,7 @@ static enum wh_status deliver_on(struct connector *c, struct sftp_state *s,
             st = WH_RETRY;
         }
     } else {
-        st = classify(s, rc, &op, "cannot upload", tmp, &d->err);
+        st = classify(s, h, rc, &op, "cannot upload", tmp, &d->err);
     }
 out:
     curl_slist_free_all(post);
@@ -795,6 +936,8 @@ static enum wh_status sftp_deliver(struct connector *c, struct delivery *d)
         error_set(&d->err, "connector has no send_dir");
         return d->status = WH_FAIL;
     }
+    if (unconfirmed(c, s, &d->err))
+        return d->status = WH_RETRY;    /* goes once the key is confirmed */
     CURL *h = curl_easy_init();
     if (h == NULL) {
         error_set(&d->err, "out of memory");
@@ -859,7 +1002,7 @@ static int take_one(struct connector *c, struct sftp_state *s, CURL *h,
         *st = WH_RETRY;
         return -1;
     }
-    *st = classify(s, rc, &op, "cannot download", path, err);
+    *st = classify(s, h, rc, &op, "cannot download", path, err);
     return -1;
 }
 
@@ -979,6 +1122,8 @@ static enum wh_status sftp_poll(struct connector *c, struct intake *in,
     struct sftp_state *s = c->state;
     if (s->receive_dir[0] == '\0')
         return WH_DECLINED;
+    if (unconfirmed(c, s, err))
+        return WH_RETRY;
     pthread_mutex_lock(&s->lock);
     enum wh_status st = poll_locked(c, s, in, err);
     if (st != WH_OK && st != WH_DECLINED && s->poll_h) {
@@ -997,6 +1142,8 @@ static enum wh_status sftp_test(struct connector *c, struct error *err)
     const char *dirs[3] = { s->send_dir, s->receive_dir,
                             s->archive ? s->archive_dir : "" };
     const char *keys[3] = { "send_dir", "receive_dir", "archive_dir" };
+    if (unconfirmed(c, s, err))
+        return WH_FAIL;
     CURL *h = curl_easy_init();
     enum wh_status st = WH_OK;
     if (h == NULL)
@@ -1018,8 +1165,12 @@ static enum wh_status sftp_test(struct connector *c, struct error *err)
     return st;
 }
 
+static const char *const SFTP_SECRETS[] = { "password_file", "key_file",
+    "key_passphrase_file", "proxy.credentials_file", NULL };
+
 const struct connector_type connector_sftp = {
     .name = "sftp",
+    .secrets = SFTP_SECRETS,
     .check = sftp_check,
     .open = sftp_open,
     .poll = sftp_poll,

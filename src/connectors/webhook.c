@@ -24,12 +24,9 @@
  * then the answer is 200 {"id": message id}. Wrong or missing credentials:
  * 401 and net_req_auth_failure (the defender may ban the address).
  *
- * Routing (webhook_routes_register): serve registers one prefix route
- * POST /webhook on the partner listener. Its handler keeps its own opened
- * copy of the stored flow's webhook connectors, reloaded when the flow
- * generation changes, and gives the request to the matching connector's
- * route() with an intake to that connector's next hops. Secret files are
- * read at open(); storing them sealed by the vault is for later.
+ * Routing: connectors/routes.c serves POST /webhook (route_prefix) on the
+ * partner listener and asks webhook_pick which connector's path matches.
+ * Secret files are sealed by the vault at flow import (connector_secret).
  *
  * Must never: answer 2xx before intake_commit returned 0; log a header
  * value, credential or body; compare a credential in variable time.
@@ -119,14 +116,14 @@ static int webhook_check(const json_t *cfg, struct error *err)
             return -1;
         if (user == NULL || user[0] == '\0' || strchr(user, ':'))
             return error_set(err, "auth basic needs a user without ':'");
-        return connector_file_ok("password_file", str(a, "password_file"), 1,
+        return connector_secret_ok("password_file", str(a, "password_file"), 1,
                                  err);
     }
     if (strcmp(type, "bearer") == 0) {
         static const char *const k[] = { "type", "token_file" };
         if (connector_keys_only(a, k, 2, "auth bearer", err) < 0)
             return -1;
-        return connector_file_ok("token_file", str(a, "token_file"), 1, err);
+        return connector_secret_ok("token_file", str(a, "token_file"), 1, err);
     }
     if (strcmp(type, "hmac") == 0) {
         static const char *const k[] = { "type", "secret_file", "header",
@@ -141,7 +138,7 @@ static int webhook_check(const json_t *cfg, struct error *err)
         if (s && (!json_is_integer(s) || json_integer_value(s) < 1 ||
                   json_integer_value(s) > 3600))
             return error_set(err, "auth hmac: max_skew_s must be 1..3600");
-        return connector_file_ok("secret_file", str(a, "secret_file"), 1, err);
+        return connector_secret_ok("secret_file", str(a, "secret_file"), 1, err);
     }
     if (strcmp(type, "client_cert") == 0) {
         static const char *const k[] = { "type", "subjects" };
@@ -186,11 +183,9 @@ static enum wh_status webhook_open(struct connector *c, struct error *err)
     snprintf(ws->path, sizeof(ws->path), "%s", p ? path_name(p) : c->name);
     if (strcmp(type, "basic") == 0) {
         ws->auth = AUTH_BASIC;
-        struct secret *pw = secret_from_file(str(a, "password_file"), err);
+        const struct secret *pw = connector_secret(c, "auth.password_file");
         const char *user = str(a, "user");
         size_t ul = strlen(user);
-        if (pw == NULL)
-            goto fail;
         ws->secret = secret_new(ul + 1 + secret_len(pw));
         if (ws->secret) {
             unsigned char *d = secret_data_mut(ws->secret);
@@ -198,7 +193,6 @@ static enum wh_status webhook_open(struct connector *c, struct error *err)
             d[ul] = ':';
             memcpy(d + ul + 1, secret_data(pw), secret_len(pw));
         }
-        secret_free(pw);
         if (ws->secret == NULL) {
             error_set(err, "out of memory");
             goto fail;
@@ -206,10 +200,13 @@ static enum wh_status webhook_open(struct connector *c, struct error *err)
     } else if (strcmp(type, "bearer") == 0 || strcmp(type, "hmac") == 0) {
         int hmac = type[0] == 'h';
         ws->auth = hmac ? AUTH_HMAC : AUTH_BEARER;
-        ws->secret = secret_from_file(str(a, hmac ? "secret_file"
-                                             : "token_file"), err);
-        if (ws->secret == NULL)
+        const struct secret *sec = connector_secret(c, hmac
+                                        ? "auth.secret_file" : "auth.token_file");
+        ws->secret = secret_from(secret_data(sec), secret_len(sec));
+        if (ws->secret == NULL) {
+            error_set(err, "out of memory");
             goto fail;
+        }
         ws->sig_header = str(a, "header") ? str(a, "header") : "X-Signature";
         ws->ts_header = str(a, "timestamp_header") ? str(a, "timestamp_header")
                                                    : "X-Timestamp";
@@ -511,142 +508,33 @@ static enum wh_status webhook_route(struct connector *c,
     return WH_OK;
 }
 
+/* POST /webhook/NAME goes to the webhook whose path is NAME. */
+static struct connector *webhook_pick(struct connector *const *conns,
+                                      size_t n, struct net_request *req)
+{
+    const char *name = net_req_path(req) + sizeof(WEBHOOK_PREFIX) - 1;
+    if (*name != '/' || !name_ok(name + 1))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct webhook_state *ws = conns[i]->state;
+        if (strcmp(ws->path, name + 1) == 0)
+            return conns[i];
+    }
+    return NULL;
+}
+
+static const char *const WEBHOOK_SECRETS[] = { "auth.password_file",
+    "auth.token_file", "auth.secret_file", NULL };
+
 const struct connector_type connector_webhook = {
     .name = "webhook",
+    .secrets = WEBHOOK_SECRETS,
     .check = webhook_check,
     .open = webhook_open,
     .route = webhook_route,
+    .route_prefix = WEBHOOK_PREFIX,
+    .route_max_body = WEBHOOK_MAX_BODY,
+    .route_pick = webhook_pick,
     .test = webhook_test,
     .close = webhook_close,
 };
-
-/* ---- routing: POST /webhook/NAME ------------------------------------------ */
-
-struct webhook_routes {
-    struct wharf *w;
-    pthread_rwlock_t lock;
-    pthread_mutex_t reload;
-    struct flow *flow;          /* only the webhook connectors, opened */
-    int64_t generation;
-};
-
-/* Our own runtime copy of the stored flow with only webhook connectors. */
-static struct flow *load(struct wharf *w, struct store *st, struct error *err)
-{
-    struct flow *f = calloc(1, sizeof(*f));
-    if (f == NULL)
-        return error_set(err, "out of memory"), NULL;
-    if (store_flow_get(st, &f->rows, err) < 0) {
-        free(f);
-        return NULL;
-    }
-    f->generation = f->rows.generation;
-    f->conns = calloc(f->rows.nconns + 1, sizeof(*f->conns));
-    if (f->conns == NULL) {
-        flow_free(f);
-        return error_set(err, "out of memory"), NULL;
-    }
-    for (size_t i = 0; i < f->rows.nconns; i++) {
-        const struct store_connector *sc = &f->rows.conns[i];
-        if (strcmp(sc->type, "webhook") != 0)
-            continue;
-        struct error e = {0};
-        json_t *cfg = json_loads(sc->config, 0, NULL);
-        struct connector *c = cfg ? connector_new(w, sc->name, sc->type, cfg,
-                                                  &e) : NULL;
-        json_decref(cfg);
-        if (c == NULL)
-            log_error("webhook %s cannot open: %s", sc->name, e.msg);
-        else
-            f->conns[f->nconns++] = c;
-    }
-    return f;
-}
-
-static int webhook_handler(struct net_request *req, void *ud)
-{
-    struct webhook_routes *wr = ud;
-    struct error err = {0};
-    const char *name = net_req_path(req) + sizeof(WEBHOOK_PREFIX) - 1;
-    if (*name != '/' || !name_ok(name + 1))
-        return net_reply_error(req, 404, "not_found", "no such webhook"), 0;
-    name++;
-    struct store *st = store_open(wr->w->db_path, &err);
-    int64_t gen = st ? store_flow_generation(st, &err) : -1;
-    if (gen < 0) {
-        store_close(st);
-        log_error("webhook: %s", err.msg);
-        return net_reply_error(req, 503, "unavailable", "try again later"), 0;
-    }
-    pthread_mutex_lock(&wr->reload);
-    if (wr->flow == NULL || wr->generation != gen) {
-        struct flow *f = load(wr->w, st, &err);
-        if (f) {
-            pthread_rwlock_wrlock(&wr->lock);
-            struct flow *old = wr->flow;
-            wr->flow = f;
-            wr->generation = f->generation;
-            pthread_rwlock_unlock(&wr->lock);
-            flow_free(old);
-        } else {
-            log_error("webhook: cannot load the flow: %s", err.msg);
-        }
-    }
-    pthread_mutex_unlock(&wr->reload);
-    pthread_rwlock_rdlock(&wr->lock);
-    struct connector *c = NULL;
-    for (size_t i = 0; wr->flow && i < wr->flow->nconns; i++) {
-        struct webhook_state *ws = wr->flow->conns[i]->state;
-        if (strcmp(ws->path, name) == 0)
-            c = wr->flow->conns[i];
-    }
-    if (c == NULL) {
-        pthread_rwlock_unlock(&wr->lock);
-        store_close(st);
-        return net_reply_error(req, 404, "not_found", "no such webhook"), 0;
-    }
-    const char **next = NULL;
-    size_t nnext = flow_next(wr->flow, c->name, &next);
-    struct http_exchange x = {
-        .req = req, .in = intake_new(wr->w, st, c->name, next, nnext),
-    };
-    if (x.in == NULL)
-        net_reply_error(req, 503, "unavailable", "try again later");
-    else
-        c->type->route(c, &x);
-    intake_free(x.in);
-    free(next);
-    pthread_rwlock_unlock(&wr->lock);
-    store_close(st);
-    return 0;
-}
-
-struct webhook_routes *webhook_routes_register(struct net_server *s,
-                                               struct wharf *w,
-                                               struct error *err)
-{
-    struct webhook_routes *wr = calloc(1, sizeof(*wr));
-    if (wr == NULL)
-        return error_set(err, "out of memory"), NULL;
-    wr->w = w;
-    pthread_rwlock_init(&wr->lock, NULL);
-    pthread_mutex_init(&wr->reload, NULL);
-    if (net_route_capped(net_listener(s, NET_PARTNER), "POST", WEBHOOK_PREFIX,
-                         WEBHOOK_MAX_BODY, webhook_handler, wr) < 0) {
-        webhook_routes_free(wr);
-        error_set(err, "cannot route %s on the partner listener",
-                  WEBHOOK_PREFIX);
-        return NULL;
-    }
-    return wr;
-}
-
-void webhook_routes_free(struct webhook_routes *wr)
-{
-    if (wr == NULL)
-        return;
-    flow_free(wr->flow);
-    pthread_rwlock_destroy(&wr->lock);
-    pthread_mutex_destroy(&wr->reload);
-    free(wr);
-}

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "connectors/connector.h"
+#include "core/partners.h"
 #include "core/wharf.h"
 #include "util/log.h"
 
@@ -146,11 +147,14 @@ out:
 
 static int parse_doc(json_t *root, struct store_flow *out, struct error *err)
 {
-    json_t *conns = NULL, *links = NULL;
+    json_t *conns = NULL, *links = NULL, *profile = NULL, *partners = NULL;
     json_error_t je;
-    if (json_unpack_ex(root, &je, JSON_STRICT, "{s:o, s?o}", "connectors",
-                       &conns, "links", &links) < 0)
+    if (json_unpack_ex(root, &je, JSON_STRICT, "{s:o, s?o, s?o, s?o}",
+                       "connectors", &conns, "links", &links, "profile",
+                       &profile, "partners", &partners) < 0)
         return error_set(err, "flow document: %s", je.text);
+    if (partners_parse(root, out, err) < 0)
+        return -1;
     if (!json_is_array(conns) || (links && !json_is_array(links)))
         return error_set(err, "flow document: connectors and links must be "
                          "arrays");
@@ -193,13 +197,22 @@ int flow_parse(const char *text, size_t len, struct store_flow *out,
     return rc;
 }
 
-int flow_import(struct store *st, const char *text, size_t len,
-                struct error *err)
+int flow_read_files(struct wharf *w, struct store_flow *f, struct error *err)
+{
+    if (connector_secrets_seal(w, f, err) < 0)
+        return -1;
+    return partners_load(w, f, err);
+}
+
+int flow_import(struct wharf *w, struct store *st, const char *text,
+                size_t len, struct error *err)
 {
     struct store_flow f;
     if (flow_parse(text, len, &f, err) < 0)
         return -1;
-    int rc = store_flow_put(st, &f, err);
+    int rc = flow_read_files(w, &f, err);
+    if (rc == 0)
+        rc = store_flow_put(st, &f, err);
     store_flow_clear(&f);
     return rc;
 }
@@ -207,6 +220,16 @@ int flow_import(struct store *st, const char *text, size_t len,
 static json_t *export_doc(const struct store_flow *f, struct error *err)
 {
     json_t *root = json_object(), *conns = json_array(), *links = json_array();
+    json_error_t pe;
+    if (f->profile)
+        json_object_set_new(root, "profile", json_loads(f->profile, 0, &pe));
+    if (f->npartners > 0) {
+        json_t *parts = json_array();
+        for (size_t i = 0; i < f->npartners; i++)
+            json_array_append_new(parts, json_loads(f->partners[i].config, 0,
+                                                    &pe));
+        json_object_set_new(root, "partners", parts);
+    }
     json_object_set_new(root, "connectors", conns);
     json_object_set_new(root, "links", links);
     for (size_t i = 0; i < f->nconns; i++) {

@@ -32,10 +32,18 @@ struct connector;
 int flow_parse(const char *text, size_t len, struct store_flow *out,
                struct error *err);
 
-/* flow_parse, then replace the stored flow in one transaction. A running
- * server picks the new generation up without a restart. */
-int flow_import(struct store *st, const char *text, size_t len,
-                struct error *err);
+/* Import time, after flow_parse: read the files f names (connector
+ * secrets, sealed; AS2 profile keys, sealed; partner certificates) into
+ * f's rows. 0 or -1 with err naming the file. */
+struct wharf;
+int flow_read_files(struct wharf *w, struct store_flow *f, struct error *err);
+
+/* flow_parse, read and seal the secret files the configs name (vault of
+ * w), then replace the stored flow and its secrets in one transaction. A
+ * running server picks the new generation up without a restart. */
+struct wharf;
+int flow_import(struct wharf *w, struct store *st, const char *text,
+                size_t len, struct error *err);
 
 /* The stored flow as a pretty JSON document. Caller frees. */
 char *flow_export(struct store *st, struct error *err);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net/client.h"
 #include "net/server.h"
 #include "net/tls.h"
 #include "store/store.h"
@@ -146,6 +147,41 @@ static int conf_set_tls(struct wharf_conf *c, const char *key, const char *v,
     return 1;
 }
 
+/* The global outbound proxy (R2). 1 when key is not one of its keys. */
+static int conf_set_proxy(struct wharf_conf *c, const char *key,
+                          const char *v, struct error *err)
+{
+    if (strcmp(key, "proxy") == 0) {
+        if (v[0] && net_client_proxy_check(v, err) < 0)
+            return -1;
+        return conf_str(key, v, c->proxy, sizeof(c->proxy), err);
+    }
+    if (strcmp(key, "proxy_credentials_file") == 0) {
+        if (v[0] && v[0] != '/')
+            return error_set(err, "proxy_credentials_file must be an "
+                             "absolute path, not '%s'", v);
+        return conf_str(key, v, c->proxy_credentials_file,
+                        sizeof(c->proxy_credentials_file), err);
+    }
+    if (strcmp(key, "no_proxy") == 0) {
+        if (v[0] && net_client_no_proxy_check(v, err) < 0)
+            return -1;
+        return conf_str(key, v, c->no_proxy, sizeof(c->no_proxy), err);
+    }
+    return 1;
+}
+
+/* Settings that only make sense together, once every line is read. */
+static int conf_final(const struct wharf_conf *c, struct error *err)
+{
+    if (c->proxy[0] == '\0' && c->proxy_credentials_file[0])
+        return error_set(err, "proxy_credentials_file is set but proxy is "
+                         "not");
+    if (c->proxy[0] == '\0' && c->no_proxy[0])
+        return error_set(err, "no_proxy is set but proxy is not");
+    return 0;
+}
+
 static int conf_set(struct wharf_conf *c, const char *key, const char *v,
                     struct error *err)
 {
@@ -184,6 +220,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
         int rc = conf_set_net(c, key, v, err);
         if (rc == 1)
             rc = conf_set_tls(c, key, v, err);
+        if (rc == 1)
+            rc = conf_set_proxy(c, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;
@@ -247,7 +285,7 @@ int conf_parse(const char *text, size_t len, struct wharf_conf *c,
         p = nl ? nl + 1 : NULL;
     }
     free(copy);
-    return rc;
+    return rc == 0 ? conf_final(c, err) : rc;
 }
 
 int wharf_path(const struct wharf *w, const char *rel, char *out, size_t n)
@@ -311,7 +349,15 @@ static int write_conf(const struct wharf *w, const char *level,
         "# Ban an address after repeated authentication failures.\n"
         "ban_after_failures = 10\n"
         "ban_window_seconds = 600\n"
-        "ban_seconds = 60\n",
+        "ban_seconds = 60\n"
+        "\n"
+        "# Outbound proxy of every connector without its own \"proxy\":\n"
+        "# http://, https://, socks5:// or socks5h://HOST:PORT (empty: none);\n"
+        "# credentials as user:password in a 0600 file; no_proxy: hosts,\n"
+        "# domains or addresses (comma-separated) that go direct.\n"
+        "proxy =\n"
+        "proxy_credentials_file =\n"
+        "no_proxy =\n",
         level, admin, partner);
     if (n < 0 || (size_t)n >= sizeof(text))
         return error_set(err, "wharf.conf template too long");

@@ -44,6 +44,12 @@ struct wharf_conf {
     int ban_after_failures;     /* defender: failures that ban an address */
     int ban_seconds;            /* first ban; doubles on each repeat, max 1 day */
     int ban_window_seconds;     /* failures are counted within this window */
+    /* Outbound proxy of every connector without its own "proxy" (R2,
+     * net_client_proxy_pick); "" = none. */
+    char proxy[512];            /* http://, https://, socks5://, socks5h:// */
+    char proxy_credentials_file[1024];  /* absolute; "user:password", 0600,
+                                           read when a connector uses it */
+    char no_proxy[1024];        /* hosts that go direct, comma-separated */
 };
 
 struct wharf {

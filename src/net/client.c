@@ -4,7 +4,9 @@
  * Owns: every curl option that touches TLS, proxies, redirects and
  * timeouts for connector traffic, and the translation of curl's failures
  * into one sentence naming the stage (DNS, TCP, TLS and why, proxy,
- * timeout) plus WH_RETRY / WH_FAIL.
+ * timeout) plus WH_RETRY / WH_FAIL. The proxy part (R2: the one rule that
+ * picks a connector's proxy, its curl options, its failures) is shared
+ * with the SFTP connector.
  *
  * Must never: turn certificate or host-name verification off; follow a
  * redirect; take a proxy from the environment; enable CURLOPT_VERBOSE
@@ -73,24 +75,17 @@ int net_client_opts_check(const struct net_client_opts *o, struct error *err)
         file_readable("cert", o->cert_file, err) < 0 ||
         file_readable("key", o->key_file, err) < 0)
         return -1;
-    if ((o->cert_file == NULL) != (o->key_file == NULL))
+    if (o->key_file && o->key_pem)
+        return error_set(err, "a client key is a file or sealed, not both");
+    if ((o->cert_file == NULL) != (o->key_file == NULL && o->key_pem == NULL))
         return error_set(err, "a client certificate needs both cert and key");
     if (o->pin_sha256 && !pin_ok(o->pin_sha256))
         return error_set(err, "pin_sha256 must be the base64 SHA-256 of the "
                          "public key (44 characters, as openssl prints it)");
-    if (o->proxy) {
-        static const char *const schemes[] = { "http://", "https://",
-            "socks5://", "socks5h://" };
-        int known = 0;
-        for (size_t i = 0; i < sizeof(schemes) / sizeof(*schemes); i++)
-            known |= strncmp(o->proxy, schemes[i], strlen(schemes[i])) == 0;
-        if (!known)
-            return error_set(err, "proxy must start with http://, https://, "
-                             "socks5:// or socks5h://");
-        if (strchr(o->proxy, '@'))
-            return error_set(err, "proxy must not hold credentials in its "
-                             "URL; give them as a file");
-    }
+    if (o->proxy && net_client_proxy_check(o->proxy, err) < 0)
+        return -1;
+    if (o->no_proxy && net_client_no_proxy_check(o->no_proxy, err) < 0)
+        return -1;
     return 0;
 }
 
@@ -108,6 +103,232 @@ int net_client_url_check(const char *url, int insecure, struct error *err)
     }
     return error_set(err, "url must start with https:// (or http:// when "
                      "insecure)");
+}
+
+/* ---- proxies (R2) --------------------------------------------------------- */
+
+static const char *const PROXY_SCHEMES[] = { "http://", "https://",
+    "socks5://", "socks5h://" };
+
+/* Host (brackets of an IPv6 address dropped) and port of a proxy URL;
+ * -1 when it has no usable host:port. */
+static int proxy_host_port(const char *url, char *host, size_t hn, long *port)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return -1;
+    p += 3;
+    size_t len = strcspn(p, "/");
+    if (p[len] == '/' && p[len + 1] != '\0')
+        return -1;                      /* a path: not a proxy URL */
+    const char *colon = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] == ':')
+            colon = p + i;
+    const char *h = p, *hend = colon;
+    if (colon == NULL || colon == p)
+        return -1;
+    if (*h == '[') {
+        if (hend[-1] != ']')
+            return -1;
+        h++;
+        hend--;
+    } else if (memchr(h, ':', (size_t)(hend - h)) != NULL) {
+        return -1;                      /* IPv6 needs [brackets] */
+    }
+    size_t n = (size_t)(hend - h);
+    if (n == 0 || n >= hn)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char ch = h[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+              ch == '_' || ch == ':'))
+            return -1;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    char *end;
+    *port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || end != p + len || *port < 1 || *port > 65535)
+        return -1;
+    return 0;
+}
+
+int net_client_proxy_check(const char *url, struct error *err)
+{
+    int known = 0;
+    for (size_t i = 0; i < sizeof(PROXY_SCHEMES) / sizeof(*PROXY_SCHEMES); i++)
+        known |= strncmp(url, PROXY_SCHEMES[i], strlen(PROXY_SCHEMES[i])) == 0;
+    if (!known)
+        return error_set(err, "proxy must start with http://, https://, "
+                         "socks5:// or socks5h://");
+    if (strchr(url, '@'))
+        return error_set(err, "proxy must not hold credentials in its URL; "
+                         "give them as a file");
+    char host[256];
+    long port;
+    if (proxy_host_port(url, host, sizeof(host), &port) < 0)
+        return error_set(err, "proxy must be SCHEME://HOST:PORT (an IPv6 "
+                         "address in brackets), not '%.200s'", url);
+    return 0;
+}
+
+int net_client_no_proxy_check(const char *list, struct error *err)
+{
+    const char *p = list;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t k = n;
+        while (k > 0 && p[k - 1] == ' ')
+            k--;
+        if (k == 0)
+            return error_set(err, "no_proxy has an empty entry: give host "
+                             "names, domains or addresses separated by "
+                             "commas");
+        for (size_t i = 0; i < k && !(k == 1 && p[0] == '*'); i++) {
+            char ch = p[i];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || strchr(".-_:/[]", ch)))
+                return error_set(err, "no_proxy entry '%.*s' is not a host "
+                                 "name, domain or address", (int)k, p);
+        }
+        if (p[n] == '\0')
+            return 0;
+        p += n + 1;
+    }
+}
+
+enum net_proxy_from net_client_proxy_pick(const struct net_proxy *own,
+                                          const struct net_proxy *global,
+                                          struct net_proxy *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (own && own->url && strcmp(own->url, "direct") == 0)
+        return NET_PROXY_DIRECT;
+    if (own && own->url) {
+        *out = *own;
+        return NET_PROXY_OWN;
+    }
+    if (global && global->url && global->url[0]) {
+        *out = *global;
+        return NET_PROXY_GLOBAL;
+    }
+    return NET_PROXY_DIRECT;
+}
+
+/* A NUL-terminated copy of a secret (curl wants C strings). */
+static struct secret *secret_cstr(const struct secret *s)
+{
+    size_t n = secret_len(s);
+    struct secret *t = secret_new(n + 1);
+    if (t)
+        memcpy(secret_data_mut(t), secret_data(s), n);
+    return t;
+}
+
+int net_client_proxy_setopt(void *h, const struct net_proxy *p)
+{
+    int on = p && p->url;
+    /* "": no proxy, not even one from the environment */
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_PROXY, on ? p->url : "");
+#define OPT(opt, val) \
+    do { if (rc == CURLE_OK) rc = curl_easy_setopt(h, opt, val); } while (0)
+    /* "" (not NULL): the environment's no_proxy is ignored too */
+    OPT(CURLOPT_NOPROXY, on && p->no_proxy ? p->no_proxy : "");
+    if (!on)
+        return rc;
+    OPT(CURLOPT_HTTPPROXYTUNNEL, 1L);   /* the proxy only ever sees a tunnel */
+    OPT(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+    OPT(CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+    OPT(CURLOPT_PROXY_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (p->auth && rc == CURLE_OK) {
+        struct secret *up = secret_cstr(p->auth);   /* curl keeps a copy */
+        rc = up ? curl_easy_setopt(h, CURLOPT_PROXYUSERPWD,
+                                   (const char *)secret_data(up))
+                : CURLE_OUT_OF_MEMORY;
+        secret_free(up);
+    }
+#undef OPT
+    return rc;
+}
+
+/* 1 when curl's "Failed to connect to HOST port N" names the proxy. */
+static int failed_at_proxy(const char *url, const char *detail)
+{
+    char host[256], want[300];
+    long port;
+    if (proxy_host_port(url, host, sizeof(host), &port) < 0)
+        return 0;
+    snprintf(want, sizeof(want), "to %s port %ld ", host, port);
+    return strstr(detail, want) != NULL;
+}
+
+static int socks_failed(void *h, const struct net_proxy *p, const char *target,
+                        const char *detail, enum wh_status *st,
+                        struct error *err)
+{
+    long px = CURLPX_OK;
+    curl_easy_getinfo(h, CURLINFO_PROXY_ERROR, &px);
+    *st = WH_RETRY;
+    switch (px) {
+    case CURLPX_USER_REJECTED:
+    case CURLPX_NO_AUTH:
+    case CURLPX_LONG_USER:
+    case CURLPX_LONG_PASSWD:
+        *st = WH_FAIL;
+        return error_set(err, "proxy %s refused the credentials (proxy "
+                         "authentication) for %s: %s", p->url, target,
+                         detail), 1;
+    case CURLPX_REPLY_NOT_ALLOWED:
+        *st = WH_FAIL;
+        return error_set(err, "proxy %s does not allow a connection to %s: "
+                         "%s", p->url, target, detail), 1;
+    case CURLPX_REPLY_CONNECTION_REFUSED:
+    case CURLPX_REPLY_HOST_UNREACHABLE:
+    case CURLPX_REPLY_NETWORK_UNREACHABLE:
+    case CURLPX_REPLY_TTL_EXPIRED:
+    case CURLPX_RESOLVE_HOST:
+        return error_set(err, "proxy %s cannot reach %s: %s", p->url,
+                         target, detail), 1;
+    default:
+        return error_set(err, "proxy %s failed on the way to %s: %s",
+                         p->url, target, detail), 1;
+    }
+}
+
+int net_client_proxy_failed(void *h, int rc, const struct net_proxy *p,
+                            const char *target, const char *ebuf,
+                            enum wh_status *st, struct error *err)
+{
+    if (p == NULL || p->url == NULL || rc == CURLE_OK)
+        return 0;
+    const char *detail = ebuf && ebuf[0] ? ebuf
+                                         : curl_easy_strerror((CURLcode)rc);
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_HTTP_CONNECTCODE, &code);
+    if (code != 0 && code != 200) {
+        int auth = code == 407 || code == 401;
+        *st = auth ? WH_FAIL : WH_RETRY;
+        return error_set(err, "proxy %s refused the tunnel to %s: HTTP %ld%s",
+                         p->url, target, code,
+                         auth ? " (proxy authentication)" : ""), 1;
+    }
+    if (rc == CURLE_PROXY)
+        return socks_failed(h, p, target, detail, st, err);
+    if (rc == CURLE_COULDNT_RESOLVE_PROXY) {
+        *st = WH_RETRY;
+        return error_set(err, "proxy %s: DNS cannot resolve its host",
+                         p->url), 1;
+    }
+    if (rc == CURLE_COULDNT_CONNECT && failed_at_proxy(p->url, detail)) {
+        *st = WH_RETRY;
+        return error_set(err, "proxy %s: TCP connect failed: %s", p->url,
+                         detail), 1;
+    }
+    return 0;
 }
 
 /* ---- transfer callbacks --------------------------------------------------- */
@@ -179,18 +400,17 @@ static const char *verify_reason(long v)
     }
 }
 
-static enum wh_status classify(CURL *c, CURLcode rc, const char *url,
-                               const char *ebuf, struct error *err)
+static enum wh_status classify(CURL *c, CURLcode rc,
+                               const struct net_client_opts *o,
+                               const char *url, const char *ebuf,
+                               struct error *err)
 {
     const char *detail = ebuf[0] ? ebuf : curl_easy_strerror(rc);
-    long v = 0, proxy_code = 0;
-    curl_easy_getinfo(c, CURLINFO_HTTP_CONNECTCODE, &proxy_code);
-    int proxy_auth = proxy_code == 407 || proxy_code == 401;
-    if (proxy_code != 0 && proxy_code != 200)
-        return error_set(err, "proxy refused the tunnel to %s: HTTP %ld%s",
-                         url, proxy_code, proxy_auth
-                         ? " (proxy authentication)" : ""),
-               proxy_auth ? WH_FAIL : WH_RETRY;
+    long v = 0;
+    struct net_proxy px = { o->proxy, o->no_proxy, o->proxy_auth };
+    enum wh_status st;
+    if (net_client_proxy_failed(c, rc, &px, url, ebuf, &st, err))
+        return st;
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
         return error_set(err, "DNS: cannot resolve the host of %s", url),
@@ -250,16 +470,6 @@ void net_client_resp_free(struct net_client_resp *resp)
     resp->len = 0;
 }
 
-/* A NUL-terminated copy of a secret (curl wants C strings). */
-static struct secret *secret_cstr(const struct secret *s)
-{
-    size_t n = secret_len(s);
-    struct secret *t = secret_new(n + 1);
-    if (t)
-        memcpy(secret_data_mut(t), secret_data(s), n);
-    return t;
-}
-
 /* ---- the request ---------------------------------------------------------- */
 
 static CURLcode setup(CURL *c, const struct net_client_opts *o,
@@ -285,20 +495,26 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
         OPT(CURLOPT_PINNEDPUBLICKEY, pin);
     if (o->cert_file) {
         OPT(CURLOPT_SSLCERT, o->cert_file);
-        OPT(CURLOPT_SSLKEY, o->key_file);
+        if (o->key_file)
+            OPT(CURLOPT_SSLKEY, o->key_file);
     }
-    OPT(CURLOPT_PROXY, o->proxy ? o->proxy : "");
-    if (o->proxy && o->no_proxy)
-        OPT(CURLOPT_NOPROXY, o->no_proxy);
-    if (creds[0])
-        OPT(CURLOPT_PROXYUSERPWD, (const char *)secret_data(creds[0]));
-    if (r->user && creds[1]) {
+    if (o->cert_file && o->key_pem) {
+        struct curl_blob key = { .data = (void *)secret_data(o->key_pem),
+                                 .len = secret_len(o->key_pem),
+                                 .flags = CURL_BLOB_COPY };
+        OPT(CURLOPT_SSLKEY_BLOB, &key);
+        OPT(CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    struct net_proxy px = { o->proxy, o->no_proxy, o->proxy_auth };
+    if (rc == CURLE_OK)
+        rc = (CURLcode)net_client_proxy_setopt(c, &px);
+    if (r->user && creds[0]) {
         OPT(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         OPT(CURLOPT_USERNAME, r->user);
-        OPT(CURLOPT_PASSWORD, (const char *)secret_data(creds[1]));
-    } else if (creds[2]) {
+        OPT(CURLOPT_PASSWORD, (const char *)secret_data(creds[0]));
+    } else if (creds[1]) {
         OPT(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
-        OPT(CURLOPT_XOAUTH2_BEARER, (const char *)secret_data(creds[2]));
+        OPT(CURLOPT_XOAUTH2_BEARER, (const char *)secret_data(creds[1]));
     }
     OPT(CURLOPT_NOSIGNAL, 1L);
     OPT(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms > 0
@@ -368,13 +584,11 @@ enum wh_status net_client_request(const struct net_client_opts *o,
         snprintf(pin, sizeof(pin), "%s%s",
                  strncmp(o->pin_sha256, "sha256//", 8) ? "sha256//" : "",
                  o->pin_sha256);
-    struct secret *creds[3] = {
-        o->proxy_auth ? secret_cstr(o->proxy_auth) : NULL,
+    struct secret *creds[2] = {
         r->password ? secret_cstr(r->password) : NULL,
         r->bearer ? secret_cstr(r->bearer) : NULL,
     };
-    if ((o->proxy_auth && !creds[0]) || (r->password && !creds[1]) ||
-        (r->bearer && !creds[2]))
+    if ((r->password && !creds[0]) || (r->bearer && !creds[1]))
         oom = 1;
     CURL *c = oom ? NULL : curl_easy_init();
     enum wh_status st;
@@ -399,14 +613,14 @@ enum wh_status net_client_request(const struct net_client_opts *o,
                 *err = x.read_err;
                 error_prefix(err, "reading the payload");
             } else {
-                st = classify(c, rc, r->url, ebuf, err);
+                st = classify(c, rc, o, r->url, ebuf, err);
                 resp->status = 0;
             }
         }
         curl_easy_cleanup(c);
     }
     curl_slist_free_all(hdrs);
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 2; i++)
         secret_free(creds[i]);
     return st;
 }

@@ -1,8 +1,10 @@
 /*
  * client.h - THE outbound HTTP(S) client of Wharf (R3, R11, R2), on
  * libcurl. Every connector that speaks HTTP to a partner goes through
- * net_client_request(); nothing else in Wharf sets curl TLS or proxy
- * options (auth/oidc.c predates this file and has its own fixed set).
+ * net_client_request(); nothing else in Wharf sets curl TLS options
+ * (auth/oidc.c predates this file and has its own fixed set). Proxy
+ * options are set here for every connector: the SFTP connector, which
+ * has its own curl handles, sets them through net_client_proxy_setopt.
  *
  * Policy, not configurable:
  *   - TLS 1.2 minimum with the cipher suites and groups of tls.h;
@@ -33,12 +35,60 @@
 
 struct secret;
 
+/* ---- proxies (R2) ----------------------------------------------------------
+ * One rule for every outbound connection of a connector (http, sftp, ...):
+ * the connector's own `proxy` wins; its `"proxy": "direct"` means no proxy
+ * at all; without one, the global proxy of wharf.conf applies, except for
+ * the hosts its no_proxy list names (curl's CURLOPT_NOPROXY matching).
+ * A proxy never comes from the environment. */
+struct net_proxy {
+    const char *url;            /* http://, https://, socks5://, socks5h://
+                                   with host and port; NULL: direct */
+    const char *no_proxy;       /* comma-separated hosts that go direct */
+    const struct secret *auth;  /* "user:password", or NULL */
+};
+
+enum net_proxy_from { NET_PROXY_DIRECT, NET_PROXY_OWN, NET_PROXY_GLOBAL };
+
+/* A proxy URL as a config gives it: a known scheme, host and port, and no
+ * credentials inside it. 0 or -1 with err. */
+int net_client_proxy_check(const char *url, struct error *err);
+
+/* A no_proxy list: host names, domains, addresses (CIDR too) or "*",
+ * separated by commas. 0 or -1 with err. */
+int net_client_no_proxy_check(const char *list, struct error *err);
+
+/* The rule above: own is the connector's (url "direct" or NULL allowed),
+ * global wharf.conf's (url NULL or "": none). *out borrows their
+ * pointers; the result says where it came from (the caller reads the
+ * global credentials only when they are used). */
+enum net_proxy_from net_client_proxy_pick(const struct net_proxy *own,
+                                          const struct net_proxy *global,
+                                          struct net_proxy *out);
+
+/* Set every proxy option of the curl easy handle h (a CURL *) from p
+ * (NULL or no url: none, not even one from the environment):
+ * CURLOPT_PROXY, NOPROXY, PROXYUSERPWD, a CONNECT tunnel for http(s)
+ * proxies and TLS 1.2+ with verification for https:// ones. Both the HTTP
+ * client and the SFTP connector go through here. CURLE_OK (0) or the
+ * CURLcode of the option that failed. */
+int net_client_proxy_setopt(void *h, const struct net_proxy *p);
+
+/* After curl_easy_perform on h failed with rc (a CURLcode): when it failed at the
+ * proxy (refused the tunnel or the credentials, unreachable, ...), 1 with
+ * err saying so ("proxy ...", naming target) and *st (WH_FAIL for refused
+ * credentials or destinations, WH_RETRY otherwise); else 0. */
+int net_client_proxy_failed(void *h, int rc, const struct net_proxy *p,
+                            const char *target, const char *ebuf,
+                            enum wh_status *st, struct error *err);
+
 struct net_client_opts {
     const char *ca_file;        /* PEM CA bundle; NULL: the system store */
     const char *pin_sha256;     /* base64 SHA-256 of the peer's public key
                                    (SPKI), optionally "sha256//" prefixed */
     const char *cert_file;      /* client certificate (mutual TLS), or NULL */
-    const char *key_file;
+    const char *key_file;       /* its key: a file, or key_pem (sealed) */
+    const struct secret *key_pem;
     const char *proxy;          /* http://, https://, socks5://, socks5h:// */
     const struct secret *proxy_auth;    /* "user:password", or NULL */
     const char *no_proxy;       /* comma-separated hosts, or NULL */
@@ -72,7 +122,7 @@ struct net_client_resp {
 };
 
 /* Check the options as a config would give them (files readable, proxy
- * scheme known, pin well-formed), without any I/O but stat/access. */
+ * well-formed, pin well-formed), without any I/O but stat/access. */
 int net_client_opts_check(const struct net_client_opts *o, struct error *err);
 
 /* Check that url is absolute http(s) and allowed (https unless insecure). */

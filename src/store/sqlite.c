@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "store/store_internal.h"
+#include "store/partner_store.h"
+#include "store/secret_store.h"
 #include "util/id.h"
 
 /* ---- schema ---------------------------------------------------------------- */
@@ -79,6 +81,17 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE bans(address TEXT PRIMARY KEY, failures INTEGER NOT NULL"
     "  DEFAULT 0, level INTEGER NOT NULL DEFAULT 0, banned_until INTEGER"
     "  NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL);",
+    /* 3: secrets of connectors, sealed by the vault (sqlite_secrets.c) */
+    "CREATE TABLE connector_secrets(connector TEXT NOT NULL,"
+    "  name TEXT NOT NULL, blob BLOB NOT NULL, expires_at INTEGER NOT NULL"
+    "  DEFAULT 0, updated_at INTEGER NOT NULL, PRIMARY KEY(connector, name));",
+    /* 4: the AS2 profile and partners, certificates (sqlite_partners.c) */
+    "CREATE TABLE partners(name TEXT PRIMARY KEY, as2_id TEXT NOT NULL"
+    "  UNIQUE, config TEXT NOT NULL);"
+    "CREATE TABLE certificates(owner TEXT NOT NULL, id TEXT NOT NULL,"
+    "  subject TEXT NOT NULL, not_before INTEGER NOT NULL, not_after INTEGER"
+    "  NOT NULL, use_from INTEGER NOT NULL DEFAULT 0, der BLOB NOT NULL,"
+    "  key_sealed BLOB, PRIMARY KEY(owner, id));",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -95,6 +108,7 @@ enum stmt_id {
     S_HOP_RELEASE, S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL, S_HOP_COUNTS,
     S_EVT_INS, S_EVT_OF_MSG,
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
+    S_CONN_SET_CONFIG,
     S_COUNT
 };
 
@@ -177,6 +191,8 @@ static const char *const SQL[S_COUNT] = {
                      " WHERE message_id = ?1 AND state IN ('queued', 'retrying',"
                      " 'processing')",
     [S_SETTING_ALL] = "SELECT key, value FROM settings ORDER BY key",
+    [S_CONN_SET_CONFIG] = "UPDATE connectors SET config = ?3"
+                          " WHERE name = ?1 AND config = ?2",
     [S_EVT_OF_MSG] = "SELECT id, at, hop_id, level, text FROM events"
                      " WHERE message_id = ?1 ORDER BY id",
 };
@@ -449,8 +465,24 @@ void store_flow_clear(struct store_flow *f)
         free(f->links[i].src);
         free(f->links[i].dst);
     }
+    for (size_t i = 0; i < f->nsecrets; i++) {
+        free(f->secrets[i].connector);
+        free(f->secrets[i].name);
+        free(f->secrets[i].blob);
+    }
+    for (size_t i = 0; i < f->npartners; i++) {
+        free(f->partners[i].name);
+        free(f->partners[i].as2_id);
+        free(f->partners[i].config);
+    }
+    for (size_t i = 0; i < f->ncerts; i++)
+        store_cert_clear(&f->certs[i]);
     free(f->conns);
     free(f->links);
+    free(f->secrets);
+    free(f->profile);
+    free(f->partners);
+    free(f->certs);
     memset(f, 0, sizeof(*f));
 }
 
@@ -514,6 +546,8 @@ int store_flow_get(struct store *s, struct store_flow *out, struct error *err)
     int rc = flow_read_conns(s, out, err);
     if (rc == 0)
         rc = flow_read_links(s, out, err);
+    if (rc == 0)
+        rc = store_partners_read(s, out, err);
     if (rc == 0 && (out->generation = store_flow_generation(s, err)) < 0)
         rc = -1;
     store_exec(s, "COMMIT", NULL);
@@ -547,6 +581,9 @@ static int flow_write(struct store *s, const struct store_flow *f,
         if (store_step_done(s, st, err, "insert link") < 0)
             return -1;
     }
+    if (store_csecret_replace(s, f->secrets, f->nsecrets, err) < 0 ||
+        store_partners_write(s, f, err) < 0)
+        return -1;
     return simple(s, S_GEN_BUMP, err, "bump flow generation");
 }
 
@@ -556,6 +593,29 @@ int store_flow_put(struct store *s, const struct store_flow *f,
     if (store_tx_begin(s, err) < 0)
         return -1;
     if (flow_write(s, f, err) < 0)
+        return store_tx_fail(s);
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
+}
+
+int store_connector_config_set(struct store *s, const char *name,
+                               const char *old_config, const char *config,
+                               struct error *err)
+{
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    sqlite3_stmt *st = stmt_get(s, S_CONN_SET_CONFIG, err);
+    if (st == NULL)
+        return store_tx_fail(s);
+    store_bind_text(st, 1, name);
+    store_bind_text(st, 2, old_config);
+    store_bind_text(st, 3, config);
+    if (store_step_done(s, st, err, "change connector config") < 0)
+        return store_tx_fail(s);
+    if (sqlite3_changes(s->db) != 1) {
+        store_tx_fail(s);
+        return 1;
+    }
+    if (simple(s, S_GEN_BUMP, err, "bump flow generation") < 0)
         return store_tx_fail(s);
     return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }

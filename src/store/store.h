@@ -23,7 +23,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 4
 
 struct store;
 
@@ -47,9 +47,39 @@ int store_setting_set(struct store *s, const char *key, const char *value,
 
 struct store_connector { char *name; char *type; char *config; };
 struct store_link { char *src; char *dst; };
+/* A secret of a connector as the vault sealed it (never plaintext). Names
+ * are the config key that named the file ("auth.password_file"), or
+ * "state:..." for what a connector obtained itself (OAuth tokens). */
+struct store_secret {
+    char *connector; char *name;
+    unsigned char *blob; size_t len;
+    int64_t expires_at;     /* ms since the epoch; 0: does not expire */
+};
+/* A trading partner (M7): its config is the JSON object as imported. */
+struct store_partner { char *name; char *as2_id; char *config; };
+/* A certificate of the local profile (owner "") or of a partner, with the
+ * profile's private key sealed by the vault (key NULL for partners). */
+struct store_cert {
+    char id[65];            /* hex SHA-256 of der: the certificate's id */
+    char *owner;
+    char *subject;          /* one line */
+    int64_t not_before, not_after;  /* ms since the epoch */
+    int64_t use_from;       /* rollover: send with it from then on; 0: now */
+    unsigned char *der; size_t der_len;
+    unsigned char *key; size_t key_len;
+};
 struct store_flow {
     struct store_connector *conns; size_t nconns;
     struct store_link *links; size_t nlinks;
+    /* store_flow_put: the sealed secrets of the imported config; they
+     * replace every earlier non-"state:" secret, and every secret of a
+     * connector that is no longer in the flow goes. Not filled by get. */
+    struct store_secret *secrets; size_t nsecrets;
+    /* The AS2 profile (JSON text, NULL when none) and partners; filled by
+     * get. certs: written by put (replacing all), not filled by get. */
+    char *profile;
+    struct store_partner *partners; size_t npartners;
+    struct store_cert *certs; size_t ncerts;
     int64_t generation;     /* bumped by every store_flow_put */
 };
 
@@ -57,6 +87,14 @@ int store_flow_get(struct store *s, struct store_flow *out, struct error *err);
 /* Replace every connector and link with f, in one transaction. */
 int store_flow_put(struct store *s, const struct store_flow *f,
                    struct error *err);
+/* Replace the stored config of connector name by config (compact JSON),
+ * if it still is old_config, and bump the flow generation, in one
+ * transaction (its sealed secrets and links stay as they are). 0, 1 when
+ * there is no such connector or its config changed meanwhile (nothing
+ * written), -1 with err. */
+int store_connector_config_set(struct store *s, const char *name,
+                               const char *old_config, const char *config,
+                               struct error *err);
 /* Current generation, or -1 on error. Cheap: polled by the engine. */
 int64_t store_flow_generation(struct store *s, struct error *err);
 void store_flow_clear(struct store_flow *f);

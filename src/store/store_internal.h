@@ -18,8 +18,11 @@
 /* Statement cache slots for store_stmt_ext, one range per file:
  *   0..31    sqlite_audit.c
  *   32..95   sqlite_auth.c
- *   96..127  free */
-#define STORE_EXT_SLOTS 128
+ *   96..127  sqlite_net.c
+ *   128..143 sqlite_secrets.c
+ *   144..175 sqlite_partners.c
+ *   176..191 free */
+#define STORE_EXT_SLOTS 192
 
 /* The cached prepared statement for slot, reset and unbound. sql must be
  * a constant string (bound parameters only; make lint checks). NULL with

@@ -7,9 +7,11 @@ set here and an authorized key in the test's own folder).
 Covers: upload (file -> sftp: bytes arrive under the right name, no temp
 file left), download (sftp -> file: arrives, the remote file is deleted or
 archived), key and password authentication, a wrong host key refused with a
-clear error and nothing uploaded, a missing pin refused at import with the
-command that gets it, and an upload cut mid-way (the test kills the sshd
-session) that the retry completes: the file arrives whole, exactly once.
+clear error and nothing uploaded, a wrong password (a clear
+authentication failure, not retried), and an upload cut mid-way (the test
+kills the sshd session) that the retry completes: the file arrives whole,
+exactly once. A missing pin and its first-use capture with a confirm:
+test_m5_sftp_hostkey.py.
 """
 import os
 import pwd
@@ -299,21 +301,8 @@ def test_m5_sftp_wrong_host_key_refused(tmp_path, wharf, data_dir,
     assert listdir(send) == []
 
 
-def test_m5_sftp_missing_pin_and_bad_password(tmp_path, wharf, data_dir,
-                                              start_server, sshd):
-    # no host_key_sha256: refused at import, telling how to get it
-    conn = sftp_conn("partner", sshd, send_dir="/tmp")
-    del conn["config"]["host_key_sha256"]
-    path = tmp_path / "nopin.json"
-    import json
-    path.write_text(json.dumps(flow_doc(
-        [file_source("inbox", tmp_path), conn], [("inbox", "partner")])))
-    p = wharf("flow", "import", "--data", data_dir, path)
-    assert p.returncode != 0
-    assert "host_key_sha256" in p.stderr + p.stdout
-    assert f"ssh-keyscan -p {sshd.port} 127.0.0.1 | ssh-keygen -lf -" in \
-        p.stderr + p.stdout
-
+def test_m5_sftp_bad_password(tmp_path, wharf, data_dir, start_server,
+                              sshd):
     # a wrong password: a clear authentication failure, not retried
     send = sshd.remote_dir("bad-password")
     bad = tmp_path / "bad_password"

@@ -58,7 +58,7 @@ class Recorder:
     """A test HTTP(S) server: /ok answers 200, /bad 400, /flaky 500 twice
     then 200. Records (method, path, headers, body) of every request."""
 
-    def __init__(self, certkey=None):
+    def __init__(self, certkey=None, client_ca=None):
         self.requests = []
         self.counts = {}
         rec = self
@@ -91,6 +91,9 @@ class Recorder:
         if certkey:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(str(certkey[0]), str(certkey[1]))
+            if client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(str(client_ca))
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
                                                 server_side=True)
         self.port = self.httpd.server_address[1]

@@ -21,6 +21,12 @@ endpoint was in fact contacted (so the trace is known to see them).
 
 A second test runs a server with no outbound connector for ~5 s: it must
 make no AF_INET/AF_INET6 connection at all (accepts are not connects).
+
+A third one (R2 with R1) configures proxies: wharf.conf's global proxy
+(tinyproxy, HTTP CONNECT with credentials) for an http destination and an
+sftp source without their own, and dante (SOCKS5) as an sftp
+destination's own proxy. Every connect() of the server must go to one of
+the two proxies, none to the HTTPS server or sshd themselves.
 """
 import base64
 import os
@@ -38,11 +44,13 @@ from test_m5_sftp import SSHD, sftp_conn, sshd  # noqa: F401 (fixture)
 from test_m6_http import (http_dest, https_server, pki,  # noqa: F401
                           post, secret_file, start_tinyproxy)
 from test_r17_oidc import CLIENT_ID, CLIENT_SECRET, idp, login  # noqa: F401
+from test_r02_proxy import DANTED, Dante
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(STRACE) or not os.path.exists(SSHD)
-    or not shutil.which("tinyproxy") or os.geteuid() != 0,
-    reason="needs strace, openssh-server, tinyproxy and root "
+    or not shutil.which("tinyproxy") or not os.path.exists(DANTED)
+    or os.geteuid() != 0,
+    reason="needs strace, openssh-server, tinyproxy, dante-server and root "
            "(scripts/deps.sh test)")
 
 
@@ -212,3 +220,79 @@ def test_r01_idle_server_contacts_nobody(tmp_path, wharf, traced_server):
                       + describe(inet))
     problems = check_r01(contacts, set(), [])
     assert not problems, "\n".join(problems)
+
+
+def test_r01_with_proxies_only_the_proxies_are_contacted(
+        tmp_path, wharf, traced_server, pki, https_server, sshd):
+    pd = tmp_path / "proxy"
+    pd.mkdir()
+    pport = free_port()
+    proxy = start_tinyproxy(pd, pport)
+    dante = Dante(tmp_path / "dante")
+    try:
+        sec = tmp_path / "secrets"
+        sec.mkdir()
+        data = new_data_dir(
+            wharf, tmp_path / "data", proxy=f"http://127.0.0.1:{pport}",
+            proxy_credentials_file=secret_file(sec, "global",
+                                               "pxuser:pxpass"))
+        url = f"https://127.0.0.1:{https_server.port}/ok"
+        send = sshd.remote_dir("r01-proxy-upload")
+        recv = sshd.remote_dir("r01-proxy-download")
+        out = tmp_path / "out"
+        ins = {n: tmp_path / f"in-{n}" for n in ("http", "sftp")}
+        for d in (out, *ins.values()):
+            d.mkdir()
+        retry = {"max_attempts": 20, "initial_ms": 200, "max_ms": 1000}
+        doc = flow_doc([
+            file_source("in-http", ins["http"]),
+            file_source("in-sftp", ins["sftp"]),
+            http_dest("viaglobal", url, tls_ca=str(pki["ca"])),
+            sftp_conn("sftp-out", sshd, send_dir=str(send), retry=retry,
+                      proxy={"url": dante.url(),
+                             "credentials_file": secret_file(
+                                 sec, "socks",
+                                 f"wharfproxy:{dante.password}")}),
+            sftp_conn("sftp-in", sshd, "password", receive_dir=str(recv),
+                      pattern="*.csv", after="delete", poll_ms=100),
+            file_dest("out", out),
+        ], [("in-http", "viaglobal"), ("in-sftp", "sftp-out"),
+            ("sftp-in", "out")])
+        wharf.import_flow(data, doc, tmp_path / "flow.json")
+        srv = traced_server(data)
+        srv.wait_listening()
+        drop_file(ins["http"], "proxied.txt", b"via the global proxy")
+        drop_file(ins["sftp"], "up.edi", os.urandom(20000))
+        drop_file(recv, "down.csv", b"a;b;c\n")
+        os.chown(recv / "down.csv", sshd.uid, sshd.gid)
+
+        def all_sent():
+            srv.check_alive()
+            msgs = wharf.messages(data)
+            failed = [m for m in msgs if m["state"] == "failed"]
+            assert not failed, [wharf.show(data, m["id"]) for m in failed]
+            return len(msgs) == 3 and all(m["state"] == "sent"
+                                          for m in msgs)
+        wait_until(all_sent, timeout=90, desc="3 messages sent")
+        wait_until(lambda: listdir(recv) == [], timeout=30,
+                   desc="the downloaded remote file deleted")
+        assert not srv.untraced_threads(), "strace does not see every thread"
+        srv.stop()
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+        dante.stop()
+
+    assert listdir(out) == ["down.csv"] and listdir(send) == ["up.edi"]
+    assert [r[3] for r in https_server.bodies("/ok")] == \
+        [b"via the global proxy"]
+    tp_log = (pd / "tp.log").read_text()
+    assert f"CONNECT 127.0.0.1:{https_server.port}" in tp_log
+    assert f"CONNECT 127.0.0.1:{sshd.port}" in tp_log       # sftp-in
+    assert dante.connected_to(sshd.port), dante.log()       # sftp-out
+
+    contacts = parse_trace(srv.trace_path)
+    proxies = {("127.0.0.1", pport), ("127.0.0.1", dante.port)}
+    problems = check_r01(contacts, proxies, sorted(proxies))
+    assert not problems, "\n".join(problems) + \
+        f"\n(trace: {srv.trace_path})"

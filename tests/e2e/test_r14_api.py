@@ -313,6 +313,10 @@ class NoStatement(Exception):
 def policy(method, path):
     """"public", "self", or the set of roles the issue allows."""
     read = method in ("GET", "HEAD")
+    if (method, path) == ("GET", "/oauth/callback"):
+        # R8: the redirect URI of a connector's OAuth authorization; the
+        # browser has no Wharf credentials, the single-use state is them
+        return "public"
     assert path.startswith("/api/v1/"), path
     seg = path[len("/api/v1/"):].split("/")
     res, last = seg[0], seg[-1]
@@ -325,6 +329,14 @@ def policy(method, path):
     if res in ("flows", "connectors"):
         if res == "connectors" and last == "test":
             return RUNS_EXCHANGE                # connector.test
+        if res == "connectors" and seg[-2:] == ["oauth", "authorize"]:
+            # R8: starting an OAuth authorization changes the connector's
+            # credentials, like a flow import
+            return RUNS_EXCHANGE
+        if res == "connectors" and last == "hostkey":
+            # reading it connects to the partner's server (like a test);
+            # accepting it changes the connector (like a flow import)
+            return RUNS_EXCHANGE
         return ALL if read else RUNS_EXCHANGE
     if res == "messages":
         if read:
@@ -334,8 +346,12 @@ def policy(method, path):
         if last == "erase":
             return ADMIN
         raise NoStatement(f"{method} {path}: a new change to messages")
-    if res in ("users", "tokens", "sessions", "settings", "audit", "keys",
-               "certificates"):
+    if res in ("partners", "certificates"):
+        # M7: partners and certificates (public keys and their expiry, never
+        # a private key) are read by everyone who runs or watches the
+        # exchange; adding a certificate changes trust: administrators
+        return ALL if read else ADMIN
+    if res in ("users", "tokens", "sessions", "settings", "audit", "keys"):
         return READS_ALL if read else ADMIN
     raise NoStatement(f"{method} {path}")
 

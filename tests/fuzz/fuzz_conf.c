@@ -30,7 +30,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         strnlen(c.admin_listen, sizeof(c.admin_listen)) ==
             sizeof(c.admin_listen) ||
         strnlen(c.partner_listen, sizeof(c.partner_listen)) ==
-            sizeof(c.partner_listen))
+            sizeof(c.partner_listen) ||
+        strnlen(c.proxy, sizeof(c.proxy)) == sizeof(c.proxy) ||
+        strnlen(c.no_proxy, sizeof(c.no_proxy)) == sizeof(c.no_proxy) ||
+        strnlen(c.proxy_credentials_file, sizeof(c.proxy_credentials_file))
+            == sizeof(c.proxy_credentials_file))
+        abort();
+    /* R2: credentials never inside the proxy URL; the companions of a
+     * proxy never without it */
+    if (strchr(c.proxy, '@') ||
+        (c.proxy[0] == '\0' && (c.no_proxy[0] || c.proxy_credentials_file[0])))
         abort();
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "core/engine.h"
 #include "core/flow.h"
 #include "core/wharf.h"
+#include "net/client.h"
 
 /* ---- fixture: real folders for receive_dir / send_dir / archive_dir ---------- */
 
@@ -541,6 +542,74 @@ static void test_m8_conf_rejects_out_of_range(void **state)
     free(text);
 }
 
+/* ---- R2: the global proxy in wharf.conf, and the rule that picks a proxy ------------- */
+
+static void test_r02_conf_proxy_keys(void **state)
+{
+    (void)state;
+    struct wharf_conf c;
+    conf_ok("", &c);
+    assert_string_equal(c.proxy, "");
+    assert_string_equal(c.proxy_credentials_file, "");
+    assert_string_equal(c.no_proxy, "");
+    conf_ok("proxy = socks5h://proxy.example:1080\n"
+            "proxy_credentials_file = /etc/wharf/proxy\n"
+            "no_proxy = localhost, .example.org,10.0.0.0/8\n", &c);
+    assert_string_equal(c.proxy, "socks5h://proxy.example:1080");
+    assert_string_equal(c.proxy_credentials_file, "/etc/wharf/proxy");
+    assert_string_equal(c.no_proxy, "localhost, .example.org,10.0.0.0/8");
+    conf_ok("proxy = http://[::1]:3128/\nproxy =\n", &c);    /* emptied */
+    assert_string_equal(c.proxy, "");
+    conf_bad("proxy = ftp://p:21\n", "line 1: proxy must start with", NULL);
+    conf_bad("proxy = http://u:secret@p:3128\n", "must not hold credentials",
+             NULL);
+    conf_bad("proxy = http://p\n", "SCHEME://HOST:PORT", NULL);
+    conf_bad("proxy = http://p:99999\n", "SCHEME://HOST:PORT", NULL);
+    conf_bad("proxy = http://p:3128/path\n", "SCHEME://HOST:PORT", NULL);
+    conf_bad("proxy = http://::1:3128\n", "SCHEME://HOST:PORT", NULL);
+    conf_bad("proxy = http://p:1\nproxy_credentials_file = rel\n", "line 2: "
+             "proxy_credentials_file must be an absolute path", NULL);
+    conf_bad("proxy = http://p:1\nno_proxy = a,,b\n", "line 2: no_proxy has an "
+             "empty entry", NULL);
+    conf_bad("proxy = http://p:1\nno_proxy = a;b\n", "no_proxy entry 'a;b'",
+             NULL);
+    conf_bad("no_proxy = localhost\n", "no_proxy is set but proxy is not",
+             NULL);
+    conf_bad("proxy_credentials_file = /x\n", "proxy_credentials_file is set "
+             "but proxy is not", NULL);
+}
+
+static void test_r02_proxy_pick(void **state)
+{
+    (void)state;
+    struct net_proxy own = {0}, global = { "http://g:3128", "localhost", NULL };
+    struct net_proxy out;
+    /* nothing of its own: the global one, with its no_proxy */
+    assert_int_equal(net_client_proxy_pick(&own, &global, &out),
+                     NET_PROXY_GLOBAL);
+    assert_string_equal(out.url, "http://g:3128");
+    assert_string_equal(out.no_proxy, "localhost");
+    /* its own wins (and the global no_proxy does not come along) */
+    own.url = "socks5h://o:1080";
+    assert_int_equal(net_client_proxy_pick(&own, &global, &out),
+                     NET_PROXY_OWN);
+    assert_string_equal(out.url, "socks5h://o:1080");
+    assert_null(out.no_proxy);
+    /* "direct": no proxy at all */
+    own.url = "direct";
+    assert_int_equal(net_client_proxy_pick(&own, &global, &out),
+                     NET_PROXY_DIRECT);
+    assert_null(out.url);
+    /* no global one: direct */
+    own.url = NULL;
+    global.url = "";
+    assert_int_equal(net_client_proxy_pick(&own, &global, &out),
+                     NET_PROXY_DIRECT);
+    assert_null(out.url);
+    assert_int_equal(net_client_proxy_pick(NULL, NULL, &out),
+                     NET_PROXY_DIRECT);
+}
+
 /* ---- M2: the retry schedule ---------------------------------------------------------- */
 
 static long long nominal(long long initial, long long max, int attempts)
@@ -679,6 +748,8 @@ int main(void)
         cmocka_unit_test(test_m8_conf_rejects_unknown_key),
         cmocka_unit_test(test_m8_conf_rejects_bad_numbers),
         cmocka_unit_test(test_m8_conf_rejects_out_of_range),
+        cmocka_unit_test(test_r02_conf_proxy_keys),
+        cmocka_unit_test(test_r02_proxy_pick),
         cmocka_unit_test(test_m2_backoff_grows_exponentially),
         cmocka_unit_test(test_m2_backoff_within_jitter_bounds),
         cmocka_unit_test(test_m2_backoff_capped),

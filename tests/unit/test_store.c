@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/secret_store.h"
 #include "store/store.h"
 #include "util/id.h"
 
@@ -572,7 +573,7 @@ static void test_m1_flow_put_get_generation(void **state)
         { "audit", "file", "{\"send_dir\":\"/srv/audit\"}" },
     };
     struct store_link l1[] = { { "inbox", "outbox" }, { "inbox", "audit" } };
-    struct store_flow put = { c1, 3, l1, 2, 0 };
+    struct store_flow put = { .conns = c1, .nconns = 3, .links = l1, .nlinks = 2 };
     assert_int_equal(store_flow_put(f->st, &put, &err), 0);
     assert_true(store_flow_generation(f->st, &err) == 1);
 
@@ -594,7 +595,7 @@ static void test_m1_flow_put_get_generation(void **state)
 
     /* A put replaces everything. */
     struct store_connector c2[] = { { "only", "file", "{\"send_dir\":\"/x\"}" } };
-    struct store_flow put2 = { c2, 1, NULL, 0, 0 };
+    struct store_flow put2 = { .conns = c2, .nconns = 1, .links = NULL, .nlinks = 0 };
     assert_int_equal(store_flow_put(f->st, &put2, &err), 0);
     assert_int_equal(store_flow_get(f->st, &got, &err), 0);
     assert_true(got.generation == 2);
@@ -605,7 +606,7 @@ static void test_m1_flow_put_get_generation(void **state)
 
     /* A put that fails (two connectors of one name) changes nothing. */
     struct store_connector c3[] = { { "dup", "file", "{}" }, { "dup", "file", "{}" } };
-    struct store_flow put3 = { c3, 2, NULL, 0, 0 };
+    struct store_flow put3 = { .conns = c3, .nconns = 2, .links = NULL, .nlinks = 0 };
     assert_int_equal(store_flow_put(f->st, &put3, &err), -1);
     assert_non_null(strstr(err.msg, "insert connector"));
     assert_int_equal(store_flow_get(f->st, &got, &err), 0);
@@ -740,6 +741,89 @@ static void test_m2_group_commit_batch(void **state)
     }
 }
 
+/* R15: sealed connector secrets are replaced by each flow put (imported
+ * rows) or kept ("state:" rows), and go with their connector. */
+static void test_r15_connector_secrets_follow_the_flow(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store_connector c[] = { { "a", "file", "{}" }, { "b", "file", "{}" } };
+    unsigned char b1[] = "blob-1", b2[] = "blob-2";
+    struct store_secret sec[] = {
+        { "a", "auth.password_file", b1, 6, 0 },
+        { "b", "key_file", b2, 6, 0 },
+    };
+    struct store_flow put = { .conns = c, .nconns = 2, .secrets = sec,
+                              .nsecrets = 2 };
+    assert_int_equal(store_flow_put(f->st, &put, &err), 0);
+    assert_int_equal(store_csecret_put(f->st, "a", "state:oauth.refresh", b2,
+                                       6, 1234, &err), 0);
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int64_t exp = 0;
+    assert_int_equal(store_csecret_get(f->st, "a", "auth.password_file",
+                                       &blob, &len, &exp, &err), 1);
+    assert_int_equal(len, 6);
+    assert_memory_equal(blob, "blob-1", 6);
+    free(blob);
+
+    /* Re-import with only "a" and no secrets: imported rows go, the state
+     * row of "a" stays, everything of "b" goes. */
+    struct store_flow put2 = { .conns = c, .nconns = 1 };
+    assert_int_equal(store_flow_put(f->st, &put2, &err), 0);
+    assert_int_equal(store_csecret_get(f->st, "a", "auth.password_file",
+                                       &blob, &len, NULL, &err), 0);
+    assert_int_equal(store_csecret_get(f->st, "b", "key_file", &blob, &len,
+                                       NULL, &err), 0);
+    assert_int_equal(store_csecret_get(f->st, "a", "state:oauth.refresh",
+                                       &blob, &len, &exp, &err), 1);
+    assert_true(exp == 1234);
+    free(blob);
+    assert_int_equal(store_csecret_del(f->st, "a", NULL, &err), 0);
+    assert_int_equal(store_csecret_get(f->st, "a", "state:oauth.refresh",
+                                       &blob, &len, NULL, &err), 0);
+}
+
+/* M5: one connector's config changes in place (host key confirmed), only
+ * if it is still what the caller read; its secrets, links and the other
+ * connectors stay; the flow generation moves. */
+static void test_m5_connector_config_set(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store_connector c[] = { { "in", "file", "{\"receive_dir\":\"/i\"}" },
+                                   { "up", "sftp", "{\"host\":\"h\"}" } };
+    struct store_link l[] = { { "in", "up" } };
+    unsigned char b1[] = "blob-1";
+    struct store_secret sec[] = { { "up", "key_file", b1, 6, 0 } };
+    struct store_flow put = { .conns = c, .nconns = 2, .links = l, .nlinks = 1,
+                              .secrets = sec, .nsecrets = 1 };
+    assert_int_equal(store_flow_put(f->st, &put, &err), 0);
+    int64_t gen = store_flow_generation(f->st, &err);
+    const char *pinned = "{\"host\":\"h\",\"host_key_sha256\":\"SHA256:x\"}";
+    /* not what it was: nothing written */
+    assert_int_equal(store_connector_config_set(f->st, "up", "{}", pinned,
+                                                &err), 1);
+    assert_int_equal(store_connector_config_set(f->st, "nope", c[1].config,
+                                                pinned, &err), 1);
+    assert_true(store_flow_generation(f->st, &err) == gen);
+    assert_int_equal(store_connector_config_set(f->st, "up", c[1].config,
+                                                pinned, &err), 0);
+    assert_true(store_flow_generation(f->st, &err) == gen + 1);
+    struct store_flow got;
+    assert_int_equal(store_flow_get(f->st, &got, &err), 0);
+    assert_int_equal(got.nconns, 2);
+    assert_string_equal(got.conns[0].config, c[0].config);
+    assert_string_equal(got.conns[1].config, pinned);
+    assert_int_equal(got.nlinks, 1);
+    store_flow_clear(&got);
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    assert_int_equal(store_csecret_get(f->st, "up", "key_file", &blob, &len,
+                                       NULL, &err), 1);
+    free(blob);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -755,6 +839,8 @@ int main(void)
         T(test_m1_flow_put_get_generation),
         T(test_m2_migration_version),
         T(test_m2_group_commit_batch),
+        T(test_r15_connector_secrets_follow_the_flow),
+        T(test_m5_connector_config_set),
 #undef T
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);

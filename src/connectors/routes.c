@@ -1,0 +1,204 @@
+/*
+ * routes.c - the partner listener's routes that lead into connectors
+ * (webhook, AS2): one route per connector type that has route(), at the
+ * type's route_prefix, registered by `wharf serve`.
+ *
+ * The routes keep their own runtime copy of the stored flow (only the
+ * connectors of routed types, opened), reloaded when the flow generation
+ * changes, so a new webhook or partner works without a restart. A request
+ * goes to the type's route_pick(), which chooses one of that type's
+ * connectors by path or headers (404 when none), then to its route() with
+ * an intake towards the connector's next hops.
+ *
+ * Owns the copy of the flow and the per-route user data. It must never
+ * answer 2xx itself: only a connector's route(), after intake_commit().
+ */
+#include "connectors/connector.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/flow.h"
+#include "core/intake.h"
+#include "core/wharf.h"
+#include "net/server.h"
+#include "store/store.h"
+#include "util/log.h"
+
+#define MAX_ROUTED_TYPES 8
+
+struct partner_routes;
+
+struct routed_type {
+    struct partner_routes *pr;
+    const struct connector_type *type;
+};
+
+struct partner_routes {
+    struct wharf *w;
+    pthread_rwlock_t lock;
+    pthread_mutex_t reload;
+    struct flow *flow;          /* connectors of routed types, opened */
+    int64_t generation;
+    struct routed_type types[MAX_ROUTED_TYPES];
+    size_t ntypes;
+};
+
+static int routed(const char *type)
+{
+    const struct connector_type *t = connector_type_find(type);
+    return t && t->route && t->route_prefix;
+}
+
+/* A runtime copy of the stored flow holding only routed connectors. */
+static struct flow *load(struct wharf *w, struct store *st, struct error *err)
+{
+    struct flow *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return error_set(err, "out of memory"), NULL;
+    if (store_flow_get(st, &f->rows, err) < 0) {
+        free(f);
+        return NULL;
+    }
+    f->generation = f->rows.generation;
+    f->conns = calloc(f->rows.nconns + 1, sizeof(*f->conns));
+    if (f->conns == NULL) {
+        flow_free(f);
+        return error_set(err, "out of memory"), NULL;
+    }
+    for (size_t i = 0; i < f->rows.nconns; i++) {
+        const struct store_connector *sc = &f->rows.conns[i];
+        if (!routed(sc->type))
+            continue;
+        struct error e = {0};
+        json_t *cfg = json_loads(sc->config, 0, NULL);
+        struct connector *c = cfg ? connector_new(w, sc->name, sc->type, cfg,
+                                                  &e) : NULL;
+        json_decref(cfg);
+        if (c == NULL)
+            log_error("%s %s cannot open: %s", sc->type, sc->name, e.msg);
+        else
+            f->conns[f->nconns++] = c;
+    }
+    return f;
+}
+
+/* Reload the copy when the stored generation moved. */
+static void refresh(struct partner_routes *pr, struct store *st, int64_t gen)
+{
+    struct error err = {0};
+    pthread_mutex_lock(&pr->reload);
+    if (pr->flow == NULL || pr->generation != gen) {
+        struct flow *f = load(pr->w, st, &err);
+        if (f) {
+            pthread_rwlock_wrlock(&pr->lock);
+            struct flow *old = pr->flow;
+            pr->flow = f;
+            pr->generation = f->generation;
+            pthread_rwlock_unlock(&pr->lock);
+            flow_free(old);
+        } else {
+            log_error("partner routes: cannot load the flow: %s", err.msg);
+        }
+    }
+    pthread_mutex_unlock(&pr->reload);
+}
+
+/* The type's connectors of the current copy (array malloc'ed; the
+ * connectors belong to the copy). Call with the read lock held. */
+static size_t conns_of(const struct flow *f, const struct connector_type *t,
+                       struct connector ***out)
+{
+    size_t n = 0;
+    *out = calloc(f ? f->nconns + 1 : 1, sizeof(**out));
+    for (size_t i = 0; *out && f && i < f->nconns; i++)
+        if (f->conns[i]->type == t)
+            (*out)[n++] = f->conns[i];
+    return n;
+}
+
+static void dispatch(struct partner_routes *pr, const struct connector_type *t,
+                     struct net_request *req, struct store *st)
+{
+    struct connector **cs;
+    size_t n = conns_of(pr->flow, t, &cs);
+    struct connector *c = cs ? t->route_pick(cs, n, req) : NULL;
+    free(cs);
+    if (c == NULL) {
+        net_reply_error(req, 404, "not_found", "no %s connector takes this "
+                        "request", t->name);
+        return;
+    }
+    const char **next = NULL;
+    size_t nnext = flow_next(pr->flow, c->name, &next);
+    struct http_exchange x = {
+        .req = req, .in = intake_new(pr->w, st, c->name, next, nnext),
+    };
+    if (x.in == NULL || c->type->route(c, &x) != WH_OK)
+        net_reply_error(req, x.in ? 500 : 503, x.in ? "internal"
+                        : "unavailable", "try again later");
+    intake_free(x.in);
+    free(next);
+}
+
+static int route_handler(struct net_request *req, void *ud)
+{
+    struct routed_type *rt = ud;
+    struct partner_routes *pr = rt->pr;
+    struct error err = {0};
+    struct store *st = store_open(pr->w->db_path, &err);
+    int64_t gen = st ? store_flow_generation(st, &err) : -1;
+    if (gen < 0) {
+        store_close(st);
+        log_error("%s route: %s", rt->type->name, err.msg);
+        return net_reply_error(req, 503, "unavailable", "try again later"), 0;
+    }
+    refresh(pr, st, gen);
+    pthread_rwlock_rdlock(&pr->lock);
+    dispatch(pr, rt->type, req, st);
+    pthread_rwlock_unlock(&pr->lock);
+    store_close(st);
+    return 0;
+}
+
+struct partner_routes *partner_routes_register(struct net_server *s,
+                                               struct wharf *w,
+                                               struct error *err)
+{
+    struct partner_routes *pr = calloc(1, sizeof(*pr));
+    if (pr == NULL)
+        return error_set(err, "out of memory"), NULL;
+    pr->w = w;
+    pthread_rwlock_init(&pr->lock, NULL);
+    pthread_mutex_init(&pr->reload, NULL);
+    const struct connector_type *const *types;
+    size_t nt = connector_types(&types);
+    for (size_t i = 0; i < nt && pr->ntypes < MAX_ROUTED_TYPES; i++) {
+        const struct connector_type *t = types[i];
+        if (!t->route || !t->route_prefix || !t->route_pick)
+            continue;
+        struct routed_type *rt = &pr->types[pr->ntypes++];
+        rt->pr = pr;
+        rt->type = t;
+        if (net_route_capped(net_listener(s, NET_PARTNER), "POST",
+                             t->route_prefix, t->route_max_body,
+                             route_handler, rt) < 0) {
+            partner_routes_free(pr);
+            error_set(err, "cannot route %s on the partner listener",
+                      t->route_prefix);
+            return NULL;
+        }
+    }
+    return pr;
+}
+
+void partner_routes_free(struct partner_routes *pr)
+{
+    if (pr == NULL)
+        return;
+    flow_free(pr->flow);
+    pthread_rwlock_destroy(&pr->lock);
+    pthread_mutex_destroy(&pr->reload);
+    free(pr);
+}

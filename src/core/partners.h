@@ -1,0 +1,80 @@
+/*
+ * partners.h - the local AS2 profile and the trading partners (M7), as the
+ * import/export document gives them:
+ *
+ *   "profile":  {"as2_id":"wharf-a","keys":[{"pkcs12":"a.p12",
+ *                "password_file":"a.pass"} | {"cert":"a.pem","key":"a.key"}]}
+ *   "partners": [{"name":"b","as2_id":"wharf-b","url":"https://...",
+ *                 "certificates":["b.pem" | {"file":"b2.pem",
+ *                                 "use_from":"2027-01-01T00:00:00Z"}],
+ *                 "tls_ca":"ca.pem","sign":"sha256","encrypt":"aes256-cbc",
+ *                 "compress":true,"mdn":"sync","mdn_signed":true, ...}]
+ *
+ * Two halves, like flow.c. partners_parse() validates the JSON only (no
+ * I/O; it runs inside flow_parse, which is fuzzed) and keeps each section
+ * as normalized JSON text. partners_load() is the import-time I/O: it reads
+ * the certificate and key files (PEM, DER or PKCS#12), checks that each key
+ * matches its certificate, seals private keys with the vault, and fills the
+ * certificate rows that store_flow_put writes with the rest of the flow.
+ *
+ * Keys of a partner beyond the contract (all optional; defaults in
+ * brackets): "accept_unsigned" [false], "accept_unencrypted" [false],
+ * "allow_sign" [the sign value plus stronger SHA-2], "allow_encrypt" [the
+ * encrypt value plus AES], "async_mdn_url", "pin_sha256", "proxy",
+ * "sign_pss" [false], "encrypt_oaep" [false], interop switches
+ * "transfer_encoding" ("binary" | "base64") [binary], "canonicalize"
+ * [true], "compress_order" ("before_sign" | "after_sign") [before_sign],
+ * "micalg_spelling" ("rfc" = sha-256 | "plain" = sha256) [rfc].
+ */
+#ifndef WHARF_PARTNERS_H
+#define WHARF_PARTNERS_H
+
+#include <jansson.h>
+
+#include "store/store.h"
+#include "util/error.h"
+
+struct wharf;
+
+#define PARTNERS_MAX 1024
+#define PARTNER_CERTS_MAX 8
+#define PROFILE_KEYS_MAX 8
+
+/* Validate root's "profile" and "partners" (either may be absent) into
+ * out->profile (JSON text) and out->partners. No I/O. 0 or -1 with err. */
+int partners_parse(const json_t *root, struct store_flow *out,
+                   struct error *err);
+
+/* Whether f has a partner called name (for connectors that name one). */
+int partners_has(const struct store_flow *f, const char *name);
+
+/* Import time: read every certificate and key file f's profile and
+ * partners name, into f->certs (keys sealed by w's vault). 0 or -1 with
+ * err naming the file and what is wrong with it (never key bytes). */
+int partners_load(struct wharf *w, struct store_flow *f, struct error *err);
+
+/* ---- listing and adding (CLI and API) ---------------------------------- */
+struct store;
+struct store_cert;
+
+/* One certificate as JSON: id, owner ("(profile)" or the partner), subject,
+ * validity, status (valid | expiring (< 30 days) | expired | not yet
+ * valid), days_left, use_from, private_key. Caller decrefs. */
+json_t *partners_cert_json(const struct store_cert *c, int64_t now_ms);
+/* Every certificate, as a JSON array; NULL with err. */
+json_t *partners_certs_json(struct store *st, struct error *err);
+/* {"profile":..,"partners":[..]} as imported; NULL with err. */
+json_t *partners_list_json(struct store *st, struct error *err);
+/* PEM of the certificate whose id starts with id (>= 8 hex characters);
+ * malloc'ed, NULL with err. Never a private key. */
+char *partners_cert_pem(struct store *st, const char *id, struct error *err);
+
+/* Add a certificate without re-importing the flow: partner != NULL: entry
+ * is a certificates[] item of that partner; NULL: entry is a profile.keys[]
+ * item (its key is sealed). The entry is appended to the stored JSON too,
+ * so an export names it. 0 or -1 with err. */
+int partners_cert_import(struct wharf *w, struct store *st,
+                         const char *partner, const json_t *entry,
+                         struct error *err);
+
+#endif

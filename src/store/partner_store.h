@@ -1,0 +1,47 @@
+/*
+ * partner_store.h - the AS2 profile, partners and certificates (tables of
+ * schema migration 4 and the setting "profile", see sqlite.c). Implemented
+ * in sqlite_partners.c.
+ *
+ * Written as part of the flow (store_flow_put replaces all of them in its
+ * transaction) and read back with it (store_flow_get); certificates are
+ * also listed on their own for `wharf cert` and the API. Private keys are
+ * stored as the vault sealed them; this layer never sees plaintext.
+ */
+#ifndef WHARF_PARTNER_STORE_H
+#define WHARF_PARTNER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+struct store;
+struct store_flow;
+struct store_cert;
+
+/* Inside store_flow_put's transaction: replace profile, partners, certs. */
+int store_partners_write(struct store *s, const struct store_flow *f,
+                         struct error *err);
+
+/* Inside store_flow_get's read transaction: fill f->profile, f->partners. */
+int store_partners_read(struct store *s, struct store_flow *f,
+                        struct error *err);
+
+/* Certificates of owner ("" = the local profile), or of everyone when
+ * owner is NULL, ordered by owner then not_after. with_keys: also the
+ * sealed private keys. *out is malloc'ed: free with store_certs_free. */
+int store_certs_list(struct store *s, const char *owner, int with_keys,
+                     struct store_cert **out, size_t *n, struct error *err);
+
+/* Add one certificate (a partner's, or the profile's with its sealed key)
+ * and, when config is not NULL, set that partner's config JSON (or the
+ * profile JSON, for owner "") in the same transaction (so an export names
+ * the new file). */
+int store_cert_add(struct store *s, const struct store_cert *c,
+                   const char *partner_config, struct error *err);
+
+void store_cert_clear(struct store_cert *c);
+void store_certs_free(struct store_cert *c, size_t n);
+
+#endif
