@@ -70,6 +70,7 @@ static const struct api_route ROUTES[] = {
     { "GET", "/api/v1/messages", P(MESSAGE_READ), api_messages, "list messages" },
     { "GET", "/api/v1/messages/{id}", P(MESSAGE_READ), api_message_get, "message with hops and events" },
     { "GET", "/api/v1/messages/{id}/payload", P(PAYLOAD_READ), api_message_payload, "download the payload" },
+    { "GET", "/api/v1/messages/{id}/receipts/{n}", P(MESSAGE_READ), api_message_receipt, "one AS2 receipt (MDN) as sent or received" },
     { "POST", "/api/v1/messages/{id}/resend", P(MESSAGE_RESEND), api_message_resend, "resend" },
     { "POST", "/api/v1/messages/{id}/erase", P(MESSAGE_ERASE), api_message_erase, "erase the payload" },
     { "GET", "/api/v1/settings", P(SETTINGS_READ), api_settings, "list settings" },

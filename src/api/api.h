@@ -118,6 +118,7 @@ int api_flow_import(struct api_ctx *c);
 int api_messages(struct api_ctx *c);
 int api_message_get(struct api_ctx *c);
 int api_message_payload(struct api_ctx *c);
+int api_message_receipt(struct api_ctx *c);
 int api_message_resend(struct api_ctx *c);
 int api_message_erase(struct api_ctx *c);
 int api_settings(struct api_ctx *c);

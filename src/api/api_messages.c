@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "store/partner_store.h"
 #include "audit/audit.h"
 #include "core/message.h"
 #include "core/wharf.h"
@@ -208,4 +209,42 @@ int api_audit_verify(struct api_ctx *c)
                   rc == 0, "entries", (json_int_t)r.entries, "checkpoints",
                   (json_int_t)r.checkpoints, "first_bad",
                   (json_int_t)r.first_bad, "problem", r.problem));
+}
+
+/* GET /api/v1/messages/{id}/receipts/{n}: the raw MDN, headers then body,
+ * as it was sent or received (the non-repudiation record). */
+int api_message_receipt(struct api_ctx *c)
+{
+    struct store_message m;
+    if (load_message(c, &m))
+        return 0;
+    store_message_clear(&m);
+    struct error err = {0};
+    struct store_receipt *r;
+    size_t n;
+    char *end = NULL;
+    long k = strtol(c->param[1], &end, 10);
+    if (store_receipts_list(c->st, c->param[0], 1, &r, &n, &err) < 0)
+        return api_fail(c, 500, "internal", "%s", err.msg);
+    int rc;
+    if (end == c->param[1] || *end || k < 1 || (size_t)k > n) {
+        rc = api_fail(c, 404, "not_found", "no receipt %s", c->param[1]);
+    } else {
+        const struct store_receipt *x = &r[k - 1];
+        size_t hl = strlen(x->headers ? x->headers : "");
+        char *raw = malloc(hl + 2 + x->len + 1);
+        if (raw == NULL) {
+            rc = api_fail(c, 500, "internal", "out of memory");
+        } else {
+            memcpy(raw, x->headers ? x->headers : "", hl);
+            memcpy(raw + hl, "\r\n", 2);
+            if (x->len)
+                memcpy(raw + hl + 2, x->body, x->len);
+            api_audit(c, "receipt.download", c->param[0], c->param[1]);
+            rc = net_reply(c->req, 200, "message/rfc822", raw, hl + 2 + x->len);
+            free(raw);
+        }
+    }
+    store_receipts_free(r, n);
+    return rc;
 }

@@ -77,6 +77,9 @@ struct connector_type {
      * into nested objects: "auth.password_file"), sealed at flow import;
      * NULL when none. open() gets them from connector_secret(). */
     const char *const *secrets;
+    /* The config's "partner" must name a partner of the flow document,
+     * one connector of the type per partner (AS2 routes by AS2-From). */
+    int needs_partner;
     /* Validate a config; no side effects. 0 or -1 with err. */
     int (*check)(const json_t *config, struct error *err);
     /* Parse config, allocate state. */

@@ -20,12 +20,14 @@ extern const struct connector_type connector_file;
 extern const struct connector_type connector_sftp;
 extern const struct connector_type connector_http;
 extern const struct connector_type connector_webhook;
+extern const struct connector_type connector_as2;
 
 static const struct connector_type *const TYPES[] = {
     &connector_file,
     &connector_sftp,
     &connector_http,
     &connector_webhook,
+    &connector_as2,
 };
 #define NTYPES (sizeof(TYPES) / sizeof(TYPES[0]))
 
@@ -47,7 +49,7 @@ size_t connector_types(const struct connector_type *const **out)
 
 const char *connector_type_names(void)
 {
-    return "file, sftp, http, webhook";
+    return "file, sftp, http, webhook, as2";
 }
 
 static int json_int_in(const json_t *v, long long min, long long max,

@@ -46,6 +46,34 @@ static ssize_t find_conn(const struct store_flow *f, const char *name)
     return -1;
 }
 
+/* A type that needs a partner: the config's "partner" names one of the
+ * document, and no other connector of the type has it. */
+static int partner_ref_check(const char *name, const char *type,
+                             const json_t *config, const struct store_flow *f,
+                             struct error *err)
+{
+    const struct connector_type *t = connector_type_find(type);
+    if (t == NULL || !t->needs_partner)
+        return 0;
+    const char *p = json_string_value(json_object_get(config, "partner"));
+    if (!partners_has(f, p))
+        return error_set(err, "connector '%s': partner '%s' is not in the "
+                         "document's partners", name, p ? p : "");
+    for (size_t i = 0; i < f->nconns; i++) {
+        if (strcmp(f->conns[i].type, type) != 0)
+            continue;
+        json_error_t je;
+        json_t *o = json_loads(f->conns[i].config, 0, &je);
+        int same = o && !strcmp(json_string_value(json_object_get(o,
+                                "partner")) ?: "", p);
+        json_decref(o);
+        if (same)
+            return error_set(err, "connectors '%s' and '%s' both serve "
+                             "partner '%s'", f->conns[i].name, name, p);
+    }
+    return 0;
+}
+
 static int parse_connector(json_t *jc, size_t idx, struct store_flow *out,
                            struct error *err)
 {
@@ -69,6 +97,10 @@ static int parse_connector(json_t *jc, size_t idx, struct store_flow *out,
     json_decref(empty);
     if (rc < 0)
         return -1;
+    if (partner_ref_check(name, type, config, out, err) < 0) {
+        free(text);
+        return -1;
+    }
     struct store_connector *c = &out->conns[out->nconns];
     c->name = strdup(name);
     c->type = strdup(type);

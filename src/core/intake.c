@@ -133,6 +133,20 @@ int intake_begin(struct intake *in, const char *filename,
     return 0;
 }
 
+int intake_set_filename(struct intake *in, const char *filename,
+                        struct error *err)
+{
+    if (in->cur == NULL)
+        return error_set(err, "intake: no message is being streamed");
+    struct intake_item *it = &in->items[in->n];
+    char *copy = filename ? strdup(filename) : NULL;
+    if (filename && copy == NULL)
+        return error_set(err, "out of memory");
+    free(it->filename);
+    it->filename = copy;
+    return 0;
+}
+
 int intake_write(struct intake *in, const void *buf, size_t n,
                  struct error *err)
 {

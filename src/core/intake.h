@@ -37,6 +37,10 @@ int intake_begin(struct intake *in, const char *filename,
 int intake_write(struct intake *in, const void *buf, size_t n,
                  struct error *err);
 int intake_end(struct intake *in, struct error *err);
+/* Name (or rename) the message being streamed, before intake_end: for
+ * sources that learn the name from the content (AS2). */
+int intake_set_filename(struct intake *in, const char *filename,
+                        struct error *err);
 /* Drop the message being streamed (its partial payload file is removed). */
 void intake_cancel(struct intake *in);
 

@@ -5,7 +5,10 @@
  */
 #include "core/message.h"
 
+#include <string.h>
+
 #include "core/wharf.h"
+#include "store/partner_store.h"
 #include "store/store.h"
 
 struct payload_reader *message_payload_open(const struct message *m,
@@ -52,6 +55,25 @@ static json_t *events_json(const struct store_event *e, size_t n)
     return arr;
 }
 
+json_t *message_receipts_json(struct store *st, const char *id,
+                              struct error *err)
+{
+    struct store_receipt *r;
+    size_t n;
+    if (store_receipts_list(st, id, 1, &r, &n, err) < 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:I, s:s?, s:s?, "
+            "s:I}", "n", (json_int_t)(i + 1), "direction", r[i].direction,
+            "at", (json_int_t)r[i].at, "mdn_message_id", r[i].as2_message_id,
+            "original_message_id", r[i].original_message_id,
+            "bytes", (json_int_t)(strlen(r[i].headers ? r[i].headers : "") +
+                                  2 + r[i].len)));
+    store_receipts_free(r, n);
+    return arr;
+}
+
 json_t *message_detail_json(struct store *st, const struct store_message *m,
                             struct error *err)
 {
@@ -64,6 +86,8 @@ json_t *message_detail_json(struct store *st, const struct store_message *m,
         o = message_json(m);
         json_object_set_new(o, "hops", hops_json(h, nh));
         json_object_set_new(o, "events", events_json(e, ne));
+        json_t *rc = message_receipts_json(st, m->id, err);
+        json_object_set_new(o, "receipts", rc ? rc : json_array());
     }
     store_hops_free(h, nh);
     store_events_free(e, ne);

@@ -37,6 +37,12 @@ json_t *message_json(const struct store_message *m);
 
 /* message_json plus its "hops" and "events". NULL with err set on a store
  * failure. Caller owns the result. */
+/* The AS2 receipts (MDNs) kept with message id, as a JSON array: n (1..),
+ * direction, at, mdn_message_id, original_message_id, bytes. */
+json_t *message_receipts_json(struct store *st, const char *id,
+                              struct error *err);
+
+/* With hops, events and receipts. */
 json_t *message_detail_json(struct store *st, const struct store_message *m,
                             struct error *err);
 

@@ -379,6 +379,27 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;                       /* beyond the cap: discarded */
 }
 
+/* Keep the header block of the final response (a 1xx block is replaced
+ * by the next), at most RESP_HEADERS_MAX bytes. */
+#define RESP_HEADERS_MAX (64 * 1024)
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nmemb;
+    struct net_client_resp *r = x->resp;
+    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0)
+        r->headers_len = 0;         /* a new response: the status line */
+    else if (r->headers_len + n <= RESP_HEADERS_MAX) {
+        if (r->headers == NULL &&
+            (r->headers = malloc(RESP_HEADERS_MAX + 1)) == NULL)
+            return n;
+        memcpy(r->headers + r->headers_len, ptr, n);
+        r->headers_len += n;
+        r->headers[r->headers_len] = '\0';
+    }
+    return n;
+}
+
 /* ---- classification ------------------------------------------------------- */
 
 static const char *verify_reason(long v)
@@ -466,8 +487,11 @@ void net_client_resp_free(struct net_client_resp *resp)
     if (resp == NULL)
         return;
     free(resp->body);
+    free(resp->headers);
     resp->body = NULL;
+    resp->headers = NULL;
     resp->len = 0;
+    resp->headers_len = 0;
 }
 
 /* ---- the request ---------------------------------------------------------- */
@@ -523,6 +547,8 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
         : DEFAULT_TIMEOUT_MS);
     OPT(CURLOPT_WRITEFUNCTION, on_write);
     OPT(CURLOPT_WRITEDATA, x);
+    OPT(CURLOPT_HEADERFUNCTION, on_header);
+    OPT(CURLOPT_HEADERDATA, x);
     OPT(CURLOPT_ERRORBUFFER, ebuf);
     OPT(CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
     OPT(CURLOPT_HTTPHEADER, hdrs);

@@ -119,6 +119,9 @@ struct net_client_resp {
     long status;                /* HTTP status, 0 when none arrived */
     char *body;                 /* NUL-terminated, at most max_response; owned */
     size_t len;
+    char *headers;              /* the response's header lines (no status
+                                   line), NUL-terminated, <= 64 KiB; owned */
+    size_t headers_len;
 };
 
 /* Check the options as a config would give them (files readable, proxy

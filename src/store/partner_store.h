@@ -41,6 +41,27 @@ int store_certs_list(struct store *s, const char *owner, int with_keys,
 int store_cert_add(struct store *s, const struct store_cert *c,
                    const char *partner_config, struct error *err);
 
+/* ---- receipts: the raw MDNs sent and received (non-repudiation) ---- */
+
+struct store_receipt {
+    int64_t id, at;             /* at: ms since the epoch */
+    char *message_id;           /* Wharf's message */
+    char *direction;            /* "sent" (we answered) | "received" */
+    char *as2_message_id;       /* the MDN's own Message-ID, may be NULL */
+    char *original_message_id;  /* the AS2 message it answers, may be NULL */
+    char *headers;              /* "Name: value\r\n" lines */
+    unsigned char *body; size_t len;
+};
+
+int store_receipt_add(struct store *s, const struct store_receipt *r,
+                      struct error *err);
+/* Receipts of a message, oldest first; with_body: also headers and body.
+ * Free with store_receipts_free. */
+int store_receipts_list(struct store *s, const char *message_id,
+                        int with_body, struct store_receipt **out, size_t *n,
+                        struct error *err);
+void store_receipts_free(struct store_receipt *r, size_t n);
+
 void store_cert_clear(struct store_cert *c);
 void store_certs_free(struct store_cert *c, size_t n);
 

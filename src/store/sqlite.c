@@ -92,6 +92,11 @@ static const char *const MIGRATIONS[] = {
     "  subject TEXT NOT NULL, not_before INTEGER NOT NULL, not_after INTEGER"
     "  NOT NULL, use_from INTEGER NOT NULL DEFAULT 0, der BLOB NOT NULL,"
     "  key_sealed BLOB, PRIMARY KEY(owner, id));",
+    /* 5: AS2 receipts (MDNs) kept with their message (sqlite_partners.c) */
+    "CREATE TABLE receipts(id INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+    "  direction TEXT NOT NULL, at INTEGER NOT NULL, as2_message_id TEXT,"
+    "  original_message_id TEXT, headers TEXT NOT NULL, body BLOB NOT NULL);"
+    "CREATE INDEX receipts_message ON receipts(message_id, id);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -739,6 +744,32 @@ static int intake_one(struct store *s, struct store_new *it, int64_t now,
     if (event_add(s, m->id, hop, now, "info", text, err) < 0)
         return -1;
     return hops_queue(s, m->id, it->next, it->nnext, now, err);
+}
+
+int store_message_refused(struct store *s, const char *source,
+                          const char *text, char id[ID_LEN + 1],
+                          struct error *err)
+{
+    int64_t now = time_now_ms();
+    id_new(id);
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    sqlite3_stmt *st = stmt_get(s, S_MSG_INS, err);
+    if (st == NULL)
+        return store_tx_fail(s);
+    store_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    store_bind_text(st, 3, source);
+    sqlite3_bind_null(st, 4);
+    sqlite3_bind_int64(st, 5, 0);
+    sqlite3_bind_null(st, 6);
+    store_bind_text(st, 7, "refused");
+    sqlite3_bind_null(st, 8);
+    sqlite3_bind_null(st, 9);
+    if (store_step_done(s, st, err, "insert a refused message") < 0 ||
+        event_add(s, id, 0, now, "error", text, err) < 0)
+        return store_tx_fail(s);
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }
 
 int store_intake(struct store *s, struct store_new *items, size_t n,

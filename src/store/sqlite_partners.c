@@ -19,7 +19,8 @@
 
 enum { P_DEL_PARTNERS = 144, P_DEL_CERTS, P_DEL_PROFILE, P_SET_PROFILE,
        P_INS_PARTNER, P_INS_CERT, P_GET_PROFILE, P_ALL_PARTNERS,
-       P_CERTS_ALL, P_CERTS_OWNER, P_SET_PARTNER_CONFIG, P_UPD_PROFILE, P_LAST };
+       P_CERTS_ALL, P_CERTS_OWNER, P_SET_PARTNER_CONFIG, P_UPD_PROFILE,
+       P_RECEIPT_ADD, P_RECEIPTS, P_LAST };
 _Static_assert(P_LAST <= 176, "sqlite_partners.c owns slots 144..175");
 
 #define CERT_COLS "owner, id, subject, not_before, not_after, use_from, der," \
@@ -47,6 +48,12 @@ static const char *const SQL_PARTNERS[P_LAST - 144] = {
         " WHERE name = ?1",
     [P_UPD_PROFILE - 144] = "UPDATE settings SET value = ?2"
         " WHERE key = 'profile' AND ?1 = ''",
+    [P_RECEIPT_ADD - 144] = "INSERT INTO receipts(message_id, direction, at,"
+        " as2_message_id, original_message_id, headers, body)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [P_RECEIPTS - 144] = "SELECT id, message_id, direction, at,"
+        " as2_message_id, original_message_id, headers, body FROM receipts"
+        " WHERE message_id = ?1 ORDER BY id",
 };
 
 static sqlite3_stmt *p_stmt(struct store *s, int slot, struct error *err)
@@ -243,4 +250,89 @@ void store_certs_free(struct store_cert *c, size_t n)
     for (size_t i = 0; c && i < n; i++)
         store_cert_clear(&c[i]);
     free(c);
+}
+
+/* ---- receipts -------------------------------------------------------------- */
+
+int store_receipt_add(struct store *s, const struct store_receipt *r,
+                      struct error *err)
+{
+    sqlite3_stmt *st = p_stmt(s, P_RECEIPT_ADD, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, r->message_id);
+    store_bind_text(st, 2, r->direction);
+    sqlite3_bind_int64(st, 3, r->at);
+    store_bind_text(st, 4, r->as2_message_id);
+    store_bind_text(st, 5, r->original_message_id);
+    store_bind_text(st, 6, r->headers);
+    sqlite3_bind_blob(st, 7, r->body ? (const void *)r->body : "",
+                      (int)r->len, SQLITE_STATIC);
+    return store_step_done(s, st, err, "store a receipt");
+}
+
+static int receipt_row(sqlite3_stmt *st, int with_body,
+                       struct store_receipt *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->id = sqlite3_column_int64(st, 0);
+    r->message_id = store_col_dup(st, 1);
+    r->direction = store_col_dup(st, 2);
+    r->at = sqlite3_column_int64(st, 3);
+    r->as2_message_id = store_col_dup(st, 4);
+    r->original_message_id = store_col_dup(st, 5);
+    if (with_body) {
+        r->headers = store_col_dup(st, 6);
+        r->body = blob_dup(st, 7, &r->len);
+    }
+    return r->message_id && r->direction ? 0 : -1;
+}
+
+int store_receipts_list(struct store *s, const char *message_id,
+                        int with_body, struct store_receipt **out, size_t *n,
+                        struct error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = p_stmt(s, P_RECEIPTS, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, message_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_receipt *g = realloc(*out, (*n + 1) * sizeof(*g));
+        if (g == NULL || receipt_row(st, with_body, &g[*n]) < 0) {
+            if (g) {
+                *out = g;
+                (*n)++;
+            }
+            store_receipts_free(*out, *n);
+            *out = NULL;
+            *n = 0;
+            sqlite3_reset(st);
+            return error_set(err, "out of memory");
+        }
+        *out = g;
+        (*n)++;
+    }
+    if (rc != SQLITE_DONE) {
+        store_receipts_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return store_db_error(s, err, "list receipts");
+    }
+    return 0;
+}
+
+void store_receipts_free(struct store_receipt *r, size_t n)
+{
+    for (size_t i = 0; r && i < n; i++) {
+        free(r[i].message_id);
+        free(r[i].direction);
+        free(r[i].as2_message_id);
+        free(r[i].original_message_id);
+        free(r[i].headers);
+        free(r[i].body);
+    }
+    free(r);
 }

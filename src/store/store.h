@@ -23,7 +23,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 struct store;
 
@@ -126,6 +126,13 @@ struct store_new {
     int duplicate;
     char existing_id[ID_LEN + 1];       /* the stored one, for duplicates */
 };
+
+/* Record an inbound message that was refused (nothing of it stored: no
+ * payload, no hops): state "refused" and one error event with text, so
+ * the refusal shows with the other messages. id is filled. */
+int store_message_refused(struct store *s, const char *source,
+                          const char *text, char id[ID_LEN + 1],
+                          struct error *err);
 
 /* In one transaction: for each item insert the message, its source hop
  * (state received), one queued hop per `next`, and events. */

@@ -1,0 +1,69 @@
+/*
+ * as2_conn.h - what the two halves of the as2 connector share:
+ * connectors/as2.c (config, open, send: destination) and
+ * connectors/as2_recv.c (the /as2 route: source, inbound MDNs).
+ * Private to those two files.
+ */
+#ifndef WHARF_AS2_CONN_H
+#define WHARF_AS2_CONN_H
+
+#include <openssl/bio.h>
+
+#include "as2/message.h"
+#include "connectors/connector.h"
+#include "connectors/proxy.h"
+#include "core/profile.h"
+#include "net/client.h"
+
+#define AS2_ROUTE "/as2"
+#define AS2_MDN_ROUTE "/as2/mdn"
+#define AS2_MAX_BODY (8LL * 1024 * 1024 * 1024)
+
+struct as2_state {
+    struct profile prof;            /* our AS2 id and keys (unsealed) */
+    struct partner part;            /* the partner of this connector */
+    struct connector_proxy proxy;
+    struct net_client_opts opts;    /* towards the partner's URL */
+    int64_t mdn_timeout_ms;         /* async MDN: then send again */
+};
+
+/* A BIO that reads through fn(ud, buf, n, err) until it returns 0; the
+ * first error is kept in *err. Free with BIO_free. */
+typedef ssize_t (*as2_read_fn)(void *ud, void *buf, size_t n,
+                               struct error *err);
+BIO *as2_bio_reader(as2_read_fn fn, void *ud, struct error *err);
+
+/* Policy of the partner for what it sends us (certificates, algorithms,
+ * keys of our profile). keys/certs are malloc'ed arrays borrowing from s:
+ * free them with as2_policy_clear. */
+int as2_policy_make(const struct as2_state *s, struct as2_policy *pol,
+                    struct error *err);
+void as2_policy_clear(struct as2_policy *pol);
+
+/* Read an MDN and check it confirms message_id with mic. WH_OK, or
+ * WH_FAIL with the reason (a negative MDN, a MIC mismatch, a bad or
+ * missing signature). */
+enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
+                               const char *headers, const char *body,
+                               size_t len, const char *message_id,
+                               const char *mic, char *receipt, size_t rsz,
+                               struct error *err);
+
+/* Keep a raw MDN with Wharf message msgid (the non-repudiation record):
+ * direction "sent" or "received"; headers as "Name: value\r\n" lines.
+ * Failures are logged, not returned (the exchange already happened). */
+void as2_receipt_keep(struct connector *c, const char *msgid,
+                      const char *direction, const char *headers,
+                      const void *body, size_t len, const char *mdn_id,
+                      const char *original_id);
+
+/* The source half (as2_recv.c). */
+enum wh_status as2_route(struct connector *c, struct http_exchange *x);
+struct connector *as2_pick(struct connector *const *conns, size_t n,
+                           struct net_request *req);
+
+/* Connector state names for the asynchronous MDN of a message. */
+void as2_state_pending(char *out, size_t n, const char *msgid);
+void as2_state_arrived(char *out, size_t n, const char *as2_msgid);
+
+#endif

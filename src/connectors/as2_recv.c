@@ -1,0 +1,471 @@
+/*
+ * as2_recv.c - the as2 connector (M4), source half: POST /as2 on the
+ * partner listener (connectors/routes.c routes it here; as2_pick chooses
+ * the connector whose partner's AS2 id is the request's AS2-From), and
+ * POST /as2/mdn for asynchronous MDNs answering what we sent.
+ *
+ * A message: the partner's policy (as2.c: as2_policy_make) is applied by
+ * as2_unpack while the body streams from the socket through decryption,
+ * verification and decompression straight into the intake (encrypted at
+ * rest as it arrives, constant memory). Only when unpack returned 0 is the
+ * message ended and committed (one batched sync + one transaction); the
+ * Message-ID is the dedup key, so a replay is answered "processed/warning:
+ * duplicate-document" and stored once. Then the MDN: in the response
+ * (sync), or POSTed to the sender's Receipt-Delivery-Option after the 200
+ * (async), or none. A refused message (policy, signature, decryption,
+ * corruption, truncation) is cancelled: nothing of it is stored; the
+ * sender gets the negative MDN it asked for, or an HTTP error.
+ *
+ * An asynchronous MDN: it must verify with the partner's certificates; it
+ * is kept (sealed) as connector state under its Original-Message-ID until
+ * the waiting hop (as2.c) checks it.
+ *
+ * Must never: answer with a positive MDN before intake_commit returned 0;
+ * log payload bytes, keys or credentials.
+ */
+#include "connectors/as2_conn.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <time.h>
+
+#include "core/intake.h"
+#include "core/wharf.h"
+#include "net/server.h"
+#include "store/store.h"
+#include "util/id.h"
+#include "util/secret.h"
+
+#define MDN_IN_MAX (1024 * 1024)
+
+static const char *const REQ_HEADERS[] = {
+    "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
+    "MIME-Version", "AS2-Version", "AS2-From", "AS2-To", "Message-ID",
+    "Subject", "Disposition-Notification-To",
+    "Disposition-Notification-Options", "Receipt-Delivery-Option",
+    "EDIINT-Features",
+};
+#define NREQ_HEADERS (sizeof(REQ_HEADERS) / sizeof(*REQ_HEADERS))
+
+static int request_headers(struct net_request *r, struct mime_headers *h,
+                           struct error *err)
+{
+    mime_headers_init(h);
+    for (size_t i = 0; i < NREQ_HEADERS; i++) {
+        const char *v = net_req_header(r, REQ_HEADERS[i]);
+        if (v && mime_headers_add(h, REQ_HEADERS[i], v, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct connector *as2_pick(struct connector *const *conns, size_t n,
+                           struct net_request *req)
+{
+    char from[AS2_ID_MAX + 1];
+    const char *v = net_req_header(req, "AS2-From");
+    const char *path = net_req_path(req);
+    if (v == NULL || as2_id_parse(v, from, NULL) < 0 ||
+        (strcmp(path, AS2_ROUTE) && strcmp(path, AS2_MDN_ROUTE)))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct as2_state *s = conns[i]->state;
+        if (s && strcmp(s->part.as2_id, from) == 0)
+            return conns[i];
+    }
+    return NULL;
+}
+
+/* ---- BIOs over the request body and the intake ------------------------------ */
+
+static ssize_t body_read(void *ud, void *buf, size_t n, struct error *err)
+{
+    ssize_t got = net_body_read(ud, buf, n);
+    if (got == NET_BODY_TOO_LARGE)
+        return error_set(err, "the body is larger than the route allows");
+    if (got < 0)
+        return error_set(err, "the body could not be read (cut or timed "
+                         "out)");
+    return got;
+}
+
+struct intake_sink {
+    struct intake *in;
+    struct error *err;
+};
+
+static int sink_write(BIO *b, const char *buf, int n)
+{
+    struct intake_sink *k = BIO_get_data(b);
+    if (n <= 0)
+        return 0;
+    return intake_write(k->in, buf, (size_t)n, k->err) < 0 ? -1 : n;
+}
+
+static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b; (void)num; (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *sink_meth;
+static pthread_once_t sink_once = PTHREAD_ONCE_INIT;
+
+static void sink_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                 "wharf intake");
+    if (m && BIO_meth_set_write(m, sink_write) == 1 &&
+        BIO_meth_set_ctrl(m, sink_ctrl) == 1)
+        sink_meth = m;
+    else
+        BIO_meth_free(m);
+}
+
+static BIO *intake_bio(struct intake_sink *k)
+{
+    pthread_once(&sink_once, sink_init);
+    BIO *b = sink_meth ? BIO_new(sink_meth) : NULL;
+    if (b) {
+        BIO_set_data(b, k);
+        BIO_set_init(b, 1);
+    }
+    return b;
+}
+
+/* ---- MDNs we send ---------------------------------------------------------------- */
+
+/* The MDN answering info: body into a memory BIO, headers into built. */
+static int mdn_build(struct as2_state *s, const struct as2_unpacked *info,
+                     enum mdn_error e, const char *warning, BIO *out,
+                     struct as2_mdn_built *built, struct error *err)
+{
+    const struct profile_key *k = profile_sign_key(&s->prof,
+                                                   (int64_t)time(NULL) * 1000);
+    struct as2_signer signer = { 0 };
+    if (k) {
+        signer.cert = k->cert;
+        signer.key = k->key;
+        signer.digest = AS2_DIGEST_SHA256;
+    }
+    struct as2_mdn_opts o = { .reporting_ua = "Wharf", .host = "wharf",
+                              .signer = k ? &signer : NULL };
+    return as2_mdn_make(&o, info, e, warning, out, built, err);
+}
+
+/* "Name: value\r\n" lines of h; malloc'ed (NULL when out of memory). */
+static char *header_block(const struct mime_headers *h)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < h->count; i++)
+        n += strlen(h->h[i].name) + strlen(h->h[i].value) + 4;
+    char *out = malloc(n);
+    size_t at = 0;
+    for (size_t i = 0; out && i < h->count; i++)
+        at += (size_t)snprintf(out + at, n - at, "%s: %s\r\n", h->h[i].name,
+                               h->h[i].value);
+    if (out)
+        out[at] = '\0';
+    return out;
+}
+
+static void reply_mdn(struct net_request *r, const struct as2_mdn_built *b,
+                      BIO *body)
+{
+    const char *ct = "message/disposition-notification";
+    for (size_t i = 0; i < b->headers.count; i++) {
+        if (strcasecmp(b->headers.h[i].name, "Content-Type") == 0)
+            ct = b->headers.h[i].value;
+        else
+            net_reply_header(r, b->headers.h[i].name, b->headers.h[i].value);
+    }
+    char *data = NULL;
+    long len = BIO_get_mem_data(body, &data);
+    net_reply(r, 200, ct, data, len > 0 ? (size_t)len : 0);
+}
+
+struct mem_src {
+    const char *p;
+    size_t left;
+};
+
+static ssize_t mem_read(void *ud, void *buf, size_t n, struct error *e)
+{
+    struct mem_src *m = ud;
+    (void)e;
+    if (n > m->left)
+        n = m->left;
+    memcpy(buf, m->p, n);
+    m->p += n;
+    m->left -= n;
+    return (ssize_t)n;
+}
+
+/* "Name: value" strings of h, NULL-terminated; free with lines_free. */
+static char **header_lines(const struct mime_headers *h)
+{
+    char **out = calloc(h->count + 1, sizeof(char *));
+    for (size_t i = 0; out && i < h->count; i++) {
+        size_t n = strlen(h->h[i].name) + strlen(h->h[i].value) + 3;
+        if ((out[i] = malloc(n)) == NULL)
+            return out;     /* shorter list: still NULL-terminated */
+        snprintf(out[i], n, "%s: %s", h->h[i].name, h->h[i].value);
+    }
+    return out;
+}
+
+static void lines_free(char **l)
+{
+    for (size_t i = 0; l && l[i]; i++)
+        free(l[i]);
+    free(l);
+}
+
+/* POST an MDN to the sender's Receipt-Delivery-Option (after our 200),
+ * three attempts; a failure is logged as an alert. */
+static void mdn_post(struct connector *c, const char *url,
+                     const struct as2_mdn_built *b, BIO *body)
+{
+    struct as2_state *s = c->state;
+    struct error err = {0};
+    char **hdrs = header_lines(&b->headers);
+    char *data = NULL;
+    long len = BIO_get_mem_data(body, &data);
+    struct mem_src m;
+    struct net_client_req req = { .method = "POST", .url = url,
+        .headers = (const char *const *)hdrs, .body_len = len,
+        .read = mem_read, .read_ud = &m };
+    enum wh_status st = hdrs ? WH_RETRY : WH_FAIL;
+    for (int attempt = 0; st == WH_RETRY && attempt < 3; attempt++) {
+        struct net_client_resp resp;
+        m.p = data;
+        m.left = (size_t)len;
+        if (attempt > 0)
+            sleep((unsigned)attempt);
+        st = net_client_request(&s->opts, &req, &resp, &err);
+        if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
+            st = net_client_status_class(resp.status);
+            error_set(&err, "HTTP %ld", resp.status);
+        }
+        net_client_resp_free(&resp);
+    }
+    if (st == WH_OK)
+        conn_log(c, LOG_INFO, NULL, "asynchronous MDN %s sent to %s",
+                 b->message_id, url);
+    else
+        conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN %s could not "
+                 "be sent to %s: %s", b->message_id, url, err.msg);
+    lines_free(hdrs);
+}
+
+/* Answer info with an MDN (or an HTTP error when none was asked for). */
+static void answer(struct connector *c, struct net_request *r,
+                   const char *msgid, const struct as2_unpacked *info,
+                   enum mdn_error e, const char *warning, int http_error,
+                   const char *why)
+{
+    struct as2_state *s = c->state;
+    struct error err = {0};
+    if (!info->req.mdn_requested) {
+        if (http_error)
+            net_reply_error(r, http_error, "refused", "%s", why);
+        else
+            net_reply(r, 200, "text/plain", "received\n", 9);
+        return;
+    }
+    struct as2_mdn_built b;
+    memset(&b, 0, sizeof(b));
+    BIO *body = BIO_new(BIO_s_mem());
+    if (body == NULL || mdn_build(s, info, e, warning, body, &b, &err) < 0) {
+        conn_log(c, LOG_ERROR, NULL, "cannot build the MDN for %s: %s",
+                 info->req.message_id, err.msg);
+        net_reply_error(r, 500, "internal", "cannot build the MDN");
+    } else {
+        if (!info->req.mdn_async) {
+            reply_mdn(r, &b, body);
+        } else {
+            net_reply(r, 200, "text/plain", "received\n", 9);
+            mdn_post(c, info->req.receipt_url, &b, body);
+        }
+        char *hb = msgid ? header_block(&b.headers) : NULL;
+        char *data = NULL;
+        long len = BIO_get_mem_data(body, &data);
+        if (hb)
+            as2_receipt_keep(c, msgid, "sent", hb, data, (size_t)len,
+                             b.message_id, info->req.message_id);
+        free(hb);
+    }
+    as2_mdn_built_free(&b);
+    BIO_free(body);
+}
+
+/* Unpack the body into the intake; 0 when stored (dup says whether it
+ * was a replay), -1 with info->mdn_error and err set. */
+static int take_message(struct connector *c, struct http_exchange *x,
+                        const struct mime_headers *h,
+                        struct as2_unpacked *info, int *dup,
+                        struct error *err)
+{
+    struct as2_state *s = c->state;
+    struct as2_policy pol;
+    char key[AS2_MSGID_MAX + 8];
+    const char *mid = net_req_header(x->req, "Message-ID");
+    snprintf(key, sizeof(key), "as2:%s", mid ? mid : "");
+    if (as2_policy_make(s, &pol, err) < 0)
+        return -1;
+    struct intake_sink k = { .in = x->in, .err = err };
+    BIO *body = as2_bio_reader(body_read, x->req, err);
+    BIO *out = body ? intake_bio(&k) : NULL;
+    int rc = -1;
+    if (out && intake_begin(x->in, NULL, key, err) == 0) {
+        rc = as2_unpack(&pol, h, body, out, info, err);
+        if (rc == 0)
+            rc = intake_set_filename(x->in, info->filename[0]
+                                     ? info->filename : NULL, err);
+        if (rc == 0 && (rc = intake_end(x->in, err)) == 0)
+            rc = intake_commit(x->in, err) < 0 ? -2 : 0;
+        else if (rc < 0)
+            intake_cancel(x->in);
+    } else if (out) {
+        rc = -2;
+    }
+    BIO_free(body);
+    BIO_free(out);
+    as2_policy_clear(&pol);
+    *dup = rc == 0 && intake_duplicate(x->in, 0) != NULL;
+    return rc;
+}
+
+/* ---- asynchronous MDNs arriving ----------------------------------------------------- */
+
+static void mdn_in(struct connector *c, struct net_request *r)
+{
+    struct as2_state *s = c->state;
+    struct error err = {0};
+    char *body = NULL;
+    size_t len = 0;
+    struct mime_headers h;
+    if (request_headers(r, &h, &err) < 0 ||
+        net_body_read_all(r, &body, &len, NULL, &err) < 0) {
+        mime_headers_free(&h);
+        net_reply_error(r, 400, "bad_request", "%s", err.msg);
+        return;
+    }
+    /* verify before keeping: only the partner's signed MDN is taken */
+    X509 **certs = calloc(s->part.ncerts + 1, sizeof(*certs));
+    for (size_t i = 0; certs && i < s->part.ncerts; i++)
+        certs[i] = s->part.certs[i].cert;
+    struct as2_mdn_read_opts o = { .partner = s->part.name, .certs = certs,
+        .ncerts = s->part.ncerts,
+        .require_signed = partner_bool(&s->part, "mdn_signed", 1) };
+    struct as2_mdn_received got;
+    BIO *b = BIO_new_mem_buf(body, (int)len);
+    int rc = certs && b ? as2_mdn_read(&o, &h, b, &got, &err) : -1;
+    BIO_free(b);
+    free(certs);
+    /* keep headers, NUL, body: as2.c checks it against what was sent */
+    size_t hl = 0;
+    for (size_t i = 0; i < h.count; i++)
+        hl += strlen(h.h[i].name) + strlen(h.h[i].value) + 4;
+    struct secret *keep = rc == 0 ? secret_new(hl + 3 + len) : NULL;
+    if (keep) {
+        char *p = (char *)secret_data_mut(keep);
+        size_t at = 0;
+        for (size_t i = 0; i < h.count; i++)
+            at += (size_t)snprintf(p + at, hl + 3 - at, "%s: %s\r\n",
+                                   h.h[i].name, h.h[i].value);
+        at += (size_t)snprintf(p + at, 3, "\r\n");
+        p[at] = '\0';
+        memcpy(p + at + 1, body, len);
+        char name[128];
+        as2_state_arrived(name, sizeof(name), got.mdn.original_message_id);
+        rc = connector_state_put(c->wharf, c->name, name, keep,
+                                 (int64_t)time(NULL) * 1000 + 7 * 86400000LL,
+                                 &err);
+    }
+    secret_free(keep);
+    free(body);
+    mime_headers_free(&h);
+    if (rc < 0) {
+        conn_log(c, LOG_WARNING, NULL, "ALERT: refused an asynchronous MDN "
+                 "from %s (%s): %s", s->part.name, net_req_address(r),
+                 err.msg);
+        net_reply_error(r, 400, "refused", "%s", err.msg);
+        return;
+    }
+    conn_log(c, LOG_INFO, NULL, "asynchronous MDN for %s from %s kept",
+             got.mdn.original_message_id, s->part.name);
+    net_reply(r, 200, "text/plain", "received\n", 9);
+}
+
+/* ---- the route ------------------------------------------------------------------------ */
+
+/* A refused message: an alert log line and a "refused" message record
+ * with the reason as its event (nothing of the payload is kept). */
+static void refused(struct connector *c, struct net_request *r,
+                    const struct as2_unpacked *info, const char *why,
+                    char id[ID_LEN + 1])
+{
+    struct as2_state *s = c->state;
+    struct error err = {0};
+    char text[900];
+    const char *mid = info->req.message_id[0] ? info->req.message_id : "-";
+    const char *what = info->unsupported_micalg ? "unsupported MIC-algorithms"
+                       : mdn_error_name(info->mdn_error);
+    snprintf(text, sizeof(text), "AS2 message %s from %s (%s) refused (%s): "
+             "%s", mid, s->part.name, net_req_address(r), what, why);
+    struct store *st = store_open(c->wharf->db_path, &err);
+    if (st == NULL || store_message_refused(st, c->name, text, id, &err) < 0) {
+        id[0] = '\0';
+        conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
+                 err.msg);
+    }
+    store_close(st);
+    conn_log(c, LOG_WARNING, id[0] ? id : NULL, "ALERT: %s", text);
+}
+
+enum wh_status as2_route(struct connector *c, struct http_exchange *x)
+{
+    struct net_request *r = x->req;
+    struct as2_state *s = c->state;
+    if (strcmp(net_req_path(r), AS2_MDN_ROUTE) == 0) {
+        mdn_in(c, r);
+        return WH_OK;
+    }
+    struct error err = {0};
+    struct mime_headers h;
+    struct as2_unpacked info;
+    memset(&info, 0, sizeof(info));
+    int dup = 0, rc = request_headers(r, &h, &err);
+    if (rc == 0)
+        rc = take_message(c, x, &h, &info, &dup, &err);
+    mime_headers_free(&h);
+    if (rc == -2) {         /* could not store: the sender tries again */
+        conn_log(c, LOG_ERROR, NULL, "AS2 message %s from %s not stored: %s",
+                 info.req.message_id, s->part.name, err.msg);
+        net_reply_error(r, 503, "unavailable", "cannot store the message "
+                        "now; send it again later");
+        return WH_OK;
+    }
+    if (rc < 0) {
+        if (info.mdn_error == MDN_ERROR_NONE && !info.unsupported_micalg)
+            info.mdn_error = MDN_ERROR_UNEXPECTED_PROCESSING_ERROR;
+        char id[ID_LEN + 1] = "";
+        refused(c, r, &info, err.msg, id);
+        answer(c, r, id[0] ? id : NULL, &info, info.mdn_error, NULL, 400,
+               err.msg);
+        return WH_OK;
+    }
+    conn_log(c, LOG_INFO, intake_id(x->in, 0), "AS2 message %s from %s "
+             "stored%s (%llu bytes)", info.req.message_id, s->part.name,
+             dup ? " before: a duplicate" : "",
+             (unsigned long long)info.payload_bytes);
+    const char *stored = intake_duplicate(x->in, 0);
+    answer(c, r, stored ? stored : intake_id(x->in, 0), &info,
+           MDN_ERROR_NONE, dup ? "duplicate-document" : NULL, 0, NULL);
+    return WH_OK;
+}
