@@ -88,7 +88,8 @@ static int serve_loop(struct wharf *w)
 {
     struct error err = {0};
     struct store *st = store_open(w->db_path, &err);
-    if (st == NULL || store_leases_release(st, &err) < 0) {
+    if (st == NULL || store_leases_release(st, &err) < 0 ||
+        store_release_held(st, &err) < 0) {
         store_close(st);
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);

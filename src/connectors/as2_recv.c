@@ -321,6 +321,7 @@ static int take_message(struct connector *c, struct http_exchange *x,
     BIO *body = as2_bio_reader(body_read, x->req, err);
     BIO *out = body ? intake_bio(&k) : NULL;
     int rc = -1;
+    intake_hold(x->in);     /* released once the MDN went out */
     if (out && intake_begin(x->in, NULL, key, err) == 0) {
         rc = as2_unpack(&pol, h, body, out, info, err);
         if (rc == 0)
@@ -404,6 +405,23 @@ static void mdn_in(struct connector *c, struct net_request *r)
 
 /* ---- the route ------------------------------------------------------------------------ */
 
+/* The message goes on to the next connectors now that its MDN went out
+ * (or its asynchronous sending ended, logged as an alert if it failed). */
+static void release(struct connector *c, const char *id,
+                    const struct as2_unpacked *info)
+{
+    struct error err = {0};
+    const char *why = !info->req.mdn_requested ? "released (no MDN asked for)"
+                      : info->req.mdn_async ? "released after its "
+                        "asynchronous MDN was sent (or failed: see the log)"
+                      : "released: its MDN went out in the response";
+    struct store *st = store_open(c->wharf->db_path, &err);
+    if (st == NULL || store_message_release(st, id, why, &err) < 0)
+        conn_log(c, LOG_ERROR, id, "cannot release the message (serve "
+                 "releases it at its next start): %s", err.msg);
+    store_close(st);
+}
+
 /* A refused message: an alert log line and a "refused" message record
  * with the reason as its event (nothing of the payload is kept). */
 static void refused(struct connector *c, struct net_request *r,
@@ -465,7 +483,9 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
              dup ? " before: a duplicate" : "",
              (unsigned long long)info.payload_bytes);
     const char *stored = intake_duplicate(x->in, 0);
-    answer(c, r, stored ? stored : intake_id(x->in, 0), &info,
-           MDN_ERROR_NONE, dup ? "duplicate-document" : NULL, 0, NULL);
+    const char *id = stored ? stored : intake_id(x->in, 0);
+    answer(c, r, id, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
+           : NULL, 0, NULL);
+    release(c, id, &info);
     return WH_OK;
 }

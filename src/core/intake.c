@@ -48,6 +48,7 @@ struct intake {
     size_t n, cap;
     struct payload_writer *cur;     /* message being streamed, or NULL */
     char day[16];                   /* folder known to exist */
+    int hold;                       /* next hops held (intake_hold) */
 };
 
 struct intake *intake_new(struct wharf *w, struct store *st, const char *source,
@@ -131,6 +132,11 @@ int intake_begin(struct intake *in, const char *filename,
         return -1;
     }
     return 0;
+}
+
+void intake_hold(struct intake *in)
+{
+    in->hold = 1;
 }
 
 int intake_set_filename(struct intake *in, const char *filename,
@@ -274,6 +280,7 @@ static int store_batch(struct intake *in, struct error *err)
         news[i].msg = m;
         news[i].next = in->next;
         news[i].nnext = in->nnext;
+        news[i].hold = in->hold;
     }
     rc = store_intake(in->st, news, in->n, err);
     for (size_t i = 0; rc == 0 && i < in->n; i++) {

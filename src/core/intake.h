@@ -37,6 +37,9 @@ int intake_begin(struct intake *in, const char *filename,
 int intake_write(struct intake *in, const void *buf, size_t n,
                  struct error *err);
 int intake_end(struct intake *in, struct error *err);
+/* Commit messages with their next hops held: they go on only after
+ * store_message_release (AS2: once the MDN went out). */
+void intake_hold(struct intake *in);
 /* Name (or rename) the message being streamed, before intake_end: for
  * sources that learn the name from the content (AS2). */
 int intake_set_filename(struct intake *in, const char *filename,

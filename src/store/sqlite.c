@@ -113,7 +113,7 @@ enum stmt_id {
     S_HOP_RELEASE, S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL, S_HOP_COUNTS,
     S_EVT_INS, S_EVT_OF_MSG,
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
-    S_CONN_SET_CONFIG,
+    S_CONN_SET_CONFIG, S_HOP_HOLD, S_HOP_UNHOLD, S_HOP_UNHOLD_ALL,
     S_COUNT
 };
 
@@ -196,6 +196,14 @@ static const char *const SQL[S_COUNT] = {
                      " WHERE message_id = ?1 AND state IN ('queued', 'retrying',"
                      " 'processing')",
     [S_SETTING_ALL] = "SELECT key, value FROM settings ORDER BY key",
+    /* Held hops: queued but due only when released (STORE_HELD_AT). */
+    [S_HOP_HOLD] = "UPDATE hops SET next_at = ?2 WHERE message_id = ?1"
+                   " AND state = 'queued'",
+    [S_HOP_UNHOLD] = "UPDATE hops SET next_at = ?3, updated_at = ?3"
+                     " WHERE message_id = ?1 AND state = 'queued'"
+                     " AND next_at >= ?2",
+    [S_HOP_UNHOLD_ALL] = "UPDATE hops SET next_at = ?2, updated_at = ?2"
+                         " WHERE state = 'queued' AND next_at >= ?1",
     [S_CONN_SET_CONFIG] = "UPDATE connectors SET config = ?3"
                           " WHERE name = ?1 AND config = ?2",
     [S_EVT_OF_MSG] = "SELECT id, at, hop_id, level, text FROM events"
@@ -693,6 +701,51 @@ static int hops_queue(struct store *s, const char *msgid,
     return 0;
 }
 
+/* Hold the queued hops of msgid until store_message_release. */
+static int hops_hold(struct store *s, const char *msgid, int64_t now,
+                     struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_HOLD, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, msgid);
+    sqlite3_bind_int64(st, 2, STORE_HELD_AT);
+    if (store_step_done(s, st, err, "hold hops") < 0)
+        return -1;
+    return event_add(s, msgid, 0, now, "info", "held until the source has "
+                     "acknowledged it (MDN)", err);
+}
+
+int store_message_release(struct store *s, const char *msgid,
+                          const char *why, struct error *err)
+{
+    int64_t now = time_now_ms();
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    sqlite3_stmt *st = stmt_get(s, S_HOP_UNHOLD, err);
+    if (st == NULL)
+        return store_tx_fail(s);
+    store_bind_text(st, 1, msgid);
+    sqlite3_bind_int64(st, 2, STORE_HELD_AT);
+    sqlite3_bind_int64(st, 3, now);
+    if (store_step_done(s, st, err, "release hops") < 0)
+        return store_tx_fail(s);
+    if (sqlite3_changes(s->db) > 0 &&
+        event_add(s, msgid, 0, now, "info", why, err) < 0)
+        return store_tx_fail(s);
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
+}
+
+int store_release_held(struct store *s, struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_UNHOLD_ALL, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, STORE_HELD_AT);
+    sqlite3_bind_int64(st, 2, time_now_ms());
+    return store_step_done(s, st, err, "release held hops");
+}
+
 /* 1 when a message with the same source and dedup key exists (its id is
  * copied to existing), 0 when not, -1 on error. */
 static int dedup_find(struct store *s, const struct store_message *m,
@@ -743,7 +796,9 @@ static int intake_one(struct store *s, struct store_new *it, int64_t now,
              m->sha256 ? m->sha256 : "-");
     if (event_add(s, m->id, hop, now, "info", text, err) < 0)
         return -1;
-    return hops_queue(s, m->id, it->next, it->nnext, now, err);
+    if (hops_queue(s, m->id, it->next, it->nnext, now, err) < 0)
+        return -1;
+    return it->hold && it->nnext ? hops_hold(s, m->id, now, err) : 0;
 }
 
 int store_message_refused(struct store *s, const char *source,

@@ -125,7 +125,17 @@ struct store_new {
     size_t nnext;
     int duplicate;
     char existing_id[ID_LEN + 1];       /* the stored one, for duplicates */
+    int hold;           /* next hops held until store_message_release */
 };
+
+/* next_at of a held hop (year 9999): never due until released. */
+#define STORE_HELD_AT 253402300799000LL
+
+/* Release the held hops of a message (why: the event text). */
+int store_message_release(struct store *s, const char *msgid,
+                          const char *why, struct error *err);
+/* Release every held hop (serve start: what a crash left held). */
+int store_release_held(struct store *s, struct error *err);
 
 /* Record an inbound message that was refused (nothing of it stored: no
  * payload, no hops): state "refused" and one error event with text, so
