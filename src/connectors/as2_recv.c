@@ -63,18 +63,27 @@ static int request_headers(struct net_request *r, struct mime_headers *h,
     return 0;
 }
 
+/* /as2, /as2/mdn, or the alias /as2/OUR-AS2-ID (RFC 4130 leaves the
+ * path to the receiver; some partners want one per profile). */
+static int path_ok(const struct as2_state *s, const char *path)
+{
+    size_t n = sizeof(AS2_ROUTE) - 1;
+    return !strcmp(path, AS2_ROUTE) || !strcmp(path, AS2_MDN_ROUTE) ||
+           (!strncmp(path, AS2_ROUTE "/", n + 1) &&
+            !strcmp(path + n + 1, s->prof.as2_id));
+}
+
 struct connector *as2_pick(struct connector *const *conns, size_t n,
                            struct net_request *req)
 {
     char from[AS2_ID_MAX + 1];
     const char *v = net_req_header(req, "AS2-From");
     const char *path = net_req_path(req);
-    if (v == NULL || as2_id_parse(v, from, NULL) < 0 ||
-        (strcmp(path, AS2_ROUTE) && strcmp(path, AS2_MDN_ROUTE)))
+    if (v == NULL || as2_id_parse(v, from, NULL) < 0)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         const struct as2_state *s = conns[i]->state;
-        if (s && strcmp(s->part.as2_id, from) == 0)
+        if (s && strcmp(s->part.as2_id, from) == 0 && path_ok(s, path))
             return conns[i];
     }
     return NULL;

@@ -113,3 +113,33 @@ def test_m4_unsigned_refused_when_signing_required(tmp_path, wharf,
     assert "ALERT: AS2 message" in log_b
     for s in (a, b):
         s.server.stop()
+
+
+def test_m4_alias_path_per_profile(tmp_path, wharf, start_server):
+    """B also takes AS2 at /as2/<its AS2 id>; another id there is 404."""
+    import json
+    a, b = pair(wharf, tmp_path)
+    doc = json.loads((a.dir / "flow.json").read_text())
+    doc["partners"][0]["url"] = b.url + "/wharf-b"
+    (a.dir / "flow.json").write_text(json.dumps(doc))
+    wharf.ok("flow", "import", "--data", a.data, a.dir / "flow.json")
+    start((a, b), start_server)
+    drop_file(a.outbox, "alias.edi", b"via the alias\n")
+    wait_until(lambda: arrived(b, "alias.edi"), timeout=60,
+               desc="the file at B through /as2/wharf-b")
+    doc["partners"][0]["url"] = b.url + "/someone-else"
+    (a.dir / "flow.json").write_text(json.dumps(doc))
+    wharf.ok("flow", "import", "--data", a.data, a.dir / "flow.json")
+    log = a.data / "logs" / "wharf.log"
+    wait_until(lambda: "flow generation 3 loaded" in log.read_text(),
+               timeout=30, desc="A's new flow")
+    drop_file(a.outbox, "wrong.edi", b"to a wrong path\n")
+
+    def refused():
+        return any("HTTP 404" in (h.get("last_error") or "")
+                   for m in wharf.messages(a.data)
+                   for h in wharf.show(a.data, m["id"])["hops"])
+    wait_until(refused, timeout=60, desc="HTTP 404 for another id")
+    assert not (b.inbox / "wrong.edi").exists()
+    for s in (a, b):
+        s.server.stop()
