@@ -234,7 +234,7 @@ static ssize_t payload_src_read(void *ud, void *buf, size_t n,
 
 /* ---- policy ------------------------------------------------------------------ */
 
-static unsigned digest_bits(const struct partner *p)
+unsigned as2_partner_digests(const struct partner *p)
 {
     const json_t *a = json_object_get(p->config, "allow_sign"), *v;
     size_t i;
@@ -308,7 +308,7 @@ int as2_policy_make(const struct as2_state *s, struct as2_policy *pol,
                           !partner_bool(&s->part, "accept_unsigned", 0);
     pol->require_encrypted = strcmp(enc, "none") != 0 &&
                              !partner_bool(&s->part, "accept_unencrypted", 0);
-    pol->digests = digest_bits(&s->part);
+    pol->digests = as2_partner_digests(&s->part);
     pol->ciphers = cipher_bits(&s->part);
     return 0;
 }
@@ -361,7 +361,7 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
         certs[i] = s->part.certs[i].cert;
     struct as2_mdn_read_opts o = {
         .partner = s->part.name, .certs = certs, .ncerts = s->part.ncerts,
-        .digests = digest_bits(&s->part),
+        .digests = as2_partner_digests(&s->part),
         .require_signed = partner_bool(&s->part, "mdn_signed", 1),
     };
     if (b == NULL)
@@ -679,6 +679,7 @@ const struct connector_type connector_as2 = {
     .name = "as2",
     .secrets = AS2_SECRETS,
     .needs_partner = 1,
+    .ends_path = 1,
     .check = as2_check,
     .open = as2_open,
     .deliver = as2_deliver,

@@ -80,6 +80,9 @@ struct connector_type {
     /* The config's "partner" must name a partner of the flow document,
      * one connector of the type per partner (AS2 routes by AS2-From). */
     int needs_partner;
+    /* What it delivers goes no further (the partner has it): its links
+     * carry only what it receives. */
+    int ends_path;
     /* Validate a config; no side effects. 0 or -1 with err. */
     int (*check)(const json_t *config, struct error *err);
     /* Parse config, allocate state. */

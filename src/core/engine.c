@@ -184,7 +184,12 @@ static void job_outcome(struct worker *wk, struct job *j)
     if (j->d.status == WH_OK) {
         o->result = HOP_SENT;
         o->receipt = j->d.receipt[0] ? j->d.receipt : NULL;
-        j->nnext = flow_next(wk->e->flow, j->hop->connector, &j->next);
+        /* delivering to a partner ends the path: the connector's links
+         * are for what the partner sends (AS2) */
+        if (j->c && j->c->type->ends_path)
+            j->nnext = 0;
+        else
+            j->nnext = flow_next(wk->e->flow, j->hop->connector, &j->next);
         o->next = j->next;
         o->nnext = j->nnext;
         return;

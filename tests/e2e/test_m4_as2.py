@@ -41,6 +41,8 @@ def test_m4_signed_encrypted_compressed_with_signed_mdn(tmp_path, wharf,
     wait_until(lambda: arrived(b, "order-1.edi"), timeout=60,
                desc="the file at B")
     assert (b.inbox / "order-1.edi").read_bytes() == body
+    # what A sent to its partner goes no further at A (ends_path): A's
+    # inbox is for what B sends
 
     def sent():
         msgs = wharf.messages(a.data)
@@ -48,6 +50,7 @@ def test_m4_signed_encrypted_compressed_with_signed_mdn(tmp_path, wharf,
     wait_until(sent, timeout=60, desc="A's message sent (MDN checked)")
     h, msg = hop(wharf, a, "as2-b")
     assert "MDN processed (signed)" in h["receipt"], h
+    assert list(a.inbox.iterdir()) == []
     # the raw MDNs are kept with the messages on both sides
     ra = wharf.show(a.data, msg["id"])["receipts"]
     assert [r["direction"] for r in ra] == ["received"], ra

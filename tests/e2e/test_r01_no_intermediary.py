@@ -10,6 +10,8 @@ carries a flow with every connector type there is:
     file "in-sftp"   -> sftp "sftp-out"   (Debian's sshd, upload)
     sftp "sftp-in"   -> file "out"        (same sshd, download)
     webhook "hook"   -> file "out"        (POSTed to the partner listener)
+    file "in-as2"    -> as2 "as2-b"       (a second, untraced Wharf: B)
+    as2 "as2-b"      -> file "out"        (B sends one to the traced one)
 
 plus an OIDC login against the test IdP (tests/unit/oidc_idp.py). Every
 endpoint is given by IP address, so there is nothing to resolve. After all
@@ -35,8 +37,9 @@ import time
 
 import pytest
 
-from conftest import (drop_file, file_dest, file_source, flow_doc, free_port,
-                      listdir, listen_port, new_data_dir, wait_until)
+from conftest import (conf_value, drop_file, file_dest, file_source,
+                      flow_doc, free_port, listdir, listen_port, new_data_dir,
+                      wait_until)
 from r01_peers import (STRACE, TracedServer, describe, parse_trace,
                        unexpected)
 # the peers of the M5, M6 and R17 tests, reused as they are
@@ -89,8 +92,36 @@ def check_r01(contacts, allowed, must_contact):
     return msg
 
 
+def as2_partner_b(wharf, tmp_path, start_server, a_data, a_cert, a_key):
+    """Partner B for the traced server A: a Wharf of its own (untraced)
+    that takes A's AS2 messages and sends one back. Returns (b, partner
+    entry for A's document, profile for A's document)."""
+    from as2_pair import Side, partner_of
+    b = Side(wharf, tmp_path / "as2", "b")
+    a_url = f"https://127.0.0.1:{listen_port(a_data, 'partner')}/as2"
+    a_tls = str(a_data / conf_value(a_data, "tls_cert"))
+    doc = {"profile": {"as2_id": b.as2_id, "keys": [
+               {"cert": str(b.cert), "key": str(b.key)}]},
+           "partners": [{"name": "a", "as2_id": "wharf-a", "url": a_url,
+                         "certificates": [str(a_cert)], "tls_ca": a_tls,
+                         "sign": "sha256", "encrypt": "aes256-cbc",
+                         "compress": True, "mdn": "sync",
+                         "mdn_signed": True}],
+           "connectors": [file_source("outbox", b.outbox),
+                          {"name": "as2-a", "type": "as2",
+                           "config": {"partner": "a", "retry": {
+                               "initial_ms": 200, "max_ms": 1000,
+                               "max_attempts": 30}}},
+                          file_dest("inbox", b.inbox)],
+           "links": [["outbox", "as2-a"], ["as2-a", "inbox"]]}
+    wharf.import_flow(b.data, doc, b.dir / "flow.json")
+    b.server = start_server(b.data)
+    return b, partner_of(b), None
+
+
 def test_r01_only_configured_endpoints_are_contacted(
-        tmp_path, wharf, traced_server, pki, https_server, sshd, idp):
+        tmp_path, wharf, traced_server, pki, https_server, sshd, idp,
+        start_server):
     # the HTTP proxy
     pd = tmp_path / "proxy"
     pd.mkdir()
@@ -118,10 +149,15 @@ def test_r01_only_configured_endpoints_are_contacted(
         recv = sshd.remote_dir("r01-download")
         out = tmp_path / "out"
         out.mkdir()
-        ins = {n: tmp_path / f"in-{n}" for n in ("http", "proxy", "sftp")}
+        ins = {n: tmp_path / f"in-{n}"
+               for n in ("http", "proxy", "sftp", "as2")}
         for d in ins.values():
             d.mkdir()
         retry = {"max_attempts": 20, "initial_ms": 200, "max_ms": 1000}
+        from as2_pair import as2_keys
+        a_cert, a_key = as2_keys(sec, "wharf-a")
+        b, b_partner, _ = as2_partner_b(wharf, tmp_path, start_server, data,
+                                        a_cert, a_key)
         doc = flow_doc([
             file_source("in-http", ins["http"]),
             file_source("in-proxy", ins["proxy"]),
@@ -138,9 +174,16 @@ def test_r01_only_configured_endpoints_are_contacted(
                 "auth": {"type": "basic", "user": "acme",
                          "password_file": secret_file(sec, "hook",
                                                       "hook-pw")}}},
+            file_source("in-as2", ins["as2"]),
+            {"name": "as2-b", "type": "as2", "config": {
+                "partner": "b", "retry": retry}},
             file_dest("out", out),
         ], [("in-http", "direct"), ("in-proxy", "viaproxy"),
-            ("in-sftp", "sftp-out"), ("sftp-in", "out"), ("hook", "out")])
+            ("in-sftp", "sftp-out"), ("sftp-in", "out"), ("hook", "out"),
+            ("in-as2", "as2-b"), ("as2-b", "out")])
+        doc["profile"] = {"as2_id": "wharf-a", "keys": [
+            {"cert": str(a_cert), "key": str(a_key)}]}
+        doc["partners"] = [b_partner]
         wharf.import_flow(data, doc, tmp_path / "flow.json")
 
         srv = traced_server(data)
@@ -148,6 +191,9 @@ def test_r01_only_configured_endpoints_are_contacted(
         drop_file(ins["http"], "direct.txt", b"to the partner, directly")
         drop_file(ins["proxy"], "proxied.txt", b"to the partner, via proxy")
         drop_file(ins["sftp"], "up.edi", os.urandom(20000))
+        drop_file(ins["as2"], "to-b.edi", b"to partner B over AS2")
+        b.server.wait_listening()
+        drop_file(b.outbox, "from-b.edi", b"from partner B over AS2")
         drop_file(recv, "down.csv", b"a;b;c\n")
         os.chown(recv / "down.csv", sshd.uid, sshd.gid)
         auth = "Basic " + base64.b64encode(b"acme:hook-pw").decode()
@@ -164,19 +210,21 @@ def test_r01_only_configured_endpoints_are_contacted(
             msgs = wharf.messages(data)
             failed = [m for m in msgs if m["state"] == "failed"]
             assert not failed, [wharf.show(data, m["id"]) for m in failed]
-            return len(msgs) == 5 and all(m["state"] == "sent"
+            return len(msgs) == 7 and all(m["state"] == "sent"
                                           for m in msgs)
-        wait_until(all_sent, timeout=90, desc="5 messages sent")
+        wait_until(all_sent, timeout=90, desc="7 messages sent")
         wait_until(lambda: listdir(recv) == [], timeout=30,
                    desc="the downloaded remote file deleted")
         assert not srv.untraced_threads(), "strace does not see every thread"
         srv.stop()
+        b.server.stop()
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
 
     # the deliveries happened where the test thinks they did
-    assert listdir(out) == ["down.csv", "hooked.txt"]
+    assert listdir(out) == ["down.csv", "from-b.edi", "hooked.txt"]
+    assert listdir(b.inbox) == ["to-b.edi"]
     assert listdir(send) == ["up.edi"]
     assert sorted(r[3] for r in https_server.bodies("/ok")) == [
         b"to the partner, directly", b"to the partner, via proxy"]
@@ -185,7 +233,8 @@ def test_r01_only_configured_endpoints_are_contacted(
 
     contacts = parse_trace(srv.trace_path)
     endpoints = {("127.0.0.1", https_server.port), ("127.0.0.1", sshd.port),
-                 ("127.0.0.1", pport), ("127.0.0.1", idp["port"])}
+                 ("127.0.0.1", pport), ("127.0.0.1", idp["port"]),
+                 ("127.0.0.1", listen_port(b.data, "partner"))}
     problems = check_r01(contacts, endpoints, sorted(endpoints))
     assert not problems, "\n".join(problems) + \
         f"\n(trace: {srv.trace_path})"
@@ -244,6 +293,10 @@ def test_r01_with_proxies_only_the_proxies_are_contacted(
         for d in (out, *ins.values()):
             d.mkdir()
         retry = {"max_attempts": 20, "initial_ms": 200, "max_ms": 1000}
+        from as2_pair import as2_keys
+        a_cert, a_key = as2_keys(sec, "wharf-a")
+        b, b_partner, _ = as2_partner_b(wharf, tmp_path, start_server, data,
+                                        a_cert, a_key)
         doc = flow_doc([
             file_source("in-http", ins["http"]),
             file_source("in-sftp", ins["sftp"]),
@@ -263,6 +316,9 @@ def test_r01_with_proxies_only_the_proxies_are_contacted(
         srv.wait_listening()
         drop_file(ins["http"], "proxied.txt", b"via the global proxy")
         drop_file(ins["sftp"], "up.edi", os.urandom(20000))
+        drop_file(ins["as2"], "to-b.edi", b"to partner B over AS2")
+        b.server.wait_listening()
+        drop_file(b.outbox, "from-b.edi", b"from partner B over AS2")
         drop_file(recv, "down.csv", b"a;b;c\n")
         os.chown(recv / "down.csv", sshd.uid, sshd.gid)
 
