@@ -146,3 +146,23 @@ def test_m4_alias_path_per_profile(tmp_path, wharf, start_server):
     assert not (b.inbox / "wrong.edi").exists()
     for s in (a, b):
         s.server.stop()
+
+
+def test_m4_r06_no_key_material_in_trace_logs(tmp_path, wharf, start_server):
+    from conftest import tune_conf
+    a, b = pair(wharf, tmp_path)
+    for s in (a, b):
+        tune_conf(s.data, log_level="trace")
+    start((a, b), start_server)
+    drop_file(a.outbox, "secret-free.edi", b"payload-7f3e9 not for logs")
+    wait_until(lambda: arrived(b, "secret-free.edi"), timeout=60,
+               desc="the file at B")
+    for s in (a, b):
+        s.server.stop()
+    for s in (a, b):
+        log = "".join(p.read_text() for p in (s.data / "logs").iterdir())
+        assert "AS2 message" in log or "MDN" in log      # trace did log
+        assert "payload-7f3e9" not in log
+        for key in (a.key, b.key):
+            body = key.read_text().strip().splitlines()[1:-1]
+            assert not any(line in log for line in body), key
