@@ -204,12 +204,9 @@ int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
 int connector_file_ok(const char *key, const char *path, int required,
                       struct error *err)
 {
-    if (path == NULL)
-        return required ? error_set(err, "needs %s", key) : 0;
-    if (path[0] != '/')
-        return error_set(err, "%s must be an absolute path, not '%s'", key,
-                         path);
-    if (access(path, R_OK) < 0)
+    if (connector_secret_ok(key, path, required, err) < 0)
+        return -1;
+    if (path != NULL && access(path, R_OK) < 0)
         return error_errno(err, errno, "%s %s is not readable", key, path);
     return 0;
 }

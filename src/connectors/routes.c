@@ -51,46 +51,13 @@ static int routed(const char *type)
     return t && t->route && t->route_prefix;
 }
 
-/* A runtime copy of the stored flow holding only routed connectors. */
-static struct flow *load(struct wharf *w, struct store *st, struct error *err)
-{
-    struct flow *f = calloc(1, sizeof(*f));
-    if (f == NULL)
-        return error_set(err, "out of memory"), NULL;
-    if (store_flow_get(st, &f->rows, err) < 0) {
-        free(f);
-        return NULL;
-    }
-    f->generation = f->rows.generation;
-    f->conns = calloc(f->rows.nconns + 1, sizeof(*f->conns));
-    if (f->conns == NULL) {
-        flow_free(f);
-        return error_set(err, "out of memory"), NULL;
-    }
-    for (size_t i = 0; i < f->rows.nconns; i++) {
-        const struct store_connector *sc = &f->rows.conns[i];
-        if (!routed(sc->type))
-            continue;
-        struct error e = {0};
-        json_t *cfg = json_loads(sc->config, 0, NULL);
-        struct connector *c = cfg ? connector_new(w, sc->name, sc->type, cfg,
-                                                  &e) : NULL;
-        json_decref(cfg);
-        if (c == NULL)
-            log_error("%s %s cannot open: %s", sc->type, sc->name, e.msg);
-        else
-            f->conns[f->nconns++] = c;
-    }
-    return f;
-}
-
 /* Reload the copy when the stored generation moved. */
 static void refresh(struct partner_routes *pr, struct store *st, int64_t gen)
 {
     struct error err = {0};
     pthread_mutex_lock(&pr->reload);
     if (pr->flow == NULL || pr->generation != gen) {
-        struct flow *f = load(pr->w, st, &err);
+        struct flow *f = flow_load_only(pr->w, st, routed, &err);
         if (f) {
             pthread_rwlock_wrlock(&pr->lock);
             struct flow *old = pr->flow;

@@ -371,6 +371,12 @@ static struct connector *load_one(struct wharf *w,
 
 struct flow *flow_load(struct wharf *w, struct store *st, struct error *err)
 {
+    return flow_load_only(w, st, NULL, err);
+}
+
+struct flow *flow_load_only(struct wharf *w, struct store *st,
+                            int (*keep)(const char *type), struct error *err)
+{
     struct flow *f = calloc(1, sizeof(*f));
     if (f == NULL) {
         error_set(err, "out of memory");
@@ -388,6 +394,8 @@ struct flow *flow_load(struct wharf *w, struct store *st, struct error *err)
         return NULL;
     }
     for (size_t i = 0; i < f->rows.nconns; i++) {
+        if (keep && !keep(f->rows.conns[i].type))
+            continue;
         struct connector *c = load_one(w, &f->rows.conns[i]);
         if (c)
             f->conns[f->nconns++] = c;

@@ -72,6 +72,10 @@ struct flow {
  * is left out with an error logged (its hops fail clearly, others run).
  * Caller owns; flow_free. */
 struct flow *flow_load(struct wharf *w, struct store *st, struct error *err);
+/* The same with only the connectors whose type keep() accepts (the
+ * partner listener's routes open only the types they serve). */
+struct flow *flow_load_only(struct wharf *w, struct store *st,
+                            int (*keep)(const char *type), struct error *err);
 void flow_free(struct flow *f);
 
 struct connector *flow_find(const struct flow *f, const char *name);
