@@ -322,7 +322,8 @@ void as2_policy_clear(struct as2_policy *pol)
 
 /* ---- MDNs received -------------------------------------------------------------- */
 
-void as2_receipt_keep(struct connector *c, const char *msgid,
+void as2_receipt_keep(struct connector *c, struct store *use,
+                      const char *msgid,
                       const char *direction, const char *headers,
                       const void *body, size_t len, const char *mdn_id,
                       const char *original_id)
@@ -335,11 +336,12 @@ void as2_receipt_keep(struct connector *c, const char *msgid,
         .headers = (char *)(headers ? headers : ""),
         .body = (unsigned char *)body, .len = len,
     };
-    struct store *st = store_open(c->wharf->db_path, &err);
+    struct store *st = use ? use : store_open(c->wharf->db_path, &err);
     if (st == NULL || store_receipt_add(st, &r, &err) < 0)
         conn_log(c, LOG_ERROR, msgid, "cannot keep the MDN %s: %s",
                  mdn_id ? mdn_id : "-", err.msg);
-    store_close(st);
+    if (st != use)
+        store_close(st);
 }
 
 enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
@@ -377,7 +379,7 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
         st = WH_OK;
     }
     if (body && len > 0)
-        as2_receipt_keep(c, msgid, "received", headers, body, len,
+        as2_receipt_keep(c, NULL, msgid, "received", headers, body, len,
                          r.message_id[0] ? r.message_id : NULL,
                          message_id);
     BIO_free(b);
@@ -634,8 +636,12 @@ static enum wh_status pending_check(struct connector *c, struct delivery *d)
 
 static enum wh_status as2_deliver(struct connector *c, struct delivery *d)
 {
+    struct as2_state *s = c->state;
     d->receipt[0] = '\0';
-    enum wh_status st = pending_check(c, d);
+    /* only a partner set to async MDNs can have one pending (a message
+     * left waiting when the setting changed is sent again: no loss) */
+    enum wh_status st = strcmp(partner_str(&s->part, "mdn", "sync"), "async")
+                        ? WH_DEFER : pending_check(c, d);
     if (st == WH_DEFER) {
         error_clear(&d->err);
         st = send_once(c, d);

@@ -39,6 +39,8 @@ BIO *as2_bio_reader(as2_read_fn fn, void *ud, struct error *err);
 int as2_policy_make(const struct as2_state *s, struct as2_policy *pol,
                     struct error *err);
 void as2_policy_clear(struct as2_policy *pol);
+/* The AS2_DIGEST_BITs p may sign with (messages and MDNs). */
+unsigned as2_partner_digests(const struct partner *p);
 
 /* Read an MDN and check it confirms message_id with mic. WH_OK, or
  * WH_FAIL with the reason (a negative MDN, a MIC mismatch, a bad or
@@ -51,8 +53,10 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
 
 /* Keep a raw MDN with Wharf message msgid (the non-repudiation record):
  * direction "sent" or "received"; headers as "Name: value\r\n" lines.
- * Failures are logged, not returned (the exchange already happened). */
-void as2_receipt_keep(struct connector *c, const char *msgid,
+ * st: a store connection to use, or NULL to open one. Failures are
+ * logged, not returned (the exchange already happened). */
+void as2_receipt_keep(struct connector *c, struct store *st,
+                      const char *msgid,
                       const char *direction, const char *headers,
                       const void *body, size_t len, const char *mdn_id,
                       const char *original_id);

@@ -272,12 +272,13 @@ static void mdn_post(struct connector *c, const char *url,
 }
 
 /* Answer info with an MDN (or an HTTP error when none was asked for). */
-static void answer(struct connector *c, struct net_request *r,
+static void answer(struct connector *c, struct http_exchange *x,
                    const char *msgid, const struct as2_unpacked *info,
                    enum mdn_error e, const char *warning, int http_error,
                    const char *why)
 {
     struct as2_state *s = c->state;
+    struct net_request *r = x->req;
     struct error err = {0};
     if (!info->req.mdn_requested) {
         if (http_error)
@@ -304,7 +305,7 @@ static void answer(struct connector *c, struct net_request *r,
         char *data = NULL;
         long len = BIO_get_mem_data(body, &data);
         if (hb)
-            as2_receipt_keep(c, msgid, "sent", hb, data, (size_t)len,
+            as2_receipt_keep(c, x->st, msgid, "sent", hb, data, (size_t)len,
                              b.message_id, info->req.message_id);
         free(hb);
     }
@@ -370,7 +371,7 @@ static void mdn_in(struct connector *c, struct net_request *r)
     for (size_t i = 0; certs && i < s->part.ncerts; i++)
         certs[i] = s->part.certs[i].cert;
     struct as2_mdn_read_opts o = { .partner = s->part.name, .certs = certs,
-        .ncerts = s->part.ncerts,
+        .ncerts = s->part.ncerts, .digests = as2_partner_digests(&s->part),
         .require_signed = partner_bool(&s->part, "mdn_signed", 1) };
     struct as2_mdn_received got;
     BIO *b = BIO_new_mem_buf(body, (int)len);
@@ -416,7 +417,7 @@ static void mdn_in(struct connector *c, struct net_request *r)
 
 /* The message goes on to the next connectors now that its MDN went out
  * (or its asynchronous sending ended, logged as an alert if it failed). */
-static void release(struct connector *c, const char *id,
+static void release(struct connector *c, struct store *st, const char *id,
                     const struct as2_unpacked *info)
 {
     struct error err = {0};
@@ -424,19 +425,18 @@ static void release(struct connector *c, const char *id,
                       : info->req.mdn_async ? "released after its "
                         "asynchronous MDN was sent (or failed: see the log)"
                       : "released: its MDN went out in the response";
-    struct store *st = store_open(c->wharf->db_path, &err);
-    if (st == NULL || store_message_release(st, id, why, &err) < 0)
+    if (store_message_release(st, id, why, &err) < 0)
         conn_log(c, LOG_ERROR, id, "cannot release the message (serve "
                  "releases it at its next start): %s", err.msg);
-    store_close(st);
 }
 
 /* A refused message: an alert log line and a "refused" message record
  * with the reason as its event (nothing of the payload is kept). */
-static void refused(struct connector *c, struct net_request *r,
+static void refused(struct connector *c, struct http_exchange *x,
                     const struct as2_unpacked *info, const char *why,
                     char id[ID_LEN + 1])
 {
+    struct net_request *r = x->req;
     struct as2_state *s = c->state;
     struct error err = {0};
     char text[900];
@@ -445,13 +445,11 @@ static void refused(struct connector *c, struct net_request *r,
                        : mdn_error_name(info->mdn_error);
     snprintf(text, sizeof(text), "AS2 message %s from %s (%s) refused (%s): "
              "%s", mid, s->part.name, net_req_address(r), what, why);
-    struct store *st = store_open(c->wharf->db_path, &err);
-    if (st == NULL || store_message_refused(st, c->name, text, id, &err) < 0) {
+    if (store_message_refused(x->st, c->name, text, id, &err) < 0) {
         id[0] = '\0';
         conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
                  err.msg);
     }
-    store_close(st);
     conn_log(c, LOG_WARNING, id[0] ? id : NULL, "ALERT: %s", text);
 }
 
@@ -482,8 +480,8 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
         if (info.mdn_error == MDN_ERROR_NONE && !info.unsupported_micalg)
             info.mdn_error = MDN_ERROR_UNEXPECTED_PROCESSING_ERROR;
         char id[ID_LEN + 1] = "";
-        refused(c, r, &info, err.msg, id);
-        answer(c, r, id[0] ? id : NULL, &info, info.mdn_error, NULL, 400,
+        refused(c, x, &info, err.msg, id);
+        answer(c, x, id[0] ? id : NULL, &info, info.mdn_error, NULL, 400,
                err.msg);
         return WH_OK;
     }
@@ -493,8 +491,8 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
              (unsigned long long)info.payload_bytes);
     const char *stored = intake_duplicate(x->in, 0);
     const char *id = stored ? stored : intake_id(x->in, 0);
-    answer(c, r, id, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
+    answer(c, x, id, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
            : NULL, 0, NULL);
-    release(c, id, &info);
+    release(c, x->st, id, &info);
     return WH_OK;
 }

@@ -41,6 +41,7 @@ struct wharf;
 struct http_exchange {
     struct net_request *req;
     struct intake *in;          /* to the connector's next hops */
+    struct store *st;           /* this request's store connection */
 };
 
 /* Retry schedule of one connector, from its config "retry" object. */

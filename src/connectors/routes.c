@@ -101,6 +101,7 @@ static void dispatch(struct partner_routes *pr, const struct connector_type *t,
     size_t nnext = flow_next(pr->flow, c->name, &next);
     struct http_exchange x = {
         .req = req, .in = intake_new(pr->w, st, c->name, next, nnext),
+        .st = st,
     };
     if (x.in == NULL || c->type->route(c, &x) != WH_OK)
         net_reply_error(req, x.in ? 500 : 503, x.in ? "internal"

@@ -35,9 +35,37 @@
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static int curl_ready;
 
+static pthread_key_t handle_key;
+
+static void handle_free(void *h)
+{
+    curl_easy_cleanup(h);
+}
+
 static void curl_init_once(void)
 {
-    curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK &&
+                 pthread_key_create(&handle_key, handle_free) == 0;
+}
+
+/* One curl handle per thread, reset before each request: every option is
+ * set again, but live connections (keep-alive), TLS sessions and the
+ * parsed CA store stay, so a partner is not a new TCP + TLS handshake per
+ * message. curl reuses a connection only for the same host, port, proxy
+ * and TLS configuration. Freed when the thread ends. */
+static CURL *thread_handle(void)
+{
+    CURL *c = pthread_getspecific(handle_key);
+    if (c != NULL) {
+        curl_easy_reset(c);
+        return c;
+    }
+    if ((c = curl_easy_init()) != NULL &&
+        pthread_setspecific(handle_key, c) != 0) {
+        curl_easy_cleanup(c);
+        c = NULL;
+    }
+    return c;
 }
 
 /* ---- checks --------------------------------------------------------------- */
@@ -616,7 +644,7 @@ enum wh_status net_client_request(const struct net_client_opts *o,
     };
     if ((r->password && !creds[0]) || (r->bearer && !creds[1]))
         oom = 1;
-    CURL *c = oom ? NULL : curl_easy_init();
+    CURL *c = oom ? NULL : thread_handle();
     enum wh_status st;
     if (c == NULL) {
         st = WH_RETRY;
@@ -643,7 +671,6 @@ enum wh_status net_client_request(const struct net_client_opts *o,
                 resp->status = 0;
             }
         }
-        curl_easy_cleanup(c);
     }
     curl_slist_free_all(hdrs);
     for (size_t i = 0; i < 2; i++)
