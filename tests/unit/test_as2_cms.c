@@ -6,46 +6,16 @@
  * wrong key, tampering, policy, compression bombs, malformed input),
  * certificate rollover, constant memory on a 64 MiB stream, and interop
  * with the openssl command line (the independent implementation) in both
- * directions. The group setup creates RSA keys and self-signed
- * certificates and a temp dir with their PEM files.
+ * directions. The group setup (as2_testkit.h) creates RSA keys and
+ * self-signed certificates and a temp dir with their PEM files.
  */
-#include "testutil.h"
+#include "as2_testkit.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
 #include <zlib.h>
 
 #include "as2/cms.h"
 #include "as2/mic.h"
-
-extern char **environ;
-
-struct ident {
-    EVP_PKEY *key;
-    X509 *cert;
-    char pem[300], keypem[300];
-};
-
-struct fx {
-    char dir[256];
-    struct ident alice, bob, bob_old, mallory;
-    X509 *alice_renewed;        /* same key as alice, another certificate */
-};
-
-struct buf {
-    unsigned char *p;
-    size_t n;
-};
 
 static const enum as2_digest DIGESTS[] = {
     AS2_DIGEST_SHA1, AS2_DIGEST_SHA256, AS2_DIGEST_SHA384, AS2_DIGEST_SHA512,
@@ -57,86 +27,17 @@ static const enum as2_cipher CIPHERS[] = {
 static const enum as2_key_transport KTS[] = {
     AS2_KT_RSA_PKCS1, AS2_KT_RSA_OAEP, AS2_KT_RSA_OAEP_SHA256,
 };
-#define N(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ---- helpers: keys, files, processes ---- */
+/* ---- helpers: the fixture, buffers ---- */
 
-static X509 *make_cert(EVP_PKEY *key, const char *cn, long serial)
-{
-    X509 *c = X509_new();
-    assert_non_null(c);
-    assert_int_equal(X509_set_version(c, 2), 1);
-    ASN1_INTEGER_set(X509_get_serialNumber(c), serial);
-    X509_gmtime_adj(X509_getm_notBefore(c), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 365);
-    assert_int_equal(X509_set_pubkey(c, key), 1);
-    X509_NAME *n = X509_get_subject_name(c);
-    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
-                               (const unsigned char *)"Wharf Test", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-                               (const unsigned char *)cn, -1, -1, 0);
-    assert_int_equal(X509_set_issuer_name(c, n), 1);
-    assert_true(X509_sign(c, key, EVP_sha256()) > 0);
-    return c;
-}
-
-static void make_ident(struct ident *id, const char *dir, const char *file,
-                       const char *cn, long serial)
-{
-    id->key = EVP_RSA_gen(2048);
-    assert_non_null(id->key);
-    id->cert = make_cert(id->key, cn, serial);
-    snprintf(id->pem, sizeof(id->pem), "%s/%s.pem", dir, file);
-    snprintf(id->keypem, sizeof(id->keypem), "%s/%s.key", dir, file);
-    BIO *b = BIO_new_file(id->pem, "w");
-    assert_non_null(b);
-    assert_int_equal(PEM_write_bio_X509(b, id->cert), 1);
-    BIO_free(b);
-    b = BIO_new_file(id->keypem, "w");
-    assert_non_null(b);
-    assert_int_equal(PEM_write_bio_PrivateKey(b, id->key, NULL, NULL, 0,
-                                              NULL, NULL), 1);
-    BIO_free(b);
-}
-
-static void free_ident(struct ident *id)
-{
-    EVP_PKEY_free(id->key);
-    X509_free(id->cert);
-}
-
+/* The shared fixture, and alice's key once more under another
+ * certificate. */
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    test_tmpdir(f->dir, sizeof(f->dir));
-    make_ident(&f->alice, f->dir, "alice", "alice", 11);
-    make_ident(&f->bob, f->dir, "bob", "bob", 21);
-    make_ident(&f->bob_old, f->dir, "bob_old", "bob", 20);
-    make_ident(&f->mallory, f->dir, "mallory", "mallory", 31);
-    f->alice_renewed = make_cert(f->alice.key, "alice", 12);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
+    fx_setup(state);
     struct fx *f = *state;
-    free_ident(&f->alice);
-    free_ident(&f->bob);
-    free_ident(&f->bob_old);
-    free_ident(&f->mallory);
-    X509_free(f->alice_renewed);
-    test_rmtree(f->dir);
-    free(f);
+    f->alice_renewed = make_cert(f->alice.key, "alice", 12);
     return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = 0;
 }
 
 static struct buf buf_random(size_t n)
@@ -145,92 +46,6 @@ static struct buf buf_random(size_t n)
     assert_non_null(b.p);
     assert_int_equal(RAND_bytes(b.p, (int)(n ? n : 1)), 1);
     return b;
-}
-
-static struct buf buf_copy(const void *p, size_t n)
-{
-    struct buf b = {malloc(n ? n : 1), n};
-    assert_non_null(b.p);
-    if (n > 0)
-        memcpy(b.p, p, n);
-    return b;
-}
-
-static BIO *rbio(const struct buf *b)
-{
-    BIO *m = BIO_new_mem_buf(b->n ? (void *)b->p : (void *)"", (int)b->n);
-    assert_non_null(m);
-    return m;
-}
-
-/* Move a memory BIO's contents into a buf and free the BIO. */
-static struct buf take(BIO *m)
-{
-    char *p;
-    long n = BIO_get_mem_data(m, &p);
-    struct buf b = buf_copy(p, (size_t)n);
-    BIO_free(m);
-    return b;
-}
-
-static void spit(const char *path, const struct buf *b)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(b->p, 1, b->n, fp), b->n);
-    fclose(fp);
-}
-
-static struct buf slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    BIO *m = BIO_new(BIO_s_mem());
-    char tmp[8192];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof(tmp), fp)) > 0)
-        BIO_write(m, tmp, (int)k);
-    fclose(fp);
-    return take(m);
-}
-
-static int buf_eq(const struct buf *a, const struct buf *b)
-{
-    return a->n == b->n && memcmp(a->p, b->p, a->n) == 0;
-}
-
-/* Run argv (posix_spawnp) with stdout to out (or /dev/null) and stderr
- * to dir/stderr.txt; print stderr when it fails. The exit status. */
-static int run(const struct fx *f, const char *const argv[], const char *out)
-{
-    char errpath[400];
-    snprintf(errpath, sizeof(errpath), "%s/stderr.txt", f->dir);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out ? out : "/dev/null",
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, errpath,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv,
-                          environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-    if (code != 0) {
-        struct buf e = slurp(errpath);
-        fprintf(stderr, "command %s %s failed (%d): %.*s\n", argv[0],
-                argv[1] ? argv[1] : "", code, (int)e.n, (char *)e.p);
-        buf_free(&e);
-    }
-    return code;
-}
-
-static void path_in(const struct fx *f, char *buf, size_t n, const char *name)
-{
-    snprintf(buf, n, "%s/%s", f->dir, name);
 }
 
 /* ---- helpers: one call of the API over buffers ---- */
@@ -310,12 +125,6 @@ static int do_decompress(const struct buf *in, uint64_t max, struct buf *out,
     *out = take(o);
     return rc;
 }
-
-#define MUST(call, err)                                                     \
-    do {                                                                    \
-        if ((call) != 0)                                                    \
-            fail_msg("%s failed: %s", #call, (err).msg);                    \
-    } while (0)
 
 #define REFUSED(call, err, want)                                            \
     do {                                                                    \
@@ -851,104 +660,14 @@ static void test_m4_compress_sign_encrypt_and_back(void **state)
 
 /* ---- streaming: 64 MiB with constant memory ---- */
 
-struct gen {
-    uint64_t left, x;
-    EVP_MD_CTX *md;
-};
-
-static int gen_read(BIO *b, char *out, int len)
-{
-    struct gen *g = BIO_get_data(b);
-    size_t n = (size_t)len < g->left ? (size_t)len : g->left;
-    for (size_t i = 0; i < n; i++) {
-        g->x ^= g->x << 13;
-        g->x ^= g->x >> 7;
-        g->x ^= g->x << 17;
-        out[i] = (char)(g->x >> 24);
-        if (i % 3 == 0)
-            out[i] = 'E';               /* compressible, a little */
-    }
-    EVP_DigestUpdate(g->md, out, n);
-    g->left -= n;
-    return (int)n;
-}
-
-static int hash_write(BIO *b, const char *in, int len)
-{
-    EVP_DigestUpdate(((struct gen *)BIO_get_data(b))->md, in, (size_t)len);
-    return len;
-}
-
-static long quiet_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)b, (void)num, (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static BIO *gen_bio(BIO_METHOD *m, struct gen *g)
-{
-    BIO *b = BIO_new(m);
-    assert_non_null(b);
-    BIO_set_data(b, g);
-    BIO_set_init(b, 1);
-    return b;
-}
-
-/* Peak memory of a stretch of code: reset the kernel's high-water mark
- * (VmHWM, via clear_refs) and read it back; where that is not allowed,
- * the lifetime peak (ru_maxrss) is all there is. In KiB. */
-static long status_kib(const char *field)
-{
-    FILE *fp = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (fp != NULL && fgets(line, sizeof(line), fp) != NULL)
-        if (strncmp(line, field, n) == 0)
-            v = strtol(line + n, NULL, 10);
-    if (fp != NULL)
-        fclose(fp);
-    return v;
-}
-
-struct peak {
-    int hwm;                    /* 1: VmHWM was reset */
-    long start;
-};
-
-static void peak_begin(struct peak *p)
-{
-    int fd = open("/proc/self/clear_refs", O_WRONLY);
-    p->hwm = fd >= 0 && write(fd, "5", 1) == 1;
-    if (fd >= 0)
-        close(fd);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    p->start = p->hwm ? status_kib("VmRSS:") : ru.ru_maxrss;
-}
-
-static long peak_growth(const struct peak *p)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (p->hwm ? status_kib("VmHWM:") : ru.ru_maxrss) - p->start;
-}
-
 /* Source -> compress -> sign -> encrypt -> decrypt -> verify ->
  * decompress -> hash, each stage from file to file. The SHA-256 of what
  * went in and what came out go to hin/hout. */
 static void pipeline(struct fx *f, uint64_t size, unsigned char *hin,
                      unsigned char *hout)
 {
-    BIO_METHOD *src = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                     "gen");
-    BIO_meth_set_read(src, gen_read);
-    BIO_meth_set_write(src, hash_write);
-    BIO_meth_set_ctrl(src, quiet_ctrl);
-    struct gen gin = {size, 88172645463325252ull, EVP_MD_CTX_new()};
-    struct gen gout = {0, 0, EVP_MD_CTX_new()};
-    EVP_DigestInit_ex(gin.md, EVP_sha256(), NULL);
-    EVP_DigestInit_ex(gout.md, EVP_sha256(), NULL);
+    BIO_METHOD *src = gen_method();
+    struct gen gin = gen_start(size), gout = gen_start(0);
     struct as2_signer sg = {f->alice.cert, f->alice.key, AS2_DIGEST_SHA256,
                             AS2_SIG_PKCS1};
     X509 *rcpt[] = {f->bob.cert}, *certs[] = {f->alice.cert};
@@ -985,10 +704,8 @@ static void pipeline(struct fx *f, uint64_t size, unsigned char *hin,
     BIO_free(in);
     BIO_free(out);
     unlink(p[5]);
-    EVP_DigestFinal_ex(gin.md, hin, NULL);
-    EVP_DigestFinal_ex(gout.md, hout, NULL);
-    EVP_MD_CTX_free(gin.md);
-    EVP_MD_CTX_free(gout.md);
+    gen_finish(&gin, hin);
+    gen_finish(&gout, hout);
     BIO_meth_free(src);
 }
 
@@ -1000,14 +717,7 @@ static void test_m4_streams_64mib_in_constant_memory(void **state)
     pipeline(f, 1u << 20, a, b);                    /* warm up the heap */
     assert_memory_equal(a, b, 32);
     /* the instrument sees a 32 MiB buffer ... */
-    peak_begin(&p);
-    unsigned char *big = malloc(32u << 20);
-    assert_non_null(big);
-    memset(big, 1, 32u << 20);
-    long control = peak_growth(&p);
-    free(big);
-    if (p.hwm)
-        assert_true(control >= 30 * 1024);
+    long control = peak_control(&p);
     /* ... and 64 MiB through six streaming stages stay far below it */
     peak_begin(&p);
     pipeline(f, 64u << 20, a, b);
@@ -1421,5 +1131,5 @@ int main(void)
         cmocka_unit_test(test_m4_mic_canon_equal_b64),
         cmocka_unit_test(test_m4_names),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, fx_teardown);
 }

@@ -7,139 +7,19 @@
  * spellings; the partner policy's refusals with their RFC 4130
  * disposition modifiers; a 64 MiB payload through package and unpack in
  * constant memory; and interop with the openssl command line in both
- * directions (posix_spawn, never a shell). The group setup creates RSA
- * keys and self-signed certificates and a temp dir with their PEM files.
+ * directions (posix_spawn, never a shell). The group setup
+ * (as2_testkit.h) creates RSA keys and self-signed certificates and a temp
+ * dir with their PEM files.
  */
-#include "testutil.h"
+#include "as2_testkit.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <strings.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
 
 #include "as2/message.h"
 
-extern char **environ;
-
-#define N(a) (sizeof(a) / sizeof((a)[0]))
-
-struct ident {
-    EVP_PKEY *key;
-    X509 *cert;
-    char pem[300], keypem[300];
-};
-
-struct fx {
-    char dir[256];
-    struct ident alice, bob, bob_old, mallory;
-};
-
-struct buf {
-    unsigned char *p;
-    size_t n;
-};
-
-#define MUST(call, err)                                                     \
-    do {                                                                    \
-        if ((call) != 0)                                                    \
-            fail_msg("%s failed: %s", #call, (err).msg);                    \
-    } while (0)
-
-/* ---- keys, files, processes ---- */
-
-static X509 *make_cert(EVP_PKEY *key, const char *cn, long serial)
-{
-    X509 *c = X509_new();
-    assert_non_null(c);
-    assert_int_equal(X509_set_version(c, 2), 1);
-    ASN1_INTEGER_set(X509_get_serialNumber(c), serial);
-    X509_gmtime_adj(X509_getm_notBefore(c), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 365);
-    assert_int_equal(X509_set_pubkey(c, key), 1);
-    X509_NAME *n = X509_get_subject_name(c);
-    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
-                               (const unsigned char *)"Wharf Test", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-                               (const unsigned char *)cn, -1, -1, 0);
-    assert_int_equal(X509_set_issuer_name(c, n), 1);
-    assert_true(X509_sign(c, key, EVP_sha256()) > 0);
-    return c;
-}
-
-static void make_ident(struct ident *id, const char *dir, const char *file,
-                       const char *cn, long serial)
-{
-    id->key = EVP_RSA_gen(2048);
-    assert_non_null(id->key);
-    id->cert = make_cert(id->key, cn, serial);
-    snprintf(id->pem, sizeof(id->pem), "%s/%s.pem", dir, file);
-    snprintf(id->keypem, sizeof(id->keypem), "%s/%s.key", dir, file);
-    BIO *b = BIO_new_file(id->pem, "w");
-    assert_non_null(b);
-    assert_int_equal(PEM_write_bio_X509(b, id->cert), 1);
-    BIO_free(b);
-    b = BIO_new_file(id->keypem, "w");
-    assert_non_null(b);
-    assert_int_equal(PEM_write_bio_PrivateKey(b, id->key, NULL, NULL, 0,
-                                              NULL, NULL), 1);
-    BIO_free(b);
-}
-
-static void free_ident(struct ident *id)
-{
-    EVP_PKEY_free(id->key);
-    X509_free(id->cert);
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    test_tmpdir(f->dir, sizeof(f->dir));
-    make_ident(&f->alice, f->dir, "alice", "alice", 11);
-    make_ident(&f->bob, f->dir, "bob", "bob", 21);
-    make_ident(&f->bob_old, f->dir, "bob_old", "bob", 20);
-    make_ident(&f->mallory, f->dir, "mallory", "mallory", 31);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    free_ident(&f->alice);
-    free_ident(&f->bob);
-    free_ident(&f->bob_old);
-    free_ident(&f->mallory);
-    test_rmtree(f->dir);
-    free(f);
-    return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = 0;
-}
-
-static struct buf buf_copy(const void *p, size_t n)
-{
-    struct buf b = {malloc(n ? n : 1), n};
-    assert_non_null(b.p);
-    if (n > 0)
-        memcpy(b.p, p, n);
-    return b;
-}
+/* ---- buffers ---- */
 
 /* Random bytes with line breaks here and there, ending in a letter. */
 static struct buf buf_payload(size_t n)
@@ -152,82 +32,6 @@ static struct buf buf_payload(size_t n)
     if (n > 0)
         b.p[n - 1] = 'X';
     return b;
-}
-
-static BIO *rbio(const struct buf *b)
-{
-    BIO *m = BIO_new_mem_buf(b->n ? (void *)b->p : (void *)"", (int)b->n);
-    assert_non_null(m);
-    return m;
-}
-
-static struct buf take(BIO *m)
-{
-    char *p;
-    long n = BIO_get_mem_data(m, &p);
-    struct buf b = buf_copy(p, (size_t)n);
-    BIO_free(m);
-    return b;
-}
-
-static void spit(const char *path, const void *p, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(p, 1, n, fp), n);
-    fclose(fp);
-}
-
-static struct buf slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    BIO *m = BIO_new(BIO_s_mem());
-    char tmp[8192];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof(tmp), fp)) > 0)
-        BIO_write(m, tmp, (int)k);
-    fclose(fp);
-    return take(m);
-}
-
-static int buf_eq(const struct buf *a, const struct buf *b)
-{
-    return a->n == b->n && (a->n == 0 || memcmp(a->p, b->p, a->n) == 0);
-}
-
-static void path_in(const struct fx *f, char *buf, size_t n, const char *name)
-{
-    snprintf(buf, n, "%s/%s", f->dir, name);
-}
-
-/* Run argv (posix_spawnp) with stdout to out (or /dev/null) and stderr to
- * dir/stderr.txt; print stderr when it fails. The exit status. */
-static int run(const struct fx *f, const char *const argv[], const char *out)
-{
-    char errpath[400];
-    snprintf(errpath, sizeof(errpath), "%s/stderr.txt", f->dir);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out ? out : "/dev/null",
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, errpath,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv,
-                          environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-    if (code != 0) {
-        struct buf e = slurp(errpath);
-        fprintf(stderr, "command %s %s failed (%d): %.*s\n", argv[0],
-                argv[1] ? argv[1] : "", code, (int)e.n, (char *)e.p);
-        buf_free(&e);
-    }
-    return code;
 }
 
 /* ---- the API over buffers ---- */
@@ -302,21 +106,28 @@ static struct as2_policy policy_base(struct fx *f, struct pol_store *ps)
     return p;
 }
 
-/* Expect a refusal with the MDN error want and a sentence holding text. */
-static void refused(int rc, const struct as2_unpacked *info,
-                    const struct error *err, enum mdn_error want,
-                    const char *text, const struct buf *payload)
+/* Bob unpacks body (headers h) under pol and must refuse it: the MDN
+ * error want, an error sentence holding text (NULL: any), no MIC. How
+ * many payload bytes came out before the refusal. */
+static size_t refused(const struct as2_policy *pol,
+                      const struct mime_headers *h, const struct buf *body,
+                      enum mdn_error want, const char *text)
 {
-    (void)payload;
-    if (rc == 0)
+    struct buf back;
+    struct as2_unpacked info;
+    struct error err = {0};
+    if (unpack(pol, h, body, &back, &info, &err) == 0)
         fail_msg("unpack succeeded; expected %s", mdn_error_name(want));
-    if (info->mdn_error != want)
+    if (info.mdn_error != want)
         fail_msg("expected %s, got %s (%s)", mdn_error_name(want),
-                 mdn_error_name(info->mdn_error) ? mdn_error_name(
-                     info->mdn_error) : "none", err->msg);
-    if (text != NULL && strstr(err->msg, text) == NULL)
-        fail_msg("expected \"%s\" in \"%s\"", text, err->msg);
-    assert_string_equal(info->mic, "");
+                 mdn_error_name(info.mdn_error) ? mdn_error_name(
+                     info.mdn_error) : "none", err.msg);
+    if (text != NULL && strstr(err.msg, text) == NULL)
+        fail_msg("expected \"%s\" in \"%s\"", text, err.msg);
+    assert_string_equal(info.mic, "");
+    size_t n = back.n;
+    buf_free(&back);
+    return n;
 }
 
 static const char *header(const struct mime_headers *h, const char *name)
@@ -339,102 +150,28 @@ static void headers_with(const struct mime_headers *src,
         assert_int_equal(mime_headers_add(dst, name, value, NULL), 0);
 }
 
+/* refused() for the message s with its header name set to value (NULL:
+ * removed). */
+static size_t refused_with(const struct as2_policy *pol, const struct sent *s,
+                           const char *name, const char *value,
+                           enum mdn_error want, const char *text)
+{
+    struct mime_headers h;
+    headers_with(&s->res.headers, &h, name, value);
+    size_t n = refused(pol, &h, &s->body, want, text);
+    mime_headers_free(&h);
+    return n;
+}
+
 /* ---- streaming: 64 MiB in constant memory ---- */
-
-struct gen {
-    uint64_t left, x;
-    EVP_MD_CTX *md;
-};
-
-static int gen_read(BIO *b, char *out, int len)
-{
-    struct gen *g = BIO_get_data(b);
-    size_t n = (size_t)len < g->left ? (size_t)len : g->left;
-    for (size_t i = 0; i < n; i++) {
-        g->x ^= g->x << 13;
-        g->x ^= g->x >> 7;
-        g->x ^= g->x << 17;
-        out[i] = (char)(g->x >> 24);
-        if (i % 3 == 0)
-            out[i] = 'E';
-    }
-    EVP_DigestUpdate(g->md, out, n);
-    g->left -= n;
-    return (int)n;
-}
-
-static int hash_write(BIO *b, const char *in, int len)
-{
-    EVP_DigestUpdate(((struct gen *)BIO_get_data(b))->md, in, (size_t)len);
-    return len;
-}
-
-static long quiet_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)b, (void)num, (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static BIO *gen_bio(BIO_METHOD *m, struct gen *g)
-{
-    BIO *b = BIO_new(m);
-    assert_non_null(b);
-    BIO_set_data(b, g);
-    BIO_set_init(b, 1);
-    return b;
-}
-
-static long status_kib(const char *field)
-{
-    FILE *fp = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (fp != NULL && fgets(line, sizeof(line), fp) != NULL)
-        if (strncmp(line, field, n) == 0)
-            v = strtol(line + n, NULL, 10);
-    if (fp != NULL)
-        fclose(fp);
-    return v;
-}
-
-struct peak {
-    int hwm;
-    long start;
-};
-
-static void peak_begin(struct peak *p)
-{
-    int fd = open("/proc/self/clear_refs", O_WRONLY);
-    p->hwm = fd >= 0 && write(fd, "5", 1) == 1;
-    if (fd >= 0)
-        close(fd);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    p->start = p->hwm ? status_kib("VmRSS:") : ru.ru_maxrss;
-}
-
-static long peak_growth(const struct peak *p)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (p->hwm ? status_kib("VmHWM:") : ru.ru_maxrss) - p->start;
-}
 
 /* Package size generated bytes (compress before signing, sign, encrypt
  * with AES-256-GCM/OAEP) to a file, then unpack the file into a hashing
  * sink. Peak memory growth of each half in pk/uk (KiB). */
 static void stream_once(struct fx *f, uint64_t size, long *pk, long *uk)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                 "gen");
-    BIO_meth_set_read(m, gen_read);
-    BIO_meth_set_write(m, hash_write);
-    BIO_meth_set_ctrl(m, quiet_ctrl);
-    struct gen gin = {size, 88172645463325252ull, EVP_MD_CTX_new()};
-    struct gen gout = {0, 0, EVP_MD_CTX_new()};
-    EVP_DigestInit_ex(gin.md, EVP_sha256(), NULL);
-    EVP_DigestInit_ex(gout.md, EVP_sha256(), NULL);
+    BIO_METHOD *m = gen_method();
+    struct gen gin = gen_start(size), gout = gen_start(0);
     char path[400];
     path_in(f, path, sizeof(path), "big.as2");
     struct as2_signer sg = {f->alice.cert, f->alice.key, AS2_DIGEST_SHA256,
@@ -471,11 +208,9 @@ static void stream_once(struct fx *f, uint64_t size, long *pk, long *uk)
     assert_int_equal(info.payload_bytes, size);
     assert_true(as2_mic_equal(info.mic, s.res.mic));
     unsigned char a[32], b[32];
-    EVP_DigestFinal_ex(gin.md, a, NULL);
-    EVP_DigestFinal_ex(gout.md, b, NULL);
+    gen_finish(&gin, a);
+    gen_finish(&gout, b);
     assert_memory_equal(a, b, 32);
-    EVP_MD_CTX_free(gin.md);
-    EVP_MD_CTX_free(gout.md);
     BIO_meth_free(m);
     sent_free(&s);
     unlink(path);
@@ -487,14 +222,7 @@ static void test_m4_message_streams_64mib_in_constant_memory(void **state)
     long pk, uk;
     stream_once(f, 1u << 20, &pk, &uk);             /* warm up the heap */
     struct peak p;
-    peak_begin(&p);
-    unsigned char *big = malloc(32u << 20);
-    assert_non_null(big);
-    memset(big, 1, 32u << 20);
-    long control = peak_growth(&p);
-    free(big);
-    if (p.hwm)
-        assert_true(control >= 30 * 1024);
+    long control = peak_control(&p);
     stream_once(f, 64u << 20, &pk, &uk);
     printf("[ INFO     ] 64 MiB packaged (compress, sign, encrypt) with peak "
            "memory +%ld KiB and unpacked with +%ld KiB (%s; a 32 MiB buffer "
@@ -775,11 +503,9 @@ static void test_m4_unpack_policy_refusals(void **state)
     o.recipient = f->bob.cert;
     MUST(pack(&o, &d, &s, &err), err);
     pol.require_signed = true;
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, "not signed",
-            &back);
-    assert_int_equal(back.n, 0);
-    buf_free(&back);
+    assert_int_equal(refused(&pol, &s.res.headers, &s.body,
+                             MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY,
+                             "not signed"), 0);
     pol.require_signed = false;
     MUST(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), err);
     buf_free(&back);
@@ -790,11 +516,9 @@ static void test_m4_unpack_policy_refusals(void **state)
     o.signer = &sg;
     MUST(pack(&o, &d, &s, &err), err);
     pol.require_encrypted = true;
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, "not encrypted",
-            &back);
-    assert_int_equal(back.n, 0);
-    buf_free(&back);
+    assert_int_equal(refused(&pol, &s.res.headers, &s.body,
+                             MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY,
+                             "not encrypted"), 0);
     pol.require_encrypted = false;
     sent_free(&s);
 
@@ -805,9 +529,8 @@ static void test_m4_unpack_policy_refusals(void **state)
     o.signer = &sg1;
     o.n_mdn_micalgs = 0;
     MUST(pack(&o, &d, &s, &err), err);
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, "sha1", &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &s.body,
+            MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, "sha1");
     pol.digests = AS2_DIGEST_BIT(AS2_DIGEST_SHA1);
     MUST(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), err);
     assert_int_equal(info.sig.digest, AS2_DIGEST_SHA1);
@@ -822,10 +545,8 @@ static void test_m4_unpack_policy_refusals(void **state)
     o.cipher = AS2_CIPHER_3DES;
     o.recipient = f->bob.cert;
     MUST(pack(&o, &d, &s, &err), err);
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, "des-ede3-cbc",
-            &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &s.body,
+            MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, "des-ede3-cbc");
     pol.ciphers = AS2_CIPHER_BIT(AS2_CIPHER_3DES);
     MUST(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), err);
     pol.ciphers = 0;
@@ -841,10 +562,8 @@ static void test_m4_unpack_policy_refusals(void **state)
         o.cipher = enc ? AS2_CIPHER_AES128_CBC : AS2_CIPHER_NONE;
         o.recipient = f->bob.cert;
         MUST(pack(&o, &d, &s, &err), err);
-        refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err),
-                &info, &err, MDN_ERROR_AUTHENTICATION_FAILED, "mallory",
-                &back);
-        buf_free(&back);
+        refused(&pol, &s.res.headers, &s.body, MDN_ERROR_AUTHENTICATION_FAILED,
+                "mallory");
         sent_free(&s);
     }
 
@@ -860,15 +579,12 @@ static void test_m4_unpack_policy_refusals(void **state)
     assert_true(buf_eq(&back, &d));
     buf_free(&back);
     pol.nkeys = 1;
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_DECRYPTION_FAILED, "not encrypted for any",
-            &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &s.body, MDN_ERROR_DECRYPTION_FAILED,
+            "not encrypted for any");
     pol.nkeys = 0;
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_DECRYPTION_FAILED, "no decryption key", &back);
+    refused(&pol, &s.res.headers, &s.body, MDN_ERROR_DECRYPTION_FAILED,
+            "no decryption key");
     pol.nkeys = 1;
-    buf_free(&back);
     sent_free(&s);
 
     /* another sender than the partner's id, or addressed to someone else */
@@ -876,21 +592,18 @@ static void test_m4_unpack_policy_refusals(void **state)
     o.signer = &sg;
     MUST(pack(&o, &d, &s, &err), err);
     pol.partner_id = "Eve";
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_AUTHENTICATION_FAILED, "another AS2 id", &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &s.body, MDN_ERROR_AUTHENTICATION_FAILED,
+            "another AS2 id");
     pol.partner_id = "Alice Corp";
     pol.our_id = "carol";
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, "addressed", &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &s.body,
+            MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, "addressed");
     pol.our_id = "bob";
     /* a signed message and no partner certificate */
     pol.ncerts = 0;
-    refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), &info,
-            &err, MDN_ERROR_AUTHENTICATION_FAILED, "no certificate", &back);
+    refused(&pol, &s.res.headers, &s.body, MDN_ERROR_AUTHENTICATION_FAILED,
+            "no certificate");
     pol.ncerts = 1;
-    buf_free(&back);
     sent_free(&s);
 
     /* payload limit; compressed: the decompression bound */
@@ -899,12 +612,10 @@ static void test_m4_unpack_policy_refusals(void **state)
         o.compress = z ? AS2_COMPRESS_BEFORE_SIGNING : AS2_COMPRESS_NONE;
         MUST(pack(&o, &d, &s, &err), err);
         pol.max_size = 1000;
-        refused(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err),
-                &info, &err, z ? MDN_ERROR_DECOMPRESSION_FAILED
-                               : MDN_ERROR_UNEXPECTED_PROCESSING_ERROR,
-                "limit", &back);
-        assert_true(back.n <= 1000);
-        buf_free(&back);
+        assert_true(refused(&pol, &s.res.headers, &s.body,
+                            z ? MDN_ERROR_DECOMPRESSION_FAILED
+                              : MDN_ERROR_UNEXPECTED_PROCESSING_ERROR,
+                            "limit") <= 1000);
         pol.max_size = 0;
         sent_free(&s);
     }
@@ -923,11 +634,8 @@ static void test_m4_unpack_policy_refusals(void **state)
     mime_headers_free(&h2);
     buf_free(&back);
     /* ... and no AS2-From at all */
-    headers_with(&s.res.headers, &h2, "AS2-From", NULL);
-    refused(unpack(&pol, &h2, &s.body, &back, &info, &err), &info, &err,
-            MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, "AS2-From", &back);
-    mime_headers_free(&h2);
-    buf_free(&back);
+    refused_with(&pol, &s, "AS2-From", NULL,
+                 MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, "AS2-From");
     sent_free(&s);
     buf_free(&d);
 }
@@ -940,10 +648,9 @@ static void test_m4_unpack_damaged_bodies(void **state)
     struct as2_policy pol = policy_base(f, &ps);
     struct as2_signer sg = {f->alice.cert, f->alice.key, AS2_DIGEST_SHA256,
                             AS2_SIG_PKCS1};
-    struct buf d = buf_payload(20000), back, cut;
+    struct buf d = buf_payload(20000), cut;
     struct sent s = {0};
     struct error err = {0};
-    struct as2_unpacked info;
     struct as2_package_opts o = opts_base();
 
     /* signed + encrypted (GCM): truncated anywhere, or one bit flipped */
@@ -954,51 +661,34 @@ static void test_m4_unpack_damaged_bodies(void **state)
     size_t cuts[] = {10, 300, s.body.n / 2, s.body.n - 20, s.body.n - 1};
     for (size_t i = 0; i < N(cuts); i++) {
         cut = buf_copy(s.body.p, cuts[i]);
-        refused(unpack(&pol, &s.res.headers, &cut, &back, &info, &err),
-                &info, &err, MDN_ERROR_DECRYPTION_FAILED, NULL, &back);
-        buf_free(&back);
+        refused(&pol, &s.res.headers, &cut, MDN_ERROR_DECRYPTION_FAILED, NULL);
         buf_free(&cut);
     }
     cut = buf_copy(s.body.p, s.body.n);
     cut.p[s.body.n / 2] ^= 0x10;
-    refused(unpack(&pol, &s.res.headers, &cut, &back, &info, &err), &info,
-            &err, MDN_ERROR_DECRYPTION_FAILED, NULL, &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &cut, MDN_ERROR_DECRYPTION_FAILED, NULL);
     buf_free(&cut);
     /* mislabelled: the Content-Type says multipart/signed */
-    struct mime_headers h2;
-    headers_with(&s.res.headers, &h2, "Content-Type",
+    refused_with(&pol, &s, "Content-Type",
                  "multipart/signed; protocol=\"application/pkcs7-signature\";"
-                 " micalg=sha-256; boundary=\"xyz\"");
-    refused(unpack(&pol, &h2, &s.body, &back, &info, &err), &info, &err,
-            MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, NULL, &back);
-    mime_headers_free(&h2);
-    buf_free(&back);
+                 " micalg=sha-256; boundary=\"xyz\"",
+                 MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, NULL);
     /* ... or text/plain while the partner must encrypt */
-    headers_with(&s.res.headers, &h2, "Content-Type", "text/plain");
     pol.require_encrypted = true;
-    refused(unpack(&pol, &h2, &s.body, &back, &info, &err), &info, &err,
-            MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, NULL, &back);
+    refused_with(&pol, &s, "Content-Type", "text/plain",
+                 MDN_ERROR_INSUFFICIENT_MESSAGE_SECURITY, NULL);
     pol.require_encrypted = false;
-    mime_headers_free(&h2);
-    buf_free(&back);
     /* ... or no Content-Type at all */
-    headers_with(&s.res.headers, &h2, "Content-Type", NULL);
-    refused(unpack(&pol, &h2, &s.body, &back, &info, &err), &info, &err,
-            MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, "Content-Type", &back);
-    mime_headers_free(&h2);
-    buf_free(&back);
+    refused_with(&pol, &s, "Content-Type", NULL,
+                 MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, "Content-Type");
     sent_free(&s);
 
     /* an enveloped-data label on bytes that are no CMS at all */
     o = opts_base();
     MUST(pack(&o, &d, &s, &err), err);
-    headers_with(&s.res.headers, &h2, "Content-Type",
-                 "application/pkcs7-mime; smime-type=enveloped-data");
-    refused(unpack(&pol, &h2, &s.body, &back, &info, &err), &info, &err,
-            MDN_ERROR_DECRYPTION_FAILED, "not a CMS", &back);
-    mime_headers_free(&h2);
-    buf_free(&back);
+    refused_with(&pol, &s, "Content-Type",
+                 "application/pkcs7-mime; smime-type=enveloped-data",
+                 MDN_ERROR_DECRYPTION_FAILED, "not a CMS");
     sent_free(&s);
 
     /* signed only: a payload byte changed, the signature cut off */
@@ -1007,21 +697,17 @@ static void test_m4_unpack_damaged_bodies(void **state)
     MUST(pack(&o, &d, &s, &err), err);
     cut = buf_copy(s.body.p, s.body.n);
     cut.p[s.body.n / 3] ^= 0x01;
-    refused(unpack(&pol, &s.res.headers, &cut, &back, &info, &err), &info,
-            &err, MDN_ERROR_INTEGRITY_CHECK_FAILED, "does not match", &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &cut, MDN_ERROR_INTEGRITY_CHECK_FAILED,
+            "does not match");
     buf_free(&cut);
     cut = buf_copy(s.body.p, s.body.n - 200);
-    refused(unpack(&pol, &s.res.headers, &cut, &back, &info, &err), &info,
-            &err, MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, NULL, &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &cut, MDN_ERROR_UNEXPECTED_PROCESSING_ERROR,
+            NULL);
     buf_free(&cut);
     /* the signature part's base64 damaged */
     cut = buf_copy(s.body.p, s.body.n);
     cut.p[s.body.n - 150] = '*';
-    refused(unpack(&pol, &s.res.headers, &cut, &back, &info, &err), &info,
-            &err, MDN_ERROR_AUTHENTICATION_FAILED, NULL, &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &cut, MDN_ERROR_AUTHENTICATION_FAILED, NULL);
     buf_free(&cut);
     sent_free(&s);
 
@@ -1032,9 +718,7 @@ static void test_m4_unpack_damaged_bodies(void **state)
     MUST(pack(&o, &d, &s, &err), err);
     cut = buf_copy(s.body.p, s.body.n);
     cut.p[s.body.n / 2] ^= 0x55;
-    refused(unpack(&pol, &s.res.headers, &cut, &back, &info, &err), &info,
-            &err, MDN_ERROR_DECOMPRESSION_FAILED, NULL, &back);
-    buf_free(&back);
+    refused(&pol, &s.res.headers, &cut, MDN_ERROR_DECOMPRESSION_FAILED, NULL);
     buf_free(&cut);
     sent_free(&s);
     buf_free(&d);
@@ -1370,7 +1054,7 @@ static void test_m4_interop_cli_reads_ours(void **state)
         struct sent s = {0};
         struct error err = {0};
         MUST(pack(&o, &d, &s, &err), err);
-        spit(encp, s.body.p, s.body.n);
+        spit(encp, &s.body);
         const char *dec[] = {"openssl", "cms", "-decrypt", "-binary",
             "-inform", "DER", "-in", encp, "-recip", f->bob.pem, "-inkey",
             f->bob.keypem, "-out", innerp, NULL};
@@ -1431,7 +1115,7 @@ static void test_m4_interop_we_read_cli(void **state)
         struct buf e = {malloc(sizeof(h) - 1 + d.n), sizeof(h) - 1 + d.n};
         memcpy(e.p, h, sizeof(h) - 1);
         memcpy(e.p + sizeof(h) - 1, d.p, d.n);
-        spit(entp, e.p, e.n);
+        spit(entp, &e);
         const char *sign[24] = {"openssl", "cms", "-sign", "-binary", "-in",
             entp, "-signer", f->alice.pem, "-inkey", f->alice.keypem, "-md",
             md, "-out", signp};
@@ -1508,5 +1192,5 @@ int main(void)
         cmocka_unit_test(test_m4_interop_cli_reads_ours),
         cmocka_unit_test(test_m4_interop_we_read_cli),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }
