@@ -120,6 +120,9 @@ if [ ${#names[@]} -eq 0 ]; then
     exit 1
 fi
 
+# Headers next to the targets (shared test keys) count like their sources.
+fuzz_hdr=$(find tests/fuzz -maxdepth 1 -name '*.h' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+
 build_failed=()
 for n in "${names[@]}"; do
     src="tests/fuzz/fuzz_$n.c" bin="$OUT/fuzz_$n"
@@ -127,7 +130,8 @@ for n in "${names[@]}"; do
         echo "fuzz: no such target $src" >&2
         build_failed+=("$n"); continue
     fi
-    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$lib" -nt "$bin" ]; then
+    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$lib" -nt "$bin" ] ||
+       { [ -n "$fuzz_hdr" ] && [ "$fuzz_hdr" -nt "$bin" ]; }; then
         # shellcheck disable=SC2086
         if ! $CC $CFLAGS -fsanitize=fuzzer,address,undefined -o "$bin" "$src" \
                 "$lib" $LIBS 2>"$OUT/logs/build_$n.log"; then
