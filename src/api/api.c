@@ -92,30 +92,6 @@ const struct api_route *api_routes(size_t *n)
     return ROUTES;
 }
 
-/* ---- per-thread store -------------------------------------------------------- */
-
-static pthread_key_t store_key;
-static pthread_once_t store_once = PTHREAD_ONCE_INIT;
-
-static void store_key_free(void *p)
-{
-    store_close(p);
-}
-
-static void store_key_init(void)
-{
-    pthread_key_create(&store_key, store_key_free);
-}
-
-static struct store *thread_store(struct wharf *w, struct error *err)
-{
-    pthread_once(&store_once, store_key_init);
-    struct store *st = pthread_getspecific(store_key);
-    if (st == NULL && (st = store_open(w->db_path, err)) != NULL)
-        pthread_setspecific(store_key, st);
-    return st;
-}
-
 /* ---- replies ------------------------------------------------------------------- */
 
 int api_ok(struct api_ctx *c, int status, json_t *body)
@@ -397,7 +373,7 @@ static int api_dispatch(struct net_request *req, void *user_data)
         return known ? api_fail(&c, 405, "method_not_allowed", "method not "
                                 "allowed here")
                      : api_fail(&c, 404, "not_found", "no such route");
-    if ((c.st = thread_store(w, &err)) == NULL)
+    if ((c.st = wharf_store(w, &err)) == NULL)
         return api_fail(&c, 503, "unavailable", "%s", err.msg);
     auth_init(&c.auth, c.st, w->vault);
     if (auth_load_settings(&c.auth, &err) != AUTH_OK)

@@ -336,12 +336,10 @@ void as2_receipt_keep(struct connector *c, struct store *use,
         .headers = (char *)(headers ? headers : ""),
         .body = (unsigned char *)body, .len = len,
     };
-    struct store *st = use ? use : store_open(c->wharf->db_path, &err);
+    struct store *st = use ? use : wharf_store(c->wharf, &err);
     if (st == NULL || store_receipt_add(st, &r, &err) < 0)
         conn_log(c, LOG_ERROR, msgid, "cannot keep the MDN %s: %s",
                  mdn_id ? mdn_id : "-", err.msg);
-    if (st != use)
-        store_close(st);
 }
 
 enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,

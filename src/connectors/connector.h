@@ -188,7 +188,7 @@ int connector_secret_memfile(const struct secret *s, char *path, size_t n,
 /* Runtime secrets of connector conn under `name` (e.g. "oauth.refresh"),
  * sealed by the vault. get: 1 and *out (caller frees) when present, 0 when
  * not, -1 on error; expires_at (ms since the epoch, 0 = never) may be
- * NULL. Each call opens its own store connection (rarely called). */
+ * NULL. They use the thread's store connection (wharf_store). */
 int connector_state_get(struct wharf *w, const char *conn, const char *name,
                         struct secret **out, int64_t *expires_at,
                         struct error *err);

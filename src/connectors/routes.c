@@ -115,10 +115,9 @@ static int route_handler(struct net_request *req, void *ud)
     struct routed_type *rt = ud;
     struct partner_routes *pr = rt->pr;
     struct error err = {0};
-    struct store *st = store_open(pr->w->db_path, &err);
+    struct store *st = wharf_store(pr->w, &err);
     int64_t gen = st ? store_flow_generation(st, &err) : -1;
     if (gen < 0) {
-        store_close(st);
         log_error("%s route: %s", rt->type->name, err.msg);
         return net_reply_error(req, 503, "unavailable", "try again later"), 0;
     }
@@ -126,7 +125,6 @@ static int route_handler(struct net_request *req, void *ud)
     pthread_rwlock_rdlock(&pr->lock);
     dispatch(pr, rt->type, req, st);
     pthread_rwlock_unlock(&pr->lock);
-    store_close(st);
     return 0;
 }
 

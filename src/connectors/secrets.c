@@ -251,12 +251,11 @@ int connector_state_get(struct wharf *w, const char *conn, const char *name,
     char row[128];
     state_name(row, sizeof(row), name);
     *out = NULL;
-    struct store *st = store_open(w->db_path, err);
+    struct store *st = wharf_store(w, err);
     if (st == NULL)
         return -1;
     int found = 0;
     *out = unseal_row(w, st, conn, row, row, expires_at, &found, err);
-    store_close(st);
     if (found < 0 || (found == 1 && *out == NULL))
         return -1;
     return found;
@@ -273,10 +272,9 @@ int connector_state_put(struct wharf *w, const char *conn, const char *name,
     size_t len = 0;
     if (vault_seal(w->vault, ctx, value, &blob, &len, err) < 0)
         return -1;
-    struct store *st = store_open(w->db_path, err);
+    struct store *st = wharf_store(w, err);
     int rc = st ? store_csecret_put(st, conn, row, blob, len, expires_at, err)
                 : -1;
-    store_close(st);
     free(blob);
     return rc;
 }
@@ -286,8 +284,7 @@ int connector_state_drop(struct wharf *w, const char *conn, const char *name,
 {
     char row[128];
     state_name(row, sizeof(row), name);
-    struct store *st = store_open(w->db_path, err);
+    struct store *st = wharf_store(w, err);
     int rc = st ? store_csecret_del(st, conn, row, err) : -1;
-    store_close(st);
     return rc;
 }

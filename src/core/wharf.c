@@ -11,6 +11,7 @@
 #include "core/wharf.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,4 +493,32 @@ void wharf_close(struct wharf *w)
         return;
     vault_close(w->vault);
     free(w);
+}
+
+/* ---- one store connection per thread -------------------------------------- */
+
+static pthread_key_t store_key;
+static pthread_once_t store_once = PTHREAD_ONCE_INIT;
+
+static void store_key_free(void *p)
+{
+    store_close(p);
+}
+
+static void store_key_init(void)
+{
+    pthread_key_create(&store_key, store_key_free);
+}
+
+struct store *wharf_store(struct wharf *w, struct error *err)
+{
+    pthread_once(&store_once, store_key_init);
+    struct store *st = pthread_getspecific(store_key);
+    if (st == NULL && (st = store_open(w->db_path, err)) != NULL &&
+        pthread_setspecific(store_key, st) != 0) {
+        store_close(st);
+        st = NULL;
+        error_set(err, "cannot keep a store connection for this thread");
+    }
+    return st;
 }

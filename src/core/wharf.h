@@ -80,6 +80,13 @@ int conf_parse(const char *text, size_t len, struct wharf_conf *c,
                struct error *err);
 void conf_defaults(struct wharf_conf *c);
 
+/* This thread's own store connection (opened on first use, closed when
+ * the thread ends; never close it). For the listeners' threads and the
+ * connectors' occasional writes: opening a connection per request costs
+ * more than the request. One process serves one data directory. */
+struct store;
+struct store *wharf_store(struct wharf *w, struct error *err);
+
 /* Absolute path of a path relative to the data dir. -1 if it won't fit. */
 int wharf_path(const struct wharf *w, const char *rel, char *out, size_t n);
 
