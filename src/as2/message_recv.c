@@ -55,6 +55,8 @@ struct rx {
     struct msg_fail fail;
     struct as2_mic *mic;
     bool mic_taken;                 /* an entity was chosen as MIC scope */
+    bool mic_alg_asked;             /* from the sender's signed-receipt-
+                                     * micalg list, else the signature's */
     unsigned digests, ciphers;
     uint64_t max;
 };
@@ -550,6 +552,17 @@ static int rx_signed(struct rx *rx, BIO *body, enum mime_cte cte,
     s->part = -1;
     mime_buf_init(&s->sig);
     if (!rx->mic_taken) {
+        /* no MIC algorithm asked for: the signature's (RFC 4130 7.3.1;
+         * what as2_package computes then) */
+        struct as2_mic *m;
+        if (!rx->mic_alg_asked && d != AS2_DIGEST_NONE &&
+            a != rx->info->mic_alg && (m = as2_mic_new(d, NULL)) != NULL) {
+            as2_mic_free(rx->mic);
+            rx->mic = m;
+            rx->info->mic_alg = a;
+            snprintf(rx->info->mic_alg_name, sizeof(rx->info->mic_alg_name),
+                     "%s", micalg);
+        }
         rx->mic_taken = true;
         s->mic = rx->mic;
     }
@@ -849,6 +862,9 @@ static int rx_request(struct rx *rx, const struct mime_headers *h,
     struct as2_unpacked *info = rx->info;
     if (as2_request_read(h, &info->req, err) != 0)
         return rx_fail(rx, 0, E_UNEXPECTED, err);
+    /* a refusal below is signed too when a signed receipt was asked for */
+    if (info->req.has_dno)
+        info->mdn_signed = as2_dno_wants_signed(&info->req.dno);
     if (pol->our_id != NULL && strcmp(pol->our_id, info->req.to) != 0) {
         error_set(err, "the message is addressed to another AS2 id than "
                   "ours (%s)", pol->our_id);
@@ -863,7 +879,6 @@ static int rx_request(struct rx *rx, const struct mime_headers *h,
     enum as2_micalg alg = AS2_MICALG_SHA256;
     bool allow_sha1 = (rx->digests & AS2_DIGEST_BIT(AS2_DIGEST_SHA1)) != 0;
     if (info->req.has_dno) {
-        info->mdn_signed = as2_dno_wants_signed(&info->req.dno);
         if (as2_dno_pick_micalg(&info->req.dno, allow_sha1, &alg, err) != 0) {
             info->unsupported_micalg = true;
             return rx_fail(rx, 0, MDN_ERROR_NONE, err);
@@ -873,6 +888,8 @@ static int rx_request(struct rx *rx, const struct mime_headers *h,
             /* only optional and nothing we allow: our default */
             alg = AS2_MICALG_SHA256;
         }
+        for (size_t i = 0; i < info->req.dno.n_micalgs; i++)
+            rx->mic_alg_asked |= info->req.dno.micalgs[i] == alg;
     }
     info->mic_alg = alg;
     micalg_spelling(h, alg, info->mic_alg_name, sizeof(info->mic_alg_name));

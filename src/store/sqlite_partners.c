@@ -20,7 +20,7 @@
 enum { P_DEL_PARTNERS = 144, P_DEL_CERTS, P_DEL_PROFILE, P_SET_PROFILE,
        P_INS_PARTNER, P_INS_CERT, P_GET_PROFILE, P_ALL_PARTNERS,
        P_CERTS_ALL, P_CERTS_OWNER, P_SET_PARTNER_CONFIG, P_UPD_PROFILE,
-       P_RECEIPT_ADD, P_RECEIPTS, P_LAST };
+       P_RECEIPT_ADD, P_RECEIPTS, P_GEN_BUMP, P_LAST };
 _Static_assert(P_LAST <= 176, "sqlite_partners.c owns slots 144..175");
 
 #define CERT_COLS "owner, id, subject, not_before, not_after, use_from, der," \
@@ -48,6 +48,8 @@ static const char *const SQL_PARTNERS[P_LAST - 144] = {
         " WHERE name = ?1",
     [P_UPD_PROFILE - 144] = "UPDATE settings SET value = ?2"
         " WHERE key = 'profile' AND ?1 = ''",
+    [P_GEN_BUMP - 144] = "UPDATE settings SET value = CAST(value AS INTEGER)"
+        " + 1 WHERE key = 'flow_generation'",
     [P_RECEIPT_ADD - 144] = "INSERT INTO receipts(message_id, direction, at,"
         " as2_message_id, original_message_id, headers, body)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -128,23 +130,29 @@ int store_partners_read(struct store *s, struct store_flow *f,
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         f->profile = store_col_dup(st, 0);
-    else if (rc != SQLITE_DONE)
+    sqlite3_reset(st);      /* a statement left on a row pins a snapshot */
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return store_db_error(s, err, "read the profile");
     if ((st = p_stmt(s, P_ALL_PARTNERS, err)) == NULL)
         return -1;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int oom = 0;
+    while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_partner *grown = realloc(f->partners, (f->npartners + 1)
                                               * sizeof(*grown));
-        if (grown == NULL)
-            return error_set(err, "out of memory");
+        if (grown == NULL) {
+            oom = 1;
+            break;
+        }
         f->partners = grown;
         struct store_partner *p = &f->partners[f->npartners++];
         p->name = store_col_dup(st, 0);
         p->as2_id = store_col_dup(st, 1);
         p->config = store_col_dup(st, 2);
-        if (!p->name || !p->as2_id || !p->config)
-            return error_set(err, "out of memory");
+        oom = !p->name || !p->as2_id || !p->config;
     }
+    sqlite3_reset(st);
+    if (oom)
+        return error_set(err, "out of memory");
     return rc == SQLITE_DONE ? 0 : store_db_error(s, err, "read partners");
 }
 
@@ -211,6 +219,7 @@ int store_certs_list(struct store *s, const char *owner, int with_keys,
         store_certs_free(*out, *n);
         *out = NULL;
         *n = 0;
+        sqlite3_reset(st);
         return store_db_error(s, err, "list certificates");
     }
     return 0;
@@ -233,6 +242,9 @@ int store_cert_add(struct store *s, const struct store_cert *c,
         if (store_step_done(s, st, err, "update the partner") < 0)
             return store_tx_fail(s);
     }
+    /* a running server reloads and uses the new certificate or key */
+    if (p_simple(s, P_GEN_BUMP, "bump flow generation", err) < 0)
+        return store_tx_fail(s);
     return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }
 
@@ -319,6 +331,7 @@ int store_receipts_list(struct store *s, const char *message_id,
         store_receipts_free(*out, *n);
         *out = NULL;
         *n = 0;
+        sqlite3_reset(st);
         return store_db_error(s, err, "list receipts");
     }
     return 0;

@@ -72,20 +72,23 @@ int store_csecret_get(struct store *s, const char *connector, const char *name,
     store_bind_text(st, 1, connector);
     store_bind_text(st, 2, name);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
         return 0;
-    if (rc != SQLITE_ROW)
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
         return store_db_error(s, err, "read a connector secret");
+    }
     int n = sqlite3_column_bytes(st, 0);
     *blob = malloc(n > 0 ? (size_t)n : 1);
-    if (*blob == NULL)
-        return error_set(err, "out of memory");
-    if (n > 0)
+    if (*blob != NULL && n > 0)
         memcpy(*blob, sqlite3_column_blob(st, 0), (size_t)n);
     *len = (size_t)n;
     if (expires_at)
         *expires_at = sqlite3_column_int64(st, 1);
-    return 1;
+    sqlite3_reset(st);      /* a statement left on a row pins a snapshot */
+    return *blob ? 1 : error_set(err, "out of memory");
 }
 
 int store_csecret_del(struct store *s, const char *connector, const char *name,
