@@ -376,6 +376,9 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
                  ? " (signed)" : "", r.mic);
         st = WH_OK;
     }
+    if (st != WH_OK)
+        conn_log(c, LOG_WARNING, msgid, "ALERT: the MDN from %s does not "
+                 "confirm %s: %s", s->part.name, message_id, err->msg);
     if (body && len > 0)
         as2_receipt_keep(c, NULL, msgid, "received", headers, body, len,
                          r.message_id[0] ? r.message_id : NULL,

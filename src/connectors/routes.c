@@ -93,6 +93,9 @@ static void dispatch(struct partner_routes *pr, const struct connector_type *t,
     struct connector *c = cs ? t->route_pick(cs, n, req) : NULL;
     free(cs);
     if (c == NULL) {
+        log_warn("ALERT: %s request to %s from %s refused: no %s connector "
+                 "takes it (unknown partner or path)", t->name,
+                 net_req_path(req), net_req_address(req), t->name);
         net_reply_error(req, 404, "not_found", "no %s connector takes this "
                         "request", t->name);
         return;

@@ -23,8 +23,10 @@
  * encrypt value plus AES], "async_mdn_url", "pin_sha256", "proxy",
  * "sign_pss" [false], "encrypt_oaep" [false], interop switches
  * "transfer_encoding" ("binary" | "base64") [binary], "canonicalize"
- * [true], "compress_order" ("before_sign" | "after_sign") [before_sign],
- * "micalg_spelling" ("rfc" = sha-256 | "plain" = sha256) [rfc].
+ * [false: payloads go byte for byte; true: text line ends become CRLF
+ * before signing], "compress_order" ("before_sign" | "after_sign")
+ * [before_sign], "micalg_spelling" ("rfc" = sha-256 | "plain" = sha256)
+ * [rfc].
  */
 #ifndef WHARF_PARTNERS_H
 #define WHARF_PARTNERS_H

@@ -166,3 +166,19 @@ def test_m4_r06_no_key_material_in_trace_logs(tmp_path, wharf, start_server):
         for key in (a.key, b.key):
             body = key.read_text().strip().splitlines()[1:-1]
             assert not any(line in log for line in body), key
+
+
+def test_m4_unknown_partner_is_404_with_an_alert(tmp_path, wharf,
+                                                 start_server):
+    from as2_raw import Request, post
+    a, b = pair(wharf, tmp_path)
+    start((b,), start_server)
+    req = Request("/as2", [("AS2-From", "stranger"), ("AS2-To", "wharf-b"),
+                   ("Message-ID", "<x1@stranger>"),
+                   ("Content-Type", "application/edi-x12")], b"UNA:+.? '")
+    r = post(b.url, req, b.tls_cert)
+    assert r.status == 404
+    log = (b.data / "logs" / "wharf.log").read_text()
+    assert "ALERT: as2 request to /as2" in log and "unknown partner" in log
+    assert wharf.messages(b.data) == []
+    b.server.stop()
