@@ -293,10 +293,6 @@ def test_r01_with_proxies_only_the_proxies_are_contacted(
         for d in (out, *ins.values()):
             d.mkdir()
         retry = {"max_attempts": 20, "initial_ms": 200, "max_ms": 1000}
-        from as2_pair import as2_keys
-        a_cert, a_key = as2_keys(sec, "wharf-a")
-        b, b_partner, _ = as2_partner_b(wharf, tmp_path, start_server, data,
-                                        a_cert, a_key)
         doc = flow_doc([
             file_source("in-http", ins["http"]),
             file_source("in-sftp", ins["sftp"]),
@@ -316,9 +312,6 @@ def test_r01_with_proxies_only_the_proxies_are_contacted(
         srv.wait_listening()
         drop_file(ins["http"], "proxied.txt", b"via the global proxy")
         drop_file(ins["sftp"], "up.edi", os.urandom(20000))
-        drop_file(ins["as2"], "to-b.edi", b"to partner B over AS2")
-        b.server.wait_listening()
-        drop_file(b.outbox, "from-b.edi", b"from partner B over AS2")
         drop_file(recv, "down.csv", b"a;b;c\n")
         os.chown(recv / "down.csv", sshd.uid, sshd.gid)
 
