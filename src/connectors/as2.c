@@ -469,6 +469,25 @@ static int send_opts(struct connector *c, const struct message *m,
     return 0;
 }
 
+/* An unlinked file in dir for one packaged body: O_TMPFILE, or where the
+ * file system lacks it, a mkstemp file unlinked at once. -1 with errno. */
+static int body_file(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR &&
+                    errno != EINVAL))
+        return fd;
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/.as2-body-XXXXXX", dir);
+    if ((fd = mkostemp(path, O_CLOEXEC)) >= 0 && unlink(path) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 /* Package m into sd->fd (an unlinked file in the data directory). */
 static int send_package(struct connector *c, const struct message *m,
                         struct send *sd, struct error *err)
@@ -476,8 +495,7 @@ static int send_package(struct connector *c, const struct message *m,
     char dir[4200];
     if (wharf_path(c->wharf, "payloads", dir, sizeof(dir)) < 0)
         return error_set(err, "data directory path too long");
-    sd->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (sd->fd < 0)
+    if ((sd->fd = body_file(dir)) < 0)
         return error_errno(err, errno, "cannot create a temporary file in %s",
                            dir);
     struct payload_src src = { .r = message_payload_open(m, err),
