@@ -426,6 +426,24 @@ int ber_oid(struct ber *b, const struct ber_tlv *parent, struct cbuf *raw,
     return nid;
 }
 
+int ber_econtent(struct ber *b, const struct ber_tlv *eci,
+                 struct ber_tlv *wrap, struct ber_tlv *os,
+                 const char *absent)
+{
+    int p = ber_peek(b, eci);
+    if (p < 0)
+        return -1;
+    if (p != BER_CTX0)
+        return error_set(b->err, "%s", absent);
+    if (ber_next(b, eci, wrap, BER_CTX0, "content") != 0 ||
+        ber_next(b, wrap, os, 0, "content") != 0)
+        return -1;
+    if (os->id != BER_OCTETS && os->id != BER_OCTETS_C)
+        return error_set(b->err, "%s is malformed: the content is not an "
+                         "OCTET STRING", b->what);
+    return 0;
+}
+
 /* ---- BIO helpers ---- */
 
 long cms_read(BIO *in, unsigned char *buf, size_t cap, struct error *err)

@@ -105,6 +105,12 @@ int ber_take_opt(struct ber *b, const struct ber_tlv *parent,
  * unknown); raw, when not NULL, receives its encoding. -1 on error. */
 int ber_oid(struct ber *b, const struct ber_tlv *parent, struct cbuf *raw,
             const char *name);
+/* Open the [0] eContent of an EncapsulatedContentInfo eci: its header
+ * into wrap, the OCTET STRING inside into os (content not yet read).
+ * absent is the whole error sentence for an eci without content. */
+int ber_econtent(struct ber *b, const struct ber_tlv *eci,
+                 struct ber_tlv *wrap, struct ber_tlv *os,
+                 const char *absent);
 
 /* ---- helpers ---- */
 

@@ -301,16 +301,20 @@ static int trust_check(const struct as2_trust *t, struct error *err)
 
 /* ---- detached ---- */
 
+/* The NID of si's digest algorithm. */
+static int si_digest_nid(CMS_SignerInfo *si)
+{
+    X509_ALGOR *dig = NULL;
+    CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, NULL);
+    return OBJ_obj2nid(dig->algorithm);
+}
+
 static BIO *md_chain_of(CMS_ContentInfo *cms, struct error *err)
 {
     STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
     int nids[MD_MAX], n = 0;
-    for (int i = 0; i < sk_CMS_SignerInfo_num(sis) && n < MD_MAX; i++) {
-        X509_ALGOR *dig = NULL;
-        CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL, NULL,
-                                 &dig, NULL);
-        nids[n++] = OBJ_obj2nid(dig->algorithm);
-    }
+    for (int i = 0; i < sk_CMS_SignerInfo_num(sis) && n < MD_MAX; i++)
+        nids[n++] = si_digest_nid(sk_CMS_SignerInfo_value(sis, i));
     return md_chain(nids, n, err);
 }
 
@@ -333,6 +337,35 @@ static CMS_ContentInfo *signed_from_der(const unsigned char *der, size_t len,
     return cms;
 }
 
+/* A detached signature sig whose signers are the partner's (v filled);
+ * NULL with err set. Caller frees. */
+static CMS_ContentInfo *detached_open(const struct as2_trust *trust,
+                                      const unsigned char *sig, size_t siglen,
+                                      struct as2_verified *v,
+                                      struct error *err)
+{
+    if (sig == NULL || siglen == 0 || siglen > AS2_CMS_SIG_MAX) {
+        error_set(err, "signature verification failed: the signature is "
+                  "empty or larger than %d bytes", AS2_CMS_SIG_MAX);
+        return NULL;
+    }
+    CMS_ContentInfo *cms = signed_from_der(sig, siglen, err);
+    if (cms == NULL)
+        return NULL;
+    int rc = 0;
+    if (!CMS_is_detached(cms))
+        rc = error_set(err, "signature verification failed: the signature "
+                       "carries its own content where a detached signature "
+                       "was expected");
+    if (rc == 0)
+        rc = signers_check(trust, cms, v, err);
+    if (rc != 0) {
+        CMS_ContentInfo_free(cms);
+        return NULL;
+    }
+    return cms;
+}
+
 int as2_cms_verify_detached(const struct as2_trust *trust,
                             const unsigned char *sig, size_t siglen,
                             BIO *content, struct as2_verified *info,
@@ -341,22 +374,11 @@ int as2_cms_verify_detached(const struct as2_trust *trust,
     struct as2_verified v;
     if (trust_check(trust, err) != 0)
         return -1;
-    if (sig == NULL || siglen == 0 || siglen > AS2_CMS_SIG_MAX)
-        return error_set(err, "signature verification failed: the signature "
-                         "is empty or larger than %d bytes", AS2_CMS_SIG_MAX);
-    CMS_ContentInfo *cms = signed_from_der(sig, siglen, err);
+    CMS_ContentInfo *cms = detached_open(trust, sig, siglen, &v, err);
     if (cms == NULL)
         return -1;
-    BIO *chain = NULL;
-    int rc = 0;
-    if (!CMS_is_detached(cms))
-        rc = error_set(err, "signature verification failed: the signature "
-                       "carries its own content where a detached signature "
-                       "was expected");
-    if (rc == 0)
-        rc = signers_check(trust, cms, &v, err);
-    if (rc == 0 && (chain = md_chain_of(cms, err)) == NULL)
-        rc = -1;
+    BIO *chain = md_chain_of(cms, err);
+    int rc = chain == NULL ? -1 : 0;
     if (rc == 0)
         rc = cms_pump(content, chain, "cannot digest the content", err);
     if (rc == 0)
@@ -394,10 +416,7 @@ static int chain_has_digests(CMS_ContentInfo *cms, BIO *chain,
 {
     STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
     for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
-        X509_ALGOR *dig = NULL;
-        CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL, NULL,
-                                 &dig, NULL);
-        int nid = OBJ_obj2nid(dig->algorithm), found = 0;
+        int nid = si_digest_nid(sk_CMS_SignerInfo_value(sis, i)), found = 0;
         for (BIO *b = BIO_find_type(chain, BIO_TYPE_MD); b != NULL && !found;
              b = BIO_find_type(BIO_next(b), BIO_TYPE_MD)) {
             const EVP_MD *md = NULL;
@@ -424,21 +443,10 @@ int as2_cms_verify_digested(const struct as2_trust *trust,
     if (digested == NULL)
         return error_set(err, "signature verification failed: no digest of "
                          "the content");
-    if (sig == NULL || siglen == 0 || siglen > AS2_CMS_SIG_MAX)
-        return error_set(err, "signature verification failed: the signature "
-                         "is empty or larger than %d bytes", AS2_CMS_SIG_MAX);
-    CMS_ContentInfo *cms = signed_from_der(sig, siglen, err);
+    CMS_ContentInfo *cms = detached_open(trust, sig, siglen, &v, err);
     if (cms == NULL)
         return -1;
-    int rc = 0;
-    if (!CMS_is_detached(cms))
-        rc = error_set(err, "signature verification failed: the signature "
-                       "carries its own content where a detached signature "
-                       "was expected");
-    if (rc == 0)
-        rc = signers_check(trust, cms, &v, err);
-    if (rc == 0)
-        rc = chain_has_digests(cms, digested, err);
+    int rc = chain_has_digests(cms, digested, err);
     if (rc == 0)
         rc = signers_verify(cms, digested, err);
     CMS_ContentInfo_free(cms);
@@ -500,18 +508,9 @@ static int sd_content(struct ber *b, const struct ber_tlv *sd,
         return -1;
     if (cbuf_wrap(stub, from, BER_SEQ) != 0)
         return error_set(b->err, "out of memory reading %s", b->what);
-    int p = ber_peek(b, &eci);
-    if (p < 0)
+    if (ber_econtent(b, &eci, &wrap, &os, "signature verification failed: "
+                     "the signed message carries no content") != 0)
         return -1;
-    if (p != BER_CTX0)
-        return error_set(b->err, "signature verification failed: the signed "
-                         "message carries no content");
-    if (ber_next(b, &eci, &wrap, BER_CTX0, "content") != 0 ||
-        ber_next(b, &wrap, &os, 0, "content") != 0)
-        return -1;
-    if (os.id != BER_OCTETS && os.id != BER_OCTETS_C)
-        return error_set(b->err, "%s is malformed: the content is not an "
-                         "OCTET STRING", b->what);
     if (ber_octets(b, &os, tee_sink, tee) != 0 ||
         ber_close(b, &wrap, "content") != 0)
         return -1;

@@ -127,6 +127,31 @@ struct unz {
     unsigned char buf[CMS_CHUNK];
 };
 
+/* One inflate step into u->buf; zlib's result. */
+static int unz_inflate(struct unz *u)
+{
+    u->zs.next_out = u->buf;
+    u->zs.avail_out = sizeof(u->buf);
+    return inflate(&u->zs, Z_NO_FLUSH);
+}
+
+/* Write what the last step produced (*got bytes), refusing to pass the
+ * limit. */
+static int unz_emit(struct unz *u, size_t *got, struct error *err)
+{
+    *got = sizeof(u->buf) - u->zs.avail_out;
+    if (*got > u->max - u->written)
+        return error_set(err, "decompression refused: the content "
+                         "inflates to more than the limit of %llu bytes "
+                         "(a compression bomb?)",
+                         (unsigned long long)u->max);
+    if (cms_write(u->out, u->buf, *got, "cannot write the decompressed "
+                  "content", err) != 0)
+        return -1;
+    u->written += *got;
+    return 0;
+}
+
 static int unz_sink(void *ctx, const unsigned char *p, size_t n,
                     struct error *err)
 {
@@ -137,25 +162,16 @@ static int unz_sink(void *ctx, const unsigned char *p, size_t n,
     u->zs.next_in = (unsigned char *)p;
     u->zs.avail_in = (uInt)n;
     while (u->zs.avail_in > 0 && !u->done) {
-        u->zs.next_out = u->buf;
-        u->zs.avail_out = sizeof(u->buf);
-        int ret = inflate(&u->zs, Z_NO_FLUSH);
+        int ret = unz_inflate(u);
         if (ret == Z_STREAM_END)
             u->done = 1;
         else if (ret != Z_OK && ret != Z_BUF_ERROR)
             return error_set(err, "decompression failed: the compressed "
                              "data is corrupt (zlib: %s)",
                              u->zs.msg ? u->zs.msg : "error");
-        size_t got = sizeof(u->buf) - u->zs.avail_out;
-        if (got > u->max - u->written)
-            return error_set(err, "decompression refused: the content "
-                             "inflates to more than the limit of %llu bytes "
-                             "(a compression bomb?)",
-                             (unsigned long long)u->max);
-        if (cms_write(u->out, u->buf, got, "cannot write the decompressed "
-                      "content", err) != 0)
+        size_t got;
+        if (unz_emit(u, &got, err) != 0)
             return -1;
-        u->written += got;
         if (ret == Z_BUF_ERROR && got == 0)
             break;
     }
@@ -171,19 +187,10 @@ static int unz_drain(struct unz *u, struct error *err)
     while (!u->done) {
         u->zs.next_in = NULL;
         u->zs.avail_in = 0;
-        u->zs.next_out = u->buf;
-        u->zs.avail_out = sizeof(u->buf);
-        int ret = inflate(&u->zs, Z_NO_FLUSH);
-        size_t got = sizeof(u->buf) - u->zs.avail_out;
-        if (got > u->max - u->written)
-            return error_set(err, "decompression refused: the content "
-                             "inflates to more than the limit of %llu bytes "
-                             "(a compression bomb?)",
-                             (unsigned long long)u->max);
-        if (cms_write(u->out, u->buf, got, "cannot write the decompressed "
-                      "content", err) != 0)
+        int ret = unz_inflate(u);
+        size_t got;
+        if (unz_emit(u, &got, err) != 0)
             return -1;
-        u->written += got;
         if (ret == Z_STREAM_END)
             u->done = 1;
         else if (got == 0)
@@ -222,18 +229,9 @@ static int unz_content(struct ber *b, const struct ber_tlv *cd,
     if (ber_next(b, cd, &eci, BER_SEQ, "encapsulated content info") != 0 ||
         ber_oid(b, &eci, NULL, "content type") < 0)
         return -1;
-    int p = ber_peek(b, &eci);
-    if (p < 0)
+    if (ber_econtent(b, &eci, &wrap, &os, "decompression failed: the "
+                     "message carries no content") != 0)
         return -1;
-    if (p != BER_CTX0)
-        return error_set(b->err, "decompression failed: the message carries "
-                         "no content");
-    if (ber_next(b, &eci, &wrap, BER_CTX0, "content") != 0 ||
-        ber_next(b, &wrap, &os, 0, "content") != 0)
-        return -1;
-    if (os.id != BER_OCTETS && os.id != BER_OCTETS_C)
-        return error_set(b->err, "%s is malformed: the content is not an "
-                         "OCTET STRING", b->what);
     if (ber_octets(b, &os, unz_sink, u) != 0 || unz_drain(u, b->err) != 0 ||
         ber_close(b, &wrap, "content") != 0)
         return -1;

@@ -3,8 +3,9 @@
  * uses: a BIO that calls functions (the pull and push adaptors the
  * streams are built from), bounded pipes between a stage thread and its
  * consumer, the record of the first real failure among the threads of
- * one call, and small streaming codecs (base64 with CRLF lines, the
- * Content-Transfer-Encoding decoders, a header-block reader).
+ * one call, small streaming codecs (base64 with CRLF lines, the
+ * Content-Transfer-Encoding decoders, a header-block reader), and the
+ * micalg-to-digest mapping.
  *
  * Ownership: a struct msg_stage owns its pipe and thread until
  * msg_stage_finish; adaptor structs are the caller's (usually on its
@@ -21,6 +22,8 @@
 
 #include <openssl/bio.h>
 
+#include "as2/as2_headers.h"
+#include "as2/cms.h"
 #include "as2/mdn.h"
 #include "as2/mime.h"
 #include "util/error.h"
@@ -158,5 +161,10 @@ int msg_read_headers(BIO *in, struct mime_headers *hs, unsigned char **raw,
  * heap memory the caller frees. */
 int msg_sig_part_der(const char *entity, size_t len, unsigned char **der,
                      size_t *dlen, struct error *err);
+
+/* ---- algorithm names ---- */
+
+/* The digest a micalg names; AS2_DIGEST_NONE when none we support. */
+enum as2_digest msg_digest_of(enum as2_micalg a);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * message_io.c - the plumbing of the AS2 message streams
  * (message_internal.h): function BIOs, bounded pipes with a stage thread
- * on the writing side, the failure record shared by those threads, and
- * the streaming codecs the send and receive paths are built from.
+ * on the writing side, the failure record shared by those threads, the
+ * streaming codecs the send and receive paths are built from, and the
+ * micalg-to-digest mapping they share.
  *
  * It owns the pipes and threads of the stages it starts (each joined by
  * msg_stage_finish) and nothing else. It must never do I/O of its own,
@@ -568,4 +569,18 @@ int msg_sig_part_der(const char *entity, size_t len, unsigned char **der,
     mime_content_type_free(&ct);
     mime_headers_free(&hs);
     return rc;
+}
+
+/* ---- algorithm names ---- */
+
+enum as2_digest msg_digest_of(enum as2_micalg a)
+{
+    switch (a) {
+    case AS2_MICALG_SHA1: return AS2_DIGEST_SHA1;
+    case AS2_MICALG_SHA256: return AS2_DIGEST_SHA256;
+    case AS2_MICALG_SHA384: return AS2_DIGEST_SHA384;
+    case AS2_MICALG_SHA512: return AS2_DIGEST_SHA512;
+    default: break;
+    }
+    return AS2_DIGEST_NONE;
 }

@@ -32,18 +32,6 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-static enum as2_digest digest_of(enum as2_micalg a)
-{
-    switch (a) {
-    case AS2_MICALG_SHA1: return AS2_DIGEST_SHA1;
-    case AS2_MICALG_SHA256: return AS2_DIGEST_SHA256;
-    case AS2_MICALG_SHA384: return AS2_DIGEST_SHA384;
-    case AS2_MICALG_SHA512: return AS2_DIGEST_SHA512;
-    default: break;
-    }
-    return AS2_DIGEST_NONE;
-}
-
 static int add_id(struct mime_headers *hs, const char *name, const char *id,
                   struct error *err)
 {
@@ -140,7 +128,7 @@ int as2_mdn_make(const struct as2_mdn_opts *o, const struct as2_unpacked *msg,
             rc = mime_report_content_type(ct, sizeof(ct), boundary, err);
     } else if (rc == 0) {
         struct as2_signer s = *o->signer;
-        s.digest = digest_of(msg->mic_alg);
+        s.digest = msg_digest_of(msg->mic_alg);
         if (s.digest == AS2_DIGEST_NONE)
             s.digest = AS2_DIGEST_SHA256;
         const char *micalg = msg->mic_alg_name[0] != '\0'

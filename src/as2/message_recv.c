@@ -842,18 +842,6 @@ static void micalg_spelling(const struct mime_headers *h, enum as2_micalg alg,
     }
 }
 
-static enum as2_digest digest_of_micalg(enum as2_micalg a)
-{
-    switch (a) {
-    case AS2_MICALG_SHA1: return AS2_DIGEST_SHA1;
-    case AS2_MICALG_SHA256: return AS2_DIGEST_SHA256;
-    case AS2_MICALG_SHA384: return AS2_DIGEST_SHA384;
-    case AS2_MICALG_SHA512: return AS2_DIGEST_SHA512;
-    default: break;
-    }
-    return AS2_DIGEST_NONE;
-}
-
 /* The request's AS2 headers, the expected ids and the receipt options. */
 static int rx_request(struct rx *rx, const struct mime_headers *h,
                       struct error *err)
@@ -883,7 +871,7 @@ static int rx_request(struct rx *rx, const struct mime_headers *h,
             info->unsupported_micalg = true;
             return rx_fail(rx, 0, MDN_ERROR_NONE, err);
         }
-        enum as2_digest d = digest_of_micalg(alg);
+        enum as2_digest d = msg_digest_of(alg);
         if (d == AS2_DIGEST_NONE || (rx->digests & AS2_DIGEST_BIT(d)) == 0) {
             /* only optional and nothing we allow: our default */
             alg = AS2_MICALG_SHA256;
@@ -919,7 +907,7 @@ int as2_unpack(const struct as2_policy *pol, const struct mime_headers *h,
     msg_aborted_reset();
     int rc = rx_request(&rx, h, err);
     if (rc == 0 &&
-        (rx.mic = as2_mic_new(digest_of_micalg(info->mic_alg), err)) == NULL)
+        (rx.mic = as2_mic_new(msg_digest_of(info->mic_alg), err)) == NULL)
         rc = rx_fail(&rx, 0, E_UNEXPECTED, err);
     if (rc == 0)
         rc = rx_entity(&rx, body, h, 0, err);

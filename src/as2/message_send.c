@@ -203,18 +203,6 @@ static enum as2_micalg micalg_of(enum as2_digest d)
     return AS2_MICALG_UNKNOWN;
 }
 
-static enum as2_digest digest_of(enum as2_micalg a)
-{
-    switch (a) {
-    case AS2_MICALG_SHA1: return AS2_DIGEST_SHA1;
-    case AS2_MICALG_SHA256: return AS2_DIGEST_SHA256;
-    case AS2_MICALG_SHA384: return AS2_DIGEST_SHA384;
-    case AS2_MICALG_SHA512: return AS2_DIGEST_SHA512;
-    default: break;
-    }
-    return AS2_DIGEST_NONE;
-}
-
 static bool is_ascii_printable(const char *s)
 {
     for (; *s; s++)
@@ -387,7 +375,7 @@ static int check_opts(const struct as2_package_opts *o, struct error *err)
     if (o->compress > AS2_COMPRESS_AFTER_SIGNING)
         return error_set(err, "cannot package: unknown compression order");
     for (size_t i = 0; i < o->n_mdn_micalgs; i++)
-        if (digest_of(o->mdn_micalgs[i]) == AS2_DIGEST_NONE)
+        if (msg_digest_of(o->mdn_micalgs[i]) == AS2_DIGEST_NONE)
             return error_set(err, "cannot package: the MDN MIC algorithm "
                              "list holds an unsupported algorithm");
     return 0;
@@ -629,7 +617,7 @@ int as2_package(const struct as2_package_opts *o, BIO *payload, BIO *out,
     enum as2_micalg mic_alg = o->n_mdn_micalgs ? o->mdn_micalgs[0]
                               : o->signer ? micalg_of(o->signer->digest)
                               : AS2_MICALG_SHA256;
-    res->mic_digest = digest_of(mic_alg);
+    res->mic_digest = msg_digest_of(mic_alg);
 
     struct tx tx = {.o = o};
     msg_fail_init(&tx.fail);
