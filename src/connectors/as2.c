@@ -136,6 +136,9 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
     }
     const json_t *t = json_object_get(c->config, "mdn_timeout_s");
     s->mdn_timeout_ms = (t ? json_integer_value(t) : 600) * 1000;
+    /* poll() only retries queued MDNs: not as often as a folder */
+    if (c->poll_ms == c->wharf->conf.poll_ms && c->poll_ms < 5000)
+        c->poll_ms = 5000;      /* unless the connector set its own */
     t = json_object_get(c->config, "timeout_ms");
     s->opts.timeout_ms = t ? (long)json_integer_value(t) : 0;
     s->opts.ca_file = partner_str(&s->part, "tls_ca", NULL);
@@ -668,6 +671,17 @@ static enum wh_status as2_deliver(struct connector *c, struct delivery *d)
     return d->status = st;
 }
 
+/* Not a poller of new messages (partners POST them): retries the
+ * asynchronous MDNs still queued. */
+static enum wh_status as2_poll(struct connector *c, struct intake *in,
+                               struct error *err)
+{
+    (void)in;
+    (void)err;
+    as2_mdn_retry(c);
+    return WH_OK;
+}
+
 static enum wh_status as2_test(struct connector *c, struct error *err)
 {
     struct as2_state *s = c->state;
@@ -707,6 +721,7 @@ const struct connector_type connector_as2 = {
     .ends_path = 1,
     .check = as2_check,
     .open = as2_open,
+    .poll = as2_poll,
     .deliver = as2_deliver,
     .route = as2_route,
     .route_prefix = AS2_ROUTE,

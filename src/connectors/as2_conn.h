@@ -66,6 +66,9 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x);
 struct connector *as2_pick(struct connector *const *conns, size_t n,
                            struct net_request *req);
 
+/* poll(): send the asynchronous MDNs still queued (as2_recv.c). */
+void as2_mdn_retry(struct connector *c);
+
 /* Connector state names for the asynchronous MDN of a message. */
 void as2_state_pending(char *out, size_t n, const char *msgid);
 void as2_state_arrived(char *out, size_t n, const char *as2_msgid);

@@ -214,19 +214,6 @@ static ssize_t mem_read(void *ud, void *buf, size_t n, struct error *e)
     return (ssize_t)n;
 }
 
-/* "Name: value" strings of h, NULL-terminated; free with lines_free. */
-static char **header_lines(const struct mime_headers *h)
-{
-    char **out = calloc(h->count + 1, sizeof(char *));
-    for (size_t i = 0; out && i < h->count; i++) {
-        size_t n = strlen(h->h[i].name) + strlen(h->h[i].value) + 3;
-        if ((out[i] = malloc(n)) == NULL)
-            return out;     /* shorter list: still NULL-terminated */
-        snprintf(out[i], n, "%s: %s", h->h[i].name, h->h[i].value);
-    }
-    return out;
-}
-
 static void lines_free(char **l)
 {
     for (size_t i = 0; l && l[i]; i++)
@@ -234,41 +221,150 @@ static void lines_free(char **l)
     free(l);
 }
 
-/* POST an MDN to the sender's Receipt-Delivery-Option (after our 200),
- * three attempts; a failure is logged as an alert. */
-static void mdn_post(struct connector *c, const char *url,
-                     const struct as2_mdn_built *b, BIO *body)
+/* One POST of an MDN (hdrs: "Name: value" list) to url. */
+static enum wh_status mdn_post(struct connector *c, const char *url,
+                               char **hdrs, const char *data, size_t len,
+                               struct error *err)
 {
     struct as2_state *s = c->state;
+    struct mem_src m = { data, len };
+    struct net_client_req req = { .method = "POST", .url = url,
+        .headers = (const char *const *)hdrs, .body_len = (int64_t)len,
+        .read = mem_read, .read_ud = &m };
+    struct net_client_resp resp;
+    enum wh_status st = net_client_request(&s->opts, &req, &resp, err);
+    if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
+        st = net_client_status_class(resp.status);
+        error_set(err, "HTTP %ld", resp.status);
+    }
+    net_client_resp_free(&resp);
+    return st;
+}
+
+/* ---- the durable queue of asynchronous MDNs ------------------------------------
+ * State "as2.mdn_out.<hash of the MDN's Message-ID>" = URL "\n" header
+ * block NUL body, sealed, expiring after a week: written before the
+ * message is released, removed once the POST succeeded; poll() retries. */
+
+#define MDN_OUT "as2.mdn_out."
+#define MDN_OUT_DAYS 7
+
+static int mdn_queue(struct connector *c, const char *url, const char *hb,
+                     const char *data, size_t len, const char *mdn_id,
+                     char name[128], struct error *err)
+{
+    as2_state_arrived(name, 128, mdn_id);        /* as2.mdn.<hash> */
+    char tmp[128];
+    snprintf(tmp, sizeof(tmp), MDN_OUT "%s", name + strlen("as2.mdn."));
+    snprintf(name, 128, "%s", tmp);
+    size_t ul = strlen(url), hl = strlen(hb);
+    struct secret *v = secret_new(ul + 1 + hl + 1 + len);
+    if (v == NULL)
+        return error_set(err, "out of memory");
+    unsigned char *p = secret_data_mut(v);
+    memcpy(p, url, ul);
+    p[ul] = '\n';
+    memcpy(p + ul + 1, hb, hl + 1);
+    memcpy(p + ul + 1 + hl + 1, data, len);
+    int rc = connector_state_put(c->wharf, c->name, name, v,
+                                 (int64_t)time(NULL) * 1000 +
+                                 MDN_OUT_DAYS * 86400000LL, err);
+    secret_free(v);
+    return rc;
+}
+
+/* "Name: value\r\n" lines of a header block as a NULL-terminated list. */
+static char **block_lines(const char *hb)
+{
+    size_t n = 0;
+    for (const char *q = hb; (q = strstr(q, "\r\n")) != NULL; q += 2)
+        n++;
+    char **out = calloc(n + 1, sizeof(char *));
+    const char *at = hb;
+    for (size_t i = 0; out && i < n; i++) {
+        const char *e = strstr(at, "\r\n");
+        if (e == at)
+            break;
+        out[i] = strndup(at, (size_t)(e - at));
+        at = e + 2;
+    }
+    return out;
+}
+
+/* Send one queued MDN; drops it when sent or expired. */
+static void mdn_retry_one(struct connector *c, const char *name)
+{
     struct error err = {0};
-    char **hdrs = header_lines(&b->headers);
+    struct secret *v = NULL;
+    int64_t expires = 0;
+    if (connector_state_get(c->wharf, c->name, name, &v, &expires, &err) <= 0)
+        return;
+    const char *p = (const char *)secret_data(v);
+    size_t n = secret_len(v);
+    const char *nl = memchr(p, '\n', n);
+    const char *hb = nl ? nl + 1 : NULL;
+    size_t hl = hb ? strnlen(hb, n - (size_t)(hb - p)) : 0;
+    if (hb == NULL || hb + hl >= p + n) {
+        connector_state_drop(c->wharf, c->name, name, NULL);
+        secret_free(v);
+        return;
+    }
+    char *url = strndup(p, (size_t)(nl - p));
+    char **hdrs = block_lines(hb);
+    const char *body = hb + hl + 1;
+    enum wh_status st = url && hdrs ? mdn_post(c, url, hdrs, body,
+                                               n - (size_t)(body - p), &err)
+                                    : WH_RETRY;
+    if (st == WH_OK) {
+        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_log(c, LOG_INFO, NULL, "queued asynchronous MDN sent to %s", url);
+    } else if ((int64_t)time(NULL) * 1000 > expires) {
+        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN to %s given up "
+                 "after %d days: %s", url, MDN_OUT_DAYS, err.msg);
+    } else {
+        conn_log(c, LOG_WARNING, NULL, "asynchronous MDN to %s not sent yet "
+                 "(kept, tried again later): %s", url, err.msg);
+    }
+    lines_free(hdrs);
+    free(url);
+    secret_free(v);
+}
+
+void as2_mdn_retry(struct connector *c)
+{
+    struct error err = {0};
+    char **names = NULL;
+    size_t n = 0;
+    if (connector_state_names(c->wharf, c->name, MDN_OUT, &names, &n,
+                              &err) < 0) {
+        conn_log(c, LOG_ERROR, NULL, "cannot read the MDN queue: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        mdn_retry_one(c, names[i]);
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* An asynchronous MDN: queued durably first (so the message may go on),
+ * then tried once now; poll() retries what is left. */
+static void mdn_async(struct connector *c, const char *url,
+                      const struct as2_mdn_built *b, const char *hb,
+                      BIO *body)
+{
+    struct error err = {0};
     char *data = NULL;
     long len = BIO_get_mem_data(body, &data);
-    struct mem_src m;
-    struct net_client_req req = { .method = "POST", .url = url,
-        .headers = (const char *const *)hdrs, .body_len = len,
-        .read = mem_read, .read_ud = &m };
-    enum wh_status st = hdrs ? WH_RETRY : WH_FAIL;
-    for (int attempt = 0; st == WH_RETRY && attempt < 3; attempt++) {
-        struct net_client_resp resp;
-        m.p = data;
-        m.left = (size_t)len;
-        if (attempt > 0)
-            sleep((unsigned)attempt);
-        st = net_client_request(&s->opts, &req, &resp, &err);
-        if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
-            st = net_client_status_class(resp.status);
-            error_set(&err, "HTTP %ld", resp.status);
-        }
-        net_client_resp_free(&resp);
+    char name[128];
+    if (hb == NULL || mdn_queue(c, url, hb, data, (size_t)len, b->message_id,
+                                name, &err) < 0) {
+        conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN %s cannot be "
+                 "queued: %s", b->message_id, err.msg);
+        return;
     }
-    if (st == WH_OK)
-        conn_log(c, LOG_INFO, NULL, "asynchronous MDN %s sent to %s",
-                 b->message_id, url);
-    else
-        conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN %s could not "
-                 "be sent to %s: %s", b->message_id, url, err.msg);
-    lines_free(hdrs);
+    mdn_retry_one(c, name);
 }
 
 /* Answer info with an MDN (or an HTTP error when none was asked for). */
@@ -295,16 +391,16 @@ static void answer(struct connector *c, struct http_exchange *x,
                  info->req.message_id, err.msg);
         net_reply_error(r, 500, "internal", "cannot build the MDN");
     } else {
+        char *hb = header_block(&b.headers);
         if (!info->req.mdn_async) {
             reply_mdn(r, &b, body);
         } else {
             net_reply(r, 200, "text/plain", "received\n", 9);
-            mdn_post(c, info->req.receipt_url, &b, body);
+            mdn_async(c, info->req.receipt_url, &b, hb, body);
         }
-        char *hb = msgid ? header_block(&b.headers) : NULL;
         char *data = NULL;
         long len = BIO_get_mem_data(body, &data);
-        if (hb)
+        if (hb && msgid)
             as2_receipt_keep(c, x->st, msgid, "sent", hb, data, (size_t)len,
                              b.message_id, info->req.message_id);
         free(hb);
@@ -422,8 +518,8 @@ static void release(struct connector *c, struct store *st, const char *id,
 {
     struct error err = {0};
     const char *why = !info->req.mdn_requested ? "released (no MDN asked for)"
-                      : info->req.mdn_async ? "released after its "
-                        "asynchronous MDN was sent (or failed: see the log)"
+                      : info->req.mdn_async ? "released: its asynchronous "
+                        "MDN is queued durably (sent, or retried)"
                       : "released: its MDN went out in the response";
     if (store_message_release(st, id, why, &err) < 0)
         conn_log(c, LOG_ERROR, id, "cannot release the message (serve "

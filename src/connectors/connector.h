@@ -197,6 +197,11 @@ int connector_state_put(struct wharf *w, const char *conn, const char *name,
                         struct error *err);
 int connector_state_drop(struct wharf *w, const char *conn, const char *name,
                          struct error *err);
+/* Names of conn's runtime secrets starting with prefix, oldest first;
+ * *names and each name malloc'ed (caller frees). 0 or -1. */
+int connector_state_names(struct wharf *w, const char *conn,
+                          const char *prefix, char ***names, size_t *n,
+                          struct error *err);
 
 /* Log through the connector's own level. */
 #define conn_log(c, level, msgid, ...) \

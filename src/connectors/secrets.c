@@ -288,3 +288,18 @@ int connector_state_drop(struct wharf *w, const char *conn, const char *name,
     int rc = st ? store_csecret_del(st, conn, row, err) : -1;
     return rc;
 }
+
+int connector_state_names(struct wharf *w, const char *conn,
+                          const char *prefix, char ***names, size_t *n,
+                          struct error *err)
+{
+    char row[128];
+    state_name(row, sizeof(row), prefix);
+    struct store *st = wharf_store(w, err);
+    if (st == NULL || store_csecret_names(st, conn, row, names, n, err) < 0)
+        return -1;
+    size_t skip = strlen("state:");
+    for (size_t i = 0; i < *n; i++)      /* hand back names without "state:" */
+        memmove((*names)[i], (*names)[i] + skip, strlen((*names)[i]) - skip + 1);
+    return 0;
+}

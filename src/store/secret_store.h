@@ -36,6 +36,12 @@ int store_csecret_get(struct store *s, const char *connector, const char *name,
 int store_csecret_del(struct store *s, const char *connector, const char *name,
                       struct error *err);
 
+/* Names of connector's rows that start with prefix, oldest first; *names
+ * malloc'ed (each name too; caller frees all). */
+int store_csecret_names(struct store *s, const char *connector,
+                        const char *prefix, char ***names, size_t *n,
+                        struct error *err);
+
 /* Inside store_flow_put's transaction, after the connectors were written:
  * drop every non-state row and every row of a connector that no longer
  * exists, then insert rows[n]. */

@@ -16,7 +16,7 @@
 #include "store/store_internal.h"
 
 enum { C_PUT = 128, C_GET, C_DEL_ONE, C_DEL_ALL, C_DROP_IMPORTED, C_DROP_GONE,
-       C_LAST };
+       C_NAMES, C_LAST };
 _Static_assert(C_LAST <= 144, "sqlite_secrets.c owns statement slots 128..143");
 
 static const char *const SQL_SECRETS[C_LAST - 128] = {
@@ -33,6 +33,8 @@ static const char *const SQL_SECRETS[C_LAST - 128] = {
         " WHERE substr(name, 1, 6) <> 'state:'",
     [C_DROP_GONE - 128] = "DELETE FROM connector_secrets WHERE connector"
         " NOT IN (SELECT name FROM connectors)",
+    [C_NAMES - 128] = "SELECT name FROM connector_secrets WHERE connector = ?1"
+        " AND substr(name, 1, length(?2)) = ?2 ORDER BY updated_at, name",
 };
 
 static sqlite3_stmt *sec_stmt(struct store *s, int slot, struct error *err)
@@ -117,5 +119,40 @@ int store_csecret_replace(struct store *s, const struct store_secret *rows,
         if (store_csecret_put(s, rows[i].connector, rows[i].name, rows[i].blob,
                               rows[i].len, rows[i].expires_at, err) < 0)
             return -1;
+    return 0;
+}
+
+int store_csecret_names(struct store *s, const char *connector,
+                        const char *prefix, char ***names, size_t *n,
+                        struct error *err)
+{
+    *names = NULL;
+    *n = 0;
+    sqlite3_stmt *st = sec_stmt(s, C_NAMES, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, connector);
+    store_bind_text(st, 2, prefix);
+    int rc, oom = 0;
+    while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char **g = realloc(*names, (*n + 2) * sizeof(char *));
+        oom = g == NULL;
+        if (g) {
+            *names = g;
+            g[*n] = store_col_dup(st, 0);
+            g[*n + 1] = NULL;
+            oom = g[(*n)++] == NULL;
+        }
+    }
+    sqlite3_reset(st);
+    if (oom || (rc != SQLITE_DONE && rc != SQLITE_ROW)) {
+        for (size_t i = 0; *names && i < *n; i++)
+            free((*names)[i]);
+        free(*names);
+        *names = NULL;
+        *n = 0;
+        return oom ? error_set(err, "out of memory")
+                   : store_db_error(s, err, "list connector state");
+    }
     return 0;
 }

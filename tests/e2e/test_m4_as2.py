@@ -182,3 +182,47 @@ def test_m4_unknown_partner_is_404_with_an_alert(tmp_path, wharf,
     assert "ALERT: as2 request to /as2" in log and "unknown partner" in log
     assert wharf.messages(b.data) == []
     b.server.stop()
+
+
+def test_m4_async_mdn_is_queued_durably_and_retried(tmp_path, wharf,
+                                                    start_server):
+    """B releases the file once its async MDN is queued; the MDN's first
+    POST fails (503), B is killed, and after the restart it still sends
+    the queued MDN, which reaches A and makes A's message sent."""
+    import json
+    from as2_raw import Recorder
+    (tmp_path / "rec").mkdir()
+    rec = Recorder(tmp_path / "rec", answer=(503, [("Content-Type",
+                                                    "text/plain")], b"no\n"))
+    try:
+        a, b = pair(wharf, tmp_path, {"mdn": "async"},
+                    {"tls_ca": str(rec.cert)})
+        doc = json.loads((a.dir / "flow.json").read_text())
+        doc["partners"][0]["async_mdn_url"] = rec.url + "/mdn"
+        (a.dir / "flow.json").write_text(json.dumps(doc))
+        wharf.ok("flow", "import", "--data", a.data, a.dir / "flow.json")
+        start((a, b), start_server)
+        drop_file(a.outbox, "queued.edi", b"async MDN, queued\n")
+        wait_until(lambda: arrived(b, "queued.edi"), timeout=60,
+                   desc="B released the file with its MDN queued")
+        wait_until(lambda: len(rec.requests) >= 1, timeout=30,
+                   desc="B's first MDN POST (refused with 503)")
+        assert wharf.messages(a.data)[0]["state"] != "sent"
+        b.server.kill9()
+        rec.upstream, rec.upstream_ca = a.mdn_url, a.tls_cert
+        b.server = start_server(b.data)
+        b.server.wait_listening()
+
+        def sent():
+            return wharf.messages(a.data)[0]["state"] == "sent"
+        wait_until(sent, timeout=60, desc="A's message sent after B's retry")
+        h, _ = hop(wharf, a, "as2-b")
+        assert "MDN processed (signed)" in h["receipt"], h
+        assert len(rec.requests) >= 2
+        log_b = "".join(p.read_text() for p in (b.data / "logs").iterdir())
+        assert "not sent yet (kept, tried again later)" in log_b
+        assert "queued asynchronous MDN sent" in log_b
+        for s in (a, b):
+            s.server.stop()
+    finally:
+        rec.close()
