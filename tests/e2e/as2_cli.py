@@ -34,6 +34,8 @@ import uuid
 import zlib
 from pathlib import Path
 
+from conftest import serve_http
+
 CRLF = b"\r\n"
 
 
@@ -535,16 +537,9 @@ class As2Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls_certkey[0]), str(tls_certkey[1]))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
-                                            server_side=True)
+        self.httpd = serve_http(H, tls_certkey)
         self.port = self.httpd.server_address[1]
         self.url = f"https://127.0.0.1:{self.port}/as2"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       daemon=True)
-        self.thread.start()
 
     def close(self):
         for e in (self.hold, self.async_hold):
@@ -708,15 +703,8 @@ class MdnSink:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls_certkey[0]), str(tls_certkey[1]))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
-                                            server_side=True)
+        self.httpd = serve_http(H, tls_certkey)
         self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/mdn"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       daemon=True)
-        self.thread.start()
 
     def close(self):
         self.httpd.shutdown()

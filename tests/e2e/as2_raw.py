@@ -9,11 +9,12 @@ import re
 import socket
 import ssl
 import subprocess
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from conftest import serve_http
 
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "host",
               "expect", "keep-alive"}
@@ -157,16 +158,8 @@ class Recorder:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(str(self.cert), str(self.key))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
-                                            server_side=True)
+        self.httpd = serve_http(Handler, (self.cert, self.key))
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       daemon=True)
-        self.thread.start()
 
     @property
     def url(self):

@@ -23,12 +23,15 @@ Helpers:
                         rename it away); undone by .off() and by the fixture.
 """
 import hashlib
+import http.server
 import json
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -230,6 +233,27 @@ def new_data_dir(wharf, path, *init_args, **conf):
 @pytest.fixture
 def data_dir(wharf, tmp_path):
     return new_data_dir(wharf, tmp_path / "data")
+
+
+# ---- test servers ----------------------------------------------------------------
+
+
+def serve_http(handler, certkey=None, client_ca=None):
+    """A ThreadingHTTPServer on 127.0.0.1 (free port) in a daemon thread,
+    HTTPS with certkey (cert, key) when given, requiring a client
+    certificate from client_ca when given. Stop it with
+    httpd.shutdown(); httpd.server_close()."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if certkey:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(certkey[0]), str(certkey[1]))
+        if client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(str(client_ca))
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
 
 
 # ---- flows ---------------------------------------------------------------------

@@ -11,12 +11,11 @@ import json
 import os
 import ssl
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import (file_dest, file_source, flow_doc, listdir,
+from conftest import (file_dest, file_source, flow_doc, listdir, serve_http,
                       new_data_dir, wait_until, drop_file)
 
 
@@ -87,19 +86,8 @@ class Recorder:
 
             do_POST = do_PUT = do_HEAD = handle_any
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        if certkey:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(str(certkey[0]), str(certkey[1]))
-            if client_ca:
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                ctx.load_verify_locations(str(client_ca))
-            self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
-                                                server_side=True)
+        self.httpd = serve_http(H, certkey, client_ca)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       daemon=True)
-        self.thread.start()
 
     def bodies(self, path):
         return [r for r in self.requests if r[1] == path]

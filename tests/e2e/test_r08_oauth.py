@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (drop_file, file_source, flow_doc, new_data_dir,
+from conftest import (drop_file, file_source, flow_doc, new_data_dir, serve_http,
                       wait_until)
 from test_m6_http import make_ca, make_server_cert, secret_file
 
@@ -104,16 +104,9 @@ class OAuthServer:
                                       headers=hdrs)
                 self.reply(404, {"error": "not_found"})
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(certkey[0]), str(certkey[1]))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
-                                            server_side=True)
+        self.httpd = serve_http(H, certkey)
         self.port = self.httpd.server_address[1]
         self.base = f"https://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       daemon=True)
-        self.thread.start()
 
     def close(self):
         self.httpd.shutdown()
