@@ -4,9 +4,10 @@ listeners down. Against a real `wharf serve`, with Python's ssl module:
 
   - slowloris: 500 connections from 50 loopback addresses (127.0.0.2 ..
     127.0.0.51, each under max_conns_per_address), each sending its request
-    head a byte a second and reconnecting when cut, while a normal client
-    makes 100 requests on new connections: every one is answered within a
-    client timeout of 5 s (p99 printed; bench/slowloris_bench.sh measures it);
+    head a byte a second and reconnecting when cut (408 after 4 s), while a
+    normal client makes requests on new connections for 10 s (100 at
+    least): every one is answered within a client timeout of 5 s (p99
+    printed; bench/slowloris_bench.sh measures it);
   - a request body trickling one byte every 1.5 s (each read well within
     request_timeout_ms) is cut at its overall deadline with 408;
   - a body sent faster than min_body_rate is not cut, however long it takes;
@@ -118,15 +119,17 @@ def test_r22_slowloris_from_50_addresses_normal_requests_served(served):
     try:
         ready = load.stdout.readline().split()
         assert ready and ready[0] == "ready", ready
-        result = measure(admin, requests=100, timeout=5)
+        # 100 requests at least, and 10 s at least: the slow clients get
+        # cut (408 after 4 s) and reconnect meanwhile
+        result = measure(admin, requests=100, timeout=5, seconds=10)
         print(f"\nnormal requests beside 500 slow connections: {result}")
     finally:
         load.send_signal(signal.SIGTERM)
         out, _ = load.communicate(timeout=60)
     stats = json.loads(out.strip().splitlines()[-1])
     print(f"slow load: {stats}")
-    assert result["answered"] == 100, result
     assert result["failed"] == 0, result
+    assert result["answered"] >= 100, result
     # the load was real: all 500 opened, held at once, cut and reconnected
     assert int(ready[1]) == 500, ready
     assert stats["open_max"] >= 450, stats
