@@ -613,9 +613,32 @@ static ssize_t net_body_wait(struct net_request *r)
                                         : "read error");
 }
 
-ssize_t net_body_read(struct net_request *r, void *buf, size_t n)
+/* Decode body bytes the window holds into buf: > 0 bytes, 0 when more
+ * must be read first or the body ended (r->body_eof), or a NET_BODY_*
+ * code. */
+static ssize_t net_body_decode(struct net_request *r, void *buf, size_t n)
 {
     struct net_conn *c = r->c;
+    size_t used = 0, got = 0;
+    int rc = http1_message_done(c->http) ? HTTP1_DONE : HTTP1_MORE;
+    if (c->len > c->off)
+        rc = http1_body(c->http, c->in + c->off, c->len - c->off, &used, buf,
+                        n, &got);
+    c->off += used;
+    if (rc == HTTP1_ERROR || (rc == HTTP1_MORE && got == 0 && used == 0 &&
+                              c->len > c->off))
+        return net_body_fail(r, 400, http1_error(c->http));
+    if (got > 0 && r->body_read + (int64_t)got > r->cap) {
+        r->too_large = r->close = true;
+        return NET_BODY_TOO_LARGE;
+    }
+    r->body_read += (int64_t)got;
+    r->body_eof = got == 0 && rc == HTTP1_DONE;
+    return (ssize_t)got;
+}
+
+ssize_t net_body_read(struct net_request *r, void *buf, size_t n)
+{
     if (r->too_large)
         return NET_BODY_TOO_LARGE;
     if (r->io_error)
@@ -627,35 +650,14 @@ ssize_t net_body_read(struct net_request *r, void *buf, size_t n)
     if (r->body_start == 0)
         r->body_start = time_mono_ms();
     for (;;) {
-        size_t used = 0, got = 0;
-        int rc = c->len > c->off
-                 ? http1_body(c->http, c->in + c->off, c->len - c->off, &used,
-                              buf, n, &got)
-                 : http1_message_done(c->http) ? HTTP1_DONE : HTTP1_MORE;
-        c->off += used;
-        if (rc == HTTP1_ERROR)
-            return net_body_fail(r, 400, http1_error(c->http));
-        if (got > 0) {
-            if (r->body_read + (int64_t)got > r->cap) {
-                r->too_large = r->close = true;
-                return NET_BODY_TOO_LARGE;
-            }
-            r->body_read += (int64_t)got;
-            return (ssize_t)got;
-        }
-        if (rc == HTTP1_DONE) {
-            r->body_eof = true;
-            return 0;
-        }
-        if (c->len == c->off) {
-            ssize_t w = net_body_wait(r);
-            if (w < 0)
-                return w;
-        } else if (used == 0) {
-            return net_body_fail(r, 400, "malformed request body");
-        }
+        ssize_t got = net_body_decode(r, buf, n);
+        if (got != 0 || r->body_eof)
+            return got;
+        if (r->c->len == r->c->off && (got = net_body_wait(r)) < 0)
+            return got;             /* else: framing bytes only, go on */
     }
 }
+
 int net_body_read_all(struct net_request *r, char **out, size_t *len,
                       int *too_large, struct error *err)
 {
