@@ -464,6 +464,8 @@ static int http1_head_rules(struct http1 *h)
     if (tes > 1 || (tes == 1 && strcasecmp(te, "chunked") != 0))
         return http1_fail(h, 501, "only Transfer-Encoding: chunked is "
                           "supported");
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > INT64_MAX)
+        return http1_fail(h, 400, "the Content-Length is too large");
     return 0;
 }
 

@@ -207,6 +207,11 @@ static void test_r22_http1_cl_te_smuggling_refused(void **state)
                                "-1\r\n\r\n"), 400);
     assert_int_equal(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
                                "1 2\r\n\r\n"), 400);
+    /* 2^63: would read as a negative length, i.e. "no body" */
+    assert_int_equal(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                               "9223372036854775808\r\n\r\n"), 400);
+    assert_int_equal(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                               "9223372036854775807\r\n\r\n"), 0);
 }
 
 static void test_r22_http1_transfer_encodings(void **state)
