@@ -23,6 +23,7 @@ SRC      := $(shell find src -name '*.c' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 DATA     ?= ./wharf-data
+FILES    ?= ./wharf-files
 PYTEST   ?= /usr/bin/python3 -m pytest
 
 .PHONY: all release asan unit e2e test run deps deps-test fuzz fuzz-smoke bench lint clean
@@ -91,7 +92,9 @@ deps-test:
 
 run: deps
 	@$(MAKE) --no-print-directory release
-	@if [ ! -d "$(DATA)" ]; then build/release/wharf init --data "$(DATA)"; fi
+	@mkdir -p "$(FILES)/in" "$(FILES)/out"
+	@if [ ! -d "$(DATA)" ]; then build/release/wharf init --data "$(DATA)" \
+	    --allowed-paths "$(abspath $(FILES))"; fi
 	build/release/wharf serve --data "$(DATA)"
 
 bench: release
