@@ -2,6 +2,11 @@
 # ASan+UBSan (build/asan). `make run` and `make test` are the two commands
 # the README promises; the rest are parts of them.
 
+# Parallel by default: one job per core unless -j was given.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
 CC      ?= cc
 PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl
 # Bounded snprintf truncation is deliberate everywhere (messages are cut,
