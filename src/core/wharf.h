@@ -7,6 +7,8 @@
  *     wharf.db      SQLite metadata (store.h)
  *     payloads/     encrypted payload files, one folder per day
  *     logs/         wharf.log and its rotations
+ *     wharf.lock    held by serve (and key rotate): "PID VERB"
+ *     health.json   what the running serve reports at /healthz (status)
  *
  * struct wharf is what every subsystem is handed; it owns the vault.
  */
