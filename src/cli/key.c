@@ -76,7 +76,7 @@ static int key_run(int argc, char **argv)
     if (cli_open(a.data, &w, &st) != 0)
         return EXIT_FAIL;
     int lockfd = -1, rc;
-    if (cli_lock(w->dir, &lockfd, &err) < 0)
+    if (cli_lock(w->dir, "key rotate", &lockfd, &err) < 0)
         rc = cli_fail("%s: stop it before rotating keys", err.msg);
     else
         rc = rotate(w, st);
