@@ -24,10 +24,11 @@
  * 413 from its Content-Length before anything is written (a chunked one
  * as soon as it passes the cap; what was written is removed). Every
  * refused request (policy, signature, decryption, garbage, too large, a
- * refused MDN) counts as a failure of the address toward the defender,
- * which bans it; the refusals are folded into one "refused" record per
- * burst (source, address, reason) with a count, and only the first, the
- * 10th, the 100th ... of a burst gives an ALERT line.
+ * refused MDN; not a body cut off by the network) counts as a failure of
+ * the address toward the defender, which bans it; the refusals are
+ * folded into one "refused" record per burst (source, address, reason)
+ * with a count, and only the first, the 10th, the 100th ... of a burst
+ * gives an ALERT line.
  *
  * Must never: answer with a positive MDN before intake_commit returned 0;
  * write a byte of a body whose declared length is over the cap; log
