@@ -37,6 +37,8 @@ void conf_defaults(struct wharf_conf *c)
     memset(c, 0, sizeof(*c));
     c->log_level = LOG_INFO;
     c->workers = 2;
+    c->large_workers = 1;
+    c->large_payload_bytes = 8LL * 1024 * 1024;
     c->batch = 256;
     c->lease_ms = 60000;
     c->poll_ms = 1000;
@@ -132,6 +134,26 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
         if (conf_int(key, v, 1024, 1LL << 40, &x, err) < 0)
             return -1;
         c->max_body_bytes = x;
+        return 0;
+    }
+    return 1;
+}
+
+/* The engine's lane for large messages. 1 when key is not one of its. */
+static int conf_set_lanes(struct wharf_conf *c, const char *key,
+                          const char *v, struct error *err)
+{
+    long long x;
+    if (strcmp(key, "large_workers") == 0) {
+        if (conf_int(key, v, 0, 64, &x, err) < 0)
+            return -1;
+        c->large_workers = (int)x;
+        return 0;
+    }
+    if (strcmp(key, "large_payload_bytes") == 0) {
+        if (conf_int(key, v, 1024, 1LL << 50, &x, err) < 0)
+            return -1;
+        c->large_payload_bytes = x;
         return 0;
     }
     return 1;
@@ -238,6 +260,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
             rc = conf_set_tls(c, key, v, err);
         if (rc == 1)
             rc = conf_set_proxy(c, key, v, err);
+        if (rc == 1)
+            rc = conf_set_lanes(c, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;

@@ -26,6 +26,8 @@ struct vault;
 struct wharf_conf {
     enum log_level log_level;
     int workers;                /* delivery threads */
+    int large_workers;          /* more threads, only for large messages */
+    int64_t large_payload_bytes;    /* "large": this size or more */
     int batch;                  /* hops per lease, files per intake commit */
     int64_t lease_ms;           /* lease length: a dead worker's hops return after it */
     int64_t poll_ms;            /* default poll interval of sources */
