@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "core/flow.h"
 #include "store/store.h"
+#include "util/log.h"
 
 int api_connectors(struct api_ctx *c)
 {
@@ -105,8 +106,12 @@ int api_flow_import(struct api_ctx *c)
     free(old);
     int rc = text ? flow_import(c->w, c->st, text, strlen(text), &err) : -1;
     free(text);
-    if (rc < 0)
+    if (rc < 0) {
+        /* the validation names the key or connector at fault; a URL with
+         * credentials or a secret-named value is masked like in the log */
+        log_redact(err.msg);
         return api_fail(c, 400, "invalid_flow", "%s", err.msg);
+    }
     char *now = flow_export(c->st, NULL);
     if (now)
         sha256_hex(now, after);

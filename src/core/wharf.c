@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "net/client.h"
 #include "net/server.h"
 #include "net/tls.h"
@@ -51,6 +52,11 @@ void conf_defaults(struct wharf_conf *c)
     c->ban_after_failures = 10;
     c->ban_seconds = 60;
     c->ban_window_seconds = 600;
+    c->login_concurrency = AUTH_PASSWORD_SLOTS;
+    c->login_wait_ms = AUTH_PASSWORD_WAIT_MS;
+    c->login_throttle_after = AUTH_THROTTLE_AFTER;
+    c->login_throttle_window_seconds = (int)(AUTH_THROTTLE_WINDOW_MS / 1000);
+    c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -107,11 +113,21 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
         { "max_conns_per_address", 1, 100000,
           offsetof(struct wharf_conf, max_conns_per_address) },
         { "http_threads", 2, 1024, offsetof(struct wharf_conf, http_threads) },
-        { "ban_after_failures", 1, 100000,
+        { "ban_after_failures", 1, 1000,
           offsetof(struct wharf_conf, ban_after_failures) },
         { "ban_seconds", 1, 86400, offsetof(struct wharf_conf, ban_seconds) },
         { "ban_window_seconds", 1, 86400,
           offsetof(struct wharf_conf, ban_window_seconds) },
+        { "login_concurrency", 1, 64,
+          offsetof(struct wharf_conf, login_concurrency) },
+        { "login_wait_ms", 0, 60000,
+          offsetof(struct wharf_conf, login_wait_ms) },
+        { "login_throttle_after", 0, 100000,
+          offsetof(struct wharf_conf, login_throttle_after) },
+        { "login_throttle_window_seconds", 1, 86400,
+          offsetof(struct wharf_conf, login_throttle_window_seconds) },
+        { "login_throttle_seconds", 1, 86400,
+          offsetof(struct wharf_conf, login_throttle_seconds) },
     };
     long long x;
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
@@ -351,6 +367,13 @@ static int write_conf(const struct wharf *w, const char *level,
         "ban_after_failures = 10\n"
         "ban_window_seconds = 600\n"
         "ban_seconds = 60\n"
+        "# Logins: password checks at once (64 MiB each) and the wait for\n"
+        "# one; a user name is locked after this many failed logins.\n"
+        "login_concurrency = 2\n"
+        "login_wait_ms = 2000\n"
+        "login_throttle_after = 20\n"
+        "login_throttle_window_seconds = 900\n"
+        "login_throttle_seconds = 60\n"
         "\n"
         "# Outbound proxy of every connector without its own \"proxy\":\n"
         "# http://, https://, socks5:// or socks5h://HOST:PORT (empty: none);\n"

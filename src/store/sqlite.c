@@ -97,6 +97,20 @@ static const char *const MIGRATIONS[] = {
     "  direction TEXT NOT NULL, at INTEGER NOT NULL, as2_message_id TEXT,"
     "  original_message_id TEXT, headers TEXT NOT NULL, body BLOB NOT NULL);"
     "CREATE INDEX receipts_message ON receipts(message_id, id);",
+    /* 6: API tokens act as their owner (legacy rows get the user or token
+     * that created them, else none: refused); per-account login throttle
+     * (sqlite_auth.c) */
+    "ALTER TABLE tokens ADD COLUMN owner_id INTEGER REFERENCES users(id)"
+    "  ON DELETE SET NULL;"
+    "UPDATE tokens SET owner_id = (SELECT id FROM users"
+    "  WHERE 'user:' || users.name = tokens.created_by);"
+    "UPDATE tokens SET owner_id = (SELECT t2.owner_id FROM tokens t2"
+    "  WHERE 'token:' || t2.id = tokens.created_by) WHERE owner_id IS NULL;"
+    "CREATE INDEX tokens_owner ON tokens(owner_id);"
+    "CREATE TABLE login_throttle(account TEXT PRIMARY KEY,"
+    "  failures INTEGER NOT NULL, first_at INTEGER NOT NULL,"
+    "  level INTEGER NOT NULL, locked_until INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 

@@ -195,10 +195,11 @@ def admin_otp(wharf, data):
     return m.group(1)
 
 
-def cli_token(wharf, data, role, name=None):
-    """(token, id) of a new API token made offline with the CLI."""
+def cli_token(wharf, data, role, name=None, owner="admin"):
+    """(token, id) of a new API token made offline with the CLI, acting
+    as `owner` (the first administrator unless said)."""
     p = wharf.ok("token", "create", "--data", data, "--role", role,
-                 "--name", name or f"{role}-test")
+                 "--name", name or f"{role}-test", "--owner", owner)
     m = TOKEN_RE.search(p.stdout)
     assert m, f"no token in stdout: {p.stdout!r}"
     i = TOKEN_ID_RE.search(p.stderr)
