@@ -1,8 +1,9 @@
 /*
  * auth_store.h - the rows of people and programs (R4, R13, R16, R17,
  * R22): users, recovery codes, sessions and API tokens (tables of schema
- * migration 2, see sqlite.c), the owner of each token and the
- * per-account login throttle (migration 6). Implemented in sqlite_auth.c.
+ * migration 2, see sqlite.c), the owner of each token, the per-account
+ * login throttle and the webhook HMAC signatures already accepted
+ * (migration 6). Implemented in sqlite_auth.c.
  *
  * Plain rows, no policy: src/auth/ decides who may do what, hashes and
  * seals the secrets, and audits. Nothing here ever sees a secret in clear:
@@ -220,5 +221,27 @@ int store_throttle_update(struct store *s, const char *account,
 /* Forget an account's failures (after a successful login). */
 int store_throttle_clear(struct store *s, const char *account,
                          struct error *err);
+
+/* ---- webhook HMAC signatures already accepted (M6, R22) ----------------------- */
+
+/* Claim signature sig of scope (the webhook connector's name) until
+ * `until` (ms) for the process run `run` (an id new at every start):
+ * 0 claimed (new, expired, or left pending by an earlier run, i.e. a
+ * process that died before it stored the request); 1 refused (accepted
+ * before within its window, or pending in this run: a concurrent replay);
+ * -1 error. One statement, so two requests cannot both claim. */
+int store_replay_claim(struct store *s, const char *scope, const char *sig,
+                       int64_t until, const char *run, int64_t now,
+                       struct error *err);
+/* The claimed request was stored: the claim holds until it expires, across
+ * restarts. */
+int store_replay_done(struct store *s, const char *scope, const char *sig,
+                      struct error *err);
+/* The claimed request was not stored: give the claim back (only a pending
+ * claim of this run). */
+int store_replay_release(struct store *s, const char *scope, const char *sig,
+                         const char *run, struct error *err);
+/* Delete claims that expired before now. */
+int store_replay_prune(struct store *s, int64_t now, struct error *err);
 
 #endif

@@ -98,8 +98,8 @@ static const char *const MIGRATIONS[] = {
     "  original_message_id TEXT, headers TEXT NOT NULL, body BLOB NOT NULL);"
     "CREATE INDEX receipts_message ON receipts(message_id, id);",
     /* 6: API tokens act as their owner (legacy rows get the user or token
-     * that created them, else none: refused); per-account login throttle
-     * (sqlite_auth.c) */
+     * that created them, else none: refused); per-account login throttle;
+     * webhook HMAC signatures seen (sqlite_auth.c) */
     "ALTER TABLE tokens ADD COLUMN owner_id INTEGER REFERENCES users(id)"
     "  ON DELETE SET NULL;"
     "UPDATE tokens SET owner_id = (SELECT id FROM users"
@@ -110,7 +110,11 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE login_throttle(account TEXT PRIMARY KEY,"
     "  failures INTEGER NOT NULL, first_at INTEGER NOT NULL,"
     "  level INTEGER NOT NULL, locked_until INTEGER NOT NULL,"
-    "  updated_at INTEGER NOT NULL);",
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE replay_guard(scope TEXT NOT NULL, sig TEXT NOT NULL,"
+    "  until INTEGER NOT NULL, run TEXT NOT NULL, done INTEGER NOT NULL"
+    "  DEFAULT 0, PRIMARY KEY(scope, sig));"
+    "CREATE INDEX replay_guard_until ON replay_guard(until);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 

@@ -1,7 +1,8 @@
 /*
  * sqlite_auth.c - the SQLite statements of auth_store.h: users, recovery
  * codes, sessions and API tokens (tables of migration 2 in sqlite.c), the
- * owner of a token and the per-account login throttle (migration 6).
+ * owner of a token, the per-account login throttle and the webhook HMAC
+ * signatures seen (migration 6).
  *
  * Owns statement cache slots 32..95 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. Checks that
@@ -29,6 +30,7 @@ enum {
     A_TOK_INS, A_TOK_BY_HASH, A_TOK_GET, A_TOK_TOUCH, A_TOK_REVOKE,
     A_TOK_LIST, A_USER_BY_SUBJECT, A_USER_SUBJECT,
     A_TOK_REVOKE_OWNER, A_THR_GET, A_THR_PUT, A_THR_DEL, A_THR_PRUNE,
+    A_RPL_CLAIM, A_RPL_DONE, A_RPL_RELEASE, A_RPL_PRUNE,
     A_LAST
 };
 _Static_assert(A_LAST <= 96, "sqlite_auth.c owns statement slots 32..95");
@@ -117,6 +119,16 @@ static const char *const SQL_AUTH[A_LAST - 32] = {
     Q(A_THR_DEL) = "DELETE FROM login_throttle WHERE account = ?1",
     Q(A_THR_PRUNE) = "DELETE FROM login_throttle WHERE updated_at < ?1"
         " AND locked_until < ?2",
+    Q(A_RPL_CLAIM) = "INSERT INTO replay_guard(scope, sig, until, run, done)"
+        " VALUES(?1, ?2, ?3, ?4, 0) ON CONFLICT(scope, sig) DO UPDATE SET"
+        " until = excluded.until, run = excluded.run, done = 0"
+        " WHERE replay_guard.until < ?5"
+        " OR (replay_guard.done = 0 AND replay_guard.run <> excluded.run)",
+    Q(A_RPL_DONE) = "UPDATE replay_guard SET done = 1 WHERE scope = ?1"
+        " AND sig = ?2",
+    Q(A_RPL_RELEASE) = "DELETE FROM replay_guard WHERE scope = ?1 AND sig = ?2"
+        " AND run = ?3 AND done = 0",
+    Q(A_RPL_PRUNE) = "DELETE FROM replay_guard WHERE until < ?1",
 #undef Q
 };
 
@@ -890,4 +902,53 @@ int store_throttle_update(struct store *s, const char *account,
     if (rc < 0 || store_tx_commit(s, err) < 0)
         return store_tx_fail(s);
     return 0;
+}
+
+/* ---- webhook HMAC signatures seen --------------------------------------------------- */
+
+int store_replay_claim(struct store *s, const char *scope, const char *sig,
+                       int64_t until, const char *run, int64_t now,
+                       struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_CLAIM, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, scope);
+    store_bind_text(st, 2, sig);
+    sqlite3_bind_int64(st, 3, until);
+    store_bind_text(st, 4, run);
+    sqlite3_bind_int64(st, 5, now);
+    return step_changed(s, st, err, "claim a signature");
+}
+
+int store_replay_done(struct store *s, const char *scope, const char *sig,
+                      struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_DONE, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, scope);
+    store_bind_text(st, 2, sig);
+    return step_changed(s, st, err, "record a signature") < 0 ? -1 : 0;
+}
+
+int store_replay_release(struct store *s, const char *scope, const char *sig,
+                         const char *run, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_RELEASE, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, scope);
+    store_bind_text(st, 2, sig);
+    store_bind_text(st, 3, run);
+    return step_changed(s, st, err, "release a signature") < 0 ? -1 : 0;
+}
+
+int store_replay_prune(struct store *s, int64_t now, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_PRUNE, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, now);
+    return store_step_done(s, st, err, "prune signatures");
 }

@@ -1150,6 +1150,44 @@ static void test_r14_token_without_owner_refused(void **state)
     auth_token_new_clear(&t);
 }
 
+/* The webhook replay guard's rows (store_replay_*): a claim holds across
+ * process runs once done; a pending claim of a dead run is void; a
+ * released or expired claim can be taken again. */
+static void test_m6_replay_guard_claims(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char *sig = "ab12";
+    int64_t until = T0 + 300000;
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+                                        &err), 0);
+    /* pending in this run: a concurrent replay */
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+                                        &err), 1);
+    /* another connector's namespace */
+    assert_int_equal(store_replay_claim(f->st, "other", sig, until, "run-a",
+                                        T0, &err), 0);
+    /* run-a died before storing: run-b may take it */
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-b", T0,
+                                        &err), 0);
+    assert_int_equal(store_replay_done(f->st, "hh", sig, &err), 0);
+    /* done: refused in every later run, until it expires */
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-c",
+                                        T0 + 1000, &err), 1);
+    assert_int_equal(store_replay_release(f->st, "hh", sig, "run-c", &err), 0);
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-c",
+                                        T0 + 1000, &err), 1);
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until + 300000,
+                                        "run-c", until + 1, &err), 0);
+    /* released: free again */
+    assert_int_equal(store_replay_release(f->st, "hh", sig, "run-c", &err), 0);
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-d", T0,
+                                        &err), 0);
+    assert_int_equal(store_replay_prune(f->st, until + 400000, &err), 0);
+    assert_int_equal(store_replay_claim(f->st, "other", sig, until, "run-a",
+                                        T0, &err), 0);
+}
+
 static void test_r04_auth_forms_restricted(void **state)
 {
     struct fx *f = *state;
@@ -1484,6 +1522,7 @@ int main(void)
         T(test_r04_token_expired_refused),
         T(test_r14_token_acts_as_owner),
         T(test_r14_token_without_owner_refused),
+        T(test_m6_replay_guard_claims),
         T(test_r04_auth_forms_restricted),
         T(test_r22_login_throttle_per_account),
         T(test_r22_password_checks_bounded),
