@@ -19,6 +19,8 @@
  *   6. a JSON body, when one is sent (400 / 413; the error names the line
  *      and column, never the bytes: jansson's own text quotes the input),
  *      then the handler.
+ * GET /metrics (same table, permission metrics.read) follows wharf.conf's
+ * metrics_access first (api_metrics.c).
  *
  * Each CivetWeb thread keeps its own store connection (thread-specific
  * data, closed when the thread ends): SQLite handles are per thread.
@@ -89,6 +91,7 @@ static const struct api_route ROUTES[] = {
     { "GET", "/api/v1/certificates", P(FLOW_READ), api_certificates, "certificates with their expiry" },
     { "GET", "/api/v1/certificates/{id}", P(FLOW_READ), api_certificate_get, "one certificate as PEM" },
     { "GET", "/oauth/callback", API_PUBLIC, api_oauth_callback, "finish an OAuth authorization of a connector (the redirect URI)" },
+    { "GET", "/metrics", P(METRICS_READ), api_metrics, "Prometheus metrics (wharf.conf metrics_access)" },
 };
 #undef P
 #define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
@@ -457,7 +460,8 @@ static int api_dispatch(struct net_request *req, void *user_data)
     c.auth.throttle_lock_ms = w->conf.login_throttle_seconds * 1000LL;
     if (auth_load_settings(&c.auth, &err) != AUTH_OK)
         log_warn("session settings: %s (defaults used)", err.msg);
-    if (gatekeep(&c, rt) || read_body(&c))
+    int open = rt->handler == api_metrics ? api_metrics_gate(&c) : 0;
+    if (open == 1 || (open == 0 && gatekeep(&c, rt)) || read_body(&c))
         return 0;
     int rc = rt->handler(&c);
     json_decref(c.body);
@@ -474,6 +478,10 @@ int api_register(struct net_server *s, struct wharf *w, struct error *err)
     if (net_route(net_listener(s, NET_ADMIN), "*", "/oauth/callback",
                   api_dispatch, w) < 0)
         return error_set(err, "cannot register /oauth/callback");
+    if (net_route(net_listener(s, NET_ADMIN), "*", "/metrics", api_dispatch,
+                  w) < 0)
+        return error_set(err, "cannot register /metrics");
+    api_metrics_init(s);
     auth_password_limit(w->conf.login_concurrency, w->conf.login_wait_ms);
     return 0;
 }

@@ -138,4 +138,14 @@ int api_partner_cert_add(struct api_ctx *c);
 int api_certificates(struct api_ctx *c);
 int api_certificate_get(struct api_ctx *c);
 
+/* GET /metrics (api_metrics.c). api_metrics_init: the server whose
+ * defender is counted (at api_register). api_metrics_gate applies
+ * wharf.conf's metrics_access before the usual checks: 0 go on with them
+ * (token), 2 serve without credentials (loopback, from a loopback
+ * address), 1 the refusal was sent (off: 404; loopback from elsewhere:
+ * 403). */
+int api_metrics(struct api_ctx *c);
+int api_metrics_gate(struct api_ctx *c);
+void api_metrics_init(struct net_server *s);
+
 #endif

@@ -57,6 +57,7 @@ void conf_defaults(struct wharf_conf *c)
     c->login_throttle_after = AUTH_THROTTLE_AFTER;
     c->login_throttle_window_seconds = (int)(AUTH_THROTTLE_WINDOW_MS / 1000);
     c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
+    c->metrics_access = WHARF_METRICS_TOKEN;
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -137,6 +138,17 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
             return -1;
         *(int *)((char *)c + ints[i].off) = (int)x;
         return 0;
+    }
+    if (strcmp(key, "metrics_access") == 0) {
+        static const char *const ways[] = { "token", "loopback", "off" };
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(v, ways[i]) == 0) {
+                c->metrics_access = i;
+                return 0;
+            }
+        }
+        return error_set(err, "metrics_access must be token, loopback or "
+                         "off, not '%s'", v);
     }
     if (strcmp(key, "max_body_bytes") == 0) {
         if (conf_int(key, v, 1024, 1LL << 40, &x, err) < 0)
@@ -374,6 +386,9 @@ static int write_conf(const struct wharf *w, const char *level,
         "login_throttle_after = 20\n"
         "login_throttle_window_seconds = 900\n"
         "login_throttle_seconds = 60\n"
+        "# GET /metrics: token (metrics.read), loopback (no credentials,\n"
+        "# local clients only: weaker) or off.\n"
+        "metrics_access = token\n"
         "\n"
         "# Outbound proxy of every connector without its own \"proxy\":\n"
         "# http://, https://, socks5:// or socks5h://HOST:PORT (empty: none);\n"

@@ -51,6 +51,7 @@ struct wharf_conf {
     int login_throttle_after;
     int login_throttle_window_seconds;
     int login_throttle_seconds;
+    int metrics_access;         /* WHARF_METRICS_*: who may GET /metrics */
     /* Outbound proxy of every connector without its own "proxy" (R2,
      * net_client_proxy_pick); "" = none. */
     char proxy[512];            /* http://, https://, socks5://, socks5h:// */
@@ -58,6 +59,10 @@ struct wharf_conf {
                                            read when a connector uses it */
     char no_proxy[1024];        /* hosts that go direct, comma-separated */
 };
+
+/* metrics_access: a bearer token or session with metrics.read (default);
+ * loopback clients without credentials (weaker); nobody. */
+enum { WHARF_METRICS_TOKEN, WHARF_METRICS_LOOPBACK, WHARF_METRICS_OFF };
 
 struct wharf {
     char dir[4096];
