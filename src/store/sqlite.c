@@ -107,6 +107,24 @@ static const char *const MIGRATIONS[] = {
     "  DEFAULT 0);"
     "CREATE INDEX refusals_burst ON refusals(source, address, reason,"
     "  last_at);",
+    /* 7: API tokens act as their owner (legacy rows get the user or token
+     * that created them, else none: refused); per-account login throttle;
+     * webhook HMAC signatures seen (sqlite_auth.c) */
+    "ALTER TABLE tokens ADD COLUMN owner_id INTEGER REFERENCES users(id)"
+    "  ON DELETE SET NULL;"
+    "UPDATE tokens SET owner_id = (SELECT id FROM users"
+    "  WHERE 'user:' || users.name = tokens.created_by);"
+    "UPDATE tokens SET owner_id = (SELECT t2.owner_id FROM tokens t2"
+    "  WHERE 'token:' || t2.id = tokens.created_by) WHERE owner_id IS NULL;"
+    "CREATE INDEX tokens_owner ON tokens(owner_id);"
+    "CREATE TABLE login_throttle(account TEXT PRIMARY KEY,"
+    "  failures INTEGER NOT NULL, first_at INTEGER NOT NULL,"
+    "  level INTEGER NOT NULL, locked_until INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE replay_guard(scope TEXT NOT NULL, sig TEXT NOT NULL,"
+    "  until INTEGER NOT NULL, run TEXT NOT NULL, done INTEGER NOT NULL"
+    "  DEFAULT 0, PRIMARY KEY(scope, sig));"
+    "CREATE INDEX replay_guard_until ON replay_guard(until);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
