@@ -49,8 +49,9 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
 int cli_open(const char *data, struct wharf **w, struct store **st);
 void cli_close(struct wharf *w, struct store *st);
 
-/* Take DIR/wharf.lock exclusively (serve holds it). 0, or -1 with err
- * (another serve is running). *fd is kept open to hold the lock. */
+/* Take DIR/wharf.lock exclusively (serve holds it) and write this
+ * process's pid into it. 0, or -1 with err (err->code EWOULDBLOCK: another
+ * serve is running). *fd is kept open to hold the lock. */
 int cli_lock(const char *dir, int *fd, struct error *err);
 
 extern const struct cli_cmd cmd_init, cmd_serve, cmd_flow, cmd_send,

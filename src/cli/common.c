@@ -141,9 +141,16 @@ int cli_lock(const char *dir, int *fd, struct error *err)
         int e = errno;
         close(*fd);
         *fd = -1;
-        if (e == EWOULDBLOCK)
-            return error_set(err, "another wharf serve is running on %s", dir);
+        if (e == EWOULDBLOCK) {
+            error_set(err, "another wharf serve is running on %s", dir);
+            if (err != NULL)
+                err->code = EWOULDBLOCK;
+            return -1;
+        }
         return error_errno(err, e, "cannot lock %s", path);
     }
+    /* the holder's pid, for the messages of those it keeps out */
+    if (ftruncate(*fd, 0) == 0)
+        dprintf(*fd, "%ld\n", (long)getpid());
     return 0;
 }
