@@ -97,11 +97,14 @@ static int anchor_is_hex(const char *s, size_t n)
     return 1;
 }
 
-/* Parse text into a: 0, or -1 when it is not exactly the canonical form. */
-static int anchor_parse(const char *text, struct audit_anchor *a)
+int audit_anchor_parse(const char *data, size_t len, struct audit_anchor *a)
 {
-    char seq[24] = "", again[ANCHOR_MAX];
+    char text[ANCHOR_MAX + 1], seq[24] = "", again[ANCHOR_MAX];
     memset(a, 0, sizeof(*a));
+    if (len > ANCHOR_MAX || memchr(data, '\0', len) != NULL)
+        return -1;
+    memcpy(text, data, len);
+    text[len] = '\0';
     if (sscanf(text, ANCHOR_MAGIC "\nseq %20[0-9]\nhash %64[0-9a-f]\nkey "
                "%16[0-9a-f]\nsig %128[0-9a-f]", seq, a->hash, a->key_id,
                a->sig) != 4)
@@ -146,7 +149,7 @@ int audit_anchor_load(struct vault *v, const char *path,
         *err = e;
         return -1;
     }
-    int rc = strlen(text) == len ? anchor_parse(text, a) : -1;
+    int rc = audit_anchor_parse(text, len, a);
     free(text);
     if (rc < 0) {
         snprintf(problem, n, "it is malformed");

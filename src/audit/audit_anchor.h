@@ -2,7 +2,8 @@
  * audit_anchor.h - the signed head anchor of the audit trail (R18), shared
  * by audit.c (which moves it after every append and checks it in verify)
  * and anchor.c (which reads, checks and writes it). Nothing outside
- * src/audit/ (and tests/unit/test_audit.c) includes this file.
+ * src/audit/ (and its tests: tests/unit/test_audit.c,
+ * tests/fuzz/fuzz_audit_anchor.c) includes this file.
  *
  * The anchor is a small file outside the table it protects, DIR/audit.head
  * beside the database, naming the newest entry (seq and hash) with an
@@ -38,6 +39,11 @@ enum audit_anchor_state {
 /* The anchor path of st's database (DIR/audit.head) into out. -1 when the
  * database has no file (nothing to anchor beside). */
 int audit_anchor_path(struct store *st, char *out, size_t n);
+
+/* Parse an anchor file's bytes data[0..len) into a (no signature check):
+ * 0, or -1 unless they are exactly the canonical form of anchor.c.
+ * Exposed for the fuzzer (tests/fuzz/fuzz_audit_anchor.c). */
+int audit_anchor_parse(const char *data, size_t len, struct audit_anchor *a);
 
 /* Read the anchor at path and check it with v. Returns an
  * audit_anchor_state (for AUDIT_ANCHOR_BAD, why in problem[0..n)), or -1
