@@ -122,7 +122,9 @@ def oauth(tmp_path):
     d.mkdir()
     ca, ca_key = make_ca(d, "testca")
     cert, key = make_server_cert(d, ca, ca_key)
-    srv = OAuthServer((cert, key), ttl=2)   # expired by the next round
+    # access tokens live 2 s: a round usually finds the stored one expired
+    # and uses the stored refresh token (both are sealed state)
+    srv = OAuthServer((cert, key), ttl=2)
     srv.ca = ca
     yield srv
     srv.close()
