@@ -72,6 +72,7 @@ DATA=$WORK/data
 # the sample request below (curl) may not be free yet when wrk connects, and
 # one wrk connection would be refused. Room for both, nothing else changed.
 {
+    echo "allowed_paths = $WORK"
     echo "log_level = warning"
     echo "max_conns_per_address = $((CONNS + 16))"
 } >>"$DATA/wharf.conf"

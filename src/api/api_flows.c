@@ -103,10 +103,15 @@ int api_flow_import(struct api_ctx *c)
     if (old)
         sha256_hex(old, before);
     free(old);
-    int rc = text ? flow_import(c->w, c->st, text, strlen(text), &err) : -1;
+    int rc = text ? flow_import(c->w, c->st, FLOW_FROM_API, text,
+                                strlen(text), &err)
+                  : error_set(&err, "out of memory");
     free(text);
-    if (rc < 0)
+    if (rc < 0) {
+        /* refusals are audited: they may be attempts to reach files */
+        api_audit(c, "flow.import.refused", NULL, err.msg);
         return api_fail(c, 400, "invalid_flow", "%s", err.msg);
+    }
     char *now = flow_export(c->st, NULL);
     if (now)
         sha256_hex(now, after);

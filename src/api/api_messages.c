@@ -141,8 +141,10 @@ int api_message_resend(struct api_ctx *c)
 {
     struct error err = {0};
     int n = 0;
-    int rc = id_valid(c->param[0]) ? store_message_resend(c->st, c->param[0],
+    int rc = id_valid(c->param[0]) ? message_resend(c->st, c->param[0],
                                      c->actor.name, &n, &err) : 1;
+    if (rc == 2)
+        return api_fail(c, 409, "nothing_to_resend", "%s", err.msg);
     if (rc > 0)
         return api_fail(c, 404, "not_found", "no such message");
     if (rc < 0)

@@ -182,9 +182,9 @@ static int resend_cmd(struct wharf *w, struct store *st, const char *id)
 {
     struct error err = {0};
     int n = 0;
-    int rc = store_message_resend(st, id, "cli", &n, &err);
+    int rc = message_resend(st, id, "cli", &n, &err);
     if (rc != 0)
-        return cli_fail("%s", rc < 0 ? err.msg : "no such message");
+        return cli_fail("%s", rc == 1 ? "no such message" : err.msg);
     printf("requeued %d hop(s) of message %s\n", n, id);
     return cli_audit(w, st, "message.resend", id, "requeued %d hop(s)", n);
 }

@@ -40,7 +40,8 @@ static int init_audit(const char *data)
 static int init_run(int argc, char **argv)
 {
     static const char *const opts[] = { "--log-level=", "--admin-listen=",
-                                        "--partner-listen=", NULL };
+                                        "--partner-listen=",
+                                        "--allowed-paths=", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_init, argc, argv, opts, &a);
     if (p != 0)
@@ -49,7 +50,8 @@ static int init_run(int argc, char **argv)
         return cli_usage(&cmd_init, "unexpected argument %s", a.pos[0]);
     struct wharf_init_opts o = { .log_level = a.values[0],
                                  .admin_listen = a.values[1],
-                                 .partner_listen = a.values[2] };
+                                 .partner_listen = a.values[2],
+                                 .allowed_paths = a.values[3] };
     struct error err = {0};
     if (wharf_init(a.data, &o, &err) < 0)
         return cli_fail("%s", err.msg);
@@ -62,14 +64,16 @@ static int init_run(int argc, char **argv)
 const struct cli_cmd cmd_init = {
     "init", "create a data directory (keystore, database, folders)",
     "wharf init [--data DIR] [--log-level LEVEL] [--admin-listen IP:PORT]\n"
-    "           [--partner-listen IP:PORT]\n"
+    "           [--partner-listen IP:PORT] [--allowed-paths DIR[,DIR...]]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
     "  (keystore, mode 0600), wharf.db, payloads/, logs/ and a self-signed\n"
     "  TLS certificate for the listeners (tls/cert.pem, tls/key.pem).\n"
     "  Never overwrites.\n"
     "  LEVEL: error, warning, info (default), debug, trace.\n"
     "  --admin-listen    admin HTTPS listener (default 127.0.0.1:8443)\n"
-    "  --partner-listen  partner HTTPS listener (default 127.0.0.1:4080)\n",
+    "  --partner-listen  partner HTTPS listener (default 127.0.0.1:4080)\n"
+    "  --allowed-paths   the folders flows may name (file connectors, secret\n"
+    "                    files); none by default (wharf.conf allowed_paths)\n",
     init_run,
 };
 

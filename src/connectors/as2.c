@@ -99,6 +99,7 @@ static void as2_close(struct connector *c)
         return;
     profile_clear(&s->prof);
     partner_clear(&s->part);
+    secret_free(s->ca_pem);
     connector_proxy_close(&s->proxy);
     free(s);
     c->state = NULL;
@@ -141,6 +142,16 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
         c->poll_ms = 5000;      /* unless the connector set its own */
     t = json_object_get(c->config, "timeout_ms");
     s->opts.timeout_ms = t ? (long)json_integer_value(t) : 0;
+    /* tls_ca: {"content": PEM} since import reads it (a path: older
+     * imports, read by libcurl) */
+    const char *ca = json_string_value(json_object_get(json_object_get(
+                         s->part.config, "tls_ca"), "content"));
+    if (ca && (s->ca_pem = secret_from(ca, strlen(ca))) == NULL) {
+        error_set(err, "out of memory");
+        as2_close(c);
+        return WH_FAIL;
+    }
+    s->opts.ca_pem = s->ca_pem;
     s->opts.ca_file = partner_str(&s->part, "tls_ca", NULL);
     s->opts.pin_sha256 = partner_str(&s->part, "pin_sha256", NULL);
     s->opts.insecure = partner_bool(&s->part, "insecure", 0);

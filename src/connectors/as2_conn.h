@@ -24,6 +24,7 @@ struct as2_state {
     struct partner part;            /* the partner of this connector */
     struct connector_proxy proxy;
     struct net_client_opts opts;    /* towards the partner's URL */
+    struct secret *ca_pem;          /* the partner's tls_ca (PEM), owned */
     int64_t mdn_timeout_ms;         /* async MDN: then send again */
 };
 

@@ -116,14 +116,15 @@ static int webhook_check(const json_t *cfg, struct error *err)
             return -1;
         if (user == NULL || user[0] == '\0' || strchr(user, ':'))
             return error_set(err, "auth basic needs a user without ':'");
-        return connector_secret_ok("password_file", str(a, "password_file"), 1,
+        return connector_secret_ok("password_file", json_object_get(a, "password_file"), 1,
                                  err);
     }
     if (strcmp(type, "bearer") == 0) {
         static const char *const k[] = { "type", "token_file" };
         if (connector_keys_only(a, k, 2, "auth bearer", err) < 0)
             return -1;
-        return connector_secret_ok("token_file", str(a, "token_file"), 1, err);
+        return connector_secret_ok("token_file", json_object_get(a, "token_file"), 1,
+                                   err);
     }
     if (strcmp(type, "hmac") == 0) {
         static const char *const k[] = { "type", "secret_file", "header",
@@ -138,7 +139,8 @@ static int webhook_check(const json_t *cfg, struct error *err)
         if (s && (!json_is_integer(s) || json_integer_value(s) < 1 ||
                   json_integer_value(s) > 3600))
             return error_set(err, "auth hmac: max_skew_s must be 1..3600");
-        return connector_secret_ok("secret_file", str(a, "secret_file"), 1, err);
+        return connector_secret_ok("secret_file", json_object_get(a, "secret_file"),
+                                   1, err);
     }
     if (strcmp(type, "client_cert") == 0) {
         static const char *const k[] = { "type", "subjects" };
@@ -523,12 +525,19 @@ static struct connector *webhook_pick(struct connector *const *conns,
     return NULL;
 }
 
+static int webhook_is_source(const json_t *cfg)
+{
+    (void)cfg;
+    return 1;       /* everything it receives goes on */
+}
+
 static const char *const WEBHOOK_SECRETS[] = { "auth.password_file",
     "auth.token_file", "auth.secret_file", NULL };
 
 const struct connector_type connector_webhook = {
     .name = "webhook",
     .secrets = WEBHOOK_SECRETS,
+    .is_source = webhook_is_source,
     .check = webhook_check,
     .open = webhook_open,
     .route = webhook_route,

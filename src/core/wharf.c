@@ -23,6 +23,7 @@
 #include "net/server.h"
 #include "net/tls.h"
 #include "store/store.h"
+#include "util/confine.h"
 #include "util/fsx.h"
 #include "vault/vault.h"
 
@@ -164,6 +165,9 @@ static int conf_set_proxy(struct wharf_conf *c, const char *key,
         return conf_str(key, v, c->proxy_credentials_file,
                         sizeof(c->proxy_credentials_file), err);
     }
+    if (strcmp(key, "allowed_paths") == 0)
+        return conf_str(key, v, c->allowed_paths, sizeof(c->allowed_paths),
+                        err);
     if (strcmp(key, "no_proxy") == 0) {
         if (v[0] && net_client_no_proxy_check(v, err) < 0)
             return -1;
@@ -315,10 +319,9 @@ static int layout(struct wharf *w, const char *dir, struct error *err)
 }
 
 static int write_conf(const struct wharf *w, const char *level,
-                      const char *admin, const char *partner,
-                      struct error *err)
+                      const struct wharf_init_opts *o, struct error *err)
 {
-    char text[4096];
+    char text[8192];
     int n = snprintf(text, sizeof(text),
         "# wharf.conf: settings of this data directory (key = value).\n"
         "# Connectors, flows and partners live in the database:\n"
@@ -358,8 +361,14 @@ static int write_conf(const struct wharf *w, const char *level,
         "# domains or addresses (comma-separated) that go direct.\n"
         "proxy =\n"
         "proxy_credentials_file =\n"
-        "no_proxy =\n",
-        level, admin, partner);
+        "no_proxy =\n"
+        "\n"
+        "# The folders a flow may name (file connectors' folders, secret\n"
+        "# files): absolute paths, comma-separated, never inside this data\n"
+        "# directory. Empty: flows may name no folder at all.\n"
+        "allowed_paths = %s\n",
+        level, o->admin_listen, o->partner_listen,
+        o->allowed_paths ? o->allowed_paths : "");
     if (n < 0 || (size_t)n >= sizeof(text))
         return error_set(err, "wharf.conf template too long");
     return fsx_write_atomic(w->conf_path, text, (size_t)n, 0600, err);
@@ -372,7 +381,7 @@ static int init_contents(struct wharf *w, const char *level,
         return error_errno(err, errno, "cannot create %s", w->payload_dir);
     if (mkdir(w->log_dir, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", w->log_dir);
-    if (write_conf(w, level, o->admin_listen, o->partner_listen, err) < 0 ||
+    if (write_conf(w, level, o, err) < 0 ||
         vault_create(w->keystore_path, err) < 0 ||
         tls_init_data_dir(w->dir, err) < 0)
         return -1;
@@ -400,7 +409,12 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
                                                 : "127.0.0.1:8443",
         .partner_listen = (o && o->partner_listen) ? o->partner_listen
                                                     : "127.0.0.1:4080",
+        .allowed_paths = o ? o->allowed_paths : NULL,
     };
+    if (opts.allowed_paths && (strchr(opts.allowed_paths, '\n') ||
+                               strchr(opts.allowed_paths, '#')))
+        return error_set(err, "--allowed-paths must be one line of "
+                         "comma-separated folders");
     char host[64];
     int port;
     if (net_listen_parse(opts.admin_listen, host, sizeof(host), &port,
@@ -469,6 +483,10 @@ static int open_steps(struct wharf *w, const char *dir, struct error *err)
         return -1;
     if (access(w->db_path, R_OK | W_OK) < 0)
         return error_errno(err, errno, "database %s", w->db_path);
+    if (confine_configure(w->dir, w->conf.allowed_paths, err) < 0) {
+        error_prefix(err, "%s", w->conf_path);
+        return -1;
+    }
     w->vault = vault_open(w->keystore_path, err);
     return w->vault ? 0 : -1;
 }

@@ -50,6 +50,9 @@ struct wharf_conf {
     char proxy_credentials_file[1024];  /* absolute; "user:password", 0600,
                                            read when a connector uses it */
     char no_proxy[1024];        /* hosts that go direct, comma-separated */
+    /* The folders a flow may name (util/confine.h): comma-separated
+     * absolute paths, never inside the data dir; "" = none. */
+    char allowed_paths[4096];
 };
 
 struct wharf {
@@ -64,6 +67,7 @@ struct wharf_init_opts {
     const char *log_level;      /* NULL: info */
     const char *admin_listen;   /* NULL: 127.0.0.1:8443 */
     const char *partner_listen; /* NULL: 127.0.0.1:4080 */
+    const char *allowed_paths;  /* NULL: none (flows may name no folder) */
 };
 
 /* Create a new data directory. Refuses an existing DIR. */

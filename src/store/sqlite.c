@@ -111,6 +111,7 @@ enum stmt_id {
     S_MSG_EACH, S_MSG_STATE,
     S_HOP_INS, S_HOP_DUE, S_HOP_TAKE, S_HOP_SET, S_HOP_OF_MSG,
     S_HOP_RELEASE, S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL, S_HOP_COUNTS,
+    S_HOP_ONWARD,
     S_EVT_INS, S_EVT_OF_MSG,
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
     S_CONN_SET_CONFIG, S_HOP_HOLD, S_HOP_UNHOLD, S_HOP_UNHOLD_ALL,
@@ -187,6 +188,8 @@ static const char *const SQL[S_COUNT] = {
                          " lease_owner = NULL, lease_until = NULL"
                          " WHERE message_id = ?1 AND state IN ('sent', 'failed')",
     [S_HOP_COUNTS] = "SELECT state, COUNT(*) FROM hops GROUP BY state",
+    [S_HOP_ONWARD] = "SELECT COUNT(*) FROM hops WHERE message_id = ?1"
+                     " AND state != 'received'",
     [S_EVT_INS] = "INSERT INTO events(message_id, hop_id, at, level, text)"
                   " VALUES(?1, ?2, ?3, ?4, ?5)",
     [S_MSG_ERASE] = "UPDATE messages SET payload_path = NULL, state = 'erased',"
@@ -940,19 +943,30 @@ static int message_state_update(struct store *s, const char *id, int64_t now,
     return store_step_done(s, st, err, "update message state");
 }
 
-static int resend_tx(struct store *s, const char *id, const char *who,
-                     int64_t now, int *requeued, struct error *err)
+/* How many hops message id has beyond its source's; -1 on error. */
+static int64_t hops_onward(struct store *s, const char *id, struct error *err)
 {
-    sqlite3_stmt *st = stmt_get(s, S_HOP_RESEND_FAILED, err);
+    sqlite3_stmt *st = stmt_get(s, S_HOP_ONWARD, err);
     if (st == NULL)
         return -1;
     store_bind_text(st, 1, id);
-    sqlite3_bind_int64(st, 2, now);
-    if (store_step_done(s, st, err, "resend") < 0)
-        return -1;
-    *requeued = sqlite3_changes(s->db);
-    if (*requeued == 0) {
-        if ((st = stmt_get(s, S_HOP_RESEND_ALL, err)) == NULL)
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_reset(st);
+    if (n < 0)
+        store_db_error(s, err, "count hops");
+    return n;
+}
+
+/* Requeue the failed hops, else the sent and failed ones. */
+static int requeue(struct store *s, const char *id, int64_t now,
+                   int *requeued, struct error *err)
+{
+    static const int which[] = { S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL };
+    *requeued = 0;
+    for (size_t i = 0; i < 2 && *requeued == 0; i++) {
+        sqlite3_stmt *st = stmt_get(s, which[i], err);
+        if (st == NULL)
             return -1;
         store_bind_text(st, 1, id);
         sqlite3_bind_int64(st, 2, now);
@@ -960,27 +974,62 @@ static int resend_tx(struct store *s, const char *id, const char *who,
             return -1;
         *requeued = sqlite3_changes(s->db);
     }
+    return 0;
+}
+
+static int resend_tx(struct store *s, const struct store_message *m,
+                     const char *who, const char *const *next, size_t nnext,
+                     int64_t now, int *requeued, struct error *err)
+{
     char text[300];
-    snprintf(text, sizeof(text), "resend requested by %s: %d hop(s) queued",
-             who, *requeued);
-    if (event_add(s, id, 0, now, "info", text, err) < 0)
+    if (requeue(s, m->id, now, requeued, err) < 0)
         return -1;
-    return message_state_update(s, id, now, err);
+    if (*requeued > 0) {
+        snprintf(text, sizeof(text), "resend requested by %s: %d hop(s) "
+                 "queued", who, *requeued);
+    } else {
+        int64_t onward = hops_onward(s, m->id, err);
+        if (onward < 0)
+            return -1;
+        if (onward > 0)
+            return error_set(err, "message %s is still being delivered "
+                             "(%lld hop(s) queued or in progress): nothing to "
+                             "resend", m->id, (long long)onward) - 1;
+        if (nnext == 0)
+            return error_set(err, "message %s never left %s, which has no "
+                             "outgoing link: add a link with `wharf flow "
+                             "import`, then resend it", m->id, m->source) - 1;
+        if (hops_queue(s, m->id, next, nnext, now, err) < 0)
+            return -1;
+        *requeued = (int)nnext;
+        snprintf(text, sizeof(text), "resend requested by %s: routed through "
+                 "the current links of %s (%zu hop(s))", who, m->source,
+                 nnext);
+    }
+    if (event_add(s, m->id, 0, now, "info", text, err) < 0)
+        return -1;
+    return message_state_update(s, m->id, now, err);
 }
 
 int store_message_resend(struct store *s, const char *id, const char *who,
+                         const char *const *next, size_t nnext,
                          int *requeued, struct error *err)
 {
     struct store_message m;
     int found = store_message_get(s, id, &m, err);
-    store_message_clear(&m);
-    if (found != 0)
+    if (found != 0) {
+        store_message_clear(&m);
         return found;
-    if (store_tx_begin(s, err) < 0)
-        return -1;
-    if (resend_tx(s, id, who, time_now_ms(), requeued, err) < 0)
-        return store_tx_fail(s);
-    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
+    }
+    int rc = store_tx_begin(s, err);
+    int tx = rc == 0 ? resend_tx(s, &m, who, next, nnext, time_now_ms(),
+                                 requeued, err) : 0;
+    if (rc == 0 && tx < 0)
+        rc = store_tx_fail(s) + (tx == -2 ? 3 : 0);     /* -2: refused */
+    else if (rc == 0 && store_tx_commit(s, err) < 0)
+        rc = store_tx_fail(s);
+    store_message_clear(&m);
+    return rc;
 }
 
 /* ---- hops ------------------------------------------------------------------ */

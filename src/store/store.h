@@ -166,9 +166,13 @@ int store_message_each(struct store *s,
                        void *arg, struct error *err);
 
 /* Re-queue the message's delivery hops (failed ones; if none failed, all of
- * them) with attempts reset; an event names who asked. *requeued gets the
- * count. 1 when no such message. */
+ * them) with attempts reset; a message that never left its source (it has
+ * no other hop) is queued to `next` (the current links of its source). An
+ * event names who asked. *requeued gets the count. 1 when no such message;
+ * 2 with err when there is nothing to resend (hops still in flight, or no
+ * hop and no link); -1 with err on failure. */
 int store_message_resend(struct store *s, const char *id, const char *who,
+                         const char *const *next, size_t nnext,
                          int *requeued, struct error *err);
 
 /* Mark a message erased (R9): no payload any more, state "erased", its

@@ -18,6 +18,7 @@ the tests send changed copies of a recorded request straight to B.
 """
 import hashlib
 import os
+import shutil
 
 import pytest
 
@@ -421,7 +422,9 @@ def test_m4_tls_failure_is_never_sent_then_resend(tmp_path, wharf,
     "sent", B gets nothing); once A trusts it, resend delivers the
     original."""
     a, b = Side(wharf, tmp_path, "a"), Side(wharf, tmp_path, "b")
-    configure(wharf, a, b, {"tls_ca": a.tls_cert})      # the wrong CA
+    wrong = tmp_path / "wrong-ca.pem"       # A's own listener certificate
+    shutil.copy(a.tls_cert, wrong)          # (a flow names no data dir file)
+    configure(wharf, a, b, {"tls_ca": str(wrong)})      # the wrong CA
     start_pair((a, b), start_server)
     body = payload("tls")
     drop_file(a.outbox, "tls.edi", body)

@@ -154,6 +154,11 @@ def test_r18_cli_actions_create_entries(tmp_path, wharf, data_dir):
     body = tmp_path / "order.edi"
     body.write_bytes(b"UNA:+.? '\nUNB+UNOC:3+A+B'\n")
     msgid = wharf.send(data_dir, "inbox", body)               # not audited
+    con = sqlite3.connect(str(data_dir / "wharf.db"))         # as if it
+    con.execute("UPDATE hops SET state = 'failed' WHERE message_id = ? "
+                "AND state = 'queued'", (msgid,))             # had failed
+    con.commit()
+    con.close()
     wharf.ok("message", "resend", "--data", data_dir, msgid)  # message.resend
     old_id, = master_ids(data_dir)
     wharf.ok("key", "rotate", "--data", data_dir)   # key.rotate, key.retire

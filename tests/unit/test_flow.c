@@ -15,15 +15,18 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/engine.h"
 #include "core/flow.h"
 #include "core/wharf.h"
 #include "net/client.h"
+#include "util/confine.h"
 
 /* ---- fixture: real folders for receive_dir / send_dir / archive_dir ---------- */
 
 static char ROOT[256], IN[300], OUT[300], ARCH[300], AFILE[300], MISSING[300];
+static char DATA[300];
 
 static int dirs_setup(void **state)
 {
@@ -34,7 +37,12 @@ static int dirs_setup(void **state)
     snprintf(ARCH, sizeof(ARCH), "%s/archive", ROOT);
     snprintf(AFILE, sizeof(AFILE), "%s/plain-file", ROOT);
     snprintf(MISSING, sizeof(MISSING), "%s/no-such-dir", ROOT);
-    if (mkdir(IN, 0700) != 0 || mkdir(OUT, 0700) != 0 || mkdir(ARCH, 0700) != 0)
+    snprintf(DATA, sizeof(DATA), "%s/data", ROOT);
+    if (mkdir(IN, 0700) != 0 || mkdir(OUT, 0700) != 0 ||
+        mkdir(ARCH, 0700) != 0 || mkdir(DATA, 0700) != 0)
+        return -1;
+    /* flows may name folders under ROOT, never inside DATA (confine.h) */
+    if (confine_configure(DATA, ROOT, NULL) < 0)
         return -1;
     FILE *fp = fopen(AFILE, "w");
     if (fp == NULL)
@@ -47,6 +55,7 @@ static int dirs_setup(void **state)
 static int dirs_teardown(void **state)
 {
     (void)state;
+    confine_reset();
     test_rmtree(ROOT);
     return 0;
 }
@@ -135,17 +144,20 @@ static void test_m1_flow_accepts_every_option(void **state)
 {
     (void)state;
     struct store_flow f;
-    /* pretty-printed, archive, both directions, the common keys, no links */
+    /* pretty-printed, archive, both directions, the common keys */
     accept(doc("{\n  \"connectors\": [\n"
                "    {\"name\": \"A.b_c-9\", \"type\": \"file\", \"config\": {\n"
                "      \"receive_dir\": \"%s\", \"after\": \"archive\",\n"
                "      \"archive_dir\": \"%s\", \"send_dir\": \"%s\",\n"
                "      \"on_collision\": \"fail\", \"log_level\": \"trace\",\n"
                "      \"poll_ms\": 10, \"retry\": {\"max_attempts\": 1000,\n"
-               "      \"initial_ms\": 1, \"max_ms\": 604800000}}}\n  ]\n}\n",
-               IN, ARCH, OUT), &f);
-    assert_int_equal(f.nconns, 1);
-    assert_int_equal(f.nlinks, 0);
+               "      \"initial_ms\": 1, \"max_ms\": 604800000}}},\n"
+               "    {\"name\": \"sink\", \"type\": \"file\", \"config\": {\n"
+               "      \"send_dir\": \"%s\"}}\n  ],\n"
+               "  \"links\": [[\"A.b_c-9\", \"sink\"]]\n}\n",
+               IN, ARCH, OUT, OUT), &f);
+    assert_int_equal(f.nconns, 2);
+    assert_int_equal(f.nlinks, 1);
     assert_string_equal(f.conns[0].name, "A.b_c-9");
     assert_non_null(strstr(f.conns[0].config, "\"log_level\":\"trace\""));
     assert_non_null(strstr(f.conns[0].config, "\"max_ms\":604800000"));
@@ -305,8 +317,44 @@ static const char *two(const char *links)
 {
     return doc("{\"connectors\":["
                "{\"name\":\"a\",\"type\":\"file\",\"config\":{\"receive_dir\":\"%s\"}},"
-               "{\"name\":\"b\",\"type\":\"file\",\"config\":{\"receive_dir\":\"%s\","
-               "\"send_dir\":\"%s\"}}],\"links\":%s}", IN, IN, OUT, links);
+               "{\"name\":\"b\",\"type\":\"file\",\"config\":{"
+               "\"send_dir\":\"%s\"}}],\"links\":%s}", IN, OUT, links);
+}
+
+/* R14: the folders a flow may name lie under allowed_paths (ROOT here),
+ * never inside the data dir, reached without a symlink. */
+static void test_r14_flow_paths_are_confined(void **state)
+{
+    (void)state;
+    char link[400], sub[400];
+    reject(ONE("\"send_dir\":\"/etc\""), "send_dir /etc is outside the "
+           "folders an administrator allowed", "allowed_paths");
+    reject(doc(ONE("\"send_dir\":\"%s\""), DATA), "inside the data "
+           "directory", NULL);
+    snprintf(sub, sizeof(sub), "%s/in/../data", ROOT);
+    reject(doc(ONE("\"send_dir\":\"%s\""), sub), ". or ..", NULL);
+    snprintf(link, sizeof(link), "%s/to-data", ROOT);
+    assert_int_equal(symlink(DATA, link), 0);
+    reject(doc(ONE("\"send_dir\":\"%s\""), link), "symbolic link", NULL);
+    unlink(link);
+    confine_reset();
+    reject(doc(ONE("\"send_dir\":\"%s\""), OUT), "no folder may be used",
+           "allowed_paths");
+    assert_int_equal(confine_configure(DATA, ROOT, NULL), 0);
+}
+
+/* R14: a root inside the data dir is refused when configured. */
+static void test_r14_allowed_path_inside_data_dir_refused(void **state)
+{
+    (void)state;
+    char inner[400];
+    struct error err = {0};
+    snprintf(inner, sizeof(inner), "%s/payloads", DATA);
+    assert_int_equal(mkdir(inner, 0700), 0);
+    assert_int_equal(confine_configure(DATA, inner, &err), -1);
+    assert_non_null(strstr(err.msg, "inside the data directory"));
+    rmdir(inner);
+    assert_int_equal(confine_configure(DATA, ROOT, NULL), 0);
 }
 
 static void test_m1_flow_rejects_link_to_unknown_connector(void **state)
@@ -735,6 +783,8 @@ int main(void)
         cmocka_unit_test(test_m1_flow_rejects_bad_after),
         cmocka_unit_test(test_m1_flow_rejects_archive_without_dir),
         cmocka_unit_test(test_m1_flow_rejects_bad_on_collision),
+        cmocka_unit_test(test_r14_flow_paths_are_confined),
+        cmocka_unit_test(test_r14_allowed_path_inside_data_dir_refused),
         cmocka_unit_test(test_m1_flow_rejects_link_to_unknown_connector),
         cmocka_unit_test(test_m1_flow_rejects_malformed_link),
         cmocka_unit_test(test_m1_flow_rejects_self_link),
