@@ -15,9 +15,7 @@
  * Owns nothing beyond the call. Must never print a key or a secret (only key
  * ids and names of objects).
  */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,31 +32,19 @@ static void key_problem(void *arg, const char *msg)
     fprintf(stderr, "wharf: %s\n", msg);
 }
 
-/* The pid serve wrote into DIR/wharf.lock, or 0 when unknown. */
-static long key_serve_pid(const char *dir)
+/* wharf.lock is held (err names the holder and its pid): a serve must be
+ * stopped first; another rotation must be let finish. */
+static int key_refuse_lock(const struct wharf *w, const struct error *err)
 {
-    char path[4200], buf[32] = "";
-    snprintf(path, sizeof(path), "%s/wharf.lock", dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char *line = fgets(buf, sizeof(buf), f);
-    fclose(f);
-    char *end;
-    long pid = line ? strtol(buf, &end, 10) : 0;
-    return pid > 0 ? pid : 0;
-}
-
-static int key_refuse_serve(const struct wharf *w)
-{
-    long pid = key_serve_pid(w->dir);
-    char who[48] = "";
-    if (pid > 0)
-        snprintf(who, sizeof(who), " (pid %ld)", pid);
-    return cli_fail("wharf serve%s is running on %s: stop it, run `wharf key "
-                    "rotate` again, then start serve (a running server keeps "
-                    "the keystore in memory and would seal new secrets under "
-                    "the key being retired)", who, w->dir);
+    int pid = 0;
+    char verb[64] = "";
+    if (cli_lock_holder(w->dir, &pid, verb, sizeof(verb)) == 1 &&
+        strcmp(verb, "key rotate") == 0)
+        return cli_fail("%s: let it finish", err->msg);
+    return cli_fail("%s: stop it, run `wharf key rotate` again, then start "
+                    "serve (a running server keeps the keystore in memory "
+                    "and would seal new secrets under the key being "
+                    "retired)", err->msg);
 }
 
 static void key_say_start(const struct rotate_report *r)
@@ -111,9 +97,8 @@ static int key_run(int argc, char **argv)
     if (cli_open(a.data, &w, &st) != 0)
         return EXIT_FAIL;
     int lockfd = -1, rc;
-    if (cli_lock(w->dir, &lockfd, &err) < 0)
-        rc = err.code == EWOULDBLOCK ? key_refuse_serve(w)
-                                     : cli_fail("%s", err.msg);
+    if (cli_lock(w->dir, "key rotate", &lockfd, &err) < 0)
+        rc = key_refuse_lock(w, &err);
     else if (vault_lock_exclusive(w->vault, &err) < 0)
         rc = cli_fail("%s", err.msg);
     else

@@ -17,6 +17,10 @@
  * The flow is shared under a writer-preferring rwlock: workers and the
  * poller read it; a reload swaps it while nobody runs a connector.
  *
+ * The poller reports to core/health.h (connectors left out of a loaded
+ * flow, sources whose polls fail) and logs a failing poll once, then a
+ * summary per interval, then "works again" (log_repeat), never per poll.
+ *
  * Must never: know a connector type by name; acknowledge anything itself.
  */
 #include "core/engine.h"
@@ -30,6 +34,7 @@
 
 #include "connectors/connector.h"
 #include "core/flow.h"
+#include "core/health.h"
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "store/store.h"
@@ -319,6 +324,29 @@ struct poll_state {
     int64_t next_reload_check;
 };
 
+/* Tell health.h which connectors of f's stored flow are left out (failed
+ * to open) and which run. */
+static void engine_health(const struct flow *f)
+{
+    const char **left = calloc(f->rows.nconns + 1, sizeof(*left));
+    const char **running = calloc(f->nconns + 1, sizeof(*running));
+    size_t nleft = 0;
+    if (left == NULL || running == NULL) {
+        free(left);
+        free(running);
+        return;
+    }
+    for (size_t i = 0; i < f->rows.nconns; i++)
+        if (flow_find(f, f->rows.conns[i].name) == NULL)
+            left[nleft++] = f->rows.conns[i].name;
+    for (size_t i = 0; i < f->nconns; i++)
+        running[i] = f->conns[i]->name;
+    health_left_out(left, nleft);
+    health_running(running, f->nconns);
+    free(left);
+    free(running);
+}
+
 static void maybe_reload(struct engine *e, struct store *st,
                          struct poll_state *ps)
 {
@@ -332,9 +360,12 @@ static void maybe_reload(struct engine *e, struct store *st,
         return;
     struct flow *f = flow_load(e->w, st, &err);
     if (f == NULL) {
-        log_error("cannot load the flow: %s", err.msg);
+        log_repeat(LOG_ERROR, -1, NULL, "flow:load", "cannot load the flow "
+                   "(the running one stays in use): %s", err.msg);
         return;
     }
+    log_recovered(LOG_INFO, -1, NULL, "flow:load", "the flow loads again");
+    engine_health(f);
     pthread_rwlock_wrlock(&e->flow_lock);
     struct flow *old = e->flow;
     e->flow = f;
@@ -355,9 +386,17 @@ static int poll_one(struct engine *e, struct store *st, struct connector *c)
     size_t nnext = flow_next(e->flow, c->name, &next);
     struct intake *in = intake_new(e->w, st, c->name, next, nnext);
     enum wh_status s = in ? c->type->poll(c, in, &err) : WH_RETRY;
-    if (s != WH_OK && s != WH_DECLINED)
-        conn_log(c, LOG_WARNING, NULL, "poll failed: %s", in ? err.msg
-                 : "out of memory");
+    char key[96];
+    snprintf(key, sizeof(key), "poll:%s", c->name);
+    if (s != WH_OK && s != WH_DECLINED) {
+        log_repeat(LOG_WARNING, c->log_level, c->name, key, "poll failed: %s",
+                   in ? err.msg : "out of memory");
+        health_poll(c->name, false);
+    } else {
+        log_recovered(LOG_INFO, c->log_level, c->name, key, "poll works "
+                      "again");
+        health_poll(c->name, true);
+    }
     intake_free(in);
     free(next);
     return s == WH_OK;
@@ -468,6 +507,7 @@ struct engine *engine_start(struct wharf *w, struct error *err)
     log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
              (long long)e->flow->generation, e->flow->nconns,
              e->flow->rows.nlinks);
+    engine_health(e->flow);
     if (pthread_create(&e->poller, NULL, poller_main, e) != 0) {
         engine_free_parts(e);
         error_set(err, "cannot start the poller thread");

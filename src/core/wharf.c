@@ -6,12 +6,15 @@
  * keystore that group or others can read, with the command that fixes it.
  *
  * wharf.conf is `key = value` lines; '#' starts a comment. Unknown keys are
- * errors (a typo must not silently fall back to a default).
+ * errors (a typo must not silently fall back to a default). A reload
+ * (wharf_conf_reload, on SIGHUP) copies only the keys of conf_fields marked
+ * live into the running configuration and names the others.
  */
 #include "core/wharf.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,8 @@ void conf_defaults(struct wharf_conf *c)
     c->ban_after_failures = 10;
     c->ban_seconds = 60;
     c->ban_window_seconds = 600;
+    c->health_failing_ms = 60000;
+    c->log_repeat_ms = 60000;
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -215,6 +220,12 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
     } else if (strcmp(key, "log_keep") == 0) {
         if (conf_int(key, v, 1, 100, &x, err) < 0) return -1;
         c->log_keep = (int)x;
+    } else if (strcmp(key, "log_repeat_seconds") == 0) {
+        if (conf_int(key, v, 0, 86400, &x, err) < 0) return -1;
+        c->log_repeat_ms = x * 1000;
+    } else if (strcmp(key, "health_failing_seconds") == 0) {
+        if (conf_int(key, v, 0, 86400, &x, err) < 0) return -1;
+        c->health_failing_ms = x * 1000;
     } else if (strcmp(key, "admin_listen") == 0) {
         return conf_listen(key, v, c->admin_listen, sizeof(c->admin_listen),
                            err);
@@ -462,17 +473,109 @@ static int check_private(const char *path, const char *what, int must_dir,
     return 0;
 }
 
-static int read_conf(struct wharf *w, struct error *err)
+static int conf_read(const char *path, struct wharf_conf *c,
+                     struct error *err)
 {
     char *text = NULL;
     size_t len = 0;
-    if (fsx_read_all(w->conf_path, CONF_MAX, &text, &len, err) < 0)
+    if (fsx_read_all(path, CONF_MAX, &text, &len, err) < 0)
         return -1;
-    int rc = conf_parse(text, len, &w->conf, err);
+    int rc = conf_parse(text, len, c, err);
     free(text);
     if (rc < 0)
-        error_prefix(err, "%s", w->conf_path);
+        error_prefix(err, "%s", path);
     return rc;
+}
+
+static int read_conf(struct wharf *w, struct error *err)
+{
+    return conf_read(w->conf_path, &w->conf, err);
+}
+
+/* ---- reload ------------------------------------------------------------------- */
+
+/* Every key of wharf.conf, where it lands in struct wharf_conf, and
+ * whether a running serve applies a change (live) or needs a restart. */
+struct conf_field {
+    const char *key;
+    size_t off, size;
+    bool str, live;
+};
+#define CONF_F(key, field, str, live) { key, \
+    offsetof(struct wharf_conf, field), \
+    sizeof(((struct wharf_conf *)0)->field), str, live }
+#define WHARF_CONF_LIVE true
+#define WHARF_CONF_RESTART false
+
+static const struct conf_field conf_fields[] = {
+    CONF_F("log_level", log_level, false, WHARF_CONF_LIVE),
+    CONF_F("log_max_bytes", log_max_bytes, false, WHARF_CONF_LIVE),
+    CONF_F("log_keep", log_keep, false, WHARF_CONF_LIVE),
+    CONF_F("log_repeat_seconds", log_repeat_ms, false, WHARF_CONF_LIVE),
+    CONF_F("health_failing_seconds", health_failing_ms, false,
+           WHARF_CONF_LIVE),
+    CONF_F("ban_after_failures", ban_after_failures, false, WHARF_CONF_LIVE),
+    CONF_F("ban_seconds", ban_seconds, false, WHARF_CONF_LIVE),
+    CONF_F("ban_window_seconds", ban_window_seconds, false, WHARF_CONF_LIVE),
+    CONF_F("workers", workers, false, WHARF_CONF_RESTART),
+    CONF_F("batch", batch, false, WHARF_CONF_RESTART),
+    CONF_F("lease_seconds", lease_ms, false, WHARF_CONF_RESTART),
+    CONF_F("poll_ms", poll_ms, false, WHARF_CONF_RESTART),
+    CONF_F("admin_listen", admin_listen, true, WHARF_CONF_RESTART),
+    CONF_F("partner_listen", partner_listen, true, WHARF_CONF_RESTART),
+    CONF_F("tls_cert", tls_cert, true, WHARF_CONF_RESTART),
+    CONF_F("tls_key", tls_key, true, WHARF_CONF_RESTART),
+    CONF_F("admin_client_ca", admin_client_ca, true, WHARF_CONF_RESTART),
+    CONF_F("partner_client_ca", partner_client_ca, true, WHARF_CONF_RESTART),
+    CONF_F("max_header_bytes", max_header_bytes, false, WHARF_CONF_RESTART),
+    CONF_F("max_body_bytes", max_body_bytes, false, WHARF_CONF_RESTART),
+    CONF_F("request_timeout_ms", request_timeout_ms, false,
+           WHARF_CONF_RESTART),
+    CONF_F("idle_timeout_ms", idle_timeout_ms, false, WHARF_CONF_RESTART),
+    CONF_F("max_conns_per_address", max_conns_per_address, false,
+           WHARF_CONF_RESTART),
+    CONF_F("http_threads", http_threads, false, WHARF_CONF_RESTART),
+    CONF_F("proxy", proxy, true, WHARF_CONF_RESTART),
+    CONF_F("proxy_credentials_file", proxy_credentials_file, true,
+           WHARF_CONF_RESTART),
+    CONF_F("no_proxy", no_proxy, true, WHARF_CONF_RESTART),
+    CONF_F("allowed_paths", allowed_paths, true, WHARF_CONF_LIVE),
+};
+_Static_assert(sizeof(conf_fields) / sizeof(conf_fields[0]) <= WHARF_CONF_KEYS,
+               "struct wharf_reload is too small for every key");
+
+static bool conf_field_differs(const struct conf_field *f,
+                               const struct wharf_conf *a,
+                               const struct wharf_conf *b)
+{
+    const char *x = (const char *)a + f->off, *y = (const char *)b + f->off;
+    return f->str ? strcmp(x, y) != 0 : memcmp(x, y, f->size) != 0;
+}
+
+int wharf_conf_reload(struct wharf *w, struct wharf_reload *out,
+                      struct error *err)
+{
+    struct wharf_conf c;
+    memset(out, 0, sizeof(*out));
+    if (conf_read(w->conf_path, &c, err) < 0)
+        return -1;
+    /* the folders flows may name: a root that is refused refuses it all */
+    if (strcmp(c.allowed_paths, w->conf.allowed_paths) != 0 &&
+        confine_configure(w->dir, c.allowed_paths, err) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(conf_fields) / sizeof(conf_fields[0]); i++) {
+        const struct conf_field *f = &conf_fields[i];
+        if (!conf_field_differs(f, &w->conf, &c))
+            continue;
+        if (f->live) {
+            memcpy((char *)&w->conf + f->off, (const char *)&c + f->off,
+                   f->size);
+            out->live[out->nlive++] = f->key;
+        } else {
+            out->restart[out->nrestart++] = f->key;
+        }
+    }
+    return 0;
 }
 
 static int open_steps(struct wharf *w, const char *dir, struct error *err)

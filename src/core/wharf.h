@@ -7,6 +7,8 @@
  *     wharf.db      SQLite metadata (store.h)
  *     payloads/     encrypted payload files, one folder per day
  *     logs/         wharf.log and its rotations
+ *     wharf.lock    held by serve (and key rotate): "PID VERB"
+ *     health.json   what the running serve reports at /healthz (status)
  *
  * struct wharf is what every subsystem is handed; it owns the vault.
  */
@@ -53,6 +55,8 @@ struct wharf_conf {
     /* The folders a flow may name (util/confine.h): comma-separated
      * absolute paths, never inside the data dir; "" = none. */
     char allowed_paths[4096];
+    int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
+    int64_t log_repeat_ms;      /* summary interval of a repeating warning */
 };
 
 struct wharf {
@@ -78,6 +82,24 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
  * load the keystore. Caller owns; free with wharf_close. */
 struct wharf *wharf_open(const char *dir, struct error *err);
 void wharf_close(struct wharf *w);
+
+/* Read wharf.conf again (serve does on SIGHUP). Keys that can change at
+ * run time (WHARF_CONF_LIVE in wharf.c: log_level, log_max_bytes,
+ * log_keep, log_repeat_seconds, health_failing_seconds, ban_*) take their
+ * new value in w->conf and are named in out->live; every other key that
+ * changed keeps its running value and is named in out->restart. The caller
+ * applies the live ones to their subsystems. Only the calling thread may
+ * write w->conf: no other thread reads the live keys from it. -1 with err
+ * when the file cannot be read or does not parse (nothing changed). */
+#define WHARF_CONF_KEYS 40
+struct wharf_reload {
+    const char *live[WHARF_CONF_KEYS];     /* static key names */
+    size_t nlive;
+    const char *restart[WHARF_CONF_KEYS];
+    size_t nrestart;
+};
+int wharf_conf_reload(struct wharf *w, struct wharf_reload *out,
+                      struct error *err);
 
 /* Parse wharf.conf text into c (defaults first). Exposed for the fuzzer. */
 int conf_parse(const char *text, size_t len, struct wharf_conf *c,

@@ -58,12 +58,17 @@ static unsigned def_hash(const char *s)
     return h % DEFENDER_BUCKETS;
 }
 
+static bool def_conf_valid(const struct defender_conf *c)
+{
+    return c->ban_after >= 1 && c->window_ms >= 1 && c->ban_ms >= 1 &&
+           c->max_ban_ms >= c->ban_ms;
+}
+
 struct defender *defender_new(const struct defender_conf *c,
                               const struct defender_ops *ops,
                               struct error *err)
 {
-    if (c->ban_after < 1 || c->window_ms < 1 || c->ban_ms < 1 ||
-        c->max_ban_ms < c->ban_ms) {
+    if (!def_conf_valid(c)) {
         error_set(err, "defender: invalid settings");
         return NULL;
     }
@@ -77,6 +82,17 @@ struct defender *defender_new(const struct defender_conf *c,
         d->ops = *ops;
     pthread_mutex_init(&d->mu, NULL);
     return d;
+}
+
+int defender_set_conf(struct defender *d, const struct defender_conf *c,
+                      struct error *err)
+{
+    if (!def_conf_valid(c))
+        return error_set(err, "defender: invalid settings");
+    pthread_mutex_lock(&d->mu);
+    d->conf = *c;
+    pthread_mutex_unlock(&d->mu);
+    return 0;
 }
 
 void defender_free(struct defender *d)

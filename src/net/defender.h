@@ -54,6 +54,12 @@ struct defender_ops {
 
 struct defender;
 
+/* Replace the settings (thresholds apply to failures from now on;
+ * running bans keep their end). 0, or -1 with err when c is invalid
+ * (nothing changed). */
+int defender_set_conf(struct defender *d, const struct defender_conf *c,
+                      struct error *err);
+
 /* Caller owns; free with defender_free. ops may be NULL. */
 struct defender *defender_new(const struct defender_conf *c,
                               const struct defender_ops *ops,

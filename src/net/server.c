@@ -121,6 +121,8 @@ struct net_server {
     int64_t start_ms;
     bool started;
     atomic_bool stopping;
+    net_health_fn health;           /* /healthz; NULL: always ok */
+    void *health_arg;
 };
 
 /* The request head as http-parser hands it over, NUL-separated in buf. */
@@ -1072,9 +1074,21 @@ static int net_verify(int ok, X509_STORE_CTX *xs)
 
 static int net_healthz(struct net_request *r, void *ud)
 {
-    (void)ud;
+    struct net_server *s = ud;
     static const char ok[] = "{\"status\":\"ok\"}";
-    return net_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+    int healthy = 1;
+    json_t *report = s->health ? s->health(s->health_arg, &healthy) : NULL;
+    if (report == NULL)
+        return net_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+    int rc = net_reply_json(r, healthy ? 200 : 503, report);
+    json_decref(report);
+    return rc;
+}
+
+void net_server_set_health(struct net_server *s, net_health_fn fn, void *arg)
+{
+    s->health = fn;
+    s->health_arg = arg;
 }
 
 static bool net_is_loopback(const char *addr)
@@ -1327,17 +1341,29 @@ static int net_listener_init(struct net_server *s, enum net_which which,
     return 0;
 }
 
+static void net_defender_conf(const struct wharf_conf *c,
+                              struct defender_conf *dc)
+{
+    defender_conf_defaults(dc);
+    dc->ban_after = c->ban_after_failures;
+    dc->ban_ms = (int64_t)c->ban_seconds * 1000;
+    dc->window_ms = (int64_t)c->ban_window_seconds * 1000;
+}
+
 static struct defender *net_defender_new(struct net_server *s,
                                          struct error *err)
 {
-    const struct wharf_conf *c = &s->w->conf;
     struct defender_conf dc;
-    defender_conf_defaults(&dc);
-    dc.ban_after = c->ban_after_failures;
-    dc.ban_ms = (int64_t)c->ban_seconds * 1000;
-    dc.window_ms = (int64_t)c->ban_window_seconds * 1000;
+    net_defender_conf(&s->w->conf, &dc);
     struct defender_ops ops = { .on_ban = net_on_ban, .arg = s };
     return defender_new(&dc, &ops, err);
+}
+
+int net_server_reload_defender(struct net_server *s, struct error *err)
+{
+    struct defender_conf dc;
+    net_defender_conf(&s->w->conf, &dc);
+    return defender_set_conf(s->def, &dc, err);
 }
 
 struct net_server *net_server_new(struct wharf *w, struct error *err)

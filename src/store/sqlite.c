@@ -109,6 +109,7 @@ enum stmt_id {
     S_GEN_BUMP,
     S_MSG_INS, S_MSG_BY_DEDUP, S_MSG_GET, S_MSG_LIST, S_MSG_LIST_STATE,
     S_MSG_EACH, S_MSG_STATE,
+    S_MSG_PREFIX,
     S_HOP_INS, S_HOP_DUE, S_HOP_TAKE, S_HOP_SET, S_HOP_OF_MSG,
     S_HOP_RELEASE, S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL, S_HOP_COUNTS,
     S_HOP_ONWARD,
@@ -149,6 +150,10 @@ static const char *const SQL[S_COUNT] = {
     [S_MSG_EACH] = "SELECT id, created_at, updated_at, source, filename, size,"
                    " sha256, state, payload_path, dedup_key FROM messages"
                    " WHERE payload_path IS NOT NULL AND id > ?1 ORDER BY id LIMIT 256",
+    /* Ids are lowercase hex and '-', all below '~': a prefix is a range
+     * of the primary key. */
+    [S_MSG_PREFIX] = "SELECT COUNT(*), MIN(id) FROM messages"
+                     " WHERE id >= ?1 AND id < ?1 || '~'",
     /* A message's state is the state of its delivery hops, worst first. */
     [S_MSG_STATE] =
         "UPDATE messages SET updated_at = ?2, state = COALESCE(("
@@ -903,6 +908,42 @@ int store_message_list(struct store *s, const char *state, int64_t limit,
     if (state)
         store_bind_text(st, 3, state);
     return message_rows(s, st, out, n, err);
+}
+
+const char *const store_message_states[] = {
+    "queued", "processing", "retrying", "sent", "failed", "received",
+    "refused", "erased", NULL
+};
+
+bool store_message_state_known(const char *state)
+{
+    for (int i = 0; state && store_message_states[i]; i++)
+        if (strcmp(state, store_message_states[i]) == 0)
+            return true;
+    return false;
+}
+
+int store_message_prefix(struct store *s, const char *prefix,
+                         char id[ID_LEN + 1], int64_t *count,
+                         struct error *err)
+{
+    id[0] = '\0';
+    *count = 0;
+    sqlite3_stmt *st = stmt_get(s, S_MSG_PREFIX, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, prefix);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(st, 0);
+        const unsigned char *first = sqlite3_column_text(st, 1);
+        if (*count == 1 && first)
+            snprintf(id, ID_LEN + 1, "%s", (const char *)first);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, err, "look up a message id prefix");
+    return 0;
 }
 
 int store_message_each(struct store *s,

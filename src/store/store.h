@@ -17,6 +17,7 @@
 #ifndef WHARF_STORE_H
 #define WHARF_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -108,7 +109,7 @@ struct store_message {
     char *filename;
     int64_t size;
     char *sha256;                       /* hex, of the plaintext */
-    char *state;                        /* queued processing sent received failed retrying erased */
+    char *state;                        /* see store_message_states */
     char *payload_path;                 /* relative to the data dir */
     char *dedup_key;                    /* NULL when not deduplicated */
 };
@@ -152,6 +153,17 @@ int store_intake(struct store *s, struct store_new *items, size_t n,
 /* 0 found, 1 no such message, -1 error. */
 int store_message_get(struct store *s, const char *id,
                       struct store_message *out, struct error *err);
+
+/* Every state a message can be in (NULL-terminated): queued processing
+ * retrying sent failed received refused erased. */
+extern const char *const store_message_states[];
+bool store_message_state_known(const char *state);
+
+/* Messages whose id starts with prefix: *count of them and, when exactly
+ * one, its id (else ""). 0 or -1. */
+int store_message_prefix(struct store *s, const char *prefix,
+                         char id[ID_LEN + 1], int64_t *count,
+                         struct error *err);
 
 /* Newest first. state may be NULL (all). *out malloc'ed: free with
  * store_messages_free(*out, *n). */

@@ -501,7 +501,7 @@ def test_r15_key_rotate_refuses_while_the_keystore_is_in_use(
     keystore = (data_dir / "keystore").read_bytes()
     p = wharf("key", "rotate", "--data", data_dir)
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
-    assert f"wharf serve (pid {server.pid}) is running on {data_dir}" in \
+    assert f"`wharf serve` (pid {server.pid}) is running on {data_dir}" in \
         p.stderr, p.stderr
     assert "stop it, run `wharf key rotate` again" in p.stderr
     assert (data_dir / "keystore").read_bytes() == keystore

@@ -233,6 +233,38 @@ static void test_long_address_ignored(void **state)
     defender_free(d);
 }
 
+/* A reload (SIGHUP) changes the thresholds: they apply to the failures
+ * that follow; a running ban keeps its end; invalid settings change
+ * nothing. */
+static void test_r22_set_conf_applies_at_run_time(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 10);
+    assert_int_equal(fail_n(d, "10.0.0.1", 4), 0);
+    assert_int_equal(fail_n(d, "10.0.0.9", 10), 1);
+    int64_t until = t.last.until;
+    struct defender_conf c;
+    defender_conf_defaults(&c);
+    c.ban_after = 5;
+    c.window_ms = 600 * SEC;
+    c.ban_ms = 300 * SEC;
+    struct error err = {0};
+    assert_int_equal(defender_set_conf(d, &c, &err), 0);
+    assert_int_equal(fail_n(d, "10.0.0.1", 1), 1);   /* 5th failure bans */
+    assert_int_equal(t.last.duration, 300 * SEC);
+    t.now = until - 1;
+    assert_true(defender_check(d, "10.0.0.9", NULL));
+    t.now = until;
+    assert_false(defender_check(d, "10.0.0.9", NULL));
+    struct defender_conf bad = c;
+    bad.ban_after = 0;
+    assert_int_equal(defender_set_conf(d, &bad, &err), -1);
+    assert_int_equal(fail_n(d, "10.0.0.2", 4), 0);
+    assert_int_equal(fail_n(d, "10.0.0.2", 1), 1);
+    defender_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_restore),
         cmocka_unit_test(test_bounded_and_bans_kept),
         cmocka_unit_test(test_long_address_ignored),
+        cmocka_unit_test(test_r22_set_conf_applies_at_run_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

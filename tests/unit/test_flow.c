@@ -590,6 +590,89 @@ static void test_m8_conf_rejects_out_of_range(void **state)
     free(text);
 }
 
+/* ---- R5: reloading wharf.conf (SIGHUP) ----------------------------------------------- */
+
+static void put_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool named(const char *const *keys, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* Every key of wharf.conf changed at once: the live ones are applied and
+ * named, every other one is named as needing a restart and keeps its
+ * running value; a file that does not parse changes nothing. */
+static void test_r05_conf_reload_live_and_restart_keys(void **state)
+{
+    (void)state;
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct wharf w;
+    memset(&w, 0, sizeof(w));
+    snprintf(w.conf_path, sizeof(w.conf_path), "%s/wharf.conf", dir);
+    conf_ok("", &w.conf);
+    put_text(w.conf_path,
+        "log_level = debug\nlog_max_bytes = 8192\nlog_keep = 3\n"
+        "log_repeat_seconds = 5\nhealth_failing_seconds = 7\n"
+        "ban_after_failures = 3\nban_seconds = 5\nban_window_seconds = 9\n"
+        "workers = 4\nbatch = 8\nlease_seconds = 9\npoll_ms = 77\n"
+        "admin_listen = 127.0.0.1:9443\npartner_listen = 127.0.0.1:9080\n"
+        "tls_cert = a.pem\ntls_key = a.key\nadmin_client_ca = ca.pem\n"
+        "partner_client_ca = ca2.pem\nmax_header_bytes = 2048\n"
+        "max_body_bytes = 2048\nrequest_timeout_ms = 1000\n"
+        "idle_timeout_ms = 1000\nmax_conns_per_address = 3\n"
+        "http_threads = 4\nproxy = http://p:3128\n"
+        "proxy_credentials_file = /x\nno_proxy = localhost\n");
+    struct wharf_reload r;
+    struct error err = {0};
+    if (wharf_conf_reload(&w, &r, &err) != 0)
+        fail_msg("reload: %s", err.msg);
+    assert_int_equal(r.nlive, 8);
+    assert_int_equal(r.nrestart, 19);
+    static const char *const live[] = { "log_level", "log_max_bytes",
+        "log_keep", "log_repeat_seconds", "health_failing_seconds",
+        "ban_after_failures", "ban_seconds", "ban_window_seconds" };
+    for (size_t i = 0; i < 8; i++)
+        assert_true(named(r.live, r.nlive, live[i]));
+    assert_true(named(r.restart, r.nrestart, "workers"));
+    assert_true(named(r.restart, r.nrestart, "request_timeout_ms"));
+    assert_true(named(r.restart, r.nrestart, "no_proxy"));
+    assert_int_equal(w.conf.log_level, LOG_DEBUG);
+    assert_int_equal(w.conf.log_max_bytes, 8192);
+    assert_int_equal(w.conf.log_repeat_ms, 5000);
+    assert_int_equal(w.conf.health_failing_ms, 7000);
+    assert_int_equal(w.conf.ban_after_failures, 3);
+    assert_int_equal(w.conf.workers, 2);                /* running value */
+    assert_string_equal(w.conf.admin_listen, "127.0.0.1:8443");
+    assert_string_equal(w.conf.proxy, "");
+    assert_int_equal(w.conf.request_timeout_ms, 30000);
+
+    /* the same file again: nothing new to apply, the restart keys are
+     * still pending */
+    assert_int_equal(wharf_conf_reload(&w, &r, &err), 0);
+    assert_int_equal(r.nlive, 0);
+    assert_int_equal(r.nrestart, 19);
+
+    put_text(w.conf_path, "log_level = error\nlog_level = loud\n");
+    assert_int_equal(wharf_conf_reload(&w, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "wharf.conf: line 2: log_level"));
+    assert_int_equal(w.conf.log_level, LOG_DEBUG);
+    assert_int_equal(r.nlive + r.nrestart, 0);
+    unlink(w.conf_path);
+    assert_int_equal(wharf_conf_reload(&w, &r, &err), -1);
+    assert_int_equal(w.conf.log_level, LOG_DEBUG);
+    test_rmtree(dir);
+}
+
 /* ---- R2: the global proxy in wharf.conf, and the rule that picks a proxy ------------- */
 
 static void test_r02_conf_proxy_keys(void **state)
@@ -798,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_m8_conf_rejects_unknown_key),
         cmocka_unit_test(test_m8_conf_rejects_bad_numbers),
         cmocka_unit_test(test_m8_conf_rejects_out_of_range),
+        cmocka_unit_test(test_r05_conf_reload_live_and_restart_keys),
         cmocka_unit_test(test_r02_conf_proxy_keys),
         cmocka_unit_test(test_r02_proxy_pick),
         cmocka_unit_test(test_m2_backoff_grows_exponentially),

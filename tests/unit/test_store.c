@@ -441,7 +441,7 @@ static void test_m1_resend_requeues_failed(void **state)
     assert_string_equal(msg_state(f->st, ID1), "failed");
 
     int requeued = -1;
-    assert_int_equal(store_message_resend(f->st, ID1, "alice", &requeued, &err), 0);
+    assert_int_equal(store_message_resend(f->st, ID1, "alice", NULL, 0, &requeued, &err), 0);
     assert_int_equal(requeued, 1);
     assert_string_equal(msg_state(f->st, ID1), "queued");
     assert_int_equal(count_events(f->st, ID1, "info",
@@ -470,12 +470,12 @@ static void test_m1_resend_requeues_failed(void **state)
     assert_string_equal(msg_state(f->st, ID1), "sent");
 
     /* Nothing failed: resend sends every delivery hop again. */
-    assert_int_equal(store_message_resend(f->st, ID1, "bob", &requeued, &err), 0);
+    assert_int_equal(store_message_resend(f->st, ID1, "bob", NULL, 0, &requeued, &err), 0);
     assert_int_equal(requeued, 2);
     assert_string_equal(msg_state(f->st, ID1), "queued");
 
     assert_int_equal(store_message_resend(f->st, "01900000-0000-7000-8000-00000000ffff",
-                                          "bob", &requeued, &err), 1);
+                                          "bob", NULL, 0, &requeued, &err), 1);
 }
 
 static void test_m2_leases_release(void **state)
@@ -551,6 +551,74 @@ static void test_m1_message_list_filter_and_paging(void **state)
     assert_int_equal(store_message_list(f->st, "failed", 100, 0, &page, &n, &err), 0);
     assert_int_equal(n, 0);
     store_messages_free(page, n);
+}
+
+/* A refused message is listed under its own state; every state a filter
+ * accepts is one the store knows (the CLI and the API validate with it). */
+static void test_m1_message_list_refused_state(void **state)
+{
+    struct fx *f = *state;
+    char id[ID_LEN + 1];
+    struct error err = {0};
+    intake1(f->st, ID1, "inbox", NULL, 0);
+    assert_int_equal(store_message_refused(f->st, "as2-a", "refused (test)",
+                                           id, &err), 0);
+    struct store_message *page;
+    size_t n;
+    assert_int_equal(store_message_list(f->st, "refused", 100, 0, &page, &n,
+                                        &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(page[0].id, id);
+    assert_string_equal(page[0].state, "refused");
+    store_messages_free(page, n);
+    for (int i = 0; store_message_states[i]; i++)
+        assert_true(store_message_state_known(store_message_states[i]));
+    assert_true(store_message_state_known("refused"));
+    assert_true(store_message_state_known("erased"));
+    assert_false(store_message_state_known("snet"));
+    assert_false(store_message_state_known(NULL));
+}
+
+/* show/resend resolve a unique id prefix: a range of the primary key, so
+ * an id that merely contains the prefix, or ends beyond it, never counts. */
+static void test_m8_message_id_prefix(void **state)
+{
+    struct fx *f = *state;
+    static const char *ids[] = {
+        "01900000-aaaa-7000-8000-000000000001",
+        "01900000-aaab-7000-8000-000000000002",
+        "01900000-abcd-7000-8000-000000000003",
+        "01911111-0000-7000-8000-0190000000aa",
+    };
+    for (size_t i = 0; i < 4; i++)
+        intake1(f->st, ids[i], "inbox", NULL, 0);
+    char id[ID_LEN + 1];
+    int64_t count = -1;
+    struct error err = {0};
+    assert_int_equal(store_message_prefix(f->st, "01900000-ab", id, &count,
+                                          &err), 0);
+    assert_int_equal(count, 1);
+    assert_string_equal(id, ids[2]);
+    assert_int_equal(store_message_prefix(f->st, "01900000-aaa", id, &count,
+                                          &err), 0);
+    assert_int_equal(count, 2);
+    assert_string_equal(id, "");
+    assert_int_equal(store_message_prefix(f->st, "019000", id, &count, &err),
+                     0);
+    assert_int_equal(count, 3);
+    assert_int_equal(store_message_prefix(f->st, "019111", id, &count, &err),
+                     0);
+    assert_int_equal(count, 1);
+    assert_string_equal(id, ids[3]);
+    assert_int_equal(store_message_prefix(f->st, ids[1], id, &count, &err), 0);
+    assert_int_equal(count, 1);
+    assert_string_equal(id, ids[1]);
+    assert_int_equal(store_message_prefix(f->st, "0190000000aa", id, &count,
+                                          &err), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(store_message_prefix(f->st, "ffffff", id, &count, &err),
+                     0);
+    assert_int_equal(count, 0);
 }
 
 /* ---- M1: the flow ------------------------------------------------------------------------ */
@@ -836,6 +904,8 @@ int main(void)
         T(test_m1_resend_requeues_failed),
         T(test_m2_leases_release),
         T(test_m1_message_list_filter_and_paging),
+        T(test_m1_message_list_refused_state),
+        T(test_m8_message_id_prefix),
         T(test_m1_flow_put_get_generation),
         T(test_m2_migration_version),
         T(test_m2_group_commit_batch),
