@@ -139,8 +139,8 @@ def a_flow(a, b, tmp_path, sshd, remote, oauth):
     destination (named "partner", as test_r08_oauth.authorize expects)."""
     sec = tmp_path / "secrets"
     sec.mkdir()
-    for name in ("hooked", "to-sftp", "to-oauth"):
-        (tmp_path / name).mkdir()
+    for name in ("hooked", "to-sftp", "to-oauth"):     # in allowed_paths
+        (a.dir / name).mkdir()
     doc = flow_of(a, b, partner_of(b))
     oauth_auth = {
         "type": "oauth2", "grant": "authorization_code",
@@ -153,11 +153,11 @@ def a_flow(a, b, tmp_path, sshd, remote, oauth):
         {"name": "hook", "type": "webhook", "config": {
             "auth": {"type": "basic", "user": "acme",
                      "password_file": secret_file(sec, "hook-pw", HOOK_PW)}}},
-        file_dest("hooked", tmp_path / "hooked"),
-        file_source("to-sftp", tmp_path / "to-sftp"),
+        file_dest("hooked", a.dir / "hooked"),
+        file_source("to-sftp", a.dir / "to-sftp"),
         sftp_conn("sftp", sshd, "password",
                   send_dir=str(remote), retry=retry),
-        file_source("to-oauth", tmp_path / "to-oauth"),
+        file_source("to-oauth", a.dir / "to-oauth"),
         {"name": "partner", "type": "http", "config": {
             "url": oauth.base + "/resource", "tls_ca": str(oauth.ca),
             "auth": oauth_auth, "retry": retry}},
@@ -316,15 +316,16 @@ class Rig:
                      {**basic("acme", HOOK_PW),
                       "X-Wharf-Filename": f"{tag}-hook.txt"})
         assert st == 200 and "id" in r, (st, r)
-        wait_until(lambda: (self.tmp / "hooked" / f"{tag}-hook.txt").exists(),
-                   timeout=60, desc=f"{tag}: the webhook's message delivered")
+        hooked = self.a.dir / "hooked" / f"{tag}-hook.txt"
+        wait_until(hooked.exists, timeout=60,
+                   desc=f"{tag}: the webhook's message delivered")
         # the SFTP password
-        drop_file(self.tmp / "to-sftp", f"{tag}-sftp.edi", body)
+        drop_file(self.a.dir / "to-sftp", f"{tag}-sftp.edi", body)
         wait_until(lambda: (self.remote / f"{tag}-sftp.edi").exists(),
                    timeout=60, desc=f"{tag}: the file uploaded by SFTP")
         assert (self.remote / f"{tag}-sftp.edi").read_bytes() == body
         # OAuth: the stored tokens (expired access token, refresh token)
-        drop_file(self.tmp / "to-oauth", f"{tag}-oauth.edi", tag.encode())
+        drop_file(self.a.dir / "to-oauth", f"{tag}-oauth.edi", tag.encode())
         wait_until(lambda: tag.encode() in self.oauth.delivered(),
                    timeout=60, desc=f"{tag}: delivered with OAuth")
         assert self.oauth.count("authorization_code") == 1, (
