@@ -89,7 +89,7 @@ for i in $(seq 1 "$NMSG"); do
     "$WHARF" send --data "$DATA" inbox "$WORK/files/po-$i.edi" >/dev/null
 done
 TOKEN=$("$WHARF" token create --data "$DATA" --role operator --name bench \
-    --days 1 2>/dev/null)
+    --owner admin --days 1 2>/dev/null)
 case $TOKEN in
     wharf_*) ;;
     *) echo "api_bench: no token from wharf token create" >&2; exit 1 ;;

@@ -178,6 +178,7 @@ import_flows() {    # COMPRESS (true|false)
  "connectors": [$file,
    {"name": "as2-$other", "type": "as2",
     "config": {"partner": "$other", "timeout_ms": 3600000,
+               "max_body_bytes": 8589934592,
                "retry": {"initial_ms": 1000, "max_ms": 5000, "max_attempts": 5}}}],
  "links": [$link]}
 EOF

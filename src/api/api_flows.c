@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "core/flow.h"
 #include "store/store.h"
+#include "util/log.h"
 
 int api_connectors(struct api_ctx *c)
 {
@@ -108,6 +109,9 @@ int api_flow_import(struct api_ctx *c)
                   : error_set(&err, "out of memory");
     free(text);
     if (rc < 0) {
+        /* the validation names the key or connector at fault; a URL with
+         * credentials or a secret-named value is masked like in the log */
+        log_redact(err.msg);
         /* refusals are audited: they may be attempts to reach files */
         api_audit(c, "flow.import.refused", NULL, err.msg);
         return api_fail(c, 400, "invalid_flow", "%s", err.msg);

@@ -68,9 +68,14 @@ struct connector {
 /* One message handed to a destination, and what became of it. */
 struct delivery {
     const struct message *msg;  /* in */
-    enum wh_status status;      /* out: WH_OK, WH_RETRY or WH_FAIL */
+    /* out: WH_OK, WH_RETRY or WH_FAIL; or WH_AGAIN: nothing failed, the
+     * far side has not answered yet (an asynchronous receipt): deliver()
+     * runs again at again_at, the attempt is not counted, and receipt
+     * (when set) goes into the message's history once, at info. */
+    enum wh_status status;
     struct error err;           /* out: why, when not WH_OK */
     char receipt[256];          /* out: what the far side said (optional) */
+    int64_t again_at;           /* out, with WH_AGAIN: ms since the epoch */
 };
 
 struct connector_type {

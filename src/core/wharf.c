@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "net/client.h"
 #include "net/server.h"
 #include "net/tls.h"
@@ -37,6 +38,8 @@ void conf_defaults(struct wharf_conf *c)
     memset(c, 0, sizeof(*c));
     c->log_level = LOG_INFO;
     c->workers = 2;
+    c->large_workers = 1;
+    c->large_payload_bytes = 8LL * 1024 * 1024;
     c->batch = 256;
     c->lease_ms = 60000;
     c->poll_ms = 1000;
@@ -57,6 +60,12 @@ void conf_defaults(struct wharf_conf *c)
     c->ban_window_seconds = 600;
     c->health_failing_ms = 60000;
     c->log_repeat_ms = 60000;
+    c->login_concurrency = AUTH_PASSWORD_SLOTS;
+    c->login_wait_ms = AUTH_PASSWORD_WAIT_MS;
+    c->login_throttle_after = AUTH_THROTTLE_AFTER;
+    c->login_throttle_window_seconds = (int)(AUTH_THROTTLE_WINDOW_MS / 1000);
+    c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
+    c->metrics_access = WHARF_METRICS_TOKEN;
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -113,11 +122,21 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
         { "max_conns_per_address", 1, 100000,
           offsetof(struct wharf_conf, max_conns_per_address) },
         { "http_threads", 2, 1024, offsetof(struct wharf_conf, http_threads) },
-        { "ban_after_failures", 1, 100000,
+        { "ban_after_failures", 1, 1000,
           offsetof(struct wharf_conf, ban_after_failures) },
         { "ban_seconds", 1, 86400, offsetof(struct wharf_conf, ban_seconds) },
         { "ban_window_seconds", 1, 86400,
           offsetof(struct wharf_conf, ban_window_seconds) },
+        { "login_concurrency", 1, 64,
+          offsetof(struct wharf_conf, login_concurrency) },
+        { "login_wait_ms", 0, 60000,
+          offsetof(struct wharf_conf, login_wait_ms) },
+        { "login_throttle_after", 0, 100000,
+          offsetof(struct wharf_conf, login_throttle_after) },
+        { "login_throttle_window_seconds", 1, 86400,
+          offsetof(struct wharf_conf, login_throttle_window_seconds) },
+        { "login_throttle_seconds", 1, 86400,
+          offsetof(struct wharf_conf, login_throttle_seconds) },
     };
     long long x;
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
@@ -128,10 +147,41 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
         *(int *)((char *)c + ints[i].off) = (int)x;
         return 0;
     }
+    if (strcmp(key, "metrics_access") == 0) {
+        static const char *const ways[] = { "token", "loopback", "off" };
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(v, ways[i]) == 0) {
+                c->metrics_access = i;
+                return 0;
+            }
+        }
+        return error_set(err, "metrics_access must be token, loopback or "
+                         "off, not '%s'", v);
+    }
     if (strcmp(key, "max_body_bytes") == 0) {
         if (conf_int(key, v, 1024, 1LL << 40, &x, err) < 0)
             return -1;
         c->max_body_bytes = x;
+        return 0;
+    }
+    return 1;
+}
+
+/* The engine's lane for large messages. 1 when key is not one of its. */
+static int conf_set_lanes(struct wharf_conf *c, const char *key,
+                          const char *v, struct error *err)
+{
+    long long x;
+    if (strcmp(key, "large_workers") == 0) {
+        if (conf_int(key, v, 0, 64, &x, err) < 0)
+            return -1;
+        c->large_workers = (int)x;
+        return 0;
+    }
+    if (strcmp(key, "large_payload_bytes") == 0) {
+        if (conf_int(key, v, 1024, 1LL << 50, &x, err) < 0)
+            return -1;
+        c->large_payload_bytes = x;
         return 0;
     }
     return 1;
@@ -238,6 +288,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
             rc = conf_set_tls(c, key, v, err);
         if (rc == 1)
             rc = conf_set_proxy(c, key, v, err);
+        if (rc == 1)
+            rc = conf_set_lanes(c, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;
@@ -365,6 +417,16 @@ static int write_conf(const struct wharf *w, const char *level,
         "ban_after_failures = 10\n"
         "ban_window_seconds = 600\n"
         "ban_seconds = 60\n"
+        "# Logins: password checks at once (64 MiB each) and the wait for\n"
+        "# one; a user name is locked after this many failed logins.\n"
+        "login_concurrency = 2\n"
+        "login_wait_ms = 2000\n"
+        "login_throttle_after = 20\n"
+        "login_throttle_window_seconds = 900\n"
+        "login_throttle_seconds = 60\n"
+        "# GET /metrics: token (metrics.read), loopback (no credentials,\n"
+        "# local clients only: weaker) or off.\n"
+        "metrics_access = token\n"
         "\n"
         "# Outbound proxy of every connector without its own \"proxy\":\n"
         "# http://, https://, socks5:// or socks5h://HOST:PORT (empty: none);\n"

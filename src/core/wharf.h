@@ -26,6 +26,8 @@ struct vault;
 struct wharf_conf {
     enum log_level log_level;
     int workers;                /* delivery threads */
+    int large_workers;          /* more threads, only for large messages */
+    int64_t large_payload_bytes;    /* "large": this size or more */
     int batch;                  /* hops per lease, files per intake commit */
     int64_t lease_ms;           /* lease length: a dead worker's hops return after it */
     int64_t poll_ms;            /* default poll interval of sources */
@@ -46,6 +48,14 @@ struct wharf_conf {
     int ban_after_failures;     /* defender: failures that ban an address */
     int ban_seconds;            /* first ban; doubles on each repeat, max 1 day */
     int ban_window_seconds;     /* failures are counted within this window */
+    /* Logins (R22): Argon2id checks at once, the wait for one, and the
+     * per-account throttle (auth.h AUTH_THROTTLE_*; after 0 = off). */
+    int login_concurrency;
+    int login_wait_ms;
+    int login_throttle_after;
+    int login_throttle_window_seconds;
+    int login_throttle_seconds;
+    int metrics_access;         /* WHARF_METRICS_*: who may GET /metrics */
     /* Outbound proxy of every connector without its own "proxy" (R2,
      * net_client_proxy_pick); "" = none. */
     char proxy[512];            /* http://, https://, socks5://, socks5h:// */
@@ -58,6 +68,10 @@ struct wharf_conf {
     int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
     int64_t log_repeat_ms;      /* summary interval of a repeating warning */
 };
+
+/* metrics_access: a bearer token or session with metrics.read (default);
+ * loopback clients without credentials (weaker); nobody. */
+enum { WHARF_METRICS_TOKEN, WHARF_METRICS_LOOPBACK, WHARF_METRICS_OFF };
 
 struct wharf {
     char dir[4096];

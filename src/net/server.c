@@ -19,9 +19,8 @@
  * max_conns_per_address of them per address.
  *
  * Must never: log a header value, a cookie, a query string or a body;
- * answer on the partner listener anything not routed there; serve
- * /metrics to a non-loopback client; read a body past its cap; loosen
- * the TLS policy of tls.c.
+ * answer on the partner listener anything not routed there; read a body
+ * past its cap; loosen the TLS policy of tls.c.
  */
 #include "net/server.h"
 #include "net/url.h"
@@ -1091,61 +1090,6 @@ void net_server_set_health(struct net_server *s, net_health_fn fn, void *arg)
     s->health_arg = arg;
 }
 
-static bool net_is_loopback(const char *addr)
-{
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
-}
-
-static int net_metrics_text(struct net_server *s, char *out, size_t n,
-                            struct error *err)
-{
-    int64_t q, p, rt, sent, failed;
-    pthread_mutex_lock(&s->store_mu);
-    int rc = store_hop_counts(s->st, &q, &p, &rt, &sent, &failed, err);
-    pthread_mutex_unlock(&s->store_mu);
-    if (rc < 0)
-        return -1;
-    int k = snprintf(out, n,
-        "# HELP wharf_messages Message hops by state.\n"
-        "# TYPE wharf_messages gauge\n"
-        "wharf_messages{state=\"queued\"} %lld\n"
-        "wharf_messages{state=\"processing\"} %lld\n"
-        "wharf_messages{state=\"retrying\"} %lld\n"
-        "wharf_messages{state=\"sent\"} %lld\n"
-        "wharf_messages{state=\"failed\"} %lld\n"
-        "# HELP wharf_banned_addresses Client addresses banned now.\n"
-        "# TYPE wharf_banned_addresses gauge\n"
-        "wharf_banned_addresses %d\n"
-        "# HELP wharf_build_info Version of this build.\n"
-        "# TYPE wharf_build_info gauge\n"
-        "wharf_build_info{version=\"%s\"} 1\n"
-        "# HELP process_start_time_seconds Start time of the process since "
-        "unix epoch in seconds.\n"
-        "# TYPE process_start_time_seconds gauge\n"
-        "process_start_time_seconds %.3f\n",
-        (long long)q, (long long)p, (long long)rt, (long long)sent,
-        (long long)failed, defender_banned_count(s->def), WHARF_VERSION,
-        (double)s->start_ms / 1000.0);
-    return (k < 0 || (size_t)k >= n) ? error_set(err, "metrics too long") : k;
-}
-
-static int net_metrics(struct net_request *r, void *ud)
-{
-    struct net_server *s = ud;
-    if (!net_is_loopback(r->c->addr))
-        return net_reply_error(r, 403, "forbidden",
-                               "metrics are served to local clients only");
-    char text[4096];
-    struct error err = {0};
-    int n = net_metrics_text(s, text, sizeof(text), &err);
-    if (n < 0) {
-        log_error("metrics: %s", err.msg);
-        return net_reply_error(r, 500, "internal", "metrics unavailable");
-    }
-    return net_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-                     (size_t)n);
-}
-
 /* ---- bans: audit, log, persist ---------------------------------------------------- */
 
 static void net_on_ban(void *arg, const struct defender_ban *b)
@@ -1384,8 +1328,7 @@ struct net_server *net_server_new(struct wharf *w, struct error *err)
         net_listener_init(s, NET_ADMIN, err) < 0 ||
         net_listener_init(s, NET_PARTNER, err) < 0 ||
         (s->def = net_defender_new(s, err)) == NULL ||
-        net_route(&s->l[NET_ADMIN], "GET", "/healthz", net_healthz, s) < 0 ||
-        net_route(&s->l[NET_ADMIN], "GET", "/metrics", net_metrics, s) < 0) {
+        net_route(&s->l[NET_ADMIN], "GET", "/healthz", net_healthz, s) < 0) {
         if (err && err->msg[0] == '\0')
             error_set(err, "cannot set up the listeners");
         net_server_free(s);

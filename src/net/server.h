@@ -3,9 +3,8 @@
  * route table that the REST API and the receivers plug into, and the
  * request/response wrapper their handlers see.
  *
- *   admin listener   (admin_listen, default 127.0.0.1:8443): /healthz,
- *                    /metrics (loopback clients only), later /api/v1 and
- *                    the console;
+ *   admin listener   (admin_listen, default 127.0.0.1:8443): /healthz;
+ *                    the REST API adds /api/v1 and /metrics (api.h);
  *   partner listener (partner_listen, default 127.0.0.1:4080): only the
  *                    routes registered for it (AS2, webhooks, async MDNs).
  * Anything not routed gets 404 {"error":{"code":"not_found",...}}.

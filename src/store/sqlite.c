@@ -97,6 +97,34 @@ static const char *const MIGRATIONS[] = {
     "  direction TEXT NOT NULL, at INTEGER NOT NULL, as2_message_id TEXT,"
     "  original_message_id TEXT, headers TEXT NOT NULL, body BLOB NOT NULL);"
     "CREATE INDEX receipts_message ON receipts(message_id, id);",
+    /* 6: refused inbound AS2 requests folded into bursts (one "refused"
+     * message per source, address and reason while they keep coming;
+     * sqlite_partners.c) */
+    "CREATE TABLE refusals(message_id TEXT PRIMARY KEY,"
+    "  source TEXT NOT NULL, address TEXT NOT NULL,"
+    "  reason TEXT NOT NULL, count INTEGER NOT NULL, first_at INTEGER"
+    "  NOT NULL, last_at INTEGER NOT NULL, event_id INTEGER NOT NULL"
+    "  DEFAULT 0);"
+    "CREATE INDEX refusals_burst ON refusals(source, address, reason,"
+    "  last_at);",
+    /* 7: API tokens act as their owner (legacy rows get the user or token
+     * that created them, else none: refused); per-account login throttle;
+     * webhook HMAC signatures seen (sqlite_auth.c) */
+    "ALTER TABLE tokens ADD COLUMN owner_id INTEGER REFERENCES users(id)"
+    "  ON DELETE SET NULL;"
+    "UPDATE tokens SET owner_id = (SELECT id FROM users"
+    "  WHERE 'user:' || users.name = tokens.created_by);"
+    "UPDATE tokens SET owner_id = (SELECT t2.owner_id FROM tokens t2"
+    "  WHERE 'token:' || t2.id = tokens.created_by) WHERE owner_id IS NULL;"
+    "CREATE INDEX tokens_owner ON tokens(owner_id);"
+    "CREATE TABLE login_throttle(account TEXT PRIMARY KEY,"
+    "  failures INTEGER NOT NULL, first_at INTEGER NOT NULL,"
+    "  level INTEGER NOT NULL, locked_until INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE replay_guard(scope TEXT NOT NULL, sig TEXT NOT NULL,"
+    "  until INTEGER NOT NULL, run TEXT NOT NULL, done INTEGER NOT NULL"
+    "  DEFAULT 0, PRIMARY KEY(scope, sig));"
+    "CREATE INDEX replay_guard_until ON replay_guard(until);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -167,11 +195,15 @@ static const char *const SQL[S_COUNT] = {
         " HAVING COUNT(*) > 0), 'received') WHERE id = ?1",
     [S_HOP_INS] = "INSERT INTO hops(message_id, connector, state, next_at,"
                   " created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?4, ?4)",
+    /* Due hops of one lane: messages of ?3 to ?4 bytes (engine.c). */
     [S_HOP_DUE] = "SELECT id, message_id, connector, state, attempts, next_at,"
                   " created_at, updated_at, last_error, receipt FROM hops"
-                  " WHERE (state IN ('queued', 'retrying') AND next_at <= ?1"
-                  "        AND (lease_until IS NULL OR lease_until < ?1))"
-                  "    OR (state = 'processing' AND lease_until < ?1)"
+                  " WHERE ((state IN ('queued', 'retrying') AND next_at <= ?1"
+                  "         AND (lease_until IS NULL OR lease_until < ?1))"
+                  "     OR (state = 'processing' AND lease_until < ?1))"
+                  "   AND (SELECT COALESCE(MAX(size), 0) FROM messages"
+                  "        WHERE messages.id = hops.message_id)"
+                  "       BETWEEN ?3 AND ?4"
                   " ORDER BY next_at, id LIMIT ?2",
     [S_HOP_TAKE] = "UPDATE hops SET state = 'processing', lease_owner = ?2,"
                    " lease_until = ?3, updated_at = ?4 WHERE id = ?1",
@@ -1131,7 +1163,8 @@ static int hop_rows(struct store *s, sqlite3_stmt *st, struct store_hop **out,
 }
 
 static int lease_tx(struct store *s, const char *owner, int64_t now,
-                    int64_t lease_ms, size_t max, struct store_hop **out,
+                    int64_t lease_ms, size_t max,
+                    const struct store_lane *lane, struct store_hop **out,
                     size_t *n, struct error *err)
 {
     sqlite3_stmt *st = stmt_get(s, S_HOP_DUE, err);
@@ -1139,6 +1172,8 @@ static int lease_tx(struct store *s, const char *owner, int64_t now,
         return -1;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    sqlite3_bind_int64(st, 3, lane ? lane->min_size : 0);
+    sqlite3_bind_int64(st, 4, lane ? lane->max_size : INT64_MAX);
     if (hop_rows(s, st, out, n, max, err) < 0)
         return -1;
     for (size_t i = 0; i < *n; i++) {
@@ -1158,11 +1193,21 @@ int store_hop_lease(struct store *s, const char *owner, int64_t now,
                     int64_t lease_ms, size_t max, struct store_hop **out,
                     size_t *n, struct error *err)
 {
+    return store_hop_lease_lane(s, owner, now, lease_ms, max, NULL, out, n,
+                                err);
+}
+
+int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
+                         int64_t lease_ms, size_t max,
+                         const struct store_lane *lane,
+                         struct store_hop **out, size_t *n,
+                         struct error *err)
+{
     *out = NULL;
     *n = 0;
     if (store_tx_begin(s, err) < 0)
         return -1;
-    if (lease_tx(s, owner, now, lease_ms, max, out, n, err) < 0 ||
+    if (lease_tx(s, owner, now, lease_ms, max, lane, out, n, err) < 0 ||
         store_tx_commit(s, err) < 0) {
         store_hops_free(*out, *n);
         *out = NULL;
@@ -1179,7 +1224,8 @@ int store_leases_release(struct store *s, struct error *err)
 
 static const char *result_state(enum hop_result r)
 {
-    return r == HOP_SENT ? "sent" : r == HOP_RETRY ? "retrying" : "failed";
+    return r == HOP_SENT ? "sent" : r == HOP_RETRY || r == HOP_WAIT
+           ? "retrying" : "failed";
 }
 
 static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
@@ -1191,6 +1237,8 @@ static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
     else if (o->result == HOP_RETRY)
         snprintf(buf, n, "attempt %d by %s failed, will retry: %s",
                  o->attempts, o->connector, o->error ? o->error : "-");
+    else if (o->result == HOP_WAIT)
+        snprintf(buf, n, "%s: %s", o->connector, o->receipt);
     else
         snprintf(buf, n, "failed at %s after %d attempt(s): %s",
                  o->connector, o->attempts, o->error ? o->error : "-");
@@ -1206,9 +1254,12 @@ static int finish_one(struct store *s, const struct store_outcome *o,
     sqlite3_bind_int64(st, 1, o->hop_id);
     store_bind_text(st, 2, result_state(o->result));
     sqlite3_bind_int(st, 3, o->attempts);
-    sqlite3_bind_int64(st, 4, o->result == HOP_RETRY ? o->next_at : now);
-    store_bind_text(st, 5, o->result == HOP_SENT ? NULL : o->error);
-    store_bind_text(st, 6, o->receipt);
+    sqlite3_bind_int64(st, 4, o->result == HOP_RETRY ||
+                              o->result == HOP_WAIT ? o->next_at : now);
+    store_bind_text(st, 5, o->result == HOP_SENT || o->result == HOP_WAIT
+                           ? NULL : o->error);
+    /* a wait's text is for the history, not the hop's receipt */
+    store_bind_text(st, 6, o->result == HOP_WAIT ? NULL : o->receipt);
     sqlite3_bind_int64(st, 7, now);
     store_bind_text(st, 8, o->owner);
     if (store_step_done(s, st, err, "update hop") < 0)
@@ -1217,9 +1268,11 @@ static int finish_one(struct store *s, const struct store_outcome *o,
         return 1;
     char text[900];
     outcome_text(o, text, sizeof(text));
-    const char *level = o->result == HOP_SENT ? "info"
-                      : o->result == HOP_RETRY ? "warning" : "error";
-    if (event_add(s, o->message_id, o->hop_id, now, level, text, err) < 0)
+    const char *level = o->result == HOP_SENT || o->result == HOP_WAIT
+                      ? "info" : o->result == HOP_RETRY ? "warning" : "error";
+    /* a hop still waiting says so once (when it starts), not at each look */
+    if ((o->result != HOP_WAIT || o->receipt) &&
+        event_add(s, o->message_id, o->hop_id, now, level, text, err) < 0)
         return -1;
     if (o->result == HOP_SENT &&
         hops_queue(s, o->message_id, o->next, o->nnext, now, err) < 0)

@@ -24,7 +24,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 7
 
 struct store;
 
@@ -220,11 +220,29 @@ int store_hop_lease(struct store *s, const char *owner, int64_t now,
                     int64_t lease_ms, size_t max, struct store_hop **out,
                     size_t *n, struct error *err);
 
+/* One lane of the engine: only hops whose message has min_size to
+ * max_size bytes (large payloads have their own workers). */
+struct store_lane {
+    int64_t min_size, max_size;
+};
+
+/* store_hop_lease restricted to a lane (NULL: every hop). */
+int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
+                         int64_t lease_ms, size_t max,
+                         const struct store_lane *lane,
+                         struct store_hop **out, size_t *n,
+                         struct error *err);
+
 /* Forget every lease (single-node SQLite: called when serve starts, since
  * no other process can hold one). */
 int store_leases_release(struct store *s, struct error *err);
 
-enum hop_result { HOP_SENT, HOP_RETRY, HOP_FAILED };
+/* HOP_WAIT: nothing failed, the far side has not answered yet (an
+ * asynchronous MDN): the hop stays "retrying" until next_at with its
+ * attempts unchanged and no error; receipt (when set: the wait began)
+ * becomes an info event, not the hop's receipt; no event for each later
+ * look. */
+enum hop_result { HOP_SENT, HOP_RETRY, HOP_FAILED, HOP_WAIT };
 
 struct store_outcome {
     int64_t hop_id;
@@ -233,9 +251,11 @@ struct store_outcome {
     const char *owner;          /* the lease holder: a lost lease is not committed */
     enum hop_result result;
     int attempts;               /* after this attempt */
-    int64_t next_at;            /* HOP_RETRY: when to try again */
+    int64_t next_at;            /* HOP_RETRY / HOP_WAIT: when to run again */
     const char *error;          /* HOP_RETRY / HOP_FAILED */
-    const char *receipt;        /* HOP_SENT: what the far side said, may be NULL */
+    const char *receipt;        /* HOP_SENT: what the far side said;
+                                 * HOP_WAIT: what it said so far (for the
+                                 * event only); may be NULL */
     const char *const *next;    /* HOP_SENT: connectors to queue next */
     size_t nnext;
 };

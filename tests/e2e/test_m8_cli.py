@@ -387,7 +387,7 @@ def test_m1_message_list_state_refused_cli_and_api(tmp_path, wharf,
     from as2_raw import Request, post
     _, b = pair(wharf, tmp_path)           # b requires signed, encrypted
     out = wharf.ok("token", "create", "--data", b.data, "--role", "viewer",
-                   "--name", "ops")
+                   "--name", "ops", "--owner", "admin")
     token = re.search(r"wharf_[A-Za-z0-9_-]+", out.stdout + out.stderr)[0]
     b.server = start_server(b.data)
     b.server.wait_listening()

@@ -38,7 +38,8 @@ MARK = "keystore-marker"
 
 
 def token(wharf, data, role):
-    out = wharf.ok("token", "create", "--data", data, "--role", role).stdout
+    out = wharf.ok("token", "create", "--data", data, "--role", role,
+                   "--owner", "admin").stdout
     return TOKEN_RE.search(out).group(1)
 
 
