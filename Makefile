@@ -2,6 +2,11 @@
 # ASan+UBSan (build/asan). `make run` and `make test` are the two commands
 # the README promises; the rest are parts of them.
 
+# Parallel by default: one job per core unless -j was given.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
 CC      ?= cc
 PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl
 # Bounded snprintf truncation is deliberate everywhere (messages are cut,
@@ -23,6 +28,7 @@ SRC      := $(shell find src -name '*.c' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 DATA     ?= ./wharf-data
+FILES    ?= ./wharf-files
 PYTEST   ?= /usr/bin/python3 -m pytest
 
 .PHONY: all release asan unit e2e test run deps deps-test fuzz fuzz-smoke bench lint clean
@@ -91,7 +97,9 @@ deps-test:
 
 run: deps
 	@$(MAKE) --no-print-directory release
-	@if [ ! -d "$(DATA)" ]; then build/release/wharf init --data "$(DATA)"; fi
+	@mkdir -p "$(FILES)/in" "$(FILES)/out"
+	@if [ ! -d "$(DATA)" ]; then build/release/wharf init --data "$(DATA)" \
+	    --allowed-paths "$(abspath $(FILES))"; fi
 	build/release/wharf serve --data "$(DATA)"
 
 bench: release

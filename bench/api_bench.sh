@@ -72,6 +72,7 @@ DATA=$WORK/data
 # the sample request below (curl) may not be free yet when wrk connects, and
 # one wrk connection would be refused. Room for both, nothing else changed.
 {
+    echo "allowed_paths = $WORK"
     echo "log_level = warning"
     echo "max_conns_per_address = $((CONNS + 16))"
 } >>"$DATA/wharf.conf"
@@ -88,7 +89,7 @@ for i in $(seq 1 "$NMSG"); do
     "$WHARF" send --data "$DATA" inbox "$WORK/files/po-$i.edi" >/dev/null
 done
 TOKEN=$("$WHARF" token create --data "$DATA" --role operator --name bench \
-    --days 1 2>/dev/null)
+    --owner admin --days 1 2>/dev/null)
 case $TOKEN in
     wharf_*) ;;
     *) echo "api_bench: no token from wharf token create" >&2; exit 1 ;;

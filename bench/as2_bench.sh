@@ -144,7 +144,8 @@ for s in a b; do
     ADMIN[$s]=$(free_port)
     PARTNER[$s]=$(free_port)
     "$WHARF" init --data "$WORK/$s/data" --admin-listen "127.0.0.1:${ADMIN[$s]}" \
-        --partner-listen "127.0.0.1:${PARTNER[$s]}" >"$OUT/init-$s.out" 2>&1
+        --partner-listen "127.0.0.1:${PARTNER[$s]}" --allowed-paths "$WORK/$s" \
+        >"$OUT/init-$s.out" 2>&1
     printf 'log_level = warning\npoll_ms = 50\n' >>"$WORK/$s/data/wharf.conf"
     [ -z "${BENCH_AS2_CONF:-}" ] || printf '%b\n' "$BENCH_AS2_CONF" >>"$WORK/$s/data/wharf.conf"
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -sha256 -subj "/CN=wharf-$s" \
@@ -177,6 +178,7 @@ import_flows() {    # COMPRESS (true|false)
  "connectors": [$file,
    {"name": "as2-$other", "type": "as2",
     "config": {"partner": "$other", "timeout_ms": 3600000,
+               "max_body_bytes": 8589934592,
                "retry": {"initial_ms": 1000, "max_ms": 5000, "max_attempts": 5}}}],
  "links": [$link]}
 EOF

@@ -187,7 +187,7 @@ def main():
     for d in (recv, send, stage, arch):
         os.makedirs(d)
 
-    run([wharf, "init", "--data", data])
+    run([wharf, "init", "--data", data, "--allowed-paths", out])
     src_cfg = {"receive_dir": recv, "pattern": "*", "after": a.after,
                "poll_ms": 100}
     if a.after == "archive":

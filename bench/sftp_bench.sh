@@ -68,7 +68,7 @@ echo "sftp_bench: making a $MB MiB file"
 head -c "$((MB * 1024 * 1024))" /dev/urandom > "$WORK/payload.bin"
 
 DATA=$WORK/data
-"$WHARF" init --data "$DATA" > "$OUT/init.out" 2>&1
+"$WHARF" init --data "$DATA" --allowed-paths "$WORK" > "$OUT/init.out" 2>&1
 cat >> "$DATA/wharf.conf" <<EOF
 poll_ms = 50
 log_level = warning

@@ -9,7 +9,7 @@
 #include "cli/cli.h"
 
 static const struct cli_cmd *const COMMANDS[] = {
-    &cmd_init, &cmd_serve, &cmd_flow, &cmd_send, &cmd_message, &cmd_key,
+    &cmd_init, &cmd_serve, &cmd_status, &cmd_flow, &cmd_send, &cmd_message, &cmd_key,
     &cmd_version,
     &cmd_audit,
     &cmd_user, &cmd_token,

@@ -110,7 +110,8 @@ for s in a b; do
     PARTNER[$s]=$(free_port)
     while [ "${PARTNER[$s]}" = "${ADMIN[$s]}" ]; do PARTNER[$s]=$(free_port); done
     "$WHARF" init --data "$WORK/$s/data" --admin-listen "127.0.0.1:${ADMIN[$s]}" \
-        --partner-listen "127.0.0.1:${PARTNER[$s]}" >"$WORK/$s/init.out" 2>&1 ||
+        --partner-listen "127.0.0.1:${PARTNER[$s]}" --allowed-paths "$WORK/$s" \
+        >"$WORK/$s/init.out" 2>&1 ||
         die "wharf init ($s) failed: $(cat "$WORK/$s/init.out")"
     echo "poll_ms = 100" >>"$WORK/$s/data/wharf.conf"
     openssl req -x509 -newkey rsa:2048 -nodes -days 365 -sha256 \

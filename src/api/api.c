@@ -5,19 +5,28 @@
  *
  * Order of checks for every request under /api/v1 (deny by default):
  *   1. match method + path against the table (404 / 405);
- *   2. unless the route is API_PUBLIC: credentials (401; a bad credential
- *      counts as a failure for the defender), a session limited to
- *      "change your password / enrol MFA" may only use API_SELF routes
+ *   2. unless the route is API_PUBLIC: credentials (401; a credential that
+ *      was never valid counts as a failure for the defender, one that
+ *      stopped working, e.g. a revoked token, does not), a session limited
+ *      to "change your password / enrol MFA" may only use API_SELF routes
  *      (403 mfa_required / password_change_required);
- *   3. a cookie session on POST/PUT/PATCH/DELETE: X-CSRF-Token (403);
- *   4. the route's permission against the caller's role (403);
- *   5. a JSON body, when one is sent (400 / 413), then the handler.
+ *   3. a state-changing request a browser could make with its own
+ *      credentials (a login, or any request of a cookie session) whose
+ *      Origin header is another origin: 403 cross_origin (login CSRF);
+ *      no Origin (programs, curl) passes;
+ *   4. a cookie session on POST/PUT/PATCH/DELETE: X-CSRF-Token (403);
+ *   5. the route's permission against the caller's role (403);
+ *   6. a JSON body, when one is sent (400 / 413; the error names the line
+ *      and column, never the bytes: jansson's own text quotes the input),
+ *      then the handler.
+ * GET /metrics (same table, permission metrics.read) follows wharf.conf's
+ * metrics_access first (api_metrics.c).
  *
  * Each CivetWeb thread keeps its own store connection (thread-specific
  * data, closed when the thread ends): SQLite handles are per thread.
  *
  * Must never: put a credential in a log line, an error or a response other
- * than the one that creates it.
+ * than the one that creates it; put bytes of a request body in an error.
  */
 #include "api/api.h"
 #include "api/params.h"
@@ -82,6 +91,7 @@ static const struct api_route ROUTES[] = {
     { "GET", "/api/v1/certificates", P(FLOW_READ), api_certificates, "certificates with their expiry" },
     { "GET", "/api/v1/certificates/{id}", P(FLOW_READ), api_certificate_get, "one certificate as PEM" },
     { "GET", "/oauth/callback", API_PUBLIC, api_oauth_callback, "finish an OAuth authorization of a connector (the redirect URI)" },
+    { "GET", "/metrics", P(METRICS_READ), api_metrics, "Prometheus metrics (wharf.conf metrics_access)" },
 };
 #undef P
 #define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
@@ -112,11 +122,31 @@ int api_fail(struct api_ctx *c, int status, const char *code,
     return net_reply_error(c->req, status, code, "%s", msg);
 }
 
+/* Retry-After: seconds, rounded up, at least 1. */
+static void retry_after(struct api_ctx *c, int64_t ms)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%lld", (long long)(ms > 0 ? (ms + 999) / 1000
+                                                       : 1));
+    net_reply_header(c->req, "Retry-After", v);
+}
+
+int api_retry_fail(struct api_ctx *c, int rc, int64_t retry_ms,
+                   const struct error *err)
+{
+    if (rc == AUTH_BUSY || rc == AUTH_THROTTLED)
+        retry_after(c, retry_ms);
+    return api_auth_fail(c, rc, err);
+}
+
 int api_auth_fail(struct api_ctx *c, int rc, const struct error *err)
 {
     const char *m = err && err->msg[0] ? err->msg : "refused";
     switch (rc) {
-    case AUTH_DENIED: return api_fail(c, 401, "unauthorized", "%s", m);
+    case AUTH_DENIED:
+    case AUTH_STALE: return api_fail(c, 401, "unauthorized", "%s", m);
+    case AUTH_BUSY: return api_fail(c, 503, "busy", "%s", m);
+    case AUTH_THROTTLED: return api_fail(c, 429, "throttled", "%s", m);
     case AUTH_NOT_FOUND: return api_fail(c, 404, "not_found", "%s", m);
     case AUTH_INVALID: return api_fail(c, 400, "invalid", "%s", m);
     case AUTH_CONFLICT: return api_fail(c, 409, "conflict", "%s", m);
@@ -282,15 +312,43 @@ static int authenticate(struct api_ctx *c, struct error *err)
     return rc;
 }
 
-/* Steps 2-4 of the top comment. 0 to go on, or the reply was sent (1). */
+/* Does origin (an Origin header) name this listener as the request's Host
+ * header does? "https://" + Host, where a default port may be left out. */
+static bool same_origin(const char *origin, const char *host)
+{
+    if (host == NULL || strncasecmp(origin, "https://", 8) != 0)
+        return false;
+    const char *o = origin + 8;
+    size_t ol = strlen(o), hl = strlen(host);
+    if (ol == hl)
+        return strncasecmp(o, host, hl) == 0;
+    return hl == ol + 4 && strcmp(host + ol, ":443") == 0 &&
+           strncasecmp(o, host, ol) == 0;
+}
+
+/* Step 3 of the top comment: 0 to go on, or the 403 was sent (1). */
+static int origin_check(struct api_ctx *c)
+{
+    const char *origin = net_req_header(c->req, "Origin");
+    if (origin == NULL || same_origin(origin, net_req_header(c->req, "Host")))
+        return 0;
+    api_fail(c, 403, "cross_origin", "a request from another origin (a page "
+             "of another site) may not log in or act with this session");
+    return 1;
+}
+
+/* Steps 2-5 of the top comment. 0 to go on, or the reply was sent (1). */
 static int gatekeep(struct api_ctx *c, const struct api_route *rt)
 {
     struct error err = {0};
+    bool write = is_write(net_req_method(c->req));
     if (rt->perm == API_PUBLIC)
-        return 0;
+        return write ? origin_check(c) : 0;
     int rc = authenticate(c, &err);
     if (rc == AUTH_DENIED)
         net_req_auth_failure(c->req);
+    if (rc == AUTH_STALE)
+        rc = AUTH_DENIED;           /* 401 alike, but not counted */
     if (rc == AUTH_DENIED || rc == AUTH_NOT_FOUND) {
         api_fail(c, 401, "unauthorized", "%s", rc == AUTH_NOT_FOUND
                  ? "log in or send an API token" : "credentials refused");
@@ -307,7 +365,9 @@ static int gatekeep(struct api_ctx *c, const struct api_route *rt)
                  ? "change your password first" : "enrol a second factor first");
         return 1;
     }
-    if (c->who.kind == AUTH_KIND_SESSION && is_write(net_req_method(c->req))) {
+    if (c->who.kind == AUTH_KIND_SESSION && write && origin_check(c))
+        return 1;
+    if (c->who.kind == AUTH_KIND_SESSION && write) {
         const char *tok = net_req_header(c->req, "X-CSRF-Token");
         struct secret *t = tok ? secret_from(tok, strlen(tok)) : NULL;
         bool ok = t && auth_csrf_check(&c->who, t);
@@ -323,6 +383,23 @@ static int gatekeep(struct api_ctx *c, const struct api_route *rt)
         return 1;
     }
     return 0;
+}
+
+/* What is wrong with a JSON text, in our words: jansson's own text quotes
+ * the input near the error, and the input may be a password. */
+static const char *json_problem(const json_error_t *je)
+{
+    switch (json_error_code(je)) {
+    case json_error_premature_end_of_input: return "it ends too early";
+    case json_error_end_of_input_expected: return "data after the value";
+    case json_error_invalid_utf8: return "invalid UTF-8";
+    case json_error_null_character:
+    case json_error_null_byte_in_key: return "a NUL character";
+    case json_error_duplicate_key: return "a key appears twice";
+    case json_error_numeric_overflow: return "a number out of range";
+    case json_error_stack_overflow: return "nested too deeply";
+    default: return "invalid syntax";
+    }
 }
 
 /* Parse a JSON body if there is one. 0, or the reply was sent (1). */
@@ -347,7 +424,8 @@ static int read_body(struct api_ctx *c)
         c->body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
         if (c->body == NULL) {
             free(text);
-            api_fail(c, 400, "bad_json", "body is not valid JSON: %s", je.text);
+            api_fail(c, 400, "bad_json", "body is not valid JSON (line %d, "
+                     "column %d: %s)", je.line, je.column, json_problem(&je));
             return 1;
         }
     }
@@ -363,6 +441,7 @@ static int api_dispatch(struct net_request *req, void *user_data)
     char pstore[512];
     int known;
     memset(&c, 0, sizeof(c));
+    c.who.role = ROLE_COUNT;        /* nothing allowed until authenticated */
     c.req = req;
     c.w = w;
     c.actor.name = "anonymous";
@@ -376,9 +455,13 @@ static int api_dispatch(struct net_request *req, void *user_data)
     if ((c.st = wharf_store(w, &err)) == NULL)
         return api_fail(&c, 503, "unavailable", "%s", err.msg);
     auth_init(&c.auth, c.st, w->vault);
+    c.auth.throttle_after = w->conf.login_throttle_after;
+    c.auth.throttle_window_ms = w->conf.login_throttle_window_seconds * 1000LL;
+    c.auth.throttle_lock_ms = w->conf.login_throttle_seconds * 1000LL;
     if (auth_load_settings(&c.auth, &err) != AUTH_OK)
         log_warn("session settings: %s (defaults used)", err.msg);
-    if (gatekeep(&c, rt) || read_body(&c))
+    int open = rt->handler == api_metrics ? api_metrics_gate(&c) : 0;
+    if (open == 1 || (open == 0 && gatekeep(&c, rt)) || read_body(&c))
         return 0;
     int rc = rt->handler(&c);
     json_decref(c.body);
@@ -395,5 +478,10 @@ int api_register(struct net_server *s, struct wharf *w, struct error *err)
     if (net_route(net_listener(s, NET_ADMIN), "*", "/oauth/callback",
                   api_dispatch, w) < 0)
         return error_set(err, "cannot register /oauth/callback");
+    if (net_route(net_listener(s, NET_ADMIN), "*", "/metrics", api_dispatch,
+                  w) < 0)
+        return error_set(err, "cannot register /metrics");
+    api_metrics_init(s);
+    auth_password_limit(w->conf.login_concurrency, w->conf.login_wait_ms);
     return 0;
 }

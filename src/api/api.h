@@ -8,10 +8,13 @@
  * granted to the caller's role gets 403 before its handler runs; a request
  * without valid credentials gets 401.
  *
- * Credentials: `Authorization: Bearer wharf_...` (API tokens) or the
- * `wharf_session` cookie of a console login. Cookie sessions must send the
- * session's CSRF token in `X-CSRF-Token` on every state-changing request
- * (403 otherwise). Failed credentials are reported to the defender.
+ * Credentials: `Authorization: Bearer wharf_...` (API tokens, acting as
+ * their owner) or the `wharf_session` cookie of a console login. Cookie
+ * sessions must send the session's CSRF token in `X-CSRF-Token` on every
+ * state-changing request (403 otherwise); a login or a cookie session's
+ * state-changing request from another Origin is refused (403). Credentials
+ * that were never valid are reported to the defender; revoked or expired
+ * ones are not.
  *
  * JSON in and out; errors are {"error":{"code":"...","message":"..."}}.
  * The CLI verbs call the same subsystem functions as these handlers.
@@ -72,8 +75,13 @@ void api_shutdown(void);
 int api_ok(struct api_ctx *c, int status, json_t *body);   /* steals body */
 int api_fail(struct api_ctx *c, int status, const char *code,
              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* Map an AUTH_* result to a response (AUTH_OK is not an error). */
+/* Map an AUTH_* result to a response (AUTH_OK is not an error):
+ * DENIED/STALE 401, NOT_FOUND 404, INVALID 400, CONFLICT 409, MFA_NEEDED
+ * 401, BUSY 503, THROTTLED 429, else 500. */
 int api_auth_fail(struct api_ctx *c, int rc, const struct error *err);
+/* The same, with Retry-After (seconds, rounded up) for BUSY and THROTTLED. */
+int api_retry_fail(struct api_ctx *c, int rc, int64_t retry_ms,
+                   const struct error *err);
 /* A query parameter, URL-decoded into buf (NULL when absent). */
 const char *api_query(struct api_ctx *c, const char *name, char *buf,
                       size_t n);
@@ -129,5 +137,15 @@ int api_partners(struct api_ctx *c);
 int api_partner_cert_add(struct api_ctx *c);
 int api_certificates(struct api_ctx *c);
 int api_certificate_get(struct api_ctx *c);
+
+/* GET /metrics (api_metrics.c). api_metrics_init: the server whose
+ * defender is counted (at api_register). api_metrics_gate applies
+ * wharf.conf's metrics_access before the usual checks: 0 go on with them
+ * (token), 2 serve without credentials (loopback, from a loopback
+ * address), 1 the refusal was sent (off: 404; loopback from elsewhere:
+ * 403). */
+int api_metrics(struct api_ctx *c);
+int api_metrics_gate(struct api_ctx *c);
+void api_metrics_init(struct net_server *s);
 
 #endif

@@ -4,8 +4,11 @@
  *
  * The session id travels only in the wharf_session cookie (HttpOnly,
  * Secure, SameSite=Strict, Path=/); the CSRF token only in the login
- * response body, once. Neither is ever logged. Login failures feed the
- * defender (banning after repeated failures, R22).
+ * response body, once. Neither is ever logged. Login failures, and
+ * attempts on a user name the per-account throttle locked, feed the
+ * defender (banning after repeated failures, R22); a login that found no
+ * free password-check slot is answered 503 with Retry-After and is not a
+ * failure.
  */
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -25,7 +28,8 @@ static struct secret *body_secret(struct api_ctx *c, const char *key)
 
 static json_t *principal_json(const struct auth_principal *p)
 {
-    return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b}", "name", p->name,
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b}", "name", p->name,
+                     "user", p->user,
                      "role", rbac_role_name(p->role), "kind",
                      p->kind == AUTH_KIND_SESSION ? "session" : "token",
                      "mfa_done", p->mfa_done, "mfa_required", p->mfa_required,
@@ -66,9 +70,9 @@ int api_login(struct api_ctx *c)
         return api_fail(c, 401, "mfa_needed", "a TOTP or recovery code is "
                         "needed");
     if (rc != AUTH_OK) {
-        if (rc == AUTH_DENIED)
+        if (rc == AUTH_DENIED || rc == AUTH_THROTTLED)
             net_req_auth_failure(c->req);
-        return api_auth_fail(c, rc, &err);
+        return api_retry_fail(c, rc, p.retry_after_ms, &err);
     }
     long age = (long)((s.expires_at - auth_now(&c->auth)) / 1000);
     json_t *body = principal_json(&p);

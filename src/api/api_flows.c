@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "core/flow.h"
 #include "store/store.h"
+#include "util/log.h"
 
 int api_connectors(struct api_ctx *c)
 {
@@ -103,10 +104,18 @@ int api_flow_import(struct api_ctx *c)
     if (old)
         sha256_hex(old, before);
     free(old);
-    int rc = text ? flow_import(c->w, c->st, text, strlen(text), &err) : -1;
+    int rc = text ? flow_import(c->w, c->st, FLOW_FROM_API, text,
+                                strlen(text), &err)
+                  : error_set(&err, "out of memory");
     free(text);
-    if (rc < 0)
+    if (rc < 0) {
+        /* the validation names the key or connector at fault; a URL with
+         * credentials or a secret-named value is masked like in the log */
+        log_redact(err.msg);
+        /* refusals are audited: they may be attempts to reach files */
+        api_audit(c, "flow.import.refused", NULL, err.msg);
         return api_fail(c, 400, "invalid_flow", "%s", err.msg);
+    }
     char *now = flow_export(c->st, NULL);
     if (now)
         sha256_hex(now, after);

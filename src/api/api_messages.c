@@ -18,9 +18,6 @@
 #include "store/store.h"
 #include "vault/vault.h"
 
-static const char *const STATES[] = { "queued", "processing", "retrying",
-    "sent", "failed", "received", "erased", NULL };
-
 /* A whole number query parameter in [min, max], def when absent; -1 when
  * malformed (reply sent). */
 static long long query_num(struct api_ctx *c, const char *name, long long def,
@@ -48,10 +45,7 @@ int api_messages(struct api_ctx *c)
     long long offset = limit < 0 ? -1 : query_num(c, "offset", 0, 0, 1LL << 40);
     if (limit < 0 || offset < 0)
         return 0;
-    int known = state == NULL;
-    for (int i = 0; !known && STATES[i]; i++)
-        known = !strcmp(state, STATES[i]);
-    if (!known)
+    if (state != NULL && !store_message_state_known(state))
         return api_fail(c, 400, "invalid", "unknown state");
     struct store_message *ms;
     size_t n;
@@ -141,8 +135,10 @@ int api_message_resend(struct api_ctx *c)
 {
     struct error err = {0};
     int n = 0;
-    int rc = id_valid(c->param[0]) ? store_message_resend(c->st, c->param[0],
+    int rc = id_valid(c->param[0]) ? message_resend(c->st, c->param[0],
                                      c->actor.name, &n, &err) : 1;
+    if (rc == 2)
+        return api_fail(c, 409, "nothing_to_resend", "%s", err.msg);
     if (rc > 0)
         return api_fail(c, 404, "not_found", "no such message");
     if (rc < 0)

@@ -3,21 +3,19 @@
  * (M7): GET /api/v1/partners, GET /api/v1/certificates (with expiry),
  * GET /api/v1/certificates/{id} (PEM), and POST
  * /api/v1/partners/{name}/certificates (a partner's new certificate during
- * a rollover, PEM in the body; kept as DIR/certs/ID.pem so the flow
- * document can name it). Same core/partners.c functions as `wharf partner`
- * and `wharf cert`. Must never answer with a private key.
+ * a rollover, PEM in the body; kept in the partner's stored config as
+ * {"content": PEM}, so an export carries it). Same core/partners.c
+ * functions as `wharf partner` and `wharf cert`. Must never answer with a
+ * private key, never read or write a file for its caller.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "api/api.h"
 #include "core/partners.h"
 #include "core/wharf.h"
 #include "net/server.h"
-#include "util/fsx.h"
-#include "util/id.h"
 
 #define PEM_MAX (64 * 1024)
 
@@ -49,20 +47,6 @@ int api_certificate_get(struct api_ctx *c)
     return rc;
 }
 
-/* Write pem to DIR/certs/NAME (created 0700), fsynced. 0 or -1 with err. */
-static int pem_keep(struct wharf *w, const char *pem, char *path, size_t n,
-                    struct error *err)
-{
-    char dir[4200], id[ID_LEN + 1];
-    if (wharf_path(w, "certs", dir, sizeof(dir)) < 0)
-        return error_set(err, "data directory path too long");
-    if (fsx_mkdir_p(dir, 0700, err) < 0)
-        return -1;
-    id_new(id);
-    snprintf(path, n, "%s/upload-%s.pem", dir, id);
-    return fsx_write_atomic(path, pem, strlen(pem), 0644, err);
-}
-
 int api_partner_cert_add(struct api_ctx *c)
 {
     const char *pem = api_body_str(c, "pem");
@@ -74,20 +58,17 @@ int api_partner_cert_add(struct api_ctx *c)
                         "(no private key), \"use_from\": optional "
                         "2027-01-31T00:00:00Z}");
     struct error err = {0};
-    char path[4400];
-    if (pem_keep(c->w, pem, path, sizeof(path), &err) < 0)
-        return api_fail(c, 500, "internal", "%s", err.msg);
-    json_t *e = use_from ? json_pack("{s:s, s:s}", "file", path, "use_from",
-                                     use_from) : json_string(path);
-    int rc = partners_cert_import(c->w, c->st, c->param[0], e, &err);
+    json_t *file = flowfile_content(pem, strlen(pem));
+    json_t *e = use_from ? json_pack("{s:o, s:s}", "file", file, "use_from",
+                                     use_from) : file;
+    int rc = partners_cert_import(c->w, c->st, c->param[0], e, FLOW_FROM_API,
+                                  &err);
     json_decref(e);
     if (rc < 0) {
-        unlink(path);
         int missing = strncmp(err.msg, "no partner", 10) == 0;
         return api_fail(c, missing ? 404 : 400, missing ? "not_found"
                         : "invalid", "%s", err.msg);
     }
-    api_audit(c, "cert.import", c->param[0], path);
-    return api_ok(c, 201, json_pack("{s:s, s:s}", "status", "imported",
-                                    "file", path));
+    api_audit(c, "cert.import", c->param[0], use_from);
+    return api_ok(c, 201, json_pack("{s:s}", "status", "imported"));
 }

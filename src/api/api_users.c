@@ -2,7 +2,9 @@
  * api_users.c - users and API tokens (R4, R14, R16). New credentials (a
  * user's one-time password, a token) appear once, in the response that
  * creates them; listings never show them. Nobody can create a token or
- * give a role with more rights than they hold themselves.
+ * give a role with more rights than they hold themselves. A token belongs
+ * to the user who created it (a token's caller: that token's owner) and
+ * acts as them; a client certificate has no user and cannot own one.
  */
 #include <stdio.h>
 #include <string.h>
@@ -147,8 +149,9 @@ int api_tokens(struct api_ctx *c)
         return api_auth_fail(c, rc, &err);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I, "
-            "s:I, s:I}", "id", t[i].id, "name", t[i].name, "role", t[i].role,
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s?, s:s?, "
+            "s:I, s:I, s:I, s:I}", "id", t[i].id, "name", t[i].name, "role",
+            t[i].role, "owner", t[i].owner,
             "created_by", t[i].created_by, "created_at",
             (json_int_t)t[i].created_at, "expires_at",
             (json_int_t)t[i].expires_at, "last_used_at",
@@ -168,13 +171,19 @@ int api_token_create(struct api_ctx *c)
         return 0;
     if (days && !json_is_integer(days))
         return api_fail(c, 400, "invalid", "days must be a whole number");
-    int rc = auth_token_create(&c->auth, &c->actor, api_body_str(c, "name"),
-                               role, days ? (int)json_integer_value(days) : 90,
+    if (c->who.user_id <= 0)
+        return api_fail(c, 400, "invalid", "a token acts as the user who "
+                        "creates it: log in as a user (or use a user's "
+                        "token), not a client certificate");
+    int rc = auth_token_create(&c->auth, &c->actor, c->who.user_id,
+                               api_body_str(c, "name"), role,
+                               days ? (int)json_integer_value(days) : 90,
                                &t, &err);
     if (rc != AUTH_OK)
         return api_auth_fail(c, rc, &err);
-    json_t *body = json_pack("{s:s, s:s, s:I, s:s%}", "id", t.id, "role",
-                             rbac_role_name(role), "expires_at",
+    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:s%}", "id", t.id, "role",
+                             rbac_role_name(role), "owner", c->who.user,
+                             "expires_at",
                              (json_int_t)t.expires_at, "token",
                              (const char *)secret_data(t.token),
                              secret_len(t.token));

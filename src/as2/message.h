@@ -299,8 +299,11 @@ int as2_mdn_read(const struct as2_mdn_read_opts *o, const struct mime_headers *h
  * Original-Message-ID (angle brackets optional), and a
  * Received-Content-MIC equal to mic (as2_mic_equal: either algorithm
  * spelling); -1 with the reason otherwise (the partner's error
- * included). */
+ * included). mic_optional: an unsigned receipt may carry no MIC at all
+ * (RFC 4130 requires one only in signed receipts; the caller then knows
+ * by !r->mdn.has_mic); a MIC that is there must still match, and a
+ * signed receipt always needs one. */
 int as2_mdn_check(const struct as2_mdn_received *r, const char *message_id,
-                  const char *mic, struct error *err);
+                  const char *mic, bool mic_optional, struct error *err);
 
 #endif

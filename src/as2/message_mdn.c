@@ -355,7 +355,7 @@ static bool same_id(const char *a, const char *b)
 }
 
 int as2_mdn_check(const struct as2_mdn_received *r, const char *message_id,
-                  const char *mic, struct error *err)
+                  const char *mic, bool mic_optional, struct error *err)
 {
     char what[MDN_TEXT_MAX + 64];
     if (r == NULL)
@@ -369,8 +369,13 @@ int as2_mdn_check(const struct as2_mdn_received *r, const char *message_id,
         return error_set(err, "the MDN answers another message (its "
                          "Original-Message-ID is not %.200s)", message_id);
     if (mic != NULL) {
+        /* RFC 4130 7.4.3: the MIC is only required of a signed receipt */
+        if (!r->mdn.has_mic && mic_optional && !r->is_signed)
+            return 0;
         if (!r->mdn.has_mic)
-            return error_set(err, "the MDN carries no Received-Content-MIC");
+            return error_set(err, "the MDN carries no Received-Content-MIC%s",
+                             r->is_signed ? "" : " (the partner's setting "
+                             "require_mic asks for one in unsigned receipts)");
         if (!as2_mic_equal(r->mic, mic))
             return error_set(err, "the MIC in the MDN differs from the one "
                              "computed when sending: the partner received "

@@ -6,7 +6,8 @@
  *   users.c      users: create, authenticate, password, role, disable
  *   totp.c       TOTP (RFC 6238) enrolment and checks, recovery codes
  *   sessions.c   console sessions (id + CSRF token) and auth_login
- *   tokens.c     API tokens for programs
+ *   throttle.c   the per-account throttle of failed logins (R22)
+ *   tokens.c     API tokens for programs; a token acts as its owner
  *
  * The HTTP layer (cookies, headers, routes, OIDC) sits on top of these
  * functions; the CLI verbs `wharf user` and `wharf token` call the same
@@ -48,6 +49,11 @@ enum auth_rc {
     AUTH_INVALID = 3,       /* bad input or password policy (400) */
     AUTH_CONFLICT = 4,      /* exists already, would remove the last admin, wrong state (409) */
     AUTH_MFA_NEEDED = 5,    /* password right, second factor missing: ask for it */
+    AUTH_STALE = 6,         /* a known credential that no longer works: revoked,
+                               expired, idle, its user disabled or deleted (401;
+                               not an attack: the defender does not count it) */
+    AUTH_BUSY = 7,          /* every password-check slot stayed taken (503) */
+    AUTH_THROTTLED = 8,     /* too many failed logins of this account (429) */
 };
 
 /* ---- roles and permissions (rbac.c) ------------------------------------- */
@@ -93,11 +99,29 @@ int rbac_perm_parse(const char *name, enum perm *out);
 /* true when holder has every permission granted has: who may hand out a
  * token or a role (nobody can grant more than they hold). */
 bool rbac_role_covers(enum role holder, enum role granted);
+/* The greatest role both a and b cover (the "minimum" of two roles; for
+ * two roles neither of which covers the other, e.g. operator and auditor,
+ * the greatest role under both: viewer). ROLE_COUNT (denied everything)
+ * when either is out of range. What an API token acts as: min(its role,
+ * its owner's current role). */
+enum role rbac_role_meet(enum role a, enum role b);
 
 /* ---- the context ----------------------------------------------------------- */
 
 #define AUTH_IDLE_DEFAULT_MS (15 * 60 * 1000LL)
 #define AUTH_ABSOLUTE_DEFAULT_MS (12 * 3600 * 1000LL)
+
+/* The per-account login throttle (throttle.c, R22): after `after` failed
+ * logins (password or second factor) of one user name within `window`,
+ * whoever sends them and whether the user exists or not, that name is
+ * refused without a password check for lock_ms; every further failure
+ * doubles the lock, up to max(AUTH_THROTTLE_MAX_MS, lock_ms). A
+ * successful login clears it; a lock level is forgiven after a clean
+ * max-lock period. Defaults are wharf.conf's (login_throttle_*). */
+#define AUTH_THROTTLE_AFTER 20
+#define AUTH_THROTTLE_WINDOW_MS (15 * 60 * 1000LL)
+#define AUTH_THROTTLE_LOCK_MS (60 * 1000LL)
+#define AUTH_THROTTLE_MAX_MS (3600 * 1000LL)
 
 struct auth {
     struct store *st;       /* borrowed; one per thread, like the store */
@@ -105,9 +129,13 @@ struct auth {
     int64_t idle_ms;        /* session idle timeout */
     int64_t absolute_ms;    /* session absolute timeout */
     int64_t now_ms;         /* 0: the real clock; tests set a time here */
+    int throttle_after;     /* failed logins that lock an account; 0: off */
+    int64_t throttle_window_ms;
+    int64_t throttle_lock_ms;   /* the first lock */
 };
 
-/* Defaults: 15 min idle, 12 h absolute, real clock. */
+/* Defaults: 15 min idle, 12 h absolute, real clock, the AUTH_THROTTLE_*
+ * values. */
 void auth_init(struct auth *a, struct store *st, struct vault *v);
 /* Read the settings session_idle_minutes and session_absolute_minutes
  * (absent: defaults). AUTH_INVALID names a bad value. */
@@ -154,10 +182,27 @@ bool auth_name_valid(const char *name);
 int auth_password_policy(const char *name, const struct secret *pw,
                          struct error *err);
 
-/* Argon2id encoding of pw. *encoded malloc'ed (caller frees). */
+/* Every Argon2id computation (hash or verify) holds AUTH_ARGON2_M_KIB of
+ * memory, so at most `slots` run at once in this process (R22: wrong
+ * logins cannot add up to gigabytes); a caller waits at most wait_ms for a
+ * slot, then gets AUTH_BUSY. Process-wide; defaults 2 slots, 2000 ms (the
+ * CLI keeps them); `serve` sets wharf.conf's login_concurrency and
+ * login_wait_ms before the listeners start. */
+#define AUTH_PASSWORD_SLOTS 2
+#define AUTH_PASSWORD_WAIT_MS 2000
+void auth_password_limit(int slots, int wait_ms);
+/* Take one slot (waiting at most wait_ms): 0, or -1 when none came free.
+ * auth_password_hash/verify take and give back their own; exposed for
+ * tests. Give it back with auth_password_slot_give. */
+int auth_password_slot_take(void);
+void auth_password_slot_give(void);
+
+/* Argon2id encoding of pw. *encoded malloc'ed (caller frees). AUTH_BUSY
+ * when no slot came free. */
 int auth_password_hash(const struct secret *pw, char **encoded,
                        struct error *err);
-/* 1 when pw matches encoded, 0 otherwise (also for a malformed encoding). */
+/* 1 when pw matches encoded, 0 otherwise (also for a malformed encoding),
+ * -1 when no slot came free (nothing was checked). */
 int auth_password_verify(const char *encoded, const struct secret *pw);
 /* A random one-time password, 4 groups of 5 characters from a 32-letter
  * alphabet without look-alikes (100 bits). Caller owns. */
@@ -184,7 +229,8 @@ int auth_user_bootstrap(struct auth *a, struct secret **one_time,
  * store_user_clear); AUTH_DENIED, with one generic message, for an unknown
  * user, a wrong password or a disabled user alike: an unknown name costs
  * one Argon2id verification too. Audits nothing (auth_login does). *reason
- * (may be NULL) gets a static word for the audit trail. */
+ * (may be NULL) gets a static word for the audit trail. AUTH_BUSY when no
+ * password-check slot came free (nothing was checked). */
 int auth_authenticate(struct auth *a, const char *name,
                       const struct secret *password, struct store_user *out,
                       const char **reason, struct error *err);
@@ -207,7 +253,9 @@ int auth_user_set_role(struct auth *a, const struct auth_actor *who,
  * enabled administrator is refused. */
 int auth_user_set_disabled(struct auth *a, const struct auth_actor *who,
                            const char *name, int disabled, struct error *err);
-/* Delete a user (sessions and recovery codes go with them). */
+/* Delete a user (sessions and recovery codes go with them) and revoke the
+ * API tokens they own, in one transaction; audited as user.delete with
+ * tokens_revoked=N. */
 int auth_user_delete(struct auth *a, const struct auth_actor *who,
                      const char *name, struct error *err);
 /* AUTH_OK fills *out (store_user_clear), AUTH_NOT_FOUND. */
@@ -272,11 +320,14 @@ enum auth_kind { AUTH_KIND_SESSION, AUTH_KIND_TOKEN };
 
 /* What a valid session or token says about its caller. Plain values; no
  * secret in it (hashes are not secrets: they cannot be turned back). After
- * a refusal it allows nothing (role ROLE_COUNT). */
+ * a refusal it allows nothing (role ROLE_COUNT). A token acts as its
+ * owner: user_id and user are the owner's, role is min(token role, the
+ * owner's current role). */
 struct auth_principal {
     enum auth_kind kind;
     enum role role;
-    int64_t user_id;                /* sessions: the user; tokens: 0 */
+    int64_t user_id;                /* the user (sessions) or owner (tokens) */
+    char user[AUTH_NAME_MAX + 1];   /* that user's name ("" for neither) */
     char name[AUTH_NAME_MAX + 1];   /* user name, or token name (cut) */
     char token_id[ID_LEN + 1];      /* tokens */
     char actor[96];                 /* "user:NAME" or "token:ID", for audit_append */
@@ -285,6 +336,7 @@ struct auth_principal {
     int must_change;                /* sessions: the password must be changed */
     char session[STORE_HASH_HEX + 1];   /* session handle (SHA-256 of its id) */
     char csrf_hash[STORE_HASH_HEX + 1];
+    int64_t retry_after_ms;         /* auth_login AUTH_THROTTLED / AUTH_BUSY */
 };
 
 /* true when the caller may only change their password or enrol TOTP:
@@ -311,8 +363,9 @@ int auth_session_create(struct auth *a, int64_t user_id, const char *address,
                         struct error *err);
 
 /* Validate a session id: AUTH_OK fills *p and refreshes last_seen;
- * AUTH_DENIED (generic message) when unknown, revoked, idle longer than
- * idle_ms, older than absolute_ms, or its user is disabled or gone. */
+ * AUTH_DENIED (generic message) when malformed or unknown; AUTH_STALE (the
+ * same message) when revoked, idle longer than idle_ms, older than
+ * absolute_ms, or its user is disabled or gone. */
 int auth_session_validate(struct auth *a, const struct secret *id,
                           struct auth_principal *p, struct error *err);
 
@@ -348,10 +401,16 @@ int auth_session_purge(struct auth *a, int *count, struct error *err);
 
 /* Log a person in: password, then (when TOTP is enabled for them) a TOTP
  * code or a recovery code in `code` (NULL when none was given). Audits
- * login.success / login.failure with the address.
+ * login.success / login.failure with the address. A user name locked by
+ * the per-account throttle is refused before any password check; every
+ * failure (password or code) counts for it (throttle.c).
  *   AUTH_OK         *out holds a new session, *p describes it (p->must_change,
  *                   auth_principal_limited() tell the console what to ask);
  *   AUTH_MFA_NEEDED the password is right and a code is needed: no session;
+ *   AUTH_THROTTLED  the name is locked for p->retry_after_ms (audited as a
+ *                   login.failure "account throttled");
+ *   AUTH_BUSY       no password-check slot came free: try again after
+ *                   p->retry_after_ms (not a failure; not audited);
  *   AUTH_DENIED     anything else, one generic message. */
 int auth_login(struct auth *a, const char *name, const struct secret *password,
                const struct secret *code, const char *address,
@@ -373,14 +432,20 @@ struct auth_token_new {
 void auth_token_new_clear(struct auth_token_new *t);
 
 /* Create a token with role, expiring after `days` (0: never; at most
- * AUTH_TOKEN_DAYS_MAX). name: 1..64 printable characters, or NULL
+ * AUTH_TOKEN_DAYS_MAX), owned by the user owner_id: it acts as that user
+ * (never with more than the user's current role) and stops when the user
+ * is disabled or deleted. The owner must exist, be enabled and hold role
+ * (AUTH_INVALID otherwise). name: 1..64 printable characters, or NULL
  * ("token"). */
 int auth_token_create(struct auth *a, const struct auth_actor *who,
-                      const char *name, enum role role, int days,
-                      struct auth_token_new *out, struct error *err);
-/* AUTH_OK fills *p and records last use (at most once a minute);
- * AUTH_DENIED (generic message) when unknown, malformed, revoked or
- * expired. */
+                      int64_t owner_id, const char *name, enum role role,
+                      int days, struct auth_token_new *out,
+                      struct error *err);
+/* AUTH_OK fills *p (role = min(token role, owner's role)) and records last
+ * use (at most once a minute); AUTH_DENIED (generic message) when
+ * malformed or unknown; AUTH_STALE (the same message) when revoked,
+ * expired, without an owner, its owner disabled or deleted, or token
+ * authentication is switched off (auth_forms). */
 int auth_token_validate(struct auth *a, const struct secret *token,
                         struct auth_principal *p, struct error *err);
 /* AUTH_NOT_FOUND when no such live token. */

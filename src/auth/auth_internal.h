@@ -1,5 +1,6 @@
 /*
- * auth_internal.h - helpers the files of src/auth/ share (context.c).
+ * auth_internal.h - helpers the files of src/auth/ share (context.c,
+ * throttle.c).
  * Nothing outside src/auth/ (and its unit test) includes this header.
  */
 #ifndef WHARF_AUTH_INTERNAL_H
@@ -47,5 +48,15 @@ void auth_principal_deny(struct auth_principal *p);
 
 /* Fill the session/user parts of a principal. */
 void auth_principal_user(struct auth_principal *p, const struct store_user *u);
+
+/* The per-account login throttle (throttle.c). check: 0 free, 1 locked
+ * (*retry_ms until it opens), -1 error. failure: count one failed login
+ * of name (audits login.throttle when it starts a lock). success: clear
+ * the name's failures. Both AUTH_OK or AUTH_ERROR. */
+int auth_throttle_check(struct auth *a, const char *name, int64_t *retry_ms,
+                        struct error *err);
+int auth_throttle_failure(struct auth *a, const struct auth_actor *who,
+                          const char *name, struct error *err);
+int auth_throttle_success(struct auth *a, const char *name, struct error *err);
 
 #endif

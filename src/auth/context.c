@@ -29,6 +29,9 @@ void auth_init(struct auth *a, struct store *st, struct vault *v)
     a->vault = v;
     a->idle_ms = AUTH_IDLE_DEFAULT_MS;
     a->absolute_ms = AUTH_ABSOLUTE_DEFAULT_MS;
+    a->throttle_after = AUTH_THROTTLE_AFTER;
+    a->throttle_window_ms = AUTH_THROTTLE_WINDOW_MS;
+    a->throttle_lock_ms = AUTH_THROTTLE_LOCK_MS;
 }
 
 int64_t auth_now(const struct auth *a)
@@ -205,6 +208,7 @@ void auth_principal_deny(struct auth_principal *p)
 void auth_principal_user(struct auth_principal *p, const struct store_user *u)
 {
     p->user_id = u->id;
+    snprintf(p->user, sizeof(p->user), "%s", u->name ? u->name : "");
     snprintf(p->name, sizeof(p->name), "%s", u->name ? u->name : "");
     snprintf(p->actor, sizeof(p->actor), "user:%s", p->name);
     if (u->role == NULL || rbac_role_parse(u->role, &p->role) < 0)

@@ -5,11 +5,16 @@
  * random salt, 32-byte tag; OWASP's minimum today is 19 MiB / 2 passes),
  * the standard encoded form that is stored ("$argon2id$v=19$m=65536,t=3,
  * p=1$salt$tag"), the policy every new password passes, the bundled list
- * of common passwords (common_passwords.inc) and one-time passwords.
+ * of common passwords (common_passwords.inc) and one-time passwords; and
+ * the process-wide limit on concurrent Argon2id computations (each holds
+ * 64 MiB: without a limit, wrong logins from a few addresses add up to
+ * gigabytes, R22), a counting semaphore whose waiters give up after a
+ * short wait.
  *
  * Must never: store or compare a password in any other form than Argon2id;
  * copy a password outside a struct secret (lower-cased copies for the
- * policy live in one too, and are wiped); name the password in an error.
+ * policy live in one too, and are wiped); name the password in an error;
+ * run Argon2id without holding a slot.
  */
 #include "auth/auth.h"
 
@@ -17,8 +22,10 @@
 #include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/secret.h"
 
@@ -168,6 +175,59 @@ int auth_password_policy(const char *name, const struct secret *pw,
     return rc;
 }
 
+/* ---- slots: how many Argon2id computations run at once ----------------------------- */
+
+static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slot_cv = PTHREAD_COND_INITIALIZER;
+static int slot_max = AUTH_PASSWORD_SLOTS, slot_used, slot_wait_ms =
+    AUTH_PASSWORD_WAIT_MS;
+
+void auth_password_limit(int slots, int wait_ms)
+{
+    pthread_mutex_lock(&slot_mu);
+    slot_max = slots > 0 ? slots : 1;
+    slot_wait_ms = wait_ms > 0 ? wait_ms : 0;
+    pthread_cond_broadcast(&slot_cv);
+    pthread_mutex_unlock(&slot_mu);
+}
+
+/* The realtime clock wait_ms from now (pthread_cond_timedwait's clock). */
+static struct timespec slot_deadline(int wait_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait_ms / 1000;
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+int auth_password_slot_take(void)
+{
+    pthread_mutex_lock(&slot_mu);
+    struct timespec until = slot_deadline(slot_wait_ms);
+    int timed_out = 0;
+    while (slot_used >= slot_max && !timed_out)
+        timed_out = pthread_cond_timedwait(&slot_cv, &slot_mu, &until) != 0 &&
+                    slot_used >= slot_max;
+    if (!timed_out)
+        slot_used++;
+    pthread_mutex_unlock(&slot_mu);
+    return timed_out ? -1 : 0;
+}
+
+void auth_password_slot_give(void)
+{
+    pthread_mutex_lock(&slot_mu);
+    if (slot_used > 0)
+        slot_used--;
+    pthread_cond_signal(&slot_cv);
+    pthread_mutex_unlock(&slot_mu);
+}
+
 /* ---- Argon2id ------------------------------------------------------------------ */
 
 int auth_password_hash(const struct secret *pw, char **encoded,
@@ -183,10 +243,16 @@ int auth_password_hash(const struct secret *pw, char **encoded,
     char *enc = calloc(1, len + 1);
     if (enc == NULL)
         return error_set(err, "out of memory"), AUTH_ERROR;
+    if (auth_password_slot_take() < 0) {
+        free(enc);
+        return error_set(err, "too many password checks at once: try again "
+                         "in a second"), AUTH_BUSY;
+    }
     int rc = argon2id_hash_encoded(AUTH_ARGON2_T, AUTH_ARGON2_M_KIB,
                                    AUTH_ARGON2_P, secret_data(pw),
                                    secret_len(pw), salt, sizeof(salt),
                                    AUTH_ARGON2_TAG, enc, len + 1);
+    auth_password_slot_give();
     if (rc != ARGON2_OK) {
         free(enc);
         return error_set(err, "Argon2id hashing failed: %s",
@@ -201,8 +267,12 @@ int auth_password_verify(const char *encoded, const struct secret *pw)
     if (encoded == NULL || pw == NULL ||
         strncmp(encoded, "$argon2id$", 10) != 0)
         return 0;
-    return argon2id_verify(encoded, secret_data(pw), secret_len(pw)) ==
-           ARGON2_OK;
+    if (auth_password_slot_take() < 0)
+        return -1;
+    int ok = argon2id_verify(encoded, secret_data(pw), secret_len(pw)) ==
+             ARGON2_OK;
+    auth_password_slot_give();
+    return ok;
 }
 
 /* ---- one-time passwords ---------------------------------------------------------- */

@@ -138,3 +138,23 @@ bool rbac_role_covers(enum role holder, enum role granted)
             return false;
     return true;
 }
+
+enum role rbac_role_meet(enum role a, enum role b)
+{
+    if ((unsigned)a >= ROLE_COUNT || (unsigned)b >= ROLE_COUNT)
+        return ROLE_COUNT;
+    /* among the roles both cover, the one that covers all the others */
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        if (!rbac_role_covers(a, (enum role)r) ||
+            !rbac_role_covers(b, (enum role)r))
+            continue;
+        int top = 1;
+        for (int o = 0; o < ROLE_COUNT && top; o++)
+            if (rbac_role_covers(a, (enum role)o) &&
+                rbac_role_covers(b, (enum role)o))
+                top = rbac_role_covers((enum role)r, (enum role)o);
+        if (top)
+            return (enum role)r;
+    }
+    return ROLE_COUNT;
+}

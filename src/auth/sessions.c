@@ -7,7 +7,9 @@
  * absolute timeouts (checked on every validation), revocation (one, all of
  * a user, logout), listing and purging; and auth_login, the one place that
  * turns a name, a password and a second factor into a session and writes
- * login.success / login.failure to the audit trail.
+ * login.success / login.failure to the audit trail (a name locked by the
+ * per-account throttle, throttle.c, is refused before the password check;
+ * every wrong password or code counts for it).
  *
  * Must never: store, log or audit a session id or CSRF token (hashes and
  * 16-digit handle prefixes only); tell a caller why a session or a login
@@ -109,7 +111,7 @@ static int principal_fill(struct auth *a, const struct store_user *u,
     return AUTH_OK;
 }
 
-/* The live session x's user into p: AUTH_DENIED (*why) when the user is
+/* The live session x's user into p: AUTH_STALE (*why) when the user is
  * gone or disabled. */
 static int session_user(struct auth *a, const struct store_session *x,
                         struct auth_principal *p, const char **why,
@@ -121,7 +123,7 @@ static int session_user(struct auth *a, const struct store_session *x,
         return AUTH_ERROR;
     if (rc == 1 || u.disabled) {
         *why = rc == 1 ? "user deleted" : "user disabled";
-        rc = AUTH_DENIED;
+        rc = AUTH_STALE;
     } else {
         rc = principal_fill(a, &u, x->id_hash, x->csrf_hash, x->mfa, p, err);
     }
@@ -129,8 +131,8 @@ static int session_user(struct auth *a, const struct store_session *x,
     return rc;
 }
 
-/* Look the session up and check it: AUTH_OK, AUTH_DENIED (*why), or
- * AUTH_ERROR. */
+/* Look the session up and check it: AUTH_OK, AUTH_DENIED (*why: never a
+ * session), AUTH_STALE (*why: one that ended), or AUTH_ERROR. */
 static int session_check(struct auth *a, const struct secret *id,
                          int64_t now, struct store_session *x,
                          struct auth_principal *p, const char **why,
@@ -145,7 +147,7 @@ static int session_check(struct auth *a, const struct secret *id,
     if (rc != 0)
         return rc < 0 ? AUTH_ERROR : AUTH_DENIED;
     if ((*why = session_dead(a, x, now)) != NULL)
-        return AUTH_DENIED;
+        return AUTH_STALE;
     rc = session_user(a, x, p, why, err);
     if (rc == AUTH_OK && now - x->last_seen_at >= TOUCH_MS &&
         store_session_touch(a->st, x->id_hash, now, err) < 0)
@@ -161,7 +163,7 @@ int auth_session_validate(struct auth *a, const struct secret *id,
     memset(&x, 0, sizeof(x));
     auth_principal_deny(p);
     int rc = session_check(a, id, auth_now(a), &x, p, &why, err);
-    if (rc == AUTH_DENIED) {
+    if (rc == AUTH_DENIED || rc == AUTH_STALE) {
         log_debug("session %.16s refused: %s", x.id_hash[0] ? x.id_hash : "-",
                   why ? why : "unknown");
         error_set(err, AUTH_MSG_SESSION);
@@ -311,6 +313,31 @@ static int login_refused(struct auth *a, const struct auth_actor *who,
     return error_set(err, AUTH_MSG_LOGIN), AUTH_DENIED;
 }
 
+/* A wrong password or code: counted for the account's throttle, then
+ * refused as above. */
+static int login_failed(struct auth *a, const struct auth_actor *who,
+                        const char *name, const char *why, struct error *err)
+{
+    struct error e2 = {0};
+    int rc = login_refused(a, who, name, why, err);
+    if (auth_throttle_failure(a, who, name, &e2) != AUTH_OK)
+        log_error("login throttle of %s: %s", auth_name_valid(name) ? name
+                  : "(invalid user name)", e2.msg);
+    return rc;
+}
+
+/* A name the throttle locked: refused before any password check. */
+static int login_throttled(struct auth *a, const struct auth_actor *who,
+                           const char *name, int64_t wait_ms,
+                           struct auth_principal *p, struct error *err)
+{
+    login_refused(a, who, name, "account throttled", err);
+    p->retry_after_ms = wait_ms;
+    return error_set(err, "too many failed logins of this user name: try "
+                     "again in %lld s", (long long)((wait_ms + 999) / 1000)),
+           AUTH_THROTTLED;
+}
+
 /* The second factor, when the user has one. *mfa gets 1 when given. */
 static int login_mfa(struct auth *a, const struct auth_actor *who,
                      const struct store_user *u, const struct secret *code,
@@ -327,7 +354,7 @@ static int login_mfa(struct auth *a, const struct auth_actor *who,
     const char *why = NULL;
     int rc = auth_mfa_check(a, who, u, code, &recovery, &why, err);
     if (rc == AUTH_DENIED)
-        return login_refused(a, who, u->name, why, err);
+        return login_failed(a, who, u->name, why, err);
     *mfa = rc == AUTH_OK;
     *how = recovery ? "recovery-code" : "totp";
     return rc;
@@ -377,14 +404,23 @@ int auth_login(struct auth *a, const char *name, const struct secret *password,
         return allowed < 0 ? AUTH_ERROR
                : login_refused(a, &who, name, "password logins are not "
                                "allowed (setting auth_forms)", err);
-    int rc = auth_authenticate(a, name, password, &u, &why, err);
+    int64_t wait = 0;
+    int rc = auth_throttle_check(a, name, &wait, err);
+    if (rc != 0)
+        return rc < 0 ? AUTH_ERROR
+                      : login_throttled(a, &who, name, wait, p, err);
+    rc = auth_authenticate(a, name, password, &u, &why, err);
+    if (rc == AUTH_BUSY)
+        p->retry_after_ms = 1000;
     if (rc == AUTH_DENIED)
-        return login_refused(a, &who, name, why, err);
+        return login_failed(a, &who, name, why, err);
     if (rc != AUTH_OK)
         return rc;
     rc = login_mfa(a, &who, &u, code, &mfa, &how, err);
     if (rc == AUTH_OK)
         rc = login_session(a, &who, &u, mfa, how, out, p, err);
+    if (rc == AUTH_OK && auth_throttle_success(a, name, err) != AUTH_OK)
+        log_warn("login throttle of %s not cleared: %s", name, err->msg);
     store_user_clear(&u);
     return rc;
 }

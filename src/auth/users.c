@@ -8,7 +8,9 @@
  * the same Argon2id work, whether the name is unknown, the password wrong
  * or the user disabled (no user enumeration, constant-ish time); there is
  * always at least one enabled administrator. Every change is audited with
- * the caller's actor; every disable and password change revokes sessions.
+ * the caller's actor; every disable and password change revokes sessions;
+ * deleting a user revokes the API tokens they own (a disabled user's
+ * tokens stop working until the user is enabled again: tokens.c).
  *
  * Must never: reveal through a return code, message or timing which part
  * of a login was wrong; audit or log a password; let a change go
@@ -68,9 +70,10 @@ static int create_stored(struct auth *a, const struct auth_actor *who,
                          struct error *err)
 {
     char *hash = NULL;
-    if (auth_password_hash(pw, &hash, err) != AUTH_OK)
-        return AUTH_ERROR;
-    int rc = store_user_create(a->st, name, rbac_role_name(role), hash,
+    int rc = auth_password_hash(pw, &hash, err);
+    if (rc != AUTH_OK)
+        return rc;
+    rc = store_user_create(a->st, name, rbac_role_name(role), hash,
                                must_change, auth_now(a), NULL, err);
     free(hash);
     if (rc < 0)
@@ -148,6 +151,11 @@ int auth_authenticate(struct auth *a, const char *name,
     const char *hash = rc == 0 && out->password_hash ? out->password_hash
                                                      : DUMMY_HASH;
     int match = auth_password_verify(hash, password);
+    if (match < 0) {
+        store_user_clear(out);
+        return error_set(err, "too many password checks at once: try again "
+                         "in a second"), AUTH_BUSY;
+    }
     if (rc == 1)
         why = "unknown user";
     else if (out->password_hash == NULL)
@@ -197,15 +205,19 @@ static int check_new_password(const struct store_user *u,
                               const struct secret *old,
                               const struct secret *pw, struct error *err)
 {
-    if (old != NULL && !auth_password_verify(u->password_hash, old))
+    int same = old != NULL ? auth_password_verify(u->password_hash, old) : 1;
+    if (same == 0)
         return error_set(err, "the current password is wrong"), AUTH_DENIED;
-    int rc = auth_password_policy(u->name, pw, err);
-    if (rc != AUTH_OK)
-        return rc;
-    if (auth_password_verify(u->password_hash, pw))
-        return error_set(err, "the new password must differ from the "
-                         "current one"), AUTH_INVALID;
-    return AUTH_OK;
+    int rc = same < 0 ? AUTH_BUSY : auth_password_policy(u->name, pw, err);
+    if (rc == AUTH_OK && (same = auth_password_verify(u->password_hash,
+                                                      pw)) != 0)
+        rc = same < 0 ? AUTH_BUSY
+           : (error_set(err, "the new password must differ from the "
+                        "current one"), AUTH_INVALID);
+    if (rc == AUTH_BUSY)
+        error_set(err, "too many password checks at once: try again in a "
+                  "second");
+    return rc;
 }
 
 static int store_password(struct auth *a, const struct auth_actor *who,
@@ -216,9 +228,10 @@ static int store_password(struct auth *a, const struct auth_actor *who,
     char *hash = NULL;
     int revoked = 0;
     int64_t now = auth_now(a);
-    if (auth_password_hash(pw, &hash, err) != AUTH_OK)
-        return AUTH_ERROR;
-    int rc = updated(store_user_set_password(a->st, u->id, hash, must_change,
+    int rc = auth_password_hash(pw, &hash, err);
+    if (rc != AUTH_OK)
+        return rc;
+    rc = updated(store_user_set_password(a->st, u->id, hash, must_change,
                                              now, err), u->name, err);
     free(hash);
     if (rc != AUTH_OK)
@@ -299,13 +312,18 @@ int auth_user_delete(struct auth *a, const struct auth_actor *who,
                      const char *name, struct error *err)
 {
     struct store_user u;
+    int tokens = 0;
     int rc = auth_user_load(a, name, &u, err);
     if (rc == AUTH_OK)
         rc = last_admin(a, &u, err);
     if (rc == AUTH_OK)
-        rc = updated(store_user_delete(a->st, u.id, err), name, err);
-    if (rc == AUTH_OK)
-        rc = auth_audit(a, who, "user.delete", name, NULL, err);
+        rc = updated(store_user_delete(a->st, u.id, auth_now(a), &tokens,
+                                       err), name, err);
+    if (rc == AUTH_OK) {
+        char detail[48];
+        snprintf(detail, sizeof(detail), "tokens_revoked=%d", tokens);
+        rc = auth_audit(a, who, "user.delete", name, detail, err);
+    }
     store_user_clear(&u);
     return rc;
 }

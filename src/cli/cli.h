@@ -44,17 +44,27 @@ struct cli_args {
 int cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
               const char *const *opts, struct cli_args *out);
 
+/* wharf_open with the CLI's advice when DIR is missing or is not a data
+ * directory (--data, $WHARF_DATA, `wharf init`). Caller owns (as
+ * wharf_open). */
+struct wharf *cli_wharf_open(const char *data, struct error *err);
+
 /* Open the data dir and its store, reporting failures. Returns 0 or
  * EXIT_FAIL after printing. */
 int cli_open(const char *data, struct wharf **w, struct store **st);
 void cli_close(struct wharf *w, struct store *st);
 
-/* Take DIR/wharf.lock exclusively (serve holds it). 0, or -1 with err
- * (another serve is running). *fd is kept open to hold the lock. */
-int cli_lock(const char *dir, int *fd, struct error *err);
+/* Take DIR/wharf.lock exclusively (serve and key rotate hold it) and write
+ * "PID VERB" into it. 0, or -1 with err naming the holder ("another `wharf
+ * serve` (pid N) is running on DIR"). *fd is kept open to hold the lock. */
+int cli_lock(const char *dir, const char *verb, int *fd, struct error *err);
 
-extern const struct cli_cmd cmd_init, cmd_serve, cmd_flow, cmd_send,
-    cmd_message, cmd_key, cmd_version;
+/* Who holds DIR/wharf.lock: 1 (held; *pid and verb as it wrote them, 0 and
+ * "" if not yet written), 0 (nobody), -1 (cannot tell). */
+int cli_lock_holder(const char *dir, int *pid, char *verb, size_t n);
+
+extern const struct cli_cmd cmd_init, cmd_serve, cmd_status, cmd_flow,
+    cmd_send, cmd_message, cmd_key, cmd_version;
 extern const struct cli_cmd cmd_audit;
 extern const struct cli_cmd cmd_user, cmd_token;
 extern const struct cli_cmd cmd_api, cmd_oidc, cmd_connector;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/wharf.h"
@@ -108,11 +109,32 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
     return 0;
 }
 
+struct wharf *cli_wharf_open(const char *data, struct error *err)
+{
+    static const char fix[] = "pass --data DIR, set $WHARF_DATA, or create "
+                              "one with `wharf init --data DIR`";
+    struct stat sb;
+    char conf[4200];
+    int found = stat(data, &sb) == 0;
+    if (!found && errno == ENOENT) {
+        error_set(err, "no Wharf data directory at %s: %s", data, fix);
+        return NULL;
+    }
+    snprintf(conf, sizeof(conf), "%s/wharf.conf", data);
+    if (found && S_ISDIR(sb.st_mode) && stat(conf, &sb) < 0 &&
+        errno == ENOENT) {
+        error_set(err, "%s is not a Wharf data directory (it has no "
+                  "wharf.conf): %s", data, fix);
+        return NULL;
+    }
+    return wharf_open(data, err);
+}
+
 int cli_open(const char *data, struct wharf **w, struct store **st)
 {
     struct error err = {0};
     *st = NULL;
-    *w = wharf_open(data, &err);
+    *w = cli_wharf_open(data, &err);
     if (*w == NULL)
         return cli_fail("%s", err.msg);
     *st = store_open((*w)->db_path, &err);
@@ -130,20 +152,79 @@ void cli_close(struct wharf *w, struct store *st)
     wharf_close(w);
 }
 
-int cli_lock(const char *dir, int *fd, struct error *err)
+/* DIR/wharf.lock into path. */
+static void lock_path(const char *dir, char *path, size_t n)
+{
+    snprintf(path, n, "%s/wharf.lock", dir);
+}
+
+/* What the lock file says about its holder: "PID VERB". */
+static void lock_read_holder(int fd, int *pid, char *verb, size_t n)
+{
+    char buf[96];
+    ssize_t k = pread(fd, buf, sizeof(buf) - 1, 0);
+    *pid = 0;
+    verb[0] = '\0';
+    if (k <= 0)
+        return;
+    buf[k] = '\0';
+    char *end;
+    long p = strtol(buf, &end, 10);
+    if (end == buf || p <= 0 || p > 0x7fffffff || *end != ' ')
+        return;
+    *pid = (int)p;
+    size_t len = strcspn(end + 1, "\n");
+    snprintf(verb, n, "%.*s", (int)len, end + 1);
+}
+
+int cli_lock_holder(const char *dir, int *pid, char *verb, size_t n)
 {
     char path[4200];
-    snprintf(path, sizeof(path), "%s/wharf.lock", dir);
+    lock_path(dir, path, sizeof(path));
+    *pid = 0;
+    verb[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    int held = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+        held = errno == EWOULDBLOCK ? 1 : -1;
+    if (held == 1)
+        lock_read_holder(fd, pid, verb, n);
+    close(fd);
+    return held;
+}
+
+/* The lock is ours: say who holds it, for the next one who asks. */
+static void lock_write_holder(int fd, const char *verb)
+{
+    char buf[96];
+    int k = snprintf(buf, sizeof(buf), "%d %s\n", (int)getpid(), verb);
+    if (ftruncate(fd, 0) == 0 && k > 0)
+        (void)!pwrite(fd, buf, (size_t)k, 0);
+}
+
+int cli_lock(const char *dir, const char *verb, int *fd, struct error *err)
+{
+    char path[4200];
+    lock_path(dir, path, sizeof(path));
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (*fd < 0)
         return error_errno(err, errno, "cannot open %s", path);
     if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
+        int e = errno, pid;
+        char who[64];
+        if (e == EWOULDBLOCK)
+            lock_read_holder(*fd, &pid, who, sizeof(who));
         close(*fd);
         *fd = -1;
-        if (e == EWOULDBLOCK)
-            return error_set(err, "another wharf serve is running on %s", dir);
-        return error_errno(err, e, "cannot lock %s", path);
+        if (e != EWOULDBLOCK)
+            return error_errno(err, e, "cannot lock %s", path);
+        if (pid > 0 && who[0])
+            return error_set(err, "another `wharf %s` (pid %d) is running "
+                             "on %s", who, pid, dir);
+        return error_set(err, "another wharf serve is running on %s", dir);
     }
+    lock_write_holder(*fd, verb);
     return 0;
 }

@@ -21,22 +21,23 @@ static int flow_import_cmd(const char *data, const char *file)
     size_t len = 0;
     if (fsx_read_all(file, FLOW_DOC_MAX, &text, &len, &err) < 0)
         return cli_fail("%s", err.msg);
-    /* Validate before opening anything for writing. */
-    struct store_flow f;
-    if (flow_parse(text, len, &f, &err) < 0) {
-        free(text);
-        return cli_fail("%s: %s", file, err.msg);
-    }
+    /* The data dir first: its wharf.conf says which folders a flow may
+     * name (allowed_paths); nothing is written before the flow is valid. */
     struct wharf *w;
     struct store *st;
     if (cli_open(data, &w, &st) != 0) {
-        store_flow_clear(&f);
         free(text);
         return EXIT_FAIL;
     }
+    struct store_flow f;
+    if (flow_parse(text, len, &f, &err) < 0) {
+        free(text);
+        cli_close(w, st);
+        return cli_fail("%s: %s", file, err.msg);
+    }
     char before[65], after[65];
     cli_flow_sha256(st, before);
-    int rc = flow_read_files(w, &f, &err);
+    int rc = flow_read_files(w, st, &f, FLOW_FROM_CLI, &err);
     if (rc == 0)
         rc = store_flow_put(st, &f, &err);
     int64_t gen = rc == 0 ? store_flow_generation(st, &err) : -1;

@@ -2,6 +2,9 @@
  * message.c (cli) - `wharf send` and `wharf message list|show|resend`.
  * send runs the same intake a source runs: the file is stored (encrypted,
  * fsynced) and its hops committed before the command reports success.
+ * show and resend take a whole id or a unique prefix of one (at least
+ * MSG_PREFIX_MIN characters); an ambiguous prefix is refused, never
+ * guessed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +19,7 @@
 #include "core/message.h"
 #include "core/wharf.h"
 #include "store/store.h"
+#include "util/id.h"
 
 /* ---- send ------------------------------------------------------------------- */
 
@@ -97,6 +101,43 @@ const struct cli_cmd cmd_send = {
 
 /* ---- message ------------------------------------------------------------------ */
 
+#define MSG_PREFIX_MIN 6
+
+/* The whole id that arg names: arg itself when it is a whole id, else the
+ * one message whose id starts with it. EXIT_OK, or the exit code after
+ * printing why not. */
+static int resolve_id(struct store *st, const char *arg, char id[ID_LEN + 1])
+{
+    if (id_valid(arg)) {
+        memcpy(id, arg, ID_LEN + 1);
+        return EXIT_OK;
+    }
+    char prefix[ID_LEN + 1];
+    size_t n = strlen(arg);
+    if (n < MSG_PREFIX_MIN || n > ID_LEN)
+        return cli_usage(&cmd_message, "ID must be a message id or its first "
+                         "%d or more characters", MSG_PREFIX_MIN);
+    for (size_t i = 0; i <= n; i++) {
+        char c = arg[i] >= 'A' && arg[i] <= 'F' ? (char)(arg[i] + 32) : arg[i];
+        if (c != '\0' && c != '-' && !(c >= '0' && c <= '9') &&
+            !(c >= 'a' && c <= 'f'))
+            return cli_usage(&cmd_message, "ID must be a message id or its "
+                             "first characters (hex digits and '-')");
+        prefix[i] = c;
+    }
+    struct error err = {0};
+    int64_t count = 0;
+    if (store_message_prefix(st, prefix, id, &count, &err) < 0)
+        return cli_fail("%s", err.msg);
+    if (count == 0)
+        return cli_fail("no message id starts with %s (see `wharf message "
+                        "list`)", prefix);
+    if (count > 1)
+        return cli_fail("%lld messages have ids starting with %s: give more "
+                        "characters of the id", (long long)count, prefix);
+    return EXIT_OK;
+}
+
 static int list_cmd(struct store *st, const char *state, int json, long limit)
 {
     struct error err = {0};
@@ -145,14 +186,17 @@ static void detail_text(const struct store_message *m,
     }
 }
 
-static int show_cmd(struct store *st, const char *id, int json)
+static int show_cmd(struct store *st, const char *arg, int json)
 {
     struct error err = {0};
     struct store_message m;
+    char id[ID_LEN + 1];
+    int rc = resolve_id(st, arg, id);
+    if (rc != EXIT_OK)
+        return rc;
     int found = store_message_get(st, id, &m, &err);
     if (found != 0)
-        return cli_fail("%s", found < 0 ? err.msg : "no such message");
-    int rc = EXIT_OK;
+        return cli_fail("%s", found < 0 ? err.msg : "no such message (see `wharf message list`)");
     if (json) {
         json_t *o = message_detail_json(st, &m, &err);
         char *t = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
@@ -178,13 +222,17 @@ static int show_cmd(struct store *st, const char *id, int json)
     return rc;
 }
 
-static int resend_cmd(struct wharf *w, struct store *st, const char *id)
+static int resend_cmd(struct wharf *w, struct store *st, const char *arg)
 {
     struct error err = {0};
     int n = 0;
-    int rc = store_message_resend(st, id, "cli", &n, &err);
+    char id[ID_LEN + 1];
+    int rc = resolve_id(st, arg, id);
+    if (rc != EXIT_OK)
+        return rc;
+    rc = message_resend(st, id, "cli", &n, &err);
     if (rc != 0)
-        return cli_fail("%s", rc < 0 ? err.msg : "no such message");
+        return cli_fail("%s", rc == 1 ? "no such message" : err.msg);
     printf("requeued %d hop(s) of message %s\n", n, id);
     return cli_audit(w, st, "message.resend", id, "requeued %d hop(s)", n);
 }
@@ -201,12 +249,7 @@ static int message_dispatch(const struct cli_args *a)
         if (*end || limit < 1 || limit > 1000000)
             return cli_usage(&cmd_message, "--limit must be 1..1000000");
     }
-    static const char *const states[] = { "queued", "processing", "retrying",
-        "sent", "failed", "received", NULL };
-    int known = a->values[1] == NULL;
-    for (int i = 0; !known && states[i]; i++)
-        known = !strcmp(a->values[1], states[i]);
-    if (!known)
+    if (a->values[1] != NULL && !store_message_state_known(a->values[1]))
         return cli_usage(&cmd_message, "unknown state '%s'", a->values[1]);
     if (!strcmp(verb, "list") ? a->npos != 1 : a->npos != 2)
         return cli_usage(&cmd_message, "wrong number of arguments");
@@ -241,6 +284,8 @@ const struct cli_cmd cmd_message = {
     "wharf message list [--data DIR] [--state S] [--limit N] [--json]\n"
     "       wharf message show [--data DIR] [--json] ID\n"
     "       wharf message resend [--data DIR] ID\n"
-    "  S: queued, processing, retrying, sent, failed, received.\n",
+    "  S: queued, processing, retrying, sent, failed, received, refused,\n"
+    "  erased. ID: a message id, or its first 6 or more characters when\n"
+    "  no other message id starts with them.\n",
     message_run,
 };

@@ -147,7 +147,7 @@ static int cert_import(struct wharf *w, struct store *st,
     else
         e = json_pack("{s:s, s:s*}", "pkcs12", file, "password_file", pw);
     struct error err = {0};
-    int rc = e ? partners_cert_import(w, st, partner, e, &err)
+    int rc = e ? partners_cert_import(w, st, partner, e, FLOW_FROM_CLI, &err)
                : error_set(&err, "out of memory");
     json_decref(e);
     if (rc < 0)

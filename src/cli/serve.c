@@ -1,17 +1,28 @@
 /*
  * serve.c - `wharf init` and `wharf serve`.
  *
- * serve holds DIR/wharf.lock for its lifetime (one server per data dir),
- * logs to DIR/logs/wharf.log and to stderr, releases the leases a killed
- * predecessor left (SQLite is single-node), starts the engine and waits for
- * SIGTERM or SIGINT, on which it finishes the current batches and exits 0.
+ * serve turns core dumps off first (a core would hold the master key and
+ * the secrets in memory), holds DIR/wharf.lock for its lifetime (one
+ * server per data dir; the file names its pid), logs to DIR/logs/wharf.log
+ * and to stderr, releases the leases a killed predecessor left (SQLite is
+ * single-node), starts the engine and waits for signals: SIGTERM or SIGINT
+ * finish the current batches and exit 0; SIGHUP reopens the log file and
+ * reloads wharf.conf (the keys that can change at run time apply, the
+ * others are logged as needing a restart; a file that does not parse is
+ * refused and the running configuration stays), audited as conf.reload.
  * The HTTPS listeners (net/server.h) start after the engine and stop before
  * it; a listener that cannot start (address in use, bad certificate) makes
- * serve exit 1 with one line saying which and why.
+ * serve exit 1 with one line saying which and why. /healthz answers from
+ * core/health.h, which serve mirrors to DIR/health.json for `wharf status`.
+ *
+ * Must never: run with core dumps possible; exit on SIGHUP.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -19,9 +30,11 @@
 #include "cli/cli.h"
 #include "connectors/connector.h"
 #include "core/engine.h"
+#include "core/health.h"
 #include "core/wharf.h"
 #include "net/server.h"
 #include "store/store.h"
+#include "util/id.h"
 #include "util/log.h"
 #include "vault/vault.h"
 
@@ -40,7 +53,8 @@ static int init_audit(const char *data)
 static int init_run(int argc, char **argv)
 {
     static const char *const opts[] = { "--log-level=", "--admin-listen=",
-                                        "--partner-listen=", NULL };
+                                        "--partner-listen=",
+                                        "--allowed-paths=", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_init, argc, argv, opts, &a);
     if (p != 0)
@@ -49,7 +63,8 @@ static int init_run(int argc, char **argv)
         return cli_usage(&cmd_init, "unexpected argument %s", a.pos[0]);
     struct wharf_init_opts o = { .log_level = a.values[0],
                                  .admin_listen = a.values[1],
-                                 .partner_listen = a.values[2] };
+                                 .partner_listen = a.values[2],
+                                 .allowed_paths = a.values[3] };
     struct error err = {0};
     if (wharf_init(a.data, &o, &err) < 0)
         return cli_fail("%s", err.msg);
@@ -62,14 +77,16 @@ static int init_run(int argc, char **argv)
 const struct cli_cmd cmd_init = {
     "init", "create a data directory (keystore, database, folders)",
     "wharf init [--data DIR] [--log-level LEVEL] [--admin-listen IP:PORT]\n"
-    "           [--partner-listen IP:PORT]\n"
+    "           [--partner-listen IP:PORT] [--allowed-paths DIR[,DIR...]]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
     "  (keystore, mode 0600), wharf.db, payloads/, logs/ and a self-signed\n"
     "  TLS certificate for the listeners (tls/cert.pem, tls/key.pem).\n"
     "  Never overwrites.\n"
     "  LEVEL: error, warning, info (default), debug, trace.\n"
     "  --admin-listen    admin HTTPS listener (default 127.0.0.1:8443)\n"
-    "  --partner-listen  partner HTTPS listener (default 127.0.0.1:4080)\n",
+    "  --partner-listen  partner HTTPS listener (default 127.0.0.1:4080)\n"
+    "  --allowed-paths   the folders flows may name (file connectors, secret\n"
+    "                    files); none by default (wharf.conf allowed_paths)\n",
     init_run,
 };
 
@@ -84,7 +101,121 @@ static void serve_checkpoint(struct wharf *w)
     store_close(st);
 }
 
-static int serve_loop(struct wharf *w)
+/* No core file, ever: RLIMIT_CORE 0 (soft and hard) and not dumpable
+ * (which also keeps the kernel from piping a core to a handler, and other
+ * processes of the same user from reading this one's memory). Before the
+ * keystore is read. */
+static int serve_no_core(struct error *err)
+{
+    struct rlimit none = { 0, 0 };
+    if (setrlimit(RLIMIT_CORE, &none) != 0)
+        return error_errno(err, errno, "cannot turn core dumps off "
+                           "(setrlimit RLIMIT_CORE)");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return error_errno(err, errno, "cannot turn core dumps off "
+                           "(prctl PR_SET_DUMPABLE)");
+    return 0;
+}
+
+/* ---- health ------------------------------------------------------------------- */
+
+static json_t *serve_health(void *arg, int *healthy)
+{
+    (void)arg;
+    json_t *state = health_state();
+    json_t *report = health_report(state, time_now_ms(), healthy);
+    json_decref(state);
+    return report;
+}
+
+static void serve_health_start(struct wharf *w)
+{
+    char path[4200];
+    health_start(wharf_path(w, "health.json", path, sizeof(path)) == 0
+                 ? path : NULL, w->conf.health_failing_ms);
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------- */
+
+/* conf.reload in the audit trail (actor "system": a signal names no one). */
+static void serve_audit_reload(struct wharf *w, const char *detail)
+{
+    struct error err = {0};
+    struct audit_event e = { .actor = "system", .action = "conf.reload",
+                             .target = w->conf_path, .detail = detail };
+    struct store *st = store_open(w->db_path, &err);
+    if (st == NULL || audit_append(st, w->vault, &e, &err) < 0)
+        log_error("reload: audit entry not written: %s", err.msg);
+    store_close(st);
+}
+
+/* Hand the live keys (as w->conf holds them now) to their subsystems. */
+static void serve_apply_live(struct wharf *w, struct net_server *net)
+{
+    struct error err = {0};
+    log_set_level(w->conf.log_level);
+    log_set_rotation(w->conf.log_max_bytes, w->conf.log_keep);
+    log_set_repeat_interval(w->conf.log_repeat_ms);
+    health_set_failing_ms(w->conf.health_failing_ms);
+    if (net_server_reload_defender(net, &err) < 0)
+        log_error("reload: ban settings not applied: %s", err.msg);
+}
+
+/* "KEY KEY ..." of n names into out. */
+static void serve_join(const char *const *keys, size_t n, char *out,
+                       size_t size)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len < size; i++) {
+        int k = snprintf(out + len, size - len, "%s%s", i ? " " : "",
+                         keys[i]);
+        len += k > 0 ? (size_t)k : 0;
+    }
+}
+
+static void serve_reload(struct wharf *w, struct net_server *net)
+{
+    struct error err = {0};
+    if (log_reopen(&err) < 0)
+        log_error("reload: %s", err.msg);
+    struct wharf_reload r;
+    if (wharf_conf_reload(w, &r, &err) < 0) {
+        log_error("reload: refused, the running configuration stays: %s",
+                  err.msg);
+        log_redact(err.msg);
+        char detail[ERROR_MSG_MAX + 16];
+        snprintf(detail, sizeof(detail), "refused: %s", err.msg);
+        serve_audit_reload(w, detail);
+        return;
+    }
+    serve_apply_live(w, net);
+    for (size_t i = 0; i < r.nlive; i++)
+        log_info("reload: %s changed, applied", r.live[i]);
+    for (size_t i = 0; i < r.nrestart; i++)
+        log_warn("reload: %s changed, takes effect at restart", r.restart[i]);
+    char live[1024], later[1024], detail[2100];
+    serve_join(r.live, r.nlive, live, sizeof(live));
+    serve_join(r.restart, r.nrestart, later, sizeof(later));
+    snprintf(detail, sizeof(detail), "applied: %s; at restart: %s",
+             r.nlive ? live : "-", r.nrestart ? later : "-");
+    log_info("reload of %s done (%s)", w->conf_path, detail);
+    serve_audit_reload(w, detail);
+}
+
+/* Wait for SIGTERM or SIGINT (returned), reloading on every SIGHUP. */
+static int serve_wait(struct wharf *w, struct net_server *net,
+                      const sigset_t *set)
+{
+    int sig = 0;
+    while (sigwait(set, &sig) == 0 && sig == SIGHUP)
+        serve_reload(w, net);
+    return sig;
+}
+
+/* ---- the server ----------------------------------------------------------------- */
+
+static int serve_loop(struct wharf *w, const sigset_t *set)
 {
     struct error err = {0};
     struct store *st = store_open(w->db_path, &err);
@@ -96,11 +227,7 @@ static int serve_loop(struct wharf *w)
     }
     store_close(st);
     serve_checkpoint(w);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);     /* threads inherit the mask */
+    serve_health_start(w);
     struct engine *e = engine_start(w, &err);
     if (e == NULL) {
         log_error("%s", err.msg);
@@ -108,6 +235,8 @@ static int serve_loop(struct wharf *w)
     }
     struct net_server *net = net_server_new(w, &err);
     struct partner_routes *hooks = NULL;
+    if (net != NULL)
+        net_server_set_health(net, serve_health, NULL);
     if (net == NULL || api_register(net, w, &err) < 0 ||
         (hooks = partner_routes_register(net, w, &err)) == NULL ||
         net_server_start(net, &err) < 0) {
@@ -119,8 +248,7 @@ static int serve_loop(struct wharf *w)
     }
     log_info("wharf %s serving %s (pid %d, master key %s)", WHARF_VERSION,
              w->dir, (int)getpid(), vault_active_id(w->vault));
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = serve_wait(w, net, set);
     log_info("signal %d: stopping", sig);
     net_server_free(net);
     partner_routes_free(hooks);
@@ -128,6 +256,29 @@ static int serve_loop(struct wharf *w)
     engine_stop(e);
     serve_checkpoint(w);
     return EXIT_OK;
+}
+
+static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
+{
+    struct error err = {0};
+    struct wharf *w = cli_wharf_open(data, &err);
+    if (w == NULL)
+        return cli_fail("%s", err.msg);
+    int lockfd = -1, rc;
+    if (cli_lock(w->dir, "serve", &lockfd, &err) < 0 ||
+        log_open(w->log_dir, w->conf.log_level, to_stderr, &err) < 0) {
+        rc = cli_fail("%s", err.msg);
+    } else {
+        log_set_rotation(w->conf.log_max_bytes, w->conf.log_keep);
+        log_set_repeat_interval(w->conf.log_repeat_ms);
+        rc = serve_loop(w, set);
+        health_stop();
+        log_close();
+    }
+    if (lockfd >= 0)
+        close(lockfd);
+    wharf_close(w);
+    return rc;
 }
 
 static int serve_run(int argc, char **argv)
@@ -140,22 +291,17 @@ static int serve_run(int argc, char **argv)
     if (a.npos > 0)
         return cli_usage(&cmd_serve, "unexpected argument %s", a.pos[0]);
     struct error err = {0};
-    struct wharf *w = wharf_open(a.data, &err);
-    if (w == NULL)
+    if (serve_no_core(&err) < 0)
         return cli_fail("%s", err.msg);
-    int lockfd = -1, rc;
-    if (cli_lock(w->dir, &lockfd, &err) < 0 ||
-        log_open(w->log_dir, w->conf.log_level, !a.flags[0], &err) < 0) {
-        rc = cli_fail("%s", err.msg);
-    } else {
-        log_set_rotation(w->conf.log_max_bytes, w->conf.log_keep);
-        rc = serve_loop(w);
-        log_close();
-    }
-    if (lockfd >= 0)
-        close(lockfd);
-    wharf_close(w);
-    return rc;
+    /* Blocked before anything else: from here on SIGHUP, SIGTERM and
+     * SIGINT wait for sigwait() (threads inherit the mask). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    return serve_start(a.data, !a.flags[0], &set);
 }
 
 const struct cli_cmd cmd_serve = {
@@ -163,6 +309,10 @@ const struct cli_cmd cmd_serve = {
     "wharf serve [--data DIR] [--quiet]\n"
     "  Runs the engine and the admin and partner HTTPS listeners of\n"
     "  wharf.conf until SIGTERM/SIGINT. Logs to DIR/logs/wharf.log and,\n"
-    "  unless --quiet, to stderr.\n",
+    "  unless --quiet, to stderr. SIGHUP reopens the log file (after\n"
+    "  logrotate renamed it) and reloads wharf.conf: log_level, log_max_bytes,\n"
+    "  log_keep, log_repeat_seconds, health_failing_seconds and the ban_*\n"
+    "  keys apply at once, other changes at the next start (logged).\n"
+    "  Core dumps are off.\n",
     serve_run,
 };

@@ -5,7 +5,9 @@
  *
  * create prints the token alone on stdout (so TOKEN=$(wharf token create
  * ...) works) and what was created on stderr; the token is shown that once
- * and never again: list shows ids, names, roles and times only.
+ * and never again: list shows ids, names, roles, owners and times only.
+ * Every token acts as a user, named with --owner (required: the CLI has
+ * no user of its own to lend it).
  *
  * Owns nothing beyond a call. Must never: print a token except the one
  * just created, or accept a token value as an argument.
@@ -53,8 +55,16 @@ static int token_create(struct auth *a, const struct cli_args *args)
     if (days_arg(args->values[2], &days) < 0)
         return cli_usage(&cmd_token, "--days must be 0 (never expires) to %d",
                          AUTH_TOKEN_DAYS_MAX);
-    int rc = auth_token_create(a, &CLI_ACTOR, args->values[1], role, days, &t,
-                               &err);
+    if (args->values[4] == NULL)
+        return cli_usage(&cmd_token, "create needs --owner USER: the user "
+                         "the token acts as");
+    struct store_user owner;
+    int rc = auth_user_get(a, args->values[4], &owner, &err);
+    int64_t owner_id = owner.id;
+    store_user_clear(&owner);
+    if (rc == AUTH_OK)
+        rc = auth_token_create(a, &CLI_ACTOR, owner_id, args->values[1], role,
+                               days, &t, &err);
     if (rc != AUTH_OK)
         return cli_fail("%s", err.msg);
     fwrite(secret_data(t.token), 1, secret_len(t.token), stdout);
@@ -63,8 +73,9 @@ static int token_create(struct auth *a, const struct cli_args *args)
     char when[32] = "never";
     if (t.expires_at)
         time_iso(t.expires_at, when, sizeof(when));
-    fprintf(stderr, "created API token %s (role %s, expires %s); it is shown "
-            "only once\n", t.id, rbac_role_name(role), when);
+    fprintf(stderr, "created API token %s (role %s, owner %s, expires %s); "
+            "it is shown only once\n", t.id, rbac_role_name(role),
+            args->values[4], when);
     auth_token_new_clear(&t);
     return EXIT_OK;
 }
@@ -92,8 +103,9 @@ static json_t *token_json(const struct store_token *t, int64_t now)
     iso_or(t->created_at, "", c, sizeof(c));
     iso_or(t->expires_at, "", e, sizeof(e));
     iso_or(t->last_used_at, "", u, sizeof(u));
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}",
+    return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:s?, s:s?, s:s?}",
                      "id", t->id, "name", t->name, "role", t->role,
+                     "owner", t->owner,
                      "status", token_status(t, now), "created_at", c,
                      "expires_at", t->expires_at ? e : NULL,
                      "last_used_at", t->last_used_at ? u : NULL,
@@ -102,14 +114,15 @@ static json_t *token_json(const struct store_token *t, int64_t now)
 
 static void token_table(const struct store_token *t, size_t n, int64_t now)
 {
-    printf("%-36s %-16s %-8s %-7s %-24s %-24s %s\n", "ID", "NAME", "ROLE",
-           "STATUS", "EXPIRES", "LAST USED", "CREATED BY");
+    printf("%-36s %-16s %-8s %-16s %-7s %-24s %-24s %s\n", "ID", "NAME",
+           "ROLE", "OWNER", "STATUS", "EXPIRES", "LAST USED", "CREATED BY");
     for (size_t i = 0; i < n; i++) {
         char e[32], u[32];
         iso_or(t[i].expires_at, "never", e, sizeof(e));
         iso_or(t[i].last_used_at, "never", u, sizeof(u));
-        printf("%-36s %-16.16s %-8s %-7s %-24s %-24s %s\n", t[i].id,
-               t[i].name, t[i].role, token_status(&t[i], now), e, u,
+        printf("%-36s %-16.16s %-8s %-16.16s %-7s %-24s %-24s %s\n", t[i].id,
+               t[i].name, t[i].role, t[i].owner ? t[i].owner : "-",
+               token_status(&t[i], now), e, u,
                t[i].created_by ? t[i].created_by : "-");
     }
 }
@@ -157,7 +170,7 @@ static int token_dispatch(struct auth *a, const struct cli_args *args)
 static int token_run(int argc, char **argv)
 {
     static const char *const opts[] = { "--role=", "--name=", "--days=",
-                                        "--json", NULL };
+                                        "--json", "--owner=", NULL };
     struct cli_args args;
     int p = cli_parse(&cmd_token, argc, argv, opts, &args);
     if (p != 0)
@@ -179,10 +192,13 @@ static int token_run(int argc, char **argv)
 const struct cli_cmd cmd_token = {
     "token", "manage API tokens for programs: create, list, revoke",
     "wharf token COMMAND [--data DIR] ...\n"
-    "  create --role ROLE [--name N] [--days D]\n"
-    "        prints a new token (wharf_...) once on stdout; D days until it\n"
+    "  create --role ROLE --owner USER [--name N] [--days D]\n"
+    "        prints a new token (wharf_...) once on stdout; it acts as USER\n"
+    "        (never with more than USER's role; it stops while USER is\n"
+    "        disabled and is revoked when USER is deleted); D days until it\n"
     "        expires (default 90, 0: never, at most 3650)\n"
-    "  list [--json]   ids, names, roles, expiry, last use (never the token)\n"
+    "  list [--json]   ids, names, roles, owners, expiry, last use (never\n"
+    "                  the token)\n"
     "  revoke ID       the token stops working at once\n"
     "  Programs send it as: Authorization: Bearer TOKEN\n",
     token_run,

@@ -6,7 +6,15 @@
  * Config: {"partner": NAME} names a partner of the flow document (M7);
  * optional "proxy" (as http), "subject", "content_type", "timeout_ms",
  * "mdn_timeout_s" (asynchronous MDNs: how long to wait before sending
- * again, default 600).
+ * again, default 600), "max_body_bytes" (the largest request the partner
+ * may POST to us, as2_recv.c; default 1 GiB).
+ *
+ * The AS2 Message-ID of a message is chosen once, from what is stored
+ * before the first POST: "<WHARF-MESSAGE-ID@wharf>" (a UUIDv7, unique).
+ * Every retry, every resend after mdn_timeout_s, a resend after a restart
+ * or `wharf message resend` carry the same one, so a partner that already
+ * has the message recognises the duplicate (RFC 4130); the content and so
+ * its MIC are the same, the signature and encryption may be new.
  *
  * Sending one message: the payload streams from the vault through
  * as2_package (compress, sign with the newest valid profile key, encrypt
@@ -18,10 +26,16 @@
  *   - MDN sync: the MDN in the response must verify (signed when the
  *     partner says so), say "processed" for our Message-ID and carry the
  *     MIC we computed; anything else fails the hop with the reason.
- *   - MDN async: after a 2xx the hop waits (WH_RETRY, "waiting for the
- *     asynchronous MDN") until as2_recv.c has stored the MDN, which is
- *     then checked the same way; after mdn_timeout_s the message is sent
- *     again (a new Message-ID), by the retry policy, never silently "sent".
+ *     An unsigned receipt without a MIC is taken when we asked for an
+ *     unsigned one (RFC 4130 makes the MIC optional there), unless the
+ *     partner sets require_mic; the receipt then says "unsigned receipt,
+ *     no MIC".
+ *   - MDN async: after a 2xx the hop waits (WH_AGAIN: no failed attempt,
+ *     an info event "waiting for the asynchronous MDN" once) until
+ *     as2_recv.c has stored the MDN (and woken the hop), which is then
+ *     checked the same way; without one within mdn_timeout_s the attempt
+ *     failed (WH_RETRY) and the message is sent again, same Message-ID,
+ *     by the retry policy, never silently "sent".
  * A TLS failure is a failure, never "sent".
  *
  * Owns the unsealed profile keys and partner certificates of its state.
@@ -44,6 +58,7 @@
 #include "core/wharf.h"
 #include "store/partner_store.h"
 #include "store/store.h"
+#include "util/id.h"
 #include "util/secret.h"
 #include "vault/vault.h"
 
@@ -66,7 +81,7 @@ static int64_t now_ms(void)
 static int as2_check(const json_t *cfg, struct error *err)
 {
     static const char *const keys[] = { "partner", "proxy", "subject",
-        "content_type", "timeout_ms", "mdn_timeout_s" };
+        "content_type", "timeout_ms", "mdn_timeout_s", "max_body_bytes" };
     if (connector_keys_only(cfg, keys, sizeof(keys) / sizeof(*keys), "as2",
                             err) < 0)
         return -1;
@@ -89,6 +104,11 @@ static int as2_check(const json_t *cfg, struct error *err)
     if (t && (!json_is_integer(t) || json_integer_value(t) < 1 ||
               json_integer_value(t) > 7 * 86400))
         return error_set(err, "mdn_timeout_s must be 1..604800");
+    t = json_object_get(cfg, "max_body_bytes");
+    if (t && (!json_is_integer(t) || json_integer_value(t) < 1024 ||
+              json_integer_value(t) > AS2_MAX_BODY))
+        return error_set(err, "max_body_bytes must be 1024..%lld",
+                         (long long)AS2_MAX_BODY);
     return connector_proxy_check(cfg, err);
 }
 
@@ -99,6 +119,7 @@ static void as2_close(struct connector *c)
         return;
     profile_clear(&s->prof);
     partner_clear(&s->part);
+    secret_free(s->ca_pem);
     connector_proxy_close(&s->proxy);
     free(s);
     c->state = NULL;
@@ -136,11 +157,23 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
     }
     const json_t *t = json_object_get(c->config, "mdn_timeout_s");
     s->mdn_timeout_ms = (t ? json_integer_value(t) : 600) * 1000;
+    t = json_object_get(c->config, "max_body_bytes");
+    s->max_body = t ? json_integer_value(t) : AS2_DEFAULT_BODY;
     /* poll() only retries queued MDNs: not as often as a folder */
     if (c->poll_ms == c->wharf->conf.poll_ms && c->poll_ms < 5000)
         c->poll_ms = 5000;      /* unless the connector set its own */
     t = json_object_get(c->config, "timeout_ms");
     s->opts.timeout_ms = t ? (long)json_integer_value(t) : 0;
+    /* tls_ca: {"content": PEM} since import reads it (a path: older
+     * imports, read by libcurl) */
+    const char *ca = json_string_value(json_object_get(json_object_get(
+                         s->part.config, "tls_ca"), "content"));
+    if (ca && (s->ca_pem = secret_from(ca, strlen(ca))) == NULL) {
+        error_set(err, "out of memory");
+        as2_close(c);
+        return WH_FAIL;
+    }
+    s->opts.ca_pem = s->ca_pem;
     s->opts.ca_file = partner_str(&s->part, "tls_ca", NULL);
     s->opts.pin_sha256 = partner_str(&s->part, "pin_sha256", NULL);
     s->opts.insecure = partner_bool(&s->part, "insecure", 0);
@@ -362,11 +395,15 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
     enum wh_status st = WH_FAIL;
     for (size_t i = 0; certs && i < s->part.ncerts; i++)
         certs[i] = s->part.certs[i].cert;
+    int want_signed = partner_bool(&s->part, "mdn_signed", 1);
     struct as2_mdn_read_opts o = {
         .partner = s->part.name, .certs = certs, .ncerts = s->part.ncerts,
         .digests = as2_partner_digests(&s->part),
-        .require_signed = partner_bool(&s->part, "mdn_signed", 1),
+        .require_signed = want_signed,
     };
+    /* RFC 4130: only a signed receipt must carry the MIC */
+    bool mic_optional = !want_signed &&
+                        !partner_bool(&s->part, "require_mic", 0);
     if (b == NULL)
         error_set(err, "out of memory");
     else if (mime_headers_parse(&h, headers ? headers : "\r\n",
@@ -374,9 +411,13 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
         error_prefix(err, "the MDN's headers");
     else if (as2_mdn_read(&o, &h, b, &r, err) < 0)
         error_prefix(err, "the MDN from %s", s->part.name);
-    else if (as2_mdn_check(&r, message_id, mic, err) == 0) {
-        snprintf(receipt, rsz, "MDN processed%s, MIC %s", r.is_signed
-                 ? " (signed)" : "", r.mic);
+    else if (as2_mdn_check(&r, message_id, mic, mic_optional, err) == 0) {
+        if (r.mdn.has_mic)
+            snprintf(receipt, rsz, "MDN processed%s, MIC %s", r.is_signed
+                     ? " (signed)" : "", r.mic);
+        else
+            snprintf(receipt, rsz, "MDN processed (unsigned receipt, no "
+                     "MIC)");
         st = WH_OK;
     }
     if (st != WH_OK)
@@ -396,6 +437,7 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
 
 /* Everything one send needs, released by send_done. */
 struct send {
+    char message_id[ID_LEN + 16];   /* "<WHARF-ID@wharf>": see the top */
     struct as2_package_opts po;
     struct as2_signer signer;
     struct as2_packaged res;
@@ -437,6 +479,8 @@ static int send_opts(struct connector *c, const struct message *m,
     o->from = s->prof.as2_id;
     o->to = p->as2_id;
     o->host = "wharf";
+    as2_message_id_of(m->id, sd->message_id, sizeof(sd->message_id));
+    o->message_id = sd->message_id;
     o->subject = str(c->config, "subject");
     o->filename = m->filename;
     o->content_type = str(c->config, "content_type");
@@ -560,6 +604,22 @@ static int pending_put(struct connector *c, const struct message *m,
     return rc;
 }
 
+/* When a hop waiting for an asynchronous MDN looks again: the MDN's
+ * arrival wakes it at once (as2_recv.c), so this is the fallback for an
+ * MDN that came in before the hop was committed as waiting: soon at
+ * first, then less often (half the time waited so far, 1 s to 60 s), and
+ * at the deadline at the latest. */
+static int64_t pending_next_look(const struct as2_state *s, int64_t deadline)
+{
+    int64_t now = now_ms(), waited = now - (deadline - s->mdn_timeout_ms);
+    int64_t step = waited / 2;
+    if (step < 1000)
+        step = 1000;
+    if (step > 60000)
+        step = 60000;
+    return now + step < deadline ? now + step : deadline + 1;
+}
+
 static enum wh_status send_once(struct connector *c, struct delivery *d)
 {
     struct as2_state *s = c->state;
@@ -592,10 +652,13 @@ static enum wh_status send_once(struct connector *c, struct delivery *d)
                              resp.len, sd.res.message_id, sd.res.mic, d->receipt,
                              sizeof(d->receipt), &d->err);
     } else if (st == WH_OK && sd.po.mdn == AS2_MDN_ASYNC) {
-        st = WH_RETRY;      /* the next attempts wait for the MDN */
-        if (pending_put(c, d->msg, &sd, &d->err) == 0)
-            error_set(&d->err, "sent as %s; waiting for the asynchronous MDN",
-                      sd.res.message_id);
+        /* not a failed attempt: the hop waits for the MDN */
+        st = pending_put(c, d->msg, &sd, &d->err) == 0 ? WH_AGAIN : WH_RETRY;
+        d->again_at = pending_next_look(s, now_ms() + s->mdn_timeout_ms);
+        snprintf(d->receipt, sizeof(d->receipt), "HTTP %ld: sent as %.120s; "
+                 "waiting for the asynchronous MDN (sent again after %lld s "
+                 "without one)", resp.status, sd.res.message_id,
+                 (long long)(s->mdn_timeout_ms / 1000));
     } else if (st == WH_OK) {
         snprintf(d->receipt, sizeof(d->receipt), "HTTP %ld, %.200s (no MDN "
                  "requested)", resp.status, sd.res.message_id);
@@ -606,12 +669,14 @@ static enum wh_status send_once(struct connector *c, struct delivery *d)
 }
 
 /* An asynchronous MDN this message waits for: WH_OK/WH_FAIL once it came,
- * WH_RETRY while waiting; -1 (returned as WH_DEFER below) when there is
- * none pending or it timed out (then send again). */
+ * WH_AGAIN while waiting, WH_RETRY when none came within mdn_timeout_s
+ * (an attempt that failed: the next one sends again); -1 (returned as
+ * WH_DEFER below) when there is none pending (then send). */
 #define WH_DEFER ((enum wh_status)-1)
 
 static enum wh_status pending_check(struct connector *c, struct delivery *d)
 {
+    struct as2_state *s = c->state;
     char name[128], arrived[128];
     struct secret *v = NULL, *mdn = NULL;
     int64_t deadline = 0;
@@ -645,11 +710,12 @@ static enum wh_status pending_check(struct connector *c, struct delivery *d)
         connector_state_drop(c->wharf, c->name, name, NULL);
     } else if (rc == 0 && now_ms() > deadline) {
         connector_state_drop(c->wharf, c->name, name, NULL);
-        conn_log(c, LOG_WARNING, d->msg->id, "no asynchronous MDN for %s "
-                 "within the timeout: sending again", val);
-        st = WH_DEFER;
+        error_set(&d->err, "no asynchronous MDN for %s within %lld s: it "
+                  "is sent again (same Message-ID)", val,
+                  (long long)(s->mdn_timeout_ms / 1000));
     } else if (rc == 0) {
-        error_set(&d->err, "waiting for the asynchronous MDN of %s", val);
+        st = WH_AGAIN;          /* no event, no attempt: still waiting */
+        d->again_at = pending_next_look(s, deadline);
     }
     secret_free(mdn);
     free(val);
@@ -696,6 +762,21 @@ static enum wh_status as2_test(struct connector *c, struct error *err)
         return error_set(err, "partner %s has no certificate valid now",
                          s->part.name), WH_FAIL;
     return st;
+}
+
+void as2_message_id_of(const char *msgid, char *out, size_t n)
+{
+    snprintf(out, n, "<%s@wharf>", msgid);
+}
+
+int as2_message_id_wharf(const char *as2_id, char out[ID_LEN + 1])
+{
+    const char *p = as2_id[0] == '<' ? as2_id + 1 : as2_id;
+    if (strlen(p) < ID_LEN + 1 || p[ID_LEN] != '@')
+        return -1;
+    memcpy(out, p, ID_LEN);
+    out[ID_LEN] = '\0';
+    return id_valid(out) ? 0 : -1;
 }
 
 void as2_state_pending(char *out, size_t n, const char *msgid)

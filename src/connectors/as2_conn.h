@@ -14,17 +14,23 @@
 #include "connectors/proxy.h"
 #include "core/profile.h"
 #include "net/client.h"
+#include "util/id.h"
 
 #define AS2_ROUTE "/as2"
 #define AS2_MDN_ROUTE "/as2/mdn"
+/* The route's cap (the listener refuses more from Content-Length) and
+ * the default of a connector's own max_body_bytes (as2_recv.c). */
 #define AS2_MAX_BODY (8LL * 1024 * 1024 * 1024)
+#define AS2_DEFAULT_BODY (1LL * 1024 * 1024 * 1024)
 
 struct as2_state {
     struct profile prof;            /* our AS2 id and keys (unsealed) */
     struct partner part;            /* the partner of this connector */
     struct connector_proxy proxy;
     struct net_client_opts opts;    /* towards the partner's URL */
+    struct secret *ca_pem;          /* the partner's tls_ca (PEM), owned */
     int64_t mdn_timeout_ms;         /* async MDN: then send again */
+    int64_t max_body;               /* what the partner may POST us */
 };
 
 /* A BIO that reads through fn(ud, buf, n, err) until it returns 0; the
@@ -68,6 +74,12 @@ struct connector *as2_pick(struct connector *const *conns, size_t n,
 
 /* poll(): send the asynchronous MDNs still queued (as2_recv.c). */
 void as2_mdn_retry(struct connector *c);
+
+/* The AS2 Message-ID of Wharf message msgid ("<ID@wharf>": the same for
+ * every attempt, see as2.c), and back: the Wharf id of one of ours into
+ * out, 0; -1 when as2_id is not one of ours. */
+void as2_message_id_of(const char *msgid, char *out, size_t n);
+int as2_message_id_wharf(const char *as2_id, char out[ID_LEN + 1]);
 
 /* Connector state names for the asynchronous MDN of a message. */
 void as2_state_pending(char *out, size_t n, const char *msgid);

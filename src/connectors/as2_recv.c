@@ -18,10 +18,21 @@
  *
  * An asynchronous MDN: it must verify with the partner's certificates; it
  * is kept (sealed) as connector state under its Original-Message-ID until
- * the waiting hop (as2.c) checks it.
+ * the waiting hop (as2.c) checks it, and that hop is woken.
+ *
+ * Abuse (R22): a body over the connector's max_body_bytes is refused with
+ * 413 from its Content-Length before anything is written (a chunked one
+ * as soon as it passes the cap; what was written is removed). Every
+ * refused request (policy, signature, decryption, garbage, too large, a
+ * refused MDN; not a body cut off by the network) counts as a failure of
+ * the address toward the defender, which bans it; the refusals are
+ * folded into one "refused" record per burst (source, address, reason)
+ * with a count, and only the first, the 10th, the 100th ... of a burst
+ * gives an ALERT line.
  *
  * Must never: answer with a positive MDN before intake_commit returned 0;
- * log payload bytes, keys or credentials.
+ * write a byte of a body whose declared length is over the cap; log
+ * payload bytes, keys or credentials.
  */
 #include "connectors/as2_conn.h"
 
@@ -36,11 +47,15 @@
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "store/partner_store.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
 
 #define MDN_IN_MAX (1024 * 1024)
+/* Refusals of one source, address and reason this close together are
+ * one burst (one record). */
+#define BURST_WINDOW_MS (10 * 60 * 1000)
 
 static const char *const REQ_HEADERS[] = {
     "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
@@ -91,14 +106,30 @@ struct connector *as2_pick(struct connector *const *conns, size_t n,
 
 /* ---- BIOs over the request body and the intake ------------------------------ */
 
+/* The request body, cut at the connector's cap (a chunked body has no
+ * Content-Length to refuse it by). */
+struct body_src {
+    struct net_request *r;
+    int64_t cap, read;
+    int too_large, cut;
+};
+
 static ssize_t body_read(void *ud, void *buf, size_t n, struct error *err)
 {
-    ssize_t got = net_body_read(ud, buf, n);
-    if (got == NET_BODY_TOO_LARGE)
-        return error_set(err, "the body is larger than the route allows");
-    if (got < 0)
+    struct body_src *b = ud;
+    ssize_t got = net_body_read(b->r, buf, n);
+    if (got > 0 && (b->read += got) > b->cap)
+        got = NET_BODY_TOO_LARGE;
+    if (got == NET_BODY_TOO_LARGE) {
+        b->too_large = 1;
+        return error_set(err, "the body is larger than max_body_bytes "
+                         "(%lld)", (long long)b->cap);
+    }
+    if (got < 0) {
+        b->cut = 1;
         return error_set(err, "the body could not be read (cut or timed "
                          "out)");
+    }
     return got;
 }
 
@@ -221,6 +252,14 @@ static void lines_free(char **l)
     free(l);
 }
 
+/* Whether an MDN may go to url: https, or plain http when the partner
+ * allows it (allow_plain_mdn_url, or the whole partner is insecure). */
+static int mdn_url_allowed(const struct as2_state *s, const char *url)
+{
+    return strncasecmp(url, "http://", 7) != 0 || s->opts.insecure ||
+           partner_bool(&s->part, "allow_plain_mdn_url", 0);
+}
+
 /* One POST of an MDN (hdrs: "Name: value" list) to url. */
 static enum wh_status mdn_post(struct connector *c, const char *url,
                                char **hdrs, const char *data, size_t len,
@@ -232,7 +271,9 @@ static enum wh_status mdn_post(struct connector *c, const char *url,
         .headers = (const char *const *)hdrs, .body_len = (int64_t)len,
         .read = mem_read, .read_ud = &m };
     struct net_client_resp resp;
-    enum wh_status st = net_client_request(&s->opts, &req, &resp, err);
+    struct net_client_opts o = s->opts;
+    o.insecure = mdn_url_allowed(s, url);     /* https stays verified */
+    enum wh_status st = net_client_request(&o, &req, &resp, err);
     if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
         st = net_client_status_class(resp.status);
         error_set(err, "HTTP %ld", resp.status);
@@ -312,9 +353,14 @@ static void mdn_retry_one(struct connector *c, const char *name)
     char *url = strndup(p, (size_t)(nl - p));
     char **hdrs = block_lines(hb);
     const char *body = hb + hl + 1;
-    enum wh_status st = url && hdrs ? mdn_post(c, url, hdrs, body,
-                                               n - (size_t)(body - p), &err)
-                                    : WH_RETRY;
+    int allowed = url && mdn_url_allowed(c->state, url);
+    enum wh_status st = url && hdrs && allowed
+        ? mdn_post(c, url, hdrs, body, n - (size_t)(body - p), &err)
+        : WH_RETRY;
+    if (url && !allowed)        /* said once, when it was queued */
+        error_set(&err, "plain-HTTP URL, not allowed for partner %s "
+                  "(allow_plain_mdn_url)", ((struct as2_state *)c->state)
+                  ->part.name);
     if (st == WH_OK) {
         connector_state_drop(c->wharf, c->name, name, NULL);
         conn_log(c, LOG_INFO, NULL, "queued asynchronous MDN sent to %s", url);
@@ -323,8 +369,9 @@ static void mdn_retry_one(struct connector *c, const char *name)
         conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN to %s given up "
                  "after %d days: %s", url, MDN_OUT_DAYS, err.msg);
     } else {
-        conn_log(c, LOG_WARNING, NULL, "asynchronous MDN to %s not sent yet "
-                 "(kept, tried again later): %s", url, err.msg);
+        conn_log(c, allowed ? LOG_WARNING : LOG_DEBUG, NULL, "asynchronous "
+                 "MDN to %s not sent yet (kept, tried again later): %s", url,
+                 err.msg);
     }
     lines_free(hdrs);
     free(url);
@@ -348,9 +395,29 @@ void as2_mdn_retry(struct connector *c)
     free(names);
 }
 
+/* An asynchronous MDN to a plain-HTTP URL the partner may not use: said
+ * in the message's history and in one ALERT line, now; it stays queued
+ * (quietly) and goes once allow_plain_mdn_url is set, or expires. */
+static void mdn_plain_refused(struct connector *c, struct store *st,
+                              const char *msgid, const char *url,
+                              const char *mdn_id)
+{
+    struct as2_state *s = c->state;
+    struct error err = {0};
+    char text[700];
+    snprintf(text, sizeof(text), "asynchronous MDN %.150s not sent: partner "
+             "%s asked for it at the plain-HTTP URL %.200s; it stays queued "
+             "until the partner's allow_plain_mdn_url is true (or for %d "
+             "days)", mdn_id, s->part.name, url, MDN_OUT_DAYS);
+    conn_log(c, LOG_WARNING, msgid, "ALERT: %s", text);
+    if (msgid && store_event_add(st, msgid, 0, "warning", text, &err) < 0)
+        conn_log(c, LOG_ERROR, msgid, "cannot record an event: %s", err.msg);
+}
+
 /* An asynchronous MDN: queued durably first (so the message may go on),
  * then tried once now; poll() retries what is left. */
-static void mdn_async(struct connector *c, const char *url,
+static void mdn_async(struct connector *c, struct http_exchange *x,
+                      const char *msgid, const char *url,
                       const struct as2_mdn_built *b, const char *hb,
                       BIO *body)
 {
@@ -364,7 +431,10 @@ static void mdn_async(struct connector *c, const char *url,
                  "queued: %s", b->message_id, err.msg);
         return;
     }
-    mdn_retry_one(c, name);
+    if (!mdn_url_allowed(c->state, url))
+        mdn_plain_refused(c, x->st, msgid, url, b->message_id);
+    else
+        mdn_retry_one(c, name);
 }
 
 /* Answer info with an MDN (or an HTTP error when none was asked for). */
@@ -396,7 +466,7 @@ static void answer(struct connector *c, struct http_exchange *x,
             reply_mdn(r, &b, body);
         } else {
             net_reply(r, 200, "text/plain", "received\n", 9);
-            mdn_async(c, info->req.receipt_url, &b, hb, body);
+            mdn_async(c, x, msgid, info->req.receipt_url, &b, hb, body);
         }
         char *data = NULL;
         long len = BIO_get_mem_data(body, &data);
@@ -410,11 +480,12 @@ static void answer(struct connector *c, struct http_exchange *x,
 }
 
 /* Unpack the body into the intake; 0 when stored (dup says whether it
- * was a replay), -1 with info->mdn_error and err set. */
+ * was a replay), -1 with info->mdn_error and err set (src says whether
+ * the body was too large or cut off), -2 when it could not be stored. */
 static int take_message(struct connector *c, struct http_exchange *x,
                         const struct mime_headers *h,
                         struct as2_unpacked *info, int *dup,
-                        struct error *err)
+                        struct body_src *src, struct error *err)
 {
     struct as2_state *s = c->state;
     struct as2_policy pol;
@@ -424,7 +495,7 @@ static int take_message(struct connector *c, struct http_exchange *x,
     if (as2_policy_make(s, &pol, err) < 0)
         return -1;
     struct intake_sink k = { .in = x->in, .err = err };
-    BIO *body = as2_bio_reader(body_read, x->req, err);
+    BIO *body = as2_bio_reader(body_read, src, err);
     BIO *out = body ? intake_bio(&k) : NULL;
     int rc = -1;
     intake_hold(x->in);     /* released once the MDN went out */
@@ -449,8 +520,22 @@ static int take_message(struct connector *c, struct http_exchange *x,
 
 /* ---- asynchronous MDNs arriving ----------------------------------------------------- */
 
-static void mdn_in(struct connector *c, struct net_request *r)
+/* The hop that waits for this MDN (one of ours, at this connector) need
+ * not wait for its next look. */
+static void mdn_wake(struct connector *c, struct store *st,
+                     const char *original_id)
 {
+    struct error err = {0};
+    char msgid[ID_LEN + 1];
+    if (as2_message_id_wharf(original_id, msgid) == 0 &&
+        store_hop_wake(st, msgid, c->name, &err) < 0)
+        conn_log(c, LOG_WARNING, msgid, "cannot wake the hop waiting for "
+                 "its MDN (it looks again by itself): %s", err.msg);
+}
+
+static void mdn_in(struct connector *c, struct http_exchange *x)
+{
+    struct net_request *r = x->req;
     struct as2_state *s = c->state;
     struct error err = {0};
     char *body = NULL;
@@ -498,6 +583,7 @@ static void mdn_in(struct connector *c, struct net_request *r)
     free(body);
     mime_headers_free(&h);
     if (rc < 0) {
+        net_req_auth_failure(r);
         conn_log(c, LOG_WARNING, NULL, "ALERT: refused an asynchronous MDN "
                  "from %s (%s): %s", s->part.name, net_req_address(r),
                  err.msg);
@@ -506,6 +592,7 @@ static void mdn_in(struct connector *c, struct net_request *r)
     }
     conn_log(c, LOG_INFO, NULL, "asynchronous MDN for %s from %s kept",
              got.mdn.original_message_id, s->part.name);
+    mdn_wake(c, x->st, got.mdn.original_message_id);
     net_reply(r, 200, "text/plain", "received\n", 9);
 }
 
@@ -526,27 +613,85 @@ static void release(struct connector *c, struct store *st, const char *id,
                  "releases it at its next start): %s", err.msg);
 }
 
-/* A refused message: an alert log line and a "refused" message record
- * with the reason as its event (nothing of the payload is kept). */
-static void refused(struct connector *c, struct http_exchange *x,
-                    const struct as2_unpacked *info, const char *why,
-                    char id[ID_LEN + 1])
+/* 1 for the refusals of a burst that get an ALERT line: the first, the
+ * 10th, the 100th, ... (the record keeps the count of all). */
+static int alert_due(int64_t count)
+{
+    while (count >= 10 && count % 10 == 0)
+        count /= 10;
+    return count == 1;
+}
+
+/* A refused request: a failure of its address for the defender, and a
+ * "refused" record (what = the reason's class, text its event) folded
+ * into its burst, with an ALERT line when due. id gets the record (""
+ * when it could not be written); returns the burst's count (0: none). */
+static int64_t refusal(struct connector *c, struct http_exchange *x,
+                       const char *what, const char *text, int blame,
+                       char id[ID_LEN + 1])
 {
     struct net_request *r = x->req;
-    struct as2_state *s = c->state;
     struct error err = {0};
+    int64_t count = 0;
+    struct store_refusal rec = { .source = c->name,
+        .address = net_req_address(r), .reason = what, .text = text,
+        .window_ms = BURST_WINDOW_MS };
+    if (blame)
+        net_req_auth_failure(r);
+    if (store_refusal_record(x->st, &rec, id, &count, &err) < 0) {
+        id[0] = '\0';
+        conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
+                 err.msg);
+    }
+    if (count <= 1)
+        conn_log(c, LOG_WARNING, id[0] ? id : NULL, "ALERT: %s", text);
+    else if (alert_due(count))
+        conn_log(c, LOG_WARNING, id, "ALERT: %lld refusals from %s (%s) "
+                 "since the first, the last one: %s", (long long)count,
+                 rec.address, what, text);
+    else
+        conn_log(c, LOG_DEBUG, id, "%s", text);
+    return count;
+}
+
+/* A refused message: counted for the defender (unless its body was cut
+ * off: the network's fault as likely as the sender's), recorded (folded
+ * into its burst) with the reason, an ALERT line when due; nothing of the
+ * payload is kept. id: the record, "" when it is a later one of its burst
+ * (the MDN answering it is then not kept either). */
+static void refused(struct connector *c, struct http_exchange *x,
+                    const struct as2_unpacked *info, const char *why,
+                    int cut, char id[ID_LEN + 1])
+{
+    struct as2_state *s = c->state;
     char text[900];
     const char *mid = info->req.message_id[0] ? info->req.message_id : "-";
     const char *what = info->unsupported_micalg ? "unsupported MIC-algorithms"
                        : mdn_error_name(info->mdn_error);
     snprintf(text, sizeof(text), "AS2 message %s from %s (%s) refused (%s): "
-             "%s", mid, s->part.name, net_req_address(r), what, why);
-    if (store_message_refused(x->st, c->name, text, id, &err) < 0) {
+             "%s", mid, s->part.name, net_req_address(x->req), what, why);
+    if (refusal(c, x, what, text, !cut, id) > 1)
         id[0] = '\0';
-        conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
-                 err.msg);
-    }
-    conn_log(c, LOG_WARNING, id[0] ? id : NULL, "ALERT: %s", text);
+}
+
+/* A request whose body is over the connector's cap: 413, before a byte of
+ * it is written (from its Content-Length) or as soon as it passes the cap
+ * (chunked: the part written is gone with the cancelled intake). */
+static void too_large(struct connector *c, struct http_exchange *x,
+                      int64_t declared)
+{
+    struct as2_state *s = c->state;
+    struct net_request *r = x->req;
+    char text[600], id[ID_LEN + 1];
+    const char *mid = net_req_header(r, "Message-ID");
+    snprintf(text, sizeof(text), "AS2 message %.200s from %s (%s) refused "
+             "(too large): the body%s is over max_body_bytes (%lld)",
+             mid ? mid : "-", s->part.name, net_req_address(r),
+             declared >= 0 ? " announced" : "", (long long)s->max_body);
+    refusal(c, x, "too-large", text, 1, id);
+    net_reply_error(r, 413, "too_large", "request body is larger than %lld "
+                    "bytes (the partner's max_body_bytes)",
+                    (long long)s->max_body);
 }
 
 enum wh_status as2_route(struct connector *c, struct http_exchange *x)
@@ -554,17 +699,27 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
     struct net_request *r = x->req;
     struct as2_state *s = c->state;
     if (strcmp(net_req_path(r), AS2_MDN_ROUTE) == 0) {
-        mdn_in(c, r);
+        mdn_in(c, x);
+        return WH_OK;
+    }
+    int64_t declared = net_req_body_length(r);
+    if (declared > s->max_body) {
+        too_large(c, x, declared);
         return WH_OK;
     }
     struct error err = {0};
     struct mime_headers h;
     struct as2_unpacked info;
+    struct body_src src = { .r = r, .cap = s->max_body };
     memset(&info, 0, sizeof(info));
     int dup = 0, rc = request_headers(r, &h, &err);
     if (rc == 0)
-        rc = take_message(c, x, &h, &info, &dup, &err);
+        rc = take_message(c, x, &h, &info, &dup, &src, &err);
     mime_headers_free(&h);
+    if (rc == -1 && src.too_large) {
+        too_large(c, x, -1);
+        return WH_OK;
+    }
     if (rc == -2) {         /* could not store: the sender tries again */
         conn_log(c, LOG_ERROR, NULL, "AS2 message %s from %s not stored: %s",
                  info.req.message_id, s->part.name, err.msg);
@@ -576,7 +731,7 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
         if (info.mdn_error == MDN_ERROR_NONE && !info.unsupported_micalg)
             info.mdn_error = MDN_ERROR_UNEXPECTED_PROCESSING_ERROR;
         char id[ID_LEN + 1] = "";
-        refused(c, x, &info, err.msg, id);
+        refused(c, x, &info, err.msg, src.cut, id);
         answer(c, x, id[0] ? id : NULL, &info, info.mdn_error, NULL, 400,
                err.msg);
         return WH_OK;

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "core/flowfile.h"
 #include "core/message.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -67,17 +68,37 @@ struct connector {
 /* One message handed to a destination, and what became of it. */
 struct delivery {
     const struct message *msg;  /* in */
-    enum wh_status status;      /* out: WH_OK, WH_RETRY or WH_FAIL */
+    /* out: WH_OK, WH_RETRY or WH_FAIL; or WH_AGAIN: nothing failed, the
+     * far side has not answered yet (an asynchronous receipt): deliver()
+     * runs again at again_at, the attempt is not counted, and receipt
+     * (when set) goes into the message's history once, at info. */
+    enum wh_status status;
     struct error err;           /* out: why, when not WH_OK */
     char receipt[256];          /* out: what the far side said (optional) */
+    int64_t again_at;           /* out, with WH_AGAIN: ms since the epoch */
 };
 
 struct connector_type {
     const char *name;
-    /* Config keys that name a secret file (NULL-terminated, dotted paths
-     * into nested objects: "auth.password_file"), sealed at flow import;
-     * NULL when none. open() gets them from connector_secret(). */
+    /* Config keys that give a secret (NULL-terminated, dotted paths into
+     * nested objects: "auth.password_file"), in a form of core/flowfile.h,
+     * sealed at flow import; NULL when none. open() gets them from
+     * connector_secret(). */
     const char *const *secrets;
+    /* The same for public files (a CA bundle, a certificate): read at
+     * import, kept sealed beside the secrets, handed over the same way. */
+    const char *const *files;
+    /* Config objects whose credential-named members (connector_credential_
+     * name: "Authorization", "X-Api-Key", ...) hold a secret given inline
+     * ("headers"): sealed at import as "OBJECT.MEMBER". */
+    const char *const *secret_objects;
+    /* Whether this config takes messages in (a folder polled, a route):
+     * then it needs an outgoing link. NULL: never (or, like as2, it
+     * refuses what it cannot route when it arrives). */
+    int (*is_source)(const json_t *config);
+    /* Config keys that name a local folder (NULL-terminated): they must
+     * lie under wharf.conf's allowed_paths (util/confine.h). */
+    const char *const *folders;
     /* The config's "partner" must name a partner of the flow document,
      * one connector of the type per partner (AS2 routes by AS2-From). */
     int needs_partner;
@@ -140,14 +161,10 @@ struct partner_routes *partner_routes_register(struct net_server *s,
                                                struct error *err);
 void partner_routes_free(struct partner_routes *r);
 
-/* Helpers for types' check(): refuse keys of object o not in keys[n]
- * ("WHAT: unknown key ..."); and a local file named by config key `key`
- * that must be an absolute, readable path (when path is NULL: an error if
- * required, else fine). 0 or -1 with err. */
+/* Helper for types' check(): refuse keys of object o not in keys[n]
+ * ("WHAT: unknown key ..."). 0 or -1 with err. */
 int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
                         const char *what, struct error *err);
-int connector_file_ok(const char *key, const char *path, int required,
-                      struct error *err);
 
 /* ---- secrets (connectors/secrets.c) ----------------------------------------
  * Secrets are given as files and stored by the vault: flow import seals
@@ -157,11 +174,23 @@ struct store_flow;
 struct secret;
 struct connector_secret_slot;
 
-/* Flow import: read and seal every secret file f's configs name, adding
- * the blobs to f->secrets (written by store_flow_put). 0 or -1 with err
- * naming the connector and key (never the content). */
-int connector_secrets_seal(struct wharf *w, struct store_flow *f,
+/* Flow import: read and seal every secret and file f's configs give
+ * (core/flowfile.h; from the API no file is read), adding the blobs to
+ * f->secrets (written by store_flow_put) and putting {"sealed": "CONN:KEY"}
+ * in their place in each config (so export names them, and an import of
+ * that export keeps them: a reference is looked up in st). 0 or -1 with
+ * err naming the connector and key (never the content). */
+int connector_secrets_seal(struct wharf *w, struct store *st,
+                           struct store_flow *f, enum flow_origin origin,
                            struct error *err);
+
+/* Whether a header (or member) name looks like a credential: it holds
+ * auth, token, secret, pass, key, cookie, session, credential or
+ * signature (any case). 1 or 0. */
+int connector_credential_name(const char *name);
+
+/* Most bytes a secret or a connector file may have. */
+#define SECRET_SEAL_MAX (64 * 1024)
 
 /* connector_new: unseal the secrets config names into c; free them. */
 int connector_secrets_load(struct connector *c, const json_t *config,
@@ -173,9 +202,10 @@ void connector_secrets_free(struct connector *c);
 const struct secret *connector_secret(const struct connector *c,
                                       const char *key);
 
-/* For check(): a secret file key must be an absolute path (it is read at
- * import, so it need not exist later). 0 or -1 with err. */
-int connector_secret_ok(const char *key, const char *path, int required,
+/* For check(): a secret (or connector file) key must hold one of the
+ * forms of core/flowfile.h (it is read at import, so a file need not
+ * exist later). 0 or -1 with err. */
+int connector_secret_ok(const char *key, const json_t *v, int required,
                         struct error *err);
 
 /* A file that only lives in memory (memfd) holding s plus a newline, for

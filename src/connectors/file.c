@@ -20,13 +20,23 @@
  * mtime and content).
  *
  * Destination: each message is decrypted into ".wharf-<id>.tmp" in
- * send_dir; the batch's temp files are synced together, renamed into place
- * (never over an existing file unless on_collision is "overwrite"), and the
- * folder is fsynced once. A re-delivery after a crash finds the identical
- * file already in place and does not write a second copy.
+ * send_dir, marked with the message id (extended attribute
+ * user.wharf.message); the batch's temp files are synced together, renamed
+ * into place (never over an existing file unless on_collision is
+ * "overwrite"), and the folder is fsynced once. A re-delivery after a crash
+ * recognizes its own earlier output by that mark, never by name and
+ * content (two different messages may share both): a file system without
+ * user extended attributes gets a second copy instead (at-least-once).
+ *
+ * Folders: every folder lies under wharf.conf's allowed_paths and outside
+ * the data dir (util/confine.h). Each poll and each delivery batch opens
+ * its folders afresh through confine_open_dir (no symlink beneath the
+ * root followed) and then works only relative to those fds, with names
+ * that hold no "/".
  *
  * Must never: follow symlinks out of its folders; write outside send_dir;
- * acknowledge a source file before intake_commit succeeded.
+ * acknowledge a source file before intake_commit succeeded; take another
+ * message's file for its own.
  */
 #include "connectors/connector.h"
 
@@ -34,20 +44,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "core/intake.h"
 #include "core/wharf.h"
+#include "util/confine.h"
 #include "util/fsx.h"
 
 #define MAX_TAKE_PER_POLL 8192
 #define MAX_RENAME_SUFFIX 1000
+#define MARK_XATTR "user.wharf.message"
 
 enum collision { COLLIDE_RENAME, COLLIDE_OVERWRITE, COLLIDE_FAIL };
 
@@ -65,6 +77,7 @@ struct seen {
  * only after ack_wait(). */
 struct ack_job {
     struct connector *c;
+    int rfd, afd;               /* receive_dir, archive_dir (owned) */
     char **names;
     char (*ids)[ID_LEN + 1];
     size_t n;
@@ -79,22 +92,25 @@ struct file_state {
     struct seen *seen;          /* files seen on the last poll, by name */
     size_t nseen;
     struct ack_job ack;
+    int rfd;                    /* receive_dir during a poll, else -1 */
+    int unmarked_warned;        /* said once that marks are unsupported */
 };
 
 /* ---- config --------------------------------------------------------------- */
 
 static void ack_wait(struct file_state *fs);
 
+/* A folder the config names: allowed (confine.h) and a folder. */
 static int dir_ok(const char *key, const char *path, struct stat *sb,
                   struct error *err)
 {
-    if (path[0] != '/')
-        return error_set(err, "%s must be an absolute path, not '%s'", key, path);
-    if (stat(path, sb) < 0)
-        return error_errno(err, errno, "%s %s", key, path);
-    if (!S_ISDIR(sb->st_mode))
-        return error_set(err, "%s %s is not a directory", key, path);
-    return 0;
+    int fd = confine_open_dir(key, path, err);
+    if (fd < 0)
+        return -1;
+    int rc = fstat(fd, sb) < 0 ? error_errno(err, errno, "%s %s", key, path)
+                               : 0;
+    close(fd);
+    return rc;
 }
 
 static int check_source(const json_t *cfg, const char *rdir, struct error *err)
@@ -155,6 +171,11 @@ static int file_check(const json_t *cfg, struct error *err)
     return 0;
 }
 
+static int file_is_source(const json_t *cfg)
+{
+    return json_object_get(cfg, "receive_dir") != NULL;
+}
+
 static const char *cfg_str(const struct connector *c, const char *key)
 {
     return json_string_value(json_object_get(c->config, key));
@@ -175,6 +196,8 @@ static enum wh_status file_open(struct connector *c, struct error *err)
     const char *coll = cfg_str(c, "on_collision");
     fs->collision = !coll || !strcmp(coll, "rename") ? COLLIDE_RENAME
                   : !strcmp(coll, "overwrite") ? COLLIDE_OVERWRITE : COLLIDE_FAIL;
+    fs->rfd = -1;
+    fs->ack.rfd = fs->ack.afd = -1;
     c->state = fs;
     return WH_OK;
 }
@@ -257,10 +280,15 @@ static int seen_add(struct seen **v, size_t *n, size_t *cap, const char *name,
  * files that are unchanged since the last scan as stable. */
 static int scan(struct connector *c, struct file_state *fs, struct error *err)
 {
-    DIR *d = opendir(fs->receive_dir);
-    if (d == NULL)
+    int dfd = dup(fs->rfd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (d == NULL) {
+        if (dfd >= 0)
+            close(dfd);
         return error_errno(err, errno, "cannot read receive_dir %s",
                            fs->receive_dir);
+    }
+    rewinddir(d);
     struct seen *now = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
@@ -296,9 +324,9 @@ static int scan(struct connector *c, struct file_state *fs, struct error *err)
 static int take_one(struct connector *c, struct file_state *fs,
                     struct intake *in, struct seen *s, struct error *err)
 {
-    char path[4300], key[600];
-    snprintf(path, sizeof(path), "%s/%s", fs->receive_dir, s->name);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    char key[600];
+    int fd = openat(fs->rfd, s->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+                    O_NONBLOCK);
     if (fd < 0) {
         conn_log(c, LOG_DEBUG, NULL, "%s vanished or unreadable: %s", s->name,
                  strerror(errno));
@@ -320,32 +348,35 @@ static int take_one(struct connector *c, struct file_state *fs,
 }
 
 /* Delete or archive a committed file. */
-static void acknowledge(struct connector *c, struct file_state *fs,
+static void acknowledge(struct connector *c, const struct ack_job *a,
                         const char *name, const char *id)
 {
-    char path[4300], dest[4400];
-    snprintf(path, sizeof(path), "%s/%s", fs->receive_dir, name);
+    struct file_state *fs = c->state;
+    char dest[600];
     if (!fs->archive) {
-        if (unlink(path) < 0 && errno != ENOENT)
-            conn_log(c, LOG_ERROR, id, "stored, but cannot delete %s: %s",
-                     path, strerror(errno));
+        if (unlinkat(a->rfd, name, 0) < 0 && errno != ENOENT)
+            conn_log(c, LOG_ERROR, id, "stored, but cannot delete %s/%s: %s",
+                     fs->receive_dir, name, strerror(errno));
         return;
     }
-    snprintf(dest, sizeof(dest), "%s/%s", fs->archive_dir, name);
-    if (renameat2(AT_FDCWD, path, AT_FDCWD, dest, RENAME_NOREPLACE) < 0 &&
-        errno == EEXIST) {
-        snprintf(dest, sizeof(dest), "%s/%s.%s", fs->archive_dir, name, id);
-        if (rename(path, dest) == 0)
+    if (renameat2(a->rfd, name, a->afd, name, RENAME_NOREPLACE) == 0)
+        return;
+    if (errno == EEXIST) {
+        snprintf(dest, sizeof(dest), "%s.%s", name, id);
+        if (renameat(a->rfd, name, a->afd, dest) == 0)
             return;
-    } else {
-        return;
     }
-    conn_log(c, LOG_ERROR, id, "stored, but cannot archive %s: %s", path,
-             strerror(errno));
+    conn_log(c, LOG_ERROR, id, "stored, but cannot archive %s/%s: %s",
+             fs->receive_dir, name, strerror(errno));
 }
 
 static void ack_free(struct ack_job *a)
 {
+    if (a->rfd >= 0)
+        close(a->rfd);
+    if (a->afd >= 0)
+        close(a->afd);
+    a->rfd = a->afd = -1;
     for (size_t i = 0; i < a->n; i++)
         free(a->names[i]);
     free(a->names);
@@ -361,12 +392,13 @@ static void *ack_main(void *arg)
     struct file_state *fs = a->c->state;
     struct error err = {0};
     for (size_t i = 0; i < a->n; i++)
-        acknowledge(a->c, fs, a->names[i], a->ids[i]);
+        acknowledge(a->c, a, a->names[i], a->ids[i]);
     /* Not needed for safety (a re-appearing file is a known duplicate),
      * but keeps a power cut from bringing back many of them. */
-    if (fsx_fsync_dir(fs->receive_dir, &err) < 0 ||
-        (fs->archive && fsx_fsync_dir(fs->archive_dir, &err) < 0))
+    if (fsync(a->rfd) < 0 || (a->afd >= 0 && fsync(a->afd) < 0)) {
+        error_errno(&err, errno, "cannot sync %s", fs->receive_dir);
         conn_log(a->c, LOG_WARNING, NULL, "%s", err.msg);
+    }
     return NULL;
 }
 
@@ -386,8 +418,19 @@ static void ack_start(struct connector *c, struct file_state *fs,
 {
     struct ack_job *a = &fs->ack;
     size_t n = intake_count(in);
+    struct error err = {0};
     ack_wait(fs);
     a->c = c;
+    a->rfd = dup(fs->rfd);
+    a->afd = fs->archive ? confine_open_dir("archive_dir", fs->archive_dir,
+                                            &err) : -1;
+    if (a->rfd < 0 || (fs->archive && a->afd < 0)) {
+        /* the files stay and are recognized as duplicates next time */
+        conn_log(c, LOG_ERROR, NULL, "stored, but cannot acknowledge: %s",
+                 a->rfd < 0 ? strerror(errno) : err.msg);
+        ack_free(a);
+        return;
+    }
     a->names = calloc(n + 1, sizeof(*a->names));
     a->ids = calloc(n + 1, sizeof(*a->ids));
     for (size_t i = 0; a->names && a->ids && i < n; i++) {
@@ -476,10 +519,14 @@ static enum wh_status file_poll(struct connector *c, struct intake *in,
     size_t taken = 0;
     if (fs->receive_dir == NULL)
         return WH_DECLINED;
-    if (scan(c, fs, err) < 0)
+    fs->rfd = confine_open_dir("receive_dir", fs->receive_dir, err);
+    if (fs->rfd < 0)
         return WH_RETRY;
-    enum wh_status st = take_stable(c, fs, in, err, &taken);
+    enum wh_status st = scan(c, fs, err) < 0 ? WH_RETRY
+                      : take_stable(c, fs, in, err, &taken);
     ack_wait(fs);       /* the next scan must not see acknowledged files */
+    close(fs->rfd);
+    fs->rfd = -1;
     if (st != WH_OK)
         return st;
     return taken ? WH_OK : WH_DECLINED;
@@ -515,47 +562,34 @@ static void suffixed(const char *name, int k, char *out, size_t n)
         snprintf(out, n, "%.*s_%d%s", (int)(dot - name), name, k, dot);
 }
 
-/* 1 when the file at path has exactly the message's size and SHA-256. */
-static int same_content(const char *path, const struct message *m)
+/* 1 when the file name in folder sfd carries the mark of message id. */
+static int marked_by(int sfd, const char *name, const char *id)
 {
-    struct stat sb;
-    if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size != m->size ||
-        m->sha256 == NULL)
-        return 0;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+                    O_NONBLOCK);
     if (fd < 0)
         return 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buf[65536], md[32];
-    unsigned int len = 0;
-    ssize_t r;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    while ((r = read(fd, buf, sizeof(buf))) > 0)
-        EVP_DigestUpdate(ctx, buf, (size_t)r);
-    EVP_DigestFinal_ex(ctx, md, &len);
-    EVP_MD_CTX_free(ctx);
+    char got[ID_LEN + 1];
+    ssize_t n = fgetxattr(fd, MARK_XATTR, got, ID_LEN);
     close(fd);
-    if (r < 0)
-        return 0;
-    char hex[65];
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return strcmp(hex, m->sha256) == 0;
+    return n == (ssize_t)strlen(id) && memcmp(got, id, (size_t)n) == 0;
 }
 
-/* Already delivered (by an attempt that crashed before it was recorded)? */
-static int already_there(const struct file_state *fs, const struct message *m,
-                         const char *name, char *found, size_t n)
+/* Already delivered (by an attempt that crashed before it was recorded)?
+ * Only a file marked with this message's id counts. */
+static int already_there(const struct file_state *fs, int sfd,
+                         const struct message *m, const char *name,
+                         char *found, size_t n)
 {
     int last = fs->collision == COLLIDE_RENAME ? MAX_RENAME_SUFFIX : 0;
     for (int k = 0; k <= last; k++) {
-        char cand[300], path[4400];
+        char cand[300];
+        struct stat sb;
         suffixed(name, k, cand, sizeof(cand));
-        snprintf(path, sizeof(path), "%s/%s", fs->send_dir, cand);
-        if (access(path, F_OK) < 0)
+        if (fstatat(sfd, cand, &sb, AT_SYMLINK_NOFOLLOW) < 0)
             return 0;
-        if (same_content(path, m)) {
-            snprintf(found, n, "%s", path);
+        if (marked_by(sfd, cand, m->id)) {
+            snprintf(found, n, "%s/%s", fs->send_dir, cand);
             return 1;
         }
     }
@@ -564,7 +598,7 @@ static int already_there(const struct file_state *fs, const struct message *m,
 
 struct pending {
     int fd;
-    char tmp[4400];
+    char tmp[ID_LEN + 16];      /* ".wharf-<id>.tmp" in send_dir */
     char name[256];
 };
 
@@ -582,9 +616,22 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
+/* Mark the temp file fd as message id's (see the top of the file). */
+static void mark(struct connector *c, struct file_state *fs, int fd,
+                 const char *id)
+{
+    if (fsetxattr(fd, MARK_XATTR, id, strlen(id), 0) == 0 ||
+        fs->unmarked_warned)
+        return;
+    fs->unmarked_warned = 1;
+    conn_log(c, LOG_WARNING, id, "send_dir %s does not keep extended "
+             "attributes (%s): after a crash a message may be written twice",
+             fs->send_dir, strerror(errno));
+}
+
 /* Decrypt the payload into p->tmp. Sets d->status on failure. */
-static int write_temp(struct file_state *fs, struct delivery *d,
-                      struct pending *p)
+static int write_temp(struct connector *c, struct file_state *fs, int sfd,
+                      struct delivery *d, struct pending *p)
 {
     /* On the heap, not in static TLS (see intake_add_fd). */
     unsigned char *buf = malloc(PAYLOAD_SEGMENT);
@@ -593,10 +640,9 @@ static int write_temp(struct file_state *fs, struct delivery *d,
         d->status = WH_RETRY;
         return -1;
     }
-    snprintf(p->tmp, sizeof(p->tmp), "%s/.wharf-%s.tmp", fs->send_dir,
-             d->msg->id);
-    p->fd = open(p->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                 0640);
+    snprintf(p->tmp, sizeof(p->tmp), ".wharf-%s.tmp", d->msg->id);
+    p->fd = openat(sfd, p->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+                   O_CLOEXEC, 0640);
     if (p->fd < 0) {
         error_errno(&d->err, errno, "cannot create a file in send_dir %s",
                     fs->send_dir);
@@ -604,12 +650,14 @@ static int write_temp(struct file_state *fs, struct delivery *d,
         free(buf);
         return -1;
     }
+    mark(c, fs, p->fd, d->msg->id);
     struct payload_reader *r = message_payload_open(d->msg, &d->err);
     ssize_t got = r ? 1 : -1;
     while (got > 0) {
         got = payload_read(r, buf, PAYLOAD_SEGMENT, &d->err);
         if (got > 0 && write_all(p->fd, buf, (size_t)got) < 0) {
-            error_errno(&d->err, errno, "cannot write %s", p->tmp);
+            error_errno(&d->err, errno, "cannot write %s/%s", fs->send_dir,
+                        p->tmp);
             d->status = WH_RETRY;
             break;
         }
@@ -622,12 +670,12 @@ static int write_temp(struct file_state *fs, struct delivery *d,
         return 0;
     close(p->fd);
     p->fd = -1;
-    unlink(p->tmp);
+    unlinkat(sfd, p->tmp, 0);
     return -1;
 }
 
 /* Move a synced temp file to its final name per the collision policy. */
-static void place(struct connector *c, struct file_state *fs,
+static void place(struct connector *c, struct file_state *fs, int sfd,
                   struct delivery *d, struct pending *p)
 {
     char path[4400], cand[300];
@@ -636,8 +684,8 @@ static void place(struct connector *c, struct file_state *fs,
         suffixed(p->name, k, cand, sizeof(cand));
         snprintf(path, sizeof(path), "%s/%s", fs->send_dir, cand);
         int rc = fs->collision == COLLIDE_OVERWRITE
-            ? rename(p->tmp, path)
-            : renameat2(AT_FDCWD, p->tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+            ? renameat(sfd, p->tmp, sfd, cand)
+            : renameat2(sfd, p->tmp, sfd, cand, RENAME_NOREPLACE);
         if (rc == 0) {
             d->status = WH_OK;
             snprintf(d->receipt, sizeof(d->receipt), "written to %.200s", path);
@@ -656,40 +704,38 @@ static void place(struct connector *c, struct file_state *fs,
         error_errno(&d->err, errno, "cannot rename into %s", path);
         d->status = WH_RETRY;
     }
-    unlink(p->tmp);
+    unlinkat(sfd, p->tmp, 0);
 }
 
-static void file_deliver_batch(struct connector *c, struct delivery *d,
-                               size_t n)
+static void fail_all(struct delivery *d, size_t n, enum wh_status st,
+                     const struct error *err)
 {
-    struct file_state *fs = c->state;
-    struct pending *p = calloc(n + 1, sizeof(*p));
-    int *fds = calloc(n + 1, sizeof(int));
+    for (size_t i = 0; i < n; i++) {
+        d[i].status = st;
+        d[i].err = *err;
+    }
+}
+
+/* Write, sync and place the batch in folder sfd. */
+static void deliver_in(struct connector *c, struct file_state *fs, int sfd,
+                       struct delivery *d, size_t n, struct pending *p,
+                       int *fds)
+{
     size_t nf = 0;
     struct error err = {0};
-    if (p == NULL || fds == NULL || fs->send_dir == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            d[i].status = fs->send_dir ? WH_RETRY : WH_FAIL;
-            error_set(&d[i].err, fs->send_dir ? "out of memory"
-                      : "connector has no send_dir");
-        }
-        free(p);
-        free(fds);
-        return;
-    }
     for (size_t i = 0; i < n; i++) {
         char found[4400];
         p[i].fd = -1;
         d[i].status = WH_AGAIN;
         target_name(d[i].msg, p[i].name, sizeof(p[i].name));
-        if (fs->collision != COLLIDE_OVERWRITE &&
-            already_there(fs, d[i].msg, p[i].name, found, sizeof(found))) {
+        if (already_there(fs, sfd, d[i].msg, p[i].name, found,
+                          sizeof(found))) {
             d[i].status = WH_OK;
             snprintf(d[i].receipt, sizeof(d[i].receipt),
                      "already present as %.200s", found);
             continue;
         }
-        if (write_temp(fs, &d[i], &p[i]) == 0)
+        if (write_temp(c, fs, sfd, &d[i], &p[i]) == 0)
             fds[nf++] = p[i].fd;
     }
     int synced = fsx_sync_fds(fds, nf, &err) == 0;
@@ -698,19 +744,45 @@ static void file_deliver_batch(struct connector *c, struct delivery *d,
             continue;
         close(p[i].fd);
         if (synced) {
-            place(c, fs, &d[i], &p[i]);
+            place(c, fs, sfd, &d[i], &p[i]);
         } else {
             d[i].err = err;
             d[i].status = WH_RETRY;
-            unlink(p[i].tmp);
+            unlinkat(sfd, p[i].tmp, 0);
         }
     }
-    if (nf > 0 && fsx_fsync_dir(fs->send_dir, &err) < 0)
+    if (nf > 0 && fsync(sfd) < 0) {
+        error_errno(&err, errno, "cannot sync send_dir %s", fs->send_dir);
         for (size_t i = 0; i < n; i++)
             if (d[i].status == WH_OK) {
                 d[i].status = WH_RETRY;     /* the next try finds it in place */
                 d[i].err = err;
             }
+    }
+}
+
+static void file_deliver_batch(struct connector *c, struct delivery *d,
+                               size_t n)
+{
+    struct file_state *fs = c->state;
+    struct error err = {0};
+    if (fs->send_dir == NULL) {
+        error_set(&err, "connector has no send_dir");
+        fail_all(d, n, WH_FAIL, &err);
+        return;
+    }
+    int sfd = confine_open_dir("send_dir", fs->send_dir, &err);
+    struct pending *p = calloc(n + 1, sizeof(*p));
+    int *fds = calloc(n + 1, sizeof(int));
+    if (sfd < 0 || p == NULL || fds == NULL) {
+        if (sfd >= 0)
+            error_set(&err, "out of memory");
+        fail_all(d, n, WH_RETRY, &err);
+    } else {
+        deliver_in(c, fs, sfd, d, n, p, fds);
+    }
+    if (sfd >= 0)
+        close(sfd);
     free(p);
     free(fds);
 }
@@ -721,19 +793,38 @@ static enum wh_status file_deliver(struct connector *c, struct delivery *d)
     return d->status;
 }
 
+/* The folder key names can be opened and written (and read). */
+static int folder_usable(const char *key, const char *path, int mode,
+                         struct error *err)
+{
+    int fd = confine_open_dir(key, path, err);
+    if (fd < 0)
+        return -1;
+    int rc = faccessat(fd, ".", mode, AT_EACCESS) < 0
+           ? error_errno(err, errno, "%s %s", key, path) : 0;
+    close(fd);
+    return rc;
+}
+
 static enum wh_status file_test(struct connector *c, struct error *err)
 {
     struct file_state *fs = c->state;
-    if (fs->receive_dir && access(fs->receive_dir, R_OK | W_OK | X_OK) < 0)
-        return error_errno(err, errno, "receive_dir %s", fs->receive_dir),
-               WH_FAIL;
-    if (fs->send_dir && access(fs->send_dir, W_OK | X_OK) < 0)
-        return error_errno(err, errno, "send_dir %s", fs->send_dir), WH_FAIL;
+    if (fs->receive_dir && folder_usable("receive_dir", fs->receive_dir,
+                                         R_OK | W_OK | X_OK, err) < 0)
+        return WH_FAIL;
+    if (fs->send_dir && folder_usable("send_dir", fs->send_dir, W_OK | X_OK,
+                                      err) < 0)
+        return WH_FAIL;
     return WH_OK;
 }
 
+static const char *const FILE_FOLDERS[] = { "receive_dir", "archive_dir",
+                                            "send_dir", NULL };
+
 const struct connector_type connector_file = {
     .name = "file",
+    .folders = FILE_FOLDERS,
+    .is_source = file_is_source,
     .check = file_check,
     .open = file_open,
     .poll = file_poll,

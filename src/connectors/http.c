@@ -78,8 +78,11 @@ struct http_state {
     struct net_client_opts opts;
     struct connector_proxy proxy;   /* opts.proxy*: owned */
     const struct secret *password, *bearer;    /* borrowed from c */
-    char **headers;             /* "Name: value", NULL-terminated; owned */
+    char **headers;             /* "Name: value", NULL-terminated; owned
+                                   (credential headers point into hidden) */
     size_t nheaders;
+    struct secret **hidden;     /* credential header lines; owned */
+    size_t nhidden;
     int success[MAX_SUCCESS];
     size_t nsuccess;            /* 0: 200..299 */
     struct oauth_conn *oauth;   /* auth oauth2, else NULL; owned */
@@ -129,7 +132,9 @@ static int opts_parse(const json_t *cfg, struct net_client_opts *o,
                       struct error *err)
 {
     memset(o, 0, sizeof(*o));
-    o->ca_file = str(cfg, "tls_ca");
+    if (connector_secret_ok("tls_ca", json_object_get(cfg, "tls_ca"), 0,
+                            err) < 0)
+        return -1;
     o->pin_sha256 = str(cfg, "pin_sha256");
     const json_t *ins = json_object_get(cfg, "insecure");
     if (ins && !json_is_boolean(ins))
@@ -147,10 +152,10 @@ static int opts_parse(const json_t *cfg, struct net_client_opts *o,
     const char *type = str(auth, "type");
     if (type && strcmp(type, "client_cert") == 0) {
         /* open() sets the pair: the key comes sealed, from the vault */
-        if (!str(auth, "cert") || !str(auth, "key"))
-            return error_set(err, "auth client_cert needs cert and key");
-        if (connector_file_ok("auth.cert", str(auth, "cert"), 1, err) < 0 ||
-            connector_secret_ok("auth.key", str(auth, "key"), 1, err) < 0)
+        if (connector_secret_ok("auth.cert", json_object_get(auth, "cert"), 1,
+                                err) < 0 ||
+            connector_secret_ok("auth.key", json_object_get(auth, "key"), 1,
+                                err) < 0)
             return -1;
     }
     return net_client_opts_check(o, err);
@@ -181,7 +186,8 @@ static int oauth_check(const json_t *auth, struct error *err)
     if (connector_keys_only(auth, keys, nkeys, "auth oauth2", err) < 0)
         return -1;
     for (size_t i = 0; i + 1 < nkeys; i++)
-        if (json_object_get(auth, keys[i]) && !str(auth, keys[i]))
+        if (json_object_get(auth, keys[i]) && !str(auth, keys[i]) &&
+            strcmp(keys[i], "tls_ca") && strcmp(keys[i], "client_secret_file"))
             return error_set(err, "auth oauth2 %s must be a string", keys[i]);
     const char *grant = str(auth, "grant");
     if (grant == NULL || (strcmp(grant, "client_credentials") &&
@@ -211,12 +217,14 @@ static int oauth_check(const json_t *auth, struct error *err)
         oauth_url_ok(auth, "authorize_url", code, err) < 0 ||
         oauth_url_ok(auth, "redirect_uri", 0, err) < 0)
         return -1;
-    if (connector_file_ok("auth.tls_ca", str(auth, "tls_ca"), 0, err) < 0)
+    if (connector_secret_ok("auth.tls_ca", json_object_get(auth, "tls_ca"), 0,
+                            err) < 0)
         return -1;
     /* a public client (no secret) is fine with PKCE, not for
      * client_credentials */
     return connector_secret_ok("auth.client_secret_file",
-                               str(auth, "client_secret_file"), !code, err);
+                               json_object_get(auth, "client_secret_file"),
+                               !code, err);
 }
 
 static int auth_check(const json_t *auth, struct error *err)
@@ -239,14 +247,16 @@ static int auth_check(const json_t *auth, struct error *err)
             !value_ok(user))
             return error_set(err, "auth basic needs a user without ':'");
         return connector_secret_ok("password_file",
-                                   str(auth, "password_file"), 1, err);
+                                   json_object_get(auth, "password_file"), 1,
+                                   err);
     }
     if (strcmp(type, "bearer") == 0) {
         json_object_foreach((json_t *)auth, k, v) {
             if (strcmp(k, "type") && strcmp(k, "token_file"))
                 return error_set(err, "auth bearer: unknown key \"%s\"", k);
         }
-        return connector_secret_ok("token_file", str(auth, "token_file"), 1,
+        return connector_secret_ok("token_file",
+                                   json_object_get(auth, "token_file"), 1,
                                    err);
     }
     if (strcmp(type, "client_cert") == 0) {
@@ -278,8 +288,7 @@ static int http_check(const json_t *cfg, struct error *err)
         if (i == sizeof(keys) / sizeof(*keys))
             return error_set(err, "unknown key \"%s\"", k);
     }
-    static const char *const strs[] = { "url", "method", "tls_ca",
-                                        "pin_sha256" };
+    static const char *const strs[] = { "url", "method", "pin_sha256" };
     for (size_t i = 0; i < sizeof(strs) / sizeof(*strs); i++)
         if (json_object_get(cfg, strs[i]) && !str(cfg, strs[i]))
             return error_set(err, "%s must be a string", strs[i]);
@@ -301,8 +310,12 @@ static int http_check(const json_t *cfg, struct error *err)
             return error_set(err, "header name \"%.64s\" is not a token", k);
         if (reserved_header(k))
             return error_set(err, "header %s is set by Wharf", k);
-        if (!value_ok(json_string_value(v)))
+        if (connector_credential_name(k) && !json_is_string(v)) {
+            if (connector_secret_ok(k, v, 1, err) < 0)   /* sealed form */
+                return -1;
+        } else if (!value_ok(json_string_value(v))) {
             return error_set(err, "header %s needs a one-line string value", k);
+        }
     }
     const json_t *s = json_object_get(cfg, "success");
     if (s && (!json_is_array(s) || json_array_size(s) == 0 ||
@@ -589,8 +602,8 @@ static int oauth_open(struct connector *c, struct http_state *hs,
     /* the token endpoint: the partner's proxy, its own CA, no pin or
      * client certificate (another host), https only */
     struct net_client_opts *eo = &o->ep.opts;
-    eo->ca_file = str(auth, "tls_ca") ? str(auth, "tls_ca")
-                                      : hs->opts.ca_file;
+    eo->ca_pem = connector_secret(c, "auth.tls_ca")
+               ? connector_secret(c, "auth.tls_ca") : hs->opts.ca_pem;
     eo->proxy = hs->opts.proxy;
     eo->proxy_auth = hs->opts.proxy_auth;
     eo->no_proxy = hs->opts.no_proxy;
@@ -603,14 +616,62 @@ static int oauth_open(struct connector *c, struct http_state *hs,
     return 0;
 }
 
+/* Whether line is one of the credential header lines (a secret). */
+static int header_hidden(const struct http_state *hs, const char *line)
+{
+    for (size_t i = 0; i < hs->nhidden; i++)
+        if (line == (const char *)secret_data(hs->hidden[i]))
+            return 1;
+    return 0;
+}
+
+/* "Name: value" for header k: a credential header's value is its sealed
+ * secret and the line lives in a struct secret. NULL when out of memory
+ * (or the secret is missing: err). */
+static char *header_line(struct connector *c, struct http_state *hs,
+                         const char *k, const json_t *v, struct error *err)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "headers.%s", k);
+    const struct secret *sv = connector_credential_name(k)
+                            ? connector_secret(c, key) : NULL;
+    if (sv == NULL) {
+        size_t n = strlen(k) + strlen(json_string_value(v)) + 3;
+        char *line = malloc(n);
+        if (line)
+            snprintf(line, n, "%s: %s", k, json_string_value(v));
+        return line;
+    }
+    size_t n = strlen(k) + 2 + secret_len(sv) + 1;
+    struct secret *line = secret_new(n);
+    struct secret **grown = line ? realloc(hs->hidden, (hs->nhidden + 1) *
+                                           sizeof(*grown)) : NULL;
+    if (grown == NULL) {
+        secret_free(line);
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    hs->hidden = grown;
+    hs->hidden[hs->nhidden++] = line;
+    unsigned char *p = secret_data_mut(line);
+    memcpy(p, k, strlen(k));
+    memcpy(p + strlen(k), ": ", 2);
+    memcpy(p + strlen(k) + 2, secret_data(sv), secret_len(sv));
+    return (char *)p;           /* NUL-terminated: secret_new zero-fills */
+}
+
 static void http_close(struct connector *c)
 {
     struct http_state *hs = c->state;
     if (hs == NULL)
         return;
     for (size_t i = 0; hs->headers && i < hs->nheaders; i++)
-        free(hs->headers[i]);
+        if (!header_hidden(hs, hs->headers[i]))
+            free(hs->headers[i]);
     free(hs->headers);
+    for (size_t i = 0; i < hs->nhidden; i++)
+        secret_free(hs->hidden[i]);
+    free(hs->hidden);
     connector_proxy_close(&hs->proxy);
     oauth_free(hs->oauth);
     free(hs);
@@ -627,6 +688,7 @@ static enum wh_status http_open(struct connector *c, struct error *err)
     if (opts_parse(cfg, &hs->opts, err) < 0 ||
         connector_proxy_open(c, &hs->proxy, err) < 0)
         goto fail;
+    hs->opts.ca_pem = connector_secret(c, "tls_ca");
     hs->opts.proxy = hs->proxy.use.url;
     hs->opts.no_proxy = hs->proxy.use.no_proxy;
     hs->opts.proxy_auth = hs->proxy.use.auth;
@@ -640,7 +702,7 @@ static enum wh_status http_open(struct connector *c, struct error *err)
     } else if (type && strcmp(type, "bearer") == 0) {
         hs->bearer = connector_secret(c, "auth.token_file");
     } else if (type && strcmp(type, "client_cert") == 0) {
-        hs->opts.cert_file = str(auth, "cert");
+        hs->opts.cert_pem = connector_secret(c, "auth.cert");
         hs->opts.key_pem = connector_secret(c, "auth.key");
     } else if (type && strcmp(type, "oauth2") == 0) {
         if (oauth_open(c, hs, auth, err) < 0)
@@ -653,11 +715,9 @@ static enum wh_status http_open(struct connector *c, struct error *err)
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)h, k, v) {
-        size_t n = strlen(k) + strlen(json_string_value(v)) + 3;
-        char *line = malloc(n);
+        char *line = header_line(c, hs, k, v, err);
         if (line == NULL)
             goto oom;
-        snprintf(line, n, "%s: %s", k, json_string_value(v));
         hs->headers[hs->nheaders++] = line;
     }
     size_t i;
@@ -867,10 +927,15 @@ static enum wh_status http_test(struct connector *c, struct error *err)
 static const char *const HTTP_SECRETS[] = { "auth.password_file",
     "auth.token_file", "auth.key", "auth.client_secret_file",
     "proxy.credentials_file", NULL };
+static const char *const HTTP_FILES[] = { "tls_ca", "auth.cert",
+    "auth.tls_ca", NULL };
+static const char *const HTTP_SECRET_OBJECTS[] = { "headers", NULL };
 
 const struct connector_type connector_http = {
     .name = "http",
     .secrets = HTTP_SECRETS,
+    .files = HTTP_FILES,
+    .secret_objects = HTTP_SECRET_OBJECTS,
     .check = http_check,
     .open = http_open,
     .deliver = http_deliver,

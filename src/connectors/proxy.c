@@ -31,7 +31,7 @@ static int object_check(const json_t *px, struct error *err)
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)px, k, v) {
-        if (!json_is_string(v))
+        if (!json_is_string(v) && strcmp(k, "credentials_file"))
             return error_set(err, "proxy: %s must be a string", k);
     }
     const char *url = str(px, "url"), *np = str(px, "no_proxy");
@@ -42,7 +42,8 @@ static int object_check(const json_t *px, struct error *err)
     if (np && net_client_no_proxy_check(np, err) < 0)
         return -1;
     return connector_secret_ok("proxy.credentials_file",
-                               str(px, "credentials_file"), 0, err);
+                               json_object_get(px, "credentials_file"), 0,
+                               err);
 }
 
 int connector_proxy_check(const json_t *config, struct error *err)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/wharf.h"
+#include "util/confine.h"
 
 extern const struct connector_type connector_file;
 extern const struct connector_type connector_sftp;
@@ -126,6 +127,22 @@ static json_t *type_config(const json_t *config)
     return copy;
 }
 
+/* Every folder key of t that config names must be allowed (confine.h). */
+static int folders_check(const struct connector_type *t, const json_t *config,
+                         struct error *err)
+{
+    for (size_t i = 0; t->folders && t->folders[i]; i++) {
+        const json_t *v = json_object_get(config, t->folders[i]);
+        if (v == NULL)
+            continue;
+        if (!json_is_string(v))
+            return error_set(err, "%s must be a string", t->folders[i]);
+        if (confine_check(t->folders[i], json_string_value(v), err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int connector_check(const char *name, const char *type, const json_t *config,
                     struct error *err)
 {
@@ -139,6 +156,8 @@ int connector_check(const char *name, const char *type, const json_t *config,
     memset(&scratch, 0, sizeof(scratch));
     json_t *own = type_config(config);
     int rc = common_parse(config, &scratch, err);
+    if (rc == 0 && own)
+        rc = folders_check(t, own, err);
     if (rc == 0)
         rc = own ? t->check(own, err) : error_set(err, "out of memory");
     json_decref(own);
@@ -198,15 +217,5 @@ int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
         if (i == n)
             return error_set(err, "%s: unknown key \"%s\"", what, k);
     }
-    return 0;
-}
-
-int connector_file_ok(const char *key, const char *path, int required,
-                      struct error *err)
-{
-    if (connector_secret_ok(key, path, required, err) < 0)
-        return -1;
-    if (path != NULL && access(path, R_OK) < 0)
-        return error_errno(err, errno, "%s %s is not readable", key, path);
     return 0;
 }

@@ -10,8 +10,14 @@
  * connectors by path or headers (404 when none), then to its route() with
  * an intake towards the connector's next hops.
  *
- * Owns the copy of the flow and the per-route user data. It must never
- * answer 2xx itself: only a connector's route(), after intake_commit().
+ * A request no connector takes (an unknown partner or path) is 404, a
+ * failure of its address for the defender (R22: it may ban it), and an
+ * ALERT line: the first of an address, then its 10th, 100th, ... within
+ * ten minutes (the count goes with it), so a flood cannot fill the log.
+ *
+ * Owns the copy of the flow, the per-route user data and the small table
+ * of recent refusals by address. It must never answer 2xx itself: only a
+ * connector's route(), after intake_commit().
  */
 #include "connectors/connector.h"
 
@@ -24,9 +30,12 @@
 #include "core/wharf.h"
 #include "net/server.h"
 #include "store/store.h"
+#include "util/id.h"
 #include "util/log.h"
 
 #define MAX_ROUTED_TYPES 8
+#define REFUSED_SLOTS 64            /* addresses whose 404s are counted */
+#define REFUSED_WINDOW_MS (10 * 60 * 1000)
 
 struct partner_routes;
 
@@ -35,8 +44,17 @@ struct routed_type {
     const struct connector_type *type;
 };
 
+/* Recent 404s of one address (for the ALERT lines only: the defender
+ * keeps its own count). */
+struct refused_addr {
+    char address[64];
+    int64_t count, last_ms;
+};
+
 struct partner_routes {
     struct wharf *w;
+    pthread_mutex_t refused_mu;
+    struct refused_addr refused[REFUSED_SLOTS];
     pthread_rwlock_t lock;
     pthread_mutex_t reload;
     struct flow *flow;          /* connectors of routed types, opened */
@@ -85,6 +103,56 @@ static size_t conns_of(const struct flow *f, const struct connector_type *t,
     return n;
 }
 
+/* Count a 404 of address; its count when an ALERT line is due (the 1st,
+ * 10th, 100th, ... within the window), else 0. The slot of an address
+ * quiet for longest is reused when the table is full. */
+static int64_t refused_count(struct partner_routes *pr, const char *address)
+{
+    int64_t now = time_now_ms(), count;
+    pthread_mutex_lock(&pr->refused_mu);
+    struct refused_addr *slot = &pr->refused[0];
+    for (size_t i = 0; i < REFUSED_SLOTS; i++) {
+        struct refused_addr *a = &pr->refused[i];
+        if (strcmp(a->address, address) == 0) {
+            slot = a;
+            break;
+        }
+        if (a->last_ms < slot->last_ms)
+            slot = a;
+    }
+    if (strcmp(slot->address, address) != 0 ||
+        now - slot->last_ms > REFUSED_WINDOW_MS) {
+        snprintf(slot->address, sizeof(slot->address), "%s", address);
+        slot->count = 0;
+    }
+    slot->last_ms = now;
+    count = ++slot->count;
+    pthread_mutex_unlock(&pr->refused_mu);
+    int64_t k = count;
+    while (k >= 10 && k % 10 == 0)
+        k /= 10;
+    return k == 1 ? count : 0;
+}
+
+static void refuse_unrouted(struct partner_routes *pr,
+                            const struct connector_type *t,
+                            struct net_request *req)
+{
+    net_req_auth_failure(req);
+    int64_t count = refused_count(pr, net_req_address(req));
+    if (count == 1)
+        log_warn("ALERT: %s request to %s from %s refused: no %s connector "
+                 "takes it (unknown partner or path)", t->name,
+                 net_req_path(req), net_req_address(req), t->name);
+    else if (count > 1)
+        log_warn("ALERT: %lld %s requests from %s refused within minutes: "
+                 "no %s connector takes them (unknown partner or path; the "
+                 "last to %s)", (long long)count, t->name,
+                 net_req_address(req), t->name, net_req_path(req));
+    net_reply_error(req, 404, "not_found", "no %s connector takes this "
+                    "request", t->name);
+}
+
 static void dispatch(struct partner_routes *pr, const struct connector_type *t,
                      struct net_request *req, struct store *st)
 {
@@ -93,11 +161,7 @@ static void dispatch(struct partner_routes *pr, const struct connector_type *t,
     struct connector *c = cs ? t->route_pick(cs, n, req) : NULL;
     free(cs);
     if (c == NULL) {
-        log_warn("ALERT: %s request to %s from %s refused: no %s connector "
-                 "takes it (unknown partner or path)", t->name,
-                 net_req_path(req), net_req_address(req), t->name);
-        net_reply_error(req, 404, "not_found", "no %s connector takes this "
-                        "request", t->name);
+        refuse_unrouted(pr, t, req);
         return;
     }
     const char **next = NULL;
@@ -141,6 +205,7 @@ struct partner_routes *partner_routes_register(struct net_server *s,
     pr->w = w;
     pthread_rwlock_init(&pr->lock, NULL);
     pthread_mutex_init(&pr->reload, NULL);
+    pthread_mutex_init(&pr->refused_mu, NULL);
     const struct connector_type *const *types;
     size_t nt = connector_types(&types);
     for (size_t i = 0; i < nt && pr->ntypes < MAX_ROUTED_TYPES; i++) {
@@ -169,5 +234,6 @@ void partner_routes_free(struct partner_routes *pr)
     flow_free(pr->flow);
     pthread_rwlock_destroy(&pr->lock);
     pthread_mutex_destroy(&pr->reload);
+    pthread_mutex_destroy(&pr->refused_mu);
     free(pr);
 }

@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/flowfile.h"
 #include "core/wharf.h"
 #include "store/secret_store.h"
 #include "store/store.h"
@@ -42,24 +43,69 @@ struct connector_secret_slot {
     struct secret *value;
 };
 
-/* The string at dotted path key ("auth.password_file") in config, or NULL. */
-static const char *config_path(const json_t *config, const char *key)
+/* Find dotted path key ("auth.password_file") in config: the object that
+ * holds it (*parent) and its member name there (*leaf, a suffix of key).
+ * A member named like the whole rest wins over a split at a dot, so
+ * "headers.X-Api.Key" finds the header "X-Api.Key". The value, or NULL. */
+static json_t *config_find(const json_t *config, const char *key,
+                           json_t **parent, const char **leaf)
 {
-    char part[64];
+    char part[256];
     const json_t *v = config;
     const char *p = key;
     for (;;) {
+        if (!json_is_object(v))
+            return NULL;
+        json_t *whole = json_object_get(v, p);
+        if (whole) {
+            *parent = (json_t *)v;
+            *leaf = p;
+            return whole;
+        }
         const char *dot = strchr(p, '.');
         size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n >= sizeof(part) || !json_is_object(v))
+        if (dot == NULL || n >= sizeof(part))
             return NULL;
         memcpy(part, p, n);
         part[n] = '\0';
         v = json_object_get(v, part);
-        if (dot == NULL)
-            return json_is_string(v) ? json_string_value(v) : NULL;
         p = dot + 1;
     }
+}
+
+static json_t *config_get(const json_t *config, const char *key)
+{
+    json_t *parent;
+    const char *leaf;
+    return config_find(config, key, &parent, &leaf);
+}
+
+/* Replace the value at key (present) with value (stolen). */
+static void config_replace(json_t *config, const char *key, json_t *value)
+{
+    json_t *parent;
+    const char *leaf;
+    if (config_find(config, key, &parent, &leaf))
+        json_object_set_new(parent, leaf, value);
+    else
+        json_decref(value);
+}
+
+int connector_credential_name(const char *name)
+{
+    static const char *const WORDS[] = { "auth", "token", "secret", "pass",
+        "key", "cookie", "session", "credential", "signature", NULL };
+    char low[128];
+    size_t n = strlen(name);
+    if (n >= sizeof(low))
+        return 1;
+    for (size_t i = 0; i <= n; i++)
+        low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32
+                                                           : name[i]);
+    for (size_t i = 0; WORDS[i]; i++)
+        if (strstr(low, WORDS[i]))
+            return 1;
+    return 0;
 }
 
 static void seal_context(char *out, size_t n, const char *conn, const char *key)
@@ -67,21 +113,53 @@ static void seal_context(char *out, size_t n, const char *conn, const char *key)
     snprintf(out, n, "connector:%s:%s", conn, key);
 }
 
-/* Read, seal and append one secret file to f->secrets. */
-static int seal_one(struct vault *v, struct store_flow *f, const char *conn,
-                    const char *key, const char *path, struct error *err)
+/* Every key of config that holds a sealed value or a file to seal: the
+ * type's secrets and files, and the credential-named members of its
+ * secret_objects ("headers.X-Api-Key"). Calls fn(key, secret, ud) for each
+ * present one; stops at the first non-zero return. */
+typedef int (*secret_key_fn)(const char *key, int secret, void *ud);
+
+static int secret_keys(const struct connector_type *t, const json_t *config,
+                       secret_key_fn fn, void *ud)
 {
-    struct secret *plain = secret_from_file(path, err);
-    if (plain == NULL)
-        return -1;
-    char ctx[300];
-    seal_context(ctx, sizeof(ctx), conn, key);
-    unsigned char *blob = NULL;
-    size_t len = 0;
-    int rc = vault_seal(v, ctx, plain, &blob, &len, err);
-    secret_free(plain);
-    if (rc < 0)
-        return -1;
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && t->secrets && t->secrets[k]; k++)
+        if (config_get(config, t->secrets[k]))
+            rc = fn(t->secrets[k], 1, ud);
+    for (size_t k = 0; rc == 0 && t->files && t->files[k]; k++)
+        if (config_get(config, t->files[k]))
+            rc = fn(t->files[k], 0, ud);
+    for (size_t k = 0; rc == 0 && t->secret_objects && t->secret_objects[k];
+         k++) {
+        const char *m;
+        json_t *v;
+        json_object_foreach(json_object_get(config, t->secret_objects[k]),
+                            m, v) {
+            char key[300];
+            snprintf(key, sizeof(key), "%s.%s", t->secret_objects[k], m);
+            if (connector_credential_name(m) && (rc = fn(key, 1, ud)) != 0)
+                break;
+        }
+    }
+    return rc;
+}
+
+/* One secret being sealed at import. */
+struct seal_job {
+    struct wharf *w;
+    struct store *st;
+    struct store_flow *f;
+    const char *conn;
+    json_t *config;
+    enum flow_origin origin;
+    struct error *err;
+};
+
+/* Append (conn, key, blob) to f->secrets; the blob is taken. */
+static int secret_append(struct store_flow *f, const char *conn,
+                         const char *key, unsigned char *blob, size_t len,
+                         struct error *err)
+{
     struct store_secret *grown = realloc(f->secrets, (f->nsecrets + 1) *
                                          sizeof(*grown));
     if (grown == NULL) {
@@ -89,41 +167,101 @@ static int seal_one(struct vault *v, struct store_flow *f, const char *conn,
         return error_set(err, "out of memory");
     }
     f->secrets = grown;
-    struct store_secret *s = &f->secrets[f->nsecrets];
+    struct store_secret *s = &f->secrets[f->nsecrets++];
     memset(s, 0, sizeof(*s));
     s->connector = strdup(conn);
     s->name = strdup(key);
     s->blob = blob;
     s->len = len;
-    f->nsecrets++;
-    if (s->connector == NULL || s->name == NULL)
-        return error_set(err, "out of memory");
+    return (s->connector && s->name) ? 0 : error_set(err, "out of memory");
+}
+
+/* The plaintext of {"sealed": "CONN:KEY"}: the value this data dir holds. */
+static struct secret *sealed_get(struct seal_job *j, const char *key,
+                                 const char *ref)
+{
+    char conn[128];
+    const char *colon = strchr(ref, ':');
+    size_t n = colon ? (size_t)(colon - ref) : 0;
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int found = 0;
+    if (colon && n < sizeof(conn)) {
+        memcpy(conn, ref, n);
+        conn[n] = '\0';
+        found = store_csecret_get(j->st, conn, colon + 1, &blob, &len, NULL,
+                                  j->err);
+    }
+    if (found <= 0) {
+        if (found == 0)
+            error_set(j->err, "for %s, this data directory holds no sealed value "
+                      "\"%s\" (flow export names the values of the data "
+                      "directory it ran on): give the secret again", key, ref);
+        return NULL;
+    }
+    char ctx[300];
+    seal_context(ctx, sizeof(ctx), conn, colon + 1);
+    struct secret *s = vault_unseal(j->w->vault, ctx, blob, len, j->err);
+    free(blob);
+    return s;
+}
+
+static int seal_key(const char *key, int secret, void *ud)
+{
+    struct seal_job *j = ud;
+    json_t *v = config_get(j->config, key);
+    json_t *content = json_is_string(v) && strncmp(key, "headers.", 8) == 0
+                    ? json_pack("{s:O}", "content", v) : json_incref(v);
+    const char *ref = flowfile_ref(content);
+    struct secret *plain = ref ? sealed_get(j, key, ref)
+                         : flowfile_read(key, content, j->origin, secret,
+                                         SECRET_SEAL_MAX, j->err);
+    json_decref(content);
+    if (plain == NULL)
+        return -1;
+    char ctx[300], newref[300];
+    seal_context(ctx, sizeof(ctx), j->conn, key);
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int rc = vault_seal(j->w->vault, ctx, plain, &blob, &len, j->err);
+    secret_free(plain);
+    if (rc < 0 || secret_append(j->f, j->conn, key, blob, len, j->err) < 0)
+        return -1;
+    snprintf(newref, sizeof(newref), "%s:%s", j->conn, key);
+    config_replace(j->config, key, flowfile_sealed(newref));
     return 0;
 }
 
-int connector_secrets_seal(struct wharf *w, struct store_flow *f,
+static int seal_connector(struct seal_job *j, struct store_connector *sc,
+                          const struct connector_type *t)
+{
+    json_error_t je;
+    j->conn = sc->name;
+    j->config = json_loads(sc->config, 0, &je);
+    if (j->config == NULL)
+        return error_set(j->err, "config of '%s' is not JSON", sc->name);
+    int rc = secret_keys(t, j->config, seal_key, j);
+    char *text = rc == 0 ? json_dumps(j->config, JSON_COMPACT | JSON_SORT_KEYS)
+                         : NULL;
+    json_decref(j->config);
+    if (rc != 0)
+        return error_prefix(j->err, "connector '%s'", sc->name), -1;
+    if (text == NULL)
+        return error_set(j->err, "out of memory");
+    free(sc->config);
+    sc->config = text;
+    return 0;
+}
+
+int connector_secrets_seal(struct wharf *w, struct store *st,
+                           struct store_flow *f, enum flow_origin origin,
                            struct error *err)
 {
+    struct seal_job j = { .w = w, .st = st, .f = f, .origin = origin,
+                          .err = err };
     for (size_t i = 0; i < f->nconns; i++) {
-        const struct store_connector *sc = &f->conns[i];
-        const struct connector_type *t = connector_type_find(sc->type);
-        if (t == NULL || t->secrets == NULL)
-            continue;
-        json_error_t je;
-        json_t *cfg = json_loads(sc->config, 0, &je);
-        int rc = cfg ? 0 : error_set(err, "config of '%s' is not JSON",
-                                     sc->name);
-        for (size_t k = 0; rc == 0 && t->secrets[k]; k++) {
-            const char *path = config_path(cfg, t->secrets[k]);
-            if (path && seal_one(w->vault, f, sc->name, t->secrets[k], path,
-                                 err) < 0) {
-                error_prefix(err, "connector '%s': %s", sc->name,
-                             t->secrets[k]);
-                rc = -1;
-            }
-        }
-        json_decref(cfg);
-        if (rc < 0)
+        const struct connector_type *t = connector_type_find(f->conns[i].type);
+        if (t && seal_connector(&j, &f->conns[i], t) < 0)
             return -1;
     }
     return 0;
@@ -148,37 +286,50 @@ static struct secret *unseal_row(struct wharf *w, struct store *st,
     return s;
 }
 
+struct load_job {
+    struct connector *c;
+    struct store *st;
+    size_t cap;
+    struct error *err;
+};
+
+static int load_key(const char *key, int secret, void *ud)
+{
+    (void)secret;
+    struct load_job *j = ud;
+    struct connector *c = j->c;
+    if (c->nsecrets == j->cap) {
+        size_t nc = j->cap ? j->cap * 2 : 8;
+        void *p = realloc(c->secrets, nc * sizeof(*c->secrets));
+        if (p == NULL)
+            return error_set(j->err, "out of memory");
+        c->secrets = p;
+        j->cap = nc;
+    }
+    int found = 0;
+    struct connector_secret_slot *slot = &c->secrets[c->nsecrets++];
+    slot->key = strdup(key);
+    slot->value = unseal_row(c->wharf, j->st, c->name, key, key, NULL, &found,
+                             j->err);
+    if (found == 0)
+        return error_set(j->err, "secret %s is not in the vault: import the "
+                         "flow again with the secret", key);
+    return (slot->value == NULL || slot->key == NULL) ? -1 : 0;
+}
+
 int connector_secrets_load(struct connector *c, const json_t *config,
                            struct error *err)
 {
-    const char *const *keys = c->type->secrets;
-    size_t n = 0;
-    while (keys && keys[n])
-        n++;
-    if (n == 0 || c->wharf == NULL)
+    if (c->wharf == NULL)
         return 0;
-    c->secrets = calloc(n, sizeof(*c->secrets));
-    struct store *st = c->secrets ? store_open(c->wharf->db_path, err) : NULL;
+    struct load_job j = { .c = c, .err = err };
+    struct store *st = store_open(c->wharf->db_path, err);
     if (st == NULL)
-        return c->secrets ? -1 : error_set(err, "out of memory");
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (config_path(config, keys[i]) == NULL)
-            continue;
-        int found = 0;
-        struct connector_secret_slot *slot = &c->secrets[c->nsecrets];
-        slot->value = unseal_row(c->wharf, st, c->name, keys[i], keys[i],
-                                 NULL, &found, err);
-        slot->key = strdup(keys[i]);
-        c->nsecrets++;
-        if (found == 0)
-            rc = error_set(err, "secret %s is not in the vault: import the "
-                           "flow again (it reads the file then)", keys[i]);
-        else if (slot->value == NULL || slot->key == NULL)
-            rc = -1;
-    }
+        return -1;
+    j.st = st;
+    int rc = secret_keys(c->type, config, load_key, &j);
     store_close(st);
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 void connector_secrets_free(struct connector *c)
@@ -201,15 +352,10 @@ const struct secret *connector_secret(const struct connector *c,
     return NULL;
 }
 
-int connector_secret_ok(const char *key, const char *path, int required,
+int connector_secret_ok(const char *key, const json_t *v, int required,
                         struct error *err)
 {
-    if (path == NULL)
-        return required ? error_set(err, "needs %s", key) : 0;
-    if (path[0] != '/')
-        return error_set(err, "%s must be an absolute path, not '%s'", key,
-                         path);
-    return 0;
+    return flowfile_check(key, v, required, 1, err);
 }
 
 int connector_secret_memfile(const struct secret *s, char *path, size_t n,

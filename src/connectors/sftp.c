@@ -166,11 +166,13 @@ static int sftp_check(const json_t *cfg, struct error *err)
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
                 json_integer_value(v) > 65535)
                 return error_set(err, "port must be an integer 1..65535");
-        } else if (strcmp(key, "proxy") && !json_is_string(v)) {
+        } else if (strcmp(key, "proxy") && !json_is_string(v) &&
+                   !strstr(key, "_file")) {
             return error_set(err, "%s must be a string", key);
         }
     }
 #define S(k) json_string_value(json_object_get(cfg, k))
+#define J(k) json_object_get(cfg, k)
     const char *host = S("host"), *user = S("user"), *fp = S("host_key_sha256");
     const char *after = S("after"), *pat = S("pattern");
     char fpb[FP_LEN + 1];
@@ -178,16 +180,16 @@ static int sftp_check(const json_t *cfg, struct error *err)
         return error_set(err, "needs host (a host name or address)");
     if (user == NULL || user[0] == '\0' || strpbrk(user, ":@/\r\n"))
         return error_set(err, "needs user (the account on the server)");
-    if (S("password_file") == NULL && S("key_file") == NULL)
+    if (J("password_file") == NULL && J("key_file") == NULL)
         return error_set(err, "needs password_file or key_file");
-    if (S("key_passphrase_file") && S("key_file") == NULL)
+    if (J("key_passphrase_file") && J("key_file") == NULL)
         return error_set(err, "key_passphrase_file needs key_file");
     if (fp && parse_fingerprint(fp, fpb) < 0)
         return error_set(err, "host_key_sha256 must look like SHA256:<43 "
                          "base64 characters>, as ssh-keygen -lf prints it");
-    if (connector_secret_ok("password_file", S("password_file"), 0, err) < 0 ||
-        connector_secret_ok("key_file", S("key_file"), 0, err) < 0 ||
-        connector_secret_ok("key_passphrase_file", S("key_passphrase_file"), 0,
+    if (connector_secret_ok("password_file", J("password_file"), 0, err) < 0 ||
+        connector_secret_ok("key_file", J("key_file"), 0, err) < 0 ||
+        connector_secret_ok("key_passphrase_file", J("key_passphrase_file"), 0,
                             err) < 0)
         return -1;
     if (S("send_dir") == NULL && S("receive_dir") == NULL)
@@ -205,6 +207,7 @@ static int sftp_check(const json_t *cfg, struct error *err)
     if (after && !strcmp(after, "archive") && S("archive_dir") == NULL)
         return error_set(err, "after \"archive\" needs archive_dir");
 #undef S
+#undef J
     return connector_proxy_check(cfg, err);
 }
 
@@ -289,14 +292,14 @@ static enum wh_status sftp_open(struct connector *c, struct error *err)
         parse_fingerprint(cfg_str(c, "host_key_sha256"), s->fp);
     if (connector_proxy_open(c, &s->proxy, err) < 0)
         goto fail;
-    if (cfg_str(c, "password_file") &&
+    if (connector_secret(c, "password_file") &&
         (s->password = secret_cstr(c, "password_file", err)) == NULL)
         goto fail;
-    if (cfg_str(c, "key_passphrase_file") &&
+    if (connector_secret(c, "key_passphrase_file") &&
         (s->passphrase = secret_cstr(c, "key_passphrase_file", err)) == NULL)
         goto fail;
     /* libssh2 reads the private key from a path: give it one in memory */
-    if (cfg_str(c, "key_file")) {
+    if (connector_secret(c, "key_file")) {
         s->key_fd = connector_secret_memfile(connector_secret(c, "key_file"),
                                              s->key_path, sizeof(s->key_path),
                                              err);
@@ -1165,12 +1168,18 @@ static enum wh_status sftp_test(struct connector *c, struct error *err)
     return st;
 }
 
+static int sftp_is_source(const json_t *cfg)
+{
+    return json_object_get(cfg, "receive_dir") != NULL;
+}
+
 static const char *const SFTP_SECRETS[] = { "password_file", "key_file",
     "key_passphrase_file", "proxy.credentials_file", NULL };
 
 const struct connector_type connector_sftp = {
     .name = "sftp",
     .secrets = SFTP_SECRETS,
+    .is_source = sftp_is_source,
     .check = sftp_check,
     .open = sftp_open,
     .poll = sftp_poll,

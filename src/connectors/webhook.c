@@ -13,7 +13,13 @@
  *        signature = hex(HMAC-SHA256(secret, timestamp "." body)), an
  *        optional "sha256=" prefix accepted; the timestamp is Unix seconds
  *        within max_skew_s of now; a signature already accepted within the
- *        window is refused (replay), kept in a small in-memory set
+ *        window is refused (replay), also after a restart: each accepted
+ *        (connector, signature) is kept in the database until its window
+ *        ends (store_replay_*), claimed before the body is stored and
+ *        released if it is not; the signature is also the request's
+ *        intake source key, so a replay that slips through the crash
+ *        window between the commit and the claim's "done" is recognized
+ *        as a duplicate and stored once
  *     {"type":"client_cert","subjects":["CN=..,O=..", ...]}
  *        needs partner_client_ca in wharf.conf (the listener verifies the
  *        chain); the subject must be in the list
@@ -49,12 +55,15 @@
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "store/auth_store.h"
 #include "store/store.h"
+#include "util/id.h"
+#include "util/log.h"
 #include "util/secret.h"
 
 #define WEBHOOK_PREFIX "/webhook"
 #define WEBHOOK_MAX_BODY (1024LL * 1024 * 1024)
-#define REPLAY_MAX 8192
+#define REPLAY_PRUNE_MS 60000       /* expired claims are deleted this often */
 #define MAX_SUBJECTS 64
 
 enum auth_type { AUTH_BASIC, AUTH_BEARER, AUTH_HMAC, AUTH_CERT };
@@ -116,14 +125,15 @@ static int webhook_check(const json_t *cfg, struct error *err)
             return -1;
         if (user == NULL || user[0] == '\0' || strchr(user, ':'))
             return error_set(err, "auth basic needs a user without ':'");
-        return connector_secret_ok("password_file", str(a, "password_file"), 1,
+        return connector_secret_ok("password_file", json_object_get(a, "password_file"), 1,
                                  err);
     }
     if (strcmp(type, "bearer") == 0) {
         static const char *const k[] = { "type", "token_file" };
         if (connector_keys_only(a, k, 2, "auth bearer", err) < 0)
             return -1;
-        return connector_secret_ok("token_file", str(a, "token_file"), 1, err);
+        return connector_secret_ok("token_file", json_object_get(a, "token_file"), 1,
+                                   err);
     }
     if (strcmp(type, "hmac") == 0) {
         static const char *const k[] = { "type", "secret_file", "header",
@@ -138,7 +148,8 @@ static int webhook_check(const json_t *cfg, struct error *err)
         if (s && (!json_is_integer(s) || json_integer_value(s) < 1 ||
                   json_integer_value(s) > 3600))
             return error_set(err, "auth hmac: max_skew_s must be 1..3600");
-        return connector_secret_ok("secret_file", str(a, "secret_file"), 1, err);
+        return connector_secret_ok("secret_file", json_object_get(a, "secret_file"),
+                                   1, err);
     }
     if (strcmp(type, "client_cert") == 0) {
         static const char *const k[] = { "type", "subjects" };
@@ -236,36 +247,68 @@ static enum wh_status webhook_test(struct connector *c, struct error *err)
     return WH_OK;
 }
 
-/* ---- replay set ----------------------------------------------------------- */
+/* ---- signatures seen (the store's replay_guard) ------------------------------ */
 
 static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct { char sig[65]; long long until; } replay[REPLAY_MAX];
+static char replay_run[ID_LEN + 1];     /* this process: claims of a dead one are void */
+static int64_t replay_pruned_at;
 
-/* 0: recorded as new; 1: seen within its window (a replay); -1: full. */
-static int replay_add(const char sig[65], long long now, long long until)
+static void replay_run_id(char out[ID_LEN + 1])
 {
-    int rc = -1;
-    size_t free_slot = REPLAY_MAX;
     pthread_mutex_lock(&replay_lock);
-    for (size_t i = 0; i < REPLAY_MAX; i++) {
-        if (replay[i].until < now) {
-            if (free_slot == REPLAY_MAX)
-                free_slot = i;
-            continue;
-        }
-        if (CRYPTO_memcmp(replay[i].sig, sig, 64) == 0) {
-            free_slot = REPLAY_MAX;
-            rc = 1;
-            break;
-        }
-    }
-    if (rc != 1 && free_slot < REPLAY_MAX) {
-        memcpy(replay[free_slot].sig, sig, 65);
-        replay[free_slot].until = until;
-        rc = 0;
-    }
+    if (replay_run[0] == '\0')
+        id_new(replay_run);
+    memcpy(out, replay_run, ID_LEN + 1);
     pthread_mutex_unlock(&replay_lock);
+}
+
+/* Delete expired claims, at most once every REPLAY_PRUNE_MS. */
+static void replay_prune(struct store *st, int64_t now)
+{
+    pthread_mutex_lock(&replay_lock);
+    int due = now - replay_pruned_at >= REPLAY_PRUNE_MS;
+    if (due)
+        replay_pruned_at = now;
+    pthread_mutex_unlock(&replay_lock);
+    struct error err = {0};
+    if (due && store_replay_prune(st, now, &err) < 0)
+        log_warn("webhook: expired signatures not pruned: %s", err.msg);
+}
+
+/* Claim hc's signature for connector c: 0 claimed, 1 a replay, -1 the
+ * database failed. */
+static int replay_claim(struct connector *c, struct webhook_state *ws,
+                        const char sig[65], long long ts)
+{
+    struct error err = {0};
+    char run[ID_LEN + 1];
+    struct store *st = c->wharf ? wharf_store(c->wharf, &err) : NULL;
+    if (st == NULL)
+        return -1;
+    int64_t now = time_now_ms();
+    replay_prune(st, now);
+    replay_run_id(run);
+    int rc = store_replay_claim(st, c->name, sig,
+                                (ts + ws->max_skew + 1) * 1000LL, run, now,
+                                &err);
+    if (rc < 0)
+        conn_log(c, LOG_ERROR, NULL, "cannot record a signature: %s",
+                 err.msg);
     return rc;
+}
+
+/* The claimed request was stored (done) or not (released). */
+static void replay_settle(struct connector *c, const char sig[65], int done)
+{
+    struct error err = {0};
+    char run[ID_LEN + 1];
+    struct store *st = c->wharf ? wharf_store(c->wharf, &err) : NULL;
+    replay_run_id(run);
+    if (st == NULL || (done ? store_replay_done(st, c->name, sig, &err)
+                            : store_replay_release(st, c->name, sig, run,
+                                                   &err)) < 0)
+        conn_log(c, LOG_WARNING, NULL, "signature claim not %s: %s",
+                 done ? "recorded" : "released", err.msg);
 }
 
 /* ---- the request ---------------------------------------------------------- */
@@ -329,6 +372,8 @@ struct hmac_check {
     EVP_MAC_CTX *ctx;
     char sig[65];               /* the lower-case hex the partner sent */
     long long ts;
+    int claimed;                /* the signature is claimed in the store */
+    char source_key[72];        /* "hmac " + sig: the intake's dedup key */
 };
 
 /* Timestamp in the window, signature well-formed; the MAC started over
@@ -354,6 +399,7 @@ static int hmac_start(struct webhook_state *ws, struct net_request *r,
         hc->sig[i] = ch;
     }
     hc->sig[64] = '\0';
+    snprintf(hc->source_key, sizeof(hc->source_key), "hmac %s", hc->sig);
     char *end;
     errno = 0;
     long long t = strtoll(ts, &end, 10);
@@ -382,9 +428,9 @@ static int hmac_start(struct webhook_state *ws, struct net_request *r,
     return 0;
 }
 
-/* After the body: the MAC matches and was not seen before. */
-static int hmac_finish(struct webhook_state *ws, struct hmac_check *hc,
-                       const char **why)
+/* After the body: the MAC matches and was not seen before (claimed). */
+static int hmac_finish(struct connector *c, struct webhook_state *ws,
+                       struct hmac_check *hc, const char **why)
 {
     unsigned char md[32];
     size_t mdlen = 0;
@@ -396,12 +442,12 @@ static int hmac_finish(struct webhook_state *ws, struct hmac_check *hc,
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     if (CRYPTO_memcmp(hex, hc->sig, 64) != 0)
         return -1;
-    long long now = (long long)time(NULL);
-    int rc = replay_add(hc->sig, now, hc->ts + ws->max_skew + 1);
+    int rc = replay_claim(c, ws, hc->sig, hc->ts);
     if (rc == 1)
         *why = "this signature was already used (replay)";
     if (rc < 0)
-        *why = "too many recent webhook requests; retry later";
+        *why = "cannot check the signature for a replay now; retry later";
+    hc->claimed = rc == 0;
     return rc == 0 ? 0 : (rc < 0 ? -2 : -1);
 }
 
@@ -447,8 +493,8 @@ static enum wh_status webhook_route(struct connector *c,
     int status = 500;
     const char *code = "internal";
     if (buf == NULL ||
-        intake_begin(x->in, req_filename(r, fname, sizeof(fname)), NULL,
-                     &err) < 0) {
+        intake_begin(x->in, req_filename(r, fname, sizeof(fname)),
+                     hc.ctx ? hc.source_key : NULL, &err) < 0) {
         free(buf);
         EVP_MAC_CTX_free(hc.ctx);
         return net_reply_error(r, 503, "unavailable", "cannot store the "
@@ -474,7 +520,7 @@ static enum wh_status webhook_route(struct connector *c,
                   : "cannot read the body");
     }
     if (!failed && hc.ctx) {
-        int rc = hmac_finish(ws, &hc, &why);
+        int rc = hmac_finish(c, ws, &hc, &why);
         if (rc < 0) {
             intake_cancel(x->in);
             EVP_MAC_CTX_free(hc.ctx);
@@ -493,11 +539,15 @@ static enum wh_status webhook_route(struct connector *c,
         return net_reply_error(r, status, code, "%s", err.msg), WH_OK;
     }
     if (intake_end(x->in, &err) < 0 || intake_commit(x->in, &err) < 0) {
+        if (hc.claimed)
+            replay_settle(c, hc.sig, 0);
         conn_log(c, LOG_ERROR, NULL, "cannot store a webhook message: %s",
                  err.msg);
         return net_reply_error(r, 503, "unavailable", "cannot store the "
                                "message now"), WH_OK;
     }
+    if (hc.claimed)
+        replay_settle(c, hc.sig, 1);
     const char *dup = intake_count(x->in) ? intake_duplicate(x->in, 0) : NULL;
     const char *id = dup ? dup : intake_id(x->in, 0);
     conn_log(c, LOG_INFO, id, "received %s from %s", dup ? "a duplicate"
@@ -523,12 +573,19 @@ static struct connector *webhook_pick(struct connector *const *conns,
     return NULL;
 }
 
+static int webhook_is_source(const json_t *cfg)
+{
+    (void)cfg;
+    return 1;       /* everything it receives goes on */
+}
+
 static const char *const WEBHOOK_SECRETS[] = { "auth.password_file",
     "auth.token_file", "auth.secret_file", NULL };
 
 const struct connector_type connector_webhook = {
     .name = "webhook",
     .secrets = WEBHOOK_SECRETS,
+    .is_source = webhook_is_source,
     .check = webhook_check,
     .open = webhook_open,
     .route = webhook_route,

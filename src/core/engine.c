@@ -9,13 +9,24 @@
  *     connection), hands them to their connectors (deliver_batch or
  *     deliver), and commits every outcome of the batch in one transaction.
  *
+ * Two lanes, so that one large transfer never holds up small messages:
+ * `workers` threads lease hops of messages under large_payload_bytes in
+ * batches; `large_workers` more threads lease only the larger ones, one
+ * at a time (large_workers 0: one lane for everything).
+ *
  * The engine owns retries: a connector says WH_RETRY, the engine computes
  * the next attempt (exponential backoff with jitter) or, past the
- * connector's max_attempts, parks the hop as failed (resendable). Leases
+ * connector's max_attempts, parks the hop as failed (resendable). WH_AGAIN
+ * (an asynchronous receipt not there yet) is no failed attempt: the hop
+ * waits until the connector's again_at, its attempts unchanged. Leases
  * expire, so the hops of a worker (or node) that died run again.
  *
  * The flow is shared under a writer-preferring rwlock: workers and the
  * poller read it; a reload swaps it while nobody runs a connector.
+ *
+ * The poller reports to core/health.h (connectors left out of a loaded
+ * flow, sources whose polls fail) and logs a failing poll once, then a
+ * summary per interval, then "works again" (log_repeat), never per poll.
  *
  * Must never: know a connector type by name; acknowledge anything itself.
  */
@@ -30,6 +41,7 @@
 
 #include "connectors/connector.h"
 #include "core/flow.h"
+#include "core/health.h"
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "store/store.h"
@@ -37,6 +49,7 @@
 #include "util/log.h"
 
 #define IDLE_WAIT_MS 200        /* workers re-check the database this often */
+#define MIN_WAIT_MS 100         /* WH_AGAIN: a hop waits at least this long */
 #define RELOAD_CHECK_MS 500
 
 struct worker {
@@ -45,6 +58,8 @@ struct worker {
     pthread_t thread;
     char owner[96];
     unsigned seed;
+    struct store_lane lane;     /* the message sizes it leases */
+    int batch;                  /* hops per lease */
 };
 
 struct engine {
@@ -115,6 +130,7 @@ struct job {
     size_t nnext;
     struct store_outcome out;
     char error[ERROR_MSG_MAX + 64];
+    int run;                    /* ready to be handed to its connector */
 };
 
 static void job_prepare(struct worker *wk, struct store *st, struct job *j)
@@ -139,10 +155,23 @@ static void job_prepare(struct worker *wk, struct store *st, struct job *j)
         error_set(&j->d.err, "connector '%s' is not configured (or failed "
                   "to open; see the log)", j->hop->connector);
     else
-        j->d.status = WH_AGAIN;     /* to be run */
+        j->run = 1;
 }
 
-/* Run every job of connector c (those still WH_AGAIN) as one batch. */
+/* A connector's answer must be one the engine knows; WH_AGAIN only with
+ * a time to look again. Anything else is a retry. */
+static void job_check_status(const struct connector *c, struct delivery *d)
+{
+    if (d->status == WH_OK || d->status == WH_FAIL || d->status == WH_RETRY ||
+        (d->status == WH_AGAIN && d->again_at > 0))
+        return;
+    d->status = WH_RETRY;
+    if (d->err.msg[0] == '\0')
+        error_set(&d->err, "connector %s did not finish the delivery",
+                  c->name);
+}
+
+/* Run every job of connector c (those with run set) as one batch. */
 static void run_connector(struct connector *c, struct job *jobs, size_t n)
 {
     struct delivery *ds = calloc(n, sizeof(*ds));
@@ -150,7 +179,7 @@ static void run_connector(struct connector *c, struct job *jobs, size_t n)
     if (ds == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        if (jobs[i].c == c && jobs[i].d.status == WH_AGAIN)
+        if (jobs[i].c == c && jobs[i].run)
             ds[k++] = jobs[i].d;
     if (c->type->deliver_batch)
         c->type->deliver_batch(c, ds, k);
@@ -158,17 +187,12 @@ static void run_connector(struct connector *c, struct job *jobs, size_t n)
         for (size_t i = 0; i < k; i++)
             ds[i].status = c->type->deliver(c, &ds[i]);
     for (size_t i = 0, m = 0; i < n && m < k; i++)
-        if (jobs[i].c == c && jobs[i].d.status == WH_AGAIN)
+        if (jobs[i].c == c && jobs[i].run) {
             jobs[i].d = ds[m++];
-    free(ds);
-    for (size_t i = 0; i < n; i++)
-        if (jobs[i].c == c && jobs[i].d.status != WH_OK &&
-            jobs[i].d.status != WH_FAIL && jobs[i].d.status != WH_RETRY) {
-            jobs[i].d.status = WH_RETRY;
-            if (jobs[i].d.err.msg[0] == '\0')
-                error_set(&jobs[i].d.err, "connector %s did not finish the "
-                          "delivery", c->name);
+            jobs[i].run = 0;
+            job_check_status(c, &jobs[i].d);
         }
+    free(ds);
 }
 
 static void job_outcome(struct worker *wk, struct job *j)
@@ -180,6 +204,14 @@ static void job_outcome(struct worker *wk, struct job *j)
     o->message_id = j->hop->message_id;
     o->connector = j->hop->connector;
     o->owner = wk->owner;
+    if (j->d.status == WH_AGAIN) {      /* waiting: no attempt counted */
+        int64_t soon = time_now_ms() + MIN_WAIT_MS;
+        o->result = HOP_WAIT;
+        o->attempts = j->hop->attempts;
+        o->next_at = j->d.again_at > soon ? j->d.again_at : soon;
+        o->receipt = j->d.receipt[0] ? j->d.receipt : NULL;
+        return;
+    }
     o->attempts = j->hop->attempts + 1;
     if (j->d.status == WH_OK) {
         o->result = HOP_SENT;
@@ -217,6 +249,11 @@ static void job_log(const struct job *j)
         log_write(LOG_INFO, lvl, o->connector, o->message_id,
                   "delivered (attempt %d)%s%s", o->attempts,
                   o->receipt ? ": " : "", o->receipt ? o->receipt : "");
+    else if (o->result == HOP_WAIT)
+        log_write(o->receipt ? LOG_INFO : LOG_DEBUG, lvl, o->connector,
+                  o->message_id, "%s (looks again in %lld ms)",
+                  o->receipt ? o->receipt : "still waiting",
+                  (long long)(o->next_at - time_now_ms()));
     else if (o->result == HOP_RETRY)
         log_write(LOG_WARNING, lvl, o->connector, o->message_id,
                   "attempt %d failed, retry in %lld ms: %s", o->attempts,
@@ -264,8 +301,9 @@ static size_t worker_batch(struct worker *wk, struct store *st)
     struct error err = {0};
     struct store_hop *hops = NULL;
     size_t n = 0;
-    if (store_hop_lease(st, wk->owner, time_now_ms(), e->w->conf.lease_ms,
-                        (size_t)e->w->conf.batch, &hops, &n, &err) < 0) {
+    if (store_hop_lease_lane(st, wk->owner, time_now_ms(),
+                             e->w->conf.lease_ms, (size_t)wk->batch,
+                             &wk->lane, &hops, &n, &err) < 0) {
         log_error("worker %d: cannot lease hops: %s", wk->index, err.msg);
         return 0;
     }
@@ -281,7 +319,7 @@ static size_t worker_batch(struct worker *wk, struct store *st)
         job_prepare(wk, st, &jobs[i]);
     }
     for (size_t i = 0; i < n; i++)
-        if (jobs[i].d.status == WH_AGAIN)
+        if (jobs[i].run)
             run_connector(jobs[i].c, jobs, n);
     for (size_t i = 0; i < n; i++)
         job_outcome(wk, &jobs[i]);
@@ -319,6 +357,29 @@ struct poll_state {
     int64_t next_reload_check;
 };
 
+/* Tell health.h which connectors of f's stored flow are left out (failed
+ * to open) and which run. */
+static void engine_health(const struct flow *f)
+{
+    const char **left = calloc(f->rows.nconns + 1, sizeof(*left));
+    const char **running = calloc(f->nconns + 1, sizeof(*running));
+    size_t nleft = 0;
+    if (left == NULL || running == NULL) {
+        free(left);
+        free(running);
+        return;
+    }
+    for (size_t i = 0; i < f->rows.nconns; i++)
+        if (flow_find(f, f->rows.conns[i].name) == NULL)
+            left[nleft++] = f->rows.conns[i].name;
+    for (size_t i = 0; i < f->nconns; i++)
+        running[i] = f->conns[i]->name;
+    health_left_out(left, nleft);
+    health_running(running, f->nconns);
+    free(left);
+    free(running);
+}
+
 static void maybe_reload(struct engine *e, struct store *st,
                          struct poll_state *ps)
 {
@@ -332,9 +393,12 @@ static void maybe_reload(struct engine *e, struct store *st,
         return;
     struct flow *f = flow_load(e->w, st, &err);
     if (f == NULL) {
-        log_error("cannot load the flow: %s", err.msg);
+        log_repeat(LOG_ERROR, -1, NULL, "flow:load", "cannot load the flow "
+                   "(the running one stays in use): %s", err.msg);
         return;
     }
+    log_recovered(LOG_INFO, -1, NULL, "flow:load", "the flow loads again");
+    engine_health(f);
     pthread_rwlock_wrlock(&e->flow_lock);
     struct flow *old = e->flow;
     e->flow = f;
@@ -355,9 +419,17 @@ static int poll_one(struct engine *e, struct store *st, struct connector *c)
     size_t nnext = flow_next(e->flow, c->name, &next);
     struct intake *in = intake_new(e->w, st, c->name, next, nnext);
     enum wh_status s = in ? c->type->poll(c, in, &err) : WH_RETRY;
-    if (s != WH_OK && s != WH_DECLINED)
-        conn_log(c, LOG_WARNING, NULL, "poll failed: %s", in ? err.msg
-                 : "out of memory");
+    char key[96];
+    snprintf(key, sizeof(key), "poll:%s", c->name);
+    if (s != WH_OK && s != WH_DECLINED) {
+        log_repeat(LOG_WARNING, c->log_level, c->name, key, "poll failed: %s",
+                   in ? err.msg : "out of memory");
+        health_poll(c->name, false);
+    } else {
+        log_recovered(LOG_INFO, c->log_level, c->name, key, "poll works "
+                      "again");
+        health_poll(c->name, true);
+    }
     intake_free(in);
     free(next);
     return s == WH_OK;
@@ -409,6 +481,19 @@ static void *poller_main(void *arg)
 
 /* ---- start and stop ------------------------------------------------------ */
 
+/* The lane of a worker: the large one leases single hops of messages of
+ * large_payload_bytes or more; the others the rest (everything when there
+ * is no large lane). */
+static void worker_lane(struct worker *wk, const struct wharf_conf *c,
+                        int large)
+{
+    int lanes = c->large_workers > 0;
+    wk->lane.min_size = large ? c->large_payload_bytes : 0;
+    wk->lane.max_size = large || !lanes ? INT64_MAX
+                                        : c->large_payload_bytes - 1;
+    wk->batch = large ? 1 : c->batch;
+}
+
 static int engine_init(struct engine *e, struct wharf *w, struct error *err)
 {
     pthread_rwlockattr_t attr;
@@ -420,7 +505,7 @@ static int engine_init(struct engine *e, struct wharf *w, struct error *err)
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->w = w;
-    e->nworkers = w->conf.workers;
+    e->nworkers = w->conf.workers + w->conf.large_workers;
     e->workers = calloc((size_t)e->nworkers, sizeof(*e->workers));
     if (e->workers == NULL)
         return error_set(err, "out of memory");
@@ -433,6 +518,7 @@ static int engine_init(struct engine *e, struct wharf *w, struct error *err)
         snprintf(wk->owner, sizeof(wk->owner), "%s/%d/w%d", host,
                  (int)getpid(), i);
         RAND_bytes((unsigned char *)&wk->seed, sizeof(wk->seed));
+        worker_lane(wk, &w->conf, i >= w->conf.workers);
     }
     return 0;
 }
@@ -468,6 +554,7 @@ struct engine *engine_start(struct wharf *w, struct error *err)
     log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
              (long long)e->flow->generation, e->flow->nconns,
              e->flow->rows.nlinks);
+    engine_health(e->flow);
     if (pthread_create(&e->poller, NULL, poller_main, e) != 0) {
         engine_free_parts(e);
         error_set(err, "cannot start the poller thread");
@@ -477,8 +564,10 @@ struct engine *engine_start(struct wharf *w, struct error *err)
         if (pthread_create(&e->workers[i].thread, NULL, worker_main,
                            &e->workers[i]) != 0)
             log_error("cannot start worker %d", i);
-    log_info("engine started: %d worker(s), batch %d, lease %lld ms",
-             e->nworkers, w->conf.batch, (long long)w->conf.lease_ms);
+    log_info("engine started: %d worker(s), batch %d, lease %lld ms; "
+             "%d more for messages of %lld bytes or more", w->conf.workers,
+             w->conf.batch, (long long)w->conf.lease_ms,
+             w->conf.large_workers, (long long)w->conf.large_payload_bytes);
     return e;
 }
 

@@ -177,6 +177,30 @@ out:
     return rc;
 }
 
+/* A connector that takes messages in must pass them on: without an
+ * outgoing link it would take files (and delete them) for nothing. */
+static int check_sources_linked(const struct store_flow *f, struct error *err)
+{
+    for (size_t i = 0; i < f->nconns; i++) {
+        const struct connector_type *t = connector_type_find(f->conns[i].type);
+        json_error_t je;
+        json_t *cfg = t && t->is_source ? json_loads(f->conns[i].config, 0, &je)
+                                        : NULL;
+        int source = cfg && t->is_source(cfg);
+        json_decref(cfg);
+        size_t k = 0;
+        while (source && k < f->nlinks && strcmp(f->links[k].src,
+                                                 f->conns[i].name))
+            k++;
+        if (source && k == f->nlinks)
+            return error_set(err, "connector '%s' takes messages in but has "
+                             "no outgoing link: add one to \"links\" (it "
+                             "would take and remove files with nowhere to "
+                             "send them)", f->conns[i].name);
+    }
+    return 0;
+}
+
 static int parse_doc(json_t *root, struct store_flow *out, struct error *err)
 {
     json_t *conns = NULL, *links = NULL, *profile = NULL, *partners = NULL;
@@ -207,6 +231,8 @@ static int parse_doc(json_t *root, struct store_flow *out, struct error *err)
     json_array_foreach(links, i, v)
         if (parse_link(v, i, out, err) < 0)
             return -1;
+    if (check_sources_linked(out, err) < 0)
+        return -1;
     return check_acyclic(out, err);
 }
 
@@ -229,20 +255,21 @@ int flow_parse(const char *text, size_t len, struct store_flow *out,
     return rc;
 }
 
-int flow_read_files(struct wharf *w, struct store_flow *f, struct error *err)
+int flow_read_files(struct wharf *w, struct store *st, struct store_flow *f,
+                    enum flow_origin origin, struct error *err)
 {
-    if (connector_secrets_seal(w, f, err) < 0)
+    if (connector_secrets_seal(w, st, f, origin, err) < 0)
         return -1;
-    return partners_load(w, f, err);
+    return partners_load(w, st, f, origin, err);
 }
 
-int flow_import(struct wharf *w, struct store *st, const char *text,
-                size_t len, struct error *err)
+int flow_import(struct wharf *w, struct store *st, enum flow_origin origin,
+                const char *text, size_t len, struct error *err)
 {
     struct store_flow f;
     if (flow_parse(text, len, &f, err) < 0)
         return -1;
-    int rc = flow_read_files(w, &f, err);
+    int rc = flow_read_files(w, st, &f, origin, err);
     if (rc == 0)
         rc = store_flow_put(st, &f, err);
     store_flow_clear(&f);

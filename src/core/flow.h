@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/flowfile.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -32,17 +33,22 @@ struct connector;
 int flow_parse(const char *text, size_t len, struct store_flow *out,
                struct error *err);
 
-/* Import time, after flow_parse: read the files f names (connector
- * secrets, sealed; AS2 profile keys, sealed; partner certificates) into
- * f's rows. 0 or -1 with err naming the file. */
+/* Import time, after flow_parse: read the files f gives (connector
+ * secrets and files, sealed; AS2 profile keys, sealed; partner
+ * certificates) into f's rows, in the forms of core/flowfile.h (origin:
+ * only the CLI may name files; {"sealed": ..} references are looked up in
+ * st), and put the stored forms in f's configs. 0 or -1 with err naming
+ * the file. */
 struct wharf;
-int flow_read_files(struct wharf *w, struct store_flow *f, struct error *err);
+int flow_read_files(struct wharf *w, struct store *st, struct store_flow *f,
+                    enum flow_origin origin, struct error *err);
 
 /* flow_parse, read and seal the secret files the configs name (vault of
  * w), then replace the stored flow and its secrets in one transaction. A
  * running server picks the new generation up without a restart. */
 struct wharf;
-int flow_import(struct wharf *w, struct store *st, const char *text,
+int flow_import(struct wharf *w, struct store *st, enum flow_origin origin,
+                const char *text,
                 size_t len, struct error *err);
 
 /* The stored flow as a pretty JSON document. Caller frees. */

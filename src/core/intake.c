@@ -105,6 +105,10 @@ int intake_begin(struct intake *in, const char *filename,
 {
     if (in->cur != NULL)
         return error_set(err, "intake: previous message not ended");
+    if (in->nnext == 0)
+        return error_set(err, "connector %s has no outgoing link: nothing "
+                         "would deliver the message (add a link with `wharf "
+                         "flow import`, then send it again)", in->source);
     if (in->n == in->cap) {
         size_t cap = in->cap ? in->cap * 2 : 64;
         void *p = realloc(in->items, cap * sizeof(*in->items));

@@ -5,6 +5,7 @@
  */
 #include "core/message.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/wharf.h"
@@ -92,4 +93,34 @@ json_t *message_detail_json(struct store *st, const struct store_message *m,
     store_hops_free(h, nh);
     store_events_free(e, ne);
     return o;
+}
+
+/* ---- resend ---------------------------------------------------------------- */
+
+int message_resend(struct store *st, const char *id, const char *who,
+                   int *requeued, struct error *err)
+{
+    struct store_message m;
+    int found = store_message_get(st, id, &m, err);
+    if (found != 0) {
+        store_message_clear(&m);
+        return found;
+    }
+    struct store_flow f;
+    if (store_flow_get(st, &f, err) < 0) {
+        store_message_clear(&m);
+        return -1;
+    }
+    const char **next = calloc(f.nlinks + 1, sizeof(*next));
+    size_t nnext = 0;
+    for (size_t i = 0; next && i < f.nlinks; i++)
+        if (m.source && strcmp(f.links[i].src, m.source) == 0)
+            next[nnext++] = f.links[i].dst;
+    int rc = next ? store_message_resend(st, id, who, next, nnext, requeued,
+                                         err)
+                  : error_set(err, "out of memory");
+    free(next);
+    store_flow_clear(&f);
+    store_message_clear(&m);
+    return rc;
 }

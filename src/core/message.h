@@ -46,4 +46,12 @@ json_t *message_receipts_json(struct store *st, const char *id,
 json_t *message_detail_json(struct store *st, const struct store_message *m,
                             struct error *err);
 
+/* Send message id again (who: the actor, for its history): its failed
+ * hops, else its sent and failed ones, or, when it never left its source,
+ * through the current links of that source (store_message_resend). 0 with
+ * *requeued, 1 when there is no such message, 2 with err saying why there
+ * is nothing to resend, -1 with err on failure. */
+int message_resend(struct store *st, const char *id, const char *who,
+                   int *requeued, struct error *err);
+
 #endif

@@ -22,6 +22,7 @@
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 
+#include "core/flowfile.h"
 #include "core/wharf.h"
 #include "net/client.h"
 #include "store/partner_store.h"
@@ -30,6 +31,7 @@
 #include "vault/vault.h"
 
 #define CERT_FILE_MAX (1024 * 1024)
+#define SEAL_PLAIN_MAX (64 * 1024)      /* a password */
 
 /* ---- validation (no I/O) ------------------------------------------------ */
 
@@ -75,12 +77,6 @@ static int name_ok(const char *s)
     return 1;
 }
 
-static int path_ok(const json_t *v)
-{
-    const char *p = json_string_value(v);
-    return p && p[0] == '/' && strlen(p) < 4096;
-}
-
 /* "2027-01-01T00:00:00Z" into ms since the epoch; -1 if malformed. */
 static int64_t utc_parse(const char *s)
 {
@@ -103,24 +99,46 @@ static int keys_only(const json_t *o, const char *const *keys,
     return 0;
 }
 
+/* 64 lowercase hex digits: a certificate id. */
+static int cert_id_ok(const char *s)
+{
+    if (s == NULL || strlen(s) != 64)
+        return 0;
+    for (size_t i = 0; i < 64; i++)
+        if (!strchr("0123456789abcdef", s[i]))
+            return 0;
+    return 1;
+}
+
 static int profile_key_check(const json_t *k, size_t i, struct error *err)
 {
     static const char *const KEYS[] = { "pkcs12", "cert", "key",
                                         "password_file", NULL };
     if (!json_is_object(k))
         return error_set(err, "profile.keys[%zu] must be an object", i);
+    if (json_object_get(k, "sealed"))
+        return json_object_size(k) == 1 && cert_id_ok(flowfile_ref(k)) ? 0
+               : error_set(err, "profile.keys[%zu]: \"sealed\" names a "
+                           "stored key by its certificate id (64 hex "
+                           "digits), alone", i);
     if (keys_only(k, KEYS, "profile.keys", err) < 0)
         return -1;
     const json_t *p12 = json_object_get(k, "pkcs12");
     const json_t *cert = json_object_get(k, "cert"), *key = json_object_get(k, "key");
     const json_t *pw = json_object_get(k, "password_file");
-    if (p12 ? (cert || key || !path_ok(p12)) : (!path_ok(cert) || !path_ok(key)))
+    if (p12 ? (cert || key) : (!cert || !key))
         return error_set(err, "profile.keys[%zu] needs \"pkcs12\" (with "
-                         "\"password_file\") or \"cert\" and \"key\", as "
-                         "absolute paths", i);
-    if ((p12 && !pw) || (pw && !path_ok(pw)))
-        return error_set(err, "profile.keys[%zu]: password_file must be an "
-                         "absolute path (a PKCS#12 file needs one)", i);
+                         "\"password_file\") or \"cert\" and \"key\"", i);
+    if (p12 && !pw)
+        return error_set(err, "profile.keys[%zu]: a PKCS#12 file needs "
+                         "password_file", i);
+    if (flowfile_check("pkcs12", p12, 0, 0, err) < 0 ||
+        flowfile_check("cert", cert, 0, 0, err) < 0 ||
+        flowfile_check("key", key, 0, 0, err) < 0 ||
+        flowfile_check("password_file", pw, 0, 0, err) < 0) {
+        error_prefix(err, "profile.keys[%zu]", i);
+        return -1;
+    }
     return 0;
 }
 
@@ -147,18 +165,23 @@ static int profile_check(const json_t *p, struct error *err)
     return 0;
 }
 
+/* The file of a certificates[] entry: the entry itself, or its "file". */
+static const json_t *cert_entry_file(const json_t *c)
+{
+    return json_object_get(c, "file") ? json_object_get(c, "file") : c;
+}
+
 static int cert_entry_check(const json_t *c, const char *who, size_t i,
                             struct error *err)
 {
-    if (json_is_string(c))
-        return path_ok(c) ? 0 : error_set(err, "partner '%s': "
-                       "certificates[%zu] must be an absolute path", who, i);
     static const char *const KEYS[] = { "file", "use_from", NULL };
-    if (!json_is_object(c) || keys_only(c, KEYS, "certificates", err) < 0 ||
-        !path_ok(json_object_get(c, "file")))
-        return error_set(err, "partner '%s': certificates[%zu] must be a path "
-                         "or {\"file\": path, \"use_from\": "
-                         "\"YYYY-MM-DDTHH:MM:SSZ\"}", who, i);
+    if (flowfile_check("certificate", cert_entry_file(c), 1, 0, NULL) < 0 ||
+        (json_object_get(c, "file") &&
+         keys_only(c, KEYS, "certificates", NULL) < 0))
+        return error_set(err, "partner '%s': certificates[%zu] must be a "
+                         "file (an absolute path, {\"content\": PEM} or "
+                         "{\"base64\": DER}) or {\"file\": file, "
+                         "\"use_from\": \"YYYY-MM-DDTHH:MM:SSZ\"}", who, i);
     const json_t *u = json_object_get(c, "use_from");
     if (u && utc_parse(json_string_value(u)) < 0)
         return error_set(err, "partner '%s': certificates[%zu].use_from must "
@@ -182,7 +205,8 @@ static int partner_enums(const json_t *p, const char *who, struct error *err)
     }
     static const char *const BOOLS[] = { "compress", "mdn_signed",
         "accept_unsigned", "accept_unencrypted", "sign_pss", "encrypt_oaep",
-        "canonicalize", "insecure", NULL };
+        "canonicalize", "insecure", "allow_plain_mdn_url", "require_mic",
+        NULL };
     for (size_t i = 0; BOOLS[i]; i++) {
         const json_t *v = json_object_get(p, BOOLS[i]);
         if (v && !json_is_boolean(v))
@@ -234,7 +258,8 @@ static int partner_check(const json_t *p, size_t idx, struct error *err)
         "mdn_signed", "accept_unsigned", "accept_unencrypted", "allow_sign",
         "allow_encrypt", "async_mdn_url", "pin_sha256", "proxy", "sign_pss",
         "encrypt_oaep", "transfer_encoding", "canonicalize",
-        "compress_order", "micalg_spelling", "insecure", NULL };
+        "compress_order", "micalg_spelling", "insecure",
+        "allow_plain_mdn_url", "require_mic", NULL };
     if (!json_is_object(p))
         return error_set(err, "partners[%zu] must be an object", idx);
     const char *who = json_string_value(json_object_get(p, "name"));
@@ -255,10 +280,8 @@ static int partner_check(const json_t *p, size_t idx, struct error *err)
     json_array_foreach(certs, i, c)
         if (cert_entry_check(c, who, i, err) < 0)
             return -1;
-    const json_t *ca = json_object_get(p, "tls_ca");
-    if (ca && !path_ok(ca))
-        return error_set(err, "partner '%s': tls_ca must be an absolute path",
-                         who);
+    if (flowfile_check("tls_ca", json_object_get(p, "tls_ca"), 0, 0, err) < 0)
+        return error_prefix(err, "partner '%s'", who), -1;
     static const char *const STRS[] = { "pin_sha256", "proxy", NULL };
     for (i = 0; STRS[i]; i++)
         if (json_object_get(p, STRS[i]) &&
@@ -341,23 +364,61 @@ static int64_t asn1_ms(const ASN1_TIME *t)
 }
 
 /* A certificate from PEM or DER bytes; NULL with err. */
-static X509 *cert_read(const char *path, struct error *err)
+static X509 *cert_parse(const char *what, const unsigned char *buf, size_t len,
+                        struct error *err)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    if (fsx_read_all(path, CERT_FILE_MAX, &buf, &len, err) < 0)
-        return NULL;
     BIO *b = BIO_new_mem_buf(buf, (int)len);
     X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
     if (x == NULL) {
-        const unsigned char *p = (const unsigned char *)buf;
+        const unsigned char *p = buf;
         x = d2i_X509(NULL, &p, (long)len);
     }
     BIO_free(b);
-    free(buf);
     if (x == NULL)
-        error_set(err, "%s is not a certificate (PEM or DER)", path);
+        error_set(err, "%s is not a certificate (PEM or DER)", what);
     return x;
+}
+
+/* The certificate a flow file value v gives (flowfile.h); NULL with err. */
+static X509 *cert_read(const char *what, const json_t *v,
+                       enum flow_origin origin, struct error *err)
+{
+    struct secret *b = flowfile_read(what, v, origin, 0, CERT_FILE_MAX, err);
+    X509 *x = b ? cert_parse(what, secret_data(b), secret_len(b), err) : NULL;
+    secret_free(b);
+    return x;
+}
+
+/* {"content": PEM of x} (new reference), or NULL. */
+static json_t *cert_content(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data;
+    long len;
+    json_t *v = NULL;
+    if (b && PEM_write_bio_X509(b, x) == 1 &&
+        (len = BIO_get_mem_data(b, &data)) > 0)
+        v = flowfile_content(data, (size_t)len);
+    BIO_free(b);
+    return v;
+}
+
+/* tls_ca as {"content": PEM}: read now, checked to hold a certificate. */
+static json_t *ca_content(const json_t *v, enum flow_origin origin,
+                          struct error *err)
+{
+    struct secret *b = flowfile_read("tls_ca", v, origin, 0, CERT_FILE_MAX,
+                                     err);
+    X509 *x = b ? cert_parse("tls_ca", secret_data(b), secret_len(b), err)
+                : NULL;
+    json_t *out = NULL;
+    if (x && memmem(secret_data(b), secret_len(b), "-----BEGIN", 10) == NULL)
+        error_set(err, "tls_ca must be PEM (a bundle of certificates)");
+    else if (x)
+        out = flowfile_content((const char *)secret_data(b), secret_len(b));
+    X509_free(x);
+    secret_free(b);
+    return out;
 }
 
 /* Fill row c from certificate x (owner and key set by the caller). */
@@ -397,40 +458,65 @@ static struct store_cert *cert_slot(struct store_flow *f, struct error *err)
     return &grown[f->ncerts++];
 }
 
-static int partner_certs_load(struct store_flow *f, const struct store_partner *p,
-                              struct error *err)
+/* Read certificates[i] of a partner into a row, and write the entry back
+ * as the PEM it gave (so an export needs no file). */
+static int partner_cert_one(struct store_flow *f, const char *owner,
+                            json_t *certs, size_t i, enum flow_origin origin,
+                            struct error *err)
+{
+    json_t *c = json_array_get(certs, i);
+    const json_t *u = json_object_get(c, "use_from");
+    X509 *x = cert_read("certificate", cert_entry_file(c), origin, err);
+    struct store_cert *row = x ? cert_slot(f, err) : NULL;
+    int rc = row ? cert_row(x, owner, u ? utc_parse(json_string_value(u)) : 0,
+                            row, err) : -1;
+    json_t *pem = rc == 0 ? cert_content(x) : NULL;
+    X509_free(x);
+    if (rc < 0)
+        return -1;
+    if (pem == NULL)
+        return error_set(err, "cannot encode a certificate");
+    json_t *entry = u ? json_pack("{s:o, s:O}", "file", pem, "use_from", u)
+                      : pem;
+    return json_array_set_new(certs, i, entry) == 0 ? 0
+           : error_set(err, "out of memory");
+}
+
+static int partner_certs_load(struct store_flow *f, struct store_partner *p,
+                              enum flow_origin origin, struct error *err)
 {
     json_error_t je;
-    json_t *cfg = json_loads(p->config, 0, &je), *c;
-    size_t i;
+    json_t *cfg = json_loads(p->config, 0, &je);
+    json_t *certs = json_object_get(cfg, "certificates");
     int rc = cfg ? 0 : error_set(err, "partner '%s': bad config", p->name);
-    json_array_foreach(json_object_get(cfg, "certificates"), i, c) {
-        const char *path = json_is_string(c) ? json_string_value(c)
-                           : json_string_value(json_object_get(c, "file"));
-        const json_t *u = json_object_get(c, "use_from");
-        X509 *x = cert_read(path, err);
-        struct store_cert *row = x ? cert_slot(f, err) : NULL;
-        rc = row ? cert_row(x, p->name, u ? utc_parse(json_string_value(u))
-                            : 0, row, err) : -1;
-        X509_free(x);
-        if (rc < 0)
-            break;
+    for (size_t i = 0; rc == 0 && i < json_array_size(certs); i++)
+        rc = partner_cert_one(f, p->name, certs, i, origin, err);
+    const json_t *ca = json_object_get(cfg, "tls_ca");
+    if (rc == 0 && ca) {
+        json_t *pem = ca_content(ca, origin, err);
+        rc = pem ? json_object_set_new(cfg, "tls_ca", pem) : -1;
     }
-    const char *ca = json_string_value(json_object_get(cfg, "tls_ca"));
-    if (rc == 0 && ca && access(ca, R_OK) != 0)
-        rc = error_set(err, "tls_ca %s is not readable", ca);
+    char *text = rc == 0 ? json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS)
+                         : NULL;
     json_decref(cfg);
-    if (rc < 0)
+    if (rc < 0) {
         error_prefix(err, "partner '%s'", p->name);
-    return rc;
+        return -1;
+    }
+    if (text == NULL)
+        return error_set(err, "out of memory");
+    free(p->config);
+    p->config = text;
+    return 0;
 }
 
 /* The key and certificate of one profile entry; 0 or -1 with err. */
-static int profile_pair(const json_t *k, EVP_PKEY **pkey, X509 **x,
-                        struct error *err)
+static int profile_pair(const json_t *k, enum flow_origin origin,
+                        EVP_PKEY **pkey, X509 **x, struct error *err)
 {
-    const char *pwf = json_string_value(json_object_get(k, "password_file"));
-    struct secret *pw = pwf ? secret_from_file(pwf, err) : NULL;
+    const json_t *pwf = json_object_get(k, "password_file");
+    struct secret *pw = pwf ? flowfile_read("password_file", pwf, origin, 1,
+                                            SEAL_PLAIN_MAX, err) : NULL;
     if (pwf && pw == NULL)
         return -1;
     /* a NUL-terminated copy of the password for OpenSSL */
@@ -439,35 +525,34 @@ static int profile_pair(const json_t *k, EVP_PKEY **pkey, X509 **x,
         memcpy(secret_data_mut(pz), secret_data(pw), secret_len(pw));
     secret_free(pw);
     const char *pass = pz ? (const char *)secret_data(pz) : NULL;
-    const char *p12 = json_string_value(json_object_get(k, "pkcs12"));
-    const char *kf = json_string_value(json_object_get(k, "key"));
-    char *buf = NULL;
-    size_t len = 0;
-    int rc = fsx_read_all(p12 ? p12 : kf, CERT_FILE_MAX, &buf, &len, err);
+    const json_t *p12 = json_object_get(k, "pkcs12");
+    struct secret *kb = flowfile_read(p12 ? "pkcs12" : "key",
+                                      p12 ? p12 : json_object_get(k, "key"),
+                                      origin, 0, CERT_FILE_MAX, err);
+    const unsigned char *buf = kb ? secret_data(kb) : NULL;
+    size_t len = kb ? secret_len(kb) : 0;
+    int rc = kb ? 0 : -1;
     if (rc == 0 && p12) {
-        const unsigned char *p = (const unsigned char *)buf;
+        const unsigned char *p = buf;
         PKCS12 *pk = d2i_PKCS12(NULL, &p, (long)len);
         if (pk == NULL || PKCS12_parse(pk, pass ? pass : "", pkey, x, NULL) != 1)
-            rc = error_set(err, "%s: not a PKCS#12 file or wrong password",
-                           p12);
+            rc = error_set(err, "pkcs12: not a PKCS#12 file or wrong password");
         PKCS12_free(pk);
     } else if (rc == 0) {
         BIO *b = BIO_new_mem_buf(buf, (int)len);
         *pkey = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)pass) : NULL;
         BIO_free(b);
-        const unsigned char *p = (const unsigned char *)buf;
+        const unsigned char *p = buf;
         if (*pkey == NULL)
             *pkey = d2i_AutoPrivateKey(NULL, &p, (long)len);
         if (*pkey == NULL)
-            rc = error_set(err, "%s is not a private key (PEM or DER), or "
-                           "its password is wrong", kf);
-        else if ((*x = cert_read(json_string_value(json_object_get(k, "cert")),
+            rc = error_set(err, "key is not a private key (PEM or DER), or "
+                           "its password is wrong");
+        else if ((*x = cert_read("cert", json_object_get(k, "cert"), origin,
                                  err)) == NULL)
             rc = -1;
     }
-    if (buf)
-        OPENSSL_cleanse(buf, len);
-    free(buf);
+    secret_free(kb);
     secret_free(pz);
     if (rc == 0 && (*pkey == NULL || *x == NULL || X509_check_private_key(*x,
                                                                 *pkey) != 1))
@@ -494,41 +579,94 @@ static int key_seal(struct wharf *w, EVP_PKEY *pkey, struct store_cert *row,
     return rc;
 }
 
-static int profile_load(struct wharf *w, struct store_flow *f,
-                        struct error *err)
+/* Copy the stored profile key whose certificate id is id into a row of f
+ * (an import of what export wrote: {"sealed": ID}). */
+static int profile_key_keep(struct store *st, struct store_flow *f,
+                            const char *id, struct error *err)
 {
-    json_error_t je;
-    json_t *prof = json_loads(f->profile, 0, &je), *k;
-    size_t i;
-    int rc = prof ? 0 : error_set(err, "profile: bad JSON");
-    json_array_foreach(json_object_get(prof, "keys"), i, k) {
-        EVP_PKEY *pkey = NULL;
-        X509 *x = NULL;
-        struct store_cert *row = NULL;
-        rc = profile_pair(k, &pkey, &x, err);
-        if (rc == 0 && (row = cert_slot(f, err)) == NULL)
-            rc = -1;
-        if (rc == 0)
-            rc = cert_row(x, "", 0, row, err);
-        if (rc == 0)
-            rc = key_seal(w, pkey, row, err);
-        EVP_PKEY_free(pkey);
-        X509_free(x);
-        if (rc < 0) {
-            error_prefix(err, "profile.keys[%zu]", i);
-            break;
+    struct store_cert *c;
+    size_t n;
+    if (store_certs_list(st, "", 1, &c, &n, err) < 0)
+        return -1;
+    int rc = error_set(err, "this data directory holds no profile key with "
+                       "certificate id %s: give the key again", id);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c[i].id, id) != 0 || c[i].key == NULL)
+            continue;
+        struct store_cert *row = cert_slot(f, err);
+        rc = row ? 0 : -1;
+        if (row) {      /* move the row's buffers over */
+            *row = c[i];
+            memset(&c[i], 0, sizeof(c[i]));
+            c[i].owner = NULL;
         }
+        break;
     }
-    json_decref(prof);
+    store_certs_free(c, n);
     return rc;
 }
 
-int partners_load(struct wharf *w, struct store_flow *f, struct error *err)
+/* Read, check and seal one profile key into a new row of f; *id gets its
+ * certificate id. */
+static int profile_key_read(struct wharf *w, struct store_flow *f,
+                            const json_t *k, enum flow_origin origin,
+                            char id[65], struct error *err)
 {
-    if (f->profile && profile_load(w, f, err) < 0)
+    EVP_PKEY *pkey = NULL;
+    X509 *x = NULL;
+    struct store_cert *row = NULL;
+    int rc = profile_pair(k, origin, &pkey, &x, err);
+    if (rc == 0 && (row = cert_slot(f, err)) == NULL)
+        rc = -1;
+    if (rc == 0)
+        rc = cert_row(x, "", 0, row, err);
+    if (rc == 0)
+        rc = key_seal(w, pkey, row, err);
+    if (rc == 0)
+        memcpy(id, row->id, 65);
+    EVP_PKEY_free(pkey);
+    X509_free(x);
+    return rc;
+}
+
+static int profile_load(struct wharf *w, struct store *st,
+                        struct store_flow *f, enum flow_origin origin,
+                        struct error *err)
+{
+    json_error_t je;
+    json_t *prof = json_loads(f->profile, 0, &je);
+    json_t *keys = json_object_get(prof, "keys");
+    int rc = prof ? 0 : error_set(err, "profile: bad JSON");
+    for (size_t i = 0; rc == 0 && i < json_array_size(keys); i++) {
+        json_t *k = json_array_get(keys, i);
+        char id[65];
+        const char *ref = flowfile_ref(k);
+        rc = ref ? profile_key_keep(st, f, ref, err)
+                 : profile_key_read(w, f, k, origin, id, err);
+        if (rc == 0 && !ref)
+            rc = json_array_set_new(keys, i, flowfile_sealed(id));
+        if (rc < 0)
+            error_prefix(err, "profile.keys[%zu]", i);
+    }
+    char *text = rc == 0 ? json_dumps(prof, JSON_COMPACT | JSON_SORT_KEYS)
+                         : NULL;
+    json_decref(prof);
+    if (rc == 0 && text == NULL)
+        rc = error_set(err, "out of memory");
+    if (rc == 0) {
+        free(f->profile);
+        f->profile = text;
+    }
+    return rc;
+}
+
+int partners_load(struct wharf *w, struct store *st, struct store_flow *f,
+                  enum flow_origin origin, struct error *err)
+{
+    if (f->profile && profile_load(w, st, f, origin, err) < 0)
         return -1;
     for (size_t i = 0; i < f->npartners; i++)
-        if (partner_certs_load(f, &f->partners[i], err) < 0)
+        if (partner_certs_load(f, &f->partners[i], origin, err) < 0)
             return -1;
     return 0;
 }
@@ -627,23 +765,25 @@ char *partners_cert_pem(struct store *st, const char *id, struct error *err)
     return pem;
 }
 
-/* Append entry to the array `key` of the JSON object text; NULL on error. */
-static char *config_append(const char *text, const char *key,
-                           const json_t *entry)
+/* Append entry (stolen) to the array `key` of the JSON object text; NULL
+ * on error. */
+static char *config_append(const char *text, const char *key, json_t *entry)
 {
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
     json_t *a = json_object_get(o, key);
     char *out = NULL;
-    if (json_is_array(a) && json_array_append(a, (json_t *)entry) == 0)
+    if (json_is_array(a) && json_array_append_new(a, entry) == 0)
         out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    else
+        json_decref(entry);
     json_decref(o);
     return out;
 }
 
 static int import_partner_cert(struct store *st, const struct store_flow *f,
                                const char *partner, const json_t *entry,
-                               struct error *err)
+                               enum flow_origin origin, struct error *err)
 {
     const struct store_partner *p = NULL;
     for (size_t i = 0; i < f->npartners; i++)
@@ -654,15 +794,17 @@ static int import_partner_cert(struct store *st, const struct store_flow *f,
     if (cert_entry_check(entry, partner, 0, err) < 0)
         return -1;
     const json_t *u = json_object_get(entry, "use_from");
-    X509 *x = cert_read(json_string_value(json_is_string(entry) ? entry
-                        : json_object_get(entry, "file")), err);
+    X509 *x = cert_read("certificate", cert_entry_file(entry), origin, err);
     struct store_cert row;
     int rc = x ? cert_row(x, partner, u ? utc_parse(json_string_value(u)) : 0,
                           &row, err) : -1;
+    json_t *pem = rc == 0 ? cert_content(x) : NULL;
     X509_free(x);
     if (rc < 0)
         return -1;
-    char *cfg = config_append(p->config, "certificates", entry);
+    json_t *e = pem && u ? json_pack("{s:o, s:O}", "file", pem, "use_from", u)
+                         : pem;
+    char *cfg = e ? config_append(p->config, "certificates", e) : NULL;
     rc = cfg ? store_cert_add(st, &row, cfg, err)
              : error_set(err, "out of memory");
     free(cfg);
@@ -672,25 +814,28 @@ static int import_partner_cert(struct store *st, const struct store_flow *f,
 
 static int import_profile_key(struct wharf *w, struct store *st,
                               const struct store_flow *f, const json_t *entry,
-                              struct error *err)
+                              enum flow_origin origin, struct error *err)
 {
     if (f->profile == NULL)
         return error_set(err, "there is no profile yet: import a flow "
                          "document with \"profile\" first");
     if (profile_key_check(entry, 0, err) < 0)
         return -1;
+    if (flowfile_ref(entry))
+        return error_set(err, "give the key itself, not a sealed reference");
     EVP_PKEY *pkey = NULL;
     X509 *x = NULL;
     struct store_cert row;
     memset(&row, 0, sizeof(row));
-    int rc = profile_pair(entry, &pkey, &x, err);
+    int rc = profile_pair(entry, origin, &pkey, &x, err);
     if (rc == 0)
         rc = cert_row(x, "", 0, &row, err);
     if (rc == 0)
         rc = key_seal(w, pkey, &row, err);
     EVP_PKEY_free(pkey);
     X509_free(x);
-    char *cfg = rc == 0 ? config_append(f->profile, "keys", entry) : NULL;
+    char *cfg = rc == 0 ? config_append(f->profile, "keys",
+                                        flowfile_sealed(row.id)) : NULL;
     if (rc == 0)
         rc = cfg ? store_cert_add(st, &row, cfg, err)
                  : error_set(err, "out of memory");
@@ -701,13 +846,13 @@ static int import_profile_key(struct wharf *w, struct store *st,
 
 int partners_cert_import(struct wharf *w, struct store *st,
                          const char *partner, const json_t *entry,
-                         struct error *err)
+                         enum flow_origin origin, struct error *err)
 {
     struct store_flow f;
     if (store_flow_get(st, &f, err) < 0)
         return -1;
-    int rc = partner ? import_partner_cert(st, &f, partner, entry, err)
-                     : import_profile_key(w, st, &f, entry, err);
+    int rc = partner ? import_partner_cert(st, &f, partner, entry, origin, err)
+                     : import_profile_key(w, st, &f, entry, origin, err);
     store_flow_clear(&f);
     return rc;
 }

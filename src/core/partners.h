@@ -2,13 +2,20 @@
  * partners.h - the local AS2 profile and the trading partners (M7), as the
  * import/export document gives them:
  *
- *   "profile":  {"as2_id":"wharf-a","keys":[{"pkcs12":"a.p12",
- *                "password_file":"a.pass"} | {"cert":"a.pem","key":"a.key"}]}
+ *   "profile":  {"as2_id":"wharf-a","keys":[{"pkcs12":FILE,
+ *                "password_file":FILE} | {"cert":FILE,"key":FILE} |
+ *                {"sealed":"<certificate id>"}]}
  *   "partners": [{"name":"b","as2_id":"wharf-b","url":"https://...",
- *                 "certificates":["b.pem" | {"file":"b2.pem",
+ *                 "certificates":[FILE | {"file":FILE,
  *                                 "use_from":"2027-01-01T00:00:00Z"}],
- *                 "tls_ca":"ca.pem","sign":"sha256","encrypt":"aes256-cbc",
+ *                 "tls_ca":FILE,"sign":"sha256","encrypt":"aes256-cbc",
  *                 "compress":true,"mdn":"sync","mdn_signed":true, ...}]
+ *
+ * FILE is a form of core/flowfile.h: an absolute path (CLI import only),
+ * {"content": PEM} or {"base64": DER/PKCS#12}. What is stored (and what
+ * export prints) needs no file: certificates and tls_ca as {"content":
+ * PEM}, profile keys as {"sealed": "<certificate id>"} naming the sealed
+ * key this data directory holds.
  *
  * Two halves, like flow.c. partners_parse() validates the JSON only (no
  * I/O; it runs inside flow_parse, which is fuzzed) and keeps each section
@@ -33,6 +40,7 @@
 
 #include <jansson.h>
 
+#include "core/flowfile.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -50,10 +58,13 @@ int partners_parse(const json_t *root, struct store_flow *out,
 /* Whether f has a partner called name (for connectors that name one). */
 int partners_has(const struct store_flow *f, const char *name);
 
-/* Import time: read every certificate and key file f's profile and
- * partners name, into f->certs (keys sealed by w's vault). 0 or -1 with
+/* Import time: read every certificate and key f's profile and partners
+ * give (origin: the API may not name files), into f->certs (keys sealed by
+ * w's vault; {"sealed": ID} keeps the key st holds), and rewrite f->profile
+ * and each partner's config in the stored form (see above). 0 or -1 with
  * err naming the file and what is wrong with it (never key bytes). */
-int partners_load(struct wharf *w, struct store_flow *f, struct error *err);
+int partners_load(struct wharf *w, struct store *st, struct store_flow *f,
+                  enum flow_origin origin, struct error *err);
 
 /* ---- listing and adding (CLI and API) ---------------------------------- */
 struct store;
@@ -77,6 +88,6 @@ char *partners_cert_pem(struct store *st, const char *id, struct error *err);
  * so an export names it. 0 or -1 with err. */
 int partners_cert_import(struct wharf *w, struct store *st,
                          const char *partner, const json_t *entry,
-                         struct error *err);
+                         enum flow_origin origin, struct error *err);
 
 #endif

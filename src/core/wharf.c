@@ -6,12 +6,15 @@
  * keystore that group or others can read, with the command that fixes it.
  *
  * wharf.conf is `key = value` lines; '#' starts a comment. Unknown keys are
- * errors (a typo must not silently fall back to a default).
+ * errors (a typo must not silently fall back to a default). A reload
+ * (wharf_conf_reload, on SIGHUP) copies only the keys of conf_fields marked
+ * live into the running configuration and names the others.
  */
 #include "core/wharf.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "net/client.h"
 #include "net/server.h"
 #include "net/tls.h"
 #include "store/store.h"
+#include "util/confine.h"
 #include "util/fsx.h"
 #include "vault/vault.h"
 
@@ -33,6 +38,8 @@ void conf_defaults(struct wharf_conf *c)
     memset(c, 0, sizeof(*c));
     c->log_level = LOG_INFO;
     c->workers = 2;
+    c->large_workers = 1;
+    c->large_payload_bytes = 8LL * 1024 * 1024;
     c->batch = 256;
     c->lease_ms = 60000;
     c->poll_ms = 1000;
@@ -53,6 +60,14 @@ void conf_defaults(struct wharf_conf *c)
     c->ban_after_failures = 10;
     c->ban_seconds = 60;
     c->ban_window_seconds = 600;
+    c->health_failing_ms = 60000;
+    c->log_repeat_ms = 60000;
+    c->login_concurrency = AUTH_PASSWORD_SLOTS;
+    c->login_wait_ms = AUTH_PASSWORD_WAIT_MS;
+    c->login_throttle_after = AUTH_THROTTLE_AFTER;
+    c->login_throttle_window_seconds = (int)(AUTH_THROTTLE_WINDOW_MS / 1000);
+    c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
+    c->metrics_access = WHARF_METRICS_TOKEN;
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -113,11 +128,21 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
         { "max_connections", 16, 100000,
           offsetof(struct wharf_conf, max_connections) },
         { "http_threads", 2, 1024, offsetof(struct wharf_conf, http_threads) },
-        { "ban_after_failures", 1, 100000,
+        { "ban_after_failures", 1, 1000,
           offsetof(struct wharf_conf, ban_after_failures) },
         { "ban_seconds", 1, 86400, offsetof(struct wharf_conf, ban_seconds) },
         { "ban_window_seconds", 1, 86400,
           offsetof(struct wharf_conf, ban_window_seconds) },
+        { "login_concurrency", 1, 64,
+          offsetof(struct wharf_conf, login_concurrency) },
+        { "login_wait_ms", 0, 60000,
+          offsetof(struct wharf_conf, login_wait_ms) },
+        { "login_throttle_after", 0, 100000,
+          offsetof(struct wharf_conf, login_throttle_after) },
+        { "login_throttle_window_seconds", 1, 86400,
+          offsetof(struct wharf_conf, login_throttle_window_seconds) },
+        { "login_throttle_seconds", 1, 86400,
+          offsetof(struct wharf_conf, login_throttle_seconds) },
     };
     long long x;
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
@@ -128,10 +153,41 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
         *(int *)((char *)c + ints[i].off) = (int)x;
         return 0;
     }
+    if (strcmp(key, "metrics_access") == 0) {
+        static const char *const ways[] = { "token", "loopback", "off" };
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(v, ways[i]) == 0) {
+                c->metrics_access = i;
+                return 0;
+            }
+        }
+        return error_set(err, "metrics_access must be token, loopback or "
+                         "off, not '%s'", v);
+    }
     if (strcmp(key, "max_body_bytes") == 0) {
         if (conf_int(key, v, 1024, 1LL << 40, &x, err) < 0)
             return -1;
         c->max_body_bytes = x;
+        return 0;
+    }
+    return 1;
+}
+
+/* The engine's lane for large messages. 1 when key is not one of its. */
+static int conf_set_lanes(struct wharf_conf *c, const char *key,
+                          const char *v, struct error *err)
+{
+    long long x;
+    if (strcmp(key, "large_workers") == 0) {
+        if (conf_int(key, v, 0, 64, &x, err) < 0)
+            return -1;
+        c->large_workers = (int)x;
+        return 0;
+    }
+    if (strcmp(key, "large_payload_bytes") == 0) {
+        if (conf_int(key, v, 1024, 1LL << 50, &x, err) < 0)
+            return -1;
+        c->large_payload_bytes = x;
         return 0;
     }
     return 1;
@@ -170,6 +226,9 @@ static int conf_set_proxy(struct wharf_conf *c, const char *key,
         return conf_str(key, v, c->proxy_credentials_file,
                         sizeof(c->proxy_credentials_file), err);
     }
+    if (strcmp(key, "allowed_paths") == 0)
+        return conf_str(key, v, c->allowed_paths, sizeof(c->allowed_paths),
+                        err);
     if (strcmp(key, "no_proxy") == 0) {
         if (v[0] && net_client_no_proxy_check(v, err) < 0)
             return -1;
@@ -217,6 +276,12 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
     } else if (strcmp(key, "log_keep") == 0) {
         if (conf_int(key, v, 1, 100, &x, err) < 0) return -1;
         c->log_keep = (int)x;
+    } else if (strcmp(key, "log_repeat_seconds") == 0) {
+        if (conf_int(key, v, 0, 86400, &x, err) < 0) return -1;
+        c->log_repeat_ms = x * 1000;
+    } else if (strcmp(key, "health_failing_seconds") == 0) {
+        if (conf_int(key, v, 0, 86400, &x, err) < 0) return -1;
+        c->health_failing_ms = x * 1000;
     } else if (strcmp(key, "admin_listen") == 0) {
         return conf_listen(key, v, c->admin_listen, sizeof(c->admin_listen),
                            err);
@@ -229,6 +294,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
             rc = conf_set_tls(c, key, v, err);
         if (rc == 1)
             rc = conf_set_proxy(c, key, v, err);
+        if (rc == 1)
+            rc = conf_set_lanes(c, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;
@@ -321,10 +388,9 @@ static int layout(struct wharf *w, const char *dir, struct error *err)
 }
 
 static int write_conf(const struct wharf *w, const char *level,
-                      const char *admin, const char *partner,
-                      struct error *err)
+                      const struct wharf_init_opts *o, struct error *err)
 {
-    char text[4096];
+    char text[8192];
     int n = snprintf(text, sizeof(text),
         "# wharf.conf: settings of this data directory (key = value).\n"
         "# Connectors, flows and partners live in the database:\n"
@@ -359,6 +425,16 @@ static int write_conf(const struct wharf *w, const char *level,
         "ban_after_failures = 10\n"
         "ban_window_seconds = 600\n"
         "ban_seconds = 60\n"
+        "# Logins: password checks at once (64 MiB each) and the wait for\n"
+        "# one; a user name is locked after this many failed logins.\n"
+        "login_concurrency = 2\n"
+        "login_wait_ms = 2000\n"
+        "login_throttle_after = 20\n"
+        "login_throttle_window_seconds = 900\n"
+        "login_throttle_seconds = 60\n"
+        "# GET /metrics: token (metrics.read), loopback (no credentials,\n"
+        "# local clients only: weaker) or off.\n"
+        "metrics_access = token\n"
         "\n"
         "# Outbound proxy of every connector without its own \"proxy\":\n"
         "# http://, https://, socks5:// or socks5h://HOST:PORT (empty: none);\n"
@@ -366,8 +442,14 @@ static int write_conf(const struct wharf *w, const char *level,
         "# domains or addresses (comma-separated) that go direct.\n"
         "proxy =\n"
         "proxy_credentials_file =\n"
-        "no_proxy =\n",
-        level, admin, partner);
+        "no_proxy =\n"
+        "\n"
+        "# The folders a flow may name (file connectors' folders, secret\n"
+        "# files): absolute paths, comma-separated, never inside this data\n"
+        "# directory. Empty: flows may name no folder at all.\n"
+        "allowed_paths = %s\n",
+        level, o->admin_listen, o->partner_listen,
+        o->allowed_paths ? o->allowed_paths : "");
     if (n < 0 || (size_t)n >= sizeof(text))
         return error_set(err, "wharf.conf template too long");
     return fsx_write_atomic(w->conf_path, text, (size_t)n, 0600, err);
@@ -380,7 +462,7 @@ static int init_contents(struct wharf *w, const char *level,
         return error_errno(err, errno, "cannot create %s", w->payload_dir);
     if (mkdir(w->log_dir, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", w->log_dir);
-    if (write_conf(w, level, o->admin_listen, o->partner_listen, err) < 0 ||
+    if (write_conf(w, level, o, err) < 0 ||
         vault_create(w->keystore_path, err) < 0 ||
         tls_init_data_dir(w->dir, err) < 0)
         return -1;
@@ -408,7 +490,12 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
                                                 : "127.0.0.1:8443",
         .partner_listen = (o && o->partner_listen) ? o->partner_listen
                                                     : "127.0.0.1:4080",
+        .allowed_paths = o ? o->allowed_paths : NULL,
     };
+    if (opts.allowed_paths && (strchr(opts.allowed_paths, '\n') ||
+                               strchr(opts.allowed_paths, '#')))
+        return error_set(err, "--allowed-paths must be one line of "
+                         "comma-separated folders");
     char host[64];
     int port;
     if (net_listen_parse(opts.admin_listen, host, sizeof(host), &port,
@@ -456,17 +543,111 @@ static int check_private(const char *path, const char *what, int must_dir,
     return 0;
 }
 
-static int read_conf(struct wharf *w, struct error *err)
+static int conf_read(const char *path, struct wharf_conf *c,
+                     struct error *err)
 {
     char *text = NULL;
     size_t len = 0;
-    if (fsx_read_all(w->conf_path, CONF_MAX, &text, &len, err) < 0)
+    if (fsx_read_all(path, CONF_MAX, &text, &len, err) < 0)
         return -1;
-    int rc = conf_parse(text, len, &w->conf, err);
+    int rc = conf_parse(text, len, c, err);
     free(text);
     if (rc < 0)
-        error_prefix(err, "%s", w->conf_path);
+        error_prefix(err, "%s", path);
     return rc;
+}
+
+static int read_conf(struct wharf *w, struct error *err)
+{
+    return conf_read(w->conf_path, &w->conf, err);
+}
+
+/* ---- reload ------------------------------------------------------------------- */
+
+/* Every key of wharf.conf, where it lands in struct wharf_conf, and
+ * whether a running serve applies a change (live) or needs a restart. */
+struct conf_field {
+    const char *key;
+    size_t off, size;
+    bool str, live;
+};
+#define CONF_F(key, field, str, live) { key, \
+    offsetof(struct wharf_conf, field), \
+    sizeof(((struct wharf_conf *)0)->field), str, live }
+#define WHARF_CONF_LIVE true
+#define WHARF_CONF_RESTART false
+
+static const struct conf_field conf_fields[] = {
+    CONF_F("log_level", log_level, false, WHARF_CONF_LIVE),
+    CONF_F("log_max_bytes", log_max_bytes, false, WHARF_CONF_LIVE),
+    CONF_F("log_keep", log_keep, false, WHARF_CONF_LIVE),
+    CONF_F("log_repeat_seconds", log_repeat_ms, false, WHARF_CONF_LIVE),
+    CONF_F("health_failing_seconds", health_failing_ms, false,
+           WHARF_CONF_LIVE),
+    CONF_F("ban_after_failures", ban_after_failures, false, WHARF_CONF_LIVE),
+    CONF_F("ban_seconds", ban_seconds, false, WHARF_CONF_LIVE),
+    CONF_F("ban_window_seconds", ban_window_seconds, false, WHARF_CONF_LIVE),
+    CONF_F("workers", workers, false, WHARF_CONF_RESTART),
+    CONF_F("batch", batch, false, WHARF_CONF_RESTART),
+    CONF_F("lease_seconds", lease_ms, false, WHARF_CONF_RESTART),
+    CONF_F("poll_ms", poll_ms, false, WHARF_CONF_RESTART),
+    CONF_F("admin_listen", admin_listen, true, WHARF_CONF_RESTART),
+    CONF_F("partner_listen", partner_listen, true, WHARF_CONF_RESTART),
+    CONF_F("tls_cert", tls_cert, true, WHARF_CONF_RESTART),
+    CONF_F("tls_key", tls_key, true, WHARF_CONF_RESTART),
+    CONF_F("admin_client_ca", admin_client_ca, true, WHARF_CONF_RESTART),
+    CONF_F("partner_client_ca", partner_client_ca, true, WHARF_CONF_RESTART),
+    CONF_F("max_header_bytes", max_header_bytes, false, WHARF_CONF_RESTART),
+    CONF_F("max_body_bytes", max_body_bytes, false, WHARF_CONF_RESTART),
+    CONF_F("request_timeout_ms", request_timeout_ms, false,
+           WHARF_CONF_RESTART),
+    CONF_F("min_body_rate", min_body_rate, false, WHARF_CONF_RESTART),
+    CONF_F("idle_timeout_ms", idle_timeout_ms, false, WHARF_CONF_RESTART),
+    CONF_F("max_conns_per_address", max_conns_per_address, false,
+           WHARF_CONF_RESTART),
+    CONF_F("max_connections", max_connections, false, WHARF_CONF_RESTART),
+    CONF_F("http_threads", http_threads, false, WHARF_CONF_RESTART),
+    CONF_F("proxy", proxy, true, WHARF_CONF_RESTART),
+    CONF_F("proxy_credentials_file", proxy_credentials_file, true,
+           WHARF_CONF_RESTART),
+    CONF_F("no_proxy", no_proxy, true, WHARF_CONF_RESTART),
+    CONF_F("allowed_paths", allowed_paths, true, WHARF_CONF_LIVE),
+};
+_Static_assert(sizeof(conf_fields) / sizeof(conf_fields[0]) <= WHARF_CONF_KEYS,
+               "struct wharf_reload is too small for every key");
+
+static bool conf_field_differs(const struct conf_field *f,
+                               const struct wharf_conf *a,
+                               const struct wharf_conf *b)
+{
+    const char *x = (const char *)a + f->off, *y = (const char *)b + f->off;
+    return f->str ? strcmp(x, y) != 0 : memcmp(x, y, f->size) != 0;
+}
+
+int wharf_conf_reload(struct wharf *w, struct wharf_reload *out,
+                      struct error *err)
+{
+    struct wharf_conf c;
+    memset(out, 0, sizeof(*out));
+    if (conf_read(w->conf_path, &c, err) < 0)
+        return -1;
+    /* the folders flows may name: a root that is refused refuses it all */
+    if (strcmp(c.allowed_paths, w->conf.allowed_paths) != 0 &&
+        confine_configure(w->dir, c.allowed_paths, err) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(conf_fields) / sizeof(conf_fields[0]); i++) {
+        const struct conf_field *f = &conf_fields[i];
+        if (!conf_field_differs(f, &w->conf, &c))
+            continue;
+        if (f->live) {
+            memcpy((char *)&w->conf + f->off, (const char *)&c + f->off,
+                   f->size);
+            out->live[out->nlive++] = f->key;
+        } else {
+            out->restart[out->nrestart++] = f->key;
+        }
+    }
+    return 0;
 }
 
 static int open_steps(struct wharf *w, const char *dir, struct error *err)
@@ -477,6 +658,10 @@ static int open_steps(struct wharf *w, const char *dir, struct error *err)
         return -1;
     if (access(w->db_path, R_OK | W_OK) < 0)
         return error_errno(err, errno, "database %s", w->db_path);
+    if (confine_configure(w->dir, w->conf.allowed_paths, err) < 0) {
+        error_prefix(err, "%s", w->conf_path);
+        return -1;
+    }
     w->vault = vault_open(w->keystore_path, err);
     return w->vault ? 0 : -1;
 }

@@ -7,6 +7,8 @@
  *     wharf.db      SQLite metadata (store.h)
  *     payloads/     encrypted payload files, one folder per day
  *     logs/         wharf.log and its rotations
+ *     wharf.lock    held by serve (and key rotate): "PID VERB"
+ *     health.json   what the running serve reports at /healthz (status)
  *
  * struct wharf is what every subsystem is handed; it owns the vault.
  */
@@ -24,6 +26,8 @@ struct vault;
 struct wharf_conf {
     enum log_level log_level;
     int workers;                /* delivery threads */
+    int large_workers;          /* more threads, only for large messages */
+    int64_t large_payload_bytes;    /* "large": this size or more */
     int batch;                  /* hops per lease, files per intake commit */
     int64_t lease_ms;           /* lease length: a dead worker's hops return after it */
     int64_t poll_ms;            /* default poll interval of sources */
@@ -46,13 +50,30 @@ struct wharf_conf {
     int ban_after_failures;     /* defender: failures that ban an address */
     int ban_seconds;            /* first ban; doubles on each repeat, max 1 day */
     int ban_window_seconds;     /* failures are counted within this window */
+    /* Logins (R22): Argon2id checks at once, the wait for one, and the
+     * per-account throttle (auth.h AUTH_THROTTLE_*; after 0 = off). */
+    int login_concurrency;
+    int login_wait_ms;
+    int login_throttle_after;
+    int login_throttle_window_seconds;
+    int login_throttle_seconds;
+    int metrics_access;         /* WHARF_METRICS_*: who may GET /metrics */
     /* Outbound proxy of every connector without its own "proxy" (R2,
      * net_client_proxy_pick); "" = none. */
     char proxy[512];            /* http://, https://, socks5://, socks5h:// */
     char proxy_credentials_file[1024];  /* absolute; "user:password", 0600,
                                            read when a connector uses it */
     char no_proxy[1024];        /* hosts that go direct, comma-separated */
+    /* The folders a flow may name (util/confine.h): comma-separated
+     * absolute paths, never inside the data dir; "" = none. */
+    char allowed_paths[4096];
+    int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
+    int64_t log_repeat_ms;      /* summary interval of a repeating warning */
 };
+
+/* metrics_access: a bearer token or session with metrics.read (default);
+ * loopback clients without credentials (weaker); nobody. */
+enum { WHARF_METRICS_TOKEN, WHARF_METRICS_LOOPBACK, WHARF_METRICS_OFF };
 
 struct wharf {
     char dir[4096];
@@ -66,6 +87,7 @@ struct wharf_init_opts {
     const char *log_level;      /* NULL: info */
     const char *admin_listen;   /* NULL: 127.0.0.1:8443 */
     const char *partner_listen; /* NULL: 127.0.0.1:4080 */
+    const char *allowed_paths;  /* NULL: none (flows may name no folder) */
 };
 
 /* Create a new data directory. Refuses an existing DIR. */
@@ -76,6 +98,24 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
  * load the keystore. Caller owns; free with wharf_close. */
 struct wharf *wharf_open(const char *dir, struct error *err);
 void wharf_close(struct wharf *w);
+
+/* Read wharf.conf again (serve does on SIGHUP). Keys that can change at
+ * run time (WHARF_CONF_LIVE in wharf.c: log_level, log_max_bytes,
+ * log_keep, log_repeat_seconds, health_failing_seconds, ban_*) take their
+ * new value in w->conf and are named in out->live; every other key that
+ * changed keeps its running value and is named in out->restart. The caller
+ * applies the live ones to their subsystems. Only the calling thread may
+ * write w->conf: no other thread reads the live keys from it. -1 with err
+ * when the file cannot be read or does not parse (nothing changed). */
+#define WHARF_CONF_KEYS 40
+struct wharf_reload {
+    const char *live[WHARF_CONF_KEYS];     /* static key names */
+    size_t nlive;
+    const char *restart[WHARF_CONF_KEYS];
+    size_t nrestart;
+};
+int wharf_conf_reload(struct wharf *w, struct wharf_reload *out,
+                      struct error *err);
 
 /* Parse wharf.conf text into c (defaults first). Exposed for the fuzzer. */
 int conf_parse(const char *text, size_t len, struct wharf_conf *c,

@@ -105,7 +105,8 @@ int net_client_opts_check(const struct net_client_opts *o, struct error *err)
         return -1;
     if (o->key_file && o->key_pem)
         return error_set(err, "a client key is a file or sealed, not both");
-    if ((o->cert_file == NULL) != (o->key_file == NULL && o->key_pem == NULL))
+    if ((o->cert_file == NULL && o->cert_pem == NULL) !=
+        (o->key_file == NULL && o->key_pem == NULL))
         return error_set(err, "a client certificate needs both cert and key");
     if (o->pin_sha256 && !pin_ok(o->pin_sha256))
         return error_set(err, "pin_sha256 must be the base64 SHA-256 of the "
@@ -543,6 +544,12 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
     OPT(CURLOPT_SSL_EC_CURVES, TLS_GROUPS);
     if (o->ca_file)
         OPT(CURLOPT_CAINFO, o->ca_file);
+    if (o->ca_pem) {
+        struct curl_blob ca = { .data = (void *)secret_data(o->ca_pem),
+                                .len = secret_len(o->ca_pem),
+                                .flags = CURL_BLOB_COPY };
+        OPT(CURLOPT_CAINFO_BLOB, &ca);
+    }
     if (pin)
         OPT(CURLOPT_PINNEDPUBLICKEY, pin);
     if (o->cert_file) {
@@ -550,7 +557,14 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
         if (o->key_file)
             OPT(CURLOPT_SSLKEY, o->key_file);
     }
-    if (o->cert_file && o->key_pem) {
+    if (o->cert_pem) {
+        struct curl_blob cert = { .data = (void *)secret_data(o->cert_pem),
+                                  .len = secret_len(o->cert_pem),
+                                  .flags = CURL_BLOB_COPY };
+        OPT(CURLOPT_SSLCERT_BLOB, &cert);
+        OPT(CURLOPT_SSLCERTTYPE, "PEM");
+    }
+    if ((o->cert_file || o->cert_pem) && o->key_pem) {
         struct curl_blob key = { .data = (void *)secret_data(o->key_pem),
                                  .len = secret_len(o->key_pem),
                                  .flags = CURL_BLOB_COPY };

@@ -84,9 +84,11 @@ int net_client_proxy_failed(void *h, int rc, const struct net_proxy *p,
 
 struct net_client_opts {
     const char *ca_file;        /* PEM CA bundle; NULL: the system store */
+    const struct secret *ca_pem;    /* or the bundle itself (PEM) */
     const char *pin_sha256;     /* base64 SHA-256 of the peer's public key
                                    (SPKI), optionally "sha256//" prefixed */
     const char *cert_file;      /* client certificate (mutual TLS), or NULL */
+    const struct secret *cert_pem;  /* or the certificate itself (PEM) */
     const char *key_file;       /* its key: a file, or key_pem (sealed) */
     const struct secret *key_pem;
     const char *proxy;          /* http://, https://, socks5://, socks5h:// */

@@ -1,10 +1,17 @@
 /*
- * defender.c - the ban table of defender.h: per address, failures in the
- * current window, the ban level and the end of the current ban.
+ * defender.c - the ban table of defender.h: per address, the times of its
+ * recent failures, the ban level and the end of the current ban.
  *
  * Owns an in-memory hash table (chained, DEFENDER_BUCKETS buckets) under
- * one mutex. It must never call out (on_ban, the clock aside) while holding
- * the lock, never grow beyond DEFENDER_MAX_ENTRIES, and never shorten a
+ * one mutex. The window slides: an address is banned at the ban_after-th
+ * failure within ANY window_ms, because each entry keeps the times of its
+ * last ban_after failures (a ring that grows on demand up to that size;
+ * ban_after is at most DEFENDER_AFTER_MAX). A fixed window that restarted at the
+ * first failure let 2 x (ban_after - 1) failures through within seconds
+ * across a window's end, never banned.
+ *
+ * It must never call out (on_ban, the clock aside) while holding the
+ * lock, never grow beyond DEFENDER_MAX_ENTRIES, and never shorten a
  * running ban. It does no I/O of its own: auditing, logging and persisting
  * a ban are the on_ban hook's job (server.c).
  */
@@ -22,8 +29,8 @@
 struct def_entry {
     struct def_entry *next;
     char addr[DEFENDER_ADDR_MAX];
-    int failures;                   /* in the window that started at first_ms */
-    int64_t first_ms;
+    int64_t *times;                 /* ring of recent failure times, oldest at head */
+    int cap, head, failures;        /* ring size, oldest slot, failures in it */
     int level;                      /* bans so far (0: never, or forgiven) */
     int64_t until_ms;               /* end of the last ban */
     int64_t touched_ms;
@@ -58,12 +65,17 @@ static unsigned def_hash(const char *s)
     return h % DEFENDER_BUCKETS;
 }
 
+static bool def_conf_valid(const struct defender_conf *c)
+{
+    return c->ban_after >= 1 && c->ban_after <= DEFENDER_AFTER_MAX &&
+           c->window_ms >= 1 && c->ban_ms >= 1 && c->max_ban_ms >= c->ban_ms;
+}
+
 struct defender *defender_new(const struct defender_conf *c,
                               const struct defender_ops *ops,
                               struct error *err)
 {
-    if (c->ban_after < 1 || c->window_ms < 1 || c->ban_ms < 1 ||
-        c->max_ban_ms < c->ban_ms) {
+    if (!def_conf_valid(c)) {
         error_set(err, "defender: invalid settings");
         return NULL;
     }
@@ -79,6 +91,17 @@ struct defender *defender_new(const struct defender_conf *c,
     return d;
 }
 
+int defender_set_conf(struct defender *d, const struct defender_conf *c,
+                      struct error *err)
+{
+    if (!def_conf_valid(c))
+        return error_set(err, "defender: invalid settings");
+    pthread_mutex_lock(&d->mu);
+    d->conf = *c;
+    pthread_mutex_unlock(&d->mu);
+    return 0;
+}
+
 void defender_free(struct defender *d)
 {
     if (d == NULL)
@@ -86,6 +109,7 @@ void defender_free(struct defender *d)
     for (int i = 0; i < DEFENDER_BUCKETS; i++) {
         for (struct def_entry *e = d->bucket[i], *n; e; e = n) {
             n = e->next;
+            free(e->times);
             free(e);
         }
     }
@@ -93,15 +117,47 @@ void defender_free(struct defender *d)
     free(d);
 }
 
-/* Age e to now: a window that ran out forgets its failures; a level is
+/* Age e to now: failures older than the window are forgotten; a level is
  * forgiven max_ban_ms after the end of the last ban. */
 static void def_refresh(const struct defender *d, struct def_entry *e,
                         int64_t now)
 {
-    if (e->failures > 0 && now - e->first_ms >= d->conf.window_ms)
-        e->failures = 0;
+    while (e->failures > 0 && now - e->times[e->head] >= d->conf.window_ms) {
+        e->head = (e->head + 1) % e->cap;
+        e->failures--;
+    }
+    if (e->failures == 0)
+        e->head = 0;
     if (e->level > 0 && now >= e->until_ms + d->conf.max_ban_ms)
         e->level = 0;
+}
+
+/* Remember one more failure at now (the ring holds the newest ones). */
+static void def_push(const struct defender *d, struct def_entry *e,
+                     int64_t now)
+{
+    int want = d->conf.ban_after;
+    if (e->failures == e->cap && e->cap < want) {
+        int cap = e->cap ? e->cap * 2 : 4;
+        cap = cap < want ? cap : want;
+        int64_t *t = malloc((size_t)cap * sizeof(*t));
+        if (t != NULL) {
+            for (int i = 0; i < e->failures; i++)
+                t[i] = e->times[(e->head + i) % e->cap];
+            free(e->times);
+            e->times = t;
+            e->cap = cap;
+            e->head = 0;
+        }
+    }
+    if (e->cap == 0)
+        return;                     /* out of memory: this one is not counted */
+    if (e->failures == e->cap) {    /* full: the oldest makes room */
+        e->head = (e->head + 1) % e->cap;
+        e->failures--;
+    }
+    e->times[(e->head + e->failures) % e->cap] = now;
+    e->failures++;
 }
 
 static bool def_idle(const struct def_entry *e, int64_t now)
@@ -124,6 +180,7 @@ static void def_unlink(struct defender *d, struct def_entry *victim)
         pp = &(*pp)->next;
     if (*pp) {
         *pp = victim->next;
+        free(victim->times);
         free(victim);
         d->count--;
     }
@@ -208,8 +265,7 @@ bool defender_failure(struct defender *d, const char *address)
     if (e && e->until_ms <= now) {
         def_refresh(d, e, now);
         e->touched_ms = now;
-        if (e->failures++ == 0)
-            e->first_ms = now;
+        def_push(d, e, now);
         if (e->failures >= d->conf.ban_after) {
             banned = true;
             ban.failures = e->failures;
@@ -217,6 +273,7 @@ bool defender_failure(struct defender *d, const char *address)
             ban.duration_ms = def_duration(d, e->level);
             ban.until_ms = e->until_ms = now + ban.duration_ms;
             e->failures = 0;
+            e->head = 0;
         }
     }
     pthread_mutex_unlock(&d->mu);

@@ -2,15 +2,15 @@
  * defender.h - automatic banning of abusive client addresses (R22, R19).
  *
  * Every authentication failure from an address is reported with
- * defender_failure(). `ban_after` failures within `window_ms` ban the
- * address for ban_ms; each further ban of the same address doubles the
+ * defender_failure(). `ban_after` failures within any `window_ms` (a
+ * sliding window) ban the address for ban_ms; each further ban of the same address doubles the
  * time (capped at max_ban_ms, one day by default). A level is forgiven
  * (back to the first ban time) after the address stayed clean for
  * max_ban_ms after its last ban ended. Listeners ask defender_check()
  * before doing any work for a connection or a request.
  *
  * Thread-safe (one mutex). Memory is bounded: at most DEFENDER_MAX_ENTRIES
- * addresses are tracked; when full, expired entries are dropped first, then
+ * addresses are tracked, each with at most ban_after failure times; when full, expired entries are dropped first, then
  * the oldest entries that are not banned; a banned address is never
  * forgotten early.
  *
@@ -27,6 +27,8 @@
 
 #define DEFENDER_MAX_ENTRIES 16384
 #define DEFENDER_ADDR_MAX 64        /* bytes, with the NUL */
+#define DEFENDER_AFTER_MAX 1000     /* ban_after at most: each address keeps
+                                       the times of its last ban_after failures */
 
 struct defender_conf {
     int ban_after;                  /* failures that trigger a ban (>= 1) */
@@ -53,6 +55,12 @@ struct defender_ops {
 };
 
 struct defender;
+
+/* Replace the settings (thresholds apply to failures from now on;
+ * running bans keep their end). 0, or -1 with err when c is invalid
+ * (nothing changed). */
+int defender_set_conf(struct defender *d, const struct defender_conf *c,
+                      struct error *err);
 
 /* Caller owns; free with defender_free. ops may be NULL. */
 struct defender *defender_new(const struct defender_conf *c,

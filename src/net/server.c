@@ -38,9 +38,9 @@
  * iteration, so a stale epoll event never reaches freed memory.
  *
  * Must never: log a header value, a cookie, a query string or a body;
- * answer on the partner listener anything not routed there; serve
- * /metrics to a non-loopback client; read a body past its cap; block the
- * loop thread on a client; loosen the TLS policy of tls.c.
+ * answer on the partner listener anything not routed there; read a body
+ * past its cap; block the loop thread on a client; loosen the TLS policy
+ * of tls.c.
  */
 #include "net/server.h"
 #include "net/http1.h"
@@ -176,6 +176,8 @@ struct net_server {
     int64_t start_ms;
     bool started;
     atomic_bool stopping;
+    net_health_fn health;           /* /healthz; NULL: always ok */
+    void *health_arg;
 };
 
 struct net_request {
@@ -1445,64 +1447,21 @@ static int net_verify(int ok, X509_STORE_CTX *xs)
 
 static int net_healthz(struct net_request *r, void *ud)
 {
-    (void)ud;
-    static const char ok[] = "{\"status\":\"ok\"}";
-    return net_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
-}
-
-static bool net_is_loopback(const char *addr)
-{
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
-}
-
-static int net_metrics_text(struct net_server *s, char *out, size_t n,
-                            struct error *err)
-{
-    int64_t q, p, rt, sent, failed;
-    pthread_mutex_lock(&s->store_mu);
-    int rc = store_hop_counts(s->st, &q, &p, &rt, &sent, &failed, err);
-    pthread_mutex_unlock(&s->store_mu);
-    if (rc < 0)
-        return -1;
-    int k = snprintf(out, n,
-        "# HELP wharf_messages Message hops by state.\n"
-        "# TYPE wharf_messages gauge\n"
-        "wharf_messages{state=\"queued\"} %lld\n"
-        "wharf_messages{state=\"processing\"} %lld\n"
-        "wharf_messages{state=\"retrying\"} %lld\n"
-        "wharf_messages{state=\"sent\"} %lld\n"
-        "wharf_messages{state=\"failed\"} %lld\n"
-        "# HELP wharf_banned_addresses Client addresses banned now.\n"
-        "# TYPE wharf_banned_addresses gauge\n"
-        "wharf_banned_addresses %d\n"
-        "# HELP wharf_build_info Version of this build.\n"
-        "# TYPE wharf_build_info gauge\n"
-        "wharf_build_info{version=\"%s\"} 1\n"
-        "# HELP process_start_time_seconds Start time of the process since "
-        "unix epoch in seconds.\n"
-        "# TYPE process_start_time_seconds gauge\n"
-        "process_start_time_seconds %.3f\n",
-        (long long)q, (long long)p, (long long)rt, (long long)sent,
-        (long long)failed, defender_banned_count(s->def), WHARF_VERSION,
-        (double)s->start_ms / 1000.0);
-    return (k < 0 || (size_t)k >= n) ? error_set(err, "metrics too long") : k;
-}
-
-static int net_metrics(struct net_request *r, void *ud)
-{
     struct net_server *s = ud;
-    if (!net_is_loopback(r->c->addr))
-        return net_reply_error(r, 403, "forbidden",
-                               "metrics are served to local clients only");
-    char text[4096];
-    struct error err = {0};
-    int n = net_metrics_text(s, text, sizeof(text), &err);
-    if (n < 0) {
-        log_error("metrics: %s", err.msg);
-        return net_reply_error(r, 500, "internal", "metrics unavailable");
-    }
-    return net_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-                     (size_t)n);
+    static const char ok[] = "{\"status\":\"ok\"}";
+    int healthy = 1;
+    json_t *report = s->health ? s->health(s->health_arg, &healthy) : NULL;
+    if (report == NULL)
+        return net_reply(r, 200, "application/json", ok, sizeof(ok) - 1);
+    int rc = net_reply_json(r, healthy ? 200 : 503, report);
+    json_decref(report);
+    return rc;
+}
+
+void net_server_set_health(struct net_server *s, net_health_fn fn, void *arg)
+{
+    s->health = fn;
+    s->health_arg = arg;
 }
 
 /* ---- bans: audit, log, persist ---------------------------------------------------- */
@@ -1594,17 +1553,29 @@ static int net_listener_init(struct net_server *s, enum net_which which,
     return 0;
 }
 
+static void net_defender_conf(const struct wharf_conf *c,
+                              struct defender_conf *dc)
+{
+    defender_conf_defaults(dc);
+    dc->ban_after = c->ban_after_failures;
+    dc->ban_ms = (int64_t)c->ban_seconds * 1000;
+    dc->window_ms = (int64_t)c->ban_window_seconds * 1000;
+}
+
 static struct defender *net_defender_new(struct net_server *s,
                                          struct error *err)
 {
-    const struct wharf_conf *c = &s->w->conf;
     struct defender_conf dc;
-    defender_conf_defaults(&dc);
-    dc.ban_after = c->ban_after_failures;
-    dc.ban_ms = (int64_t)c->ban_seconds * 1000;
-    dc.window_ms = (int64_t)c->ban_window_seconds * 1000;
+    net_defender_conf(&s->w->conf, &dc);
     struct defender_ops ops = { .on_ban = net_on_ban, .arg = s };
     return defender_new(&dc, &ops, err);
+}
+
+int net_server_reload_defender(struct net_server *s, struct error *err)
+{
+    struct defender_conf dc;
+    net_defender_conf(&s->w->conf, &dc);
+    return defender_set_conf(s->def, &dc, err);
 }
 
 struct net_server *net_server_new(struct wharf *w, struct error *err)
@@ -1623,8 +1594,7 @@ struct net_server *net_server_new(struct wharf *w, struct error *err)
         net_listener_init(s, NET_ADMIN, err) < 0 ||
         net_listener_init(s, NET_PARTNER, err) < 0 ||
         (s->def = net_defender_new(s, err)) == NULL ||
-        net_route(&s->l[NET_ADMIN], "GET", "/healthz", net_healthz, s) < 0 ||
-        net_route(&s->l[NET_ADMIN], "GET", "/metrics", net_metrics, s) < 0) {
+        net_route(&s->l[NET_ADMIN], "GET", "/healthz", net_healthz, s) < 0) {
         if (err && err->msg[0] == '\0')
             error_set(err, "cannot set up the listeners");
         net_server_free(s);

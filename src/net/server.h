@@ -3,9 +3,8 @@
  * route table that the REST API and the receivers plug into, and the
  * request/response wrapper their handlers see.
  *
- *   admin listener   (admin_listen, default 127.0.0.1:8443): /healthz,
- *                    /metrics (loopback clients only), later /api/v1 and
- *                    the console;
+ *   admin listener   (admin_listen, default 127.0.0.1:8443): /healthz;
+ *                    the REST API adds /api/v1 and /metrics (api.h);
  *   partner listener (partner_listen, default 127.0.0.1:4080): only the
  *                    routes registered for it (AS2, webhooks, async MDNs).
  * Anything not routed gets 404 {"error":{"code":"not_found",...}}.
@@ -97,6 +96,21 @@ void net_server_free(struct net_server *s);
 
 /* The defender both listeners consult (owned by s). */
 struct defender *net_server_defender(struct net_server *s);
+
+/* Apply the defender settings of w->conf now (ban_after_failures,
+ * ban_seconds, ban_window_seconds; `serve` calls it on SIGHUP). Running
+ * bans keep their end. 0, or -1 with err (settings refused, none
+ * changed). */
+int net_server_reload_defender(struct net_server *s, struct error *err);
+
+/* What GET /healthz answers: fn returns a JSON report (new reference,
+ * freed by the server) and sets *healthy; 200 when healthy, else 503.
+ * Without fn (or when it returns NULL) the answer is 200 {"status":"ok"}.
+ * fn runs on the listener's threads: it must be thread-safe. Set before
+ * net_server_start. */
+typedef json_t *(*net_health_fn)(void *arg, int *healthy);
+void net_server_set_health(struct net_server *s, net_health_fn fn,
+                           void *arg);
 
 /* ---- the request (valid only during the handler call) ------------------ */
 

@@ -1,7 +1,9 @@
 /*
- * auth_store.h - the rows of people and programs (R4, R13, R16, R17):
- * users, recovery codes, sessions and API tokens (tables of schema
- * migration 2, see sqlite.c). Implemented in sqlite_auth.c.
+ * auth_store.h - the rows of people and programs (R4, R13, R16, R17,
+ * R22): users, recovery codes, sessions and API tokens (tables of schema
+ * migration 2, see sqlite.c), the owner of each token, the per-account
+ * login throttle and the webhook HMAC signatures already accepted
+ * (migration 6). Implemented in sqlite_auth.c.
  *
  * Plain rows, no policy: src/auth/ decides who may do what, hashes and
  * seals the secrets, and audits. Nothing here ever sees a secret in clear:
@@ -87,8 +89,11 @@ int store_user_enable_totp(struct store *s, int64_t id, int64_t now,
  * a replayed code), -1 error. */
 int store_user_totp_step(struct store *s, int64_t id, int64_t step,
                          struct error *err);
-/* Delete a user and (cascade) their sessions and recovery codes. */
-int store_user_delete(struct store *s, int64_t id, struct error *err);
+/* Delete a user and (cascade) their sessions and recovery codes, and
+ * revoke (revoked_at = now) every live API token they own, in one
+ * transaction. *tokens_revoked (may be NULL) gets how many tokens. */
+int store_user_delete(struct store *s, int64_t id, int64_t now,
+                      int *tokens_revoked, struct error *err);
 /* How many enabled users hold role. -1 on error. */
 int64_t store_user_count_role(struct store *s, const char *role,
                               struct error *err);
@@ -165,11 +170,14 @@ struct store_token {
     int64_t expires_at;             /* 0: never */
     int64_t last_used_at;           /* 0: never used */
     int64_t revoked_at;             /* 0: live */
+    int64_t owner_id;               /* the user it acts as; 0: none (refused) */
+    char *owner;                    /* that user's name (filled by reads), or NULL */
 };
 void store_token_clear(struct store_token *t);
 void store_tokens_free(struct store_token *t, size_t n);
 
-/* Insert t with the SHA-256 hex of the token (strings borrowed). */
+/* Insert t with the SHA-256 hex of the token (strings borrowed; t->owner
+ * is not stored, t->owner_id is). */
 int store_token_create(struct store *s, const struct store_token *t,
                        const char *hash, struct error *err);
 int store_token_get_by_hash(struct store *s, const char *hash,
@@ -185,5 +193,55 @@ int store_token_revoke(struct store *s, const char *id, int64_t now,
 /* Every token, newest first (revoked and expired included). */
 int store_token_list(struct store *s, struct store_token **out, size_t *n,
                      struct error *err);
+
+/* ---- the per-account login throttle (R22) ------------------------------------ */
+
+/* One account's failed logins (account: a user name, also of users that do
+ * not exist, so the answer cannot tell them apart). Policy: auth/throttle.c. */
+struct store_throttle {
+    int failures;                   /* counted since first_at */
+    int64_t first_at;
+    int level;                      /* locks so far (0: none, or forgiven) */
+    int64_t locked_until;           /* refused without a password check until */
+    int64_t updated_at;
+};
+
+/* The row of account; zeroed when there is none (1). */
+int store_throttle_get(struct store *s, const char *account,
+                       struct store_throttle *out, struct error *err);
+/* Read, change and write back account's row in one IMMEDIATE transaction,
+ * so concurrent failures are all counted: update() gets the row (zeroed
+ * when there is none) and edits it; it returns 0 to store it, 1 to delete
+ * it. Rows not updated since prune_before and not locked at now are
+ * deleted in the same transaction (the table stays small). */
+int store_throttle_update(struct store *s, const char *account,
+                          int (*update)(struct store_throttle *t, void *arg),
+                          void *arg, int64_t now, int64_t prune_before,
+                          struct error *err);
+/* Forget an account's failures (after a successful login). */
+int store_throttle_clear(struct store *s, const char *account,
+                         struct error *err);
+
+/* ---- webhook HMAC signatures already accepted (M6, R22) ----------------------- */
+
+/* Claim signature sig of scope (the webhook connector's name) until
+ * `until` (ms) for the process run `run` (an id new at every start):
+ * 0 claimed (new, expired, or left pending by an earlier run, i.e. a
+ * process that died before it stored the request); 1 refused (accepted
+ * before within its window, or pending in this run: a concurrent replay);
+ * -1 error. One statement, so two requests cannot both claim. */
+int store_replay_claim(struct store *s, const char *scope, const char *sig,
+                       int64_t until, const char *run, int64_t now,
+                       struct error *err);
+/* The claimed request was stored: the claim holds until it expires, across
+ * restarts. */
+int store_replay_done(struct store *s, const char *scope, const char *sig,
+                      struct error *err);
+/* The claimed request was not stored: give the claim back (only a pending
+ * claim of this run). */
+int store_replay_release(struct store *s, const char *scope, const char *sig,
+                         const char *run, struct error *err);
+/* Delete claims that expired before now. */
+int store_replay_prune(struct store *s, int64_t now, struct error *err);
 
 #endif

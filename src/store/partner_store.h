@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/id.h"
 
 struct store;
 struct store_flow;
@@ -61,6 +62,34 @@ int store_receipts_list(struct store *s, const char *message_id,
                         int with_body, struct store_receipt **out, size_t *n,
                         struct error *err);
 void store_receipts_free(struct store_receipt *r, size_t n);
+
+/* ---- refused AS2 requests, folded into bursts (migration 6) ---- */
+
+struct store_refusal {
+    const char *source;         /* the connector that refused it */
+    const char *address;        /* the client's address */
+    const char *reason;         /* short class: "decryption-failed", ... */
+    const char *text;           /* the event text of this refusal */
+    int64_t window_ms;          /* a burst goes on while the refusals of
+                                 * one source, address and reason come
+                                 * within this long of each other */
+};
+
+/* Record one refused request in one transaction, folded into its burst:
+ * the first is a message in state "refused" with text as its error event;
+ * each later one counts, moves the burst's last-seen time and rewrites
+ * one "refused N times in all ..." event (a burst keeps 2 events,
+ * whatever its length). id gets the burst's message id, *count its
+ * refusals so far (1: a new record). 0 or -1 with err. */
+int store_refusal_record(struct store *s, const struct store_refusal *r,
+                         char id[ID_LEN + 1], int64_t *count,
+                         struct error *err);
+
+/* An asynchronous MDN for message msgid came in: its hop at connector,
+ * if waiting (retrying, due later), is due now. 1 when one was woken,
+ * 0 when none, -1 with err. */
+int store_hop_wake(struct store *s, const char *msgid, const char *connector,
+                   struct error *err);
 
 void store_cert_clear(struct store_cert *c);
 void store_certs_free(struct store_cert *c, size_t n);

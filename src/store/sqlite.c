@@ -97,6 +97,34 @@ static const char *const MIGRATIONS[] = {
     "  direction TEXT NOT NULL, at INTEGER NOT NULL, as2_message_id TEXT,"
     "  original_message_id TEXT, headers TEXT NOT NULL, body BLOB NOT NULL);"
     "CREATE INDEX receipts_message ON receipts(message_id, id);",
+    /* 6: refused inbound AS2 requests folded into bursts (one "refused"
+     * message per source, address and reason while they keep coming;
+     * sqlite_partners.c) */
+    "CREATE TABLE refusals(message_id TEXT PRIMARY KEY,"
+    "  source TEXT NOT NULL, address TEXT NOT NULL,"
+    "  reason TEXT NOT NULL, count INTEGER NOT NULL, first_at INTEGER"
+    "  NOT NULL, last_at INTEGER NOT NULL, event_id INTEGER NOT NULL"
+    "  DEFAULT 0);"
+    "CREATE INDEX refusals_burst ON refusals(source, address, reason,"
+    "  last_at);",
+    /* 7: API tokens act as their owner (legacy rows get the user or token
+     * that created them, else none: refused); per-account login throttle;
+     * webhook HMAC signatures seen (sqlite_auth.c) */
+    "ALTER TABLE tokens ADD COLUMN owner_id INTEGER REFERENCES users(id)"
+    "  ON DELETE SET NULL;"
+    "UPDATE tokens SET owner_id = (SELECT id FROM users"
+    "  WHERE 'user:' || users.name = tokens.created_by);"
+    "UPDATE tokens SET owner_id = (SELECT t2.owner_id FROM tokens t2"
+    "  WHERE 'token:' || t2.id = tokens.created_by) WHERE owner_id IS NULL;"
+    "CREATE INDEX tokens_owner ON tokens(owner_id);"
+    "CREATE TABLE login_throttle(account TEXT PRIMARY KEY,"
+    "  failures INTEGER NOT NULL, first_at INTEGER NOT NULL,"
+    "  level INTEGER NOT NULL, locked_until INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE replay_guard(scope TEXT NOT NULL, sig TEXT NOT NULL,"
+    "  until INTEGER NOT NULL, run TEXT NOT NULL, done INTEGER NOT NULL"
+    "  DEFAULT 0, PRIMARY KEY(scope, sig));"
+    "CREATE INDEX replay_guard_until ON replay_guard(until);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -109,8 +137,10 @@ enum stmt_id {
     S_GEN_BUMP,
     S_MSG_INS, S_MSG_BY_DEDUP, S_MSG_GET, S_MSG_LIST, S_MSG_LIST_STATE,
     S_MSG_EACH, S_MSG_STATE,
+    S_MSG_PREFIX,
     S_HOP_INS, S_HOP_DUE, S_HOP_TAKE, S_HOP_SET, S_HOP_OF_MSG,
     S_HOP_RELEASE, S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL, S_HOP_COUNTS,
+    S_HOP_ONWARD,
     S_EVT_INS, S_EVT_OF_MSG,
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
     S_CONN_SET_CONFIG, S_HOP_HOLD, S_HOP_UNHOLD, S_HOP_UNHOLD_ALL,
@@ -148,6 +178,10 @@ static const char *const SQL[S_COUNT] = {
     [S_MSG_EACH] = "SELECT id, created_at, updated_at, source, filename, size,"
                    " sha256, state, payload_path, dedup_key FROM messages"
                    " WHERE payload_path IS NOT NULL AND id > ?1 ORDER BY id LIMIT 256",
+    /* Ids are lowercase hex and '-', all below '~': a prefix is a range
+     * of the primary key. */
+    [S_MSG_PREFIX] = "SELECT COUNT(*), MIN(id) FROM messages"
+                     " WHERE id >= ?1 AND id < ?1 || '~'",
     /* A message's state is the state of its delivery hops, worst first. */
     [S_MSG_STATE] =
         "UPDATE messages SET updated_at = ?2, state = COALESCE(("
@@ -161,11 +195,15 @@ static const char *const SQL[S_COUNT] = {
         " HAVING COUNT(*) > 0), 'received') WHERE id = ?1",
     [S_HOP_INS] = "INSERT INTO hops(message_id, connector, state, next_at,"
                   " created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?4, ?4)",
+    /* Due hops of one lane: messages of ?3 to ?4 bytes (engine.c). */
     [S_HOP_DUE] = "SELECT id, message_id, connector, state, attempts, next_at,"
                   " created_at, updated_at, last_error, receipt FROM hops"
-                  " WHERE (state IN ('queued', 'retrying') AND next_at <= ?1"
-                  "        AND (lease_until IS NULL OR lease_until < ?1))"
-                  "    OR (state = 'processing' AND lease_until < ?1)"
+                  " WHERE ((state IN ('queued', 'retrying') AND next_at <= ?1"
+                  "         AND (lease_until IS NULL OR lease_until < ?1))"
+                  "     OR (state = 'processing' AND lease_until < ?1))"
+                  "   AND (SELECT COALESCE(MAX(size), 0) FROM messages"
+                  "        WHERE messages.id = hops.message_id)"
+                  "       BETWEEN ?3 AND ?4"
                   " ORDER BY next_at, id LIMIT ?2",
     [S_HOP_TAKE] = "UPDATE hops SET state = 'processing', lease_owner = ?2,"
                    " lease_until = ?3, updated_at = ?4 WHERE id = ?1",
@@ -187,6 +225,8 @@ static const char *const SQL[S_COUNT] = {
                          " lease_owner = NULL, lease_until = NULL"
                          " WHERE message_id = ?1 AND state IN ('sent', 'failed')",
     [S_HOP_COUNTS] = "SELECT state, COUNT(*) FROM hops GROUP BY state",
+    [S_HOP_ONWARD] = "SELECT COUNT(*) FROM hops WHERE message_id = ?1"
+                     " AND state != 'received'",
     [S_EVT_INS] = "INSERT INTO events(message_id, hop_id, at, level, text)"
                   " VALUES(?1, ?2, ?3, ?4, ?5)",
     [S_MSG_ERASE] = "UPDATE messages SET payload_path = NULL, state = 'erased',"
@@ -902,6 +942,42 @@ int store_message_list(struct store *s, const char *state, int64_t limit,
     return message_rows(s, st, out, n, err);
 }
 
+const char *const store_message_states[] = {
+    "queued", "processing", "retrying", "sent", "failed", "received",
+    "refused", "erased", NULL
+};
+
+bool store_message_state_known(const char *state)
+{
+    for (int i = 0; state && store_message_states[i]; i++)
+        if (strcmp(state, store_message_states[i]) == 0)
+            return true;
+    return false;
+}
+
+int store_message_prefix(struct store *s, const char *prefix,
+                         char id[ID_LEN + 1], int64_t *count,
+                         struct error *err)
+{
+    id[0] = '\0';
+    *count = 0;
+    sqlite3_stmt *st = stmt_get(s, S_MSG_PREFIX, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, prefix);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(st, 0);
+        const unsigned char *first = sqlite3_column_text(st, 1);
+        if (*count == 1 && first)
+            snprintf(id, ID_LEN + 1, "%s", (const char *)first);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, err, "look up a message id prefix");
+    return 0;
+}
+
 int store_message_each(struct store *s,
                        int (*cb)(const struct store_message *m, void *arg),
                        void *arg, struct error *err)
@@ -940,19 +1016,30 @@ static int message_state_update(struct store *s, const char *id, int64_t now,
     return store_step_done(s, st, err, "update message state");
 }
 
-static int resend_tx(struct store *s, const char *id, const char *who,
-                     int64_t now, int *requeued, struct error *err)
+/* How many hops message id has beyond its source's; -1 on error. */
+static int64_t hops_onward(struct store *s, const char *id, struct error *err)
 {
-    sqlite3_stmt *st = stmt_get(s, S_HOP_RESEND_FAILED, err);
+    sqlite3_stmt *st = stmt_get(s, S_HOP_ONWARD, err);
     if (st == NULL)
         return -1;
     store_bind_text(st, 1, id);
-    sqlite3_bind_int64(st, 2, now);
-    if (store_step_done(s, st, err, "resend") < 0)
-        return -1;
-    *requeued = sqlite3_changes(s->db);
-    if (*requeued == 0) {
-        if ((st = stmt_get(s, S_HOP_RESEND_ALL, err)) == NULL)
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_reset(st);
+    if (n < 0)
+        store_db_error(s, err, "count hops");
+    return n;
+}
+
+/* Requeue the failed hops, else the sent and failed ones. */
+static int requeue(struct store *s, const char *id, int64_t now,
+                   int *requeued, struct error *err)
+{
+    static const int which[] = { S_HOP_RESEND_FAILED, S_HOP_RESEND_ALL };
+    *requeued = 0;
+    for (size_t i = 0; i < 2 && *requeued == 0; i++) {
+        sqlite3_stmt *st = stmt_get(s, which[i], err);
+        if (st == NULL)
             return -1;
         store_bind_text(st, 1, id);
         sqlite3_bind_int64(st, 2, now);
@@ -960,27 +1047,62 @@ static int resend_tx(struct store *s, const char *id, const char *who,
             return -1;
         *requeued = sqlite3_changes(s->db);
     }
+    return 0;
+}
+
+static int resend_tx(struct store *s, const struct store_message *m,
+                     const char *who, const char *const *next, size_t nnext,
+                     int64_t now, int *requeued, struct error *err)
+{
     char text[300];
-    snprintf(text, sizeof(text), "resend requested by %s: %d hop(s) queued",
-             who, *requeued);
-    if (event_add(s, id, 0, now, "info", text, err) < 0)
+    if (requeue(s, m->id, now, requeued, err) < 0)
         return -1;
-    return message_state_update(s, id, now, err);
+    if (*requeued > 0) {
+        snprintf(text, sizeof(text), "resend requested by %s: %d hop(s) "
+                 "queued", who, *requeued);
+    } else {
+        int64_t onward = hops_onward(s, m->id, err);
+        if (onward < 0)
+            return -1;
+        if (onward > 0)
+            return error_set(err, "message %s is still being delivered "
+                             "(%lld hop(s) queued or in progress): nothing to "
+                             "resend", m->id, (long long)onward) - 1;
+        if (nnext == 0)
+            return error_set(err, "message %s never left %s, which has no "
+                             "outgoing link: add a link with `wharf flow "
+                             "import`, then resend it", m->id, m->source) - 1;
+        if (hops_queue(s, m->id, next, nnext, now, err) < 0)
+            return -1;
+        *requeued = (int)nnext;
+        snprintf(text, sizeof(text), "resend requested by %s: routed through "
+                 "the current links of %s (%zu hop(s))", who, m->source,
+                 nnext);
+    }
+    if (event_add(s, m->id, 0, now, "info", text, err) < 0)
+        return -1;
+    return message_state_update(s, m->id, now, err);
 }
 
 int store_message_resend(struct store *s, const char *id, const char *who,
+                         const char *const *next, size_t nnext,
                          int *requeued, struct error *err)
 {
     struct store_message m;
     int found = store_message_get(s, id, &m, err);
-    store_message_clear(&m);
-    if (found != 0)
+    if (found != 0) {
+        store_message_clear(&m);
         return found;
-    if (store_tx_begin(s, err) < 0)
-        return -1;
-    if (resend_tx(s, id, who, time_now_ms(), requeued, err) < 0)
-        return store_tx_fail(s);
-    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
+    }
+    int rc = store_tx_begin(s, err);
+    int tx = rc == 0 ? resend_tx(s, &m, who, next, nnext, time_now_ms(),
+                                 requeued, err) : 0;
+    if (rc == 0 && tx < 0)
+        rc = store_tx_fail(s) + (tx == -2 ? 3 : 0);     /* -2: refused */
+    else if (rc == 0 && store_tx_commit(s, err) < 0)
+        rc = store_tx_fail(s);
+    store_message_clear(&m);
+    return rc;
 }
 
 /* ---- hops ------------------------------------------------------------------ */
@@ -1041,7 +1163,8 @@ static int hop_rows(struct store *s, sqlite3_stmt *st, struct store_hop **out,
 }
 
 static int lease_tx(struct store *s, const char *owner, int64_t now,
-                    int64_t lease_ms, size_t max, struct store_hop **out,
+                    int64_t lease_ms, size_t max,
+                    const struct store_lane *lane, struct store_hop **out,
                     size_t *n, struct error *err)
 {
     sqlite3_stmt *st = stmt_get(s, S_HOP_DUE, err);
@@ -1049,6 +1172,8 @@ static int lease_tx(struct store *s, const char *owner, int64_t now,
         return -1;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    sqlite3_bind_int64(st, 3, lane ? lane->min_size : 0);
+    sqlite3_bind_int64(st, 4, lane ? lane->max_size : INT64_MAX);
     if (hop_rows(s, st, out, n, max, err) < 0)
         return -1;
     for (size_t i = 0; i < *n; i++) {
@@ -1068,11 +1193,21 @@ int store_hop_lease(struct store *s, const char *owner, int64_t now,
                     int64_t lease_ms, size_t max, struct store_hop **out,
                     size_t *n, struct error *err)
 {
+    return store_hop_lease_lane(s, owner, now, lease_ms, max, NULL, out, n,
+                                err);
+}
+
+int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
+                         int64_t lease_ms, size_t max,
+                         const struct store_lane *lane,
+                         struct store_hop **out, size_t *n,
+                         struct error *err)
+{
     *out = NULL;
     *n = 0;
     if (store_tx_begin(s, err) < 0)
         return -1;
-    if (lease_tx(s, owner, now, lease_ms, max, out, n, err) < 0 ||
+    if (lease_tx(s, owner, now, lease_ms, max, lane, out, n, err) < 0 ||
         store_tx_commit(s, err) < 0) {
         store_hops_free(*out, *n);
         *out = NULL;
@@ -1089,7 +1224,8 @@ int store_leases_release(struct store *s, struct error *err)
 
 static const char *result_state(enum hop_result r)
 {
-    return r == HOP_SENT ? "sent" : r == HOP_RETRY ? "retrying" : "failed";
+    return r == HOP_SENT ? "sent" : r == HOP_RETRY || r == HOP_WAIT
+           ? "retrying" : "failed";
 }
 
 static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
@@ -1101,6 +1237,8 @@ static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
     else if (o->result == HOP_RETRY)
         snprintf(buf, n, "attempt %d by %s failed, will retry: %s",
                  o->attempts, o->connector, o->error ? o->error : "-");
+    else if (o->result == HOP_WAIT)
+        snprintf(buf, n, "%s: %s", o->connector, o->receipt);
     else
         snprintf(buf, n, "failed at %s after %d attempt(s): %s",
                  o->connector, o->attempts, o->error ? o->error : "-");
@@ -1116,9 +1254,12 @@ static int finish_one(struct store *s, const struct store_outcome *o,
     sqlite3_bind_int64(st, 1, o->hop_id);
     store_bind_text(st, 2, result_state(o->result));
     sqlite3_bind_int(st, 3, o->attempts);
-    sqlite3_bind_int64(st, 4, o->result == HOP_RETRY ? o->next_at : now);
-    store_bind_text(st, 5, o->result == HOP_SENT ? NULL : o->error);
-    store_bind_text(st, 6, o->receipt);
+    sqlite3_bind_int64(st, 4, o->result == HOP_RETRY ||
+                              o->result == HOP_WAIT ? o->next_at : now);
+    store_bind_text(st, 5, o->result == HOP_SENT || o->result == HOP_WAIT
+                           ? NULL : o->error);
+    /* a wait's text is for the history, not the hop's receipt */
+    store_bind_text(st, 6, o->result == HOP_WAIT ? NULL : o->receipt);
     sqlite3_bind_int64(st, 7, now);
     store_bind_text(st, 8, o->owner);
     if (store_step_done(s, st, err, "update hop") < 0)
@@ -1127,9 +1268,11 @@ static int finish_one(struct store *s, const struct store_outcome *o,
         return 1;
     char text[900];
     outcome_text(o, text, sizeof(text));
-    const char *level = o->result == HOP_SENT ? "info"
-                      : o->result == HOP_RETRY ? "warning" : "error";
-    if (event_add(s, o->message_id, o->hop_id, now, level, text, err) < 0)
+    const char *level = o->result == HOP_SENT || o->result == HOP_WAIT
+                      ? "info" : o->result == HOP_RETRY ? "warning" : "error";
+    /* a hop still waiting says so once (when it starts), not at each look */
+    if ((o->result != HOP_WAIT || o->receipt) &&
+        event_add(s, o->message_id, o->hop_id, now, level, text, err) < 0)
         return -1;
     if (o->result == HOP_SENT &&
         hops_queue(s, o->message_id, o->next, o->nnext, now, err) < 0)

@@ -1,6 +1,8 @@
 /*
  * sqlite_auth.c - the SQLite statements of auth_store.h: users, recovery
- * codes, sessions and API tokens (tables of migration 2 in sqlite.c).
+ * codes, sessions and API tokens (tables of migration 2 in sqlite.c), the
+ * owner of a token, the per-account login throttle and the webhook HMAC
+ * signatures seen (migration 6).
  *
  * Owns statement cache slots 32..95 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. Checks that
@@ -27,6 +29,8 @@ enum {
     A_SES_REVOKE_USER, A_SES_LIST, A_SES_LIST_USER, A_SES_PURGE,
     A_TOK_INS, A_TOK_BY_HASH, A_TOK_GET, A_TOK_TOUCH, A_TOK_REVOKE,
     A_TOK_LIST, A_USER_BY_SUBJECT, A_USER_SUBJECT,
+    A_TOK_REVOKE_OWNER, A_THR_GET, A_THR_PUT, A_THR_DEL, A_THR_PRUNE,
+    A_RPL_CLAIM, A_RPL_DONE, A_RPL_RELEASE, A_RPL_PRUNE,
     A_LAST
 };
 _Static_assert(A_LAST <= 96, "sqlite_auth.c owns statement slots 32..95");
@@ -36,8 +40,10 @@ _Static_assert(A_LAST <= 96, "sqlite_auth.c owns statement slots 32..95");
     " updated_at"
 #define SES_COLS "id_hash, user_id, csrf_hash, address, mfa, created_at," \
     " last_seen_at, expires_at, revoked_at"
-#define TOK_COLS "id, name, role, created_by, created_at, expires_at," \
-    " last_used_at, revoked_at"
+#define TOK_COLS "t.id, t.name, t.role, t.created_by, t.created_at," \
+    " t.expires_at, t.last_used_at, t.revoked_at, t.owner_id, u.name"
+#define TOK_FROM " FROM tokens t LEFT JOIN users u ON u.id = t.owner_id"
+#define THR_COLS "failures, first_at, level, locked_until, updated_at"
 
 static const char *const SQL_AUTH[A_LAST - 32] = {
 #define Q(slot) [(slot) - 32]
@@ -94,14 +100,35 @@ static const char *const SQL_AUTH[A_LAST - 32] = {
     Q(A_SES_PURGE) = "DELETE FROM sessions WHERE expires_at <= ?1"
         " OR last_seen_at < ?2 OR (revoked_at IS NOT NULL AND revoked_at < ?3)",
     Q(A_TOK_INS) = "INSERT INTO tokens(id, name, hash, role, created_by,"
-        " created_at, expires_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    Q(A_TOK_BY_HASH) = "SELECT " TOK_COLS " FROM tokens WHERE hash = ?1",
-    Q(A_TOK_GET) = "SELECT " TOK_COLS " FROM tokens WHERE id = ?1",
+        " created_at, expires_at, owner_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+        " ?8)",
+    Q(A_TOK_BY_HASH) = "SELECT " TOK_COLS TOK_FROM " WHERE t.hash = ?1",
+    Q(A_TOK_GET) = "SELECT " TOK_COLS TOK_FROM " WHERE t.id = ?1",
     Q(A_TOK_TOUCH) = "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
     Q(A_TOK_REVOKE) = "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1"
         " AND revoked_at IS NULL",
-    Q(A_TOK_LIST) = "SELECT " TOK_COLS " FROM tokens"
-        " ORDER BY created_at DESC, id DESC",
+    Q(A_TOK_LIST) = "SELECT " TOK_COLS TOK_FROM
+        " ORDER BY t.created_at DESC, t.id DESC",
+    Q(A_TOK_REVOKE_OWNER) = "UPDATE tokens SET revoked_at = ?2"
+        " WHERE owner_id = ?1 AND revoked_at IS NULL",
+    Q(A_THR_GET) = "SELECT " THR_COLS " FROM login_throttle WHERE account = ?1",
+    Q(A_THR_PUT) = "INSERT INTO login_throttle(account, " THR_COLS ")"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(account) DO UPDATE SET"
+        " failures = ?2, first_at = ?3, level = ?4, locked_until = ?5,"
+        " updated_at = ?6",
+    Q(A_THR_DEL) = "DELETE FROM login_throttle WHERE account = ?1",
+    Q(A_THR_PRUNE) = "DELETE FROM login_throttle WHERE updated_at < ?1"
+        " AND locked_until < ?2",
+    Q(A_RPL_CLAIM) = "INSERT INTO replay_guard(scope, sig, until, run, done)"
+        " VALUES(?1, ?2, ?3, ?4, 0) ON CONFLICT(scope, sig) DO UPDATE SET"
+        " until = excluded.until, run = excluded.run, done = 0"
+        " WHERE replay_guard.until < ?5"
+        " OR (replay_guard.done = 0 AND replay_guard.run <> excluded.run)",
+    Q(A_RPL_DONE) = "UPDATE replay_guard SET done = 1 WHERE scope = ?1"
+        " AND sig = ?2",
+    Q(A_RPL_RELEASE) = "DELETE FROM replay_guard WHERE scope = ?1 AND sig = ?2"
+        " AND run = ?3 AND done = 0",
+    Q(A_RPL_PRUNE) = "DELETE FROM replay_guard WHERE until < ?1",
 #undef Q
 };
 
@@ -384,13 +411,41 @@ int store_user_totp_step(struct store *s, int64_t id, int64_t step,
     return step_changed(s, st, err, "record TOTP step");
 }
 
-int store_user_delete(struct store *s, int64_t id, struct error *err)
+static int tokens_revoke_owner(struct store *s, int64_t owner, int64_t now,
+                               int *count, struct error *err)
 {
-    sqlite3_stmt *st = stmt(s, A_USER_DEL, err);
+    sqlite3_stmt *st = stmt(s, A_TOK_REVOKE_OWNER, err);
     if (st == NULL)
         return -1;
+    sqlite3_bind_int64(st, 1, owner);
+    sqlite3_bind_int64(st, 2, now);
+    if (store_step_done(s, st, err, "revoke the user's tokens") < 0)
+        return -1;
+    *count = sqlite3_changes(store_db(s));
+    return 0;
+}
+
+int store_user_delete(struct store *s, int64_t id, int64_t now,
+                      int *tokens_revoked, struct error *err)
+{
+    int n = 0;
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    if (tokens_revoke_owner(s, id, now, &n, err) < 0 ||
+        (st = stmt(s, A_USER_DEL, err)) == NULL)
+        return store_tx_fail(s);
     sqlite3_bind_int64(st, 1, id);
-    return step_changed(s, st, err, "delete user");
+    int rc = step_changed(s, st, err, "delete user");
+    if (rc != 0) {
+        store_tx_fail(s);
+        return rc;
+    }
+    if (store_tx_commit(s, err) < 0)
+        return store_tx_fail(s);
+    if (tokens_revoked)
+        *tokens_revoked = n;
+    return 0;
 }
 
 int64_t store_user_count_role(struct store *s, const char *role,
@@ -635,6 +690,7 @@ void store_token_clear(struct store_token *t)
     free(t->name);
     free(t->role);
     free(t->created_by);
+    free(t->owner);
     memset(t, 0, sizeof(*t));
 }
 
@@ -656,6 +712,8 @@ static void token_row(sqlite3_stmt *st, struct store_token *t)
     t->expires_at = col_i64(st, 5);
     t->last_used_at = col_i64(st, 6);
     t->revoked_at = col_i64(st, 7);
+    t->owner_id = col_i64(st, 8);
+    t->owner = store_col_dup(st, 9);
 }
 
 int store_token_create(struct store *s, const struct store_token *t,
@@ -674,6 +732,10 @@ int store_token_create(struct store *s, const struct store_token *t,
         sqlite3_bind_int64(st, 7, t->expires_at);
     else
         sqlite3_bind_null(st, 7);
+    if (t->owner_id > 0)
+        sqlite3_bind_int64(st, 8, t->owner_id);
+    else
+        sqlite3_bind_null(st, 8);
     return store_step_done(s, st, err, "insert token");
 }
 
@@ -758,4 +820,135 @@ int store_token_list(struct store *s, struct store_token **out, size_t *n,
         return store_db_error(s, err, "list tokens");
     }
     return 0;
+}
+
+/* ---- the per-account login throttle ----------------------------------------------- */
+
+static void throttle_row(sqlite3_stmt *st, struct store_throttle *t)
+{
+    t->failures = sqlite3_column_int(st, 0);
+    t->first_at = sqlite3_column_int64(st, 1);
+    t->level = sqlite3_column_int(st, 2);
+    t->locked_until = sqlite3_column_int64(st, 3);
+    t->updated_at = sqlite3_column_int64(st, 4);
+}
+
+int store_throttle_get(struct store *s, const char *account,
+                       struct store_throttle *out, struct error *err)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *st = stmt(s, A_THR_GET, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, account);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        throttle_row(st, out);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_db_error(s, err, "read login throttle");
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+static int throttle_put(struct store *s, const char *account,
+                        const struct store_throttle *t, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_THR_PUT, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, account);
+    sqlite3_bind_int(st, 2, t->failures);
+    sqlite3_bind_int64(st, 3, t->first_at);
+    sqlite3_bind_int(st, 4, t->level);
+    sqlite3_bind_int64(st, 5, t->locked_until);
+    sqlite3_bind_int64(st, 6, t->updated_at);
+    return store_step_done(s, st, err, "write login throttle");
+}
+
+static int throttle_prune(struct store *s, int64_t before, int64_t now,
+                          struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_THR_PRUNE, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int64(st, 2, now);
+    return store_step_done(s, st, err, "prune login throttle");
+}
+
+int store_throttle_clear(struct store *s, const char *account,
+                         struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_THR_DEL, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, account);
+    return store_step_done(s, st, err, "clear login throttle");
+}
+
+int store_throttle_update(struct store *s, const char *account,
+                          int (*update)(struct store_throttle *t, void *arg),
+                          void *arg, int64_t now, int64_t prune_before,
+                          struct error *err)
+{
+    struct store_throttle t;
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    if (throttle_prune(s, prune_before, now, err) < 0 ||
+        store_throttle_get(s, account, &t, err) < 0)
+        return store_tx_fail(s);
+    int rc = update(&t, arg) == 0 ? throttle_put(s, account, &t, err)
+                                  : store_throttle_clear(s, account, err);
+    if (rc < 0 || store_tx_commit(s, err) < 0)
+        return store_tx_fail(s);
+    return 0;
+}
+
+/* ---- webhook HMAC signatures seen --------------------------------------------------- */
+
+int store_replay_claim(struct store *s, const char *scope, const char *sig,
+                       int64_t until, const char *run, int64_t now,
+                       struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_CLAIM, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, scope);
+    store_bind_text(st, 2, sig);
+    sqlite3_bind_int64(st, 3, until);
+    store_bind_text(st, 4, run);
+    sqlite3_bind_int64(st, 5, now);
+    return step_changed(s, st, err, "claim a signature");
+}
+
+int store_replay_done(struct store *s, const char *scope, const char *sig,
+                      struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_DONE, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, scope);
+    store_bind_text(st, 2, sig);
+    return step_changed(s, st, err, "record a signature") < 0 ? -1 : 0;
+}
+
+int store_replay_release(struct store *s, const char *scope, const char *sig,
+                         const char *run, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_RELEASE, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, scope);
+    store_bind_text(st, 2, sig);
+    store_bind_text(st, 3, run);
+    return step_changed(s, st, err, "release a signature") < 0 ? -1 : 0;
+}
+
+int store_replay_prune(struct store *s, int64_t now, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_RPL_PRUNE, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, now);
+    return store_step_done(s, st, err, "prune signatures");
 }

@@ -1,7 +1,8 @@
 /*
  * sqlite_partners.c - the SQLite statements of partner_store.h: the AS2
  * profile (setting "profile"), partners and certificates (tables of
- * migration 4 in sqlite.c).
+ * migration 4 in sqlite.c), receipts (5), refused AS2 requests folded into
+ * bursts (6) and the wake-up of a hop waiting for an asynchronous MDN.
  *
  * Owns statement cache slots 144..175 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. It stores
@@ -20,7 +21,9 @@
 enum { P_DEL_PARTNERS = 144, P_DEL_CERTS, P_DEL_PROFILE, P_SET_PROFILE,
        P_INS_PARTNER, P_INS_CERT, P_GET_PROFILE, P_ALL_PARTNERS,
        P_CERTS_ALL, P_CERTS_OWNER, P_SET_PARTNER_CONFIG, P_UPD_PROFILE,
-       P_RECEIPT_ADD, P_RECEIPTS, P_GEN_BUMP, P_LAST };
+       P_RECEIPT_ADD, P_RECEIPTS, P_GEN_BUMP,
+       P_BURST, P_BURST_BUMP, P_BURST_INS, P_REFUSED_INS, P_MSG_TOUCH,
+       P_EVT_INS, P_EVT_SET, P_HOP_WAKE, P_LAST };
 _Static_assert(P_LAST <= 176, "sqlite_partners.c owns slots 144..175");
 
 #define CERT_COLS "owner, id, subject, not_before, not_after, use_from, der," \
@@ -56,6 +59,22 @@ static const char *const SQL_PARTNERS[P_LAST - 144] = {
     [P_RECEIPTS - 144] = "SELECT id, message_id, direction, at,"
         " as2_message_id, original_message_id, headers, body FROM receipts"
         " WHERE message_id = ?1 ORDER BY id",
+    [P_BURST - 144] = "SELECT message_id, count, event_id FROM refusals"
+        " WHERE source = ?1 AND address = ?2 AND reason = ?3"
+        " AND last_at >= ?4 ORDER BY last_at DESC LIMIT 1",
+    [P_BURST_BUMP - 144] = "UPDATE refusals SET count = count + 1,"
+        " last_at = ?2, event_id = ?3 WHERE message_id = ?1",
+    [P_BURST_INS - 144] = "INSERT INTO refusals(message_id, source, address,"
+        " reason, count, first_at, last_at) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?5)",
+    [P_REFUSED_INS - 144] = "INSERT INTO messages(id, created_at, updated_at,"
+        " source, size, state) VALUES(?1, ?2, ?2, ?3, 0, 'refused')",
+    [P_MSG_TOUCH - 144] = "UPDATE messages SET updated_at = ?2 WHERE id = ?1",
+    [P_EVT_INS - 144] = "INSERT INTO events(message_id, hop_id, at, level,"
+        " text) VALUES(?1, 0, ?2, ?3, ?4)",
+    [P_EVT_SET - 144] = "UPDATE events SET at = ?2, text = ?3 WHERE id = ?1",
+    [P_HOP_WAKE - 144] = "UPDATE hops SET next_at = ?3, updated_at = ?3"
+        " WHERE message_id = ?1 AND connector = ?2 AND state = 'retrying'"
+        " AND next_at > ?3",
 };
 
 static sqlite3_stmt *p_stmt(struct store *s, int slot, struct error *err)
@@ -348,4 +367,137 @@ void store_receipts_free(struct store_receipt *r, size_t n)
         free(r[i].body);
     }
     free(r);
+}
+
+/* ---- refused AS2 requests, folded into bursts ------------------------------- */
+
+static int64_t event_insert(struct store *s, const char *msgid, int64_t at,
+                            const char *level, const char *text,
+                            struct error *err)
+{
+    sqlite3_stmt *st = p_stmt(s, P_EVT_INS, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, msgid);
+    sqlite3_bind_int64(st, 2, at);
+    store_bind_text(st, 3, level);
+    store_bind_text(st, 4, text);
+    if (store_step_done(s, st, err, "insert event") < 0)
+        return -1;
+    return sqlite3_last_insert_rowid(store_db(s));
+}
+
+/* 1 and the burst (id, count, event) that r continues, 0 when none. */
+static int burst_find(struct store *s, const struct store_refusal *r,
+                      int64_t now, char id[ID_LEN + 1], int64_t *count,
+                      int64_t *event_id, struct error *err)
+{
+    sqlite3_stmt *st = p_stmt(s, P_BURST, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, r->source);
+    store_bind_text(st, 2, r->address);
+    store_bind_text(st, 3, r->reason);
+    sqlite3_bind_int64(st, 4, now - r->window_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(id, ID_LEN + 1, "%s", t ? (const char *)t : "");
+        *count = sqlite3_column_int64(st, 1);
+        *event_id = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_db_error(s, err, "look up a burst of refusals");
+    return rc == SQLITE_ROW;
+}
+
+/* A new burst: the refused message, its event, the refusals row. */
+static int burst_new(struct store *s, const struct store_refusal *r,
+                     int64_t now, char id[ID_LEN + 1], struct error *err)
+{
+    id_new(id);
+    sqlite3_stmt *st = p_stmt(s, P_REFUSED_INS, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    store_bind_text(st, 3, r->source);
+    if (store_step_done(s, st, err, "insert a refused message") < 0 ||
+        event_insert(s, id, now, "error", r->text, err) < 0 ||
+        (st = p_stmt(s, P_BURST_INS, err)) == NULL)
+        return -1;
+    store_bind_text(st, 1, id);
+    store_bind_text(st, 2, r->source);
+    store_bind_text(st, 3, r->address);
+    store_bind_text(st, 4, r->reason);
+    sqlite3_bind_int64(st, 5, now);
+    return store_step_done(s, st, err, "insert a burst of refusals");
+}
+
+/* One more refusal of a burst: its count, and one "repeated" event
+ * (added at the second refusal, rewritten at the later ones). */
+static int burst_bump(struct store *s, const struct store_refusal *r,
+                      int64_t now, const char *id, int64_t count,
+                      int64_t event_id, struct error *err)
+{
+    char text[1200];
+    snprintf(text, sizeof(text), "refused %lld times in all from %s (%s), "
+             "the last one: %s", (long long)count, r->address, r->reason,
+             r->text);
+    sqlite3_stmt *st;
+    if (event_id > 0) {
+        if ((st = p_stmt(s, P_EVT_SET, err)) == NULL)
+            return -1;
+        sqlite3_bind_int64(st, 1, event_id);
+        sqlite3_bind_int64(st, 2, now);
+        store_bind_text(st, 3, text);
+        if (store_step_done(s, st, err, "update event") < 0)
+            return -1;
+    } else if ((event_id = event_insert(s, id, now, "error", text,
+                                        err)) < 0) {
+        return -1;
+    }
+    if ((st = p_stmt(s, P_BURST_BUMP, err)) == NULL)
+        return -1;
+    store_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, event_id);
+    if (store_step_done(s, st, err, "count a refusal") < 0 ||
+        (st = p_stmt(s, P_MSG_TOUCH, err)) == NULL)
+        return -1;
+    store_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    return store_step_done(s, st, err, "touch a refused message");
+}
+
+int store_refusal_record(struct store *s, const struct store_refusal *r,
+                         char id[ID_LEN + 1], int64_t *count,
+                         struct error *err)
+{
+    int64_t now = time_now_ms(), n = 0, event_id = 0;
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    int found = burst_find(s, r, now, id, &n, &event_id, err);
+    if (found < 0 ||
+        (found ? burst_bump(s, r, now, id, n + 1, event_id, err)
+               : burst_new(s, r, now, id, err)) < 0 ||
+        store_tx_commit(s, err) < 0)
+        return store_tx_fail(s);
+    *count = n + 1;
+    return 0;
+}
+
+int store_hop_wake(struct store *s, const char *msgid, const char *connector,
+                   struct error *err)
+{
+    sqlite3_stmt *st = p_stmt(s, P_HOP_WAKE, err);
+    if (st == NULL)
+        return -1;
+    store_bind_text(st, 1, msgid);
+    store_bind_text(st, 2, connector);
+    sqlite3_bind_int64(st, 3, time_now_ms());
+    if (store_step_done(s, st, err, "wake a waiting hop") < 0)
+        return -1;
+    return sqlite3_changes(store_db(s)) > 0;
 }

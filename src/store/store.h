@@ -17,13 +17,14 @@
 #ifndef WHARF_STORE_H
 #define WHARF_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 7
 
 struct store;
 
@@ -108,7 +109,7 @@ struct store_message {
     char *filename;
     int64_t size;
     char *sha256;                       /* hex, of the plaintext */
-    char *state;                        /* queued processing sent received failed retrying erased */
+    char *state;                        /* see store_message_states */
     char *payload_path;                 /* relative to the data dir */
     char *dedup_key;                    /* NULL when not deduplicated */
 };
@@ -153,6 +154,17 @@ int store_intake(struct store *s, struct store_new *items, size_t n,
 int store_message_get(struct store *s, const char *id,
                       struct store_message *out, struct error *err);
 
+/* Every state a message can be in (NULL-terminated): queued processing
+ * retrying sent failed received refused erased. */
+extern const char *const store_message_states[];
+bool store_message_state_known(const char *state);
+
+/* Messages whose id starts with prefix: *count of them and, when exactly
+ * one, its id (else ""). 0 or -1. */
+int store_message_prefix(struct store *s, const char *prefix,
+                         char id[ID_LEN + 1], int64_t *count,
+                         struct error *err);
+
 /* Newest first. state may be NULL (all). *out malloc'ed: free with
  * store_messages_free(*out, *n). */
 int store_message_list(struct store *s, const char *state, int64_t limit,
@@ -166,9 +178,13 @@ int store_message_each(struct store *s,
                        void *arg, struct error *err);
 
 /* Re-queue the message's delivery hops (failed ones; if none failed, all of
- * them) with attempts reset; an event names who asked. *requeued gets the
- * count. 1 when no such message. */
+ * them) with attempts reset; a message that never left its source (it has
+ * no other hop) is queued to `next` (the current links of its source). An
+ * event names who asked. *requeued gets the count. 1 when no such message;
+ * 2 with err when there is nothing to resend (hops still in flight, or no
+ * hop and no link); -1 with err on failure. */
 int store_message_resend(struct store *s, const char *id, const char *who,
+                         const char *const *next, size_t nnext,
                          int *requeued, struct error *err);
 
 /* Mark a message erased (R9): no payload any more, state "erased", its
@@ -204,11 +220,29 @@ int store_hop_lease(struct store *s, const char *owner, int64_t now,
                     int64_t lease_ms, size_t max, struct store_hop **out,
                     size_t *n, struct error *err);
 
+/* One lane of the engine: only hops whose message has min_size to
+ * max_size bytes (large payloads have their own workers). */
+struct store_lane {
+    int64_t min_size, max_size;
+};
+
+/* store_hop_lease restricted to a lane (NULL: every hop). */
+int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
+                         int64_t lease_ms, size_t max,
+                         const struct store_lane *lane,
+                         struct store_hop **out, size_t *n,
+                         struct error *err);
+
 /* Forget every lease (single-node SQLite: called when serve starts, since
  * no other process can hold one). */
 int store_leases_release(struct store *s, struct error *err);
 
-enum hop_result { HOP_SENT, HOP_RETRY, HOP_FAILED };
+/* HOP_WAIT: nothing failed, the far side has not answered yet (an
+ * asynchronous MDN): the hop stays "retrying" until next_at with its
+ * attempts unchanged and no error; receipt (when set: the wait began)
+ * becomes an info event, not the hop's receipt; no event for each later
+ * look. */
+enum hop_result { HOP_SENT, HOP_RETRY, HOP_FAILED, HOP_WAIT };
 
 struct store_outcome {
     int64_t hop_id;
@@ -217,9 +251,11 @@ struct store_outcome {
     const char *owner;          /* the lease holder: a lost lease is not committed */
     enum hop_result result;
     int attempts;               /* after this attempt */
-    int64_t next_at;            /* HOP_RETRY: when to try again */
+    int64_t next_at;            /* HOP_RETRY / HOP_WAIT: when to run again */
     const char *error;          /* HOP_RETRY / HOP_FAILED */
-    const char *receipt;        /* HOP_SENT: what the far side said, may be NULL */
+    const char *receipt;        /* HOP_SENT: what the far side said;
+                                 * HOP_WAIT: what it said so far (for the
+                                 * event only); may be NULL */
     const char *const *next;    /* HOP_SENT: connectors to queue next */
     size_t nnext;
 };

@@ -1,8 +1,11 @@
 /*
  * log.c - owns Wharf's diagnostics log (R5): the global level, the open
  * DIR/wharf.log, its size-based rotation and the optional copy on stderr,
- * all behind one mutex (levels are atomics so log_enabled() takes no lock).
- * It also owns log_redact(), the last line of defence for R6.
+ * all behind one mutex (levels are atomics so log_enabled() takes no lock),
+ * and reopening it after an outside rename (SIGHUP). It also owns the
+ * table of repeating conditions (log_repeat: one line, then a summary per
+ * interval, then "recovered"), and log_redact(), the last line of defence
+ * for R6.
  *
  * A line is formatted in fixed stack buffers (never malloc), then redacted,
  * then escaped so that one event is exactly one line; only then, under the
@@ -10,8 +13,9 @@
  * an O_APPEND descriptor, so lines from threads never interleave.
  *
  * It must never write a line that has not been through log_redact(), never
- * send anything off the machine, never call log_write() from itself (its
- * own failures go to stderr), and never change errno for its caller.
+ * send anything off the machine, never call log_write() from the write
+ * path itself (its own failures go to stderr; only the log_repeat wrappers
+ * call it, holding no lock), and never change errno for its caller.
  */
 #include "util/log.h"
 
@@ -259,6 +263,33 @@ void log_set_rotation(size_t max_bytes, int keep)
     pthread_mutex_unlock(&log_g.mu);
 }
 
+int log_reopen(struct error *err)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    pthread_mutex_lock(&log_g.mu);
+    if (log_g.fd < 0 || log_g.dir[0] == '\0') {
+        pthread_mutex_unlock(&log_g.mu);
+        return error_set(err, "no log file is open");
+    }
+    log_file_path(log_g.dir, 0, path, sizeof(path));
+    int fd = log_open_file(path);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        pthread_mutex_unlock(&log_g.mu);
+        return error_errno(err, e, "cannot reopen log file %s (still "
+                           "writing to the old one)", path);
+    }
+    close(log_g.fd);
+    log_g.fd = fd;
+    log_g.size = (size_t)st.st_size;
+    log_g.write_failed = false;
+    pthread_mutex_unlock(&log_g.mu);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* formatting a line                                                   */
 
@@ -413,6 +444,148 @@ void log_write(enum log_level level, int conn_level, const char *connector,
     body[blen++] = '\n';
     log_emit(level, conn, mid, body, blen);
     errno = saved_errno;
+}
+
+/* ------------------------------------------------------------------ */
+/* repeated conditions                                                 */
+/*
+ * A small table of keys under its own mutex (never held while a line is
+ * written). A slot is free when its key is "". Times are monotonic.
+ */
+
+#define LOG_KEY_MAX 128
+
+struct log_rep {
+    char key[LOG_KEY_MAX];
+    int64_t since_ms;       /* first occurrence */
+    int64_t last_ms;        /* last line written */
+    long total;             /* occurrences since the first */
+    long unwritten;         /* occurrences since the last line written */
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct log_rep e[LOG_REPEAT_KEYS];
+} log_rep_g = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static _Atomic int64_t log_rep_interval_g = 60000;
+
+enum log_rep_verdict { REP_UNTRACKED, REP_FIRST, REP_SUMMARY, REP_QUIET };
+
+void log_set_repeat_interval(int64_t ms)
+{
+    atomic_store(&log_rep_interval_g, ms < 0 ? 0 : ms);
+}
+
+/* With log_rep_g.mu held: the slot of key, or NULL. */
+static struct log_rep *log_rep_find(const char *key)
+{
+    for (int i = 0; i < LOG_REPEAT_KEYS; i++)
+        if (log_rep_g.e[i].key[0] && strcmp(log_rep_g.e[i].key, key) == 0)
+            return &log_rep_g.e[i];
+    return NULL;
+}
+
+/* Count one occurrence of key at now; *n and *span_ms describe what the
+ * summary line covers. */
+static enum log_rep_verdict log_rep_count(const char *key, int64_t now,
+                                          long *n, int64_t *span_ms)
+{
+    if (key == NULL || key[0] == '\0' || strlen(key) >= LOG_KEY_MAX)
+        return REP_UNTRACKED;
+    enum log_rep_verdict v = REP_QUIET;
+    pthread_mutex_lock(&log_rep_g.mu);
+    struct log_rep *r = log_rep_find(key);
+    if (r == NULL) {
+        for (int i = 0; r == NULL && i < LOG_REPEAT_KEYS; i++)
+            if (log_rep_g.e[i].key[0] == '\0')
+                r = &log_rep_g.e[i];
+        if (r == NULL) {
+            pthread_mutex_unlock(&log_rep_g.mu);
+            return REP_UNTRACKED;
+        }
+        snprintf(r->key, sizeof(r->key), "%s", key);
+        r->since_ms = r->last_ms = now;
+        r->total = 1;
+        r->unwritten = 0;
+        v = REP_FIRST;
+    } else {
+        r->total++;
+        r->unwritten++;
+        if (now - r->last_ms >= atomic_load(&log_rep_interval_g)) {
+            v = REP_SUMMARY;
+            *n = r->unwritten;
+            *span_ms = now - r->last_ms;
+            r->unwritten = 0;
+            r->last_ms = now;
+        }
+    }
+    pthread_mutex_unlock(&log_rep_g.mu);
+    return v;
+}
+
+static long long log_secs(int64_t ms)
+{
+    return (long long)((ms + 500) / 1000);
+}
+
+void log_repeat(enum log_level level, int conn_level, const char *connector,
+                const char *key, const char *fmt, ...)
+{
+    if (fmt == NULL)
+        return;
+    int saved_errno = errno;
+    char text[LOG_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    log_format_text(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    long n = 0;
+    int64_t span = 0;
+    switch (log_rep_count(key, time_mono_ms(), &n, &span)) {
+    case REP_FIRST:
+        log_write(level, conn_level, connector, NULL, "%s (repeats are "
+                  "counted and summarized every %lld s)", text,
+                  log_secs(atomic_load(&log_rep_interval_g)));
+        break;
+    case REP_SUMMARY:
+        log_write(level, conn_level, connector, NULL, "%s (repeated %ld "
+                  "times in the last %lld s)", text, n, log_secs(span));
+        break;
+    case REP_UNTRACKED:
+        log_write(level, conn_level, connector, NULL, "%s", text);
+        break;
+    case REP_QUIET:
+        break;
+    }
+    errno = saved_errno;
+}
+
+int log_recovered(enum log_level level, int conn_level, const char *connector,
+                  const char *key, const char *fmt, ...)
+{
+    if (key == NULL || key[0] == '\0' || fmt == NULL)
+        return 0;
+    int saved_errno = errno;
+    pthread_mutex_lock(&log_rep_g.mu);
+    struct log_rep *r = log_rep_find(key);
+    long total = r ? r->total : 0;
+    int64_t span = r ? time_mono_ms() - r->since_ms : 0;
+    if (r)
+        memset(r, 0, sizeof(*r));
+    pthread_mutex_unlock(&log_rep_g.mu);
+    if (total == 0)
+        return 0;
+    char text[LOG_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    log_format_text(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    log_write(level, conn_level, connector, NULL, "%s after %ld failure%s "
+              "in %lld s", text, total, total == 1 ? "" : "s",
+              log_secs(span));
+    errno = saved_errno;
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/error.h"
 
@@ -46,6 +47,12 @@ void log_set_stderr(bool on);
  * Defaults: 10 MiB, 5. */
 void log_set_rotation(size_t max_bytes, int keep);
 
+/* Open DIR/wharf.log again (after logrotate renamed it: `serve` does this
+ * on SIGHUP). The next line goes to the new file; if it cannot be opened
+ * the old descriptor stays in use. 0, or -1 with err (also when no log
+ * file was open). */
+int log_reopen(struct error *err);
+
 /* Would a line at `level` be written, given a connector level (-1 = none)? */
 bool log_enabled(enum log_level level, int conn_level);
 
@@ -55,6 +62,27 @@ bool log_enabled(enum log_level level, int conn_level);
 void log_write(enum log_level level, int conn_level, const char *connector,
                const char *msgid, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* A condition that repeats (a poll failing every second) keyed by `key`
+ * ("poll:inbox"): the first call writes its line, with a note that repeats
+ * are summarized; later calls are counted and written at most once per
+ * repeat interval as "TEXT (repeated N times in the last S s)". Up to
+ * LOG_REPEAT_KEYS keys are tracked; beyond that every line is written. */
+#define LOG_REPEAT_KEYS 512
+void log_repeat(enum log_level level, int conn_level, const char *connector,
+                const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* The condition `key` ended: when it was repeating, writes "TEXT after N
+ * failure(s) in S s", forgets the key and returns 1; else writes nothing
+ * and returns 0. */
+int log_recovered(enum log_level level, int conn_level, const char *connector,
+                  const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* How often a repeating condition is summarized (default 60 s; 0: every
+ * time). */
+void log_set_repeat_interval(int64_t ms);
 
 /* Mask credentials in s in place (same or shorter length). Exposed for
  * tests and for error texts that quote untrusted input. */

@@ -138,9 +138,19 @@ static void secret_strip_newline(struct secret *s)
     OPENSSL_cleanse(s->bytes + s->len, cut);
 }
 
+/* 1 when every byte of s is white space (or s is empty). */
+static int secret_blank(const struct secret *s)
+{
+    for (size_t i = 0; i < s->len; i++)
+        if (!strchr(" \t\r\n\v\f", s->bytes[i]) || s->bytes[i] == '\0')
+            return 0;
+    return 1;
+}
+
 struct secret *secret_from_file(const char *path, struct error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO must not hang the caller before fstat refuses it */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         error_errno(err, errno, "cannot open secret file %s", path);
         return NULL;
@@ -158,6 +168,12 @@ struct secret *secret_from_file(const char *path, struct error *err)
             s = NULL;
         } else {
             secret_strip_newline(s);
+            if (secret_blank(s)) {
+                error_set(err, "secret file %s is empty (or only white "
+                          "space)", path);
+                secret_free(s);
+                s = NULL;
+            }
         }
     }
     close(fd);

@@ -492,10 +492,16 @@ class As2Receiver:
       wrong_mic          the same with the MIC of other bytes
       other_key          signed with a key the sender does not know
       decryption_failed  "processed/error: decryption-failed", no MIC
+      unsigned_no_mic    an unsigned "processed" report without a
+                         Received-Content-MIC (RFC 4130 allows it; as
+                         OpenAS2 and pyas2-lib send them)
       async              HTTP 200 now; the MDN POSTed to the
                          Receipt-Delivery-Option (trusting async_ca)
     hold: an Event; when given, the response waits until it is set
     (async_hold: the same for the asynchronous MDN's POST).
+    fail_first: answer the first N requests HTTP 500 (after unwrapping
+    them: the message was processed, only the answer is lost); async_drop:
+    never send the asynchronous MDN of the first N requests.
     Every request is kept in .got (a dict per request, with "error" when
     the unwrapping failed)."""
 
@@ -509,6 +515,8 @@ class As2Receiver:
         self.async_ca = async_ca
         self.hold = None
         self.async_hold = None
+        self.fail_first = 0
+        self.async_drop = 0
         self.got = []
         self.async_results = []
         self.threads = []
@@ -616,7 +624,11 @@ class As2Receiver:
         except Exception:               # recorded; answered with an error
             rec["error"] = traceback.format_exc()
             return 500, [], b"cannot process\n"
+        if len(self.got) <= self.fail_first:
+            return 500, [("Content-Type", "text/plain")], b"try again\n"
         mdn_h, mdn_body = self.mdn(rec, headers)
+        if self.mode == "async" and len(self.got) <= self.async_drop:
+            return 200, [], b""
         if self.mode == "async":
             url = hget(headers, "Receipt-Delivery-Option")
             t = threading.Thread(target=self.post_async,
@@ -651,7 +663,7 @@ class As2Receiver:
                   ("Final-Recipient", f"rfc822; {self.as2_id}"),
                   ("Original-Message-ID", mid),
                   ("Disposition", disp)]
-        if self.mode != "decryption_failed":
+        if self.mode not in ("decryption_failed", "unsigned_no_mic"):
             fields.append(("Received-Content-MIC", value))
         notification = b"".join(f"{k}: {v}".encode() + CRLF
                                 for k, v in fields)
@@ -665,6 +677,13 @@ class As2Receiver:
             entity([("Content-Type", "message/disposition-notification")],
                    notification) + CRLF +
             b"--" + b.encode() + b"--" + CRLF)
+        ident = [("AS2-Version", "1.2"), ("AS2-From", self.as2_id),
+                 ("AS2-To", hget(req, "AS2-From")),
+                 ("Message-ID", f"<{uuid.uuid4()}@interop.receiver.test>"),
+                 ("Subject", "Your requested MDN response")]
+        if self.mode == "unsigned_no_mic":      # the report itself
+            rh, rb = split_entity(report)
+            return rh + [("MIME-Version", "1.0")] + ident, rb
         cert, key = (self.other if self.mode == "other_key"
                      else (self.cert, self.key))
         md = alg.lower().replace("-", "")
@@ -673,17 +692,12 @@ class As2Receiver:
                       input=report).stdout
         sh, sb = split_entity(signed)
         h = [(k, v) for k, v in sh if k.lower() != "mime-version"]
-        h += [("MIME-Version", "1.0"), ("AS2-Version", "1.2"),
-              ("AS2-From", self.as2_id),
-              ("AS2-To", hget(req, "AS2-From")),
-              ("Message-ID", f"<{uuid.uuid4()}@interop.receiver.test>"),
-              ("Subject", "Your requested MDN response")]
-        return h, sb
+        return h + [("MIME-Version", "1.0")] + ident, sb
 
 
 class MdnSink:
-    """An HTTPS endpoint that keeps what is POSTed to it (asynchronous
-    MDNs from Wharf) and answers 200."""
+    """An HTTPS endpoint (plain HTTP when tls_certkey is None) that keeps
+    what is POSTed to it (asynchronous MDNs from Wharf) and answers 200."""
 
     def __init__(self, tls_certkey):
         self.got = []
@@ -704,7 +718,8 @@ class MdnSink:
                 self.end_headers()
 
         self.httpd = serve_http(H, tls_certkey)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/mdn"
+        scheme = "https" if tls_certkey else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/mdn"
 
     def close(self):
         self.httpd.shutdown()

@@ -10,7 +10,8 @@ Helpers:
   wharf(*args)          run `wharf ARGS`, return CompletedProcess (text); fails
                         the test if a sanitizer reported anything on stderr.
                         Every command's output is kept in wharf.outputs.
-  data_dir              a fresh data dir (wharf init) tuned for tests
+  data_dir              a fresh data dir (wharf init) tuned for tests; flows
+                        may name folders under tmp_path (allowed_paths)
                         (poll_ms 50, lease_seconds 5, and free ports for the
                         admin and partner listeners: see listen_port()).
   start_server(data)    `wharf serve --data DATA` in the background, output in
@@ -221,10 +222,13 @@ def listen_port(data, which):
 
 
 def new_data_dir(wharf, path, *init_args, **conf):
+    """wharf init at path, tuned for tests. Flows may name folders under
+    path's parent (the test's tmp_path): allowed_paths."""
     wharf.init(path, *init_args)
     settings = {"poll_ms": 50, "lease_seconds": 5,
                 "admin_listen": f"127.0.0.1:{free_port()}",
-                "partner_listen": f"127.0.0.1:{free_port()}"}
+                "partner_listen": f"127.0.0.1:{free_port()}",
+                "allowed_paths": str(Path(path).resolve().parent)}
     settings.update(conf)
     tune_conf(path, **settings)
     return Path(path)

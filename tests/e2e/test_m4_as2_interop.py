@@ -27,6 +27,7 @@ import json
 import os
 import re
 import threading
+import time
 
 import pytest
 
@@ -506,7 +507,10 @@ def test_m4_interop_outbound_async_mdn(wharf, start_server, peer, side_a,
                                        receiver, pki):
     """mdn async: the CLI receiver answers 200 and later POSTs its signed
     MDN to A's /as2/mdn (over TLS, trusting A's listener certificate); A
-    waits, not "sent", until then, and checks it."""
+    waits, not "sent", until then, and checks it. Waiting is no failed
+    attempt (issue item 16): the hop waits with attempts 0, no error, one
+    info event, no WARNING "attempt failed" line, for longer than the
+    retry policy would allow failed attempts (max_attempts 3 of 200 ms)."""
     recv = receiver("async")
     recv.async_hold = threading.Event()
     a = start_a(wharf, start_server, side_a, peer, recv.url, pki["ca"],
@@ -514,9 +518,22 @@ def test_m4_interop_outbound_async_mdn(wharf, start_server, peer, side_a,
     payload = os.urandom(100 * 1024)
     drop_file(a.outbox, "late.bin", payload)
     wait_until(lambda: recv.got, timeout=60, desc="A's AS2 request")
-    wait_until(lambda: "asynchronous MDN" in (
-        the_hop(wharf, a)["last_error"] or ""), timeout=60,
-        desc="A waiting for the asynchronous MDN")
+    wait_until(lambda: "waiting for the asynchronous MDN" in " ".join(
+        e["text"] for e in wharf.show(a.data, the_message(wharf, a)["id"])
+        ["events"]), timeout=60, desc="A waiting for the asynchronous MDN")
+    # several looks at the pending MDN later (1 s, 2 s, ...), and long
+    # after three failed attempts would have failed the hop: still waiting
+    time.sleep(4)
+    hop = the_hop(wharf, a)
+    assert hop["state"] == "retrying" and hop["attempts"] == 0, hop
+    assert not hop.get("last_error") and not hop.get("receipt"), hop
+    detail = wharf.show(a.data, the_message(wharf, a)["id"])
+    waits = [e for e in detail["events"] if "waiting for the asynchronous "
+             "MDN" in e["text"]]
+    assert len(waits) == 1 and waits[0]["level"] == "info", detail["events"]
+    assert not any(e["level"] != "info" for e in detail["events"]), detail
+    assert "attempt 1 failed" not in a.log() and "WARN" not in a.log(), \
+        a.log()[-3000:]
     assert state_of(wharf, a) != "sent"
     rec = recv.got[0]
     assert cli.hget(rec["headers"], "Receipt-Delivery-Option") == a.mdn_url

@@ -392,6 +392,54 @@ def test_m6_webhook_hmac_and_replay(webhooks, wharf):
     assert len(wharf.messages(data)) == 1
 
 
+def test_m6_webhook_hmac_replay_refused_after_restart(tmp_path, wharf,
+                                                    start_server):
+    """The signatures a webhook accepted are kept in the database until
+    their window ends: a replay is refused after a clean restart and after
+    a kill -9 as well, and nothing is stored twice."""
+    data = new_data_dir(wharf, tmp_path / "data", ban_after_failures=1000)
+    sec = tmp_path / "secrets"
+    sec.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    doc = flow_doc([
+        {"name": "hh", "type": "webhook", "config": {
+            "auth": {"type": "hmac",
+                     "secret_file": secret_file(sec, "key", "hmac-key")}}},
+        file_dest("out", out),
+    ], [("hh", "out")])
+    wharf.import_flow(data, doc, tmp_path / "flow.json")
+    key = b"hmac-key"
+    sent = []
+    srv = start_server(data)
+    for restart in ("stop", "kill9"):
+        _, port = srv.wait_listening()
+        body = f'{{"order": "{restart}"}}'.encode()
+        h = {**signed(key, body), "X-Wharf-Filename": f"{restart}.json"}
+        st, r = post(port, "/webhook/hh", body, h)
+        assert st == 200, r
+        sent.append(r["id"])
+        wait_until(lambda: f"{restart}.json" in listdir(out), timeout=30,
+                   desc="the signed message delivered")
+        if restart == "stop":
+            srv.stop()
+        else:
+            srv.kill9()
+        srv = start_server(data)
+        _, port = srv.wait_listening()
+        st, r = post(port, "/webhook/hh", body, h)
+        assert st == 401 and "replay" in json.dumps(r), (restart, r)
+    # a new signature of the same body is a new request
+    body = b'{"order": "kill9"}'
+    st, r = post(port, "/webhook/hh", body,
+                 {**signed(key, body, ts=int(time.time()) + 1),
+                  "X-Wharf-Filename": "again.json"})
+    assert st == 200, r
+    assert r["id"] not in sent
+    assert len(wharf.messages(data)) == 3
+    srv.stop()
+
+
 def test_r04_webhook_client_certificate(tmp_path, wharf, start_server):
     from test_r03_tls import make_ca as mtls_ca, make_client
     d = tmp_path / "mtls"

@@ -81,9 +81,26 @@ def test_m7_contract_document_imports_and_exports(tmp_path, wharf, certs):
     data = new_data_dir(wharf, tmp_path / "data")
     doc = contract_doc(certs, tmp_path)
     wharf.import_flow(data, doc, tmp_path / "flow.json")
-    out = json.loads(wharf.export_flow(data))
-    assert out["profile"] == doc["profile"]
-    assert out["partners"] == doc["partners"]
+    key_der = ossl("pkey", "-in", certs["a_key"], "-outform", "DER",
+                   cwd=certs["dir"])
+    exported = wharf.export_flow(data)
+    out = json.loads(exported)
+    # what is stored needs no file: certificates as PEM, keys sealed (R15)
+    cl = json.loads(wharf.ok("cert", "list", "--data", data, "--json").stdout)
+    prof_id = [c["id"] for c in cl if c["owner"] == "(profile)"][0]
+    assert out["profile"] == {"as2_id": "wharf-a",
+                              "keys": [{"sealed": prof_id}]}
+    want = dict(doc["partners"][0])
+    want["certificates"] = [{"content": ossl("x509", "-in", certs["b"],
+                                             cwd=certs["dir"]).decode()}]
+    want["tls_ca"] = {"content": certs["ca"].read_text()}
+    assert out["partners"] == [want]
+    # and that export imports again, with every file gone (R15)
+    for f in certs["dir"].iterdir():
+        f.unlink()
+    (tmp_path / "again.json").write_text(exported)
+    wharf.ok("flow", "import", "--data", data, tmp_path / "again.json")
+    assert json.loads(wharf.export_flow(data)) == out
     # partner list / show
     listed = json.loads(wharf.ok("partner", "list", "--data", data,
                                  "--json").stdout)
@@ -103,15 +120,13 @@ def test_m7_contract_document_imports_and_exports(tmp_path, wharf, certs):
         assert c["not_after"].endswith("Z")
     prof = [c for c in cl if c["owner"] == "(profile)"][0]
     assert prof["private_key"] is True and "wharf-a" in prof["subject"]
-    key_der = ossl("pkey", "-in", certs["a_key"], "-outform", "DER",
-                   cwd=certs["dir"])
     raw = db_bytes(data)
     assert key_der[-64:] not in raw and b"p12-pass-6612" not in raw
     assert b"p12-pass-6612" not in wharf.export_flow(data).encode()
     # export a certificate as PEM: the same certificate openssl reads
     b_id = [c["id"] for c in cl if c["owner"] == "b"][0]
     pem = wharf.ok("cert", "export", "--data", data, b_id[:12]).stdout
-    assert pem == ossl("x509", "-in", certs["b"], cwd=certs["dir"]).decode()
+    assert pem == want["certificates"][0]["content"]
     assert "PRIVATE" not in wharf.ok("cert", "export", "--data", data,
                                      prof["id"][:12]).stdout
 
@@ -126,8 +141,10 @@ def test_m7_rollover_certificate_import(tmp_path, wharf, certs):
     new = [c for c in cl if "wharf-b-2027" in c["subject"]]
     assert len(new) == 1 and new[0]["use_from"] == "2027-01-31T00:00:00Z"
     out = json.loads(wharf.export_flow(data))
+    b2_pem = ossl("x509", "-inform", "DER", "-in", certs["b2_der"],
+                  cwd=certs["dir"]).decode()
     assert out["partners"][0]["certificates"][-1] == {
-        "file": str(certs["b2_der"]), "use_from": "2027-01-31T00:00:00Z"}
+        "file": {"content": b2_pem}, "use_from": "2027-01-31T00:00:00Z"}
     # a second profile key: PEM certificate + key
     wharf.ok("cert", "import", "--data", data, "--profile", "--key",
              certs["a_key"], certs["a_pem"])

@@ -4,17 +4,21 @@ stderr, 2 usage), version --deps (R10 bill of materials), init, send and
 message, and bad input that must change nothing. The runner (conftest)
 also fails any command whose stderr carries a sanitizer report.
 """
+import http.client
 import json
 import os
 import re
+import ssl
 import stat
+import uuid
 
 import pytest
 
-from conftest import MSG_ID_RE, file_dest, file_source, flow_doc, wait_until
+from conftest import (MSG_ID_RE, file_dest, file_source, flow_doc,
+                      listen_port, wait_until)
 
-COMMANDS = ["init", "serve", "flow", "send", "message", "key", "version",
-            "audit", "user", "token", "oidc", "api", "connector"]
+COMMANDS = ["init", "serve", "status", "flow", "send", "message", "key",
+            "version", "audit", "user", "token", "oidc", "api", "connector"]
 
 
 def one_error_line(p, *words):
@@ -251,8 +255,11 @@ def test_m8_cli_one_server_per_data_dir_and_no_rotate_while_serving(
                "serving" in (data_dir / "logs" / "wharf.log").read_text(),
                timeout=30, desc="the server running")
     keystore = (data_dir / "keystore").read_bytes()
-    one_error_line(wharf("serve", "--data", data_dir, timeout=30), "running")
-    one_error_line(wharf("key", "rotate", "--data", data_dir), "running")
+    # the refusal names the running server and its pid
+    one_error_line(wharf("serve", "--data", data_dir, timeout=30), "running",
+                   f"another `wharf serve` (pid {server.pid})", str(data_dir))
+    one_error_line(wharf("key", "rotate", "--data", data_dir), "running",
+                   f"(pid {server.pid})")
     assert (data_dir / "keystore").read_bytes() == keystore
     assert server.running()
     server.stop()
@@ -273,3 +280,138 @@ def test_m8_cli_bad_wharf_conf_is_one_clear_error(tmp_path, wharf, data_dir,
     assert conf.read_text() == good + line + "\n"
     conf.write_text(good)
     assert wharf.export_flow(data_dir) == flow_before
+
+
+# ---- errors that say what to do next, status --------------------------------------
+
+
+def test_m8_cli_missing_data_dir_says_what_to_do(wharf, tmp_path):
+    # the default ./wharf-data (cwd is tmp_path), and an explicit one
+    p = wharf("message", "list")
+    one_error_line(p, "no Wharf data directory at ./wharf-data", "--data DIR",
+                   "$WHARF_DATA", "`wharf init --data DIR`")
+    for argv in (["serve"], ["status"], ["flow", "export"],
+                 ["send", "inbox", tmp_path / "x"], ["key", "rotate"]):
+        p = wharf(*argv, "--data", tmp_path / "nowhere", timeout=30)
+        one_error_line(p, f"no Wharf data directory at {tmp_path}/nowhere",
+                       "--data", "$WHARF_DATA", "wharf init")
+    # a folder that is not a data directory
+    (tmp_path / "empty").mkdir()
+    one_error_line(wharf("message", "list", "--data", tmp_path / "empty"),
+                   "is not a Wharf data directory", "wharf.conf", "--data",
+                   "wharf init")
+    assert not (tmp_path / "wharf-data").exists()
+    assert not (tmp_path / "nowhere").exists()
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def test_m8_cli_status_without_a_server(wharf, data_dir):
+    line = one_error_line(wharf("status", "--data", data_dir),
+                          "not running", "wharf serve --data")
+    assert str(data_dir) in line
+
+
+# ---- message show by a unique prefix -----------------------------------------------
+
+
+def common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def test_m8_cli_message_show_takes_a_unique_id_prefix(tmp_path, wharf,
+                                                      data_dir):
+    wharf.import_flow(data_dir, good_flow(tmp_path), tmp_path / "good.json")
+    ids = []
+    for i in range(3):
+        f = tmp_path / f"m{i}.edi"
+        f.write_text(f"message {i}\n")
+        ids.append(wharf.send(data_dir, "inbox", f))
+    def unique(msgid):
+        others = [o for o in ids if o != msgid]
+        n = max(6, max(len(common_prefix(msgid, o)) for o in others) + 1)
+        return msgid[:n]
+    for msgid in ids:
+        prefix = unique(msgid)
+        assert wharf.show(data_dir, prefix)["id"] == msgid
+        assert wharf.show(data_dir, prefix.upper())["id"] == msgid
+        p = wharf.ok("message", "show", "--data", data_dir, prefix)
+        assert f"id:       {msgid}" in p.stdout
+    # resend resolves the same way and names the whole id (the message is
+    # still queued: nothing to resend, which is said, not "requeued 0")
+    p = wharf("message", "resend", "--data", data_dir, unique(ids[0]))
+    assert p.returncode == 1 and ids[0] in p.stderr, p
+    assert "still being delivered" in p.stderr
+
+    # ambiguous: the longest prefix two ids share (UUIDv7 ids made within
+    # seconds share at least their first 8 characters)
+    shared = max((common_prefix(a, b) for a in ids for b in ids if a != b),
+                 key=len)
+    assert len(shared) >= 6, ids
+    k = sum(i.startswith(shared) for i in ids)
+    line = one_error_line(wharf("message", "show", "--data", data_dir,
+                                shared), f"{k} messages have ids starting "
+                          f"with {shared}", "more characters")
+    assert not any(i in line for i in ids)         # never guessed
+    one_error_line(wharf("message", "show", "--data", data_dir, "ffffff"),
+                   "no message id starts with ffffff")
+    for bad in (ids[0][:5], "zzzzzz", ids[0] + "0"):
+        p = wharf("message", "show", "--data", data_dir, bad)
+        assert p.returncode == 2, (bad, p.stdout, p.stderr)
+        assert "6 or more characters" in p.stderr or "hex" in p.stderr
+
+
+# ---- refused messages: listed by state (CLI and API) ---------------------------------
+
+
+def api_get(port, path, token):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE         # init's self-signed certificate
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx,
+                                    timeout=30)
+    try:
+        c.request("GET", path, headers={"Authorization": f"Bearer {token}",
+                                        "Connection": "close"})
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        c.close()
+
+
+def test_m1_message_list_state_refused_cli_and_api(tmp_path, wharf,
+                                                   start_server):
+    from as2_pair import pair
+    from as2_raw import Request, post
+    _, b = pair(wharf, tmp_path)           # b requires signed, encrypted
+    out = wharf.ok("token", "create", "--data", b.data, "--role", "viewer",
+                   "--name", "ops", "--owner", "admin")
+    token = re.search(r"wharf_[A-Za-z0-9_-]+", out.stdout + out.stderr)[0]
+    b.server = start_server(b.data)
+    b.server.wait_listening()
+    # partner a sends a plain, unsigned message: refused, nothing kept
+    req = Request("/as2", [("AS2-Version", "1.2"), ("AS2-From", "wharf-a"),
+                           ("AS2-To", "wharf-b"),
+                           ("Message-ID", f"<{uuid.uuid4().hex}@test>"),
+                           ("Content-Type", "application/edi-x12")],
+                  b"ISA*00*plain*unsigned~\n")
+    post(b.url, req, b.tls_cert)
+    refused = wait_until(lambda: wharf.messages(b.data),
+                         desc="a refused message at b")
+    assert [m["state"] for m in refused] == ["refused"]
+
+    port = listen_port(b.data, "admin")
+    status, body = api_get(port, "/api/v1/messages?state=refused", token)
+    assert status == 200, body
+    assert [m["id"] for m in body["messages"]] == [refused[0]["id"]]
+    assert api_get(port, "/api/v1/messages?state=sent", token)[1][
+        "messages"] == []
+    assert api_get(port, "/api/v1/messages?state=snet", token)[0] == 400
+
+    assert wharf.messages(b.data, "refused") == refused
+    p = wharf.ok("message", "list", "--data", b.data, "--state", "refused")
+    assert refused[0]["id"] in p.stdout and "refused" in p.stdout
+    assert wharf.messages(b.data, "sent") == []
+    b.server.stop()

@@ -71,8 +71,9 @@ def test_m8_openapi_is_3_1(spec):
     assert spec["info"]["title"] and spec["info"]["version"]
     assert spec["paths"], "no paths"
     for path in spec["paths"]:
-        if path == "/oauth/callback":
-            continue        # R8: the stable OAuth redirect URI, unversioned
+        if path in ("/oauth/callback", "/metrics"):
+            continue        # R8: the stable OAuth redirect URI, unversioned;
+                            # R18: Prometheus' conventional path
         assert path.startswith("/api/v1/"), (
             f"{path}: the API is versioned under /api/v1")
 

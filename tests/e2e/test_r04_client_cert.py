@@ -34,7 +34,8 @@ def admin_mtls(wharf, start_server, tmp_path):
     other = make_client(tmp_path, ca, ca_key, "unmapped-bot")
     data = new_data_dir(wharf, tmp_path / "data")
     tune_conf(data, admin_client_ca=ca)
-    out = wharf.ok("token", "create", "--data", str(data), "--role", "admin")
+    out = wharf.ok("token", "create", "--data", str(data), "--role", "admin",
+                   "--owner", "admin")
     token = re.search(r"wharf_[A-Za-z0-9_-]+", out.stdout + out.stderr).group(0)
     srv = start_server(data)
     admin, _ = srv.wait_listening()

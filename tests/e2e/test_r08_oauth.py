@@ -266,8 +266,8 @@ def start(wharf, start_server, tmp_path, doc):
     data = new_data_dir(wharf, tmp_path / "data", log_level="trace")
     wharf.import_flow(data, doc, tmp_path / "flow.json")
     tok = TOKEN_RE.search(wharf.ok("token", "create", "--data", data,
-                                   "--role", "admin", "--name",
-                                   "oauth-test").stdout)
+                                   "--role", "admin", "--owner", "admin",
+                                   "--name", "oauth-test").stdout)
     assert tok, "no API token printed"
     srv = start_server(data)
     admin, _ = srv.wait_listening()

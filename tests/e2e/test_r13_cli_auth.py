@@ -154,20 +154,22 @@ def test_r16_cli_passwd_applies_the_policy(wharf, data_dir):
 def test_r04_cli_token_shown_once(wharf, data_dir):
     d = data_dir
     p = wharf.ok("token", "create", "--role", "operator", "--name", "ci",
-                 "--days", "7", "--data", d)
+                 "--days", "7", "--owner", "admin", "--data", d)
     token = p.stdout.strip()
     assert TOKEN_RE.match(token), p.stdout
     assert p.stdout.count("\n") == 1
     m = re.search(r"created API token ([0-9a-f-]{36}) \(role operator, "
-                  r"expires (\S+)\)", p.stderr)
+                  r"owner admin, expires (\S+)\)", p.stderr)
     assert m, p.stderr
     tid = m.group(1)
     since = len(wharf.outputs)
     table = wharf.ok("token", "list", "--data", d).stdout
-    assert re.search(rf"^{tid} +ci +operator +active ", table, re.M), table
+    assert re.search(rf"^{tid} +ci +operator +admin +active ", table,
+                     re.M), table
     rows = json.loads(wharf.ok("token", "list", "--json", "--data", d).stdout)
-    assert [(r["id"], r["name"], r["role"], r["status"], r["created_by"])
-            for r in rows] == [(tid, "ci", "operator", "active", "cli")]
+    assert [(r["id"], r["name"], r["role"], r["owner"], r["status"],
+             r["created_by"]) for r in rows] == [
+        (tid, "ci", "operator", "admin", "active", "cli")]
     assert rows[0]["expires_at"] and rows[0]["last_used_at"] is None
     assert_nowhere(wharf, d, token, since=since)
     assert_nowhere(wharf, d, token[len("wharf_"):], since=since)
@@ -178,14 +180,20 @@ def test_r04_cli_token_shown_once(wharf, data_dir):
     one_error_line(wharf("token", "revoke", tid, "--data", d), "no such")
     assert wharf("token", "create", "--data", d).returncode == 2
     assert wharf("token", "create", "--role", "viewer", "--days", "-1",
-                 "--data", d).returncode == 2
+                 "--owner", "admin", "--data", d).returncode == 2
     assert wharf("token", "create", "--role", "viewer", "--days", "9999",
+                 "--owner", "admin", "--data", d).returncode == 2
+    # R14: every token acts as a user: the CLI has none to lend it
+    assert wharf("token", "create", "--role", "viewer",
                  "--data", d).returncode == 2
+    one_error_line(wharf("token", "create", "--role", "viewer", "--owner",
+                         "ghost", "--data", d), "no such user")
     p = wharf.ok("token", "create", "--role", "viewer", "--days", "0",
-                 "--data", d)
+                 "--owner", "admin", "--data", d)
     assert "expires never" in p.stderr
     audit = wharf.ok("audit", "list", "--data", d).stdout
-    assert re.search(rf"token\.create +{tid} +name=ci role=operator", audit)
+    assert re.search(rf"token\.create +{tid} +name=ci role=operator "
+                     r"owner=admin", audit)
     assert re.search(rf"token\.revoke +{tid}", audit)
 
 

@@ -195,10 +195,11 @@ def admin_otp(wharf, data):
     return m.group(1)
 
 
-def cli_token(wharf, data, role, name=None):
-    """(token, id) of a new API token made offline with the CLI."""
+def cli_token(wharf, data, role, name=None, owner="admin"):
+    """(token, id) of a new API token made offline with the CLI, acting
+    as `owner` (the first administrator unless said)."""
     p = wharf.ok("token", "create", "--data", data, "--role", role,
-                 "--name", name or f"{role}-test")
+                 "--name", name or f"{role}-test", "--owner", owner)
     m = TOKEN_RE.search(p.stdout)
     assert m, f"no token in stdout: {p.stdout!r}"
     i = TOKEN_ID_RE.search(p.stderr)
@@ -292,10 +293,11 @@ def served(wharf, start_server, tmp_path):
 #   - viewer may read /connectors: the issue says "read flows", and a flow
 #     is a graph of connectors; GET /flows returns every connector anyway,
 #     so hiding GET /connectors from a viewer would protect nothing.
-#   - metrics.read (operator yes, viewer no in rbac.c) is not a route of
-#     /api/v1 (/metrics is served to loopback clients by the listener, see
-#     src/net/server.h), so this matrix does not cover it; the issue says
-#     nothing about metrics per role, rbac.c's choice is plausible.
+#   - GET /metrics (metrics.read) is a route of the table (wharf.conf
+#     metrics_access = token, the default): counters of the exchange, no
+#     content, for those who run it or audit it (admin, operator, auditor;
+#     not viewer). The issue says nothing about metrics per role; rbac.c's
+#     choice is plausible.
 #   - key.write has no route yet; a future /api/v1/keys route is
 #     classified below (administrators only) and so cannot slip through.
 
@@ -317,6 +319,8 @@ def policy(method, path):
         # R8: the redirect URI of a connector's OAuth authorization; the
         # browser has no Wharf credentials, the single-use state is them
         return "public"
+    if (method, path) == ("GET", "/metrics"):
+        return READS_PAYLOAD        # metrics.read, see the note above
     assert path.startswith("/api/v1/"), path
     seg = path[len("/api/v1/"):].split("/")
     res, last = seg[0], seg[-1]

@@ -1,9 +1,10 @@
 """R15 (M5, M6): secrets of connectors are given as files and stored by
 the vault. Flow import reads each secret file once and seals it; the
 running connector uses the sealed copy (the file may be gone), the
-database holds no plaintext, `flow export` prints paths and never a
-secret, and the sealed rows follow the flow (replaced by each import,
-dropped with their connector)."""
+database holds no plaintext, `flow export` names the sealed values
+({"sealed": "CONNECTOR:KEY"}) and never a secret, and the sealed rows
+follow the flow (replaced by each import, dropped with their
+connector)."""
 import base64
 import json
 import os
@@ -11,8 +12,8 @@ import sqlite3
 
 import pytest
 
-from conftest import (file_source, flow_doc, new_data_dir, drop_file,
-                      wait_until)
+from conftest import (file_dest, file_source, flow_doc, new_data_dir,
+                      drop_file, wait_until)
 from test_m6_http import (Recorder, http_dest, https_server, make_ca,
                           openssl, pki, secret_file, wait_states)
 
@@ -102,10 +103,15 @@ def test_r15_secret_files_are_sealed_at_import_and_may_go(
     for s in (PW, TOKEN, key_pem.strip().splitlines()[1]):
         assert s.encode() not in raw, "plaintext secret in the database"
     exported = wharf.export_flow(data)
-    assert pw_file in exported and PW not in exported and TOKEN not in exported
-    assert "PRIVATE KEY" not in exported
-    assert secret_rows(data, "pw") == ["auth.password_file"]
-    assert secret_rows(data, "cert") == ["auth.key"]
+    assert pw_file not in exported and PW not in exported
+    assert TOKEN not in exported and "PRIVATE KEY" not in exported
+    pw_cfg = [c["config"] for c in json.loads(exported)["connectors"]
+              if c["name"] == "pw"][0]
+    assert pw_cfg["auth"]["password_file"] == {
+        "sealed": "pw:auth.password_file"}
+    # the CA bundles and the client certificate are read at import too
+    assert secret_rows(data, "pw") == ["auth.password_file", "tls_ca"]
+    assert secret_rows(data, "cert") == ["auth.cert", "auth.key", "tls_ca"]
 
 
 def test_r15_import_snapshots_the_file_and_reimport_replaces_it(
@@ -153,8 +159,9 @@ def test_r15_sealed_rows_go_with_their_connector(tmp_path, wharf):
     wharf.import_flow(data, flow_doc([file_source("in", inbox), dest],
                                      [("in", "out")]), tmp_path / "f1.json")
     assert secret_rows(data, "out") == ["auth.password_file"]
-    wharf.import_flow(data, flow_doc([file_source("in", inbox)], []),
-                      tmp_path / "f2.json")
+    wharf.import_flow(data, flow_doc([file_source("in", inbox),
+                                      file_dest("keep", tmp_path)],
+                                     [("in", "keep")]), tmp_path / "f2.json")
     assert secret_rows(data, "out") == []
 
 

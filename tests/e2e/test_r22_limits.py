@@ -10,7 +10,9 @@ as the client.
     while another client is served meanwhile;
   - connections beyond max_conns_per_address are refused, and a slot that
     frees up can be used again;
-  - /metrics and /healthz on the admin listener only;
+  - /metrics and /healthz on the admin listener only; /metrics follows
+    wharf.conf metrics_access: token (default: metrics.read, loopback is
+    not authentication), loopback (the old way, no credentials), off;
   - each listener binds only its configured address; a busy port makes
     serve exit 1 with one line;
   - the defender: untrusted client certificates (mutual TLS) ban the
@@ -274,7 +276,8 @@ def test_r22_busy_port_makes_serve_exit_with_one_line(wharf, start_server,
 
 
 def test_r22_metrics_and_health_on_admin_only(served):
-    srv, data, admin, partner = served()
+    # metrics_access = loopback: a local scraper without credentials
+    srv, data, admin, partner = served(metrics_access="loopback")
     status, headers, body = request(admin, GET_HEALTHZ)
     assert status == 200 and body == b'{"status":"ok"}'
     status, headers, body = request(
@@ -298,6 +301,58 @@ def test_r22_metrics_and_health_on_admin_only(served):
     status, _, _ = request(partner, b"GET /as2/../metrics HTTP/1.1\r\n"
                            b"Host: x\r\nConnection: close\r\n\r\n")
     assert status == 404
+
+
+GET_METRICS = (b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n"
+               b"Connection: close\r\n")
+
+
+def metrics_as(port, token=None):
+    auth = b"Authorization: Bearer " + token.encode() + b"\r\n" if token \
+        else b""
+    return request(port, GET_METRICS + auth + b"\r\n")
+
+
+def cli_token(wharf, data, role):
+    out = wharf.ok("token", "create", "--data", data, "--role", role,
+                   "--owner", "admin", "--name", f"metrics-{role}").stdout
+    return out.strip()
+
+
+def test_r14_metrics_need_a_token_by_default(wharf, served):
+    """Loopback is not authentication: by default /metrics wants a bearer
+    token (or session) with metrics.read, like every API route."""
+    srv, data, admin, _ = served()
+    tokens = {r: cli_token(wharf, data, r) for r in ("operator", "viewer")}
+    status, headers, body = metrics_as(admin)
+    assert status == 401, body
+    assert b"wharf_messages" not in body
+    status, _, body = metrics_as(admin, tokens["viewer"])
+    assert status == 403, body                  # viewer lacks metrics.read
+    status, headers, body = metrics_as(admin, tokens["operator"])
+    assert status == 200, body
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert b'wharf_messages{state="queued"} 0' in body
+    assert b"wharf_banned_addresses 0" in body
+    srv.check_alive()
+
+
+def test_r14_metrics_off(wharf, served):
+    srv, data, admin, _ = served(metrics_access="off")
+    token = cli_token(wharf, data, "admin")
+    for tok in (None, token):
+        status, _, body = metrics_as(admin, tok)
+        assert status == 404, body
+        assert b"wharf_messages" not in body
+    srv.check_alive()
+
+
+def test_r14_metrics_access_value_checked(wharf, tmp_path):
+    data = new_data_dir(wharf, tmp_path / "data", metrics_access="public")
+    p = wharf("serve", "--data", data)
+    assert p.returncode != 0
+    assert "metrics_access must be token, loopback or off" in p.stderr, (
+        p.stderr)
 
 
 # ---- the defender ---------------------------------------------------------------------------

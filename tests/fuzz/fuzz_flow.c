@@ -8,15 +8,37 @@
  * between its own connectors, and its normalized form (rows written back
  * as a document) parses again to the same rows.
  *
- * The file type's check() stats its folders, so seeds use folders that
- * exist everywhere (/tmp). Must never write anything.
+ * The file type's check() opens its folders, which must lie under the
+ * allowed roots (util/confine.h): the target allows /tmp (with an empty
+ * data dir of its own inside), so seeds use /tmp. Must never write
+ * anything but that empty folder.
  */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/flow.h"
+#include "util/confine.h"
+
+static char data_dir[] = "/tmp/wharf-fuzz-flow-XXXXXX";
+
+static void data_dir_remove(void)
+{
+    rmdir(data_dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (mkdtemp(data_dir) == NULL || confine_configure(data_dir, "/tmp",
+                                                       NULL) < 0)
+        abort();
+    atexit(data_dir_remove);
+    return 0;
+}
 
 static int conn_index(const struct store_flow *f, const char *name)
 {

@@ -912,29 +912,30 @@ static void test_m4_mdn_make_and_read(void **state)
                 if (errors[i] == MDN_ERROR_NONE) {
                     assert_true(mdn_is_success(&r.mdn));
                     assert_string_equal(r.mdn.mic_alg_name, spelled);
-                    MUST(as2_mdn_check(&r, s.res.message_id, s.res.mic, &err),
-                         err);
+                    MUST(as2_mdn_check(&r, s.res.message_id, s.res.mic,
+                                       false, &err), err);
                     /* some partners drop the angle brackets */
                     char bare[AS2_MSGID_MAX + 1];
                     snprintf(bare, sizeof(bare), "%.*s",
                              (int)strlen(s.res.message_id) - 2,
                              s.res.message_id + 1);
-                    MUST(as2_mdn_check(&r, bare, s.res.mic, &err), err);
+                    MUST(as2_mdn_check(&r, bare, s.res.mic, false, &err), err);
                     /* another MIC or message is not confirmed */
-                    assert_int_equal(as2_mdn_check(&r, "<other@x>", s.res.mic,
-                                                   &err), -1);
+                    assert_int_equal(as2_mdn_check(&r, "<other@x>",
+                                                   s.res.mic, false, &err),
+                                     -1);
                     char other[AS2_MIC_MAX];
                     MUST(as2_mic_compute(AS2_DIGEST_SHA256, "x", 1, other,
                                          sizeof(other), &err), err);
                     assert_int_equal(as2_mdn_check(&r, s.res.message_id,
-                                                   other, &err), -1);
+                                                   other, false, &err), -1);
                     assert_non_null(strstr(err.msg, "MIC"));
                 } else {
                     assert_int_equal(r.mdn.modifier, MDN_MOD_ERROR);
                     assert_int_equal(r.mdn.error, errors[i]);
                     assert_false(r.mdn.has_mic);
                     assert_int_equal(as2_mdn_check(&r, s.res.message_id,
-                                                   s.res.mic, &err), -1);
+                                                   s.res.mic, false, &err), -1);
                     assert_non_null(strstr(err.msg,
                                            mdn_error_name(errors[i])));
                 }
@@ -942,6 +943,44 @@ static void test_m4_mdn_make_and_read(void **state)
             }
             sent_free(&s);
         }
+}
+
+/* M4 (RFC 4130 7.4.3): an unsigned receipt without a MIC confirms only
+ * when the MIC is optional (the partner was asked for unsigned receipts
+ * and does not require_mic); a MIC that is there must still match; a
+ * signed receipt always needs one. */
+static void test_m4_mdn_unsigned_receipt_mic_optional(void **state)
+{
+    struct fx *f = *state;
+    struct sent s = {0};
+    struct as2_unpacked info;
+    struct as2_mdn_built built;
+    struct as2_mdn_received r;
+    struct error err = {0};
+    received(f, false, true, &s, &info);
+    struct as2_unpacked unsigned_rcpt = info;
+    unsigned_rcpt.mdn_signed = false;
+    MUST(mdn_round(f, &unsigned_rcpt, MDN_ERROR_NONE, NULL, false,
+                   f->bob.cert, &built, &r, &err), err);
+    assert_false(r.is_signed);
+    MUST(as2_mdn_check(&r, s.res.message_id, s.res.mic, true, &err), err);
+    struct as2_mdn_received nomic = r;
+    nomic.mdn.has_mic = false;
+    nomic.mic[0] = '\0';
+    assert_int_equal(as2_mdn_check(&nomic, s.res.message_id, s.res.mic,
+                                   false, &err), -1);
+    assert_non_null(strstr(err.msg, "no Received-Content-MIC"));
+    MUST(as2_mdn_check(&nomic, s.res.message_id, s.res.mic, true, &err), err);
+    char other_mic[AS2_MIC_MAX];
+    MUST(as2_mic_compute(AS2_DIGEST_SHA256, "x", 1, other_mic,
+                         sizeof(other_mic), &err), err);
+    assert_int_equal(as2_mdn_check(&r, s.res.message_id, other_mic, true,
+                                   &err), -1);
+    nomic.is_signed = true;
+    assert_int_equal(as2_mdn_check(&nomic, s.res.message_id, s.res.mic,
+                                   true, &err), -1);
+    as2_mdn_built_free(&built);
+    sent_free(&s);
 }
 
 static void test_m4_mdn_warning_failure_and_refusals(void **state)
@@ -959,7 +998,7 @@ static void test_m4_mdn_warning_failure_and_refusals(void **state)
                    f->bob.cert, &built, &r, &err), err);
     assert_int_equal(r.mdn.modifier, MDN_MOD_WARNING);
     assert_string_equal(r.mdn.description, "duplicate-document");
-    MUST(as2_mdn_check(&r, s.res.message_id, s.res.mic, &err), err);
+    MUST(as2_mdn_check(&r, s.res.message_id, s.res.mic, false, &err), err);
     as2_mdn_built_free(&built);
 
     /* a signed MDN checked against another certificate */
@@ -986,7 +1025,8 @@ static void test_m4_mdn_warning_failure_and_refusals(void **state)
     assert_int_equal(r.mdn.type, MDN_TYPE_FAILED);
     assert_int_equal(r.mdn.modifier, MDN_MOD_FAILURE);
     assert_string_equal(r.mdn.description, MDN_FAILURE_UNSUPPORTED_MICALG);
-    assert_int_equal(as2_mdn_check(&r, s.res.message_id, NULL, &err), -1);
+    assert_int_equal(as2_mdn_check(&r, s.res.message_id, NULL, false,
+                                   &err), -1);
     as2_mdn_built_free(&built);
 
     /* a tampered signed MDN */
@@ -1189,6 +1229,7 @@ int main(void)
         cmocka_unit_test(test_m4_filename_sanitize),
         cmocka_unit_test(test_m4_mdn_make_and_read),
         cmocka_unit_test(test_m4_mdn_warning_failure_and_refusals),
+        cmocka_unit_test(test_m4_mdn_unsigned_receipt_mic_optional),
         cmocka_unit_test(test_m4_interop_cli_reads_ours),
         cmocka_unit_test(test_m4_interop_we_read_cli),
     };

@@ -426,7 +426,7 @@ static void test_r16_password_change(void **state)
     store_user_clear(&u);
     struct auth_principal p;
     assert_int_equal(auth_session_validate(&f->a, s1.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_int_equal(auth_session_validate(&f->a, s2.id, &p, &err), AUTH_OK);
     assert_true(audit_has(f, "user.password|dave|changed by the user "
                              "must_change=0 sessions_revoked=1"));
@@ -551,6 +551,25 @@ static void test_r14_role_covers(void **state)
     assert_false(rbac_role_covers(ROLE_OPERATOR, ROLE_AUDITOR));
     assert_false(rbac_role_covers(ROLE_AUDITOR, ROLE_OPERATOR));
     assert_false(rbac_role_covers(ROLE_VIEWER, ROLE_AUDITOR));
+}
+
+/* min(role, role) in the covers order; for operator and auditor (neither
+ * covers the other) the greatest role under both: viewer. */
+static void test_r14_role_meet(void **state)
+{
+    (void)state;
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        assert_int_equal(rbac_role_meet((enum role)r, (enum role)r), r);
+        assert_int_equal(rbac_role_meet(ROLE_ADMIN, (enum role)r), r);
+        assert_int_equal(rbac_role_meet((enum role)r, ROLE_ADMIN), r);
+        assert_int_equal(rbac_role_meet((enum role)r, ROLE_VIEWER),
+                         ROLE_VIEWER);
+        assert_int_equal(rbac_role_meet((enum role)r, ROLE_COUNT), ROLE_COUNT);
+        assert_int_equal(rbac_role_meet((enum role)-1, (enum role)r),
+                         ROLE_COUNT);
+    }
+    assert_int_equal(rbac_role_meet(ROLE_OPERATOR, ROLE_AUDITOR), ROLE_VIEWER);
+    assert_int_equal(rbac_role_meet(ROLE_AUDITOR, ROLE_OPERATOR), ROLE_VIEWER);
 }
 
 static void test_r14_last_admin_protected(void **state)
@@ -832,7 +851,7 @@ static void test_r13_session_idle_and_absolute_timeout(void **state)
     assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err), AUTH_OK);
     f->a.now_ms = T0 + 43 * MIN_MS;
     assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_int_equal(p.user_id, 0);
     assert_int_equal(p.role, ROLE_COUNT);       /* allows nothing */
     auth_session_new_clear(&s);
@@ -847,7 +866,7 @@ static void test_r13_session_idle_and_absolute_timeout(void **state)
     }
     f->a.now_ms = T0 + 12 * 60 * MIN_MS;
     assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     /* a shorter idle setting applies */
     f->a.now_ms = T0;
     auth_session_new_clear(&s);
@@ -857,7 +876,7 @@ static void test_r13_session_idle_and_absolute_timeout(void **state)
     assert_int_equal(auth_session_create(&f->a, id, NULL, 0, &s, &err), 0);
     f->a.now_ms = T0 + 5 * MIN_MS;
     assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     auth_session_new_clear(&s);
     setting(f, "session_idle_minutes", "zero");
     assert_int_equal(auth_load_settings(&f->a, &err), AUTH_INVALID);
@@ -903,7 +922,7 @@ static void test_r13_session_csrf_and_revoke(void **state)
     assert_int_equal(auth_session_revoke(&f->a, &admin, s1.handle, alice,
                                          &err), AUTH_OK);
     assert_int_equal(auth_session_validate(&f->a, s1.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_int_equal(auth_session_revoke(&f->a, &admin, s1.handle, 0, &err),
                      AUTH_NOT_FOUND);
     char expect[128];
@@ -913,13 +932,13 @@ static void test_r13_session_csrf_and_revoke(void **state)
     /* logout */
     assert_int_equal(auth_logout(&f->a, &admin, s2.id, &err), AUTH_OK);
     assert_int_equal(auth_session_validate(&f->a, s2.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     /* disabling bob ends his session */
     assert_int_equal(auth_session_validate(&f->a, s3.id, &p, &err), AUTH_OK);
     assert_int_equal(auth_user_set_disabled(&f->a, &admin, "bob", 1, &err),
                      AUTH_OK);
     assert_int_equal(auth_session_validate(&f->a, s3.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_true(audit_has(f, "user.disable|bob|sessions_revoked=1"));
     /* a garbage id */
     struct secret *junk = sec("not-a-session");
@@ -940,8 +959,10 @@ static void test_r04_token_revoked_refused(void **state)
     struct auth_token_new t;
     struct auth_principal p;
     const struct auth_actor admin = { "user:root1", NULL };
-    assert_int_equal(auth_token_create(&f->a, &admin, "ci", ROLE_OPERATOR, 30,
-                                       &t, &err), AUTH_OK);
+    user_add(f, "root1", ROLE_ADMIN, GOOD_PW);
+    assert_int_equal(auth_token_create(&f->a, &admin, user_id(f, "root1"),
+                                       "ci", ROLE_OPERATOR, 30, &t, &err),
+                     AUTH_OK);
     assert_int_equal(secret_len(t.token), 49);
     assert_memory_equal(secret_data(t.token), "wharf_", 6);
     assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err), AUTH_OK);
@@ -955,7 +976,7 @@ static void test_r04_token_revoked_refused(void **state)
     assert_string_equal(p.actor, actor);
     assert_int_equal(auth_token_revoke(&f->a, &admin, t.id, &err), AUTH_OK);
     assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_int_equal(p.role, ROLE_COUNT);
     assert_false(rbac_allows(p.role, PERM_FLOW_READ));
     assert_int_equal(auth_token_revoke(&f->a, &admin, t.id, &err),
@@ -969,6 +990,7 @@ static void test_r04_token_revoked_refused(void **state)
     assert_int_equal(auth_token_list(&f->a, &list, &n, &err), AUTH_OK);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].created_by, "user:root1");
+    assert_string_equal(list[0].owner, "root1");
     assert_true(list[0].revoked_at > 0);
     store_tokens_free(list, n);
     auth_token_new_clear(&t);
@@ -980,10 +1002,12 @@ static void test_r04_token_expired_refused(void **state)
     struct error err = {0};
     struct auth_token_new t, forever;
     struct auth_principal p;
-    assert_int_equal(auth_token_create(&f->a, &CLI, NULL, ROLE_VIEWER, 1, &t,
-                                       &err), AUTH_OK);
+    user_add(f, "vera", ROLE_VIEWER, GOOD_PW);
+    int64_t vera = user_id(f, "vera");
+    assert_int_equal(auth_token_create(&f->a, &CLI, vera, NULL, ROLE_VIEWER, 1,
+                                       &t, &err), AUTH_OK);
     assert_int_equal(t.expires_at, T0 + 86400000LL);
-    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, 0,
+    assert_int_equal(auth_token_create(&f->a, &CLI, vera, "x", ROLE_VIEWER, 0,
                                        &forever, &err), AUTH_OK);
     assert_int_equal(forever.expires_at, 0);
     f->a.now_ms = T0 + 86400000LL - 1;
@@ -994,18 +1018,18 @@ static void test_r04_token_expired_refused(void **state)
     store_token_clear(&row);
     f->a.now_ms = T0 + 86400000LL;
     assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     f->a.now_ms = T0 + 3650 * 86400000LL;
     assert_int_equal(auth_token_validate(&f->a, forever.token, &p, &err),
                      AUTH_OK);
     /* bad arguments and malformed or unknown tokens */
     struct auth_token_new bad;
-    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, -1, &bad,
-                                       &err), AUTH_INVALID);
-    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, 3651,
+    assert_int_equal(auth_token_create(&f->a, &CLI, vera, "x", ROLE_VIEWER, -1,
                                        &bad, &err), AUTH_INVALID);
-    assert_int_equal(auth_token_create(&f->a, &CLI, "a\nb", ROLE_VIEWER, 1,
-                                       &bad, &err), AUTH_INVALID);
+    assert_int_equal(auth_token_create(&f->a, &CLI, vera, "x", ROLE_VIEWER,
+                                       3651, &bad, &err), AUTH_INVALID);
+    assert_int_equal(auth_token_create(&f->a, &CLI, vera, "a\nb", ROLE_VIEWER,
+                                       1, &bad, &err), AUTH_INVALID);
     struct secret *s;
     char *v = sdup(forever.token);
     v[10] = v[10] == 'A' ? 'B' : 'A';
@@ -1020,6 +1044,150 @@ static void test_r04_token_expired_refused(void **state)
     auth_token_new_clear(&forever);
 }
 
+/* Issue item 3: a token acts as its owner. Its effective role is
+ * min(token role, the owner's current role); it stops (AUTH_STALE: a
+ * known token, not counted as an attack) while the owner is disabled, and
+ * deleting the owner revokes it in the same transaction (audited). */
+static void test_r14_token_acts_as_owner(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_token_new adm, op;
+    struct auth_principal p;
+    const struct auth_actor who = { "user:root1", NULL };
+    user_add(f, "root1", ROLE_ADMIN, GOOD_PW);
+    user_add(f, "ada", ROLE_ADMIN, GOOD_PW);
+    int64_t ada = user_id(f, "ada");
+    assert_int_equal(auth_token_create(&f->a, &who, ada, "robot", ROLE_ADMIN,
+                                       30, &adm, &err), AUTH_OK);
+    assert_int_equal(auth_token_create(&f->a, &who, ada, "ops", ROLE_OPERATOR,
+                                       30, &op, &err), AUTH_OK);
+    assert_int_equal(auth_token_validate(&f->a, adm.token, &p, &err), AUTH_OK);
+    assert_int_equal(p.role, ROLE_ADMIN);
+    assert_int_equal(p.user_id, ada);
+    assert_string_equal(p.user, "ada");
+    assert_string_equal(p.name, "robot");
+    assert_true(audit_has(f, "token.create|"));
+    assert_true(audit_has(f, "role=admin owner=ada expires="));
+    /* disabled: refused as stale; enabled again: back */
+    assert_int_equal(auth_user_set_disabled(&f->a, &who, "ada", 1, &err), 0);
+    assert_int_equal(auth_token_validate(&f->a, adm.token, &p, &err),
+                     AUTH_STALE);
+    assert_int_equal(p.role, ROLE_COUNT);
+    assert_false(rbac_allows(p.role, PERM_FLOW_READ));
+    assert_string_equal(err.msg, "the API token is unknown, expired or "
+                        "revoked");
+    assert_int_equal(auth_user_set_disabled(&f->a, &who, "ada", 0, &err), 0);
+    assert_int_equal(auth_token_validate(&f->a, adm.token, &p, &err), AUTH_OK);
+    /* demoted: the admin token acts as a viewer; an operator token of an
+     * auditor owner gets what both allow (viewer) */
+    assert_int_equal(auth_user_set_role(&f->a, &who, "ada", ROLE_VIEWER,
+                                        &err), AUTH_OK);
+    assert_int_equal(auth_token_validate(&f->a, adm.token, &p, &err), AUTH_OK);
+    assert_int_equal(p.role, ROLE_VIEWER);
+    assert_false(rbac_allows(p.role, PERM_USER_WRITE));
+    assert_false(rbac_allows(p.role, PERM_TOKEN_WRITE));
+    assert_int_equal(auth_user_set_role(&f->a, &who, "ada", ROLE_AUDITOR,
+                                        &err), AUTH_OK);
+    assert_int_equal(auth_token_validate(&f->a, op.token, &p, &err), AUTH_OK);
+    assert_int_equal(p.role, ROLE_VIEWER);
+    assert_false(rbac_allows(p.role, PERM_FLOW_WRITE));
+    assert_false(rbac_allows(p.role, PERM_AUDIT_READ));
+    assert_int_equal(auth_token_validate(&f->a, adm.token, &p, &err), AUTH_OK);
+    assert_int_equal(p.role, ROLE_AUDITOR);
+    /* nobody gets a token above their role, or without an enabled owner */
+    struct auth_token_new bad;
+    assert_int_equal(auth_token_create(&f->a, &who, ada, "x", ROLE_OPERATOR,
+                                       1, &bad, &err), AUTH_INVALID);
+    assert_int_equal(auth_token_create(&f->a, &who, 0, "x", ROLE_VIEWER, 1,
+                                       &bad, &err), AUTH_INVALID);
+    assert_int_equal(auth_token_create(&f->a, &who, 9999, "x", ROLE_VIEWER, 1,
+                                       &bad, &err), AUTH_INVALID);
+    /* deleted: both tokens revoked with the user, audited */
+    assert_int_equal(auth_user_delete(&f->a, &who, "ada", &err), AUTH_OK);
+    assert_true(audit_has(f, "user.delete|ada|tokens_revoked=2"));
+    assert_int_equal(auth_token_validate(&f->a, adm.token, &p, &err),
+                     AUTH_STALE);
+    assert_int_equal(auth_token_validate(&f->a, op.token, &p, &err),
+                     AUTH_STALE);
+    struct store_token *list;
+    size_t n;
+    assert_int_equal(auth_token_list(&f->a, &list, &n, &err), AUTH_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(list[i].revoked_at > 0);
+        assert_null(list[i].owner);
+    }
+    store_tokens_free(list, n);
+    /* a new user who happens to get a recycled name does not revive them */
+    user_add(f, "ada", ROLE_ADMIN, GOOD_PW);
+    assert_int_equal(auth_token_validate(&f->a, adm.token, &p, &err),
+                     AUTH_STALE);
+    auth_token_new_clear(&adm);
+    auth_token_new_clear(&op);
+}
+
+/* A token row without an owner (made before tokens had owners, by the
+ * CLI) is refused: migration 6 gives old rows the user or token that made
+ * them, and nobody else. */
+static void test_r14_token_without_owner_refused(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_token_new t;
+    struct auth_principal p;
+    user_add(f, "root1", ROLE_ADMIN, GOOD_PW);
+    assert_int_equal(auth_token_create(&f->a, &CLI, user_id(f, "root1"), "old",
+                                       ROLE_ADMIN, 0, &t, &err), AUTH_OK);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE tokens SET owner_id = NULL",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
+                     AUTH_STALE);
+    assert_int_equal(p.role, ROLE_COUNT);
+    auth_token_new_clear(&t);
+}
+
+/* The webhook replay guard's rows (store_replay_*): a claim holds across
+ * process runs once done; a pending claim of a dead run is void; a
+ * released or expired claim can be taken again. */
+static void test_m6_replay_guard_claims(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char *sig = "ab12";
+    int64_t until = T0 + 300000;
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+                                        &err), 0);
+    /* pending in this run: a concurrent replay */
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+                                        &err), 1);
+    /* another connector's namespace */
+    assert_int_equal(store_replay_claim(f->st, "other", sig, until, "run-a",
+                                        T0, &err), 0);
+    /* run-a died before storing: run-b may take it */
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-b", T0,
+                                        &err), 0);
+    assert_int_equal(store_replay_done(f->st, "hh", sig, &err), 0);
+    /* done: refused in every later run, until it expires */
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-c",
+                                        T0 + 1000, &err), 1);
+    assert_int_equal(store_replay_release(f->st, "hh", sig, "run-c", &err), 0);
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-c",
+                                        T0 + 1000, &err), 1);
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until + 300000,
+                                        "run-c", until + 1, &err), 0);
+    /* released: free again */
+    assert_int_equal(store_replay_release(f->st, "hh", sig, "run-c", &err), 0);
+    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-d", T0,
+                                        &err), 0);
+    assert_int_equal(store_replay_prune(f->st, until + 400000, &err), 0);
+    assert_int_equal(store_replay_claim(f->st, "other", sig, until, "run-a",
+                                        T0, &err), 0);
+}
+
 static void test_r04_auth_forms_restricted(void **state)
 {
     struct fx *f = *state;
@@ -1028,11 +1196,11 @@ static void test_r04_auth_forms_restricted(void **state)
     struct auth_principal p;
     struct auth_session_new s;
     user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
-    assert_int_equal(auth_token_create(&f->a, &CLI, "x", ROLE_VIEWER, 1, &t,
-                                       &err), AUTH_OK);
+    assert_int_equal(auth_token_create(&f->a, &CLI, user_id(f, "alice"), "x",
+                                       ROLE_VIEWER, 1, &t, &err), AUTH_OK);
     setting(f, "auth_forms", "password, oidc");
     assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
     auth_session_new_clear(&s);
     setting(f, "auth_forms", "token,oidc");
@@ -1040,6 +1208,143 @@ static void test_r04_auth_forms_restricted(void **state)
     assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err),
                      AUTH_DENIED);
     auth_token_new_clear(&t);
+}
+
+/* ---- R22: logins cannot be used to exhaust memory or guess at scale --------------- */
+
+/* n failed logins of name with a wrong password; all must be AUTH_DENIED. */
+static void wrong_logins(struct fx *f, const char *name, int n)
+{
+    struct auth_session_new s;
+    struct auth_principal p;
+    struct error err = {0};
+    for (int i = 0; i < n; i++)
+        if (login(f, name, "wrong-password-123", NULL, &s, &p, &err) !=
+            AUTH_DENIED)
+            fail_msg("wrong login %d of %s: not refused: %s", i + 1, name,
+                     err.msg);
+}
+
+/* After throttle_after failures of one name (from any address), that name
+ * is refused without a password check, for a lock that doubles; unknown
+ * and invalid names alike; TOTP failures count; success clears. */
+static void test_r22_login_throttle_per_account(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_session_new s;
+    struct auth_principal p;
+    f->a.throttle_after = 3;
+    f->a.throttle_window_ms = 15 * MIN_MS;
+    f->a.throttle_lock_ms = MIN_MS;
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    wrong_logins(f, "alice", 3);
+    assert_true(audit_has(f, "login.throttle|alice|failures=3 seconds=60 "
+                             "level=1|192.0.2.7"));
+    /* locked: even the right password is refused, and before any Argon2id
+     * work: with every password slot taken the answer is still THROTTLED,
+     * not BUSY */
+    auth_password_limit(1, 0);
+    assert_int_equal(auth_password_slot_take(), 0);
+    f->a.now_ms = T0 + 10000;
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err),
+                     AUTH_THROTTLED);
+    assert_int_equal(p.retry_after_ms, 50000);
+    assert_null(s.id);
+    assert_null(strstr(err.msg, "alice"));
+    auth_password_slot_give();
+    auth_password_limit(AUTH_PASSWORD_SLOTS, AUTH_PASSWORD_WAIT_MS);
+    assert_true(audit_has(f, "login.failure|alice|account throttled"));
+    /* the lock ends; one more failure locks it again, for twice as long */
+    f->a.now_ms = T0 + MIN_MS;
+    wrong_logins(f, "alice", 1);
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err),
+                     AUTH_THROTTLED);
+    assert_int_equal(p.retry_after_ms, 2 * MIN_MS);
+    assert_true(audit_has(f, "login.throttle|alice|failures=4 seconds=120 "
+                             "level=2"));
+    /* a success after the lock clears the count */
+    f->a.now_ms = T0 + 3 * MIN_MS;
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
+    auth_session_new_clear(&s);
+    wrong_logins(f, "alice", 2);
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
+    auth_session_new_clear(&s);
+    /* unknown names are throttled the same way (no enumeration), and every
+     * invalid name shares one row */
+    wrong_logins(f, "ghost", 3);
+    assert_int_equal(login(f, "ghost", GOOD_PW, NULL, &s, &p, &err),
+                     AUTH_THROTTLED);
+    assert_int_equal(p.retry_after_ms, MIN_MS);
+    wrong_logins(f, "Not A Name", 2);
+    wrong_logins(f, "also/invalid", 1);
+    assert_int_equal(login(f, "!!", GOOD_PW, NULL, &s, &p, &err),
+                     AUTH_THROTTLED);
+    /* other names are not affected */
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
+    auth_session_new_clear(&s);
+    /* failures counted in the window only */
+    user_add(f, "bob", ROLE_VIEWER, GOOD_PW);
+    wrong_logins(f, "bob", 2);
+    f->a.now_ms += 15 * MIN_MS;
+    wrong_logins(f, "bob", 2);
+    assert_int_equal(login(f, "bob", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
+    auth_session_new_clear(&s);
+    /* the second factor: wrong codes with the right password count too */
+    unsigned char seed[20];
+    free(enroll(f, "bob", seed));
+    f->a.now_ms += 30000;               /* the enrolment used this step */
+    char c[8], wrong[8];
+    uint32_t good = totp_code(seed, 20, (uint64_t)(f->a.now_ms / 30000), 6);
+    snprintf(c, 8, "%06u", good);
+    snprintf(wrong, 8, "%06u", (good + 500000) % 1000000);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(login(f, "bob", GOOD_PW, wrong, &s, &p, &err),
+                         AUTH_DENIED);
+    assert_int_equal(login(f, "bob", GOOD_PW, c, &s, &p, &err),
+                     AUTH_THROTTLED);
+    /* off: never throttled */
+    f->a.throttle_after = 0;
+    assert_int_equal(login(f, "bob", GOOD_PW, c, &s, &p, &err), AUTH_OK);
+    auth_session_new_clear(&s);
+}
+
+/* At most `slots` Argon2id computations at once: a caller that finds them
+ * all taken waits at most wait_ms, then gets AUTH_BUSY (nothing checked,
+ * nothing counted as a failure). */
+static void test_r22_password_checks_bounded(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct auth_session_new s;
+    struct auth_principal p;
+    f->a.throttle_after = 1;            /* a counted failure would lock */
+    user_add(f, "alice", ROLE_OPERATOR, GOOD_PW);
+    auth_password_limit(2, 20);
+    assert_int_equal(auth_password_slot_take(), 0);
+    assert_int_equal(auth_password_slot_take(), 0);
+    assert_int_equal(auth_password_slot_take(), -1);
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err),
+                     AUTH_BUSY);
+    assert_int_equal(p.retry_after_ms, 1000);
+    assert_null(s.id);
+    char *hash = NULL;
+    struct secret *pw = sec(GOOD_PW);
+    assert_int_equal(auth_password_hash(pw, &hash, &err), AUTH_BUSY);
+    assert_null(hash);
+    assert_int_equal(auth_password_verify(
+        "$argon2id$v=19$m=65536,t=3,p=1$CzBVep/E6Q4zWH2ix+wRNg$"
+        "B3Lg0mDp/i9ARiImsyKITEt3q36bO8hUzdpQlENXzmk", pw), -1);
+    assert_int_equal(auth_user_password(&f->a, &CLI, "alice", pw, pw, 0,
+                                        NULL, &err), AUTH_BUSY);
+    auth_password_slot_give();
+    assert_int_equal(login(f, "alice", GOOD_PW, NULL, &s, &p, &err), AUTH_OK);
+    auth_session_new_clear(&s);
+    auth_password_slot_give();
+    assert_false(audit_has(f, "login.failure"));
+    assert_false(audit_has(f, "login.throttle"));
+    auth_password_limit(AUTH_PASSWORD_SLOTS, AUTH_PASSWORD_WAIT_MS);
+    secret_free(pw);
 }
 
 /* ---- R6: no secret in the log, the audit trail or the database ------------------- */
@@ -1137,16 +1442,16 @@ static void test_r06_no_secret_in_audit_or_log(void **state)
     keep(&nd, s.csrf);
     assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err), AUTH_OK);
     struct auth_token_new t;
-    assert_int_equal(auth_token_create(&f->a, &CLI, "ci", ROLE_VIEWER, 1, &t,
-                                       &err), AUTH_OK);
+    assert_int_equal(auth_token_create(&f->a, &CLI, user_id(f, "alice"), "ci",
+                                       ROLE_VIEWER, 1, &t, &err), AUTH_OK);
     keep(&nd, t.token);
     assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err), AUTH_OK);
     assert_int_equal(auth_token_revoke(&f->a, &CLI, t.id, &err), AUTH_OK);
     assert_int_equal(auth_token_validate(&f->a, t.token, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_int_equal(auth_logout(&f->a, &CLI, s.id, &err), AUTH_OK);
     assert_int_equal(auth_session_validate(&f->a, s.id, &p, &err),
-                     AUTH_DENIED);
+                     AUTH_STALE);
     assert_null(strstr(err.msg, first));
     /* the searches themselves must be able to find something */
     assert_true(nd.n >= 17);
@@ -1203,6 +1508,7 @@ int main(void)
         T(test_r14_permission_table_deny_by_default),
         T(test_r14_role_and_perm_names),
         T(test_r14_role_covers),
+        T(test_r14_role_meet),
         T(test_r14_last_admin_protected),
         T(test_r13_totp_rfc6238_vectors),
         T(test_r13_totp_enrolment),
@@ -1214,7 +1520,12 @@ int main(void)
         T(test_r13_session_csrf_and_revoke),
         T(test_r04_token_revoked_refused),
         T(test_r04_token_expired_refused),
+        T(test_r14_token_acts_as_owner),
+        T(test_r14_token_without_owner_refused),
+        T(test_m6_replay_guard_claims),
         T(test_r04_auth_forms_restricted),
+        T(test_r22_login_throttle_per_account),
+        T(test_r22_password_checks_bounded),
         T(test_r06_no_secret_in_audit_or_log),
 #undef T
     };

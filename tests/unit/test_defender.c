@@ -1,6 +1,7 @@
 /*
  * test_defender.c - the defender (R22): ban after N failures within the
- * window, not before; a window that ran out forgets; bans double on each
+ * window, not before; the window slides (N within any window ban); a
+ * window that ran out forgets; bans double on each
  * repeat up to the cap; bans expire; a level is forgiven after a clean
  * period; on_ban is called once per ban with what happened; restore after
  * a restart; memory stays bounded and banned addresses are never evicted.
@@ -76,6 +77,8 @@ static void test_defaults(void **state)
     struct error err = {0};
     assert_null(defender_new(&bad, NULL, &err));
     assert_true(err.msg[0] != '\0');
+    bad.ban_after = DEFENDER_AFTER_MAX + 1;
+    assert_null(defender_new(&bad, NULL, &err));
 }
 
 static void test_ban_after_n_not_before(void **state)
@@ -136,6 +139,41 @@ static void test_window(void **state)
     t.now += 599 * SEC;                     /* still inside the new window */
     assert_int_equal(fail_n(d, "203.0.113.5", 1), 1);
     assert_true(defender_check(d, "203.0.113.5", NULL));
+    defender_free(d);
+}
+
+/* The window slides: ban_after failures within ANY window_ms ban. A window
+ * fixed at the first failure let 9 failures at the end of one window and 9
+ * at the start of the next (18 within seconds) through, never banned. */
+static void test_r22_sliding_window_bans_at_threshold(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 10);
+    assert_int_equal(fail_n(d, "192.0.2.60", 1), 0);        /* at 1000 s */
+    t.now = 1599 * SEC;
+    assert_int_equal(fail_n(d, "192.0.2.60", 8), 0);        /* 9 in the window */
+    t.now = 1601 * SEC;                 /* the first one left the window */
+    assert_int_equal(fail_n(d, "192.0.2.60", 1), 0);        /* 9 again */
+    assert_true(defender_failure(d, "192.0.2.60"));         /* the 10th within 600 s */
+    assert_int_equal(t.last.failures, 10);
+    assert_int_equal(t.bans, 1);
+    /* failures spread wider than the window never add up */
+    t.now = 5000 * SEC;
+    for (int i = 0; i < 30; i++) {
+        assert_false(defender_failure(d, "192.0.2.61"));
+        t.now += 67 * SEC;              /* 9 per 603 s */
+    }
+    assert_false(defender_check(d, "192.0.2.61", NULL));
+    /* exactly at the edge: a failure window_ms old no longer counts */
+    struct defender *e = make(&t, 2);
+    t.now = 9000 * SEC;
+    assert_false(defender_failure(e, "192.0.2.62"));
+    t.now += 600 * SEC;
+    assert_false(defender_failure(e, "192.0.2.62"));
+    t.now += 599 * SEC;
+    assert_true(defender_failure(e, "192.0.2.62"));
+    defender_free(e);
     defender_free(d);
 }
 
@@ -233,6 +271,38 @@ static void test_long_address_ignored(void **state)
     defender_free(d);
 }
 
+/* A reload (SIGHUP) changes the thresholds: they apply to the failures
+ * that follow; a running ban keeps its end; invalid settings change
+ * nothing. */
+static void test_r22_set_conf_applies_at_run_time(void **state)
+{
+    (void)state;
+    struct clock_and_bans t = { .now = 1000 * SEC };
+    struct defender *d = make(&t, 10);
+    assert_int_equal(fail_n(d, "10.0.0.1", 4), 0);
+    assert_int_equal(fail_n(d, "10.0.0.9", 10), 1);
+    int64_t until = t.last.until;
+    struct defender_conf c;
+    defender_conf_defaults(&c);
+    c.ban_after = 5;
+    c.window_ms = 600 * SEC;
+    c.ban_ms = 300 * SEC;
+    struct error err = {0};
+    assert_int_equal(defender_set_conf(d, &c, &err), 0);
+    assert_int_equal(fail_n(d, "10.0.0.1", 1), 1);   /* 5th failure bans */
+    assert_int_equal(t.last.duration, 300 * SEC);
+    t.now = until - 1;
+    assert_true(defender_check(d, "10.0.0.9", NULL));
+    t.now = until;
+    assert_false(defender_check(d, "10.0.0.9", NULL));
+    struct defender_conf bad = c;
+    bad.ban_after = 0;
+    assert_int_equal(defender_set_conf(d, &bad, &err), -1);
+    assert_int_equal(fail_n(d, "10.0.0.2", 4), 0);
+    assert_int_equal(fail_n(d, "10.0.0.2", 1), 1);
+    defender_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,11 +310,13 @@ int main(void)
         cmocka_unit_test(test_ban_after_n_not_before),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_window),
+        cmocka_unit_test(test_r22_sliding_window_bans_at_threshold),
         cmocka_unit_test(test_doubling_and_cap),
         cmocka_unit_test(test_forgiven_after_a_clean_day),
         cmocka_unit_test(test_restore),
         cmocka_unit_test(test_bounded_and_bans_kept),
         cmocka_unit_test(test_long_address_ignored),
+        cmocka_unit_test(test_r22_set_conf_applies_at_run_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,15 +15,18 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/engine.h"
 #include "core/flow.h"
 #include "core/wharf.h"
 #include "net/client.h"
+#include "util/confine.h"
 
 /* ---- fixture: real folders for receive_dir / send_dir / archive_dir ---------- */
 
 static char ROOT[256], IN[300], OUT[300], ARCH[300], AFILE[300], MISSING[300];
+static char DATA[300];
 
 static int dirs_setup(void **state)
 {
@@ -34,7 +37,12 @@ static int dirs_setup(void **state)
     snprintf(ARCH, sizeof(ARCH), "%s/archive", ROOT);
     snprintf(AFILE, sizeof(AFILE), "%s/plain-file", ROOT);
     snprintf(MISSING, sizeof(MISSING), "%s/no-such-dir", ROOT);
-    if (mkdir(IN, 0700) != 0 || mkdir(OUT, 0700) != 0 || mkdir(ARCH, 0700) != 0)
+    snprintf(DATA, sizeof(DATA), "%s/data", ROOT);
+    if (mkdir(IN, 0700) != 0 || mkdir(OUT, 0700) != 0 ||
+        mkdir(ARCH, 0700) != 0 || mkdir(DATA, 0700) != 0)
+        return -1;
+    /* flows may name folders under ROOT, never inside DATA (confine.h) */
+    if (confine_configure(DATA, ROOT, NULL) < 0)
         return -1;
     FILE *fp = fopen(AFILE, "w");
     if (fp == NULL)
@@ -47,6 +55,7 @@ static int dirs_setup(void **state)
 static int dirs_teardown(void **state)
 {
     (void)state;
+    confine_reset();
     test_rmtree(ROOT);
     return 0;
 }
@@ -135,17 +144,20 @@ static void test_m1_flow_accepts_every_option(void **state)
 {
     (void)state;
     struct store_flow f;
-    /* pretty-printed, archive, both directions, the common keys, no links */
+    /* pretty-printed, archive, both directions, the common keys */
     accept(doc("{\n  \"connectors\": [\n"
                "    {\"name\": \"A.b_c-9\", \"type\": \"file\", \"config\": {\n"
                "      \"receive_dir\": \"%s\", \"after\": \"archive\",\n"
                "      \"archive_dir\": \"%s\", \"send_dir\": \"%s\",\n"
                "      \"on_collision\": \"fail\", \"log_level\": \"trace\",\n"
                "      \"poll_ms\": 10, \"retry\": {\"max_attempts\": 1000,\n"
-               "      \"initial_ms\": 1, \"max_ms\": 604800000}}}\n  ]\n}\n",
-               IN, ARCH, OUT), &f);
-    assert_int_equal(f.nconns, 1);
-    assert_int_equal(f.nlinks, 0);
+               "      \"initial_ms\": 1, \"max_ms\": 604800000}}},\n"
+               "    {\"name\": \"sink\", \"type\": \"file\", \"config\": {\n"
+               "      \"send_dir\": \"%s\"}}\n  ],\n"
+               "  \"links\": [[\"A.b_c-9\", \"sink\"]]\n}\n",
+               IN, ARCH, OUT, OUT), &f);
+    assert_int_equal(f.nconns, 2);
+    assert_int_equal(f.nlinks, 1);
     assert_string_equal(f.conns[0].name, "A.b_c-9");
     assert_non_null(strstr(f.conns[0].config, "\"log_level\":\"trace\""));
     assert_non_null(strstr(f.conns[0].config, "\"max_ms\":604800000"));
@@ -305,8 +317,44 @@ static const char *two(const char *links)
 {
     return doc("{\"connectors\":["
                "{\"name\":\"a\",\"type\":\"file\",\"config\":{\"receive_dir\":\"%s\"}},"
-               "{\"name\":\"b\",\"type\":\"file\",\"config\":{\"receive_dir\":\"%s\","
-               "\"send_dir\":\"%s\"}}],\"links\":%s}", IN, IN, OUT, links);
+               "{\"name\":\"b\",\"type\":\"file\",\"config\":{"
+               "\"send_dir\":\"%s\"}}],\"links\":%s}", IN, OUT, links);
+}
+
+/* R14: the folders a flow may name lie under allowed_paths (ROOT here),
+ * never inside the data dir, reached without a symlink. */
+static void test_r14_flow_paths_are_confined(void **state)
+{
+    (void)state;
+    char link[400], sub[400];
+    reject(ONE("\"send_dir\":\"/etc\""), "send_dir /etc is outside the "
+           "folders an administrator allowed", "allowed_paths");
+    reject(doc(ONE("\"send_dir\":\"%s\""), DATA), "inside the data "
+           "directory", NULL);
+    snprintf(sub, sizeof(sub), "%s/in/../data", ROOT);
+    reject(doc(ONE("\"send_dir\":\"%s\""), sub), ". or ..", NULL);
+    snprintf(link, sizeof(link), "%s/to-data", ROOT);
+    assert_int_equal(symlink(DATA, link), 0);
+    reject(doc(ONE("\"send_dir\":\"%s\""), link), "symbolic link", NULL);
+    unlink(link);
+    confine_reset();
+    reject(doc(ONE("\"send_dir\":\"%s\""), OUT), "no folder may be used",
+           "allowed_paths");
+    assert_int_equal(confine_configure(DATA, ROOT, NULL), 0);
+}
+
+/* R14: a root inside the data dir is refused when configured. */
+static void test_r14_allowed_path_inside_data_dir_refused(void **state)
+{
+    (void)state;
+    char inner[400];
+    struct error err = {0};
+    snprintf(inner, sizeof(inner), "%s/payloads", DATA);
+    assert_int_equal(mkdir(inner, 0700), 0);
+    assert_int_equal(confine_configure(DATA, inner, &err), -1);
+    assert_non_null(strstr(err.msg, "inside the data directory"));
+    rmdir(inner);
+    assert_int_equal(confine_configure(DATA, ROOT, NULL), 0);
 }
 
 static void test_m1_flow_rejects_link_to_unknown_connector(void **state)
@@ -542,6 +590,89 @@ static void test_m8_conf_rejects_out_of_range(void **state)
     free(text);
 }
 
+/* ---- R5: reloading wharf.conf (SIGHUP) ----------------------------------------------- */
+
+static void put_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool named(const char *const *keys, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* Every key of wharf.conf changed at once: the live ones are applied and
+ * named, every other one is named as needing a restart and keeps its
+ * running value; a file that does not parse changes nothing. */
+static void test_r05_conf_reload_live_and_restart_keys(void **state)
+{
+    (void)state;
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct wharf w;
+    memset(&w, 0, sizeof(w));
+    snprintf(w.conf_path, sizeof(w.conf_path), "%s/wharf.conf", dir);
+    conf_ok("", &w.conf);
+    put_text(w.conf_path,
+        "log_level = debug\nlog_max_bytes = 8192\nlog_keep = 3\n"
+        "log_repeat_seconds = 5\nhealth_failing_seconds = 7\n"
+        "ban_after_failures = 3\nban_seconds = 5\nban_window_seconds = 9\n"
+        "workers = 4\nbatch = 8\nlease_seconds = 9\npoll_ms = 77\n"
+        "admin_listen = 127.0.0.1:9443\npartner_listen = 127.0.0.1:9080\n"
+        "tls_cert = a.pem\ntls_key = a.key\nadmin_client_ca = ca.pem\n"
+        "partner_client_ca = ca2.pem\nmax_header_bytes = 2048\n"
+        "max_body_bytes = 2048\nrequest_timeout_ms = 1000\n"
+        "idle_timeout_ms = 1000\nmax_conns_per_address = 3\n"
+        "http_threads = 4\nproxy = http://p:3128\n"
+        "proxy_credentials_file = /x\nno_proxy = localhost\n");
+    struct wharf_reload r;
+    struct error err = {0};
+    if (wharf_conf_reload(&w, &r, &err) != 0)
+        fail_msg("reload: %s", err.msg);
+    assert_int_equal(r.nlive, 8);
+    assert_int_equal(r.nrestart, 19);
+    static const char *const live[] = { "log_level", "log_max_bytes",
+        "log_keep", "log_repeat_seconds", "health_failing_seconds",
+        "ban_after_failures", "ban_seconds", "ban_window_seconds" };
+    for (size_t i = 0; i < 8; i++)
+        assert_true(named(r.live, r.nlive, live[i]));
+    assert_true(named(r.restart, r.nrestart, "workers"));
+    assert_true(named(r.restart, r.nrestart, "request_timeout_ms"));
+    assert_true(named(r.restart, r.nrestart, "no_proxy"));
+    assert_int_equal(w.conf.log_level, LOG_DEBUG);
+    assert_int_equal(w.conf.log_max_bytes, 8192);
+    assert_int_equal(w.conf.log_repeat_ms, 5000);
+    assert_int_equal(w.conf.health_failing_ms, 7000);
+    assert_int_equal(w.conf.ban_after_failures, 3);
+    assert_int_equal(w.conf.workers, 2);                /* running value */
+    assert_string_equal(w.conf.admin_listen, "127.0.0.1:8443");
+    assert_string_equal(w.conf.proxy, "");
+    assert_int_equal(w.conf.request_timeout_ms, 30000);
+
+    /* the same file again: nothing new to apply, the restart keys are
+     * still pending */
+    assert_int_equal(wharf_conf_reload(&w, &r, &err), 0);
+    assert_int_equal(r.nlive, 0);
+    assert_int_equal(r.nrestart, 19);
+
+    put_text(w.conf_path, "log_level = error\nlog_level = loud\n");
+    assert_int_equal(wharf_conf_reload(&w, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "wharf.conf: line 2: log_level"));
+    assert_int_equal(w.conf.log_level, LOG_DEBUG);
+    assert_int_equal(r.nlive + r.nrestart, 0);
+    unlink(w.conf_path);
+    assert_int_equal(wharf_conf_reload(&w, &r, &err), -1);
+    assert_int_equal(w.conf.log_level, LOG_DEBUG);
+    test_rmtree(dir);
+}
+
 /* ---- R2: the global proxy in wharf.conf, and the rule that picks a proxy ------------- */
 
 static void test_r02_conf_proxy_keys(void **state)
@@ -735,6 +866,8 @@ int main(void)
         cmocka_unit_test(test_m1_flow_rejects_bad_after),
         cmocka_unit_test(test_m1_flow_rejects_archive_without_dir),
         cmocka_unit_test(test_m1_flow_rejects_bad_on_collision),
+        cmocka_unit_test(test_r14_flow_paths_are_confined),
+        cmocka_unit_test(test_r14_allowed_path_inside_data_dir_refused),
         cmocka_unit_test(test_m1_flow_rejects_link_to_unknown_connector),
         cmocka_unit_test(test_m1_flow_rejects_malformed_link),
         cmocka_unit_test(test_m1_flow_rejects_self_link),
@@ -748,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_m8_conf_rejects_unknown_key),
         cmocka_unit_test(test_m8_conf_rejects_bad_numbers),
         cmocka_unit_test(test_m8_conf_rejects_out_of_range),
+        cmocka_unit_test(test_r05_conf_reload_live_and_restart_keys),
         cmocka_unit_test(test_r02_conf_proxy_keys),
         cmocka_unit_test(test_r02_proxy_pick),
         cmocka_unit_test(test_m2_backoff_grows_exponentially),

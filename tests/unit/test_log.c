@@ -646,6 +646,108 @@ static void test_r06_no_secret_in_log_file(void **state)
     logdir_close(&d);
 }
 
+/* A repeating condition: one line, the rest counted; a summary once the
+ * interval passed; a "recovered" line with the count; an unknown key
+ * recovers silently; another key is independent. */
+static void test_r05_repeat_logged_once_then_summarized(void **state)
+{
+    (void)state;
+    struct logdir d;
+    logdir_open(&d, LOG_INFO);
+    log_set_repeat_interval(3600 * 1000);
+    for (int i = 0; i < 50; i++)
+        log_repeat(LOG_WARNING, -1, "inbox", "poll:inbox",
+                   "poll failed: try %d", i);
+    log_repeat(LOG_WARNING, -1, "other", "poll:other", "poll failed: x");
+    assert_int_equal(log_recovered(LOG_INFO, -1, "inbox", "poll:inbox",
+                                   "poll works again"), 1);
+    assert_int_equal(log_recovered(LOG_INFO, -1, "inbox", "poll:inbox",
+                                   "poll works again"), 0);
+    assert_int_equal(log_recovered(LOG_INFO, -1, "x", "poll:never",
+                                   "poll works again"), 0);
+    char *s = slurp_log(&d);
+    assert_int_equal(count_lines(s), 3);
+    assert_non_null(strstr(s, "WARN  conn=inbox poll failed: try 0 (repeats "
+                              "are counted and summarized every 3600 s)\n"));
+    assert_null(strstr(s, "try 1"));
+    assert_non_null(strstr(s, "conn=other poll failed: x (repeats"));
+    assert_non_null(strstr(s, "INFO  conn=inbox poll works again after 50 "
+                              "failures in 0 s\n"));
+    free(s);
+
+    /* interval 0: every repeat is written, as a summary of one */
+    log_set_repeat_interval(0);
+    log_repeat(LOG_WARNING, -1, NULL, "k", "down");
+    log_repeat(LOG_WARNING, -1, NULL, "k", "down again");
+    log_recovered(LOG_INFO, -1, NULL, "k", "up");
+    s = slurp_log(&d);
+    assert_non_null(strstr(s, "down again (repeated 1 times in the last 0 "
+                              "s)\n"));
+    assert_non_null(strstr(s, "up after 2 failures in 0 s\n"));
+    assert_int_equal(count_lines(s), 6);
+    free(s);
+    log_recovered(LOG_INFO, -1, NULL, "poll:other", "up");
+    log_set_repeat_interval(60000);
+    logdir_close(&d);
+}
+
+/* More keys than the table holds: every line is still written (nothing
+ * is lost), and tracked keys keep working. */
+static void test_r05_repeat_table_full_writes_every_line(void **state)
+{
+    (void)state;
+    struct logdir d;
+    logdir_open(&d, LOG_INFO);
+    log_set_repeat_interval(3600 * 1000);
+    char key[32];
+    for (int i = 0; i < LOG_REPEAT_KEYS; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        log_repeat(LOG_WARNING, -1, NULL, key, "down %d", i);
+    }
+    log_repeat(LOG_WARNING, -1, NULL, "one-too-many", "overflow");
+    log_repeat(LOG_WARNING, -1, NULL, "one-too-many", "overflow");
+    char *s = slurp_log(&d);
+    assert_int_equal(count_lines(s), LOG_REPEAT_KEYS + 2);
+    free(s);
+    for (int i = 0; i < LOG_REPEAT_KEYS; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(log_recovered(LOG_INFO, -1, NULL, key, "up"), 1);
+    }
+    log_set_repeat_interval(60000);
+    logdir_close(&d);
+}
+
+/* logrotate's way: rename wharf.log, then reopen: the next line goes to
+ * a new wharf.log, none to the renamed one. */
+static void test_r05_reopen_after_rename(void **state)
+{
+    (void)state;
+    struct logdir d;
+    logdir_open(&d, LOG_INFO);
+    log_info("before the rename");
+    char from[512], to[512];
+    snprintf(from, sizeof(from), "%s/wharf.log", d.logs);
+    snprintf(to, sizeof(to), "%s/wharf.log.old", d.logs);
+    assert_int_equal(rename(from, to), 0);
+    log_info("still to the old file");
+    struct error err = {0};
+    assert_int_equal(log_reopen(&err), 0);
+    log_info("after the reopen");
+    char *old = slurp(d.logs, "wharf.log.old");
+    char *cur = slurp_log(&d);
+    assert_non_null(old);
+    assert_non_null(strstr(old, "before the rename"));
+    assert_non_null(strstr(old, "still to the old file"));
+    assert_null(strstr(old, "after the reopen"));
+    assert_int_equal(count_lines(cur), 1);
+    assert_non_null(strstr(cur, "after the reopen"));
+    free(old);
+    free(cur);
+    log_close();
+    assert_int_equal(log_reopen(&err), -1);
+    logdir_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -657,6 +759,9 @@ int main(void)
         cmocka_unit_test(test_r05_errno_preserved),
         cmocka_unit_test(test_r05_rotation),
         cmocka_unit_test(test_r05_rotation_threads),
+        cmocka_unit_test(test_r05_repeat_logged_once_then_summarized),
+        cmocka_unit_test(test_r05_repeat_table_full_writes_every_line),
+        cmocka_unit_test(test_r05_reopen_after_rename),
         cmocka_unit_test(test_r06_redact_url_password),
         cmocka_unit_test(test_r06_redact_authorization_header),
         cmocka_unit_test(test_r06_redact_key_value),

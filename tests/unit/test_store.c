@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/partner_store.h"
 #include "store/secret_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -441,7 +442,7 @@ static void test_m1_resend_requeues_failed(void **state)
     assert_string_equal(msg_state(f->st, ID1), "failed");
 
     int requeued = -1;
-    assert_int_equal(store_message_resend(f->st, ID1, "alice", &requeued, &err), 0);
+    assert_int_equal(store_message_resend(f->st, ID1, "alice", NULL, 0, &requeued, &err), 0);
     assert_int_equal(requeued, 1);
     assert_string_equal(msg_state(f->st, ID1), "queued");
     assert_int_equal(count_events(f->st, ID1, "info",
@@ -470,12 +471,12 @@ static void test_m1_resend_requeues_failed(void **state)
     assert_string_equal(msg_state(f->st, ID1), "sent");
 
     /* Nothing failed: resend sends every delivery hop again. */
-    assert_int_equal(store_message_resend(f->st, ID1, "bob", &requeued, &err), 0);
+    assert_int_equal(store_message_resend(f->st, ID1, "bob", NULL, 0, &requeued, &err), 0);
     assert_int_equal(requeued, 2);
     assert_string_equal(msg_state(f->st, ID1), "queued");
 
     assert_int_equal(store_message_resend(f->st, "01900000-0000-7000-8000-00000000ffff",
-                                          "bob", &requeued, &err), 1);
+                                          "bob", NULL, 0, &requeued, &err), 1);
 }
 
 static void test_m2_leases_release(void **state)
@@ -551,6 +552,74 @@ static void test_m1_message_list_filter_and_paging(void **state)
     assert_int_equal(store_message_list(f->st, "failed", 100, 0, &page, &n, &err), 0);
     assert_int_equal(n, 0);
     store_messages_free(page, n);
+}
+
+/* A refused message is listed under its own state; every state a filter
+ * accepts is one the store knows (the CLI and the API validate with it). */
+static void test_m1_message_list_refused_state(void **state)
+{
+    struct fx *f = *state;
+    char id[ID_LEN + 1];
+    struct error err = {0};
+    intake1(f->st, ID1, "inbox", NULL, 0);
+    assert_int_equal(store_message_refused(f->st, "as2-a", "refused (test)",
+                                           id, &err), 0);
+    struct store_message *page;
+    size_t n;
+    assert_int_equal(store_message_list(f->st, "refused", 100, 0, &page, &n,
+                                        &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(page[0].id, id);
+    assert_string_equal(page[0].state, "refused");
+    store_messages_free(page, n);
+    for (int i = 0; store_message_states[i]; i++)
+        assert_true(store_message_state_known(store_message_states[i]));
+    assert_true(store_message_state_known("refused"));
+    assert_true(store_message_state_known("erased"));
+    assert_false(store_message_state_known("snet"));
+    assert_false(store_message_state_known(NULL));
+}
+
+/* show/resend resolve a unique id prefix: a range of the primary key, so
+ * an id that merely contains the prefix, or ends beyond it, never counts. */
+static void test_m8_message_id_prefix(void **state)
+{
+    struct fx *f = *state;
+    static const char *ids[] = {
+        "01900000-aaaa-7000-8000-000000000001",
+        "01900000-aaab-7000-8000-000000000002",
+        "01900000-abcd-7000-8000-000000000003",
+        "01911111-0000-7000-8000-0190000000aa",
+    };
+    for (size_t i = 0; i < 4; i++)
+        intake1(f->st, ids[i], "inbox", NULL, 0);
+    char id[ID_LEN + 1];
+    int64_t count = -1;
+    struct error err = {0};
+    assert_int_equal(store_message_prefix(f->st, "01900000-ab", id, &count,
+                                          &err), 0);
+    assert_int_equal(count, 1);
+    assert_string_equal(id, ids[2]);
+    assert_int_equal(store_message_prefix(f->st, "01900000-aaa", id, &count,
+                                          &err), 0);
+    assert_int_equal(count, 2);
+    assert_string_equal(id, "");
+    assert_int_equal(store_message_prefix(f->st, "019000", id, &count, &err),
+                     0);
+    assert_int_equal(count, 3);
+    assert_int_equal(store_message_prefix(f->st, "019111", id, &count, &err),
+                     0);
+    assert_int_equal(count, 1);
+    assert_string_equal(id, ids[3]);
+    assert_int_equal(store_message_prefix(f->st, ids[1], id, &count, &err), 0);
+    assert_int_equal(count, 1);
+    assert_string_equal(id, ids[1]);
+    assert_int_equal(store_message_prefix(f->st, "0190000000aa", id, &count,
+                                          &err), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(store_message_prefix(f->st, "ffffff", id, &count, &err),
+                     0);
+    assert_int_equal(count, 0);
 }
 
 /* ---- M1: the flow ------------------------------------------------------------------------ */
@@ -824,6 +893,137 @@ static void test_m5_connector_config_set(void **state)
     free(blob);
 }
 
+/* ---- issue items 12, 16, 6: lanes, waiting, refusals ------------------- */
+
+/* call must return 0; err (in scope) says why not */
+#define MUST(call, e) do { if ((call) != 0) fail_msg("%s: %s", #call, \
+                                                   (e).msg); } while (0)
+
+/* Item 12: a lane leases only the hops of its message sizes. */
+static void test_m4_lease_lane_by_message_size(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "out" };
+    struct store_message big = msg_make("01900000-0000-7000-8000-00000000000b",
+                                        "in", "big.bin", NULL);
+    big.size = 20LL << 20;
+    struct store_new it = { .msg = &big, .next = next, .nnext = 1 };
+    struct error err = {0};
+    MUST(store_intake(f->st, &it, 1, &err), err);
+    intake1(f->st, "01900000-0000-7000-8000-00000000000a", "in", next, 1);
+    struct store_lane small = { 0, (8LL << 20) - 1 }, large = { 8LL << 20,
+                                                               INT64_MAX };
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    MUST(store_hop_lease_lane(f->st, "w1", time_now_ms(), 60000, 10, &small,
+                              &h, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].message_id,
+                        "01900000-0000-7000-8000-00000000000a");
+    store_hops_free(h, n);
+    MUST(store_hop_lease_lane(f->st, "w2", time_now_ms(), 60000, 10, &small,
+                              &h, &n, &err), err);
+    assert_int_equal(n, 0);
+    store_hops_free(h, n);
+    MUST(store_hop_lease_lane(f->st, "w3", time_now_ms(), 60000, 10, &large,
+                              &h, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].message_id,
+                        "01900000-0000-7000-8000-00000000000b");
+    store_hops_free(h, n);
+}
+
+/* Item 16: a wait keeps the attempts, sets no error, writes its event
+ * only when it has a text; an MDN's arrival wakes it. */
+static void test_m4_hop_wait_is_not_an_attempt(void **state)
+{
+    struct fx *f = *state;
+    const char *id = "01900000-0000-7000-8000-0000000000c1";
+    const char *next[] = { "as2-b" };
+    intake1(f->st, id, "in", next, 1);
+    struct store_hop *h;
+    assert_int_equal(lease_now(f->st, "w1", 60000, &h), 1);
+    struct store_outcome o = outcome(&h[0], "w1", HOP_WAIT);
+    o.attempts = h[0].attempts;
+    o.next_at = time_now_ms() + 3600000;
+    o.receipt = "HTTP 200: sent as <x@wharf>; waiting for the MDN";
+    finish1(f->st, &o, 0);
+    store_hops_free(h, 1);
+    assert_int_equal(count_events(f->st, id, "info", "waiting for the MDN"),
+                     1);
+    struct store_hop *all;
+    size_t n;
+    struct error err = {0};
+    MUST(store_message_hops(f->st, id, &all, &n, &err), err);
+    assert_string_equal(all[1].state, "retrying");
+    assert_int_equal(all[1].attempts, 0);
+    assert_null(all[1].last_error);
+    assert_null(all[1].receipt);
+    store_hops_free(all, n);
+    assert_string_equal(msg_state(f->st, id), "retrying");
+    /* not due: nothing to lease; a wake for another connector does not
+     * wake it, one for its own does */
+    assert_int_equal(lease_now(f->st, "w1", 60000, &h), 0);
+    store_hops_free(h, 0);
+    assert_int_equal(store_hop_wake(f->st, id, "as2-c", &err), 0);
+    assert_int_equal(store_hop_wake(f->st, id, "as2-b", &err), 1);
+    assert_int_equal(lease_now(f->st, "w1", 60000, &h), 1);
+    /* a later look without text: no second event */
+    o = outcome(&h[0], "w1", HOP_WAIT);
+    o.attempts = h[0].attempts;
+    o.next_at = time_now_ms() + 1000;
+    finish1(f->st, &o, 0);
+    store_hops_free(h, 1);
+    assert_int_equal(count_events(f->st, id, NULL, "waiting"), 1);
+}
+
+/* Item 6: refusals of one source, address and reason fold into one
+ * record while they keep coming; another reason or address is another
+ * record. */
+static void test_r22_refusals_fold_into_bursts(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    char id[ID_LEN + 1], first[ID_LEN + 1];
+    int64_t count = 0;
+    struct store_refusal r = { "as2-a", "192.0.2.7", "decryption-failed",
+                               "AS2 message <1@x> refused", 600000 };
+    MUST(store_refusal_record(f->st, &r, first, &count, &err), err);
+    assert_int_equal(count, 1);
+    for (int i = 2; i <= 50; i++) {
+        r.text = i == 50 ? "AS2 message <50@x> refused" : "AS2 message";
+        MUST(store_refusal_record(f->st, &r, id, &count, &err), err);
+        assert_int_equal(count, i);
+        assert_string_equal(id, first);
+    }
+    assert_string_equal(msg_state(f->st, first), "refused");
+    assert_int_equal(count_events(f->st, first, "error", NULL), 2);
+    assert_int_equal(count_events(f->st, first, NULL,
+                                  "refused 50 times in all from 192.0.2.7 "
+                                  "(decryption-failed), the last one: AS2 "
+                                  "message <50@x>"), 1);
+    r.reason = "authentication-failed";
+    MUST(store_refusal_record(f->st, &r, id, &count, &err), err);
+    assert_int_equal(count, 1);
+    assert_string_not_equal(id, first);
+    r.reason = "decryption-failed";
+    r.address = "192.0.2.8";
+    MUST(store_refusal_record(f->st, &r, id, &count, &err), err);
+    assert_int_equal(count, 1);
+    /* a burst ends after window_ms without one */
+    r.address = "192.0.2.7";
+    r.window_ms = 0;
+    usleep(2000);
+    MUST(store_refusal_record(f->st, &r, id, &count, &err), err);
+    assert_int_equal(count, 1);
+    assert_string_not_equal(id, first);
+    struct store_message *all;
+    size_t n;
+    MUST(store_message_list(f->st, "refused", 100, 0, &all, &n, &err), err);
+    assert_int_equal(n, 4);
+    store_messages_free(all, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -836,11 +1036,16 @@ int main(void)
         T(test_m1_resend_requeues_failed),
         T(test_m2_leases_release),
         T(test_m1_message_list_filter_and_paging),
+        T(test_m1_message_list_refused_state),
+        T(test_m8_message_id_prefix),
         T(test_m1_flow_put_get_generation),
         T(test_m2_migration_version),
         T(test_m2_group_commit_batch),
         T(test_r15_connector_secrets_follow_the_flow),
         T(test_m5_connector_config_set),
+        T(test_m4_lease_lane_by_message_size),
+        T(test_m4_hop_wait_is_not_an_attempt),
+        T(test_r22_refusals_fold_into_bursts),
 #undef T
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -5,6 +5,7 @@
  */
 #include "testutil.h"
 
+#include "util/fault.h"
 #include "util/fsx.h"
 #include "util/id.h"
 #include "util/secret.h"
@@ -12,7 +13,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -96,8 +99,6 @@ static void test_secret_from_file_trims_newline(void **state)
         { "s3cret", "s3cret" },
         { "s3cret\n\n", "s3cret\n" },   /* only one newline goes */
         { "a b\tc\n", "a b\tc" },
-        { "\n", "" },
-        { "", "" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         write_file(path, cases[i].content, strlen(cases[i].content), 0600);
@@ -108,6 +109,30 @@ static void test_secret_from_file_trims_newline(void **state)
         assert_memory_equal(secret_data(s), cases[i].want, secret_len(s));
         secret_free(s);
     }
+    test_rmtree(dir);
+}
+
+/* Issue 9 item 1: a blank secret file is refused (an empty token file
+ * made `Authorization: Bearer ` valid), and a FIFO neither hangs nor is
+ * read. */
+static void test_r04_secret_from_file_refuses_blank_and_fifo(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    test_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/pw", dir);
+    const char *blank[] = { "", "\n", "  \t\r\n", "\n\n" };
+    for (size_t i = 0; i < sizeof(blank) / sizeof(blank[0]); i++) {
+        write_file(path, blank[i], strlen(blank[i]), 0600);
+        struct error err = {0};
+        assert_null(secret_from_file(path, &err));
+        assert_non_null(strstr(err.msg, "empty"));
+    }
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    struct error err = {0};
+    assert_null(secret_from_file(path, &err));
+    assert_non_null(strstr(err.msg, "not a regular file"));
     test_rmtree(dir);
 }
 
@@ -437,12 +462,69 @@ static void test_time_iso(void **state)
     assert_true(m2 >= m1 && m1 > 0);
 }
 
+/* ---- the kill -9 test hook ---- */
+
+/* In a child with WHARF_FAULT=spec: call fault_point(name) `calls` times,
+ * writing one byte to a pipe after each call that returned. Returns the
+ * bytes written and the child's wait status. */
+static int fault_child(const char *spec, const char *name, int calls,
+                       int *status)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        setenv("WHARF_FAULT", spec, 1);
+        for (int i = 0; i < calls; i++) {
+            fault_point("some.other");
+            fault_point(name);
+            if (write(p[1], "x", 1) != 1)
+                _exit(3);
+        }
+        _exit(0);
+    }
+    close(p[1]);
+    char buf[64];
+    int n = 0;
+    ssize_t r;
+    while ((r = read(p[0], buf, sizeof(buf))) > 0)
+        n += (int)r;
+    close(p[0]);
+    assert_int_equal(waitpid(pid, status, 0), pid);
+    return n;
+}
+
+static void test_r15_fault_point_kills_at_the_named_hit(void **state)
+{
+    (void)state;
+    int status = 0;
+    /* the third hit of "rotate.x" is a SIGKILL: two calls returned */
+    assert_int_equal(fault_child("rotate.x:3", "rotate.x", 10, &status), 2);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* several points; the second one named matches */
+    assert_int_equal(fault_child("a.b:1,rotate.x:5", "rotate.x", 10,
+                                 &status), 4);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* other names, a prefix, a bad count or no variable: nothing happens */
+    const char *inert[] = { "rotate.y:1", "rotate:1", "rotate.x.z:1",
+                            "rotate.x:0", "rotate.x:", "rotate.x:2x", "" };
+    for (size_t i = 0; i < sizeof(inert) / sizeof(inert[0]); i++) {
+        assert_int_equal(fault_child(inert[i], "rotate.x", 4, &status), 4);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    unsetenv("WHARF_FAULT");
+    fault_point("rotate.x");        /* unset: a no-op in this process */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_secret_round_trip),
         cmocka_unit_test(test_secret_equal),
         cmocka_unit_test(test_secret_from_file_trims_newline),
+        cmocka_unit_test(test_r04_secret_from_file_refuses_blank_and_fifo),
         cmocka_unit_test(test_secret_from_file_refuses_shared_mode),
         cmocka_unit_test(test_secret_from_file_limits),
         cmocka_unit_test(test_fsx_write_atomic),
@@ -454,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_id_new_threads_unique),
         cmocka_unit_test(test_id_valid_rejects_bad_shapes),
         cmocka_unit_test(test_time_iso),
+        cmocka_unit_test(test_r15_fault_point_kills_at_the_named_hit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
