@@ -63,6 +63,10 @@ int api_connector_action(struct api_ctx *c)
     struct conn_action_ctx x;
     const char *name = c->param[0], *verb = c->param[1];
     int rc = flow_action_find(c->st, name, verb, &a, &err);
+    const struct conn_action *any = rc == CONN_ACT_OK ? NULL
+                                    : connector_action_any(verb);
+    if (any && any->audit && action_allowed(c, any))
+        api_audit(c, any->audit, name, "failed");  /* the attempt */
     if (rc != CONN_ACT_OK)
         return rc == CONN_ACT_NOT_FOUND
                ? api_fail(c, 404, "not_found", "%s", err.msg)

@@ -189,8 +189,12 @@ static int action_cmd(struct wharf *w, struct store *st, const char *name,
     const struct conn_action *a = NULL;
     struct conn_action_ctx x;
     int rc = flow_action_find(st, name, verb, &a, &err);
-    if (rc != CONN_ACT_OK)
+    if (rc != CONN_ACT_OK) {
+        const struct conn_action *any = connector_action_any(verb);
+        if (any && any->audit)      /* the attempt, as before it ran */
+            cli_audit(w, st, any->audit, name, "failed");
         return cli_fail("%s", err.msg);
+    }
     json_t *args = action_args(a, pos, n);
     if (args == NULL)
         return EXIT_USAGE;
@@ -218,8 +222,7 @@ static int connector_run(int argc, char **argv)
     if (p != 0)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
     int is_list = a.npos == 1 && !strcmp(a.pos[0], "list");
-    int is_help = a.npos >= 1 && a.npos <= 2 && !strcmp(a.pos[0], "help") &&
-                  (a.npos == 1 || connector_type_find(a.pos[1]));
+    int is_help = a.npos >= 1 && a.npos <= 2 && !strcmp(a.pos[0], "help");
     if (is_help)
         return help_cmd(a.npos == 2 ? a.pos[1] : NULL, a.flags[0]);
     if (!is_list && a.npos < 2)

@@ -298,6 +298,10 @@ json_t *connector_config_schema(const struct connector_type *t);
 const struct conn_action *connector_action_find(const struct connector_type *t,
                                                 const char *verb);
 
+/* The action verb of any type (the first that has it), or NULL: what an
+ * attempt on a connector that turned out not to have it is audited as. */
+const struct conn_action *connector_action_any(const char *verb);
+
 /* GET /oauth/callback: ask every type with oauth_callback. */
 enum conn_oauth_rc connector_oauth_callback(struct wharf *w, struct store *st,
                                             const char *state,

@@ -51,7 +51,6 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
-#include "vault/vault.h"
 
 #define MAX_HEADERS 64
 #define MAX_SUCCESS 64

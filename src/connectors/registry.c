@@ -180,6 +180,14 @@ const struct conn_action *connector_action_find(const struct connector_type *t,
     return NULL;
 }
 
+const struct conn_action *connector_action_any(const char *verb)
+{
+    const struct conn_action *a = NULL;
+    for (size_t i = 0; i < NTYPES && a == NULL; i++)
+        a = connector_action_find(TYPES[i], verb);
+    return a;
+}
+
 enum conn_act_rc connector_action_test(struct conn_action_ctx *x,
                                        struct error *err)
 {

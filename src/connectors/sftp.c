@@ -55,7 +55,6 @@
 #include "core/wharf.h"
 #include "net/client.h"
 #include "util/secret.h"
-#include "vault/vault.h"
 
 #define MAX_TAKE_PER_POLL 1000
 #define MAX_LISTING (64u << 20)     /* bytes of a directory listing */
