@@ -10,7 +10,9 @@
  *        only an action that changes nothing (hostkey.capture, test).
  * The dispatch is core/flow.c's (flow_action_find, flow_action_run), the
  * same as `wharf connector NAME VERB`; the API knows no connector type.
- * Audited as the action's table says. Must never put a secret into a
+ * Audited as the action's table says; an attempt at a verb some type
+ * declares on a connector that lacks it (or does not exist) too, as
+ * "refused: why". Must never put a secret into a
  * response: an action's result and the type tables hold none.
  */
 #include <stdio.h>
@@ -63,10 +65,12 @@ int api_connector_action(struct api_ctx *c)
     struct conn_action_ctx x;
     const char *name = c->param[0], *verb = c->param[1];
     int rc = flow_action_find(c->st, name, verb, &a, &err);
-    const struct conn_action *any = rc == CONN_ACT_OK ? NULL
-                                    : connector_action_any(verb);
+    const struct conn_action *any = rc == CONN_ACT_NOT_FOUND
+                                    ? connector_action_any(verb) : NULL;
+    char detail[ERROR_MSG_MAX + 16];
+    snprintf(detail, sizeof(detail), "refused: %s", err.msg);
     if (any && any->audit && action_allowed(c, any))
-        api_audit(c, any->audit, name, "failed");  /* the attempt */
+        api_audit(c, any->audit, name, detail);     /* the attempt */
     if (rc != CONN_ACT_OK)
         return rc == CONN_ACT_NOT_FOUND
                ? api_fail(c, 404, "not_found", "%s", err.msg)

@@ -79,17 +79,21 @@ static void option_print(const json_t *o)
         printf(", default %s", dv);
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(o, "values"), i, v)
+    const json_t *values = json_object_get(o, "values");
+    json_array_foreach(values, i, v) {
         printf("%s%s", i ? "|" : ", one of ", json_string_value(v));
+    }
     if (json_object_get(o, "min") && json_object_get(o, "max"))
         printf(", %lld..%lld",
                (long long)json_integer_value(json_object_get(o, "min")),
                (long long)json_integer_value(json_object_get(o, "max")));
     if (w) {
+        const json_t *when = json_object_get(w, "values");
         printf(", only when %s is ",
                json_string_value(json_object_get(w, "key")));
-        json_array_foreach(json_object_get(w, "values"), i, v)
+        json_array_foreach(when, i, v) {
             printf("%s%s", i ? "|" : "", json_string_value(v));
+        }
     }
     printf(")\n      %s\n", json_string_value(json_object_get(o, "help")));
     free(dv);
@@ -102,18 +106,24 @@ static void type_print(const json_t *t, const json_t *common)
     printf("%s: %s\n\nconfig keys:\n",
            json_string_value(json_object_get(t, "name")),
            json_string_value(json_object_get(t, "summary")));
-    json_array_foreach(json_object_get(t, "options"), i, v)
+    const json_t *options = json_object_get(t, "options");
+    const json_t *actions = json_object_get(t, "actions");
+    json_array_foreach(options, i, v) {
         option_print(v);
+    }
     printf("\nkeys every connector takes:\n");
-    json_array_foreach(common, i, v)
+    json_array_foreach(common, i, v) {
         option_print(v);
+    }
     printf("\nactions (wharf connector NAME VERB [ARGS]):\n");
-    json_array_foreach(json_object_get(t, "actions"), i, v) {
+    json_array_foreach(actions, i, v) {
         size_t k;
         json_t *p;
+        const json_t *params = json_object_get(v, "params");
         printf("  %s", json_string_value(json_object_get(v, "verb")));
-        json_array_foreach(json_object_get(v, "params"), k, p)
+        json_array_foreach(params, k, p) {
             printf(" %s", json_string_value(p));
+        }
         printf(" (%s%s)\n      %s\n",
                json_string_value(json_object_get(v, "permission")),
                json_is_true(json_object_get(v, "read_only")) ? ", read-only"
@@ -127,10 +137,11 @@ static int help_cmd(const char *type, int json)
     json_t *all = connector_types_json();
     json_t *types = json_object_get(all, "types"), *t, *one = NULL;
     size_t i;
-    json_array_foreach(types, i, t)
+    json_array_foreach(types, i, t) {
         if (type && !strcmp(json_string_value(json_object_get(t, "name")),
                             type))
             one = t;
+    }
     int rc = EXIT_OK;
     if (type && one == NULL)
         rc = cli_fail("no connector type '%s' (wharf connector help lists "
@@ -142,10 +153,11 @@ static int help_cmd(const char *type, int json)
     else {
         printf("connector types (wharf connector help TYPE for its config "
                "keys and actions):\n");
-        json_array_foreach(types, i, t)
+        json_array_foreach(types, i, t) {
             printf("  %-10s %s\n", json_string_value(json_object_get(t,
                    "name")), json_string_value(json_object_get(t,
                    "summary")));
+        }
     }
     json_decref(all);
     return rc;
@@ -191,8 +203,8 @@ static int action_cmd(struct wharf *w, struct store *st, const char *name,
     int rc = flow_action_find(st, name, verb, &a, &err);
     if (rc != CONN_ACT_OK) {
         const struct conn_action *any = connector_action_any(verb);
-        if (any && any->audit)      /* the attempt, as before it ran */
-            cli_audit(w, st, any->audit, name, "failed");
+        if (any && any->audit)      /* the attempt is audited too */
+            cli_audit(w, st, any->audit, name, "refused: %s", err.msg);
         return cli_fail("%s", err.msg);
     }
     json_t *args = action_args(a, pos, n);

@@ -286,8 +286,8 @@ const json_t *conn_get(const struct connector *c, const char *key);
 int connector_option_sealed(const struct connector_type *t, const char *key);
 
 /* Every type as JSON (static data only: no secret exists in a table):
- * {"types": [{"name", "summary", "source", "options": [...], "actions":
- * [...]}], "common": [...]}. Caller decrefs. */
+ * {"types": [{"name", "summary", "options": [...], "actions": [...]}],
+ * "common": [...]}. Caller decrefs. */
 json_t *connector_types_json(void);
 
 /* The JSON Schema (2020-12, as OpenAPI 3.1 takes it) of type t's config,

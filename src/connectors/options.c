@@ -13,7 +13,8 @@
  *      absent (or, for a proxy, given as a string); a key whose `when`
  *      does not hold must be absent; a required key must be present; a
  *      present value must have the declared type, enum value, range or
- *      size; then the option's own valid().
+ *      size (a required string must not be empty); then the option's own
+ *      valid().
  *
  * Owns nothing beyond the JSON it returns. Must never read a file, open a
  * connection or print a config value of a secret key (a table holds no
@@ -385,7 +386,8 @@ static int check_option(const struct conn_option *o, const json_t *config,
                       : error_set(err, "%s does not apply without %s",
                                   o->key, ckey);
     }
-    if (v == NULL)
+    int empty = json_is_string(v) && json_string_value(v)[0] == '\0';
+    if (v == NULL || ((o->flags & CONN_REQUIRED) && empty))
         return (o->flags & CONN_REQUIRED)
                ? error_set(err, "needs %s (%s)", o->key, o->help) : 0;
     if (check_value(o, v, err) < 0)

@@ -271,5 +271,9 @@ def test_m5_sftp_hostkey_through_the_api(tmp_path, wharf, data_dir,
     assert again["matches"] is True and \
         again["confirmed"] == sshd.fingerprint, again
     entries = hostkey_audit(wharf, data_dir)
-    assert [("refused" in e["detail"]) for e in entries] == [True, False]
+    # the wrong fingerprint, the attempt on a file connector, the accepted
+    assert [("refused" in e["detail"]) for e in entries] == \
+        [True, True, False], entries
+    assert "inbox" == entries[1]["target"] and "has no action" in \
+        entries[1]["detail"], entries
     server.stop()

@@ -100,6 +100,7 @@ static void test_iso_options_required_and_unknown(void **state)
     (void)state;
     expect("{\"name\":\"x\"}", NULL);
     expect("{}", "needs name (a short name)");
+    expect("{\"name\":\"\"}", "needs name (a short name)");
     expect("{\"name\":\"x\",\"colour\":1}", "unknown key \"colour\"");
     expect("{\"name\":\"x\",\"auth\":{\"type\":\"basic\",\"user\":\"u\","
            "\"x\":1}}", "auth: unknown key \"x\"");
