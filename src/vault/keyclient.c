@@ -244,6 +244,11 @@ int keyproc_lost(void)
     return lost;
 }
 
+pid_t keyproc_pid(void)
+{
+    return kc.fd >= 0 ? kc.pid : 0;
+}
+
 void keyproc_stop(void)
 {
     pthread_mutex_lock(&kc.lock);

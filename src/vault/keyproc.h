@@ -41,6 +41,9 @@ int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,
 /* 1 when the key process ended while serve was running. */
 int keyproc_lost(void);
 
+/* The key process's pid, 0 when none runs (tests, the log line). */
+pid_t keyproc_pid(void);
+
 /* Close the connection and wait for the key process to exit. Safe to call
  * when none was started. */
 void keyproc_stop(void);

@@ -31,6 +31,7 @@
 #include <openssl/err.h>
 #include <openssl/params.h>
 #include <openssl/provider.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "util/log.h"
@@ -427,6 +428,36 @@ static int op_set_params(void *ctx, const OSSL_PARAM params[])
     return 1;
 }
 
+/* The AlgorithmIdentifier of o's signature (CMS and X.509 ask for it): the
+ * default provider's answer for a verification with the same settings on
+ * the public half. */
+static int op_get_aid(const struct keyprov_op *o, OSSL_PARAM *p)
+{
+    const EVP_MD *md = EVP_get_digestbyname(keyproto_md_name(o->p.md)
+                                            ?: "SHA256");
+    const EVP_MD *mgf1 = o->p.mgf1
+        ? EVP_get_digestbyname(keyproto_md_name(o->p.mgf1)) : md;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(o->key->pub, NULL);
+    int ok = c != NULL && EVP_PKEY_verify_init(c) == 1 && md != NULL &&
+             EVP_PKEY_CTX_set_signature_md(c, md) == 1;
+    if (ok && o->p.pad == KP_PAD_PSS)
+        ok = EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) == 1 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(c, o->saltlen_max ? -3
+                                              : o->p.saltlen) == 1 &&
+             mgf1 != NULL && EVP_PKEY_CTX_set_rsa_mgf1_md(c, mgf1) == 1;
+    unsigned char aid[256];
+    OSSL_PARAM q[2] = {
+        OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, aid,
+                                sizeof(aid)),
+        OSSL_PARAM_END
+    };
+    ok = ok && EVP_PKEY_CTX_get_params(c, q) == 1 &&
+         OSSL_PARAM_modified(&q[0]) &&
+         OSSL_PARAM_set_octet_string(p, aid, q[0].return_size) == 1;
+    EVP_PKEY_CTX_free(c);
+    return ok;
+}
+
 static int op_get_params(void *ctx, OSSL_PARAM params[])
 {
     struct keyprov_op *o = ctx;
@@ -446,6 +477,9 @@ static int op_get_params(void *ctx, OSSL_PARAM params[])
     if ((p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL)) &&
         !OSSL_PARAM_set_octet_ptr(p, o->label, o->llen))
         return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID)) &&
+        !op_get_aid(o, p))
+        return 0;
     return 1;
 }
 
@@ -457,6 +491,23 @@ static const OSSL_PARAM op_settable[] = {
     OSSL_PARAM_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
     OSSL_PARAM_END
 };
+
+static const OSSL_PARAM op_gettable[] = {
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_octet_ptr(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *op_gettable_params(void *ctx, void *provctx)
+{
+    (void)ctx;
+    (void)provctx;
+    return op_gettable;
+}
 
 static const OSSL_PARAM *op_settable_params(void *ctx, void *provctx)
 {
@@ -568,7 +619,7 @@ static const OSSL_DISPATCH sig_fns[] = {
       (keyprov_fn)op_settable_params },
     { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (keyprov_fn)op_get_params },
     { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
-      (keyprov_fn)op_settable_params },
+      (keyprov_fn)op_gettable_params },
     { 0, NULL }
 };
 
@@ -622,7 +673,7 @@ static const OSSL_DISPATCH enc_fns[] = {
       (keyprov_fn)op_settable_params },
     { OSSL_FUNC_ASYM_CIPHER_GET_CTX_PARAMS, (keyprov_fn)op_get_params },
     { OSSL_FUNC_ASYM_CIPHER_GETTABLE_CTX_PARAMS,
-      (keyprov_fn)op_settable_params },
+      (keyprov_fn)op_gettable_params },
     { 0, NULL }
 };
 
