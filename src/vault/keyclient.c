@@ -126,9 +126,12 @@ static int kc_exchange(uint32_t type, const struct keyproto_field *f,
     struct error perr = {0};
     if (io != 0 || kc_reply(id, &h, buf, &perr) != 0) {
         kc.dead = 1;
-        return error_set(err, "the key process is gone%s%s: wharf serve is "
-                         "stopping (restart it)", perr.msg[0] ? ": " : "",
-                         perr.msg);
+        error_set(err, "the key process is gone%s%s: wharf serve is "
+                  "stopping (restart it)", perr.msg[0] ? ": " : "",
+                  perr.msg);
+        if (err != NULL)
+            err->code = EPIPE;      /* not an answer: nothing was decided */
+        return -1;
     }
     if (h.type == KP_ERR) {
         if (keyproto_parse(type, 2, *buf, h.len, r, &nr, err) != 0)
@@ -145,8 +148,8 @@ int keyclient_call(uint32_t type, const struct keyproto_field *f, size_t nf,
     *buf = NULL;
     pthread_mutex_lock(&kc.lock);
     int rc = kc.fd < 0 || kc.dead
-             ? error_set(err, "the key process is not running: wharf serve "
-                         "is stopping (restart it)")
+             ? error_errno(err, EPIPE, "the key process is not running: "
+                           "wharf serve is stopping (restart it)")
              : kc_exchange(type, f, nf, r, buf, err);
     pthread_mutex_unlock(&kc.lock);
     return rc;

@@ -76,7 +76,8 @@ int keyclient_active(void);
 
 /* One request/reply exchange: the request's fields f[0..nf), the reply's
  * fields into r[] (pointing into *buf, malloc'ed, caller frees even on
- * failure). A KP_ERR reply becomes err's message. 0 or -1. */
+ * failure). A KP_ERR reply becomes err's message. 0 or -1; err->code is
+ * EPIPE when the key process did not answer at all (it is gone). */
 int keyclient_call(uint32_t type, const struct keyproto_field *f, size_t nf,
                    struct keyproto_field *r, unsigned char **buf,
                    struct error *err);
