@@ -49,6 +49,7 @@
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "util/confine.h"
+#include "util/fault.h"
 #include "util/fsx.h"
 
 #define MAX_TAKE_PER_POLL 8192
@@ -600,6 +601,11 @@ struct pending {
 
 static int write_all(int fd, const unsigned char *p, size_t n)
 {
+    int injected = fault_fail("file.write");        /* test hook: fault.h */
+    if (injected) {
+        errno = injected;
+        return -1;
+    }
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
@@ -679,6 +685,11 @@ static void place(struct connector *c, struct file_state *fs, int sfd,
     for (int k = 0; k <= last; k++) {
         suffixed(p->name, k, cand, sizeof(cand));
         snprintf(path, sizeof(path), "%s/%s", fs->send_dir, cand);
+        int injected = fault_fail("file.rename");   /* test hook: fault.h */
+        if (injected) {
+            errno = injected;
+            break;
+        }
         int rc = fs->collision == COLLIDE_OVERWRITE
             ? renameat(sfd, p->tmp, sfd, cand)
             : renameat2(sfd, p->tmp, sfd, cand, RENAME_NOREPLACE);

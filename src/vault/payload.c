@@ -50,6 +50,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "util/fault.h"
+
 #define PAYLOAD_DKEY_LEN 32
 #define PAYLOAD_SEALED (PAYLOAD_SEGMENT + PAYLOAD_TAG_LEN)
 #define PAYLOAD_RAW (PAYLOAD_SEALED + 1)        /* one-byte lookahead */
@@ -96,6 +98,11 @@ struct payload_reader {
 
 static int payload_write_all(int fd, const unsigned char *p, size_t n)
 {
+    int injected = fault_fail("payload.write");     /* test hook: fault.h */
+    if (injected) {
+        errno = injected;
+        return -1;
+    }
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
