@@ -127,6 +127,11 @@ int api_message_payload(struct api_ctx *c);
 int api_message_receipt(struct api_ctx *c);
 int api_message_resend(struct api_ctx *c);
 int api_message_erase(struct api_ctx *c);
+/* Retention and erasure (api_retention.c). */
+int api_message_hold(struct api_ctx *c);
+int api_message_unhold(struct api_ctx *c);
+int api_messages_purge(struct api_ctx *c);
+int api_partner_erase(struct api_ctx *c);
 int api_settings(struct api_ctx *c);
 int api_setting_put(struct api_ctx *c);
 int api_audit_list(struct api_ctx *c);

@@ -1,6 +1,7 @@
 /*
  * api_messages.c - messages (list, detail, payload download, resend,
- * erase) and the audit trail (list, verify). Payload downloads, resends and
+ * erase: security/retention.h, refused for a message under a legal hold)
+ * and the audit trail (list, verify). Payload downloads, resends and
  * erasures are audited. A payload is streamed from the vault: every byte
  * sent was authenticated first, and memory does not grow with its size.
  */
@@ -14,6 +15,7 @@
 #include "core/message.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/retention.h"
 #include "store/audit_store.h"
 #include "store/store.h"
 #include "vault/vault.h"
@@ -151,22 +153,20 @@ int api_message_resend(struct api_ctx *c)
 int api_message_erase(struct api_ctx *c)
 {
     struct error err = {0};
-    struct store_message m;
-    char path[4300];
-    if (load_message(c, &m))
-        return 0;
-    int rc = 0;
-    if (m.payload_path &&
-        wharf_path(c->w, m.payload_path, path, sizeof(path)) == 0)
-        rc = payload_destroy(path, &err);
-    if (rc == 0)
-        rc = store_message_erase(c->st, m.id, c->actor.name, &err);
-    if (rc == 0)
-        api_audit(c, "message.erase", m.id, m.filename);
-    store_message_clear(&m);
+    int64_t bytes = 0;
+    char detail[64];
+    int rc = id_valid(c->param[0]) ? retention_erase(c->w, c->st, c->param[0],
+                                     c->actor.name, &bytes, &err) : 1;
+    if (rc == 1)
+        return api_fail(c, 404, "not_found", "no such message");
+    if (rc == 2)
+        return api_fail(c, 409, "legal_hold", "%s", err.msg);
     if (rc != 0)
         return api_fail(c, 500, "internal", "%s", err.msg);
-    return api_ok(c, 200, json_pack("{s:s}", "status", "erased"));
+    snprintf(detail, sizeof(detail), "bytes=%lld", (long long)bytes);
+    api_audit(c, "message.erase", c->param[0], detail);
+    return api_ok(c, 200, json_pack("{s:s, s:I}", "status", "erased",
+                                    "bytes", (json_int_t)bytes));
 }
 
 /* ---- audit -------------------------------------------------------------------------- */

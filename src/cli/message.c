@@ -4,7 +4,8 @@
  * fsynced) and its hops committed before the command reports success.
  * show and resend take a whole id or a unique prefix of one (at least
  * MSG_PREFIX_MIN characters); an ambiguous prefix is refused, never
- * guessed.
+ * guessed. erase, hold, unhold and purge are the retention and erasure
+ * verbs of security/retention.h (R9), audited with their counts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include "core/intake.h"
 #include "core/message.h"
 #include "core/wharf.h"
+#include "security/retention.h"
 #include "store/store.h"
 #include "util/id.h"
 
@@ -237,6 +239,108 @@ static int resend_cmd(struct wharf *w, struct store *st, const char *arg)
     return cli_audit(w, st, "message.resend", id, "requeued %d hop(s)", n);
 }
 
+/* ---- retention and erasure (R9) ------------------------------------------------ */
+
+static int erase_cmd(struct wharf *w, struct store *st, const char *arg)
+{
+    struct error err = {0};
+    char id[ID_LEN + 1];
+    int64_t bytes = 0;
+    int rc = resolve_id(st, arg, id);
+    if (rc != EXIT_OK)
+        return rc;
+    rc = retention_erase(w, st, id, "cli", &bytes, &err);
+    if (rc == 1)
+        return cli_fail("no such message");
+    if (rc != 0)
+        return cli_fail("%s", err.msg);
+    printf("erased message %s (%lld payload bytes shredded)\n", id,
+           (long long)bytes);
+    return cli_audit(w, st, "message.erase", id, "bytes=%lld",
+                     (long long)bytes);
+}
+
+static int hold_cmd(struct wharf *w, struct store *st, const char *arg,
+                    int hold, const char *reason)
+{
+    struct error err = {0};
+    char id[ID_LEN + 1];
+    int rc = resolve_id(st, arg, id);
+    if (rc != EXIT_OK)
+        return rc;
+    rc = hold ? retention_hold(st, id, "cli", reason, &err)
+              : retention_unhold(st, id, &err);
+    if (rc < 0)
+        return cli_fail("%s", err.msg);
+    if (rc == 1)
+        return cli_fail(hold ? "no such message" : "message %s is not under "
+                        "a legal hold", id);
+    if (rc == 2) {
+        printf("message %s is already under a legal hold\n", id);
+        return EXIT_OK;
+    }
+    printf("%s message %s\n", hold ? "legal hold placed on" : "legal hold "
+           "lifted from", id);
+    return hold ? cli_audit(w, st, "message.hold", id, "%s", reason ? reason
+                            : "-")
+                : cli_audit(w, st, "message.unhold", id, NULL);
+}
+
+/* The counts of a purge, as text or JSON. */
+static void purge_print(const struct retention_result *r, int dry, int json)
+{
+    if (json) {
+        json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "dry_run", dry,
+                              "messages", (json_int_t)r->messages, "bytes",
+                              (json_int_t)r->bytes, "held", (json_int_t)r->held,
+                              "shredded", (json_int_t)r->shredded, "failed",
+                              (json_int_t)r->failed);
+        char *t = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", t ? t : "{}");
+        free(t);
+        json_decref(o);
+        return;
+    }
+    printf("%s %lld message(s), %lld payload bytes; %lld kept under a legal "
+           "hold", dry ? "would purge" : "purged", (long long)r->messages,
+           (long long)r->bytes, (long long)r->held);
+    if (!dry)
+        printf("; %lld payload file(s) shredded", (long long)r->shredded);
+    printf("\n");
+}
+
+static int purge_cmd(struct wharf *w, struct store *st, const char *before,
+                     int dry, int json)
+{
+    struct error err = {0};
+    struct retention_plan p = { .default_days = w->conf.retention_days,
+                                .dry_run = dry, .now = time_now_ms() };
+    struct retention_result r;
+    char when[32] = "retention_days";
+    if (before && retention_parse_date(before, &p.before, &err) < 0)
+        return cli_usage(&cmd_message, "--before: %s", err.msg);
+    if (before)
+        time_iso(p.before, when, sizeof(when));
+    int rc = retention_purge(w, st, &p, &r, &err);
+    if (rc == 0)
+        purge_print(&r, dry, json);
+    if (dry)
+        return rc == 0 ? EXIT_OK : cli_fail("%s", err.msg);
+    int arc = cli_audit(w, st, "retention.purge", "messages", "purged=%lld "
+                        "bytes=%lld held_kept=%lld shredded=%lld failed=%lld "
+                        "before=%s%s", (long long)r.messages,
+                        (long long)r.bytes, (long long)r.held,
+                        (long long)r.shredded, (long long)r.failed, when,
+                        rc == 0 ? "" : " (stopped by an error)");
+    if (rc != 0)
+        return cli_fail("%s", err.msg);
+    if (r.failed)
+        return cli_fail("%lld payload file(s) could not be shredded (the log "
+                        "says why; the next purge tries again)",
+                        (long long)r.failed);
+    return arc;
+}
+
 static int message_dispatch(const struct cli_args *a)
 {
     const char *verb = a->pos[0];
@@ -251,7 +355,8 @@ static int message_dispatch(const struct cli_args *a)
     }
     if (a->values[1] != NULL && !store_message_state_known(a->values[1]))
         return cli_usage(&cmd_message, "unknown state '%s'", a->values[1]);
-    if (!strcmp(verb, "list") ? a->npos != 1 : a->npos != 2)
+    int single = !strcmp(verb, "list") || !strcmp(verb, "purge");
+    if (single ? a->npos != 1 : a->npos != 2)
         return cli_usage(&cmd_message, "wrong number of arguments");
     if (cli_open(a->data, &w, &st) != 0)
         return EXIT_FAIL;
@@ -260,6 +365,12 @@ static int message_dispatch(const struct cli_args *a)
         rc = list_cmd(st, a->values[1], a->flags[0], limit);
     else if (!strcmp(verb, "show"))
         rc = show_cmd(st, a->pos[1], a->flags[0]);
+    else if (!strcmp(verb, "erase"))
+        rc = erase_cmd(w, st, a->pos[1]);
+    else if (!strcmp(verb, "hold") || !strcmp(verb, "unhold"))
+        rc = hold_cmd(w, st, a->pos[1], !strcmp(verb, "hold"), a->values[5]);
+    else if (!strcmp(verb, "purge"))
+        rc = purge_cmd(w, st, a->values[3], a->flags[4], a->flags[0]);
     else
         rc = resend_cmd(w, st, a->pos[1]);
     cli_close(w, st);
@@ -268,24 +379,48 @@ static int message_dispatch(const struct cli_args *a)
 
 static int message_run(int argc, char **argv)
 {
-    static const char *const opts[] = { "--json", "--state=", "--limit=", NULL };
+    static const char *const opts[] = { "--json", "--state=", "--limit=",
+                                        "--before=", "--dry-run", "--reason=",
+                                        NULL };
+    static const char *const verbs[] = { "list", "show", "resend", "erase",
+                                         "hold", "unhold", "purge", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_message, argc, argv, opts, &a);
     if (p != 0)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
-    if (a.npos < 1 || (strcmp(a.pos[0], "list") && strcmp(a.pos[0], "show") &&
-                       strcmp(a.pos[0], "resend")))
-        return cli_usage(&cmd_message, "expected list, show ID or resend ID");
+    int known = 0;
+    for (int i = 0; a.npos >= 1 && verbs[i]; i++)
+        known |= !strcmp(a.pos[0], verbs[i]);
+    if (!known)
+        return cli_usage(&cmd_message, "expected list, show ID, resend ID, "
+                         "erase ID, hold ID, unhold ID or purge");
+    if ((a.values[3] || a.flags[4]) && strcmp(a.pos[0], "purge"))
+        return cli_usage(&cmd_message, "--before and --dry-run are options "
+                         "of purge");
+    if (a.values[5] && strcmp(a.pos[0], "hold"))
+        return cli_usage(&cmd_message, "--reason is an option of hold");
     return message_dispatch(&a);
 }
 
 const struct cli_cmd cmd_message = {
-    "message", "list, show and resend messages",
+    "message", "list, show, resend, erase, hold and purge messages",
     "wharf message list [--data DIR] [--state S] [--limit N] [--json]\n"
     "       wharf message show [--data DIR] [--json] ID\n"
     "       wharf message resend [--data DIR] ID\n"
+    "       wharf message erase [--data DIR] ID\n"
+    "       wharf message hold [--data DIR] [--reason TEXT] ID\n"
+    "       wharf message unhold [--data DIR] ID\n"
+    "       wharf message purge [--data DIR] [--before DATE] [--dry-run]\n"
+    "                           [--json]\n"
     "  S: queued, processing, retrying, sent, failed, received, refused,\n"
     "  erased. ID: a message id, or its first 6 or more characters when\n"
-    "  no other message id starts with them.\n",
+    "  no other message id starts with them.\n"
+    "  erase: shred the payload (its key is destroyed), keep the record.\n"
+    "  hold/unhold: a legal hold keeps a message from purges and erasure.\n"
+    "  purge: delete finished messages (payload shredded, rows deleted)\n"
+    "  older than their connector's retention_days (else wharf.conf's), or\n"
+    "  with --before, every finished message created before DATE\n"
+    "  (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC). Held messages stay.\n"
+    "  --dry-run counts and changes nothing. All but --dry-run are audited.\n",
     message_run,
 };

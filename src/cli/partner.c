@@ -4,7 +4,9 @@
  * their certificates with expiry. Partners come in with the flow document
  * (`wharf flow import`); `cert import` adds a certificate or key without
  * re-importing it (certificate rollover). The API calls the same
- * core/partners.c functions. Must never print a private key or password.
+ * core/partners.c functions. `partner erase NAME` erases every message of
+ * a partner (GDPR; security/retention.h), audited with the counts. Must
+ * never print a private key or password.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include "cli/cli.h"
 #include "core/partners.h"
 #include "core/wharf.h"
+#include "security/retention.h"
 #include "store/partner_store.h"
 #include "store/store.h"
 
@@ -60,6 +63,30 @@ static int partner_list(struct store *st, int json, const char *show)
     return rc;
 }
 
+/* Erase every message of partner name (R9, GDPR). */
+static int partner_erase(struct wharf *w, struct store *st, const char *name)
+{
+    struct error err = {0};
+    struct retention_result r;
+    char *conns = NULL;
+    int rc = retention_erase_partner(w, st, name, "cli", &r, &conns, &err);
+    if (rc == 1)
+        return cli_fail("no partner named '%s' (see `wharf partner list`)",
+                        name);
+    if (rc == 0)
+        printf("erased %lld message(s) of partner %s (%lld payload bytes "
+               "shredded); %lld kept under a legal hold\n",
+               (long long)r.messages, name, (long long)r.bytes,
+               (long long)r.held);
+    int arc = cli_audit(w, st, "partner.erase", name, "erased=%lld bytes=%lld "
+                        "held_kept=%lld connectors=%s%s", (long long)r.messages,
+                        (long long)r.bytes, (long long)r.held,
+                        conns && conns[0] ? conns : "-",
+                        rc == 0 ? "" : " (stopped by an error)");
+    free(conns);
+    return rc == 0 ? arc : cli_fail("%s", err.msg);
+}
+
 static int partner_run(int argc, char **argv)
 {
     static const char *const opts[] = { "--json", NULL };
@@ -69,13 +96,16 @@ static int partner_run(int argc, char **argv)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
     int list = a.npos == 1 && !strcmp(a.pos[0], "list");
     int show = a.npos == 2 && !strcmp(a.pos[0], "show");
-    if (!list && !show)
-        return cli_usage(&cmd_partner, "expected 'list' or 'show NAME'");
+    int erase = a.npos == 2 && !strcmp(a.pos[0], "erase");
+    if (!list && !show && !erase)
+        return cli_usage(&cmd_partner, "expected 'list', 'show NAME' or "
+                         "'erase NAME'");
     struct wharf *w;
     struct store *st;
     if (cli_open(a.data, &w, &st) != 0)
         return EXIT_FAIL;
-    int rc = partner_list(st, a.flags[0], show ? a.pos[1] : NULL);
+    int rc = erase ? partner_erase(w, st, a.pos[1])
+                   : partner_list(st, a.flags[0], show ? a.pos[1] : NULL);
     cli_close(w, st);
     return rc;
 }
@@ -84,8 +114,12 @@ const struct cli_cmd cmd_partner = {
     "partner", "list the AS2 trading partners and the local profile",
     "wharf partner list [--data DIR] [--json]\n"
     "       wharf partner show [--data DIR] NAME\n"
+    "       wharf partner erase [--data DIR] NAME\n"
     "  Partners and the profile are part of the flow document\n"
-    "  (\"profile\", \"partners\"): change them with `wharf flow import`.\n",
+    "  (\"profile\", \"partners\"): change them with `wharf flow import`.\n"
+    "  erase: erase every message of the partner (that entered through or\n"
+    "  went to a connector whose partner it is): payloads shredded, records\n"
+    "  kept as erased; held messages stay. Audited with the counts.\n",
     partner_run,
 };
 

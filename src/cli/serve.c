@@ -13,7 +13,8 @@
  * The HTTPS listeners (net/server.h) start after the engine and stop before
  * it; a listener that cannot start (address in use, bad certificate) makes
  * serve exit 1 with one line saying which and why. /healthz answers from
- * core/health.h, which serve mirrors to DIR/health.json for `wharf status`.
+ * core/health.h, which serve mirrors to DIR/health.json for `wharf status`;
+ * security/upkeep.h runs the periodic health checks and retention purges.
  *
  * Must never: run with core dumps possible; exit on SIGHUP.
  */
@@ -33,6 +34,7 @@
 #include "core/health.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/upkeep.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -150,10 +152,21 @@ static void serve_audit_reload(struct wharf *w, const char *detail)
     store_close(st);
 }
 
+/* The settings of the periodic work (security/upkeep.h). */
+static void serve_upkeep_conf(const struct wharf *w)
+{
+    struct upkeep_conf c = { w->conf.retention_days,
+                             w->conf.purge_interval_ms,
+                             w->conf.disk_min_free_mb,
+                             w->conf.health_check_ms };
+    upkeep_set_conf(&c);
+}
+
 /* Hand the live keys (as w->conf holds them now) to their subsystems. */
 static void serve_apply_live(struct wharf *w, struct net_server *net)
 {
     struct error err = {0};
+    serve_upkeep_conf(w);
     log_set_level(w->conf.log_level);
     log_set_rotation(w->conf.log_max_bytes, w->conf.log_keep);
     log_set_repeat_interval(w->conf.log_repeat_ms);
@@ -247,10 +260,15 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
     }
+    serve_upkeep_conf(w);
+    struct upkeep *up = upkeep_start(w, net, &err);
+    if (up == NULL)
+        log_error("periodic checks and purges do not run: %s", err.msg);
     log_info("wharf %s serving %s (pid %d, master key %s)", WHARF_VERSION,
              w->dir, (int)getpid(), vault_active_id(w->vault));
     int sig = serve_wait(w, net, set);
     log_info("signal %d: stopping", sig);
+    upkeep_stop(up);
     net_server_free(net);
     partner_routes_free(hooks);
     api_shutdown();

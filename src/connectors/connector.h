@@ -247,14 +247,15 @@ struct connector_type {
 const struct connector_type *connector_type_find(const char *name);
 
 /* Validate a connector definition: known type, the common keys
- * (log_level, poll_ms, retry) and the type's options (connector_options_
- * check), then the type's own check. 0 or -1 with err naming the key. */
+ * (log_level, poll_ms, retry, retention_days) and the type's options
+ * (connector_options_check), then the type's own check. 0 or -1 with err naming the key. */
 int connector_check(const char *name, const char *type, const json_t *config,
                     struct error *err);
 
 /* ---- options (connectors/options.c) ---------------------------------------- */
 
-/* Keys every connector takes (log_level, poll_ms, retry): a static table. */
+/* Keys every connector takes (log_level, poll_ms, retry,
+ * retention_days): a static table. */
 const struct conn_option *connector_common_options(void);
 
 /* Walk table over config: unknown keys, types, required keys, enum values,

@@ -68,6 +68,9 @@ static const struct conn_option COMMON[] = {
       NULL, "the first backoff", NULL },
     { "retry.max_ms", CONN_INT, CONN_ADVANCED, "600000", 1, 7 * 86400000LL,
       NULL, NULL, "the longest backoff", NULL },
+    { "retention_days", CONN_INT, CONN_ADVANCED, NULL, 0, 36500, NULL, NULL,
+      "days a message that entered here is kept before a purge deletes it "
+      "(default: wharf.conf's retention_days; 0: for ever)", NULL },
     { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL },
 };
 

@@ -9,6 +9,8 @@
  *   "log_level": "error".."trace"   per-connector verbosity (R5)
  *   "poll_ms":   sources: poll interval
  *   "retry":     {"max_attempts": N, "initial_ms": N, "max_ms": N}
+ *   "retention_days": how long messages that entered here are kept (R9;
+ *                read by security/retention.c from the stored config)
  *
  * Must never: know a type by name outside TYPES; read a config key that
  * no table declares.

@@ -33,6 +33,7 @@ static struct {
     size_t nleft;
     struct health_failing *failing;
     size_t nfailing, capfailing;
+    json_t *checks;             /* the periodic checks' problems, or NULL */
 } health_g = { .mu = PTHREAD_MUTEX_INITIALIZER, .failing_ms = 60000 };
 
 /* ---- the state ------------------------------------------------------------ */
@@ -49,6 +50,8 @@ static void health_clear_locked(void)
     free(health_g.failing);
     health_g.failing = NULL;
     health_g.nfailing = health_g.capfailing = 0;
+    json_decref(health_g.checks);
+    health_g.checks = NULL;
 }
 
 static json_t *health_state_locked(void)
@@ -60,9 +63,11 @@ static json_t *health_state_locked(void)
         json_array_append_new(failing, json_pack("{s:s, s:I}", "connector",
             health_g.failing[i].name, "since",
             (json_int_t)health_g.failing[i].since));
-    return json_pack("{s:i, s:I, s:o, s:o}", "pid", (int)getpid(),
+    json_t *checks = health_g.checks ? json_deep_copy(health_g.checks)
+                                     : json_array();
+    return json_pack("{s:i, s:I, s:o, s:o, s:o}", "pid", (int)getpid(),
                      "failing_ms", (json_int_t)health_g.failing_ms,
-                     "left_out", left, "failing", failing);
+                     "left_out", left, "failing", failing, "checks", checks);
 }
 
 /* Rewrite the mirror: FILE.tmp, then rename. A failure only makes `wharf
@@ -215,6 +220,66 @@ void health_poll(const char *name, bool ok)
     pthread_mutex_unlock(&health_g.mu);
 }
 
+/* The since of problem (kind, name) in the current checks, or 0. */
+static int64_t health_check_since_locked(const char *kind, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(health_g.checks, i, v) {
+        const char *k = json_string_value(json_object_get(v, "problem"));
+        const char *n = json_string_value(json_object_get(v, "name"));
+        if (k && n && strcmp(k, kind) == 0 && strcmp(n, name) == 0)
+            return json_integer_value(json_object_get(v, "since"));
+    }
+    return 0;
+}
+
+/* The kinds, names and texts of two check lists are the same. */
+static bool health_checks_equal(const json_t *a, const json_t *b)
+{
+    if (json_array_size(a) != json_array_size(b))
+        return false;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        static const char *const keys[] = { "problem", "name", "text" };
+        for (int k = 0; k < 3; k++) {
+            const char *x = json_string_value(json_object_get(
+                json_array_get(a, i), keys[k]));
+            const char *y = json_string_value(json_object_get(
+                json_array_get(b, i), keys[k]));
+            if (!x || !y || strcmp(x, y) != 0)
+                return false;
+        }
+    }
+    return true;
+}
+
+void health_checks(const json_t *problems)
+{
+    json_t *next = json_array();
+    int64_t now = time_now_ms();
+    size_t i;
+    json_t *v;
+    pthread_mutex_lock(&health_g.mu);
+    json_array_foreach(problems, i, v) {
+        const char *kind = json_string_value(json_object_get(v, "problem"));
+        const char *name = json_string_value(json_object_get(v, "name"));
+        const char *text = json_string_value(json_object_get(v, "text"));
+        if (!kind || !name || !text)
+            continue;
+        int64_t since = health_check_since_locked(kind, name);
+        json_array_append_new(next, json_pack("{s:s, s:s, s:s, s:I}",
+            "problem", kind, "name", name, "text", text, "since",
+            (json_int_t)(since ? since : now)));
+    }
+    bool same = health_g.checks ? health_checks_equal(next, health_g.checks)
+                                : json_array_size(next) == 0;
+    json_decref(health_g.checks);
+    health_g.checks = next;
+    if (!same)
+        health_write_locked();
+    pthread_mutex_unlock(&health_g.mu);
+}
+
 json_t *health_state(void)
 {
     pthread_mutex_lock(&health_g.mu);
@@ -268,6 +333,17 @@ json_t *health_report(const json_t *state, int64_t now_ms, int *healthy)
         json_int_t since = json_integer_value(json_object_get(v, "since"));
         if (name && now_ms - since >= failing_ms)
             health_add_failing(problems, name, since, now_ms);
+    }
+    json_array_foreach(json_object_get(state, "checks"), i, v) {
+        const char *kind = json_string_value(json_object_get(v, "problem"));
+        const char *name = json_string_value(json_object_get(v, "name"));
+        const char *text = json_string_value(json_object_get(v, "text"));
+        char iso[32];
+        time_iso(json_integer_value(json_object_get(v, "since")), iso,
+                 sizeof(iso));
+        if (kind && name && text)
+            json_array_append_new(problems, json_pack("{s:s, s:s, s:s, s:s}",
+                "problem", kind, "name", name, "since", iso, "text", text));
     }
     if (!valid)
         json_array_append_new(problems, json_pack("{s:s, s:s}", "problem",

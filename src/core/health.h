@@ -6,7 +6,11 @@
  *   - a connector of the stored flow that could not be opened, so it was
  *     left out (its hops wait, a source of it never polls);
  *   - a source whose polls have all failed for at least failing_ms
- *     (wharf.conf health_failing_seconds).
+ *     (wharf.conf health_failing_seconds);
+ *   - what serve's periodic checks found (security/upkeep.c: a listener
+ *     down, the data dir's disk low, the audit chain broken, a
+ *     certificate expired), each with a kind and the name of what it is
+ *     about.
  * One process-wide state under a mutex, fed by the engine. serve mirrors
  * it to a file (DIR/health.json) whenever the set of left-out or failing
  * connectors changes, so that `wharf status` in another process computes
@@ -36,17 +40,26 @@ void health_running(const char *const *names, size_t n);
 /* One poll of source name failed (ok false) or worked. */
 void health_poll(const char *name, bool ok);
 
+/* The problems of the periodic checks now, replacing the previous set:
+ * an array of {"problem": KIND, "name": WHAT, "text": ONE LINE} (KIND
+ * listener_down, disk_low, audit_broken, cert_expired; no secret and no
+ * error detail in text: /healthz is unauthenticated). A problem (same
+ * kind and name) that was there before keeps its "since". Borrowed. */
+void health_checks(const json_t *problems);
+
 /* The state (what the file holds), new reference, caller owns:
  * {"pid":N,"failing_ms":N,"left_out":["name",...],
- *  "failing":[{"connector":"name","since":MS_SINCE_EPOCH},...]} */
+ *  "failing":[{"connector":"name","since":MS_SINCE_EPOCH},...],
+ *  "checks":[{"problem":KIND,"name":..,"text":..,"since":MS},...]} */
 json_t *health_state(void);
 
 /* The report of a state at now_ms (ms since the epoch), new reference,
  * caller owns: {"status":"ok"} when there is no problem (*healthy 1),
  * else {"status":"unhealthy","problems":[{"connector":..,
- * "problem":"left_out"|"poll_failing","since":ISO,"seconds":N,"text":..}]}
- * (since and seconds for poll_failing only; *healthy 0). A malformed state
- * counts as unhealthy. */
+ * "problem":"left_out"|"poll_failing","since":ISO,"seconds":N,"text":..},
+ * {"problem":KIND,"name":..,"since":ISO,"text":..}]} (since and seconds
+ * for poll_failing only; *healthy 0). A malformed state counts as
+ * unhealthy. */
 json_t *health_report(const json_t *state, int64_t now_ms, int *healthy);
 
 #endif

@@ -68,6 +68,10 @@ void conf_defaults(struct wharf_conf *c)
     c->login_throttle_window_seconds = (int)(AUTH_THROTTLE_WINDOW_MS / 1000);
     c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
     c->metrics_access = WHARF_METRICS_TOKEN;
+    c->retention_days = 0;
+    c->purge_interval_ms = 3600 * 1000;
+    c->disk_min_free_mb = 512;
+    c->health_check_ms = 60 * 1000;
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -237,6 +241,33 @@ static int conf_set_proxy(struct wharf_conf *c, const char *key,
     return 1;
 }
 
+/* Retention and serve's periodic checks. 1 when key is not one of them. */
+static int conf_set_upkeep(struct wharf_conf *c, const char *key,
+                           const char *v, struct error *err)
+{
+    long long x;
+    if (strcmp(key, "retention_days") == 0) {
+        if (conf_int(key, v, 0, 36500, &x, err) < 0)
+            return -1;
+        c->retention_days = (int)x;
+    } else if (strcmp(key, "purge_interval_seconds") == 0) {
+        if (conf_int(key, v, 1, 86400, &x, err) < 0)
+            return -1;
+        c->purge_interval_ms = x * 1000;
+    } else if (strcmp(key, "disk_min_free_mb") == 0) {
+        if (conf_int(key, v, 0, 1LL << 30, &x, err) < 0)
+            return -1;
+        c->disk_min_free_mb = x;
+    } else if (strcmp(key, "health_check_seconds") == 0) {
+        if (conf_int(key, v, 1, 3600, &x, err) < 0)
+            return -1;
+        c->health_check_ms = x * 1000;
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
 /* Settings that only make sense together, once every line is read. */
 static int conf_final(const struct wharf_conf *c, struct error *err)
 {
@@ -296,6 +327,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
             rc = conf_set_proxy(c, key, v, err);
         if (rc == 1)
             rc = conf_set_lanes(c, key, v, err);
+        if (rc == 1)
+            rc = conf_set_upkeep(c, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;
@@ -447,7 +480,18 @@ static int write_conf(const struct wharf *w, const char *level,
         "# The folders a flow may name (file connectors' folders, secret\n"
         "# files): absolute paths, comma-separated, never inside this data\n"
         "# directory. Empty: flows may name no folder at all.\n"
-        "allowed_paths = %s\n",
+        "allowed_paths = %s\n"
+        "\n"
+        "# Retention (R9): messages older than this many days are purged\n"
+        "# (payload keys shredded, files and rows deleted; held messages\n"
+        "# stay); a connector's own retention_days wins. 0: keep for ever.\n"
+        "retention_days = 0\n"
+        "purge_interval_seconds = 3600\n"
+        "# /healthz: free space of this folder under this many MiB is a\n"
+        "# problem; disk, audit chain, certificates and listeners are\n"
+        "# checked this often.\n"
+        "disk_min_free_mb = 512\n"
+        "health_check_seconds = 60\n",
         level, o->admin_listen, o->partner_listen,
         o->allowed_paths ? o->allowed_paths : "");
     if (n < 0 || (size_t)n >= sizeof(text))
@@ -612,6 +656,11 @@ static const struct conf_field conf_fields[] = {
            WHARF_CONF_RESTART),
     CONF_F("no_proxy", no_proxy, true, WHARF_CONF_RESTART),
     CONF_F("allowed_paths", allowed_paths, true, WHARF_CONF_LIVE),
+    CONF_F("retention_days", retention_days, false, WHARF_CONF_LIVE),
+    CONF_F("purge_interval_seconds", purge_interval_ms, false,
+           WHARF_CONF_LIVE),
+    CONF_F("disk_min_free_mb", disk_min_free_mb, false, WHARF_CONF_LIVE),
+    CONF_F("health_check_seconds", health_check_ms, false, WHARF_CONF_LIVE),
 };
 _Static_assert(sizeof(conf_fields) / sizeof(conf_fields[0]) <= WHARF_CONF_KEYS,
                "struct wharf_reload is too small for every key");

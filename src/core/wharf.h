@@ -69,6 +69,12 @@ struct wharf_conf {
     char allowed_paths[4096];
     int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
     int64_t log_repeat_ms;      /* summary interval of a repeating warning */
+    /* Retention (R9, security/retention.h) and serve's periodic checks
+     * (security/upkeep.h). */
+    int retention_days;         /* default of connectors; 0 = keep for ever */
+    int64_t purge_interval_ms;  /* how often serve purges expired messages */
+    int64_t disk_min_free_mb;   /* less free in the data dir: /healthz 503 */
+    int64_t health_check_ms;    /* disk, audit chain, certificates, listeners */
 };
 
 /* metrics_access: a bearer token or session with metrics.read (default);

@@ -79,6 +79,7 @@
 #include "net/tls.h"
 #include "store/net_store.h"
 #include "store/store.h"
+#include "util/fault.h"
 #include "util/id.h"
 #include "util/log.h"
 
@@ -87,6 +88,7 @@
 #define NET_BUF 16384               /* socket read window */
 #define NET_SLICE_MS 200            /* longest single poll() of a worker */
 #define NET_SWEEP_MS 100            /* the loop's deadline check interval */
+#define NET_STALL_MS 10000          /* a loop quiet this long is down */
 #define NET_LINGER_MS 2000          /* reading what a client still sends */
 #define NET_ACCEPT_BATCH 64         /* accepts per loop turn */
 #define NET_EVENTS 64
@@ -157,6 +159,10 @@ struct net_listener {
     struct net_conn *dead;          /* closed this turn */
     bool accept_paused;
     int64_t accept_resume, accept_warned;
+    /* liveness, for net_server_listener_down: the loop's last turn (mono
+     * ms) and whether it ended while the server runs */
+    _Atomic int64_t beat;
+    atomic_bool loop_ended;
     /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -1359,10 +1365,18 @@ static void *net_loop(void *arg)
     int64_t next_sweep = 0;
     net_block_sigpipe();
     while (!atomic_load(&l->srv->stopping)) {
+        atomic_store(&l->beat, time_mono_ms());
         int n = epoll_wait(l->ep, ev, NET_EVENTS, NET_SWEEP_MS);
+        int injected = fault_fail(l->which == NET_ADMIN ? "net.loop.admin"
+                                                        : "net.loop.partner");
+        if (injected) {
+            n = -1;
+            errno = injected;
+        }
         if (n < 0 && errno != EINTR) {
             log_error("%s listener stopped: epoll_wait: %s", l->name,
                       strerror(errno));
+            atomic_store(&l->loop_ended, true);
             break;
         }
         for (int i = 0; i < n; i++) {
@@ -1665,6 +1679,7 @@ static int net_threads_start(struct net_listener *l, struct error *err)
 {
     if (pthread_create(&l->loop, NULL, net_loop, l) != 0)
         return error_set(err, "cannot start the %s listener thread", l->name);
+    atomic_store(&l->beat, time_mono_ms());
     l->loop_started = true;
     for (int i = 0; i < l->srv->w->conf.http_threads; i++) {
         if (pthread_create(&l->workers[i], NULL, net_worker, l) != 0)
@@ -1727,6 +1742,28 @@ int net_server_start(struct net_server *s, struct error *err)
         net_listener_start(&s->l[NET_ADMIN], err) < 0 ||
         net_listener_start(&s->l[NET_PARTNER], err) < 0)
         return -1;                  /* net_server_free stops what started */
+    return 0;
+}
+
+int net_server_listener_down(struct net_server *s, enum net_which which,
+                             char *why, size_t n)
+{
+    struct net_listener *l = &s->l[which];
+    if (!s->started || !l->loop_started || atomic_load(&s->stopping))
+        return 0;
+    if (atomic_load(&l->loop_ended)) {
+        snprintf(why, n, "the %s listener (%s) stopped accepting "
+                 "connections (the log says why): restart wharf serve",
+                 l->name, l->spec);
+        return 1;
+    }
+    int64_t quiet = time_mono_ms() - atomic_load(&l->beat);
+    if (quiet > NET_STALL_MS) {
+        snprintf(why, n, "the %s listener (%s) has not turned its loop for "
+                 "%lld s: restart wharf serve", l->name, l->spec,
+                 (long long)(quiet / 1000));
+        return 1;
+    }
     return 0;
 }
 

@@ -112,6 +112,12 @@ typedef json_t *(*net_health_fn)(void *arg, int *healthy);
 void net_server_set_health(struct net_server *s, net_health_fn fn,
                            void *arg);
 
+/* Whether a started listener is down: its loop ended (an error the log
+ * names) or has not turned for 10 s. 1 with why (one line, no secret),
+ * else 0. Thread-safe. */
+int net_server_listener_down(struct net_server *s, enum net_which which,
+                             char *why, size_t n);
+
 /* ---- the request (valid only during the handler call) ------------------ */
 
 const char *net_req_method(const struct net_request *r);

@@ -127,6 +127,16 @@ static const char *const MIGRATIONS[] = {
     "  until INTEGER NOT NULL, run TEXT NOT NULL, done INTEGER NOT NULL"
     "  DEFAULT 0, PRIMARY KEY(scope, sig));"
     "CREATE INDEX replay_guard_until ON replay_guard(until);",
+    /* 8: retention and erasure (R9; sqlite_retention.c): legal holds, kept
+     * apart from the message rows; payload files whose rows a purge
+     * deleted, until they are shredded (so a kill -9 between the commit
+     * and the shredding leaves them listed for the next purge); the
+     * purge's index by age */
+    "CREATE TABLE legal_holds(message_id TEXT PRIMARY KEY, at INTEGER"
+    "  NOT NULL, actor TEXT NOT NULL, reason TEXT);"
+    "CREATE TABLE purge_pending(message_id TEXT PRIMARY KEY,"
+    "  payload_path TEXT NOT NULL, at INTEGER NOT NULL);"
+    "CREATE INDEX messages_created ON messages(created_at);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 

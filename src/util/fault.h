@@ -23,6 +23,9 @@
  *   file.rename     the file destination's rename into place
  *   store.intake    the commit of an intake batch (as SQLITE_IOERR/FULL)
  *   store.finish    the commit of delivery outcomes (idem)
+ *   net.loop.admin, net.loop.partner   a turn of a listener's event loop
+ *                   (as if epoll_wait failed: the listener stops, and
+ *                   /healthz must say so)
  */
 #ifndef WHARF_FAULT_H
 #define WHARF_FAULT_H

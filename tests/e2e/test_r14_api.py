@@ -346,13 +346,17 @@ def policy(method, path):
             return READS_PAYLOAD if last == "payload" else ALL
         if last == "resend":
             return RUNS_EXCHANGE
-        if last == "erase":
+        if last in ("erase", "hold", "purge"):
+            # R9: what is kept and what goes (erasure, legal holds, purges)
+            # is a privacy and legal decision: administrators
             return ADMIN
         raise NoStatement(f"{method} {path}: a new change to messages")
     if res in ("partners", "certificates"):
         # M7: partners and certificates (public keys and their expiry, never
         # a private key) are read by everyone who runs or watches the
-        # exchange; adding a certificate changes trust: administrators
+        # exchange; adding a certificate changes trust, and erasing a
+        # partner's messages (R9, GDPR) is a privacy decision:
+        # administrators
         return ALL if read else ADMIN
     if res in ("users", "tokens", "sessions", "settings", "audit", "keys"):
         return READS_ALL if read else ADMIN

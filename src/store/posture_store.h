@@ -1,0 +1,58 @@
+/*
+ * posture_store.h - what `wharf doctor`, `wharf inventory` and /metrics
+ * read from the database beyond the other store headers: the newest audit
+ * entry of some actions (the master key's last rotation), the newest
+ * backup (a table another task adds), and counts for the metrics.
+ * Implemented in sqlite_posture.c. Read-only.
+ *
+ * The backups record (written by the backup task, R20; read here when it
+ * exists): a table
+ *   backups(id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,
+ *           finished_at INTEGER NOT NULL, ok INTEGER NOT NULL,
+ *           location TEXT, bytes INTEGER)
+ * one row per backup run, times in ms since the epoch, ok 1 when the
+ * backup completed and verified. The doctor reads the newest ok row.
+ */
+#ifndef WHARF_POSTURE_STORE_H
+#define WHARF_POSTURE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+struct store;
+
+/* The newest audit entry whose action is one of actions_json (a JSON
+ * array of names): 0 with *at (ms) and *action (malloc'ed, caller frees),
+ * 1 when there is none, -1 with err. */
+int store_audit_newest(struct store *s, const char *actions_json,
+                       int64_t *at, char **action, struct error *err);
+
+/* The newest successful backup: 0 with *finished_at and *location
+ * (malloc'ed or NULL; caller frees), 1 when none is recorded (or the table
+ * does not exist yet), -1 with err (also when the table has another
+ * shape than the one above). */
+int store_backup_newest(struct store *s, int64_t *finished_at,
+                        char **location, struct error *err);
+
+/* Counts by (name, state): hops by connector and state, or messages by
+ * state (name NULL). *out malloc'ed; free with store_counts_free. */
+struct store_count { char *name; char *state; int64_t n; };
+int store_hop_counts_by_connector(struct store *s, struct store_count **out,
+                                  size_t *n, struct error *err);
+int store_message_counts(struct store *s, struct store_count **out,
+                         size_t *n, struct error *err);
+void store_counts_free(struct store_count *c, size_t n);
+
+/* Whether a table of that name exists (for hooks into tables of other
+ * tasks, e.g. "alerts"): 1 yes, 0 no, -1 with err. */
+int store_table_exists(struct store *s, const char *name, struct error *err);
+
+/* Open alerts by level when the alerts table of the incidents task exists
+ * (level, state columns): as store_message_counts (name = level). 1 when
+ * the table does not exist, 0, -1 with err. */
+int store_alert_counts(struct store *s, struct store_count **out, size_t *n,
+                       struct error *err);
+
+#endif
