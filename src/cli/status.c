@@ -125,6 +125,8 @@ const struct cli_cmd cmd_status = {
     "  Says whether `wharf serve` runs on DIR (and its pid), then what its\n"
     "  /healthz reports: ok, or each problem (a connector left out because\n"
     "  it could not be opened, a source whose polls have all failed for\n"
-    "  health_failing_seconds). Exit 0 when running and healthy, else 1.\n",
+    "  health_failing_seconds, a listener down, the data dir's disk under\n"
+    "  disk_min_free_mb, the audit chain broken, a certificate expired).\n"
+    "  Exit 0 when running and healthy, else 1.\n",
     status_run,
 };

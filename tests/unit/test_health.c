@@ -154,6 +154,55 @@ static void test_r18_health_file_mirrors_state(void **state)
     test_rmtree(dir);
 }
 
+/* The periodic checks' problems: reported with kind, name and text; a
+ * problem still there at the next check keeps its first "since"; one that
+ * is gone is no longer reported. */
+static void test_r18_health_checks_keep_since(void **state)
+{
+    (void)state;
+    health_start(NULL, 60000);
+    json_t *p = json_pack("[{s:s, s:s, s:s}]", "problem", "disk_low",
+                          "name", "data", "text", "12 MiB free");
+    health_checks(p);
+    json_t *st = health_state();
+    json_int_t since = json_integer_value(json_object_get(json_array_get(
+        json_object_get(st, "checks"), 0), "since"));
+    json_decref(st);
+    assert_true(since > 0);
+    usleep(5000);
+    json_t *q = json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}]", "problem",
+                          "disk_low", "name", "data", "text", "11 MiB free",
+                          "problem", "audit_broken", "name", "audit", "text",
+                          "broken");
+    health_checks(q);
+    st = health_state();
+    json_t *checks = json_object_get(st, "checks");
+    assert_int_equal(json_array_size(checks), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(
+        checks, 0), "since")), since);
+    assert_true(json_integer_value(json_object_get(json_array_get(checks, 1),
+                                                   "since")) > since);
+    json_decref(st);
+    int ok = 1;
+    json_t *r = report_at(time_now_ms(), &ok);
+    assert_int_equal(ok, 0);
+    assert_int_equal(problems(r), 2);
+    assert_string_equal(problem_field(r, 0, "problem"), "disk_low");
+    assert_string_equal(problem_field(r, 0, "name"), "data");
+    assert_string_equal(problem_field(r, 0, "text"), "11 MiB free");
+    assert_non_null(problem_field(r, 1, "since"));
+    json_decref(r);
+    json_t *none = json_array();
+    health_checks(none);
+    r = report_at(time_now_ms(), &ok);
+    assert_int_equal(ok, 1);
+    json_decref(r);
+    json_decref(none);
+    json_decref(q);
+    json_decref(p);
+    health_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_r18_health_failing_source_after_threshold),
         cmocka_unit_test(test_r18_health_malformed_state_is_unhealthy),
         cmocka_unit_test(test_r18_health_file_mirrors_state),
+        cmocka_unit_test(test_r18_health_checks_keep_since),
     };
     return cmocka_run_group_tests_name("health", tests, NULL, NULL);
 }
