@@ -1,7 +1,10 @@
 /*
- * api_metrics.c - GET /metrics on the admin listener (R18): Prometheus text
- * with the hops by state, the addresses banned now, the build and the
- * start time. A route of the one route table (permission metrics.read);
+ * api_metrics.c - GET /metrics on the admin listener (R7, R18): Prometheus
+ * text with the hops by state and per connector (queue depth), messages by
+ * state, per connector counters (messages and bytes in and out, failed
+ * attempts) and delivery latency histograms (core/metrics.h), certificate
+ * expiry timestamps, alerts by level (once the alerts table exists), the
+ * addresses banned now, the build and the start time. A route of the one route table (permission metrics.read);
  * who may read it is wharf.conf's metrics_access:
  *   token     (default) a bearer token or session holding metrics.read,
  *             like every other route;
@@ -13,13 +16,19 @@
  * Owns the metrics text and nothing else. Must never: put a message's
  * content, a name of a person or a credential in the metrics.
  */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "core/metrics.h"
 #include "core/wharf.h"
 #include "net/defender.h"
 #include "net/server.h"
+#include "security/upkeep.h"
+#include "store/partner_store.h"
+#include "store/posture_store.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -55,48 +64,253 @@ int api_metrics_gate(struct api_ctx *c)
     }
 }
 
-static int metrics_text(struct api_ctx *c, char *out, size_t n,
-                        struct error *err)
+/* ---- the text, built in a growing buffer ---------------------------------------- */
+
+struct mbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void mb_add(struct mbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void mb_add(struct mbuf *b, const char *fmt, ...)
+{
+    for (int tries = 0; tries < 2 && !b->failed; tries++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->len : NULL,
+                          b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->p && (size_t)k < b->cap - b->len) {
+            b->len += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 8192;
+        while (cap < b->len + (size_t)k + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (q == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+/* A label value with \, " and newlines escaped (Prometheus text format). */
+static const char *mb_label(const char *v, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; v && *v && k + 3 < n; v++) {
+        if (*v == '\\' || *v == '"') {
+            out[k++] = '\\';
+            out[k++] = *v;
+        } else if (*v == '\n') {
+            out[k++] = '\\';
+            out[k++] = 'n';
+        } else {
+            out[k++] = *v;
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static void mb_head(struct mbuf *b, const char *name, const char *type,
+                    const char *help)
+{
+    mb_add(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* ---- the parts ------------------------------------------------------------------- */
+
+static int metrics_hops(struct api_ctx *c, struct mbuf *b, struct error *err)
 {
     int64_t q, p, rt, sent, failed;
     if (store_hop_counts(c->st, &q, &p, &rt, &sent, &failed, err) < 0)
         return -1;
+    mb_head(b, "wharf_messages", "gauge", "Message hops by state.");
+    mb_add(b, "wharf_messages{state=\"queued\"} %lld\n"
+           "wharf_messages{state=\"processing\"} %lld\n"
+           "wharf_messages{state=\"retrying\"} %lld\n"
+           "wharf_messages{state=\"sent\"} %lld\n"
+           "wharf_messages{state=\"failed\"} %lld\n", (long long)q,
+           (long long)p, (long long)rt, (long long)sent, (long long)failed);
+    struct store_count *cs;
+    size_t n;
+    if (store_hop_counts_by_connector(c->st, &cs, &n, err) < 0)
+        return -1;
+    mb_head(b, "wharf_queue_depth", "gauge", "Hops of each connector by "
+            "state (queued, processing, retrying: the queue; failed: parked "
+            "until resent).");
+    for (size_t i = 0; i < n; i++) {
+        char l1[256], l2[64];
+        mb_add(b, "wharf_queue_depth{connector=\"%s\",state=\"%s\"} %lld\n",
+               mb_label(cs[i].name, l1, sizeof(l1)),
+               mb_label(cs[i].state, l2, sizeof(l2)), (long long)cs[i].n);
+    }
+    store_counts_free(cs, n);
+    if (store_message_counts(c->st, &cs, &n, err) < 0)
+        return -1;
+    mb_head(b, "wharf_message_states", "gauge", "Messages by state.");
+    for (size_t i = 0; i < n; i++) {
+        char l2[64];
+        mb_add(b, "wharf_message_states{state=\"%s\"} %lld\n",
+               mb_label(cs[i].state, l2, sizeof(l2)), (long long)cs[i].n);
+    }
+    store_counts_free(cs, n);
+    return 0;
+}
+
+static void metrics_counter_rows(const struct metrics_row *r, void *arg)
+{
+    struct mbuf *b = arg;
+    char l[256];
+    mb_label(r->connector, l, sizeof(l));
+    mb_add(b, "wharf_connector_messages_total{connector=\"%s\","
+           "direction=\"in\"} %lld\n"
+           "wharf_connector_messages_total{connector=\"%s\","
+           "direction=\"out\"} %lld\n"
+           "wharf_connector_bytes_total{connector=\"%s\",direction=\"in\"} "
+           "%lld\n"
+           "wharf_connector_bytes_total{connector=\"%s\",direction=\"out\"} "
+           "%lld\n"
+           "wharf_connector_failures_total{connector=\"%s\",kind=\"retry\"} "
+           "%lld\n"
+           "wharf_connector_failures_total{connector=\"%s\",kind=\"failed\"} "
+           "%lld\n", l, (long long)r->in_messages, l,
+           (long long)r->out_messages, l, (long long)r->in_bytes, l,
+           (long long)r->out_bytes, l, (long long)r->retries, l,
+           (long long)r->failures);
+}
+
+static void metrics_latency_rows(const struct metrics_row *r, void *arg)
+{
+    struct mbuf *b = arg;
+    char l[256];
+    mb_label(r->connector, l, sizeof(l));
+    for (int i = 0; i < METRICS_BUCKETS; i++)
+        mb_add(b, "wharf_delivery_latency_seconds_bucket{connector=\"%s\","
+               "le=\"%g\"} %lld\n", l, metrics_bucket_le[i],
+               (long long)r->buckets[i]);
+    mb_add(b, "wharf_delivery_latency_seconds_bucket{connector=\"%s\","
+           "le=\"+Inf\"} %lld\n"
+           "wharf_delivery_latency_seconds_sum{connector=\"%s\"} %.3f\n"
+           "wharf_delivery_latency_seconds_count{connector=\"%s\"} %lld\n",
+           l, (long long)r->buckets[METRICS_BUCKETS], l, r->latency_sum, l,
+           (long long)r->buckets[METRICS_BUCKETS]);
+}
+
+static void metrics_counters(struct mbuf *b)
+{
+    mb_head(b, "wharf_connector_messages_total", "counter", "Messages taken "
+            "in (in) or delivered (out) by a connector since start.");
+    mb_head(b, "wharf_connector_bytes_total", "counter", "Payload bytes of "
+            "those messages.");
+    mb_head(b, "wharf_connector_failures_total", "counter", "Failed delivery "
+            "attempts (retry: tried again later; failed: parked).");
+    metrics_each(metrics_counter_rows, b);
+    mb_head(b, "wharf_delivery_latency_seconds", "histogram", "From a "
+            "message's intake to its delivery by a connector.");
+    metrics_each(metrics_latency_rows, b);
+}
+
+static int metrics_certs(struct api_ctx *c, struct mbuf *b, struct error *err)
+{
+    struct store_cert *cs;
+    size_t n;
+    if (store_certs_list(c->st, NULL, 0, &cs, &n, err) < 0)
+        return -1;
+    mb_head(b, "wharf_certificate_expiry_timestamp_seconds", "gauge",
+            "When a certificate expires (owner: a partner, (profile), or "
+            "listener; certificate: the first 16 hex digits of its SHA-256).");
+    for (size_t i = 0; i < n; i++) {
+        char l[256];
+        mb_add(b, "wharf_certificate_expiry_timestamp_seconds{owner=\"%s\","
+               "certificate=\"%.16s\"} %lld\n", mb_label(cs[i].owner[0]
+               ? cs[i].owner : "(profile)", l, sizeof(l)), cs[i].id,
+               (long long)(cs[i].not_after / 1000));
+    }
+    store_certs_free(cs, n);
+    char path[4200];
+    struct error ignored = {0};
+    const char *cert = c->w->conf.tls_cert;
+    if (cert[0] == '/')
+        snprintf(path, sizeof(path), "%s", cert);
+    else if (wharf_path(c->w, cert, path, sizeof(path)) < 0)
+        return 0;
+    int64_t until = upkeep_cert_file_expiry(path, &ignored);
+    if (until > 0)
+        mb_add(b, "wharf_certificate_expiry_timestamp_seconds{owner="
+               "\"listener\",certificate=\"tls_cert\"} %lld\n",
+               (long long)(until / 1000));
+    return 0;
+}
+
+/* Alerts by level and state, once the alerts table of the incidents task
+ * (R19) exists; until then nothing is printed (the hook is
+ * store_alert_counts in store/posture_store.h). */
+static void metrics_alerts(struct api_ctx *c, struct mbuf *b)
+{
+    struct error err = {0};
+    struct store_count *cs;
+    size_t n;
+    int rc = store_alert_counts(c->st, &cs, &n, &err);
+    if (rc < 0)
+        log_debug("metrics: alerts not counted: %s", err.msg);
+    if (rc != 0)
+        return;
+    mb_head(b, "wharf_alerts", "gauge", "Alerts by level and state.");
+    for (size_t i = 0; i < n; i++) {
+        char l1[64], l2[64];
+        mb_add(b, "wharf_alerts{level=\"%s\",state=\"%s\"} %lld\n",
+               mb_label(cs[i].name, l1, sizeof(l1)),
+               mb_label(cs[i].state, l2, sizeof(l2)), (long long)cs[i].n);
+    }
+    store_counts_free(cs, n);
+}
+
+static int metrics_text(struct api_ctx *c, struct mbuf *b, struct error *err)
+{
+    if (metrics_hops(c, b, err) < 0)
+        return -1;
+    metrics_counters(b);
+    if (metrics_certs(c, b, err) < 0)
+        return -1;
+    metrics_alerts(c, b);
     int banned = metrics_server
                      ? defender_banned_count(net_server_defender(metrics_server))
                      : 0;
-    int k = snprintf(out, n,
-        "# HELP wharf_messages Message hops by state.\n"
-        "# TYPE wharf_messages gauge\n"
-        "wharf_messages{state=\"queued\"} %lld\n"
-        "wharf_messages{state=\"processing\"} %lld\n"
-        "wharf_messages{state=\"retrying\"} %lld\n"
-        "wharf_messages{state=\"sent\"} %lld\n"
-        "wharf_messages{state=\"failed\"} %lld\n"
-        "# HELP wharf_banned_addresses Client addresses banned now.\n"
-        "# TYPE wharf_banned_addresses gauge\n"
-        "wharf_banned_addresses %d\n"
-        "# HELP wharf_build_info Version of this build.\n"
-        "# TYPE wharf_build_info gauge\n"
-        "wharf_build_info{version=\"%s\"} 1\n"
-        "# HELP process_start_time_seconds Start time of the process since "
-        "unix epoch in seconds.\n"
-        "# TYPE process_start_time_seconds gauge\n"
-        "process_start_time_seconds %.3f\n",
-        (long long)q, (long long)p, (long long)rt, (long long)sent,
-        (long long)failed, banned, WHARF_VERSION,
-        (double)metrics_start_ms / 1000.0);
-    return (k < 0 || (size_t)k >= n) ? error_set(err, "metrics too long") : k;
+    mb_head(b, "wharf_banned_addresses", "gauge", "Client addresses banned "
+            "now.");
+    mb_add(b, "wharf_banned_addresses %d\n", banned);
+    mb_head(b, "wharf_build_info", "gauge", "Version of this build.");
+    mb_add(b, "wharf_build_info{version=\"%s\"} 1\n", WHARF_VERSION);
+    mb_head(b, "process_start_time_seconds", "gauge", "Start time of the "
+            "process since unix epoch in seconds.");
+    mb_add(b, "process_start_time_seconds %.3f\n",
+           (double)metrics_start_ms / 1000.0);
+    return b->failed ? error_set(err, "out of memory") : 0;
 }
 
 int api_metrics(struct api_ctx *c)
 {
-    char text[4096];
+    struct mbuf b = {0};
     struct error err = {0};
-    int n = metrics_text(c, text, sizeof(text), &err);
-    if (n < 0) {
+    if (metrics_text(c, &b, &err) < 0) {
+        free(b.p);
         log_error("metrics: %s", err.msg);
         return api_fail(c, 500, "internal", "metrics unavailable");
     }
-    return net_reply(c->req, 200, "text/plain; version=0.0.4; charset=utf-8",
-                     text, (size_t)n);
+    int rc = net_reply(c->req, 200, "text/plain; version=0.0.4; "
+                       "charset=utf-8", b.p, b.len);
+    free(b.p);
+    return rc;
 }

@@ -27,6 +27,7 @@
  * The poller reports to core/health.h (connectors left out of a loaded
  * flow, sources whose polls fail) and logs a failing poll once, then a
  * summary per interval, then "works again" (log_repeat), never per poll.
+ * Workers count every committed outcome in core/metrics.h.
  *
  * Must never: know a connector type by name; acknowledge anything itself.
  */
@@ -43,6 +44,7 @@
 #include "core/flow.h"
 #include "core/health.h"
 #include "core/intake.h"
+#include "core/metrics.h"
 #include "core/wharf.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -263,6 +265,17 @@ static void job_log(const struct job *j)
                   "failed: %s", o->error);
 }
 
+/* The committed outcome in /metrics (core/metrics.h). */
+static void job_count(const struct job *j)
+{
+    const struct store_outcome *o = &j->out;
+    if (o->result == HOP_WAIT)
+        return;
+    metrics_delivery(o->connector, o->result == HOP_SENT ? METRICS_SENT
+                     : o->result == HOP_RETRY ? METRICS_RETRY : METRICS_FAILED,
+                     j->row.size, time_now_ms() - j->row.created_at);
+}
+
 static void jobs_commit(struct worker *wk, struct store *st, struct job *jobs,
                         size_t n)
 {
@@ -277,8 +290,10 @@ static void jobs_commit(struct worker *wk, struct store *st, struct job *jobs,
         log_error("worker %d: cannot commit %zu outcomes (they will run "
                   "again when their lease expires): %s", wk->index, n, err.msg);
     else
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             job_log(&jobs[i]);
+            job_count(&jobs[i]);
+        }
     if (skipped)
         log_warn("worker %d: %zu hop(s) had lost their lease; outcome not "
                  "recorded, they run again", wk->index, skipped);

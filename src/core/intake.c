@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "core/wharf.h"
 #include "store/store.h"
 #include "util/fsx.h"
@@ -312,12 +313,15 @@ int intake_commit(struct intake *in, struct error *err)
     }
     for (size_t i = 0; i < in->n; i++) {
         struct intake_item *it = &in->items[i];
+        int fresh = it->fd >= 0;        /* committed by this call */
         close(it->fd);
         it->fd = -1;
         if (it->duplicate_of[0]) {      /* not stored: drop our copy */
             char path[4300];
             if (wharf_path(in->w, it->rel, path, sizeof(path)) == 0)
                 unlink(path);
+        } else if (fresh) {
+            metrics_received(in->source, (int64_t)it->info.size);
         }
     }
     return 0;
