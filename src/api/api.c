@@ -95,6 +95,8 @@ static const struct api_route ROUTES[] = {
     { "POST", "/api/v1/partners/{name}/erase", P(MESSAGE_ERASE), api_partner_erase, "erase every message of a partner (GDPR)" },
     { "GET", "/api/v1/certificates", P(FLOW_READ), api_certificates, "certificates with their expiry" },
     { "GET", "/api/v1/certificates/{id}", P(FLOW_READ), api_certificate_get, "one certificate as PEM" },
+    { "GET", "/api/v1/posture", P(POSTURE_READ), api_posture, "the posture report (wharf doctor --json): checks mapped to ISO 27001 Annex A" },
+    { "GET", "/api/v1/inventory", P(POSTURE_READ), api_inventory, "the asset inventory (wharf inventory --json)" },
     { "GET", "/oauth/callback", API_PUBLIC, api_oauth_callback, "finish an OAuth authorization of a connector (the redirect URI)" },
     { "GET", "/metrics", P(METRICS_READ), api_metrics, "Prometheus metrics (wharf.conf metrics_access)" },
 };

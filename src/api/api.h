@@ -132,6 +132,9 @@ int api_message_hold(struct api_ctx *c);
 int api_message_unhold(struct api_ctx *c);
 int api_messages_purge(struct api_ctx *c);
 int api_partner_erase(struct api_ctx *c);
+/* The posture report and the asset inventory (api_posture.c). */
+int api_posture(struct api_ctx *c);
+int api_inventory(struct api_ctx *c);
 int api_settings(struct api_ctx *c);
 int api_setting_put(struct api_ctx *c);
 int api_audit_list(struct api_ctx *c);

@@ -82,6 +82,7 @@ enum perm {
     PERM_AUDIT_READ,        /* audit.read */
     PERM_KEY_WRITE,         /* key.write        rotate keys, import certificates */
     PERM_METRICS_READ,      /* metrics.read     /metrics */
+    PERM_POSTURE_READ,      /* posture.read     the posture report, inventory */
     PERM_COUNT
 };
 

@@ -12,9 +12,9 @@
  *             message: erasure is irreversible and a privacy decision (R9),
  *             so it belongs to administrators. No users, tokens, sessions of
  *             others, keys, settings or audit trail.
- *   auditor   reads everything, including payloads and the audit trail, and
- *             changes nothing (not even "test connection", which contacts a
- *             partner).
+ *   auditor   reads everything, including payloads, the audit trail, the
+ *             posture report and the asset inventory, and changes nothing
+ *             (not even "test connection", which contacts a partner).
  *   viewer    reads flows and message status; no payloads, no metrics.
  * Own sessions (list, revoke, log out) are always allowed to their owner;
  * session.read/session.write cover other users' sessions.
@@ -49,6 +49,7 @@ static const unsigned char TABLE[PERM_COUNT][ROLE_COUNT] = {
     [PERM_AUDIT_READ]       = { Y,    N,       Y,      N },
     [PERM_KEY_WRITE]        = { Y,    N,       N,      N },
     [PERM_METRICS_READ]     = { Y,    Y,       Y,      N },
+    [PERM_POSTURE_READ]     = { Y,    N,       Y,      N },
 };
 
 #undef Y
@@ -80,6 +81,7 @@ static const char *const PERM_NAMES[PERM_COUNT] = {
     [PERM_AUDIT_READ] = "audit.read",
     [PERM_KEY_WRITE] = "key.write",
     [PERM_METRICS_READ] = "metrics.read",
+    [PERM_POSTURE_READ] = "posture.read",
 };
 
 bool rbac_allows(enum role role, enum perm perm)

@@ -691,3 +691,30 @@ enum wh_status net_client_request(const struct net_client_opts *o,
         secret_free(creds[i]);
     return st;
 }
+
+/* ---- URL parts, for listings -------------------------------------------------- */
+
+int net_url_parts(const char *url, char *scheme, size_t scheme_n, char *host,
+                  size_t host_n, int *port, struct error *err)
+{
+    CURLU *u = curl_url();
+    char *sc = NULL, *h = NULL, *p = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &sc, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) ==
+            CURLUE_OK) {
+        snprintf(scheme, scheme_n, "%s", sc);
+        snprintf(host, host_n, "%s", h);
+        *port = (int)strtol(p, NULL, 10);
+        rc = 0;
+    } else {
+        error_set(err, "not a URL with a host");
+    }
+    curl_free(sc);
+    curl_free(h);
+    curl_free(p);
+    curl_url_cleanup(u);
+    return rc;
+}

@@ -133,6 +133,12 @@ int net_client_opts_check(const struct net_client_opts *o, struct error *err);
 /* Check that url is absolute http(s) and allowed (https unless insecure). */
 int net_client_url_check(const char *url, int insecure, struct error *err);
 
+/* The scheme (lower case), host and port (the scheme's default when the
+ * URL names none) of an absolute URL, parsed by libcurl: for listings
+ * (wharf inventory). 0, or -1 with err. */
+int net_url_parts(const char *url, char *scheme, size_t scheme_n, char *host,
+                  size_t host_n, int *port, struct error *err);
+
 /* Perform one request. WH_OK when an HTTP response arrived (whatever its
  * status: see resp->status); else WH_RETRY or WH_FAIL with err saying what
  * failed. resp->body is set in both cases (may be NULL); free it with

@@ -358,6 +358,12 @@ def policy(method, path):
         # partner's messages (R9, GDPR) is a privacy decision:
         # administrators
         return ALL if read else ADMIN
+    if res in ("posture", "inventory"):
+        # issue "Security operations": the posture report is "one command
+        # an auditor runs" (auditor role); the inventory lists users with
+        # their role and MFA state, as the users route does (admin,
+        # auditor). Neither changes anything.
+        return READS_ALL if read else ADMIN
     if res in ("users", "tokens", "sessions", "settings", "audit", "keys"):
         return READS_ALL if read else ADMIN
     raise NoStatement(f"{method} {path}")

@@ -452,6 +452,7 @@ static const char *const EXPECTED[PERM_COUNT] = {
     [PERM_SESSION_WRITE] = "YNNN",  [PERM_SETTINGS_READ] = "YNYN",
     [PERM_SETTINGS_WRITE] = "YNNN", [PERM_AUDIT_READ] = "YNYN",
     [PERM_KEY_WRITE] = "YNNN",      [PERM_METRICS_READ] = "YYYN",
+    [PERM_POSTURE_READ] = "YNYN",
 };
 
 static void check_role(enum role r)
