@@ -34,7 +34,7 @@ DATA     ?= ./wharf-data
 FILES    ?= ./wharf-files
 PYTEST   ?= /usr/bin/python3 -m pytest
 
-.PHONY: all release asan tsan unit e2e test run deps deps-test fuzz fuzz-smoke bench lint clean
+.PHONY: all release asan tsan unit e2e test run deps deps-test fuzz fuzz-smoke bench lint clean install
 
 all: release
 
@@ -113,6 +113,50 @@ bench: release
 
 lint:
 	@scripts/lint.sh
+
+# ---- make install (PREFIX, DESTDIR): the binary, the hardened systemd unit,
+# the logrotate snippet, wharf(8), the docs (SECURITY.md) and wharf-setup,
+# which makes the system user, /etc/wharf and the data directory. It runs
+# by itself only as root without DESTDIR; a package runs it as postinst.
+PREFIX        ?= /usr/local
+BINDIR        ?= $(PREFIX)/bin
+SBINDIR       ?= $(PREFIX)/sbin
+MANDIR        ?= $(PREFIX)/share/man
+DOCDIR        ?= $(PREFIX)/share/doc/wharf
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR    ?= /etc
+WHARF_DATADIR ?= /var/lib/wharf
+WHARF_USER    ?= wharf
+WHARF_RELOAD  ?= systemctl reload wharf.service
+INSTALL_BIN   ?= build/release/wharf
+
+SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' \
+            -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' \
+            -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+            -e 's|@DATADIR@|$(WHARF_DATADIR)|g' -e 's|@USER@|$(WHARF_USER)|g' \
+            -e 's|@RELOAD@|$(WHARF_RELOAD)|g' \
+            -e 's|@VERSION@|$(shell cat VERSION)|g' \
+            -e 's|@DATE@|$(shell date -u -r VERSION +%Y-%m-%d)|g'
+
+install: $(INSTALL_BIN)
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/wharf
+	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/wharf
+	$(SUBST) dist/wharf.service.in > $(DESTDIR)$(UNITDIR)/wharf.service
+	$(SUBST) dist/wharf.logrotate.in > $(DESTDIR)$(SYSCONFDIR)/logrotate.d/wharf
+	$(SUBST) dist/wharf.8.in > $(DESTDIR)$(MANDIR)/man8/wharf.8
+	$(SUBST) dist/wharf-setup.in > $(DESTDIR)$(SBINDIR)/wharf-setup
+	chmod 0644 $(DESTDIR)$(UNITDIR)/wharf.service \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/wharf $(DESTDIR)$(MANDIR)/man8/wharf.8
+	chmod 0755 $(DESTDIR)$(SBINDIR)/wharf-setup
+	install -m 0644 SECURITY.md README.md docs/operations.md $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	    $(SBINDIR)/wharf-setup; \
+	else \
+	    echo "install: as root, run $(SBINDIR)/wharf-setup (the $(WHARF_USER) user, $(SYSCONFDIR)/wharf, $(WHARF_DATADIR))"; \
+	fi
 
 clean:
 	rm -rf build
