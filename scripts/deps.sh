@@ -10,7 +10,7 @@ BUILD=(gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev zlib1g-dev
 TEST=(libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest e2fsprogs
       strace procps oathtool nmap wrk cppcheck python3-yaml
       openssh-server openssh-client tinyproxy-bin dante-server
-      python3-cryptography)
+      python3-cryptography systemd logrotate groff-base)
 
 want=("${BUILD[@]}")
 [ "${1:-}" = "test" ] && want+=("${TEST[@]}")
