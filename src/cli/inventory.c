@@ -48,34 +48,40 @@ static void text_print(const json_t *inv)
     size_t i;
     json_t *o;
     printf("CONNECTORS\n");
-    json_array_foreach(json_object_get(inv, "connectors"), i, o)
+    json_array_foreach(json_object_get(inv, "connectors"), i, o) {
         printf("  %-24s %-8s %-5s %s\n", str(o, "name"), str(o, "type"),
                str(o, "direction"), str(o, "partner"));
+    }
     text_endpoints(inv);
     printf("\nPARTNERS\n");
-    json_array_foreach(json_object_get(inv, "partners"), i, o)
+    json_array_foreach(json_object_get(inv, "partners"), i, o) {
         printf("  %-20s %-24s %s\n", str(o, "name"), str(o, "as2_id"),
                str(o, "url"));
+    }
     printf("\nCERTIFICATES\n");
-    json_array_foreach(json_object_get(inv, "certificates"), i, o)
+    json_array_foreach(json_object_get(inv, "certificates"), i, o) {
         printf("  %-16s %-8s %s  %s\n    subject %s\n    issuer  %s\n"
                "    sha256  %s\n", str(o, "owner"), str(o, "status"),
                str(o, "not_after"), str(o, "use"), str(o, "subject"),
                str(o, "issuer"), str(o, "sha256"));
+    }
     printf("\nKEYS\n");
-    json_array_foreach(json_object_get(inv, "keys"), i, o)
+    json_array_foreach(json_object_get(inv, "keys"), i, o) {
         printf("  %-16s %-18s %-12s %s (%s)\n", str(o, "kind"), str(o, "id"),
                str(o, "owner"), str(o, "use"), str(o, "where"));
+    }
     printf("\nUSERS\n");
-    json_array_foreach(json_object_get(inv, "users"), i, o)
+    json_array_foreach(json_object_get(inv, "users"), i, o) {
         printf("  %-20s %-9s mfa=%-5s%s\n", str(o, "name"), str(o, "role"),
                str(o, "mfa"), json_is_true(json_object_get(o, "disabled"))
                ? " disabled" : "");
+    }
     printf("\nTOKENS\n");
-    json_array_foreach(json_object_get(inv, "tokens"), i, o)
+    json_array_foreach(json_object_get(inv, "tokens"), i, o) {
         printf("  %-36s %-16s %-9s owner=%s expires=%s last_used=%s\n",
                str(o, "id"), str(o, "name"), str(o, "role"), str(o, "owner"),
                str(o, "expires"), str(o, "last_used"));
+    }
 }
 
 static int inventory_run(int argc, char **argv)

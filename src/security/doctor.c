@@ -343,8 +343,9 @@ char *doctor_html(const json_t *report, const char *title)
     sb_str(&b, line);
     sb_str(&b, "<table><tr><th>status</th><th>check</th><th>found</th>"
                "<th>what to do</th><th>ISO/IEC 27001:2022 Annex A</th></tr>\n");
-    json_array_foreach(json_object_get(report, "checks"), i, c)
+    json_array_foreach(json_object_get(report, "checks"), i, c) {
         html_row(&b, c);
+    }
     sb_str(&b, "</table></body></html>\n");
     if (b.failed) {
         free(b.p);

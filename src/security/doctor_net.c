@@ -118,14 +118,17 @@ static int plain_text(const json_t *v)
     if (json_is_object(v)) {
         if (json_is_true(json_object_get(v, "insecure")))
             return 1;
-        json_object_foreach((json_t *)v, k, m)
+        json_object_foreach((json_t *)v, k, m) {
             if (strcmp(k, "proxy") != 0 && plain_text(m))
                 return 1;
+        }
     }
-    if (json_is_array(v))
-        json_array_foreach(v, i, m)
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, m) {
             if (plain_text(m))
                 return 1;
+        }
+    }
     return 0;
 }
 

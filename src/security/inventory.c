@@ -500,8 +500,9 @@ char *inventory_csv(const json_t *inv)
     for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
         size_t i;
         json_t *o;
-        json_array_foreach(json_object_get(inv, sections[s][0]), i, o)
+        json_array_foreach(json_object_get(inv, sections[s][0]), i, o) {
             csv_row(&b, sections[s][1], o);
+        }
     }
     if (b.failed) {
         free(b.p);

@@ -258,8 +258,9 @@ static char *names_joined(const json_t *names)
 {
     size_t len = 1, i;
     json_t *v;
-    json_array_foreach(names, i, v)
+    json_array_foreach(names, i, v) {
         len += strlen(json_string_value(v)) + 1;
+    }
     char *out = calloc(1, len);
     json_array_foreach(names, i, v) {
         if (out && i)
