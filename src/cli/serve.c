@@ -266,8 +266,10 @@ static int serve_keys_main(void *arg, int fd)
 {
     struct error err = {0};
     struct wharf *w = cli_wharf_open(arg, &err);
-    if (w == NULL)
-        return cli_fail("key process: %s", err.msg);
+    if (w == NULL) {
+        keyproc_child_fail(err.msg);    /* serve says it, once */
+        return EXIT_FAIL;
+    }
     char tls[4200];
     snprintf(tls, sizeof(tls), w->conf.tls_key[0] == '/' ? "%.0s%s" : "%s/%s",
              w->dir, w->conf.tls_key);
