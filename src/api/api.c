@@ -45,10 +45,12 @@
 #include "store/store.h"
 #include "util/log.h"
 #include "util/secret.h"
+#include "web/console.h"
 
 #define P(x) PERM_##x
 static const struct api_route ROUTES[] = {
     { "POST", "/api/v1/auth/login", API_PUBLIC, api_login, "log in (password, then TOTP if enrolled)" },
+    { "GET", "/api/v1/auth/methods", API_PUBLIC, api_auth_methods, "how one may sign in (password, OIDC), for the console's login page" },
     { "POST", "/api/v1/auth/logout", API_SELF, api_logout, "end this session" },
     { "GET", "/api/v1/auth/oidc/login", API_PUBLIC, api_oidc_login, "start an OIDC login (302 to the provider)" },
     { "GET", "/api/v1/auth/oidc/callback", API_PUBLIC, api_oidc_callback, "finish an OIDC login (opens a session)" },
@@ -446,6 +448,7 @@ static int api_dispatch(struct net_request *req, void *user_data)
     c.w = w;
     c.actor.name = "anonymous";
     c.actor.address = net_req_address(req);
+    console_headers(req);       /* the console reads these answers */
     const struct api_route *rt = route_find(net_req_method(req),
         net_req_path(req), c.param, pstore, sizeof(pstore), &known);
     if (rt == NULL)
