@@ -125,6 +125,9 @@ int api_oauth_callback(struct api_ctx *c);
 int api_flow_export(struct api_ctx *c);
 int api_flow_import(struct api_ctx *c);
 int api_messages(struct api_ctx *c);
+/* GET /api/v1/messages without offset: filters and keyset paging
+ * (api_console.c). */
+int api_message_search(struct api_ctx *c);
 int api_message_get(struct api_ctx *c);
 int api_message_payload(struct api_ctx *c);
 int api_message_receipt(struct api_ctx *c);

@@ -43,10 +43,7 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu",
                   "MediaRouter,AutofillServerCommunication,"
                   "PasswordManagerOnboarding,PasswordLeakDetection",
                   "--disable-dev-shm-usage", "--password-store=basic",
-                  "--lang=en-US",
-                  # keeps no form history: Chromium's list of earlier
-                  # entries of a field would otherwise take the next click
-                  "--incognito")
+                  "--lang=en-US")
 
 
 def _selenium():
