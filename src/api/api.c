@@ -78,6 +78,8 @@ static const struct api_route ROUTES[] = {
     { "POST", "/api/v1/connectors/{name}/oauth/authorize", P(FLOW_WRITE), api_connector_oauth_authorize, "start an OAuth authorization of a connector (code + PKCE)" },
     { "GET", "/api/v1/flows", P(FLOW_READ), api_flow_export, "export the flow document" },
     { "PUT", "/api/v1/flows", P(FLOW_WRITE), api_flow_import, "import (replace) the flow document" },
+    { "GET", "/api/v1/dashboard", P(MESSAGE_READ), api_dashboard, "the console's dashboard: messages per hour, connectors, expiring certificates, failed messages, transfers" },
+    { "GET", "/api/v1/transfers", P(MESSAGE_READ), api_transfers, "transfers in flight: bytes done of total, rate" },
     { "GET", "/api/v1/messages", P(MESSAGE_READ), api_messages, "list messages" },
     { "GET", "/api/v1/messages/{id}", P(MESSAGE_READ), api_message_get, "message with hops and events" },
     { "GET", "/api/v1/messages/{id}/payload", P(PAYLOAD_READ), api_message_payload, "download the payload" },

@@ -128,6 +128,8 @@ int api_messages(struct api_ctx *c);
 /* GET /api/v1/messages without offset: filters and keyset paging
  * (api_console.c). */
 int api_message_search(struct api_ctx *c);
+int api_dashboard(struct api_ctx *c);
+int api_transfers(struct api_ctx *c);
 int api_message_get(struct api_ctx *c);
 int api_message_payload(struct api_ctx *c);
 int api_message_receipt(struct api_ctx *c);

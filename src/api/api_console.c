@@ -6,7 +6,10 @@
  * console shows only actions the server would allow. The server checks
  * every call anyway (api.c); nothing here grants anything. And the
  * message search behind GET /api/v1/messages: text, state, connector,
- * partner, time range, keyset paging (`after` the last id of a page).
+ * partner, time range, keyset paging (`after` the last id of a page);
+ * the dashboard (messages per hour, connectors' state, expiring
+ * certificates, failed messages, transfers in flight) and the transfers
+ * alone (polled each second for the progress bars).
  *
  * Must never: tell an unauthenticated caller anything about accounts;
  * return a setting's secret value.
@@ -17,7 +20,10 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/health.h"
 #include "core/message.h"
+#include "core/partners.h"
+#include "core/progress.h"
 #include "store/console_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -186,4 +192,114 @@ int api_message_search(struct api_ctx *c)
     rc = search_reply(c, ms, n, a.limit);
     store_messages_free(ms, n);
     return rc;
+}
+
+/* ---- the dashboard --------------------------------------------------------- */
+
+#define HOUR_MS 3600000LL
+
+static json_t *hours_json(struct api_ctx *c, int64_t now, struct error *err)
+{
+    int64_t counts[24][3];
+    int64_t since = (now / HOUR_MS - 23) * HOUR_MS;
+    if (store_message_hourly(c->st, since, 24, counts, err) < 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (int i = 0; i < 24; i++)
+        json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:I}",
+            "start", (json_int_t)(since + i * HOUR_MS), "sent",
+            (json_int_t)counts[i][0], "failed", (json_int_t)counts[i][1],
+            "refused", (json_int_t)counts[i][2]));
+    return arr;
+}
+
+/* Each connector of the stored flow with what the running engine says of
+ * it (core/health.h): ok, failing (since), left_out (could not open). */
+static json_t *connectors_json(struct api_ctx *c, struct error *err)
+{
+    struct store_flow f;
+    if (store_flow_get(c->st, &f, err) < 0)
+        return NULL;
+    json_t *state = health_state(), *arr = json_array();
+    json_t *left = json_object_get(state, "left_out");
+    json_t *failing = json_object_get(state, "failing");
+    for (size_t i = 0; i < f.nconns; i++) {
+        const char *name = f.conns[i].name, *st = "ok";
+        json_t *since = NULL;
+        size_t k;
+        json_t *v;
+        json_array_foreach(left, k, v)
+            if (!strcmp(json_string_value(v) ? json_string_value(v) : "", name))
+                st = "left_out";
+        json_array_foreach(failing, k, v)
+            if (!strcmp(json_string_value(json_object_get(v, "connector"))
+                        ? json_string_value(json_object_get(v, "connector"))
+                        : "", name)) {
+                st = "failing";
+                since = json_object_get(v, "since");
+            }
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:O?}", "name",
+            name, "type", f.conns[i].type, "state", st, "since", since));
+    }
+    json_decref(state);
+    store_flow_clear(&f);
+    return arr;
+}
+
+static json_t *expiring_json(struct api_ctx *c, struct error *err)
+{
+    json_t *all = partners_certs_json(c->st, err), *out = json_array();
+    size_t i;
+    json_t *v;
+    if (all == NULL) {
+        json_decref(out);
+        return NULL;
+    }
+    json_array_foreach(all, i, v) {
+        const char *s = json_string_value(json_object_get(v, "status"));
+        if (s && (!strcmp(s, "expiring") || !strcmp(s, "expired")))
+            json_array_append(out, v);
+    }
+    json_decref(all);
+    return out;
+}
+
+static json_t *failed_json(struct api_ctx *c, struct error *err)
+{
+    struct store_message_query q = { .state = "failed", .limit = 10 };
+    struct store_message *ms = NULL;
+    size_t n = 0;
+    if (store_message_search(c->st, &q, &ms, &n, err) < 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, message_json(&ms[i]));
+    store_messages_free(ms, n);
+    return arr;
+}
+
+int api_dashboard(struct api_ctx *c)
+{
+    struct error err = {0};
+    int64_t now = time_now_ms();
+    json_t *hours = hours_json(c, now, &err);
+    json_t *conns = hours ? connectors_json(c, &err) : NULL;
+    json_t *certs = conns ? expiring_json(c, &err) : NULL;
+    json_t *failed = certs ? failed_json(c, &err) : NULL;
+    if (failed == NULL) {
+        json_decref(hours);
+        json_decref(conns);
+        json_decref(certs);
+        return api_fail(c, 500, "internal", "%s", err.msg);
+    }
+    return api_ok(c, 200, json_pack("{s:I, s:o, s:o, s:o, s:o, s:o}", "now",
+        (json_int_t)now, "hours", hours, "connectors", conns,
+        "certificates_expiring", certs, "failed", failed, "transfers",
+        progress_json()));
+}
+
+int api_transfers(struct api_ctx *c)
+{
+    return api_ok(c, 200, json_pack("{s:I, s:o}", "now",
+                  (json_int_t)time_now_ms(), "transfers", progress_json()));
 }
