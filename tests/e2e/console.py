@@ -217,7 +217,9 @@ class Browser:
         wait_until(lambda: el.is_displayed() and el.is_enabled(), timeout=30,
                    desc=f"{el.get_attribute('outerHTML')[:200]} to be usable")
         self.js("arguments[0].scrollIntoView({block: 'center'});"
-                "arguments[0].click();", el)
+                "if (arguments[0].click) arguments[0].click(); else "
+                "arguments[0].dispatchEvent(new MouseEvent('click', "
+                "{bubbles: true, cancelable: true}));", el)
 
     def click_text(self, text, tag="button", scope="#main"):
         def hit():

@@ -95,12 +95,11 @@ export function field(label, opts = {}) {
   row.setError = (msg) => {
     err.textContent = msg || '';
     err.hidden = !msg;
-    if (msg) {
-      input.setAttribute('aria-invalid', 'true');
-      input.setAttribute('aria-errormessage', errId);
-    } else {
-      input.removeAttribute('aria-invalid');
-    }
+    const desc = [helpId, msg ? errId : null].filter(Boolean).join(' ');
+    if (desc) input.setAttribute('aria-describedby', desc);
+    else input.removeAttribute('aria-describedby');
+    if (msg) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
   };
   return row;
 }
