@@ -196,3 +196,45 @@ def test_m8_console_oidc_button_when_configured(wharf, data_dir,
     assert link.get_attribute("href").endswith("/api/v1/auth/oidc/login")
     b.check()
     srv.stop()
+
+
+def test_m8_console_keyboard_only(wharf, data_dir, start_server, browser):
+    """Usable without a mouse: Tab reaches the fields in order (their
+    labels name them), Enter signs in; Tab walks the navigation and Enter
+    follows it; every page's heading gets the focus's place."""
+    wharf.ok("user", "add", "kim", "--role", "operator", "--data", data_dir)
+    wharf.ok("user", "passwd", "kim", "--data", data_dir,
+             input="Keyboard-only-crane-42\n")
+    srv = start_server(data_dir)
+    port, _ = srv.wait_listening()
+    b = browser(f"https://127.0.0.1:{port}")
+    b.open("/")
+    b.wait_for("#login")
+    active = b.driver.switch_to.active_element
+    assert active.get_attribute("autocomplete") == "username", (
+        "the user name field has the focus first")
+    b.type_keys("kim")
+    el = b.press_tab()
+    assert el.get_attribute("type") == "password"
+    b.type_keys("Keyboard-only-crane-42", b.Keys.ENTER)
+    b.signed_in()
+    # from the page, Tab until the navigation's "Messages" link, Enter
+    b.js("document.body.focus()")
+    for _ in range(12):
+        el = b.press_tab()
+        if el.tag_name == "a" and el.text == "Messages":
+            break
+    else:
+        raise AssertionError("Tab never reached the Messages link")
+    b.type_keys(b.Keys.ENTER)
+    b.wait_for("#message-search")
+    # the search form: Tab from the heading reaches the Search field
+    labels = []
+    for _ in range(4):
+        el = b.press_tab()
+        lid = el.get_attribute("id")
+        lab = b.find_all(f'label[for="{lid}"]') if lid else []
+        labels.append(lab[0].text if lab else el.tag_name)
+    assert "Search" in labels, labels
+    b.check()
+    srv.stop()
