@@ -113,6 +113,18 @@ def test_m8_console_partners_and_administration(wharf, data_dir,
     b.wait_for('table.partners tr[data-partner="globex"]')
     exported = json.loads(wharf.export_flow(data_dir))
     assert {p["name"] for p in exported["partners"]} == {"acme", "globex"}
+    # our profile: a second key from a PKCS#12 file
+    k2c, k2k = as2_keys(tmp_path, "wharf-me-2031")
+    p12 = tmp_path / "me.p12"
+    subprocess.run(["openssl", "pkcs12", "-export", "-in", k2c, "-inkey", k2k,
+                    "-out", p12, "-passout", "pass:p12-Secret-pass"], check=True)
+    b.find("#profile-form input[accept='.p12,.pfx']").send_keys(str(p12))
+    b.fill_label("PKCS#12 password", "p12-Secret-pass", scope="#profile-form")
+    b.click("#profile-form button[type=submit]")
+    wait_until(lambda: len(b.find_all("table.our-keys tbody tr")) == 2,
+               desc="our second key")
+    assert "wharf-me-2031" in b.find("table.our-keys").text
+    assert "p12-Secret-pass" not in wharf.export_flow(data_dir)
     b.check()
 
     # ---- users

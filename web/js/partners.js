@@ -96,6 +96,46 @@ function addPartner(ctx) {
   return form;
 }
 
+// Our AS2 id and a key: a PKCS#12 file and its password, or a PEM
+// certificate and PEM private key. Existing keys stay (rollover).
+function profileForm(ctx, profile) {
+  const as2 = field('Our AS2 id', { value: profile ? profile.as2_id : '' });
+  const p12 = field('Key and certificate (PKCS#12)', { type: 'file', accept: '.p12,.pfx' });
+  const pw = field('PKCS#12 password', { type: 'password', autocomplete: 'off' });
+  const cert = field('or a certificate (PEM)', { type: 'file', accept: '.pem,.crt' });
+  const key = field('and its private key (PEM)', { type: 'file', accept: '.pem,.key' });
+  const msg = h('div', { 'aria-live': 'polite' });
+  const form = h('form', { class: 'card', id: 'profile-form', novalidate: true },
+    h('h2', null, profile ? 'Change our profile or add a key' : 'Set our AS2 profile'), msg, as2,
+    h('div', { class: 'row' }, p12, pw), h('div', { class: 'row' }, cert, key),
+    h('p', { class: 'help' }, 'Private keys are sealed by the server\'s vault and never shown again.'),
+    h('button', { type: 'submit' }, 'Save profile'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const doc = await api.get('/api/v1/flows');
+      const keys = (doc.profile && doc.profile.keys) || [];
+      if (p12.input.files.length) {
+        const f = await readFile(p12.input);
+        keys.push({ pkcs12: { base64: f.base64 }, password_file: { content: pw.input.value } });
+      } else if (cert.input.files.length && key.input.files.length) {
+        const c = await readFile(cert.input);
+        const k = await new Promise((res, rej) => {
+          const r = new FileReader();
+          r.onload = () => res(String(r.result));
+          r.onerror = () => rej(new Error('The key file cannot be read.'));
+          r.readAsText(key.input.files[0]);
+        });
+        keys.push({ cert: { content: c.pem || '' }, key: { content: k } });
+      }
+      doc.profile = { as2_id: as2.input.value.trim(), keys };
+      await api.put('/api/v1/flows', doc);
+      ctx.refresh();
+    } catch (e) { replace(msg, notice('error', e.message)); }
+  });
+  return form;
+}
+
 export async function render(main, ctx) {
   ctx.title('Partners');
   const [d, c] = await Promise.all([api.get('/api/v1/partners'), api.get('/api/v1/certificates')]);
@@ -120,5 +160,6 @@ export async function render(main, ctx) {
       { caption: 'Partners', captionHidden: true, class: 'partners' }) : h('p', null, 'No partner yet.'),
     h('h2', null, 'Their certificates'), certMsg, theirs.length ? certTable(theirs, 'partner-certs') : h('p', null, 'None.'),
     ctx.can('key.write') && partners.length ? rollover(ctx, partners, certMsg) : null,
+    ctx.can('flow.write') ? profileForm(ctx, d.profile) : null,
     ctx.can('flow.write') ? addPartner(ctx) : null);
 }
