@@ -219,6 +219,12 @@ def test_m8_console_messages_keyset_paging_120k(wharf, data_dir,
     assert failed[0]["id"] < newest[100_000]
     assert api.request("GET", "/api/v1/messages?after=nonsense",
                        token=token).status == 400
+    # the text is text: % and _ are no wildcards
+    for q in ("%25", "bulk_", "_"):
+        assert api.ok("GET", f"/api/v1/messages?q={q}", token=token).json()[
+            "messages"] == [], q
+    hit = api.ok("GET", "/api/v1/messages?q=bulk-000123", token=token).json()
+    assert [m["filename"] for m in hit["messages"]] == ["bulk-000123.edi"]
 
     # the console: Older, Older, Older
     b = browser(f"https://127.0.0.1:{port}")
