@@ -233,6 +233,14 @@ class Browser:
         return el
 
     def texts(self, css):
+        """The texts of css's elements (read again if the page redrew
+        them meanwhile)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+        for _ in range(20):
+            try:
+                return [e.text for e in self.find_all(css)]
+            except StaleElementReferenceException:
+                time.sleep(0.1)
         return [e.text for e in self.find_all(css)]
 
     def press_tab(self, times=1, shift=False):

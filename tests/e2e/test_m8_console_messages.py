@@ -233,11 +233,13 @@ def test_m8_console_messages_keyset_paging_120k(wharf, data_dir,
     b.go("/messages")
     b.wait_for("table.messages")
     for k in range(3):
-        first = b.texts("table.messages code")[0]
+        first = wait_until(lambda: b.texts("table.messages code")[:1],
+                           desc="a page of messages")[0]
         assert newest[50 * k].startswith(first), (k, first)
         b.click("#older")
         wait_until(lambda: b.texts("table.messages code")[:1] not in ([], [first]),
                    desc="the next page")
-    assert newest[150].startswith(b.texts("table.messages code")[0])
+    assert newest[150].startswith(wait_until(
+        lambda: b.texts("table.messages code")[:1], desc="the 4th page")[0])
     b.check()
     srv.stop()

@@ -132,15 +132,18 @@ async function route() {
     refresh: () => route(),
     title(t) { document.title = `${t} - Wharf`; },
   };
-  clear(main);
+  // Each page draws into its own view: a slow page still loading when
+  // the user moved on draws into a view no longer on the page.
+  const view = h('div', { class: 'view' });
+  replace(main, view);
   main.setAttribute('aria-busy', 'true');
   try {
     const page = await import(`./${mod}`);
     if (gen !== S.gen) return;
-    await page.render(main, ctx);
+    await page.render(view, ctx);
   } catch (e) {
     if (gen !== S.gen || e.status === 401) return;
-    replace(main, h('h1', null, 'Something went wrong'),
+    replace(view, h('h1', null, 'Something went wrong'),
       h('div', { class: 'notice error', role: 'alert' }, e.message || String(e)));
   } finally {
     main.removeAttribute('aria-busy');

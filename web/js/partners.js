@@ -59,7 +59,7 @@ function rollover(ctx, partners, certMsg) {
 function addPartner(ctx) {
   const name = field('Name', { help: 'A-Z a-z 0-9 . _ -' });
   const as2 = field('AS2 id');
-  const url = field('AS2 URL', { type: 'url', placeholder: 'https://partner.example/as2' });
+  const url = field('AS2 URL', { type: 'url', help: 'Where the partner receives AS2 (https).' });
   const cert = field('Their certificate (PEM or DER)', { type: 'file', accept: '.pem,.crt,.cer,.der' });
   const sign = field('Signing', { options: ['sha256', 'sha384', 'sha512', 'sha1', 'none'], value: 'sha256' });
   const enc = field('Encryption', { options: ['aes256-cbc', 'aes192-cbc', 'aes128-cbc', 'aes256-gcm', 'aes128-gcm', '3des', 'none'], value: 'aes256-cbc' });
