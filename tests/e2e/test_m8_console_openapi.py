@@ -23,8 +23,8 @@ def console_calls():
     calls = {}
     for p in WEB.glob("*.js"):
         text = p.read_text()
-        for m in re.finditer(r"api\.get\(`?'?(/api/v1/[^`'\s)]*)", text):
-            raw = m.group(1)
+        for m in re.finditer(r"api\.get\(([`'])(/api/v1/.*?)\1", text):
+            raw = m.group(2)
             path = re.sub(r"\$\{api\.qs\(.*", "", raw)
             path = re.sub(r"\$\{[^}]+\}", "{x}", path).rstrip("/")
             calls.setdefault(path, set())
