@@ -36,6 +36,7 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
+#include "vault/keyproc.h"
 #include "vault/vault.h"
 #include "web/console.h"
 
@@ -260,12 +261,41 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     return EXIT_OK;
 }
 
+/* ---- the key process (vault/keyproc.h) ------------------------------------ */
+
+/* The key process's main: the data dir's keystore and TLS listener key. */
+static int serve_keys_main(void *arg, int fd)
+{
+    struct error err = {0};
+    struct wharf *w = cli_wharf_open(arg, &err);
+    if (w == NULL)
+        return cli_fail("key process: %s", err.msg);
+    char tls[4200];
+    snprintf(tls, sizeof(tls), w->conf.tls_key[0] == '/' ? "%.0s%s" : "%s/%s",
+             w->dir, w->conf.tls_key);
+    const char *paths[1] = { tls };
+    int rc = keyproc_serve(w->vault, paths, 1, fd);
+    wharf_close(w);
+    return rc;
+}
+
+/* Fork the key process before anything else is read: from here on this
+ * process's vault forwards to it. */
+static int serve_fork_keys(const char *data, struct error *err)
+{
+    return keyproc_start(serve_keys_main, (void *)data, err);
+}
+
 static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
 {
     struct error err = {0};
-    struct wharf *w = cli_wharf_open(data, &err);
-    if (w == NULL)
+    if (serve_fork_keys(data, &err) < 0)
         return cli_fail("%s", err.msg);
+    struct wharf *w = cli_wharf_open(data, &err);
+    if (w == NULL) {
+        keyproc_stop();
+        return cli_fail("%s", err.msg);
+    }
     int lockfd = -1, rc;
     if (cli_lock(w->dir, "serve", &lockfd, &err) < 0 ||
         log_open(w->log_dir, w->conf.log_level, to_stderr, &err) < 0) {
@@ -280,6 +310,9 @@ static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
     if (lockfd >= 0)
         close(lockfd);
     wharf_close(w);
+    if (keyproc_lost())
+        rc = EXIT_FAIL;             /* the key process died: not a clean stop */
+    keyproc_stop();
     return rc;
 }
 

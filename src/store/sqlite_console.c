@@ -2,7 +2,7 @@
  * sqlite_console.c - the SQLite statements of console_store.h: message
  * search with keyset paging, messages per hour by outcome.
  *
- * Owns statement cache slots 176..183 of store_stmt_ext and nothing else.
+ * Owns statement cache slots 192..199 of store_stmt_ext and nothing else.
  * Every filter is a bound parameter of one constant statement ("?N IS
  * NULL OR ..."); LIKE patterns are escaped here, so a user's % or _ is a
  * character, not a wildcard. Must never build SQL from data.
@@ -14,8 +14,8 @@
 
 #include "store/store_internal.h"
 
-enum { C_SEARCH = 176, C_HOURLY, C_LAST };
-_Static_assert(C_LAST <= 184, "sqlite_console.c owns slots 176..183");
+enum { C_SEARCH = 192, C_HOURLY, C_LAST };
+_Static_assert(C_LAST <= 200, "sqlite_console.c owns slots 192..199");
 
 static const char SQL_SEARCH[] =
     "SELECT id, created_at, updated_at, source, filename, size, sha256,"

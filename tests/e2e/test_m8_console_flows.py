@@ -9,13 +9,13 @@ M8 web console, journey 4 "Flows", in Debian's Chromium against a real
     fingerprint sshd has (as ssh-keygen prints it), "Trust this key" pins
     it, and Test connection then passes; the key file is shown only as
     "set (hidden)";
-  - add a connector: the server refuses a folder outside allowed_paths,
+  - add a connector with the form generated from the server's declared
+    config keys (GET /api/v1/connector-types): the server refuses a folder outside allowed_paths,
     exactly as `wharf flow import` does, and the console shows its words
     beside the field; corrected, the connector is added with its link;
     edit it; remove it;
-  - the form generator, fed the declared config keys of connector types
-    (a fixture of GET /api/v1/connector-types' shape while that route is
-    not there): one labelled field per key, required marked, help text,
+  - the form generator, also fed a fixture of the route's shape: one
+    labelled field per key, required marked, help text,
     defaults, secrets as empty password fields never filled from the
     server (left empty the stored secret stays), errors beside the key;
   - a viewer sees no add, edit, remove or test, and the server refuses
@@ -96,6 +96,7 @@ def test_m8_console_flows_graph_test_hostkey_add_edit_remove(
     b.wait_for("#test-connection")
     cfg = b.find("table.config").text
     assert "set (hidden)" in cfg and str(sshd.client_key) not in cfg, cfg
+    b.expect(r"actions/test - Failed to load resource.*502")
     b.click("#test-connection")
     b.wait_text("#connector-msg .notice.error", "host key")
     b.click("#check-hostkey")
@@ -109,29 +110,28 @@ def test_m8_console_flows_graph_test_hostkey_add_edit_remove(
     b.wait_text("#connector-msg .notice.ok", "works")
     b.check()
 
-    # add a connector: refused beside the field, then added with a link
-    # (without GET /api/v1/connector-types on this server, the JSON form)
-    b.expect(r"api/v1/connector-types - Failed to load resource.*404")
+    # add a connector (the form generated from GET /api/v1/connector-types):
+    # refused beside the field, then added with a link
     b.go("/flows/new")
     b.wait_for("form.connector-form")
     b.fill_label("Name", "archive")
     b.js("const s = document.querySelector('#link-from'); s.value = 'outbox';")
-    cfg_box = b.by_label("Configuration (JSON)")
-    cfg_box.clear()
-    cfg_box.send_keys(json.dumps({"send_dir": "/etc"}))
+    assert not b.find_all("form.connector-form textarea"), "the JSON form"
+    send_dir = b.by_label("send_dir")
+    b.fill_label("send_dir", "/etc")
     b.expect(r"api/v1/flows - Failed to load resource.*400")
     b.click("form.connector-form button[type=submit]")
     err = b.wait_for("form.connector-form .field-error")
     assert "outside the folders" in err.text and "allowed_paths" in err.text
-    assert b.find("form.connector-form textarea").get_attribute(
-        "aria-invalid") == "true"
+    assert send_dir.get_attribute("aria-invalid") == "true"
+    assert err.find_element(b.By.XPATH, "..").find_element(
+        b.By.TAG_NAME, "input") == send_dir, "the error is not beside send_dir"
     b.check()
     b.axe("connector form with an error")
     b.shots("32-connector-form-error")
     archive = tmp_path / "archive"
     archive.mkdir()
-    cfg_box.clear()
-    cfg_box.send_keys(json.dumps({"send_dir": str(archive)}))
+    b.fill_label("send_dir", str(archive))
     b.click("form.connector-form button[type=submit]")
     b.wait_text("#main h1", "archive")
     exported = json.loads(wharf.export_flow(data_dir))
@@ -140,13 +140,11 @@ def test_m8_console_flows_graph_test_hostkey_add_edit_remove(
 
     # edit, then remove
     b.click("#edit-connector")
-    cfg_box = b.by_label("Configuration (JSON)")
-    cfg_box.clear()
-    cfg_box.send_keys(json.dumps({"send_dir": str(archive),
-                                  "on_collision": "rename"}))
+    assert b.by_label("send_dir").get_attribute("value") == str(archive)
+    b.js("arguments[0].value = 'overwrite'", b.by_label("on_collision"))
     b.click("form.connector-form button[type=submit]")
     b.wait_for("#test-connection")
-    wait_until(lambda: "rename" in b.find("table.config").text,
+    wait_until(lambda: "overwrite" in b.find("table.config").text,
                desc="the edited config")
     b.js("window.confirm = () => true;")     # the confirmation dialog: yes
     b.click("#remove-connector")
@@ -183,8 +181,7 @@ def test_m8_console_flows_graph_test_hostkey_add_edit_remove(
     b.fill_label("password_file", "hunter2-but-longer")
     got = b.js("return window.__form.read()")
     assert got == {"name": "remote2", "type": "sftp", "config": {
-        "host": "sftp.example.net", "password_file": {"content": "hunter2-but-longer"},
-        "resume": True}}, got
+        "host": "sftp.example.net", "password_file": {"content": "hunter2-but-longer"}}}, got
     b.js("window.__form.showError(arguments[0])",
          "connector 'remote2' (sftp): port must be from 1 to 65535")
     assert "65535" in b.by_label("port").find_element(

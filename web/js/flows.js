@@ -102,28 +102,37 @@ async function saveFlow(oldName, conn, linksOf) {
 async function detail(main, ctx, name) {
   const c = await api.get(`/api/v1/connectors/${api.enc(name)}`);
   ctx.title(c.name);
+  const types = await connectorTypes();
+  const type = types && types.find((t) => t.name === c.type);
+  // the type's declared actions (GET /api/v1/connector-types), each only
+  // for a role that holds its permission
+  const has = (verb) => {
+    const a = type && (type.actions || []).find((x) => x.verb === verb);
+    return !!a && ctx.can(a.permission);
+  };
+  const act = (verb) => `/api/v1/connectors/${api.enc(c.name)}/actions/${verb}`;
   const out = h('div', { id: 'connector-msg', 'aria-live': 'polite' });
   const actions = h('div', { class: 'actions' });
-  if (ctx.can('connector.test')) {
+  if (has('test')) {
     actions.append(button('Test connection', async (ev) => {
       ev.target.disabled = true;
       replace(out, notice('info', 'Testing…'));
       try {
-        const r = await api.post(`/api/v1/connectors/${api.enc(c.name)}/test`);
-        replace(out, notice(r.ok ? 'ok' : 'error', r.ok ? 'The connection works.' : `The test failed: ${r.detail}`));
+        await api.post(act('test'));
+        replace(out, notice('ok', 'The connection works.'));
       } catch (e) {
         replace(out, notice('error', `The test failed: ${e.message}`));
       } finally { ev.target.disabled = false; }
     }, { id: 'test-connection' }));
   }
-  if (c.type === 'sftp' && ctx.can('connector.test')) {
+  if (has('hostkey.capture')) {
     actions.append(button('Check the host key', async () => {
       replace(out, notice('info', 'Asking the server for its key…'));
       try {
-        const k = await api.get(`/api/v1/connectors/${api.enc(c.name)}/hostkey`);
-        const trust = ctx.can('flow.write') ? button('Trust this key', async () => {
+        const k = await api.get(act('hostkey.capture'));
+        const trust = has('hostkey.accept') ? button('Trust this key', async () => {
           try {
-            await api.post(`/api/v1/connectors/${api.enc(c.name)}/hostkey`, { accept: k.fingerprint });
+            await api.post(act('hostkey.accept'), { fingerprint: k.fingerprint });
             replace(out, notice('ok', `The host key ${k.fingerprint} is now pinned.`));
           } catch (e) { replace(out, notice('error', e.message)); }
         }, { id: 'trust-hostkey' }) : null;
@@ -132,13 +141,11 @@ async function detail(main, ctx, name) {
       } catch (e) { replace(out, notice('error', e.message)); }
     }, { id: 'check-hostkey', class: 'secondary' }));
   }
-  const auth = c.config && c.config.auth;
-  if (auth && auth.type === 'oauth2' && auth.grant === 'authorization_code' && ctx.can('flow.write')) {
+  if (has('oauth.authorize')) {
     actions.append(button('Authorize (OAuth)', async () => {
       try {
-        const r = await api.post(`/api/v1/connectors/${api.enc(c.name)}/oauth/authorize`);
-        const url = r.authorize_url;
-        replace(out, notice('info', 'Continue at the provider: ', h('a', { href: url, id: 'oauth-go', rel: 'noreferrer' }, 'open the authorization page')));
+        const r = await api.post(act('oauth.authorize'));
+        replace(out, notice('info', 'Continue at the provider: ', h('a', { href: r.authorize_url, id: 'oauth-go', rel: 'noreferrer' }, 'open the authorization page')));
       } catch (e) { replace(out, notice('error', e.message)); }
     }, { id: 'oauth-authorize', class: 'secondary' }));
   }

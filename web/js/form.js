@@ -25,6 +25,25 @@ function valueOf(opt, input, old) {
   return raw;
 }
 
+// Dotted keys ("auth.token_file") are paths into nested objects.
+function getPath(obj, key) {
+  return key.split('.').reduce((o, k) => (o && typeof o === 'object' ? o[k] : undefined), obj);
+}
+
+function setPath(obj, key, v) {
+  const parts = key.split('.');
+  let o = obj;
+  for (const k of parts.slice(0, -1)) {
+    if (!o[k] || typeof o[k] !== 'object') {
+      if (v === undefined) return;
+      o[k] = {};
+    }
+    o = o[k];
+  }
+  if (v === undefined) delete o[parts[parts.length - 1]];
+  else o[parts[parts.length - 1]] = v;
+}
+
 function shown(opt, v) {
   if (v === undefined || v === null) return '';
   if (typeof v === 'object') return JSON.stringify(v);
@@ -56,23 +75,29 @@ export function connectorForm(types, conn) {
       replace(keysBox, jsonRow);
       return;
     }
-    replace(keysBox, t.options.map((opt) => {
+    const rows = t.options.map((opt) => {
       const label = `${opt.key}${opt.required ? ' (required)' : ''}`;
       let help = opt.help || '';
       if (opt.default !== null && opt.default !== undefined) help += ` Default: ${shown(opt, opt.default)}.`;
-      if (opt.secret) help += cfg[opt.key] !== undefined ? ' A value is set; it is never shown. Leave empty to keep it.' : ' Write-only: never shown again.';
+      if (opt.secret) help += getPath(cfg, opt.key) !== undefined ? ' A value is set; it is never shown. Leave empty to keep it.' : ' Write-only: never shown again.';
       const row = field(label, {
+        options: opt.type === 'enum' && opt.values ? [['', opt.default !== undefined && opt.default !== null
+          ? `(default: ${opt.default})` : '(not set)'], ...opt.values] : undefined,
         type: opt.type === 'boolean' ? 'checkbox' : opt.secret ? 'password'
           : (opt.type === 'object' || opt.type === 'array' || opt.type === 'json') ? 'textarea'
             : opt.type === 'integer' || opt.type === 'number' ? 'number' : 'text',
-        value: opt.secret ? '' : (opt.type === 'boolean' ? !!(cfg[opt.key] ?? opt.default) : shown(opt, cfg[opt.key])),
+        value: opt.secret ? '' : (opt.type === 'boolean' ? !!(getPath(cfg, opt.key) ?? opt.default) : shown(opt, getPath(cfg, opt.key))),
         autocomplete: opt.secret ? 'new-password' : 'off', required: opt.required,
         placeholder: opt.type === 'folder' ? '/path/under/allowed_paths' : null,
         help: help.trim() || null, name: opt.key });
       row.dataset.key = opt.key;
       fields[opt.key] = { opt, row };
-      return row;
-    }));
+      return [opt, row];
+    });
+    const basic = rows.filter(([o]) => !o.advanced).map(([, r]) => r);
+    const more = rows.filter(([o]) => o.advanced).map(([, r]) => r);
+    replace(keysBox, basic, more.length ? h('details', { class: 'advanced' },
+      h('summary', null, `Advanced (${more.length})`), more) : null);
   }
   type.input.addEventListener('change', draw);
   draw();
@@ -95,12 +120,13 @@ export function connectorForm(types, conn) {
       }
     } else {
       const old = (conn && conn.config) || {};
-      for (const [k, { opt, row }] of Object.entries(fields)) {
-        const v = valueOf(opt, row.input, old[k]);
-        if (v !== undefined && !(opt.type === 'boolean' && v === false && old[k] === undefined && !opt.default)) config[k] = v;
-      }
       // keys the form does not know (common keys, newer ones) are kept
-      for (const [k, v] of Object.entries(old)) if (!(k in fields)) config[k] = v;
+      config = JSON.parse(JSON.stringify(old));
+      for (const [k, { opt, row }] of Object.entries(fields)) {
+        let v = valueOf(opt, row.input, getPath(old, k));
+        if (opt.type === 'boolean' && v === Boolean(opt.default) && getPath(old, k) === undefined) v = undefined;
+        setPath(config, k, v);
+      }
     }
     return { name: n, type: type.input.value, config };
   }
@@ -109,8 +135,9 @@ export function connectorForm(types, conn) {
   // 'unknown key "foo"': beside that field when there is one.
   function showError(message) {
     const m = /unknown key "([^"]+)"/.exec(message) || /\):\s*([a-z][a-z0-9_.]*)\b/.exec(message);
-    const key = m ? m[1].split('.')[0] : null;
-    const target = key && fields[key] ? fields[key].row : (jsonRow || null);
+    const key = m ? m[1] : null;
+    const hit = key && (fields[key] || fields[key.split('.')[0]]);
+    const target = hit ? hit.row : (jsonRow || null);
     if (target) {
       target.setError(message);
       target.input.focus();
