@@ -38,6 +38,7 @@
 #include "util/log.h"
 #include "vault/keyproc.h"
 #include "vault/vault.h"
+#include "web/console.h"
 
 /* Record the new data dir as the first audit entry. */
 static int init_audit(const char *data)
@@ -239,6 +240,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     if (net != NULL)
         net_server_set_health(net, serve_health, NULL);
     if (net == NULL || api_register(net, w, &err) < 0 ||
+        console_register(net, &err) < 0 ||
         (hooks = partner_routes_register(net, w, &err)) == NULL ||
         net_server_start(net, &err) < 0) {
         net_server_free(net);
