@@ -22,6 +22,7 @@
  *   128..143 sqlite_secrets.c
  *   144..175 sqlite_partners.c
  *   176..191 sqlite_sealed.c
+ *   192..199 sqlite_console.c
  *   224..255 sqlite_retention.c */
 #define STORE_EXT_SLOTS 256
 
