@@ -1,7 +1,8 @@
 // dashboard.js - messages per hour (sent, failed, refused) over the last
 // 24 hours, connectors and their state, transfers in flight with their
 // progress (refreshed every second), certificates expiring within 30
-// days, failed messages that need someone.
+// days, failed messages that need someone; for those with posture.read,
+// the posture report's counts and every check that does not pass.
 import * as api from './api.js';
 import { h, svg, replace, table, fmtTime, fmtBytes, stateBadge } from './dom.js';
 
@@ -63,6 +64,35 @@ function connState(c) {
   return stateBadge(c.state);
 }
 
+// The posture report (GET /api/v1/posture, `wharf doctor`): counts, then
+// each WARN and FAIL with what to do and its Annex A controls.
+export function postureView(r) {
+  const n = { PASS: 0, WARN: 0, FAIL: 0 };
+  for (const c of r.checks) n[c.status] += 1;
+  const open = r.checks.filter((c) => c.status !== 'PASS')
+    .sort((a, b) => (a.status === b.status ? 0 : a.status === 'FAIL' ? -1 : 1));
+  return [
+    h('p', { id: 'posture-counts' }, `${n.PASS} pass, ${n.WARN} warn, ${n.FAIL} fail`),
+    open.length ? table(['Status', 'Check', 'Found', 'What to do', 'ISO 27001 Annex A'],
+      open.map((c) => h('tr', { class: 'check', dataset: { id: c.id } },
+        h('td', null, stateBadge(c.status.toLowerCase())), h('td', null, h('code', null, c.id)),
+        h('td', { class: 'wrap' }, c.found), h('td', null, c.action), h('td', null, c.controls.join(' ')))),
+      { caption: 'Checks that do not pass', captionHidden: true, class: 'posture' })
+      : h('p', null, 'Every check passes.'),
+  ];
+}
+
+async function postureCard(main) {
+  const body = h('div', { id: 'posture' }, h('p', null, 'Checking…'));
+  main.append(h('section', { class: 'card', 'aria-labelledby': 'h-posture' },
+    h('h2', { id: 'h-posture' }, 'Security posture'), body));
+  try {
+    replace(body, postureView(await api.get('/api/v1/posture')));
+  } catch (e) {
+    replace(body, h('p', null, 'The posture report could not be read.'));
+  }
+}
+
 export async function render(main, ctx) {
   ctx.title('Dashboard');
   const d = await api.get('/api/v1/dashboard');
@@ -97,6 +127,7 @@ export async function render(main, ctx) {
           h('a', { href: `#/messages/${m.id}` }, m.filename || m.id), ' ', stateBadge(m.state), ' ',
           h('span', { class: 'help' }, fmtTime(m.updated_at))))) : h('p', null, 'None.'),
         d.failed.length ? h('p', null, h('a', { href: '#/messages?state=failed' }, 'All failed messages')) : null)));
+  if (ctx.can('posture.read')) postureCard(main);
   ctx.every(1000, async () => {
     try {
       const t = await api.get('/api/v1/transfers');
