@@ -20,6 +20,7 @@
 #include "core/message.h"
 #include "core/wharf.h"
 #include "security/retention.h"
+#include "store/retention_store.h"
 #include "store/store.h"
 #include "util/id.h"
 
@@ -188,6 +189,21 @@ static void detail_text(const struct store_message *m,
     }
 }
 
+/* The legal hold on message id, if any (R9). */
+static void hold_text(struct store *st, const char *id)
+{
+    struct error err = {0};
+    struct store_hold hd;
+    char t[32];
+    if (store_hold_get(st, id, &hd, &err) != 0)
+        return;
+    time_iso(hd.at, t, sizeof(t));
+    printf("\nlegal hold: since %s by %s%s%s (kept from purges and "
+           "erasure)\n", t, hd.actor ? hd.actor : "-", hd.reason ? ": " : "",
+           hd.reason ? hd.reason : "");
+    store_hold_clear(&hd);
+}
+
 static int show_cmd(struct store *st, const char *arg, int json)
 {
     struct error err = {0};
@@ -217,6 +233,8 @@ static int show_cmd(struct store *st, const char *arg, int json)
             rc = cli_fail("%s", err.msg);
         else
             detail_text(&m, h, nh, e, ne);
+        if (rc == EXIT_OK)
+            hold_text(st, id);
         store_hops_free(h, nh);
         store_events_free(e, ne);
     }

@@ -10,6 +10,7 @@
 
 #include "core/wharf.h"
 #include "store/partner_store.h"
+#include "store/retention_store.h"
 #include "store/store.h"
 
 struct payload_reader *message_payload_open(const struct message *m,
@@ -75,6 +76,20 @@ json_t *message_receipts_json(struct store *st, const char *id,
     return arr;
 }
 
+/* The legal hold on message id (R9), or null. */
+static json_t *hold_json(struct store *st, const char *id)
+{
+    struct error err = {0};
+    struct store_hold h;
+    if (store_hold_get(st, id, &h, &err) != 0)
+        return json_null();
+    json_t *o = json_pack("{s:I, s:s, s:s?}", "at", (json_int_t)h.at,
+                          "actor", h.actor ? h.actor : "", "reason",
+                          h.reason);
+    store_hold_clear(&h);
+    return o;
+}
+
 json_t *message_detail_json(struct store *st, const struct store_message *m,
                             struct error *err)
 {
@@ -89,6 +104,7 @@ json_t *message_detail_json(struct store *st, const struct store_message *m,
         json_object_set_new(o, "events", events_json(e, ne));
         json_t *rc = message_receipts_json(st, m->id, err);
         json_object_set_new(o, "receipts", rc ? rc : json_array());
+        json_object_set_new(o, "legal_hold", hold_json(st, m->id));
     }
     store_hops_free(h, nh);
     store_events_free(e, ne);

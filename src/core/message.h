@@ -42,7 +42,8 @@ json_t *message_json(const struct store_message *m);
 json_t *message_receipts_json(struct store *st, const char *id,
                               struct error *err);
 
-/* With hops, events and receipts. */
+/* With hops, events, receipts and the legal hold ({at, actor, reason} or
+ * null). */
 json_t *message_detail_json(struct store *st, const struct store_message *m,
                             struct error *err);
 

@@ -239,6 +239,14 @@ def test_r09_retention_through_the_api(wharf, data_dir, start_server,
     assert r.json() == {"status": "held", "already": False}
     r = api.request("POST", f"/api/v1/messages/{a}/erase", token=adm)
     assert r.status == 409 and r.code() == "legal_hold", r
+    hold = api.ok("GET", f"/api/v1/messages/{a}",
+                  token=tokens["viewer"]).json()["legal_hold"]
+    assert hold["actor"] == f"token:{adm_id}" and \
+        hold["reason"] == "litigation 7", hold
+    assert api.ok("GET", f"/api/v1/messages/{b}", token=adm).json()[
+        "legal_hold"] is None
+    text = wharf.ok("message", "show", "--data", data_dir, a).stdout
+    assert "legal hold: since" in text and "litigation 7" in text, text
     r = api.request("POST", "/api/v1/messages/purge", token=adm,
                     body={"before": "yesterday"})
     assert r.status == 400 and r.code() == "invalid", r
