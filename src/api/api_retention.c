@@ -59,11 +59,12 @@ int api_message_unhold(struct api_ctx *c)
 
 static json_t *purge_json(const struct retention_result *r, int dry)
 {
-    return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "dry_run", dry,
+    return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "dry_run", dry,
                      "messages", (json_int_t)r->messages, "bytes",
                      (json_int_t)r->bytes, "held", (json_int_t)r->held,
                      "shredded", (json_int_t)r->shredded, "failed",
-                     (json_int_t)r->failed);
+                     (json_int_t)r->failed, "resumed",
+                     (json_int_t)r->resumed);
 }
 
 int api_messages_purge(struct api_ctx *c)
@@ -84,14 +85,8 @@ int api_messages_purge(struct api_ctx *c)
     struct retention_result r;
     int rc = retention_purge(c->w, c->st, &p, &r, &err);
     if (!p.dry_run) {
-        char when[32] = "retention_days", detail[256];
-        if (before)
-            time_iso(p.before, when, sizeof(when));
-        snprintf(detail, sizeof(detail), "purged=%lld bytes=%lld "
-                 "held_kept=%lld shredded=%lld failed=%lld before=%s%s",
-                 (long long)r.messages, (long long)r.bytes, (long long)r.held,
-                 (long long)r.shredded, (long long)r.failed, when,
-                 rc == 0 ? "" : " (stopped by an error)");
+        char detail[256];
+        retention_detail(&p, &r, rc == 0, detail, sizeof(detail));
         api_audit(c, "retention.purge", "messages", detail);
     }
     if (rc < 0)

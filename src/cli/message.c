@@ -308,11 +308,13 @@ static int hold_cmd(struct wharf *w, struct store *st, const char *arg,
 static void purge_print(const struct retention_result *r, int dry, int json)
 {
     if (json) {
-        json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "dry_run", dry,
-                              "messages", (json_int_t)r->messages, "bytes",
+        json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}",
+                              "dry_run", dry, "messages",
+                              (json_int_t)r->messages, "bytes",
                               (json_int_t)r->bytes, "held", (json_int_t)r->held,
                               "shredded", (json_int_t)r->shredded, "failed",
-                              (json_int_t)r->failed);
+                              (json_int_t)r->failed, "resumed",
+                              (json_int_t)r->resumed);
         char *t = json_dumps(o, JSON_INDENT(2));
         printf("%s\n", t ? t : "{}");
         free(t);
@@ -334,22 +336,16 @@ static int purge_cmd(struct wharf *w, struct store *st, const char *before,
     struct retention_plan p = { .default_days = w->conf.retention_days,
                                 .dry_run = dry, .now = time_now_ms() };
     struct retention_result r;
-    char when[32] = "retention_days";
+    char detail[256];
     if (before && retention_parse_date(before, &p.before, &err) < 0)
         return cli_usage(&cmd_message, "--before: %s", err.msg);
-    if (before)
-        time_iso(p.before, when, sizeof(when));
     int rc = retention_purge(w, st, &p, &r, &err);
     if (rc == 0)
         purge_print(&r, dry, json);
     if (dry)
         return rc == 0 ? EXIT_OK : cli_fail("%s", err.msg);
-    int arc = cli_audit(w, st, "retention.purge", "messages", "purged=%lld "
-                        "bytes=%lld held_kept=%lld shredded=%lld failed=%lld "
-                        "before=%s%s", (long long)r.messages,
-                        (long long)r.bytes, (long long)r.held,
-                        (long long)r.shredded, (long long)r.failed, when,
-                        rc == 0 ? "" : " (stopped by an error)");
+    retention_detail(&p, &r, rc == 0, detail, sizeof(detail));
+    int arc = cli_audit(w, st, "retention.purge", "messages", "%s", detail);
     if (rc != 0)
         return cli_fail("%s", err.msg);
     if (r.failed)

@@ -24,6 +24,8 @@
 #include "core/wharf.h"
 #include "store/retention_store.h"
 #include "store/store.h"
+#include "util/fault.h"
+#include "util/id.h"
 #include "util/log.h"
 #include "vault/vault.h"
 
@@ -70,6 +72,7 @@ static int purge_shred_pending(struct wharf *w, struct store *st,
         for (size_t i = 0; i < n; i++) {
             struct error e = {0};
             char path[4300];
+            fault_point("retention.shred");     /* test hook: kill -9 here */
             if (wharf_path(w, p[i].payload_path, path, sizeof(path)) < 0 ||
                 payload_destroy(path, &e) < 0) {
                 log_error("purge: payload of message %s not shredded (the "
@@ -173,14 +176,31 @@ static int purge_by_retention(struct wharf *w, struct store *st,
     return rc;
 }
 
+void retention_detail(const struct retention_plan *p,
+                      const struct retention_result *r, int ok, char *out,
+                      size_t n)
+{
+    char when[32] = "retention_days";
+    if (p->before > 0)
+        time_iso(p->before, when, sizeof(when));
+    snprintf(out, n, "purged=%lld bytes=%lld held_kept=%lld shredded=%lld "
+             "failed=%lld resumed=%lld before=%s%s", (long long)r->messages,
+             (long long)r->bytes, (long long)r->held, (long long)r->shredded,
+             (long long)r->failed, (long long)r->resumed, when,
+             ok ? "" : " (stopped by an error)");
+}
+
 int retention_purge(struct wharf *w, struct store *st,
                     const struct retention_plan *p, struct retention_result *r,
                     struct error *err)
 {
     memset(r, 0, sizeof(*r));
     /* what an interrupted purge left listed goes first */
-    if (!p->dry_run && purge_shred_pending(w, st, r, err) < 0)
-        return -1;
+    if (!p->dry_run) {
+        if (purge_shred_pending(w, st, r, err) < 0)
+            return -1;
+        r->resumed = r->shredded;
+    }
     if (p->before > 0)
         return purge_scope(w, st, NULL, p->before, p, r, err);
     return purge_by_retention(w, st, p, r, err);

@@ -27,6 +27,7 @@
 #define WHARF_SECURITY_RETENTION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/error.h"
@@ -49,7 +50,17 @@ struct retention_result {
     int64_t shredded;       /* payload files shredded */
     int64_t failed;         /* payload files that could not be shredded
                                (still listed: the next purge tries again) */
+    int64_t resumed;        /* files an interrupted purge had listed (its
+                               rows were deleted; it may not have audited
+                               them), shredded first by this one */
 };
+
+/* The audit detail of a purge: "purged=N bytes=B held_kept=H shredded=S
+ * failed=F resumed=R before=WHEN" (WHEN: an ISO time, or retention_days
+ * when p->before is 0), " (stopped by an error)" when !ok. */
+void retention_detail(const struct retention_plan *p,
+                      const struct retention_result *r, int ok, char *out,
+                      size_t n);
 
 /* Purge by the plan. 0 (r filled) or -1 with err (what was done before
  * the failure is in r). */

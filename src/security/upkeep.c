@@ -228,11 +228,7 @@ static void upkeep_purge(struct upkeep *u, int days)
              (long long)r.messages, (long long)r.bytes,
              (long long)r.shredded, (long long)r.held);
     char detail[256];
-    snprintf(detail, sizeof(detail), "purged=%lld bytes=%lld held_kept=%lld "
-             "shredded=%lld failed=%lld before=retention_days%s",
-             (long long)r.messages, (long long)r.bytes, (long long)r.held,
-             (long long)r.shredded, (long long)r.failed,
-             rc == 0 ? "" : " (stopped by an error)");
+    retention_detail(&p, &r, rc == 0, detail, sizeof(detail));
     struct audit_event e = { .actor = "system", .action = "retention.purge",
                              .target = "messages", .detail = detail };
     if (audit_append(u->st, u->w->vault, &e, &err) < 0)

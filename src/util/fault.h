@@ -23,9 +23,14 @@
  *   file.rename     the file destination's rename into place
  *   store.intake    the commit of an intake batch (as SQLITE_IOERR/FULL)
  *   store.finish    the commit of delivery outcomes (idem)
+ * and beyond them:
  *   net.loop.admin, net.loop.partner   a turn of a listener's event loop
  *                   (as if epoll_wait failed: the listener stops, and
  *                   /healthz must say so)
+ *
+ * Kill points (fault_point) besides key rotation's:
+ *   retention.shred before a purged message's payload file is shredded
+ *                   (its rows are gone, the file is listed in purge_pending)
  */
 #ifndef WHARF_FAULT_H
 #define WHARF_FAULT_H

@@ -165,6 +165,46 @@ def test_r09_purge_dry_run_legal_hold_and_crypto_shredding(
     assert ok.returncode == 0
 
 
+def test_r09_purge_killed_before_shredding_finishes_at_the_next_purge(
+        wharf, data_dir, start_server, tmp_path, monkeypatch):
+    src, dst, link = local_flow(wharf, tmp_path, data_dir)
+    wharf.import_flow(data_dir, flow_doc([src, dst], [link]),
+                      tmp_path / "flow.json")
+    server = start_server(data_dir)
+    server.wait_listening()
+    m1, m2 = send_and_deliver(wharf, data_dir, server, "inbox", 2, tmp_path,
+                              "k")
+    server.stop()
+    files = {m: payload_path(data_dir, m) for m in (m1, m2)}
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+    # kill -9 before the second file is shredded: the rows are gone (one
+    # transaction), one file is shredded, the other still listed
+    monkeypatch.setenv("WHARF_FAULT", "retention.shred:2")
+    p = wharf("message", "purge", "--data", data_dir, "--before", tomorrow)
+    monkeypatch.delenv("WHARF_FAULT")
+    assert p.returncode == -9, p
+    assert wharf.messages(data_dir) == []
+    left = [m for m in (m1, m2) if files[m].exists()]
+    assert len(left) == 1, left
+    assert files[left[0]].read_bytes()[:HEADER] != bytes(HEADER)
+    assert db_rows(data_dir, "SELECT message_id FROM purge_pending") == \
+        [(left[0],)]
+    # the next purge (here serve's job) shreds it first
+    tune_conf(data_dir, purge_interval_seconds=1)
+    server = start_server(data_dir)
+    server.wait_listening()
+    wait_until(lambda: not files[left[0]].exists(), timeout=30,
+               desc="the listed payload shredded")
+    assert db_rows(data_dir, "SELECT COUNT(*) FROM purge_pending") == [(0,)]
+    server.stop()
+    purges = [e for e in audit(wharf, data_dir)
+              if e["action"] == "retention.purge"]
+    assert purges and purges[-1]["actor"] == "system" and \
+        "shredded=1 " in purges[-1]["detail"] and \
+        "resumed=1 " in purges[-1]["detail"], purges
+    assert wharf.ok("audit", "verify", "--data", data_dir).returncode == 0
+
+
 def test_r09_serve_purges_by_each_connectors_retention(
         wharf, data_dir, start_server, tmp_path):
     short = local_flow(wharf, tmp_path, data_dir, "short", retention_days=2)
