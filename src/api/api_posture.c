@@ -15,13 +15,20 @@
 #include "core/wharf.h"
 #include "security/doctor.h"
 #include "security/inventory.h"
+#include "security/upkeep.h"
 
 int api_posture(struct api_ctx *c)
 {
     struct error err = {0};
-    struct doctor_env env = { 1, 0 };
+    struct wharf_conf *conf = malloc(sizeof(*conf));
+    if (conf == NULL)
+        return api_fail(c, 503, "unavailable", "out of memory");
+    upkeep_get_conf(conf);          /* live keys: the published copy */
+    struct doctor_env env = { 1, 0, conf };
     json_t *report = doctor_files(c->w->dir);
-    if (doctor_config(c->w, c->st, &env, report, &err) < 0) {
+    int rc = doctor_config(c->w, c->st, &env, report, &err);
+    free(conf);
+    if (rc < 0) {
         json_decref(report);
         return api_fail(c, 500, "internal", "%s", err.msg);
     }

@@ -77,9 +77,14 @@ int api_messages_purge(struct api_ctx *c)
         return api_fail(c, 400, "invalid", "send {\"before\": "
                         "\"YYYY-MM-DD\" (optional: else each connector's "
                         "retention_days), \"dry_run\": true|false}");
-    struct retention_plan p = {
-        .default_days = upkeep_get_conf().retention_days,
-        .dry_run = json_is_true(dry), .now = time_now_ms() };
+    struct wharf_conf *conf = malloc(sizeof(*conf));
+    if (conf == NULL)
+        return api_fail(c, 503, "unavailable", "out of memory");
+    upkeep_get_conf(conf);
+    struct retention_plan p = { .default_days = conf->retention_days,
+                                .dry_run = json_is_true(dry),
+                                .now = time_now_ms() };
+    free(conf);
     if (before && retention_parse_date(before, &p.before, &err) < 0)
         return api_fail(c, 400, "invalid", "before: %s", err.msg);
     struct retention_result r;

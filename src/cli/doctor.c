@@ -43,7 +43,7 @@ static void doctor_open_and_check(const char *data, json_t *report)
     }
     int pid = 0;
     char verb[64];
-    struct doctor_env env = { 0, 0 };
+    struct doctor_env env = { 0, 0, NULL };
     if (cli_lock_holder(w->dir, &pid, verb, sizeof(verb)) == 1 &&
         strcmp(verb, "serve") == 0)
         env.serve_pid = pid;

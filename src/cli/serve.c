@@ -153,14 +153,11 @@ static void serve_audit_reload(struct wharf *w, const char *detail)
     store_close(st);
 }
 
-/* The settings of the periodic work (security/upkeep.h). */
+/* Publish the running configuration to the other threads that read live
+ * keys (security/upkeep.h). */
 static void serve_upkeep_conf(const struct wharf *w)
 {
-    struct upkeep_conf c = { w->conf.retention_days,
-                             w->conf.purge_interval_ms,
-                             w->conf.disk_min_free_mb,
-                             w->conf.health_check_ms };
-    upkeep_set_conf(&c);
+    upkeep_set_conf(&w->conf);
 }
 
 /* Hand the live keys (as w->conf holds them now) to their subsystems. */

@@ -168,7 +168,8 @@ int doctor_config(struct wharf *w, struct store *st,
                   struct error *err)
 {
     (void)err;
-    struct doctor d = { report, w, st, env, time_now_ms() };
+    struct doctor d = { report, w, env->conf ? env->conf : &w->conf, st, env,
+                        time_now_ms() };
     doctor_check_user(&d);
     doctor_check_listeners(&d);
     doctor_check_connectors(&d);

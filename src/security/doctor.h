@@ -22,12 +22,16 @@
 #include "util/error.h"
 
 struct wharf;
+struct wharf_conf;
 struct store;
 
 /* Who runs the report. */
 struct doctor_env {
     int in_serve;       /* 1: made by wharf serve itself (the API) */
     int serve_pid;      /* else: the running serve's pid, 0 when none */
+    /* the configuration in effect; NULL: w->conf (a thread of serve other
+     * than the main one passes its published copy, upkeep_get_conf) */
+    const struct wharf_conf *conf;
 };
 
 /* A new report with the checks of the data dir's files (modes of the data

@@ -238,7 +238,7 @@ void doctor_check_logging(struct doctor *d)
     struct error err = {0};
     struct store_flow f;
     struct doctor_list l = {0};
-    if (d->w->conf.log_level == LOG_TRACE)
+    if (d->conf->log_level == LOG_TRACE)
         doctor_list_add(&l, "wharf.conf log_level");
     if (store_flow_get(d->st, &f, &err) == 0) {
         for (size_t i = 0; i < f.nconns; i++) {
@@ -260,7 +260,7 @@ void doctor_check_logging(struct doctor *d)
     else
         doctor_add(d->report, "logging.level", DOCTOR_PASS, ctl, "",
                    "log level %s, no connector at trace",
-                   log_level_name(d->w->conf.log_level));
+                   log_level_name(d->conf->log_level));
 }
 
 void doctor_check_audit(struct doctor *d)
@@ -330,7 +330,7 @@ void doctor_check_retention(struct doctor *d)
     struct error err = {0};
     struct store_flow f;
     struct doctor_list forever = {0};
-    int days = d->w->conf.retention_days;
+    int days = d->conf->retention_days;
     if (store_flow_get(d->st, &f, &err) < 0) {
         doctor_add(d->report, "retention.configured", DOCTOR_WARN, ctl, "see "
                    "the error", "cannot read the flow: %s", err.msg);
@@ -378,7 +378,7 @@ void doctor_check_disk(struct doctor *d)
     }
     long long mb = (long long)(((unsigned long long)sv.f_bavail *
                                 sv.f_frsize) >> 20);
-    long long min = (long long)d->w->conf.disk_min_free_mb;
+    long long min = (long long)d->conf->disk_min_free_mb;
     if (mb < min)
         doctor_add(d->report, "disk.free", DOCTOR_WARN, ctl, "free space, "
                    "grow the file system, or purge (wharf message purge)",
@@ -392,14 +392,14 @@ void doctor_check_disk(struct doctor *d)
 void doctor_check_metrics(struct doctor *d)
 {
     const char *ctl = "A.5.15 A.8.3";
-    if (d->w->conf.metrics_access == WHARF_METRICS_LOOPBACK)
+    if (d->conf->metrics_access == WHARF_METRICS_LOOPBACK)
         doctor_add(d->report, "metrics.access", DOCTOR_WARN, ctl, "set "
                    "metrics_access = token and give the scraper a token with "
                    "metrics.read", "every local process may read /metrics "
                    "without credentials (metrics_access = loopback)");
     else
         doctor_add(d->report, "metrics.access", DOCTOR_PASS, ctl, "",
-                   "/metrics needs %s", d->w->conf.metrics_access ==
+                   "/metrics needs %s", d->conf->metrics_access ==
                    WHARF_METRICS_OFF ? "nothing: it is off" : "a token or "
                    "session with metrics.read");
 }
@@ -434,7 +434,7 @@ static void path_check_root(const char *root, const char *parent,
 void doctor_check_paths(struct doctor *d)
 {
     const char *ctl = "A.8.3 A.5.15";
-    char copy[sizeof(d->w->conf.allowed_paths)], parent[4096];
+    char copy[sizeof(d->conf->allowed_paths)], parent[4096];
     char real[PATH_MAX];
     struct doctor_list open = {0}, wide = {0};
     snprintf(parent, sizeof(parent), "%s", realpath(d->w->dir, real)
@@ -442,7 +442,7 @@ void doctor_check_paths(struct doctor *d)
     char *slash = strrchr(parent, '/');
     if (slash && slash != parent)
         *slash = '\0';
-    snprintf(copy, sizeof(copy), "%s", d->w->conf.allowed_paths);
+    snprintf(copy, sizeof(copy), "%s", d->conf->allowed_paths);
     char *save = NULL;
     int roots = 0;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",",

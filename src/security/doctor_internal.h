@@ -19,6 +19,7 @@ enum doctor_status { DOCTOR_PASS, DOCTOR_WARN, DOCTOR_FAIL };
 struct doctor {
     json_t *report;                 /* {"checks": [...]} */
     struct wharf *w;                /* NULL for the file checks */
+    const struct wharf_conf *conf;  /* in effect (doctor_env.conf) */
     struct store *st;
     const struct doctor_env *env;
     int64_t now;                    /* ms since the epoch */

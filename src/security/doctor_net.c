@@ -86,7 +86,7 @@ static int self_signed(const char *path)
 
 void doctor_check_listeners(struct doctor *d)
 {
-    const struct wharf_conf *c = &d->w->conf;
+    const struct wharf_conf *c = d->conf;
     listener_check(d, "admin", c->admin_listen, c->admin_client_ca);
     listener_check(d, "partner", c->partner_listen, c->partner_client_ca);
     char path[4200];

@@ -36,9 +36,9 @@
 
 static struct {
     pthread_mutex_t mu;
-    struct upkeep_conf conf;
-} upkeep_g = { PTHREAD_MUTEX_INITIALIZER,
-               { 0, 3600 * 1000, 512, 60 * 1000 } };
+    int set;
+    struct wharf_conf conf;
+} upkeep_g = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 struct upkeep {
     struct wharf *w;
@@ -50,19 +50,22 @@ struct upkeep {
     bool stopping;
 };
 
-void upkeep_set_conf(const struct upkeep_conf *c)
+void upkeep_set_conf(const struct wharf_conf *c)
 {
     pthread_mutex_lock(&upkeep_g.mu);
     upkeep_g.conf = *c;
+    upkeep_g.set = 1;
     pthread_mutex_unlock(&upkeep_g.mu);
 }
 
-struct upkeep_conf upkeep_get_conf(void)
+void upkeep_get_conf(struct wharf_conf *out)
 {
     pthread_mutex_lock(&upkeep_g.mu);
-    struct upkeep_conf c = upkeep_g.conf;
+    if (upkeep_g.set)
+        *out = upkeep_g.conf;
+    else
+        conf_defaults(out);
     pthread_mutex_unlock(&upkeep_g.mu);
-    return c;
 }
 
 /* ---- the checks -------------------------------------------------------------- */
@@ -263,25 +266,33 @@ static void *upkeep_main(void *arg)
 {
     struct upkeep *u = arg;
     int64_t next_check = 0, next_purge = -1;
+    struct wharf_conf *c = malloc(sizeof(*c));
+    if (c == NULL) {
+        log_error("upkeep: out of memory: no periodic checks or purges");
+        return NULL;
+    }
     for (;;) {
-        struct upkeep_conf c = upkeep_get_conf();
+        upkeep_get_conf(c);
         int64_t now = time_mono_ms();
         if (next_purge < 0)
-            next_purge = now + c.purge_interval_ms;
+            next_purge = now + c->purge_interval_ms;
         if (now >= next_check) {
             json_t *problems = upkeep_check_now(u->w, u->st,
-                                                c.disk_min_free_mb);
+                                                c->disk_min_free_mb);
             check_listeners(u->net, problems);
             health_checks(problems);
             json_decref(problems);
-            next_check = time_mono_ms() + c.health_check_ms;
+            next_check = time_mono_ms() + c->health_check_ms;
         }
         if (now >= next_purge) {
-            upkeep_purge(u, c.retention_days);
-            next_purge = time_mono_ms() + c.purge_interval_ms;
+            upkeep_purge(u, c->retention_days);
+            next_purge = time_mono_ms() + c->purge_interval_ms;
         }
-        if (upkeep_wait(u, next_check < next_purge ? next_check : next_purge))
+        if (upkeep_wait(u, next_check < next_purge ? next_check
+                                                   : next_purge)) {
+            free(c);
             return NULL;
+        }
     }
 }
 

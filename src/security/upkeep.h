@@ -10,9 +10,9 @@
  *   cert_expired   the listeners' certificate expired, or the AS2 profile
  *                  or a partner has no certificate that is still valid.
  *
- * One thread, its own store connection; the settings come from serve's
- * main thread (the only one that reads wharf.conf) through
- * upkeep_set_conf, at start and after every reload.
+ * One thread, its own store connection; the settings (retention_days,
+ * purge_interval_seconds, disk_min_free_mb, health_check_seconds) come
+ * from serve's main thread through upkeep_set_conf.
  */
 #ifndef WHARF_SECURITY_UPKEEP_H
 #define WHARF_SECURITY_UPKEEP_H
@@ -20,24 +20,19 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "core/wharf.h"
 #include "util/error.h"
 
-struct wharf;
 struct store;
 struct net_server;
 struct upkeep;
 
-/* The live settings (wharf.conf keys of the same names). */
-struct upkeep_conf {
-    int retention_days;
-    int64_t purge_interval_ms;
-    int64_t disk_min_free_mb;
-    int64_t health_check_ms;
-};
-
-/* Set (serve's main thread) and read (any thread) the settings. */
-void upkeep_set_conf(const struct upkeep_conf *c);
-struct upkeep_conf upkeep_get_conf(void);
+/* The running configuration, published by serve's main thread (the only
+ * one that writes w->conf) at start and after every reload, and read by
+ * any other thread that needs a live key (the upkeep thread, the API's
+ * purge and posture report): a copy under a mutex. */
+void upkeep_set_conf(const struct wharf_conf *c);
+void upkeep_get_conf(struct wharf_conf *out);
 
 /* Start the thread: checks at once, then every health_check_ms; a purge
  * every purge_interval_ms. net may be NULL (no listener checks). w and net
