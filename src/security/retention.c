@@ -101,25 +101,29 @@ static int purge_scope(struct wharf *w, struct store *st, const char *source,
                        int64_t before, const struct retention_plan *p,
                        struct retention_result *r, struct error *err)
 {
-    int64_t held = 0;
+    int64_t held = 0, count = 0, bytes = 0;
     if (store_purge_held(st, source, before, &held, err) < 0)
         return -1;
     r->held += held;
+    if (p->dry_run) {
+        if (store_purge_count(st, source, before, &count, &bytes, err) < 0)
+            return -1;
+        r->messages += count;
+        r->bytes += bytes;
+        return 0;
+    }
     for (;;) {
         struct store_expired *e;
         size_t n, ngone = 0;
-        if (store_purge_candidates(st, source, before,
-                                   p->dry_run ? (size_t)1 << 30 : PURGE_BATCH,
-                                   &e, &n, err) < 0)
+        if (store_purge_candidates(st, source, before, PURGE_BATCH, &e, &n,
+                                   err) < 0)
             return -1;
         const char **ids = calloc(n + 1, sizeof(*ids));
         int *gone = calloc(n + 1, sizeof(*gone));
-        for (size_t i = 0; ids && gone && i < n; i++) {
+        for (size_t i = 0; ids && gone && i < n; i++)
             ids[i] = e[i].id;
-            gone[i] = p->dry_run;
-        }
         int rc = ids && gone ? 0 : error_set(err, "out of memory");
-        if (rc == 0 && !p->dry_run)
+        if (rc == 0)
             rc = store_purge_delete(st, ids, n, p->now, gone, err);
         for (size_t i = 0; rc == 0 && i < n; i++) {
             ngone += (size_t)gone[i];
@@ -129,9 +133,9 @@ static int purge_scope(struct wharf *w, struct store *st, const char *source,
         free(ids);
         free(gone);
         store_expired_free(e, n);
-        if (rc < 0 || (!p->dry_run && purge_shred_pending(w, st, r, err) < 0))
+        if (rc < 0 || purge_shred_pending(w, st, r, err) < 0)
             return -1;
-        if (p->dry_run || n < PURGE_BATCH || ngone == 0)
+        if (n < PURGE_BATCH || ngone == 0)
             return 0;
     }
 }

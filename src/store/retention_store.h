@@ -41,6 +41,11 @@ int store_purge_candidates(struct store *s, const char *source,
                            struct store_expired **out, size_t *n,
                            struct error *err);
 
+/* How many messages store_purge_candidates would give without a limit,
+ * and their payload bytes (a dry run). */
+int store_purge_count(struct store *s, const char *source, int64_t before,
+                      int64_t *count, int64_t *bytes, struct error *err);
+
 /* How many messages created before `before` (of source, NULL: any) are
  * under a legal hold: what a purge keeps. */
 int store_purge_held(struct store *s, const char *source, int64_t before,

@@ -5,7 +5,7 @@
  * holds and the messages of a set of connectors (tables of migration 8 in
  * sqlite.c).
  *
- * Owns statement cache slots 224..239 of store_stmt_ext and nothing else.
+ * Owns statement cache slots 224..255 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters (a set of
  * names is one bound JSON array read with json_each). Must never decide
  * what is expired (security/retention.c does), touch a file, or delete a
@@ -23,9 +23,9 @@ enum {
     R_CANDIDATES = 224, R_HELD_BEFORE, R_SOURCES, R_STILL_CANDIDATE,
     R_PENDING_ADD, R_DEL_EVENTS, R_DEL_RECEIPTS, R_DEL_REFUSAL, R_DEL_HOPS,
     R_DEL_MESSAGE, R_PENDING, R_PENDING_DONE, R_HOLD_SET, R_HOLD_LIFT,
-    R_HOLD_GET, R_MSG_EXISTS, R_LAST
+    R_HOLD_GET, R_MSG_EXISTS, R_COUNT, R_LAST
 };
-_Static_assert(R_LAST <= 240, "sqlite_retention.c owns slots 224..239");
+_Static_assert(R_LAST <= 256, "sqlite_retention.c owns slots 224..255");
 
 /* The final states, and "nothing in flight, not held", in one place. */
 #define FINAL_STATE "state IN ('sent', 'failed', 'received', 'refused'," \
@@ -64,6 +64,9 @@ static const char *const SQL_RET[R_LAST - 224] = {
     [R_HOLD_GET - 224] = "SELECT at, actor, reason FROM legal_holds WHERE"
         " message_id = ?1",
     [R_MSG_EXISTS - 224] = "SELECT 1 FROM messages WHERE id = ?1",
+    [R_COUNT - 224] = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
+        " WHERE created_at < ?2 AND (?1 IS NULL OR source = ?1) AND "
+        FINAL_STATE " AND" NOT_BUSY,
 };
 
 /* Statements that run once in a while (not worth a cache slot). */
@@ -170,6 +173,27 @@ static int one_int(struct store *s, sqlite3_stmt *st, int64_t *out,
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return store_db_error(s, err, what);
+    return 0;
+}
+
+int store_purge_count(struct store *s, const char *source, int64_t before,
+                      int64_t *count, int64_t *bytes, struct error *err)
+{
+    sqlite3_stmt *st = ret_stmt(s, R_COUNT, err);
+    *count = *bytes = 0;
+    if (st == NULL)
+        return -1;
+    if (source)
+        store_bind_text(st, 1, source);
+    sqlite3_bind_int64(st, 2, before);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(st, 0);
+        *bytes = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, err, "count messages to purge");
     return 0;
 }
 
