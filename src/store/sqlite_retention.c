@@ -5,7 +5,7 @@
  * holds and the messages of a set of connectors (tables of migration 8 in
  * sqlite.c).
  *
- * Owns statement cache slots 224..255 of store_stmt_ext and nothing else.
+ * Owns statement cache slots 248..271 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters (a set of
  * names is one bound JSON array read with json_each). Must never decide
  * what is expired (security/retention.c does), touch a file, or delete a
@@ -20,12 +20,12 @@
 #include "store/store_internal.h"
 
 enum {
-    R_CANDIDATES = 224, R_HELD_BEFORE, R_SOURCES, R_STILL_CANDIDATE,
+    R_CANDIDATES = 248, R_HELD_BEFORE, R_SOURCES, R_STILL_CANDIDATE,
     R_PENDING_ADD, R_DEL_EVENTS, R_DEL_RECEIPTS, R_DEL_REFUSAL, R_DEL_HOPS,
     R_DEL_MESSAGE, R_PENDING, R_PENDING_DONE, R_HOLD_SET, R_HOLD_LIFT,
     R_HOLD_GET, R_MSG_EXISTS, R_COUNT, R_LAST
 };
-_Static_assert(R_LAST <= 256, "sqlite_retention.c owns slots 224..255");
+_Static_assert(R_LAST <= 272, "sqlite_retention.c owns slots 248..271");
 
 /* The final states, and "nothing in flight, not held", in one place. */
 #define FINAL_STATE "state IN ('sent', 'failed', 'received', 'refused'," \
@@ -35,36 +35,36 @@ _Static_assert(R_LAST <= 256, "sqlite_retention.c owns slots 224..255");
     " AND NOT EXISTS (SELECT 1 FROM legal_holds l WHERE l.message_id =" \
     " messages.id)"
 
-static const char *const SQL_RET[R_LAST - 224] = {
-    [R_CANDIDATES - 224] = "SELECT id, source, state, payload_path,"
+static const char *const SQL_RET[R_LAST - 248] = {
+    [R_CANDIDATES - 248] = "SELECT id, source, state, payload_path,"
         " created_at, size FROM messages WHERE created_at < ?2 AND"
         " (?1 IS NULL OR source = ?1) AND " FINAL_STATE " AND" NOT_BUSY
         " ORDER BY created_at, id LIMIT ?3",
-    [R_HELD_BEFORE - 224] = "SELECT COUNT(*) FROM messages m JOIN"
+    [R_HELD_BEFORE - 248] = "SELECT COUNT(*) FROM messages m JOIN"
         " legal_holds l ON l.message_id = m.id WHERE m.created_at < ?2"
         " AND (?1 IS NULL OR m.source = ?1)",
-    [R_SOURCES - 224] = "SELECT DISTINCT source FROM messages ORDER BY"
+    [R_SOURCES - 248] = "SELECT DISTINCT source FROM messages ORDER BY"
         " source",
-    [R_STILL_CANDIDATE - 224] = "SELECT payload_path FROM messages WHERE"
+    [R_STILL_CANDIDATE - 248] = "SELECT payload_path FROM messages WHERE"
         " id = ?1 AND " FINAL_STATE " AND" NOT_BUSY,
-    [R_PENDING_ADD - 224] = "INSERT INTO purge_pending(message_id,"
+    [R_PENDING_ADD - 248] = "INSERT INTO purge_pending(message_id,"
         " payload_path, at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    [R_DEL_EVENTS - 224] = "DELETE FROM events WHERE message_id = ?1",
-    [R_DEL_RECEIPTS - 224] = "DELETE FROM receipts WHERE message_id = ?1",
-    [R_DEL_REFUSAL - 224] = "DELETE FROM refusals WHERE message_id = ?1",
-    [R_DEL_HOPS - 224] = "DELETE FROM hops WHERE message_id = ?1",
-    [R_DEL_MESSAGE - 224] = "DELETE FROM messages WHERE id = ?1",
-    [R_PENDING - 224] = "SELECT message_id, payload_path FROM purge_pending"
+    [R_DEL_EVENTS - 248] = "DELETE FROM events WHERE message_id = ?1",
+    [R_DEL_RECEIPTS - 248] = "DELETE FROM receipts WHERE message_id = ?1",
+    [R_DEL_REFUSAL - 248] = "DELETE FROM refusals WHERE message_id = ?1",
+    [R_DEL_HOPS - 248] = "DELETE FROM hops WHERE message_id = ?1",
+    [R_DEL_MESSAGE - 248] = "DELETE FROM messages WHERE id = ?1",
+    [R_PENDING - 248] = "SELECT message_id, payload_path FROM purge_pending"
         " ORDER BY at, message_id LIMIT ?1",
-    [R_PENDING_DONE - 224] = "DELETE FROM purge_pending WHERE message_id"
+    [R_PENDING_DONE - 248] = "DELETE FROM purge_pending WHERE message_id"
         " = ?1",
-    [R_HOLD_SET - 224] = "INSERT INTO legal_holds(message_id, at, actor,"
+    [R_HOLD_SET - 248] = "INSERT INTO legal_holds(message_id, at, actor,"
         " reason) VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-    [R_HOLD_LIFT - 224] = "DELETE FROM legal_holds WHERE message_id = ?1",
-    [R_HOLD_GET - 224] = "SELECT at, actor, reason FROM legal_holds WHERE"
+    [R_HOLD_LIFT - 248] = "DELETE FROM legal_holds WHERE message_id = ?1",
+    [R_HOLD_GET - 248] = "SELECT at, actor, reason FROM legal_holds WHERE"
         " message_id = ?1",
-    [R_MSG_EXISTS - 224] = "SELECT 1 FROM messages WHERE id = ?1",
-    [R_COUNT - 224] = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
+    [R_MSG_EXISTS - 248] = "SELECT 1 FROM messages WHERE id = ?1",
+    [R_COUNT - 248] = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
         " WHERE created_at < ?2 AND (?1 IS NULL OR source = ?1) AND "
         FINAL_STATE " AND" NOT_BUSY,
 };
@@ -80,7 +80,7 @@ static const char *const SQL_RET[R_LAST - 224] = {
 
 static sqlite3_stmt *ret_stmt(struct store *s, int slot, struct error *err)
 {
-    return store_stmt_ext(s, slot, SQL_RET[slot - 224], err);
+    return store_stmt_ext(s, slot, SQL_RET[slot - 248], err);
 }
 
 void store_expired_free(struct store_expired *e, size_t n)

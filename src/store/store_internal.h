@@ -23,8 +23,9 @@
  *   144..175 sqlite_partners.c
  *   176..191 sqlite_sealed.c
  *   192..199 sqlite_console.c
- *   224..255 sqlite_retention.c */
-#define STORE_EXT_SLOTS 256
+ *   200..247 (the alerts branch's sqlite_security.c)
+ *   248..271 sqlite_retention.c */
+#define STORE_EXT_SLOTS 272
 
 /* The cached prepared statement for slot, reset and unbound. sql must be
  * a constant string (bound parameters only; make lint checks). NULL with
