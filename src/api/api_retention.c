@@ -24,13 +24,37 @@
 
 #define REASON_MAX 500
 
+/* Whether the body (if any) is an object of only the members names
+ * lists. */
+static int body_members_ok(const struct api_ctx *c,
+                           const char *const *names)
+{
+    const char *k;
+    json_t *v;
+    if (c->body == NULL)
+        return 1;
+    if (!json_is_object(c->body))
+        return 0;
+    json_object_foreach(c->body, k, v) {
+        int known = 0;
+        for (int i = 0; names[i]; i++)
+            known |= strcmp(k, names[i]) == 0;
+        if (!known)
+            return 0;
+    }
+    return 1;
+}
+
 int api_message_hold(struct api_ctx *c)
 {
+    static const char *const members[] = { "reason", NULL };
     struct error err = {0};
     const char *reason = api_body_str(c, "reason");
-    if (reason && (strlen(reason) > REASON_MAX || strchr(reason, '\n')))
-        return api_fail(c, 400, "invalid", "reason must be one line of at "
-                        "most %d characters", REASON_MAX);
+    json_t *r = c->body ? json_object_get(c->body, "reason") : NULL;
+    if (!body_members_ok(c, members) || (r && !json_is_string(r)) ||
+        (reason && (strlen(reason) > REASON_MAX || strchr(reason, '\n'))))
+        return api_fail(c, 400, "invalid", "send {\"reason\": one line of "
+                        "at most %d characters} or no body", REASON_MAX);
     int rc = id_valid(c->param[0]) ? retention_hold(c->st, c->param[0],
                                      c->actor.name, reason, &err) : 1;
     if (rc == 1)
@@ -69,11 +93,12 @@ static json_t *purge_json(const struct retention_result *r, int dry)
 
 int api_messages_purge(struct api_ctx *c)
 {
+    static const char *const members[] = { "before", "dry_run", NULL };
     struct error err = {0};
     const char *before = api_body_str(c, "before");
     json_t *dry = c->body ? json_object_get(c->body, "dry_run") : NULL;
-    if ((c->body && !json_is_object(c->body)) || (dry && !json_is_boolean(dry))
-        || (c->body && json_object_get(c->body, "before") && !before))
+    if (!body_members_ok(c, members) || (dry && !json_is_boolean(dry)) ||
+        (c->body && json_object_get(c->body, "before") && !before))
         return api_fail(c, 400, "invalid", "send {\"before\": "
                         "\"YYYY-MM-DD\" (optional: else each connector's "
                         "retention_days), \"dry_run\": true|false}");

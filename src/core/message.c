@@ -83,9 +83,9 @@ static json_t *hold_json(struct store *st, const char *id)
     struct store_hold h;
     if (store_hold_get(st, id, &h, &err) != 0)
         return json_null();
-    json_t *o = json_pack("{s:I, s:s, s:s?}", "at", (json_int_t)h.at,
+    json_t *o = json_pack("{s:I, s:s, s:o}", "at", (json_int_t)h.at,
                           "actor", h.actor ? h.actor : "", "reason",
-                          h.reason);
+                          h.reason ? json_string(h.reason) : json_null());
     store_hold_clear(&h);
     return o;
 }

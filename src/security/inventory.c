@@ -124,7 +124,7 @@ static void add_connectors(json_t *inv, const struct store_flow *f)
         const struct connector_type *t = connector_type_find(f->conns[i].type);
         const json_t *p = json_object_get(cfg, "partner");
         const json_t *r = json_object_get(cfg, "retention_days");
-        json_array_append_new(conns, json_pack("{s:s, s:s, s:s, s:O?, s:O?}",
+        json_array_append_new(conns, json_pack("{s:s, s:s, s:s, s:O*, s:O*}",
             "name", f->conns[i].name, "type", f->conns[i].type, "direction",
             t ? direction(t, cfg) : "?", "partner", p, "retention_days", r));
         if (t)
@@ -148,7 +148,7 @@ static void add_partners(json_t *inv, const struct store_flow *f)
                 json_array_append_new(names, json_string(f->conns[k].name));
             json_decref(c);
         }
-        json_array_append_new(parts, json_pack("{s:s, s:s, s:s?, s:o}",
+        json_array_append_new(parts, json_pack("{s:s, s:s, s:s*, s:o}",
             "name", f->partners[i].name, "as2_id", f->partners[i].as2_id,
             "url", url, "connectors", names));
         char owner[300];
@@ -270,7 +270,7 @@ static int add_certificates(json_t *inv, struct wharf *w, struct store *st,
 static void key_row(json_t *keys, const char *kind, const char *id,
                     const char *owner, const char *use, const char *where)
 {
-    json_array_append_new(keys, json_pack("{s:s, s:s?, s:s, s:s, s:s}",
+    json_array_append_new(keys, json_pack("{s:s, s:s*, s:s, s:s, s:s}",
         "kind", kind, "id", id, "owner", owner, "use", use, "where", where));
 }
 
@@ -351,7 +351,7 @@ static int add_users(json_t *inv, struct store *st, struct error *err)
     json_t *tokens = json_object_get(inv, "tokens");
     for (size_t i = 0; i < n; i++)
         if (!t[i].revoked_at)
-            json_array_append_new(tokens, json_pack("{s:s, s:s, s:s, s:s?, "
+            json_array_append_new(tokens, json_pack("{s:s, s:s, s:s, s:s*, "
                 "s:o, s:o}", "id", t[i].id, "name", t[i].name, "role",
                 t[i].role, "owner", t[i].owner, "expires",
                 iso(t[i].expires_at), "last_used", iso(t[i].last_used_at)));
