@@ -33,6 +33,8 @@
 #include "core/health.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/alerts.h"
+#include "security/security.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -160,6 +162,7 @@ static void serve_apply_live(struct wharf *w, struct net_server *net)
     health_set_failing_ms(w->conf.health_failing_ms);
     if (net_server_reload_defender(net, &err) < 0)
         log_error("reload: ban settings not applied: %s", err.msg);
+    security_set_conf(&w->conf.security);
 }
 
 /* "KEY KEY ..." of n names into out. */
@@ -234,6 +237,11 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
     }
+    if (security_start(w, &err) < 0) {
+        engine_stop(e);
+        log_error("%s", err.msg);
+        return cli_fail("%s", err.msg);
+    }
     struct net_server *net = net_server_new(w, &err);
     struct partner_routes *hooks = NULL;
     if (net != NULL)
@@ -243,6 +251,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
         net_server_start(net, &err) < 0) {
         net_server_free(net);
         partner_routes_free(hooks);
+        security_stop();
         engine_stop(e);
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
@@ -254,6 +263,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     net_server_free(net);
     partner_routes_free(hooks);
     api_shutdown();
+    security_stop();
     engine_stop(e);
     serve_checkpoint(w);
     return EXIT_OK;
@@ -301,7 +311,10 @@ static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
     } else {
         log_set_rotation(w->conf.log_max_bytes, w->conf.log_keep);
         log_set_repeat_interval(w->conf.log_repeat_ms);
+        alerts_attach(w);       /* after the key process was forked */
+        alerts_set_logging(true);
         rc = serve_loop(w, set);
+        alerts_attach(NULL);
         health_stop();
         log_close();
     }
