@@ -660,6 +660,16 @@ static int channel_round(struct wharf *w, struct store *st,
     return sent;
 }
 
+void notify_start_cursors(struct store *st, const struct security_conf *c)
+{
+    struct error err = {0};
+    int64_t cur;
+    for (int ch = 0; ch < CH_COUNT; ch++)
+        if (channel_on(c, (enum channel)ch) &&
+            cursor_get(st, (enum channel)ch, &cur, &err) < 0)
+            log_error("notifications by %s: %s", CH_NAMES[ch], err.msg);
+}
+
 int notify_round(struct wharf *w, struct store *st,
                  const struct security_conf *c, int64_t now_ms)
 {

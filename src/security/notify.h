@@ -14,7 +14,8 @@
  * an entry only once it was sent (or was below the channel's level), so
  * a failed send is retried (backoff 5 s doubling to 5 min) and a kill -9
  * loses nothing (an entry may go twice, never zero times). A channel
- * configured for the first time starts at the newest entry.
+ * configured for the first time starts at the newest entry of the moment
+ * serve starts (or reloads wharf.conf with it).
  *
  * Credentials (the SMTP login "user:password", the webhook's HMAC key)
  * are read once from a 0600 file by `wharf notify credentials CHANNEL
@@ -43,6 +44,10 @@ struct security_conf;
  * batch), unless it is backing off. Returns the number of entries sent. */
 int notify_round(struct wharf *w, struct store *st,
                  const struct security_conf *c, int64_t now_ms);
+
+/* Give every configured channel that has no cursor yet one at the newest
+ * entry (serve start: what happens from then on is sent). */
+void notify_start_cursors(struct store *st, const struct security_conf *c);
 
 /* Forget the backoff of every channel (serve start, tests). */
 void notify_reset(void);

@@ -135,7 +135,11 @@ int security_start(struct wharf *w, struct error *err)
 {
     if (sec_g.running)
         return error_set(err, "security threads already running");
+    struct store *st = wharf_store(w, err);
+    if (st == NULL)
+        return -1;
     security_set_conf(&w->conf.security);
+    notify_start_cursors(st, &w->conf.security);
     sec_g.w = w;
     sec_g.stop = false;
     detect_reset();
