@@ -2,7 +2,7 @@
  * sqlite_security.c - the SQLite statements of security_store.h: alerts,
  * incidents and their timeline (tables of migration 8 in sqlite.c).
  *
- * Owns statement cache slots 192..239 of store_stmt_ext and nothing else.
+ * Owns statement cache slots 200..247 of store_stmt_ext and nothing else.
  * Each state change and its timeline event are one IMMEDIATE transaction.
  * Every statement is a constant string with bound parameters. Must never
  * decide policy (src/security/ does) or build SQL from data.
@@ -15,14 +15,14 @@
 #include "store/store_internal.h"
 
 enum {
-    Q_ALERT_FIND = 192, Q_ALERT_FOLD, Q_ALERT_INS, Q_EVENT_INS, Q_ALERT_GET,
+    Q_ALERT_FIND = 200, Q_ALERT_FOLD, Q_ALERT_INS, Q_EVENT_INS, Q_ALERT_GET,
     Q_ALERT_LIVE, Q_ALERT_RESOLVE, Q_ALERT_STATE, Q_ALERT_ESCALATE,
     Q_ALERT_LIST, Q_ALERT_OF_INC, Q_ALERT_COUNTS, Q_INC_INS, Q_INC_GET,
     Q_INC_LIST, Q_INC_PUT, Q_INC_OPEN, Q_EV_OF_ALERT, Q_EV_OF_INC,
     Q_EV_AFTER, Q_EV_LAST, Q_LAST
 };
-_Static_assert(Q_LAST <= 240 && Q_LAST <= STORE_EXT_SLOTS,
-               "sqlite_security.c owns statement slots 192..239");
+_Static_assert(Q_LAST <= 248 && Q_LAST <= STORE_EXT_SLOTS,
+               "sqlite_security.c owns statement slots 200..247");
 
 #define ALERT_COLS "id, kind, key, level, state, summary, details, count," \
     " first_at, last_at, updated_at, resolved_at, incident_id"
@@ -32,61 +32,61 @@ _Static_assert(Q_LAST <= 240 && Q_LAST <= STORE_EXT_SLOTS,
 #define EV_COLS "id, at, alert_id, incident_id, actor, action, level, text"
 #define LIVE "('open', 'acknowledged', 'escalated')"
 
-static const char *const SQL_SEC[Q_LAST - 192] = {
-    [Q_ALERT_FIND - 192] = "SELECT " ALERT_COLS " FROM alerts"
+static const char *const SQL_SEC[Q_LAST - 200] = {
+    [Q_ALERT_FIND - 200] = "SELECT " ALERT_COLS " FROM alerts"
         " WHERE kind = ?1 AND key = ?2 AND (state = 'open' OR (?3 AND"
         " state IN ('acknowledged', 'escalated'))) ORDER BY id DESC LIMIT 1",
-    [Q_ALERT_FOLD - 192] = "UPDATE alerts SET count = count + 1,"
+    [Q_ALERT_FOLD - 200] = "UPDATE alerts SET count = count + 1,"
         " last_at = ?2, updated_at = ?2, level = ?3, summary = ?4,"
         " details = ?5 WHERE id = ?1",
-    [Q_ALERT_INS - 192] = "INSERT INTO alerts(kind, key, level, state,"
+    [Q_ALERT_INS - 200] = "INSERT INTO alerts(kind, key, level, state,"
         " summary, details, count, first_at, last_at, updated_at)"
         " VALUES(?1, ?2, ?3, 'open', ?4, ?5, 1, ?6, ?6, ?6)",
-    [Q_EVENT_INS - 192] = "INSERT INTO security_events(at, alert_id,"
+    [Q_EVENT_INS - 200] = "INSERT INTO security_events(at, alert_id,"
         " incident_id, actor, action, level, text)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [Q_ALERT_GET - 192] = "SELECT " ALERT_COLS " FROM alerts WHERE id = ?1",
-    [Q_ALERT_LIVE - 192] = "SELECT id FROM alerts WHERE kind = ?1 AND"
+    [Q_ALERT_GET - 200] = "SELECT " ALERT_COLS " FROM alerts WHERE id = ?1",
+    [Q_ALERT_LIVE - 200] = "SELECT id FROM alerts WHERE kind = ?1 AND"
         " key = ?2 AND state IN " LIVE " ORDER BY id",
-    [Q_ALERT_RESOLVE - 192] = "UPDATE alerts SET state = 'resolved',"
+    [Q_ALERT_RESOLVE - 200] = "UPDATE alerts SET state = 'resolved',"
         " resolved_at = ?2, updated_at = ?2 WHERE id = ?1 AND state IN "
         LIVE,
-    [Q_ALERT_STATE - 192] = "UPDATE alerts SET state = ?2, updated_at = ?3"
+    [Q_ALERT_STATE - 200] = "UPDATE alerts SET state = ?2, updated_at = ?3"
         " WHERE id = ?1 AND state = ?4",
-    [Q_ALERT_ESCALATE - 192] = "UPDATE alerts SET state = CASE state WHEN"
+    [Q_ALERT_ESCALATE - 200] = "UPDATE alerts SET state = CASE state WHEN"
         " 'resolved' THEN 'resolved' ELSE 'escalated' END, incident_id = ?2,"
         " updated_at = ?3 WHERE id = ?1 AND incident_id IS NULL",
-    [Q_ALERT_LIST - 192] = "SELECT " ALERT_COLS " FROM alerts WHERE"
+    [Q_ALERT_LIST - 200] = "SELECT " ALERT_COLS " FROM alerts WHERE"
         " (?1 = 'all' OR state = ?1 OR (?1 = 'live' AND state IN " LIVE "))"
         " AND id < ?2 ORDER BY id DESC LIMIT ?3",
-    [Q_ALERT_OF_INC - 192] = "SELECT " ALERT_COLS " FROM alerts WHERE"
+    [Q_ALERT_OF_INC - 200] = "SELECT " ALERT_COLS " FROM alerts WHERE"
         " incident_id = ?1 ORDER BY id",
-    [Q_ALERT_COUNTS - 192] = "SELECT level, COUNT(*) FROM alerts WHERE"
+    [Q_ALERT_COUNTS - 200] = "SELECT level, COUNT(*) FROM alerts WHERE"
         " state IN " LIVE " GROUP BY level",
-    [Q_INC_INS - 192] = "INSERT INTO incidents(tier, state, title, owner,"
+    [Q_INC_INS - 200] = "INSERT INTO incidents(tier, state, title, owner,"
         " partners, messages, created_at, updated_at) VALUES("
         "'investigation', 'open', ?1, ?2, '[]', '[]', ?3, ?3)",
-    [Q_INC_GET - 192] = "SELECT " INC_COLS " FROM incidents WHERE id = ?1",
-    [Q_INC_LIST - 192] = "SELECT " INC_COLS " FROM incidents WHERE"
+    [Q_INC_GET - 200] = "SELECT " INC_COLS " FROM incidents WHERE id = ?1",
+    [Q_INC_LIST - 200] = "SELECT " INC_COLS " FROM incidents WHERE"
         " (?1 = 'all' OR state = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3",
-    [Q_INC_PUT - 192] = "UPDATE incidents SET tier = ?2, state = ?3,"
+    [Q_INC_PUT - 200] = "UPDATE incidents SET tier = ?2, state = ?3,"
         " owner = ?4, severity = ?5, partners = ?6, messages = ?7,"
         " notify = ?8, updated_at = ?9, incident_at = ?10, breach_at = ?11,"
         " closed_at = ?12 WHERE id = ?1 AND updated_at = ?13",
-    [Q_INC_OPEN - 192] = "SELECT id FROM incidents WHERE id = ?1 AND"
+    [Q_INC_OPEN - 200] = "SELECT id FROM incidents WHERE id = ?1 AND"
         " state = 'open'",
-    [Q_EV_OF_ALERT - 192] = "SELECT " EV_COLS " FROM security_events"
+    [Q_EV_OF_ALERT - 200] = "SELECT " EV_COLS " FROM security_events"
         " WHERE alert_id = ?1 ORDER BY id",
-    [Q_EV_OF_INC - 192] = "SELECT " EV_COLS " FROM security_events"
+    [Q_EV_OF_INC - 200] = "SELECT " EV_COLS " FROM security_events"
         " WHERE incident_id = ?1 ORDER BY id",
-    [Q_EV_AFTER - 192] = "SELECT " EV_COLS " FROM security_events"
+    [Q_EV_AFTER - 200] = "SELECT " EV_COLS " FROM security_events"
         " WHERE id > ?1 ORDER BY id LIMIT ?2",
-    [Q_EV_LAST - 192] = "SELECT COALESCE(MAX(id), 0) FROM security_events",
+    [Q_EV_LAST - 200] = "SELECT COALESCE(MAX(id), 0) FROM security_events",
 };
 
 static sqlite3_stmt *sec_stmt(struct store *s, int slot, struct error *err)
 {
-    return store_stmt_ext(s, slot, SQL_SEC[slot - 192], err);
+    return store_stmt_ext(s, slot, SQL_SEC[slot - 200], err);
 }
 
 static void bind_id(sqlite3_stmt *st, int i, int64_t id)
