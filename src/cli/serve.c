@@ -361,8 +361,10 @@ const struct cli_cmd cmd_serve = {
     "  wharf.conf until SIGTERM/SIGINT. Logs to DIR/logs/wharf.log and,\n"
     "  unless --quiet, to stderr. SIGHUP reopens the log file (after\n"
     "  logrotate renamed it) and reloads wharf.conf: log_level, log_max_bytes,\n"
-    "  log_keep, log_repeat_seconds, health_failing_seconds and the ban_*\n"
-    "  keys apply at once, other changes at the next start (logged).\n"
+    "  log_keep, log_repeat_seconds, health_failing_seconds, the ban_*,\n"
+    "  alert_* and notify_* keys apply at once, other changes at the next\n"
+    "  start (logged). Alerts are checked and notifications sent while it\n"
+    "  runs (docs/operations.md, Alerts and notifications).\n"
     "  Core dumps are off.\n",
     serve_run,
 };
