@@ -221,8 +221,11 @@ def test_r07_email_tls_is_required(wharf, tmp_path, pki):
         tls.stop()
 
 
-def test_r07_email_retried_until_the_server_is_up(wharf, start_server,
-                                                  tmp_path, pki):
+def test_r07_email_retried_until_the_server_is_up_across_kill9(
+        wharf, start_server, tmp_path, pki):
+    """The mail server is down when the alert opens; serve is killed (-9)
+    while the send keeps failing; after a restart with the server up, the
+    mail of that alert arrives: the timeline is the outbox."""
     port = free_port()
     data = new_data_dir(wharf, tmp_path / "data", alert_check_seconds=1,
                         alert_connector_failing_seconds=1,
@@ -238,11 +241,19 @@ def test_r07_email_retried_until_the_server_is_up(wharf, start_server,
     wait_until(lambda: srv.check_alive() and
                "notification by email failed" in log.read_text(),
                timeout=60, desc="a failed send")
+    opened = [a for a in json.loads(wharf.ok(
+        "alert", "list", "--data", data, "--json").stdout)["alerts"]
+        if a["kind"] == "connector.failing"]
+    assert len(opened) == 1, opened
+    srv.kill9()
     box = Mailbox(pki, "smtps", port=port)
     try:
+        srv = start_server(data)
+        srv.wait_listening()
+        subject = f"alert {opened[0]['id']} opened".encode()
         wait_until(lambda: srv.check_alive() and
-                   [m for m in box.messages if b"opened" in m[2]],
-                   timeout=120, desc="the mail after the server came up")
+                   [m for m in box.messages if subject in m[2]],
+                   timeout=120, desc="the mail after the restart")
         srv.stop()
     finally:
         box.stop()
@@ -306,6 +317,50 @@ def test_r07_webhook_signed_with_hmac_and_a_timestamp(wharf, start_server,
         assert HMAC_KEY.encode() not in body
         srv.stop()
         assert HMAC_KEY not in everything_written(data, srv)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_r07_webhook_key_survives_key_rotation(wharf, tmp_path, pki):
+    """The sealed HMAC key is re-sealed by `wharf key rotate` (R15): the
+    webhook still signs with the same key afterwards."""
+    import http.server
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            ts = self.headers["X-Timestamp"]
+            want = hmac.new(HMAC_KEY.encode(), ts.encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
+            got.append(hmac.compare_digest(self.headers["X-Signature"] or "",
+                                           want))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    httpd = serve_http(Hook, certkey=(pki["cert"], pki["key"]))
+    try:
+        data = new_data_dir(wharf, tmp_path / "data",
+                            notify_webhook_url=f"https://127.0.0.1:"
+                                               f"{httpd.server_address[1]}/h",
+                            notify_ca_file=str(pki["ca"]))
+        wharf.ok("notify", "credentials", "webhook",
+                 secret_file(tmp_path, "k", HMAC_KEY), "--data", data)
+        db = sqlite3.connect(data / "wharf.db")
+        before = db.execute("SELECT value FROM settings WHERE key = "
+                            "'notify_webhook_secret'").fetchone()[0]
+        db.close()
+        wharf.ok("key", "rotate", "--data", data)
+        db = sqlite3.connect(data / "wharf.db")
+        after = db.execute("SELECT value FROM settings WHERE key = "
+                           "'notify_webhook_secret'").fetchone()[0]
+        db.close()
+        assert after != before              # re-sealed under the new key
+        wharf.ok("notify", "test", "webhook", "--data", data)
+        assert got == [True]
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -13,12 +13,16 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "core/wharf.h"
 #include "security/alerts.h"
+#include "security/detectors.h"
 #include "security/incidents.h"
 #include "security/security_conf.h"
 #include "store/audit_store.h"
 #include "store/security_store.h"
 #include "store/store.h"
+#include "util/secret.h"
+#include "vault/vault.h"
 
 struct fx {
     char dir[512], db[600];
@@ -65,6 +69,18 @@ static int64_t newest(struct fx *f)
     int64_t id = n ? a[0].id : 0;
     store_alerts_free(a, n);
     return id;
+}
+
+static size_t count_alerts_in(struct store *st, const char *kind)
+{
+    struct store_alert *a = NULL;
+    size_t n = 0, k = 0;
+    struct error err = {0};
+    assert_int_equal(store_alert_list(st, "all", 0, 1000, &a, &n, &err), 0);
+    for (size_t i = 0; i < n; i++)
+        k += strcmp(a[i].kind, kind) == 0;
+    store_alerts_free(a, n);
+    return k;
 }
 
 static size_t count_alerts(struct fx *f, const char *state)
@@ -359,6 +375,64 @@ static void test_r19_escalate_into_an_open_incident(void **state)
     store_alerts_free(of, n);
 }
 
+/* ---- integrity failures of the vault ----------------------------------------- */
+
+/* A sealed value changed in the database: the vault's hook (set by
+ * alerts_attach) queues it, detect_flush writes one critical alert per
+ * value, and a process that never attached is told nothing. */
+static void test_r19_sealed_value_failing_integrity_raises_an_alert(
+        void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    char data[700];
+    snprintf(data, sizeof(data), "%s/data", f->dir);
+    assert_int_equal(wharf_init(data, NULL, &err), 0);
+    struct wharf *w = wharf_open(data, &err);
+    assert_non_null(w);
+    struct store *st = store_open(w->db_path, &err);
+    assert_non_null(st);
+    struct secret *plain = secret_from("hook-key-0123456789", 19);
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    assert_int_equal(vault_seal(w->vault, "notify:webhook", plain, &blob,
+                                &len, &err), 0);
+    blob[len - 1] ^= 0x01;                  /* the tag: tampered */
+
+    assert_null(vault_unseal(w->vault, "notify:webhook", blob, len, &err));
+    detect_flush(st);                       /* not attached: nothing */
+    assert_int_equal(count_alerts_in(st, "integrity.sealed"), 0);
+
+    alerts_attach(w);
+    assert_null(vault_unseal(w->vault, "notify:webhook", blob, len, &err));
+    assert_non_null(strstr(err.msg, "does not open"));
+    blob[len - 1] ^= 0x01;                  /* intact again: no report */
+    struct secret *back = vault_unseal(w->vault, "notify:webhook", blob, len,
+                                       &err);
+    assert_non_null(back);
+    detect_flush(st);
+    alerts_attach(NULL);
+    assert_int_equal(count_alerts_in(st, "integrity.sealed"), 1);
+    struct store_alert *a = NULL;
+    size_t n = 0;
+    assert_int_equal(store_alert_list(st, "all", 0, 10, &a, &n, &err), 0);
+    int found = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(a[i].kind, "integrity.sealed") == 0) {
+            assert_string_equal(a[i].key, "notify:webhook");
+            assert_string_equal(a[i].level, "critical");
+            assert_null(strstr(a[i].details, "hook-key"));
+            found = 1;
+        }
+    assert_true(found);
+    store_alerts_free(a, n);
+    secret_free(back);
+    secret_free(plain);
+    free(blob);
+    store_close(st);
+    wharf_close(w);
+}
+
 /* ---- wharf.conf -------------------------------------------------------------- */
 
 static void test_r19_conf_defaults_and_checks(void **state)
@@ -428,6 +502,9 @@ int main(void)
             test_r19_ladder_investigation_incident_breach, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_r19_escalate_into_an_open_incident, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_r19_sealed_value_failing_integrity_raises_an_alert, setup,
+            teardown),
         cmocka_unit_test(test_r19_conf_defaults_and_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
