@@ -55,10 +55,11 @@ static void print_timeline(const json_t *doc)
     size_t i;
     json_t *e;
     printf("timeline:\n");
-    json_array_foreach(json_object_get(doc, "timeline"), i, e)
+    json_array_foreach(json_object_get(doc, "timeline"), i, e) {
         printf("  %s  %-12s  %-9s  %s: %s\n", jstr(e, "time"),
                jstr(e, "action"), jstr(e, "level"), jstr(e, "actor"),
                jstr(e, "text"));
+    }
 }
 
 static void print_alert(const json_t *a)
@@ -82,8 +83,9 @@ static void print_list_text(const json_t *arr, const char *what)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v)
+    json_array_foreach(arr, i, v) {
         printf("%s: %s\n", what, json_string_value(v));
+    }
 }
 
 static void print_incident(const json_t *inc)
@@ -107,9 +109,10 @@ static void print_incident(const json_t *inc)
     }
     size_t i;
     json_t *a;
-    json_array_foreach(json_object_get(inc, "alerts"), i, a)
+    json_array_foreach(json_object_get(inc, "alerts"), i, a) {
         printf("alert:      %lld %s %s: %s\n", jint(a, "id"),
                jstr(a, "level"), jstr(a, "state"), jstr(a, "summary"));
+    }
     if (json_object_get(inc, "timeline"))
         print_timeline(inc);
 }
@@ -153,11 +156,12 @@ static int alert_list_cmd(struct store *st, const struct cli_args *a)
     json_t *v;
     printf("%6s  %-8s  %-12s  %-20s  %5s  %-24s  %s\n", "ID", "LEVEL",
            "STATE", "RULE", "COUNT", "LAST SEEN", "SUMMARY");
-    json_array_foreach(json_object_get(doc, "alerts"), i, v)
+    json_array_foreach(json_object_get(doc, "alerts"), i, v) {
         printf("%6lld  %-8s  %-12s  %-20s  %5lld  %-24s  %s\n",
                jint(v, "id"), jstr(v, "level"), jstr(v, "state"),
                jstr(v, "kind"), jint(v, "count"), jstr(v, "last_seen"),
                jstr(v, "summary"));
+    }
     json_decref(doc);
     return EXIT_OK;
 }
@@ -258,11 +262,12 @@ static int incident_list_cmd(struct store *st, const struct cli_args *a)
     json_t *v;
     printf("%6s  %-13s  %-6s  %-8s  %-16s  %-24s  %s\n", "ID", "TIER",
            "STATE", "SEVERITY", "OWNER", "CREATED", "TITLE");
-    json_array_foreach(json_object_get(doc, "incidents"), i, v)
+    json_array_foreach(json_object_get(doc, "incidents"), i, v) {
         printf("%6lld  %-13s  %-6s  %-8s  %-16s  %-24s  %s\n",
                jint(v, "id"), jstr(v, "tier"), jstr(v, "state"),
                jstr(v, "severity"), jstr(v, "owner"), jstr(v, "created"),
                jstr(v, "title"));
+    }
     json_decref(doc);
     return EXIT_OK;
 }
