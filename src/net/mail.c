@@ -7,7 +7,9 @@
  * secret, the message streamed from memory. Must never turn verification
  * off, send a byte before TLS is up, enable CURLOPT_VERBOSE (it would
  * print the AUTH exchange), or put the message or a credential into an
- * error.
+ * error. The login reaches curl only through setopt from a struct secret;
+ * curl keeps its own copy until the handle is cleaned up (freed without
+ * wiping: the limit net/client.c notes too).
  */
 #include "net/mail.h"
 

@@ -19,6 +19,7 @@
 #include "security/alerts.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,10 +65,14 @@ static const struct alert_kind KINDS[] = {
     { "config.change", false, false },
 };
 
+typedef void (*alerts_wake_fn)(void);
+
+/* w, pid and logging are written before threads start (attach); wake is
+ * set and cleared by serve while other threads raise alerts. */
 static struct {
     struct wharf *w;
     pid_t pid;
-    void (*wake)(void);
+    _Atomic(alerts_wake_fn) wake;
     bool logging;
 } alerts_g;
 
@@ -123,13 +128,14 @@ bool alerts_logging(void)
 
 void alerts_set_wake(void (*fn)(void))
 {
-    alerts_g.wake = fn;
+    atomic_store(&alerts_g.wake, fn);
 }
 
 void alerts_wake(void)
 {
-    if (alerts_g.wake)
-        alerts_g.wake();
+    alerts_wake_fn fn = atomic_load(&alerts_g.wake);
+    if (fn)
+        fn();
 }
 
 /* ---- texts --------------------------------------------------------------------- */

@@ -310,6 +310,22 @@ static int sec_escalate_check(const struct sec_escalation *e,
     return 0;
 }
 
+/* The timeline texts of an escalation: the alert's and the incident's. */
+static void sec_escalate_texts(const struct sec_actor *who, int64_t id,
+                               const struct sec_escalation *e, char *alert,
+                               char *incident, size_t n)
+{
+    snprintf(alert, n, "escalated to %s (owner %s): %s",
+             e->into > 0 ? "an open incident" : "a new investigation",
+             e->owner, e->notes);
+    if (e->into > 0)
+        snprintf(incident, n, "alert %lld joined (by %s): %s",
+                 (long long)id, who->name, e->notes);
+    else
+        snprintf(incident, n, "investigation opened from alert %lld (owner "
+                 "%s): %s", (long long)id, e->owner, e->notes);
+}
+
 int sec_alert_escalate(struct store *st, struct vault *v,
                        const struct sec_actor *who, int64_t id,
                        const struct sec_escalation *e, json_t **out,
@@ -324,15 +340,8 @@ int sec_alert_escalate(struct store *st, struct vault *v,
         return rc < 0 ? SEC_ERROR
                       : (error_set(err, "no alert %lld", (long long)id),
                          SEC_NOT_FOUND);
-    snprintf(text, sizeof(text), "escalated to %s (owner %s): %s",
-             e->into > 0 ? "an open incident" : "a new investigation",
-             e->owner, e->notes);
     char opened[sizeof(text)];
-    snprintf(opened, sizeof(opened), "investigation opened from alert %lld "
-             "(owner %s): %s", (long long)id, e->owner, e->notes);
-    if (e->into > 0)
-        snprintf(opened, sizeof(opened), "alert %lld joined (by %s): %s",
-                 (long long)id, who->name, e->notes);
+    sec_escalate_texts(who, id, e, text, opened, sizeof(text));
     struct store_sec_event_new ev[2] = {
         { who->name, "escalated", a.level, text, 1, 0 },
         { who->name, e->into > 0 ? "note" : "opened", "warning", opened, 0,

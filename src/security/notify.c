@@ -203,14 +203,10 @@ static void body_incident(struct body *b, const struct store_incident *i)
     }
 }
 
-/* The plain-text mail of n (headers and body). Caller frees. */
-static char *notify_mail_text(const struct notice *n,
-                              const struct security_conf *c, size_t *len)
+static void mail_headers(struct body *b, const struct notice *n,
+                         const struct security_conf *c)
 {
-    struct body b = { malloc(NOTIFY_BODY_MAX), 0, 0 };
-    if (b.p == NULL)
-        return NULL;
-    char date[64], when[32], mid[64], hex[17];
+    char date[64], mid[64], hex[17];
     unsigned char rnd[8];
     time_t now = time(NULL);
     struct tm tm;
@@ -222,17 +218,28 @@ static char *notify_mail_text(const struct notice *n,
         snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
     snprintf(mid, sizeof(mid), "<wharf.%lld.%s@wharf>",
              (long long)n->ev->id, hex);
+    body_line(b, "From: %s", c->email_from);
+    body_line(b, "To: %s", c->email_to);
+    body_line(b, "Subject: %s", n->subject);
+    body_line(b, "Date: %s", date);
+    body_line(b, "Message-ID: %s", mid);
+    body_line(b, "MIME-Version: 1.0");
+    body_line(b, "Content-Type: text/plain; charset=utf-8");
+    body_line(b, "Content-Transfer-Encoding: 8bit");
+    body_line(b, "Auto-Submitted: auto-generated");
+    body_line(b, "%s", "");
+}
+
+/* The plain-text mail of n (headers and body). Caller frees. */
+static char *notify_mail_text(const struct notice *n,
+                              const struct security_conf *c, size_t *len)
+{
+    struct body b = { malloc(NOTIFY_BODY_MAX), 0, 0 };
+    if (b.p == NULL)
+        return NULL;
+    char when[32];
     time_iso(n->ev->at, when, sizeof(when));
-    body_line(&b, "From: %s", c->email_from);
-    body_line(&b, "To: %s", c->email_to);
-    body_line(&b, "Subject: %s", n->subject);
-    body_line(&b, "Date: %s", date);
-    body_line(&b, "Message-ID: %s", mid);
-    body_line(&b, "MIME-Version: 1.0");
-    body_line(&b, "Content-Type: text/plain; charset=utf-8");
-    body_line(&b, "Content-Transfer-Encoding: 8bit");
-    body_line(&b, "Auto-Submitted: auto-generated");
-    body_line(&b, "%s", "");
+    mail_headers(&b, n, c);
     body_line(&b, "Wharf on %s (data dir %s): a security notification.",
               n->host, n->dir);
     body_line(&b, "%s", "");
@@ -439,35 +446,26 @@ static int notify_sign(const struct secret *key, const char *ts,
     return ok ? 0 : -1;
 }
 
-static int notify_webhook(struct wharf *w, struct store *st,
-                          const struct security_conf *c,
-                          const struct notice *n, struct error *err)
+/* POST json to the webhook of c, signed with key (X-Timestamp,
+ * X-Signature). */
+static int webhook_post(struct wharf *w, const struct security_conf *c,
+                        const struct secret *key, const char *json,
+                        struct error *err)
 {
-    struct error e2 = {0};
-    struct secret *key = notify_unseal(w, st, NOTIFY_WEBHOOK_SETTING,
-                                       NOTIFY_WEBHOOK_CONTEXT, &e2);
-    if (key == NULL)
-        return error_set(err, "the webhook has no HMAC key%s%s (run `wharf "
-                         "notify credentials webhook FILE`)",
-                         e2.msg[0] ? ": " : "", e2.msg);
-    char *json = notify_json_text(n);
     char ts[24], sig[65], hts[48], hsig[96];
     snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
-    int rc = json ? notify_sign(key, ts, json, strlen(json), sig)
-                  : error_set(err, "out of memory");
-    secret_free(key);
-    if (rc < 0) {
-        free(json);
-        return err->msg[0] ? -1 : error_set(err, "cannot sign the webhook");
-    }
+    if (notify_sign(key, ts, json, strlen(json), sig) < 0)
+        return error_set(err, "cannot sign the webhook");
     snprintf(hts, sizeof(hts), "X-Timestamp: %s", ts);
     snprintf(hsig, sizeof(hsig), "X-Signature: %s", sig);
     const char *hdrs[] = { "Content-Type: application/json", hts, hsig,
                            NULL };
-    struct body src = { json, strlen(json), 0 };
+    struct body src = { (char *)json, strlen(json), 0 };
     struct net_proxy px;
     struct secret *pauth = NULL;
     const struct net_proxy *proxy = notify_proxy(w, &px, &pauth, err);
+    if (w->conf.proxy[0] && proxy == NULL)
+        return -1;
     struct net_client_opts o = {
         .ca_file = c->ca_file[0] ? c->ca_file : NULL,
         .proxy = proxy ? proxy->url : NULL,
@@ -480,13 +478,30 @@ static int notify_webhook(struct wharf *w, struct store *st,
         .read = notify_read_mem, .read_ud = &src };
     struct net_client_resp resp;
     memset(&resp, 0, sizeof(resp));
-    rc = w->conf.proxy[0] && proxy == NULL ? -1
-         : net_client_request(&o, &req, &resp, err) == WH_OK ? 0 : -1;
+    int rc = net_client_request(&o, &req, &resp, err) == WH_OK ? 0 : -1;
     if (rc == 0 && (resp.status < 200 || resp.status > 299))
         rc = error_set(err, "webhook %s answered HTTP %ld", c->webhook_url,
                        resp.status);
     net_client_resp_free(&resp);
     secret_free(pauth);
+    return rc;
+}
+
+static int notify_webhook(struct wharf *w, struct store *st,
+                          const struct security_conf *c,
+                          const struct notice *n, struct error *err)
+{
+    struct error e2 = {0};
+    struct secret *key = notify_unseal(w, st, NOTIFY_WEBHOOK_SETTING,
+                                       NOTIFY_WEBHOOK_CONTEXT, &e2);
+    if (key == NULL)
+        return error_set(err, "the webhook has no HMAC key%s%s (run `wharf "
+                         "notify credentials webhook FILE`)",
+                         e2.msg[0] ? ": " : "", e2.msg);
+    char *json = notify_json_text(n);
+    int rc = json ? webhook_post(w, c, key, json, err)
+                  : error_set(err, "out of memory");
+    secret_free(key);
     free(json);
     return rc;
 }
