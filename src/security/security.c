@@ -39,6 +39,10 @@ static struct {
 
 void security_set_conf(const struct security_conf *c)
 {
+    struct error err = {0};
+    struct store *st = sec_g.w ? wharf_store(sec_g.w, &err) : NULL;
+    if (st != NULL)             /* a channel new to this run starts now */
+        notify_start_cursors(st, c);
     pthread_mutex_lock(&sec_g.mu);
     sec_g.conf = *c;
     pthread_mutex_unlock(&sec_g.mu);
@@ -135,12 +139,10 @@ int security_start(struct wharf *w, struct error *err)
 {
     if (sec_g.running)
         return error_set(err, "security threads already running");
-    struct store *st = wharf_store(w, err);
-    if (st == NULL)
+    if (wharf_store(w, err) == NULL)
         return -1;
-    security_set_conf(&w->conf.security);
-    notify_start_cursors(st, &w->conf.security);
     sec_g.w = w;
+    security_set_conf(&w->conf.security);
     sec_g.stop = false;
     detect_reset();
     notify_reset();
@@ -169,4 +171,5 @@ void security_stop(void)
         pthread_join(sec_g.notifier, NULL);
     alerts_set_wake(NULL);
     sec_g.running = false;
+    sec_g.w = NULL;
 }

@@ -23,7 +23,9 @@ int security_start(struct wharf *w, struct error *err);
 void security_stop(void);
 
 /* The settings the threads use from now on (a copy; serve calls it at
- * start and after every SIGHUP reload). */
+ * start and after every SIGHUP reload, from its main thread). A
+ * notification channel configured for the first time starts with what
+ * happens from this call on. */
 void security_set_conf(const struct security_conf *c);
 
 #endif

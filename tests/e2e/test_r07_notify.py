@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import ssl
@@ -382,11 +383,17 @@ def test_r07_syslog_rfc5424_over_udp_and_a_local_socket(wharf, start_server,
     local.bind(path)
     local.settimeout(30)
     try:
-        data = new_data_dir(wharf, tmp_path / "data",
-                            notify_syslog=f"udp://127.0.0.1:"
-                                          f"{udp.getsockname()[1]}")
+        data = new_data_dir(wharf, tmp_path / "data")
         srv = start_server(data)
         srv.wait_listening()
+        # configured while serve runs: applied by SIGHUP (live keys)
+        tune_conf(data, notify_syslog=f"udp://127.0.0.1:"
+                                      f"{udp.getsockname()[1]}")
+        srv.proc.send_signal(signal.SIGHUP)
+        log = data / "logs" / "wharf.log"
+        wait_until(lambda: srv.check_alive() and
+                   "alert_* and notify_* settings changed, applied" in
+                   log.read_text(), timeout=30, desc="the reload")
         inbox, out = tmp_path / "in", tmp_path / "out"
         inbox.mkdir()
         out.mkdir()
@@ -394,9 +401,11 @@ def test_r07_syslog_rfc5424_over_udp_and_a_local_socket(wharf, start_server,
                                           file_dest("out", out)],
                                          [("inbox", "out")]),
                           tmp_path / "f.json")
-        line = udp.recv(65536).decode()
-        m = RFC5424.match(line)
-        assert m, line
+        lines = [udp.recv(65536).decode() for _ in range(2)]
+        # the reload itself is a configuration change, then the import
+        assert "configuration changed: conf.reload" in lines[0], lines
+        m = RFC5424.match(lines[1])
+        assert m, lines
         pri, msgid, msg = int(m.group(1)), m.group(5), m.group(6)
         assert pri == 10 * 8 + 6            # authpriv.info
         assert msgid == "alert.opened"

@@ -138,6 +138,26 @@ def test_r19_failing_source_raises_once_then_resolves(wharf, start_server,
     srv.stop()
 
 
+def test_r19_connector_left_out_then_opened(wharf, start_server, tmp_path):
+    data = new_data_dir(wharf, tmp_path / "data", **FAST)
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    doc = flow_doc([file_source("inbox", inbox), file_dest("out", out)],
+                   [("inbox", "out")])
+    wharf.import_flow(data, doc, tmp_path / "f.json")
+    os.rename(out, tmp_path / "out.away")   # cannot open at start
+    srv = start_server(data)
+    srv.wait_listening()
+    a = wait_alert(wharf, data, "connector.left_out", "out", srv=srv)
+    assert "could not be opened" in a["summary"]
+    os.rename(tmp_path / "out.away", out)
+    wharf.import_flow(data, doc, tmp_path / "f.json")   # opens it again
+    wait_alert(wharf, data, "connector.left_out", "out", state="resolved",
+               srv=srv)
+    srv.stop()
+
+
 def test_r19_failing_destination_parks_and_resolves_on_delivery(
         wharf, start_server, tmp_path, unwritable):
     data = new_data_dir(wharf, tmp_path / "data", **FAST)
