@@ -522,6 +522,18 @@ static int sec_change_check(const struct sec_incident_change *ch,
     if (ch->severity && !sec_severity_ok(ch->severity))
         return error_set(err, "severity must be low, medium, high or "
                          "critical, not '%s'", ch->severity);
+    if (ch->tier && tier_rank(ch->tier) < 0)
+        return error_set(err, "tier must be investigation, incident or "
+                         "breach, not '%s'", ch->tier);
+    char *p = NULL;
+    if ((ch->partners && (p = sec_list_text(ch->partners, "partners",
+                                            err)) == NULL))
+        return -1;
+    free(p);
+    if ((ch->messages && (p = sec_list_text(ch->messages, "messages",
+                                            err)) == NULL))
+        return -1;
+    free(p);
     return 0;
 }
 
