@@ -525,15 +525,14 @@ static int sec_change_check(const struct sec_incident_change *ch,
     if (ch->tier && tier_rank(ch->tier) < 0)
         return error_set(err, "tier must be investigation, incident or "
                          "breach, not '%s'", ch->tier);
-    char *p = NULL;
-    if ((ch->partners && (p = sec_list_text(ch->partners, "partners",
-                                            err)) == NULL))
-        return -1;
-    free(p);
-    if ((ch->messages && (p = sec_list_text(ch->messages, "messages",
-                                            err)) == NULL))
-        return -1;
-    free(p);
+    const json_t *lists[2] = { ch->partners, ch->messages };
+    const char *names[2] = { "partners", "messages" };
+    for (int i = 0; i < 2; i++) {
+        char *text = lists[i] ? sec_list_text(lists[i], names[i], err) : NULL;
+        if (lists[i] && text == NULL)
+            return -1;
+        free(text);
+    }
     return 0;
 }
 
