@@ -68,6 +68,7 @@ void conf_defaults(struct wharf_conf *c)
     c->login_throttle_window_seconds = (int)(AUTH_THROTTLE_WINDOW_MS / 1000);
     c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
     c->metrics_access = WHARF_METRICS_TOKEN;
+    security_conf_defaults(&c->security);
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -245,7 +246,7 @@ static int conf_final(const struct wharf_conf *c, struct error *err)
                          "not");
     if (c->proxy[0] == '\0' && c->no_proxy[0])
         return error_set(err, "no_proxy is set but proxy is not");
-    return 0;
+    return security_conf_final(&c->security, err);
 }
 
 static int conf_set(struct wharf_conf *c, const char *key, const char *v,
@@ -296,6 +297,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
             rc = conf_set_proxy(c, key, v, err);
         if (rc == 1)
             rc = conf_set_lanes(c, key, v, err);
+        if (rc == 1)
+            rc = security_conf_set(&c->security, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;
@@ -447,7 +450,25 @@ static int write_conf(const struct wharf *w, const char *level,
         "# The folders a flow may name (file connectors' folders, secret\n"
         "# files): absolute paths, comma-separated, never inside this data\n"
         "# directory. Empty: flows may name no folder at all.\n"
-        "allowed_paths = %s\n",
+        "allowed_paths = %s\n"
+        "\n"
+        "# Alerts (R19): the detectors' thresholds (defaults shown) and where\n"
+        "# notifications go: nowhere unless set here (docs/operations.md,\n"
+        "# \"Alerts and notifications\"). Credentials: `wharf notify\n"
+        "# credentials email|webhook FILE`.\n"
+        "# alert_check_seconds = 60\n"
+        "# alert_connector_failing_seconds = 300\n"
+        "# alert_disk_free_percent = 10\n"
+        "# alert_cert_days = 30,14,7,1\n"
+        "# alert_audit_verify_seconds = 3600\n"
+        "# notify_email_url = smtps://mail.example.com:465\n"
+        "# notify_email_from = wharf@example.com\n"
+        "# notify_email_to = security@example.com\n"
+        "# notify_email_level = warning\n"
+        "# notify_webhook_url = https://soc.example.com/hooks/wharf\n"
+        "# notify_webhook_level = warning\n"
+        "# notify_syslog = unix:/dev/log\n"
+        "# notify_syslog_level = info\n",
         level, o->admin_listen, o->partner_listen,
         o->allowed_paths ? o->allowed_paths : "");
     if (n < 0 || (size_t)n >= sizeof(text))
@@ -612,6 +633,9 @@ static const struct conf_field conf_fields[] = {
            WHARF_CONF_RESTART),
     CONF_F("no_proxy", no_proxy, true, WHARF_CONF_RESTART),
     CONF_F("allowed_paths", allowed_paths, true, WHARF_CONF_LIVE),
+    /* every alert_* and notify_* key (security/security_conf.h) */
+    CONF_F("alert_* and notify_* settings", security, false,
+           WHARF_CONF_LIVE),
 };
 _Static_assert(sizeof(conf_fields) / sizeof(conf_fields[0]) <= WHARF_CONF_KEYS,
                "struct wharf_reload is too small for every key");

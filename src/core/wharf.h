@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "security/security_conf.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -69,6 +70,9 @@ struct wharf_conf {
     char allowed_paths[4096];
     int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
     int64_t log_repeat_ms;      /* summary interval of a repeating warning */
+    /* Alerts and notifications (R19): the alert_* and notify_* keys,
+     * parsed by security/security_conf.c, all live on SIGHUP. */
+    struct security_conf security;
 };
 
 /* metrics_access: a bearer token or session with metrics.read (default);
