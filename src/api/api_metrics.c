@@ -3,7 +3,7 @@
  * text with the hops by state and per connector (queue depth), messages by
  * state, per connector counters (messages and bytes in and out, failed
  * attempts) and delivery latency histograms (core/metrics.h), certificate
- * expiry timestamps, alerts by level (once the alerts table exists), the
+ * expiry timestamps, live alerts by level, the
  * addresses banned now, the build and the start time. A route of the one route table (permission metrics.read);
  * who may read it is wharf.conf's metrics_access:
  *   token     (default) a bearer token or session holding metrics.read,
@@ -29,6 +29,7 @@
 #include "security/upkeep.h"
 #include "store/partner_store.h"
 #include "store/posture_store.h"
+#include "store/security_store.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -254,27 +255,20 @@ static int metrics_certs(struct api_ctx *c, struct mbuf *b, struct error *err)
     return 0;
 }
 
-/* Alerts by level and state, once the alerts table of the incidents task
- * (R19) exists; until then nothing is printed (the hook is
- * store_alert_counts in store/posture_store.h). */
-static void metrics_alerts(struct api_ctx *c, struct mbuf *b)
+/* Live alerts (not resolved) by level (R19, store/security_store.h). */
+static int metrics_alerts(struct api_ctx *c, struct mbuf *b,
+                          struct error *err)
 {
-    struct error err = {0};
-    struct store_count *cs;
-    size_t n;
-    int rc = store_alert_counts(c->st, &cs, &n, &err);
-    if (rc < 0)
-        log_debug("metrics: alerts not counted: %s", err.msg);
-    if (rc != 0)
-        return;
-    mb_head(b, "wharf_alerts", "gauge", "Alerts by level and state.");
-    for (size_t i = 0; i < n; i++) {
-        char l1[64], l2[64];
-        mb_add(b, "wharf_alerts{level=\"%s\",state=\"%s\"} %lld\n",
-               mb_label(cs[i].name, l1, sizeof(l1)),
-               mb_label(cs[i].state, l2, sizeof(l2)), (long long)cs[i].n);
-    }
-    store_counts_free(cs, n);
+    static const char *const levels[3] = { "info", "warning", "critical" };
+    int64_t n[3];
+    if (store_alert_counts(c->st, n, err) < 0)
+        return -1;
+    mb_head(b, "wharf_alerts", "gauge", "Live (not resolved) alerts by "
+            "level.");
+    for (int i = 0; i < 3; i++)
+        mb_add(b, "wharf_alerts{level=\"%s\"} %lld\n", levels[i],
+               (long long)n[i]);
+    return 0;
 }
 
 static int metrics_text(struct api_ctx *c, struct mbuf *b, struct error *err)
@@ -282,9 +276,8 @@ static int metrics_text(struct api_ctx *c, struct mbuf *b, struct error *err)
     if (metrics_hops(c, b, err) < 0)
         return -1;
     metrics_counters(b);
-    if (metrics_certs(c, b, err) < 0)
+    if (metrics_certs(c, b, err) < 0 || metrics_alerts(c, b, err) < 0)
         return -1;
-    metrics_alerts(c, b);
     int banned = metrics_server
                      ? defender_banned_count(net_server_defender(metrics_server))
                      : 0;

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "security/security_conf.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -75,6 +76,9 @@ struct wharf_conf {
     int64_t purge_interval_ms;  /* how often serve purges expired messages */
     int64_t disk_min_free_mb;   /* less free in the data dir: /healthz 503 */
     int64_t health_check_ms;    /* disk, audit chain, certificates, listeners */
+    /* Alerts and notifications (R19): the alert_* and notify_* keys,
+     * parsed by security/security_conf.c, all live on SIGHUP. */
+    struct security_conf security;
 };
 
 /* metrics_access: a bearer token or session with metrics.read (default);

@@ -45,14 +45,9 @@ int store_message_counts(struct store *s, struct store_count **out,
                          size_t *n, struct error *err);
 void store_counts_free(struct store_count *c, size_t n);
 
-/* Whether a table of that name exists (for hooks into tables of other
- * tasks, e.g. "alerts"): 1 yes, 0 no, -1 with err. */
+/* Whether a table of that name exists (for tables of other tasks, e.g.
+ * "backups"): 1 yes, 0 no, -1 with err. (Alerts by level:
+ * store_alert_counts of security_store.h.) */
 int store_table_exists(struct store *s, const char *name, struct error *err);
-
-/* Open alerts by level when the alerts table of the incidents task exists
- * (level, state columns): as store_message_counts (name = level). 1 when
- * the table does not exist, 0, -1 with err. */
-int store_alert_counts(struct store *s, struct store_count **out, size_t *n,
-                       struct error *err);
 
 #endif

@@ -24,8 +24,6 @@
     " GROUP BY connector, state ORDER BY connector, state"
 #define SQL_MSGS_BY_STATE "SELECT NULL, state, COUNT(*) FROM messages" \
     " GROUP BY state ORDER BY state"
-#define SQL_ALERTS_BY_LEVEL "SELECT level, state, COUNT(*) FROM alerts" \
-    " GROUP BY level, state ORDER BY level, state"
 
 static sqlite3_stmt *prepare(struct store *s, const char *sql,
                              struct error *err)
@@ -149,15 +147,4 @@ int store_message_counts(struct store *s, struct store_count **out,
                          size_t *n, struct error *err)
 {
     return counts(s, SQL_MSGS_BY_STATE, out, n, err);
-}
-
-int store_alert_counts(struct store *s, struct store_count **out, size_t *n,
-                       struct error *err)
-{
-    *out = NULL;
-    *n = 0;
-    int exists = store_table_exists(s, "alerts", err);
-    if (exists <= 0)
-        return exists < 0 ? -1 : 1;
-    return counts(s, SQL_ALERTS_BY_LEVEL, out, n, err);
 }

@@ -23,7 +23,7 @@
  *   144..175 sqlite_partners.c
  *   176..191 sqlite_sealed.c
  *   192..199 sqlite_console.c
- *   200..247 (the alerts branch's sqlite_security.c)
+ *   200..247 sqlite_security.c
  *   248..271 sqlite_retention.c */
 #define STORE_EXT_SLOTS 272
 
