@@ -6,7 +6,8 @@
 set -euo pipefail
 
 BUILD=(gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev zlib1g-dev
-       libargon2-dev libhttp-parser-dev libcurl4-openssl-dev openssl sqlite3)
+       libargon2-dev libhttp-parser-dev libcurl4-openssl-dev libseccomp-dev
+       openssl sqlite3)
 TEST=(libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest e2fsprogs
       strace procps oathtool nmap wrk cppcheck python3-yaml
       openssh-server openssh-client tinyproxy-bin dante-server)

@@ -7,8 +7,9 @@
  *     wharf.db      SQLite metadata (store.h)
  *     payloads/     encrypted payload files, one folder per day
  *     logs/         wharf.log and its rotations
+ *     run/          health.json: what the running serve reports at
+ *                   /healthz (for status); serve creates run/ if missing
  *     wharf.lock    held by serve (and key rotate): "PID VERB"
- *     health.json   what the running serve reports at /healthz (status)
  *
  * struct wharf is what every subsystem is handed; it owns the vault.
  */
@@ -67,6 +68,13 @@ struct wharf_conf {
     char allowed_paths[4096];
     int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
     int64_t log_repeat_ms;      /* summary interval of a repeating warning */
+    /* Privileges (R22, core/sandbox.h): the account serve started as root
+     * runs as ("" = none: refused unless allow_root), its group ("" = the
+     * user's own), and the sandbox switch (off only to diagnose). */
+    char user[64];
+    char group[64];
+    int allow_root;             /* 1: started as root without user, stay root */
+    int sandbox;                /* 1 (default): no_new_privs, Landlock, seccomp */
 };
 
 /* metrics_access: a bearer token or session with metrics.read (default);
@@ -86,6 +94,8 @@ struct wharf_init_opts {
     const char *admin_listen;   /* NULL: 127.0.0.1:8443 */
     const char *partner_listen; /* NULL: 127.0.0.1:4080 */
     const char *allowed_paths;  /* NULL: none (flows may name no folder) */
+    const char *user;           /* NULL: none; else wharf.conf's user, and
+                                   the new directory is chowned to it */
 };
 
 /* Create a new data directory. Refuses an existing DIR. */
