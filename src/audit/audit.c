@@ -33,10 +33,21 @@
  *     hashes alone cannot reveal: only the key can sign);
  *   - a checkpoint beyond the last entry (entries deleted from the end
  *     back past a checkpoint).
- * What it cannot detect: the hash chain holds no secret, so entries
- * appended, or deleted or rewritten, AFTER the newest checkpoint are
- * indistinguishable from an honest tail. Checkpoints bound that window:
- * every 64 entries, at each serve start and clean stop, and on demand.
+ * The hash chain holds no secret, so entries deleted or rewritten after the
+ * newest checkpoint would be indistinguishable from an honest tail. The
+ * signed head anchor closes that window (anchor.c): after every committed
+ * append (and checkpoint) the newest entry's seq and hash are signed into
+ * DIR/audit.head, outside the table, and verify also reports
+ *   - an anchored entry whose hash differs (the tail rewritten);
+ *   - a trail that ends before the anchored entry (the newest entries
+ *     deleted): "the newest entries were deleted: the signed head anchor
+ *     names entry N (hash H), the trail ends at entry M";
+ *   - an anchor that is missing (while the trail is not empty), malformed
+ *     or not signed by an audit key of this keystore.
+ * What remains (see anchor.c and docs/operations.md): entries appended
+ * after the anchor was last written (only after a crash between the commit
+ * and the anchor write), and an older, genuinely signed anchor file put
+ * back by someone who can write the data dir.
  *
  * It owns nothing beyond a call (pages are freed as the walk moves on). It
  * must never put a secret in an entry (callers pass names, ids and hashes
@@ -53,6 +64,7 @@
 
 #include <openssl/evp.h>
 
+#include "audit/audit_anchor.h"
 #include "store/audit_store.h"
 #include "util/id.h"
 #include "vault/vault.h"
@@ -238,6 +250,7 @@ int audit_append(struct store *st, struct vault *v,
         error_prefix(err, "audit trail: cannot record %s", e->action);
         return -1;
     }
+    audit_anchor_update(st, v);     /* after the commit: it never leads */
     return 0;
 }
 
@@ -246,7 +259,10 @@ int audit_checkpoint(struct store *st, struct vault *v, struct error *err)
     if (v == NULL)
         return error_set(err, "audit checkpoint needs the keystore");
     struct audit_ctx c = { .v = v };
-    return store_audit_checkpoint_head(st, audit_sign, &c, err) < 0 ? -1 : 0;
+    if (store_audit_checkpoint_head(st, audit_sign, &c, err) < 0)
+        return -1;
+    audit_anchor_update(st, v);     /* e.g. a data dir from before anchors */
+    return 0;
 }
 
 /* ---- verifying --------------------------------------------------------- */
@@ -265,6 +281,10 @@ struct audit_walk {
     int64_t expect;             /* seq the next entry must have */
     char prev[AUDIT_HASH_HEX + 1];  /* hash of entry expect - 1 */
     int64_t good_cp;            /* seq of the last checkpoint that verified */
+    int anchor_state;           /* enum audit_anchor_state; -1: no file path */
+    struct audit_anchor anchor; /* when AUDIT_ANCHOR_OK */
+    char anchor_path[4200];
+    char anchor_problem[ERROR_MSG_MAX];
 };
 
 static int audit_report_bad(struct audit_walk *w, int64_t seq,
@@ -360,6 +380,11 @@ static int audit_check_entry(struct audit_walk *w,
     if (row->hash == NULL || strcmp(row->hash, want) != 0)
         return audit_report_bad(w, s, "entry %" PRId64 ": hash does not "
                                 "match its contents (edited?)", s);
+    if (w->anchor_state == AUDIT_ANCHOR_OK && s == w->anchor.seq &&
+        strcmp(want, w->anchor.hash) != 0)
+        return audit_report_bad(w, s, "entry %" PRId64 ": its hash differs "
+                                "from the one the signed head anchor names "
+                                "(the newest entries rewritten?)", s);
     memcpy(w->prev, want, sizeof(w->prev));
     w->expect = s + 1;
     w->r->entries++;
@@ -448,6 +473,32 @@ static int audit_check_end(struct audit_walk *w, struct store_audit_row **row,
     return 1;
 }
 
+/* The whole trail was walked (entries 1 .. expect - 1): does it reach the
+ * entry the head anchor names? 0 intact, 1 broken. */
+static int audit_check_anchor(struct audit_walk *w)
+{
+    int64_t last = w->expect - 1;
+    if (w->anchor_state == AUDIT_ANCHOR_NONE && last > 0)
+        return audit_report_bad(w, w->expect, "the signed head anchor %s is "
+                                "missing (deleted?), so the newest entries "
+                                "cannot be vouched for; a data dir made before "
+                                "Wharf kept an anchor gets one at the next "
+                                "audited action or serve start",
+                                w->anchor_path);
+    if (w->anchor_state == AUDIT_ANCHOR_BAD)
+        return audit_report_bad(w, w->expect, "the signed head anchor %s "
+                                "does not verify (replaced or edited?): %s",
+                                w->anchor_path, w->anchor_problem);
+    if (w->anchor_state == AUDIT_ANCHOR_OK && w->anchor.seq > last)
+        return audit_report_bad(w, w->expect, "entry %" PRId64 ": missing "
+                                "(the newest entries were deleted: the signed "
+                                "head anchor names entry %" PRId64 " (hash "
+                                "%s), the trail ends at entry %" PRId64 ")",
+                                w->expect, w->anchor.seq, w->anchor.hash,
+                                last);
+    return 0;
+}
+
 static int audit_walk(struct audit_walk *w, struct error *err)
 {
     struct store_audit_row *row = NULL;
@@ -456,7 +507,7 @@ static int audit_walk(struct audit_walk *w, struct error *err)
         if (rc < 0)
             return -1;
         if (rc == 0 && (rc = audit_check_end(w, &row, err)) != 2)
-            return rc;              /* 0 intact, 1 broken, -1 error */
+            return rc == 0 ? audit_check_anchor(w) : rc;
         if ((rc = audit_check_entry(w, row, err)) != 0 ||
             (rc = audit_check_cps(w, row, err)) != 0)
             return rc;
@@ -471,8 +522,16 @@ int audit_verify(struct store *st, struct vault *v, struct audit_report *r,
         return error_set(err, "audit verify needs the keystore");
     struct audit_walk w = {
         .st = st, .v = v, .r = r, .row_after = INT64_MIN,
-        .cp_after = INT64_MIN, .expect = 1,
+        .cp_after = INT64_MIN, .expect = 1, .anchor_state = -1,
     };
+    /* the anchor first: read before the walk, it cannot name an entry the
+     * walk will not see (it never leads the committed trail) */
+    if (audit_anchor_path(st, w.anchor_path, sizeof(w.anchor_path)) == 0 &&
+        (w.anchor_state = audit_anchor_load(v, w.anchor_path, &w.anchor,
+                                            w.anchor_problem,
+                                            sizeof(w.anchor_problem),
+                                            err)) < 0)
+        return -1;
     int rc = audit_walk(&w, err);
     store_audit_rows_free(w.rows, w.nrows);
     store_audit_checkpoints_free(w.cps, w.ncps);

@@ -194,7 +194,7 @@ static struct secret *sealed_get(struct seal_job *j, const char *key,
     }
     if (found <= 0) {
         if (found == 0)
-            error_set(j->err, "%s: this data directory holds no sealed value "
+            error_set(j->err, "for %s, this data directory holds no sealed value "
                       "\"%s\" (flow export names the values of the data "
                       "directory it ran on): give the secret again", key, ref);
         return NULL;

@@ -2,7 +2,9 @@
  * flowfile.c - reading the files a flow document gives (see flowfile.h).
  *
  * Owns nothing beyond a call: what it reads goes straight into a struct
- * secret the caller owns. Must never: read a file for an API caller; read
+ * secret the caller owns. Its errors say "for KEY, ..." rather than
+ * "KEY: ...": the API passes errors through log_redact, which masks what
+ * follows a secret-named key and a colon. Must never: read a file for an API caller; read
  * a file inside the data directory, a FIFO, a device or a symlink; put a
  * byte of what it read into an error message.
  */
@@ -74,13 +76,13 @@ static struct secret *read_plain(const char *what, const char *path,
     struct stat sb;
     struct secret *s = NULL;
     if (fd < 0) {
-        error_errno(err, errno, "%s: cannot open %s", what, path);
+        error_errno(err, errno, "for %s, cannot open %s", what, path);
         return NULL;
     }
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
-        error_set(err, "%s: %s is not a regular file", what, path);
+        error_set(err, "for %s, %s is not a regular file", what, path);
     else if ((size_t)sb.st_size > max)
-        error_set(err, "%s: %s is larger than %zu bytes", what, path, max);
+        error_set(err, "for %s, %s is larger than %zu bytes", what, path, max);
     else if ((s = secret_new((size_t)sb.st_size)) == NULL)
         error_set(err, "out of memory");
     size_t got = 0;
@@ -89,7 +91,7 @@ static struct secret *read_plain(const char *what, const char *path,
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            error_errno(err, n < 0 ? errno : EIO, "%s: cannot read %s", what,
+            error_errno(err, n < 0 ? errno : EIO, "for %s, cannot read %s", what,
                         path);
             secret_free(s);
             s = NULL;
@@ -106,25 +108,25 @@ static struct secret *read_path(const char *what, const char *path,
                                 size_t max, struct error *err)
 {
     if (origin == FLOW_FROM_API) {
-        error_set(err, "%s: the API does not read files on the server; send "
+        error_set(err, "for %s, the API does not read files on the server; send "
                   "the content instead: {\"content\": \"...\"} (text) or "
                   "{\"base64\": \"...\"} (binary)", what);
         return NULL;
     }
     if (confine_in_data_dir(path)) {
-        error_set(err, "%s: %s lies inside the data directory, which no "
+        error_set(err, "for %s, %s lies inside the data directory, which no "
                   "flow may name", what, path);
         return NULL;
     }
     struct secret *s = secret ? secret_from_file(path, err)
                               : read_plain(what, path, max, err);
     if (s && secret_len(s) > max) {
-        error_set(err, "%s: %s is larger than %zu bytes", what, path, max);
+        error_set(err, "for %s, %s is larger than %zu bytes", what, path, max);
         secret_free(s);
         return NULL;
     }
     if (s == NULL && secret)
-        error_prefix(err, "%s", what);
+        error_prefix(err, "for %s", what);
     return s;
 }
 
@@ -133,7 +135,7 @@ static struct secret *decode_base64(const char *what, const char *b64,
 {
     size_t n = strlen(b64);
     if (n / 4 * 3 > max + 3) {
-        error_set(err, "%s: the content is larger than %zu bytes", what, max);
+        error_set(err, "for %s, the content is larger than %zu bytes", what, max);
         return NULL;
     }
     struct secret *s = secret_new(n / 4 * 3 + 3);
@@ -147,7 +149,7 @@ static struct secret *decode_base64(const char *what, const char *b64,
     }
     EVP_ENCODE_CTX_free(ctx);
     if (!ok || (size_t)(out + fin) > max || out + fin == 0) {
-        error_set(err, "%s: \"base64\" is not valid base64 content", what);
+        error_set(err, "for %s, \"base64\" is not valid base64 content", what);
         secret_free(s);
         return NULL;
     }
@@ -178,7 +180,7 @@ struct secret *flowfile_read(const char *what, const json_t *v,
     case FLOWFILE_CONTENT:
         text = json_string_value(json_object_get(v, "content"));
         if (strlen(text) > max)
-            error_set(err, "%s: the content is larger than %zu bytes", what,
+            error_set(err, "for %s, the content is larger than %zu bytes", what,
                       max);
         else if ((s = secret_from(text, strlen(text))) == NULL)
             error_set(err, "out of memory");

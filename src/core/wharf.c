@@ -55,8 +55,10 @@ void conf_defaults(struct wharf_conf *c)
     c->max_header_bytes = 16 * 1024;
     c->max_body_bytes = 1024 * 1024;
     c->request_timeout_ms = 30000;
+    c->min_body_rate = 500;
     c->idle_timeout_ms = 5000;
     c->max_conns_per_address = 16;
+    c->max_connections = 1024;
     c->http_threads = 32;
     c->ban_after_failures = 10;
     c->ban_seconds = 60;
@@ -121,10 +123,14 @@ static int conf_set_net(struct wharf_conf *c, const char *key, const char *v,
           offsetof(struct wharf_conf, max_header_bytes) },
         { "request_timeout_ms", 100, 3600000,
           offsetof(struct wharf_conf, request_timeout_ms) },
+        { "min_body_rate", 1, 1 << 30,
+          offsetof(struct wharf_conf, min_body_rate) },
         { "idle_timeout_ms", 0, 3600000,
           offsetof(struct wharf_conf, idle_timeout_ms) },
         { "max_conns_per_address", 1, 100000,
           offsetof(struct wharf_conf, max_conns_per_address) },
+        { "max_connections", 16, 100000,
+          offsetof(struct wharf_conf, max_connections) },
         { "http_threads", 2, 1024, offsetof(struct wharf_conf, http_threads) },
         { "ban_after_failures", 1, 1000,
           offsetof(struct wharf_conf, ban_after_failures) },
@@ -448,8 +454,10 @@ static int write_conf(const struct wharf *w, const char *level,
         "max_header_bytes = 16384\n"
         "max_body_bytes = 1048576\n"
         "request_timeout_ms = 30000\n"
+        "min_body_rate = 500\n"
         "idle_timeout_ms = 5000\n"
         "max_conns_per_address = 16\n"
+        "max_connections = 1024\n"
         "http_threads = 32\n"
         "# Ban an address after repeated authentication failures.\n"
         "ban_after_failures = 10\n"
@@ -717,9 +725,11 @@ static const struct conf_field conf_fields[] = {
     CONF_F("max_body_bytes", max_body_bytes, false, WHARF_CONF_RESTART),
     CONF_F("request_timeout_ms", request_timeout_ms, false,
            WHARF_CONF_RESTART),
+    CONF_F("min_body_rate", min_body_rate, false, WHARF_CONF_RESTART),
     CONF_F("idle_timeout_ms", idle_timeout_ms, false, WHARF_CONF_RESTART),
     CONF_F("max_conns_per_address", max_conns_per_address, false,
            WHARF_CONF_RESTART),
+    CONF_F("max_connections", max_connections, false, WHARF_CONF_RESTART),
     CONF_F("http_threads", http_threads, false, WHARF_CONF_RESTART),
     CONF_F("proxy", proxy, true, WHARF_CONF_RESTART),
     CONF_F("proxy_credentials_file", proxy_credentials_file, true,

@@ -42,10 +42,12 @@ struct wharf_conf {
     char partner_client_ca[1024];
     int max_header_bytes;       /* request line + headers */
     int64_t max_body_bytes;     /* default body cap of a route */
-    int request_timeout_ms;     /* handshake + request head; each body read */
+    int request_timeout_ms;     /* handshake + request head (from accept); body grace */
+    int min_body_rate;          /* bytes/s a body or response must average after that */
     int idle_timeout_ms;        /* keep-alive wait; 0 = one request per connection */
     int max_conns_per_address;  /* per listener */
-    int http_threads;           /* per listener: concurrent connections */
+    int max_connections;        /* per listener: open connections */
+    int http_threads;           /* per listener: requests served at once */
     int ban_after_failures;     /* defender: failures that ban an address */
     int ban_seconds;            /* first ban; doubles on each repeat, max 1 day */
     int ban_window_seconds;     /* failures are counted within this window */

@@ -1,28 +1,49 @@
 /*
  * server.c - the admin and partner HTTPS listeners: sockets, the TLS
- * handshake, HTTP/1.1 framing (Debian's http-parser), the route table,
- * the request wrapper and the response helpers of server.h.
+ * handshake, the event loop that holds connections until their request
+ * head is complete, the worker threads that run the handlers, the route
+ * table, the request wrapper and the response helpers of server.h. HTTP
+ * framing (request line, headers, bodies, keep-alive, strictness) is
+ * net/http1.c; this file never parses HTTP bytes itself.
  *
  * Owns, per listener: the listening socket, the SSL_CTX (configured by
- * tls.c only), one acceptor thread, http_threads worker threads with a
- * bounded queue of accepted sockets, and the per-address connection
- * counts. Shared by both: the defender and one store connection (metrics,
- * bans, the audit of bans) under a mutex.
+ * tls.c only), one event-loop thread (epoll), http_threads worker threads,
+ * and every connection (at most max_connections, at most
+ * max_conns_per_address from one address). Shared by both: the defender
+ * and one store connection (metrics, bans, the audit of bans) under a
+ * mutex.
  *
- * The order of defences: at accept(), before any TLS work, a banned
- * address or one over max_conns_per_address is closed at once; a full
- * queue closes too. A worker then gives the TLS handshake and the request
- * head request_timeout_ms together, the head at most max_header_bytes
- * (431), and the wait for a next request on a kept-alive connection
- * idle_timeout_ms. Every socket wait is a poll() of at most 200 ms, so a
- * stop is noticed quickly. Slow clients hold one worker each, at most
- * max_conns_per_address of them per address.
+ * A connection's life: the loop accepts it (non-blocking), refuses a
+ * banned address or one over max_conns_per_address before any TLS work,
+ * runs the TLS handshake and reads the request head without blocking
+ * (handshake + head within request_timeout_ms of accept, not restarted by
+ * each byte; a later request on a kept-alive connection: idle_timeout_ms
+ * for its first byte, then request_timeout_ms for its head). Only a
+ * complete head goes to a worker, which runs the handler; the body is
+ * read there (net_body_read) against an overall deadline: request_timeout_ms
+ * plus one second per min_body_rate bytes delivered; a response is
+ * written against the same rule. After the response the connection goes
+ * back to the loop (kept alive) or is closed, lingering a moment so that
+ * the client can read the answer. A connection over its deadline is
+ * closed, after a 408 when a request had begun. When max_connections are
+ * open, a new connection closes the oldest lingering, then idle, then
+ * unfinished one held by the loop. So slow clients cost a little memory
+ * each, never a worker.
+ *
+ * Threads: the loop thread owns the connection table and every connection
+ * whose phase is NET_TLS, NET_HEAD or NET_LINGER; a connection in
+ * NET_WORKER belongs to the worker that took it from the ready queue
+ * until it is handed back (both queues under l->mu). Only the loop writes
+ * a connection's phase. Closed connections are freed at the end of a loop
+ * iteration, so a stale epoll event never reaches freed memory.
  *
  * Must never: log a header value, a cookie, a query string or a body;
  * answer on the partner listener anything not routed there; read a body
- * past its cap; loosen the TLS policy of tls.c.
+ * past its cap; block the loop thread on a client; loosen the TLS policy
+ * of tls.c.
  */
 #include "net/server.h"
+#include "net/http1.h"
 #include "net/url.h"
 
 #include <arpa/inet.h>
@@ -40,6 +61,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,10 +84,14 @@
 
 #define NET_ADDR_MAX 64
 #define NET_EXTRA_HEADERS 1024
-#define NET_MAX_HEADERS 64
 #define NET_BUF 16384               /* socket read window */
-#define NET_SLICE_MS 200            /* longest single poll() */
-#define NET_QUEUE_PER_THREAD 2      /* accepted sockets waiting, per worker */
+#define NET_SLICE_MS 200            /* longest single poll() of a worker */
+#define NET_SWEEP_MS 100            /* the loop's deadline check interval */
+#define NET_LINGER_MS 2000          /* reading what a client still sends */
+#define NET_ACCEPT_BATCH 64         /* accepts per loop turn */
+#define NET_EVENTS 64
+#define NET_WRITE_PIECE 16384       /* a response is written in pieces */
+#define NET_FD_RESERVE 256          /* descriptors left for everything else */
 
 struct net_route_entry {
     char method[16];                /* "*" = any */
@@ -74,15 +102,35 @@ struct net_route_entry {
     void *user_data;
 };
 
-struct net_conn_count {
-    char addr[NET_ADDR_MAX];
-    int n;
+/* Who holds a connection, and what it waits for. */
+enum net_phase {
+    NET_TLS,                        /* loop: the handshake */
+    NET_HEAD,                       /* loop: a request head (or idle) */
+    NET_WORKER,                     /* ready queue or a worker */
+    NET_LINGER,                     /* loop: answered, reading until EOF */
+    NET_DEAD                        /* closed, freed at the end of the turn */
 };
 
-struct net_pending {                /* an accepted socket for a worker */
+struct net_conn {
+    struct net_listener *l;
     int fd;
+    SSL *ssl;
+    struct http1 *http;
     char addr[NET_ADDR_MAX];
-    int64_t accepted_ms;
+    uint32_t ip;                    /* network order */
+    char subject[512];              /* verified client certificate, or "" */
+    bool cert_failure_counted;
+    enum net_phase phase;           /* written by the loop only */
+    int slot;                       /* index in l->conns */
+    bool served;                    /* a request was answered on it */
+    bool head_started;              /* a byte of the current request came */
+    bool keep;                      /* the worker's verdict: next request */
+    bool tls_failed, tls_closed;    /* no more TLS I/O / close_notify sent */
+    int64_t since;                  /* start of the loop phase (mono ms) */
+    int64_t deadline;               /* of the owner's current wait */
+    struct net_conn *next_dead;
+    char in[NET_BUF];               /* bytes read, not yet parsed: [off, len) */
+    size_t off, len;
 };
 
 struct net_listener {
@@ -97,17 +145,25 @@ struct net_listener {
     int nroutes;
     SSL_CTX *ctx;
     int fd;                         /* listening socket, -1 when closed */
-    int wake[2];                    /* stop pipe for the acceptor */
-    pthread_t acceptor;
+    int ep;                         /* epoll of the loop, -1 */
+    int wake;                       /* eventfd: stop, connections handed back */
+    pthread_t loop;
     pthread_t *workers;
     int nworkers;
-    bool acceptor_started, sync_ready;
-    pthread_mutex_t mu;             /* queue and counts */
+    bool loop_started, sync_ready;
+    /* the loop thread's own */
+    struct net_conn **conns;        /* every open connection */
+    int nconns, max_conns, conns_cap;
+    struct net_conn *dead;          /* closed this turn */
+    bool accept_paused;
+    int64_t accept_resume, accept_warned;
+    /* shared, under mu */
+    pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct net_pending *queue;
-    int qcap, qhead, qlen;
-    struct net_conn_count *conns;   /* addresses with open connections */
-    int nconns, conns_cap;
+    struct net_conn **ready;        /* heads complete, for the workers */
+    int rhead, rlen;
+    struct net_conn **back;         /* from the workers, for the loop */
+    int blen;
 };
 
 struct net_server {
@@ -124,33 +180,6 @@ struct net_server {
     void *health_arg;
 };
 
-/* The request head as http-parser hands it over, NUL-separated in buf. */
-struct net_head {
-    char *buf;
-    size_t len, cap;
-    size_t url, name[NET_MAX_HEADERS], value[NET_MAX_HEADERS];
-    int n;
-    int last;                       /* 0 none, 1 url, 2 field, 3 value */
-    bool too_big, complete, message_done;
-};
-
-/* One TLS connection, served by one worker from accept to close. */
-struct net_conn {
-    struct net_listener *l;
-    int fd;
-    SSL *ssl;
-    char addr[NET_ADDR_MAX];
-    char subject[512];              /* verified client certificate, or "" */
-    bool cert_failure_counted;
-    http_parser hp;
-    struct net_head head;
-    char in[NET_BUF];               /* bytes read, not yet parsed: [off, len) */
-    size_t off, len;
-    char *stash;                    /* body bytes parsed, not yet delivered */
-    size_t stash_off, stash_len;
-    int64_t deadline;               /* of the current wait (mono ms) */
-};
-
 struct net_request {
     struct net_conn *c;
     struct net_listener *l;
@@ -162,12 +191,16 @@ struct net_request {
     int64_t cap, body_read;
     bool body_eof, too_large, replied, close, io_error;
     int status;
+    int64_t body_start, reply_start;    /* mono ms, 0 = not yet */
+    int64_t sent;                   /* response bytes written */
+    int64_t write_until;            /* a cap on write waits, 0 = none */
     size_t extra_len;
     char extra[NET_EXTRA_HEADERS];
     char query_buf[2048];
 };
 
-static http_parser_settings net_hp_settings;
+static void net_conn_close(struct net_conn *c);
+static void net_conn_linger(struct net_conn *c);
 
 /* ---- listen addresses ------------------------------------------------------ */
 
@@ -200,43 +233,8 @@ int net_listen_parse(const char *spec, char *host, size_t hostsz, int *port,
     return 0;
 }
 
-/* ---- per-address connection counts (under l->mu) --------------------------- */
 
-static bool net_conn_acquire(struct net_listener *l, const char *addr)
-{
-    int max = l->srv->w->conf.max_conns_per_address, free_i = -1;
-    for (int i = 0; i < l->nconns; i++) {
-        if (l->conns[i].n == 0 && free_i < 0)
-            free_i = i;
-        if (l->conns[i].n > 0 && strcmp(l->conns[i].addr, addr) == 0) {
-            if (l->conns[i].n >= max)
-                return false;
-            l->conns[i].n++;
-            return true;
-        }
-    }
-    if (free_i < 0 && l->nconns < l->conns_cap)
-        free_i = l->nconns++;
-    if (free_i < 0)
-        return false;
-    snprintf(l->conns[free_i].addr, NET_ADDR_MAX, "%s", addr);
-    l->conns[free_i].n = 1;
-    return true;
-}
-
-static void net_conn_release(struct net_listener *l, const char *addr)
-{
-    pthread_mutex_lock(&l->mu);
-    for (int i = 0; i < l->nconns; i++) {
-        if (l->conns[i].n > 0 && strcmp(l->conns[i].addr, addr) == 0) {
-            l->conns[i].n--;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* ---- socket waits and TLS I/O ---------------------------------------------------- */
+/* ---- socket waits and TLS I/O of a worker ---------------------------------------- */
 
 /* Wait until fd is ready for ev, c->deadline passes (-1) or the server
  * stops (-1). */
@@ -258,7 +256,7 @@ static int net_wait(struct net_conn *c, short ev)
 }
 
 /* After an SSL call returned rc: 0 to call again (after waiting), -1 to
- * give up. */
+ * give up. A fatal TLS error ends TLS on the connection. */
 static int net_tls_retry(struct net_conn *c, int rc)
 {
     switch (SSL_get_error(c->ssl, rc)) {
@@ -266,26 +264,11 @@ static int net_tls_retry(struct net_conn *c, int rc)
         return net_wait(c, POLLIN);
     case SSL_ERROR_WANT_WRITE:
         return net_wait(c, POLLOUT);
-    default:
+    case SSL_ERROR_ZERO_RETURN:
         return -1;
-    }
-}
-
-static int net_tls_handshake(struct net_conn *c)
-{
-    for (;;) {
-        ERR_clear_error();
-        int rc = SSL_accept(c->ssl);
-        if (rc == 1)
-            return 0;
-        if (net_tls_retry(c, rc) < 0) {
-            unsigned long e = ERR_peek_error();
-            if (e)
-                log_debug("%s listener: TLS handshake with %s failed: %s",
-                          c->l->name, c->addr, ERR_reason_error_string(e));
-            ERR_clear_error();
-            return -1;
-        }
+    default:
+        c->tls_failed = true;
+        return -1;
     }
 }
 
@@ -310,6 +293,8 @@ static ssize_t net_tls_read(struct net_conn *c, void *buf, size_t n)
 static int net_tls_write(struct net_conn *c, const void *buf, size_t n)
 {
     const char *p = buf;
+    if (c->tls_failed || c->tls_closed)
+        return -1;
     while (n > 0) {
         size_t put = 0;
         ERR_clear_error();
@@ -325,7 +310,8 @@ static int net_tls_write(struct net_conn *c, const void *buf, size_t n)
     return 0;
 }
 
-/* Read more bytes into c->in (compacting it first). > 0, 0 at EOF, -1. */
+/* Read more bytes into c->in (compacting it first), waiting until
+ * c->deadline. > 0, 0 at EOF, -1. */
 static ssize_t net_fill(struct net_conn *c)
 {
     if (c->off > 0) {
@@ -333,7 +319,7 @@ static ssize_t net_fill(struct net_conn *c)
         c->len -= c->off;
         c->off = 0;
     }
-    if (c->len == sizeof(c->in))
+    if (c->len == sizeof(c->in) || c->tls_failed)
         return -1;
     ssize_t got = net_tls_read(c, c->in + c->len, sizeof(c->in) - c->len);
     if (got > 0)
@@ -341,181 +327,40 @@ static ssize_t net_fill(struct net_conn *c)
     return got;
 }
 
-/* ---- the request head (http-parser callbacks) ------------------------------------ */
-
-/* Append a piece of kind (1 url, 2 header name, 3 header value) to the
- * head; a new piece starts when the kind changes. -1 when too big. */
-static int net_head_put(struct net_head *h, int kind, const char *at,
-                        size_t n)
+/* The deadline of a body transfer that began at start and has moved
+ * bytes so far: request_timeout_ms, plus a second per min_body_rate
+ * bytes (mod_reqtimeout's MinRate): a fast transfer of any size goes
+ * through, a trickle is cut. */
+static int64_t net_rate_deadline(const struct net_listener *l, int64_t start,
+                                 int64_t bytes)
 {
-    if (h->last != kind) {
-        if (h->last != 0 && h->len < h->cap)
-            h->buf[h->len++] = '\0';
-        if (kind == 2 && h->n == NET_MAX_HEADERS)
-            h->too_big = true;
-        else if (kind == 1)
-            h->url = h->len;
-        else if (kind == 2)
-            h->name[h->n] = h->len;
-        else if (kind == 3 && h->last == 2)
-            h->value[h->n++] = h->len;
-        else
-            return -1;              /* a value without a name */
-        h->last = kind;
-    }
-    if (h->too_big || h->len + n + 1 > h->cap) {
-        h->too_big = true;
-        return -1;
-    }
-    memcpy(h->buf + h->len, at, n);
-    h->len += n;
-    return 0;
-}
-
-static int net_on_url(http_parser *p, const char *at, size_t n)
-{
-    return net_head_put(&((struct net_conn *)p->data)->head, 1, at, n);
-}
-
-static int net_on_field(http_parser *p, const char *at, size_t n)
-{
-    return net_head_put(&((struct net_conn *)p->data)->head, 2, at, n);
-}
-
-static int net_on_value(http_parser *p, const char *at, size_t n)
-{
-    return net_head_put(&((struct net_conn *)p->data)->head, 3, at, n);
-}
-
-static int net_on_headers_complete(http_parser *p)
-{
-    struct net_head *h = &((struct net_conn *)p->data)->head;
-    if (h->len >= h->cap)
-        return -1;
-    h->buf[h->len] = '\0';
-    h->complete = true;
-    http_parser_pause(p, 1);        /* the body is read by the handler */
-    return 0;
-}
-
-static int net_on_body(http_parser *p, const char *at, size_t n)
-{
-    struct net_conn *c = p->data;
-    if (c->stash_off > 0) {
-        memmove(c->stash, c->stash + c->stash_off, c->stash_len);
-        c->stash_off = 0;
-    }
-    if (c->stash_len + n > NET_BUF)
-        return -1;
-    memcpy(c->stash + c->stash_len, at, n);
-    c->stash_len += n;
-    return 0;
-}
-
-static int net_on_message_complete(http_parser *p)
-{
-    ((struct net_conn *)p->data)->head.message_done = true;
-    http_parser_pause(p, 1);        /* a pipelined request stays unparsed */
-    return 0;
-}
-
-static void net_parser_setup(void)
-{
-    net_hp_settings.on_url = net_on_url;
-    net_hp_settings.on_header_field = net_on_field;
-    net_hp_settings.on_header_value = net_on_value;
-    net_hp_settings.on_headers_complete = net_on_headers_complete;
-    net_hp_settings.on_body = net_on_body;
-    net_hp_settings.on_message_complete = net_on_message_complete;
-}
-
-/* Feed the unparsed window to the parser. 0, or -1 on a parse error. */
-static int net_parse(struct net_conn *c)
-{
-    if (c->len == c->off)
-        return 0;                   /* never 0 bytes: that means EOF */
-    if (HTTP_PARSER_ERRNO(&c->hp) == HPE_PAUSED)
-        http_parser_pause(&c->hp, 0);
-    size_t n = http_parser_execute(&c->hp, &net_hp_settings, c->in + c->off,
-                                   c->len - c->off);
-    c->off += n;
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->hp);
-    return (e == HPE_OK || e == HPE_PAUSED) ? 0 : -1;
-}
-
-enum { NET_HEAD_OK = 1, NET_HEAD_EOF = 0, NET_HEAD_FAIL = -1,
-       NET_HEAD_TOO_BIG = -2, NET_HEAD_BAD = -3 };
-
-static void net_head_reset(struct net_conn *c)
-{
-    struct net_head *h = &c->head;
-    h->len = 0;
-    h->n = 0;
-    h->last = 0;
-    h->too_big = h->complete = h->message_done = false;
-    c->stash_off = c->stash_len = 0;
-    http_parser_init(&c->hp, HTTP_REQUEST);
-    c->hp.data = c;
-}
-
-/* Read and parse one request head. c->deadline is the wait for its first
- * byte; from that byte on, the whole head gets request_timeout_ms (the
- * first request of a connection shares its deadline with the handshake). */
-static int net_read_head(struct net_conn *c, bool first)
-{
-    net_head_reset(c);
-    bool started = false;
-    for (;;) {
-        if (c->len > c->off) {
-            if (!started && !first)
-                c->deadline = time_mono_ms() +
-                              c->l->srv->w->conf.request_timeout_ms;
-            started = true;
-            int rc = net_parse(c);
-            if (c->head.too_big ||
-                HTTP_PARSER_ERRNO(&c->hp) == HPE_HEADER_OVERFLOW)
-                return NET_HEAD_TOO_BIG;
-            if (rc < 0)
-                return NET_HEAD_BAD;
-            if (c->head.complete)
-                return NET_HEAD_OK;
-        }
-        if (c->len == sizeof(c->in) && c->off == 0)
-            return NET_HEAD_TOO_BIG;
-        ssize_t got = net_fill(c);
-        if (got <= 0)
-            return (got == 0 && !started) ? NET_HEAD_EOF : NET_HEAD_FAIL;
-    }
-}
-
-static const char *net_head_get(const struct net_head *h, const char *name)
-{
-    for (int i = 0; i < h->n; i++)
-        if (strcasecmp(h->buf + h->name[i], name) == 0)
-            return h->buf + h->value[i];
-    return NULL;
+    const struct wharf_conf *cf = &l->srv->w->conf;
+    return start + cf->request_timeout_ms + bytes * 1000 / cf->min_body_rate;
 }
 
 /* ---- responses ---------------------------------------------------------------- */
 
-/* Parse what is left of the message from the window, dropping body bytes
+/* Parse what is left of the message in the window, dropping body bytes
  * nobody read. True when the whole message has been consumed. */
 static bool net_finish_message(struct net_conn *c)
 {
-    c->stash_off = c->stash_len = 0;
-    while (!c->head.message_done && c->len > c->off) {
-        if (net_parse(c) < 0)
+    char scratch[4096];
+    while (!http1_message_done(c->http) && c->len > c->off) {
+        size_t used, got;
+        int rc = http1_body(c->http, c->in + c->off, c->len - c->off, &used,
+                            scratch, sizeof(scratch), &got);
+        c->off += used;
+        if (rc == HTTP1_ERROR || (used == 0 && rc != HTTP1_DONE))
             return false;
-        c->stash_off = c->stash_len = 0;
     }
-    return c->head.message_done;
+    return http1_message_done(c->http);
 }
 
 static bool net_keep_alive(struct net_request *r)
 {
     return !r->close && !r->io_error &&
            r->l->srv->w->conf.idle_timeout_ms > 0 &&
-           http_should_keep_alive(&r->c->hp) && net_finish_message(r->c);
+           http1_keep_alive(r->c->http) && net_finish_message(r->c);
 }
 
 static void net_http_date(char *out, size_t n)
@@ -603,18 +448,30 @@ int net_reply_start(struct net_request *r, int status,
     return net_send_head(r, status, content_type, length);
 }
 
+/* Write n response bytes, in pieces, each wait bounded by the rate
+ * deadline of the response (and by r->write_until when set). */
 int net_reply_write(struct net_request *r, const void *buf, size_t n)
 {
+    const char *p = buf;
     if (r->io_error)
         return -1;
-    r->c->deadline = time_mono_ms() + r->l->srv->w->conf.request_timeout_ms;
-    if (n > 0 && net_tls_write(r->c, buf, n) < 0) {
-        r->io_error = r->close = true;
-        return -1;
+    if (r->reply_start == 0)
+        r->reply_start = time_mono_ms();
+    while (n > 0) {
+        size_t k = n < NET_WRITE_PIECE ? n : NET_WRITE_PIECE;
+        int64_t d = net_rate_deadline(r->l, r->reply_start, r->sent);
+        r->c->deadline = r->write_until && r->write_until < d
+                         ? r->write_until : d;
+        if (net_tls_write(r->c, p, k) < 0) {
+            r->io_error = r->close = true;
+            return -1;
+        }
+        p += k;
+        n -= k;
+        r->sent += (int64_t)k;
     }
     return 0;
 }
-
 int net_reply(struct net_request *r, int status, const char *content_type,
               const void *body, size_t len)
 {
@@ -674,7 +531,7 @@ const char *net_req_query(const struct net_request *r)
 
 const char *net_req_header(const struct net_request *r, const char *name)
 {
-    return net_head_get(&r->c->head, name);
+    return http1_header(r->c->http, name);
 }
 
 const char *net_req_address(const struct net_request *r)
@@ -702,56 +559,105 @@ void net_req_auth_failure(struct net_request *r)
     defender_failure(r->l->srv->def, r->c->addr);
 }
 
-/* Parse until body bytes are stashed or the message ends. 0 or -1. */
-static int net_body_more(struct net_request *r)
+/* ---- the request body --------------------------------------------------------- */
+
+/* The body cannot be read any further: answer status (408 past its
+ * deadline, 400 for broken framing; 0: none) unless a reply went out
+ * already, waiting at most a second for the client to take it; the
+ * connection closes. The handler's own reply is then refused. */
+static ssize_t net_body_fail(struct net_request *r, int status,
+                             const char *why)
+{
+    r->close = true;
+    if (status && !r->replied) {
+        r->write_until = time_mono_ms() + 1000;
+        if (status == 408)
+            net_reply_error(r, 408, "timeout", "%s", why);
+        else
+            net_reply_error(r, status, "bad_request", "%s", why);
+    }
+    log_debug("%s listener: %s: request body cut off: %s", r->l->name,
+              r->c->addr, why);
+    r->io_error = true;
+    return NET_BODY_ERROR;
+}
+
+/* Send "100 Continue" once, before the first body read that needs it. */
+static int net_continue(struct net_request *r)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!r->expect_continue)
+        return 0;
+    r->expect_continue = false;
+    r->c->deadline = time_mono_ms() + r->l->srv->w->conf.request_timeout_ms;
+    return net_tls_write(r->c, cont, sizeof(cont) - 1);
+}
+
+/* Wait for more body bytes within the body's deadline. 0, or a
+ * NET_BODY_* code (the reason answered). */
+static ssize_t net_body_wait(struct net_request *r)
 {
     struct net_conn *c = r->c;
-    if (r->expect_continue) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        r->expect_continue = false;
-        c->deadline = time_mono_ms() + r->l->srv->w->conf.request_timeout_ms;
-        if (net_tls_write(c, cont, sizeof(cont) - 1) < 0)
-            return -1;
+    c->deadline = net_rate_deadline(r->l, r->body_start, r->body_read);
+    ssize_t got = net_fill(c);
+    if (got > 0)
+        return 0;
+    if (got < 0 && !c->tls_failed && time_mono_ms() >= c->deadline &&
+        !atomic_load(&r->l->srv->stopping)) {
+        char why[128];
+        snprintf(why, sizeof(why), "the request body was not received in "
+                 "time (at least %d bytes per second after the first %d ms)",
+                 r->l->srv->w->conf.min_body_rate,
+                 r->l->srv->w->conf.request_timeout_ms);
+        return net_body_fail(r, 408, why);
     }
-    while (c->stash_len == 0 && !c->head.message_done) {
-        c->deadline = time_mono_ms() + r->l->srv->w->conf.request_timeout_ms;
-        if (c->len > c->off) {
-            if (net_parse(c) < 0)
-                return -1;
-        } else if (net_fill(c) <= 0) {
-            return -1;
-        }
+    return net_body_fail(r, 0, got == 0 ? "the client closed the connection"
+                                        : "read error");
+}
+
+/* Decode body bytes the window holds into buf: > 0 bytes, 0 when more
+ * must be read first or the body ended (r->body_eof), or a NET_BODY_*
+ * code. */
+static ssize_t net_body_decode(struct net_request *r, void *buf, size_t n)
+{
+    struct net_conn *c = r->c;
+    size_t used = 0, got = 0;
+    int rc = http1_message_done(c->http) ? HTTP1_DONE : HTTP1_MORE;
+    if (c->len > c->off)
+        rc = http1_body(c->http, c->in + c->off, c->len - c->off, &used, buf,
+                        n, &got);
+    c->off += used;
+    if (rc == HTTP1_ERROR || (rc == HTTP1_MORE && got == 0 && used == 0 &&
+                              c->len > c->off))
+        return net_body_fail(r, 400, http1_error(c->http));
+    if (got > 0 && r->body_read + (int64_t)got > r->cap) {
+        r->too_large = r->close = true;
+        return NET_BODY_TOO_LARGE;
     }
-    return 0;
+    r->body_read += (int64_t)got;
+    r->body_eof = got == 0 && rc == HTTP1_DONE;
+    return (ssize_t)got;
 }
 
 ssize_t net_body_read(struct net_request *r, void *buf, size_t n)
 {
-    struct net_conn *c = r->c;
     if (r->too_large)
         return NET_BODY_TOO_LARGE;
     if (r->io_error)
         return NET_BODY_ERROR;
     if (r->body_eof || n == 0)
         return 0;
-    if (net_body_more(r) < 0) {
-        r->io_error = r->close = true;
-        return NET_BODY_ERROR;
+    if (net_continue(r) < 0)
+        return net_body_fail(r, 0, "cannot send 100 Continue");
+    if (r->body_start == 0)
+        r->body_start = time_mono_ms();
+    for (;;) {
+        ssize_t got = net_body_decode(r, buf, n);
+        if (got != 0 || r->body_eof)
+            return got;
+        if (r->c->len == r->c->off && (got = net_body_wait(r)) < 0)
+            return got;             /* else: framing bytes only, go on */
     }
-    if (c->stash_len == 0) {
-        r->body_eof = true;
-        return 0;
-    }
-    size_t k = n < c->stash_len ? n : c->stash_len;
-    if (r->body_read + (int64_t)k > r->cap) {
-        r->too_large = r->close = true;
-        return NET_BODY_TOO_LARGE;
-    }
-    memcpy(buf, c->stash + c->stash_off, k);
-    c->stash_off += k;
-    c->stash_len -= k;
-    r->body_read += (int64_t)k;
-    return (ssize_t)k;
 }
 
 int net_body_read_all(struct net_request *r, char **out, size_t *len,
@@ -864,11 +770,12 @@ int net_route(struct net_listener *l, const char *method,
 /* Method, path, query, body framing of the parsed head. -1: malformed. */
 static int net_req_from_head(struct net_request *r, struct net_conn *c)
 {
-    const char *url = c->head.buf + c->head.url;
+    const char *url = http1_target(c->http);
     struct http_parser_url u;
     http_parser_url_init(&u);
-    r->method = http_method_str((enum http_method)c->hp.method);
-    if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 ||
+    r->method = http1_method(c->http);
+    if (url == NULL || r->method == NULL ||
+        http_parser_parse_url(url, strlen(url), 0, &u) != 0 ||
         !(u.field_set & (1 << UF_PATH)))
         return -1;
     r->path = strndup(url + u.field_data[UF_PATH].off,
@@ -884,10 +791,9 @@ static int net_req_from_head(struct net_request *r, struct net_conn *c)
         r->query_buf[qn] = '\0';
         r->query = r->query_buf;
     }
-    const char *cl = net_head_get(&c->head, "Content-Length");
-    const char *ex = net_head_get(&c->head, "Expect");
-    r->declared = cl ? strtoll(cl, NULL, 10) : -1;
-    r->chunked = (c->hp.flags & F_CHUNKED) != 0;
+    const char *ex = http1_header(c->http, "Expect");
+    r->declared = http1_content_length(c->http);   /* what frames the body */
+    r->chunked = http1_chunked(c->http);
     r->expect_continue = ex && strcasecmp(ex, "100-continue") == 0;
     r->body_eof = !r->chunked && r->declared <= 0;
     return 0;
@@ -961,45 +867,8 @@ static bool net_handle(struct net_conn *c)
     return keep;
 }
 
-/* An error reply before there is a request (head too big, malformed). */
-static void net_reject_head(struct net_conn *c, int status, const char *code,
-                            const char *msg)
-{
-    struct net_request *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        return;
-    r->c = c;
-    r->l = c->l;
-    r->close = true;
-    c->deadline = time_mono_ms() + 1000;
-    net_reply_error(r, status, code, "%s", msg);
-    log_debug("%s listener: %s -> %d (%s)", c->l->name, c->addr, status, code);
-    free(r);
-}
 
-static void net_requests(struct net_conn *c)
-{
-    for (bool first = true;; first = false) {
-        if (!first)
-            c->deadline = time_mono_ms() + c->l->srv->w->conf.idle_timeout_ms;
-        int rc = net_read_head(c, first);
-        if (rc == NET_HEAD_TOO_BIG) {
-            char msg[96];
-            snprintf(msg, sizeof(msg), "request head is larger than %d bytes",
-                     c->l->srv->w->conf.max_header_bytes);
-            net_reject_head(c, 431, "headers_too_large", msg);
-        } else if (rc == NET_HEAD_BAD) {
-            net_reject_head(c, 400, "bad_request",
-                            http_errno_description(HTTP_PARSER_ERRNO(&c->hp)));
-        } else if (rc == NET_HEAD_FAIL && c->len > c->off) {
-            log_debug("%s listener: %s cut off: request head not complete "
-                      "within %d ms", c->l->name, c->addr,
-                      c->l->srv->w->conf.request_timeout_ms);
-        }
-        if (rc != NET_HEAD_OK || !net_handle(c))
-            return;
-    }
-}
+/* ---- the event loop: connections until their request head is complete ------------ */
 
 static void net_peer_subject(struct net_conn *c)
 {
@@ -1009,46 +878,551 @@ static void net_peer_subject(struct net_conn *c)
                           sizeof(c->subject));
 }
 
-static struct net_conn *net_conn_new(struct net_listener *l,
-                                     const struct net_pending *p)
+/* Wait for ev on c (one shot: the loop handles one event, then re-arms
+ * or hands c on). */
+static void net_loop_arm(struct net_conn *c, uint32_t ev)
 {
-    size_t cap = (size_t)l->srv->w->conf.max_header_bytes;
+    struct epoll_event e = { .events = ev | EPOLLONESHOT, .data.ptr = c };
+    if (epoll_ctl(c->l->ep, EPOLL_CTL_MOD, c->fd, &e) < 0) {
+        log_warn("%s listener: epoll: %s", c->l->name, strerror(errno));
+        net_conn_close(c);
+    }
+}
+
+/* An SSL call of the loop returned rc: wait for what it wants (0), or
+ * the connection is done and closed (-1). */
+static int net_loop_tls_wait(struct net_conn *c, int rc, const char *what)
+{
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        ERR_clear_error();
+        net_loop_arm(c, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+        return 0;
+    }
+    if (e != SSL_ERROR_ZERO_RETURN) {
+        unsigned long err = ERR_peek_error();
+        if (err)
+            log_debug("%s listener: %s with %s failed: %s", c->l->name, what,
+                      c->addr, ERR_reason_error_string(err));
+        c->tls_failed = true;
+    }
+    ERR_clear_error();
+    net_conn_close(c);
+    return -1;
+}
+
+/* Answer an error on a connection the loop holds, without waiting for
+ * the client to read it, and close (lingering). */
+static void net_loop_refuse(struct net_conn *c, int status, const char *code,
+                            const char *msg)
+{
+    struct net_request *r = calloc(1, sizeof(*r));
+    if (r) {
+        r->c = c;
+        r->l = c->l;
+        r->close = true;
+        r->write_until = time_mono_ms();    /* one try, no waiting */
+        net_reply_error(r, status, code, "%s", msg);
+        free(r);
+    }
+    log_debug("%s listener: %s -> %d (%s)", c->l->name, c->addr, status, code);
+    net_conn_linger(c);
+}
+
+static void net_loop_refuse_head(struct net_conn *c)
+{
+    int status = http1_error_status(c->http);
+    char msg[160];
+    if (status == 431)
+        snprintf(msg, sizeof(msg), "request head is larger than %d bytes",
+                 c->l->srv->w->conf.max_header_bytes);
+    else
+        snprintf(msg, sizeof(msg), "%s", http1_error(c->http));
+    net_loop_refuse(c, status, status == 431 ? "headers_too_large"
+                    : status == 501 ? "not_implemented" : "bad_request", msg);
+}
+
+/* A complete head: hand c to the workers. */
+static void net_loop_queue(struct net_conn *c)
+{
+    struct net_listener *l = c->l;
+    c->phase = NET_WORKER;
+    pthread_mutex_lock(&l->mu);
+    l->ready[(l->rhead + l->rlen) % l->conns_cap] = c;
+    l->rlen++;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* The first byte of a request on a kept-alive connection: from now on
+ * its head has request_timeout_ms (the first request's deadline runs
+ * from accept). */
+static void net_loop_note_start(struct net_conn *c)
+{
+    if (c->head_started || !http1_started(c->http))
+        return;
+    c->head_started = true;
+    if (c->served)
+        c->deadline = time_mono_ms() +
+                      c->l->srv->w->conf.request_timeout_ms;
+}
+
+/* Read what the socket has into c->in. 1 bytes read, 0 waiting (armed),
+ * -1 closed. */
+static int net_loop_read(struct net_conn *c)
+{
+    if (c->off > 0) {
+        memmove(c->in, c->in + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
+    size_t got = 0;
+    ERR_clear_error();
+    int rc = c->len < sizeof(c->in)
+             ? SSL_read_ex(c->ssl, c->in + c->len, sizeof(c->in) - c->len,
+                           &got) : 0;
+    if (rc == 1) {
+        c->len += got;
+        return 1;
+    }
+    if (c->len == sizeof(c->in)) {  /* http1 always takes a head's bytes */
+        net_conn_close(c);
+        return -1;
+    }
+    return net_loop_tls_wait(c, rc, "reading a request head");
+}
+
+/* Parse and read until the head is complete (to a worker), refused, or
+ * the socket has nothing more (armed). */
+static void net_loop_head(struct net_conn *c)
+{
+    for (;;) {
+        if (c->len > c->off) {
+            size_t used = 0;
+            int rc = http1_head(c->http, c->in + c->off, c->len - c->off,
+                                &used);
+            c->off += used;
+            net_loop_note_start(c);
+            if (rc == HTTP1_DONE) {
+                net_loop_queue(c);
+                return;
+            }
+            if (rc == HTTP1_ERROR) {
+                net_loop_refuse_head(c);
+                return;
+            }
+        }
+        if (net_loop_read(c) <= 0)
+            return;
+    }
+}
+
+static void net_loop_handshake(struct net_conn *c)
+{
+    ERR_clear_error();
+    int rc = SSL_accept(c->ssl);
+    if (rc != 1) {
+        net_loop_tls_wait(c, rc, "TLS handshake");
+        return;
+    }
+    net_peer_subject(c);
+    c->phase = NET_HEAD;
+    net_loop_head(c);
+}
+
+/* Read and drop what a client still sends after its answer, until it
+ * closes or NET_LINGER_MS pass: closing with unread bytes would reset the
+ * connection and could destroy the answer before the client read it. */
+static void net_loop_drain(struct net_conn *c)
+{
+    char junk[4096];
+    for (int i = 0; i < 16; i++) {
+        ssize_t k = read(c->fd, junk, sizeof(junk));
+        if (k > 0 || (k < 0 && errno == EINTR))
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            net_loop_arm(c, EPOLLIN);
+        else
+            net_conn_close(c);
+        return;
+    }
+    net_loop_arm(c, EPOLLIN);
+}
+
+static void net_loop_event(struct net_conn *c)
+{
+    switch (c->phase) {
+    case NET_TLS:
+        net_loop_handshake(c);
+        break;
+    case NET_HEAD:
+        net_loop_head(c);
+        break;
+    case NET_LINGER:
+        net_loop_drain(c);
+        break;
+    default:                        /* a worker's, or closed this turn */
+        break;
+    }
+}
+
+/* c's deadline passed while the loop held it. */
+static void net_loop_expire(struct net_conn *c)
+{
+    const struct wharf_conf *cf = &c->l->srv->w->conf;
+    if (c->phase == NET_HEAD && (c->head_started || !c->served)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "the request was not complete within "
+                 "%d ms", cf->request_timeout_ms);
+        net_loop_refuse(c, 408, "timeout", msg);
+        return;
+    }
+    if (c->phase == NET_TLS)
+        log_debug("%s listener: %s cut off: no TLS handshake within %d ms",
+                  c->l->name, c->addr, cf->request_timeout_ms);
+    net_conn_close(c);
+}
+
+static void net_loop_sweep(struct net_listener *l, int64_t now)
+{
+    for (int i = l->nconns - 1; i >= 0; i--) {   /* closing moves the last */
+        struct net_conn *c = l->conns[i];
+        if (c->phase != NET_WORKER && now >= c->deadline)
+            net_loop_expire(c);
+    }
+}
+
+/* ---- the event loop: accepting ------------------------------------------------------ */
+
+static int net_loop_count(const struct net_listener *l, uint32_t ip)
+{
+    int n = 0;
+    for (int i = 0; i < l->nconns; i++)
+        n += l->conns[i]->ip == ip;
+    return n;
+}
+
+/* How readily c gives way to a new connection: lingering 0, idle
+ * kept-alive 1, handshake or head under way 2, a worker's: never (-1). */
+static int net_loop_rank(const struct net_conn *c)
+{
+    switch (c->phase) {
+    case NET_LINGER:
+        return 0;
+    case NET_HEAD:
+        return c->served && !c->head_started ? 1 : 2;
+    case NET_TLS:
+        return 2;
+    default:
+        return -1;
+    }
+}
+
+/* All max_connections are open: close the oldest of the most expendable
+ * connections the loop holds. False when every one is a worker's. */
+static bool net_loop_evict(struct net_listener *l)
+{
+    struct net_conn *victim = NULL;
+    int best = 3;
+    for (int i = 0; i < l->nconns; i++) {
+        struct net_conn *c = l->conns[i];
+        int rank = net_loop_rank(c);
+        if (rank < 0)
+            continue;
+        if (victim == NULL || rank < best ||
+            (rank == best && c->since < victim->since)) {
+            victim = c;
+            best = rank;
+        }
+    }
+    if (victim == NULL)
+        return false;
+    log_debug("%s listener: max_connections reached: closed a connection "
+              "of %s (%s)", l->name, victim->addr,
+              best == 0 ? "answered" : best == 1 ? "idle" : "unfinished");
+    net_conn_close(victim);
+    return true;
+}
+
+static struct net_conn *net_conn_new(struct net_listener *l, int fd,
+                                     const char *addr, uint32_t ip)
+{
     struct net_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->l = l;
-    c->fd = p->fd;
-    snprintf(c->addr, sizeof(c->addr), "%s", p->addr);
-    c->stash = malloc(NET_BUF);
-    c->head.buf = malloc(cap + 1);
-    c->head.cap = cap;
+    c->fd = fd;
+    c->ip = ip;
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    c->http = http1_new((size_t)l->srv->w->conf.max_header_bytes);
     c->ssl = SSL_new(l->ctx);
-    if (!c->stash || !c->head.buf || !c->ssl || !SSL_set_fd(c->ssl, c->fd) ||
+    if (!c->http || !c->ssl || !SSL_set_fd(c->ssl, fd) ||
         !SSL_set_app_data(c->ssl, c)) {
         SSL_free(c->ssl);
-        free(c->stash);
-        free(c->head.buf);
+        http1_free(c->http);
         free(c);
         return NULL;
     }
+    c->phase = NET_TLS;
+    c->since = time_mono_ms();
+    c->deadline = c->since + l->srv->w->conf.request_timeout_ms;
     return c;
 }
 
-static void net_serve(struct net_listener *l, const struct net_pending *p)
+/* A new connection: refused at once (before any TLS work) when its
+ * address is banned or holds max_conns_per_address already; when
+ * max_connections are open, the most expendable one makes room. */
+static void net_loop_admit(struct net_listener *l, int fd,
+                           const struct sockaddr_in *sa)
 {
-    struct net_conn *c = net_conn_new(l, p);
-    if (c == NULL)
+    char addr[NET_ADDR_MAX];
+    const char *why = NULL;
+    if (!inet_ntop(AF_INET, &sa->sin_addr, addr, sizeof(addr))) {
+        close(fd);
         return;
-    c->deadline = p->accepted_ms + l->srv->w->conf.request_timeout_ms;
-    if (net_tls_handshake(c) == 0) {
-        net_peer_subject(c);
-        net_requests(c);
-        SSL_shutdown(c->ssl);       /* one try, never waits */
     }
+    if (defender_check(l->srv->def, addr, NULL))
+        why = "banned";
+    else if (net_loop_count(l, sa->sin_addr.s_addr) >=
+             l->srv->w->conf.max_conns_per_address)
+        why = "over max_conns_per_address";
+    else if (l->nconns >= l->max_conns && !net_loop_evict(l))
+        why = "max_connections reached, all of them busy in workers";
+    struct net_conn *c = why ? NULL
+                             : net_conn_new(l, fd, addr, sa->sin_addr.s_addr);
+    if (c == NULL) {
+        log_debug("%s listener: refused %s: %s", l->name, addr,
+                  why ? why : "out of memory");
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->slot = l->nconns;
+    l->conns[l->nconns++] = c;
+    struct epoll_event e = { .events = EPOLLIN | EPOLLONESHOT,
+                             .data.ptr = c };
+    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &e) < 0)
+        net_conn_close(c);
+}
+
+/* Out of descriptors: stop accepting for a moment (the backlog waits). */
+static void net_loop_pause_accept(struct net_listener *l, int err)
+{
+    int64_t now = time_mono_ms();
+    if (now - l->accept_warned >= 10000) {
+        log_warn("%s listener: accept: %s (raise the open files limit, or "
+                 "lower max_connections)", l->name, strerror(err));
+        l->accept_warned = now;
+    }
+    struct epoll_event e = { .events = 0, .data.ptr = NULL };
+    if (epoll_ctl(l->ep, EPOLL_CTL_MOD, l->fd, &e) == 0) {
+        l->accept_paused = true;
+        l->accept_resume = now + NET_SWEEP_MS;
+    }
+}
+
+static void net_loop_resume_accept(struct net_listener *l, int64_t now)
+{
+    struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+    if (l->accept_paused && now >= l->accept_resume &&
+        epoll_ctl(l->ep, EPOLL_CTL_MOD, l->fd, &e) == 0)
+        l->accept_paused = false;
+}
+
+static void net_loop_accept(struct net_listener *l)
+{
+    for (int i = 0; i < NET_ACCEPT_BATCH; i++) {
+        struct sockaddr_in sa;
+        socklen_t len = sizeof(sa);
+        int fd = accept4(l->fd, (struct sockaddr *)&sa, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            net_loop_admit(l, fd, &sa);
+            continue;
+        }
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM)
+            net_loop_pause_accept(l, errno);
+        if (errno != EINTR && errno != ECONNABORTED)
+            return;
+    }
+}
+
+/* ---- the event loop: closing, handing back, the thread --------------------------- */
+
+/* Send close_notify once, never waiting. */
+static void net_tls_goodbye(struct net_conn *c)
+{
+    if (c->tls_failed || c->tls_closed || !SSL_is_init_finished(c->ssl))
+        return;
+    c->tls_closed = true;
+    ERR_clear_error();
+    SSL_shutdown(c->ssl);
+    ERR_clear_error();
+}
+
+static void net_conn_close(struct net_conn *c)
+{
+    struct net_listener *l = c->l;
+    if (c->phase == NET_DEAD)
+        return;
+    net_tls_goodbye(c);
+    l->conns[c->slot] = l->conns[--l->nconns];
+    l->conns[c->slot]->slot = c->slot;
+    close(c->fd);                   /* leaves the epoll set with it */
+    c->fd = -1;
+    c->phase = NET_DEAD;
+    c->next_dead = l->dead;
+    l->dead = c;
+}
+
+/* Answered and closing: close_notify, no more writes, then read what
+ * the client still sends for a moment (net_loop_drain). */
+static void net_conn_linger(struct net_conn *c)
+{
+    if (c->phase == NET_DEAD)
+        return;
+    net_tls_goodbye(c);
+    if (c->tls_failed || shutdown(c->fd, SHUT_WR) < 0) {
+        net_conn_close(c);
+        return;
+    }
+    c->phase = NET_LINGER;
+    c->since = time_mono_ms();
+    c->deadline = c->since + NET_LINGER_MS;
+    net_loop_arm(c, EPOLLIN);
+}
+
+static void net_conn_free(struct net_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
     SSL_free(c->ssl);
-    free(c->stash);
-    free(c->head.buf);
+    http1_free(c->http);
     free(c);
+}
+
+static void net_loop_reap(struct net_listener *l)
+{
+    while (l->dead) {
+        struct net_conn *c = l->dead;
+        l->dead = c->next_dead;
+        net_conn_free(c);
+    }
+}
+
+/* A worker is done with c: the next request (its bytes may be here
+ * already), or close. */
+static void net_loop_returned(struct net_conn *c)
+{
+    if (!c->keep) {
+        net_conn_linger(c);
+        return;
+    }
+    http1_reset(c->http);
+    c->phase = NET_HEAD;
+    c->served = true;
+    c->head_started = false;
+    c->since = time_mono_ms();
+    c->deadline = c->since + c->l->srv->w->conf.idle_timeout_ms;
+    net_loop_head(c);
+}
+
+static void net_loop_take_back(struct net_listener *l)
+{
+    uint64_t n;
+    if (read(l->wake, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        log_warn("%s listener: wake: %s", l->name, strerror(errno));
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        struct net_conn *c = l->blen > 0 ? l->back[--l->blen] : NULL;
+        pthread_mutex_unlock(&l->mu);
+        if (c == NULL)
+            return;
+        net_loop_returned(c);
+    }
+}
+
+static void net_block_sigpipe(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);       /* a write to a closed peer gives EPIPE */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static void *net_loop(void *arg)
+{
+    struct net_listener *l = arg;
+    struct epoll_event ev[NET_EVENTS];
+    int64_t next_sweep = 0;
+    net_block_sigpipe();
+    while (!atomic_load(&l->srv->stopping)) {
+        int n = epoll_wait(l->ep, ev, NET_EVENTS, NET_SWEEP_MS);
+        if (n < 0 && errno != EINTR) {
+            log_error("%s listener stopped: epoll_wait: %s", l->name,
+                      strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr == NULL)
+                net_loop_accept(l);
+            else if (ev[i].data.ptr == &l->wake)
+                net_loop_take_back(l);
+            else
+                net_loop_event(ev[i].data.ptr);
+        }
+        int64_t now = time_mono_ms();
+        if (now >= next_sweep) {
+            net_loop_sweep(l, now);
+            net_loop_resume_accept(l, now);
+            next_sweep = now + NET_SWEEP_MS;
+        }
+        net_loop_reap(l);
+    }
+    return NULL;
+}
+
+/* ---- workers ------------------------------------------------------------------------ */
+
+static struct net_conn *net_worker_next(struct net_listener *l)
+{
+    struct net_conn *c = NULL;
+    pthread_mutex_lock(&l->mu);
+    while (l->rlen == 0 && !atomic_load(&l->srv->stopping))
+        pthread_cond_wait(&l->cv, &l->mu);
+    if (!atomic_load(&l->srv->stopping)) {
+        c = l->ready[l->rhead];
+        l->rhead = (l->rhead + 1) % l->conns_cap;
+        l->rlen--;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return c;
+}
+
+static void net_worker_done(struct net_listener *l, struct net_conn *c)
+{
+    uint64_t one = 1;
+    pthread_mutex_lock(&l->mu);
+    l->back[l->blen++] = c;
+    pthread_mutex_unlock(&l->mu);
+    if (write(l->wake, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warn("%s listener: cannot wake the loop: %s", l->name,
+                 strerror(errno));
+}
+
+static void *net_worker(void *arg)
+{
+    struct net_listener *l = arg;
+    net_block_sigpipe();
+    for (;;) {
+        struct net_conn *c = net_worker_next(l);
+        if (c == NULL)
+            return NULL;
+        c->keep = net_handle(c);
+        net_worker_done(l, c);
+    }
 }
 
 /* Mutual TLS: an untrusted client certificate is an authentication
@@ -1135,112 +1509,6 @@ static int net_load_bans(struct net_server *s, struct error *err)
     return 0;
 }
 
-/* ---- threads: one acceptor and http_threads workers per listener ------------------ */
-
-static void net_block_sigpipe(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);       /* a write to a closed peer gives EPIPE */
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-}
-
-static void *net_worker(void *arg)
-{
-    struct net_listener *l = arg;
-    net_block_sigpipe();
-    for (;;) {
-        pthread_mutex_lock(&l->mu);
-        while (l->qlen == 0 && !atomic_load(&l->srv->stopping))
-            pthread_cond_wait(&l->cv, &l->mu);
-        if (atomic_load(&l->srv->stopping)) {
-            pthread_mutex_unlock(&l->mu);
-            return NULL;
-        }
-        struct net_pending p = l->queue[l->qhead];
-        l->qhead = (l->qhead + 1) % l->qcap;
-        l->qlen--;
-        pthread_mutex_unlock(&l->mu);
-        net_serve(l, &p);
-        close(p.fd);
-        net_conn_release(l, p.addr);
-    }
-}
-
-/* A new connection: refused at once (before any TLS work) when its
- * address is banned, holds max_conns_per_address already, or every worker
- * is busy and the queue is full. */
-static void net_admit(struct net_listener *l, int fd, const char *addr)
-{
-    if (defender_check(l->srv->def, addr, NULL)) {
-        log_debug("%s listener: refused banned address %s", l->name, addr);
-        close(fd);
-        return;
-    }
-    const char *why = NULL;
-    pthread_mutex_lock(&l->mu);
-    if (l->qlen == l->qcap)
-        why = "all workers busy and the queue full";
-    else if (!net_conn_acquire(l, addr))
-        why = "over max_conns_per_address";
-    else {
-        struct net_pending *p = &l->queue[(l->qhead + l->qlen) % l->qcap];
-        p->fd = fd;
-        p->accepted_ms = time_mono_ms();
-        snprintf(p->addr, sizeof(p->addr), "%s", addr);
-        l->qlen++;
-        pthread_cond_signal(&l->cv);
-    }
-    pthread_mutex_unlock(&l->mu);
-    if (why) {
-        log_debug("%s listener: refused %s: %s", l->name, addr, why);
-        close(fd);
-    }
-}
-
-static void net_accept_ready(struct net_listener *l)
-{
-    for (;;) {
-        struct sockaddr_in sa;
-        socklen_t len = sizeof(sa);
-        int fd = accept4(l->fd, (struct sockaddr *)&sa, &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                errno == ENOMEM) {
-                log_warn("%s listener: accept: %s", l->name, strerror(errno));
-                usleep(50000);
-            }
-            return;
-        }
-        char addr[NET_ADDR_MAX];
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (!inet_ntop(AF_INET, &sa.sin_addr, addr, sizeof(addr))) {
-            close(fd);
-            continue;
-        }
-        net_admit(l, fd, addr);
-    }
-}
-
-static void *net_acceptor(void *arg)
-{
-    struct net_listener *l = arg;
-    net_block_sigpipe();
-    for (;;) {
-        struct pollfd p[2] = { { .fd = l->fd, .events = POLLIN },
-                               { .fd = l->wake[0], .events = POLLIN } };
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
-            break;
-        if (p[1].revents || atomic_load(&l->srv->stopping))
-            break;
-        if (p[0].revents & POLLIN)
-            net_accept_ready(l);
-    }
-    return NULL;
-}
-
 /* ---- lifecycle --------------------------------------------------------------------- */
 
 static int net_abs_path(const struct wharf *w, const char *p, char *out,
@@ -1261,7 +1529,7 @@ static int net_listener_init(struct net_server *s, enum net_which which,
     l->srv = s;
     l->which = which;
     l->name = which == NET_ADMIN ? "admin" : "partner";
-    l->fd = l->wake[0] = l->wake[1] = -1;
+    l->fd = l->ep = l->wake = -1;
     snprintf(l->spec, sizeof(l->spec), "%s",
              which == NET_ADMIN ? c->admin_listen : c->partner_listen);
     if (net_listen_parse(l->spec, l->host, sizeof(l->host), &l->port,
@@ -1272,12 +1540,12 @@ static int net_listener_init(struct net_server *s, enum net_which which,
     if (ca[0] && net_abs_path(s->w, ca, l->client_ca, sizeof(l->client_ca),
                               err) < 0)
         return -1;
-    l->qcap = c->http_threads * NET_QUEUE_PER_THREAD;
-    l->conns_cap = c->http_threads * (NET_QUEUE_PER_THREAD + 1) + 1;
-    l->queue = calloc((size_t)l->qcap, sizeof(*l->queue));
+    l->conns_cap = l->max_conns = c->max_connections;
     l->conns = calloc((size_t)l->conns_cap, sizeof(*l->conns));
+    l->ready = calloc((size_t)l->conns_cap, sizeof(*l->ready));
+    l->back = calloc((size_t)l->conns_cap, sizeof(*l->back));
     l->workers = calloc((size_t)c->http_threads, sizeof(*l->workers));
-    if (!l->queue || !l->conns || !l->workers)
+    if (!l->conns || !l->ready || !l->back || !l->workers)
         return error_set(err, "out of memory");
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
@@ -1312,8 +1580,6 @@ int net_server_reload_defender(struct net_server *s, struct error *err)
 
 struct net_server *net_server_new(struct wharf *w, struct error *err)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, net_parser_setup);
     struct net_server *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         error_set(err, "out of memory");
@@ -1375,18 +1641,31 @@ static int net_bind(struct net_listener *l, struct error *err)
     if (l->fd < 0 ||
         setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(l->fd, 128) < 0)
+        listen(l->fd, 511) < 0)
         return error_errno(err, errno, "cannot listen on %s", l->spec);
-    if (pipe2(l->wake, O_CLOEXEC) < 0)
-        return error_errno(err, errno, "cannot create a pipe");
+    return 0;
+}
+
+/* The loop's epoll set: the listening socket (data NULL) and the wake
+ * eventfd (data &l->wake), both level-triggered. */
+static int net_loop_setup(struct net_listener *l, struct error *err)
+{
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    l->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event a = { .events = EPOLLIN, .data.ptr = NULL };
+    struct epoll_event w = { .events = EPOLLIN, .data.ptr = &l->wake };
+    if (l->ep < 0 || l->wake < 0 ||
+        epoll_ctl(l->ep, EPOLL_CTL_ADD, l->fd, &a) < 0 ||
+        epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake, &w) < 0)
+        return error_errno(err, errno, "cannot set up the event loop");
     return 0;
 }
 
 static int net_threads_start(struct net_listener *l, struct error *err)
 {
-    if (pthread_create(&l->acceptor, NULL, net_acceptor, l) != 0)
-        return error_set(err, "cannot start the %s acceptor thread", l->name);
-    l->acceptor_started = true;
+    if (pthread_create(&l->loop, NULL, net_loop, l) != 0)
+        return error_set(err, "cannot start the %s listener thread", l->name);
+    l->loop_started = true;
     for (int i = 0; i < l->srv->w->conf.http_threads; i++) {
         if (pthread_create(&l->workers[i], NULL, net_worker, l) != 0)
             return error_set(err, "cannot start %s worker threads", l->name);
@@ -1407,7 +1686,7 @@ static int net_listener_bind(struct net_listener *l, struct error *err)
 
 static int net_listener_start(struct net_listener *l, struct error *err)
 {
-    if (net_threads_start(l, err) < 0) {
+    if (net_loop_setup(l, err) < 0 || net_threads_start(l, err) < 0) {
         error_prefix(err, "%s listener (%s_listen = %s)", l->name, l->name,
                      l->spec);
         return -1;
@@ -1417,11 +1696,41 @@ static int net_listener_start(struct net_listener *l, struct error *err)
     return 0;
 }
 
+/* Every connection is a descriptor: raise the soft open-files limit to
+ * what both listeners may hold (never past the hard limit); if it stays
+ * short, hold fewer connections and say so. */
+static void net_fd_budget(struct net_server *s)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)s->w->conf.max_connections * NET_LISTENERS +
+                  NET_FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        rl.rlim_cur = old;
+    if (rl.rlim_cur >= want)
+        return;
+    long fit = ((long)rl.rlim_cur - NET_FD_RESERVE) / NET_LISTENERS;
+    if (fit < 16)
+        fit = 16;
+    log_warn("the open files limit (%llu) allows %ld connections per "
+             "listener, not max_connections = %d: raise it (LimitNOFILE= "
+             "of the service, or ulimit -n) or lower max_connections",
+             (unsigned long long)rl.rlim_cur, fit,
+             s->w->conf.max_connections);
+    for (int i = 0; i < NET_LISTENERS; i++)
+        if (fit < s->l[i].max_conns)
+            s->l[i].max_conns = (int)fit;
+}
+
 int net_server_bind(struct net_server *s, struct error *err)
 {
     if (s->bound)
         return 0;
     s->bound = true;
+    net_fd_budget(s);
     if (net_listener_bind(&s->l[NET_ADMIN], err) < 0 ||
         net_listener_bind(&s->l[NET_PARTNER], err) < 0)
         return -1;                  /* net_server_free closes what opened */
@@ -1443,22 +1752,28 @@ int net_server_start(struct net_server *s, struct error *err)
     return 0;
 }
 
+/* Stop the loop, then the workers (a running request ends at its next
+ * wait), then close whatever connection is left. */
 static void net_listener_stop(struct net_listener *l)
 {
-    if (l->wake[1] >= 0 && write(l->wake[1], "x", 1) < 0)
-        log_warn("%s listener: cannot wake the acceptor", l->name);
-    if (l->acceptor_started)
-        pthread_join(l->acceptor, NULL);
+    uint64_t one = 1;
+    if (l->wake >= 0 && write(l->wake, &one, sizeof(one)) < 0)
+        log_warn("%s listener: cannot wake the loop", l->name);
+    if (l->loop_started)
+        pthread_join(l->loop, NULL);
     pthread_mutex_lock(&l->mu);
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
     for (int i = 0; i < l->nworkers; i++)
         pthread_join(l->workers[i], NULL);
-    for (; l->qlen > 0; l->qlen--, l->qhead = (l->qhead + 1) % l->qcap)
-        close(l->queue[l->qhead].fd);
-    for (int i = 0; i < 2; i++)
-        if (l->wake[i] >= 0)
-            close(l->wake[i]);
+    for (int i = 0; i < l->nconns; i++)
+        net_conn_free(l->conns[i]);
+    l->nconns = 0;
+    net_loop_reap(l);
+    if (l->wake >= 0)
+        close(l->wake);
+    if (l->ep >= 0)
+        close(l->ep);
     if (l->fd >= 0)
         close(l->fd);
     SSL_CTX_free(l->ctx);
@@ -1476,8 +1791,9 @@ void net_server_free(struct net_server *s)
             pthread_mutex_destroy(&l->mu);
             pthread_cond_destroy(&l->cv);
         }
-        free(l->queue);
         free(l->conns);
+        free(l->ready);
+        free(l->back);
         free(l->workers);
     }
     defender_free(s->def);

@@ -11,18 +11,27 @@
  *
  * Both listeners are HTTPS only with the policy of tls.h, and enforce, in
  * this order, before a handler runs:
- *   1. TLS ClientHello: a banned address (defender.h) or one that already
- *      holds max_conns_per_address connections is refused (handshake
- *      alert, connection closed) before any private-key operation;
- *   2. CivetWeb: the TLS handshake and the request head must arrive within
- *      request_timeout_ms, the head within max_header_bytes (else 431);
+ *   1. right after accept(), before any TLS work: a banned address
+ *      (defender.h) or one that already holds max_conns_per_address
+ *      connections is closed; when max_connections are open, the oldest
+ *      idle or unfinished connection is closed to make room;
+ *   2. the TLS handshake and the request head must arrive within
+ *      request_timeout_ms of accept, the head within max_header_bytes
+ *      (else 431), framed strictly (http1.h: else 400, or 501 for a
+ *      transfer coding other than chunked); else 408 and closed;
  *   3. a banned address gets 429 (bans that began after it connected);
  *   4. a declared body larger than the route's cap gets 413 (the listener
  *      default max_body_bytes when no route matched), without reading it;
  *      a chunked body is cut at the cap by net_body_read (413).
+ * While the handler reads the body (net_body_read), the server itself
+ * answers a body that misses its deadline (request_timeout_ms plus one
+ * second per min_body_rate bytes) with 408, and malformed chunked framing
+ * with 400; the handler's own reply is then refused (-1).
  *
- * Threads: CivetWeb's, http_threads per listener, one connection each.
- * Handlers run on them concurrently and must be thread-safe.
+ * Threads: per listener, one event-loop thread holds every connection
+ * until its request head is complete (slow clients cost no thread), and
+ * http_threads workers run the handlers, one request each at a time.
+ * Handlers run concurrently and must be thread-safe.
  */
 #ifndef WHARF_NET_SERVER_H
 #define WHARF_NET_SERVER_H
@@ -118,8 +127,9 @@ const char *net_req_method(const struct net_request *r);
 const char *net_req_path(const struct net_request *r);
 /* The raw query string (after '?'), or NULL. */
 const char *net_req_query(const struct net_request *r);
-/* A request header (case-insensitive name), or NULL. CivetWeb keeps at
- * most 64 headers within max_header_bytes. */
+/* A request header (case-insensitive name; the first of that name), or
+ * NULL. At most 64 headers within max_header_bytes; the trailer fields of
+ * a chunked body are never among them. */
 const char *net_req_header(const struct net_request *r, const char *name);
 /* The client's IP address. */
 const char *net_req_address(const struct net_request *r);
@@ -138,7 +148,8 @@ void net_req_auth_failure(struct net_request *r);
 
 /* Read up to n body bytes: > 0 bytes read, 0 at the end of the body,
  * NET_BODY_TOO_LARGE once the body passes the route's cap (the bytes are
- * not delivered), NET_BODY_ERROR on a read error or timeout. */
+ * not delivered), NET_BODY_ERROR on a read error, a timeout (answered 408)
+ * or malformed framing (answered 400). */
 ssize_t net_body_read(struct net_request *r, void *buf, size_t n);
 
 /* The whole body (at most the cap), NUL-terminated; *out malloc'ed, caller

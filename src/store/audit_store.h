@@ -81,6 +81,19 @@ int store_audit_checkpoint_head(struct store *s, store_audit_sign_fn sign,
 /* The head's seq (0 when the trail is empty). */
 int store_audit_head(struct store *s, int64_t *seq, struct error *err);
 
+/* The head's seq (0 when empty) and hash ("" when empty) into hash. */
+int store_audit_head_hash(struct store *s, int64_t *seq, char hash[65],
+                          struct error *err);
+
+/* The stored hash of entry seq into hash: 1 found, 0 no such entry (hash
+ * ""), -1 error. */
+int store_audit_hash_at(struct store *s, int64_t seq, char hash[65],
+                        struct error *err);
+
+/* The path of the database file (absolute; owned by the store; "" for a
+ * database without a file). The audit head anchor lives beside it. */
+const char *store_audit_db_file(struct store *s);
+
 /* Up to limit entries with seq > after, in seq order (a page: call again
  * with the last seq). *rows malloc'ed (NULL when *n is 0); free with
  * store_audit_rows_free(*rows, *n). */

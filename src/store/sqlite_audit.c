@@ -17,13 +17,14 @@
  */
 #include "store/audit_store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/store_internal.h"
 
 enum {
-    U_HEAD, U_INS, U_LIST, U_CP_LIST, U_CP_INS, U_CP_AT,
+    U_HEAD, U_INS, U_LIST, U_CP_LIST, U_CP_INS, U_CP_AT, U_HASH_AT,
     U_LAST
 };
 _Static_assert(U_LAST <= 32, "sqlite_audit.c owns statement slots 0..31");
@@ -43,6 +44,7 @@ static const char *const SQL_AUDIT[U_LAST] = {
     [U_CP_INS] = "INSERT INTO audit_checkpoints(" CP_COLS ")"
         " VALUES(?1, ?2, ?3, ?4, ?5)",
     [U_CP_AT] = "SELECT 1 FROM audit_checkpoints WHERE seq = ?1",
+    [U_HASH_AT] = "SELECT hash FROM audit WHERE seq = ?1",
 };
 
 #define PAGE_MAX 10000
@@ -204,6 +206,47 @@ static int audit_head(struct store *s, int64_t *seq, char **hash,
 int store_audit_head(struct store *s, int64_t *seq, struct error *err)
 {
     return audit_head(s, seq, NULL, err);
+}
+
+/* Copy text t into a 65-byte hash buffer ("" for NULL; cut at 64). */
+static void audit_hash_copy(const unsigned char *t, char out[65])
+{
+    snprintf(out, 65, "%s", t ? (const char *)t : "");
+}
+
+int store_audit_head_hash(struct store *s, int64_t *seq, char hash[65],
+                          struct error *err)
+{
+    char *h = NULL;
+    hash[0] = '\0';
+    if (audit_head(s, seq, &h, err) < 0)
+        return -1;
+    audit_hash_copy((const unsigned char *)h, hash);
+    free(h);
+    return 0;
+}
+
+int store_audit_hash_at(struct store *s, int64_t seq, char hash[65],
+                        struct error *err)
+{
+    hash[0] = '\0';
+    sqlite3_stmt *st = audit_stmt(s, U_HASH_AT, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, seq);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        audit_hash_copy(sqlite3_column_text(st, 0), hash);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_db_error(s, err, "read an audit entry");
+    return rc == SQLITE_ROW;
+}
+
+const char *store_audit_db_file(struct store *s)
+{
+    const char *f = sqlite3_db_filename(store_db(s), "main");
+    return f != NULL ? f : "";
 }
 
 /* ---- writing ------------------------------------------------------------ */

@@ -21,7 +21,7 @@
  *   96..127  sqlite_net.c
  *   128..143 sqlite_secrets.c
  *   144..175 sqlite_partners.c
- *   176..191 free */
+ *   176..191 sqlite_sealed.c */
 #define STORE_EXT_SLOTS 192
 
 /* The cached prepared statement for slot, reset and unbound. sql must be

@@ -35,6 +35,36 @@
  * and durable: temp file (mode 0600, same directory) + fsync + rename (link
  * for vault_create, so an existing keystore is never replaced) + fsync of
  * the directory.
+ *
+ * Rotation protocol (R15), crash-safe. `wharf key rotate` (cli/key.c and
+ * core/rotate.c) runs these steps; each is durable before the next starts:
+ *   1. vault_rotate: a new master key becomes the active one; the old ones
+ *      stay, "retired" (one atomic keystore write);
+ *   2. every payload header is re-wrapped under the new key (payload_rewrap:
+ *      one pwrite of the 92-byte header, inside the first disk sector, then
+ *      fdatasync, per file);
+ *   3. every sealed value kept in the database (profile keys, connector
+ *      secrets and OAuth tokens, TOTP seeds, the OIDC client secret) is
+ *      re-sealed (vault_reseal), in batches of one committed transaction;
+ *   4. only when steps 2 and 3 found nothing they could not re-wrap,
+ *      vault_retire_old drops the retired keys (one atomic keystore write).
+ * So at every instant each object is wrapped by a key the keystore holds:
+ * before step 1 by the old key; from 1 to 4 by the old or the new one, both
+ * present; after 4 by the new one, since nothing uses the old one any more.
+ * A kill -9 anywhere loses nothing. A keystore that holds retired master
+ * keys is an unfinished rotation: running `wharf key rotate` again finishes
+ * it (steps 2 to 4 under the current active key; no new key is added). The
+ * audit signing keys are left as they are: verifying must accept every key
+ * that ever signed a checkpoint, so a new signing key would not stop the
+ * holder of a stolen keystore from signing with the old one.
+ *
+ * Locking. A process that keeps a keystore in memory while a rotation runs
+ * could seal new objects under a key that step 4 then drops. So every
+ * vault_open holds a shared flock on KEYSTORE.lock (created 0600 next to
+ * the keystore) until vault_close, and a rotation first turns its own into
+ * an exclusive one (vault_lock_exclusive, non-blocking: it fails while any
+ * other wharf process, serve or a CLI command, has the keystore open); a
+ * vault_open while a rotation holds it fails at once, saying so.
  */
 #include "vault/vault_internal.h"
 
@@ -45,6 +75,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -130,12 +161,23 @@ const char *vault_active_id(const struct vault *v)
     return v->keys[v->active].id;
 }
 
+size_t vault_key_count(const struct vault *v)
+{
+    return v->n;
+}
+
+const char *vault_key_id(const struct vault *v, size_t i)
+{
+    return i < v->n ? v->keys[i].id : NULL;
+}
+
 static struct vault *keystore_alloc(void)
 {
     struct vault *v = calloc(1, sizeof(*v));
     if (v != NULL) {
         v->locked = mlock(v, sizeof(*v)) == 0;
         v->audit_active = SIZE_MAX;
+        v->lockfd = -1;
     }
     return v;
 }
@@ -144,6 +186,8 @@ void vault_close(struct vault *v)
 {
     if (v == NULL)
         return;
+    if (v->lockfd >= 0)
+        close(v->lockfd);           /* releases the keystore lock */
     int locked = v->locked;
     OPENSSL_cleanse(v, sizeof(*v));
     if (locked)
@@ -537,7 +581,49 @@ static ssize_t keystore_read(int fd, char *buf, size_t bufsz,
     return (ssize_t)len;
 }
 
-struct vault *vault_open(const char *path, struct error *err)
+/* ---- the keystore lock ------------------------------------------------ */
+
+/* Open (creating, 0600) path.lock and take a shared flock on it, without
+ * waiting. The fd, or -1 with err (a rotation holds it exclusively). */
+static int keystore_lock_shared(const char *path, struct error *err)
+{
+    char lock[PATH_MAX];
+    if ((size_t)snprintf(lock, sizeof(lock), "%s.lock", path) >= sizeof(lock))
+        return error_set(err, "keystore path %s is too long", path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return error_errno(err, errno, "cannot open the keystore lock %s",
+                           lock);
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+        return fd;
+    int e = errno;
+    close(fd);
+    if (e == EWOULDBLOCK)
+        return error_set(err, "keystore %s is being rotated by `wharf key "
+                         "rotate` (it holds %s); run this again when the "
+                         "rotation has finished", path, lock);
+    return error_errno(err, e, "cannot lock %s", lock);
+}
+
+int vault_lock_exclusive(struct vault *v, struct error *err)
+{
+    if (v->lockfd < 0)
+        return error_set(err, "internal: this keystore was not opened with "
+                         "vault_open");
+    if (flock(v->lockfd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    int e = errno;
+    if (e == EWOULDBLOCK)
+        return error_set(err, "another wharf process (a command still "
+                         "running, or serve) has the keystore open; let it "
+                         "finish, then run this again");
+    return error_errno(err, e, "cannot lock the keystore");
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+/* Read and parse the keystore at path into a new vault (no lock yet). */
+static struct vault *keystore_load(const char *path, struct error *err)
 {
     int fd = keystore_open_checked(path, err);
     if (fd < 0)
@@ -553,5 +639,26 @@ struct vault *vault_open(const char *path, struct error *err)
         v = NULL;
     }
     OPENSSL_cleanse(buf, sizeof(buf));
+    return v;
+}
+
+struct vault *vault_open(const char *path, struct error *err)
+{
+    /* A missing or exposed keystore is reported before a lock file is
+     * made; the keystore is then read after the lock is held, so it cannot
+     * be one that a rotation finished replacing meanwhile. */
+    int fd = keystore_open_checked(path, err);
+    if (fd < 0)
+        return NULL;
+    close(fd);
+    int lockfd = keystore_lock_shared(path, err);
+    if (lockfd < 0)
+        return NULL;
+    struct vault *v = keystore_load(path, err);
+    if (v == NULL) {
+        close(lockfd);
+        return NULL;
+    }
+    v->lockfd = lockfd;
     return v;
 }

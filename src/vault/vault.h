@@ -15,8 +15,11 @@
  *     segments, moving a payload to another message, or a wrong master key
  *     are all detected; a segment is returned only after its tag verified.
  * Reading and writing use constant memory whatever the payload size.
- * Key rotation adds a master key and re-wraps each file's data key in place
- * (the header only, fsynced); payload bytes are never rewritten.
+ * Key rotation adds a master key, re-wraps each file's data key in place
+ * (the header only, fsynced; payload bytes are never rewritten) and
+ * re-seals every sealed value, then retires the old key: the crash-safe
+ * protocol is described at the top of keystore.c. Every new place that keeps
+ * a vault_seal blob must be added to the rotation (core/rotate.c).
  *
  * Private key material never leaves this module: callers get streams,
  * sealed blobs and signatures. The keystore also holds the Ed25519 audit
@@ -41,13 +44,27 @@ struct vault;
 int vault_create(const char *path, struct error *err);
 
 /* Load the keystore at path. Refuses (clear message naming the path and
- * the mode) a file accessible by group or others. Caller owns the result;
- * free with vault_close (keys are wiped). */
+ * the mode) a file accessible by group or others, and (at once, no
+ * waiting) a keystore that `wharf key rotate` is rotating. Holds a shared
+ * lock on path.lock until vault_close. Caller owns the result; free with
+ * vault_close (keys are wiped, the lock released). */
 struct vault *vault_open(const char *path, struct error *err);
 void vault_close(struct vault *v);
 
+/* Turn v's shared keystore lock into an exclusive one, without waiting:
+ * fails while any other process (or another vault_open of this process)
+ * has the keystore open. For rotation: while it holds the lock, nobody else
+ * can seal under a key it is about to retire. */
+int vault_lock_exclusive(struct vault *v, struct error *err);
+
 /* Id of the active master key (owned by v). */
 const char *vault_active_id(const struct vault *v);
+
+/* How many master keys v holds (the active one and any retired ones: more
+ * than one means a rotation has not finished), and the id of key i (owned
+ * by v; NULL when i is out of range). */
+size_t vault_key_count(const struct vault *v);
+const char *vault_key_id(const struct vault *v, size_t i);
 
 /* Add a new master key, make it active, keep the old ones, and rewrite the
  * keystore atomically (temp + fsync + rename + dir fsync). */

@@ -43,7 +43,8 @@ struct vault_audit_key {
 };
 
 /* One allocation (calloc in vault_open), mlock()ed when allowed, wiped
- * with OPENSSL_cleanse and freed by vault_close. keys[active] is the
+ * with OPENSSL_cleanse and freed by vault_close (which also closes lockfd,
+ * releasing the keystore lock, see keystore.c). keys[active] is the
  * active key; keys[0..n) are all loaded keys. audit[0..naudit) are the
  * audit signing keys; audit[audit_active] signs, or audit_active is
  * SIZE_MAX when the keystore has no active audit key. */
@@ -51,6 +52,7 @@ struct vault {
     size_t n;
     size_t active;
     int locked;                         /* 1 when mlock succeeded */
+    int lockfd;                         /* KEYSTORE.lock, flock()ed; -1 none */
     struct vault_key keys[VAULT_MAX_KEYS];
     size_t naudit;
     size_t audit_active;

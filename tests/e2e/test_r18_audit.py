@@ -6,8 +6,11 @@ trail and exits 1, naming the first bad entry in one line, for every kind
 of tampering done to DATA/wharf.db (while no server runs) or to the
 keystore: an edited field, a deleted entry (with and without renumbering),
 an inserted entry, reordered entries, a chain recomputed with valid hashes,
-a corrupted checkpoint signature, another keystore's key, and entries cut
-from the end back past a checkpoint.
+a corrupted checkpoint signature, another keystore's key, entries cut
+from the end back past a checkpoint, and the newest entries cut after the
+last checkpoint (caught by the signed head anchor DIR/audit.head, which
+stays put when later activity appends again), with the anchor file deleted
+or replaced too.
 
 The entry hash is recomputed here from the encoding documented at the top
 of src/audit/audit.c, so the recomputed chains are real forgeries: only the
@@ -20,6 +23,7 @@ import re
 import shutil
 import sqlite3
 import struct
+import subprocess
 
 import pytest
 
@@ -157,14 +161,14 @@ def test_r18_cli_actions_create_entries(tmp_path, wharf, data_dir):
     con.close()
     wharf.ok("message", "resend", "--data", data_dir, msgid)  # message.resend
     old_id, = master_ids(data_dir)
-    wharf.ok("key", "rotate", "--data", data_dir)             # key.rotate
+    wharf.ok("key", "rotate", "--data", data_dir)   # key.rotate, key.retire
     new_id, = master_ids(data_dir)
 
     all_rows = entries(wharf, data_dir)
     rows = all_rows[n0 - 1:]            # the last entry before, then ours
     assert [r["action"] for r in rows[1:]] == [
         "flow.export", "flow.import", "flow.export", "message.resend",
-        "key.rotate"]
+        "key.rotate", "key.retire"]
     assert all(r["actor"] == "cli" for r in rows[1:])
     assert rows[1]["detail"] == f"flow sha256 {sha_empty}"
     assert rows[2]["target"] == str(tmp_path / "flow.json")
@@ -175,6 +179,9 @@ def test_r18_cli_actions_create_entries(tmp_path, wharf, data_dir):
     assert re.fullmatch(r"requeued \d+ hop\(s\)", rows[4]["detail"])
     assert rows[5]["target"] == new_id
     assert rows[5]["detail"] == f"old={old_id} new={new_id}"
+    assert rows[6]["target"] == new_id
+    assert rows[6]["detail"] == (f"retired={old_id} payloads=1 "
+                                 f"sealed=0")
 
     # numbered from 1, chained, hashed as documented
     prev = ZERO
@@ -186,7 +193,7 @@ def test_r18_cli_actions_create_entries(tmp_path, wharf, data_dir):
                                        r["detail"], prev)
         prev = r["hash"]
     n = len(all_rows)
-    assert n == n0 + 5
+    assert n == n0 + 6
     assert verify_intact(wharf, data_dir) == (n, 0)
 
     # --limit: the newest N, oldest first
@@ -194,7 +201,7 @@ def test_r18_cli_actions_create_entries(tmp_path, wharf, data_dir):
                                "--limit", "2").stdout)
     assert [r["seq"] for r in last] == [n - 1, n]
     text = wharf.ok("audit", "list", "--data", data_dir).stdout.splitlines()
-    assert len(text) == 1 + n and "key.rotate" in text[-1]
+    assert len(text) == 1 + n and "key.retire" in text[-1]
 
 
 def test_r18_list_never_prints_raw_control_characters(wharf, data_dir):
@@ -363,3 +370,49 @@ def test_r18_audit_verify_names_the_break(tmp_path, wharf, copy, tamper):
     verify_broken(wharf, copy, *words)
     # the trail is still listed (verify reports, it does not repair)
     assert entries(wharf, copy)
+
+
+# ---- the newest entries deleted (the signed head anchor) ----------------------
+
+
+def sqlite3_cli(data, sql):
+    """Run sql on DATA/wharf.db with the sqlite3 command-line shell, as
+    someone with write access to the data dir would."""
+    p = subprocess.run(["sqlite3", str(data / "wharf.db"), sql],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("n", [1, 3, 12])
+def test_r18_deleted_newest_entries_are_reported(wharf, copy, n):
+    # the trail has 140 entries, the last checkpoint signs 128: cutting up
+    # to 12 entries leaves a valid chain that no checkpoint contradicts
+    with db(copy) as conn:
+        h140, = conn.execute("SELECT hash FROM audit WHERE seq = 140"
+                             ).fetchone()
+    head = (copy / "audit.head").read_text()
+    assert head.startswith(f"wharf-audit-head v1\nseq 140\nhash {h140}\n")
+    sqlite3_cli(copy, f"DELETE FROM audit WHERE seq > {140 - n}")
+    m = 140 - n
+    verify_broken(wharf, copy, f"entry {m + 1}: missing (the newest entries "
+                  f"were deleted: the signed head anchor names entry 140 "
+                  f"(hash {h140}), the trail ends at entry {m})")
+    # later activity does not cover it up: the anchor stays as evidence
+    p = wharf.ok("flow", "export", "--data", copy)
+    assert "audit head anchor" in p.stderr and "kept as evidence" in p.stderr
+    assert (copy / "audit.head").read_text() == head
+    line = verify_broken(wharf, copy, "the signed head anchor")
+    assert ("the signed head anchor names entry 140" in line if n > 1 else
+            "entry 140: its hash differs from the one the signed head anchor "
+            "names" in line), line
+    # deleting the anchor as well is reported too
+    (copy / "audit.head").unlink()
+    verify_broken(wharf, copy, "audit.head is missing (deleted?)")
+
+
+def test_r18_anchor_replaced_by_another_is_reported(tmp_path, wharf, copy):
+    other = tmp_path / "other"
+    wharf.init(other)
+    shutil.copy(other / "audit.head", copy / "audit.head")
+    verify_broken(wharf, copy, "the signed head anchor", "does not verify",
+                  "is not in this keystore")

@@ -8,14 +8,19 @@
  * Tampering goes straight to the database file with sqlite3 (tests may use
  * SQL; the product may not outside src/store/). The entry hash is
  * recomputed here independently from the encoding documented at the top
- * of src/audit/audit.c, so a forged chain is a real forgery. Each test
- * owns a temp dir with a keystore and a database.
+ * of src/audit/audit.c, so a forged chain is a real forgery. The signed
+ * head anchor (DIR/audit.head, src/audit/anchor.c) catches the newest
+ * entries deleted or rewritten, is never moved away from evidence, may lag
+ * but never lead, and leaves the documented window (an older anchor put
+ * back). Each test owns a temp dir with a keystore and a database.
  */
 #include "testutil.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -624,27 +629,308 @@ static void test_r18_other_keystore_key_detected(void **state)
     vault_close(v2);
 }
 
-static void test_r18_truncation_detected_up_to_last_checkpoint(void **state)
+static void test_r18_truncation_detected_by_checkpoint_and_anchor(
+    void **state)
 {
     struct fx *f = *state;
     append_n(f, 200);
-    /* entries after the newest checkpoint (192) are not provable ... */
-    sql(f, "DELETE FROM audit WHERE seq > 195");
-    struct audit_report r = verify_expect(f, f->v, 0, 0, NULL);
-    assert_int_equal(r.entries, 195);
-    /* ... but cutting back past a checkpoint is detected */
+    /* cutting back past a checkpoint: the checkpoint at 192 says so */
     sql(f, "DELETE FROM audit WHERE seq > 180");
     verify_expect(f, f->v, 1, 181, "entry 181: missing (the trail ends at "
                   "entry 180 but a checkpoint signs entry 192; newest entries "
                   "deleted?)");
-    /* and a checkpoint of the head closes the window */
+    /* deleting the checkpoint too: the anchor outside the table says so */
     sql(f, "DELETE FROM audit_checkpoints WHERE seq = 192");
+    verify_expect(f, f->v, 1, 181, "entry 181: missing (the newest entries "
+                  "were deleted: the signed head anchor names entry 200 "
+                  "(hash ");
+    verify_expect(f, f->v, 1, 181, "the trail ends at entry 180)");
+    /* a fresh checkpoint of the cut trail does not hide it: the anchor is
+     * kept as evidence, not moved to the new head */
     struct error err = {0};
     assert_int_equal(audit_checkpoint(f->st, f->v, &err), 0);
+    verify_expect(f, f->v, 1, 181, "the signed head anchor names entry 200");
+}
+
+/* ---- the signed head anchor (DIR/audit.head) ------------------------------ */
+
+static void anchor_file(struct fx *f, char *out, size_t n)
+{
+    snprintf(out, n, "%s/audit.head", f->dir);
+}
+
+/* The anchor file's bytes (NUL-terminated); caller frees. */
+static char *anchor_read(struct fx *f)
+{
+    char path[400];
+    anchor_file(f, path, sizeof(path));
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char *buf = calloc(1, 4096);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, 4095, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void anchor_put(struct fx *f, const char *text)
+{
+    char path[400];
+    anchor_file(f, path, sizeof(path));
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static void test_r18_anchor_file_matches_documented_format(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    char path[400], h[65], want[200], sighex[129], id[17];
+    anchor_file(f, path, sizeof(path));
+    assert_int_equal(access(path, F_OK), -1);       /* none before any entry */
+    append_n(f, 70);
+    struct stat stb;
+    assert_int_equal(stat(path, &stb), 0);
+    assert_int_equal(stb.st_mode & 0777, 0600);
+    char *text = anchor_read(f);
+    stored_hash(f, 70, h);
+    snprintf(want, sizeof(want), "wharf-audit-head v1\nseq 70\nhash %s\nkey ",
+             h);
+    assert_memory_equal(text, want, strlen(want));
+    assert_int_equal(sscanf(text + strlen(want), "%16[0-9a-f]\nsig "
+                            "%128[0-9a-f]\n", id, sighex), 2);
+    assert_int_equal(strlen(text), strlen(want) + 16 + 5 + 128 + 1);
+    /* signed with the vault's audit key over the documented text */
+    unsigned char sig[VAULT_SIG_LEN];
+    for (int i = 0; i < VAULT_SIG_LEN; i++) {
+        unsigned b;
+        assert_int_equal(sscanf(sighex + 2 * i, "%2x", &b), 1);
+        sig[i] = (unsigned char)b;
+    }
+    snprintf(want, sizeof(want), "wharf-audit-head v1\n70\n%s\n", h);
+    assert_int_equal(vault_audit_verify(f->v, id, want, strlen(want), sig,
+                                        &err), 0);
+    /* not a checkpoint signature: another domain */
+    snprintf(want, sizeof(want), "wharf-audit-checkpoint v1\n70\n%s\n", h);
+    assert_int_equal(vault_audit_verify(f->v, id, want, strlen(want), sig,
+                                        &err), -1);
+    free(text);
+}
+
+static void test_r18_anchor_names_deleted_newest_entries(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
     verify_expect(f, f->v, 0, 0, NULL);
-    sql(f, "DELETE FROM audit WHERE seq = 180");
-    verify_expect(f, f->v, 1, 180, "entry 180: missing (the trail ends at "
-                  "entry 179 but a checkpoint signs entry 180");
+    char h200[65], want[300];
+    stored_hash(f, 200, h200);
+    /* the newest entry alone: after the last checkpoint (192), where the
+     * chain and the checkpoints cannot tell */
+    sql(f, "DELETE FROM audit WHERE seq = 200");
+    snprintf(want, sizeof(want), "entry 200: missing (the newest entries "
+             "were deleted: the signed head anchor names entry 200 (hash %s), "
+             "the trail ends at entry 199)", h200);
+    struct audit_report r = verify_expect(f, f->v, 1, 200, want);
+    assert_int_equal(r.entries, 199);
+    sql(f, "DELETE FROM audit WHERE seq > 193");
+    snprintf(want, sizeof(want), "entry 194: missing (the newest entries "
+             "were deleted: the signed head anchor names entry 200 (hash %s), "
+             "the trail ends at entry 193)", h200);
+    verify_expect(f, f->v, 1, 194, want);
+    /* everything */
+    sql(f, "DELETE FROM audit; DELETE FROM audit_checkpoints");
+    verify_expect(f, f->v, 1, 1, "entry 1: missing (the newest entries were "
+                  "deleted: the signed head anchor names entry 200");
+}
+
+static void test_r18_anchor_catches_rewritten_newest_entries(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 200);
+    /* rewritten after the last checkpoint, with valid hashes and links */
+    sql(f, "UPDATE audit SET actor = 'user:nobody' WHERE seq = 197");
+    rechain_from(f, 197);
+    verify_expect(f, f->v, 1, 200, "entry 200: its hash differs from the one "
+                  "the signed head anchor names (the newest entries "
+                  "rewritten?)");
+}
+
+static void test_r18_anchor_missing_or_forged_is_reported(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    append_n(f, 20);
+    char path[400], *good = anchor_read(f);
+    anchor_file(f, path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+    verify_expect(f, f->v, 1, 21, "the signed head anchor ");
+    verify_expect(f, f->v, 1, 21, "audit.head is missing (deleted?)");
+    anchor_put(f, "wharf-audit-head v1\nseq 20\n");
+    verify_expect(f, f->v, 1, 21, "does not verify (replaced or edited?): it "
+                  "is malformed");
+    /* another spelling of the same fields is not the anchor either */
+    char *spaced = strdup(good);
+    assert_non_null(spaced);
+    spaced[strlen("wharf-audit-head v1\nseq")] = '\t';
+    anchor_put(f, spaced);
+    verify_expect(f, f->v, 1, 21, "it is malformed");
+    /* a flipped signature digit */
+    char *flipped = strdup(good);
+    char *sig = strstr(flipped, "\nsig ") + 5;
+    sig[7] = sig[7] == '0' ? '1' : '0';
+    anchor_put(f, flipped);
+    verify_expect(f, f->v, 1, 21, "signature invalid");
+    /* an anchor naming a later entry, signature kept: invalid */
+    char *later = strdup(good);
+    later[strlen("wharf-audit-head v1\nseq 2")] = '9';      /* seq 29 */
+    anchor_put(f, later);
+    verify_expect(f, f->v, 1, 21, "signature invalid");
+    /* an anchor signed by another keystore's audit key */
+    char ks2[400], h[65], text[200];
+    unsigned char s2[VAULT_SIG_LEN];
+    char id2[17], hex[129], file[600];
+    snprintf(ks2, sizeof(ks2), "%s/keystore2", f->dir);
+    assert_int_equal(vault_create(ks2, &err), 0);
+    struct vault *v2 = vault_open(ks2, &err);
+    assert_non_null(v2);
+    stored_hash(f, 20, h);
+    snprintf(text, sizeof(text), "wharf-audit-head v1\n20\n%s\n", h);
+    assert_int_equal(vault_audit_sign(v2, text, strlen(text), s2, id2, &err),
+                     0);
+    for (int i = 0; i < VAULT_SIG_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", s2[i]);
+    snprintf(file, sizeof(file), "wharf-audit-head v1\nseq 20\nhash %s\nkey "
+             "%s\nsig %s\n", h, id2, hex);
+    anchor_put(f, file);
+    verify_expect(f, f->v, 1, 21, "is not in this keystore");
+    vault_close(v2);
+    /* the genuine one again */
+    anchor_put(f, good);
+    verify_expect(f, f->v, 0, 0, NULL);
+    free(good);
+    free(spaced);
+    free(flipped);
+    free(later);
+}
+
+static void test_r18_anchor_may_lag_never_lead(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 10);
+    char *at10 = anchor_read(f);
+    append_n(f, 1);
+    /* a crash between the commit of entry 11 and its anchor write leaves
+     * the anchor at 10: that is not a break */
+    anchor_put(f, at10);
+    verify_expect(f, f->v, 0, 0, NULL);
+    /* the next entry moves it to the head */
+    append_n(f, 1);
+    char *at12 = anchor_read(f);
+    assert_non_null(strstr(at12, "\nseq 12\n"));
+    verify_expect(f, f->v, 0, 0, NULL);
+    sql(f, "DELETE FROM audit WHERE seq = 12");
+    verify_expect(f, f->v, 1, 12, "the signed head anchor names entry 12");
+    free(at10);
+    free(at12);
+}
+
+static void test_r18_anchor_kept_when_the_trail_was_cut(void **state)
+{
+    struct fx *f = *state;
+    append_n(f, 10);
+    sql(f, "DELETE FROM audit WHERE seq > 8");
+    char *before = anchor_read(f);
+    /* honest activity after the cut: entries 9 and 10 again, but the
+     * anchor naming the deleted 10 stays (it is the evidence) */
+    append_n(f, 2);
+    char *after = anchor_read(f);
+    assert_string_equal(before, after);
+    verify_expect(f, f->v, 1, 10, "entry 10: its hash differs from the one "
+                  "the signed head anchor names");
+    free(before);
+    free(after);
+}
+
+static void test_r18_anchor_window_older_anchor_put_back(void **state)
+{
+    /* The window docs/operations.md states: someone who can write the data
+     * dir and kept an older anchor file can put it back and delete every
+     * entry after the one it names; the data dir alone cannot tell. */
+    struct fx *f = *state;
+    append_n(f, 10);
+    char *at10 = anchor_read(f);
+    append_n(f, 10);
+    anchor_put(f, at10);
+    sql(f, "DELETE FROM audit WHERE seq > 10");
+    struct audit_report r = verify_expect(f, f->v, 0, 0, NULL);
+    assert_int_equal(r.entries, 10);
+    free(at10);
+}
+
+static void test_r18_anchor_survives_key_rotation(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    append_n(f, 30);
+    char *before = anchor_read(f);
+    assert_int_equal(vault_rotate(f->v, f->ks, &err), 0);
+    assert_int_equal(vault_retire_old(f->v, f->ks, &err), 0);
+    struct vault *v2 = vault_open(f->ks, &err);
+    assert_non_null(v2);
+    verify_expect(f, v2, 0, 0, NULL);
+    append_one(f, v2, 31);
+    char *after = anchor_read(f);
+    assert_non_null(strstr(after, "\nseq 31\n"));
+    verify_expect(f, v2, 0, 0, NULL);
+    sql(f, "DELETE FROM audit WHERE seq = 31");
+    verify_expect(f, v2, 1, 31, "the signed head anchor names entry 31");
+    vault_close(v2);
+    free(before);
+    free(after);
+}
+
+struct appender {
+    struct fx *f;
+    int base;
+};
+
+static void *append_thread(void *arg)
+{
+    struct appender *a = arg;
+    struct error err = {0};
+    struct store *st = store_open(a->f->db, &err);
+    assert_non_null(st);
+    for (int i = 0; i < 25; i++) {
+        struct audit_event e = { "user:t", NULL, "login.success", NULL,
+                                 NULL };
+        if (audit_append(st, a->f->v, &e, &err) != 0)
+            fail_msg("append: %s", err.msg);
+    }
+    store_close(st);
+    return NULL;
+}
+
+static void test_r18_anchor_follows_concurrent_appenders(void **state)
+{
+    struct fx *f = *state;
+    pthread_t t[4];
+    struct appender a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (struct appender){ f, i };
+        assert_int_equal(pthread_create(&t[i], NULL, append_thread, &a[i]),
+                         0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    char *text = anchor_read(f);
+    assert_non_null(strstr(text, "\nseq 100\n"));       /* the newest */
+    verify_expect(f, f->v, 0, 0, NULL);
+    sql(f, "DELETE FROM audit WHERE seq = 100");
+    verify_expect(f, f->v, 1, 100, "the signed head anchor names entry 100");
+    free(text);
 }
 
 int main(void)
@@ -667,7 +953,16 @@ int main(void)
         T(test_r18_forged_chain_caught_by_checkpoint),
         T(test_r18_corrupted_checkpoint_signature_detected),
         T(test_r18_other_keystore_key_detected),
-        T(test_r18_truncation_detected_up_to_last_checkpoint),
+        T(test_r18_truncation_detected_by_checkpoint_and_anchor),
+        T(test_r18_anchor_file_matches_documented_format),
+        T(test_r18_anchor_names_deleted_newest_entries),
+        T(test_r18_anchor_catches_rewritten_newest_entries),
+        T(test_r18_anchor_missing_or_forged_is_reported),
+        T(test_r18_anchor_may_lag_never_lead),
+        T(test_r18_anchor_kept_when_the_trail_was_cut),
+        T(test_r18_anchor_window_older_anchor_put_back),
+        T(test_r18_anchor_survives_key_rotation),
+        T(test_r18_anchor_follows_concurrent_appenders),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
  */
 #include "testutil.h"
 
+#include "util/fault.h"
 #include "util/fsx.h"
 #include "util/id.h"
 #include "util/secret.h"
@@ -12,7 +13,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -459,6 +462,62 @@ static void test_time_iso(void **state)
     assert_true(m2 >= m1 && m1 > 0);
 }
 
+/* ---- the kill -9 test hook ---- */
+
+/* In a child with WHARF_FAULT=spec: call fault_point(name) `calls` times,
+ * writing one byte to a pipe after each call that returned. Returns the
+ * bytes written and the child's wait status. */
+static int fault_child(const char *spec, const char *name, int calls,
+                       int *status)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        setenv("WHARF_FAULT", spec, 1);
+        for (int i = 0; i < calls; i++) {
+            fault_point("some.other");
+            fault_point(name);
+            if (write(p[1], "x", 1) != 1)
+                _exit(3);
+        }
+        _exit(0);
+    }
+    close(p[1]);
+    char buf[64];
+    int n = 0;
+    ssize_t r;
+    while ((r = read(p[0], buf, sizeof(buf))) > 0)
+        n += (int)r;
+    close(p[0]);
+    assert_int_equal(waitpid(pid, status, 0), pid);
+    return n;
+}
+
+static void test_r15_fault_point_kills_at_the_named_hit(void **state)
+{
+    (void)state;
+    int status = 0;
+    /* the third hit of "rotate.x" is a SIGKILL: two calls returned */
+    assert_int_equal(fault_child("rotate.x:3", "rotate.x", 10, &status), 2);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* several points; the second one named matches */
+    assert_int_equal(fault_child("a.b:1,rotate.x:5", "rotate.x", 10,
+                                 &status), 4);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* other names, a prefix, a bad count or no variable: nothing happens */
+    const char *inert[] = { "rotate.y:1", "rotate:1", "rotate.x.z:1",
+                            "rotate.x:0", "rotate.x:", "rotate.x:2x", "" };
+    for (size_t i = 0; i < sizeof(inert) / sizeof(inert[0]); i++) {
+        assert_int_equal(fault_child(inert[i], "rotate.x", 4, &status), 4);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    unsetenv("WHARF_FAULT");
+    fault_point("rotate.x");        /* unset: a no-op in this process */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_id_new_threads_unique),
         cmocka_unit_test(test_id_valid_rejects_bad_shapes),
         cmocka_unit_test(test_time_iso),
+        cmocka_unit_test(test_r15_fault_point_kills_at_the_named_hit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -689,7 +689,8 @@ static void test_r15_keystore_file_format(void **state)
     assert_memory_equal(ret + strlen(line) + 64, " retired\n", 9);
     assert_int_equal(stat(f->ks, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
-    assert_int_equal(count_dir_entries(f->dir), 1);   /* no temp left */
+    /* the keystore and its lock file, no temp left */
+    assert_int_equal(count_dir_entries(f->dir), 2);
     free(text);
     free(p);
 }
@@ -706,7 +707,7 @@ static void test_r15_vault_create_refuses_existing(void **state)
     unsigned char *after = slurp(f->ks, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(before, after, n1);
-    assert_int_equal(count_dir_entries(f->dir), 1);
+    assert_int_equal(count_dir_entries(f->dir), 2);    /* + keystore.lock */
     free(before);
     free(after);
 }
@@ -774,6 +775,67 @@ static void test_m2_rotation_rewraps_header_only(void **state)
     free(data);
 }
 
+/* ---- rotation: the keystore lock and an unfinished rotation ----------- */
+
+static void test_r15_rotation_lock_keeps_other_holders_out(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    /* two holders (as serve and a CLI command): both read the keystore */
+    struct vault *v2 = vault_open(f->ks, &err);
+    assert_non_null(v2);
+    /* neither may rotate while the other has it in memory */
+    assert_int_equal(vault_lock_exclusive(v2, &err), -1);
+    assert_non_null(strstr(err.msg, "has the keystore open"));
+    vault_close(f->v);
+    f->v = NULL;
+    assert_int_equal(vault_lock_exclusive(v2, &err), 0);
+    /* while a rotation holds it, nobody loads the keystore */
+    struct vault *v3 = vault_open(f->ks, &err);
+    assert_null(v3);
+    assert_non_null(strstr(err.msg, "is being rotated by `wharf key "
+                           "rotate`"));
+    assert_non_null(strstr(err.msg, f->ks));
+    vault_close(v2);                /* the rotation ends: the lock goes */
+    f->v = vault_open(f->ks, &err);
+    assert_non_null(f->v);
+    char lock[400];
+    struct stat st;
+    snprintf(lock, sizeof(lock), "%s.lock", f->ks);
+    assert_int_equal(stat(lock, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_size, 0);        /* a lock, it holds nothing */
+}
+
+static void test_r15_unfinished_rotation_is_visible(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    char old_id[17];
+    snprintf(old_id, sizeof(old_id), "%s", vault_active_id(f->v));
+    assert_int_equal(vault_key_count(f->v), 1);
+    assert_string_equal(vault_key_id(f->v, 0), old_id);
+    assert_null(vault_key_id(f->v, 1));
+    assert_int_equal(vault_rotate(f->v, f->ks, &err), 0);
+    /* killed here: the keystore on disk says the rotation is unfinished */
+    struct vault *v2 = vault_open(f->ks, &err);
+    assert_non_null(v2);
+    assert_int_equal(vault_key_count(v2), 2);
+    assert_string_equal(vault_active_id(v2), vault_active_id(f->v));
+    int seen_old = 0;
+    for (size_t i = 0; i < vault_key_count(v2); i++)
+        seen_old += strcmp(vault_key_id(v2, i), old_id) == 0;
+    assert_int_equal(seen_old, 1);
+    assert_int_equal(vault_retire_old(v2, f->ks, &err), 0);
+    assert_int_equal(vault_key_count(v2), 1);
+    vault_close(v2);
+    v2 = vault_open(f->ks, &err);
+    assert_non_null(v2);
+    assert_int_equal(vault_key_count(v2), 1);
+    assert_string_equal(vault_key_id(v2, 0), vault_active_id(f->v));
+    vault_close(v2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +862,8 @@ int main(void)
         T(test_r15_keystore_file_format),
         T(test_r15_vault_create_refuses_existing),
         T(test_m2_rotation_rewraps_header_only),
+        T(test_r15_rotation_lock_keeps_other_holders_out),
+        T(test_r15_unfinished_rotation_is_visible),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

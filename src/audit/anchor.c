@@ -1,0 +1,246 @@
+/*
+ * anchor.c - the signed head anchor of the audit trail (R18): a file
+ * outside the audit table, DIR/audit.head beside the database, that names
+ * the newest entry so that deleting the newest entries (which leaves a
+ * perfectly valid, shorter chain) is detected by `wharf audit verify`.
+ *
+ * File format (text, LF line ends, mode 0600), every line required:
+ *
+ *   wharf-audit-head v1
+ *   seq <decimal seq of the anchored entry>
+ *   hash <its hash, 64 lowercase hex>
+ *   key <id of the audit key that signed, 16 lowercase hex>
+ *   sig <Ed25519 signature, 128 lowercase hex>
+ *
+ * The signature covers "wharf-audit-head v1\n<seq>\n<hash>\n" (a domain of
+ * its own: a checkpoint signature cannot pass for an anchor). It is written
+ * after the append's transaction committed (audit_anchor_update): temp file,
+ * fsync, rename, fsync of the directory (fsx_write_atomic), under an flock
+ * of DIR/audit.head.lock, naming the head as read then, so concurrent
+ * writers (serve's threads, CLI commands) leave the newest head in place.
+ * It therefore never names an entry that is not committed; after a crash
+ * between the commit and the write it lags (names an older entry, which is
+ * still in the trail) until the next append moves it. It is only moved on
+ * from an anchor that verifies and whose entry is still in the trail with
+ * the same hash: an anchor that no longer matches is evidence and stays.
+ *
+ * What it proves and what it does not (the remaining window, also in
+ * docs/operations.md): entries deleted or rewritten at or before the
+ * anchored entry are reported; entries after it (the ones appended since
+ * the last anchor write, i.e. none unless a crash interrupted that write)
+ * are not. The anchor holds no secret but the signature, so an attacker who
+ * can write the data dir can put back an OLDER anchor file they saved
+ * earlier (a valid signature) and delete every entry after the entry it
+ * names: that is not detectable from the data dir alone. Keep a copy of the
+ * anchor elsewhere (e.g. ship `audit.head` to a log server) to close that.
+ *
+ * Owns nothing beyond a call. Must never hold key material (the vault signs
+ * and verifies), write an anchor naming an uncommitted entry, or replace an
+ * anchor that does not match the trail.
+ */
+#include "audit/audit_anchor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "store/audit_store.h"
+#include "util/fsx.h"
+#include "util/log.h"
+
+#define ANCHOR_MAGIC "wharf-audit-head v1"
+#define ANCHOR_MAX 512                  /* bytes: far more than a real one */
+#define ANCHOR_SIG_HEX (2 * VAULT_SIG_LEN)
+
+int audit_anchor_path(struct store *st, char *out, size_t n)
+{
+    char dir[PATH_MAX];
+    const char *db = store_audit_db_file(st);
+    if (db[0] == '\0' || fsx_dirname(db, dir, sizeof(dir)) != 0)
+        return -1;
+    int len = snprintf(out, n, "%s/" AUDIT_ANCHOR_FILE, dir);
+    return len > 0 && (size_t)len < n ? 0 : -1;
+}
+
+/* The signed text of (seq, hash) into buf; its length, or -1. */
+static int anchor_text(int64_t seq, const char *hash, char *buf, size_t n)
+{
+    int len = snprintf(buf, n, ANCHOR_MAGIC "\n%" PRId64 "\n%s\n", seq, hash);
+    return len > 0 && (size_t)len < n ? len : -1;
+}
+
+/* The whole file for a into buf; its length, or -1. */
+static int anchor_format(const struct audit_anchor *a, char *buf, size_t n)
+{
+    int len = snprintf(buf, n, ANCHOR_MAGIC "\nseq %" PRId64 "\nhash %s\n"
+                       "key %s\nsig %s\n", a->seq, a->hash, a->key_id,
+                       a->sig);
+    return len > 0 && (size_t)len < n ? len : -1;
+}
+
+/* 1 when s is exactly n lowercase hex digits. */
+static int anchor_is_hex(const char *s, size_t n)
+{
+    if (strlen(s) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+int audit_anchor_parse(const char *data, size_t len, struct audit_anchor *a)
+{
+    char text[ANCHOR_MAX + 1], seq[24] = "", again[ANCHOR_MAX];
+    memset(a, 0, sizeof(*a));
+    if (len > ANCHOR_MAX || memchr(data, '\0', len) != NULL)
+        return -1;
+    memcpy(text, data, len);
+    text[len] = '\0';
+    if (sscanf(text, ANCHOR_MAGIC "\nseq %20[0-9]\nhash %64[0-9a-f]\nkey "
+               "%16[0-9a-f]\nsig %128[0-9a-f]", seq, a->hash, a->key_id,
+               a->sig) != 4)
+        return -1;
+    char *end;
+    errno = 0;
+    long long s = strtoll(seq, &end, 10);
+    if (errno != 0 || *end != '\0' || s < 1)
+        return -1;
+    a->seq = s;
+    if (!anchor_is_hex(a->hash, 64) ||
+        !anchor_is_hex(a->key_id, VAULT_KEY_ID_LEN) ||
+        !anchor_is_hex(a->sig, ANCHOR_SIG_HEX))
+        return -1;
+    /* the round trip rejects every other spelling (spaces, zeros, extra) */
+    return anchor_format(a, again, sizeof(again)) > 0 &&
+           strcmp(again, text) == 0 ? 0 : -1;
+}
+
+/* hex (already checked) to bytes. */
+static void anchor_unhex(const char *hex, unsigned char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned hi = (unsigned)OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
+        unsigned lo = (unsigned)OPENSSL_hexchar2int(
+            (unsigned char)hex[2 * i + 1]);
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+}
+
+int audit_anchor_load(struct vault *v, const char *path,
+                      struct audit_anchor *a, char *problem, size_t n,
+                      struct error *err)
+{
+    char *text = NULL, signed_text[160];
+    size_t len = 0;
+    struct error e = {0};
+    unsigned char sig[VAULT_SIG_LEN];
+    if (fsx_read_all(path, ANCHOR_MAX, &text, &len, &e) < 0) {
+        if (e.code == ENOENT)
+            return AUDIT_ANCHOR_NONE;
+        *err = e;
+        return -1;
+    }
+    int rc = audit_anchor_parse(text, len, a);
+    free(text);
+    if (rc < 0) {
+        snprintf(problem, n, "it is malformed");
+        return AUDIT_ANCHOR_BAD;
+    }
+    int tlen = anchor_text(a->seq, a->hash, signed_text, sizeof(signed_text));
+    anchor_unhex(a->sig, sig, sizeof(sig));
+    if (tlen < 0 || vault_audit_verify(v, a->key_id, signed_text,
+                                       (size_t)tlen, sig, &e) != 0) {
+        snprintf(problem, n, "%s", e.msg);
+        return AUDIT_ANCHOR_BAD;
+    }
+    return AUDIT_ANCHOR_OK;
+}
+
+/* ---- moving the anchor ------------------------------------------------------ */
+
+/* Sign (seq, hash) and put the anchor at path durably. */
+static int anchor_write(struct vault *v, const char *path, int64_t seq,
+                        const char *hash, struct error *err)
+{
+    struct audit_anchor a = { .seq = seq };
+    char text[160], file[ANCHOR_MAX];
+    unsigned char sig[VAULT_SIG_LEN];
+    snprintf(a.hash, sizeof(a.hash), "%s", hash);
+    int tlen = anchor_text(seq, hash, text, sizeof(text));
+    if (tlen < 0 || !anchor_is_hex(hash, 64))
+        return error_set(err, "entry %" PRId64 " has a malformed hash", seq);
+    if (vault_audit_sign(v, text, (size_t)tlen, sig, a.key_id, err) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(sig); i++)
+        snprintf(a.sig + 2 * i, 3, "%02x", sig[i]);
+    int flen = anchor_format(&a, file, sizeof(file));
+    return flen < 0 ? error_set(err, "internal: anchor too long")
+                    : fsx_write_atomic(path, file, (size_t)flen, 0600, err);
+}
+
+/* Under the lock: check the current anchor still matches the trail, then
+ * anchor the head. 0 done (or nothing to do), 1 the anchor in place is
+ * evidence of tampering and stays (err says why), -1 error. */
+static int anchor_advance(struct store *st, struct vault *v, const char *path,
+                          struct error *err)
+{
+    struct audit_anchor old;
+    char problem[ERROR_MSG_MAX], hash[65];
+    int64_t head = 0;
+    int state = audit_anchor_load(v, path, &old, problem, sizeof(problem),
+                                  err);
+    if (state < 0)
+        return -1;
+    if (state == AUDIT_ANCHOR_BAD) {
+        error_set(err, "the anchor in place does not verify (%s); it is kept "
+                  "as evidence: run wharf audit verify", problem);
+        return 1;
+    }
+    if (state == AUDIT_ANCHOR_OK) {
+        int found = store_audit_hash_at(st, old.seq, hash, err);
+        if (found < 0)
+            return -1;
+        if (found == 0 || strcmp(hash, old.hash) != 0) {
+            error_set(err, "the trail no longer holds entry %" PRId64 " as "
+                      "the anchor names it; the anchor is kept as evidence: "
+                      "run wharf audit verify", old.seq);
+            return 1;
+        }
+    }
+    if (store_audit_head_hash(st, &head, hash, err) < 0)
+        return -1;
+    if (head == 0 || (state == AUDIT_ANCHOR_OK && head == old.seq))
+        return 0;
+    return anchor_write(v, path, head, hash, err);
+}
+
+void audit_anchor_update(struct store *st, struct vault *v)
+{
+    char path[PATH_MAX], lock[PATH_MAX + 8];
+    struct error err = {0};
+    if (v == NULL || audit_anchor_path(st, path, sizeof(path)) < 0)
+        return;
+    snprintf(lock, sizeof(lock), "%s.lock", path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int rc = fd < 0 ? error_errno(&err, errno, "cannot open %s", lock) : 0;
+    while (rc == 0 && flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR)
+            rc = error_errno(&err, errno, "cannot lock %s", lock);
+    if (rc == 0)
+        rc = anchor_advance(st, v, path, &err);
+    if (fd >= 0)
+        close(fd);
+    if (rc > 0)
+        log_error("audit head anchor %s not moved: %s", path, err.msg);
+    else if (rc < 0)
+        log_warn("audit head anchor %s not moved: %s", path, err.msg);
+}
