@@ -13,8 +13,8 @@
  * The HTTPS listeners (net/server.h) start after the engine and stop before
  * it; a listener that cannot start (address in use, bad certificate) makes
  * serve exit 1 with one line saying which and why. /healthz answers from
- * core/health.h, which serve mirrors to DIR/run/health.json for `wharf
- * status` (in run/, created if missing: the sandbox lets serve write
+ * core/health.h, which serve mirrors to DIR/state/health.json for `wharf
+ * status` (in state/, created if missing: the sandbox lets serve write
  * nowhere in DIR itself).
  *
  * Privileges (R22, core/sandbox.h): right after opening the data dir a
@@ -83,7 +83,10 @@ static int init_run(int argc, char **argv)
     if (init_audit(a.data) != EXIT_OK)
         return EXIT_FAIL;
     printf("initialized %s\n", a.data);
-    return cli_user_bootstrap(a.data);
+    int rc = cli_user_bootstrap(a.data);
+    if (rc == EXIT_OK && o.user && wharf_init_give(a.data, o.user, &err) < 0)
+        return cli_fail("%s", err.msg);
+    return rc;
 }
 
 const struct cli_cmd cmd_init = {
@@ -147,10 +150,10 @@ static json_t *serve_health(void *arg, int *healthy)
 static void serve_health_start(struct wharf *w)
 {
     char path[4200];
-    if (wharf_path(w, "run", path, sizeof(path)) < 0 ||
+    if (wharf_path(w, "state", path, sizeof(path)) < 0 ||
         (mkdir(path, 0700) < 0 && errno != EEXIST) ||
-        wharf_path(w, "run/health.json", path, sizeof(path)) < 0) {
-        log_warn("cannot create %s/run: `wharf status` will not see this "
+        wharf_path(w, "state/health.json", path, sizeof(path)) < 0) {
+        log_warn("cannot create %s/state: `wharf status` will not see this "
                  "server's health", w->dir);
         health_start(NULL, w->conf.health_failing_ms);
         return;

@@ -9,8 +9,8 @@
  *
  * Landlock view (rights are the kernel's; what the ABI lacks is dropped):
  *   read, write, create, delete, rename beneath DIR/payloads, DIR/logs,
- *   DIR/run (health.json) and every allowed_paths root (file connectors'
- *   folders);
+ *   DIR/state (health.json, the audit head anchor) and every allowed_paths
+ *   root (file connectors' folders);
  *   read and write: the files DIR/wharf.db, wharf.db-wal, wharf.db-shm;
  *   read: the file DIR/wharf.conf (SIGHUP), proxy_credentials_file, the
  *   OIDC CA file configured at start;
@@ -125,6 +125,7 @@ struct sb_ruleset_attr {
 static struct {
     bool stayed_root;           /* allow_root */
     bool unprivileged;          /* started as a user other than root */
+    bool user_ignored;          /* ... and wharf.conf names another */
     char account[64];
     struct store *keeper;       /* never closed: see sandbox_enter */
 } sb;
@@ -178,7 +179,8 @@ static int sandbox_stay_root(const struct wharf *w, const struct stat *dir,
 {
     if (!w->conf.allow_root)
         return error_set(err, "serve was started as root and %s names no "
-                         "user to run as: set user = NAME (an account that "
+                         "user other than root to run as: set user = NAME "
+                         "(an account that "
                          "owns %s: chown -R NAME: %s), or allow_root = yes "
                          "to keep running as root (not recommended)",
                          w->conf_path, w->dir, w->dir);
@@ -220,15 +222,18 @@ static int sandbox_become(const char *user, uid_t uid, gid_t gid,
 
 int sandbox_drop_root(struct wharf *w, struct error *err)
 {
+    uid_t uid = 0;
+    gid_t gid = 0;
     if (geteuid() != 0) {
         sb.unprivileged = true;
+        sb.user_ignored = w->conf.user[0] &&
+            (sandbox_account(w->conf.user, "", &uid, &gid, NULL) < 0 ||
+             uid != geteuid());
         return 0;
     }
     struct stat dir;
     if (stat(w->dir, &dir) != 0)
         return error_errno(err, errno, "data directory %s", w->dir);
-    uid_t uid = 0;
-    gid_t gid = 0;
     const char *user = w->conf.user;
     if (user[0] && sandbox_account(user, w->conf.group, &uid, &gid,
                                    err) < 0) {
@@ -333,7 +338,7 @@ static int sb_ll_data(struct sb_ll *ll, const struct wharf *w,
     static const char *const db_files[] = { "wharf.db", "wharf.db-wal",
                                             "wharf.db-shm" };
     char path[4300];
-    snprintf(path, sizeof(path), "%s/run", w->dir);
+    snprintf(path, sizeof(path), "%s/state", w->dir);
     if (sb_ll_allow(ll, w->payload_dir, SB_RW_TREE, true, err) < 0 ||
         sb_ll_allow(ll, w->log_dir, SB_RW_TREE, true, err) < 0 ||
         sb_ll_allow(ll, path, SB_RW_TREE, false, err) < 0 ||
@@ -676,6 +681,11 @@ static void sb_log(const struct wharf *w, int abi, int nrules)
     if (sb.stayed_root)
         log_warn("running as root (allow_root = yes in %s): set user = "
                  "NAME to drop root after binding", w->conf_path);
+    if (sb.user_ignored)
+        log_warn("user = %s in %s is not used: serve was started as uid %u, "
+                 "not as root (start it as root to run as %s)",
+                 w->conf.user, w->conf_path, (unsigned)getuid(),
+                 w->conf.user);
     if (!w->conf.sandbox) {
         log_warn("sandbox = off in %s: serve runs as %s without "
                  "no_new_privs, Landlock or seccomp (for diagnosis only)",

@@ -511,10 +511,10 @@ static int init_contents(struct wharf *w, const char *level,
         return error_errno(err, errno, "cannot create %s", w->payload_dir);
     if (mkdir(w->log_dir, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", w->log_dir);
-    char run[4300];
-    snprintf(run, sizeof(run), "%s/run", w->dir);
-    if (mkdir(run, 0700) < 0)
-        return error_errno(err, errno, "cannot create %s", run);
+    char state[4300];
+    snprintf(state, sizeof(state), "%s/state", w->dir);
+    if (mkdir(state, 0700) < 0)
+        return error_errno(err, errno, "cannot create %s", state);
     if (write_conf(w, level, o, err) < 0 ||
         vault_create(w->keystore_path, err) < 0 ||
         tls_init_data_dir(w->dir, err) < 0)
@@ -558,23 +558,22 @@ static int init_chown_tree(int dirfd, const char *path, uid_t uid, gid_t gid,
     return rc;
 }
 
-static int init_chown(const struct wharf *w, const char *user,
-                      struct error *err)
+int wharf_init_give(const char *dir, const char *user, struct error *err)
 {
     uid_t uid;
     gid_t gid;
     if (sandbox_account(user, "", &uid, &gid, err) < 0)
         return -1;
-    int fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return error_errno(err, errno, "cannot open %s", w->dir);
+        return error_errno(err, errno, "cannot open %s", dir);
     if (fchown(fd, uid, gid) < 0) {
         int e = errno;
         close(fd);
         return error_errno(err, e, "cannot give %s to %s (--user needs "
-                           "root)", w->dir, user);
+                           "root)", dir, user);
     }
-    return init_chown_tree(fd, w->dir, uid, gid, err);
+    return init_chown_tree(fd, dir, uid, gid, err);
 }
 
 /* --user: an account that exists and is not root (root is allow_root). */
@@ -639,8 +638,7 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
                              "overwrites a data directory", w.dir);
         return error_errno(err, errno, "cannot create %s", w.dir);
     }
-    if (init_contents(&w, log_level_name(lv), &opts, err) < 0 ||
-        (opts.user && init_chown(&w, opts.user, err) < 0)) {
+    if (init_contents(&w, log_level_name(lv), &opts, err) < 0) {
         error_prefix(err, "init of %s failed (remove it before retrying)",
                      w.dir);
         return -1;
