@@ -23,6 +23,9 @@ LDFLAGS_release := -pie -Wl,-z,relro,-z,now
 FLAGS_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=undefined
 LDFLAGS_asan  := -fsanitize=address,undefined
+# ThreadSanitizer: the unit tests and a short e2e subset (scripts/test.sh).
+FLAGS_tsan    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDFLAGS_tsan  := -fsanitize=thread
 
 SRC      := $(shell find src -name '*.c' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
@@ -31,7 +34,7 @@ DATA     ?= ./wharf-data
 FILES    ?= ./wharf-files
 PYTEST   ?= /usr/bin/python3 -m pytest
 
-.PHONY: all release asan unit e2e test run deps deps-test fuzz fuzz-smoke bench lint clean
+.PHONY: all release asan tsan unit e2e test run deps deps-test fuzz fuzz-smoke bench lint clean
 
 all: release
 
@@ -66,14 +69,17 @@ build/$(1)/bench/%: bench/%.c build/$(1)/libwharf.a
 endef
 $(eval $(call variant,release))
 $(eval $(call variant,asan))
+$(eval $(call variant,tsan))
 
 # Header dependencies recorded by -MMD.
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 UNIT_BINS = $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
+TSAN_BINS = $(patsubst tests/unit/%.c,build/tsan/tests/%,$(UNIT_SRC))
 
 release: build/release/wharf build/release/tests/sandbox_probe
 asan: build/asan/wharf $(UNIT_BINS) build/asan/tests/sandbox_probe
+tsan: build/tsan/wharf $(TSAN_BINS)
 
 # Unit tests (cmocka) under ASan+UBSan; each binary prints its summary.
 unit: asan
@@ -92,7 +98,7 @@ fuzz:
 # Builds both variants, then lint, unit tests, a short fuzz run and the
 # end-to-end tests; scripts/test.sh prints every runner's summary.
 test: deps-test
-	@$(MAKE) --no-print-directory -j2 release asan
+	@$(MAKE) --no-print-directory -j2 release asan tsan
 	@scripts/test.sh $(UNIT_BINS)
 
 deps:

@@ -15,7 +15,9 @@
  *      Origin header is another origin: 403 cross_origin (login CSRF);
  *      no Origin (programs, curl) passes;
  *   4. a cookie session on POST/PUT/PATCH/DELETE: X-CSRF-Token (403);
- *   5. the route's permission against the caller's role (403);
+ *   5. the route's permission against the caller's role (403); a
+ *      connector action then also needs the permission its type's table
+ *      names (api_connector_actions.c);
  *   6. a JSON body, when one is sent (400 / 413; the error names the line
  *      and column, never the bytes: jansson's own text quotes the input),
  *      then the handler.
@@ -70,10 +72,9 @@ static const struct api_route ROUTES[] = {
     { "DELETE", "/api/v1/tokens/{id}", P(TOKEN_WRITE), api_token_revoke, "revoke an API token" },
     { "GET", "/api/v1/connectors", P(FLOW_READ), api_connectors, "list connectors" },
     { "GET", "/api/v1/connectors/{name}", P(FLOW_READ), api_connector_get, "one connector" },
-    { "POST", "/api/v1/connectors/{name}/test", P(CONNECTOR_TEST), api_connector_test, "test connection" },
-    { "GET", "/api/v1/connectors/{name}/hostkey", P(CONNECTOR_TEST), api_connector_hostkey_get, "the SFTP host key the server presents (no authentication)" },
-    { "POST", "/api/v1/connectors/{name}/hostkey", P(FLOW_WRITE), api_connector_hostkey_accept, "confirm an SFTP host key (stored as host_key_sha256)" },
-    { "POST", "/api/v1/connectors/{name}/oauth/authorize", P(FLOW_WRITE), api_connector_oauth_authorize, "start an OAuth authorization of a connector (code + PKCE)" },
+    { "GET", "/api/v1/connectors/{name}/actions/{verb}", P(FLOW_READ), api_connector_action, "run a read-only action of a connector (then the action's own permission)" },
+    { "POST", "/api/v1/connectors/{name}/actions/{verb}", P(FLOW_READ), api_connector_action, "run an action of a connector (then the action's own permission)" },
+    { "GET", "/api/v1/connector-types", P(FLOW_READ), api_connector_types, "every connector type: config keys and actions" },
     { "GET", "/api/v1/flows", P(FLOW_READ), api_flow_export, "export the flow document" },
     { "PUT", "/api/v1/flows", P(FLOW_WRITE), api_flow_import, "import (replace) the flow document" },
     { "GET", "/api/v1/messages", P(MESSAGE_READ), api_messages, "list messages" },

@@ -55,20 +55,6 @@ int api_connector_get(struct api_ctx *c)
                  : api_fail(c, 404, "not_found", "no such connector");
 }
 
-int api_connector_test(struct api_ctx *c)
-{
-    struct error err = {0};
-    int rc = flow_connector_test(c->w, c->st, c->param[0], &err);
-    api_audit(c, "connector.test", c->param[0], rc == 0 ? "ok" : "failed");
-    if (rc == 2)
-        return api_fail(c, 404, "not_found", "%s", err.msg);
-    if (rc < 0)
-        return api_fail(c, 500, "internal", "%s", err.msg);
-    return api_ok(c, 200, json_pack("{s:s, s:b, s:s}", "connector",
-                  c->param[0], "ok", rc == 0, "detail",
-                  rc == 0 ? "connection test passed" : err.msg));
-}
-
 /* hex SHA-256 of text into out[65]. */
 static void sha256_hex(const char *text, char out[65])
 {

@@ -2,16 +2,18 @@
  * api_oauth.c - OAuth 2.0 authorization of connectors (R8) on Wharf's own
  * admin listener: no relay, no vendor service in between.
  *
- *   POST /api/v1/connectors/{name}/oauth/authorize   (flow.write)
- *        a new state and PKCE verifier, sealed as the connector's pending
- *        authorization for 10 minutes; answers {"authorize_url": ...}
- *   GET  /oauth/callback?code=..&state=..            (public)
+ *   POST /api/v1/connectors/{name}/actions/oauth.authorize   (flow.write,
+ *        api_connector_actions.c) starts one: a new state and PKCE
+ *        verifier, sealed as the connector's pending authorization for 10
+ *        minutes; answers {"authorize_url": ...}
+ *   GET  /oauth/callback?code=..&state=..            (public, here)
  *        where the authorization server sends the browser back; the
  *        single-use state must match a pending authorization (that is
  *        what authenticates the request); the code is exchanged, the
  *        tokens are stored sealed, a small plain page answers
  *
- * The work is connectors/http.c's (http.h); this file adds the HTTP side,
+ * The work is the connector type's (connector_oauth_callback asks each
+ * type with an oauth_callback: http.c's); this file adds the HTTP side,
  * the audit entries and the defender's count of unknown states. Must
  * never: put a code, a token, a verifier or the client secret into a
  * response, the audit trail or a log line.
@@ -24,29 +26,9 @@
 #include <string.h>
 
 #include "api/api.h"
-#include "connectors/http.h"
+#include "connectors/connector.h"
 #include "net/server.h"
 #include "util/secret.h"
-
-int api_connector_oauth_authorize(struct api_ctx *c)
-{
-    struct error err = {0};
-    char *url = NULL;
-    enum http_oauth_rc rc = http_oauth_authorize(c->w, c->st, c->param[0],
-                                                 &url, &err);
-    if (rc == HTTP_OAUTH_UNKNOWN)
-        return api_fail(c, 404, "not_found", "%s", err.msg);
-    if (rc == HTTP_OAUTH_NOT_CODE)
-        return api_fail(c, 409, "not_oauth", "%s", err.msg);
-    api_audit(c, "connector.oauth.authorize", c->param[0],
-              rc == HTTP_OAUTH_OK ? "started" : "failed");
-    if (rc != HTTP_OAUTH_OK)
-        return api_fail(c, 500, "internal", "%s", err.msg);
-    json_t *body = json_pack("{s:s, s:i}", "authorize_url", url,
-                             "expires_in", HTTP_OAUTH_PENDING_S);
-    free(url);
-    return api_ok(c, 200, body);
-}
 
 /* A small text/plain page for the browser. */
 static int page(struct api_ctx *c, int status, const char *fmt, ...)
@@ -90,11 +72,11 @@ int api_oauth_callback(struct api_ctx *c)
     OPENSSL_cleanse(code, sizeof(code));
     if (has_code && !has_err && secret_code == NULL)
         return page(c, 500, "Out of memory.");
-    enum http_oauth_rc rc = http_oauth_callback(c->w, c->st, state,
-                                                secret_code, conn,
-                                                sizeof(conn), &err);
+    enum conn_oauth_rc rc = connector_oauth_callback(c->w, c->st, state,
+                                                     secret_code, conn,
+                                                     sizeof(conn), &err);
     secret_free(secret_code);
-    if (rc == HTTP_OAUTH_UNKNOWN) {
+    if (rc == CONN_OAUTH_UNKNOWN) {
         net_req_auth_failure(c->req);
         api_audit(c, "connector.oauth.failure", "-", "unknown, expired or "
                   "used state");
@@ -109,7 +91,7 @@ int api_oauth_callback(struct api_ctx *c)
         return page(c, 400, "The authorization server did not authorize "
                     "connector %s (%s).", conn, perr);
     }
-    if (rc != HTTP_OAUTH_OK) {
+    if (rc != CONN_OAUTH_OK) {
         api_audit(c, "connector.oauth.failure", conn[0] ? conn : "-",
                   err.msg);
         return page(c, 502, "OAuth authorization of connector %s failed: %s",

@@ -195,6 +195,10 @@ int audit_anchor_load(struct vault *v, const char *path,
     anchor_unhex(a->sig, sig, sizeof(sig));
     if (tlen < 0 || vault_audit_verify(v, a->key_id, signed_text,
                                        (size_t)tlen, sig, &e) != 0) {
+        if (e.code == EPIPE) {      /* no verdict: the key process is gone */
+            *err = e;
+            return -1;
+        }
         snprintf(problem, n, "%s", e.msg);
         return AUDIT_ANCHOR_BAD;
     }

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "connectors/connector.h"
 
 static const char *perm_label(int perm)
 {
@@ -21,6 +22,25 @@ static const char *perm_label(int perm)
     return rbac_perm_name((enum perm)perm);
 }
 
+/* {"connector_config_TYPE": JSON Schema, ...}: what docs/openapi.yaml's
+ * components.schemas hold for connector configs (tests compare them). */
+static int schemas_print(void)
+{
+    const struct connector_type *const *types;
+    size_t n = connector_types(&types);
+    json_t *all = json_object();
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "connector_config_%s", types[i]->name);
+        json_object_set_new(all, name, connector_config_schema(types[i]));
+    }
+    char *t = json_dumps(all, JSON_INDENT(2) | JSON_SORT_KEYS);
+    printf("%s\n", t ? t : "{}");
+    free(t);
+    json_decref(all);
+    return EXIT_OK;
+}
+
 static int api_run(int argc, char **argv)
 {
     static const char *const opts[] = { "--json", NULL };
@@ -28,8 +48,10 @@ static int api_run(int argc, char **argv)
     int p = cli_parse(&cmd_api, argc, argv, opts, &a);
     if (p != 0)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
+    if (a.npos == 1 && strcmp(a.pos[0], "connector-schemas") == 0)
+        return schemas_print();
     if (a.npos != 1 || strcmp(a.pos[0], "routes") != 0)
-        return cli_usage(&cmd_api, "expected 'routes'");
+        return cli_usage(&cmd_api, "expected 'routes' or 'connector-schemas'");
     size_t n;
     const struct api_route *r = api_routes(&n);
     json_t *arr = json_array();
@@ -54,7 +76,10 @@ static int api_run(int argc, char **argv)
 const struct cli_cmd cmd_api = {
     "api", "list the REST API's routes and the permission each needs",
     "wharf api routes [--json]\n"
-    "  public: no credentials; self: any caller, about themself; otherwise\n"
-    "  the permission a role must hold (see docs/architecture.md).\n",
+    "       wharf api connector-schemas\n"
+    "  routes: public: no credentials; self: any caller, about themself;\n"
+    "  otherwise the permission a role must hold (see docs/architecture.md).\n"
+    "  connector-schemas: the JSON Schema of each connector type's config,\n"
+    "  from the type tables (docs/openapi.yaml holds the same).\n",
     api_run,
 };

@@ -46,6 +46,7 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
+#include "vault/keyproc.h"
 #include "vault/vault.h"
 
 /* Record the new data dir as the first audit entry. */
@@ -260,12 +261,12 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     if (net != NULL)
         net_server_set_health(net, serve_health, NULL);
     /* Bound before the sandbox (ports below 1024), every thread started
-     * after it (threads inherit Landlock; the engine's before the
-     * listeners', which stop first). */
+     * after it (threads inherit Landlock; the key process watcher, then
+     * the engine's before the listeners', which stop first). */
     if (net == NULL || api_register(net, w, &err) < 0 ||
         (hooks = partner_routes_register(net, w, &err)) == NULL ||
         net_server_bind(net, &err) < 0 || sandbox_enter(w, &err) < 0 ||
-        (e = engine_start(w, &err)) == NULL ||
+        keyproc_watch(&err) < 0 || (e = engine_start(w, &err)) == NULL ||
         net_server_start(net, &err) < 0) {
         net_server_free(net);
         partner_routes_free(hooks);
@@ -285,12 +286,41 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     return EXIT_OK;
 }
 
+/* ---- the key process (vault/keyproc.h) ------------------------------------ */
+
+/* The key process's main: the data dir's keystore and TLS listener key. */
+static int serve_keys_main(void *arg, int fd)
+{
+    struct error err = {0};
+    struct wharf *w = cli_wharf_open(arg, &err);
+    if (w == NULL)
+        return cli_fail("key process: %s", err.msg);
+    char tls[4200];
+    snprintf(tls, sizeof(tls), w->conf.tls_key[0] == '/' ? "%.0s%s" : "%s/%s",
+             w->dir, w->conf.tls_key);
+    const char *paths[1] = { tls };
+    int rc = keyproc_serve(w->vault, paths, 1, fd);
+    wharf_close(w);
+    return rc;
+}
+
+/* Fork the key process before anything else is read: from here on this
+ * process's vault forwards to it. */
+static int serve_fork_keys(const char *data, struct error *err)
+{
+    return keyproc_start(serve_keys_main, (void *)data, err);
+}
+
 static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
 {
     struct error err = {0};
-    struct wharf *w = cli_wharf_open(data, &err);
-    if (w == NULL)
+    if (serve_fork_keys(data, &err) < 0)
         return cli_fail("%s", err.msg);
+    struct wharf *w = cli_wharf_open(data, &err);
+    if (w == NULL) {
+        keyproc_stop();
+        return cli_fail("%s", err.msg);
+    }
     int lockfd = -1, rc;
     if (sandbox_drop_root(w, &err) < 0 ||
         cli_lock(w->dir, "serve", &lockfd, &err) < 0 ||
@@ -306,6 +336,9 @@ static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
     if (lockfd >= 0)
         close(lockfd);
     wharf_close(w);
+    if (keyproc_lost())
+        rc = EXIT_FAIL;             /* the key process died: not a clean stop */
+    keyproc_stop();
     return rc;
 }
 

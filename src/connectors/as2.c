@@ -3,11 +3,11 @@
  * The source half (the /as2 route of the partner listener, inbound MDNs)
  * is as2_recv.c; the protocol itself is src/as2/ (no I/O there).
  *
- * Config: {"partner": NAME} names a partner of the flow document (M7);
- * optional "proxy" (as http), "subject", "content_type", "timeout_ms",
- * "mdn_timeout_s" (asynchronous MDNs: how long to wait before sending
- * again, default 600), "max_body_bytes" (the largest request the partner
- * may POST to us, as2_recv.c; default 1 GiB).
+ * Config: AS2_OPTIONS below (`wharf connector help as2`): "partner" names
+ * a partner of the flow document (M7); optional "proxy" (as http),
+ * "subject", "content_type", "timeout_ms", "mdn_timeout_s" (asynchronous
+ * MDNs: how long to wait before sending again), "max_body_bytes" (the
+ * largest request the partner may POST to us, as2_recv.c).
  *
  * The AS2 Message-ID of a message is chosen once, from what is stored
  * before the first POST: "<WHARF-MESSAGE-ID@wharf>" (a UUIDv7, unique).
@@ -78,39 +78,37 @@ static int64_t now_ms(void)
 
 /* ---- config -------------------------------------------------------------- */
 
-static int as2_check(const json_t *cfg, struct error *err)
+static int one_line_valid(const char *key, const json_t *v, struct error *err)
 {
-    static const char *const keys[] = { "partner", "proxy", "subject",
-        "content_type", "timeout_ms", "mdn_timeout_s", "max_body_bytes" };
-    if (connector_keys_only(cfg, keys, sizeof(keys) / sizeof(*keys), "as2",
-                            err) < 0)
-        return -1;
-    const char *p = str(cfg, "partner");
-    if (p == NULL || p[0] == '\0')
-        return error_set(err, "needs partner (the name of a partner of the "
-                         "flow document)");
-    static const char *const strs[] = { "subject", "content_type" };
-    for (size_t i = 0; i < 2; i++) {
-        const char *v = str(cfg, strs[i]);
-        if (json_object_get(cfg, strs[i]) && (v == NULL || strlen(v) > 200 ||
-                                              strpbrk(v, "\r\n")))
-            return error_set(err, "%s must be a one-line string", strs[i]);
-    }
-    const json_t *t = json_object_get(cfg, "timeout_ms");
-    if (t && (!json_is_integer(t) || json_integer_value(t) < 1000 ||
-              json_integer_value(t) > 86400000))
-        return error_set(err, "timeout_ms must be 1000..86400000");
-    t = json_object_get(cfg, "mdn_timeout_s");
-    if (t && (!json_is_integer(t) || json_integer_value(t) < 1 ||
-              json_integer_value(t) > 7 * 86400))
-        return error_set(err, "mdn_timeout_s must be 1..604800");
-    t = json_object_get(cfg, "max_body_bytes");
-    if (t && (!json_is_integer(t) || json_integer_value(t) < 1024 ||
-              json_integer_value(t) > AS2_MAX_BODY))
-        return error_set(err, "max_body_bytes must be 1024..%lld",
-                         (long long)AS2_MAX_BODY);
-    return connector_proxy_check(cfg, err);
+    if (strpbrk(json_string_value(v), "\r\n"))
+        return error_set(err, "%s must be a one-line string", key);
+    return 0;
 }
+
+static const struct conn_option AS2_OPTIONS[] = {
+    { "partner", CONN_STRING, CONN_REQUIRED, NULL, 0, 0, NULL, NULL,
+      "the name of a partner of the flow document", NULL },
+    { "subject", CONN_STRING, 0, NULL, 0, 200, NULL, NULL,
+      "the Subject header of messages sent", one_line_valid },
+    { "content_type", CONN_STRING, 0, NULL, 0, 200, NULL, NULL,
+      "the Content-Type of payloads sent (default application/octet-"
+      "stream)", one_line_valid },
+    { "timeout_ms", CONN_INT, CONN_ADVANCED, NULL, 1000, 86400000, NULL,
+      NULL, "one POST, with its synchronous MDN (default 600000)", NULL },
+    { "mdn_timeout_s", CONN_INT, CONN_ADVANCED, "600", 1, 7 * 86400, NULL,
+      NULL, "asynchronous MDNs: how long to wait before sending again",
+      NULL },
+    { "max_body_bytes", CONN_INT, CONN_ADVANCED, "1073741824", 1024,
+      AS2_MAX_BODY, NULL, NULL, "the largest request the partner may POST "
+      "to us", NULL },
+    CONN_PROXY_OPTIONS,
+    { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL },
+};
+
+static const struct conn_action AS2_ACTIONS[] = {
+    CONN_ACTION_TEST,
+    { NULL, NULL, 0, NULL, NULL, NULL, NULL },
+};
 
 static void as2_close(struct connector *c)
 {
@@ -128,7 +126,7 @@ static void as2_close(struct connector *c)
 static int load_parties(struct connector *c, struct as2_state *s,
                         struct error *err)
 {
-    const char *name = str(c->config, "partner");
+    const char *name = conn_str(c, "partner");
     struct store *st = store_open(c->wharf->db_path, err);
     if (st == NULL)
         return -1;
@@ -155,15 +153,12 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
         as2_close(c);
         return WH_FAIL;
     }
-    const json_t *t = json_object_get(c->config, "mdn_timeout_s");
-    s->mdn_timeout_ms = (t ? json_integer_value(t) : 600) * 1000;
-    t = json_object_get(c->config, "max_body_bytes");
-    s->max_body = t ? json_integer_value(t) : AS2_DEFAULT_BODY;
+    s->mdn_timeout_ms = conn_int(c, "mdn_timeout_s") * 1000;
+    s->max_body = conn_int(c, "max_body_bytes");
     /* poll() only retries queued MDNs: not as often as a folder */
     if (c->poll_ms == c->wharf->conf.poll_ms && c->poll_ms < 5000)
         c->poll_ms = 5000;      /* unless the connector set its own */
-    t = json_object_get(c->config, "timeout_ms");
-    s->opts.timeout_ms = t ? (long)json_integer_value(t) : 0;
+    s->opts.timeout_ms = (long)conn_int(c, "timeout_ms");
     /* tls_ca: {"content": PEM} since import reads it (a path: older
      * imports, read by libcurl) */
     const char *ca = json_string_value(json_object_get(json_object_get(
@@ -793,14 +788,14 @@ void as2_state_arrived(char *out, size_t n, const char *as2_msgid)
         k += snprintf(out + k, n - (size_t)k, "%02x", md[i]);
 }
 
-static const char *const AS2_SECRETS[] = { "proxy.credentials_file", NULL };
-
 const struct connector_type connector_as2 = {
     .name = "as2",
-    .secrets = AS2_SECRETS,
+    .summary = "AS2 (RFC 4130) with a partner of the flow document: signed, "
+               "encrypted, receipts (M4)",
+    .options = AS2_OPTIONS,
+    .actions = AS2_ACTIONS,
     .needs_partner = 1,
     .ends_path = 1,
-    .check = as2_check,
     .open = as2_open,
     .poll = as2_poll,
     .deliver = as2_deliver,

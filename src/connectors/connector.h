@@ -32,6 +32,8 @@
 struct intake;
 struct net_request;
 struct net_server;
+struct secret;
+struct store;
 struct wharf;
 
 /* One inbound HTTP request handed to a connector's route(): a thin wrapper
@@ -78,34 +80,145 @@ struct delivery {
     int64_t again_at;           /* out, with WH_AGAIN: ms since the epoch */
 };
 
+/* ---- the config map of a type (connectors/options.c) ------------------------
+ * Every key a type's config takes is declared once, in a table of struct
+ * conn_option: the one generic validator (connector_check) walks it for
+ * unknown keys, types, required keys, enums, ranges and conditions; open()
+ * reads settings through the typed getters (conn_str, conn_int, ...) that
+ * apply the declared default; `wharf connector help`, GET /api/v1/
+ * connector-types and the OpenAPI config schemas are printed from it. */
+enum conn_opt_type {
+    CONN_STRING,    /* a string (max: longest length, 0 = any) */
+    CONN_INT,       /* an integer in min..max */
+    CONN_BOOL,      /* true or false */
+    CONN_ENUM,      /* a string among values ("delete|archive") */
+    CONN_URL,       /* a URL string (its scheme rules: the type's check) */
+    CONN_OBJECT,    /* an object: its members are declared as "KEY.member" */
+    CONN_MAP,       /* an object of free names to one-line strings */
+    CONN_LIST,      /* a list of min..max items of type values ("int" or
+                       "string") */
+    CONN_SECRET,    /* a secret in a form of core/flowfile.h, sealed at
+                       import; open() gets it from connector_secret() */
+    CONN_FILE,      /* a public file (CA bundle, certificate): same forms,
+                       read at import, kept beside the secrets */
+    CONN_FOLDER,    /* a local folder under wharf.conf's allowed_paths
+                       (util/confine.h) */
+    CONN_PROXY,     /* a proxy URL, "direct", or an object {"url",
+                       "credentials_file", "no_proxy"} (connectors/proxy.h) */
+};
+
+#define CONN_REQUIRED 0x01          /* must be given (when `when` holds) */
+#define CONN_ADVANCED 0x02          /* rarely changed: forms fold it away */
+#define CONN_SECRET_MEMBERS 0x04    /* CONN_MAP: credential-named members
+                                       (connector_credential_name) hold a
+                                       secret, sealed as "KEY.MEMBER" */
+
+struct conn_option {
+    const char *key;        /* "port"; dotted in an object: "auth.user" */
+    enum conn_opt_type type;
+    unsigned flags;
+    const char *def;        /* the default as text ("22", "*", "true"), or
+                               NULL: none (help says what absence means) */
+    long long min, max;     /* CONN_INT: range; CONN_LIST: item count;
+                               CONN_STRING: max length (0 = any) */
+    const char *values;     /* CONN_ENUM: "a|b|c"; CONN_LIST: item type */
+    const char *when;       /* applies only when "KEY=v1|v2" holds (KEY is
+                               another option, compared as a string), or
+                               NULL: always */
+    const char *help;
+    /* Optional rule for the value's form (a host name, a fingerprint):
+     * 0, or -1 with err naming key. Cross-key rules go in check(). */
+    int (*valid)(const char *key, const json_t *v, struct error *err);
+};
+
+/* ---- generic actions (`wharf connector NAME VERB`, POST /api/v1/connectors/
+ * {name}/actions/{verb}) -------------------------------------------------- */
+enum conn_act_rc {
+    CONN_ACT_OK = 0,
+    CONN_ACT_INVALID = 1,       /* the arguments are wrong (400) */
+    CONN_ACT_REFUSED = 2,       /* the state does not allow it (409, code) */
+    CONN_ACT_UNREACHABLE = 3,   /* the partner's side failed (502) */
+    CONN_ACT_NOT_FOUND = 4,     /* no such connector or verb (404) */
+    CONN_ACT_ERROR = -1,        /* store, memory ... (500) */
+};
+
+/* What an action gets from its caller (core/flow.c's dispatcher: the
+ * stored connector, opened on demand) and fills in. */
+struct conn_action_ctx {
+    const char *name;           /* the connector */
+    const char *type;
+    const json_t *config;       /* its stored config (borrowed) */
+    const json_t *args;         /* the caller's arguments (an object) */
+    /* Open the stored connector (caller frees with connector_free). */
+    struct connector *(*open)(struct conn_action_ctx *x, struct error *err);
+    /* Store config key = value (stolen) in the connector's stored config
+     * if it did not change meanwhile, after connector_check: 0, 1 when it
+     * changed meanwhile, -1 with err. The flow generation moves. */
+    int (*config_set)(struct conn_action_ctx *x, const char *key,
+                      json_t *value, struct error *err);
+    void *env;                  /* the dispatcher's */
+    /* out */
+    json_t *result;             /* an object: the API's answer, `--json` */
+    char text[1024];            /* what the CLI prints (also on failure) */
+    char note[256];             /* advice the CLI prints on stderr */
+    char audit[512];            /* audit detail; "" = nothing to audit */
+    char code[32];              /* on CONN_ACT_REFUSED: the error code */
+};
+
+struct conn_action {
+    const char *verb;           /* "hostkey.capture" */
+    const char *permission;     /* auth.h's name: "connector.test" */
+    int read_only;              /* changes nothing: GET may call it */
+    const char *audit;          /* audit action ("connector.test"), or NULL */
+    const char *const *params;  /* argument names, NULL-terminated (the
+                                   CLI's positional ARGS in order), or NULL */
+    const char *summary;
+    enum conn_act_rc (*fn)(struct conn_action_ctx *x, struct error *err);
+};
+
+/* The "test" action every type with test() lists: opens the connector and
+ * runs its test(); result {"connector", "ok", "detail"}. */
+enum conn_act_rc connector_action_test(struct conn_action_ctx *x,
+                                       struct error *err);
+#define CONN_ACTION_TEST { "test", "connector.test", 1, "connector.test", \
+    NULL, "test connection: says precisely what fails", \
+    connector_action_test }
+
+/* What an OAuth redirect brings back (connector_oauth_callback). */
+enum conn_oauth_rc {
+    CONN_OAUTH_OK = 0,
+    CONN_OAUTH_UNKNOWN = 1,     /* no pending authorization with that state */
+    CONN_OAUTH_FAILED = -1,     /* err says why */
+};
+
 struct connector_type {
     const char *name;
-    /* Config keys that give a secret (NULL-terminated, dotted paths into
-     * nested objects: "auth.password_file"), in a form of core/flowfile.h,
-     * sealed at flow import; NULL when none. open() gets them from
-     * connector_secret(). */
-    const char *const *secrets;
-    /* The same for public files (a CA bundle, a certificate): read at
-     * import, kept sealed beside the secrets, handed over the same way. */
-    const char *const *files;
-    /* Config objects whose credential-named members (connector_credential_
-     * name: "Authorization", "X-Api-Key", ...) hold a secret given inline
-     * ("headers"): sealed at import as "OBJECT.MEMBER". */
-    const char *const *secret_objects;
+    const char *summary;        /* one line for `wharf connector help` */
+    /* The config map (terminated by an entry with key NULL). */
+    const struct conn_option *options;
+    /* The generic verbs (terminated by verb NULL), or NULL. */
+    const struct conn_action *actions;
+    /* Optional: finish an authorization whose state is `state` with
+     * `code` (NULL: refused) if one of this type's connectors started it:
+     * CONN_OAUTH_UNKNOWN when none did. conn (n bytes) gets the
+     * connector's name once known. */
+    enum conn_oauth_rc (*oauth_callback)(struct wharf *w, struct store *st,
+                                         const char *state,
+                                         const struct secret *code,
+                                         char *conn, size_t n,
+                                         struct error *err);
     /* Whether this config takes messages in (a folder polled, a route):
      * then it needs an outgoing link. NULL: never (or, like as2, it
      * refuses what it cannot route when it arrives). */
     int (*is_source)(const json_t *config);
-    /* Config keys that name a local folder (NULL-terminated): they must
-     * lie under wharf.conf's allowed_paths (util/confine.h). */
-    const char *const *folders;
     /* The config's "partner" must name a partner of the flow document,
      * one connector of the type per partner (AS2 routes by AS2-From). */
     int needs_partner;
     /* What it delivers goes no further (the partner has it): its links
      * carry only what it receives. */
     int ends_path;
-    /* Validate a config; no side effects. 0 or -1 with err. */
+    /* Cross-key rules the option table cannot say, after it was checked
+     * (NULL: none); no side effects. 0 or -1 with err. */
     int (*check)(const json_t *config, struct error *err);
     /* Parse config, allocate state. */
     enum wh_status (*open)(struct connector *c, struct error *err);
@@ -133,13 +246,68 @@ struct connector_type {
 /* The registered type called name, or NULL. */
 const struct connector_type *connector_type_find(const char *name);
 
-/* Comma-separated names of every registered type (static string). */
-const char *connector_type_names(void);
-
-/* Validate a connector definition: known type, common keys (log_level,
- * poll_ms, retry) well-formed, then the type's own check. */
+/* Validate a connector definition: known type, the common keys
+ * (log_level, poll_ms, retry) and the type's options (connector_options_
+ * check), then the type's own check. 0 or -1 with err naming the key. */
 int connector_check(const char *name, const char *type, const json_t *config,
                     struct error *err);
+
+/* ---- options (connectors/options.c) ---------------------------------------- */
+
+/* Keys every connector takes (log_level, poll_ms, retry): a static table. */
+const struct conn_option *connector_common_options(void);
+
+/* Walk table over config: unknown keys, types, required keys, enum values,
+ * ranges, conditions, then each option's valid(). 0 or -1 with err. */
+int connector_options_check(const struct conn_option *table,
+                            const json_t *config, struct error *err);
+
+/* The common keys of a whole config (the type's keys are ignored). */
+int connector_common_check(const json_t *config, struct error *err);
+
+/* The option called key in table, or NULL. */
+const struct conn_option *connector_option_find(const struct conn_option *t,
+                                                const char *key);
+
+/* The value at dotted key in config ("auth.user"), or NULL (borrowed). */
+const json_t *connector_config_get(const json_t *config, const char *key);
+
+/* Typed getters for open(): the value of key in c's config or else its
+ * declared default (key must be declared: a missing declaration is a bug,
+ * logged, and reads as absent). conn_str: NULL when neither is there. */
+const char *conn_str(const struct connector *c, const char *key);
+long long conn_int(const struct connector *c, const char *key);
+int conn_bool(const struct connector *c, const char *key);
+/* The raw value (objects, lists), NULL when absent (no default). */
+const json_t *conn_get(const struct connector *c, const char *key);
+
+/* Whether dotted key is of a type sealed at import (CONN_SECRET, CONN_FILE)
+ * in t's table: 1 secret, 2 public file, 0 neither. */
+int connector_option_sealed(const struct connector_type *t, const char *key);
+
+/* Every type as JSON (static data only: no secret exists in a table):
+ * {"types": [{"name", "summary", "options": [...], "actions": [...]}],
+ * "common": [...]}. Caller decrefs. */
+json_t *connector_types_json(void);
+
+/* The JSON Schema (2020-12, as OpenAPI 3.1 takes it) of type t's config,
+ * common keys included. Caller decrefs. */
+json_t *connector_config_schema(const struct connector_type *t);
+
+/* The action verb of type t, or NULL. */
+const struct conn_action *connector_action_find(const struct connector_type *t,
+                                                const char *verb);
+
+/* The action verb of any type (the first that has it), or NULL: what an
+ * attempt on a connector that turned out not to have it is audited as. */
+const struct conn_action *connector_action_any(const char *verb);
+
+/* GET /oauth/callback: ask every type with oauth_callback. */
+enum conn_oauth_rc connector_oauth_callback(struct wharf *w, struct store *st,
+                                            const char *state,
+                                            const struct secret *code,
+                                            char *conn, size_t n,
+                                            struct error *err);
 
 /* Build and open a connector. Caller owns; free with connector_free. */
 struct connector *connector_new(struct wharf *w, const char *name,
@@ -161,17 +329,12 @@ struct partner_routes *partner_routes_register(struct net_server *s,
                                                struct error *err);
 void partner_routes_free(struct partner_routes *r);
 
-/* Helper for types' check(): refuse keys of object o not in keys[n]
- * ("WHAT: unknown key ..."). 0 or -1 with err. */
-int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
-                        const char *what, struct error *err);
-
 /* ---- secrets (connectors/secrets.c) ----------------------------------------
  * Secrets are given as files and stored by the vault: flow import seals
- * each file a type lists in .secrets; connector_new unseals them before
- * open(). Runtime state (OAuth tokens) is sealed into the store by name. */
+ * each CONN_SECRET and CONN_FILE option (and the credential members of a
+ * CONN_SECRET_MEMBERS map); connector_new unseals them before open().
+ * Runtime state (OAuth tokens) is sealed into the store by name. */
 struct store_flow;
-struct secret;
 struct connector_secret_slot;
 
 /* Flow import: read and seal every secret and file f's configs give

@@ -2,14 +2,8 @@
  * file.c - the file connector (M3): a folder as a source, a folder as a
  * destination, or both.
  *
- * Config:
- *   receive_dir   poll this folder (source)
- *   pattern       glob for names to take (fnmatch), default "*"
- *   after         "delete" (default) or "archive" (then archive_dir, on the
- *                 same file system) once the message is durably stored
- *   send_dir      write messages here (destination)
- *   on_collision  "rename" (default: name_1.ext, name_2.ext ...),
- *                 "overwrite" or "fail"
+ * Config: FILE_OPTIONS below (receive_dir, pattern, after, archive_dir,
+ * send_dir, on_collision; `wharf connector help file` prints it).
  *
  * Source: a file is taken only when its size, mtime and inode are the same
  * on two polls in a row (the writer is done). Hidden files (".name") and
@@ -55,6 +49,7 @@
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "util/confine.h"
+#include "util/fault.h"
 #include "util/fsx.h"
 
 #define MAX_TAKE_PER_POLL 8192
@@ -113,19 +108,42 @@ static int dir_ok(const char *key, const char *path, struct stat *sb,
     return rc;
 }
 
+/* A file-name glob: not empty, no '/'. */
+static int pattern_valid(const char *key, const json_t *v, struct error *err)
+{
+    const char *pat = json_string_value(v);
+    if (pat[0] == '\0' || strchr(pat, '/'))
+        return error_set(err, "%s must be a file-name glob without '/'", key);
+    return 0;
+}
+
+static const struct conn_option FILE_OPTIONS[] = {
+    { "receive_dir", CONN_FOLDER, 0, NULL, 0, 0, NULL, NULL,
+      "source: poll this folder (under wharf.conf's allowed_paths)", NULL },
+    { "pattern", CONN_STRING, 0, "*", 0, 0, NULL, NULL,
+      "source: take only names matching this glob (fnmatch)",
+      pattern_valid },
+    { "after", CONN_ENUM, 0, "delete", 0, 0, "delete|archive", NULL,
+      "source: what to do with a file once its message is stored",
+      NULL },
+    { "archive_dir", CONN_FOLDER, 0, NULL, 0, 0, NULL, NULL,
+      "source, after \"archive\": move taken files here (same file "
+      "system as receive_dir)", NULL },
+    { "send_dir", CONN_FOLDER, 0, NULL, 0, 0, NULL, NULL,
+      "destination: write messages here", NULL },
+    { "on_collision", CONN_ENUM, 0, "rename", 0, 0, "rename|overwrite|fail",
+      NULL, "destination: when a file of that name exists (rename: "
+      "name_1.ext, name_2.ext ...)", NULL },
+    { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL },
+};
+
 static int check_source(const json_t *cfg, const char *rdir, struct error *err)
 {
     const char *after = json_string_value(json_object_get(cfg, "after"));
     const char *adir = json_string_value(json_object_get(cfg, "archive_dir"));
-    const char *pat = json_string_value(json_object_get(cfg, "pattern"));
     struct stat rs, as;
     if (dir_ok("receive_dir", rdir, &rs, err) < 0)
         return -1;
-    if (pat && (pat[0] == '\0' || strchr(pat, '/')))
-        return error_set(err, "pattern must be a file-name glob without '/'");
-    if (after && strcmp(after, "delete") && strcmp(after, "archive"))
-        return error_set(err, "after must be \"delete\" or \"archive\", not "
-                         "\"%s\"", after);
     if (after && !strcmp(after, "archive")) {
         if (adir == NULL)
             return error_set(err, "after \"archive\" needs archive_dir");
@@ -138,24 +156,12 @@ static int check_source(const json_t *cfg, const char *rdir, struct error *err)
     return 0;
 }
 
+/* What FILE_OPTIONS cannot say: one of the folders, existing folders, the
+ * archive on the same file system. */
 static int file_check(const json_t *cfg, struct error *err)
 {
-    static const char *const keys[] = { "receive_dir", "pattern", "after",
-        "archive_dir", "send_dir", "on_collision" };
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)cfg, key, v) {
-        size_t i = 0;
-        while (i < sizeof(keys) / sizeof(*keys) && strcmp(keys[i], key))
-            i++;
-        if (i == sizeof(keys) / sizeof(*keys))
-            return error_set(err, "unknown key \"%s\"", key);
-        if (!json_is_string(v))
-            return error_set(err, "%s must be a string", key);
-    }
     const char *rdir = json_string_value(json_object_get(cfg, "receive_dir"));
     const char *sdir = json_string_value(json_object_get(cfg, "send_dir"));
-    const char *coll = json_string_value(json_object_get(cfg, "on_collision"));
     struct stat sb;
     if (rdir == NULL && sdir == NULL)
         return error_set(err, "needs receive_dir (source), send_dir "
@@ -164,21 +170,12 @@ static int file_check(const json_t *cfg, struct error *err)
         return -1;
     if (sdir && dir_ok("send_dir", sdir, &sb, err) < 0)
         return -1;
-    if (coll && strcmp(coll, "rename") && strcmp(coll, "overwrite") &&
-        strcmp(coll, "fail"))
-        return error_set(err, "on_collision must be \"rename\", \"overwrite\" "
-                         "or \"fail\", not \"%s\"", coll);
     return 0;
 }
 
 static int file_is_source(const json_t *cfg)
 {
     return json_object_get(cfg, "receive_dir") != NULL;
-}
-
-static const char *cfg_str(const struct connector *c, const char *key)
-{
-    return json_string_value(json_object_get(c->config, key));
 }
 
 static enum wh_status file_open(struct connector *c, struct error *err)
@@ -188,13 +185,13 @@ static enum wh_status file_open(struct connector *c, struct error *err)
         error_set(err, "out of memory");
         return WH_FAIL;
     }
-    fs->receive_dir = cfg_str(c, "receive_dir");    /* owned by c->config */
-    fs->send_dir = cfg_str(c, "send_dir");
-    fs->pattern = cfg_str(c, "pattern") ? cfg_str(c, "pattern") : "*";
-    fs->archive_dir = cfg_str(c, "archive_dir");
-    fs->archive = cfg_str(c, "after") && !strcmp(cfg_str(c, "after"), "archive");
-    const char *coll = cfg_str(c, "on_collision");
-    fs->collision = !coll || !strcmp(coll, "rename") ? COLLIDE_RENAME
+    fs->receive_dir = conn_str(c, "receive_dir");   /* owned by c->config */
+    fs->send_dir = conn_str(c, "send_dir");
+    fs->pattern = conn_str(c, "pattern");
+    fs->archive_dir = conn_str(c, "archive_dir");
+    fs->archive = !strcmp(conn_str(c, "after"), "archive");
+    const char *coll = conn_str(c, "on_collision");
+    fs->collision = !strcmp(coll, "rename") ? COLLIDE_RENAME
                   : !strcmp(coll, "overwrite") ? COLLIDE_OVERWRITE : COLLIDE_FAIL;
     fs->rfd = -1;
     fs->ack.rfd = fs->ack.afd = -1;
@@ -604,6 +601,11 @@ struct pending {
 
 static int write_all(int fd, const unsigned char *p, size_t n)
 {
+    int injected = fault_fail("file.write");        /* test hook: fault.h */
+    if (injected) {
+        errno = injected;
+        return -1;
+    }
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
@@ -683,6 +685,11 @@ static void place(struct connector *c, struct file_state *fs, int sfd,
     for (int k = 0; k <= last; k++) {
         suffixed(p->name, k, cand, sizeof(cand));
         snprintf(path, sizeof(path), "%s/%s", fs->send_dir, cand);
+        int injected = fault_fail("file.rename");   /* test hook: fault.h */
+        if (injected) {
+            errno = injected;
+            break;
+        }
         int rc = fs->collision == COLLIDE_OVERWRITE
             ? renameat(sfd, p->tmp, sfd, cand)
             : renameat2(sfd, p->tmp, sfd, cand, RENAME_NOREPLACE);
@@ -818,12 +825,16 @@ static enum wh_status file_test(struct connector *c, struct error *err)
     return WH_OK;
 }
 
-static const char *const FILE_FOLDERS[] = { "receive_dir", "archive_dir",
-                                            "send_dir", NULL };
+static const struct conn_action FILE_ACTIONS[] = {
+    CONN_ACTION_TEST,
+    { NULL, NULL, 0, NULL, NULL, NULL, NULL },
+};
 
 const struct connector_type connector_file = {
     .name = "file",
-    .folders = FILE_FOLDERS,
+    .summary = "a local folder as a source, a destination, or both (M3)",
+    .options = FILE_OPTIONS,
+    .actions = FILE_ACTIONS,
     .is_source = file_is_source,
     .check = file_check,
     .open = file_open,

@@ -3,29 +3,10 @@
  * PUT each message's payload to a URL through net/client.h, the one
  * outbound client.
  *
- * Config:
- *   url          https://... (http:// only with "insecure": true)
- *   method       "POST" (default) or "PUT"
- *   headers      {"Name": "value", ...} sent with every request
- *   auth         {"type":"basic","user":..,"password_file":..}
- *                {"type":"bearer","token_file":..}
- *                {"type":"client_cert","cert":..,"key":..}
- *                {"type":"oauth2","grant":"client_credentials" or
- *                 "authorization_code","token_url":..,"client_id":..,
- *                 "client_secret_file":..,"scope":..,"client_auth":
- *                 "basic" (default) or "post","authorize_url":..,
- *                 "redirect_uri":.. (default https://ADMIN_LISTEN/oauth/
- *                 callback),"tls_ca":.. (token endpoint; default tls_ca),
- *                 "refresh_margin_s":60}
- *   tls_ca       PEM CA bundle for the partner (default: system store)
- *   pin_sha256   base64 SHA-256 of the partner's public key
- *   proxy        "http://host:port" / "socks5h://host:port", "direct"
- *                (not even wharf.conf's proxy), or {"url":..,
- *                "credentials_file":..,"no_proxy":"a,b"} (connectors/
- *                proxy.h); absent: wharf.conf's proxy, if any
- *   insecure     true allows http:// (TLS verification is never off)
- *   success      [status, ...] that mean delivered (default 200..299)
- *   timeout_ms   whole request (default 600000)
+ * Config: HTTP_OPTIONS below (`wharf connector help http`): url, method,
+ * headers, auth (basic, bearer, client_cert or oauth2 with its grant),
+ * tls_ca, pin_sha256, proxy (connectors/proxy.h), insecure, success,
+ * timeout_ms.
  *
  * Each request streams the decrypted payload (constant memory) with its
  * Content-Length, X-Wharf-Message-Id and X-Wharf-Filename (sanitized to
@@ -41,7 +22,10 @@
  * 401 from the partner, which is then sent the message again once. A
  * refresh token the endpoint refuses (invalid_grant) fails the hop and
  * leaves the mark "oauth.revoked": later deliveries fail at once without
- * contacting the token endpoint, until an authorization (http.h) succeeds.
+ * contacting the token endpoint, until an authorization succeeds: the
+ * action oauth.authorize starts one (state and PKCE verifier sealed as
+ * "oauth.pending"), the admin listener's GET /oauth/callback finishes it
+ * (the type's oauth_callback).
  * Before renewing, the stored tokens are read again: the admin listener's
  * callback, another worker or node may have stored newer ones.
  *
@@ -51,7 +35,6 @@
  * net_client_request.
  */
 #include "connectors/connector.h"
-#include "connectors/http.h"
 
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -68,7 +51,6 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
-#include "vault/vault.h"
 
 #define MAX_HEADERS 64
 #define MAX_SUCCESS 64
@@ -127,208 +109,143 @@ static int reserved_header(const char *name)
     return 0;
 }
 
-/* Fill the client options from cfg (pointers into cfg); no secrets. */
-static int opts_parse(const json_t *cfg, struct net_client_opts *o,
-                      struct error *err)
+/* An https:// URL without a fragment (OAuth endpoints). */
+static int https_valid(const char *key, const json_t *v, struct error *err)
 {
-    memset(o, 0, sizeof(*o));
-    if (connector_secret_ok("tls_ca", json_object_get(cfg, "tls_ca"), 0,
-                            err) < 0)
-        return -1;
-    o->pin_sha256 = str(cfg, "pin_sha256");
-    const json_t *ins = json_object_get(cfg, "insecure");
-    if (ins && !json_is_boolean(ins))
-        return error_set(err, "insecure must be true or false");
-    o->insecure = json_is_true(ins);
-    if (connector_proxy_check(cfg, err) < 0)    /* open() picks it */
-        return -1;
-    const json_t *to = json_object_get(cfg, "timeout_ms");
-    if (to && (!json_is_integer(to) || json_integer_value(to) < 100 ||
-               json_integer_value(to) > 86400000))
-        return error_set(err, "timeout_ms must be 100..86400000");
-    if (to)
-        o->timeout_ms = (long)json_integer_value(to);
-    const json_t *auth = json_object_get(cfg, "auth");
-    const char *type = str(auth, "type");
-    if (type && strcmp(type, "client_cert") == 0) {
-        /* open() sets the pair: the key comes sealed, from the vault */
-        if (connector_secret_ok("auth.cert", json_object_get(auth, "cert"), 1,
-                                err) < 0 ||
-            connector_secret_ok("auth.key", json_object_get(auth, "key"), 1,
-                                err) < 0)
-            return -1;
-    }
-    return net_client_opts_check(o, err);
-}
-
-/* An https:// URL under config key `key` (required or not). */
-static int oauth_url_ok(const json_t *auth, const char *key, int required,
-                        struct error *err)
-{
-    const char *url = str(auth, key);
-    if (url == NULL)
-        return required ? error_set(err, "auth oauth2 needs %s", key) : 0;
+    const char *url = json_string_value(v);
     if (net_client_url_check(url, 0, err) < 0 || !value_ok(url) ||
-        strchr(url, ' ') || strchr(url, '#')) {
-        error_set(err, "auth oauth2 %s must be an https:// URL without "
-                  "blanks or a fragment", key);
-        return -1;
-    }
+        strchr(url, ' ') || strchr(url, '#'))
+        return error_set(err, "%s must be an https:// URL without blanks or "
+                         "a fragment", key);
     return 0;
 }
 
-static int oauth_check(const json_t *auth, struct error *err)
+static int user_valid(const char *key, const json_t *v, struct error *err)
 {
-    static const char *const keys[] = { "type", "grant", "token_url",
-        "client_id", "client_secret_file", "scope", "client_auth",
-        "authorize_url", "redirect_uri", "tls_ca", "refresh_margin_s" };
-    size_t nkeys = sizeof(keys) / sizeof(*keys);
-    if (connector_keys_only(auth, keys, nkeys, "auth oauth2", err) < 0)
-        return -1;
-    for (size_t i = 0; i + 1 < nkeys; i++)
-        if (json_object_get(auth, keys[i]) && !str(auth, keys[i]) &&
-            strcmp(keys[i], "tls_ca") && strcmp(keys[i], "client_secret_file"))
-            return error_set(err, "auth oauth2 %s must be a string", keys[i]);
-    const char *grant = str(auth, "grant");
-    if (grant == NULL || (strcmp(grant, "client_credentials") &&
-                          strcmp(grant, "authorization_code")))
-        return error_set(err, "auth oauth2 grant must be "
-                         "\"client_credentials\" or \"authorization_code\"");
-    int code = strcmp(grant, "authorization_code") == 0;
-    const char *id = str(auth, "client_id");
-    if (id == NULL || id[0] == '\0' || strlen(id) > 256 || !value_ok(id))
-        return error_set(err, "auth oauth2 needs a client_id (one line, at "
-                         "most 256 characters)");
-    const char *scope = str(auth, "scope"), *ca = str(auth, "client_auth");
-    if (scope && (strlen(scope) > 1024 || !value_ok(scope)))
-        return error_set(err, "auth oauth2 scope must be one line of at most "
-                         "1024 characters");
-    if (ca && strcmp(ca, "basic") && strcmp(ca, "post"))
-        return error_set(err, "auth oauth2 client_auth must be \"basic\" or "
-                         "\"post\"");
-    const json_t *m = json_object_get(auth, "refresh_margin_s");
-    if (m && (!json_is_integer(m) || json_integer_value(m) < 0 ||
-              json_integer_value(m) > 3600))
-        return error_set(err, "auth oauth2 refresh_margin_s must be 0..3600");
-    if (!code && (str(auth, "authorize_url") || str(auth, "redirect_uri")))
-        return error_set(err, "auth oauth2 authorize_url and redirect_uri "
-                         "belong to the authorization_code grant");
-    if (oauth_url_ok(auth, "token_url", 1, err) < 0 ||
-        oauth_url_ok(auth, "authorize_url", code, err) < 0 ||
-        oauth_url_ok(auth, "redirect_uri", 0, err) < 0)
-        return -1;
-    if (connector_secret_ok("auth.tls_ca", json_object_get(auth, "tls_ca"), 0,
-                            err) < 0)
-        return -1;
-    /* a public client (no secret) is fine with PKCE, not for
-     * client_credentials */
-    return connector_secret_ok("auth.client_secret_file",
-                               json_object_get(auth, "client_secret_file"),
-                               !code, err);
+    const char *user = json_string_value(v);
+    if (user[0] == '\0' || strchr(user, ':'))
+        return error_set(err, "%s must be a user name without ':'", key);
+    return 0;
 }
 
-static int auth_check(const json_t *auth, struct error *err)
+static int pin_valid(const char *key, const json_t *v, struct error *err)
 {
-    if (auth == NULL)
-        return 0;
-    const char *type = str(auth, "type");
-    if (!json_is_object(auth) || type == NULL)
-        return error_set(err, "auth must be an object with a type");
-    const char *k;
-    json_t *v;
-    if (strcmp(type, "basic") == 0) {
-        json_object_foreach((json_t *)auth, k, v) {
-            if (strcmp(k, "type") && strcmp(k, "user") &&
-                strcmp(k, "password_file"))
-                return error_set(err, "auth basic: unknown key \"%s\"", k);
-        }
-        const char *user = str(auth, "user");
-        if (user == NULL || user[0] == '\0' || strchr(user, ':') ||
-            !value_ok(user))
-            return error_set(err, "auth basic needs a user without ':'");
-        return connector_secret_ok("password_file",
-                                   json_object_get(auth, "password_file"), 1,
-                                   err);
-    }
-    if (strcmp(type, "bearer") == 0) {
-        json_object_foreach((json_t *)auth, k, v) {
-            if (strcmp(k, "type") && strcmp(k, "token_file"))
-                return error_set(err, "auth bearer: unknown key \"%s\"", k);
-        }
-        return connector_secret_ok("token_file",
-                                   json_object_get(auth, "token_file"), 1,
-                                   err);
-    }
-    if (strcmp(type, "client_cert") == 0) {
-        json_object_foreach((json_t *)auth, k, v) {
-            if (strcmp(k, "type") && strcmp(k, "cert") && strcmp(k, "key"))
-                return error_set(err, "auth client_cert: unknown key \"%s\"",
-                                 k);
-        }
-        return 0;   /* files checked by net_client_opts_check */
-    }
-    if (strcmp(type, "oauth2") == 0)
-        return oauth_check(auth, err);
-    return error_set(err, "auth type must be basic, bearer, client_cert or "
-                     "oauth2, not \"%s\"", type);
+    (void)key;
+    struct net_client_opts o = { .pin_sha256 = json_string_value(v) };
+    return net_client_opts_check(&o, err);
 }
 
-static int http_check(const json_t *cfg, struct error *err)
+static int headers_valid(const char *key, const json_t *v, struct error *err)
 {
-    static const char *const keys[] = { "url", "method", "headers", "auth",
-        "tls_ca", "pin_sha256", "proxy", "insecure", "success",
-        "timeout_ms" };
     const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)cfg, k, v) {
-        size_t i;
-        for (i = 0; i < sizeof(keys) / sizeof(*keys); i++)
-            if (strcmp(k, keys[i]) == 0)
-                break;
-        if (i == sizeof(keys) / sizeof(*keys))
-            return error_set(err, "unknown key \"%s\"", k);
-    }
-    static const char *const strs[] = { "url", "method", "pin_sha256" };
-    for (size_t i = 0; i < sizeof(strs) / sizeof(*strs); i++)
-        if (json_object_get(cfg, strs[i]) && !str(cfg, strs[i]))
-            return error_set(err, "%s must be a string", strs[i]);
-    struct net_client_opts o;
-    if (opts_parse(cfg, &o, err) < 0)
-        return -1;
-    if (net_client_url_check(str(cfg, "url"), o.insecure, err) < 0)
-        return -1;
-    const char *m = str(cfg, "method");
-    if (m && strcmp(m, "POST") && strcmp(m, "PUT"))
-        return error_set(err, "method must be \"POST\" or \"PUT\"");
-    const json_t *h = json_object_get(cfg, "headers");
-    if (h && !json_is_object(h))
-        return error_set(err, "headers must be an object");
-    if (json_object_size(h) > MAX_HEADERS)
-        return error_set(err, "at most %d headers", MAX_HEADERS);
-    json_object_foreach((json_t *)h, k, v) {
+    json_t *x;
+    (void)key;
+    json_object_foreach((json_t *)v, k, x) {
         if (!token_ok(k))
             return error_set(err, "header name \"%.64s\" is not a token", k);
         if (reserved_header(k))
             return error_set(err, "header %s is set by Wharf", k);
-        if (connector_credential_name(k) && !json_is_string(v)) {
-            if (connector_secret_ok(k, v, 1, err) < 0)   /* sealed form */
-                return -1;
-        } else if (!value_ok(json_string_value(v))) {
-            return error_set(err, "header %s needs a one-line string value", k);
-        }
+        if (json_is_string(x) && !value_ok(json_string_value(x)))
+            return error_set(err, "header %s needs a one-line string value "
+                             "of at most 4096 bytes", k);
     }
-    const json_t *s = json_object_get(cfg, "success");
-    if (s && (!json_is_array(s) || json_array_size(s) == 0 ||
-              json_array_size(s) > MAX_SUCCESS))
-        return error_set(err, "success must be a list of 1..%d status codes",
-                         MAX_SUCCESS);
+    return 0;
+}
+
+static int success_valid(const char *key, const json_t *v, struct error *err)
+{
     size_t i;
-    json_array_foreach(s, i, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 100 ||
-            json_integer_value(v) > 599)
-            return error_set(err, "success: status codes are 100..599");
+    json_t *x;
+    json_array_foreach(v, i, x) {
+        if (json_integer_value(x) < 100 || json_integer_value(x) > 599)
+            return error_set(err, "%s: status codes are 100..599", key);
     }
-    return auth_check(json_object_get(cfg, "auth"), err);
+    return 0;
+}
+
+#define OAUTH "auth.type=oauth2"
+#define CODE_GRANT "auth.grant=authorization_code"
+
+static const struct conn_option HTTP_OPTIONS[] = {
+    { "url", CONN_URL, CONN_REQUIRED, NULL, 0, 0, NULL, NULL,
+      "where to send: https://... (http:// only with insecure)", NULL },
+    { "method", CONN_ENUM, 0, "POST", 0, 0, "POST|PUT", NULL,
+      "the request method", NULL },
+    { "headers", CONN_MAP, CONN_SECRET_MEMBERS, NULL, 0, MAX_HEADERS, NULL,
+      NULL, "{\"Name\": \"value\"} sent with every request; a "
+      "credential-named header (Authorization-like, X-Api-Key...) is a "
+      "secret, sealed at import", headers_valid },
+    { "auth", CONN_OBJECT, 0, NULL, 0, 0, NULL, NULL,
+      "how to authenticate to the partner", NULL },
+    { "auth.type", CONN_ENUM, CONN_REQUIRED, NULL, 0, 0,
+      "basic|bearer|client_cert|oauth2", NULL, "the kind of credentials",
+      NULL },
+    { "auth.user", CONN_STRING, CONN_REQUIRED, NULL, 0, 4096, NULL,
+      "auth.type=basic", "the user name", user_valid },
+    { "auth.password_file", CONN_SECRET, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=basic", "the password", NULL },
+    { "auth.token_file", CONN_SECRET, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=bearer", "the bearer token", NULL },
+    { "auth.cert", CONN_FILE, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=client_cert", "our client certificate (PEM)", NULL },
+    { "auth.key", CONN_SECRET, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=client_cert", "its private key (PEM)", NULL },
+    { "auth.grant", CONN_ENUM, CONN_REQUIRED, NULL, 0, 0,
+      "client_credentials|authorization_code", OAUTH,
+      "the OAuth 2.0 grant (authorization_code: action oauth.authorize)",
+      NULL },
+    { "auth.token_url", CONN_URL, CONN_REQUIRED, NULL, 0, 0, NULL, OAUTH,
+      "the token endpoint (https://)", https_valid },
+    { "auth.client_id", CONN_STRING, CONN_REQUIRED, NULL, 0, 256, NULL,
+      OAUTH, "our client id at the authorization server", NULL },
+    { "auth.client_secret_file", CONN_SECRET, 0, NULL, 0, 0, NULL, OAUTH,
+      "the client secret (a public client of the authorization_code grant "
+      "may have none: PKCE)", NULL },
+    { "auth.scope", CONN_STRING, 0, NULL, 0, 1024, NULL, OAUTH,
+      "the scope asked for", NULL },
+    { "auth.client_auth", CONN_ENUM, CONN_ADVANCED, "basic", 0, 0,
+      "basic|post", OAUTH, "how the client authenticates to the token "
+      "endpoint", NULL },
+    { "auth.authorize_url", CONN_URL, CONN_REQUIRED, NULL, 0, 0, NULL,
+      CODE_GRANT, "the authorization endpoint (https://)", https_valid },
+    { "auth.redirect_uri", CONN_URL, CONN_ADVANCED, NULL, 0, 0, NULL,
+      CODE_GRANT, "where the browser comes back (default: https://"
+      "ADMIN_LISTEN/oauth/callback)", https_valid },
+    { "auth.tls_ca", CONN_FILE, CONN_ADVANCED, NULL, 0, 0, NULL, OAUTH,
+      "CA bundle of the token endpoint (default: tls_ca)", NULL },
+    { "auth.refresh_margin_s", CONN_INT, CONN_ADVANCED, "60", 0, 3600, NULL,
+      OAUTH, "renew the access token this long before it expires (at most "
+      "half its lifetime)", NULL },
+    { "tls_ca", CONN_FILE, 0, NULL, 0, 0, NULL, NULL,
+      "CA bundle of the partner (PEM; default: the system store)", NULL },
+    { "pin_sha256", CONN_STRING, CONN_ADVANCED, NULL, 0, 0, NULL, NULL,
+      "base64 SHA-256 of the partner's public key", pin_valid },
+    CONN_PROXY_OPTIONS,
+    { "insecure", CONN_BOOL, CONN_ADVANCED, "false", 0, 0, NULL, NULL,
+      "allow a plain http:// url (TLS verification is never off)", NULL },
+    { "success", CONN_LIST, CONN_ADVANCED, NULL, 1, MAX_SUCCESS, "int", NULL,
+      "the statuses that mean delivered (default 200..299)",
+      success_valid },
+    { "timeout_ms", CONN_INT, CONN_ADVANCED, NULL, 100, 86400000, NULL, NULL,
+      "the whole request (default 600000)", NULL },
+    { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL },
+};
+
+/* What HTTP_OPTIONS cannot say. */
+static int http_check(const json_t *cfg, struct error *err)
+{
+    const json_t *auth = json_object_get(cfg, "auth");
+    if (net_client_url_check(str(cfg, "url"),
+                             json_is_true(json_object_get(cfg, "insecure")),
+                             err) < 0)
+        return -1;
+    /* a public client (no secret) is fine with PKCE, not for
+     * client_credentials */
+    if (str(auth, "grant") && !strcmp(str(auth, "grant"), "client_credentials")
+        && json_object_get(auth, "client_secret_file") == NULL)
+        return error_set(err, "needs auth.client_secret_file (the "
+                         "client_credentials grant)");
+    return 0;
 }
 
 /* ---- OAuth 2.0 tokens (R8) ------------------------------------------------- */
@@ -513,7 +430,7 @@ static enum wh_status oauth_revoke(struct connector *c, struct oauth_conn *o,
              "authorized again", o->ep.token_url, c->name);
     return error_set(err, "OAuth refresh token was refused by the token "
                      "endpoint (invalid_grant): authorize connector %s again "
-                     "(wharf connector authorize %s)", c->name, c->name),
+                     "(wharf connector %s oauth.authorize)", c->name, c->name),
            WH_FAIL;
 }
 
@@ -533,20 +450,22 @@ static enum wh_status oauth_renew(struct connector *c, struct oauth_conn *o,
         return error_set(err, "OAuth authorization of connector %s was "
                          "revoked (the token endpoint refused its refresh "
                          "token); the endpoint is not asked again until it "
-                         "is authorized again (wharf connector authorize %s)",
+                         "is authorized again (wharf connector %s "
+                         "oauth.authorize)",
                          c->name, c->name), WH_FAIL;
     if (!o->code_grant)
         return oauth_grant(c, o, OAUTH_CLIENT_CREDENTIALS, NULL, NULL, code,
                            err);
     if (o->refresh == NULL && o->access == NULL)
         return error_set(err, "connector %s is not authorized yet: authorize "
-                         "it through the API or with wharf connector "
-                         "authorize %s", c->name, c->name), WH_FAIL;
+                         "it through the API or with wharf connector %s "
+                         "oauth.authorize", c->name, c->name), WH_FAIL;
     if (o->refresh == NULL)
         return error_set(err, "OAuth access token of connector %s expired or "
                          "was refused and there is no refresh token: "
-                         "authorize connector %s again (wharf connector "
-                         "authorize %s)", c->name, c->name, c->name), WH_FAIL;
+                         "authorize connector %s again (wharf connector %s "
+                         "oauth.authorize)", c->name, c->name, c->name),
+                         WH_FAIL;
     enum wh_status st = oauth_grant(c, o, OAUTH_REFRESH_TOKEN, o->refresh,
                                     NULL, code, err);
     if (st == WH_FAIL && strcmp(code, "invalid_grant") == 0)
@@ -573,32 +492,31 @@ static enum wh_status oauth_bearer(struct connector *c, struct oauth_conn *o,
 }
 
 static int oauth_open(struct connector *c, struct http_state *hs,
-                      const json_t *auth, struct error *err)
+                      struct error *err)
 {
     struct oauth_conn *o = calloc(1, sizeof(*o));
     if (o == NULL)
         return error_set(err, "out of memory");
     pthread_mutex_init(&o->mu, NULL);
     hs->oauth = o;
-    o->code_grant = strcmp(str(auth, "grant"), "authorization_code") == 0;
-    o->authorize_url = str(auth, "authorize_url");
-    o->ep.token_url = str(auth, "token_url");
-    o->ep.client_id = str(auth, "client_id");
+    o->code_grant = strcmp(conn_str(c, "auth.grant"),
+                           "authorization_code") == 0;
+    o->authorize_url = conn_str(c, "auth.authorize_url");
+    o->ep.token_url = conn_str(c, "auth.token_url");
+    o->ep.client_id = conn_str(c, "auth.client_id");
     o->ep.client_secret = connector_secret(c, "auth.client_secret_file");
-    o->ep.client_auth = str(auth, "client_auth") &&
-        strcmp(str(auth, "client_auth"), "post") == 0 ? OAUTH_AUTH_POST
-                                                      : OAUTH_AUTH_BASIC;
-    o->ep.scope = str(auth, "scope");
-    if (str(auth, "redirect_uri"))
+    o->ep.client_auth = strcmp(conn_str(c, "auth.client_auth"), "post") == 0
+                        ? OAUTH_AUTH_POST : OAUTH_AUTH_BASIC;
+    o->ep.scope = conn_str(c, "auth.scope");
+    if (conn_str(c, "auth.redirect_uri"))
         snprintf(o->redirect_uri, sizeof(o->redirect_uri), "%s",
-                 str(auth, "redirect_uri"));
+                 conn_str(c, "auth.redirect_uri"));
     else
         snprintf(o->redirect_uri, sizeof(o->redirect_uri),
                  "https://%s/oauth/callback", c->wharf
                  ? c->wharf->conf.admin_listen : "127.0.0.1:8443");
     o->ep.redirect_uri = o->redirect_uri;
-    const json_t *m = json_object_get(auth, "refresh_margin_s");
-    o->margin_ms = (m ? json_integer_value(m) : 60) * 1000;
+    o->margin_ms = conn_int(c, "auth.refresh_margin_s") * 1000;
     /* the token endpoint: the partner's proxy, its own CA, no pin or
      * client certificate (another host), https only */
     struct net_client_opts *eo = &o->ep.opts;
@@ -684,20 +602,20 @@ static enum wh_status http_open(struct connector *c, struct error *err)
     if (hs == NULL)
         return error_set(err, "out of memory"), WH_FAIL;
     c->state = hs;
-    const json_t *cfg = c->config;
-    if (opts_parse(cfg, &hs->opts, err) < 0 ||
-        connector_proxy_open(c, &hs->proxy, err) < 0)
+    if (connector_proxy_open(c, &hs->proxy, err) < 0)
         goto fail;
+    hs->opts.pin_sha256 = conn_str(c, "pin_sha256");
+    hs->opts.insecure = conn_bool(c, "insecure");
+    hs->opts.timeout_ms = (long)conn_int(c, "timeout_ms");
     hs->opts.ca_pem = connector_secret(c, "tls_ca");
     hs->opts.proxy = hs->proxy.use.url;
     hs->opts.no_proxy = hs->proxy.use.no_proxy;
     hs->opts.proxy_auth = hs->proxy.use.auth;
-    hs->url = str(cfg, "url");
-    hs->method = str(cfg, "method") ? str(cfg, "method") : "POST";
-    const json_t *auth = json_object_get(cfg, "auth");
-    const char *type = str(auth, "type");
+    hs->url = conn_str(c, "url");
+    hs->method = conn_str(c, "method");
+    const char *type = conn_str(c, "auth.type");
     if (type && strcmp(type, "basic") == 0) {
-        hs->user = str(auth, "user");
+        hs->user = conn_str(c, "auth.user");
         hs->password = connector_secret(c, "auth.password_file");
     } else if (type && strcmp(type, "bearer") == 0) {
         hs->bearer = connector_secret(c, "auth.token_file");
@@ -705,10 +623,10 @@ static enum wh_status http_open(struct connector *c, struct error *err)
         hs->opts.cert_pem = connector_secret(c, "auth.cert");
         hs->opts.key_pem = connector_secret(c, "auth.key");
     } else if (type && strcmp(type, "oauth2") == 0) {
-        if (oauth_open(c, hs, auth, err) < 0)
+        if (oauth_open(c, hs, err) < 0)
             goto fail;
     }
-    const json_t *h = json_object_get(cfg, "headers");
+    const json_t *h = conn_get(c, "headers");
     hs->headers = calloc(json_object_size(h) + 1, sizeof(char *));
     if (hs->headers == NULL)
         goto oom;
@@ -721,7 +639,7 @@ static enum wh_status http_open(struct connector *c, struct error *err)
         hs->headers[hs->nheaders++] = line;
     }
     size_t i;
-    json_array_foreach(json_object_get(cfg, "success"), i, v) {
+    json_array_foreach(conn_get(c, "success"), i, v) {
         if (hs->nsuccess < MAX_SUCCESS)
             hs->success[hs->nsuccess++] = (int)json_integer_value(v);
     }
@@ -924,41 +842,29 @@ static enum wh_status http_test(struct connector *c, struct error *err)
     return st;
 }
 
-static const char *const HTTP_SECRETS[] = { "auth.password_file",
-    "auth.token_file", "auth.key", "auth.client_secret_file",
-    "proxy.credentials_file", NULL };
-static const char *const HTTP_FILES[] = { "tls_ca", "auth.cert",
-    "auth.tls_ca", NULL };
-static const char *const HTTP_SECRET_OBJECTS[] = { "headers", NULL };
+/* ---- OAuth authorization code + PKCE (R8) ---------------------------------- */
 
-const struct connector_type connector_http = {
-    .name = "http",
-    .secrets = HTTP_SECRETS,
-    .files = HTTP_FILES,
-    .secret_objects = HTTP_SECRET_OBJECTS,
-    .check = http_check,
-    .open = http_open,
-    .deliver = http_deliver,
-    .test = http_test,
-    .close = http_close,
-};
-
-/* ---- OAuth authorization code + PKCE (http.h) ------------------------------ */
+#define OAUTH_PENDING_S 600     /* an authorization must finish within */
 
 static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* Does stored config text use auth oauth2 with the authorization_code
- * grant? */
+/* Does config use auth oauth2 with the authorization_code grant? */
+static int code_grant(const json_t *config)
+{
+    const json_t *auth = json_object_get(config, "auth");
+    return str(auth, "type") && !strcmp(str(auth, "type"), "oauth2") &&
+           str(auth, "grant") &&
+           !strcmp(str(auth, "grant"), "authorization_code");
+}
+
+/* Does stored config text use it (and is the connector an http one)? */
 static int code_grant_config(const struct store_connector *sc)
 {
     if (strcmp(sc->type, "http") != 0)
         return 0;
     json_error_t je;
     json_t *cfg = json_loads(sc->config, 0, &je);
-    const json_t *auth = json_object_get(cfg, "auth");
-    int yes = str(auth, "type") && !strcmp(str(auth, "type"), "oauth2") &&
-              str(auth, "grant") &&
-              !strcmp(str(auth, "grant"), "authorization_code");
+    int yes = code_grant(cfg);
     json_decref(cfg);
     return yes;
 }
@@ -991,55 +897,65 @@ static int pending_put(struct connector *c, const char *state,
     memcpy(secret_data_mut(v) + OAUTH_RANDOM_LEN + 1, secret_data(verifier),
            secret_len(verifier));
     int rc = connector_state_put(c->wharf, c->name, "oauth.pending", v,
-                                 time_now_ms() + HTTP_OAUTH_PENDING_S * 1000LL,
+                                 time_now_ms() + OAUTH_PENDING_S * 1000LL,
                                  err);
     secret_free(v);
     return rc;
 }
 
-enum http_oauth_rc http_oauth_authorize(struct wharf *w, struct store *st,
-                                        const char *name, char **url,
-                                        struct error *err)
+/* Start the authorization of the opened connector c: the URL a person
+ * opens (caller frees), or NULL with err. */
+static char *authorize_start(struct connector *c, struct error *err)
 {
-    struct store_flow f;
-    *url = NULL;
-    if (store_flow_get(st, &f, err) < 0)
-        return HTTP_OAUTH_FAILED;
-    const struct store_connector *sc = NULL;
-    for (size_t i = 0; i < f.nconns && sc == NULL; i++)
-        if (strcmp(f.conns[i].name, name) == 0)
-            sc = &f.conns[i];
-    enum http_oauth_rc rc = HTTP_OAUTH_FAILED;
-    struct connector *c = NULL;
     struct secret *verifier = NULL;
     char state[OAUTH_RANDOM_LEN + 1], challenge[OAUTH_CHALLENGE_LEN + 1];
-    if (sc == NULL) {
-        rc = HTTP_OAUTH_UNKNOWN;
-        error_set(err, "no connector named '%s'", name);
-    } else if (!code_grant_config(sc)) {
-        rc = HTTP_OAUTH_NOT_CODE;
-        error_set(err, "connector '%s' does not use OAuth with the "
-                  "authorization_code grant (auth type oauth2)", name);
-    } else if ((c = open_stored(w, sc, err)) != NULL &&
-               oauth_random(state, err) == 0 &&
-               oauth_pkce_new(&verifier, challenge, err) == 0 &&
-               pending_put(c, state, verifier, err) == 0) {
+    char *url = NULL;
+    if (oauth_random(state, err) == 0 &&
+        oauth_pkce_new(&verifier, challenge, err) == 0 &&
+        pending_put(c, state, verifier, err) == 0) {
         struct oauth_conn *o = ((struct http_state *)c->state)->oauth;
-        *url = oauth_authorize_url(o->authorize_url, o->ep.client_id,
-                                   o->redirect_uri, o->ep.scope, state,
-                                   challenge, err);
-        if (*url) {
-            rc = HTTP_OAUTH_OK;
+        url = oauth_authorize_url(o->authorize_url, o->ep.client_id,
+                                  o->redirect_uri, o->ep.scope, state,
+                                  challenge, err);
+        if (url)
             conn_log(c, LOG_INFO, NULL, "OAuth authorization started: it "
                      "must come back to %s within %d s", o->redirect_uri,
-                     HTTP_OAUTH_PENDING_S);
-        }
+                     OAUTH_PENDING_S);
     }
     secret_free(verifier);
     OPENSSL_cleanse(state, sizeof(state));
+    return url;
+}
+
+/* The action oauth.authorize: {"authorize_url", "expires_in"}; a random
+ * state and PKCE verifier kept sealed as the connector's state
+ * "oauth.pending" for OAUTH_PENDING_S (one pending authorization per
+ * connector: a new one replaces it). */
+static enum conn_act_rc http_oauth_authorize(struct conn_action_ctx *x,
+                                             struct error *err)
+{
+    if (!code_grant(x->config)) {
+        snprintf(x->code, sizeof(x->code), "not_oauth");
+        return error_set(err, "connector '%s' does not use OAuth with the "
+                         "authorization_code grant (auth type oauth2)",
+                         x->name), CONN_ACT_REFUSED;
+    }
+    struct connector *c = x->open(x, err);
+    char *url = c ? authorize_start(c, err) : NULL;
     connector_free(c);
-    store_flow_clear(&f);
-    return rc;
+    snprintf(x->audit, sizeof(x->audit), "%s", url ? "started" : "failed");
+    if (url == NULL)
+        return error_prefix(err, "cannot start the OAuth authorization of %s",
+                            x->name), CONN_ACT_ERROR;
+    x->result = json_pack("{s:s, s:i}", "authorize_url", url, "expires_in",
+                          OAUTH_PENDING_S);
+    snprintf(x->text, sizeof(x->text), "%s", url);
+    snprintf(x->note, sizeof(x->note), "open this URL in a browser within %d "
+             "minutes; the authorization server sends it back to Wharf's "
+             "admin listener, where the running server (wharf serve) "
+             "completes it", OAUTH_PENDING_S / 60);
+    free(url);
+    return CONN_ACT_OK;
 }
 
 /* Does the pending authorization v ("STATE VERIFIER") carry state? */
@@ -1083,7 +999,7 @@ static long pending_take(struct wharf *w, const struct store_flow *f,
 }
 
 /* Exchange the code at c's token endpoint and keep the tokens. */
-static enum http_oauth_rc code_exchange(struct connector *c,
+static enum conn_oauth_rc code_exchange(struct connector *c,
                                         const struct secret *code,
                                         const struct secret *verifier,
                                         struct error *err)
@@ -1095,17 +1011,24 @@ static enum http_oauth_rc code_exchange(struct connector *c,
                                     verifier, ecode, err);
     pthread_mutex_unlock(&o->mu);
     if (st != WH_OK)
-        return HTTP_OAUTH_FAILED;
+        return CONN_OAUTH_FAILED;
     conn_log(c, LOG_INFO, NULL, "OAuth authorization completed%s",
              o->refresh ? "" : " (no refresh token was issued: it must be "
              "authorized again when the access token expires)");
-    return HTTP_OAUTH_OK;
+    return CONN_OAUTH_OK;
 }
 
-enum http_oauth_rc http_oauth_callback(struct wharf *w, struct store *st,
-                                       const char *state,
-                                       const struct secret *code, char *conn,
-                                       size_t n, struct error *err)
+/* GET /oauth/callback for http connectors (connector_oauth_callback): the
+ * state must be a pending one (single use: taken whatever follows); the
+ * code is exchanged at the token endpoint, the tokens stored sealed, the
+ * mark of a revoked authorization ("oauth.revoked") dropped. A running
+ * engine picks the new tokens up from the store. */
+static enum conn_oauth_rc http_oauth_callback(struct wharf *w,
+                                              struct store *st,
+                                              const char *state,
+                                              const struct secret *code,
+                                              char *conn, size_t n,
+                                              struct error *err)
 {
     struct store_flow f;
     struct secret *verifier = NULL;
@@ -1113,13 +1036,11 @@ enum http_oauth_rc http_oauth_callback(struct wharf *w, struct store *st,
     if (n)
         conn[0] = '\0';
     if (store_flow_get(st, &f, err) < 0)
-        return HTTP_OAUTH_FAILED;
+        return CONN_OAUTH_FAILED;
     long i = pending_take(w, &f, state, &verifier, &lerr);
-    enum http_oauth_rc rc = HTTP_OAUTH_FAILED;
+    enum conn_oauth_rc rc = CONN_OAUTH_FAILED;
     if (i < 0) {
-        rc = HTTP_OAUTH_UNKNOWN;
-        error_set(err, "no authorization is pending with this state (unknown, "
-                  "expired or already used): start it again");
+        rc = CONN_OAUTH_UNKNOWN;
     } else {
         snprintf(conn, n, "%s", f.conns[i].name);
         struct connector *c = NULL;
@@ -1136,3 +1057,26 @@ enum http_oauth_rc http_oauth_callback(struct wharf *w, struct store *st,
     store_flow_clear(&f);
     return rc;
 }
+
+/* ---- the type --------------------------------------------------------------- */
+
+static const struct conn_action HTTP_ACTIONS[] = {
+    CONN_ACTION_TEST,
+    { "oauth.authorize", "flow.write", 0, "connector.oauth.authorize", NULL,
+      "start an OAuth authorization (authorization_code grant with PKCE): "
+      "the URL a person opens within 10 minutes", http_oauth_authorize },
+    { NULL, NULL, 0, NULL, NULL, NULL, NULL },
+};
+
+const struct connector_type connector_http = {
+    .name = "http",
+    .summary = "POST or PUT each message to a partner's HTTPS URL (M6)",
+    .options = HTTP_OPTIONS,
+    .actions = HTTP_ACTIONS,
+    .oauth_callback = http_oauth_callback,
+    .check = http_check,
+    .open = http_open,
+    .deliver = http_deliver,
+    .test = http_test,
+    .close = http_close,
+};

@@ -21,44 +21,17 @@ static const char *str(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static int object_check(const json_t *px, struct error *err)
+int connector_proxy_valid(const char *key, const json_t *v, struct error *err)
 {
-    static const char *const keys[] = { "url", "credentials_file",
-                                        "no_proxy" };
-    if (connector_keys_only(px, keys, sizeof(keys) / sizeof(*keys), "proxy",
-                            err) < 0)
-        return -1;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)px, k, v) {
-        if (!json_is_string(v) && strcmp(k, "credentials_file"))
-            return error_set(err, "proxy: %s must be a string", k);
-    }
-    const char *url = str(px, "url"), *np = str(px, "no_proxy");
-    if (url == NULL)
-        return error_set(err, "proxy needs url");
-    if (net_client_proxy_check(url, err) < 0)
-        return -1;
+    if (json_is_string(v))
+        return strcmp(json_string_value(v), "direct") == 0 ? 0
+               : net_client_proxy_check(json_string_value(v), err);
+    const char *url = str(v, "url"), *np = str(v, "no_proxy");
+    if (url && net_client_proxy_check(url, err) < 0)
+        return error_prefix(err, "%s.url", key), -1;
     if (np && net_client_no_proxy_check(np, err) < 0)
-        return -1;
-    return connector_secret_ok("proxy.credentials_file",
-                               json_object_get(px, "credentials_file"), 0,
-                               err);
-}
-
-int connector_proxy_check(const json_t *config, struct error *err)
-{
-    const json_t *px = json_object_get(config, "proxy");
-    if (px == NULL)
-        return 0;
-    if (json_is_object(px))
-        return object_check(px, err);
-    if (!json_is_string(px))
-        return error_set(err, "proxy must be a URL, \"direct\" or an object "
-                         "{\"url\", \"credentials_file\", \"no_proxy\"}");
-    if (strcmp(json_string_value(px), "direct") == 0)
-        return 0;
-    return net_client_proxy_check(json_string_value(px), err);
+        return error_prefix(err, "%s.no_proxy", key), -1;
+    return 0;
 }
 
 /* "user:password", checked without saying anything about its bytes. */

@@ -8,8 +8,8 @@
  *   (absent)                        wharf.conf's proxy, if any
  *
  * credentials_file ("user:password") is a secret file sealed at flow
- * import: a type that accepts `proxy` lists "proxy.credentials_file" in
- * its .secrets.
+ * import. A type that accepts `proxy` puts CONN_PROXY_OPTIONS in its
+ * option table (connector.h): the key, its members, their checks.
  */
 #ifndef WHARF_CONNECTOR_PROXY_H
 #define WHARF_CONNECTOR_PROXY_H
@@ -29,8 +29,22 @@ struct connector_proxy {
     struct secret *global_auth; /* owned: wharf.conf's credentials */
 };
 
-/* For check(): the `proxy` key of config, if any, is well-formed. */
-int connector_proxy_check(const json_t *config, struct error *err);
+/* The valid() of the "proxy" option: a URL net/client.c accepts,
+ * "direct", or an object whose url and no_proxy it accepts (the table
+ * checks its keys and types). */
+int connector_proxy_valid(const char *key, const json_t *v, struct error *err);
+
+#define CONN_PROXY_OPTIONS \
+    { "proxy", CONN_PROXY, CONN_ADVANCED, NULL, 0, 0, NULL, NULL, \
+      "\"http://HOST:PORT\", \"socks5h://HOST:PORT\", \"direct\" (not " \
+      "even wharf.conf's proxy) or an object; absent: wharf.conf's proxy", \
+      connector_proxy_valid }, \
+    { "proxy.url", CONN_STRING, CONN_REQUIRED, NULL, 0, 0, NULL, NULL, \
+      "the proxy: http://, socks5:// or socks5h://HOST:PORT", NULL }, \
+    { "proxy.credentials_file", CONN_SECRET, 0, NULL, 0, 0, NULL, NULL, \
+      "user:password for the proxy", NULL }, \
+    { "proxy.no_proxy", CONN_STRING, 0, NULL, 0, 0, NULL, NULL, \
+      "hosts reached directly: \"a.example,b.example\"", NULL }
 
 /* For open(): the proxy c uses. Reads wharf.conf's credentials file when
  * the global proxy applies. 0, or -1 with err (never the credentials). */

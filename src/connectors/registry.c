@@ -1,21 +1,27 @@
 /*
  * registry.c - the list of connector types and what all connectors share.
  *
- * Adding a connector type is one line in TYPES below. Keys common to every
- * connector's config are handled here, so types never see them:
+ * Adding a connector type is one file that defines its struct
+ * connector_type (config map, actions, functions) and one line in TYPES
+ * below (see docs/architecture.md, "Adding a connector"). Keys common to
+ * every connector's config are declared in options.c and handled here, so
+ * types never see them:
  *   "log_level": "error".."trace"   per-connector verbosity (R5)
  *   "poll_ms":   sources: poll interval
  *   "retry":     {"max_attempts": N, "initial_ms": N, "max_ms": N}
+ *
+ * Must never: know a type by name outside TYPES; read a config key that
+ * no table declares.
  */
 #include "connectors/connector.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/wharf.h"
-#include "util/confine.h"
 
 extern const struct connector_type connector_file;
 extern const struct connector_type connector_sftp;
@@ -32,8 +38,6 @@ static const struct connector_type *const TYPES[] = {
 };
 #define NTYPES (sizeof(TYPES) / sizeof(TYPES[0]))
 
-static const char *const COMMON_KEYS[] = { "log_level", "poll_ms", "retry" };
-
 const struct connector_type *connector_type_find(const char *name)
 {
     for (size_t i = 0; i < NTYPES; i++)
@@ -48,118 +52,78 @@ size_t connector_types(const struct connector_type *const **out)
     return NTYPES;
 }
 
-const char *connector_type_names(void)
+/* "file, sftp, ..." from TYPES into out. */
+static void type_names(char *out, size_t n)
 {
-    return "file, sftp, http, webhook, as2";
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NTYPES && used < n; i++) {
+        int w = snprintf(out + used, n - used, "%s%s", i ? ", " : "",
+                         TYPES[i]->name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
 }
 
-static int json_int_in(const json_t *v, long long min, long long max,
-                       long long *out)
+/* A common key of config, or its declared default (options.c). */
+static long long common_int(const json_t *config, const char *key)
 {
-    if (!json_is_integer(v))
-        return -1;
-    long long x = json_integer_value(v);
-    if (x < min || x > max)
-        return -1;
-    *out = x;
-    return 0;
+    const json_t *v = connector_config_get(config, key);
+    const struct conn_option *o =
+        connector_option_find(connector_common_options(), key);
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    return o && o->def ? strtoll(o->def, NULL, 10) : 0;
 }
 
-static int retry_parse(const json_t *r, struct retry_policy *p,
-                       struct error *err)
-{
-    p->max_attempts = 10;
-    p->initial_ms = 1000;
-    p->max_ms = 600000;
-    if (r == NULL)
-        return 0;
-    json_t *ma = NULL, *im = NULL, *mx = NULL;
-    json_error_t je;
-    long long x;
-    if (json_unpack_ex((json_t *)r, &je, JSON_STRICT, "{s?o, s?o, s?o}",
-                       "max_attempts", &ma, "initial_ms", &im, "max_ms",
-                       &mx) < 0)
-        return error_set(err, "retry: %s", je.text);
-    if (ma && json_int_in(ma, 1, 1000, &x) < 0)
-        return error_set(err, "retry.max_attempts must be 1..1000");
-    if (ma) p->max_attempts = (int)x;
-    if (im && json_int_in(im, 1, 86400000, &x) < 0)
-        return error_set(err, "retry.initial_ms must be 1..86400000");
-    if (im) p->initial_ms = x;
-    if (mx && json_int_in(mx, 1, 7 * 86400000LL, &x) < 0)
-        return error_set(err, "retry.max_ms must be 1..604800000");
-    if (mx) p->max_ms = x;
-    if (p->max_ms < p->initial_ms)
-        p->max_ms = p->initial_ms;
-    return 0;
-}
-
-/* Parse the common keys of config into c (c may be a scratch struct). */
-static int common_parse(const json_t *config, struct connector *c,
-                        struct error *err)
+/* Read the (checked) common keys of config into c (c may be a scratch
+ * struct). */
+static void common_parse(const json_t *config, struct connector *c)
 {
     const json_t *lv = json_object_get(config, "log_level");
-    const json_t *pm = json_object_get(config, "poll_ms");
-    long long x;
+    enum log_level l;
     c->log_level = -1;
-    c->poll_ms = 0;
-    if (lv) {
-        enum log_level l;
-        if (!json_is_string(lv) || log_level_parse(json_string_value(lv), &l) < 0)
-            return error_set(err, "log_level must be error, warning, info, "
-                             "debug or trace");
+    if (json_is_string(lv) && log_level_parse(json_string_value(lv), &l) == 0)
         c->log_level = (int)l;
-    }
-    if (pm) {
-        if (json_int_in(pm, 10, 3600000, &x) < 0)
-            return error_set(err, "poll_ms must be 10..3600000");
-        c->poll_ms = x;
-    }
-    return retry_parse(json_object_get(config, "retry"), &c->retry, err);
+    c->poll_ms = common_int(config, "poll_ms");
+    c->retry.max_attempts = (int)common_int(config, "retry.max_attempts");
+    c->retry.initial_ms = common_int(config, "retry.initial_ms");
+    c->retry.max_ms = common_int(config, "retry.max_ms");
+    if (c->retry.max_ms < c->retry.initial_ms)
+        c->retry.max_ms = c->retry.initial_ms;
 }
 
 /* A copy of config without the common keys. Caller decrefs. */
 static json_t *type_config(const json_t *config)
 {
+    const struct conn_option *common = connector_common_options();
     json_t *copy = json_copy((json_t *)config);
-    for (size_t i = 0; copy && i < sizeof(COMMON_KEYS) / sizeof(*COMMON_KEYS); i++)
-        json_object_del(copy, COMMON_KEYS[i]);
+    for (size_t i = 0; copy && common[i].key; i++)
+        if (strchr(common[i].key, '.') == NULL)
+            json_object_del(copy, common[i].key);
     return copy;
-}
-
-/* Every folder key of t that config names must be allowed (confine.h). */
-static int folders_check(const struct connector_type *t, const json_t *config,
-                         struct error *err)
-{
-    for (size_t i = 0; t->folders && t->folders[i]; i++) {
-        const json_t *v = json_object_get(config, t->folders[i]);
-        if (v == NULL)
-            continue;
-        if (!json_is_string(v))
-            return error_set(err, "%s must be a string", t->folders[i]);
-        if (confine_check(t->folders[i], json_string_value(v), err) < 0)
-            return -1;
-    }
-    return 0;
 }
 
 int connector_check(const char *name, const char *type, const json_t *config,
                     struct error *err)
 {
     const struct connector_type *t = connector_type_find(type);
-    if (t == NULL)
+    char known[256];
+    if (t == NULL) {
+        type_names(known, sizeof(known));
         return error_set(err, "connector '%s': unknown type '%s' (known: %s)",
-                         name, type, connector_type_names());
+                         name, type, known);
+    }
     if (!json_is_object(config))
         return error_set(err, "connector '%s': config must be an object", name);
-    struct connector scratch;
-    memset(&scratch, 0, sizeof(scratch));
     json_t *own = type_config(config);
-    int rc = common_parse(config, &scratch, err);
-    if (rc == 0 && own)
-        rc = folders_check(t, own, err);
+    int rc = connector_common_check(config, err);
     if (rc == 0)
-        rc = own ? t->check(own, err) : error_set(err, "out of memory");
+        rc = own ? connector_options_check(t->options, own, err)
+                 : error_set(err, "out of memory");
+    if (rc == 0 && t->check)
+        rc = t->check(own, err);
     json_decref(own);
     if (rc < 0)
         error_prefix(err, "connector '%s' (%s)", name, type);
@@ -180,7 +144,7 @@ struct connector *connector_new(struct wharf *w, const char *name,
     }
     c->type = connector_type_find(type);
     c->wharf = w;
-    common_parse(config, c, err);
+    common_parse(config, c);
     if (c->poll_ms == 0)
         c->poll_ms = w ? w->conf.poll_ms : 1000;
     c->config = type_config(config);
@@ -205,17 +169,55 @@ void connector_free(struct connector *c)
     free(c);
 }
 
-int connector_keys_only(const json_t *o, const char *const *keys, size_t n,
-                        const char *what, struct error *err)
+/* ---- actions --------------------------------------------------------------- */
+
+const struct conn_action *connector_action_find(const struct connector_type *t,
+                                                const char *verb)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v) {
-        size_t i = 0;
-        while (i < n && strcmp(k, keys[i]) != 0)
-            i++;
-        if (i == n)
-            return error_set(err, "%s: unknown key \"%s\"", what, k);
+    for (size_t i = 0; t->actions && t->actions[i].verb; i++)
+        if (strcmp(t->actions[i].verb, verb) == 0)
+            return &t->actions[i];
+    return NULL;
+}
+
+const struct conn_action *connector_action_any(const char *verb)
+{
+    const struct conn_action *a = NULL;
+    for (size_t i = 0; i < NTYPES && a == NULL; i++)
+        a = connector_action_find(TYPES[i], verb);
+    return a;
+}
+
+enum conn_act_rc connector_action_test(struct conn_action_ctx *x,
+                                       struct error *err)
+{
+    struct connector *c = x->open(x, err);
+    enum wh_status st = c ? c->type->test(c, err) : WH_FAIL;
+    connector_free(c);
+    snprintf(x->audit, sizeof(x->audit), "%s", st == WH_OK ? "ok" : "failed");
+    if (st != WH_OK) {
+        error_prefix(err, "connection test of %s failed", x->name);
+        return CONN_ACT_UNREACHABLE;
     }
-    return 0;
+    snprintf(x->text, sizeof(x->text), "connection test of %s passed",
+             x->name);
+    x->result = json_pack("{s:s, s:b, s:s}", "connector", x->name, "ok", 1,
+                          "detail", "connection test passed");
+    return CONN_ACT_OK;
+}
+
+enum conn_oauth_rc connector_oauth_callback(struct wharf *w, struct store *st,
+                                            const char *state,
+                                            const struct secret *code,
+                                            char *conn, size_t n,
+                                            struct error *err)
+{
+    enum conn_oauth_rc rc = CONN_OAUTH_UNKNOWN;
+    for (size_t i = 0; i < NTYPES && rc == CONN_OAUTH_UNKNOWN; i++)
+        if (TYPES[i]->oauth_callback)
+            rc = TYPES[i]->oauth_callback(w, st, state, code, conn, n, err);
+    if (rc == CONN_OAUTH_UNKNOWN)
+        error_set(err, "no authorization is pending with this state (unknown, "
+                  "expired or already used): start it again");
+    return rc;
 }

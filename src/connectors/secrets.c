@@ -2,9 +2,10 @@
  * secrets.c - the secrets of connectors, sealed by the vault (R15, M5/M6:
  * "secrets are given as files and stored by the vault").
  *
- * A connector type lists, in connector_type.secrets, the config keys that
- * name a secret file ("password_file", "auth.token_file", "proxy.
- * credentials_file", ...; a dot walks into a nested object). Three moments:
+ * A connector type declares, in its option table (connector.h), the config
+ * keys that give a secret (CONN_SECRET: "password_file", "auth.token_file",
+ * "proxy.credentials_file", ...; a dot walks into a nested object) or a
+ * public file (CONN_FILE). Three moments:
  *
  *   import   connector_secrets_seal() reads each named file once and adds
  *            the sealed blob (context "connector:NAME:KEY") to the flow
@@ -114,32 +115,38 @@ static void seal_context(char *out, size_t n, const char *conn, const char *key)
 }
 
 /* Every key of config that holds a sealed value or a file to seal: the
- * type's secrets and files, and the credential-named members of its
- * secret_objects ("headers.X-Api-Key"). Calls fn(key, secret, ud) for each
- * present one; stops at the first non-zero return. */
+ * type's CONN_SECRET and CONN_FILE options, and the credential-named
+ * members of its CONN_SECRET_MEMBERS maps ("headers.X-Api-Key"). Calls
+ * fn(key, secret, ud) for each present one; stops at the first non-zero
+ * return. */
 typedef int (*secret_key_fn)(const char *key, int secret, void *ud);
+
+static int secret_members(const struct conn_option *o, const json_t *config,
+                          secret_key_fn fn, void *ud)
+{
+    const char *m;
+    json_t *v;
+    json_object_foreach((json_t *)connector_config_get(config, o->key), m, v) {
+        char key[300];
+        snprintf(key, sizeof(key), "%s.%s", o->key, m);
+        int rc = connector_credential_name(m) ? fn(key, 1, ud) : 0;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
 
 static int secret_keys(const struct connector_type *t, const json_t *config,
                        secret_key_fn fn, void *ud)
 {
     int rc = 0;
-    for (size_t k = 0; rc == 0 && t->secrets && t->secrets[k]; k++)
-        if (config_get(config, t->secrets[k]))
-            rc = fn(t->secrets[k], 1, ud);
-    for (size_t k = 0; rc == 0 && t->files && t->files[k]; k++)
-        if (config_get(config, t->files[k]))
-            rc = fn(t->files[k], 0, ud);
-    for (size_t k = 0; rc == 0 && t->secret_objects && t->secret_objects[k];
-         k++) {
-        const char *m;
-        json_t *v;
-        json_object_foreach(json_object_get(config, t->secret_objects[k]),
-                            m, v) {
-            char key[300];
-            snprintf(key, sizeof(key), "%s.%s", t->secret_objects[k], m);
-            if (connector_credential_name(m) && (rc = fn(key, 1, ud)) != 0)
-                break;
-        }
+    for (size_t k = 0; rc == 0 && t->options && t->options[k].key; k++) {
+        const struct conn_option *o = &t->options[k];
+        if (o->flags & CONN_SECRET_MEMBERS)
+            rc = secret_members(o, config, fn, ud);
+        else if ((o->type == CONN_SECRET || o->type == CONN_FILE) &&
+                 config_get(config, o->key))
+            rc = fn(o->key, o->type == CONN_SECRET, ud);
     }
     return rc;
 }

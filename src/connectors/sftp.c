@@ -3,27 +3,14 @@
  * destination (upload), a source (poll and download), or both. Built on
  * libcurl's sftp:// (libssh2); every transfer is one curl easy handle.
  *
- * Config:
- *   host, port (22), user     the server and the account
- *   password_file | key_file  authentication (key_file: a private key, with
- *                             an optional key_passphrase_file)
- *   host_key_sha256           pin of the server's host key, as OpenSSH
- *                             prints it ("SHA256:base64"). Without it the
- *                             connector opens but every transfer and test
- *                             fails until the key is confirmed: `wharf
- *                             connector hostkey NAME` shows the key the
- *                             server presents (captured in the key
- *                             exchange, then refused: no authentication
- *                             is attempted), `--accept SHA256:...` checks
- *                             it again and stores it (sftp_hostkey_*).
- *   send_dir                  destination: upload here
- *   receive_dir, pattern,     source: poll this remote folder, take names
- *   after, archive_dir        matching pattern, then "delete" (default) or
- *                             "archive" them into archive_dir (on the server)
- *   proxy                     as for http (connectors/proxy.h): a
- *                             socks5h://, socks5:// or http:// (CONNECT)
- *                             URL, "direct", or {"url","credentials_file",
- *                             "no_proxy"}; absent: wharf.conf's proxy
+ * Config: SFTP_OPTIONS below (`wharf connector help sftp`): host, port,
+ * user, password_file or key_file (+ key_passphrase_file), host_key_sha256,
+ * send_dir, receive_dir, pattern, after, archive_dir, proxy. Without
+ * host_key_sha256 the connector opens but every transfer and test fails
+ * until the key is confirmed: the action hostkey.capture shows the key the
+ * server presents (captured in the key exchange, then refused: no
+ * authentication is attempted), hostkey.accept checks it again and stores
+ * it (sftp_hostkey.c).
  *
  * Destination: the payload is decrypted straight into curl's read callback
  * and uploaded to send_dir/.NAME.ID.wharf-part (the message id in the temp
@@ -68,7 +55,6 @@
 #include "core/wharf.h"
 #include "net/client.h"
 #include "util/secret.h"
-#include "vault/vault.h"
 
 #define MAX_TAKE_PER_POLL 1000
 #define MAX_LISTING (64u << 20)     /* bytes of a directory listing */
@@ -110,11 +96,6 @@ static void curl_init_once(void)
 
 /* ---- config ----------------------------------------------------------------- */
 
-static const char *const KEYS[] = { "host", "port", "user", "password_file",
-    "key_file", "key_passphrase_file", "host_key_sha256", "send_dir",
-    "receive_dir", "pattern", "after", "archive_dir", "proxy" };
-#define NKEYS (sizeof(KEYS) / sizeof(*KEYS))
-
 /* "SHA256:base64" as OpenSSH prints it -> the unpadded base64 curl wants. */
 static int parse_fingerprint(const char *in, char out[FP_LEN + 1])
 {
@@ -152,68 +133,97 @@ static int remote_dir_ok(const char *key, const char *v, struct error *err)
     return 0;
 }
 
+static int host_valid(const char *key, const json_t *v, struct error *err)
+{
+    const char *host = json_string_value(v);
+    if (host[0] == '\0' || strpbrk(host, "/@ \t\r\n"))
+        return error_set(err, "needs %s (a host name or address)", key);
+    return 0;
+}
+
+static int user_valid(const char *key, const json_t *v, struct error *err)
+{
+    const char *user = json_string_value(v);
+    if (user[0] == '\0' || strpbrk(user, ":@/\r\n"))
+        return error_set(err, "needs %s (the account on the server)", key);
+    return 0;
+}
+
+static int fingerprint_valid(const char *key, const json_t *v,
+                             struct error *err)
+{
+    char fpb[FP_LEN + 1];
+    if (parse_fingerprint(json_string_value(v), fpb) < 0)
+        return error_set(err, "%s must look like SHA256:<43 base64 "
+                         "characters>, as ssh-keygen -lf prints it", key);
+    return 0;
+}
+
+static int dir_valid(const char *key, const json_t *v, struct error *err)
+{
+    return remote_dir_ok(key, json_string_value(v), err);
+}
+
+static int pattern_valid(const char *key, const json_t *v, struct error *err)
+{
+    const char *pat = json_string_value(v);
+    if (pat[0] == '\0' || strchr(pat, '/'))
+        return error_set(err, "%s must be a file-name glob without '/'", key);
+    return 0;
+}
+
+static const struct conn_option SFTP_OPTIONS[] = {
+    { "host", CONN_STRING, CONN_REQUIRED, NULL, 0, 255, NULL, NULL,
+      "a host name or address", host_valid },
+    { "port", CONN_INT, 0, "22", 1, 65535, NULL, NULL,
+      "the server's SSH port", NULL },
+    { "user", CONN_STRING, CONN_REQUIRED, NULL, 0, 255, NULL, NULL,
+      "the account on the server", user_valid },
+    { "password_file", CONN_SECRET, 0, NULL, 0, 0, NULL, NULL,
+      "the account's password (this or key_file)", NULL },
+    { "key_file", CONN_SECRET, 0, NULL, 0, 0, NULL, NULL,
+      "a private key for the account (this or password_file)", NULL },
+    { "key_passphrase_file", CONN_SECRET, 0, NULL, 0, 0, NULL, NULL,
+      "the passphrase of key_file, if it has one", NULL },
+    { "host_key_sha256", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
+      "the server's confirmed host key, \"SHA256:...\" as ssh-keygen -lf "
+      "prints it; without it nothing goes beyond the key exchange (actions "
+      "hostkey.capture, hostkey.accept)", fingerprint_valid },
+    { "send_dir", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
+      "destination: upload here (an absolute path on the server)",
+      dir_valid },
+    { "receive_dir", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
+      "source: poll this folder on the server (an absolute path)",
+      dir_valid },
+    { "pattern", CONN_STRING, 0, "*", 0, 0, NULL, NULL,
+      "source: take only names matching this glob (fnmatch)",
+      pattern_valid },
+    { "after", CONN_ENUM, 0, "delete", 0, 0, "delete|archive", NULL,
+      "source: what to do with a remote file once its message is stored",
+      NULL },
+    { "archive_dir", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
+      "source, after \"archive\": move taken files here (on the server)",
+      dir_valid },
+    CONN_PROXY_OPTIONS,
+    { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL },
+};
+
+/* What SFTP_OPTIONS cannot say. */
 static int sftp_check(const json_t *cfg, struct error *err)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)cfg, key, v) {
-        size_t i = 0;
-        while (i < NKEYS && strcmp(KEYS[i], key))
-            i++;
-        if (i == NKEYS)
-            return error_set(err, "unknown key \"%s\"", key);
-        if (!strcmp(key, "port")) {
-            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-                json_integer_value(v) > 65535)
-                return error_set(err, "port must be an integer 1..65535");
-        } else if (strcmp(key, "proxy") && !json_is_string(v) &&
-                   !strstr(key, "_file")) {
-            return error_set(err, "%s must be a string", key);
-        }
-    }
-#define S(k) json_string_value(json_object_get(cfg, k))
 #define J(k) json_object_get(cfg, k)
-    const char *host = S("host"), *user = S("user"), *fp = S("host_key_sha256");
-    const char *after = S("after"), *pat = S("pattern");
-    char fpb[FP_LEN + 1];
-    if (host == NULL || host[0] == '\0' || strpbrk(host, "/@ \t\r\n"))
-        return error_set(err, "needs host (a host name or address)");
-    if (user == NULL || user[0] == '\0' || strpbrk(user, ":@/\r\n"))
-        return error_set(err, "needs user (the account on the server)");
     if (J("password_file") == NULL && J("key_file") == NULL)
         return error_set(err, "needs password_file or key_file");
     if (J("key_passphrase_file") && J("key_file") == NULL)
         return error_set(err, "key_passphrase_file needs key_file");
-    if (fp && parse_fingerprint(fp, fpb) < 0)
-        return error_set(err, "host_key_sha256 must look like SHA256:<43 "
-                         "base64 characters>, as ssh-keygen -lf prints it");
-    if (connector_secret_ok("password_file", J("password_file"), 0, err) < 0 ||
-        connector_secret_ok("key_file", J("key_file"), 0, err) < 0 ||
-        connector_secret_ok("key_passphrase_file", J("key_passphrase_file"), 0,
-                            err) < 0)
-        return -1;
-    if (S("send_dir") == NULL && S("receive_dir") == NULL)
+    if (J("send_dir") == NULL && J("receive_dir") == NULL)
         return error_set(err, "needs receive_dir (source), send_dir "
                          "(destination) or both");
-    if (remote_dir_ok("send_dir", S("send_dir"), err) < 0 ||
-        remote_dir_ok("receive_dir", S("receive_dir"), err) < 0 ||
-        remote_dir_ok("archive_dir", S("archive_dir"), err) < 0)
-        return -1;
-    if (pat && (pat[0] == '\0' || strchr(pat, '/')))
-        return error_set(err, "pattern must be a file-name glob without '/'");
-    if (after && strcmp(after, "delete") && strcmp(after, "archive"))
-        return error_set(err, "after must be \"delete\" or \"archive\", not "
-                         "\"%s\"", after);
-    if (after && !strcmp(after, "archive") && S("archive_dir") == NULL)
+    const char *after = json_string_value(J("after"));
+    if (after && !strcmp(after, "archive") && J("archive_dir") == NULL)
         return error_set(err, "after \"archive\" needs archive_dir");
-#undef S
 #undef J
-    return connector_proxy_check(cfg, err);
-}
-
-static const char *cfg_str(const struct connector *c, const char *key)
-{
-    return json_string_value(json_object_get(c->config, key));
+    return 0;
 }
 
 /* path without trailing slashes ("/" stays "/") into out */
@@ -274,22 +284,21 @@ static enum wh_status sftp_open(struct connector *c, struct error *err)
     pthread_mutex_init(&s->lock, NULL);
     c->state = s;
     s->key_fd = -1;
-    s->host = cfg_str(c, "host");
-    s->user = cfg_str(c, "user");
-    s->pattern = cfg_str(c, "pattern") ? cfg_str(c, "pattern") : "*";
-    const json_t *port = json_object_get(c->config, "port");
-    s->port = port ? (long)json_integer_value(port) : 22;
-    if (cfg_str(c, "send_dir"))
-        dir_copy(s->send_dir, sizeof(s->send_dir), cfg_str(c, "send_dir"));
-    if (cfg_str(c, "receive_dir"))
+    s->host = conn_str(c, "host");
+    s->user = conn_str(c, "user");
+    s->pattern = conn_str(c, "pattern");
+    s->port = (long)conn_int(c, "port");
+    if (conn_str(c, "send_dir"))
+        dir_copy(s->send_dir, sizeof(s->send_dir), conn_str(c, "send_dir"));
+    if (conn_str(c, "receive_dir"))
         dir_copy(s->receive_dir, sizeof(s->receive_dir),
-                 cfg_str(c, "receive_dir"));
-    if (cfg_str(c, "archive_dir"))
+                 conn_str(c, "receive_dir"));
+    if (conn_str(c, "archive_dir"))
         dir_copy(s->archive_dir, sizeof(s->archive_dir),
-                 cfg_str(c, "archive_dir"));
-    s->archive = cfg_str(c, "after") && !strcmp(cfg_str(c, "after"), "archive");
-    if (cfg_str(c, "host_key_sha256"))
-        parse_fingerprint(cfg_str(c, "host_key_sha256"), s->fp);
+                 conn_str(c, "archive_dir"));
+    s->archive = !strcmp(conn_str(c, "after"), "archive");
+    if (conn_str(c, "host_key_sha256"))
+        parse_fingerprint(conn_str(c, "host_key_sha256"), s->fp);
     if (connector_proxy_open(c, &s->proxy, err) < 0)
         goto fail;
     if (connector_secret(c, "password_file") &&
@@ -446,7 +455,7 @@ static enum wh_status classify(struct sftp_state *s, CURL *h, CURLcode rc,
                   "(the server presents SHA256:%.*s, not the confirmed "
                   "SHA256:%s; if the partner really changed it, confirm "
                   "the new one with them, then run `wharf connector "
-                  "hostkey NAME --accept SHA256:...`)", s->host, s->port, n,
+                  "NAME hostkey.accept SHA256:...`)", s->host, s->port, n,
                   r ? r : "", s->fp);
         return WH_FAIL;
     }
@@ -654,7 +663,7 @@ static int unconfirmed(const struct connector *c, const struct sftp_state *s,
     if (s->fp[0])
         return 0;
     error_set(err, "host key of %s:%ld not confirmed: run `wharf connector "
-              "hostkey %s`", s->host, s->port, c->name);
+              "%s hostkey.capture`", s->host, s->port, c->name);
     return 1;
 }
 
@@ -706,9 +715,10 @@ static const char *key_type_name(int type)
 }
 
 enum wh_status sftp_hostkey_capture(struct connector *c, struct sftp_key *out,
-                                    struct error *err)
+                                    char *server, size_t n, struct error *err)
 {
     struct sftp_state *s = c->state;
+    snprintf(server, n, "%s:%ld", s->host, s->port);
     struct captured k = {0};
     struct op op = {0};
     CURL *h = curl_easy_init();
@@ -1173,12 +1183,26 @@ static int sftp_is_source(const json_t *cfg)
     return json_object_get(cfg, "receive_dir") != NULL;
 }
 
-static const char *const SFTP_SECRETS[] = { "password_file", "key_file",
-    "key_passphrase_file", "proxy.credentials_file", NULL };
+static const char *const ACCEPT_PARAMS[] = { "fingerprint", NULL };
+
+static const struct conn_action SFTP_ACTIONS[] = {
+    CONN_ACTION_TEST,
+    { "hostkey.capture", "connector.test", 1, NULL, NULL,
+      "the host key the server presents (captured in the key exchange, no "
+      "authentication) and the confirmed one", sftp_hostkey_show },
+    { "hostkey.accept", "flow.write", 0, "connector.hostkey.accept",
+      ACCEPT_PARAMS, "store the fingerprint confirmed with the partner as "
+      "host_key_sha256, if the server presents exactly that key",
+      sftp_hostkey_accept },
+    { NULL, NULL, 0, NULL, NULL, NULL, NULL },
+};
 
 const struct connector_type connector_sftp = {
     .name = "sftp",
-    .secrets = SFTP_SECRETS,
+    .summary = "a folder on a partner's SSH server: upload, poll and "
+               "download (M5)",
+    .options = SFTP_OPTIONS,
+    .actions = SFTP_ACTIONS,
     .is_source = sftp_is_source,
     .check = sftp_check,
     .open = sftp_open,

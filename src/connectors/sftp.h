@@ -2,19 +2,18 @@
  * sftp.h - what the SFTP connector exposes beyond its connector table: the
  * parser of the directory listings a partner's server sends (untrusted
  * input, fuzzed by tests/fuzz/fuzz_sftp_listing.c), and the capture and
- * confirmation of a server's host key.
+ * confirmation of a server's host key. Internal to the connector: the API
+ * and the CLI reach the host key through the type's actions.
  */
 #ifndef WHARF_SFTP_H
 #define WHARF_SFTP_H
 
 #include <stddef.h>
 
+#include "connectors/connector.h"
 #include "util/error.h"
 #include "util/status.h"
 
-struct connector;
-struct store;
-struct wharf;
 
 /* One line of a long listing ("-rw-r--r-- 1 u g SIZE Mon DD HH:MM name",
  * as OpenSSH's server sends it), parsed in place. 0 and the fields for a
@@ -39,41 +38,21 @@ int sftp_fingerprint_norm(const char *in, char *out, size_t n);
 /* Connect to the server of the opened sftp connector c (through its
  * proxy) up to the key exchange and take the host key it presents,
  * refusing it: no authentication is attempted. WH_OK with *out, else
- * WH_RETRY / WH_FAIL with err saying what failed. */
+ * WH_RETRY / WH_FAIL with err saying what failed. server (n bytes) gets
+ * "HOST:PORT" in any case. */
 enum wh_status sftp_hostkey_capture(struct connector *c, struct sftp_key *out,
-                                    struct error *err);
+                                    char *server, size_t n, struct error *err);
 
-/* What `wharf connector hostkey` and /api/v1/connectors/{name}/hostkey
- * do (sftp_hostkey.c), on the stored connector called name. */
-enum sftp_hostkey_rc {
-    SFTP_HOSTKEY_OK = 0,
-    SFTP_HOSTKEY_UNREACHABLE,   /* no key captured: err says why */
-    SFTP_HOSTKEY_MISMATCH,      /* the server presents another key */
-    SFTP_HOSTKEY_NOT_FOUND,     /* no connector of that name */
-    SFTP_HOSTKEY_NOT_SFTP,      /* it is not an sftp connector */
-    SFTP_HOSTKEY_INVALID,       /* the fingerprint given is malformed */
-    SFTP_HOSTKEY_CHANGED,       /* its config changed meanwhile */
-    SFTP_HOSTKEY_ERROR = -1,    /* store, memory, ... */
-};
-
-struct sftp_hostkey {
-    struct sftp_key key;        /* what the server presents now */
-    char confirmed[64];         /* its stored host_key_sha256, "" if none */
-    char server[300];           /* "HOST:PORT" */
-};
-
-/* Capture the host key the server of connector name presents (nothing
- * is stored). OK: out filled (MISMATCH too, when a confirmed key differs:
- * err names both). */
-int sftp_hostkey_show(struct wharf *w, struct store *st, const char *name,
-                      struct sftp_hostkey *out, struct error *err);
-
-/* The operator confirmed fingerprint: capture the key again and, when the
- * server presents exactly that one, store it as the connector's
- * host_key_sha256 (the flow generation moves: a running server picks it
- * up). out->confirmed holds the key confirmed before. */
-int sftp_hostkey_accept(struct wharf *w, struct store *st, const char *name,
-                        const char *fingerprint, struct sftp_hostkey *out,
-                        struct error *err);
+/* The actions hostkey.capture and hostkey.accept of sftp connectors
+ * (sftp_hostkey.c; `wharf connector NAME VERB`, /api/v1/connectors/{name}/
+ * actions/{verb}). capture: the key the server presents and the confirmed
+ * one; CONN_ACT_REFUSED (code host_key_mismatch) when they differ.
+ * accept: args {"fingerprint": "SHA256:..."}: captured again and, when the
+ * server presents exactly that key, stored as host_key_sha256 (the flow
+ * generation moves: a running server picks it up). */
+enum conn_act_rc sftp_hostkey_show(struct conn_action_ctx *x,
+                                   struct error *err);
+enum conn_act_rc sftp_hostkey_accept(struct conn_action_ctx *x,
+                                     struct error *err);
 
 #endif

@@ -2,14 +2,10 @@
  * webhook.c - the webhook source connector (M6): a partner POSTs a payload
  * to https://PARTNER_LISTENER/webhook/NAME and it becomes a message.
  *
- * Config:
- *   path   NAME (or "/webhook/NAME"), [A-Za-z0-9._-]{1,64}; default: the
- *          connector's name
- *   auth   (required) one of
- *     {"type":"basic","user":..,"password_file":..}
- *     {"type":"bearer","token_file":..}
- *     {"type":"hmac","secret_file":..,"header":"X-Signature",
- *      "timestamp_header":"X-Timestamp","max_skew_s":300}
+ * Config: WEBHOOK_OPTIONS below (`wharf connector help webhook`): path
+ * (default: the connector's name) and auth (required), one of
+ *     basic {user, password_file}, bearer {token_file},
+ *     hmac {secret_file, header, timestamp_header, max_skew_s}:
  *        signature = hex(HMAC-SHA256(secret, timestamp "." body)), an
  *        optional "sha256=" prefix accepted; the timestamp is Unix seconds
  *        within max_skew_s of now; a signature already accepted within the
@@ -20,9 +16,8 @@
  *        intake source key, so a replay that slips through the crash
  *        window between the commit and the claim's "done" is recognized
  *        as a duplicate and stored once
- *     {"type":"client_cert","subjects":["CN=..,O=..", ...]}
- *        needs partner_client_ca in wharf.conf (the listener verifies the
- *        chain); the subject must be in the list
+ *     client_cert {subjects}: needs partner_client_ca in wharf.conf (the
+ *        listener verifies the chain); the subject must be in the list
  *
  * A request: credentials are checked (before the body is read, except for
  * HMAC which covers the body), the body streams into the intake (encrypted
@@ -80,11 +75,6 @@ struct webhook_state {
 
 /* ---- config --------------------------------------------------------------- */
 
-static const char *str(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
 static int name_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -104,73 +94,52 @@ static const char *path_name(const char *path)
     return path;
 }
 
-static int webhook_check(const json_t *cfg, struct error *err)
+static int path_valid(const char *key, const json_t *v, struct error *err)
 {
-    static const char *const top[] = { "path", "auth" };
-    if (connector_keys_only(cfg, top, 2, "webhook", err) < 0)
-        return -1;
-    const json_t *p = json_object_get(cfg, "path");
-    if (p && (!json_is_string(p) || !name_ok(path_name(json_string_value(p)))))
-        return error_set(err, "path must be NAME or /webhook/NAME with NAME "
-                         "of [A-Za-z0-9._-]{1,64}");
-    const json_t *a = json_object_get(cfg, "auth");
-    const char *type = str(a, "type");
-    if (!json_is_object(a) || type == NULL)
-        return error_set(err, "auth is required: basic, bearer, hmac or "
-                         "client_cert");
-    if (strcmp(type, "basic") == 0) {
-        static const char *const k[] = { "type", "user", "password_file" };
-        const char *user = str(a, "user");
-        if (connector_keys_only(a, k, 3, "auth basic", err) < 0)
-            return -1;
-        if (user == NULL || user[0] == '\0' || strchr(user, ':'))
-            return error_set(err, "auth basic needs a user without ':'");
-        return connector_secret_ok("password_file", json_object_get(a, "password_file"), 1,
-                                 err);
-    }
-    if (strcmp(type, "bearer") == 0) {
-        static const char *const k[] = { "type", "token_file" };
-        if (connector_keys_only(a, k, 2, "auth bearer", err) < 0)
-            return -1;
-        return connector_secret_ok("token_file", json_object_get(a, "token_file"), 1,
-                                   err);
-    }
-    if (strcmp(type, "hmac") == 0) {
-        static const char *const k[] = { "type", "secret_file", "header",
-                                         "timestamp_header", "max_skew_s" };
-        if (connector_keys_only(a, k, 5, "auth hmac", err) < 0)
-            return -1;
-        const json_t *h = json_object_get(a, "header");
-        const json_t *t = json_object_get(a, "timestamp_header");
-        const json_t *s = json_object_get(a, "max_skew_s");
-        if ((h && !json_is_string(h)) || (t && !json_is_string(t)))
-            return error_set(err, "auth hmac: header names must be strings");
-        if (s && (!json_is_integer(s) || json_integer_value(s) < 1 ||
-                  json_integer_value(s) > 3600))
-            return error_set(err, "auth hmac: max_skew_s must be 1..3600");
-        return connector_secret_ok("secret_file", json_object_get(a, "secret_file"),
-                                   1, err);
-    }
-    if (strcmp(type, "client_cert") == 0) {
-        static const char *const k[] = { "type", "subjects" };
-        const json_t *s = json_object_get(a, "subjects");
-        if (connector_keys_only(a, k, 2, "auth client_cert", err) < 0)
-            return -1;
-        if (!json_is_array(s) || json_array_size(s) == 0 ||
-            json_array_size(s) > MAX_SUBJECTS)
-            return error_set(err, "auth client_cert needs subjects: a list "
-                             "of 1..%d certificate subjects", MAX_SUBJECTS);
-        size_t i;
-        json_t *v;
-        json_array_foreach(s, i, v) {
-            if (!json_is_string(v))
-                return error_set(err, "auth client_cert: subjects are strings");
-        }
-        return 0;
-    }
-    return error_set(err, "auth type must be basic, bearer, hmac or "
-                     "client_cert, not \"%s\"", type);
+    if (!name_ok(path_name(json_string_value(v))))
+        return error_set(err, "%s must be NAME or /webhook/NAME with NAME of "
+                         "[A-Za-z0-9._-]{1,64}", key);
+    return 0;
 }
+
+static int user_valid(const char *key, const json_t *v, struct error *err)
+{
+    const char *user = json_string_value(v);
+    if (user[0] == '\0' || strchr(user, ':'))
+        return error_set(err, "%s must be a user name without ':'", key);
+    return 0;
+}
+
+static const struct conn_option WEBHOOK_OPTIONS[] = {
+    { "path", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
+      "NAME or /webhook/NAME: partners POST to https://PARTNER_LISTENER/"
+      "webhook/NAME (default: the connector's name)", path_valid },
+    { "auth", CONN_OBJECT, CONN_REQUIRED, NULL, 0, 0, NULL, NULL,
+      "how partners authenticate: basic, bearer, hmac or client_cert", NULL },
+    { "auth.type", CONN_ENUM, CONN_REQUIRED, NULL, 0, 0,
+      "basic|bearer|hmac|client_cert", NULL, "the kind of credentials",
+      NULL },
+    { "auth.user", CONN_STRING, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=basic", "the user name partners send", user_valid },
+    { "auth.password_file", CONN_SECRET, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=basic", "the password partners send", NULL },
+    { "auth.token_file", CONN_SECRET, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=bearer", "the bearer token partners send", NULL },
+    { "auth.secret_file", CONN_SECRET, CONN_REQUIRED, NULL, 0, 0, NULL,
+      "auth.type=hmac", "the HMAC-SHA256 key: signature = hex(HMAC(key, "
+      "timestamp \".\" body))", NULL },
+    { "auth.header", CONN_STRING, 0, "X-Signature", 0, 0, NULL,
+      "auth.type=hmac", "the header carrying the signature", NULL },
+    { "auth.timestamp_header", CONN_STRING, 0, "X-Timestamp", 0, 0, NULL,
+      "auth.type=hmac", "the header carrying the Unix time signed", NULL },
+    { "auth.max_skew_s", CONN_INT, CONN_ADVANCED, "300", 1, 3600, NULL,
+      "auth.type=hmac", "how far the timestamp may be from now (and how "
+      "long a signature is remembered against replays)", NULL },
+    { "auth.subjects", CONN_LIST, CONN_REQUIRED, NULL, 1, MAX_SUBJECTS,
+      "string", "auth.type=client_cert", "the certificate subjects allowed "
+      "(\"CN=..,O=..\"); needs partner_client_ca in wharf.conf", NULL },
+    { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL },
+};
 
 static void webhook_close(struct connector *c)
 {
@@ -188,14 +157,13 @@ static enum wh_status webhook_open(struct connector *c, struct error *err)
     if (ws == NULL)
         return error_set(err, "out of memory"), WH_FAIL;
     c->state = ws;
-    const json_t *a = json_object_get(c->config, "auth");
-    const char *type = str(a, "type");
-    const char *p = str(c->config, "path");
+    const char *type = conn_str(c, "auth.type");
+    const char *p = conn_str(c, "path");
     snprintf(ws->path, sizeof(ws->path), "%s", p ? path_name(p) : c->name);
     if (strcmp(type, "basic") == 0) {
         ws->auth = AUTH_BASIC;
         const struct secret *pw = connector_secret(c, "auth.password_file");
-        const char *user = str(a, "user");
+        const char *user = conn_str(c, "auth.user");
         size_t ul = strlen(user);
         ws->secret = secret_new(ul + 1 + secret_len(pw));
         if (ws->secret) {
@@ -218,16 +186,14 @@ static enum wh_status webhook_open(struct connector *c, struct error *err)
             error_set(err, "out of memory");
             goto fail;
         }
-        ws->sig_header = str(a, "header") ? str(a, "header") : "X-Signature";
-        ws->ts_header = str(a, "timestamp_header") ? str(a, "timestamp_header")
-                                                   : "X-Timestamp";
-        const json_t *s = json_object_get(a, "max_skew_s");
-        ws->max_skew = s ? json_integer_value(s) : 300;
+        ws->sig_header = conn_str(c, "auth.header");
+        ws->ts_header = conn_str(c, "auth.timestamp_header");
+        ws->max_skew = conn_int(c, "auth.max_skew_s");
     } else {
         ws->auth = AUTH_CERT;
         size_t i;
         json_t *v;
-        json_array_foreach(json_object_get(a, "subjects"), i, v) {
+        json_array_foreach(conn_get(c, "auth.subjects"), i, v) {
             ws->subjects[ws->nsubjects++] = json_string_value(v);
         }
     }
@@ -579,14 +545,18 @@ static int webhook_is_source(const json_t *cfg)
     return 1;       /* everything it receives goes on */
 }
 
-static const char *const WEBHOOK_SECRETS[] = { "auth.password_file",
-    "auth.token_file", "auth.secret_file", NULL };
+static const struct conn_action WEBHOOK_ACTIONS[] = {
+    CONN_ACTION_TEST,
+    { NULL, NULL, 0, NULL, NULL, NULL, NULL },
+};
 
 const struct connector_type connector_webhook = {
     .name = "webhook",
-    .secrets = WEBHOOK_SECRETS,
+    .summary = "partners POST payloads to https://PARTNER_LISTENER/webhook/"
+               "NAME (M6)",
+    .options = WEBHOOK_OPTIONS,
+    .actions = WEBHOOK_ACTIONS,
     .is_source = webhook_is_source,
-    .check = webhook_check,
     .open = webhook_open,
     .route = webhook_route,
     .route_prefix = WEBHOOK_PREFIX,

@@ -13,6 +13,7 @@
 #include "core/flow.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
 #include <string.h>
@@ -325,47 +326,151 @@ char *flow_export(struct store *st, struct error *err)
     return text;
 }
 
-/* Open the stored connector sc for a test; NULL with err saying why. */
-static struct connector *open_for_test(struct wharf *w,
-                                       const struct store_connector *sc,
-                                       struct error *err)
-{
-    json_error_t je;
-    json_t *cfg = json_loads(sc->config, 0, &je);
-    if (cfg == NULL) {
-        error_set(err, "stored config of '%s' is not JSON", sc->name);
-        return NULL;
-    }
-    struct connector *c = connector_new(w, sc->name, sc->type, cfg, err);
-    json_decref(cfg);
-    return c;
-}
+/* ---- connector actions ------------------------------------------------------ */
 
-int flow_connector_test(struct wharf *w, struct store *st, const char *name,
-                        struct error *err)
+/* The stored row of connector name, moved into *row (clear it with
+ * row_clear). 1 found, 0 not (err set), -1 error. */
+static int row_find(struct store *st, const char *name,
+                    struct store_connector *row, struct error *err)
 {
     struct store_flow f;
+    memset(row, 0, sizeof(*row));
     if (store_flow_get(st, &f, err) < 0)
         return -1;
-    int rc = 2;
-    error_set(err, "no connector named '%s'", name);
-    for (size_t i = 0; i < f.nconns; i++) {
+    int found = 0;
+    for (size_t i = 0; i < f.nconns && !found; i++) {
         if (strcmp(f.conns[i].name, name) != 0)
             continue;
-        error_clear(err);
-        struct connector *c = open_for_test(w, &f.conns[i], err);
-        if (c == NULL)
-            rc = 1;
-        else if (c->type->test == NULL)
-            error_set(err, "connector type %s has no connection test",
-                      c->type->name);
-        else
-            rc = c->type->test(c, err) == WH_OK ? 0 : 1;
-        connector_free(c);
-        break;
+        *row = f.conns[i];
+        memset(&f.conns[i], 0, sizeof(f.conns[i]));
+        found = 1;
     }
     store_flow_clear(&f);
+    if (!found)
+        error_set(err, "no connector named '%s'", name);
+    return found;
+}
+
+static void row_clear(struct store_connector *row)
+{
+    free(row->name);
+    free(row->type);
+    free(row->config);
+    memset(row, 0, sizeof(*row));
+}
+
+/* "test, hostkey.capture" of t into out. */
+static void verbs_of(const struct connector_type *t, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; t->actions && t->actions[i].verb && used < n; i++) {
+        int w = snprintf(out + used, n - used, "%s%s", i ? ", " : "",
+                         t->actions[i].verb);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+int flow_action_find(struct store *st, const char *name, const char *verb,
+                     const struct conn_action **out, struct error *err)
+{
+    struct store_connector row;
+    char verbs[256];
+    *out = NULL;
+    int found = row_find(st, name, &row, err);
+    if (found <= 0)
+        return found < 0 ? CONN_ACT_ERROR : CONN_ACT_NOT_FOUND;
+    const struct connector_type *t = connector_type_find(row.type);
+    if (t && (*out = connector_action_find(t, verb)) == NULL) {
+        verbs_of(t, verbs, sizeof(verbs));
+        error_set(err, "connector '%s' (%s) has no action '%s' (it has: %s)",
+                  name, row.type, verb, verbs[0] ? verbs : "none");
+    } else if (t == NULL) {
+        error_set(err, "connector '%s' has an unknown type '%s'", name,
+                  row.type);
+    }
+    row_clear(&row);
+    return *out ? CONN_ACT_OK : CONN_ACT_NOT_FOUND;
+}
+
+/* What an action's ctx->env points to. */
+struct action_env {
+    struct wharf *w;
+    struct store *st;
+    struct store_connector row;
+    json_t *config;             /* row.config parsed */
+};
+
+/* conn_action_ctx.open: the stored connector, opened as the engine would. */
+static struct connector *action_open(struct conn_action_ctx *x,
+                                     struct error *err)
+{
+    struct action_env *e = x->env;
+    return connector_new(e->w, x->name, x->type, e->config, err);
+}
+
+/* conn_action_ctx.config_set: compare-and-set of one key of the stored
+ * config, checked as an import checks it. */
+static int action_config_set(struct conn_action_ctx *x, const char *key,
+                             json_t *value, struct error *err)
+{
+    struct action_env *e = x->env;
+    json_t *cfg = json_copy(e->config);
+    char *text = NULL;
+    int rc = -1;
+    if (cfg == NULL || json_object_set_new(cfg, key, value) < 0)
+        error_set(err, "out of memory");
+    else if (connector_check(x->name, x->type, cfg, err) == 0 &&
+             (text = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+        error_set(err, "out of memory");
+    if (text)
+        rc = store_connector_config_set(e->st, x->name, e->row.config, text,
+                                        err);
+    if (cfg == NULL)
+        json_decref(value);
+    json_decref(cfg);
+    free(text);
     return rc;
+}
+
+int flow_action_run(struct wharf *w, struct store *st, const char *name,
+                    const struct conn_action *a, const json_t *args,
+                    struct conn_action_ctx *x, struct error *err)
+{
+    struct action_env e = { .w = w, .st = st };
+    json_error_t je;
+    memset(x, 0, sizeof(*x));
+    int found = row_find(st, name, &e.row, err);
+    if (found <= 0)
+        return found < 0 ? CONN_ACT_ERROR : CONN_ACT_NOT_FOUND;
+    e.config = json_loads(e.row.config, 0, &je);
+    int rc = CONN_ACT_ERROR;
+    if (e.config == NULL) {
+        error_set(err, "stored config of '%s' is not JSON", name);
+    } else {
+        x->name = e.row.name;
+        x->type = e.row.type;
+        x->config = e.config;
+        x->args = args;
+        x->open = action_open;
+        x->config_set = action_config_set;
+        x->env = &e;
+        rc = a->fn(x, err);
+    }
+    x->name = x->type = NULL;
+    x->config = x->args = NULL;
+    x->env = NULL;
+    json_decref(e.config);
+    row_clear(&e.row);
+    return rc;
+}
+
+void flow_action_clear(struct conn_action_ctx *x)
+{
+    json_decref(x->result);
+    x->result = NULL;
 }
 
 int flow_connector_insecure(const char *config_json)

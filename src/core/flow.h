@@ -11,6 +11,7 @@
 #ifndef WHARF_FLOW_H
 #define WHARF_FLOW_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,13 +55,26 @@ int flow_import(struct wharf *w, struct store *st, enum flow_origin origin,
 /* The stored flow as a pretty JSON document. Caller frees. */
 char *flow_export(struct store *st, struct error *err);
 
-/* "Test connection" of the stored connector `name`: open it from its
- * stored config and run its type's test(). 0 when it passed, 1 when it
- * failed (err says precisely what: DNS, TCP, TLS and why, authentication,
- * permissions, path), 2 when there is no such connector or its type has no
- * test, -1 on other errors. */
-int flow_connector_test(struct wharf *w, struct store *st, const char *name,
-                        struct error *err);
+/* ---- connector actions (the generic verbs of connector.h) -------------
+ * `wharf connector NAME VERB` and /api/v1/connectors/{name}/actions/{verb}
+ * go through these two: find (to check the action's permission and
+ * method first), then run. */
+struct conn_action;
+struct conn_action_ctx;
+
+/* The action verb of the stored connector name: *out. CONN_ACT_NOT_FOUND
+ * (err: no such connector, or its type has no such verb and which it has)
+ * or CONN_ACT_ERROR. */
+int flow_action_find(struct store *st, const char *name, const char *verb,
+                     const struct conn_action **out, struct error *err);
+
+/* Run action a of the stored connector name with args (an object): x is
+ * filled (x->result, x->text, x->audit ...; free with
+ * flow_action_clear). Returns an enum conn_act_rc. */
+int flow_action_run(struct wharf *w, struct store *st, const char *name,
+                    const struct conn_action *a, const json_t *args,
+                    struct conn_action_ctx *x, struct error *err);
+void flow_action_clear(struct conn_action_ctx *x);
 
 /* 1 when a stored connector config sends in the clear ("insecure": true). */
 int flow_connector_insecure(const char *config_json);

@@ -1,12 +1,13 @@
 /*
  * profile.c - the runtime view of the AS2 profile and partners: reads the
  * rows that flow import (core/partners.c) wrote, decodes certificates and
- * unseals the profile's private keys with the vault, and picks the key or
- * certificate to use at a given time (rollover). See profile.h.
+ * gets the profile's private keys from the vault as handle keys
+ * (vault/keyop.h), and picks the key or certificate to use at a given time
+ * (rollover). See profile.h.
  *
  * Owns the structures it fills until profile_clear / partner_clear. It
- * must never write a private key anywhere: keys go from vault_unseal into
- * an EVP_PKEY and the decoded bytes are wiped at once.
+ * must never see a private key: the sealed key goes to the vault, which
+ * keeps it and answers with a handle key (public half + reference).
  */
 #include "core/profile.h"
 
@@ -20,6 +21,7 @@
 #include "store/partner_store.h"
 #include "store/store.h"
 #include "util/secret.h"
+#include "vault/keyop.h"
 #include "vault/vault.h"
 
 static X509 *der_cert(const struct store_cert *c)
@@ -28,20 +30,17 @@ static X509 *der_cert(const struct store_cert *c)
     return d2i_X509(NULL, &p, (long)c->der_len);
 }
 
+/* The certificate's private key as a vault handle key: the vault (the
+ * key process under serve) opens the sealed key; we get the public half
+ * and a handle. */
 static EVP_PKEY *unseal_key(struct wharf *w, const struct store_cert *c,
                             struct error *err)
 {
     char ctx[100];
     snprintf(ctx, sizeof(ctx), "profile-key:%s", c->id);
-    struct secret *s = vault_unseal(w->vault, ctx, c->key, c->key_len, err);
-    if (s == NULL)
-        return NULL;
-    const unsigned char *p = secret_data(s);
-    EVP_PKEY *k = d2i_AutoPrivateKey(NULL, &p, (long)secret_len(s));
-    secret_free(s);
+    EVP_PKEY *k = vault_key_load(w->vault, ctx, c->key, c->key_len, err);
     if (k == NULL)
-        error_set(err, "the sealed key of certificate %.16s cannot be read",
-                  c->id);
+        error_prefix(err, "the sealed key of certificate %.16s", c->id);
     return k;
 }
 

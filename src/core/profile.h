@@ -1,7 +1,7 @@
 /*
  * profile.h - the runtime view of the AS2 profile and partners (M7): what
  * the as2 connector needs to send and receive, loaded from the store with
- * the private keys unsealed by the vault. partners.h is the document half
+ * the private keys as vault handle keys (they never leave the vault). partners.h is the document half
  * (validation, import); this is the half that uses what was imported.
  *
  * Certificate rollover: a partner has several certificates. All of them
@@ -27,7 +27,9 @@ struct wharf;
 struct store;
 
 struct profile_key {
-    EVP_PKEY *key;              /* owned */
+    EVP_PKEY *key;              /* owned; a vault handle key (vault/keyop.h):
+                                   public half + reference, it signs and
+                                   decrypts through the vault */
     X509 *cert;                 /* owned */
     int64_t not_before, not_after;
 };

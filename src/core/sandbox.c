@@ -32,7 +32,8 @@
  * with a trapping filter), with arguments checked where a call has a
  * dangerous use: clone only for threads (clone3 answers ENOSYS so glibc
  * falls back to clone), socket only for IPv4/IPv6/unix/route netlink,
- * ioctl and prctl only for the requests used. The default action kills
+ * ioctl and prctl only for the requests used, kill and tgkill only to
+ * this process, wait4 for the key process. The default action kills
  * the process, not EPERM: a call outside the list is an exploit or a gap
  * in the list; EPERM would let an exploit probe on and would hide a gap
  * behind a library's silent fallback, while SIGSYS is loud and leaves a
@@ -498,7 +499,7 @@ static const char *const sb_calls[] = {
     /* threads, time, signals */
     "futex", "set_robust_list", "rseq", "set_tid_address", "exit",
     "exit_group", "sched_yield", "sched_getaffinity", "gettid", "getpid",
-    "getppid", "tgkill", "tkill", "nanosleep", "clock_nanosleep",
+    "getppid", "nanosleep", "clock_nanosleep", "wait4",
     "clock_gettime", "clock_getres", "gettimeofday", "time",
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait",
     "sigaltstack", "restart_syscall",
@@ -517,7 +518,7 @@ static const char *const sb_calls[] = {
 #if SB_ASAN
 /* LeakSanitizer's exit check: a tracer task stops every thread. */
 static const char *const sb_asan_calls[] = {
-    "ptrace", "wait4", "waitid", "getdents",
+    "ptrace", "waitid", "getdents", "tkill",
 };
 #endif
 
@@ -554,6 +555,17 @@ static int sb_seccomp_clone(scmp_filter_ctx ctx, struct error *err)
         sb_rule(ctx, SCMP_ACT_ERRNO(EPERM), "vfork", 0, NULL, err) < 0)
         return -1;
 #endif
+    return 0;
+}
+
+/* Signals only to this process (raise, abort, the key process watcher's
+ * SIGTERM); Landlock's scope says the same where the kernel has it. */
+static int sb_seccomp_signals(scmp_filter_ctx ctx, struct error *err)
+{
+    struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid());
+    if (sb_rule(ctx, SCMP_ACT_ALLOW, "kill", 1, &self, err) < 0 ||
+        sb_rule(ctx, SCMP_ACT_ALLOW, "tgkill", 1, &self, err) < 0)
+        return -1;
     return 0;
 }
 
@@ -612,7 +624,7 @@ static int sb_seccomp_rules(scmp_filter_ctx ctx, struct error *err)
             return -1;
 #endif
     if (sb_seccomp_clone(ctx, err) < 0 || sb_seccomp_socket(ctx, err) < 0 ||
-        sb_seccomp_requests(ctx, err) < 0)
+        sb_seccomp_signals(ctx, err) < 0 || sb_seccomp_requests(ctx, err) < 0)
         return -1;
     return 0;
 }

@@ -7,7 +7,8 @@
  * on its own (server.c only adds callbacks that count and refuse). It must
  * never loosen the policy for a caller: there is no "insecure" switch, no
  * TLS 1.0/1.1 fallback, no CBC or static-RSA suite, no verification off for
- * clients.
+ * clients. A listener's private key is never loaded here: it is a vault
+ * handle key (vault/keyop.h), held by the key process under serve.
  */
 #include "net/tls.h"
 
@@ -17,6 +18,8 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+
+#include "vault/keyop.h"
 
 /* Options OpenSSL or an embedding library may have set that weaken TLS. */
 #define TLS_OPTS_UNSAFE                                                    \
@@ -62,8 +65,31 @@ static int tls_key_mode_ok(const char *path, struct error *err)
     return 0;
 }
 
+/* The key of a pair: a server's is a vault handle key (the private key
+ * stays in the vault: the key process under serve); a client's (outbound
+ * mutual TLS) is still read here. */
+static int tls_use_key(SSL_CTX *ctx, const char *key, int server,
+                       struct error *err)
+{
+    if (!server) {
+        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1)
+            return 0;
+        error_openssl(err, "cannot load the TLS key");
+        error_prefix(err, "%s", key);
+        return -1;
+    }
+    EVP_PKEY *k = vault_tls_key(key, err);
+    int ok = k != NULL && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+    if (k != NULL && !ok) {
+        error_openssl(err, "cannot use the TLS key");
+        error_prefix(err, "%s", key);
+    }
+    EVP_PKEY_free(k);
+    return ok ? 0 : -1;
+}
+
 static int tls_load_pair(SSL_CTX *ctx, const char *cert, const char *key,
-                         struct error *err)
+                         int server, struct error *err)
 {
     if (tls_key_mode_ok(key, err) < 0)
         return -1;
@@ -72,11 +98,8 @@ static int tls_load_pair(SSL_CTX *ctx, const char *cert, const char *key,
         error_prefix(err, "%s", cert);
         return -1;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        error_openssl(err, "cannot load the TLS key");
-        error_prefix(err, "%s", key);
+    if (tls_use_key(ctx, key, server, err) < 0)
         return -1;
-    }
     if (SSL_CTX_check_private_key(ctx) != 1)
         return error_set(err, "TLS key %s does not match certificate %s",
                          key, cert);
@@ -113,7 +136,7 @@ int tls_server_configure(SSL_CTX *ctx, const struct tls_server_opts *o,
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    if (tls_load_pair(ctx, o->cert_file, o->key_file, err) < 0)
+    if (tls_load_pair(ctx, o->cert_file, o->key_file, 1, err) < 0)
         return -1;
     if (o->client_ca_file && o->client_ca_file[0] &&
         tls_require_client_cert(ctx, o->client_ca_file, err) < 0)
@@ -134,7 +157,7 @@ int tls_client_configure(SSL_CTX *ctx, const struct tls_client_opts *o,
     if (ok != 1)
         return error_openssl(err, "cannot load the trusted CA certificates");
     if (o && o->cert_file && o->key_file &&
-        tls_load_pair(ctx, o->cert_file, o->key_file, err) < 0)
+        tls_load_pair(ctx, o->cert_file, o->key_file, 0, err) < 0)
         return -1;
     return 0;
 }

@@ -14,6 +14,7 @@
  */
 #include "store/store.h"
 
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "store/store_internal.h"
 #include "store/partner_store.h"
 #include "store/secret_store.h"
+#include "util/fault.h"
 #include "util/id.h"
 
 /* ---- schema ---------------------------------------------------------------- */
@@ -879,6 +881,20 @@ int store_message_refused(struct store *s, const char *source,
     return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }
 
+/* Test hook (util/fault.h): the commit at point fails as SQLite's
+ * SQLITE_IOERR or SQLITE_FULL would (the caller rolls back). 1 then. */
+static int injected_io_error(struct store *s, const char *point,
+                             struct error *err)
+{
+    (void)s;
+    int e = fault_fail(point);
+    if (e == 0)
+        return 0;
+    error_set(err, "cannot commit: %s (injected)", e == ENOSPC
+              ? "database or disk is full" : "disk I/O error");
+    return 1;
+}
+
 int store_intake(struct store *s, struct store_new *items, size_t n,
                  struct error *err)
 {
@@ -888,6 +904,8 @@ int store_intake(struct store *s, struct store_new *items, size_t n,
     for (size_t i = 0; i < n; i++)
         if (intake_one(s, &items[i], now, err) < 0)
             return store_tx_fail(s);
+    if (injected_io_error(s, "store.intake", err))
+        return store_tx_fail(s);
     return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
 }
 
@@ -1305,7 +1323,8 @@ int store_hop_finish(struct store *s, const struct store_outcome *o, size_t n,
             return store_tx_fail(s);
         skip += (size_t)rc;
     }
-    if (store_tx_commit(s, err) < 0)
+    if (injected_io_error(s, "store.finish", err) ||
+        store_tx_commit(s, err) < 0)
         return store_tx_fail(s);
     if (skipped)
         *skipped = skip;

@@ -11,6 +11,18 @@
  * at that instant. Without WHARF_FAULT (or for other names) fault_point
  * does nothing but read the variable. The points are named where they are
  * called ("rotate.key_added", ...), and the callers document them.
+ *
+ * An entry "NAME:N:ERR" (ERR one of EIO, ENOSPC, EDQUOT, EROFS) instead
+ * makes the Nth call of fault_fail("NAME") return that errno, once: an
+ * I/O error the caller must handle as if the system call had failed. The
+ * points of the durable layers:
+ *   payload.write   a write of an encrypted payload file (vault)
+ *   fsx.sync        fsx_sync_fds (the batched sync of intake and delivery)
+ *   fsx.sync_dir    fsx_fsync_dir
+ *   file.write      the file destination's write of a message
+ *   file.rename     the file destination's rename into place
+ *   store.intake    the commit of an intake batch (as SQLITE_IOERR/FULL)
+ *   store.finish    the commit of delivery outcomes (idem)
  */
 #ifndef WHARF_FAULT_H
 #define WHARF_FAULT_H
@@ -18,5 +30,9 @@
 /* Count one hit of the named point; SIGKILL the process at the Nth hit
  * when WHARF_FAULT says "name:N". Thread-safe. */
 void fault_point(const char *name);
+
+/* Count one hit of the named point; at the Nth hit, when WHARF_FAULT says
+ * "name:N:ERR", return ERR's errno (once); else 0. Thread-safe. */
+int fault_fail(const char *name);
 
 #endif

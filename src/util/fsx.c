@@ -9,6 +9,7 @@
  * caller's bound into memory.
  */
 #include "util/fsx.h"
+#include "util/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,9 @@ static int fsx_fd_error(struct error *err, int errnum, const char *what, int fd)
 
 int fsx_fsync_dir(const char *path, struct error *err)
 {
+    int injected = fault_fail("fsx.sync_dir");      /* test hook: fault.h */
+    if (injected)
+        return error_errno(err, injected, "cannot sync folder %s", path);
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return error_errno(err, errno, "cannot open directory %s", path);
@@ -105,6 +109,9 @@ int fsx_sync_fds(const int *fds, size_t n, struct error *err)
         return 0;
     if (fds == NULL)
         return error_set(err, "no file descriptors given to sync");
+    int injected = fault_fail("fsx.sync");          /* test hook: fault.h */
+    if (injected)
+        return error_errno(err, injected, "cannot sync %zu file(s)", n);
     if (n < FSX_SYNCFS_MIN)
         return fsx_fdatasync_each(fds, n, err);
     return fsx_syncfs_batch(fds, n, err);

@@ -67,6 +67,7 @@
  * vault_open while a rotation holds it fails at once, saying so.
  */
 #include "vault/vault_internal.h"
+#include "vault/keyhost.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -382,8 +383,19 @@ int vault_create(const char *path, struct error *err)
     return rc;
 }
 
+/* Key changes happen only where the keys are: never through the key
+ * process (rotation refuses to run while serve has the keystore open). */
+static int keystore_local_only(const struct vault *v, struct error *err)
+{
+    return v->remote ? error_set(err, "the master keys change only with "
+                                 "`wharf key rotate`, while wharf serve is "
+                                 "stopped") : 0;
+}
+
 int vault_rotate(struct vault *v, const char *path, struct error *err)
 {
+    if (keystore_local_only(v, err) != 0)
+        return -1;
     if (keystore_add_key(v, err) != 0)
         return -1;
     if (keystore_save(path, v, v->keys, v->n, v->n - 1, 0, err) != 0) {
@@ -397,6 +409,8 @@ int vault_rotate(struct vault *v, const char *path, struct error *err)
 
 int vault_retire_old(struct vault *v, const char *path, struct error *err)
 {
+    if (keystore_local_only(v, err) != 0)
+        return -1;
     if (keystore_save(path, v, &v->keys[v->active], 1, 0, 0, err) != 0)
         return -1;
     if (v->active != 0)
@@ -607,6 +621,8 @@ static int keystore_lock_shared(const char *path, struct error *err)
 
 int vault_lock_exclusive(struct vault *v, struct error *err)
 {
+    if (keystore_local_only(v, err) != 0)
+        return -1;
     if (v->lockfd < 0)
         return error_set(err, "internal: this keystore was not opened with "
                          "vault_open");
@@ -642,8 +658,28 @@ static struct vault *keystore_load(const char *path, struct error *err)
     return v;
 }
 
+/* The vault of a process with a key process: no key at all, only the
+ * active master key's id (asked once: rotation cannot run meanwhile). */
+static struct vault *keystore_remote(struct error *err)
+{
+    struct vault *v = keystore_alloc();
+    if (v == NULL) {
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    v->remote = 1;
+    v->n = 1;
+    if (keyclient_hello(v->keys[0].id, err) != 0) {
+        vault_close(v);
+        return NULL;
+    }
+    return v;
+}
+
 struct vault *vault_open(const char *path, struct error *err)
 {
+    if (keyclient_active())
+        return keystore_remote(err);
     /* A missing or exposed keystore is reported before a lock file is
      * made; the keystore is then read after the lock is held, so it cannot
      * be one that a rotation finished replacing meanwhile. */

@@ -36,6 +36,7 @@
  * offset 0 (inside the first disk sector) and fdatasyncs.
  */
 #include "vault/vault_internal.h"
+#include "vault/keyhost.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+
+#include "util/fault.h"
 
 #define PAYLOAD_DKEY_LEN 32
 #define PAYLOAD_SEALED (PAYLOAD_SEGMENT + PAYLOAD_TAG_LEN)
@@ -95,6 +98,11 @@ struct payload_reader {
 
 static int payload_write_all(int fd, const unsigned char *p, size_t n)
 {
+    int injected = fault_fail("payload.write");     /* test hook: fault.h */
+    if (injected) {
+        errno = injected;
+        return -1;
+    }
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
@@ -235,6 +243,8 @@ static int payload_unwrap(EVP_CIPHER_CTX *ctx, const struct vault *v,
                          VAULT_KEY_ID_LEN))
         return error_set(err, "message %s: payload %s has a corrupted header "
                          "(bad master key id)", msgid, path);
+    if (v->remote)
+        return keyclient_unwrap(msgid, hdr, dkey, err);
     memcpy(id, hdr + PAYLOAD_OFF_KEYID, VAULT_KEY_ID_LEN);
     id[VAULT_KEY_ID_LEN] = '\0';
     const struct vault_key *mk = keystore_find(v, id);
@@ -254,6 +264,39 @@ static int payload_unwrap(EVP_CIPHER_CTX *ctx, const struct vault *v,
                          "corrupted header)", msgid);
     }
     return 0;
+}
+
+int vault_payload_unwrap(struct vault *v, unsigned char *hdr,
+                         const char *msgid, unsigned char *dkey,
+                         struct error *err)
+{
+    if (payload_msgid_ok(msgid, err) != 0)
+        return -1;
+    EVP_CIPHER_CTX *ctx = payload_ctx_new();
+    int rc = ctx == NULL ? error_set(err, "out of memory")
+           : payload_unwrap(ctx, v, hdr, msgid, "(header)", dkey, err);
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+int vault_payload_wrap(struct vault *v, unsigned char *hdr,
+                       const unsigned char *dkey, const char *msgid,
+                       struct error *err)
+{
+    if (payload_msgid_ok(msgid, err) != 0)
+        return -1;
+    if (memcmp(hdr, PAYLOAD_MAGIC, 8) != 0 ||
+        hdr[PAYLOAD_OFF_VERSION] != PAYLOAD_VERSION)
+        return error_set(err, "message %s: refused to wrap a data key into "
+                         "a header that is not a Wharf payload header",
+                         msgid);
+    if (v->remote)
+        return keyclient_wrap(msgid, hdr, dkey, err);
+    EVP_CIPHER_CTX *ctx = payload_ctx_new();
+    int rc = ctx == NULL ? error_set(err, "out of memory")
+           : payload_wrap(ctx, keystore_active(v), hdr, dkey, msgid, err);
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
 }
 
 /* Read the header of fd (at offset 0) into hdr. */
@@ -331,8 +374,7 @@ static int payload_writer_start(struct payload_writer *w, struct vault *v,
     memcpy(hdr, PAYLOAD_MAGIC, 8);
     hdr[PAYLOAD_OFF_VERSION] = PAYLOAD_VERSION;
     memcpy(hdr + PAYLOAD_OFF_PREFIX, w->prefix, PAYLOAD_PREFIX_LEN);
-    if (payload_wrap(w->ctx, keystore_active(v), hdr, w->dkey, w->msgid,
-                     err) != 0)
+    if (vault_payload_wrap(v, hdr, w->dkey, w->msgid, err) != 0)
         return -1;
     w->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
     if (w->fd < 0)
@@ -646,6 +688,10 @@ int payload_rewrap(struct vault *v, const char *path, const char *msgid,
 {
     if (payload_msgid_ok(msgid, err) != 0)
         return -1;
+    if (v->remote)
+        return error_set(err, "message %s: payloads are re-wrapped only by "
+                         "`wharf key rotate`, while wharf serve is stopped",
+                         msgid);
     unsigned char dkey[PAYLOAD_DKEY_LEN];
     EVP_CIPHER_CTX *ctx = payload_ctx_new();
     if (ctx == NULL)

@@ -32,6 +32,7 @@
 #include <openssl/rand.h>
 
 #include "util/secret.h"
+#include "vault/keyhost.h"
 
 #define SEAL_VERSION 1
 #define SEAL_OFF_KEYID 1
@@ -81,6 +82,52 @@ static int seal_context_ok(const char *context, struct error *err)
     return 0;
 }
 
+/* vault_seal in the key process: the blob comes back (not secret). */
+static int seal_remote(const char *context, const struct secret *plain,
+                       unsigned char **out, size_t *outlen, struct error *err)
+{
+    struct keyproto_field f[2] = {
+        { (const unsigned char *)context, strlen(context) },
+        { secret_data(plain), secret_len(plain) },
+    }, r[1];
+    unsigned char *buf = NULL;
+    int rc = keyclient_call(KP_SEAL, f, 2, r, &buf, err);
+    if (rc == 0 && (*out = malloc(r[0].n)) == NULL)
+        rc = error_set(err, "out of memory sealing a value for %.64s",
+                       context);
+    if (rc == 0) {
+        memcpy(*out, r[0].p, r[0].n);
+        *outlen = r[0].n;
+    }
+    free(buf);
+    return rc;
+}
+
+/* vault_unseal in the key process (which refuses AS2 profile keys). */
+static struct secret *unseal_remote(const char *context,
+                                    const unsigned char *blob, size_t len,
+                                    struct error *err)
+{
+    struct keyproto_field f[2] = {
+        { (const unsigned char *)context, strlen(context) }, { blob, len },
+    }, r[1];
+    unsigned char *buf = NULL;
+    struct secret *s = NULL;
+    if (len > SEAL_OVERHEAD + SEAL_MAX || len < SEAL_OVERHEAD) {
+        error_set(err, "sealed value for %.64s is truncated or not a sealed "
+                  "value (%zu bytes)", context, len);
+        return NULL;
+    }
+    if (keyclient_call(KP_UNSEAL, f, 2, r, &buf, err) == 0) {
+        s = secret_from(r[0].p, r[0].n);
+        OPENSSL_cleanse((void *)r[0].p, r[0].n);
+        if (s == NULL)
+            error_set(err, "out of memory opening a sealed value");
+    }
+    free(buf);
+    return s;
+}
+
 int vault_seal(struct vault *v, const char *context, const struct secret *plain,
                unsigned char **out, size_t *outlen, struct error *err)
 {
@@ -92,6 +139,8 @@ int vault_seal(struct vault *v, const char *context, const struct secret *plain,
     if (plain == NULL || n > SEAL_MAX)
         return error_set(err, "cannot seal a value for %.64s: it is missing "
                          "or longer than %d bytes", context, SEAL_MAX);
+    if (v->remote)
+        return seal_remote(context, plain, out, outlen, err);
     unsigned char *blob = malloc(SEAL_OVERHEAD + n);
     if (blob == NULL)
         return error_set(err, "out of memory sealing a value for %.64s",
@@ -148,6 +197,8 @@ struct secret *vault_unseal(struct vault *v, const char *context,
 {
     if (seal_context_ok(context, err) != 0)
         return NULL;
+    if (v->remote)
+        return unseal_remote(context, blob, len, err);
     const struct vault_key *mk = seal_key(v, context, blob, len, err);
     if (mk == NULL)
         return NULL;
@@ -177,6 +228,9 @@ int vault_reseal(struct vault *v, const char *context,
 {
     *out = NULL;
     *outlen = 0;
+    if (v->remote)
+        return error_set(err, "sealed values are re-sealed only by `wharf "
+                         "key rotate`, while wharf serve is stopped");
     struct secret *s = vault_unseal(v, context, blob, len, err);
     if (s == NULL)
         return -1;

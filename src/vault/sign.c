@@ -13,6 +13,7 @@
  * out of the call, nor put key bytes in an error message.
  */
 #include "vault/vault_internal.h"
+#include "vault/keyhost.h"
 
 #include <string.h>
 
@@ -28,10 +29,46 @@ static EVP_PKEY *sign_private_key(const struct vault_audit_key *k)
                                         sizeof(k->seed));
 }
 
+/* vault_audit_sign in the key process. */
+static int sign_remote(const void *msg, size_t n,
+                       unsigned char sig[VAULT_SIG_LEN],
+                       char key_id[VAULT_KEY_ID_LEN + 1], struct error *err)
+{
+    struct keyproto_field f[1] = { { msg, n } }, r[2];
+    unsigned char *buf = NULL;
+    int rc = keyclient_call(KP_AUDIT_SIGN, f, 1, r, &buf, err);
+    if (rc == 0 && !keystore_is_hex((const char *)r[0].p, VAULT_KEY_ID_LEN))
+        rc = error_set(err, "the key process named a malformed audit key");
+    if (rc == 0) {
+        memcpy(key_id, r[0].p, VAULT_KEY_ID_LEN);
+        key_id[VAULT_KEY_ID_LEN] = '\0';
+        memcpy(sig, r[1].p, VAULT_SIG_LEN);
+    }
+    free(buf);
+    return rc;
+}
+
+/* vault_audit_verify in the key process. */
+static int verify_remote(const char *key_id, const void *msg, size_t n,
+                         const unsigned char sig[VAULT_SIG_LEN],
+                         struct error *err)
+{
+    struct keyproto_field f[3] = {
+        { (const unsigned char *)key_id, VAULT_KEY_ID_LEN },
+        { sig, VAULT_SIG_LEN }, { msg, n },
+    }, r[1];
+    unsigned char *buf = NULL;
+    int rc = keyclient_call(KP_AUDIT_VERIFY, f, 3, r, &buf, err);
+    free(buf);
+    return rc;
+}
+
 int vault_audit_sign(struct vault *v, const void *msg, size_t n,
                      unsigned char sig[VAULT_SIG_LEN],
                      char key_id[VAULT_KEY_ID_LEN + 1], struct error *err)
 {
+    if (v->remote)
+        return sign_remote(msg, n, sig, key_id, err);
     const struct vault_audit_key *k = keystore_audit_active(v);
     if (k == NULL)
         return error_set(err, v->naudit == 0 ?
@@ -91,6 +128,13 @@ int vault_audit_verify(struct vault *v, const char *key_id, const void *msg,
                        size_t n, const unsigned char sig[VAULT_SIG_LEN],
                        struct error *err)
 {
+    if (v->remote && (key_id == NULL ||
+                      strnlen(key_id, VAULT_KEY_ID_LEN + 1) !=
+                          VAULT_KEY_ID_LEN))
+        return error_set(err, "audit key id is malformed (not %d lowercase "
+                         "hex digits)", VAULT_KEY_ID_LEN);
+    if (v->remote)
+        return verify_remote(key_id, msg, n, sig, err);
     const struct vault_audit_key *k = sign_find(v, key_id, err);
     if (k == NULL)
         return -1;

@@ -166,7 +166,8 @@ int vault_audit_sign(struct vault *v, const void *msg, size_t n,
                      char key_id[VAULT_KEY_ID_LEN + 1], struct error *err);
 
 /* 0 when sig is a valid signature of msg by the audit key key_id (active or
- * retired), -1 with err otherwise. */
+ * retired), -1 with err otherwise; err->code is EPIPE when no answer came
+ * (under serve: the key process is gone), which says nothing about sig. */
 int vault_audit_verify(struct vault *v, const char *key_id, const void *msg,
                        size_t n, const unsigned char sig[VAULT_SIG_LEN],
                        struct error *err);

@@ -49,6 +49,9 @@ struct vault_audit_key {
  * audit signing keys; audit[audit_active] signs, or audit_active is
  * SIZE_MAX when the keystore has no active audit key. */
 struct vault {
+    int remote;                         /* 1: the keys are in the key
+                                           process (keyproc.h); keys[0]
+                                           holds only the active id */
     size_t n;
     size_t active;
     int locked;                         /* 1 when mlock succeeded */
@@ -77,6 +80,20 @@ void keystore_hex(const unsigned char *in, size_t n, char *out);
 
 /* 1 when s[0..n) are all lowercase hex digits. */
 int keystore_is_hex(const char *s, size_t n);
+
+/* Wrap dkey under v's active master key into hdr (a payload header whose
+ * magic, version and nonce prefix are set; the key id, wrap nonce, wrapped
+ * key and tag are filled), message msgid bound in. Forwarded to the key
+ * process when v is remote. 0 or -1. */
+int vault_payload_wrap(struct vault *v, unsigned char *hdr,
+                       const unsigned char *dkey, const char *msgid,
+                       struct error *err);
+
+/* Check hdr and unwrap its data key into dkey with the master key it
+ * names (forwarded when v is remote). 0 or -1 (err names msgid). */
+int vault_payload_unwrap(struct vault *v, unsigned char *hdr,
+                         const char *msgid, unsigned char *dkey,
+                         struct error *err);
 
 /* fsync the directory that holds path (a new or renamed entry in it). */
 int vault_fsync_parent(const char *path, struct error *err);

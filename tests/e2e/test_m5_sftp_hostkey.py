@@ -4,19 +4,23 @@ confirm, against a real OpenSSH server (test_m5_sftp.Sshd, its own one
 here: a test changes its host key).
 
   - a connector without host_key_sha256 is accepted at import, but every
-    transfer and `wharf connector test` fails with "host key of HOST:PORT
-    not confirmed: run `wharf connector hostkey NAME`", and the server is
-    not even contacted (sshd logs no connection, let alone authentication);
-  - `wharf connector hostkey NAME` prints the type and the SHA256
-    fingerprint, equal to what `ssh-keygen -lf` prints for the server's
-    key file, and sshd logs the connection but no authentication attempt;
-  - `--accept` with another fingerprint is refused (both named, audited,
+    transfer and `wharf connector NAME test` fails with "host key of
+    HOST:PORT not confirmed: run `wharf connector NAME hostkey.capture`",
+    and the server is not even contacted (sshd logs no connection, let
+    alone authentication);
+  - the action hostkey.capture (`wharf connector NAME hostkey.capture`)
+    prints the type and the SHA256 fingerprint, equal to what
+    `ssh-keygen -lf` prints for the server's key file, and sshd logs the
+    connection but no authentication attempt;
+  - hostkey.accept with another fingerprint is refused (both named, audited,
     nothing stored); with the right one the key is stored in the
     connector's config (`flow export` shows it, the audit trail records
     it) and the running server delivers the message it held back;
   - a server whose key changed afterwards is refused, naming both
     fingerprints, and nothing is uploaded; the new key can be confirmed;
-  - the same through GET/POST /api/v1/connectors/{name}/hostkey.
+  - the same through GET/POST /api/v1/connectors/{name}/actions/VERB, where
+    the action's own permission applies after the route's (auditor: no
+    connector.test; viewer: no flow.write).
 """
 import json
 import os
@@ -113,11 +117,11 @@ def test_m5_sftp_hostkey_capture_confirm_and_change(
     inbox = unpinned_flow(tmp_path, wharf, data_dir, sshd, send)
     assert "host_key_sha256" not in exported(wharf, data_dir)
     not_confirmed = (f"host key of 127.0.0.1:{sshd.port} not confirmed: "
-                     "run `wharf connector hostkey partner`")
+                     "run `wharf connector partner hostkey.capture`")
 
     # unpinned: the connection test and the delivery fail, nobody connects
     log_before = sshd_log(sshd)
-    t = wharf("connector", "test", "--data", data_dir, "partner")
+    t = wharf("connector", "partner", "test", "--data", data_dir)
     assert t.returncode == 1 and not_confirmed in t.stderr, t
     server = start_server(data_dir)
     drop_file(inbox, "held.edi", b"waits for the confirmed key")
@@ -138,11 +142,11 @@ def test_m5_sftp_hostkey_capture_confirm_and_change(
     assert listdir(send) == []
 
     # hostkey: the type and fingerprint ssh-keygen -lf prints, no auth
-    p = wharf.ok("connector", "hostkey", "--data",
-                 data_dir, "partner")
+    p = wharf.ok("connector", "partner", "hostkey.capture", "--data",
+                 data_dir)
     assert fp in p.stdout and ktype in p.stdout, p.stdout
     assert FP_RE.findall(p.stdout) == [fp, fp], p.stdout
-    assert f"--accept {fp}" in p.stdout and "partner" in p.stdout
+    assert f"hostkey.accept {fp}" in p.stdout and "partner" in p.stdout
     new_log = sshd_log(sshd)[len(log_before):]
     assert "Connection from 127.0.0.1" in new_log, new_log
     for w in AUTH_WORDS:
@@ -152,20 +156,20 @@ def test_m5_sftp_hostkey_capture_confirm_and_change(
     other = tmp_path / "other"
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other))
     _, wrong = keygen_fp(f"{other}.pub")
-    r = wharf("connector", "hostkey", "--data", data_dir, "partner",
-              "--accept", wrong)
+    r = wharf("connector", "partner", "hostkey.accept", wrong, "--data",
+              data_dir)
     assert r.returncode == 1, r
     assert fp in r.stderr and wrong in r.stderr, r.stderr
     assert "nothing stored" in r.stderr
     assert "host_key_sha256" not in exported(wharf, data_dir)
-    r = wharf("connector", "hostkey", "--data", data_dir, "partner",
-              "--accept", "SHA256:tooshort")
+    r = wharf("connector", "partner", "hostkey.accept", "SHA256:tooshort",
+              "--data", data_dir)
     assert r.returncode == 1 and "SHA256:<43 base64" in r.stderr, r
 
     # --accept with the right one: stored, audited, the message goes
     gen_before = wharf.export_flow(data_dir)
-    a = wharf.ok("connector", "hostkey", "--data", data_dir, "partner",
-                 "--accept", fp)
+    a = wharf.ok("connector", "partner", "hostkey.accept", fp, "--data",
+                 data_dir)
     assert fp in a.stdout
     cfg = exported(wharf, data_dir)
     assert cfg["host_key_sha256"] == fp
@@ -179,9 +183,10 @@ def test_m5_sftp_hostkey_capture_confirm_and_change(
                listdir(send) == ["held.edi"], timeout=60,
                desc="the held message delivered after the confirm")
     assert (send / "held.edi").read_bytes() == b"waits for the confirmed key"
-    shown = wharf.ok("connector", "hostkey", "--data", data_dir, "partner")
+    shown = wharf.ok("connector", "partner", "hostkey.capture", "--data",
+                     data_dir)
     assert "confirmed host key" in shown.stdout
-    wharf.ok("connector", "test", "--data", data_dir, "partner")
+    wharf.ok("connector", "partner", "test", "--data", data_dir)
 
     # the server's key changes: refused, both fingerprints named
     ntype, new = change_host_key(sshd)
@@ -201,14 +206,14 @@ def test_m5_sftp_hostkey_capture_confirm_and_change(
     assert new in hop["last_error"] and fp in hop["last_error"], hop
     assert hop["attempts"] == 1, hop
     assert listdir(send) == ["held.edi"]
-    s = wharf("connector", "hostkey", "--data", data_dir, "partner")
+    s = wharf("connector", "partner", "hostkey.capture", "--data", data_dir)
     assert s.returncode == 1, s
     assert new in s.stdout and ntype in s.stdout, s.stdout
     assert new in s.stderr and fp in s.stderr and "changed" in s.stderr
 
     # confirming the new key (after checking it with the partner) works
-    wharf.ok("connector", "hostkey", "--data", data_dir, "partner",
-             "--accept", new)
+    wharf.ok("connector", "partner", "hostkey.accept", f"fingerprint={new}",
+             "--data", data_dir)
     assert exported(wharf, data_dir)["host_key_sha256"] == new
     server.stop()
 
@@ -224,9 +229,13 @@ def test_m5_sftp_hostkey_through_the_api(tmp_path, wharf, data_dir,
     server = start_server(data_dir)
     admin, _ = server.wait_listening()
     api = Api(admin)
-    path = "/api/v1/connectors/partner/hostkey"
+    viewer, _ = cli_token(wharf, data_dir, "viewer")
+    path = "/api/v1/connectors/partner/actions/hostkey.capture"
+    accept = "/api/v1/connectors/partner/actions/hostkey.accept"
 
-    assert api.request("GET", path, token=auditor).status == 403
+    denied = api.request("GET", path, token=auditor)
+    assert denied.status == 403 and denied.code() == "forbidden", denied
+    assert "connector.test" in denied.json()["error"]["message"]
     got = api.request("GET", path, token=operator)
     assert got.status == 200, got
     body = got.json()
@@ -238,17 +247,22 @@ def test_m5_sftp_hostkey_through_the_api(tmp_path, wharf, data_dir,
     other = tmp_path / "other"
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other))
     _, wrong = keygen_fp(f"{other}.pub")
-    r = api.request("POST", path, body={"accept": wrong}, token=operator)
+    r = api.request("POST", accept, body={"fingerprint": wrong},
+                    token=viewer)
+    assert r.status == 403 and r.code() == "forbidden", r   # flow.write
+    assert api.request("GET", accept, token=operator).status == 405
+    r = api.request("POST", accept, body={"fingerprint": wrong},
+                    token=operator)
     assert r.status == 409 and r.code() == "host_key_mismatch", r
     assert wrong in r.json()["error"]["message"]
     assert sshd.fingerprint in r.json()["error"]["message"]
-    assert api.request("POST", path, body={}, token=operator).status == 400
-    assert api.request("POST", "/api/v1/connectors/inbox/hostkey",
-                       body={"accept": wrong},
-                       token=operator).status == 400   # not sftp
+    assert api.request("POST", accept, body={}, token=operator).status == 400
+    r = api.request("POST", "/api/v1/connectors/inbox/actions/hostkey.accept",
+                    body={"fingerprint": wrong}, token=operator)
+    assert r.status == 404 and "has no action" in r.json()["error"]["message"]
     assert "host_key_sha256" not in exported(wharf, data_dir)
 
-    ok = api.request("POST", path, body={"accept": sshd.fingerprint},
+    ok = api.request("POST", accept, body={"fingerprint": sshd.fingerprint},
                      token=operator)
     assert ok.status == 200, ok
     assert ok.json()["confirmed"] == sshd.fingerprint
@@ -257,5 +271,9 @@ def test_m5_sftp_hostkey_through_the_api(tmp_path, wharf, data_dir,
     assert again["matches"] is True and \
         again["confirmed"] == sshd.fingerprint, again
     entries = hostkey_audit(wharf, data_dir)
-    assert [("refused" in e["detail"]) for e in entries] == [True, False]
+    # the wrong fingerprint, the attempt on a file connector, the accepted
+    assert [("refused" in e["detail"]) for e in entries] == \
+        [True, True, False], entries
+    assert "inbox" == entries[1]["target"] and "has no action" in \
+        entries[1]["detail"], entries
     server.stop()

@@ -23,16 +23,16 @@ def test_m6_connector_test_says_what_failed(wharf, data_dir, tmp_path):
                     http_dest("partner", f"https://127.0.0.1:{closed}/in")],
                    [("inbox", "outbox"), ("inbox", "partner")])
     wharf.import_flow(str(data_dir), doc, tmp_path / "flow.json")
-    ok = wharf("connector", "test", "--data", str(data_dir), "outbox")
+    ok = wharf("connector", "outbox", "test", "--data", str(data_dir))
     assert ok.returncode == 0 and "passed" in ok.stdout, ok
     shutil.rmtree(outbox)
-    gone = wharf("connector", "test", "--data", str(data_dir), "outbox")
+    gone = wharf("connector", "outbox", "test", "--data", str(data_dir))
     assert gone.returncode == 1, gone
     assert str(outbox) in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
-    tcp = wharf("connector", "test", "--data", str(data_dir), "partner")
+    tcp = wharf("connector", "partner", "test", "--data", str(data_dir))
     assert tcp.returncode == 1, tcp
     assert "TCP" in tcp.stderr or "connect" in tcp.stderr.lower(), tcp.stderr
-    unknown = wharf("connector", "test", "--data", str(data_dir), "nobody")
+    unknown = wharf("connector", "nobody", "test", "--data", str(data_dir))
     assert unknown.returncode == 1 and "no connector named" in unknown.stderr
     # every test is audited
     audit = json.loads(wharf.ok("audit", "list", "--data", str(data_dir),

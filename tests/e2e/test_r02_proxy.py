@@ -19,7 +19,7 @@ the global proxy serves connectors without their own, no_proxy hosts and
 "proxy": "direct" bypass it (no line for them in its log), a connector's
 own proxy wins; a proxy that is down is named as the failed stage. R6: at
 trace level, no proxy password appears in any log, the server's output,
-any command's output (flow export, message show, connector test) or any
+any command's output (flow export, message show, connector NAME test) or any
 file of the data directory (the sealed copy is encrypted).
 """
 import os
@@ -214,9 +214,9 @@ def test_r02_http_through_socks5_with_credentials(
     assert len(dante.connected_to(https_server.port)) == 1, dante.log()
     check_refused(wharf, data, msgs, "badsocks", dante.url())
     # the stage that failed, when asked
-    t = wharf("connector", "test", "--data", data, "badsocks")
+    t = wharf("connector", "badsocks", "test", "--data", data)
     assert t.returncode == 1 and "proxy authentication" in t.stderr, t
-    t = wharf("connector", "test", "--data", data, "deadproxy")
+    t = wharf("connector", "deadproxy", "test", "--data", data)
     assert t.returncode == 1, t
     assert f"proxy socks5h://127.0.0.1:{dead}: TCP connect failed" in \
         t.stderr, t.stderr
@@ -372,11 +372,11 @@ def test_r02_sftp_through_socks5_and_connect_proxies(
     assert "proxy authentication" in hop["last_error"], hop
     assert hop["attempts"] == 1, hop
     assert listdir(dirs["badsocks"]) == []
-    t = wharf("connector", "test", "--data", data, "badsocks")
+    t = wharf("connector", "badsocks", "test", "--data", data)
     assert t.returncode == 1 and "proxy authentication" in t.stderr, t
     # the host key is fetched through the connector's proxy too (M5)
     before = len(dante.connected_to(sshd.port))
-    k = wharf.ok("connector", "hostkey", "--data", data, "viasocks")
+    k = wharf.ok("connector", "viasocks", "hostkey.capture", "--data", data)
     assert sshd.fingerprint in k.stdout and "confirmed" in k.stdout, k
     assert len(dante.connected_to(sshd.port)) == before + 1, dante.log()
     srv.stop()

@@ -305,7 +305,7 @@ def authorize(admin, token, srv, pki, responses):
     the authorization endpoint, follow its 302 to Wharf's admin listener.
     Returns (callback path, status, page)."""
     st, _, body = https(admin, "POST",
-                        "/api/v1/connectors/partner/oauth/authorize",
+                        "/api/v1/connectors/partner/actions/oauth.authorize",
                         no_verify(), headers={"Authorization":
                                               f"Bearer {token}"})
     responses.append(body)
@@ -518,7 +518,7 @@ def test_r08_oauth_revoked_refresh_token_fails_without_loop(
 
     # a new authorization ends it (started with the CLI this time: the
     # pending state is in the database, the running server completes it)
-    p = wharf.ok("connector", "authorize", "partner", "--data", data)
+    p = wharf.ok("connector", "partner", "oauth.authorize", "--data", data)
     responses.append((p.stdout + p.stderr).encode())
     _, st, page = follow(p.stdout.strip(), admin, oauth_server, pki,
                          responses)

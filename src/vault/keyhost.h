@@ -1,0 +1,125 @@
+/*
+ * keyhost.h - where private keys live, inside src/vault/ only (R15, R22).
+ *
+ * A private key is held in exactly one place: the key table (keytab.c) of
+ * the process that loaded it. In `wharf serve` that is the key process
+ * (keysrv.c answers the network process's requests with it); in a process
+ * without a key process (CLI commands, unit tests) it is the process
+ * itself. Everybody else holds a handle: a uint32 naming a table entry,
+ * wrapped in an EVP_PKEY of our OpenSSL provider (keyprov.c) that carries
+ * only the public key and the handle, and forwards signing and decryption
+ * to the table, directly or through the key process client (keyclient.c).
+ *
+ * Nothing outside src/vault/ may include this file.
+ */
+#ifndef WHARF_KEYHOST_H
+#define WHARF_KEYHOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "util/error.h"
+#include "vault/keyproto.h"
+#include "vault/vault.h"
+
+/* What a held key may be used for. */
+#define KEY_USE_SIGN 1u         /* signatures (CMS, MDN, TLS handshakes) */
+#define KEY_USE_DECRYPT 2u      /* CMS key transport (RSA decrypt) */
+#define KEYTAB_MAX 256          /* keys one process holds */
+
+/* The context prefix of AS2 profile keys (core/profile.c, partners.c):
+ * such a sealed value opens only into the key table, never to a caller. */
+#define KEY_PROFILE_CONTEXT "profile-key:"
+
+/* ---- the key table (this process) ------------------------------------- */
+
+/* Unseal the private key sealed under context (which must start with
+ * KEY_PROFILE_CONTEXT) into the table, usable to sign and decrypt. The same
+ * context and blob give the same handle. *spki (malloc'ed, caller frees)
+ * receives the public key (DER SubjectPublicKeyInfo). 0 or -1. */
+int keytab_load_sealed(struct vault *v, const char *context,
+                       const unsigned char *blob, size_t len,
+                       uint32_t *handle, unsigned char **spki,
+                       size_t *spkilen, struct error *err);
+
+/* Read the PEM private key at path (a TLS listener key: refused when
+ * others can read the file) into the table, usable only to sign. The same
+ * path gives the same handle. spki as above. 0 or -1. */
+int keytab_load_file(const char *path, uint32_t *handle, unsigned char **spki,
+                     size_t *spkilen, struct error *err);
+
+/* Sign the digest tbs (n bytes, the size of p->md) with key handle: RSA
+ * PKCS#1 v1.5 or PSS, or ECDSA (DER). sig has room for KP_SIG_MAX bytes.
+ * Refused when the key may not sign. 0 or -1. */
+int keytab_sign(uint32_t handle, const struct keyproto_params *p,
+                const unsigned char *tbs, size_t n, unsigned char *sig,
+                size_t *siglen, struct error *err);
+
+/* RSA-decrypt in (PKCS#1 v1.5, or OAEP with p->md, p->mgf1 and label)
+ * with key handle into out (room for KP_CIPHER_MAX bytes). Refused when
+ * the key may not decrypt. 0 or -1. */
+int keytab_decrypt(uint32_t handle, const struct keyproto_params *p,
+                   const unsigned char *label, size_t llen,
+                   const unsigned char *in, size_t n, unsigned char *out,
+                   size_t *outlen, struct error *err);
+
+/* Free every key of the table (OpenSSL wipes them). */
+void keytab_clear(void);
+
+/* ---- the key process client (this process has a key process) ---------- */
+
+/* 1 when this process talks to a key process (vault_open then returns a
+ * vault that forwards every operation to it). */
+int keyclient_active(void);
+
+/* One request/reply exchange: the request's fields f[0..nf), the reply's
+ * fields into r[] (pointing into *buf, malloc'ed, caller frees even on
+ * failure). A KP_ERR reply becomes err's message. 0 or -1; err->code is
+ * EPIPE when the key process did not answer at all (it is gone). */
+int keyclient_call(uint32_t type, const struct keyproto_field *f, size_t nf,
+                   struct keyproto_field *r, unsigned char **buf,
+                   struct error *err);
+
+/* ---- remote vault operations (vault.h's functions forward here) ------- */
+
+int keyclient_hello(char id[VAULT_KEY_ID_LEN + 1], struct error *err);
+int keyclient_wrap(const char *msgid, unsigned char *hdr,
+                   const unsigned char *dkey, struct error *err);
+int keyclient_unwrap(const char *msgid, const unsigned char *hdr,
+                     unsigned char *dkey, struct error *err);
+
+/* ---- handles as EVP_PKEYs (keyprov.c) --------------------------------- */
+
+/* Where a handle lives: this process's table, or the key process's. */
+enum keyhost_where { KEYHOST_LOCAL = 0, KEYHOST_REMOTE = 1 };
+
+/* An EVP_PKEY of our provider for handle (whose public key is spki),
+ * forwarding private operations to where. Caller owns (EVP_PKEY_free). */
+EVP_PKEY *keyprov_pkey(enum keyhost_where where, uint32_t handle,
+                       const unsigned char *spki, size_t spkilen,
+                       struct error *err);
+
+/* Forwarders used by the provider: sign / decrypt with a handle where it
+ * lives. Same contract as keytab_sign / keytab_decrypt. */
+int keyhost_sign(enum keyhost_where where, uint32_t handle,
+                 const struct keyproto_params *p, const unsigned char *tbs,
+                 size_t n, unsigned char *sig, size_t *siglen,
+                 struct error *err);
+int keyhost_decrypt(enum keyhost_where where, uint32_t handle,
+                    const struct keyproto_params *p,
+                    const unsigned char *label, size_t llen,
+                    const unsigned char *in, size_t n, unsigned char *out,
+                    size_t *outlen, struct error *err);
+
+/* ---- the key process (keysrv.c) --------------------------------------- */
+
+/* Answer requests on fd with v (a local vault) and the TLS key files
+ * tls_paths[0..n) (loaded now, before the first request) until the peer
+ * closes fd or breaks the protocol. Returns 0 on a clean end, -1 when a
+ * TLS key did not load or the protocol was broken (err says why). */
+int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
+               size_t n, struct error *err);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * keyop.c - keyop.h: handle keys for AS2 profile keys and TLS keys, and the
+ * forwarding of their private operations to where the key lives (this
+ * process's key table, or the key process).
+ *
+ * It owns nothing beyond a call (the public key DER it receives is freed
+ * before returning). It must never load a private key into an EVP_PKEY
+ * itself: keytab.c does, in the process that holds the keys.
+ */
+#include "vault/keyop.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "vault/keyhost.h"
+#include "vault/vault_internal.h"
+
+int keyhost_sign(enum keyhost_where where, uint32_t handle,
+                 const struct keyproto_params *p, const unsigned char *tbs,
+                 size_t n, unsigned char *sig, size_t *siglen,
+                 struct error *err)
+{
+    if (where == KEYHOST_LOCAL)
+        return keytab_sign(handle, p, tbs, n, sig, siglen, err);
+    unsigned char h[KP_HANDLE_LEN], pr[KP_PARAMS_LEN], *buf = NULL;
+    keyproto_u32_put(handle, h);
+    keyproto_params_put(p, pr);
+    struct keyproto_field f[3] = { { h, sizeof(h) }, { pr, sizeof(pr) },
+                                   { tbs, n } }, r[1];
+    int rc = keyclient_call(KP_KEY_SIGN, f, 3, r, &buf, err);
+    if (rc == 0) {
+        memcpy(sig, r[0].p, r[0].n);
+        *siglen = r[0].n;
+    }
+    free(buf);
+    return rc;
+}
+
+int keyhost_decrypt(enum keyhost_where where, uint32_t handle,
+                    const struct keyproto_params *p,
+                    const unsigned char *label, size_t llen,
+                    const unsigned char *in, size_t n, unsigned char *out,
+                    size_t *outlen, struct error *err)
+{
+    if (where == KEYHOST_LOCAL)
+        return keytab_decrypt(handle, p, label, llen, in, n, out, outlen,
+                              err);
+    unsigned char h[KP_HANDLE_LEN], pr[KP_PARAMS_LEN], *buf = NULL;
+    keyproto_u32_put(handle, h);
+    keyproto_params_put(p, pr);
+    struct keyproto_field f[4] = { { h, sizeof(h) }, { pr, sizeof(pr) },
+                                   { label, llen }, { in, n } }, r[1];
+    int rc = keyclient_call(KP_KEY_DECRYPT, f, 4, r, &buf, err);
+    if (rc == 0) {
+        memcpy(out, r[0].p, r[0].n);
+        *outlen = r[0].n;
+        OPENSSL_cleanse((void *)r[0].p, r[0].n);    /* a content key */
+    }
+    free(buf);
+    return rc;
+}
+
+/* A key request (KP_KEY_LOAD or KP_KEY_TLS) to the key process: its
+ * handle and public key as a handle key. */
+static EVP_PKEY *keyop_remote(uint32_t type, const struct keyproto_field *f,
+                              size_t nf, struct error *err)
+{
+    struct keyproto_field r[2];
+    unsigned char *buf = NULL;
+    EVP_PKEY *k = NULL;
+    if (keyclient_call(type, f, nf, r, &buf, err) == 0)
+        k = keyprov_pkey(KEYHOST_REMOTE, keyproto_u32_get(r[0].p), r[1].p,
+                         r[1].n, err);
+    free(buf);
+    return k;
+}
+
+EVP_PKEY *vault_key_load(struct vault *v, const char *context,
+                         const unsigned char *blob, size_t len,
+                         struct error *err)
+{
+    if (v->remote) {
+        struct keyproto_field f[2] = {
+            { (const unsigned char *)context, strlen(context) },
+            { blob, len },
+        };
+        return keyop_remote(KP_KEY_LOAD, f, 2, err);
+    }
+    uint32_t handle = 0;
+    unsigned char *spki = NULL;
+    size_t n = 0;
+    EVP_PKEY *k = NULL;
+    if (keytab_load_sealed(v, context, blob, len, &handle, &spki, &n,
+                           err) == 0)
+        k = keyprov_pkey(KEYHOST_LOCAL, handle, spki, n, err);
+    free(spki);
+    return k;
+}
+
+EVP_PKEY *vault_tls_key(const char *path, struct error *err)
+{
+    if (keyclient_active()) {
+        struct keyproto_field f[1] = {
+            { (const unsigned char *)path, strlen(path) },
+        };
+        return keyop_remote(KP_KEY_TLS, f, 1, err);
+    }
+    uint32_t handle = 0;
+    unsigned char *spki = NULL;
+    size_t n = 0;
+    EVP_PKEY *k = NULL;
+    if (keytab_load_file(path, &handle, &spki, &n, err) == 0)
+        k = keyprov_pkey(KEYHOST_LOCAL, handle, spki, n, err);
+    free(spki);
+    return k;
+}

@@ -1,0 +1,384 @@
+/*
+ * test_keyop.c - private keys behind handles (R15, R22): AS2 profile keys
+ * and TLS keys as vault handle keys (vault/keyop.h) that OpenSSL's CMS code
+ * signs (PKCS#1 v1.5, PSS) and decrypts (PKCS#1 v1.5, OAEP) with, while
+ * the EVP_PKEY itself holds no private key; the purposes each key is
+ * refused; then the same through a real key process (fork, socketpair):
+ * the remote vault seals, unseals, wraps payload keys, signs the audit
+ * trail, and a killed key process is noticed.
+ */
+#include "testutil.h"
+#include "as2_testkit.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "as2/cms.h"
+#include "util/secret.h"
+#include "vault/keyop.h"
+#include "vault/keyproc.h"
+#include "vault/vault.h"
+
+struct kfx {
+    struct fx as2;                  /* alice, bob... (as2_testkit.h) */
+    char ks[320], tlskey[320];
+    struct vault *v;
+    unsigned char *blob;            /* alice's key, sealed */
+    size_t bloblen;
+    EVP_PKEY *tls;                  /* an EC key, written to tlskey */
+};
+
+#define CTX "profile-key:alice"
+
+static void seal_key(struct kfx *k, EVP_PKEY *key)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PrivateKey(key, &der);
+    assert_true(n > 0);
+    struct secret *s = secret_from(der, (size_t)n);
+    OPENSSL_clear_free(der, (size_t)n);
+    struct error err = {0};
+    MUST(vault_seal(k->v, CTX, s, &k->blob, &k->bloblen, &err), err);
+    secret_free(s);
+}
+
+static int kfx_setup(void **state)
+{
+    struct kfx *k = calloc(1, sizeof(*k));
+    assert_non_null(k);
+    void *inner = NULL;
+    fx_setup(&inner);
+    k->as2 = *(struct fx *)inner;
+    free(inner);
+    snprintf(k->ks, sizeof(k->ks), "%s/keystore", k->as2.dir);
+    snprintf(k->tlskey, sizeof(k->tlskey), "%s/tls.key", k->as2.dir);
+    struct error err = {0};
+    MUST(vault_create(k->ks, &err), err);
+    k->v = vault_open(k->ks, &err);
+    assert_non_null(k->v);
+    seal_key(k, k->as2.alice.key);
+    k->tls = EVP_EC_gen("P-256");
+    assert_non_null(k->tls);
+    BIO *b = BIO_new_file(k->tlskey, "w");
+    assert_non_null(b);
+    assert_int_equal(PEM_write_bio_PrivateKey(b, k->tls, NULL, NULL, 0, NULL,
+                                              NULL), 1);
+    BIO_free(b);
+    chmod(k->tlskey, 0600);
+    *state = k;
+    return 0;
+}
+
+static int kfx_teardown(void **state)
+{
+    struct kfx *k = *state;
+    vault_close(k->v);
+    free(k->blob);
+    EVP_PKEY_free(k->tls);
+    struct fx *inner = malloc(sizeof(*inner));
+    *inner = k->as2;
+    void *p = inner;
+    fx_teardown(&p);
+    free(k);
+    return 0;
+}
+
+/* ---- CMS through a handle key ------------------------------------------- */
+
+static void sign_verify(EVP_PKEY *handle, X509 *cert, enum as2_sig_padding pad)
+{
+    static const char text[] = "EDI interchange";
+    struct as2_signer s = { cert, handle, AS2_DIGEST_SHA256, pad };
+    struct error err = {0};
+    BIO *in = BIO_new_mem_buf(text, sizeof(text) - 1);
+    BIO *sig = BIO_new(BIO_s_mem());
+    MUST(as2_cms_sign_detached(&s, in, sig, &err), err);
+    BIO_free(in);
+    struct buf b = take(sig);
+    X509 *certs[1] = { cert };
+    struct as2_trust t = { certs, 1, "alice", 0 };
+    struct as2_verified v;
+    in = BIO_new_mem_buf(text, sizeof(text) - 1);
+    MUST(as2_cms_verify_detached(&t, b.p, b.n, in, &v, &err), err);
+    assert_int_equal(v.pss, pad == AS2_SIG_PSS);
+    BIO_free(in);
+    buf_free(&b);
+}
+
+static void encrypt_decrypt(EVP_PKEY *handle, X509 *cert,
+                            enum as2_key_transport kt)
+{
+    static const char text[] = "a purchase order";
+    X509 *r[1] = { cert };
+    struct as2_encrypt_opts eo = { AS2_CIPHER_AES256_CBC, kt, r, 1 };
+    struct error err = {0};
+    BIO *in = BIO_new_mem_buf(text, sizeof(text) - 1);
+    BIO *enc = BIO_new(BIO_s_mem());
+    MUST(as2_cms_encrypt(&eo, in, enc, &err), err);
+    BIO_free(in);
+    struct as2_key keys[1] = { { handle, cert } };
+    struct as2_decrypt_opts d = { keys, 1, 0 };
+    struct as2_decrypted info;
+    BIO *out = BIO_new(BIO_s_mem());
+    MUST(as2_cms_decrypt(&d, enc, out, &info, &err), err);
+    assert_int_equal(info.kt, kt);
+    struct buf got = take(out);
+    assert_int_equal(got.n, sizeof(text) - 1);
+    assert_memory_equal(got.p, text, got.n);
+    buf_free(&got);
+    BIO_free(enc);
+}
+
+/* The handle key's params hold no private component. */
+static void assert_no_private(EVP_PKEY *k)
+{
+    BIGNUM *d = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_D, &d), 0);
+    assert_int_equal(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &d),
+                     0);
+    unsigned char *der = NULL;
+    assert_true(i2d_PrivateKey(k, &der) <= 0);
+    ERR_clear_error();
+}
+
+static void test_r15_handle_key_signs_and_decrypts_cms(void **state)
+{
+    struct kfx *k = *state;
+    struct error err = {0};
+    EVP_PKEY *h = vault_key_load(k->v, CTX, k->blob, k->bloblen, &err);
+    if (h == NULL)
+        fail_msg("vault_key_load: %s", err.msg);
+    assert_true(EVP_PKEY_is_a(h, "RSA"));
+    assert_no_private(h);
+    sign_verify(h, k->as2.alice.cert, AS2_SIG_PKCS1);
+    sign_verify(h, k->as2.alice.cert, AS2_SIG_PSS);
+    encrypt_decrypt(h, k->as2.alice.cert, AS2_KT_RSA_PKCS1);
+    encrypt_decrypt(h, k->as2.alice.cert, AS2_KT_RSA_OAEP);
+    encrypt_decrypt(h, k->as2.alice.cert, AS2_KT_RSA_OAEP_SHA256);
+    EVP_PKEY *again = vault_key_load(k->v, CTX, k->blob, k->bloblen, &err);
+    assert_non_null(again);
+    assert_int_equal(EVP_PKEY_eq(h, again), 1);
+    EVP_PKEY_free(again);
+    EVP_PKEY_free(h);
+}
+
+static void test_r15_handle_key_refuses_other_contexts(void **state)
+{
+    struct kfx *k = *state;
+    struct error err = {0};
+    struct secret *s = secret_from("seed", 4);
+    unsigned char *blob = NULL;
+    size_t n = 0;
+    MUST(vault_seal(k->v, "totp:alice", s, &blob, &n, &err), err);
+    secret_free(s);
+    assert_null(vault_key_load(k->v, "totp:alice", blob, n, &err));
+    assert_non_null(strstr(err.msg, "refused"));
+    free(blob);
+}
+
+static void test_r22_tls_handle_key_only_signs(void **state)
+{
+    struct kfx *k = *state;
+    struct error err = {0};
+    EVP_PKEY *h = vault_tls_key(k->tlskey, &err);
+    if (h == NULL)
+        fail_msg("vault_tls_key: %s", err.msg);
+    assert_true(EVP_PKEY_is_a(h, "EC"));
+    assert_no_private(h);
+    unsigned char sig[256];
+    size_t siglen = sizeof(sig);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, h), 1);
+    assert_int_equal(EVP_DigestSign(md, sig, &siglen,
+                                    (const unsigned char *)"hello", 5), 1);
+    EVP_MD_CTX_free(md);
+    md = EVP_MD_CTX_new();          /* verified with the real public key */
+    assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
+                                          k->tls), 1);
+    assert_int_equal(EVP_DigestVerify(md, sig, siglen,
+                                      (const unsigned char *)"hello", 5), 1);
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(h);
+    chmod(k->tlskey, 0644);         /* readable by others: refused */
+    assert_null(vault_tls_key(k->tlskey, &err));
+    assert_non_null(strstr(err.msg, "readable by others"));
+    chmod(k->tlskey, 0600);
+}
+
+static void test_r22_rsa_tls_handle_key_does_not_decrypt(void **state)
+{
+    struct kfx *k = *state;
+    char path[400];
+    snprintf(path, sizeof(path), "%s/rsa-tls.key", k->as2.dir);
+    BIO *b = BIO_new_file(path, "w");
+    assert_int_equal(PEM_write_bio_PrivateKey(b, k->as2.bob.key, NULL, NULL,
+                                              0, NULL, NULL), 1);
+    BIO_free(b);
+    chmod(path, 0600);
+    struct error err = {0};
+    EVP_PKEY *h = vault_tls_key(path, &err);
+    assert_non_null(h);
+    /* a ciphertext for bob's key: the handle refuses to decrypt it */
+    unsigned char ct[512], pt[512];
+    size_t ctlen = sizeof(ct), ptlen = sizeof(pt);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k->as2.bob.key, NULL);
+    assert_int_equal(EVP_PKEY_encrypt_init(c), 1);
+    assert_int_equal(EVP_PKEY_encrypt(c, ct, &ctlen,
+                                      (const unsigned char *)"k", 1), 1);
+    EVP_PKEY_CTX_free(c);
+    c = EVP_PKEY_CTX_new(h, NULL);
+    assert_int_equal(EVP_PKEY_decrypt_init(c), 1);
+    assert_true(EVP_PKEY_decrypt(c, pt, &ptlen, ct, ctlen) <= 0);
+    EVP_PKEY_CTX_free(c);
+    ERR_clear_error();
+    EVP_PKEY_free(h);
+}
+
+/* ---- through a key process ------------------------------------------------ */
+
+static int child_main(void *arg, int fd)
+{
+    struct kfx *k = arg;
+    struct error err = {0};
+    struct vault *v = vault_open(k->ks, &err);
+    if (v == NULL)
+        return 1;
+    const char *paths[1] = { k->tlskey };
+    int rc = keyproc_serve(v, paths, 1, fd);
+    vault_close(v);
+    return rc;
+}
+
+static struct vault *start_keyproc(struct kfx *k)
+{
+    struct error err = {0};
+    MUST(keyproc_start(child_main, k, &err), err);
+    MUST(keyproc_watch(&err), err);             /* serve: after its sandbox */
+    struct vault *r = vault_open(k->ks, &err);
+    if (r == NULL)
+        fail_msg("remote vault_open: %s", err.msg);
+    return r;
+}
+
+static void test_r15_keyproc_remote_vault(void **state)
+{
+    struct kfx *k = *state;
+    struct vault *r = start_keyproc(k);
+    struct error err = {0};
+    assert_string_equal(vault_active_id(r), vault_active_id(k->v));
+    /* sealing there opens here, and back */
+    struct secret *s = secret_from("client secret", 13), *o;
+    unsigned char *blob = NULL;
+    size_t n = 0;
+    MUST(vault_seal(r, "conn:x", s, &blob, &n, &err), err);
+    assert_non_null(o = vault_unseal(k->v, "conn:x", blob, n, &err));
+    assert_true(secret_equal(s, o));
+    secret_free(o);
+    assert_non_null(o = vault_unseal(r, "conn:x", blob, n, &err));
+    assert_true(secret_equal(s, o));
+    secret_free(o);
+    secret_free(s);
+    free(blob);
+    /* a profile key does not unseal through the key process */
+    assert_null(vault_unseal(r, CTX, k->blob, k->bloblen, &err));
+    assert_non_null(strstr(err.msg, "does not leave the key process"));
+    /* rotation does not run through it */
+    assert_int_equal(vault_rotate(r, k->ks, &err), -1);
+    /* audit signatures made there verify here */
+    unsigned char sig[VAULT_SIG_LEN];
+    char id[VAULT_KEY_ID_LEN + 1];
+    MUST(vault_audit_sign(r, "head", 4, sig, id, &err), err);
+    MUST(vault_audit_verify(k->v, id, "head", 4, sig, &err), err);
+    MUST(vault_audit_verify(r, id, "head", 4, sig, &err), err);
+    assert_int_equal(vault_audit_verify(r, id, "hea!", 4, sig, &err), -1);
+    /* profile keys: CMS through the key process */
+    EVP_PKEY *h = vault_key_load(r, CTX, k->blob, k->bloblen, &err);
+    if (h == NULL)
+        fail_msg("remote vault_key_load: %s", err.msg);
+    assert_no_private(h);
+    sign_verify(h, k->as2.alice.cert, AS2_SIG_PSS);
+    encrypt_decrypt(h, k->as2.alice.cert, AS2_KT_RSA_OAEP_SHA256);
+    EVP_PKEY_free(h);
+    /* the TLS key: only the configured path */
+    EVP_PKEY *t = vault_tls_key(k->tlskey, &err);
+    assert_non_null(t);
+    EVP_PKEY_free(t);
+    assert_null(vault_tls_key("/etc/ssl/private/other.key", &err));
+    assert_non_null(strstr(err.msg, "refused"));
+    vault_close(r);
+    keyproc_stop();
+    assert_int_equal(keyproc_lost(), 0);
+}
+
+static void test_r15_keyproc_payload_round_trip(void **state)
+{
+    struct kfx *k = *state;
+    struct vault *r = start_keyproc(k);
+    struct error err = {0};
+    char path[400];
+    snprintf(path, sizeof(path), "%s/payload", k->as2.dir);
+    struct payload_writer *w = payload_create(r, path, "msg-1", &err);
+    assert_non_null(w);
+    MUST(payload_write(w, "0123456789", 10, &err), err);
+    struct payload_info info;
+    MUST(payload_finish(w, &info, NULL, &err), err);
+    struct payload_reader *rd = payload_open(k->v, path, "msg-1", &err);
+    assert_non_null(rd);                    /* written there, read here */
+    char buf[32];
+    assert_int_equal(payload_read(rd, buf, sizeof(buf), &err), 10);
+    payload_close(rd);
+    assert_null(payload_open(r, path, "msg-2", &err));  /* bound to msg-1 */
+    assert_non_null(rd = payload_open(r, path, "msg-1", &err));
+    assert_int_equal(payload_read(rd, buf, sizeof(buf), &err), 10);
+    assert_memory_equal(buf, "0123456789", 10);
+    payload_close(rd);
+    assert_int_equal(payload_rewrap(r, path, "msg-1", &err), -1);
+    vault_close(r);
+    keyproc_stop();
+}
+
+static void test_r15_keyproc_death_is_noticed(void **state)
+{
+    struct kfx *k = *state;
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);    /* the watcher's SIGTERM */
+    struct vault *r = start_keyproc(k);
+    pid_t pid = keyproc_pid();
+    assert_true(pid > 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    struct timespec ts = { 30, 0 };
+    assert_int_equal(sigtimedwait(&term, NULL, &ts), SIGTERM);
+    assert_int_equal(keyproc_lost(), 1);
+    struct error err = {0};
+    struct secret *s = secret_from("x", 1);
+    unsigned char *blob = NULL;
+    size_t n = 0;
+    assert_int_equal(vault_seal(r, "conn:x", s, &blob, &n, &err), -1);
+    assert_non_null(strstr(err.msg, "wharf serve is stopping"));
+    secret_free(s);
+    vault_close(r);
+    keyproc_stop();
+    assert_int_equal(keyproc_lost(), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_r15_handle_key_signs_and_decrypts_cms),
+        cmocka_unit_test(test_r15_handle_key_refuses_other_contexts),
+        cmocka_unit_test(test_r22_tls_handle_key_only_signs),
+        cmocka_unit_test(test_r22_rsa_tls_handle_key_does_not_decrypt),
+        cmocka_unit_test(test_r15_keyproc_remote_vault),
+        cmocka_unit_test(test_r15_keyproc_payload_round_trip),
+        cmocka_unit_test(test_r15_keyproc_death_is_noticed),
+    };
+    return cmocka_run_group_tests(tests, kfx_setup, kfx_teardown);
+}

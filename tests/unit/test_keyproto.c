@@ -1,0 +1,360 @@
+/*
+ * test_keyproto.c - the key process protocol (R15, R22): frame headers,
+ * the exact field list of every request type, and the key process's loop
+ * refusing (and hanging up on) unknown types, oversize frames and
+ * malformed fields, over a real socketpair with keysrv_run in a thread.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vault/keyhost.h"
+#include "vault/keyproto.h"
+#include "vault/vault.h"
+
+/* ---- frame building ---------------------------------------------------- */
+
+struct frame {
+    unsigned char b[KEYPROTO_HDR_LEN + 4096];
+    size_t n;                       /* body bytes */
+};
+
+static void frame_field(struct frame *f, const void *p, size_t n)
+{
+    size_t off = f->n;
+    assert_int_equal(keyproto_put(f->b + KEYPROTO_HDR_LEN,
+                                  sizeof(f->b) - KEYPROTO_HDR_LEN, &off, p,
+                                  n), 0);
+    f->n = off;
+}
+
+static void frame_hdr(struct frame *f, uint32_t type, uint64_t id)
+{
+    struct keyproto_hdr h = { type, (uint32_t)f->n, id };
+    keyproto_hdr_put(&h, f->b);
+}
+
+static int parse(uint32_t type, const struct frame *f)
+{
+    struct keyproto_field out[KEYPROTO_MAX_FIELDS];
+    size_t nf = 0;
+    struct error err = {0};
+    return keyproto_parse(type, 0, f->b + KEYPROTO_HDR_LEN, f->n, out, &nf,
+                          &err);
+}
+
+/* ---- headers ------------------------------------------------------------- */
+
+static void test_r22_keyproto_header_round_trip(void **state)
+{
+    (void)state;
+    unsigned char b[KEYPROTO_HDR_LEN];
+    struct keyproto_hdr h = { KP_KEY_SIGN, 1234, 0x0102030405060708ULL }, g;
+    struct error err = {0};
+    keyproto_hdr_put(&h, b);
+    assert_int_equal(keyproto_hdr_get(b, 0, &g, &err), 0);
+    assert_int_equal(g.type, KP_KEY_SIGN);
+    assert_int_equal(g.len, 1234);
+    assert_true(g.id == 0x0102030405060708ULL);
+}
+
+static void test_r22_keyproto_header_refuses_unknown_and_oversize(void **state)
+{
+    (void)state;
+    unsigned char b[KEYPROTO_HDR_LEN];
+    struct keyproto_hdr g;
+    struct error err = {0};
+    struct keyproto_hdr unknown = { KP_TYPE_MAX + 1, 0, 1 };
+    keyproto_hdr_put(&unknown, b);
+    assert_int_equal(keyproto_hdr_get(b, 0, &g, &err), -1);
+    assert_non_null(strstr(err.msg, "unknown request type"));
+    struct keyproto_hdr zero = { 0, 0, 1 };
+    keyproto_hdr_put(&zero, b);
+    assert_int_equal(keyproto_hdr_get(b, 0, &g, &err), -1);
+    struct keyproto_hdr big = { KP_SEAL, KEYPROTO_BODY_MAX + 1, 1 };
+    keyproto_hdr_put(&big, b);
+    assert_int_equal(keyproto_hdr_get(b, 0, &g, &err), -1);
+    assert_non_null(strstr(err.msg, "over the limit"));
+    /* a request type is not a reply, and a reply is not a request */
+    struct keyproto_hdr ok = { KP_OK, 0, 1 };
+    keyproto_hdr_put(&ok, b);
+    assert_int_equal(keyproto_hdr_get(b, 0, &g, &err), -1);
+    assert_int_equal(keyproto_hdr_get(b, 1, &g, &err), 0);
+    struct keyproto_hdr req = { KP_SEAL, 0, 1 };
+    keyproto_hdr_put(&req, b);
+    assert_int_equal(keyproto_hdr_get(b, 1, &g, &err), -1);
+}
+
+/* ---- fields ---------------------------------------------------------------- */
+
+static void test_r22_keyproto_exact_fields(void **state)
+{
+    (void)state;
+    unsigned char hdr[KP_HEADER_LEN] = {0}, dkey[KP_DKEY_LEN] = {0};
+    struct frame f = {0};
+    frame_field(&f, "m1", 2);
+    frame_field(&f, hdr, sizeof(hdr));
+    frame_field(&f, dkey, sizeof(dkey));
+    assert_int_equal(parse(KP_WRAP, &f), 0);
+
+    struct frame short_hdr = {0};           /* a 91-byte header */
+    frame_field(&short_hdr, "m1", 2);
+    frame_field(&short_hdr, hdr, sizeof(hdr) - 1);
+    frame_field(&short_hdr, dkey, sizeof(dkey));
+    assert_int_equal(parse(KP_WRAP, &short_hdr), -1);
+
+    struct frame missing = {0};
+    frame_field(&missing, "m1", 2);
+    frame_field(&missing, hdr, sizeof(hdr));
+    assert_int_equal(parse(KP_WRAP, &missing), -1);
+
+    struct frame extra = f;                 /* a fourth field */
+    frame_field(&extra, "x", 1);
+    assert_int_equal(parse(KP_WRAP, &extra), -1);
+
+    struct frame trailing = f;              /* two stray bytes */
+    trailing.b[KEYPROTO_HDR_LEN + trailing.n++] = 0;
+    trailing.b[KEYPROTO_HDR_LEN + trailing.n++] = 0;
+    assert_int_equal(parse(KP_WRAP, &trailing), -1);
+
+    struct frame lying = f;                 /* a length past the end */
+    keyproto_u32_put(5000, lying.b + KEYPROTO_HDR_LEN);
+    assert_int_equal(parse(KP_WRAP, &lying), -1);
+
+    struct frame hello = {0};
+    assert_int_equal(parse(KP_HELLO, &hello), 0);
+    frame_field(&hello, "", 0);
+    assert_int_equal(parse(KP_HELLO, &hello), -1);
+}
+
+static void test_r22_keyproto_sign_sizes(void **state)
+{
+    (void)state;
+    unsigned char h[KP_HANDLE_LEN] = {0, 0, 0, 1}, p[KP_PARAMS_LEN] = {0};
+    unsigned char d[KP_DIGEST_MAX + 1] = {0};
+    struct frame ok = {0}, big = {0}, tiny = {0};
+    frame_field(&ok, h, sizeof(h));
+    frame_field(&ok, p, sizeof(p));
+    frame_field(&ok, d, 32);
+    assert_int_equal(parse(KP_KEY_SIGN, &ok), 0);
+    frame_field(&big, h, sizeof(h));
+    frame_field(&big, p, sizeof(p));
+    frame_field(&big, d, KP_DIGEST_MAX + 1);    /* not a digest */
+    assert_int_equal(parse(KP_KEY_SIGN, &big), -1);
+    frame_field(&tiny, h, sizeof(h));
+    frame_field(&tiny, p, sizeof(p));
+    frame_field(&tiny, d, KP_DIGEST_MIN - 1);
+    assert_int_equal(parse(KP_KEY_SIGN, &tiny), -1);
+}
+
+static void test_r22_keyproto_params_checked(void **state)
+{
+    (void)state;
+    unsigned char b[KP_PARAMS_LEN];
+    struct keyproto_params p = { KP_MD_SHA256, KP_PAD_PSS, -1, KP_MD_SHA256 };
+    struct keyproto_params g;
+    struct error err = {0};
+    keyproto_params_put(&p, b);
+    assert_int_equal(keyproto_params_get(b, &g, &err), 0);
+    assert_int_equal(g.saltlen, -1);
+    p.md = KP_MD_MAX + 1;
+    keyproto_params_put(&p, b);
+    assert_int_equal(keyproto_params_get(b, &g, &err), -1);
+    p.md = KP_MD_SHA1;
+    p.pad = 77;
+    keyproto_params_put(&p, b);
+    assert_int_equal(keyproto_params_get(b, &g, &err), -1);
+    p.pad = KP_PAD_PKCS1;
+    p.saltlen = -5;
+    keyproto_params_put(&p, b);
+    assert_int_equal(keyproto_params_get(b, &g, &err), -1);
+    assert_int_equal(keyproto_md_from_name("SHA2-256"), KP_MD_SHA256);
+    assert_int_equal(keyproto_md_from_name("md5"), KP_MD_NONE);
+}
+
+/* ---- the key process's loop over a socketpair ----------------------------- */
+
+struct srv {
+    char dir[256], ks[320];
+    struct vault *v;
+    int sv[2];
+    pthread_t t;
+    int joined;                     /* the test already joined t */
+    int rc;
+    struct error err;
+};
+
+static void *srv_main(void *arg)
+{
+    struct srv *s = arg;
+    s->rc = keysrv_run(s->v, s->sv[1], NULL, 0, &s->err);
+    close(s->sv[1]);
+    return NULL;
+}
+
+static int srv_setup(void **state)
+{
+    struct srv *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    test_tmpdir(s->dir, sizeof(s->dir));
+    snprintf(s->ks, sizeof(s->ks), "%s/keystore", s->dir);
+    struct error err = {0};
+    assert_int_equal(vault_create(s->ks, &err), 0);
+    s->v = vault_open(s->ks, &err);
+    assert_non_null(s->v);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, s->sv), 0);
+    assert_int_equal(pthread_create(&s->t, NULL, srv_main, s), 0);
+    *state = s;
+    return 0;
+}
+
+static int srv_teardown(void **state)
+{
+    struct srv *s = *state;
+    close(s->sv[0]);
+    if (!s->joined)
+        pthread_join(s->t, NULL);
+    vault_close(s->v);
+    test_rmtree(s->dir);
+    free(s);
+    return 0;
+}
+
+static void srv_send(struct srv *s, const struct frame *f)
+{
+    size_t n = KEYPROTO_HDR_LEN + f->n;
+    assert_int_equal(write(s->sv[0], f->b, n), (ssize_t)n);
+}
+
+/* Read one reply: its header into h and its body into body (cap bytes).
+ * -1 when the server hung up instead. */
+static int srv_reply(struct srv *s, struct keyproto_hdr *h,
+                     unsigned char *body, size_t cap)
+{
+    unsigned char b[KEYPROTO_HDR_LEN];
+    struct error err = {0};
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t r = read(s->sv[0], b + got, sizeof(b) - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    assert_int_equal(keyproto_hdr_get(b, 1, h, &err), 0);
+    assert_true(h->len <= cap);
+    for (got = 0; got < h->len;) {
+        ssize_t r = read(s->sv[0], body + got, h->len - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void test_r22_keysrv_answers_hello_and_seal(void **state)
+{
+    struct srv *s = *state;
+    struct frame f = {0};
+    struct keyproto_hdr h;
+    unsigned char body[4096];
+    frame_hdr(&f, KP_HELLO, 7);
+    srv_send(s, &f);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), 0);
+    assert_int_equal(h.type, KP_OK);
+    assert_true(h.id == 7);
+    assert_int_equal(keyproto_u32_get(body), VAULT_KEY_ID_LEN);
+    assert_memory_equal(body + 4, vault_active_id(s->v), VAULT_KEY_ID_LEN);
+
+    struct frame u = {0};                   /* a profile key never unseals */
+    unsigned char blob[60] = {1};
+    frame_field(&u, "profile-key:abc", 15);
+    frame_field(&u, blob, sizeof(blob));
+    frame_hdr(&u, KP_UNSEAL, 8);
+    srv_send(s, &u);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), 0);
+    assert_int_equal(h.type, KP_ERR);
+    body[h.len] = '\0';
+    assert_non_null(strstr((char *)body + 4, "refused"));
+
+    struct frame sign = {0};                /* no such key handle */
+    unsigned char hd[KP_HANDLE_LEN] = {0, 0, 0, 9}, p[KP_PARAMS_LEN];
+    unsigned char d[32] = {0};
+    struct keyproto_params pr = { KP_MD_SHA256, KP_PAD_PKCS1, -1, 0 };
+    keyproto_params_put(&pr, p);
+    frame_field(&sign, hd, sizeof(hd));
+    frame_field(&sign, p, sizeof(p));
+    frame_field(&sign, d, sizeof(d));
+    frame_hdr(&sign, KP_KEY_SIGN, 9);
+    srv_send(s, &sign);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), 0);
+    assert_int_equal(h.type, KP_ERR);
+}
+
+static void test_r22_keysrv_hangs_up_on_unknown_type(void **state)
+{
+    struct srv *s = *state;
+    struct frame f = {0};
+    struct keyproto_hdr h;
+    unsigned char body[64];
+    frame_hdr(&f, 99, 1);
+    srv_send(s, &f);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), -1);
+    pthread_join(s->t, NULL);
+    s->joined = 1;
+    assert_int_equal(s->rc, -1);
+    assert_non_null(strstr(s->err.msg, "unknown request type 99"));
+}
+
+static void test_r22_keysrv_hangs_up_on_oversize_frame(void **state)
+{
+    struct srv *s = *state;
+    struct frame f = {0};
+    struct keyproto_hdr h = { KP_SEAL, KEYPROTO_BODY_MAX + 1, 2 };
+    unsigned char body[64];
+    keyproto_hdr_put(&h, f.b);
+    srv_send(s, &f);                        /* the header alone */
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), -1);
+    pthread_join(s->t, NULL);
+    s->joined = 1;
+    assert_int_equal(s->rc, -1);
+    assert_non_null(strstr(s->err.msg, "over the limit"));
+}
+
+static void test_r22_keysrv_hangs_up_on_malformed_fields(void **state)
+{
+    struct srv *s = *state;
+    struct frame f = {0};
+    struct keyproto_hdr h;
+    unsigned char body[64];
+    frame_field(&f, "totp:a", 6);           /* seal: one field short */
+    frame_hdr(&f, KP_SEAL, 3);
+    srv_send(s, &f);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), -1);
+    pthread_join(s->t, NULL);
+    s->joined = 1;
+    assert_int_equal(s->rc, -1);
+    assert_non_null(strstr(s->err.msg, "seal: field 2 is missing"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_r22_keyproto_header_round_trip),
+        cmocka_unit_test(test_r22_keyproto_header_refuses_unknown_and_oversize),
+        cmocka_unit_test(test_r22_keyproto_exact_fields),
+        cmocka_unit_test(test_r22_keyproto_sign_sizes),
+        cmocka_unit_test(test_r22_keyproto_params_checked),
+        cmocka_unit_test_setup_teardown(test_r22_keysrv_answers_hello_and_seal,
+                                        srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_r22_keysrv_hangs_up_on_unknown_type,
+                                        srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_r22_keysrv_hangs_up_on_oversize_frame, srv_setup,
+            srv_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_r22_keysrv_hangs_up_on_malformed_fields, srv_setup,
+            srv_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
