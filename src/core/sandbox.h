@@ -4,7 +4,8 @@
  * serve is the process that parses partners' input, so it runs with as
  * little as the platform allows. Two steps, both in serve's only thread:
  *
- *   sandbox_drop_root()  right after wharf_open (the keystore is read):
+ *   sandbox_drop_root()  right after wharf_open (the key process, forked
+ *       before, keeps the starting account and is not sandboxed):
  *       started as root, become wharf.conf's `user` (its group or
  *       `group`, its supplementary groups), keeping only the capability
  *       to bind ports below 1024 until the listeners are bound; without a
@@ -17,7 +18,8 @@
  *       sandbox.c; the kernel's ABI is detected, a kernel without it is
  *       logged and the rest still applies) and a seccomp allow-list of
  *       system calls (anything else kills the process). Threads inherit
- *       all of it; sandbox_enter refuses when a second thread exists.
+ *       all of it; sandbox_enter refuses when a second thread exists (the
+ *       key process watcher too starts after it: keyproc_watch).
  *
  * What the view holds is fixed at sandbox_enter: wharf.conf is readable
  * only as the file it was then (edited in place, not replaced), and a
