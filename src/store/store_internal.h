@@ -21,8 +21,9 @@
  *   96..127  sqlite_net.c
  *   128..143 sqlite_secrets.c
  *   144..175 sqlite_partners.c
- *   176..191 sqlite_sealed.c */
-#define STORE_EXT_SLOTS 192
+ *   176..191 sqlite_sealed.c
+ *   192..199 sqlite_console.c */
+#define STORE_EXT_SLOTS 200
 
 /* The cached prepared statement for slot, reset and unbound. sql must be
  * a constant string (bound parameters only; make lint checks). NULL with
