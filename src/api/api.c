@@ -95,6 +95,14 @@ static const struct api_route ROUTES[] = {
     { "POST", "/api/v1/partners/{name}/certificates", P(KEY_WRITE), api_partner_cert_add, "add a partner certificate (rollover)" },
     { "GET", "/api/v1/certificates", P(FLOW_READ), api_certificates, "certificates with their expiry" },
     { "GET", "/api/v1/certificates/{id}", P(FLOW_READ), api_certificate_get, "one certificate as PEM" },
+    { "GET", "/api/v1/alerts", P(ALERT_READ), api_alerts, "security alerts (R19)" },
+    { "GET", "/api/v1/alerts/{id}", P(ALERT_READ), api_alert_get, "one alert with its timeline" },
+    { "POST", "/api/v1/alerts/{id}/ack", P(ALERT_ACK), api_alert_ack, "acknowledge an open alert" },
+    { "POST", "/api/v1/alerts/{id}/escalate", P(INCIDENT_WRITE), api_alert_escalate, "escalate an alert to an investigation" },
+    { "GET", "/api/v1/incidents", P(ALERT_READ), api_incidents, "investigations, incidents and breaches" },
+    { "GET", "/api/v1/incidents/{id}", P(ALERT_READ), api_incident_get, "one incident with its alerts and timeline" },
+    { "PUT", "/api/v1/incidents/{id}", P(INCIDENT_WRITE), api_incident_update, "change an incident (tier, owner, severity, partners, messages, who to tell)" },
+    { "POST", "/api/v1/incidents/{id}/close", P(INCIDENT_WRITE), api_incident_close, "close an incident" },
     { "GET", "/oauth/callback", API_PUBLIC, api_oauth_callback, "finish an OAuth authorization of a connector (the redirect URI)" },
     { "GET", "/metrics", P(METRICS_READ), api_metrics, "Prometheus metrics (wharf.conf metrics_access)" },
 };
@@ -186,6 +194,20 @@ const char *api_query(struct api_ctx *c, const char *name, char *buf,
         q = amp ? amp + 1 : NULL;
     }
     return NULL;
+}
+
+int api_query_has(struct api_ctx *c, const char *name)
+{
+    const char *q = net_req_query(c->req);
+    size_t nl = strlen(name);
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        if (strncmp(q, name, nl) == 0 && (q[nl] == '=' || q[nl] == '&' ||
+                                          q[nl] == '\0'))
+            return 1;
+        q = amp ? amp + 1 : NULL;
+    }
+    return 0;
 }
 
 const char *api_body_str(struct api_ctx *c, const char *key)

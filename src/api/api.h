@@ -83,6 +83,9 @@ int api_auth_fail(struct api_ctx *c, int rc, const struct error *err);
 int api_retry_fail(struct api_ctx *c, int rc, int64_t retry_ms,
                    const struct error *err);
 /* A query parameter, URL-decoded into buf (NULL when absent). */
+/* 1 when the query names parameter name at all (api_query returns NULL
+ * both for absent and for undecodable or too long values). */
+int api_query_has(struct api_ctx *c, const char *name);
 const char *api_query(struct api_ctx *c, const char *name, char *buf,
                       size_t n);
 /* The wharf_session cookie of the request, or NULL. Caller frees. */
@@ -141,6 +144,14 @@ int api_partners(struct api_ctx *c);
 int api_partner_cert_add(struct api_ctx *c);
 int api_certificates(struct api_ctx *c);
 int api_certificate_get(struct api_ctx *c);
+int api_alerts(struct api_ctx *c);
+int api_alert_get(struct api_ctx *c);
+int api_alert_ack(struct api_ctx *c);
+int api_alert_escalate(struct api_ctx *c);
+int api_incidents(struct api_ctx *c);
+int api_incident_get(struct api_ctx *c);
+int api_incident_update(struct api_ctx *c);
+int api_incident_close(struct api_ctx *c);
 
 /* The caller's permissions and idle timeout, added to GET /auth/me's
  * answer for the console (api_console.c). */

@@ -231,6 +231,13 @@ static int audit_field_ok(const char *name, const char *value, int required,
     return 0;
 }
 
+static audit_observer_fn audit_observer;
+
+void audit_set_observer(audit_observer_fn fn)
+{
+    audit_observer = fn;
+}
+
 int audit_append(struct store *st, struct vault *v,
                  const struct audit_event *e, struct error *err)
 {
@@ -251,6 +258,8 @@ int audit_append(struct store *st, struct vault *v,
         return -1;
     }
     audit_anchor_update(st, v);     /* after the commit: it never leads */
+    if (audit_observer != NULL)
+        audit_observer(st, e);
     return 0;
 }
 

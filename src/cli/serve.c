@@ -43,6 +43,8 @@
 #include "core/sandbox.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/alerts.h"
+#include "security/security.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -188,6 +190,7 @@ static void serve_apply_live(struct wharf *w, struct net_server *net)
     health_set_failing_ms(w->conf.health_failing_ms);
     if (net_server_reload_defender(net, &err) < 0)
         log_error("reload: ban settings not applied: %s", err.msg);
+    security_set_conf(&w->conf.security);
 }
 
 /* "KEY KEY ..." of n names into out. */
@@ -263,16 +266,18 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     if (net != NULL)
         net_server_set_health(net, serve_health, NULL);
     /* Bound before the sandbox (ports below 1024), every thread started
-     * after it (threads inherit Landlock; the key process watcher, then
-     * the engine's before the listeners', which stop first). */
+     * after it (threads inherit Landlock): the key process watcher, the
+     * engine's, security's (detector, notifier), then the listeners',
+     * which stop first. */
     if (net == NULL || api_register(net, w, &err) < 0 ||
         console_register(net, &err) < 0 ||
         (hooks = partner_routes_register(net, w, &err)) == NULL ||
         net_server_bind(net, &err) < 0 || sandbox_enter(w, &err) < 0 ||
         keyproc_watch(&err) < 0 || (e = engine_start(w, &err)) == NULL ||
-        net_server_start(net, &err) < 0) {
+        security_start(w, &err) < 0 || net_server_start(net, &err) < 0) {
         net_server_free(net);
         partner_routes_free(hooks);
+        security_stop();
         engine_stop(e);
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
@@ -284,6 +289,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     net_server_free(net);
     partner_routes_free(hooks);
     api_shutdown();
+    security_stop();
     engine_stop(e);
     serve_checkpoint(w);
     return EXIT_OK;
@@ -334,7 +340,10 @@ static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
     } else {
         log_set_rotation(w->conf.log_max_bytes, w->conf.log_keep);
         log_set_repeat_interval(w->conf.log_repeat_ms);
+        alerts_attach(w);       /* after the key process was forked */
+        alerts_set_logging(true);
         rc = serve_loop(w, set);
+        alerts_attach(NULL);
         health_stop();
         log_close();
     }
@@ -377,8 +386,10 @@ const struct cli_cmd cmd_serve = {
     "  wharf.conf until SIGTERM/SIGINT. Logs to DIR/logs/wharf.log and,\n"
     "  unless --quiet, to stderr. SIGHUP reopens the log file (after\n"
     "  logrotate renamed it) and reloads wharf.conf: log_level, log_max_bytes,\n"
-    "  log_keep, log_repeat_seconds, health_failing_seconds and the ban_*\n"
-    "  keys apply at once, other changes at the next start (logged).\n"
+    "  log_keep, log_repeat_seconds, health_failing_seconds, the ban_*,\n"
+    "  alert_* and notify_* keys apply at once, other changes at the next\n"
+    "  start (logged). Alerts are checked and notifications sent while it\n"
+    "  runs (docs/operations.md, Alerts and notifications).\n"
     "  Core dumps are off.\n",
     serve_run,
 };

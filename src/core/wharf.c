@@ -72,6 +72,7 @@ void conf_defaults(struct wharf_conf *c)
     c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
     c->metrics_access = WHARF_METRICS_TOKEN;
     c->sandbox = 1;
+    security_conf_defaults(&c->security);
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -281,7 +282,7 @@ static int conf_final(const struct wharf_conf *c, struct error *err)
         return error_set(err, "no_proxy is set but proxy is not");
     if (c->user[0] == '\0' && c->group[0])
         return error_set(err, "group is set but user is not");
-    return 0;
+    return security_conf_final(&c->security, err);
 }
 
 static int conf_set(struct wharf_conf *c, const char *key, const char *v,
@@ -334,6 +335,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
             rc = conf_set_lanes(c, key, v, err);
         if (rc == 1)
             rc = conf_set_privs(c, key, v, err);
+        if (rc == 1)
+            rc = security_conf_set(&c->security, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;
@@ -496,7 +499,25 @@ static int write_conf(const struct wharf *w, const char *level,
         "allow_root = no\n"
         "# no_new_privs, a seccomp filter and Landlock around serve (R22).\n"
         "# off only to diagnose a refused system call or file.\n"
-        "sandbox = on\n",
+        "sandbox = on\n"
+        "\n"
+        "# Alerts (R19): the detectors' thresholds (defaults shown) and where\n"
+        "# notifications go: nowhere unless set here (docs/operations.md,\n"
+        "# \"Alerts and notifications\"). Credentials: `wharf notify\n"
+        "# credentials email|webhook FILE`.\n"
+        "# alert_check_seconds = 60\n"
+        "# alert_connector_failing_seconds = 300\n"
+        "# alert_disk_free_percent = 10\n"
+        "# alert_cert_days = 30,14,7,1\n"
+        "# alert_audit_verify_seconds = 3600\n"
+        "# notify_email_url = smtps://mail.example.com:465\n"
+        "# notify_email_from = wharf@example.com\n"
+        "# notify_email_to = security@example.com\n"
+        "# notify_email_level = warning\n"
+        "# notify_webhook_url = https://soc.example.com/hooks/wharf\n"
+        "# notify_webhook_level = warning\n"
+        "# notify_syslog = unix:/dev/log\n"
+        "# notify_syslog_level = info\n",
         level, o->admin_listen, o->partner_listen,
         o->allowed_paths ? o->allowed_paths : "", o->user ? o->user : "");
     if (n < 0 || (size_t)n >= sizeof(text))
@@ -738,6 +759,9 @@ static const struct conf_field conf_fields[] = {
     CONF_F("group", group, true, WHARF_CONF_RESTART),
     CONF_F("allow_root", allow_root, false, WHARF_CONF_RESTART),
     CONF_F("sandbox", sandbox, false, WHARF_CONF_RESTART),
+    /* every alert_* and notify_* key (security/security_conf.h) */
+    CONF_F("alert_* and notify_* settings", security, false,
+           WHARF_CONF_LIVE),
 };
 _Static_assert(sizeof(conf_fields) / sizeof(conf_fields[0]) <= WHARF_CONF_KEYS,
                "struct wharf_reload is too small for every key");

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "security/security_conf.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -80,6 +81,9 @@ struct wharf_conf {
     char group[64];
     int allow_root;             /* 1: started as root without user, stay root */
     int sandbox;                /* 1 (default): no_new_privs, Landlock, seccomp */
+    /* Alerts and notifications (R19): the alert_* and notify_* keys,
+     * parsed by security/security_conf.c, all live on SIGHUP. */
+    struct security_conf security;
 };
 
 /* metrics_access: a bearer token or session with metrics.read (default);
