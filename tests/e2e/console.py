@@ -166,10 +166,15 @@ class Browser:
                    timeout=timeout, interval=0.1, desc=f"{css} to go")
 
     def wait_text(self, css, text, timeout=30):
+        from selenium.common.exceptions import StaleElementReferenceException
+
         def has():
-            for el in self.find_all(css):
-                if text in el.text:
-                    return el
+            try:
+                for el in self.find_all(css):
+                    if text in el.text:
+                        return el
+            except StaleElementReferenceException:
+                pass                # the page redrew it meanwhile: again
             return None
         return wait_until(self.redrawn_is_none(has), timeout=timeout,
                           interval=0.1, desc=f"{text!r} in {css} on {self.url}; page: "
