@@ -152,8 +152,8 @@ class Browser:
                     return el
             return None
         try:
-            return wait_until(self.redrawn_is_none(ready), timeout=timeout, interval=0.1,
-                              desc=f"{css} on {self.url}")
+            return wait_until(self.redrawn_is_none(ready), timeout=timeout,
+                              interval=0.1, desc=f"{css} on {self.url}")
         except AssertionError as e:
             raise AssertionError(f"{e}\npage text: {self.main_text()[:1500]!r}"
                                  f"\nlog: {self.driver.get_log('browser')}"
@@ -166,15 +166,10 @@ class Browser:
                    timeout=timeout, interval=0.1, desc=f"{css} to go")
 
     def wait_text(self, css, text, timeout=30):
-        from selenium.common.exceptions import StaleElementReferenceException
-
         def has():
-            try:
-                for el in self.find_all(css):
-                    if text in el.text:
-                        return el
-            except StaleElementReferenceException:
-                pass                # the page redrew it meanwhile: again
+            for el in self.find_all(css):
+                if text in el.text:
+                    return el
             return None
         return wait_until(self.redrawn_is_none(has), timeout=timeout,
                           interval=0.1, desc=f"{text!r} in {css} on {self.url}; page: "
