@@ -172,7 +172,8 @@ class Browser:
                     return el
             return None
         return wait_until(self.redrawn_is_none(has), timeout=timeout,
-                          interval=0.1, desc=f"{text!r} in {css} on {self.url}; page: "
+                          interval=0.1,
+                          desc=f"{text!r} in {css} on {self.url}; page: "
                                f"{self.main_text()[:800]!r}")
 
     def resources(self):
