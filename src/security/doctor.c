@@ -133,7 +133,7 @@ static void files_keystore(json_t *report, const char *dir)
 static void files_secrets(json_t *report, const char *dir)
 {
     static const char *const rel[] = { "wharf.conf", "wharf.db",
-                                       "tls/key.pem", "audit.head" };
+                                       "tls/key.pem", "state/audit.head" };
     struct doctor_list bad = {0};
     char path[4200];
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {

@@ -508,6 +508,18 @@ void store_close(struct store *s)
     free(s);
 }
 
+int store_temp_dir(const char *dir, struct error *err)
+{
+    size_t n = strlen(dir) + 1;
+    char *copy = sqlite3_malloc64(n);
+    if (copy == NULL)
+        return error_set(err, "out of memory");
+    memcpy(copy, dir, n);
+    sqlite3_free(sqlite3_temp_directory);
+    sqlite3_temp_directory = copy;      /* SQLite reads it from now on */
+    return 0;
+}
+
 int store_schema_version(struct store *s)
 {
     return version_read(s);
