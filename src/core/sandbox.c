@@ -13,7 +13,9 @@
  *   root (file connectors' folders);
  *   read and write: the files DIR/wharf.db, wharf.db-wal, wharf.db-shm;
  *   read: the file DIR/wharf.conf (SIGHUP), proxy_credentials_file, the
- *   OIDC CA file configured at start;
+ *   OIDC CA file configured at start; the listeners' public certificate
+ *   files (tls_cert, admin_client_ca, partner_client_ca; not tls_key) for
+ *   the health checks, /metrics, the posture report and the inventory;
  *   list (not read) DIR itself (SQLite fsyncs it);
  *   read: the CA store (/etc/ssl, /usr/share/ca-certificates, ...), the
  *   resolver's files (/etc/hosts, resolv.conf, nsswitch.conf, gai.conf,
@@ -365,6 +367,30 @@ static int sb_ll_data(struct sb_ll *ll, const struct wharf *w,
     return rc;
 }
 
+/* The listeners' public certificates (tls_cert and the client CA files;
+ * never tls_key), read while serving by the health checks, /metrics, the
+ * posture report and the inventory (R18, R7, R24, R23): each file alone,
+ * read-only. Without these, tls/ being outside the view, those reports
+ * would silently leave the listeners' certificate out. */
+static int sb_ll_certs(struct sb_ll *ll, const struct wharf *w,
+                       struct error *err)
+{
+    const char *const files[] = { w->conf.tls_cert, w->conf.admin_client_ca,
+                                  w->conf.partner_client_ca };
+    char path[4300];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (files[i][0] == '\0')
+            continue;
+        if (files[i][0] == '/')
+            snprintf(path, sizeof(path), "%s", files[i]);
+        else if (wharf_path(w, files[i], path, sizeof(path)) < 0)
+            continue;
+        if (sb_ll_allow(ll, path, SB_RO_FILE, false, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Every allowed_paths root (comma-separated, blanks around). */
 static int sb_ll_roots(struct sb_ll *ll, const char *list, struct error *err)
 {
@@ -437,7 +463,7 @@ static int sb_ll_rules(struct sb_ll *ll, const struct wharf *w,
 {
     if (realpath(w->dir, ll->dir_real) == NULL)
         return error_errno(err, errno, "sandbox: data directory %s", w->dir);
-    if (sb_ll_data(ll, w, err) < 0 ||
+    if (sb_ll_data(ll, w, err) < 0 || sb_ll_certs(ll, w, err) < 0 ||
         sb_ll_roots(ll, w->conf.allowed_paths, err) < 0 ||
         sb_ll_system(ll, err) < 0)
         return -1;

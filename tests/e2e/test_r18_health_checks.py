@@ -6,8 +6,10 @@ part 5): besides connectors left out and failing polls, /healthz answers
   - the data dir's disk is low: a real 24 MiB tmpfs holds the data dir and
     is filled with dd until less than disk_min_free_mb is free, then
     emptied again;
-  - a certificate expired: the listeners' own certificate made (python3-
-    cryptography) to expire a few seconds after serve starts, and a
+  - a certificate expired: the listeners' own certificate (in DIR/tls/,
+    outside serve's allowed_paths: read through the sandbox's rule for the
+    public certificate files) made (python3-cryptography) to expire a few
+    seconds after serve starts, and a
     partner whose only certificate expired yesterday;
   - the audit chain is broken: an entry edited in the database;
   - a listener is down: its event loop fails (the WHARF_FAULT test hook
@@ -114,14 +116,18 @@ def test_r18_healthz_503_when_the_data_disk_is_low(wharf, small_fs,
 
 def test_r18_healthz_503_when_a_certificate_expired(wharf, tmp_path,
                                                     start_server):
-    data = new_data_dir(wharf, tmp_path / "data", health_check_seconds=1)
+    # allowed_paths away from the data dir, as installed: serve's sandbox
+    # (Landlock) then shows it only what its view names, and the
+    # certificate in DIR/tls/ must still be checked
+    (tmp_path / "files").mkdir()
+    data = new_data_dir(wharf, tmp_path / "data", health_check_seconds=1,
+                        allowed_paths=tmp_path / "files")
     now = datetime.datetime.now(datetime.timezone.utc)
     # the listeners' certificate: valid for the next 12 seconds
-    self_signed(tmp_path / "short.pem", tmp_path / "short.key",
+    self_signed(data / "tls" / "short.pem", data / "tls" / "short.key",
                 now - datetime.timedelta(days=1),
                 now + datetime.timedelta(seconds=12))
-    tune_conf(data, tls_cert=tmp_path / "short.pem",
-              tls_key=tmp_path / "short.key")
+    tune_conf(data, tls_cert="tls/short.pem", tls_key="tls/short.key")
     server = start_server(data)
     server.wait_listening()
     wait_healthy(data, server)

@@ -228,7 +228,10 @@ def test_r22_sandbox_denies_keystore_and_paths_outside(wharf, base, account):
     (files / "in" / "x.txt").write_text("inside\n")
     chown_tree(files, account)
     denied = [data / "keystore", data / "tls" / "key.pem", outside]
-    allowed = [data / "wharf.conf", files / "in" / "x.txt"]
+    # the listeners' certificate (public) is readable for the health
+    # checks, /metrics, the posture report and the inventory; its key not
+    allowed = [data / "wharf.conf", data / "tls" / "cert.pem",
+               files / "in" / "x.txt"]
     steps = ["status"] + [f"read:{p}" for p in denied + allowed] + \
         [f"write:{data / 'planted'}", f"write:{files / 'out' / 'y.txt'}"]
     p = probe(data, *steps)
