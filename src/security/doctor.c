@@ -171,6 +171,7 @@ int doctor_config(struct wharf *w, struct store *st,
     struct doctor d = { report, w, env->conf ? env->conf : &w->conf, st, env,
                         time_now_ms() };
     doctor_check_user(&d);
+    doctor_check_sandbox(&d);
     doctor_check_listeners(&d);
     doctor_check_connectors(&d);
     doctor_check_host_keys(&d);

@@ -34,29 +34,41 @@
 
 /* ---- the server's user ------------------------------------------------------------ */
 
-/* The effective uid of process pid (/proc/PID/status), or -1. */
-static long proc_euid(int pid)
+/* The second number of /proc/PID/status's line fmt ("Uid: %lu %lu": the
+ * effective uid) or its first ("Seccomp: %lu"), or -1. */
+static long proc_status(int pid, const char *fmt, int nums)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%d/status", pid);
     FILE *f = fopen(path, "re");
-    long uid = -1;
+    long out = -1;
     while (f && fgets(line, sizeof(line), f)) {
-        unsigned long real, eff;
-        if (sscanf(line, "Uid: %lu %lu", &real, &eff) == 2) {
-            uid = (long)eff;
+        unsigned long a = 0, b = 0;
+        if (sscanf(line, fmt, &a, &b) == nums) {
+            out = (long)(nums == 2 ? b : a);
             break;
         }
     }
     if (f)
         fclose(f);
-    return uid;
+    return out;
 }
 
-static const char *user_name(long uid, char *buf, size_t n)
+static long proc_euid(int pid)
 {
-    struct passwd *pw = getpwuid((uid_t)uid);
-    snprintf(buf, n, "%s (uid %ld)", pw ? pw->pw_name : "?", uid);
+    return proc_status(pid, "Uid: %lu %lu", 2);
+}
+
+/* "NAME (uid N)". Inside serve (the API's report) no account lookup:
+ * the sandbox hides /etc/passwd, and NSS then loads modules (nss-systemd,
+ * libcap) whose system calls its seccomp filter kills the process for. */
+static const char *user_name(const struct doctor *d, long uid, char *buf,
+                             size_t n)
+{
+    struct passwd *pw = d->env->in_serve ? NULL : getpwuid((uid_t)uid);
+    const char *name = pw ? pw->pw_name : uid == 0 ? "root"
+                       : d->env->in_serve ? "the account" : "?";
+    snprintf(buf, n, "%s (uid %ld)", name, uid);
     return buf;
 }
 
@@ -83,13 +95,39 @@ void doctor_check_user(struct doctor *d)
     else if (uid == 0)
         doctor_add(d->report, "process.user", DOCTOR_WARN, ctl, "run wharf "
                    "serve as a dedicated unprivileged user (the wharf system "
-                   "user `make install` creates): chown -R wharf: DIR and "
-                   "start it under that user", "%s %s: a flaw in a parser "
+                   "user `make install` creates): chown -R wharf: DIR, set "
+                   "user = wharf in wharf.conf (serve started as root then "
+                   "drops to it) and restart", "%s %s: a flaw in a parser "
                    "would have every right on the machine", who,
-                   user_name(uid, name, sizeof(name)));
+                   user_name(d, uid, name, sizeof(name)));
     else
         doctor_add(d->report, "process.user", DOCTOR_PASS, ctl, "", "%s %s",
-                   who, user_name(uid, name, sizeof(name)));
+                   who, user_name(d, uid, name, sizeof(name)));
+}
+
+/* serve's sandbox (core/sandbox.h): wharf.conf's sandbox key and, when
+ * serve runs, its seccomp mode (2: a filter) read from /proc. */
+void doctor_check_sandbox(struct doctor *d)
+{
+    const char *ctl = "A.8.2 A.8.9";
+    int pid = d->env->in_serve ? (int)getpid() : d->env->serve_pid;
+    long mode = pid > 0 ? proc_status(pid, "Seccomp: %lu", 1) : -1;
+    if (!d->conf->sandbox)
+        doctor_add(d->report, "process.sandbox", DOCTOR_WARN, ctl, "set "
+                   "sandbox = on in wharf.conf and restart (off is for "
+                   "diagnosing a refused call or file only)", "sandbox = "
+                   "off: serve runs without no_new_privs, Landlock or "
+                   "seccomp, so a flaw in a parser reaches every file and "
+                   "system call of its user");
+    else if (pid > 0 && mode >= 0 && mode != 2)
+        doctor_add(d->report, "process.sandbox", DOCTOR_WARN, ctl, "restart "
+                   "wharf serve (it started before sandbox = on)", "serve "
+                   "(pid %d) runs without its seccomp filter", pid);
+    else
+        doctor_add(d->report, "process.sandbox", DOCTOR_PASS, ctl, "",
+                   "sandbox = on: serve runs with no_new_privs, Landlock and "
+                   "a seccomp allow-list%s", pid > 0 && mode == 2
+                   ? " (seen in /proc)" : "");
 }
 
 /* ---- people and programs ----------------------------------------------------------- */

@@ -42,7 +42,7 @@ CONTROL_RE = re.compile(r"^A\.[5-8]\.[0-9]+$")
 SECRET_RE = re.compile(r"[?&]secret=([A-Z2-7]+)(?:&|$)")
 ALL_CHECKS = {
     "files.data_dir_mode", "files.keystore_mode", "files.private_modes",
-    "process.user", "listeners.admin", "listeners.partner",
+    "process.user", "process.sandbox", "listeners.admin", "listeners.partner",
     "listeners.certificate", "connectors.plaintext", "connectors.host_keys",
     "partners.algorithms", "auth.mfa_policy", "users.admin_mfa",
     "tokens.expiry", "tokens.unused", "certificates.expiry",
@@ -128,7 +128,7 @@ def test_r24_doctor_fresh_data_dir_then_every_check_passes(
     assert re.search(r"^FAIL  users\.admin_mfa +1 of 1 administrator",
                      text, re.M), text
     assert "ISO/IEC 27001:2022 Annex A: A.5.17 A.8.5" in text
-    assert text.rstrip().endswith("18 PASS, 5 WARN, 1 FAIL"), text[-200:]
+    assert text.rstrip().endswith("19 PASS, 5 WARN, 1 FAIL"), text[-200:]
 
     # fix each
     enrol_totp(wharf, data)
@@ -263,6 +263,12 @@ def test_r24_doctor_finds_each_risk(wharf, data_dir, tmp_path, start_server):
     assert "old signs with sha1" in c["partners.algorithms"]["found"]
     wharf.import_flow(data, flow_doc([], []), tmp_path / "flow.json")
 
+    # serve's sandbox turned off (core/sandbox.h)
+    tune_conf(data, sandbox="off")
+    c = only_new({"process.sandbox": "WARN"})
+    assert "sandbox = off" in c["process.sandbox"]["found"]
+    tune_conf(data, sandbox="on")
+
     # MFA no longer required of administrators (a setting of the API)
     adm = cli_token(wharf, data, "admin")[0]
     server = start_server(data)
@@ -327,6 +333,8 @@ def test_r24_posture_api_for_auditors(wharf, data_dir, start_server):
     assert api_st == cli, (api_st, cli)
     user = next(c for c in r["checks"] if c["id"] == "process.user")
     assert user["found"].startswith("wharf serve runs as root"), user
+    box = next(c for c in r["checks"] if c["id"] == "process.sandbox")
+    assert box["status"] == "PASS" and "seen in /proc" in box["found"], box
     api.ok("GET", "/api/v1/posture", token=tokens["admin"])
     for role in ("operator", "viewer"):
         x = api.request("GET", "/api/v1/posture", token=tokens[role])
