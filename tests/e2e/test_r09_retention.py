@@ -208,9 +208,15 @@ def test_r09_purge_killed_before_shredding_finishes_at_the_next_purge(
 
 def test_r09_serve_purges_by_each_connectors_retention(
         wharf, data_dir, start_server, tmp_path):
-    short = local_flow(wharf, tmp_path, data_dir, "short", retention_days=2)
-    keep = local_flow(wharf, tmp_path, data_dir, "keep", retention_days=0)
-    deflt = local_flow(wharf, tmp_path, data_dir, "default")
+    # the flows' folders away from the data dir, as installed: serve's
+    # sandbox (Landlock) then lets the purge touch only DIR/payloads and
+    # the database, and it must still shred and unlink there
+    files = tmp_path / "files"
+    files.mkdir()
+    tune_conf(data_dir, allowed_paths=files)
+    short = local_flow(wharf, files, data_dir, "short", retention_days=2)
+    keep = local_flow(wharf, files, data_dir, "keep", retention_days=0)
+    deflt = local_flow(wharf, files, data_dir, "default")
     doc = flow_doc([short[0], short[1], keep[0], keep[1], deflt[0],
                     deflt[1]], [short[2], keep[2], deflt[2]])
     wharf.import_flow(data_dir, doc, tmp_path / "flow.json")
@@ -241,6 +247,7 @@ def test_r09_serve_purges_by_each_connectors_retention(
     assert entries and entries[0]["actor"] == "system", entries
     assert "purged=1 " in entries[0]["detail"]
     assert "held_kept=1" in entries[0]["detail"]
+    assert "shredded=1 failed=0" in entries[0]["detail"], entries[0]
     # fifteen days: over the default too
     db_rows(data_dir, "UPDATE messages SET created_at = created_at - ?",
             10 * DAY_MS)

@@ -20,7 +20,7 @@ import subprocess
 import time
 
 import as2_pair
-from conftest import listen_port
+from conftest import tune_conf, listen_port
 from test_r14_api import Api, cli_token, cli_user
 from test_r24_doctor import enrol_totp
 
@@ -114,7 +114,12 @@ def test_r23_inventory_of_an_as2_pair(wharf, start_server, tmp_path):
     text = wharf.ok("inventory", "--data", a.data).stdout
     assert openssl_fp(b.cert) in text and "CERTIFICATES" in text
 
-    # the API, from the running server
+    # the API, from the running server; A's allowed_paths away from its
+    # data dir, as installed: serve's sandbox (Landlock) must still let it
+    # read the listeners' certificate in DIR/tls/
+    away = tmp_path / "away"
+    away.mkdir()
+    tune_conf(a.data, allowed_paths=away)
     as2_pair.start_pair((a, b), start_server)
     api = Api(listen_port(a.data, "admin"))
     got = api.ok("GET", "/api/v1/inventory", token=tokens["auditor"]).json()

@@ -319,7 +319,12 @@ def test_r24_doctor_json_and_html_shapes(wharf, data_dir):
     assert p.returncode == 2
 
 
-def test_r24_posture_api_for_auditors(wharf, data_dir, start_server):
+def test_r24_posture_api_for_auditors(wharf, data_dir, start_server,
+                                     tmp_path):
+    # allowed_paths away from the data dir, as installed: the report is
+    # made inside serve's sandbox with its narrow view
+    (tmp_path / "files").mkdir()
+    tune_conf(data_dir, allowed_paths=tmp_path / "files")
     tokens = {r: cli_token(wharf, data_dir, r)[0]
               for r in ("admin", "operator", "auditor", "viewer")}
     server = start_server(data_dir)
