@@ -48,14 +48,6 @@ use warnings;
 
 # file (its path from "src/") => rule names it may break, and why.
 my %KNOWN_EXCEPTIONS = (
-    # connectors reaching the store and the vault: the "connector
-    # environment" task (DESIGN.md, Next shape: struct conn_env) removes it
-    "src/connectors/as2.c"      => "connectors-store",
-    "src/connectors/as2_recv.c" => "connectors-store",
-    "src/connectors/http.c"     => "connectors-store",
-    "src/connectors/routes.c"   => "connectors-store",
-    "src/connectors/secrets.c"  => "connectors-store",
-    "src/connectors/webhook.c"  => "connectors-store",
     # libcurl used directly: sftp:// (to move behind net/client.c with the
     # conn_transport of the connector environment) and the OIDC client
     "src/connectors/sftp.c"     => "curl",

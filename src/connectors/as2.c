@@ -38,7 +38,8 @@
  *     by the retry policy, never silently "sent".
  * A TLS failure is a failure, never "sent".
  *
- * Owns the unsealed profile keys and partner certificates of its state.
+ * Borrows the profile (vault handle keys) and the partner from its
+ * environment (c->env->keys); owns the rest of its state.
  * Must never log a payload byte, a key or a credential.
  */
 #include "connectors/as2_conn.h"
@@ -55,12 +56,8 @@
 #include <openssl/evp.h>
 
 #include "core/message.h"
-#include "core/wharf.h"
-#include "store/partner_store.h"
-#include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
-#include "vault/vault.h"
 
 #define MDN_RESPONSE_MAX (1024 * 1024)
 
@@ -115,30 +112,25 @@ static void as2_close(struct connector *c)
     struct as2_state *s = c->state;
     if (s == NULL)
         return;
-    profile_clear(&s->prof);
-    partner_clear(&s->part);
     secret_free(s->ca_pem);
     connector_proxy_close(&s->proxy);
     free(s);
     c->state = NULL;
 }
 
+/* Our profile and the partner, from the environment's keys. */
 static int load_parties(struct connector *c, struct as2_state *s,
                         struct error *err)
 {
     const char *name = conn_str(c, "partner");
-    struct store *st = store_open(c->wharf->db_path, err);
-    if (st == NULL)
-        return -1;
-    int rc = profile_load(c->wharf, st, &s->prof, err);
+    int rc = conn_keys_profile(c->env->keys, &s->prof, err);
     if (rc == 0)
         rc = error_set(err, "the flow document has no AS2 profile");
     if (rc > 0) {
-        rc = partner_load(st, name, 0, &s->part, err);
+        rc = conn_keys_partner(c->env->keys, name, &s->part, err);
         if (rc == 0)
             rc = error_set(err, "no partner named '%s'", name);
     }
-    store_close(st);
     return rc > 0 ? 0 : -1;
 }
 
@@ -148,7 +140,12 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
     if (s == NULL)
         return error_set(err, "out of memory"), WH_FAIL;
     c->state = s;
-    if (c->wharf == NULL || load_parties(c, s, err) < 0 ||
+    if (c->env == NULL) {
+        error_set(err, "needs a data directory (its profile and partners)");
+        as2_close(c);
+        return WH_FAIL;
+    }
+    if (load_parties(c, s, err) < 0 ||
         connector_proxy_open(c, &s->proxy, err) < 0) {
         as2_close(c);
         return WH_FAIL;
@@ -156,22 +153,22 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
     s->mdn_timeout_ms = conn_int(c, "mdn_timeout_s") * 1000;
     s->max_body = conn_int(c, "max_body_bytes");
     /* poll() only retries queued MDNs: not as often as a folder */
-    if (c->poll_ms == c->wharf->conf.poll_ms && c->poll_ms < 5000)
+    if (c->poll_ms == c->env->settings->poll_ms && c->poll_ms < 5000)
         c->poll_ms = 5000;      /* unless the connector set its own */
     s->opts.timeout_ms = (long)conn_int(c, "timeout_ms");
     /* tls_ca: {"content": PEM} since import reads it (a path: older
      * imports, read by libcurl) */
     const char *ca = json_string_value(json_object_get(json_object_get(
-                         s->part.config, "tls_ca"), "content"));
+                         s->part->config, "tls_ca"), "content"));
     if (ca && (s->ca_pem = secret_from(ca, strlen(ca))) == NULL) {
         error_set(err, "out of memory");
         as2_close(c);
         return WH_FAIL;
     }
     s->opts.ca_pem = s->ca_pem;
-    s->opts.ca_file = partner_str(&s->part, "tls_ca", NULL);
-    s->opts.pin_sha256 = partner_str(&s->part, "pin_sha256", NULL);
-    s->opts.insecure = partner_bool(&s->part, "insecure", 0);
+    s->opts.ca_file = partner_str(s->part, "tls_ca", NULL);
+    s->opts.pin_sha256 = partner_str(s->part, "pin_sha256", NULL);
+    s->opts.insecure = partner_bool(s->part, "insecure", 0);
     s->opts.proxy = s->proxy.use.url;
     s->opts.no_proxy = s->proxy.use.no_proxy;
     s->opts.proxy_auth = s->proxy.use.auth;
@@ -255,7 +252,7 @@ static ssize_t payload_src_read(void *ud, void *buf, size_t n,
                                 struct error *err)
 {
     struct payload_src *p = ud;
-    ssize_t got = payload_read(p->r, buf, n, err);
+    ssize_t got = message_payload_read(p->r, buf, n, err);
     if (got > 0 && (p->left -= got) < 0)
         return error_set(err, "the payload is longer than its recorded size");
     if (got == 0 && p->left != 0)
@@ -312,35 +309,35 @@ int as2_policy_make(const struct as2_state *s, struct as2_policy *pol,
                     struct error *err)
 {
     memset(pol, 0, sizeof(*pol));
-    struct as2_key *keys = calloc(s->prof.nkeys + 1, sizeof(*keys));
-    X509 **certs = calloc(s->part.ncerts + 1, sizeof(*certs));
+    struct as2_key *keys = calloc(s->prof->nkeys + 1, sizeof(*keys));
+    X509 **certs = calloc(s->part->ncerts + 1, sizeof(*certs));
     if (keys == NULL || certs == NULL) {
         free(keys);
         free(certs);
         return error_set(err, "out of memory");
     }
     /* newest key first: a sender mostly uses our current certificate */
-    for (size_t i = 0; i < s->prof.nkeys; i++) {
-        keys[i].key = s->prof.keys[s->prof.nkeys - 1 - i].key;
-        keys[i].cert = s->prof.keys[s->prof.nkeys - 1 - i].cert;
+    for (size_t i = 0; i < s->prof->nkeys; i++) {
+        keys[i].key = s->prof->keys[s->prof->nkeys - 1 - i].key;
+        keys[i].cert = s->prof->keys[s->prof->nkeys - 1 - i].cert;
     }
-    for (size_t i = 0; i < s->part.ncerts; i++)
-        certs[i] = s->part.certs[i].cert;
-    const char *sign = partner_str(&s->part, "sign", "sha256");
-    const char *enc = partner_str(&s->part, "encrypt", "aes256-cbc");
-    pol->partner = s->part.name;
-    pol->our_id = s->prof.as2_id;
-    pol->partner_id = s->part.as2_id;
+    for (size_t i = 0; i < s->part->ncerts; i++)
+        certs[i] = s->part->certs[i].cert;
+    const char *sign = partner_str(s->part, "sign", "sha256");
+    const char *enc = partner_str(s->part, "encrypt", "aes256-cbc");
+    pol->partner = s->part->name;
+    pol->our_id = s->prof->as2_id;
+    pol->partner_id = s->part->as2_id;
     pol->keys = keys;
-    pol->nkeys = s->prof.nkeys;
+    pol->nkeys = s->prof->nkeys;
     pol->certs = certs;
-    pol->ncerts = s->part.ncerts;
+    pol->ncerts = s->part->ncerts;
     pol->require_signed = strcmp(sign, "none") != 0 &&
-                          !partner_bool(&s->part, "accept_unsigned", 0);
+                          !partner_bool(s->part, "accept_unsigned", 0);
     pol->require_encrypted = strcmp(enc, "none") != 0 &&
-                             !partner_bool(&s->part, "accept_unencrypted", 0);
-    pol->digests = as2_partner_digests(&s->part);
-    pol->ciphers = cipher_bits(&s->part);
+                             !partner_bool(s->part, "accept_unencrypted", 0);
+    pol->digests = as2_partner_digests(s->part);
+    pol->ciphers = cipher_bits(s->part);
     return 0;
 }
 
@@ -353,22 +350,16 @@ void as2_policy_clear(struct as2_policy *pol)
 
 /* ---- MDNs received -------------------------------------------------------------- */
 
-void as2_receipt_keep(struct connector *c, struct store *use,
-                      const char *msgid,
+void as2_receipt_keep(struct connector *c, const char *msgid,
                       const char *direction, const char *headers,
                       const void *body, size_t len, const char *mdn_id,
                       const char *original_id)
 {
     struct error err = {0};
-    struct store_receipt r = {
-        .message_id = (char *)msgid, .direction = (char *)direction,
-        .at = now_ms(), .as2_message_id = (char *)mdn_id,
-        .original_message_id = (char *)original_id,
-        .headers = (char *)(headers ? headers : ""),
-        .body = (unsigned char *)body, .len = len,
-    };
-    struct store *st = use ? use : wharf_store(c->wharf, &err);
-    if (st == NULL || store_receipt_add(st, &r, &err) < 0)
+    struct conn_receipt r = { .msgid = msgid, .direction = direction,
+        .headers = headers, .body = body, .len = len, .mdn_id = mdn_id,
+        .original_id = original_id };
+    if (conn_receipt_keep(c->env->history, &r, &err) < 0)
         conn_log(c, LOG_ERROR, msgid, "cannot keep the MDN %s: %s",
                  mdn_id ? mdn_id : "-", err.msg);
 }
@@ -385,27 +376,27 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
     size_t off = 0;
     struct as2_mdn_received r;
     memset(&r, 0, sizeof(r));
-    X509 **certs = calloc(s->part.ncerts + 1, sizeof(*certs));
+    X509 **certs = calloc(s->part->ncerts + 1, sizeof(*certs));
     BIO *b = certs ? BIO_new_mem_buf(body ? body : "", (int)len) : NULL;
     enum wh_status st = WH_FAIL;
-    for (size_t i = 0; certs && i < s->part.ncerts; i++)
-        certs[i] = s->part.certs[i].cert;
-    int want_signed = partner_bool(&s->part, "mdn_signed", 1);
+    for (size_t i = 0; certs && i < s->part->ncerts; i++)
+        certs[i] = s->part->certs[i].cert;
+    int want_signed = partner_bool(s->part, "mdn_signed", 1);
     struct as2_mdn_read_opts o = {
-        .partner = s->part.name, .certs = certs, .ncerts = s->part.ncerts,
-        .digests = as2_partner_digests(&s->part),
+        .partner = s->part->name, .certs = certs, .ncerts = s->part->ncerts,
+        .digests = as2_partner_digests(s->part),
         .require_signed = want_signed,
     };
     /* RFC 4130: only a signed receipt must carry the MIC */
     bool mic_optional = !want_signed &&
-                        !partner_bool(&s->part, "require_mic", 0);
+                        !partner_bool(s->part, "require_mic", 0);
     if (b == NULL)
         error_set(err, "out of memory");
     else if (mime_headers_parse(&h, headers ? headers : "\r\n",
                                 headers ? strlen(headers) : 2, &off, err) < 0)
         error_prefix(err, "the MDN's headers");
     else if (as2_mdn_read(&o, &h, b, &r, err) < 0)
-        error_prefix(err, "the MDN from %s", s->part.name);
+        error_prefix(err, "the MDN from %s", s->part->name);
     else if (as2_mdn_check(&r, message_id, mic, mic_optional, err) == 0) {
         if (r.mdn.has_mic)
             snprintf(receipt, rsz, "MDN processed%s, MIC %s", r.is_signed
@@ -417,9 +408,9 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
     }
     if (st != WH_OK)
         conn_log(c, LOG_WARNING, msgid, "ALERT: the MDN from %s does not "
-                 "confirm %s: %s", s->part.name, message_id, err->msg);
+                 "confirm %s: %s", s->part->name, message_id, err->msg);
     if (body && len > 0)
-        as2_receipt_keep(c, NULL, msgid, "received", headers, body, len,
+        as2_receipt_keep(c, msgid, "received", headers, body, len,
                          r.message_id[0] ? r.message_id : NULL,
                          message_id);
     BIO_free(b);
@@ -465,13 +456,13 @@ static int send_opts(struct connector *c, const struct message *m,
                      struct send *sd, struct error *err)
 {
     struct as2_state *s = c->state;
-    const struct partner *p = &s->part;
+    const struct partner *p = s->part;
     int64_t now = now_ms();
     struct as2_package_opts *o = &sd->po;
     enum as2_digest dg = as2_digest_from_name(partner_str(p, "sign", "sha256"));
     enum as2_cipher ci = as2_cipher_from_name(partner_str(p, "encrypt",
                                                           "aes256-cbc"));
-    o->from = s->prof.as2_id;
+    o->from = s->prof->as2_id;
     o->to = p->as2_id;
     o->host = "wharf";
     as2_message_id_of(m->id, sd->message_id, sizeof(sd->message_id));
@@ -480,7 +471,7 @@ static int send_opts(struct connector *c, const struct message *m,
     o->filename = m->filename;
     o->content_type = str(c->config, "content_type");
     if (dg != AS2_DIGEST_NONE) {
-        const struct profile_key *k = profile_sign_key(&s->prof, now);
+        const struct profile_key *k = profile_sign_key(s->prof, now);
         if (k == NULL)
             return error_set(err, "no profile key is valid now to sign with");
         sd->signer = (struct as2_signer){ .cert = k->cert, .key = k->key,
@@ -534,9 +525,7 @@ static int body_file(const char *dir)
 static int send_package(struct connector *c, const struct message *m,
                         struct send *sd, struct error *err)
 {
-    char dir[4200];
-    if (wharf_path(c->wharf, "payloads", dir, sizeof(dir)) < 0)
-        return error_set(err, "data directory path too long");
+    const char *dir = c->env->settings->scratch_dir;
     if ((sd->fd = body_file(dir)) < 0)
         return error_errno(err, errno, "cannot create a temporary file in %s",
                            dir);
@@ -551,7 +540,7 @@ static int send_package(struct connector *c, const struct message *m,
         rc = error_set(err, "cannot write the packaged message");
     BIO_free(in);
     BIO_free(out);
-    payload_close(src.r);
+    message_payload_close(src.r);
     if (rc == 0 && lseek(sd->fd, 0, SEEK_SET) != 0)
         rc = error_errno(err, errno, "cannot rewind the packaged message");
     return rc;
@@ -592,7 +581,7 @@ static int pending_put(struct connector *c, const struct message *m,
     int n = snprintf(val, sizeof(val), "%s\n%s", sd->res.message_id,
                      sd->res.mic);
     struct secret *v = secret_from(val, (size_t)n);
-    int rc = v ? connector_state_put(c->wharf, c->name, name, v,
+    int rc = v ? conn_state_put(c->env->state, c->name, name, v,
                                      now_ms() + s->mdn_timeout_ms, err)
                : error_set(err, "out of memory");
     secret_free(v);
@@ -629,19 +618,19 @@ static enum wh_status send_once(struct connector *c, struct delivery *d)
         return WH_FAIL;
     }
     struct net_client_req req = {
-        .method = "POST", .url = s->part.url,
+        .method = "POST", .url = s->part->url,
         .headers = (const char *const *)sd.hdrs,
         .body_len = (int64_t)sd.res.body_bytes, .read = fd_read,
         .read_ud = &sd.fd,
     };
     struct net_client_resp resp;
     conn_log(c, LOG_DEBUG, d->msg->id, "AS2 %s to %s (%llu bytes)",
-             sd.res.message_id, s->part.url,
+             sd.res.message_id, s->part->url,
              (unsigned long long)sd.res.body_bytes);
     st = net_client_request(&s->opts, &req, &resp, &d->err);
     if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
         st = net_client_status_class(resp.status);
-        error_set(&d->err, "HTTP %ld from %s", resp.status, s->part.url);
+        error_set(&d->err, "HTTP %ld from %s", resp.status, s->part->url);
     } else if (st == WH_OK && sd.po.mdn == AS2_MDN_SYNC) {
         st = as2_mdn_confirm(c, d->msg->id, resp.headers, resp.body,
                              resp.len, sd.res.message_id, sd.res.mic, d->receipt,
@@ -676,7 +665,7 @@ static enum wh_status pending_check(struct connector *c, struct delivery *d)
     struct secret *v = NULL, *mdn = NULL;
     int64_t deadline = 0;
     as2_state_pending(name, sizeof(name), d->msg->id);
-    int rc = connector_state_get(c->wharf, c->name, name, &v, &deadline,
+    int rc = conn_state_get(c->env->state, c->name, name, &v, &deadline,
                                  &d->err);
     if (rc <= 0)
         return rc < 0 ? WH_RETRY : WH_DEFER;
@@ -685,12 +674,12 @@ static enum wh_status pending_check(struct connector *c, struct delivery *d)
     char *nl = val ? strchr(val, '\n') : NULL;
     if (nl == NULL) {
         free(val);
-        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_state_drop(c->env->state, c->name, name, NULL);
         return WH_DEFER;
     }
     *nl = '\0';
     as2_state_arrived(arrived, sizeof(arrived), val);
-    rc = connector_state_get(c->wharf, c->name, arrived, &mdn, NULL, &d->err);
+    rc = conn_state_get(c->env->state, c->name, arrived, &mdn, NULL, &d->err);
     enum wh_status st = WH_RETRY;
     if (rc == 1) {
         /* stored as the header block, a NUL, then the body */
@@ -701,10 +690,10 @@ static enum wh_status pending_check(struct connector *c, struct delivery *d)
                                secret_len(mdn) - hl - 1, val, nl + 1, d->receipt, sizeof(d->receipt),
                                &d->err)
              : (error_set(&d->err, "stored MDN is malformed"), WH_FAIL);
-        connector_state_drop(c->wharf, c->name, arrived, NULL);
-        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_state_drop(c->env->state, c->name, arrived, NULL);
+        conn_state_drop(c->env->state, c->name, name, NULL);
     } else if (rc == 0 && now_ms() > deadline) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_state_drop(c->env->state, c->name, name, NULL);
         error_set(&d->err, "no asynchronous MDN for %s within %lld s: it "
                   "is sent again (same Message-ID)", val,
                   (long long)(s->mdn_timeout_ms / 1000));
@@ -723,7 +712,7 @@ static enum wh_status as2_deliver(struct connector *c, struct delivery *d)
     d->receipt[0] = '\0';
     /* only a partner set to async MDNs can have one pending (a message
      * left waiting when the setting changed is sent again: no loss) */
-    enum wh_status st = strcmp(partner_str(&s->part, "mdn", "sync"), "async")
+    enum wh_status st = strcmp(partner_str(s->part, "mdn", "sync"), "async")
                         ? WH_DEFER : pending_check(c, d);
     if (st == WH_DEFER) {
         error_clear(&d->err);
@@ -746,16 +735,16 @@ static enum wh_status as2_poll(struct connector *c, struct intake *in,
 static enum wh_status as2_test(struct connector *c, struct error *err)
 {
     struct as2_state *s = c->state;
-    struct net_client_req req = { .method = "HEAD", .url = s->part.url,
+    struct net_client_req req = { .method = "HEAD", .url = s->part->url,
                                   .body_len = -1 };
     struct net_client_resp resp;
     enum wh_status st = net_client_request(&s->opts, &req, &resp, err);
     net_client_resp_free(&resp);
-    if (st == WH_OK && profile_sign_key(&s->prof, now_ms()) == NULL)
+    if (st == WH_OK && profile_sign_key(s->prof, now_ms()) == NULL)
         return error_set(err, "no profile key is valid now"), WH_FAIL;
-    if (st == WH_OK && partner_send_cert(&s->part, now_ms()) == NULL)
+    if (st == WH_OK && partner_send_cert(s->part, now_ms()) == NULL)
         return error_set(err, "partner %s has no certificate valid now",
-                         s->part.name), WH_FAIL;
+                         s->part->name), WH_FAIL;
     return st;
 }
 

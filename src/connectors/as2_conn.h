@@ -24,8 +24,10 @@
 #define AS2_DEFAULT_BODY (1LL * 1024 * 1024 * 1024)
 
 struct as2_state {
-    struct profile prof;            /* our AS2 id and keys (unsealed) */
-    struct partner part;            /* the partner of this connector */
+    const struct profile *prof;     /* our AS2 id and keys (vault handles),
+                                       the environment's (c->env->keys) */
+    const struct partner *part;     /* the partner of this connector: the
+                                       environment's */
     struct connector_proxy proxy;
     struct net_client_opts opts;    /* towards the partner's URL */
     struct secret *ca_pem;          /* the partner's tls_ca (PEM), owned */
@@ -59,10 +61,8 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
 
 /* Keep a raw MDN with Wharf message msgid (the non-repudiation record):
  * direction "sent" or "received"; headers as "Name: value\r\n" lines.
- * st: a store connection to use, or NULL to open one. Failures are
- * logged, not returned (the exchange already happened). */
-void as2_receipt_keep(struct connector *c, struct store *st,
-                      const char *msgid,
+ * Failures are logged, not returned (the exchange already happened). */
+void as2_receipt_keep(struct connector *c, const char *msgid,
                       const char *direction, const char *headers,
                       const void *body, size_t len, const char *mdn_id,
                       const char *original_id);

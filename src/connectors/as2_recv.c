@@ -1,6 +1,6 @@
 /*
  * as2_recv.c - the as2 connector (M4), source half: POST /as2 on the
- * partner listener (connectors/routes.c routes it here; as2_pick chooses
+ * partner listener (core/routes.c routes it here; as2_pick chooses
  * the connector whose partner's AS2 id is the request's AS2-From), and
  * POST /as2/mdn for asynchronous MDNs answering what we sent.
  *
@@ -45,10 +45,7 @@
 #include <time.h>
 
 #include "core/intake.h"
-#include "core/wharf.h"
 #include "net/server.h"
-#include "store/partner_store.h"
-#include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -85,7 +82,7 @@ static int path_ok(const struct as2_state *s, const char *path)
     size_t n = sizeof(AS2_ROUTE) - 1;
     return !strcmp(path, AS2_ROUTE) || !strcmp(path, AS2_MDN_ROUTE) ||
            (!strncmp(path, AS2_ROUTE "/", n + 1) &&
-            !strcmp(path + n + 1, s->prof.as2_id));
+            !strcmp(path + n + 1, s->prof->as2_id));
 }
 
 struct connector *as2_pick(struct connector *const *conns, size_t n,
@@ -98,7 +95,7 @@ struct connector *as2_pick(struct connector *const *conns, size_t n,
         return NULL;
     for (size_t i = 0; i < n; i++) {
         const struct as2_state *s = conns[i]->state;
-        if (s && strcmp(s->part.as2_id, from) == 0 && path_ok(s, path))
+        if (s && strcmp(s->part->as2_id, from) == 0 && path_ok(s, path))
             return conns[i];
     }
     return NULL;
@@ -184,7 +181,7 @@ static int mdn_build(struct as2_state *s, const struct as2_unpacked *info,
                      enum mdn_error e, const char *warning, BIO *out,
                      struct as2_mdn_built *built, struct error *err)
 {
-    const struct profile_key *k = profile_sign_key(&s->prof,
+    const struct profile_key *k = profile_sign_key(s->prof,
                                                    (int64_t)time(NULL) * 1000);
     struct as2_signer signer = { 0 };
     if (k) {
@@ -257,7 +254,7 @@ static void lines_free(char **l)
 static int mdn_url_allowed(const struct as2_state *s, const char *url)
 {
     return strncasecmp(url, "http://", 7) != 0 || s->opts.insecure ||
-           partner_bool(&s->part, "allow_plain_mdn_url", 0);
+           partner_bool(s->part, "allow_plain_mdn_url", 0);
 }
 
 /* One POST of an MDN (hdrs: "Name: value" list) to url. */
@@ -307,7 +304,7 @@ static int mdn_queue(struct connector *c, const char *url, const char *hb,
     p[ul] = '\n';
     memcpy(p + ul + 1, hb, hl + 1);
     memcpy(p + ul + 1 + hl + 1, data, len);
-    int rc = connector_state_put(c->wharf, c->name, name, v,
+    int rc = conn_state_put(c->env->state, c->name, name, v,
                                  (int64_t)time(NULL) * 1000 +
                                  MDN_OUT_DAYS * 86400000LL, err);
     secret_free(v);
@@ -338,7 +335,7 @@ static void mdn_retry_one(struct connector *c, const char *name)
     struct error err = {0};
     struct secret *v = NULL;
     int64_t expires = 0;
-    if (connector_state_get(c->wharf, c->name, name, &v, &expires, &err) <= 0)
+    if (conn_state_get(c->env->state, c->name, name, &v, &expires, &err) <= 0)
         return;
     const char *p = (const char *)secret_data(v);
     size_t n = secret_len(v);
@@ -346,7 +343,7 @@ static void mdn_retry_one(struct connector *c, const char *name)
     const char *hb = nl ? nl + 1 : NULL;
     size_t hl = hb ? strnlen(hb, n - (size_t)(hb - p)) : 0;
     if (hb == NULL || hb + hl >= p + n) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_state_drop(c->env->state, c->name, name, NULL);
         secret_free(v);
         return;
     }
@@ -360,12 +357,12 @@ static void mdn_retry_one(struct connector *c, const char *name)
     if (url && !allowed)        /* said once, when it was queued */
         error_set(&err, "plain-HTTP URL, not allowed for partner %s "
                   "(allow_plain_mdn_url)", ((struct as2_state *)c->state)
-                  ->part.name);
+                  ->part->name);
     if (st == WH_OK) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_state_drop(c->env->state, c->name, name, NULL);
         conn_log(c, LOG_INFO, NULL, "queued asynchronous MDN sent to %s", url);
     } else if ((int64_t)time(NULL) * 1000 > expires) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
+        conn_state_drop(c->env->state, c->name, name, NULL);
         conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN to %s given up "
                  "after %d days: %s", url, MDN_OUT_DAYS, err.msg);
     } else {
@@ -383,7 +380,7 @@ void as2_mdn_retry(struct connector *c)
     struct error err = {0};
     char **names = NULL;
     size_t n = 0;
-    if (connector_state_names(c->wharf, c->name, MDN_OUT, &names, &n,
+    if (conn_state_names(c->env->state, c->name, MDN_OUT, &names, &n,
                               &err) < 0) {
         conn_log(c, LOG_ERROR, NULL, "cannot read the MDN queue: %s", err.msg);
         return;
@@ -398,9 +395,8 @@ void as2_mdn_retry(struct connector *c)
 /* An asynchronous MDN to a plain-HTTP URL the partner may not use: said
  * in the message's history and in one ALERT line, now; it stays queued
  * (quietly) and goes once allow_plain_mdn_url is set, or expires. */
-static void mdn_plain_refused(struct connector *c, struct store *st,
-                              const char *msgid, const char *url,
-                              const char *mdn_id)
+static void mdn_plain_refused(struct connector *c, const char *msgid,
+                              const char *url, const char *mdn_id)
 {
     struct as2_state *s = c->state;
     struct error err = {0};
@@ -408,16 +404,16 @@ static void mdn_plain_refused(struct connector *c, struct store *st,
     snprintf(text, sizeof(text), "asynchronous MDN %.150s not sent: partner "
              "%s asked for it at the plain-HTTP URL %.200s; it stays queued "
              "until the partner's allow_plain_mdn_url is true (or for %d "
-             "days)", mdn_id, s->part.name, url, MDN_OUT_DAYS);
+             "days)", mdn_id, s->part->name, url, MDN_OUT_DAYS);
     conn_log(c, LOG_WARNING, msgid, "ALERT: %s", text);
-    if (msgid && store_event_add(st, msgid, 0, "warning", text, &err) < 0)
+    if (msgid && conn_event(c->env->history, msgid, 0, "warning", text,
+                            &err) < 0)
         conn_log(c, LOG_ERROR, msgid, "cannot record an event: %s", err.msg);
 }
 
 /* An asynchronous MDN: queued durably first (so the message may go on),
  * then tried once now; poll() retries what is left. */
-static void mdn_async(struct connector *c, struct http_exchange *x,
-                      const char *msgid, const char *url,
+static void mdn_async(struct connector *c, const char *msgid, const char *url,
                       const struct as2_mdn_built *b, const char *hb,
                       BIO *body)
 {
@@ -432,7 +428,7 @@ static void mdn_async(struct connector *c, struct http_exchange *x,
         return;
     }
     if (!mdn_url_allowed(c->state, url))
-        mdn_plain_refused(c, x->st, msgid, url, b->message_id);
+        mdn_plain_refused(c, msgid, url, b->message_id);
     else
         mdn_retry_one(c, name);
 }
@@ -466,12 +462,12 @@ static void answer(struct connector *c, struct http_exchange *x,
             reply_mdn(r, &b, body);
         } else {
             net_reply(r, 200, "text/plain", "received\n", 9);
-            mdn_async(c, x, msgid, info->req.receipt_url, &b, hb, body);
+            mdn_async(c, msgid, info->req.receipt_url, &b, hb, body);
         }
         char *data = NULL;
         long len = BIO_get_mem_data(body, &data);
         if (hb && msgid)
-            as2_receipt_keep(c, x->st, msgid, "sent", hb, data, (size_t)len,
+            as2_receipt_keep(c, msgid, "sent", hb, data, (size_t)len,
                              b.message_id, info->req.message_id);
         free(hb);
     }
@@ -522,13 +518,12 @@ static int take_message(struct connector *c, struct http_exchange *x,
 
 /* The hop that waits for this MDN (one of ours, at this connector) need
  * not wait for its next look. */
-static void mdn_wake(struct connector *c, struct store *st,
-                     const char *original_id)
+static void mdn_wake(struct connector *c, const char *original_id)
 {
     struct error err = {0};
     char msgid[ID_LEN + 1];
     if (as2_message_id_wharf(original_id, msgid) == 0 &&
-        store_hop_wake(st, msgid, c->name, &err) < 0)
+        conn_hop_wake(c->env->history, msgid, c->name, &err) < 0)
         conn_log(c, LOG_WARNING, msgid, "cannot wake the hop waiting for "
                  "its MDN (it looks again by itself): %s", err.msg);
 }
@@ -548,12 +543,12 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
         return;
     }
     /* verify before keeping: only the partner's signed MDN is taken */
-    X509 **certs = calloc(s->part.ncerts + 1, sizeof(*certs));
-    for (size_t i = 0; certs && i < s->part.ncerts; i++)
-        certs[i] = s->part.certs[i].cert;
-    struct as2_mdn_read_opts o = { .partner = s->part.name, .certs = certs,
-        .ncerts = s->part.ncerts, .digests = as2_partner_digests(&s->part),
-        .require_signed = partner_bool(&s->part, "mdn_signed", 1) };
+    X509 **certs = calloc(s->part->ncerts + 1, sizeof(*certs));
+    for (size_t i = 0; certs && i < s->part->ncerts; i++)
+        certs[i] = s->part->certs[i].cert;
+    struct as2_mdn_read_opts o = { .partner = s->part->name, .certs = certs,
+        .ncerts = s->part->ncerts, .digests = as2_partner_digests(s->part),
+        .require_signed = partner_bool(s->part, "mdn_signed", 1) };
     struct as2_mdn_received got;
     BIO *b = BIO_new_mem_buf(body, (int)len);
     int rc = certs && b ? as2_mdn_read(&o, &h, b, &got, &err) : -1;
@@ -575,7 +570,7 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
         memcpy(p + at + 1, body, len);
         char name[128];
         as2_state_arrived(name, sizeof(name), got.mdn.original_message_id);
-        rc = connector_state_put(c->wharf, c->name, name, keep,
+        rc = conn_state_put(c->env->state, c->name, name, keep,
                                  (int64_t)time(NULL) * 1000 + 7 * 86400000LL,
                                  &err);
     }
@@ -585,14 +580,14 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
     if (rc < 0) {
         net_req_auth_failure(r);
         conn_log(c, LOG_WARNING, NULL, "ALERT: refused an asynchronous MDN "
-                 "from %s (%s): %s", s->part.name, net_req_address(r),
+                 "from %s (%s): %s", s->part->name, net_req_address(r),
                  err.msg);
         net_reply_error(r, 400, "refused", "%s", err.msg);
         return;
     }
     conn_log(c, LOG_INFO, NULL, "asynchronous MDN for %s from %s kept",
-             got.mdn.original_message_id, s->part.name);
-    mdn_wake(c, x->st, got.mdn.original_message_id);
+             got.mdn.original_message_id, s->part->name);
+    mdn_wake(c, got.mdn.original_message_id);
     net_reply(r, 200, "text/plain", "received\n", 9);
 }
 
@@ -600,7 +595,7 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
 
 /* The message goes on to the next connectors now that its MDN went out
  * (or its asynchronous sending ended, logged as an alert if it failed). */
-static void release(struct connector *c, struct store *st, const char *id,
+static void release(struct connector *c, struct intake *in, const char *id,
                     const struct as2_unpacked *info)
 {
     struct error err = {0};
@@ -608,7 +603,7 @@ static void release(struct connector *c, struct store *st, const char *id,
                       : info->req.mdn_async ? "released: its asynchronous "
                         "MDN is queued durably (sent, or retried)"
                       : "released: its MDN went out in the response";
-    if (store_message_release(st, id, why, &err) < 0)
+    if (intake_release(in, id, why, &err) < 0)
         conn_log(c, LOG_ERROR, id, "cannot release the message (serve "
                  "releases it at its next start): %s", err.msg);
 }
@@ -633,12 +628,12 @@ static int64_t refusal(struct connector *c, struct http_exchange *x,
     struct net_request *r = x->req;
     struct error err = {0};
     int64_t count = 0;
-    struct store_refusal rec = { .source = c->name,
+    struct intake_refusal rec = {
         .address = net_req_address(r), .reason = what, .text = text,
         .window_ms = BURST_WINDOW_MS };
     if (blame)
         net_req_auth_failure(r);
-    if (store_refusal_record(x->st, &rec, id, &count, &err) < 0) {
+    if (intake_refused(x->in, &rec, id, &count, &err) < 0) {
         id[0] = '\0';
         conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
                  err.msg);
@@ -669,7 +664,7 @@ static void refused(struct connector *c, struct http_exchange *x,
     const char *what = info->unsupported_micalg ? "unsupported MIC-algorithms"
                        : mdn_error_name(info->mdn_error);
     snprintf(text, sizeof(text), "AS2 message %s from %s (%s) refused (%s): "
-             "%s", mid, s->part.name, net_req_address(x->req), what, why);
+             "%s", mid, s->part->name, net_req_address(x->req), what, why);
     if (refusal(c, x, what, text, !cut, id) > 1)
         id[0] = '\0';
 }
@@ -686,7 +681,7 @@ static void too_large(struct connector *c, struct http_exchange *x,
     const char *mid = net_req_header(r, "Message-ID");
     snprintf(text, sizeof(text), "AS2 message %.200s from %s (%s) refused "
              "(too large): the body%s is over max_body_bytes (%lld)",
-             mid ? mid : "-", s->part.name, net_req_address(r),
+             mid ? mid : "-", s->part->name, net_req_address(r),
              declared >= 0 ? " announced" : "", (long long)s->max_body);
     refusal(c, x, "too-large", text, 1, id);
     net_reply_error(r, 413, "too_large", "request body is larger than %lld "
@@ -722,7 +717,7 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
     }
     if (rc == -2) {         /* could not store: the sender tries again */
         conn_log(c, LOG_ERROR, NULL, "AS2 message %s from %s not stored: %s",
-                 info.req.message_id, s->part.name, err.msg);
+                 info.req.message_id, s->part->name, err.msg);
         net_reply_error(r, 503, "unavailable", "cannot store the message "
                         "now; send it again later");
         return WH_OK;
@@ -737,13 +732,13 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
         return WH_OK;
     }
     conn_log(c, LOG_INFO, intake_id(x->in, 0), "AS2 message %s from %s "
-             "stored%s (%llu bytes)", info.req.message_id, s->part.name,
+             "stored%s (%llu bytes)", info.req.message_id, s->part->name,
              dup ? " before: a duplicate" : "",
              (unsigned long long)info.payload_bytes);
     const char *stored = intake_duplicate(x->in, 0);
     const char *id = stored ? stored : intake_id(x->in, 0);
     answer(c, x, id, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
            : NULL, 0, NULL);
-    release(c, x->st, id, &info);
+    release(c, x->in, id, &info);
     return WH_OK;
 }

@@ -47,7 +47,6 @@
 #include <unistd.h>
 
 #include "core/intake.h"
-#include "core/wharf.h"
 #include "util/confine.h"
 #include "util/fault.h"
 #include "util/fsx.h"
@@ -482,7 +481,7 @@ static enum wh_status take_stable(struct connector *c, struct file_state *fs,
 {
     size_t n;
     struct seen **v = stable_files(fs, &n);
-    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
+    int batch = c->env ? c->env->settings->batch : 256, inbatch = 0;
     enum wh_status st = WH_OK;
     if (v == NULL)
         return error_set(err, "out of memory"), WH_RETRY;
@@ -636,7 +635,7 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
                       struct delivery *d, struct pending *p)
 {
     /* On the heap, not in static TLS (see intake_add_fd). */
-    unsigned char *buf = malloc(PAYLOAD_SEGMENT);
+    unsigned char *buf = malloc(MESSAGE_PAYLOAD_CHUNK);
     if (buf == NULL) {
         error_set(&d->err, "out of memory");
         d->status = WH_RETRY;
@@ -656,7 +655,7 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
     struct payload_reader *r = message_payload_open(d->msg, &d->err);
     ssize_t got = r ? 1 : -1;
     while (got > 0) {
-        got = payload_read(r, buf, PAYLOAD_SEGMENT, &d->err);
+        got = message_payload_read(r, buf, MESSAGE_PAYLOAD_CHUNK, &d->err);
         if (got > 0 && write_all(p->fd, buf, (size_t)got) < 0) {
             error_errno(&d->err, errno, "cannot write %s/%s", fs->send_dir,
                         p->tmp);
@@ -664,7 +663,7 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
             break;
         }
     }
-    payload_close(r);
+    message_payload_close(r);
     free(buf);
     if (got < 0)
         d->status = WH_FAIL;    /* the stored payload is bad: retrying won't help */

@@ -52,7 +52,6 @@
 
 #include "connectors/proxy.h"
 #include "core/intake.h"
-#include "core/wharf.h"
 #include "net/client.h"
 #include "util/secret.h"
 
@@ -779,7 +778,7 @@ struct upload {
 static size_t up_read(char *buf, size_t size, size_t nitems, void *ud)
 {
     struct upload *u = ud;
-    ssize_t got = payload_read(u->r, buf, size * nitems, u->err);
+    ssize_t got = message_payload_read(u->r, buf, size * nitems, u->err);
     if (got < 0) {
         u->failed = 1;
         return CURL_READFUNC_ABORT;
@@ -794,9 +793,9 @@ static int up_seek(void *ud, curl_off_t offset, int origin)
     if (origin != SEEK_SET || offset < 0)
         return CURL_SEEKFUNC_FAIL;
     while (offset > 0) {
-        size_t want = offset > PAYLOAD_SEGMENT ? PAYLOAD_SEGMENT
+        size_t want = offset > MESSAGE_PAYLOAD_CHUNK ? MESSAGE_PAYLOAD_CHUNK
                                                : (size_t)offset;
-        ssize_t got = payload_read(u->r, u->skip, want, u->err);
+        ssize_t got = message_payload_read(u->r, u->skip, want, u->err);
         if (got <= 0) {
             u->failed = 1;
             return CURL_SEEKFUNC_FAIL;
@@ -880,7 +879,7 @@ static enum wh_status deliver_on(struct connector *c, struct sftp_state *s,
 
     struct upload u = { .err = &d->err };
     u.r = message_payload_open(m, &d->err);
-    u.skip = malloc(PAYLOAD_SEGMENT);
+    u.skip = malloc(MESSAGE_PAYLOAD_CHUNK);
     struct curl_slist *post = quote_cmd("rename", tmp, final);
     if (u.r == NULL || u.skip == NULL || post == NULL) {
         st = u.r == NULL ? WH_FAIL : WH_RETRY;
@@ -937,7 +936,7 @@ static enum wh_status deliver_on(struct connector *c, struct sftp_state *s,
     }
 out:
     curl_slist_free_all(post);
-    payload_close(u.r);
+    message_payload_close(u.r);
     free(u.skip);
     return st;
 }
@@ -1097,7 +1096,7 @@ static enum wh_status poll_locked(struct connector *c, struct sftp_state *s,
     rfiles_free(s->seen, s->nseen);
     s->seen = now;
     s->nseen = keep;
-    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
+    int batch = c->env ? c->env->settings->batch : 256, inbatch = 0;
     for (size_t i = 0; i < s->nseen && taken < MAX_TAKE_PER_POLL; i++) {
         if (!s->seen[i].stable)
             continue;

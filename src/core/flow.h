@@ -76,6 +76,16 @@ int flow_action_run(struct wharf *w, struct store *st, const char *name,
                     struct conn_action_ctx *x, struct error *err);
 void flow_action_clear(struct conn_action_ctx *x);
 
+/* GET /oauth/callback: ask every stored connector whose type has
+ * oauth_callback whether it started the authorization with this state,
+ * and let it finish it with code (NULL: refused). conn (n bytes) gets the
+ * connector's name once known. A connector_type's enum conn_oauth_rc:
+ * CONN_OAUTH_UNKNOWN (err says so) when none did. */
+struct secret;
+int flow_oauth_callback(struct wharf *w, struct store *st, const char *state,
+                        const struct secret *code, char *conn, size_t n,
+                        struct error *err);
+
 /* 1 when a stored connector config sends in the clear ("insecure": true). */
 int flow_connector_insecure(const char *config_json);
 
@@ -86,6 +96,7 @@ struct flow {
     size_t nconns;
     struct store_flow rows;     /* the links are read from here */
     int64_t generation;
+    struct conn_env *env;       /* owned: the connectors' environment */
 };
 
 /* Open every connector of the stored flow. A connector that fails to open

@@ -11,6 +11,10 @@
 #include "core/wharf.h"
 #include "store/partner_store.h"
 #include "store/store.h"
+#include "vault/vault.h"
+
+_Static_assert(MESSAGE_PAYLOAD_CHUNK == PAYLOAD_SEGMENT,
+               "message.h's chunk is the vault's segment");
 
 struct payload_reader *message_payload_open(const struct message *m,
                                             struct error *err)
@@ -22,6 +26,17 @@ struct payload_reader *message_payload_open(const struct message *m,
         return NULL;
     }
     return payload_open(m->wharf->vault, path, m->id, err);
+}
+
+ssize_t message_payload_read(struct payload_reader *r, void *buf, size_t n,
+                             struct error *err)
+{
+    return payload_read(r, buf, n, err);
+}
+
+void message_payload_close(struct payload_reader *r)
+{
+    payload_close(r);
 }
 
 json_t *message_json(const struct store_message *m)

@@ -7,14 +7,15 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/error.h"
 #include "util/id.h"
-#include "vault/vault.h"
 
 struct wharf;
 struct store;
 struct store_message;
+struct payload_reader;
 
 struct message {
     char id[ID_LEN + 1];
@@ -23,12 +24,23 @@ struct message {
     int64_t size;               /* plaintext bytes */
     const char *sha256;         /* hex of the plaintext */
     const char *payload_path;   /* relative to the data dir */
-    struct wharf *wharf;        /* not owned */
+    struct wharf *wharf;        /* not owned; core's (opaque to connectors:
+                                   message_payload_open reads through it) */
 };
 
-/* Open the payload for reading. Caller owns; payload_close when done. */
+/* Open the payload for reading (decrypted, each segment authenticated
+ * before a byte of it is handed out). Caller owns; message_payload_close
+ * when done. */
 struct payload_reader *message_payload_open(const struct message *m,
                                             struct error *err);
+/* Up to n plaintext bytes into buf: > 0, 0 at the verified end, -1 with
+ * err (a truncated, altered or swapped payload). */
+ssize_t message_payload_read(struct payload_reader *r, void *buf, size_t n,
+                             struct error *err);
+void message_payload_close(struct payload_reader *r);
+/* The unit the payload is stored in (plaintext bytes per segment): reads
+ * of this size cost one decryption each. */
+#define MESSAGE_PAYLOAD_CHUNK (64 * 1024)
 
 /* A stored message as JSON (id, created_at, updated_at, source, filename,
  * size, sha256, state): what `wharf message list --json` and the API show.

@@ -8,8 +8,8 @@
  * Each sealed value is opened with the context its owner sealed it for and
  * sealed again under the active key (vault_reseal): the contexts are those
  * of core/partners.c and core/profile.c ("profile-key:ID"),
- * connectors/secrets.c ("connector:NAME:ROW"), auth/totp.c ("totp:USER")
- * and cli/oidc.c + api/api_oidc.c ("oidc:client_secret"). A context that
+ * core/conn_secrets.c and core/env.c ("connector:NAME:ROW"), auth/totp.c
+ * ("totp:USER") and cli/oidc.c + api/api_oidc.c ("oidc:client_secret"). A context that
  * did not match would fail to open, be counted as failed, and keep the old
  * key: rotation never makes a value unreadable.
  *

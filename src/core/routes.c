@@ -19,12 +19,13 @@
  * of recent refusals by address. It must never answer 2xx itself: only a
  * connector's route(), after intake_commit().
  */
-#include "connectors/connector.h"
+#include "core/engine.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "connectors/connector.h"
 #include "core/flow.h"
 #include "core/intake.h"
 #include "core/wharf.h"
@@ -168,7 +169,6 @@ static void dispatch(struct partner_routes *pr, const struct connector_type *t,
     size_t nnext = flow_next(pr->flow, c->name, &next);
     struct http_exchange x = {
         .req = req, .in = intake_new(pr->w, st, c->name, next, nnext),
-        .st = st,
     };
     if (x.in == NULL || c->type->route(c, &x) != WH_OK)
         net_reply_error(req, x.in ? 500 : 503, x.in ? "internal"

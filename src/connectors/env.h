@@ -1,0 +1,150 @@
+/*
+ * env.h - what a connector gets from the engine instead of the process:
+ * its environment (DESIGN.md, "Next shape: a connector gets an
+ * environment, not the process").
+ *
+ * One struct conn_env per flow generation (and one per CLI or API action
+ * that opens a connector), owned by core (core/env.c), shared by every
+ * connector of that generation: c->env. A connector reaches the data
+ * directory, the vault and the store only through these parts; it never
+ * sees struct wharf, a store connection or a master key.
+ *
+ *   keys      the AS2 profile (private keys as vault handles: they sign
+ *             and decrypt through the key process) and the partners with
+ *             their certificates, loaded once per generation;
+ *   net       the one transport's configuration (net/client.h does the
+ *             work): wharf.conf's proxy, resolved by the one proxy rule;
+ *   jobs      durable follow-up work of a message the engine runs and
+ *             retries (AS2 MDN out, MDN wait): see "jobs" below;
+ *   state     small sealed key-value state per connector (OAuth tokens)
+ *             and a claim-once guard (webhook signatures);
+ *   history   events and receipts in a message's history;
+ *   settings  what a connector may read of wharf.conf.
+ *
+ * Every function here is thread-safe (workers and listener threads share
+ * the environment) and uses the calling thread's store connection.
+ * Ownership is said per function; the environment outlives every
+ * connector opened with it.
+ */
+#ifndef WHARF_CONNECTOR_ENV_H
+#define WHARF_CONNECTOR_ENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/client.h"
+#include "util/error.h"
+#include "util/id.h"
+#include "util/status.h"
+
+struct secret;
+struct profile;
+struct partner;
+struct conn_keys;
+struct conn_transport;
+struct conn_jobs;
+struct conn_state;
+struct conn_history;
+
+/* What a connector may know of wharf.conf (read-only, per generation). */
+struct conn_settings {
+    int batch;                  /* messages per intake commit */
+    int64_t poll_ms;            /* default poll interval of sources */
+    char admin_listen[128];     /* "IP:PORT" of the admin listener */
+    int partner_client_certs;   /* the partner listener verifies client
+                                   certificates (partner_client_ca) */
+    char scratch_dir[4200];     /* a folder for unlinked temporary files
+                                   (O_TMPFILE) on the data dir's disk */
+};
+
+struct conn_env {
+    const struct conn_keys *keys;
+    const struct conn_transport *net;
+    struct conn_jobs *jobs;
+    struct conn_state *state;
+    struct conn_history *history;
+    const struct conn_settings *settings;
+};
+
+/* ---- keys -------------------------------------------------------------------
+ * Borrowed: they live as long as the environment. The profile's keys are
+ * EVP_PKEYs of the vault's provider (a public half and a handle): no
+ * private key object exists outside src/vault/. */
+
+/* The local AS2 profile: 1 and *out, 0 when the flow has none, -1 err. */
+int conn_keys_profile(const struct conn_keys *k, const struct profile **out,
+                      struct error *err);
+
+/* The partner called name: 1 and *out, 0 when there is none, -1 err. */
+int conn_keys_partner(const struct conn_keys *k, const char *name,
+                      const struct partner **out, struct error *err);
+
+/* ---- the transport ----------------------------------------------------------
+ * Outbound connections go through net/client.h only (one TLS policy). The
+ * proxy of a connection follows the one rule (net_client_proxy_pick): own
+ * is the connector's setting (url "direct" or NULL allowed), the rest is
+ * wharf.conf's. *out borrows from own and the transport; when wharf.conf's
+ * proxy applies with credentials, *auth gets them (caller frees with
+ * secret_free; *out->auth points to it). 0, or -1 with err (never a byte
+ * of the credentials). */
+int conn_net_proxy(const struct conn_transport *t, const struct net_proxy *own,
+                   struct net_proxy *out, enum net_proxy_from *from,
+                   struct secret **auth, struct error *err);
+
+/* ---- state ------------------------------------------------------------------
+ * Named values of connector conn, sealed by the vault (a key rotation
+ * re-seals them), kept across flow imports while the connector exists.
+ * get: 1 and *out (caller frees) when present, 0 when not, -1 on error;
+ * expires_at (ms since the epoch, 0 = never) may be NULL. */
+int conn_state_get(struct conn_state *s, const char *conn, const char *name,
+                   struct secret **out, int64_t *expires_at,
+                   struct error *err);
+int conn_state_put(struct conn_state *s, const char *conn, const char *name,
+                   const struct secret *value, int64_t expires_at,
+                   struct error *err);
+int conn_state_drop(struct conn_state *s, const char *conn, const char *name,
+                    struct error *err);
+/* Names of conn's values starting with prefix, oldest first; *names and
+ * each name malloc'ed (caller frees). 0 or -1. */
+int conn_state_names(struct conn_state *s, const char *conn,
+                     const char *prefix, char ***names, size_t *n,
+                     struct error *err);
+
+/* Claim-once (replay guard): claim key for conn until (ms since the
+ * epoch). 0 claimed, 1 already claimed (within its time, or pending in
+ * this process), -1 error. settle: done 1 = the claim stays until its
+ * time; 0 = released (the request was not stored). Expired claims are
+ * pruned. */
+int conn_state_claim(struct conn_state *s, const char *conn, const char *key,
+                     int64_t until, struct error *err);
+int conn_state_settle(struct conn_state *s, const char *conn, const char *key,
+                      int done, struct error *err);
+
+/* ---- history ------------------------------------------------------------------ */
+
+/* An event (level "info", "warning", "error") in message msgid's history,
+ * about hop hop_id (0: the message). */
+int conn_event(struct conn_history *h, const char *msgid, int64_t hop_id,
+               const char *level, const char *text, struct error *err);
+
+/* Keep a receipt (an AS2 MDN: the non-repudiation record) with message
+ * msgid: direction "sent" or "received", headers as "Name: value\r\n"
+ * lines, the body as it went over the wire. */
+struct conn_receipt {
+    const char *msgid;
+    const char *direction;
+    const char *headers;
+    const void *body;
+    size_t len;
+    const char *mdn_id;         /* its own Message-ID, or NULL */
+    const char *original_id;    /* what it answers, or NULL */
+};
+int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
+                      struct error *err);
+
+/* An asynchronous answer for message msgid came in: its hop at connector
+ * conn, if waiting, is due now. 1 woken, 0 none waiting, -1 err. */
+int conn_hop_wake(struct conn_history *h, const char *msgid,
+                  const char *conn, struct error *err);
+
+#endif
