@@ -69,10 +69,12 @@ struct connector {
 /* One message handed to a destination, and what became of it. */
 struct delivery {
     const struct message *msg;  /* in */
+    int64_t hop_id;             /* in: the hop this delivery is (for jobs) */
     /* out: WH_OK, WH_RETRY or WH_FAIL; or WH_AGAIN: nothing failed, the
      * far side has not answered yet (an asynchronous receipt): deliver()
-     * runs again at again_at, the attempt is not counted, and receipt
-     * (when set) goes into the message's history once, at info. */
+     * runs again at again_at unless a job of the hop (connectors/env.h)
+     * settles it first, the attempt is not counted, and receipt (when
+     * set) goes into the message's history once, at info. */
     enum wh_status status;
     struct error err;           /* out: why, when not WH_OK */
     char receipt[256];          /* out: what the far side said (optional) */
@@ -176,6 +178,23 @@ struct conn_action {
     enum conn_act_rc (*fn)(struct conn_action_ctx *x, struct error *err);
 };
 
+/* ---- jobs (connectors/env.h: durable follow-up work the engine runs) ---- */
+struct conn_job;
+
+struct conn_job_type {
+    const char *kind;           /* "as2.mdn-out": unique among all types */
+    const char *summary;        /* what it does, for help and history:
+                                   "send the asynchronous MDN we owe" */
+    /* Its own retry policy: a WH_RETRY run is tried again after the
+     * backoff; max_attempts 0: until give-up (struct conn_job_new). */
+    struct retry_policy retry;
+    /* Run job j of connector c (of the current flow generation): WH_OK
+     * done; WH_RETRY a failed attempt (j->err); WH_FAIL failed for good;
+     * WH_AGAIN not yet, no attempt counted (j->again_at). j->hop says
+     * what becomes of the job's hop. */
+    enum wh_status (*run)(struct connector *c, struct conn_job *j);
+};
+
 /* The "test" action every type with test() lists: opens the connector and
  * runs its test(); result {"connector", "ok", "detail"}. */
 enum conn_act_rc connector_action_test(struct conn_action_ctx *x,
@@ -210,6 +229,9 @@ struct connector_type {
     const struct conn_option *options;
     /* The generic verbs (terminated by verb NULL), or NULL. */
     const struct conn_action *actions;
+    /* The kinds of durable jobs its connectors add (terminated by kind
+     * NULL), or NULL. */
+    const struct conn_job_type *jobs;
     /* Optional: finish an authorization whose state is `state` with
      * `code` (NULL: refused) if the stored connector x started it:
      * CONN_OAUTH_UNKNOWN when it did not. */
@@ -307,6 +329,10 @@ json_t *connector_config_schema(const struct connector_type *t);
 /* The action verb of type t, or NULL. */
 const struct conn_action *connector_action_find(const struct connector_type *t,
                                                 const char *verb);
+
+/* The job kind of type t, or NULL. */
+const struct conn_job_type *connector_job_type(const struct connector_type *t,
+                                               const char *kind);
 
 /* The action verb of any type (the first that has it), or NULL: what an
  * attempt on a connector that turned out not to have it is audited as. */

@@ -15,7 +15,8 @@
  *   net       the one transport's configuration (net/client.h does the
  *             work): wharf.conf's proxy, resolved by the one proxy rule;
  *   jobs      durable follow-up work of a message the engine runs and
- *             retries (AS2 MDN out, MDN wait): see "jobs" below;
+ *             retries (AS2 MDN out, MDN wait), visible in its history:
+ *             see "jobs" below;
  *   state     small sealed key-value state per connector (OAuth tokens)
  *             and a claim-once guard (webhook signatures);
  *   history   events and receipts in a message's history;
@@ -120,6 +121,87 @@ int conn_state_claim(struct conn_state *s, const char *conn, const char *key,
 int conn_state_settle(struct conn_state *s, const char *conn, const char *key,
                       int done, struct error *err);
 
+/* ---- jobs -------------------------------------------------------------------
+ * Follow-up work of a message that outlives a delivery or a request: an
+ * AS2 MDN owed to a partner (sent, and retried, after the message was
+ * released), an MDN waited for (the hop waits; the job gets the MDN when
+ * it arrives, or gives up at its deadline and the message is sent again).
+ * A job belongs to a message and (hop_id > 0) one of its hops, at one
+ * connector, and has a kind: the connector type's job table
+ * (connector.h: struct conn_job_type) names it with its handler and its
+ * own retry policy. The engine leases due jobs, runs them through the
+ * handler of the connector of the current flow generation, retries them
+ * by that policy and records every run's outcome as an event in the
+ * message's history; `wharf message resend` queues a failed one again.
+ * Data and input are sealed by the vault. At most one job per message,
+ * connector and kind is active (queued, waiting or running). */
+
+struct conn_job_new {
+    const char *conn;           /* the connector (its name) */
+    const char *kind;           /* one of its type's job kinds */
+    const char *message_id;
+    int64_t hop_id;             /* 0: the message, not one hop */
+    const struct secret *data;  /* what the handler gets (sealed), or NULL */
+    int waiting;                /* 1: run when input arrives (conn_job_input)
+                                   or at give-up, not now */
+    int64_t give_up_ms;         /* failed (or, waiting, given up) this long
+                                   after it is queued; 0: never */
+    const char *note;           /* an info event of the message, or NULL */
+};
+
+/* Add job n (replacing an active one of the same message, connector and
+ * kind) and, unless it waits, have it run soon. 0 or -1 with err. */
+int conn_job_add(struct conn_jobs *j, const struct conn_job_new *n,
+                 struct error *err);
+
+/* Whether conn has an active job of kind for message msgid: 1, 0, -1. */
+int conn_job_active(struct conn_jobs *j, const char *conn, const char *msgid,
+                    const char *kind, struct error *err);
+
+/* Drop conn's queued or waiting job of kind for msgid (what it stood for
+ * did not happen). 1 dropped, 0 none, -1 err. */
+int conn_job_cancel(struct conn_jobs *j, const char *conn, const char *msgid,
+                    const char *kind, struct error *err);
+
+/* input arrived for conn's queued or waiting job of kind for msgid (it is
+ * sealed with the job; the job runs now). 1 delivered, 0 no such job
+ * waits, -1 err. */
+int conn_job_input(struct conn_jobs *j, const char *conn, const char *msgid,
+                   const char *kind, const struct secret *input,
+                   struct error *err);
+
+/* What becomes of a job's hop (its handler says, in struct conn_job). */
+enum conn_job_hop {
+    CONN_JOB_HOP_NONE = 0,      /* nothing: the hop is not the job's */
+    CONN_JOB_HOP_SENT,          /* delivered (receipt) */
+    CONN_JOB_HOP_RETRY,         /* a failed attempt of the hop (err): sent
+                                   again by the connector's retry policy */
+    CONN_JOB_HOP_FAILED,        /* failed for good (err) */
+};
+
+/* One run of a job, as its handler gets it. */
+struct conn_job {
+    const char *id;
+    const char *message_id;
+    int64_t hop_id;
+    const char *kind;
+    int attempts;               /* failed runs before this one */
+    int waits;                  /* runs that said WH_AGAIN before */
+    int64_t created_at, give_up_at;     /* ms since the epoch; 0: never */
+    const struct secret *data;  /* as added (NULL: none) */
+    const struct secret *input; /* what arrived for it, or NULL */
+    /* out */
+    struct error err;           /* why, with WH_RETRY / WH_FAIL (and for a
+                                   hop that failed or is sent again) */
+    char note[600];             /* what happened, for its event: with WH_OK
+                                   (default "done"), or with WH_AGAIN (then
+                                   an event at note_level; none without) */
+    const char *note_level;     /* "info" (NULL) or "warning" */
+    int64_t again_at;           /* with WH_AGAIN: run again then */
+    enum conn_job_hop hop;      /* what becomes of its hop */
+    char receipt[256];          /* with CONN_JOB_HOP_SENT */
+};
+
 /* ---- history ------------------------------------------------------------------ */
 
 /* An event (level "info", "warning", "error") in message msgid's history,
@@ -141,10 +223,5 @@ struct conn_receipt {
 };
 int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
                       struct error *err);
-
-/* An asynchronous answer for message msgid came in: its hop at connector
- * conn, if waiting, is due now. 1 woken, 0 none waiting, -1 err. */
-int conn_hop_wake(struct conn_history *h, const char *msgid,
-                  const char *conn, struct error *err);
 
 #endif

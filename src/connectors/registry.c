@@ -178,6 +178,15 @@ const struct conn_action *connector_action_find(const struct connector_type *t,
     return NULL;
 }
 
+const struct conn_job_type *connector_job_type(const struct connector_type *t,
+                                               const char *kind)
+{
+    for (size_t i = 0; t->jobs && t->jobs[i].kind; i++)
+        if (strcmp(t->jobs[i].kind, kind) == 0)
+            return &t->jobs[i];
+    return NULL;
+}
+
 const struct conn_action *connector_action_any(const char *verb)
 {
     const struct conn_action *a = NULL;

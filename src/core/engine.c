@@ -7,7 +7,10 @@
  *     every source that is due, handing it an intake;
  *   - N workers: each leases a batch of due hops (its own store
  *     connection), hands them to their connectors (deliver_batch or
- *     deliver), and commits every outcome of the batch in one transaction.
+ *     deliver), and commits every outcome of the batch in one transaction;
+ *     then the workers of the small lane run the due jobs (core/jobs.c:
+ *     durable follow-up work of messages, such as AS2 MDNs, each through
+ *     its connector type's handler, with its own retry policy).
  *
  * Two lanes, so that one large transfer never holds up small messages:
  * `workers` threads lease hops of messages under large_payload_bytes in
@@ -42,7 +45,9 @@
 #include "connectors/connector.h"
 #include "core/flow.h"
 #include "core/health.h"
+#include "core/env.h"
 #include "core/intake.h"
+#include "core/jobs.h"
 #include "core/wharf.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -59,7 +64,8 @@ struct worker {
     char owner[96];
     unsigned seed;
     struct store_lane lane;     /* the message sizes it leases */
-    int batch;                  /* hops per lease */
+    int batch;                  /* hops (and jobs) per lease */
+    int jobs;                   /* runs due jobs too (the small lane) */
 };
 
 struct engine {
@@ -117,6 +123,12 @@ static void engine_wake(struct engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* conn_env_set_wake: a job became due (added, or its input arrived). */
+static void engine_wake_jobs(void *ud)
+{
+    engine_wake(ud);
+}
+
 /* ---- workers ------------------------------------------------------------- */
 
 /* One leased hop and everything needed to run and commit it. */
@@ -147,6 +159,7 @@ static void job_prepare(struct worker *wk, struct store *st, struct job *j)
     j->msg.sha256 = j->row.sha256;
     j->msg.payload_path = j->row.payload_path;
     j->d.msg = &j->msg;
+    j->d.hop_id = j->hop->id;
     j->d.status = WH_RETRY;
     if (found != 0)
         error_set(&j->d.err, "message %s cannot be read: %s", j->msg.id,
@@ -341,6 +354,9 @@ static void *worker_main(void *arg)
     while (!engine_stopping(wk->e)) {
         pthread_rwlock_rdlock(&wk->e->flow_lock);
         size_t n = worker_batch(wk, st);
+        if (wk->jobs)
+            n += jobs_run(wk->e->flow, st, wk->owner, wk->e->w->conf.lease_ms,
+                          (size_t)wk->batch, &wk->seed);
         pthread_rwlock_unlock(&wk->e->flow_lock);
         if (n == 0)
             engine_wait(wk->e, IDLE_WAIT_MS);
@@ -398,6 +414,7 @@ static void maybe_reload(struct engine *e, struct store *st,
         return;
     }
     log_recovered(LOG_INFO, -1, NULL, "flow:load", "the flow loads again");
+    conn_env_set_wake(f->env, engine_wake_jobs, e);
     engine_health(f);
     pthread_rwlock_wrlock(&e->flow_lock);
     struct flow *old = e->flow;
@@ -492,6 +509,7 @@ static void worker_lane(struct worker *wk, const struct wharf_conf *c,
     wk->lane.max_size = large || !lanes ? INT64_MAX
                                         : c->large_payload_bytes - 1;
     wk->batch = large ? 1 : c->batch;
+    wk->jobs = !large;
 }
 
 static int engine_init(struct engine *e, struct wharf *w, struct error *err)
@@ -554,6 +572,7 @@ struct engine *engine_start(struct wharf *w, struct error *err)
     log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
              (long long)e->flow->generation, e->flow->nconns,
              e->flow->rows.nlinks);
+    conn_env_set_wake(e->flow->env, engine_wake_jobs, e);
     engine_health(e->flow);
     if (pthread_create(&e->poller, NULL, poller_main, e) != 0) {
         engine_free_parts(e);

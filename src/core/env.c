@@ -9,7 +9,7 @@
  * configuration (wharf.conf's proxy for the one proxy rule), state
  * (sealed "state:NAME" rows of connector_secrets, and the replay guard),
  * the message history (events, receipts), the settings of wharf.conf a
- * connector may read, and jobs (core/jobs.c).
+ * connector may read, and jobs (their functions: core/jobs.c).
  *
  * Owns the loaded profile and partners (until conn_env_free) and the
  * copies of wharf.conf values. Must never hand a connector struct wharf,
@@ -344,11 +344,4 @@ int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
     };
     struct store *st = wharf_store(h->e->w, err);
     return st ? store_receipt_add(st, &row, err) : -1;
-}
-
-int conn_hop_wake(struct conn_history *h, const char *msgid,
-                  const char *conn, struct error *err)
-{
-    struct store *st = wharf_store(h->e->w, err);
-    return st ? store_hop_wake(st, msgid, conn, err) : -1;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/wharf.h"
+#include "store/job_store.h"
 #include "store/partner_store.h"
 #include "store/store.h"
 #include "vault/vault.h"
@@ -71,6 +72,26 @@ static json_t *events_json(const struct store_event *e, size_t n)
     return arr;
 }
 
+json_t *message_jobs_json(struct store *st, const char *id,
+                          struct error *err)
+{
+    struct store_job *j;
+    size_t n;
+    if (store_message_jobs(st, id, &j, &n, err) < 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:i,"
+            " s:I, s:I, s:I, s:s?}", "id", j[i].id, "kind", j[i].kind,
+            "connector", j[i].connector, "hop", (json_int_t)j[i].hop_id,
+            "state", j[i].state, "attempts", j[i].attempts, "due_at",
+            (json_int_t)j[i].due_at, "give_up_at", (json_int_t)j[i].give_up_at,
+            "created_at", (json_int_t)j[i].created_at, "last_error",
+            j[i].last_error));
+    store_jobs_free(j, n);
+    return arr;
+}
+
 json_t *message_receipts_json(struct store *st, const char *id,
                               struct error *err)
 {
@@ -104,6 +125,8 @@ json_t *message_detail_json(struct store *st, const struct store_message *m,
         json_object_set_new(o, "events", events_json(e, ne));
         json_t *rc = message_receipts_json(st, m->id, err);
         json_object_set_new(o, "receipts", rc ? rc : json_array());
+        json_t *jobs = message_jobs_json(st, m->id, err);
+        json_object_set_new(o, "jobs", jobs ? jobs : json_array());
     }
     store_hops_free(h, nh);
     store_events_free(e, ne);
@@ -113,7 +136,7 @@ json_t *message_detail_json(struct store *st, const struct store_message *m,
 /* ---- resend ---------------------------------------------------------------- */
 
 int message_resend(struct store *st, const char *id, const char *who,
-                   int *requeued, struct error *err)
+                   int *requeued, int *jobs, struct error *err)
 {
     struct store_message m;
     int found = store_message_get(st, id, &m, err);
@@ -132,7 +155,7 @@ int message_resend(struct store *st, const char *id, const char *who,
         if (m.source && strcmp(f.links[i].src, m.source) == 0)
             next[nnext++] = f.links[i].dst;
     int rc = next ? store_message_resend(st, id, who, next, nnext, requeued,
-                                         err)
+                                         jobs, err)
                   : error_set(err, "out of memory");
     free(next);
     store_flow_clear(&f);

@@ -54,16 +54,23 @@ json_t *message_json(const struct store_message *m);
 json_t *message_receipts_json(struct store *st, const char *id,
                               struct error *err);
 
-/* With hops, events and receipts. */
+/* The durable jobs of message id (AS2 MDNs owed or waited for), as a JSON
+ * array: id, kind, connector, hop, state, attempts, due_at, give_up_at,
+ * created_at, last_error. */
+json_t *message_jobs_json(struct store *st, const char *id,
+                          struct error *err);
+
+/* With hops, events, receipts and jobs. */
 json_t *message_detail_json(struct store *st, const struct store_message *m,
                             struct error *err);
 
 /* Send message id again (who: the actor, for its history): its failed
  * hops, else its sent and failed ones, or, when it never left its source,
- * through the current links of that source (store_message_resend). 0 with
- * *requeued, 1 when there is no such message, 2 with err saying why there
- * is nothing to resend, -1 with err on failure. */
+ * through the current links of that source; and its failed jobs
+ * (store_message_resend). 0 with *requeued hops and *jobs (may be NULL),
+ * 1 when there is no such message, 2 with err saying why there is nothing
+ * to resend, -1 with err on failure. */
 int message_resend(struct store *st, const char *id, const char *who,
-                   int *requeued, struct error *err);
+                   int *requeued, int *jobs, struct error *err);
 
 #endif
