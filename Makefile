@@ -8,14 +8,14 @@ MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
 CC      ?= cc
-PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl
+PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl libqrencode
 # Bounded snprintf truncation is deliberate everywhere (messages are cut,
 # never overflowed), so -Wformat-truncation is off.
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
            -Wvla -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS_ALL := -Isrc -DWHARF_VERSION=\"$(shell cat VERSION)\" \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2 -lcurl) \
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2 -lcurl -lqrencode) \
            -lhttp_parser -lpthread
 
 FLAGS_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
@@ -30,6 +30,9 @@ LDFLAGS_tsan  := -fsanitize=thread
 SRC      := $(shell find src -name '*.c' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+# The console's files, compiled into the binary (src/web/console.c).
+WEB_FILES := $(shell find web -type f ! -name '.*' | sort)
+WEB_GEN  := build/gen/web_assets.c
 DATA     ?= ./wharf-data
 FILES    ?= ./wharf-files
 PYTEST   ?= /usr/bin/python3 -m pytest
@@ -43,7 +46,12 @@ build/$(1)/obj/%.o: src/%.c VERSION
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
 
-build/$(1)/libwharf.a: $$(patsubst src/%.c,build/$(1)/obj/%.o,$$(LIB_SRC))
+build/$(1)/obj/gen/web_assets.o: $(WEB_GEN)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -c $$< -o $$@
+
+build/$(1)/libwharf.a: $$(patsubst src/%.c,build/$(1)/obj/%.o,$$(LIB_SRC)) \
+    build/$(1)/obj/gen/web_assets.o
 	@rm -f $$@
 	ar rcs $$@ $$^
 
@@ -67,6 +75,12 @@ $(eval $(call variant,tsan))
 
 # Header dependencies recorded by -MMD.
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# Written to a temp file and renamed: a failed run leaves no half file.
+$(WEB_GEN): $(WEB_FILES) scripts/embed-web.pl
+	@mkdir -p $(dir $@)
+	perl scripts/embed-web.pl web > $@.tmp
+	@mv $@.tmp $@
 
 UNIT_BINS = $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 TSAN_BINS = $(patsubst tests/unit/%.c,build/tsan/tests/%,$(UNIT_SRC))

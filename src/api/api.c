@@ -47,10 +47,12 @@
 #include "store/store.h"
 #include "util/log.h"
 #include "util/secret.h"
+#include "web/console.h"
 
 #define P(x) PERM_##x
 static const struct api_route ROUTES[] = {
     { "POST", "/api/v1/auth/login", API_PUBLIC, api_login, "log in (password, then TOTP if enrolled)" },
+    { "GET", "/api/v1/auth/methods", API_PUBLIC, api_auth_methods, "how one may sign in (password, OIDC), for the console's login page" },
     { "POST", "/api/v1/auth/logout", API_SELF, api_logout, "end this session" },
     { "GET", "/api/v1/auth/oidc/login", API_PUBLIC, api_oidc_login, "start an OIDC login (302 to the provider)" },
     { "GET", "/api/v1/auth/oidc/callback", API_PUBLIC, api_oidc_callback, "finish an OIDC login (opens a session)" },
@@ -77,6 +79,8 @@ static const struct api_route ROUTES[] = {
     { "GET", "/api/v1/connector-types", P(FLOW_READ), api_connector_types, "every connector type: config keys and actions" },
     { "GET", "/api/v1/flows", P(FLOW_READ), api_flow_export, "export the flow document" },
     { "PUT", "/api/v1/flows", P(FLOW_WRITE), api_flow_import, "import (replace) the flow document" },
+    { "GET", "/api/v1/dashboard", P(MESSAGE_READ), api_dashboard, "the console's dashboard: messages per hour, connectors, expiring certificates, failed messages, transfers" },
+    { "GET", "/api/v1/transfers", P(MESSAGE_READ), api_transfers, "transfers in flight: bytes done of total, rate" },
     { "GET", "/api/v1/messages", P(MESSAGE_READ), api_messages, "list messages" },
     { "GET", "/api/v1/messages/{id}", P(MESSAGE_READ), api_message_get, "message with hops and events" },
     { "GET", "/api/v1/messages/{id}/payload", P(PAYLOAD_READ), api_message_payload, "download the payload" },
@@ -447,6 +451,7 @@ static int api_dispatch(struct net_request *req, void *user_data)
     c.w = w;
     c.actor.name = "anonymous";
     c.actor.address = net_req_address(req);
+    console_headers(req);       /* the console reads these answers */
     const struct api_route *rt = route_find(net_req_method(req),
         net_req_path(req), c.param, pstore, sizeof(pstore), &known);
     if (rt == NULL)

@@ -95,6 +95,7 @@ void api_audit(struct api_ctx *c, const char *action, const char *target,
 
 /* The handlers, by resource (api_*.c). */
 int api_login(struct api_ctx *c);
+int api_auth_methods(struct api_ctx *c);
 int api_logout(struct api_ctx *c);
 int api_oidc_login(struct api_ctx *c);
 int api_oidc_callback(struct api_ctx *c);
@@ -122,6 +123,11 @@ int api_oauth_callback(struct api_ctx *c);
 int api_flow_export(struct api_ctx *c);
 int api_flow_import(struct api_ctx *c);
 int api_messages(struct api_ctx *c);
+/* GET /api/v1/messages without offset: filters and keyset paging
+ * (api_console.c). */
+int api_message_search(struct api_ctx *c);
+int api_dashboard(struct api_ctx *c);
+int api_transfers(struct api_ctx *c);
 int api_message_get(struct api_ctx *c);
 int api_message_payload(struct api_ctx *c);
 int api_message_receipt(struct api_ctx *c);
@@ -135,6 +141,10 @@ int api_partners(struct api_ctx *c);
 int api_partner_cert_add(struct api_ctx *c);
 int api_certificates(struct api_ctx *c);
 int api_certificate_get(struct api_ctx *c);
+
+/* The caller's permissions and idle timeout, added to GET /auth/me's
+ * answer for the console (api_console.c). */
+void api_me_extra(struct api_ctx *c, json_t *me);
 
 /* GET /metrics (api_metrics.c). api_metrics_init: the server whose
  * defender is counted (at api_register). api_metrics_gate applies

@@ -18,6 +18,7 @@
 #include "net/server.h"
 #include "store/auth_store.h"
 #include "util/secret.h"
+#include "web/qr.h"
 
 /* A secret member of the JSON body, or NULL. Caller frees. */
 static struct secret *body_secret(struct api_ctx *c, const char *key)
@@ -105,7 +106,9 @@ int api_logout(struct api_ctx *c)
 
 int api_me(struct api_ctx *c)
 {
-    return api_ok(c, 200, principal_json(&c->who));
+    json_t *me = principal_json(&c->who);
+    api_me_extra(c, me);
+    return api_ok(c, 200, me);
 }
 
 int api_password(struct api_ctx *c)
@@ -136,8 +139,13 @@ int api_mfa_enroll(struct api_ctx *c)
     int rc = auth_totp_enroll(&c->auth, &c->actor, c->who.name, &uri, &err);
     if (rc != AUTH_OK)
         return api_auth_fail(c, rc, &err);
+    struct secret *qr = web_qr_data_uri(uri, &err);
     json_t *body = json_pack("{s:s%}", "otpauth_uri",
                              (const char *)secret_data(uri), secret_len(uri));
+    if (qr)     /* the picture of the same URI, drawn here (no service) */
+        json_object_set_new(body, "qr_svg", json_stringn(
+            (const char *)secret_data(qr), secret_len(qr)));
+    secret_free(qr);
     secret_free(uri);
     return api_ok(c, 200, body);
 }

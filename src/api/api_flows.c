@@ -27,8 +27,13 @@ int api_connectors(struct api_ctx *c)
                               f.conns[i].name, "type", f.conns[i].type,
                               "config", cfg));
     }
+    json_t *links = json_array();   /* the graph's edges, for the console */
+    for (size_t i = 0; i < f.nlinks; i++)
+        json_array_append_new(links, json_pack("[s, s]", f.links[i].src,
+                                               f.links[i].dst));
     store_flow_clear(&f);
-    return api_ok(c, 200, json_pack("{s:o}", "connectors", arr));
+    return api_ok(c, 200, json_pack("{s:o, s:o}", "connectors", arr,
+                                    "links", links));
 }
 
 int api_connector_get(struct api_ctx *c)

@@ -38,6 +38,9 @@ static long long query_num(struct api_ctx *c, const char *name, long long def,
 
 int api_messages(struct api_ctx *c)
 {
+    char ob[32];
+    if (api_query(c, "offset", ob, sizeof(ob)) == NULL)
+        return api_message_search(c);       /* keyset paging, filters */
     struct error err = {0};
     char sb[32];
     const char *state = api_query(c, "state", sb, sizeof(sb));

@@ -38,6 +38,7 @@
 #include "util/log.h"
 #include "vault/keyproc.h"
 #include "vault/vault.h"
+#include "web/console.h"
 
 /* Record the new data dir as the first audit entry. */
 static int init_audit(const char *data)
@@ -239,6 +240,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     if (net != NULL)
         net_server_set_health(net, serve_health, NULL);
     if (net == NULL || api_register(net, w, &err) < 0 ||
+        console_register(net, &err) < 0 ||
         (hooks = partner_routes_register(net, w, &err)) == NULL ||
         net_server_start(net, &err) < 0) {
         net_server_free(net);
@@ -266,8 +268,10 @@ static int serve_keys_main(void *arg, int fd)
 {
     struct error err = {0};
     struct wharf *w = cli_wharf_open(arg, &err);
-    if (w == NULL)
-        return cli_fail("key process: %s", err.msg);
+    if (w == NULL) {
+        keyproc_child_fail(err.msg);    /* serve says it, once */
+        return EXIT_FAIL;
+    }
     char tls[4200];
     snprintf(tls, sizeof(tls), w->conf.tls_key[0] == '/' ? "%.0s%s" : "%s/%s",
              w->dir, w->conf.tls_key);

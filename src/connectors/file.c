@@ -33,6 +33,7 @@
  * message's file for its own.
  */
 #include "connectors/connector.h"
+#include "core/progress.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -654,8 +655,11 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
     mark(c, fs, p->fd, d->msg->id);
     struct payload_reader *r = message_payload_open(d->msg, &d->err);
     ssize_t got = r ? 1 : -1;
+    progress_begin(d->msg->id, c->name, "send", d->msg->size);
     while (got > 0) {
         got = message_payload_read(r, buf, MESSAGE_PAYLOAD_CHUNK, &d->err);
+        if (got > 0)
+            progress_add(got);
         if (got > 0 && write_all(p->fd, buf, (size_t)got) < 0) {
             error_errno(&d->err, errno, "cannot write %s/%s", fs->send_dir,
                         p->tmp);
@@ -663,6 +667,7 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
             break;
         }
     }
+    progress_end();
     message_payload_close(r);
     free(buf);
     if (got < 0)

@@ -418,7 +418,8 @@ static int setup(struct sftp_state *s, CURL *h, struct op *op,
     }
     curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES, auth);
     /* Only the configured proxy, never one from the environment. */
-    if (net_client_proxy_setopt(h, &s->proxy.use) != CURLE_OK)
+    if (net_client_proxy_setopt(h, &s->proxy.use) != CURLE_OK ||
+        net_client_progress_setopt(h) != CURLE_OK)
         return -1;
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);

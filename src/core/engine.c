@@ -48,6 +48,7 @@
 #include "core/env.h"
 #include "core/intake.h"
 #include "core/jobs.h"
+#include "core/progress.h"
 #include "core/wharf.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -197,8 +198,11 @@ static void run_connector(struct connector *c, struct job *jobs, size_t n)
     if (c->type->deliver_batch)
         c->type->deliver_batch(c, ds, k);
     else
-        for (size_t i = 0; i < k; i++)
+        for (size_t i = 0; i < k; i++) {
+            progress_begin(ds[i].msg->id, c->name, "send", ds[i].msg->size);
             ds[i].status = c->type->deliver(c, &ds[i]);
+            progress_end();
+        }
     for (size_t i = 0, m = 0; i < n && m < k; i++)
         if (jobs[i].c == c && jobs[i].run) {
             jobs[i].d = ds[m++];

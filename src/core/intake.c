@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/progress.h"
 #include "core/wharf.h"
 #include "store/partner_store.h"
 #include "store/store.h"
@@ -136,6 +137,7 @@ int intake_begin(struct intake *in, const char *filename,
         item_clear(it, 0, in->w);
         return -1;
     }
+    progress_begin(it->id, in->source, "receive", -1);
     return 0;
 }
 
@@ -163,6 +165,7 @@ int intake_write(struct intake *in, const void *buf, size_t n,
 {
     if (in->cur == NULL)
         return error_set(err, "intake: no message begun");
+    progress_add((int64_t)n);
     return payload_write(in->cur, buf, n, err);
 }
 
@@ -170,6 +173,7 @@ void intake_cancel(struct intake *in)
 {
     if (in->cur == NULL)
         return;
+    progress_end();
     payload_abort(in->cur);
     in->cur = NULL;
     in->items[in->n].rel[0] = '\0';     /* payload_abort removed it */
@@ -197,6 +201,7 @@ int intake_end(struct intake *in, struct error *err)
     if (in->cur == NULL)
         return error_set(err, "intake: no message begun");
     struct intake_item *it = &in->items[in->n];
+    progress_end();
     int rc = payload_finish(in->cur, &it->info, &it->fd, err);
     in->cur = NULL;
     if (rc < 0) {
@@ -222,6 +227,9 @@ int intake_add_fd(struct intake *in, int fd, const char *filename,
         free(buf);
         return -1;
     }
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+        progress_set(-1, (int64_t)sb.st_size);     /* a file: its size */
     for (;;) {
         ssize_t r = read(fd, buf, PAYLOAD_SEGMENT);
         if (r < 0 && errno == EINTR)

@@ -15,6 +15,7 @@
  * struct secret; curl keeps its own copies until the handle is cleaned up
  * (it frees them without wiping: a known limit, noted here).
  */
+#include "core/progress.h"
 #include "net/client.h"
 
 #include <curl/curl.h>
@@ -613,8 +614,26 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
         OPT(CURLOPT_READFUNCTION, on_read);
         OPT(CURLOPT_READDATA, x);
     }
+    if (rc == CURLE_OK)
+        rc = (CURLcode)net_client_progress_setopt(c);
 #undef OPT
     return rc;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)ud;
+    progress_curl(dltotal, dlnow, ultotal, ulnow);
+    return 0;               /* never aborts a transfer */
+}
+
+int net_client_progress_setopt(void *h)
+{
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    return (int)rc;
 }
 
 enum wh_status net_client_request(const struct net_client_opts *o,

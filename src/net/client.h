@@ -74,6 +74,11 @@ enum net_proxy_from net_client_proxy_pick(const struct net_proxy *own,
  * CURLcode of the option that failed. */
 int net_client_proxy_setopt(void *h, const struct net_proxy *p);
 
+/* Report the transfer's progress of h (a CURL *) to core/progress.h (the
+ * current transfer of the thread that performs it). CURLE_OK or the
+ * failing option's CURLcode. */
+int net_client_progress_setopt(void *h);
+
 /* After curl_easy_perform on h failed with rc (a CURLcode): when it failed at the
  * proxy (refused the tunnel or the credentials, unreachable, ...), 1 with
  * err saying so ("proxy ...", naming target) and *st (WH_FAIL for refused

@@ -35,8 +35,10 @@ static struct {
     uint64_t next_id;
     int dead;                       /* the key process went away */
     int stopping;                   /* keyproc_stop runs */
+    int ready;                      /* it answered its first request */
     int watching;                   /* the watcher thread exists */
     pthread_t watcher;
+    char reason[ERROR_MSG_MAX];     /* why it could not start (its words) */
 } kc = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .watch = -1 };
 
 int keyclient_active(void)
@@ -163,6 +165,15 @@ int keyclient_hello(char id[VAULT_KEY_ID_LEN + 1], struct error *err)
     if (rc == 0) {
         memcpy(id, r[0].p, VAULT_KEY_ID_LEN);
         id[VAULT_KEY_ID_LEN] = '\0';
+        pthread_mutex_lock(&kc.lock);
+        kc.ready = 1;
+        pthread_mutex_unlock(&kc.lock);
+    } else if (kc.watching) {
+        /* it could not start: wait for its reason and say that instead */
+        pthread_join(kc.watcher, NULL);
+        kc.watching = 0;
+        if (kc.reason[0])
+            error_set(err, "%s", kc.reason);
     }
     free(buf);
     return rc;
@@ -205,20 +216,35 @@ int keyclient_unwrap(const char *msgid, const unsigned char *hdr,
 /* Blocks until the key process ends (its end of the pipe closes). Unless
  * serve is stopping anyway, that stops serve: SIGTERM to ourselves, and
  * keyproc_lost() makes the exit status non-zero. */
+/* Until EOF: what a key process that cannot start writes (its reason). */
+static void kc_read_reason(void)
+{
+    size_t got = 0;
+    char buf[256];
+    for (;;) {
+        ssize_t r = read(kc.watch, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t room = sizeof(kc.reason) - 1 - got;
+        size_t take = (size_t)r < room ? (size_t)r : room;
+        memcpy(kc.reason + got, buf, take);
+        got += take;
+    }
+    kc.reason[got] = '\0';
+}
+
 static void *kc_watch(void *arg)
 {
     (void)arg;
-    char c;
-    ssize_t r;
-    do
-        r = read(kc.watch, &c, 1);
-    while (r < 0 && errno == EINTR);
+    kc_read_reason();
     pthread_mutex_lock(&kc.lock);
-    int stopping = kc.stopping;
+    int stopping = kc.stopping, ready = kc.ready;
     if (!stopping)
         kc.dead = 1;
     pthread_mutex_unlock(&kc.lock);
-    if (!stopping) {
+    if (!stopping && ready) {       /* at start, the caller says why */
         log_error("the key process (pid %d) ended: wharf serve stops now, "
                   "finishing nothing new; start it again",
                   (int)kc.pid);
@@ -232,7 +258,8 @@ int keyclient_attach(int fd, int watch, pid_t pid, struct error *err)
     kc.fd = fd;
     kc.watch = watch;
     kc.pid = pid;
-    kc.dead = kc.stopping = 0;
+    kc.dead = kc.stopping = kc.ready = 0;
+    kc.reason[0] = '\0';
     if (pthread_create(&kc.watcher, NULL, kc_watch, NULL) != 0)
         return error_set(err, "cannot start the key process watcher");
     kc.watching = 1;

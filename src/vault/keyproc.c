@@ -43,8 +43,25 @@ static void keyproc_close_others(int keep1, int keep2)
     closedir(d);
 }
 
+static int child_alive = -1;       /* in the child: the liveness pipe */
+
+void keyproc_child_fail(const char *msg)
+{
+    size_t n = strnlen(msg, ERROR_MSG_MAX - 1);
+    while (child_alive >= 0 && n > 0) {
+        ssize_t w = write(child_alive, msg, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        msg += w;
+        n -= (size_t)w;
+    }
+}
+
 static void keyproc_child(keyproc_main child, void *arg, int fd, int alive)
 {
+    child_alive = alive;
     keyproc_close_others(fd, alive);
     prctl(PR_SET_NAME, "wharf-keys", 0, 0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);

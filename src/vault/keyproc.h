@@ -31,6 +31,12 @@ int keyproc_start(keyproc_main child, void *arg, struct error *err);
 
 struct vault;
 
+/* In the child, before answering anything: the key process cannot start
+ * (why: msg). The reason reaches the parent, whose first request
+ * (vault_open's hello) fails with it; the child prints nothing, so serve
+ * reports it once. */
+void keyproc_child_fail(const char *msg);
+
 /* In the child: with v (a vault opened in the child, holding the keys),
  * load the TLS keys tls_paths[0..n), then answer requests on fd until the
  * parent closes it. 0 on a clean end, 1 otherwise (the reason is

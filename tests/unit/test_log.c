@@ -580,9 +580,12 @@ static void test_r06_redact_fuzz_safety(void **state)
         int64_t t0 = time_mono_ms();
         log_redact(s);
         int64_t dt = time_mono_ms() - t0;
-        if (dt > 3000)
-            fail_msg("redact of 4 MiB of \"%s\" took %lld ms", patterns[k],
-                     (long long)dt);
+        /* A liveness bound, not a speed test (bench/ measures speed): a
+         * linear pass takes a few seconds even under ThreadSanitizer on a
+         * loaded machine; a quadratic one would take hours. */
+        if (dt > 60000)
+            fail_msg("redact of 4 MiB of \"%s\" took %lld ms: not linear?",
+                     patterns[k], (long long)dt);
         assert_true(strlen(s) <= i);
     }
     free(s);
