@@ -241,7 +241,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
         net_server_set_health(net, serve_health, NULL);
     if (net == NULL || api_register(net, w, &err) < 0 ||
         console_register(net, &err) < 0 ||
-        (hooks = partner_routes_register(net, w, &err)) == NULL ||
+        (hooks = partner_routes_register(net, e, &err)) == NULL ||
         net_server_start(net, &err) < 0) {
         net_server_free(net);
         partner_routes_free(hooks);

@@ -535,7 +535,7 @@ int flow_connector_insecure(const char *config_json)
 
 /* ---- runtime ------------------------------------------------------------------ */
 
-static struct connector *load_one(struct conn_env *env,
+static struct connector *load_one(struct conn_env *env, int64_t generation,
                                   const struct store_connector *sc)
 {
     struct error err = {0};
@@ -549,16 +549,13 @@ static struct connector *load_one(struct conn_env *env,
     json_decref(cfg);
     if (c == NULL)
         log_error("connector %s left out: %s", sc->name, err.msg);
+    else
+        log_debug("connector %s (%s) opened for flow generation %lld",
+                  sc->name, sc->type, (long long)generation);
     return c;
 }
 
 struct flow *flow_load(struct wharf *w, struct store *st, struct error *err)
-{
-    return flow_load_only(w, st, NULL, err);
-}
-
-struct flow *flow_load_only(struct wharf *w, struct store *st,
-                            int (*keep)(const char *type), struct error *err)
 {
     struct flow *f = calloc(1, sizeof(*f));
     if (f == NULL) {
@@ -570,6 +567,7 @@ struct flow *flow_load_only(struct wharf *w, struct store *st,
         return NULL;
     }
     f->generation = f->rows.generation;
+    atomic_init(&f->refs, 1);
     f->conns = calloc(f->rows.nconns + 1, sizeof(*f->conns));
     if (f->conns == NULL)
         error_set(err, "out of memory");
@@ -579,19 +577,27 @@ struct flow *flow_load_only(struct wharf *w, struct store *st,
         return NULL;
     }
     for (size_t i = 0; i < f->rows.nconns; i++) {
-        if (keep && !keep(f->rows.conns[i].type))
-            continue;
-        struct connector *c = load_one(f->env, &f->rows.conns[i]);
+        struct connector *c = load_one(f->env, f->generation,
+                                       &f->rows.conns[i]);
         if (c)
             f->conns[f->nconns++] = c;
     }
     return f;
 }
 
+struct flow *flow_hold(struct flow *f)
+{
+    atomic_fetch_add(&f->refs, 1);
+    return f;
+}
+
 void flow_free(struct flow *f)
 {
-    if (f == NULL)
+    if (f == NULL || atomic_fetch_sub(&f->refs, 1) > 1)
         return;
+    if (f->nconns > 0)
+        log_debug("flow generation %lld closed: its last user let go of its "
+                  "%zu connector(s)", (long long)f->generation, f->nconns);
     for (size_t i = 0; i < f->nconns; i++)
         connector_free(f->conns[i]);
     free(f->conns);
