@@ -624,6 +624,8 @@ static enum wh_status send_post(struct connector *c, struct delivery *d,
         .headers = (const char *const *)sd->hdrs,
         .body_len = (int64_t)sd->res.body_bytes, .read = fd_read,
         .read_ud = &sd->fd,
+        /* only a synchronous MDN is read (up to MDN_RESPONSE_MAX) */
+        .write = sd->po.mdn == AS2_MDN_SYNC ? NULL : net_client_discard,
     };
     struct net_client_resp resp;
     conn_log(c, LOG_DEBUG, d->msg->id, "AS2 %s to %s (%llu bytes)",

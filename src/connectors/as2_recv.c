@@ -268,7 +268,7 @@ static enum wh_status mdn_post(struct connector *c, const char *url,
     struct mem_src m = { data, len };
     struct net_client_req req = { .method = "POST", .url = url,
         .headers = (const char *const *)hdrs, .body_len = (int64_t)len,
-        .read = mem_read, .read_ud = &m };
+        .read = mem_read, .read_ud = &m, .write = net_client_discard };
     struct net_client_resp resp;
     struct net_client_opts o = s->opts;
     o.insecure = mdn_url_allowed(s, url);     /* https stays verified */

@@ -743,10 +743,12 @@ static enum wh_status http_send(struct connector *c, struct delivery *d,
         free(hdrs);
         return WH_FAIL;
     }
+    int64_t answered = 0;           /* the answer's body: not needed */
     struct net_client_req req = {
         .method = hs->method, .url = hs->url, .headers = hdrs,
         .user = hs->user, .password = hs->password, .bearer = bearer,
         .body_len = m->size, .read = body_read, .read_ud = &b,
+        .write = net_client_discard, .write_ud = &answered,
     };
     struct net_client_resp resp;
     conn_log(c, LOG_DEBUG, m->id, "%s %s (%lld bytes)", hs->method, hs->url,
