@@ -188,6 +188,20 @@ const char *api_query(struct api_ctx *c, const char *name, char *buf,
     return NULL;
 }
 
+int api_query_has(struct api_ctx *c, const char *name)
+{
+    const char *q = net_req_query(c->req);
+    size_t nl = strlen(name);
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        if (strncmp(q, name, nl) == 0 && (q[nl] == '=' || q[nl] == '&' ||
+                                          q[nl] == '\0'))
+            return 1;
+        q = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
 const char *api_body_str(struct api_ctx *c, const char *key)
 {
     return c->body ? json_string_value(json_object_get(c->body, key)) : NULL;

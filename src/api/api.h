@@ -83,6 +83,9 @@ int api_auth_fail(struct api_ctx *c, int rc, const struct error *err);
 int api_retry_fail(struct api_ctx *c, int rc, int64_t retry_ms,
                    const struct error *err);
 /* A query parameter, URL-decoded into buf (NULL when absent). */
+/* 1 when the query names parameter name at all (api_query returns NULL
+ * both for absent and for undecodable or too long values). */
+int api_query_has(struct api_ctx *c, const char *name);
 const char *api_query(struct api_ctx *c, const char *name, char *buf,
                       size_t n);
 /* The wharf_session cookie of the request, or NULL. Caller frees. */

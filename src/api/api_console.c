@@ -123,15 +123,29 @@ struct search_args {
     int64_t since, until, limit;
 };
 
+/* A text filter: absent is fine; present but too long or badly escaped
+ * is a 400 (never silently dropped: the answer would be unfiltered). 0, or
+ * the 400 was sent (1). */
+static int query_text(struct api_ctx *c, const char *name, char *buf,
+                      size_t n)
+{
+    if (api_query(c, name, buf, n) != NULL || !api_query_has(c, name))
+        return 0;
+    buf[0] = '\0';
+    return api_fail(c, 400, "invalid", "%s must be percent-encoded text of "
+                    "at most %zu bytes", name, n - 1), 1;
+}
+
 /* Parse the query; 0, or the 400 was sent (1). */
 static int search_args(struct api_ctx *c, struct search_args *a)
 {
     memset(a, 0, sizeof(*a));
-    api_query(c, "q", a->q, sizeof(a->q));
-    api_query(c, "state", a->state, sizeof(a->state));
-    api_query(c, "connector", a->connector, sizeof(a->connector));
-    api_query(c, "partner", a->partner, sizeof(a->partner));
-    api_query(c, "after", a->after, sizeof(a->after));
+    if (query_text(c, "q", a->q, sizeof(a->q)) ||
+        query_text(c, "state", a->state, sizeof(a->state)) ||
+        query_text(c, "connector", a->connector, sizeof(a->connector)) ||
+        query_text(c, "partner", a->partner, sizeof(a->partner)) ||
+        query_text(c, "after", a->after, sizeof(a->after)))
+        return 1;
     if (query_int(c, "limit", 100, 1, 1000, &a->limit) ||
         query_int(c, "since", 0, 0, INT64_MAX / 2, &a->since) ||
         query_int(c, "until", 0, 0, INT64_MAX / 2, &a->until))

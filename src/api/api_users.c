@@ -85,10 +85,38 @@ int api_user_get(struct api_ctx *c)
 
 /* PUT {"role": R} and/or {"disabled": B} and/or {"reset_password": true}
  * and/or {"reset_mfa": true}. */
+/* The body of PUT /users/{name}: only role (string) and disabled,
+ * reset_password, reset_mfa (booleans). Checked whole before anything is
+ * applied, so a wrong member cannot be skipped silently. 0, or -1 with
+ * the 400 sent. */
+static int user_update_body_ok(struct api_ctx *c)
+{
+    const char *k;
+    json_t *v;
+    if (c->body == NULL || !json_is_object(c->body))
+        return api_fail(c, 400, "invalid", "send a JSON object"), -1;
+    json_object_foreach(c->body, k, v) {
+        int ok = !strcmp(k, "role") ? json_is_string(v)
+               : (!strcmp(k, "disabled") || !strcmp(k, "reset_password") ||
+                  !strcmp(k, "reset_mfa")) ? json_is_boolean(v) : -1;
+        if (ok < 0)
+            return api_fail(c, 400, "invalid", "unknown member \"%s\": "
+                            "send role, disabled, reset_password or "
+                            "reset_mfa", k), -1;
+        if (!ok)
+            return api_fail(c, 400, "invalid", "%s must be %s", k,
+                            !strcmp(k, "role") ? "a role name"
+                                               : "true or false"), -1;
+    }
+    return 0;
+}
+
 int api_user_update(struct api_ctx *c)
 {
     struct error err = {0};
     const char *name = c->param[0];
+    if (user_update_body_ok(c) < 0)
+        return 0;
     json_t *dis = c->body ? json_object_get(c->body, "disabled") : NULL;
     json_t *rp = c->body ? json_object_get(c->body, "reset_password") : NULL;
     json_t *rm = c->body ? json_object_get(c->body, "reset_mfa") : NULL;
