@@ -38,6 +38,13 @@ struct audit_event {
 int audit_append(struct store *st, struct vault *v,
                  const struct audit_event *e, struct error *err);
 
+/* Called after every committed append, with the store it was written
+ * through (no transaction open) and the entry: security/ turns bans,
+ * locked logins and configuration changes into alerts (R19). Set once
+ * before threads start; NULL: none. It must not fail the append. */
+typedef void (*audit_observer_fn)(struct store *st, const struct audit_event *e);
+void audit_set_observer(audit_observer_fn fn);
+
 /* Sign the current chain head now (if not already signed). */
 int audit_checkpoint(struct store *st, struct vault *v, struct error *err);
 

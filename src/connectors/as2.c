@@ -59,6 +59,7 @@
 #include <openssl/evp.h>
 
 #include "core/message.h"
+#include "security/alerts.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -410,9 +411,15 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
                      "MIC)");
         st = WH_OK;
     }
-    if (st != WH_OK)
-        conn_log(c, LOG_WARNING, msgid, "ALERT: the MDN from %s does not "
-                 "confirm %s: %s", s->part->name, message_id, err->msg);
+    if (st != WH_OK) {         /* R19: negative MDNs, until a good one */
+        char summary[600];
+        snprintf(summary, sizeof(summary), "the MDN from %s does not confirm "
+                 "%.200s: %.300s", s->part->name, message_id, err->msg);
+        alert_raise("as2.mdn", c->name, ALERT_WARNING, summary, msgid);
+    } else {
+        alert_clear("as2.mdn", c->name);
+        alert_clear("as2.mdn_missing", c->name);
+    }
     if (body && len > 0)
         as2_receipt_keep(c, msgid, "received", headers, body, len,
                          r.message_id[0] ? r.message_id : NULL,
@@ -698,6 +705,17 @@ static enum wh_status as2_deliver(struct connector *c, struct delivery *d)
     return d->status = send_once(c, d);
 }
 
+/* R19: a missing MDN is an alert until a good one clears it. */
+static void as2_mdn_missing_alert(struct connector *c, const char *msgid,
+                                  const char *why)
+{
+    struct as2_state *s = c->state;
+    char summary[600];
+    snprintf(summary, sizeof(summary), "no MDN from %s: %.400s",
+             s->part->name, why);
+    alert_raise("as2.mdn_missing", c->name, ALERT_WARNING, summary, msgid);
+}
+
 /* The job as2.mdn-wait: the MDN arrived (j->input: the header block, a
  * NUL, the body) and settles the hop; or none came by the deadline: the
  * hop's attempt failed and it sends again. */
@@ -720,6 +738,7 @@ static enum wh_status as2_mdn_wait_run(struct connector *c, struct conn_job *j)
         error_set(&j->err, "no asynchronous MDN for %s within %lld s: it is "
                   "sent again (same Message-ID)", mid,
                   (long long)((j->give_up_at - j->created_at) / 1000));
+        as2_mdn_missing_alert(c, j->message_id, j->err.msg);
     } else {
         const char *in = (const char *)secret_data(j->input);
         size_t len = secret_len(j->input), hl = strnlen(in, len);
@@ -770,11 +789,13 @@ int as2_message_id_wharf(const char *as2_id, char out[ID_LEN + 1])
 
 static const struct conn_job_type AS2_JOBS[] = {
     { AS2_JOB_MDN_OUT, "send an asynchronous MDN we owe the partner "
-      "(retried for mdn_give_up_s)", { 0, 5000, 300000 }, as2_mdn_out_run },
+      "(retried for mdn_give_up_s)", { 0, 5000, 300000 }, as2_mdn_out_run,
+      "as2.mdn_out" },
+    /* its timeout raises as2.mdn_missing itself (as2_mdn_missing_alert) */
     { AS2_JOB_MDN_WAIT, "wait for the partner's asynchronous MDN until "
       "mdn_timeout_s (then the message is sent again)", { 1, 1000, 1000 },
-      as2_mdn_wait_run },
-    { NULL, NULL, { 0, 0, 0 }, NULL },
+      as2_mdn_wait_run, NULL },
+    { NULL, NULL, { 0, 0, 0 }, NULL, NULL },
 };
 
 const struct connector_type connector_as2 = {

@@ -29,8 +29,8 @@
  * refused MDN; not a body cut off by the network) counts as a failure of
  * the address toward the defender, which bans it; the refusals are
  * folded into one "refused" record per burst (source, address, reason)
- * with a count, and only the first, the 10th, the 100th ... of a burst
- * gives an ALERT line.
+ * with a count, and into one alert (R19, kind as2.refused) per source,
+ * address and reason: its opening is the ALERT line.
  *
  * Must never: answer with a positive MDN before intake_commit returned 0;
  * write a byte of a body whose declared length is over the cap; log
@@ -48,6 +48,7 @@
 
 #include "core/intake.h"
 #include "net/server.h"
+#include "security/alerts.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -358,7 +359,8 @@ static enum wh_status mdn_out_plain(struct connector *c, struct conn_job *j,
              "%lld s: mdn_give_up_s)", o->mdn_id, s->part->name, o->url,
              (long long)((j->give_up_at - j->created_at) / 1000));
     j->note_level = "warning";
-    conn_log(c, LOG_WARNING, j->message_id, "ALERT: %s", j->note);
+    alert_raise("as2.mdn_plain", c->name, ALERT_WARNING, j->note,
+                j->message_id);
     return WH_AGAIN;
 }
 
@@ -395,6 +397,16 @@ enum wh_status as2_mdn_out_run(struct connector *c, struct conn_job *j)
     return st;
 }
 
+/* R19: an MDN we owe that could not even be queued. */
+static void mdn_unqueued_alert(struct connector *c, const char *mdn_id,
+                               const struct error *err)
+{
+    char summary[400];
+    snprintf(summary, sizeof(summary), "asynchronous MDN %.200s cannot be "
+             "queued", mdn_id);
+    alert_raise("as2.mdn_out", c->name, ALERT_CRITICAL, summary, err->msg);
+}
+
 /* An asynchronous MDN: a job of message msgid (the one the MDN answers,
  * or the record of its refusal), added before the message is released;
  * the engine sends it and retries it. */
@@ -428,8 +440,7 @@ static void mdn_async(struct connector *c, const char *msgid, const char *url,
     if (v == NULL ? (error_set(&err, msgid ? "out of memory" : "the message "
                                "could not be recorded"), -1)
                   : conn_job_add(c->env->jobs, &job, &err))
-        conn_log(c, LOG_ERROR, msgid, "ALERT: asynchronous MDN %s cannot be "
-                 "queued: %s", b->message_id, err.msg);
+        mdn_unqueued_alert(c, b->message_id, &err);
     secret_free(v);
 }
 
@@ -591,9 +602,11 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
     int rc = mdn_verify(s, &h, body, len, &got, &err);
     if (rc < 0) {
         net_req_auth_failure(r);
-        conn_log(c, LOG_WARNING, NULL, "ALERT: refused an asynchronous MDN "
-                 "from %s (%s): %s", s->part->name, net_req_address(r),
-                 err.msg);
+        char summary[400], key[300];
+        snprintf(summary, sizeof(summary), "refused an asynchronous MDN from "
+                 "%s (%s)", s->part->name, net_req_address(r));
+        snprintf(key, sizeof(key), "%s %s mdn", c->name, net_req_address(r));
+        alert_raise("as2.refused", key, ALERT_WARNING, summary, err.msg);
         net_reply_error(r, 400, "refused", "%s", err.msg);
     } else if ((rc = mdn_deliver(c, &h, body, len,
                                  got.mdn.original_message_id, &err)) < 0) {
@@ -660,13 +673,16 @@ static int64_t refusal(struct connector *c, struct http_exchange *x,
         conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
                  err.msg);
     }
-    if (count <= 1)
-        conn_log(c, LOG_WARNING, id[0] ? id : NULL, "ALERT: %s", text);
-    else if (alert_due(count))
-        conn_log(c, LOG_WARNING, id, "ALERT: %lld refusals from %s (%s) "
-                 "since the first, the last one: %s", (long long)count,
-                 rec.address, what, text);
-    else
+    /* one alert per source, address and reason: a new burst opens it
+     * (an ALERT line), the rest of the burst and later bursts fold */
+    char key[300];
+    snprintf(key, sizeof(key), "%s %s %s", c->name, rec.address, what);
+    alert_raise("as2.refused", key, ALERT_WARNING, text, id[0] ? id : NULL);
+    if (count > 1 && alert_due(count))
+        conn_log(c, LOG_WARNING, id, "%lld refusals from %s (%s) since the "
+                 "first, the last one: %s", (long long)count, rec.address,
+                 what, text);
+    else if (count > 1)
         conn_log(c, LOG_DEBUG, id, "%s", text);
     return count;
 }

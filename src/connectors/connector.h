@@ -193,6 +193,10 @@ struct conn_job_type {
      * WH_AGAIN not yet, no attempt counted (j->again_at). j->hop says
      * what becomes of the job's hop. */
     enum wh_status (*run)(struct connector *c, struct conn_job *j);
+    /* The alert kind (security/alerts.h, docs/operations.md) the engine
+     * raises, keyed by the connector's name, when a job of this kind is
+     * given up; NULL: none. */
+    const char *alert_given_up;
 };
 
 /* The "test" action every type with test() lists: opens the connector and

@@ -28,6 +28,7 @@
 #include "core/env_internal.h"
 #include "core/flow.h"
 #include "core/wharf.h"
+#include "security/alerts.h"
 #include "store/job_store.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -341,6 +342,19 @@ static void run_log(const struct run *r, int settled)
         log_write(LOG_ERROR, lvl, name, msg, "failed: %s", h->error);
 }
 
+/* Logged; a job given up raises its type's alert (R19) through st, whose
+ * transaction store_job_finish has ended. */
+static void run_report(const struct run *r, int settled, struct store *st)
+{
+    const char *state = r->out.state;
+    run_log(r, settled);
+    if (r->type == NULL || r->type->alert_given_up == NULL ||
+        (strcmp(state, "failed") && strcmp(state, "expired")))
+        return;
+    alert_raise_st(st, r->type->alert_given_up, r->row->connector,
+                   ALERT_WARNING, r->text, r->row->message_id);
+}
+
 static void run_one(const struct flow *f, struct store *st, const char *owner,
                     struct store_job *row, unsigned *seed)
 {
@@ -361,7 +375,7 @@ static void run_one(const struct flow *f, struct store *st, const char *owner,
         log_warn("job %s of message %s had lost its lease; outcome not "
                  "recorded, it runs again", row->id, row->message_id);
     else
-        run_log(&r, settled);
+        run_report(&r, settled, st);
     secret_free(r.data);
     secret_free(r.input);
     free(r.next);

@@ -1,8 +1,8 @@
 /*
  * sqlite_jobs.c - the SQLite statements of job_store.h: durable jobs of
- * messages (table of migration 8 in sqlite.c).
+ * messages (table of migration 9 in sqlite.c).
  *
- * Owns statement cache slots 200..231 of store_stmt_ext and nothing else.
+ * Owns statement cache slots 272..303 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. It stores
  * and returns sealed blobs as given; it must never see plaintext (sealing
  * is core/jobs.c's) nor build SQL from data.
@@ -15,51 +15,51 @@
 
 #include "store/store_internal.h"
 
-enum { J_DROP_ACTIVE = 200, J_INSERT, J_ACTIVE, J_CANCEL, J_INPUT, J_DUE,
+enum { J_BASE = 272, J_DROP_ACTIVE = J_BASE, J_INSERT, J_ACTIVE, J_CANCEL, J_INPUT, J_DUE,
        J_TAKE, J_SET, J_OF_MSG, J_RELEASE, J_RESEND, J_COUNTS, J_EVENT,
        J_LAST };
-_Static_assert(J_LAST <= 232, "sqlite_jobs.c owns statement slots 200..231");
+_Static_assert(J_LAST <= 304, "sqlite_jobs.c owns statement slots 272..303");
 
 #define ACTIVE "('queued', 'waiting', 'processing')"
 #define COLS "j.id, j.message_id, j.hop_id, j.connector, j.kind, j.state," \
     " j.attempts, j.waits, j.due_at, j.give_up_at, j.created_at," \
     " j.updated_at, j.last_error"
 
-static const char *const SQL_JOBS[J_LAST - 200] = {
-    [J_DROP_ACTIVE - 200] = "DELETE FROM jobs WHERE message_id = ?1"
+static const char *const SQL_JOBS[J_LAST - J_BASE] = {
+    [J_DROP_ACTIVE - J_BASE] = "DELETE FROM jobs WHERE message_id = ?1"
         " AND connector = ?2 AND kind = ?3 AND state IN " ACTIVE,
-    [J_INSERT - 200] = "INSERT INTO jobs(id, message_id, hop_id, connector,"
+    [J_INSERT - J_BASE] = "INSERT INTO jobs(id, message_id, hop_id, connector,"
         " kind, state, due_at, give_up_at, window_ms, data, created_at,"
         " updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
         " ?11)",
-    [J_ACTIVE - 200] = "SELECT id FROM jobs WHERE message_id = ?1"
+    [J_ACTIVE - J_BASE] = "SELECT id FROM jobs WHERE message_id = ?1"
         " AND connector = ?2 AND kind = ?3 AND state IN " ACTIVE,
-    [J_CANCEL - 200] = "DELETE FROM jobs WHERE message_id = ?1"
+    [J_CANCEL - J_BASE] = "DELETE FROM jobs WHERE message_id = ?1"
         " AND connector = ?2 AND kind = ?3 AND state IN ('queued', 'waiting')",
-    [J_INPUT - 200] = "UPDATE jobs SET input = ?2, state = 'queued',"
+    [J_INPUT - J_BASE] = "UPDATE jobs SET input = ?2, state = 'queued',"
         " due_at = ?3, updated_at = ?3 WHERE id = ?1"
         " AND state IN ('queued', 'waiting')",
     /* due, and not while its hop is being delivered */
-    [J_DUE - 200] = "SELECT " COLS ", j.data, j.input,"
+    [J_DUE - J_BASE] = "SELECT " COLS ", j.data, j.input,"
         " COALESCE(h.attempts, 0) FROM jobs j"
         " LEFT JOIN hops h ON h.id = j.hop_id"
         " WHERE ((j.state IN ('queued', 'waiting') AND j.due_at <= ?1)"
         "     OR (j.state = 'processing' AND j.lease_until < ?1))"
         "   AND (h.id IS NULL OR h.state != 'processing')"
         " ORDER BY j.due_at, j.id LIMIT ?2",
-    [J_TAKE - 200] = "UPDATE jobs SET state = 'processing', lease_owner = ?2,"
+    [J_TAKE - J_BASE] = "UPDATE jobs SET state = 'processing', lease_owner = ?2,"
         " lease_until = ?3, updated_at = ?4 WHERE id = ?1",
-    [J_SET - 200] = "UPDATE jobs SET state = ?2, attempts = ?3, waits = ?4,"
+    [J_SET - J_BASE] = "UPDATE jobs SET state = ?2, attempts = ?3, waits = ?4,"
         " due_at = ?5, last_error = ?6, lease_owner = NULL,"
         " lease_until = NULL, updated_at = ?7"
         " WHERE id = ?1 AND state = 'processing' AND lease_owner = ?8",
-    [J_OF_MSG - 200] = "SELECT " COLS " FROM jobs j WHERE j.message_id = ?1"
+    [J_OF_MSG - J_BASE] = "SELECT " COLS " FROM jobs j WHERE j.message_id = ?1"
         " ORDER BY j.id",
-    [J_RELEASE - 200] = "UPDATE jobs SET state = 'queued', lease_owner = NULL,"
+    [J_RELEASE - J_BASE] = "UPDATE jobs SET state = 'queued', lease_owner = NULL,"
         " lease_until = NULL WHERE state = 'processing'",
     /* the newest failed job of each message, connector and kind, unless
      * one of them is active */
-    [J_RESEND - 200] = "UPDATE jobs SET state = 'queued', attempts = 0,"
+    [J_RESEND - J_BASE] = "UPDATE jobs SET state = 'queued', attempts = 0,"
         " waits = 0, due_at = ?2, give_up_at = CASE WHEN window_ms > 0"
         " THEN ?2 + window_ms ELSE 0 END, last_error = NULL, updated_at = ?2"
         " WHERE message_id = ?1 AND state = 'failed'"
@@ -69,14 +69,14 @@ static const char *const SQL_JOBS[J_LAST - 200] = {
         " AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.message_id ="
         "  jobs.message_id AND k.connector = jobs.connector"
         "  AND k.kind = jobs.kind AND k.state IN " ACTIVE ")",
-    [J_COUNTS - 200] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
-    [J_EVENT - 200] = "INSERT INTO events(message_id, hop_id, at, level, text)"
+    [J_COUNTS - J_BASE] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
+    [J_EVENT - J_BASE] = "INSERT INTO events(message_id, hop_id, at, level, text)"
         " VALUES(?1, ?2, ?3, ?4, ?5)",
 };
 
 static sqlite3_stmt *j_stmt(struct store *s, int slot, struct error *err)
 {
-    return store_stmt_ext(s, slot, SQL_JOBS[slot - 200], err);
+    return store_stmt_ext(s, slot, SQL_JOBS[slot - J_BASE], err);
 }
 
 void store_jobs_free(struct store_job *j, size_t n)

@@ -23,8 +23,9 @@
  *   144..175 sqlite_partners.c
  *   176..191 sqlite_sealed.c
  *   192..199 sqlite_console.c
- *   200..231 sqlite_jobs.c */
-#define STORE_EXT_SLOTS 232
+ *   200..247 sqlite_security.c
+ *   272..303 sqlite_jobs.c */
+#define STORE_EXT_SLOTS 304
 
 /* The cached prepared statement for slot, reset and unbound. sql must be
  * a constant string (bound parameters only; make lint checks). NULL with

@@ -70,8 +70,8 @@ static enum wh_status scripted_run(struct connector *c, struct conn_job *j)
 }
 
 static const struct conn_job_type TEST_JOBS[] = {
-    { "test.job", "a scripted job", { 3, 1, 2 }, scripted_run },
-    { NULL, NULL, { 0, 0, 0 }, NULL },
+    { "test.job", "a scripted job", { 3, 1, 2 }, scripted_run, NULL },
+    { NULL, NULL, { 0, 0, 0 }, NULL, NULL },
 };
 
 static const struct connector_type TEST_TYPE = {
