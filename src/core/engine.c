@@ -58,6 +58,7 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
+#include "vault/keyproc.h"
 
 #define IDLE_WAIT_MS 200        /* workers re-check the database this often */
 #define MIN_WAIT_MS 100         /* WH_AGAIN: a hop waits at least this long */
@@ -254,6 +255,15 @@ static void job_outcome(struct worker *wk, struct job *j)
     o->error = j->error;
     snprintf(j->error, sizeof(j->error), "%s", j->d.err.msg[0] ? j->d.err.msg
              : "connector gave no reason");
+    if (keyproc_lost()) {
+        /* the key process died under this attempt (serve stops now):
+         * nothing was decided, so the hop is neither failed nor charged an
+         * attempt; it is sent again after the restart */
+        o->result = HOP_RETRY;
+        o->attempts = j->hop->attempts;
+        o->next_at = time_now_ms() + MIN_WAIT_MS;
+        return;
+    }
     if (j->d.status == WH_RETRY && o->attempts < rp->max_attempts) {
         o->result = HOP_RETRY;
         o->next_at = time_now_ms() + engine_backoff_ms(rp->initial_ms,
