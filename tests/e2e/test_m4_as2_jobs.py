@@ -68,6 +68,12 @@ def jobs_of(wharf, side, msgid, kind):
             if j["kind"] == kind]
 
 
+def alerts_of(wharf, side):
+    p = wharf.ok("alert", "list", "--data", side.data, "--state", "all",
+                 "--json")
+    return json.loads(p.stdout)["alerts"]
+
+
 def texts(wharf, side, msgid, level=None):
     return [e["text"] for e in wharf.show(side.data, msgid)["events"]
             if level is None or e["level"] == level]
@@ -111,6 +117,10 @@ def test_m4_async_mdn_out_job_given_up_in_history_and_resent(
         shown = wharf.ok("message", "show", "--data", b.data, msgid).stdout
         assert "jobs:" in shown and "as2.mdn-out" in shown \
             and "failed" in shown, shown
+        # R19: the job given up is an alert of the connector (as2.mdn_out)
+        given = [a for a in alerts_of(wharf, b)
+                 if a["kind"] == "as2.mdn_out" and a["key"] == "as2-a"]
+        assert len(given) == 1 and "given up" in given[0]["summary"], given
 
         # the partner's URL works again: a resend sends the MDN
         sink.accept.set()
@@ -148,9 +158,13 @@ def test_m4_async_mdn_wait_job_in_history(wharf, start_server, peer, side_a,
     wait_until(lambda: recv.got, timeout=60, desc="A's AS2 request")
 
     def waiting():
+        # the job exists (waiting) before the POST; the hop's own outcome
+        # (retrying, no attempt) is committed once the 2xx came back
         m = the_message(wharf, a)
         js = m and jobs_of(wharf, a, m["id"], "as2.mdn-wait")
-        return js and js[0]["state"] == "waiting" and js[0]
+        h = js and the_hop(wharf, a)
+        return js and js[0]["state"] == "waiting" and \
+            h["state"] != "processing" and js[0]
     job = wait_until(waiting, timeout=60, desc="A's waiting job")
     hop = the_hop(wharf, a)
     assert job["hop"] == hop["id"] and job["connector"] == "as2-b", job
