@@ -18,8 +18,9 @@
 #   5. layering (docs/architecture.md): which folder may include which.
 #      The path after the last "src/" decides the folder, so a test can
 #      lay out a tree under a temp dir:
-#        - src/connectors/ includes no src/store/ or src/vault/ header
-#          (a connector gets what it needs through connector.h);
+#        - src/connectors/ includes no src/store/ or src/vault/ header,
+#          nor core/wharf.h or a src/security/ header (a connector gets
+#          what it needs through connector.h and env.h: alerts too);
 #        - <curl/curl.h> only in src/net/ (one outbound client, one TLS
 #          and proxy policy);
 #        - src/api/ and src/cli/ include no connector type's header: of
@@ -136,6 +137,11 @@ for my $f (@ARGV) {
             ($idir eq "store" || $idir eq "vault")) {
             report($f, $iln, "layering: src/connectors/ may not include $inc (reach the store and the vault through connector.h)")
                 if $except ne "connectors-store";
+        }
+        if (defined $dir && $dir eq "connectors" &&
+            ($inc eq "core/wharf.h" ||
+             (defined $idir && $idir eq "security"))) {
+            report($f, $iln, "layering: src/connectors/ may not include $inc (the process and its alerts are reached through connectors/env.h)");
         }
         if ($inc eq "curl/curl.h" && !(defined $dir && $dir eq "net") &&
             $except ne "curl") {

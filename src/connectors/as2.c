@@ -59,7 +59,6 @@
 #include <openssl/evp.h>
 
 #include "core/message.h"
-#include "security/alerts.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -415,10 +414,11 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
         char summary[600];
         snprintf(summary, sizeof(summary), "the MDN from %s does not confirm "
                  "%.200s: %.300s", s->part->name, message_id, err->msg);
-        alert_raise("as2.mdn", c->name, ALERT_WARNING, summary, msgid);
+        conn_alert(c->env->history, "as2.mdn", c->name, CONN_ALERT_WARNING,
+                   summary, msgid);
     } else {
-        alert_clear("as2.mdn", c->name);
-        alert_clear("as2.mdn_missing", c->name);
+        conn_alert_clear(c->env->history, "as2.mdn", c->name);
+        conn_alert_clear(c->env->history, "as2.mdn_missing", c->name);
     }
     if (body && len > 0)
         as2_receipt_keep(c, msgid, "received", headers, body, len,
@@ -713,7 +713,8 @@ static void as2_mdn_missing_alert(struct connector *c, const char *msgid,
     char summary[600];
     snprintf(summary, sizeof(summary), "no MDN from %s: %.400s",
              s->part->name, why);
-    alert_raise("as2.mdn_missing", c->name, ALERT_WARNING, summary, msgid);
+    conn_alert(c->env->history, "as2.mdn_missing", c->name,
+               CONN_ALERT_WARNING, summary, msgid);
 }
 
 /* The job as2.mdn-wait: the MDN arrived (j->input: the header block, a

@@ -48,7 +48,6 @@
 
 #include "core/intake.h"
 #include "net/server.h"
-#include "security/alerts.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -359,8 +358,8 @@ static enum wh_status mdn_out_plain(struct connector *c, struct conn_job *j,
              "%lld s: mdn_give_up_s)", o->mdn_id, s->part->name, o->url,
              (long long)((j->give_up_at - j->created_at) / 1000));
     j->note_level = "warning";
-    alert_raise("as2.mdn_plain", c->name, ALERT_WARNING, j->note,
-                j->message_id);
+    conn_alert(c->env->history, "as2.mdn_plain", c->name,
+               CONN_ALERT_WARNING, j->note, j->message_id);
     return WH_AGAIN;
 }
 
@@ -404,7 +403,8 @@ static void mdn_unqueued_alert(struct connector *c, const char *mdn_id,
     char summary[400];
     snprintf(summary, sizeof(summary), "asynchronous MDN %.200s cannot be "
              "queued", mdn_id);
-    alert_raise("as2.mdn_out", c->name, ALERT_CRITICAL, summary, err->msg);
+    conn_alert(c->env->history, "as2.mdn_out", c->name, CONN_ALERT_CRITICAL,
+               summary, err->msg);
 }
 
 /* An asynchronous MDN: a job of message msgid (the one the MDN answers,
@@ -606,7 +606,8 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
         snprintf(summary, sizeof(summary), "refused an asynchronous MDN from "
                  "%s (%s)", s->part->name, net_req_address(r));
         snprintf(key, sizeof(key), "%s %s mdn", c->name, net_req_address(r));
-        alert_raise("as2.refused", key, ALERT_WARNING, summary, err.msg);
+        conn_alert(c->env->history, "as2.refused", key, CONN_ALERT_WARNING,
+                   summary, err.msg);
         net_reply_error(r, 400, "refused", "%s", err.msg);
     } else if ((rc = mdn_deliver(c, &h, body, len,
                                  got.mdn.original_message_id, &err)) < 0) {
@@ -677,7 +678,8 @@ static int64_t refusal(struct connector *c, struct http_exchange *x,
      * (an ALERT line), the rest of the burst and later bursts fold */
     char key[300];
     snprintf(key, sizeof(key), "%s %s %s", c->name, rec.address, what);
-    alert_raise("as2.refused", key, ALERT_WARNING, text, id[0] ? id : NULL);
+    conn_alert(c->env->history, "as2.refused", key, CONN_ALERT_WARNING, text,
+               id[0] ? id : NULL);
     if (count > 1 && alert_due(count))
         conn_log(c, LOG_WARNING, id, "%lld refusals from %s (%s) since the "
                  "first, the last one: %s", (long long)count, rec.address,

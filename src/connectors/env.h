@@ -19,7 +19,8 @@
  *             see "jobs" below;
  *   state     small sealed key-value state per connector (OAuth tokens)
  *             and a claim-once guard (webhook signatures);
- *   history   events and receipts in a message's history;
+ *   history   events and receipts in a message's history, and alerts
+ *             (R19: security/alerts.h behind conn_alert);
  *   settings  what a connector may read of wharf.conf.
  *
  * Every function here is thread-safe (workers and listener threads share
@@ -223,5 +224,20 @@ struct conn_receipt {
 };
 int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
                       struct error *err);
+
+/* An alert (R19, docs/operations.md "Alert rules") of kind about key
+ * (the connector's name, or "NAME ADDRESS REASON"): raised, or folded
+ * into the open one; summary and details one line each, names and ids
+ * only (never a secret or a payload byte). conn_alert_clear: the
+ * condition ended. Never fail their caller; no transaction may be open on
+ * the calling thread. */
+enum conn_alert_level {
+    CONN_ALERT_INFO, CONN_ALERT_WARNING, CONN_ALERT_CRITICAL
+};
+void conn_alert(struct conn_history *h, const char *kind, const char *key,
+                enum conn_alert_level level, const char *summary,
+                const char *details);
+void conn_alert_clear(struct conn_history *h, const char *kind,
+                      const char *key);
 
 #endif

@@ -26,6 +26,7 @@
 #include "core/env_internal.h"
 #include "core/profile.h"
 #include "core/wharf.h"
+#include "security/alerts.h"
 #include "store/auth_store.h"
 #include "store/partner_store.h"
 #include "store/secret_store.h"
@@ -344,4 +345,26 @@ int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
     };
     struct store *st = wharf_store(h->e->w, err);
     return st ? store_receipt_add(st, &row, err) : -1;
+}
+
+/* The process's alerts (security/alerts.h: the data dir serve or the CLI
+ * attached); h names whose they are, for the shape of the environment. */
+void conn_alert(struct conn_history *h, const char *kind, const char *key,
+                enum conn_alert_level level, const char *summary,
+                const char *details)
+{
+    static const enum alert_level map[] = {
+        [CONN_ALERT_INFO] = ALERT_INFO, [CONN_ALERT_WARNING] = ALERT_WARNING,
+        [CONN_ALERT_CRITICAL] = ALERT_CRITICAL,
+    };
+    (void)h;
+    alert_raise(kind, key, (unsigned)level <= CONN_ALERT_CRITICAL
+                ? map[level] : ALERT_WARNING, summary, details);
+}
+
+void conn_alert_clear(struct conn_history *h, const char *kind,
+                      const char *key)
+{
+    (void)h;
+    alert_clear(kind, key);
 }

@@ -29,7 +29,8 @@ def test_r12_lint_layering_rule(tmp_path):
     bad = [
         write(tmp_path, "connectors/newtype.c",
               ['"connectors/connector.h"', '"store/store.h"',
-               '"vault/vault.h"', "<curl/curl.h>"]),
+               '"vault/vault.h"', "<curl/curl.h>", '"core/wharf.h"',
+               '"security/alerts.h"']),
         write(tmp_path, "api/api_new.c",
               ['"api/api.h"', '"connectors/connector.h"',
                '"connectors/sftp.h"']),
@@ -46,6 +47,8 @@ def test_r12_lint_layering_rule(tmp_path):
         (bad[0], 5, "src/connectors/ may not include store/store.h"),
         (bad[0], 6, "src/connectors/ may not include vault/vault.h"),
         (bad[0], 7, "<curl/curl.h> only in src/net/"),
+        (bad[0], 8, "src/connectors/ may not include core/wharf.h"),
+        (bad[0], 9, "src/connectors/ may not include security/alerts.h"),
         (bad[1], 6, "src/api/ may not include connectors/sftp.h"),
         (bad[2], 4, "src/cli/ may not include connectors/http.h"),
         (bad[3], 5, "src/util/ includes only util/ headers, not core/wharf.h"),
