@@ -127,6 +127,14 @@ static const char *const MIGRATIONS[] = {
     "  until INTEGER NOT NULL, run TEXT NOT NULL, done INTEGER NOT NULL"
     "  DEFAULT 0, PRIMARY KEY(scope, sig));"
     "CREATE INDEX replay_guard_until ON replay_guard(until);",
+    /* 8: the record of backup runs (R20, sqlite_backup.c; its shape is in
+     * store/backup_store.h: the posture report reads it) */
+    "CREATE TABLE backups(id INTEGER PRIMARY KEY, started_at INTEGER"
+    "  NOT NULL, finished_at INTEGER NOT NULL, ok INTEGER NOT NULL,"
+    "  location TEXT, bytes INTEGER, kind TEXT NOT NULL, backup_id TEXT,"
+    "  messages INTEGER, payloads INTEGER, missing INTEGER, sha256 TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX backups_newest ON backups(ok, finished_at);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
