@@ -623,6 +623,17 @@ int backup_writer_finish(struct backup_writer *w, const char *key_id,
     return 0;
 }
 
+int backup_writer_raw(struct backup_writer *w, const void *p, size_t n,
+                      int last, struct error *err)
+{
+    if (w->failed || w->finished || bk_put(w, p, n, err) != 0)
+        return -1;
+    if (last && bk_seal(w, 1, err) != 0)
+        return -1;
+    w->finished = last;
+    return 0;
+}
+
 uint64_t backup_writer_bytes(const struct backup_writer *w)
 {
     return w->written;

@@ -128,6 +128,12 @@ int backup_writer_finish(struct backup_writer *w, const char *key_id,
                          const unsigned char sig[BACKUP_SIG_LEN],
                          struct error *err);
 
+/* Plaintext bytes straight into the segment stream, unframed; last seals
+ * them as the final segment. Only for the fuzzer and the tests, which
+ * need authentic segments around records of their own making. */
+int backup_writer_raw(struct backup_writer *w, const void *p, size_t n,
+                      int last, struct error *err);
+
 /* Bytes written so far and, after finish, the SHA-256 of the whole file
  * (hex, 65 bytes). */
 uint64_t backup_writer_bytes(const struct backup_writer *w);
