@@ -278,9 +278,10 @@ static int restore_audit(const char *dir, const char *file,
     if (cli_open(dir, &w, &st) != 0)
         return EXIT_FAIL;
     int rc = cli_audit(w, st, "backup.restore", abs, "id=%s node=%s "
-                       "messages=%" PRId64 " missing=%" PRId64,
-                       r->info.backup_id, r->info.node, r->info.messages,
-                       r->missing);
+                       "messages=%" PRId64 " missing=%" PRId64
+                       " sessions_ended=%" PRId64, r->info.backup_id,
+                       r->info.node, r->info.messages, r->missing,
+                       r->sessions_ended);
     cli_close(w, st);
     return rc;
 }
@@ -319,9 +320,10 @@ static int restore_run(int argc, char **argv)
         return EXIT_OK;
     }
     report_text("restored", a.values[O_FROM], &r);
-    printf("  into %s: audit trail intact (%" PRId64 " entries); start it "
-           "with `wharf serve --data %s`\n", a.data, r.audit_entries,
-           a.data);
+    printf("  into %s: audit trail intact (%" PRId64 " entries); %" PRId64
+           " session(s) ended (sign in again); review the API tokens; start "
+           "it with `wharf serve --data %s`\n", a.data, r.audit_entries,
+           r.sessions_ended, a.data);
     return EXIT_OK;
 }
 

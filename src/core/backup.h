@@ -68,6 +68,7 @@ struct backup_report {
     int64_t payloads, missing, shredded;
     char signer[17];            /* the audit key id that signed it */
     int64_t audit_entries;      /* restore: entries of the verified trail */
+    int64_t sessions_ended;     /* restore: sessions of the snapshot ended */
 };
 
 /* Read the backup at file end to end and check everything the key allows
@@ -81,7 +82,9 @@ int backup_verify(const char *file, const struct backup_keys *k,
  * backup at file: the keystore is written last, after every check passed
  * and everything else is synced; on any failure everything written is
  * removed (dir too if it was created). Then the restored database passes
- * SQLite's quick_check and `audit verify`. 0, or -1 with err. */
+ * SQLite's quick_check and `audit verify`, and every session it holds is
+ * ended (a session revoked after the backup must not come back). 0, or
+ * -1 with err. */
 int backup_restore(const char *file, const char *dir,
                    const struct backup_keys *k, struct backup_report *rep,
                    struct error *err);

@@ -396,7 +396,8 @@ static int rs_commit(struct rs_run *s, struct error *err)
     return rc == 0 ? fsx_fsync_dir(s->dir, err) : -1;
 }
 
-/* The restored data dir opens; its database checks; its trail verifies. */
+/* The restored data dir opens; its database checks; its trail verifies;
+ * the sessions it holds end. */
 static int rs_check_restored(const char *dir, struct backup_report *rep,
                              struct error *err)
 {
@@ -413,6 +414,9 @@ static int rs_check_restored(const char *dir, struct backup_report *rep,
                        ar.problem);
     if (rc == 0)
         rep->audit_entries = ar.entries;
+    if (rc == 0)
+        rc = store_backup_restored(st, time_now_ms(), &rep->sessions_ended,
+                                   err);
     store_close(st);
     wharf_close(w);
     return rc;

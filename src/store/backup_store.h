@@ -55,6 +55,13 @@ int store_backup_payloads(const char *path, store_backup_payload_fn fn,
  * 0 when it says ok, -1 with its first complaint. */
 int store_backup_check(const char *path, struct error *err);
 
+/* After a restore: end every session the snapshot held (a session
+ * revoked after the backup must not come back; people sign in again).
+ * API tokens are kept (programs would stop): docs/operations.md says to
+ * review them. *n: sessions ended. */
+int store_backup_restored(struct store *s, int64_t now, int64_t *n,
+                          struct error *err);
+
 /* One backup run for the record. Strings may be NULL. */
 struct store_backup_row {
     int64_t started_at, finished_at;

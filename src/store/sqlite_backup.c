@@ -8,8 +8,9 @@
  * slot: each runs once per backup, so statements are prepared and
  * finalized per call. Every statement is a constant string with bound
  * parameters. Must never write to the live database except the backups
- * table, never hold a transaction on it beyond store_backup_copy, and
- * never follow a payload path (it only reports them).
+ * table (and, in a database just restored, the sessions it ends), never
+ * hold a transaction on it beyond store_backup_copy, and never follow a
+ * payload path (it only reports them).
  */
 #include "store/backup_store.h"
 
@@ -30,6 +31,8 @@
     " location, bytes, kind, backup_id, messages, payloads, missing," \
     " sha256, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11," \
     " ?12)"
+#define SQL_END_SESSIONS "UPDATE sessions SET revoked_at = ?1" \
+    " WHERE revoked_at IS NULL"
 #define SQL_LIST "SELECT id, started_at, finished_at, ok, location, bytes," \
     " kind, backup_id, messages, payloads, missing, sha256, error" \
     " FROM backups ORDER BY id DESC LIMIT ?1"
@@ -191,6 +194,25 @@ int store_backup_check(const char *path, struct error *err)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
+}
+
+int store_backup_restored(struct store *s, int64_t now, int64_t *n,
+                          struct error *err)
+{
+    sqlite3_stmt *st = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(store_db(s), SQL_END_SESSIONS, -1, &st, NULL) !=
+        SQLITE_OK) {
+        sqlite3_finalize(st);
+        return store_db_error(s, err, "end the restored sessions");
+    }
+    sqlite3_bind_int64(st, 1, now);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return store_db_error(s, err, "end the restored sessions");
+    *n = sqlite3_changes(store_db(s));
+    return 0;
 }
 
 /* ---- the record -------------------------------------------------------------- */

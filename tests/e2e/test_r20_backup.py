@@ -370,6 +370,14 @@ def test_r20_master_key_backup_needs_the_keystore_of_its_time(tmp_path,
 
 def test_r20_backups_are_recorded_and_audited(tmp_path, wharf):
     data, ids = small_data(wharf, tmp_path)
+    # a live session of the admin (as a login leaves one)
+    db = sqlite3.connect(data / "wharf.db")
+    now = int(time.time() * 1000)
+    db.execute("INSERT INTO sessions(id_hash, user_id, csrf_hash, created_at,"
+               " last_seen_at, expires_at) VALUES('h1', 1, 'c1', ?, ?, ?)",
+               (now, now, now + 3_600_000))
+    db.commit()
+    db.close()
     bk = tmp_path / "b1.wbk"
     wharf.ok("backup", "--data", data, "--to", bk)
     p = wharf("backup", "--data", data, "--to", bk)       # never overwrites
@@ -407,5 +415,14 @@ def test_r20_backups_are_recorded_and_audited(tmp_path, wharf):
     out = wharf.ok("restore", "--from", bk2, "--data", restored,
                    "--keystore", data / "keystore").stdout
     assert "1 gone before they were copied" in out
+    assert "1 session(s) ended" in out
     assert len(wharf.messages(restored)) == 3
+    # a session revoked after the backup must not come back: the restore
+    # ends every session it holds
+    db = sqlite3.connect(f"file:{restored / 'wharf.db'}?mode=ro", uri=True)
+    assert db.execute("SELECT revoked_at FROM sessions WHERE id_hash = 'h1'"
+                      ).fetchone()[0] is not None
+    db.close()
+    assert any(a == "backup.restore" and "sessions_ended=1" in d
+               for a, _, d in audit_actions(wharf, restored))
     assert not list((restored / "payloads").glob(f"*/{gone_id}.wpay"))
