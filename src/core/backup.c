@@ -14,10 +14,11 @@
  * key rotate` cannot rewrite payload headers meanwhile.
  *
  * It owns the run's temp files: the database copy DIR/.backup-PID-ID.db
- * (0600, in the data dir because it holds what wharf.db holds; removed at
- * the end, and a stale one of a dead process by the next run) and the
- * output temp file beside the target, linked into place only when
- * complete and synced. It must never write to the live database (the
+ * (0600, in the data dir because it holds what wharf.db holds) and the
+ * output temp file TARGET.tmp-PID-XXXXXX beside the target, linked into
+ * place only when complete and synced; both are removed at the end, and
+ * those of a killed run (its pid gone) by the next run. Test hook:
+ * fault_point("backup.entry") before each entry (kill -9 mid-backup). It must never write to the live database (the
  * record of the run is the CLI's), never copy a file outside the data
  * dir, and never put a secret in the header (it is plaintext).
  */
@@ -38,6 +39,7 @@
 
 #include "core/wharf.h"
 #include "store/backup_store.h"
+#include "util/fault.h"
 #include "util/fsx.h"
 #include "util/secret.h"
 #include "vault/vault.h"
@@ -82,6 +84,39 @@ static void bk_sweep_stale(struct wharf *w)
         closedir(d);
 }
 
+/* 1 when a directory entry is a backup temp file "<name>.tmp-PID-XXXXXX"
+ * of a process that is gone, holding a backup's start (or nothing). */
+static int bk_stale_output(int dfd, const char *name)
+{
+    const char *t = strstr(name, ".tmp-");
+    char *end;
+    if (t == NULL || t == name)
+        return 0;
+    long pid = strtol(t + 5, &end, 10);
+    if (pid <= 0 || *end != '-' || strlen(end + 1) != 6 ||
+        pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return 0;
+    char magic[8];
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t k = read(fd, magic, sizeof(magic));
+    close(fd);
+    return k == 0 || (k == 8 && memcmp(magic, BACKUP_MAGIC, 8) == 0);
+}
+
+/* Remove what killed runs left beside the target. */
+static void bk_sweep_outputs(const char *folder)
+{
+    DIR *d = opendir(folder);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (bk_stale_output(dirfd(d), e->d_name))
+            unlinkat(dirfd(d), e->d_name, 0);
+    if (d != NULL)
+        closedir(d);
+}
+
 /* The absolute target path into r->path and a temp file beside it. */
 static int bk_output_open(struct bk_run *b, struct error *err)
 {
@@ -96,9 +131,10 @@ static int bk_output_open(struct bk_run *b, struct error *err)
         return error_set(err, "--to %s names a folder, not a file", to);
     int n = snprintf(b->r->path, sizeof(b->r->path), "%s/%s", real, base);
     if (n < 0 || (size_t)n >= sizeof(b->r->path) ||
-        (size_t)snprintf(b->tmp, sizeof(b->tmp), "%s.tmp-XXXXXX",
-                         b->r->path) >= sizeof(b->tmp))
+        (size_t)snprintf(b->tmp, sizeof(b->tmp), "%s.tmp-%d-XXXXXX",
+                         b->r->path, (int)getpid()) >= sizeof(b->tmp))
         return error_set(err, "backup path %s is too long", to);
+    bk_sweep_outputs(real);
     if (lstat(b->r->path, &sb) == 0)
         return error_set(err, "%s already exists: a backup never "
                          "overwrites a file (choose another name)",
@@ -165,6 +201,7 @@ static int bk_put_file(struct bk_run *b, const char *name, const char *path,
                        int missing_ok, struct error *err)
 {
     struct stat sb;
+    fault_point("backup.entry");            /* test hook: util/fault.h */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT && missing_ok)
         return 1;

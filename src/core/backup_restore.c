@@ -13,6 +13,9 @@
  * looks like a working one. On a failure before that point everything it
  * wrote is removed (and the directory, if it made it).
  *
+ * Test hook: fault_point("restore.entry") after each file written (kill
+ * -9 mid-restore).
+ *
  * It owns the run's vault, reader and fds. It must never write outside
  * the target directory, never leave a keystore beside unverified data,
  * and never print key material (errors name files, ids and hashes).
@@ -34,6 +37,7 @@
 #include "core/wharf.h"
 #include "store/backup_store.h"
 #include "store/store.h"
+#include "util/fault.h"
 #include "util/fsx.h"
 #include "util/secret.h"
 #include "vault/vault.h"
@@ -257,6 +261,8 @@ static int rs_entry(struct rs_run *s, const struct backup_entry *e,
     int rc = rs_copy(s, e, out, head, &hlen, err);
     if (out >= 0 && close(out) != 0 && rc == 0)
         rc = error_errno(err, errno, "cannot write %s", e->name);
+    if (out >= 0)
+        fault_point("restore.entry");       /* test hook: util/fault.h */
     if (rc == 0 && payload)
         rc = rs_payload_check(s, id, head, hlen, err);
     return rc;

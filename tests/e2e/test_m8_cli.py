@@ -18,7 +18,8 @@ from conftest import (MSG_ID_RE, file_dest, file_source, flow_doc,
                       listen_port, wait_until)
 
 COMMANDS = ["init", "serve", "status", "flow", "send", "message", "key",
-            "version", "audit", "user", "token", "oidc", "api", "connector"]
+            "version", "audit", "user", "token", "oidc", "api", "connector",
+            "backup", "restore"]
 
 
 def one_error_line(p, *words):

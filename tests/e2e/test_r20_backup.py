@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 import backup_peer
-from conftest import (drop_file, file_dest, file_source, flow_doc,
-                      listen_port, new_data_dir, sha256_bytes, sha256_file,
-                      wait_until)
+from conftest import (assert_no_sanitizer_report, child_env, drop_file,
+                      file_dest, file_source, flow_doc, new_data_dir,
+                      sha256_bytes, sha256_file, wait_until)
 
 SEG = 65536 + 16
 TOKEN_RE = re.compile(r"(wharf_[A-Za-z0-9_-]{43})")
@@ -426,3 +426,53 @@ def test_r20_backups_are_recorded_and_audited(tmp_path, wharf):
     assert any(a == "backup.restore" and "sessions_ended=1" in d
                for a, _, d in audit_actions(wharf, restored))
     assert not list((restored / "payloads").glob(f"*/{gone_id}.wpay"))
+
+
+# ---- kill -9 ---------------------------------------------------------------------------
+
+
+def killed(wharf, fault, *args):
+    """`wharf ARGS` killed (SIGKILL) by the WHARF_FAULT test hook."""
+    env = child_env()
+    env["WHARF_FAULT"] = fault
+    p = subprocess.run([wharf.binary, *map(str, args)], capture_output=True,
+                       text=True, timeout=120, env=env, cwd=wharf.workdir)
+    assert_no_sanitizer_report(p.stderr, " ".join(map(str, args)))
+    assert p.returncode == -9, (fault, p.returncode, p.stdout, p.stderr)
+
+
+def test_r20_kill9_during_backup_or_restore_leaves_nothing_usable_behind(
+        tmp_path, wharf):
+    data, ids = small_data(wharf, tmp_path)
+    out = tmp_path / "backups"
+    out.mkdir()
+    bk = out / "b.wbk"
+    killed(wharf, "backup.entry:5", "backup", "--data", data, "--to", bk)
+    # no backup under its name, no record of one; the leftovers are temp
+    # files that the next run removes
+    assert not bk.exists()
+    assert [n for n in os.listdir(out) if ".tmp-" in n]
+    assert [n for n in os.listdir(data) if n.startswith(".backup-")]
+    assert "ok" not in wharf.ok("backup", "list", "--data", data).stdout
+    wharf.ok("backup", "--data", data, "--to", bk)
+    assert os.listdir(out) == ["b.wbk"]
+    assert not [n for n in os.listdir(data) if n.startswith(".backup-")]
+    wharf.ok("backup", "verify", bk, "--data", data)
+
+    # a restore killed half way leaves a folder without a keystore, which
+    # no command takes for a data dir, and which restore will not reuse
+    half = tmp_path / "half"
+    killed(wharf, "restore.entry:4", "restore", "--from", bk, "--data", half,
+           "--keystore", data / "keystore")
+    assert half.exists() and not (half / "keystore").exists()
+    p = wharf("serve", "--data", half)
+    assert p.returncode == 1 and "keystore" in p.stderr, p.stderr
+    p = wharf("restore", "--from", bk, "--data", half, "--keystore",
+              data / "keystore")
+    assert p.returncode == 1 and "not empty" in p.stderr, p.stderr
+    shutil.rmtree(half)
+    wharf.ok("restore", "--from", bk, "--data", half, "--keystore",
+             data / "keystore")
+    wharf.ok("audit", "verify", "--data", half)
+    assert {m["id"] for m in wharf.messages(half)} == \
+        {i for i, _ in ids.values()}
