@@ -38,6 +38,9 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f\n", b - a }'; }
 rate() { awk -v m="$1" -v s="$2" 'BEGIN { printf "%.1f\n", m * 1048576 / 1e6 / s }'; }
 
+for tool in openssl curl /usr/bin/time /usr/bin/python3; do
+    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install ${tool##*/})"
+done
 make --no-print-directory -s -j2 build/release/wharf build/release/bench/backup_fill
 mkdir -p "$OUT"
 : >"$RES"
