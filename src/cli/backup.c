@@ -235,9 +235,16 @@ static int backup_run(int argc, char **argv)
     int p = cli_parse(&cmd_backup, argc, argv, BACKUP_OPTS, &a);
     if (p != 0)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
-    if (a.npos >= 1 && strcmp(a.pos[0], "verify") == 0)
+    int verify = a.npos >= 1 && strcmp(a.pos[0], "verify") == 0;
+    int list = a.npos == 1 && strcmp(a.pos[0], "list") == 0;
+    if ((verify || list) && (a.values[O_TO] || a.values[O_RECIPIENT]))
+        return cli_usage(&cmd_backup, "--to and --recipient are for taking "
+                         "a backup");
+    if (list && (a.values[O_KEYSTORE] || a.values[O_KEY]))
+        return cli_usage(&cmd_backup, "list takes no --keystore or --key");
+    if (verify)
         return backup_check(&a);
-    if (a.npos == 1 && strcmp(a.pos[0], "list") == 0)
+    if (list)
         return backup_list(&a);
     if (a.npos != 0)
         return cli_usage(&cmd_backup, "expected --to FILE, 'verify FILE' "
