@@ -8,14 +8,14 @@ MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
 CC      ?= cc
-PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl libqrencode
+PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl libqrencode libseccomp
 # Bounded snprintf truncation is deliberate everywhere (messages are cut,
 # never overflowed), so -Wformat-truncation is off.
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
            -Wvla -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS_ALL := -Isrc -DWHARF_VERSION=\"$(shell cat VERSION)\" \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2 -lcurl -lqrencode) \
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2 -lcurl -lqrencode -lseccomp) \
            -lhttp_parser -lpthread
 
 FLAGS_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
@@ -64,6 +64,12 @@ build/$(1)/tests/%: tests/unit/%.c tests/unit/testutil.h tests/unit/as2_testkit.
 	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -Itests/unit $$(LDFLAGS_$(1)) \
 	    -o $$@ $$< build/$(1)/libwharf.a $$(LIBS) -lcmocka
 
+# The sandbox probe of tests/e2e/test_r22_sandbox.py (not a cmocka test).
+build/$(1)/tests/sandbox_probe: tests/unit/sandbox_probe.c build/$(1)/libwharf.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) $$(LDFLAGS_$(1)) \
+	    -o $$@ $$< build/$(1)/libwharf.a $$(LIBS)
+
 build/$(1)/bench/%: bench/%.c build/$(1)/libwharf.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) $$(LDFLAGS_$(1)) \
@@ -85,8 +91,8 @@ $(WEB_GEN): $(WEB_FILES) scripts/embed-web.pl
 UNIT_BINS = $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 TSAN_BINS = $(patsubst tests/unit/%.c,build/tsan/tests/%,$(UNIT_SRC))
 
-release: build/release/wharf
-asan: build/asan/wharf $(UNIT_BINS)
+release: build/release/wharf build/release/tests/sandbox_probe
+asan: build/asan/wharf $(UNIT_BINS) build/asan/tests/sandbox_probe
 tsan: build/tsan/wharf $(TSAN_BINS)
 
 # Unit tests (cmocka) under ASan+UBSan; each binary prints its summary.
@@ -119,7 +125,9 @@ run: deps
 	@$(MAKE) --no-print-directory release
 	@mkdir -p "$(FILES)/in" "$(FILES)/out"
 	@if [ ! -d "$(DATA)" ]; then build/release/wharf init --data "$(DATA)" \
-	    --allowed-paths "$(abspath $(FILES))"; fi
+	    --allowed-paths "$(abspath $(FILES))" && \
+	    if [ "$$(id -u)" -eq 0 ]; then echo "allow_root = yes" >>"$(DATA)/wharf.conf"; \
+	    echo "make run as root: $(DATA)/wharf.conf allows serve to stay root"; fi; fi
 	build/release/wharf serve --data "$(DATA)"
 
 bench: release

@@ -188,6 +188,9 @@ def main():
         os.makedirs(d)
 
     run([wharf, "init", "--data", data, "--allowed-paths", out])
+    if os.geteuid() == 0:   # a bench machine as root: keep root (R22)
+        with open(os.path.join(data, "wharf.conf"), "a") as f:
+            f.write("allow_root = yes\n")
     src_cfg = {"receive_dir": recv, "pattern": "*", "after": a.after,
                "poll_ms": 100}
     if a.after == "archive":

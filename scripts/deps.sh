@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 
 BUILD=(gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev zlib1g-dev
        libargon2-dev libhttp-parser-dev libcurl4-openssl-dev libqrencode-dev
-       openssl sqlite3)
+       libseccomp-dev openssl sqlite3)
 TEST=(libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest e2fsprogs
       strace procps oathtool nmap wrk cppcheck python3-yaml python3-jsonschema
       openssh-server openssh-client tinyproxy-bin dante-server
-      chromium chromium-driver python3-selenium python3-cryptography)
+      chromium chromium-driver python3-selenium
+      python3-aiosmtpd python3-cryptography)
 
 want=("${BUILD[@]}")
 [ "${1:-}" = "test" ] && want+=("${TEST[@]}")

@@ -110,10 +110,14 @@ for s in a b; do
     PARTNER[$s]=$(free_port)
     while [ "${PARTNER[$s]}" = "${ADMIN[$s]}" ]; do PARTNER[$s]=$(free_port); done
     "$WHARF" init --data "$WORK/$s/data" --admin-listen "127.0.0.1:${ADMIN[$s]}" \
-        --partner-listen "127.0.0.1:${PARTNER[$s]}" --allowed-paths "$WORK/$s" \
+        --partner-listen "127.0.0.1:${PARTNER[$s]}" \
+        --allowed-paths "$WORK/$s/outbox,$WORK/$s/inbox" \
         >"$WORK/$s/init.out" 2>&1 ||
         die "wharf init ($s) failed: $(cat "$WORK/$s/init.out")"
     echo "poll_ms = 100" >>"$WORK/$s/data/wharf.conf"
+    # run as root (a container, a CI job): keep root instead of refusing to
+    # start; on a real server use wharf init --user (docs/operations.md)
+    [ "$(id -u)" -ne 0 ] || echo "allow_root = yes" >>"$WORK/$s/data/wharf.conf"
     openssl req -x509 -newkey rsa:2048 -nodes -days 365 -sha256 \
         -subj "/CN=wharf-$s/O=Wharf two-partner example" \
         -keyout "$WORK/$s/as2.key" -out "$WORK/$s/as2.pem" >"$WORK/$s/openssl.out" 2>&1 ||

@@ -144,6 +144,14 @@ int api_partners(struct api_ctx *c);
 int api_partner_cert_add(struct api_ctx *c);
 int api_certificates(struct api_ctx *c);
 int api_certificate_get(struct api_ctx *c);
+int api_alerts(struct api_ctx *c);
+int api_alert_get(struct api_ctx *c);
+int api_alert_ack(struct api_ctx *c);
+int api_alert_escalate(struct api_ctx *c);
+int api_incidents(struct api_ctx *c);
+int api_incident_get(struct api_ctx *c);
+int api_incident_update(struct api_ctx *c);
+int api_incident_close(struct api_ctx *c);
 
 /* The caller's permissions and idle timeout, added to GET /auth/me's
  * answer for the console (api_console.c). */

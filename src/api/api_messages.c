@@ -14,6 +14,7 @@
 #include "core/message.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/detectors.h"
 #include "store/audit_store.h"
 #include "store/store.h"
 #include "vault/vault.h"
@@ -204,6 +205,7 @@ int api_audit_verify(struct api_ctx *c)
     int rc = audit_verify(c->st, c->w->vault, &r, &err);
     if (rc < 0)
         return api_fail(c, 500, "internal", "%s", err.msg);
+    detect_audit_result(c->st, rc, &r);     /* a break is an alert (R19) */
     return api_ok(c, 200, json_pack("{s:b, s:I, s:I, s:I, s:s}", "intact",
                   rc == 0, "entries", (json_int_t)r.entries, "checkpoints",
                   (json_int_t)r.checkpoints, "first_bad",

@@ -115,8 +115,6 @@ int api_user_update(struct api_ctx *c)
 {
     struct error err = {0};
     const char *name = c->param[0];
-    if (user_update_body_ok(c) < 0)
-        return 0;
     json_t *dis = c->body ? json_object_get(c->body, "disabled") : NULL;
     json_t *rp = c->body ? json_object_get(c->body, "reset_password") : NULL;
     json_t *rm = c->body ? json_object_get(c->body, "reset_mfa") : NULL;
@@ -125,8 +123,10 @@ int api_user_update(struct api_ctx *c)
     enum role role;
     int rc = auth_user_get(&c->auth, name, &u, &err);
     if (rc != AUTH_OK)
-        return api_auth_fail(c, rc, &err);
+        return api_auth_fail(c, rc, &err);      /* no such user: 404 first */
     store_user_clear(&u);
+    if (user_update_body_ok(c) < 0)
+        return 0;
     if (!role_name && !json_is_boolean(dis) && !json_is_true(rp) &&
         !json_is_true(rm))
         return api_fail(c, 400, "invalid", "send role, disabled, "

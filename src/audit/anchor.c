@@ -1,6 +1,6 @@
 /*
  * anchor.c - the signed head anchor of the audit trail (R18): a file
- * outside the audit table, DIR/audit.head beside the database, that names
+ * outside the audit table, DIR/state/audit.head beside the database, that names
  * the newest entry so that deleting the newest entries (which leaves a
  * perfectly valid, shorter chain) is detected by `wharf audit verify`.
  *
@@ -16,8 +16,11 @@
  * its own: a checkpoint signature cannot pass for an anchor). It is written
  * after the append's transaction committed (audit_anchor_update): temp file,
  * fsync, rename, fsync of the directory (fsx_write_atomic), under an flock
- * of DIR/audit.head.lock, naming the head as read then, so concurrent
+ * of DIR/state/audit.head.lock, naming the head as read then, so concurrent
  * writers (serve's threads, CLI commands) leave the newest head in place.
+ * Run as root on a data dir another user owns (a CLI command), the files
+ * are given to the owner of state/, so the sandboxed serve can still move
+ * the anchor.
  * It therefore never names an entry that is not committed; after a crash
  * between the commit and the write it lags (names an older entry, which is
  * still in the trail) until the next append moves it. It is only moved on
@@ -48,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -68,6 +72,38 @@ int audit_anchor_path(struct store *st, char *out, size_t n)
         return -1;
     int len = snprintf(out, n, "%s/" AUDIT_ANCHOR_FILE, dir);
     return len > 0 && (size_t)len < n ? 0 : -1;
+}
+
+void audit_anchor_place(const char *path)
+{
+    char dir[PATH_MAX], top[PATH_MAX], old[PATH_MAX + 32];
+    struct stat sb;
+    if (fsx_dirname(path, dir, sizeof(dir)) != 0 ||
+        fsx_dirname(dir, top, sizeof(top)) != 0)
+        return;
+    if (stat(dir, &sb) != 0 && mkdir(dir, 0700) == 0 && geteuid() == 0 &&
+        stat(top, &sb) == 0)
+        (void)!chown(dir, sb.st_uid, sb.st_gid);
+    snprintf(old, sizeof(old), "%s/" AUDIT_ANCHOR_OLD, top);
+    if (access(path, F_OK) != 0 && errno == ENOENT &&
+        access(old, F_OK) == 0 && rename(old, path) == 0) {
+        snprintf(old, sizeof(old), "%s/" AUDIT_ANCHOR_OLD ".lock", top);
+        (void)unlink(old);
+    }
+}
+
+/* Root writing in a state/ another user owns: give the file to that user. */
+static void anchor_give(int fd, const char *path)
+{
+    char dir[PATH_MAX];
+    struct stat sb;
+    if (geteuid() != 0 || fsx_dirname(path, dir, sizeof(dir)) != 0 ||
+        stat(dir, &sb) != 0 || sb.st_uid == 0)
+        return;
+    if (fd >= 0)
+        (void)!fchown(fd, sb.st_uid, sb.st_gid);
+    else
+        (void)!chown(path, sb.st_uid, sb.st_gid);
 }
 
 /* The signed text of (seq, hash) into buf; its length, or -1. */
@@ -187,8 +223,12 @@ static int anchor_write(struct vault *v, const char *path, int64_t seq,
     for (size_t i = 0; i < sizeof(sig); i++)
         snprintf(a.sig + 2 * i, 3, "%02x", sig[i]);
     int flen = anchor_format(&a, file, sizeof(file));
-    return flen < 0 ? error_set(err, "internal: anchor too long")
-                    : fsx_write_atomic(path, file, (size_t)flen, 0600, err);
+    if (flen < 0)
+        return error_set(err, "internal: anchor too long");
+    if (fsx_write_atomic(path, file, (size_t)flen, 0600, err) < 0)
+        return -1;
+    anchor_give(-1, path);
+    return 0;
 }
 
 /* Under the lock: check the current anchor still matches the trail, then
@@ -233,8 +273,10 @@ void audit_anchor_update(struct store *st, struct vault *v)
     struct error err = {0};
     if (v == NULL || audit_anchor_path(st, path, sizeof(path)) < 0)
         return;
+    audit_anchor_place(path);
     snprintf(lock, sizeof(lock), "%s.lock", path);
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    anchor_give(fd, lock);
     int rc = fd < 0 ? error_errno(&err, errno, "cannot open %s", lock) : 0;
     while (rc == 0 && flock(fd, LOCK_EX) != 0)
         if (errno != EINTR)

@@ -37,7 +37,7 @@
  * newest checkpoint would be indistinguishable from an honest tail. The
  * signed head anchor closes that window (anchor.c): after every committed
  * append (and checkpoint) the newest entry's seq and hash are signed into
- * DIR/audit.head, outside the table, and verify also reports
+ * DIR/state/audit.head, outside the table, and verify also reports
  *   - an anchored entry whose hash differs (the tail rewritten);
  *   - a trail that ends before the anchored entry (the newest entries
  *     deleted): "the newest entries were deleted: the signed head anchor
@@ -231,6 +231,13 @@ static int audit_field_ok(const char *name, const char *value, int required,
     return 0;
 }
 
+static audit_observer_fn audit_observer;
+
+void audit_set_observer(audit_observer_fn fn)
+{
+    audit_observer = fn;
+}
+
 int audit_append(struct store *st, struct vault *v,
                  const struct audit_event *e, struct error *err)
 {
@@ -251,6 +258,8 @@ int audit_append(struct store *st, struct vault *v,
         return -1;
     }
     audit_anchor_update(st, v);     /* after the commit: it never leads */
+    if (audit_observer != NULL)
+        audit_observer(st, e);
     return 0;
 }
 
@@ -526,12 +535,14 @@ int audit_verify(struct store *st, struct vault *v, struct audit_report *r,
     };
     /* the anchor first: read before the walk, it cannot name an entry the
      * walk will not see (it never leads the committed trail) */
-    if (audit_anchor_path(st, w.anchor_path, sizeof(w.anchor_path)) == 0 &&
-        (w.anchor_state = audit_anchor_load(v, w.anchor_path, &w.anchor,
-                                            w.anchor_problem,
-                                            sizeof(w.anchor_problem),
-                                            err)) < 0)
-        return -1;
+    if (audit_anchor_path(st, w.anchor_path, sizeof(w.anchor_path)) == 0) {
+        audit_anchor_place(w.anchor_path);
+        w.anchor_state = audit_anchor_load(v, w.anchor_path, &w.anchor,
+                                           w.anchor_problem,
+                                           sizeof(w.anchor_problem), err);
+        if (w.anchor_state < 0)
+            return -1;
+    }
     int rc = audit_walk(&w, err);
     store_audit_rows_free(w.rows, w.nrows);
     store_audit_checkpoints_free(w.cps, w.ncps);

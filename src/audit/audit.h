@@ -25,6 +25,12 @@ struct vault;
 
 #define AUDIT_CHECKPOINT_EVERY 64
 
+/* Where the signed head anchor lives, relative to the data dir (the one
+ * name: audit_anchor.h uses it; a backup carries and restores it), and
+ * where data dirs made before state/ had it (moved on the next use). */
+#define AUDIT_HEAD_FILE "state/audit.head"
+#define AUDIT_HEAD_OLD "audit.head"
+
 struct audit_event {
     const char *actor;      /* "user:alice", "token:ID", "cli", "system" */
     const char *address;    /* client address, or NULL */
@@ -37,6 +43,13 @@ struct audit_event {
  * v may be NULL only in tests that do not checkpoint. */
 int audit_append(struct store *st, struct vault *v,
                  const struct audit_event *e, struct error *err);
+
+/* Called after every committed append, with the store it was written
+ * through (no transaction open) and the entry: security/ turns bans,
+ * locked logins and configuration changes into alerts (R19). Set once
+ * before threads start; NULL: none. It must not fail the append. */
+typedef void (*audit_observer_fn)(struct store *st, const struct audit_event *e);
+void audit_set_observer(audit_observer_fn fn);
 
 /* Sign the current chain head now (if not already signed). */
 int audit_checkpoint(struct store *st, struct vault *v, struct error *err);

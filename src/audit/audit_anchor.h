@@ -5,8 +5,10 @@
  * src/audit/ (and its tests: tests/unit/test_audit.c,
  * tests/fuzz/fuzz_audit_anchor.c) includes this file.
  *
- * The anchor is a small file outside the table it protects, DIR/audit.head
- * beside the database, naming the newest entry (seq and hash) with an
+ * The anchor is a small file outside the table it protects,
+ * DIR/state/audit.head beside the database (in state/: serve's sandbox,
+ * core/sandbox.h, lets it write nowhere in DIR itself), naming the newest
+ * entry (seq and hash) with an
  * Ed25519 signature by the vault's audit key; see anchor.c for the format
  * and what it can and cannot prove.
  */
@@ -16,12 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "util/error.h"
 #include "vault/vault.h"
 
 struct store;
 
-#define AUDIT_ANCHOR_FILE "audit.head"
+#define AUDIT_ANCHOR_FILE AUDIT_HEAD_FILE
+#define AUDIT_ANCHOR_OLD AUDIT_HEAD_OLD      /* DIR/audit.head before state/ */
 
 struct audit_anchor {
     int64_t seq;                        /* the anchored entry */
@@ -36,9 +40,16 @@ enum audit_anchor_state {
     AUDIT_ANCHOR_BAD = 2,       /* malformed or its signature fails */
 };
 
-/* The anchor path of st's database (DIR/audit.head) into out. -1 when the
- * database has no file (nothing to anchor beside). */
+/* The anchor path of st's database (DIR/state/audit.head) into out. -1
+ * when the database has no file (nothing to anchor beside). */
 int audit_anchor_path(struct store *st, char *out, size_t n);
+
+/* Before the anchor at path is read or written: create its folder if
+ * missing (given to the data dir's owner when root creates it, as SQLite
+ * does with its journals) and move the DIR/audit.head of an older data
+ * dir there when path has none. Best effort: a failure shows when the
+ * anchor is read or written. */
+void audit_anchor_place(const char *path);
 
 /* Parse an anchor file's bytes data[0..len) into a (no signature check):
  * 0, or -1 unless they are exactly the canonical form of anchor.c.
@@ -53,7 +64,7 @@ int audit_anchor_load(struct vault *v, const char *path,
                       struct error *err);
 
 /* After a committed append or checkpoint: move the anchor to the trail's
- * head, under DIR/audit.head.lock. It is never moved away from an anchor
+ * head, under DIR/state/audit.head.lock. It is never moved away from an anchor
  * that is invalid or whose entry is no longer in the trail (that anchor is
  * the evidence `audit verify` reports). Failures are logged, not returned:
  * the entry is committed, and an anchor that lags is allowed. */

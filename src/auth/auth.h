@@ -82,6 +82,9 @@ enum perm {
     PERM_AUDIT_READ,        /* audit.read */
     PERM_KEY_WRITE,         /* key.write        rotate keys, import certificates */
     PERM_METRICS_READ,      /* metrics.read     /metrics */
+    PERM_ALERT_READ,        /* alert.read       alerts and incidents (R19) */
+    PERM_ALERT_ACK,         /* alert.ack        acknowledge an alert */
+    PERM_INCIDENT_WRITE,    /* incident.write   escalate, update, close */
     PERM_COUNT
 };
 

@@ -16,6 +16,9 @@
  *             changes nothing (not even "test connection", which contacts a
  *             partner).
  *   viewer    reads flows and message status; no payloads, no metrics.
+ * Security operations (R19, issue 12): auditors read alerts and incidents,
+ * operators also acknowledge alerts, administrators escalate them and run
+ * the investigations, incidents and breaches.
  * Own sessions (list, revoke, log out) are always allowed to their owner;
  * session.read/session.write cover other users' sessions.
  *
@@ -49,6 +52,9 @@ static const unsigned char TABLE[PERM_COUNT][ROLE_COUNT] = {
     [PERM_AUDIT_READ]       = { Y,    N,       Y,      N },
     [PERM_KEY_WRITE]        = { Y,    N,       N,      N },
     [PERM_METRICS_READ]     = { Y,    Y,       Y,      N },
+    [PERM_ALERT_READ]       = { Y,    Y,       Y,      N },
+    [PERM_ALERT_ACK]        = { Y,    Y,       N,      N },
+    [PERM_INCIDENT_WRITE]   = { Y,    N,       N,      N },
 };
 
 #undef Y
@@ -80,6 +86,9 @@ static const char *const PERM_NAMES[PERM_COUNT] = {
     [PERM_AUDIT_READ] = "audit.read",
     [PERM_KEY_WRITE] = "key.write",
     [PERM_METRICS_READ] = "metrics.read",
+    [PERM_ALERT_READ] = "alert.read",
+    [PERM_ALERT_ACK] = "alert.ack",
+    [PERM_INCIDENT_WRITE] = "incident.write",
 };
 
 bool rbac_allows(enum role role, enum perm perm)

@@ -28,6 +28,7 @@
 #include "cli/cli.h"
 #include "core/flow.h"
 #include "core/wharf.h"
+#include "security/detectors.h"
 #include "store/audit_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -81,6 +82,7 @@ static int audit_verify_cmd(struct wharf *w, struct store *st)
     int rc = audit_verify(st, w->vault, &r, &err);
     if (rc < 0)
         return cli_fail("cannot verify the audit trail: %s", err.msg);
+    detect_audit_result(st, rc, &r);    /* a break is an alert (R19) */
     if (rc > 0)
         return cli_fail("audit trail broken: %s", r.problem);
     printf("audit trail intact: %" PRId64 " entries, %" PRId64

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "core/wharf.h"
+#include "security/alerts.h"
+#include "security/detectors.h"
 #include "store/store.h"
 
 int cli_fail(const char *fmt, ...)
@@ -143,11 +145,16 @@ int cli_open(const char *data, struct wharf **w, struct store **st)
         *w = NULL;
         return cli_fail("%s", err.msg);
     }
+    alerts_attach(*w);          /* what this command sees raises alerts */
     return 0;
 }
 
 void cli_close(struct wharf *w, struct store *st)
 {
+    if (st != NULL && alerts_wharf() == w)
+        detect_flush(st);       /* integrity failures this command saw */
+    if (alerts_wharf() == w)
+        alerts_attach(NULL);
     store_close(st);
     wharf_close(w);
 }

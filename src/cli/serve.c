@@ -13,7 +13,15 @@
  * The HTTPS listeners (net/server.h) start after the engine and stop before
  * it; a listener that cannot start (address in use, bad certificate) makes
  * serve exit 1 with one line saying which and why. /healthz answers from
- * core/health.h, which serve mirrors to DIR/health.json for `wharf status`.
+ * core/health.h, which serve mirrors to DIR/state/health.json for `wharf
+ * status` (in state/, created if missing: the sandbox lets serve write
+ * nowhere in DIR itself).
+ *
+ * Privileges (R22, core/sandbox.h): right after opening the data dir a
+ * serve started as root becomes wharf.conf's user (or refuses to stay
+ * root without allow_root); the listeners are bound before any thread
+ * starts, then serve enters its sandbox (no capabilities, no_new_privs,
+ * Landlock, seccomp), then the engine and the listeners start.
  *
  * Must never: run with core dumps possible; exit on SIGHUP.
  */
@@ -23,6 +31,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -31,8 +40,11 @@
 #include "connectors/connector.h"
 #include "core/engine.h"
 #include "core/health.h"
+#include "core/sandbox.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/alerts.h"
+#include "security/security.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -56,7 +68,8 @@ static int init_run(int argc, char **argv)
 {
     static const char *const opts[] = { "--log-level=", "--admin-listen=",
                                         "--partner-listen=",
-                                        "--allowed-paths=", NULL };
+                                        "--allowed-paths=", "--user=",
+                                        NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_init, argc, argv, opts, &a);
     if (p != 0)
@@ -66,29 +79,38 @@ static int init_run(int argc, char **argv)
     struct wharf_init_opts o = { .log_level = a.values[0],
                                  .admin_listen = a.values[1],
                                  .partner_listen = a.values[2],
-                                 .allowed_paths = a.values[3] };
+                                 .allowed_paths = a.values[3],
+                                 .user = a.values[4] };
     struct error err = {0};
     if (wharf_init(a.data, &o, &err) < 0)
         return cli_fail("%s", err.msg);
     if (init_audit(a.data) != EXIT_OK)
         return EXIT_FAIL;
     printf("initialized %s\n", a.data);
-    return cli_user_bootstrap(a.data);
+    int rc = cli_user_bootstrap(a.data);
+    if (rc == EXIT_OK && o.user && wharf_init_give(a.data, o.user, &err) < 0)
+        return cli_fail("%s", err.msg);
+    return rc;
 }
 
 const struct cli_cmd cmd_init = {
     "init", "create a data directory (keystore, database, folders)",
     "wharf init [--data DIR] [--log-level LEVEL] [--admin-listen IP:PORT]\n"
     "           [--partner-listen IP:PORT] [--allowed-paths DIR[,DIR...]]\n"
+    "           [--user NAME]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
-    "  (keystore, mode 0600), wharf.db, payloads/, logs/ and a self-signed\n"
-    "  TLS certificate for the listeners (tls/cert.pem, tls/key.pem).\n"
+    "  (keystore, mode 0600), wharf.db, payloads/, logs/, state/ and a\n"
+    "  self-signed TLS certificate for the listeners (tls/cert.pem,\n"
+    "  tls/key.pem).\n"
     "  Never overwrites.\n"
     "  LEVEL: error, warning, info (default), debug, trace.\n"
     "  --admin-listen    admin HTTPS listener (default 127.0.0.1:8443)\n"
     "  --partner-listen  partner HTTPS listener (default 127.0.0.1:4080)\n"
     "  --allowed-paths   the folders flows may name (file connectors, secret\n"
-    "                    files); none by default (wharf.conf allowed_paths)\n",
+    "                    files); none by default (wharf.conf allowed_paths)\n"
+    "  --user            the account serve runs as when started as root\n"
+    "                    (wharf.conf user); DIR and all in it are given to\n"
+    "                    it (needs root)\n",
     init_run,
 };
 
@@ -133,8 +155,15 @@ static json_t *serve_health(void *arg, int *healthy)
 static void serve_health_start(struct wharf *w)
 {
     char path[4200];
-    health_start(wharf_path(w, "health.json", path, sizeof(path)) == 0
-                 ? path : NULL, w->conf.health_failing_ms);
+    if (wharf_path(w, "state", path, sizeof(path)) < 0 ||
+        (mkdir(path, 0700) < 0 && errno != EEXIST) ||
+        wharf_path(w, "state/health.json", path, sizeof(path)) < 0) {
+        log_warn("cannot create %s/state: `wharf status` will not see this "
+                 "server's health", w->dir);
+        health_start(NULL, w->conf.health_failing_ms);
+        return;
+    }
+    health_start(path, w->conf.health_failing_ms);
 }
 
 /* ---- SIGHUP ------------------------------------------------------------------- */
@@ -161,6 +190,7 @@ static void serve_apply_live(struct wharf *w, struct net_server *net)
     health_set_failing_ms(w->conf.health_failing_ms);
     if (net_server_reload_defender(net, &err) < 0)
         log_error("reload: ban settings not applied: %s", err.msg);
+    security_set_conf(&w->conf.security);
 }
 
 /* "KEY KEY ..." of n names into out. */
@@ -230,21 +260,24 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     store_close(st);
     serve_checkpoint(w);
     serve_health_start(w);
-    struct engine *e = engine_start(w, &err);
-    if (e == NULL) {
-        log_error("%s", err.msg);
-        return cli_fail("%s", err.msg);
-    }
-    struct net_server *net = net_server_new(w, &err);
+    struct engine *e = NULL;
     struct partner_routes *hooks = NULL;
+    struct net_server *net = net_server_new(w, &err);
     if (net != NULL)
         net_server_set_health(net, serve_health, NULL);
+    /* Bound before the sandbox (ports below 1024), every thread started
+     * after it (threads inherit Landlock): the key process watcher, the
+     * engine's, security's (detector, notifier), then the listeners',
+     * which stop first. */
     if (net == NULL || api_register(net, w, &err) < 0 ||
         console_register(net, &err) < 0 ||
         (hooks = partner_routes_register(net, w, &err)) == NULL ||
-        net_server_start(net, &err) < 0) {
+        net_server_bind(net, &err) < 0 || sandbox_enter(w, &err) < 0 ||
+        keyproc_watch(&err) < 0 || (e = engine_start(w, &err)) == NULL ||
+        security_start(w, &err) < 0 || net_server_start(net, &err) < 0) {
         net_server_free(net);
         partner_routes_free(hooks);
+        security_stop();
         engine_stop(e);
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
@@ -256,6 +289,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     net_server_free(net);
     partner_routes_free(hooks);
     api_shutdown();
+    security_stop();
     engine_stop(e);
     serve_checkpoint(w);
     return EXIT_OK;
@@ -299,13 +333,17 @@ static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
         return cli_fail("%s", err.msg);
     }
     int lockfd = -1, rc;
-    if (cli_lock(w->dir, "serve", &lockfd, &err) < 0 ||
+    if (sandbox_drop_root(w, &err) < 0 ||
+        cli_lock(w->dir, "serve", &lockfd, &err) < 0 ||
         log_open(w->log_dir, w->conf.log_level, to_stderr, &err) < 0) {
         rc = cli_fail("%s", err.msg);
     } else {
         log_set_rotation(w->conf.log_max_bytes, w->conf.log_keep);
         log_set_repeat_interval(w->conf.log_repeat_ms);
+        alerts_attach(w);       /* after the key process was forked */
+        alerts_set_logging(true);
         rc = serve_loop(w, set);
+        alerts_attach(NULL);
         health_stop();
         log_close();
     }
@@ -348,8 +386,10 @@ const struct cli_cmd cmd_serve = {
     "  wharf.conf until SIGTERM/SIGINT. Logs to DIR/logs/wharf.log and,\n"
     "  unless --quiet, to stderr. SIGHUP reopens the log file (after\n"
     "  logrotate renamed it) and reloads wharf.conf: log_level, log_max_bytes,\n"
-    "  log_keep, log_repeat_seconds, health_failing_seconds and the ban_*\n"
-    "  keys apply at once, other changes at the next start (logged).\n"
+    "  log_keep, log_repeat_seconds, health_failing_seconds, the ban_*,\n"
+    "  alert_* and notify_* keys apply at once, other changes at the next\n"
+    "  start (logged). Alerts are checked and notifications sent while it\n"
+    "  runs (docs/operations.md, Alerts and notifications).\n"
     "  Core dumps are off.\n",
     serve_run,
 };

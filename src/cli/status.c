@@ -2,8 +2,8 @@
  * status.c (cli) - `wharf status [--json]`: whether a `wharf serve` runs on
  * the data dir (the holder of DIR/wharf.lock and its pid) and the same
  * report its GET /healthz gives, computed by core/health.h from the state
- * the server mirrors to DIR/health.json. Reads only; owns nothing beyond
- * the call. Must never report a stale file as the state of a running
+ * the server mirrors to DIR/state/health.json. Reads only; owns nothing
+ * beyond the call. Must never report a stale file as the state of a running
  * server (the file must carry the lock holder's pid).
  */
 #include <jansson.h>
@@ -47,7 +47,7 @@ static json_t *status_state(const struct wharf *w, int pid)
     size_t len = 0;
     struct error err = {0};
     json_t *state = NULL;
-    if (wharf_path(w, "health.json", path, sizeof(path)) == 0 &&
+    if (wharf_path(w, "state/health.json", path, sizeof(path)) == 0 &&
         fsx_read_all(path, STATUS_FILE_MAX, &text, &len, &err) == 0)
         state = json_loadb(text, len, 0, NULL);
     free(text);

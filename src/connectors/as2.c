@@ -56,6 +56,7 @@
 
 #include "core/message.h"
 #include "core/wharf.h"
+#include "security/alerts.h"
 #include "store/partner_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -415,9 +416,15 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
                      "MIC)");
         st = WH_OK;
     }
-    if (st != WH_OK)
-        conn_log(c, LOG_WARNING, msgid, "ALERT: the MDN from %s does not "
-                 "confirm %s: %s", s->part.name, message_id, err->msg);
+    if (st != WH_OK) {         /* R19: negative MDNs, until a good one */
+        char summary[600];
+        snprintf(summary, sizeof(summary), "the MDN from %s does not confirm "
+                 "%.200s: %.300s", s->part.name, message_id, err->msg);
+        alert_raise("as2.mdn", c->name, ALERT_WARNING, summary, msgid);
+    } else {
+        alert_clear("as2.mdn", c->name);
+        alert_clear("as2.mdn_missing", c->name);
+    }
     if (body && len > 0)
         as2_receipt_keep(c, NULL, msgid, "received", headers, body, len,
                          r.message_id[0] ? r.message_id : NULL,
@@ -708,6 +715,11 @@ static enum wh_status pending_check(struct connector *c, struct delivery *d)
         error_set(&d->err, "no asynchronous MDN for %s within %lld s: it "
                   "is sent again (same Message-ID)", val,
                   (long long)(s->mdn_timeout_ms / 1000));
+        char summary[600];      /* R19: missing MDNs, until a good one */
+        snprintf(summary, sizeof(summary), "no MDN from %s: %.400s",
+                 s->part.name, d->err.msg);
+        alert_raise("as2.mdn_missing", c->name, ALERT_WARNING, summary,
+                    d->msg->id);
     } else if (rc == 0) {
         st = WH_AGAIN;          /* no event, no attempt: still waiting */
         d->again_at = pending_next_look(s, deadline);

@@ -27,8 +27,8 @@
  * refused MDN; not a body cut off by the network) counts as a failure of
  * the address toward the defender, which bans it; the refusals are
  * folded into one "refused" record per burst (source, address, reason)
- * with a count, and only the first, the 10th, the 100th ... of a burst
- * gives an ALERT line.
+ * with a count, and into one alert (R19, kind as2.refused) per source,
+ * address and reason: its opening is the ALERT line.
  *
  * Must never: answer with a positive MDN before intake_commit returned 0;
  * write a byte of a body whose declared length is over the cap; log
@@ -47,6 +47,7 @@
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/alerts.h"
 #include "store/partner_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -366,8 +367,10 @@ static void mdn_retry_one(struct connector *c, const char *name)
         conn_log(c, LOG_INFO, NULL, "queued asynchronous MDN sent to %s", url);
     } else if ((int64_t)time(NULL) * 1000 > expires) {
         connector_state_drop(c->wharf, c->name, name, NULL);
-        conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN to %s given up "
-                 "after %d days: %s", url, MDN_OUT_DAYS, err.msg);
+        char summary[600];
+        snprintf(summary, sizeof(summary), "asynchronous MDN to %.300s given "
+                 "up after %d days", url, MDN_OUT_DAYS);
+        alert_raise("as2.mdn_out", c->name, ALERT_WARNING, summary, err.msg);
     } else {
         conn_log(c, allowed ? LOG_WARNING : LOG_DEBUG, NULL, "asynchronous "
                  "MDN to %s not sent yet (kept, tried again later): %s", url,
@@ -409,7 +412,7 @@ static void mdn_plain_refused(struct connector *c, struct store *st,
              "%s asked for it at the plain-HTTP URL %.200s; it stays queued "
              "until the partner's allow_plain_mdn_url is true (or for %d "
              "days)", mdn_id, s->part.name, url, MDN_OUT_DAYS);
-    conn_log(c, LOG_WARNING, msgid, "ALERT: %s", text);
+    alert_raise("as2.mdn_plain", c->name, ALERT_WARNING, text, msgid);
     if (msgid && store_event_add(st, msgid, 0, "warning", text, &err) < 0)
         conn_log(c, LOG_ERROR, msgid, "cannot record an event: %s", err.msg);
 }
@@ -427,8 +430,11 @@ static void mdn_async(struct connector *c, struct http_exchange *x,
     char name[128];
     if (hb == NULL || mdn_queue(c, url, hb, data, (size_t)len, b->message_id,
                                 name, &err) < 0) {
-        conn_log(c, LOG_ERROR, NULL, "ALERT: asynchronous MDN %s cannot be "
-                 "queued: %s", b->message_id, err.msg);
+        char summary[400];
+        snprintf(summary, sizeof(summary), "asynchronous MDN %.200s cannot "
+                 "be queued", b->message_id);
+        alert_raise("as2.mdn_out", c->name, ALERT_CRITICAL, summary,
+                    err.msg);
         return;
     }
     if (!mdn_url_allowed(c->state, url))
@@ -584,9 +590,11 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
     mime_headers_free(&h);
     if (rc < 0) {
         net_req_auth_failure(r);
-        conn_log(c, LOG_WARNING, NULL, "ALERT: refused an asynchronous MDN "
-                 "from %s (%s): %s", s->part.name, net_req_address(r),
-                 err.msg);
+        char summary[400], key[300];
+        snprintf(summary, sizeof(summary), "refused an asynchronous MDN from "
+                 "%s (%s)", s->part.name, net_req_address(r));
+        snprintf(key, sizeof(key), "%s %s mdn", c->name, net_req_address(r));
+        alert_raise("as2.refused", key, ALERT_WARNING, summary, err.msg);
         net_reply_error(r, 400, "refused", "%s", err.msg);
         return;
     }
@@ -643,13 +651,16 @@ static int64_t refusal(struct connector *c, struct http_exchange *x,
         conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
                  err.msg);
     }
-    if (count <= 1)
-        conn_log(c, LOG_WARNING, id[0] ? id : NULL, "ALERT: %s", text);
-    else if (alert_due(count))
-        conn_log(c, LOG_WARNING, id, "ALERT: %lld refusals from %s (%s) "
-                 "since the first, the last one: %s", (long long)count,
-                 rec.address, what, text);
-    else
+    /* one alert per source, address and reason: a new burst opens it
+     * (an ALERT line), the rest of the burst and later bursts fold */
+    char key[300];
+    snprintf(key, sizeof(key), "%s %s %s", c->name, rec.address, what);
+    alert_raise("as2.refused", key, ALERT_WARNING, text, id[0] ? id : NULL);
+    if (count > 1 && alert_due(count))
+        conn_log(c, LOG_WARNING, id, "%lld refusals from %s (%s) since the "
+                 "first, the last one: %s", (long long)count, rec.address,
+                 what, text);
+    else if (count > 1)
         conn_log(c, LOG_DEBUG, id, "%s", text);
     return count;
 }

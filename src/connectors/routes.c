@@ -29,6 +29,7 @@
 #include "core/intake.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "security/alerts.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -140,15 +141,19 @@ static void refuse_unrouted(struct partner_routes *pr,
 {
     net_req_auth_failure(req);
     int64_t count = refused_count(pr, net_req_address(req));
-    if (count == 1)
-        log_warn("ALERT: %s request to %s from %s refused: no %s connector "
-                 "takes it (unknown partner or path)", t->name,
-                 net_req_path(req), net_req_address(req), t->name);
-    else if (count > 1)
-        log_warn("ALERT: %lld %s requests from %s refused within minutes: "
-                 "no %s connector takes them (unknown partner or path; the "
-                 "last to %s)", (long long)count, t->name,
-                 net_req_address(req), t->name, net_req_path(req));
+    char summary[600], key[200];
+    snprintf(summary, sizeof(summary), "%s request to %.200s from %s "
+             "refused: no %s connector takes it (unknown partner or path)",
+             t->name, net_req_path(req), net_req_address(req), t->name);
+    snprintf(key, sizeof(key), "%s %s", t->name, net_req_address(req));
+    /* R19: one alert per address (its opening is the ALERT line), the
+     * rest fold into it */
+    alert_raise("partner.unknown_route", key, ALERT_WARNING, summary, NULL);
+    if (count > 1)
+        log_warn("%lld %s requests from %s refused within minutes: no %s "
+                 "connector takes them (unknown partner or path; the last "
+                 "to %s)", (long long)count, t->name, net_req_address(req),
+                 t->name, net_req_path(req));
     net_reply_error(req, 404, "not_found", "no %s connector takes this "
                     "request", t->name);
 }

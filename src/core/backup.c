@@ -37,6 +37,7 @@
 
 #include <openssl/rand.h>
 
+#include "audit/audit.h"
 #include "core/wharf.h"
 #include "store/backup_store.h"
 #include "util/fault.h"
@@ -328,7 +329,7 @@ static int bk_entries(struct bk_run *b, const char *anchor, size_t alen,
     if (bk_put_file(b, "wharf.db", b->copy, 0, err) != 0 ||
         bk_put_file(b, "wharf.conf", b->w->conf_path, 0, err) != 0)
         return -1;
-    if (anchor != NULL && bk_put_mem(b, "audit.head", anchor, alen, err))
+    if (anchor != NULL && bk_put_mem(b, AUDIT_HEAD_FILE, anchor, alen, err))
         return -1;
     if (bk_put_conf_file(b, c->tls_cert, err) != 0 ||
         bk_put_conf_file(b, c->tls_key, err) != 0 ||
@@ -347,17 +348,20 @@ static int bk_entries(struct bk_run *b, const char *anchor, size_t alen,
     return backup_writer_finish(b->wr, key_id, sig, err);
 }
 
-/* The anchor file's bytes (NULL when there is none yet). */
+/* The anchor file's bytes (NULL when there is none yet): DIR/state/,
+ * or DIR/ in a data dir made before state/ that no audited action moved. */
 static int bk_anchor_read(struct wharf *w, char **out, size_t *n,
                           struct error *err)
 {
     char path[PATH_MAX];
     *out = NULL;
     *n = 0;
-    if (wharf_path(w, "audit.head", path, sizeof(path)) != 0)
-        return error_set(err, "data directory path is too long");
     struct stat sb;
-    if (lstat(path, &sb) != 0 && errno == ENOENT)
+    if (wharf_path(w, AUDIT_HEAD_FILE, path, sizeof(path)) != 0)
+        return error_set(err, "data directory path is too long");
+    if (lstat(path, &sb) != 0 && errno == ENOENT &&
+        wharf_path(w, AUDIT_HEAD_OLD, path, sizeof(path)) == 0 &&
+        lstat(path, &sb) != 0 && errno == ENOENT)
         return 0;
     return fsx_read_all(path, BK_ANCHOR_MAX, out, n, err);
 }

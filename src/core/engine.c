@@ -45,6 +45,7 @@
 #include "core/intake.h"
 #include "core/progress.h"
 #include "core/wharf.h"
+#include "security/detectors.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -267,6 +268,16 @@ static void job_log(const struct job *j)
                   "failed: %s", o->error);
 }
 
+/* Tell the detectors (R19: failing deliveries, parked messages). */
+static void job_detect(struct store *st, const struct store_outcome *o)
+{
+    static const enum detect_hop map[] = {
+        [HOP_SENT] = DETECT_HOP_SENT, [HOP_RETRY] = DETECT_HOP_RETRY,
+        [HOP_FAILED] = DETECT_HOP_PARKED, [HOP_WAIT] = DETECT_HOP_WAIT,
+    };
+    detect_hop(st, o->connector, map[o->result], o->message_id, o->error);
+}
+
 static void jobs_commit(struct worker *wk, struct store *st, struct job *jobs,
                         size_t n)
 {
@@ -281,8 +292,10 @@ static void jobs_commit(struct worker *wk, struct store *st, struct job *jobs,
         log_error("worker %d: cannot commit %zu outcomes (they will run "
                   "again when their lease expires): %s", wk->index, n, err.msg);
     else
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             job_log(&jobs[i]);
+            job_detect(st, &jobs[i].out);
+        }
     if (skipped)
         log_warn("worker %d: %zu hop(s) had lost their lease; outcome not "
                  "recorded, they run again", wk->index, skipped);

@@ -8,7 +8,7 @@
  *   - a source whose polls have all failed for at least failing_ms
  *     (wharf.conf health_failing_seconds).
  * One process-wide state under a mutex, fed by the engine. serve mirrors
- * it to a file (DIR/health.json) whenever the set of left-out or failing
+ * it to a file (DIR/state/health.json) whenever the set of left-out or failing
  * connectors changes, so that `wharf status` in another process computes
  * the same report from it: health_report() is the one function both use.
  */

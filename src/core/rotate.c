@@ -3,13 +3,15 @@
  * top of src/vault/keystore.c over one data directory: the keystore, every
  * payload file of the messages table, and every sealed value of the
  * database (sealed_store.h lists profile keys, connector secrets and state,
- * TOTP seeds; the OIDC client secret is a setting).
+ * TOTP seeds; the OIDC client secret and the credentials of
+ * notifications are settings).
  *
  * Each sealed value is opened with the context its owner sealed it for and
  * sealed again under the active key (vault_reseal): the contexts are those
  * of core/partners.c and core/profile.c ("profile-key:ID"),
- * connectors/secrets.c ("connector:NAME:ROW"), auth/totp.c ("totp:USER")
- * and cli/oidc.c + api/api_oidc.c ("oidc:client_secret"). A context that
+ * connectors/secrets.c ("connector:NAME:ROW"), auth/totp.c ("totp:USER"),
+ * cli/oidc.c + api/api_oidc.c ("oidc:client_secret") and
+ * security/notify.c ("notify:email", "notify:webhook"). A context that
  * did not match would fail to open, be counted as failed, and keep the old
  * key: rotation never makes a value unreadable.
  *
@@ -35,8 +37,14 @@
 #include "util/fault.h"
 
 #define ROTATE_BATCH 32                 /* sealed values per transaction */
-#define ROTATE_OIDC_KEY "oidc_client_secret"
-#define ROTATE_OIDC_CONTEXT "oidc:client_secret"
+/* Settings that hold a sealed value as hex, with their seal contexts:
+ * the OIDC client secret (cli/oidc.c, api/api_oidc.c) and the
+ * credentials of notifications (security/notify.c). */
+static const struct { const char *key, *context; } ROTATE_SETTINGS[] = {
+    { "oidc_client_secret", "oidc:client_secret" },
+    { "notify_email_credentials", "notify:email" },
+    { "notify_webhook_secret", "notify:webhook" },
+};
 
 struct rotate_walk {
     struct wharf *w;
@@ -209,8 +217,9 @@ static char *rotate_hex(const unsigned char *blob, size_t n)
 
 /* Re-seal the blob held as hex text in hex; the new hex into *out. 1,
  * 0 when already current, -1 (err) when it does not open. */
-static int rotate_reseal_hex(struct vault *v, const char *hex, char **out,
-                             struct error *err)
+static int rotate_reseal_hex(struct vault *v, const char *key,
+                             const char *context, const char *hex,
+                             char **out, struct error *err)
 {
     long n = 0;
     unsigned char *blob = OPENSSL_hexstr2buf(hex, &n);
@@ -218,9 +227,8 @@ static int rotate_reseal_hex(struct vault *v, const char *hex, char **out,
     size_t flen = 0;
     *out = NULL;
     int rc = blob == NULL ? error_set(err, "setting %s is not a sealed "
-                                      "value (bad hex)", ROTATE_OIDC_KEY)
-        : vault_reseal(v, ROTATE_OIDC_CONTEXT, blob, (size_t)n, &fresh, &flen,
-                       err);
+                                      "value (bad hex)", key)
+        : vault_reseal(v, context, blob, (size_t)n, &fresh, &flen, err);
     if (rc == 1 && (*out = rotate_hex(fresh, flen)) == NULL)
         rc = error_set(err, "out of memory");
     OPENSSL_free(blob);
@@ -228,17 +236,18 @@ static int rotate_reseal_hex(struct vault *v, const char *hex, char **out,
     return rc;
 }
 
-/* The OIDC client secret (a setting holding a sealed blob as hex). */
-static int rotate_oidc(struct store *st, struct rotate_walk *k,
-                       struct error *err)
+/* A setting holding a sealed blob as hex (ROTATE_SETTINGS[i]). */
+static int rotate_setting(struct store *st, struct rotate_walk *k, size_t i,
+                          struct error *err)
 {
     char *hex = NULL, *fresh = NULL;
     struct error e = {0};
-    if (store_setting_get(st, ROTATE_OIDC_KEY, &hex, err) < 0)
+    if (store_setting_get(st, ROTATE_SETTINGS[i].key, &hex, err) < 0)
         return -1;
     if (hex == NULL)
-        return 0;                       /* OIDC not configured */
-    int rc = rotate_reseal_hex(k->w->vault, hex, &fresh, &e);
+        return 0;                       /* not configured */
+    int rc = rotate_reseal_hex(k->w->vault, ROTATE_SETTINGS[i].key,
+                               ROTATE_SETTINGS[i].context, hex, &fresh, &e);
     free(hex);
     if (rc <= 0) {
         if (rc < 0)
@@ -247,7 +256,7 @@ static int rotate_oidc(struct store *st, struct rotate_walk *k,
         return 0;
     }
     fault_point("rotate.sealed");
-    rc = store_setting_set(st, ROTATE_OIDC_KEY, fresh, err);
+    rc = store_setting_set(st, ROTATE_SETTINGS[i].key, fresh, err);
     free(fresh);
     if (rc < 0)
         return -1;
@@ -264,7 +273,11 @@ int rotate_rewrap(struct wharf *w, struct store *st, struct rotate_report *r,
     for (int kind = 0; kind < STORE_SEALED_KINDS; kind++)
         if (rotate_kind(st, &k, (enum store_sealed_kind)kind, err) < 0)
             return -1;
-    return rotate_oidc(st, &k, err);
+    for (size_t i = 0; i < sizeof(ROTATE_SETTINGS) / sizeof(ROTATE_SETTINGS[0]);
+         i++)
+        if (rotate_setting(st, &k, i, err) < 0)
+            return -1;
+    return 0;
 }
 
 /* ---- step 4 ---------------------------------------------------------------- */

@@ -12,7 +12,9 @@
  */
 #include "core/wharf.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "core/sandbox.h"
 #include "net/client.h"
 #include "net/server.h"
 #include "net/tls.h"
@@ -68,6 +71,8 @@ void conf_defaults(struct wharf_conf *c)
     c->login_throttle_window_seconds = (int)(AUTH_THROTTLE_WINDOW_MS / 1000);
     c->login_throttle_seconds = (int)(AUTH_THROTTLE_LOCK_MS / 1000);
     c->metrics_access = WHARF_METRICS_TOKEN;
+    c->sandbox = 1;
+    security_conf_defaults(&c->security);
 }
 
 /* Parse a decimal integer in [min, max]. */
@@ -237,6 +242,36 @@ static int conf_set_proxy(struct wharf_conf *c, const char *key,
     return 1;
 }
 
+/* yes/no (on/off) into *out. */
+static int conf_bool(const char *key, const char *v, const char *yes,
+                     const char *no, int *out, struct error *err)
+{
+    if (strcmp(v, yes) == 0 || strcmp(v, no) == 0) {
+        *out = strcmp(v, yes) == 0;
+        return 0;
+    }
+    return error_set(err, "%s must be %s or %s, not '%s'", key, yes, no, v);
+}
+
+/* Who serve runs as and its sandbox (R22). 1 when key is not one of them. */
+static int conf_set_privs(struct wharf_conf *c, const char *key,
+                          const char *v, struct error *err)
+{
+    if (strcmp(key, "user") == 0 || strcmp(key, "group") == 0) {
+        char *out = key[0] == 'u' ? c->user : c->group;
+        if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789._-") != strlen(v) || v[0] == '-')
+            return error_set(err, "%s must be an account name (letters, "
+                             "digits, '.', '_', '-'), not '%s'", key, v);
+        return conf_str(key, v, out, sizeof(c->user), err);
+    }
+    if (strcmp(key, "allow_root") == 0)
+        return conf_bool(key, v, "yes", "no", &c->allow_root, err);
+    if (strcmp(key, "sandbox") == 0)
+        return conf_bool(key, v, "on", "off", &c->sandbox, err);
+    return 1;
+}
+
 /* Settings that only make sense together, once every line is read. */
 static int conf_final(const struct wharf_conf *c, struct error *err)
 {
@@ -245,7 +280,9 @@ static int conf_final(const struct wharf_conf *c, struct error *err)
                          "not");
     if (c->proxy[0] == '\0' && c->no_proxy[0])
         return error_set(err, "no_proxy is set but proxy is not");
-    return 0;
+    if (c->user[0] == '\0' && c->group[0])
+        return error_set(err, "group is set but user is not");
+    return security_conf_final(&c->security, err);
 }
 
 static int conf_set(struct wharf_conf *c, const char *key, const char *v,
@@ -296,6 +333,10 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
             rc = conf_set_proxy(c, key, v, err);
         if (rc == 1)
             rc = conf_set_lanes(c, key, v, err);
+        if (rc == 1)
+            rc = conf_set_privs(c, key, v, err);
+        if (rc == 1)
+            rc = security_conf_set(&c->security, key, v, err);
         if (rc == 1)
             return error_set(err, "unknown setting '%s'", key);
         return rc;
@@ -447,9 +488,38 @@ static int write_conf(const struct wharf *w, const char *level,
         "# The folders a flow may name (file connectors' folders, secret\n"
         "# files): absolute paths, comma-separated, never inside this data\n"
         "# directory. Empty: flows may name no folder at all.\n"
-        "allowed_paths = %s\n",
+        "allowed_paths = %s\n"
+        "\n"
+        "# Privileges. serve started as root binds its listeners, then runs\n"
+        "# as this user (who must own this folder; group: the user's own\n"
+        "# unless set). Without a user, serve refuses to run as root unless\n"
+        "# allow_root = yes (flagged: it would parse partners' input as root).\n"
+        "user = %s\n"
+        "group =\n"
+        "allow_root = no\n"
+        "# no_new_privs, a seccomp filter and Landlock around serve (R22).\n"
+        "# off only to diagnose a refused system call or file.\n"
+        "sandbox = on\n"
+        "\n"
+        "# Alerts (R19): the detectors' thresholds (defaults shown) and where\n"
+        "# notifications go: nowhere unless set here (docs/operations.md,\n"
+        "# \"Alerts and notifications\"). Credentials: `wharf notify\n"
+        "# credentials email|webhook FILE`.\n"
+        "# alert_check_seconds = 60\n"
+        "# alert_connector_failing_seconds = 300\n"
+        "# alert_disk_free_percent = 10\n"
+        "# alert_cert_days = 30,14,7,1\n"
+        "# alert_audit_verify_seconds = 3600\n"
+        "# notify_email_url = smtps://mail.example.com:465\n"
+        "# notify_email_from = wharf@example.com\n"
+        "# notify_email_to = security@example.com\n"
+        "# notify_email_level = warning\n"
+        "# notify_webhook_url = https://soc.example.com/hooks/wharf\n"
+        "# notify_webhook_level = warning\n"
+        "# notify_syslog = unix:/dev/log\n"
+        "# notify_syslog_level = info\n",
         level, o->admin_listen, o->partner_listen,
-        o->allowed_paths ? o->allowed_paths : "");
+        o->allowed_paths ? o->allowed_paths : "", o->user ? o->user : "");
     if (n < 0 || (size_t)n >= sizeof(text))
         return error_set(err, "wharf.conf template too long");
     return fsx_write_atomic(w->conf_path, text, (size_t)n, 0600, err);
@@ -462,6 +532,10 @@ static int init_contents(struct wharf *w, const char *level,
         return error_errno(err, errno, "cannot create %s", w->payload_dir);
     if (mkdir(w->log_dir, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", w->log_dir);
+    char state[4300];
+    snprintf(state, sizeof(state), "%s/state", w->dir);
+    if (mkdir(state, 0700) < 0)
+        return error_errno(err, errno, "cannot create %s", state);
     if (write_conf(w, level, o, err) < 0 ||
         vault_create(w->keystore_path, err) < 0 ||
         tls_init_data_dir(w->dir, err) < 0)
@@ -473,6 +547,72 @@ static int init_contents(struct wharf *w, const char *level,
     if (chmod(w->db_path, 0600) < 0)
         return error_errno(err, errno, "cannot chmod %s", w->db_path);
     return fsx_fsync_dir(w->dir, err);
+}
+
+/* Give what dirfd holds to uid:gid (wharf init --user), subfolders too
+ * (tls/, payloads/, logs/), never following a symlink. Closes dirfd. */
+static int init_chown_tree(int dirfd, const char *path, uid_t uid, gid_t gid,
+                           struct error *err)
+{
+    DIR *d = fdopendir(dirfd);
+    if (d == NULL) {
+        close(dirfd);
+        return error_errno(err, errno, "cannot list %s", path);
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (fchownat(dirfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+            rc = error_errno(err, errno, "cannot chown %s/%s", path,
+                             e->d_name);
+        else if (e->d_type == DT_DIR) {
+            int sub = openat(dirfd, e->d_name,
+                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            rc = sub < 0 ? error_errno(err, errno, "cannot open %s/%s", path,
+                                       e->d_name)
+                         : init_chown_tree(sub, e->d_name, uid, gid, err);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int wharf_init_give(const char *dir, const char *user, struct error *err)
+{
+    uid_t uid;
+    gid_t gid;
+    if (sandbox_account(user, "", &uid, &gid, err) < 0)
+        return -1;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return error_errno(err, errno, "cannot open %s", dir);
+    if (fchown(fd, uid, gid) < 0) {
+        int e = errno;
+        close(fd);
+        return error_errno(err, e, "cannot give %s to %s (--user needs "
+                           "root)", dir, user);
+    }
+    return init_chown_tree(fd, dir, uid, gid, err);
+}
+
+/* --user: an account that exists and is not root (root is allow_root). */
+static int init_check_user(const char *user, struct error *err)
+{
+    uid_t uid;
+    gid_t gid;
+    struct wharf_conf c;
+    conf_defaults(&c);
+    if (conf_set_privs(&c, "user", user, err) != 0 ||
+        sandbox_account(user, "", &uid, &gid, err) < 0) {
+        error_prefix(err, "--user");
+        return -1;
+    }
+    if (uid == 0)
+        return error_set(err, "--user must not be root: to keep serve "
+                         "running as root, set allow_root = yes instead");
+    return 0;
 }
 
 int wharf_init(const char *dir, const struct wharf_init_opts *o,
@@ -491,7 +631,10 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
         .partner_listen = (o && o->partner_listen) ? o->partner_listen
                                                     : "127.0.0.1:4080",
         .allowed_paths = o ? o->allowed_paths : NULL,
+        .user = o ? o->user : NULL,
     };
+    if (opts.user && init_check_user(opts.user, err) < 0)
+        return -1;
     if (opts.allowed_paths && (strchr(opts.allowed_paths, '\n') ||
                                strchr(opts.allowed_paths, '#')))
         return error_set(err, "--allowed-paths must be one line of "
@@ -612,6 +755,13 @@ static const struct conf_field conf_fields[] = {
            WHARF_CONF_RESTART),
     CONF_F("no_proxy", no_proxy, true, WHARF_CONF_RESTART),
     CONF_F("allowed_paths", allowed_paths, true, WHARF_CONF_LIVE),
+    CONF_F("user", user, true, WHARF_CONF_RESTART),
+    CONF_F("group", group, true, WHARF_CONF_RESTART),
+    CONF_F("allow_root", allow_root, false, WHARF_CONF_RESTART),
+    CONF_F("sandbox", sandbox, false, WHARF_CONF_RESTART),
+    /* every alert_* and notify_* key (security/security_conf.h) */
+    CONF_F("alert_* and notify_* settings", security, false,
+           WHARF_CONF_LIVE),
 };
 _Static_assert(sizeof(conf_fields) / sizeof(conf_fields[0]) <= WHARF_CONF_KEYS,
                "struct wharf_reload is too small for every key");
@@ -632,9 +782,16 @@ int wharf_conf_reload(struct wharf *w, struct wharf_reload *out,
     if (conf_read(w->conf_path, &c, err) < 0)
         return -1;
     /* the folders flows may name: a root that is refused refuses it all */
-    if (strcmp(c.allowed_paths, w->conf.allowed_paths) != 0 &&
-        confine_configure(w->dir, c.allowed_paths, err) < 0)
-        return -1;
+    if (strcmp(c.allowed_paths, w->conf.allowed_paths) != 0) {
+        if (confine_configure(w->dir, c.allowed_paths, err) < 0)
+            return -1;
+        /* Landlock's view was fixed at start (core/sandbox.h) */
+        if (w->conf.sandbox)
+            log_warn("reload: allowed_paths changed: folders taken out are "
+                     "refused now; folders added are reachable after a "
+                     "restart (sandbox = on fixed the file system view at "
+                     "start)");
+    }
     for (size_t i = 0; i < sizeof(conf_fields) / sizeof(conf_fields[0]); i++) {
         const struct conf_field *f = &conf_fields[i];
         if (!conf_field_differs(f, &w->conf, &c))

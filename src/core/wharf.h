@@ -7,8 +7,12 @@
  *     wharf.db      SQLite metadata (store.h)
  *     payloads/     encrypted payload files, one folder per day
  *     logs/         wharf.log and its rotations
+ *     state/        what serve writes besides payloads and logs (its
+ *                   sandbox allows nothing in DIR itself): health.json,
+ *                   the running serve's /healthz state (for status), and
+ *                   audit.head (+ .lock), the signed audit head anchor;
+ *                   created when missing
  *     wharf.lock    held by serve (and key rotate): "PID VERB"
- *     health.json   what the running serve reports at /healthz (status)
  *
  * struct wharf is what every subsystem is handed; it owns the vault.
  */
@@ -18,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "security/security_conf.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -69,6 +74,16 @@ struct wharf_conf {
     char allowed_paths[4096];
     int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
     int64_t log_repeat_ms;      /* summary interval of a repeating warning */
+    /* Privileges (R22, core/sandbox.h): the account serve started as root
+     * runs as ("" = none: refused unless allow_root), its group ("" = the
+     * user's own), and the sandbox switch (off only to diagnose). */
+    char user[64];
+    char group[64];
+    int allow_root;             /* 1: started as root without user, stay root */
+    int sandbox;                /* 1 (default): no_new_privs, Landlock, seccomp */
+    /* Alerts and notifications (R19): the alert_* and notify_* keys,
+     * parsed by security/security_conf.c, all live on SIGHUP. */
+    struct security_conf security;
 };
 
 /* metrics_access: a bearer token or session with metrics.read (default);
@@ -88,11 +103,18 @@ struct wharf_init_opts {
     const char *admin_listen;   /* NULL: 127.0.0.1:8443 */
     const char *partner_listen; /* NULL: 127.0.0.1:4080 */
     const char *allowed_paths;  /* NULL: none (flows may name no folder) */
+    const char *user;           /* NULL: none; else wharf.conf's user (the
+                                   caller chowns: wharf_init_give) */
 };
 
 /* Create a new data directory. Refuses an existing DIR. */
 int wharf_init(const char *dir, const struct wharf_init_opts *o,
                struct error *err);
+
+/* wharf init --user: give the new data directory and everything in it to
+ * user (and the user's group), once init has written all it writes. Only
+ * for a directory init just made: never follows a symlink. */
+int wharf_init_give(const char *dir, const char *user, struct error *err);
 
 /* Open an existing data directory: read wharf.conf, check permissions,
  * load the keystore. Caller owns; free with wharf_close. */

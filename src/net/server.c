@@ -174,7 +174,7 @@ struct net_server {
     pthread_mutex_t store_mu;
     struct store *st;               /* metrics, bans, audit (under store_mu) */
     int64_t start_ms;
-    bool started;
+    bool started, bound;
     atomic_bool stopping;
     net_health_fn health;           /* /healthz; NULL: always ok */
     void *health_arg;
@@ -1674,10 +1674,19 @@ static int net_threads_start(struct net_listener *l, struct error *err)
     return 0;
 }
 
+static int net_listener_bind(struct net_listener *l, struct error *err)
+{
+    if (net_tls_setup(l, err) < 0 || net_bind(l, err) < 0) {
+        error_prefix(err, "%s listener (%s_listen = %s)", l->name, l->name,
+                     l->spec);
+        return -1;
+    }
+    return 0;
+}
+
 static int net_listener_start(struct net_listener *l, struct error *err)
 {
-    if (net_tls_setup(l, err) < 0 || net_bind(l, err) < 0 ||
-        net_loop_setup(l, err) < 0 || net_threads_start(l, err) < 0) {
+    if (net_loop_setup(l, err) < 0 || net_threads_start(l, err) < 0) {
         error_prefix(err, "%s listener (%s_listen = %s)", l->name, l->name,
                      l->spec);
         return -1;
@@ -1716,12 +1725,25 @@ static void net_fd_budget(struct net_server *s)
             s->l[i].max_conns = (int)fit;
 }
 
+int net_server_bind(struct net_server *s, struct error *err)
+{
+    if (s->bound)
+        return 0;
+    s->bound = true;
+    net_fd_budget(s);
+    if (net_listener_bind(&s->l[NET_ADMIN], err) < 0 ||
+        net_listener_bind(&s->l[NET_PARTNER], err) < 0)
+        return -1;                  /* net_server_free closes what opened */
+    return 0;
+}
+
 int net_server_start(struct net_server *s, struct error *err)
 {
     if (s->started)
         return error_set(err, "listeners already started");
     s->started = true;
-    net_fd_budget(s);
+    if (net_server_bind(s, err) < 0)
+        return -1;
     s->st = store_open(s->w->db_path, err);
     if (s->st == NULL || net_load_bans(s, err) < 0 ||
         net_listener_start(&s->l[NET_ADMIN], err) < 0 ||

@@ -87,8 +87,16 @@ int net_route_capped(struct net_listener *l, const char *method,
                      const char *path_prefix, int64_t max_body,
                      net_handler handler, void *user_data);
 
-/* Bind both listeners and start serving. On failure nothing is left
- * listening and err names the listener, its address and the reason. */
+/* Set up TLS (certificate and key read now) and bind both listeners,
+ * without starting a thread: `serve` binds, then drops root and enters
+ * its sandbox (core/sandbox.h), then starts. Connections wait in the
+ * backlog until net_server_start. On failure err names the listener, its
+ * address and the reason (net_server_free closes what was opened). */
+int net_server_bind(struct net_server *s, struct error *err);
+
+/* Bind both listeners (unless net_server_bind did) and start serving. On
+ * failure nothing is left listening and err names the listener, its
+ * address and the reason. */
 int net_server_start(struct net_server *s, struct error *err);
 
 /* Stop both listeners (waits for running requests), then free s. */

@@ -127,7 +127,33 @@ static const char *const MIGRATIONS[] = {
     "  until INTEGER NOT NULL, run TEXT NOT NULL, done INTEGER NOT NULL"
     "  DEFAULT 0, PRIMARY KEY(scope, sig));"
     "CREATE INDEX replay_guard_until ON replay_guard(until);",
-    /* 8: the record of backup runs (R20, sqlite_backup.c; its shape is in
+    /* 8: alerts (folded repeats), the incident ladder (investigation,
+     * incident, breach) and their timeline, which is also the outbox of
+     * notifications (sqlite_security.c) */
+    "CREATE TABLE alerts(id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+    "  key TEXT NOT NULL, level TEXT NOT NULL, state TEXT NOT NULL,"
+    "  summary TEXT NOT NULL, details TEXT, count INTEGER NOT NULL,"
+    "  first_at INTEGER NOT NULL, last_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL, resolved_at INTEGER,"
+    "  incident_id INTEGER);"
+    "CREATE INDEX alerts_key ON alerts(kind, key, state);"
+    "CREATE INDEX alerts_state ON alerts(state, id);"
+    "CREATE INDEX alerts_incident ON alerts(incident_id);"
+    "CREATE TABLE incidents(id INTEGER PRIMARY KEY, tier TEXT NOT NULL,"
+    "  state TEXT NOT NULL, title TEXT NOT NULL, owner TEXT NOT NULL,"
+    "  severity TEXT, partners TEXT NOT NULL, messages TEXT NOT NULL,"
+    "  notify TEXT, created_at INTEGER NOT NULL, updated_at INTEGER"
+    "  NOT NULL, incident_at INTEGER, breach_at INTEGER, closed_at"
+    "  INTEGER);"
+    "CREATE INDEX incidents_state ON incidents(state, id);"
+    "CREATE TABLE security_events(id INTEGER PRIMARY KEY, at INTEGER"
+    "  NOT NULL, alert_id INTEGER, incident_id INTEGER, actor TEXT"
+    "  NOT NULL, action TEXT NOT NULL, level TEXT NOT NULL, text TEXT"
+    "  NOT NULL);"
+    "CREATE INDEX security_events_alert ON security_events(alert_id);"
+    "CREATE INDEX security_events_incident ON"
+    "  security_events(incident_id);",
+    /* 9: the record of backup runs (R20, sqlite_backup.c; its shape is in
      * store/backup_store.h: the posture report reads it) */
     "CREATE TABLE backups(id INTEGER PRIMARY KEY, started_at INTEGER"
     "  NOT NULL, finished_at INTEGER NOT NULL, ok INTEGER NOT NULL,"
@@ -478,6 +504,18 @@ void store_close(struct store *s)
     sqlite3_close(s->db);
     free(s->path);
     free(s);
+}
+
+int store_temp_dir(const char *dir, struct error *err)
+{
+    size_t n = strlen(dir) + 1;
+    char *copy = sqlite3_malloc64(n);
+    if (copy == NULL)
+        return error_set(err, "out of memory");
+    memcpy(copy, dir, n);
+    sqlite3_free(sqlite3_temp_directory);
+    sqlite3_temp_directory = copy;      /* SQLite reads it from now on */
+    return 0;
 }
 
 int store_schema_version(struct store *s)

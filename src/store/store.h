@@ -24,7 +24,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 struct store;
 
@@ -32,6 +32,13 @@ struct store;
  * to STORE_SCHEMA_VERSION. Caller owns; close with store_close. */
 struct store *store_open(const char *path, struct error *err);
 void store_close(struct store *s);
+
+/* Where SQLite writes its temporary files (sorts and statement journals
+ * too large for memory) for every connection of this process: dir, instead
+ * of /var/tmp or /tmp. serve's sandbox (core/sandbox.h) points it into the
+ * data dir, the only place it may write. Call while no other thread uses
+ * the store. 0, or -1 with err. */
+int store_temp_dir(const char *dir, struct error *err);
 
 /* Schema version recorded in the database (for `wharf doctor`, tests). */
 int store_schema_version(struct store *s);

@@ -22,8 +22,9 @@
  *   128..143 sqlite_secrets.c
  *   144..175 sqlite_partners.c
  *   176..191 sqlite_sealed.c
- *   192..199 sqlite_console.c */
-#define STORE_EXT_SLOTS 200
+ *   192..199 sqlite_console.c
+ *   200..247 sqlite_security.c */
+#define STORE_EXT_SLOTS 248
 
 /* The cached prepared statement for slot, reset and unbound. sql must be
  * a constant string (bound parameters only; make lint checks). NULL with

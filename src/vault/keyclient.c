@@ -157,6 +157,8 @@ int keyclient_call(uint32_t type, const struct keyproto_field *f, size_t nf,
     return rc;
 }
 
+static void kc_read_reason(void);
+
 int keyclient_hello(char id[VAULT_KEY_ID_LEN + 1], struct error *err)
 {
     struct keyproto_field r[1];
@@ -168,10 +170,15 @@ int keyclient_hello(char id[VAULT_KEY_ID_LEN + 1], struct error *err)
         pthread_mutex_lock(&kc.lock);
         kc.ready = 1;
         pthread_mutex_unlock(&kc.lock);
-    } else if (kc.watching) {
-        /* it could not start: wait for its reason and say that instead */
-        pthread_join(kc.watcher, NULL);
-        kc.watching = 0;
+    } else if (kc.watch >= 0) {
+        /* it could not start: wait for its reason and say that instead
+         * (serve starts the watcher only after its sandbox: read here) */
+        if (kc.watching) {
+            pthread_join(kc.watcher, NULL);
+            kc.watching = 0;
+        } else {
+            kc_read_reason();
+        }
         if (kc.reason[0])
             error_set(err, "%s", kc.reason);
     }
@@ -255,11 +262,19 @@ static void *kc_watch(void *arg)
 
 int keyclient_attach(int fd, int watch, pid_t pid, struct error *err)
 {
+    (void)err;
     kc.fd = fd;
     kc.watch = watch;
     kc.pid = pid;
     kc.dead = kc.stopping = kc.ready = 0;
     kc.reason[0] = '\0';
+    return 0;
+}
+
+int keyproc_watch(struct error *err)
+{
+    if (kc.watching || kc.watch < 0)
+        return 0;
     if (pthread_create(&kc.watcher, NULL, kc_watch, NULL) != 0)
         return error_set(err, "cannot start the key process watcher");
     kc.watching = 1;

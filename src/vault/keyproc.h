@@ -44,6 +44,13 @@ void keyproc_child_fail(const char *msg);
 int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,
                   int fd);
 
+/* Start the thread that notices the key process's death (see above).
+ * Separate from keyproc_start so that serve starts it, like every thread,
+ * after entering its sandbox (core/sandbox.h: Landlock holds only for
+ * threads started after it). Does nothing when no key process runs or the
+ * watcher runs already. 0, or -1 with err. */
+int keyproc_watch(struct error *err);
+
 /* 1 when the key process ended while serve was running. */
 int keyproc_lost(void);
 
@@ -54,8 +61,8 @@ pid_t keyproc_pid(void);
  * when none was started. */
 void keyproc_stop(void);
 
-/* keyclient.c: adopt the parent's ends (socket, liveness pipe) and start
- * the watcher. 0 or -1. */
+/* keyclient.c: adopt the parent's ends (socket, liveness pipe); the
+ * watcher starts with keyproc_watch. 0 or -1. */
 int keyclient_attach(int fd, int watch, pid_t pid, struct error *err);
 
 #endif

@@ -534,8 +534,10 @@ static int payload_reader_start(struct payload_reader *r, struct vault *v,
                            r->msgid, path);
     (void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (payload_read_header(r->fd, hdr, r->msgid, path, err) != 0 ||
-        payload_unwrap(r->ctx, v, hdr, r->msgid, path, r->dkey, err) != 0)
+        payload_unwrap(r->ctx, v, hdr, r->msgid, path, r->dkey, err) != 0) {
+        vault_integrity_check(err, "payload", r->msgid);
         return -1;
+    }
     memcpy(r->prefix, hdr + PAYLOAD_OFF_PREFIX, PAYLOAD_PREFIX_LEN);
     if (lseek(r->fd, PAYLOAD_HEADER_LEN, SEEK_SET) < 0)
         return error_errno(err, errno, "message %s: cannot seek in payload %s",
@@ -546,6 +548,9 @@ static int payload_reader_start(struct payload_reader *r, struct vault *v,
 struct payload_reader *payload_open(struct vault *v, const char *path,
                                     const char *msgid, struct error *err)
 {
+    struct error local = {0};
+    if (err == NULL)
+        err = &local;           /* to tell an I/O error from tampering */
     if (payload_msgid_ok(msgid, err) != 0)
         return NULL;
     struct payload_reader *r = calloc(1, sizeof(*r));
@@ -638,8 +643,10 @@ ssize_t payload_read(struct payload_reader *r, void *buf, size_t n,
                      struct error *err)
 {
     while (!r->failed && r->ppos == r->plen && !r->done)
-        if (payload_next_segment(r) != 0)
+        if (payload_next_segment(r) != 0) {
             r->failed = 1;
+            vault_integrity_check(&r->first, "payload", r->msgid);
+        }
     if (r->failed) {
         if (err != NULL)
             *err = r->first;

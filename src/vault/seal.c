@@ -191,14 +191,45 @@ static const struct vault_key *seal_key(const struct vault *v,
     return mk;
 }
 
+/* ---- integrity failures -------------------------------------------------- */
+
+static vault_integrity_fn integrity_hook;
+
+void vault_set_integrity_hook(vault_integrity_fn fn)
+{
+    integrity_hook = fn;
+}
+
+void vault_integrity_check(const struct error *err, const char *what,
+                           const char *id)
+{
+    if (integrity_hook != NULL && (err == NULL || err->code == 0))
+        integrity_hook(what, id, err ? err->msg : "");
+}
+
+static struct secret *unseal_local(struct vault *v, const char *context,
+                                   const unsigned char *blob, size_t len,
+                                   struct error *err);
+
 struct secret *vault_unseal(struct vault *v, const char *context,
                             const unsigned char *blob, size_t len,
                             struct error *err)
 {
     if (seal_context_ok(context, err) != 0)
         return NULL;
-    if (v->remote)
-        return unseal_remote(context, blob, len, err);
+    struct error local = {0};
+    struct error *e = err ? err : &local;
+    struct secret *s = v->remote ? unseal_remote(context, blob, len, e)
+                                 : unseal_local(v, context, blob, len, e);
+    if (s == NULL)
+        vault_integrity_check(e, "sealed", context);
+    return s;
+}
+
+static struct secret *unseal_local(struct vault *v, const char *context,
+                                   const unsigned char *blob, size_t len,
+                                   struct error *err)
+{
     const struct vault_key *mk = seal_key(v, context, blob, len, err);
     if (mk == NULL)
         return NULL;

@@ -171,6 +171,19 @@ int vault_reseal(struct vault *v, const char *context,
                  const unsigned char *blob, size_t len, unsigned char **out,
                  size_t *outlen, struct error *err);
 
+/* ---- integrity failures (R19) ----------------------------------------- */
+
+/* A payload or sealed value that fails its integrity check in this
+ * process (a GCM tag, a header, a data key or sealed value that does not
+ * open; not an I/O error, not a lost key process) is reported to the hook
+ * once per failure: what is "payload" or "sealed", id the message id or
+ * the seal context, problem the error text (names and ids, never a
+ * secret). Set once before threads start (security/alerts.c turns it into
+ * an alert); NULL: nobody is told. */
+typedef void (*vault_integrity_fn)(const char *what, const char *id,
+                                   const char *problem);
+void vault_set_integrity_hook(vault_integrity_fn fn);
+
 /* ---- the audit signing key (Ed25519, R15, R18) ------------------------- */
 
 #define VAULT_SIG_LEN 64

@@ -32,6 +32,11 @@ _Static_assert(PAYLOAD_HEADER_LEN == VAULT_PAYLOAD_HEADER_LEN,
 #define PAYLOAD_NONCE_LEN 12
 #define PAYLOAD_TAG_LEN 16
 
+/* Tell the integrity hook (vault.h) about the failure in err, unless it
+ * is an I/O error or a lost key process (err->code set). err may be NULL. */
+void vault_integrity_check(const struct error *err, const char *what,
+                           const char *id);
+
 struct vault_key {
     char id[VAULT_KEY_ID_LEN + 1];      /* lowercase hex, NUL-terminated */
     unsigned char key[VAULT_KEY_LEN];

@@ -221,14 +221,23 @@ def listen_port(data, which):
     return int(conf_value(data, f"{which}_listen").rsplit(":", 1)[1])
 
 
+def root_conf():
+    """What a data dir made by root needs for serve to start as root: the
+    tests run as root and keep it (allow_root); the sandbox stays on.
+    test_r22_sandbox.py covers the drop to a user."""
+    return {"allow_root": "yes"} if os.geteuid() == 0 else {}
+
+
 def new_data_dir(wharf, path, *init_args, **conf):
     """wharf init at path, tuned for tests. Flows may name folders under
-    path's parent (the test's tmp_path): allowed_paths."""
+    path's parent (the test's tmp_path): allowed_paths. Started as root,
+    serve stays root (root_conf)."""
     wharf.init(path, *init_args)
     settings = {"poll_ms": 50, "lease_seconds": 5,
                 "admin_listen": f"127.0.0.1:{free_port()}",
                 "partner_listen": f"127.0.0.1:{free_port()}",
-                "allowed_paths": str(Path(path).resolve().parent)}
+                "allowed_paths": str(Path(path).resolve().parent),
+                **root_conf()}
     settings.update(conf)
     tune_conf(path, **settings)
     return Path(path)

@@ -132,6 +132,19 @@ class Browser:
     def find_all(self, css):
         return self.driver.find_elements(self.By.CSS_SELECTOR, css)
 
+    @staticmethod
+    def redrawn_is_none(fn):
+        """fn() or None when the page redrew the element fn read between
+        finding and reading it: a wait tries again on its next round."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def attempt():
+            try:
+                return fn()
+            except StaleElementReferenceException:
+                return None
+        return attempt
+
     def wait_for(self, css, timeout=30, visible=True):
         def ready():
             for el in self.find_all(css):
@@ -139,16 +152,17 @@ class Browser:
                     return el
             return None
         try:
-            return wait_until(ready, timeout=timeout, interval=0.1,
-                              desc=f"{css} on {self.url}")
+            return wait_until(self.redrawn_is_none(ready), timeout=timeout,
+                              interval=0.1, desc=f"{css} on {self.url}")
         except AssertionError as e:
             raise AssertionError(f"{e}\npage text: {self.main_text()[:1500]!r}"
                                  f"\nlog: {self.driver.get_log('browser')}"
                                  f"\nresources: {self.resources()}")
 
     def wait_gone(self, css, timeout=30):
-        wait_until(lambda: not [e for e in self.find_all(css)
-                                if e.is_displayed()],
+        wait_until(self.redrawn_is_none(
+                       lambda: not [e for e in self.find_all(css)
+                                    if e.is_displayed()]),
                    timeout=timeout, interval=0.1, desc=f"{css} to go")
 
     def wait_text(self, css, text, timeout=30):
@@ -157,7 +171,8 @@ class Browser:
                 if text in el.text:
                     return el
             return None
-        return wait_until(has, timeout=timeout, interval=0.1,
+        return wait_until(self.redrawn_is_none(has), timeout=timeout,
+                          interval=0.1,
                           desc=f"{text!r} in {css} on {self.url}; page: "
                                f"{self.main_text()[:800]!r}")
 

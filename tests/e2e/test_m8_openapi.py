@@ -635,7 +635,10 @@ NOT_2XX_HERE = {"/api/v1/auth/oidc/login": 503,
                 "/api/v1/messages/{id}/receipts/{n}": 404}
 # Real values for the {parameters} of GET routes, by the segment before.
 REAL = {"connectors": "inbox", "users": "admin", "partners": "acme",
-        "actions": "test", "receipts": "1"}
+        "actions": "test", "receipts": "1",
+        # R19: `wharf init` made the first alert (the administrator is a
+        # configuration change); the test escalates it into incident 1
+        "alerts": "1", "incidents": "1"}
 
 
 def concrete_get(path, message_id, cert_id):
@@ -660,6 +663,9 @@ def test_m8_openapi_answers_match_schemas(spec, routes, wharf, spec_server,
     other = Session(api, "admin", e["password"], code=e["codes"][0])
     third = Session(api, "admin", e["password"], code=e["codes"][1])
 
+    # an incident for GET /api/v1/incidents/{id} (R19)
+    send(spec, tok, "POST", "/api/v1/alerts/1/escalate",
+         {"owner": "ada", "notes": "who made this administrator?"})
     # every GET route of the table, as the token; /auth/* as the session
     certs = send(spec, tok, "GET", "/api/v1/certificates").json()
     cert_id = certs["certificates"][0]["id"]
@@ -731,6 +737,26 @@ def test_m8_openapi_answers_match_schemas(spec, routes, wharf, spec_server,
     send(spec, tok, "POST", "/api/v1/auth/mfa/enroll", status=400)
     send(spec, tok, "POST", "/api/v1/auth/password",
          {"old": "x" * 12, "new": new_password()}, 400)
+    # R19: the ladder
+    alerts = send(spec, tok, "GET", "/api/v1/alerts?state=open&limit=50")
+    open_id = alerts.json()["alerts"][0]["id"]
+    send(spec, tok, "POST", f"/api/v1/alerts/{open_id}/ack",
+         {"reason": "our own change"})
+    send(spec, tok, "POST", f"/api/v1/alerts/{open_id}/ack",
+         {"reason": "again"}, 409)
+    send(spec, tok, "POST", f"/api/v1/alerts/{open_id}/escalate",
+         {"owner": "ada", "notes": "same story", "incident": 1})
+    send(spec, tok, "PUT", "/api/v1/incidents/1",
+         {"note": "confirmed", "tier": "incident", "severity": "low",
+          "partners": ["acme"], "messages": [mid]})
+    send(spec, tok, "PUT", "/api/v1/incidents/1",
+         {"note": "down", "tier": "investigation"}, 400)
+    send(spec, tok, "GET", "/api/v1/incidents?state=all")
+    send(spec, tok, "POST", "/api/v1/incidents/1/close",
+         {"note": "a planned change"})
+    send(spec, tok, "PUT", "/api/v1/incidents/1",
+         {"note": "late", "owner": "bob"}, 409)
+    send(spec, tok, "GET", "/api/v1/alerts/999999", status=404)
     send(spec, tok, "GET", "/api/v1/sessions")
     send(spec, tok, "DELETE", f"/api/v1/sessions/{other.handle}")
     send(spec, s, "DELETE", f"/api/v1/auth/sessions/{third.handle}")
@@ -776,6 +802,15 @@ def valid_bodies(exported, pem):
             "/api/v1/partners/acme/certificates", {"pem": pem}),
         ("POST", "/api/v1/connectors/{name}/actions/{verb}"): (
             "/api/v1/connectors/inbox/actions/test", {}),
+        ("POST", "/api/v1/alerts/{id}/ack"): (
+            "/api/v1/alerts/1/ack", {"reason": "expected"}),
+        ("POST", "/api/v1/alerts/{id}/escalate"): (
+            "/api/v1/alerts/1/escalate", {"owner": "ada", "notes": "why"}),
+        ("PUT", "/api/v1/incidents/{id}"): (
+            "/api/v1/incidents/1", {"note": "n", "tier": "incident",
+                                    "severity": "high"}),
+        ("POST", "/api/v1/incidents/{id}/close"): (
+            "/api/v1/incidents/1/close", {"note": "done"}),
     }
 
 

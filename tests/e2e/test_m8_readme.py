@@ -8,7 +8,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, child_env, tune_conf, free_port, wharf_bin_path
+from conftest import (REPO, child_env, tune_conf, free_port, root_conf,
+                      wharf_bin_path)
 
 
 def readme_block(title):
@@ -33,7 +34,7 @@ def test_m8_readme_first_flow_runs_as_written(tmp_path, start_server):
     assert "one-time password" in init.stdout
     tune_conf(tmp_path / "wharf-data",
               admin_listen=f"127.0.0.1:{free_port()}",
-              partner_listen=f"127.0.0.1:{free_port()}")
+              partner_listen=f"127.0.0.1:{free_port()}", **root_conf())
     srv = start_server(tmp_path / "wharf-data")
     srv.wait_listening()
     block = readme_block("A first flow")

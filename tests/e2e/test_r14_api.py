@@ -361,6 +361,15 @@ def policy(method, path):
         return ALL if read else ADMIN
     if res in ("users", "tokens", "sessions", "settings", "audit", "keys"):
         return READS_ALL if read else ADMIN
+    if res in ("alerts", "incidents"):
+        # R19 (issue 12): "auditor reads, operator acknowledges, admin
+        # escalates"; the operator, who acknowledges, reads them too; the
+        # investigations, incidents and breaches are run by administrators
+        if read:
+            return READS_PAYLOAD
+        if res == "alerts" and last == "ack":
+            return RUNS_EXCHANGE
+        return ADMIN
     raise NoStatement(f"{method} {path}")
 
 

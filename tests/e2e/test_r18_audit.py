@@ -8,7 +8,7 @@ keystore: an edited field, a deleted entry (with and without renumbering),
 an inserted entry, reordered entries, a chain recomputed with valid hashes,
 a corrupted checkpoint signature, another keystore's key, entries cut
 from the end back past a checkpoint, and the newest entries cut after the
-last checkpoint (caught by the signed head anchor DIR/audit.head, which
+last checkpoint (caught by the signed head anchor DIR/state/audit.head, which
 stays put when later activity appends again), with the anchor file deleted
 or replaced too.
 
@@ -390,7 +390,7 @@ def test_r18_deleted_newest_entries_are_reported(wharf, copy, n):
     with db(copy) as conn:
         h140, = conn.execute("SELECT hash FROM audit WHERE seq = 140"
                              ).fetchone()
-    head = (copy / "audit.head").read_text()
+    head = (copy / "state" / "audit.head").read_text()
     assert head.startswith(f"wharf-audit-head v1\nseq 140\nhash {h140}\n")
     sqlite3_cli(copy, f"DELETE FROM audit WHERE seq > {140 - n}")
     m = 140 - n
@@ -400,19 +400,19 @@ def test_r18_deleted_newest_entries_are_reported(wharf, copy, n):
     # later activity does not cover it up: the anchor stays as evidence
     p = wharf.ok("flow", "export", "--data", copy)
     assert "audit head anchor" in p.stderr and "kept as evidence" in p.stderr
-    assert (copy / "audit.head").read_text() == head
+    assert (copy / "state" / "audit.head").read_text() == head
     line = verify_broken(wharf, copy, "the signed head anchor")
     assert ("the signed head anchor names entry 140" in line if n > 1 else
             "entry 140: its hash differs from the one the signed head anchor "
             "names" in line), line
     # deleting the anchor as well is reported too
-    (copy / "audit.head").unlink()
+    (copy / "state" / "audit.head").unlink()
     verify_broken(wharf, copy, "audit.head is missing (deleted?)")
 
 
 def test_r18_anchor_replaced_by_another_is_reported(tmp_path, wharf, copy):
     other = tmp_path / "other"
     wharf.init(other)
-    shutil.copy(other / "audit.head", copy / "audit.head")
+    shutil.copy(other / "state" / "audit.head", copy / "state" / "audit.head")
     verify_broken(wharf, copy, "the signed head anchor", "does not verify",
                   "is not in this keystore")

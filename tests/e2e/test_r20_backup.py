@@ -296,6 +296,10 @@ def test_r20_public_key_backup_opens_only_with_its_private_key(tmp_path,
     openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
             "rsa_keygen_bits:2048", "-out", other)
     bk = tmp_path / "offsite.wbk"
+    # the audit head anchor lives in DIR/state/ (serve's sandbox writes
+    # only there): the backup takes it from there
+    anchor = (data / "state" / "audit.head").read_bytes()
+    assert not (data / "audit.head").exists()
     wharf.ok("backup", "--data", data, "--to", bk, "--recipient", crt)
     # neither the master key nor the audit key is in the file in clear
     keystore = (data / "keystore").read_text()
@@ -329,12 +333,17 @@ def test_r20_public_key_backup_opens_only_with_its_private_key(tmp_path,
     b = backup_peer.read(bk, ckey)
     backup_peer.verify_signature(b, keys)
     names = {n for _, n, _ in b.entries}
-    assert {"wharf.db", "wharf.conf", "audit.head", "tls/cert.pem",
+    assert {"wharf.db", "wharf.conf", "state/audit.head", "tls/cert.pem",
             "tls/key.pem"} <= names
     for kind, name, content in b.entries:
         assert kind == "F"
-        if name not in ("wharf.db", "audit.head"):  # the restore's own
+        if name == "state/audit.head":
+            assert content == anchor
+        if name not in ("wharf.db", "state/audit.head"):  # the restore's own
             assert (restored / name).read_bytes() == content, name
+    # restored where serve and audit verify read it
+    assert (restored / "state" / "audit.head").exists()
+    assert not (restored / "audit.head").exists()
     assert sum(1 for n in names if n.startswith("payloads/")) == 3
 
 

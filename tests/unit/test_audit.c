@@ -652,11 +652,11 @@ static void test_r18_truncation_detected_by_checkpoint_and_anchor(
     verify_expect(f, f->v, 1, 181, "the signed head anchor names entry 200");
 }
 
-/* ---- the signed head anchor (DIR/audit.head) ------------------------------ */
+/* ---- the signed head anchor (DIR/state/audit.head) ------------------------ */
 
 static void anchor_file(struct fx *f, char *out, size_t n)
 {
-    snprintf(out, n, "%s/audit.head", f->dir);
+    snprintf(out, n, "%s/state/audit.head", f->dir);
 }
 
 /* The anchor file's bytes (NUL-terminated); caller frees. */
@@ -854,6 +854,30 @@ static void test_r18_anchor_kept_when_the_trail_was_cut(void **state)
     free(after);
 }
 
+/* R22: serve's sandbox lets it write nowhere in DIR itself, so the anchor
+ * lives in DIR/state/; the DIR/audit.head of an older data dir is moved
+ * there at the next verify (or append) and still counts. */
+static void test_r22_anchor_of_an_older_data_dir_moves_into_state(void **state)
+{
+    struct fx *f = *state;
+    char path[400], old[400];
+    append_n(f, 10);
+    char *at10 = anchor_read(f);
+    anchor_file(f, path, sizeof(path));
+    snprintf(old, sizeof(old), "%s/audit.head", f->dir);
+    assert_int_equal(rename(path, old), 0);         /* the old layout */
+    verify_expect(f, f->v, 0, 0, NULL);             /* found and moved */
+    assert_int_equal(access(old, F_OK), -1);
+    char *moved = anchor_read(f);
+    assert_string_equal(moved, at10);
+    /* and it is still the evidence it was: the newest entry deleted */
+    assert_int_equal(rename(path, old), 0);
+    sql(f, "DELETE FROM audit WHERE seq = 10");
+    verify_expect(f, f->v, 1, 10, "the signed head anchor names entry 10");
+    free(at10);
+    free(moved);
+}
+
 static void test_r18_anchor_window_older_anchor_put_back(void **state)
 {
     /* The window docs/operations.md states: someone who can write the data
@@ -961,6 +985,7 @@ int main(void)
         T(test_r18_anchor_may_lag_never_lead),
         T(test_r18_anchor_kept_when_the_trail_was_cut),
         T(test_r18_anchor_window_older_anchor_put_back),
+        T(test_r22_anchor_of_an_older_data_dir_moves_into_state),
         T(test_r18_anchor_survives_key_rotation),
         T(test_r18_anchor_follows_concurrent_appenders),
 #undef T

@@ -452,6 +452,9 @@ static const char *const EXPECTED[PERM_COUNT] = {
     [PERM_SESSION_WRITE] = "YNNN",  [PERM_SETTINGS_READ] = "YNYN",
     [PERM_SETTINGS_WRITE] = "YNNN", [PERM_AUDIT_READ] = "YNYN",
     [PERM_KEY_WRITE] = "YNNN",      [PERM_METRICS_READ] = "YYYN",
+    /* R19: auditor reads, operator acknowledges, admin escalates */
+    [PERM_ALERT_READ] = "YYYN",     [PERM_ALERT_ACK] = "YYNN",
+    [PERM_INCIDENT_WRITE] = "YNNN",
 };
 
 static void check_role(enum role r)

@@ -675,6 +675,67 @@ static void test_r05_conf_reload_live_and_restart_keys(void **state)
 
 /* ---- R2: the global proxy in wharf.conf, and the rule that picks a proxy ------------- */
 
+/* R22: who serve runs as, and its sandbox switch. */
+static void test_r22_conf_privilege_keys(void **state)
+{
+    (void)state;
+    struct wharf_conf c;
+    conf_ok("", &c);
+    assert_string_equal(c.user, "");
+    assert_string_equal(c.group, "");
+    assert_int_equal(c.allow_root, 0);
+    assert_int_equal(c.sandbox, 1);                     /* on by default */
+    conf_ok("user = wharf\ngroup = edi-ops\nallow_root = yes\n"
+            "sandbox = off\n", &c);
+    assert_string_equal(c.user, "wharf");
+    assert_string_equal(c.group, "edi-ops");
+    assert_int_equal(c.allow_root, 1);
+    assert_int_equal(c.sandbox, 0);
+    conf_ok("user = svc_wharf.2\nuser =\n", &c);      /* emptied */
+    assert_string_equal(c.user, "");
+    conf_bad("sandbox = maybe\n", "sandbox must be on or off", NULL);
+    conf_bad("sandbox = yes\n", "sandbox must be on or off", NULL);
+    conf_bad("allow_root = on\n", "allow_root must be yes or no", NULL);
+    conf_bad("user = ../root\n", "user must be an account name", NULL);
+    conf_bad("user = a b\n", "user must be an account name", NULL);
+    conf_bad("user = -x\n", "user must be an account name", NULL);
+    conf_bad("user = w\ngroup = g:1\n", "line 2: group must be an account",
+             NULL);
+    conf_bad("group = wharf\n", "group is set but user is not", NULL);
+    conf_bad("user = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+             "aaaaaaa\n", "user is too long", NULL);
+}
+
+/* R22: a running serve cannot change who it is or its sandbox: restart
+ * keys. */
+static void test_r22_privilege_keys_take_effect_at_restart(void **state)
+{
+    (void)state;
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct wharf w;
+    memset(&w, 0, sizeof(w));
+    snprintf(w.conf_path, sizeof(w.conf_path), "%s/wharf.conf", dir);
+    conf_ok("", &w.conf);
+    put_text(w.conf_path, "user = other\ngroup = g\nallow_root = yes\n"
+             "sandbox = off\n");
+    struct wharf_reload r;
+    struct error err = {0};
+    if (wharf_conf_reload(&w, &r, &err) != 0)
+        fail_msg("reload: %s", err.msg);
+    assert_int_equal(r.nlive, 0);
+    assert_int_equal(r.nrestart, 4);
+    assert_true(named(r.restart, r.nrestart, "user"));
+    assert_true(named(r.restart, r.nrestart, "group"));
+    assert_true(named(r.restart, r.nrestart, "allow_root"));
+    assert_true(named(r.restart, r.nrestart, "sandbox"));
+    assert_string_equal(w.conf.user, "");               /* running values */
+    assert_int_equal(w.conf.sandbox, 1);
+    assert_int_equal(w.conf.allow_root, 0);
+    unlink(w.conf_path);
+    test_rmtree(dir);
+}
+
 static void test_r02_conf_proxy_keys(void **state)
 {
     (void)state;
@@ -883,6 +944,8 @@ int main(void)
         cmocka_unit_test(test_m8_conf_rejects_out_of_range),
         cmocka_unit_test(test_r05_conf_reload_live_and_restart_keys),
         cmocka_unit_test(test_r02_conf_proxy_keys),
+        cmocka_unit_test(test_r22_conf_privilege_keys),
+        cmocka_unit_test(test_r22_privilege_keys_take_effect_at_restart),
         cmocka_unit_test(test_r02_proxy_pick),
         cmocka_unit_test(test_m2_backoff_grows_exponentially),
         cmocka_unit_test(test_m2_backoff_within_jitter_bounds),

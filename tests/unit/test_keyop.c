@@ -259,6 +259,7 @@ static struct vault *start_keyproc(struct kfx *k)
 {
     struct error err = {0};
     MUST(keyproc_start(child_main, k, &err), err);
+    MUST(keyproc_watch(&err), err);             /* serve: after its sandbox */
     struct vault *r = vault_open(k->ks, &err);
     if (r == NULL)
         fail_msg("remote vault_open: %s", err.msg);
