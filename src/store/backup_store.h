@@ -78,7 +78,7 @@ int store_backup_record(struct store *s, const struct store_backup_row *r,
                         struct error *err);
 
 /* The newest runs, newest first: *out malloc'ed (strings owned by it);
- * free with store_backup_rows_free. */
+ * free with store_backup_items_free. */
 struct store_backup_item {
     int64_t id, started_at, finished_at;
     int ok;
