@@ -15,7 +15,7 @@ TEST=(libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest e2fsprogs
       strace procps oathtool nmap wrk cppcheck python3-yaml python3-jsonschema
       openssh-server openssh-client tinyproxy-bin dante-server
       chromium chromium-driver python3-selenium
-      python3-aiosmtpd)
+      python3-aiosmtpd python3-cryptography)
 
 want=("${BUILD[@]}")
 [ "${1:-}" = "test" ] && want+=("${TEST[@]}")

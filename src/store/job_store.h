@@ -1,5 +1,5 @@
 /*
- * job_store.h - durable jobs (table `jobs` of schema migration 9, see
+ * job_store.h - durable jobs (table `jobs` of schema migration 10, see
  * sqlite.c): follow-up work of a message that the engine runs and retries
  * through a connector (an AS2 MDN owed to a partner, an MDN waited for).
  * Implemented in sqlite_jobs.c.

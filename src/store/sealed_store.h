@@ -10,10 +10,10 @@
  *     tokens, pending authorizations); owner = connector, name = row name;
  *   - STORE_SEALED_TOTP         users.totp_sealed (migration 2): TOTP seeds;
  *     owner = user name, name = the user's id in decimal;
- *   - STORE_SEALED_JOB_DATA     jobs.data (migration 9): what a job was
+ *   - STORE_SEALED_JOB_DATA     jobs.data (migration 10): what a job was
  *     given (an MDN to send, what a waiting job checks); owner = connector,
  *     name = the job's id;
- *   - STORE_SEALED_JOB_INPUT    jobs.input (migration 9): what arrived for
+ *   - STORE_SEALED_JOB_INPUT    jobs.input (migration 10): what arrived for
  *     a job (an asynchronous MDN); owner = connector, name = the job's id.
  * A setting that holds a sealed value (oidc_client_secret, as hex) is read
  * and written with store_setting_get/set.

@@ -153,7 +153,15 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX security_events_alert ON security_events(alert_id);"
     "CREATE INDEX security_events_incident ON"
     "  security_events(incident_id);",
-    /* 9: durable jobs of messages the engine runs through a connector
+    /* 9: the record of backup runs (R20, sqlite_backup.c; its shape is in
+     * store/backup_store.h: the posture report reads it) */
+    "CREATE TABLE backups(id INTEGER PRIMARY KEY, started_at INTEGER"
+    "  NOT NULL, finished_at INTEGER NOT NULL, ok INTEGER NOT NULL,"
+    "  location TEXT, bytes INTEGER, kind TEXT NOT NULL, backup_id TEXT,"
+    "  messages INTEGER, payloads INTEGER, missing INTEGER, sha256 TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX backups_newest ON backups(ok, finished_at);",
+    /* 10: durable jobs of messages the engine runs through a connector
      * (AS2 MDN out, MDN wait); data and input sealed (sqlite_jobs.c) */
     "CREATE TABLE jobs(id TEXT PRIMARY KEY, message_id TEXT NOT NULL,"
     "  hop_id INTEGER NOT NULL DEFAULT 0, connector TEXT NOT NULL,"

@@ -1,6 +1,6 @@
 /*
  * sqlite_jobs.c - the SQLite statements of job_store.h: durable jobs of
- * messages (table of migration 9 in sqlite.c).
+ * messages (table of migration 10 in sqlite.c).
  *
  * Owns statement cache slots 272..303 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. It stores
