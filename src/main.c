@@ -15,6 +15,7 @@ static const struct cli_cmd *const COMMANDS[] = {
     &cmd_user, &cmd_token,
     &cmd_api, &cmd_oidc, &cmd_connector,
     &cmd_partner, &cmd_cert,
+    &cmd_backup, &cmd_restore,
     &cmd_alert, &cmd_incident, &cmd_notify,
     &cmd_doctor, &cmd_inventory,
 };

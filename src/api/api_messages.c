@@ -140,9 +140,9 @@ int api_message_payload(struct api_ctx *c)
 int api_message_resend(struct api_ctx *c)
 {
     struct error err = {0};
-    int n = 0;
+    int n = 0, jobs = 0;
     int rc = id_valid(c->param[0]) ? message_resend(c->st, c->param[0],
-                                     c->actor.name, &n, &err) : 1;
+                                     c->actor.name, &n, &jobs, &err) : 1;
     if (rc == 2)
         return api_fail(c, 409, "nothing_to_resend", "%s", err.msg);
     if (rc > 0)
@@ -150,8 +150,8 @@ int api_message_resend(struct api_ctx *c)
     if (rc < 0)
         return api_fail(c, 500, "internal", "%s", err.msg);
     api_audit(c, "message.resend", c->param[0], NULL);
-    return api_ok(c, 200, json_pack("{s:s, s:i}", "status", "requeued",
-                                    "hops", n));
+    return api_ok(c, 200, json_pack("{s:s, s:i, s:i}", "status", "requeued",
+                                    "hops", n, "jobs", jobs));
 }
 
 int api_message_erase(struct api_ctx *c)

@@ -12,8 +12,9 @@
  *        what authenticates the request); the code is exchanged, the
  *        tokens are stored sealed, a small plain page answers
  *
- * The work is the connector type's (connector_oauth_callback asks each
- * type with an oauth_callback: http.c's); this file adds the HTTP side,
+ * The work is the connector type's (core/flow.c's flow_oauth_callback
+ * asks each stored connector whose type has an oauth_callback: http.c's);
+ * this file adds the HTTP side,
  * the audit entries and the defender's count of unknown states. Must
  * never: put a code, a token, a verifier or the client secret into a
  * response, the audit trail or a log line.
@@ -27,6 +28,7 @@
 
 #include "api/api.h"
 #include "connectors/connector.h"
+#include "core/flow.h"
 #include "net/server.h"
 #include "util/secret.h"
 
@@ -72,9 +74,9 @@ int api_oauth_callback(struct api_ctx *c)
     OPENSSL_cleanse(code, sizeof(code));
     if (has_code && !has_err && secret_code == NULL)
         return page(c, 500, "Out of memory.");
-    enum conn_oauth_rc rc = connector_oauth_callback(c->w, c->st, state,
-                                                     secret_code, conn,
-                                                     sizeof(conn), &err);
+    enum conn_oauth_rc rc = flow_oauth_callback(c->w, c->st, state,
+                                                secret_code, conn,
+                                                sizeof(conn), &err);
     secret_free(secret_code);
     if (rc == CONN_OAUTH_UNKNOWN) {
         net_req_auth_failure(c->req);

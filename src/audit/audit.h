@@ -25,6 +25,12 @@ struct vault;
 
 #define AUDIT_CHECKPOINT_EVERY 64
 
+/* Where the signed head anchor lives, relative to the data dir (the one
+ * name: audit_anchor.h uses it; a backup carries and restores it), and
+ * where data dirs made before state/ had it (moved on the next use). */
+#define AUDIT_HEAD_FILE "state/audit.head"
+#define AUDIT_HEAD_OLD "audit.head"
+
 struct audit_event {
     const char *actor;      /* "user:alice", "token:ID", "cli", "system" */
     const char *address;    /* client address, or NULL */

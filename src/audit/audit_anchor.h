@@ -18,13 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "util/error.h"
 #include "vault/vault.h"
 
 struct store;
 
-#define AUDIT_ANCHOR_FILE "state/audit.head"
-#define AUDIT_ANCHOR_OLD "audit.head"       /* DIR/audit.head before state/ */
+#define AUDIT_ANCHOR_FILE AUDIT_HEAD_FILE
+#define AUDIT_ANCHOR_OLD AUDIT_HEAD_OLD      /* DIR/audit.head before state/ */
 
 struct audit_anchor {
     int64_t seq;                        /* the anchored entry */

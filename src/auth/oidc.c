@@ -6,9 +6,14 @@
  * the callback (state check, code exchange at the token endpoint, ID token
  * verification through jwt.c, claim -> role mapping).
  *
+ * HTTPS goes through net/client.h, the one transport (its TLS policy: TLS
+ * 1.2+, verification always on, no redirects, no environment proxy; the
+ * response streamed into a capped buffer); the state, nonce and PKCE
+ * verifier come from net/oauth.h (PKCE is written once, there).
+ *
  * It must never talk to a host other than the configured issuer's
- * endpoints, never over anything but HTTPS with verification on (TLS 1.2+,
- * no redirects, no environment proxy), never read an unbounded response,
+ * endpoints, never over anything but HTTPS with verification on, never
+ * read an unbounded response,
  * and never put the client secret, the PKCE verifier, the authorization
  * code or a token into a log line or an error message. Buffers that held
  * them are wiped before they are freed. (Jansson's own copies of the token
@@ -18,7 +23,6 @@
  */
 #include "auth/oidc.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -32,8 +36,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/client.h"
+#include "net/oauth.h"
+#include "net/url.h"
 #include "util/log.h"
 #include "util/secret.h"
+
+_Static_assert(OIDC_RANDOM_LEN == OAUTH_RANDOM_LEN &&
+               OIDC_CHALLENGE_LEN == OAUTH_CHALLENGE_LEN,
+               "state, nonce and PKCE come from net/oauth.c");
 
 #define OIDC_RESPONSE_MAX (256 * 1024)  /* discovery, JWKS, token response */
 #define OIDC_URL_MAX 2048
@@ -205,20 +216,21 @@ static int oidc_buf_str(struct oidc_buf *b, const char *s)
     return oidc_buf_add(b, s, strlen(s));
 }
 
-/* Append value percent-encoded. The escaped copy is wiped: value may be
- * a secret. */
+/* Append value percent-encoded (net_url_encode). The escaped copy is
+ * wiped: value may be a secret. */
 static int oidc_buf_esc(struct oidc_buf *b, const char *value, size_t vlen)
 {
-    if (vlen > INT32_MAX)
+    if (vlen > INT32_MAX / 3)
         return -1;
-    char *esc = curl_easy_escape(NULL, value, (int)vlen);
+    unsigned char *esc = malloc(3 * vlen + 1);
     if (esc == NULL) {
         b->oom = true;
         return -1;
     }
-    int rc = oidc_buf_str(b, esc);
-    OPENSSL_cleanse(esc, strlen(esc));
-    curl_free(esc);
+    size_t n = net_url_encode((const unsigned char *)value, vlen, esc);
+    int rc = oidc_buf_add(b, esc, n);
+    OPENSSL_cleanse(esc, 3 * vlen + 1);
+    free(esc);
     return rc;
 }
 
@@ -251,80 +263,65 @@ static int oidc_buf_b64(struct oidc_buf *b, const char *data, size_t len)
     return rc;
 }
 
-/* ---- HTTPS --------------------------------------------------------------- */
+/* ---- HTTPS (net/client.h) ------------------------------------------------ */
 
-static size_t oidc_curl_write(char *ptr, size_t size, size_t nmemb, void *ud)
+/* net_client_write_fn: the response into its capped buffer. */
+static int oidc_take(void *ud, const void *buf, size_t n, struct error *err)
 {
     struct oidc_buf *b = ud;
-    size_t n = size * nmemb;
-    return oidc_buf_add(b, ptr, n) < 0 ? 0 : n;
+    if (oidc_buf_add(b, buf, n) == 0)
+        return 0;
+    return error_set(err, b->oom ? "out of memory" : "too large");
 }
 
-/* The options every request shares: HTTPS only, verification on, TLS 1.2
- * minimum, no redirects, no environment proxy, bounded in size and time. */
-static CURLcode oidc_curl_setup(const struct oidc *o, CURL *c,
-                                const char *url, char *ebuf,
-                                struct oidc_buf *out)
+/* net_client_read_fn: the form body. */
+struct oidc_src {
+    const struct oidc_buf *b;
+    size_t off;
+};
+
+static ssize_t oidc_give(void *ud, void *buf, size_t n, struct error *err)
 {
-    CURLcode rc = CURLE_OK;
-#define OIDC_OPT(opt, val) \
-    do { if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val); } while (0)
-    OIDC_OPT(CURLOPT_URL, url);
-    OIDC_OPT(CURLOPT_PROTOCOLS_STR, "https");
-    OIDC_OPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
-    OIDC_OPT(CURLOPT_FOLLOWLOCATION, 0L);
-    OIDC_OPT(CURLOPT_SSL_VERIFYPEER, 1L);
-    OIDC_OPT(CURLOPT_SSL_VERIFYHOST, 2L);
-    OIDC_OPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (o->ca_file != NULL)
-        OIDC_OPT(CURLOPT_CAINFO, o->ca_file);
-    OIDC_OPT(CURLOPT_PROXY, o->proxy != NULL ? o->proxy : "");
-    OIDC_OPT(CURLOPT_NOSIGNAL, 1L);
-    OIDC_OPT(CURLOPT_TIMEOUT_MS, o->timeout_ms);
-    OIDC_OPT(CURLOPT_CONNECTTIMEOUT_MS, o->timeout_ms);
-    OIDC_OPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)out->max);
-    OIDC_OPT(CURLOPT_WRITEFUNCTION, oidc_curl_write);
-    OIDC_OPT(CURLOPT_WRITEDATA, out);
-    OIDC_OPT(CURLOPT_ERRORBUFFER, ebuf);
-    OIDC_OPT(CURLOPT_USERAGENT, "wharf");
-#undef OIDC_OPT
-    return rc;
+    (void)err;
+    struct oidc_src *s = ud;
+    if (n > s->b->len - s->off)
+        n = s->b->len - s->off;
+    memcpy(buf, s->b->p + s->off, n);
+    s->off += n;
+    return (ssize_t)n;
 }
 
-/* One request: GET when body is NULL, else POST of a form body. Fills out
- * and *status. OIDC_OK (any HTTP status), OIDC_UNAVAILABLE (network, TLS,
- * size) or OIDC_ERROR. Neither the body nor the headers reach err. */
+/* One request: GET when body is NULL, else POST of a form body, with
+ * hdrs ("Name: value", NULL-terminated). Fills out and *status. OIDC_OK
+ * (any HTTP status), OIDC_UNAVAILABLE (network, TLS, size) or OIDC_ERROR.
+ * Neither the body nor the headers reach err. */
 static int oidc_http(const struct oidc *o, const char *url,
-                     const struct oidc_buf *body, struct curl_slist *hdrs,
+                     const struct oidc_buf *body, const char *const *hdrs,
                      struct oidc_buf *out, long *status, struct error *err)
 {
-    char ebuf[CURL_ERROR_SIZE] = "";
-    CURL *c = curl_easy_init();
-    if (c == NULL)
-        return oidc_fail(err, OIDC_ERROR, "cannot start an HTTPS request");
-    CURLcode rc = oidc_curl_setup(o, c, url, ebuf, out);
-    if (rc == CURLE_OK && body != NULL)
-        rc = curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->p);
-    if (rc == CURLE_OK && body != NULL)
-        rc = curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-                              (curl_off_t)body->len);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    if (rc == CURLE_OK)
-        rc = curl_easy_perform(c);
-    *status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    curl_easy_cleanup(c);
-    if (out->too_big || rc == CURLE_FILESIZE_EXCEEDED)
+    struct oidc_src src = { body, 0 };
+    struct net_client_opts opts = { .ca_file = o->ca_file,
+        .proxy = o->proxy, .timeout_ms = o->timeout_ms,
+        .connect_timeout_ms = o->timeout_ms };
+    struct net_client_req req = { .method = body ? "POST" : "GET",
+        .url = url, .headers = hdrs, .body_len = body ? (int64_t)body->len
+                                                      : -1,
+        .read = body ? oidc_give : NULL, .read_ud = &src,
+        .write = oidc_take, .write_ud = out };
+    struct net_client_resp resp;
+    struct error e = {0};
+    enum wh_status st = net_client_request(&opts, &req, &resp, &e);
+    *status = resp.status;
+    net_client_resp_free(&resp);
+    if (out->too_big)
         return oidc_fail(err, OIDC_UNAVAILABLE,
                          "the identity provider's answer from %s is larger "
                          "than %zu bytes", url, out->max);
     if (out->oom)
         return oidc_fail(err, OIDC_ERROR, "out of memory reading %s", url);
-    if (rc != CURLE_OK)
-        return oidc_fail(err, OIDC_UNAVAILABLE,
-                         "cannot use the identity provider at %s: %s", url,
-                         ebuf[0] != '\0' ? ebuf : curl_easy_strerror(rc));
+    if (st != WH_OK)
+        return oidc_fail(err, OIDC_UNAVAILABLE, "cannot use the identity "
+                         "provider at %s: %s", url, e.msg);
     return OIDC_OK;
 }
 
@@ -333,12 +330,8 @@ static int oidc_get(const struct oidc *o, const char *url,
                     struct oidc_buf *out, struct error *err)
 {
     long status;
-    struct curl_slist *hdrs = curl_slist_append(NULL,
-                                                "Accept: application/json");
-    if (hdrs == NULL)
-        return oidc_fail(err, OIDC_ERROR, "out of memory");
+    static const char *const hdrs[] = { "Accept: application/json", NULL };
     int rc = oidc_http(o, url, NULL, hdrs, out, &status, err);
-    curl_slist_free_all(hdrs);
     if (rc == OIDC_OK && status != 200)
         rc = oidc_fail(err, OIDC_UNAVAILABLE,
                        "the identity provider answered HTTP %ld for %s",
@@ -661,9 +654,8 @@ struct oidc *oidc_new(const struct oidc_config *cfg, struct error *err)
     if (cfg == NULL || oidc_check_config(cfg, err) < 0)
         return NULL;
     struct oidc *o = calloc(1, sizeof(*o));
-    if (o == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        free(o);
-        error_set(err, "cannot initialize the OIDC client");
+    if (o == NULL) {
+        error_set(err, "cannot initialize the OIDC client: out of memory");
         return NULL;
     }
     pthread_mutex_init(&o->mu, NULL);
@@ -720,63 +712,19 @@ void oidc_free(struct oidc *o)
     jwt_keyset_free(o->keys);
     pthread_mutex_destroy(&o->mu);
     free(o);
-    curl_global_cleanup();
 }
 
 /* ---- login start --------------------------------------------------------- */
-
-/* RFC 3986 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~". */
-static bool oidc_unreserved(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
-
-int oidc_pkce_challenge(const char *verifier, size_t len,
-                        char out[OIDC_CHALLENGE_LEN + 1], struct error *err)
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    if (verifier == NULL || len < 43 || len > 128)
-        return error_set(err, "a PKCE verifier has 43 to 128 characters");
-    for (size_t i = 0; i < len; i++)
-        if (!oidc_unreserved(verifier[i]))
-            return error_set(err, "a PKCE verifier holds only unreserved "
-                             "characters");
-    if (EVP_Digest(verifier, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-        jwt_b64url_encode(md, mdlen, out, OIDC_CHALLENGE_LEN + 1) !=
-            OIDC_CHALLENGE_LEN)
-        return error_openssl(err, "cannot compute the PKCE challenge");
-    return 0;
-}
-
-/* 32 random bytes, base64url: 43 characters and a NUL. */
-static int oidc_random(char out[OIDC_RANDOM_LEN + 1], struct error *err)
-{
-    unsigned char r[32];
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        return error_openssl(err, "cannot draw random bytes");
-    long n = jwt_b64url_encode(r, sizeof(r), out, OIDC_RANDOM_LEN + 1);
-    OPENSSL_cleanse(r, sizeof(r));
-    return n == OIDC_RANDOM_LEN ? 0 : error_set(err, "cannot encode");
-}
 
 /* state, nonce and verifier of a new login. */
 static int oidc_pending_fill(struct oidc_pending *p, int64_t now,
                              char challenge[OIDC_CHALLENGE_LEN + 1],
                              struct error *err)
 {
-    char v[OIDC_RANDOM_LEN + 1] = {0};
-    if (oidc_random(p->state, err) < 0 || oidc_random(p->nonce, err) < 0 ||
-        oidc_random(v, err) < 0)
-        return -1;
-    int rc = oidc_pkce_challenge(v, OIDC_RANDOM_LEN, challenge, err);
-    if (rc == 0 && (p->verifier = secret_from(v, OIDC_RANDOM_LEN)) == NULL)
-        rc = error_set(err, "out of memory");
-    OPENSSL_cleanse(v, sizeof(v));
     p->created = now;
-    return rc;
+    if (oauth_random(p->state, err) < 0 || oauth_random(p->nonce, err) < 0)
+        return -1;
+    return oauth_pkce_new(&p->verifier, challenge, err);
 }
 
 static int oidc_authz_url(const struct oidc *o, const char *endpoint,
@@ -844,43 +792,36 @@ void oidc_pending_clear(struct oidc_pending *p)
 
 /* ---- code exchange ------------------------------------------------------- */
 
-/* Free a header list after wiping each header (one holds the secret). */
-static void oidc_slist_free(struct curl_slist *l)
-{
-    for (struct curl_slist *n = l; n != NULL; n = n->next)
-        OPENSSL_cleanse(n->data, strlen(n->data));
-    curl_slist_free_all(l);
-}
+/* The headers of the token request ("Name: value", NULL-terminated): a
+ * client_secret_basic Authorization header lives in auth (a wiped
+ * buffer). */
+struct oidc_hdrs {
+    const char *list[4];
+    struct oidc_buf auth;
+};
 
-/* "Authorization: Basic base64(esc(id):esc(secret))" (RFC 6749 2.3.1),
- * appended to *hdrs. */
-static int oidc_basic_header(const struct oidc *o, struct curl_slist **hdrs)
+/* "Authorization: Basic base64(esc(id):esc(secret))" (RFC 6749 2.3.1)
+ * into h->auth. */
+static int oidc_basic_header(const struct oidc *o, struct oidc_hdrs *h)
 {
-    struct oidc_buf cred, hdr;
+    struct oidc_buf cred;
     int rc = -1;
     oidc_buf_init(&cred, 4096);
-    oidc_buf_init(&hdr, 8192);
     if (oidc_buf_esc(&cred, o->client_id, strlen(o->client_id)) == 0 &&
         oidc_buf_add(&cred, ":", 1) == 0 &&
         oidc_buf_esc(&cred, (const char *)secret_data(o->client_secret),
                      secret_len(o->client_secret)) == 0 &&
-        oidc_buf_str(&hdr, "Authorization: Basic ") == 0 &&
-        oidc_buf_b64(&hdr, cred.p, cred.len) == 0) {
-        struct curl_slist *n = curl_slist_append(*hdrs, hdr.p);
-        if (n != NULL) {
-            *hdrs = n;
-            rc = 0;
-        }
-    }
+        oidc_buf_str(&h->auth, "Authorization: Basic ") == 0 &&
+        oidc_buf_b64(&h->auth, cred.p, cred.len) == 0)
+        rc = 0;
     oidc_buf_free(&cred);
-    oidc_buf_free(&hdr);
     return rc;
 }
 
 /* The form body and headers of the token request. */
 static int oidc_token_request(const struct oidc *o,
                               const struct oidc_pending *p, const char *code,
-                              struct oidc_buf *body, struct curl_slist **hdrs)
+                              struct oidc_buf *body, struct oidc_hdrs *h)
 {
     const char *verifier = (const char *)secret_data(p->verifier);
     if (oidc_buf_param(body, "", "grant_type", "authorization_code", 18) < 0 ||
@@ -890,11 +831,14 @@ static int oidc_token_request(const struct oidc *o,
         oidc_buf_param(body, "&", "code_verifier", verifier,
                        secret_len(p->verifier)) < 0)
         return -1;
-    *hdrs = curl_slist_append(NULL, "Accept: application/json");
-    if (*hdrs == NULL)
-        return -1;
-    if (o->client_secret != NULL && o->client_auth == OIDC_AUTH_BASIC)
-        return oidc_basic_header(o, hdrs);
+    h->list[0] = "Accept: application/json";
+    h->list[1] = "Content-Type: application/x-www-form-urlencoded";
+    if (o->client_secret != NULL && o->client_auth == OIDC_AUTH_BASIC) {
+        if (oidc_basic_header(o, h) < 0)
+            return -1;
+        h->list[2] = h->auth.p;
+        return 0;
+    }
     if (oidc_buf_param(body, "&", "client_id", o->client_id,
                        strlen(o->client_id)) < 0)
         return -1;
@@ -940,22 +884,24 @@ static int oidc_exchange(struct oidc *o, const struct oidc_pending *p,
                          const char *code, char **id_token, struct error *err)
 {
     char *endpoint = NULL;
-    struct curl_slist *hdrs = NULL;
+    struct oidc_hdrs hdrs;
     struct oidc_buf body, resp;
     long status = 0;
     *id_token = NULL;
     int rc = oidc_endpoint(o, true, &endpoint, err);
     if (rc != OIDC_OK)
         return rc;
+    memset(&hdrs, 0, sizeof(hdrs));
+    oidc_buf_init(&hdrs.auth, 8192);
     oidc_buf_init(&body, 64 * 1024);
     oidc_buf_init(&resp, OIDC_RESPONSE_MAX);
     if (oidc_token_request(o, p, code, &body, &hdrs) < 0)
         rc = oidc_fail(err, OIDC_ERROR, "cannot build the token request");
     else
-        rc = oidc_http(o, endpoint, &body, hdrs, &resp, &status, err);
+        rc = oidc_http(o, endpoint, &body, hdrs.list, &resp, &status, err);
     if (rc == OIDC_OK)
         rc = oidc_token_response(&resp, status, id_token, err);
-    oidc_slist_free(hdrs);
+    oidc_buf_free(&hdrs.auth);
     oidc_buf_free(&body);
     oidc_buf_free(&resp);
     free(endpoint);

@@ -266,11 +266,6 @@ int oidc_callback(struct oidc *o, const struct oidc_pending *p,
 int oidc_map_role(const struct oidc *o, const json_t *claims,
                   char role[OIDC_ROLE_MAX], struct error *err);
 
-/* PKCE S256 (RFC 7636 4.2): out = base64url(SHA-256(verifier)), 43 chars
- * and a NUL. The verifier must be 43..128 unreserved characters. 0 or -1. */
-int oidc_pkce_challenge(const char *verifier, size_t len,
-                        char out[OIDC_CHALLENGE_LEN + 1], struct error *err);
-
 /* Wipe and free what *p holds; *p is then empty. NULL is fine. */
 void oidc_pending_clear(struct oidc_pending *p);
 

@@ -69,6 +69,7 @@ extern const struct cli_cmd cmd_audit;
 extern const struct cli_cmd cmd_user, cmd_token;
 extern const struct cli_cmd cmd_api, cmd_oidc, cmd_connector;
 extern const struct cli_cmd cmd_partner, cmd_cert;
+extern const struct cli_cmd cmd_backup, cmd_restore;
 extern const struct cli_cmd cmd_alert, cmd_incident, cmd_notify;
 extern const struct cli_cmd cmd_doctor, cmd_inventory;
 /* Create the first administrator of a new data dir and print its name and

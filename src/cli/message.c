@@ -20,6 +20,7 @@
 #include "core/message.h"
 #include "core/wharf.h"
 #include "security/retention.h"
+#include "store/job_store.h"
 #include "store/retention_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -170,6 +171,7 @@ static int list_cmd(struct store *st, const char *state, int json, long limit)
 
 static void detail_text(const struct store_message *m,
                         const struct store_hop *h, size_t nh,
+                        const struct store_job *j, size_t nj,
                         const struct store_event *e, size_t ne)
 {
     char t[32];
@@ -182,6 +184,13 @@ static void detail_text(const struct store_message *m,
         printf("  %-16s %-10s attempts=%d%s%s\n", h[i].connector, h[i].state,
                h[i].attempts, h[i].last_error ? " error: " : "",
                h[i].last_error ? h[i].last_error : "");
+    if (nj > 0)
+        printf("\njobs:\n");
+    for (size_t i = 0; i < nj; i++)
+        printf("  %-16s %-16s %-10s attempts=%d%s%s\n", j[i].connector,
+               j[i].kind, j[i].state, j[i].attempts,
+               j[i].last_error ? " error: " : "",
+               j[i].last_error ? j[i].last_error : "");
     printf("\nevents:\n");
     for (size_t i = 0; i < ne; i++) {
         time_iso(e[i].at, t, sizeof(t));
@@ -226,16 +235,19 @@ static int show_cmd(struct store *st, const char *arg, int json)
         json_decref(o);
     } else {
         struct store_hop *h = NULL;
+        struct store_job *j = NULL;
         struct store_event *e = NULL;
-        size_t nh = 0, ne = 0;
+        size_t nh = 0, nj = 0, ne = 0;
         if (store_message_hops(st, id, &h, &nh, &err) < 0 ||
+            store_message_jobs(st, id, &j, &nj, &err) < 0 ||
             store_message_events(st, id, &e, &ne, &err) < 0)
             rc = cli_fail("%s", err.msg);
         else
-            detail_text(&m, h, nh, e, ne);
+            detail_text(&m, h, nh, j, nj, e, ne);
         if (rc == EXIT_OK)
             hold_text(st, id);
         store_hops_free(h, nh);
+        store_jobs_free(j, nj);
         store_events_free(e, ne);
     }
     store_message_clear(&m);
@@ -245,16 +257,19 @@ static int show_cmd(struct store *st, const char *arg, int json)
 static int resend_cmd(struct wharf *w, struct store *st, const char *arg)
 {
     struct error err = {0};
-    int n = 0;
-    char id[ID_LEN + 1];
+    int n = 0, jobs = 0;
+    char id[ID_LEN + 1], more[64] = "";
     int rc = resolve_id(st, arg, id);
     if (rc != EXIT_OK)
         return rc;
-    rc = message_resend(st, id, "cli", &n, &err);
+    rc = message_resend(st, id, "cli", &n, &jobs, &err);
     if (rc != 0)
         return cli_fail("%s", rc == 1 ? "no such message" : err.msg);
-    printf("requeued %d hop(s) of message %s\n", n, id);
-    return cli_audit(w, st, "message.resend", id, "requeued %d hop(s)", n);
+    if (jobs > 0)
+        snprintf(more, sizeof(more), " and %d job(s)", jobs);
+    printf("requeued %d hop(s)%s of message %s\n", n, more, id);
+    return cli_audit(w, st, "message.resend", id, "requeued %d hop(s)%s", n,
+                     more);
 }
 
 /* ---- retention and erasure (R9) ------------------------------------------------ */

@@ -278,12 +278,14 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     /* Bound before the sandbox (ports below 1024), every thread started
      * after it (threads inherit Landlock): the key process watcher, the
      * engine's, security's (detector, notifier), then the listeners',
-     * which stop first. */
+     * which stop first. The partner routes share the engine's live
+     * connectors, so they are routed once the engine runs (before the
+     * listeners start). */
     if (net == NULL || api_register(net, w, &err) < 0 ||
         console_register(net, &err) < 0 ||
-        (hooks = partner_routes_register(net, w, &err)) == NULL ||
         net_server_bind(net, &err) < 0 || sandbox_enter(w, &err) < 0 ||
         keyproc_watch(&err) < 0 || (e = engine_start(w, &err)) == NULL ||
+        (hooks = partner_routes_register(net, e, &err)) == NULL ||
         security_start(w, &err) < 0 || net_server_start(net, &err) < 0) {
         net_server_free(net);
         partner_routes_free(hooks);

@@ -6,8 +6,9 @@
  * Config: AS2_OPTIONS below (`wharf connector help as2`): "partner" names
  * a partner of the flow document (M7); optional "proxy" (as http),
  * "subject", "content_type", "timeout_ms", "mdn_timeout_s" (asynchronous
- * MDNs: how long to wait before sending again), "max_body_bytes" (the
- * largest request the partner may POST to us, as2_recv.c).
+ * MDNs: how long to wait before sending again), "mdn_give_up_s" (how long
+ * an asynchronous MDN we owe is retried, as2_recv.c), "max_body_bytes"
+ * (the largest request the partner may POST to us, as2_recv.c).
  *
  * The AS2 Message-ID of a message is chosen once, from what is stored
  * before the first POST: "<WHARF-MESSAGE-ID@wharf>" (a UUIDv7, unique).
@@ -30,15 +31,18 @@
  *     unsigned one (RFC 4130 makes the MIC optional there), unless the
  *     partner sets require_mic; the receipt then says "unsigned receipt,
  *     no MIC".
- *   - MDN async: after a 2xx the hop waits (WH_AGAIN: no failed attempt,
- *     an info event "waiting for the asynchronous MDN" once) until
- *     as2_recv.c has stored the MDN (and woken the hop), which is then
- *     checked the same way; without one within mdn_timeout_s the attempt
- *     failed (WH_RETRY) and the message is sent again, same Message-ID,
- *     by the retry policy, never silently "sent".
+ *   - MDN async: before the POST a durable job of the message and hop,
+ *     as2.mdn-wait, is added (connectors/env.h: jobs); after a 2xx the
+ *     hop waits (WH_AGAIN: no failed attempt, an info event "waiting for
+ *     the asynchronous MDN" once) until the job settles it: as2_recv.c
+ *     gives it the MDN when it arrives, which is checked the same way
+ *     (sent, or failed with the reason); without one within
+ *     mdn_timeout_s the hop's attempt failed and the message is sent
+ *     again, same Message-ID, by the retry policy, never silently "sent".
  * A TLS failure is a failure, never "sent".
  *
- * Owns the unsealed profile keys and partner certificates of its state.
+ * Borrows the profile (vault handle keys) and the partner from its
+ * environment (c->env->keys); owns the rest of its state.
  * Must never log a payload byte, a key or a credential.
  */
 #include "connectors/as2_conn.h"
@@ -55,13 +59,8 @@
 #include <openssl/evp.h>
 
 #include "core/message.h"
-#include "core/wharf.h"
-#include "security/alerts.h"
-#include "store/partner_store.h"
-#include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
-#include "vault/vault.h"
 
 #define MDN_RESPONSE_MAX (1024 * 1024)
 
@@ -99,6 +98,9 @@ static const struct conn_option AS2_OPTIONS[] = {
     { "mdn_timeout_s", CONN_INT, CONN_ADVANCED, "600", 1, 7 * 86400, NULL,
       NULL, "asynchronous MDNs: how long to wait before sending again",
       NULL },
+    { "mdn_give_up_s", CONN_INT, CONN_ADVANCED, "604800", 10, 30 * 86400,
+      NULL, NULL, "asynchronous MDNs we owe the partner: retried this long, "
+      "then given up (a resend of the message sends it again)", NULL },
     { "max_body_bytes", CONN_INT, CONN_ADVANCED, "1073741824", 1024,
       AS2_MAX_BODY, NULL, NULL, "the largest request the partner may POST "
       "to us", NULL },
@@ -116,30 +118,25 @@ static void as2_close(struct connector *c)
     struct as2_state *s = c->state;
     if (s == NULL)
         return;
-    profile_clear(&s->prof);
-    partner_clear(&s->part);
     secret_free(s->ca_pem);
     connector_proxy_close(&s->proxy);
     free(s);
     c->state = NULL;
 }
 
+/* Our profile and the partner, from the environment's keys. */
 static int load_parties(struct connector *c, struct as2_state *s,
                         struct error *err)
 {
     const char *name = conn_str(c, "partner");
-    struct store *st = store_open(c->wharf->db_path, err);
-    if (st == NULL)
-        return -1;
-    int rc = profile_load(c->wharf, st, &s->prof, err);
+    int rc = conn_keys_profile(c->env->keys, &s->prof, err);
     if (rc == 0)
         rc = error_set(err, "the flow document has no AS2 profile");
     if (rc > 0) {
-        rc = partner_load(st, name, 0, &s->part, err);
+        rc = conn_keys_partner(c->env->keys, name, &s->part, err);
         if (rc == 0)
             rc = error_set(err, "no partner named '%s'", name);
     }
-    store_close(st);
     return rc > 0 ? 0 : -1;
 }
 
@@ -149,30 +146,33 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
     if (s == NULL)
         return error_set(err, "out of memory"), WH_FAIL;
     c->state = s;
-    if (c->wharf == NULL || load_parties(c, s, err) < 0 ||
+    if (c->env == NULL) {
+        error_set(err, "needs a data directory (its profile and partners)");
+        as2_close(c);
+        return WH_FAIL;
+    }
+    if (load_parties(c, s, err) < 0 ||
         connector_proxy_open(c, &s->proxy, err) < 0) {
         as2_close(c);
         return WH_FAIL;
     }
     s->mdn_timeout_ms = conn_int(c, "mdn_timeout_s") * 1000;
+    s->mdn_give_up_ms = conn_int(c, "mdn_give_up_s") * 1000;
     s->max_body = conn_int(c, "max_body_bytes");
-    /* poll() only retries queued MDNs: not as often as a folder */
-    if (c->poll_ms == c->wharf->conf.poll_ms && c->poll_ms < 5000)
-        c->poll_ms = 5000;      /* unless the connector set its own */
     s->opts.timeout_ms = (long)conn_int(c, "timeout_ms");
     /* tls_ca: {"content": PEM} since import reads it (a path: older
      * imports, read by libcurl) */
     const char *ca = json_string_value(json_object_get(json_object_get(
-                         s->part.config, "tls_ca"), "content"));
+                         s->part->config, "tls_ca"), "content"));
     if (ca && (s->ca_pem = secret_from(ca, strlen(ca))) == NULL) {
         error_set(err, "out of memory");
         as2_close(c);
         return WH_FAIL;
     }
     s->opts.ca_pem = s->ca_pem;
-    s->opts.ca_file = partner_str(&s->part, "tls_ca", NULL);
-    s->opts.pin_sha256 = partner_str(&s->part, "pin_sha256", NULL);
-    s->opts.insecure = partner_bool(&s->part, "insecure", 0);
+    s->opts.ca_file = partner_str(s->part, "tls_ca", NULL);
+    s->opts.pin_sha256 = partner_str(s->part, "pin_sha256", NULL);
+    s->opts.insecure = partner_bool(s->part, "insecure", 0);
     s->opts.proxy = s->proxy.use.url;
     s->opts.no_proxy = s->proxy.use.no_proxy;
     s->opts.proxy_auth = s->proxy.use.auth;
@@ -256,7 +256,7 @@ static ssize_t payload_src_read(void *ud, void *buf, size_t n,
                                 struct error *err)
 {
     struct payload_src *p = ud;
-    ssize_t got = payload_read(p->r, buf, n, err);
+    ssize_t got = message_payload_read(p->r, buf, n, err);
     if (got > 0 && (p->left -= got) < 0)
         return error_set(err, "the payload is longer than its recorded size");
     if (got == 0 && p->left != 0)
@@ -313,35 +313,35 @@ int as2_policy_make(const struct as2_state *s, struct as2_policy *pol,
                     struct error *err)
 {
     memset(pol, 0, sizeof(*pol));
-    struct as2_key *keys = calloc(s->prof.nkeys + 1, sizeof(*keys));
-    X509 **certs = calloc(s->part.ncerts + 1, sizeof(*certs));
+    struct as2_key *keys = calloc(s->prof->nkeys + 1, sizeof(*keys));
+    X509 **certs = calloc(s->part->ncerts + 1, sizeof(*certs));
     if (keys == NULL || certs == NULL) {
         free(keys);
         free(certs);
         return error_set(err, "out of memory");
     }
     /* newest key first: a sender mostly uses our current certificate */
-    for (size_t i = 0; i < s->prof.nkeys; i++) {
-        keys[i].key = s->prof.keys[s->prof.nkeys - 1 - i].key;
-        keys[i].cert = s->prof.keys[s->prof.nkeys - 1 - i].cert;
+    for (size_t i = 0; i < s->prof->nkeys; i++) {
+        keys[i].key = s->prof->keys[s->prof->nkeys - 1 - i].key;
+        keys[i].cert = s->prof->keys[s->prof->nkeys - 1 - i].cert;
     }
-    for (size_t i = 0; i < s->part.ncerts; i++)
-        certs[i] = s->part.certs[i].cert;
-    const char *sign = partner_str(&s->part, "sign", "sha256");
-    const char *enc = partner_str(&s->part, "encrypt", "aes256-cbc");
-    pol->partner = s->part.name;
-    pol->our_id = s->prof.as2_id;
-    pol->partner_id = s->part.as2_id;
+    for (size_t i = 0; i < s->part->ncerts; i++)
+        certs[i] = s->part->certs[i].cert;
+    const char *sign = partner_str(s->part, "sign", "sha256");
+    const char *enc = partner_str(s->part, "encrypt", "aes256-cbc");
+    pol->partner = s->part->name;
+    pol->our_id = s->prof->as2_id;
+    pol->partner_id = s->part->as2_id;
     pol->keys = keys;
-    pol->nkeys = s->prof.nkeys;
+    pol->nkeys = s->prof->nkeys;
     pol->certs = certs;
-    pol->ncerts = s->part.ncerts;
+    pol->ncerts = s->part->ncerts;
     pol->require_signed = strcmp(sign, "none") != 0 &&
-                          !partner_bool(&s->part, "accept_unsigned", 0);
+                          !partner_bool(s->part, "accept_unsigned", 0);
     pol->require_encrypted = strcmp(enc, "none") != 0 &&
-                             !partner_bool(&s->part, "accept_unencrypted", 0);
-    pol->digests = as2_partner_digests(&s->part);
-    pol->ciphers = cipher_bits(&s->part);
+                             !partner_bool(s->part, "accept_unencrypted", 0);
+    pol->digests = as2_partner_digests(s->part);
+    pol->ciphers = cipher_bits(s->part);
     return 0;
 }
 
@@ -354,22 +354,16 @@ void as2_policy_clear(struct as2_policy *pol)
 
 /* ---- MDNs received -------------------------------------------------------------- */
 
-void as2_receipt_keep(struct connector *c, struct store *use,
-                      const char *msgid,
+void as2_receipt_keep(struct connector *c, const char *msgid,
                       const char *direction, const char *headers,
                       const void *body, size_t len, const char *mdn_id,
                       const char *original_id)
 {
     struct error err = {0};
-    struct store_receipt r = {
-        .message_id = (char *)msgid, .direction = (char *)direction,
-        .at = now_ms(), .as2_message_id = (char *)mdn_id,
-        .original_message_id = (char *)original_id,
-        .headers = (char *)(headers ? headers : ""),
-        .body = (unsigned char *)body, .len = len,
-    };
-    struct store *st = use ? use : wharf_store(c->wharf, &err);
-    if (st == NULL || store_receipt_add(st, &r, &err) < 0)
+    struct conn_receipt r = { .msgid = msgid, .direction = direction,
+        .headers = headers, .body = body, .len = len, .mdn_id = mdn_id,
+        .original_id = original_id };
+    if (conn_receipt_keep(c->env->history, &r, &err) < 0)
         conn_log(c, LOG_ERROR, msgid, "cannot keep the MDN %s: %s",
                  mdn_id ? mdn_id : "-", err.msg);
 }
@@ -386,27 +380,27 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
     size_t off = 0;
     struct as2_mdn_received r;
     memset(&r, 0, sizeof(r));
-    X509 **certs = calloc(s->part.ncerts + 1, sizeof(*certs));
+    X509 **certs = calloc(s->part->ncerts + 1, sizeof(*certs));
     BIO *b = certs ? BIO_new_mem_buf(body ? body : "", (int)len) : NULL;
     enum wh_status st = WH_FAIL;
-    for (size_t i = 0; certs && i < s->part.ncerts; i++)
-        certs[i] = s->part.certs[i].cert;
-    int want_signed = partner_bool(&s->part, "mdn_signed", 1);
+    for (size_t i = 0; certs && i < s->part->ncerts; i++)
+        certs[i] = s->part->certs[i].cert;
+    int want_signed = partner_bool(s->part, "mdn_signed", 1);
     struct as2_mdn_read_opts o = {
-        .partner = s->part.name, .certs = certs, .ncerts = s->part.ncerts,
-        .digests = as2_partner_digests(&s->part),
+        .partner = s->part->name, .certs = certs, .ncerts = s->part->ncerts,
+        .digests = as2_partner_digests(s->part),
         .require_signed = want_signed,
     };
     /* RFC 4130: only a signed receipt must carry the MIC */
     bool mic_optional = !want_signed &&
-                        !partner_bool(&s->part, "require_mic", 0);
+                        !partner_bool(s->part, "require_mic", 0);
     if (b == NULL)
         error_set(err, "out of memory");
     else if (mime_headers_parse(&h, headers ? headers : "\r\n",
                                 headers ? strlen(headers) : 2, &off, err) < 0)
         error_prefix(err, "the MDN's headers");
     else if (as2_mdn_read(&o, &h, b, &r, err) < 0)
-        error_prefix(err, "the MDN from %s", s->part.name);
+        error_prefix(err, "the MDN from %s", s->part->name);
     else if (as2_mdn_check(&r, message_id, mic, mic_optional, err) == 0) {
         if (r.mdn.has_mic)
             snprintf(receipt, rsz, "MDN processed%s, MIC %s", r.is_signed
@@ -419,14 +413,15 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
     if (st != WH_OK) {         /* R19: negative MDNs, until a good one */
         char summary[600];
         snprintf(summary, sizeof(summary), "the MDN from %s does not confirm "
-                 "%.200s: %.300s", s->part.name, message_id, err->msg);
-        alert_raise("as2.mdn", c->name, ALERT_WARNING, summary, msgid);
+                 "%.200s: %.300s", s->part->name, message_id, err->msg);
+        conn_alert(c->env->history, "as2.mdn", c->name, CONN_ALERT_WARNING,
+                   summary, msgid);
     } else {
-        alert_clear("as2.mdn", c->name);
-        alert_clear("as2.mdn_missing", c->name);
+        conn_alert_clear(c->env->history, "as2.mdn", c->name);
+        conn_alert_clear(c->env->history, "as2.mdn_missing", c->name);
     }
     if (body && len > 0)
-        as2_receipt_keep(c, NULL, msgid, "received", headers, body, len,
+        as2_receipt_keep(c, msgid, "received", headers, body, len,
                          r.message_id[0] ? r.message_id : NULL,
                          message_id);
     BIO_free(b);
@@ -472,13 +467,13 @@ static int send_opts(struct connector *c, const struct message *m,
                      struct send *sd, struct error *err)
 {
     struct as2_state *s = c->state;
-    const struct partner *p = &s->part;
+    const struct partner *p = s->part;
     int64_t now = now_ms();
     struct as2_package_opts *o = &sd->po;
     enum as2_digest dg = as2_digest_from_name(partner_str(p, "sign", "sha256"));
     enum as2_cipher ci = as2_cipher_from_name(partner_str(p, "encrypt",
                                                           "aes256-cbc"));
-    o->from = s->prof.as2_id;
+    o->from = s->prof->as2_id;
     o->to = p->as2_id;
     o->host = "wharf";
     as2_message_id_of(m->id, sd->message_id, sizeof(sd->message_id));
@@ -487,7 +482,7 @@ static int send_opts(struct connector *c, const struct message *m,
     o->filename = m->filename;
     o->content_type = str(c->config, "content_type");
     if (dg != AS2_DIGEST_NONE) {
-        const struct profile_key *k = profile_sign_key(&s->prof, now);
+        const struct profile_key *k = profile_sign_key(s->prof, now);
         if (k == NULL)
             return error_set(err, "no profile key is valid now to sign with");
         sd->signer = (struct as2_signer){ .cert = k->cert, .key = k->key,
@@ -541,9 +536,7 @@ static int body_file(const char *dir)
 static int send_package(struct connector *c, const struct message *m,
                         struct send *sd, struct error *err)
 {
-    char dir[4200];
-    if (wharf_path(c->wharf, "payloads", dir, sizeof(dir)) < 0)
-        return error_set(err, "data directory path too long");
+    const char *dir = c->env->settings->scratch_dir;
     if ((sd->fd = body_file(dir)) < 0)
         return error_errno(err, errno, "cannot create a temporary file in %s",
                            dir);
@@ -558,7 +551,7 @@ static int send_package(struct connector *c, const struct message *m,
         rc = error_set(err, "cannot write the packaged message");
     BIO_free(in);
     BIO_free(out);
-    payload_close(src.r);
+    message_payload_close(src.r);
     if (rc == 0 && lseek(sd->fd, 0, SEEK_SET) != 0)
         rc = error_errno(err, errno, "cannot rewind the packaged message");
     return rc;
@@ -589,143 +582,107 @@ static ssize_t fd_read(void *ud, void *buf, size_t n, struct error *err)
     return got;
 }
 
-/* A pending asynchronous MDN: "message-id mic-string" and a deadline. */
-static int pending_put(struct connector *c, const struct message *m,
-                       const struct send *sd, struct error *err)
+/* ---- asynchronous MDNs: the job that waits -----------------------------------
+ * A send that asks for an asynchronous MDN adds the job "as2.mdn-wait"
+ * (data "MESSAGE-ID\nMIC") before the POST: it waits until the MDN
+ * arrives (as2_recv.c gives it to the job) or mdn_timeout_s passed; the
+ * hop waits meanwhile (WH_AGAIN, no attempt counted). The job settles the
+ * hop: sent (the MDN confirms), failed (it does not), or a failed attempt
+ * when none came (the hop sends again, same Message-ID, by the retry
+ * policy). */
+
+/* The hop looks again this long after the deadline at the latest: the
+ * job settles it first unless the job was lost with its server. */
+#define AS2_WAIT_SLACK_MS 60000
+
+static int wait_add(struct connector *c, const struct delivery *d,
+                    const struct send *sd, struct error *err)
 {
     struct as2_state *s = c->state;
-    char name[128], val[AS2_MSGID_MAX + AS2_MIC_MAX + 4];
-    as2_state_pending(name, sizeof(name), m->id);
+    char val[AS2_MSGID_MAX + AS2_MIC_MAX + 4];
     int n = snprintf(val, sizeof(val), "%s\n%s", sd->res.message_id,
                      sd->res.mic);
     struct secret *v = secret_from(val, (size_t)n);
-    int rc = v ? connector_state_put(c->wharf, c->name, name, v,
-                                     now_ms() + s->mdn_timeout_ms, err)
+    struct conn_job_new job = { .conn = c->name, .kind = AS2_JOB_MDN_WAIT,
+        .message_id = d->msg->id, .hop_id = d->hop_id, .data = v,
+        .waiting = 1, .give_up_ms = s->mdn_timeout_ms };
+    int rc = v ? conn_job_add(c->env->jobs, &job, err)
                : error_set(err, "out of memory");
     secret_free(v);
     return rc;
 }
 
-/* When a hop waiting for an asynchronous MDN looks again: the MDN's
- * arrival wakes it at once (as2_recv.c), so this is the fallback for an
- * MDN that came in before the hop was committed as waiting: soon at
- * first, then less often (half the time waited so far, 1 s to 60 s), and
- * at the deadline at the latest. */
-static int64_t pending_next_look(const struct as2_state *s, int64_t deadline)
+static void wait_cancel(struct connector *c, const struct delivery *d)
 {
-    int64_t now = now_ms(), waited = now - (deadline - s->mdn_timeout_ms);
-    int64_t step = waited / 2;
-    if (step < 1000)
-        step = 1000;
-    if (step > 60000)
-        step = 60000;
-    return now + step < deadline ? now + step : deadline + 1;
+    struct error err = {0};
+    if (conn_job_cancel(c->env->jobs, c->name, d->msg->id, AS2_JOB_MDN_WAIT,
+                        &err) < 0)
+        conn_log(c, LOG_WARNING, d->msg->id, "cannot drop the wait for an "
+                 "asynchronous MDN (it gives up by itself): %s", err.msg);
+}
+
+/* Post the packaged message; st: what came of it (the hop's answer). */
+static enum wh_status send_post(struct connector *c, struct delivery *d,
+                                struct send *sd)
+{
+    struct as2_state *s = c->state;
+    struct net_client_req req = {
+        .method = "POST", .url = s->part->url,
+        .headers = (const char *const *)sd->hdrs,
+        .body_len = (int64_t)sd->res.body_bytes, .read = fd_read,
+        .read_ud = &sd->fd,
+        /* only a synchronous MDN is read (up to MDN_RESPONSE_MAX) */
+        .write = sd->po.mdn == AS2_MDN_SYNC ? NULL : net_client_discard,
+    };
+    struct net_client_resp resp;
+    conn_log(c, LOG_DEBUG, d->msg->id, "AS2 %s to %s (%llu bytes)",
+             sd->res.message_id, s->part->url,
+             (unsigned long long)sd->res.body_bytes);
+    enum wh_status st = net_client_request(&s->opts, &req, &resp, &d->err);
+    if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
+        st = net_client_status_class(resp.status);
+        error_set(&d->err, "HTTP %ld from %s", resp.status, s->part->url);
+    } else if (st == WH_OK && sd->po.mdn == AS2_MDN_SYNC) {
+        st = as2_mdn_confirm(c, d->msg->id, resp.headers, resp.body,
+                             resp.len, sd->res.message_id, sd->res.mic,
+                             d->receipt, sizeof(d->receipt), &d->err);
+    } else if (st == WH_OK && sd->po.mdn == AS2_MDN_ASYNC) {
+        /* not a failed attempt: the hop waits for the MDN (its job) */
+        st = WH_AGAIN;
+        d->again_at = now_ms() + s->mdn_timeout_ms + AS2_WAIT_SLACK_MS;
+        snprintf(d->receipt, sizeof(d->receipt), "HTTP %ld: sent as %.120s; "
+                 "waiting for the asynchronous MDN (sent again after %lld s "
+                 "without one)", resp.status, sd->res.message_id,
+                 (long long)(s->mdn_timeout_ms / 1000));
+    } else if (st == WH_OK) {
+        snprintf(d->receipt, sizeof(d->receipt), "HTTP %ld, %.200s (no MDN "
+                 "requested)", resp.status, sd->res.message_id);
+    }
+    net_client_resp_free(&resp);
+    return st;
 }
 
 static enum wh_status send_once(struct connector *c, struct delivery *d)
 {
-    struct as2_state *s = c->state;
     struct send sd;
     memset(&sd, 0, sizeof(sd));
     sd.fd = -1;
-    enum wh_status st = WH_FAIL;
     if (send_opts(c, d->msg, &sd, &d->err) < 0 ||
         send_package(c, d->msg, &sd, &d->err) < 0 ||
         send_headers(&sd, &d->err) < 0) {
         send_done(&sd);
         return WH_FAIL;
     }
-    struct net_client_req req = {
-        .method = "POST", .url = s->part.url,
-        .headers = (const char *const *)sd.hdrs,
-        .body_len = (int64_t)sd.res.body_bytes, .read = fd_read,
-        .read_ud = &sd.fd,
-    };
-    struct net_client_resp resp;
-    conn_log(c, LOG_DEBUG, d->msg->id, "AS2 %s to %s (%llu bytes)",
-             sd.res.message_id, s->part.url,
-             (unsigned long long)sd.res.body_bytes);
-    st = net_client_request(&s->opts, &req, &resp, &d->err);
-    if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
-        st = net_client_status_class(resp.status);
-        error_set(&d->err, "HTTP %ld from %s", resp.status, s->part.url);
-    } else if (st == WH_OK && sd.po.mdn == AS2_MDN_SYNC) {
-        st = as2_mdn_confirm(c, d->msg->id, resp.headers, resp.body,
-                             resp.len, sd.res.message_id, sd.res.mic, d->receipt,
-                             sizeof(d->receipt), &d->err);
-    } else if (st == WH_OK && sd.po.mdn == AS2_MDN_ASYNC) {
-        /* not a failed attempt: the hop waits for the MDN */
-        st = pending_put(c, d->msg, &sd, &d->err) == 0 ? WH_AGAIN : WH_RETRY;
-        d->again_at = pending_next_look(s, now_ms() + s->mdn_timeout_ms);
-        snprintf(d->receipt, sizeof(d->receipt), "HTTP %ld: sent as %.120s; "
-                 "waiting for the asynchronous MDN (sent again after %lld s "
-                 "without one)", resp.status, sd.res.message_id,
-                 (long long)(s->mdn_timeout_ms / 1000));
-    } else if (st == WH_OK) {
-        snprintf(d->receipt, sizeof(d->receipt), "HTTP %ld, %.200s (no MDN "
-                 "requested)", resp.status, sd.res.message_id);
+    /* the wait exists before the partner can answer it */
+    int async = sd.po.mdn == AS2_MDN_ASYNC;
+    if (async && wait_add(c, d, &sd, &d->err) < 0) {
+        send_done(&sd);
+        return WH_RETRY;
     }
-    net_client_resp_free(&resp);
+    enum wh_status st = send_post(c, d, &sd);
+    if (async && st != WH_AGAIN)
+        wait_cancel(c, d);
     send_done(&sd);
-    return st;
-}
-
-/* An asynchronous MDN this message waits for: WH_OK/WH_FAIL once it came,
- * WH_AGAIN while waiting, WH_RETRY when none came within mdn_timeout_s
- * (an attempt that failed: the next one sends again); -1 (returned as
- * WH_DEFER below) when there is none pending (then send). */
-#define WH_DEFER ((enum wh_status)-1)
-
-static enum wh_status pending_check(struct connector *c, struct delivery *d)
-{
-    struct as2_state *s = c->state;
-    char name[128], arrived[128];
-    struct secret *v = NULL, *mdn = NULL;
-    int64_t deadline = 0;
-    as2_state_pending(name, sizeof(name), d->msg->id);
-    int rc = connector_state_get(c->wharf, c->name, name, &v, &deadline,
-                                 &d->err);
-    if (rc <= 0)
-        return rc < 0 ? WH_RETRY : WH_DEFER;
-    char *val = strndup((const char *)secret_data(v), secret_len(v));
-    secret_free(v);
-    char *nl = val ? strchr(val, '\n') : NULL;
-    if (nl == NULL) {
-        free(val);
-        connector_state_drop(c->wharf, c->name, name, NULL);
-        return WH_DEFER;
-    }
-    *nl = '\0';
-    as2_state_arrived(arrived, sizeof(arrived), val);
-    rc = connector_state_get(c->wharf, c->name, arrived, &mdn, NULL, &d->err);
-    enum wh_status st = WH_RETRY;
-    if (rc == 1) {
-        /* stored as the header block, a NUL, then the body */
-        const char *raw = (const char *)secret_data(mdn);
-        size_t hl = strnlen(raw, secret_len(mdn));
-        st = hl < secret_len(mdn)
-             ? as2_mdn_confirm(c, d->msg->id, raw, raw + hl + 1,
-                               secret_len(mdn) - hl - 1, val, nl + 1, d->receipt, sizeof(d->receipt),
-                               &d->err)
-             : (error_set(&d->err, "stored MDN is malformed"), WH_FAIL);
-        connector_state_drop(c->wharf, c->name, arrived, NULL);
-        connector_state_drop(c->wharf, c->name, name, NULL);
-    } else if (rc == 0 && now_ms() > deadline) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
-        error_set(&d->err, "no asynchronous MDN for %s within %lld s: it "
-                  "is sent again (same Message-ID)", val,
-                  (long long)(s->mdn_timeout_ms / 1000));
-        char summary[600];      /* R19: missing MDNs, until a good one */
-        snprintf(summary, sizeof(summary), "no MDN from %s: %.400s",
-                 s->part.name, d->err.msg);
-        alert_raise("as2.mdn_missing", c->name, ALERT_WARNING, summary,
-                    d->msg->id);
-    } else if (rc == 0) {
-        st = WH_AGAIN;          /* no event, no attempt: still waiting */
-        d->again_at = pending_next_look(s, deadline);
-    }
-    secret_free(mdn);
-    free(val);
     return st;
 }
 
@@ -733,41 +690,86 @@ static enum wh_status as2_deliver(struct connector *c, struct delivery *d)
 {
     struct as2_state *s = c->state;
     d->receipt[0] = '\0';
-    /* only a partner set to async MDNs can have one pending (a message
-     * left waiting when the setting changed is sent again: no loss) */
-    enum wh_status st = strcmp(partner_str(&s->part, "mdn", "sync"), "async")
-                        ? WH_DEFER : pending_check(c, d);
-    if (st == WH_DEFER) {
-        error_clear(&d->err);
-        st = send_once(c, d);
+    /* a wait still open (a restart, a hop that looked again early): the
+     * job settles the hop; nothing is sent meanwhile */
+    int waiting = strcmp(partner_str(s->part, "mdn", "sync"), "async") ? 0
+                  : conn_job_active(c->env->jobs, c->name, d->msg->id,
+                                    AS2_JOB_MDN_WAIT, &d->err);
+    if (waiting < 0)
+        return d->status = WH_RETRY;
+    if (waiting) {
+        d->again_at = now_ms() + s->mdn_timeout_ms + AS2_WAIT_SLACK_MS;
+        return d->status = WH_AGAIN;
     }
-    return d->status = st;
+    error_clear(&d->err);
+    return d->status = send_once(c, d);
 }
 
-/* Not a poller of new messages (partners POST them): retries the
- * asynchronous MDNs still queued. */
-static enum wh_status as2_poll(struct connector *c, struct intake *in,
-                               struct error *err)
+/* R19: a missing MDN is an alert until a good one clears it. */
+static void as2_mdn_missing_alert(struct connector *c, const char *msgid,
+                                  const char *why)
 {
-    (void)in;
-    (void)err;
-    as2_mdn_retry(c);
-    return WH_OK;
+    struct as2_state *s = c->state;
+    char summary[600];
+    snprintf(summary, sizeof(summary), "no MDN from %s: %.400s",
+             s->part->name, why);
+    conn_alert(c->env->history, "as2.mdn_missing", c->name,
+               CONN_ALERT_WARNING, summary, msgid);
+}
+
+/* The job as2.mdn-wait: the MDN arrived (j->input: the header block, a
+ * NUL, the body) and settles the hop; or none came by the deadline: the
+ * hop's attempt failed and it sends again. */
+static enum wh_status as2_mdn_wait_run(struct connector *c, struct conn_job *j)
+{
+    const char *raw = j->data ? (const char *)secret_data(j->data) : NULL;
+    const char *nl = raw ? memchr(raw, '\n', secret_len(j->data)) : NULL;
+    char *mid = nl ? strndup(raw, (size_t)(nl - raw)) : NULL;
+    char *mic = nl ? strndup(nl + 1, secret_len(j->data) -
+                             (size_t)(nl + 1 - raw)) : NULL;
+    enum wh_status st = WH_OK;
+    if (mid == NULL || mic == NULL) {
+        j->hop = CONN_JOB_HOP_RETRY;
+        st = WH_FAIL;
+        error_set(&j->err, "the wait for the asynchronous MDN is unreadable: "
+                  "the message is sent again");
+    } else if (j->input == NULL) {
+        j->hop = CONN_JOB_HOP_RETRY;
+        st = WH_FAIL;
+        error_set(&j->err, "no asynchronous MDN for %s within %lld s: it is "
+                  "sent again (same Message-ID)", mid,
+                  (long long)((j->give_up_at - j->created_at) / 1000));
+        as2_mdn_missing_alert(c, j->message_id, j->err.msg);
+    } else {
+        const char *in = (const char *)secret_data(j->input);
+        size_t len = secret_len(j->input), hl = strnlen(in, len);
+        enum wh_status ok = hl < len
+            ? as2_mdn_confirm(c, j->message_id, in, in + hl + 1,
+                              len - hl - 1, mid, mic, j->receipt,
+                              sizeof(j->receipt), &j->err)
+            : (error_set(&j->err, "the stored MDN is malformed"), WH_FAIL);
+        j->hop = ok == WH_OK ? CONN_JOB_HOP_SENT : CONN_JOB_HOP_FAILED;
+        snprintf(j->note, sizeof(j->note), "asynchronous MDN for %.150s: %s",
+                 mid, ok == WH_OK ? j->receipt : j->err.msg);
+    }
+    free(mid);
+    free(mic);
+    return st;
 }
 
 static enum wh_status as2_test(struct connector *c, struct error *err)
 {
     struct as2_state *s = c->state;
-    struct net_client_req req = { .method = "HEAD", .url = s->part.url,
+    struct net_client_req req = { .method = "HEAD", .url = s->part->url,
                                   .body_len = -1 };
     struct net_client_resp resp;
     enum wh_status st = net_client_request(&s->opts, &req, &resp, err);
     net_client_resp_free(&resp);
-    if (st == WH_OK && profile_sign_key(&s->prof, now_ms()) == NULL)
+    if (st == WH_OK && profile_sign_key(s->prof, now_ms()) == NULL)
         return error_set(err, "no profile key is valid now"), WH_FAIL;
-    if (st == WH_OK && partner_send_cert(&s->part, now_ms()) == NULL)
+    if (st == WH_OK && partner_send_cert(s->part, now_ms()) == NULL)
         return error_set(err, "partner %s has no certificate valid now",
-                         s->part.name), WH_FAIL;
+                         s->part->name), WH_FAIL;
     return st;
 }
 
@@ -786,19 +788,16 @@ int as2_message_id_wharf(const char *as2_id, char out[ID_LEN + 1])
     return id_valid(out) ? 0 : -1;
 }
 
-void as2_state_pending(char *out, size_t n, const char *msgid)
-{
-    snprintf(out, n, "as2.pending.%s", msgid);
-}
-
-void as2_state_arrived(char *out, size_t n, const char *as2_msgid)
-{
-    unsigned char md[32];
-    EVP_Digest(as2_msgid, strlen(as2_msgid), md, NULL, EVP_sha256(), NULL);
-    int k = snprintf(out, n, "as2.mdn.");
-    for (size_t i = 0; i < 16 && (size_t)k + 2 < n; i++)
-        k += snprintf(out + k, n - (size_t)k, "%02x", md[i]);
-}
+static const struct conn_job_type AS2_JOBS[] = {
+    { AS2_JOB_MDN_OUT, "send an asynchronous MDN we owe the partner "
+      "(retried for mdn_give_up_s)", { 0, 5000, 300000 }, as2_mdn_out_run,
+      "as2.mdn_out" },
+    /* its timeout raises as2.mdn_missing itself (as2_mdn_missing_alert) */
+    { AS2_JOB_MDN_WAIT, "wait for the partner's asynchronous MDN until "
+      "mdn_timeout_s (then the message is sent again)", { 1, 1000, 1000 },
+      as2_mdn_wait_run, NULL },
+    { NULL, NULL, { 0, 0, 0 }, NULL, NULL },
+};
 
 const struct connector_type connector_as2 = {
     .name = "as2",
@@ -806,10 +805,10 @@ const struct connector_type connector_as2 = {
                "encrypted, receipts (M4)",
     .options = AS2_OPTIONS,
     .actions = AS2_ACTIONS,
+    .jobs = AS2_JOBS,
     .needs_partner = 1,
     .ends_path = 1,
     .open = as2_open,
-    .poll = as2_poll,
     .deliver = as2_deliver,
     .route = as2_route,
     .route_prefix = AS2_ROUTE,

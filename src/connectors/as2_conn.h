@@ -24,12 +24,15 @@
 #define AS2_DEFAULT_BODY (1LL * 1024 * 1024 * 1024)
 
 struct as2_state {
-    struct profile prof;            /* our AS2 id and keys (unsealed) */
-    struct partner part;            /* the partner of this connector */
+    const struct profile *prof;     /* our AS2 id and keys (vault handles),
+                                       the environment's (c->env->keys) */
+    const struct partner *part;     /* the partner of this connector: the
+                                       environment's */
     struct connector_proxy proxy;
     struct net_client_opts opts;    /* towards the partner's URL */
     struct secret *ca_pem;          /* the partner's tls_ca (PEM), owned */
     int64_t mdn_timeout_ms;         /* async MDN: then send again */
+    int64_t mdn_give_up_ms;         /* an async MDN we owe: retried so long */
     int64_t max_body;               /* what the partner may POST us */
 };
 
@@ -59,10 +62,8 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
 
 /* Keep a raw MDN with Wharf message msgid (the non-repudiation record):
  * direction "sent" or "received"; headers as "Name: value\r\n" lines.
- * st: a store connection to use, or NULL to open one. Failures are
- * logged, not returned (the exchange already happened). */
-void as2_receipt_keep(struct connector *c, struct store *st,
-                      const char *msgid,
+ * Failures are logged, not returned (the exchange already happened). */
+void as2_receipt_keep(struct connector *c, const char *msgid,
                       const char *direction, const char *headers,
                       const void *body, size_t len, const char *mdn_id,
                       const char *original_id);
@@ -72,17 +73,17 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x);
 struct connector *as2_pick(struct connector *const *conns, size_t n,
                            struct net_request *req);
 
-/* poll(): send the asynchronous MDNs still queued (as2_recv.c). */
-void as2_mdn_retry(struct connector *c);
+/* The durable jobs of the as2 connector (connectors/env.h): an
+ * asynchronous MDN we owe a partner (as2_recv.c), and the wait for one a
+ * partner owes us (as2.c). */
+#define AS2_JOB_MDN_OUT "as2.mdn-out"
+#define AS2_JOB_MDN_WAIT "as2.mdn-wait"
+enum wh_status as2_mdn_out_run(struct connector *c, struct conn_job *j);
 
 /* The AS2 Message-ID of Wharf message msgid ("<ID@wharf>": the same for
  * every attempt, see as2.c), and back: the Wharf id of one of ours into
  * out, 0; -1 when as2_id is not one of ours. */
 void as2_message_id_of(const char *msgid, char *out, size_t n);
 int as2_message_id_wharf(const char *as2_id, char out[ID_LEN + 1]);
-
-/* Connector state names for the asynchronous MDN of a message. */
-void as2_state_pending(char *out, size_t n, const char *msgid);
-void as2_state_arrived(char *out, size_t n, const char *as2_msgid);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * as2_recv.c - the as2 connector (M4), source half: POST /as2 on the
- * partner listener (connectors/routes.c routes it here; as2_pick chooses
+ * partner listener (core/routes.c routes it here; as2_pick chooses
  * the connector whose partner's AS2 id is the request's AS2-From), and
  * POST /as2/mdn for asynchronous MDNs answering what we sent.
  *
@@ -11,14 +11,16 @@
  * message ended and committed (one batched sync + one transaction); the
  * Message-ID is the dedup key, so a replay is answered "processed/warning:
  * duplicate-document" and stored once. Then the MDN: in the response
- * (sync), or POSTed to the sender's Receipt-Delivery-Option after the 200
- * (async), or none. A refused message (policy, signature, decryption,
+ * (sync), or, after the 200, a durable job of the message that POSTs it to
+ * the sender's Receipt-Delivery-Option and retries it (async: the job
+ * as2.mdn-out), or none. A refused message (policy, signature, decryption,
  * corruption, truncation) is cancelled: nothing of it is stored; the
  * sender gets the negative MDN it asked for, or an HTTP error.
  *
  * An asynchronous MDN: it must verify with the partner's certificates; it
- * is kept (sealed) as connector state under its Original-Message-ID until
- * the waiting hop (as2.c) checks it, and that hop is woken.
+ * is given (sealed) to the job that waits for it (as2.c: as2.mdn-wait,
+ * found by its Original-Message-ID), which runs at once, checks it against
+ * what was sent and settles the waiting hop.
  *
  * Abuse (R22): a body over the connector's max_body_bytes is refused with
  * 413 from its Content-Length before anything is written (a chunked one
@@ -45,11 +47,7 @@
 #include <time.h>
 
 #include "core/intake.h"
-#include "core/wharf.h"
 #include "net/server.h"
-#include "security/alerts.h"
-#include "store/partner_store.h"
-#include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -86,7 +84,7 @@ static int path_ok(const struct as2_state *s, const char *path)
     size_t n = sizeof(AS2_ROUTE) - 1;
     return !strcmp(path, AS2_ROUTE) || !strcmp(path, AS2_MDN_ROUTE) ||
            (!strncmp(path, AS2_ROUTE "/", n + 1) &&
-            !strcmp(path + n + 1, s->prof.as2_id));
+            !strcmp(path + n + 1, s->prof->as2_id));
 }
 
 struct connector *as2_pick(struct connector *const *conns, size_t n,
@@ -99,7 +97,7 @@ struct connector *as2_pick(struct connector *const *conns, size_t n,
         return NULL;
     for (size_t i = 0; i < n; i++) {
         const struct as2_state *s = conns[i]->state;
-        if (s && strcmp(s->part.as2_id, from) == 0 && path_ok(s, path))
+        if (s && strcmp(s->part->as2_id, from) == 0 && path_ok(s, path))
             return conns[i];
     }
     return NULL;
@@ -185,7 +183,7 @@ static int mdn_build(struct as2_state *s, const struct as2_unpacked *info,
                      enum mdn_error e, const char *warning, BIO *out,
                      struct as2_mdn_built *built, struct error *err)
 {
-    const struct profile_key *k = profile_sign_key(&s->prof,
+    const struct profile_key *k = profile_sign_key(s->prof,
                                                    (int64_t)time(NULL) * 1000);
     struct as2_signer signer = { 0 };
     if (k) {
@@ -258,7 +256,7 @@ static void lines_free(char **l)
 static int mdn_url_allowed(const struct as2_state *s, const char *url)
 {
     return strncasecmp(url, "http://", 7) != 0 || s->opts.insecure ||
-           partner_bool(&s->part, "allow_plain_mdn_url", 0);
+           partner_bool(s->part, "allow_plain_mdn_url", 0);
 }
 
 /* One POST of an MDN (hdrs: "Name: value" list) to url. */
@@ -270,7 +268,7 @@ static enum wh_status mdn_post(struct connector *c, const char *url,
     struct mem_src m = { data, len };
     struct net_client_req req = { .method = "POST", .url = url,
         .headers = (const char *const *)hdrs, .body_len = (int64_t)len,
-        .read = mem_read, .read_ud = &m };
+        .read = mem_read, .read_ud = &m, .write = net_client_discard };
     struct net_client_resp resp;
     struct net_client_opts o = s->opts;
     o.insecure = mdn_url_allowed(s, url);     /* https stays verified */
@@ -283,37 +281,16 @@ static enum wh_status mdn_post(struct connector *c, const char *url,
     return st;
 }
 
-/* ---- the durable queue of asynchronous MDNs ------------------------------------
- * State "as2.mdn_out.<hash of the MDN's Message-ID>" = URL "\n" header
- * block NUL body, sealed, expiring after a week: written before the
- * message is released, removed once the POST succeeded; poll() retries. */
+/* ---- asynchronous MDNs we owe: the job as2.mdn-out -----------------------------
+ * Data: the MDN's Message-ID "\n" URL "\n" header block NUL body, sealed.
+ * The job is added before the message is released; the engine runs it at
+ * once and retries it by the kind's policy (as2.c: AS2_JOBS) for
+ * mdn_give_up_s (a week by default); a resend of the message queues a
+ * given-up one again. A plain-HTTP URL the partner may not use is said
+ * once (an event and an ALERT line); the job then waits quietly until
+ * allow_plain_mdn_url is set (a new flow generation) or it gives up. */
 
-#define MDN_OUT "as2.mdn_out."
-#define MDN_OUT_DAYS 7
-
-static int mdn_queue(struct connector *c, const char *url, const char *hb,
-                     const char *data, size_t len, const char *mdn_id,
-                     char name[128], struct error *err)
-{
-    as2_state_arrived(name, 128, mdn_id);        /* as2.mdn.<hash> */
-    char tmp[128];
-    snprintf(tmp, sizeof(tmp), MDN_OUT "%s", name + strlen("as2.mdn."));
-    snprintf(name, 128, "%s", tmp);
-    size_t ul = strlen(url), hl = strlen(hb);
-    struct secret *v = secret_new(ul + 1 + hl + 1 + len);
-    if (v == NULL)
-        return error_set(err, "out of memory");
-    unsigned char *p = secret_data_mut(v);
-    memcpy(p, url, ul);
-    p[ul] = '\n';
-    memcpy(p + ul + 1, hb, hl + 1);
-    memcpy(p + ul + 1 + hl + 1, data, len);
-    int rc = connector_state_put(c->wharf, c->name, name, v,
-                                 (int64_t)time(NULL) * 1000 +
-                                 MDN_OUT_DAYS * 86400000LL, err);
-    secret_free(v);
-    return rc;
-}
+#define MDN_PLAIN_LOOK_MS 5000      /* how often a refused URL is looked at */
 
 /* "Name: value\r\n" lines of a header block as a NULL-terminated list. */
 static char **block_lines(const char *hb)
@@ -333,119 +310,147 @@ static char **block_lines(const char *hb)
     return out;
 }
 
-/* Send one queued MDN; drops it when sent or expired. */
-static void mdn_retry_one(struct connector *c, const char *name)
+/* The parts of an as2.mdn-out job's data (pointers into it; mdn_id and
+ * url malloc'ed). -1 when it is malformed. */
+struct mdn_out {
+    char *mdn_id, *url;
+    const char *hb, *body;
+    size_t len;
+};
+
+static int mdn_out_parse(const struct secret *data, struct mdn_out *o)
 {
-    struct error err = {0};
-    struct secret *v = NULL;
-    int64_t expires = 0;
-    if (connector_state_get(c->wharf, c->name, name, &v, &expires, &err) <= 0)
-        return;
-    const char *p = (const char *)secret_data(v);
-    size_t n = secret_len(v);
-    const char *nl = memchr(p, '\n', n);
-    const char *hb = nl ? nl + 1 : NULL;
-    size_t hl = hb ? strnlen(hb, n - (size_t)(hb - p)) : 0;
-    if (hb == NULL || hb + hl >= p + n) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
-        secret_free(v);
-        return;
-    }
-    char *url = strndup(p, (size_t)(nl - p));
-    char **hdrs = block_lines(hb);
-    const char *body = hb + hl + 1;
-    int allowed = url && mdn_url_allowed(c->state, url);
-    enum wh_status st = url && hdrs && allowed
-        ? mdn_post(c, url, hdrs, body, n - (size_t)(body - p), &err)
-        : WH_RETRY;
-    if (url && !allowed)        /* said once, when it was queued */
-        error_set(&err, "plain-HTTP URL, not allowed for partner %s "
-                  "(allow_plain_mdn_url)", ((struct as2_state *)c->state)
-                  ->part.name);
-    if (st == WH_OK) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
-        conn_log(c, LOG_INFO, NULL, "queued asynchronous MDN sent to %s", url);
-    } else if ((int64_t)time(NULL) * 1000 > expires) {
-        connector_state_drop(c->wharf, c->name, name, NULL);
-        char summary[600];
-        snprintf(summary, sizeof(summary), "asynchronous MDN to %.300s given "
-                 "up after %d days", url, MDN_OUT_DAYS);
-        alert_raise("as2.mdn_out", c->name, ALERT_WARNING, summary, err.msg);
-    } else {
-        conn_log(c, allowed ? LOG_WARNING : LOG_DEBUG, NULL, "asynchronous "
-                 "MDN to %s not sent yet (kept, tried again later): %s", url,
-                 err.msg);
-    }
-    lines_free(hdrs);
-    free(url);
-    secret_free(v);
+    memset(o, 0, sizeof(*o));
+    const char *p = data ? (const char *)secret_data(data) : NULL;
+    size_t n = data ? secret_len(data) : 0;
+    const char *nl1 = p ? memchr(p, '\n', n) : NULL;
+    const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', n - (size_t)(nl1 + 1 - p))
+                          : NULL;
+    if (nl2 == NULL)
+        return -1;
+    o->hb = nl2 + 1;
+    size_t hl = strnlen(o->hb, n - (size_t)(o->hb - p));
+    if (o->hb + hl >= p + n)
+        return -1;
+    o->body = o->hb + hl + 1;
+    o->len = n - (size_t)(o->body - p);
+    o->mdn_id = strndup(p, (size_t)(nl1 - p));
+    o->url = strndup(nl1 + 1, (size_t)(nl2 - nl1 - 1));
+    return o->mdn_id && o->url ? 0 : -1;
 }
 
-void as2_mdn_retry(struct connector *c)
-{
-    struct error err = {0};
-    char **names = NULL;
-    size_t n = 0;
-    if (connector_state_names(c->wharf, c->name, MDN_OUT, &names, &n,
-                              &err) < 0) {
-        conn_log(c, LOG_ERROR, NULL, "cannot read the MDN queue: %s", err.msg);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        mdn_retry_one(c, names[i]);
-        free(names[i]);
-    }
-    free(names);
-}
-
-/* An asynchronous MDN to a plain-HTTP URL the partner may not use: said
- * in the message's history and in one ALERT line, now; it stays queued
- * (quietly) and goes once allow_plain_mdn_url is set, or expires. */
-static void mdn_plain_refused(struct connector *c, struct store *st,
-                              const char *msgid, const char *url,
-                              const char *mdn_id)
+/* The URL is plain HTTP and the partner may not use it: said once, then
+ * the job waits quietly (no attempt) and looks again. */
+static enum wh_status mdn_out_plain(struct connector *c, struct conn_job *j,
+                                    const struct mdn_out *o)
 {
     struct as2_state *s = c->state;
-    struct error err = {0};
-    char text[700];
-    snprintf(text, sizeof(text), "asynchronous MDN %.150s not sent: partner "
-             "%s asked for it at the plain-HTTP URL %.200s; it stays queued "
-             "until the partner's allow_plain_mdn_url is true (or for %d "
-             "days)", mdn_id, s->part.name, url, MDN_OUT_DAYS);
-    alert_raise("as2.mdn_plain", c->name, ALERT_WARNING, text, msgid);
-    if (msgid && store_event_add(st, msgid, 0, "warning", text, &err) < 0)
-        conn_log(c, LOG_ERROR, msgid, "cannot record an event: %s", err.msg);
+    j->again_at = time_now_ms() + MDN_PLAIN_LOOK_MS;
+    if (j->waits > 0) {
+        conn_log(c, LOG_DEBUG, j->message_id, "asynchronous MDN to %s not "
+                 "sent yet: plain-HTTP URL, not allowed for partner %s",
+                 o->url, s->part->name);
+        return WH_AGAIN;
+    }
+    snprintf(j->note, sizeof(j->note), "asynchronous MDN %.150s not sent: "
+             "partner %s asked for it at the plain-HTTP URL %.200s; it stays "
+             "queued until the partner's allow_plain_mdn_url is true (or for "
+             "%lld s: mdn_give_up_s)", o->mdn_id, s->part->name, o->url,
+             (long long)((j->give_up_at - j->created_at) / 1000));
+    j->note_level = "warning";
+    conn_alert(c->env->history, "as2.mdn_plain", c->name,
+               CONN_ALERT_WARNING, j->note, j->message_id);
+    return WH_AGAIN;
 }
 
-/* An asynchronous MDN: queued durably first (so the message may go on),
- * then tried once now; poll() retries what is left. */
-static void mdn_async(struct connector *c, struct http_exchange *x,
-                      const char *msgid, const char *url,
+enum wh_status as2_mdn_out_run(struct connector *c, struct conn_job *j)
+{
+    struct mdn_out o;
+    if (mdn_out_parse(j->data, &o) < 0) {
+        free(o.mdn_id);
+        free(o.url);
+        return error_set(&j->err, "the queued MDN is malformed"), WH_FAIL;
+    }
+    enum wh_status st;
+    char **hdrs = NULL;
+    if (!mdn_url_allowed(c->state, o.url)) {
+        st = mdn_out_plain(c, j, &o);
+    } else if ((hdrs = block_lines(o.hb)) == NULL) {
+        error_set(&j->err, "out of memory");
+        st = WH_RETRY;
+    } else if ((st = mdn_post(c, o.url, hdrs, o.body, o.len,
+                              &j->err)) == WH_OK) {
+        conn_log(c, LOG_INFO, j->message_id, "queued asynchronous MDN sent "
+                 "to %s", o.url);
+        snprintf(j->note, sizeof(j->note), "asynchronous MDN %.150s sent to "
+                 "%.200s", o.mdn_id, o.url);
+    } else {
+        /* whatever failed may be fixed on either side: kept, retried */
+        conn_log(c, LOG_WARNING, j->message_id, "asynchronous MDN to %s not "
+                 "sent yet (kept, tried again later): %s", o.url, j->err.msg);
+        st = WH_RETRY;
+    }
+    lines_free(hdrs);
+    free(o.mdn_id);
+    free(o.url);
+    return st;
+}
+
+/* R19: an MDN we owe that could not even be queued. */
+static void mdn_unqueued_alert(struct connector *c, const char *mdn_id,
+                               const struct error *err)
+{
+    char summary[400];
+    snprintf(summary, sizeof(summary), "asynchronous MDN %.200s cannot be "
+             "queued", mdn_id);
+    conn_alert(c->env->history, "as2.mdn_out", c->name, CONN_ALERT_CRITICAL,
+               summary, err->msg);
+}
+
+/* An asynchronous MDN: a job of message msgid (the one the MDN answers,
+ * or the record of its refusal), added before the message is released;
+ * the engine sends it and retries it. */
+static void mdn_async(struct connector *c, const char *msgid, const char *url,
                       const struct as2_mdn_built *b, const char *hb,
                       BIO *body)
 {
     struct error err = {0};
     char *data = NULL;
     long len = BIO_get_mem_data(body, &data);
-    char name[128];
-    if (hb == NULL || mdn_queue(c, url, hb, data, (size_t)len, b->message_id,
-                                name, &err) < 0) {
-        char summary[400];
-        snprintf(summary, sizeof(summary), "asynchronous MDN %.200s cannot "
-                 "be queued", b->message_id);
-        alert_raise("as2.mdn_out", c->name, ALERT_CRITICAL, summary,
-                    err.msg);
-        return;
+    size_t il = strlen(b->message_id), ul = strlen(url);
+    size_t hl = hb ? strlen(hb) : 0;
+    struct secret *v = hb && msgid ? secret_new(il + 1 + ul + 1 + hl + 1 +
+                                                (size_t)len) : NULL;
+    char note[500];
+    if (v != NULL) {
+        unsigned char *p = secret_data_mut(v);
+        memcpy(p, b->message_id, il);
+        p[il] = '\n';
+        memcpy(p + il + 1, url, ul);
+        p[il + 1 + ul] = '\n';
+        memcpy(p + il + 1 + ul + 1, hb, hl + 1);
+        memcpy(p + il + 1 + ul + 1 + hl + 1, data, (size_t)len);
     }
-    if (!mdn_url_allowed(c->state, url))
-        mdn_plain_refused(c, x->st, msgid, url, b->message_id);
-    else
-        mdn_retry_one(c, name);
+    snprintf(note, sizeof(note), "asynchronous MDN %.150s queued for "
+             "%.200s", b->message_id, url);
+    struct conn_job_new job = { .conn = c->name, .kind = AS2_JOB_MDN_OUT,
+        .message_id = msgid, .data = v,
+        .give_up_ms = ((struct as2_state *)c->state)->mdn_give_up_ms,
+        .note = note };
+    if (v == NULL ? (error_set(&err, msgid ? "out of memory" : "the message "
+                               "could not be recorded"), -1)
+                  : conn_job_add(c->env->jobs, &job, &err))
+        mdn_unqueued_alert(c, b->message_id, &err);
+    secret_free(v);
 }
 
-/* Answer info with an MDN (or an HTTP error when none was asked for). */
+/* Answer info with an MDN (or an HTTP error when none was asked for).
+ * msgid: the message (or refusal record) it is about, "" when there is
+ * none; keep: whether the MDN is kept with it (not for the later
+ * refusals of a burst). */
 static void answer(struct connector *c, struct http_exchange *x,
-                   const char *msgid, const struct as2_unpacked *info,
+                   const char *msgid, int keep,
+                   const struct as2_unpacked *info,
                    enum mdn_error e, const char *warning, int http_error,
                    const char *why)
 {
@@ -472,12 +477,13 @@ static void answer(struct connector *c, struct http_exchange *x,
             reply_mdn(r, &b, body);
         } else {
             net_reply(r, 200, "text/plain", "received\n", 9);
-            mdn_async(c, x, msgid, info->req.receipt_url, &b, hb, body);
+            mdn_async(c, msgid[0] ? msgid : NULL, info->req.receipt_url,
+                      &b, hb, body);
         }
         char *data = NULL;
         long len = BIO_get_mem_data(body, &data);
-        if (hb && msgid)
-            as2_receipt_keep(c, x->st, msgid, "sent", hb, data, (size_t)len,
+        if (hb && msgid[0] && keep)
+            as2_receipt_keep(c, msgid, "sent", hb, data, (size_t)len,
                              b.message_id, info->req.message_id);
         free(hb);
     }
@@ -526,17 +532,55 @@ static int take_message(struct connector *c, struct http_exchange *x,
 
 /* ---- asynchronous MDNs arriving ----------------------------------------------------- */
 
-/* The hop that waits for this MDN (one of ours, at this connector) need
- * not wait for its next look. */
-static void mdn_wake(struct connector *c, struct store *st,
-                     const char *original_id)
+/* The MDN verified: give it (header block, NUL, body) to the job of
+ * ours that waits for it (as2.c: as2.mdn-wait), which checks it against
+ * what was sent and settles the hop. 1 given, 0 nothing waits for it,
+ * -1 err. */
+static int mdn_deliver(struct connector *c, const struct mime_headers *h,
+                       const char *body, size_t len, const char *original_id,
+                       struct error *err)
 {
-    struct error err = {0};
     char msgid[ID_LEN + 1];
-    if (as2_message_id_wharf(original_id, msgid) == 0 &&
-        store_hop_wake(st, msgid, c->name, &err) < 0)
-        conn_log(c, LOG_WARNING, msgid, "cannot wake the hop waiting for "
-                 "its MDN (it looks again by itself): %s", err.msg);
+    if (as2_message_id_wharf(original_id, msgid) < 0)
+        return 0;               /* not one of ours */
+    size_t hl = 0;
+    for (size_t i = 0; i < h->count; i++)
+        hl += strlen(h->h[i].name) + strlen(h->h[i].value) + 4;
+    struct secret *keep = secret_new(hl + 3 + len);
+    if (keep == NULL)
+        return error_set(err, "out of memory");
+    char *p = (char *)secret_data_mut(keep);
+    size_t at = 0;
+    for (size_t i = 0; i < h->count; i++)
+        at += (size_t)snprintf(p + at, hl + 3 - at, "%s: %s\r\n",
+                               h->h[i].name, h->h[i].value);
+    at += (size_t)snprintf(p + at, 3, "\r\n");
+    p[at] = '\0';
+    memcpy(p + at + 1, body, len);
+    int rc = conn_job_input(c->env->jobs, c->name, msgid, AS2_JOB_MDN_WAIT,
+                            keep, err);
+    secret_free(keep);
+    return rc;
+}
+
+/* Verify an MDN POSTed to /as2/mdn: only the partner's (signed) MDN is
+ * taken. 0 and *got, or -1 with err. */
+static int mdn_verify(struct as2_state *s, const struct mime_headers *h,
+                      const char *body, size_t len,
+                      struct as2_mdn_received *got, struct error *err)
+{
+    X509 **certs = calloc(s->part->ncerts + 1, sizeof(*certs));
+    for (size_t i = 0; certs && i < s->part->ncerts; i++)
+        certs[i] = s->part->certs[i].cert;
+    struct as2_mdn_read_opts o = { .partner = s->part->name, .certs = certs,
+        .ncerts = s->part->ncerts, .digests = as2_partner_digests(s->part),
+        .require_signed = partner_bool(s->part, "mdn_signed", 1) };
+    BIO *b = BIO_new_mem_buf(body, (int)len);
+    int rc = certs && b ? as2_mdn_read(&o, h, b, got, err)
+                        : error_set(err, "out of memory");
+    BIO_free(b);
+    free(certs);
+    return rc;
 }
 
 static void mdn_in(struct connector *c, struct http_exchange *x)
@@ -547,68 +591,47 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
     char *body = NULL;
     size_t len = 0;
     struct mime_headers h;
+    struct as2_mdn_received got;
     if (request_headers(r, &h, &err) < 0 ||
         net_body_read_all(r, &body, &len, NULL, &err) < 0) {
         mime_headers_free(&h);
         net_reply_error(r, 400, "bad_request", "%s", err.msg);
         return;
     }
-    /* verify before keeping: only the partner's signed MDN is taken */
-    X509 **certs = calloc(s->part.ncerts + 1, sizeof(*certs));
-    for (size_t i = 0; certs && i < s->part.ncerts; i++)
-        certs[i] = s->part.certs[i].cert;
-    struct as2_mdn_read_opts o = { .partner = s->part.name, .certs = certs,
-        .ncerts = s->part.ncerts, .digests = as2_partner_digests(&s->part),
-        .require_signed = partner_bool(&s->part, "mdn_signed", 1) };
-    struct as2_mdn_received got;
-    BIO *b = BIO_new_mem_buf(body, (int)len);
-    int rc = certs && b ? as2_mdn_read(&o, &h, b, &got, &err) : -1;
-    BIO_free(b);
-    free(certs);
-    /* keep headers, NUL, body: as2.c checks it against what was sent */
-    size_t hl = 0;
-    for (size_t i = 0; i < h.count; i++)
-        hl += strlen(h.h[i].name) + strlen(h.h[i].value) + 4;
-    struct secret *keep = rc == 0 ? secret_new(hl + 3 + len) : NULL;
-    if (keep) {
-        char *p = (char *)secret_data_mut(keep);
-        size_t at = 0;
-        for (size_t i = 0; i < h.count; i++)
-            at += (size_t)snprintf(p + at, hl + 3 - at, "%s: %s\r\n",
-                                   h.h[i].name, h.h[i].value);
-        at += (size_t)snprintf(p + at, 3, "\r\n");
-        p[at] = '\0';
-        memcpy(p + at + 1, body, len);
-        char name[128];
-        as2_state_arrived(name, sizeof(name), got.mdn.original_message_id);
-        rc = connector_state_put(c->wharf, c->name, name, keep,
-                                 (int64_t)time(NULL) * 1000 + 7 * 86400000LL,
-                                 &err);
-    }
-    secret_free(keep);
-    free(body);
-    mime_headers_free(&h);
+    memset(&got, 0, sizeof(got));
+    int rc = mdn_verify(s, &h, body, len, &got, &err);
     if (rc < 0) {
         net_req_auth_failure(r);
         char summary[400], key[300];
         snprintf(summary, sizeof(summary), "refused an asynchronous MDN from "
-                 "%s (%s)", s->part.name, net_req_address(r));
+                 "%s (%s)", s->part->name, net_req_address(r));
         snprintf(key, sizeof(key), "%s %s mdn", c->name, net_req_address(r));
-        alert_raise("as2.refused", key, ALERT_WARNING, summary, err.msg);
+        conn_alert(c->env->history, "as2.refused", key, CONN_ALERT_WARNING,
+                   summary, err.msg);
         net_reply_error(r, 400, "refused", "%s", err.msg);
-        return;
+    } else if ((rc = mdn_deliver(c, &h, body, len,
+                                 got.mdn.original_message_id, &err)) < 0) {
+        conn_log(c, LOG_ERROR, NULL, "asynchronous MDN for %s from %s not "
+                 "kept: %s", got.mdn.original_message_id, s->part->name,
+                 err.msg);
+        net_reply_error(r, 503, "unavailable", "cannot keep the MDN now; "
+                        "send it again later");
+    } else {
+        conn_log(c, LOG_INFO, NULL, rc ? "asynchronous MDN for %s from %s "
+                 "kept" : "asynchronous MDN for %s from %s: no message "
+                 "waits for it (not used)", got.mdn.original_message_id,
+                 s->part->name);
+        net_reply(r, 200, "text/plain", "received\n", 9);
     }
-    conn_log(c, LOG_INFO, NULL, "asynchronous MDN for %s from %s kept",
-             got.mdn.original_message_id, s->part.name);
-    mdn_wake(c, x->st, got.mdn.original_message_id);
-    net_reply(r, 200, "text/plain", "received\n", 9);
+    free(body);
+    mime_headers_free(&h);
 }
 
 /* ---- the route ------------------------------------------------------------------------ */
 
 /* The message goes on to the next connectors now that its MDN went out
  * (or its asynchronous sending ended, logged as an alert if it failed). */
-static void release(struct connector *c, struct store *st, const char *id,
+static void release(struct connector *c, struct intake *in, const char *id,
                     const struct as2_unpacked *info)
 {
     struct error err = {0};
@@ -616,7 +639,7 @@ static void release(struct connector *c, struct store *st, const char *id,
                       : info->req.mdn_async ? "released: its asynchronous "
                         "MDN is queued durably (sent, or retried)"
                       : "released: its MDN went out in the response";
-    if (store_message_release(st, id, why, &err) < 0)
+    if (intake_release(in, id, why, &err) < 0)
         conn_log(c, LOG_ERROR, id, "cannot release the message (serve "
                  "releases it at its next start): %s", err.msg);
 }
@@ -641,12 +664,12 @@ static int64_t refusal(struct connector *c, struct http_exchange *x,
     struct net_request *r = x->req;
     struct error err = {0};
     int64_t count = 0;
-    struct store_refusal rec = { .source = c->name,
+    struct intake_refusal rec = {
         .address = net_req_address(r), .reason = what, .text = text,
         .window_ms = BURST_WINDOW_MS };
     if (blame)
         net_req_auth_failure(r);
-    if (store_refusal_record(x->st, &rec, id, &count, &err) < 0) {
+    if (intake_refused(x->in, &rec, id, &count, &err) < 0) {
         id[0] = '\0';
         conn_log(c, LOG_ERROR, NULL, "cannot record a refused message: %s",
                  err.msg);
@@ -655,7 +678,8 @@ static int64_t refusal(struct connector *c, struct http_exchange *x,
      * (an ALERT line), the rest of the burst and later bursts fold */
     char key[300];
     snprintf(key, sizeof(key), "%s %s %s", c->name, rec.address, what);
-    alert_raise("as2.refused", key, ALERT_WARNING, text, id[0] ? id : NULL);
+    conn_alert(c->env->history, "as2.refused", key, CONN_ALERT_WARNING, text,
+               id[0] ? id : NULL);
     if (count > 1 && alert_due(count))
         conn_log(c, LOG_WARNING, id, "%lld refusals from %s (%s) since the "
                  "first, the last one: %s", (long long)count, rec.address,
@@ -668,11 +692,12 @@ static int64_t refusal(struct connector *c, struct http_exchange *x,
 /* A refused message: counted for the defender (unless its body was cut
  * off: the network's fault as likely as the sender's), recorded (folded
  * into its burst) with the reason, an ALERT line when due; nothing of the
- * payload is kept. id: the record, "" when it is a later one of its burst
- * (the MDN answering it is then not kept either). */
-static void refused(struct connector *c, struct http_exchange *x,
-                    const struct as2_unpacked *info, const char *why,
-                    int cut, char id[ID_LEN + 1])
+ * payload is kept. id: the record ("" when it could not be written);
+ * returns 1 for the first of its burst (0 for a later one: the MDN
+ * answering it is then not kept). */
+static int refused(struct connector *c, struct http_exchange *x,
+                   const struct as2_unpacked *info, const char *why,
+                   int cut, char id[ID_LEN + 1])
 {
     struct as2_state *s = c->state;
     char text[900];
@@ -680,9 +705,8 @@ static void refused(struct connector *c, struct http_exchange *x,
     const char *what = info->unsupported_micalg ? "unsupported MIC-algorithms"
                        : mdn_error_name(info->mdn_error);
     snprintf(text, sizeof(text), "AS2 message %s from %s (%s) refused (%s): "
-             "%s", mid, s->part.name, net_req_address(x->req), what, why);
-    if (refusal(c, x, what, text, !cut, id) > 1)
-        id[0] = '\0';
+             "%s", mid, s->part->name, net_req_address(x->req), what, why);
+    return refusal(c, x, what, text, !cut, id) <= 1;
 }
 
 /* A request whose body is over the connector's cap: 413, before a byte of
@@ -697,7 +721,7 @@ static void too_large(struct connector *c, struct http_exchange *x,
     const char *mid = net_req_header(r, "Message-ID");
     snprintf(text, sizeof(text), "AS2 message %.200s from %s (%s) refused "
              "(too large): the body%s is over max_body_bytes (%lld)",
-             mid ? mid : "-", s->part.name, net_req_address(r),
+             mid ? mid : "-", s->part->name, net_req_address(r),
              declared >= 0 ? " announced" : "", (long long)s->max_body);
     refusal(c, x, "too-large", text, 1, id);
     net_reply_error(r, 413, "too_large", "request body is larger than %lld "
@@ -733,7 +757,7 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
     }
     if (rc == -2) {         /* could not store: the sender tries again */
         conn_log(c, LOG_ERROR, NULL, "AS2 message %s from %s not stored: %s",
-                 info.req.message_id, s->part.name, err.msg);
+                 info.req.message_id, s->part->name, err.msg);
         net_reply_error(r, 503, "unavailable", "cannot store the message "
                         "now; send it again later");
         return WH_OK;
@@ -742,19 +766,18 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
         if (info.mdn_error == MDN_ERROR_NONE && !info.unsupported_micalg)
             info.mdn_error = MDN_ERROR_UNEXPECTED_PROCESSING_ERROR;
         char id[ID_LEN + 1] = "";
-        refused(c, x, &info, err.msg, src.cut, id);
-        answer(c, x, id[0] ? id : NULL, &info, info.mdn_error, NULL, 400,
-               err.msg);
+        int first = refused(c, x, &info, err.msg, src.cut, id);
+        answer(c, x, id, first, &info, info.mdn_error, NULL, 400, err.msg);
         return WH_OK;
     }
     conn_log(c, LOG_INFO, intake_id(x->in, 0), "AS2 message %s from %s "
-             "stored%s (%llu bytes)", info.req.message_id, s->part.name,
+             "stored%s (%llu bytes)", info.req.message_id, s->part->name,
              dup ? " before: a duplicate" : "",
              (unsigned long long)info.payload_bytes);
     const char *stored = intake_duplicate(x->in, 0);
     const char *id = stored ? stored : intake_id(x->in, 0);
-    answer(c, x, id, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
+    answer(c, x, id, 1, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
            : NULL, 0, NULL);
-    release(c, x->st, id, &info);
+    release(c, x->in, id, &info);
     return WH_OK;
 }

@@ -4,8 +4,9 @@
  * In the spirit of curl's protocol handlers: a table of function pointers
  * per type (struct connector_type), all listed in connectors/registry.c.
  * The engine knows no connector by name; a connector sees the engine only
- * through this header, struct intake (sources) and struct delivery
- * (destinations).
+ * through this header, its environment (connectors/env.h: c->env), struct
+ * intake (sources) and struct delivery (destinations). It never sees
+ * struct wharf, the vault or the store.
  *
  * Rules for implementations:
  *   - check() validates a config without side effects; flow import runs it
@@ -23,6 +24,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "connectors/env.h"
 #include "core/flowfile.h"
 #include "core/message.h"
 #include "util/error.h"
@@ -31,10 +33,7 @@
 
 struct intake;
 struct net_request;
-struct net_server;
 struct secret;
-struct store;
-struct wharf;
 
 /* One inbound HTTP request handed to a connector's route(): a thin wrapper
  * of net/server.h's request (read it with net_req_* / net_body_*, answer
@@ -44,7 +43,6 @@ struct wharf;
 struct http_exchange {
     struct net_request *req;
     struct intake *in;          /* to the connector's next hops */
-    struct store *st;           /* this request's store connection */
 };
 
 /* Retry schedule of one connector, from its config "retry" object. */
@@ -61,7 +59,8 @@ struct connector {
     int log_level;              /* -1 = global level */
     int64_t poll_ms;            /* sources: how often poll() runs */
     struct retry_policy retry;
-    struct wharf *wharf;        /* not owned: data dir, vault */
+    struct conn_env *env;       /* not owned: keys, transport, jobs, state,
+                                   history (connectors/env.h) */
     void *state;                /* owned by the type: open() sets, close() frees */
     struct connector_secret_slot *secrets;  /* owned: unsealed, see below */
     size_t nsecrets;
@@ -70,10 +69,12 @@ struct connector {
 /* One message handed to a destination, and what became of it. */
 struct delivery {
     const struct message *msg;  /* in */
+    int64_t hop_id;             /* in: the hop this delivery is (for jobs) */
     /* out: WH_OK, WH_RETRY or WH_FAIL; or WH_AGAIN: nothing failed, the
      * far side has not answered yet (an asynchronous receipt): deliver()
-     * runs again at again_at, the attempt is not counted, and receipt
-     * (when set) goes into the message's history once, at info. */
+     * runs again at again_at unless a job of the hop (connectors/env.h)
+     * settles it first, the attempt is not counted, and receipt (when
+     * set) goes into the message's history once, at info. */
     enum wh_status status;
     struct error err;           /* out: why, when not WH_OK */
     char receipt[256];          /* out: what the far side said (optional) */
@@ -151,6 +152,7 @@ struct conn_action_ctx {
     const json_t *args;         /* the caller's arguments (an object) */
     /* Open the stored connector (caller frees with connector_free). */
     struct connector *(*open)(struct conn_action_ctx *x, struct error *err);
+    struct conn_env *cenv;      /* the environment it is opened with */
     /* Store config key = value (stolen) in the connector's stored config
      * if it did not change meanwhile, after connector_check: 0, 1 when it
      * changed meanwhile, -1 with err. The flow generation moves. */
@@ -176,6 +178,27 @@ struct conn_action {
     enum conn_act_rc (*fn)(struct conn_action_ctx *x, struct error *err);
 };
 
+/* ---- jobs (connectors/env.h: durable follow-up work the engine runs) ---- */
+struct conn_job;
+
+struct conn_job_type {
+    const char *kind;           /* "as2.mdn-out": unique among all types */
+    const char *summary;        /* what it does, for help and history:
+                                   "send the asynchronous MDN we owe" */
+    /* Its own retry policy: a WH_RETRY run is tried again after the
+     * backoff; max_attempts 0: until give-up (struct conn_job_new). */
+    struct retry_policy retry;
+    /* Run job j of connector c (of the current flow generation): WH_OK
+     * done; WH_RETRY a failed attempt (j->err); WH_FAIL failed for good;
+     * WH_AGAIN not yet, no attempt counted (j->again_at). j->hop says
+     * what becomes of the job's hop. */
+    enum wh_status (*run)(struct connector *c, struct conn_job *j);
+    /* The alert kind (security/alerts.h, docs/operations.md) the engine
+     * raises, keyed by the connector's name, when a job of this kind is
+     * given up; NULL: none. */
+    const char *alert_given_up;
+};
+
 /* The "test" action every type with test() lists: opens the connector and
  * runs its test(); result {"connector", "ok", "detail"}. */
 enum conn_act_rc connector_action_test(struct conn_action_ctx *x,
@@ -184,11 +207,23 @@ enum conn_act_rc connector_action_test(struct conn_action_ctx *x,
     NULL, "test connection: says precisely what fails", \
     connector_action_test }
 
-/* What an OAuth redirect brings back (connector_oauth_callback). */
+/* What an OAuth redirect brings back (core/flow.c's flow_oauth_callback
+ * asks each stored connector whose type has oauth_callback). */
 enum conn_oauth_rc {
     CONN_OAUTH_OK = 0,
     CONN_OAUTH_UNKNOWN = 1,     /* no pending authorization with that state */
     CONN_OAUTH_FAILED = -1,     /* err says why */
+};
+
+/* One stored connector as an OAuth redirect sees it. */
+struct conn_oauth_ctx {
+    const char *name;           /* the connector */
+    const json_t *config;       /* its stored config (borrowed) */
+    struct conn_env *env;       /* its environment (state: the pending
+                                   authorization) */
+    /* Open it (caller frees with connector_free). */
+    struct connector *(*open)(struct conn_oauth_ctx *x, struct error *err);
+    void *priv;                 /* the dispatcher's */
 };
 
 struct connector_type {
@@ -198,14 +233,15 @@ struct connector_type {
     const struct conn_option *options;
     /* The generic verbs (terminated by verb NULL), or NULL. */
     const struct conn_action *actions;
+    /* The kinds of durable jobs its connectors add (terminated by kind
+     * NULL), or NULL. */
+    const struct conn_job_type *jobs;
     /* Optional: finish an authorization whose state is `state` with
-     * `code` (NULL: refused) if one of this type's connectors started it:
-     * CONN_OAUTH_UNKNOWN when none did. conn (n bytes) gets the
-     * connector's name once known. */
-    enum conn_oauth_rc (*oauth_callback)(struct wharf *w, struct store *st,
+     * `code` (NULL: refused) if the stored connector x started it:
+     * CONN_OAUTH_UNKNOWN when it did not. */
+    enum conn_oauth_rc (*oauth_callback)(struct conn_oauth_ctx *x,
                                          const char *state,
                                          const struct secret *code,
-                                         char *conn, size_t n,
                                          struct error *err);
     /* Whether this config takes messages in (a folder polled, a route):
      * then it needs an outgoing link. NULL: never (or, like as2, it
@@ -299,19 +335,18 @@ json_t *connector_config_schema(const struct connector_type *t);
 const struct conn_action *connector_action_find(const struct connector_type *t,
                                                 const char *verb);
 
+/* The job kind of type t, or NULL. */
+const struct conn_job_type *connector_job_type(const struct connector_type *t,
+                                               const char *kind);
+
 /* The action verb of any type (the first that has it), or NULL: what an
  * attempt on a connector that turned out not to have it is audited as. */
 const struct conn_action *connector_action_any(const char *verb);
 
-/* GET /oauth/callback: ask every type with oauth_callback. */
-enum conn_oauth_rc connector_oauth_callback(struct wharf *w, struct store *st,
-                                            const char *state,
-                                            const struct secret *code,
-                                            char *conn, size_t n,
-                                            struct error *err);
-
-/* Build and open a connector. Caller owns; free with connector_free. */
-struct connector *connector_new(struct wharf *w, const char *name,
+/* Build and open a connector with environment env (borrowed: it must
+ * outlive the connector; NULL: no data dir, for checks and tests). Caller
+ * owns; free with connector_free. */
+struct connector *connector_new(struct conn_env *env, const char *name,
                                 const char *type, json_t *config,
                                 struct error *err);
 void connector_free(struct connector *c);
@@ -319,34 +354,13 @@ void connector_free(struct connector *c);
 /* Every registered type (static array); returns the count. */
 size_t connector_types(const struct connector_type *const **out);
 
-/* `wharf serve`: for every type with route() and route_prefix, route POST
- * PREFIX... on the partner listener to the route() of the connector the
- * type's route_pick() chooses among the stored flow's connectors of that
- * type (connectors/routes.c). Call before net_server_start; free after
- * net_server_free. NULL with err on failure. */
-struct partner_routes;
-struct partner_routes *partner_routes_register(struct net_server *s,
-                                               struct wharf *w,
-                                               struct error *err);
-void partner_routes_free(struct partner_routes *r);
-
-/* ---- secrets (connectors/secrets.c) ----------------------------------------
+/* ---- secrets (connectors/secrets.c; sealing and unsealing: core) -----------
  * Secrets are given as files and stored by the vault: flow import seals
  * each CONN_SECRET and CONN_FILE option (and the credential members of a
- * CONN_SECRET_MEMBERS map); connector_new unseals them before open().
- * Runtime state (OAuth tokens) is sealed into the store by name. */
-struct store_flow;
+ * CONN_SECRET_MEMBERS map); connector_new unseals them before open()
+ * (core/conn_secrets.c). What a connector obtains itself (OAuth tokens) is
+ * its state (connectors/env.h). */
 struct connector_secret_slot;
-
-/* Flow import: read and seal every secret and file f's configs give
- * (core/flowfile.h; from the API no file is read), adding the blobs to
- * f->secrets (written by store_flow_put) and putting {"sealed": "CONN:KEY"}
- * in their place in each config (so export names them, and an import of
- * that export keeps them: a reference is looked up in st). 0 or -1 with
- * err naming the connector and key (never the content). */
-int connector_secrets_seal(struct wharf *w, struct store *st,
-                           struct store_flow *f, enum flow_origin origin,
-                           struct error *err);
 
 /* Whether a header (or member) name looks like a credential: it holds
  * auth, token, secret, pass, key, cookie, session, credential or
@@ -356,9 +370,29 @@ int connector_credential_name(const char *name);
 /* Most bytes a secret or a connector file may have. */
 #define SECRET_SEAL_MAX (64 * 1024)
 
-/* connector_new: unseal the secrets config names into c; free them. */
+/* Every key of config that holds a sealed value or a file to seal: the
+ * type's CONN_SECRET and CONN_FILE options, and the credential-named
+ * members of its CONN_SECRET_MEMBERS maps ("headers.X-Api-Key"). Calls
+ * fn(key, secret, ud) for each present one; stops at (and returns) the
+ * first non-zero return. */
+typedef int (*connector_secret_key_fn)(const char *key, int secret, void *ud);
+int connector_secret_keys(const struct connector_type *t, const json_t *config,
+                          connector_secret_key_fn fn, void *ud);
+
+/* The value at dotted key in config, where a member named like the whole
+ * rest wins over a split at a dot ("headers.X-Api.Key" finds the header
+ * "X-Api.Key"): the value (borrowed) with the object holding it (*parent)
+ * and its member name there (*leaf, a suffix of key), or NULL. */
+json_t *connector_config_member(const json_t *config, const char *key,
+                                json_t **parent, const char **leaf);
+
+/* connector_new: unseal the secrets config names into c (core; through
+ * c->env's data dir, none without an environment). 0 or -1 with err. */
 int connector_secrets_load(struct connector *c, const json_t *config,
                            struct error *err);
+/* Add the unsealed value of key to c (value taken, also on failure). */
+int connector_secret_add(struct connector *c, const char *key,
+                         struct secret *value, struct error *err);
 void connector_secrets_free(struct connector *c);
 
 /* The secret the config key `key` named ("auth.password_file"), or NULL
@@ -378,24 +412,6 @@ int connector_secret_ok(const char *key, const json_t *v, int required,
  * -1 with err. */
 int connector_secret_memfile(const struct secret *s, char *path, size_t n,
                              struct error *err);
-
-/* Runtime secrets of connector conn under `name` (e.g. "oauth.refresh"),
- * sealed by the vault. get: 1 and *out (caller frees) when present, 0 when
- * not, -1 on error; expires_at (ms since the epoch, 0 = never) may be
- * NULL. They use the thread's store connection (wharf_store). */
-int connector_state_get(struct wharf *w, const char *conn, const char *name,
-                        struct secret **out, int64_t *expires_at,
-                        struct error *err);
-int connector_state_put(struct wharf *w, const char *conn, const char *name,
-                        const struct secret *value, int64_t expires_at,
-                        struct error *err);
-int connector_state_drop(struct wharf *w, const char *conn, const char *name,
-                         struct error *err);
-/* Names of conn's runtime secrets starting with prefix, oldest first;
- * *names and each name malloc'ed (caller frees). 0 or -1. */
-int connector_state_names(struct wharf *w, const char *conn,
-                          const char *prefix, char ***names, size_t *n,
-                          struct error *err);
 
 /* Log through the connector's own level. */
 #define conn_log(c, level, msgid, ...) \

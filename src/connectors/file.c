@@ -48,7 +48,6 @@
 #include <unistd.h>
 
 #include "core/intake.h"
-#include "core/wharf.h"
 #include "util/confine.h"
 #include "util/fault.h"
 #include "util/fsx.h"
@@ -483,7 +482,7 @@ static enum wh_status take_stable(struct connector *c, struct file_state *fs,
 {
     size_t n;
     struct seen **v = stable_files(fs, &n);
-    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
+    int batch = c->env ? c->env->settings->batch : 256, inbatch = 0;
     enum wh_status st = WH_OK;
     if (v == NULL)
         return error_set(err, "out of memory"), WH_RETRY;
@@ -637,7 +636,7 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
                       struct delivery *d, struct pending *p)
 {
     /* On the heap, not in static TLS (see intake_add_fd). */
-    unsigned char *buf = malloc(PAYLOAD_SEGMENT);
+    unsigned char *buf = malloc(MESSAGE_PAYLOAD_CHUNK);
     if (buf == NULL) {
         error_set(&d->err, "out of memory");
         d->status = WH_RETRY;
@@ -658,7 +657,7 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
     ssize_t got = r ? 1 : -1;
     progress_begin(d->msg->id, c->name, "send", d->msg->size);
     while (got > 0) {
-        got = payload_read(r, buf, PAYLOAD_SEGMENT, &d->err);
+        got = message_payload_read(r, buf, MESSAGE_PAYLOAD_CHUNK, &d->err);
         if (got > 0)
             progress_add(got);
         if (got > 0 && write_all(p->fd, buf, (size_t)got) < 0) {
@@ -669,7 +668,7 @@ static int write_temp(struct connector *c, struct file_state *fs, int sfd,
         }
     }
     progress_end();
-    payload_close(r);
+    message_payload_close(r);
     free(buf);
     if (got < 0)
         d->status = WH_FAIL;    /* the stored payload is bad: retrying won't help */

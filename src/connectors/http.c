@@ -45,10 +45,8 @@
 #include <unistd.h>
 
 #include "connectors/proxy.h"
-#include "core/wharf.h"
 #include "net/client.h"
 #include "net/oauth.h"
-#include "store/store.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -291,13 +289,13 @@ static int oauth_load(struct connector *c, struct oauth_conn *o,
 {
     struct secret *v = NULL;
     int64_t exp = 0;
-    int rc = connector_state_get(c->wharf, c->name, "oauth.revoked", &v, NULL,
+    int rc = conn_state_get(c->env->state, c->name, "oauth.revoked", &v, NULL,
                                  err);
     if (rc < 0)
         return -1;
     secret_free(v);
     o->revoked = rc == 1;
-    rc = connector_state_get(c->wharf, c->name, "oauth.access", &v, &exp, err);
+    rc = conn_state_get(c->env->state, c->name, "oauth.access", &v, &exp, err);
     if (rc < 0)
         return -1;
     if (rc == 1 && !secret_equal(v, o->access)) {
@@ -309,7 +307,7 @@ static int oauth_load(struct connector *c, struct oauth_conn *o,
         if (rc == 0)
             secret_swap(&o->access, NULL);
     }
-    rc = connector_state_get(c->wharf, c->name, "oauth.refresh", &v, NULL,
+    rc = conn_state_get(c->env->state, c->name, "oauth.refresh", &v, NULL,
                              err);
     if (rc < 0)
         return -1;
@@ -353,20 +351,20 @@ static void oauth_keep(struct connector *c, struct oauth_conn *o,
     t->access = NULL;
     o->expires_at = life ? now + life : 0;
     o->refresh_at = life ? o->expires_at - margin : 0;
-    int rc = connector_state_put(c->wharf, c->name, "oauth.access", o->access,
+    int rc = conn_state_put(c->env->state, c->name, "oauth.access", o->access,
                                  o->expires_at, &err);
     if (o->code_grant && (t->refresh || g == OAUTH_AUTHORIZATION_CODE)) {
         secret_swap(&o->refresh, t->refresh);
         t->refresh = NULL;
         if (rc == 0)
-            rc = o->refresh ? connector_state_put(c->wharf, c->name,
+            rc = o->refresh ? conn_state_put(c->env->state, c->name,
                                                   "oauth.refresh", o->refresh,
                                                   0, &err)
-                            : connector_state_drop(c->wharf, c->name,
+                            : conn_state_drop(c->env->state, c->name,
                                                    "oauth.refresh", &err);
     }
     if (rc == 0 && g == OAUTH_AUTHORIZATION_CODE)
-        rc = connector_state_drop(c->wharf, c->name, "oauth.revoked", &err);
+        rc = conn_state_drop(c->env->state, c->name, "oauth.revoked", &err);
     oauth_store_warn(c, rc, &err);
     o->revoked = 0;
     conn_log(c, LOG_INFO, NULL, "OAuth: new access token from %s (%s grant, "
@@ -414,13 +412,13 @@ static enum wh_status oauth_revoke(struct connector *c, struct oauth_conn *o,
                          "they were refreshed: trying again", c->name),
                WH_RETRY;
     struct secret *mark = secret_from("invalid_grant", 13);
-    rc = mark ? connector_state_put(c->wharf, c->name, "oauth.revoked", mark,
+    rc = mark ? conn_state_put(c->env->state, c->name, "oauth.revoked", mark,
                                     0, &lerr) : error_set(&lerr, "out of memory");
     secret_free(mark);
     if (rc == 0)
-        rc = connector_state_drop(c->wharf, c->name, "oauth.refresh", &lerr);
+        rc = conn_state_drop(c->env->state, c->name, "oauth.refresh", &lerr);
     if (rc == 0)
-        rc = connector_state_drop(c->wharf, c->name, "oauth.access", &lerr);
+        rc = conn_state_drop(c->env->state, c->name, "oauth.access", &lerr);
     oauth_store_warn(c, rc, &lerr);
     secret_swap(&o->access, NULL);
     secret_swap(&o->refresh, NULL);
@@ -441,7 +439,7 @@ static enum wh_status oauth_renew(struct connector *c, struct oauth_conn *o,
 {
     struct error lerr = {0};
     char code[OAUTH_ERROR_MAX];
-    if (c->wharf && oauth_load(c, o, &lerr) < 0)
+    if (c->env && oauth_load(c, o, &lerr) < 0)
         conn_log(c, LOG_WARNING, NULL, "cannot read the stored OAuth tokens: "
                  "%s", lerr.msg);
     if (oauth_usable(o, rejected))
@@ -513,8 +511,8 @@ static int oauth_open(struct connector *c, struct http_state *hs,
                  conn_str(c, "auth.redirect_uri"));
     else
         snprintf(o->redirect_uri, sizeof(o->redirect_uri),
-                 "https://%s/oauth/callback", c->wharf
-                 ? c->wharf->conf.admin_listen : "127.0.0.1:8443");
+                 "https://%s/oauth/callback", c->env
+                 ? c->env->settings->admin_listen : "127.0.0.1:8443");
     o->ep.redirect_uri = o->redirect_uri;
     o->margin_ms = conn_int(c, "auth.refresh_margin_s") * 1000;
     /* the token endpoint: the partner's proxy, its own CA, no pin or
@@ -526,7 +524,7 @@ static int oauth_open(struct connector *c, struct http_state *hs,
     eo->proxy_auth = hs->opts.proxy_auth;
     eo->no_proxy = hs->opts.no_proxy;
     eo->timeout_ms = OAUTH_TOKEN_TIMEOUT_MS;
-    if (c->wharf && oauth_load(c, o, err) < 0) {
+    if (c->env && oauth_load(c, o, err) < 0) {
         conn_log(c, LOG_WARNING, NULL, "cannot read the stored OAuth tokens "
                  "(new ones are requested when needed): %s", err->msg);
         error_clear(err);
@@ -684,7 +682,7 @@ struct body {
 static ssize_t body_read(void *ud, void *buf, size_t n, struct error *err)
 {
     struct body *b = ud;
-    ssize_t got = payload_read(b->r, buf, n, err);
+    ssize_t got = message_payload_read(b->r, buf, n, err);
     if (got <= 0)
         return got;
     b->left -= got;
@@ -692,7 +690,7 @@ static ssize_t body_read(void *ud, void *buf, size_t n, struct error *err)
         return error_set(err, "the payload is longer than its recorded size");
     if (b->left == 0) {
         unsigned char extra[16];
-        ssize_t e = payload_read(b->r, extra, sizeof(extra), err);
+        ssize_t e = message_payload_read(b->r, extra, sizeof(extra), err);
         if (e != 0)
             return e < 0 ? -1 : error_set(err, "the payload is longer than "
                                           "its recorded size");
@@ -745,16 +743,18 @@ static enum wh_status http_send(struct connector *c, struct delivery *d,
         free(hdrs);
         return WH_FAIL;
     }
+    int64_t answered = 0;           /* the answer's body: not needed */
     struct net_client_req req = {
         .method = hs->method, .url = hs->url, .headers = hdrs,
         .user = hs->user, .password = hs->password, .bearer = bearer,
         .body_len = m->size, .read = body_read, .read_ud = &b,
+        .write = net_client_discard, .write_ud = &answered,
     };
     struct net_client_resp resp;
     conn_log(c, LOG_DEBUG, m->id, "%s %s (%lld bytes)", hs->method, hs->url,
              (long long)m->size);
     enum wh_status st = net_client_request(&hs->opts, &req, &resp, &d->err);
-    payload_close(b.r);
+    message_payload_close(b.r);
     free(hdrs);
     *status = st == WH_OK ? resp.status : 0;
     if (st == WH_OK && is_success(hs, resp.status)) {
@@ -857,33 +857,6 @@ static int code_grant(const json_t *config)
            !strcmp(str(auth, "grant"), "authorization_code");
 }
 
-/* Does stored config text use it (and is the connector an http one)? */
-static int code_grant_config(const struct store_connector *sc)
-{
-    if (strcmp(sc->type, "http") != 0)
-        return 0;
-    json_error_t je;
-    json_t *cfg = json_loads(sc->config, 0, &je);
-    int yes = code_grant(cfg);
-    json_decref(cfg);
-    return yes;
-}
-
-/* Open the stored connector f->conns[i]. NULL with err. */
-static struct connector *open_stored(struct wharf *w,
-                                     const struct store_connector *sc,
-                                     struct error *err)
-{
-    json_error_t je;
-    json_t *cfg = json_loads(sc->config, 0, &je);
-    if (cfg == NULL)
-        return error_set(err, "stored config of '%s' is not JSON", sc->name),
-               NULL;
-    struct connector *c = connector_new(w, sc->name, sc->type, cfg, err);
-    json_decref(cfg);
-    return c;
-}
-
 /* "STATE VERIFIER" of a new authorization, sealed as "oauth.pending". */
 static int pending_put(struct connector *c, const char *state,
                        const struct secret *verifier, struct error *err)
@@ -896,7 +869,7 @@ static int pending_put(struct connector *c, const char *state,
     secret_data_mut(v)[OAUTH_RANDOM_LEN] = ' ';
     memcpy(secret_data_mut(v) + OAUTH_RANDOM_LEN + 1, secret_data(verifier),
            secret_len(verifier));
-    int rc = connector_state_put(c->wharf, c->name, "oauth.pending", v,
+    int rc = conn_state_put(c->env->state, c->name, "oauth.pending", v,
                                  time_now_ms() + OAUTH_PENDING_S * 1000LL,
                                  err);
     secret_free(v);
@@ -966,36 +939,30 @@ static int pending_matches(const struct secret *v, const char *state)
            CRYPTO_memcmp(secret_data(v), state, OAUTH_RANDOM_LEN) == 0;
 }
 
-/* Find and take (drop) the pending authorization with this state among
- * the code-grant connectors of f: its index, and *verifier (caller
- * frees); -1 when none. */
-static long pending_take(struct wharf *w, const struct store_flow *f,
-                         const char *state, struct secret **verifier,
-                         struct error *err)
+/* Take (drop) the pending authorization of connector x if it carries
+ * state (or expired): 1 and *verifier (caller frees) when it matches, 0
+ * when not, -1 on error. */
+static int pending_take(struct conn_oauth_ctx *x, const char *state,
+                        struct secret **verifier, struct error *err)
 {
-    long found = -1;
-    int64_t now = time_now_ms();
+    int found = 0;
+    struct secret *v = NULL;
+    int64_t exp = 0;
     pthread_mutex_lock(&pending_mu);
-    for (size_t i = 0; i < f->nconns && found < 0; i++) {
-        const char *name = f->conns[i].name;
-        struct secret *v = NULL;
-        int64_t exp = 0;
-        if (!code_grant_config(&f->conns[i]) ||
-            connector_state_get(w, name, "oauth.pending", &v, &exp, err) != 1)
-            continue;
-        int expired = exp != 0 && exp < now;
-        if (expired || pending_matches(v, state)) {
-            connector_state_drop(w, name, "oauth.pending", err);
-            if (!expired) {
-                found = (long)i;
-                *verifier = secret_from(secret_data(v) + OAUTH_RANDOM_LEN + 1,
-                                        secret_len(v) - OAUTH_RANDOM_LEN - 1);
-            }
+    int rc = conn_state_get(x->env->state, x->name, "oauth.pending", &v, &exp,
+                            err);
+    int expired = rc == 1 && exp != 0 && exp < time_now_ms();
+    if (rc == 1 && (expired || pending_matches(v, state))) {
+        conn_state_drop(x->env->state, x->name, "oauth.pending", err);
+        if (!expired) {
+            found = 1;
+            *verifier = secret_from(secret_data(v) + OAUTH_RANDOM_LEN + 1,
+                                    secret_len(v) - OAUTH_RANDOM_LEN - 1);
         }
-        secret_free(v);
     }
+    secret_free(v);
     pthread_mutex_unlock(&pending_mu);
-    return found;
+    return rc < 0 ? -1 : found;
 }
 
 /* Exchange the code at c's token endpoint and keep the tokens. */
@@ -1018,43 +985,37 @@ static enum conn_oauth_rc code_exchange(struct connector *c,
     return CONN_OAUTH_OK;
 }
 
-/* GET /oauth/callback for http connectors (connector_oauth_callback): the
- * state must be a pending one (single use: taken whatever follows); the
- * code is exchanged at the token endpoint, the tokens stored sealed, the
- * mark of a revoked authorization ("oauth.revoked") dropped. A running
- * engine picks the new tokens up from the store. */
-static enum conn_oauth_rc http_oauth_callback(struct wharf *w,
-                                              struct store *st,
+/* GET /oauth/callback for http connectors (core/flow.c's
+ * flow_oauth_callback asks every stored connector): the state must be x's
+ * pending one (single use: taken whatever follows); the code is exchanged
+ * at the token endpoint, the tokens stored sealed, the mark of a revoked
+ * authorization ("oauth.revoked") dropped. A running engine picks the new
+ * tokens up from the store. */
+static enum conn_oauth_rc http_oauth_callback(struct conn_oauth_ctx *x,
                                               const char *state,
                                               const struct secret *code,
-                                              char *conn, size_t n,
                                               struct error *err)
 {
-    struct store_flow f;
     struct secret *verifier = NULL;
     struct error lerr = {0};
-    if (n)
-        conn[0] = '\0';
-    if (store_flow_get(st, &f, err) < 0)
-        return CONN_OAUTH_FAILED;
-    long i = pending_take(w, &f, state, &verifier, &lerr);
-    enum conn_oauth_rc rc = CONN_OAUTH_FAILED;
-    if (i < 0) {
-        rc = CONN_OAUTH_UNKNOWN;
-    } else {
-        snprintf(conn, n, "%s", f.conns[i].name);
-        struct connector *c = NULL;
-        if (verifier == NULL)
-            error_set(err, "out of memory");
-        else if (code == NULL)
-            error_set(err, "the authorization server did not grant the "
-                      "authorization of connector %s", f.conns[i].name);
-        else if ((c = open_stored(w, &f.conns[i], err)) != NULL)
-            rc = code_exchange(c, code, verifier, err);
-        connector_free(c);
+    if (!code_grant(x->config))
+        return CONN_OAUTH_UNKNOWN;
+    int taken = pending_take(x, state, &verifier, &lerr);
+    if (taken <= 0) {
+        secret_free(verifier);
+        return CONN_OAUTH_UNKNOWN;
     }
+    enum conn_oauth_rc rc = CONN_OAUTH_FAILED;
+    struct connector *c = NULL;
+    if (verifier == NULL)
+        error_set(err, "out of memory");
+    else if (code == NULL)
+        error_set(err, "the authorization server did not grant the "
+                  "authorization of connector %s", x->name);
+    else if ((c = x->open(x, err)) != NULL)
+        rc = code_exchange(c, code, verifier, err);
+    connector_free(c);
     secret_free(verifier);
-    store_flow_clear(&f);
     return rc;
 }
 

@@ -1,7 +1,8 @@
 /*
  * proxy.c - the `proxy` key of connector configs (R2; see proxy.h for
- * its forms) and its resolution against wharf.conf's global proxy
- * through net_client_proxy_pick, the one rule.
+ * its forms) and its resolution against wharf.conf's global proxy by the
+ * transport of the connector's environment (conn_net_proxy: the one rule,
+ * net_client_proxy_pick).
  *
  * Owns the global proxy credentials a connector reads when it opens
  * (wiped when it closes). Must never: log, print or put into an error a
@@ -13,7 +14,6 @@
 #include <string.h>
 
 #include "connectors/connector.h"
-#include "core/wharf.h"
 #include "util/secret.h"
 
 static const char *str(const json_t *o, const char *k)
@@ -50,7 +50,7 @@ int connector_proxy_open(const struct connector *c, struct connector_proxy *p,
                          struct error *err)
 {
     memset(p, 0, sizeof(*p));
-    struct net_proxy own = {0}, global = {0};
+    struct net_proxy own = {0};
     const json_t *px = json_object_get(c->config, "proxy");
     if (json_is_string(px)) {
         own.url = json_string_value(px);
@@ -62,26 +62,13 @@ int connector_proxy_open(const struct connector *c, struct connector_proxy *p,
                                        err) < 0)
             return -1;
     }
-    const struct wharf_conf *conf = c->wharf ? &c->wharf->conf : NULL;
-    if (conf && conf->proxy[0]) {
-        global.url = conf->proxy;
-        global.no_proxy = conf->no_proxy[0] ? conf->no_proxy : NULL;
-    }
-    p->from = net_client_proxy_pick(&own, &global, &p->use);
-    if (p->from != NET_PROXY_GLOBAL || conf->proxy_credentials_file[0] == '\0')
+    if (c->env == NULL) {       /* no data dir: only the connector's own */
+        struct net_proxy none = {0};
+        p->from = net_client_proxy_pick(&own, &none, &p->use);
         return 0;
-    p->global_auth = secret_from_file(conf->proxy_credentials_file, err);
-    if (p->global_auth == NULL) {
-        error_prefix(err, "proxy_credentials_file of wharf.conf");
-        return -1;
     }
-    if (credentials_ok(p->global_auth, "proxy_credentials_file of wharf.conf",
-                       err) < 0) {
-        connector_proxy_close(p);
-        return -1;
-    }
-    p->use.auth = p->global_auth;
-    return 0;
+    return conn_net_proxy(c->env->net, &own, &p->use, &p->from,
+                          &p->global_auth, err);
 }
 
 void connector_proxy_close(struct connector_proxy *p)

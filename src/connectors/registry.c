@@ -23,8 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/wharf.h"
-
 extern const struct connector_type connector_file;
 extern const struct connector_type connector_sftp;
 extern const struct connector_type connector_http;
@@ -132,7 +130,7 @@ int connector_check(const char *name, const char *type, const json_t *config,
     return rc;
 }
 
-struct connector *connector_new(struct wharf *w, const char *name,
+struct connector *connector_new(struct conn_env *env, const char *name,
                                 const char *type, json_t *config,
                                 struct error *err)
 {
@@ -145,10 +143,10 @@ struct connector *connector_new(struct wharf *w, const char *name,
         return NULL;
     }
     c->type = connector_type_find(type);
-    c->wharf = w;
+    c->env = env;
     common_parse(config, c);
     if (c->poll_ms == 0)
-        c->poll_ms = w ? w->conf.poll_ms : 1000;
+        c->poll_ms = env ? env->settings->poll_ms : 1000;
     c->config = type_config(config);
     if (connector_secrets_load(c, c->config, err) < 0 ||
         c->type->open(c, err) != WH_OK) {
@@ -182,6 +180,15 @@ const struct conn_action *connector_action_find(const struct connector_type *t,
     return NULL;
 }
 
+const struct conn_job_type *connector_job_type(const struct connector_type *t,
+                                               const char *kind)
+{
+    for (size_t i = 0; t->jobs && t->jobs[i].kind; i++)
+        if (strcmp(t->jobs[i].kind, kind) == 0)
+            return &t->jobs[i];
+    return NULL;
+}
+
 const struct conn_action *connector_action_any(const char *verb)
 {
     const struct conn_action *a = NULL;
@@ -206,20 +213,4 @@ enum conn_act_rc connector_action_test(struct conn_action_ctx *x,
     x->result = json_pack("{s:s, s:b, s:s}", "connector", x->name, "ok", 1,
                           "detail", "connection test passed");
     return CONN_ACT_OK;
-}
-
-enum conn_oauth_rc connector_oauth_callback(struct wharf *w, struct store *st,
-                                            const char *state,
-                                            const struct secret *code,
-                                            char *conn, size_t n,
-                                            struct error *err)
-{
-    enum conn_oauth_rc rc = CONN_OAUTH_UNKNOWN;
-    for (size_t i = 0; i < NTYPES && rc == CONN_OAUTH_UNKNOWN; i++)
-        if (TYPES[i]->oauth_callback)
-            rc = TYPES[i]->oauth_callback(w, st, state, code, conn, n, err);
-    if (rc == CONN_OAUTH_UNKNOWN)
-        error_set(err, "no authorization is pending with this state (unknown, "
-                  "expired or already used): start it again");
-    return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * sftp.c - the SFTP connector (M5): a folder on a partner's SSH server as a
- * destination (upload), a source (poll and download), or both. Built on
- * libcurl's sftp:// (libssh2); every transfer is one curl easy handle.
+ * destination (upload), a source (poll and download), or both, through the
+ * one transport (net/client.h: net_sftp_*, curl's sftp scheme on libssh2;
+ * one session per delivery, one kept between polls).
  *
  * Config: SFTP_OPTIONS below (`wharf connector help sftp`): host, port,
  * user, password_file or key_file (+ key_passphrase_file), host_key_sha256,
@@ -28,9 +29,8 @@
  * callback; only after intake_commit() is it deleted or moved on the server.
  *
  * Secrets (password, key, passphrase, proxy credentials) come sealed from
- * the vault (connector_secret), are handed to curl only as option values
- * and never logged. Curl keeps its own copy of an option string until the
- * handle is cleaned up; that copy is not wiped.
+ * the vault (connector_secret), are handed to the transport only as option
+ * values and never logged.
  *
  * Must never: go beyond the key exchange without the host key pin (no
  * authentication, no transfer); write anything but the temp
@@ -40,7 +40,6 @@
 #include "connectors/connector.h"
 #include "connectors/sftp.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <openssl/evp.h>
@@ -52,12 +51,12 @@
 
 #include "connectors/proxy.h"
 #include "core/intake.h"
-#include "core/wharf.h"
 #include "net/client.h"
 #include "util/secret.h"
 
 #define MAX_TAKE_PER_POLL 1000
 #define MAX_LISTING (64u << 20)     /* bytes of a directory listing */
+#define MIN_LEFT 300                /* room for a file name after a folder */
 #define PATH_MAX_LEN 2048
 #define FP_LEN 43                   /* base64 of 32 bytes, unpadded */
 
@@ -80,19 +79,12 @@ struct sftp_state {
     struct secret *passphrase;  /* NUL-terminated; NULL without one */
     int key_fd;                 /* memfd holding the private key, or -1 */
     char key_path[64];          /* "/proc/self/fd/N" of key_fd */
-    pthread_mutex_t lock;       /* seen, poll handle */
+    struct net_sftp_opts net;   /* what the transport needs (borrows) */
+    pthread_mutex_t lock;       /* seen, poll session */
     struct rfile *seen;
     size_t nseen;
-    CURL *poll_h;               /* kept between polls: the session is reused */
+    struct net_sftp *poll_s;    /* kept between polls: the session is reused */
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static int curl_ready;
-
-static void curl_init_once(void)
-{
-    curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-}
 
 /* ---- config ----------------------------------------------------------------- */
 
@@ -125,7 +117,7 @@ static int remote_dir_ok(const char *key, const char *v, struct error *err)
     if (v[0] != '/')
         return error_set(err, "%s must be an absolute path on the server, "
                          "not '%s'", key, v);
-    if (strlen(v) >= PATH_MAX_LEN - 300)
+    if (strlen(v) >= PATH_MAX_LEN - MIN_LEFT)
         return error_set(err, "%s is too long", key);
     for (const char *p = v; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -257,8 +249,7 @@ static void sftp_close(struct connector *c)
     for (size_t i = 0; i < s->nseen; i++)
         free(s->seen[i].name);
     free(s->seen);
-    if (s->poll_h)
-        curl_easy_cleanup(s->poll_h);
+    net_sftp_close(s->poll_s);
     secret_free(s->password);
     secret_free(s->passphrase);
     connector_proxy_close(&s->proxy);
@@ -271,11 +262,6 @@ static void sftp_close(struct connector *c)
 
 static enum wh_status sftp_open(struct connector *c, struct error *err)
 {
-    pthread_once(&curl_once, curl_init_once);
-    if (!curl_ready) {
-        error_set(err, "libcurl could not be initialized");
-        return WH_FAIL;
-    }
     struct sftp_state *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         error_set(err, "out of memory");
@@ -316,207 +302,17 @@ static enum wh_status sftp_open(struct connector *c, struct error *err)
             goto fail;
         s->key_file = s->key_path;
     }
+    s->net = (struct net_sftp_opts){ .host = s->host, .port = s->port,
+        .user = s->user, .host_key_sha256 = s->fp[0] ? s->fp : NULL,
+        .key_file = s->key_file, .passphrase = s->passphrase,
+        .password = s->password, .proxy = s->proxy.use };
     return WH_OK;
 fail:
     sftp_close(c);
     return WH_FAIL;
 }
 
-/* ---- curl plumbing -------------------------------------------------------------- */
-
-/* Percent-encode a server path for a URL (keeps '/'). -1 if it won't fit. */
-static int url_path(char *out, size_t n, const char *path)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-        int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-                    (*p >= '0' && *p <= '9') || strchr("/-._~", *p);
-        if (o + 4 > n)
-            return -1;
-        if (plain) {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    out[o] = '\0';
-    return 0;
-}
-
-/* A path as a quoted argument of a quote command ("a \"b\""). */
-static int quote_path(char *out, size_t n, const char *path)
-{
-    size_t o = 0;
-    if (n < 3)
-        return -1;
-    out[o++] = '"';
-    for (const char *p = path; *p; p++) {
-        if (o + 4 > n)
-            return -1;
-        if (*p == '"' || *p == '\\')
-            out[o++] = '\\';
-        out[o++] = *p;
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    return 0;
-}
-
-struct op {
-    char ebuf[CURL_ERROR_SIZE];
-    char url[3 * PATH_MAX_LEN + 300];
-};
-
-/* A host key callback that refuses every key (libcurl goes no further
- * than the key exchange). */
-static int refuse_key(void *ud, int type, const char *key, size_t len)
-{
-    (void)ud;
-    (void)type;
-    (void)key;
-    (void)len;
-    return CURLKHMATCH_MISMATCH;
-}
-
-/* Reset h and set what every operation shares; path is on the server. */
-static int setup(struct sftp_state *s, CURL *h, struct op *op,
-                 const char *path)
-{
-    char enc[3 * PATH_MAX_LEN];
-    curl_easy_reset(h);
-    op->ebuf[0] = '\0';
-    if (url_path(enc, sizeof(enc), path) < 0)
-        return -1;
-    int v6 = strchr(s->host, ':') != NULL;
-    snprintf(op->url, sizeof(op->url), "sftp://%s%s%s:%ld%s", v6 ? "[" : "",
-             s->host, v6 ? "]" : "", s->port, enc);
-    curl_easy_setopt(h, CURLOPT_URL, op->url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "sftp");
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, op->ebuf);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_USERNAME, s->user);
-    if (s->fp[0])
-        curl_easy_setopt(h, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, s->fp);
-    else    /* never reached (callers check); refuse any key if it were */
-        curl_easy_setopt(h, CURLOPT_SSH_HOSTKEYFUNCTION, refuse_key);
-    long auth = 0;
-    if (s->key_file) {
-        auth |= CURLSSH_AUTH_PUBLICKEY;
-        curl_easy_setopt(h, CURLOPT_SSH_PRIVATE_KEYFILE, s->key_file);
-        /* "": libssh2 derives the public key from the private one */
-        curl_easy_setopt(h, CURLOPT_SSH_PUBLIC_KEYFILE, "");
-        if (s->passphrase)
-            curl_easy_setopt(h, CURLOPT_KEYPASSWD,
-                             (const char *)secret_data(s->passphrase));
-    }
-    if (s->password) {
-        auth |= CURLSSH_AUTH_PASSWORD | CURLSSH_AUTH_KEYBOARD;
-        curl_easy_setopt(h, CURLOPT_PASSWORD,
-                         (const char *)secret_data(s->password));
-    }
-    curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES, auth);
-    /* Only the configured proxy, never one from the environment. */
-    if (net_client_proxy_setopt(h, &s->proxy.use) != CURLE_OK ||
-        net_client_progress_setopt(h) != CURLE_OK)
-        return -1;
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-    return 0;
-}
-
-/* What a failed curl call means; fills err. what: the operation, path:
- * the server path it was about. */
-static enum wh_status classify(struct sftp_state *s, CURL *h, CURLcode rc,
-                               const struct op *op, const char *what,
-                               const char *path, struct error *err)
-{
-    const char *detail = op->ebuf[0] ? op->ebuf : curl_easy_strerror(rc);
-    char target[300];
-    enum wh_status st;
-    snprintf(target, sizeof(target), "%s:%ld", s->host, s->port);
-    if (net_client_proxy_failed(h, rc, &s->proxy.use, target, op->ebuf, &st,
-                                err)) {
-        error_prefix(err, "%s", what);
-        return st;
-    }
-    switch (rc) {
-    case CURLE_PEER_FAILED_VERIFICATION: {
-        const char *r = strstr(op->ebuf, "Remote ");
-        int n = 0;
-        if (r) {
-            r += 7;
-            while (r[n] && r[n] != ' ' && r[n] != '=')
-                n++;
-        }
-        error_set(err, "host key of %s:%ld does not match host_key_sha256 "
-                  "(the server presents SHA256:%.*s, not the confirmed "
-                  "SHA256:%s; if the partner really changed it, confirm "
-                  "the new one with them, then run `wharf connector "
-                  "NAME hostkey.accept SHA256:...`)", s->host, s->port, n,
-                  r ? r : "", s->fp);
-        return WH_FAIL;
-    }
-    case CURLE_LOGIN_DENIED:
-        error_set(err, "authentication failed for %s at %s:%ld", s->user,
-                  s->host, s->port);
-        return WH_FAIL;
-    case CURLE_REMOTE_ACCESS_DENIED:
-        error_set(err, "%s: permission denied on %s at %s:%ld", what, path,
-                  s->host, s->port);
-        return WH_FAIL;
-    case CURLE_REMOTE_FILE_NOT_FOUND:
-        error_set(err, "%s: %s not found on %s:%ld", what, path, s->host,
-                  s->port);
-        return WH_FAIL;
-    default:
-        break;
-    }
-    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-        rc == CURLE_COULDNT_RESOLVE_PROXY)
-        error_set(err, "%s: cannot connect to %s:%ld%s%s: %s", what, s->host,
-                  s->port, s->proxy.use.url ? " through proxy " : "",
-                  s->proxy.use.url ? s->proxy.use.url : "", detail);
-    else if (rc == CURLE_OPERATION_TIMEDOUT)
-        error_set(err, "%s: timed out talking to %s:%ld: %s", what, s->host,
-                  s->port, detail);
-    else
-        error_set(err, "%s %s on %s:%ld: %s", what, path, s->host, s->port,
-                  detail);
-    return WH_RETRY;
-}
-
 /* ---- listing -------------------------------------------------------------------- */
-
-struct buf {
-    char *p;
-    size_t n, cap;
-};
-
-static size_t buf_write(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t n = size * nmemb;
-    if (b->n + n + 1 > MAX_LISTING)
-        return 0;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->n + n + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (np == NULL)
-            return 0;
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, data, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return n;
-}
 
 static void rfiles_free(struct rfile *v, size_t n)
 {
@@ -561,38 +357,31 @@ int sftp_parse_entry(char *line, long long *size, char *tm, size_t tmn,
     return 0;
 }
 
-/* The regular files in dir (server path). */
-static enum wh_status list_dir(struct sftp_state *s, CURL *h, const char *dir,
+/* The regular files in dir (server path), listed in session ss. */
+static enum wh_status list_dir(struct net_sftp *ss, const char *dir,
                                struct rfile **out, size_t *nout,
                                struct error *err)
 {
-    struct op op;
-    struct buf b = {0};
-    char path[PATH_MAX_LEN + 2];
-    snprintf(path, sizeof(path), "%s%s", dir, strcmp(dir, "/") ? "/" : "");
+    char *text = NULL;
+    size_t len = 0;
     *out = NULL;
     *nout = 0;
-    if (setup(s, h, &op, path) < 0)
-        return error_set(err, "path %s is too long", dir), WH_FAIL;
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK) {
-        free(b.p);
-        return classify(s, h, rc, &op, "cannot list", dir, err);
-    }
+    enum wh_status st = net_sftp_list(ss, dir, MAX_LISTING, &text, &len,
+                                      err);
+    if (st != WH_OK)
+        return st;
     size_t cap = 0;
-    enum wh_status st = WH_OK;
-    for (char *line = b.p; line && *line;) {
+    for (char *line = text; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
-        size_t len = strlen(line);
-        if (len && line[len - 1] == '\r')
-            line[len - 1] = '\0';
+        size_t ll = strlen(line);
+        if (ll && line[ll - 1] == '\r')
+            line[ll - 1] = '\0';
         struct rfile r = {0};
         char *name;
-        if (sftp_parse_entry(line, &r.size, r.time, sizeof(r.time), &name) == 0) {
+        if (sftp_parse_entry(line, &r.size, r.time, sizeof(r.time),
+                             &name) == 0) {
             if (*nout == cap) {
                 cap = cap ? cap * 2 : 32;
                 void *np = realloc(*out, cap * sizeof(**out));
@@ -610,7 +399,7 @@ static enum wh_status list_dir(struct sftp_state *s, CURL *h, const char *dir,
         }
         line = nl ? nl + 1 : NULL;
     }
-    free(b.p);
+    free(text);
     if (st != WH_OK) {
         rfiles_free(*out, *nout);
         *out = NULL;
@@ -627,31 +416,6 @@ static const struct rfile *rfile_find(const struct rfile *v, size_t n,
         if (!strcmp(v[i].name, name))
             return &v[i];
     return NULL;
-}
-
-/* Run quote commands only (no transfer) in one session. */
-static CURLcode run_quote(struct sftp_state *s, CURL *h, struct op *op,
-                          struct curl_slist *cmds)
-{
-    if (setup(s, h, op, "/") < 0)
-        return CURLE_URL_MALFORMAT;
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(h, CURLOPT_QUOTE, cmds);
-    return curl_easy_perform(h);
-}
-
-/* "CMD "a" ["b"]" as a one-element list, or NULL. */
-static struct curl_slist *quote_cmd(const char *cmd, const char *a,
-                                    const char *b)
-{
-    char qa[2 * PATH_MAX_LEN + 4], qb[2 * PATH_MAX_LEN + 4];
-    char line[4 * PATH_MAX_LEN + 32];
-    if (quote_path(qa, sizeof(qa), a) < 0 ||
-        (b && quote_path(qb, sizeof(qb), b) < 0))
-        return NULL;
-    snprintf(line, sizeof(line), "%s %s%s%s", cmd, qa, b ? " " : "",
-             b ? qb : "");
-    return curl_slist_append(NULL, line);
 }
 
 /* ---- the host key ----------------------------------------------------------------- */
@@ -677,80 +441,16 @@ int sftp_fingerprint_norm(const char *in, char *out, size_t n)
     return 0;
 }
 
-struct captured {
-    int got, type;
-    char fp[FP_LEN + 1];
-};
-
-/* CURLOPT_SSH_HOSTKEYFUNCTION: note the key (its SHA-256 as OpenSSH
- * prints it) and refuse it, so that libcurl stops after the key exchange
- * and never authenticates. */
-static int capture_key(void *ud, int type, const char *key, size_t len)
-{
-    struct captured *k = ud;
-    unsigned char md[32], b64[48];
-    if (EVP_Digest(key, len, md, NULL, EVP_sha256(), NULL) == 1) {
-        EVP_EncodeBlock(b64, md, sizeof(md));
-        memcpy(k->fp, b64, FP_LEN);
-        k->fp[FP_LEN] = '\0';
-        k->type = type;
-        k->got = 1;
-    }
-    return CURLKHMATCH_MISMATCH;
-}
-
-static const char *key_type_name(int type)
-{
-    switch (type) {
-    case CURLKHTYPE_RSA:
-        return "RSA";
-    case CURLKHTYPE_DSS:
-        return "DSA";
-    case CURLKHTYPE_ECDSA:
-        return "ECDSA";
-    case CURLKHTYPE_ED25519:
-        return "ED25519";
-    default:
-        return "UNKNOWN";
-    }
-}
-
 enum wh_status sftp_hostkey_capture(struct connector *c, struct sftp_key *out,
                                     char *server, size_t n, struct error *err)
 {
     struct sftp_state *s = c->state;
+    char fp[44];
     snprintf(server, n, "%s:%ld", s->host, s->port);
-    struct captured k = {0};
-    struct op op = {0};
-    CURL *h = curl_easy_init();
-    if (h == NULL)
-        return error_set(err, "out of memory"), WH_RETRY;
-    int v6 = strchr(s->host, ':') != NULL;
-    snprintf(op.url, sizeof(op.url), "sftp://%s%s%s:%ld/", v6 ? "[" : "",
-             s->host, v6 ? "]" : "", s->port);
-    curl_easy_setopt(h, CURLOPT_URL, op.url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "sftp");
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, op.ebuf);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_NONE);
-    curl_easy_setopt(h, CURLOPT_SSH_HOSTKEYFUNCTION, capture_key);
-    curl_easy_setopt(h, CURLOPT_SSH_HOSTKEYDATA, &k);
-    enum wh_status st = WH_OK;
-    CURLcode rc = (CURLcode)net_client_proxy_setopt(h, &s->proxy.use);
-    if (rc == CURLE_OK)
-        rc = curl_easy_perform(h);
-    if (k.got) {
-        snprintf(out->type, sizeof(out->type), "%s", key_type_name(k.type));
+    enum wh_status st = net_sftp_hostkey(&s->net, out->type, fp, err);
+    if (st == WH_OK)
         snprintf(out->fingerprint, sizeof(out->fingerprint), "SHA256:%s",
-                 k.fp);
-    } else if (rc == CURLE_OK || rc == CURLE_PEER_FAILED_VERIFICATION) {
-        error_set(err, "%s:%ld presented no host key", s->host, s->port);
-        st = WH_RETRY;
-    } else {
-        st = classify(s, h, rc, &op, "cannot get the host key", "/", err);
-    }
-    curl_easy_cleanup(h);
+                 fp);
     return st;
 }
 
@@ -772,93 +472,97 @@ static void target_name(const struct message *m, char *out, size_t n)
 
 struct upload {
     struct payload_reader *r;
-    struct error *err;
-    int failed;             /* the stored payload could not be read */
+    const struct message *m;
     unsigned char *skip;    /* scratch for seeking */
 };
 
-static size_t up_read(char *buf, size_t size, size_t nitems, void *ud)
+static ssize_t up_read(void *ud, void *buf, size_t n, struct error *err)
 {
     struct upload *u = ud;
-    ssize_t got = payload_read(u->r, buf, size * nitems, u->err);
-    if (got < 0) {
-        u->failed = 1;
-        return CURL_READFUNC_ABORT;
-    }
-    return (size_t)got;
+    return message_payload_read(u->r, buf, n, err);
 }
 
 /* Resume: position the (fresh) reader offset decrypted bytes in. */
-static int up_seek(void *ud, curl_off_t offset, int origin)
+static int up_seek(void *ud, int64_t offset, struct error *err)
 {
     struct upload *u = ud;
-    if (origin != SEEK_SET || offset < 0)
-        return CURL_SEEKFUNC_FAIL;
     while (offset > 0) {
-        size_t want = offset > PAYLOAD_SEGMENT ? PAYLOAD_SEGMENT
-                                               : (size_t)offset;
-        ssize_t got = payload_read(u->r, u->skip, want, u->err);
-        if (got <= 0) {
-            u->failed = 1;
-            return CURL_SEEKFUNC_FAIL;
-        }
+        size_t want = offset > MESSAGE_PAYLOAD_CHUNK ? MESSAGE_PAYLOAD_CHUNK
+                                                     : (size_t)offset;
+        ssize_t got = message_payload_read(u->r, u->skip, want, err);
+        if (got <= 0)
+            return got < 0 ? -1 : error_set(err, "the payload ended before "
+                                            "the resume point");
         offset -= got;
     }
-    return CURL_SEEKFUNC_OK;
+    return 0;
 }
 
-struct hasher {
-    EVP_MD_CTX *ctx;
-};
-
-static size_t hash_write(char *data, size_t size, size_t nmemb, void *ud)
+static int hash_write(void *ud, const void *data, size_t n,
+                      struct error *err)
 {
-    struct hasher *hs = ud;
-    EVP_DigestUpdate(hs->ctx, data, size * nmemb);
-    return size * nmemb;
+    (void)err;
+    EVP_DigestUpdate(ud, data, n);
+    return 0;
 }
 
 /* 1 when the remote file at path has the message's SHA-256. */
-static int remote_same(struct sftp_state *s, CURL *h, const char *path,
+static int remote_same(struct net_sftp *ss, const char *path,
                        const struct message *m)
 {
-    struct op op;
-    struct hasher hs = { EVP_MD_CTX_new() };
+    struct error err = {0};
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char md[32];
     unsigned int len = 0;
     char hex[65];
-    if (hs.ctx == NULL || m->sha256 == NULL || setup(s, h, &op, path) < 0) {
-        EVP_MD_CTX_free(hs.ctx);
+    if (ctx == NULL || m->sha256 == NULL ||
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
         return 0;
     }
-    EVP_DigestInit_ex(hs.ctx, EVP_sha256(), NULL);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, hash_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &hs);
-    CURLcode rc = curl_easy_perform(h);
-    EVP_DigestFinal_ex(hs.ctx, md, &len);
-    EVP_MD_CTX_free(hs.ctx);
-    if (rc != CURLE_OK)
+    enum wh_status st = net_sftp_get(ss, path, hash_write, ctx, &err);
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    if (st != WH_OK)
         return 0;
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     return strcmp(hex, m->sha256) == 0;
 }
 
+/* The upload's rename was refused: NAME appeared meanwhile (a clear
+ * failure) or something else went wrong (tried again). */
+static enum wh_status rename_refused(struct sftp_state *s,
+                                     struct net_sftp *ss, const char *name,
+                                     const char *final, struct delivery *d)
+{
+    struct rfile *now = NULL;
+    size_t nnow = 0;
+    struct error e2 = {0};
+    int taken = list_dir(ss, s->send_dir, &now, &nnow, &e2) == WH_OK &&
+                rfile_find(now, nnow, name) != NULL;
+    rfiles_free(now, nnow);
+    if (!taken)
+        return WH_RETRY;        /* d->err: the transport's */
+    error_set(&d->err, "%s appeared on %s:%ld during the upload (not "
+              "replaced)", final, s->host, s->port);
+    return WH_FAIL;
+}
+
 static enum wh_status deliver_on(struct connector *c, struct sftp_state *s,
-                                 CURL *h, struct delivery *d)
+                                 struct net_sftp *ss, struct delivery *d)
 {
     const struct message *m = d->msg;
     char name[256], part[320], final[PATH_MAX_LEN + 300];
     char tmp[PATH_MAX_LEN + 400];
     struct rfile *files = NULL;
     size_t nfiles = 0;
-    struct op op;
     target_name(m, name, sizeof(name));
     snprintf(part, sizeof(part), ".%s.%s.wharf-part", name, m->id);
     snprintf(final, sizeof(final), "%s/%s", s->send_dir, name);
     snprintf(tmp, sizeof(tmp), "%s/%s", s->send_dir, part);
 
-    enum wh_status st = list_dir(s, h, s->send_dir, &files, &nfiles, &d->err);
+    enum wh_status st = list_dir(ss, s->send_dir, &files, &nfiles, &d->err);
     if (st != WH_OK)
         return st;
     const struct rfile *there = rfile_find(files, nfiles, name);
@@ -867,7 +571,7 @@ static enum wh_status deliver_on(struct connector *c, struct sftp_state *s,
     int exists = there != NULL, same_size = there && there->size == m->size;
     rfiles_free(files, nfiles);
     if (exists) {
-        if (same_size && remote_same(s, h, final, m)) {
+        if (same_size && remote_same(ss, final, m)) {
             snprintf(d->receipt, sizeof(d->receipt), "already present as "
                      "%.200s on %.40s", final, s->host);
             return WH_OK;
@@ -879,66 +583,33 @@ static enum wh_status deliver_on(struct connector *c, struct sftp_state *s,
     if (have > m->size)
         have = 0;       /* not ours to continue: start over */
 
-    struct upload u = { .err = &d->err };
+    struct upload u = { .m = m };
     u.r = message_payload_open(m, &d->err);
-    u.skip = malloc(PAYLOAD_SEGMENT);
-    struct curl_slist *post = quote_cmd("rename", tmp, final);
-    if (u.r == NULL || u.skip == NULL || post == NULL) {
-        st = u.r == NULL ? WH_FAIL : WH_RETRY;
+    u.skip = u.r ? malloc(MESSAGE_PAYLOAD_CHUNK) : NULL;
+    if (u.r == NULL || u.skip == NULL) {
         if (u.r != NULL)
             error_set(&d->err, "out of memory");
-        goto out;
+        message_payload_close(u.r);
+        return u.r == NULL ? WH_FAIL : WH_RETRY;
     }
-    if (setup(s, h, &op, tmp) < 0) {
-        error_set(&d->err, "path %s is too long", tmp);
-        st = WH_FAIL;
-        goto out;
-    }
-    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, up_read);
-    curl_easy_setopt(h, CURLOPT_READDATA, &u);
-    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, up_seek);
-    curl_easy_setopt(h, CURLOPT_SEEKDATA, &u);
-    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)m->size);
-    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
-    curl_easy_setopt(h, CURLOPT_POSTQUOTE, post);
-    if (have > 0) {
-        curl_easy_setopt(h, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+    if (have > 0)
         conn_log(c, LOG_INFO, m->id, "resuming the upload of %s at byte %lld "
                  "of %lld", tmp, have, (long long)m->size);
-    }
-    CURLcode rc = curl_easy_perform(h);
-    if (rc == CURLE_OK) {
-        st = WH_OK;
+    struct net_sftp_upload up = { .path = tmp, .size = m->size,
+        .resume_from = have, .read = up_read, .seek = up_seek, .ud = &u,
+        .rename_to = final };
+    st = net_sftp_put(ss, &up, &d->err);
+    if (st == WH_OK) {
         snprintf(d->receipt, sizeof(d->receipt), "uploaded to %.200s on %.40s",
                  final, s->host);
         conn_log(c, LOG_DEBUG, m->id, "uploaded %s to %s:%ld", final,
                  s->host, s->port);
-    } else if (u.failed) {
+    } else if (net_sftp_failed(ss) == NET_SFTP_READ) {
         st = WH_FAIL;   /* the stored payload is bad: err says why */
-    } else if (rc == CURLE_QUOTE_ERROR) {
-        /* the upload is complete; the rename was refused */
-        struct rfile *now = NULL;
-        size_t nnow = 0;
-        struct error e2 = {0};
-        int taken = list_dir(s, h, s->send_dir, &now, &nnow, &e2) == WH_OK &&
-                    rfile_find(now, nnow, name) != NULL;
-        rfiles_free(now, nnow);
-        if (taken) {
-            error_set(&d->err, "%s appeared on %s:%ld during the upload (not "
-                      "replaced)", final, s->host, s->port);
-            st = WH_FAIL;
-        } else {
-            error_set(&d->err, "cannot rename %s to %s on %s:%ld: %s", tmp,
-                      final, s->host, s->port, op.ebuf);
-            st = WH_RETRY;
-        }
-    } else {
-        st = classify(s, h, rc, &op, "cannot upload", tmp, &d->err);
+    } else if (net_sftp_failed(ss) == NET_SFTP_QUOTE) {
+        st = rename_refused(s, ss, name, final, d);
     }
-out:
-    curl_slist_free_all(post);
-    payload_close(u.r);
+    message_payload_close(u.r);
     free(u.skip);
     return st;
 }
@@ -952,13 +623,11 @@ static enum wh_status sftp_deliver(struct connector *c, struct delivery *d)
     }
     if (unconfirmed(c, s, &d->err))
         return d->status = WH_RETRY;    /* goes once the key is confirmed */
-    CURL *h = curl_easy_init();
-    if (h == NULL) {
-        error_set(&d->err, "out of memory");
+    struct net_sftp *ss = net_sftp_open(&s->net, &d->err);
+    if (ss == NULL)
         return d->status = WH_RETRY;
-    }
-    d->status = deliver_on(c, s, h, d);
-    curl_easy_cleanup(h);
+    d->status = deliver_on(c, s, ss, d);
+    net_sftp_close(ss);
     return d->status;
 }
 
@@ -966,94 +635,81 @@ static enum wh_status sftp_deliver(struct connector *c, struct delivery *d)
 
 struct down {
     struct intake *in;
-    struct error *err;
     long long got;
-    int failed;             /* intake_write failed */
 };
 
-static size_t down_write(char *data, size_t size, size_t nmemb, void *ud)
+static int down_write(void *ud, const void *data, size_t n, struct error *err)
 {
     struct down *dn = ud;
-    size_t n = size * nmemb;
-    if (intake_write(dn->in, data, n, dn->err) < 0) {
-        dn->failed = 1;
-        return 0;
-    }
+    if (intake_write(dn->in, data, n, err) < 0)
+        return -1;
     dn->got += (long long)n;
-    return n;
+    return 0;
 }
 
 /* Download one stable file into the intake. 1 added, 0 skipped (changed
  * or vanished), -1 error (err set, *st says how bad). */
-static int take_one(struct connector *c, struct sftp_state *s, CURL *h,
-                    struct intake *in, struct rfile *f, enum wh_status *st,
-                    struct error *err)
+static int take_one(struct connector *c, struct sftp_state *s,
+                    struct net_sftp *ss, struct intake *in, struct rfile *f,
+                    enum wh_status *st, struct error *err)
 {
     char path[PATH_MAX_LEN + 300], key[600];
-    struct op op;
     snprintf(path, sizeof(path), "%s/%s", s->receive_dir, f->name);
     snprintf(key, sizeof(key), "%s|%lld|%s", f->name, f->size, f->time);
-    if (setup(s, h, &op, path) < 0)
-        return 0;
     if (intake_begin(in, f->name, key, err) < 0) {
         *st = WH_RETRY;
         return -1;
     }
-    struct down dn = { .in = in, .err = err };
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, down_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &dn);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc == CURLE_OK && dn.got == f->size)
+    struct down dn = { .in = in };
+    enum wh_status got = net_sftp_get(ss, path, down_write, &dn, err);
+    if (got == WH_OK && dn.got == f->size)
         return intake_end(in, err) < 0 ? (*st = WH_RETRY, -1) : 1;
     intake_cancel(in);
     f->stable = 0;
-    if (rc == CURLE_OK || rc == CURLE_REMOTE_FILE_NOT_FOUND) {
+    if (got == WH_OK || net_sftp_failed(ss) == NET_SFTP_NOT_FOUND) {
+        error_clear(err);
         conn_log(c, LOG_DEBUG, NULL, "%s changed or vanished; not taken yet",
                  path);
         return 0;
     }
-    if (dn.failed) {
-        *st = WH_RETRY;
-        return -1;
-    }
-    *st = classify(s, h, rc, &op, "cannot download", path, err);
+    *st = net_sftp_failed(ss) == NET_SFTP_WRITE ? WH_RETRY : got;
     return -1;
 }
 
 /* Delete or archive a committed remote file. */
-static void acknowledge(struct connector *c, struct sftp_state *s, CURL *h,
-                        const char *name, const char *id)
+static void acknowledge(struct connector *c, struct sftp_state *s,
+                        struct net_sftp *ss, const char *name, const char *id)
 {
     char path[PATH_MAX_LEN + 300], dest[PATH_MAX_LEN + 400];
-    struct op op;
+    struct error err = {0};
     snprintf(path, sizeof(path), "%s/%s", s->receive_dir, name);
     for (int k = 0; k < (s->archive ? 2 : 1); k++) {
-        struct curl_slist *cmd;
+        enum wh_status st;
+        error_clear(&err);
         if (s->archive) {
             if (k == 0)
                 snprintf(dest, sizeof(dest), "%s/%s", s->archive_dir, name);
             else
                 snprintf(dest, sizeof(dest), "%s/%s.%s", s->archive_dir, name,
                          id);
-            cmd = quote_cmd("rename", path, dest);
+            st = net_sftp_rename(ss, path, dest, &err);
         } else {
-            cmd = quote_cmd("rm", path, NULL);
+            st = net_sftp_remove(ss, path, &err);
         }
-        CURLcode rc = cmd ? run_quote(s, h, &op, cmd) : CURLE_OUT_OF_MEMORY;
-        curl_slist_free_all(cmd);
-        if (rc == CURLE_OK)
+        if (st == WH_OK)
             return;
-        if (k == 1 || !s->archive || rc != CURLE_QUOTE_ERROR)
-            conn_log(c, LOG_ERROR, id, "stored, but cannot %s %s on %s: %s",
-                     s->archive ? "archive" : "delete", path, s->host,
-                     op.ebuf[0] ? op.ebuf : curl_easy_strerror(rc));
-        if (rc != CURLE_QUOTE_ERROR)
+        int refused = net_sftp_failed(ss) == NET_SFTP_QUOTE;
+        /* an archived name already there: the second try adds the id */
+        if (k == 1 || !s->archive || !refused)
+            conn_log(c, LOG_ERROR, id, "stored, but cannot %s it: %s",
+                     s->archive ? "archive" : "delete", err.msg);
+        if (!refused)
             return;
     }
 }
 
 static enum wh_status commit_and_ack(struct connector *c, struct sftp_state *s,
-                                     CURL *h, struct intake *in,
+                                     struct net_sftp *ss, struct intake *in,
                                      struct error *err)
 {
     if (intake_count(in) == 0)
@@ -1068,7 +724,7 @@ static enum wh_status commit_and_ack(struct connector *c, struct sftp_state *s,
         conn_log(c, dup ? LOG_INFO : LOG_DEBUG, id, dup
                  ? "%s is a duplicate of stored message %s; not stored again"
                  : "picked up %s", intake_filename(in, i), id);
-        acknowledge(c, s, h, intake_filename(in, i), id);
+        acknowledge(c, s, ss, intake_filename(in, i), id);
     }
     intake_reset(in);
     return WH_OK;
@@ -1079,10 +735,11 @@ static enum wh_status poll_locked(struct connector *c, struct sftp_state *s,
 {
     struct rfile *now = NULL;
     size_t n = 0, keep = 0, taken = 0;
-    if (s->poll_h == NULL && (s->poll_h = curl_easy_init()) == NULL)
-        return error_set(err, "out of memory"), WH_RETRY;
-    CURL *h = s->poll_h;
-    enum wh_status st = list_dir(s, h, s->receive_dir, &now, &n, err);
+    if (s->poll_s == NULL &&
+        (s->poll_s = net_sftp_open(&s->net, err)) == NULL)
+        return WH_RETRY;
+    struct net_sftp *ss = s->poll_s;
+    enum wh_status st = list_dir(ss, s->receive_dir, &now, &n, err);
     if (st != WH_OK)
         return st;
     for (size_t i = 0; i < n; i++) {
@@ -1098,11 +755,11 @@ static enum wh_status poll_locked(struct connector *c, struct sftp_state *s,
     rfiles_free(s->seen, s->nseen);
     s->seen = now;
     s->nseen = keep;
-    int batch = c->wharf ? c->wharf->conf.batch : 256, inbatch = 0;
+    int batch = c->env ? c->env->settings->batch : 256, inbatch = 0;
     for (size_t i = 0; i < s->nseen && taken < MAX_TAKE_PER_POLL; i++) {
         if (!s->seen[i].stable)
             continue;
-        int rc = take_one(c, s, h, in, &s->seen[i], &st, err);
+        int rc = take_one(c, s, ss, in, &s->seen[i], &st, err);
         if (rc < 0 && st == WH_FAIL) {
             /* this file only (e.g. not readable): the others still come */
             conn_log(c, LOG_ERROR, NULL, "%s", err->msg);
@@ -1114,14 +771,14 @@ static enum wh_status poll_locked(struct connector *c, struct sftp_state *s,
         taken += (size_t)rc;
         inbatch += rc;
         if (inbatch >= batch) {
-            if (commit_and_ack(c, s, h, in, err) != WH_OK)
+            if (commit_and_ack(c, s, ss, in, err) != WH_OK)
                 return WH_RETRY;
             inbatch = 0;
         }
     }
     /* What was read completely is kept even when a later file failed. */
     struct error cerr = {0};
-    if (commit_and_ack(c, s, h, in, &cerr) != WH_OK) {
+    if (commit_and_ack(c, s, ss, in, &cerr) != WH_OK) {
         *err = cerr;
         return WH_RETRY;
     }
@@ -1140,9 +797,9 @@ static enum wh_status sftp_poll(struct connector *c, struct intake *in,
         return WH_RETRY;
     pthread_mutex_lock(&s->lock);
     enum wh_status st = poll_locked(c, s, in, err);
-    if (st != WH_OK && st != WH_DECLINED && s->poll_h) {
-        curl_easy_cleanup(s->poll_h);   /* a fresh session next time */
-        s->poll_h = NULL;
+    if (st != WH_OK && st != WH_DECLINED && s->poll_s) {
+        net_sftp_close(s->poll_s);      /* a fresh session next time */
+        s->poll_s = NULL;
     }
     pthread_mutex_unlock(&s->lock);
     return st;
@@ -1158,16 +815,16 @@ static enum wh_status sftp_test(struct connector *c, struct error *err)
     const char *keys[3] = { "send_dir", "receive_dir", "archive_dir" };
     if (unconfirmed(c, s, err))
         return WH_FAIL;
-    CURL *h = curl_easy_init();
+    struct net_sftp *ss = net_sftp_open(&s->net, err);
     enum wh_status st = WH_OK;
-    if (h == NULL)
-        return error_set(err, "out of memory"), WH_RETRY;
+    if (ss == NULL)
+        return WH_RETRY;
     for (int i = 0; i < 3 && st == WH_OK; i++) {
         struct rfile *v = NULL;
         size_t n = 0;
         if (dirs[i][0] == '\0')
             continue;
-        st = list_dir(s, h, dirs[i], &v, &n, err);
+        st = list_dir(ss, dirs[i], &v, &n, err);
         rfiles_free(v, n);
         if (st != WH_OK)
             error_prefix(err, "%s", keys[i]);
@@ -1175,7 +832,7 @@ static enum wh_status sftp_test(struct connector *c, struct error *err)
             conn_log(c, LOG_INFO, NULL, "test: %s %s on %s:%ld is listable "
                      "(%zu file(s))", keys[i], dirs[i], s->host, s->port, n);
     }
-    curl_easy_cleanup(h);
+    net_sftp_close(ss);
     return st;
 }
 

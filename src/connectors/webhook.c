@@ -11,8 +11,9 @@
  *        within max_skew_s of now; a signature already accepted within the
  *        window is refused (replay), also after a restart: each accepted
  *        (connector, signature) is kept in the database until its window
- *        ends (store_replay_*), claimed before the body is stored and
- *        released if it is not; the signature is also the request's
+ *        ends (the environment's claim-once guard, conn_state_claim),
+ *        claimed before the body is stored and released if it is not;
+ *        the signature is also the request's
  *        intake source key, so a replay that slips through the crash
  *        window between the commit and the claim's "done" is recognized
  *        as a duplicate and stored once
@@ -25,7 +26,7 @@
  * then the answer is 200 {"id": message id}. Wrong or missing credentials:
  * 401 and net_req_auth_failure (the defender may ban the address).
  *
- * Routing: connectors/routes.c serves POST /webhook (route_prefix) on the
+ * Routing: core/routes.c serves POST /webhook (route_prefix) on the
  * partner listener and asks webhook_pick which connector's path matches.
  * Secret files are sealed by the vault at flow import (connector_secret).
  *
@@ -46,19 +47,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/flow.h"
 #include "core/intake.h"
-#include "core/wharf.h"
 #include "net/server.h"
-#include "store/auth_store.h"
-#include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
 #include "util/secret.h"
 
 #define WEBHOOK_PREFIX "/webhook"
 #define WEBHOOK_MAX_BODY (1024LL * 1024 * 1024)
-#define REPLAY_PRUNE_MS 60000       /* expired claims are deleted this often */
 #define MAX_SUBJECTS 64
 
 enum auth_type { AUTH_BASIC, AUTH_BEARER, AUTH_HMAC, AUTH_CERT };
@@ -206,40 +202,14 @@ fail:
 static enum wh_status webhook_test(struct connector *c, struct error *err)
 {
     struct webhook_state *ws = c->state;
-    if (ws->auth == AUTH_CERT && c->wharf &&
-        c->wharf->conf.partner_client_ca[0] == '\0')
+    if (ws->auth == AUTH_CERT && c->env &&
+        !c->env->settings->partner_client_certs)
         return error_set(err, "auth client_cert needs partner_client_ca in "
                          "wharf.conf"), WH_FAIL;
     return WH_OK;
 }
 
-/* ---- signatures seen (the store's replay_guard) ------------------------------ */
-
-static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
-static char replay_run[ID_LEN + 1];     /* this process: claims of a dead one are void */
-static int64_t replay_pruned_at;
-
-static void replay_run_id(char out[ID_LEN + 1])
-{
-    pthread_mutex_lock(&replay_lock);
-    if (replay_run[0] == '\0')
-        id_new(replay_run);
-    memcpy(out, replay_run, ID_LEN + 1);
-    pthread_mutex_unlock(&replay_lock);
-}
-
-/* Delete expired claims, at most once every REPLAY_PRUNE_MS. */
-static void replay_prune(struct store *st, int64_t now)
-{
-    pthread_mutex_lock(&replay_lock);
-    int due = now - replay_pruned_at >= REPLAY_PRUNE_MS;
-    if (due)
-        replay_pruned_at = now;
-    pthread_mutex_unlock(&replay_lock);
-    struct error err = {0};
-    if (due && store_replay_prune(st, now, &err) < 0)
-        log_warn("webhook: expired signatures not pruned: %s", err.msg);
-}
+/* ---- signatures seen (the environment's claim-once guard) ------------------- */
 
 /* Claim hc's signature for connector c: 0 claimed, 1 a replay, -1 the
  * database failed. */
@@ -247,16 +217,10 @@ static int replay_claim(struct connector *c, struct webhook_state *ws,
                         const char sig[65], long long ts)
 {
     struct error err = {0};
-    char run[ID_LEN + 1];
-    struct store *st = c->wharf ? wharf_store(c->wharf, &err) : NULL;
-    if (st == NULL)
+    if (c->env == NULL)
         return -1;
-    int64_t now = time_now_ms();
-    replay_prune(st, now);
-    replay_run_id(run);
-    int rc = store_replay_claim(st, c->name, sig,
-                                (ts + ws->max_skew + 1) * 1000LL, run, now,
-                                &err);
+    int rc = conn_state_claim(c->env->state, c->name, sig,
+                              (ts + ws->max_skew + 1) * 1000LL, &err);
     if (rc < 0)
         conn_log(c, LOG_ERROR, NULL, "cannot record a signature: %s",
                  err.msg);
@@ -267,12 +231,8 @@ static int replay_claim(struct connector *c, struct webhook_state *ws,
 static void replay_settle(struct connector *c, const char sig[65], int done)
 {
     struct error err = {0};
-    char run[ID_LEN + 1];
-    struct store *st = c->wharf ? wharf_store(c->wharf, &err) : NULL;
-    replay_run_id(run);
-    if (st == NULL || (done ? store_replay_done(st, c->name, sig, &err)
-                            : store_replay_release(st, c->name, sig, run,
-                                                   &err)) < 0)
+    if (c->env == NULL ||
+        conn_state_settle(c->env->state, c->name, sig, done, &err) < 0)
         conn_log(c, LOG_WARNING, NULL, "signature claim not %s: %s",
                  done ? "recorded" : "released", err.msg);
 }
@@ -455,7 +415,7 @@ static enum wh_status webhook_route(struct connector *c,
     }
     struct error err = {0};
     char fname[256];
-    unsigned char *buf = malloc(PAYLOAD_SEGMENT);
+    unsigned char *buf = malloc(MESSAGE_PAYLOAD_CHUNK);
     int status = 500;
     const char *code = "internal";
     if (buf == NULL ||
@@ -468,7 +428,7 @@ static enum wh_status webhook_route(struct connector *c,
     }
     ssize_t got;
     int failed = 0;
-    while ((got = net_body_read(r, buf, PAYLOAD_SEGMENT)) > 0) {
+    while ((got = net_body_read(r, buf, MESSAGE_PAYLOAD_CHUNK)) > 0) {
         if ((hc.ctx && !EVP_MAC_update(hc.ctx, buf, (size_t)got)) ||
             intake_write(x->in, buf, (size_t)got, &err) < 0) {
             failed = 1;

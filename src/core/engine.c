@@ -7,7 +7,10 @@
  *     every source that is due, handing it an intake;
  *   - N workers: each leases a batch of due hops (its own store
  *     connection), hands them to their connectors (deliver_batch or
- *     deliver), and commits every outcome of the batch in one transaction.
+ *     deliver), and commits every outcome of the batch in one transaction;
+ *     then the workers of the small lane run the due jobs (core/jobs.c:
+ *     durable follow-up work of messages, such as AS2 MDNs, each through
+ *     its connector type's handler, with its own retry policy).
  *
  * Two lanes, so that one large transfer never holds up small messages:
  * `workers` threads lease hops of messages under large_payload_bytes in
@@ -21,8 +24,12 @@
  * waits until the connector's again_at, its attempts unchanged. Leases
  * expire, so the hops of a worker (or node) that died run again.
  *
- * The flow is shared under a writer-preferring rwlock: workers and the
- * poller read it; a reload swaps it while nobody runs a connector.
+ * The flow: one live instance of each connector per flow generation
+ * (struct flow, reference-counted), shared by the workers, the poller and
+ * the partner listener's routes (core/routes.c: engine_flow). A reload
+ * (the poller sees the stored generation move, or a route does first)
+ * loads the new generation and swaps it in; users of the old one finish
+ * with it, and the last to let go closes its connectors.
  *
  * The poller reports to core/health.h (connectors left out of a loaded
  * flow, sources whose polls fail) and logs a failing poll once, then a
@@ -43,7 +50,9 @@
 #include "connectors/connector.h"
 #include "core/flow.h"
 #include "core/health.h"
+#include "core/env.h"
 #include "core/intake.h"
+#include "core/jobs.h"
 #include "core/metrics.h"
 #include "core/progress.h"
 #include "core/wharf.h"
@@ -51,6 +60,7 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
+#include "vault/keyproc.h"
 
 #define IDLE_WAIT_MS 200        /* workers re-check the database this often */
 #define MIN_WAIT_MS 100         /* WH_AGAIN: a hop waits at least this long */
@@ -58,18 +68,22 @@
 
 struct worker {
     struct engine *e;
+    struct flow *flow;          /* the generation of the current batch */
     int index;
     pthread_t thread;
     char owner[96];
     unsigned seed;
     struct store_lane lane;     /* the message sizes it leases */
-    int batch;                  /* hops per lease */
+    int batch;                  /* hops (and jobs) per lease */
+    int jobs;                   /* runs due jobs too (the small lane) */
 };
 
 struct engine {
     struct wharf *w;
-    pthread_rwlock_t flow_lock;
-    struct flow *flow;              /* under flow_lock */
+    pthread_mutex_t flow_mu;        /* e->flow and taking references */
+    pthread_mutex_t reload_mu;      /* one load at a time */
+    struct flow *flow;              /* the current generation: one
+                                       reference is the engine's */
     pthread_mutex_t mu;
     pthread_cond_t cv;              /* wakes workers after an intake */
     int stopping;                   /* under mu */
@@ -121,6 +135,12 @@ static void engine_wake(struct engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* conn_env_set_wake: a job became due (added, or its input arrived). */
+static void engine_wake_jobs(void *ud)
+{
+    engine_wake(ud);
+}
+
 /* ---- workers ------------------------------------------------------------- */
 
 /* One leased hop and everything needed to run and commit it. */
@@ -141,7 +161,7 @@ static void job_prepare(struct worker *wk, struct store *st, struct job *j)
 {
     struct error err = {0};
     struct engine *e = wk->e;
-    j->c = flow_find(e->flow, j->hop->connector);
+    j->c = flow_find(wk->flow, j->hop->connector);
     int found = store_message_get(st, j->hop->message_id, &j->row, &err);
     j->msg.wharf = e->w;
     memcpy(j->msg.id, j->hop->message_id, sizeof(j->msg.id));
@@ -151,6 +171,7 @@ static void job_prepare(struct worker *wk, struct store *st, struct job *j)
     j->msg.sha256 = j->row.sha256;
     j->msg.payload_path = j->row.payload_path;
     j->d.msg = &j->msg;
+    j->d.hop_id = j->hop->id;
     j->d.status = WH_RETRY;
     if (found != 0)
         error_set(&j->d.err, "message %s cannot be read: %s", j->msg.id,
@@ -228,7 +249,7 @@ static void job_outcome(struct worker *wk, struct job *j)
         if (j->c && j->c->type->ends_path)
             j->nnext = 0;
         else
-            j->nnext = flow_next(wk->e->flow, j->hop->connector, &j->next);
+            j->nnext = flow_next(wk->flow, j->hop->connector, &j->next);
         o->next = j->next;
         o->nnext = j->nnext;
         return;
@@ -236,6 +257,15 @@ static void job_outcome(struct worker *wk, struct job *j)
     o->error = j->error;
     snprintf(j->error, sizeof(j->error), "%s", j->d.err.msg[0] ? j->d.err.msg
              : "connector gave no reason");
+    if (keyproc_lost()) {
+        /* the key process died under this attempt (serve stops now):
+         * nothing was decided, so the hop is neither failed nor charged an
+         * attempt; it is sent again after the restart */
+        o->result = HOP_RETRY;
+        o->attempts = j->hop->attempts;
+        o->next_at = time_now_ms() + MIN_WAIT_MS;
+        return;
+    }
     if (j->d.status == WH_RETRY && o->attempts < rp->max_attempts) {
         o->result = HOP_RETRY;
         o->next_at = time_now_ms() + engine_backoff_ms(rp->initial_ms,
@@ -370,9 +400,13 @@ static void *worker_main(void *arg)
         return NULL;
     }
     while (!engine_stopping(wk->e)) {
-        pthread_rwlock_rdlock(&wk->e->flow_lock);
+        wk->flow = engine_flow(wk->e);
         size_t n = worker_batch(wk, st);
-        pthread_rwlock_unlock(&wk->e->flow_lock);
+        if (wk->jobs)
+            n += jobs_run(wk->flow, st, wk->owner, wk->e->w->conf.lease_ms,
+                          (size_t)wk->batch, &wk->seed);
+        flow_free(wk->flow);
+        wk->flow = NULL;
         if (n == 0)
             engine_wait(wk->e, IDLE_WAIT_MS);
     }
@@ -383,8 +417,9 @@ static void *worker_main(void *arg)
 /* ---- poller and reloader -------------------------------------------------- */
 
 struct poll_state {
-    int64_t *due;           /* per connector of the current flow */
+    int64_t *due;           /* per connector of generation */
     size_t n;
+    int64_t generation;
     int64_t next_reload_check;
 };
 
@@ -411,6 +446,55 @@ static void engine_health(const struct flow *f)
     free(running);
 }
 
+struct flow *engine_flow(struct engine *e)
+{
+    pthread_mutex_lock(&e->flow_mu);
+    struct flow *f = flow_hold(e->flow);
+    pthread_mutex_unlock(&e->flow_mu);
+    return f;
+}
+
+struct wharf *engine_wharf(const struct engine *e)
+{
+    return e->w;
+}
+
+/* Take f in (loaded, one reference ours) as the current generation. */
+static void engine_swap(struct engine *e, struct flow *f)
+{
+    conn_env_set_wake(f->env, engine_wake_jobs, e);
+    engine_health(f);
+    pthread_mutex_lock(&e->flow_mu);
+    struct flow *old = e->flow;
+    e->flow = f;
+    pthread_mutex_unlock(&e->flow_mu);
+    flow_free(old);         /* closed when its last user lets go */
+    log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
+             (long long)f->generation, f->nconns, f->rows.nlinks);
+    engine_wake(e);
+}
+
+int engine_reload(struct engine *e, struct store *st, int64_t gen,
+                  struct error *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&e->reload_mu);
+    if (gen != e->flow->generation) {   /* written only under reload_mu */
+        struct flow *f = flow_load(e->w, st, err);
+        if (f == NULL) {
+            log_repeat(LOG_ERROR, -1, NULL, "flow:load", "cannot load the "
+                       "flow (the running one stays in use): %s", err->msg);
+            rc = -1;
+        } else {
+            log_recovered(LOG_INFO, -1, NULL, "flow:load", "the flow loads "
+                          "again");
+            engine_swap(e, f);
+        }
+    }
+    pthread_mutex_unlock(&e->reload_mu);
+    return rc;
+}
+
 static void maybe_reload(struct engine *e, struct store *st,
                          struct poll_state *ps)
 {
@@ -420,34 +504,16 @@ static void maybe_reload(struct engine *e, struct store *st,
         return;
     ps->next_reload_check = now + RELOAD_CHECK_MS;
     int64_t gen = store_flow_generation(st, &err);
-    if (gen < 0 || (e->flow && gen == e->flow->generation))
-        return;
-    struct flow *f = flow_load(e->w, st, &err);
-    if (f == NULL) {
-        log_repeat(LOG_ERROR, -1, NULL, "flow:load", "cannot load the flow "
-                   "(the running one stays in use): %s", err.msg);
-        return;
-    }
-    log_recovered(LOG_INFO, -1, NULL, "flow:load", "the flow loads again");
-    engine_health(f);
-    pthread_rwlock_wrlock(&e->flow_lock);
-    struct flow *old = e->flow;
-    e->flow = f;
-    pthread_rwlock_unlock(&e->flow_lock);
-    flow_free(old);
-    free(ps->due);
-    ps->n = f->nconns;
-    ps->due = calloc(ps->n + 1, sizeof(*ps->due));
-    log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
-             (long long)gen, f->nconns, f->rows.nlinks);
-    engine_wake(e);
+    if (gen >= 0)
+        engine_reload(e, st, gen, &err);
 }
 
-static int poll_one(struct engine *e, struct store *st, struct connector *c)
+static int poll_one(struct engine *e, struct store *st, const struct flow *f,
+                    struct connector *c)
 {
     struct error err = {0};
     const char **next = NULL;
-    size_t nnext = flow_next(e->flow, c->name, &next);
+    size_t nnext = flow_next(f, c->name, &next);
     struct intake *in = intake_new(e->w, st, c->name, next, nnext);
     enum wh_status s = in ? c->type->poll(c, in, &err) : WH_RETRY;
     char key[96];
@@ -466,20 +532,33 @@ static int poll_one(struct engine *e, struct store *st, struct connector *c)
     return s == WH_OK;
 }
 
+/* The due times are per connector of one generation: a new generation
+ * starts them afresh. */
+static int poll_generation(struct poll_state *ps, const struct flow *f)
+{
+    if (ps->due && ps->generation == f->generation)
+        return 0;
+    free(ps->due);
+    ps->n = f->nconns;
+    ps->generation = f->generation;
+    ps->due = calloc(ps->n + 1, sizeof(*ps->due));
+    return ps->due ? 0 : -1;
+}
+
 static void poll_sources(struct engine *e, struct store *st,
                          struct poll_state *ps)
 {
-    pthread_rwlock_rdlock(&e->flow_lock);
+    struct flow *f = engine_flow(e);
     int got = 0;
-    for (size_t i = 0; e->flow && i < e->flow->nconns && i < ps->n; i++) {
-        struct connector *c = e->flow->conns[i];
+    for (size_t i = 0; poll_generation(ps, f) == 0 && i < f->nconns; i++) {
+        struct connector *c = f->conns[i];
         int64_t now = time_mono_ms();
         if (c->type->poll == NULL || now < ps->due[i])
             continue;
-        got |= poll_one(e, st, c);
+        got |= poll_one(e, st, f, c);
         ps->due[i] = time_mono_ms() + c->poll_ms;
     }
-    pthread_rwlock_unlock(&e->flow_lock);
+    flow_free(f);
     if (got)
         engine_wake(e);
 }
@@ -489,15 +568,9 @@ static void *poller_main(void *arg)
     struct engine *e = arg;
     struct error err = {0};
     struct poll_state ps = {0};
-    pthread_rwlock_rdlock(&e->flow_lock);
-    ps.n = e->flow->nconns;
-    pthread_rwlock_unlock(&e->flow_lock);
-    ps.due = calloc(ps.n + 1, sizeof(*ps.due));
     struct store *st = store_open(e->w->db_path, &err);
-    if (st == NULL || ps.due == NULL) {
+    if (st == NULL) {
         log_error("poller cannot open the store: %s", err.msg);
-        free(ps.due);
-        store_close(st);
         return NULL;
     }
     while (!engine_stopping(e)) {
@@ -523,16 +596,13 @@ static void worker_lane(struct worker *wk, const struct wharf_conf *c,
     wk->lane.max_size = large || !lanes ? INT64_MAX
                                         : c->large_payload_bytes - 1;
     wk->batch = large ? 1 : c->batch;
+    wk->jobs = !large;
 }
 
 static int engine_init(struct engine *e, struct wharf *w, struct error *err)
 {
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr,
-        PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&e->flow_lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&e->flow_mu, NULL);
+    pthread_mutex_init(&e->reload_mu, NULL);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->w = w;
@@ -557,7 +627,8 @@ static int engine_init(struct engine *e, struct wharf *w, struct error *err)
 static void engine_free_parts(struct engine *e)
 {
     flow_free(e->flow);
-    pthread_rwlock_destroy(&e->flow_lock);
+    pthread_mutex_destroy(&e->flow_mu);
+    pthread_mutex_destroy(&e->reload_mu);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e->workers);
@@ -576,16 +647,13 @@ struct engine *engine_start(struct wharf *w, struct error *err)
     }
     /* Load the flow before any worker can lease a hop that needs it. */
     struct store *st = store_open(w->db_path, err);
-    e->flow = st ? flow_load(w, st, err) : NULL;
+    struct flow *f = st ? flow_load(w, st, err) : NULL;
     store_close(st);
-    if (e->flow == NULL) {
+    if (f == NULL) {
         engine_free_parts(e);
         return NULL;
     }
-    log_info("flow generation %lld loaded: %zu connector(s), %zu link(s)",
-             (long long)e->flow->generation, e->flow->nconns,
-             e->flow->rows.nlinks);
-    engine_health(e->flow);
+    engine_swap(e, f);
     if (pthread_create(&e->poller, NULL, poller_main, e) != 0) {
         engine_free_parts(e);
         error_set(err, "cannot start the poller thread");

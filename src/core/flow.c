@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "connectors/connector.h"
+#include "core/env.h"
 #include "core/partners.h"
 #include "core/wharf.h"
 #include "util/log.h"
@@ -408,7 +409,7 @@ static struct connector *action_open(struct conn_action_ctx *x,
                                      struct error *err)
 {
     struct action_env *e = x->env;
-    return connector_new(e->w, x->name, x->type, e->config, err);
+    return connector_new(x->cenv, x->name, x->type, e->config, err);
 }
 
 /* conn_action_ctx.config_set: compare-and-set of one key of the stored
@@ -447,9 +448,10 @@ int flow_action_run(struct wharf *w, struct store *st, const char *name,
         return found < 0 ? CONN_ACT_ERROR : CONN_ACT_NOT_FOUND;
     e.config = json_loads(e.row.config, 0, &je);
     int rc = CONN_ACT_ERROR;
+    x->cenv = e.config ? conn_env_new(w, err) : NULL;
     if (e.config == NULL) {
         error_set(err, "stored config of '%s' is not JSON", name);
-    } else {
+    } else if (x->cenv != NULL) {
         x->name = e.row.name;
         x->type = e.row.type;
         x->config = e.config;
@@ -462,6 +464,8 @@ int flow_action_run(struct wharf *w, struct store *st, const char *name,
     x->name = x->type = NULL;
     x->config = x->args = NULL;
     x->env = NULL;
+    conn_env_free(x->cenv);
+    x->cenv = NULL;
     json_decref(e.config);
     row_clear(&e.row);
     return rc;
@@ -471,6 +475,53 @@ void flow_action_clear(struct conn_action_ctx *x)
 {
     json_decref(x->result);
     x->result = NULL;
+}
+
+/* ---- the OAuth redirect ----------------------------------------------------- */
+
+struct oauth_row {
+    const struct store_connector *row;
+    json_t *config;
+};
+
+static struct connector *oauth_open(struct conn_oauth_ctx *x,
+                                    struct error *err)
+{
+    struct oauth_row *r = x->priv;
+    return connector_new(x->env, r->row->name, r->row->type, r->config, err);
+}
+
+int flow_oauth_callback(struct wharf *w, struct store *st, const char *state,
+                        const struct secret *code, char *conn, size_t n,
+                        struct error *err)
+{
+    struct store_flow f;
+    if (n)
+        conn[0] = '\0';
+    if (store_flow_get(st, &f, err) < 0)
+        return CONN_OAUTH_FAILED;
+    struct conn_env *env = conn_env_new(w, err);
+    enum conn_oauth_rc rc = env ? CONN_OAUTH_UNKNOWN : CONN_OAUTH_FAILED;
+    for (size_t i = 0; i < f.nconns && rc == CONN_OAUTH_UNKNOWN; i++) {
+        const struct connector_type *t = connector_type_find(f.conns[i].type);
+        json_error_t je;
+        struct oauth_row r = { &f.conns[i], NULL };
+        if (t == NULL || t->oauth_callback == NULL ||
+            (r.config = json_loads(f.conns[i].config, 0, &je)) == NULL)
+            continue;
+        struct conn_oauth_ctx x = { .name = f.conns[i].name,
+            .config = r.config, .env = env, .open = oauth_open, .priv = &r };
+        rc = t->oauth_callback(&x, state, code, err);
+        if (rc != CONN_OAUTH_UNKNOWN)
+            snprintf(conn, n, "%s", f.conns[i].name);
+        json_decref(r.config);
+    }
+    if (rc == CONN_OAUTH_UNKNOWN)
+        error_set(err, "no authorization is pending with this state (unknown, "
+                  "expired or already used): start it again");
+    conn_env_free(env);
+    store_flow_clear(&f);
+    return rc;
 }
 
 int flow_connector_insecure(const char *config_json)
@@ -484,7 +535,7 @@ int flow_connector_insecure(const char *config_json)
 
 /* ---- runtime ------------------------------------------------------------------ */
 
-static struct connector *load_one(struct wharf *w,
+static struct connector *load_one(struct conn_env *env, int64_t generation,
                                   const struct store_connector *sc)
 {
     struct error err = {0};
@@ -494,20 +545,17 @@ static struct connector *load_one(struct wharf *w,
         log_error("connector %s: stored config is not JSON; left out", sc->name);
         return NULL;
     }
-    struct connector *c = connector_new(w, sc->name, sc->type, cfg, &err);
+    struct connector *c = connector_new(env, sc->name, sc->type, cfg, &err);
     json_decref(cfg);
     if (c == NULL)
         log_error("connector %s left out: %s", sc->name, err.msg);
+    else
+        log_debug("connector %s (%s) opened for flow generation %lld",
+                  sc->name, sc->type, (long long)generation);
     return c;
 }
 
 struct flow *flow_load(struct wharf *w, struct store *st, struct error *err)
-{
-    return flow_load_only(w, st, NULL, err);
-}
-
-struct flow *flow_load_only(struct wharf *w, struct store *st,
-                            int (*keep)(const char *type), struct error *err)
 {
     struct flow *f = calloc(1, sizeof(*f));
     if (f == NULL) {
@@ -519,29 +567,41 @@ struct flow *flow_load_only(struct wharf *w, struct store *st,
         return NULL;
     }
     f->generation = f->rows.generation;
+    atomic_init(&f->refs, 1);
     f->conns = calloc(f->rows.nconns + 1, sizeof(*f->conns));
-    if (f->conns == NULL) {
-        flow_free(f);
+    if (f->conns == NULL)
         error_set(err, "out of memory");
+    f->env = f->conns ? conn_env_new(w, err) : NULL;
+    if (f->env == NULL) {
+        flow_free(f);
         return NULL;
     }
     for (size_t i = 0; i < f->rows.nconns; i++) {
-        if (keep && !keep(f->rows.conns[i].type))
-            continue;
-        struct connector *c = load_one(w, &f->rows.conns[i]);
+        struct connector *c = load_one(f->env, f->generation,
+                                       &f->rows.conns[i]);
         if (c)
             f->conns[f->nconns++] = c;
     }
     return f;
 }
 
+struct flow *flow_hold(struct flow *f)
+{
+    atomic_fetch_add(&f->refs, 1);
+    return f;
+}
+
 void flow_free(struct flow *f)
 {
-    if (f == NULL)
+    if (f == NULL || atomic_fetch_sub(&f->refs, 1) > 1)
         return;
+    if (f->nconns > 0)
+        log_debug("flow generation %lld closed: its last user let go of its "
+                  "%zu connector(s)", (long long)f->generation, f->nconns);
     for (size_t i = 0; i < f->nconns; i++)
         connector_free(f->conns[i]);
     free(f->conns);
+    conn_env_free(f->env);
     store_flow_clear(&f->rows);
     free(f);
 }

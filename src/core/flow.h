@@ -12,6 +12,7 @@
 #define WHARF_FLOW_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,26 +77,42 @@ int flow_action_run(struct wharf *w, struct store *st, const char *name,
                     struct conn_action_ctx *x, struct error *err);
 void flow_action_clear(struct conn_action_ctx *x);
 
+/* GET /oauth/callback: ask every stored connector whose type has
+ * oauth_callback whether it started the authorization with this state,
+ * and let it finish it with code (NULL: refused). conn (n bytes) gets the
+ * connector's name once known. A connector_type's enum conn_oauth_rc:
+ * CONN_OAUTH_UNKNOWN (err says so) when none did. */
+struct secret;
+int flow_oauth_callback(struct wharf *w, struct store *st, const char *state,
+                        const struct secret *code, char *conn, size_t n,
+                        struct error *err);
+
 /* 1 when a stored connector config sends in the clear ("insecure": true). */
 int flow_connector_insecure(const char *config_json);
 
 /* ---- runtime ------------------------------------------------------------- */
 
+/* One generation of the stored flow with its connectors opened: the one
+ * live instance of each connector, shared by every engine worker, the
+ * poller and the partner listener's routes (core/engine.c hands it out
+ * with a reference), closed when the last user lets go. */
 struct flow {
     struct connector **conns;
     size_t nconns;
     struct store_flow rows;     /* the links are read from here */
     int64_t generation;
+    struct conn_env *env;       /* owned: the connectors' environment */
+    atomic_int refs;            /* users; the last flow_free frees */
 };
 
 /* Open every connector of the stored flow. A connector that fails to open
  * is left out with an error logged (its hops fail clearly, others run).
- * Caller owns; flow_free. */
+ * Caller owns one reference; flow_free. */
 struct flow *flow_load(struct wharf *w, struct store *st, struct error *err);
-/* The same with only the connectors whose type keep() accepts (the
- * partner listener's routes open only the types they serve). */
-struct flow *flow_load_only(struct wharf *w, struct store *st,
-                            int (*keep)(const char *type), struct error *err);
+/* Another reference to f (returned). */
+struct flow *flow_hold(struct flow *f);
+/* Drop a reference; the last one closes the connectors (then their
+ * environment) and frees f. NULL is fine. */
 void flow_free(struct flow *f);
 
 struct connector *flow_find(const struct flow *f, const char *name);

@@ -23,6 +23,7 @@
 #include "core/metrics.h"
 #include "core/progress.h"
 #include "core/wharf.h"
+#include "store/partner_store.h"
 #include "store/store.h"
 #include "util/fsx.h"
 #include "util/id.h"
@@ -371,4 +372,19 @@ void intake_free(struct intake *in)
     intake_reset(in);
     free(in->items);
     free(in);
+}
+
+int intake_release(struct intake *in, const char *id, const char *why,
+                   struct error *err)
+{
+    return store_message_release(in->st, id, why, err);
+}
+
+int intake_refused(struct intake *in, const struct intake_refusal *r,
+                   char id[ID_LEN + 1], int64_t *count, struct error *err)
+{
+    struct store_refusal rec = { .source = in->source,
+        .address = r->address, .reason = r->reason, .text = r->text,
+        .window_ms = r->window_ms };
+    return store_refusal_record(in->st, &rec, id, count, err);
 }

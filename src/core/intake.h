@@ -18,8 +18,10 @@
 #define WHARF_INTAKE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/error.h"
+#include "util/id.h"
 
 struct wharf;
 struct store;
@@ -61,6 +63,25 @@ const char *intake_id(const struct intake *in, size_t i);
 const char *intake_filename(const struct intake *in, size_t i);
 /* NULL when item i was new; else the id of the stored duplicate. */
 const char *intake_duplicate(const struct intake *in, size_t i);
+
+/* Release the held next hops of committed message id (intake_hold): they
+ * go on now; why is the event said. 0 or -1 with err. */
+int intake_release(struct intake *in, const char *id, const char *why,
+                   struct error *err);
+
+/* A request the source refused (nothing of it stored), recorded against
+ * the source and folded into its burst: one "refused" message per source,
+ * address and reason while they keep coming within window_ms of each
+ * other. id gets the burst's message id, *count its refusals so far (1:
+ * a new record). 0 or -1 with err. */
+struct intake_refusal {
+    const char *address;        /* the client's */
+    const char *reason;         /* short class: "decryption-failed", ... */
+    const char *text;           /* the event text of this refusal */
+    int64_t window_ms;
+};
+int intake_refused(struct intake *in, const struct intake_refusal *r,
+                   char id[ID_LEN + 1], int64_t *count, struct error *err);
 
 /* Forget the committed batch so the intake can take the next one. */
 void intake_reset(struct intake *in);

@@ -9,9 +9,14 @@
 #include <string.h>
 
 #include "core/wharf.h"
+#include "store/job_store.h"
 #include "store/partner_store.h"
 #include "store/retention_store.h"
 #include "store/store.h"
+#include "vault/vault.h"
+
+_Static_assert(MESSAGE_PAYLOAD_CHUNK == PAYLOAD_SEGMENT,
+               "message.h's chunk is the vault's segment");
 
 struct payload_reader *message_payload_open(const struct message *m,
                                             struct error *err)
@@ -23,6 +28,17 @@ struct payload_reader *message_payload_open(const struct message *m,
         return NULL;
     }
     return payload_open(m->wharf->vault, path, m->id, err);
+}
+
+ssize_t message_payload_read(struct payload_reader *r, void *buf, size_t n,
+                             struct error *err)
+{
+    return payload_read(r, buf, n, err);
+}
+
+void message_payload_close(struct payload_reader *r)
+{
+    payload_close(r);
 }
 
 json_t *message_json(const struct store_message *m)
@@ -54,6 +70,26 @@ static json_t *events_json(const struct store_event *e, size_t n)
         json_array_append_new(arr, json_pack("{s:I, s:I, s:s, s:s}", "at",
             (json_int_t)e[i].at, "hop", (json_int_t)e[i].hop_id, "level",
             e[i].level, "text", e[i].text));
+    return arr;
+}
+
+json_t *message_jobs_json(struct store *st, const char *id,
+                          struct error *err)
+{
+    struct store_job *j;
+    size_t n;
+    if (store_message_jobs(st, id, &j, &n, err) < 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:i,"
+            " s:I, s:I, s:I, s:s?}", "id", j[i].id, "kind", j[i].kind,
+            "connector", j[i].connector, "hop", (json_int_t)j[i].hop_id,
+            "state", j[i].state, "attempts", j[i].attempts, "due_at",
+            (json_int_t)j[i].due_at, "give_up_at", (json_int_t)j[i].give_up_at,
+            "created_at", (json_int_t)j[i].created_at, "last_error",
+            j[i].last_error));
+    store_jobs_free(j, n);
     return arr;
 }
 
@@ -105,6 +141,8 @@ json_t *message_detail_json(struct store *st, const struct store_message *m,
         json_t *rc = message_receipts_json(st, m->id, err);
         json_object_set_new(o, "receipts", rc ? rc : json_array());
         json_object_set_new(o, "legal_hold", hold_json(st, m->id));
+        json_t *jobs = message_jobs_json(st, m->id, err);
+        json_object_set_new(o, "jobs", jobs ? jobs : json_array());
     }
     store_hops_free(h, nh);
     store_events_free(e, ne);
@@ -114,7 +152,7 @@ json_t *message_detail_json(struct store *st, const struct store_message *m,
 /* ---- resend ---------------------------------------------------------------- */
 
 int message_resend(struct store *st, const char *id, const char *who,
-                   int *requeued, struct error *err)
+                   int *requeued, int *jobs, struct error *err)
 {
     struct store_message m;
     int found = store_message_get(st, id, &m, err);
@@ -133,7 +171,7 @@ int message_resend(struct store *st, const char *id, const char *who,
         if (m.source && strcmp(f.links[i].src, m.source) == 0)
             next[nnext++] = f.links[i].dst;
     int rc = next ? store_message_resend(st, id, who, next, nnext, requeued,
-                                         err)
+                                         jobs, err)
                   : error_set(err, "out of memory");
     free(next);
     store_flow_clear(&f);

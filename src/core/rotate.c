@@ -3,13 +3,14 @@
  * top of src/vault/keystore.c over one data directory: the keystore, every
  * payload file of the messages table, and every sealed value of the
  * database (sealed_store.h lists profile keys, connector secrets and state,
- * TOTP seeds; the OIDC client secret and the credentials of
- * notifications are settings).
+ * TOTP seeds, the data of jobs; the OIDC client secret and the credentials
+ * of notifications are settings).
  *
  * Each sealed value is opened with the context its owner sealed it for and
  * sealed again under the active key (vault_reseal): the contexts are those
  * of core/partners.c and core/profile.c ("profile-key:ID"),
- * connectors/secrets.c ("connector:NAME:ROW"), auth/totp.c ("totp:USER"),
+ * core/conn_secrets.c and core/env.c ("connector:NAME:ROW"), core/jobs.c
+ * ("job:ID:data", "job:ID:input"), auth/totp.c ("totp:USER"),
  * cli/oidc.c + api/api_oidc.c ("oidc:client_secret") and
  * security/notify.c ("notify:email", "notify:webhook"). A context that
  * did not match would fail to open, be counted as failed, and keep the old
@@ -135,6 +136,12 @@ static void rotate_context(const struct store_sealed *row, char *out,
         break;
     case STORE_SEALED_CONNECTOR:
         snprintf(out, n, "connector:%s:%s", row->owner, row->name);
+        break;
+    case STORE_SEALED_JOB_DATA:
+        snprintf(out, n, "job:%s:data", row->name);
+        break;
+    case STORE_SEALED_JOB_INPUT:
+        snprintf(out, n, "job:%s:input", row->name);
         break;
     default:
         snprintf(out, n, "totp:%s", row->owner);

@@ -913,6 +913,11 @@ struct store *wharf_store(struct wharf *w, struct error *err)
 {
     pthread_once(&store_once, store_key_init);
     struct store *st = pthread_getspecific(store_key);
+    if (st != NULL && strcmp(store_path(st), w->db_path) != 0) {
+        store_close(st);        /* another data dir (tests): a new one */
+        pthread_setspecific(store_key, NULL);
+        st = NULL;
+    }
     if (st == NULL && (st = store_open(w->db_path, err)) != NULL &&
         pthread_setspecific(store_key, st) != 0) {
         store_close(st);

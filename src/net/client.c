@@ -19,6 +19,7 @@
 #include "net/client.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <openssl/x509_vfy.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/client_internal.h"
 #include "net/tls.h"
 #include "util/secret.h"
 
@@ -47,6 +49,12 @@ static void curl_init_once(void)
 {
     curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK &&
                  pthread_key_create(&handle_key, handle_free) == 0;
+}
+
+int net_curl_ready(void)
+{
+    pthread_once(&curl_once, curl_init_once);
+    return curl_ready;
 }
 
 /* One curl handle per thread, reset before each request: every option is
@@ -370,6 +378,8 @@ struct xfer {
     int64_t sent;
     int read_failed;
     struct error read_err;
+    int write_failed;           /* the write function, or the cap */
+    struct error write_err;
 };
 
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
@@ -393,20 +403,44 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
     return (size_t)got;
 }
 
+int net_client_discard(void *ud, const void *buf, size_t n,
+                       struct error *err)
+{
+    (void)buf;
+    (void)err;
+    if (ud)
+        *(int64_t *)ud += (int64_t)n;
+    return 0;
+}
+
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct xfer *x = ud;
     size_t n = size * nmemb;
     struct net_client_resp *r = x->resp;
-    if (r->len < x->max) {
-        size_t take = x->max - r->len < n ? x->max - r->len : n;
-        if (r->body == NULL && (r->body = malloc(x->max + 1)) == NULL)
-            return n;               /* keep going; the body is informative */
-        memcpy(r->body + r->len, ptr, take);
-        r->len += take;
-        r->body[r->len] = '\0';
+    if (x->req->write) {
+        if (x->req->write(x->req->write_ud, ptr, n, &x->write_err) < 0) {
+            x->write_failed = 1;
+            return 0;               /* aborts the transfer */
+        }
+        return n;
     }
-    return n;                       /* beyond the cap: discarded */
+    if (n > x->max - r->len) {      /* never a silent truncation */
+        error_set(&x->write_err, "the response body of %s is larger than "
+                  "%zu bytes (the most this request reads): not read",
+                  x->req->url, x->max);
+        x->write_failed = 1;
+        return 0;
+    }
+    if (r->body == NULL && (r->body = malloc(x->max + 1)) == NULL) {
+        error_set(&x->write_err, "out of memory");
+        x->write_failed = 1;
+        return 0;
+    }
+    memcpy(r->body + r->len, ptr, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return n;
 }
 
 /* Keep the header block of the final response (a 1xx block is replaced
@@ -646,8 +680,7 @@ enum wh_status net_client_request(const struct net_client_opts *o,
         return WH_FAIL;
     if (r->body_len >= 0 && r->read == NULL)
         return error_set(err, "a body needs a read function"), WH_FAIL;
-    pthread_once(&curl_once, curl_init_once);
-    if (!curl_ready)
+    if (!net_curl_ready())
         return error_set(err, "cannot initialize libcurl"), WH_RETRY;
 
     struct xfer x = { .req = r, .resp = resp,
@@ -699,12 +732,18 @@ enum wh_status net_client_request(const struct net_client_opts *o,
                 st = WH_FAIL;
                 *err = x.read_err;
                 error_prefix(err, "reading the payload");
+            } else if (x.write_failed) {
+                st = WH_FAIL;
+                *err = x.write_err;
             } else {
                 st = classify(c, rc, o, r->url, ebuf, err);
                 resp->status = 0;
             }
         }
     }
+    /* a header may carry a credential (Authorization, X-Api-Key ...) */
+    for (struct curl_slist *n = hdrs; n != NULL; n = n->next)
+        OPENSSL_cleanse(n->data, strlen(n->data));
     curl_slist_free_all(hdrs);
     for (size_t i = 0; i < 2; i++)
         secret_free(creds[i]);

@@ -13,8 +13,10 @@
  *     verification off;
  *   - protocols "https" only ("http,https" when insecure); no redirects;
  *   - no proxy from the environment: only the one configured;
- *   - bodies are streamed through a read callback (constant memory);
- *     the response body is kept up to a cap, the rest is discarded;
+ *   - request bodies are streamed through a read callback, response
+ *     bodies through a write callback (constant memory both ways); a
+ *     response body kept in memory instead has a cap, and a response
+ *     past it is an error that says so (never a silent truncation);
  *   - curl's verbose output is never enabled (it would print headers).
  *
  * Errors say which stage failed: "DNS", "TCP connect", "TLS (certificate
@@ -87,6 +89,17 @@ int net_client_proxy_failed(void *h, int rc, const struct net_proxy *p,
                             const char *target, const char *ebuf,
                             enum wh_status *st, struct error *err);
 
+/* Takes n response body bytes: 0, or -1 with err set (the request is
+ * aborted: WH_FAIL with that error). */
+typedef int (*net_client_write_fn)(void *ud, const void *buf, size_t n,
+                                   struct error *err);
+
+/* A write function that throws the body away (a response whose body is of
+ * no use: a 2xx to a delivery), counting its bytes into *(int64_t *)ud
+ * when ud is not NULL. */
+int net_client_discard(void *ud, const void *buf, size_t n,
+                       struct error *err);
+
 struct net_client_opts {
     const char *ca_file;        /* PEM CA bundle; NULL: the system store */
     const struct secret *ca_pem;    /* or the bundle itself (PEM) */
@@ -102,7 +115,8 @@ struct net_client_opts {
     int insecure;               /* allow http:// (verification stays on) */
     long connect_timeout_ms;    /* 0: 10 s */
     long timeout_ms;            /* whole request; 0: 10 min */
-    size_t max_response;        /* response body bytes kept; 0: 16 KiB */
+    size_t max_response;        /* response body bytes kept (no write
+                                   function); more is an error; 0: 16 KiB */
 };
 
 /* Reads up to n body bytes into buf: > 0 bytes, 0 at the end, -1 with err
@@ -120,11 +134,16 @@ struct net_client_req {
     int64_t body_len;           /* exact Content-Length; -1: no body */
     net_client_read_fn read;
     void *read_ud;
+    /* The response body: streamed to write (then resp->body is NULL), or
+     * NULL: kept in resp->body up to opts.max_response. */
+    net_client_write_fn write;
+    void *write_ud;
 };
 
 struct net_client_resp {
     long status;                /* HTTP status, 0 when none arrived */
-    char *body;                 /* NUL-terminated, at most max_response; owned */
+    char *body;                 /* NUL-terminated, at most max_response
+                                   (NULL with a write function); owned */
     size_t len;
     char *headers;              /* the response's header lines (no status
                                    line), NUL-terminated, <= 64 KiB; owned */
@@ -146,7 +165,9 @@ int net_url_parts(const char *url, char *scheme, size_t scheme_n, char *host,
 
 /* Perform one request. WH_OK when an HTTP response arrived (whatever its
  * status: see resp->status); else WH_RETRY or WH_FAIL with err saying what
- * failed. resp->body is set in both cases (may be NULL); free it with
+ * failed: also WH_FAIL when the response body is larger than
+ * max_response ("... is larger than N bytes") or the write function
+ * failed. resp is set in every case (body may be NULL); free it with
  * net_client_resp_free. Thread-safe. */
 enum wh_status net_client_request(const struct net_client_opts *o,
                                   const struct net_client_req *r,
@@ -157,5 +178,92 @@ void net_client_resp_free(struct net_client_resp *resp);
 
 /* WH_RETRY for 408, 429 and 5xx; WH_FAIL for any other status. */
 enum wh_status net_client_status_class(long status);
+
+/* ---- SFTP (net/client_sftp.c: curl's sftp scheme, libssh2) ------------------
+ * The same rules as HTTP: the one proxy rule (net_proxy), no proxy from
+ * the environment, the progress of transfers, errors that name the stage
+ * (connect, host key, login, permission, not found, timeout, proxy),
+ * classified WH_RETRY or WH_FAIL; bodies streamed both ways. A host key
+ * that is not the pinned one ends the connection in the key exchange: no
+ * authentication, no transfer. Credentials reach curl only as option
+ * values (curl's copies are freed unwiped: the limit of client.c). */
+
+struct net_sftp_opts {
+    const char *host;           /* name or address (IPv6 without []) */
+    long port;
+    const char *user;
+    /* The pinned host key: the unpadded base64 of its SHA-256 (43
+     * characters), or NULL: every key is refused (nothing goes beyond the
+     * key exchange). */
+    const char *host_key_sha256;
+    const char *key_file;       /* private key path (a memfd), or NULL */
+    const struct secret *passphrase;    /* of key_file (NUL-terminated) */
+    const struct secret *password;      /* NUL-terminated, or NULL */
+    struct net_proxy proxy;     /* resolved by the one rule */
+};
+
+/* One session: a curl handle whose SSH connection is reused between the
+ * operations on it. o is borrowed (it must outlive the session). Not
+ * thread-safe: one user at a time. NULL with err. */
+struct net_sftp;
+struct net_sftp *net_sftp_open(const struct net_sftp_opts *o,
+                               struct error *err);
+void net_sftp_close(struct net_sftp *s);
+
+/* What the last failed operation of a session failed at, beyond its
+ * status: NET_SFTP_NOT_FOUND (no such file), NET_SFTP_QUOTE (a rename or
+ * remove the server refused, e.g. after a complete upload), NET_SFTP_READ
+ * / NET_SFTP_WRITE (the caller's read / write function failed: err is
+ * its error). */
+enum net_sftp_fail {
+    NET_SFTP_OK = 0, NET_SFTP_NOT_FOUND, NET_SFTP_QUOTE, NET_SFTP_READ,
+    NET_SFTP_WRITE, NET_SFTP_OTHER,
+};
+enum net_sftp_fail net_sftp_failed(const struct net_sftp *s);
+
+/* The long listing of server folder dir (absolute), at most max bytes
+ * (more is an error): *text malloc'ed, NUL-terminated (caller frees). */
+enum wh_status net_sftp_list(struct net_sftp *s, const char *dir,
+                             size_t max, char **text, size_t *len,
+                             struct error *err);
+
+/* Download path, streamed to write. */
+enum wh_status net_sftp_get(struct net_sftp *s, const char *path,
+                            net_client_write_fn write, void *ud,
+                            struct error *err);
+
+/* Seek a read function's stream to offset bytes from its start (for a
+ * resumed upload): 0, or -1 with err. */
+typedef int (*net_client_seek_fn)(void *ud, int64_t offset,
+                                  struct error *err);
+
+/* Upload size bytes from read to path, continuing a partial file of
+ * resume_from bytes there (seek positions the stream; 0: from the start),
+ * then, in the same session, rename path to rename_to (NULL: none;
+ * SFTP's rename never replaces a file). */
+struct net_sftp_upload {
+    const char *path;
+    int64_t size, resume_from;
+    net_client_read_fn read;
+    net_client_seek_fn seek;
+    void *ud;
+    const char *rename_to;
+};
+enum wh_status net_sftp_put(struct net_sftp *s,
+                            const struct net_sftp_upload *u,
+                            struct error *err);
+
+/* Rename (never replacing) or remove one file on the server. */
+enum wh_status net_sftp_rename(struct net_sftp *s, const char *from,
+                               const char *to, struct error *err);
+enum wh_status net_sftp_remove(struct net_sftp *s, const char *path,
+                               struct error *err);
+
+/* Connect up to the key exchange and take the host key the server
+ * presents, refusing it (no authentication is attempted): its type
+ * ("ED25519", "ECDSA", "RSA", "DSA") and the unpadded base64 of its
+ * SHA-256 (43 characters and a NUL). */
+enum wh_status net_sftp_hostkey(const struct net_sftp_opts *o, char type[16],
+                                char fp[44], struct error *err);
 
 #endif

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "net/url.h"
 #include "util/secret.h"
 
 #define MAX_EXPIRES_IN (10LL * 365 * 24 * 3600)
@@ -41,31 +42,6 @@ void oauth_token_clear(struct oauth_token *t)
 }
 
 /* ---- encoding ------------------------------------------------------------ */
-
-static int unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
-
-/* Percent-encode n bytes of in at out (room for 3 * n); returns the
- * length written. */
-static size_t pct_encode(const unsigned char *in, size_t n, unsigned char *out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (unreserved(in[i])) {
-            out[j++] = in[i];
-        } else {
-            out[j++] = '%';
-            out[j++] = (unsigned char)hex[in[i] >> 4];
-            out[j++] = (unsigned char)hex[in[i] & 15];
-        }
-    }
-    return j;
-}
 
 /* base64url without padding of n bytes into out (room for 4 * n / 3 + 4). */
 static size_t b64url(const unsigned char *in, size_t n, char *out)
@@ -107,7 +83,7 @@ int oauth_pkce_challenge(const char *verifier, size_t len,
     if (verifier == NULL || len < 43 || len > 128)
         return error_set(err, "a PKCE verifier has 43 to 128 characters");
     for (size_t i = 0; i < len; i++)
-        if (!unreserved((unsigned char)verifier[i]))
+        if (!net_url_unreserved((unsigned char)verifier[i]))
             return error_set(err, "a PKCE verifier holds only unreserved "
                              "characters");
     if (EVP_Digest(verifier, len, md, &mdlen, EVP_sha256(), NULL) != 1)
@@ -175,7 +151,7 @@ char *oauth_authorize_url(const char *authorize_url, const char *client_id,
         memcpy(url + len, q[i].name, nl);
         len += nl;
         url[len++] = '=';
-        len += pct_encode((const unsigned char *)q[i].value,
+        len += net_url_encode((const unsigned char *)q[i].value,
                           strlen(q[i].value), (unsigned char *)url + len);
     }
     url[len] = '\0';
@@ -391,7 +367,7 @@ static struct secret *form_encode(const struct fparam *p, size_t n,
         memcpy(out + j, p[i].name, nl);
         j += nl;
         out[j++] = '=';
-        j += pct_encode(p[i].value, p[i].len, out + j);
+        j += net_url_encode(p[i].value, p[i].len, out + j);
     }
     *len = j;
     return s;
@@ -404,7 +380,7 @@ static struct secret *secret_pct(const struct secret *s)
     struct secret *tmp = secret_new(3 * secret_len(s) + 1);
     if (tmp == NULL)
         return NULL;
-    size_t n = pct_encode(secret_data(s), secret_len(s), secret_data_mut(tmp));
+    size_t n = net_url_encode(secret_data(s), secret_len(s), secret_data_mut(tmp));
     struct secret *out = secret_from(secret_data(tmp), n);
     secret_free(tmp);
     return out;
@@ -414,7 +390,7 @@ static char *str_pct(const char *s)
 {
     char *out = malloc(3 * strlen(s) + 1);
     if (out)
-        out[pct_encode((const unsigned char *)s, strlen(s),
+        out[net_url_encode((const unsigned char *)s, strlen(s),
                        (unsigned char *)out)] = '\0';
     return out;
 }

@@ -4,6 +4,8 @@
  * error), "." and ".." segments removed (RFC 3986 5.2.4) so no route can
  * be reached by a path that climbs out of it. Untrusted input: fuzzed by
  * tests/fuzz/fuzz_url.c. Works in place; never grows the string.
+ * Also the one percent-encoder of what Wharf sends (OAuth and OIDC forms
+ * and URLs): net_url_encode.
  */
 #include "net/url.h"
 
@@ -68,3 +70,25 @@ void net_path_normalize(char *p)
     p[olen] = '\0';
 }
 
+int net_url_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == '~';
+}
+
+size_t net_url_encode(const unsigned char *in, size_t n, unsigned char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (net_url_unreserved(in[i])) {
+            out[j++] = in[i];
+        } else {
+            out[j++] = '%';
+            out[j++] = (unsigned char)hex[in[i] >> 4];
+            out[j++] = (unsigned char)hex[in[i] & 15];
+        }
+    }
+    return j;
+}

@@ -339,10 +339,10 @@ void doctor_check_backup(struct doctor *d)
         doctor_add(d->report, "backup.age", DOCTOR_WARN, ctl, "see the "
                    "error", "cannot read the backups record: %s", err.msg);
     else if (rc == 1)
-        doctor_add(d->report, "backup.age", DOCTOR_WARN, ctl, "back up the "
-                   "data directory, and the keystore separately (docs/"
-                   "operations.md, Keys); Wharf records backups once its "
-                   "backup command exists (R20)", "no backup recorded");
+        doctor_add(d->report, "backup.age", DOCTOR_WARN, ctl, "take one "
+                   "with `wharf backup --to FILE` and keep doing so at least "
+                   "weekly (docs/operations.md, Backups and restore)",
+                   "no backup recorded");
     else if (days > 7)
         doctor_add(d->report, "backup.age", DOCTOR_WARN, ctl, "back up again "
                    "and keep doing so at least weekly", "the last backup "

@@ -85,12 +85,6 @@ int store_refusal_record(struct store *s, const struct store_refusal *r,
                          char id[ID_LEN + 1], int64_t *count,
                          struct error *err);
 
-/* An asynchronous MDN for message msgid came in: its hop at connector,
- * if waiting (retrying, due later), is due now. 1 when one was woken,
- * 0 when none, -1 with err. */
-int store_hop_wake(struct store *s, const char *msgid, const char *connector,
-                   struct error *err);
-
 void store_cert_clear(struct store_cert *c);
 void store_certs_free(struct store_cert *c, size_t n);
 

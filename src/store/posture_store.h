@@ -2,16 +2,13 @@
  * posture_store.h - what `wharf doctor`, `wharf inventory` and /metrics
  * read from the database beyond the other store headers: the newest audit
  * entry of some actions (the master key's last rotation), the newest
- * backup (a table another task adds), and counts for the metrics.
+ * backup, and counts for the metrics.
  * Implemented in sqlite_posture.c. Read-only.
  *
- * The backups record (written by the backup task, R20; read here when it
- * exists): a table
- *   backups(id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,
- *           finished_at INTEGER NOT NULL, ok INTEGER NOT NULL,
- *           location TEXT, bytes INTEGER)
- * one row per backup run, times in ms since the epoch, ok 1 when the
- * backup completed and verified. The doctor reads the newest ok row.
+ * The backups record is the table of migration 9 (store/backup_store.h,
+ * written by `wharf backup`, R20): one row per run, times in ms since the
+ * epoch, ok 1 when the backup completed. The doctor reads the newest ok
+ * row's finished_at and location.
  */
 #ifndef WHARF_POSTURE_STORE_H
 #define WHARF_POSTURE_STORE_H

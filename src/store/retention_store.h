@@ -2,7 +2,7 @@
  * retention_store.h - the rows of retention and erasure (R9): which
  * messages a purge may delete, the purge itself (rows first, then the
  * payload files it listed), legal holds, and the messages of a set of
- * connectors (a partner's, for an erasure). Tables of schema migration 8
+ * connectors (a partner's, for an erasure). Tables of schema migration 11
  * (legal_holds, purge_pending; see sqlite.c). Implemented in
  * sqlite_retention.c.
  *

@@ -9,7 +9,12 @@
  *     secret files of connectors and what they obtained at run time (OAuth
  *     tokens, pending authorizations); owner = connector, name = row name;
  *   - STORE_SEALED_TOTP         users.totp_sealed (migration 2): TOTP seeds;
- *     owner = user name, name = the user's id in decimal.
+ *     owner = user name, name = the user's id in decimal;
+ *   - STORE_SEALED_JOB_DATA     jobs.data (migration 10): what a job was
+ *     given (an MDN to send, what a waiting job checks); owner = connector,
+ *     name = the job's id;
+ *   - STORE_SEALED_JOB_INPUT    jobs.input (migration 10): what arrived for
+ *     a job (an asynchronous MDN); owner = connector, name = the job's id.
  * A setting that holds a sealed value (oidc_client_secret, as hex) is read
  * and written with store_setting_get/set.
  *
@@ -31,6 +36,8 @@ enum store_sealed_kind {
     STORE_SEALED_PROFILE_KEY,
     STORE_SEALED_CONNECTOR,
     STORE_SEALED_TOTP,
+    STORE_SEALED_JOB_DATA,
+    STORE_SEALED_JOB_INPUT,
     STORE_SEALED_KINDS
 };
 

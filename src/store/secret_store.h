@@ -4,7 +4,7 @@
  * sqlite_secrets.c.
  *
  * Rows hold what vault_seal() returned, never plaintext; this layer neither
- * seals nor opens (connectors/secrets.c does). Two kinds of rows, by name:
+ * seals nor opens (core/conn_secrets.c and core/env.c do). Two kinds of rows, by name:
  *   - a config key ("auth.password_file"): the file's content, sealed at
  *     flow import; replaced as a whole by every import (store_flow_put);
  *   - "state:..." (e.g. "state:oauth.refresh"): what a connector obtained

@@ -153,7 +153,29 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX security_events_alert ON security_events(alert_id);"
     "CREATE INDEX security_events_incident ON"
     "  security_events(incident_id);",
-    /* 9: retention and erasure (R9; sqlite_retention.c): legal holds, kept
+    /* 9: the record of backup runs (R20, sqlite_backup.c; its shape is in
+     * store/backup_store.h: the posture report reads it) */
+    "CREATE TABLE backups(id INTEGER PRIMARY KEY, started_at INTEGER"
+    "  NOT NULL, finished_at INTEGER NOT NULL, ok INTEGER NOT NULL,"
+    "  location TEXT, bytes INTEGER, kind TEXT NOT NULL, backup_id TEXT,"
+    "  messages INTEGER, payloads INTEGER, missing INTEGER, sha256 TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX backups_newest ON backups(ok, finished_at);",
+    /* 10: durable jobs of messages the engine runs through a connector
+     * (AS2 MDN out, MDN wait); data and input sealed (sqlite_jobs.c) */
+    "CREATE TABLE jobs(id TEXT PRIMARY KEY, message_id TEXT NOT NULL,"
+    "  hop_id INTEGER NOT NULL DEFAULT 0, connector TEXT NOT NULL,"
+    "  kind TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL"
+    "  DEFAULT 0, waits INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL,"
+    "  give_up_at INTEGER NOT NULL DEFAULT 0, window_ms INTEGER NOT NULL"
+    "  DEFAULT 0, lease_owner TEXT, lease_until INTEGER, data BLOB,"
+    "  input BLOB, last_error TEXT, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX jobs_due ON jobs(state, due_at);"
+    "CREATE INDEX jobs_message ON jobs(message_id, id);"
+    "CREATE UNIQUE INDEX jobs_active ON jobs(message_id, connector, kind)"
+    "  WHERE state IN ('queued', 'waiting', 'processing');",
+    /* 11: retention and erasure (R9; sqlite_retention.c): legal holds, kept
      * apart from the message rows; payload files whose rows a purge
      * deleted, until they are shredded (so a kill -9 between the commit
      * and the shredding leaves them listed for the next purge); the
@@ -182,6 +204,7 @@ enum stmt_id {
     S_EVT_INS, S_EVT_OF_MSG,
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
     S_CONN_SET_CONFIG, S_HOP_HOLD, S_HOP_UNHOLD, S_HOP_UNHOLD_ALL,
+    S_HOP_SETTLE,
     S_COUNT
 };
 
@@ -249,6 +272,10 @@ static const char *const SQL[S_COUNT] = {
                   " last_error = ?5, receipt = COALESCE(?6, receipt),"
                   " lease_owner = NULL, lease_until = NULL, updated_at = ?7"
                   " WHERE id = ?1 AND state = 'processing' AND lease_owner = ?8",
+    /* A waiting hop (an asynchronous MDN) takes its job's outcome. */
+    [S_HOP_SETTLE] = "UPDATE hops SET state = ?2, attempts = ?3, next_at = ?4,"
+                     " last_error = ?5, receipt = COALESCE(?6, receipt),"
+                     " updated_at = ?7 WHERE id = ?1 AND state = 'retrying'",
     [S_HOP_OF_MSG] = "SELECT id, message_id, connector, state, attempts, next_at,"
                      " created_at, updated_at, last_error, receipt FROM hops"
                      " WHERE message_id = ?1 ORDER BY id",
@@ -506,6 +533,11 @@ void store_close(struct store *s)
     sqlite3_close(s->db);
     free(s->path);
     free(s);
+}
+
+const char *store_path(const struct store *s)
+{
+    return s->path;
 }
 
 int store_temp_dir(const char *dir, struct error *err)
@@ -1118,12 +1150,30 @@ static int requeue(struct store *s, const char *id, int64_t now,
 
 static int resend_tx(struct store *s, const struct store_message *m,
                      const char *who, const char *const *next, size_t nnext,
-                     int64_t now, int *requeued, struct error *err)
+                     int64_t now, int *requeued, int *njobs,
+                     struct error *err)
 {
     char text[300];
-    if (requeue(s, m->id, now, requeued, err) < 0)
+    int jobs = 0;
+    if (store_jobs_resend(s, m->id, now, &jobs, err) < 0)
         return -1;
-    if (*requeued > 0) {
+    *njobs = jobs;
+    if (jobs > 0) {     /* what failed was a job: only failed hops go too */
+        sqlite3_stmt *st = stmt_get(s, S_HOP_RESEND_FAILED, err);
+        if (st == NULL)
+            return -1;
+        store_bind_text(st, 1, m->id);
+        sqlite3_bind_int64(st, 2, now);
+        if (store_step_done(s, st, err, "resend") < 0)
+            return -1;
+        *requeued = sqlite3_changes(s->db);
+    } else if (requeue(s, m->id, now, requeued, err) < 0) {
+        return -1;
+    }
+    if (jobs > 0) {
+        snprintf(text, sizeof(text), "resend requested by %s: %d hop(s) and "
+                 "%d job(s) queued", who, *requeued, jobs);
+    } else if (*requeued > 0) {
         snprintf(text, sizeof(text), "resend requested by %s: %d hop(s) "
                  "queued", who, *requeued);
     } else {
@@ -1152,8 +1202,9 @@ static int resend_tx(struct store *s, const struct store_message *m,
 
 int store_message_resend(struct store *s, const char *id, const char *who,
                          const char *const *next, size_t nnext,
-                         int *requeued, struct error *err)
+                         int *requeued, int *jobs, struct error *err)
 {
+    int njobs = 0;
     struct store_message m;
     int found = store_message_get(s, id, &m, err);
     if (found != 0) {
@@ -1162,12 +1213,14 @@ int store_message_resend(struct store *s, const char *id, const char *who,
     }
     int rc = store_tx_begin(s, err);
     int tx = rc == 0 ? resend_tx(s, &m, who, next, nnext, time_now_ms(),
-                                 requeued, err) : 0;
+                                 requeued, &njobs, err) : 0;
     if (rc == 0 && tx < 0)
         rc = store_tx_fail(s) + (tx == -2 ? 3 : 0);     /* -2: refused */
     else if (rc == 0 && store_tx_commit(s, err) < 0)
         rc = store_tx_fail(s);
     store_message_clear(&m);
+    if (jobs)
+        *jobs = rc == 0 ? njobs : 0;
     return rc;
 }
 
@@ -1285,7 +1338,9 @@ int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
 
 int store_leases_release(struct store *s, struct error *err)
 {
-    return simple(s, S_HOP_RELEASE, err, "release leases");
+    if (simple(s, S_HOP_RELEASE, err, "release leases") < 0)
+        return -1;
+    return store_jobs_release(s, err);
 }
 
 static const char *result_state(enum hop_result r)
@@ -1310,11 +1365,14 @@ static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
                  o->connector, o->attempts, o->error ? o->error : "-");
 }
 
-/* Returns 1 when the hop was not ours any more (skipped). */
-static int finish_one(struct store *s, const struct store_outcome *o,
-                      int64_t now, struct error *err)
+/* Write outcome o to its hop with statement which (S_HOP_SET: the hop
+ * leased by o->owner; S_HOP_SETTLE: the hop waiting), then its event,
+ * next hops and message state. 1 when the hop was not in that state. */
+static int hop_apply(struct store *s, enum stmt_id which,
+                     const struct store_outcome *o, int64_t now,
+                     struct error *err)
 {
-    sqlite3_stmt *st = stmt_get(s, S_HOP_SET, err);
+    sqlite3_stmt *st = stmt_get(s, which, err);
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, o->hop_id);
@@ -1327,7 +1385,8 @@ static int finish_one(struct store *s, const struct store_outcome *o,
     /* a wait's text is for the history, not the hop's receipt */
     store_bind_text(st, 6, o->result == HOP_WAIT ? NULL : o->receipt);
     sqlite3_bind_int64(st, 7, now);
-    store_bind_text(st, 8, o->owner);
+    if (which == S_HOP_SET)
+        store_bind_text(st, 8, o->owner);
     if (store_step_done(s, st, err, "update hop") < 0)
         return -1;
     if (sqlite3_changes(s->db) == 0)
@@ -1343,7 +1402,21 @@ static int finish_one(struct store *s, const struct store_outcome *o,
     if (o->result == HOP_SENT &&
         hops_queue(s, o->message_id, o->next, o->nnext, now, err) < 0)
         return -1;
-    return message_state_update(s, o->message_id, now, err);
+    return message_state_update(s, o->message_id, now, err) < 0 ? -1 : 0;
+}
+
+/* Returns 1 when the hop was not ours any more (skipped). */
+static int finish_one(struct store *s, const struct store_outcome *o,
+                      int64_t now, struct error *err)
+{
+    return hop_apply(s, S_HOP_SET, o, now, err);
+}
+
+int store_hop_settle(struct store *s, const struct store_outcome *o,
+                     int64_t now, struct error *err)
+{
+    int rc = hop_apply(s, S_HOP_SETTLE, o, now, err);
+    return rc < 0 ? -1 : rc == 0;
 }
 
 int store_hop_finish(struct store *s, const struct store_outcome *o, size_t n,

@@ -1,8 +1,8 @@
 /*
  * sqlite_partners.c - the SQLite statements of partner_store.h: the AS2
  * profile (setting "profile"), partners and certificates (tables of
- * migration 4 in sqlite.c), receipts (5), refused AS2 requests folded into
- * bursts (6) and the wake-up of a hop waiting for an asynchronous MDN.
+ * migration 4 in sqlite.c), receipts (5) and refused AS2 requests folded
+ * into bursts (6).
  *
  * Owns statement cache slots 144..175 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. It stores
@@ -23,7 +23,7 @@ enum { P_DEL_PARTNERS = 144, P_DEL_CERTS, P_DEL_PROFILE, P_SET_PROFILE,
        P_CERTS_ALL, P_CERTS_OWNER, P_SET_PARTNER_CONFIG, P_UPD_PROFILE,
        P_RECEIPT_ADD, P_RECEIPTS, P_GEN_BUMP,
        P_BURST, P_BURST_BUMP, P_BURST_INS, P_REFUSED_INS, P_MSG_TOUCH,
-       P_EVT_INS, P_EVT_SET, P_HOP_WAKE, P_LAST };
+       P_EVT_INS, P_EVT_SET, P_LAST };
 _Static_assert(P_LAST <= 176, "sqlite_partners.c owns slots 144..175");
 
 #define CERT_COLS "owner, id, subject, not_before, not_after, use_from, der," \
@@ -72,9 +72,6 @@ static const char *const SQL_PARTNERS[P_LAST - 144] = {
     [P_EVT_INS - 144] = "INSERT INTO events(message_id, hop_id, at, level,"
         " text) VALUES(?1, 0, ?2, ?3, ?4)",
     [P_EVT_SET - 144] = "UPDATE events SET at = ?2, text = ?3 WHERE id = ?1",
-    [P_HOP_WAKE - 144] = "UPDATE hops SET next_at = ?3, updated_at = ?3"
-        " WHERE message_id = ?1 AND connector = ?2 AND state = 'retrying'"
-        " AND next_at > ?3",
 };
 
 static sqlite3_stmt *p_stmt(struct store *s, int slot, struct error *err)
@@ -486,18 +483,4 @@ int store_refusal_record(struct store *s, const struct store_refusal *r,
         return store_tx_fail(s);
     *count = n + 1;
     return 0;
-}
-
-int store_hop_wake(struct store *s, const char *msgid, const char *connector,
-                   struct error *err)
-{
-    sqlite3_stmt *st = p_stmt(s, P_HOP_WAKE, err);
-    if (st == NULL)
-        return -1;
-    store_bind_text(st, 1, msgid);
-    store_bind_text(st, 2, connector);
-    sqlite3_bind_int64(st, 3, time_now_ms());
-    if (store_step_done(s, st, err, "wake a waiting hop") < 0)
-        return -1;
-    return sqlite3_changes(store_db(s)) > 0;
 }

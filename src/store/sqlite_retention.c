@@ -2,7 +2,7 @@
  * sqlite_retention.c - the SQLite statements of retention_store.h:
  * purge candidates, the purge's deletion of rows (with the payload files
  * it leaves to shred listed in purge_pending, same transaction), legal
- * holds and the messages of a set of connectors (tables of migration 8 in
+ * holds and the messages of a set of connectors (tables of migration 11 in
  * sqlite.c).
  *
  * Owns statement cache slots 248..271 of store_stmt_ext and nothing else.
@@ -22,7 +22,7 @@
 enum {
     R_CANDIDATES = 248, R_HELD_BEFORE, R_SOURCES, R_STILL_CANDIDATE,
     R_PENDING_ADD, R_DEL_EVENTS, R_DEL_RECEIPTS, R_DEL_REFUSAL, R_DEL_HOPS,
-    R_DEL_MESSAGE, R_PENDING, R_PENDING_DONE, R_HOLD_SET, R_HOLD_LIFT,
+    R_DEL_JOBS, R_DEL_MESSAGE, R_PENDING, R_PENDING_DONE, R_HOLD_SET, R_HOLD_LIFT,
     R_HOLD_GET, R_MSG_EXISTS, R_COUNT, R_LAST
 };
 _Static_assert(R_LAST <= 272, "sqlite_retention.c owns slots 248..271");
@@ -32,6 +32,8 @@ _Static_assert(R_LAST <= 272, "sqlite_retention.c owns slots 248..271");
     " 'erased')"
 #define NOT_BUSY " NOT EXISTS (SELECT 1 FROM hops h WHERE h.message_id =" \
     " messages.id AND h.state IN ('queued', 'processing', 'retrying'))" \
+    " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message_id =" \
+    " messages.id AND j.state IN ('queued', 'waiting', 'processing'))" \
     " AND NOT EXISTS (SELECT 1 FROM legal_holds l WHERE l.message_id =" \
     " messages.id)"
 
@@ -53,6 +55,7 @@ static const char *const SQL_RET[R_LAST - 248] = {
     [R_DEL_RECEIPTS - 248] = "DELETE FROM receipts WHERE message_id = ?1",
     [R_DEL_REFUSAL - 248] = "DELETE FROM refusals WHERE message_id = ?1",
     [R_DEL_HOPS - 248] = "DELETE FROM hops WHERE message_id = ?1",
+    [R_DEL_JOBS - 248] = "DELETE FROM jobs WHERE message_id = ?1",
     [R_DEL_MESSAGE - 248] = "DELETE FROM messages WHERE id = ?1",
     [R_PENDING - 248] = "SELECT message_id, payload_path FROM purge_pending"
         " ORDER BY at, message_id LIMIT ?1",
@@ -287,7 +290,7 @@ static int purge_one(struct store *s, const char *id, int64_t now,
         free(path);
     }
     static const int dels[] = { R_DEL_EVENTS, R_DEL_RECEIPTS, R_DEL_REFUSAL,
-                                R_DEL_HOPS, R_DEL_MESSAGE };
+                                R_DEL_HOPS, R_DEL_JOBS, R_DEL_MESSAGE };
     for (size_t i = 0; ok == 0 && i < sizeof(dels) / sizeof(dels[0]); i++)
         ok = by_id(s, dels[i], id, err, "delete a purged message");
     return ok < 0 ? -1 : 1;

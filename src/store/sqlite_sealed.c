@@ -29,6 +29,10 @@ static const char *const SQL_LIST[STORE_SEALED_KINDS] = {
         " connector_secrets ORDER BY connector, name",
     [STORE_SEALED_TOTP] = "SELECT name, CAST(id AS TEXT), totp_sealed FROM"
         " users WHERE totp_sealed IS NOT NULL ORDER BY id",
+    [STORE_SEALED_JOB_DATA] = "SELECT connector, id, data FROM jobs"
+        " WHERE data IS NOT NULL ORDER BY id",
+    [STORE_SEALED_JOB_INPUT] = "SELECT connector, id, input FROM jobs"
+        " WHERE input IS NOT NULL ORDER BY id",
 };
 
 /* Per kind: ?1 owner, ?2 name, ?3 new blob, ?4 the blob it must still hold. */
@@ -39,6 +43,10 @@ static const char *const SQL_SET[STORE_SEALED_KINDS] = {
         " WHERE connector = ?1 AND name = ?2 AND blob = ?4",
     [STORE_SEALED_TOTP] = "UPDATE users SET totp_sealed = ?3"
         " WHERE name = ?1 AND id = CAST(?2 AS INTEGER) AND totp_sealed = ?4",
+    [STORE_SEALED_JOB_DATA] = "UPDATE jobs SET data = ?3"
+        " WHERE connector = ?1 AND id = ?2 AND data = ?4",
+    [STORE_SEALED_JOB_INPUT] = "UPDATE jobs SET input = ?3"
+        " WHERE connector = ?1 AND id = ?2 AND input = ?4",
 };
 
 static int sealed_kind_ok(enum store_sealed_kind kind, struct error *err)

@@ -5,7 +5,8 @@
  * Owns statement cache slots 128..143 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. It stores
  * and returns sealed blobs as given; it must never see plaintext (sealing
- * is the vault's, in connectors/secrets.c) nor build SQL from data.
+ * is the vault's, in core/conn_secrets.c and core/env.c) nor build SQL
+ * from data.
  */
 #include "store/secret_store.h"
 

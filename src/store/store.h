@@ -24,7 +24,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 11
 
 struct store;
 
@@ -32,6 +32,9 @@ struct store;
  * to STORE_SCHEMA_VERSION. Caller owns; close with store_close. */
 struct store *store_open(const char *path, struct error *err);
 void store_close(struct store *s);
+
+/* The path the store was opened with (borrowed). */
+const char *store_path(const struct store *s);
 
 /* Where SQLite writes its temporary files (sorts and statement journals
  * too large for memory) for every connection of this process: dir, instead
@@ -186,13 +189,15 @@ int store_message_each(struct store *s,
 
 /* Re-queue the message's delivery hops (failed ones; if none failed, all of
  * them) with attempts reset; a message that never left its source (it has
- * no other hop) is queued to `next` (the current links of its source). An
- * event names who asked. *requeued gets the count. 1 when no such message;
- * 2 with err when there is nothing to resend (hops still in flight, or no
+ * no other hop) is queued to `next` (the current links of its source). A
+ * failed job of the message (job_store.h) is queued again too; then only
+ * failed hops go with it. An event names who asked. *requeued gets the
+ * count of hops, *jobs (may be NULL) of jobs. 1 when no such message; 2
+ * with err when there is nothing to resend (hops still in flight, or no
  * hop and no link); -1 with err on failure. */
 int store_message_resend(struct store *s, const char *id, const char *who,
                          const char *const *next, size_t nnext,
-                         int *requeued, struct error *err);
+                         int *requeued, int *jobs, struct error *err);
 
 /* Mark a message erased (R9): no payload any more, state "erased", its
  * pending hops failed, an event naming who. The caller destroys the payload

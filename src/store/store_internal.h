@@ -24,8 +24,9 @@
  *   176..191 sqlite_sealed.c
  *   192..199 sqlite_console.c
  *   200..247 sqlite_security.c
- *   248..271 sqlite_retention.c */
-#define STORE_EXT_SLOTS 272
+ *   248..271 sqlite_retention.c
+ *   272..303 sqlite_jobs.c */
+#define STORE_EXT_SLOTS 304
 
 /* The cached prepared statement for slot, reset and unbound. sql must be
  * a constant string (bound parameters only; make lint checks). NULL with
@@ -48,5 +49,19 @@ int store_tx_fail(struct store *s);
 /* strdup of a text column, NULL for NULL. Caller frees. */
 char *store_col_dup(sqlite3_stmt *st, int i);
 int store_exec(struct store *s, const char *sql, struct error *err);
+
+/* Inside a transaction: apply outcome o to its hop if that hop waits
+ * (state retrying, e.g. for an asynchronous MDN): hop row, event, next
+ * hops, message state, as store_hop_finish does for a leased hop. 1 when
+ * applied, 0 when the hop does not wait (any more), -1 with err.
+ * (sqlite.c) */
+int store_hop_settle(struct store *s, const struct store_outcome *o,
+                     int64_t now, struct error *err);
+
+/* Inside a transaction (sqlite_jobs.c): give every job lease back
+ * (serve start); queue the failed jobs of message msgid again (resend). */
+int store_jobs_release(struct store *s, struct error *err);
+int store_jobs_resend(struct store *s, const char *msgid, int64_t now,
+                      int *requeued, struct error *err);
 
 #endif

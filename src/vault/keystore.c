@@ -698,3 +698,44 @@ struct vault *vault_open(const char *path, struct error *err)
     v->lockfd = lockfd;
     return v;
 }
+
+/* ---- whole keystores for backups (R20, vault_backup.h) ---------------- */
+
+_Static_assert(VAULT_KEYSTORE_TEXT_MAX >= KEYSTORE_FILE_MAX,
+               "keystore_text's buffer cannot hold a full keystore");
+
+size_t keystore_text(const struct vault *v, char *buf, size_t n)
+{
+    if (v->remote || n < KEYSTORE_FILE_MAX)
+        return 0;
+    return keystore_format(v, v->keys, v->n, v->active, buf, n);
+}
+
+struct vault *keystore_from_text(const char *text, size_t len,
+                                 const char *what, struct error *err)
+{
+    char buf[KEYSTORE_FILE_MAX + 2];
+    if (len > KEYSTORE_FILE_MAX) {
+        error_set(err, "keystore %s is too large", what);
+        return NULL;
+    }
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    struct vault *v = keystore_alloc();
+    if (v == NULL)
+        error_set(err, "out of memory loading keystore %s", what);
+    if (v != NULL && keystore_parse(v, buf, len, what, err) != 0) {
+        vault_close(v);
+        v = NULL;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return v;
+}
+
+int vault_save_new(const struct vault *v, const char *path,
+                   struct error *err)
+{
+    if (keystore_local_only(v, err) != 0)
+        return -1;
+    return keystore_save(path, v, v->keys, v->n, v->active, 1, err);
+}

@@ -733,3 +733,17 @@ int payload_destroy(const char *path, struct error *err)
         return error_errno(err, errno, "cannot remove payload %s", path);
     return vault_fsync_parent(path, err);
 }
+
+int payload_header_check(struct vault *v, const unsigned char *hdr, size_t n,
+                         const char *msgid, struct error *err)
+{
+    unsigned char copy[PAYLOAD_HEADER_LEN], dkey[PAYLOAD_DKEY_LEN];
+    if (n < PAYLOAD_HEADER_LEN)
+        return error_set(err, "message %s: the payload is shorter than its "
+                         "header (%zu of %d bytes)", msgid, n,
+                         PAYLOAD_HEADER_LEN);
+    memcpy(copy, hdr, PAYLOAD_HEADER_LEN);
+    int rc = vault_payload_unwrap(v, copy, msgid, dkey, err);
+    OPENSSL_cleanse(dkey, sizeof(dkey));
+    return rc;
+}

@@ -70,6 +70,12 @@ const char *vault_key_id(const struct vault *v, size_t i);
  * keystore atomically (temp + fsync + rename + dir fsync). */
 int vault_rotate(struct vault *v, const char *path, struct error *err);
 
+/* Write every key of v to a new keystore file at path, durably (0600
+ * temp file, fsync, link into place, fsync of the directory); refuses an
+ * existing path. For `wharf restore` (a local vault only). */
+int vault_save_new(const struct vault *v, const char *path,
+                   struct error *err);
+
 /* Drop every key but the active one and rewrite the keystore. Call only
  * after every payload was re-wrapped. */
 int vault_retire_old(struct vault *v, const char *path, struct error *err);
@@ -119,11 +125,21 @@ ssize_t payload_read(struct payload_reader *r, void *buf, size_t n,
 void payload_close(struct payload_reader *r);
 
 /* Erase a payload for good (R9): overwrite the header, which holds the only
- * copy of the wrapped data key, with zeros and fsync it (crypto-shredding:
- * any copy of the ciphertext left on the disk or in a backup is now
- * unreadable), then unlink the file and fsync its folder. A missing file is
+ * copy of the wrapped data key in the data dir, with zeros and fsync it
+ * (crypto-shredding: any copy of the ciphertext left on the disk is now
+ * unreadable; a `wharf backup` taken earlier holds the whole file, header
+ * included: docs/operations.md, Backups), then unlink the file and fsync
+ * its folder. A missing file is
  * not an error. */
 int payload_destroy(const char *path, struct error *err);
+
+/* Check that hdr[0..n), the start of a payload file written for msgid,
+ * is a payload header whose data key unwraps with a master key of v (the
+ * key is wiped at once; no segment is read). For `wharf backup verify`
+ * and `wharf restore`: the keystore they use can read this payload. */
+#define VAULT_PAYLOAD_HEADER_LEN 92
+int payload_header_check(struct vault *v, const unsigned char *hdr, size_t n,
+                         const char *msgid, struct error *err);
 
 /* Re-wrap the data key of the file at path with the active master key,
  * rewriting the header in place and fsyncing. Returns 1 when rewrapped,

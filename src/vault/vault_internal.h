@@ -26,6 +26,8 @@
 #define PAYLOAD_OFF_WKEY 44
 #define PAYLOAD_OFF_WTAG 76
 #define PAYLOAD_HEADER_LEN 92
+_Static_assert(PAYLOAD_HEADER_LEN == VAULT_PAYLOAD_HEADER_LEN,
+               "vault.h names the payload header length");
 #define PAYLOAD_PREFIX_LEN 7
 #define PAYLOAD_NONCE_LEN 12
 #define PAYLOAD_TAG_LEN 16
@@ -99,6 +101,18 @@ int vault_payload_wrap(struct vault *v, unsigned char *hdr,
 int vault_payload_unwrap(struct vault *v, unsigned char *hdr,
                          const char *msgid, unsigned char *dkey,
                          struct error *err);
+
+/* The keystore file text of local vault v (every master and audit key)
+ * into buf, which must hold VAULT_KEYSTORE_TEXT_MAX bytes; its length, or
+ * 0 (v is remote, buf too small). buf then holds key text: the caller
+ * wipes it. For a backup's key block (backup_key.c). */
+#define VAULT_KEYSTORE_TEXT_MAX 12288
+size_t keystore_text(const struct vault *v, char *buf, size_t n);
+
+/* A vault holding the keys of keystore text[0..len) (no file, no lock;
+ * what names it in errors). Caller owns; vault_close. */
+struct vault *keystore_from_text(const char *text, size_t len,
+                                 const char *what, struct error *err);
 
 /* fsync the directory that holds path (a new or renamed entry in it). */
 int vault_fsync_parent(const char *path, struct error *err);

@@ -94,6 +94,12 @@ def test_m4_resend_after_mdn_timeout_keeps_message_id(
     hop = the_hop(wharf, a)
     assert "MDN processed (signed)" in hop["receipt"], hop
     assert "no asynchronous MDN" in a.log() and "sent again" in a.log()
+    # R19: the missing MDN was an alert, resolved by the confirming one
+    p = wharf.ok("alert", "list", "--data", a.data, "--state", "all",
+                 "--json")
+    missing = [x for x in json.loads(p.stdout)["alerts"]
+               if x["kind"] == "as2.mdn_missing" and x["key"] == "as2-b"]
+    assert len(missing) == 1 and missing[0]["state"] == "resolved", missing
     a.server.stop()
 
 

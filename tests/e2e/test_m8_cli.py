@@ -19,7 +19,7 @@ from conftest import (MSG_ID_RE, file_dest, file_source, flow_doc,
 
 COMMANDS = ["init", "serve", "status", "flow", "send", "message", "key",
             "version", "audit", "user", "token", "oidc", "api", "connector",
-            "alert", "incident", "notify"]
+            "backup", "restore", "alert", "incident", "notify"]
 
 
 def one_error_line(p, *words):

@@ -88,22 +88,22 @@ def enrol_totp(wharf, data, user="admin"):
     wharf.ok("user", "mfa", "confirm", user, code, "--data", data)
 
 
-def record_backup(data, days_ago):
-    """A row in the backups table of the documented shape
-    (store/posture_store.h), as the backup task will write it."""
+def record_backup(wharf, data, tmp_path, days_ago):
+    """A real `wharf backup` (it records its run in the backups table,
+    R20), then its finish moved days_ago days into the past."""
+    target = tmp_path / f"backup-{days_ago}-{time.monotonic_ns()}.wbk"
+    wharf("backup", "--to", str(target), "--data", data)
+    assert target.stat().st_size > 0
     db = sqlite3.connect(str(Path(data) / "wharf.db"), timeout=30)
     try:
-        db.execute("CREATE TABLE IF NOT EXISTS backups(id INTEGER PRIMARY "
-                   "KEY, started_at INTEGER NOT NULL, finished_at INTEGER "
-                   "NOT NULL, ok INTEGER NOT NULL, location TEXT, bytes "
-                   "INTEGER)")
-        at = int((time.time() - days_ago * 86400) * 1000)
-        db.execute("INSERT INTO backups(started_at, finished_at, ok, "
-                   "location, bytes) VALUES(?, ?, 1, '/srv/backup/w.tar', "
-                   "4096)", (at - 1000, at))
+        n = db.execute("UPDATE backups SET finished_at = finished_at - ? "
+                       "WHERE id = (SELECT MAX(id) FROM backups) AND ok = 1",
+                       (days_ago * 86400000,)).rowcount
+        assert n == 1, "wharf backup recorded no successful run"
         db.commit()
     finally:
         db.close()
+    return target
 
 
 def test_r24_doctor_fresh_data_dir_then_every_check_passes(
@@ -132,7 +132,7 @@ def test_r24_doctor_fresh_data_dir_then_every_check_passes(
 
     # fix each
     enrol_totp(wharf, data)
-    record_backup(data, days_ago=1)
+    record_backup(wharf, data, tmp_path, days_ago=1)
     files = tmp_path / "files"
     files.mkdir()
     tune_conf(data, retention_days=30, allowed_paths=files)
@@ -147,7 +147,7 @@ def test_r24_doctor_fresh_data_dir_then_every_check_passes(
     assert str(doc / "SECURITY.md") in checks["install.security_md"]["found"]
     assert "days" in checks["retention.configured"]["found"]
     # and a backup that grew old is a WARN again
-    record_backup(data, days_ago=0)
+    record_backup(wharf, data, tmp_path, days_ago=0)
     db = sqlite3.connect(str(data / "wharf.db"), timeout=30)
     db.execute("UPDATE backups SET finished_at = finished_at - ?",
                (10 * 86400000,))

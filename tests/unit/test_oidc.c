@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include "auth/oidc.h"
+#include "net/oauth.h"
 #include "util/log.h"
 #include "util/secret.h"
 
@@ -629,7 +630,8 @@ static void test_r17_b64url_round_trip(void **state)
 }
 
 /* RFC 7636 appendix B: the 32 random octets, their base64url (the
- * verifier) and its S256 challenge. */
+ * verifier) and its S256 challenge, by the one PKCE of Wharf (net/oauth.c,
+ * which OIDC logins and OAuth connectors both use). */
 static void test_r17_pkce_rfc7636_vector(void **state)
 {
     (void)state;
@@ -643,12 +645,12 @@ static void test_r17_pkce_rfc7636_vector(void **state)
     assert_string_equal(enc, v);
     char ch[OIDC_CHALLENGE_LEN + 1];
     struct error err = {0};
-    assert_int_equal(oidc_pkce_challenge(v, strlen(v), ch, &err), 0);
+    assert_int_equal(oauth_pkce_challenge(v, strlen(v), ch, &err), 0);
     assert_string_equal(ch, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
     /* too short; a character outside the unreserved set */
-    assert_int_equal(oidc_pkce_challenge("short", 5, ch, &err), -1);
+    assert_int_equal(oauth_pkce_challenge("short", 5, ch, &err), -1);
     assert_non_null(strstr(err.msg, "43 to 128 characters"));
-    assert_int_equal(oidc_pkce_challenge(
+    assert_int_equal(oauth_pkce_challenge(
                          "dBjftJeZ4CVP+mB92K27uhbUJU1p1r_wW1gFWFOEjXk", 43,
                          ch, &err), -1);
     assert_non_null(strstr(err.msg, "unreserved"));
@@ -1124,7 +1126,7 @@ static void test_r17_oidc_idp_login_flow(void **state)
         free(v);
     }
     char ch[OIDC_CHALLENGE_LEN + 1];
-    assert_int_equal(oidc_pkce_challenge((const char *)secret_data(
+    assert_int_equal(oauth_pkce_challenge((const char *)secret_data(
                                              p.verifier),
                                          secret_len(p.verifier), ch, &err),
                      0);

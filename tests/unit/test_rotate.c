@@ -3,7 +3,7 @@
  * core/rotate.c over a real data dir made by wharf_init): every payload
  * header and every kind of sealed value the database keeps (an AS2 profile
  * key, a connector's secret file and its OAuth state, a TOTP seed, the OIDC
- * client secret) ends up under the new key and opens with the new keystore
+ * client secret, a job's data and input) ends up under the new key and opens with the new keystore
  * alone; a value that cannot be re-wrapped keeps the old key (nothing
  * becomes unreadable) until it is dealt with, and the next run finishes the
  * unfinished rotation; the store's rewrite writes only what is still as it
@@ -21,6 +21,7 @@
 #include "core/rotate.h"
 #include "core/wharf.h"
 #include "store/auth_store.h"
+#include "store/job_store.h"
 #include "store/partner_store.h"
 #include "store/sealed_store.h"
 #include "store/secret_store.h"
@@ -30,6 +31,8 @@
 #include "vault/vault.h"
 
 #define CERT_ID "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define JOB_ID "01900000-0000-7000-8000-0000000000a1"
+#define JOB_MSG "01900000-0000-7000-8000-0000000000b2"
 
 struct fx {
     char dir[256], data[300];
@@ -54,6 +57,10 @@ static const struct value VALUES[] = {
     { STORE_SEALED_CONNECTOR, "api", "state:oauth.refresh",
       "connector:api:state:oauth.refresh", "rt-refresh-token" },
     { STORE_SEALED_TOTP, "alice", NULL, "totp:alice", "12345678901234567890" },
+    { STORE_SEALED_JOB_DATA, "as2-b", JOB_ID, "job:" JOB_ID ":data",
+      "MDN to send" },
+    { STORE_SEALED_JOB_INPUT, "as2-b", JOB_ID, "job:" JOB_ID ":input",
+      "MDN that arrived" },
     { STORE_SEALED_KINDS, "oidc_client_secret", NULL, "oidc:client_secret",
       "oidc-client-secret" },
 };
@@ -95,6 +102,13 @@ static void put_value(struct fx *f, struct vault *v, const struct value *x)
         rc = store_csecret_put(f->st, x->owner, x->name, blob, len, 0, &err);
     } else if (x->kind == STORE_SEALED_TOTP) {
         rc = store_user_set_totp(f->st, f->user_id, blob, len, 1, &err);
+    } else if (x->kind == STORE_SEALED_JOB_DATA) {
+        struct store_job_new j = { .id = JOB_ID, .message_id = JOB_MSG,
+            .connector = x->owner, .kind = "as2.mdn-out", .waiting = 1,
+            .data = blob, .data_len = len };
+        rc = store_job_add(f->st, &j, &err);
+    } else if (x->kind == STORE_SEALED_JOB_INPUT) {
+        rc = store_job_input(f->st, JOB_ID, blob, len, &err) == 1 ? 0 : -1;
     } else {
         char *h = malloc(2 * len + 1);
         hex(blob, len, h);

@@ -442,7 +442,7 @@ static void test_m1_resend_requeues_failed(void **state)
     assert_string_equal(msg_state(f->st, ID1), "failed");
 
     int requeued = -1;
-    assert_int_equal(store_message_resend(f->st, ID1, "alice", NULL, 0, &requeued, &err), 0);
+    assert_int_equal(store_message_resend(f->st, ID1, "alice", NULL, 0, &requeued, NULL, &err), 0);
     assert_int_equal(requeued, 1);
     assert_string_equal(msg_state(f->st, ID1), "queued");
     assert_int_equal(count_events(f->st, ID1, "info",
@@ -471,12 +471,12 @@ static void test_m1_resend_requeues_failed(void **state)
     assert_string_equal(msg_state(f->st, ID1), "sent");
 
     /* Nothing failed: resend sends every delivery hop again. */
-    assert_int_equal(store_message_resend(f->st, ID1, "bob", NULL, 0, &requeued, &err), 0);
+    assert_int_equal(store_message_resend(f->st, ID1, "bob", NULL, 0, &requeued, NULL, &err), 0);
     assert_int_equal(requeued, 2);
     assert_string_equal(msg_state(f->st, ID1), "queued");
 
     assert_int_equal(store_message_resend(f->st, "01900000-0000-7000-8000-00000000ffff",
-                                          "bob", NULL, 0, &requeued, &err), 1);
+                                          "bob", NULL, 0, &requeued, NULL, &err), 1);
 }
 
 static void test_m2_leases_release(void **state)
@@ -934,7 +934,8 @@ static void test_m4_lease_lane_by_message_size(void **state)
 }
 
 /* Item 16: a wait keeps the attempts, sets no error, writes its event
- * only when it has a text; an MDN's arrival wakes it. */
+ * only when it has a text; it is due again at its next_at (an MDN's
+ * arrival settles it through its job: test_jobs.c). */
 static void test_m4_hop_wait_is_not_an_attempt(void **state)
 {
     struct fx *f = *state;
@@ -961,13 +962,12 @@ static void test_m4_hop_wait_is_not_an_attempt(void **state)
     assert_null(all[1].receipt);
     store_hops_free(all, n);
     assert_string_equal(msg_state(f->st, id), "retrying");
-    /* not due: nothing to lease; a wake for another connector does not
-     * wake it, one for its own does */
+    /* not due: nothing to lease; due at its next_at */
     assert_int_equal(lease_now(f->st, "w1", 60000, &h), 0);
     store_hops_free(h, 0);
-    assert_int_equal(store_hop_wake(f->st, id, "as2-c", &err), 0);
-    assert_int_equal(store_hop_wake(f->st, id, "as2-b", &err), 1);
-    assert_int_equal(lease_now(f->st, "w1", 60000, &h), 1);
+    MUST(store_hop_lease(f->st, "w1", o.next_at + 1, 60000, 10, &h, &n,
+                         &err), err);
+    assert_int_equal(n, 1);
     /* a later look without text: no second event */
     o = outcome(&h[0], "w1", HOP_WAIT);
     o.attempts = h[0].attempts;

@@ -3,28 +3,31 @@
  * (webhook, AS2): one route per connector type that has route(), at the
  * type's route_prefix, registered by `wharf serve`.
  *
- * The routes keep their own runtime copy of the stored flow (only the
- * connectors of routed types, opened), reloaded when the flow generation
- * changes, so a new webhook or partner works without a restart. A request
- * goes to the type's route_pick(), which chooses one of that type's
- * connectors by path or headers (404 when none), then to its route() with
- * an intake towards the connector's next hops.
+ * The routes use the engine's current flow generation (engine_flow: the
+ * one live instance of each connector, the same the workers deliver
+ * with), held for the request; a request that finds the stored generation
+ * moved has the engine load it first (engine_reload), so a new webhook or
+ * partner works at once, without a restart. A request goes to the type's
+ * route_pick(), which chooses one of that type's connectors by path or
+ * headers (404 when none), then to its route() with an intake towards the
+ * connector's next hops.
  *
  * A request no connector takes (an unknown partner or path) is 404, a
  * failure of its address for the defender (R22: it may ban it), and an
  * ALERT line: the first of an address, then its 10th, 100th, ... within
  * ten minutes (the count goes with it), so a flood cannot fill the log.
  *
- * Owns the copy of the flow, the per-route user data and the small table
- * of recent refusals by address. It must never answer 2xx itself: only a
- * connector's route(), after intake_commit().
+ * Owns the per-route user data and the small table of recent refusals by
+ * address (the flow is the engine's). It must never answer 2xx itself:
+ * only a connector's route(), after intake_commit().
  */
-#include "connectors/connector.h"
+#include "core/engine.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "connectors/connector.h"
 #include "core/flow.h"
 #include "core/intake.h"
 #include "core/wharf.h"
@@ -53,46 +56,15 @@ struct refused_addr {
 };
 
 struct partner_routes {
-    struct wharf *w;
+    struct engine *e;
     pthread_mutex_t refused_mu;
     struct refused_addr refused[REFUSED_SLOTS];
-    pthread_rwlock_t lock;
-    pthread_mutex_t reload;
-    struct flow *flow;          /* connectors of routed types, opened */
-    int64_t generation;
     struct routed_type types[MAX_ROUTED_TYPES];
     size_t ntypes;
 };
 
-static int routed(const char *type)
-{
-    const struct connector_type *t = connector_type_find(type);
-    return t && t->route && t->route_prefix;
-}
-
-/* Reload the copy when the stored generation moved. */
-static void refresh(struct partner_routes *pr, struct store *st, int64_t gen)
-{
-    struct error err = {0};
-    pthread_mutex_lock(&pr->reload);
-    if (pr->flow == NULL || pr->generation != gen) {
-        struct flow *f = flow_load_only(pr->w, st, routed, &err);
-        if (f) {
-            pthread_rwlock_wrlock(&pr->lock);
-            struct flow *old = pr->flow;
-            pr->flow = f;
-            pr->generation = f->generation;
-            pthread_rwlock_unlock(&pr->lock);
-            flow_free(old);
-        } else {
-            log_error("partner routes: cannot load the flow: %s", err.msg);
-        }
-    }
-    pthread_mutex_unlock(&pr->reload);
-}
-
-/* The type's connectors of the current copy (array malloc'ed; the
- * connectors belong to the copy). Call with the read lock held. */
+/* The type's connectors of generation f (array malloc'ed; the connectors
+ * belong to f). */
 static size_t conns_of(const struct flow *f, const struct connector_type *t,
                        struct connector ***out)
 {
@@ -158,11 +130,12 @@ static void refuse_unrouted(struct partner_routes *pr,
                     "request", t->name);
 }
 
-static void dispatch(struct partner_routes *pr, const struct connector_type *t,
-                     struct net_request *req, struct store *st)
+static void dispatch(struct partner_routes *pr, const struct flow *f,
+                     const struct connector_type *t, struct net_request *req,
+                     struct store *st)
 {
     struct connector **cs;
-    size_t n = conns_of(pr->flow, t, &cs);
+    size_t n = conns_of(f, t, &cs);
     struct connector *c = cs ? t->route_pick(cs, n, req) : NULL;
     free(cs);
     if (c == NULL) {
@@ -170,10 +143,10 @@ static void dispatch(struct partner_routes *pr, const struct connector_type *t,
         return;
     }
     const char **next = NULL;
-    size_t nnext = flow_next(pr->flow, c->name, &next);
+    size_t nnext = flow_next(f, c->name, &next);
     struct http_exchange x = {
-        .req = req, .in = intake_new(pr->w, st, c->name, next, nnext),
-        .st = st,
+        .req = req, .in = intake_new(engine_wharf(pr->e), st, c->name, next,
+                                     nnext),
     };
     if (x.in == NULL || c->type->route(c, &x) != WH_OK)
         net_reply_error(req, x.in ? 500 : 503, x.in ? "internal"
@@ -187,29 +160,27 @@ static int route_handler(struct net_request *req, void *ud)
     struct routed_type *rt = ud;
     struct partner_routes *pr = rt->pr;
     struct error err = {0};
-    struct store *st = wharf_store(pr->w, &err);
+    struct store *st = wharf_store(engine_wharf(pr->e), &err);
     int64_t gen = st ? store_flow_generation(st, &err) : -1;
     if (gen < 0) {
         log_error("%s route: %s", rt->type->name, err.msg);
         return net_reply_error(req, 503, "unavailable", "try again later"), 0;
     }
-    refresh(pr, st, gen);
-    pthread_rwlock_rdlock(&pr->lock);
-    dispatch(pr, rt->type, req, st);
-    pthread_rwlock_unlock(&pr->lock);
+    engine_reload(pr->e, st, gen, &err);    /* failed: the running one */
+    struct flow *f = engine_flow(pr->e);
+    dispatch(pr, f, rt->type, req, st);
+    flow_free(f);
     return 0;
 }
 
 struct partner_routes *partner_routes_register(struct net_server *s,
-                                               struct wharf *w,
+                                               struct engine *e,
                                                struct error *err)
 {
     struct partner_routes *pr = calloc(1, sizeof(*pr));
     if (pr == NULL)
         return error_set(err, "out of memory"), NULL;
-    pr->w = w;
-    pthread_rwlock_init(&pr->lock, NULL);
-    pthread_mutex_init(&pr->reload, NULL);
+    pr->e = e;
     pthread_mutex_init(&pr->refused_mu, NULL);
     const struct connector_type *const *types;
     size_t nt = connector_types(&types);
@@ -236,9 +207,6 @@ void partner_routes_free(struct partner_routes *pr)
 {
     if (pr == NULL)
         return;
-    flow_free(pr->flow);
-    pthread_rwlock_destroy(&pr->lock);
-    pthread_mutex_destroy(&pr->reload);
     pthread_mutex_destroy(&pr->refused_mu);
     free(pr);
 }

@@ -1,0 +1,223 @@
+/*
+ * conn_secrets.c - the secrets of connectors, sealed by the vault (R15,
+ * M5/M6: "secrets are given as files and stored by the vault"): core's
+ * half of connectors/secrets.c.
+ *
+ * The keys that hold a secret or a public file are the connector type's
+ * (connector_secret_keys walks its option table). Two moments:
+ *
+ *   import   connector_secrets_seal() reads each named file once and adds
+ *            the sealed blob (context "connector:NAME:KEY") to the flow
+ *            that store_flow_put writes in the same transaction. The file
+ *            may be deleted afterwards; the config keeps a reference, so
+ *            `flow export` prints references, never a secret.
+ *   open     connector_secrets_load() unseals every secret the config
+ *            names into the connector (connector_secret_add), before the
+ *            type's open(); a secret missing from the store is an error
+ *            that says to import the flow again. open() never reads a
+ *            secret file.
+ * What a connector obtains at run time (OAuth tokens) is its state
+ * (core/env.c: "state:NAME" rows of the same table, sealed the same way).
+ *
+ * Owns nothing beyond a call. It must never log, print or put into an
+ * error message a byte of a secret.
+ */
+#include "core/env.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connectors/connector.h"
+#include "core/flowfile.h"
+#include "core/wharf.h"
+#include "store/secret_store.h"
+#include "store/store.h"
+#include "util/secret.h"
+#include "vault/vault.h"
+
+void connector_seal_context(char *out, size_t n, const char *conn,
+                            const char *key)
+{
+    snprintf(out, n, "connector:%s:%s", conn, key);
+}
+
+/* Replace the value at key (present) with value (stolen). */
+static void config_replace(json_t *config, const char *key, json_t *value)
+{
+    json_t *parent;
+    const char *leaf;
+    if (connector_config_member(config, key, &parent, &leaf))
+        json_object_set_new(parent, leaf, value);
+    else
+        json_decref(value);
+}
+
+/* One secret being sealed at import. */
+struct seal_job {
+    struct wharf *w;
+    struct store *st;
+    struct store_flow *f;
+    const char *conn;
+    json_t *config;
+    enum flow_origin origin;
+    struct error *err;
+};
+
+/* Append (conn, key, blob) to f->secrets; the blob is taken. */
+static int secret_append(struct store_flow *f, const char *conn,
+                         const char *key, unsigned char *blob, size_t len,
+                         struct error *err)
+{
+    struct store_secret *grown = realloc(f->secrets, (f->nsecrets + 1) *
+                                         sizeof(*grown));
+    if (grown == NULL) {
+        free(blob);
+        return error_set(err, "out of memory");
+    }
+    f->secrets = grown;
+    struct store_secret *s = &f->secrets[f->nsecrets++];
+    memset(s, 0, sizeof(*s));
+    s->connector = strdup(conn);
+    s->name = strdup(key);
+    s->blob = blob;
+    s->len = len;
+    return (s->connector && s->name) ? 0 : error_set(err, "out of memory");
+}
+
+/* The plaintext of {"sealed": "CONN:KEY"}: the value this data dir holds. */
+static struct secret *sealed_get(struct seal_job *j, const char *key,
+                                 const char *ref)
+{
+    char conn[128];
+    const char *colon = strchr(ref, ':');
+    size_t n = colon ? (size_t)(colon - ref) : 0;
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int found = 0;
+    if (colon && n < sizeof(conn)) {
+        memcpy(conn, ref, n);
+        conn[n] = '\0';
+        found = store_csecret_get(j->st, conn, colon + 1, &blob, &len, NULL,
+                                  j->err);
+    }
+    if (found <= 0) {
+        if (found == 0)
+            error_set(j->err, "for %s, this data directory holds no sealed value "
+                      "\"%s\" (flow export names the values of the data "
+                      "directory it ran on): give the secret again", key, ref);
+        return NULL;
+    }
+    char ctx[300];
+    connector_seal_context(ctx, sizeof(ctx), conn, colon + 1);
+    struct secret *s = vault_unseal(j->w->vault, ctx, blob, len, j->err);
+    free(blob);
+    return s;
+}
+
+static int seal_key(const char *key, int secret, void *ud)
+{
+    struct seal_job *j = ud;
+    json_t *parent;
+    const char *leaf;
+    json_t *v = connector_config_member(j->config, key, &parent, &leaf);
+    json_t *content = json_is_string(v) && strncmp(key, "headers.", 8) == 0
+                    ? json_pack("{s:O}", "content", v) : json_incref(v);
+    const char *ref = flowfile_ref(content);
+    struct secret *plain = ref ? sealed_get(j, key, ref)
+                         : flowfile_read(key, content, j->origin, secret,
+                                         SECRET_SEAL_MAX, j->err);
+    json_decref(content);
+    if (plain == NULL)
+        return -1;
+    char ctx[300], newref[300];
+    connector_seal_context(ctx, sizeof(ctx), j->conn, key);
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int rc = vault_seal(j->w->vault, ctx, plain, &blob, &len, j->err);
+    secret_free(plain);
+    if (rc < 0 || secret_append(j->f, j->conn, key, blob, len, j->err) < 0)
+        return -1;
+    snprintf(newref, sizeof(newref), "%s:%s", j->conn, key);
+    config_replace(j->config, key, flowfile_sealed(newref));
+    return 0;
+}
+
+static int seal_connector(struct seal_job *j, struct store_connector *sc,
+                          const struct connector_type *t)
+{
+    json_error_t je;
+    j->conn = sc->name;
+    j->config = json_loads(sc->config, 0, &je);
+    if (j->config == NULL)
+        return error_set(j->err, "config of '%s' is not JSON", sc->name);
+    int rc = connector_secret_keys(t, j->config, seal_key, j);
+    char *text = rc == 0 ? json_dumps(j->config, JSON_COMPACT | JSON_SORT_KEYS)
+                         : NULL;
+    json_decref(j->config);
+    if (rc != 0)
+        return error_prefix(j->err, "connector '%s'", sc->name), -1;
+    if (text == NULL)
+        return error_set(j->err, "out of memory");
+    free(sc->config);
+    sc->config = text;
+    return 0;
+}
+
+int connector_secrets_seal(struct wharf *w, struct store *st,
+                           struct store_flow *f, enum flow_origin origin,
+                           struct error *err)
+{
+    struct seal_job j = { .w = w, .st = st, .f = f, .origin = origin,
+                          .err = err };
+    for (size_t i = 0; i < f->nconns; i++) {
+        const struct connector_type *t = connector_type_find(f->conns[i].type);
+        if (t && seal_connector(&j, &f->conns[i], t) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- open ------------------------------------------------------------------ */
+
+struct load_job {
+    struct connector *c;
+    struct wharf *w;
+    struct store *st;
+    struct error *err;
+};
+
+static int load_key(const char *key, int secret, void *ud)
+{
+    (void)secret;
+    struct load_job *j = ud;
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int found = store_csecret_get(j->st, j->c->name, key, &blob, &len, NULL,
+                                  j->err);
+    if (found == 0)
+        return error_set(j->err, "secret %s is not in the vault: import the "
+                         "flow again with the secret", key);
+    if (found < 0)
+        return -1;
+    char ctx[300];
+    connector_seal_context(ctx, sizeof(ctx), j->c->name, key);
+    struct secret *s = vault_unseal(j->w->vault, ctx, blob, len, j->err);
+    free(blob);
+    if (s == NULL)
+        return -1;
+    return connector_secret_add(j->c, key, s, j->err);
+}
+
+int connector_secrets_load(struct connector *c, const json_t *config,
+                           struct error *err)
+{
+    struct wharf *w = c->env ? conn_env_wharf(c->env) : NULL;
+    if (w == NULL)
+        return 0;       /* a check without a data dir (tests) */
+    struct load_job j = { .c = c, .w = w, .err = err };
+    j.st = wharf_store(w, err);
+    if (j.st == NULL)
+        return -1;
+    return connector_secret_keys(c->type, config, load_key, &j) == 0 ? 0 : -1;
+}

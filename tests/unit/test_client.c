@@ -1,0 +1,300 @@
+/*
+ * test_client.c - the one outbound transport (net/client.h) moving bodies
+ * both ways (R3, R11; the isolation issue's step 3), against a small
+ * HTTP/1.1 peer on 127.0.0.1 in a thread of this test (plain HTTP: the
+ * client allows it only with insecure; TLS is covered by the e2e tests).
+ *
+ *   - a request body streams from the read function, its exact length;
+ *   - a response body streams to the write function, every byte in order,
+ *     also one far larger than any cap (with and without Content-Length);
+ *   - a response kept in memory is kept whole up to its cap, and one past
+ *     the cap is an error that says so, not a silent truncation (both
+ *     when the peer announces its length and when it does not);
+ *   - a write function that fails aborts the request with its error.
+ */
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/client.h"
+
+/* ---- the peer ------------------------------------------------------------------- */
+
+struct peer {
+    int fd;                     /* listening */
+    int port;
+    pthread_t thread;
+    /* what it answers */
+    size_t body_len;
+    int chunked;
+    /* what it saw */
+    long long got_body;
+    char method[16];
+};
+
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)((i * 31 + 7) & 0xff);
+}
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Read the head, then Content-Length bytes of body (counted). */
+static void peer_read_request(struct peer *p, int c)
+{
+    char head[8192];
+    size_t n = 0;
+    char *end = NULL;
+    while (n < sizeof(head) - 1 && end == NULL) {
+        ssize_t r = recv(c, head + n, sizeof(head) - 1 - n, 0);
+        if (r <= 0)
+            return;
+        n += (size_t)r;
+        head[n] = '\0';
+        end = strstr(head, "\r\n\r\n");
+    }
+    if (end == NULL)
+        return;
+    sscanf(head, "%15s", p->method);
+    long long want = 0;
+    const char *cl = strcasestr(head, "\r\nContent-Length:");
+    if (cl)
+        want = strtoll(cl + 17, NULL, 10);
+    long long have = (long long)(n - (size_t)(end + 4 - head));
+    char buf[65536];
+    while (have < want) {
+        ssize_t r = recv(c, buf, sizeof(buf), 0);
+        if (r <= 0)
+            break;
+        have += r;
+    }
+    p->got_body = have;
+}
+
+static void peer_answer(struct peer *p, int c)
+{
+    char head[256];
+    int n = p->chunked
+        ? snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nTransfer-Encoding:"
+                   " chunked\r\nConnection: close\r\n\r\n")
+        : snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: "
+                   "%zu\r\nConnection: close\r\n\r\n", p->body_len);
+    if (send_all(c, head, (size_t)n) < 0)
+        return;
+    unsigned char buf[16384];
+    for (size_t off = 0; off < p->body_len;) {
+        size_t k = p->body_len - off < sizeof(buf) ? p->body_len - off
+                                                   : sizeof(buf);
+        for (size_t i = 0; i < k; i++)
+            buf[i] = pattern(off + i);
+        if (p->chunked) {
+            n = snprintf(head, sizeof(head), "%zx\r\n", k);
+            if (send_all(c, head, (size_t)n) < 0)
+                return;
+        }
+        if (send_all(c, buf, k) < 0 || (p->chunked &&
+                                        send_all(c, "\r\n", 2) < 0))
+            return;         /* the client stopped reading: fine */
+        off += k;
+    }
+    if (p->chunked)
+        send_all(c, "0\r\n\r\n", 5);
+}
+
+static void *peer_main(void *arg)
+{
+    struct peer *p = arg;
+    int c = accept(p->fd, NULL, NULL);
+    if (c >= 0) {
+        peer_read_request(p, c);
+        peer_answer(p, c);
+        close(c);
+    }
+    return NULL;
+}
+
+static void peer_start(struct peer *p, size_t body_len, int chunked)
+{
+    memset(p, 0, sizeof(*p));
+    p->body_len = body_len;
+    p->chunked = chunked;
+    p->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(p->fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(p->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(p->fd, 4), 0);
+    assert_int_equal(getsockname(p->fd, (struct sockaddr *)&a, &len), 0);
+    p->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_main, p), 0);
+}
+
+static void peer_stop(struct peer *p)
+{
+    pthread_join(p->thread, NULL);
+    close(p->fd);
+}
+
+/* ---- the client side ---------------------------------------------------------------- */
+
+struct source {
+    size_t len, off;
+};
+
+static ssize_t source_read(void *ud, void *buf, size_t n, struct error *err)
+{
+    (void)err;
+    struct source *s = ud;
+    if (n > s->len - s->off)
+        n = s->len - s->off;
+    for (size_t i = 0; i < n; i++)
+        ((unsigned char *)buf)[i] = pattern(s->off + i);
+    s->off += n;
+    return (ssize_t)n;
+}
+
+struct sink {
+    size_t got;
+    int in_order;
+    size_t fail_after;          /* 0: never */
+};
+
+static int sink_write(void *ud, const void *buf, size_t n, struct error *err)
+{
+    struct sink *k = ud;
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)buf)[i] != pattern(k->got + i))
+            k->in_order = 0;
+    k->got += n;
+    if (k->fail_after && k->got > k->fail_after)
+        return error_set(err, "the sink is full");
+    return 0;
+}
+
+static enum wh_status request(struct peer *p, const char *method,
+                              struct source *src, struct sink *k,
+                              size_t max, struct net_client_resp *resp,
+                              struct error *err)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", p->port);
+    struct net_client_opts o = { .insecure = 1, .max_response = max,
+                                 .timeout_ms = 60000 };
+    struct net_client_req r = { .method = method, .url = url,
+        .body_len = src ? (int64_t)src->len : -1,
+        .read = src ? source_read : NULL, .read_ud = src,
+        .write = k ? sink_write : NULL, .write_ud = k };
+    return net_client_request(&o, &r, resp, err);
+}
+
+static void test_r11_request_body_streams_with_its_length(void **state)
+{
+    (void)state;
+    struct peer p;
+    struct source src = { .len = 3u << 20 };
+    struct net_client_resp resp;
+    struct error err = {0};
+    peer_start(&p, 2, 0);
+    assert_int_equal(request(&p, "POST", &src, NULL, 0, &resp, &err), WH_OK);
+    peer_stop(&p);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(p.method, "POST");
+    assert_int_equal(p.got_body, (long long)(3u << 20));
+    assert_int_equal(src.off, src.len);
+    net_client_resp_free(&resp);
+}
+
+static void test_r11_response_body_streams_whole(void **state)
+{
+    (void)state;
+    for (int chunked = 0; chunked < 2; chunked++) {
+        struct peer p;
+        struct sink k = { .in_order = 1 };
+        struct net_client_resp resp;
+        struct error err = {0};
+        peer_start(&p, 5u << 20, chunked);      /* far past any cap */
+        assert_int_equal(request(&p, "GET", NULL, &k, 1000, &resp, &err),
+                         WH_OK);
+        peer_stop(&p);
+        assert_int_equal(k.got, 5u << 20);
+        assert_true(k.in_order);
+        assert_null(resp.body);
+        net_client_resp_free(&resp);
+    }
+}
+
+static void test_r11_kept_response_whole_up_to_its_cap(void **state)
+{
+    (void)state;
+    struct peer p;
+    struct net_client_resp resp;
+    struct error err = {0};
+    peer_start(&p, 1000, 0);
+    assert_int_equal(request(&p, "GET", NULL, NULL, 1000, &resp, &err),
+                     WH_OK);
+    peer_stop(&p);
+    assert_int_equal(resp.len, 1000);
+    for (size_t i = 0; i < resp.len; i++)
+        assert_int_equal((unsigned char)resp.body[i], pattern(i));
+    net_client_resp_free(&resp);
+}
+
+static void test_r11_response_past_its_cap_is_an_error(void **state)
+{
+    (void)state;
+    for (int chunked = 0; chunked < 2; chunked++) {
+        struct peer p;
+        struct net_client_resp resp;
+        struct error err = {0};
+        peer_start(&p, 1001, chunked);
+        assert_int_equal(request(&p, "GET", NULL, NULL, 1000, &resp, &err),
+                         WH_FAIL);
+        peer_stop(&p);
+        if (strstr(err.msg, "larger than 1000 bytes") == NULL)
+            fail_msg("chunked=%d: \"%s\"", chunked, err.msg);
+        net_client_resp_free(&resp);
+    }
+}
+
+static void test_r11_failing_write_aborts_with_its_error(void **state)
+{
+    (void)state;
+    struct peer p;
+    struct sink k = { .in_order = 1, .fail_after = 100000 };
+    struct net_client_resp resp;
+    struct error err = {0};
+    peer_start(&p, 1u << 20, 0);
+    assert_int_equal(request(&p, "GET", NULL, &k, 0, &resp, &err), WH_FAIL);
+    peer_stop(&p);
+    assert_non_null(strstr(err.msg, "the sink is full"));
+    assert_true(k.got < (1u << 20));
+    net_client_resp_free(&resp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_r11_request_body_streams_with_its_length),
+        cmocka_unit_test(test_r11_response_body_streams_whole),
+        cmocka_unit_test(test_r11_kept_response_whole_up_to_its_cap),
+        cmocka_unit_test(test_r11_response_past_its_cap_is_an_error),
+        cmocka_unit_test(test_r11_failing_write_aborts_with_its_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
