@@ -53,8 +53,8 @@ int keytab_load_sealed(struct vault *v, const char *context,
 /* Unseal the client certificate key of connector conn (the PEM its
  * "auth.key" secret holds, sealed under "connector:CONN:auth.key") into
  * the table, usable only to sign (TLS client authentication). The same
- * connector and blob give the same handle; at most KEYTAB_CLIENT_MAX such
- * keys are held. spki as above. 0 or -1. */
+ * connector and key (however often sealed) give the same handle; at most
+ * KEYTAB_CLIENT_MAX such keys are held. spki as above. 0 or -1. */
 int keytab_load_client(struct vault *v, const char *conn,
                        const unsigned char *blob, size_t len,
                        uint32_t *handle, unsigned char **spki,

@@ -47,8 +47,9 @@ EVP_PKEY *vault_tls_key(const char *path, struct error *err);
  * core/conn_secrets.c), as a handle key that only signs (TLS client
  * authentication). The vault opens it into its key table (the key
  * process's under `wharf serve`, else this process's, like the other
- * keys); the caller never sees its bytes. The same connector and blob
- * give the same handle; a table holds at most 64 such keys. Caller owns
+ * keys); the caller never sees its bytes. The same connector and key
+ * (even sealed anew by another import) give the same handle; a table
+ * holds at most 64 such keys. Caller owns
  * the result (EVP_PKEY_free). */
 EVP_PKEY *vault_client_key(struct vault *v, const char *conn,
                            const unsigned char *blob, size_t len,

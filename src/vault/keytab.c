@@ -247,9 +247,6 @@ int keytab_load_client(struct vault *v, const char *conn,
         return error_set(err, "refused: bad connector name for a client "
                          "certificate key");
     snprintf(ctx, sizeof(ctx), "connector:%s:%s", conn, KEY_CLIENT_KEY_NAME);
-    unsigned char tag[32];
-    if (keytab_tag(ctx, strlen(ctx), blob, len, tag) != 0)
-        return error_openssl(err, "cannot hash a sealed key");
     struct secret *s = vault_unseal(v, ctx, blob, len, err);
     if (s == NULL)
         return -1;
@@ -259,6 +256,18 @@ int keytab_load_client(struct vault *v, const char *conn,
         return error_set(err, "connector %.64s: auth.key is not a private "
                          "key in PEM without a passphrase: import the flow "
                          "again with the key", conn);
+    /* tagged by connector and public key: the same key sealed again (each
+     * import of its file seals anew) takes no second entry */
+    unsigned char tag[32], *pub = NULL;
+    size_t publen = 0;
+    int rc = keytab_spki(k, &pub, &publen, err);
+    if (rc == 0 && keytab_tag(ctx, strlen(ctx), pub, publen, tag) != 0)
+        rc = error_openssl(err, "cannot hash a public key");
+    free(pub);
+    if (rc != 0) {
+        EVP_PKEY_free(k);
+        return -1;
+    }
     return keytab_add(k, KEY_USE_SIGN, 1, tag, handle, spki, spkilen, err);
 }
 

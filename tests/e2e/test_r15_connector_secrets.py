@@ -188,7 +188,8 @@ def test_r15_exported_client_key_is_kept_never_copied(
         tmp_path, wharf, pki, mtls_server, start_server):
     """A client certificate key never opens outside the vault's key table
     (the key process under serve): `flow export` + `flow import` keeps the
-    connector's own sealed key (the connector still presents it); a
+    connector's own sealed key (`connector test` without serve and the
+    running connector under serve still present it); a
     reference to it from another connector is refused (it would have to be
     unsealed to be sealed again)."""
     data = new_data_dir(wharf, tmp_path / "data")
@@ -204,12 +205,15 @@ def test_r15_exported_client_key_is_kept_never_copied(
     os.unlink(key)
     exported = wharf.export_flow(data)
     wharf.import_flow(data, exported, tmp_path / "again.json")
+    # without serve (no key process) the CLI signs in its own key table
+    wharf.ok("connector", "cert", "test", "--data", data)
+    assert [r[0] for r in mtls_server.bodies("/ok")] == ["HEAD"]
     srv = start_server(data)
     srv.wait_listening()
     drop_file(inbox, "a.txt", b"a")
     msgs = wait_states(wharf, data, 1)
     assert [m["state"] for m in msgs] == ["sent"], msgs
-    assert len(mtls_server.bodies("/ok")) == 1
+    assert [r[0] for r in mtls_server.bodies("/ok")] == ["HEAD", "POST"]
     srv.stop()
     renamed = json.loads(exported)
     for c in renamed["connectors"]:

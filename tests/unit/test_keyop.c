@@ -479,6 +479,15 @@ static void test_r15_client_keys_are_bounded(void **state)
     struct kfx *k = *state;
     struct error err = {0};
     int loaded = 0, refused = 0;
+    for (int i = 0; i < 70; i++) {      /* one key sealed 70 times: 1 entry */
+        size_t n = 0;
+        unsigned char *blob = seal_pem(k->v, k->as2.bob.key, CLIENT_CTX, &n);
+        EVP_PKEY *h = vault_client_key(k->v, "mtls", blob, n, &err);
+        if (h == NULL)
+            fail_msg("the same key sealed again: %s", err.msg);
+        EVP_PKEY_free(h);
+        free(blob);
+    }
     for (int i = 0; i < 70; i++) {
         EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, "provider=default", "EC",
                                           "P-256");
