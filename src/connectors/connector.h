@@ -22,6 +22,7 @@
 #define WHARF_CONNECTOR_H
 
 #include <jansson.h>
+#include <openssl/types.h>
 #include <stdint.h>
 
 #include "connectors/env.h"
@@ -113,6 +114,9 @@ enum conn_opt_type {
 #define CONN_SECRET_MEMBERS 0x04    /* CONN_MAP: credential-named members
                                        (connector_credential_name) hold a
                                        secret, sealed as "KEY.MEMBER" */
+#define CONN_PRIVATE_KEY 0x08       /* CONN_SECRET: a private key that opens
+                                       only inside the vault (R15): open()
+                                       gets a handle from connector_key() */
 
 struct conn_option {
     const char *key;        /* "port"; dotted in an object: "auth.user" */
@@ -373,8 +377,11 @@ int connector_credential_name(const char *name);
 /* Every key of config that holds a sealed value or a file to seal: the
  * type's CONN_SECRET and CONN_FILE options, and the credential-named
  * members of its CONN_SECRET_MEMBERS maps ("headers.X-Api-Key"). Calls
- * fn(key, secret, ud) for each present one; stops at (and returns) the
- * first non-zero return. */
+ * fn(key, secret, ud) for each present one, secret being 0 for a file,
+ * CONN_KEY_SECRET or CONN_KEY_PRIVATE (a CONN_PRIVATE_KEY option); stops
+ * at (and returns) the first non-zero return. */
+#define CONN_KEY_SECRET 1
+#define CONN_KEY_PRIVATE 2
 typedef int (*connector_secret_key_fn)(const char *key, int secret, void *ud);
 int connector_secret_keys(const struct connector_type *t, const json_t *config,
                           connector_secret_key_fn fn, void *ud);
@@ -393,12 +400,22 @@ int connector_secrets_load(struct connector *c, const json_t *config,
 /* Add the unsealed value of key to c (value taken, also on failure). */
 int connector_secret_add(struct connector *c, const char *key,
                          struct secret *value, struct error *err);
+/* Add the handle key (vault/keyop.h) of a CONN_PRIVATE_KEY key to c (key
+ * taken, also on failure). */
+int connector_key_add(struct connector *c, const char *key, EVP_PKEY *pkey,
+                      struct error *err);
 void connector_secrets_free(struct connector *c);
 
 /* The secret the config key `key` named ("auth.password_file"), or NULL
  * when the config names none. Borrowed: lives as long as c. */
 const struct secret *connector_secret(const struct connector *c,
                                       const char *key);
+
+/* The handle key of the CONN_PRIVATE_KEY option `key` ("auth.key"): an
+ * EVP_PKEY of the vault's provider that signs through the process holding
+ * the key, or NULL when the config names none. Borrowed: lives as long as
+ * c. */
+EVP_PKEY *connector_key(const struct connector *c, const char *key);
 
 /* For check(): a secret (or connector file) key must hold one of the
  * forms of core/flowfile.h (it is read at import, so a file need not

@@ -30,7 +30,9 @@
  * callback, another worker or node may have stored newer ones.
  *
  * Secrets (password, token, client secret, proxy credentials) come sealed
- * from the vault (connector_secret). Must never: log or put into an error
+ * from the vault (connector_secret); the client certificate's key is a
+ * handle key of the vault (connector_key: the key stays in the key process
+ * under serve, R15). Must never: log or put into an error
  * a header value, credential, token or body; deliver through anything but
  * net_client_request.
  */
@@ -186,8 +188,8 @@ static const struct conn_option HTTP_OPTIONS[] = {
       "auth.type=bearer", "the bearer token", NULL },
     { "auth.cert", CONN_FILE, CONN_REQUIRED, NULL, 0, 0, NULL,
       "auth.type=client_cert", "our client certificate (PEM)", NULL },
-    { "auth.key", CONN_SECRET, CONN_REQUIRED, NULL, 0, 0, NULL,
-      "auth.type=client_cert", "its private key (PEM)", NULL },
+    { "auth.key", CONN_SECRET, CONN_REQUIRED | CONN_PRIVATE_KEY, NULL, 0, 0,
+      NULL, "auth.type=client_cert", "its private key (PEM)", NULL },
     { "auth.grant", CONN_ENUM, CONN_REQUIRED, NULL, 0, 0,
       "client_credentials|authorization_code", OAUTH,
       "the OAuth 2.0 grant (authorization_code: action oauth.authorize)",
@@ -619,7 +621,7 @@ static enum wh_status http_open(struct connector *c, struct error *err)
         hs->bearer = connector_secret(c, "auth.token_file");
     } else if (type && strcmp(type, "client_cert") == 0) {
         hs->opts.cert_pem = connector_secret(c, "auth.cert");
-        hs->opts.key_pem = connector_secret(c, "auth.key");
+        hs->opts.key = connector_key(c, "auth.key");    /* a handle */
     } else if (type && strcmp(type, "oauth2") == 0) {
         if (oauth_open(c, hs, err) < 0)
             goto fail;

@@ -10,10 +10,12 @@
  * secrets (CONN_SECRET_MEMBERS). connector_secret_keys() walks them: core
  * seals each at flow import and unseals each into the connector's slots
  * (connector_secret_add) before open() (core/conn_secrets.c); open() reads
- * them with connector_secret().
+ * them with connector_secret(). A CONN_PRIVATE_KEY secret (an http client
+ * certificate key) is never unsealed here: core asks the vault for a
+ * handle key (connector_key_add) and open() reads it with connector_key().
  *
- * Owns the unsealed copies hanging off a connector (freed by
- * connector_secrets_free) and nothing else. It must never log, print or
+ * Owns the unsealed copies and handle keys hanging off a connector (freed
+ * by connector_secrets_free) and nothing else. It must never log, print or
  * put into an error message a byte of a secret; it never reaches the store
  * or the vault (core does).
  */
@@ -26,11 +28,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "util/secret.h"
 
 struct connector_secret_slot {
     char *key;
-    struct secret *value;
+    struct secret *value;       /* or NULL for a handle key: */
+    EVP_PKEY *pkey;
 };
 
 json_t *connector_config_member(const json_t *config, const char *key,
@@ -108,13 +113,16 @@ int connector_secret_keys(const struct connector_type *t, const json_t *config,
             rc = secret_members(o, config, fn, ud);
         else if ((o->type == CONN_SECRET || o->type == CONN_FILE) &&
                  config_get(config, o->key))
-            rc = fn(o->key, o->type == CONN_SECRET, ud);
+            rc = fn(o->key, o->type != CONN_SECRET ? 0
+                    : (o->flags & CONN_PRIVATE_KEY) ? CONN_KEY_PRIVATE
+                    : CONN_KEY_SECRET, ud);
     }
     return rc;
 }
 
-int connector_secret_add(struct connector *c, const char *key,
-                         struct secret *value, struct error *err)
+/* Add a slot for key holding value or pkey (taken, also on failure). */
+static int slot_add(struct connector *c, const char *key,
+                    struct secret *value, EVP_PKEY *pkey, struct error *err)
 {
     struct connector_secret_slot *grown = realloc(c->secrets,
                                                   (c->nsecrets + 1) *
@@ -125,13 +133,27 @@ int connector_secret_add(struct connector *c, const char *key,
             c->secrets = grown;
         free(k);
         secret_free(value);
+        EVP_PKEY_free(pkey);
         return error_set(err, "out of memory");
     }
     c->secrets = grown;
     c->secrets[c->nsecrets].key = k;
     c->secrets[c->nsecrets].value = value;
+    c->secrets[c->nsecrets].pkey = pkey;
     c->nsecrets++;
     return 0;
+}
+
+int connector_secret_add(struct connector *c, const char *key,
+                         struct secret *value, struct error *err)
+{
+    return slot_add(c, key, value, NULL, err);
+}
+
+int connector_key_add(struct connector *c, const char *key, EVP_PKEY *pkey,
+                      struct error *err)
+{
+    return slot_add(c, key, NULL, pkey, err);
 }
 
 void connector_secrets_free(struct connector *c)
@@ -139,6 +161,7 @@ void connector_secrets_free(struct connector *c)
     for (size_t i = 0; i < c->nsecrets; i++) {
         free(c->secrets[i].key);
         secret_free(c->secrets[i].value);
+        EVP_PKEY_free(c->secrets[i].pkey);
     }
     free(c->secrets);
     c->secrets = NULL;
@@ -151,6 +174,14 @@ const struct secret *connector_secret(const struct connector *c,
     for (size_t i = 0; i < c->nsecrets; i++)
         if (strcmp(c->secrets[i].key, key) == 0)
             return c->secrets[i].value;
+    return NULL;
+}
+
+EVP_PKEY *connector_key(const struct connector *c, const char *key)
+{
+    for (size_t i = 0; i < c->nsecrets; i++)
+        if (strcmp(c->secrets[i].key, key) == 0)
+            return c->secrets[i].pkey;
     return NULL;
 }
 

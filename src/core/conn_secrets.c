@@ -10,12 +10,17 @@
  *            the sealed blob (context "connector:NAME:KEY") to the flow
  *            that store_flow_put writes in the same transaction. The file
  *            may be deleted afterwards; the config keeps a reference, so
- *            `flow export` prints references, never a secret.
+ *            `flow export` prints references, never a secret. A reference
+ *            to a private key (CONN_PRIVATE_KEY) keeps the connector's own
+ *            sealed row as it is (it never opens outside the vault).
  *   open     connector_secrets_load() unseals every secret the config
  *            names into the connector (connector_secret_add), before the
  *            type's open(); a secret missing from the store is an error
  *            that says to import the flow again. open() never reads a
- *            secret file.
+ *            secret file. A private key (CONN_PRIVATE_KEY: an http client
+ *            certificate key) is not unsealed: its sealed blob goes to the
+ *            vault, which opens it into its key table (the key process's
+ *            under serve) and gives a handle key (connector_key_add).
  * What a connector obtains at run time (OAuth tokens) is its state
  * (core/env.c: "state:NAME" rows of the same table, sealed the same way).
  *
@@ -34,6 +39,7 @@
 #include "store/secret_store.h"
 #include "store/store.h"
 #include "util/secret.h"
+#include "vault/keyop.h"
 #include "vault/vault.h"
 
 void connector_seal_context(char *out, size_t n, const char *conn,
@@ -115,6 +121,32 @@ static struct secret *sealed_get(struct seal_job *j, const char *key,
     return s;
 }
 
+/* {"sealed": "CONN:KEY"} of a private key (CONN_KEY_PRIVATE): it is
+ * never opened outside the vault's key table (the key process refuses to
+ * unseal it), so only this connector's own sealed key is kept, as it is. */
+static int sealed_keep(struct seal_job *j, const char *key, const char *ref)
+{
+    char self[300];
+    snprintf(self, sizeof(self), "%s:%s", j->conn, key);
+    if (strcmp(ref, self) != 0)
+        return error_set(j->err, "for %s, \"%s\" is another connector's "
+                         "private key, which is never unsealed to be copied: "
+                         "give the key file again", key, ref);
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int found = store_csecret_get(j->st, j->conn, key, &blob, &len, NULL,
+                                  j->err);
+    if (found == 0)
+        error_set(j->err, "for %s, this data directory holds no sealed value "
+                  "\"%s\": give the key file again", key, ref);
+    if (found <= 0)
+        return -1;
+    if (secret_append(j->f, j->conn, key, blob, len, j->err) < 0)
+        return -1;
+    config_replace(j->config, key, flowfile_sealed(self));
+    return 0;
+}
+
 static int seal_key(const char *key, int secret, void *ud)
 {
     struct seal_job *j = ud;
@@ -124,6 +156,11 @@ static int seal_key(const char *key, int secret, void *ud)
     json_t *content = json_is_string(v) && strncmp(key, "headers.", 8) == 0
                     ? json_pack("{s:O}", "content", v) : json_incref(v);
     const char *ref = flowfile_ref(content);
+    if (ref && secret == CONN_KEY_PRIVATE) {
+        int rc = sealed_keep(j, key, ref);
+        json_decref(content);
+        return rc;
+    }
     struct secret *plain = ref ? sealed_get(j, key, ref)
                          : flowfile_read(key, content, j->origin, secret,
                                          SECRET_SEAL_MAX, j->err);
@@ -187,9 +224,26 @@ struct load_job {
     struct error *err;
 };
 
+/* A private key option: a handle key from the vault (the sealed blob is
+ * taken). */
+static int load_private(struct load_job *j, const char *key,
+                        unsigned char *blob, size_t len)
+{
+    if (strcmp(key, "auth.key") != 0) {
+        free(blob);
+        return error_set(j->err, "%s: only auth.key opens as a private key",
+                         key);
+    }
+    EVP_PKEY *k = vault_client_key(j->w->vault, j->c->name, blob, len,
+                                   j->err);
+    free(blob);
+    if (k == NULL)
+        return -1;
+    return connector_key_add(j->c, key, k, j->err);
+}
+
 static int load_key(const char *key, int secret, void *ud)
 {
-    (void)secret;
     struct load_job *j = ud;
     unsigned char *blob = NULL;
     size_t len = 0;
@@ -200,6 +254,8 @@ static int load_key(const char *key, int secret, void *ud)
                          "flow again with the secret", key);
     if (found < 0)
         return -1;
+    if (secret == CONN_KEY_PRIVATE)
+        return load_private(j, key, blob, len);
     char ctx[300];
     connector_seal_context(ctx, sizeof(ctx), j->c->name, key);
     struct secret *s = vault_unseal(j->w->vault, ctx, blob, len, j->err);

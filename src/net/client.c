@@ -13,13 +13,20 @@
  * (headers carry credentials); put a header value, credential or body into
  * an error or log line. Credentials reach curl only through setopt from
  * struct secret; curl keeps its own copies until the handle is cleaned up
- * (it frees them without wiping: a known limit, noted here).
+ * (it frees them without wiping: a known limit, noted here). A client
+ * certificate whose key is a handle key of the vault (opts.key, R15) is set
+ * on the connection's SSL_CTX by client_ssl_ctx: curl never sees the key,
+ * and such a connection is neither reused nor resumed by another transfer
+ * (curl cannot tell its identity apart).
  */
 #include "core/progress.h"
 #include "net/client.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -112,10 +119,11 @@ int net_client_opts_check(const struct net_client_opts *o, struct error *err)
         file_readable("cert", o->cert_file, err) < 0 ||
         file_readable("key", o->key_file, err) < 0)
         return -1;
-    if (o->key_file && o->key_pem)
+    int nkeys = (o->key_file != NULL) + (o->key_pem != NULL) +
+                (o->key != NULL);
+    if (nkeys > 1)
         return error_set(err, "a client key is a file or sealed, not both");
-    if ((o->cert_file == NULL && o->cert_pem == NULL) !=
-        (o->key_file == NULL && o->key_pem == NULL))
+    if ((o->cert_file == NULL && o->cert_pem == NULL) != (nkeys == 0))
         return error_set(err, "a client certificate needs both cert and key");
     if (o->pin_sha256 && !pin_ok(o->pin_sha256))
         return error_set(err, "pin_sha256 must be the base64 SHA-256 of the "
@@ -560,6 +568,41 @@ void net_client_resp_free(struct net_client_resp *resp)
 
 /* ---- the request ---------------------------------------------------------- */
 
+/* The certificate (and its chain) of o on ctx: from cert_pem or cert_file.
+ * 1 or 0 (OpenSSL's convention). */
+static int client_use_cert(SSL_CTX *ctx, const struct net_client_opts *o)
+{
+    if (o->cert_file)
+        return SSL_CTX_use_certificate_chain_file(ctx, o->cert_file);
+    BIO *b = BIO_new_mem_buf(secret_data(o->cert_pem),
+                             (int)secret_len(o->cert_pem));
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    int ok = x != NULL && SSL_CTX_use_certificate(ctx, x) == 1;
+    X509_free(x);
+    while (ok && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+        ok = SSL_CTX_add0_chain_cert(ctx, x) == 1;
+        if (!ok)
+            X509_free(x);
+    }
+    BIO_free(b);
+    ERR_clear_error();          /* the end of the PEM list */
+    return ok;
+}
+
+/* CURLOPT_SSL_CTX_FUNCTION: our client certificate with its handle key
+ * (which signs in the vault's process) on the connection's context. */
+static CURLcode client_ssl_ctx(CURL *c, void *sslctx, void *ud)
+{
+    (void)c;
+    const struct net_client_opts *o = ud;
+    SSL_CTX *ctx = sslctx;
+    int ok = client_use_cert(ctx, o) == 1 &&
+             SSL_CTX_use_PrivateKey(ctx, o->key) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1;
+    ERR_clear_error();
+    return ok ? CURLE_OK : CURLE_SSL_CERTPROBLEM;
+}
+
 static CURLcode setup(CURL *c, const struct net_client_opts *o,
                       const struct net_client_req *r, struct xfer *x,
                       struct curl_slist *hdrs, struct secret *const *creds,
@@ -587,12 +630,18 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
     }
     if (pin)
         OPT(CURLOPT_PINNEDPUBLICKEY, pin);
-    if (o->cert_file) {
+    if (o->key && (o->cert_file || o->cert_pem)) {
+        OPT(CURLOPT_SSL_CTX_FUNCTION, client_ssl_ctx);
+        OPT(CURLOPT_SSL_CTX_DATA, (void *)o);
+        OPT(CURLOPT_FRESH_CONNECT, 1L);
+        OPT(CURLOPT_FORBID_REUSE, 1L);
+        OPT(CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    } else if (o->cert_file) {
         OPT(CURLOPT_SSLCERT, o->cert_file);
         if (o->key_file)
             OPT(CURLOPT_SSLKEY, o->key_file);
     }
-    if (o->cert_pem) {
+    if (o->cert_pem && o->key == NULL) {
         struct curl_blob cert = { .data = (void *)secret_data(o->cert_pem),
                                   .len = secret_len(o->cert_pem),
                                   .flags = CURL_BLOB_COPY };

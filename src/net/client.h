@@ -28,6 +28,7 @@
 #ifndef WHARF_NET_CLIENT_H
 #define WHARF_NET_CLIENT_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -107,8 +108,11 @@ struct net_client_opts {
                                    (SPKI), optionally "sha256//" prefixed */
     const char *cert_file;      /* client certificate (mutual TLS), or NULL */
     const struct secret *cert_pem;  /* or the certificate itself (PEM) */
-    const char *key_file;       /* its key: a file, or key_pem (sealed) */
+    const char *key_file;       /* its key: a file, key_pem (sealed), */
     const struct secret *key_pem;
+    EVP_PKEY *key;              /* or a handle key of the vault (keyop.h:
+                                   the private key stays in the vault;
+                                   borrowed, must outlive the request) */
     const char *proxy;          /* http://, https://, socks5://, socks5h:// */
     const struct secret *proxy_auth;    /* "user:password", or NULL */
     const char *no_proxy;       /* comma-separated hosts, or NULL */

@@ -28,6 +28,7 @@
 #define KEY_USE_SIGN 1u         /* signatures (CMS, MDN, TLS handshakes) */
 #define KEY_USE_DECRYPT 2u      /* CMS key transport (RSA decrypt) */
 #define KEYTAB_MAX 256          /* keys one process holds */
+#define KEYTAB_CLIENT_MAX 64    /* of which http client certificate keys */
 
 /* The context prefix of AS2 profile keys (core/profile.c, partners.c):
  * such a sealed value opens only into the key table, never to a caller. */
@@ -43,6 +44,25 @@ int keytab_load_sealed(struct vault *v, const char *context,
                        const unsigned char *blob, size_t len,
                        uint32_t *handle, unsigned char **spki,
                        size_t *spkilen, struct error *err);
+
+/* The seal context of connector conn's client certificate key
+ * (core/conn_secrets.c: "connector:NAME:auth.key"): the only sealed
+ * connector secret that opens as a private key, into the table only. */
+#define KEY_CLIENT_KEY_NAME "auth.key"
+
+/* Unseal the client certificate key of connector conn (the PEM its
+ * "auth.key" secret holds, sealed under "connector:CONN:auth.key") into
+ * the table, usable only to sign (TLS client authentication). The same
+ * connector and key (however often sealed) give the same handle; at most
+ * KEYTAB_CLIENT_MAX such keys are held. spki as above. 0 or -1. */
+int keytab_load_client(struct vault *v, const char *conn,
+                       const unsigned char *blob, size_t len,
+                       uint32_t *handle, unsigned char **spki,
+                       size_t *spkilen, struct error *err);
+
+/* 1 when context seals a private key (an AS2 profile key or a connector's
+ * client certificate key): such a value opens only into the key table. */
+int keyhost_private_context(const char *context);
 
 /* Read the PEM private key at path (a TLS listener key: refused when
  * others can read the file) into the table, usable only to sign. The same

@@ -62,7 +62,7 @@ int keyhost_decrypt(enum keyhost_where where, uint32_t handle,
     return rc;
 }
 
-/* A key request (KP_KEY_LOAD or KP_KEY_TLS) to the key process: its
+/* A key request (KP_KEY_LOAD, KP_KEY_TLS or KP_KEY_CLIENT) to the key process: its
  * handle and public key as a handle key. */
 static EVP_PKEY *keyop_remote(uint32_t type, const struct keyproto_field *f,
                               size_t nf, struct error *err)
@@ -112,6 +112,26 @@ EVP_PKEY *vault_tls_key(const char *path, struct error *err)
     size_t n = 0;
     EVP_PKEY *k = NULL;
     if (keytab_load_file(path, &handle, &spki, &n, err) == 0)
+        k = keyprov_pkey(KEYHOST_LOCAL, handle, spki, n, err);
+    free(spki);
+    return k;
+}
+
+EVP_PKEY *vault_client_key(struct vault *v, const char *conn,
+                           const unsigned char *blob, size_t len,
+                           struct error *err)
+{
+    if (v->remote) {
+        struct keyproto_field f[2] = {
+            { (const unsigned char *)conn, strlen(conn) }, { blob, len },
+        };
+        return keyop_remote(KP_KEY_CLIENT, f, 2, err);
+    }
+    uint32_t handle = 0;
+    unsigned char *spki = NULL;
+    size_t n = 0;
+    EVP_PKEY *k = NULL;
+    if (keytab_load_client(v, conn, blob, len, &handle, &spki, &n, err) == 0)
         k = keyprov_pkey(KEYHOST_LOCAL, handle, spki, n, err);
     free(spki);
     return k;

@@ -8,12 +8,12 @@
  * (vault/keyprov.c) forwards each signature and decryption to the process
  * holding the key: the key process under `wharf serve` (vault/keyproc.c),
  * otherwise a table inside src/vault/ of this process. Keys are refused
- * the operations they were not loaded for: a TLS key only signs; an AS2
- * profile key signs and decrypts.
+ * the operations they were not loaded for: a TLS key and an http
+ * connector's client certificate key only sign; an AS2 profile key signs
+ * and decrypts.
  *
- * Keys not forwarded yet (documented in docs/architecture.md): the client
- * certificate key of an http connector (libcurl reads the file) and the
- * SFTP private key (libssh2 reads it).
+ * Keys not forwarded yet (documented in docs/architecture.md): the SFTP
+ * private key (libssh2 reads it).
  */
 #ifndef WHARF_KEYOP_H
 #define WHARF_KEYOP_H
@@ -41,5 +41,18 @@ EVP_PKEY *vault_key_load(struct vault *v, const char *context,
  * answered; elsewhere the file is read into this process's vault key
  * table. A file others can read is refused. Caller owns the result. */
 EVP_PKEY *vault_tls_key(const char *path, struct error *err);
+
+/* The client certificate key of http connector conn: its "auth.key"
+ * secret as sealed in blob (context "connector:CONN:auth.key",
+ * core/conn_secrets.c), as a handle key that only signs (TLS client
+ * authentication). The vault opens it into its key table (the key
+ * process's under `wharf serve`, else this process's, like the other
+ * keys); the caller never sees its bytes. The same connector and key
+ * (even sealed anew by another import) give the same handle; a table
+ * holds at most 64 such keys. Caller owns
+ * the result (EVP_PKEY_free). */
+EVP_PKEY *vault_client_key(struct vault *v, const char *conn,
+                           const unsigned char *blob, size_t len,
+                           struct error *err);
 
 #endif

@@ -2,7 +2,8 @@
  * keyproc.h - the key process of `wharf serve` (R15, R22), after OpenBSD
  * relayd's "ca" process: a child forked before any listener or parser
  * runs, holding the keystore (master keys, audit signing keys) and every
- * private key (AS2 profile keys, the TLS listener key). The network-facing
+ * private key (AS2 profile keys, the TLS listener key, http connectors'
+ * client certificate keys). The network-facing
  * process keeps only handles and asks for each operation over a
  * socketpair (protocol: keyproto.h; request set: docs/architecture.md).
  *

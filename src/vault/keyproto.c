@@ -60,6 +60,8 @@ static const struct kp_spec kp_specs[KP_TYPE_MAX + 1] = {
                                              R(0, KP_LABEL_MAX),
                                              R(1, KP_CIPHER_MAX) },
                          1, { R(0, KP_CIPHER_MAX) } },
+    [KP_KEY_CLIENT] = { "key-client", 2, { R(1, KP_CONN_NAME_MAX), BLOB },
+                        2, { EXACT(KP_HANDLE_LEN), R(1, KP_SPKI_MAX) } },
 };
 
 static const struct kp_spec kp_err_spec = {

@@ -43,7 +43,9 @@ enum keyproto_type {
     KP_KEY_TLS = 9,         /* key file path -> handle, public key */
     KP_KEY_SIGN = 10,       /* handle, sign params, digest -> signature */
     KP_KEY_DECRYPT = 11,    /* handle, decrypt params, label, in -> out */
-    KP_TYPE_MAX = 11,
+    KP_KEY_CLIENT = 12,     /* connector name, its sealed "auth.key" ->
+                               handle, public key (signs only) */
+    KP_TYPE_MAX = 12,
     KP_OK = 0x100,
     KP_ERR = 0x101,
 };
@@ -59,6 +61,7 @@ enum keyproto_type {
 #define KP_AUDIT_SIG_LEN 64
 #define KP_AUDIT_TEXT_MAX (64 * 1024)
 #define KP_PATH_MAX 4096
+#define KP_CONN_NAME_MAX 256        /* a connector's name (KP_KEY_CLIENT) */
 #define KP_SPKI_MAX 4096            /* a public key, DER SubjectPublicKeyInfo */
 #define KP_HANDLE_LEN 4
 #define KP_PARAMS_LEN 16            /* four uint32: see keyproto_params */

@@ -8,8 +8,9 @@
  * request it was not configured for: an unknown frame or a malformed field
  * ends the connection (and so the process); an AS2 profile key never
  * unseals to the caller (only into the key table); a TLS key is handed out
- * only for a path loaded at start and only signs; no reply ever carries a
- * private key or a master key.
+ * only for a path loaded at start and only signs; an http connector's
+ * client certificate key opens only into the key table and only signs; no
+ * reply ever carries a private key or a master key.
  */
 #include "vault/keyhost.h"
 
@@ -131,7 +132,7 @@ static int kr_unseal(struct keysrv *s, const struct keyproto_field *f,
     char ctx[KP_CONTEXT_MAX + 1];
     if (keysrv_str(&f[0], ctx, sizeof(ctx), "context", err) != 0)
         return -1;
-    if (strncmp(ctx, KEY_PROFILE_CONTEXT, strlen(KEY_PROFILE_CONTEXT)) == 0)
+    if (keyhost_private_context(ctx))
         return error_set(err, "refused: a private key does not leave the "
                          "key process (%.64s)", ctx);
     struct secret *plain = vault_unseal(s->v, ctx, f[1].p, f[1].n, err);
@@ -215,6 +216,22 @@ static int kr_key_load(struct keysrv *s, const struct keyproto_field *f,
     return rc;
 }
 
+static int kr_key_client(struct keysrv *s, const struct keyproto_field *f,
+                         struct error *err)
+{
+    char conn[KP_CONN_NAME_MAX + 1];
+    uint32_t handle = 0;
+    unsigned char *spki = NULL;
+    size_t n = 0;
+    if (keysrv_str(&f[0], conn, sizeof(conn), "connector name", err) != 0 ||
+        keytab_load_client(s->v, conn, f[1].p, f[1].n, &handle, &spki, &n,
+                           err) != 0)
+        return -1;
+    int rc = keysrv_put_key(s, handle, spki, n);
+    free(spki);
+    return rc;
+}
+
 static int kr_key_tls(struct keysrv *s, const struct keyproto_field *f,
                       struct error *err)
 {
@@ -271,6 +288,7 @@ static const keysrv_fn keysrv_fns[KP_TYPE_MAX + 1] = {
     [KP_AUDIT_SIGN] = kr_audit_sign, [KP_AUDIT_VERIFY] = kr_audit_verify,
     [KP_KEY_LOAD] = kr_key_load, [KP_KEY_TLS] = kr_key_tls,
     [KP_KEY_SIGN] = kr_key_sign, [KP_KEY_DECRYPT] = kr_key_decrypt,
+    [KP_KEY_CLIENT] = kr_key_client,
 };
 
 /* ---- the loop -------------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /*
  * keytab.c - the private keys this process holds, by handle (see
- * keyhost.h): AS2 profile keys unsealed from the database and TLS listener
- * keys read from their PEM files, each with the uses it is allowed.
+ * keyhost.h): AS2 profile keys unsealed from the database, TLS listener
+ * keys read from their PEM files and http connectors' client certificate
+ * keys unsealed from the database, each with the uses it is allowed.
  *
  * It owns every private EVP_PKEY of Wharf (in `wharf serve` they exist only
  * in the key process) until keytab_clear, and the table's lock. It must
@@ -30,12 +31,14 @@
 struct keytab_entry {
     EVP_PKEY *key;                  /* owned, private */
     unsigned uses;                  /* KEY_USE_* */
+    int client;                     /* a connector's client key */
     unsigned char tag[32];          /* SHA-256 of where it came from */
 };
 
 static struct {
     pthread_mutex_t lock;
     size_t n;
+    size_t nclient;                 /* entries with client set */
     struct keytab_entry e[KEYTAB_MAX];
 } keytab = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -61,7 +64,7 @@ static int keytab_spki(EVP_PKEY *k, unsigned char **spki, size_t *len,
 
 /* Find tag, or add key under it (taking ownership either way). Caller
  * holds the lock. */
-static int keytab_put(EVP_PKEY *key, unsigned uses,
+static int keytab_put(EVP_PKEY *key, unsigned uses, int client,
                       const unsigned char tag[32], uint32_t *handle,
                       struct error *err)
 {
@@ -79,17 +82,26 @@ static int keytab_put(EVP_PKEY *key, unsigned uses,
                          "restart wharf serve to drop unused ones",
                          KEYTAB_MAX);
     }
+    if (client && keytab.nclient == KEYTAB_CLIENT_MAX) {
+        EVP_PKEY_free(key);
+        return error_set(err, "the vault holds %d client certificate keys "
+                         "already; restart wharf serve to drop unused ones",
+                         KEYTAB_CLIENT_MAX);
+    }
     struct keytab_entry *e = &keytab.e[keytab.n++];
+    keytab.nclient += client ? 1 : 0;
     e->key = key;
     e->uses = uses;
+    e->client = client;
     memcpy(e->tag, tag, 32);
     *handle = (uint32_t)keytab.n;
     return 0;
 }
 
 /* Add key (owned from here on) and return its handle and public key. */
-static int keytab_add(EVP_PKEY *key, unsigned uses, const unsigned char *tag,
-                      uint32_t *handle, unsigned char **spki, size_t *spkilen,
+static int keytab_add(EVP_PKEY *key, unsigned uses, int client,
+                      const unsigned char *tag, uint32_t *handle,
+                      unsigned char **spki, size_t *spkilen,
                       struct error *err)
 {
     if (keytab_spki(key, spki, spkilen, err) != 0) {
@@ -97,7 +109,7 @@ static int keytab_add(EVP_PKEY *key, unsigned uses, const unsigned char *tag,
         return -1;
     }
     pthread_mutex_lock(&keytab.lock);
-    int rc = keytab_put(key, uses, tag, handle, err);
+    int rc = keytab_put(key, uses, client, tag, handle, err);
     pthread_mutex_unlock(&keytab.lock);
     if (rc != 0) {
         free(*spki);
@@ -145,8 +157,8 @@ int keytab_load_sealed(struct vault *v, const char *context,
         ERR_clear_error();
         return error_set(err, "the sealed key %.64s cannot be read", context);
     }
-    return keytab_add(k, KEY_USE_SIGN | KEY_USE_DECRYPT, tag, handle, spki,
-                      spkilen, err);
+    return keytab_add(k, KEY_USE_SIGN | KEY_USE_DECRYPT, 0, tag, handle,
+                      spki, spkilen, err);
 }
 
 /* A private key file others can read is refused (as net/tls.c did). */
@@ -181,7 +193,82 @@ int keytab_load_file(const char *path, uint32_t *handle, unsigned char **spki,
         error_prefix(err, "%s", path);
         return -1;
     }
-    return keytab_add(k, KEY_USE_SIGN, tag, handle, spki, spkilen, err);
+    return keytab_add(k, KEY_USE_SIGN, 0, tag, handle, spki, spkilen, err);
+}
+
+/* A passphrase callback that has none: an encrypted PEM key is refused
+ * instead of OpenSSL asking on a terminal. */
+static int keytab_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* The private key in the PEM (or DER) bytes of s, or NULL. */
+static EVP_PKEY *keytab_parse_key(const struct secret *s)
+{
+    BIO *b = BIO_new_mem_buf(secret_data(s), (int)secret_len(s));
+    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, keytab_no_passphrase,
+                                              NULL) : NULL;
+    BIO_free(b);
+    if (k == NULL) {
+        const unsigned char *p = secret_data(s);
+        k = d2i_AutoPrivateKey(NULL, &p, (long)secret_len(s));
+    }
+    ERR_clear_error();
+    return k;
+}
+
+int keyhost_private_context(const char *context)
+{
+    static const char prefix[] = "connector:";
+    static const char suffix[] = ":" KEY_CLIENT_KEY_NAME;
+    size_t n = strlen(context), ns = sizeof(suffix) - 1;
+    if (strncmp(context, KEY_PROFILE_CONTEXT,
+                strlen(KEY_PROFILE_CONTEXT)) == 0)
+        return 1;
+    return strncmp(context, prefix, sizeof(prefix) - 1) == 0 &&
+           n >= sizeof(prefix) - 1 + ns &&
+           strcmp(context + n - ns, suffix) == 0;
+}
+
+int keytab_load_client(struct vault *v, const char *conn,
+                       const unsigned char *blob, size_t len,
+                       uint32_t *handle, unsigned char **spki,
+                       size_t *spkilen, struct error *err)
+{
+    *spki = NULL;
+    char ctx[KP_CONN_NAME_MAX + 64];
+    size_t n = strlen(conn);
+    if (n == 0 || n > KP_CONN_NAME_MAX || strchr(conn, ':') != NULL)
+        return error_set(err, "refused: bad connector name for a client "
+                         "certificate key");
+    snprintf(ctx, sizeof(ctx), "connector:%s:%s", conn, KEY_CLIENT_KEY_NAME);
+    struct secret *s = vault_unseal(v, ctx, blob, len, err);
+    if (s == NULL)
+        return -1;
+    EVP_PKEY *k = keytab_parse_key(s);
+    secret_free(s);
+    if (k == NULL)
+        return error_set(err, "connector %.64s: auth.key is not a private "
+                         "key in PEM without a passphrase: import the flow "
+                         "again with the key", conn);
+    /* tagged by connector and public key: the same key sealed again (each
+     * import of its file seals anew) takes no second entry */
+    unsigned char tag[32], *pub = NULL;
+    size_t publen = 0;
+    int rc = keytab_spki(k, &pub, &publen, err);
+    if (rc == 0 && keytab_tag(ctx, strlen(ctx), pub, publen, tag) != 0)
+        rc = error_openssl(err, "cannot hash a public key");
+    free(pub);
+    if (rc != 0) {
+        EVP_PKEY_free(k);
+        return -1;
+    }
+    return keytab_add(k, KEY_USE_SIGN, 1, tag, handle, spki, spkilen, err);
 }
 
 /* The key of handle when it may be used for use, with a reference taken
@@ -320,5 +407,6 @@ void keytab_clear(void)
         EVP_PKEY_free(keytab.e[i].key);
     memset(keytab.e, 0, sizeof(keytab.e));
     keytab.n = 0;
+    keytab.nclient = 0;
     pthread_mutex_unlock(&keytab.lock);
 }

@@ -182,3 +182,47 @@ def test_r15_unreadable_secret_file_fails_the_import_and_changes_nothing(
     err = r.stderr.strip()
     assert "\n" not in err and "out" in err and "token_file" in err, err
     assert wharf.export_flow(data) == before
+
+
+def test_r15_exported_client_key_is_kept_never_copied(
+        tmp_path, wharf, pki, mtls_server, start_server):
+    """A client certificate key never opens outside the vault's key table
+    (the key process under serve): `flow export` + `flow import` keeps the
+    connector's own sealed key (`connector test` without serve and the
+    running connector under serve still present it); a
+    reference to it from another connector is refused (it would have to be
+    unsealed to be sealed again)."""
+    data = new_data_dir(wharf, tmp_path / "data")
+    cert, key = client_cert(pki["dir"], *mtls_server.client_ca)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    murl = f"https://127.0.0.1:{mtls_server.port}/ok"
+    doc = flow_doc([file_source("in", inbox),
+                    http_dest("cert", murl, tls_ca=str(pki["ca"]),
+                              auth={"type": "client_cert", "cert": str(cert),
+                                    "key": str(key)})], [("in", "cert")])
+    wharf.import_flow(data, doc, tmp_path / "flow.json")
+    os.unlink(key)
+    exported = wharf.export_flow(data)
+    wharf.import_flow(data, exported, tmp_path / "again.json")
+    # without serve (no key process) the CLI signs in its own key table
+    wharf.ok("connector", "cert", "test", "--data", data)
+    assert [r[0] for r in mtls_server.bodies("/ok")] == ["HEAD"]
+    srv = start_server(data)
+    srv.wait_listening()
+    drop_file(inbox, "a.txt", b"a")
+    msgs = wait_states(wharf, data, 1)
+    assert [m["state"] for m in msgs] == ["sent"], msgs
+    assert [r[0] for r in mtls_server.bodies("/ok")] == ["HEAD", "POST"]
+    srv.stop()
+    renamed = json.loads(exported)
+    for c in renamed["connectors"]:
+        if c["name"] == "cert":
+            c["name"] = "cert2"
+    renamed["links"] = [["in", "cert2"]]
+    p = tmp_path / "renamed.json"
+    p.write_text(json.dumps(renamed))
+    r = wharf("flow", "import", "--data", data, p)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "give the key file again" in r.stderr, r.stderr
+    assert secret_rows(data, "cert") == ["auth.cert", "auth.key", "tls_ca"]

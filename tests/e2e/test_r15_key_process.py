@@ -13,7 +13,10 @@ AS2 profile key's private exponent or primes, nor the TLS key's private
 scalar (read with the openssl CLI), in any byte order; the key process
 holds them, which shows the scan finds them where they are (on main, with
 one process, there is no key process and the network process holds them
-all).
+all). A flow imported into the running A adds an http connector with a
+client certificate (mutual TLS), and a file goes through it (so its key
+signed a handshake): neither that key's private scalar nor its PEM text is
+in A's network process either; the key process holds the scalar.
 
 test_r15_kill9_key_process_stops_serve_without_loss: files flow
 outbox -> AS2 -> inbox; the key process of A, then of B, is killed with -9
@@ -28,8 +31,11 @@ from pathlib import Path
 
 import pytest
 
-from as2_pair import pair, start_pair
-from conftest import drop_file, wait_until
+from as2_pair import (flow_of, import_doc, pair, partner_of, start_pair,
+                      wait_generation)
+from conftest import drop_file, file_source, wait_until
+from test_m6_http import Recorder, http_dest, make_ca, make_server_cert
+from test_r15_connector_secrets import client_cert
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="reading another process's memory "
@@ -144,14 +150,58 @@ def send_one(a, b, wharf, name, body):
     wait_until(sent, timeout=60, desc="A's message sent (signed MDN)")
 
 
+def client_key_parts(key):
+    """The client certificate key's private scalar (both orders) and the
+    base64 lines of its PEM file."""
+    out = both_orders("client certificate key scalar",
+                      text_field(openssl_text("ec", key), "priv"))
+    for i, line in enumerate(Path(key).read_text().splitlines()):
+        if line and not line.startswith("-----") and len(line) >= 32:
+            out[f"client certificate key PEM line {i} as text"] = \
+                line.encode()
+    return out
+
+
+def add_client_cert_connector(wharf, side, other, server, cert, key, ca):
+    """Import, into the running side, its flow plus a folder -> http
+    connector authenticating with a client certificate; send one file
+    through it."""
+    certin = side.dir / "certin"
+    certin.mkdir()
+    doc = flow_of(side, other, partner_of(other))
+    doc["connectors"] += [
+        file_source("certin", certin),
+        http_dest("mtls", f"https://127.0.0.1:{server.port}/ok",
+                  tls_ca=str(ca),
+                  auth={"type": "client_cert", "cert": str(cert),
+                        "key": str(key)})]
+    doc["links"].append(["certin", "mtls"])
+    wait_generation(side, import_doc(wharf, side, doc, "flow-mtls.json"))
+    drop_file(certin, "invoice.xml", b"<invoice/>")
+    wait_until(lambda: len(server.bodies("/ok")) == 1, timeout=60,
+               desc="the file sent with the client certificate")
+
+
 def test_r15_network_process_memory_holds_no_key(tmp_path, wharf,
                                                   start_server):
     a, b = pair(wharf, tmp_path)
-    start_pair((a, b), start_server)
-    send_one(a, b, wharf, "order-1.edi", os.urandom(4096))
+    pki = tmp_path / "mtls-pki"
+    pki.mkdir()
+    ca, ca_key = make_ca(pki, "serverca")
+    cca, cca_key = make_ca(pki, "clientca")
+    cert, key = client_cert(pki, cca, cca_key)
+    server = Recorder(make_server_cert(pki, ca, ca_key), client_ca=cca)
+    try:
+        start_pair((a, b), start_server)
+        send_one(a, b, wharf, "order-1.edi", os.urandom(4096))
+        add_client_cert_connector(wharf, a, b, server, cert, key, ca)
+    finally:
+        server.close()
     for side in (a, b):
         needles = keystore_secrets(side.data)
         needles.update(private_parts(side))
+        if side is a:
+            needles.update(client_key_parts(key))
         net = memory_holds(side.server.pid, needles)
         leaked = sorted(n for n, hit in net.items() if hit)
         assert leaked == [], (f"{side.name}: the network process (pid "

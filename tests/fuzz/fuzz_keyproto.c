@@ -9,8 +9,10 @@
  * a length within KEYPROTO_BODY_MAX; an accepted body has exactly the
  * fields of its type, each inside the body, and re-encoding them gives the
  * body byte for byte (no second spelling of a request); an accepted params
- * field names only known digests and paddings. Replies are decoded the
- * same way (the client's side).
+ * field names only known digests and paddings; an accepted key-client
+ * request (an http connector's client certificate key) has a connector
+ * name of 1 to KP_CONN_NAME_MAX bytes and a blob no shorter than a sealed
+ * value. Replies are decoded the same way (the client's side).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +44,13 @@ static void fuzz_body(uint32_t type, int reply, const unsigned char *body,
     if (keyproto_parse(type, reply, body, len, f, &nf, &err) != 0)
         return;
     fuzz_reencode(body, len, f, nf);
+    if (reply == 0 && type == KP_KEY_CLIENT &&
+        (nf != 2 || f[0].n < 1 || f[0].n > KP_CONN_NAME_MAX ||
+         f[1].n < KP_BLOB_OVERHEAD))
+        abort();
+    if (reply == 1 && type == KP_KEY_CLIENT && (nf != 2 ||
+                                                f[0].n != KP_HANDLE_LEN))
+        abort();
     if (reply == 0 && (type == KP_KEY_SIGN || type == KP_KEY_DECRYPT)) {
         struct keyproto_params p;
         if (f[1].n != KP_PARAMS_LEN)

@@ -5,7 +5,10 @@
  * the EVP_PKEY itself holds no private key; the purposes each key is
  * refused; then the same through a real key process (fork, socketpair):
  * the remote vault seals, unseals, wraps payload keys, signs the audit
- * trail, and a killed key process is noticed.
+ * trail, and a killed key process is noticed. An http connector's client
+ * certificate key (sealed PEM, "connector:NAME:auth.key") opens as a handle
+ * key that signs and refuses to decrypt, in this process and through the
+ * key process, never unseals through it, and at most 64 are held.
  */
 #include "testutil.h"
 #include "as2_testkit.h"
@@ -240,6 +243,91 @@ static void test_r22_rsa_tls_handle_key_does_not_decrypt(void **state)
     EVP_PKEY_free(h);
 }
 
+
+/* ---- http client certificate keys ----------------------------------------- */
+
+#define CLIENT_CTX "connector:mtls:auth.key"
+
+/* key as PEM (as flow import seals an auth.key file), sealed under ctx. */
+static unsigned char *seal_pem(struct vault *v, EVP_PKEY *key,
+                               const char *ctx, size_t *n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL,
+                                              NULL), 1);
+    char *pem = NULL;
+    long len = BIO_get_mem_data(b, &pem);
+    struct secret *s = secret_from(pem, (size_t)len);
+    BIO_free(b);
+    unsigned char *blob = NULL;
+    struct error err = {0};
+    MUST(vault_seal(v, ctx, s, &blob, n, &err), err);
+    secret_free(s);
+    return blob;
+}
+
+/* h signs (verified with bob's real key) and refuses to decrypt. */
+static void client_key_signs_only(EVP_PKEY *h, EVP_PKEY *real)
+{
+    assert_true(EVP_PKEY_is_a(h, "RSA"));
+    assert_no_private(h);
+    unsigned char sig[512], ct[512], pt[512];
+    size_t siglen = sizeof(sig), ctlen = sizeof(ct), ptlen = sizeof(pt);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, h), 1);
+    assert_int_equal(EVP_DigestSign(md, sig, &siglen,
+                                    (const unsigned char *)"hello", 5), 1);
+    EVP_MD_CTX_free(md);
+    md = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
+                                          real), 1);
+    assert_int_equal(EVP_DigestVerify(md, sig, siglen,
+                                      (const unsigned char *)"hello", 5), 1);
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(real, NULL);
+    assert_int_equal(EVP_PKEY_encrypt_init(c), 1);
+    assert_int_equal(EVP_PKEY_encrypt(c, ct, &ctlen,
+                                      (const unsigned char *)"k", 1), 1);
+    EVP_PKEY_CTX_free(c);
+    c = EVP_PKEY_CTX_new(h, NULL);
+    assert_int_equal(EVP_PKEY_decrypt_init(c), 1);
+    assert_true(EVP_PKEY_decrypt(c, pt, &ptlen, ct, ctlen) <= 0);
+    EVP_PKEY_CTX_free(c);
+    ERR_clear_error();
+}
+
+/* vault_client_key on v: signs only; bound to its connector and to the
+ * auth.key context. */
+static void client_key_checks(struct kfx *k, struct vault *v)
+{
+    struct error err = {0};
+    size_t n = 0, n2 = 0;
+    unsigned char *blob = seal_pem(k->v, k->as2.bob.key, CLIENT_CTX, &n);
+    EVP_PKEY *h = vault_client_key(v, "mtls", blob, n, &err);
+    if (h == NULL)
+        fail_msg("vault_client_key: %s", err.msg);
+    client_key_signs_only(h, k->as2.bob.key);
+    EVP_PKEY *again = vault_client_key(v, "mtls", blob, n, &err);
+    assert_non_null(again);
+    assert_int_equal(EVP_PKEY_eq(h, again), 1);
+    EVP_PKEY_free(again);
+    EVP_PKEY_free(h);
+    /* another connector's name: the context does not match */
+    assert_null(vault_client_key(v, "other", blob, n, &err));
+    assert_null(vault_client_key(v, "a:b", blob, n, &err));
+    /* a connector's other secret does not load as a key */
+    unsigned char *pw = seal_pem(k->v, k->as2.bob.key,
+                                 "connector:mtls:auth.password_file", &n2);
+    assert_null(vault_client_key(v, "mtls", pw, n2, &err));
+    free(pw);
+    free(blob);
+}
+
+static void test_r15_client_key_handle_signs_refuses_decrypt(void **state)
+{
+    client_key_checks(*state, ((struct kfx *)*state)->v);
+}
+
 /* ---- through a key process ------------------------------------------------ */
 
 static int child_main(void *arg, int fd)
@@ -369,6 +457,56 @@ static void test_r15_keyproc_death_is_noticed(void **state)
     assert_int_equal(keyproc_lost(), 1);
 }
 
+static void test_r15_keyproc_client_key_signs_refuses_decrypt(void **state)
+{
+    struct kfx *k = *state;
+    struct vault *r = start_keyproc(k);
+    client_key_checks(k, r);
+    /* the sealed key never unseals through the key process */
+    struct error err = {0};
+    size_t n = 0;
+    unsigned char *blob = seal_pem(k->v, k->as2.bob.key, CLIENT_CTX, &n);
+    assert_null(vault_unseal(r, CLIENT_CTX, blob, n, &err));
+    assert_non_null(strstr(err.msg, "does not leave the key process"));
+    free(blob);
+    vault_close(r);
+    keyproc_stop();
+}
+
+/* Last: it fills this process's table of client keys. */
+static void test_r15_client_keys_are_bounded(void **state)
+{
+    struct kfx *k = *state;
+    struct error err = {0};
+    int loaded = 0, refused = 0;
+    for (int i = 0; i < 70; i++) {      /* one key sealed 70 times: 1 entry */
+        size_t n = 0;
+        unsigned char *blob = seal_pem(k->v, k->as2.bob.key, CLIENT_CTX, &n);
+        EVP_PKEY *h = vault_client_key(k->v, "mtls", blob, n, &err);
+        if (h == NULL)
+            fail_msg("the same key sealed again: %s", err.msg);
+        EVP_PKEY_free(h);
+        free(blob);
+    }
+    for (int i = 0; i < 70; i++) {
+        EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, "provider=default", "EC",
+                                          "P-256");
+        size_t n = 0;
+        unsigned char *blob = seal_pem(k->v, key, CLIENT_CTX, &n);
+        EVP_PKEY *h = vault_client_key(k->v, "mtls", blob, n, &err);
+        if (h != NULL)
+            loaded++;
+        else if (strstr(err.msg, "client certificate keys already"))
+            refused++;
+        EVP_PKEY_free(h);
+        EVP_PKEY_free(key);
+        free(blob);
+    }
+    /* the bound is 64, of which one is bob's key of the earlier tests */
+    assert_int_equal(loaded, 63);
+    assert_int_equal(refused, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,7 +516,10 @@ int main(void)
         cmocka_unit_test(test_r22_rsa_tls_handle_key_does_not_decrypt),
         cmocka_unit_test(test_r15_keyproc_remote_vault),
         cmocka_unit_test(test_r15_keyproc_payload_round_trip),
+        cmocka_unit_test(test_r15_client_key_handle_signs_refuses_decrypt),
+        cmocka_unit_test(test_r15_keyproc_client_key_signs_refuses_decrypt),
         cmocka_unit_test(test_r15_keyproc_death_is_noticed),
+        cmocka_unit_test(test_r15_client_keys_are_bounded),
     };
     return cmocka_run_group_tests(tests, kfx_setup, kfx_teardown);
 }

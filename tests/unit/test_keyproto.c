@@ -2,7 +2,10 @@
  * test_keyproto.c - the key process protocol (R15, R22): frame headers,
  * the exact field list of every request type, and the key process's loop
  * refusing (and hanging up on) unknown types, oversize frames and
- * malformed fields, over a real socketpair with keysrv_run in a thread.
+ * malformed fields, over a real socketpair with keysrv_run in a thread;
+ * the request that loads an http connector's client certificate key
+ * (KP_KEY_CLIENT): its field limits, and a key that signs only and never
+ * unseals to the caller.
  */
 #include "testutil.h"
 
@@ -10,9 +13,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "util/secret.h"
+
 #include "vault/keyhost.h"
 #include "vault/keyproto.h"
 #include "vault/vault.h"
+
+#define MUST(call, err)                                                     \
+    do {                                                                    \
+        if ((call) != 0)                                                    \
+            fail_msg("%s failed: %s", #call, (err).msg);                    \
+    } while (0)
 
 /* ---- frame building ---------------------------------------------------- */
 
@@ -127,6 +142,46 @@ static void test_r22_keyproto_exact_fields(void **state)
     assert_int_equal(parse(KP_HELLO, &hello), 0);
     frame_field(&hello, "", 0);
     assert_int_equal(parse(KP_HELLO, &hello), -1);
+}
+
+static void test_r15_keyproto_key_client_fields(void **state)
+{
+    (void)state;
+    static unsigned char blob[KP_BLOB_OVERHEAD + 100];
+    static char name[KP_CONN_NAME_MAX + 1];
+    memset(name, 'n', sizeof(name));
+    struct frame ok = {0}, noname = {0}, longname = {0}, short_blob = {0};
+    frame_field(&ok, "mtls", 4);
+    frame_field(&ok, blob, sizeof(blob));
+    assert_int_equal(parse(KP_KEY_CLIENT, &ok), 0);
+    struct frame extra = ok;                /* a third field */
+    frame_field(&extra, "x", 1);
+    assert_int_equal(parse(KP_KEY_CLIENT, &extra), -1);
+    frame_field(&noname, "", 0);
+    frame_field(&noname, blob, sizeof(blob));
+    assert_int_equal(parse(KP_KEY_CLIENT, &noname), -1);
+    frame_field(&longname, name, KP_CONN_NAME_MAX + 1);
+    frame_field(&longname, blob, sizeof(blob));
+    assert_int_equal(parse(KP_KEY_CLIENT, &longname), -1);
+    frame_field(&short_blob, "mtls", 4);    /* shorter than any sealed value */
+    frame_field(&short_blob, blob, KP_BLOB_OVERHEAD - 1);
+    assert_int_equal(parse(KP_KEY_CLIENT, &short_blob), -1);
+    /* the reply: a handle and a public key, nothing else */
+    struct keyproto_field out[KEYPROTO_MAX_FIELDS];
+    size_t nf = 0;
+    struct error err = {0};
+    struct frame rep = {0};
+    unsigned char hd[KP_HANDLE_LEN] = {0, 0, 0, 1};
+    frame_field(&rep, hd, sizeof(hd));
+    frame_field(&rep, "spki", 4);
+    assert_int_equal(keyproto_parse(KP_KEY_CLIENT, 1, rep.b +
+                                    KEYPROTO_HDR_LEN, rep.n, out, &nf,
+                                    &err), 0);
+    assert_int_equal(nf, 2);
+    frame_field(&rep, "pem", 3);
+    assert_int_equal(keyproto_parse(KP_KEY_CLIENT, 1, rep.b +
+                                    KEYPROTO_HDR_LEN, rep.n, out, &nf,
+                                    &err), -1);
 }
 
 static void test_r22_keyproto_sign_sizes(void **state)
@@ -291,6 +346,80 @@ static void test_r22_keysrv_answers_hello_and_seal(void **state)
     assert_int_equal(h.type, KP_ERR);
 }
 
+/* Send type with fields (name, blob) and read the reply into body. */
+static void client_req(struct srv *s, uint32_t type, const char *name,
+                       const unsigned char *blob, size_t n,
+                       struct keyproto_hdr *h, unsigned char *body,
+                       size_t cap)
+{
+    struct frame f = {0};
+    frame_field(&f, name, strlen(name));
+    frame_field(&f, blob, n);
+    frame_hdr(&f, type, 11);
+    srv_send(s, &f);
+    assert_int_equal(srv_reply(s, h, body, cap), 0);
+}
+
+static void test_r15_keysrv_client_key_signs_only(void **state)
+{
+    struct srv *s = *state;
+    struct error err = {0};
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, "provider=default", "EC",
+                                      "P-256");
+    assert_non_null(key);
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL,
+                                              NULL), 1);
+    char *pem = NULL;
+    long len = BIO_get_mem_data(b, &pem);
+    struct secret *plain = secret_from(pem, (size_t)len);
+    BIO_free(b);
+    unsigned char *blob = NULL, body[4096];
+    size_t n = 0;
+    MUST(vault_seal(s->v, "connector:mtls:auth.key", plain, &blob, &n, &err),
+         err);
+    secret_free(plain);
+    struct keyproto_hdr h;
+    /* loaded: a handle and the public key of the sealed key */
+    client_req(s, KP_KEY_CLIENT, "mtls", blob, n, &h, body, sizeof(body));
+    assert_int_equal(h.type, KP_OK);
+    struct keyproto_field r[KEYPROTO_MAX_FIELDS];
+    size_t nf = 0;
+    MUST(keyproto_parse(KP_KEY_CLIENT, 1, body, h.len, r, &nf, &err), err);
+    const unsigned char *p = r[1].p;
+    EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long)r[1].n);
+    assert_non_null(pub);
+    assert_int_equal(EVP_PKEY_eq(pub, key), 1);
+    EVP_PKEY_free(pub);
+    /* it may not decrypt */
+    struct frame dec = {0};
+    unsigned char pr[KP_PARAMS_LEN], ct[64] = {0};
+    struct keyproto_params par = { KP_MD_NONE, KP_PAD_PKCS1, -1, 0 };
+    keyproto_params_put(&par, pr);
+    frame_field(&dec, r[0].p, KP_HANDLE_LEN);
+    frame_field(&dec, pr, sizeof(pr));
+    frame_field(&dec, "", 0);
+    frame_field(&dec, ct, sizeof(ct));
+    frame_hdr(&dec, KP_KEY_DECRYPT, 12);
+    srv_send(s, &dec);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), 0);
+    assert_int_equal(h.type, KP_ERR);
+    body[h.len] = '\0';
+    assert_non_null(strstr((char *)body + 4, "may not be used to decrypt"));
+    /* it never unseals to the caller */
+    client_req(s, KP_UNSEAL, "connector:mtls:auth.key", blob, n, &h, body,
+               sizeof(body) - 1);
+    assert_int_equal(h.type, KP_ERR);
+    body[h.len] = '\0';
+    assert_non_null(strstr((char *)body + 4, "does not leave the key "
+                           "process"));
+    /* under another connector's name the seal does not open */
+    client_req(s, KP_KEY_CLIENT, "other", blob, n, &h, body, sizeof(body));
+    assert_int_equal(h.type, KP_ERR);
+    free(blob);
+    EVP_PKEY_free(key);
+}
+
 static void test_r22_keysrv_hangs_up_on_unknown_type(void **state)
 {
     struct srv *s = *state;
@@ -343,9 +472,12 @@ int main(void)
         cmocka_unit_test(test_r22_keyproto_header_round_trip),
         cmocka_unit_test(test_r22_keyproto_header_refuses_unknown_and_oversize),
         cmocka_unit_test(test_r22_keyproto_exact_fields),
+        cmocka_unit_test(test_r15_keyproto_key_client_fields),
         cmocka_unit_test(test_r22_keyproto_sign_sizes),
         cmocka_unit_test(test_r22_keyproto_params_checked),
         cmocka_unit_test_setup_teardown(test_r22_keysrv_answers_hello_and_seal,
+                                        srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_r15_keysrv_client_key_signs_only,
                                         srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_r22_keysrv_hangs_up_on_unknown_type,
                                         srv_setup, srv_teardown),
