@@ -16,7 +16,6 @@
  * Owns the metrics text and nothing else. Must never: put a message's
  * content, a name of a person or a credential in the metrics.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
+#include "util/strbuf.h"
 
 static struct net_server *metrics_server;   /* set once, before serving */
 static int64_t metrics_start_ms;
@@ -67,44 +67,6 @@ int api_metrics_gate(struct api_ctx *c)
 
 /* ---- the text, built in a growing buffer ---------------------------------------- */
 
-struct mbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void mb_add(struct mbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void mb_add(struct mbuf *b, const char *fmt, ...)
-{
-    for (int tries = 0; tries < 2 && !b->failed; tries++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->len : NULL,
-                          b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->p && (size_t)k < b->cap - b->len) {
-            b->len += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 8192;
-        while (cap < b->len + (size_t)k + 1)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (q == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
 /* A label value with \, " and newlines escaped (Prometheus text format). */
 static const char *mb_label(const char *v, char *out, size_t n)
 {
@@ -124,21 +86,21 @@ static const char *mb_label(const char *v, char *out, size_t n)
     return out;
 }
 
-static void mb_head(struct mbuf *b, const char *name, const char *type,
+static void mb_head(struct strbuf *b, const char *name, const char *type,
                     const char *help)
 {
-    mb_add(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    strbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* ---- the parts ------------------------------------------------------------------- */
 
-static int metrics_hops(struct api_ctx *c, struct mbuf *b, struct error *err)
+static int metrics_hops(struct api_ctx *c, struct strbuf *b, struct error *err)
 {
     int64_t q, p, rt, sent, failed;
     if (store_hop_counts(c->st, &q, &p, &rt, &sent, &failed, err) < 0)
         return -1;
     mb_head(b, "wharf_messages", "gauge", "Message hops by state.");
-    mb_add(b, "wharf_messages{state=\"queued\"} %lld\n"
+    strbuf_addf(b, "wharf_messages{state=\"queued\"} %lld\n"
            "wharf_messages{state=\"processing\"} %lld\n"
            "wharf_messages{state=\"retrying\"} %lld\n"
            "wharf_messages{state=\"sent\"} %lld\n"
@@ -153,7 +115,7 @@ static int metrics_hops(struct api_ctx *c, struct mbuf *b, struct error *err)
             "until resent).");
     for (size_t i = 0; i < n; i++) {
         char l1[256], l2[64];
-        mb_add(b, "wharf_queue_depth{connector=\"%s\",state=\"%s\"} %lld\n",
+        strbuf_addf(b, "wharf_queue_depth{connector=\"%s\",state=\"%s\"} %lld\n",
                mb_label(cs[i].name, l1, sizeof(l1)),
                mb_label(cs[i].state, l2, sizeof(l2)), (long long)cs[i].n);
     }
@@ -163,7 +125,7 @@ static int metrics_hops(struct api_ctx *c, struct mbuf *b, struct error *err)
     mb_head(b, "wharf_message_states", "gauge", "Messages by state.");
     for (size_t i = 0; i < n; i++) {
         char l2[64];
-        mb_add(b, "wharf_message_states{state=\"%s\"} %lld\n",
+        strbuf_addf(b, "wharf_message_states{state=\"%s\"} %lld\n",
                mb_label(cs[i].state, l2, sizeof(l2)), (long long)cs[i].n);
     }
     store_counts_free(cs, n);
@@ -172,10 +134,10 @@ static int metrics_hops(struct api_ctx *c, struct mbuf *b, struct error *err)
 
 static void metrics_counter_rows(const struct metrics_row *r, void *arg)
 {
-    struct mbuf *b = arg;
+    struct strbuf *b = arg;
     char l[256];
     mb_label(r->connector, l, sizeof(l));
-    mb_add(b, "wharf_connector_messages_total{connector=\"%s\","
+    strbuf_addf(b, "wharf_connector_messages_total{connector=\"%s\","
            "direction=\"in\"} %lld\n"
            "wharf_connector_messages_total{connector=\"%s\","
            "direction=\"out\"} %lld\n"
@@ -194,14 +156,14 @@ static void metrics_counter_rows(const struct metrics_row *r, void *arg)
 
 static void metrics_latency_rows(const struct metrics_row *r, void *arg)
 {
-    struct mbuf *b = arg;
+    struct strbuf *b = arg;
     char l[256];
     mb_label(r->connector, l, sizeof(l));
     for (int i = 0; i < METRICS_BUCKETS; i++)
-        mb_add(b, "wharf_delivery_latency_seconds_bucket{connector=\"%s\","
+        strbuf_addf(b, "wharf_delivery_latency_seconds_bucket{connector=\"%s\","
                "le=\"%g\"} %lld\n", l, metrics_bucket_le[i],
                (long long)r->buckets[i]);
-    mb_add(b, "wharf_delivery_latency_seconds_bucket{connector=\"%s\","
+    strbuf_addf(b, "wharf_delivery_latency_seconds_bucket{connector=\"%s\","
            "le=\"+Inf\"} %lld\n"
            "wharf_delivery_latency_seconds_sum{connector=\"%s\"} %.3f\n"
            "wharf_delivery_latency_seconds_count{connector=\"%s\"} %lld\n",
@@ -209,7 +171,7 @@ static void metrics_latency_rows(const struct metrics_row *r, void *arg)
            (long long)r->buckets[METRICS_BUCKETS]);
 }
 
-static void metrics_counters(struct mbuf *b)
+static void metrics_counters(struct strbuf *b)
 {
     mb_head(b, "wharf_connector_messages_total", "counter", "Messages taken "
             "in (in) or delivered (out) by a connector since start.");
@@ -223,7 +185,7 @@ static void metrics_counters(struct mbuf *b)
     metrics_each(metrics_latency_rows, b);
 }
 
-static int metrics_certs(struct api_ctx *c, struct mbuf *b, struct error *err)
+static int metrics_certs(struct api_ctx *c, struct strbuf *b, struct error *err)
 {
     struct store_cert *cs;
     size_t n;
@@ -234,7 +196,7 @@ static int metrics_certs(struct api_ctx *c, struct mbuf *b, struct error *err)
             "listener; certificate: the first 16 hex digits of its SHA-256).");
     for (size_t i = 0; i < n; i++) {
         char l[256];
-        mb_add(b, "wharf_certificate_expiry_timestamp_seconds{owner=\"%s\","
+        strbuf_addf(b, "wharf_certificate_expiry_timestamp_seconds{owner=\"%s\","
                "certificate=\"%.16s\"} %lld\n", mb_label(cs[i].owner[0]
                ? cs[i].owner : "(profile)", l, sizeof(l)), cs[i].id,
                (long long)(cs[i].not_after / 1000));
@@ -249,14 +211,14 @@ static int metrics_certs(struct api_ctx *c, struct mbuf *b, struct error *err)
         return 0;
     int64_t until = upkeep_cert_file_expiry(path, &ignored);
     if (until > 0)
-        mb_add(b, "wharf_certificate_expiry_timestamp_seconds{owner="
+        strbuf_addf(b, "wharf_certificate_expiry_timestamp_seconds{owner="
                "\"listener\",certificate=\"tls_cert\"} %lld\n",
                (long long)(until / 1000));
     return 0;
 }
 
 /* Live alerts (not resolved) by level (R19, store/security_store.h). */
-static int metrics_alerts(struct api_ctx *c, struct mbuf *b,
+static int metrics_alerts(struct api_ctx *c, struct strbuf *b,
                           struct error *err)
 {
     static const char *const levels[3] = { "info", "warning", "critical" };
@@ -266,12 +228,12 @@ static int metrics_alerts(struct api_ctx *c, struct mbuf *b,
     mb_head(b, "wharf_alerts", "gauge", "Live (not resolved) alerts by "
             "level.");
     for (int i = 0; i < 3; i++)
-        mb_add(b, "wharf_alerts{level=\"%s\"} %lld\n", levels[i],
+        strbuf_addf(b, "wharf_alerts{level=\"%s\"} %lld\n", levels[i],
                (long long)n[i]);
     return 0;
 }
 
-static int metrics_text(struct api_ctx *c, struct mbuf *b, struct error *err)
+static int metrics_text(struct api_ctx *c, struct strbuf *b, struct error *err)
 {
     if (metrics_hops(c, b, err) < 0)
         return -1;
@@ -283,27 +245,27 @@ static int metrics_text(struct api_ctx *c, struct mbuf *b, struct error *err)
                      : 0;
     mb_head(b, "wharf_banned_addresses", "gauge", "Client addresses banned "
             "now.");
-    mb_add(b, "wharf_banned_addresses %d\n", banned);
+    strbuf_addf(b, "wharf_banned_addresses %d\n", banned);
     mb_head(b, "wharf_build_info", "gauge", "Version of this build.");
-    mb_add(b, "wharf_build_info{version=\"%s\"} 1\n", WHARF_VERSION);
+    strbuf_addf(b, "wharf_build_info{version=\"%s\"} 1\n", WHARF_VERSION);
     mb_head(b, "process_start_time_seconds", "gauge", "Start time of the "
             "process since unix epoch in seconds.");
-    mb_add(b, "process_start_time_seconds %.3f\n",
+    strbuf_addf(b, "process_start_time_seconds %.3f\n",
            (double)metrics_start_ms / 1000.0);
     return b->failed ? error_set(err, "out of memory") : 0;
 }
 
 int api_metrics(struct api_ctx *c)
 {
-    struct mbuf b = {0};
+    struct strbuf b = {0};
     struct error err = {0};
     if (metrics_text(c, &b, &err) < 0) {
-        free(b.p);
+        strbuf_free(&b);
         log_error("metrics: %s", err.msg);
         return api_fail(c, 500, "internal", "metrics unavailable");
     }
     int rc = net_reply(c->req, 200, "text/plain; version=0.0.4; "
                        "charset=utf-8", b.p, b.len);
-    free(b.p);
+    strbuf_free(&b);
     return rc;
 }

@@ -34,18 +34,6 @@ int connector_proxy_valid(const char *key, const json_t *v, struct error *err)
     return 0;
 }
 
-/* "user:password", checked without saying anything about its bytes. */
-static int credentials_ok(const struct secret *s, const char *what,
-                          struct error *err)
-{
-    const unsigned char *d = secret_data(s);
-    size_t n = secret_len(s);
-    const unsigned char *colon = n ? memchr(d, ':', n) : NULL;
-    if (colon == NULL || colon == d)
-        return error_set(err, "%s must hold user:password", what);
-    return 0;
-}
-
 int connector_proxy_open(const struct connector *c, struct connector_proxy *p,
                          struct error *err)
 {
@@ -58,8 +46,8 @@ int connector_proxy_open(const struct connector *c, struct connector_proxy *p,
         own.url = str(px, "url");
         own.no_proxy = str(px, "no_proxy");
         own.auth = connector_secret(c, "proxy.credentials_file");
-        if (own.auth && credentials_ok(own.auth, "proxy.credentials_file",
-                                       err) < 0)
+        if (own.auth && net_client_proxy_auth_check(
+                            own.auth, "proxy.credentials_file", err) < 0)
             return -1;
     }
     if (c->env == NULL) {       /* no data dir: only the connector's own */

@@ -164,18 +164,6 @@ int conn_keys_partner(const struct conn_keys *ck, const char *name,
 
 /* ---- the transport --------------------------------------------------------------- */
 
-/* "user:password", checked without saying anything about its bytes. */
-static int credentials_ok(const struct secret *s, const char *what,
-                          struct error *err)
-{
-    const unsigned char *d = secret_data(s);
-    size_t n = secret_len(s);
-    const unsigned char *colon = n ? memchr(d, ':', n) : NULL;
-    if (colon == NULL || colon == d)
-        return error_set(err, "%s must hold user:password", what);
-    return 0;
-}
-
 int conn_net_proxy(const struct conn_transport *t, const struct net_proxy *own,
                    struct net_proxy *out, enum net_proxy_from *from,
                    struct secret **auth, struct error *err)
@@ -193,7 +181,7 @@ int conn_net_proxy(const struct conn_transport *t, const struct net_proxy *own,
     *auth = secret_from_file(t->credentials, err);
     if (*auth == NULL)
         return error_prefix(err, "%s", what), -1;
-    if (credentials_ok(*auth, what, err) < 0) {
+    if (net_client_proxy_auth_check(*auth, what, err) < 0) {
         secret_free(*auth);
         *auth = NULL;
         return -1;

@@ -220,6 +220,17 @@ int net_client_proxy_check(const char *url, struct error *err)
     return 0;
 }
 
+int net_client_proxy_auth_check(const struct secret *auth, const char *what,
+                                struct error *err)
+{
+    const unsigned char *d = secret_data(auth);
+    size_t n = secret_len(auth);
+    const unsigned char *colon = n ? memchr(d, ':', n) : NULL;
+    if (colon == NULL || colon == d)
+        return error_set(err, "%s must hold user:password", what);
+    return 0;
+}
+
 int net_client_no_proxy_check(const char *list, struct error *err)
 {
     const char *p = list;

@@ -61,6 +61,11 @@ int net_client_proxy_check(const char *url, struct error *err);
  * separated by commas. 0 or -1 with err. */
 int net_client_no_proxy_check(const char *list, struct error *err);
 
+/* Proxy credentials: "user:password" with a user, checked without saying
+ * anything about their bytes (what names them in the error). 0 or -1. */
+int net_client_proxy_auth_check(const struct secret *auth, const char *what,
+                                struct error *err);
+
 /* The rule above: own is the connector's (url "direct" or NULL allowed),
  * global wharf.conf's (url NULL or "": none). *out borrows their
  * pointers; the result says where it came from (the caller reads the

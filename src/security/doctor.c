@@ -19,6 +19,7 @@
 
 #include "core/wharf.h"
 #include "util/id.h"
+#include "util/strbuf.h"
 
 /* ---- building the report ------------------------------------------------------ */
 
@@ -193,49 +194,16 @@ int doctor_config(struct wharf *w, struct store *st,
 
 /* ---- text and HTML ----------------------------------------------------------------- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (q == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-/* s with &, <, >, " and ' as HTML entities. */
-static void sb_html(struct sbuf *b, const char *s)
+static void sb_html(struct strbuf *b, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': sb_str(b, "&amp;"); break;
-        case '<': sb_str(b, "&lt;"); break;
-        case '>': sb_str(b, "&gt;"); break;
-        case '"': sb_str(b, "&quot;"); break;
-        case '\'': sb_str(b, "&#39;"); break;
-        default: sb_add(b, s, 1);
+        case '&': strbuf_str(b, "&amp;"); break;
+        case '<': strbuf_str(b, "&lt;"); break;
+        case '>': strbuf_str(b, "&gt;"); break;
+        case '"': strbuf_str(b, "&quot;"); break;
+        case '\'': strbuf_str(b, "&#39;"); break;
+        default: strbuf_add(b, s, 1);
         }
     }
 }
@@ -274,7 +242,7 @@ static void summary_counts(const json_t *report, int count[3])
 
 char *doctor_text(const json_t *report)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     size_t i;
     json_t *c;
     int count[3];
@@ -283,56 +251,52 @@ char *doctor_text(const json_t *report)
         controls_text(c, ctl, sizeof(ctl));
         snprintf(line, sizeof(line), "%s  %-28s %s\n", field(c, "status"),
                  field(c, "id"), field(c, "found"));
-        sb_str(&b, line);
+        strbuf_str(&b, line);
         if (field(c, "action")[0]) {
             snprintf(line, sizeof(line), "      -> %s\n", field(c, "action"));
-            sb_str(&b, line);
+            strbuf_str(&b, line);
         }
         snprintf(line, sizeof(line), "      ISO/IEC 27001:2022 Annex A: %s\n",
                  ctl);
-        sb_str(&b, line);
+        strbuf_str(&b, line);
     }
     summary_counts(report, count);
     snprintf(line, sizeof(line), "\n%d PASS, %d WARN, %d FAIL\n", count[0],
              count[1], count[2]);
-    sb_str(&b, line);
-    if (b.failed) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    strbuf_str(&b, line);
+    return strbuf_take(&b);
 }
 
-static void html_row(struct sbuf *b, const json_t *c)
+static void html_row(struct strbuf *b, const json_t *c)
 {
     char ctl[256];
     controls_text(c, ctl, sizeof(ctl));
-    sb_str(b, "<tr class=\"");
+    strbuf_str(b, "<tr class=\"");
     sb_html(b, field(c, "status"));
-    sb_str(b, "\"><td>");
+    strbuf_str(b, "\"><td>");
     sb_html(b, field(c, "status"));
-    sb_str(b, "</td><td><code>");
+    strbuf_str(b, "</td><td><code>");
     sb_html(b, field(c, "id"));
-    sb_str(b, "</code></td><td>");
+    strbuf_str(b, "</code></td><td>");
     sb_html(b, field(c, "found"));
-    sb_str(b, "</td><td>");
+    strbuf_str(b, "</td><td>");
     sb_html(b, field(c, "action"));
-    sb_str(b, "</td><td>");
+    strbuf_str(b, "</td><td>");
     sb_html(b, ctl);
-    sb_str(b, "</td></tr>\n");
+    strbuf_str(b, "</td></tr>\n");
 }
 
 char *doctor_html(const json_t *report, const char *title)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     int count[3];
     char line[256];
     size_t i;
     json_t *c;
-    sb_str(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    strbuf_str(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                "<title>Wharf posture report: ");
     sb_html(&b, title);
-    sb_str(&b, "</title><style>body{font-family:sans-serif}"
+    strbuf_str(&b, "</title><style>body{font-family:sans-serif}"
                "table{border-collapse:collapse}td,th{border:1px solid #999;"
                "padding:4px;vertical-align:top}.FAIL td:first-child{"
                "background:#f99}.WARN td:first-child{background:#fd8}"
@@ -342,16 +306,12 @@ char *doctor_html(const json_t *report, const char *title)
     summary_counts(report, count);
     snprintf(line, sizeof(line), ": %d PASS, %d WARN, %d FAIL</p>\n",
              count[0], count[1], count[2]);
-    sb_str(&b, line);
-    sb_str(&b, "<table><tr><th>status</th><th>check</th><th>found</th>"
+    strbuf_str(&b, line);
+    strbuf_str(&b, "<table><tr><th>status</th><th>check</th><th>found</th>"
                "<th>what to do</th><th>ISO/IEC 27001:2022 Annex A</th></tr>\n");
     json_array_foreach(json_object_get(report, "checks"), i, c) {
         html_row(&b, c);
     }
-    sb_str(&b, "</table></body></html>\n");
-    if (b.failed) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    strbuf_str(&b, "</table></body></html>\n");
+    return strbuf_take(&b);
 }

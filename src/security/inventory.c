@@ -28,6 +28,7 @@
 #include "store/secret_store.h"
 #include "store/store.h"
 #include "util/id.h"
+#include "util/strbuf.h"
 #include "vault/vault.h"
 
 #define DAY_MS 86400000LL
@@ -399,48 +400,21 @@ static const char *const CSV_COLS[] = {
     "last_used", NULL,
 };
 
-struct csv {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void csv_put(struct csv *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (q == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* One field, quoted when it holds a comma, a quote or a line break. */
-static void csv_field(struct csv *b, const char *v)
+static void csv_field(struct strbuf *b, const char *v)
 {
     if (strpbrk(v, ",\"\r\n") == NULL) {
-        csv_put(b, v, strlen(v));
+        strbuf_add(b, v, strlen(v));
         return;
     }
-    csv_put(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
     for (const char *p = v; *p; p++) {
         if (*p == '"')
-            csv_put(b, "\"\"", 2);
+            strbuf_add(b, "\"\"", 2);
         else
-            csv_put(b, p, 1);
+            strbuf_add(b, p, 1);
     }
-    csv_put(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
 }
 
 /* A JSON value as CSV text: strings as they are, numbers, true/false,
@@ -468,19 +442,19 @@ static void csv_value(const json_t *v, char *out, size_t n)
     }
 }
 
-static void csv_row(struct csv *b, const char *kind, const json_t *o)
+static void csv_row(struct strbuf *b, const char *kind, const json_t *o)
 {
     char val[1024];
     for (int c = 0; CSV_COLS[c]; c++) {
         if (c)
-            csv_put(b, ",", 1);
+            strbuf_add(b, ",", 1);
         if (c == 0)
             snprintf(val, sizeof(val), "%s", kind);
         else
             csv_value(json_object_get(o, CSV_COLS[c]), val, sizeof(val));
         csv_field(b, val);
     }
-    csv_put(b, "\r\n", 2);
+    strbuf_add(b, "\r\n", 2);
 }
 
 char *inventory_csv(const json_t *inv)
@@ -490,13 +464,13 @@ char *inventory_csv(const json_t *inv)
         { "partners", "partner" }, { "certificates", "certificate" },
         { "keys", "key" }, { "users", "user" }, { "tokens", "token" },
     };
-    struct csv b = {0};
+    struct strbuf b = {0};
     for (int c = 0; CSV_COLS[c]; c++) {
         if (c)
-            csv_put(&b, ",", 1);
-        csv_put(&b, CSV_COLS[c], strlen(CSV_COLS[c]));
+            strbuf_add(&b, ",", 1);
+        strbuf_add(&b, CSV_COLS[c], strlen(CSV_COLS[c]));
     }
-    csv_put(&b, "\r\n", 2);
+    strbuf_add(&b, "\r\n", 2);
     for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
         size_t i;
         json_t *o;
@@ -504,9 +478,5 @@ char *inventory_csv(const json_t *inv)
             csv_row(&b, sections[s][1], o);
         }
     }
-    if (b.failed) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return strbuf_take(&b);
 }

@@ -322,6 +322,18 @@ struct store {
     sqlite3_stmt *ext[STORE_EXT_SLOTS];     /* store_stmt_ext() */
 };
 
+sqlite3_stmt *store_stmt_once(struct store *s, const char *sql,
+                              const char *what, struct error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        store_db_error(s, err, what);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
 sqlite3_stmt *store_stmt_ext(struct store *s, int slot, const char *sql,
                              struct error *err)
 {

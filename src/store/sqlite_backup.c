@@ -201,11 +201,8 @@ int store_backup_restored(struct store *s, int64_t now, int64_t *n,
 {
     sqlite3_stmt *st = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(store_db(s), SQL_END_SESSIONS, -1, &st, NULL) !=
-        SQLITE_OK) {
-        sqlite3_finalize(st);
-        return store_db_error(s, err, "end the restored sessions");
-    }
+    if ((st = store_stmt_once(s, SQL_END_SESSIONS, "end the restored sessions", err)) == NULL)
+        return -1;
     sqlite3_bind_int64(st, 1, now);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -221,11 +218,8 @@ int store_backup_record(struct store *s, const struct store_backup_row *r,
                         struct error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(store_db(s), SQL_RECORD, -1, &st, NULL) !=
-        SQLITE_OK) {
-        sqlite3_finalize(st);
-        return store_db_error(s, err, "record the backup");
-    }
+    if ((st = store_stmt_once(s, SQL_RECORD, "record the backup", err)) == NULL)
+        return -1;
     sqlite3_bind_int64(st, 1, r->started_at);
     sqlite3_bind_int64(st, 2, r->finished_at);
     sqlite3_bind_int(st, 3, r->ok ? 1 : 0);
@@ -270,11 +264,8 @@ int store_backup_list(struct store *s, size_t limit,
     sqlite3_stmt *st = NULL;
     if (limit == 0 || limit > 100000)
         return error_set(err, "list 1..100000 backups");
-    if (sqlite3_prepare_v2(store_db(s), SQL_LIST, -1, &st, NULL) !=
-        SQLITE_OK) {
-        sqlite3_finalize(st);
-        return store_db_error(s, err, "list the backups");
-    }
+    if ((st = store_stmt_once(s, SQL_LIST, "list the backups", err)) == NULL)
+        return -1;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)limit);
     struct store_backup_item *items = calloc(limit, sizeof(*items));
     int rc = items == NULL ? SQLITE_NOMEM : SQLITE_OK;

@@ -25,24 +25,12 @@
 #define SQL_MSGS_BY_STATE "SELECT NULL, state, COUNT(*) FROM messages" \
     " GROUP BY state ORDER BY state"
 
-static sqlite3_stmt *prepare(struct store *s, const char *sql,
-                             struct error *err)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        store_db_error(s, err, "prepare");
-        sqlite3_finalize(st);
-        return NULL;
-    }
-    return st;
-}
-
 int store_audit_newest(struct store *s, const char *actions_json,
                        int64_t *at, char **action, struct error *err)
 {
     *at = 0;
     *action = NULL;
-    sqlite3_stmt *st = prepare(s, SQL_AUDIT_NEWEST, err);
+    sqlite3_stmt *st = store_stmt_once(s, SQL_AUDIT_NEWEST, "prepare", err);
     if (st == NULL)
         return -1;
     store_bind_text(st, 1, actions_json);
@@ -59,7 +47,7 @@ int store_audit_newest(struct store *s, const char *actions_json,
 
 int store_table_exists(struct store *s, const char *name, struct error *err)
 {
-    sqlite3_stmt *st = prepare(s, SQL_TABLE_EXISTS, err);
+    sqlite3_stmt *st = store_stmt_once(s, SQL_TABLE_EXISTS, "prepare", err);
     if (st == NULL)
         return -1;
     store_bind_text(st, 1, name);
@@ -113,7 +101,7 @@ static int counts(struct store *s, const char *sql, struct store_count **out,
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = prepare(s, sql, err);
+    sqlite3_stmt *st = store_stmt_once(s, sql, "prepare", err);
     if (st == NULL)
         return -1;
     int rc;

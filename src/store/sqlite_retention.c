@@ -436,22 +436,9 @@ int store_hold_get(struct store *s, const char *id, struct store_hold *out,
     return rc == SQLITE_ROW ? 0 : 1;
 }
 
-/* A one-off statement (prepared, run, finalized). */
-static sqlite3_stmt *one_off(struct store *s, const char *sql,
-                             struct error *err)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        store_db_error(s, err, "prepare");
-        sqlite3_finalize(st);
-        return NULL;
-    }
-    return st;
-}
-
 int store_hold_count(struct store *s, int64_t *count, struct error *err)
 {
-    sqlite3_stmt *st = one_off(s, SQL_HOLD_COUNT, err);
+    sqlite3_stmt *st = store_stmt_once(s, SQL_HOLD_COUNT, "prepare", err);
     if (st == NULL)
         return -1;
     int rc = one_int(s, st, count, err, "count legal holds");
@@ -463,7 +450,7 @@ int store_messages_of(struct store *s, const char *conns_json,
                       struct store_expired **out, int **held, size_t *n,
                       struct error *err)
 {
-    sqlite3_stmt *st = one_off(s, SQL_MESSAGES_OF, err);
+    sqlite3_stmt *st = store_stmt_once(s, SQL_MESSAGES_OF, "prepare", err);
     *out = NULL;
     *held = NULL;
     *n = 0;

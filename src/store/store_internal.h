@@ -34,6 +34,12 @@
 sqlite3_stmt *store_stmt_ext(struct store *s, int slot, const char *sql,
                              struct error *err);
 
+/* A statement run once in a while, not worth a cache slot: prepared from
+ * a constant string (bound parameters only), owned by the caller, who
+ * finalizes it. NULL with err set (what names the purpose). */
+sqlite3_stmt *store_stmt_once(struct store *s, const char *sql,
+                              const char *what, struct error *err);
+
 /* The raw handle (for sqlite3_changes / last_insert_rowid). */
 sqlite3 *store_db(struct store *s);
 

@@ -9,6 +9,7 @@
 #include "util/fsx.h"
 #include "util/id.h"
 #include "util/secret.h"
+#include "util/strbuf.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -518,6 +519,36 @@ static void test_r15_fault_point_kills_at_the_named_hit(void **state)
     fault_point("rotate.x");        /* unset: a no-op in this process */
 }
 
+/* strbuf: appends of every kind across several growths, an empty take,
+ * formatted text longer than the first allocation. */
+static void test_strbuf_grows_and_hands_over(void **state)
+{
+    (void)state;
+    struct strbuf b = {0};
+    char *empty = strbuf_take(&b);
+    assert_non_null(empty);
+    assert_string_equal(empty, "");
+    free(empty);
+    for (int i = 0; i < 2000; i++)
+        strbuf_addf(&b, "%04d,", i);
+    strbuf_str(&b, "end");
+    strbuf_add(&b, "!?", 1);
+    assert_int_equal(b.len, 2000 * 5 + 4);
+    assert_int_equal(strlen(b.p), b.len);
+    assert_memory_equal(b.p, "0000,0001,", 10);
+    assert_string_equal(b.p + 2000 * 5, "end!");
+    char big[9000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    strbuf_addf(&b, "[%s]", big);
+    assert_int_equal(b.len, 2000 * 5 + 4 + 9001);
+    char *p = strbuf_take(&b);
+    assert_null(b.p);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(p[strlen(p) - 1], ']');
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_id_new_threads_unique),
         cmocka_unit_test(test_id_valid_rejects_bad_shapes),
         cmocka_unit_test(test_time_iso),
+        cmocka_unit_test(test_strbuf_grows_and_hands_over),
         cmocka_unit_test(test_r15_fault_point_kills_at_the_named_hit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
