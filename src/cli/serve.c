@@ -21,12 +21,15 @@
  * Privileges (R22, core/sandbox.h): right after opening the data dir a
  * serve started as root becomes wharf.conf's user (or refuses to stay
  * root without allow_root); the listeners are bound before any thread
- * starts, then serve enters its sandbox (no capabilities, no_new_privs,
- * Landlock, seccomp), then the engine and the listeners start.
+ * starts, and the SFTP connectors' ssh-agent socket made in DIR/state
+ * (net/ssh_agent.h: no listening socket can be made inside the sandbox),
+ * then serve enters its sandbox (no capabilities, no_new_privs, Landlock,
+ * seccomp), then the engine and the listeners start.
  *
  * Must never: run with core dumps possible; exit on SIGHUP.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +47,7 @@
 #include "core/sandbox.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "net/ssh_agent.h"
 #include "security/alerts.h"
 #include "security/security.h"
 #include "security/upkeep.h"
@@ -281,9 +285,12 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
      * which stop first. The partner routes share the engine's live
      * connectors, so they are routed once the engine runs (before the
      * listeners start). */
+    char state[PATH_MAX];
+    snprintf(state, sizeof(state), "%s/state", w->dir);
     if (net == NULL || api_register(net, w, &err) < 0 ||
         console_register(net, &err) < 0 ||
-        net_server_bind(net, &err) < 0 || sandbox_enter(w, &err) < 0 ||
+        net_server_bind(net, &err) < 0 ||
+        net_ssh_agent_start(state, &err) < 0 || sandbox_enter(w, &err) < 0 ||
         keyproc_watch(&err) < 0 || (e = engine_start(w, &err)) == NULL ||
         (hooks = partner_routes_register(net, e, &err)) == NULL ||
         security_start(w, &err) < 0 || net_server_start(net, &err) < 0) {
@@ -291,6 +298,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
         partner_routes_free(hooks);
         security_stop();
         engine_stop(e);
+        net_ssh_agent_stop();
         log_error("%s", err.msg);
         return cli_fail("%s", err.msg);
     }
@@ -308,6 +316,7 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
     api_shutdown();
     security_stop();
     engine_stop(e);
+    net_ssh_agent_stop();
     serve_checkpoint(w);
     return EXIT_OK;
 }

@@ -404,6 +404,11 @@ int connector_secret_add(struct connector *c, const char *key,
  * taken, also on failure). */
 int connector_key_add(struct connector *c, const char *key, EVP_PKEY *pkey,
                       struct error *err);
+/* Add the SSH user key (net/ssh_agent.h: a signer of the vault) of a
+ * CONN_PRIVATE_KEY key to c (taken, also on failure). */
+struct net_ssh_signer;
+int connector_ssh_key_add(struct connector *c, const char *key,
+                          struct net_ssh_signer *s, struct error *err);
 void connector_secrets_free(struct connector *c);
 
 /* The secret the config key `key` named ("auth.password_file"), or NULL
@@ -417,18 +422,17 @@ const struct secret *connector_secret(const struct connector *c,
  * c. */
 EVP_PKEY *connector_key(const struct connector *c, const char *key);
 
+/* The SSH user key of the CONN_PRIVATE_KEY option `key` ("key_file"),
+ * which signs through the process holding it, or NULL when the config
+ * names none. Borrowed: lives as long as c. */
+const struct net_ssh_signer *connector_ssh_key(const struct connector *c,
+                                               const char *key);
+
 /* For check(): a secret (or connector file) key must hold one of the
  * forms of core/flowfile.h (it is read at import, so a file need not
  * exist later). 0 or -1 with err. */
 int connector_secret_ok(const char *key, const json_t *v, int required,
                         struct error *err);
-
-/* A file that only lives in memory (memfd) holding s plus a newline, for
- * libraries that insist on a path (libssh2's private key): writes
- * "/proc/self/fd/N" into path and returns the fd (close it when done), or
- * -1 with err. */
-int connector_secret_memfile(const struct secret *s, char *path, size_t n,
-                             struct error *err);
 
 /* Log through the connector's own level. */
 #define conn_log(c, level, msgid, ...) \

@@ -11,8 +11,10 @@
  * seals each at flow import and unseals each into the connector's slots
  * (connector_secret_add) before open() (core/conn_secrets.c); open() reads
  * them with connector_secret(). A CONN_PRIVATE_KEY secret (an http client
- * certificate key) is never unsealed here: core asks the vault for a
- * handle key (connector_key_add) and open() reads it with connector_key().
+ * certificate key, an SFTP connector's SSH key and its passphrase) is
+ * never unsealed here: core asks the vault for a handle key
+ * (connector_key_add; open() reads it with connector_key()) or an SSH
+ * signer (connector_ssh_key_add; connector_ssh_key()).
  *
  * Owns the unsealed copies and handle keys hanging off a connector (freed
  * by connector_secrets_free) and nothing else. It must never log, print or
@@ -25,17 +27,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
+#include "net/ssh_agent.h"
 #include "util/secret.h"
 
 struct connector_secret_slot {
     char *key;
     struct secret *value;       /* or NULL for a handle key: */
     EVP_PKEY *pkey;
+    struct net_ssh_signer *ssh; /* or an SSH user key */
 };
 
 json_t *connector_config_member(const json_t *config, const char *key,
@@ -120,9 +122,18 @@ int connector_secret_keys(const struct connector_type *t, const json_t *config,
     return rc;
 }
 
-/* Add a slot for key holding value or pkey (taken, also on failure). */
+static void ssh_key_free(struct net_ssh_signer *s)
+{
+    if (s != NULL && s->release != NULL)
+        s->release(s->ctx);
+    free(s);
+}
+
+/* Add a slot for key holding value, pkey or ssh (taken, also on
+ * failure). */
 static int slot_add(struct connector *c, const char *key,
-                    struct secret *value, EVP_PKEY *pkey, struct error *err)
+                    struct secret *value, EVP_PKEY *pkey,
+                    struct net_ssh_signer *ssh, struct error *err)
 {
     struct connector_secret_slot *grown = realloc(c->secrets,
                                                   (c->nsecrets + 1) *
@@ -134,12 +145,14 @@ static int slot_add(struct connector *c, const char *key,
         free(k);
         secret_free(value);
         EVP_PKEY_free(pkey);
+        ssh_key_free(ssh);
         return error_set(err, "out of memory");
     }
     c->secrets = grown;
     c->secrets[c->nsecrets].key = k;
     c->secrets[c->nsecrets].value = value;
     c->secrets[c->nsecrets].pkey = pkey;
+    c->secrets[c->nsecrets].ssh = ssh;
     c->nsecrets++;
     return 0;
 }
@@ -147,13 +160,19 @@ static int slot_add(struct connector *c, const char *key,
 int connector_secret_add(struct connector *c, const char *key,
                          struct secret *value, struct error *err)
 {
-    return slot_add(c, key, value, NULL, err);
+    return slot_add(c, key, value, NULL, NULL, err);
 }
 
 int connector_key_add(struct connector *c, const char *key, EVP_PKEY *pkey,
                       struct error *err)
 {
-    return slot_add(c, key, NULL, pkey, err);
+    return slot_add(c, key, NULL, pkey, NULL, err);
+}
+
+int connector_ssh_key_add(struct connector *c, const char *key,
+                          struct net_ssh_signer *s, struct error *err)
+{
+    return slot_add(c, key, NULL, NULL, s, err);
 }
 
 void connector_secrets_free(struct connector *c)
@@ -162,6 +181,7 @@ void connector_secrets_free(struct connector *c)
         free(c->secrets[i].key);
         secret_free(c->secrets[i].value);
         EVP_PKEY_free(c->secrets[i].pkey);
+        ssh_key_free(c->secrets[i].ssh);
     }
     free(c->secrets);
     c->secrets = NULL;
@@ -185,33 +205,17 @@ EVP_PKEY *connector_key(const struct connector *c, const char *key)
     return NULL;
 }
 
+const struct net_ssh_signer *connector_ssh_key(const struct connector *c,
+                                               const char *key)
+{
+    for (size_t i = 0; i < c->nsecrets; i++)
+        if (strcmp(c->secrets[i].key, key) == 0)
+            return c->secrets[i].ssh;
+    return NULL;
+}
+
 int connector_secret_ok(const char *key, const json_t *v, int required,
                         struct error *err)
 {
     return flowfile_check(key, v, required, 1, err);
-}
-
-int connector_secret_memfile(const struct secret *s, char *path, size_t n,
-                             struct error *err)
-{
-    int fd = memfd_create("wharf-secret", MFD_CLOEXEC);
-    if (fd < 0)
-        return error_errno(err, errno, "cannot create an in-memory file");
-    size_t off = 0, len = secret_len(s);
-    while (off < len) {
-        ssize_t w = write(fd, secret_data(s) + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            close(fd);
-            return error_errno(err, errno, "cannot fill an in-memory file");
-        }
-        off += (size_t)w;
-    }
-    if (write(fd, "\n", 1) != 1) {
-        close(fd);
-        return error_errno(err, errno, "cannot fill an in-memory file");
-    }
-    snprintf(path, n, "/proc/self/fd/%d", fd);
-    return fd;
 }

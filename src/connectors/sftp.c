@@ -28,9 +28,11 @@
  * polls in a row. Each is streamed into the intake from curl's write
  * callback; only after intake_commit() is it deleted or moved on the server.
  *
- * Secrets (password, key, passphrase, proxy credentials) come sealed from
- * the vault (connector_secret), are handed to the transport only as option
- * values and never logged.
+ * Secrets (password, proxy credentials) come sealed from the vault
+ * (connector_secret), are handed to the transport only as option values
+ * and never logged. The private key and its passphrase never come here:
+ * the key process holds them and signs for the handshake through the
+ * in-process agent (connector_ssh_key, net/ssh_agent.h).
  *
  * Must never: go beyond the key exchange without the host key pin (no
  * authentication, no transfer); write anything but the temp
@@ -68,7 +70,7 @@ struct rfile {
 };
 
 struct sftp_state {
-    const char *host, *user, *key_file, *pattern;
+    const char *host, *user, *pattern;
     struct connector_proxy proxy;
     char send_dir[PATH_MAX_LEN], receive_dir[PATH_MAX_LEN];
     char archive_dir[PATH_MAX_LEN];
@@ -76,9 +78,6 @@ struct sftp_state {
     int archive;
     char fp[FP_LEN + 1];        /* "" until the host key is confirmed */
     struct secret *password;    /* NUL-terminated; NULL without one */
-    struct secret *passphrase;  /* NUL-terminated; NULL without one */
-    int key_fd;                 /* memfd holding the private key, or -1 */
-    char key_path[64];          /* "/proc/self/fd/N" of key_fd */
     struct net_sftp_opts net;   /* what the transport needs (borrows) */
     pthread_mutex_t lock;       /* seen, poll session */
     struct rfile *seen;
@@ -173,10 +172,15 @@ static const struct conn_option SFTP_OPTIONS[] = {
       "the account on the server", user_valid },
     { "password_file", CONN_SECRET, 0, NULL, 0, 0, NULL, NULL,
       "the account's password (this or key_file)", NULL },
-    { "key_file", CONN_SECRET, 0, NULL, 0, 0, NULL, NULL,
-      "a private key for the account (this or password_file)", NULL },
-    { "key_passphrase_file", CONN_SECRET, 0, NULL, 0, 0, NULL, NULL,
-      "the passphrase of key_file, if it has one", NULL },
+    { "key_file", CONN_SECRET, CONN_PRIVATE_KEY, NULL, 0, 0, NULL, NULL,
+      "a private key for the account (this or password_file): Ed25519, "
+      "RSA or ECDSA, as ssh-keygen writes it (an OpenSSH key without a "
+      "passphrase, or PEM/PKCS#8); it is used only inside the key process",
+      NULL },
+    { "key_passphrase_file", CONN_SECRET, CONN_PRIVATE_KEY, NULL, 0, 0, NULL,
+      NULL, "the passphrase of key_file, if it has one (PEM or PKCS#8 "
+      "keys; `ssh-keygen -p -m PKCS8 -f KEY` converts an OpenSSH key)",
+      NULL },
     { "host_key_sha256", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
       "the server's confirmed host key, \"SHA256:...\" as ssh-keygen -lf "
       "prints it; without it nothing goes beyond the key exchange (actions "
@@ -251,10 +255,7 @@ static void sftp_close(struct connector *c)
     free(s->seen);
     net_sftp_close(s->poll_s);
     secret_free(s->password);
-    secret_free(s->passphrase);
     connector_proxy_close(&s->proxy);
-    if (s->key_fd >= 0)
-        close(s->key_fd);
     pthread_mutex_destroy(&s->lock);
     free(s);
     c->state = NULL;
@@ -269,7 +270,6 @@ static enum wh_status sftp_open(struct connector *c, struct error *err)
     }
     pthread_mutex_init(&s->lock, NULL);
     c->state = s;
-    s->key_fd = -1;
     s->host = conn_str(c, "host");
     s->user = conn_str(c, "user");
     s->pattern = conn_str(c, "pattern");
@@ -290,21 +290,9 @@ static enum wh_status sftp_open(struct connector *c, struct error *err)
     if (connector_secret(c, "password_file") &&
         (s->password = secret_cstr(c, "password_file", err)) == NULL)
         goto fail;
-    if (connector_secret(c, "key_passphrase_file") &&
-        (s->passphrase = secret_cstr(c, "key_passphrase_file", err)) == NULL)
-        goto fail;
-    /* libssh2 reads the private key from a path: give it one in memory */
-    if (connector_secret(c, "key_file")) {
-        s->key_fd = connector_secret_memfile(connector_secret(c, "key_file"),
-                                             s->key_path, sizeof(s->key_path),
-                                             err);
-        if (s->key_fd < 0)
-            goto fail;
-        s->key_file = s->key_path;
-    }
     s->net = (struct net_sftp_opts){ .host = s->host, .port = s->port,
         .user = s->user, .host_key_sha256 = s->fp[0] ? s->fp : NULL,
-        .key_file = s->key_file, .passphrase = s->passphrase,
+        .key = connector_ssh_key(c, "key_file"),
         .password = s->password, .proxy = s->proxy.use };
     return WH_OK;
 fail:

@@ -18,9 +18,11 @@
  *            type's open(); a secret missing from the store is an error
  *            that says to import the flow again. open() never reads a
  *            secret file. A private key (CONN_PRIVATE_KEY: an http client
- *            certificate key) is not unsealed: its sealed blob goes to the
+ *            certificate key, an SFTP connector's SSH key with its
+ *            passphrase) is not unsealed: its sealed blob goes to the
  *            vault, which opens it into its key table (the key process's
- *            under serve) and gives a handle key (connector_key_add).
+ *            under serve) and gives a handle key (connector_key_add) or an
+ *            SSH signer (connector_ssh_key_add).
  * What a connector obtains at run time (OAuth tokens) is its state
  * (core/env.c: "state:NAME" rows of the same table, sealed the same way).
  *
@@ -36,6 +38,7 @@
 #include "connectors/connector.h"
 #include "core/flowfile.h"
 #include "core/wharf.h"
+#include "net/ssh_agent.h"
 #include "store/secret_store.h"
 #include "store/store.h"
 #include "util/secret.h"
@@ -224,15 +227,61 @@ struct load_job {
     struct error *err;
 };
 
-/* A private key option: a handle key from the vault (the sealed blob is
- * taken). */
+/* vault_ssh_key as a net_ssh_signer (net/ssh_agent.h). */
+static int ssh_sign(void *ctx, uint32_t flags, const unsigned char *data,
+                    size_t n, unsigned char **sig, size_t *siglen,
+                    struct error *err)
+{
+    return vault_ssh_sign(ctx, flags, data, n, sig, siglen, err);
+}
+
+static void ssh_release(void *ctx)
+{
+    vault_ssh_key_free(ctx);
+}
+
+/* The SSH user key of an SFTP connector ("key_file", blob taken) with its
+ * passphrase ("key_passphrase_file", when sealed too): both go to the
+ * vault, which gives a signer. */
+static int load_ssh(struct load_job *j, const char *key, unsigned char *blob,
+                    size_t len)
+{
+    unsigned char *pass = NULL;
+    size_t plen = 0;
+    int rc = store_csecret_get(j->st, j->c->name, "key_passphrase_file",
+                               &pass, &plen, NULL, j->err) < 0 ? -1 : 0;
+    struct vault_ssh_key *k = rc == 0
+        ? vault_ssh_key(j->w->vault, j->c->name, blob, len, pass, plen,
+                        j->err) : NULL;
+    free(blob);
+    free(pass);
+    struct net_ssh_signer *s = k ? calloc(1, sizeof(*s)) : NULL;
+    if (s == NULL) {
+        vault_ssh_key_free(k);
+        return k ? error_set(j->err, "out of memory") : -1;
+    }
+    s->pub = vault_ssh_key_public(k, &s->publen);
+    s->sign = ssh_sign;
+    s->release = ssh_release;
+    s->ctx = k;
+    return connector_ssh_key_add(j->c, key, s, j->err);
+}
+
+/* A private key option: a handle key or an SSH signer from the vault (the
+ * sealed blob is taken). A passphrase goes with its key. */
 static int load_private(struct load_job *j, const char *key,
                         unsigned char *blob, size_t len)
 {
+    if (strcmp(key, "key_passphrase_file") == 0) {
+        free(blob);
+        return 0;                   /* load_ssh takes it with key_file */
+    }
+    if (strcmp(key, "key_file") == 0)
+        return load_ssh(j, key, blob, len);
     if (strcmp(key, "auth.key") != 0) {
         free(blob);
-        return error_set(j->err, "%s: only auth.key opens as a private key",
-                         key);
+        return error_set(j->err, "%s: only auth.key and key_file open as "
+                         "private keys", key);
     }
     EVP_PKEY *k = vault_client_key(j->w->vault, j->c->name, blob, len,
                                    j->err);

@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "net/ssh_agent.h"
 #include "util/error.h"
 #include "util/status.h"
 
@@ -205,8 +206,9 @@ struct net_sftp_opts {
      * characters), or NULL: every key is refused (nothing goes beyond the
      * key exchange). */
     const char *host_key_sha256;
-    const char *key_file;       /* private key path (a memfd), or NULL */
-    const struct secret *passphrase;    /* of key_file (NUL-terminated) */
+    /* The user key, held elsewhere (net/ssh_agent.h: libssh2 asks the
+     * in-process agent, which asks the signer), or NULL. */
+    const struct net_ssh_signer *key;
     const struct secret *password;      /* NUL-terminated, or NULL */
     struct net_proxy proxy;     /* resolved by the one rule */
 };

@@ -4,8 +4,9 @@
  *
  * Owns every curl option of an SFTP operation: the URL (the server path
  * percent-encoded), the pinned host key (its SHA-256) or, without one, a
- * key callback that refuses every key; public-key and password
- * authentication; the proxy (net_client_proxy_setopt: the one rule) and
+ * key callback that refuses every key; public-key authentication through
+ * the in-process agent (net/ssh_agent.h: armed for the handshake) and
+ * password authentication; the proxy (net_client_proxy_setopt: the one rule) and
  * the progress of transfers; timeouts; the quote commands (rename, rm)
  * with their arguments quoted; and the translation of curl's failures
  * into one sentence naming the stage plus WH_RETRY / WH_FAIL.
@@ -36,6 +37,7 @@ struct net_sftp {
     const struct net_sftp_opts *o;
     CURL *h;
     enum net_sftp_fail failed;
+    int armed;                      /* holds the agent (net/ssh_agent.h) */
     char ebuf[CURL_ERROR_SIZE];
     char url[3 * SFTP_PATH_MAX + 300];
 };
@@ -136,6 +138,42 @@ static int refuse_key(void *ud, int type, const char *key, size_t len)
     return CURLKHMATCH_MISMATCH;
 }
 
+/* CURLOPT_PREREQFUNCTION: the SSH handshake (or the reuse of its
+ * connection) is over: the agent goes to the next connector. */
+static int agent_done(void *ud, char *ip, char *local, int port, int lport)
+{
+    struct net_sftp *s = ud;
+    (void)ip;
+    (void)local;
+    (void)port;
+    (void)lport;
+    if (s->armed) {
+        net_ssh_agent_disarm();
+        s->armed = 0;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+/* curl_easy_perform, with the connector's key offered by the agent for
+ * the handshake when it authenticates with a key. */
+static CURLcode sftp_perform(struct net_sftp *s)
+{
+    struct error err = {0};
+    if (s->o->key) {
+        if (net_ssh_agent_arm(s->o->key, &err) != 0) {
+            snprintf(s->ebuf, sizeof(s->ebuf), "%s", err.msg);
+            return CURLE_LOGIN_DENIED;
+        }
+        s->armed = 1;
+    }
+    CURLcode rc = curl_easy_perform(s->h);
+    if (s->armed) {                 /* failed before the request */
+        net_ssh_agent_disarm();
+        s->armed = 0;
+    }
+    return rc;
+}
+
 /* Reset the handle and set what every operation on path shares. */
 static int setup(struct net_sftp *s, const char *path, struct error *err)
 {
@@ -160,13 +198,10 @@ static int setup(struct net_sftp *s, const char *path, struct error *err)
     else
         OPT(CURLOPT_SSH_HOSTKEYFUNCTION, refuse_key);
     long auth = 0;
-    if (o->key_file) {
-        auth |= CURLSSH_AUTH_PUBLICKEY;
-        OPT(CURLOPT_SSH_PRIVATE_KEYFILE, o->key_file);
-        /* "": libssh2 derives the public key from the private one */
-        OPT(CURLOPT_SSH_PUBLIC_KEYFILE, "");
-        if (o->passphrase)
-            OPT(CURLOPT_KEYPASSWD, (const char *)secret_data(o->passphrase));
+    if (o->key) {
+        auth |= CURLSSH_AUTH_AGENT;     /* ours: net/ssh_agent.h */
+        OPT(CURLOPT_PREREQFUNCTION, agent_done);
+        OPT(CURLOPT_PREREQDATA, s);
     }
     if (o->password) {
         auth |= CURLSSH_AUTH_PASSWORD | CURLSSH_AUTH_KEYBOARD;
@@ -296,7 +331,7 @@ enum wh_status net_sftp_list(struct net_sftp *s, const char *dir,
         return WH_FAIL;
     curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, listing_write);
     curl_easy_setopt(s->h, CURLOPT_WRITEDATA, &b);
-    CURLcode rc = curl_easy_perform(s->h);
+    CURLcode rc = sftp_perform(s);
     if (rc == CURLE_OK && b.p == NULL && (b.p = strdup("")) == NULL)
         rc = CURLE_OUT_OF_MEMORY;
     if (rc != CURLE_OK) {
@@ -339,7 +374,7 @@ enum wh_status net_sftp_get(struct net_sftp *s, const char *path,
         return WH_FAIL;
     curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, down_write);
     curl_easy_setopt(s->h, CURLOPT_WRITEDATA, &d);
-    CURLcode rc = curl_easy_perform(s->h);
+    CURLcode rc = sftp_perform(s);
     if (rc == CURLE_OK)
         return WH_OK;
     if (d.failed) {
@@ -406,7 +441,7 @@ enum wh_status net_sftp_put(struct net_sftp *s,
     if (u->resume_from > 0)
         curl_easy_setopt(h, CURLOPT_RESUME_FROM_LARGE,
                          (curl_off_t)u->resume_from);
-    CURLcode rc = curl_easy_perform(h);
+    CURLcode rc = sftp_perform(s);
     curl_slist_free_all(post);
     if (rc == CURLE_OK)
         return WH_OK;
@@ -435,7 +470,7 @@ static enum wh_status quote(struct net_sftp *s, struct curl_slist *cmd,
     if (setup(s, "/", err) == 0) {
         curl_easy_setopt(s->h, CURLOPT_NOBODY, 1L);
         curl_easy_setopt(s->h, CURLOPT_QUOTE, cmd);
-        CURLcode rc = curl_easy_perform(s->h);
+        CURLcode rc = sftp_perform(s);
         if (rc == CURLE_OK) {
             st = WH_OK;
         } else if (rc == CURLE_QUOTE_ERROR) {

@@ -27,6 +27,7 @@
 /* What a held key may be used for. */
 #define KEY_USE_SIGN 1u         /* signatures (CMS, MDN, TLS handshakes) */
 #define KEY_USE_DECRYPT 2u      /* CMS key transport (RSA decrypt) */
+#define KEY_USE_SSH 4u          /* SSH user authentication (sshkey.h) */
 #define KEYTAB_MAX 256          /* keys one process holds */
 #define KEYTAB_CLIENT_MAX 64    /* of which http client certificate keys */
 
@@ -60,8 +61,33 @@ int keytab_load_client(struct vault *v, const char *conn,
                        uint32_t *handle, unsigned char **spki,
                        size_t *spkilen, struct error *err);
 
-/* 1 when context seals a private key (an AS2 profile key or a connector's
- * client certificate key): such a value opens only into the key table. */
+/* The seal contexts of an SFTP connector's SSH user key and of its
+ * passphrase: "connector:NAME:key_file", "connector:NAME:key_passphrase_file". */
+#define KEY_SSH_KEY_NAME "key_file"
+#define KEY_SSH_PASS_NAME "key_passphrase_file"
+
+/* Unseal connector conn's SSH user key (blob, sealed under
+ * "connector:CONN:key_file"; pass, when plen > 0, its passphrase sealed
+ * under "connector:CONN:key_passphrase_file") into the table, usable only
+ * for SSH signatures (keytab_ssh_sign). *pub (malloc'ed, caller frees)
+ * receives the SSH public key blob. The same connector and key give the
+ * same handle; it counts against KEYTAB_CLIENT_MAX. 0 or -1. */
+int keytab_load_ssh(struct vault *v, const char *conn,
+                    const unsigned char *blob, size_t len,
+                    const unsigned char *pass, size_t plen,
+                    uint32_t *handle, unsigned char **pub, size_t *publen,
+                    struct error *err);
+
+/* An SSH signature (sshkey.h: algorithm name + blob) of data by the SSH
+ * key handle, flags the ssh-agent sign flags; sig has room for
+ * KP_SSH_SIG_MAX bytes. Refused for any other key. 0 or -1. */
+int keytab_ssh_sign(uint32_t handle, uint32_t flags,
+                    const unsigned char *data, size_t n, unsigned char *sig,
+                    size_t *siglen, struct error *err);
+
+/* 1 when context seals a private key (an AS2 profile key, a connector's
+ * client certificate key, an SSH user key or its passphrase): such a value
+ * opens only into the key table. */
 int keyhost_private_context(const char *context);
 
 /* Read the PEM private key at path (a TLS listener key: refused when

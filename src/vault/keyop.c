@@ -1,5 +1,6 @@
 /*
- * keyop.c - keyop.h: handle keys for AS2 profile keys and TLS keys, and the
+ * keyop.c - keyop.h: handle keys for AS2 profile keys, TLS keys, http
+ * client certificate keys and SFTP connectors' SSH keys, and the
  * forwarding of their private operations to where the key lives (this
  * process's key table, or the key process).
  *
@@ -135,4 +136,106 @@ EVP_PKEY *vault_client_key(struct vault *v, const char *conn,
         k = keyprov_pkey(KEYHOST_LOCAL, handle, spki, n, err);
     free(spki);
     return k;
+}
+
+/* ---- SSH user keys ------------------------------------------------------- */
+
+struct vault_ssh_key {
+    enum keyhost_where where;
+    uint32_t handle;
+    unsigned char *pub;         /* owned: SSH wire public key */
+    size_t publen;
+};
+
+/* KP_KEY_SSH to the key process: the handle and public blob into k. */
+static int keyop_ssh_remote(struct vault_ssh_key *k, const char *conn,
+                            const unsigned char *blob, size_t len,
+                            const unsigned char *pass, size_t plen,
+                            struct error *err)
+{
+    struct keyproto_field f[3] = {
+        { (const unsigned char *)conn, strlen(conn) }, { blob, len },
+        { pass, plen },
+    }, r[2];
+    unsigned char *buf = NULL;
+    int rc = keyclient_call(KP_KEY_SSH, f, 3, r, &buf, err);
+    if (rc == 0 && (k->pub = malloc(r[1].n)) == NULL)
+        rc = error_set(err, "out of memory");
+    if (rc == 0) {
+        k->handle = keyproto_u32_get(r[0].p);
+        memcpy(k->pub, r[1].p, r[1].n);
+        k->publen = r[1].n;
+    }
+    free(buf);
+    return rc;
+}
+
+struct vault_ssh_key *vault_ssh_key(struct vault *v, const char *conn,
+                                    const unsigned char *blob, size_t len,
+                                    const unsigned char *pass, size_t plen,
+                                    struct error *err)
+{
+    struct vault_ssh_key *k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return error_set(err, "out of memory"), NULL;
+    k->where = v->remote ? KEYHOST_REMOTE : KEYHOST_LOCAL;
+    int rc = v->remote
+           ? keyop_ssh_remote(k, conn, blob, len, pass, plen, err)
+           : keytab_load_ssh(v, conn, blob, len, pass, plen, &k->handle,
+                             &k->pub, &k->publen, err);
+    if (rc != 0) {
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+const unsigned char *vault_ssh_key_public(const struct vault_ssh_key *k,
+                                          size_t *len)
+{
+    *len = k->publen;
+    return k->pub;
+}
+
+int vault_ssh_sign(const struct vault_ssh_key *k, uint32_t flags,
+                   const unsigned char *data, size_t n, unsigned char **sig,
+                   size_t *siglen, struct error *err)
+{
+    *sig = NULL;
+    if (n == 0 || n > KP_SSH_DATA_MAX)
+        return error_set(err, "an SSH signature request of %zu bytes is "
+                         "out of bounds", n);
+    unsigned char *out = malloc(KP_SSH_SIG_MAX), h[KP_HANDLE_LEN], fl[4];
+    if (out == NULL)
+        return error_set(err, "out of memory");
+    int rc;
+    if (k->where == KEYHOST_LOCAL) {
+        rc = keytab_ssh_sign(k->handle, flags, data, n, out, siglen, err);
+    } else {
+        keyproto_u32_put(k->handle, h);
+        keyproto_u32_put(flags, fl);
+        struct keyproto_field f[3] = { { h, sizeof(h) }, { fl, sizeof(fl) },
+                                       { data, n } }, r[1];
+        unsigned char *buf = NULL;
+        rc = keyclient_call(KP_SSH_SIGN, f, 3, r, &buf, err);
+        if (rc == 0) {
+            memcpy(out, r[0].p, r[0].n);
+            *siglen = r[0].n;
+        }
+        free(buf);
+    }
+    if (rc != 0) {
+        free(out);
+        return -1;
+    }
+    *sig = out;
+    return 0;
+}
+
+void vault_ssh_key_free(struct vault_ssh_key *k)
+{
+    if (k == NULL)
+        return;
+    free(k->pub);
+    free(k);
 }

@@ -12,13 +12,15 @@
  * connector's client certificate key only sign; an AS2 profile key signs
  * and decrypts.
  *
- * Keys not forwarded yet (documented in docs/architecture.md): the SFTP
- * private key (libssh2 reads it).
+ * An SFTP connector's SSH user key is no EVP_PKEY at all: it is a
+ * struct vault_ssh_key (a handle and the SSH public key blob) that makes
+ * SSH signatures for net/ssh_agent.c, the ssh-agent that libssh2 asks.
  */
 #ifndef WHARF_KEYOP_H
 #define WHARF_KEYOP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/evp.h>
 
@@ -54,5 +56,30 @@ EVP_PKEY *vault_tls_key(const char *path, struct error *err);
 EVP_PKEY *vault_client_key(struct vault *v, const char *conn,
                            const unsigned char *blob, size_t len,
                            struct error *err);
+
+/* The SSH user key of SFTP connector conn: its "key_file" secret as sealed
+ * in blob (context "connector:CONN:key_file") and, when plen > 0, its
+ * "key_passphrase_file" sealed in pass. Both are opened only where the
+ * keys live (the key process under serve); the caller gets a handle and
+ * the public key. Caller owns the result (vault_ssh_key_free). */
+struct vault_ssh_key;
+struct vault_ssh_key *vault_ssh_key(struct vault *v, const char *conn,
+                                    const unsigned char *blob, size_t len,
+                                    const unsigned char *pass, size_t plen,
+                                    struct error *err);
+
+/* The key's public half in SSH wire form (borrowed from k). */
+const unsigned char *vault_ssh_key_public(const struct vault_ssh_key *k,
+                                          size_t *len);
+
+/* An SSH signature (algorithm name + signature blob, the body of an
+ * ssh-agent SIGN_RESPONSE) of data (at most 8192 bytes) by k; flags are
+ * the agent's sign flags (RSA: SHA-256 2, SHA-512 4). *sig malloc'ed,
+ * caller frees. 0 or -1. */
+int vault_ssh_sign(const struct vault_ssh_key *k, uint32_t flags,
+                   const unsigned char *data, size_t n, unsigned char **sig,
+                   size_t *siglen, struct error *err);
+
+void vault_ssh_key_free(struct vault_ssh_key *k);
 
 #endif

@@ -62,6 +62,12 @@ static const struct kp_spec kp_specs[KP_TYPE_MAX + 1] = {
                          1, { R(0, KP_CIPHER_MAX) } },
     [KP_KEY_CLIENT] = { "key-client", 2, { R(1, KP_CONN_NAME_MAX), BLOB },
                         2, { EXACT(KP_HANDLE_LEN), R(1, KP_SPKI_MAX) } },
+    [KP_KEY_SSH] = { "key-ssh", 3, { R(1, KP_CONN_NAME_MAX), BLOB,
+                                     R(0, KP_BLOB_OVERHEAD + KP_SECRET_MAX) },
+                     2, { EXACT(KP_HANDLE_LEN), R(1, KP_SSH_PUB_MAX) } },
+    [KP_SSH_SIGN] = { "ssh-sign", 3, { EXACT(KP_HANDLE_LEN), EXACT(4),
+                                       R(1, KP_SSH_DATA_MAX) },
+                      1, { R(1, KP_SSH_SIG_MAX) } },
 };
 
 static const struct kp_spec kp_err_spec = {

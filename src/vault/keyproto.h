@@ -45,7 +45,11 @@ enum keyproto_type {
     KP_KEY_DECRYPT = 11,    /* handle, decrypt params, label, in -> out */
     KP_KEY_CLIENT = 12,     /* connector name, its sealed "auth.key" ->
                                handle, public key (signs only) */
-    KP_TYPE_MAX = 12,
+    KP_KEY_SSH = 13,        /* connector name, its sealed "key_file",
+                               its sealed "key_passphrase_file" (or
+                               empty) -> handle, SSH public key blob */
+    KP_SSH_SIGN = 14,       /* handle, flags, data -> SSH signature */
+    KP_TYPE_MAX = 14,
     KP_OK = 0x100,
     KP_ERR = 0x101,
 };
@@ -70,6 +74,9 @@ enum keyproto_type {
 #define KP_SIG_MAX 1024             /* RSA 8192 bits */
 #define KP_LABEL_MAX 256
 #define KP_CIPHER_MAX 1024
+#define KP_SSH_PUB_MAX 2048         /* an SSH public key blob (RSA 8192) */
+#define KP_SSH_DATA_MAX 8192        /* what an SSH user auth signs */
+#define KP_SSH_SIG_MAX (KP_SIG_MAX + 64)    /* name + signature blob */
 
 /* Digests a key operation may name (a small closed set). */
 enum keyproto_md {

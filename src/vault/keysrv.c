@@ -9,8 +9,10 @@
  * ends the connection (and so the process); an AS2 profile key never
  * unseals to the caller (only into the key table); a TLS key is handed out
  * only for a path loaded at start and only signs; an http connector's
- * client certificate key opens only into the key table and only signs; no
- * reply ever carries a private key or a master key.
+ * client certificate key opens only into the key table and only signs; an
+ * SFTP connector's SSH key (and its passphrase) opens only into the key
+ * table and only makes SSH signatures; no reply ever carries a private key
+ * or a master key.
  */
 #include "vault/keyhost.h"
 
@@ -279,6 +281,34 @@ static int kr_key_decrypt(struct keysrv *s, const struct keyproto_field *f,
     return rc;
 }
 
+static int kr_key_ssh(struct keysrv *s, const struct keyproto_field *f,
+                      struct error *err)
+{
+    char conn[KP_CONN_NAME_MAX + 1];
+    uint32_t handle = 0;
+    unsigned char *pub = NULL;
+    size_t n = 0;
+    if (keysrv_str(&f[0], conn, sizeof(conn), "connector name", err) != 0 ||
+        keytab_load_ssh(s->v, conn, f[1].p, f[1].n, f[2].p, f[2].n, &handle,
+                        &pub, &n, err) != 0)
+        return -1;
+    int rc = keysrv_put_key(s, handle, pub, n);
+    free(pub);
+    return rc;
+}
+
+static int kr_ssh_sign(struct keysrv *s, const struct keyproto_field *f,
+                       struct error *err)
+{
+    unsigned char sig[KP_SSH_SIG_MAX];
+    size_t n = 0;
+    keysrv_take(&s->key_ops);
+    if (keytab_ssh_sign(keyproto_u32_get(f[0].p), keyproto_u32_get(f[1].p),
+                        f[2].p, f[2].n, sig, &n, err) != 0)
+        return -1;
+    return keysrv_put(s, sig, n);
+}
+
 typedef int (*keysrv_fn)(struct keysrv *s, const struct keyproto_field *f,
                          struct error *err);
 
@@ -288,7 +318,8 @@ static const keysrv_fn keysrv_fns[KP_TYPE_MAX + 1] = {
     [KP_AUDIT_SIGN] = kr_audit_sign, [KP_AUDIT_VERIFY] = kr_audit_verify,
     [KP_KEY_LOAD] = kr_key_load, [KP_KEY_TLS] = kr_key_tls,
     [KP_KEY_SIGN] = kr_key_sign, [KP_KEY_DECRYPT] = kr_key_decrypt,
-    [KP_KEY_CLIENT] = kr_key_client,
+    [KP_KEY_CLIENT] = kr_key_client, [KP_KEY_SSH] = kr_key_ssh,
+    [KP_SSH_SIGN] = kr_ssh_sign,
 };
 
 /* ---- the loop -------------------------------------------------------------- */

@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 
 #include "util/secret.h"
+#include "vault/sshkey.h"
 #include "vault/vault_internal.h"
 
 struct keytab_entry {
@@ -222,17 +223,24 @@ static EVP_PKEY *keytab_parse_key(const struct secret *s)
     return k;
 }
 
-int keyhost_private_context(const char *context)
+/* Whether context is "connector:NAME:" + name. */
+static int keytab_conn_context(const char *context, const char *name)
 {
     static const char prefix[] = "connector:";
-    static const char suffix[] = ":" KEY_CLIENT_KEY_NAME;
-    size_t n = strlen(context), ns = sizeof(suffix) - 1;
+    size_t n = strlen(context), ns = strlen(name);
+    return strncmp(context, prefix, sizeof(prefix) - 1) == 0 &&
+           n > sizeof(prefix) - 1 + ns &&
+           context[n - ns - 1] == ':' && strcmp(context + n - ns, name) == 0;
+}
+
+int keyhost_private_context(const char *context)
+{
     if (strncmp(context, KEY_PROFILE_CONTEXT,
                 strlen(KEY_PROFILE_CONTEXT)) == 0)
         return 1;
-    return strncmp(context, prefix, sizeof(prefix) - 1) == 0 &&
-           n >= sizeof(prefix) - 1 + ns &&
-           strcmp(context + n - ns, suffix) == 0;
+    return keytab_conn_context(context, KEY_CLIENT_KEY_NAME) ||
+           keytab_conn_context(context, KEY_SSH_KEY_NAME) ||
+           keytab_conn_context(context, KEY_SSH_PASS_NAME);
 }
 
 int keytab_load_client(struct vault *v, const char *conn,
@@ -285,8 +293,89 @@ static EVP_PKEY *keytab_get(uint32_t handle, unsigned use, struct error *err)
     if (k == NULL)
         error_set(err, "refused: key %u does not exist or may not be used "
                   "to %s", (unsigned)handle,
-                  use == KEY_USE_SIGN ? "sign" : "decrypt");
+                  use == KEY_USE_DECRYPT ? "decrypt"
+                  : use == KEY_USE_SSH ? "sign SSH authentications" : "sign");
     return k;
+}
+
+/* ---- SSH user keys (an SFTP connector's key_file) ---------------------- */
+
+/* The connector's sealed SSH key (and passphrase, when plen > 0) opened
+ * into an EVP_PKEY. */
+static EVP_PKEY *keytab_ssh_open(struct vault *v, const char *conn,
+                                 const unsigned char *blob, size_t len,
+                                 const unsigned char *pass, size_t plen,
+                                 struct error *err)
+{
+    char ctx[KP_CONN_NAME_MAX + 64];
+    struct secret *pw = NULL;
+    if (plen > 0) {
+        snprintf(ctx, sizeof(ctx), "connector:%s:%s", conn,
+                 KEY_SSH_PASS_NAME);
+        if ((pw = vault_unseal(v, ctx, pass, plen, err)) == NULL)
+            return NULL;
+    }
+    snprintf(ctx, sizeof(ctx), "connector:%s:%s", conn, KEY_SSH_KEY_NAME);
+    struct secret *s = vault_unseal(v, ctx, blob, len, err);
+    EVP_PKEY *k = NULL;
+    if (s != NULL && sshkey_parse(secret_data(s), secret_len(s), pw, &k,
+                                  err) != 0)
+        error_prefix(err, "connector %.64s: %s: ", conn, KEY_SSH_KEY_NAME);
+    secret_free(s);
+    secret_free(pw);
+    return k;
+}
+
+int keytab_load_ssh(struct vault *v, const char *conn,
+                    const unsigned char *blob, size_t len,
+                    const unsigned char *pass, size_t plen,
+                    uint32_t *handle, unsigned char **pub, size_t *publen,
+                    struct error *err)
+{
+    *pub = NULL;
+    size_t n = strlen(conn);
+    if (n == 0 || n > KP_CONN_NAME_MAX || strchr(conn, ':') != NULL)
+        return error_set(err, "refused: bad connector name for an SSH key");
+    EVP_PKEY *k = keytab_ssh_open(v, conn, blob, len, pass, plen, err);
+    if (k == NULL)
+        return -1;
+    unsigned char tag[32], *spki = NULL;
+    size_t spkilen = 0;
+    int rc = sshkey_public_blob(k, pub, publen, err);
+    if (rc == 0 && keytab_tag(conn, n, *pub, *publen, tag) != 0)
+        rc = error_openssl(err, "cannot hash a public key");
+    if (rc != 0)
+        EVP_PKEY_free(k);
+    else    /* takes k */
+        rc = keytab_add(k, KEY_USE_SSH, 1, tag, handle, &spki, &spkilen, err);
+    if (rc != 0) {
+        free(*pub);
+        *pub = NULL;
+        return -1;
+    }
+    free(spki);
+    return 0;
+}
+
+int keytab_ssh_sign(uint32_t handle, uint32_t flags,
+                    const unsigned char *data, size_t n, unsigned char *sig,
+                    size_t *siglen, struct error *err)
+{
+    EVP_PKEY *k = keytab_get(handle, KEY_USE_SSH, err);
+    if (k == NULL)
+        return -1;
+    unsigned char *out = NULL;
+    size_t len = 0;
+    int rc = sshkey_sign(k, flags, data, n, &out, &len, err);
+    EVP_PKEY_free(k);
+    if (rc == 0 && len > KP_SSH_SIG_MAX)
+        rc = error_set(err, "an SSH signature of %zu bytes is too long", len);
+    if (rc == 0) {
+        memcpy(sig, out, len);
+        *siglen = len;
+    }
+    free(out);
+    return rc;
 }
 
 static const EVP_MD *keytab_md(uint32_t md)

@@ -420,6 +420,106 @@ static void test_r15_keysrv_client_key_signs_only(void **state)
     EVP_PKEY_free(key);
 }
 
+/* A string of SSH wire form at *p (advanced), its length into *n. */
+static const unsigned char *ssh_string(const unsigned char **p, size_t *n)
+{
+    *n = keyproto_u32_get(*p);
+    const unsigned char *s = *p + 4;
+    *p = s + *n;
+    return s;
+}
+
+static void test_r15_keysrv_ssh_key_makes_ssh_signatures_only(void **state)
+{
+    struct srv *s = *state;
+    struct error err = {0};
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, "provider=default", "ED25519");
+    assert_non_null(key);
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL,
+                                              NULL), 1);
+    char *pem = NULL;
+    long len = BIO_get_mem_data(b, &pem);
+    struct secret *plain = secret_from(pem, (size_t)len);
+    BIO_free(b);
+    unsigned char *blob = NULL, body[4096];
+    size_t n = 0;
+    MUST(vault_seal(s->v, "connector:sftp1:key_file", plain, &blob, &n, &err),
+         err);
+    secret_free(plain);
+    /* loaded (no passphrase): a handle and the SSH public key */
+    struct frame f = {0};
+    struct keyproto_hdr h;
+    frame_field(&f, "sftp1", 5);
+    frame_field(&f, blob, n);
+    frame_field(&f, "", 0);
+    frame_hdr(&f, KP_KEY_SSH, 21);
+    srv_send(s, &f);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), 0);
+    assert_int_equal(h.type, KP_OK);
+    struct keyproto_field r[KEYPROTO_MAX_FIELDS];
+    size_t nf = 0, sn = 0;
+    MUST(keyproto_parse(KP_KEY_SSH, 1, body, h.len, r, &nf, &err), err);
+    unsigned char handle[KP_HANDLE_LEN], raw[32];
+    size_t rawlen = sizeof(raw);
+    memcpy(handle, r[0].p, sizeof(handle));
+    const unsigned char *p = r[1].p;
+    const unsigned char *name = ssh_string(&p, &sn);
+    assert_int_equal(sn, 11);
+    assert_memory_equal(name, "ssh-ed25519", 11);
+    const unsigned char *pubraw = ssh_string(&p, &sn);
+    assert_int_equal(EVP_PKEY_get_raw_public_key(key, raw, &rawlen), 1);
+    assert_int_equal(sn, 32);
+    assert_memory_equal(pubraw, raw, 32);
+    /* an SSH signature that verifies with the key */
+    static const unsigned char data[] = "session id and userauth request";
+    struct frame sg = {0};
+    unsigned char flags[4] = {0};
+    frame_field(&sg, handle, sizeof(handle));
+    frame_field(&sg, flags, sizeof(flags));
+    frame_field(&sg, data, sizeof(data));
+    frame_hdr(&sg, KP_SSH_SIGN, 22);
+    srv_send(s, &sg);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body)), 0);
+    assert_int_equal(h.type, KP_OK);
+    MUST(keyproto_parse(KP_SSH_SIGN, 1, body, h.len, r, &nf, &err), err);
+    p = r[0].p;
+    name = ssh_string(&p, &sn);
+    assert_memory_equal(name, "ssh-ed25519", 11);
+    const unsigned char *sig = ssh_string(&p, &sn);
+    assert_int_equal(sn, 64);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestVerifyInit(md, NULL, NULL, NULL, key), 1);
+    assert_int_equal(EVP_DigestVerify(md, sig, 64, data, sizeof(data)), 1);
+    EVP_MD_CTX_free(md);
+    /* it makes no other signature */
+    struct frame ks = {0};
+    unsigned char pr[KP_PARAMS_LEN], d[32] = {0};
+    struct keyproto_params par = { KP_MD_SHA256, KP_PAD_NONE, -1, 0 };
+    keyproto_params_put(&par, pr);
+    frame_field(&ks, handle, sizeof(handle));
+    frame_field(&ks, pr, sizeof(pr));
+    frame_field(&ks, d, sizeof(d));
+    frame_hdr(&ks, KP_KEY_SIGN, 23);
+    srv_send(s, &ks);
+    assert_int_equal(srv_reply(s, &h, body, sizeof(body) - 1), 0);
+    assert_int_equal(h.type, KP_ERR);
+    body[h.len] = '\0';
+    assert_non_null(strstr((char *)body + 4, "may not be used to sign"));
+    /* it never unseals to the caller, nor does a passphrase */
+    client_req(s, KP_UNSEAL, "connector:sftp1:key_file", blob, n, &h, body,
+               sizeof(body) - 1);
+    assert_int_equal(h.type, KP_ERR);
+    client_req(s, KP_UNSEAL, "connector:sftp1:key_passphrase_file", blob, n,
+               &h, body, sizeof(body) - 1);
+    assert_int_equal(h.type, KP_ERR);
+    body[h.len] = '\0';
+    assert_non_null(strstr((char *)body + 4, "does not leave the key "
+                           "process"));
+    free(blob);
+    EVP_PKEY_free(key);
+}
+
 static void test_r22_keysrv_hangs_up_on_unknown_type(void **state)
 {
     struct srv *s = *state;
@@ -477,6 +577,9 @@ int main(void)
         cmocka_unit_test(test_r22_keyproto_params_checked),
         cmocka_unit_test_setup_teardown(test_r22_keysrv_answers_hello_and_seal,
                                         srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_r15_keysrv_ssh_key_makes_ssh_signatures_only, srv_setup,
+            srv_teardown),
         cmocka_unit_test_setup_teardown(test_r15_keysrv_client_key_signs_only,
                                         srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_r22_keysrv_hangs_up_on_unknown_type,
