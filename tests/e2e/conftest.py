@@ -67,13 +67,26 @@ def assert_no_sanitizer_report(text, what):
             f"sanitizer report ({marker}) from {what}:\n{text[-6000:]}")
 
 
+def _redrawn(e):
+    """Whether e is selenium's StaleElementReferenceException: fn read a
+    console element the page redrew meanwhile, so its condition is simply
+    not met yet (named, not imported: most tests have no browser)."""
+    return type(e).__name__ == "StaleElementReferenceException"
+
+
 def wait_until(fn, timeout=30.0, interval=0.1, desc=None):
     """Call fn until it returns a truthy value and return that value; fail
-    the test with desc and fn's last value after timeout seconds."""
+    the test with desc and fn's last value after timeout seconds. A
+    console element redrawn while fn read it counts as not yet."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
-        last = fn()
+        try:
+            last = fn()
+        except Exception as e:      # noqa: BLE001 - re-raised unless redrawn
+            if not _redrawn(e):
+                raise
+            last = None
         if last:
             return last
         if time.monotonic() >= deadline:
