@@ -138,6 +138,34 @@ static int answer_identities(const struct net_ssh_signer *s,
                       s ? 1 : 0, out, olen);
 }
 
+/* The agent flags the signed data asks for: a client that names
+ * rsa-sha2-256 or -512 in its USERAUTH_REQUEST but sends flags 0 (older
+ * libssh2 agent code) gets that algorithm's signature, not SHA-1: the
+ * algorithm named in the data (RFC 4252 7: session id, 50, user,
+ * service, "publickey", TRUE, algorithm, key) wins over flags 0. */
+static uint32_t sign_flags(const unsigned char *data, size_t n, uint32_t flags)
+{
+    struct wire w = { data, n };
+    const unsigned char *p;
+    size_t len;
+    if (flags != 0 || wire_string(&w, &p, &len) != 0 || w.n < 1 ||
+        w.p[0] != 50)
+        return flags;
+    w.p++;
+    w.n--;
+    for (int i = 0; i < 3; i++)     /* user, service, method */
+        if (wire_string(&w, &p, &len) != 0)
+            return flags;
+    if (w.n < 1 || len != 9 || memcmp(p, "publickey", 9) != 0)
+        return flags;
+    w.p++;
+    w.n--;
+    if (wire_string(&w, &p, &len) != 0 || len != 12)
+        return flags;
+    return memcmp(p, "rsa-sha2-256", 12) == 0 ? 0x02
+         : memcmp(p, "rsa-sha2-512", 12) == 0 ? 0x04 : flags;
+}
+
 static int answer_sign(const struct net_ssh_signer *s, struct wire *w,
                        unsigned char **out, size_t *olen)
 {
@@ -151,7 +179,8 @@ static int answer_sign(const struct net_ssh_signer *s, struct wire *w,
     unsigned char *sig = NULL;
     size_t sn = 0;
     struct error err = {0};
-    if (s->sign(s->ctx, flags, data, dn, &sig, &sn, &err) != 0) {
+    if (s->sign(s->ctx, sign_flags(data, dn, flags), data, dn, &sig, &sn,
+                &err) != 0) {
         log_warn("ssh agent: no signature: %s", err.msg);
         return reply_failure(out, olen);
     }

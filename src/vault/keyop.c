@@ -4,8 +4,9 @@
  * forwarding of their private operations to where the key lives (this
  * process's key table, or the key process).
  *
- * It owns nothing beyond a call (the public key DER it receives is freed
- * before returning). It must never load a private key into an EVP_PKEY
+ * It owns the struct vault_ssh_key objects it hands out (a handle and a
+ * public key: vault_ssh_key_free) and nothing else beyond a call (the
+ * public key DER it receives is freed before returning). It must never load a private key into an EVP_PKEY
  * itself: keytab.c does, in the process that holds the keys.
  */
 #include "vault/keyop.h"

@@ -6,7 +6,8 @@ One data dir (A) holds every kind of secret the vault seals:
   - the AS2 profile key of A, trading with a second Wharf (B) both ways,
     signed and encrypted, with signed MDNs (as2_pair.py);
   - a webhook source with basic auth (its password file, sealed);
-  - an SFTP destination with a password (the real sshd of test_m5_sftp.py);
+  - an SFTP destination with a private key (the real sshd of
+    test_m5_sftp.py; the key opens only in the key process);
   - an http destination with OAuth 2.0 authorization code (the OAuth server
     of test_r08_oauth.py): its client secret, and the access and refresh
     tokens it obtained at run time (connector state);
@@ -14,7 +15,7 @@ One data dir (A) holds every kind of secret the vault seals:
     secret (the identity provider of test_r17_oidc.py).
 Each round starts A's serve and proves every one of them still works: all
 connectors load (none "left out"), AS2 both ways with a signed MDN, the
-webhook accepts its password, SFTP authenticates, OAuth delivers with the
+webhook accepts its password, SFTP authenticates with its key, OAuth delivers with the
 stored tokens (never authorizing again), a TOTP login and an OIDC login
 succeed, and `wharf audit verify` is intact (the signed head anchor
 survives rotation). Between rounds `wharf key rotate` runs: once to the
@@ -135,7 +136,7 @@ def oauth(tmp_path):
 
 def a_flow(a, b, tmp_path, sshd, remote, oauth):
     """A's flow: AS2 with B (outbox -> as2-b -> inbox), a webhook with
-    basic auth, an SFTP upload with a password (to remote), an OAuth
+    basic auth, an SFTP upload with a private key (to remote), an OAuth
     destination (named "partner", as test_r08_oauth.authorize expects)."""
     sec = tmp_path / "secrets"
     sec.mkdir()
@@ -155,7 +156,7 @@ def a_flow(a, b, tmp_path, sshd, remote, oauth):
                      "password_file": secret_file(sec, "hook-pw", HOOK_PW)}}},
         file_dest("hooked", a.dir / "hooked"),
         file_source("to-sftp", a.dir / "to-sftp"),
-        sftp_conn("sftp", sshd, "password",
+        sftp_conn("sftp", sshd, "key",
                   send_dir=str(remote), retry=retry),
         file_source("to-oauth", a.dir / "to-oauth"),
         {"name": "partner", "type": "http", "config": {
@@ -319,7 +320,7 @@ class Rig:
         hooked = self.a.dir / "hooked" / f"{tag}-hook.txt"
         wait_until(hooked.exists, timeout=60,
                    desc=f"{tag}: the webhook's message delivered")
-        # the SFTP password
+        # the SFTP key (sealed, opened only by the key process)
         drop_file(self.a.dir / "to-sftp", f"{tag}-sftp.edi", body)
         wait_until(lambda: (self.remote / f"{tag}-sftp.edi").exists(),
                    timeout=60, desc=f"{tag}: the file uploaded by SFTP")
