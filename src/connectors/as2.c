@@ -808,6 +808,7 @@ const struct connector_type connector_as2 = {
     .jobs = AS2_JOBS,
     .needs_partner = 1,
     .ends_path = 1,
+    .concurrency = 8,           /* POSTs in flight: each waits for its MDN */
     .open = as2_open,
     .deliver = as2_deliver,
     .route = as2_route,

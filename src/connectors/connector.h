@@ -58,6 +58,7 @@ struct connector {
     char *name;                 /* owned */
     json_t *config;             /* owned (a reference) */
     int log_level;              /* -1 = global level */
+    int concurrency;            /* deliveries of a batch at once (>= 1) */
     int64_t poll_ms;            /* sources: how often poll() runs */
     struct retry_policy retry;
     struct conn_env *env;       /* not owned: keys, transport, jobs, state,
@@ -257,6 +258,12 @@ struct connector_type {
     /* What it delivers goes no further (the partner has it): its links
      * carry only what it receives. */
     int ends_path;
+    /* The default of the common key "concurrency": how many deliveries of
+     * one leased batch run at once (0: 1). A type whose deliver() waits on
+     * a partner (a POST and its receipt) gains from more than one; its
+     * deliver() must then be safe to run in several threads at once on the
+     * same connector (it already is across workers). */
+    int concurrency;
     /* Cross-key rules the option table cannot say, after it was checked
      * (NULL: none); no side effects. 0 or -1 with err. */
     int (*check)(const json_t *config, struct error *err);
@@ -287,7 +294,7 @@ struct connector_type {
 const struct connector_type *connector_type_find(const char *name);
 
 /* Validate a connector definition: known type, the common keys
- * (log_level, poll_ms, retry, retention_days) and the type's options
+ * (log_level, poll_ms, retry, retention_days, concurrency) and the type's options
  * (connector_options_check), then the type's own check. 0 or -1 with err naming the key. */
 int connector_check(const char *name, const char *type, const json_t *config,
                     struct error *err);
@@ -295,7 +302,7 @@ int connector_check(const char *name, const char *type, const json_t *config,
 /* ---- options (connectors/options.c) ---------------------------------------- */
 
 /* Keys every connector takes (log_level, poll_ms, retry,
- * retention_days): a static table. */
+ * retention_days, concurrency): a static table. */
 const struct conn_option *connector_common_options(void);
 
 /* Walk table over config: unknown keys, types, required keys, enum values,

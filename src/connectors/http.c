@@ -1037,6 +1037,7 @@ const struct connector_type connector_http = {
     .options = HTTP_OPTIONS,
     .actions = HTTP_ACTIONS,
     .oauth_callback = http_oauth_callback,
+    .concurrency = 8,           /* requests in flight to the partner */
     .check = http_check,
     .open = http_open,
     .deliver = http_deliver,

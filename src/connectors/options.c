@@ -68,6 +68,10 @@ static const struct conn_option COMMON[] = {
       NULL, "the first backoff", NULL },
     { "retry.max_ms", CONN_INT, CONN_ADVANCED, "600000", 1, 7 * 86400000LL,
       NULL, NULL, "the longest backoff", NULL },
+    { "concurrency", CONN_INT, CONN_ADVANCED, NULL, 1, 64, NULL, NULL,
+      "destinations: how many messages of one batch are delivered at once "
+      "(default: as2 and http 8, others 1); above 1, messages to this "
+      "connector may arrive in another order than they came in", NULL },
     { "retention_days", CONN_INT, CONN_ADVANCED, NULL, 0, 36500, NULL, NULL,
       "days a message that entered here is kept before a purge deletes it "
       "(default: wharf.conf's retention_days; 0: for ever)", NULL },

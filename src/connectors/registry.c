@@ -92,6 +92,10 @@ static void common_parse(const json_t *config, struct connector *c)
     c->retry.max_ms = common_int(config, "retry.max_ms");
     if (c->retry.max_ms < c->retry.initial_ms)
         c->retry.max_ms = c->retry.initial_ms;
+    const json_t *cc = json_object_get(config, "concurrency");
+    c->concurrency = json_is_integer(cc) ? (int)json_integer_value(cc)
+                   : c->type && c->type->concurrency > 0
+                   ? c->type->concurrency : 1;
 }
 
 /* A copy of config without the common keys. Caller decrefs. */

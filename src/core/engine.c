@@ -6,8 +6,10 @@
  *     generation) and reloads the connectors if so, then calls poll() on
  *     every source that is due, handing it an intake;
  *   - N workers: each leases a batch of due hops (its own store
- *     connection), hands them to their connectors (deliver_batch or
- *     deliver), and commits every outcome of the batch in one transaction;
+ *     connection), hands them to their connectors (deliver_batch, or
+ *     deliver: up to the connector's concurrency at once, in short-lived
+ *     helper threads), and commits every outcome of the batch in one
+ *     transaction;
  *     then the workers of the small lane run the due jobs (core/jobs.c:
  *     durable follow-up work of messages, such as AS2 MDNs, each through
  *     its connector type's handler, with its own retry policy).
@@ -196,6 +198,47 @@ static void job_check_status(const struct connector *c, struct delivery *d)
                   c->name);
 }
 
+/* Deliveries d[0..n) of connector c shared by threads that each take the
+ * next one: the connector's concurrency at once. */
+struct deliver_set {
+    struct connector *c;
+    struct delivery *d;
+    size_t n;
+    size_t next;                /* atomically taken */
+};
+
+static void *deliver_some(void *arg)
+{
+    struct deliver_set *s = arg;
+    size_t i;
+    while ((i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED)) < s->n) {
+        struct delivery *d = &s->d[i];
+        progress_begin(d->msg->id, s->c->name, "send", d->msg->size);
+        d->status = s->c->type->deliver(s->c, d);
+        progress_end();
+    }
+    return NULL;
+}
+
+/* deliver() of each of d[0..n): in this thread, and in up to
+ * concurrency - 1 more while there are more than one to do. A helper
+ * thread that cannot start leaves its share to the others. */
+static void deliver_each(struct connector *c, struct delivery *d, size_t n)
+{
+    struct deliver_set s = { c, d, n, 0 };
+    size_t extra = c->concurrency > 1 ? (size_t)c->concurrency - 1 : 0;
+    if (extra > n - 1)
+        extra = n - 1;
+    pthread_t t[64];
+    size_t started = 0;
+    for (; started < extra && started < sizeof(t) / sizeof(t[0]); started++)
+        if (pthread_create(&t[started], NULL, deliver_some, &s) != 0)
+            break;
+    deliver_some(&s);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+}
+
 /* Run every job of connector c (those with run set) as one batch. */
 static void run_connector(struct connector *c, struct job *jobs, size_t n)
 {
@@ -208,12 +251,8 @@ static void run_connector(struct connector *c, struct job *jobs, size_t n)
             ds[k++] = jobs[i].d;
     if (c->type->deliver_batch)
         c->type->deliver_batch(c, ds, k);
-    else
-        for (size_t i = 0; i < k; i++) {
-            progress_begin(ds[i].msg->id, c->name, "send", ds[i].msg->size);
-            ds[i].status = c->type->deliver(c, &ds[i]);
-            progress_end();
-        }
+    else if (k > 0)
+        deliver_each(c, ds, k);
     for (size_t i = 0, m = 0; i < n && m < k; i++)
         if (jobs[i].c == c && jobs[i].run) {
             jobs[i].d = ds[m++];
