@@ -19,6 +19,11 @@
  * batches; `large_workers` more threads lease only the larger ones, one
  * at a time (large_workers 0: one lane for everything).
  *
+ * A lease keeper thread renews the leases of whatever the workers are
+ * processing, so a batch that outlives lease_seconds is not taken up (and
+ * delivered again) by another worker; the leases of a serve that died
+ * still run out.
+ *
  * The engine owns retries: a connector says WH_RETRY, the engine computes
  * the next attempt (exponential backoff with jitter) or, past the
  * connector's max_attempts, parks the hop as failed (resendable). WH_AGAIN
@@ -90,6 +95,8 @@ struct engine {
     pthread_cond_t cv;              /* wakes workers after an intake */
     int stopping;                   /* under mu */
     pthread_t poller;
+    pthread_t keeper;               /* renews the workers' leases */
+    int keeper_started;
     struct worker *workers;
     int nworkers;
 };
@@ -453,6 +460,43 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* ---- the lease keeper ------------------------------------------------------ */
+
+/* Every third of lease_ms, extend the leases of what every worker is
+ * processing by lease_ms: a batch that outlives one lease (slow partners,
+ * a large batch) keeps its hops and jobs, so no other worker delivers
+ * them a second time. When serve dies the renewals stop and the leases
+ * run out as before. */
+static void *keeper_main(void *arg)
+{
+    struct engine *e = arg;
+    struct error err = {0};
+    int64_t lease = e->w->conf.lease_ms;
+    int64_t every = lease / 3 > 100 ? lease / 3 : 100;
+    struct store *st = store_open(e->w->db_path, &err);
+    if (st == NULL) {
+        log_error("lease keeper cannot open the store (a batch longer than "
+                  "lease_seconds may be delivered twice): %s", err.msg);
+        return NULL;
+    }
+    int64_t next = time_now_ms() + every;
+    while (!engine_stopping(e)) {
+        int64_t now = time_now_ms();
+        if (now < next) {
+            engine_wait(e, next - now);
+            continue;
+        }
+        for (int i = 0; i < e->nworkers; i++)
+            if (store_leases_renew(st, e->workers[i].owner, now + lease,
+                                   &err) < 0)
+                log_warn("cannot renew the leases of worker %d: %s", i,
+                         err.msg);
+        next = now + every;
+    }
+    store_close(st);
+    return NULL;
+}
+
 /* ---- poller and reloader -------------------------------------------------- */
 
 struct poll_state {
@@ -702,6 +746,10 @@ struct engine *engine_start(struct wharf *w, struct error *err)
         if (pthread_create(&e->workers[i].thread, NULL, worker_main,
                            &e->workers[i]) != 0)
             log_error("cannot start worker %d", i);
+    e->keeper_started = pthread_create(&e->keeper, NULL, keeper_main, e) == 0;
+    if (!e->keeper_started)
+        log_error("cannot start the lease keeper (a batch longer than "
+                  "lease_seconds may be delivered twice)");
     log_info("engine started: %d worker(s), batch %d, lease %lld ms; "
              "%d more for messages of %lld bytes or more", w->conf.workers,
              w->conf.batch, (long long)w->conf.lease_ms,
@@ -718,6 +766,8 @@ void engine_stop(struct engine *e)
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->poller, NULL);
+    if (e->keeper_started)
+        pthread_join(e->keeper, NULL);
     for (int i = 0; i < e->nworkers; i++)
         if (e->workers[i].thread)
             pthread_join(e->workers[i].thread, NULL);

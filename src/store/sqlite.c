@@ -204,7 +204,7 @@ enum stmt_id {
     S_EVT_INS, S_EVT_OF_MSG,
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
     S_CONN_SET_CONFIG, S_HOP_HOLD, S_HOP_UNHOLD, S_HOP_UNHOLD_ALL,
-    S_HOP_SETTLE,
+    S_HOP_SETTLE, S_HOP_RENEW,
     S_COUNT
 };
 
@@ -279,6 +279,8 @@ static const char *const SQL[S_COUNT] = {
     [S_HOP_OF_MSG] = "SELECT id, message_id, connector, state, attempts, next_at,"
                      " created_at, updated_at, last_error, receipt FROM hops"
                      " WHERE message_id = ?1 ORDER BY id",
+    [S_HOP_RENEW] = "UPDATE hops SET lease_until = ?2"
+                    " WHERE state = 'processing' AND lease_owner = ?1",
     [S_HOP_RELEASE] = "UPDATE hops SET state = 'queued', lease_owner = NULL,"
                       " lease_until = NULL WHERE state = 'processing'",
     [S_HOP_RESEND_FAILED] = "UPDATE hops SET state = 'queued', attempts = 0,"
@@ -1346,6 +1348,19 @@ int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
         return store_tx_fail(s);
     }
     return 0;
+}
+
+int store_leases_renew(struct store *s, const char *owner, int64_t until,
+                       struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_RENEW, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, until);
+    if (store_step_done(s, st, err, "renew hop leases") < 0)
+        return -1;
+    return store_jobs_renew(s, owner, until, err);
 }
 
 int store_leases_release(struct store *s, struct error *err)

@@ -17,7 +17,7 @@
 
 enum { J_BASE = 272, J_DROP_ACTIVE = J_BASE, J_INSERT, J_ACTIVE, J_CANCEL, J_INPUT, J_DUE,
        J_TAKE, J_SET, J_OF_MSG, J_RELEASE, J_RESEND, J_COUNTS, J_EVENT,
-       J_LAST };
+       J_RENEW, J_LAST };
 _Static_assert(J_LAST <= 304, "sqlite_jobs.c owns statement slots 272..303");
 
 #define ACTIVE "('queued', 'waiting', 'processing')"
@@ -55,6 +55,8 @@ static const char *const SQL_JOBS[J_LAST - J_BASE] = {
         " WHERE id = ?1 AND state = 'processing' AND lease_owner = ?8",
     [J_OF_MSG - J_BASE] = "SELECT " COLS " FROM jobs j WHERE j.message_id = ?1"
         " ORDER BY j.id",
+    [J_RENEW - J_BASE] = "UPDATE jobs SET lease_until = ?2"
+        " WHERE state = 'processing' AND lease_owner = ?1",
     [J_RELEASE - J_BASE] = "UPDATE jobs SET state = 'queued', lease_owner = NULL,"
         " lease_until = NULL WHERE state = 'processing'",
     /* the newest failed job of each message, connector and kind, unless
@@ -387,6 +389,17 @@ int store_job_counts(struct store *s, int64_t *pending, int64_t *processing,
 }
 
 /* ---- for sqlite.c ------------------------------------------------------------- */
+
+int store_jobs_renew(struct store *s, const char *owner, int64_t until,
+                     struct error *err)
+{
+    sqlite3_stmt *st = j_stmt(s, J_RENEW, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, until);
+    return store_step_done(s, st, err, "renew job leases");
+}
 
 int store_jobs_release(struct store *s, struct error *err)
 {

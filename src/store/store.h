@@ -245,6 +245,12 @@ int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
                          struct store_hop **out, size_t *n,
                          struct error *err);
 
+/* Keep the leases of owner's hops and jobs being processed until `until`
+ * (ms since the epoch): a worker whose batch outlives lease_ms keeps what
+ * it is delivering, so no other worker takes it up meanwhile. 0 or -1. */
+int store_leases_renew(struct store *s, const char *owner, int64_t until,
+                       struct error *err);
+
 /* Forget every lease (single-node SQLite: called when serve starts, since
  * no other process can hold one). */
 int store_leases_release(struct store *s, struct error *err);

@@ -67,6 +67,9 @@ int store_hop_settle(struct store *s, const struct store_outcome *o,
 /* Inside a transaction (sqlite_jobs.c): give every job lease back
  * (serve start); queue the failed jobs of message msgid again (resend). */
 int store_jobs_release(struct store *s, struct error *err);
+/* The job half of store_leases_renew (sqlite_jobs.c). */
+int store_jobs_renew(struct store *s, const char *owner, int64_t until,
+                     struct error *err);
 int store_jobs_resend(struct store *s, const char *msgid, int64_t now,
                       int *requeued, struct error *err);
 

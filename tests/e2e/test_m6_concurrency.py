@@ -11,6 +11,9 @@ flight at the same moment:
   once, and every file was delivered exactly once.
 - test_m6_concurrency_one_delivers_one_at_a_time_per_worker: concurrency 1
   with 2 workers (the default): never more than 2 requests at once.
+- test_m2_batch_longer_than_its_lease_is_delivered_once: a batch that
+  outlives lease_seconds keeps its lease (the engine's lease keeper), so
+  each message reaches the partner exactly once.
 No time is asserted: the first test's server waits for the overlap it
 checks, the second's holds each request briefly so overlaps would show.
 """
@@ -65,7 +68,8 @@ class Gate:
         self.httpd.server_close()
 
 
-def run(tmp_path, wharf, data_dir, start_server, concurrency, target, hold):
+def run(tmp_path, wharf, data_dir, start_server, concurrency, target, hold,
+        files=8):
     pki = tmp_path / "pki"
     pki.mkdir()
     ca, ca_key = make_ca(pki, "testca")
@@ -81,17 +85,19 @@ def run(tmp_path, wharf, data_dir, start_server, concurrency, target, hold):
             [("inbox", "partner")]), tmp_path / "flow.json")
         server = start_server(data_dir)
         bodies = {f"order-{i}.edi": f"ISA*{i:04d}*".encode() * 50
-                  for i in range(8)}
+                  for i in range(files)}
         for name, body in bodies.items():
             drop_file(inbox, name, body)
 
         def all_sent():
             msgs = wharf.messages(data_dir)
-            return len(msgs) == 8 and all(m["state"] == "sent" for m in msgs)
+            return len(msgs) == files and all(m["state"] == "sent"
+                                              for m in msgs)
         wait_until(lambda: server.check_alive() and all_sent(), timeout=120,
-                   desc="8 messages delivered")
+                   desc=f"{files} messages delivered")
         server.stop()
-        assert sorted(gate.bodies) == sorted(bodies.values())
+        assert sorted(gate.bodies) == sorted(bodies.values()), \
+            "a message was delivered twice (or not at all)"
         return gate.most
     finally:
         gate.close()
@@ -110,3 +116,15 @@ def test_m6_concurrency_one_delivers_one_at_a_time_per_worker(
                target=99, hold=0.3)
     assert 1 <= most <= 2, f"{most} requests at once with concurrency 1 " \
                            "and 2 workers"
+
+
+def test_m2_batch_longer_than_its_lease_is_delivered_once(
+        tmp_path, wharf, data_dir, start_server):
+    """M2 exactly-once: the partner holds each request 2 s and the test
+    data dir's lease is 5 s, so a worker's batch of these 6 messages (one
+    at a time) outlives its lease. The lease keeper renews it: no other
+    worker takes the batch up and delivers it again (before the keeper,
+    the other worker re-leased the hops after 5 s and the partner got
+    duplicates)."""
+    run(tmp_path, wharf, data_dir, start_server, concurrency=1, target=99,
+        hold=2, files=6)
