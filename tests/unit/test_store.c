@@ -382,6 +382,34 @@ static void test_m1_retry_then_failed_state(void **state)
 
 /* ---- M2: a dead worker's lease expires ------------------------------------------ */
 
+static void test_m2_renewed_lease_is_not_leased_again(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);
+    struct store_hop *h1, *h2 = NULL;
+    struct error err = {0};
+    assert_int_equal(lease_now(f->st, "worker-1", 1, &h1), 1);
+    /* the lease keeper extends it before it runs out; another owner's
+     * renewal changes nothing */
+    assert_int_equal(store_leases_renew(f->st, "worker-1",
+                                        time_now_ms() + 60000, &err), 0);
+    assert_int_equal(store_leases_renew(f->st, "worker-3", 0, &err), 0);
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    assert_int_equal(lease_now(f->st, "worker-2", 60000, &h2), 0);
+    /* worker-1's outcome is still its own to record */
+    struct store_outcome o = outcome(&h1[0], "worker-1", HOP_SENT);
+    finish1(f->st, &o, 0);
+    struct store_hop *all;
+    size_t n;
+    assert_int_equal(store_message_hops(f->st, ID1, &all, &n, &err), 0);
+    assert_string_equal(all[1].state, "sent");
+    store_hops_free(all, n);
+    store_hops_free(h1, 1);
+    free(h2);
+}
+
 static void test_m2_expired_lease_is_leased_again(void **state)
 {
     struct fx *f = *state;
@@ -1032,6 +1060,7 @@ int main(void)
         T(test_m2_dedup_same_source_key),
         T(test_m1_lease_and_finish_sent_queues_next),
         T(test_m1_retry_then_failed_state),
+        T(test_m2_renewed_lease_is_not_leased_again),
         T(test_m2_expired_lease_is_leased_again),
         T(test_m1_resend_requeues_failed),
         T(test_m2_leases_release),
