@@ -178,8 +178,8 @@ static const struct conn_option SFTP_OPTIONS[] = {
       "passphrase, or PEM/PKCS#8); it is used only inside the key process",
       NULL },
     { "key_passphrase_file", CONN_SECRET, CONN_PRIVATE_KEY, NULL, 0, 0, NULL,
-      NULL, "the passphrase of key_file, if it has one (PEM or PKCS#8 "
-      "keys; `ssh-keygen -p -m PKCS8 -f KEY` converts an OpenSSH key)",
+      NULL, "the passphrase of key_file, if it has one (a PEM or PKCS#8 "
+      "key; an OpenSSH-format key must have none, the vault seals it)",
       NULL },
     { "host_key_sha256", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
       "the server's confirmed host key, \"SHA256:...\" as ssh-keygen -lf "

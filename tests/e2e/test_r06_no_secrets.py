@@ -58,12 +58,14 @@ def assert_no_key(label, blob, keys):
 
 
 def data_files(data):
-    """Every file of the data dir except the keystore itself."""
+    """Every regular file of the data dir except the keystore itself (not
+    serve's ssh-agent socket, state/ssh-agent.sock: it holds no bytes)."""
     out = []
     for root, _, names in os.walk(data):
         for n in names:
             p = os.path.join(root, n)
-            if os.path.abspath(p) != os.path.abspath(data / "keystore"):
+            if os.path.abspath(p) != os.path.abspath(data / "keystore") and \
+                    os.path.isfile(p):
                 out.append(p)
     return out
 
