@@ -34,6 +34,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/fdio.h"
 #include "util/log.h"
 
 #define AGENT_SOCK "ssh-agent.sock"
@@ -204,32 +205,18 @@ int net_ssh_agent_answer(const struct net_ssh_signer *s,
 
 /* ---- the socket --------------------------------------------------------- */
 
-static int io_full(int fd, unsigned char *p, size_t n, int writing)
-{
-    while (n > 0) {
-        ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* One request and its answer on connection c: 0, or -1 to hang up. */
 static int agent_exchange(int c)
 {
     unsigned char hdr[4], *req = NULL, *reply = NULL;
     size_t rlen = 0;
-    if (io_full(c, hdr, 4, 0) != 0)
+    if (fd_read_all(c, hdr, 4) != 0)
         return -1;
     uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
                  (uint32_t)hdr[2] << 8 | hdr[3];
     if (n == 0 || n > AGENT_MSG_MAX || (req = malloc(n)) == NULL)
         return -1;
-    int rc = io_full(c, req, n, 0);
+    int rc = fd_read_all(c, req, n);
     if (rc == 0) {
         pthread_mutex_lock(&agent.lock);
         rc = net_ssh_agent_answer(agent.armed, req, n, &reply, &rlen);
@@ -238,7 +225,7 @@ static int agent_exchange(int c)
     free(req);
     if (rc == 0) {
         put_u32(hdr, (uint32_t)rlen);
-        rc = io_full(c, hdr, 4, 1) == 0 && io_full(c, reply, rlen, 1) == 0
+        rc = fd_send_all(c, hdr, 4) == 0 && fd_send_all(c, reply, rlen) == 0
              ? 0 : -1;
     }
     free(reply);

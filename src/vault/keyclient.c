@@ -24,6 +24,7 @@
 
 #include <openssl/crypto.h>
 
+#include "util/fdio.h"
 #include "util/log.h"
 #include "vault/keyhost.h"
 
@@ -44,34 +45,6 @@ static struct {
 int keyclient_active(void)
 {
     return kc.fd >= 0;
-}
-
-static int kc_write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int kc_read_all(int fd, unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
 }
 
 /* The request frame of type with fields f[0..nf), malloc'ed. */
@@ -101,14 +74,14 @@ static int kc_reply(uint64_t id, struct keyproto_hdr *h, unsigned char **body,
                     struct error *err)
 {
     unsigned char hb[KEYPROTO_HDR_LEN];
-    if (kc_read_all(kc.fd, hb, sizeof(hb)) != 0)
+    if (fd_read_all(kc.fd, hb, sizeof(hb)) != 0)
         return -1;
     if (keyproto_hdr_get(hb, 1, h, err) != 0 || h->id != id)
         return error_set(err, "the key process answered out of turn");
     *body = malloc(h->len ? h->len : 1);
     if (*body == NULL)
         return error_set(err, "out of memory");
-    return kc_read_all(kc.fd, *body, h->len);
+    return fd_read_all(kc.fd, *body, h->len);
 }
 
 /* The exchange itself; caller holds the lock. */
@@ -121,7 +94,7 @@ static int kc_exchange(uint32_t type, const struct keyproto_field *f,
     unsigned char *req = kc_frame(type, id, f, nf, &len);
     if (req == NULL)
         return error_set(err, "a request to the key process is too large");
-    int io = kc_write_all(kc.fd, req, len);
+    int io = fd_send_all(kc.fd, req, len);
     OPENSSL_cleanse(req, len);      /* it may carry a secret to seal */
     free(req);
     struct keyproto_hdr h;

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include "util/fault.h"
+#include "util/fdio.h"
 #include "util/fsx.h"
 #include "util/id.h"
 #include "util/secret.h"
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -521,6 +523,32 @@ static void test_r15_fault_point_kills_at_the_named_hit(void **state)
 
 /* strbuf: appends of every kind across several growths, an empty take,
  * formatted text longer than the first allocation. */
+static void test_fdio_whole_transfers_and_a_short_peer(void **state)
+{
+    (void)state;
+    int sv[2];
+    static unsigned char big[200000], back[sizeof(big)];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (unsigned char)(i * 7);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid_t pid = fork();             /* a writer larger than the buffers */
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fd_send_all(sv[0], big, sizeof(big)) == 0 ? 0 : 1);
+    assert_int_equal(fd_read_all(sv[1], back, sizeof(back)), 0);
+    assert_memory_equal(back, big, sizeof(big));
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* the peer sends 3 bytes and closes: a read of 4 fails */
+    assert_int_equal(fd_send_all(sv[0], "abc", 3), 0);
+    close(sv[0]);
+    assert_int_equal(fd_read_all(sv[1], back, 4), -1);
+    /* sending to a closed peer fails without SIGPIPE */
+    assert_int_equal(fd_send_all(sv[1], "x", 1), -1);
+    close(sv[1]);
+}
+
 static void test_strbuf_grows_and_hands_over(void **state)
 {
     (void)state;
@@ -568,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_id_valid_rejects_bad_shapes),
         cmocka_unit_test(test_time_iso),
         cmocka_unit_test(test_strbuf_grows_and_hands_over),
+        cmocka_unit_test(test_fdio_whole_transfers_and_a_short_peer),
         cmocka_unit_test(test_r15_fault_point_kills_at_the_named_hit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
