@@ -78,7 +78,15 @@ struct worker {
     struct flow *flow;          /* the generation of the current batch */
     int index;
     pthread_t thread;
-    char owner[96];
+    char base[96];              /* host/pid/wN */
+    /* The lease owner of the current round (base/bK: each round of
+     * hops and jobs its own, so what a round left leased - its commit
+     * failed - is never renewed again) and whether a round runs: the lease
+     * keeper renews only that. Written by the worker under own_mu. */
+    pthread_mutex_t own_mu;
+    char owner[128];
+    unsigned long long round;
+    int busy;
     unsigned seed;
     struct store_lane lane;     /* the message sizes it leases */
     int batch;                  /* hops (and jobs) per lease */
@@ -436,6 +444,17 @@ static size_t worker_batch(struct worker *wk, struct store *st)
     return n;
 }
 
+/* A new round: its own lease owner, renewed by the keeper until its end. */
+static void worker_round(struct worker *wk, int busy)
+{
+    pthread_mutex_lock(&wk->own_mu);
+    if (busy)
+        snprintf(wk->owner, sizeof(wk->owner), "%s/b%llu", wk->base,
+                 ++wk->round);
+    wk->busy = busy;
+    pthread_mutex_unlock(&wk->own_mu);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *wk = arg;
@@ -447,10 +466,12 @@ static void *worker_main(void *arg)
     }
     while (!engine_stopping(wk->e)) {
         wk->flow = engine_flow(wk->e);
+        worker_round(wk, 1);
         size_t n = worker_batch(wk, st);
         if (wk->jobs)
             n += jobs_run(wk->flow, st, wk->owner, wk->e->w->conf.lease_ms,
                           (size_t)wk->batch, &wk->seed);
+        worker_round(wk, 0);
         flow_free(wk->flow);
         wk->flow = NULL;
         if (n == 0)
@@ -462,8 +483,9 @@ static void *worker_main(void *arg)
 
 /* ---- the lease keeper ------------------------------------------------------ */
 
-/* Every third of lease_ms, extend the leases of what every worker is
- * processing by lease_ms: a batch that outlives one lease (slow partners,
+/* Every third of lease_ms, extend by lease_ms the leases of the round
+ * each busy worker is in (a round's own owner: what an earlier round left
+ * leased, its commit having failed, runs out and runs again): a batch that outlives one lease (slow partners,
  * a large batch) keeps its hops and jobs, so no other worker delivers
  * them a second time. When serve dies the renewals stop and the leases
  * run out as before. */
@@ -486,11 +508,17 @@ static void *keeper_main(void *arg)
             engine_wait(e, next - now);
             continue;
         }
-        for (int i = 0; i < e->nworkers; i++)
-            if (store_leases_renew(st, e->workers[i].owner, now + lease,
-                                   &err) < 0)
+        for (int i = 0; i < e->nworkers; i++) {
+            struct worker *wk = &e->workers[i];
+            char owner[sizeof(wk->owner)];
+            pthread_mutex_lock(&wk->own_mu);
+            int busy = wk->busy;
+            memcpy(owner, wk->owner, sizeof(owner));
+            pthread_mutex_unlock(&wk->own_mu);
+            if (busy && store_leases_renew(st, owner, now + lease, &err) < 0)
                 log_warn("cannot renew the leases of worker %d: %s", i,
                          err.msg);
+        }
         next = now + every;
     }
     store_close(st);
@@ -699,7 +727,8 @@ static int engine_init(struct engine *e, struct wharf *w, struct error *err)
         struct worker *wk = &e->workers[i];
         wk->e = e;
         wk->index = i;
-        snprintf(wk->owner, sizeof(wk->owner), "%s/%d/w%d", host,
+        pthread_mutex_init(&wk->own_mu, NULL);
+        snprintf(wk->base, sizeof(wk->base), "%s/%d/w%d", host,
                  (int)getpid(), i);
         RAND_bytes((unsigned char *)&wk->seed, sizeof(wk->seed));
         worker_lane(wk, &w->conf, i >= w->conf.workers);
@@ -714,6 +743,8 @@ static void engine_free_parts(struct engine *e)
     pthread_mutex_destroy(&e->reload_mu);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
+    for (int i = 0; e->workers && i < e->nworkers; i++)
+        pthread_mutex_destroy(&e->workers[i].own_mu);
     free(e->workers);
     free(e);
 }
