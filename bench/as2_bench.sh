@@ -46,7 +46,7 @@
 #     B's inbox copy must have the size and the SHA-256 that A recorded at
 #     intake (untimed).
 #     Limits: `openssl speed -evp aes-256-cbc` (encrypt; and -decrypt),
-#     `-evp sha256` at 16 KiB blocks (Wharf's chunk), python3 zlib level 6
+#     `-evp sha256` at 16 KiB blocks (Wharf's chunk), python3 zlib at BENCH_AS2_ZLEVEL
 #     deflate / inflate of the first 64 MiB of the same data; each scaled to
 #     the bytes it sees (after compression only the compressed bytes are
 #     signed and encrypted). A's chain: vault read (AES-256-GCM decrypt),
@@ -59,7 +59,9 @@
 #
 # Environment: BENCH_AS2_MSGS (500), BENCH_AS2_KIB (10), BENCH_AS2_MB (1024),
 # BENCH_AS2_DATA (edi|random), BENCH_AS2_PARTS ("small large"),
-# BENCH_AS2_KEEP=1 keeps the work dir, BENCH_AS2_CONF: lines appended to
+# BENCH_AS2_ZLEVEL (6): the partners' compress_level in (b) and the level
+# of the python3 zlib limit, BENCH_AS2_KEEP=1 keeps the work dir,
+# BENCH_AS2_CONF: lines appended to
 # both wharf.conf files, for diagnostics (e.g. 'workers = 8\nbatch = 1');
 # the default run tunes nothing but log_level and poll_ms.
 set -euo pipefail
@@ -70,6 +72,7 @@ N=${BENCH_AS2_MSGS:-500}
 KIB=${BENCH_AS2_KIB:-10}
 MB=${BENCH_AS2_MB:-1024}
 KIND=${BENCH_AS2_DATA:-edi}
+ZLEVEL=${BENCH_AS2_ZLEVEL:-6}
 PARTS=${BENCH_AS2_PARTS:-small large}
 WHARF=$ROOT/build/release/wharf
 PY=/usr/bin/python3
@@ -141,7 +144,7 @@ hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -1; }
     echo "zlib $("$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)')"
     echo "version $("$WHARF" version 2>/dev/null | head -1)"
     echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_CONF='${BENCH_AS2_CONF:-}'"
+    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_CONF='${BENCH_AS2_CONF:-}'"
 } >"$OUT/machine.txt"
 note "machine: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2)"
 
@@ -183,7 +186,7 @@ import_flows() {    # COMPRESS (true|false)
                "url": "https://127.0.0.1:${PARTNER[$other]}/as2",
                "certificates": ["$WORK/$other/as2.pem"],
                "tls_ca": "$WORK/$other/data/tls/cert.pem",
-               "sign": "sha256", "encrypt": "aes256-cbc", "compress": $1,
+               "sign": "sha256", "encrypt": "aes256-cbc", "compress": $1, "compress_level": $ZLEVEL,
                "mdn": "sync", "mdn_signed": true}],
  "connectors": [$file,
    {"name": "as2-$other", "type": "as2",
@@ -357,14 +360,14 @@ with open(path, "wb") as f:
     f.flush()
     os.fsync(f.fileno())
 PYEOF
-    note "python3 zlib level 6: deflate and inflate of the first 64 MiB of it"
-    "$PY" - "$BIG" <<'PYEOF' >>"$RES"
+    note "python3 zlib level $ZLEVEL: deflate and inflate of the first 64 MiB of it"
+    "$PY" - "$BIG" "$ZLEVEL" <<'PYEOF' >>"$RES"
 import sys, time, zlib
 with open(sys.argv[1], "rb") as f:
     data = f.read(64 << 20)
 chunk = 1 << 16
 t = time.process_time()
-c = zlib.compressobj(6)
+c = zlib.compressobj(int(sys.argv[2]))
 parts = [c.compress(data[i:i + chunk]) for i in range(0, len(data), chunk)]
 parts.append(c.flush())
 dt = time.process_time() - t

@@ -91,6 +91,8 @@ struct as2_package_opts {
     enum as2_key_transport kt;      /* RSA PKCS#1 v1.5 or OAEP */
     X509 *recipient;                /* the partner's encryption certificate */
     enum as2_compress compress;     /* unsigned: BEFORE and AFTER agree */
+    int compress_level;             /* zlib 1 (fastest) .. 9 (smallest);
+                                     * 0: zlib's default (6) */
     enum as2_transfer transfer;     /* of the innermost (payload) entity */
     bool canonicalize;              /* payload line ends to CRLF (text) */
     bool micalg_no_hyphen;          /* spell "sha256", not "sha-256" */

@@ -120,12 +120,13 @@ static int count_write(void *ctx, const char *buf, int len)
 
 struct compress_stage {
     BIO *in;
+    int level;                      /* zlib's, or -1: its default */
 };
 
 static int compress_fn(void *arg, BIO *out, struct error *err)
 {
     struct compress_stage *c = arg;
-    return as2_cms_compress(c->in, out, -1, err);
+    return as2_cms_compress(c->in, out, c->level, err);
 }
 
 struct sign_stage {
@@ -459,6 +460,7 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
     /* compressed before signing (or the only compression) */
     if (rc == 0 && c1) {
         p->c1.in = cur;
+        p->c1.level = o->compress_level > 0 ? o->compress_level : -1;
         rc = msg_stage_start(&p->st_c1, compress_fn, &p->c1, err);
         struct mime_headers hs;
         mime_headers_init(&hs);
@@ -510,6 +512,7 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
     /* compressed after signing */
     if (rc == 0 && c2) {
         p->c2.in = cur;
+        p->c2.level = o->compress_level > 0 ? o->compress_level : -1;
         rc = msg_stage_start(&p->st_c2, compress_fn, &p->c2, err);
         struct mime_headers hs;
         mime_headers_init(&hs);

@@ -499,6 +499,7 @@ static int send_opts(struct connector *c, const struct message *m,
                                                    : AS2_KT_RSA_PKCS1;
     }
     o->compress = compress_mode(p);
+    o->compress_level = (int)partner_int(p, "compress_level", 0);
     o->transfer = strcmp(partner_str(p, "transfer_encoding", "binary"),
                          "base64") == 0 ? AS2_TRANSFER_BASE64
                                         : AS2_TRANSFER_BINARY;

@@ -213,6 +213,11 @@ static int partner_enums(const json_t *p, const char *who, struct error *err)
             return error_set(err, "partner '%s': %s must be true or false",
                              who, BOOLS[i]);
     }
+    const json_t *lv = json_object_get(p, "compress_level");
+    if (lv && (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
+               json_integer_value(lv) > 9))
+        return error_set(err, "partner '%s': compress_level must be 1 "
+                         "(fastest) to 9 (smallest)", who);
     static const struct enum_key L[] = { { "allow_sign", SIGN },
                                          { "allow_encrypt", ENCRYPT } };
     for (size_t i = 0; i < sizeof(L) / sizeof(*L); i++) {
@@ -259,7 +264,7 @@ static int partner_check(const json_t *p, size_t idx, struct error *err)
         "allow_encrypt", "async_mdn_url", "pin_sha256", "proxy", "sign_pss",
         "encrypt_oaep", "transfer_encoding", "canonicalize",
         "compress_order", "micalg_spelling", "insecure",
-        "allow_plain_mdn_url", "require_mic", NULL };
+        "allow_plain_mdn_url", "require_mic", "compress_level", NULL };
     if (!json_is_object(p))
         return error_set(err, "partners[%zu] must be an object", idx);
     const char *who = json_string_value(json_object_get(p, "name"));

@@ -32,8 +32,8 @@
  * "transfer_encoding" ("binary" | "base64") [binary], "canonicalize"
  * [false: payloads go byte for byte; true: text line ends become CRLF
  * before signing], "compress_order" ("before_sign" | "after_sign")
- * [before_sign], "micalg_spelling" ("rfc" = sha-256 | "plain" = sha256)
- * [rfc].
+ * [before_sign], "compress_level" (zlib's 1 fastest .. 9 smallest) [6],
+ * "micalg_spelling" ("rfc" = sha-256 | "plain" = sha256) [rfc].
  */
 #ifndef WHARF_PARTNERS_H
 #define WHARF_PARTNERS_H

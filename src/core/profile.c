@@ -211,3 +211,10 @@ int partner_bool(const struct partner *p, const char *key, int def)
     const json_t *v = json_object_get(p->config, key);
     return json_is_boolean(v) ? json_is_true(v) : def;
 }
+
+long long partner_int(const struct partner *p, const char *key,
+                      long long def)
+{
+    const json_t *v = json_object_get(p->config, key);
+    return json_is_integer(v) ? json_integer_value(v) : def;
+}

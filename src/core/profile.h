@@ -77,5 +77,8 @@ X509 *partner_send_cert(const struct partner *p, int64_t now_ms);
 const char *partner_str(const struct partner *p, const char *key,
                         const char *def);
 int partner_bool(const struct partner *p, const char *key, int def);
+/* An integer of the partner's object, def when absent. */
+long long partner_int(const struct partner *p, const char *key,
+                      long long def);
 
 #endif

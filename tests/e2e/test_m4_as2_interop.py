@@ -433,8 +433,9 @@ OUTBOUND = {
     "aes256cbc-sha256": (
         dict(encrypt="aes256-cbc", sign="sha256"),
         ["encrypted", "signed"], ("rsaEncryption", "aes-256-cbc"), "sha-256"),
-    "aes128gcm-sha512-compress-before": (
-        dict(encrypt="aes128-gcm", sign="sha512", compress=True),
+    "aes128gcm-sha512-compress-before-level1": (
+        dict(encrypt="aes128-gcm", sign="sha512", compress=True,
+             compress_level=1),
         ["encrypted", "signed", "compressed"],
         ("rsaEncryption", "aes-128-gcm"), "sha-512"),
     "aes256gcm-sha384-compress-after-base64-plain": (

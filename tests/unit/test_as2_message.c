@@ -257,6 +257,50 @@ static struct buf canon(const struct buf *b)
     return c;
 }
 
+/* An EDI-like text of n bytes (compressible, not trivially). */
+static struct buf buf_edi(size_t n)
+{
+    struct buf b = {malloc(n + 64), 0};
+    assert_non_null(b.p);
+    for (unsigned i = 0; b.n < n; i++)
+        b.n += (size_t)snprintf((char *)b.p + b.n, 64,
+                                "PO1*%u*%u*EA*%u.%02u**VN*ITEM%05u~\n", i,
+                                (i * 7919) % 97, (i * 31) % 500, i % 100,
+                                (i * 104729) % 70000);
+    b.n = n;
+    return b;
+}
+
+static void test_m4_compress_level_trades_size_for_speed(void **state)
+{
+    struct fx *f = *state;
+    struct pol_store ps;
+    struct as2_policy pol = policy_base(f, &ps);
+    struct buf d = buf_edi(400000);
+    size_t size[2];
+    static const int levels[2] = { 1, 9 };
+    for (int i = 0; i < 2; i++) {
+        struct as2_package_opts o = opts_base();
+        o.compress = AS2_COMPRESS_BEFORE_SIGNING;
+        o.compress_level = levels[i];
+        struct sent s = {0};
+        struct buf back;
+        struct as2_unpacked info;
+        struct error err = {0};
+        MUST(pack(&o, &d, &s, &err), err);
+        MUST(unpack(&pol, &s.res.headers, &s.body, &back, &info, &err), err);
+        assert_true(info.is_compressed);
+        assert_true(buf_eq(&back, &d));
+        size[i] = s.body.n;
+        buf_free(&back);
+        sent_free(&s);
+    }
+    /* the level reached zlib: level 9 packs this text tighter than 1 */
+    if (!(size[1] < size[0]))
+        fail_msg("level 1: %zu bytes, level 9: %zu bytes", size[0], size[1]);
+    buf_free(&d);
+}
+
 static void test_m4_round_trip_every_combination(void **state)
 {
     struct fx *f = *state;
@@ -1221,6 +1265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_m4_message_streams_64mib_in_constant_memory),
         cmocka_unit_test(test_m4_round_trip_every_combination),
+        cmocka_unit_test(test_m4_compress_level_trades_size_for_speed),
         cmocka_unit_test(test_m4_mic_scope_unsigned),
         cmocka_unit_test(test_m4_package_headers),
         cmocka_unit_test(test_m4_unpack_policy_refusals),
