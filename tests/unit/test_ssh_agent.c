@@ -1,7 +1,9 @@
 /*
  * test_ssh_agent.c - the in-process ssh-agent of the SFTP connector
  * (net/ssh_agent.c, R15/R22): the answers to identities and sign requests
- * for the armed key only, the refusal of every malformed or unknown
+ * for the armed key only, the signature algorithm a USERAUTH_REQUEST
+ * names when the client sends flags 0 (rsa-sha2-256/512, never SHA-1 by
+ * mistake), the refusal of every malformed or unknown
  * request, and the socket answering this process with the armed key while
  * a handshake holds it and with none afterwards.
  */
@@ -124,6 +126,60 @@ static void test_r15_agent_signs_for_the_armed_key_only(void **state)
     assert_int_equal(seen.calls, 1);
 }
 
+/* SIGN_REQUEST whose data is a USERAUTH_REQUEST (RFC 4252 7) naming
+ * algorithm alg, with the given flags, into out; its length. */
+static size_t userauth_req(unsigned char *out, const char *alg,
+                           uint32_t flags)
+{
+    unsigned char data[200];
+    size_t d = 0;
+    const char *parts[] = { "0123456789abcdef0123456789abcdef", NULL,
+                            "wharftest", "ssh-connection", "publickey" };
+    for (size_t i = 0; i < 5; i++) {
+        if (parts[i] == NULL) {
+            data[d++] = 50;         /* SSH_MSG_USERAUTH_REQUEST */
+            continue;
+        }
+        d += put_u32(data + d, (uint32_t)strlen(parts[i]));
+        memcpy(data + d, parts[i], strlen(parts[i]));
+        d += strlen(parts[i]);
+    }
+    data[d++] = 1;                  /* TRUE: with a signature */
+    d += put_u32(data + d, (uint32_t)strlen(alg));
+    memcpy(data + d, alg, strlen(alg));
+    d += strlen(alg);
+    size_t o = 0;
+    out[o++] = 13;
+    o += put_u32(out + o, sizeof(pub));
+    memcpy(out + o, pub, sizeof(pub));
+    o += sizeof(pub);
+    o += put_u32(out + o, (uint32_t)d);
+    memcpy(out + o, data, d);
+    o += d;
+    o += put_u32(out + o, flags);
+    return o;
+}
+
+static void test_r15_agent_signs_the_algorithm_the_request_names(void **state)
+{
+    (void)state;
+    unsigned char req[512], *r = NULL;
+    size_t rn = 0;
+    static const struct { const char *alg; uint32_t flags, want; } c[] = {
+        { "rsa-sha2-256", 0, 2 }, { "rsa-sha2-512", 0, 4 },
+        { "ssh-rsa", 0, 0 }, { "rsa-sha2-256", 4, 4 },  /* flags win */
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        memset(&seen, 0, sizeof(seen));
+        answer(&signer, req, userauth_req(req, c[i].alg, c[i].flags), &r,
+               &rn);
+        assert_int_equal(r[0], 14);
+        assert_int_equal(seen.calls, 1);
+        assert_int_equal(seen.flags, c[i].want);
+        free(r);
+    }
+}
+
 static void test_r15_agent_refuses_malformed_requests(void **state)
 {
     (void)state;
@@ -199,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_r15_agent_lists_only_the_armed_key),
         cmocka_unit_test(test_r15_agent_signs_for_the_armed_key_only),
+        cmocka_unit_test(test_r15_agent_signs_the_algorithm_the_request_names),
         cmocka_unit_test(test_r15_agent_refuses_malformed_requests),
         cmocka_unit_test(test_r15_agent_socket_offers_the_key_while_armed),
     };
