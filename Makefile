@@ -8,14 +8,14 @@ MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
 CC      ?= cc
-PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl libqrencode libseccomp
+PKGS    := openssl sqlite3 jansson zlib libargon2 libcurl libqrencode libseccomp libpq
 # Bounded snprintf truncation is deliberate everywhere (messages are cut,
 # never overflowed), so -Wformat-truncation is off.
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
            -Wvla -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS_ALL := -Isrc -DWHARF_VERSION=\"$(shell cat VERSION)\" \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2 -lcurl -lqrencode -lseccomp) \
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lsqlite3 -ljansson -lz -largon2 -lcurl -lqrencode -lseccomp -lpq) \
            -lhttp_parser -lpthread
 
 FLAGS_release := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE

@@ -10,12 +10,13 @@ cd "$(dirname "$0")/.."
 
 BUILD=(gcc make pkg-config libssl-dev libsqlite3-dev libjansson-dev zlib1g-dev
        libargon2-dev libhttp-parser-dev libcurl4-openssl-dev libqrencode-dev
-       libseccomp-dev openssl sqlite3)
+       libseccomp-dev libpq-dev openssl sqlite3)
 TEST=(libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest e2fsprogs
       strace procps oathtool nmap wrk cppcheck python3-yaml python3-jsonschema
       openssh-server openssh-client tinyproxy-bin dante-server
       chromium chromium-driver python3-selenium
-      python3-aiosmtpd python3-cryptography systemd logrotate groff-base)
+      python3-aiosmtpd python3-cryptography systemd logrotate groff-base
+      postgresql-15)
 
 want=("${BUILD[@]}")
 [ "${1:-}" = "test" ] && want+=("${TEST[@]}")

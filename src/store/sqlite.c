@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "store/store_internal.h"
+#include "store/pg_store.h"
 #include "store/partner_store.h"
 #include "store/secret_store.h"
 #include "util/fault.h"
@@ -318,15 +319,28 @@ static const char *const SQL[S_COUNT] = {
 };
 
 struct store {
-    sqlite3 *db;
+    sqlite3 *db;                /* NULL on PostgreSQL */
+    struct pg_store *pg;        /* NULL on SQLite (pg_store.h) */
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
     sqlite3_stmt *ext[STORE_EXT_SLOTS];     /* store_stmt_ext() */
 };
 
+/* What the PostgreSQL backend does not hold yet refuses, by name. */
+static int pg_not_yet(struct store *s, struct error *err)
+{
+    return error_set(err, "database %s: this part of Wharf's data is not "
+                     "kept in PostgreSQL yet (the cluster work of R21 is in "
+                     "progress): use store = sqlite", s->path);
+}
+
 sqlite3_stmt *store_stmt_once(struct store *s, const char *sql,
                               const char *what, struct error *err)
 {
+    if (s->pg) {
+        pg_not_yet(s, err);
+        return NULL;
+    }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         store_db_error(s, err, what);
@@ -339,6 +353,10 @@ sqlite3_stmt *store_stmt_once(struct store *s, const char *sql,
 sqlite3_stmt *store_stmt_ext(struct store *s, int slot, const char *sql,
                              struct error *err)
 {
+    if (s->pg) {
+        pg_not_yet(s, err);
+        return NULL;
+    }
     if (slot < 0 || slot >= STORE_EXT_SLOTS) {
         error_set(err, "internal: statement slot %d out of range", slot);
         return NULL;
@@ -359,6 +377,11 @@ sqlite3 *store_db(struct store *s)
     return s->db;
 }
 
+struct pg_store *store_pg(struct store *s)
+{
+    return s->pg;
+}
+
 /* ---- small helpers ------------------------------------------------------ */
 
 int store_db_error(struct store *s, struct error *err, const char *what)
@@ -371,6 +394,10 @@ int store_db_error(struct store *s, struct error *err, const char *what)
 static sqlite3_stmt *stmt_get(struct store *s, enum stmt_id id,
                               struct error *err)
 {
+    if (s->pg) {
+        pg_not_yet(s, err);
+        return NULL;
+    }
     if (s->stmt[id] == NULL) {
         if (sqlite3_prepare_v3(s->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->stmt[id], NULL) != SQLITE_OK) {
@@ -455,6 +482,8 @@ static int event_add(struct store *s, const char *msgid, int64_t hop_id,
 int store_exec(struct store *s, const char *sql, struct error *err)
 {
     char *msg = NULL;
+    if (s->pg)
+        return pg_not_yet(s, err);
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         error_set(err, "database %s: %s", s->path, msg ? msg : "exec failed");
         sqlite3_free(msg);
@@ -508,8 +537,28 @@ static int migrate(struct store *s, struct error *err)
     return 0;
 }
 
+/* A PostgreSQL store: its path is the URL without a password. */
+static struct store *store_open_pg(const char *url, struct error *err)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        error_set(err, "out of memory");
+        return NULL;
+    }
+    if ((s->pg = pgs_open(url, err)) == NULL ||
+        (s->path = strdup(pgs_name(s->pg))) == NULL) {
+        if (s->pg)
+            error_set(err, "out of memory");
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
 struct store *store_open(const char *path, struct error *err)
 {
+    if (pgs_is_url(path))
+        return store_open_pg(path, err);
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL || (s->path = strdup(path)) == NULL) {
         free(s);
@@ -545,6 +594,7 @@ void store_close(struct store *s)
     for (int i = 0; i < STORE_EXT_SLOTS; i++)
         sqlite3_finalize(s->ext[i]);
     sqlite3_close(s->db);
+    pgs_close(s->pg);
     free(s->path);
     free(s);
 }
@@ -568,6 +618,8 @@ int store_temp_dir(const char *dir, struct error *err)
 
 int store_schema_version(struct store *s)
 {
+    if (s->pg)
+        return pgs_schema_version(s->pg);
     return version_read(s);
 }
 
@@ -576,6 +628,8 @@ int store_schema_version(struct store *s)
 int store_setting_get(struct store *s, const char *key, char **value,
                       struct error *err)
 {
+    if (s->pg)
+        return pgs_setting_get(s->pg, key, value, err);
     *value = NULL;
     sqlite3_stmt *st = stmt_get(s, S_SETTING_GET, err);
     if (st == NULL)
@@ -593,6 +647,8 @@ int store_setting_get(struct store *s, const char *key, char **value,
 int store_setting_set(struct store *s, const char *key, const char *value,
                       struct error *err)
 {
+    if (s->pg)
+        return pgs_setting_set(s->pg, key, value, err);
     sqlite3_stmt *st = stmt_get(s, S_SETTING_SET, err);
     if (st == NULL)
         return -1;
@@ -688,6 +744,8 @@ static int flow_read_links(struct store *s, struct store_flow *f,
 
 int store_flow_get(struct store *s, struct store_flow *out, struct error *err)
 {
+    if (s->pg)
+        return pgs_flow_get(s->pg, out, err);
     memset(out, 0, sizeof(*out));
     /* A read transaction so connectors, links and generation agree. */
     if (store_exec(s, "BEGIN", err) < 0)
@@ -739,6 +797,8 @@ static int flow_write(struct store *s, const struct store_flow *f,
 int store_flow_put(struct store *s, const struct store_flow *f,
                    struct error *err)
 {
+    if (s->pg)
+        return pgs_flow_put(s->pg, f, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     if (flow_write(s, f, err) < 0)
@@ -750,6 +810,9 @@ int store_connector_config_set(struct store *s, const char *name,
                                const char *old_config, const char *config,
                                struct error *err)
 {
+    if (s->pg)
+        return pgs_connector_config_set(s->pg, name, old_config, config,
+                                        err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     sqlite3_stmt *st = stmt_get(s, S_CONN_SET_CONFIG, err);
@@ -855,6 +918,8 @@ static int hops_hold(struct store *s, const char *msgid, int64_t now,
 int store_message_release(struct store *s, const char *msgid,
                           const char *why, struct error *err)
 {
+    if (s->pg)
+        return pgs_message_release(s->pg, msgid, why, err);
     int64_t now = time_now_ms();
     if (store_tx_begin(s, err) < 0)
         return -1;
@@ -874,6 +939,8 @@ int store_message_release(struct store *s, const char *msgid,
 
 int store_release_held(struct store *s, struct error *err)
 {
+    if (s->pg)
+        return pgs_release_held(s->pg, err);
     sqlite3_stmt *st = stmt_get(s, S_HOP_UNHOLD_ALL, err);
     if (st == NULL)
         return -1;
@@ -941,6 +1008,8 @@ int store_message_refused(struct store *s, const char *source,
                           const char *text, char id[ID_LEN + 1],
                           struct error *err)
 {
+    if (s->pg)
+        return pgs_message_refused(s->pg, source, text, id, err);
     int64_t now = time_now_ms();
     id_new(id);
     if (store_tx_begin(s, err) < 0)
@@ -980,6 +1049,8 @@ static int injected_io_error(struct store *s, const char *point,
 int store_intake(struct store *s, struct store_new *items, size_t n,
                  struct error *err)
 {
+    if (s->pg)
+        return pgs_intake(s->pg, items, n, err);
     int64_t now = time_now_ms();
     if (store_tx_begin(s, err) < 0)
         return -1;
@@ -994,6 +1065,8 @@ int store_intake(struct store *s, struct store_new *items, size_t n,
 int store_message_get(struct store *s, const char *id,
                       struct store_message *out, struct error *err)
 {
+    if (s->pg)
+        return pgs_message_get(s->pg, id, out, err);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = stmt_get(s, S_MSG_GET, err);
     if (st == NULL)
@@ -1044,6 +1117,8 @@ int store_message_list(struct store *s, const char *state, int64_t limit,
                        int64_t offset, struct store_message **out, size_t *n,
                        struct error *err)
 {
+    if (s->pg)
+        return pgs_message_list(s->pg, state, limit, offset, out, n, err);
     sqlite3_stmt *st = stmt_get(s, state ? S_MSG_LIST_STATE : S_MSG_LIST, err);
     if (st == NULL)
         return -1;
@@ -1071,6 +1146,8 @@ int store_message_prefix(struct store *s, const char *prefix,
                          char id[ID_LEN + 1], int64_t *count,
                          struct error *err)
 {
+    if (s->pg)
+        return pgs_message_prefix(s->pg, prefix, id, count, err);
     id[0] = '\0';
     *count = 0;
     sqlite3_stmt *st = stmt_get(s, S_MSG_PREFIX, err);
@@ -1094,6 +1171,8 @@ int store_message_each(struct store *s,
                        int (*cb)(const struct store_message *m, void *arg),
                        void *arg, struct error *err)
 {
+    if (s->pg)
+        return pgs_message_each(s->pg, cb, arg, err);
     char after[ID_LEN + 1] = "";
     for (;;) {
         struct store_message *rows;
@@ -1218,6 +1297,9 @@ int store_message_resend(struct store *s, const char *id, const char *who,
                          const char *const *next, size_t nnext,
                          int *requeued, int *jobs, struct error *err)
 {
+    if (s->pg)
+        return pgs_message_resend(s->pg, id, who, next, nnext, requeued,
+                                  jobs, err);
     int njobs = 0;
     struct store_message m;
     int found = store_message_get(s, id, &m, err);
@@ -1336,6 +1418,9 @@ int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
                          struct store_hop **out, size_t *n,
                          struct error *err)
 {
+    if (s->pg)
+        return pgs_hop_lease(s->pg, owner, now, lease_ms, max, lane, out, n,
+                             err);
     *out = NULL;
     *n = 0;
     if (store_tx_begin(s, err) < 0)
@@ -1353,6 +1438,8 @@ int store_hop_lease_lane(struct store *s, const char *owner, int64_t now,
 int store_leases_renew(struct store *s, const char *owner, int64_t until,
                        struct error *err)
 {
+    if (s->pg)
+        return pgs_leases_renew(s->pg, owner, until, err);
     sqlite3_stmt *st = stmt_get(s, S_HOP_RENEW, err);
     if (st == NULL)
         return -1;
@@ -1365,6 +1452,8 @@ int store_leases_renew(struct store *s, const char *owner, int64_t until,
 
 int store_leases_release(struct store *s, struct error *err)
 {
+    if (s->pg)
+        return pgs_leases_release(s->pg, err);
     if (simple(s, S_HOP_RELEASE, err, "release leases") < 0)
         return -1;
     return store_jobs_release(s, err);
@@ -1449,6 +1538,8 @@ int store_hop_settle(struct store *s, const struct store_outcome *o,
 int store_hop_finish(struct store *s, const struct store_outcome *o, size_t n,
                      size_t *skipped, struct error *err)
 {
+    if (s->pg)
+        return pgs_hop_finish(s->pg, o, n, skipped, err);
     int64_t now = time_now_ms();
     size_t skip = 0;
     if (store_tx_begin(s, err) < 0)
@@ -1470,6 +1561,8 @@ int store_hop_finish(struct store *s, const struct store_outcome *o, size_t n,
 int store_message_hops(struct store *s, const char *id, struct store_hop **out,
                        size_t *n, struct error *err)
 {
+    if (s->pg)
+        return pgs_message_hops(s->pg, id, out, n, err);
     sqlite3_stmt *st = stmt_get(s, S_HOP_OF_MSG, err);
     if (st == NULL)
         return -1;
@@ -1481,6 +1574,9 @@ int store_hop_counts(struct store *s, int64_t *queued, int64_t *processing,
                      int64_t *retrying, int64_t *sent, int64_t *failed,
                      struct error *err)
 {
+    if (s->pg)
+        return pgs_hop_counts(s->pg, queued, processing, retrying, sent,
+                              failed, err);
     *queued = *processing = *retrying = *sent = *failed = 0;
     sqlite3_stmt *st = stmt_get(s, S_HOP_COUNTS, err);
     if (st == NULL)
@@ -1515,6 +1611,8 @@ void store_events_free(struct store_event *e, size_t n)
 int store_event_add(struct store *s, const char *msgid, int64_t hop_id,
                     const char *level, const char *text, struct error *err)
 {
+    if (s->pg)
+        return pgs_event_add(s->pg, msgid, hop_id, level, text, err);
     return event_add(s, msgid, hop_id, time_now_ms(), level, text, err);
 }
 
@@ -1522,6 +1620,8 @@ int store_message_events(struct store *s, const char *id,
                          struct store_event **out, size_t *n,
                          struct error *err)
 {
+    if (s->pg)
+        return pgs_message_events(s->pg, id, out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = stmt_get(s, S_EVT_OF_MSG, err);
@@ -1582,6 +1682,8 @@ static int erase_tx(struct store *s, const char *id, const char *who,
 int store_message_erase(struct store *s, const char *id, const char *who,
                         struct error *err)
 {
+    if (s->pg)
+        return pgs_message_erase(s->pg, id, who, err);
     struct store_message m;
     int found = store_message_get(s, id, &m, err);
     store_message_clear(&m);
@@ -1607,6 +1709,8 @@ void store_settings_free(char **keys, char **values, size_t n)
 int store_settings_list(struct store *s, char ***keys, char ***values,
                         size_t *n, struct error *err)
 {
+    if (s->pg)
+        return pgs_settings_list(s->pg, keys, values, n, err);
     *keys = NULL;
     *values = NULL;
     *n = 0;

@@ -11,8 +11,11 @@
  * Ownership: every struct filled by a store_ function owns its strings; free
  * them with the matching *_clear / *_free function.
  *
- * Backend today: SQLite (WAL, synchronous=FULL). The PostgreSQL backend of
- * the cluster issue will implement this same header.
+ * Backends: SQLite (sqlite.c: WAL, synchronous=FULL), the default, one
+ * node; PostgreSQL (pg.c, libpq), for a cluster of nodes on one database:
+ * store_open takes a file path or a postgresql:// URL. Both pass the same
+ * conformance tests (tests/unit/test_store.c). Where they differ for a
+ * cluster, the function says so (store_leases_release).
  */
 #ifndef WHARF_STORE_H
 #define WHARF_STORE_H
@@ -252,7 +255,8 @@ int store_leases_renew(struct store *s, const char *owner, int64_t until,
                        struct error *err);
 
 /* Forget every lease (single-node SQLite: called when serve starts, since
- * no other process can hold one). */
+ * no other process can hold one). On PostgreSQL it gives back nothing:
+ * other nodes hold leases there; a dead node's leases expire. */
 int store_leases_release(struct store *s, struct error *err);
 
 /* HOP_WAIT: nothing failed, the far side has not answered yet (an

@@ -40,8 +40,14 @@ sqlite3_stmt *store_stmt_ext(struct store *s, int slot, const char *sql,
 sqlite3_stmt *store_stmt_once(struct store *s, const char *sql,
                               const char *what, struct error *err);
 
-/* The raw handle (for sqlite3_changes / last_insert_rowid). */
+/* The raw handle (for sqlite3_changes / last_insert_rowid); NULL on a
+ * PostgreSQL store. */
 sqlite3 *store_db(struct store *s);
+
+/* The PostgreSQL connection of a store opened with a postgresql:// URL
+ * (pg_internal.h), NULL on SQLite. Each entry point of a sqlite_*.c file
+ * that has a pg_*.c twin hands the call over when it is not NULL. */
+struct pg_store *store_pg(struct store *s);
 
 int store_db_error(struct store *s, struct error *err, const char *what);
 int store_bind_text(sqlite3_stmt *st, int i, const char *v);

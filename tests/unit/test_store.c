@@ -8,10 +8,21 @@
  * replaced as a whole with a generation; the schema is versioned and
  * survives a reopen; a burst of messages is one all-or-nothing commit.
  *
- * Each test gets its own database in a fresh temp dir.
+ * These are the store's conformance tests: the same tests run against
+ * SQLite and against a real PostgreSQL server (R21; scripts/run-unit.sh
+ * starts one and names it in WHARF_TEST_PG; without it the PostgreSQL group
+ * fails, it is not skipped). Tests of what the PostgreSQL backend does not
+ * hold yet (connector secrets by name, refusals, SQLite's migration table)
+ * run against SQLite only; tests named r21 are about several connections
+ * (nodes) sharing one database.
+ *
+ * Each test gets its own database: a file in a fresh temp dir, or a fresh
+ * PostgreSQL database.
  */
 #include "testutil.h"
 
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,9 +36,14 @@
 
 struct fx {
     char dir[256];
-    char db[300];
+    char db[300];               /* a file, or a postgresql:// URL */
+    char pgname[64];            /* the PostgreSQL database, "" on SQLite */
     struct store *st;
 };
+
+/* The group running: 0 SQLite, 1 PostgreSQL (the server of WHARF_TEST_PG,
+ * an admin URL ending in /postgres). */
+static int g_pg;
 
 static int fx_setup(void **state)
 {
@@ -35,6 +51,8 @@ static int fx_setup(void **state)
     assert_non_null(f);
     test_tmpdir(f->dir, sizeof(f->dir));
     snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
+    if (g_pg)
+        test_pg_fresh(f->db, sizeof(f->db), f->pgname);
     struct error err = {0};
     f->st = store_open(f->db, &err);
     if (f->st == NULL)
@@ -47,6 +65,8 @@ static int fx_teardown(void **state)
 {
     struct fx *f = *state;
     store_close(f->st);
+    if (f->pgname[0])
+        test_pg_drop(f->pgname);
     test_rmtree(f->dir);
     free(f);
     return 0;
@@ -1052,30 +1072,328 @@ static void test_r22_refusals_fold_into_bursts(void **state)
     store_messages_free(all, n);
 }
 
+
+/* ---- R21: several connections (nodes) on one database --------------------------------------- */
+
+#define NODES 3
+#define SHARED 300
+
+struct node_run {
+    const char *db;
+    char owner[16];
+    int64_t ids[SHARED];
+    size_t n;
+    const struct store_outcome *o;      /* finish_each: what to commit */
+    size_t no;
+    char err[300];
+};
+
+/* A node: its own connection, leasing 7 at a time until nothing is due. */
+static void *lease_each(void *arg)
+{
+    struct node_run *r = arg;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    for (int done = st == NULL; !done;) {
+        struct store_hop *h = NULL;
+        size_t n = 0;
+        if (store_hop_lease(st, r->owner, time_now_ms(), 60000, 7, &h, &n,
+                            &err) != 0)
+            break;
+        for (size_t i = 0; i < n && r->n < SHARED; i++)
+            r->ids[r->n++] = h[i].id;
+        store_hops_free(h, n);
+        done = n == 0;
+    }
+    snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Intake count messages from inbox, each with one hop to every `next`. */
+static void intake_many(struct store *st, size_t count,
+                        const char *const *next, size_t nnext)
+{
+    static char ids[SHARED][ID_LEN + 1];
+    struct store_message *m = calloc(count, sizeof(*m));
+    struct store_new *it = calloc(count, sizeof(*it));
+    assert_true(m && it && count <= SHARED);
+    for (size_t i = 0; i < count; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "01900000-0000-7000-8000-%012zu", i);
+        m[i] = msg_make(ids[i], "inbox", "a.edi", NULL);
+        it[i] = (struct store_new){ .msg = &m[i], .next = next,
+                                    .nnext = nnext };
+    }
+    struct error err = {0};
+    MUST(store_intake(st, it, count, &err), err);
+    free(m);
+    free(it);
+}
+
+static void test_r21_nodes_leasing_together_never_share_a_hop(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    intake_many(f->st, SHARED, next, 1);
+    struct node_run runs[NODES];
+    pthread_t th[NODES];
+    memset(runs, 0, sizeof(runs));
+    for (int i = 0; i < NODES; i++) {
+        runs[i].db = f->db;
+        snprintf(runs[i].owner, sizeof(runs[i].owner), "node%d", i);
+        assert_int_equal(pthread_create(&th[i], NULL, lease_each, &runs[i]), 0);
+    }
+    static int64_t all[SHARED * NODES];
+    size_t total = 0;
+    for (int i = 0; i < NODES; i++) {
+        pthread_join(th[i], NULL);
+        if (runs[i].err[0])
+            fail_msg("%s: %s", runs[i].owner, runs[i].err);
+        memcpy(all + total, runs[i].ids, runs[i].n * sizeof(int64_t));
+        total += runs[i].n;
+    }
+    /* every hop leased, none twice */
+    assert_int_equal(total, SHARED);
+    qsort(all, total, sizeof(all[0]), cmp_i64);
+    for (size_t i = 1; i < total; i++)
+        assert_true(all[i] != all[i - 1]);
+    int64_t q, p, r, sent, fl;
+    struct error err = {0};
+    MUST(store_hop_counts(f->st, &q, &p, &r, &sent, &fl, &err), err);
+    assert_int_equal(p, SHARED);
+    assert_int_equal(q, 0);
+}
+
+/* A node committing outcomes one at a time on its own connection. */
+static void *finish_each(void *arg)
+{
+    struct node_run *r = arg;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    for (size_t i = 0; st && i < r->no; i++) {
+        size_t skipped = 0;
+        if (store_hop_finish(st, &r->o[i], 1, &skipped, &err) != 0)
+            break;
+        if (skipped) {
+            error_set(&err, "hop %lld skipped", (long long)r->o[i].hop_id);
+            break;
+        }
+    }
+    snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+/* Two nodes finish the two hops of each message at the same time: the
+ * message's state is computed from both, never from a view missing one. */
+static void test_r21_nodes_finishing_one_message_agree_on_its_state(void **state)
+{
+    struct fx *f = *state;
+    enum { MSGS = 120 };
+    const char *next[] = { "a", "b" };
+    intake_many(f->st, MSGS, next, 2);
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    struct error err = {0};
+    MUST(store_hop_lease(f->st, "w", time_now_ms(), 600000, 2 * MSGS, &h, &n,
+                         &err), err);
+    assert_int_equal(n, 2 * MSGS);
+    static struct store_outcome oa[MSGS], ob[MSGS];
+    size_t na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct store_outcome o = outcome(&h[i], "w", HOP_SENT);
+        if (strcmp(h[i].connector, "a") == 0)
+            oa[na++] = o;
+        else
+            ob[nb++] = o;
+    }
+    assert_int_equal(na, MSGS);
+    assert_int_equal(nb, MSGS);
+    struct node_run runs[2];
+    pthread_t th[2];
+    memset(runs, 0, sizeof(runs));
+    runs[0] = (struct node_run){ .db = f->db, .o = oa, .no = na };
+    runs[1] = (struct node_run){ .db = f->db, .o = ob, .no = nb };
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, finish_each, &runs[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        if (runs[i].err[0])
+            fail_msg("node %d: %s", i, runs[i].err);
+    }
+    struct store_message *all;
+    size_t nm;
+    MUST(store_message_list(f->st, NULL, 1000, 0, &all, &nm, &err), err);
+    assert_int_equal(nm, MSGS);
+    for (size_t i = 0; i < nm; i++)
+        if (strcmp(all[i].state, "sent") != 0)
+            fail_msg("message %s is %s with both hops sent", all[i].id,
+                     all[i].state);
+    store_messages_free(all, nm);
+    store_hops_free(h, n);
+}
+
+/* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
+
+/* A node that starts (serve calls store_leases_release) gives back no lease
+ * another node holds: on PostgreSQL a lease ends by expiring. */
+static void test_r21_pg_node_start_takes_no_lease_of_another(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);
+    struct store_hop *h;
+    assert_int_equal(lease_now(f->st, "node1", 3600 * 1000, &h), 1);
+    store_hops_free(h, 1);
+    struct error err = {0};
+    struct store *node2 = store_open(f->db, &err);
+    assert_non_null(node2);
+    MUST(store_leases_release(node2, &err), err);
+    assert_int_equal(lease_now(node2, "node2", 60000, &h), 0);
+    store_hops_free(h, 0);
+    store_close(node2);
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+    int64_t q, p, r, s, fl;
+    MUST(store_hop_counts(f->st, &q, &p, &r, &s, &fl, &err), err);
+    assert_int_equal(p, 1);
+}
+
+static void *open_close(void *arg)
+{
+    struct node_run *r = arg;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    snprintf(r->err, sizeof(r->err), "%s", st ? "" : err.msg);
+    store_close(st);
+    return NULL;
+}
+
+static int pg_count(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    PGresult *r = PQexec(c, sql);
+    int v = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0))
+                                                 : -1;
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* Nodes starting together on an empty database: one creates the schema,
+ * each version is recorded once; a schema from a newer wharf is refused. */
+static void test_r21_pg_schema_made_once_newer_refused(void **state)
+{
+    (void)state;
+    struct fx g;
+    memset(&g, 0, sizeof(g));
+    test_pg_fresh(g.db, sizeof(g.db), g.pgname);
+    struct node_run runs[4];
+    pthread_t th[4];
+    memset(runs, 0, sizeof(runs));
+    for (int i = 0; i < 4; i++) {
+        runs[i].db = g.db;
+        assert_int_equal(pthread_create(&th[i], NULL, open_close, &runs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        if (runs[i].err[0])
+            fail_msg("node %d: %s", i, runs[i].err);
+    }
+    int rows = pg_count(g.db, "SELECT COUNT(*) FROM schema_version");
+    assert_true(rows >= 1);
+    assert_int_equal(pg_count(g.db, "SELECT COUNT(DISTINCT version) FROM "
+                              "schema_version"), rows);
+    assert_int_equal(pg_count(g.db, "SELECT MAX(version) FROM "
+                              "schema_version"), rows);
+    assert_int_equal(pg_count(g.db, "SELECT COUNT(*) FROM settings WHERE "
+                              "key = 'flow_generation'"), 1);
+    PGconn *c = PQconnectdb(g.db);
+    PQclear(PQexec(c, "INSERT INTO schema_version VALUES(999, 0)"));
+    PQfinish(c);
+    struct error err = {0};
+    assert_null(store_open(g.db, &err));
+    assert_non_null(strstr(err.msg, "schema version 999"));
+    assert_non_null(strstr(err.msg, "upgrade wharf"));
+    test_pg_drop(g.pgname);
+}
+
+/* The password of a store URL shows nowhere: not in the store's name, not
+ * in the error of a failed connection. What the PostgreSQL backend does not
+ * hold yet fails by saying so, never by crashing. */
+static void test_r21_pg_url_password_hidden_parts_not_yet_refused(void **state)
+{
+    struct fx *f = *state;
+    const char *at = strchr(f->db + strlen("postgresql://"), '@');
+    assert_non_null(at);
+    char url[400];
+    snprintf(url, sizeof(url), "postgresql://wharf:Hunter2-pw@%s", at + 1);
+    struct error err = {0};
+    struct store *st = store_open(url, &err);
+    if (st == NULL)
+        fail_msg("open with a password: %s", err.msg);
+    assert_null(strstr(store_path(st), "Hunter2-pw"));
+    assert_non_null(strstr(store_path(st), f->pgname));
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int64_t expires = 0;
+    assert_int_equal(store_csecret_get(st, "a", "key_file", &blob, &len,
+                                       &expires, &err), -1);
+    assert_non_null(strstr(err.msg, "not kept in PostgreSQL yet"));
+    store_close(st);
+    assert_null(store_open("postgresql://wharf:Hunter2-pw@127.0.0.1:1/x"
+                           "?connect_timeout=5", &err));
+    assert_null(strstr(err.msg, "Hunter2-pw"));
+    assert_non_null(strstr(err.msg, "cannot connect"));
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
-        T(test_m1_intake_creates_message_hops_events),
-        T(test_m2_dedup_same_source_key),
-        T(test_m1_lease_and_finish_sent_queues_next),
-        T(test_m1_retry_then_failed_state),
-        T(test_m2_renewed_lease_is_not_leased_again),
-        T(test_m2_expired_lease_is_leased_again),
-        T(test_m1_resend_requeues_failed),
+    /* the conformance tests: both backends */
+#define CONFORMANCE \
+        T(test_m1_intake_creates_message_hops_events), \
+        T(test_m2_dedup_same_source_key), \
+        T(test_m1_lease_and_finish_sent_queues_next), \
+        T(test_m1_retry_then_failed_state), \
+        T(test_m2_renewed_lease_is_not_leased_again), \
+        T(test_m2_expired_lease_is_leased_again), \
+        T(test_m1_resend_requeues_failed), \
+        T(test_m1_message_list_filter_and_paging), \
+        T(test_m1_message_list_refused_state), \
+        T(test_m8_message_id_prefix), \
+        T(test_m1_flow_put_get_generation), \
+        T(test_m2_group_commit_batch), \
+        T(test_m4_lease_lane_by_message_size), \
+        T(test_m4_hop_wait_is_not_an_attempt), \
+        T(test_r21_nodes_leasing_together_never_share_a_hop), \
+        T(test_r21_nodes_finishing_one_message_agree_on_its_state)
+    const struct CMUnitTest sqlite[] = {
+        CONFORMANCE,
+        /* single node: serve's start gives every lease back */
         T(test_m2_leases_release),
-        T(test_m1_message_list_filter_and_paging),
-        T(test_m1_message_list_refused_state),
-        T(test_m8_message_id_prefix),
-        T(test_m1_flow_put_get_generation),
         T(test_m2_migration_version),
-        T(test_m2_group_commit_batch),
         T(test_r15_connector_secrets_follow_the_flow),
         T(test_m5_connector_config_set),
-        T(test_m4_lease_lane_by_message_size),
-        T(test_m4_hop_wait_is_not_an_attempt),
         T(test_r22_refusals_fold_into_bursts),
-#undef T
     };
-    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+    const struct CMUnitTest postgresql[] = {
+        CONFORMANCE,
+        T(test_r21_pg_node_start_takes_no_lease_of_another),
+        T(test_r21_pg_schema_made_once_newer_refused),
+        T(test_r21_pg_url_password_hidden_parts_not_yet_refused),
+    };
+#undef CONFORMANCE
+#undef T
+    int failed = cmocka_run_group_tests_name("store (sqlite)", sqlite, NULL,
+                                             NULL);
+    g_pg = 1;
+    failed += cmocka_run_group_tests_name("store (postgresql)", postgresql,
+                                          NULL, NULL);
+    return failed;
 }

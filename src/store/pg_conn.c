@@ -1,0 +1,193 @@
+/*
+ * pg_conn.c - the PostgreSQL backend's plumbing (pg_internal.h): running a
+ * statement on one connection (prepared once per connection and slot),
+ * its parameters, transactions, reading row values, and reconnecting.
+ *
+ * A connection that broke (the server restarted, or failed over to a
+ * replica with target_session_attrs=read-write) is made again before the
+ * next statement that is not inside a transaction; inside one, the
+ * transaction is lost and the caller gets the error (its work was not
+ * committed, so nothing acknowledged is lost).
+ *
+ * Must never: build SQL from data; put a parameter's value in an error.
+ */
+#include "store/pg_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/fault.h"
+
+void pg_arg_text(struct pg_args *a, const char *s)
+{
+    a->v[a->n] = s;
+    a->len[a->n] = 0;
+    a->fmt[a->n++] = 0;
+}
+
+void pg_arg_int(struct pg_args *a, int64_t x)
+{
+    snprintf(a->num[a->n], sizeof(a->num[0]), "%lld", (long long)x);
+    pg_arg_text(a, a->num[a->n]);
+}
+
+void pg_arg_blob(struct pg_args *a, const void *b, size_t len)
+{
+    a->v[a->n] = b ? (const char *)b : NULL;
+    a->len[a->n] = (int)len;
+    a->fmt[a->n++] = 1;
+}
+
+int pg_db_error(struct pg_store *p, struct error *err, const char *what,
+                const PGresult *r)
+{
+    const char *msg = r ? PQresultErrorMessage(r) : "";
+    if (msg == NULL || *msg == '\0')
+        msg = PQerrorMessage(p->conn);
+    int len = (int)strcspn(msg, "\n");
+    return error_set(err, "database %s: %s: %.*s", p->name, what, len, msg);
+}
+
+static int conn_ok(struct pg_store *p, struct error *err)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK)
+        return 0;
+    if (p->in_tx)
+        return pg_db_error(p, err, "connection lost in a transaction", NULL);
+    PQreset(p->conn);
+    memset(p->prepared, 0, sizeof(p->prepared));
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return pg_db_error(p, err, "reconnect", NULL);
+    return 0;
+}
+
+PGresult *pg_run(struct pg_store *p, int slot, const char *sql,
+                 const struct pg_args *a, const char *what,
+                 struct error *err)
+{
+    char name[16];
+    if (slot < 0 || slot >= PG_SLOTS) {
+        error_set(err, "internal: statement slot %d out of range", slot);
+        return NULL;
+    }
+    snprintf(name, sizeof(name), "w%d", slot);
+    if (conn_ok(p, err) < 0)
+        return NULL;
+    if (!p->prepared[slot]) {
+        PGresult *r = PQprepare(p->conn, name, sql, 0, NULL);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            pg_db_error(p, err, "prepare", r);
+        PQclear(r);
+        if (!ok)
+            return NULL;
+        p->prepared[slot] = true;
+    }
+    PGresult *r = PQexecPrepared(p->conn, name, a ? a->n : 0,
+                                 a ? a->v : NULL, a ? a->len : NULL,
+                                 a ? a->fmt : NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        pg_db_error(p, err, what, r);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+int pg_run_done(struct pg_store *p, int slot, const char *sql,
+                const struct pg_args *a, const char *what, int64_t *changed,
+                struct error *err)
+{
+    PGresult *r = pg_run(p, slot, sql, a, what, err);
+    if (r == NULL)
+        return -1;
+    if (changed)
+        *changed = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
+int pg_exec(struct pg_store *p, const char *cmd, struct error *err)
+{
+    if (conn_ok(p, err) < 0)
+        return -1;
+    PGresult *r = PQexec(p->conn, cmd);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = pg_db_error(p, err, "run a command", r);
+    PQclear(r);
+    return rc;
+}
+
+int pg_tx_begin(struct pg_store *p, struct error *err)
+{
+    if (pg_exec(p, "BEGIN", err) < 0)
+        return -1;
+    p->in_tx = true;
+    return 0;
+}
+
+int pg_tx_fail(struct pg_store *p)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK)
+        pg_exec(p, "ROLLBACK", NULL);
+    p->in_tx = false;
+    return -1;
+}
+
+int pg_tx_end(struct pg_store *p, struct error *err)
+{
+    int rc = pg_exec(p, "COMMIT", err);
+    p->in_tx = false;
+    return rc < 0 ? pg_tx_fail(p) : 0;
+}
+
+char *pg_val_dup(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
+}
+
+int64_t pg_val_int(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0
+           : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+void pg_val_id(const PGresult *r, int row, int col, char out[ID_LEN + 1])
+{
+    snprintf(out, ID_LEN + 1, "%s", PQgetvalue(r, row, col));
+}
+
+unsigned char *pg_val_blob(const PGresult *r, int row, int col, size_t *len)
+{
+    *len = 0;
+    if (PQgetisnull(r, row, col))
+        return NULL;
+    size_t n = 0;
+    unsigned char *raw = PQunescapeBytea(
+        (const unsigned char *)PQgetvalue(r, row, col), &n);
+    if (raw == NULL)
+        return NULL;
+    unsigned char *out = malloc(n ? n : 1);
+    if (out) {
+        memcpy(out, raw, n);
+        *len = n;
+    }
+    PQfreemem(raw);
+    return out;
+}
+
+int pg_injected_io_error(const char *point, struct error *err)
+{
+    int e = fault_fail(point);
+    if (e == 0)
+        return 0;
+    error_set(err, "cannot commit: %s (injected)", e == ENOSPC
+              ? "could not extend file: No space left on device"
+              : "could not write: Input/output error");
+    return 1;
+}
