@@ -17,7 +17,7 @@ static const struct cli_cmd *const COMMANDS[] = {
     &cmd_partner, &cmd_cert,
     &cmd_backup, &cmd_restore,
     &cmd_alert, &cmd_incident, &cmd_notify,
-    &cmd_doctor, &cmd_inventory,
+    &cmd_doctor, &cmd_inventory, &cmd_cluster,
 };
 #define NCOMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

@@ -71,7 +71,7 @@ extern const struct cli_cmd cmd_api, cmd_oidc, cmd_connector;
 extern const struct cli_cmd cmd_partner, cmd_cert;
 extern const struct cli_cmd cmd_backup, cmd_restore;
 extern const struct cli_cmd cmd_alert, cmd_incident, cmd_notify;
-extern const struct cli_cmd cmd_doctor, cmd_inventory;
+extern const struct cli_cmd cmd_doctor, cmd_inventory, cmd_cluster;
 /* Create the first administrator of a new data dir and print its name and
  * one-time password (user.c; called by `wharf init`). EXIT_OK or EXIT_FAIL. */
 int cli_user_bootstrap(const char *data);

@@ -75,7 +75,8 @@ static int init_run(int argc, char **argv)
     static const char *const opts[] = { "--log-level=", "--admin-listen=",
                                         "--partner-listen=",
                                         "--allowed-paths=", "--user=",
-                                        NULL };
+                                        "--store=", "--keystore=",
+                                        "--payload-dir=", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_init, argc, argv, opts, &a);
     if (p != 0)
@@ -86,14 +87,21 @@ static int init_run(int argc, char **argv)
                                  .admin_listen = a.values[1],
                                  .partner_listen = a.values[2],
                                  .allowed_paths = a.values[3],
-                                 .user = a.values[4] };
+                                 .user = a.values[4],
+                                 .store = a.values[5],
+                                 .keystore = a.values[6],
+                                 .payload_dir = a.values[7] };
     struct error err = {0};
     if (wharf_init(a.data, &o, &err) < 0)
         return cli_fail("%s", err.msg);
     if (init_audit(a.data) != EXIT_OK)
         return EXIT_FAIL;
     printf("initialized %s\n", a.data);
-    int rc = cli_user_bootstrap(a.data);
+    /* a node joining a cluster (--keystore): its administrators are the
+     * cluster's, already in the shared database */
+    int rc = o.keystore ? EXIT_OK : cli_user_bootstrap(a.data);
+    if (o.keystore)
+        printf("joined the cluster on %s\n", o.store ? o.store : "sqlite");
     if (rc == EXIT_OK && o.user && wharf_init_give(a.data, o.user, &err) < 0)
         return cli_fail("%s", err.msg);
     return rc;
@@ -103,7 +111,8 @@ const struct cli_cmd cmd_init = {
     "init", "create a data directory (keystore, database, folders)",
     "wharf init [--data DIR] [--log-level LEVEL] [--admin-listen IP:PORT]\n"
     "           [--partner-listen IP:PORT] [--allowed-paths DIR[,DIR...]]\n"
-    "           [--user NAME]\n"
+    "           [--user NAME] [--store URL [--keystore FILE]]\n"
+    "           [--payload-dir DIR]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
     "  (keystore, mode 0600), wharf.db, payloads/, logs/, state/ and a\n"
     "  self-signed TLS certificate for the listeners (tls/cert.pem,\n"
@@ -116,7 +125,14 @@ const struct cli_cmd cmd_init = {
     "                    files); none by default (wharf.conf allowed_paths)\n"
     "  --user            the account serve runs as when started as root\n"
     "                    (wharf.conf user); DIR and all in it are given to\n"
-    "                    it (needs root)\n",
+    "                    it (needs root)\n"
+    "  --store           postgresql://USER@HOST:PORT/DB: a node of a cluster\n"
+    "                    on that database (its schema is made when it is\n"
+    "                    empty); default sqlite (wharf.db in DIR)\n"
+    "  --keystore        the first node's keystore: every node of a cluster\n"
+    "                    shares its master key\n"
+    "  --payload-dir     where payloads are kept (default DIR/payloads); a\n"
+    "                    cluster's nodes name one shared folder\n",
     init_run,
 };
 

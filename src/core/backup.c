@@ -416,6 +416,12 @@ int backup_create(struct wharf *w, const struct backup_opts *o,
     r->started_at = r->info.created_ms;
     if (o->to == NULL || o->to[0] == '\0')
         return error_set(err, "give the backup file: --to FILE");
+    if (wharf_store_shared(w))
+        return error_set(err, "wharf backup does not export a PostgreSQL "
+                         "store yet: back the database up with "
+                         "pg_basebackup and WAL archiving, and the shared "
+                         "payload folder with it (docs/operations.md, "
+                         "\"Cluster\")");
     bk_sweep_stale(w);
     b.buf = malloc(BK_CHUNK);
     int rc = b.buf != NULL ? bk_run(&b, err) : error_set(err, "out of "

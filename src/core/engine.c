@@ -64,6 +64,7 @@
 #include "core/progress.h"
 #include "core/wharf.h"
 #include "security/detectors.h"
+#include "store/node_store.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -105,6 +106,8 @@ struct engine {
     pthread_t poller;
     pthread_t keeper;               /* renews the workers' leases */
     int keeper_started;
+    char node[80];                  /* host/pid: the nodes row (R21) */
+    int64_t started_at;
     struct worker *workers;
     int nworkers;
 };
@@ -483,6 +486,24 @@ static void *worker_main(void *arg)
 
 /* ---- the lease keeper ------------------------------------------------------ */
 
+#define BEAT_MAX_MS 5000
+
+/* This node's row in `nodes` (wharf cluster status). Failures are logged:
+ * the beat is for people, leases do not depend on it. */
+static void node_beat(struct engine *e, struct store *st, int64_t every)
+{
+    char address[300];
+    snprintf(address, sizeof(address), "admin %s, partner %s",
+             e->w->conf.admin_listen, e->w->conf.partner_listen);
+    struct store_node n = { .id = e->node, .address = address,
+                            .version = WHARF_VERSION,
+                            .started_at = e->started_at,
+                            .seen_at = time_now_ms(), .beat_ms = every };
+    struct error err = {0};
+    if (store_node_beat(st, &n, &err) < 0)
+        log_warn("cannot record this node's heartbeat: %s", err.msg);
+}
+
 /* Every third of lease_ms, extend by lease_ms the leases of the round
  * each busy worker is in (a round's own owner: what an earlier round left
  * leased, its commit having failed, runs out and runs again): a batch that outlives one lease (slow partners,
@@ -495,12 +516,15 @@ static void *keeper_main(void *arg)
     struct error err = {0};
     int64_t lease = e->w->conf.lease_ms;
     int64_t every = lease / 3 > 100 ? lease / 3 : 100;
+    if (every > BEAT_MAX_MS)
+        every = BEAT_MAX_MS;        /* also this node's heartbeat */
     struct store *st = store_open(e->w->db_path, &err);
     if (st == NULL) {
         log_error("lease keeper cannot open the store (a batch longer than "
                   "lease_seconds may be delivered twice): %s", err.msg);
         return NULL;
     }
+    node_beat(e, st, every);
     int64_t next = time_now_ms() + every;
     while (!engine_stopping(e)) {
         int64_t now = time_now_ms();
@@ -519,8 +543,11 @@ static void *keeper_main(void *arg)
                 log_warn("cannot renew the leases of worker %d: %s", i,
                          err.msg);
         }
+        node_beat(e, st, every);
         next = now + every;
     }
+    if (store_node_stopped(st, e->node, time_now_ms(), &err) < 0)
+        log_warn("cannot record this node's stop: %s", err.msg);
     store_close(st);
     return NULL;
 }
@@ -723,6 +750,8 @@ static int engine_init(struct engine *e, struct wharf *w, struct error *err)
         return error_set(err, "out of memory");
     char host[64] = "localhost";
     gethostname(host, sizeof(host) - 1);
+    snprintf(e->node, sizeof(e->node), "%s/%d", host, (int)getpid());
+    e->started_at = time_now_ms();
     for (int i = 0; i < e->nworkers; i++) {
         struct worker *wk = &e->workers[i];
         wk->e = e;

@@ -696,6 +696,8 @@ static int sb_keep_database(const struct wharf *w, struct error *err)
         return -1;
     if (sb.keeper == NULL && (sb.keeper = store_open(w->db_path, err)) == NULL)
         return -1;
+    if (wharf_store_shared(w))
+        return 0;           /* PostgreSQL: no database file here */
     char path[4300];
     struct stat st;
     snprintf(path, sizeof(path), "%s-wal", w->db_path);

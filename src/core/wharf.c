@@ -40,6 +40,7 @@ void conf_defaults(struct wharf_conf *c)
 {
     memset(c, 0, sizeof(*c));
     c->log_level = LOG_INFO;
+    snprintf(c->store, sizeof(c->store), "sqlite");
     c->workers = 2;
     c->large_workers = 1;
     c->large_payload_bytes = 8LL * 1024 * 1024;
@@ -285,6 +286,38 @@ static int conf_bool(const char *key, const char *v, const char *yes,
 }
 
 /* Who serve runs as and its sandbox (R22). 1 when key is not one of them. */
+/* The user:password part of a postgresql:// URL has a password. */
+static bool url_has_password(const char *url)
+{
+    const char *auth = strstr(url, "://");
+    if (auth == NULL)
+        return false;
+    auth += 3;
+    size_t n = strcspn(auth, "/?");
+    const char *at = memchr(auth, '@', n);
+    return at && memchr(auth, ':', (size_t)(at - auth)) != NULL;
+}
+
+/* store = sqlite | postgresql://...; payload_dir = /absolute/folder */
+static int conf_set_store(struct wharf_conf *c, const char *key,
+                          const char *v, struct error *err)
+{
+    if (strcmp(key, "payload_dir") == 0) {
+        if (v[0] != '\0' && v[0] != '/')
+            return error_set(err, "payload_dir must be an absolute path, "
+                             "not '%s'", v);
+        return conf_str(key, v, c->payload_dir, sizeof(c->payload_dir), err);
+    }
+    if (strcmp(v, "sqlite") != 0 && strncmp(v, "postgresql://", 13) != 0 &&
+        strncmp(v, "postgres://", 11) != 0)
+        return error_set(err, "store must be sqlite or a postgresql:// URL");
+    if (url_has_password(v))
+        return error_set(err, "store: the URL holds a password; put it in "
+                         "pgpass in the data directory (libpq's passfile "
+                         "format, mode 0600) instead");
+    return conf_str(key, v, c->store, sizeof(c->store), err);
+}
+
 static int conf_set_privs(struct wharf_conf *c, const char *key,
                           const char *v, struct error *err)
 {
@@ -298,6 +331,8 @@ static int conf_set_privs(struct wharf_conf *c, const char *key,
     }
     if (strcmp(key, "allow_root") == 0)
         return conf_bool(key, v, "yes", "no", &c->allow_root, err);
+    if (strcmp(key, "store") == 0 || strcmp(key, "payload_dir") == 0)
+        return conf_set_store(c, key, v, err);
     if (strcmp(key, "sandbox") == 0)
         return conf_bool(key, v, "on", "off", &c->sandbox, err);
     return 1;
@@ -438,7 +473,10 @@ int conf_parse(const char *text, size_t len, struct wharf_conf *c,
 
 int wharf_path(const struct wharf *w, const char *rel, char *out, size_t n)
 {
-    int k = snprintf(out, n, "%s/%s", w->dir, rel);
+    /* payloads/... is under payload_dir, which may be a shared folder */
+    int k = strncmp(rel, "payloads/", 9) == 0
+            ? snprintf(out, n, "%s/%s", w->payload_dir, rel + 9)
+            : snprintf(out, n, "%s/%s", w->dir, rel);
     return (k < 0 || (size_t)k >= n) ? -1 : 0;
 }
 
@@ -458,6 +496,55 @@ static int layout(struct wharf *w, const char *dir, struct error *err)
                    sizeof(w->payload_dir)) < 0 ||
         wharf_path(w, "logs", w->log_dir, sizeof(w->log_dir)) < 0)
         return error_set(err, "data directory path is too long");
+    return 0;
+}
+
+bool wharf_store_shared(const struct wharf *w)
+{
+    return strncmp(w->db_path, "postgres", 8) == 0;
+}
+
+/* Where the database and the payloads are: wharf.conf's store and
+ * payload_dir (or init's options) over layout()'s defaults. A PostgreSQL
+ * store's password comes from pgpass in the data dir when there is one
+ * (libpq reads PGPASSFILE; one set by the caller wins). */
+static int place_store(struct wharf *w, const char *store,
+                       const char *payload_dir, struct error *err)
+{
+    if (store && strcmp(store, "sqlite") != 0 &&
+        snprintf(w->db_path, sizeof(w->db_path), "%s", store) >=
+            (int)sizeof(w->db_path))
+        return error_set(err, "store URL is too long");
+    if (payload_dir && payload_dir[0] &&
+        snprintf(w->payload_dir, sizeof(w->payload_dir), "%s",
+                 payload_dir) >= (int)sizeof(w->payload_dir))
+        return error_set(err, "payload_dir is too long");
+    char pgpass[4300];
+    snprintf(pgpass, sizeof(pgpass), "%s/pgpass", w->dir);
+    if (wharf_store_shared(w) && getenv("PGPASSFILE") == NULL &&
+        access(pgpass, R_OK) == 0)
+        setenv("PGPASSFILE", pgpass, 0);
+    return 0;
+}
+
+/* init --keystore: the cluster's master key, copied (0600). */
+static int keystore_copy(const struct wharf *w, const char *from,
+                         struct error *err)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (fsx_read_all(from, 1 << 20, &data, &len, err) < 0)
+        return -1;
+    int rc = fsx_write_atomic(w->keystore_path, data, len, 0600, err);
+    free(data);
+    if (rc < 0)
+        return -1;
+    struct vault *v = vault_open(w->keystore_path, err);
+    if (v == NULL) {
+        error_prefix(err, "--keystore %s", from);
+        return -1;
+    }
+    vault_close(v);
     return 0;
 }
 
@@ -545,6 +632,15 @@ static int write_conf(const struct wharf *w, const char *level,
         "# off only to diagnose a refused system call or file.\n"
         "sandbox = on\n"
         "\n"
+        "# The database (R21): sqlite (wharf.db in this folder: one node), or\n"
+        "# a postgresql://USER@HOST:PORT/DB URL that every node of a cluster\n"
+        "# names (sslmode=verify-full and sslrootcert=... as URL parameters;\n"
+        "# the password in pgpass in this folder, libpq's format, mode 0600).\n"
+        "store = %s\n"
+        "# Where payloads are kept (absolute; empty: payloads/ here). The\n"
+        "# nodes of a cluster name one shared folder.\n"
+        "payload_dir = %s\n"
+        "\n"
         "# Alerts (R19): the detectors' thresholds (defaults shown) and where\n"
         "# notifications go: nowhere unless set here (docs/operations.md,\n"
         "# \"Alerts and notifications\"). Credentials: `wharf notify\n"
@@ -563,7 +659,9 @@ static int write_conf(const struct wharf *w, const char *level,
         "# notify_syslog = unix:/dev/log\n"
         "# notify_syslog_level = info\n",
         level, o->admin_listen, o->partner_listen,
-        o->allowed_paths ? o->allowed_paths : "", o->user ? o->user : "");
+        o->allowed_paths ? o->allowed_paths : "", o->user ? o->user : "",
+        o->store ? o->store : "sqlite",
+        o->payload_dir ? o->payload_dir : "");
     if (n < 0 || (size_t)n >= sizeof(text))
         return error_set(err, "wharf.conf template too long");
     return fsx_write_atomic(w->conf_path, text, (size_t)n, 0600, err);
@@ -572,8 +670,12 @@ static int write_conf(const struct wharf *w, const char *level,
 static int init_contents(struct wharf *w, const char *level,
                          const struct wharf_init_opts *o, struct error *err)
 {
-    if (mkdir(w->payload_dir, 0700) < 0)
+    if (o->payload_dir && o->payload_dir[0]) {
+        if (fsx_mkdir_p(w->payload_dir, 0700, err) < 0)   /* may be shared */
+            return -1;
+    } else if (mkdir(w->payload_dir, 0700) < 0) {
         return error_errno(err, errno, "cannot create %s", w->payload_dir);
+    }
     if (mkdir(w->log_dir, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", w->log_dir);
     char state[4300];
@@ -581,13 +683,16 @@ static int init_contents(struct wharf *w, const char *level,
     if (mkdir(state, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", state);
     if (write_conf(w, level, o, err) < 0 ||
-        vault_create(w->keystore_path, err) < 0 ||
+        (o->keystore ? keystore_copy(w, o->keystore, err)
+                     : vault_create(w->keystore_path, err)) < 0 ||
         tls_init_data_dir(w->dir, err) < 0)
         return -1;
     struct store *st = store_open(w->db_path, err);
     if (st == NULL)
         return -1;
     store_close(st);
+    if (wharf_store_shared(w))
+        return fsx_fsync_dir(w->dir, err);
     if (chmod(w->db_path, 0600) < 0)
         return error_errno(err, errno, "cannot chmod %s", w->db_path);
     return fsx_fsync_dir(w->dir, err);
@@ -676,7 +781,16 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
                                                     : "127.0.0.1:4080",
         .allowed_paths = o ? o->allowed_paths : NULL,
         .user = o ? o->user : NULL,
+        .store = o ? o->store : NULL,
+        .keystore = o ? o->keystore : NULL,
+        .payload_dir = o ? o->payload_dir : NULL,
     };
+    if (opts.store && (strchr(opts.store, '\n') || strchr(opts.store, '#')))
+        return error_set(err, "--store must be one line without '#'");
+    if (opts.payload_dir && (opts.payload_dir[0] != '/' ||
+                             strchr(opts.payload_dir, '\n') ||
+                             strchr(opts.payload_dir, '#')))
+        return error_set(err, "--payload-dir must be an absolute path");
     if (opts.user && init_check_user(opts.user, err) < 0)
         return -1;
     if (opts.allowed_paths && (strchr(opts.allowed_paths, '\n') ||
@@ -697,13 +811,22 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
     }
     if (layout(&w, dir, err) < 0)
         return -1;
+    if (opts.store) {       /* what wharf.conf will say, checked now */
+        struct wharf_conf c;
+        conf_defaults(&c);
+        if (conf_set_store(&c, "store", opts.store, err) < 0) {
+            error_prefix(err, "--store");
+            return -1;
+        }
+    }
     if (mkdir(w.dir, 0700) < 0) {
         if (errno == EEXIST)
             return error_set(err, "%s already exists; wharf init never "
                              "overwrites a data directory", w.dir);
         return error_errno(err, errno, "cannot create %s", w.dir);
     }
-    if (init_contents(&w, log_level_name(lv), &opts, err) < 0) {
+    if (place_store(&w, opts.store, opts.payload_dir, err) < 0 ||
+        init_contents(&w, log_level_name(lv), &opts, err) < 0) {
         error_prefix(err, "init of %s failed (remove it before retrying)",
                      w.dir);
         return -1;
@@ -808,6 +931,8 @@ static const struct conf_field conf_fields[] = {
     CONF_F("group", group, true, WHARF_CONF_RESTART),
     CONF_F("allow_root", allow_root, false, WHARF_CONF_RESTART),
     CONF_F("sandbox", sandbox, false, WHARF_CONF_RESTART),
+    CONF_F("store", store, true, WHARF_CONF_RESTART),
+    CONF_F("payload_dir", payload_dir, true, WHARF_CONF_RESTART),
     /* every alert_* and notify_* key (security/security_conf.h) */
     CONF_F("alert_* and notify_* settings", security, false,
            WHARF_CONF_LIVE),
@@ -860,9 +985,10 @@ static int open_steps(struct wharf *w, const char *dir, struct error *err)
 {
     if (layout(w, dir, err) < 0 ||
         check_private(w->dir, "data directory", 1, err) < 0 ||
-        read_conf(w, err) < 0)
+        read_conf(w, err) < 0 ||
+        place_store(w, w->conf.store, w->conf.payload_dir, err) < 0)
         return -1;
-    if (access(w->db_path, R_OK | W_OK) < 0)
+    if (!wharf_store_shared(w) && access(w->db_path, R_OK | W_OK) < 0)
         return error_errno(err, errno, "database %s", w->db_path);
     if (confine_configure(w->dir, w->conf.allowed_paths, err) < 0) {
         error_prefix(err, "%s", w->conf_path);
@@ -913,7 +1039,7 @@ struct store *wharf_store(struct wharf *w, struct error *err)
 {
     pthread_once(&store_once, store_key_init);
     struct store *st = pthread_getspecific(store_key);
-    if (st != NULL && strcmp(store_path(st), w->db_path) != 0) {
+    if (st != NULL && !store_opened_from(st, w->db_path)) {
         store_close(st);        /* another data dir (tests): a new one */
         pthread_setspecific(store_key, NULL);
         st = NULL;

@@ -71,6 +71,9 @@ struct wharf_conf {
     char no_proxy[1024];        /* hosts that go direct, comma-separated */
     /* The folders a flow may name (util/confine.h): comma-separated
      * absolute paths, never inside the data dir; "" = none. */
+    char store[1024];           /* "sqlite" (wharf.db here) or a postgresql://
+                                   URL shared by a cluster's nodes (R21) */
+    char payload_dir[1024];     /* absolute; "" = payloads/ here */
     char allowed_paths[4096];
     int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
     int64_t log_repeat_ms;      /* summary interval of a repeating warning */
@@ -111,7 +114,17 @@ struct wharf_init_opts {
     const char *allowed_paths;  /* NULL: none (flows may name no folder) */
     const char *user;           /* NULL: none; else wharf.conf's user (the
                                    caller chowns: wharf_init_give) */
+    const char *store;          /* NULL: sqlite; else a postgresql:// URL
+                                   (created there when the database is
+                                   empty, joined when it is not) */
+    const char *keystore;       /* NULL: a new master key; else the keystore
+                                   file of the cluster's first node */
+    const char *payload_dir;    /* NULL: DIR/payloads */
 };
+
+/* True when the store is a PostgreSQL database shared with other nodes
+ * (wharf.conf store = postgresql://...), false for SQLite's wharf.db. */
+bool wharf_store_shared(const struct wharf *w);
 
 /* Create a new data directory. Refuses an existing DIR. */
 int wharf_init(const char *dir, const struct wharf_init_opts *o,
@@ -135,7 +148,7 @@ void wharf_close(struct wharf *w);
  * applies the live ones to their subsystems. Only the calling thread may
  * write w->conf: no other thread reads the live keys from it. -1 with err
  * when the file cannot be read or does not parse (nothing changed). */
-#define WHARF_CONF_KEYS 40
+#define WHARF_CONF_KEYS 48
 struct wharf_reload {
     const char *live[WHARF_CONF_KEYS];     /* static key names */
     size_t nlive;

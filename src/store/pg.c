@@ -44,7 +44,7 @@
 #include "store/partner_store.h"
 #include "util/id.h"
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 /* pg_advisory_lock key of schema migrations ("Whrf"). */
 #define PG_MIGRATE_LOCK "1466462822"
 
@@ -185,6 +185,10 @@ static const char *const PG_MIGRATIONS[PG_SCHEMA_VERSION] = {
     "  at BIGINT NOT NULL, actor TEXT NOT NULL, reason TEXT);"
     "CREATE TABLE purge_pending(message_id TEXT COLLATE \"C\" PRIMARY KEY,"
     "  payload_path TEXT NOT NULL, at BIGINT NOT NULL);",
+    /* 3: the nodes serving this database (pg_nodes.c) */
+    "CREATE TABLE nodes(id TEXT COLLATE \"C\" PRIMARY KEY, address TEXT"
+    "  NOT NULL, version TEXT NOT NULL, started_at BIGINT NOT NULL,"
+    "  seen_at BIGINT NOT NULL, beat_ms BIGINT NOT NULL, stopped_at BIGINT);",
 };
 
 /* ---- statements ------------------------------------------------------------ */

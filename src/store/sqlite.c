@@ -186,6 +186,10 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE purge_pending(message_id TEXT PRIMARY KEY,"
     "  payload_path TEXT NOT NULL, at INTEGER NOT NULL);"
     "CREATE INDEX messages_created ON messages(created_at);",
+    /* 12: the nodes serving this database (R21, sqlite_nodes.c) */
+    "CREATE TABLE nodes(id TEXT PRIMARY KEY, address TEXT NOT NULL,"
+    "  version TEXT NOT NULL, started_at INTEGER NOT NULL, seen_at INTEGER"
+    "  NOT NULL, beat_ms INTEGER NOT NULL, stopped_at INTEGER);",
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -321,6 +325,7 @@ static const char *const SQL[S_COUNT] = {
 struct store {
     sqlite3 *db;                /* NULL on PostgreSQL */
     struct pg_store *pg;        /* NULL on SQLite (pg_store.h) */
+    char *given;                /* PostgreSQL: the URL store_open got */
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
     sqlite3_stmt *ext[STORE_EXT_SLOTS];     /* store_stmt_ext() */
@@ -546,7 +551,8 @@ static struct store *store_open_pg(const char *url, struct error *err)
         return NULL;
     }
     if ((s->pg = pgs_open(url, err)) == NULL ||
-        (s->path = strdup(pgs_name(s->pg))) == NULL) {
+        (s->path = strdup(pgs_name(s->pg))) == NULL ||
+        (s->given = strdup(url)) == NULL) {
         if (s->pg)
             error_set(err, "out of memory");
         store_close(s);
@@ -595,6 +601,7 @@ void store_close(struct store *s)
         sqlite3_finalize(s->ext[i]);
     sqlite3_close(s->db);
     pgs_close(s->pg);
+    free(s->given);
     free(s->path);
     free(s);
 }
@@ -602,6 +609,11 @@ void store_close(struct store *s)
 const char *store_path(const struct store *s)
 {
     return s->path;
+}
+
+bool store_opened_from(const struct store *s, const char *path)
+{
+    return strcmp(s->given ? s->given : s->path, path) == 0;
 }
 
 int store_temp_dir(const char *dir, struct error *err)

@@ -27,7 +27,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 
 struct store;
 
@@ -36,8 +36,11 @@ struct store;
 struct store *store_open(const char *path, struct error *err);
 void store_close(struct store *s);
 
-/* The path the store was opened with (borrowed). */
+/* The path the store was opened with (borrowed); for PostgreSQL the
+ * server and database without user, password or parameters. */
 const char *store_path(const struct store *s);
+/* True when s was opened from path (a file, or the URL given). */
+bool store_opened_from(const struct store *s, const char *path);
 
 /* Where SQLite writes its temporary files (sorts and statement journals
  * too large for memory) for every connection of this process: dir, instead

@@ -25,8 +25,9 @@
  *   192..199 sqlite_console.c
  *   200..247 sqlite_security.c
  *   248..271 sqlite_retention.c
- *   272..303 sqlite_jobs.c */
-#define STORE_EXT_SLOTS 304
+ *   272..303 sqlite_jobs.c
+ *   304..311 sqlite_nodes.c */
+#define STORE_EXT_SLOTS 312
 
 /* The cached prepared statement for slot, reset and unbound. sql must be
  * a constant string (bound parameters only; make lint checks). NULL with

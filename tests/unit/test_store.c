@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/node_store.h"
 #include "store/partner_store.h"
 #include "store/secret_store.h"
 #include "store/store.h"
@@ -1239,6 +1240,62 @@ static void test_r21_nodes_finishing_one_message_agree_on_its_state(void **state
     store_hops_free(h, n);
 }
 
+/* ---- R21: the nodes a database serves (node_store.h) ---------------------------------------- */
+
+static void test_r21_nodes_beat_and_show_their_leases(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    int64_t now = time_now_ms();
+    struct store_node a = { .id = "host-a/101", .address = "admin x",
+                            .version = "1", .started_at = now - 10,
+                            .seen_at = now, .beat_ms = 1000 };
+    struct store_node b = a;
+    b.id = (char *)"host-b/202";
+    b.started_at = now - 5;
+    MUST(store_node_beat(f->st, &a, &err), err);
+    MUST(store_node_beat(f->st, &b, &err), err);
+    a.seen_at = now + 1000;
+    a.started_at = now + 999;       /* a later beat keeps the first start */
+    MUST(store_node_beat(f->st, &a, &err), err);
+    const char *next[] = { "outbox" };
+    intake_many(f->st, 3, next, 1);
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    MUST(store_hop_lease(f->st, "host-a/101/w0/b1", time_now_ms(), 60000, 2,
+                         &h, &n, &err), err);
+    store_hops_free(h, n);
+    /* another node whose id is a prefix of a's is not given a's leases */
+    struct store_node c = a;
+    c.id = (char *)"host-a/10";
+    MUST(store_node_beat(f->st, &c, &err), err);
+    MUST(store_node_stopped(f->st, "host-b/202", now + 50, &err), err);
+    struct store_node *all = NULL;
+    size_t count = 0;
+    MUST(store_nodes(f->st, &all, &count, &err), err);
+    assert_int_equal(count, 3);
+    int seen = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(all[i].id, "host-a/101") == 0) {
+            assert_int_equal(all[i].leases, 2);
+            assert_true(all[i].started_at == now - 10);
+            assert_true(all[i].seen_at == now + 1000);
+            assert_true(all[i].stopped_at == 0);
+            seen++;
+        } else if (strcmp(all[i].id, "host-b/202") == 0) {
+            assert_int_equal(all[i].leases, 0);
+            assert_true(all[i].stopped_at == now + 50);
+            seen++;
+        } else {
+            assert_string_equal(all[i].id, "host-a/10");
+            assert_int_equal(all[i].leases, 0);
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 3);
+    store_nodes_free(all, count);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -1372,7 +1429,8 @@ int main(void)
         T(test_m4_lease_lane_by_message_size), \
         T(test_m4_hop_wait_is_not_an_attempt), \
         T(test_r21_nodes_leasing_together_never_share_a_hop), \
-        T(test_r21_nodes_finishing_one_message_agree_on_its_state)
+        T(test_r21_nodes_finishing_one_message_agree_on_its_state), \
+        T(test_r21_nodes_beat_and_show_their_leases)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
         /* single node: serve's start gives every lease back */

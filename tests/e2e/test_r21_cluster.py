@@ -1,0 +1,157 @@
+"""
+R21: several Wharf nodes on one PostgreSQL database (a real PostgreSQL 15,
+started by these tests on 127.0.0.1 as an unprivileged user, stopped after).
+
+  - two nodes poll one shared folder and deliver every file exactly once,
+    byte-identical, while one of them is killed with kill -9 in the middle
+    (its leased hops go to the other node when their lease expires);
+  - a console session made through one node is accepted by the other, and
+    its logout on the second ends it on the first (no sticky sessions);
+  - an API token made with the CLI of one node works on the other; a flow
+    imported through one node reaches the other without a restart;
+  - the store URL may not hold a password (wharf.conf refuses it).
+
+Payloads sit in one folder both nodes name (payload_dir) until payloads live
+in PostgreSQL (docs/decisions/0007-postgresql-store.md).
+"""
+import hashlib
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (drop_file, file_dest, file_source, flow_doc, listdir,
+                      listen_port, new_data_dir, tune_conf, wait_until)
+from test_r14_api import Api, Session, admin_otp, cli_token
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_TEST = ROOT / "scripts" / "pg-test.sh"
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    """A throwaway PostgreSQL 15 for this module: its admin URL. In a
+    folder of its own under /tmp: the server's user (postgres, when the
+    tests run as root) cannot enter pytest's 0700 folders."""
+    base = Path(tempfile.mkdtemp(prefix="wharf-pg-"))
+    os.chmod(base, 0o755)
+    out = subprocess.run([str(PG_TEST), "start", str(base / "pg")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    yield out.stdout.strip()
+    subprocess.run([str(PG_TEST), "stop", str(base / "pg")], timeout=120)
+    base.rmdir()
+
+
+_db_seq = [0]
+
+
+def fresh_db(admin_url):
+    """A new empty database on the test server: its URL."""
+    _db_seq[0] += 1
+    name = f"cluster_{os.getpid()}_{_db_seq[0]}"
+    out = subprocess.run(["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-qc",
+                          f"CREATE DATABASE {name}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def two_nodes(wharf, tmp_path, url):
+    """Node a (makes the schema and the first administrator) and node b
+    (joins with a's keystore), sharing one payload folder."""
+    payloads = tmp_path / "payloads"
+    a = new_data_dir(wharf, tmp_path / "a", "--store", url,
+                     "--payload-dir", str(payloads))
+    b = new_data_dir(wharf, tmp_path / "b", "--store", url, "--keystore",
+                     str(a / "keystore"), "--payload-dir", str(payloads))
+    return a, b
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_r21_two_nodes_deliver_a_shared_folder_once_through_a_kill9(
+        tmp_path, wharf, pg_server, start_server):
+    a, b = two_nodes(wharf, tmp_path, fresh_db(pg_server))
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    # imported through node a: node b reads the same flow from the database
+    wharf.import_flow(a, flow_doc(
+        [file_source("inbox", inbox), file_dest("outbox", out)],
+        [("inbox", "outbox")]), tmp_path / "flow.json")
+    node_a, node_b = start_server(a), start_server(b)
+    node_a.wait_listening()
+    node_b.wait_listening()
+    sent = {}
+    for i in range(400):
+        body = (f"UNA:+.? '\nUNH+{i}+ORDERS:D:96A:UN'\n".encode() +
+                os.urandom(64 + i))
+        sent[f"f{i:04d}.edi"] = sha(body)
+        drop_file(inbox, f"f{i:04d}.edi", body)
+        if i == 150:
+            # node a dies in the middle of the load, leases and all
+            wait_until(lambda: len(listdir(out)) >= 20, timeout=60,
+                       desc="some files delivered before the kill")
+            node_a.kill9()
+    wait_until(lambda: node_b.check_alive() and
+               len(listdir(out)) >= len(sent) and not listdir(inbox),
+               timeout=240, desc="every file delivered by node b")
+    time.sleep(2)                   # a duplicate would show by now
+    got = {n: sha((out / n).read_bytes()) for n in listdir(out)}
+    assert got == sent              # each file once, byte-identical
+    msgs = wharf.messages(b)
+    assert len(msgs) == len(sent)   # one message per file: no duplicates
+    assert {m["state"] for m in msgs} == {"sent"}
+    node_b.stop()
+
+
+def test_r21_a_session_and_a_token_work_on_every_node(
+        tmp_path, wharf, pg_server, start_server):
+    a, b = two_nodes(wharf, tmp_path, fresh_db(pg_server))
+    node_a, node_b = start_server(a), start_server(b)
+    node_a.wait_listening()
+    node_b.wait_listening()
+    api_a = Api(listen_port(a, "admin"))
+    api_b = Api(listen_port(b, "admin"))
+    # a login through node a (the one-time password: the session may only
+    # read who it is and change the password until then)
+    s = Session(api_a, "admin", admin_otp(wharf, a))
+    # the session made on node a is accepted by node b
+    r = api_b.request("GET", "/api/v1/auth/me", cookie=s.cookie)
+    assert r.status == 200, r
+    assert r.json()["user"] == "admin"
+    # the password changed through node b, with node a's CSRF token
+    r = api_b.request("POST", "/api/v1/auth/password", cookie=s.cookie,
+                      csrf=s.csrf, body={"old": admin_otp(wharf, a),
+                                         "new": "Quay-Lighthouse-8813-Barge"})
+    assert r.status == 200, r
+    assert api_a.request("GET", "/api/v1/auth/me", cookie=s.cookie
+                         ).json()["must_change"] is False
+    # a logout through node b ends the session on node a too
+    r = api_b.request("POST", "/api/v1/auth/logout", cookie=s.cookie,
+                      csrf=s.csrf)
+    assert r.status == 200, r
+    assert api_a.request("GET", "/api/v1/auth/me",
+                         cookie=s.cookie).status == 401
+    # a token made with node a's CLI works on node b
+    token, _ = cli_token(wharf, a, "viewer")
+    assert api_b.request("GET", "/api/v1/messages",
+                         token=token).status == 200
+    node_a.stop()
+    node_b.stop()
+
+
+def test_r21_store_url_with_a_password_is_refused(tmp_path, wharf,
+                                                  pg_server):
+    url = fresh_db(pg_server).replace("wharf@", "wharf:S3cret-pw@")
+    r = wharf("init", "--data", tmp_path / "n", "--store", url)
+    assert r.returncode != 0
+    assert "pgpass" in r.stderr
+    assert "S3cret-pw" not in r.stderr + r.stdout
+    assert not (tmp_path / "n").exists()
