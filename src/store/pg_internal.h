@@ -12,7 +12,7 @@
  *   160..223  pg_security.c, pg_posture.c, pg_console.c
  *   224..287  pg_jobs.c      288..351  pg_retention.c, pg_sealed.c
  *   352..415  pg_audit.c     416..479  pg_partners.c, pg_secrets.c, pg_net.c
- *   480..487  pg_nodes.c
+ *   480..487  pg_nodes.c     488..495  pg_backup.c
  *
  * Types: times are BIGINT milliseconds, blobs BYTEA (sent in binary with
  * pg_arg_blob, read back with pg_val_blob), text ids and keys COLLATE "C".
@@ -28,7 +28,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define PG_SLOTS 488
+#define PG_SLOTS 496
 
 struct pg_store {
     PGconn *conn;

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/pg_backup.h"
 #include "store/store_internal.h"
 
 #define SQL_COUNT_MSGS "SELECT COUNT(*), COUNT(payload_path) FROM messages"
@@ -199,6 +200,8 @@ int store_backup_check(const char *path, struct error *err)
 int store_backup_restored(struct store *s, int64_t now, int64_t *n,
                           struct error *err)
 {
+    if (store_pg(s))
+        return pgs_backup_restored(store_pg(s), now, n, err);
     sqlite3_stmt *st = NULL;
     *n = 0;
     if ((st = store_stmt_once(s, SQL_END_SESSIONS, "end the restored sessions", err)) == NULL)
@@ -217,6 +220,8 @@ int store_backup_restored(struct store *s, int64_t now, int64_t *n,
 int store_backup_record(struct store *s, const struct store_backup_row *r,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_backup_record(store_pg(s), r, err);
     sqlite3_stmt *st = NULL;
     if ((st = store_stmt_once(s, SQL_RECORD, "record the backup", err)) == NULL)
         return -1;
@@ -259,6 +264,8 @@ int store_backup_list(struct store *s, size_t limit,
                       struct store_backup_item **out, size_t *n,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_backup_list(store_pg(s), limit, out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = NULL;

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/backup_store.h"
 #include "store/node_store.h"
 #include "store/partner_store.h"
 #include "store/secret_store.h"
@@ -1296,6 +1297,38 @@ static void test_r21_nodes_beat_and_show_their_leases(void **state)
     store_nodes_free(all, count);
 }
 
+/* The record of backup runs that the posture report and doctor read is
+ * kept by both backends. */
+static void test_r20_backup_runs_are_recorded(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store_backup_row ok = { .started_at = 1000, .finished_at = 2000,
+                                   .ok = 1, .location = "/b/one.wbk",
+                                   .bytes = 4096, .kind = "recipient",
+                                   .backup_id = "bk-1", .messages = 7,
+                                   .payloads = 6, .missing = 1,
+                                   .sha256 = "ab" };
+    struct store_backup_row bad = { .started_at = 3000, .finished_at = 3100,
+                                    .error = "disk full" };
+    MUST(store_backup_record(f->st, &ok, &err), err);
+    MUST(store_backup_record(f->st, &bad, &err), err);
+    struct store_backup_item *it = NULL;
+    size_t n = 0;
+    MUST(store_backup_list(f->st, 10, &it, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_int_equal(it[0].ok, 0);              /* newest first */
+    assert_string_equal(it[0].error, "disk full");
+    assert_string_equal(it[0].kind, "master-key");
+    assert_null(it[0].location);
+    assert_int_equal(it[1].ok, 1);
+    assert_string_equal(it[1].location, "/b/one.wbk");
+    assert_true(it[1].bytes == 4096 && it[1].messages == 7 &&
+                it[1].payloads == 6 && it[1].missing == 1);
+    store_backup_items_free(it, n);
+    assert_int_equal(store_backup_list(f->st, 0, &it, &n, &err), -1);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -1430,7 +1463,8 @@ int main(void)
         T(test_m4_hop_wait_is_not_an_attempt), \
         T(test_r21_nodes_leasing_together_never_share_a_hop), \
         T(test_r21_nodes_finishing_one_message_agree_on_its_state), \
-        T(test_r21_nodes_beat_and_show_their_leases)
+        T(test_r21_nodes_beat_and_show_their_leases), \
+        T(test_r20_backup_runs_are_recorded)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
         /* single node: serve's start gives every lease back */
