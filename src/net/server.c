@@ -184,6 +184,8 @@ struct net_server {
     atomic_bool stopping;
     net_health_fn health;           /* /healthz; NULL: always ok */
     void *health_arg;
+    pthread_t bans_sync;            /* shared store: other nodes' bans */
+    bool bans_sync_started;
 };
 
 struct net_request {
@@ -1523,6 +1525,35 @@ static int net_load_bans(struct net_server *s, struct error *err)
     return 0;
 }
 
+#define NET_BANS_SYNC_MS 2000
+
+/* On a store shared with other nodes (PostgreSQL), the bans they make
+ * apply here too: every NET_BANS_SYNC_MS the running bans are read again
+ * (defender_restore never shortens a ban, so reading one twice is
+ * harmless). Its own connection; failures are logged once per run of
+ * them. */
+static void *net_bans_sync_main(void *arg)
+{
+    struct net_server *s = arg;
+    struct error err = {0};
+    struct store *st = NULL;
+    bool failing = false;
+    while (!atomic_load(&s->stopping)) {
+        for (int i = 0; i < NET_BANS_SYNC_MS / 100 &&
+                        !atomic_load(&s->stopping); i++)
+            usleep(100 * 1000);
+        if (st == NULL)
+            st = store_open(s->w->db_path, &err);
+        int rc = st ? store_ban_each(st, time_now_ms(), net_restore_ban,
+                                     s->def, &err) : -1;
+        if (rc < 0 && !failing)
+            log_warn("cannot read the bans of the other nodes: %s", err.msg);
+        failing = rc < 0;
+    }
+    store_close(st);
+    return NULL;
+}
+
 /* ---- lifecycle --------------------------------------------------------------------- */
 
 static int net_abs_path(const struct wharf *w, const char *p, char *out,
@@ -1764,6 +1795,11 @@ int net_server_start(struct net_server *s, struct error *err)
         net_listener_start(&s->l[NET_ADMIN], err) < 0 ||
         net_listener_start(&s->l[NET_PARTNER], err) < 0)
         return -1;                  /* net_server_free stops what started */
+    if (wharf_store_shared(s->w)) {
+        if (pthread_create(&s->bans_sync, NULL, net_bans_sync_main, s) != 0)
+            return error_set(err, "cannot start the bans reader");
+        s->bans_sync_started = true;
+    }
     return 0;
 }
 
@@ -1821,6 +1857,8 @@ void net_server_free(struct net_server *s)
     if (s == NULL)
         return;
     atomic_store(&s->stopping, true);
+    if (s->bans_sync_started)
+        pthread_join(s->bans_sync, NULL);
     for (int i = 0; i < NET_LISTENERS; i++) {
         struct net_listener *l = &s->l[i];
         if (l->sync_ready) {

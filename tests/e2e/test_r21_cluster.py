@@ -155,3 +155,32 @@ def test_r21_store_url_with_a_password_is_refused(tmp_path, wharf,
     assert "pgpass" in r.stderr
     assert "S3cret-pw" not in r.stderr + r.stdout
     assert not (tmp_path / "n").exists()
+
+
+def test_r21_a_ban_made_on_one_node_applies_on_the_others(
+        tmp_path, wharf, pg_server, start_server):
+    a, b = two_nodes(wharf, tmp_path, fresh_db(pg_server))
+    for d in (a, b):
+        tune_conf(d, ban_after_failures=3, ban_seconds=600)
+    node_a, node_b = start_server(a), start_server(b)
+    node_a.wait_listening()
+    node_b.wait_listening()
+    token, _ = cli_token(wharf, a, "viewer")
+    api_a = Api(listen_port(a, "admin"), source="127.0.0.2")
+    api_b = Api(listen_port(b, "admin"), source="127.0.0.2")
+    api_b.ok("GET", "/api/v1/auth/me", token=token)     # served before
+    statuses = [api_a.request("POST", "/api/v1/auth/login",
+                              body={"user": "admin",
+                                    "password": f"wrong-{i}-pw!"}).status
+                for i in range(5)]
+    assert statuses[:3] == [401, 401, 401], statuses
+    assert statuses[3] in (None, 429), statuses         # banned on a
+    # the other node refuses the address too, valid token and all, within
+    # the few seconds it takes to read the bans again
+    wait_until(lambda: api_b.request("GET", "/api/v1/auth/me",
+                                     token=token).status in (None, 429),
+               timeout=30, desc="the ban applied on node b")
+    # another address is still served by both
+    Api(listen_port(b, "admin")).ok("GET", "/api/v1/auth/me", token=token)
+    node_a.stop()
+    node_b.stop()
