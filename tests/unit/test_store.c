@@ -11,8 +11,8 @@
  * These are the store's conformance tests: the same tests run against
  * SQLite and against a real PostgreSQL server (R21; scripts/run-unit.sh
  * starts one and names it in WHARF_TEST_PG; without it the PostgreSQL group
- * fails, it is not skipped). Tests of what the PostgreSQL backend does not
- * hold yet (connector secrets by name, refusals, SQLite's migration table)
+ * fails, it is not skipped). Tests of what is SQLite's alone (its
+ * migration table, serve's start giving back every lease of the one node)
  * run against SQLite only; tests named r21 are about several connections
  * (nodes) sharing one database.
  *
@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/backup_store.h"
 #include "store/partner_store.h"
 #include "store/secret_store.h"
 #include "store/store.h"
@@ -1077,6 +1078,7 @@ static void test_r22_refusals_fold_into_bursts(void **state)
 
 #define NODES 3
 #define SHARED 300
+#define REFUSALS 100
 
 struct node_run {
     const char *db;
@@ -1239,6 +1241,74 @@ static void test_r21_nodes_finishing_one_message_agree_on_its_state(void **state
     store_hops_free(h, n);
 }
 
+/* A node recording refusals of one client on its own connection. */
+struct refusal_run {
+    const char *db;
+    int64_t counts[REFUSALS];
+    char ids[REFUSALS][ID_LEN + 1];
+    char err[300];
+};
+
+static void *refuse_each(void *arg)
+{
+    struct refusal_run *r = arg;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    struct store_refusal rf = { "as2-a", "192.0.2.9", "decryption-failed",
+                                "AS2 message refused", 3600000 };
+    for (int i = 0; st && i < REFUSALS; i++)
+        if (store_refusal_record(st, &rf, r->ids[i], &r->counts[i],
+                                 &err) != 0)
+            break;
+    snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+/* Two nodes refused by the same client for the same reason at the same
+ * time: one burst, counted once per refusal (each node gets a different
+ * count back: 1 .. all of them), with its two events. */
+static void test_r21_nodes_refused_together_fold_into_one_burst(void **state)
+{
+    struct fx *f = *state;
+    static struct refusal_run runs[2];
+    pthread_t th[2];
+    memset(runs, 0, sizeof(runs));
+    for (int i = 0; i < 2; i++) {
+        runs[i].db = f->db;
+        assert_int_equal(pthread_create(&th[i], NULL, refuse_each, &runs[i]),
+                         0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        if (runs[i].err[0])
+            fail_msg("node %d: %s", i, runs[i].err);
+    }
+    static int64_t all[2 * REFUSALS];
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < REFUSALS; k++) {
+            all[i * REFUSALS + k] = runs[i].counts[k];
+            if (strcmp(runs[i].ids[k], runs[0].ids[0]) != 0)
+                fail_msg("node %d, refusal %d: burst %s, not %s", i, k,
+                         runs[i].ids[k], runs[0].ids[0]);
+        }
+    qsort(all, 2 * REFUSALS, sizeof(all[0]), cmp_i64);
+    for (int k = 0; k < 2 * REFUSALS; k++)
+        if (all[k] != k + 1)
+            fail_msg("counts given back: #%d is %lld, not %d", k + 1,
+                     (long long)all[k], k + 1);
+    struct store_message *msgs;
+    size_t n;
+    struct error err = {0};
+    MUST(store_message_list(f->st, "refused", 100, 0, &msgs, &n, &err), err);
+    assert_int_equal(n, 1);
+    store_messages_free(msgs, n);
+    assert_int_equal(count_events(f->st, runs[0].ids[0], "error", NULL), 2);
+    char want[100];
+    snprintf(want, sizeof(want), "refused %d times in all", 2 * REFUSALS);
+    assert_int_equal(count_events(f->st, runs[0].ids[0], NULL, want), 1);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -1339,11 +1409,9 @@ static void test_r21_pg_url_password_hidden_parts_not_yet_refused(void **state)
         fail_msg("open with a password: %s", err.msg);
     assert_null(strstr(store_path(st), "Hunter2-pw"));
     assert_non_null(strstr(store_path(st), f->pgname));
-    unsigned char *blob = NULL;
-    size_t len = 0;
-    int64_t expires = 0;
-    assert_int_equal(store_csecret_get(st, "a", "key_file", &blob, &len,
-                                       &expires, &err), -1);
+    struct store_backup_item *items = NULL;
+    size_t nitems = 0;
+    assert_int_equal(store_backup_list(st, 10, &items, &nitems, &err), -1);
     assert_non_null(strstr(err.msg, "not kept in PostgreSQL yet"));
     store_close(st);
     assert_null(store_open("postgresql://wharf:Hunter2-pw@127.0.0.1:1/x"
@@ -1371,16 +1439,17 @@ int main(void)
         T(test_m2_group_commit_batch), \
         T(test_m4_lease_lane_by_message_size), \
         T(test_m4_hop_wait_is_not_an_attempt), \
+        T(test_r15_connector_secrets_follow_the_flow), \
+        T(test_m5_connector_config_set), \
+        T(test_r22_refusals_fold_into_bursts), \
         T(test_r21_nodes_leasing_together_never_share_a_hop), \
-        T(test_r21_nodes_finishing_one_message_agree_on_its_state)
+        T(test_r21_nodes_finishing_one_message_agree_on_its_state), \
+        T(test_r21_nodes_refused_together_fold_into_one_burst)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
         /* single node: serve's start gives every lease back */
         T(test_m2_leases_release),
         T(test_m2_migration_version),
-        T(test_r15_connector_secrets_follow_the_flow),
-        T(test_m5_connector_config_set),
-        T(test_r22_refusals_fold_into_bursts),
     };
     const struct CMUnitTest postgresql[] = {
         CONFORMANCE,
