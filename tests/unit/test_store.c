@@ -948,6 +948,97 @@ static void test_m5_connector_config_set(void **state)
 #define MUST(call, e) do { if ((call) != 0) fail_msg("%s: %s", #call, \
                                                    (e).msg); } while (0)
 
+/* M7: a certificate added on its own (with the partner's new config, or
+ * the profile's with its sealed key) is listed by owner, moves the flow
+ * generation, and a second add of the same certificate keeps one row;
+ * receipts (raw MDNs) of a message come back oldest first, with or without
+ * their headers and body. */
+static void test_m7_certs_added_and_receipts_kept(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store_partner pa[] = { { "acme", "ACME-AS2", "{}" } };
+    struct store_flow put = { .partners = pa, .npartners = 1,
+                              .profile = (char *)"{\"as2_id\":\"WHARF\"}" };
+    MUST(store_flow_put(f->st, &put, &err), err);
+    int64_t gen = store_flow_generation(f->st, &err);
+    unsigned char der[] = { 0x30, 0x00, 0x01, 0x02 }, key[] = { 9, 0, 8 };
+    struct store_cert c = { .owner = (char *)"acme",
+                            .subject = (char *)"CN=acme",
+                            .not_before = 1000, .not_after = 2000,
+                            .der = der, .der_len = sizeof(der) };
+    snprintf(c.id, sizeof(c.id), "%064d", 1);
+    MUST(store_cert_add(f->st, &c, "{\"cert\":\"a.pem\"}", &err), err);
+    MUST(store_cert_add(f->st, &c, NULL, &err), err);
+    struct store_cert mine = c;
+    mine.owner = (char *)"";
+    mine.subject = (char *)"CN=wharf";
+    mine.key = key;
+    mine.key_len = sizeof(key);
+    MUST(store_cert_add(f->st, &mine, "{\"as2_id\":\"WHARF2\"}", &err), err);
+    assert_true(store_flow_generation(f->st, &err) == gen + 3);
+    struct store_cert *got;
+    size_t n;
+    MUST(store_certs_list(f->st, "acme", 1, &got, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].subject, "CN=acme");
+    assert_string_equal(got[0].id, c.id);
+    assert_int_equal(got[0].der_len, sizeof(der));
+    assert_memory_equal(got[0].der, der, sizeof(der));
+    assert_null(got[0].key);
+    assert_true(got[0].not_after == 2000);
+    store_certs_free(got, n);
+    MUST(store_certs_list(f->st, "", 1, &got, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_int_equal(got[0].key_len, sizeof(key));
+    assert_memory_equal(got[0].key, key, sizeof(key));
+    store_certs_free(got, n);
+    MUST(store_certs_list(f->st, NULL, 0, &got, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].owner, "");
+    assert_null(got[0].key);
+    store_certs_free(got, n);
+    struct store_flow fl;
+    MUST(store_flow_get(f->st, &fl, &err), err);
+    assert_string_equal(fl.profile, "{\"as2_id\":\"WHARF2\"}");
+    assert_string_equal(fl.partners[0].config, "{\"cert\":\"a.pem\"}");
+    store_flow_clear(&fl);
+
+    unsigned char body[] = { 'M', 0, 'D', 'N' };
+    struct store_receipt r1 = { .message_id = (char *)ID1,
+        .direction = (char *)"received", .at = 5,
+        .as2_message_id = (char *)"<mdn@acme>",
+        .original_message_id = (char *)"<1@wharf>",
+        .headers = (char *)"Content-Type: x\r\n", .body = body,
+        .len = sizeof(body) };
+    struct store_receipt r2 = { .message_id = (char *)ID1,
+        .direction = (char *)"sent", .at = 6, .headers = (char *)"" };
+    MUST(store_receipt_add(f->st, &r1, &err), err);
+    MUST(store_receipt_add(f->st, &r2, &err), err);
+    struct store_receipt *rr;
+    MUST(store_receipts_list(f->st, ID1, 1, &rr, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_string_equal(rr[0].direction, "received");
+    assert_string_equal(rr[0].as2_message_id, "<mdn@acme>");
+    assert_string_equal(rr[0].headers, "Content-Type: x\r\n");
+    assert_int_equal(rr[0].len, sizeof(body));
+    assert_memory_equal(rr[0].body, body, sizeof(body));
+    assert_true(rr[0].at == 5 && rr[0].id < rr[1].id);
+    assert_null(rr[1].as2_message_id);
+    assert_null(rr[1].body);
+    assert_int_equal(rr[1].len, 0);
+    store_receipts_free(rr, n);
+    MUST(store_receipts_list(f->st, ID1, 0, &rr, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_null(rr[0].headers);
+    assert_null(rr[0].body);
+    store_receipts_free(rr, n);
+    MUST(store_receipts_list(f->st, "nope", 1, &rr, &n, &err), err);
+    assert_int_equal(n, 0);
+    store_receipts_free(rr, n);
+}
+
+
 /* Item 12: a lane leases only the hops of its message sizes. */
 static void test_m4_lease_lane_by_message_size(void **state)
 {
@@ -1442,6 +1533,7 @@ int main(void)
         T(test_r15_connector_secrets_follow_the_flow), \
         T(test_m5_connector_config_set), \
         T(test_r22_refusals_fold_into_bursts), \
+        T(test_m7_certs_added_and_receipts_kept), \
         T(test_r21_nodes_leasing_together_never_share_a_hop), \
         T(test_r21_nodes_finishing_one_message_agree_on_its_state), \
         T(test_r21_nodes_refused_together_fold_into_one_burst)
