@@ -5,8 +5,10 @@
  *
  * Plain rows, no policy: src/audit/ computes the hashes, signs and
  * verifies. The store only guarantees that an entry is numbered and linked
- * to the current head inside one IMMEDIATE transaction, so two writers can
- * never give two entries the same seq or the same previous hash.
+ * to the current head inside one IMMEDIATE transaction (on PostgreSQL: a
+ * transaction that first takes the chain's advisory lock, pg_audit.c), so
+ * two writers, of one node or of several, can never give two entries the
+ * same seq or the same previous hash.
  *
  * Ownership: rows and checkpoints filled by store_audit_list and
  * store_audit_checkpoints own their strings (free with the matching *_free).
@@ -91,7 +93,8 @@ int store_audit_hash_at(struct store *s, int64_t seq, char hash[65],
                         struct error *err);
 
 /* The path of the database file (absolute; owned by the store; "" for a
- * database without a file). The audit head anchor lives beside it. */
+ * database without a file, and for PostgreSQL). The audit head anchor
+ * lives beside it (none on PostgreSQL). */
 const char *store_audit_db_file(struct store *s);
 
 /* Up to limit entries with seq > after, in seq order (a page: call again

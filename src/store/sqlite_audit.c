@@ -8,7 +8,9 @@
  * one IMMEDIATE transaction that reads the head, lets src/audit/ hash (and
  * maybe sign) the new entry, and inserts it (and the checkpoint), so
  * concurrent writers (serve's threads, a CLI command) serialize on the
- * write lock and the chain never forks.
+ * write lock and the chain never forks. On a PostgreSQL store each entry
+ * point hands the call to its twin in pg_audit.c (the same transaction,
+ * after an advisory lock that nodes appending at once take in turn).
  *
  * Must never: compute or judge hashes and signatures (src/audit/ does),
  * update or delete an audit row (the trail is append-only: no such
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_audit.h"
 #include "store/store_internal.h"
 
 enum {
@@ -119,6 +122,8 @@ int store_audit_list(struct store *s, int64_t after, size_t limit,
                      struct store_audit_row **rows, size_t *n,
                      struct error *err)
 {
+    if (store_pg(s))
+        return pgs_audit_list(store_pg(s), after, limit, rows, n, err);
     *rows = NULL;
     *n = 0;
     limit = limit > PAGE_MAX ? PAGE_MAX : limit;
@@ -149,6 +154,9 @@ int store_audit_checkpoints(struct store *s, int64_t after, size_t limit,
                             struct store_audit_checkpoint **cps, size_t *n,
                             struct error *err)
 {
+    if (store_pg(s))
+        return pgs_audit_checkpoints(store_pg(s), after, limit, cps, n,
+                                     err);
     *cps = NULL;
     *n = 0;
     limit = limit > PAGE_MAX ? PAGE_MAX : limit;
@@ -205,6 +213,9 @@ static int audit_head(struct store *s, int64_t *seq, char **hash,
 
 int store_audit_head(struct store *s, int64_t *seq, struct error *err)
 {
+    char hash[65];
+    if (store_pg(s))
+        return pgs_audit_head_hash(store_pg(s), seq, hash, err);
     return audit_head(s, seq, NULL, err);
 }
 
@@ -217,6 +228,8 @@ static void audit_hash_copy(const unsigned char *t, char out[65])
 int store_audit_head_hash(struct store *s, int64_t *seq, char hash[65],
                           struct error *err)
 {
+    if (store_pg(s))
+        return pgs_audit_head_hash(store_pg(s), seq, hash, err);
     char *h = NULL;
     hash[0] = '\0';
     if (audit_head(s, seq, &h, err) < 0)
@@ -229,6 +242,8 @@ int store_audit_head_hash(struct store *s, int64_t *seq, char hash[65],
 int store_audit_hash_at(struct store *s, int64_t seq, char hash[65],
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_audit_hash_at(store_pg(s), seq, hash, err);
     hash[0] = '\0';
     sqlite3_stmt *st = audit_stmt(s, U_HASH_AT, err);
     if (st == NULL)
@@ -245,6 +260,9 @@ int store_audit_hash_at(struct store *s, int64_t seq, char hash[65],
 
 const char *store_audit_db_file(struct store *s)
 {
+    /* PostgreSQL: no database file, so no head anchor beside it */
+    if (store_pg(s))
+        return "";
     const char *f = sqlite3_db_filename(store_db(s), "main");
     return f != NULL ? f : "";
 }
@@ -314,6 +332,8 @@ int store_audit_append(struct store *s, struct store_audit_row *row,
                        store_audit_seal_fn seal, void *arg,
                        struct error *err)
 {
+    if (store_pg(s))
+        return pgs_audit_append(store_pg(s), row, seal, arg, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     if (audit_append_tx(s, row, seal, arg, err) < 0)
@@ -360,6 +380,8 @@ static int audit_checkpoint_tx(struct store *s, store_audit_sign_fn sign,
 int store_audit_checkpoint_head(struct store *s, store_audit_sign_fn sign,
                                 void *arg, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_audit_checkpoint_head(store_pg(s), sign, arg, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     int rc = audit_checkpoint_tx(s, sign, arg, err);

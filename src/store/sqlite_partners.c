@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_partners.h"
 #include "store/store.h"
 #include "store/store_internal.h"
 
@@ -207,6 +208,8 @@ static int cert_row(sqlite3_stmt *st, int with_keys, struct store_cert *c)
 int store_certs_list(struct store *s, const char *owner, int with_keys,
                      struct store_cert **out, size_t *n, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_certs_list(store_pg(s), owner, with_keys, out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = p_stmt(s, owner ? P_CERTS_OWNER : P_CERTS_ALL, err);
@@ -244,6 +247,8 @@ int store_certs_list(struct store *s, const char *owner, int with_keys,
 int store_cert_add(struct store *s, const struct store_cert *c,
                    const char *partner_config, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_cert_add(store_pg(s), c, partner_config, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     if (cert_insert(s, c, err) < 0)
@@ -285,6 +290,8 @@ void store_certs_free(struct store_cert *c, size_t n)
 int store_receipt_add(struct store *s, const struct store_receipt *r,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_receipt_add(store_pg(s), r, err);
     sqlite3_stmt *st = p_stmt(s, P_RECEIPT_ADD, err);
     if (st == NULL)
         return -1;
@@ -320,6 +327,9 @@ int store_receipts_list(struct store *s, const char *message_id,
                         int with_body, struct store_receipt **out, size_t *n,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_receipts_list(store_pg(s), message_id, with_body, out,
+                                 n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = p_stmt(s, P_RECEIPTS, err);
@@ -472,6 +482,8 @@ int store_refusal_record(struct store *s, const struct store_refusal *r,
                          char id[ID_LEN + 1], int64_t *count,
                          struct error *err)
 {
+    if (store_pg(s))
+        return pgs_refusal_record(store_pg(s), r, id, count, err);
     int64_t now = time_now_ms(), n = 0, event_id = 0;
     if (store_tx_begin(s, err) < 0)
         return -1;

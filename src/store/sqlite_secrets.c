@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "store/pg_secrets.h"
 #include "store/store_internal.h"
 
 enum { C_PUT = 128, C_GET, C_DEL_ONE, C_DEL_ALL, C_DROP_IMPORTED, C_DROP_GONE,
@@ -54,6 +55,9 @@ int store_csecret_put(struct store *s, const char *connector, const char *name,
                       const void *blob, size_t len, int64_t expires_at,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_csecret_put(store_pg(s), connector, name, blob, len,
+                               expires_at, err);
     sqlite3_stmt *st = sec_stmt(s, C_PUT, err);
     if (st == NULL)
         return -1;
@@ -69,6 +73,9 @@ int store_csecret_get(struct store *s, const char *connector, const char *name,
                       unsigned char **blob, size_t *len, int64_t *expires_at,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_csecret_get(store_pg(s), connector, name, blob, len,
+                               expires_at, err);
     sqlite3_stmt *st = sec_stmt(s, C_GET, err);
     if (st == NULL)
         return -1;
@@ -97,6 +104,8 @@ int store_csecret_get(struct store *s, const char *connector, const char *name,
 int store_csecret_del(struct store *s, const char *connector, const char *name,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_csecret_del(store_pg(s), connector, name, err);
     sqlite3_stmt *st = sec_stmt(s, name ? C_DEL_ONE : C_DEL_ALL, err);
     if (st == NULL)
         return -1;
@@ -127,6 +136,9 @@ int store_csecret_names(struct store *s, const char *connector,
                         const char *prefix, char ***names, size_t *n,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_csecret_names(store_pg(s), connector, prefix, names, n,
+                                 err);
     *names = NULL;
     *n = 0;
     sqlite3_stmt *st = sec_stmt(s, C_NAMES, err);

@@ -13,6 +13,16 @@
  * entries deleted or rewritten, is never moved away from evidence, may lag
  * but never lead, and leaves the documented window (an older anchor put
  * back). Each test owns a temp dir with a keystore and a database.
+ *
+ * The trail's tests run against SQLite and against a real PostgreSQL
+ * server (R21; scripts/run-unit.sh starts one and names it in
+ * WHARF_TEST_PG): tampering then goes through a libpq connection of its
+ * own. SQLite only: the tests of the signed head anchor (a file of the
+ * data dir beside the database file; a PostgreSQL store has no database
+ * file, so no anchor: truncation, anchor_*, the older data dir's anchor)
+ * and the edit that writes a NUL byte into a text column (PostgreSQL text
+ * cannot hold one). test_r21_nodes_appending_together_keep_one_chain runs
+ * against both: three connections appending at once leave one chain.
  */
 #include "testutil.h"
 
@@ -32,11 +42,16 @@
 struct fx {
     char dir[256];
     char ks[320];
-    char db[320];
+    char db[320];               /* a file, or a postgresql:// URL */
+    char pgname[64];            /* the PostgreSQL database, "" on SQLite */
     struct vault *v;
     struct store *st;
     sqlite3 *raw;               /* a second connection, for tampering */
+    PGconn *pg;                 /* the same on PostgreSQL */
 };
+
+/* The group running: 0 SQLite, 1 PostgreSQL (WHARF_TEST_PG). */
+static int g_pg;
 
 static int setup(void **state)
 {
@@ -45,13 +60,21 @@ static int setup(void **state)
     test_tmpdir(f->dir, sizeof(f->dir));
     snprintf(f->ks, sizeof(f->ks), "%s/keystore", f->dir);
     snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
+    if (g_pg)
+        test_pg_fresh(f->db, sizeof(f->db), f->pgname);
     struct error err = {0};
     if (vault_create(f->ks, &err) != 0 ||
         (f->v = vault_open(f->ks, &err)) == NULL ||
         (f->st = store_open(f->db, &err)) == NULL)
         fail_msg("setup: %s", err.msg);
-    assert_int_equal(sqlite3_open(f->db, &f->raw), SQLITE_OK);
-    sqlite3_busy_timeout(f->raw, 5000);
+    if (g_pg) {
+        f->pg = PQconnectdb(f->db);
+        if (PQstatus(f->pg) != CONNECTION_OK)
+            fail_msg("connect: %s", PQerrorMessage(f->pg));
+    } else {
+        assert_int_equal(sqlite3_open(f->db, &f->raw), SQLITE_OK);
+        sqlite3_busy_timeout(f->raw, 5000);
+    }
     *state = f;
     return 0;
 }
@@ -60,8 +83,11 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     sqlite3_close(f->raw);
+    PQfinish(f->pg);
     store_close(f->st);
     vault_close(f->v);
+    if (f->pgname[0])
+        test_pg_drop(f->pgname);
     test_rmtree(f->dir);
     free(f);
     return 0;
@@ -92,11 +118,42 @@ static void append_n(struct fx *f, int n)
         append_one(f, f->v, i);
 }
 
+/* Run q (one or more statements) on the tampering connection. */
 static void sql(struct fx *f, const char *q)
 {
+    if (f->pg) {
+        PGresult *r = PQexec(f->pg, q);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+            PQresultStatus(r) != PGRES_TUPLES_OK)
+            fail_msg("%s: %s", q, PQerrorMessage(f->pg));
+        PQclear(r);
+        return;
+    }
     char *msg = NULL;
     if (sqlite3_exec(f->raw, q, NULL, NULL, &msg) != SQLITE_OK)
         fail_msg("%s: %s", q, msg ? msg : "?");
+}
+
+/* Run one statement q with text parameters $1..$n (written in that order
+ * in q, so SQLite numbers them alike) on the tampering connection. */
+static void sqlp(struct fx *f, const char *q, int n, const char *const *v)
+{
+    if (f->pg) {
+        PGresult *r = PQexecParams(f->pg, q, n, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fail_msg("%s: %s", q, PQerrorMessage(f->pg));
+        PQclear(r);
+        return;
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(f->raw, q, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", q, sqlite3_errmsg(f->raw));
+    assert_int_equal(sqlite3_bind_parameter_count(st), n);
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_text(st, i + 1, v[i], -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        fail_msg("%s: %s", q, sqlite3_errmsg(f->raw));
+    sqlite3_finalize(st);
 }
 
 /* Verify and expect rc; when broken, the first bad seq and a problem
@@ -141,9 +198,10 @@ static void put_field(EVP_MD_CTX *md, const unsigned char *s)
     assert_int_equal(EVP_DigestUpdate(md, s, strlen((const char *)s)), 1);
 }
 
-/* The documented entry hash of the row st is on (columns: seq, at, actor,
- * address, action, target, detail) with prev as prev_hash. */
-static void doc_hash(sqlite3_stmt *st, const char *prev, char out[65])
+/* The documented entry hash of row r (seq, at, actor, address, action,
+ * target, detail) with prev as prev_hash. */
+static void doc_hash(const struct store_audit_row *r, const char *prev,
+                     char out[65])
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned char d[32];
@@ -151,10 +209,12 @@ static void doc_hash(sqlite3_stmt *st, const char *prev, char out[65])
     assert_int_equal(EVP_DigestInit_ex(md, EVP_sha256(), NULL), 1);
     const char *dom = "wharf-audit-entry v1\n";
     assert_int_equal(EVP_DigestUpdate(md, dom, strlen(dom)), 1);
-    put_be(md, (uint64_t)sqlite3_column_int64(st, 0), 8);
-    put_be(md, (uint64_t)sqlite3_column_int64(st, 1), 8);
-    for (int c = 2; c <= 6; c++)
-        put_field(md, sqlite3_column_text(st, c));
+    put_be(md, (uint64_t)r->seq, 8);
+    put_be(md, (uint64_t)r->at, 8);
+    const char *fields[] = { r->actor, r->address, r->action, r->target,
+                             r->detail };
+    for (int c = 0; c < 5; c++)
+        put_field(md, (const unsigned char *)fields[c]);
     put_field(md, (const unsigned char *)prev);
     assert_int_equal(EVP_DigestFinal_ex(md, d, &n), 1);
     EVP_MD_CTX_free(md);
@@ -165,48 +225,42 @@ static void doc_hash(sqlite3_stmt *st, const char *prev, char out[65])
 /* Stored hash of entry seq into out. */
 static void stored_hash(struct fx *f, int64_t seq, char out[65])
 {
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT hash FROM audit"
-                                        " WHERE seq = ?1", -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_int64(st, 1, seq);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    snprintf(out, 65, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    struct error err = {0};
+    assert_int_equal(store_audit_hash_at(f->st, seq, out, &err), 1);
 }
 
 /* Recompute prev_hash and hash of every entry from seq `from` on, with the
  * documented encoding: a forger's valid chain. */
 static void rechain_from(struct fx *f, int64_t from)
 {
-    char prev[65], h[65];
+    char prev[65], h[65], seq[24];
+    struct store_audit_row *rows;
+    size_t n;
+    struct error err = {0};
     stored_hash(f, from - 1, prev);
-    sqlite3_stmt *sel, *upd;
-    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT seq, at, actor,"
-        " address, action, target, detail FROM audit WHERE seq = ?1", -1,
-        &sel, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(f->raw, "UPDATE audit SET"
-        " prev_hash = ?2, hash = ?3 WHERE seq = ?1", -1, &upd, NULL),
-        SQLITE_OK);
-    for (int64_t s = from;; s++) {
-        sqlite3_reset(sel);
-        sqlite3_bind_int64(sel, 1, s);
-        if (sqlite3_step(sel) != SQLITE_ROW)
-            break;
-        doc_hash(sel, prev, h);
-        sqlite3_reset(upd);
-        sqlite3_bind_int64(upd, 1, s);
-        sqlite3_bind_text(upd, 2, prev, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(upd, 3, h, -1, SQLITE_TRANSIENT);
-        assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
+    assert_int_equal(store_audit_list(f->st, from - 1, 10000, &rows, &n,
+                                      &err), 0);
+    for (size_t i = 0; i < n && rows[i].seq == from + (int64_t)i; i++) {
+        doc_hash(&rows[i], prev, h);
+        snprintf(seq, sizeof(seq), "%" PRId64, rows[i].seq);
+        const char *v[] = { prev, h, seq };
+        sqlp(f, "UPDATE audit SET prev_hash = $1, hash = $2 WHERE seq = $3",
+             3, v);
         memcpy(prev, h, sizeof(prev));
     }
-    sqlite3_finalize(sel);
-    sqlite3_finalize(upd);
+    store_audit_rows_free(rows, n);
 }
 
 static int64_t count(struct fx *f, const char *q)
 {
+    if (f->pg) {
+        PGresult *r = PQexec(f->pg, q);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+            fail_msg("%s: %s", q, PQerrorMessage(f->pg));
+        int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        return v;
+    }
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(f->raw, q, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -271,19 +325,17 @@ static void test_r18_entry_hash_matches_documented_encoding(void **state)
 {
     struct fx *f = *state;
     append_n(f, 30);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT seq, at, actor,"
-        " address, action, target, detail, prev_hash, hash FROM audit"
-        " ORDER BY seq", -1, &st, NULL), SQLITE_OK);
+    struct store_audit_row *rows;
+    size_t n;
+    struct error err = {0};
+    assert_int_equal(store_audit_list(f->st, 0, 100, &rows, &n, &err), 0);
     char h[65];
-    int rows = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        doc_hash(st, (const char *)sqlite3_column_text(st, 7), h);
-        assert_string_equal(h, (const char *)sqlite3_column_text(st, 8));
-        rows++;
+    for (size_t i = 0; i < n; i++) {
+        doc_hash(&rows[i], rows[i].prev_hash, h);
+        assert_string_equal(h, rows[i].hash);
     }
-    sqlite3_finalize(st);
-    assert_int_equal(rows, 30);
+    store_audit_rows_free(rows, n);
+    assert_int_equal(n, 30);
 }
 
 static void test_r18_checkpoint_every_64_and_on_demand(void **state)
@@ -413,6 +465,8 @@ static void test_r18_edited_field_detected(void **state)
           " WHERE seq = 17" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (g_pg && strstr(cases[i].edit, "char(0)"))
+            continue;       /* PostgreSQL text cannot hold a NUL byte */
         sql(f, cases[i].edit);
         int64_t seq = strstr(cases[i].edit, "seq = 18") ? 18 : 17;
         char want[100];
@@ -449,8 +503,10 @@ static void test_r18_field_boundaries_are_unambiguous(void **state)
     struct audit_event e3 = { "a\001", "b", "login.failure", NULL, NULL };
     assert_int_equal(audit_append(f->st, f->v, &e3, &err), 0);
     verify_expect(f, f->v, 0, 0, NULL);
-    sql(f, "UPDATE audit SET actor = 'a', address = char(1) || 'b'"
-           " WHERE seq = 6");
+    sql(f, g_pg ? "UPDATE audit SET actor = 'a', address = chr(1) || 'b'"
+                  " WHERE seq = 6"
+                : "UPDATE audit SET actor = 'a', address = char(1) || 'b'"
+                  " WHERE seq = 6");
     verify_expect(f, f->v, 1, 6, "entry 6: hash does not match");
 }
 
@@ -499,26 +555,21 @@ static void test_r18_inserted_entry_breaks_next_link(void **state)
     sql(f, "UPDATE audit SET seq = -seq WHERE seq >= 150;"
            "UPDATE audit SET seq = -seq + 1 WHERE seq < 0;");
     /* a forged entry at 150 linked to 149 with a correct hash */
-    sqlite3_stmt *ins, *sel;
-    assert_int_equal(sqlite3_prepare_v2(f->raw, "INSERT INTO audit(seq, at,"
-        " actor, address, action, target, detail, prev_hash, hash)"
-        " VALUES(150, 1700000000000, 'user:mallory', NULL, 'login.success',"
-        " NULL, NULL, ?1, '')", -1, &ins, NULL), SQLITE_OK);
-    sqlite3_bind_text(ins, 1, prev, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
-    sqlite3_finalize(ins);
-    assert_int_equal(sqlite3_prepare_v2(f->raw, "SELECT seq, at, actor,"
-        " address, action, target, detail FROM audit WHERE seq = 150", -1,
-        &sel, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(sel), SQLITE_ROW);
-    doc_hash(sel, prev, h);
-    sqlite3_finalize(sel);
-    sqlite3_stmt *upd;
-    assert_int_equal(sqlite3_prepare_v2(f->raw, "UPDATE audit SET hash = ?1"
-        " WHERE seq = 150", -1, &upd, NULL), SQLITE_OK);
-    sqlite3_bind_text(upd, 1, h, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
-    sqlite3_finalize(upd);
+    const char *pv[] = { prev };
+    sqlp(f, "INSERT INTO audit(seq, at, actor, address, action, target,"
+         " detail, prev_hash, hash) VALUES(150, 1700000000000,"
+         " 'user:mallory', NULL, 'login.success', NULL, NULL, $1, '')",
+         1, pv);
+    struct store_audit_row *row;
+    size_t n;
+    struct error err = {0};
+    assert_int_equal(store_audit_list(f->st, 149, 1, &row, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(row[0].seq, 150);
+    doc_hash(&row[0], prev, h);
+    store_audit_rows_free(row, n);
+    const char *hv[] = { h };
+    sqlp(f, "UPDATE audit SET hash = $1 WHERE seq = 150", 1, hv);
     verify_expect(f, f->v, 1, 151, "entry 151: previous-hash link broken "
                   "(deleted, inserted or reordered entry before it?)");
 }
@@ -609,16 +660,11 @@ static void test_r18_other_keystore_key_detected(void **state)
                                           &err), 0);
         for (int i = 0; i < VAULT_SIG_LEN; i++)
             snprintf(hex + 2 * i, 3, "%02x", sig[i]);
-        sqlite3_stmt *upd;
-        assert_int_equal(sqlite3_prepare_v2(f->raw, "UPDATE audit_checkpoints"
-            " SET hash = ?2, signature = ?3, key_id = ?4 WHERE seq = ?1", -1,
-            &upd, NULL), SQLITE_OK);
-        sqlite3_bind_int64(upd, 1, s);
-        sqlite3_bind_text(upd, 2, h, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(upd, 3, hex, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(upd, 4, id, -1, SQLITE_TRANSIENT);
-        assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
-        sqlite3_finalize(upd);
+        char seq[24];
+        snprintf(seq, sizeof(seq), "%" PRId64, s);
+        const char *v[] = { h, hex, id, seq };
+        sqlp(f, "UPDATE audit_checkpoints SET hash = $1, signature = $2,"
+             " key_id = $3 WHERE seq = $4", 4, v);
     }
     verify_expect(f, f->v, 1, 128, "checkpoint at 128: audit key ");
     verify_expect(f, f->v, 1, 128, "is not in this keystore");
@@ -957,26 +1003,105 @@ static void test_r18_anchor_follows_concurrent_appenders(void **state)
     free(text);
 }
 
+/* ---- R21: several nodes appending to one trail ---------------------------- */
+
+#define NODES 3
+#define PER_NODE 200
+
+struct node_run {
+    struct fx *f;
+    int node;
+    char err[300];
+};
+
+/* A node: its own connection, PER_NODE entries "node<k>" / "<i>". */
+static void *node_append(void *arg)
+{
+    struct node_run *r = arg;
+    struct error err = {0};
+    struct store *st = store_open(r->f->db, &err);
+    char actor[32], detail[32];
+    snprintf(actor, sizeof(actor), "node%d", r->node);
+    for (int i = 0; st && i < PER_NODE; i++) {
+        snprintf(detail, sizeof(detail), "%d", i);
+        struct audit_event e = { actor, NULL, "flow.import", NULL, detail };
+        if (audit_append(st, r->f->v, &e, &err) != 0)
+            break;
+    }
+    snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+/* Three nodes appending at once leave ONE chain: numbered 1..600 without a
+ * gap, each linked to the one before, every checkpoint signing the entry
+ * it names, and every node's every entry in it exactly once. */
+static void test_r21_nodes_appending_together_keep_one_chain(void **state)
+{
+    struct fx *f = *state;
+    struct node_run runs[NODES];
+    pthread_t th[NODES];
+    for (int i = 0; i < NODES; i++) {
+        runs[i] = (struct node_run){ .f = f, .node = i };
+        assert_int_equal(pthread_create(&th[i], NULL, node_append, &runs[i]),
+                         0);
+    }
+    for (int i = 0; i < NODES; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < NODES; i++)
+        if (runs[i].err[0])
+            fail_msg("node %d: %s", i, runs[i].err);
+    struct audit_report r = verify_expect(f, f->v, 0, 0, NULL);
+    assert_int_equal(r.entries, NODES * PER_NODE);
+    assert_int_equal(r.checkpoints, NODES * PER_NODE / 64);
+    static int seen[NODES][PER_NODE];
+    memset(seen, 0, sizeof(seen));
+    struct store_audit_row *rows;
+    size_t n;
+    struct error err = {0};
+    assert_int_equal(store_audit_list(f->st, 0, 10000, &rows, &n, &err), 0);
+    assert_int_equal(n, NODES * PER_NODE);
+    for (size_t i = 0; i < n; i++) {
+        int node = -1, k = -1;
+        assert_int_equal(rows[i].seq, (int64_t)i + 1);
+        assert_int_equal(sscanf(rows[i].actor, "node%d", &node), 1);
+        assert_int_equal(sscanf(rows[i].detail, "%d", &k), 1);
+        assert_true(node >= 0 && node < NODES && k >= 0 && k < PER_NODE);
+        seen[node][k]++;
+    }
+    store_audit_rows_free(rows, n);
+    for (int i = 0; i < NODES; i++)
+        for (int k = 0; k < PER_NODE; k++)
+            if (seen[i][k] != 1)
+                fail_msg("node %d entry %d is in the trail %d times", i, k,
+                         seen[i][k]);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-        T(test_r18_empty_trail_verifies),
-        T(test_r18_chain_of_200_verifies),
-        T(test_r18_entry_hash_matches_documented_encoding),
-        T(test_r18_checkpoint_every_64_and_on_demand),
-        T(test_r18_verify_crosses_pages),
-        T(test_r18_append_validates_event),
-        T(test_r18_keystore_without_audit_key_rolls_back),
-        T(test_r18_edited_field_detected),
-        T(test_r18_field_boundaries_are_unambiguous),
-        T(test_r18_deleted_entry_detected),
-        T(test_r18_inserted_entry_detected),
-        T(test_r18_inserted_entry_breaks_next_link),
-        T(test_r18_reordered_entries_detected),
-        T(test_r18_forged_chain_caught_by_checkpoint),
-        T(test_r18_corrupted_checkpoint_signature_detected),
-        T(test_r18_other_keystore_key_detected),
+    /* the trail: both backends */
+#define BOTH \
+        T(test_r18_empty_trail_verifies), \
+        T(test_r18_chain_of_200_verifies), \
+        T(test_r18_entry_hash_matches_documented_encoding), \
+        T(test_r18_checkpoint_every_64_and_on_demand), \
+        T(test_r18_verify_crosses_pages), \
+        T(test_r18_append_validates_event), \
+        T(test_r18_keystore_without_audit_key_rolls_back), \
+        T(test_r18_edited_field_detected), \
+        T(test_r18_field_boundaries_are_unambiguous), \
+        T(test_r18_deleted_entry_detected), \
+        T(test_r18_inserted_entry_detected), \
+        T(test_r18_inserted_entry_breaks_next_link), \
+        T(test_r18_reordered_entries_detected), \
+        T(test_r18_forged_chain_caught_by_checkpoint), \
+        T(test_r18_corrupted_checkpoint_signature_detected), \
+        T(test_r18_other_keystore_key_detected), \
+        T(test_r21_nodes_appending_together_keep_one_chain)
+    const struct CMUnitTest sqlite[] = {
+        BOTH,
+        /* the signed head anchor: a file beside the database file */
         T(test_r18_truncation_detected_by_checkpoint_and_anchor),
         T(test_r18_anchor_file_matches_documented_format),
         T(test_r18_anchor_names_deleted_newest_entries),
@@ -988,7 +1113,16 @@ int main(void)
         T(test_r22_anchor_of_an_older_data_dir_moves_into_state),
         T(test_r18_anchor_survives_key_rotation),
         T(test_r18_anchor_follows_concurrent_appenders),
-#undef T
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest postgresql[] = {
+        BOTH,
+    };
+#undef BOTH
+#undef T
+    int failed = cmocka_run_group_tests_name("audit (sqlite)", sqlite, NULL,
+                                             NULL);
+    g_pg = 1;
+    failed += cmocka_run_group_tests_name("audit (postgresql)", postgresql,
+                                          NULL, NULL);
+    return failed;
 }

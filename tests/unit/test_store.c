@@ -11,8 +11,8 @@
  * These are the store's conformance tests: the same tests run against
  * SQLite and against a real PostgreSQL server (R21; scripts/run-unit.sh
  * starts one and names it in WHARF_TEST_PG; without it the PostgreSQL group
- * fails, it is not skipped). Tests of what the PostgreSQL backend does not
- * hold yet (connector secrets by name, refusals, SQLite's migration table)
+ * fails, it is not skipped). Tests of what is SQLite's alone (its
+ * migration table, serve's start giving back every lease of the one node)
  * run against SQLite only; tests named r21 are about several connections
  * (nodes) sharing one database.
  *
@@ -949,6 +949,97 @@ static void test_m5_connector_config_set(void **state)
 #define MUST(call, e) do { if ((call) != 0) fail_msg("%s: %s", #call, \
                                                    (e).msg); } while (0)
 
+/* M7: a certificate added on its own (with the partner's new config, or
+ * the profile's with its sealed key) is listed by owner, moves the flow
+ * generation, and a second add of the same certificate keeps one row;
+ * receipts (raw MDNs) of a message come back oldest first, with or without
+ * their headers and body. */
+static void test_m7_certs_added_and_receipts_kept(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store_partner pa[] = { { "acme", "ACME-AS2", "{}" } };
+    struct store_flow put = { .partners = pa, .npartners = 1,
+                              .profile = (char *)"{\"as2_id\":\"WHARF\"}" };
+    MUST(store_flow_put(f->st, &put, &err), err);
+    int64_t gen = store_flow_generation(f->st, &err);
+    unsigned char der[] = { 0x30, 0x00, 0x01, 0x02 }, key[] = { 9, 0, 8 };
+    struct store_cert c = { .owner = (char *)"acme",
+                            .subject = (char *)"CN=acme",
+                            .not_before = 1000, .not_after = 2000,
+                            .der = der, .der_len = sizeof(der) };
+    snprintf(c.id, sizeof(c.id), "%064d", 1);
+    MUST(store_cert_add(f->st, &c, "{\"cert\":\"a.pem\"}", &err), err);
+    MUST(store_cert_add(f->st, &c, NULL, &err), err);
+    struct store_cert mine = c;
+    mine.owner = (char *)"";
+    mine.subject = (char *)"CN=wharf";
+    mine.key = key;
+    mine.key_len = sizeof(key);
+    MUST(store_cert_add(f->st, &mine, "{\"as2_id\":\"WHARF2\"}", &err), err);
+    assert_true(store_flow_generation(f->st, &err) == gen + 3);
+    struct store_cert *got;
+    size_t n;
+    MUST(store_certs_list(f->st, "acme", 1, &got, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].subject, "CN=acme");
+    assert_string_equal(got[0].id, c.id);
+    assert_int_equal(got[0].der_len, sizeof(der));
+    assert_memory_equal(got[0].der, der, sizeof(der));
+    assert_null(got[0].key);
+    assert_true(got[0].not_after == 2000);
+    store_certs_free(got, n);
+    MUST(store_certs_list(f->st, "", 1, &got, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_int_equal(got[0].key_len, sizeof(key));
+    assert_memory_equal(got[0].key, key, sizeof(key));
+    store_certs_free(got, n);
+    MUST(store_certs_list(f->st, NULL, 0, &got, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].owner, "");
+    assert_null(got[0].key);
+    store_certs_free(got, n);
+    struct store_flow fl;
+    MUST(store_flow_get(f->st, &fl, &err), err);
+    assert_string_equal(fl.profile, "{\"as2_id\":\"WHARF2\"}");
+    assert_string_equal(fl.partners[0].config, "{\"cert\":\"a.pem\"}");
+    store_flow_clear(&fl);
+
+    unsigned char body[] = { 'M', 0, 'D', 'N' };
+    struct store_receipt r1 = { .message_id = (char *)ID1,
+        .direction = (char *)"received", .at = 5,
+        .as2_message_id = (char *)"<mdn@acme>",
+        .original_message_id = (char *)"<1@wharf>",
+        .headers = (char *)"Content-Type: x\r\n", .body = body,
+        .len = sizeof(body) };
+    struct store_receipt r2 = { .message_id = (char *)ID1,
+        .direction = (char *)"sent", .at = 6, .headers = (char *)"" };
+    MUST(store_receipt_add(f->st, &r1, &err), err);
+    MUST(store_receipt_add(f->st, &r2, &err), err);
+    struct store_receipt *rr;
+    MUST(store_receipts_list(f->st, ID1, 1, &rr, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_string_equal(rr[0].direction, "received");
+    assert_string_equal(rr[0].as2_message_id, "<mdn@acme>");
+    assert_string_equal(rr[0].headers, "Content-Type: x\r\n");
+    assert_int_equal(rr[0].len, sizeof(body));
+    assert_memory_equal(rr[0].body, body, sizeof(body));
+    assert_true(rr[0].at == 5 && rr[0].id < rr[1].id);
+    assert_null(rr[1].as2_message_id);
+    assert_null(rr[1].body);
+    assert_int_equal(rr[1].len, 0);
+    store_receipts_free(rr, n);
+    MUST(store_receipts_list(f->st, ID1, 0, &rr, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_null(rr[0].headers);
+    assert_null(rr[0].body);
+    store_receipts_free(rr, n);
+    MUST(store_receipts_list(f->st, "nope", 1, &rr, &n, &err), err);
+    assert_int_equal(n, 0);
+    store_receipts_free(rr, n);
+}
+
+
 /* Item 12: a lane leases only the hops of its message sizes. */
 static void test_m4_lease_lane_by_message_size(void **state)
 {
@@ -1079,6 +1170,7 @@ static void test_r22_refusals_fold_into_bursts(void **state)
 
 #define NODES 3
 #define SHARED 300
+#define REFUSALS 100
 
 struct node_run {
     const char *db;
@@ -1329,6 +1421,74 @@ static void test_r20_backup_runs_are_recorded(void **state)
     assert_int_equal(store_backup_list(f->st, 0, &it, &n, &err), -1);
 }
 
+/* A node recording refusals of one client on its own connection. */
+struct refusal_run {
+    const char *db;
+    int64_t counts[REFUSALS];
+    char ids[REFUSALS][ID_LEN + 1];
+    char err[300];
+};
+
+static void *refuse_each(void *arg)
+{
+    struct refusal_run *r = arg;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    struct store_refusal rf = { "as2-a", "192.0.2.9", "decryption-failed",
+                                "AS2 message refused", 3600000 };
+    for (int i = 0; st && i < REFUSALS; i++)
+        if (store_refusal_record(st, &rf, r->ids[i], &r->counts[i],
+                                 &err) != 0)
+            break;
+    snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+/* Two nodes refused by the same client for the same reason at the same
+ * time: one burst, counted once per refusal (each node gets a different
+ * count back: 1 .. all of them), with its two events. */
+static void test_r21_nodes_refused_together_fold_into_one_burst(void **state)
+{
+    struct fx *f = *state;
+    static struct refusal_run runs[2];
+    pthread_t th[2];
+    memset(runs, 0, sizeof(runs));
+    for (int i = 0; i < 2; i++) {
+        runs[i].db = f->db;
+        assert_int_equal(pthread_create(&th[i], NULL, refuse_each, &runs[i]),
+                         0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        if (runs[i].err[0])
+            fail_msg("node %d: %s", i, runs[i].err);
+    }
+    static int64_t all[2 * REFUSALS];
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < REFUSALS; k++) {
+            all[i * REFUSALS + k] = runs[i].counts[k];
+            if (strcmp(runs[i].ids[k], runs[0].ids[0]) != 0)
+                fail_msg("node %d, refusal %d: burst %s, not %s", i, k,
+                         runs[i].ids[k], runs[0].ids[0]);
+        }
+    qsort(all, 2 * REFUSALS, sizeof(all[0]), cmp_i64);
+    for (int k = 0; k < 2 * REFUSALS; k++)
+        if (all[k] != k + 1)
+            fail_msg("counts given back: #%d is %lld, not %d", k + 1,
+                     (long long)all[k], k + 1);
+    struct store_message *msgs;
+    size_t n;
+    struct error err = {0};
+    MUST(store_message_list(f->st, "refused", 100, 0, &msgs, &n, &err), err);
+    assert_int_equal(n, 1);
+    store_messages_free(msgs, n);
+    assert_int_equal(count_events(f->st, runs[0].ids[0], "error", NULL), 2);
+    char want[100];
+    snprintf(want, sizeof(want), "refused %d times in all", 2 * REFUSALS);
+    assert_int_equal(count_events(f->st, runs[0].ids[0], NULL, want), 1);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -1414,9 +1574,8 @@ static void test_r21_pg_schema_made_once_newer_refused(void **state)
 }
 
 /* The password of a store URL shows nowhere: not in the store's name, not
- * in the error of a failed connection. What the PostgreSQL backend does not
- * hold yet fails by saying so, never by crashing. */
-static void test_r21_pg_url_password_hidden_parts_not_yet_refused(void **state)
+ * in the error of a failed connection. */
+static void test_r21_pg_url_password_is_never_shown(void **state)
 {
     struct fx *f = *state;
     const char *at = strchr(f->db + strlen("postgresql://"), '@');
@@ -1429,12 +1588,6 @@ static void test_r21_pg_url_password_hidden_parts_not_yet_refused(void **state)
         fail_msg("open with a password: %s", err.msg);
     assert_null(strstr(store_path(st), "Hunter2-pw"));
     assert_non_null(strstr(store_path(st), f->pgname));
-    unsigned char *blob = NULL;
-    size_t len = 0;
-    int64_t expires = 0;
-    assert_int_equal(store_csecret_get(st, "a", "key_file", &blob, &len,
-                                       &expires, &err), -1);
-    assert_non_null(strstr(err.msg, "not kept in PostgreSQL yet"));
     store_close(st);
     assert_null(store_open("postgresql://wharf:Hunter2-pw@127.0.0.1:1/x"
                            "?connect_timeout=5", &err));
@@ -1461,8 +1614,13 @@ int main(void)
         T(test_m2_group_commit_batch), \
         T(test_m4_lease_lane_by_message_size), \
         T(test_m4_hop_wait_is_not_an_attempt), \
+        T(test_r15_connector_secrets_follow_the_flow), \
+        T(test_m5_connector_config_set), \
+        T(test_r22_refusals_fold_into_bursts), \
+        T(test_m7_certs_added_and_receipts_kept), \
         T(test_r21_nodes_leasing_together_never_share_a_hop), \
         T(test_r21_nodes_finishing_one_message_agree_on_its_state), \
+        T(test_r21_nodes_refused_together_fold_into_one_burst), \
         T(test_r21_nodes_beat_and_show_their_leases), \
         T(test_r20_backup_runs_are_recorded)
     const struct CMUnitTest sqlite[] = {
@@ -1470,15 +1628,12 @@ int main(void)
         /* single node: serve's start gives every lease back */
         T(test_m2_leases_release),
         T(test_m2_migration_version),
-        T(test_r15_connector_secrets_follow_the_flow),
-        T(test_m5_connector_config_set),
-        T(test_r22_refusals_fold_into_bursts),
     };
     const struct CMUnitTest postgresql[] = {
         CONFORMANCE,
         T(test_r21_pg_node_start_takes_no_lease_of_another),
         T(test_r21_pg_schema_made_once_newer_refused),
-        T(test_r21_pg_url_password_hidden_parts_not_yet_refused),
+        T(test_r21_pg_url_password_is_never_shown),
     };
 #undef CONFORMANCE
 #undef T
