@@ -639,6 +639,73 @@ static void test_r21_alert_escalated_by_two_nodes_once(void **state)
     }
 }
 
+static void *ack_or_resolve_each(void *arg)
+{
+    struct node *nd = arg;
+    struct error err = {0};
+    struct store *st = store_open(nd->db, &err);
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "m%d", i);
+        struct store_sec_event_new ev = { nd->no ? "user:bob" : "user:ada",
+                                          "acknowledged", "critical",
+                                          "acknowledged: on it", 0, 0 };
+        pthread_barrier_wait(nd->go);
+        if (st == NULL || nd->err[0]) {
+            nd->rc[i] = -1;
+            continue;
+        }
+        /* expect[0] set: resolve the alert's kind and key; else ack it */
+        nd->rc[i] = nd->expect[0]
+            ? store_alert_resolve(st, "integrity.payload", key, "cleared",
+                                  1700000000000 + i, NULL, &err)
+            : store_alert_transition(st, nd->ids[i], "open", "acknowledged",
+                                     1700000000000 + i, &ev, &err);
+        if (nd->rc[i] < 0)
+            snprintf(nd->err, sizeof(nd->err), "%s", err.msg);
+    }
+    if (st == NULL)
+        snprintf(nd->err, sizeof(nd->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+/* Two nodes acknowledge the same open alert at once: one does (1), the
+ * other is told it is not open any more (2); one "acknowledged" entry.
+ * (PostgreSQL: the compare-and-set "state = from" of one UPDATE; without
+ * it both acknowledge.) Then two nodes resolve it at once: resolved once,
+ * one "resolved" entry (the UPDATE of live alerts re-checks each row). */
+static void test_r21_alert_acked_and_resolved_by_two_nodes_once(void **state)
+{
+    struct fx *f = *state;
+    static struct node nd[2];
+    memset(nd, 0, sizeof(nd));
+    alerts_to_race(f, nd);
+    race(f, ack_or_resolve_each, nd);
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        if (nd[0].rc[i] + nd[1].rc[i] != 3)
+            fail_msg("round %d: acknowledgements returned %d and %d", i,
+                     nd[0].rc[i], nd[1].rc[i]);
+        char tl[128];
+        timeline(f, nd[0].ids[i], 0, tl, sizeof(tl));
+        assert_string_equal(tl, "opened,acknowledged");
+    }
+    nd[0].expect[0] = nd[1].expect[0] = 1;
+    race(f, ack_or_resolve_each, nd);
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        if (nd[0].rc[i] + nd[1].rc[i] != 1)
+            fail_msg("round %d: resolves returned %d and %d", i,
+                     nd[0].rc[i], nd[1].rc[i]);
+        struct store_alert a = get_alert(f, nd[0].ids[i]);
+        assert_string_equal(a.state, "resolved");
+        store_alert_clear(&a);
+        char tl[128];
+        timeline(f, nd[0].ids[i], 0, tl, sizeof(tl));
+        assert_string_equal(tl, "opened,acknowledged,resolved");
+    }
+    assert_int_equal(count_alerts(f, "live"), 0);
+}
+
 static void *incident_put_each(void *arg)
 {
     struct node *nd = arg;
@@ -779,6 +846,7 @@ int main(void)
         T(test_r19_escalate_into_an_open_incident), \
         T(test_r21_same_alert_from_two_nodes_folds_into_one), \
         T(test_r21_alert_escalated_by_two_nodes_once), \
+        T(test_r21_alert_acked_and_resolved_by_two_nodes_once), \
         T(test_r21_incident_step_by_two_nodes_once)
     const struct CMUnitTest sqlite[] = {
         BOTH,
