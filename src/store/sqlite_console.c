@@ -6,12 +6,14 @@
  * Every filter is a bound parameter of one constant statement ("?N IS
  * NULL OR ..."); LIKE patterns are escaped here, so a user's % or _ is a
  * character, not a wildcard. Must never build SQL from data.
+ * On a PostgreSQL store each entry point hands over to pg_console.c.
  */
 #include "store/console_store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_console.h"
 #include "store/store_internal.h"
 
 enum { C_SEARCH = 192, C_HOURLY, C_LAST };
@@ -120,6 +122,8 @@ int store_message_search(struct store *s, const struct store_message_query *q,
                          struct store_message **out, size_t *n,
                          struct error *err)
 {
+    if (store_pg(s))
+        return pgs_message_search(store_pg(s), q, out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = store_stmt_ext(s, C_SEARCH, SQL_SEARCH, err);
@@ -153,6 +157,9 @@ int store_message_search(struct store *s, const struct store_message_query *q,
 int store_message_hourly(struct store *s, int64_t since_ms, int hours,
                          int64_t (*counts)[3], struct error *err)
 {
+    if (store_pg(s))
+        return pgs_message_hourly(store_pg(s), since_ms, hours, counts,
+                                  err);
     memset(counts, 0, (size_t)hours * sizeof(*counts));
     sqlite3_stmt *st = store_stmt_ext(s, C_HOURLY, SQL_HOURLY, err);
     if (st == NULL)

@@ -5,13 +5,15 @@
  *
  * Owns no cache slot: these run once per report or scrape, prepared and
  * finalized each time. Every statement is a constant string with bound
- * parameters. Must never write.
+ * parameters. Must never write. On a PostgreSQL store each entry point
+ * hands over to pg_posture.c.
  */
 #include "store/posture_store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_posture.h"
 #include "store/store_internal.h"
 
 #define SQL_AUDIT_NEWEST "SELECT at, action FROM audit WHERE action IN" \
@@ -28,6 +30,8 @@
 int store_audit_newest(struct store *s, const char *actions_json,
                        int64_t *at, char **action, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_audit_newest(store_pg(s), actions_json, at, action, err);
     *at = 0;
     *action = NULL;
     sqlite3_stmt *st = store_stmt_once(s, SQL_AUDIT_NEWEST, "prepare", err);
@@ -47,6 +51,8 @@ int store_audit_newest(struct store *s, const char *actions_json,
 
 int store_table_exists(struct store *s, const char *name, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_table_exists(store_pg(s), name, err);
     sqlite3_stmt *st = store_stmt_once(s, SQL_TABLE_EXISTS, "prepare", err);
     if (st == NULL)
         return -1;
@@ -62,6 +68,9 @@ int store_table_exists(struct store *s, const char *name, struct error *err)
 int store_backup_newest(struct store *s, int64_t *finished_at,
                         char **location, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_backup_newest(store_pg(s), finished_at, location,
+                                 err);
     *finished_at = 0;
     *location = NULL;
     int exists = store_table_exists(s, "backups", err);
@@ -128,11 +137,15 @@ static int counts(struct store *s, const char *sql, struct store_count **out,
 int store_hop_counts_by_connector(struct store *s, struct store_count **out,
                                   size_t *n, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_hop_counts_by_connector(store_pg(s), out, n, err);
     return counts(s, SQL_HOPS_BY_CONN, out, n, err);
 }
 
 int store_message_counts(struct store *s, struct store_count **out,
                          size_t *n, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_message_counts(store_pg(s), out, n, err);
     return counts(s, SQL_MSGS_BY_STATE, out, n, err);
 }

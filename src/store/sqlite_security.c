@@ -6,12 +6,14 @@
  * Each state change and its timeline event are one IMMEDIATE transaction.
  * Every statement is a constant string with bound parameters. Must never
  * decide policy (src/security/ does) or build SQL from data.
+ * On a PostgreSQL store each entry point hands over to pg_security.c.
  */
 #include "store/security_store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_security.h"
 #include "store/store_internal.h"
 
 enum {
@@ -283,6 +285,9 @@ int store_sec_events_of(struct store *s, int64_t alert_id,
                         int64_t incident_id, struct store_sec_event **out,
                         size_t *n, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_sec_events_of(store_pg(s), alert_id, incident_id, out, n,
+                                 err);
     sqlite3_stmt *st = sec_stmt(s, alert_id > 0 ? Q_EV_OF_ALERT : Q_EV_OF_INC,
                                 err);
     if (st == NULL)
@@ -296,6 +301,8 @@ int store_sec_events_after(struct store *s, int64_t after, size_t limit,
                            struct store_sec_event **out, size_t *n,
                            struct error *err)
 {
+    if (store_pg(s))
+        return pgs_sec_events_after(store_pg(s), after, limit, out, n, err);
     sqlite3_stmt *st = sec_stmt(s, Q_EV_AFTER, err);
     if (st == NULL)
         return -1;
@@ -307,6 +314,8 @@ int store_sec_events_after(struct store *s, int64_t after, size_t limit,
 
 int store_sec_event_last(struct store *s, int64_t *id, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_sec_event_last(store_pg(s), id, err);
     sqlite3_stmt *st = sec_stmt(s, Q_EV_LAST, err);
     if (st == NULL)
         return -1;
@@ -331,6 +340,8 @@ static int alert_get_tx(struct store *s, int64_t id, struct store_alert *out,
 int store_alert_get(struct store *s, int64_t id, struct store_alert *out,
                     struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alert_get(store_pg(s), id, out, err);
     memset(out, 0, sizeof(*out));
     return alert_get_tx(s, id, out, err);
 }
@@ -410,6 +421,8 @@ static int alert_raise_tx(struct store *s, const struct store_alert_raise *r,
 int store_alert_raise(struct store *s, const struct store_alert_raise *r,
                       struct store_alert *out, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alert_raise(store_pg(s), r, out, err);
     int64_t id = 0;
     memset(out, 0, sizeof(*out));
     if (store_tx_begin(s, err) < 0)
@@ -480,6 +493,8 @@ int store_alert_resolve(struct store *s, const char *kind, const char *key,
                         const char *text, int64_t at, struct store_alert *out,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alert_resolve(store_pg(s), kind, key, text, at, out, err);
     int64_t last = 0, ids[1];
     size_t live = 0;
     if (out)
@@ -505,6 +520,8 @@ int store_alert_list(struct store *s, const char *state, int64_t before,
                      size_t limit, struct store_alert **out, size_t *n,
                      struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alert_list(store_pg(s), state, before, limit, out, n, err);
     sqlite3_stmt *st = sec_stmt(s, Q_ALERT_LIST, err);
     if (st == NULL)
         return -1;
@@ -519,6 +536,8 @@ int store_alerts_of_incident(struct store *s, int64_t incident,
                              struct store_alert **out, size_t *n,
                              struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alerts_of_incident(store_pg(s), incident, out, n, err);
     sqlite3_stmt *st = sec_stmt(s, Q_ALERT_OF_INC, err);
     if (st == NULL)
         return -1;
@@ -529,6 +548,8 @@ int store_alerts_of_incident(struct store *s, int64_t incident,
 
 int store_alert_counts(struct store *s, int64_t counts[3], struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alert_counts(store_pg(s), counts, err);
     static const char *const levels[3] = { "info", "warning", "critical" };
     sqlite3_stmt *st = sec_stmt(s, Q_ALERT_COUNTS, err);
     if (st == NULL)
@@ -575,6 +596,8 @@ int store_alert_transition(struct store *s, int64_t id, const char *from,
                            const struct store_sec_event_new *ev,
                            struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alert_transition(store_pg(s), id, from, to, at, ev, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     int rc = alert_transition_tx(s, id, from, to, at, ev, err);
@@ -656,6 +679,9 @@ int store_alert_escalate(struct store *s, int64_t alert_id, int64_t into,
                          const struct store_sec_event_new *ev, size_t nev,
                          int64_t *incident, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_alert_escalate(store_pg(s), alert_id, into, title, owner,
+                                  at, ev, nev, incident, err);
     *incident = 0;
     if (store_tx_begin(s, err) < 0)
         return -1;
@@ -671,6 +697,8 @@ int store_alert_escalate(struct store *s, int64_t alert_id, int64_t into,
 int store_incident_get(struct store *s, int64_t id,
                        struct store_incident *out, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_incident_get(store_pg(s), id, out, err);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = sec_stmt(s, Q_INC_GET, err);
     if (st == NULL)
@@ -683,6 +711,9 @@ int store_incident_list(struct store *s, const char *state, int64_t before,
                         size_t limit, struct store_incident **out, size_t *n,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_incident_list(store_pg(s), state, before, limit, out, n,
+                                 err);
     sqlite3_stmt *st = sec_stmt(s, Q_INC_LIST, err);
     if (st == NULL)
         return -1;
@@ -737,6 +768,9 @@ int store_incident_put(struct store *s, const struct store_incident *inc,
                        const struct store_sec_event_new *ev, size_t nev,
                        struct error *err)
 {
+    if (store_pg(s))
+        return pgs_incident_put(store_pg(s), inc, expect_updated, ev, nev,
+                                err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     int rc = incident_put_tx(s, inc, expect_updated, ev, nev, err);
