@@ -120,19 +120,16 @@ static void timeline(struct fx *f, int64_t alert, int64_t incident,
     store_sec_events_free(e, k);
 }
 
-/* Entries of the audit trail whose action is action; -1 when the store
- * does not keep the audit trail (PostgreSQL, until pg_audit.c holds it). */
+/* Entries of the audit trail whose action is action (and whose detail
+ * holds detail_has, unless NULL). */
 static int audited(struct fx *f, const char *action, const char *detail_has)
 {
     struct store_audit_row *rows = NULL;
     size_t n = 0;
     struct error err = {0};
     int found = 0;
-    if (store_audit_list(f->st, 0, 1000, &rows, &n, &err) < 0) {
-        if (g_pg && strstr(err.msg, "not kept in PostgreSQL yet"))
-            return -1;
+    if (store_audit_list(f->st, 0, 1000, &rows, &n, &err) < 0)
         fail_msg("store_audit_list: %s", err.msg);
-    }
     for (size_t i = 0; i < n; i++)
         if (strcmp(rows[i].action, action) == 0 &&
             (detail_has == NULL ||
@@ -142,13 +139,8 @@ static int audited(struct fx *f, const char *action, const char *detail_has)
     return found;
 }
 
-/* audited() is want; not checked (only) where the store says it does not
- * keep the audit trail yet: the check runs as soon as it does. */
-#define ASSERT_AUDITED(f, action, detail, want) do { \
-        int n_ = audited(f, action, detail); \
-        if (n_ >= 0) \
-            assert_int_equal(n_, want); \
-    } while (0)
+#define ASSERT_AUDITED(f, action, detail, want) \
+    assert_int_equal(audited(f, action, detail), want)
 
 /* ---- folding ------------------------------------------------------------- */
 
