@@ -289,7 +289,7 @@ static int lease_tx(struct pg_store *p, const char *owner, int64_t now,
 {
     struct pg_args a = {0};
     pg_arg_int(&a, now);
-    pg_arg_int(&a, (int64_t)max);
+    pg_arg_int(&a, max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max);
     PGresult *r = run(p, JB_DUE, &a, "read due jobs", err);
     if (r == NULL)
         return -1;

@@ -21,6 +21,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <time.h>
 #include <unistd.h>
@@ -1299,7 +1300,7 @@ struct lease_probe {
     size_t n;
     char first[ID_LEN + 1];
     char err[300];
-    volatile int done;
+    atomic_int done;
 };
 
 static void *lease_probe(void *arg)
@@ -1314,7 +1315,7 @@ static void *lease_probe(void *arg)
     store_jobs_free(j, r->n);
     snprintf(r->err, sizeof(r->err), "%s", err.msg);
     store_close(st);
-    r->done = 1;
+    atomic_store(&r->done, 1);
     return NULL;
 }
 
@@ -1341,9 +1342,9 @@ static void test_r21_pg_job_lease_skips_a_job_another_node_is_taking(
     struct lease_probe probe = { .db = f->db };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, lease_probe, &probe), 0);
-    for (int i = 0; i < 500 && !probe.done; i++)
+    for (int i = 0; i < 500 && !atomic_load(&probe.done); i++)
         usleep(10000);
-    int waited = !probe.done;
+    int waited = !atomic_load(&probe.done);
     PQclear(PQexec(c, "ROLLBACK"));
     PQfinish(c);
     pthread_join(th, NULL);
