@@ -3,6 +3,8 @@
  * messages (table of migration 10 in sqlite.c).
  *
  * Owns statement cache slots 272..303 of store_stmt_ext and nothing else.
+ * On a PostgreSQL store each entry point of job_store.h hands the call
+ * over to pg_jobs.c.
  * Every statement is a constant string with bound parameters. It stores
  * and returns sealed blobs as given; it must never see plaintext (sealing
  * is core/jobs.c's) nor build SQL from data.
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_jobs.h"
 #include "store/store_internal.h"
 
 enum { J_BASE = 272, J_DROP_ACTIVE = J_BASE, J_INSERT, J_ACTIVE, J_CANCEL, J_INPUT, J_DUE,
@@ -228,6 +231,8 @@ static int add_tx(struct store *s, const struct store_job_new *j, int64_t now,
 int store_job_add(struct store *s, const struct store_job_new *j,
                   struct error *err)
 {
+    if (store_pg(s))
+        return pgs_job_add(store_pg(s), j, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     if (add_tx(s, j, time_now_ms(), err) < 0 || store_tx_commit(s, err) < 0)
@@ -238,6 +243,9 @@ int store_job_add(struct store *s, const struct store_job_new *j,
 int store_job_active(struct store *s, const char *msgid, const char *connector,
                      const char *kind, char id[ID_LEN + 1], struct error *err)
 {
+    if (store_pg(s))
+        return pgs_job_active(store_pg(s), msgid, connector, kind, id,
+                              err);
     sqlite3_stmt *st = keyed(s, J_ACTIVE, msgid, connector, kind, err);
     if (st == NULL)
         return -1;
@@ -253,6 +261,8 @@ int store_job_active(struct store *s, const char *msgid, const char *connector,
 int store_job_cancel(struct store *s, const char *msgid, const char *connector,
                      const char *kind, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_job_cancel(store_pg(s), msgid, connector, kind, err);
     sqlite3_stmt *st = keyed(s, J_CANCEL, msgid, connector, kind, err);
     if (st == NULL || store_step_done(s, st, err, "cancel a job") < 0)
         return -1;
@@ -262,6 +272,8 @@ int store_job_cancel(struct store *s, const char *msgid, const char *connector,
 int store_job_input(struct store *s, const char *id, const unsigned char *input,
                     size_t len, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_job_input(store_pg(s), id, input, len, err);
     sqlite3_stmt *st = j_stmt(s, J_INPUT, err);
     if (st == NULL)
         return -1;
@@ -301,6 +313,9 @@ int store_job_lease(struct store *s, const char *owner, int64_t now,
                     int64_t lease_ms, size_t max, struct store_job **out,
                     size_t *n, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_job_lease(store_pg(s), owner, now, lease_ms, max, out, n,
+                             err);
     *out = NULL;
     *n = 0;
     if (store_tx_begin(s, err) < 0)
@@ -347,6 +362,8 @@ static int finish_tx(struct store *s, const struct store_job_outcome *o,
 int store_job_finish(struct store *s, const struct store_job_outcome *o,
                      int *skipped, int *hop_settled, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_job_finish(store_pg(s), o, skipped, hop_settled, err);
     *skipped = *hop_settled = 0;
     if (store_tx_begin(s, err) < 0)
         return -1;
@@ -359,6 +376,8 @@ int store_job_finish(struct store *s, const struct store_job_outcome *o,
 int store_message_jobs(struct store *s, const char *msgid,
                        struct store_job **out, size_t *n, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_message_jobs(store_pg(s), msgid, out, n, err);
     sqlite3_stmt *st = j_stmt(s, J_OF_MSG, err);
     if (st == NULL)
         return -1;
@@ -369,6 +388,9 @@ int store_message_jobs(struct store *s, const char *msgid,
 int store_job_counts(struct store *s, int64_t *pending, int64_t *processing,
                      int64_t *failed, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_job_counts(store_pg(s), pending, processing, failed,
+                              err);
     sqlite3_stmt *st = j_stmt(s, J_COUNTS, err);
     if (st == NULL)
         return -1;

@@ -6,6 +6,8 @@
  * sqlite.c).
  *
  * Owns statement cache slots 248..271 of store_stmt_ext and nothing else.
+ * On a PostgreSQL store each entry point of retention_store.h hands the
+ * call over to pg_retention.c.
  * Every statement is a constant string with bound parameters (a set of
  * names is one bound JSON array read with json_each). Must never decide
  * what is expired (security/retention.c does), touch a file, or delete a
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_retention.h"
 #include "store/store_internal.h"
 
 enum {
@@ -157,6 +160,9 @@ int store_purge_candidates(struct store *s, const char *source,
                            struct store_expired **out, size_t *n,
                            struct error *err)
 {
+    if (store_pg(s))
+        return pgs_purge_candidates(store_pg(s), source, before, max, out, n,
+                                    err);
     sqlite3_stmt *st = ret_stmt(s, R_CANDIDATES, err);
     if (st == NULL)
         return -1;
@@ -182,6 +188,8 @@ static int one_int(struct store *s, sqlite3_stmt *st, int64_t *out,
 int store_purge_count(struct store *s, const char *source, int64_t before,
                       int64_t *count, int64_t *bytes, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_purge_count(store_pg(s), source, before, count, bytes, err);
     sqlite3_stmt *st = ret_stmt(s, R_COUNT, err);
     *count = *bytes = 0;
     if (st == NULL)
@@ -203,6 +211,8 @@ int store_purge_count(struct store *s, const char *source, int64_t before,
 int store_purge_held(struct store *s, const char *source, int64_t before,
                      int64_t *count, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_purge_held(store_pg(s), source, before, count, err);
     sqlite3_stmt *st = ret_stmt(s, R_HELD_BEFORE, err);
     if (st == NULL)
         return -1;
@@ -222,6 +232,8 @@ void store_names_free(char **names, size_t n)
 int store_message_sources(struct store *s, char ***out, size_t *n,
                           struct error *err)
 {
+    if (store_pg(s))
+        return pgs_message_sources(store_pg(s), out, n, err);
     sqlite3_stmt *st = ret_stmt(s, R_SOURCES, err);
     *out = NULL;
     *n = 0;
@@ -299,6 +311,8 @@ static int purge_one(struct store *s, const char *id, int64_t now,
 int store_purge_delete(struct store *s, const char *const *ids, size_t n,
                        int64_t now, int *gone, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_purge_delete(store_pg(s), ids, n, now, gone, err);
     memset(gone, 0, n * sizeof(*gone));
     if (n == 0)
         return 0;
@@ -330,6 +344,8 @@ int store_purge_pending(struct store *s, size_t max,
                         struct store_pending **out, size_t *n,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_purge_pending(store_pg(s), max, out, n, err);
     sqlite3_stmt *st = ret_stmt(s, R_PENDING, err);
     *out = NULL;
     *n = 0;
@@ -358,6 +374,8 @@ int store_purge_pending(struct store *s, size_t max,
 
 int store_purge_done(struct store *s, const char *id, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_purge_done(store_pg(s), id, err);
     return by_id(s, R_PENDING_DONE, id, err, "forget a shredded payload");
 }
 
@@ -387,6 +405,8 @@ static int message_exists(struct store *s, const char *id, struct error *err)
 int store_hold_set(struct store *s, const char *id, const char *actor,
                    const char *reason, int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_hold_set(store_pg(s), id, actor, reason, now, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
     int found = message_exists(s, id, err);
@@ -411,6 +431,8 @@ int store_hold_set(struct store *s, const char *id, const char *actor,
 
 int store_hold_lift(struct store *s, const char *id, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_hold_lift(store_pg(s), id, err);
     if (by_id(s, R_HOLD_LIFT, id, err, "lift a legal hold") < 0)
         return -1;
     return sqlite3_changes(store_db(s)) > 0 ? 0 : 1;
@@ -419,6 +441,8 @@ int store_hold_lift(struct store *s, const char *id, struct error *err)
 int store_hold_get(struct store *s, const char *id, struct store_hold *out,
                    struct error *err)
 {
+    if (store_pg(s))
+        return pgs_hold_get(store_pg(s), id, out, err);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = ret_stmt(s, R_HOLD_GET, err);
     if (st == NULL)
@@ -438,6 +462,8 @@ int store_hold_get(struct store *s, const char *id, struct store_hold *out,
 
 int store_hold_count(struct store *s, int64_t *count, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_hold_count(store_pg(s), count, err);
     sqlite3_stmt *st = store_stmt_once(s, SQL_HOLD_COUNT, "prepare", err);
     if (st == NULL)
         return -1;
@@ -450,6 +476,8 @@ int store_messages_of(struct store *s, const char *conns_json,
                       struct store_expired **out, int **held, size_t *n,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_messages_of(store_pg(s), conns_json, out, held, n, err);
     sqlite3_stmt *st = store_stmt_once(s, SQL_MESSAGES_OF, "prepare", err);
     *out = NULL;
     *held = NULL;

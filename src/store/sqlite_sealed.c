@@ -4,6 +4,8 @@
  * and users tables, for key rotation.
  *
  * Owns statement cache slots 176..191 of store_stmt_ext and nothing else.
+ * On a PostgreSQL store both entry points hand the call over to
+ * pg_sealed.c.
  * Every statement is a constant string with bound parameters; a rewrite
  * changes only the blob column, and only where it still holds the blob that
  * was listed (compare-and-set), all rows of a batch in one transaction. It
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_sealed.h"
 #include "store/store_internal.h"
 
 enum { K_LIST = 176, K_SET = K_LIST + STORE_SEALED_KINDS,
@@ -88,6 +91,8 @@ int store_sealed_list(struct store *s, enum store_sealed_kind kind,
                       struct store_sealed **out, size_t *n,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_sealed_list(store_pg(s), kind, out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = sealed_kind_ok(kind, err) < 0 ? NULL
@@ -161,6 +166,9 @@ int store_sealed_rewrite(struct store *s, const struct store_sealed *rows,
                          size_t n, store_sealed_fn fn, void *arg,
                          size_t *replaced, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_sealed_rewrite(store_pg(s), rows, n, fn, arg, replaced,
+                                  err);
     *replaced = 0;
     if (n == 0)
         return 0;
