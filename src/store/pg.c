@@ -342,7 +342,11 @@ static const char *const SQL[Q_COUNT] = {
         " updated_at = $2 WHERE message_id = $1 AND state = 'failed'"
         " AND id = (SELECT MAX(k.id) FROM jobs k WHERE k.message_id ="
         "  jobs.message_id AND k.connector = jobs.connector"
-        "  AND k.kind = jobs.kind AND k.state = 'failed')",
+        "  AND k.kind = jobs.kind AND k.state = 'failed')"
+        " AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.message_id ="
+        "  jobs.message_id AND k.connector = jobs.connector"
+        "  AND k.kind = jobs.kind AND k.state IN ('queued', 'waiting',"
+        "  'processing'))",
 };
 
 /* ---- running the statements above (pg_internal.h) ---------------------------- */

@@ -1,16 +1,14 @@
 /*
- * pg_store.h - the PostgreSQL backend of store.h (libpq), as far as it
- * goes today: settings, the flow (connectors, links, sealed connector
- * secrets, the AS2 profile, partners, certificates), messages, hops with
- * their leases (FOR UPDATE SKIP LOCKED), events, and the job leases that
- * store_leases_renew / _release and store_message_resend touch.
+ * pg_store.h - the PostgreSQL backend of store.h (libpq): settings, the
+ * flow (connectors, links, sealed connector secrets, the AS2 profile,
+ * partners, certificates), messages, hops with their leases (FOR UPDATE
+ * SKIP LOCKED), events, and the job leases that store_leases_renew /
+ * _release and store_message_resend touch. The per-subsystem store headers
+ * have their own pg_<area>.c twins (pg_internal.h lists them).
  *
  * Only src/store/sqlite.c includes this header: it owns struct store and
  * hands each entry point of store.h to these functions when the store was
- * opened with a postgresql:// URL. The per-subsystem store headers (auth,
- * audit, jobs, partners beyond the flow, security, retention, backup ...)
- * are not on PostgreSQL yet: on a PostgreSQL store they fail with an error
- * that says so (store_internal.h's statement helpers refuse).
+ * opened with a postgresql:// URL.
  *
  * One struct pg_store is one connection, not thread-safe (as SQLite's).
  * Ownership: as store.h says for each function.

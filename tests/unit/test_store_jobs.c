@@ -1374,14 +1374,10 @@ int main(void)
         T(test_r21_nodes_settling_two_hops_of_a_message_agree_on_its_state), \
         T(test_r21_nodes_purging_together_delete_each_message_once), \
         T(test_r21_hold_and_purge_together_never_lose_a_held_message), \
-        T(test_r21_nodes_rotating_together_rewrite_each_value_once)
+        T(test_r21_nodes_rotating_together_rewrite_each_value_once), \
+        T(test_m4_resend_leaves_a_failed_job_with_an_active_successor)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
-        /* SQLite only until pg.c's Q_JOB_RESEND skips a failed job whose
-         * message, connector and kind has an active job (as sqlite_jobs.c's
-         * J_RESEND does): on PostgreSQL the resend now runs into the
-         * jobs_active unique index. */
-        T(test_m4_resend_leaves_a_failed_job_with_an_active_successor),
     };
     const struct CMUnitTest postgresql[] = {
         CONFORMANCE,
