@@ -22,6 +22,12 @@
  *     then, and two first failures would both insert "1").
  *   - Replacing recovery codes locks the user's row first, so two
  *     concurrent replacements leave one set, not the union of both.
+ *   - The replay guard: on one SQLite node a pending claim of another run
+ *     is a claim of a process that died. Here it may be a live node's, so
+ *     each connection that claims holds a shared session advisory lock of
+ *     its run (RUN_LOCK, hashtext(run)) until it closes, and a pending
+ *     claim is taken over only when nobody holds its run's lock: a request
+ *     replayed to two nodes at once is claimed by one.
  *
  * Must never: decide policy (src/auth/ does), see or log a secret in clear
  * (it receives hashes and sealed blobs only), build SQL from data, or hold
@@ -47,7 +53,7 @@ enum {
     A_TOK_INS, A_TOK_BY_HASH, A_TOK_GET, A_TOK_TOUCH, A_TOK_REVOKE,
     A_TOK_LIST, A_TOK_REVOKE_OWNER,
     A_THR_LOCK, A_THR_GET, A_THR_PUT, A_THR_DEL, A_THR_PRUNE,
-    A_RPL_CLAIM, A_RPL_DONE, A_RPL_RELEASE, A_RPL_PRUNE,
+    A_RPL_CLAIM, A_RPL_DONE, A_RPL_RELEASE, A_RPL_PRUNE, A_RPL_ALIVE,
     A_LAST
 };
 _Static_assert(SLOT_BASE + A_LAST <= 152,
@@ -57,6 +63,11 @@ _Static_assert(SLOT_BASE + A_LAST <= 152,
  * never meets pg.c's one-key schema lock); the second key is
  * hashtext(account). */
 #define AUTH_LOCK "1466462850"
+/* pg_advisory_lock_shared class of a live process run of the replay guard
+ * (second key hashtext(run)): every connection that claims for a run holds
+ * it until it closes, so a node can tell a pending claim of a live node
+ * (refused) from one of a process that died (taken over). */
+#define RUN_LOCK "1466462851"
 
 #define USER_COLS "id, name, role, password_hash, must_change, totp_sealed," \
     " totp_enabled, totp_last_step, oidc_subject, disabled, created_at," \
@@ -151,18 +162,27 @@ static const char *const SQL_AUTH[A_LAST] = {
     [A_THR_PRUNE] = "DELETE FROM login_throttle WHERE updated_at < $1"
         " AND locked_until < $2",
     /* One statement: of two nodes claiming at once, the second waits for
-     * the first's row, then evaluates the WHERE on it (this run's pending
-     * claim: refused). */
+     * the first's row, then evaluates the WHERE on it. A pending claim of
+     * another run is taken over only when no connection holds that run's
+     * RUN_LOCK any more (its process died); a live node's is refused. */
     [A_RPL_CLAIM] = "INSERT INTO replay_guard(scope, sig, until, run, done)"
         " VALUES($1, $2, $3, $4, 0) ON CONFLICT(scope, sig) DO UPDATE SET"
         " until = excluded.until, run = excluded.run, done = 0"
         " WHERE replay_guard.until < $5"
-        " OR (replay_guard.done = 0 AND replay_guard.run <> excluded.run)",
+        " OR (replay_guard.done = 0 AND replay_guard.run <> excluded.run"
+        "  AND NOT EXISTS (SELECT 1 FROM pg_locks l"
+        "   WHERE l.locktype = 'advisory' AND l.granted"
+        "   AND l.classid = " RUN_LOCK "::oid AND l.objsubid = 2"
+        "   AND l.objid = hashtext(replay_guard.run)::oid))",
     [A_RPL_DONE] = "UPDATE replay_guard SET done = 1 WHERE scope = $1"
         " AND sig = $2",
     [A_RPL_RELEASE] = "DELETE FROM replay_guard WHERE scope = $1 AND sig = $2"
         " AND run = $3 AND done = 0",
     [A_RPL_PRUNE] = "DELETE FROM replay_guard WHERE until < $1",
+    /* Held by this connection until it closes (counted, never waited for:
+     * shared, and nobody takes it exclusively). */
+    [A_RPL_ALIVE] = "SELECT pg_advisory_lock_shared(" RUN_LOCK ","
+        " hashtext($1::text))",
 };
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -799,6 +819,12 @@ int pgs_replay_claim(struct pg_store *p, const char *scope, const char *sig,
     pg_arg_int(&a, until);
     pg_arg_text(&a, run_id);
     pg_arg_int(&a, now);
+    struct pg_args r = {0};
+    pg_arg_text(&r, run_id);
+    PGresult *res = run(p, A_RPL_ALIVE, &r, "mark the run alive", err);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
     return run_changed(p, A_RPL_CLAIM, &a, "claim a signature", err);
 }
 

@@ -1173,17 +1173,27 @@ static void test_m6_replay_guard_claims(void **state)
     struct error err = {0};
     const char *sig = "ab12";
     int64_t until = T0 + 300000;
-    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+    /* run-a: a process with its own connection */
+    struct store *a = store_open(f->db, &err);
+    if (a == NULL)
+        fail_msg("open: %s", err.msg);
+    assert_int_equal(store_replay_claim(a, "hh", sig, until, "run-a", T0,
                                         &err), 0);
     /* pending in this run: a concurrent replay */
-    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+    assert_int_equal(store_replay_claim(a, "hh", sig, until, "run-a", T0,
                                         &err), 1);
     /* another connector's namespace */
-    assert_int_equal(store_replay_claim(f->st, "other", sig, until, "run-a",
+    assert_int_equal(store_replay_claim(a, "other", sig, until, "run-a",
                                         T0, &err), 0);
-    /* run-a died before storing: run-b may take it */
-    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-b", T0,
-                                        &err), 0);
+    /* run-a died before storing: run-b may take it (on PostgreSQL once the
+     * server has seen its connection end) */
+    store_close(a);
+    int rc = 1;
+    for (int i = 0; i < 200 && rc == 1; i++)
+        if ((rc = store_replay_claim(f->st, "hh", sig, until, "run-b", T0,
+                                     &err)) == 1)
+            usleep(10000);
+    assert_int_equal(rc, 0);
     assert_int_equal(store_replay_done(f->st, "hh", sig, &err), 0);
     /* done: refused in every later run, until it expires */
     assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-c",
@@ -1889,7 +1899,8 @@ enum { RACE_THREADS = 4, RACE_ROUNDS = 60 };
 
 struct race {
     const char *db;
-    int (*op)(struct store *st, int round, void *arg, struct error *err);
+    int (*op)(struct store *st, int round, int node, void *arg,
+              struct error *err);
     void *arg;
     pthread_barrier_t bar;
     int wins[RACE_ROUNDS];
@@ -1897,14 +1908,20 @@ struct race {
     pthread_mutex_t mu;
 };
 
+struct race_seat {
+    struct race *r;
+    int node;
+};
+
 static void *race_node(void *p)
 {
-    struct race *r = p;
+    struct race_seat *seat = p;
+    struct race *r = seat->r;
     struct error err = {0};
     struct store *st = store_open(r->db, &err);
     for (int i = 0; i < RACE_ROUNDS; i++) {
         pthread_barrier_wait(&r->bar);
-        int rc = st ? r->op(st, i, r->arg, &err) : -1;
+        int rc = st ? r->op(st, i, seat->node, r->arg, &err) : -1;
         pthread_mutex_lock(&r->mu);
         if (rc == 0)
             r->wins[i]++;
@@ -1912,6 +1929,7 @@ static void *race_node(void *p)
             snprintf(r->err, sizeof(r->err), "round %d: %s", i, err.msg);
         pthread_mutex_unlock(&r->mu);
     }
+    pthread_barrier_wait(&r->bar);      /* every node alive to the end */
     store_close(st);
     return NULL;
 }
@@ -1919,10 +1937,14 @@ static void *race_node(void *p)
 static void race_run(struct race *r)
 {
     pthread_t th[RACE_THREADS];
+    struct race_seat seat[RACE_THREADS];
     pthread_barrier_init(&r->bar, NULL, RACE_THREADS);
     pthread_mutex_init(&r->mu, NULL);
-    for (int i = 0; i < RACE_THREADS; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, race_node, r), 0);
+    for (int i = 0; i < RACE_THREADS; i++) {
+        seat[i] = (struct race_seat){ r, i };
+        assert_int_equal(pthread_create(&th[i], NULL, race_node, &seat[i]),
+                         0);
+    }
     for (int i = 0; i < RACE_THREADS; i++)
         pthread_join(th[i], NULL);
     pthread_barrier_destroy(&r->bar);
@@ -1940,9 +1962,10 @@ static void race_once_each(const struct race *r, const char *what)
                      r->wins[i]);
 }
 
-static int op_totp_step(struct store *st, int round, void *arg,
+static int op_totp_step(struct store *st, int round, int node, void *arg,
                         struct error *err)
 {
+    (void)node;
     return store_user_totp_step(st, *(const int64_t *)arg, 100 + round, err);
 }
 
@@ -1971,9 +1994,10 @@ struct rc_arg {
     char codes[RACE_ROUNDS][16];
 };
 
-static int op_recovery(struct store *st, int round, void *arg,
+static int op_recovery(struct store *st, int round, int node, void *arg,
                        struct error *err)
 {
+    (void)node;
     struct rc_arg *a = arg;
     return store_recovery_consume(st, a->user, a->codes[round], T0, err);
 }
@@ -2003,13 +2027,15 @@ static void test_r21_recovery_code_used_once_across_nodes(void **state)
     assert_int_equal(store_recovery_left(f->st, a.user, &err), 0);
 }
 
-static int op_replay(struct store *st, int round, void *arg,
+/* arg: NULL, every connection in one run (one process); else each node in
+ * a run of its own. */
+static int op_replay(struct store *st, int round, int node, void *arg,
                      struct error *err)
 {
-    (void)arg;
-    char sig[16];
+    char sig[16], run[16];
     snprintf(sig, sizeof(sig), "sig-%d", round);
-    return store_replay_claim(st, "hook", sig, T0 + 300000, "run-1", T0, err);
+    snprintf(run, sizeof(run), "run-%d", arg ? node : 0);
+    return store_replay_claim(st, "hook", sig, T0 + 300000, run, T0, err);
 }
 
 /* One signed webhook request replayed to several connections of a node at
@@ -2025,13 +2051,32 @@ static void test_r21_replay_signature_claimed_once(void **state)
     race_once_each(&r, "signature");
 }
 
+/* The same request replayed to several live nodes (each its own process
+ * run) at the same moment: one claims it; another run's pending claim is
+ * taken over only when that process is gone (test_m6_replay_guard_claims).
+ * PostgreSQL only: on SQLite another run is an earlier process of the one
+ * node. */
+static void test_r21_pg_replay_signature_claimed_once_by_nodes(void **state)
+{
+    struct fx *f = *state;
+    static struct race r;
+    static int each_own_run = 1;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_replay;
+    r.arg = &each_own_run;
+    race_run(&r);
+    race_once_each(&r, "signature");
+}
+
 struct thr_arg {
     char account[RACE_ROUNDS][16];
 };
 
-static int op_throttle(struct store *st, int round, void *arg,
+static int op_throttle(struct store *st, int round, int node, void *arg,
                        struct error *err)
 {
+    (void)node;
     struct thr_arg *a = arg;
     int64_t now = T0 + round;
     /* a fresh account each round (no row yet), then a shared one */
@@ -2127,6 +2172,7 @@ int main(void)
     };
     const struct CMUnitTest postgresql[] = {
         BOTH,
+        T(test_r21_pg_replay_signature_claimed_once_by_nodes),
     };
 #undef BOTH
 #undef T
