@@ -4,6 +4,9 @@
  * guard. Included only by sqlite_auth.c (which hands each call over on a
  * PostgreSQL store) and pg_auth.c. Behaviour, return codes and ownership:
  * exactly as auth_store.h says for the store_ function of the same name.
+ * One reading for a cluster: in pgs_replay_claim, "left pending by an
+ * earlier run" is a pending claim of a run that no connection holds alive
+ * any more (pg_auth.c's RUN_LOCK); a live node's pending claim is refused.
  */
 #ifndef WHARF_PG_AUTH_H
 #define WHARF_PG_AUTH_H

@@ -2027,6 +2027,45 @@ static void test_r21_recovery_code_used_once_across_nodes(void **state)
     assert_int_equal(store_recovery_left(f->st, a.user, &err), 0);
 }
 
+static int op_recovery_replace(struct store *st, int round, int node,
+                               void *arg, struct error *err)
+{
+    const int64_t *users = arg;
+    char buf[10][32];
+    const char *codes[10];
+    for (int k = 0; k < 10; k++) {
+        snprintf(buf[k], sizeof(buf[k]), "u%d-n%d-c%d", round, node, k);
+        codes[k] = buf[k];
+    }
+    return store_recovery_replace(st, users[round], codes, 10, T0, err);
+}
+
+/* A user's recovery codes made again on two nodes at once (two browser
+ * tabs): the user keeps one set of 10, not both. */
+static void test_r21_recovery_codes_replaced_once_across_nodes(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    static int64_t users[RACE_ROUNDS];
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "user%d", i);
+        users[i] = store_user_new(f->st, name, "viewer");
+    }
+    static struct race r;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_recovery_replace;
+    r.arg = users;
+    race_run(&r);
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        int64_t left = store_recovery_left(f->st, users[i], &err);
+        if (left != 10)
+            fail_msg("user%d has %lld codes after concurrent replacements",
+                     i, (long long)left);
+    }
+}
+
 /* arg: NULL, every connection in one run (one process); else each node in
  * a run of its own. */
 static int op_replay(struct store *st, int round, int node, void *arg,
@@ -2143,6 +2182,7 @@ int main(void)
         T(test_r21_session_shared_by_two_nodes), \
         T(test_r21_totp_step_accepted_once_across_nodes), \
         T(test_r21_recovery_code_used_once_across_nodes), \
+        T(test_r21_recovery_codes_replaced_once_across_nodes), \
         T(test_r21_replay_signature_claimed_once), \
         T(test_r21_throttle_failures_from_nodes_add_up)
     const struct CMUnitTest sqlite[] = {
