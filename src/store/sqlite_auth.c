@@ -10,6 +10,9 @@
  * revoked session) are single conditional UPDATEs whose change count is
  * the answer, so two concurrent requests cannot both win.
  *
+ * On a PostgreSQL store each entry point hands the call to its pg_auth.c
+ * twin (pgs_*), which runs the same statements for several nodes at once.
+ *
  * Must never: decide policy (src/auth/ does), see or log a secret in clear
  * (it receives hashes and sealed blobs only), or build SQL from data.
  */
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_auth.h"
 #include "store/store_internal.h"
 
 enum {
@@ -238,6 +242,9 @@ int store_user_create(struct store *s, const char *name, const char *role,
                       const char *password_hash, int must_change, int64_t now,
                       int64_t *id, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_create(store_pg(s), name, role, password_hash,
+                               must_change, now, id, err);
     sqlite3_stmt *st = stmt(s, A_USER_INS, err);
     if (st == NULL)
         return -1;
@@ -268,6 +275,8 @@ static int user_get(struct store *s, sqlite3_stmt *st, struct store_user *out,
 int store_user_get_by_name(struct store *s, const char *name,
                            struct store_user *out, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_get_by_name(store_pg(s), name, out, err);
     sqlite3_stmt *st = stmt(s, A_USER_BY_NAME, err);
     if (st == NULL)
         return memset(out, 0, sizeof(*out)), -1;
@@ -278,6 +287,8 @@ int store_user_get_by_name(struct store *s, const char *name,
 int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out,
                          struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_get_by_id(store_pg(s), id, out, err);
     sqlite3_stmt *st = stmt(s, A_USER_BY_ID, err);
     if (st == NULL)
         return memset(out, 0, sizeof(*out)), -1;
@@ -288,6 +299,8 @@ int store_user_get_by_id(struct store *s, int64_t id, struct store_user *out,
 int store_user_get_by_subject(struct store *s, const char *subject,
                               struct store_user *out, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_get_by_subject(store_pg(s), subject, out, err);
     sqlite3_stmt *st = stmt(s, A_USER_BY_SUBJECT, err);
     if (st == NULL)
         return memset(out, 0, sizeof(*out)), -1;
@@ -298,6 +311,8 @@ int store_user_get_by_subject(struct store *s, const char *subject,
 int store_user_set_subject(struct store *s, int64_t id, const char *subject,
                            int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_set_subject(store_pg(s), id, subject, now, err);
     sqlite3_stmt *st = stmt(s, A_USER_SUBJECT, err);
     if (st == NULL)
         return -1;
@@ -312,6 +327,8 @@ int store_user_set_subject(struct store *s, int64_t id, const char *subject,
 int store_user_list(struct store *s, struct store_user **out, size_t *n,
                     struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_list(store_pg(s), out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = stmt(s, A_USER_LIST, err);
@@ -339,6 +356,8 @@ int store_user_list(struct store *s, struct store_user **out, size_t *n,
 int store_user_set_role(struct store *s, int64_t id, const char *role,
                         int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_set_role(store_pg(s), id, role, now, err);
     sqlite3_stmt *st = stmt(s, A_USER_ROLE, err);
     if (st == NULL)
         return -1;
@@ -351,6 +370,9 @@ int store_user_set_role(struct store *s, int64_t id, const char *role,
 int store_user_set_password(struct store *s, int64_t id, const char *hash,
                             int must_change, int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_set_password(store_pg(s), id, hash, must_change, now,
+                                     err);
     sqlite3_stmt *st = stmt(s, A_USER_PW, err);
     if (st == NULL)
         return -1;
@@ -364,6 +386,8 @@ int store_user_set_password(struct store *s, int64_t id, const char *hash,
 int store_user_set_disabled(struct store *s, int64_t id, int disabled,
                             int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_set_disabled(store_pg(s), id, disabled, now, err);
     sqlite3_stmt *st = stmt(s, A_USER_DISABLED, err);
     if (st == NULL)
         return -1;
@@ -377,6 +401,8 @@ int store_user_set_totp(struct store *s, int64_t id,
                         const unsigned char *sealed, size_t len, int64_t now,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_set_totp(store_pg(s), id, sealed, len, now, err);
     sqlite3_stmt *st = stmt(s, A_USER_TOTP_NEW, err);
     if (st == NULL)
         return -1;
@@ -392,6 +418,8 @@ int store_user_set_totp(struct store *s, int64_t id,
 int store_user_enable_totp(struct store *s, int64_t id, int64_t now,
                            struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_enable_totp(store_pg(s), id, now, err);
     sqlite3_stmt *st = stmt(s, A_USER_TOTP, err);
     if (st == NULL)
         return -1;
@@ -403,6 +431,8 @@ int store_user_enable_totp(struct store *s, int64_t id, int64_t now,
 int store_user_totp_step(struct store *s, int64_t id, int64_t step,
                          struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_totp_step(store_pg(s), id, step, err);
     sqlite3_stmt *st = stmt(s, A_USER_STEP, err);
     if (st == NULL)
         return -1;
@@ -428,6 +458,8 @@ static int tokens_revoke_owner(struct store *s, int64_t owner, int64_t now,
 int store_user_delete(struct store *s, int64_t id, int64_t now,
                       int *tokens_revoked, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_delete(store_pg(s), id, now, tokens_revoked, err);
     int n = 0;
     if (store_tx_begin(s, err) < 0)
         return -1;
@@ -451,6 +483,8 @@ int store_user_delete(struct store *s, int64_t id, int64_t now,
 int64_t store_user_count_role(struct store *s, const char *role,
                               struct error *err)
 {
+    if (store_pg(s))
+        return pgs_user_count_role(store_pg(s), role, err);
     sqlite3_stmt *st = stmt(s, A_USER_COUNT_ROLE, err);
     if (st == NULL)
         return -1;
@@ -462,6 +496,8 @@ int64_t store_user_count_role(struct store *s, const char *role,
 
 int store_recovery_clear(struct store *s, int64_t user_id, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_recovery_clear(store_pg(s), user_id, err);
     sqlite3_stmt *st = stmt(s, A_RC_DEL, err);
     if (st == NULL)
         return -1;
@@ -484,6 +520,8 @@ int store_recovery_replace(struct store *s, int64_t user_id,
                            const char *const *hashes, size_t n, int64_t now,
                            struct error *err)
 {
+    if (store_pg(s))
+        return pgs_recovery_replace(store_pg(s), user_id, hashes, n, now, err);
     (void)now;
     if (store_tx_begin(s, err) < 0)
         return -1;
@@ -498,6 +536,8 @@ int store_recovery_replace(struct store *s, int64_t user_id,
 int store_recovery_consume(struct store *s, int64_t user_id, const char *hash,
                            int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_recovery_consume(store_pg(s), user_id, hash, now, err);
     sqlite3_stmt *st = stmt(s, A_RC_USE, err);
     if (st == NULL)
         return -1;
@@ -510,6 +550,8 @@ int store_recovery_consume(struct store *s, int64_t user_id, const char *hash,
 int64_t store_recovery_left(struct store *s, int64_t user_id,
                             struct error *err)
 {
+    if (store_pg(s))
+        return pgs_recovery_left(store_pg(s), user_id, err);
     sqlite3_stmt *st = stmt(s, A_RC_LEFT, err);
     if (st == NULL)
         return -1;
@@ -551,6 +593,8 @@ static void session_row(sqlite3_stmt *st, struct store_session *x)
 int store_session_create(struct store *s, const struct store_session *x,
                          struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_create(store_pg(s), x, err);
     sqlite3_stmt *st = stmt(s, A_SES_INS, err);
     if (st == NULL)
         return -1;
@@ -568,6 +612,8 @@ int store_session_create(struct store *s, const struct store_session *x,
 int store_session_get(struct store *s, const char *id_hash,
                       struct store_session *out, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_get(store_pg(s), id_hash, out, err);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = stmt(s, A_SES_GET, err);
     if (st == NULL)
@@ -585,6 +631,8 @@ int store_session_get(struct store *s, const char *id_hash,
 int store_session_touch(struct store *s, const char *id_hash, int64_t now,
                         struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_touch(store_pg(s), id_hash, now, err);
     sqlite3_stmt *st = stmt(s, A_SES_TOUCH, err);
     if (st == NULL)
         return -1;
@@ -596,6 +644,8 @@ int store_session_touch(struct store *s, const char *id_hash, int64_t now,
 int store_session_set_mfa(struct store *s, const char *id_hash,
                           struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_set_mfa(store_pg(s), id_hash, err);
     sqlite3_stmt *st = stmt(s, A_SES_MFA, err);
     if (st == NULL)
         return -1;
@@ -606,6 +656,8 @@ int store_session_set_mfa(struct store *s, const char *id_hash,
 int store_session_revoke(struct store *s, const char *id_hash,
                          int64_t user_id, int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_revoke(store_pg(s), id_hash, user_id, now, err);
     sqlite3_stmt *st = stmt(s, A_SES_REVOKE, err);
     if (st == NULL)
         return -1;
@@ -619,6 +671,9 @@ int store_session_revoke_user(struct store *s, int64_t user_id,
                               const char *keep, int64_t now, int *count,
                               struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_revoke_user(store_pg(s), user_id, keep, now, count,
+                                       err);
     sqlite3_stmt *st = stmt(s, A_SES_REVOKE_USER, err);
     if (st == NULL)
         return -1;
@@ -636,6 +691,8 @@ int store_session_list(struct store *s, int64_t user_id, int64_t now,
                        struct store_session **out, size_t *n,
                        struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_list(store_pg(s), user_id, now, out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = stmt(s, user_id > 0 ? A_SES_LIST_USER : A_SES_LIST,
@@ -668,6 +725,9 @@ int store_session_delete_expired(struct store *s, int64_t now,
                                  int64_t idle_before, int64_t revoked_before,
                                  int *count, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_session_delete_expired(store_pg(s), now, idle_before,
+                                          revoked_before, count, err);
     sqlite3_stmt *st = stmt(s, A_SES_PURGE, err);
     if (st == NULL)
         return -1;
@@ -719,6 +779,8 @@ static void token_row(sqlite3_stmt *st, struct store_token *t)
 int store_token_create(struct store *s, const struct store_token *t,
                        const char *hash, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_token_create(store_pg(s), t, hash, err);
     sqlite3_stmt *st = stmt(s, A_TOK_INS, err);
     if (st == NULL)
         return -1;
@@ -754,6 +816,8 @@ static int token_get(struct store *s, sqlite3_stmt *st,
 int store_token_get_by_hash(struct store *s, const char *hash,
                             struct store_token *out, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_token_get_by_hash(store_pg(s), hash, out, err);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = stmt(s, A_TOK_BY_HASH, err);
     if (st == NULL)
@@ -765,6 +829,8 @@ int store_token_get_by_hash(struct store *s, const char *hash,
 int store_token_get(struct store *s, const char *id, struct store_token *out,
                     struct error *err)
 {
+    if (store_pg(s))
+        return pgs_token_get(store_pg(s), id, out, err);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = stmt(s, A_TOK_GET, err);
     if (st == NULL)
@@ -776,6 +842,8 @@ int store_token_get(struct store *s, const char *id, struct store_token *out,
 int store_token_touch(struct store *s, const char *id, int64_t now,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_token_touch(store_pg(s), id, now, err);
     sqlite3_stmt *st = stmt(s, A_TOK_TOUCH, err);
     if (st == NULL)
         return -1;
@@ -787,6 +855,8 @@ int store_token_touch(struct store *s, const char *id, int64_t now,
 int store_token_revoke(struct store *s, const char *id, int64_t now,
                        struct error *err)
 {
+    if (store_pg(s))
+        return pgs_token_revoke(store_pg(s), id, now, err);
     sqlite3_stmt *st = stmt(s, A_TOK_REVOKE, err);
     if (st == NULL)
         return -1;
@@ -798,6 +868,8 @@ int store_token_revoke(struct store *s, const char *id, int64_t now,
 int store_token_list(struct store *s, struct store_token **out, size_t *n,
                      struct error *err)
 {
+    if (store_pg(s))
+        return pgs_token_list(store_pg(s), out, n, err);
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = stmt(s, A_TOK_LIST, err);
@@ -836,6 +908,8 @@ static void throttle_row(sqlite3_stmt *st, struct store_throttle *t)
 int store_throttle_get(struct store *s, const char *account,
                        struct store_throttle *out, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_throttle_get(store_pg(s), account, out, err);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = stmt(s, A_THR_GET, err);
     if (st == NULL)
@@ -879,6 +953,8 @@ static int throttle_prune(struct store *s, int64_t before, int64_t now,
 int store_throttle_clear(struct store *s, const char *account,
                          struct error *err)
 {
+    if (store_pg(s))
+        return pgs_throttle_clear(store_pg(s), account, err);
     sqlite3_stmt *st = stmt(s, A_THR_DEL, err);
     if (st == NULL)
         return -1;
@@ -891,6 +967,9 @@ int store_throttle_update(struct store *s, const char *account,
                           void *arg, int64_t now, int64_t prune_before,
                           struct error *err)
 {
+    if (store_pg(s))
+        return pgs_throttle_update(store_pg(s), account, update, arg, now,
+                                   prune_before, err);
     struct store_throttle t;
     if (store_tx_begin(s, err) < 0)
         return -1;
@@ -910,6 +989,8 @@ int store_replay_claim(struct store *s, const char *scope, const char *sig,
                        int64_t until, const char *run, int64_t now,
                        struct error *err)
 {
+    if (store_pg(s))
+        return pgs_replay_claim(store_pg(s), scope, sig, until, run, now, err);
     sqlite3_stmt *st = stmt(s, A_RPL_CLAIM, err);
     if (st == NULL)
         return -1;
@@ -924,6 +1005,8 @@ int store_replay_claim(struct store *s, const char *scope, const char *sig,
 int store_replay_done(struct store *s, const char *scope, const char *sig,
                       struct error *err)
 {
+    if (store_pg(s))
+        return pgs_replay_done(store_pg(s), scope, sig, err);
     sqlite3_stmt *st = stmt(s, A_RPL_DONE, err);
     if (st == NULL)
         return -1;
@@ -935,6 +1018,8 @@ int store_replay_done(struct store *s, const char *scope, const char *sig,
 int store_replay_release(struct store *s, const char *scope, const char *sig,
                          const char *run, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_replay_release(store_pg(s), scope, sig, run, err);
     sqlite3_stmt *st = stmt(s, A_RPL_RELEASE, err);
     if (st == NULL)
         return -1;
@@ -946,6 +1031,8 @@ int store_replay_release(struct store *s, const char *scope, const char *sig,
 
 int store_replay_prune(struct store *s, int64_t now, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_replay_prune(store_pg(s), now, err);
     sqlite3_stmt *st = stmt(s, A_RPL_PRUNE, err);
     if (st == NULL)
         return -1;

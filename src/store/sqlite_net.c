@@ -4,10 +4,12 @@
  *
  * Owns statement cache slots 96..127 of store_stmt_ext and nothing else.
  * Every statement is a constant string with bound parameters. Must never
- * decide policy (defender.c does) or build SQL from data.
+ * decide policy (defender.c does) or build SQL from data. On a PostgreSQL
+ * store each entry point hands the call to its pg_net.c twin.
  */
 #include "store/net_store.h"
 
+#include "store/pg_net.h"
 #include "store/store_internal.h"
 
 enum { N_BAN_PUT = 96, N_BAN_EACH, N_BAN_PRUNE, N_LAST };
@@ -33,6 +35,8 @@ static sqlite3_stmt *net_stmt(struct store *s, int slot, struct error *err)
 int store_ban_put(struct store *s, const struct store_ban *b,
                   struct error *err)
 {
+    if (store_pg(s))
+        return pgs_ban_put(store_pg(s), b, err);
     sqlite3_stmt *st = net_stmt(s, N_BAN_PUT, err);
     if (st == NULL)
         return -1;
@@ -48,6 +52,8 @@ int store_ban_each(struct store *s, int64_t min_until,
                    int (*cb)(const struct store_ban *b, void *arg), void *arg,
                    struct error *err)
 {
+    if (store_pg(s))
+        return pgs_ban_each(store_pg(s), min_until, cb, arg, err);
     sqlite3_stmt *st = net_stmt(s, N_BAN_EACH, err);
     if (st == NULL)
         return -1;
@@ -72,6 +78,8 @@ int store_ban_each(struct store *s, int64_t min_until,
 
 int store_ban_prune(struct store *s, int64_t before, struct error *err)
 {
+    if (store_pg(s))
+        return pgs_ban_prune(store_pg(s), before, err);
     sqlite3_stmt *st = net_stmt(s, N_BAN_PRUNE, err);
     if (st == NULL)
         return -1;

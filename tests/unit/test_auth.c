@@ -11,6 +11,7 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -30,10 +31,15 @@
 
 struct fx {
     char dir[256], db[320], logdir[320];
+    char pgname[64];            /* the PostgreSQL database, "" on SQLite */
     struct store *st;
     struct vault *v;
     struct auth a;
 };
+
+/* The group running: 0 SQLite (db a file), 1 PostgreSQL (db a URL to a
+ * fresh database of the server of WHARF_TEST_PG). */
+static int g_pg;
 
 static int setup(void **state)
 {
@@ -41,6 +47,8 @@ static int setup(void **state)
     assert_non_null(f);
     test_tmpdir(f->dir, sizeof(f->dir));
     snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
+    if (g_pg)
+        test_pg_fresh(f->db, sizeof(f->db), f->pgname);
     snprintf(f->logdir, sizeof(f->logdir), "%s/logs", f->dir);
     char ks[320];
     snprintf(ks, sizeof(ks), "%s/keystore", f->dir);
@@ -61,6 +69,8 @@ static int teardown(void **state)
     log_close();
     store_close(f->st);
     vault_close(f->v);
+    if (f->pgname[0])
+        test_pg_drop(f->pgname);
     test_rmtree(f->dir);
     free(f);
     return 0;
@@ -1163,17 +1173,27 @@ static void test_m6_replay_guard_claims(void **state)
     struct error err = {0};
     const char *sig = "ab12";
     int64_t until = T0 + 300000;
-    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+    /* run-a: a process with its own connection */
+    struct store *a = store_open(f->db, &err);
+    if (a == NULL)
+        fail_msg("open: %s", err.msg);
+    assert_int_equal(store_replay_claim(a, "hh", sig, until, "run-a", T0,
                                         &err), 0);
     /* pending in this run: a concurrent replay */
-    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-a", T0,
+    assert_int_equal(store_replay_claim(a, "hh", sig, until, "run-a", T0,
                                         &err), 1);
     /* another connector's namespace */
-    assert_int_equal(store_replay_claim(f->st, "other", sig, until, "run-a",
+    assert_int_equal(store_replay_claim(a, "other", sig, until, "run-a",
                                         T0, &err), 0);
-    /* run-a died before storing: run-b may take it */
-    assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-b", T0,
-                                        &err), 0);
+    /* run-a died before storing: run-b may take it (on PostgreSQL once the
+     * server has seen its connection end) */
+    store_close(a);
+    int rc = 1;
+    for (int i = 0; i < 200 && rc == 1; i++)
+        if ((rc = store_replay_claim(f->st, "hh", sig, until, "run-b", T0,
+                                     &err)) == 1)
+            usleep(10000);
+    assert_int_equal(rc, 0);
     assert_int_equal(store_replay_done(f->st, "hh", sig, &err), 0);
     /* done: refused in every later run, until it expires */
     assert_int_equal(store_replay_claim(f->st, "hh", sig, until, "run-c",
@@ -1492,33 +1512,692 @@ static void test_r06_no_secret_in_audit_or_log(void **state)
     auth_token_new_clear(&t);
 }
 
+/* ---- auth_store.h itself, on both backends ------------------------------------ */
+
+#define MUST(call, e) do { if ((call) != 0) fail_msg("%s: %s", #call, \
+                                                     (e).msg); } while (0)
+
+/* A 64-hex handle made of one repeated character (tests only). */
+static void hex64(char out[STORE_HASH_HEX + 1], char c)
+{
+    memset(out, c, STORE_HASH_HEX);
+    out[STORE_HASH_HEX] = '\0';
+}
+
+static int64_t store_user_new(struct store *st, const char *name,
+                              const char *role)
+{
+    struct error err = {0};
+    int64_t id = 0;
+    MUST(store_user_create(st, name, role, "$argon2id$x", 0, T0, &id, &err),
+         err);
+    assert_true(id > 0);
+    return id;
+}
+
+static void test_r13_store_users(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    int64_t alice = store_user_new(f->st, "alice", "admin");
+    int64_t bob = store_user_new(f->st, "bob", "viewer");
+    int64_t dup = 0;
+    assert_int_equal(store_user_create(f->st, "alice", "viewer", NULL, 0, T0,
+                                       &dup, &err), 1);
+    assert_int_equal(dup, 0);
+    struct store_user u;
+    MUST(store_user_get_by_name(f->st, "alice", &u, &err), err);
+    assert_int_equal(u.id, alice);
+    assert_string_equal(u.role, "admin");
+    assert_string_equal(u.password_hash, "$argon2id$x");
+    assert_null(u.totp_sealed);
+    assert_null(u.oidc_subject);
+    assert_int_equal(u.created_at, T0);
+    store_user_clear(&u);
+    assert_int_equal(store_user_get_by_name(f->st, "carol", &u, &err), 1);
+    assert_int_equal(store_user_get_by_id(f->st, 9999, &u, &err), 1);
+    /* a sealed seed with a NUL inside comes back byte for byte */
+    const unsigned char seed[5] = { 1, 0, 255, 7, 0 };
+    MUST(store_user_set_totp(f->st, bob, seed, sizeof(seed), T0 + 1, &err),
+         err);
+    MUST(store_user_enable_totp(f->st, bob, T0 + 2, &err), err);
+    assert_int_equal(store_user_enable_totp(f->st, alice, T0, &err), 1);
+    assert_int_equal(store_user_totp_step(f->st, bob, 10, &err), 0);
+    assert_int_equal(store_user_totp_step(f->st, bob, 10, &err), 1);
+    assert_int_equal(store_user_totp_step(f->st, bob, 9, &err), 1);
+    MUST(store_user_get_by_id(f->st, bob, &u, &err), err);
+    assert_int_equal(u.totp_sealed_len, sizeof(seed));
+    assert_memory_equal(u.totp_sealed, seed, sizeof(seed));
+    assert_int_equal(u.totp_enabled, 1);
+    assert_int_equal(u.totp_last_step, 10);
+    assert_int_equal(u.updated_at, T0 + 2);
+    store_user_clear(&u);
+    MUST(store_user_set_totp(f->st, bob, NULL, 0, T0 + 3, &err), err);
+    MUST(store_user_get_by_id(f->st, bob, &u, &err), err);
+    assert_null(u.totp_sealed);
+    assert_int_equal(u.totp_enabled, 0);
+    assert_int_equal(u.totp_last_step, 0);
+    store_user_clear(&u);
+    /* OIDC subject */
+    MUST(store_user_set_subject(f->st, bob, "https://idp|42", T0, &err), err);
+    assert_int_equal(store_user_set_subject(f->st, 9999, "x|y", T0, &err), 1);
+    MUST(store_user_get_by_subject(f->st, "https://idp|42", &u, &err), err);
+    assert_string_equal(u.name, "bob");
+    store_user_clear(&u);
+    assert_int_equal(store_user_get_by_subject(f->st, "https://idp|4", &u,
+                                               &err), 1);
+    /* updates of a user by id; 1 when there is none */
+    MUST(store_user_set_role(f->st, bob, "operator", T0, &err), err);
+    MUST(store_user_set_password(f->st, bob, "$argon2id$y", 1, T0, &err), err);
+    MUST(store_user_set_disabled(f->st, alice, 1, T0, &err), err);
+    assert_int_equal(store_user_set_role(f->st, 9999, "admin", T0, &err), 1);
+    assert_int_equal(store_user_set_password(f->st, 9999, "h", 0, T0, &err),
+                     1);
+    assert_int_equal(store_user_set_disabled(f->st, 9999, 1, T0, &err), 1);
+    assert_int_equal(store_user_count_role(f->st, "admin", &err), 0);
+    assert_int_equal(store_user_count_role(f->st, "operator", &err), 1);
+    /* a listing: by name, without password hashes or seeds */
+    struct store_user *all;
+    size_t n;
+    MUST(store_user_list(f->st, &all, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].name, "alice");
+    assert_int_equal(all[0].disabled, 1);
+    assert_string_equal(all[1].name, "bob");
+    assert_int_equal(all[1].must_change, 1);
+    assert_null(all[1].password_hash);
+    assert_string_equal(all[1].oidc_subject, "https://idp|42");
+    store_users_free(all, n);
+    /* delete: the user's live tokens revoked, sessions and codes gone */
+    struct store_token t = { .name = "ci", .role = "viewer",
+                             .created_by = "cli", .created_at = T0,
+                             .owner_id = bob };
+    snprintf(t.id, sizeof(t.id), "01900000-0000-7000-8000-000000000001");
+    char th[STORE_HASH_HEX + 1], sh[STORE_HASH_HEX + 1];
+    hex64(th, 'a');
+    hex64(sh, 'b');
+    MUST(store_token_create(f->st, &t, th, &err), err);
+    struct store_session x = { .user_id = bob, .created_at = T0,
+                               .last_seen_at = T0, .expires_at = T0 + 1000 };
+    memcpy(x.id_hash, sh, sizeof(sh));
+    memcpy(x.csrf_hash, th, sizeof(th));
+    MUST(store_session_create(f->st, &x, &err), err);
+    const char *codes[] = { "c1" };
+    MUST(store_recovery_replace(f->st, bob, codes, 1, T0, &err), err);
+    int revoked = -1;
+    MUST(store_user_delete(f->st, bob, T0 + 5, &revoked, &err), err);
+    assert_int_equal(revoked, 1);
+    assert_int_equal(store_user_delete(f->st, bob, T0 + 5, &revoked, &err), 1);
+    struct store_session got;
+    assert_int_equal(store_session_get(f->st, sh, &got, &err), 1);
+    assert_int_equal(store_recovery_left(f->st, bob, &err), 0);
+    struct store_token tt;
+    MUST(store_token_get(f->st, t.id, &tt, &err), err);
+    assert_int_equal(tt.revoked_at, T0 + 5);
+    assert_int_equal(tt.owner_id, 0);
+    assert_null(tt.owner);
+    store_token_clear(&tt);
+}
+
+static void test_r13_store_recovery_codes(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    int64_t id = store_user_new(f->st, "alice", "admin");
+    const char *first[] = { "h1", "h2", "h3", "h3" };
+    MUST(store_recovery_replace(f->st, id, first, 4, T0, &err), err);
+    assert_int_equal(store_recovery_left(f->st, id, &err), 3);
+    assert_int_equal(store_recovery_consume(f->st, id, "h2", T0, &err), 0);
+    assert_int_equal(store_recovery_consume(f->st, id, "h2", T0, &err), 1);
+    assert_int_equal(store_recovery_consume(f->st, id, "nope", T0, &err), 1);
+    assert_int_equal(store_recovery_consume(f->st, id + 1, "h1", T0, &err), 1);
+    assert_int_equal(store_recovery_left(f->st, id, &err), 2);
+    const char *second[] = { "k1", "k2" };
+    MUST(store_recovery_replace(f->st, id, second, 2, T0, &err), err);
+    assert_int_equal(store_recovery_consume(f->st, id, "h1", T0, &err), 1);
+    assert_int_equal(store_recovery_left(f->st, id, &err), 2);
+    MUST(store_recovery_clear(f->st, id, &err), err);
+    assert_int_equal(store_recovery_left(f->st, id, &err), 0);
+}
+
+static void session_make(struct store *st, char c, int64_t user,
+                         int64_t created, int64_t expires)
+{
+    struct error err = {0};
+    struct store_session x = { .user_id = user, .address = "192.0.2.9",
+                               .created_at = created,
+                               .last_seen_at = created, .expires_at = expires };
+    hex64(x.id_hash, c);
+    hex64(x.csrf_hash, 'f');
+    MUST(store_session_create(st, &x, &err), err);
+}
+
+static void test_r13_store_sessions(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    int64_t a = store_user_new(f->st, "alice", "admin");
+    int64_t b = store_user_new(f->st, "bob", "viewer");
+    char h1[STORE_HASH_HEX + 1], h2[STORE_HASH_HEX + 1],
+         h3[STORE_HASH_HEX + 1], h4[STORE_HASH_HEX + 1];
+    hex64(h1, '1');
+    hex64(h2, '2');
+    hex64(h3, '3');
+    hex64(h4, '4');
+    session_make(f->st, '1', a, T0, T0 + 100000);
+    session_make(f->st, '2', a, T0 + 10, T0 + 100000);
+    session_make(f->st, '3', b, T0 + 20, T0 + 100000);
+    session_make(f->st, '4', a, T0 + 30, T0 + 50);
+    struct store_session x;
+    MUST(store_session_get(f->st, h1, &x, &err), err);
+    assert_int_equal(x.user_id, a);
+    assert_string_equal(x.address, "192.0.2.9");
+    assert_int_equal(x.mfa, 0);
+    assert_int_equal(x.revoked_at, 0);
+    store_session_clear(&x);
+    MUST(store_session_touch(f->st, h1, T0 + 500, &err), err);
+    MUST(store_session_touch(f->st, h1, T0 + 400, &err), err);   /* older */
+    MUST(store_session_set_mfa(f->st, h1, &err), err);
+    MUST(store_session_get(f->st, h1, &x, &err), err);
+    assert_int_equal(x.last_seen_at, T0 + 500);
+    assert_int_equal(x.mfa, 1);
+    store_session_clear(&x);
+    /* lists: live and not past their end, newest first */
+    struct store_session *l;
+    size_t n;
+    MUST(store_session_list(f->st, a, T0 + 100, &l, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_string_equal(l[0].id_hash, h2);
+    assert_string_equal(l[1].id_hash, h1);
+    store_sessions_free(l, n);
+    MUST(store_session_list(f->st, 0, T0 + 40, &l, &n, &err), err);
+    assert_int_equal(n, 4);
+    assert_string_equal(l[0].id_hash, h4);
+    store_sessions_free(l, n);
+    /* revoke: of that user only; once */
+    assert_int_equal(store_session_revoke(f->st, h3, a, T0 + 600, &err), 1);
+    assert_int_equal(store_session_revoke(f->st, h3, b, T0 + 600, &err), 0);
+    assert_int_equal(store_session_revoke(f->st, h3, 0, T0 + 600, &err), 1);
+    assert_int_equal(store_session_set_mfa(f->st, h3, &err), 1);
+    int count = -1;
+    MUST(store_session_revoke_user(f->st, a, h1, T0 + 700, &count, &err), err);
+    assert_int_equal(count, 2);
+    MUST(store_session_revoke_user(f->st, a, NULL, T0 + 800, &count, &err),
+         err);
+    assert_int_equal(count, 1);
+    MUST(store_session_get(f->st, h2, &x, &err), err);
+    assert_int_equal(x.revoked_at, T0 + 700);
+    store_session_clear(&x);
+    MUST(store_session_list(f->st, 0, T0, &l, &n, &err), err);
+    assert_int_equal(n, 0);
+    store_sessions_free(l, n);
+    /* purge: revoked before T0 + 750 (h2, h3, h4) */
+    MUST(store_session_delete_expired(f->st, T0, T0 - 1, T0 + 750, &count,
+                                      &err), err);
+    assert_int_equal(count, 3);
+    MUST(store_session_get(f->st, h1, &x, &err), err);
+    store_session_clear(&x);
+    assert_int_equal(store_session_get(f->st, h2, &x, &err), 1);
+}
+
+static void test_r04_store_tokens(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    int64_t a = store_user_new(f->st, "alice", "admin");
+    struct store_token t1 = { .name = "ci", .role = "operator",
+                              .created_by = "cli", .created_at = T0,
+                              .expires_at = T0 + 1000, .owner_id = a };
+    struct store_token t2 = { .name = "old", .role = "viewer",
+                              .created_at = T0 - 5 };
+    snprintf(t1.id, sizeof(t1.id), "01900000-0000-7000-8000-000000000001");
+    snprintf(t2.id, sizeof(t2.id), "01900000-0000-7000-8000-000000000002");
+    char h1[STORE_HASH_HEX + 1], h2[STORE_HASH_HEX + 1];
+    hex64(h1, 'c');
+    hex64(h2, 'd');
+    MUST(store_token_create(f->st, &t1, h1, &err), err);
+    MUST(store_token_create(f->st, &t2, h2, &err), err);
+    assert_int_equal(store_token_create(f->st, &t1, h1, &err), -1);
+    struct store_token t;
+    MUST(store_token_get_by_hash(f->st, h1, &t, &err), err);
+    assert_string_equal(t.id, t1.id);
+    assert_string_equal(t.role, "operator");
+    assert_string_equal(t.created_by, "cli");
+    assert_int_equal(t.expires_at, T0 + 1000);
+    assert_int_equal(t.owner_id, a);
+    assert_string_equal(t.owner, "alice");
+    assert_int_equal(t.last_used_at, 0);
+    store_token_clear(&t);
+    MUST(store_token_get(f->st, t2.id, &t, &err), err);
+    assert_null(t.created_by);
+    assert_int_equal(t.expires_at, 0);
+    assert_int_equal(t.owner_id, 0);
+    assert_null(t.owner);
+    store_token_clear(&t);
+    char h9[STORE_HASH_HEX + 1];
+    hex64(h9, '9');
+    assert_int_equal(store_token_get_by_hash(f->st, h9, &t, &err), 1);
+    assert_int_equal(store_token_get(f->st, "nope", &t, &err), 1);
+    MUST(store_token_touch(f->st, t1.id, T0 + 7, &err), err);
+    assert_int_equal(store_token_revoke(f->st, t2.id, T0 + 8, &err), 0);
+    assert_int_equal(store_token_revoke(f->st, t2.id, T0 + 9, &err), 1);
+    assert_int_equal(store_token_revoke(f->st, "nope", T0 + 9, &err), 1);
+    struct store_token *l;
+    size_t n;
+    MUST(store_token_list(f->st, &l, &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_string_equal(l[0].id, t1.id);
+    assert_int_equal(l[0].last_used_at, T0 + 7);
+    assert_string_equal(l[1].id, t2.id);
+    assert_int_equal(l[1].revoked_at, T0 + 8);
+    store_tokens_free(l, n);
+}
+
+/* store_throttle_update callbacks: one more failure; forget the row. */
+static int thr_one(struct store_throttle *t, void *arg)
+{
+    int64_t now = *(const int64_t *)arg;
+    if (t->failures++ == 0)
+        t->first_at = now;
+    if (t->failures >= 3) {
+        t->level++;
+        t->locked_until = now + 60000;
+    }
+    t->updated_at = now;
+    return 0;
+}
+
+static int thr_forget(struct store_throttle *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    return 1;
+}
+
+static void test_r22_store_throttle_rows(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store_throttle t;
+    assert_int_equal(store_throttle_get(f->st, "alice", &t, &err), 1);
+    assert_int_equal(t.failures, 0);
+    for (int64_t i = 0; i < 3; i++) {
+        int64_t now = T0 + i;
+        MUST(store_throttle_update(f->st, "alice", thr_one, &now, now, 0,
+                                   &err), err);
+    }
+    MUST(store_throttle_get(f->st, "alice", &t, &err), err);
+    assert_int_equal(t.failures, 3);
+    assert_int_equal(t.first_at, T0);
+    assert_int_equal(t.level, 1);
+    assert_int_equal(t.locked_until, T0 + 2 + 60000);
+    assert_int_equal(t.updated_at, T0 + 2);
+    int64_t now = T0;
+    MUST(store_throttle_update(f->st, "bob", thr_one, &now, now, 0, &err),
+         err);
+    MUST(store_throttle_update(f->st, "bob", thr_forget, NULL, now, 0, &err),
+         err);
+    assert_int_equal(store_throttle_get(f->st, "bob", &t, &err), 1);
+    MUST(store_throttle_update(f->st, "bob", thr_one, &now, now, 0, &err),
+         err);
+    /* a later update prunes rows not updated since prune_before and not
+     * locked at now: bob goes, alice (locked) stays */
+    now = T0 + 1000;
+    MUST(store_throttle_update(f->st, "carol", thr_one, &now, now, T0 + 500,
+                               &err), err);
+    assert_int_equal(store_throttle_get(f->st, "bob", &t, &err), 1);
+    MUST(store_throttle_get(f->st, "alice", &t, &err), err);
+    MUST(store_throttle_clear(f->st, "alice", &err), err);
+    assert_int_equal(store_throttle_get(f->st, "alice", &t, &err), 1);
+}
+
+/* ---- R21: two nodes (two connections) on one database ----------------------------- */
+
+/* One session, two nodes: what one node creates, touches or revokes, the
+ * other sees at once. */
+static void test_r21_session_shared_by_two_nodes(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store *node2 = store_open(f->db, &err);
+    if (node2 == NULL)
+        fail_msg("node 2: %s", err.msg);
+    int64_t a = store_user_new(f->st, "alice", "admin");
+    char h[STORE_HASH_HEX + 1];
+    hex64(h, 'e');
+    session_make(f->st, 'e', a, T0, T0 + 100000);
+    struct store_session x;
+    MUST(store_session_get(node2, h, &x, &err), err);
+    assert_int_equal(x.user_id, a);
+    assert_int_equal(x.revoked_at, 0);
+    store_session_clear(&x);
+    MUST(store_session_touch(node2, h, T0 + 10, &err), err);
+    MUST(store_session_set_mfa(node2, h, &err), err);
+    MUST(store_session_get(f->st, h, &x, &err), err);
+    assert_int_equal(x.last_seen_at, T0 + 10);
+    assert_int_equal(x.mfa, 1);
+    store_session_clear(&x);
+    /* node 1 revokes (a logout); node 2 refuses it from then on */
+    assert_int_equal(store_session_revoke(f->st, h, a, T0 + 20, &err), 0);
+    MUST(store_session_get(node2, h, &x, &err), err);
+    assert_int_equal(x.revoked_at, T0 + 20);
+    store_session_clear(&x);
+    assert_int_equal(store_session_revoke(node2, h, a, T0 + 30, &err), 1);
+    assert_int_equal(store_session_set_mfa(node2, h, &err), 1);
+    struct store_session *l;
+    size_t n;
+    MUST(store_session_list(node2, a, T0 + 40, &l, &n, &err), err);
+    assert_int_equal(n, 0);
+    store_sessions_free(l, n);
+    store_close(node2);
+}
+
+/* THREADS nodes, each on its own connection, do the same thing in each of
+ * ROUNDS rounds, all at once (a barrier before each round); wins[round]
+ * counts the calls that returned 0. */
+enum { RACE_THREADS = 4, RACE_ROUNDS = 60 };
+
+struct race {
+    const char *db;
+    int (*op)(struct store *st, int round, int node, void *arg,
+              struct error *err);
+    void *arg;
+    pthread_barrier_t bar;
+    int wins[RACE_ROUNDS];
+    char err[256];
+    pthread_mutex_t mu;
+};
+
+struct race_seat {
+    struct race *r;
+    int node;
+};
+
+static void *race_node(void *p)
+{
+    struct race_seat *seat = p;
+    struct race *r = seat->r;
+    struct error err = {0};
+    struct store *st = store_open(r->db, &err);
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        pthread_barrier_wait(&r->bar);
+        int rc = st ? r->op(st, i, seat->node, r->arg, &err) : -1;
+        pthread_mutex_lock(&r->mu);
+        if (rc == 0)
+            r->wins[i]++;
+        else if (rc < 0 && r->err[0] == '\0')
+            snprintf(r->err, sizeof(r->err), "round %d: %s", i, err.msg);
+        pthread_mutex_unlock(&r->mu);
+    }
+    pthread_barrier_wait(&r->bar);      /* every node alive to the end */
+    store_close(st);
+    return NULL;
+}
+
+static void race_run(struct race *r)
+{
+    pthread_t th[RACE_THREADS];
+    struct race_seat seat[RACE_THREADS];
+    pthread_barrier_init(&r->bar, NULL, RACE_THREADS);
+    pthread_mutex_init(&r->mu, NULL);
+    for (int i = 0; i < RACE_THREADS; i++) {
+        seat[i] = (struct race_seat){ r, i };
+        assert_int_equal(pthread_create(&th[i], NULL, race_node, &seat[i]),
+                         0);
+    }
+    for (int i = 0; i < RACE_THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&r->bar);
+    pthread_mutex_destroy(&r->mu);
+    if (r->err[0])
+        fail_msg("%s", r->err);
+}
+
+/* Every round won by exactly one node. */
+static void race_once_each(const struct race *r, const char *what)
+{
+    for (int i = 0; i < RACE_ROUNDS; i++)
+        if (r->wins[i] != 1)
+            fail_msg("%s of round %d accepted %d times", what, i,
+                     r->wins[i]);
+}
+
+static int op_totp_step(struct store *st, int round, int node, void *arg,
+                        struct error *err)
+{
+    (void)node;
+    return store_user_totp_step(st, *(const int64_t *)arg, 100 + round, err);
+}
+
+/* One TOTP code sent to several nodes at the same moment: its step is
+ * accepted by one of them, refused by the others. */
+static void test_r21_totp_step_accepted_once_across_nodes(void **state)
+{
+    struct fx *f = *state;
+    int64_t id = store_user_new(f->st, "alice", "admin");
+    static struct race r;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_totp_step;
+    r.arg = &id;
+    race_run(&r);
+    race_once_each(&r, "TOTP step");
+    struct store_user u;
+    struct error err = {0};
+    MUST(store_user_get_by_id(f->st, id, &u, &err), err);
+    assert_int_equal(u.totp_last_step, 100 + RACE_ROUNDS - 1);
+    store_user_clear(&u);
+}
+
+struct rc_arg {
+    int64_t user;
+    char codes[RACE_ROUNDS][16];
+};
+
+static int op_recovery(struct store *st, int round, int node, void *arg,
+                       struct error *err)
+{
+    (void)node;
+    struct rc_arg *a = arg;
+    return store_recovery_consume(st, a->user, a->codes[round], T0, err);
+}
+
+/* One recovery code used on several nodes at the same moment: one login
+ * gets it. */
+static void test_r21_recovery_code_used_once_across_nodes(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    static struct rc_arg a;
+    a.user = store_user_new(f->st, "alice", "admin");
+    const char *codes[RACE_ROUNDS];
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        snprintf(a.codes[i], sizeof(a.codes[i]), "code-%d", i);
+        codes[i] = a.codes[i];
+    }
+    MUST(store_recovery_replace(f->st, a.user, codes, RACE_ROUNDS, T0, &err),
+         err);
+    static struct race r;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_recovery;
+    r.arg = &a;
+    race_run(&r);
+    race_once_each(&r, "recovery code");
+    assert_int_equal(store_recovery_left(f->st, a.user, &err), 0);
+}
+
+static int op_recovery_replace(struct store *st, int round, int node,
+                               void *arg, struct error *err)
+{
+    const int64_t *users = arg;
+    char buf[10][32];
+    const char *codes[10];
+    for (int k = 0; k < 10; k++) {
+        snprintf(buf[k], sizeof(buf[k]), "u%d-n%d-c%d", round, node, k);
+        codes[k] = buf[k];
+    }
+    return store_recovery_replace(st, users[round], codes, 10, T0, err);
+}
+
+/* A user's recovery codes made again on two nodes at once (two browser
+ * tabs): the user keeps one set of 10, not both. */
+static void test_r21_recovery_codes_replaced_once_across_nodes(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    static int64_t users[RACE_ROUNDS];
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "user%d", i);
+        users[i] = store_user_new(f->st, name, "viewer");
+    }
+    static struct race r;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_recovery_replace;
+    r.arg = users;
+    race_run(&r);
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        int64_t left = store_recovery_left(f->st, users[i], &err);
+        if (left != 10)
+            fail_msg("user%d has %lld codes after concurrent replacements",
+                     i, (long long)left);
+    }
+}
+
+/* arg: NULL, every connection in one run (one process); else each node in
+ * a run of its own. */
+static int op_replay(struct store *st, int round, int node, void *arg,
+                     struct error *err)
+{
+    char sig[16], run[16];
+    snprintf(sig, sizeof(sig), "sig-%d", round);
+    snprintf(run, sizeof(run), "run-%d", arg ? node : 0);
+    return store_replay_claim(st, "hook", sig, T0 + 300000, run, T0, err);
+}
+
+/* One signed webhook request replayed to several connections of a node at
+ * the same moment: one claims it. */
+static void test_r21_replay_signature_claimed_once(void **state)
+{
+    struct fx *f = *state;
+    static struct race r;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_replay;
+    race_run(&r);
+    race_once_each(&r, "signature");
+}
+
+/* The same request replayed to several live nodes (each its own process
+ * run) at the same moment: one claims it; another run's pending claim is
+ * taken over only when that process is gone (test_m6_replay_guard_claims).
+ * PostgreSQL only: on SQLite another run is an earlier process of the one
+ * node. */
+static void test_r21_pg_replay_signature_claimed_once_by_nodes(void **state)
+{
+    struct fx *f = *state;
+    static struct race r;
+    static int each_own_run = 1;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_replay;
+    r.arg = &each_own_run;
+    race_run(&r);
+    race_once_each(&r, "signature");
+}
+
+struct thr_arg {
+    char account[RACE_ROUNDS][16];
+};
+
+static int op_throttle(struct store *st, int round, int node, void *arg,
+                       struct error *err)
+{
+    (void)node;
+    struct thr_arg *a = arg;
+    int64_t now = T0 + round;
+    /* a fresh account each round (no row yet), then a shared one */
+    if (store_throttle_update(st, a->account[round], thr_one, &now, now,
+                              T0 - 1, err) < 0)
+        return -1;
+    return store_throttle_update(st, "shared", thr_one, &now, now, T0 - 1,
+                                 err);
+}
+
+/* Failed logins of one account on several nodes at the same moment: every
+ * one is counted (none lost to another node's write), also the first ones,
+ * when the account has no row yet. */
+static void test_r21_throttle_failures_from_nodes_add_up(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    static struct thr_arg a;
+    for (int i = 0; i < RACE_ROUNDS; i++)
+        snprintf(a.account[i], sizeof(a.account[i]), "user%d", i);
+    static struct race r;
+    memset(&r, 0, sizeof(r));
+    r.db = f->db;
+    r.op = op_throttle;
+    r.arg = &a;
+    race_run(&r);
+    struct store_throttle t;
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        MUST(store_throttle_get(f->st, a.account[i], &t, &err), err);
+        if (t.failures != RACE_THREADS)
+            fail_msg("%s: %d failures counted of %d", a.account[i],
+                     t.failures, RACE_THREADS);
+    }
+    MUST(store_throttle_get(f->st, "shared", &t, &err), err);
+    assert_int_equal(t.failures, RACE_THREADS * RACE_ROUNDS);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    /* what needs no audit trail: both backends */
+#define BOTH \
+        T(test_r16_password_policy_length), \
+        T(test_r16_password_policy_user_name), \
+        T(test_r16_password_policy_common_list), \
+        T(test_r16_password_policy_patterns), \
+        T(test_r16_one_time_password), \
+        T(test_r14_permission_table_admin), \
+        T(test_r14_permission_table_operator), \
+        T(test_r14_permission_table_auditor), \
+        T(test_r14_permission_table_viewer), \
+        T(test_r14_permission_table_deny_by_default), \
+        T(test_r14_role_and_perm_names), \
+        T(test_r14_role_covers), \
+        T(test_r14_role_meet), \
+        T(test_r13_totp_rfc6238_vectors), \
+        T(test_r13_mfa_required_setting), \
+        T(test_m6_replay_guard_claims), \
+        T(test_r13_store_users), \
+        T(test_r13_store_recovery_codes), \
+        T(test_r13_store_sessions), \
+        T(test_r04_store_tokens), \
+        T(test_r22_store_throttle_rows), \
+        T(test_r21_session_shared_by_two_nodes), \
+        T(test_r21_totp_step_accepted_once_across_nodes), \
+        T(test_r21_recovery_code_used_once_across_nodes), \
+        T(test_r21_recovery_codes_replaced_once_across_nodes), \
+        T(test_r21_replay_signature_claimed_once), \
+        T(test_r21_throttle_failures_from_nodes_add_up)
+    const struct CMUnitTest sqlite[] = {
+        BOTH,
+        /* These go through src/auth/, which writes the audit trail: on
+         * PostgreSQL once audit_store.h is (pg_audit.c). audit_dump reads
+         * the SQLite file itself. */
         T(test_r16_argon2id_params_in_hash),
-        T(test_r16_password_policy_length),
-        T(test_r16_password_policy_user_name),
-        T(test_r16_password_policy_common_list),
-        T(test_r16_password_policy_patterns),
-        T(test_r16_one_time_password),
         T(test_r16_authenticate_generic_failure),
         T(test_r16_user_create_rules),
         T(test_r16_password_change),
-        T(test_r14_permission_table_admin),
-        T(test_r14_permission_table_operator),
-        T(test_r14_permission_table_auditor),
-        T(test_r14_permission_table_viewer),
-        T(test_r14_permission_table_deny_by_default),
-        T(test_r14_role_and_perm_names),
-        T(test_r14_role_covers),
-        T(test_r14_role_meet),
         T(test_r14_last_admin_protected),
-        T(test_r13_totp_rfc6238_vectors),
         T(test_r13_totp_enrolment),
         T(test_r13_totp_reuse_refused),
         T(test_r13_recovery_code_single_use),
-        T(test_r13_mfa_required_setting),
         T(test_r13_login_with_totp),
         T(test_r13_session_idle_and_absolute_timeout),
         T(test_r13_session_csrf_and_revoke),
@@ -1526,12 +2205,21 @@ int main(void)
         T(test_r04_token_expired_refused),
         T(test_r14_token_acts_as_owner),
         T(test_r14_token_without_owner_refused),
-        T(test_m6_replay_guard_claims),
         T(test_r04_auth_forms_restricted),
         T(test_r22_login_throttle_per_account),
         T(test_r22_password_checks_bounded),
         T(test_r06_no_secret_in_audit_or_log),
-#undef T
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest postgresql[] = {
+        BOTH,
+        T(test_r21_pg_replay_signature_claimed_once_by_nodes),
+    };
+#undef BOTH
+#undef T
+    int failed = cmocka_run_group_tests_name("auth (sqlite)", sqlite, NULL,
+                                             NULL);
+    g_pg = 1;
+    failed += cmocka_run_group_tests_name("auth (postgresql)", postgresql,
+                                          NULL, NULL);
+    return failed;
 }

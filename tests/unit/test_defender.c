@@ -6,10 +6,16 @@
  * period; on_ban is called once per ban with what happened; restore after
  * a restart; memory stays bounded and banned addresses are never evicted.
  * The clock is injected.
+ *
+ * The bans a listener keeps across restarts (net_store.h) run against
+ * SQLite and a real PostgreSQL (scripts/run-unit.sh starts one), where
+ * several nodes share them (R21).
  */
 #include "testutil.h"
 
 #include "net/defender.h"
+#include "store/net_store.h"
+#include "store/store.h"
 
 #define SEC 1000LL
 
@@ -303,6 +309,146 @@ static void test_r22_set_conf_applies_at_run_time(void **state)
     defender_free(d);
 }
 
+/* ---- the bans in the store (net_store.h), on both backends ---------------------- */
+
+struct sfx {
+    char dir[256];
+    char db[300];               /* a file, or a postgresql:// URL */
+    char pgname[64];            /* the PostgreSQL database, "" on SQLite */
+    struct store *st;
+};
+
+/* The store group running: 0 SQLite, 1 PostgreSQL. */
+static int g_pg;
+
+static int sfx_setup(void **state)
+{
+    struct sfx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    test_tmpdir(f->dir, sizeof(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
+    if (g_pg)
+        test_pg_fresh(f->db, sizeof(f->db), f->pgname);
+    struct error err = {0};
+    if ((f->st = store_open(f->db, &err)) == NULL)
+        fail_msg("store_open: %s", err.msg);
+    *state = f;
+    return 0;
+}
+
+static int sfx_teardown(void **state)
+{
+    struct sfx *f = *state;
+    store_close(f->st);
+    if (f->pgname[0])
+        test_pg_drop(f->pgname);
+    test_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+#define MUST(call, e) do { if ((call) != 0) fail_msg("%s: %s", #call, \
+                                                     (e).msg); } while (0)
+
+struct seen {
+    int n, stop_at;
+    char addr[8][64];
+    int failures[8], level[8];
+    int64_t until[8], updated[8];
+};
+
+static int see_ban(const struct store_ban *b, void *arg)
+{
+    struct seen *s = arg;
+    if (s->n < 8) {
+        snprintf(s->addr[s->n], sizeof(s->addr[0]), "%s", b->address);
+        s->failures[s->n] = b->failures;
+        s->level[s->n] = b->level;
+        s->until[s->n] = b->banned_until;
+        s->updated[s->n] = b->updated_at;
+    }
+    s->n++;
+    return s->stop_at && s->n == s->stop_at ? 7 : 0;
+}
+
+static void ban_put(struct store *st, const char *addr, int failures,
+                    int level, int64_t until)
+{
+    struct error err = {0};
+    struct store_ban b = { addr, failures, level, until, until - 60 * SEC };
+    MUST(store_ban_put(st, &b, &err), err);
+}
+
+/* Rows kept as written, replaced by address, read from min_until on in
+ * address order, a callback's non-zero stops and is returned, prune
+ * deletes the ended ones. */
+static void test_r22_bans_kept_in_the_store(void **state)
+{
+    struct sfx *f = *state;
+    struct error err = {0};
+    ban_put(f->st, "198.51.100.7", 5, 1, 2000 * SEC);
+    ban_put(f->st, "2001:db8::1", 5, 2, 3000 * SEC);
+    ban_put(f->st, "192.0.2.4", 6, 3, 1000 * SEC);
+    ban_put(f->st, "198.51.100.7", 7, 2, 4000 * SEC);      /* replaced */
+    struct seen s = {0};
+    MUST(store_ban_each(f->st, 1500 * SEC, see_ban, &s, &err), err);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.addr[0], "198.51.100.7");
+    assert_int_equal(s.failures[0], 7);
+    assert_int_equal(s.level[0], 2);
+    assert_int_equal(s.until[0], 4000 * SEC);
+    assert_int_equal(s.updated[0], 3940 * SEC);
+    assert_string_equal(s.addr[1], "2001:db8::1");
+    memset(&s, 0, sizeof(s));
+    s.stop_at = 2;
+    assert_int_equal(store_ban_each(f->st, 0, see_ban, &s, &err), 7);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.addr[0], "192.0.2.4");
+    MUST(store_ban_prune(f->st, 2500 * SEC, &err), err);
+    memset(&s, 0, sizeof(s));
+    MUST(store_ban_each(f->st, 0, see_ban, &s, &err), err);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.addr[0], "198.51.100.7");
+    assert_string_equal(s.addr[1], "2001:db8::1");
+}
+
+static int restore_into(const struct store_ban *b, void *arg)
+{
+    defender_restore(arg, b->address, b->level, b->banned_until);
+    return 0;
+}
+
+/* A ban one node records is enforced by a node that starts after it (it
+ * restores the shared rows, as net_load_bans does). */
+static void test_r21_ban_of_one_node_restored_by_another(void **state)
+{
+    struct sfx *f = *state;
+    struct error err = {0};
+    struct clock_and_bans t1 = { .now = 1000 * SEC };
+    struct defender *d1 = make(&t1, 2);
+    assert_int_equal(fail_n(d1, "203.0.113.9", 2), 1);
+    ban_put(f->st, t1.last.address, t1.last.failures, t1.last.level,
+            t1.last.until);
+    defender_free(d1);
+    struct store *node2 = store_open(f->db, &err);
+    if (node2 == NULL)
+        fail_msg("node 2: %s", err.msg);
+    struct clock_and_bans t2 = { .now = 1010 * SEC };
+    struct defender *d2 = make(&t2, 2);
+    MUST(store_ban_each(node2, t2.now - 86400 * SEC, restore_into, d2, &err),
+         err);
+    int64_t left = 0;
+    assert_true(defender_check(d2, "203.0.113.9", &left));
+    assert_int_equal(left, 50 * SEC);
+    assert_false(defender_check(d2, "203.0.113.10", NULL));
+    /* its next ban there continues the level */
+    t2.now = 1060 * SEC;
+    assert_int_equal(fail_n(d2, "203.0.113.9", 2), 1);
+    assert_int_equal(t2.last.level, 2);
+    defender_free(d2);
+    store_close(node2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,5 +464,17 @@ int main(void)
         cmocka_unit_test(test_long_address_ignored),
         cmocka_unit_test(test_r22_set_conf_applies_at_run_time),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+#define T(fn) cmocka_unit_test_setup_teardown(fn, sfx_setup, sfx_teardown)
+    const struct CMUnitTest store[] = {
+        T(test_r22_bans_kept_in_the_store),
+        T(test_r21_ban_of_one_node_restored_by_another),
+    };
+#undef T
+    int failed = cmocka_run_group_tests_name("defender", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("defender bans (sqlite)", store,
+                                          NULL, NULL);
+    g_pg = 1;
+    failed += cmocka_run_group_tests_name("defender bans (postgresql)", store,
+                                          NULL, NULL);
+    return failed;
 }
