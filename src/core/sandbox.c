@@ -334,6 +334,17 @@ static int sb_ll_allow(struct sb_ll *ll, const char *path, uint64_t rights,
     return 0;
 }
 
+struct sb_files {
+    struct sb_ll *ll;
+    struct error *err;
+};
+
+static int sb_allow_ro(const char *path, void *arg)
+{
+    struct sb_files *f = arg;
+    return sb_ll_allow(f->ll, path, SB_RO_FILE, false, f->err) < 0;
+}
+
 /* The data directory's part of the view. */
 static int sb_ll_data(struct sb_ll *ll, const struct wharf *w,
                       struct error *err)
@@ -348,11 +359,16 @@ static int sb_ll_data(struct sb_ll *ll, const struct wharf *w,
         sb_ll_allow(ll, w->conf_path, SB_RO_FILE, true, err) < 0 ||
         sb_ll_allow(ll, w->dir, LANDLOCK_ACCESS_FS_READ_DIR, true, err) < 0)
         return -1;
-    for (size_t i = 0; i < sizeof(db_files) / sizeof(db_files[0]); i++) {
+    for (size_t i = 0; !wharf_store_shared(w) &&
+                       i < sizeof(db_files) / sizeof(db_files[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", w->dir, db_files[i]);
         if (sb_ll_allow(ll, path, SB_RW_FILE, true, err) < 0)
             return -1;
     }
+    /* PostgreSQL: what libpq reads at each (re)connection */
+    struct sb_files f = { ll, err };
+    if (store_url_files(w->db_path, sb_allow_ro, &f) != 0)
+        return -1;
     if (w->conf.proxy_credentials_file[0] &&
         sb_ll_allow(ll, w->conf.proxy_credentials_file, SB_RO_FILE, false,
                     err) < 0)

@@ -764,7 +764,10 @@ static int message_rows(const PGresult *r, struct store_message **out,
 {
     int rows = PQntuples(r);
     *n = 0;
-    *out = calloc((size_t)rows + 1, sizeof(**out));
+    *out = NULL;                /* none: NULL, as SQLite's (callers rely) */
+    if (rows == 0)
+        return 0;
+    *out = calloc((size_t)rows, sizeof(**out));
     if (*out == NULL)
         return error_set(err, "out of memory");
     for (int i = 0; i < rows; i++)
@@ -792,7 +795,10 @@ static int hop_rows(const PGresult *r, struct store_hop **out, size_t *n,
 {
     int rows = PQntuples(r);
     *n = 0;
-    *out = calloc((size_t)rows + 1, sizeof(**out));
+    *out = NULL;                /* none: NULL, as SQLite's (callers rely) */
+    if (rows == 0)
+        return 0;
+    *out = calloc((size_t)rows, sizeof(**out));
     if (*out == NULL)
         return error_set(err, "out of memory");
     for (int i = 0; i < rows; i++)

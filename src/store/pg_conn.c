@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store.h"
 #include "util/fault.h"
 
 void pg_arg_text(struct pg_args *a, const char *s)
@@ -190,4 +191,23 @@ int pg_injected_io_error(const char *point, struct error *err)
               ? "could not extend file: No space left on device"
               : "could not write: Input/output error");
     return 1;
+}
+
+int store_url_files(const char *url, int (*fn)(const char *path, void *arg),
+                    void *arg)
+{
+    static const char *const files[] = { "sslrootcert", "sslcert", "sslkey",
+                                         "sslcrl", "passfile" };
+    if (!pgs_is_url(url))
+        return 0;
+    const char *env = getenv("PGPASSFILE");
+    int rc = env && env[0] ? fn(env, arg) : 0;
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    for (PQconninfoOption *o = opts; rc == 0 && o && o->keyword; o++)
+        for (size_t i = 0; rc == 0 && i < sizeof(files) / sizeof(files[0]);
+             i++)
+            if (strcmp(o->keyword, files[i]) == 0 && o->val && o->val[0])
+                rc = fn(o->val, arg);
+    PQconninfoFree(opts);
+    return rc;
 }

@@ -42,6 +42,13 @@ const char *store_path(const struct store *s);
 /* True when s was opened from path (a file, or the URL given). */
 bool store_opened_from(const struct store *s, const char *path);
 
+/* The files a PostgreSQL store's connections read (sslrootcert, sslcert,
+ * sslkey, sslcrl, passfile named in the URL, and $PGPASSFILE), each
+ * through fn (which returns non-zero to stop, and that is returned); none
+ * for SQLite. serve's sandbox lets its connections read them. */
+int store_url_files(const char *url, int (*fn)(const char *path, void *arg),
+                    void *arg);
+
 /* Where SQLite writes its temporary files (sorts and statement journals
  * too large for memory) for every connection of this process: dir, instead
  * of /var/tmp or /tmp. serve's sandbox (core/sandbox.h) points it into the

@@ -15,7 +15,9 @@ Payloads sit in one folder both nodes name (payload_dir) until payloads live
 in PostgreSQL (docs/decisions/0007-postgresql-store.md).
 """
 import hashlib
+import json
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -108,7 +110,21 @@ def test_r21_two_nodes_deliver_a_shared_folder_once_through_a_kill9(
     msgs = wharf.messages(b)
     assert len(msgs) == len(sent)   # one message per file: no duplicates
     assert {m["state"] for m in msgs} == {"sent"}
+
+    # cluster status, from either data dir: b runs, a fell silent (killed:
+    # no clean stop), with no lease left on it
+    def states():
+        doc = json.loads(wharf.ok("cluster", "status", "--data", a,
+                                  "--json").stdout)
+        assert doc["store"] == "postgresql"
+        return {n["id"]: (n["state"], n["leases"]) for n in doc["nodes"]}
+    ids = {d: f"{socket.gethostname()}/{s.pid}"
+           for d, s in (("a", node_a), ("b", node_b))}
+    wait_until(lambda: states() == {ids["a"]: ("silent", 0),
+                                    ids["b"]: ("running", 0)},
+               timeout=30, desc="a silent and b running")
     node_b.stop()
+    assert states()[ids["b"]][0] == "stopped"
 
 
 def test_r21_a_session_and_a_token_work_on_every_node(
