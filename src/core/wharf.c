@@ -474,8 +474,9 @@ int conf_parse(const char *text, size_t len, struct wharf_conf *c,
 int wharf_path(const struct wharf *w, const char *rel, char *out, size_t n)
 {
     /* payloads/... is under payload_dir, which may be a shared folder */
-    int k = strncmp(rel, "payloads/", 9) == 0
-            ? snprintf(out, n, "%s/%s", w->payload_dir, rel + 9)
+    const char *slash = strchr(rel, '/');
+    int k = slash && strncmp(rel, "payloads/", 9) == 0
+            ? snprintf(out, n, "%s/%s", w->payload_dir, slash + 1)
             : snprintf(out, n, "%s/%s", w->dir, rel);
     return (k < 0 || (size_t)k >= n) ? -1 : 0;
 }
