@@ -1,47 +1,86 @@
 #!/usr/bin/env bash
-# pg-test.sh - a throwaway PostgreSQL 15 server for the tests (R21).
-#   scripts/pg-test.sh start DIR   initdb in DIR (which must not exist),
-#                                  start it on 127.0.0.1 and a free port,
-#                                  print its admin URL (database postgres)
-#   scripts/pg-test.sh stop DIR    stop it (fast) and remove DIR
-# The server listens on 127.0.0.1 only (and a socket in DIR), trusts only
-# loopback connections, and runs as an unprivileged user: the caller, or
+# pg-test.sh - throwaway PostgreSQL 15 servers for the tests (R21).
+#   scripts/pg-test.sh start DIR [name=value ...]
+#                          initdb in DIR (which must not exist), start it on
+#                          127.0.0.1 and a free port with the settings given
+#                          (written to its postgresql.conf), print its admin
+#                          URL (database postgres)
+#   scripts/pg-test.sh replica DIR PRIMARY_PORT
+#                          a streaming replica of the server on PRIMARY_PORT
+#                          (pg_basebackup -R), started; prints its admin URL
+#   scripts/pg-test.sh promote DIR   the replica in DIR accepts writes
+#   scripts/pg-test.sh kill DIR      kill -9 the server in DIR (no shutdown)
+#   scripts/pg-test.sh stop DIR      stop it (fast) and remove DIR
+# Servers listen on 127.0.0.1 only (and a socket in DIR), trust only
+# loopback connections, and run as an unprivileged user: the caller, or
 # Debian's `postgres` user when the caller is root. fsync stays on.
 set -euo pipefail
 BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-cmd=${1:?usage: pg-test.sh start|stop DIR}
-dir=${2:?usage: pg-test.sh start|stop DIR}
+usage="usage: pg-test.sh start|replica|promote|kill|stop DIR ..."
+cmd=${1:?$usage}
+dir=${2:?$usage}
+shift 2
 
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-case "$cmd" in
-start)
-  [ -x "$BIN/initdb" ] || { echo "pg-test: $BIN/initdb missing: apt-get install postgresql-15 (scripts/deps.sh test)" >&2; exit 2; }
-  mkdir -p "$dir"
-  [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
-  as_owner "$BIN/initdb" -D "$dir/data" -U wharf -A trust --encoding=UTF8 \
-      --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
-    || { cat "$dir/initdb.log" >&2; exit 1; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Start the cluster in $dir/data on a free port; print its admin URL.
+serve() {
+  local opts="-c listen_addresses=127.0.0.1 -k $dir -c max_connections=200"
   for try in 1 2 3 4 5; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+    port=$(free_port)
     if as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200" \
-        start >/dev/null 2>&1; then
+        -o "-p $port $opts" start >/dev/null 2>&1; then
       echo "postgresql://wharf@127.0.0.1:$port/postgres"
-      exit 0
+      return 0
     fi
   done
   cat "$dir/server.log" >&2
-  exit 1
+  return 1
+}
+
+prepare() {
+  [ -x "$BIN/initdb" ] || { echo "pg-test: $BIN/initdb missing: apt-get install postgresql-15 (scripts/deps.sh test)" >&2; exit 2; }
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+}
+
+case "$cmd" in
+start)
+  prepare
+  as_owner "$BIN/initdb" -D "$dir/data" -U wharf -A trust --encoding=UTF8 \
+      --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; exit 1; }
+  for kv in "$@"; do
+    printf "%s = '%s'\n" "${kv%%=*}" "${kv#*=}" >>"$dir/data/postgresql.conf"
+  done
+  serve
+  ;;
+replica)
+  primary=${1:?$usage}
+  prepare
+  as_owner "$BIN/pg_basebackup" -h 127.0.0.1 -p "$primary" -U wharf \
+      -D "$dir/data" -R -X stream >"$dir/basebackup.log" 2>&1 \
+    || { cat "$dir/basebackup.log" >&2; exit 1; }
+  serve
+  ;;
+promote)
+  as_owner "$BIN/pg_ctl" -D "$dir/data" -w promote >/dev/null
+  ;;
+kill)
+  kill -9 "$(head -1 "$dir/data/postmaster.pid")"
   ;;
 stop)
-  if [ -d "$dir/data" ]; then
+  if [ -f "$dir/data/postmaster.pid" ]; then
     as_owner "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: pg-test.sh start|stop DIR" >&2; exit 2 ;;
+  echo "$usage" >&2; exit 2 ;;
 esac

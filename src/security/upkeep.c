@@ -29,6 +29,7 @@
 #include "core/wharf.h"
 #include "net/server.h"
 #include "security/retention.h"
+#include "store/node_store.h"
 #include "store/partner_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -262,6 +263,21 @@ static bool upkeep_wait(struct upkeep *u, int64_t until)
     return stop;
 }
 
+/* The purge is the cluster's, not each node's: one node at a time runs
+ * it (store_lead); the others skip their turn, and take over when the
+ * leading node is gone. */
+static bool upkeep_leads(struct upkeep *u)
+{
+    struct error err = {0};
+    int led = store_lead(u->st, STORE_LEAD_PURGE, &err);
+    if (led < 0)
+        log_warn("upkeep: cannot tell whether this node purges: %s",
+                 err.msg);
+    else if (led == 0)
+        log_debug("upkeep: another node of the cluster runs the purge");
+    return led == 1;
+}
+
 static void *upkeep_main(void *arg)
 {
     struct upkeep *u = arg;
@@ -285,7 +301,8 @@ static void *upkeep_main(void *arg)
             next_check = time_mono_ms() + c->health_check_ms;
         }
         if (now >= next_purge) {
-            upkeep_purge(u, c->retention_days);
+            if (upkeep_leads(u))
+                upkeep_purge(u, c->retention_days);
             next_purge = time_mono_ms() + c->purge_interval_ms;
         }
         if (upkeep_wait(u, next_check < next_purge ? next_check

@@ -43,4 +43,12 @@ int store_nodes(struct store *s, struct store_node **out, size_t *n,
                 struct error *err);
 void store_nodes_free(struct store_node *nodes, size_t n);
 
+/* Cluster-wide work that one node at a time must do (the retention
+ * purge): 1 when this connection leads it, 0 when another node's does, -1
+ * with err. On PostgreSQL a session advisory lock, kept while the
+ * connection lives: when the leading node dies or loses its connection,
+ * the next node that asks leads. On SQLite (one node) always 1. */
+enum store_lead_job { STORE_LEAD_PURGE = 1 };
+int store_lead(struct store *s, enum store_lead_job job, struct error *err);
+
 #endif

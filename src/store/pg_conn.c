@@ -59,6 +59,7 @@ static int conn_ok(struct pg_store *p, struct error *err)
         return pg_db_error(p, err, "connection lost in a transaction", NULL);
     PQreset(p->conn);
     memset(p->prepared, 0, sizeof(p->prepared));
+    p->leads = 0;           /* session locks went with the connection */
     if (PQstatus(p->conn) != CONNECTION_OK)
         return pg_db_error(p, err, "reconnect", NULL);
     return 0;

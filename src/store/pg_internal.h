@@ -35,6 +35,8 @@ struct pg_store {
     char *name;                 /* postgresql://host:port/db, no password */
     bool prepared[PG_SLOTS];
     bool in_tx;
+    unsigned leads;             /* session advisory locks held (pg_nodes.c);
+                                   gone with the connection */
 };
 
 /* ---- parameters of one statement ---------------------------------------- */

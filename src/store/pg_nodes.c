@@ -4,7 +4,10 @@
  * each holds (its lease owners start with its id and '/').
  *
  * Owns statement slots 480..487 (pg_internal.h). A beat is one upsert, so
- * nodes beating at once never conflict. Must never build SQL from data.
+ * nodes beating at once never conflict. Leadership of a cluster-wide job
+ * is a session advisory lock: asked once per connection (p->leads), held
+ * until the connection ends (a dead node's ends with it). Must never build
+ * SQL from data.
  */
 #include "store/pg_nodes.h"
 
@@ -12,7 +15,7 @@
 
 #include "store/pg_internal.h"
 
-enum { D_BEAT = 480, D_PRUNE, D_STOPPED, D_LIST, D_LAST };
+enum { D_BEAT = 480, D_PRUNE, D_STOPPED, D_LIST, D_LEAD, D_LAST };
 _Static_assert(D_LAST <= PG_SLOTS, "pg_nodes.c owns slots 480..487");
 
 #define WEEK_MS (7LL * 24 * 3600 * 1000)
@@ -32,6 +35,8 @@ static const char *const SQL_NODES[D_LAST - 480] = {
         " + (SELECT COUNT(*) FROM jobs j WHERE j.state = 'processing'"
         "   AND substr(j.lease_owner, 1, length(n.id) + 1) = n.id || '/')"
         " FROM nodes n ORDER BY n.started_at DESC, n.id LIMIT 200",
+    /* class 1466462830 ("Whrn"): leadership of cluster-wide jobs */
+    [D_LEAD - 480] = "SELECT pg_try_advisory_lock(1466462830, $1::int)",
 };
 
 static int run_done(struct pg_store *p, int slot, const struct pg_args *a,
@@ -93,4 +98,22 @@ int pgs_nodes(struct pg_store *p, struct store_node **out, size_t *n,
     }
     PQclear(r);
     return 0;
+}
+
+int pgs_lead(struct pg_store *p, int job, struct error *err)
+{
+    unsigned bit = 1u << (job & 31);
+    if (p->leads & bit)
+        return 1;           /* taken on this connection, still held */
+    struct pg_args a = {0};
+    pg_arg_int(&a, job);
+    PGresult *r = pg_run(p, D_LEAD, SQL_NODES[D_LEAD - 480], &a,
+                         "ask to lead", err);
+    if (r == NULL)
+        return -1;
+    int led = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (led)
+        p->leads |= bit;
+    return led;
 }

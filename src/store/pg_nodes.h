@@ -15,5 +15,6 @@ int pgs_node_stopped(struct pg_store *p, const char *id, int64_t at,
                      struct error *err);
 int pgs_nodes(struct pg_store *p, struct store_node **out, size_t *n,
               struct error *err);
+int pgs_lead(struct pg_store *p, int job, struct error *err);
 
 #endif

@@ -113,6 +113,13 @@ int store_nodes(struct store *s, struct store_node **out, size_t *n,
     return 0;
 }
 
+int store_lead(struct store *s, enum store_lead_job job, struct error *err)
+{
+    if (store_pg(s))
+        return pgs_lead(store_pg(s), (int)job, err);
+    return 1;               /* SQLite: the only node */
+}
+
 void store_nodes_free(struct store_node *nodes, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

@@ -1489,6 +1489,25 @@ static void test_r21_nodes_refused_together_fold_into_one_burst(void **state)
     assert_int_equal(count_events(f->st, runs[0].ids[0], NULL, want), 1);
 }
 
+/* One node at a time leads cluster-wide work; when its connection ends
+ * (the node died) the next node that asks leads. SQLite: the one node. */
+static void test_r21_one_node_leads_the_purge(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct store *b = store_open(f->db, &err);
+    assert_non_null(b);
+    assert_int_equal(store_lead(f->st, STORE_LEAD_PURGE, &err), 1);
+    assert_int_equal(store_lead(f->st, STORE_LEAD_PURGE, &err), 1);
+    assert_int_equal(store_lead(b, STORE_LEAD_PURGE, &err), g_pg ? 0 : 1);
+    store_close(f->st);                 /* the leading node is gone */
+    f->st = store_open(f->db, &err);
+    assert_non_null(f->st);
+    assert_int_equal(store_lead(b, STORE_LEAD_PURGE, &err), 1);
+    assert_int_equal(store_lead(f->st, STORE_LEAD_PURGE, &err), g_pg ? 0 : 1);
+    store_close(b);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -1622,7 +1641,8 @@ int main(void)
         T(test_r21_nodes_finishing_one_message_agree_on_its_state), \
         T(test_r21_nodes_refused_together_fold_into_one_burst), \
         T(test_r21_nodes_beat_and_show_their_leases), \
-        T(test_r20_backup_runs_are_recorded)
+        T(test_r20_backup_runs_are_recorded), \
+        T(test_r21_one_node_leads_the_purge)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
         /* single node: serve's start gives every lease back */
