@@ -9,7 +9,8 @@
 #                          a streaming replica of the server on PRIMARY_PORT
 #                          (pg_basebackup -R), started; prints its admin URL
 #   scripts/pg-test.sh promote DIR   the replica in DIR accepts writes
-#   scripts/pg-test.sh kill DIR      kill -9 the server in DIR (no shutdown)
+#   scripts/pg-test.sh kill DIR      kill -9 the server in DIR and all its
+#                                    backends (no shutdown)
 #   scripts/pg-test.sh stop DIR      stop it (fast) and remove DIR
 # Servers listen on 127.0.0.1 only (and a socket in DIR), trust only
 # loopback connections, and run as an unprivileged user: the caller, or
@@ -67,13 +68,17 @@ replica)
   as_owner "$BIN/pg_basebackup" -h 127.0.0.1 -p "$primary" -U wharf \
       -D "$dir/data" -R -X stream >"$dir/basebackup.log" 2>&1 \
     || { cat "$dir/basebackup.log" >&2; exit 1; }
+  # promoted, it has no standby of its own to wait for
+  echo "synchronous_standby_names = ''" >>"$dir/data/postgresql.conf"
   serve
   ;;
 promote)
   as_owner "$BIN/pg_ctl" -D "$dir/data" -w promote >/dev/null
   ;;
 kill)
-  kill -9 "$(head -1 "$dir/data/postmaster.pid")"
+  # the postmaster and every backend at once, as a machine that dies
+  pid=$(head -1 "$dir/data/postmaster.pid")
+  kill -9 "$pid" $(pgrep -P "$pid") 2>/dev/null || true
   ;;
 stop)
   if [ -f "$dir/data/postmaster.pid" ]; then

@@ -458,6 +458,7 @@ struct pg_store *pgs_open(const char *url, struct error *err)
         pgs_close(p);
         return NULL;
     }
+    pg_notices_to_log(p->conn);
     p->name = conn_name(p->conn);
     if (p->name == NULL ||
         pg_exec(p, "SET client_min_messages = warning", err) < 0 ||

@@ -20,6 +20,20 @@
 
 #include "store/store.h"
 #include "util/fault.h"
+#include "util/log.h"
+
+/* The server's notices (warnings about a failover, a cancelled wait for
+ * a replica) go to Wharf's log, not to stderr. */
+static void pg_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    log_warn("database: %.*s", (int)strcspn(msg, "\n"), msg);
+}
+
+void pg_notices_to_log(PGconn *c)
+{
+    PQsetNoticeProcessor(c, pg_notice, NULL);
+}
 
 void pg_arg_text(struct pg_args *a, const char *s)
 {

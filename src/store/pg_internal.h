@@ -39,6 +39,9 @@ struct pg_store {
                                    gone with the connection */
 };
 
+/* Send the server's notices on c to Wharf's log (pg_conn.c). */
+void pg_notices_to_log(PGconn *c);
+
 /* ---- parameters of one statement ---------------------------------------- */
 
 #define PG_MAX_ARGS 16
