@@ -33,7 +33,7 @@ if ! command -v "$CC" >/dev/null 2>&1; then
     echo "fuzz: clang-14 not found (apt-get install clang-14)" >&2
     exit 1
 fi
-PKGS="openssl sqlite3 jansson zlib libargon2 libcurl libqrencode libseccomp"
+PKGS="openssl sqlite3 jansson zlib libargon2 libcurl libqrencode libseccomp libpq"
 CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -Isrc -DWHARF_VERSION=\"fuzz\" \
 -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
 $(pkg-config --cflags $PKGS 2>/dev/null)"
