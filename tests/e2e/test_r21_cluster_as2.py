@@ -28,6 +28,7 @@ certificate and the MIC with `openssl dgst`.
 """
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -154,7 +155,7 @@ def post(cluster, node, msg):
 def test_r21_three_nodes_receive_as2_round_robin_and_dedup_retries(
         tmp_path, wharf, pg_server, start_server):  # noqa: F811
     cl = Cluster(wharf, tmp_path, fresh_db(pg_server), start_server)
-    n = 60
+    n = 500
     msgs = [Message(cl, i) for i in range(n)]
     sent = {m.filename: sha(m.payload) for m in msgs}
 
@@ -187,3 +188,75 @@ def test_r21_three_nodes_receive_as2_round_robin_and_dedup_retries(
     assert {x["state"] for x in got} == {"sent"}
     for x in cl.nodes:
         x.server.stop()
+
+
+def test_r21_as2_acknowledged_by_a_node_killed_9_is_delivered_once(
+        tmp_path, wharf, pg_server, start_server):  # noqa: F811
+    cl = Cluster(wharf, tmp_path, fresh_db(pg_server), start_server)
+    a, b, c = cl.nodes
+    n = 500
+    with ThreadPoolExecutor(3) as pool:
+        msgs = list(pool.map(lambda i: Message(cl, i), range(n)))
+    sent = {m.filename: sha(m.payload) for m in msgs}
+    lock = threading.Lock()
+    acked = {}              # filename -> (node name, disposition)
+    before_kill = set()     # acknowledged by an MDN before the kill began
+    failed_on_a = []        # POSTs to a that got no answer (the kill)
+    a_dead = threading.Event()
+
+    def send(m):
+        # round-robin over a, b, c; once a is known dead, over b and c
+        node = cl.nodes[m.i % 3]
+        if node is a and a_dead.is_set():
+            node = (b, c)[m.i // 3 % 2]
+        try:
+            d = post(cl, node, m)
+        except OSError:
+            # only node a may fail to answer: the partner sends the same
+            # request again to another node
+            assert node is a, (m.filename, node.name)
+            with lock:
+                failed_on_a.append(m.filename)
+            node = (b, c)[m.i // 3 % 2]
+            d = post(cl, node, m)
+        with lock:
+            acked[m.filename] = (node.name, d)
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(send, m) for m in msgs]
+        # node a dies in the middle of the posting, posts in flight
+        wait_until(lambda: len(acked) >= n // 2 or
+                   any(f.done() and f.exception() for f in futures),
+                   timeout=120, desc="half the messages acknowledged")
+        with lock:
+            before_kill = {f for f, (name, _) in acked.items()}
+            by_a = {f for f, (name, _) in acked.items() if name == "a"}
+        a.server.kill9()
+        a_dead.set()
+        for f in futures:
+            f.result()
+    assert by_a, "node a acknowledged nothing before it was killed"
+    assert len(acked) == n
+    for f, (name, d) in acked.items():
+        if f in failed_on_a:
+            # a may have stored it before it died: the retry is then a
+            # duplicate, which must still be delivered (below)
+            assert PROCESSED.match(d) or DUPLICATE.match(d), (f, name, d)
+        else:
+            assert PROCESSED.match(d), (f, name, d)
+    print(f"{n} messages: {len(before_kill)} acknowledged before the kill "
+          f"({len(by_a)} by a), {len(failed_on_a)} POSTs to a unanswered "
+          f"and retried on b or c")
+
+    wait_until(lambda: b.server.check_alive() and c.server.check_alive()
+               and len(cl.files()) >= n, timeout=180,
+               desc=f"{n} files in the destination")
+    wait_until(lambda: {x["state"] for x in wharf.messages(b.data)}
+               == {"sent"}, timeout=60, desc="every message sent")
+    time.sleep(2)                   # a second delivery would show by now
+    assert cl.files() == sent       # each payload once, byte-identical
+    got = wharf.messages(c.data)
+    assert len(got) == n, "one message per Message-ID, retries included"
+    assert {x["state"] for x in got} == {"sent"}
+    b.server.stop()
+    c.server.stop()
