@@ -26,8 +26,11 @@ certificate and the MIC with `openssl dgst`.
     once; the dead node's leased hops are taken by the others after
     lease_seconds (5: new_data_dir).
 """
+import http.client
 import os
 import re
+import signal
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,7 +69,7 @@ class Cluster:
     """Three nodes on one fresh database, the AS2 profile and the partner
     "cli" (the CLI sender) imported through node a, every node running."""
 
-    def __init__(self, wharf, tmp_path, url, start_server):
+    def __init__(self, wharf, tmp_path, url, start_server, **settings):
         payloads = tmp_path / "payloads"
         a = new_data_dir(wharf, tmp_path / "a", "--store", url,
                          "--payload-dir", str(payloads))
@@ -88,6 +91,7 @@ class Cluster:
                    "tls_ca": str(self.sender.cert),
                    "sign": "sha256", "encrypt": "aes256-cbc",
                    "compress": False, "mdn": "sync", "mdn_signed": True}
+        partner.update(settings)
         doc = {"profile": {"as2_id": CLUSTER_ID,
                            "keys": [{"cert": str(self.cert),
                                      "key": str(self.key)}]},
@@ -121,13 +125,13 @@ class Message:
     a retry sends again): its Message-ID, HTTP headers, body, the bytes
     its MIC covers, the payload and its file name."""
 
-    def __init__(self, cluster, i):
+    def __init__(self, cluster, i, cipher="aes-256-cbc"):
         self.i = i
         self.filename = f"m{i:04d}.edi"
         self.payload = payload_of(i)
         ent = content_entity(self.payload, self.filename)
         headers, self.body, self.scope = build(
-            cluster.sender, None, ent, recipient=cluster.cert)
+            cluster.sender, None, ent, cipher=cipher, recipient=cluster.cert)
         self.mid, self.headers = cluster.sender.request(
             CLUSTER_ID, headers, self.body, micalg=MICALG)
         self.mic = cli.mic_of(self.scope, MICALG, cluster.sender.dir)
@@ -258,5 +262,107 @@ def test_r21_as2_acknowledged_by_a_node_killed_9_is_delivered_once(
     got = wharf.messages(c.data)
     assert len(got) == n, "one message per Message-ID, retries included"
     assert {x["state"] for x in got} == {"sent"}
+    b.server.stop()
+    c.server.stop()
+
+
+# ---- a node that dies between storing a message and releasing it ----------
+
+
+def children(pid):
+    """The pids of the processes pid started (serve: its key process)."""
+    kids = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+class PausedPost:
+    """A POST of m to node that node stores and then cannot answer yet:
+    it waits in the MDN's signature (node's key process stopped).
+
+    How: the partner signs but does not encrypt (TLS only), so once the
+    node has wrapped the payload's data key (the payload file exists) it
+    needs no private key until it signs the MDN, after the commit. Its key
+    process (the only process serve forks: it keeps the keys) is stopped
+    with SIGSTOP after half the body is sent; then the rest is sent.
+    .answer gets (status, headers, body), or the OSError, once there is
+    one; .resume() lets the key process go on."""
+
+    def __init__(self, cl, node, m):
+        payloads = cl.out.parent / "payloads"
+
+        def payload_files():
+            return [f for _, _, fs in os.walk(payloads) for f in fs]
+        self.conn = conn = http.client.HTTPSConnection(
+            "127.0.0.1", listen_port(node.data, "partner"), timeout=120,
+            context=ssl.create_default_context(cafile=node.tls_cert))
+        before = payload_files()
+        conn.putrequest("POST", "/as2", skip_accept_encoding=True)
+        for k, v in m.headers:
+            conn.putheader(k, v)
+        conn.putheader("Content-Length", str(len(m.body)))
+        conn.endheaders()
+        half = len(m.body) // 2
+        conn.send(m.body[:half])
+        wait_until(lambda: len(payload_files()) > len(before), timeout=60,
+                   desc="the payload file begun")
+        kids = children(node.server.pid)
+        assert len(kids) == 1, kids
+        self.keyproc = kids[0]
+        os.kill(self.keyproc, signal.SIGSTOP)
+        self.answer = []
+
+        def rest():
+            try:
+                conn.send(m.body[half:])
+                r = conn.getresponse()
+                self.answer.append((r.status, r.getheaders(), r.read()))
+            except OSError as e:
+                self.answer.append(e)
+        self.thread = threading.Thread(target=rest, daemon=True)
+        self.thread.start()
+
+    def resume(self):
+        os.kill(self.keyproc, signal.SIGCONT)
+
+
+def test_r21_as2_stored_by_a_node_that_died_before_its_mdn_is_delivered(
+        tmp_path, wharf, pg_server, start_server):  # noqa: F811
+    """Node a stores a message (committed, its next hop held until the MDN
+    goes out) and dies with kill -9 before its MDN went out. The partner,
+    which got no MDN, sends the same request again to node b, which
+    answers "processed/warning: duplicate-document": the partner now
+    counts the message as received, so the cluster must deliver it (b
+    releases the hold of the message it found stored). a is stopped
+    there by PausedPost."""
+    cl = Cluster(wharf, tmp_path, fresh_db(pg_server), start_server,
+                 encrypt="none")
+    a, b, c = cl.nodes
+    m = Message(cl, 1, cipher=None)
+    p = PausedPost(cl, a, m)
+    # stored, its hop held: nothing delivered while a has not answered
+    stored = wait_until(lambda: wharf.messages(b.data), timeout=60,
+                        desc="the message stored by node a")
+    assert [x["state"] for x in stored] == ["queued"], stored
+    assert not p.answer and cl.files() == {}, p.answer
+    a.server.kill9()
+    p.thread.join(timeout=60)
+    p.conn.close()
+    assert p.answer and isinstance(p.answer[0], OSError), (
+        "node a answered although killed before its MDN", p.answer)
+    # the partner sends it again, to node b
+    d = post(cl, b, m)
+    assert DUPLICATE.match(d), d
+    assert len(wharf.messages(c.data)) == 1
+    # acknowledged (duplicate-document): it must reach the destination
+    wait_until(lambda: b.server.check_alive() and c.server.check_alive()
+               and cl.files(), timeout=60,
+               desc=f"{m.filename} delivered, although stored by a node "
+                    f"that died before its MDN")
+    time.sleep(2)
+    assert cl.files() == {m.filename: sha(m.payload)}
+    assert [x["state"] for x in wharf.messages(c.data)] == ["sent"]
     b.server.stop()
     c.server.stop()
