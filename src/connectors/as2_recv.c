@@ -640,8 +640,9 @@ static void release(struct connector *c, struct intake *in, const char *id,
                         "MDN is queued durably (sent, or retried)"
                       : "released: its MDN went out in the response";
     if (intake_release(in, id, why, &err) < 0)
-        conn_log(c, LOG_ERROR, id, "cannot release the message (serve "
-                 "releases it at its next start): %s", err.msg);
+        conn_log(c, LOG_ERROR, id, "cannot release the message (it is "
+                 "released once its hold is stale, after ten leases): %s",
+                 err.msg);
 }
 
 /* 1 for the refusals of a burst that get an ALERT line: the first, the

@@ -504,6 +504,24 @@ static void node_beat(struct engine *e, struct store *st, int64_t every)
         log_warn("cannot record this node's heartbeat: %s", err.msg);
 }
 
+/* A message received with its next hops held until its MDN went out
+ * (AS2) stays held if the node that received it dies between the MDN and
+ * the release: after ten leases (at least a minute) any node releases it,
+ * so a message acknowledged to a partner is delivered. */
+static void holds_sweep(struct engine *e, struct store *st, int64_t now)
+{
+    int64_t lease = e->w->conf.lease_ms;
+    int64_t stale = 10 * lease > 60000 ? 10 * lease : 60000;
+    int64_t n = 0;
+    struct error err = {0};
+    if (store_release_stale_holds(st, now - stale, &n, &err) < 0)
+        log_warn("cannot release stale holds: %s", err.msg);
+    else if (n > 0)
+        log_warn("released %lld hop(s) held for more than %lld s: the node "
+                 "that received them did not release them after their MDN",
+                 (long long)n, (long long)(stale / 1000));
+}
+
 /* Every third of lease_ms, extend by lease_ms the leases of the round
  * each busy worker is in (a round's own owner: what an earlier round left
  * leased, its commit having failed, runs out and runs again): a batch that outlives one lease (slow partners,
@@ -544,6 +562,7 @@ static void *keeper_main(void *arg)
                          err.msg);
         }
         node_beat(e, st, every);
+        holds_sweep(e, st, now);
         next = now + every;
     }
     if (store_node_stopped(st, e->node, time_now_ms(), &err) < 0)

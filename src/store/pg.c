@@ -206,6 +206,7 @@ enum pg_stmt {
     Q_HOP_INS, Q_HOP_DUE, Q_HOP_TAKE, Q_HOP_SET, Q_HOP_OF_MSG, Q_HOP_RENEW,
     Q_HOP_RESEND_FAILED, Q_HOP_RESEND_ALL, Q_HOP_COUNTS, Q_HOP_ONWARD,
     Q_HOP_CANCEL, Q_HOP_HOLD, Q_HOP_UNHOLD, Q_HOP_UNHOLD_ALL,
+    Q_HOP_UNHOLD_STALE,
     Q_EVT_INS, Q_EVT_OF_MSG,
     Q_JOB_RENEW, Q_JOB_RESEND,
     Q_COUNT
@@ -329,6 +330,11 @@ static const char *const SQL[Q_COUNT] = {
         " WHERE message_id = $1 AND state = 'queued' AND next_at >= $2",
     [Q_HOP_UNHOLD_ALL] = "UPDATE hops SET next_at = $2, updated_at = $2"
         " WHERE state = 'queued' AND next_at >= $1",
+    /* a hold began at the held hop's updated_at (holding keeps it) */
+    [Q_HOP_UNHOLD_STALE] = "WITH u AS (UPDATE hops SET next_at = $2,"
+        " updated_at = $2 WHERE state = 'queued' AND next_at >= $1"
+        " AND updated_at < $3 RETURNING message_id)"
+        " SELECT message_id, COUNT(*) FROM u GROUP BY message_id",
     [Q_EVT_INS] = "INSERT INTO events(message_id, hop_id, at, level, text)"
         " VALUES($1, $2, $3, $4, $5)",
     [Q_EVT_OF_MSG] = "SELECT id, at, hop_id, level, text FROM events"
@@ -1012,10 +1018,50 @@ int pgs_message_release(struct pg_store *p, const char *msgid,
 
 int pgs_release_held(struct pg_store *p, struct error *err)
 {
+    /* Other nodes hold hops until their MDNs went out: a node that starts
+     * takes none of them; a dead node's holds go when they are stale
+     * (pgs_release_stale_holds, from every node's keeper). */
+    (void)p;
+    (void)err;
+    return 0;
+}
+
+static int stale_holds_tx(struct pg_store *p, int64_t before, int64_t now,
+                          int64_t *released, struct error *err)
+{
     struct pg_args a = {0};
     pg_arg_int(&a, STORE_HELD_AT);
-    pg_arg_int(&a, time_now_ms());
-    return run_done(p, Q_HOP_UNHOLD_ALL, &a, "release held hops", NULL, err);
+    pg_arg_int(&a, now);
+    pg_arg_int(&a, before);
+    PGresult *r = run(p, Q_HOP_UNHOLD_STALE, &a, "release holds", err);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    *released = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        *released += pg_val_int(r, i, 1);
+        rc = event_add(p, PQgetvalue(r, i, 0), 0, now, "warning",
+                       "released: the node that received it did not "
+                       "release it after its MDN (it stopped or lost it)",
+                       err);
+    }
+    PQclear(r);
+    return rc;
+}
+
+int pgs_release_stale_holds(struct pg_store *p, int64_t before,
+                            int64_t *released, struct error *err)
+{
+    int64_t n = 0;
+    if (pg_tx_begin(p, err) < 0)
+        return -1;
+    if (stale_holds_tx(p, before, time_now_ms(), &n, err) < 0)
+        return pg_tx_fail(p);
+    if (pg_tx_end(p, err) < 0)
+        return -1;
+    if (released)
+        *released = n;
+    return 0;
 }
 
 int pgs_message_refused(struct pg_store *p, const char *source,

@@ -52,6 +52,8 @@ int pgs_intake(struct pg_store *p, struct store_new *items, size_t n,
 int pgs_message_release(struct pg_store *p, const char *msgid,
                         const char *why, struct error *err);
 int pgs_release_held(struct pg_store *p, struct error *err);
+int pgs_release_stale_holds(struct pg_store *p, int64_t before,
+                            int64_t *released, struct error *err);
 int pgs_message_refused(struct pg_store *p, const char *source,
                         const char *text, char id[ID_LEN + 1],
                         struct error *err);

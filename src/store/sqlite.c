@@ -209,7 +209,7 @@ enum stmt_id {
     S_EVT_INS, S_EVT_OF_MSG,
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
     S_CONN_SET_CONFIG, S_HOP_HOLD, S_HOP_UNHOLD, S_HOP_UNHOLD_ALL,
-    S_HOP_SETTLE, S_HOP_RENEW,
+    S_HOP_SETTLE, S_HOP_RENEW, S_HOP_UNHOLD_STALE,
     S_COUNT
 };
 
@@ -316,6 +316,11 @@ static const char *const SQL[S_COUNT] = {
                      " AND next_at >= ?2",
     [S_HOP_UNHOLD_ALL] = "UPDATE hops SET next_at = ?2, updated_at = ?2"
                          " WHERE state = 'queued' AND next_at >= ?1",
+    /* a hold's start is the held hop's updated_at (set when it was
+     * queued; holding does not change it) */
+    [S_HOP_UNHOLD_STALE] = "UPDATE hops SET next_at = ?2, updated_at = ?2"
+                           " WHERE state = 'queued' AND next_at >= ?1"
+                           " AND updated_at < ?3 RETURNING message_id",
     [S_CONN_SET_CONFIG] = "UPDATE connectors SET config = ?3"
                           " WHERE name = ?1 AND config = ?2",
     [S_EVT_OF_MSG] = "SELECT id, at, hop_id, level, text FROM events"
@@ -959,6 +964,65 @@ int store_release_held(struct store *s, struct error *err)
     sqlite3_bind_int64(st, 1, STORE_HELD_AT);
     sqlite3_bind_int64(st, 2, time_now_ms());
     return store_step_done(s, st, err, "release held hops");
+}
+
+#define STALE_HOLD_TEXT "released: the node that received it did not " \
+    "release it after its MDN (it stopped or lost it)"
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static int stale_holds_tx(struct store *s, int64_t before, int64_t now,
+                          int64_t *released, struct error *err)
+{
+    sqlite3_stmt *st = stmt_get(s, S_HOP_UNHOLD_STALE, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, STORE_HELD_AT);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, before);
+    char (*ids)[ID_LEN + 1] = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        void *grown = realloc(ids, (n + 1) * sizeof(*ids));
+        if (grown == NULL)
+            break;
+        ids = grown;
+        col_id(st, 0, ids[n++]);
+    }
+    sqlite3_reset(st);
+    int ok = rc == SQLITE_DONE ? 0 : store_db_error(s, err, "release holds");
+    if (n > 1)              /* one event per message */
+        qsort(ids, n, sizeof(*ids), cmp_id);
+    for (size_t i = 0; ok == 0 && i < n; i++)
+        if (i == 0 || strcmp(ids[i], ids[i - 1]) != 0)
+            ok = event_add(s, ids[i], 0, now, "warning", STALE_HOLD_TEXT,
+                           err);
+    free(ids);
+    *released = (int64_t)n;
+    return ok;
+}
+
+int store_release_stale_holds(struct store *s, int64_t before,
+                              int64_t *released, struct error *err)
+{
+    int64_t n = 0;
+    if (released)
+        *released = 0;
+    if (s->pg)
+        return pgs_release_stale_holds(s->pg, before, released, err);
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    if (stale_holds_tx(s, before, time_now_ms(), &n, err) < 0)
+        return store_tx_fail(s);
+    if (store_tx_commit(s, err) < 0)
+        return store_tx_fail(s);
+    if (released)
+        *released = n;
+    return 0;
 }
 
 /* 1 when a message with the same source and dedup key exists (its id is

@@ -158,8 +158,17 @@ struct store_new {
 /* Release the held hops of a message (why: the event text). */
 int store_message_release(struct store *s, const char *msgid,
                           const char *why, struct error *err);
-/* Release every held hop (serve start: what a crash left held). */
+/* Release every held hop (serve start: what a crash left held). On
+ * PostgreSQL nothing: the other nodes' holds are theirs; a dead node's
+ * go through store_release_stale_holds. */
 int store_release_held(struct store *s, struct error *err);
+
+/* Release the held hops whose hold began before `before` (ms since the
+ * epoch): the node that held them until its MDN went out died, or lost
+ * them. One warning event per message; *released (may be NULL) gets the
+ * count of hops. The engine's keeper calls it on every node. */
+int store_release_stale_holds(struct store *s, int64_t before,
+                              int64_t *released, struct error *err);
 
 /* Record an inbound message that was refused (nothing of it stored: no
  * payload, no hops): state "refused" and one error event with text, so

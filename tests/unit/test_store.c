@@ -1508,6 +1508,55 @@ static void test_r21_one_node_leads_the_purge(void **state)
     store_close(b);
 }
 
+/* A hop held for an MDN (AS2) whose node never released it goes when the
+ * hold is stale, with a warning event; a fresh hold stays. */
+static void test_r21_stale_holds_are_released(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char *next[] = { "a", "b" };
+    struct store_message m = msg_make(ID1, "as2in", "po.edi", NULL);
+    struct store_new it = { .msg = &m, .next = next, .nnext = 2, .hold = 1 };
+    MUST(store_intake(f->st, &it, 1, &err), err);
+    int64_t t0 = time_now_ms();
+    struct store_hop *h = NULL;
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 0);     /* held */
+    store_hops_free(h, 0);
+    int64_t n = -1;
+    /* a hold younger than the cut stays */
+    MUST(store_release_stale_holds(f->st, t0 - 60000, &n, &err), err);
+    assert_int_equal(n, 0);
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 0);
+    store_hops_free(h, 0);
+    /* older than the cut: both hops go, one event for the message */
+    usleep(2000);
+    MUST(store_release_stale_holds(f->st, time_now_ms(), &n, &err), err);
+    assert_int_equal(n, 2);
+    assert_int_equal(count_events(f->st, ID1, "warning", "did not release"),
+                     1);
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 2);
+    store_hops_free(h, 2);
+    MUST(store_release_stale_holds(f->st, time_now_ms(), &n, &err), err);
+    assert_int_equal(n, 0);
+}
+
+/* At a node's start (serve), SQLite gives back every hold (one node: what a
+ * crash left); PostgreSQL none (other nodes are answering their MDNs). */
+static void test_r21_serve_start_releases_only_its_own_holds(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char *next[] = { "a" };
+    struct store_message m = msg_make(ID1, "as2in", "po.edi", NULL);
+    struct store_new it = { .msg = &m, .next = next, .nnext = 1, .hold = 1 };
+    MUST(store_intake(f->st, &it, 1, &err), err);
+    MUST(store_release_held(f->st, &err), err);
+    struct store_hop *h = NULL;
+    size_t n = lease_now(f->st, "w", 60000, &h);
+    assert_int_equal(n, g_pg ? 0 : 1);
+    store_hops_free(h, n);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -1642,7 +1691,9 @@ int main(void)
         T(test_r21_nodes_refused_together_fold_into_one_burst), \
         T(test_r21_nodes_beat_and_show_their_leases), \
         T(test_r20_backup_runs_are_recorded), \
-        T(test_r21_one_node_leads_the_purge)
+        T(test_r21_one_node_leads_the_purge), \
+        T(test_r21_stale_holds_are_released), \
+        T(test_r21_serve_start_releases_only_its_own_holds)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
         /* single node: serve's start gives every lease back */
