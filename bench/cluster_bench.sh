@@ -10,8 +10,9 @@
 # files renamed into one shared source folder that every node polls; the
 # clock runs from the first rename until the destination folder holds every
 # file and the source is empty (each file exactly once: checked). The CPU
-# time of the Wharf processes and of the PostgreSQL server (every process
-# of its user) over the run is read from /proc, per message.
+# time of the Wharf processes (serve and its key process) and of the
+# PostgreSQL server (every process of its user) over the run is read from
+# /proc, per message.
 #
 # What bounds it here: 2 cores shared by the nodes, PostgreSQL and the
 # bench; a 3-node figure on 2 cores measures contention, not scaling. The
@@ -59,6 +60,8 @@ print(total / hz)
 EOF
 }
 pg_pids() { pgrep -u postgres 2>/dev/null || pgrep -f "$WORK/pg" || true; }
+# the serve processes and their children (each node's key process)
+with_children() { for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done; }
 
 ADMIN=$(scripts/pg-test.sh start "$WORK/pg") || die "PostgreSQL did not start"
 BASE=${ADMIN%/postgres}
@@ -101,9 +104,9 @@ EOF
     sleep 2
     local pg0 w0 t0 t1
     pg0=$(cpu_of $(pg_pids))
-    w0=$(cpu_of "${pids[@]}")
+    w0=$(cpu_of $(with_children "${pids[@]}"))
     t0=$(date +%s.%N)
-    for i in $(seq 1 "$N"); do mv "$R/stage/f$i.edi" "$R/in/"; done
+    find "$R/stage" -name '*.edi' -exec mv -t "$R/in/" {} +    # one mover
     until [ "$(ls "$R/out" | wc -l)" -ge "$N" ] && [ -z "$(ls "$R/in")" ]; do
         for p in "${pids[@]}"; do
             kill -0 "$p" 2>/dev/null || die "serve ended ($name): $(tail -3 "$OUT"/serve-"$name"-*.out)"
@@ -112,7 +115,7 @@ EOF
     done
     t1=$(date +%s.%N)
     local w1 pg1
-    w1=$(cpu_of "${pids[@]}")
+    w1=$(cpu_of $(with_children "${pids[@]}"))
     pg1=$(cpu_of $(pg_pids))
     [ "$store" = sqlite ] && pg1=$pg0
     for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
@@ -134,7 +137,7 @@ EOF
 {
     echo "Wharf cluster benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ): $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), load average $(cut -d' ' -f1 /proc/loadavg)"
     echo "command: BENCH_CL_FILES=$N BENCH_CL_NODES='$NODES' bench/cluster_bench.sh"
-    echo "fsync rate of this disk now: $("$PY" bench/fsync_rate.py "$WORK" 2>/dev/null | tail -1)"
+    echo "this disk now: $("$PY" bench/fsync_rate.py "$WORK" 2>/dev/null | grep -E '_per_s' | tr '\n' ' ')"
     printf '%-14s %5s %10s %12s %12s %8s\n' store nodes msgs/s wharf-ms/msg pg-ms/msg seconds
 } | tee "$OUT/results.txt"
 run sqlite sqlite 1 | tee -a "$OUT/results.txt"
