@@ -58,7 +58,7 @@ build/$(1)/libwharf.a: $$(patsubst src/%.c,build/$(1)/obj/%.o,$$(LIB_SRC)) \
 build/$(1)/wharf: build/$(1)/obj/main.o build/$(1)/libwharf.a
 	$$(CC) $$(FLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LIBS)
 
-build/$(1)/tests/%: tests/unit/%.c tests/unit/testutil.h tests/unit/as2_testkit.h \
+build/$(1)/tests/%: tests/unit/%.c tests/unit/testutil.h tests/unit/as2_testkit.h tests/unit/store_fixture.h \
     build/$(1)/libwharf.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(WARN) $$(FLAGS_$(1)) $$(CPPFLAGS_ALL) -Itests/unit $$(LDFLAGS_$(1)) \

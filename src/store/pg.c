@@ -36,6 +36,7 @@
  * transaction across calls.
  */
 #include "store/pg_internal.h"
+#include "store/outcome.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,13 +201,13 @@ enum pg_stmt {
     Q_CONN_SET_CONFIG,
     Q_SEC_DROP_IMPORTED, Q_SEC_DROP_GONE, Q_SEC_PUT,
     Q_PARTNERS_DEL, Q_CERTS_DEL, Q_PROFILE_DEL, Q_PROFILE_SET, Q_PARTNER_INS,
-    Q_CERT_INS, Q_PROFILE_GET, Q_PARTNERS_ALL,
+    Q_PROFILE_GET, Q_PARTNERS_ALL,
     Q_MSG_INS, Q_MSG_BY_DEDUP, Q_MSG_GET, Q_MSG_LIST, Q_MSG_LIST_STATE,
     Q_MSG_EACH, Q_MSG_PREFIX, Q_MSG_LOCK, Q_MSG_STATE, Q_MSG_ERASE,
     Q_HOP_INS, Q_HOP_DUE, Q_HOP_TAKE, Q_HOP_SET, Q_HOP_OF_MSG, Q_HOP_RENEW,
     Q_HOP_RESEND_FAILED, Q_HOP_RESEND_ALL, Q_HOP_COUNTS, Q_HOP_ONWARD,
     Q_HOP_CANCEL, Q_HOP_HOLD, Q_HOP_UNHOLD, Q_HOP_UNHOLD_ALL,
-    Q_HOP_UNHOLD_STALE,
+    Q_HOP_UNHOLD_STALE, Q_HOP_SETTLE,
     Q_EVT_INS, Q_EVT_OF_MSG,
     Q_JOB_RENEW, Q_JOB_RESEND,
     Q_COUNT
@@ -251,11 +252,6 @@ static const char *const SQL[Q_COUNT] = {
     [Q_PROFILE_SET] = "INSERT INTO settings(key, value) VALUES('profile', $1)",
     [Q_PARTNER_INS] = "INSERT INTO partners(name, as2_id, config)"
         " VALUES($1, $2, $3)",
-    [Q_CERT_INS] = "INSERT INTO certificates(owner, id, subject, not_before,"
-        " not_after, use_from, der, key_sealed)"
-        " VALUES($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT(owner, id) DO UPDATE SET use_from = excluded.use_from,"
-        " key_sealed = coalesce(excluded.key_sealed, certificates.key_sealed)",
     [Q_PROFILE_GET] = "SELECT value FROM settings WHERE key = 'profile'",
     [Q_PARTNERS_ALL] = "SELECT name, as2_id, config FROM partners"
         " ORDER BY name",
@@ -305,6 +301,10 @@ static const char *const SQL[Q_COUNT] = {
         " last_error = $5, receipt = COALESCE($6, receipt),"
         " lease_owner = NULL, lease_until = NULL, updated_at = $7"
         " WHERE id = $1 AND state = 'processing' AND lease_owner = $8",
+    /* A waiting hop (an asynchronous MDN) takes its job's outcome. */
+    [Q_HOP_SETTLE] = "UPDATE hops SET state = $2, attempts = $3, next_at = $4,"
+        " last_error = $5, receipt = COALESCE($6, receipt), updated_at = $7"
+        " WHERE id = $1 AND state = 'retrying'",
     [Q_HOP_OF_MSG] = "SELECT " HOP_COLS " FROM hops WHERE message_id = $1"
         " ORDER BY id",
     [Q_HOP_RENEW] = "UPDATE hops SET lease_until = $2"
@@ -644,24 +644,6 @@ static int secrets_write(struct pg_store *p, const struct store_flow *f,
     return 0;
 }
 
-static int cert_write(struct pg_store *p, const struct store_cert *c,
-                      struct error *err)
-{
-    struct pg_args a = {0};
-    pg_arg_text(&a, c->owner);
-    pg_arg_text(&a, c->id);
-    pg_arg_text(&a, c->subject);
-    pg_arg_int(&a, c->not_before);
-    pg_arg_int(&a, c->not_after);
-    pg_arg_int(&a, c->use_from);
-    pg_arg_blob(&a, c->der, c->der_len);
-    if (c->key)
-        pg_arg_blob(&a, c->key, c->key_len);
-    else
-        pg_arg_text(&a, NULL);
-    return run_done(p, Q_CERT_INS, &a, "store a certificate", NULL, err);
-}
-
 static int partners_write(struct pg_store *p, const struct store_flow *f,
                           struct error *err)
 {
@@ -685,7 +667,7 @@ static int partners_write(struct pg_store *p, const struct store_flow *f,
             return -1;
     }
     for (size_t i = 0; i < f->ncerts; i++)
-        if (cert_write(p, &f->certs[i], err) < 0)
+        if (pg_cert_write(p, &f->certs[i], err) < 0)
             return -1;
     return 0;
 }
@@ -847,8 +829,8 @@ static char *array_text(const char *const *strs, const int64_t *nums,
 
 /* Lock the rows of the messages named (in id order) for the rest of the
  * transaction. */
-static int messages_lock(struct pg_store *p, const char *const *ids, size_t n,
-                         struct error *err)
+int pg_messages_lock(struct pg_store *p, const char *const *ids, size_t n,
+                     struct error *err)
 {
     char *arr = array_text(ids, NULL, n);
     if (arr == NULL)
@@ -1220,7 +1202,7 @@ static int resend_tx(struct pg_store *p, const struct store_message *m,
     const char *ids[1] = { m->id };
     pg_arg_text(&a, m->id);
     pg_arg_int(&a, now);
-    if (messages_lock(p, ids, 1, err) < 0 ||
+    if (pg_messages_lock(p, ids, 1, err) < 0 ||
         run_done(p, Q_JOB_RESEND, &a, "resend jobs", &jobs, err) < 0 ||
         hops_requeue(p, Q_HOP_RESEND_FAILED, m->id, now, requeued, err) < 0)
         return -1;
@@ -1279,7 +1261,7 @@ static int erase_tx(struct pg_store *p, const char *id, const char *who,
     const char *ids[1] = { id };
     pg_arg_text(&a, id);
     pg_arg_int(&a, now);
-    if (messages_lock(p, ids, 1, err) < 0 ||
+    if (pg_messages_lock(p, ids, 1, err) < 0 ||
         run_done(p, Q_HOP_CANCEL, &a, "cancel hops", NULL, err) < 0 ||
         run_done(p, Q_MSG_ERASE, &a, "erase message", NULL, err) < 0)
         return -1;
@@ -1377,55 +1359,35 @@ int pgs_leases_release(struct pg_store *p, struct error *err)
     return 0;
 }
 
-static const char *result_state(enum hop_result r)
-{
-    return r == HOP_SENT ? "sent" : r == HOP_RETRY || r == HOP_WAIT
-           ? "retrying" : "failed";
-}
-
-static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
-{
-    if (o->result == HOP_SENT)
-        snprintf(buf, n, "sent by %s (attempt %d)%s%s", o->connector,
-                 o->attempts, o->receipt ? ": " : "",
-                 o->receipt ? o->receipt : "");
-    else if (o->result == HOP_RETRY)
-        snprintf(buf, n, "attempt %d by %s failed, will retry: %s",
-                 o->attempts, o->connector, o->error ? o->error : "-");
-    else if (o->result == HOP_WAIT)
-        snprintf(buf, n, "%s: %s", o->connector, o->receipt);
-    else
-        snprintf(buf, n, "failed at %s after %d attempt(s): %s",
-                 o->connector, o->attempts, o->error ? o->error : "-");
-}
-
-/* Outcome o to its hop if o->owner still leases it, then its event, next
- * hops and message state. 1 when the lease was lost (skipped). */
-static int finish_one(struct pg_store *p, const struct store_outcome *o,
-                      int64_t now, struct error *err)
+int pg_hop_apply(struct pg_store *p, bool waiting,
+                 const struct store_outcome *o, int64_t now,
+                 struct error *err)
 {
     struct pg_args a = {0};
     int64_t changed = 0;
     pg_arg_int(&a, o->hop_id);
-    pg_arg_text(&a, result_state(o->result));
+    pg_arg_text(&a, outcome_state(o->result));
     pg_arg_int(&a, o->attempts);
     pg_arg_int(&a, o->result == HOP_RETRY || o->result == HOP_WAIT ? o->next_at
                                                               : now);
     pg_arg_text(&a, o->result == HOP_SENT || o->result == HOP_WAIT ? NULL
                                                               : o->error);
+    /* a wait's text is for the history, not the hop's receipt */
     pg_arg_text(&a, o->result == HOP_WAIT ? NULL : o->receipt);
     pg_arg_int(&a, now);
-    pg_arg_text(&a, o->owner);
-    if (run_done(p, Q_HOP_SET, &a, "update hop", &changed, err) < 0)
+    if (!waiting)
+        pg_arg_text(&a, o->owner);
+    if (run_done(p, waiting ? Q_HOP_SETTLE : Q_HOP_SET, &a, "update hop",
+                 &changed, err) < 0)
         return -1;
     if (changed == 0)
         return 1;
     char text[900];
     outcome_text(o, text, sizeof(text));
-    const char *level = o->result == HOP_SENT || o->result == HOP_WAIT
-                      ? "info" : o->result == HOP_RETRY ? "warning" : "error";
+    /* a hop still waiting says so once (when it starts), not at each look */
     if ((o->result != HOP_WAIT || o->receipt) &&
-        event_add(p, o->message_id, o->hop_id, now, level, text, err) < 0)
+        event_add(p, o->message_id, o->hop_id, now, outcome_level(o->result),
+                  text, err) < 0)
         return -1;
     if (o->result == HOP_SENT &&
         hops_queue(p, o->message_id, o->next, o->nnext, now, err) < 0)
@@ -1442,10 +1404,10 @@ static int finish_tx(struct pg_store *p, const struct store_outcome *o,
         return error_set(err, "out of memory");
     for (size_t i = 0; i < n; i++)
         ids[i] = o[i].message_id;
-    int rc = messages_lock(p, ids, n, err);
+    int rc = pg_messages_lock(p, ids, n, err);
     free(ids);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        int one = finish_one(p, &o[i], now, err);
+        int one = pg_hop_apply(p, false, &o[i], now, err);
         if (one < 0)
             rc = -1;
         *skip += (size_t)(one > 0);

@@ -94,6 +94,27 @@ void pg_val_id(const PGresult *r, int row, int col, char out[ID_LEN + 1]);
  * (or out of memory, *len 0). */
 unsigned char *pg_val_blob(const PGresult *r, int row, int col, size_t *len);
 
+/* ---- shared by pg.c and pg_jobs.c ----------------------------------------- */
+
+/* Inside a transaction: lock the rows of the messages named (sorted, so
+ * two transactions cannot deadlock) until it ends. A transaction that
+ * changes hops does this first, so the message state it computes sees
+ * every hop (pg.c's file comment). 0 or -1. */
+int pg_messages_lock(struct pg_store *p, const char *const *ids, size_t n,
+                     struct error *err);
+/* Inside a transaction, the messages locked: outcome o to its hop (leased
+ * by o->owner; or, waiting, a hop in state retrying: an asynchronous MDN),
+ * then its event, next hops and message state. 0 applied, 1 when the hop
+ * was not in that state (nothing written), -1 with err. */
+int pg_hop_apply(struct pg_store *p, bool waiting,
+                 const struct store_outcome *o, int64_t now,
+                 struct error *err);
+
+/* Insert certificate c, or update its use_from and (when c has one) its
+ * sealed key (pg_partners.c; pg.c's flow import writes them with it). */
+int pg_cert_write(struct pg_store *p, const struct store_cert *c,
+                  struct error *err);
+
 /* Test hook (util/fault.h), as in sqlite.c: the commit at point fails as a
  * full disk or an I/O error would. 1 then, with err. */
 int pg_injected_io_error(const char *point, struct error *err);

@@ -37,9 +37,8 @@
 
 enum {
     JB_BASE = 224,
-    JB_MSG_LOCK = JB_BASE, JB_DROP_ACTIVE, JB_INSERT, JB_ACTIVE, JB_CANCEL,
+    JB_DROP_ACTIVE = JB_BASE, JB_INSERT, JB_ACTIVE, JB_CANCEL,
     JB_INPUT, JB_DUE, JB_TAKE, JB_SET, JB_OF_MSG, JB_COUNTS, JB_EVENT,
-    JB_HOP_SETTLE, JB_HOP_INS, JB_MSG_STATE,
     JB_LAST
 };
 _Static_assert(JB_LAST <= 288, "pg_jobs.c owns statement slots 224..287");
@@ -50,9 +49,6 @@ _Static_assert(JB_LAST <= 288, "pg_jobs.c owns statement slots 224..287");
     " j.updated_at, j.last_error"
 
 static const char *const SQL_JOBS[JB_LAST - JB_BASE] = {
-    /* a message's row, locked for the rest of the transaction */
-    [JB_MSG_LOCK - JB_BASE] = "SELECT id FROM messages WHERE id = $1"
-        " FOR UPDATE",
     [JB_DROP_ACTIVE - JB_BASE] = "DELETE FROM jobs WHERE message_id = $1"
         " AND connector = $2 AND kind = $3 AND state IN " ACTIVE,
     [JB_INSERT - JB_BASE] = "INSERT INTO jobs(id, message_id, hop_id,"
@@ -86,23 +82,6 @@ static const char *const SQL_JOBS[JB_LAST - JB_BASE] = {
     [JB_COUNTS - JB_BASE] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
     [JB_EVENT - JB_BASE] = "INSERT INTO events(message_id, hop_id, at, level,"
         " text) VALUES($1, $2, $3, $4, $5)",
-    /* A waiting hop (an asynchronous MDN) takes its job's outcome. */
-    [JB_HOP_SETTLE - JB_BASE] = "UPDATE hops SET state = $2, attempts = $3,"
-        " next_at = $4, last_error = $5, receipt = COALESCE($6, receipt),"
-        " updated_at = $7 WHERE id = $1 AND state = 'retrying'",
-    [JB_HOP_INS - JB_BASE] = "INSERT INTO hops(message_id, connector, state,"
-        " next_at, created_at, updated_at) VALUES($1, $2, 'queued', $3, $3,"
-        " $3) RETURNING id",
-    /* pg.c's rule: a message's state is its delivery hops', worst first */
-    [JB_MSG_STATE - JB_BASE] = "UPDATE messages SET updated_at = $2,"
-        " state = COALESCE(( SELECT CASE"
-        "  WHEN bool_or(h.state = 'failed') THEN 'failed'"
-        "  WHEN bool_or(h.state = 'processing') THEN 'processing'"
-        "  WHEN bool_or(h.state = 'retrying') THEN 'retrying'"
-        "  WHEN bool_or(h.state = 'queued') THEN 'queued'"
-        "  ELSE 'sent' END"
-        " FROM hops h WHERE h.message_id = $1 AND h.state <> 'received'"
-        " HAVING COUNT(*) > 0), 'received') WHERE id = $1",
 };
 
 static PGresult *run(struct pg_store *p, int slot, const struct pg_args *a,
@@ -174,9 +153,8 @@ static int job_rows(const PGresult *r, int blobs, struct store_job **out,
 static int message_lock(struct pg_store *p, const char *msgid,
                         struct error *err)
 {
-    struct pg_args a = {0};
-    pg_arg_text(&a, msgid);
-    return run_done(p, JB_MSG_LOCK, &a, "lock a message", NULL, err);
+    const char *ids[1] = { msgid };
+    return pg_messages_lock(p, ids, 1, err);
 }
 
 static int job_event(struct pg_store *p, const char *msgid, int64_t hop_id,
@@ -326,91 +304,14 @@ int pgs_job_lease(struct pg_store *p, const char *owner, int64_t now,
 
 /* ---- a job's outcome, and its waiting hop's ------------------------------------ */
 
-static const char *result_state(enum hop_result r)
-{
-    return r == HOP_SENT ? "sent" : r == HOP_RETRY || r == HOP_WAIT
-           ? "retrying" : "failed";
-}
-
-/* pg.c's (and sqlite.c's) text of a hop's outcome */
-static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
-{
-    if (o->result == HOP_SENT)
-        snprintf(buf, n, "sent by %s (attempt %d)%s%s", o->connector,
-                 o->attempts, o->receipt ? ": " : "",
-                 o->receipt ? o->receipt : "");
-    else if (o->result == HOP_RETRY)
-        snprintf(buf, n, "attempt %d by %s failed, will retry: %s",
-                 o->attempts, o->connector, o->error ? o->error : "-");
-    else if (o->result == HOP_WAIT)
-        snprintf(buf, n, "%s: %s", o->connector, o->receipt);
-    else
-        snprintf(buf, n, "failed at %s after %d attempt(s): %s",
-                 o->connector, o->attempts, o->error ? o->error : "-");
-}
-
-static int hops_queue(struct pg_store *p, const char *msgid,
-                      const char *const *next, size_t nnext, int64_t now,
-                      struct error *err)
-{
-    for (size_t j = 0; j < nnext; j++) {
-        char text[300];
-        struct pg_args a = {0};
-        pg_arg_text(&a, msgid);
-        pg_arg_text(&a, next[j]);
-        pg_arg_int(&a, now);
-        PGresult *r = run(p, JB_HOP_INS, &a, "insert hop", err);
-        if (r == NULL)
-            return -1;
-        int64_t hop = pg_val_int(r, 0, 0);
-        PQclear(r);
-        snprintf(text, sizeof(text), "queued for %s", next[j]);
-        if (job_event(p, msgid, hop, now, "info", text, err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* store_internal.h's store_hop_settle on PostgreSQL, with the message row
- * already locked: outcome o to its hop if that hop waits (retrying), then
- * its event, next hops and message state. 1 applied, 0 the hop does not
- * wait (any more), -1 with err. */
+/* store_internal.h's store_hop_settle on PostgreSQL, the message row
+ * already locked (pg.c's pg_hop_apply on a waiting hop): 1 applied, 0 the
+ * hop does not wait (any more), -1 with err. */
 static int hop_settle(struct pg_store *p, const struct store_outcome *o,
                       int64_t now, struct error *err)
 {
-    struct pg_args a = {0};
-    int64_t changed = 0;
-    pg_arg_int(&a, o->hop_id);
-    pg_arg_text(&a, result_state(o->result));
-    pg_arg_int(&a, o->attempts);
-    pg_arg_int(&a, o->result == HOP_RETRY || o->result == HOP_WAIT ? o->next_at
-                                                              : now);
-    pg_arg_text(&a, o->result == HOP_SENT || o->result == HOP_WAIT ? NULL
-                                                              : o->error);
-    /* a wait's text is for the history, not the hop's receipt */
-    pg_arg_text(&a, o->result == HOP_WAIT ? NULL : o->receipt);
-    pg_arg_int(&a, now);
-    if (run_done(p, JB_HOP_SETTLE, &a, "update hop", &changed, err) < 0)
-        return -1;
-    if (changed == 0)
-        return 0;
-    char text[900];
-    outcome_text(o, text, sizeof(text));
-    const char *level = o->result == HOP_SENT || o->result == HOP_WAIT
-                      ? "info" : o->result == HOP_RETRY ? "warning" : "error";
-    /* a hop still waiting says so once (when it starts), not at each look */
-    if ((o->result != HOP_WAIT || o->receipt) &&
-        job_event(p, o->message_id, o->hop_id, now, level, text, err) < 0)
-        return -1;
-    if (o->result == HOP_SENT &&
-        hops_queue(p, o->message_id, o->next, o->nnext, now, err) < 0)
-        return -1;
-    struct pg_args m = {0};
-    pg_arg_text(&m, o->message_id);
-    pg_arg_int(&m, now);
-    if (run_done(p, JB_MSG_STATE, &m, "update message state", NULL, err) < 0)
-        return -1;
-    return 1;
+    int rc = pg_hop_apply(p, true, o, now, err);
+    return rc < 0 ? -1 : rc == 0;
 }
 
 static int finish_tx(struct pg_store *p, const struct store_job_outcome *o,

@@ -102,8 +102,8 @@ static int run_done(struct pg_store *p, int i, const struct pg_args *a,
 
 /* ---- certificates ------------------------------------------------------- */
 
-static int cert_insert(struct pg_store *p, const struct store_cert *c,
-                       struct error *err)
+int pg_cert_write(struct pg_store *p, const struct store_cert *c,
+                  struct error *err)
 {
     struct pg_args a = {0};
     pg_arg_text(&a, c->owner);
@@ -169,7 +169,7 @@ static int cert_add_tx(struct pg_store *p, const struct store_cert *c,
                        const char *partner_config, struct error *err)
 {
     if (run_done(p, P_GEN_LOCK, NULL, "lock the flow", err) < 0 ||
-        cert_insert(p, c, err) < 0)
+        pg_cert_write(p, c, err) < 0)
         return -1;
     if (partner_config) {
         struct pg_args a = {0};

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "store/store_internal.h"
+#include "store/outcome.h"
 #include "store/pg_store.h"
 #include "store/partner_store.h"
 #include "store/secret_store.h"
@@ -1535,28 +1536,6 @@ int store_leases_release(struct store *s, struct error *err)
     return store_jobs_release(s, err);
 }
 
-static const char *result_state(enum hop_result r)
-{
-    return r == HOP_SENT ? "sent" : r == HOP_RETRY || r == HOP_WAIT
-           ? "retrying" : "failed";
-}
-
-static void outcome_text(const struct store_outcome *o, char *buf, size_t n)
-{
-    if (o->result == HOP_SENT)
-        snprintf(buf, n, "sent by %s (attempt %d)%s%s", o->connector,
-                 o->attempts, o->receipt ? ": " : "",
-                 o->receipt ? o->receipt : "");
-    else if (o->result == HOP_RETRY)
-        snprintf(buf, n, "attempt %d by %s failed, will retry: %s",
-                 o->attempts, o->connector, o->error ? o->error : "-");
-    else if (o->result == HOP_WAIT)
-        snprintf(buf, n, "%s: %s", o->connector, o->receipt);
-    else
-        snprintf(buf, n, "failed at %s after %d attempt(s): %s",
-                 o->connector, o->attempts, o->error ? o->error : "-");
-}
-
 /* Write outcome o to its hop with statement which (S_HOP_SET: the hop
  * leased by o->owner; S_HOP_SETTLE: the hop waiting), then its event,
  * next hops and message state. 1 when the hop was not in that state. */
@@ -1568,7 +1547,7 @@ static int hop_apply(struct store *s, enum stmt_id which,
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, o->hop_id);
-    store_bind_text(st, 2, result_state(o->result));
+    store_bind_text(st, 2, outcome_state(o->result));
     sqlite3_bind_int(st, 3, o->attempts);
     sqlite3_bind_int64(st, 4, o->result == HOP_RETRY ||
                               o->result == HOP_WAIT ? o->next_at : now);
@@ -1585,8 +1564,7 @@ static int hop_apply(struct store *s, enum stmt_id which,
         return 1;
     char text[900];
     outcome_text(o, text, sizeof(text));
-    const char *level = o->result == HOP_SENT || o->result == HOP_WAIT
-                      ? "info" : o->result == HOP_RETRY ? "warning" : "error";
+    const char *level = outcome_level(o->result);
     /* a hop still waiting says so once (when it starts), not at each look */
     if ((o->result != HOP_WAIT || o->receipt) &&
         event_add(s, o->message_id, o->hop_id, now, level, text, err) < 0)

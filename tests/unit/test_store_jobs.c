@@ -37,42 +37,7 @@
 
 /* ---- fixture ---------------------------------------------------------------- */
 
-struct fx {
-    char dir[256];
-    char db[300];               /* a file, or a postgresql:// URL */
-    char pgname[64];            /* the PostgreSQL database, "" on SQLite */
-    struct store *st;
-};
-
-/* The group running: 0 SQLite, 1 PostgreSQL. */
-static int g_pg;
-
-static int fx_setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    test_tmpdir(f->dir, sizeof(f->dir));
-    snprintf(f->db, sizeof(f->db), "%s/wharf.db", f->dir);
-    if (g_pg)
-        test_pg_fresh(f->db, sizeof(f->db), f->pgname);
-    struct error err = {0};
-    f->st = store_open(f->db, &err);
-    if (f->st == NULL)
-        fail_msg("store_open: %s", err.msg);
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *f = *state;
-    store_close(f->st);
-    if (f->pgname[0])
-        test_pg_drop(f->pgname);
-    test_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+#include "store_fixture.h"
 
 /* ---- raw SQL on the test's database (set-up and checks only) ---------------- */
 
