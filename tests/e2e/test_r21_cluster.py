@@ -200,3 +200,34 @@ def test_r21_a_ban_made_on_one_node_applies_on_the_others(
     Api(listen_port(b, "admin")).ok("GET", "/api/v1/auth/me", token=token)
     node_a.stop()
     node_b.stop()
+
+
+def test_r21_a_flow_imported_through_one_node_runs_on_the_others(
+        tmp_path, wharf, pg_server, start_server):
+    a, b = two_nodes(wharf, tmp_path, fresh_db(pg_server))
+    inbox, out1, out2 = (tmp_path / n for n in ("in", "out1", "out2"))
+    for d in (inbox, out1, out2):
+        d.mkdir()
+    wharf.import_flow(a, flow_doc(
+        [file_source("inbox", inbox), file_dest("first", out1)],
+        [("inbox", "first")]), tmp_path / "flow1.json")
+    node_a, node_b = start_server(a), start_server(b)
+    node_a.wait_listening()
+    node_b.wait_listening()
+    drop_file(inbox, "one.edi", b"to the first destination")
+    wait_until(lambda: (out1 / "one.edi").exists(), timeout=30,
+               desc="one.edi in the first destination")
+    # a new flow, imported through node a while both run; then node a
+    # stops: only node b is left to run it, without a restart
+    wharf.import_flow(a, flow_doc(
+        [file_source("inbox", inbox), file_dest("second", out2)],
+        [("inbox", "second")]), tmp_path / "flow2.json")
+    time.sleep(1.5)                 # the engines re-read within a second
+    node_a.stop()
+    drop_file(inbox, "two.edi", b"to the second destination")
+    wait_until(lambda: node_b.check_alive() and (out2 / "two.edi").exists(),
+               timeout=30, desc="two.edi delivered by node b to the new "
+                                "destination")
+    assert listdir(out1) == ["one.edi"]
+    assert (out2 / "two.edi").read_bytes() == b"to the second destination"
+    node_b.stop()
