@@ -86,9 +86,15 @@ int auth_oidc_user(struct auth *a, const struct oidc_identity *id,
         return error_set(err, "this account is disabled"), AUTH_DENIED;
     }
     if (strcmp(out->role, id->role) != 0) {
-        if (store_user_set_role(a->st, out->id, id->role, auth_now(a), err) < 0) {
+        int set = store_user_set_role(a->st, out->id, id->role, auth_now(a),
+                                      err);
+        if (set == 2)       /* the identity provider demotes the last admin */
+            error_set(err, "%s is the last enabled administrator and the "
+                      "identity provider now gives it the role %s: make "
+                      "another user admin first", out->name, id->role);
+        if (set != 0) {
             store_user_clear(out);
-            return AUTH_ERROR;
+            return set == 2 ? AUTH_CONFLICT : AUTH_ERROR;
         }
         audit_oidc(a, id->issuer, "user.role", out->name, id->role);
         int64_t uid = out->id;

@@ -183,6 +183,9 @@ static int updated(int store_rc, const char *name, struct error *err)
         return AUTH_ERROR;
     if (store_rc == 1)
         return error_set(err, "no such user: %s", name), AUTH_NOT_FOUND;
+    if (store_rc == 2)          /* another change took the other admins */
+        return error_set(err, "%s is the last enabled administrator: make "
+                         "another user admin first", name), AUTH_CONFLICT;
     return AUTH_OK;
 }
 

@@ -68,7 +68,11 @@ int store_user_set_subject(struct store *s, int64_t id, const char *subject,
 int store_user_list(struct store *s, struct store_user **out, size_t *n,
                     struct error *err);
 
-/* Updates of one user by id: 0 done, 1 no such user, -1 error. */
+/* Updates of one user by id: 0 done, 1 no such user, -1 error.
+ * store_user_set_role, store_user_set_disabled and store_user_delete also
+ * return 2 (nothing written) when the change would leave no enabled
+ * administrator: checked and written in one transaction that takes turns
+ * with every other such change, on every node of a cluster. */
 int store_user_set_role(struct store *s, int64_t id, const char *role,
                         int64_t now, struct error *err);
 int store_user_set_password(struct store *s, int64_t id, const char *hash,

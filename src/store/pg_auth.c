@@ -54,6 +54,7 @@ enum {
     A_TOK_LIST, A_TOK_REVOKE_OWNER,
     A_THR_LOCK, A_THR_GET, A_THR_PUT, A_THR_DEL, A_THR_PRUNE,
     A_RPL_CLAIM, A_RPL_DONE, A_RPL_RELEASE, A_RPL_PRUNE, A_RPL_ALIVE,
+    A_ADMINS_LOCK, A_USER_IS_ADMIN,
     A_LAST
 };
 _Static_assert(SLOT_BASE + A_LAST <= 152,
@@ -109,6 +110,11 @@ static const char *const SQL_AUTH[A_LAST] = {
     [A_USER_COUNT_ROLE] = "SELECT COUNT(*) FROM users WHERE role = $1"
         " AND disabled = 0",
     [A_USER_LOCK] = "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+    /* changes that could leave no enabled administrator take turns
+     * ("Wadm"), whatever the node */
+    [A_ADMINS_LOCK] = "SELECT pg_advisory_xact_lock(1466000493)",
+    [A_USER_IS_ADMIN] = "SELECT COUNT(*) FROM users WHERE id = $1"
+        " AND role = 'admin' AND disabled = 0",
     [A_RC_DEL] = "DELETE FROM recovery_codes WHERE user_id = $1",
     [A_RC_INS] = "INSERT INTO recovery_codes(user_id, code_hash)"
         " VALUES($1, $2) ON CONFLICT DO NOTHING",
@@ -347,14 +353,63 @@ int pgs_user_list(struct pg_store *p, struct store_user **out, size_t *n,
     return 0;
 }
 
+/* ---- the last enabled administrator ------------------------------------ */
+
+/* What a guarded change writes (one of the three below). */
+struct user_change {
+    int64_t id, now;
+    const char *role;           /* set_role */
+    int disabled;               /* set_disabled */
+    int64_t revoked;            /* delete: tokens revoked */
+};
+
+/* write (0 done, 1 no such user, -1) and the check that an enabled
+ * administrator is left, in one transaction holding the administrators'
+ * advisory lock: two nodes demoting the last two admins at once take
+ * turns, and the second sees the first's change (read committed: its
+ * count is a new statement after the lock). 2 (nothing written) when the
+ * change would leave none. */
+static int admin_guarded(struct pg_store *p, struct user_change *c,
+                         int (*write)(struct pg_store *, struct user_change *,
+                                      struct error *),
+                         struct error *err)
+{
+    struct pg_args a = {0}, admin = {0};
+    pg_arg_int(&a, c->id);
+    pg_arg_text(&admin, "admin");
+    if (pg_tx_begin(p, err) < 0)
+        return -1;
+    int64_t was = run_done(p, A_ADMINS_LOCK, NULL, "lock the administrators",
+                           NULL, err) < 0 ? -1
+                  : run_count(p, A_USER_IS_ADMIN, &a, "look up a user", err);
+    int rc = was < 0 ? -1 : write(p, c, err);
+    if (rc == 0 && was > 0) {
+        int64_t left = run_count(p, A_USER_COUNT_ROLE, &admin,
+                                 "count users", err);
+        rc = left < 0 ? -1 : left == 0 ? 2 : 0;
+    }
+    if (rc != 0) {
+        pg_tx_fail(p);
+        return rc;
+    }
+    return pg_tx_end(p, err);
+}
+
+static int role_write(struct pg_store *p, struct user_change *c,
+                      struct error *err)
+{
+    struct pg_args a = {0};
+    pg_arg_int(&a, c->id);
+    pg_arg_text(&a, c->role);
+    pg_arg_int(&a, c->now);
+    return run_changed(p, A_USER_ROLE, &a, "update user role", err);
+}
+
 int pgs_user_set_role(struct pg_store *p, int64_t id, const char *role,
                       int64_t now, struct error *err)
 {
-    struct pg_args a = {0};
-    pg_arg_int(&a, id);
-    pg_arg_text(&a, role);
-    pg_arg_int(&a, now);
-    return run_changed(p, A_USER_ROLE, &a, "update user role", err);
+    struct user_change c = { .id = id, .now = now, .role = role };
+    return admin_guarded(p, &c, role_write, err);
 }
 
 int pgs_user_set_password(struct pg_store *p, int64_t id, const char *hash,
@@ -368,14 +423,21 @@ int pgs_user_set_password(struct pg_store *p, int64_t id, const char *hash,
     return run_changed(p, A_USER_PW, &a, "update user password", err);
 }
 
+static int disabled_write(struct pg_store *p, struct user_change *c,
+                          struct error *err)
+{
+    struct pg_args a = {0};
+    pg_arg_int(&a, c->id);
+    pg_arg_int(&a, c->disabled ? 1 : 0);
+    pg_arg_int(&a, c->now);
+    return run_changed(p, A_USER_DISABLED, &a, "update user", err);
+}
+
 int pgs_user_set_disabled(struct pg_store *p, int64_t id, int disabled,
                           int64_t now, struct error *err)
 {
-    struct pg_args a = {0};
-    pg_arg_int(&a, id);
-    pg_arg_int(&a, disabled ? 1 : 0);
-    pg_arg_int(&a, now);
-    return run_changed(p, A_USER_DISABLED, &a, "update user", err);
+    struct user_change c = { .id = id, .now = now, .disabled = disabled };
+    return admin_guarded(p, &c, disabled_write, err);
 }
 
 int pgs_user_set_totp(struct pg_store *p, int64_t id,
@@ -410,30 +472,29 @@ int pgs_user_totp_step(struct pg_store *p, int64_t id, int64_t step,
     return run_changed(p, A_USER_STEP, &a, "record TOTP step", err);
 }
 
+static int delete_write(struct pg_store *p, struct user_change *c,
+                        struct error *err)
+{
+    struct pg_args a = {0}, d = {0};
+    pg_arg_int(&a, c->id);
+    pg_arg_int(&a, c->now);
+    pg_arg_int(&d, c->id);
+    int64_t deleted = 0;
+    if (run_done(p, A_TOK_REVOKE_OWNER, &a, "revoke the user's tokens",
+                 &c->revoked, err) < 0 ||
+        run_done(p, A_USER_DEL, &d, "delete user", &deleted, err) < 0)
+        return -1;
+    return deleted > 0 ? 0 : 1;
+}
+
 int pgs_user_delete(struct pg_store *p, int64_t id, int64_t now,
                     int *tokens_revoked, struct error *err)
 {
-    struct pg_args a = {0};
-    pg_arg_int(&a, id);
-    pg_arg_int(&a, now);
-    struct pg_args d = {0};
-    pg_arg_int(&d, id);
-    int64_t revoked = 0, deleted = 0;
-    if (pg_tx_begin(p, err) < 0)
-        return -1;
-    if (run_done(p, A_TOK_REVOKE_OWNER, &a, "revoke the user's tokens",
-                 &revoked, err) < 0 ||
-        run_done(p, A_USER_DEL, &d, "delete user", &deleted, err) < 0)
-        return pg_tx_fail(p);
-    if (deleted == 0) {
-        pg_tx_fail(p);
-        return 1;
-    }
-    if (pg_tx_end(p, err) < 0)
-        return -1;
-    if (tokens_revoked)
-        *tokens_revoked = (int)revoked;
-    return 0;
+    struct user_change c = { .id = id, .now = now };
+    int rc = admin_guarded(p, &c, delete_write, err);
+    if (rc == 0 && tokens_revoked)
+        *tokens_revoked = (int)c.revoked;
+    return rc;
 }
 
 int64_t pgs_user_count_role(struct pg_store *p, const char *role,

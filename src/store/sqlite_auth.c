@@ -34,7 +34,7 @@ enum {
     A_TOK_INS, A_TOK_BY_HASH, A_TOK_GET, A_TOK_TOUCH, A_TOK_REVOKE,
     A_TOK_LIST, A_USER_BY_SUBJECT, A_USER_SUBJECT,
     A_TOK_REVOKE_OWNER, A_THR_GET, A_THR_PUT, A_THR_DEL, A_THR_PRUNE,
-    A_RPL_CLAIM, A_RPL_DONE, A_RPL_RELEASE, A_RPL_PRUNE,
+    A_RPL_CLAIM, A_RPL_DONE, A_RPL_RELEASE, A_RPL_PRUNE, A_USER_IS_ADMIN,
     A_LAST
 };
 _Static_assert(A_LAST <= 96, "sqlite_auth.c owns statement slots 32..95");
@@ -77,6 +77,8 @@ static const char *const SQL_AUTH[A_LAST - 32] = {
     Q(A_USER_DEL) = "DELETE FROM users WHERE id = ?1",
     Q(A_USER_COUNT_ROLE) = "SELECT COUNT(*) FROM users WHERE role = ?1"
         " AND disabled = 0",
+    Q(A_USER_IS_ADMIN) = "SELECT COUNT(*) FROM users WHERE id = ?1"
+        " AND role = 'admin' AND disabled = 0",
     Q(A_RC_DEL) = "DELETE FROM recovery_codes WHERE user_id = ?1",
     Q(A_RC_INS) = "INSERT OR IGNORE INTO recovery_codes(user_id, code_hash)"
         " VALUES(?1, ?2)",
@@ -353,18 +355,72 @@ int store_user_list(struct store *s, struct store_user **out, size_t *n,
     return 0;
 }
 
+/* ---- the last enabled administrator ------------------------------------ */
+
+/* What a guarded change writes (one of the three below). */
+struct user_change {
+    int64_t id, now;
+    const char *role;           /* set_role */
+    int disabled;               /* set_disabled */
+    int *revoked;               /* delete: tokens revoked */
+};
+
+/* 1 when user id is an enabled administrator, 0 when not, -1 error. */
+static int enabled_admin(struct store *s, int64_t id, struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_USER_IS_ADMIN, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    int v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) > 0 : -1;
+    sqlite3_reset(st);
+    return v < 0 ? store_db_error(s, err, "look up a user") : v;
+}
+
+/* write (0 done, 1 no such user, -1) and the check that an enabled
+ * administrator is left, in one IMMEDIATE transaction: changes from every
+ * node take turns, so two of them never both pass the check. 2 (nothing
+ * written) when the change would leave none. */
+static int admin_guarded(struct store *s, const struct user_change *c,
+                         int (*write)(struct store *, const struct user_change *,
+                                      struct error *),
+                         struct error *err)
+{
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    int was = enabled_admin(s, c->id, err);
+    int rc = was < 0 ? -1 : write(s, c, err);
+    if (rc == 0 && was == 1) {
+        int64_t left = store_user_count_role(s, "admin", err);
+        rc = left < 0 ? -1 : left == 0 ? 2 : 0;
+    }
+    if (rc != 0) {
+        store_tx_fail(s);
+        return rc;
+    }
+    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
+}
+
+static int role_write(struct store *s, const struct user_change *c,
+                      struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_USER_ROLE, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, c->id);
+    store_bind_text(st, 2, c->role);
+    sqlite3_bind_int64(st, 3, c->now);
+    return step_changed(s, st, err, "update user role");
+}
+
 int store_user_set_role(struct store *s, int64_t id, const char *role,
                         int64_t now, struct error *err)
 {
     if (store_pg(s))
         return pgs_user_set_role(store_pg(s), id, role, now, err);
-    sqlite3_stmt *st = stmt(s, A_USER_ROLE, err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_int64(st, 1, id);
-    store_bind_text(st, 2, role);
-    sqlite3_bind_int64(st, 3, now);
-    return step_changed(s, st, err, "update user role");
+    struct user_change c = { .id = id, .now = now, .role = role };
+    return admin_guarded(s, &c, role_write, err);
 }
 
 int store_user_set_password(struct store *s, int64_t id, const char *hash,
@@ -383,18 +439,25 @@ int store_user_set_password(struct store *s, int64_t id, const char *hash,
     return step_changed(s, st, err, "update user password");
 }
 
+static int disabled_write(struct store *s, const struct user_change *c,
+                          struct error *err)
+{
+    sqlite3_stmt *st = stmt(s, A_USER_DISABLED, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, c->id);
+    sqlite3_bind_int(st, 2, c->disabled ? 1 : 0);
+    sqlite3_bind_int64(st, 3, c->now);
+    return step_changed(s, st, err, "update user");
+}
+
 int store_user_set_disabled(struct store *s, int64_t id, int disabled,
                             int64_t now, struct error *err)
 {
     if (store_pg(s))
         return pgs_user_set_disabled(store_pg(s), id, disabled, now, err);
-    sqlite3_stmt *st = stmt(s, A_USER_DISABLED, err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int(st, 2, disabled ? 1 : 0);
-    sqlite3_bind_int64(st, 3, now);
-    return step_changed(s, st, err, "update user");
+    struct user_change c = { .id = id, .now = now, .disabled = disabled };
+    return admin_guarded(s, &c, disabled_write, err);
 }
 
 int store_user_set_totp(struct store *s, int64_t id,
@@ -455,29 +518,28 @@ static int tokens_revoke_owner(struct store *s, int64_t owner, int64_t now,
     return 0;
 }
 
+static int delete_write(struct store *s, const struct user_change *c,
+                        struct error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (tokens_revoke_owner(s, c->id, c->now, c->revoked, err) < 0 ||
+        (st = stmt(s, A_USER_DEL, err)) == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, c->id);
+    return step_changed(s, st, err, "delete user");
+}
+
 int store_user_delete(struct store *s, int64_t id, int64_t now,
                       int *tokens_revoked, struct error *err)
 {
     if (store_pg(s))
         return pgs_user_delete(store_pg(s), id, now, tokens_revoked, err);
     int n = 0;
-    if (store_tx_begin(s, err) < 0)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    if (tokens_revoke_owner(s, id, now, &n, err) < 0 ||
-        (st = stmt(s, A_USER_DEL, err)) == NULL)
-        return store_tx_fail(s);
-    sqlite3_bind_int64(st, 1, id);
-    int rc = step_changed(s, st, err, "delete user");
-    if (rc != 0) {
-        store_tx_fail(s);
-        return rc;
-    }
-    if (store_tx_commit(s, err) < 0)
-        return store_tx_fail(s);
-    if (tokens_revoked)
+    struct user_change c = { .id = id, .now = now, .revoked = &n };
+    int rc = admin_guarded(s, &c, delete_write, err);
+    if (rc == 0 && tokens_revoked)
         *tokens_revoked = n;
-    return 0;
+    return rc;
 }
 
 int64_t store_user_count_role(struct store *s, const char *role,

@@ -1606,12 +1606,16 @@ static void test_r13_store_users(void **state)
     /* updates of a user by id; 1 when there is none */
     MUST(store_user_set_role(f->st, bob, "operator", T0, &err), err);
     MUST(store_user_set_password(f->st, bob, "$argon2id$y", 1, T0, &err), err);
-    MUST(store_user_set_disabled(f->st, alice, 1, T0, &err), err);
+    /* the last enabled administrator is neither disabled nor demoted, nor
+     * deleted: 2, nothing written (test_r21_two_nodes_never_demote_...) */
+    assert_int_equal(store_user_set_disabled(f->st, alice, 1, T0, &err), 2);
+    assert_int_equal(store_user_set_role(f->st, alice, "viewer", T0, &err), 2);
+    assert_int_equal(store_user_delete(f->st, alice, T0, NULL, &err), 2);
     assert_int_equal(store_user_set_role(f->st, 9999, "admin", T0, &err), 1);
     assert_int_equal(store_user_set_password(f->st, 9999, "h", 0, T0, &err),
                      1);
     assert_int_equal(store_user_set_disabled(f->st, 9999, 1, T0, &err), 1);
-    assert_int_equal(store_user_count_role(f->st, "admin", &err), 0);
+    assert_int_equal(store_user_count_role(f->st, "admin", &err), 1);
     assert_int_equal(store_user_count_role(f->st, "operator", &err), 1);
     /* a listing: by name, without password hashes or seeds */
     struct store_user *all;
@@ -1619,7 +1623,7 @@ static void test_r13_store_users(void **state)
     MUST(store_user_list(f->st, &all, &n, &err), err);
     assert_int_equal(n, 2);
     assert_string_equal(all[0].name, "alice");
-    assert_int_equal(all[0].disabled, 1);
+    assert_int_equal(all[0].disabled, 0);
     assert_string_equal(all[1].name, "bob");
     assert_int_equal(all[1].must_change, 1);
     assert_null(all[1].password_hash);
@@ -2170,6 +2174,77 @@ static void test_r21_throttle_failures_from_nodes_add_up(void **state)
     assert_int_equal(t.failures, RACE_THREADS * RACE_ROUNDS);
 }
 
+/* ---- R21 with R14: the last administrator, cluster-wide ---------------------------- */
+
+struct demote {
+    const char *db;
+    int64_t id;
+    pthread_barrier_t *bar;
+    int rc;
+    char err[256];
+};
+
+static void *demote_node(void *p)
+{
+    struct demote *d = p;
+    struct error err = {0};
+    struct store *st = store_open(d->db, &err);
+    pthread_barrier_wait(d->bar);
+    d->rc = st ? store_user_set_role(st, d->id, "viewer", T0, &err) : -1;
+    snprintf(d->err, sizeof(d->err), "%s", err.msg);
+    store_close(st);
+    return NULL;
+}
+
+/* Two nodes demote the last two enabled administrators at the same
+ * moment: one change is refused (2), one administrator is left. The check
+ * and the write are one transaction that takes turns with every other
+ * such change: without it, both nodes counted two admins and went on. */
+static void test_r21_two_nodes_never_demote_the_last_admin(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    int64_t survivor = 0;
+    for (int round = 0; round < 20; round++) {
+        char n1[32], n2[32];
+        snprintf(n1, sizeof(n1), "ada%d", round);
+        snprintf(n2, sizeof(n2), "bea%d", round);
+        int64_t a = store_user_new(f->st, n1, "admin");
+        int64_t b = store_user_new(f->st, n2, "admin");
+        if (survivor)           /* the last round's: two admins are left */
+            assert_int_equal(store_user_set_role(f->st, survivor, "viewer",
+                                                 T0, &err), 0);
+        assert_int_equal(store_user_count_role(f->st, "admin", &err), 2);
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, 2);
+        struct demote d[2] = { { .db = f->db, .id = a, .bar = &bar },
+                               { .db = f->db, .id = b, .bar = &bar } };
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, demote_node,
+                                            &d[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&bar);
+        for (int i = 0; i < 2; i++)
+            if (d[i].rc < 0)
+                fail_msg("round %d: %s", round, d[i].err);
+        if (!((d[0].rc == 0 && d[1].rc == 2) || (d[0].rc == 2 && d[1].rc == 0)))
+            fail_msg("round %d: the demotions returned %d and %d", round,
+                     d[0].rc, d[1].rc);
+        assert_int_equal(store_user_count_role(f->st, "admin", &err), 1);
+        survivor = d[0].rc == 2 ? a : b;
+    }
+    /* a disabled or deleted last admin is refused the same way */
+    assert_int_equal(store_user_set_disabled(f->st, survivor, 1, T0, &err), 2);
+    assert_int_equal(store_user_delete(f->st, survivor, T0, NULL, &err), 2);
+    assert_int_equal(store_user_count_role(f->st, "admin", &err), 1);
+    /* changes of other users are not refused, with or without admins */
+    int64_t v = store_user_new(f->st, "vic", "viewer");
+    assert_int_equal(store_user_set_role(f->st, v, "operator", T0, &err), 0);
+    assert_int_equal(store_user_delete(f->st, v, T0, NULL, &err), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -2202,6 +2277,7 @@ int main(void)
         T(test_r21_recovery_codes_replaced_once_across_nodes), \
         T(test_r21_replay_signature_claimed_once), \
         T(test_r21_throttle_failures_from_nodes_add_up), \
+        T(test_r21_two_nodes_never_demote_the_last_admin), \
         T(test_r16_argon2id_params_in_hash), \
         T(test_r16_authenticate_generic_failure), \
         T(test_r16_user_create_rules), \
