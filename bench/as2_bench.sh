@@ -17,8 +17,8 @@
 # (a) small messages: BENCH_AS2_MSGS (500) files of BENCH_AS2_KIB (10) KiB of
 #     random bytes, signed (SHA-256, RSA 2048) + encrypted (AES-256-CBC),
 #     not compressed, signed synchronous MDN. The files are staged and
-#     synced first, then renamed into A's outbox; the clock runs from the
-#     first rename until `wharf message list --state sent` at A counts all
+#     synced first, then renamed into A's outbox (by one process, in ~5 ms);
+#     the clock runs from the first rename until `wharf message list --state sent` at A counts all
 #     of them (checked every 100 ms, nothing subtracted). Then B's inbox
 #     must hold every file at its size, and a sample of 20 of A's messages
 #     must show the as2-b hop sent at the first attempt on a signed MDN.
@@ -64,6 +64,9 @@
 # BENCH_AS2_CONF: lines appended to
 # both wharf.conf files, for diagnostics (e.g. 'workers = 8\nbatch = 1');
 # the default run tunes nothing but log_level and poll_ms.
+# BENCH_AS2_STRACE=1: count the sync calls of B (perf stat) during (a),
+# into syncs-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
+# servers during (a), into perf-a.data and perf-b.data.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -74,7 +77,7 @@ MB=${BENCH_AS2_MB:-1024}
 KIND=${BENCH_AS2_DATA:-edi}
 ZLEVEL=${BENCH_AS2_ZLEVEL:-6}
 PARTS=${BENCH_AS2_PARTS:-small large}
-WHARF=$ROOT/build/release/wharf
+WHARF=${BENCH_WHARF:-$ROOT/build/release/wharf}   # BENCH_WHARF: another build (before/after)
 PY=/usr/bin/python3
 RSS_AIM_KIB=$((64 * 1024))
 
@@ -89,7 +92,7 @@ make --no-print-directory -s -j2 build/release/wharf
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/out/$STAMP-as2
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/wharf-as2-bench-XXXXXX)
+WORK=$(mktemp -d "${BENCH_AS2_TMP:-/tmp}/wharf-as2-bench-XXXXXX")
 RES=$OUT/results.txt
 : >"$RES"
 put() { echo "$1 $2" >>"$RES"; }
@@ -267,9 +270,26 @@ PYEOF
     start_servers small
     sleep 1         # both flows loaded (the listeners are up before)
     base=$(nsent)
+    if [ -n "${BENCH_AS2_STRACE:-}" ]; then   # diagnostics: B's sync calls
+        perf stat -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_syncfs,syscalls:sys_enter_clock_nanosleep \
+            -o "$OUT/syncs-b.txt" -p "$PID_B" &
+        STRACE=$!
+        sleep 1
+    fi
+    if [ -n "${BENCH_AS2_PERF:-}" ]; then     # diagnostics: where the CPU goes
+        perf record -F 999 -g -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
+        PERF_A=$!
+        perf record -F 999 -g -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &
+        PERF_B=$!
+        sleep 1
+    fi
     ca=$(ticks "$PID_A") cb=$(ticks "$PID_B")
     t0=$(date +%s.%N)
-    for f in "$WORK/stage"/msg-*.bin; do mv "$f" "$WORK/a/outbox/"; done
+    # one process renames them all (a mv per file took ~1 s for 500 on a
+    # busy machine: the drop itself bounded the rate)
+    "$PY" -c 'import os, sys
+for f in sorted(os.listdir(sys.argv[1])):
+    os.rename(os.path.join(sys.argv[1], f), os.path.join(sys.argv[2], f))' "$WORK/stage" "$WORK/a/outbox"
     while [ "$(nsent)" -lt "$((base + N))" ]; do
         alive || die "a server died (see $OUT/serve-*-small.out)"
         awk -v t0="$t0" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - t0 > 1800) }' &&
@@ -277,6 +297,8 @@ PYEOF
         sleep 0.1
     done
     t1=$(date +%s.%N)
+    [ -z "${BENCH_AS2_STRACE:-}" ] || { kill -INT "$STRACE"; wait "$STRACE" || true; }
+    [ -z "${BENCH_AS2_PERF:-}" ] || { kill -INT "$PERF_A" "$PERF_B"; wait "$PERF_A" "$PERF_B" || true; }
     HZ=$(getconf CLK_TCK)
     put small_cpu_ms_per_msg_a "$(awk -v a="$ca" -v b="$(ticks "$PID_A")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
     put small_cpu_ms_per_msg_b "$(awk -v a="$cb" -v b="$(ticks "$PID_B")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"

@@ -10,6 +10,22 @@
  * is on disk. Batch functions wrap their whole batch in one IMMEDIATE
  * transaction: one commit, one WAL fsync for many messages.
  *
+ * Group commit: the transactions of store_tx_begin/store_tx_commit commit
+ * with synchronous=NORMAL (SQLite writes the WAL frames, no fsync), then
+ * store_tx_commit waits on the database's sync group (util/syncgroup.h):
+ * one fsync of the WAL, by whichever thread leads the round, covers every
+ * connection that committed before it began. A commit still returns only
+ * once it is on disk, but concurrent threads (the AS2 requests of many
+ * partners, the deliveries in flight) share one fsync instead of queueing
+ * one each behind SQLite's write lock. Statements run outside those
+ * transactions keep synchronous=FULL. Not with a rollback journal (a
+ * database that could not switch to WAL): those commit FULL as before.
+ * The threads of one process take turns for those transactions through
+ * the group's writer turn (woken at once), not in SQLite's busy handler,
+ * which sleeps 1, 2, 5... ms between tries; the turn is given back at
+ * COMMIT, before the sync, so the write lock is never held across an
+ * fsync.
+ *
  * Must never: log or return payload bytes; hold a transaction across calls.
  */
 #include "store/store.h"
@@ -19,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store/store_internal.h"
 #include "store/outcome.h"
@@ -27,6 +44,10 @@
 #include "store/secret_store.h"
 #include "util/fault.h"
 #include "util/id.h"
+#include "util/syncgroup.h"
+
+/* How long a writer waits for another (thread or process) to finish. */
+#define STORE_BUSY_MS 10000
 
 /* ---- schema ---------------------------------------------------------------- */
 
@@ -211,6 +232,7 @@ enum stmt_id {
     S_MSG_ERASE, S_HOP_CANCEL, S_SETTING_ALL,
     S_CONN_SET_CONFIG, S_HOP_HOLD, S_HOP_UNHOLD, S_HOP_UNHOLD_ALL,
     S_HOP_SETTLE, S_HOP_RENEW, S_HOP_UNHOLD_STALE,
+    S_SYNC_NORMAL, S_SYNC_FULL,
     S_COUNT
 };
 
@@ -218,6 +240,8 @@ static const char *const SQL[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [S_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [S_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
     [S_SETTING_SET] = "INSERT INTO settings(key, value) VALUES(?1, ?2)"
                       " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -335,6 +359,8 @@ struct store {
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
     sqlite3_stmt *ext[STORE_EXT_SLOTS];     /* store_stmt_ext() */
+    struct sync_group *wal;     /* group commit; NULL: commit FULL alone */
+    int turn;                   /* this connection holds wal's writer turn */
 };
 
 /* What the PostgreSQL backend does not hold yet refuses, by name. */
@@ -438,6 +464,18 @@ int store_step_done(struct store *s, sqlite3_stmt *st, struct error *err,
     return 0;
 }
 
+int store_step_tx(struct store *s, sqlite3_stmt *st, struct error *err,
+                  const char *what)
+{
+    if (store_tx_begin(s, err) < 0) {
+        sqlite3_reset(st);
+        return -1;
+    }
+    if (store_step_done(s, st, err, what) < 0 || store_tx_commit(s, err) < 0)
+        return store_tx_fail(s);
+    return 0;
+}
+
 static int simple(struct store *s, enum stmt_id id, struct error *err,
                   const char *what)
 {
@@ -445,19 +483,63 @@ static int simple(struct store *s, enum stmt_id id, struct error *err,
     return st ? store_step_done(s, st, err, what) : -1;
 }
 
-int store_tx_begin(struct store *s, struct error *err)
+/* The end of a grouped transaction's write: back to FULL for whatever
+ * runs outside store_tx_*, and the writer turn to the next thread. */
+static void tx_write_end(struct store *s)
 {
-    return simple(s, S_BEGIN, err, "begin transaction");
+    if (!s->turn)
+        return;
+    simple(s, S_SYNC_FULL, NULL, "group commit");
+    s->turn = 0;
+    sync_group_turn_end(s->wal);
 }
 
+int store_tx_begin(struct store *s, struct error *err)
+{
+    if (s->wal) {
+        if (sync_group_turn(s->wal, STORE_BUSY_MS, s->path, err) < 0)
+            return -1;
+        s->turn = 1;
+        if (simple(s, S_SYNC_NORMAL, err, "group commit") < 0) {
+            tx_write_end(s);
+            return -1;
+        }
+    }
+    if (simple(s, S_BEGIN, err, "begin transaction") == 0)
+        return 0;
+    tx_write_end(s);
+    return -1;
+}
+
+/* The leader's fsync of the WAL, through this connection's own handle of
+ * it (any handle of the file syncs every frame written to it). */
+static int wal_sync(void *arg)
+{
+    struct store *s = arg;
+    sqlite3_file *f = NULL;
+    if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER,
+                             &f) != SQLITE_OK || f == NULL ||
+        f->pMethods == NULL)
+        return EIO;
+    return f->pMethods->xSync(f, SQLITE_SYNC_NORMAL) == SQLITE_OK ? 0 : EIO;
+}
+
+/* On failure the caller still calls store_tx_fail (which rolls back
+ * what COMMIT did not end). */
 int store_tx_commit(struct store *s, struct error *err)
 {
-    return simple(s, S_COMMIT, err, "commit");
+    if (simple(s, S_COMMIT, err, "commit") < 0)
+        return -1;
+    if (s->wal == NULL)
+        return 0;
+    tx_write_end(s);
+    return sync_group_wait(s->wal, wal_sync, s, s->path, err);
 }
 
 int store_tx_fail(struct store *s)
 {
     simple(s, S_ROLLBACK, NULL, "rollback");
+    tx_write_end(s);
     return -1;
 }
 
@@ -567,6 +649,24 @@ static struct store *store_open_pg(const char *url, struct error *err)
     return s;
 }
 
+/* The sync group of the database file when it runs in WAL mode (group
+ * commit: the top of this file), else NULL. */
+static struct sync_group *wal_group(struct store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int wal = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL)
+            == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *m = sqlite3_column_text(st, 0);
+        wal = m && strcmp((const char *)m, "wal") == 0;
+    }
+    sqlite3_finalize(st);
+    struct stat sb;
+    if (!wal || stat(s->path, &sb) != 0)
+        return NULL;
+    return sync_group_of(sb.st_dev, sb.st_ino);
+}
+
 struct store *store_open(const char *path, struct error *err)
 {
     if (pgs_is_url(path))
@@ -585,7 +685,7 @@ struct store *store_open(const char *path, struct error *err)
         store_close(s);
         return NULL;
     }
-    sqlite3_busy_timeout(s->db, 10000);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
     sqlite3_extended_result_codes(s->db, 1);
     if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                       " PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
@@ -594,6 +694,7 @@ struct store *store_open(const char *path, struct error *err)
         store_close(s);
         return NULL;
     }
+    s->wal = wal_group(s);
     return s;
 }
 

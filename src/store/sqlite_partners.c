@@ -303,7 +303,7 @@ int store_receipt_add(struct store *s, const struct store_receipt *r,
     store_bind_text(st, 6, r->headers);
     sqlite3_bind_blob(st, 7, r->body ? (const void *)r->body : "",
                       (int)r->len, SQLITE_STATIC);
-    return store_step_done(s, st, err, "store a receipt");
+    return store_step_tx(s, st, err, "store a receipt");
 }
 
 static int receipt_row(sqlite3_stmt *st, int with_body,

@@ -55,6 +55,11 @@ int store_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Step a bound statement that returns no rows (or ignores them). */
 int store_step_done(struct store *s, sqlite3_stmt *st, struct error *err,
                     const char *what);
+/* store_step_done as a transaction of its own (store_tx_begin ...
+ * store_tx_commit: group commit), for a write that would otherwise
+ * commit alone and hold the write lock across its fsync. */
+int store_step_tx(struct store *s, sqlite3_stmt *st, struct error *err,
+                  const char *what);
 int store_tx_begin(struct store *s, struct error *err);
 int store_tx_commit(struct store *s, struct error *err);
 /* Roll back; always returns -1. */

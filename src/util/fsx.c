@@ -1,7 +1,7 @@
 /*
  * fsx.c - owns the durable file-system primitives every other module uses:
  * atomic replace (temp file, fsync, rename, fsync the directory), batched
- * syncs, mkdir -p, bounded whole-file reads, dirname.
+ * syncs, directory syncs shared by concurrent callers (syncgroup.h), mkdir -p, bounded whole-file reads, dirname.
  *
  * It must never report success for data that is not on stable storage,
  * never skip a sync to go faster (batching is how it goes faster), never
@@ -10,6 +10,7 @@
  */
 #include "util/fsx.h"
 #include "util/fault.h"
+#include "util/syncgroup.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +51,13 @@ static int fsx_fd_error(struct error *err, int errnum, const char *what, int fd)
                        fsx_fd_name(fd, name, sizeof(name)));
 }
 
+static int fsx_fsync_fd(void *arg)
+{
+    return fsync(*(int *)arg) == 0 ? 0 : errno;
+}
+
+/* Threads syncing the same directory at once share its fsyncs
+ * (syncgroup.h): each returns after one that began after its call. */
 int fsx_fsync_dir(const char *path, struct error *err)
 {
     int injected = fault_fail("fsx.sync_dir");      /* test hook: fault.h */
@@ -58,12 +66,17 @@ int fsx_fsync_dir(const char *path, struct error *err)
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return error_errno(err, errno, "cannot open directory %s", path);
-    int rc = fsync(fd);
-    int e = errno;
+    struct stat st;
+    struct sync_group *g = fstat(fd, &st) == 0
+                               ? sync_group_of(st.st_dev, st.st_ino) : NULL;
+    int rc = 0;
+    if (g != NULL) {
+        rc = sync_group_wait(g, fsx_fsync_fd, &fd, path, err);
+    } else if (fsync(fd) != 0) {
+        rc = error_errno(err, errno, "cannot sync directory %s", path);
+    }
     close(fd);
-    if (rc != 0)
-        return error_errno(err, e, "cannot sync directory %s", path);
-    return 0;
+    return rc;
 }
 
 static int fsx_fdatasync_each(const int *fds, size_t n, struct error *err)

@@ -1,7 +1,8 @@
 /*
  * test_util.c - the utility layer below everything: struct secret and
  * secret files, durable file operations (atomic replace, batched syncs,
- * mkdir -p, bounded reads, dirname), UUIDv7 ids and the time helpers.
+ * mkdir -p, bounded reads, dirname), group syncs, UUIDv7 ids and the time
+ * helpers.
  */
 #include "testutil.h"
 
@@ -11,8 +12,10 @@
 #include "util/id.h"
 #include "util/secret.h"
 #include "util/strbuf.h"
+#include "util/syncgroup.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -499,6 +502,137 @@ static int fault_child(const char *spec, const char *name, int calls,
     return n;
 }
 
+
+/* ---- group sync (util/syncgroup.h) ---- */
+
+/* A fake file: its sync counts rounds, and the first round can be made to
+ * wait until every thread has taken its ticket, so the sharing of the
+ * second round does not depend on timing. */
+struct sg_fake {
+    struct sync_group *g;
+    pthread_mutex_t mu;
+    unsigned started, done_start;   /* rounds begun; start no. of the last done */
+    unsigned hold_until;            /* first round waits for this many tickets */
+    int fail_round;                 /* this round (1-based) fails with EIO */
+};
+
+static int sg_fake_sync(void *arg)
+{
+    struct sg_fake *f = arg;
+    pthread_mutex_lock(&f->mu);
+    unsigned me = ++f->started;
+    pthread_mutex_unlock(&f->mu);
+    while (me == 1 && sync_group_tickets(f->g) < f->hold_until)
+        usleep(1000);
+    pthread_mutex_lock(&f->mu);
+    f->done_start = me;
+    pthread_mutex_unlock(&f->mu);
+    return (int)me == f->fail_round ? EIO : 0;
+}
+
+struct sg_caller {
+    struct sg_fake *f;
+    int rc;
+    int covered;        /* a sync begun after the call had finished */
+};
+
+static void *sg_call(void *arg)
+{
+    struct sg_caller *c = arg;
+    pthread_mutex_lock(&c->f->mu);
+    unsigned before = c->f->started;
+    pthread_mutex_unlock(&c->f->mu);
+    struct error err = {0};
+    c->rc = sync_group_wait(c->f->g, sg_fake_sync, c->f, "fake", &err);
+    pthread_mutex_lock(&c->f->mu);
+    c->covered = c->f->done_start > before;
+    pthread_mutex_unlock(&c->f->mu);
+    return NULL;
+}
+
+static void sg_run(struct sg_fake *f, struct sg_caller *c, size_t n)
+{
+    pthread_t t[16];
+    for (size_t i = 0; i < n; i++) {
+        c[i].f = f;
+        assert_int_equal(pthread_create(&t[i], NULL, sg_call, &c[i]), 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+static void sg_fake_init(struct sg_fake *f, ino_t ino, unsigned hold,
+                         int fail_round)
+{
+    memset(f, 0, sizeof(*f));
+    pthread_mutex_init(&f->mu, NULL);
+    f->g = sync_group_of((dev_t)-7, ino);      /* no real file has it */
+    assert_non_null(f->g);
+    f->hold_until = hold;
+    f->fail_round = fail_round;
+}
+
+/* Eight threads syncing one file at once: each returns only after a sync
+ * that began after its call, and they share two syncs (the first round,
+ * then one for the seven that queued behind it), not eight. */
+static void test_m2_group_sync_shares_one_sync_among_waiters(void **state)
+{
+    (void)state;
+    struct sg_fake f;
+    struct sg_caller c[8];
+    memset(c, 0, sizeof(c));
+    sg_fake_init(&f, 1, 8, 0);
+    assert_ptr_equal(sync_group_of((dev_t)-7, 1), f.g);   /* found again */
+    sg_run(&f, c, 8);
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(c[i].rc, 0);
+        assert_true(c[i].covered);
+    }
+    assert_int_equal(f.started, 2);
+    /* alone, a caller leads its own round */
+    struct sg_caller one = { 0 };
+    sg_run(&f, &one, 1);
+    assert_int_equal(one.rc, 0);
+    assert_true(one.covered);
+    assert_int_equal(f.started, 3);
+}
+
+/* A failed sync fails every caller it covered and every later one (on
+ * Linux a later fsync may succeed after the pages were dropped). */
+static void test_m2_group_sync_failure_is_sticky(void **state)
+{
+    (void)state;
+    struct sg_fake f;
+    struct sg_caller c[4];
+    memset(c, 0, sizeof(c));
+    sg_fake_init(&f, 2, 0, 2);
+    sg_run(&f, c, 1);                   /* round 1 succeeds */
+    assert_int_equal(c[0].rc, 0);
+    sg_run(&f, c + 1, 1);               /* round 2 fails */
+    assert_int_equal(c[1].rc, -1);
+    sg_run(&f, c + 2, 2);               /* nothing syncs any more */
+    assert_int_equal(c[2].rc, -1);
+    assert_int_equal(c[3].rc, -1);
+    assert_int_equal(f.started, 2);
+}
+
+/* The directory sync of fsx goes through the group of the directory. */
+static void test_m2_fsync_dir_goes_through_its_group(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/wharf-sg-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    struct sync_group *g = sync_group_of(st.st_dev, st.st_ino);
+    unsigned long long before = sync_group_tickets(g);
+    struct error err = {0};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fsx_fsync_dir(dir, &err), 0);
+    assert_int_equal(sync_group_tickets(g) - before, 3);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_r15_fault_point_kills_at_the_named_hit(void **state)
 {
     (void)state;
@@ -598,6 +732,9 @@ int main(void)
         cmocka_unit_test(test_strbuf_grows_and_hands_over),
         cmocka_unit_test(test_fdio_whole_transfers_and_a_short_peer),
         cmocka_unit_test(test_r15_fault_point_kills_at_the_named_hit),
+        cmocka_unit_test(test_m2_group_sync_shares_one_sync_among_waiters),
+        cmocka_unit_test(test_m2_group_sync_failure_is_sticky),
+        cmocka_unit_test(test_m2_fsync_dir_goes_through_its_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
