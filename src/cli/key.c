@@ -21,7 +21,10 @@
  * (it re-reads its keystore file when started: the runbook copies the new
  * one first), nor does a row naming this host and a process that is gone
  * (this data dir's own serve killed moments ago, whose row still looks
- * fresh for up to three beats).
+ * fresh for up to three beats). Once the new key is active it is recorded
+ * as the cluster's (ROTATE_CLUSTER_KEY), so a node started later with its
+ * old copy of the keystore is refused by serve rather than failing on
+ * every re-wrapped value.
  *
  * Owns nothing beyond the call. Must never print a key or a secret (only key
  * ids and names of objects).
@@ -149,6 +152,10 @@ static int rotate(struct wharf *w, struct store *st)
     if (rotate_begin(w, &r, &err) < 0)
         return cli_fail("%s", err.msg);
     key_say_start(&r);
+    if (wharf_store_shared(w) &&
+        store_setting_set(st, ROTATE_CLUSTER_KEY, r.active, &err) < 0)
+        return cli_fail("%s (new key %s is active; run `wharf key rotate` "
+                        "again to finish)", err.msg, r.active);
     int arc = cli_audit(w, st, "key.rotate", r.active, "%sold=%s new=%s",
                         r.resumed ? "resumed " : "", r.old, r.active);
     if (rotate_rewrap(w, st, &r, &err) < 0)

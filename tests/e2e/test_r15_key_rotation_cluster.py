@@ -14,7 +14,8 @@ Every node holds its own copy of the keystore, in memory while it serves:
     values through the WHARF_FAULT hook, util/fault.h, and resumed), copy
     a's keystore (0600) over b's, start them: node b delivers the messages
     stored before the rotation (their payload headers were re-wrapped) and
-    its webhook accepts the sealed password; `wharf audit verify` passes on
+    its webhook accepts the sealed password (before the copy, b's serve is
+    refused: its keystore's active key is not the cluster's); `wharf audit verify` passes on
     both; every payload header and every sealed value of the database names
     the new active key.
 """
@@ -161,6 +162,15 @@ def test_r15_key_rotation_of_a_cluster(tmp_path, wharf, pg_server,
     assert master_keys(a) == (second, [second])
     assert set(sealed_key_ids(url)) == {second}
     assert set(payload_key_ids(tmp_path / "payloads")) == {second}
+
+    # node b with its old copy of the keystore is refused at start (it
+    # could not open what was re-wrapped), saying what to copy
+    refused_b = start_server(b)
+    assert refused_b.proc.wait(timeout=60) == 1
+    err = refused_b.stderr()
+    assert f"has master key {first} active, but the cluster moved to " \
+        f"master key {second}" in err, err
+    assert "copy that node's keystore (mode 0600) over this one" in err, err
 
     # the runbook: a's keystore over b's (0600), then start b alone
     shutil.copyfile(a / "keystore", b / "keystore")
