@@ -8,6 +8,8 @@
 #ifndef WHARF_CLI_H
 #define WHARF_CLI_H
 
+#include <stdint.h>
+
 #include "util/error.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -62,6 +64,12 @@ int cli_lock(const char *dir, const char *verb, int *fd, struct error *err);
 /* Who holds DIR/wharf.lock: 1 (held; *pid and verb as it wrote them, 0 and
  * "" if not yet written), 0 (nobody), -1 (cannot tell). */
 int cli_lock_holder(const char *dir, int *pid, char *verb, size_t n);
+
+struct store_node;
+/* A row of `nodes` as `wharf cluster status` names it (common.c):
+ * "running" while its last beat is within three beat intervals, "stopped"
+ * after a clean stop, "silent" otherwise. */
+const char *cli_node_state(const struct store_node *n, int64_t now);
 
 extern const struct cli_cmd cmd_init, cmd_serve, cmd_status, cmd_flow,
     cmd_send, cmd_message, cmd_key, cmd_version;

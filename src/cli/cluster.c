@@ -19,13 +19,6 @@
 #include "store/node_store.h"
 #include "util/id.h"
 
-static const char *node_state(const struct store_node *n, int64_t now)
-{
-    if (n->stopped_at)
-        return "stopped";
-    return now - n->seen_at <= 3 * n->beat_ms ? "running" : "silent";
-}
-
 static json_t *nodes_json(const struct store_node *n, size_t count,
                           int64_t now)
 {
@@ -33,7 +26,7 @@ static json_t *nodes_json(const struct store_node *n, size_t count,
     for (size_t i = 0; arr && i < count; i++)
         json_array_append_new(arr, json_pack(
             "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}",
-            "id", n[i].id, "state", node_state(&n[i], now),
+            "id", n[i].id, "state", cli_node_state(&n[i], now),
             "address", n[i].address, "version", n[i].version,
             "started_at", (json_int_t)n[i].started_at,
             "last_heartbeat", (json_int_t)n[i].seen_at,
@@ -49,7 +42,7 @@ static void nodes_print(const struct wharf *w, const struct store_node *n,
            ? "postgresql" : "sqlite", count, count == 1 ? "" : "s");
     for (size_t i = 0; i < count; i++)
         printf("  %-28s %-8s %-6s leases=%-5lld heartbeat %llds ago  %s\n",
-               n[i].id, node_state(&n[i], now), n[i].version,
+               n[i].id, cli_node_state(&n[i], now), n[i].version,
                (long long)n[i].leases,
                (long long)((now - n[i].seen_at) / 1000), n[i].address);
 }

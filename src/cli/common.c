@@ -17,6 +17,7 @@
 #include "core/wharf.h"
 #include "security/alerts.h"
 #include "security/detectors.h"
+#include "store/node_store.h"
 #include "store/store.h"
 
 int cli_fail(const char *fmt, ...)
@@ -234,4 +235,11 @@ int cli_lock(const char *dir, const char *verb, int *fd, struct error *err)
     }
     lock_write_holder(*fd, verb);
     return 0;
+}
+
+const char *cli_node_state(const struct store_node *n, int64_t now)
+{
+    if (n->stopped_at)
+        return "stopped";
+    return now - n->seen_at <= 3 * n->beat_ms ? "running" : "silent";
 }

@@ -26,12 +26,19 @@
  * then serve enters its sandbox (no capabilities, no_new_privs, Landlock,
  * seccomp), then the engine and the listeners start.
  *
+ * On a PostgreSQL store it refuses a keystore whose active master key is
+ * not the one the cluster moved to at its last `wharf key rotate`
+ * (ROTATE_CLUSTER_KEY of core/rotate.h): an old copy of the keystore,
+ * not replaced after a rotation on another node, could not open what the
+ * rotation re-wrapped.
+ *
  * Must never: run with core dumps possible; exit on SIGHUP.
  */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -44,6 +51,7 @@
 #include "connectors/connector.h"
 #include "core/engine.h"
 #include "core/health.h"
+#include "core/rotate.h"
 #include "core/sandbox.h"
 #include "core/wharf.h"
 #include "net/server.h"
@@ -364,6 +372,26 @@ static int serve_fork_keys(const char *data, struct error *err)
     return keyproc_start(serve_keys_main, (void *)data, err);
 }
 
+/* On a shared store: this keystore's active key must be the cluster's
+ * (see the top). 0, or -1 with err saying what to copy. */
+static int serve_cluster_key(struct wharf *w, struct error *err)
+{
+    if (!wharf_store_shared(w))
+        return 0;
+    struct store *st = store_open(w->db_path, err);
+    char *key = NULL;
+    int rc = st ? store_setting_get(st, ROTATE_CLUSTER_KEY, &key, err) : -1;
+    store_close(st);
+    if (rc == 0 && key != NULL && strcmp(key, vault_active_id(w->vault)))
+        rc = error_set(err, "the keystore %s has master key %s active, but "
+                       "the cluster moved to master key %s at a `wharf key "
+                       "rotate` on another node: copy that node's keystore "
+                       "(mode 0600) over this one, then start again",
+                       w->keystore_path, vault_active_id(w->vault), key);
+    free(key);
+    return rc;
+}
+
 static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
 {
     struct error err = {0};
@@ -377,6 +405,7 @@ static int serve_start(const char *data, bool to_stderr, const sigset_t *set)
     int lockfd = -1, rc;
     if (sandbox_drop_root(w, &err) < 0 ||
         cli_lock(w->dir, "serve", &lockfd, &err) < 0 ||
+        serve_cluster_key(w, &err) < 0 ||
         log_open(w->log_dir, w->conf.log_level, to_stderr, &err) < 0) {
         rc = cli_fail("%s", err.msg);
     } else {

@@ -31,6 +31,11 @@ struct wharf;
 struct store;
 
 #define ROTATE_IDS_MAX 1200         /* room for every key id, space-separated */
+/* The setting naming the master key a cluster moved to at its last
+ * rotation (PostgreSQL only, written by `wharf key rotate` once the new
+ * key is active): `wharf serve` refuses a keystore whose active key is
+ * another (an old copy, not replaced after a rotation on another node). */
+#define ROTATE_CLUSTER_KEY "master_key_active"
 
 struct rotate_report {
     /* set by the caller: told about each object that cannot be re-wrapped

@@ -10,6 +10,16 @@
  * first failure let 2 x (ban_after - 1) failures through within seconds
  * across a window's end, never banned.
  *
+ * In a cluster each entry also holds the failures the other nodes
+ * published for the address (remote, replaced at each reading: a count of
+ * their own windows, so it ages with their publishing) and the count of
+ * its own last handed out for publishing (published): a ban is decided on
+ * failures + remote. The counts travel through the store at the net
+ * server's 2 s sync rather than a write per failure: the request path
+ * never waits for the database, the store sees at most one write per
+ * changed address and node every 2 s, and the price is a lag of up to
+ * two syncs (about 4 s) during which the nodes count apart.
+ *
  * It must never call out (on_ban, the clock aside) while holding the
  * lock, never grow beyond DEFENDER_MAX_ENTRIES, and never shorten a
  * running ban. It does no I/O of its own: auditing, logging and persisting
@@ -31,6 +41,9 @@ struct def_entry {
     char addr[DEFENDER_ADDR_MAX];
     int64_t *times;                 /* ring of recent failure times, oldest at head */
     int cap, head, failures;        /* ring size, oldest slot, failures in it */
+    int remote;                     /* the other nodes' failures, as read */
+    int published;                  /* failures as last handed out */
+    unsigned remote_gen;            /* reading that set remote */
     int level;                      /* bans so far (0: never, or forgiven) */
     int64_t until_ms;               /* end of the last ban */
     int64_t touched_ms;
@@ -42,6 +55,7 @@ struct defender {
     pthread_mutex_t mu;
     struct def_entry *bucket[DEFENDER_BUCKETS];
     int count;
+    unsigned remote_gen;            /* the reading of remote counts now */
 };
 
 void defender_conf_defaults(struct defender_conf *c)
@@ -162,7 +176,8 @@ static void def_push(const struct defender *d, struct def_entry *e,
 
 static bool def_idle(const struct def_entry *e, int64_t now)
 {
-    return e->failures == 0 && e->level == 0 && e->until_ms <= now;
+    return e->failures == 0 && e->remote == 0 && e->published == 0 &&
+           e->level == 0 && e->until_ms <= now;
 }
 
 static struct def_entry *def_find(struct defender *d, const char *addr)
@@ -266,13 +281,13 @@ bool defender_failure(struct defender *d, const char *address)
         def_refresh(d, e, now);
         e->touched_ms = now;
         def_push(d, e, now);
-        if (e->failures >= d->conf.ban_after) {
+        if (e->failures + e->remote >= d->conf.ban_after) {
             banned = true;
-            ban.failures = e->failures;
+            ban.failures = e->failures + e->remote;
             ban.level = ++e->level;
             ban.duration_ms = def_duration(d, e->level);
             ban.until_ms = e->until_ms = now + ban.duration_ms;
-            e->failures = 0;
+            e->failures = e->remote = 0;
             e->head = 0;
         }
     }
@@ -293,6 +308,10 @@ void defender_restore(struct defender *d, const char *address, int level,
     if (e) {
         if (level > e->level)
             e->level = level;
+        if (until_ms > e->until_ms && until_ms > now) {
+            e->failures = e->remote = 0;    /* consumed by that ban */
+            e->head = 0;
+        }
         if (until_ms > e->until_ms)
             e->until_ms = until_ms;
         e->touched_ms = now;
@@ -300,6 +319,72 @@ void defender_restore(struct defender *d, const char *address, int level,
         if (def_idle(e, now))
             def_unlink(d, e);
     }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* ---- counts of a cluster -------------------------------------------------------- */
+
+static void def_count_of(const struct def_entry *e, struct defender_count *c)
+{
+    snprintf(c->address, sizeof(c->address), "%s", e->addr);
+    c->failures = e->failures;
+    c->first_ms = c->last_ms = 0;
+    if (e->failures > 0) {
+        c->first_ms = e->times[e->head];
+        c->last_ms = e->times[(e->head + e->failures - 1) % e->cap];
+    }
+}
+
+int defender_changed(struct defender *d, struct defender_count *out,
+                     int max)
+{
+    int64_t now = def_now(d);
+    int n = 0;
+    pthread_mutex_lock(&d->mu);
+    for (int i = 0; i < DEFENDER_BUCKETS && n < max; i++) {
+        for (struct def_entry *e = d->bucket[i]; e && n < max; e = e->next) {
+            def_refresh(d, e, now);
+            if (e->failures == e->published)
+                continue;
+            def_count_of(e, &out[n++]);
+            e->published = e->failures;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
+void defender_remote_begin(struct defender *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->remote_gen++;
+    pthread_mutex_unlock(&d->mu);
+}
+
+void defender_remote(struct defender *d, const char *address, int failures)
+{
+    int64_t now = def_now(d);
+    pthread_mutex_lock(&d->mu);
+    /* a new entry only while there is room: making room scans the table,
+     * which a reading of many addresses must not do once per address */
+    struct def_entry *e = def_find(d, address);
+    if (e == NULL && failures > 0 && d->count < DEFENDER_MAX_ENTRIES)
+        e = def_get(d, address, now);
+    if (e) {
+        e->remote = failures > 0 ? failures : 0;
+        e->remote_gen = d->remote_gen;
+        e->touched_ms = now;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+void defender_remote_end(struct defender *d)
+{
+    pthread_mutex_lock(&d->mu);
+    for (int i = 0; i < DEFENDER_BUCKETS; i++)
+        for (struct def_entry *e = d->bucket[i]; e; e = e->next)
+            if (e->remote_gen != d->remote_gen)
+                e->remote = 0;
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -16,6 +16,14 @@
  *
  * Side effects go through ops: the clock (tests inject one) and on_ban,
  * called once per ban, outside the lock, to audit, log and persist it.
+ *
+ * In a cluster (R21) every node has its own defender; what the other
+ * nodes counted comes in through defender_remote_*: the decision is then
+ * "this node's failures in the window + the others' as last read >=
+ * ban_after", so an attacker spreading attempts over N nodes is banned
+ * after about ban_after in all, not N x ban_after. This node's counts go
+ * out through defender_changed. Both are called by the net server's sync
+ * (every 2 s, on a shared store); without it remote counts stay 0.
  */
 #ifndef WHARF_DEFENDER_H
 #define WHARF_DEFENDER_H
@@ -78,10 +86,33 @@ bool defender_check(struct defender *d, const char *address,
  * already banned are ignored. */
 bool defender_failure(struct defender *d, const char *address);
 
-/* Put back a ban level remembered across restarts (from the bans table):
- * level and until_ms as last recorded. */
+/* Put back a ban level remembered across restarts (from the bans table),
+ * or apply a ban another node made: level and until_ms as last recorded.
+ * A ban that ends later than the one known here consumes the failures
+ * counted so far (as a ban made here does). */
 void defender_restore(struct defender *d, const char *address, int level,
                       int64_t until_ms);
+
+/* ---- counts of a cluster (see the top) ---- */
+
+struct defender_count {
+    char address[DEFENDER_ADDR_MAX];
+    int failures;                   /* in the window now; 0: none left */
+    int64_t first_ms, last_ms;      /* oldest and newest of them */
+};
+
+/* This node's counts that changed since they were last returned (aged
+ * out of the window or consumed by a ban: failures 0), at most max into
+ * out; the rest the next time. Returns how many. */
+int defender_changed(struct defender *d, struct defender_count *out,
+                     int max);
+
+/* A reading of the other nodes' counts: defender_remote_begin, then
+ * defender_remote for every address with a count, then
+ * defender_remote_end, which sets every address not named to 0. */
+void defender_remote_begin(struct defender *d);
+void defender_remote(struct defender *d, const char *address, int failures);
+void defender_remote_end(struct defender *d);
 
 /* Addresses banned right now (for metrics and doctor). */
 int defender_banned_count(struct defender *d);

@@ -1526,11 +1526,84 @@ static int net_load_bans(struct net_server *s, struct error *err)
 }
 
 #define NET_BANS_SYNC_MS 2000
+#define NET_COUNTS_BATCH 256        /* counts published per statement run */
+#define NET_COUNTS_MAX 4096         /* ... and per sync at most */
+#define NET_COUNTS_PRUNE_EVERY 30   /* syncs between two prunes (a minute) */
+
+/* This node's id in the nodes table (core/engine.c names it alike). */
+static void net_node_id(char *out, size_t n)
+{
+    char host[64] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(out, n, "%s/%d", host, (int)getpid());
+}
+
+/* Publish what changed in this node's failure counts (R22 on R21). A
+ * count that could not be written is published again at its next
+ * change. */
+static int net_counts_publish(struct net_server *s, struct store *st,
+                              const char *node, struct error *err)
+{
+    struct defender_count c[NET_COUNTS_BATCH];
+    int total = 0, n;
+    do {
+        n = defender_changed(s->def, c, NET_COUNTS_BATCH);
+        for (int i = 0; i < n; i++) {
+            struct store_failures f = {
+                .address = c[i].address, .node = node,
+                .failures = c[i].failures, .first_at = c[i].first_ms,
+                .last_at = c[i].last_ms,
+            };
+            if (store_failures_put(st, &f, err) < 0)
+                return -1;
+        }
+        total += n;
+    } while (n == NET_COUNTS_BATCH && total < NET_COUNTS_MAX);
+    return 0;
+}
+
+static int net_count_remote(const char *address, int failures, void *arg)
+{
+    defender_remote(arg, address, failures);
+    return 0;
+}
+
+/* The other nodes' counts within the window; old windows pruned now and
+ * then, so the table holds at most a window of failures. */
+static int net_counts_read(struct net_server *s, struct store *st,
+                           const char *node, int tick, struct error *err)
+{
+    int64_t since = time_now_ms() -
+                    (int64_t)s->w->conf.ban_window_seconds * 1000;
+    if (tick % NET_COUNTS_PRUNE_EVERY == 0 &&
+        store_failures_prune(st, since, err) < 0)
+        return -1;
+    defender_remote_begin(s->def);
+    if (store_failures_each(st, node, since, net_count_remote, s->def,
+                            err) < 0)
+        return -1;                  /* the last reading stays */
+    defender_remote_end(s->def);
+    return 0;
+}
+
+/* One sync: the running bans of every node, then the failure counts. */
+static int net_sync_once(struct net_server *s, struct store *st,
+                         const char *node, int tick, struct error *err)
+{
+    if (store_ban_each(st, time_now_ms(), net_restore_ban, s->def, err) < 0 ||
+        net_counts_publish(s, st, node, err) < 0 ||
+        net_counts_read(s, st, node, tick, err) < 0)
+        return -1;
+    return 0;
+}
 
 /* On a store shared with other nodes (PostgreSQL), the bans they make
  * apply here too: every NET_BANS_SYNC_MS the running bans are read again
  * (defender_restore never shortens a ban, so reading one twice is
- * harmless). Its own connection; failures are logged once per run of
+ * harmless). The same sync publishes this node's changed failure counts
+ * and reads the sums of the others' (defender.h: a ban is decided on the
+ * failures of every node; why at this sync and not per failure: the top
+ * of defender.c). Its own connection; failures are logged once per run of
  * them. */
 static void *net_bans_sync_main(void *arg)
 {
@@ -1538,16 +1611,18 @@ static void *net_bans_sync_main(void *arg)
     struct error err = {0};
     struct store *st = NULL;
     bool failing = false;
-    while (!atomic_load(&s->stopping)) {
+    char node[80];
+    net_node_id(node, sizeof(node));
+    for (int tick = 0; !atomic_load(&s->stopping); tick++) {
         for (int i = 0; i < NET_BANS_SYNC_MS / 100 &&
                         !atomic_load(&s->stopping); i++)
             usleep(100 * 1000);
         if (st == NULL)
             st = store_open(s->w->db_path, &err);
-        int rc = st ? store_ban_each(st, time_now_ms(), net_restore_ban,
-                                     s->def, &err) : -1;
+        int rc = st ? net_sync_once(s, st, node, tick, &err) : -1;
         if (rc < 0 && !failing)
-            log_warn("cannot read the bans of the other nodes: %s", err.msg);
+            log_warn("cannot share bans and failure counts with the other "
+                     "nodes: %s", err.msg);
         failing = rc < 0;
     }
     store_close(st);

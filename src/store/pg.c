@@ -45,7 +45,7 @@
 #include "store/partner_store.h"
 #include "util/id.h"
 
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 /* pg_advisory_lock key of schema migrations ("Whrf"). */
 #define PG_MIGRATE_LOCK "1466462822"
 
@@ -190,6 +190,12 @@ static const char *const PG_MIGRATIONS[PG_SCHEMA_VERSION] = {
     "CREATE TABLE nodes(id TEXT COLLATE \"C\" PRIMARY KEY, address TEXT"
     "  NOT NULL, version TEXT NOT NULL, started_at BIGINT NOT NULL,"
     "  seen_at BIGINT NOT NULL, beat_ms BIGINT NOT NULL, stopped_at BIGINT);",
+    /* 4: each node's count of recent failures per address (pg_net.c) */
+    "CREATE TABLE net_failures(address TEXT COLLATE \"C\" NOT NULL,"
+    "  node TEXT COLLATE \"C\" NOT NULL, failures INTEGER NOT NULL,"
+    "  first_at BIGINT NOT NULL, last_at BIGINT NOT NULL,"
+    "  PRIMARY KEY(address, node));"
+    "CREATE INDEX net_failures_last ON net_failures(last_at);",
 };
 
 /* ---- statements ------------------------------------------------------------ */

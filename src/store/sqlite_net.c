@@ -6,6 +6,10 @@
  * Every statement is a constant string with bound parameters. Must never
  * decide policy (defender.c does) or build SQL from data. On a PostgreSQL
  * store each entry point hands the call to its pg_net.c twin.
+ *
+ * The failure counts of the nodes (store_failures_*) exist only on
+ * PostgreSQL: a SQLite store has one node, whose defender counts alone, so
+ * here they do nothing and find nothing (no table, no migration).
  */
 #include "store/net_store.h"
 
@@ -85,4 +89,24 @@ int store_ban_prune(struct store *s, int64_t before, struct error *err)
         return -1;
     sqlite3_bind_int64(st, 1, before);
     return store_step_done(s, st, err, "prune bans");
+}
+
+int store_failures_put(struct store *s, const struct store_failures *f,
+                       struct error *err)
+{
+    return store_pg(s) ? pgs_failures_put(store_pg(s), f, err) : 0;
+}
+
+int store_failures_each(struct store *s, const char *node, int64_t since,
+                        int (*cb)(const char *address, int failures,
+                                  void *arg),
+                        void *arg, struct error *err)
+{
+    return store_pg(s) ? pgs_failures_each(store_pg(s), node, since, cb, arg,
+                                           err) : 0;
+}
+
+int store_failures_prune(struct store *s, int64_t before, struct error *err)
+{
+    return store_pg(s) ? pgs_failures_prune(store_pg(s), before, err) : 0;
 }

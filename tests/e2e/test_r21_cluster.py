@@ -9,7 +9,10 @@ started by these tests on 127.0.0.1 as an unprivileged user, stopped after).
     its logout on the second ends it on the first (no sticky sessions);
   - an API token made with the CLI of one node works on the other; a flow
     imported through one node reaches the other without a restart;
-  - the store URL may not hold a password (wharf.conf refuses it).
+  - the store URL may not hold a password (wharf.conf refuses it);
+  - a ban made on one node applies on the others, and failed attempts
+    spread over both nodes are banned after about ban_after_failures in
+    all, not twice that (each node publishes its counts every 2 s).
 
 Payloads sit in one folder both nodes name (payload_dir) until payloads live
 in PostgreSQL (docs/decisions/0007-postgresql-store.md).
@@ -205,6 +208,53 @@ def test_r21_a_ban_made_on_one_node_applies_on_the_others(
                timeout=30, desc="the ban applied on node b")
     # another address is still served by both
     Api(listen_port(b, "admin")).ok("GET", "/api/v1/auth/me", token=token)
+    node_a.stop()
+    node_b.stop()
+
+
+def test_r21_defender_counts_across_nodes(tmp_path, wharf, pg_server,
+                                          start_server):
+    """An attacker alternating between the nodes with wrong API tokens is
+    banned after about THRESHOLD failures in all: each node counts its own
+    and adds the others' as published at their 2 s sync (a lag of up to
+    two syncs, so the attempts are paced and the assertion allows a few
+    more than THRESHOLD; counted per node alone it would take 2 x
+    THRESHOLD - 1 = 15)."""
+    THRESHOLD = 8
+    url = fresh_db(pg_server)
+    a, b = two_nodes(wharf, tmp_path, url)
+    for d in (a, b):
+        tune_conf(d, ban_after_failures=THRESHOLD, ban_seconds=600)
+    node_a, node_b = start_server(a), start_server(b)
+    node_a.wait_listening()
+    node_b.wait_listening()
+    apis = [Api(listen_port(d, "admin"), source="127.0.0.3") for d in (a, b)]
+    statuses = []
+    for i in range(2 * THRESHOLD):
+        st = apis[i % 2].request("GET", "/api/v1/auth/me",
+                                 token=f"wrong-token-{i}").status
+        statuses.append(st)
+        if st != 401:
+            break
+        time.sleep(1.5)
+    failures = statuses.count(401)
+    assert statuses[-1] in (None, 429), statuses
+    assert THRESHOLD <= failures <= THRESHOLD + 3, statuses
+    # both nodes refuse the address now; another address is served
+    for api in apis:
+        wait_until(lambda: api.request("GET", "/api/v1/auth/me").status
+                   in (None, 429), timeout=30, desc="banned on both nodes")
+    assert Api(listen_port(b, "admin")).request(
+        "GET", "/api/v1/auth/me").status == 401
+    # the published counts were consumed by the ban (rows of 0 go)
+    def rows():
+        out = subprocess.run(["psql", url, "-Atc", "SELECT count(*) FROM"
+                              " net_failures WHERE address = '127.0.0.3'"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout)
+    wait_until(lambda: rows() == 0, timeout=30,
+               desc="the counts of the banned address gone")
     node_a.stop()
     node_b.stop()
 

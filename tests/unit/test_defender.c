@@ -9,7 +9,9 @@
  *
  * The bans a listener keeps across restarts (net_store.h) run against
  * SQLite and a real PostgreSQL (scripts/run-unit.sh starts one), where
- * several nodes share them (R21).
+ * several nodes share them (R21), and so do the failure counts the nodes
+ * publish to one another: two defenders that exchange their counts ban an
+ * address at ban_after failures in all, not ban_after each.
  */
 #include "testutil.h"
 
@@ -309,6 +311,77 @@ static void test_r22_set_conf_applies_at_run_time(void **state)
     defender_free(d);
 }
 
+/* ---- counts of a cluster (R21) ------------------------------------------------ */
+
+/* Hand d's changed counts to other, as the net server's sync does
+ * through the store (one other node). */
+static void exchange(struct defender *d, struct defender *other)
+{
+    struct defender_count c[16];
+    int n = defender_changed(d, c, 16);
+    defender_remote_begin(other);
+    for (int i = 0; i < n; i++)
+        defender_remote(other, c[i].address, c[i].failures);
+    defender_remote_end(other);
+}
+
+static void test_r21_two_nodes_ban_at_the_threshold_in_all(void **state)
+{
+    (void)state;
+    struct clock_and_bans t1 = { .now = 1000 * SEC }, t2 = t1;
+    struct defender *d1 = make(&t1, 6), *d2 = make(&t2, 6);
+    const char *addr = "198.51.100.20";
+    assert_int_equal(fail_n(d1, addr, 3), 0);
+    struct defender_count c[4];
+    assert_int_equal(defender_changed(d1, c, 4), 1);
+    assert_string_equal(c[0].address, addr);
+    assert_int_equal(c[0].failures, 3);
+    assert_int_equal(c[0].first_ms, 1000 * SEC);
+    assert_int_equal(c[0].last_ms, 1000 * SEC);
+    assert_int_equal(defender_changed(d1, c, 4), 0);    /* nothing new */
+    fail_n(d1, addr, 1);
+    exchange(d1, d2);                                   /* 4 on node 1 */
+    assert_int_equal(fail_n(d2, addr, 1), 0);           /* 5 in all */
+    assert_int_equal(fail_n(d2, addr, 1), 1);           /* 6: banned */
+    assert_int_equal(t2.last.failures, 6);
+    assert_true(defender_check(d2, addr, NULL));
+    /* node 1 applies node 2's ban (the bans table): its own 4 failures
+     * are consumed by it and published as 0 */
+    defender_restore(d1, addr, t2.last.level, t2.last.until);
+    assert_true(defender_check(d1, addr, NULL));
+    assert_int_equal(defender_changed(d1, c, 4), 1);
+    assert_int_equal(c[0].failures, 0);
+    /* after the ban, counting starts again from nothing on both */
+    t1.now = t2.now = 1100 * SEC;
+    exchange(d1, d2);
+    assert_int_equal(fail_n(d2, addr, 5), 0);
+    assert_int_equal(fail_n(d2, addr, 1), 1);
+    defender_free(d1);
+    defender_free(d2);
+}
+
+static void test_r21_remote_counts_are_replaced_and_age(void **state)
+{
+    (void)state;
+    struct clock_and_bans t1 = { .now = 1000 * SEC }, t2 = t1;
+    struct defender *d1 = make(&t1, 4), *d2 = make(&t2, 4);
+    const char *addr = "2001:db8::20";
+    fail_n(d1, addr, 3);
+    exchange(d1, d2);
+    /* node 1's failures leave its window: it publishes 0, and a reading
+     * that no longer names the address sets it to 0 */
+    t1.now = t2.now = 1000 * SEC + 600 * SEC;
+    struct defender_count c[4];
+    assert_int_equal(defender_changed(d1, c, 4), 1);
+    assert_int_equal(c[0].failures, 0);
+    defender_remote_begin(d2);
+    defender_remote_end(d2);
+    assert_int_equal(fail_n(d2, addr, 3), 0);           /* not 6 in all */
+    assert_int_equal(fail_n(d2, addr, 1), 1);
+    defender_free(d1);
+    defender_free(d2);
+}
+
 /* ---- the bans in the store (net_store.h), on both backends ---------------------- */
 
 struct sfx {
@@ -449,6 +522,71 @@ static void test_r21_ban_of_one_node_restored_by_another(void **state)
     store_close(node2);
 }
 
+struct sums {
+    int n;
+    char addr[8][64];
+    int failures[8];
+};
+
+static int see_sum(const char *address, int failures, void *arg)
+{
+    struct sums *s = arg;
+    if (s->n < 8) {
+        snprintf(s->addr[s->n], sizeof(s->addr[0]), "%s", address);
+        s->failures[s->n] = failures;
+    }
+    s->n++;
+    return 0;
+}
+
+static void fail_put(struct store *st, const char *addr, const char *node,
+                     int failures, int64_t last)
+{
+    struct error err = {0};
+    struct store_failures f = { addr, node, failures, last - 10 * SEC,
+                                last };
+    MUST(store_failures_put(st, &f, &err), err);
+}
+
+/* Each node's row per address, replaced by its next count, deleted by a
+ * 0; a node reads the sums of the OTHER nodes' rows whose newest failure
+ * is in the window; prune deletes old windows. On SQLite (one node)
+ * nothing is kept and nothing read. */
+static void test_r21_failure_counts_shared_in_the_store(void **state)
+{
+    struct sfx *f = *state;
+    struct error err = {0};
+    fail_put(f->st, "198.51.100.7", "h/1", 3, 2000 * SEC);
+    fail_put(f->st, "198.51.100.7", "h/2", 1, 2000 * SEC);
+    fail_put(f->st, "198.51.100.7", "h/2", 2, 2001 * SEC);   /* replaced */
+    fail_put(f->st, "2001:db8::1", "h/2", 4, 1000 * SEC);    /* old */
+    fail_put(f->st, "192.0.2.4", "h/1", 5, 2000 * SEC);
+    fail_put(f->st, "192.0.2.4", "h/1", 0, 2000 * SEC);      /* deleted */
+    struct sums s = {0};
+    MUST(store_failures_each(f->st, "h/1", 1500 * SEC, see_sum, &s, &err),
+         err);
+    if (!g_pg) {
+        assert_int_equal(s.n, 0);
+        MUST(store_failures_prune(f->st, 1500 * SEC, &err), err);
+        return;
+    }
+    assert_int_equal(s.n, 1);                   /* h/1's own rows left out */
+    assert_string_equal(s.addr[0], "198.51.100.7");
+    assert_int_equal(s.failures[0], 2);
+    memset(&s, 0, sizeof(s));
+    MUST(store_failures_each(f->st, "h/3", 0, see_sum, &s, &err), err);
+    assert_int_equal(s.n, 2);                   /* by address */
+    assert_string_equal(s.addr[0], "198.51.100.7");
+    assert_int_equal(s.failures[0], 5);
+    assert_string_equal(s.addr[1], "2001:db8::1");
+    assert_int_equal(s.failures[1], 4);
+    MUST(store_failures_prune(f->st, 1500 * SEC, &err), err);
+    memset(&s, 0, sizeof(s));
+    MUST(store_failures_each(f->st, "h/3", 0, see_sum, &s, &err), err);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.addr[0], "198.51.100.7");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,11 +601,14 @@ int main(void)
         cmocka_unit_test(test_bounded_and_bans_kept),
         cmocka_unit_test(test_long_address_ignored),
         cmocka_unit_test(test_r22_set_conf_applies_at_run_time),
+        cmocka_unit_test(test_r21_two_nodes_ban_at_the_threshold_in_all),
+        cmocka_unit_test(test_r21_remote_counts_are_replaced_and_age),
     };
 #define T(fn) cmocka_unit_test_setup_teardown(fn, sfx_setup, sfx_teardown)
     const struct CMUnitTest store[] = {
         T(test_r22_bans_kept_in_the_store),
         T(test_r21_ban_of_one_node_restored_by_another),
+        T(test_r21_failure_counts_shared_in_the_store),
     };
 #undef T
     int failed = cmocka_run_group_tests_name("defender", tests, NULL, NULL);
