@@ -397,8 +397,15 @@ int wharf_conf_set_store(const char *conf_path, const char *store,
         conf_set_store(&c, "payload_dir", payload_dir, err) != 0 ||
         fsx_read_all(conf_path, 1 << 20, &text, &len, err) != 0)
         return -1;
-    char *out = conf_with_store(text, store, payload_dir);
+    struct wharf_conf now;
+    struct error ignored = {0};
+    int same = conf_parse(text, len, &now, &ignored) == 0 &&
+               strcmp(now.store[0] ? now.store : "sqlite", store) == 0 &&
+               strcmp(now.payload_dir, payload_dir) == 0;
+    char *out = same ? NULL : conf_with_store(text, store, payload_dir);
     free(text);
+    if (same)               /* already so: the file stays byte for byte */
+        return 0;
     if (out == NULL)
         return error_set(err, "out of memory");
     int rc = fsx_write_atomic(conf_path, out, strlen(out), 0600, err);

@@ -88,21 +88,24 @@ def test_r20_pg_backup_during_load_restores_into_sqlite_and_postgresql(
             for n, (name, body) in enumerate(files.items()):
                 drop_file(recv, name, body)
                 written.append(name)
-                if n % 10 == 9:
-                    time.sleep(0.05)
+                if n % 5 == 4:
+                    time.sleep(0.1)
         except Exception as e:      # reported by the main thread
             failure.append(e)
 
     server = start_server(data)
+    server.wait_listening()
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
-    wait_until(lambda: len(written) >= nfiles // 3, timeout=120,
-               desc="a third of the files dropped")
-    # Acknowledged = taken and deleted by the source (after its commit).
-    dropped = list(written)
-    present = set(os.listdir(recv))
-    acked = {n for n in dropped if n not in present}
-    assert len(acked) >= 50, f"only {len(acked)} acknowledged so far"
+
+    def acknowledged():
+        # taken and deleted by the source (after its commit)
+        dropped = list(written)
+        present = set(os.listdir(recv))
+        return {n for n in dropped if n not in present}
+    wait_until(lambda: len(acknowledged()) >= 50, timeout=120,
+               desc="50 files acknowledged")
+    acked = acknowledged()
     backup = tmp_path / "load.wbk"
     taken = json.loads(wharf.ok("backup", "--data", data, "--to", backup,
                                 "--json").stdout)
