@@ -12,7 +12,10 @@
  * (export) and SQLite SELECT -> PostgreSQL INSERT (import). Types convert
  * by a letter per column: i (BIGINT/INTEGER, ms times and flags alike),
  * t (TEXT), b (BYTEA <-> BLOB); NULL stays NULL. schema_version is not
- * copied: each side keeps its own migrations' record.
+ * copied: each side keeps its own migrations' record. Each export first
+ * checks that both schemas have exactly PX_TABLES' tables (a table added
+ * to a migration and not here fails the backup instead of missing from
+ * it).
  *
  * The export reads in one REPEATABLE READ, READ ONLY transaction (every
  * table from the same snapshot: what was committed before it started is
@@ -185,6 +188,14 @@ static const char *const PX_SEQUENCES[] = {
 };
 #define PX_NSEQUENCES (sizeof(PX_SEQUENCES) / sizeof(PX_SEQUENCES[0]))
 
+/* How many tables each schema has besides schema_version: both must be
+ * PX_NTABLES, so a table added to a migration without its entry here
+ * fails every export instead of being left out of backups. */
+#define PX_PG_TABLES "SELECT COUNT(*) FROM information_schema.tables" \
+    " WHERE table_schema = current_schema() AND table_name <> 'schema_version'"
+#define PX_LITE_TABLES "SELECT COUNT(*) FROM sqlite_master WHERE type =" \
+    " 'table' AND name <> 'schema_version' AND name NOT LIKE 'sqlite_%'"
+
 /* ---- the SQLite side -------------------------------------------------------- */
 
 static int px_lite_error(sqlite3 *db, const char *path, const char *what,
@@ -303,13 +314,39 @@ static int px_export_table(struct pg_store *p, sqlite3 *db, const char *path,
     return rc;
 }
 
+/* 0 when both schemas have exactly the tables of PX_TABLES. */
+static int px_tables_known(struct pg_store *p, sqlite3 *db, const char *path,
+                           struct error *err)
+{
+    PGresult *r = PQexec(p->conn, PX_PG_TABLES);
+    long long pg = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                   ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    int rc = pg < 0 ? pg_db_error(p, err, "list the tables", r) : 0;
+    PQclear(r);
+    sqlite3_stmt *st = NULL;
+    long long lite = -1;
+    if (rc == 0 && sqlite3_prepare_v2(db, PX_LITE_TABLES, -1, &st, NULL) ==
+        SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        lite = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc == 0 && lite < 0)
+        rc = px_lite_error(db, path, "list the tables", err);
+    if (rc == 0 && (pg != (long long)PX_NTABLES ||
+                    lite != (long long)PX_NTABLES))
+        rc = error_set(err, "the export knows %zu tables, the PostgreSQL "
+                       "store has %lld and the SQLite one %lld: a table was "
+                       "added to a schema without store/pg_export.c",
+                       PX_NTABLES, pg, lite);
+    return rc;
+}
+
 static int px_export_all(struct pg_store *p, sqlite3 *db, const char *path,
                          struct error *err)
 {
     if (pg_exec(p, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
                 err) != 0)
         return -1;
-    int rc = 0;
+    int rc = px_tables_known(p, db, path, err);
     for (size_t i = 0; rc == 0 && i < PX_NTABLES; i++)
         rc = px_export_table(p, db, path, &PX_TABLES[i], err);
     pg_exec(p, "COMMIT", NULL);
