@@ -5,7 +5,10 @@
  * A backup is one file in the container format of backup_format.h:
  *   - wharf.db: a consistent snapshot of the database, taken with
  *     SQLite's online backup API inside one read transaction while serve
- *     keeps running (store/backup_store.h);
+ *     keeps running (store/backup_store.h); of a PostgreSQL store, a
+ *     logical export of one REPEATABLE READ snapshot into a SQLite file of
+ *     the same schema (store/pg_export.c), so it is a SQLite file either
+ *     way;
  *   - every payload file that snapshot references, copied as it is on
  *     disk (still encrypted by its own data key, wrapped by the master
  *     key); a file the snapshot names that is gone by the time it is

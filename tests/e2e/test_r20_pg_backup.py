@@ -12,7 +12,9 @@ end with the real binary and a real PostgreSQL 15 started by the tests:
 - a tampered backup (one byte flipped in the middle) is refused by
   `backup verify` and by `restore` into both targets, which are left as
   they were (no folder, the database still empty); a restore into a
-  database that holds Wharf rows is refused before anything is written.
+  database that holds Wharf rows is refused before anything is written;
+- a single node's (SQLite) backup restores into PostgreSQL: the way to move
+  a node onto a cluster's database.
 """
 import json
 import os
@@ -214,3 +216,36 @@ def test_r20_pg_tampered_backup_refused_by_verify_and_both_restores(
              "--keystore", data / "keystore", "--store", empty_db)
     assert table_rows(empty_db, "messages") == 3
     wharf.ok("audit", "verify", "--data", tmp_path / "r-ok")
+
+
+def test_r20_sqlite_node_backup_restores_into_postgresql(tmp_path, wharf,
+                                                         pg_server):  # noqa: F811
+    """A single node's backup moves it onto PostgreSQL: same messages,
+    payload files byte for byte, a trail that verifies and goes on."""
+    data = new_data_dir(wharf, tmp_path / "one")
+    file_flow(wharf, data, tmp_path)
+    ids = {}
+    for n, size in (("big.bin", 200_000), ("a.txt", 10)):
+        p = tmp_path / n
+        p.write_bytes(os.urandom(size))
+        ids[wharf.send(data, "inbox", p)] = sha256_bytes(p.read_bytes())
+    bk = tmp_path / "one.wbk"
+    wharf.ok("backup", "--data", data, "--to", bk)
+    url = fresh_db(pg_server)
+    moved, pay = tmp_path / "moved", tmp_path / "moved-payloads"
+    wharf.ok("restore", "--from", bk, "--data", moved, "--keystore",
+             data / "keystore", "--store", url, "--payload-dir", pay)
+    assert {m["id"]: m["sha256"] for m in wharf.messages(moved)} == ids
+    src = {p.relative_to(data / "payloads"): p.read_bytes()
+           for p in (data / "payloads").glob("*/*.wpay")}
+    got = {p.relative_to(pay): p.read_bytes() for p in pay.glob("*/*.wpay")}
+    assert got == src and len(got) == 2
+    wharf.ok("audit", "verify", "--data", moved)
+    before = table_rows(url, "audit")
+    p = tmp_path / "after.txt"
+    p.write_bytes(b"after the move\n")
+    wharf.send(moved, "inbox", p)
+    assert table_rows(url, "messages") == 3
+    admin_token(wharf, moved)               # an audited action
+    assert table_rows(url, "audit") > before
+    wharf.ok("audit", "verify", "--data", moved)
