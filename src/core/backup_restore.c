@@ -468,8 +468,6 @@ static int rs_pg_precheck(const struct backup_target *t, struct error *err)
         return error_set(err, "--store must be a postgresql:// URL");
     if (strchr(t->store, '\n') || strchr(t->store, '#'))
         return error_set(err, "--store must be one line without '#'");
-    if (t->payload_dir != NULL && t->payload_dir[0] != '/')
-        return error_set(err, "--payload-dir must be an absolute path");
     return store_backup_target_empty(t->store, err);
 }
 
@@ -573,6 +571,8 @@ int backup_restore(const char *file, const char *dir,
     int rc = rs_run_init(&s, k, rep, err);
     s.dir = dir;
     s.payloads = t != NULL ? t->payload_dir : NULL;
+    if (rc == 0 && s.payloads != NULL && s.payloads[0] != '/')
+        rc = error_set(err, "--payload-dir must be an absolute path");
     if (rc == 0 && rs_is_pg(t))
         rc = rs_pg_precheck(t, err);
     if (rc == 0)

@@ -22,9 +22,10 @@
  * in it, nothing after), one row in memory at a time (libpq's single-row
  * mode), into a file made by the SQLite store's own migrations
  * (store_open), written with the journal off (a temp copy; any failure
- * removes it). The import runs in one transaction: it checks the tables
- * are empty (under the transaction: a node that wrote meanwhile makes it
- * fail, not mix), drops the migration's seed setting, copies every table
+ * removes it). The import runs in one transaction: it locks every table
+ * against writers (PX_LOCK), checks they are empty (a node that wrote
+ * first makes it fail; one that starts meanwhile waits: no mix), drops the
+ * migration's seed setting, copies every table
  * in an order that satisfies the foreign keys, and sets each BIGSERIAL
  * sequence past the ids copied.
  *
@@ -187,6 +188,16 @@ static const char *const PX_SEQUENCES[] = {
     " COALESCE((SELECT MAX(id) FROM backups), 0) + 1, false)",
 };
 #define PX_NSEQUENCES (sizeof(PX_SEQUENCES) / sizeof(PX_SEQUENCES[0]))
+
+/* The import holds every table against writers (readers go on) from its
+ * emptiness check to its commit: a node that starts on the database
+ * meanwhile waits, and cannot mix its rows with the restored ones. */
+#define PX_LOCK "LOCK TABLE settings, connectors, links, messages, hops," \
+    " events, connector_secrets, partners, certificates, jobs, users," \
+    " recovery_codes, sessions, tokens, audit, audit_checkpoints, bans," \
+    " receipts, refusals, login_throttle, replay_guard, alerts, incidents," \
+    " security_events, backups, legal_holds, purge_pending, nodes" \
+    " IN EXCLUSIVE MODE"
 
 /* How many tables each schema has besides schema_version: both must be
  * PX_NTABLES, so a table added to a migration without its entry here
@@ -453,7 +464,9 @@ static int px_import_all(struct pg_store *p, sqlite3 *db, const char *path,
 {
     if (pg_tx_begin(p, err) != 0)
         return -1;
-    int rc = px_check_empty(p, err);
+    int rc = pg_exec(p, PX_LOCK, err);
+    if (rc == 0)
+        rc = px_check_empty(p, err);
     if (rc == 0)
         rc = pg_exec(p, "DELETE FROM settings", err);
     for (size_t i = 0; rc == 0 && i < PX_NTABLES; i++)
