@@ -64,6 +64,7 @@ struct rs_run {
     const char *dir;            /* restore: the target, else NULL */
     const char *payloads;       /* restore: the payload folder, or NULL:
                                    dir/payloads */
+    int made, made_p;           /* restore made dir, the payload folder */
     unsigned char *buf;
     int have_db, have_conf;
 };
@@ -459,16 +460,20 @@ static int rs_is_pg(const struct backup_target *t)
            strcmp(t->store, "sqlite") != 0;
 }
 
-/* Before anything is written: the URL is one wharf.conf takes, and the
+/* Before anything is written: the target is one wharf.conf takes (a URL
+ * with a password is refused: it would land in wharf.conf), and a
  * database holds no Wharf rows. */
-static int rs_pg_precheck(const struct backup_target *t, struct error *err)
+static int rs_precheck(const struct backup_target *t, struct error *err)
 {
-    if (strncmp(t->store, "postgresql://", 13) != 0 &&
-        strncmp(t->store, "postgres://", 11) != 0)
-        return error_set(err, "--store must be a postgresql:// URL");
-    if (strchr(t->store, '\n') || strchr(t->store, '#'))
-        return error_set(err, "--store must be one line without '#'");
-    return store_backup_target_empty(t->store, err);
+    if (t == NULL)
+        return 0;
+    if (t->payload_dir != NULL && t->payload_dir[0] != '/')
+        return error_set(err, "--payload-dir must be an absolute path");
+    if (wharf_conf_store_check(t->store, t->payload_dir, err) != 0) {
+        error_prefix(err, "--store");
+        return -1;
+    }
+    return rs_is_pg(t) ? store_backup_target_empty(t->store, err) : 0;
 }
 
 /* Everything of the backup into dir (and the payload folder), checked,
@@ -477,13 +482,13 @@ static int rs_pg_precheck(const struct backup_target *t, struct error *err)
 static int rs_write(struct rs_run *s, const char *file,
                     const struct backup_target *t, struct error *err)
 {
-    int made = 0, made_p = 0, touched = 0, touched_p = 0;
+    int touched = 0, touched_p = 0;
     char conf[PATH_MAX];
     int rc = rs_open(s, file, err);         /* nothing written before */
-    if (rc == 0 && (rc = rs_target(s->dir, &made, err)) == 0)
+    if (rc == 0 && (rc = rs_target(s->dir, &s->made, err)) == 0)
         touched = 1;
     if (rc == 0 && s->payloads != NULL &&
-        (rc = rs_target(s->payloads, &made_p, err)) == 0)
+        (rc = rs_target(s->payloads, &s->made_p, err)) == 0)
         touched_p = 1;
     if (rc == 0)
         rc = rs_entries(s, err);
@@ -494,9 +499,9 @@ static int rs_write(struct rs_run *s, const char *file,
     if (rc == 0)
         rc = rs_commit(s, err);
     if (rc != 0 && touched_p)
-        rs_undo(s->payloads, made_p);
+        rs_undo(s->payloads, s->made_p);
     if (rc != 0 && touched)
-        rs_undo(s->dir, made);
+        rs_undo(s->dir, s->made);
     return rc;
 }
 
@@ -544,19 +549,19 @@ static int rs_check_pg(const char *dir, struct backup_report *rep,
     return rc;
 }
 
-static int rs_finish_pg(const char *dir, const struct backup_target *t,
+static int rs_finish_pg(const struct rs_run *s, const struct backup_target *t,
                         struct backup_report *rep, struct error *err)
 {
-    int rc = rs_to_pg(dir, t, err);
-    if (rc == 1) {          /* the database is as it was: undo the dir */
-        rs_undo(dir, 0);
-        if (t->payload_dir != NULL)
-            rs_undo(t->payload_dir, 0);
-        error_prefix(err, "restore into %s refused", t->store);
+    int rc = rs_to_pg(s->dir, t, err);
+    if (rc == 1) {          /* the database is as it was: undo the rest */
+        rs_undo(s->dir, s->made);
+        if (s->payloads != NULL)
+            rs_undo(s->payloads, s->made_p);
+        error_prefix(err, "nothing was loaded into the database");
         return -1;
     }
     if (rc == 0)
-        rc = rs_check_pg(dir, rep, err);
+        rc = rs_check_pg(s->dir, rep, err);
     if (rc != 0)
         error_prefix(err, "loaded into the database, but");
     return rc;
@@ -571,10 +576,8 @@ int backup_restore(const char *file, const char *dir,
     int rc = rs_run_init(&s, k, rep, err);
     s.dir = dir;
     s.payloads = t != NULL ? t->payload_dir : NULL;
-    if (rc == 0 && s.payloads != NULL && s.payloads[0] != '/')
-        rc = error_set(err, "--payload-dir must be an absolute path");
-    if (rc == 0 && rs_is_pg(t))
-        rc = rs_pg_precheck(t, err);
+    if (rc == 0)
+        rc = rs_precheck(t, err);
     if (rc == 0)
         rc = rs_write(&s, file, t, err);
     rs_run_free(&s);
@@ -584,5 +587,5 @@ int backup_restore(const char *file, const char *dir,
         error_prefix(err, "restored into %s, but", dir);
         return -1;
     }
-    return rs_is_pg(t) ? rs_finish_pg(dir, t, rep, err) : 0;
+    return rs_is_pg(t) ? rs_finish_pg(&s, t, rep, err) : 0;
 }

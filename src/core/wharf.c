@@ -381,12 +381,10 @@ static char *conf_with_store(const char *text, const char *store,
     return out;
 }
 
-int wharf_conf_set_store(const char *conf_path, const char *store,
-                         const char *payload_dir, struct error *err)
+int wharf_conf_store_check(const char *store, const char *payload_dir,
+                           struct error *err)
 {
     struct wharf_conf c;
-    char *text = NULL;
-    size_t len = 0;
     store = store != NULL ? store : "sqlite";
     payload_dir = payload_dir != NULL ? payload_dir : "";
     if (strchr(store, '\n') || strchr(payload_dir, '\n') ||
@@ -394,7 +392,19 @@ int wharf_conf_set_store(const char *conf_path, const char *store,
         return error_set(err, "store and payload_dir must be one line "
                          "without '#'");
     if (conf_set_store(&c, "store", store, err) != 0 ||
-        conf_set_store(&c, "payload_dir", payload_dir, err) != 0 ||
+        conf_set_store(&c, "payload_dir", payload_dir, err) != 0)
+        return -1;
+    return 0;
+}
+
+int wharf_conf_set_store(const char *conf_path, const char *store,
+                         const char *payload_dir, struct error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    store = store != NULL ? store : "sqlite";
+    payload_dir = payload_dir != NULL ? payload_dir : "";
+    if (wharf_conf_store_check(store, payload_dir, err) != 0 ||
         fsx_read_all(conf_path, 1 << 20, &text, &len, err) != 0)
         return -1;
     struct wharf_conf now;

@@ -135,6 +135,11 @@ bool wharf_store_shared(const struct wharf *w);
  * database or payload folder. 0, or -1 with err. */
 int wharf_conf_set_store(const char *conf_path, const char *store,
                          const char *payload_dir, struct error *err);
+/* 0 when store (sqlite or a postgresql:// URL) and payload_dir (NULL or
+ * absolute) are values wharf.conf takes: a URL that holds a password is
+ * refused (err never repeats it). -1 with err otherwise. */
+int wharf_conf_store_check(const char *store, const char *payload_dir,
+                           struct error *err);
 
 /* Create a new data directory. Refuses an existing DIR. */
 int wharf_init(const char *dir, const struct wharf_init_opts *o,

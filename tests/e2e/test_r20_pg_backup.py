@@ -14,7 +14,9 @@ end with the real binary and a real PostgreSQL 15 started by the tests:
   they were (no folder, the database still empty); a restore into a
   database that holds Wharf rows is refused before anything is written;
 - a single node's (SQLite) backup restores into PostgreSQL: the way to move
-  a node onto a cluster's database.
+  a node onto a cluster's database;
+- a --store URL that holds a password is refused before anything is
+  written, without repeating it.
 """
 import json
 import os
@@ -249,3 +251,18 @@ def test_r20_sqlite_node_backup_restores_into_postgresql(tmp_path, wharf,
     admin_token(wharf, moved)               # an audited action
     assert table_rows(url, "audit") > before
     wharf.ok("audit", "verify", "--data", moved)
+
+
+def test_r20_pg_restore_refuses_a_url_with_a_password(tmp_path, wharf,
+                                                      pg_server):  # noqa: F811
+    data = new_data_dir(wharf, tmp_path / "one")
+    bk = tmp_path / "one.wbk"
+    wharf.ok("backup", "--data", data, "--to", bk)
+    url = fresh_db(pg_server)
+    with_pw = url.replace("wharf@", "wharf:S3cret-pw@")
+    target = tmp_path / "r"
+    p = wharf("restore", "--from", bk, "--data", target, "--keystore",
+              data / "keystore", "--store", with_pw)
+    assert p.returncode == 1 and "pgpass" in p.stderr, p.stderr
+    assert "S3cret-pw" not in p.stderr + p.stdout
+    assert not target.exists()
