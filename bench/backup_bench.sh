@@ -8,6 +8,13 @@
 #   bench/backup_bench.sh             100,000 messages, 10 GiB (the issue's
 #                                     figure; needs ~3.3x that in free disk)
 #   BACKUP_MESSAGES=10000 BACKUP_MIB=1024 bench/backup_bench.sh
+#   BACKUP_STORE=postgresql://.../db1 BACKUP_RESTORE_STORE=postgresql://.../db2 \
+#   BACKUP_MESSAGES=10000 BACKUP_MIB=1024 bench/backup_bench.sh
+#                                     the same on PostgreSQL (R21): the data
+#                                     dir on the empty database BACKUP_STORE
+#                                     (payloads in a payload_dir of their
+#                                     own), restored with --store into the
+#                                     empty database BACKUP_RESTORE_STORE
 #
 # Steps: a fresh data dir filled by bench/backup_fill (the durable intake
 # of a source, serve not running); `wharf backup --to` (master key);
@@ -49,7 +56,8 @@ need=$((MIB * 33 / 10 + 1024))
 [ "$avail" -ge "$need" ] || die "needs ${need} MiB free under $OUT, has ${avail}"
 cleanup() {
     [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null || true
-    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$OUT/data" "$OUT/copy" "$OUT/restored" "$OUT/backup.wbk"
+    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$OUT/data" "$OUT/copy" "$OUT/restored" "$OUT/backup.wbk" \
+        "$OUT/payloads" "$OUT/restored-payloads"
 }
 trap cleanup EXIT
 
@@ -67,7 +75,19 @@ put openssl_sha256_MBps "$(ossl sha256)"
 
 note "data dir with $N messages, $MIB MiB of payload (backup_fill)"
 mkdir -p "$OUT/files/in" "$OUT/files/out"
-"$WHARF" init --data "$OUT/data" --allowed-paths "$OUT/files" >"$OUT/init.txt"
+STORE=${BACKUP_STORE:-}
+RSTORE=${BACKUP_RESTORE_STORE:-}
+[ -z "$STORE" ] || [ -n "$RSTORE" ] || die "BACKUP_STORE needs BACKUP_RESTORE_STORE (an empty database)"
+PAYLOADS=$OUT/data/payloads
+init_store=()
+restore_store=()
+if [ -n "$STORE" ]; then
+    PAYLOADS=$OUT/payloads
+    init_store=(--store "$STORE" --payload-dir "$PAYLOADS")
+    restore_store=(--store "$RSTORE" --payload-dir "$OUT/restored-payloads")
+fi
+put store "$([ -n "$STORE" ] && echo postgresql || echo sqlite)"
+"$WHARF" init --data "$OUT/data" --allowed-paths "$OUT/files" "${init_store[@]}" >"$OUT/init.txt"
 cat >"$OUT/flow.json" <<EOF
 {"connectors": [
   {"name": "inbox", "type": "file", "config": {"receive_dir": "$OUT/files/in"}},
@@ -84,10 +104,11 @@ printf 'admin_listen = 127.0.0.1:%s\npartner_listen = 127.0.0.1:%s\n' \
 [ "$(id -u)" -ne 0 ] || echo 'allow_root = yes' >>"$OUT/data/wharf.conf"
 "$FILL" "$OUT/data" "$N" "$MIB" inbox outbox | tee -a "$RES"
 put data_dir_MiB "$(du -sm "$OUT/data" | cut -f1)"
+[ -z "$STORE" ] || put payload_dir_MiB "$(du -sm "$PAYLOADS" | cut -f1)"
 
 note "raw copy of the payload tree (cp -r, then sync -f)"
 t=$(now)
-cp -r "$OUT/data/payloads" "$OUT/copy"
+cp -r "$PAYLOADS" "$OUT/copy"
 sync -f "$OUT/copy"
 s=$(since "$t")
 put copy_seconds "$s"
@@ -115,7 +136,7 @@ note "wharf restore"
 t=$(now)
 /usr/bin/time -f "restore_peak_rss_kib %M" -o "$OUT/restore.rss" \
     "$WHARF" restore --from "$OUT/backup.wbk" --data "$OUT/restored" \
-    --keystore "$OUT/data/keystore" >"$OUT/restore.txt"
+    --keystore "$OUT/data/keystore" "${restore_store[@]}" >"$OUT/restore.txt"
 rs=$(since "$t")
 put restore_seconds "$rs"
 put restore_MBps "$(rate "$MIB" "$rs")"

@@ -207,25 +207,36 @@ int audit_anchor_load(struct vault *v, const char *path,
 
 /* ---- moving the anchor ------------------------------------------------------ */
 
-/* Sign (seq, hash) and put the anchor at path durably. */
-static int anchor_write(struct vault *v, const char *path, int64_t seq,
-                        const char *hash, struct error *err)
+int audit_anchor_sign(struct vault *v, int64_t seq, const char *hash,
+                      char *buf, size_t n, size_t *len, struct error *err)
 {
     struct audit_anchor a = { .seq = seq };
-    char text[160], file[ANCHOR_MAX];
+    char text[160];
     unsigned char sig[VAULT_SIG_LEN];
     snprintf(a.hash, sizeof(a.hash), "%s", hash);
     int tlen = anchor_text(seq, hash, text, sizeof(text));
-    if (tlen < 0 || !anchor_is_hex(hash, 64))
+    if (tlen < 0 || seq < 1 || !anchor_is_hex(hash, 64))
         return error_set(err, "entry %" PRId64 " has a malformed hash", seq);
     if (vault_audit_sign(v, text, (size_t)tlen, sig, a.key_id, err) != 0)
         return -1;
     for (size_t i = 0; i < sizeof(sig); i++)
         snprintf(a.sig + 2 * i, 3, "%02x", sig[i]);
-    int flen = anchor_format(&a, file, sizeof(file));
+    int flen = anchor_format(&a, buf, n);
     if (flen < 0)
         return error_set(err, "internal: anchor too long");
-    if (fsx_write_atomic(path, file, (size_t)flen, 0600, err) < 0)
+    *len = (size_t)flen;
+    return 0;
+}
+
+/* Sign (seq, hash) and put the anchor at path durably. */
+static int anchor_write(struct vault *v, const char *path, int64_t seq,
+                        const char *hash, struct error *err)
+{
+    char file[ANCHOR_MAX];
+    size_t flen = 0;
+    if (audit_anchor_sign(v, seq, hash, file, sizeof(file), &flen, err) != 0)
+        return -1;
+    if (fsx_write_atomic(path, file, flen, 0600, err) < 0)
         return -1;
     anchor_give(-1, path);
     return 0;

@@ -16,6 +16,7 @@
 #ifndef WHARF_AUDIT_H
 #define WHARF_AUDIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/error.h"
@@ -30,6 +31,13 @@ struct vault;
  * where data dirs made before state/ had it (moved on the next use). */
 #define AUDIT_HEAD_FILE "state/audit.head"
 #define AUDIT_HEAD_OLD "audit.head"
+
+/* The bytes of a head anchor file naming entry (seq, hash), signed with
+ * v's audit key, into buf[0..n) (*len: their length). A backup of a
+ * PostgreSQL store anchors its snapshot's newest entry with it
+ * (core/backup.c). 0, or -1 with err. */
+int audit_anchor_sign(struct vault *v, int64_t seq, const char *hash,
+                      char *buf, size_t n, size_t *len, struct error *err);
 
 struct audit_event {
     const char *actor;      /* "user:alice", "token:ID", "cli", "system" */

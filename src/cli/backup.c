@@ -26,7 +26,8 @@
 #include "store/backup_store.h"
 #include "store/store.h"
 
-enum { O_TO, O_RECIPIENT, O_KEYSTORE, O_KEY, O_JSON, O_LIMIT, O_FROM };
+enum { O_TO, O_RECIPIENT, O_KEYSTORE, O_KEY, O_JSON, O_LIMIT, O_FROM,
+       O_STORE, O_PAYLOAD_DIR };
 
 static const char *const BACKUP_OPTS[] = {
     "--to=", "--recipient=", "--keystore=", "--key=", "--json", "--limit=",
@@ -34,7 +35,7 @@ static const char *const BACKUP_OPTS[] = {
 };
 static const char *const RESTORE_OPTS[] = {
     "--to=", "--recipient=", "--keystore=", "--key=", "--json", "--limit=",
-    "--from=", NULL,
+    "--from=", "--store=", "--payload-dir=", NULL,
 };
 
 static const char *kind_name(enum backup_recipient r)
@@ -318,7 +319,9 @@ static int restore_run(int argc, char **argv)
                          "--from and --data");
     k.keystore = a.values[O_KEYSTORE];
     k.key = a.values[O_KEY];
-    if (backup_restore(a.values[O_FROM], a.data, &k, &r, &err) != 0)
+    struct backup_target t = { .store = a.values[O_STORE],
+                               .payload_dir = a.values[O_PAYLOAD_DIR] };
+    if (backup_restore(a.values[O_FROM], a.data, &k, &t, &r, &err) != 0)
         return cli_fail("restore failed: %s", err.msg);
     if (restore_audit(a.data, a.values[O_FROM], &r) != EXIT_OK)
         return EXIT_FAIL;
@@ -337,11 +340,16 @@ static int restore_run(int argc, char **argv)
 const struct cli_cmd cmd_restore = {
     "restore", "rebuild a data directory from a backup",
     "wharf restore --from FILE --data DIR [--keystore FILE | --key KEY]\n"
+    "              [--store postgresql://...] [--payload-dir DIR]\n"
     "  DIR must be new or empty. A backup sealed with the master key needs\n"
     "  --keystore (a copy of the keystore that holds that key); one for a\n"
     "  backup key needs --key (its PEM private key). Everything is checked\n"
     "  (segments, entries, signature, payload headers) before the keystore\n"
     "  is written last; a refused backup leaves DIR as it was. The restored\n"
-    "  database is checked and its audit trail verified.\n",
+    "  database is checked and its audit trail verified. A backup of either\n"
+    "  store restores into SQLite (DIR/wharf.db) or, with --store URL, into\n"
+    "  an empty PostgreSQL database (one holding Wharf rows is refused);\n"
+    "  --payload-dir puts the payloads in that folder (new or empty, e.g.\n"
+    "  the cluster's shared one) instead of DIR/payloads.\n",
     restore_run,
 };

@@ -36,10 +36,11 @@ int cli_usage(const struct cli_cmd *cmd, const char *fmt, ...)
  * ("--json", "--state=", ...): a trailing '=' means it takes a value.
  * Positionals are collected in order. Returns 0, 1 when --help was given
  * (usage printed), -1 on a usage error (printed). */
+#define CLI_MAX_OPTS 12          /* entries of opts before its NULL */
 struct cli_args {
     const char *data;
-    const char *values[8];      /* per opts[i] */
-    int flags[8];
+    const char *values[CLI_MAX_OPTS];   /* per opts[i] */
+    int flags[CLI_MAX_OPTS];
     const char *pos[8];
     int npos;
 };

@@ -51,7 +51,7 @@ static int opt_find(const char *const *opts, const char *arg,
                     const char **inline_val)
 {
     *inline_val = NULL;
-    for (int i = 0; opts && opts[i]; i++) {
+    for (int i = 0; opts && opts[i] && i < CLI_MAX_OPTS; i++) {
         size_t n = strlen(opts[i]);
         int takes = opts[i][n - 1] == '=';
         size_t base = takes ? n - 1 : n;

@@ -9,7 +9,17 @@
  * entry the later snapshot holds); then the database snapshot (one read
  * transaction: every message committed, i.e. acknowledged, before it is
  * in it); then the payload files that snapshot references (immutable once
- * committed; one purged or erased meanwhile is recorded as missing). The
+ * committed; one purged or erased meanwhile is recorded as missing).
+ *
+ * A PostgreSQL store (R21) gives the same container: its snapshot is a
+ * logical export of one REPEATABLE READ transaction into a SQLite file of
+ * the current schema (store/pg_export.c), so `wharf.db` is a SQLite
+ * database either way and verify and restore read both alike; the header's
+ * "store" says "postgresql". The payload files come from the shared
+ * payload_dir (wharf_path). Such a store keeps no anchor file (decision
+ * 0007: the per-node anchor is SQLite's), so the anchor entry is made from
+ * the snapshot: its newest audit entry, signed now (bk_anchor_snapshot).
+ * The
  * keystore lock is held shared for the whole run (wharf_open), so `wharf
  * key rotate` cannot rewrite payload headers meanwhile.
  *
@@ -59,6 +69,7 @@ struct bk_run {
     char tmp[PATH_MAX];         /* its path */
     char copy[PATH_MAX];        /* the database copy */
     unsigned char *buf;         /* BK_CHUNK */
+    struct store_backup_counts counts;  /* of the snapshot */
 };
 
 /* ---- temp files ---------------------------------------------------------- */
@@ -300,20 +311,20 @@ static int bk_begin(struct bk_run *b, const struct secret *ckey,
                     struct error *err)
 {
     struct backup_info *i = &b->r->info;
-    struct store_backup_counts c;
+    struct store_backup_counts *c = &b->counts;
     unsigned char *kb = NULL;
     size_t klen = 0;
     if ((size_t)snprintf(b->copy, sizeof(b->copy), "%s/" BK_COPY_PREFIX
                          "%d-%s.db", b->w->dir, (int)getpid(),
                          i->backup_id) >= sizeof(b->copy))
         return error_set(err, "data directory path is too long");
-    if (store_backup_copy(b->w->db_path, b->copy, &c, err) != 0) {
+    if (store_backup_copy(b->w->db_path, b->copy, c, err) != 0) {
         b->copy[0] = '\0';
         return -1;
     }
-    i->messages = c.messages;
-    i->payloads = c.payloads;
-    i->schema_version = c.schema_version;
+    i->messages = c->messages;
+    i->payloads = c->payloads;
+    i->schema_version = c->schema_version;
     if (bk_keyblock(b, ckey, &kb, &klen, err) != 0)
         return -1;
     b->wr = backup_writer_open(b->fd, i, kb, klen, secret_data(ckey), err);
@@ -366,6 +377,26 @@ static int bk_anchor_read(struct wharf *w, char **out, size_t *n,
     return fsx_read_all(path, BK_ANCHOR_MAX, out, n, err);
 }
 
+/* A PostgreSQL store keeps no anchor file (decision 0007): the backup's
+ * anchor names the snapshot's own newest entry, signed now with the audit
+ * key (NULL when the trail is empty). It cannot lead the snapshot, and
+ * the restored SQLite data dir's `audit verify` then catches a cut of the
+ * restored trail as it would on the source node. */
+static int bk_anchor_snapshot(struct bk_run *b, char **out, size_t *n,
+                              struct error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (b->counts.audit_seq <= 0)
+        return 0;
+    *out = malloc(BK_ANCHOR_MAX);
+    if (*out == NULL)
+        return error_set(err, "out of memory");
+    return audit_anchor_sign(b->w->vault, b->counts.audit_seq,
+                             b->counts.audit_hash, *out, BK_ANCHOR_MAX, n,
+                             err);
+}
+
 static void bk_info_init(struct backup_info *i)
 {
     memset(i, 0, sizeof(*i));
@@ -391,11 +422,13 @@ static int bk_run(struct bk_run *b, struct error *err)
         rc = error_openssl(err, "cannot make a content key");
     if (rc == 0)
         rc = bk_output_open(b, err);
-    if (rc == 0)
+    if (rc == 0 && !wharf_store_shared(b->w))  /* before the snapshot */
         rc = bk_anchor_read(b->w, &anchor, &alen, err);
     if (rc == 0)
         rc = bk_begin(b, ckey, err);
     secret_free(ckey);
+    if (rc == 0 && wharf_store_shared(b->w))   /* from the snapshot */
+        rc = bk_anchor_snapshot(b, &anchor, &alen, err);
     if (rc == 0)
         rc = bk_entries(b, anchor, alen, err);
     free(anchor);
@@ -417,11 +450,7 @@ int backup_create(struct wharf *w, const struct backup_opts *o,
     if (o->to == NULL || o->to[0] == '\0')
         return error_set(err, "give the backup file: --to FILE");
     if (wharf_store_shared(w))
-        return error_set(err, "wharf backup does not export a PostgreSQL "
-                         "store yet: back the database up with "
-                         "pg_basebackup and WAL archiving, and the shared "
-                         "payload folder with it (docs/operations.md, "
-                         "\"Cluster\")");
+        snprintf(r->info.store, sizeof(r->info.store), "postgresql");
     bk_sweep_stale(w);
     b.buf = malloc(BK_CHUNK);
     int rc = b.buf != NULL ? bk_run(&b, err) : error_set(err, "out of "

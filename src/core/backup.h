@@ -5,7 +5,10 @@
  * A backup is one file in the container format of backup_format.h:
  *   - wharf.db: a consistent snapshot of the database, taken with
  *     SQLite's online backup API inside one read transaction while serve
- *     keeps running (store/backup_store.h);
+ *     keeps running (store/backup_store.h); of a PostgreSQL store, a
+ *     logical export of one REPEATABLE READ snapshot into a SQLite file of
+ *     the same schema (store/pg_export.c), so it is a SQLite file either
+ *     way;
  *   - every payload file that snapshot references, copied as it is on
  *     disk (still encrypted by its own data key, wrapped by the master
  *     key); a file the snapshot names that is gone by the time it is
@@ -78,15 +81,31 @@ struct backup_report {
 int backup_verify(const char *file, const struct backup_keys *k,
                   struct backup_report *rep, struct error *err);
 
+/* Where a restore puts the database and the payloads. */
+struct backup_target {
+    const char *store;          /* NULL or "sqlite": DIR/wharf.db; else a
+                                   postgresql:// URL of an empty database */
+    const char *payload_dir;    /* NULL: DIR/payloads; else an absolute
+                                   folder, absent or empty */
+};
+
 /* Rebuild a data dir at dir (absent, or an empty directory) from the
- * backup at file: the keystore is written last, after every check passed
- * and everything else is synced; on any failure everything written is
- * removed (dir too if it was created). Then the restored database passes
- * SQLite's quick_check and `audit verify`, and every session it holds is
- * ended (a session revoked after the backup must not come back). 0, or
- * -1 with err. */
+ * backup at file (from either backend: its wharf.db is a SQLite file):
+ * the keystore is written last, after every check passed and everything
+ * else is synced; on any failure everything written is removed (dir and
+ * the payload folder too if they were created). wharf.conf is the
+ * backup's with its store and payload_dir lines pointed at t (NULL: SQLite
+ * in dir), never at the source's database or folder. Then the restored
+ * database passes SQLite's quick_check and `audit verify`, and every
+ * session it holds is ended (a session revoked after the backup must not
+ * come back). With t->store a URL, the database must hold no Wharf rows
+ * (checked before anything is written): the verified rows are loaded into
+ * it in one transaction, wharf.db and the anchor file leave dir (a
+ * PostgreSQL store keeps neither), and `audit verify` runs again on the
+ * database. 0, or -1 with err. */
 int backup_restore(const char *file, const char *dir,
-                   const struct backup_keys *k, struct backup_report *rep,
+                   const struct backup_keys *k,
+                   const struct backup_target *t, struct backup_report *rep,
                    struct error *err);
 
 #endif

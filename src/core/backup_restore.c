@@ -8,10 +8,20 @@
  * empty, and only names that backup_name_ok allows and rs_name_allowed
  * keeps to the data dir's layout (no keystore, lock or log names). The
  * keystore is written last, after every segment, entry, payload header
- * and the signature checked and everything else was synced: a data dir
+ * and the signature checked and everything else was synced (wharf.conf
+ * pointed at the restored store first: wharf_conf_set_store): a data dir
  * without a keystore cannot be served, so an interrupted restore never
  * looks like a working one. On a failure before that point everything it
  * wrote is removed (and the directory, if it made it).
+ *
+ * A backup of either backend holds a SQLite wharf.db (core/backup.c), so
+ * a restore always rebuilds and checks a SQLite data dir first; with
+ * --store URL it then loads those checked rows into an empty PostgreSQL
+ * database (store_backup_load: one transaction; a database that holds
+ * Wharf rows is refused before anything is written), points wharf.conf at
+ * it, removes wharf.db and the anchor file (a PostgreSQL store keeps
+ * neither: decision 0007) and verifies the trail again on the database.
+ * Payloads go to --payload-dir when given (absent or empty, like DIR).
  *
  * Test hook: fault_point("restore.entry") after each file written (kill
  * -9 mid-restore).
@@ -52,6 +62,9 @@ struct rs_run {
     struct vault *v;
     int fd;                     /* the backup file */
     const char *dir;            /* restore: the target, else NULL */
+    const char *payloads;       /* restore: the payload folder, or NULL:
+                                   dir/payloads */
+    int made, made_p;           /* restore made dir, the payload folder */
     unsigned char *buf;
     int have_db, have_conf;
 };
@@ -172,8 +185,10 @@ static int rs_payload_id(const char *name, char id[ID_LEN + 1])
 static int rs_create(struct rs_run *s, const char *name, struct error *err)
 {
     char path[PATH_MAX], parent[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->dir, name) >=
-        sizeof(path))
+    int k = s->payloads != NULL && strncmp(name, "payloads/", 9) == 0
+            ? snprintf(path, sizeof(path), "%s/%s", s->payloads, name + 9)
+            : snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+    if (k < 0 || (size_t)k >= sizeof(path))
         return error_set(err, "restore path too long for %s", name);
     if (fsx_dirname(path, parent, sizeof(parent)) != 0 ||
         fsx_mkdir_p(parent, 0700, err) != 0)
@@ -395,6 +410,12 @@ static int rs_commit(struct rs_run *s, struct error *err)
     int rc = syncfs(fd) == 0 ? 0 : error_errno(err, errno, "cannot sync %s",
                                                s->dir);
     close(fd);
+    fd = s->payloads != NULL ? open(s->payloads, O_RDONLY | O_DIRECTORY |
+                                    O_CLOEXEC) : -1;
+    if (rc == 0 && fd >= 0 && syncfs(fd) != 0)     /* another file system? */
+        rc = error_errno(err, errno, "cannot sync %s", s->payloads);
+    if (fd >= 0)
+        close(fd);
     if (rc == 0 && (size_t)snprintf(path, sizeof(path), "%s/logs",
                                     s->dir) >= sizeof(path))
         rc = error_set(err, "restore path too long");
@@ -432,30 +453,139 @@ static int rs_check_restored(const char *dir, struct backup_report *rep,
     return rc;
 }
 
+/* A restore into PostgreSQL: the target given is a URL. */
+static int rs_is_pg(const struct backup_target *t)
+{
+    return t != NULL && t->store != NULL && t->store[0] != '\0' &&
+           strcmp(t->store, "sqlite") != 0;
+}
+
+/* Before anything is written: the target is one wharf.conf takes (a URL
+ * with a password is refused: it would land in wharf.conf), and a
+ * database holds no Wharf rows. */
+static int rs_precheck(const struct backup_target *t, struct error *err)
+{
+    if (t == NULL)
+        return 0;
+    if (t->payload_dir != NULL && t->payload_dir[0] != '/')
+        return error_set(err, "--payload-dir must be an absolute path");
+    if (wharf_conf_store_check(t->store, t->payload_dir, err) != 0) {
+        error_prefix(err, "--store");
+        return -1;
+    }
+    return rs_is_pg(t) ? store_backup_target_empty(t->store, err) : 0;
+}
+
+/* Everything of the backup into dir (and the payload folder), checked,
+ * wharf.conf pointed at SQLite in dir and at the payload folder, synced,
+ * keystore last. On failure everything written is removed. */
+static int rs_write(struct rs_run *s, const char *file,
+                    const struct backup_target *t, struct error *err)
+{
+    int touched = 0, touched_p = 0;
+    char conf[PATH_MAX];
+    int rc = rs_open(s, file, err);         /* nothing written before */
+    if (rc == 0 && (rc = rs_target(s->dir, &s->made, err)) == 0)
+        touched = 1;
+    if (rc == 0 && s->payloads != NULL &&
+        (rc = rs_target(s->payloads, &s->made_p, err)) == 0)
+        touched_p = 1;
+    if (rc == 0)
+        rc = rs_entries(s, err);
+    snprintf(conf, sizeof(conf), "%s/wharf.conf", s->dir);
+    if (rc == 0)
+        rc = wharf_conf_set_store(conf, NULL, t ? t->payload_dir : NULL,
+                                  err);
+    if (rc == 0)
+        rc = rs_commit(s, err);
+    if (rc != 0 && touched_p)
+        rs_undo(s->payloads, s->made_p);
+    if (rc != 0 && touched)
+        rs_undo(s->dir, s->made);
+    return rc;
+}
+
+/* The restored (and checked) SQLite data dir into the PostgreSQL database
+ * of t: the rows in one transaction, then wharf.conf names the database,
+ * and the files a PostgreSQL store does not keep (wharf.db, the anchor)
+ * leave dir. 1 when the load failed (nothing is in the database), -1
+ * when a later step failed, 0 done. */
+static int rs_to_pg(const char *dir, const struct backup_target *t,
+                    struct error *err)
+{
+    char db[PATH_MAX], conf[PATH_MAX], anchor[PATH_MAX];
+    snprintf(db, sizeof(db), "%s/wharf.db", dir);
+    snprintf(conf, sizeof(conf), "%s/wharf.conf", dir);
+    snprintf(anchor, sizeof(anchor), "%s/" AUDIT_HEAD_FILE, dir);
+    if (store_backup_load(db, t->store, err) != 0)
+        return 1;
+    if (wharf_conf_set_store(conf, t->store, t->payload_dir, err) != 0)
+        return -1;
+    unlink(db);
+    unlink(anchor);
+    for (size_t i = 0; i < 2; i++) {    /* what SQLite kept beside it */
+        char side[PATH_MAX + 8];
+        snprintf(side, sizeof(side), "%s%s", db, i == 0 ? "-wal" : "-shm");
+        unlink(side);
+    }
+    return fsx_fsync_dir(dir, err);
+}
+
+/* The data dir on PostgreSQL opens and its trail verifies there. */
+static int rs_check_pg(const char *dir, struct backup_report *rep,
+                       struct error *err)
+{
+    struct wharf *w = wharf_open(dir, err);
+    struct store *st = w != NULL ? store_open(w->db_path, err) : NULL;
+    struct audit_report ar;
+    int rc = st == NULL ? -1 : audit_verify(st, w->vault, &ar, err);
+    if (rc > 0)
+        rc = error_set(err, "the audit trail loaded into the database does "
+                       "not verify: %s", ar.problem);
+    if (rc == 0)
+        rep->audit_entries = ar.entries;
+    store_close(st);
+    wharf_close(w);
+    return rc;
+}
+
+static int rs_finish_pg(const struct rs_run *s, const struct backup_target *t,
+                        struct backup_report *rep, struct error *err)
+{
+    int rc = rs_to_pg(s->dir, t, err);
+    if (rc == 1) {          /* the database is as it was: undo the rest */
+        rs_undo(s->dir, s->made);
+        if (s->payloads != NULL)
+            rs_undo(s->payloads, s->made_p);
+        error_prefix(err, "nothing was loaded into the database");
+        return -1;
+    }
+    if (rc == 0)
+        rc = rs_check_pg(s->dir, rep, err);
+    if (rc != 0)
+        error_prefix(err, "loaded into the database, but");
+    return rc;
+}
+
 int backup_restore(const char *file, const char *dir,
-                   const struct backup_keys *k, struct backup_report *rep,
+                   const struct backup_keys *k,
+                   const struct backup_target *t, struct backup_report *rep,
                    struct error *err)
 {
     struct rs_run s;
-    int made = 0, touched = 0;
     int rc = rs_run_init(&s, k, rep, err);
     s.dir = dir;
+    s.payloads = t != NULL ? t->payload_dir : NULL;
     if (rc == 0)
-        rc = rs_open(&s, file, err);        /* nothing written before */
-    if (rc == 0 && (rc = rs_target(dir, &made, err)) == 0)
-        touched = 1;
+        rc = rs_precheck(t, err);
     if (rc == 0)
-        rc = rs_entries(&s, err);
-    if (rc == 0)
-        rc = rs_commit(&s, err);
+        rc = rs_write(&s, file, t, err);
     rs_run_free(&s);
-    if (rc != 0 && touched)
-        rs_undo(dir, made);
     if (rc != 0)
         return -1;
     if (rs_check_restored(dir, rep, err) != 0) {
         error_prefix(err, "restored into %s, but", dir);
         return -1;
     }
-    return 0;
+    return rs_is_pg(t) ? rs_finish_pg(&s, t, rep, err) : 0;
 }

@@ -338,6 +338,91 @@ static int conf_set_privs(struct wharf_conf *c, const char *key,
     return 1;
 }
 
+/* 1 when line sets key (spaces, the key, spaces, '='). */
+static int conf_line_is(const char *line, const char *key)
+{
+    size_t k = strlen(key);
+    line += strspn(line, " \t");
+    if (strncmp(line, key, k) != 0)
+        return 0;
+    line += k;
+    line += strspn(line, " \t");
+    return *line == '=';
+}
+
+/* text with the store and payload_dir lines replaced: malloc'ed. */
+static char *conf_with_store(const char *text, const char *store,
+                             const char *pd)
+{
+    size_t cap = strlen(text) + strlen(store) + strlen(pd) + 64;
+    char *out = malloc(cap);
+    size_t n = 0;
+    int seen_store = 0, seen_pd = 0;
+    for (const char *l = text; out != NULL && *l != '\0';) {
+        size_t len = strcspn(l, "\n");
+        int is_store = conf_line_is(l, "store") && !seen_store;
+        int is_pd = conf_line_is(l, "payload_dir") && !seen_pd;
+        if (is_store || is_pd)
+            n += (size_t)snprintf(out + n, cap - n, "%s =%s%s\n",
+                                  is_store ? "store" : "payload_dir",
+                                  is_store || pd[0] ? " " : "",
+                                  is_store ? store : pd);
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%.*s\n", (int)len, l);
+        seen_store |= is_store;
+        seen_pd |= is_pd;
+        l += len + (l[len] == '\n');
+    }
+    if (out != NULL && !seen_store)
+        n += (size_t)snprintf(out + n, cap - n, "store = %s\n", store);
+    if (out != NULL && !seen_pd)
+        snprintf(out + n, cap - n, "payload_dir =%s%s\n", pd[0] ? " " : "",
+                 pd);
+    return out;
+}
+
+int wharf_conf_store_check(const char *store, const char *payload_dir,
+                           struct error *err)
+{
+    struct wharf_conf c;
+    store = store != NULL ? store : "sqlite";
+    payload_dir = payload_dir != NULL ? payload_dir : "";
+    if (strchr(store, '\n') || strchr(payload_dir, '\n') ||
+        strchr(store, '#') || strchr(payload_dir, '#'))
+        return error_set(err, "store and payload_dir must be one line "
+                         "without '#'");
+    if (conf_set_store(&c, "store", store, err) != 0 ||
+        conf_set_store(&c, "payload_dir", payload_dir, err) != 0)
+        return -1;
+    return 0;
+}
+
+int wharf_conf_set_store(const char *conf_path, const char *store,
+                         const char *payload_dir, struct error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    store = store != NULL ? store : "sqlite";
+    payload_dir = payload_dir != NULL ? payload_dir : "";
+    if (wharf_conf_store_check(store, payload_dir, err) != 0 ||
+        fsx_read_all(conf_path, 1 << 20, &text, &len, err) != 0)
+        return -1;
+    struct wharf_conf now;
+    struct error ignored = {0};
+    int same = conf_parse(text, len, &now, &ignored) == 0 &&
+               strcmp(now.store[0] ? now.store : "sqlite", store) == 0 &&
+               strcmp(now.payload_dir, payload_dir) == 0;
+    char *out = same ? NULL : conf_with_store(text, store, payload_dir);
+    free(text);
+    if (same)               /* already so: the file stays byte for byte */
+        return 0;
+    if (out == NULL)
+        return error_set(err, "out of memory");
+    int rc = fsx_write_atomic(conf_path, out, strlen(out), 0600, err);
+    free(out);
+    return rc;
+}
+
 /* Settings that only make sense together, once every line is read. */
 static int conf_final(const struct wharf_conf *c, struct error *err)
 {

@@ -126,6 +126,21 @@ struct wharf_init_opts {
  * (wharf.conf store = postgresql://...), false for SQLite's wharf.db. */
 bool wharf_store_shared(const struct wharf *w);
 
+/* Point the wharf.conf at conf_path at another store: its store and
+ * payload_dir lines are replaced (added when missing) by store (NULL:
+ * sqlite) and payload_dir (NULL: "", i.e. DIR/payloads), every other line
+ * kept; written atomically, 0600. Both are checked as wharf.conf checks
+ * them (a URL with a password is refused) before anything is written.
+ * `wharf restore` uses it: the restored node must not point at the source's
+ * database or payload folder. 0, or -1 with err. */
+int wharf_conf_set_store(const char *conf_path, const char *store,
+                         const char *payload_dir, struct error *err);
+/* 0 when store (sqlite or a postgresql:// URL) and payload_dir (NULL or
+ * absolute) are values wharf.conf takes: a URL that holds a password is
+ * refused (err never repeats it). -1 with err otherwise. */
+int wharf_conf_store_check(const char *store, const char *payload_dir,
+                           struct error *err);
+
 /* Create a new data directory. Refuses an existing DIR. */
 int wharf_init(const char *dir, const struct wharf_init_opts *o,
                struct error *err);

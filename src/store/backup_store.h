@@ -2,8 +2,9 @@
  * backup_store.h - what backups and restores (R20, core/backup*.c) need
  * from the database: a consistent copy of a live database, the payload
  * files such a copy references, a check of a database file before a
- * restore puts it in place, and the record of backup runs. Implemented in
- * sqlite_backup.c.
+ * restore puts it in place, the load of a restored database into an
+ * empty PostgreSQL store, and the record of backup runs. Implemented in
+ * sqlite_backup.c (a PostgreSQL store's snapshot and load: pg_export.c).
  *
  * The record: a table (migration 8)
  *   backups(id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,
@@ -30,15 +31,20 @@ struct store;
 struct store_backup_counts {
     int64_t messages;           /* messages in the snapshot */
     int64_t payloads;           /* of them, with a payload file */
-    int schema_version;
+    int schema_version;         /* of the SQLite copy */
+    int64_t audit_seq;          /* the snapshot's newest audit entry (0: none) */
+    char audit_hash[65];        /* its hash */
 };
 
 /* Copy the database at db_path into a new file copy_path as one
  * consistent snapshot: a read transaction on a connection of its own,
  * then SQLite's online backup API in one step inside it (in WAL mode the
- * writers of a running serve go on meanwhile). c is counted from the same
- * snapshot. The copy is in rollback-journal mode, mode 0600, not synced
- * (it is read back at once). copy_path must not exist. */
+ * writers of a running serve go on meanwhile). A postgresql:// db_path is
+ * exported row by row from one REPEATABLE READ snapshot into a SQLite
+ * file of the current SQLite schema (pg_export.c), so the copy is a
+ * SQLite database either way. c is counted from the copy. The copy is in
+ * rollback-journal mode, mode 0600, not synced (it is read back at once).
+ * copy_path must not exist. */
 int store_backup_copy(const char *db_path, const char *copy_path,
                       struct store_backup_counts *c, struct error *err);
 
@@ -54,6 +60,13 @@ int store_backup_payloads(const char *path, store_backup_payload_fn fn,
 /* SQLite's quick_check of the database file at path (opened read-only):
  * 0 when it says ok, -1 with its first complaint. */
 int store_backup_check(const char *path, struct error *err);
+
+/* Restore into PostgreSQL (`wharf restore --store URL`): 0 when the
+ * database at url holds no Wharf rows (-1 with err naming a table that
+ * does), and the load of the restored SQLite database at path into it (one
+ * transaction; the sequences set past the rows). */
+int store_backup_target_empty(const char *url, struct error *err);
+int store_backup_load(const char *path, const char *url, struct error *err);
 
 /* After a restore: end every session the snapshot held (a session
  * revoked after the backup must not come back; people sign in again).

@@ -1,8 +1,8 @@
 /*
  * pg_backup.c - backup_store.h's record of backup runs on PostgreSQL
  * (table `backups` of migration 2 in pg.c) and the end of the sessions a
- * restore brings back. The online copy of a PostgreSQL store is not
- * Wharf's yet (pg_basebackup: docs/operations.md).
+ * restore brings back. The snapshot of a PostgreSQL store (a logical
+ * export) and the load of a restore are pg_export.c's.
  *
  * Owns statement slots 488..495 (pg_internal.h). Must never build SQL from
  * data.

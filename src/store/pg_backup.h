@@ -1,7 +1,8 @@
 /*
  * pg_backup.h - the record of backup runs (backup_store.h) on PostgreSQL
  * (pg_backup.c); included only by sqlite_backup.c, which hands the calls
- * over on a PostgreSQL store. The snapshot copy itself is SQLite's.
+ * over on a PostgreSQL store. The snapshot of a PostgreSQL store and its
+ * load into an empty one are pg_export.c's.
  */
 #ifndef WHARF_PG_BACKUP_H
 #define WHARF_PG_BACKUP_H

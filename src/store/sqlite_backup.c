@@ -1,8 +1,9 @@
 /*
  * sqlite_backup.c - the SQLite statements of backup_store.h: a consistent
  * copy of the live database (online backup API inside one read
- * transaction), the payload paths of a copy, quick_check of a restored
- * file, and the backups table.
+ * transaction; a PostgreSQL store's is pg_export.c's logical export), the
+ * payload paths of a copy, quick_check of a restored file, the load of a
+ * restored file into PostgreSQL (pg_export.c), and the backups table.
  *
  * Owns the connections it opens (closed before returning) and no cache
  * slot: each runs once per backup, so statements are prepared and
@@ -16,16 +17,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "store/pg_backup.h"
+#include "store/pg_export.h"
 #include "store/store_internal.h"
 
 #define SQL_COUNT_MSGS "SELECT COUNT(*), COUNT(payload_path) FROM messages"
 #define SQL_SCHEMA "SELECT MAX(version) FROM schema_version"
+#define SQL_AUDIT_HEAD "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
 #define SQL_PAYLOADS "SELECT id, payload_path FROM messages" \
     " WHERE payload_path IS NOT NULL ORDER BY id"
 #define SQL_RECORD "INSERT INTO backups(started_at, finished_at, ok," \
@@ -72,6 +76,21 @@ static int bk_exec(sqlite3 *db, const char *path, const char *sql,
     return -1;
 }
 
+/* The snapshot's newest audit entry into c (none: seq 0). */
+static int bk_audit_head(sqlite3 *db, struct store_backup_counts *c)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, SQL_AUDIT_HEAD, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 1);
+        c->audit_seq = sqlite3_column_int64(st, 0);
+        snprintf(c->audit_hash, sizeof(c->audit_hash), "%s", h ? h : "");
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* The counts of c, read inside the open read transaction of db. */
 static int bk_counts(sqlite3 *db, const char *path,
                      struct store_backup_counts *c, struct error *err)
@@ -89,6 +108,8 @@ static int bk_counts(sqlite3 *db, const char *path,
         SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
         c->schema_version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
+    if (rc == SQLITE_ROW && bk_audit_head(db, c) != 0)
+        rc = SQLITE_ERROR;
     return rc == SQLITE_ROW ? 0 : bk_db_error(db, path, "count messages",
                                              err);
 }
@@ -127,10 +148,26 @@ static sqlite3 *bk_open_copy(const char *copy_path, struct error *err)
     return db;
 }
 
+/* A PostgreSQL store: the export is the snapshot; counted from it. */
+static int bk_copy_pg(const char *url, const char *copy_path,
+                      struct store_backup_counts *c, struct error *err)
+{
+    if (pgx_export(url, copy_path, err) != 0)
+        return -1;
+    sqlite3 *db = bk_open(copy_path, SQLITE_OPEN_READONLY, err);
+    int rc = db != NULL ? bk_counts(db, copy_path, c, err) : -1;
+    sqlite3_close(db);
+    if (rc != 0)
+        unlink(copy_path);
+    return rc;
+}
+
 int store_backup_copy(const char *db_path, const char *copy_path,
                       struct store_backup_counts *c, struct error *err)
 {
     memset(c, 0, sizeof(*c));
+    if (strncmp(db_path, "postgres", 8) == 0)     /* a postgresql:// URL */
+        return bk_copy_pg(db_path, copy_path, c, err);
     sqlite3 *src = bk_open(db_path, SQLITE_OPEN_READWRITE, err);
     if (src == NULL)
         return -1;
@@ -195,6 +232,16 @@ int store_backup_check(const char *path, struct error *err)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
+}
+
+int store_backup_target_empty(const char *url, struct error *err)
+{
+    return pgx_target_empty(url, err);
+}
+
+int store_backup_load(const char *path, const char *url, struct error *err)
+{
+    return pgx_import(path, url, err);
 }
 
 int store_backup_restored(struct store *s, int64_t now, int64_t *n,

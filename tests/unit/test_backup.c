@@ -6,7 +6,9 @@
  * keystore, another key and a changed block are refused), and the
  * database side (a snapshot copy taken while a write transaction is open
  * holds only what was committed; the backups record has the shape the
- * posture report reads). Each test owns what it creates.
+ * posture report reads; a PostgreSQL store's logical export into a SQLite
+ * copy and its load into an empty database keep every row, byte for
+ * byte, and the trail verifies there). Each test owns what it creates.
  */
 #include "testutil.h"
 
@@ -21,9 +23,12 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include "audit/audit.h"
 #include "core/backup_format.h"
 #include "store/backup_store.h"
+#include "store/secret_store.h"
 #include "store/store.h"
+#include "util/id.h"
 #include "util/secret.h"
 #include "vault/vault.h"
 #include "vault/vault_backup.h"
@@ -600,6 +605,109 @@ static void test_r20_backups_record_shape(void **state)
     sqlite3_close(h);
 }
 
+/* ---- a PostgreSQL store: export and load ------------------------------- */
+
+static const unsigned char BLOB[] = { 0, 1, 0xff, 0x80, '\\', 'x', 0 };
+
+/* A message with a hop, a sealed blob, a backup row and two audit entries
+ * in the store at url. */
+static void pg_fill(struct store *s, struct vault *v, char id[ID_LEN + 1])
+{
+    struct error err = {0};
+    struct store_message m;
+    const char *next[] = { "outbox" };
+    memset(&m, 0, sizeof(m));
+    id_new(m.id);
+    snprintf(id, ID_LEN + 1, "%s", m.id);
+    m.created_at = 1000;
+    m.source = (char *)"inbox";
+    m.filename = (char *)"a.edi";
+    m.size = 42;
+    m.payload_path = (char *)"payloads/20261205/x.wpay";
+    struct store_new it = { .msg = &m, .next = next, .nnext = 1 };
+    struct store_backup_row row = { .started_at = 1, .finished_at = 2,
+        .ok = 1, .location = "/b/one", .kind = "master-key" };
+    struct audit_event e = { .actor = "cli", .action = "test.one" };
+    if (store_intake(s, &it, 1, &err) != 0 ||
+        store_setting_set(s, "k", "v\xc3\xa9", &err) != 0 ||
+        store_csecret_put(s, "c", "n", BLOB, sizeof(BLOB), 0, &err) != 0 ||
+        store_backup_record(s, &row, &err) != 0 ||
+        audit_append(s, v, &e, &err) != 0 ||
+        audit_append(s, v, &e, &err) != 0)
+        fail_msg("fill: %s", err.msg);
+}
+
+/* The load into dst: the rows are there as they were, the trail verifies,
+ * new rows get ids past the loaded ones, and a second load is refused. */
+static void pg_check_loaded(struct store *d, struct vault *v,
+                            const char *id, const char *copy,
+                            const char *dst)
+{
+    struct error err = {0};
+    struct store_message m;
+    char *val = NULL;
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    struct audit_report ar;
+    assert_int_equal(store_message_get(d, id, &m, &err), 0);
+    assert_int_equal(m.size, 42);
+    store_message_clear(&m);
+    assert_int_equal(store_setting_get(d, "k", &val, &err), 0);
+    assert_string_equal(val, "v\xc3\xa9");
+    free(val);
+    assert_int_equal(store_csecret_get(d, "c", "n", &blob, &len, NULL, &err),
+                     1);
+    assert_int_equal(len, sizeof(BLOB));
+    assert_memory_equal(blob, BLOB, len);
+    free(blob);
+    assert_int_equal(audit_verify(d, v, &ar, &err), 0);
+    assert_int_equal(ar.entries, 2);
+    struct store_backup_row row = { .started_at = 3, .finished_at = 4,
+                                    .ok = 1, .kind = "master-key" };
+    assert_int_equal(store_backup_record(d, &row, &err), 0);
+    struct store_backup_item *items;
+    size_t n;
+    assert_int_equal(store_backup_list(d, 10, &items, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_true(items[0].id > items[1].id);
+    store_backup_items_free(items, n);
+    assert_int_equal(store_backup_target_empty(dst, &err), -1);
+    assert_non_null(strstr(err.msg, "already holds Wharf data"));
+    assert_int_equal(store_backup_load(copy, dst, &err), -1);
+}
+
+static void test_r20_pg_export_and_load_round_trip(void **state)
+{
+    struct fx *f = *state;
+    char src[300], dst[300], sname[64], dname[64], copy[400], id[ID_LEN + 1];
+    struct error err = {0};
+    struct store_backup_counts c;
+    test_pg_fresh(src, sizeof(src), sname);
+    test_pg_fresh(dst, sizeof(dst), dname);
+    struct store *s = store_open(src, &err);
+    assert_non_null(s);
+    pg_fill(s, f->v, id);
+    store_close(s);
+    snprintf(copy, sizeof(copy), "%s/copy.db", f->dir);
+    if (store_backup_copy(src, copy, &c, &err) != 0)
+        fail_msg("export: %s", err.msg);
+    assert_int_equal(c.messages, 1);
+    assert_int_equal(c.payloads, 1);
+    assert_int_equal(c.schema_version, STORE_SCHEMA_VERSION);
+    assert_int_equal(c.audit_seq, 2);
+    assert_int_equal(strlen(c.audit_hash), 64);
+    assert_int_equal(store_backup_check(copy, &err), 0);
+    assert_int_equal(store_backup_target_empty(dst, &err), 0);
+    if (store_backup_load(copy, dst, &err) != 0)
+        fail_msg("load: %s", err.msg);
+    struct store *d = store_open(dst, &err);
+    assert_non_null(d);
+    pg_check_loaded(d, f->v, id, copy, dst);
+    store_close(d);
+    test_pg_drop(sname);
+    test_pg_drop(dname);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -615,6 +723,8 @@ int main(void)
             test_r20_snapshot_holds_only_what_was_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_r20_backups_record_shape, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_r20_pg_export_and_load_round_trip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
