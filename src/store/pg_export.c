@@ -201,9 +201,13 @@ static const char *const PX_SEQUENCES[] = {
 
 /* How many tables each schema has besides schema_version: both must be
  * PX_NTABLES, so a table added to a migration without its entry here
- * fails every export instead of being left out of backups. */
+ * fails every export instead of being left out of backups. Not counted
+ * (PostgreSQL only, never exported): net_failures, each node's live
+ * failure counts of the defender's window, which a restored cluster
+ * starts anew (the bans they led to are in bans, which is exported). */
 #define PX_PG_TABLES "SELECT COUNT(*) FROM information_schema.tables" \
-    " WHERE table_schema = current_schema() AND table_name <> 'schema_version'"
+    " WHERE table_schema = current_schema() AND table_name NOT IN" \
+    " ('schema_version', 'net_failures')"
 #define PX_LITE_TABLES "SELECT COUNT(*) FROM sqlite_master WHERE type =" \
     " 'table' AND name <> 'schema_version' AND name NOT LIKE 'sqlite_%'"
 
