@@ -19,10 +19,13 @@
  *
  * Sending one message: the payload streams from the vault through
  * as2_package (compress, sign with the newest valid profile key, encrypt
- * for the partner's current certificate, per its settings) into an
- * anonymous O_TMPFILE in the data directory (never linked: gone if the
- * process dies), which is POSTed with its Content-Length through
- * net/client.c (the TLS policy, the partner's CA and pin, proxies).
+ * for the partner's current certificate, per its settings) into memory
+ * when the payload is at most AS2_MEM_BODY_MAX (the packaged body of such
+ * a message is at most ~1.4 times that: a few MiB for all the sends in
+ * flight), else into an anonymous O_TMPFILE in the data directory (never
+ * linked: gone if the process dies), which is POSTed with its
+ * Content-Length through net/client.c (the TLS policy, the partner's CA
+ * and pin, proxies). Small messages thus cost no inode each.
  *   - MDN none: a 2xx is the receipt.
  *   - MDN sync: the MDN in the response must verify (signed when the
  *     partner says so), say "processed" for our Message-ID and carry the
@@ -49,6 +52,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 
 #include "core/message.h"
@@ -439,7 +444,8 @@ struct send {
     struct as2_signer signer;
     struct as2_packaged res;
     enum as2_micalg micalg;
-    int fd;                     /* the packaged body (O_TMPFILE) */
+    int fd;                     /* the packaged body (O_TMPFILE), or -1 */
+    BIO *mem;                   /* or it, in memory (small messages) */
     char **hdrs;                /* "Name: value" list, NULL-terminated */
 };
 
@@ -448,6 +454,7 @@ static void send_done(struct send *sd)
     as2_packaged_free(&sd->res);
     if (sd->fd >= 0)
         close(sd->fd);
+    BIO_free(sd->mem);
     for (size_t i = 0; sd->hdrs && sd->hdrs[i]; i++)
         free(sd->hdrs[i]);
     free(sd->hdrs);
@@ -533,27 +540,50 @@ static int body_file(const char *dir)
     return fd;
 }
 
-/* Package m into sd->fd (an unlinked file in the data directory). */
+/* Payloads up to this size are packaged in memory (the top of this file). */
+#define AS2_MEM_BODY_MAX (256 * 1024)
+
+/* Where the packaged body of m goes: sd->mem (owned by sd), or a new BIO
+ * (the caller frees it) on sd->fd, an unlinked file in the scratch
+ * directory. NULL with err. */
+static BIO *send_sink(struct connector *c, const struct message *m,
+                      struct send *sd, struct error *err)
+{
+    if (m->size <= AS2_MEM_BODY_MAX) {
+        if ((sd->mem = BIO_new(BIO_s_mem())) == NULL)
+            error_set(err, "out of memory");
+        return sd->mem;
+    }
+    const char *dir = c->env->settings->scratch_dir;
+    if ((sd->fd = body_file(dir)) < 0) {
+        error_errno(err, errno, "cannot create a temporary file in %s", dir);
+        return NULL;
+    }
+    BIO *out = BIO_new_fd(sd->fd, BIO_NOCLOSE);
+    if (out == NULL)
+        error_set(err, "out of memory");
+    return out;
+}
+
+/* Package m into sd->mem or sd->fd (send_sink), ready to be read. */
 static int send_package(struct connector *c, const struct message *m,
                         struct send *sd, struct error *err)
 {
-    const char *dir = c->env->settings->scratch_dir;
-    if ((sd->fd = body_file(dir)) < 0)
-        return error_errno(err, errno, "cannot create a temporary file in %s",
-                           dir);
+    BIO *out = send_sink(c, m, sd, err);
+    if (out == NULL)
+        return -1;
     struct payload_src src = { .r = message_payload_open(m, err),
                                .left = m->size };
-    if (src.r == NULL)
-        return -1;
-    BIO *in = as2_bio_reader(payload_src_read, &src, err);
-    BIO *out = BIO_new_fd(sd->fd, BIO_NOCLOSE);
-    int rc = in && out ? as2_package(&sd->po, in, out, &sd->res, err) : -1;
+    BIO *in = src.r ? as2_bio_reader(payload_src_read, &src, err) : NULL;
+    int rc = in ? as2_package(&sd->po, in, out, &sd->res, err) : -1;
     if (rc == 0 && BIO_flush(out) != 1)
         rc = error_set(err, "cannot write the packaged message");
     BIO_free(in);
-    BIO_free(out);
-    message_payload_close(src.r);
-    if (rc == 0 && lseek(sd->fd, 0, SEEK_SET) != 0)
+    if (out != sd->mem)
+        BIO_free(out);
+    if (src.r)
+        message_payload_close(src.r);
+    if (rc == 0 && sd->fd >= 0 && lseek(sd->fd, 0, SEEK_SET) != 0)
         rc = error_errno(err, errno, "cannot rewind the packaged message");
     return rc;
 }
@@ -575,9 +605,14 @@ static int send_headers(struct send *sd, struct error *err)
     return sd->hdrs[h->count] ? 0 : error_set(err, "out of memory");
 }
 
-static ssize_t fd_read(void *ud, void *buf, size_t n, struct error *err)
+static ssize_t body_read(void *ud, void *buf, size_t n, struct error *err)
 {
-    ssize_t got = read(*(int *)ud, buf, n);
+    struct send *sd = ud;
+    if (sd->mem) {
+        int got = BIO_read(sd->mem, buf, n > INT_MAX ? INT_MAX : (int)n);
+        return got > 0 ? got : 0;
+    }
+    ssize_t got = read(sd->fd, buf, n);
     if (got < 0)
         return error_errno(err, errno, "cannot read the packaged message");
     return got;
@@ -630,8 +665,8 @@ static enum wh_status send_post(struct connector *c, struct delivery *d,
     struct net_client_req req = {
         .method = "POST", .url = s->part->url,
         .headers = (const char *const *)sd->hdrs,
-        .body_len = (int64_t)sd->res.body_bytes, .read = fd_read,
-        .read_ud = &sd->fd,
+        .body_len = (int64_t)sd->res.body_bytes, .read = body_read,
+        .read_ud = sd,
         /* only a synchronous MDN is read (up to MDN_RESPONSE_MAX) */
         .write = sd->po.mdn == AS2_MDN_SYNC ? NULL : net_client_discard,
     };
