@@ -52,7 +52,9 @@ acknowledged message ahead, so both loads run at once.
     sweep, after ten leases (a minute): the test then runs a minute
     longer, and prints how many;
   - `wharf cluster status`: the killed processes "silent", the others
-    "running", no lease left on any; "stopped" after a clean stop.
+    "running", no lease left on any; "stopped" after a clean stop;
+  - no node logged a deadlock or a failed commit of a batch's outcomes
+    (the lease keeper's renewal once deadlocked with its worker's commit).
 
 Two more cases a load hits only by chance, each made on purpose:
   - a node killed after storing a message and before its MDN: the
@@ -488,6 +490,16 @@ def check_delivered(wharf, cl, sent_as2, sent_files):
     assert {x["state"] for x in got} == {"sent"}
 
 
+def check_logs(servers):
+    """No node lost the outcomes of a batch it had delivered (a failed
+    commit, a deadlock: the batch would be delivered again)."""
+    for s in servers:
+        lines = s.stderr().splitlines()
+        bad = [x for x in lines if "deadlock detected" in x or
+               "cannot commit" in x]
+        assert not bad, (s.pid, bad[:5])
+
+
 def check_nodes(wharf, cl, first):
     """`wharf cluster status`: the killed a and b silent, the restarted a
     and c running, no lease left on any; then a and c stopped cleanly."""
@@ -537,6 +549,7 @@ def test_r21_three_nodes_2000_files_and_500_as2_through_two_kills(
           f"file in place; {stale} held hops of a node killed after its MDN "
           f"released after ten leases")
     check_nodes(wharf, cl, first)
+    check_logs(start_server.started)
 
 
 # ---- a node that dies between storing a message and releasing it ----------
