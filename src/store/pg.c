@@ -313,8 +313,12 @@ static const char *const SQL[Q_COUNT] = {
         " WHERE id = $1 AND state = 'retrying'",
     [Q_HOP_OF_MSG] = "SELECT " HOP_COLS " FROM hops WHERE message_id = $1"
         " ORDER BY id",
-    [Q_HOP_RENEW] = "UPDATE hops SET lease_until = $2"
-        " WHERE state = 'processing' AND lease_owner = $1",
+    /* A row locked is being finished by its worker (or taken, its lease
+     * over): skipped, not waited for. Waiting, with the rows renewed so
+     * far locked, deadlocks with a commit that reaches one of those. */
+    [Q_HOP_RENEW] = "UPDATE hops SET lease_until = $2 WHERE id IN"
+        " (SELECT id FROM hops WHERE state = 'processing'"
+        "  AND lease_owner = $1 FOR UPDATE SKIP LOCKED)",
     [Q_HOP_RESEND_FAILED] = "UPDATE hops SET state = 'queued', attempts = 0,"
         " next_at = $2, last_error = NULL, updated_at = $2,"
         " lease_owner = NULL, lease_until = NULL"
@@ -345,8 +349,10 @@ static const char *const SQL[Q_COUNT] = {
         " VALUES($1, $2, $3, $4, $5)",
     [Q_EVT_OF_MSG] = "SELECT id, at, hop_id, level, text FROM events"
         " WHERE message_id = $1 ORDER BY id",
-    [Q_JOB_RENEW] = "UPDATE jobs SET lease_until = $2"
-        " WHERE state = 'processing' AND lease_owner = $1",
+    /* as Q_HOP_RENEW: a locked row skipped */
+    [Q_JOB_RENEW] = "UPDATE jobs SET lease_until = $2 WHERE id IN"
+        " (SELECT id FROM jobs WHERE state = 'processing'"
+        "  AND lease_owner = $1 FOR UPDATE SKIP LOCKED)",
     /* the newest failed job of each message, connector and kind */
     [Q_JOB_RESEND] = "UPDATE jobs SET state = 'queued', attempts = 0,"
         " waits = 0, due_at = $2, give_up_at = CASE WHEN window_ms > 0"
