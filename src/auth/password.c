@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/id.h"
 #include "util/secret.h"
 
 #include "auth/common_passwords.inc"
@@ -194,15 +195,7 @@ void auth_password_limit(int slots, int wait_ms)
 /* The realtime clock wait_ms from now (pthread_cond_timedwait's clock). */
 static struct timespec slot_deadline(int wait_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait_ms / 1000;
-    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
+    return time_deadline(wait_ms);
 }
 
 int auth_password_slot_take(void)

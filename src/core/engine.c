@@ -134,14 +134,7 @@ static int engine_stopping(struct engine *e)
 
 static void engine_wait(struct engine *e, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = time_deadline(ms);
     pthread_mutex_lock(&e->mu);
     if (!e->stopping)
         pthread_cond_timedwait(&e->cv, &e->mu, &ts);

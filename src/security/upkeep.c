@@ -245,16 +245,7 @@ static void upkeep_purge(struct upkeep *u, int days)
 static bool upkeep_wait(struct upkeep *u, int64_t until)
 {
     int64_t ms = until - time_mono_ms();
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (ms > 0) {
-        ts.tv_sec += ms / 1000;
-        ts.tv_nsec += (ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec ts = time_deadline(ms);
     pthread_mutex_lock(&u->mu);
     if (!u->stopping && ms > 0)
         pthread_cond_timedwait(&u->cv, &u->mu, &ts);

@@ -119,6 +119,21 @@ int64_t time_mono_ms(void)
     return time_clock_ms(CLOCK_MONOTONIC);
 }
 
+struct timespec time_deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ms <= 0)
+        return ts;
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 void time_iso(int64_t ms, char *out, unsigned outsz)
 {
     if (out == NULL || outsz == 0)

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #define ID_LEN 36   /* xxxxxxxx-xxxx-7xxx-yxxx-xxxxxxxxxxxx */
 
@@ -19,6 +20,9 @@ bool id_valid(const char *s);
 /* Milliseconds since the epoch (CLOCK_REALTIME) and monotonic ms. */
 int64_t time_now_ms(void);
 int64_t time_mono_ms(void);
+/* The CLOCK_REALTIME time ms from now (ms <= 0: now), the clock of
+ * pthread_cond_timedwait and pthread_mutex_timedlock. */
+struct timespec time_deadline(int64_t ms);
 
 /* "2026-11-23T11:31:43.123Z" into out (at least 25 bytes). */
 void time_iso(int64_t ms, char *out, unsigned outsz);

@@ -14,6 +14,7 @@
  * that come meanwhile must be able to queue for the next round).
  */
 #include "util/syncgroup.h"
+#include "util/id.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -120,14 +121,7 @@ unsigned long long sync_group_tickets(struct sync_group *g)
 int sync_group_turn(struct sync_group *g, int timeout_ms, const char *what,
                     struct error *err)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = time_deadline(timeout_ms);
     int e = pthread_mutex_timedlock(&g->turn, &until);
     if (e == 0)
         return 0;

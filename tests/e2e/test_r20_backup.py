@@ -99,33 +99,49 @@ def by_name(msgs):
 # ---- a backup during load ------------------------------------------------------------
 
 
-def test_r20_backup_during_load_restores_every_acknowledged_message(
-        tmp_path, wharf, data_dir, start_server):
+def load_files(nfiles):
+    """nfiles random files by name: small ones, and every 25th over two
+    64 KiB segments; the seed is printed. Returns (files, their SHA-256)."""
     seed = int.from_bytes(os.urandom(4), "big")
     print(f"random seed {seed}")
     rnd = random.Random(seed)
-    recv, send = file_flow(wharf, data_dir, tmp_path)
-    nfiles = 400
     files = {}
-    for i in range(nfiles):     # small ones, and every 25th over 2 segments
+    for i in range(nfiles):
         size = 150_000 + rnd.randrange(50_000) if i % 25 == 0 \
             else rnd.randrange(20_000)
         files[f"f{i:04d}.dat"] = os.urandom(size)
-    expected = {n: sha256_bytes(d) for n, d in files.items()}
-    written, failure = [], []
+    return files, {n: sha256_bytes(d) for n, d in files.items()}
 
-    def produce():
+
+class Producer(threading.Thread):
+    """Drops files into folder recv, pausing `pause` s after every `every`;
+    .written lists those dropped, .failure what went wrong."""
+
+    def __init__(self, recv, files, every, pause):
+        super().__init__(daemon=True)
+        self.recv, self.files, self.every, self.pause = \
+            recv, files, every, pause
+        self.written, self.failure = [], []
+
+    def run(self):
         try:
-            for n, (name, data) in enumerate(files.items()):
-                drop_file(recv, name, data)
-                written.append(name)
-                if n % 10 == 9:
-                    time.sleep(0.05)
+            for n, (name, data) in enumerate(self.files.items()):
+                drop_file(self.recv, name, data)
+                self.written.append(name)
+                if n % self.every == self.every - 1:
+                    time.sleep(self.pause)
         except Exception as e:      # reported by the main thread
-            failure.append(e)
+            self.failure.append(e)
 
+
+def test_r20_backup_during_load_restores_every_acknowledged_message(
+        tmp_path, wharf, data_dir, start_server):
+    recv, send = file_flow(wharf, data_dir, tmp_path)
+    nfiles = 400
+    files, expected = load_files(nfiles)
     server = start_server(data_dir)
-    producer = threading.Thread(target=produce, daemon=True)
+    producer = Producer(recv, files, 10, 0.05)
+    written, failure = producer.written, producer.failure
     producer.start()
     wait_until(lambda: len(written) >= nfiles // 3, timeout=120,
                desc="a third of the files dropped")

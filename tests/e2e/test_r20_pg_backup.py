@@ -20,14 +20,12 @@ end with the real binary and a real PostgreSQL 15 started by the tests:
 """
 import json
 import os
-import random
 import shutil
 import subprocess
-import threading
-import time
 
 from conftest import drop_file, new_data_dir, sha256_bytes, wait_until
-from test_r20_backup import (admin_token, audit_actions, by_name, file_flow,
+from test_r20_backup import (Producer, admin_token, audit_actions, by_name,
+                             file_flow, load_files,
                              payload)
 from test_r21_cluster import fresh_db, pg_server  # noqa: F401 (fixture)
 
@@ -72,34 +70,15 @@ def check_restored(wharf, start_server, restored, taken, acked, expected):
 
 def test_r20_pg_backup_during_load_restores_into_sqlite_and_postgresql(
         tmp_path, wharf, pg_server, start_server):  # noqa: F811
-    seed = int.from_bytes(os.urandom(4), "big")
-    print(f"random seed {seed}")
-    rnd = random.Random(seed)
     url = fresh_db(pg_server)
     data = pg_node(wharf, tmp_path, url)
     recv, send = file_flow(wharf, data, tmp_path)
     nfiles = 300
-    files = {}
-    for i in range(nfiles):     # small ones, and every 25th over 2 segments
-        size = 150_000 + rnd.randrange(50_000) if i % 25 == 0 \
-            else rnd.randrange(20_000)
-        files[f"f{i:04d}.dat"] = os.urandom(size)
-    expected = {n: sha256_bytes(d) for n, d in files.items()}
-    written, failure = [], []
-
-    def produce():
-        try:
-            for n, (name, body) in enumerate(files.items()):
-                drop_file(recv, name, body)
-                written.append(name)
-                if n % 5 == 4:
-                    time.sleep(0.1)
-        except Exception as e:      # reported by the main thread
-            failure.append(e)
-
+    files, expected = load_files(nfiles)
     server = start_server(data)
     server.wait_listening()
-    producer = threading.Thread(target=produce, daemon=True)
+    producer = Producer(recv, files, 5, 0.1)
+    written, failure = producer.written, producer.failure
     producer.start()
 
     def acknowledged():

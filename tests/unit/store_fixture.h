@@ -9,6 +9,11 @@
 #ifndef WHARF_STORE_FIXTURE_H
 #define WHARF_STORE_FIXTURE_H
 
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
 #include "store/store.h"
 
 struct fx {
@@ -46,6 +51,33 @@ static int fx_teardown(void **state)
     test_rmtree(f->dir);
     free(f);
     return 0;
+}
+
+/* PostgreSQL's SKIP LOCKED: run probe(arg) in a thread (a store call on
+ * a connection of its own, which sets *done when it ends) while another
+ * session holds one row of db (sql: a SELECT ... FOR UPDATE with $1 =
+ * id). 1 when the probe was still waiting after 5 s (it ends once the row
+ * is let go), 0 when it ended first. */
+static inline int fx_pg_waits_on_row(const char *db, const char *sql,
+                              const char *id, void *(*probe)(void *),
+                              void *arg, atomic_int *done)
+{
+    PGconn *c = PQconnectdb(db);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "BEGIN"));
+    const char *v[1] = { id };
+    PGresult *r = PQexecParams(c, sql, 1, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, probe, arg), 0);
+    for (int i = 0; i < 500 && !atomic_load(done); i++)
+        usleep(10000);
+    int waited = !atomic_load(done);
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
+    pthread_join(th, NULL);
+    return waited;
 }
 
 #endif

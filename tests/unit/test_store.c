@@ -1668,24 +1668,9 @@ static void test_r21_pg_lease_renewal_skips_a_hop_being_finished(
     char held[32];
     snprintf(held, sizeof(held), "%lld", (long long)h[1].id);
     store_hops_free(h, 2);
-    PGconn *c = PQconnectdb(f->db);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    PQclear(PQexec(c, "BEGIN"));
-    const char *v[1] = { held };
-    PGresult *r = PQexecParams(c, "SELECT id FROM hops WHERE id = $1 FOR"
-                               " UPDATE", 1, NULL, v, NULL, NULL, 0);
-    assert_int_equal(PQntuples(r), 1);
-    PQclear(r);
     struct renew_probe probe = { .db = f->db };
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, renew_probe, &probe), 0);
-    for (int i = 0; i < 500 && !atomic_load(&probe.done); i++)
-        usleep(10000);
-    int waited = !atomic_load(&probe.done);
-    PQclear(PQexec(c, "ROLLBACK"));
-    PQfinish(c);
-    pthread_join(th, NULL);
-    if (waited)
+    if (fx_pg_waits_on_row(f->db, "SELECT id FROM hops WHERE id = $1 FOR"
+                           " UPDATE", held, renew_probe, &probe, &probe.done))
         fail_msg("the renewal waited for a hop its worker was finishing");
     if (probe.rc < 0)
         fail_msg("renew: %s", probe.err);

@@ -1296,24 +1296,9 @@ static void test_r21_pg_job_lease_skips_a_job_another_node_is_taking(
     job_add(f->st, ID1, 0, "mdn", 0, 0, a);
     usleep(2000);
     job_add(f->st, ID2, 0, "mdn", 0, 0, b);
-    PGconn *c = PQconnectdb(f->db);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    PQclear(PQexec(c, "BEGIN"));
-    const char *v[1] = { a };
-    PGresult *r = PQexecParams(c, "SELECT id FROM jobs WHERE id = $1 FOR"
-                               " UPDATE", 1, NULL, v, NULL, NULL, 0);
-    assert_int_equal(PQntuples(r), 1);
-    PQclear(r);
     struct lease_probe probe = { .db = f->db };
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, lease_probe, &probe), 0);
-    for (int i = 0; i < 500 && !atomic_load(&probe.done); i++)
-        usleep(10000);
-    int waited = !atomic_load(&probe.done);
-    PQclear(PQexec(c, "ROLLBACK"));
-    PQfinish(c);
-    pthread_join(th, NULL);
-    if (waited)
+    if (fx_pg_waits_on_row(f->db, "SELECT id FROM jobs WHERE id = $1 FOR"
+                           " UPDATE", a, lease_probe, &probe, &probe.done))
         fail_msg("the lease waited for a job another node was taking");
     if (probe.err[0])
         fail_msg("lease: %s", probe.err);
