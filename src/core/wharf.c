@@ -285,19 +285,6 @@ static int conf_bool(const char *key, const char *v, const char *yes,
     return error_set(err, "%s must be %s or %s, not '%s'", key, yes, no, v);
 }
 
-/* Who serve runs as and its sandbox (R22). 1 when key is not one of them. */
-/* The user:password part of a postgresql:// URL has a password. */
-static bool url_has_password(const char *url)
-{
-    const char *auth = strstr(url, "://");
-    if (auth == NULL)
-        return false;
-    auth += 3;
-    size_t n = strcspn(auth, "/?");
-    const char *at = memchr(auth, '@', n);
-    return at && memchr(auth, ':', (size_t)(at - auth)) != NULL;
-}
-
 /* store = sqlite | postgresql://...; payload_dir = /absolute/folder */
 static int conf_set_store(struct wharf_conf *c, const char *key,
                           const char *v, struct error *err)
@@ -311,13 +298,12 @@ static int conf_set_store(struct wharf_conf *c, const char *key,
     if (strcmp(v, "sqlite") != 0 && strncmp(v, "postgresql://", 13) != 0 &&
         strncmp(v, "postgres://", 11) != 0)
         return error_set(err, "store must be sqlite or a postgresql:// URL");
-    if (url_has_password(v))
-        return error_set(err, "store: the URL holds a password; put it in "
-                         "pgpass in the data directory (libpq's passfile "
-                         "format, mode 0600) instead");
+    if (store_url_check(v, err) < 0)        /* no password; TLS if remote */
+        return -1;
     return conf_str(key, v, c->store, sizeof(c->store), err);
 }
 
+/* Who serve runs as and its sandbox (R22). 1 when key is not one of them. */
 static int conf_set_privs(struct wharf_conf *c, const char *key,
                           const char *v, struct error *err)
 {

@@ -467,6 +467,10 @@ struct pg_store *pgs_open(const char *url, struct error *err)
         error_set(err, "out of memory");
         return NULL;
     }
+    if (store_url_check(url, err) < 0) {     /* before any byte is sent */
+        free(p);
+        return NULL;
+    }
     p->conn = PQconnectdb(url);
     if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
         const char *msg = p->conn ? PQerrorMessage(p->conn) : "out of memory";

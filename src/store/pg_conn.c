@@ -1,7 +1,9 @@
 /*
  * pg_conn.c - the PostgreSQL backend's plumbing (pg_internal.h): running a
  * statement on one connection (prepared once per connection and slot),
- * its parameters, transactions, reading row values, and reconnecting.
+ * its parameters, transactions, reading row values, reconnecting, and
+ * what a store URL may say (store_url_check: no password, TLS that
+ * verifies a database not on this machine).
  *
  * A connection that broke (the server restarted, or failed over to a
  * replica with target_session_attrs=read-write) is made again before the
@@ -13,7 +15,10 @@
  */
 #include "store/pg_internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +228,94 @@ int store_url_files(const char *url, int (*fn)(const char *path, void *arg),
              i++)
             if (strcmp(o->keyword, files[i]) == 0 && o->val && o->val[0])
                 rc = fn(o->val, arg);
+    PQconninfoFree(opts);
+    return rc;
+}
+
+/* ---- what a store URL may say (store_url_check) ------------------------- */
+
+/* host[0..n) is this machine: a socket folder, localhost, 127.x.y.z, ::1
+ * (an empty host: libpq's default socket). */
+static bool pg_host_local(const char *h, size_t n)
+{
+    char buf[256];
+    if (n >= sizeof(buf))
+        return false;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    struct in_addr a4;
+    return n == 0 || buf[0] == '/' || strcmp(buf, "localhost") == 0 ||
+           strcmp(buf, "::1") == 0 || strcmp(buf, "[::1]") == 0 ||
+           (inet_pton(AF_INET, buf, &a4) == 1 &&
+            (ntohl(a4.s_addr) >> 24) == 127);
+}
+
+/* The first host of the comma-separated list that is not this machine,
+ * into out; 0 when every one is. */
+static int pg_remote_host(const char *hosts, char *out, size_t outsz)
+{
+    const char *p = hosts ? hosts : "";
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        if (!pg_host_local(p, n)) {
+            snprintf(out, outsz, "%.*s", (int)(n < 200 ? n : 200), p);
+            return 1;
+        }
+        if (p[n] == '\0')
+            return 0;
+        p += n + 1;
+    }
+}
+
+static const char *pg_opt(PQconninfoOption *opts, const char *key,
+                          const char *env)
+{
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, key) == 0 && o->val && o->val[0])
+            return o->val;
+    const char *e = env ? getenv(env) : NULL;
+    return e && e[0] ? e : NULL;
+}
+
+static int pg_url_rules(PQconninfoOption *opts, struct error *err)
+{
+    if (pg_opt(opts, "password", NULL))
+        return error_set(err, "store: the URL holds a password; put it in "
+                         "pgpass in the data directory (libpq's passfile "
+                         "format, mode 0600) instead");
+    const char *min = pg_opt(opts, "ssl_min_protocol_version", NULL);
+    if (min && (strcmp(min, "TLSv1") == 0 || strcmp(min, "TLSv1.1") == 0))
+        return error_set(err, "store: ssl_min_protocol_version %s is below "
+                         "TLS 1.2 (leave it out, or TLSv1.2 / TLSv1.3)", min);
+    char host[256];
+    if (!pg_remote_host(pg_opt(opts, "host", "PGHOST"), host, sizeof(host)))
+        return 0;
+    const char *mode = pg_opt(opts, "sslmode", "PGSSLMODE");
+    if (mode && strcmp(mode, "verify-full") == 0)
+        return 0;
+    return error_set(err, "store: the database host %s is not on this "
+                     "machine, so the URL must ask for TLS that verifies it: "
+                     "sslmode=verify-full and sslrootcert=FILE (the CA of "
+                     "the server's certificate), not sslmode=%s", host,
+                     mode ? mode : "(unset: libpq would try TLS without "
+                     "checking the server)");
+}
+
+int store_url_check(const char *url, struct error *err)
+{
+    if (!pgs_is_url(url))
+        return 0;
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    if (opts == NULL) {
+        /* libpq names the part it could not read, never a password */
+        error_set(err, "store: not a PostgreSQL URL libpq can read: %.*s",
+                  msg ? (int)strcspn(msg, "\n") : 13,
+                  msg ? msg : "out of memory");
+        PQfreemem(msg);
+        return -1;
+    }
+    int rc = pg_url_rules(opts, err);
     PQconninfoFree(opts);
     return rc;
 }

@@ -42,6 +42,17 @@ const char *store_path(const struct store *s);
 /* True when s was opened from path (a file, or the URL given). */
 bool store_opened_from(const struct store *s, const char *path);
 
+/* Whether url may name a PostgreSQL store (the rules of docs/operations.md,
+ * "Cluster on PostgreSQL"): no password in it (user:password@ or
+ * ?password=: the password goes in pgpass); a database that is not on
+ * this machine only over TLS that verifies it (sslmode=verify-full: the
+ * server's certificate chains to sslrootcert and names the host), never
+ * below TLS 1.2 (ssl_min_protocol_version). A host is on this machine when
+ * it is a socket folder, localhost, 127.0.0.0/8 or ::1; libpq's PGHOST and
+ * PGSSLMODE count where the URL names none. 0, or -1 with err (which
+ * never repeats the URL). */
+int store_url_check(const char *url, struct error *err);
+
 /* The files a PostgreSQL store's connections read (sslrootcert, sslcert,
  * sslkey, sslcrl, passfile named in the URL, and $PGPASSFILE), each
  * through fn (which returns non-zero to stop, and that is returned); none

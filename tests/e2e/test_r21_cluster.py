@@ -9,7 +9,10 @@ started by these tests on 127.0.0.1 as an unprivileged user, stopped after).
     its logout on the second ends it on the first (no sticky sessions);
   - an API token made with the CLI of one node works on the other; a flow
     imported through one node reaches the other without a restart;
-  - the store URL may not hold a password (wharf.conf refuses it);
+  - the store URL may not hold a password (wharf.conf refuses it), and a
+    database not on this machine is reached only over TLS that verifies
+    it (a server with a certificate for pg.wharf.test made with the
+    openssl CLI; libpq connects to 127.0.0.1 and checks the name);
   - a ban made on one node applies on the others, and failed attempts
     spread over both nodes are banned after about ban_after_failures in
     all, not twice that (each node publishes its counts every 2 s).
@@ -19,6 +22,8 @@ in PostgreSQL (docs/decisions/0007-postgresql-store.md).
 """
 import hashlib
 import os
+import pwd
+import shutil
 import subprocess
 import tempfile
 import time
@@ -122,6 +127,90 @@ def test_r21_store_url_with_a_password_is_refused(tmp_path, wharf,
     assert "pgpass" in r.stderr
     assert "S3cret-pw" not in r.stderr + r.stdout
     assert not (tmp_path / "n").exists()
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True,
+                   capture_output=True, timeout=60)
+
+
+def tls_certs(d):
+    """A CA, a server certificate for pg.wharf.test it signed, and another
+    CA that signed nothing of this server's."""
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                "-subj", f"/CN=wharf test {ca}", "-keyout", f"{ca}.key",
+                "-out", f"{ca}.pem", cwd=d)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-subj", "/CN=pg.wharf.test", "-keyout", "server.key",
+            "-out", "server.csr", cwd=d)
+    (d / "ext.cnf").write_text("subjectAltName = DNS:pg.wharf.test\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey",
+            "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf",
+            "-out", "server.pem", cwd=d)
+    os.chmod(d / "server.key", 0o600)
+    if os.getuid() == 0:            # the server runs as postgres then
+        pw = pwd.getpwnam("postgres")
+        os.chown(d / "server.key", pw.pw_uid, pw.pw_gid)
+
+
+def test_r21_a_database_not_on_this_machine_needs_tls_that_verifies_it(
+        tmp_path, wharf, start_server):
+    base = Path(tempfile.mkdtemp(prefix="wharf-pgtls-"))
+    os.chmod(base, 0o755)
+    certs = base / "certs"
+    certs.mkdir(mode=0o755)
+    tls_certs(certs)
+    out = subprocess.run(
+        [str(PG_TEST), "start", str(base / "pg"), "ssl=on",
+         f"ssl_cert_file={certs / 'server.pem'}",
+         f"ssl_key_file={certs / 'server.key'}"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    admin = out.stdout.strip()
+    try:
+        url = fresh_db(admin)
+        port, db = url.rsplit(":", 1)[1].split("/")
+        # the name the certificate holds; libpq connects to hostaddr
+        far = f"postgresql://wharf@pg.wharf.test:{port}/{db}?hostaddr=127.0.0.1"
+        for bad in (far, far + "&sslmode=require", far + "&sslmode=verify-ca"
+                    f"&sslrootcert={certs / 'ca.pem'}"):
+            r = wharf("init", "--data", tmp_path / "refused", "--store", bad)
+            assert r.returncode != 0
+            assert "pg.wharf.test is not on this machine" in r.stderr, r.stderr
+            assert "verify-full" in r.stderr
+            assert not (tmp_path / "refused").exists()
+        # the right mode with a CA that did not sign the server's certificate
+        good = far + "&sslmode=verify-full&sslrootcert="
+        r = wharf("init", "--data", tmp_path / "refused", "--store",
+                  good + str(certs / "other-ca.pem"))
+        assert r.returncode != 0
+        assert "certificate verify failed" in r.stderr, r.stderr
+        assert "remove it before retrying" in r.stderr
+        # the CA that did: the node is made and serves, over TLS only
+        data = new_data_dir(wharf, tmp_path / "n", "--store",
+                            good + str(certs / "ca.pem"))
+        node = start_server(data)
+        node.wait_listening()
+        q = ("SELECT count(*) FILTER (WHERE s.ssl AND s.version IN"
+             " ('TLSv1.2', 'TLSv1.3')), count(*) FILTER (WHERE NOT s.ssl)"
+             " FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+             f" WHERE a.datname = '{db}'")
+        res = subprocess.run(["psql", admin, "-Atc", q], capture_output=True,
+                             text=True, timeout=60)
+        tls, plain = map(int, res.stdout.strip().split("|"))
+        assert tls >= 1 and plain == 0, res.stdout
+        node.stop()
+        # wharf.conf changed by hand to a URL without verification: serve
+        # refuses it at start
+        tune_conf(data, store=far)
+        r = wharf("serve", "--data", data, timeout=60)
+        assert r.returncode != 0
+        assert "verify-full" in r.stderr, r.stderr
+    finally:
+        subprocess.run([str(PG_TEST), "stop", str(base / "pg")], timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_r21_a_ban_made_on_one_node_applies_on_the_others(

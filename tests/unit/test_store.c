@@ -1616,15 +1616,15 @@ static void test_r21_pg_url_password_is_never_shown(void **state)
     char url[400];
     snprintf(url, sizeof(url), "postgresql://wharf:Hunter2-pw@%s", at + 1);
     struct error err = {0};
-    struct store *st = store_open(url, &err);
-    if (st == NULL)
-        fail_msg("open with a password: %s", err.msg);
-    assert_null(strstr(store_path(st), "Hunter2-pw"));
-    assert_non_null(strstr(store_path(st), f->pgname));
-    store_close(st);
-    assert_null(store_open("postgresql://wharf:Hunter2-pw@127.0.0.1:1/x"
-                           "?connect_timeout=5", &err));
+    /* a password in the URL is refused before any connection */
+    assert_null(store_open(url, &err));
     assert_null(strstr(err.msg, "Hunter2-pw"));
+    assert_non_null(strstr(err.msg, "pgpass"));
+    /* the store's name: server and database, never user or parameters */
+    assert_non_null(strstr(store_path(f->st), f->pgname));
+    assert_null(strstr(store_path(f->st), "wharf@"));
+    assert_null(store_open("postgresql://wharf@127.0.0.1:1/x"
+                           "?connect_timeout=5", &err));
     assert_non_null(strstr(err.msg, "cannot connect"));
 }
 
@@ -1681,6 +1681,74 @@ static void test_r21_pg_lease_renewal_skips_a_hop_being_finished(
                               " * 1000)::bigint + 1800000"), 1);
 }
 
+/* url refused by store_url_check, with an error that says want and
+ * never shows secret. */
+static void url_refused(const char *url, const char *want, const char *secret)
+{
+    struct error err = {0};
+    if (store_url_check(url, &err) != -1)
+        fail_msg("taken: %s", url);
+    if (strstr(err.msg, want) == NULL)
+        fail_msg("%s: '%s' lacks '%s'", url, err.msg, want);
+    if (secret && strstr(err.msg, secret))
+        fail_msg("%s: the error shows '%s'", url, secret);
+}
+
+static void url_taken(const char *url)
+{
+    struct error err = {0};
+    if (store_url_check(url, &err) != 0)
+        fail_msg("%s refused: %s", url, err.msg);
+}
+
+/* A database on this machine is reached as the URL says; one elsewhere
+ * only over TLS that verifies it (sslmode=verify-full), and never below
+ * TLS 1.2; no URL holds a password. libpq's PGHOST and PGSSLMODE count
+ * where the URL names no host or mode. */
+static void test_r21_store_url_rules(void **state)
+{
+    (void)state;
+    unsetenv("PGHOST");
+    unsetenv("PGSSLMODE");
+    url_taken("sqlite");
+    url_taken("postgresql://wharf@127.0.0.1:5432/db");
+    url_taken("postgresql://wharf@127.8.9.10/db");
+    url_taken("postgresql://wharf@localhost/db");
+    url_taken("postgresql://wharf@[::1]:5432/db");
+    url_taken("postgresql:///db?host=/var/run/postgresql");
+    url_taken("postgresql:///db");
+    url_taken("postgresql://wharf@db1.example.com/db?sslmode=verify-full"
+              "&sslrootcert=/etc/wharf/db-ca.pem");
+    url_taken("postgresql://wharf@db1:5432,db2:5432/db?target_session_attrs"
+              "=read-write&sslmode=verify-full&sslrootcert=/ca.pem"
+              "&ssl_min_protocol_version=TLSv1.3");
+    url_refused("postgresql://wharf@db1.example.com/db", "verify-full", NULL);
+    url_refused("postgresql://wharf@db1.example.com/db", "db1.example.com",
+                NULL);
+    url_refused("postgresql://wharf@10.0.0.7/db?sslmode=require",
+                "not sslmode=require", NULL);
+    url_refused("postgresql://wharf@db1/db?sslmode=verify-ca", "verify-full",
+                NULL);
+    url_refused("postgresql://wharf@127.0.0.1:1,db2.example.com:2/db",
+                "db2.example.com", NULL);
+    url_refused("postgresql://wharf@db1/db?hostaddr=127.0.0.1",
+                "verify-full", NULL);
+    url_refused("postgresql://wharf:S3cret-pw@127.0.0.1/db", "pgpass",
+                "S3cret-pw");
+    url_refused("postgresql://wharf@127.0.0.1/db?password=S3cret-pw",
+                "pgpass", "S3cret-pw");
+    url_refused("postgresql://wharf@127.0.0.1/db?ssl_min_protocol_version="
+                "TLSv1.1", "below TLS 1.2", NULL);
+    url_refused("postgresql://wharf:S3cret-pw@127.0.0.1/db?nonsense=1",
+                "libpq", "S3cret-pw");
+    setenv("PGHOST", "db9.example.com", 1);         /* libpq would use it */
+    url_refused("postgresql:///db", "db9.example.com", NULL);
+    setenv("PGSSLMODE", "verify-full", 1);
+    url_taken("postgresql:///db");
+    unsetenv("PGHOST");
+    unsetenv("PGSSLMODE");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -1724,6 +1792,7 @@ int main(void)
         T(test_r21_pg_schema_made_once_newer_refused),
         T(test_r21_pg_url_password_is_never_shown),
         T(test_r21_pg_lease_renewal_skips_a_hop_being_finished),
+        cmocka_unit_test(test_r21_store_url_rules),
     };
 #undef CONFORMANCE
 #undef T
