@@ -34,7 +34,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,23 +382,6 @@ static int rs_target(const char *dir, int *made, struct error *err)
     return 0;
 }
 
-static int rs_unlink_cb(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw)
-{
-    (void)sb, (void)flag;
-    if (ftw->level > 0)
-        remove(path);
-    return 0;
-}
-
-/* Remove everything under dir (and dir itself when made). */
-static void rs_undo(const char *dir, int made)
-{
-    nftw(dir, rs_unlink_cb, 16, FTW_DEPTH | FTW_PHYS);
-    if (made)
-        rmdir(dir);
-}
-
 /* Make what was written durable, then the keystore (the commit point). */
 static int rs_commit(struct rs_run *s, struct error *err)
 {
@@ -499,9 +481,9 @@ static int rs_write(struct rs_run *s, const char *file,
     if (rc == 0)
         rc = rs_commit(s, err);
     if (rc != 0 && touched_p)
-        rs_undo(s->payloads, s->made_p);
+        fsx_remove_tree(s->payloads, s->made_p);
     if (rc != 0 && touched)
-        rs_undo(s->dir, s->made);
+        fsx_remove_tree(s->dir, s->made);
     return rc;
 }
 
@@ -554,9 +536,9 @@ static int rs_finish_pg(const struct rs_run *s, const struct backup_target *t,
 {
     int rc = rs_to_pg(s->dir, t, err);
     if (rc == 1) {          /* the database is as it was: undo the rest */
-        rs_undo(s->dir, s->made);
+        fsx_remove_tree(s->dir, s->made);
         if (s->payloads != NULL)
-            rs_undo(s->payloads, s->made_p);
+            fsx_remove_tree(s->payloads, s->made_p);
         error_prefix(err, "nothing was loaded into the database");
         return -1;
     }

@@ -899,7 +899,8 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
     }
     if (place_store(&w, opts.store, opts.payload_dir, err) < 0 ||
         init_contents(&w, log_level_name(lv), &opts, err) < 0) {
-        error_prefix(err, "init of %s failed (remove it before retrying)",
+        fsx_remove_tree(w.dir, true);      /* made by this call */
+        error_prefix(err, "init of %s failed (nothing of it was left)",
                      w.dir);
         return -1;
     }

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -185,6 +186,22 @@ int fsx_write_atomic(const char *path, const void *data, size_t len,
         return error_errno(err, e, "cannot rename %s to %s", tmp, path);
     }
     return fsx_fsync_dir(dir, err);
+}
+
+static int fsx_remove_cb(const char *path, const struct stat *sb, int flag,
+                         struct FTW *ftw)
+{
+    (void)sb, (void)flag;
+    if (ftw->level > 0)
+        remove(path);
+    return 0;
+}
+
+void fsx_remove_tree(const char *dir, bool self)
+{
+    nftw(dir, fsx_remove_cb, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    if (self)
+        rmdir(dir);
 }
 
 /* Create one directory; an existing directory is fine. *made says whether

@@ -10,6 +10,7 @@
 #ifndef WHARF_FSX_H
 #define WHARF_FSX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -25,6 +26,12 @@ int fsx_sync_fds(const int *fds, size_t n, struct error *err);
  * rename over path, fsync the directory. mode applies to the new file. */
 int fsx_write_atomic(const char *path, const void *data, size_t len,
                      mode_t mode, struct error *err);
+
+/* Remove everything under dir, never following a symbolic link nor
+ * entering another file system, and dir itself when self: for undoing
+ * what a command made moments ago. Best effort: what cannot be removed
+ * stays. */
+void fsx_remove_tree(const char *dir, bool self);
 
 /* mkdir -p with mode for every created component. */
 int fsx_mkdir_p(const char *path, mode_t mode, struct error *err);

@@ -503,6 +503,38 @@ static int fault_child(const char *spec, const char *name, int calls,
 }
 
 
+/* fsx_remove_tree undoes a tree without following a link out of it. */
+static void test_m2_remove_tree_stays_inside(void **state)
+{
+    (void)state;
+    char top[] = "/tmp/wharf-rm-XXXXXX";
+    assert_non_null(mkdtemp(top));
+    char dir[300], outside[300], path[400];
+    snprintf(dir, sizeof(dir), "%s/made", top);
+    snprintf(outside, sizeof(outside), "%s/keep", top);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(mkdir(outside, 0700), 0);
+    snprintf(path, sizeof(path), "%s/precious", outside);
+    write_file(path, "x", 1, 0600);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/sub/file", dir);
+    write_file(path, "y", 1, 0600);
+    snprintf(path, sizeof(path), "%s/link", dir);
+    assert_int_equal(symlink(outside, path), 0);
+    fsx_remove_tree(dir, false);            /* the contents only */
+    struct stat sb;
+    assert_int_equal(stat(dir, &sb), 0);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(lstat(path, &sb), -1);
+    fsx_remove_tree(dir, true);
+    assert_int_equal(lstat(dir, &sb), -1);
+    snprintf(path, sizeof(path), "%s/precious", outside);
+    assert_int_equal(stat(path, &sb), 0);    /* behind the link: kept */
+    fsx_remove_tree(top, true);
+    assert_int_equal(lstat(top, &sb), -1);
+}
+
 /* ---- group sync (util/syncgroup.h) ---- */
 
 /* A fake file: its sync counts rounds, and the first round can be made to
@@ -732,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_strbuf_grows_and_hands_over),
         cmocka_unit_test(test_fdio_whole_transfers_and_a_short_peer),
         cmocka_unit_test(test_r15_fault_point_kills_at_the_named_hit),
+        cmocka_unit_test(test_m2_remove_tree_stays_inside),
         cmocka_unit_test(test_m2_group_sync_shares_one_sync_among_waiters),
         cmocka_unit_test(test_m2_group_sync_failure_is_sticky),
         cmocka_unit_test(test_m2_fsync_dir_goes_through_its_group),
