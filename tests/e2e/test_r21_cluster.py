@@ -21,6 +21,9 @@ started by these tests on 127.0.0.1 as an unprivileged user, stopped after).
     once, and the first is not posted again;
   - a node's own condition (its listeners' certificate expiring) stays one
     open alert: the other node does not resolve it at each of its checks.
+  - each node keeps a signed head anchor of the shared audit trail in its
+    data dir: the newest entry (node b's) deleted in the database is
+    reported by node b's `audit verify`.
 
 Payloads sit in one folder both nodes name (payload_dir) until payloads live
 in PostgreSQL (docs/decisions/0007-postgresql-store.md).
@@ -417,3 +420,26 @@ def test_r21_a_nodes_own_alert_is_not_resolved_by_another_node(
     assert got[0]["key"] in (key, f"tls:{a / 'tls' / 'cert.pem'}"), got
     for n in nodes:
         n.stop()
+
+
+def test_r21_each_node_anchors_the_shared_audit_trail(tmp_path, wharf,
+                                                      pg_server):
+    """Each node keeps a signed head anchor of the shared trail in its own
+    data dir (state/audit.head), moved after its own appends: node b's
+    init appended the newest entry, so deleting it from the database is
+    reported by node b's `audit verify`; node a's anchor names its own
+    last entry (it may lag the shared chain, never lead it)."""
+    url = fresh_db(pg_server)
+    a, b = two_nodes(wharf, tmp_path, url)
+    for d in (a, b):
+        assert (d / "state" / "audit.head").exists(), d
+        assert wharf("audit", "verify", "--data", d).returncode == 0
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qc",
+                          "DELETE FROM audit WHERE seq = (SELECT max(seq)"
+                          " FROM audit)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = wharf("audit", "verify", "--data", b)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the signed head anchor names entry" in r.stdout + r.stderr
+    assert wharf("audit", "verify", "--data", a).returncode == 0
