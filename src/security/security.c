@@ -109,8 +109,9 @@ static bool security_leads(struct wharf *w, struct store *st,
     if (led != *was && wharf_store_shared(w)) {
         if (led)
             log_info("cluster: this node now %s", what);
-        else if (*was < 0)
-            log_info("cluster: another node %s", what);
+        else
+            log_info("cluster: %s %s", *was < 0 ? "another node" :
+                     "(connection lost) another node now", what);
     }
     *was = led;
     return led == 1;
