@@ -4,6 +4,13 @@
  * the newest entry so that deleting the newest entries (which leaves a
  * perfectly valid, shorter chain) is detected by `wharf audit verify`.
  *
+ * On a PostgreSQL store (a cluster) each node keeps its own, in its data
+ * dir (audit_set_node_dir, owned here: the store URL and dir of the node
+ * this process serves, under a mutex), moved after that node's appends
+ * and checkpoints to the head it reads then: it may lag the shared chain
+ * (entries other nodes appended since), never lead it, and a node's
+ * verify checks its own anchor (decision 0007).
+ *
  * File format (text, LF line ends, mode 0600), every line required:
  *
  *   wharf-audit-head v1
@@ -47,6 +54,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +65,7 @@
 #include <openssl/crypto.h>
 
 #include "store/audit_store.h"
+#include "store/store.h"
 #include "util/fsx.h"
 #include "util/log.h"
 
@@ -64,11 +73,42 @@
 #define ANCHOR_MAX 512                  /* bytes: far more than a real one */
 #define ANCHOR_SIG_HEX (2 * VAULT_SIG_LEN)
 
+/* The node's data dir of a shared store (audit_set_node_dir). */
+static struct {
+    pthread_mutex_t mu;
+    char url[1024], dir[PATH_MAX];
+} anchor_g = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+void audit_set_node_dir(const char *store_url, const char *dir)
+{
+    pthread_mutex_lock(&anchor_g.mu);
+    snprintf(anchor_g.url, sizeof(anchor_g.url), "%s",
+             store_url && dir ? store_url : "");
+    snprintf(anchor_g.dir, sizeof(anchor_g.dir), "%s",
+             store_url && dir ? dir : "");
+    pthread_mutex_unlock(&anchor_g.mu);
+}
+
+/* dir/state/audit.head of the node whose shared store st is into out; -1
+ * when st is not the store of the registered node (a test's store, a
+ * store opened from another URL). */
+static int anchor_node_path(struct store *st, char *out, size_t n)
+{
+    int len = -1;
+    pthread_mutex_lock(&anchor_g.mu);
+    if (anchor_g.url[0] && store_opened_from(st, anchor_g.url))
+        len = snprintf(out, n, "%s/" AUDIT_ANCHOR_FILE, anchor_g.dir);
+    pthread_mutex_unlock(&anchor_g.mu);
+    return len > 0 && (size_t)len < n ? 0 : -1;
+}
+
 int audit_anchor_path(struct store *st, char *out, size_t n)
 {
     char dir[PATH_MAX];
     const char *db = store_audit_db_file(st);
-    if (db[0] == '\0' || fsx_dirname(db, dir, sizeof(dir)) != 0)
+    if (db[0] == '\0')
+        return anchor_node_path(st, out, n);
+    if (fsx_dirname(db, dir, sizeof(dir)) != 0)
         return -1;
     int len = snprintf(out, n, "%s/" AUDIT_ANCHOR_FILE, dir);
     return len > 0 && (size_t)len < n ? 0 : -1;

@@ -20,6 +20,9 @@
  * a clean stop), the vault's Ed25519 audit key signs the text
  * "wharf-audit-checkpoint v1\n<seq>\n<hash>\n" of the head entry; the
  * signature is stored in audit_checkpoints as 128 hex digits with the key id.
+ * In a cluster every node checkpoints at its start and stop: no
+ * leadership needed, a head is signed once (under the chain's lock, a head
+ * that has a checkpoint is skipped).
  *
  * audit_verify walks every entry in seq order, one page at a time (memory
  * does not grow with the trail), and reports the first problem:

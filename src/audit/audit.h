@@ -59,6 +59,15 @@ int audit_append(struct store *st, struct vault *v,
 typedef void (*audit_observer_fn)(struct store *st, const struct audit_event *e);
 void audit_set_observer(audit_observer_fn fn);
 
+/* A node of a cluster: the trail of the PostgreSQL store at store_url is
+ * anchored in this node's data dir, dir/state/audit.head (a SQLite
+ * store's anchor is beside its database file, always). Each node's anchor
+ * names the head as it read it after its own latest append or checkpoint:
+ * it may lag the shared chain, never lead it. wharf_open calls it for a
+ * shared store, wharf_close forgets it (NULL, NULL); one data dir per
+ * process at a time, set before threads start. */
+void audit_set_node_dir(const char *store_url, const char *dir);
+
 /* Sign the current chain head now (if not already signed). */
 int audit_checkpoint(struct store *st, struct vault *v, struct error *err);
 

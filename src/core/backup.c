@@ -16,9 +16,9 @@
  * the current schema (store/pg_export.c), so `wharf.db` is a SQLite
  * database either way and verify and restore read both alike; the header's
  * "store" says "postgresql". The payload files come from the shared
- * payload_dir (wharf_path). Such a store keeps no anchor file (decision
- * 0007: the per-node anchor is SQLite's), so the anchor entry is made from
- * the snapshot: its newest audit entry, signed now (bk_anchor_snapshot).
+ * payload_dir (wharf_path). Such a store's anchors are per node and may
+ * lag the snapshot (decision 0007), so the anchor entry is made from the
+ * snapshot: its newest audit entry, signed now (bk_anchor_snapshot).
  * The
  * keystore lock is held shared for the whole run (wharf_open), so `wharf
  * key rotate` cannot rewrite payload headers meanwhile.
@@ -377,8 +377,8 @@ static int bk_anchor_read(struct wharf *w, char **out, size_t *n,
     return fsx_read_all(path, BK_ANCHOR_MAX, out, n, err);
 }
 
-/* A PostgreSQL store keeps no anchor file (decision 0007): the backup's
- * anchor names the snapshot's own newest entry, signed now with the audit
+/* A PostgreSQL store's anchors are per node and may lag the snapshot
+ * (decision 0007): the backup's anchor names the snapshot's own newest entry, signed now with the audit
  * key (NULL when the trail is empty). It cannot lead the snapshot, and
  * the restored SQLite data dir's `audit verify` then catches a cut of the
  * restored trail as it would on the source node. */

@@ -19,8 +19,9 @@
  * --store URL it then loads those checked rows into an empty PostgreSQL
  * database (store_backup_load: one transaction; a database that holds
  * Wharf rows is refused before anything is written), points wharf.conf at
- * it, removes wharf.db and the anchor file (a PostgreSQL store keeps
- * neither: decision 0007) and verifies the trail again on the database.
+ * it, removes wharf.db and verifies the trail again on the database,
+ * with the backup's anchor, now the node's (a node of a PostgreSQL store
+ * keeps its anchor in its data dir: decision 0007).
  * Payloads go to --payload-dir when given (absent or empty, like DIR).
  *
  * Test hook: fault_point("restore.entry") after each file written (kill
@@ -489,22 +490,20 @@ static int rs_write(struct rs_run *s, const char *file,
 
 /* The restored (and checked) SQLite data dir into the PostgreSQL database
  * of t: the rows in one transaction, then wharf.conf names the database,
- * and the files a PostgreSQL store does not keep (wharf.db, the anchor)
- * leave dir. 1 when the load failed (nothing is in the database), -1
+ * and wharf.db leaves dir (the anchor stays: the node's, naming the
+ * snapshot's newest entry, which the database now holds). 1 when the load failed (nothing is in the database), -1
  * when a later step failed, 0 done. */
 static int rs_to_pg(const char *dir, const struct backup_target *t,
                     struct error *err)
 {
-    char db[PATH_MAX], conf[PATH_MAX], anchor[PATH_MAX];
+    char db[PATH_MAX], conf[PATH_MAX];
     snprintf(db, sizeof(db), "%s/wharf.db", dir);
     snprintf(conf, sizeof(conf), "%s/wharf.conf", dir);
-    snprintf(anchor, sizeof(anchor), "%s/" AUDIT_HEAD_FILE, dir);
     if (store_backup_load(db, t->store, err) != 0)
         return 1;
     if (wharf_conf_set_store(conf, t->store, t->payload_dir, err) != 0)
         return -1;
     unlink(db);
-    unlink(anchor);
     for (size_t i = 0; i < 2; i++) {    /* what SQLite kept beside it */
         char side[PATH_MAX + 8];
         snprintf(side, sizeof(side), "%s%s", db, i == 0 ? "-wal" : "-shm");

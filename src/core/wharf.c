@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "auth/auth.h"
 #include "core/sandbox.h"
 #include "net/client.h"
@@ -1082,6 +1083,8 @@ struct wharf *wharf_open(const char *dir, struct error *err)
         wharf_close(w);
         return NULL;
     }
+    if (wharf_store_shared(w))      /* the trail is anchored in w->dir */
+        audit_set_node_dir(w->db_path, w->dir);
     return w;
 }
 
@@ -1089,6 +1092,8 @@ void wharf_close(struct wharf *w)
 {
     if (w == NULL)
         return;
+    if (wharf_store_shared(w))
+        audit_set_node_dir(NULL, NULL);
     vault_close(w->vault);
     free(w);
 }

@@ -13,6 +13,19 @@
  * state /healthz reports), the audit trail's own verify, the certificate
  * rows of the store.
  *
+ * In a cluster (several nodes on one PostgreSQL store) the periodic rules
+ * are of two sorts. Cluster-wide, over shared rows, run only by the node
+ * that leads STORE_LEAD_DETECT (detect_run's lead): the stored
+ * certificates' expiry (keys "cert:..."), the periodic audit verify, and
+ * resolving those alerts. Per node, each node its own: its failing
+ * sources and left-out connectors (its own polls), its deliveries (its
+ * own hops), its data dir's disk, its listeners' certificate file (keys
+ * "tls:..."). A node resolves a per-node alert only when it is its own:
+ * named after its own paths (data dir, listeners' certificate) or raised
+ * by it in this run (those keys are kept: det_g.mine), so it never clears
+ * another node's condition; on one node (SQLite) every live alert of a
+ * periodic kind not found again is resolved, as before.
+ *
  * Must never: write an alert per poll or per delivery (only state
  * changes reach the store: a raise when a threshold is crossed, a clear
  * when a live alert's condition ended); put a secret in a summary.
@@ -50,6 +63,12 @@ struct delivery_track {
     bool raised;            /* delivery.failing raised for this run */
 };
 
+/* "kind key" strings: what a round found, or what this node raised. */
+struct found {
+    char (*keys)[300];
+    size_t n, cap;
+};
+
 struct integrity_report {
     char what[16], id[256], problem[ERROR_MSG_MAX];
 };
@@ -61,6 +80,10 @@ static struct {
     struct integrity_report queue[DETECT_QUEUE_MAX];
     size_t nqueue;
     int64_t dropped;
+    struct found mine;          /* per-node alerts this node may resolve:
+                                   its own paths' and those this run raised
+                                   (the detector thread's) */
+    bool seeded;                /* its own paths are in mine */
 } det_g = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 void detect_reset(void)
@@ -68,6 +91,9 @@ void detect_reset(void)
     pthread_mutex_lock(&det_g.mu);
     det_g.ntrack = 0;
     det_g.nqueue = 0;
+    free(det_g.mine.keys);
+    memset(&det_g.mine, 0, sizeof(det_g.mine));
+    det_g.seeded = false;
     pthread_mutex_unlock(&det_g.mu);
 }
 
@@ -230,16 +256,14 @@ void detect_audit_result(struct store *st, int rc, const struct audit_report *r)
 
 /* ---- the periodic rules ---------------------------------------------------------- */
 
-/* What this round found, by kind and key, to resolve live alerts of the
- * periodic kinds that were not found again. */
-struct found {
-    char (*keys)[300];
-    size_t n, cap;
-};
+/* What a round found (struct found, above), by kind and key, to resolve
+ * live alerts of the periodic kinds that were not found again. */
 
 static void found_add(struct found *f, const char *kind, const char *key)
 {
     if (f->n == f->cap) {
+        if (f->cap >= DETECT_LIVE_MAX)
+            return;
         size_t cap = f->cap ? 2 * f->cap : 32;
         void *p = realloc(f->keys, cap * sizeof(*f->keys));
         if (p == NULL)
@@ -259,6 +283,25 @@ static bool found_has(const struct found *f, const char *kind,
         if (strcmp(f->keys[i], k) == 0)
             return true;
     return false;
+}
+
+static void found_drop(struct found *f, const char *kind, const char *key)
+{
+    char k[300];
+    snprintf(k, sizeof(k), "%s %s", kind, key);
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->keys[i], k) == 0) {
+            memmove(f->keys[i], f->keys[f->n - 1], sizeof(f->keys[0]));
+            f->n--;
+            return;
+        }
+}
+
+/* A condition over the cluster's shared rows (a stored certificate), not
+ * over one node's own disk, listeners or polls. */
+static bool detect_cluster_key(const char *kind, const char *key)
+{
+    return strcmp(kind, "cert.expiry") == 0 && strncmp(key, "cert:", 5) == 0;
 }
 
 static void detect_sources(struct store *st, const struct security_conf *c,
@@ -440,26 +483,78 @@ static int64_t cert_file_end(const char *path)
     return end;
 }
 
+/* The alert key of the listeners' certificate file into key[4300]; -1
+ * when its path does not fit. */
+static int listener_cert_key(struct wharf *w, char *path, size_t n,
+                             char key[4300])
+{
+    if (w->conf.tls_cert[0] == '/')
+        snprintf(path, n, "%s", w->conf.tls_cert);
+    else if (wharf_path(w, w->conf.tls_cert, path, n) < 0)
+        return -1;
+    snprintf(key, 4300, "tls:%s", path);
+    return 0;
+}
+
 static void detect_listener_cert(struct wharf *w, struct store *st,
                                  const struct security_conf *c, int64_t now,
                                  struct found *f)
 {
     char path[4200], key[4300], what[4400];
-    if (w->conf.tls_cert[0] == '/')
-        snprintf(path, sizeof(path), "%s", w->conf.tls_cert);
-    else if (wharf_path(w, w->conf.tls_cert, path, sizeof(path)) < 0)
+    if (listener_cert_key(w, path, sizeof(path), key) < 0)
         return;
     int64_t end = cert_file_end(path);
     if (end < 0)
         return;
-    snprintf(key, sizeof(key), "tls:%s", path);
     snprintf(what, sizeof(what), "the listeners' TLS certificate %s", path);
     cert_alert(st, c, key, what, end, now, f);
 }
 
+/* May this node resolve the live periodic alert kind/key that this
+ * round did not find? Cluster-wide ones: when it leads the checks.
+ * Per-node ones: on one node always; in a cluster when it raised it. */
+static bool detect_may_resolve(const char *kind, const char *key, bool lead,
+                               bool shared)
+{
+    if (detect_cluster_key(kind, key))
+        return lead;
+    return !shared || found_has(&det_g.mine, kind, key);
+}
+
+/* The per-node alerts named after this node's own paths (its data dir's
+ * disk, its listeners' certificate file) are its own even when an earlier
+ * run raised them: it may resolve them after a restart. */
+static void detect_seed_own(struct wharf *w)
+{
+    char path[4200], key[4300];
+    if (det_g.seeded)
+        return;
+    det_g.seeded = true;
+    found_add(&det_g.mine, "disk.low", w->dir);
+    if (listener_cert_key(w, path, sizeof(path), key) == 0)
+        found_add(&det_g.mine, "cert.expiry", key);
+}
+
+/* Remember the per-node alerts this round found (the ones this node may
+ * resolve later in a cluster). */
+static void detect_remember(const struct found *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        char kind[300], *sp;
+        snprintf(kind, sizeof(kind), "%s", f->keys[i]);
+        if ((sp = strchr(kind, ' ')) == NULL)
+            continue;
+        *sp = '\0';
+        if (!detect_cluster_key(kind, sp + 1) &&
+            !found_has(&det_g.mine, kind, sp + 1))
+            found_add(&det_g.mine, kind, sp + 1);
+    }
+}
+
 /* Resolve live alerts of the periodic kinds whose condition this round
- * did not find again. */
-static void detect_resolve(struct store *st, const struct found *f)
+ * did not find again (those this node may: detect_may_resolve). */
+static void detect_resolve(struct store *st, const struct found *f,
+                           bool lead, bool shared)
 {
     static const char *const PERIODIC[] = { "connector.failing",
         "connector.left_out", "disk.low", "cert.expiry", NULL };
@@ -476,23 +571,31 @@ static void detect_resolve(struct store *st, const struct found *f)
         for (size_t k = 0; PERIODIC[k]; k++)
             if (live[i].kind && live[i].key &&
                 strcmp(live[i].kind, PERIODIC[k]) == 0 &&
-                !found_has(f, live[i].kind, live[i].key))
+                !found_has(f, live[i].kind, live[i].key) &&
+                detect_may_resolve(live[i].kind, live[i].key, lead,
+                                   shared)) {
                 alert_clear_st(st, live[i].kind, live[i].key);
+                found_drop(&det_g.mine, live[i].kind, live[i].key);
+            }
     store_alerts_free(live, n);
+    detect_remember(f);
 }
 
 void detect_run(struct wharf *w, struct store *st,
-                const struct security_conf *c, int64_t now_ms, bool audit)
+                const struct security_conf *c, int64_t now_ms, bool audit,
+                bool lead)
 {
     struct found f = {0};
     detect_sources(st, c, now_ms, &f);
     detect_deliveries(st, c, now_ms);
     detect_disk(w, st, c, &f);
-    detect_stored_certs(st, c, now_ms, &f);
+    if (lead)
+        detect_stored_certs(st, c, now_ms, &f);
     detect_listener_cert(w, st, c, now_ms, &f);
-    detect_resolve(st, &f);
+    detect_seed_own(w);
+    detect_resolve(st, &f, lead, wharf_store_shared(w));
     free(f.keys);
-    if (audit) {
+    if (audit && lead) {
         struct audit_report r;
         struct error err = {0};
         memset(&r, 0, sizeof(r));

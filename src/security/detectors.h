@@ -60,10 +60,14 @@ void detect_hop(struct store *st, const char *connector, enum detect_hop what,
 void detect_audit_result(struct store *st, int rc,
                          const struct audit_report *r);
 
-/* One round of the periodic rules (connectors, disk, certificates; the
- * audit trail when audit is true) at now_ms. */
+/* One round of the periodic rules at now_ms: this node's own (its
+ * sources and connectors, deliveries, disk, listeners' certificate) and,
+ * when lead (st leads STORE_LEAD_DETECT: one node of a cluster), the
+ * cluster's (stored certificates; the audit trail when audit is true).
+ * Called by one thread only (it keeps the per-node alerts it raised). */
 void detect_run(struct wharf *w, struct store *st,
-                const struct security_conf *c, int64_t now_ms, bool audit);
+                const struct security_conf *c, int64_t now_ms, bool audit,
+                bool lead);
 
 /* Forget the delivery tracker (tests, serve start). */
 void detect_reset(void);

@@ -4,6 +4,10 @@
  * document, a syslog line) and the three channels.
  *
  * Owns the per-channel backoff (in memory) and the cursors (settings).
+ * The cursors are shared by the nodes of a cluster, so one node sends:
+ * notify_round is called only by the notifier thread that leads
+ * STORE_LEAD_NOTIFY (security.c); an entry being sent when that node dies
+ * is sent again by the next (at least once, never lost).
  * Outbound connections go through src/net/ only: mail.c (SMTP, TLS
  * required), client.c (the webhook POST: the one TLS policy and proxy
  * rule), syslog.c. Credentials live in struct secret from unsealing to

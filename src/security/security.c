@@ -7,6 +7,16 @@
  * writes it on SIGHUP, the threads copy it once per round). Each thread
  * has its own store connection (wharf_store).
  *
+ * In a cluster each thread's work is partly the cluster's: one node's
+ * detector thread runs the rules over shared rows (STORE_LEAD_DETECT:
+ * stored certificates, the periodic audit verify), one node's notifier
+ * sends the timeline (STORE_LEAD_NOTIFY: the channels' cursors are
+ * shared). Each thread asks store_lead on its own connection every round
+ * and works on that same connection (leadership is the connection's);
+ * when the leading node dies, the next node that asks takes over. The
+ * table of which periodic job is whose: docs/architecture.md, "Cluster-
+ * wide jobs".
+ *
  * Must never: hold its mutex while calling out; keep serve from stopping
  * longer than one round (a send is bounded by its timeouts).
  */
@@ -22,6 +32,7 @@
 #include "security/detectors.h"
 #include "security/notify.h"
 #include "security/security_conf.h"
+#include "store/node_store.h"
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -81,12 +92,38 @@ static bool security_wait(int64_t ms, bool wakeable, struct security_conf *c)
     return go;
 }
 
+/* Whether st (this thread's connection) leads job this round; a log
+ * line when that changes, in a cluster only (on one node it always
+ * leads). *was: the last answer, -1 before the first. */
+static bool security_leads(struct wharf *w, struct store *st,
+                           enum store_lead_job job, const char *what,
+                           int *was)
+{
+    struct error err = {0};
+    int led = store_lead(st, job, &err);
+    if (led < 0) {
+        log_repeat(LOG_WARNING, -1, NULL, "security:lead", "cannot tell "
+                   "whether this node %s: %s", what, err.msg);
+        return false;
+    }
+    if (led != *was && wharf_store_shared(w)) {
+        if (led)
+            log_info("cluster: this node now %s", what);
+        else
+            log_info("cluster: %s %s", *was < 0 ? "another node" :
+                     "(connection lost) another node now", what);
+    }
+    *was = led;
+    return led == 1;
+}
+
 static void *security_detector(void *arg)
 {
     struct wharf *w = arg;
     struct security_conf c;
     struct error err = {0};
     int64_t start = time_mono_ms(), next_check = 0, next_audit = 0;
+    int was = -1;
     while (security_wait(SECURITY_TICK_MS, false, &c)) {
         struct store *st = wharf_store(w, &err);
         if (st == NULL) {
@@ -103,7 +140,10 @@ static void *security_detector(void *arg)
         if (now < next_check)
             continue;
         bool audit = c.audit_verify_ms > 0 && now >= next_audit;
-        detect_run(w, st, &c, time_now_ms(), audit);
+        bool lead = security_leads(w, st, STORE_LEAD_DETECT, "runs the "
+                                   "cluster's alert checks (stored "
+                                   "certificates, audit verify)", &was);
+        detect_run(w, st, &c, time_now_ms(), audit, lead);
         next_check = time_mono_ms() + c.check_ms;
         if (audit)
             next_audit = time_mono_ms() + c.audit_verify_ms;
@@ -116,6 +156,7 @@ static void *security_notifier(void *arg)
     struct wharf *w = arg;
     struct security_conf c;
     struct error err = {0};
+    int was = -1;
     while (security_wait(SECURITY_TICK_MS, true, &c)) {
         struct store *st = wharf_store(w, &err);
         if (st == NULL) {
@@ -123,6 +164,9 @@ static void *security_notifier(void *arg)
                        " %s", err.msg);
             continue;
         }
+        if (!security_leads(w, st, STORE_LEAD_NOTIFY, "sends the cluster's "
+                            "notifications", &was))
+            continue;
         /* a full batch may leave more: go again at once */
         while (notify_round(w, st, &c, time_now_ms()) > 0) {
             pthread_mutex_lock(&sec_g.mu);

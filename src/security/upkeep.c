@@ -4,6 +4,12 @@
  * core/health.h, and the retention purge (security/retention.h), audited
  * as actor "system" when it removed anything.
  *
+ * In a cluster the health checks are each node's (its /healthz reports
+ * what it sees: its disk, listeners, the certificates and the audit trail
+ * as read through its connection); the purge is the cluster's, run by the
+ * node whose connection u->st leads STORE_LEAD_PURGE (docs/architecture.md,
+ * "Cluster-wide jobs").
+ *
  * Owns its thread, its store connection and the live settings (under a
  * mutex; written only by serve's main thread). Must never: put an error
  * detail, a path outside the names health.h allows or a secret into a

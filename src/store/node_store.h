@@ -43,12 +43,28 @@ int store_nodes(struct store *s, struct store_node **out, size_t *n,
                 struct error *err);
 void store_nodes_free(struct store_node *nodes, size_t n);
 
-/* Cluster-wide work that one node at a time must do (the retention
- * purge): 1 when this connection leads it, 0 when another node's does, -1
- * with err. On PostgreSQL a session advisory lock, kept while the
- * connection lives: when the leading node dies or loses its connection,
- * the next node that asks leads. On SQLite (one node) always 1. */
-enum store_lead_job { STORE_LEAD_PURGE = 1 };
+/* Cluster-wide work that one node at a time must do: 1 when this
+ * connection leads job, 0 when another node's does, -1 with err. On
+ * PostgreSQL a session advisory lock per job (class "Whrn", the job's
+ * number), kept while the connection lives: when the leading node dies or
+ * loses its connection, the next node that asks leads. Leadership belongs
+ * to the connection s, so the thread that asks must do the work on that
+ * same s. On SQLite (one node) always 1. The jobs (docs/architecture.md,
+ * "Cluster-wide jobs"):
+ *   PURGE   the retention purge (security/upkeep.c);
+ *   DETECT  the alert rules over shared rows: stored certificates' expiry,
+ *           the periodic audit verify, resolving their alerts
+ *           (security/detectors.c, run by security.c's detector thread);
+ *   NOTIFY  sending the timeline (the outbox) by e-mail, webhook and
+ *           syslog: the channels' cursors are shared settings, so two
+ *           senders would send an entry twice (security/notify.c, run by
+ *           security.c's notifier thread).
+ * The numbers are the lock keys: never renumber. */
+enum store_lead_job {
+    STORE_LEAD_PURGE = 1,
+    STORE_LEAD_DETECT = 2,
+    STORE_LEAD_NOTIFY = 3,
+};
 int store_lead(struct store *s, enum store_lead_job job, struct error *err);
 
 #endif

@@ -15,7 +15,18 @@ started by these tests on 127.0.0.1 as an unprivileged user, stopped after).
     openssl CLI; libpq connects to 127.0.0.1 and checks the name);
   - a ban made on one node applies on the others, and failed attempts
     spread over both nodes are banned after about ban_after_failures in
-    all, not twice that (each node publishes its counts every 2 s).
+    all, not twice that (each node publishes its counts every 2 s);
+  - cluster-wide periodic work runs on one node: a partner certificate
+    expiring in 5 days (openssl CLI) is checked by one node and its alert
+    is posted to a webhook (a Python HTTPS receiver that counts) once, not
+    once per node; kill -9 of the node that sends notifications, and the
+    survivor takes over: the alert of a second such certificate is posted
+    once, and the first is not posted again;
+  - a node's own condition (its listeners' certificate expiring) stays one
+    open alert: the other node does not resolve it at each of its checks.
+  - each node keeps a signed head anchor of the shared audit trail in its
+    data dir: the newest entry (node b's) deleted in the database is
+    reported by node b's `audit verify`.
 
 Payloads sit in one folder both nodes name (payload_dir) until payloads live
 in PostgreSQL (docs/decisions/0007-postgresql-store.md).
@@ -32,8 +43,11 @@ from pathlib import Path
 import pytest
 
 from conftest import (drop_file, file_dest, file_source, flow_doc, listdir,
-                      listen_port, new_data_dir, tune_conf, wait_until)
+                      listen_port, new_data_dir, serve_http, tune_conf,
+                      wait_until)
+from test_r07_notify import HMAC_KEY, ossl, pki, secret_file  # noqa: F401
 from test_r14_api import Api, Session, admin_otp, cli_token
+from test_r19_alerts import find
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_TEST = ROOT / "scripts" / "pg-test.sh"
@@ -319,3 +333,203 @@ def test_r21_a_flow_imported_through_one_node_runs_on_the_others(
     assert listdir(out1) == ["one.edi"]
     assert (out2 / "two.edi").read_bytes() == b"to the second destination"
     node_b.stop()
+
+
+# ---- cluster-wide periodic work --------------------------------------------------
+
+
+class Webhook:
+    """An HTTPS receiver (the pki fixture's certificate) that keeps the
+    JSON documents Wharf posts to it. It answers slowly (2 s), as a busy
+    receiver may: a sender's cursor moves only after the answer, so a
+    second node sending too would read the same entry meanwhile (with a
+    prompt receiver the node that raised the alert, woken at once, has
+    usually moved the shared cursor before the other's next round)."""
+
+    def __init__(self, pki):
+        import http.server
+        import json
+        got = self.got = []
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                got.append(json.loads(body))
+                time.sleep(2)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+        self.httpd = serve_http(Hook, certkey=(pki["cert"], pki["key"]))
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/soc"
+
+    def opened(self, kind):
+        """The "opened" notifications of alerts of kind."""
+        return [d for d in list(self.got)
+                if d.get("event", {}).get("action") == "opened" and
+                d.get("alert", {}).get("kind") == kind]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def expiring_partners(d, names):
+    """A flow with the profile (a 365-day certificate) and a partner per
+    name whose certificate (openssl CLI) expires in 5 days."""
+    if not (d / "p.pem").exists():
+        ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
+             "-subj", "/CN=wharf-p", "-keyout", "p.key", "-out", "p.pem",
+             cwd=d)
+        (d / "p.key").chmod(0o600)
+    for n in names:
+        if not (d / f"{n}.pem").exists():
+            ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                 "5", "-subj", f"/CN={n}-soon", "-keyout", f"{n}.key",
+                 "-out", f"{n}.pem", cwd=d)
+    inbox, out = d / "in", d / "out"
+    inbox.mkdir(exist_ok=True)
+    out.mkdir(exist_ok=True)
+    doc = flow_doc([file_source("inbox", inbox), file_dest("out", out)],
+                   [("inbox", "out")])
+    doc["profile"] = {"as2_id": "wharf-p",
+                      "keys": [{"cert": str(d / "p.pem"),
+                                "key": str(d / "p.key")}]}
+    doc["partners"] = [{"name": n, "as2_id": n,
+                        "url": "https://127.0.0.1:9/as2",
+                        "certificates": [str(d / f"{n}.pem")]}
+                       for n in names]
+    return doc
+
+
+def which_node(servers, line):
+    """The servers whose log holds line."""
+    return [s for s in servers
+            if line in (s.data / "logs" / "wharf.log").read_text(
+                errors="replace")]
+
+
+def test_r21_cluster_alert_checked_and_notified_once_survivor_takes_over(
+        tmp_path, wharf, pg_server, start_server, pki):
+    a, b = two_nodes(wharf, tmp_path, fresh_db(pg_server))
+    hook = Webhook(pki)
+    try:
+        for d in (a, b):
+            tune_conf(d, alert_check_seconds=1, notify_webhook_url=hook.url,
+                      notify_webhook_level="warning",
+                      notify_ca_file=str(pki["ca"]))
+        # the HMAC key is a shared setting: given once, through node a
+        wharf.ok("notify", "credentials", "webhook",
+                 secret_file(tmp_path, "k", HMAC_KEY), "--data", a)
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        wharf.import_flow(a, expiring_partners(certs, ["acme"]),
+                          tmp_path / "f1.json")
+        nodes = [start_server(a), start_server(b)]
+        for n in nodes:
+            n.wait_listening()
+        first = wait_until(lambda: all(n.check_alive() for n in nodes) and
+                           hook.opened("cert.expiry"), timeout=60,
+                           desc="the certificate's alert posted")[0]
+        assert "acme-soon" in first["alert"]["summary"], first
+        # three more checks of the leading node fold into the alert; a
+        # second sender would have posted the alert again by then
+        wait_until(lambda: find(wharf, a, "cert.expiry")[0]["count"] >= 4,
+                   timeout=60, desc="three more certificate checks")
+        assert len(hook.opened("cert.expiry")) == 1, hook.got
+        assert len(find(wharf, a, "cert.expiry")) == 1
+        # one node leads each job (its log says so), the other does not
+        sender = which_node(nodes, "this node now sends the cluster's "
+                                   "notifications")
+        checker = which_node(nodes, "this node now runs the cluster's "
+                                    "alert checks")
+        assert len(sender) == 1 and len(checker) == 1, (sender, checker)
+        # the sender dies; the survivor takes its jobs over
+        sender[0].kill9()
+        survivor = nodes[1] if sender[0] is nodes[0] else nodes[0]
+        wharf.import_flow(survivor.data,
+                          expiring_partners(certs, ["acme", "globex"]),
+                          tmp_path / "f2.json")
+
+        def globex():
+            survivor.check_alive()
+            return [d for d in hook.opened("cert.expiry")
+                    if "globex-soon" in d["alert"]["summary"]]
+        wait_until(globex, timeout=60, desc="the second certificate's "
+                   "alert posted by the survivor")
+        wait_until(lambda: [x for x in find(wharf, survivor.data,
+                                            "cert.expiry")
+                            if "globex" in x["summary"]][0]["count"] >= 4,
+                   timeout=60, desc="three more checks by the survivor")
+        assert len(globex()) == 1, hook.got
+        # the first alert was not posted again by the new sender
+        assert len(hook.opened("cert.expiry")) == 2, hook.got
+        assert which_node([survivor], "this node now sends the cluster's "
+                                      "notifications")
+        survivor.stop()
+    finally:
+        hook.close()
+
+
+def test_r21_a_nodes_own_alert_is_not_resolved_by_another_node(
+        tmp_path, wharf, pg_server, start_server):
+    """Node a's listeners' certificate expires in 5 days (a per-node
+    condition: node b's is fine). Node b must not resolve a's alert at
+    each of its checks (a would open a new one at its next: an alert, and
+    a notification, per round); it stays one open alert while both
+    check."""
+    a, b = two_nodes(wharf, tmp_path, fresh_db(pg_server))
+    for d in (a, b):
+        tune_conf(d, alert_check_seconds=1)
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-days", "5", "-subj",
+         "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.pem",
+         cwd=a / "tls")
+    (a / "tls" / "key.pem").chmod(0o600)
+    nodes = [start_server(a), start_server(b)]
+    for n in nodes:
+        n.wait_listening()
+    key = f"tls:{(a / 'tls' / 'cert.pem').resolve()}"
+
+    def mine(state=None):
+        return [x for x in find(wharf, a, "cert.expiry", state=state)
+                if x["key"].startswith("tls:") and x["key"].endswith(
+                    "/a/tls/cert.pem")]
+    def settled():
+        """Four checks of node a folded into one alert, or (resolved by
+        node b in between) a second alert opened."""
+        for n in nodes:
+            n.check_alive()
+        m = mine()
+        return m if len(m) > 1 or any(x["count"] >= 4 for x in m) else None
+    got = wait_until(settled, timeout=60, desc="node a's listener "
+                     "certificate checked four times")
+    assert len(got) == 1, got
+    assert got[0]["state"] == "open", got
+    assert got[0]["key"] in (key, f"tls:{a / 'tls' / 'cert.pem'}"), got
+    for n in nodes:
+        n.stop()
+
+
+def test_r21_each_node_anchors_the_shared_audit_trail(tmp_path, wharf,
+                                                      pg_server):
+    """Each node keeps a signed head anchor of the shared trail in its own
+    data dir (state/audit.head), moved after its own appends: node b's
+    init appended the newest entry, so deleting it from the database is
+    reported by node b's `audit verify`; node a's anchor names its own
+    last entry (it may lag the shared chain, never lead it)."""
+    url = fresh_db(pg_server)
+    a, b = two_nodes(wharf, tmp_path, url)
+    for d in (a, b):
+        assert (d / "state" / "audit.head").exists(), d
+        assert wharf("audit", "verify", "--data", d).returncode == 0
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qc",
+                          "DELETE FROM audit WHERE seq = (SELECT max(seq)"
+                          " FROM audit)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = wharf("audit", "verify", "--data", b)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the signed head anchor names entry" in r.stdout + r.stderr
+    assert wharf("audit", "verify", "--data", a).returncode == 0

@@ -17,12 +17,14 @@
  * The trail's tests run against SQLite and against a real PostgreSQL
  * server (R21; scripts/run-unit.sh starts one and names it in
  * WHARF_TEST_PG): tampering then goes through a libpq connection of its
- * own. SQLite only: the tests of the signed head anchor (a file of the
- * data dir beside the database file; a PostgreSQL store has no database
- * file, so no anchor: truncation, anchor_*, the older data dir's anchor)
- * and the edit that writes a NUL byte into a text column (PostgreSQL text
- * cannot hold one). test_r21_nodes_appending_together_keep_one_chain runs
- * against both: three connections appending at once leave one chain.
+ * own. The signed head anchor's tests run on both too: on PostgreSQL the
+ * anchor is the node's, in its data dir (audit_set_node_dir: the fixture's
+ * temp dir is the node's), and test_r21_each_node_anchors_the_shared_trail
+ * has two nodes with an anchor each. SQLite only: the older data dir's
+ * anchor (DIR/audit.head before state/) and the edit that writes a NUL
+ * byte into a text column (PostgreSQL text cannot hold one).
+ * test_r21_nodes_appending_together_keep_one_chain runs against both:
+ * three connections appending at once leave one chain.
  */
 #include "testutil.h"
 
@@ -68,6 +70,7 @@ static int setup(void **state)
         (f->st = store_open(f->db, &err)) == NULL)
         fail_msg("setup: %s", err.msg);
     if (g_pg) {
+        audit_set_node_dir(f->db, f->dir);  /* this test's node */
         f->pg = PQconnectdb(f->db);
         if (PQstatus(f->pg) != CONNECTION_OK)
             fail_msg("connect: %s", PQerrorMessage(f->pg));
@@ -86,6 +89,7 @@ static int teardown(void **state)
     PQfinish(f->pg);
     store_close(f->st);
     vault_close(f->v);
+    audit_set_node_dir(NULL, NULL);
     if (f->pgname[0])
         test_pg_drop(f->pgname);
     test_rmtree(f->dir);
@@ -705,11 +709,9 @@ static void anchor_file(struct fx *f, char *out, size_t n)
     snprintf(out, n, "%s/state/audit.head", f->dir);
 }
 
-/* The anchor file's bytes (NUL-terminated); caller frees. */
-static char *anchor_read(struct fx *f)
+/* The bytes of the file at path (NUL-terminated); caller frees. */
+static char *file_read(const char *path)
 {
-    char path[400];
-    anchor_file(f, path, sizeof(path));
     FILE *fp = fopen(path, "r");
     assert_non_null(fp);
     char *buf = calloc(1, 4096);
@@ -718,6 +720,14 @@ static char *anchor_read(struct fx *f)
     fclose(fp);
     buf[n] = '\0';
     return buf;
+}
+
+/* The anchor file's bytes (NUL-terminated); caller frees. */
+static char *anchor_read(struct fx *f)
+{
+    char path[400];
+    anchor_file(f, path, sizeof(path));
+    return file_read(path);
 }
 
 static void anchor_put(struct fx *f, const char *text)
@@ -898,6 +908,38 @@ static void test_r18_anchor_kept_when_the_trail_was_cut(void **state)
                   "the signed head anchor names");
     free(before);
     free(after);
+}
+
+/* R21: two nodes of one PostgreSQL store, each with its data dir: each
+ * anchors the shared trail as it read it after its own append (entries
+ * of the other node included); a node's anchor may lag the other's
+ * entries, never lead; the newest entries deleted are reported by the
+ * node whose anchor names them. SQLite: one node, the anchor beside the
+ * database, checked the same. */
+static void test_r21_each_node_anchors_the_shared_trail(void **state)
+{
+    struct fx *f = *state;
+    char dir_b[300], path_b[400];
+    append_n(f, 10);                                /* node a */
+    snprintf(dir_b, sizeof(dir_b), "%s/node-b", f->dir);
+    assert_int_equal(mkdir(dir_b, 0700), 0);
+    if (!g_pg) {                                    /* one node */
+        verify_expect(f, f->v, 0, 0, NULL);
+        return;
+    }
+    audit_set_node_dir(f->db, dir_b);               /* node b's process */
+    append_n(f, 5);
+    snprintf(path_b, sizeof(path_b), "%s/state/audit.head", dir_b);
+    char *at_a = anchor_read(f), *at_b = file_read(path_b);
+    assert_non_null(strstr(at_a, "\nseq 10\n"));   /* lags: a's last */
+    assert_non_null(strstr(at_b, "\nseq 15\n"));   /* a's entries too */
+    verify_expect(f, f->v, 0, 0, NULL);
+    sql(f, "DELETE FROM audit WHERE seq > 12");
+    verify_expect(f, f->v, 1, 13, "the signed head anchor names entry 15");
+    audit_set_node_dir(f->db, f->dir);              /* node a: its anchor */
+    verify_expect(f, f->v, 0, 0, NULL);             /* names 10: intact */
+    free(at_a);
+    free(at_b);
 }
 
 /* R22: serve's sandbox lets it write nowhere in DIR itself, so the anchor
@@ -1098,21 +1140,23 @@ int main(void)
         T(test_r18_forged_chain_caught_by_checkpoint), \
         T(test_r18_corrupted_checkpoint_signature_detected), \
         T(test_r18_other_keystore_key_detected), \
-        T(test_r21_nodes_appending_together_keep_one_chain)
+        T(test_r21_nodes_appending_together_keep_one_chain), \
+        /* the signed head anchor: beside the database file (SQLite), in \
+         * the node's data dir (PostgreSQL) */ \
+        T(test_r18_truncation_detected_by_checkpoint_and_anchor), \
+        T(test_r18_anchor_file_matches_documented_format), \
+        T(test_r18_anchor_names_deleted_newest_entries), \
+        T(test_r18_anchor_catches_rewritten_newest_entries), \
+        T(test_r18_anchor_missing_or_forged_is_reported), \
+        T(test_r18_anchor_may_lag_never_lead), \
+        T(test_r18_anchor_kept_when_the_trail_was_cut), \
+        T(test_r18_anchor_window_older_anchor_put_back), \
+        T(test_r18_anchor_survives_key_rotation), \
+        T(test_r18_anchor_follows_concurrent_appenders), \
+        T(test_r21_each_node_anchors_the_shared_trail)
     const struct CMUnitTest sqlite[] = {
         BOTH,
-        /* the signed head anchor: a file beside the database file */
-        T(test_r18_truncation_detected_by_checkpoint_and_anchor),
-        T(test_r18_anchor_file_matches_documented_format),
-        T(test_r18_anchor_names_deleted_newest_entries),
-        T(test_r18_anchor_catches_rewritten_newest_entries),
-        T(test_r18_anchor_missing_or_forged_is_reported),
-        T(test_r18_anchor_may_lag_never_lead),
-        T(test_r18_anchor_kept_when_the_trail_was_cut),
-        T(test_r18_anchor_window_older_anchor_put_back),
         T(test_r22_anchor_of_an_older_data_dir_moves_into_state),
-        T(test_r18_anchor_survives_key_rotation),
-        T(test_r18_anchor_follows_concurrent_appenders),
     };
     const struct CMUnitTest postgresql[] = {
         BOTH,

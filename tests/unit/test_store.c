@@ -1454,23 +1454,37 @@ static void test_r21_nodes_refused_together_fold_into_one_burst(void **state)
     assert_int_equal(count_events(f->st, runs[0].ids[0], NULL, want), 1);
 }
 
-/* One node at a time leads cluster-wide work; when its connection ends
- * (the node died) the next node that asks leads. SQLite: the one node. */
-static void test_r21_one_node_leads_the_purge(void **state)
+/* One node at a time leads each cluster-wide job; when its connection
+ * ends (the node died) the next node that asks leads. Each job is its own
+ * lock: two nodes may lead different jobs. SQLite: the one node leads
+ * every job. */
+static void test_r21_one_node_leads_each_cluster_job(void **state)
 {
+    static const enum store_lead_job jobs[] = { STORE_LEAD_PURGE,
+        STORE_LEAD_DETECT, STORE_LEAD_NOTIFY };
     struct fx *f = *state;
     struct error err = {0};
     struct store *b = store_open(f->db, &err);
     assert_non_null(b);
-    assert_int_equal(store_lead(f->st, STORE_LEAD_PURGE, &err), 1);
-    assert_int_equal(store_lead(f->st, STORE_LEAD_PURGE, &err), 1);
-    assert_int_equal(store_lead(b, STORE_LEAD_PURGE, &err), g_pg ? 0 : 1);
+    for (size_t i = 0; i < 3; i++) {        /* a leads all, b none */
+        assert_int_equal(store_lead(f->st, jobs[i], &err), 1);
+        assert_int_equal(store_lead(f->st, jobs[i], &err), 1);
+        assert_int_equal(store_lead(b, jobs[i], &err), g_pg ? 0 : 1);
+    }
     store_close(f->st);                 /* the leading node is gone */
     f->st = store_open(f->db, &err);
     assert_non_null(f->st);
-    assert_int_equal(store_lead(b, STORE_LEAD_PURGE, &err), 1);
-    assert_int_equal(store_lead(f->st, STORE_LEAD_PURGE, &err), g_pg ? 0 : 1);
+    /* b takes the notifier over first; a, back, gets the other two */
+    assert_int_equal(store_lead(b, STORE_LEAD_NOTIFY, &err), 1);
+    assert_int_equal(store_lead(f->st, STORE_LEAD_NOTIFY, &err),
+                     g_pg ? 0 : 1);
+    assert_int_equal(store_lead(f->st, STORE_LEAD_PURGE, &err), 1);
+    assert_int_equal(store_lead(f->st, STORE_LEAD_DETECT, &err), 1);
+    assert_int_equal(store_lead(b, STORE_LEAD_PURGE, &err), g_pg ? 0 : 1);
+    assert_int_equal(store_lead(b, STORE_LEAD_DETECT, &err), g_pg ? 0 : 1);
+    assert_int_equal(store_lead(b, STORE_LEAD_NOTIFY, &err), 1);
     store_close(b);
+    assert_int_equal(store_lead(f->st, STORE_LEAD_NOTIFY, &err), 1);
 }
 
 /* A hop held for an MDN (AS2) whose node never released it goes when the
@@ -1777,7 +1791,7 @@ int main(void)
         T(test_r21_nodes_refused_together_fold_into_one_burst), \
         T(test_r21_nodes_beat_and_show_their_leases), \
         T(test_r20_backup_runs_are_recorded), \
-        T(test_r21_one_node_leads_the_purge), \
+        T(test_r21_one_node_leads_each_cluster_job), \
         T(test_r21_stale_holds_are_released), \
         T(test_r21_serve_start_releases_only_its_own_holds)
     const struct CMUnitTest sqlite[] = {
