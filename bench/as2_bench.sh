@@ -54,13 +54,17 @@
 #     SHA-256, inflate, vault write (AES-256-GCM encrypt + SHA-256 of the
 #     plaintext). "slowest stage" assumes every stage on its own core and
 #     all overlapped; "one thread" is A's chain then B's, one step after
-#     another (A packages into a temp file before it POSTs, so B's work
-#     cannot overlap A's).
+#     another (what a sender that packages into a temp file before it
+#     POSTs gets at best: the partner's "chunked": false; by default A
+#     streams the body into the POST as it is packaged, so B's work
+#     overlaps A's). BENCH_AS2_COMPRESS=no sends (b) uncompressed (no
+#     deflate/inflate stage; every stage sees every byte).
 #
 # Environment: BENCH_AS2_MSGS (500), BENCH_AS2_KIB (10), BENCH_AS2_MB (1024),
 # BENCH_AS2_DATA (edi|random), BENCH_AS2_PARTS ("small large"),
 # BENCH_AS2_MDN (sync): sync or async (the MDN comes back in its own POST
 # to the sender's listener; "sent" at A once it arrived and verified),
+# BENCH_AS2_COMPRESS (yes|no): compression in (b),
 # BENCH_AS2_ZLEVEL (6): the partners' compress_level in (b) and the level
 # of the python3 zlib limit, BENCH_AS2_KEEP=1 keeps the work dir,
 # BENCH_AS2_CONF: lines appended to
@@ -79,6 +83,7 @@ MB=${BENCH_AS2_MB:-1024}
 KIND=${BENCH_AS2_DATA:-edi}
 ZLEVEL=${BENCH_AS2_ZLEVEL:-6}
 MDN=${BENCH_AS2_MDN:-sync}
+COMPRESS=${BENCH_AS2_COMPRESS:-yes}
 PARTS=${BENCH_AS2_PARTS:-small large}
 WHARF=${BENCH_WHARF:-$ROOT/build/release/wharf}   # BENCH_WHARF: another build (before/after)
 PY=/usr/bin/python3
@@ -90,6 +95,7 @@ for tool in openssl "$PY"; do
     command -v "$tool" >/dev/null || die "$tool is needed (scripts/deps.sh installs it)"
 done
 case $KIND in edi|random) ;; *) die "BENCH_AS2_DATA must be edi or random" ;; esac
+case $COMPRESS in yes|no) ;; *) die "BENCH_AS2_COMPRESS must be yes or no" ;; esac
 make --no-print-directory -s -j2 build/release/wharf
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -150,7 +156,7 @@ hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -1; }
     echo "zlib $("$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)')"
     echo "version $("$WHARF" version 2>/dev/null | head -1)"
     echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_MDN=$MDN BENCH_AS2_CONF='${BENCH_AS2_CONF:-}'"
+    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_COMPRESS=$COMPRESS BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_MDN=$MDN BENCH_WHARF=$WHARF BENCH_AS2_CONF='${BENCH_AS2_CONF:-}'"
 } >"$OUT/machine.txt"
 note "machine: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2)"
 
@@ -390,7 +396,7 @@ with open(path, "wb") as f:
     os.fsync(f.fileno())
 PYEOF
     note "python3 zlib level $ZLEVEL: deflate and inflate of the first 64 MiB of it"
-    "$PY" - "$BIG" "$ZLEVEL" <<'PYEOF' >>"$RES"
+    [ "$COMPRESS" = yes ] && "$PY" - "$BIG" "$ZLEVEL" <<'PYEOF' >>"$RES"
 import sys, time, zlib
 with open(sys.argv[1], "rb") as f:
     data = f.read(64 << 20)
@@ -413,7 +419,7 @@ print("zlib_deflate_MBps %.1f" % (len(data) / dt / 1e6))
 print("zlib_inflate_MBps %.1f" % (len(data) / di / 1e6))
 print("zlib_ratio %.4f" % (len(z) / len(data)))
 PYEOF
-    import_flows true
+    import_flows "$([ "$COMPRESS" = yes ] && echo true || echo false)"
     start_servers large
     sleep 1
     # VmRSS (KiB) and utime+stime (ticks) of both servers every 0.5 s.
@@ -518,16 +524,18 @@ NP=$(nproc)
         read -r SLOW SER <<<"$(awk -v enc="$(get cbc_enc_MBps)" -v dec="$(get cbc_dec_MBps)" \
             -v sha="$(get sha256_MBps)" -v def="$(get zlib_deflate_MBps)" \
             -v inf="$(get zlib_inflate_MBps)" -v r="$(get zlib_ratio)" \
-            -v ge="$(get gcm_enc_MBps)" -v gd="$(get gcm_dec_MBps)" 'BEGIN {
+            -v ge="$(get gcm_enc_MBps)" -v gd="$(get gcm_dec_MBps)" -v comp="$COMPRESS" 'BEGIN {
             # A: vault read (gcm dec), deflate, sha256, cbc enc;
             # B: cbc dec, sha256, inflate, vault write (gcm enc + sha256)
+            # (uncompressed: no deflate, no inflate, every stage sees it all)
+            if (comp != "yes") { r = 1; def = 0; inf = 0 }
             a[1] = gd; a[2] = def; a[3] = sha / r; a[4] = enc / r
             a[5] = dec / r; a[6] = sha / r; a[7] = inf; a[8] = ge; a[9] = sha
             m = a[1]; t = 0
-            for (i = 1; i <= 9; i++) { if (a[i] < m) m = a[i]; t += 1 / a[i] }
+            for (i = 1; i <= 9; i++) { if (a[i] == 0) continue; if (a[i] < m) m = a[i]; t += 1 / a[i] }
             printf "%.1f %.1f\n", m, 1 / t }')"
         G=$(get large_as2_MBps)
-        printf '%-40s %12s  %-44s %10s  %6s\n' "(b) $MB MiB ($KIND), AS2 leg, MB/s" "$G" \
+        printf '%-40s %12s  %-44s %10s  %6s\n' "(b) $MB MiB ($KIND$([ "$COMPRESS" = yes ] || echo ", no zlib")), AS2 leg, MB/s" "$G" \
             "slowest stage (all overlapped)" "$SLOW" "$(ratio "$G" "$SLOW")"
         printf '%-40s %12s  %-44s %10s  %6s\n' "    ($(get large_as2_s) s; drop->sent $(get large_e2e_MBps) MB/s)" "" \
             "one thread, A's chain then B's (see header)" "$SER" "$(ratio "$G" "$SER")"

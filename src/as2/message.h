@@ -125,6 +125,9 @@ struct as2_packaged {
     enum as2_digest mic_digest;
     uint64_t payload_bytes;         /* read from the payload BIO */
     uint64_t body_bytes;            /* written to out */
+    /* The multipart/signed boundary the headers name (signed messages),
+     * chosen by as2_package_begin for as2_package_body. */
+    char boundary[MIME_BOUNDARY_BUFSZ];
 };
 
 /* Package everything read from payload (read once, to its end) into the
@@ -137,6 +140,20 @@ struct as2_packaged {
  * garbage. */
 int as2_package(const struct as2_package_opts *o, BIO *payload, BIO *out,
                 struct as2_packaged *res, struct error *err);
+
+/* as2_package in two steps, for a caller that sends the HTTP headers
+ * before the body is complete (a streamed, chunked POST): the headers
+ * depend on the options only, never on the body. as2_package_begin
+ * zeroes res and fills its headers, message_id, mic_digest and boundary
+ * (every option is checked here); as2_package_body then writes the body
+ * the headers describe to out and fills mic, payload_bytes and
+ * body_bytes (it touches nothing else of res, so another thread may read
+ * the headers meanwhile). as2_package is the two in a row: the bytes sent
+ * are the same either way. */
+int as2_package_begin(const struct as2_package_opts *o,
+                      struct as2_packaged *res, struct error *err);
+int as2_package_body(const struct as2_package_opts *o, BIO *payload,
+                     BIO *out, struct as2_packaged *res, struct error *err);
 void as2_packaged_free(struct as2_packaged *res);
 
 /* ---- receiving ------------------------------------------------------------------ */

@@ -176,7 +176,12 @@ int msg_fail_record(struct msg_fail *f, size_t rank, enum mdn_error code,
 /* ---- pipes ---- */
 
 /* One writer thread, one reader thread; a side is signalled only when it
- * waits. */
+ * waits, and then only once half the pipe is there to take (a waiting
+ * reader: half full; a waiting writer: half empty) or the other side is
+ * gone: one wake-up per half pipe, not per step (docs/performance.md,
+ * "Large messages streamed into the POST"). It cannot stall a pipeline: a
+ * writer waits only for space (the pipe is full, its reader was woken),
+ * never for its own reader's output, and closing wakes the reader. */
 struct msg_pipe {
     pthread_mutex_t mu;
     pthread_cond_t rcv, wcv;
@@ -205,7 +210,7 @@ static int pipe_read(void *ctx, char *out, int n)
         memcpy(out, p->buf + p->head, k);
         p->head = (p->head + k) % MSG_PIPE_CAP;
         p->len -= k;
-        if (p->wwait)
+        if (p->wwait && p->len <= MSG_PIPE_CAP / 2)
             pthread_cond_signal(&p->wcv);
         pthread_mutex_unlock(&p->mu);
         return (int)k;
@@ -244,7 +249,7 @@ static int pipe_write(void *ctx, const char *in, int n)
         memcpy(p->buf + tail, in + done, k);
         p->len += k;
         done += k;
-        if (p->rwait)
+        if (p->rwait && p->len >= MSG_PIPE_CAP / 2)
             pthread_cond_signal(&p->rcv);
     }
     pthread_mutex_unlock(&p->mu);

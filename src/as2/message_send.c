@@ -13,6 +13,11 @@
  * own thread (message_io.c) so the next can pull from it; the MIC is
  * digested from the bytes of the entity mic.h names, as they pass.
  *
+ * The HTTP headers (the outermost entity's and the AS2 ones) are made
+ * first, from the options alone (as2_package_begin: the multipart/signed
+ * boundary is chosen there), so that a caller can send them before the
+ * body exists (as2_package_body).
+ *
  * It owns the threads, pipes and small buffers of one call. It must never
  * read the payload twice or hold it whole, never put payload bytes or key
  * material in an error, and never return before every thread is joined.
@@ -382,6 +387,73 @@ static int check_opts(const struct as2_package_opts *o, struct error *err)
     return 0;
 }
 
+/* ---- the layers and the outermost entity's headers ---- */
+
+struct layers {
+    bool sign, enc;
+    bool c1;                        /* compressed before signing (or the
+                                     * only compression) */
+    bool c2;                        /* compressed after signing */
+    bool layered;                   /* any of them */
+};
+
+static struct layers layers_of(const struct as2_package_opts *o)
+{
+    struct layers l;
+    l.sign = o->signer != NULL;
+    l.enc = o->cipher != AS2_CIPHER_NONE;
+    l.c1 = o->compress != AS2_COMPRESS_NONE &&
+           (o->compress == AS2_COMPRESS_BEFORE_SIGNING || !l.sign);
+    l.c2 = o->compress == AS2_COMPRESS_AFTER_SIGNING && l.sign;
+    l.layered = l.sign || l.enc || l.c1 || l.c2;
+    return l;
+}
+
+static enum as2_micalg mic_alg_of(const struct as2_package_opts *o)
+{
+    return o->n_mdn_micalgs ? o->mdn_micalgs[0]
+           : o->signer ? micalg_of(o->signer->digest) : AS2_MICALG_SHA256;
+}
+
+/* The Content-Type of the multipart/signed with boundary. */
+static int signed_ct(const struct as2_package_opts *o, const char *boundary,
+                     char *ct, size_t cap, struct error *err)
+{
+    enum as2_micalg a = micalg_of(o->signer->digest);
+    return mime_signed_content_type(ct, cap, as2_micalg_name(a,
+                                        o->micalg_no_hyphen),
+                                    boundary, err);
+}
+
+/* The headers of the outermost entity (they become HTTP headers): they
+ * depend on the options and the boundary only, never on the body. */
+static int outer_headers(const struct as2_package_opts *o,
+                         const char *boundary, struct mime_headers *hs,
+                         struct error *err)
+{
+    struct layers l = layers_of(o);
+    if (l.enc) {
+        bool gcm = o->cipher >= AS2_CIPHER_AES128_GCM;
+        if (mime_headers_add(hs, "Content-Type", gcm
+                ? "application/pkcs7-mime; smime-type=authEnveloped-data; "
+                  "name=\"smime.p7m\""
+                : "application/pkcs7-mime; smime-type=enveloped-data; "
+                  "name=\"smime.p7m\"", err) != 0)
+            return -1;
+        return mime_headers_add(hs, "Content-Transfer-Encoding", "binary",
+                                err);
+    }
+    if (l.c2 || (l.c1 && !l.sign))
+        return compressed_headers(hs, err);
+    if (l.sign) {
+        char ct[512];
+        if (signed_ct(o, boundary, ct, sizeof(ct), err) != 0)
+            return -1;
+        return mime_headers_add(hs, "Content-Type", ct, err);
+    }
+    return content_headers(o, hs, err);
+}
+
 /* ---- the pipeline ---- */
 
 struct pipeline {
@@ -411,18 +483,15 @@ static int nomem(struct error *err)
     return error_set(err, "out of memory packaging the message");
 }
 
-/* Build and run the chain; headers of the outermost entity go to res. */
+/* Build and run the chain (the outermost entity's headers are
+ * outer_headers'). */
 static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
                struct as2_packaged *res, struct error *err)
 {
     const struct as2_package_opts *o = tx->o;
-    bool sign = o->signer != NULL, enc = o->cipher != AS2_CIPHER_NONE;
-    bool c1 = o->compress != AS2_COMPRESS_NONE &&
-              (o->compress == AS2_COMPRESS_BEFORE_SIGNING || !sign);
-    bool c2 = o->compress == AS2_COMPRESS_AFTER_SIGNING && sign;
-    bool layered = sign || enc || c1 || c2;
-    struct mime_headers outer;
-    mime_headers_init(&outer);
+    struct layers l = layers_of(o);
+    bool sign = l.sign, enc = l.enc, c1 = l.c1, c2 = l.c2;
+    bool layered = l.layered;
     int rc = 0;
 
     /* the content entity */
@@ -452,9 +521,6 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
                 rc = nomem(err);
         }
     }
-    if (rc == 0 && !layered)
-        for (size_t i = 0; rc == 0 && i < ch.count; i++)
-            rc = mime_headers_add(&outer, ch.h[i].name, ch.h[i].value, err);
     mime_headers_free(&ch);
 
     /* compressed before signing (or the only compression) */
@@ -476,9 +542,6 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
                 rc = nomem(err);
         } else if (rc == 0) {
             cur = p->st_c1.r;
-            for (size_t i = 0; rc == 0 && i < hs.count; i++)
-                rc = mime_headers_add(&outer, hs.h[i].name, hs.h[i].value,
-                                      err);
         }
         mime_headers_free(&hs);
     }
@@ -486,19 +549,12 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
     /* multipart/signed */
     if (rc == 0 && sign) {
         char ct[512];
-        enum as2_micalg a = micalg_of(o->signer->digest);
-        rc = mime_boundary_new(p->boundary, err);
-        if (rc == 0)
-            rc = mime_signed_content_type(ct, sizeof(ct),
-                                          as2_micalg_name(a,
-                                              o->micalg_no_hyphen),
-                                          p->boundary, err);
+        snprintf(p->boundary, sizeof(p->boundary), "%s", res->boundary);
+        rc = signed_ct(o, p->boundary, ct, sizeof(ct), err);
         bool inner = c2 || enc;
         if (rc == 0 && inner)
             rc = mime_header_write(&p->h_signed, "Content-Type", ct, err) ||
                  mime_buf_puts(&p->h_signed, "\r\n", err) ? -1 : 0;
-        else if (rc == 0)
-            rc = mime_headers_add(&outer, "Content-Type", ct, err);
         if (rc == 0) {
             p->sign = (struct sign_stage){tx, cur, NULL,
                                           p->h_signed.data ? p->h_signed.data
@@ -527,9 +583,6 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
                 rc = nomem(err);
         } else if (rc == 0) {
             cur = p->st_c2.r;
-            for (size_t i = 0; rc == 0 && i < hs.count; i++)
-                rc = mime_headers_add(&outer, hs.h[i].name, hs.h[i].value,
-                                      err);
         }
         mime_headers_free(&hs);
     }
@@ -542,17 +595,7 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
         rc = nomem(err);
     if (rc == 0 && enc) {
         struct as2_encrypt_opts eo = {o->cipher, o->kt, &o->recipient, 1};
-        bool gcm = o->cipher >= AS2_CIPHER_AES128_GCM;
-        rc = mime_headers_add(&outer, "Content-Type", gcm
-                ? "application/pkcs7-mime; smime-type=authEnveloped-data; "
-                  "name=\"smime.p7m\""
-                : "application/pkcs7-mime; smime-type=enveloped-data; "
-                  "name=\"smime.p7m\"", err);
-        if (rc == 0)
-            rc = mime_headers_add(&outer, "Content-Transfer-Encoding",
-                                  "binary", err);
-        if (rc == 0)
-            rc = as2_cms_encrypt(&eo, cur, sink, err);
+        rc = as2_cms_encrypt(&eo, cur, sink, err);
     } else if (rc == 0) {
         unsigned char *buf = malloc(MSG_CHUNK);
         long r = 1;
@@ -586,27 +629,21 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
             rc = -1;
         }
     }
-    if (rc == 0)
-        for (size_t i = 0; rc == 0 && i < outer.count; i++)
-            rc = mime_headers_add(&res->headers, outer.h[i].name,
-                                  outer.h[i].value, err);
-    mime_headers_free(&outer);
     res->payload_bytes = p->content.bytes;
     res->body_bytes = p->count.n;
     return rc;
 }
 
-int as2_package(const struct as2_package_opts *o, BIO *payload, BIO *out,
-                struct as2_packaged *res, struct error *err)
+int as2_package_begin(const struct as2_package_opts *o,
+                      struct as2_packaged *res, struct error *err)
 {
     struct error local;
     if (err == NULL)
         err = &local;
     memset(res, 0, sizeof(*res));
     mime_headers_init(&res->headers);
-    if (o == NULL || payload == NULL || out == NULL)
-        return error_set(err, "cannot package: no options, payload or "
-                         "output");
+    if (o == NULL)
+        return error_set(err, "cannot package: no options");
     if (check_opts(o, err) != 0)
         return -1;
     if (o->message_id != NULL) {
@@ -617,11 +654,33 @@ int as2_package(const struct as2_package_opts *o, BIO *payload, BIO *out,
                                   o->host, err) != 0) {
         return -1;
     }
-    enum as2_micalg mic_alg = o->n_mdn_micalgs ? o->mdn_micalgs[0]
-                              : o->signer ? micalg_of(o->signer->digest)
-                              : AS2_MICALG_SHA256;
+    enum as2_micalg mic_alg = mic_alg_of(o);
     res->mic_digest = msg_digest_of(mic_alg);
+    if (o->signer != NULL && mime_boundary_new(res->boundary, err) != 0)
+        return -1;
+    /* the content entity's headers are checked even when inner */
+    struct mime_headers ch;
+    mime_headers_init(&ch);
+    int rc = content_headers(o, &ch, err);
+    mime_headers_free(&ch);
+    if (rc == 0)
+        rc = outer_headers(o, res->boundary, &res->headers, err);
+    if (rc == 0)
+        rc = as2_headers(o, res, mic_alg, err);
+    return rc;
+}
 
+int as2_package_body(const struct as2_package_opts *o, BIO *payload,
+                     BIO *out, struct as2_packaged *res, struct error *err)
+{
+    struct error local;
+    if (err == NULL)
+        err = &local;
+    res->mic[0] = '\0';
+    if (o == NULL || payload == NULL || out == NULL)
+        return error_set(err, "cannot package: no options, payload or "
+                         "output");
+    enum as2_micalg mic_alg = mic_alg_of(o);
     struct tx tx = {.o = o};
     msg_fail_init(&tx.fail);
     struct pipeline *p = calloc(1, sizeof(*p));
@@ -637,8 +696,6 @@ int as2_package(const struct as2_package_opts *o, BIO *payload, BIO *out,
         if (rc != 0 && tx.fail.set)
             *err = tx.fail.err;
     }
-    if (rc == 0)
-        rc = as2_headers(o, res, mic_alg, err);
     if (rc == 0) {
         char b64[AS2_MIC_MAX];
         rc = as2_mic_final_b64(tx.mic, b64, sizeof(b64), err);
@@ -661,6 +718,20 @@ int as2_package(const struct as2_package_opts *o, BIO *payload, BIO *out,
     if (rc != 0)
         res->mic[0] = '\0';
     return rc;
+}
+
+int as2_package(const struct as2_package_opts *o, BIO *payload, BIO *out,
+                struct as2_packaged *res, struct error *err)
+{
+    if (payload == NULL || out == NULL) {
+        memset(res, 0, sizeof(*res));
+        mime_headers_init(&res->headers);
+        return error_set(err, "cannot package: no options, payload or "
+                         "output");
+    }
+    if (as2_package_begin(o, res, err) != 0)
+        return -1;
+    return as2_package_body(o, payload, out, res, err);
 }
 
 void as2_packaged_free(struct as2_packaged *res)

@@ -22,10 +22,14 @@
  * for the partner's current certificate, per its settings) into memory
  * when the payload is at most AS2_MEM_BODY_MAX (the packaged body of such
  * a message is at most ~1.4 times that: a few MiB for all the sends in
- * flight), else into an anonymous O_TMPFILE in the data directory (never
- * linked: gone if the process dies), which is POSTed with its
- * Content-Length through net/client.c (the TLS policy, the partner's CA
- * and pin, proxies). Small messages thus cost no inode each.
+ * flight), POSTed with its Content-Length through net/client.c (the TLS
+ * policy, the partner's CA and pin, proxies). A larger one is streamed
+ * into its POST while it is packaged (chunked transfer encoding; see
+ * "streaming" below), so the partner unpacks while we package; for a
+ * partner with "chunked": false it is packaged into an anonymous
+ * O_TMPFILE in the data directory (never linked: gone if the process
+ * dies) first and POSTed with its Content-Length. Small messages thus
+ * cost no inode each.
  *   - MDN none: a 2xx is the receipt.
  *   - MDN sync: the MDN in the response must verify (signed when the
  *     partner says so), say "processed" for our Message-ID and carry the
@@ -54,6 +58,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +260,8 @@ BIO *as2_bio_reader(as2_read_fn fn, void *ud, struct error *err)
 struct payload_src {
     struct payload_reader *r;
     int64_t left;
+    int failed;                     /* err says why */
+    struct error err;
 };
 
 static ssize_t payload_src_read(void *ud, void *buf, size_t n,
@@ -263,9 +270,10 @@ static ssize_t payload_src_read(void *ud, void *buf, size_t n,
     struct payload_src *p = ud;
     ssize_t got = message_payload_read(p->r, buf, n, err);
     if (got > 0 && (p->left -= got) < 0)
-        return error_set(err, "the payload is longer than its recorded size");
+        got = error_set(err, "the payload is longer than its recorded size");
     if (got == 0 && p->left != 0)
-        return error_set(err, "the payload is shorter than its recorded size");
+        got = error_set(err, "the payload is shorter than its recorded size");
+    p->failed |= got < 0;
     return got;
 }
 
@@ -447,10 +455,28 @@ struct send {
     int fd;                     /* the packaged body (O_TMPFILE), or -1 */
     BIO *mem;                   /* or it, in memory (small messages) */
     char **hdrs;                /* "Name: value" list, NULL-terminated */
+    /* or streamed while it is packaged (stream_start): the packaging
+     * thread writes into a pipe the POST reads */
+    int streamed;
+    struct connector *c;
+    struct delivery *d;
+    int pipe_r, pipe_w;         /* -1 when closed */
+    pthread_t th;
+    int th_started, th_joined;
+    int pkg_rc;                 /* the thread's as2_package_body result */
+    struct error pkg_err;
+    int pkg_failed;             /* the POST was aborted for it */
+    int body_done;              /* the whole body went to the POST */
+    int wait_added;             /* async: the wait exists (wait_add) */
+    int wait_failed;            /* async: the wait could not be added */
+    struct error wait_err;
 };
+
+static void stream_stop(struct send *sd);
 
 static void send_done(struct send *sd)
 {
+    stream_stop(sd);
     as2_packaged_free(&sd->res);
     if (sd->fd >= 0)
         close(sd->fd);
@@ -565,6 +591,31 @@ static BIO *send_sink(struct connector *c, const struct message *m,
     return out;
 }
 
+/* The body of m (headers in sd->res: as2_package_begin) into out. A
+ * payload that cannot be read (the vault's integrity check) is the
+ * reason given, not the packaging's consequence of it. */
+static int package_body(struct send *sd, const struct message *m, BIO *out,
+                        struct error *err)
+{
+    struct payload_src src = { .r = message_payload_open(m, err),
+                               .left = m->size };
+    BIO *in = src.r ? as2_bio_reader(payload_src_read, &src, &src.err)
+                    : NULL;
+    if (src.r && in == NULL)
+        *err = src.err;
+    int rc = in ? as2_package_body(&sd->po, in, out, &sd->res, err) : -1;
+    if (rc != 0 && src.failed) {
+        *err = src.err;
+        error_prefix(err, "cannot read the payload");
+    }
+    if (rc == 0 && BIO_flush(out) != 1)
+        rc = error_set(err, "cannot write the packaged message");
+    BIO_free(in);
+    if (src.r)
+        message_payload_close(src.r);
+    return rc;
+}
+
 /* Package m into sd->mem or sd->fd (send_sink), ready to be read. */
 static int send_package(struct connector *c, const struct message *m,
                         struct send *sd, struct error *err)
@@ -572,20 +623,131 @@ static int send_package(struct connector *c, const struct message *m,
     BIO *out = send_sink(c, m, sd, err);
     if (out == NULL)
         return -1;
-    struct payload_src src = { .r = message_payload_open(m, err),
-                               .left = m->size };
-    BIO *in = src.r ? as2_bio_reader(payload_src_read, &src, err) : NULL;
-    int rc = in ? as2_package(&sd->po, in, out, &sd->res, err) : -1;
-    if (rc == 0 && BIO_flush(out) != 1)
-        rc = error_set(err, "cannot write the packaged message");
-    BIO_free(in);
+    int rc = as2_package_begin(&sd->po, &sd->res, err);
+    if (rc == 0)
+        rc = package_body(sd, m, out, err);
     if (out != sd->mem)
         BIO_free(out);
-    if (src.r)
-        message_payload_close(src.r);
     if (rc == 0 && sd->fd >= 0 && lseek(sd->fd, 0, SEEK_SET) != 0)
         rc = error_errno(err, errno, "cannot rewind the packaged message");
     return rc;
+}
+
+/* ---- streaming the packaged body into the POST ----------------------------
+ * A message over AS2_MEM_BODY_MAX whose partner allows it (partner key
+ * "chunked", default true) is not packaged into a file first: its headers
+ * come from as2_package_begin, then a thread of its own runs
+ * as2_package_body into a pipe (bounded: the kernel's pipe buffer) while
+ * the POST reads the other end and sends it chunked, so the partner
+ * decrypts and verifies while we still compress, sign and encrypt. The
+ * body ends (the final 0-chunk) only once the thread succeeded; when it
+ * fails, the POST is aborted before that end and the hop fails with the
+ * packaging error, as a failure of send_package does. */
+
+#define AS2_PIPE_BYTES (1024 * 1024)
+
+static void *stream_main(void *arg)
+{
+    struct send *sd = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);       /* a POST gone away gives EPIPE */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    BIO *out = BIO_new_fd(sd->pipe_w, BIO_NOCLOSE);
+    int rc = out ? package_body(sd, sd->d->msg, out, &sd->pkg_err)
+                 : error_set(&sd->pkg_err, "out of memory");
+    BIO_free(out);
+    close(sd->pipe_w);              /* the reader's end of the body */
+    sd->pipe_w = -1;
+    sd->pkg_rc = rc;
+    return NULL;
+}
+
+/* The pipe and the packaging thread; the headers are in sd->res. */
+static int stream_start(struct connector *c, struct delivery *d,
+                        struct send *sd, struct error *err)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return error_errno(err, errno, "cannot make a pipe");
+    (void)fcntl(fds[1], F_SETPIPE_SZ, AS2_PIPE_BYTES);  /* or the default */
+    sd->pipe_r = fds[0];
+    sd->pipe_w = fds[1];
+    sd->c = c;
+    sd->d = d;
+    sd->streamed = 1;
+    int e = pthread_create(&sd->th, NULL, stream_main, sd);
+    if (e != 0) {
+        close(sd->pipe_w);
+        sd->pipe_w = -1;
+        return error_errno(err, e, "cannot start the packaging thread");
+    }
+    sd->th_started = 1;
+    return 0;
+}
+
+/* Wait for the packaging thread: its result. */
+static int stream_join(struct send *sd)
+{
+    if (sd->th_started && !sd->th_joined) {
+        pthread_join(sd->th, NULL);
+        sd->th_joined = 1;
+    }
+    return sd->th_started ? sd->pkg_rc : -1;
+}
+
+/* After the POST: the thread, if it still writes, fails on the closed
+ * pipe and ends. */
+static void stream_stop(struct send *sd)
+{
+    if (!sd->streamed)
+        return;
+    if (sd->pipe_r >= 0)
+        close(sd->pipe_r);
+    sd->pipe_r = -1;
+    stream_join(sd);
+    if (sd->pipe_w >= 0)
+        close(sd->pipe_w);
+    sd->pipe_w = -1;
+}
+
+static int wait_add(struct connector *c, const struct delivery *d,
+                    const struct send *sd, struct error *err);
+
+/* The POST's body: what the thread writes; at its end, the body is
+ * complete only when the thread succeeded (-1 aborts the POST: no final
+ * 0-chunk). An asynchronous MDN's wait is added then, once the MIC is
+ * known and before the partner has the whole message. */
+static ssize_t stream_read(struct send *sd, void *buf, size_t n,
+                           struct error *err)
+{
+    ssize_t got;
+    do {
+        got = read(sd->pipe_r, buf, n);
+    } while (got < 0 && errno == EINTR);
+    if (got != 0)
+        return got > 0 ? got : error_errno(err, errno, "cannot read the "
+                                           "packaged message");
+    if (stream_join(sd) != 0) {
+        sd->pkg_failed = 1;
+        *err = sd->pkg_err;
+        return -1;
+    }
+    if (sd->po.mdn == AS2_MDN_ASYNC &&
+        wait_add(sd->c, sd->d, sd, &sd->wait_err) < 0) {
+        sd->wait_failed = 1;
+        *err = sd->wait_err;
+        return -1;
+    }
+    sd->wait_added = sd->po.mdn == AS2_MDN_ASYNC;
+    sd->body_done = 1;
+    return 0;
+}
+
+/* Stream m into its POST rather than package it first? */
+static int stream_wanted(const struct as2_state *s, const struct message *m)
+{
+    return m->size > AS2_MEM_BODY_MAX && partner_bool(s->part, "chunked", 1);
 }
 
 static int send_headers(struct send *sd, struct error *err)
@@ -608,6 +770,8 @@ static int send_headers(struct send *sd, struct error *err)
 static ssize_t body_read(void *ud, void *buf, size_t n, struct error *err)
 {
     struct send *sd = ud;
+    if (sd->streamed)
+        return stream_read(sd, buf, n, err);
     if (sd->mem) {
         int got = BIO_read(sd->mem, buf, n > INT_MAX ? INT_MAX : (int)n);
         return got > 0 ? got : 0;
@@ -665,17 +829,37 @@ static enum wh_status send_post(struct connector *c, struct delivery *d,
     struct net_client_req req = {
         .method = "POST", .url = s->part->url,
         .headers = (const char *const *)sd->hdrs,
-        .body_len = (int64_t)sd->res.body_bytes, .read = body_read,
+        .body_len = sd->streamed ? NET_CLIENT_BODY_STREAMED
+                                 : (int64_t)sd->res.body_bytes,
+        .read = body_read,
         .read_ud = sd,
         /* only a synchronous MDN is read (up to MDN_RESPONSE_MAX) */
         .write = sd->po.mdn == AS2_MDN_SYNC ? NULL : net_client_discard,
     };
     struct net_client_resp resp;
-    conn_log(c, LOG_DEBUG, d->msg->id, "AS2 %s to %s (%llu bytes)",
-             sd->res.message_id, s->part->url,
-             (unsigned long long)sd->res.body_bytes);
+    if (sd->streamed)
+        conn_log(c, LOG_DEBUG, d->msg->id, "AS2 %s to %s (streamed as it "
+                 "is packaged, chunked)", sd->res.message_id, s->part->url);
+    else
+        conn_log(c, LOG_DEBUG, d->msg->id, "AS2 %s to %s (%llu bytes)",
+                 sd->res.message_id, s->part->url,
+                 (unsigned long long)sd->res.body_bytes);
     enum wh_status st = net_client_request(&s->opts, &req, &resp, &d->err);
-    if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
+    if (sd->streamed && !sd->body_done)
+        stream_stop(sd);            /* cut off: the thread ends on EPIPE */
+    int early = st == WH_OK && sd->streamed && !sd->body_done;
+    if (sd->pkg_failed) {           /* as when send_package fails */
+        st = WH_FAIL;
+        d->err = sd->pkg_err;
+    } else if (sd->wait_failed) {
+        st = WH_RETRY;
+        d->err = sd->wait_err;
+    } else if (early && resp.status >= 200 && resp.status <= 299) {
+        /* a 2xx before the end of the body: not a delivery */
+        st = WH_RETRY;
+        error_set(&d->err, "HTTP %ld from %s before the whole message was "
+                  "sent", resp.status, s->part->url);
+    } else if (st == WH_OK && (resp.status < 200 || resp.status > 299)) {
         st = net_client_status_class(resp.status);
         error_set(&d->err, "HTTP %ld from %s", resp.status, s->part->url);
     } else if (st == WH_OK && sd->po.mdn == AS2_MDN_SYNC) {
@@ -703,20 +887,26 @@ static enum wh_status send_once(struct connector *c, struct delivery *d)
     struct send sd;
     memset(&sd, 0, sizeof(sd));
     sd.fd = -1;
+    sd.pipe_r = sd.pipe_w = -1;
+    int stream = stream_wanted(c->state, d->msg);
     if (send_opts(c, d->msg, &sd, &d->err) < 0 ||
-        send_package(c, d->msg, &sd, &d->err) < 0 ||
-        send_headers(&sd, &d->err) < 0) {
+        (stream ? as2_package_begin(&sd.po, &sd.res, &d->err)
+                : send_package(c, d->msg, &sd, &d->err)) < 0 ||
+        send_headers(&sd, &d->err) < 0 ||
+        (stream && stream_start(c, d, &sd, &d->err) < 0)) {
         send_done(&sd);
         return WH_FAIL;
     }
-    /* the wait exists before the partner can answer it */
+    /* the wait exists before the partner can answer it (streamed: added
+     * at the end of the body, stream_read) */
     int async = sd.po.mdn == AS2_MDN_ASYNC;
-    if (async && wait_add(c, d, &sd, &d->err) < 0) {
+    if (async && !stream && wait_add(c, d, &sd, &d->err) < 0) {
         send_done(&sd);
         return WH_RETRY;
     }
+    sd.wait_added = async && !stream;
     enum wh_status st = send_post(c, d, &sd);
-    if (async && st != WH_AGAIN)
+    if (sd.wait_added && st != WH_AGAIN)
         wait_cancel(c, d);
     send_done(&sd);
     return st;

@@ -767,6 +767,9 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
         if (info.mdn_error == MDN_ERROR_NONE && !info.unsupported_micalg)
             info.mdn_error = MDN_ERROR_UNEXPECTED_PROCESSING_ERROR;
         char id[ID_LEN + 1] = "";
+        if (src.cut)        /* the cause, not what unpack made of it */
+            error_set(&err, "the body could not be read (cut off or timed "
+                      "out before its end)");
         int first = refused(c, x, &info, err.msg, src.cut, id);
         answer(c, x, id, first, &info, info.mdn_error, NULL, 400, err.msg);
         return WH_OK;

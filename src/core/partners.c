@@ -206,7 +206,7 @@ static int partner_enums(const json_t *p, const char *who, struct error *err)
     static const char *const BOOLS[] = { "compress", "mdn_signed",
         "accept_unsigned", "accept_unencrypted", "sign_pss", "encrypt_oaep",
         "canonicalize", "insecure", "allow_plain_mdn_url", "require_mic",
-        NULL };
+        "chunked", NULL };
     for (size_t i = 0; BOOLS[i]; i++) {
         const json_t *v = json_object_get(p, BOOLS[i]);
         if (v && !json_is_boolean(v))
@@ -264,7 +264,8 @@ static int partner_check(const json_t *p, size_t idx, struct error *err)
         "allow_encrypt", "async_mdn_url", "pin_sha256", "proxy", "sign_pss",
         "encrypt_oaep", "transfer_encoding", "canonicalize",
         "compress_order", "micalg_spelling", "insecure",
-        "allow_plain_mdn_url", "require_mic", "compress_level", NULL };
+        "allow_plain_mdn_url", "require_mic", "compress_level", "chunked",
+        NULL };
     if (!json_is_object(p))
         return error_set(err, "partners[%zu] must be an object", idx);
     const char *who = json_string_value(json_object_get(p, "name"));

@@ -33,7 +33,10 @@
  * [false: payloads go byte for byte; true: text line ends become CRLF
  * before signing], "compress_order" ("before_sign" | "after_sign")
  * [before_sign], "compress_level" (zlib's 1 fastest .. 9 smallest) [6],
- * "micalg_spelling" ("rfc" = sha-256 | "plain" = sha256) [rfc].
+ * "micalg_spelling" ("rfc" = sha-256 | "plain" = sha256) [rfc],
+ * "chunked" [true: a large message is streamed into its POST with chunked
+ * transfer encoding; false: packaged whole first, sent with a
+ * Content-Length] (connectors/as2.c).
  */
 #ifndef WHARF_PARTNERS_H
 #define WHARF_PARTNERS_H

@@ -401,10 +401,29 @@ struct xfer {
     struct error write_err;
 };
 
+static int has_body(const struct net_client_req *r)
+{
+    return r->body_len >= 0 || r->body_len == NET_CLIENT_BODY_STREAMED;
+}
+
+/* A body of unknown length: what read gives, to its end. */
+static size_t on_read_streamed(struct xfer *x, char *buf, size_t n)
+{
+    ssize_t got = x->req->read(x->req->read_ud, buf, n, &x->read_err);
+    if (got < 0) {
+        x->read_failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    x->sent += got;
+    return (size_t)got;
+}
+
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 {
     struct xfer *x = ud;
     size_t n = size * nitems;
+    if (x->req->body_len == NET_CLIENT_BODY_STREAMED)
+        return on_read_streamed(x, buf, n);
     int64_t left = x->req->body_len - x->sent;
     if (left <= 0)
         return 0;
@@ -693,18 +712,21 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
     const char *m = r->method ? r->method : "POST";
     if (strcmp(m, "HEAD") == 0) {
         OPT(CURLOPT_NOBODY, 1L);
-    } else if (r->body_len >= 0 && strcmp(m, "POST") == 0) {
+    } else if (has_body(r) && strcmp(m, "POST") == 0) {
+        /* -1: unknown, sent chunked (HTTP/1.1) */
         OPT(CURLOPT_POST, 1L);
-        OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-    } else if (r->body_len >= 0) {
+        OPT(CURLOPT_POSTFIELDSIZE_LARGE, r->body_len >= 0
+            ? (curl_off_t)r->body_len : (curl_off_t)-1);
+    } else if (has_body(r)) {
         OPT(CURLOPT_UPLOAD, 1L);
-        OPT(CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        OPT(CURLOPT_INFILESIZE_LARGE, r->body_len >= 0
+            ? (curl_off_t)r->body_len : (curl_off_t)-1);
         if (strcmp(m, "PUT") != 0)
             OPT(CURLOPT_CUSTOMREQUEST, m);
     } else if (strcmp(m, "GET") != 0) {
         OPT(CURLOPT_CUSTOMREQUEST, m);
     }
-    if (r->body_len >= 0) {
+    if (has_body(r)) {
         OPT(CURLOPT_READFUNCTION, on_read);
         OPT(CURLOPT_READDATA, x);
     }
@@ -738,7 +760,7 @@ enum wh_status net_client_request(const struct net_client_opts *o,
     memset(resp, 0, sizeof(*resp));
     if (net_client_url_check(r->url, o->insecure, err) < 0)
         return WH_FAIL;
-    if (r->body_len >= 0 && r->read == NULL)
+    if (has_body(r) && r->read == NULL)
         return error_set(err, "a body needs a read function"), WH_FAIL;
     if (!net_curl_ready())
         return error_set(err, "cannot initialize libcurl"), WH_RETRY;

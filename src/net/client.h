@@ -134,6 +134,8 @@ struct net_client_opts {
 typedef ssize_t (*net_client_read_fn)(void *ud, void *buf, size_t n,
                                       struct error *err);
 
+#define NET_CLIENT_BODY_STREAMED (-2)
+
 struct net_client_req {
     const char *method;         /* "POST", "PUT", "HEAD", "OPTIONS", "GET" */
     const char *url;
@@ -141,7 +143,12 @@ struct net_client_req {
     const char *user;           /* basic auth with password, or NULL */
     const struct secret *password;
     const struct secret *bearer;        /* Authorization: Bearer, or NULL */
-    int64_t body_len;           /* exact Content-Length; -1: no body */
+    /* The exact Content-Length; -1: no body; NET_CLIENT_BODY_STREAMED: a
+     * body of unknown length, read until read returns 0 and sent as it
+     * comes (HTTP/1.1: Transfer-Encoding: chunked; HTTP/2: DATA frames).
+     * A read that fails aborts it before its end (no final 0-chunk): the
+     * server never sees a complete body. */
+    int64_t body_len;
     net_client_read_fn read;
     void *read_ud;
     /* The response body: streamed to write (then resp->body is NULL), or

@@ -479,6 +479,28 @@ def objects(data, cwd):
 # ---- the receiver -----------------------------------------------------------
 
 
+def read_body(handler):
+    """A request's body by its Content-Length, or its chunked framing
+    decoded (RFC 9112 7.1; trailers skipped), as a server must accept
+    both: http.server does not decode chunked bodies itself."""
+    te = (handler.headers.get("Transfer-Encoding") or "").lower()
+    if te != "chunked":
+        return handler.rfile.read(int(handler.headers.get("Content-Length")
+                                      or 0))
+    out = []
+    while True:
+        line = handler.rfile.readline(1024)
+        size = int(line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while handler.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(out)
+        data = handler.rfile.read(size)
+        assert len(data) == size, "the chunked body ended early"
+        out.append(data)
+        assert handler.rfile.read(2) == CRLF, "a chunk without its CRLF"
+
+
 class As2Receiver:
     """An AS2 partner's HTTPS endpoint written with the openssl CLI.
 
@@ -529,8 +551,7 @@ class As2Receiver:
                 pass
 
             def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n)
+                body = read_body(self)
                 status, hdrs, out = rec.handle(self.path, list(
                     self.headers.items()), body)
                 self.send_response(status)

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from as2_cli import read_body
 from conftest import serve_http
 
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "host",
@@ -138,9 +139,9 @@ class Recorder:
                 pass
 
             def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
+                # by its Content-Length or chunked (a large message)
                 req = Request(self.path, self.headers.items(),
-                              self.rfile.read(n))
+                              read_body(self))
                 rec.requests.append(req)
                 resp = rec.handle(req)
                 rec.responses.append(resp)

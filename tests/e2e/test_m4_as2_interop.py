@@ -26,6 +26,7 @@ of Wharf's C code (src/as2/cms_zlib.c).
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -307,6 +308,45 @@ def test_m4_interop_inbound_async_mdn(tmp_path, wharf, start_server,
     b.server.stop()
 
 
+def curl_post(url, cafile, headers, body, d, chunked=True):
+    """POST body with the curl CLI (chunked: `Transfer-Encoding: chunked`,
+    so curl sends it in chunks without a Content-Length); returns (status,
+    headers [(name, value)], body) of the response."""
+    (d / "req.bin").write_bytes(body)
+    args = ["curl", "-sS", "--http1.1", "--cacert", str(cafile),
+            "-X", "POST", "--data-binary", "@req.bin", "-D", "resp.hdr",
+            "-o", "resp.bin", "-H", "Expect:"]
+    for k, v in headers:
+        args += ["-H", f"{k}: {v}"]
+    if chunked:
+        args += ["-H", "Transfer-Encoding: chunked"]
+    p = subprocess.run(args + [url], cwd=d, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = (d / "resp.hdr").read_bytes().decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = [tuple(x.strip() for x in line.split(":", 1))
+            for line in lines[1:] if ":" in line]
+    return status, hdrs, (d / "resp.bin").read_bytes()
+
+
+def test_m4_interop_inbound_chunked_curl(tmp_path, wharf, start_server,
+                                         sender, pki):
+    """Issue 14: a message POSTed by curl with Transfer-Encoding:
+    chunked (no Content-Length), as a streaming sender does: B takes it
+    like any other, signed MDN with the MIC openssl dgst computes."""
+    b = wharf_b(wharf, tmp_path, start_server, sender, pki, compress=True)
+    payload = edi(8) * 40 + os.urandom(300 * 1024)
+    ent = content_entity(payload, "po-8.edi")
+    headers, body, scope = build(sender, b, ent, compress="before")
+    mid, hdrs = sender.request(b.as2_id, headers, body)
+    status, rh, rb = curl_post(b.url, b.tls_cert, hdrs, body, sender.dir)
+    check_mdn(b, sender, mid, status, rh, rb, scope, "sha-256", sender.dir)
+    wait_until(lambda: arrived(b, "po-8.edi"), timeout=30,
+               desc="po-8.edi in B's inbox")
+    assert (b.inbox / "po-8.edi").read_bytes() == payload
+    b.server.stop()
+
+
 def test_m4_interop_inbound_refusals(tmp_path, wharf, start_server, sender,
                                      pki):
     """What B must refuse, each answered by a signed MDN (verified by the
@@ -491,6 +531,9 @@ def test_m4_interop_outbound(wharf, start_server, peer, side_a, receiver,
     assert cli.hget(h, "AS2-From").strip('"') == "wharf-a"
     assert cli.hget(h, "AS2-To").strip('"') == "cli-b"
     assert cli.hget(h, "Receipt-Delivery-Option") is None
+    # over 256 KiB: streamed into the POST as it was packaged (issue 14)
+    assert cli.hget(h, "Transfer-Encoding") == "chunked", h
+    assert cli.hget(h, "Content-Length") is None, h
     if algs:
         kt, cipher = algs
         found = rec["asn1"].split("\n")
@@ -504,8 +547,32 @@ def test_m4_interop_outbound(wharf, start_server, peer, side_a, receiver,
     assert rec["mic"] in hop["receipt"], (rec["mic"], hop)
 
 
+def test_m4_interop_outbound_chunked_off(wharf, start_server, peer, side_a,
+                                         receiver, pki):
+    """A partner with "chunked": false (one that needs a Content-Length):
+    the same large message is packaged first and POSTed with its exact
+    Content-Length, no Transfer-Encoding; the receiver unpacks it."""
+    recv = receiver()
+    a = start_a(wharf, start_server, side_a, peer, recv.url, pki["ca"],
+                chunked=False, compress=True)
+    payload = os.urandom(600 * 1024)
+    drop_file(a.outbox, "whole.bin", payload)
+    wait_until(lambda: finished(wharf, a), timeout=60,
+               desc="A's message finished")
+    a.server.stop()
+    rec = recv.got[0]
+    assert "error" not in rec, rec["error"]
+    assert state_of(wharf, a) == "sent", the_hop(wharf, a)
+    assert rec["payload"] == payload
+    h = rec["headers"]
+    assert cli.hget(h, "Transfer-Encoding") is None, h
+    assert cli.hget(h, "Content-Length") == str(len(rec["body"])), h
+    assert rec["mic"] in the_hop(wharf, a)["receipt"]
+
+
+@pytest.mark.parametrize("size", [100 * 1024, 600 * 1024])
 def test_m4_interop_outbound_async_mdn(wharf, start_server, peer, side_a,
-                                       receiver, pki):
+                                       receiver, pki, size):
     """mdn async: the CLI receiver answers 200 and later POSTs its signed
     MDN to A's /as2/mdn (over TLS, trusting A's listener certificate); A
     waits, not "sent", until then, and checks it. Waiting is no failed
@@ -516,7 +583,8 @@ def test_m4_interop_outbound_async_mdn(wharf, start_server, peer, side_a,
     recv.async_hold = threading.Event()
     a = start_a(wharf, start_server, side_a, peer, recv.url, pki["ca"],
                 mdn="async", compress=True)
-    payload = os.urandom(100 * 1024)
+    # 600 KiB: streamed (chunked), the wait added at the end of the body
+    payload = os.urandom(size)
     drop_file(a.outbox, "late.bin", payload)
     wait_until(lambda: recv.got, timeout=60, desc="A's AS2 request")
     wait_until(lambda: "waiting for the asynchronous MDN" in " ".join(

@@ -3,6 +3,10 @@
 signed synchronous MDN, and the peak RSS (VmHWM) of both `wharf serve`
 processes stays under 64 MiB: neither side can hold the file, its
 compressed, signed or encrypted form, or the request body in memory.
+Both ways of sending it (issue 14): streamed into the POST while it is
+packaged (chunked, the default), and packaged whole into a temporary
+file first, POSTed with its Content-Length (the partner's
+`"chunked": false`).
 
 Memory, not time, is asserted (the 1 GiB run and its MB/s belong to
 bench/as2_bench.sh). The servers here are the release build
@@ -39,8 +43,10 @@ def vm_hwm_kib(pid):
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
-def test_m4_as2_large_file_peak_rss_under_64_mib(tmp_path, wharf):
-    a, b = pair(wharf, tmp_path)
+@pytest.mark.parametrize("chunked", [True, False],
+                         ids=["chunked", "content-length"])
+def test_m4_as2_large_file_peak_rss_under_64_mib(tmp_path, wharf, chunked):
+    a, b = pair(wharf, tmp_path, a_settings={"chunked": chunked})
     binary = release_bin()
     outdir = tmp_path / "server-output"
     outdir.mkdir()

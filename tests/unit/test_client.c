@@ -5,6 +5,9 @@
  * client allows it only with insecure; TLS is covered by the e2e tests).
  *
  *   - a request body streams from the read function, its exact length;
+ *   - one of unknown length (NET_CLIENT_BODY_STREAMED) goes chunked, every
+ *     byte, with its final 0-chunk; a read that fails midway aborts it
+ *     with its error and the peer never sees that final chunk;
  *   - a response body streams to the write function, every byte in order,
  *     also one far larger than any cap (with and without Content-Length);
  *   - a response kept in memory is kept whole up to its cap, and one past
@@ -34,6 +37,9 @@ struct peer {
     /* what it saw */
     long long got_body;
     char method[16];
+    int req_chunked, req_length;    /* Transfer-Encoding: chunked; a
+                                     * Content-Length */
+    int got_end;                    /* a chunked body's final chunk */
 };
 
 static unsigned char pattern(size_t i)
@@ -52,6 +58,47 @@ static int send_all(int fd, const void *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+/* The data bytes of the chunked body in b[0..n): 1 once its final chunk
+ * (and the empty line after it) is in, 0 while more is to come. */
+static int chunked_scan(const char *b, size_t n, long long *data)
+{
+    size_t i = 0;
+    *data = 0;
+    for (;;) {
+        const char *nl = memmem(b + i, n - i, "\r\n", 2);
+        if (nl == NULL)
+            return 0;
+        size_t k = strtoul(b + i, NULL, 16);
+        i = (size_t)(nl - b) + 2;
+        if (k == 0)
+            return memmem(b + i, n - i, "\r\n", 2) != NULL;
+        if (n - i < k + 2)
+            return 0;
+        *data += (long long)k;
+        i += k + 2;
+    }
+}
+
+/* A chunked body after the head (the first have bytes of it in first):
+ * read until its final chunk or the end of the connection. */
+static void peer_read_chunked(struct peer *p, int c, const char *first,
+                              size_t have)
+{
+    size_t cap = 8u << 20, n = have;
+    char *b = malloc(cap);
+    assert_non_null(b);
+    memcpy(b, first, have);
+    long long data = 0;
+    while (!(p->got_end = chunked_scan(b, n, &data)) && n < cap) {
+        ssize_t r = recv(c, b + n, cap - n, 0);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    p->got_body = data;
+    free(b);
 }
 
 /* Read the head, then Content-Length bytes of body (counted). */
@@ -73,9 +120,16 @@ static void peer_read_request(struct peer *p, int c)
     sscanf(head, "%15s", p->method);
     long long want = 0;
     const char *cl = strcasestr(head, "\r\nContent-Length:");
+    p->req_length = cl != NULL && cl < end;
     if (cl)
         want = strtoll(cl + 17, NULL, 10);
     long long have = (long long)(n - (size_t)(end + 4 - head));
+    const char *te = strcasestr(head, "\r\nTransfer-Encoding: chunked");
+    if (te != NULL && te < end) {
+        p->req_chunked = 1;
+        peer_read_chunked(p, c, end + 4, (size_t)have);
+        return;
+    }
     char buf[65536];
     while (have < want) {
         ssize_t r = recv(c, buf, sizeof(buf), 0);
@@ -155,12 +209,17 @@ static void peer_stop(struct peer *p)
 
 struct source {
     size_t len, off;
+    int streamed;               /* NET_CLIENT_BODY_STREAMED */
+    size_t fail_at;             /* 0: never */
 };
 
 static ssize_t source_read(void *ud, void *buf, size_t n, struct error *err)
 {
-    (void)err;
     struct source *s = ud;
+    if (s->fail_at && s->off >= s->fail_at)
+        return error_set(err, "the packaging failed");
+    if (s->fail_at && n > s->fail_at - s->off)
+        n = s->fail_at - s->off;
     if (n > s->len - s->off)
         n = s->len - s->off;
     for (size_t i = 0; i < n; i++)
@@ -197,7 +256,8 @@ static enum wh_status request(struct peer *p, const char *method,
     struct net_client_opts o = { .insecure = 1, .max_response = max,
                                  .timeout_ms = 60000 };
     struct net_client_req r = { .method = method, .url = url,
-        .body_len = src ? (int64_t)src->len : -1,
+        .body_len = !src ? -1 : src->streamed ? NET_CLIENT_BODY_STREAMED
+                                              : (int64_t)src->len,
         .read = src ? source_read : NULL, .read_ud = src,
         .write = k ? sink_write : NULL, .write_ud = k };
     return net_client_request(&o, &r, resp, err);
@@ -217,6 +277,44 @@ static void test_r11_request_body_streams_with_its_length(void **state)
     assert_string_equal(p.method, "POST");
     assert_int_equal(p.got_body, (long long)(3u << 20));
     assert_int_equal(src.off, src.len);
+    net_client_resp_free(&resp);
+}
+
+static void test_r11_streamed_body_goes_chunked_to_its_end(void **state)
+{
+    (void)state;
+    struct peer p;
+    struct source src = { .len = 3u << 20, .streamed = 1 };
+    struct net_client_resp resp;
+    struct error err = {0};
+    peer_start(&p, 2, 0);
+    assert_int_equal(request(&p, "POST", &src, NULL, 0, &resp, &err), WH_OK);
+    peer_stop(&p);
+    assert_int_equal(resp.status, 200);
+    assert_true(p.req_chunked);
+    assert_false(p.req_length);
+    assert_true(p.got_end);
+    assert_int_equal(p.got_body, (long long)(3u << 20));
+    net_client_resp_free(&resp);
+}
+
+static void test_r11_streamed_body_failing_read_never_ends(void **state)
+{
+    (void)state;
+    struct peer p;
+    struct source src = { .len = 3u << 20, .streamed = 1,
+                          .fail_at = 1u << 20 };
+    struct net_client_resp resp;
+    struct error err = {0};
+    peer_start(&p, 2, 0);
+    assert_int_equal(request(&p, "POST", &src, NULL, 0, &resp, &err),
+                     WH_FAIL);
+    peer_stop(&p);
+    if (strstr(err.msg, "the packaging failed") == NULL)
+        fail_msg("\"%s\"", err.msg);
+    assert_true(p.req_chunked);
+    assert_false(p.got_end);        /* no final 0-chunk: incomplete */
+    assert_true(p.got_body <= (long long)(1u << 20));
     net_client_resp_free(&resp);
 }
 
@@ -291,6 +389,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_r11_request_body_streams_with_its_length),
+        cmocka_unit_test(test_r11_streamed_body_goes_chunked_to_its_end),
+        cmocka_unit_test(test_r11_streamed_body_failing_read_never_ends),
         cmocka_unit_test(test_r11_response_body_streams_whole),
         cmocka_unit_test(test_r11_kept_response_whole_up_to_its_cap),
         cmocka_unit_test(test_r11_response_past_its_cap_is_an_error),
