@@ -134,6 +134,17 @@ class Producer(threading.Thread):
             self.failure.append(e)
 
 
+def wait_all_sent(wharf, server, data, nfiles):
+    """Until the nfiles messages of data are all sent (server still up)."""
+    def all_sent():
+        server.check_alive()
+        msgs = wharf.messages(data)
+        return len(msgs) == nfiles and all(m["state"] == "sent"
+                                           for m in msgs)
+    wait_until(all_sent, timeout=300, interval=0.5,
+               desc="every file delivered by the original")
+
+
 def test_r20_backup_during_load_restores_every_acknowledged_message(
         tmp_path, wharf, data_dir, start_server):
     recv, send = file_flow(wharf, data_dir, tmp_path)
@@ -160,13 +171,7 @@ def test_r20_backup_during_load_restores_every_acknowledged_message(
     print(f"{len(acked)} acknowledged before the backup, {during} dropped "
           f"after it began, {taken['messages']} messages in it")
 
-    def all_sent():
-        server.check_alive()
-        msgs = wharf.messages(data_dir)
-        return len(msgs) == nfiles and all(m["state"] == "sent"
-                                           for m in msgs)
-    wait_until(all_sent, timeout=300, interval=0.5,
-               desc="every file delivered by the original")
+    wait_all_sent(wharf, server, data_dir, nfiles)
     server.stop()
     # the load went on while the backup ran: later messages are not in it
     assert taken["messages"] < nfiles

@@ -25,7 +25,7 @@ import subprocess
 
 from conftest import drop_file, new_data_dir, sha256_bytes, wait_until
 from test_r20_backup import (Producer, admin_token, audit_actions, by_name,
-                             file_flow, load_files,
+                             file_flow, load_files, wait_all_sent,
                              payload)
 from test_r21_cluster import fresh_db, pg_server  # noqa: F401 (fixture)
 
@@ -96,13 +96,7 @@ def test_r20_pg_backup_during_load_restores_into_sqlite_and_postgresql(
     producer.join(timeout=120)
     assert not failure, f"producer failed: {failure[0]!r}"
 
-    def all_sent():
-        server.check_alive()
-        msgs = wharf.messages(data)
-        return len(msgs) == nfiles and all(m["state"] == "sent"
-                                           for m in msgs)
-    wait_until(all_sent, timeout=300, interval=0.5,
-               desc="every file delivered by the original")
+    wait_all_sent(wharf, server, data, nfiles)
     server.stop()
     assert taken["messages"] < nfiles   # the load went on meanwhile
 
