@@ -104,8 +104,7 @@ static const struct conn_option AS2_OPTIONS[] = {
       "the Content-Type of payloads sent (default application/octet-"
       "stream)", one_line_valid },
     { "timeout_ms", CONN_INT, CONN_ADVANCED, NULL, 1000, 86400000, NULL,
-      NULL, "one POST, with its synchronous MDN (a large message streamed "
-      "into its POST: its packaging too) (default 600000)", NULL },
+      NULL, "one POST, with its synchronous MDN (default 600000)", NULL },
     { "mdn_timeout_s", CONN_INT, CONN_ADVANCED, "600", 1, 7 * 86400, NULL,
       NULL, "asynchronous MDNs: how long to wait before sending again",
       NULL },

@@ -507,8 +507,8 @@ static int fault_child(const char *spec, const char *name, int calls,
 static void test_m2_remove_tree_stays_inside(void **state)
 {
     (void)state;
-    char top[] = "/tmp/wharf-rm-XXXXXX";
-    assert_non_null(mkdtemp(top));
+    char top[256];
+    test_tmpdir(top, sizeof(top));
     char dir[300], outside[300], path[400];
     snprintf(dir, sizeof(dir), "%s/made", top);
     snprintf(outside, sizeof(outside), "%s/keep", top);
@@ -652,8 +652,8 @@ static void test_m2_group_sync_failure_is_sticky(void **state)
 static void test_m2_fsync_dir_goes_through_its_group(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/wharf-sg-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
     struct sync_group *g = sync_group_of(st.st_dev, st.st_ino);
