@@ -1,13 +1,18 @@
 /*
  * intake.c - batches of new messages, made durable together (M2).
  *
- * Owns the payload files of a batch until they are committed: on any
- * failure before the commit they are removed, so a failed intake leaves
- * nothing half-stored. Payload files go to payloads/YYYYMMDD/<id>.wpay.
+ * Owns the payloads of a batch until they are committed: on any failure
+ * before the commit they are removed, so a failed intake leaves nothing
+ * half-stored. Payloads are named payloads/YYYYMMDD/<id>.wpay: files under
+ * payload_dir, or rows of the database (payload_dir = database,
+ * core/payloads.h).
  *
  * The order that makes acknowledgement safe: payload bytes written ->
- * payload files synced (one batched sync) -> payload folder fsynced ->
- * messages committed (one transaction) -> caller acknowledges the source.
+ * payload files synced (one batched sync) -> payload folder fsynced (rows:
+ * each payload's rows committed by payload_finish) -> messages committed
+ * (one transaction) -> caller acknowledges the source. A node killed
+ * between a payload's rows and its message leaves rows no message names:
+ * the purge sweeps them (wharf_payloads_sweep).
  */
 #include "core/intake.h"
 
@@ -21,6 +26,7 @@
 #include <unistd.h>
 
 #include "core/metrics.h"
+#include "core/payloads.h"
 #include "core/progress.h"
 #include "core/wharf.h"
 #include "store/partner_store.h"
@@ -38,6 +44,7 @@ struct intake_item {
     struct payload_info info;
     char dedup[65];
     int committed;
+    int counted;                /* its commit was counted in the metrics */
     char duplicate_of[ID_LEN + 1];
 };
 
@@ -68,16 +75,24 @@ struct intake *intake_new(struct wharf *w, struct store *st, const char *source,
     return in;
 }
 
+/* Remove the stored payload rel of a message that will not be kept. */
+static void payload_drop(struct wharf *w, const char *rel)
+{
+    char path[4300];
+    struct error e = {0};
+    if (w->payloads_in_db)
+        (void)wharf_payload_destroy(w, rel, &e);    /* else the sweep's */
+    else if (wharf_path(w, rel, path, sizeof(path)) == 0)
+        unlink(path);
+}
+
 static void item_clear(struct intake_item *it, int remove_file, struct wharf *w)
 {
     if (it->fd >= 0)
         close(it->fd);
     it->fd = -1;
-    if (remove_file && it->rel[0]) {
-        char path[4300];
-        if (wharf_path(w, it->rel, path, sizeof(path)) == 0)
-            unlink(path);
-    }
+    if (remove_file && it->rel[0])
+        payload_drop(w, it->rel);
     free(it->filename);
     free(it->source_key);
     memset(it, 0, sizeof(*it));
@@ -91,8 +106,8 @@ static int day_folder(struct intake *in, char day[16], size_t n, struct error *e
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(day, n, "%Y%m%d", &tm);
-    if (strcmp(day, in->day) == 0)
-        return 0;
+    if (strcmp(day, in->day) == 0 || in->w->payloads_in_db)
+        return 0;           /* (rows need no folder) */
     char path[4300];
     snprintf(path, sizeof(path), "%s/%s", in->w->payload_dir, day);
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
@@ -124,15 +139,13 @@ int intake_begin(struct intake *in, const char *filename,
     memset(it, 0, sizeof(*it));
     it->fd = -1;
     id_new(it->id);
-    char day[16], path[4300];
+    char day[16];
     if (day_folder(in, day, sizeof(day), err) < 0)
         return -1;
     snprintf(it->rel, sizeof(it->rel), "payloads/%s/%s.wpay", day, it->id);
-    if (wharf_path(in->w, it->rel, path, sizeof(path)) < 0)
-        return error_set(err, "payload path too long");
     it->filename = filename ? strdup(filename) : NULL;
     it->source_key = source_key ? strdup(source_key) : NULL;
-    in->cur = payload_create(in->w->vault, path, it->id, err);
+    in->cur = wharf_payload_create(in->w, it->rel, it->id, err);
     if (in->cur == NULL) {
         it->rel[0] = '\0';
         item_clear(it, 0, in->w);
@@ -322,13 +335,13 @@ int intake_commit(struct intake *in, struct error *err)
     }
     for (size_t i = 0; i < in->n; i++) {
         struct intake_item *it = &in->items[i];
-        int fresh = it->fd >= 0;        /* committed by this call */
-        close(it->fd);
+        int fresh = !it->counted;       /* committed by this call */
+        it->counted = 1;
+        if (it->fd >= 0)
+            close(it->fd);
         it->fd = -1;
         if (it->duplicate_of[0]) {      /* not stored: drop our copy */
-            char path[4300];
-            if (wharf_path(in->w, it->rel, path, sizeof(path)) == 0)
-                unlink(path);
+            payload_drop(in->w, it->rel);
         } else if (fresh) {
             metrics_received(in->source, (int64_t)it->info.size);
         }

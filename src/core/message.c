@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/job_store.h"
 #include "store/partner_store.h"
@@ -21,13 +22,11 @@ _Static_assert(MESSAGE_PAYLOAD_CHUNK == PAYLOAD_SEGMENT,
 struct payload_reader *message_payload_open(const struct message *m,
                                             struct error *err)
 {
-    char path[4300];
-    if (m->payload_path == NULL ||
-        wharf_path(m->wharf, m->payload_path, path, sizeof(path)) < 0) {
-        error_set(err, "message %s has no payload file", m->id);
+    if (m->payload_path == NULL) {
+        error_set(err, "message %s has no payload", m->id);
         return NULL;
     }
-    return payload_open(m->wharf->vault, path, m->id, err);
+    return wharf_payload_open(m->wharf, m->payload_path, m->id, err);
 }
 
 ssize_t message_payload_read(struct payload_reader *r, void *buf, size_t n,

@@ -32,6 +32,7 @@
 
 #include <openssl/crypto.h>
 
+#include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/sealed_store.h"
 #include "store/store.h"
@@ -103,15 +104,9 @@ static int rotate_payload(const struct store_message *m, void *arg)
 {
     struct rotate_walk *k = arg;
     struct error err = {0};
-    char path[4300];
-    if (wharf_path(k->w, m->payload_path, path, sizeof(path)) < 0) {
-        k->r->payloads_failed++;
-        rotate_problem(k->r, "message %s: payload path is too long", m->id);
-        return 0;
-    }
-    if (access(path, F_OK) < 0 && errno == ENOENT)
+    int rc = wharf_payload_rewrap(k->w, m->payload_path, m->id, &err);
+    if (rc == 2)
         return 0;               /* erased or purged: nothing to re-wrap */
-    int rc = payload_rewrap(k->w->vault, path, m->id, &err);
     if (rc < 0) {
         k->r->payloads_failed++;
         rotate_problem(k->r, "%s", err.msg);

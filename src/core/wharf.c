@@ -11,6 +11,7 @@
  * live into the running configuration and names the others.
  */
 #include "core/wharf.h"
+#include "core/payloads.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -291,9 +292,9 @@ static int conf_set_store(struct wharf_conf *c, const char *key,
                           const char *v, struct error *err)
 {
     if (strcmp(key, "payload_dir") == 0) {
-        if (v[0] != '\0' && v[0] != '/')
-            return error_set(err, "payload_dir must be an absolute path, "
-                             "not '%s'", v);
+        if (v[0] != '\0' && v[0] != '/' && strcmp(v, "database") != 0)
+            return error_set(err, "payload_dir must be an absolute path "
+                             "or database, not '%s'", v);
         return conf_str(key, v, c->payload_dir, sizeof(c->payload_dir), err);
     }
     if (strcmp(v, "sqlite") != 0 && strncmp(v, "postgresql://", 13) != 0 &&
@@ -381,6 +382,9 @@ int wharf_conf_store_check(const char *store, const char *payload_dir,
     if (conf_set_store(&c, "store", store, err) != 0 ||
         conf_set_store(&c, "payload_dir", payload_dir, err) != 0)
         return -1;
+    if (strcmp(payload_dir, "database") == 0 && strcmp(store, "sqlite") == 0)
+        return error_set(err, "payload_dir = database needs a PostgreSQL "
+                         "store: a SQLite node keeps payload files");
     return 0;
 }
 
@@ -588,7 +592,12 @@ static int place_store(struct wharf *w, const char *store,
         snprintf(w->db_path, sizeof(w->db_path), "%s", store) >=
             (int)sizeof(w->db_path))
         return error_set(err, "store URL is too long");
-    if (payload_dir && payload_dir[0] &&
+    w->payloads_in_db = payload_dir && strcmp(payload_dir, "database") == 0;
+    if (w->payloads_in_db && !wharf_store_shared(w))
+        return error_set(err, "payload_dir = database needs a PostgreSQL "
+                         "store (store = postgresql://...): a SQLite node "
+                         "keeps payload files");
+    if (payload_dir && payload_dir[0] && !w->payloads_in_db &&
         snprintf(w->payload_dir, sizeof(w->payload_dir), "%s",
                  payload_dir) >= (int)sizeof(w->payload_dir))
         return error_set(err, "payload_dir is too long");
@@ -743,7 +752,7 @@ static int write_conf(const struct wharf *w, const char *level,
 static int init_contents(struct wharf *w, const char *level,
                          const struct wharf_init_opts *o, struct error *err)
 {
-    if (o->payload_dir && o->payload_dir[0]) {
+    if (o->payload_dir && o->payload_dir[0] && !w->payloads_in_db) {
         if (fsx_mkdir_p(w->payload_dir, 0700, err) < 0)   /* may be shared */
             return -1;
     } else if (mkdir(w->payload_dir, 0700) < 0) {
@@ -860,10 +869,11 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
     };
     if (opts.store && (strchr(opts.store, '\n') || strchr(opts.store, '#')))
         return error_set(err, "--store must be one line without '#'");
-    if (opts.payload_dir && (opts.payload_dir[0] != '/' ||
-                             strchr(opts.payload_dir, '\n') ||
-                             strchr(opts.payload_dir, '#')))
-        return error_set(err, "--payload-dir must be an absolute path");
+    if (opts.payload_dir && strcmp(opts.payload_dir, "database") != 0 &&
+        (opts.payload_dir[0] != '/' || strchr(opts.payload_dir, '\n') ||
+         strchr(opts.payload_dir, '#')))
+        return error_set(err, "--payload-dir must be an absolute path or "
+                         "database");
     if (opts.user && init_check_user(opts.user, err) < 0)
         return -1;
     if (opts.allowed_paths && (strchr(opts.allowed_paths, '\n') ||
@@ -1094,6 +1104,7 @@ void wharf_close(struct wharf *w)
         return;
     if (wharf_store_shared(w))
         audit_set_node_dir(NULL, NULL);
+    wharf_payloads_close(w);
     vault_close(w->vault);
     free(w);
 }

@@ -73,7 +73,8 @@ struct wharf_conf {
      * absolute paths, never inside the data dir; "" = none. */
     char store[1024];           /* "sqlite" (wharf.db here) or a postgresql://
                                    URL shared by a cluster's nodes (R21) */
-    char payload_dir[1024];     /* absolute; "" = payloads/ here */
+    char payload_dir[1024];     /* absolute; "" = payloads/ here;
+                                   "database": in the PostgreSQL store */
     char allowed_paths[4096];
     int64_t health_failing_ms;  /* a source failing this long: /healthz 503 */
     int64_t log_repeat_ms;      /* summary interval of a repeating warning */
@@ -102,9 +103,13 @@ enum { WHARF_METRICS_TOKEN, WHARF_METRICS_LOOPBACK, WHARF_METRICS_OFF };
 struct wharf {
     char dir[4096];
     char db_path[4200], keystore_path[4200], conf_path[4200];
-    char payload_dir[4200], log_dir[4200];
+    char payload_dir[4200], log_dir[4200];  /* payload_dir: this node's
+                                   payload files, or with payloads_in_db
+                                   only its scratch files (DIR/payloads) */
+    bool payloads_in_db;        /* payload_dir = database (core/payloads.h) */
     struct wharf_conf conf;
     struct vault *vault;        /* owned */
+    struct payload_pool *payload_pool;  /* owned; core/payloads.c */
 };
 
 struct wharf_init_opts {

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/retention_store.h"
 #include "store/store.h"
@@ -71,10 +72,8 @@ static int purge_shred_pending(struct wharf *w, struct store *st,
             return -1;
         for (size_t i = 0; i < n; i++) {
             struct error e = {0};
-            char path[4300];
             fault_point("retention.shred");     /* test hook: kill -9 here */
-            if (wharf_path(w, p[i].payload_path, path, sizeof(path)) < 0 ||
-                payload_destroy(path, &e) < 0) {
+            if (wharf_payload_destroy(w, p[i].payload_path, &e) < 0) {
                 log_error("purge: payload of message %s not shredded (the "
                           "next purge tries again): %s", p[i].id, e.msg);
                 r->failed++;
@@ -217,13 +216,9 @@ static int erase_one(struct wharf *w, struct store *st,
                      const struct store_expired *e, const char *actor,
                      struct error *err)
 {
-    char path[4300];
-    if (e->payload_path) {
-        if (wharf_path(w, e->payload_path, path, sizeof(path)) < 0)
-            return error_set(err, "payload path of %s is too long", e->id);
-        if (payload_destroy(path, err) < 0)
-            return -1;
-    }
+    if (e->payload_path && wharf_payload_destroy(w, e->payload_path,
+                                                 err) < 0)
+        return -1;
     return store_message_erase(st, e->id, actor, err) < 0 ? -1 : 0;
 }
 

@@ -32,6 +32,7 @@
 
 #include "audit/audit.h"
 #include "core/health.h"
+#include "core/payloads.h"
 #include "core/wharf.h"
 #include "net/server.h"
 #include "security/retention.h"
@@ -222,11 +223,28 @@ static void check_listeners(struct net_server *net, json_t *problems)
 
 /* ---- the purge ------------------------------------------------------------------- */
 
+/* Payload rows (payload_dir = database) that no message names and older
+ * than this are left by a node killed between committing a payload and
+ * its message: far longer than any intake batch takes. */
+#define UPKEEP_ORPHAN_AGE_MS (6 * 3600 * 1000LL)
+
+static void upkeep_sweep(struct upkeep *u, int64_t now)
+{
+    struct error err = {0};
+    int64_t n = 0;
+    if (wharf_payloads_sweep(u->w, now - UPKEEP_ORPHAN_AGE_MS, &n, &err) < 0)
+        log_error("purge: payloads no message names not swept: %s", err.msg);
+    else if (n > 0)
+        log_info("purge: %lld payload(s) no message names deleted from the "
+                 "database (an intake cut short)", (long long)n);
+}
+
 static void upkeep_purge(struct upkeep *u, int days)
 {
     struct error err = {0};
     struct retention_plan p = { .default_days = days, .now = time_now_ms() };
     struct retention_result r;
+    upkeep_sweep(u, p.now);
     int rc = retention_purge(u->w, u->st, &p, &r, &err);
     if (rc < 0)
         log_error("purge: %s (what was done: %lld message(s))", err.msg,

@@ -45,7 +45,7 @@
 #include "store/partner_store.h"
 #include "util/id.h"
 
-#define PG_SCHEMA_VERSION 4
+#define PG_SCHEMA_VERSION 5
 /* pg_advisory_lock key of schema migrations ("Whrf"). */
 #define PG_MIGRATE_LOCK "1466462822"
 
@@ -196,6 +196,12 @@ static const char *const PG_MIGRATIONS[PG_SCHEMA_VERSION] = {
     "  first_at BIGINT NOT NULL, last_at BIGINT NOT NULL,"
     "  PRIMARY KEY(address, node));"
     "CREATE INDEX net_failures_last ON net_failures(last_at);",
+    /* 5: payloads kept in the database, payload_dir = database
+     * (pg_payload.c): seq 0 the header, 1.. the sealed segments */
+    "CREATE TABLE payload_segments(path TEXT COLLATE \"C\" NOT NULL,"
+    "  seq INTEGER NOT NULL, created_at BIGINT NOT NULL,"
+    "  data BYTEA NOT NULL, PRIMARY KEY(path, seq));"
+    "ALTER TABLE payload_segments ALTER COLUMN data SET STORAGE EXTERNAL;",
 };
 
 /* ---- statements ------------------------------------------------------------ */

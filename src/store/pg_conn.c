@@ -108,7 +108,7 @@ PGresult *pg_run(struct pg_store *p, int slot, const char *sql,
     }
     PGresult *r = PQexecPrepared(p->conn, name, a ? a->n : 0,
                                  a ? a->v : NULL, a ? a->len : NULL,
-                                 a ? a->fmt : NULL, 0);
+                                 a ? a->fmt : NULL, a ? a->binary_rows : 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         pg_db_error(p, err, what, r);

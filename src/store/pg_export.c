@@ -204,10 +204,12 @@ static const char *const PX_SEQUENCES[] = {
  * fails every export instead of being left out of backups. Not counted
  * (PostgreSQL only, never exported): net_failures, each node's live
  * failure counts of the defender's window, which a restored cluster
- * starts anew (the bans they led to are in bans, which is exported). */
+ * starts anew (the bans they led to are in bans, which is exported);
+ * payload_segments, the payloads of payload_dir = database, which the
+ * backup holds as payload entries like any node's files (core/backup.c). */
 #define PX_PG_TABLES "SELECT COUNT(*) FROM information_schema.tables" \
     " WHERE table_schema = current_schema() AND table_name NOT IN" \
-    " ('schema_version', 'net_failures')"
+    " ('schema_version', 'net_failures', 'payload_segments')"
 #define PX_LITE_TABLES "SELECT COUNT(*) FROM sqlite_master WHERE type =" \
     " 'table' AND name <> 'schema_version' AND name NOT LIKE 'sqlite_%'"
 

@@ -13,6 +13,7 @@
  *   224..287  pg_jobs.c      288..351  pg_retention.c, pg_sealed.c
  *   352..415  pg_audit.c     416..479  pg_partners.c, pg_secrets.c, pg_net.c
  *   480..487  pg_nodes.c     488..495  pg_backup.c
+ *   496..511  pg_payload.c
  *
  * Types: times are BIGINT milliseconds, blobs BYTEA (sent in binary with
  * pg_arg_blob, read back with pg_val_blob), text ids and keys COLLATE "C".
@@ -28,7 +29,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define PG_SLOTS 496
+#define PG_SLOTS 512
 
 struct pg_store {
     PGconn *conn;
@@ -54,6 +55,8 @@ struct pg_args {
     int len[PG_MAX_ARGS];
     int fmt[PG_MAX_ARGS];
     char num[PG_MAX_ARGS][24];
+    int binary_rows;            /* 1: result columns in binary (a BYTEA
+                                   column's bytes as they are) */
 };
 
 void pg_arg_text(struct pg_args *a, const char *s);     /* NULL: SQL NULL */

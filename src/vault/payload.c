@@ -63,7 +63,8 @@ struct payload_aad {
 };
 
 struct payload_writer {
-    int fd;
+    int fd;                     /* -1 when the bytes go to io */
+    struct payload_io io;       /* io.write != NULL: not a file */
     char *path;                 /* owned copy, for unlink on failure */
     char *msgid;                /* owned copy */
     unsigned char dkey[PAYLOAD_DKEY_LEN];
@@ -78,7 +79,8 @@ struct payload_writer {
 };
 
 struct payload_reader {
-    int fd;
+    int fd;                     /* -1 when the bytes come from io */
+    struct payload_io io;       /* io.read != NULL: not a file */
     char *msgid;                /* owned copy */
     unsigned char dkey[PAYLOAD_DKEY_LEN];
     unsigned char prefix[PAYLOAD_PREFIX_LEN];
@@ -115,13 +117,17 @@ static int payload_write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-/* Read until n bytes or end of file; returns the count or -1. */
-static ssize_t payload_read_full(int fd, unsigned char *p, size_t n)
+/* Read until n bytes or end of file (fd, or io when it has a reader);
+ * returns the count, or -1 (errno set for a file, err filled by io). */
+static ssize_t payload_read_full(int fd, const struct payload_io *io,
+                                 unsigned char *p, size_t n,
+                                 struct error *err)
 {
     size_t got = 0;
     while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR)
+        ssize_t r = io->read != NULL ? io->read(io->ctx, p + got, n - got, err)
+                                     : read(fd, p + got, n - got);
+        if (r < 0 && io->read == NULL && errno == EINTR)
             continue;
         if (r < 0)
             return -1;
@@ -323,6 +329,18 @@ static int payload_read_header(int fd, unsigned char *hdr, const char *msgid,
 
 /* ---- writer ----------------------------------------------------------- */
 
+/* Append n bytes to w's file or io. */
+static int payload_out(struct payload_writer *w, const unsigned char *p,
+                       size_t n, struct error *err)
+{
+    if (w->io.write != NULL)
+        return w->io.write(w->io.ctx, p, n, err);
+    if (payload_write_all(w->fd, p, n) != 0)
+        return error_errno(err, errno, "message %s: cannot write payload %s",
+                           w->msgid, w->path);
+    return 0;
+}
+
 /* Frees w and everything it owns; unlinks the file when unlink_file. */
 static void payload_writer_free(struct payload_writer *w, int unlink_file)
 {
@@ -330,6 +348,8 @@ static void payload_writer_free(struct payload_writer *w, int unlink_file)
         close(w->fd);
     if (unlink_file && w->path != NULL)
         unlink(w->path);
+    if (w->io.release != NULL)
+        w->io.release(w->io.ctx, unlink_file);
     OPENSSL_cleanse(w->dkey, sizeof(w->dkey));
     if (w->buf != NULL)     /* sealed segments are encrypted in place: only */
         OPENSSL_cleanse(w->buf, w->fill);   /* unsealed plaintext remains */
@@ -366,15 +386,23 @@ static int payload_writer_init(struct payload_writer *w, const char *msgid,
     return 0;
 }
 
+/* A new header for w: its prefix, its data key wrapped. */
+static int payload_new_header(struct payload_writer *w, struct vault *v,
+                              unsigned char hdr[PAYLOAD_HEADER_LEN],
+                              struct error *err)
+{
+    memcpy(hdr, PAYLOAD_MAGIC, 8);
+    hdr[PAYLOAD_OFF_VERSION] = PAYLOAD_VERSION;
+    memcpy(hdr + PAYLOAD_OFF_PREFIX, w->prefix, PAYLOAD_PREFIX_LEN);
+    return vault_payload_wrap(v, hdr, w->dkey, w->msgid, err);
+}
+
 /* Create the file and write its header. */
 static int payload_writer_start(struct payload_writer *w, struct vault *v,
                                 const char *path, struct error *err)
 {
     unsigned char hdr[PAYLOAD_HEADER_LEN];
-    memcpy(hdr, PAYLOAD_MAGIC, 8);
-    hdr[PAYLOAD_OFF_VERSION] = PAYLOAD_VERSION;
-    memcpy(hdr + PAYLOAD_OFF_PREFIX, w->prefix, PAYLOAD_PREFIX_LEN);
-    if (vault_payload_wrap(v, hdr, w->dkey, w->msgid, err) != 0)
+    if (payload_new_header(w, v, hdr, err) != 0)
         return -1;
     w->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
     if (w->fd < 0)
@@ -385,10 +413,7 @@ static int payload_writer_start(struct payload_writer *w, struct vault *v,
         unlink(path);
         return error_set(err, "message %s: out of memory", w->msgid);
     }
-    if (payload_write_all(w->fd, hdr, sizeof(hdr)) != 0)
-        return error_errno(err, errno, "message %s: cannot write payload %s",
-                           w->msgid, path);
-    return 0;
+    return payload_out(w, hdr, sizeof(hdr), err);
 }
 
 struct payload_writer *payload_create(struct vault *v, const char *path,
@@ -410,6 +435,29 @@ struct payload_writer *payload_create(struct vault *v, const char *path,
     return w;
 }
 
+struct payload_writer *payload_create_io(struct vault *v,
+                                         const struct payload_io *io,
+                                         const char *msgid, struct error *err)
+{
+    unsigned char hdr[PAYLOAD_HEADER_LEN];
+    struct payload_writer *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        io->release(io->ctx, 1);
+        error_set(err, "message %s: out of memory creating payload", msgid);
+        return NULL;
+    }
+    w->fd = -1;
+    w->io = *io;            /* w owns io from here: released with w */
+    if (payload_msgid_ok(msgid, err) != 0 ||
+        payload_writer_init(w, msgid, err) != 0 ||
+        payload_new_header(w, v, hdr, err) != 0 ||
+        payload_out(w, hdr, sizeof(hdr), err) != 0) {
+        payload_abort(w);
+        return NULL;
+    }
+    return w;
+}
+
 /* Encrypt the buffered segment in place and append it to the file. */
 static int payload_seal(struct payload_writer *w, int last, struct error *err)
 {
@@ -420,9 +468,8 @@ static int payload_seal(struct payload_writer *w, int last, struct error *err)
                         last, w->buf, w->fill, w->buf,
                         w->buf + w->fill) != 0)
         return error_openssl(err, "payload segment encryption failed");
-    if (payload_write_all(w->fd, w->buf, w->fill + PAYLOAD_TAG_LEN) != 0)
-        return error_errno(err, errno, "message %s: cannot write payload %s",
-                           w->msgid, w->path);
+    if (payload_out(w, w->buf, w->fill + PAYLOAD_TAG_LEN, err) != 0)
+        return -1;
     w->index++;
     w->fill = 0;
     return 0;
@@ -488,7 +535,8 @@ int payload_finish(struct payload_writer *w, struct payload_info *info,
         error_openssl(err, "payload digest failed");
         goto fail;
     }
-    if (fd_out == NULL && payload_sync_close(w, err) != 0)
+    if (w->io.commit != NULL ? w->io.commit(w->io.ctx, err) != 0
+        : fd_out == NULL && payload_sync_close(w, err) != 0)
         goto fail;
     if (info != NULL) {
         info->size = w->size;
@@ -496,7 +544,7 @@ int payload_finish(struct payload_writer *w, struct payload_info *info,
     }
     if (fd_out != NULL) {
         *fd_out = w->fd;   /* ownership of the fd moves to the caller */
-        w->fd = -1;
+        w->fd = -1;        /* (-1: io committed it) */
     }
     payload_writer_free(w, 0);
     return 0;
@@ -513,6 +561,8 @@ void payload_close(struct payload_reader *r)
         return;
     if (r->fd >= 0)
         close(r->fd);
+    if (r->io.release != NULL)
+        r->io.release(r->io.ctx, 0);
     OPENSSL_cleanse(r->dkey, sizeof(r->dkey));
     if (r->plain != NULL)
         OPENSSL_cleanse(r->plain, r->pmax);   /* failures wipe it all themselves */
@@ -545,20 +595,22 @@ static int payload_reader_start(struct payload_reader *r, struct vault *v,
     return 0;
 }
 
-struct payload_reader *payload_open(struct vault *v, const char *path,
-                                    const char *msgid, struct error *err)
+/* A reader with its buffers and no source yet (io, when given, is owned
+ * by it from here, whatever happens); NULL with err. */
+static struct payload_reader *payload_reader_new(const char *msgid,
+                                                 const struct payload_io *io,
+                                                 struct error *err)
 {
-    struct error local = {0};
-    if (err == NULL)
-        err = &local;           /* to tell an I/O error from tampering */
-    if (payload_msgid_ok(msgid, err) != 0)
-        return NULL;
     struct payload_reader *r = calloc(1, sizeof(*r));
     if (r == NULL) {
+        if (io != NULL)
+            io->release(io->ctx, 0);
         error_set(err, "message %s: out of memory opening payload", msgid);
         return NULL;
     }
     r->fd = -1;
+    if (io != NULL)
+        r->io = *io;
     r->msgid = strdup(msgid);
     r->raw = malloc(PAYLOAD_RAW);
     r->plain = malloc(PAYLOAD_SEGMENT);
@@ -569,7 +621,58 @@ struct payload_reader *payload_open(struct vault *v, const char *path,
         payload_close(r);
         return NULL;
     }
-    if (payload_reader_start(r, v, path, err) != 0) {
+    return r;
+}
+
+struct payload_reader *payload_open(struct vault *v, const char *path,
+                                    const char *msgid, struct error *err)
+{
+    struct error local = {0};
+    if (err == NULL)
+        err = &local;           /* to tell an I/O error from tampering */
+    if (payload_msgid_ok(msgid, err) != 0)
+        return NULL;
+    struct payload_reader *r = payload_reader_new(msgid, NULL, err);
+    if (r != NULL && payload_reader_start(r, v, path, err) != 0) {
+        payload_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Read and unwrap the header io gives first. */
+static int payload_reader_start_io(struct payload_reader *r, struct vault *v,
+                                   struct error *err)
+{
+    unsigned char hdr[PAYLOAD_HEADER_LEN];
+    ssize_t got = payload_read_full(-1, &r->io, hdr, sizeof(hdr), err);
+    if (got < 0)
+        return -1;
+    if (got < PAYLOAD_HEADER_LEN) {
+        error_set(err, "message %s: payload is truncated inside its header "
+                  "(%zd of %d bytes)", r->msgid, got, PAYLOAD_HEADER_LEN);
+    } else if (payload_unwrap(r->ctx, v, hdr, r->msgid, "(stored)", r->dkey,
+                              err) == 0) {
+        memcpy(r->prefix, hdr + PAYLOAD_OFF_PREFIX, PAYLOAD_PREFIX_LEN);
+        return 0;
+    }
+    vault_integrity_check(err, "payload", r->msgid);
+    return -1;
+}
+
+struct payload_reader *payload_open_io(struct vault *v,
+                                       const struct payload_io *io,
+                                       const char *msgid, struct error *err)
+{
+    struct error local = {0};
+    if (err == NULL)
+        err = &local;
+    if (payload_msgid_ok(msgid, err) != 0) {
+        io->release(io->ctx, 0);
+        return NULL;
+    }
+    struct payload_reader *r = payload_reader_new(msgid, io, err);
+    if (r != NULL && payload_reader_start_io(r, v, err) != 0) {
         payload_close(r);
         return NULL;
     }
@@ -609,8 +712,10 @@ static int payload_explain(struct payload_reader *r, size_t clen, int last)
  * r->first. */
 static int payload_next_segment(struct payload_reader *r)
 {
-    ssize_t got = payload_read_full(r->fd, r->raw + r->have,
-                                    PAYLOAD_RAW - r->have);
+    ssize_t got = payload_read_full(r->fd, &r->io, r->raw + r->have,
+                                    PAYLOAD_RAW - r->have, &r->first);
+    if (got < 0 && r->io.read != NULL)
+        return -1;          /* the io said why */
     if (got < 0)
         return error_errno(&r->first, errno, "message %s: cannot read "
                            "payload segment %llu", r->msgid,
@@ -688,6 +793,32 @@ static int payload_rewrap_fd(struct vault *v, int fd, EVP_CIPHER_CTX *ctx,
         return error_errno(err, errno, "message %s: cannot sync payload %s",
                            msgid, path);
     return 1;
+}
+
+int payload_header_rewrap(struct vault *v, unsigned char *hdr, size_t n,
+                          const char *msgid, struct error *err)
+{
+    if (payload_msgid_ok(msgid, err) != 0)
+        return -1;
+    if (v->remote)
+        return error_set(err, "message %s: payloads are re-wrapped only by "
+                         "`wharf key rotate`, while wharf serve is stopped",
+                         msgid);
+    if (n != PAYLOAD_HEADER_LEN)
+        return error_set(err, "message %s: the payload header is %zu bytes, "
+                         "not %d", msgid, n, PAYLOAD_HEADER_LEN);
+    unsigned char dkey[PAYLOAD_DKEY_LEN];
+    EVP_CIPHER_CTX *ctx = payload_ctx_new();
+    if (ctx == NULL)
+        return error_set(err, "message %s: out of memory", msgid);
+    const struct vault_key *mk = keystore_active(v);
+    int rc = payload_unwrap(ctx, v, hdr, msgid, "(stored)", dkey, err);
+    if (rc == 0 && memcmp(hdr + PAYLOAD_OFF_KEYID, mk->id,
+                          VAULT_KEY_ID_LEN) != 0)
+        rc = payload_wrap(ctx, mk, hdr, dkey, msgid, err) == 0 ? 1 : -1;
+    OPENSSL_cleanse(dkey, sizeof(dkey));
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
 }
 
 int payload_rewrap(struct vault *v, const char *path, const char *msgid,

@@ -138,6 +138,8 @@ int payload_destroy(const char *path, struct error *err);
  * key is wiped at once; no segment is read). For `wharf backup verify`
  * and `wharf restore`: the keystore they use can read this payload. */
 #define VAULT_PAYLOAD_HEADER_LEN 92
+/* Bytes of every sealed segment but the final one (plaintext and tag). */
+#define VAULT_PAYLOAD_SEALED_SEGMENT (PAYLOAD_SEGMENT + 16)
 int payload_header_check(struct vault *v, const unsigned char *hdr, size_t n,
                          const char *msgid, struct error *err);
 
@@ -146,6 +148,42 @@ int payload_header_check(struct vault *v, const unsigned char *hdr, size_t n,
  * 0 when it already used the active key, -1 on error. */
 int payload_rewrap(struct vault *v, const char *path, const char *msgid,
                    struct error *err);
+
+/* ---- payloads kept elsewhere than in a file ------------------------------ */
+
+/* The bytes of a payload kept by someone else (core/payloads.c: rows of a
+ * PostgreSQL store, wharf.conf payload_dir = database): the same bytes a
+ * payload file holds, header then segments, so the format and its checks
+ * are the same. A writer calls write (in order), then commit once (0: the
+ * bytes are durable), then release; a reader calls read (in order from the
+ * first byte; 0 at the end), then release. release(ctx, discard) is called
+ * exactly once (discard: the payload was not finished, remove what was
+ * written). The io's error messages name no secret. */
+struct payload_io {
+    int (*write)(void *ctx, const void *p, size_t n, struct error *err);
+    ssize_t (*read)(void *ctx, void *p, size_t n, struct error *err);
+    int (*commit)(void *ctx, struct error *err);
+    void (*release)(void *ctx, int discard);
+    void *ctx;
+};
+
+/* payload_create and payload_open on io instead of a file. io is copied;
+ * its ctx belongs to the writer or reader from the call on (released even
+ * when the call fails). payload_finish commits through io (fd_out, when
+ * given, gets -1). */
+struct payload_writer *payload_create_io(struct vault *v,
+                                         const struct payload_io *io,
+                                         const char *msgid, struct error *err);
+struct payload_reader *payload_open_io(struct vault *v,
+                                       const struct payload_io *io,
+                                       const char *msgid, struct error *err);
+
+/* Re-wrap the data key of a payload header hdr (n bytes, written for
+ * msgid) in place with the active master key (a local vault only, as
+ * payload_rewrap). Returns 1 when rewrapped, 0 when it already used the
+ * active key, -1 on error. */
+int payload_header_rewrap(struct vault *v, unsigned char *hdr, size_t n,
+                          const char *msgid, struct error *err);
 
 /* ---- small sealed secrets (TOTP seeds, client secrets, OAuth tokens) ---- */
 
