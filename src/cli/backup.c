@@ -340,7 +340,7 @@ static int restore_run(int argc, char **argv)
 const struct cli_cmd cmd_restore = {
     "restore", "rebuild a data directory from a backup",
     "wharf restore --from FILE --data DIR [--keystore FILE | --key KEY]\n"
-    "              [--store postgresql://...] [--payload-dir DIR]\n"
+    "              [--store postgresql://...] [--payload-dir DIR|database]\n"
     "  DIR must be new or empty. A backup sealed with the master key needs\n"
     "  --keystore (a copy of the keystore that holds that key); one for a\n"
     "  backup key needs --key (its PEM private key). Everything is checked\n"
@@ -350,6 +350,7 @@ const struct cli_cmd cmd_restore = {
     "  store restores into SQLite (DIR/wharf.db) or, with --store URL, into\n"
     "  an empty PostgreSQL database (one holding Wharf rows is refused);\n"
     "  --payload-dir puts the payloads in that folder (new or empty, e.g.\n"
-    "  the cluster's shared one) instead of DIR/payloads.\n",
+    "  the cluster's shared one) instead of DIR/payloads; --payload-dir\n"
+    "  database (with --store) puts them in the database's rows.\n",
     restore_run,
 };

@@ -120,7 +120,7 @@ const struct cli_cmd cmd_init = {
     "wharf init [--data DIR] [--log-level LEVEL] [--admin-listen IP:PORT]\n"
     "           [--partner-listen IP:PORT] [--allowed-paths DIR[,DIR...]]\n"
     "           [--user NAME] [--store URL [--keystore FILE]]\n"
-    "           [--payload-dir DIR]\n"
+    "           [--payload-dir DIR|database]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
     "  (keystore, mode 0600), wharf.db, payloads/, logs/, state/ and a\n"
     "  self-signed TLS certificate for the listeners (tls/cert.pem,\n"
@@ -140,7 +140,9 @@ const struct cli_cmd cmd_init = {
     "  --keystore        the first node's keystore: every node of a cluster\n"
     "                    shares its master key\n"
     "  --payload-dir     where payloads are kept (default DIR/payloads); a\n"
-    "                    cluster's nodes name one shared folder\n",
+    "                    cluster's nodes name one shared folder, or\n"
+    "                    database (with --store): in the database, so the\n"
+    "                    nodes share nothing else\n",
     init_run,
 };
 

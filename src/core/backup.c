@@ -15,8 +15,10 @@
  * logical export of one REPEATABLE READ transaction into a SQLite file of
  * the current schema (store/pg_export.c), so `wharf.db` is a SQLite
  * database either way and verify and restore read both alike; the header's
- * "store" says "postgresql". The payload files come from the shared
- * payload_dir (wharf_path). Such a store's anchors are per node and may
+ * "store" says "postgresql". The payloads come from the shared
+ * payload_dir, or from the database (payload_dir = database: each read in
+ * one snapshot of its rows, core/payloads.h); either way an entry holds
+ * the payload's sealed bytes as a file would. Such a store's anchors are per node and may
  * lag the snapshot (decision 0007), so the anchor entry is made from the
  * snapshot: its newest audit entry, signed now (bk_anchor_snapshot).
  * The
@@ -48,6 +50,7 @@
 #include <openssl/rand.h>
 
 #include "audit/audit.h"
+#include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/backup_store.h"
 #include "util/fault.h"
@@ -207,6 +210,25 @@ static int bk_stream(struct bk_run *b, int fd, uint64_t size,
     return 0;
 }
 
+/* Copy exactly size bytes that io reads into the current entry. */
+static int bk_stream_io(struct bk_run *b, const struct payload_io *io,
+                        uint64_t size, const char *name, struct error *err)
+{
+    uint64_t left = size;
+    while (left > 0) {
+        size_t want = left < BK_CHUNK ? (size_t)left : BK_CHUNK;
+        ssize_t k = io->read(io->ctx, b->buf, want, err);
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            return error_set(err, "%s shrank while it was copied", name);
+        if (backup_writer_data(b->wr, b->buf, (size_t)k, err) != 0)
+            return -1;
+        left -= (uint64_t)k;
+    }
+    return 0;
+}
+
 /* The file at path as entry name. ENOENT is returned as 1 when
  * missing_ok (the caller records it), an error otherwise. */
 static int bk_put_file(struct bk_run *b, const char *name, const char *path,
@@ -269,13 +291,21 @@ static int bk_put_payload(void *ctx, const char *msgid, const char *rel,
                           struct error *err)
 {
     struct bk_run *b = ctx;
-    char path[PATH_MAX];
+    struct payload_io io;
+    uint64_t size = 0;
     if (strncmp(rel, "payloads/", 9) != 0 || !backup_name_ok(rel))
         return error_set(err, "message %s names payload %s, outside "
                          "payloads/: the backup stops", msgid, rel);
-    if (wharf_path(b->w, rel, path, sizeof(path)) != 0)
-        return error_set(err, "path %s is too long", rel);
-    int rc = bk_put_file(b, rel, path, 1, err);
+    fault_point("backup.entry");            /* test hook: util/fault.h */
+    int rc = wharf_payload_raw(b->w, rel, 0, &io, &size, err);
+    if (rc == 0) {
+        rc = backup_writer_begin(b->wr, BACKUP_ENTRY_FILE, rel, size, err);
+        if (rc == 0)
+            rc = bk_stream_io(b, &io, size, rel, err);
+        if (rc == 0)
+            rc = backup_writer_end(b->wr, err);
+        io.release(io.ctx, 0);
+    }
     if (rc != 1)
         return rc;
     b->r->missing++;        /* purged or erased since the snapshot */

@@ -22,7 +22,11 @@
  * it, removes wharf.db and verifies the trail again on the database,
  * with the backup's anchor, now the node's (a node of a PostgreSQL store
  * keeps its anchor in its data dir: decision 0007).
- * Payloads go to --payload-dir when given (absent or empty, like DIR).
+ * Payloads go to --payload-dir when given (absent or empty, like DIR);
+ * with --payload-dir database (PostgreSQL only) they are restored into
+ * DIR/payloads first, checked like any, then moved into the database's
+ * rows once it holds the rest (rs_payloads_to_db), each file removed once
+ * its rows are committed.
  *
  * Test hook: fault_point("restore.entry") after each file written (kill
  * -9 mid-restore).
@@ -44,6 +48,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/backup_store.h"
 #include "store/store.h"
@@ -443,6 +448,13 @@ static int rs_is_pg(const struct backup_target *t)
            strcmp(t->store, "sqlite") != 0;
 }
 
+/* --payload-dir database: payloads in the PostgreSQL store's rows. */
+static int rs_payloads_db(const struct backup_target *t)
+{
+    return t != NULL && t->payload_dir != NULL &&
+           strcmp(t->payload_dir, "database") == 0;
+}
+
 /* Before anything is written: the target is one wharf.conf takes (a URL
  * with a password is refused: it would land in wharf.conf), and a
  * database holds no Wharf rows. */
@@ -450,8 +462,10 @@ static int rs_precheck(const struct backup_target *t, struct error *err)
 {
     if (t == NULL)
         return 0;
-    if (t->payload_dir != NULL && t->payload_dir[0] != '/')
-        return error_set(err, "--payload-dir must be an absolute path");
+    if (t->payload_dir != NULL && t->payload_dir[0] != '/' &&
+        !rs_payloads_db(t))
+        return error_set(err, "--payload-dir must be an absolute path or "
+                         "database");
     if (wharf_conf_store_check(t->store, t->payload_dir, err) != 0) {
         error_prefix(err, "--store");
         return -1;
@@ -476,15 +490,81 @@ static int rs_write(struct rs_run *s, const char *file,
     if (rc == 0)
         rc = rs_entries(s, err);
     snprintf(conf, sizeof(conf), "%s/wharf.conf", s->dir);
-    if (rc == 0)
-        rc = wharf_conf_set_store(conf, NULL, t ? t->payload_dir : NULL,
-                                  err);
+    if (rc == 0)        /* (database: files in DIR/payloads until rs_to_pg) */
+        rc = wharf_conf_set_store(conf, NULL, t && !rs_payloads_db(t)
+                                  ? t->payload_dir : NULL, err);
     if (rc == 0)
         rc = rs_commit(s, err);
     if (rc != 0 && touched_p)
         fsx_remove_tree(s->payloads, s->made_p);
     if (rc != 0 && touched)
         fsx_remove_tree(s->dir, s->made);
+    return rc;
+}
+
+/* One restored payload file (DIR/payloads/DAY/NAME) into the rows of the
+ * database w keeps its payloads in, then the file removed. */
+static int rs_payload_to_db(struct wharf *w, const char *day,
+                            const char *name, unsigned char *buf,
+                            struct error *err)
+{
+    char rel[PATH_MAX], path[PATH_MAX];
+    struct payload_io io;
+    uint64_t size = 0;
+    snprintf(rel, sizeof(rel), "payloads/%s/%s", day, name);
+    snprintf(path, sizeof(path), "%s/%s/%s", w->payload_dir, day, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return error_errno(err, errno, "cannot open %s", path);
+    if (wharf_payload_raw(w, rel, 1, &io, &size, err) != 0) {
+        close(fd);
+        return -1;
+    }
+    int rc = 0;
+    ssize_t k;
+    while ((k = read(fd, buf, RS_CHUNK)) > 0 && rc == 0)
+        rc = io.write(io.ctx, buf, (size_t)k, err);
+    if (rc == 0 && k < 0)
+        rc = error_errno(err, errno, "cannot read %s", path);
+    if (rc == 0)
+        rc = io.commit(io.ctx, err);
+    io.release(io.ctx, rc != 0);
+    close(fd);
+    return rc == 0 ? (unlink(path) == 0 ? 0 : error_errno(err, errno,
+                      "cannot remove %s", path)) : -1;
+}
+
+/* Every restored payload file into the database (payload_dir = database):
+ * the data dir is opened as the node will be, so the rows go where it
+ * reads them. */
+static int rs_payloads_to_db(const char *dir, struct error *err)
+{
+    struct wharf *w = wharf_open(dir, err);
+    unsigned char *buf = malloc(RS_CHUNK);
+    DIR *top = w != NULL && buf != NULL ? opendir(w->payload_dir) : NULL;
+    int rc = top != NULL ? 0 : w == NULL ? -1
+           : error_errno(err, buf ? errno : ENOMEM, "cannot read %s",
+                         w->payload_dir);
+    struct dirent *d;
+    while (rc == 0 && (d = readdir(top)) != NULL) {
+        char sub[PATH_MAX];
+        if (d->d_name[0] == '.')
+            continue;
+        snprintf(sub, sizeof(sub), "%s/%s", w->payload_dir, d->d_name);
+        DIR *day = opendir(sub);
+        struct dirent *f;
+        while (day != NULL && rc == 0 && (f = readdir(day)) != NULL)
+            if (f->d_name[0] != '.')
+                rc = rs_payload_to_db(w, d->d_name, f->d_name, buf, err);
+        if (day != NULL)
+            closedir(day);
+        if (rc == 0 && rmdir(sub) != 0)
+            rc = error_errno(err, errno, "cannot remove %s", sub);
+    }
+    if (top != NULL)
+        closedir(top);
+    free(buf);
+    wharf_close(w);
     return rc;
 }
 
@@ -502,6 +582,8 @@ static int rs_to_pg(const char *dir, const struct backup_target *t,
     if (store_backup_load(db, t->store, err) != 0)
         return 1;
     if (wharf_conf_set_store(conf, t->store, t->payload_dir, err) != 0)
+        return -1;
+    if (rs_payloads_db(t) && rs_payloads_to_db(dir, err) != 0)
         return -1;
     unlink(db);
     for (size_t i = 0; i < 2; i++) {    /* what SQLite kept beside it */
