@@ -638,7 +638,7 @@ int backup_restore(const char *file, const char *dir,
     struct rs_run s;
     int rc = rs_run_init(&s, k, rep, err);
     s.dir = dir;
-    s.payloads = t != NULL ? t->payload_dir : NULL;
+    s.payloads = t != NULL && !rs_payloads_db(t) ? t->payload_dir : NULL;
     if (rc == 0)
         rc = rs_precheck(t, err);
     if (rc == 0)

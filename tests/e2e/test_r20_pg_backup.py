@@ -15,6 +15,11 @@ end with the real binary and a real PostgreSQL 15 started by the tests:
   database that holds Wharf rows is refused before anything is written;
 - a single node's (SQLite) backup restores into PostgreSQL: the way to move
   a node onto a cluster's database;
+- a node keeping its payloads in the database (payload_dir = database):
+  the backup taken during load holds each payload's rows as the entry a
+  file would be; restored into SQLite they are payload files again, into
+  a fresh database (--payload-dir database) rows again, and both restored
+  nodes serve every acknowledged message's bytes;
 - a --store URL that holds a password is refused before anything is
   written, without repeating it.
 """
@@ -153,6 +158,68 @@ def test_r20_pg_backup_during_load_restores_into_sqlite_and_postgresql(
         assert p.returncode == 1, p.stderr
         assert "already holds Wharf data" in p.stderr, p.stderr
         assert not target.exists()
+
+
+def wpay_files(*dirs):
+    return [p for d in dirs for p in d.rglob("*.wpay")]
+
+
+def test_r20_db_payloads_backup_during_load_restores_into_sqlite_and_db(
+        tmp_path, wharf, pg_server, start_server):  # noqa: F811
+    url = fresh_db(pg_server)
+    data = new_data_dir(wharf, tmp_path / "a", "--store", url,
+                        "--payload-dir", "database")
+    recv, send = file_flow(wharf, data, tmp_path)
+    nfiles = 150
+    files, expected = load_files(nfiles)
+    server = start_server(data)
+    server.wait_listening()
+    producer = Producer(recv, files, 5, 0.1)
+    written = producer.written
+    producer.start()
+
+    def acknowledged():
+        present = set(os.listdir(recv))
+        return {n for n in list(written) if n not in present}
+    wait_until(lambda: len(acknowledged()) >= 30, timeout=120,
+               desc="30 files acknowledged")
+    acked = acknowledged()
+    backup = tmp_path / "db.wbk"
+    taken = json.loads(wharf.ok("backup", "--data", data, "--to", backup,
+                                "--json").stdout)
+    producer.join(timeout=120)
+    assert not producer.failure, producer.failure
+    wait_all_sent(wharf, server, data, nfiles)
+    server.stop()
+    assert wpay_files(data) == []
+    assert taken["payloads"] == taken["messages"] and taken["missing"] == 0
+    wharf.ok("backup", "verify", backup, "--data", data)
+
+    # into SQLite: the rows become payload files of a single node
+    lite = tmp_path / "r-sqlite"
+    wharf.ok("restore", "--from", backup, "--data", lite, "--keystore",
+             data / "keystore")
+    assert len(wpay_files(lite)) == taken["payloads"]
+    check_restored(wharf, start_server, lite, taken, acked, expected)
+
+    # into a fresh database, payloads into its rows again
+    url2 = fresh_db(pg_server)
+    pgdir = tmp_path / "r-pg"
+    wharf.ok("restore", "--from", backup, "--data", pgdir, "--keystore",
+             data / "keystore", "--store", url2, "--payload-dir", "database")
+    assert "payload_dir = database\n" in (pgdir / "wharf.conf").read_text()
+    assert wpay_files(pgdir) == []
+    heads = subprocess.run(["psql", url2, "-Atqc", "SELECT COUNT(*) FROM"
+                            " payload_segments WHERE seq = 0"],
+                           capture_output=True, text=True, timeout=60)
+    assert int(heads.stdout) == taken["payloads"], heads.stderr
+    check_restored(wharf, start_server, pgdir, taken, acked, expected)
+
+    # payload_dir = database needs a PostgreSQL target
+    p = wharf("restore", "--from", backup, "--data", tmp_path / "r-bad",
+              "--keystore", data / "keystore", "--payload-dir", "database")
+    assert p.returncode == 1 and "PostgreSQL" in p.stderr, p.stderr
+    assert not (tmp_path / "r-bad").exists()
 
 
 def test_r20_pg_tampered_backup_refused_by_verify_and_both_restores(
