@@ -22,12 +22,14 @@
 
 #include "cli/cli.h"
 #include "core/backup.h"
+#include "core/dbpass.h"
 #include "core/wharf.h"
 #include "store/backup_store.h"
 #include "store/store.h"
+#include "util/secret.h"
 
 enum { O_TO, O_RECIPIENT, O_KEYSTORE, O_KEY, O_JSON, O_LIMIT, O_FROM,
-       O_STORE, O_PAYLOAD_DIR };
+       O_STORE, O_PAYLOAD_DIR, O_STORE_PASSWORD };
 
 static const char *const BACKUP_OPTS[] = {
     "--to=", "--recipient=", "--keystore=", "--key=", "--json", "--limit=",
@@ -35,7 +37,7 @@ static const char *const BACKUP_OPTS[] = {
 };
 static const char *const RESTORE_OPTS[] = {
     "--to=", "--recipient=", "--keystore=", "--key=", "--json", "--limit=",
-    "--from=", "--store=", "--payload-dir=", NULL,
+    "--from=", "--store=", "--payload-dir=", "--store-password-file=", NULL,
 };
 
 static const char *kind_name(enum backup_recipient r)
@@ -321,7 +323,14 @@ static int restore_run(int argc, char **argv)
     k.key = a.values[O_KEY];
     struct backup_target t = { .store = a.values[O_STORE],
                                .payload_dir = a.values[O_PAYLOAD_DIR] };
-    if (backup_restore(a.values[O_FROM], a.data, &k, &t, &r, &err) != 0)
+    struct secret *pw = NULL;
+    if (a.values[O_STORE_PASSWORD] != NULL &&
+        (pw = dbpass_read_file(a.values[O_STORE_PASSWORD], &err)) == NULL)
+        return cli_fail("--store-password-file: %s", err.msg);
+    t.store_password = pw;
+    int rc = backup_restore(a.values[O_FROM], a.data, &k, &t, &r, &err);
+    secret_free(pw);
+    if (rc != 0)
         return cli_fail("restore failed: %s", err.msg);
     if (restore_audit(a.data, a.values[O_FROM], &r) != EXIT_OK)
         return EXIT_FAIL;
@@ -341,6 +350,7 @@ const struct cli_cmd cmd_restore = {
     "restore", "rebuild a data directory from a backup",
     "wharf restore --from FILE --data DIR [--keystore FILE | --key KEY]\n"
     "              [--store postgresql://...] [--payload-dir DIR|database]\n"
+    "              [--store-password-file F]\n"
     "  DIR must be new or empty. A backup sealed with the master key needs\n"
     "  --keystore (a copy of the keystore that holds that key); one for a\n"
     "  backup key needs --key (its PEM private key). Everything is checked\n"
@@ -351,6 +361,8 @@ const struct cli_cmd cmd_restore = {
     "  an empty PostgreSQL database (one holding Wharf rows is refused);\n"
     "  --payload-dir puts the payloads in that folder (new or empty, e.g.\n"
     "  the cluster's shared one) instead of DIR/payloads; --payload-dir\n"
-    "  database (with --store) puts them in the database's rows.\n",
+    "  database (with --store) puts them in the database's rows;\n"
+    "  --store-password-file gives that database's password (sealed into\n"
+    "  DIR/state/store-password; a backup holds none).\n",
     restore_run,
 };

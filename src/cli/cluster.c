@@ -3,11 +3,14 @@
  * this data dir's database (R21): each running `wharf serve` beats into
  * the `nodes` table (core/engine.c), so on PostgreSQL every node of the
  * cluster shows, on SQLite the one node. Reads only; owns nothing beyond
- * the call.
+ * the call (status).
  *
  * A node is "running" while its last beat is within three beat intervals,
  * "stopped" after a clean stop, and "silent" otherwise (killed, or cut off
  * from the database: its leases run out and other nodes take its work).
+ *
+ * `wharf cluster password --from FILE`: the database's password sealed
+ * into this node's data dir (core/dbpass.h) once it was shown to work.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -15,9 +18,12 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/dbpass.h"
 #include "core/wharf.h"
 #include "store/node_store.h"
+#include "store/store.h"
 #include "util/id.h"
+#include "util/secret.h"
 
 static json_t *nodes_json(const struct store_node *n, size_t count,
                           int64_t now)
@@ -75,15 +81,49 @@ static int cluster_status(const char *data, int json)
     return rc;
 }
 
+/* The new password works (a connection with it), then it is sealed into
+ * the data dir: a wrong one is refused before anything is written. */
+static int cluster_password(const char *data, const char *from)
+{
+    struct error err = {0};
+    struct secret *pw = dbpass_read_file(from, &err);
+    if (pw == NULL)
+        return cli_fail("--from: %s", err.msg);
+    struct wharf *w = wharf_open(data, &err);
+    struct store *st = NULL;
+    int rc = w == NULL ? -1
+           : !wharf_store_shared(w)
+           ? error_set(&err, "%s keeps its data in SQLite: there is no "
+                       "database password", data)
+           : store_password_set(pw, &err);
+    if (rc == 0 && (st = store_open(w->db_path, &err)) == NULL)
+        rc = -1;
+    if (rc == 0)
+        rc = dbpass_save(w->vault, w->dir, pw, &err);
+    secret_free(pw);
+    if (rc < 0) {
+        store_close(st);
+        wharf_close(w);
+        return cli_fail("%s (nothing was changed)", err.msg);
+    }
+    printf("the store password is sealed in %s/" DBPASS_FILE "\n", data);
+    rc = cli_audit(w, st, "store.password", DBPASS_FILE, NULL);
+    cli_close(w, st);
+    return rc;
+}
+
 static int cluster_run(int argc, char **argv)
 {
-    static const char *const opts[] = { "--json", NULL };
+    static const char *const opts[] = { "--json", "--from=", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_cluster, argc, argv, opts, &a);
     if (p != 0)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
+    if (a.npos == 1 && strcmp(a.pos[0], "password") == 0 && a.values[1])
+        return cluster_password(a.data, a.values[1]);
     if (a.npos != 1 || strcmp(a.pos[0], "status") != 0)
-        return cli_usage(&cmd_cluster, "expected: wharf cluster status");
+        return cli_usage(&cmd_cluster, "expected: wharf cluster status, or "
+                         "wharf cluster password --from FILE");
     return cluster_status(a.data, a.flags[0]);
 }
 
@@ -95,6 +135,11 @@ const struct cli_cmd cmd_cluster = {
     "  (running: beat within three intervals; stopped: stopped cleanly;\n"
     "  silent: killed or cut off, its leases run out and other nodes take\n"
     "  its work), version, listeners, seconds since its last heartbeat and\n"
-    "  the hops and jobs it holds leased.\n",
+    "  the hops and jobs it holds leased.\n"
+    "wharf cluster password [--data DIR] --from FILE\n"
+    "  Seal the database's password (the first line of FILE, mode 0600)\n"
+    "  into DIR/state/store-password with the master key, once a\n"
+    "  connection with it succeeded (a wrong one changes nothing). Every\n"
+    "  node keeps its own copy; restart serve to use it.\n",
     cluster_run,
 };

@@ -49,6 +49,7 @@
 #include "audit/audit.h"
 #include "cli/cli.h"
 #include "connectors/connector.h"
+#include "core/dbpass.h"
 #include "core/engine.h"
 #include "core/health.h"
 #include "core/rotate.h"
@@ -62,6 +63,7 @@
 #include "store/store.h"
 #include "util/id.h"
 #include "util/log.h"
+#include "util/secret.h"
 #include "vault/keyproc.h"
 #include "vault/vault.h"
 #include "web/console.h"
@@ -84,7 +86,8 @@ static int init_run(int argc, char **argv)
                                         "--partner-listen=",
                                         "--allowed-paths=", "--user=",
                                         "--store=", "--keystore=",
-                                        "--payload-dir=", NULL };
+                                        "--payload-dir=",
+                                        "--store-password-file=", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_init, argc, argv, opts, &a);
     if (p != 0)
@@ -100,7 +103,14 @@ static int init_run(int argc, char **argv)
                                  .keystore = a.values[6],
                                  .payload_dir = a.values[7] };
     struct error err = {0};
-    if (wharf_init(a.data, &o, &err) < 0)
+    struct secret *pw = NULL;
+    if (a.values[8] != NULL &&
+        (pw = dbpass_read_file(a.values[8], &err)) == NULL)
+        return cli_fail("--store-password-file: %s", err.msg);
+    o.store_password = pw;
+    int made = wharf_init(a.data, &o, &err);
+    secret_free(pw);
+    if (made < 0)
         return cli_fail("%s", err.msg);
     if (init_audit(a.data) != EXIT_OK)
         return EXIT_FAIL;
@@ -120,7 +130,7 @@ const struct cli_cmd cmd_init = {
     "wharf init [--data DIR] [--log-level LEVEL] [--admin-listen IP:PORT]\n"
     "           [--partner-listen IP:PORT] [--allowed-paths DIR[,DIR...]]\n"
     "           [--user NAME] [--store URL [--keystore FILE]]\n"
-    "           [--payload-dir DIR|database]\n"
+    "           [--payload-dir DIR|database] [--store-password-file F]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
     "  (keystore, mode 0600), wharf.db, payloads/, logs/, state/ and a\n"
     "  self-signed TLS certificate for the listeners (tls/cert.pem,\n"
@@ -142,7 +152,11 @@ const struct cli_cmd cmd_init = {
     "  --payload-dir     where payloads are kept (default DIR/payloads); a\n"
     "                    cluster's nodes name one shared folder, or\n"
     "                    database (with --store): in the database, so the\n"
-    "                    nodes share nothing else\n",
+    "                    nodes share nothing else\n"
+    "  --store-password-file  the database's password (first line of F,\n"
+    "                    mode 0600): sealed by the master key into\n"
+    "                    DIR/state/store-password, never kept in plaintext\n"
+    "                    (without it libpq reads DIR/pgpass)\n",
     init_run,
 };
 

@@ -86,7 +86,10 @@ struct backup_target {
     const char *store;          /* NULL or "sqlite": DIR/wharf.db; else a
                                    postgresql:// URL of an empty database */
     const char *payload_dir;    /* NULL: DIR/payloads; else an absolute
-                                   folder, absent or empty */
+                                   folder, absent or empty; or "database"
+                                   (store a URL): the database's rows */
+    const struct secret *store_password;  /* NULL: pgpass; else store's
+                                   password, sealed into the data dir */
 };
 
 /* Rebuild a data dir at dir (absent, or an empty directory) from the

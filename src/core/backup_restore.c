@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "core/dbpass.h"
 #include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/backup_store.h"
@@ -470,6 +471,12 @@ static int rs_precheck(const struct backup_target *t, struct error *err)
         error_prefix(err, "--store");
         return -1;
     }
+    if (t->store_password != NULL && !rs_is_pg(t))
+        return error_set(err, "--store-password-file is for a restore into "
+                         "PostgreSQL (--store postgresql://...)");
+    if (t->store_password != NULL &&
+        store_password_set(t->store_password, err) != 0)
+        return -1;
     return rs_is_pg(t) ? store_backup_target_empty(t->store, err) : 0;
 }
 
@@ -499,6 +506,16 @@ static int rs_write(struct rs_run *s, const char *file,
         fsx_remove_tree(s->payloads, s->made_p);
     if (rc != 0 && touched)
         fsx_remove_tree(s->dir, s->made);
+    return rc;
+}
+
+/* --store-password-file: sealed with the restored keystore into dir. */
+static int rs_save_password(const char *dir, const struct secret *pw,
+                            struct error *err)
+{
+    struct wharf *w = wharf_open(dir, err);
+    int rc = w == NULL ? -1 : dbpass_save(w->vault, dir, pw, err);
+    wharf_close(w);
     return rc;
 }
 
@@ -581,6 +598,9 @@ static int rs_to_pg(const char *dir, const struct backup_target *t,
     snprintf(conf, sizeof(conf), "%s/wharf.conf", dir);
     if (store_backup_load(db, t->store, err) != 0)
         return 1;
+    if (t->store_password != NULL &&
+        rs_save_password(dir, t->store_password, err) != 0)
+        return -1;
     if (wharf_conf_set_store(conf, t->store, t->payload_dir, err) != 0)
         return -1;
     if (rs_payloads_db(t) && rs_payloads_to_db(dir, err) != 0)

@@ -12,7 +12,10 @@
  * core/conn_secrets.c and core/env.c ("connector:NAME:ROW"), core/jobs.c
  * ("job:ID:data", "job:ID:input"), auth/totp.c ("totp:USER"),
  * cli/oidc.c + api/api_oidc.c ("oidc:client_secret") and
- * security/notify.c ("notify:email", "notify:webhook"). A context that
+ * security/notify.c ("notify:email", "notify:webhook"); and one file,
+ * the data dir's sealed store password (core/dbpass.c, "store:password").
+ * The payloads are re-wrapped where they are kept (core/payloads.h: a
+ * file's header, or the header row of payload_dir = database). A context that
  * did not match would fail to open, be counted as failed, and keep the old
  * key: rotation never makes a value unreadable.
  *
@@ -32,6 +35,7 @@
 
 #include <openssl/crypto.h>
 
+#include "core/dbpass.h"
 #include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/sealed_store.h"
@@ -266,6 +270,20 @@ static int rotate_setting(struct store *st, struct rotate_walk *k, size_t i,
     return 0;
 }
 
+/* The data dir's sealed store password (core/dbpass.h), a file. */
+static void rotate_store_password(struct rotate_walk *k)
+{
+    struct error e = {0};
+    int rc = dbpass_reseal(k->w->vault, k->w->dir, &e);
+    if (rc < 0) {
+        k->r->sealed_failed++;
+        rotate_problem(k->r, "%s", e.msg);
+    } else if (rc == 1) {
+        k->r->sealed++;
+        fault_point("rotate.sealed");
+    }
+}
+
 int rotate_rewrap(struct wharf *w, struct store *st, struct rotate_report *r,
                   struct error *err)
 {
@@ -279,6 +297,7 @@ int rotate_rewrap(struct wharf *w, struct store *st, struct rotate_report *r,
          i++)
         if (rotate_setting(st, &k, i, err) < 0)
             return -1;
+    rotate_store_password(&k);
     return 0;
 }
 

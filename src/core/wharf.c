@@ -11,7 +11,6 @@
  * live into the running configuration and names the others.
  */
 #include "core/wharf.h"
-#include "core/payloads.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,6 +26,8 @@
 
 #include "audit/audit.h"
 #include "auth/auth.h"
+#include "core/dbpass.h"
+#include "core/payloads.h"
 #include "core/sandbox.h"
 #include "net/client.h"
 #include "net/server.h"
@@ -749,6 +750,22 @@ static int write_conf(const struct wharf *w, const char *level,
     return fsx_write_atomic(w->conf_path, text, (size_t)n, 0600, err);
 }
 
+/* init --store-password-file: sealed with the new keystore, and used by
+ * the connections init makes. */
+static int init_store_password(struct wharf *w, const struct secret *pw,
+                               struct error *err)
+{
+    if (pw == NULL)
+        return 0;
+    if (!wharf_store_shared(w))
+        return error_set(err, "--store-password-file is for a PostgreSQL "
+                         "store (--store postgresql://...)");
+    struct vault *v = vault_open(w->keystore_path, err);
+    int rc = v == NULL ? -1 : dbpass_save(v, w->dir, pw, err);
+    vault_close(v);
+    return rc < 0 ? -1 : store_password_set(pw, err);
+}
+
 static int init_contents(struct wharf *w, const char *level,
                          const struct wharf_init_opts *o, struct error *err)
 {
@@ -767,7 +784,8 @@ static int init_contents(struct wharf *w, const char *level,
     if (write_conf(w, level, o, err) < 0 ||
         (o->keystore ? keystore_copy(w, o->keystore, err)
                      : vault_create(w->keystore_path, err)) < 0 ||
-        tls_init_data_dir(w->dir, err) < 0)
+        tls_init_data_dir(w->dir, err) < 0 ||
+        init_store_password(w, o->store_password, err) < 0)
         return -1;
     struct store *st = store_open(w->db_path, err);
     if (st == NULL)
@@ -866,6 +884,7 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
         .store = o ? o->store : NULL,
         .keystore = o ? o->keystore : NULL,
         .payload_dir = o ? o->payload_dir : NULL,
+        .store_password = o ? o->store_password : NULL,
     };
     if (opts.store && (strchr(opts.store, '\n') || strchr(opts.store, '#')))
         return error_set(err, "--store must be one line without '#'");
@@ -1079,7 +1098,10 @@ static int open_steps(struct wharf *w, const char *dir, struct error *err)
         return -1;
     }
     w->vault = vault_open(w->keystore_path, err);
-    return w->vault ? 0 : -1;
+    if (w->vault == NULL)
+        return -1;
+    return wharf_store_shared(w) && dbpass_load(w->vault, w->dir, err) < 0
+           ? -1 : 0;
 }
 
 struct wharf *wharf_open(const char *dir, struct error *err)

@@ -112,6 +112,8 @@ struct wharf {
     struct payload_pool *payload_pool;  /* owned; core/payloads.c */
 };
 
+struct secret;
+
 struct wharf_init_opts {
     const char *log_level;      /* NULL: info */
     const char *admin_listen;   /* NULL: 127.0.0.1:8443 */
@@ -125,6 +127,9 @@ struct wharf_init_opts {
     const char *keystore;       /* NULL: a new master key; else the keystore
                                    file of the cluster's first node */
     const char *payload_dir;    /* NULL: DIR/payloads */
+    const struct secret *store_password;  /* NULL: none (libpq's pgpass);
+                                   else the database's, sealed into
+                                   DIR/state/store-password (dbpass.h) */
 };
 
 /* True when the store is a PostgreSQL database shared with other nodes

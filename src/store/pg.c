@@ -477,7 +477,7 @@ struct pg_store *pgs_open(const char *url, struct error *err)
         free(p);
         return NULL;
     }
-    p->conn = PQconnectdb(url);
+    p->conn = pg_connect(url);
     if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
         const char *msg = p->conn ? PQerrorMessage(p->conn) : "out of memory";
         /* libpq's message names host and port, never the password */

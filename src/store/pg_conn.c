@@ -26,6 +26,46 @@
 #include "store/store.h"
 #include "util/fault.h"
 #include "util/log.h"
+#include "util/secret.h"
+
+#include <pthread.h>
+
+/* store_password_set's copy, NUL-terminated for libpq. */
+static pthread_mutex_t pw_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct secret *pw_held;
+
+int store_password_set(const struct secret *pw, struct error *err)
+{
+    struct secret *copy = NULL;
+    if (pw != NULL) {
+        copy = secret_new(secret_len(pw) + 1);
+        if (copy == NULL)
+            return error_set(err, "out of memory");
+        memcpy(secret_data_mut(copy), secret_data(pw), secret_len(pw));
+    }
+    pthread_mutex_lock(&pw_lock);
+    struct secret *old = pw_held;
+    pw_held = copy;
+    pthread_mutex_unlock(&pw_lock);
+    secret_free(old);
+    return 0;
+}
+
+PGconn *pg_connect(const char *url)
+{
+    const char *keys[] = { "dbname", "password", NULL };
+    const char *vals[] = { url, NULL, NULL };
+    struct secret *pw = NULL;       /* a copy: no lock held while connecting */
+    pthread_mutex_lock(&pw_lock);
+    if (pw_held != NULL)
+        pw = secret_from(secret_data(pw_held), secret_len(pw_held));
+    pthread_mutex_unlock(&pw_lock);
+    if (pw != NULL)
+        vals[1] = (const char *)secret_data(pw);
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    secret_free(pw);
+    return c;
+}
 
 /* The server's notices (warnings about a failover, a cancelled wait for
  * a replica) go to Wharf's log, not to stderr. */

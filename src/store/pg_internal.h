@@ -40,6 +40,10 @@ struct pg_store {
                                    gone with the connection */
 };
 
+/* A new connection to url, with the password of store_password_set when
+ * there is one (pg_conn.c); check PQstatus. */
+PGconn *pg_connect(const char *url);
+
 /* Send the server's notices on c to Wharf's log (pg_conn.c). */
 void pg_notices_to_log(PGconn *c);
 

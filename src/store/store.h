@@ -53,6 +53,14 @@ bool store_opened_from(const struct store *s, const char *path);
  * never repeats the URL). */
 int store_url_check(const char *url, struct error *err);
 
+/* The password every PostgreSQL connection this process makes from now on
+ * gives the server (the data dir's sealed store password, core/dbpass.h;
+ * without one libpq looks in pgpass). Copied and kept until replaced;
+ * NULL forgets it. It goes to libpq as its own parameter, never into a
+ * URL or a message. Thread-safe. 0, or -1 (out of memory). */
+struct secret;
+int store_password_set(const struct secret *pw, struct error *err);
+
 /* The files a PostgreSQL store's connections read (sslrootcert, sslcert,
  * sslkey, sslcrl, passfile named in the URL, and $PGPASSFILE), each
  * through fn (which returns non-zero to stop, and that is returned); none

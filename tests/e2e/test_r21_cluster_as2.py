@@ -1,7 +1,10 @@
 """
 R21 with M4: AS2 received by a cluster of three Wharf nodes (a, b, c) on
 one PostgreSQL database (a real PostgreSQL 15, started by these tests:
-test_r21_cluster.py's pg_server), sharing one payload folder.
+test_r21_cluster.py's pg_server). The load test's nodes keep their
+payloads in the database (payload_dir = database): they share nothing but
+it; the others share one payload folder (they watch a payload file
+appear).
 
 The cluster is the AS2 receiver: one AS2 profile (its key and
 certificate) and one partner, imported once through node a, which every
@@ -112,8 +115,8 @@ class Cluster:
     node) to the folder "files"."""
 
     def __init__(self, wharf, tmp_path, url, start_server,
-                 shared_folder=False, **settings):
-        payloads = tmp_path / "payloads"
+                 shared_folder=False, payloads=None, **settings):
+        payloads = payloads or tmp_path / "payloads"
         a = new_data_dir(wharf, tmp_path / "a", "--store", url,
                          "--payload-dir", str(payloads))
         self.nodes = [Node("a", a)] + [
@@ -519,7 +522,8 @@ def check_nodes(wharf, cl, first):
 def test_r21_three_nodes_2000_files_and_500_as2_through_two_kills(
         tmp_path, wharf, pg_server, start_server):  # noqa: F811
     url = fresh_db(pg_server)
-    cl = Cluster(wharf, tmp_path, url, start_server, shared_folder=True)
+    cl = Cluster(wharf, tmp_path, url, start_server, shared_folder=True,
+                 payloads="database")
     require_xattrs(cl.folder)
     first = {x.name: x.server for x in cl.nodes}
     with ThreadPoolExecutor(3) as pool:
@@ -535,6 +539,12 @@ def test_r21_three_nodes_2000_files_and_500_as2_through_two_kills(
         retry_elsewhere(cl, load, msgs, kills)
         check_delivered(wharf, cl, {m.filename: sha(m.payload) for m in msgs},
                         {name: sha(body) for name, body in files})
+        # the nodes shared nothing but the database: every message's
+        # payload is in its rows, no payload file on any node
+        assert db.count("SELECT count(*) FROM messages m WHERE EXISTS"
+                        " (SELECT 1 FROM payload_segments p WHERE p.path ="
+                        " m.payload_path AND p.seq = 0)") == N_AS2 + N_FILES
+        assert list(tmp_path.rglob("*.wpay")) == []
         redone = db.count("SELECT count(*) FROM hops"
                           " WHERE receipt LIKE 'already present%'")
         stale = db.count("SELECT count(*) FROM events WHERE text LIKE"
