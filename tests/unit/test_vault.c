@@ -1238,6 +1238,20 @@ static void test_r21_payload_io_released_once_on_every_path(void **state)
     free(data);
 }
 
+/* The io failing while a segment is read (the database went away) is the
+ * io's error, not an integrity failure: no integrity alert for it. */
+static void test_r21_payload_io_read_error_is_not_tampering(void **state)
+{
+    struct fx *f = *state;
+    struct memio m;
+    memset(&m, 0, sizeof(m));
+    unsigned char *data = memio_big(f, &m);
+    m.fail_read_at = m.row_end[2];              /* after two segments */
+    memio_expect_fails(f, &m, data, 2 * SEG, "the database went away", 0);
+    free(data);
+    memio_free(&m);
+}
+
 /* Rotation of a header kept elsewhere: payload_header_rewrap re-wraps it
  * with the new active key (1), then finds nothing to do (0); only the
  * header's key id, wrap nonce and wrapped key changed; the payload still
@@ -1324,6 +1338,7 @@ int main(void)
         T(test_r21_payload_io_flipped_segment_byte_names_the_segment),
         T(test_r21_payload_io_truncated_rows_refused),
         T(test_r21_payload_io_released_once_on_every_path),
+        T(test_r21_payload_io_read_error_is_not_tampering),
         T(test_r21_payload_io_header_rewrap_after_rotation),
 #undef T
     };
