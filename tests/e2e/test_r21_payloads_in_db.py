@@ -19,7 +19,9 @@ PostgreSQL 15 started by these tests on 127.0.0.1).
     it without --store (and makes no data dir), serve of a SQLite node
     whose wharf.conf says it refuses to start, saying why;
   - a 40 MiB payload streams through the database: 1 + ceil(40 MiB /
-    64 KiB) rows, delivered byte identical by the other node.
+    64 KiB) rows, delivered byte identical by the other node;
+  - the purge sweeps the rows of a payload no message names once they
+    are old (an intake cut short), and keeps those of stored messages.
 """
 import hashlib
 import os
@@ -315,3 +317,30 @@ def test_r21_large_payload_streams_through_the_database(tmp_path, wharf,
                desc="node b delivered the 40 MiB file")
     assert sha256_file(outbox / "big.bin") == hashlib.sha256(body).hexdigest()
     node_b.stop()
+
+
+def test_r21_orphan_payload_rows_are_swept_by_the_purge(tmp_path, wharf,
+                                                        pg_server,
+                                                        start_server):
+    url = fresh_db(pg_server)
+    a, b = db_nodes(wharf, tmp_path, url)
+    tune_conf(b, purge_interval_seconds=1)
+    outbox, msgs = stored(wharf, tmp_path, a, 2, 70 * 1024)
+    # the rows a node killed between its payload's commit and its
+    # message's would leave, written a day ago
+    orphan = "payloads/20200101/0190aaaa-0000-7000-8000-000000000001.wpay"
+    psql(url, "INSERT INTO payload_segments(path, seq, created_at, data)"
+              f" SELECT '{orphan}', s, (extract(epoch FROM now()) * 1000)"
+              "::bigint - 86400000, decode(repeat('ab', 100), 'hex') FROM"
+              " generate_series(0, 2) s")
+    assert rows(url, orphan) == 3
+    node_b = delivered(wharf, b, outbox, msgs, start_server)
+    wait_until(lambda: node_b.check_alive() and rows(url, orphan) == 0,
+               timeout=30, desc="the purge swept the orphan rows")
+    node_b.stop()
+    for m in msgs:
+        assert rows(url, path_of(url, m)) == 3
+    log = node_b.stderr() + node_b.stdout()
+    if (b / "logs" / "wharf.log").exists():
+        log += (b / "logs" / "wharf.log").read_text(errors="replace")
+    assert "1 payload(s) no message names deleted" in log, log[-3000:]
