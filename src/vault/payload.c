@@ -714,8 +714,11 @@ static int payload_next_segment(struct payload_reader *r)
 {
     ssize_t got = payload_read_full(r->fd, &r->io, r->raw + r->have,
                                     PAYLOAD_RAW - r->have, &r->first);
-    if (got < 0 && r->io.read != NULL)
-        return -1;          /* the io said why */
+    if (got < 0 && r->io.read != NULL) {
+        if (r->first.code == 0)     /* the io said why: its failure (a */
+            r->first.code = EIO;    /* database gone), not tampering */
+        return -1;
+    }
     if (got < 0)
         return error_errno(&r->first, errno, "message %s: cannot read "
                            "payload segment %llu", r->msgid,

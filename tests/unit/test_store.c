@@ -31,6 +31,7 @@
 #include "store/backup_store.h"
 #include "store/node_store.h"
 #include "store/partner_store.h"
+#include "store/payload_store.h"
 #include "store/secret_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -1695,6 +1696,240 @@ static void test_r21_pg_lease_renewal_skips_a_hop_being_finished(
                               " * 1000)::bigint + 1800000"), 1);
 }
 
+/* ---- R21: payloads kept in the database (payload_store.h) ---------------- */
+
+#define PAY_NAMED "payloads/20261123/x.wpay"        /* msg_make's path */
+#define PAY_OTHER "payloads/20261123/y.wpay"
+
+/* n bytes that hold every byte value, 0x00 and the high ones included,
+ * varied by seed; caller frees. */
+static unsigned char *pay_bytes(size_t n, unsigned seed)
+{
+    unsigned char *b = malloc(n ? n : 1);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)((i * 7 + seed) & 0xff);
+    return b;
+}
+
+static const size_t PAY_LEN[] = { 92, 65536 + 16, 65536 + 16, 17 };
+#define PAY_ROWS (sizeof(PAY_LEN) / sizeof(PAY_LEN[0]))
+
+/* Rows 0..PAY_ROWS of path in one transaction; their bytes from
+ * pay_bytes(PAY_LEN[seq], seq). */
+static void pay_write(struct store *st, const char *path)
+{
+    struct error err = {0};
+    MUST(store_payload_begin(st, &err), err);
+    for (size_t i = 0; i < PAY_ROWS; i++) {
+        unsigned char *b = pay_bytes(PAY_LEN[i], (unsigned)i);
+        MUST(store_payload_put(st, path, (int64_t)i, b, PAY_LEN[i], &err),
+             err);
+        free(b);
+    }
+    MUST(store_payload_commit(st, &err), err);
+}
+
+/* Row seq of path holds pay_bytes(n, seed). */
+static void pay_expect_row(struct store *st, const char *path, int64_t seq,
+                           size_t n, unsigned seed)
+{
+    unsigned char *b = NULL;
+    size_t len = 0;
+    struct error err = {0};
+    int rc = store_payload_get(st, path, seq, &b, &len, &err);
+    if (rc != 0)
+        fail_msg("row %lld of %s: rc %d %s", (long long)seq, path, rc,
+                 err.msg);
+    assert_int_equal(len, n);
+    unsigned char *want = pay_bytes(n, seed);
+    assert_memory_equal(b, want, n);
+    free(want);
+    free(b);
+}
+
+/* The store has no row seq of path. */
+static void pay_expect_none(struct store *st, const char *path, int64_t seq)
+{
+    unsigned char *b = (unsigned char *)"x";
+    size_t len = 9;
+    struct error err = {0};
+    assert_int_equal(store_payload_get(st, path, seq, &b, &len, &err), 1);
+    assert_null(b);
+    assert_int_equal(len, 0);
+}
+
+/* Rows put in one transaction come back byte-identical (binary: 0x00 and
+ * high bytes) on another connection, once committed; size is the sum of
+ * their lengths; a row that exists is not put twice. */
+static void test_r21_pg_payload_rows_round_trip(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    pay_write(f->st, PAY_NAMED);
+    struct store *node2 = store_open(f->db, &err);
+    assert_non_null(node2);
+    MUST(store_payload_read_begin(node2, &err), err);
+    for (size_t i = 0; i < PAY_ROWS; i++)
+        pay_expect_row(node2, PAY_NAMED, (int64_t)i, PAY_LEN[i],
+                       (unsigned)i);
+    pay_expect_none(node2, PAY_NAMED, PAY_ROWS);
+    pay_expect_none(node2, PAY_OTHER, 0);
+    store_payload_read_end(node2);
+    uint64_t size = 0, sum = 0;
+    for (size_t i = 0; i < PAY_ROWS; i++)
+        sum += PAY_LEN[i];
+    assert_int_equal(store_payload_size(node2, PAY_NAMED, &size, &err), 0);
+    assert_int_equal(size, sum);
+    assert_int_equal(store_payload_size(node2, PAY_OTHER, &size, &err), 1);
+    /* a row that exists: the put fails, its transaction is rolled back */
+    MUST(store_payload_begin(node2, &err), err);
+    MUST(store_payload_put(node2, PAY_OTHER, 0, "hdr", 3, &err), err);
+    assert_int_equal(store_payload_put(node2, PAY_NAMED, 1, "x", 1, &err),
+                     -1);
+    assert_true(err.msg[0] != '\0');
+    store_payload_rollback(node2);
+    assert_int_equal(store_payload_size(node2, PAY_OTHER, &size, &err), 1);
+    pay_expect_row(node2, PAY_NAMED, 1, PAY_LEN[1], 1);
+    store_close(node2);
+}
+
+/* A writer rolled back leaves no row, and its connection goes on. */
+static void test_r21_pg_payload_rollback_leaves_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    MUST(store_payload_begin(f->st, &err), err);
+    for (int64_t i = 0; i < 3; i++)
+        MUST(store_payload_put(f->st, PAY_OTHER, i, "abc\0def", 7, &err),
+             err);
+    store_payload_rollback(f->st);
+    uint64_t size = 99;
+    assert_int_equal(store_payload_size(f->st, PAY_OTHER, &size, &err), 1);
+    assert_int_equal(size, 0);
+    assert_int_equal(pg_count(f->db, "SELECT COUNT(*) FROM payload_segments"),
+                     0);
+    pay_write(f->st, PAY_OTHER);
+    assert_int_equal(pg_count(f->db, "SELECT COUNT(*) FROM payload_segments"),
+                     (int)PAY_ROWS);
+}
+
+/* A reader's snapshot: rows deleted by another node meanwhile are still
+ * read to the end; the next reader sees them gone. */
+static void test_r21_pg_payload_reader_keeps_its_snapshot(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    pay_write(f->st, PAY_OTHER);
+    struct store *node2 = store_open(f->db, &err);
+    assert_non_null(node2);
+    MUST(store_payload_read_begin(f->st, &err), err);
+    pay_expect_row(f->st, PAY_OTHER, 0, PAY_LEN[0], 0);
+    MUST(store_payload_delete(node2, PAY_OTHER, &err), err);
+    for (size_t i = 1; i < PAY_ROWS; i++)
+        pay_expect_row(f->st, PAY_OTHER, (int64_t)i, PAY_LEN[i],
+                       (unsigned)i);
+    store_payload_read_end(f->st);
+    pay_expect_none(f->st, PAY_OTHER, 0);
+    store_close(node2);
+}
+
+/* The header row replaced (rotation, erasure), the others untouched; a
+ * missing row is not replaced; delete removes every row, and a missing
+ * payload is no error. */
+static void test_r21_pg_payload_replace_and_delete(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    pay_write(f->st, PAY_NAMED);
+    pay_write(f->st, PAY_OTHER);
+    unsigned char *hdr = pay_bytes(92, 200);
+    assert_int_equal(store_payload_replace(f->st, PAY_NAMED, 0, hdr, 92,
+                                           &err), 0);
+    free(hdr);
+    pay_expect_row(f->st, PAY_NAMED, 0, 92, 200);
+    for (size_t i = 1; i < PAY_ROWS; i++)
+        pay_expect_row(f->st, PAY_NAMED, (int64_t)i, PAY_LEN[i],
+                       (unsigned)i);
+    pay_expect_row(f->st, PAY_OTHER, 0, PAY_LEN[0], 0);
+    assert_int_equal(store_payload_replace(f->st, PAY_NAMED, 99, "x", 1,
+                                           &err), 1);
+    pay_expect_none(f->st, PAY_NAMED, 99);
+    MUST(store_payload_delete(f->st, PAY_NAMED, &err), err);
+    uint64_t size;
+    assert_int_equal(store_payload_size(f->st, PAY_NAMED, &size, &err), 1);
+    assert_int_equal(store_payload_replace(f->st, PAY_NAMED, 0, "x", 1,
+                                           &err), 1);
+    MUST(store_payload_delete(f->st, PAY_NAMED, &err), err);
+    assert_int_equal(store_payload_size(f->st, PAY_OTHER, &size, &err), 0);
+}
+
+/* The sweep deletes, whole, the payloads written before its cut that no
+ * message names; a payload a message names, and one written after the
+ * cut, are kept. */
+static void test_r21_pg_payload_sweep_only_old_orphans(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);      /* names PAY_NAMED */
+    pay_write(f->st, PAY_NAMED);
+    pay_write(f->st, PAY_OTHER);
+    int64_t cut = time_now_ms() + 1;
+    while (time_now_ms() <= cut)
+        usleep(1000);
+    pay_write(f->st, "payloads/20261124/recent.wpay");
+    int64_t n = -1;
+    MUST(store_payload_sweep(f->st, cut, &n, &err), err);
+    assert_int_equal(n, 1);
+    uint64_t size;
+    assert_int_equal(store_payload_size(f->st, PAY_OTHER, &size, &err), 1);
+    assert_int_equal(store_payload_size(f->st, PAY_NAMED, &size, &err), 0);
+    assert_int_equal(store_payload_size(f->st, "payloads/20261124/recent.wpay",
+                                        &size, &err), 0);
+    assert_int_equal(pg_count(f->db, "SELECT COUNT(*) FROM payload_segments"),
+                     2 * (int)PAY_ROWS);
+    MUST(store_payload_sweep(f->st, cut, &n, &err), err);
+    assert_int_equal(n, 0);
+    MUST(store_payload_sweep(f->st, time_now_ms() + 1, &n, &err), err);
+    assert_int_equal(n, 1);                     /* recent, now old */
+    assert_int_equal(store_payload_size(f->st, PAY_NAMED, &size, &err), 0);
+}
+
+/* A SQLite store keeps payload files: every payload_store.h call fails
+ * with an error that says so (no crash), the sweep has nothing to do. */
+static void test_r21_payload_rows_refused_on_sqlite(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    unsigned char *b = (unsigned char *)"x";
+    size_t n = 5;
+    uint64_t size = 0;
+    int64_t deleted = -1;
+#define REFUSED(call) do { memset(&err, 0, sizeof(err)); \
+        assert_int_equal((call), -1); \
+        if (strstr(err.msg, "PostgreSQL") == NULL) \
+            fail_msg("%s: '%s'", #call, err.msg); } while (0)
+    REFUSED(store_payload_begin(f->st, &err));
+    REFUSED(store_payload_put(f->st, PAY_NAMED, 0, "x", 1, &err));
+    REFUSED(store_payload_commit(f->st, &err));
+    store_payload_rollback(f->st);
+    REFUSED(store_payload_read_begin(f->st, &err));
+    REFUSED(store_payload_get(f->st, PAY_NAMED, 0, &b, &n, &err));
+    assert_null(b);
+    assert_int_equal(n, 0);
+    store_payload_read_end(f->st);
+    REFUSED(store_payload_size(f->st, PAY_NAMED, &size, &err));
+    REFUSED(store_payload_replace(f->st, PAY_NAMED, 0, "x", 1, &err));
+    REFUSED(store_payload_delete(f->st, PAY_NAMED, &err));
+#undef REFUSED
+    assert_int_equal(store_payload_sweep(f->st, time_now_ms(), &deleted,
+                                         &err), 0);
+    assert_int_equal(deleted, 0);
+    const char *next[] = { "outbox" };
+    intake1(f->st, ID1, "inbox", next, 1);      /* the store still works */
+}
+
 /* url refused by store_url_check, with an error that says want and
  * never shows secret. */
 static void url_refused(const char *url, const char *want, const char *secret)
@@ -1799,6 +2034,7 @@ int main(void)
         /* single node: serve's start gives every lease back */
         T(test_m2_leases_release),
         T(test_m2_migration_version),
+        T(test_r21_payload_rows_refused_on_sqlite),
     };
     const struct CMUnitTest postgresql[] = {
         CONFORMANCE,
@@ -1806,6 +2042,11 @@ int main(void)
         T(test_r21_pg_schema_made_once_newer_refused),
         T(test_r21_pg_url_password_is_never_shown),
         T(test_r21_pg_lease_renewal_skips_a_hop_being_finished),
+        T(test_r21_pg_payload_rows_round_trip),
+        T(test_r21_pg_payload_rollback_leaves_nothing),
+        T(test_r21_pg_payload_reader_keeps_its_snapshot),
+        T(test_r21_pg_payload_replace_and_delete),
+        T(test_r21_pg_payload_sweep_only_old_orphans),
         cmocka_unit_test(test_r21_store_url_rules),
     };
 #undef CONFORMANCE

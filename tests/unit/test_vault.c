@@ -836,6 +836,476 @@ static void test_r15_unfinished_rotation_is_visible(void **state)
     vault_close(v2);
 }
 
+/* ---- payloads on an io (R21: payload_dir = database) ------------------ */
+
+/* An in-memory payload_io, as core/payloads.c keeps rows: every write is a
+ * row appended to one growable buffer (row_end[i] where row i ends); a
+ * read hands out at most `chunk` bytes from pos. Owned by the test: the
+ * vault's release only counts. Failures on demand: the write numbered
+ * fail_write (1-based), the commit, any read once pos reaches
+ * fail_read_at (0: never). */
+#define MEMIO_ROWS 64
+struct memio {
+    unsigned char *buf;
+    size_t len, cap, pos, chunk;
+    size_t row_end[MEMIO_ROWS];
+    size_t rows;
+    int fail_write, fail_commit;
+    size_t fail_read_at;
+    int writes, commits, releases, discarded;
+};
+
+static int memio_write(void *ctx, const void *p, size_t n, struct error *err)
+{
+    struct memio *m = ctx;
+    if (++m->writes == m->fail_write)
+        return error_set(err, "memio: write %d refused", m->writes);
+    if (m->len + n > m->cap) {
+        m->cap = (m->len + n) * 2;
+        m->buf = realloc(m->buf, m->cap);
+        assert_non_null(m->buf);
+    }
+    if (n > 0)
+        memcpy(m->buf + m->len, p, n);
+    m->len += n;
+    assert_true(m->rows < MEMIO_ROWS);
+    m->row_end[m->rows++] = m->len;
+    return 0;
+}
+
+static ssize_t memio_read(void *ctx, void *p, size_t n, struct error *err)
+{
+    struct memio *m = ctx;
+    if (m->fail_read_at > 0 && m->pos >= m->fail_read_at)
+        return error_set(err, "memio: the database went away");
+    size_t take = m->len - m->pos;
+    take = take < n ? take : n;
+    take = m->chunk > 0 && take > m->chunk ? m->chunk : take;
+    if (take > 0)
+        memcpy(p, m->buf + m->pos, take);
+    m->pos += take;
+    return (ssize_t)take;
+}
+
+static int memio_commit(void *ctx, struct error *err)
+{
+    struct memio *m = ctx;
+    m->commits++;
+    return m->fail_commit ? error_set(err, "memio: commit refused") : 0;
+}
+
+static void memio_release(void *ctx, int discard)
+{
+    struct memio *m = ctx;
+    m->releases++;
+    m->discarded += discard != 0;
+}
+
+static struct payload_io memio_writer(struct memio *m)
+{
+    return (struct payload_io){ .write = memio_write, .commit = memio_commit,
+                                .release = memio_release, .ctx = m };
+}
+
+/* The reader's io: from the first byte, counters reset. */
+static struct payload_io memio_reader(struct memio *m)
+{
+    m->pos = 0;
+    m->releases = m->discarded = 0;
+    return (struct payload_io){ .read = memio_read, .release = memio_release,
+                                .ctx = m };
+}
+
+static void memio_free(struct memio *m)
+{
+    free(m->buf);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Write data (n bytes, in chunk-sized calls) for msgid to m; asserts it
+ * was committed once and released once, nothing discarded. */
+static void memio_put(struct vault *v, struct memio *m, const char *msgid,
+                      const unsigned char *data, size_t n, size_t chunk,
+                      struct payload_info *info)
+{
+    struct error err = {0};
+    struct payload_io io = memio_writer(m);
+    struct payload_writer *w = payload_create_io(v, &io, msgid, &err);
+    if (w == NULL)
+        fail_msg("payload_create_io: %s", err.msg);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t take = n - off < chunk ? n - off : chunk;
+        if (payload_write(w, data + off, take, &err) != 0)
+            fail_msg("payload_write: %s", err.msg);
+    }
+    int fd = 7;
+    if (payload_finish(w, info, &fd, &err) != 0)
+        fail_msg("payload_finish: %s", err.msg);
+    assert_int_equal(fd, -1);           /* no file to hand back */
+    assert_int_equal(m->commits, 1);
+    assert_int_equal(m->releases, 1);
+    assert_int_equal(m->discarded, 0);
+}
+
+/* Read m back for msgid (in reads of chunk bytes) into out (cap bytes):
+ * 0 at the verified end, -1 with err; *got the bytes handed out. The io
+ * is released exactly once either way, and a failed read fails again. */
+static int memio_get(struct vault *v, struct memio *m, const char *msgid,
+                     size_t chunk, unsigned char *out, size_t cap,
+                     size_t *got, struct error *err)
+{
+    *got = 0;
+    struct payload_io io = memio_reader(m);
+    struct payload_reader *r = payload_open_io(v, &io, msgid, err);
+    if (r == NULL) {
+        assert_int_equal(m->releases, 1);
+        return -1;
+    }
+    unsigned char *tmp = malloc(chunk);
+    assert_non_null(tmp);
+    int rc = 0;
+    for (;;) {
+        ssize_t n = payload_read(r, tmp, chunk, err);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            struct error again = {0};
+            assert_int_equal(payload_read(r, tmp, chunk, &again), -1);
+            assert_string_equal(again.msg, err->msg);
+            rc = -1;
+            break;
+        }
+        assert_true(*got + (size_t)n <= cap);
+        memcpy(out + *got, tmp, (size_t)n);
+        *got += (size_t)n;
+    }
+    free(tmp);
+    assert_int_equal(m->releases, 0);
+    payload_close(r);
+    assert_int_equal(m->releases, 1);
+    assert_int_equal(m->discarded, 0);
+    return rc;
+}
+
+#define IO_BIG (300 * 1024)     /* 5 segments, the last one short */
+
+/* IO_BIG random bytes for MSGID into m; caller frees the result. */
+static unsigned char *memio_big(struct fx *f, struct memio *m)
+{
+    unsigned char *data = rand_buf(IO_BIG);
+    memio_put(f->v, m, MSGID, data, IO_BIG, 10000, NULL);
+    return data;
+}
+
+static int g_integrity_calls;
+static char g_integrity_id[64];
+
+static void count_integrity(const char *what, const char *id,
+                            const char *problem)
+{
+    (void)problem;
+    if (strcmp(what, "payload") == 0)
+        g_integrity_calls++;
+    snprintf(g_integrity_id, sizeof(g_integrity_id), "%s", id);
+}
+
+/* Reading m for MSGID fails after exactly `good` correct bytes of data,
+ * with an error naming MSGID and holding `what`; the integrity hook is
+ * told once when integrity says so. */
+static void memio_expect_fails(struct fx *f, struct memio *m,
+                               const unsigned char *data, size_t good,
+                               const char *what, int integrity)
+{
+    struct error err = {0};
+    size_t got = 0;
+    unsigned char *out = malloc(IO_BIG);
+    assert_non_null(out);
+    g_integrity_calls = 0;
+    vault_set_integrity_hook(count_integrity);
+    int rc = memio_get(f->v, m, MSGID, 4096, out, IO_BIG, &got, &err);
+    vault_set_integrity_hook(NULL);
+    assert_int_equal(rc, -1);
+    assert_int_equal(got, good);
+    if (good > 0)
+        assert_memory_equal(out, data, good);
+    if (strstr(err.msg, what) == NULL)
+        fail_msg("expected \"%s\" in \"%s\"", what, err.msg);
+    assert_int_equal(g_integrity_calls, integrity);
+    if (integrity) {
+        assert_non_null(strstr(err.msg, "message " MSGID));
+        assert_string_equal(g_integrity_id, MSGID);
+    }
+    free(out);
+}
+
+/* The same sizes as the file round trip, through an io: a row per write
+ * (the header, then each sealed segment), the bytes those of a payload
+ * file (a file holding them opens with payload_open), read back in short
+ * reads byte-identical. */
+static void test_r21_payload_io_round_trip(void **state)
+{
+    struct fx *f = *state;
+    const size_t sizes[] = { 0, 1, SEG, SEG + 1, IO_BIG };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t n = sizes[i], got = 0;
+        char want[65];
+        struct memio m;
+        memset(&m, 0, sizeof(m));
+        unsigned char *data = rand_buf(n);
+        struct payload_info info;
+        memset(&info, 0, sizeof(info));
+        memio_put(f->v, &m, MSGID, data, n, i % 2 ? 1000 : n + 1, &info);
+        sha_hex(data, n, want);
+        assert_int_equal(info.size, n);
+        assert_string_equal(info.sha256, want);
+        size_t segs = n == 0 ? 1 : (n + SEG - 1) / SEG;
+        assert_int_equal(m.len, expected_file_size(n));
+        assert_int_equal(m.rows, 1 + segs);
+        assert_int_equal(m.row_end[0], HDR);
+        for (size_t r = 1; r + 1 < m.rows; r++)
+            assert_int_equal(m.row_end[r] - m.row_end[r - 1], SEALED);
+        unsigned char *out = malloc(n + 1);
+        assert_non_null(out);
+        struct error err = {0};
+        m.chunk = 777;
+        if (memio_get(f->v, &m, MSGID, 5000, out, n, &got, &err) != 0)
+            fail_msg("size %zu: %s", n, err.msg);
+        assert_int_equal(got, n);
+        if (n > 0)
+            assert_memory_equal(out, data, n);
+        spit(f->file, m.buf, m.len, 0600);      /* the file format too */
+        if (read_payload(f->v, f->file, MSGID, SEG, out, n, &got, &err) != 0)
+            fail_msg("size %zu as a file: %s", n, err.msg);
+        assert_int_equal(got, n);
+        assert_int_equal(unlink(f->file), 0);
+        free(out);
+        free(data);
+        memio_free(&m);
+    }
+}
+
+/* A byte flipped in a segment's row: the segments before it are handed
+ * out, then the read fails naming that segment, an integrity failure. */
+static void test_r21_payload_io_flipped_segment_byte_names_the_segment(
+    void **state)
+{
+    struct fx *f = *state;
+    struct memio m;
+    memset(&m, 0, sizeof(m));
+    unsigned char *data = memio_big(f, &m);
+    assert_int_equal(m.rows, 6);
+    m.buf[m.row_end[2] + 100] ^= 0x01;          /* row 3: segment 2 */
+    memio_expect_fails(f, &m, data, 2 * SEG,
+                       "payload segment 2 failed authentication", 1);
+    m.buf[m.row_end[2] + 100] ^= 0x01;
+    m.buf[m.len - 1] ^= 0x80;                   /* the final tag */
+    memio_expect_fails(f, &m, data, 4 * SEG,
+                       "payload segment 4 failed authentication", 1);
+    m.buf[m.len - 1] ^= 0x80;
+    m.buf[HDR] ^= 0x01;                         /* segment 0: nothing out */
+    memio_expect_fails(f, &m, data, 0,
+                       "payload segment 0 failed authentication", 1);
+    free(data);
+    memio_free(&m);
+}
+
+/* Rows missing at the end: without the final row, without any segment,
+ * and with the header cut short; each refused. */
+static void test_r21_payload_io_truncated_rows_refused(void **state)
+{
+    struct fx *f = *state;
+    struct memio m;
+    memset(&m, 0, sizeof(m));
+    unsigned char *data = memio_big(f, &m);
+    size_t full = m.len;
+    m.len = m.row_end[m.rows - 2];              /* the final row dropped */
+    memio_expect_fails(f, &m, data, 3 * SEG,
+                       "payload truncated (no final segment after segment 3)",
+                       1);
+    m.len = m.row_end[0];                       /* the header alone */
+    memio_expect_fails(f, &m, data, 0, "payload truncated (no final "
+                       "segment", 1);
+    m.len = m.row_end[m.rows - 1] - 1;          /* the last tag cut */
+    memio_expect_fails(f, &m, data, 4 * SEG, "payload segment 4 failed "
+                       "authentication", 1);
+    m.len = 50;                                 /* inside the header */
+    struct error err = {0};
+    size_t got = 0;
+    unsigned char out[16];
+    assert_int_equal(memio_get(f->v, &m, MSGID, 16, out, 16, &got, &err), -1);
+    assert_non_null(strstr(err.msg, "truncated inside its header"));
+    m.len = full;
+    unsigned char *back = malloc(IO_BIG);
+    assert_int_equal(memio_get(f->v, &m, MSGID, 4096, back, IO_BIG, &got,
+                               &err), 0);
+    assert_memory_equal(back, data, IO_BIG);
+    free(back);
+    free(data);
+    memio_free(&m);
+}
+
+/* The io is the vault's from the call on: released exactly once whatever
+ * happens (a write, the header's, the commit refused; an abort; a bad
+ * message id; a bad or missing header on open; a reader closed early),
+ * with discard set for every writer that did not commit. */
+static void test_r21_payload_io_released_once_on_every_path(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    struct memio m;
+    unsigned char *data = rand_buf(3 * SEG);
+    /* the header's write refused: create fails */
+    memset(&m, 0, sizeof(m));
+    m.fail_write = 1;
+    struct payload_io io = memio_writer(&m);
+    assert_null(payload_create_io(f->v, &io, MSGID, &err));
+    assert_non_null(strstr(err.msg, "write 1 refused"));
+    assert_int_equal(m.releases, 1);
+    assert_int_equal(m.discarded, 1);
+    memio_free(&m);
+    /* an empty message id: create fails before any write */
+    io = memio_writer(&m);
+    assert_null(payload_create_io(f->v, &io, "", &err));
+    assert_int_equal(m.writes, 0);
+    assert_int_equal(m.releases, 1);
+    assert_int_equal(m.discarded, 1);
+    memio_free(&m);
+    /* a segment's write refused, then the caller aborts */
+    m.fail_write = 3;
+    io = memio_writer(&m);
+    struct payload_writer *w = payload_create_io(f->v, &io, MSGID, &err);
+    assert_non_null(w);
+    int rc = payload_write(w, data, 3 * SEG, &err);
+    if (rc == 0)
+        rc = payload_finish(w, NULL, NULL, &err);
+    else
+        payload_abort(w);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err.msg, "write 3 refused"));
+    assert_int_equal(m.commits, 0);
+    assert_int_equal(m.releases, 1);
+    assert_int_equal(m.discarded, 1);
+    memio_free(&m);
+    /* the commit refused: finish fails */
+    m.fail_commit = 1;
+    io = memio_writer(&m);
+    w = payload_create_io(f->v, &io, MSGID, &err);
+    assert_non_null(w);
+    assert_int_equal(payload_write(w, data, 1000, &err), 0);
+    assert_int_equal(payload_finish(w, NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "commit refused"));
+    assert_int_equal(m.releases, 1);
+    assert_int_equal(m.discarded, 1);
+    memio_free(&m);
+    /* an abort */
+    io = memio_writer(&m);
+    w = payload_create_io(f->v, &io, MSGID, &err);
+    assert_non_null(w);
+    assert_int_equal(payload_write(w, data, 2 * SEG, &err), 0);
+    payload_abort(w);
+    assert_int_equal(m.commits, 0);
+    assert_int_equal(m.releases, 1);
+    assert_int_equal(m.discarded, 1);
+    memio_free(&m);
+    /* readers: bad magic, an empty message id, no bytes at all */
+    memio_put(f->v, &m, MSGID, data, 2 * SEG, SEG, NULL);
+    m.buf[0] ^= 0x01;
+    io = memio_reader(&m);
+    assert_null(payload_open_io(f->v, &io, MSGID, &err));
+    assert_non_null(strstr(err.msg, "bad header"));
+    assert_int_equal(m.releases, 1);
+    m.buf[0] ^= 0x01;
+    io = memio_reader(&m);
+    assert_null(payload_open_io(f->v, &io, "", &err));
+    assert_int_equal(m.releases, 1);
+    size_t full = m.len;
+    m.len = 0;
+    io = memio_reader(&m);
+    assert_null(payload_open_io(f->v, &io, MSGID, &err));
+    assert_int_equal(m.releases, 1);
+    m.len = full;
+    /* a reader closed before its end */
+    io = memio_reader(&m);
+    struct payload_reader *r = payload_open_io(f->v, &io, MSGID, &err);
+    assert_non_null(r);
+    unsigned char buf[100];
+    assert_int_equal(payload_read(r, buf, sizeof(buf), &err), 100);
+    assert_memory_equal(buf, data, 100);
+    payload_close(r);
+    assert_int_equal(m.releases, 1);
+    assert_int_equal(m.discarded, 0);
+    memio_free(&m);
+    free(data);
+}
+
+/* The io failing while a segment is read (the database went away) is the
+ * io's error, not an integrity failure: no integrity alert for it. */
+static void test_r21_payload_io_read_error_is_not_tampering(void **state)
+{
+    struct fx *f = *state;
+    struct memio m;
+    memset(&m, 0, sizeof(m));
+    unsigned char *data = memio_big(f, &m);
+    m.fail_read_at = m.row_end[2];              /* after two segments */
+    memio_expect_fails(f, &m, data, 2 * SEG, "the database went away", 0);
+    free(data);
+    memio_free(&m);
+}
+
+/* Rotation of a header kept elsewhere: payload_header_rewrap re-wraps it
+ * with the new active key (1), then finds nothing to do (0); only the
+ * header's key id, wrap nonce and wrapped key changed; the payload still
+ * opens, also once the old key is retired; another message id neither
+ * re-wraps nor opens it. */
+static void test_r21_payload_io_header_rewrap_after_rotation(void **state)
+{
+    struct fx *f = *state;
+    struct memio m;
+    memset(&m, 0, sizeof(m));
+    unsigned char *data = memio_big(f, &m);
+    unsigned char *before = malloc(m.len);
+    assert_non_null(before);
+    memcpy(before, m.buf, m.len);
+    char old_id[17];
+    snprintf(old_id, sizeof(old_id), "%s", vault_active_id(f->v));
+    struct error err = {0};
+    assert_int_equal(payload_header_rewrap(f->v, m.buf, HDR, MSGID, &err), 0);
+    assert_memory_equal(m.buf, before, m.len);
+    assert_int_equal(vault_rotate(f->v, f->ks, &err), 0);
+    assert_string_not_equal(vault_active_id(f->v), old_id);
+    assert_int_equal(payload_header_rewrap(f->v, m.buf, HDR, MSGID2, &err),
+                     -1);
+    assert_memory_equal(m.buf, before, HDR);
+    assert_int_equal(payload_header_rewrap(f->v, m.buf, HDR - 1, MSGID,
+                                           &err), -1);
+    assert_int_equal(payload_header_rewrap(f->v, m.buf, HDR, MSGID, &err), 1);
+    assert_memory_equal(m.buf + PAYLOAD_OFF_KEYID, vault_active_id(f->v),
+                        VAULT_KEY_ID_LEN);
+    assert_memory_equal(m.buf, before, PAYLOAD_OFF_KEYID);
+    assert_memory_equal(m.buf + PAYLOAD_OFF_PREFIX,
+                        before + PAYLOAD_OFF_PREFIX, PAYLOAD_PREFIX_LEN);
+    assert_memory_equal(m.buf + HDR, before + HDR, m.len - HDR);
+    unsigned char *after = malloc(HDR);
+    memcpy(after, m.buf, HDR);
+    assert_int_equal(payload_header_rewrap(f->v, m.buf, HDR, MSGID, &err), 0);
+    assert_memory_equal(m.buf, after, HDR);
+    assert_int_equal(vault_retire_old(f->v, f->ks, &err), 0);
+    unsigned char *out = malloc(IO_BIG);
+    size_t got = 0;
+    if (memio_get(f->v, &m, MSGID, 8192, out, IO_BIG, &got, &err) != 0)
+        fail_msg("after rotation: %s", err.msg);
+    assert_int_equal(got, IO_BIG);
+    assert_memory_equal(out, data, IO_BIG);
+    assert_int_equal(memio_get(f->v, &m, MSGID2, 8192, out, IO_BIG, &got,
+                               &err), -1);
+    assert_non_null(strstr(err.msg, "message " MSGID2));
+    free(out);
+    free(after);
+    free(before);
+    free(data);
+    memio_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -864,6 +1334,12 @@ int main(void)
         T(test_m2_rotation_rewraps_header_only),
         T(test_r15_rotation_lock_keeps_other_holders_out),
         T(test_r15_unfinished_rotation_is_visible),
+        T(test_r21_payload_io_round_trip),
+        T(test_r21_payload_io_flipped_segment_byte_names_the_segment),
+        T(test_r21_payload_io_truncated_rows_refused),
+        T(test_r21_payload_io_released_once_on_every_path),
+        T(test_r21_payload_io_read_error_is_not_tampering),
+        T(test_r21_payload_io_header_rewrap_after_rotation),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
