@@ -2,6 +2,10 @@
 # bench/cluster_bench.sh - file -> file throughput of a cluster (R21): 1, 2
 # and 3 Wharf nodes on one PostgreSQL 15, beside one node on SQLite, on
 # this machine. Release build. Also `bench/run.sh cluster`. A few minutes.
+# BENCH_CL_PAYLOADS=database: the PostgreSQL nodes keep their payloads in
+# the database (payload_dir = database) instead of one shared folder.
+# BENCH_CL_BYTES: the size of each file (4096); the MB/s column counts
+# payload bytes delivered, rss-MiB the largest serve process's peak.
 #
 # PostgreSQL: scripts/pg-test.sh's throwaway server on 127.0.0.1 (fsync on,
 # synchronous_commit on: every acknowledged message is on disk, as with
@@ -25,6 +29,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 N=${BENCH_CL_FILES:-4000}
 NODES=${BENCH_CL_NODES:-1 2 3}
+PAYLOADS=${BENCH_CL_PAYLOADS:-folder}
+BYTES=${BENCH_CL_BYTES:-4096}
 WHARF=$ROOT/build/release/wharf
 PY=/usr/bin/python3
 OUT=$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)-cluster
@@ -69,7 +75,9 @@ BASE=${ADMIN%/postgres}
 # node_init DIR STORE PAYLOADS [KEYSTORE]
 node_init() {
     local extra=()
-    [ "$2" = sqlite ] || extra+=(--store "$2" --payload-dir "$3")
+    local pd=$3
+    [ "$PAYLOADS" != database ] || pd=database
+    [ "$2" = sqlite ] || extra+=(--store "$2" --payload-dir "$pd")
     [ -z "${4:-}" ] || extra+=(--keystore "$4")
     "$WHARF" init --data "$1" --admin-listen "127.0.0.1:$(free_port)" \
         --partner-listen "127.0.0.1:$(free_port)" --allowed-paths "$WORK" \
@@ -93,7 +101,7 @@ run() {
  "links": [["inbox", "outbox"]]}
 EOF
     "$WHARF" flow import --data "$R/n1" "$R/flow.json" >>"$OUT/import.out" 2>&1 || die "flow import failed"
-    for i in $(seq 1 "$N"); do head -c 4096 /dev/urandom >"$R/stage/f$i.edi"; done
+    for i in $(seq 1 "$N"); do head -c "$BYTES" /dev/urandom >"$R/stage/f$i.edi"; done
     sync
     local pids=()
     for i in $(seq 1 "$nodes"); do
@@ -118,27 +126,36 @@ EOF
     w1=$(cpu_of $(with_children "${pids[@]}"))
     pg1=$(cpu_of $(pg_pids))
     [ "$store" = sqlite ] && pg1=$pg0
+    local rss=0 r
+    for p in "${pids[@]}"; do
+        r=$(awk '/^VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+        [ "${r:-0}" -le "$rss" ] || rss=$r
+    done
     for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
     local msgs
     msgs=$("$WHARF" message list --data "$R/n1" --json --limit 1000000 |
            "$PY" -c 'import json, sys; print(len(json.load(sys.stdin)))')
     [ "$msgs" -eq "$N" ] || die "$name: $msgs messages for $N files"
-    "$PY" - "$name" "$nodes" "$N" "$t0" "$t1" "$w0" "$w1" "$pg0" "$pg1" <<'EOF'
+    "$PY" - "$name" "$nodes" "$N" "$BYTES" "$rss" "$t0" "$t1" "$w0" "$w1" \
+        "$pg0" "$pg1" <<'EOF'
 import sys
 name, nodes, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-t0, t1, w0, w1, p0, p1 = map(float, sys.argv[4:])
+size, rss = int(sys.argv[4]), int(sys.argv[5])
+t0, t1, w0, w1, p0, p1 = map(float, sys.argv[6:])
 secs = t1 - t0
 print(f"{name:<14} {nodes:>5d} {n / secs:10.1f} {(w1 - w0) / n * 1000:12.2f} "
-      f"{(p1 - p0) / n * 1000:12.2f} {secs:8.1f}")
+      f"{(p1 - p0) / n * 1000:12.2f} {secs:8.1f} {n * size / secs / 1e6:8.1f}"
+      f" {rss / 1024:7.0f}")
 EOF
     rm -rf "$R"
 }
 
 {
     echo "Wharf cluster benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ): $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), load average $(cut -d' ' -f1 /proc/loadavg)"
-    echo "command: BENCH_CL_FILES=$N BENCH_CL_NODES='$NODES' bench/cluster_bench.sh"
+    echo "command: BENCH_CL_FILES=$N BENCH_CL_NODES='$NODES' BENCH_CL_PAYLOADS=$PAYLOADS BENCH_CL_BYTES=$BYTES bench/cluster_bench.sh"
     echo "this disk now: $("$PY" bench/fsync_rate.py "$WORK" 2>/dev/null | grep -E '_per_s' | tr '\n' ' ')"
-    printf '%-14s %5s %10s %12s %12s %8s\n' store nodes msgs/s wharf-ms/msg pg-ms/msg seconds
+    printf '%-14s %5s %10s %12s %12s %8s %8s %7s\n' store nodes msgs/s \
+        wharf-ms/msg pg-ms/msg seconds MB/s rss-MiB
 } | tee "$OUT/results.txt"
 run sqlite sqlite 1 | tee -a "$OUT/results.txt"
 k=0

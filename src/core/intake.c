@@ -9,8 +9,10 @@
  *
  * The order that makes acknowledgement safe: payload bytes written ->
  * payload files synced (one batched sync) -> payload folder fsynced (rows:
- * each payload's rows committed by payload_finish) -> messages committed
- * (one transaction) -> caller acknowledges the source. A node killed
+ * each payload's rows committed by payload_finish without waiting for
+ * their WAL flush: the messages' commit below waits for a flush that
+ * covers them, WAL being one ordered stream) -> messages committed (one
+ * transaction) -> caller acknowledges the source. A node killed
  * between a payload's rows and its message leaves rows no message names:
  * the purge sweeps them (wharf_payloads_sweep).
  */

@@ -32,6 +32,9 @@
 
 #define POOL_IDLE_MAX 8
 #define DBIO_ROW VAULT_PAYLOAD_SEALED_SEGMENT
+/* Rows a reader fetches with its first statement: a payload of up to
+ * 128 KiB (header and two segments) is read in one round trip. */
+#define DBIO_HEAD_ROWS 3
 
 struct payload_pool {
     pthread_mutex_t mu;
@@ -110,7 +113,11 @@ struct dbio {
                                    the row being handed out */
     size_t fill, want;          /* writer: bytes in buf, bytes of a row */
     size_t len, pos;            /* reader: bytes in buf, handed out */
-    int end;                    /* reader: no row after the last */
+    int64_t total;              /* reader: rows of the payload, -1 before
+                                   the first statement */
+    unsigned char *head[DBIO_HEAD_ROWS];    /* reader: rows fetched by it */
+    size_t head_len[DBIO_HEAD_ROWS];
+    int nhead;
 };
 
 static int dbio_put(struct dbio *d, const void *p, size_t n,
@@ -164,22 +171,53 @@ static int dbio_commit(void *ctx, struct error *err)
     return 0;
 }
 
+/* The first statement: the payload's first rows and its row count. */
+static int dbio_head(struct dbio *d, struct error *err)
+{
+    int rc = store_payload_head(d->s, d->rel, DBIO_HEAD_ROWS, d->head,
+                                d->head_len, &d->nhead, &d->total, err);
+    if (rc == 1)
+        return error_set(err, "payload %s is not in the database", d->rel);
+    return rc;
+}
+
+/* The next row into buf: 0, 1 after the last, -1. Rows past the first
+ * statement's are read in one snapshot (a transaction begun then); one
+ * missing is a payload deleted meanwhile (erased or purged), an I/O
+ * error, not tampering. */
+static int dbio_next_row(struct dbio *d, struct error *err)
+{
+    free(d->buf);
+    d->buf = NULL;
+    d->len = d->pos = 0;
+    if (d->total < 0 && dbio_head(d, err) < 0)
+        return -1;
+    if (d->seq < d->nhead) {
+        d->buf = d->head[d->seq];
+        d->len = d->head_len[d->seq];
+        d->head[d->seq++] = NULL;
+        return 0;
+    }
+    if (d->seq >= d->total)
+        return 1;
+    if (!d->open_tx && store_payload_read_begin(d->s, err) < 0)
+        return -1;
+    d->open_tx = 1;
+    int rc = store_payload_get(d->s, d->rel, d->seq, &d->buf, &d->len, err);
+    if (rc == 1)
+        return error_errno(err, EIO, "payload %s was deleted while it was "
+                           "read", d->rel);
+    d->seq++;
+    return rc;
+}
+
 static ssize_t dbio_read(void *ctx, void *p, size_t n, struct error *err)
 {
     struct dbio *d = ctx;
-    if (d->pos == d->len && !d->end) {
-        free(d->buf);
-        d->buf = NULL;
-        d->len = d->pos = 0;
-        int rc = store_payload_get(d->s, d->rel, d->seq, &d->buf, &d->len,
-                                   err);
-        if (rc < 0)
-            return -1;
-        if (rc == 1 && d->seq == 0)
-            return error_set(err, "payload %s is not in the database",
-                             d->rel);
-        d->end = rc == 1;
-        d->seq++;
+    if (d->pos == d->len) {
+        int rc = dbio_next_row(d, err);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
     }
     size_t take = d->len - d->pos < n ? d->len - d->pos : n;
     if (take > 0)
@@ -198,14 +236,20 @@ static void dbio_release(void *ctx, int discard)
         store_payload_read_end(d->s);
     if (d->s != NULL)
         pool_give(d->w, d->s);
+    for (int i = 0; i < d->nhead; i++)
+        free(d->head[i]);
     free(d->buf);
     free(d->rel);
     free(d);
 }
 
-/* A stream on rel with its connection and transaction; NULL with err. */
+/* A stream on rel with its connection; NULL with err. A writer's
+ * transaction begins here (synced: as store_payload_begin); a reader's
+ * snapshot here when snapshot (before anything else is read, as a
+ * backup's size and bytes must agree), else only if the payload has more
+ * rows than its first statement reads. */
 static struct dbio *dbio_new(struct wharf *w, const char *rel, int writing,
-                             struct error *err)
+                             int synced, int snapshot, struct error *err)
 {
     struct dbio *d = calloc(1, sizeof(*d));
     if (d == NULL || (d->rel = strdup(rel)) == NULL ||
@@ -219,15 +263,16 @@ static struct dbio *dbio_new(struct wharf *w, const char *rel, int writing,
     d->w = w;
     d->writing = writing;
     d->want = VAULT_PAYLOAD_HEADER_LEN;
+    d->total = -1;
     d->s = pool_take(w, err);
     int rc = d->s == NULL ? -1
-           : writing ? store_payload_begin(d->s, err)
-                     : store_payload_read_begin(d->s, err);
+           : writing ? store_payload_begin(d->s, synced, err)
+           : snapshot ? store_payload_read_begin(d->s, err) : 0;
     if (rc < 0) {
         dbio_release(d, 1);
         return NULL;
     }
-    d->open_tx = 1;
+    d->open_tx = writing || snapshot;
     return d;
 }
 
@@ -262,7 +307,8 @@ struct payload_writer *wharf_payload_create(struct wharf *w, const char *rel,
     if (!w->payloads_in_db)
         return file_of(w, rel, path, sizeof(path), err) < 0 ? NULL
                : payload_create(w->vault, path, msgid, err);
-    struct dbio *d = dbio_new(w, rel, 1, err);
+    /* not synced: the intake's commit of the message makes it durable */
+    struct dbio *d = dbio_new(w, rel, 1, 0, 0, err);
     if (d == NULL)
         return NULL;
     struct payload_io io = dbio_io(d);
@@ -277,7 +323,7 @@ struct payload_reader *wharf_payload_open(struct wharf *w, const char *rel,
     if (!w->payloads_in_db)
         return file_of(w, rel, path, sizeof(path), err) < 0 ? NULL
                : payload_open(w->vault, path, msgid, err);
-    struct dbio *d = dbio_new(w, rel, 0, err);
+    struct dbio *d = dbio_new(w, rel, 0, 0, 0, err);
     if (d == NULL)
         return NULL;
     struct payload_io io = dbio_io(d);
@@ -387,7 +433,7 @@ int wharf_payload_raw(struct wharf *w, const char *rel, int writing,
         return writing ? error_set(err, "internal: raw payload writers are "
                                    "for payload_dir = database")
                        : file_raw(w, rel, io, size, err);
-    struct dbio *d = dbio_new(w, rel, writing, err);
+    struct dbio *d = dbio_new(w, rel, writing, 1, 1, err);
     if (d == NULL)
         return -1;
     if (!writing) {

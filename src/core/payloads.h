@@ -13,7 +13,8 @@
  * The database's rows are read and written on connections of a small pool
  * (owned by struct wharf, payload_pool) that a writer or reader holds for
  * its whole life: a writer's rows commit together in payload_finish, a
- * reader reads in one snapshot. Thread-safe.
+ * reader reads a payload of up to three rows (128 KiB) in one statement
+ * and a larger one's other rows in one snapshot. Thread-safe.
  */
 #ifndef WHARF_PAYLOADS_H
 #define WHARF_PAYLOADS_H
@@ -27,7 +28,10 @@ struct wharf;
 
 /* A new payload rel ("payloads/YYYYMMDD/<id>.wpay") of message msgid;
  * payload_write, then payload_finish (a file with fd_out: the caller
- * syncs it; rows: committed, fd_out gets -1) or payload_abort. */
+ * syncs it; rows: committed, fd_out gets -1) or payload_abort. Rows are
+ * committed without waiting for their WAL flush: only a synchronous commit
+ * that follows (the intake's, of the message) makes them durable, so this
+ * is for the intake (store_payload_begin's synced 0). */
 struct payload_writer *wharf_payload_create(struct wharf *w, const char *rel,
                                             const char *msgid,
                                             struct error *err);
@@ -50,8 +54,8 @@ int wharf_payload_rewrap(struct wharf *w, const char *rel, const char *msgid,
 /* The sealed bytes of payload rel as they are kept, for backup (reading,
  * *size set; 1 when there is no such payload) and restore (writing: the
  * io's write, commit, release). The io's ctx is the caller's until its
- * release. Files too: a reader on the file, a writer that creates it. 0,
- * 1 (reading, missing), -1 with err. */
+ * release. A writer's commit is synced. Files: a reader only. 0, 1
+ * (reading, missing), -1 with err. */
 int wharf_payload_raw(struct wharf *w, const char *rel, int writing,
                       struct payload_io *io, uint64_t *size,
                       struct error *err);

@@ -17,10 +17,12 @@
  *
  * Transactions: a writer's rows commit together (store_payload_begin ...
  * store_payload_commit, synchronous like every commit), so a payload is in
- * the database whole or not at all; a reader reads in one REPEATABLE READ,
- * READ ONLY transaction (store_payload_read_begin ... _read_end), so a
- * purge or erasure meanwhile cannot cut it short. One connection does one
- * of these at a time (core/payloads.c keeps a pool for them).
+ * the database whole or not at all; a reader reads its first rows with
+ * their count in one statement (store_payload_head: a small payload
+ * whole), the rest in one REPEATABLE READ, READ ONLY transaction
+ * (store_payload_read_begin ... _read_end), so a purge or erasure
+ * meanwhile cannot cut it short unnoticed. One connection does one of
+ * these at a time (core/payloads.c keeps a pool for them).
  */
 #ifndef WHARF_PAYLOAD_STORE_H
 #define WHARF_PAYLOAD_STORE_H
@@ -33,8 +35,17 @@
 struct store;
 
 /* Open and end the transaction of one writer; rollback is for failures
- * (the rows written are gone). 0 or -1. */
-int store_payload_begin(struct store *s, struct error *err);
+ * (the rows written are gone). 0 or -1.
+ *
+ * synced 1: the commit returns once the rows are durable (and on the
+ * synchronous replicas), as every other commit. synced 0: the commit does
+ * not wait for that (synchronous_commit off for this transaction), because
+ * the caller makes a synchronous commit afterwards that names the payload
+ * (the intake's messages): WAL is one ordered stream, so that later commit
+ * is durable only once these rows are, on the primary and on the
+ * replicas, and a crash before it loses both (rows no message names, which
+ * the purge sweeps). It saves one WAL flush per payload. */
+int store_payload_begin(struct store *s, int synced, struct error *err);
 int store_payload_commit(struct store *s, struct error *err);
 void store_payload_rollback(struct store *s);
 
@@ -51,6 +62,15 @@ void store_payload_read_end(struct store *s);
  * 1 no such row (*b NULL), -1 with err. */
 int store_payload_get(struct store *s, const char *path, int64_t seq,
                       unsigned char **b, size_t *n, struct error *err);
+
+/* The first rows of path (seq 0 .. max-1, fewer when it has fewer) and
+ * how many rows it has in all, in one statement (one snapshot), so a
+ * payload of at most max rows is read whole in one round trip. rows[i]
+ * malloc'ed (the caller frees each), lens[i] their lengths, *got how
+ * many. 0, 1 when path has no row, -1 with err. */
+int store_payload_head(struct store *s, const char *path, int max,
+                       unsigned char **rows, size_t *lens, int *got,
+                       int64_t *total, struct error *err);
 
 /* Total bytes of path's rows. 0, 1 when it has none, -1. */
 int store_payload_size(struct store *s, const char *path, uint64_t *size,

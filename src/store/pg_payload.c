@@ -24,7 +24,7 @@
 #include "util/id.h"
 
 enum { PP_PUT = 496, PP_GET, PP_SIZE, PP_REPLACE, PP_DELETE, PP_SWEEP,
-       PP_LAST };
+       PP_HEAD, PP_LAST };
 _Static_assert(PP_LAST <= 512, "pg_payload.c owns statement slots 496..511");
 
 static const char *const SQL_PAYLOAD[PP_LAST - 496] = {
@@ -42,6 +42,9 @@ static const char *const SQL_PAYLOAD[PP_LAST - 496] = {
         " AND h.created_at < $1 AND NOT EXISTS (SELECT 1 FROM messages m"
         " WHERE m.payload_path = h.path) LIMIT 1000) RETURNING seq)"
         " SELECT COUNT(*) FROM gone WHERE seq = 0",
+    [PP_HEAD - 496] = "SELECT data, (SELECT COUNT(*) FROM payload_segments"
+        " WHERE path = $1) FROM payload_segments WHERE path = $1"
+        " AND seq < $2 ORDER BY seq",
 };
 
 static const char *pp_sql(int slot)
@@ -49,9 +52,17 @@ static const char *pp_sql(int slot)
     return SQL_PAYLOAD[slot - 496];
 }
 
-int pgs_payload_begin(struct pg_store *p, struct error *err)
+int pgs_payload_begin(struct pg_store *p, int synced, struct error *err)
 {
-    return pg_tx_begin(p, err);
+    if (synced)
+        return pg_tx_begin(p, err);
+    if (pg_exec(p, "BEGIN; SET LOCAL synchronous_commit = off", err) < 0) {
+        if (PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+            pg_tx_fail(p);
+        return -1;
+    }
+    p->in_tx = true;
+    return 0;
 }
 
 int pgs_payload_commit(struct pg_store *p, struct error *err)
@@ -116,6 +127,43 @@ int pgs_payload_get(struct pg_store *p, const char *path, int64_t seq,
             *n = len;
             rc = 0;
         }
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* A BIGINT column of a binary row: 8 bytes, big endian. */
+static int64_t pp_int8(const PGresult *r, int row, int col)
+{
+    const unsigned char *b = (const unsigned char *)PQgetvalue(r, row, col);
+    uint64_t v = 0;
+    for (int i = 0; PQgetlength(r, row, col) == 8 && i < 8; i++)
+        v = v << 8 | b[i];
+    return (int64_t)v;
+}
+
+int pgs_payload_head(struct pg_store *p, const char *path, int max,
+                     unsigned char **rows, size_t *lens, int *got,
+                     int64_t *total, struct error *err)
+{
+    struct pg_args a = {0};
+    pg_arg_text(&a, path);
+    pg_arg_int(&a, max);
+    a.binary_rows = 1;
+    PGresult *r = pg_run(p, PP_HEAD, pp_sql(PP_HEAD), &a, "read a payload",
+                         err);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r) < max ? PQntuples(r) : max, rc = n > 0 ? 0 : 1;
+    *total = n > 0 ? pp_int8(r, 0, 1) : 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        lens[i] = (size_t)PQgetlength(r, i, 0);
+        if ((rows[i] = malloc(lens[i] ? lens[i] : 1)) == NULL) {
+            rc = error_set(err, "out of memory reading a payload");
+            break;
+        }
+        memcpy(rows[i], PQgetvalue(r, i, 0), lens[i]);
+        (*got)++;
     }
     PQclear(r);
     return rc;

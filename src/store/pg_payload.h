@@ -11,7 +11,7 @@
 
 struct pg_store;
 
-int pgs_payload_begin(struct pg_store *p, struct error *err);
+int pgs_payload_begin(struct pg_store *p, int synced, struct error *err);
 int pgs_payload_commit(struct pg_store *p, struct error *err);
 void pgs_payload_rollback(struct pg_store *p);
 int pgs_payload_put(struct pg_store *p, const char *path, int64_t seq,
@@ -20,6 +20,9 @@ int pgs_payload_read_begin(struct pg_store *p, struct error *err);
 void pgs_payload_read_end(struct pg_store *p);
 int pgs_payload_get(struct pg_store *p, const char *path, int64_t seq,
                     unsigned char **b, size_t *n, struct error *err);
+int pgs_payload_head(struct pg_store *p, const char *path, int max,
+                     unsigned char **rows, size_t *lens, int *got,
+                     int64_t *total, struct error *err);
 int pgs_payload_size(struct pg_store *p, const char *path, uint64_t *size,
                      struct error *err);
 int pgs_payload_replace(struct pg_store *p, const char *path, int64_t seq,

@@ -17,9 +17,9 @@ static int payload_no_sqlite(struct error *err)
                      "store keeps payload files");
 }
 
-int store_payload_begin(struct store *s, struct error *err)
+int store_payload_begin(struct store *s, int synced, struct error *err)
 {
-    return store_pg(s) ? pgs_payload_begin(store_pg(s), err)
+    return store_pg(s) ? pgs_payload_begin(store_pg(s), synced, err)
                        : payload_no_sqlite(err);
 }
 
@@ -60,6 +60,17 @@ int store_payload_get(struct store *s, const char *path, int64_t seq,
     *b = NULL;
     *n = 0;
     return store_pg(s) ? pgs_payload_get(store_pg(s), path, seq, b, n, err)
+                       : payload_no_sqlite(err);
+}
+
+int store_payload_head(struct store *s, const char *path, int max,
+                       unsigned char **rows, size_t *lens, int *got,
+                       int64_t *total, struct error *err)
+{
+    *got = 0;
+    *total = 0;
+    return store_pg(s) ? pgs_payload_head(store_pg(s), path, max, rows, lens,
+                                          got, total, err)
                        : payload_no_sqlite(err);
 }
 

@@ -1720,7 +1720,7 @@ static const size_t PAY_LEN[] = { 92, 65536 + 16, 65536 + 16, 17 };
 static void pay_write(struct store *st, const char *path)
 {
     struct error err = {0};
-    MUST(store_payload_begin(st, &err), err);
+    MUST(store_payload_begin(st, 0, &err), err);
     for (size_t i = 0; i < PAY_ROWS; i++) {
         unsigned char *b = pay_bytes(PAY_LEN[i], (unsigned)i);
         MUST(store_payload_put(st, path, (int64_t)i, b, PAY_LEN[i], &err),
@@ -1783,7 +1783,7 @@ static void test_r21_pg_payload_rows_round_trip(void **state)
     assert_int_equal(size, sum);
     assert_int_equal(store_payload_size(node2, PAY_OTHER, &size, &err), 1);
     /* a row that exists: the put fails, its transaction is rolled back */
-    MUST(store_payload_begin(node2, &err), err);
+    MUST(store_payload_begin(node2, 1, &err), err);
     MUST(store_payload_put(node2, PAY_OTHER, 0, "hdr", 3, &err), err);
     assert_int_equal(store_payload_put(node2, PAY_NAMED, 1, "x", 1, &err),
                      -1);
@@ -1794,12 +1794,44 @@ static void test_r21_pg_payload_rows_round_trip(void **state)
     store_close(node2);
 }
 
+/* The first statement of a reader: the first rows in order, clamped to
+ * max, with the count of all; none for a payload that is not there. */
+static void test_r21_pg_payload_head_reads_first_rows_and_count(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    unsigned char *rows[PAY_ROWS + 1] = {0};
+    size_t lens[PAY_ROWS + 1];
+    int got = 0;
+    int64_t total = 0;
+    pay_write(f->st, PAY_NAMED);
+    for (int max = 1; max <= (int)PAY_ROWS + 1; max++) {
+        got = 0;
+        assert_int_equal(store_payload_head(f->st, PAY_NAMED, max, rows,
+                                            lens, &got, &total, &err), 0);
+        assert_int_equal(total, PAY_ROWS);
+        assert_int_equal(got, max < (int)PAY_ROWS ? max : (int)PAY_ROWS);
+        for (int i = 0; i < got; i++) {
+            unsigned char *want = pay_bytes(PAY_LEN[i], (unsigned)i);
+            assert_int_equal(lens[i], PAY_LEN[i]);
+            assert_memory_equal(rows[i], want, lens[i]);
+            free(want);
+            free(rows[i]);
+        }
+    }
+    got = 7;
+    assert_int_equal(store_payload_head(f->st, PAY_OTHER, 3, rows, lens,
+                                        &got, &total, &err), 1);
+    assert_int_equal(got, 0);
+    assert_int_equal(total, 0);
+}
+
 /* A writer rolled back leaves no row, and its connection goes on. */
 static void test_r21_pg_payload_rollback_leaves_nothing(void **state)
 {
     struct fx *f = *state;
     struct error err = {0};
-    MUST(store_payload_begin(f->st, &err), err);
+    MUST(store_payload_begin(f->st, 1, &err), err);
     for (int64_t i = 0; i < 3; i++)
         MUST(store_payload_put(f->st, PAY_OTHER, i, "abc\0def", 7, &err),
              err);
@@ -1910,8 +1942,16 @@ static void test_r21_payload_rows_refused_on_sqlite(void **state)
         assert_int_equal((call), -1); \
         if (strstr(err.msg, "PostgreSQL") == NULL) \
             fail_msg("%s: '%s'", #call, err.msg); } while (0)
-    REFUSED(store_payload_begin(f->st, &err));
+    REFUSED(store_payload_begin(f->st, 1, &err));
     REFUSED(store_payload_put(f->st, PAY_NAMED, 0, "x", 1, &err));
+    {
+        unsigned char *rows[1];
+        size_t lens[1];
+        int got;
+        int64_t total;
+        REFUSED(store_payload_head(f->st, PAY_NAMED, 1, rows, lens, &got,
+                                   &total, &err));
+    }
     REFUSED(store_payload_commit(f->st, &err));
     store_payload_rollback(f->st);
     REFUSED(store_payload_read_begin(f->st, &err));
@@ -2043,6 +2083,7 @@ int main(void)
         T(test_r21_pg_url_password_is_never_shown),
         T(test_r21_pg_lease_renewal_skips_a_hop_being_finished),
         T(test_r21_pg_payload_rows_round_trip),
+        T(test_r21_pg_payload_head_reads_first_rows_and_count),
         T(test_r21_pg_payload_rollback_leaves_nothing),
         T(test_r21_pg_payload_reader_keeps_its_snapshot),
         T(test_r21_pg_payload_replace_and_delete),
