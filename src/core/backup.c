@@ -189,27 +189,6 @@ static int bk_output_commit(struct bk_run *b, struct error *err)
 
 /* ---- entries --------------------------------------------------------------- */
 
-/* Copy exactly size bytes of fd into the current entry. */
-static int bk_stream(struct bk_run *b, int fd, uint64_t size,
-                     const char *name, struct error *err)
-{
-    uint64_t left = size;
-    while (left > 0) {
-        size_t want = left < BK_CHUNK ? (size_t)left : BK_CHUNK;
-        ssize_t k = read(fd, b->buf, want);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return error_errno(err, errno, "cannot read %s", name);
-        if (k == 0)
-            return error_set(err, "%s shrank while it was copied", name);
-        if (backup_writer_data(b->wr, b->buf, (size_t)k, err) != 0)
-            return -1;
-        left -= (uint64_t)k;
-    }
-    return 0;
-}
-
 /* Copy exactly size bytes that io reads into the current entry. */
 static int bk_stream_io(struct bk_run *b, const struct payload_io *io,
                         uint64_t size, const char *name, struct error *err)
@@ -227,6 +206,30 @@ static int bk_stream_io(struct bk_run *b, const struct payload_io *io,
         left -= (uint64_t)k;
     }
     return 0;
+}
+
+struct bk_fd {
+    int fd;
+    const char *name;
+};
+
+static ssize_t bk_fd_read(void *ctx, void *p, size_t n, struct error *err)
+{
+    const struct bk_fd *f = ctx;
+    ssize_t k;
+    do
+        k = read(f->fd, p, n);
+    while (k < 0 && errno == EINTR);
+    return k < 0 ? error_errno(err, errno, "cannot read %s", f->name) : k;
+}
+
+/* Copy exactly size bytes of fd into the current entry. */
+static int bk_stream(struct bk_run *b, int fd, uint64_t size,
+                     const char *name, struct error *err)
+{
+    struct bk_fd f = { fd, name };
+    struct payload_io io = { .read = bk_fd_read, .ctx = &f };
+    return bk_stream_io(b, &io, size, name, err);
 }
 
 /* The file at path as entry name. ENOENT is returned as 1 when

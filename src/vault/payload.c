@@ -770,21 +770,52 @@ ssize_t payload_read(struct payload_reader *r, void *buf, size_t n,
 
 /* ---- rotation --------------------------------------------------------- */
 
-/* Unwrap the header of fd and, unless it already uses the active key,
- * re-wrap it and write it back durably. */
-static int payload_rewrap_fd(struct vault *v, int fd, EVP_CIPHER_CTX *ctx,
-                             const char *path, const char *msgid,
-                             unsigned char *dkey, struct error *err)
+/* Re-wrap hdr (read from where, for messages) in place unless it already
+ * uses the active key: 1 rewrapped, 0 current, -1. */
+static int payload_rewrap_hdr(struct vault *v, unsigned char *hdr,
+                              const char *msgid, const char *where,
+                              struct error *err)
+{
+    if (payload_msgid_ok(msgid, err) != 0)
+        return -1;
+    if (v->remote)
+        return error_set(err, "message %s: payloads are re-wrapped only by "
+                         "`wharf key rotate`, while wharf serve is stopped",
+                         msgid);
+    unsigned char dkey[PAYLOAD_DKEY_LEN];
+    EVP_CIPHER_CTX *ctx = payload_ctx_new();
+    if (ctx == NULL)
+        return error_set(err, "message %s: out of memory", msgid);
+    const struct vault_key *mk = keystore_active(v);
+    int rc = payload_unwrap(ctx, v, hdr, msgid, where, dkey, err);
+    if (rc == 0 && memcmp(hdr + PAYLOAD_OFF_KEYID, mk->id,
+                          VAULT_KEY_ID_LEN) != 0)
+        rc = payload_wrap(ctx, mk, hdr, dkey, msgid, err) == 0 ? 1 : -1;
+    OPENSSL_cleanse(dkey, sizeof(dkey));
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+int payload_header_rewrap(struct vault *v, unsigned char *hdr, size_t n,
+                          const char *msgid, struct error *err)
+{
+    if (n != PAYLOAD_HEADER_LEN)
+        return error_set(err, "message %s: the payload header is %zu bytes, "
+                         "not %d", msgid ? msgid : "-", n,
+                         PAYLOAD_HEADER_LEN);
+    return payload_rewrap_hdr(v, hdr, msgid, "(stored)", err);
+}
+
+/* The header of fd re-wrapped and, when it changed, written back durably. */
+static int payload_rewrap_fd(struct vault *v, int fd, const char *path,
+                             const char *msgid, struct error *err)
 {
     unsigned char hdr[PAYLOAD_HEADER_LEN];
-    if (payload_read_header(fd, hdr, msgid, path, err) != 0 ||
-        payload_unwrap(ctx, v, hdr, msgid, path, dkey, err) != 0)
+    if (payload_read_header(fd, hdr, msgid, path, err) != 0)
         return -1;
-    const struct vault_key *mk = keystore_active(v);
-    if (memcmp(hdr + PAYLOAD_OFF_KEYID, mk->id, VAULT_KEY_ID_LEN) == 0)
-        return 0;
-    if (payload_wrap(ctx, mk, hdr, dkey, msgid, err) != 0)
-        return -1;
+    int rc = payload_rewrap_hdr(v, hdr, msgid, path, err);
+    if (rc != 1)
+        return rc;
     ssize_t w;
     do
         w = pwrite(fd, hdr, sizeof(hdr), 0);
@@ -798,53 +829,17 @@ static int payload_rewrap_fd(struct vault *v, int fd, EVP_CIPHER_CTX *ctx,
     return 1;
 }
 
-int payload_header_rewrap(struct vault *v, unsigned char *hdr, size_t n,
-                          const char *msgid, struct error *err)
-{
-    if (payload_msgid_ok(msgid, err) != 0)
-        return -1;
-    if (v->remote)
-        return error_set(err, "message %s: payloads are re-wrapped only by "
-                         "`wharf key rotate`, while wharf serve is stopped",
-                         msgid);
-    if (n != PAYLOAD_HEADER_LEN)
-        return error_set(err, "message %s: the payload header is %zu bytes, "
-                         "not %d", msgid, n, PAYLOAD_HEADER_LEN);
-    unsigned char dkey[PAYLOAD_DKEY_LEN];
-    EVP_CIPHER_CTX *ctx = payload_ctx_new();
-    if (ctx == NULL)
-        return error_set(err, "message %s: out of memory", msgid);
-    const struct vault_key *mk = keystore_active(v);
-    int rc = payload_unwrap(ctx, v, hdr, msgid, "(stored)", dkey, err);
-    if (rc == 0 && memcmp(hdr + PAYLOAD_OFF_KEYID, mk->id,
-                          VAULT_KEY_ID_LEN) != 0)
-        rc = payload_wrap(ctx, mk, hdr, dkey, msgid, err) == 0 ? 1 : -1;
-    OPENSSL_cleanse(dkey, sizeof(dkey));
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
-}
-
 int payload_rewrap(struct vault *v, const char *path, const char *msgid,
                    struct error *err)
 {
     if (payload_msgid_ok(msgid, err) != 0)
         return -1;
-    if (v->remote)
-        return error_set(err, "message %s: payloads are re-wrapped only by "
-                         "`wharf key rotate`, while wharf serve is stopped",
-                         msgid);
-    unsigned char dkey[PAYLOAD_DKEY_LEN];
-    EVP_CIPHER_CTX *ctx = payload_ctx_new();
-    if (ctx == NULL)
-        return error_set(err, "message %s: out of memory", msgid);
     int fd = open(path, O_RDWR | O_CLOEXEC);
-    int rc = fd < 0 ? error_errno(err, errno, "message %s: cannot open "
-                                  "payload %s", msgid, path)
-                    : payload_rewrap_fd(v, fd, ctx, path, msgid, dkey, err);
-    if (fd >= 0)
-        close(fd);
-    OPENSSL_cleanse(dkey, sizeof(dkey));
-    EVP_CIPHER_CTX_free(ctx);
+    if (fd < 0)
+        return error_errno(err, errno, "message %s: cannot open payload %s",
+                           msgid, path);
+    int rc = payload_rewrap_fd(v, fd, path, msgid, err);
+    close(fd);
     return rc;
 }
 

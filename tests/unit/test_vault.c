@@ -102,17 +102,13 @@ static void write_payload(struct vault *v, const char *path, const char *msgid,
         fail_msg("payload_finish: %s", err.msg);
 }
 
-/* Read the whole payload in chunk-sized calls into out (cap bytes). Returns
- * 0 at the verified end, -1 on error (open or read); *got counts the bytes
- * handed out. After a read error, checks that the next read fails too. */
-static int read_payload(struct vault *v, const char *path, const char *msgid,
-                        size_t chunk, unsigned char *out, size_t cap,
-                        size_t *got, struct error *err)
+/* Read r to its end in chunk-sized calls into out (cap bytes), *got
+ * counting the bytes handed out: 0 at the verified end, -1 on a read
+ * error, after checking that the next read fails too. r stays open. */
+static int drain_payload(struct payload_reader *r, size_t chunk,
+                         unsigned char *out, size_t cap, size_t *got,
+                         struct error *err)
 {
-    *got = 0;
-    struct payload_reader *r = payload_open(v, path, msgid, err);
-    if (r == NULL)
-        return -1;
     unsigned char *tmp = malloc(chunk);
     assert_non_null(tmp);
     int rc = 0;
@@ -133,6 +129,20 @@ static int read_payload(struct vault *v, const char *path, const char *msgid,
         *got += (size_t)n;
     }
     free(tmp);
+    return rc;
+}
+
+/* Read the whole payload file in chunk-sized calls into out (cap bytes):
+ * as drain_payload, -1 too when it does not open. */
+static int read_payload(struct vault *v, const char *path, const char *msgid,
+                        size_t chunk, unsigned char *out, size_t cap,
+                        size_t *got, struct error *err)
+{
+    *got = 0;
+    struct payload_reader *r = payload_open(v, path, msgid, err);
+    if (r == NULL)
+        return -1;
+    int rc = drain_payload(r, chunk, out, cap, got, err);
     payload_close(r);
     return rc;
 }
@@ -961,25 +971,7 @@ static int memio_get(struct vault *v, struct memio *m, const char *msgid,
         assert_int_equal(m->releases, 1);
         return -1;
     }
-    unsigned char *tmp = malloc(chunk);
-    assert_non_null(tmp);
-    int rc = 0;
-    for (;;) {
-        ssize_t n = payload_read(r, tmp, chunk, err);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            struct error again = {0};
-            assert_int_equal(payload_read(r, tmp, chunk, &again), -1);
-            assert_string_equal(again.msg, err->msg);
-            rc = -1;
-            break;
-        }
-        assert_true(*got + (size_t)n <= cap);
-        memcpy(out + *got, tmp, (size_t)n);
-        *got += (size_t)n;
-    }
-    free(tmp);
+    int rc = drain_payload(r, chunk, out, cap, got, err);
     assert_int_equal(m->releases, 0);
     payload_close(r);
     assert_int_equal(m->releases, 1);
