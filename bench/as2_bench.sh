@@ -59,9 +59,17 @@
 #     streams the body into the POST as it is packaged, so B's work
 #     overlaps A's). BENCH_AS2_COMPRESS=no sends (b) uncompressed (no
 #     deflate/inflate stage; every stage sees every byte).
+# (c) mixed load (BENCH_AS2_PARTS=mixed; not in the default run): a third
+#     instance C, another partner of A (its own AS2 id, key and listener).
+#     A sends BENCH_AS2_MSGS files of BENCH_AS2_KIB KiB to C alone (as in
+#     (a)), then the same count again while one BENCH_AS2_MB MiB file goes
+#     to B (dropped first; the small ones once A is sending it). Figure:
+#     the small messages' rate with the large transfer running, over their
+#     rate alone (aim: >= 0.7). The large transfer must still be running
+#     when the last small message is sent, else the run says so.
 #
 # Environment: BENCH_AS2_MSGS (500), BENCH_AS2_KIB (10), BENCH_AS2_MB (1024),
-# BENCH_AS2_DATA (edi|random), BENCH_AS2_PARTS ("small large"),
+# BENCH_AS2_DATA (edi|random), BENCH_AS2_PARTS ("small large"; "mixed" for (c)),
 # BENCH_AS2_MDN (sync): sync or async (the MDN comes back in its own POST
 # to the sender's listener; "sent" at A once it arrived and verified),
 # BENCH_AS2_COMPRESS (yes|no): compression in (b),
@@ -109,10 +117,11 @@ get() { awk -v k="$1" '$1 == k { v = $2 } END { print v }' "$RES"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "") print "-"; else printf "%.2f", a / b }'; }
 PID_A=""
 PID_B=""
+PID_C=""
 SAMPLER=""
 cleanup() {
     local rc=$?
-    for pid in $SAMPLER $PID_A $PID_B; do
+    for pid in $SAMPLER $PID_A $PID_B $PID_C; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -162,7 +171,9 @@ note "machine: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/
 
 # ---- two partners ---------------------------------------------------------------
 declare -A ADMIN PARTNER
-for s in a b; do
+INSTANCES="a b"
+[[ " $PARTS " != *" mixed "* ]] || INSTANCES="a b c"
+for s in $INSTANCES; do
     mkdir -p "$WORK/$s"
     ADMIN[$s]=$(free_port)
     PARTNER[$s]=$(free_port)
@@ -178,6 +189,7 @@ for s in a b; do
     chmod 600 "$WORK/$s/as2.key"
 done
 mkdir -p "$WORK/a/outbox" "$WORK/b/inbox" "$WORK/stage"
+[[ " $PARTS " != *" mixed "* ]] || mkdir -p "$WORK/a/outbox-small" "$WORK/c/inbox"
 
 import_flows() {    # COMPRESS (true|false)
     local me other file link MDN_URL
@@ -234,6 +246,57 @@ stop_servers() {    # LABEL: VmHWM of both into results, SIGTERM, exit 0 require
     PID_A=""
     PID_B=""
     for s in a b; do cp "$WORK/$s/data/logs/wharf.log" "$OUT/wharf-$s-$1.log"; done
+}
+
+make_big() {        # PATH: BENCH_AS2_MB MiB of BENCH_AS2_DATA
+    "$PY" - "$1" "$MB" "$KIND" <<'PYEOF'
+import os, random, sys
+path, mb, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+total = mb << 20
+with open(path, "wb") as f:
+    if kind == "random":
+        left = total
+        while left:
+            k = min(left, 1 << 24)
+            f.write(os.urandom(k))
+            left -= k
+    else:
+        rnd = random.Random(4130)
+        items = [("%s-%d" % (rnd.choice(["WIDGET", "GASKET", "BOLT", "VALVE", "HOSE"]), i),
+                  "%012d" % rnd.randrange(10**12),
+                  "%d.%02d" % (rnd.randrange(1, 300), rnd.randrange(100))) for i in range(700)]
+        stores = [("STORE %d" % rnd.randrange(5000), "%07d" % rnd.randrange(10**7))
+                  for _ in range(200)]
+        segs, size, po = [], 0, 4500000000
+        while size < (16 << 20):
+            po += rnd.randrange(1, 20)
+            s = ["ST*850*%04d~" % (len(segs) % 10000),
+                 "BEG*00*SA*%d**2026%02d%02d~" % (po, rnd.randrange(1, 13), rnd.randrange(1, 29)),
+                 "REF*DP*%03d~" % rnd.randrange(1, 60),
+                 "N1*ST*%s*92*%s~" % rnd.choice(stores)]
+            for i in range(rnd.randrange(1, 12)):
+                it = rnd.choice(items)
+                s.append("PO1*%d*%d*EA*%s**VP*%s*UP*%s~" % (i + 1, rnd.randrange(1, 50) * 6,
+                                                           it[2], it[0], it[1]))
+            s.append("CTT*%d~" % (len(s) - 4))
+            s.append("SE*%d*%04d~" % (len(s) + 1, len(segs) % 10000))
+            block = "\n".join(s) + "\n"
+            segs.append(block)
+            size += len(block)
+        body = "".join(segs).encode()
+        n = 0
+        left = total
+        while left:
+            head = ("ISA*00*          *00*          *ZZ*WHARF-A        *ZZ*WHARF-B        "
+                    "*261123*1200*U*00401*%09d*0*P*>~\nGS*PO*WHARF-A*WHARF-B*20261123*1200*%d*X*004010~\n"
+                    % (n, n)).encode()
+            chunk = (head + body)[:left]
+            f.write(chunk)
+            left -= len(chunk)
+            n += 1
+    f.flush()
+    os.fsync(f.fileno())
+PYEOF
 }
 
 # ---- limits -------------------------------------------------------------------------
@@ -347,54 +410,7 @@ fi
 if [[ " $PARTS " == *" large "* ]]; then
     BIG=$WORK/stage/big-$MB.$KIND
     note "(b) making a $MB MiB file ($KIND)"
-    "$PY" - "$BIG" "$MB" "$KIND" <<'PYEOF'
-import os, random, sys
-path, mb, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-total = mb << 20
-with open(path, "wb") as f:
-    if kind == "random":
-        left = total
-        while left:
-            k = min(left, 1 << 24)
-            f.write(os.urandom(k))
-            left -= k
-    else:
-        rnd = random.Random(4130)
-        items = [("%s-%d" % (rnd.choice(["WIDGET", "GASKET", "BOLT", "VALVE", "HOSE"]), i),
-                  "%012d" % rnd.randrange(10**12),
-                  "%d.%02d" % (rnd.randrange(1, 300), rnd.randrange(100))) for i in range(700)]
-        stores = [("STORE %d" % rnd.randrange(5000), "%07d" % rnd.randrange(10**7))
-                  for _ in range(200)]
-        segs, size, po = [], 0, 4500000000
-        while size < (16 << 20):
-            po += rnd.randrange(1, 20)
-            s = ["ST*850*%04d~" % (len(segs) % 10000),
-                 "BEG*00*SA*%d**2026%02d%02d~" % (po, rnd.randrange(1, 13), rnd.randrange(1, 29)),
-                 "REF*DP*%03d~" % rnd.randrange(1, 60),
-                 "N1*ST*%s*92*%s~" % rnd.choice(stores)]
-            for i in range(rnd.randrange(1, 12)):
-                it = rnd.choice(items)
-                s.append("PO1*%d*%d*EA*%s**VP*%s*UP*%s~" % (i + 1, rnd.randrange(1, 50) * 6,
-                                                           it[2], it[0], it[1]))
-            s.append("CTT*%d~" % (len(s) - 4))
-            s.append("SE*%d*%04d~" % (len(s) + 1, len(segs) % 10000))
-            block = "\n".join(s) + "\n"
-            segs.append(block)
-            size += len(block)
-        body = "".join(segs).encode()
-        n = 0
-        left = total
-        while left:
-            head = ("ISA*00*          *00*          *ZZ*WHARF-A        *ZZ*WHARF-B        "
-                    "*261123*1200*U*00401*%09d*0*P*>~\nGS*PO*WHARF-A*WHARF-B*20261123*1200*%d*X*004010~\n"
-                    % (n, n)).encode()
-            chunk = (head + body)[:left]
-            f.write(chunk)
-            left -= len(chunk)
-            n += 1
-    f.flush()
-    os.fsync(f.fileno())
-PYEOF
+    make_big "$BIG"
     note "python3 zlib level $ZLEVEL: deflate and inflate of the first 64 MiB of it"
     [ "$COMPRESS" = yes ] && "$PY" - "$BIG" "$ZLEVEL" <<'PYEOF' >>"$RES"
 import sys, time, zlib
@@ -490,6 +506,120 @@ PYEOF
         put large_verified ok || put large_verified FAILED
 fi
 
+# ---- (c) mixed load --------------------------------------------------------------------
+import_mixed_flows() {  # COMPRESS (true|false) of the large file to B
+    "$PY" - "$WORK" "$1" "$ZLEVEL" "$MDN" "${PARTNER[a]}" "${PARTNER[b]}" "${PARTNER[c]}" <<'PYEOF'
+import json, sys
+work, comp, zl, mdn = sys.argv[1], sys.argv[2] == "true", int(sys.argv[3]), sys.argv[4]
+port = dict(zip("abc", map(int, sys.argv[5:8])))
+def partner(me, other, compress):
+    p = {"name": other, "as2_id": "wharf-" + other,
+         "url": "https://127.0.0.1:%d/as2" % port[other],
+         "certificates": ["%s/%s/as2.pem" % (work, other)],
+         "tls_ca": "%s/%s/data/tls/cert.pem" % (work, other),
+         "sign": "sha256", "encrypt": "aes256-cbc", "compress": compress,
+         "compress_level": zl, "mdn": mdn, "mdn_signed": True}
+    if mdn != "sync":
+        p["async_mdn_url"] = "https://127.0.0.1:%d/as2/mdn" % port[me]
+    return p
+def as2(other):
+    return {"name": "as2-" + other, "type": "as2",
+            "config": {"partner": other, "timeout_ms": 3600000,
+                       "max_body_bytes": 8589934592,
+                       "retry": {"initial_ms": 1000, "max_ms": 5000, "max_attempts": 5}}}
+def files(name, key, d):
+    return {"name": name, "type": "file", "config": dict({key: d}, **({"poll_ms": 50} if key == "receive_dir" else {}))}
+def profile(me):
+    return {"as2_id": "wharf-" + me,
+            "keys": [{"cert": "%s/%s/as2.pem" % (work, me), "key": "%s/%s/as2.key" % (work, me)}]}
+flows = {"a": {"profile": profile("a"),
+               "partners": [partner("a", "b", comp), partner("a", "c", False)],
+               "connectors": [files("outbox", "receive_dir", work + "/a/outbox"),
+                              files("outbox-small", "receive_dir", work + "/a/outbox-small"),
+                              as2("b"), as2("c")],
+               "links": [["outbox", "as2-b"], ["outbox-small", "as2-c"]]}}
+for me in "bc":
+    flows[me] = {"profile": profile(me), "partners": [partner(me, "a", False)],
+                 "connectors": [files("inbox", "send_dir", "%s/%s/inbox" % (work, me)), as2("a")],
+                 "links": [["as2-a", "inbox"]]}
+for me, f in flows.items():
+    with open("%s/%s/flow.json" % (work, me), "w") as out:
+        json.dump(f, out, indent=1)
+PYEOF
+    local me
+    for me in a b c; do
+        "$WHARF" flow import --data "$WORK/$me/data" "$WORK/$me/flow.json" >>"$OUT/import.out" 2>&1 ||
+            die "flow import ($me) failed: $(tail -3 "$OUT/import.out")"
+    done
+}
+# messages at A whose file name starts with PREFIX, in STATE (or any)
+count_at_a() {
+    "$WHARF" message list --data "$WORK/a/data" --json --limit 1000000 ${2:+--state "$2"} |
+        "$PY" -c 'import json, sys; print(sum(1 for m in json.load(sys.stdin) if (m["filename"] or "").startswith(sys.argv[1])))' "$1"
+}
+# stage N small files named PREFIX-*; rename them into A's outbox-small;
+# seconds until all are "sent" at A
+small_burst() {
+    local prefix=$1 t0 t1
+    mkdir -p "$WORK/stage/$prefix"
+    "$PY" - "$WORK/stage/$prefix" "$prefix" "$N" "$((KIB * 1024))" <<'PYEOF'
+import os, sys
+d, prefix, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for i in range(n):
+    with open(os.path.join(d, "%s-%06d.bin" % (prefix, i)), "wb") as f:
+        f.write(os.urandom(size))
+os.sync()
+PYEOF
+    t0=$(date +%s.%N)
+    find "$WORK/stage/$prefix" -name "$prefix-*" -exec mv -t "$WORK/a/outbox-small/" {} +
+    while [ "$(count_at_a "$prefix-" sent)" -lt "$N" ]; do
+        kill -0 "$PID_A" && kill -0 "$PID_B" && kill -0 "$PID_C" || die "a server died (see $OUT/serve-*-mixed.out)"
+        sleep 0.1
+    done
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+}
+if [[ " $PARTS " == *" mixed "* ]]; then
+    note "(c) mixed: $N x $KIB KiB to C alone, then again while $MB MiB go to B"
+    import_mixed_flows "$([ "$COMPRESS" = yes ] && echo true || echo false)"
+    BIG=$WORK/stage/mixed-big.$KIND
+    make_big "$BIG"
+    start_servers mixed
+    "$WHARF" serve --data "$WORK/c/data" --quiet >"$OUT/serve-c-mixed.out" 2>&1 &
+    PID_C=$!
+    wait_port "${ADMIN[c]}"
+    wait_port "${PARTNER[c]}"
+    sleep 1
+    alone=$(small_burst sa)
+    put mixed_alone_seconds "$alone"
+    put mixed_alone_msgs_per_s "$(awk -v n="$N" -v s="$alone" 'BEGIN { printf "%.1f", n / s }')"
+    mv "$BIG" "$WORK/a/outbox/big.dat"
+    # the large one is being sent: its message exists and is processing
+    until [ "$(count_at_a big.dat processing)" -ge 1 ]; do
+        kill -0 "$PID_A" || die "A died (see $OUT/serve-a-mixed.out)"
+        sleep 0.1
+    done
+    sleep 1
+    mixed=$(small_burst sm)
+    put mixed_with_large_seconds "$mixed"
+    put mixed_with_large_msgs_per_s "$(awk -v n="$N" -v s="$mixed" 'BEGIN { printf "%.1f", n / s }')"
+    if [ "$(count_at_a big.dat sent)" -ge 1 ]; then
+        put mixed_overlapped no
+    else
+        put mixed_overlapped yes
+    fi
+    while [ "$(count_at_a big.dat sent)" -lt 1 ]; do
+        kill -0 "$PID_A" || die "A died (see $OUT/serve-a-mixed.out)"
+        sleep 0.2
+    done
+    kill -TERM "$PID_C"
+    wait "$PID_C" || die "serve (c) did not exit 0 after SIGTERM"
+    PID_C=""
+    stop_servers mixed
+    [ "$(ls "$WORK/c/inbox" | wc -l)" -eq $((2 * N)) ] && put mixed_verified ok ||
+        put mixed_verified FAILED
+fi
+
 # ---- summary ------------------------------------------------------------------------------
 NP=$(nproc)
 {
@@ -552,9 +682,16 @@ NP=$(nproc)
         done
         printf '%-40s %12s\n' "    B's copy (SHA-256, size)" "$(get large_verified)"
     fi
+    if [ -n "$(get mixed_with_large_msgs_per_s)" ]; then
+        MA=$(get mixed_alone_msgs_per_s) MW=$(get mixed_with_large_msgs_per_s)
+        printf '%-40s %12s  %-44s %10s  %6s\n' "(c) ${KIB} KiB msgs/s A->C, $MB MiB A->B" "$MW" \
+            "the same alone ($(get mixed_alone_seconds) s)" "$MA" "$(ratio "$MW" "$MA")"
+        printf '%-40s %12s\n' "    large transfer still running at the end" "$(get mixed_overlapped)"
+        echo "    aim for (c): >= 0.70 of the rate alone"
+    fi
     echo "raw results: bench/out/$STAMP-as2/ (results.txt, rss.tsv, openssl-*.txt, wharf-*.log)"
 } | tee "$OUT/summary.txt"
-for k in small_verified large_verified large_receipt_ok; do
+for k in small_verified large_verified large_receipt_ok mixed_verified; do
     v=$(get "$k")
     [ -z "$v" ] || [ "$v" = ok ] || die "$k: $v"
 done

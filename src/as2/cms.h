@@ -120,6 +120,16 @@ struct as2_signer {
  * attributes: content type, signing time, message digest. */
 int as2_cms_sign_detached(const struct as2_signer *s, BIO *content,
                           BIO *sig_out, struct error *err);
+/* as2_cms_sign_detached, and once the content is digested (before the
+ * signature is made) digested(arg, chain, err) is called with the BIO
+ * chain that digested it (BIO_f_md, the signer's algorithm): so a MIC
+ * over the same bytes can take that digest instead of computing its own
+ * (as2_mic_adopt). A non-zero return stops the signature. */
+int as2_cms_sign_detached_tap(const struct as2_signer *s, BIO *content,
+                              BIO *sig_out,
+                              int (*digested)(void *arg, BIO *chain,
+                                              struct error *err),
+                              void *arg, struct error *err);
 
 /* Attached (opaque) SignedData holding everything read from content:
  * streamed BER to out (indefinite lengths, content in chunks). */

@@ -92,6 +92,15 @@ static CMS_ContentInfo *sign_new(const struct as2_signer *s, unsigned flags,
 int as2_cms_sign_detached(const struct as2_signer *s, BIO *content,
                           BIO *sig_out, struct error *err)
 {
+    return as2_cms_sign_detached_tap(s, content, sig_out, NULL, NULL, err);
+}
+
+int as2_cms_sign_detached_tap(const struct as2_signer *s, BIO *content,
+                              BIO *sig_out,
+                              int (*digested)(void *arg, BIO *chain,
+                                              struct error *err),
+                              void *arg, struct error *err)
+{
     CMS_ContentInfo *cms = sign_new(s, CMS_DETACHED, err);
     if (cms == NULL)
         return -1;
@@ -100,6 +109,8 @@ int as2_cms_sign_detached(const struct as2_signer *s, BIO *content,
                            : 0;
     if (rc == 0)
         rc = cms_pump(content, chain, "cannot digest the content", err);
+    if (rc == 0 && digested != NULL)
+        rc = digested(arg, chain, err);
     if (rc == 0 && CMS_dataFinal(cms, chain) != 1)
         rc = error_openssl(err, "cannot sign");
     if (rc == 0 && i2d_CMS_bio(sig_out, cms) != 1)

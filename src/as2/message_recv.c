@@ -392,6 +392,8 @@ struct split0 {
     struct mime_splitter sp;
     BIO *digest;                    /* digests part 0 for the signature */
     struct as2_mic *mic;            /* part 0 MIC, or NULL */
+    bool mic_shared;                /* mic is the digest chain's, adopted
+                                     * at the end (one SHA pass, not two) */
     long part;                      /* the part being read, -1 before */
     size_t nparts;
     bool p0_done, ended, failed;
@@ -430,7 +432,8 @@ static int sp_data(void *ctx, const char *data, size_t len, struct error *err)
     if (msg_write(s->digest, data, len, "cannot digest the signed entity",
                   err) != 0)
         return -1;
-    if (s->mic != NULL && as2_mic_update(s->mic, data, len, err) != 0)
+    if (s->mic != NULL && !s->mic_shared &&
+        as2_mic_update(s->mic, data, len, err) != 0)
         return -1;
     return 0;
 }
@@ -565,6 +568,8 @@ static int rx_signed(struct rx *rx, BIO *body, enum mime_cte cte,
         }
         rx->mic_taken = true;
         s->mic = rx->mic;
+        s->mic_shared = rx->mic != NULL && d != AS2_DIGEST_NONE &&
+                        as2_mic_alg(rx->mic) == d;
     }
     if ((s->digest = as2_cms_digest_new(digests, err)) == NULL ||
         mime_splitter_init(&s->sp, boundary, &sp_cb, s, err) != 0) {
@@ -585,6 +590,8 @@ static int rx_signed(struct rx *rx, BIO *body, enum mime_cte cte,
         error_set(err, "the multipart/signed has no signature part");
         rc = rx_fail(rx, depth, E_UNEXPECTED, err);
     }
+    if (rc == 0 && s->mic_shared && as2_mic_adopt(s->mic, s->digest, err))
+        rc = rx_fail(rx, depth, E_UNEXPECTED, err);
     if (rc == 0 && msg_sig_part_der(s->sig.data, s->sig.len, &der, &derlen,
                                     err) != 0)
         rc = rx_fail(rx, depth, E_AUTH, err);

@@ -141,6 +141,7 @@ struct sign_stage {
     const char *headers;            /* entity headers when wrapped, or "" */
     const char *boundary;
     struct as2_mic *mic;            /* the signed-entity MIC, or NULL */
+    bool mic_shared;                /* mic takes the signature's digest */
 };
 
 static int tee_read(void *ctx, char *buf, int len)
@@ -150,7 +151,8 @@ static int tee_read(void *ctx, char *buf, int len)
     int r = BIO_read(s->in, buf, len);
     if (r <= 0)
         return r < 0 ? -1 : 0;
-    if (s->mic != NULL && as2_mic_update(s->mic, buf, (size_t)r, &e) != 0)
+    if (s->mic != NULL && !s->mic_shared &&
+        as2_mic_update(s->mic, buf, (size_t)r, &e) != 0)
         return msg_fail(&s->tx->fail, RANK_SIGN,
                         MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, &e);
     if (msg_write(s->out, buf, (size_t)r, "cannot write the signed entity",
@@ -158,6 +160,13 @@ static int tee_read(void *ctx, char *buf, int len)
         return msg_fail(&s->tx->fail, RANK_SIGN,
                         MDN_ERROR_UNEXPECTED_PROCESSING_ERROR, &e);
     return r;
+}
+
+/* The signature's digest of the signed entity is its MIC too. */
+static int sign_digested(void *arg, BIO *chain, struct error *err)
+{
+    struct sign_stage *s = arg;
+    return s->mic_shared ? as2_mic_adopt(s->mic, chain, err) : 0;
 }
 
 static int sign_fn(void *arg, BIO *out, struct error *err)
@@ -178,7 +187,8 @@ static int sign_fn(void *arg, BIO *out, struct error *err)
     if (rc == 0 && (tee == NULL || sig == NULL))
         rc = error_set(err, "out of memory signing the message");
     if (rc == 0)
-        rc = as2_cms_sign_detached(s->tx->o->signer, tee, sig, err);
+        rc = as2_cms_sign_detached_tap(s->tx->o->signer, tee, sig,
+                                       sign_digested, s, err);
     if (rc == 0) {
         char *p;
         long n = BIO_get_mem_data(sig, &p);
@@ -559,7 +569,10 @@ static int run(struct tx *tx, struct pipeline *p, BIO *payload, BIO *out,
             p->sign = (struct sign_stage){tx, cur, NULL,
                                           p->h_signed.data ? p->h_signed.data
                                                            : "",
-                                          p->boundary, tx->mic};
+                                          p->boundary, tx->mic,
+                                          tx->mic != NULL &&
+                                          as2_mic_alg(tx->mic) ==
+                                          o->signer->digest};
             rc = msg_stage_start(&p->st_sign, sign_fn, &p->sign, err);
             cur = p->st_sign.r;
         }

@@ -107,6 +107,28 @@ int as2_mic_update(struct as2_mic *m, const void *p, size_t n,
     return 0;
 }
 
+enum as2_digest as2_mic_alg(const struct as2_mic *m)
+{
+    return m->digest;
+}
+
+int as2_mic_adopt(struct as2_mic *m, BIO *chain, struct error *err)
+{
+    const EVP_MD *want = EVP_MD_CTX_get0_md(m->ctx);
+    for (BIO *b = BIO_find_type(chain, BIO_TYPE_MD); b != NULL;
+         b = BIO_find_type(BIO_next(b), BIO_TYPE_MD)) {
+        EVP_MD_CTX *c = NULL;
+        if (BIO_get_md_ctx(b, &c) <= 0 || c == NULL || want == NULL ||
+            EVP_MD_get_type(EVP_MD_CTX_get0_md(c)) != EVP_MD_get_type(want))
+            continue;
+        if (EVP_MD_CTX_copy_ex(m->ctx, c) != 1)
+            return error_openssl(err, "MIC: cannot copy a digest");
+        return 0;
+    }
+    return error_set(err, "MIC: the content was not digested with %s",
+                     as2_mic_alg_name(m->digest));
+}
+
 int as2_mic_update_canon(struct as2_mic *m, const void *p, size_t n,
                          struct error *err)
 {

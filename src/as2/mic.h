@@ -76,6 +76,16 @@ int as2_mic_update(struct as2_mic *m, const void *p, size_t n,
  * never for binary bodies. */
 int as2_mic_update_canon(struct as2_mic *m, const void *p, size_t n,
                          struct error *err);
+/* The algorithm m digests with. */
+enum as2_digest as2_mic_alg(const struct as2_mic *m);
+
+/* Take over the state of the digest BIO in chain (BIO_f_md, as
+ * as2_cms_digest_new makes) that uses m's algorithm, for a MIC over
+ * exactly the bytes that chain digested (a signed entity: the signature's
+ * content digest and the MIC are one SHA computation, not two). m must
+ * not have been updated. 0, or -1 when chain has no such digest. */
+int as2_mic_adopt(struct as2_mic *m, BIO *chain, struct error *err);
+
 /* Write "base64, alg" into out (at least AS2_MIC_MAX bytes). The object
  * cannot be updated afterwards; free it. */
 int as2_mic_final(struct as2_mic *m, char *out, size_t outsz,
