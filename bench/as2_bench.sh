@@ -594,12 +594,13 @@ if [[ " $PARTS " == *" mixed "* ]]; then
     put mixed_alone_seconds "$alone"
     put mixed_alone_msgs_per_s "$(awk -v n="$N" -v s="$alone" 'BEGIN { printf "%.1f", n / s }')"
     mv "$BIG" "$WORK/a/outbox/big.dat"
-    # the large one is being sent: its message exists and is processing
-    until [ "$(count_at_a big.dat processing)" -ge 1 ]; do
+    # the large one is being sent: A stored it (its message exists; its
+    # hop is leased at once), and 2 s more
+    until [ "$(count_at_a big.dat)" -ge 1 ]; do
         kill -0 "$PID_A" || die "A died (see $OUT/serve-a-mixed.out)"
         sleep 0.1
     done
-    sleep 1
+    sleep 2
     mixed=$(small_burst sm)
     put mixed_with_large_seconds "$mixed"
     put mixed_with_large_msgs_per_s "$(awk -v n="$N" -v s="$mixed" 'BEGIN { printf "%.1f", n / s }')"

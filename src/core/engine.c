@@ -47,11 +47,13 @@
  */
 #include "core/engine.h"
 
+#include <errno.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "connectors/connector.h"
@@ -451,10 +453,31 @@ static void worker_round(struct worker *wk, int busy)
     pthread_mutex_unlock(&wk->own_mu);
 }
 
+/* How much lower the large lane's threads run (nice steps). */
+#define LARGE_LANE_NICE 10
+
+/* The large lane yields the CPU to small messages when both want it: its
+ * thread runs LARGE_LANE_NICE steps lower, and so do the stage threads a
+ * transfer starts (Linux threads inherit it), so a 1 GiB transfer does
+ * not take the cycles 10 KiB messages need, yet still gets every idle
+ * one. Best effort: nothing fails without it. */
+static void worker_yield_cpu(const struct worker *wk)
+{
+    if (wk->lane.min_size == 0)
+        return;                     /* a small-message (or the only) lane */
+    id_t self = (id_t)gettid();
+    errno = 0;
+    int now = getpriority(PRIO_PROCESS, self);
+    if (errno == 0)
+        (void)setpriority(PRIO_PROCESS, self, now + LARGE_LANE_NICE > 19
+                          ? 19 : now + LARGE_LANE_NICE);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *wk = arg;
     struct error err = {0};
+    worker_yield_cpu(wk);
     struct store *st = store_open(wk->e->w->db_path, &err);
     if (st == NULL) {
         log_error("worker %d cannot open the store: %s", wk->index, err.msg);

@@ -554,7 +554,8 @@ static const char *const sb_calls[] = {
     /* the rest */
     "getrandom", "uname", "sysinfo", "getuid", "geteuid", "getgid",
     "getegid", "getresuid", "getresgid", "getgroups", "getrlimit",
-    "getrusage", "times",
+    "getrusage", "times", "getpriority",
+    "setpriority",          /* the large lane's threads run lower (engine.c) */
 };
 
 #if SB_ASAN

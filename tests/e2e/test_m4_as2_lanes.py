@@ -164,3 +164,35 @@ def test_m4_large_transfer_does_not_hold_up_small_messages(
         srv.stop()
     finally:
         recv.close()
+
+
+def thread_nices(pid):
+    """The nice value of every thread of process pid (/proc stat field
+    19)."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue                # a thread that just ended
+        out.append(int(stat.rsplit(")", 1)[1].split()[16]))
+    return sorted(out)
+
+
+def test_m4_the_large_lane_runs_at_a_lower_priority(tmp_path, wharf,
+                                                    start_server):
+    """The large lane's threads (and the stage threads a transfer starts
+    from them) run 10 nice steps lower, so a 1 GiB transfer leaves the CPU
+    to small messages when both want it (bench/as2_bench.sh, part (c));
+    every other thread of serve keeps its priority."""
+    for large_workers in (2, 0):
+        data = new_data_dir(wharf, tmp_path / f"lw{large_workers}",
+                            large_workers=large_workers)
+        srv = start_server(data)
+        srv.wait_listening()
+        nices = thread_nices(srv.pid)
+        base = min(nices)
+        assert nices.count(min(base + 10, 19)) == large_workers, nices
+        assert len(nices) - nices.count(base) == large_workers, nices
+        srv.stop()
