@@ -73,36 +73,45 @@ def check_restored(wharf, start_server, restored, taken, acked, expected):
                for a, _, d in audit_actions(wharf, restored))
 
 
-def test_r20_pg_backup_during_load_restores_into_sqlite_and_postgresql(
-        tmp_path, wharf, pg_server, start_server):  # noqa: F811
-    url = fresh_db(pg_server)
-    data = pg_node(wharf, tmp_path, url)
+def backup_during_load(wharf, start_server, data, tmp_path, nfiles,
+                       min_acked, name):
+    """A file flow on data; nfiles files dropped by a producer while serve
+    runs; once min_acked were acknowledged (taken and deleted by the
+    source, after its commit), `wharf backup --to tmp_path/name`; then
+    the rest delivered and serve stopped. Returns (recv, send, the files'
+    SHA-256, the names acknowledged before the backup, its JSON report)."""
     recv, send = file_flow(wharf, data, tmp_path)
-    nfiles = 300
     files, expected = load_files(nfiles)
     server = start_server(data)
     server.wait_listening()
     producer = Producer(recv, files, 5, 0.1)
-    written, failure = producer.written, producer.failure
+    written = producer.written
     producer.start()
 
     def acknowledged():
-        # taken and deleted by the source (after its commit)
-        dropped = list(written)
         present = set(os.listdir(recv))
-        return {n for n in dropped if n not in present}
-    wait_until(lambda: len(acknowledged()) >= 50, timeout=120,
-               desc="50 files acknowledged")
+        return {n for n in list(written) if n not in present}
+    wait_until(lambda: len(acknowledged()) >= min_acked, timeout=120,
+               desc=f"{min_acked} files acknowledged")
     acked = acknowledged()
-    backup = tmp_path / "load.wbk"
-    taken = json.loads(wharf.ok("backup", "--data", data, "--to", backup,
-                                "--json").stdout)
-    assert taken["path"] == str(backup)
+    taken = json.loads(wharf.ok("backup", "--data", data, "--to",
+                                tmp_path / name, "--json").stdout)
     producer.join(timeout=120)
-    assert not failure, f"producer failed: {failure[0]!r}"
-
+    assert not producer.failure, f"producer failed: {producer.failure[0]!r}"
     wait_all_sent(wharf, server, data, nfiles)
     server.stop()
+    return recv, send, expected, acked, taken
+
+
+def test_r20_pg_backup_during_load_restores_into_sqlite_and_postgresql(
+        tmp_path, wharf, pg_server, start_server):  # noqa: F811
+    url = fresh_db(pg_server)
+    data = pg_node(wharf, tmp_path, url)
+    nfiles = 300
+    recv, send, expected, acked, taken = backup_during_load(
+        wharf, start_server, data, tmp_path, nfiles, 50, "load.wbk")
+    backup = tmp_path / "load.wbk"
+    assert taken["path"] == str(backup)
     assert taken["messages"] < nfiles   # the load went on meanwhile
 
     # recorded and audited on the PostgreSQL store, seen by the posture
@@ -169,28 +178,9 @@ def test_r20_db_payloads_backup_during_load_restores_into_sqlite_and_db(
     url = fresh_db(pg_server)
     data = new_data_dir(wharf, tmp_path / "a", "--store", url,
                         "--payload-dir", "database")
-    recv, send = file_flow(wharf, data, tmp_path)
-    nfiles = 150
-    files, expected = load_files(nfiles)
-    server = start_server(data)
-    server.wait_listening()
-    producer = Producer(recv, files, 5, 0.1)
-    written = producer.written
-    producer.start()
-
-    def acknowledged():
-        present = set(os.listdir(recv))
-        return {n for n in list(written) if n not in present}
-    wait_until(lambda: len(acknowledged()) >= 30, timeout=120,
-               desc="30 files acknowledged")
-    acked = acknowledged()
+    recv, send, expected, acked, taken = backup_during_load(
+        wharf, start_server, data, tmp_path, 150, 30, "db.wbk")
     backup = tmp_path / "db.wbk"
-    taken = json.loads(wharf.ok("backup", "--data", data, "--to", backup,
-                                "--json").stdout)
-    producer.join(timeout=120)
-    assert not producer.failure, producer.failure
-    wait_all_sent(wharf, server, data, nfiles)
-    server.stop()
     assert wpay_files(data) == []
     assert taken["payloads"] == taken["messages"] and taken["missing"] == 0
     wharf.ok("backup", "verify", backup, "--data", data)
