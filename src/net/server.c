@@ -14,7 +14,9 @@
  * mutex.
  *
  * A connection's life: the loop accepts it (non-blocking), refuses a
- * banned address or one over max_conns_per_address before any TLS work,
+ * banned address or one over max_conns_per_address before any TLS work
+ * (unless that address has a lingering or idle kept-alive connection: the
+ * oldest of those is closed to make room),
  * runs the TLS handshake and reads the request head without blocking
  * (handshake + head within request_timeout_ms of accept, not restarted by
  * each byte; a later request on a kept-alive connection: idle_timeout_ms
@@ -1126,16 +1128,18 @@ static int net_loop_rank(const struct net_conn *c)
     }
 }
 
-/* All max_connections are open: close the oldest of the most expendable
- * connections the loop holds. False when every one is a worker's. */
-static bool net_loop_evict(struct net_listener *l)
+/* Close the oldest of the most expendable connections the loop holds
+ * (those of address *ip only, when ip is not NULL) of rank at most worst.
+ * False when there is none. */
+static bool net_loop_evict(struct net_listener *l, const uint32_t *ip,
+                           int worst)
 {
     struct net_conn *victim = NULL;
-    int best = 3;
+    int best = worst + 1;
     for (int i = 0; i < l->nconns; i++) {
         struct net_conn *c = l->conns[i];
         int rank = net_loop_rank(c);
-        if (rank < 0)
+        if (rank < 0 || rank > worst || (ip != NULL && c->ip != *ip))
             continue;
         if (victim == NULL || rank < best ||
             (rank == best && c->since < victim->since)) {
@@ -1145,9 +1149,10 @@ static bool net_loop_evict(struct net_listener *l)
     }
     if (victim == NULL)
         return false;
-    log_debug("%s listener: max_connections reached: closed a connection "
-              "of %s (%s)", l->name, victim->addr,
-              best == 0 ? "answered" : best == 1 ? "idle" : "unfinished");
+    log_debug("%s listener: %s reached: closed a connection of %s (%s)",
+              l->name, ip ? "max_conns_per_address" : "max_connections",
+              victim->addr, best == 0 ? "answered" : best == 1 ? "idle"
+                                                               : "unfinished");
     net_conn_close(victim);
     return true;
 }
@@ -1178,8 +1183,11 @@ static struct net_conn *net_conn_new(struct net_listener *l, int fd,
 }
 
 /* A new connection: refused at once (before any TLS work) when its
- * address is banned or holds max_conns_per_address already; when
- * max_connections are open, the most expendable one makes room. */
+ * address is banned, or holds max_conns_per_address already none of which
+ * is idle (a client that keeps connections alive, as a partner's sending
+ * threads do, gets its oldest idle one closed instead: it never holds more
+ * than the limit either way); when max_connections are open, the most
+ * expendable one makes room. */
 static void net_loop_admit(struct net_listener *l, int fd,
                            const struct sockaddr_in *sa)
 {
@@ -1192,9 +1200,10 @@ static void net_loop_admit(struct net_listener *l, int fd,
     if (defender_check(l->srv->def, addr, NULL))
         why = "banned";
     else if (net_loop_count(l, sa->sin_addr.s_addr) >=
-             l->srv->w->conf.max_conns_per_address)
-        why = "over max_conns_per_address";
-    else if (l->nconns >= l->max_conns && !net_loop_evict(l))
+             l->srv->w->conf.max_conns_per_address &&
+             !net_loop_evict(l, &sa->sin_addr.s_addr, 1))
+        why = "over max_conns_per_address, none of them idle";
+    else if (l->nconns >= l->max_conns && !net_loop_evict(l, NULL, 2))
         why = "max_connections reached, all of them busy in workers";
     struct net_conn *c = why ? NULL
                              : net_conn_new(l, fd, addr, sa->sin_addr.s_addr);

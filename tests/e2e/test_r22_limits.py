@@ -9,7 +9,8 @@ as the client.
   - a slow client (one byte a second) is cut off after request_timeout_ms
     while another client is served meanwhile;
   - connections beyond max_conns_per_address are refused, and a slot that
-    frees up can be used again;
+    frees up can be used again; when some of them are idle (kept alive),
+    the oldest idle one is closed for the new one instead;
   - /metrics and /healthz on the admin listener only; /metrics follows
     wharf.conf metrics_access: token (default: metrics.read, loopback is
     not authentication), loopback (the old way, no credentials), off;
@@ -231,6 +232,41 @@ def test_r22_connections_per_address_limited(served):
         held.pop().close()
         wait_until(lambda: not refused(admin), timeout=15,
                    desc="a freed connection slot to be usable again")
+    finally:
+        for s in held:
+            s.close()
+    srv.check_alive()
+
+
+GET_HEALTHZ_KEEP = (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+
+
+def test_r22_an_address_at_its_limit_gets_its_oldest_idle_connection_closed(
+        served):
+    """A partner that keeps connections alive (one per sending thread)
+    reaches max_conns_per_address with idle ones: a new connection from it
+    is served and its oldest idle one closed, so it still never holds more
+    than the limit; connections mid-request are never closed for it (the
+    test above: all three busy, the fourth refused)."""
+    srv, data, admin, partner = served(max_conns_per_address=3,
+                                       idle_timeout_ms=60000,
+                                       request_timeout_ms=30000)
+    held = []
+    try:
+        for _ in range(3):
+            s = tls_connect(admin)
+            held.append(s)
+            s.sendall(GET_HEALTHZ_KEEP)
+            assert read_response(s)[0] == 200
+            time.sleep(0.05)            # distinct ages: the first is oldest
+        assert not refused(admin), "a new connection was refused although " \
+            "the address's connections were idle"
+        wait_until(lambda: closed(held[0]), timeout=15,
+                   desc="the oldest idle connection to be closed")
+        for s in held[1:]:
+            assert not closed(s)
+            s.sendall(GET_HEALTHZ_KEEP)
+            assert read_response(s)[0] == 200
     finally:
         for s in held:
             s.close()
