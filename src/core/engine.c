@@ -68,6 +68,7 @@
 #include "security/detectors.h"
 #include "store/node_store.h"
 #include "store/store.h"
+#include "util/fanout.h"
 #include "util/id.h"
 #include "util/log.h"
 #include "vault/keyproc.h"
@@ -211,45 +212,27 @@ static void job_check_status(const struct connector *c, struct delivery *d)
                   c->name);
 }
 
-/* Deliveries d[0..n) of connector c shared by threads that each take the
- * next one: the connector's concurrency at once. */
+/* deliver() of one delivery of a batch (fanout_run's fn). */
 struct deliver_set {
     struct connector *c;
     struct delivery *d;
-    size_t n;
-    size_t next;                /* atomically taken */
 };
 
-static void *deliver_some(void *arg)
+static void deliver_one(void *ctx, size_t i)
 {
-    struct deliver_set *s = arg;
-    size_t i;
-    while ((i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED)) < s->n) {
-        struct delivery *d = &s->d[i];
-        progress_begin(d->msg->id, s->c->name, "send", d->msg->size);
-        d->status = s->c->type->deliver(s->c, d);
-        progress_end();
-    }
-    return NULL;
+    struct deliver_set *s = ctx;
+    struct delivery *d = &s->d[i];
+    progress_begin(d->msg->id, s->c->name, "send", d->msg->size);
+    d->status = s->c->type->deliver(s->c, d);
+    progress_end();
 }
 
-/* deliver() of each of d[0..n): in this thread, and in up to
- * concurrency - 1 more while there are more than one to do. A helper
- * thread that cannot start leaves its share to the others. */
+/* deliver() of each of d[0..n): the connector's concurrency at once. */
 static void deliver_each(struct connector *c, struct delivery *d, size_t n)
 {
-    struct deliver_set s = { c, d, n, 0 };
-    size_t extra = c->concurrency > 1 ? (size_t)c->concurrency - 1 : 0;
-    if (extra > n - 1)
-        extra = n - 1;
-    pthread_t t[64];
-    size_t started = 0;
-    for (; started < extra && started < sizeof(t) / sizeof(t[0]); started++)
-        if (pthread_create(&t[started], NULL, deliver_some, &s) != 0)
-            break;
-    deliver_some(&s);
-    for (size_t i = 0; i < started; i++)
-        pthread_join(t[i], NULL);
+    struct deliver_set s = { c, d };
+    fanout_run(n, c->concurrency > 0 ? (size_t)c->concurrency : 1,
+               deliver_one, &s);
 }
 
 /* Run every job of connector c (those with run set) as one batch. */

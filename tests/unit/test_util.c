@@ -1,11 +1,12 @@
 /*
  * test_util.c - the utility layer below everything: struct secret and
  * secret files, durable file operations (atomic replace, batched syncs,
- * mkdir -p, bounded reads, dirname), group syncs, UUIDv7 ids and the time
- * helpers.
+ * mkdir -p, bounded reads, dirname), group syncs, the fan-out pool, UUIDv7
+ * ids and the time helpers.
  */
 #include "testutil.h"
 
+#include "util/fanout.h"
 #include "util/fault.h"
 #include "util/fdio.h"
 #include "util/fsx.h"
@@ -535,6 +536,95 @@ static void test_m2_remove_tree_stays_inside(void **state)
     assert_int_equal(lstat(top, &sb), -1);
 }
 
+/* ---- fan-out (util/fanout.h) ---- */
+
+#define FAN_N 300
+
+struct fan {
+    int runs[FAN_N];
+    int now, most;              /* in flight; the most at once */
+    pthread_t who[FAN_N];
+};
+
+static void fan_one(void *ctx, size_t i)
+{
+    struct fan *f = ctx;
+    int now = __atomic_add_fetch(&f->now, 1, __ATOMIC_SEQ_CST);
+    int most = __atomic_load_n(&f->most, __ATOMIC_SEQ_CST);
+    while (now > most && !__atomic_compare_exchange_n(&f->most, &most, now,
+                          0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+    __atomic_add_fetch(&f->runs[i], 1, __ATOMIC_SEQ_CST);
+    f->who[i] = pthread_self();
+    usleep(200);
+    __atomic_sub_fetch(&f->now, 1, __ATOMIC_SEQ_CST);
+}
+
+static void fan_check(const struct fan *f, size_t n, int width)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(f->runs[i], 1);
+    for (size_t i = n; i < FAN_N; i++)
+        assert_int_equal(f->runs[i], 0);
+    assert_true(f->most <= width);
+    assert_int_equal(f->now, 0);
+}
+
+/* Every index runs exactly once, never more than width at once; the
+ * helpers of one call serve the next (no new thread: their keep-alive
+ * connections are reused). */
+static void test_m4_fanout_runs_each_index_once_and_reuses_its_helpers(
+    void **state)
+{
+    (void)state;
+    static struct fan f;
+    memset(&f, 0, sizeof(f));
+    fanout_run(FAN_N, 5, fan_one, &f);
+    fan_check(&f, FAN_N, 5);
+    assert_true(f.most >= 2);           /* helpers took part */
+    size_t helpers = fanout_helpers();
+    assert_true(helpers >= 1 && helpers <= 4);
+    memset(&f, 0, sizeof(f));
+    fanout_run(FAN_N, 5, fan_one, &f);
+    fan_check(&f, FAN_N, 5);
+    assert_int_equal(fanout_helpers(), helpers);
+    memset(&f, 0, sizeof(f));
+    fanout_run(FAN_N, 1, fan_one, &f);  /* width 1: the caller alone */
+    fan_check(&f, FAN_N, 1);
+    for (size_t i = 0; i < FAN_N; i++)
+        assert_true(pthread_equal(f.who[i], pthread_self()));
+    memset(&f, 0, sizeof(f));
+    fanout_run(1, 8, fan_one, &f);      /* one index: no helper */
+    fan_check(&f, 1, 1);
+    fanout_run(0, 8, fan_one, &f);
+    fan_check(&f, 1, 1);
+}
+
+static void *fan_caller(void *arg)
+{
+    struct fan *f = arg;
+    fanout_run(FAN_N / 2, 3, fan_one, f);
+    return NULL;
+}
+
+/* Calls from several threads at once share the pool: each gets its own
+ * indexes once, at most its width at once. */
+static void test_m4_fanout_calls_from_several_threads_share_the_pool(
+    void **state)
+{
+    (void)state;
+    static struct fan f[4];
+    pthread_t t[4];
+    memset(f, 0, sizeof(f));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, fan_caller, &f[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++)
+        fan_check(&f[i], FAN_N / 2, 3);
+    assert_true(fanout_helpers() <= FANOUT_MAX - 1);
+}
+
 /* ---- group sync (util/syncgroup.h) ---- */
 
 /* A fake file: its sync counts rounds, and the first round can be made to
@@ -765,6 +855,8 @@ int main(void)
         cmocka_unit_test(test_fdio_whole_transfers_and_a_short_peer),
         cmocka_unit_test(test_r15_fault_point_kills_at_the_named_hit),
         cmocka_unit_test(test_m2_remove_tree_stays_inside),
+        cmocka_unit_test(test_m4_fanout_runs_each_index_once_and_reuses_its_helpers),
+        cmocka_unit_test(test_m4_fanout_calls_from_several_threads_share_the_pool),
         cmocka_unit_test(test_m2_group_sync_shares_one_sync_among_waiters),
         cmocka_unit_test(test_m2_group_sync_failure_is_sticky),
         cmocka_unit_test(test_m2_fsync_dir_goes_through_its_group),
