@@ -31,6 +31,7 @@
 #include "security/alerts.h"
 #include "store/job_store.h"
 #include "store/store.h"
+#include "util/fanout.h"
 #include "util/log.h"
 #include "util/secret.h"
 #include "vault/vault.h"
@@ -343,7 +344,7 @@ static void run_log(const struct run *r, int settled)
 }
 
 /* Logged; a job given up raises its type's alert (R19) through st, whose
- * transaction store_job_finish has ended. */
+ * transaction store_job_finish(_all) has ended. */
 static void run_report(const struct run *r, int settled, struct store *st)
 {
     const char *state = r->out.state;
@@ -355,30 +356,106 @@ static void run_report(const struct run *r, int settled, struct store *st)
                    ALERT_WARNING, r->text, r->row->message_id);
 }
 
-static void run_one(const struct flow *f, struct store *st, const char *owner,
-                    struct store_job *row, unsigned *seed)
+/* One job's outcome committed alone: what a batch falls back to when its
+ * one transaction fails. */
+static void run_commit_one(struct run *r, struct store *st)
 {
-    struct run r;
     struct error err = {0};
     int skipped = 0, settled = 0;
-    memset(&r, 0, sizeof(r));
-    r.f = f;
-    r.row = row;
-    run_call(&r);
-    run_outcome(&r, seed);
-    r.out.owner = owner;
-    if (store_job_finish(st, &r.out, &skipped, &settled, &err) < 0)
+    if (store_job_finish(st, &r->out, &skipped, &settled, &err) < 0)
         log_error("job %s of message %s: cannot commit its outcome (it runs "
-                  "again when its lease expires): %s", row->id,
-                  row->message_id, err.msg);
+                  "again when its lease expires): %s", r->row->id,
+                  r->row->message_id, err.msg);
     else if (skipped)
         log_warn("job %s of message %s had lost its lease; outcome not "
-                 "recorded, it runs again", row->id, row->message_id);
+                 "recorded, it runs again", r->row->id, r->row->message_id);
     else
-        run_report(&r, settled, st);
-    secret_free(r.data);
-    secret_free(r.input);
-    free(r.next);
+        run_report(r, settled, st);
+}
+
+/* The outcomes of runs r[0..n) in one transaction (one sync for the
+ * batch); one by one if that fails. */
+static void runs_commit(struct run *r, size_t n, struct store *st)
+{
+    struct error err = {0};
+    struct store_job_outcome *outs = calloc(n, sizeof(*outs));
+    int *flags = calloc(2 * n, sizeof(int));
+    int rc = outs && flags ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        outs[i] = r[i].out;
+    if (rc == 0)
+        rc = store_job_finish_all(st, outs, n, flags, flags + n, &err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (flags[i])
+            log_warn("job %s of message %s had lost its lease; outcome not "
+                     "recorded, it runs again", r[i].row->id,
+                     r[i].row->message_id);
+        else
+            run_report(&r[i], flags[n + i], st);
+    }
+    if (rc < 0 && n > 1)
+        log_warn("the outcomes of %zu jobs are committed one by one: %s", n,
+                 err.msg[0] ? err.msg : "out of memory");
+    for (size_t i = 0; rc < 0 && i < n; i++)
+        run_commit_one(&r[i], st);
+    free(outs);
+    free(flags);
+}
+
+/* Jobs at once: the largest concurrency of their connectors. */
+static size_t runs_width(const struct flow *f, const struct store_job *rows,
+                         size_t n)
+{
+    size_t w = 1;
+    for (size_t i = 0; i < n; i++) {
+        const struct connector *c = flow_find(f, rows[i].connector);
+        if (c != NULL && c->concurrency > 0 && (size_t)c->concurrency > w)
+            w = (size_t)c->concurrency;
+    }
+    return w;
+}
+
+static void run_call_at(void *ctx, size_t i)
+{
+    run_call(&((struct run *)ctx)[i]);
+}
+
+static int job_by_message(const void *a, const void *b)
+{
+    return strcmp(((const struct store_job *)a)->message_id,
+                  ((const struct store_job *)b)->message_id);
+}
+
+/* The handlers of rows[0..n) run side by side (an AS2 connector's MDNs
+ * are POSTs that wait for the partner); then every outcome is computed
+ * here and committed together. Rows are taken in message order, the order
+ * in which the commit locks their messages (PostgreSQL). */
+static void runs_do(const struct flow *f, struct store *st, const char *owner,
+                    struct store_job *rows, size_t n, unsigned *seed)
+{
+    struct run *r = calloc(n, sizeof(*r));
+    if (r == NULL) {
+        log_error("%s: out of memory for %zu jobs (they run again when "
+                  "their lease expires)", owner, n);
+        return;
+    }
+    qsort(rows, n, sizeof(*rows), job_by_message);
+    for (size_t i = 0; i < n; i++) {
+        r[i].f = f;
+        r[i].row = &rows[i];
+    }
+    fanout_run(n, runs_width(f, rows, n), run_call_at, r);
+    for (size_t i = 0; i < n; i++) {
+        run_outcome(&r[i], seed);
+        r[i].out.owner = owner;
+    }
+    runs_commit(r, n, st);
+    for (size_t i = 0; i < n; i++) {
+        secret_free(r[i].data);
+        secret_free(r[i].input);
+        free(r[i].next);
+    }
+    free(r);
 }
 
 size_t jobs_run(const struct flow *f, struct store *st, const char *owner,
@@ -392,8 +469,8 @@ size_t jobs_run(const struct flow *f, struct store *st, const char *owner,
         log_error("%s: cannot lease jobs: %s", owner, err.msg);
         return 0;
     }
-    for (size_t i = 0; i < n; i++)
-        run_one(f, st, owner, &rows[i], seed);
+    if (n > 0)
+        runs_do(f, st, owner, rows, n, seed);
     store_jobs_free(rows, n);
     return n;
 }

@@ -107,6 +107,14 @@ struct store_job_outcome {
 int store_job_finish(struct store *s, const struct store_job_outcome *o,
                      int *skipped, int *hop_settled, struct error *err);
 
+/* The outcomes o[0..n) of a batch in one transaction (one sync for all):
+ * skipped[i] and hop_settled[i] as above. All or none: on -1 nothing was
+ * recorded (every flag 0). On PostgreSQL each job's message row is locked
+ * in the order given: callers order o by message id. */
+int store_job_finish_all(struct store *s, const struct store_job_outcome *o,
+                         size_t n, int *skipped, int *hop_settled,
+                         struct error *err);
+
 /* Jobs of message msgid, oldest first, without blobs. */
 int store_message_jobs(struct store *s, const char *msgid,
                        struct store_job **out, size_t *n, struct error *err);

@@ -344,19 +344,22 @@ static int finish_tx(struct pg_store *p, const struct store_job_outcome *o,
     return 0;
 }
 
-int pgs_job_finish(struct pg_store *p, const struct store_job_outcome *o,
-                   int *skipped, int *hop_settled, struct error *err)
+int pgs_job_finish_all(struct pg_store *p, const struct store_job_outcome *o,
+                       size_t n, int *skipped, int *hop_settled,
+                       struct error *err)
 {
-    *skipped = *hop_settled = 0;
+    memset(skipped, 0, n * sizeof(*skipped));
+    memset(hop_settled, 0, n * sizeof(*hop_settled));
     if (pg_tx_begin(p, err) < 0)
         return -1;
-    if (finish_tx(p, o, time_now_ms(), skipped, hop_settled, err) < 0) {
-        *skipped = *hop_settled = 0;
-        return pg_tx_fail(p);
-    }
-    if (pg_tx_end(p, err) < 0) {
-        *skipped = *hop_settled = 0;
-        return -1;
+    int64_t now = time_now_ms();
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = finish_tx(p, &o[i], now, &skipped[i], &hop_settled[i], err);
+    if (rc < 0 || pg_tx_end(p, err) < 0) {
+        memset(skipped, 0, n * sizeof(*skipped));
+        memset(hop_settled, 0, n * sizeof(*hop_settled));
+        return rc < 0 ? pg_tx_fail(p) : -1;
     }
     return 0;
 }

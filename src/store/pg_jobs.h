@@ -23,8 +23,9 @@ int pgs_job_input(struct pg_store *p, const char *id,
 int pgs_job_lease(struct pg_store *p, const char *owner, int64_t now,
                   int64_t lease_ms, size_t max, struct store_job **out,
                   size_t *n, struct error *err);
-int pgs_job_finish(struct pg_store *p, const struct store_job_outcome *o,
-                   int *skipped, int *hop_settled, struct error *err);
+int pgs_job_finish_all(struct pg_store *p, const struct store_job_outcome *o,
+                       size_t n, int *skipped, int *hop_settled,
+                       struct error *err);
 int pgs_message_jobs(struct pg_store *p, const char *msgid,
                      struct store_job **out, size_t *n, struct error *err);
 int pgs_job_counts(struct pg_store *p, int64_t *pending, int64_t *processing,

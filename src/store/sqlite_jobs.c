@@ -359,18 +359,33 @@ static int finish_tx(struct store *s, const struct store_job_outcome *o,
     return 0;
 }
 
+int store_job_finish_all(struct store *s, const struct store_job_outcome *o,
+                         size_t n, int *skipped, int *hop_settled,
+                         struct error *err)
+{
+    if (store_pg(s))
+        return pgs_job_finish_all(store_pg(s), o, n, skipped, hop_settled,
+                                  err);
+    memset(skipped, 0, n * sizeof(*skipped));
+    memset(hop_settled, 0, n * sizeof(*hop_settled));
+    if (store_tx_begin(s, err) < 0)
+        return -1;
+    int64_t now = time_now_ms();
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = finish_tx(s, &o[i], now, &skipped[i], &hop_settled[i], err);
+    if (rc < 0 || store_tx_commit(s, err) < 0) {
+        memset(skipped, 0, n * sizeof(*skipped));
+        memset(hop_settled, 0, n * sizeof(*hop_settled));
+        return store_tx_fail(s);
+    }
+    return 0;
+}
+
 int store_job_finish(struct store *s, const struct store_job_outcome *o,
                      int *skipped, int *hop_settled, struct error *err)
 {
-    if (store_pg(s))
-        return pgs_job_finish(store_pg(s), o, skipped, hop_settled, err);
-    *skipped = *hop_settled = 0;
-    if (store_tx_begin(s, err) < 0)
-        return -1;
-    if (finish_tx(s, o, time_now_ms(), skipped, hop_settled, err) < 0 ||
-        store_tx_commit(s, err) < 0)
-        return store_tx_fail(s);
-    return 0;
+    return store_job_finish_all(s, o, 1, skipped, hop_settled, err);
 }
 
 int store_message_jobs(struct store *s, const char *msgid,

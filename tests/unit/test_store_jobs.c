@@ -502,6 +502,59 @@ static void test_m4_job_settles_its_waiting_hop(void **state)
     assert_string_equal(msg_state(f->st, ID1), "queued");
 }
 
+/* The outcomes of a batch of jobs commit in one transaction: each as
+ * store_job_finish would (a lost lease skipped alone); all or none. */
+static void test_m4_job_outcomes_of_a_batch_commit_together(void **state)
+{
+    struct fx *f = *state;
+    const char *ids[] = { ID1, ID2, ID3 };
+    char id[ID_LEN + 1];
+    for (size_t i = 0; i < 3; i++) {
+        intake1(f->st, ids[i]);
+        job_add(f->st, ids[i], 0, "mdn", 0, 0, id);
+    }
+    struct store_job *j = NULL;
+    assert_int_equal(lease(f->st, "w1", 10, &j), 3);
+    struct store_job_outcome o[3];
+    for (size_t i = 0; i < 3; i++)
+        o[i] = (struct store_job_outcome){ .id = j[i].id,
+            .message_id = j[i].message_id, .owner = "w1", .state = "done",
+            .due_at = time_now_ms(), .level = "info", .text = "batch done" };
+    /* one bad outcome: nothing of the batch is recorded */
+    o[2].state = NULL;
+    int skipped[3] = { 7, 7, 7 }, settled[3] = { 7, 7, 7 };
+    struct error err = {0};
+    assert_int_equal(store_job_finish_all(f->st, o, 3, skipped, settled,
+                                          &err), -1);
+    assert_true(err.msg[0] != '\0');
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(skipped[i] + settled[i], 0);
+    counts(f->st, 0, 3, 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(events_with(f->st, ids[i], "batch done"), 0);
+    /* again: one lease lost (another owner), one retried, one done */
+    o[2].state = "done";
+    o[1].state = "queued";
+    o[1].attempts = 1;
+    o[1].due_at = time_now_ms() + 3600 * 1000;
+    o[1].error = "partner down";
+    o[0].owner = "w2";
+    MUST(store_job_finish_all(f->st, o, 3, skipped, settled, &err), err);
+    assert_int_equal(skipped[0], 1);
+    assert_int_equal(skipped[1] + skipped[2], 0);
+    assert_int_equal(settled[0] + settled[1] + settled[2], 0);
+    counts(f->st, 1, 1, 0);
+    const char *want[] = { "processing", "queued", "done" };
+    for (size_t i = 0; i < 3; i++) {
+        struct store_job *k = the_job(f->st, j[i].message_id);
+        assert_string_equal(k->state, want[i]);
+        store_jobs_free(k, 1);
+        assert_int_equal(events_with(f->st, j[i].message_id, "batch done"),
+                         i == 0 ? 0 : 1);
+    }
+    store_jobs_free(j, 3);
+}
+
 /* ---- retention ------------------------------------------------------------------ */
 
 static size_t candidates(struct store *st, const char *source, int64_t before,
@@ -1316,6 +1369,7 @@ int main(void)
         T(test_m4_waiting_job_runs_when_its_input_arrives), \
         T(test_m2_expired_job_lease_taken_again_late_outcome_skipped), \
         T(test_m4_job_settles_its_waiting_hop), \
+        T(test_m4_job_outcomes_of_a_batch_commit_together), \
         T(test_r09_purge_candidates_by_age_hold_and_flight), \
         T(test_r09_purge_deletes_rows_pending_survives_until_done), \
         T(test_r15_sealed_values_listed_and_rewritten_in_batches), \
