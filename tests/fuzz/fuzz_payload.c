@@ -26,7 +26,8 @@
  * reported as tampering; the writer commits once and reports the size
  * and SHA-256 of what it was given.
  * Writes nothing but a keystore with a fixed master key (and its lock)
- * in a folder made by mkdtemp under /tmp, once per process.
+ * in a folder made by mkdtemp under /tmp, once per process (removed at a
+ * normal exit; left behind by a crash).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE     /* mkdtemp */
@@ -504,14 +505,28 @@ static void mode_written(struct cursor *c, const struct plan *pl, int mutations)
 
 /* ---- libFuzzer -------------------------------------------------------------- */
 
+static char g_dir[] = "/tmp/wharf-fuzz-payload-XXXXXX";
+
+/* At exit: the vault closed, its folder removed. */
+static void vault_remove(void)
+{
+    char path[64];
+    vault_close(g_vault);
+    snprintf(path, sizeof(path), "%s/keystore", g_dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/keystore.lock", g_dir);
+    unlink(path);
+    rmdir(g_dir);
+}
+
 /* A keystore holding KEYSTORE in a new folder under /tmp, opened. */
 static struct vault *vault_fixed(void)
 {
-    char dir[] = "/tmp/wharf-fuzz-payload-XXXXXX", path[64];
+    char path[64];
     struct error err = {0};
-    if (mkdtemp(dir) == NULL)
+    if (mkdtemp(g_dir) == NULL)
         return NULL;
-    snprintf(path, sizeof(path), "%s/keystore", dir);
+    snprintf(path, sizeof(path), "%s/keystore", g_dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return NULL;
@@ -535,6 +550,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     vault_set_integrity_hook(count_alert);
+    atexit(vault_remove);
     return 0;
 }
 
