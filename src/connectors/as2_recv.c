@@ -444,15 +444,53 @@ static void mdn_async(struct connector *c, const char *msgid, const char *url,
     secret_free(v);
 }
 
+/* An MDN that went out, for the release to keep with its message in the
+ * same transaction (malloc'ed parts; mdn_kept_free). */
+struct mdn_kept {
+    char *hb, *mdn_id;
+    unsigned char *body;
+    size_t len;
+};
+
+static void mdn_kept_free(struct mdn_kept *k)
+{
+    free(k->hb);
+    free(k->mdn_id);
+    free(k->body);
+    memset(k, 0, sizeof(*k));
+}
+
+/* Hand the MDN to *k (taking hb): 0, or -1 (out of memory: nothing
+ * taken). */
+static int mdn_kept_take(struct mdn_kept *k, char **hb, const char *mdn_id,
+                         const char *body, size_t len)
+{
+    k->mdn_id = mdn_id ? strdup(mdn_id) : NULL;
+    k->body = malloc(len ? len : 1);
+    if ((mdn_id && k->mdn_id == NULL) || k->body == NULL) {
+        free(k->mdn_id);
+        free(k->body);
+        k->mdn_id = NULL;
+        k->body = NULL;
+        return -1;
+    }
+    memcpy(k->body, body, len);
+    k->len = len;
+    k->hb = *hb;
+    *hb = NULL;
+    return 0;
+}
+
 /* Answer info with an MDN (or an HTTP error when none was asked for).
  * msgid: the message (or refusal record) it is about, "" when there is
  * none; keep: whether the MDN is kept with it (not for the later
- * refusals of a burst). */
+ * refusals of a burst): at once, or, with defer, handed to *defer for the
+ * release to keep. */
 static void answer(struct connector *c, struct http_exchange *x,
                    const char *msgid, int keep,
                    const struct as2_unpacked *info,
                    enum mdn_error e, const char *warning, int http_error,
-                   const char *why)
+                   const char *why, struct mdn_kept *defer)
 {
     struct as2_state *s = c->state;
     struct net_request *r = x->req;
@@ -482,7 +520,9 @@ static void answer(struct connector *c, struct http_exchange *x,
         }
         char *data = NULL;
         long len = BIO_get_mem_data(body, &data);
-        if (hb && msgid[0] && keep)
+        if (hb && msgid[0] && keep &&
+            (defer == NULL || mdn_kept_take(defer, &hb, b.message_id, data,
+                                            (size_t)len) < 0))
             as2_receipt_keep(c, msgid, "sent", hb, data, (size_t)len,
                              b.message_id, info->req.message_id);
         free(hb);
@@ -630,16 +670,28 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
 /* ---- the route ------------------------------------------------------------------------ */
 
 /* The message goes on to the next connectors now that its MDN went out
- * (or its asynchronous sending ended, logged as an alert if it failed). */
+ * (or its asynchronous sending ended, logged as an alert if it failed),
+ * the MDN kept with it in the same transaction (kept->hb NULL: none, or
+ * kept already); if that fails, the MDN is kept alone and the release
+ * tried again alone. */
 static void release(struct connector *c, struct intake *in, const char *id,
-                    const struct as2_unpacked *info)
+                    const struct as2_unpacked *info,
+                    const struct mdn_kept *kept)
 {
     struct error err = {0};
+    struct conn_receipt r = { .msgid = id, .direction = "sent",
+        .headers = kept->hb, .body = kept->body, .len = kept->len,
+        .mdn_id = kept->mdn_id, .original_id = info->req.message_id };
     const char *why = !info->req.mdn_requested ? "released (no MDN asked for)"
                       : info->req.mdn_async ? "released: its asynchronous "
                         "MDN is queued durably (sent, or retried)"
                       : "released: its MDN went out in the response";
-    if (intake_release(in, id, why, &err) < 0)
+    if (kept->hb != NULL && intake_release(in, id, why, &r, &err) == 0)
+        return;
+    if (kept->hb != NULL)
+        as2_receipt_keep(c, id, "sent", kept->hb, kept->body, kept->len,
+                         kept->mdn_id, info->req.message_id);
+    if (intake_release(in, id, why, NULL, &err) < 0)
         conn_log(c, LOG_ERROR, id, "cannot release the message (it is "
                  "released once its hold is stale, after ten leases): %s",
                  err.msg);
@@ -771,7 +823,8 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
             error_set(&err, "the body could not be read (cut off or timed "
                       "out before its end)");
         int first = refused(c, x, &info, err.msg, src.cut, id);
-        answer(c, x, id, first, &info, info.mdn_error, NULL, 400, err.msg);
+        answer(c, x, id, first, &info, info.mdn_error, NULL, 400, err.msg,
+               NULL);
         return WH_OK;
     }
     conn_log(c, LOG_INFO, intake_id(x->in, 0), "AS2 message %s from %s "
@@ -780,8 +833,10 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
              (unsigned long long)info.payload_bytes);
     const char *stored = intake_duplicate(x->in, 0);
     const char *id = stored ? stored : intake_id(x->in, 0);
+    struct mdn_kept kept = {0};
     answer(c, x, id, 1, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
-           : NULL, 0, NULL);
-    release(c, x->in, id, &info);
+           : NULL, 0, NULL, &kept);
+    release(c, x->in, id, &info, &kept);
+    mdn_kept_free(&kept);
     return WH_OK;
 }

@@ -321,16 +321,22 @@ int conn_event(struct conn_history *h, const char *msgid, int64_t hop_id,
     return st ? store_event_add(st, msgid, hop_id, level, text, err) : -1;
 }
 
-int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
-                      struct error *err)
+void conn_receipt_row(const struct conn_receipt *r, struct store_receipt *row)
 {
-    struct store_receipt row = {
+    *row = (struct store_receipt){
         .message_id = (char *)r->msgid, .direction = (char *)r->direction,
         .at = time_now_ms(), .as2_message_id = (char *)r->mdn_id,
         .original_message_id = (char *)r->original_id,
         .headers = (char *)(r->headers ? r->headers : ""),
         .body = (unsigned char *)r->body, .len = r->len,
     };
+}
+
+int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
+                      struct error *err)
+{
+    struct store_receipt row;
+    conn_receipt_row(r, &row);
     struct store *st = wharf_store(h->e->w, err);
     return st ? store_receipt_add(st, &row, err) : -1;
 }

@@ -29,6 +29,10 @@ void conn_env_free(struct conn_env *e);
 /* The data dir e was made for (core only). */
 struct wharf *conn_env_wharf(const struct conn_env *e);
 
+/* The store's row of receipt r (pointers into r; at: now). */
+struct store_receipt;
+void conn_receipt_row(const struct conn_receipt *r, struct store_receipt *row);
+
 /* Who runs e's jobs: wake(ud) is called (from any thread) when a job
  * became due now (added, or something arrived for it). NULL: nobody (the
  * CLI; the running server's engine finds it by itself). */

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/env.h"
 #include "core/metrics.h"
 #include "core/payloads.h"
 #include "core/progress.h"
@@ -390,9 +391,12 @@ void intake_free(struct intake *in)
 }
 
 int intake_release(struct intake *in, const char *id, const char *why,
-                   struct error *err)
+                   const struct conn_receipt *kept, struct error *err)
 {
-    return store_message_release(in->st, id, why, err);
+    struct store_receipt row;
+    if (kept != NULL)
+        conn_receipt_row(kept, &row);
+    return store_message_release(in->st, id, why, kept ? &row : NULL, err);
 }
 
 int intake_refused(struct intake *in, const struct intake_refusal *r,

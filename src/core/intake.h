@@ -65,9 +65,12 @@ const char *intake_filename(const struct intake *in, size_t i);
 const char *intake_duplicate(const struct intake *in, size_t i);
 
 /* Release the held next hops of committed message id (intake_hold): they
- * go on now; why is the event said. 0 or -1 with err. */
+ * go on now; why is the event said. kept, when not NULL, is a receipt of
+ * the message (AS2: the MDN that went out) kept in the same transaction.
+ * 0 or -1 with err (nothing done). */
+struct conn_receipt;
 int intake_release(struct intake *in, const char *id, const char *why,
-                   struct error *err);
+                   const struct conn_receipt *kept, struct error *err);
 
 /* A request the source refused (nothing of it stored), recorded against
  * the source and folded into its burst: one "refused" message per source,

@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "store/partner_store.h"
+#include "store/pg_partners.h"
 #include "util/id.h"
 
 #define PG_SCHEMA_VERSION 5
@@ -1005,7 +1006,8 @@ int pgs_intake(struct pg_store *p, struct store_new *items, size_t n,
 }
 
 int pgs_message_release(struct pg_store *p, const char *msgid,
-                        const char *why, struct error *err)
+                        const char *why, const struct store_receipt *kept,
+                        struct error *err)
 {
     int64_t now = time_now_ms(), changed = 0;
     struct pg_args a = {0};
@@ -1014,7 +1016,8 @@ int pgs_message_release(struct pg_store *p, const char *msgid,
     pg_arg_int(&a, now);
     if (pg_tx_begin(p, err) < 0)
         return -1;
-    if (run_done(p, Q_HOP_UNHOLD, &a, "release hops", &changed, err) < 0 ||
+    if ((kept != NULL && pgs_receipt_add(p, kept, err) < 0) ||
+        run_done(p, Q_HOP_UNHOLD, &a, "release hops", &changed, err) < 0 ||
         (changed > 0 && event_add(p, msgid, 0, now, "info", why, err) < 0))
         return pg_tx_fail(p);
     return pg_tx_end(p, err);

@@ -287,14 +287,14 @@ void store_certs_free(struct store_cert *c, size_t n)
 
 /* ---- receipts -------------------------------------------------------------- */
 
-int store_receipt_add(struct store *s, const struct store_receipt *r,
-                      struct error *err)
+/* The receipt insert with r bound, or NULL with err. */
+static sqlite3_stmt *receipt_insert(struct store *s,
+                                    const struct store_receipt *r,
+                                    struct error *err)
 {
-    if (store_pg(s))
-        return pgs_receipt_add(store_pg(s), r, err);
     sqlite3_stmt *st = p_stmt(s, P_RECEIPT_ADD, err);
     if (st == NULL)
-        return -1;
+        return NULL;
     store_bind_text(st, 1, r->message_id);
     store_bind_text(st, 2, r->direction);
     sqlite3_bind_int64(st, 3, r->at);
@@ -303,7 +303,23 @@ int store_receipt_add(struct store *s, const struct store_receipt *r,
     store_bind_text(st, 6, r->headers);
     sqlite3_bind_blob(st, 7, r->body ? (const void *)r->body : "",
                       (int)r->len, SQLITE_STATIC);
-    return store_step_tx(s, st, err, "store a receipt");
+    return st;
+}
+
+int store_receipt_add(struct store *s, const struct store_receipt *r,
+                      struct error *err)
+{
+    if (store_pg(s))
+        return pgs_receipt_add(store_pg(s), r, err);
+    sqlite3_stmt *st = receipt_insert(s, r, err);
+    return st ? store_step_tx(s, st, err, "store a receipt") : -1;
+}
+
+int store_receipt_add_tx(struct store *s, const struct store_receipt *r,
+                         struct error *err)
+{
+    sqlite3_stmt *st = receipt_insert(s, r, err);
+    return st ? store_step_done(s, st, err, "store a receipt") : -1;
 }
 
 static int receipt_row(sqlite3_stmt *st, int with_body,

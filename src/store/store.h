@@ -174,9 +174,13 @@ struct store_new {
 /* next_at of a held hop (year 9999): never due until released. */
 #define STORE_HELD_AT 253402300799000LL
 
-/* Release the held hops of a message (why: the event text). */
+/* Release the held hops of a message (why: the event text); kept, when
+ * not NULL, is a receipt recorded in the same transaction (AS2: the MDN
+ * that just went out: one commit instead of two). */
+struct store_receipt;
 int store_message_release(struct store *s, const char *msgid,
-                          const char *why, struct error *err);
+                          const char *why, const struct store_receipt *kept,
+                          struct error *err);
 /* Release every held hop (serve start: what a crash left held). On
  * PostgreSQL nothing: the other nodes' holds are theirs; a dead node's
  * go through store_release_stale_holds. */

@@ -60,6 +60,11 @@ int store_step_done(struct store *s, sqlite3_stmt *st, struct error *err,
  * commit alone and hold the write lock across its fsync. */
 int store_step_tx(struct store *s, sqlite3_stmt *st, struct error *err,
                   const char *what);
+/* store_receipt_add inside the caller's transaction (SQLite). */
+struct store_receipt;
+int store_receipt_add_tx(struct store *s, const struct store_receipt *r,
+                         struct error *err);
+
 int store_tx_begin(struct store *s, struct error *err);
 int store_tx_commit(struct store *s, struct error *err);
 /* Roll back; always returns -1. */

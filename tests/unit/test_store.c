@@ -1537,6 +1537,47 @@ static void test_r21_serve_start_releases_only_its_own_holds(void **state)
     store_hops_free(h, n);
 }
 
+/* An AS2 message's release keeps the MDN that went out in the same
+ * transaction (one commit): both or neither. */
+static void test_m4_release_keeps_the_mdn_in_the_same_transaction(
+    void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char *next[] = { "a" };
+    struct store_message m = msg_make(ID1, "as2in", "po.edi", NULL);
+    struct store_new it = { .msg = &m, .next = next, .nnext = 1, .hold = 1 };
+    MUST(store_intake(f->st, &it, 1, &err), err);
+    struct store_receipt r = { .message_id = (char *)ID1,
+        .direction = (char *)"sent", .at = time_now_ms(),
+        .as2_message_id = (char *)"<mdn-1@b>",
+        .original_message_id = (char *)"<msg-1@a>",
+        .headers = NULL, .body = (unsigned char *)"MDN", .len = 3 };
+    /* a receipt that cannot be kept (no headers): nothing released */
+    assert_int_equal(store_message_release(f->st, ID1, "released", &r, &err),
+                     -1);
+    struct store_hop *h = NULL;
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 0);
+    store_hops_free(h, 0);
+    struct store_receipt *got = NULL;
+    size_t n = 9;
+    MUST(store_receipts_list(f->st, ID1, 1, &got, &n, &err), err);
+    assert_int_equal(n, 0);
+    store_receipts_free(got, n);
+    r.headers = (char *)"Content-Type: multipart/report\r\n";
+    MUST(store_message_release(f->st, ID1, "released", &r, &err), err);
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 1);
+    store_hops_free(h, 1);
+    MUST(store_receipts_list(f->st, ID1, 1, &got, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].direction, "sent");
+    assert_string_equal(got[0].as2_message_id, "<mdn-1@b>");
+    assert_int_equal(got[0].len, 3);
+    assert_memory_equal(got[0].body, "MDN", 3);
+    store_receipts_free(got, n);
+    assert_int_equal(count_events(f->st, ID1, "info", "released"), 1);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -2068,6 +2109,7 @@ int main(void)
         T(test_r20_backup_runs_are_recorded), \
         T(test_r21_one_node_leads_each_cluster_job), \
         T(test_r21_stale_holds_are_released), \
+        T(test_m4_release_keeps_the_mdn_in_the_same_transaction), \
         T(test_r21_serve_start_releases_only_its_own_holds)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
