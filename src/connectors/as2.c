@@ -454,6 +454,7 @@ struct send {
     enum as2_micalg micalg;
     int fd;                     /* the packaged body (O_TMPFILE), or -1 */
     BIO *mem;                   /* or it, in memory (small messages) */
+    size_t mem_off;             /* bytes of mem the POST has read */
     char **hdrs;                /* "Name: value" list, NULL-terminated */
     /* or streamed while it is packaged (stream_start): the packaging
      * thread writes into a pipe the POST reads */
@@ -773,13 +774,31 @@ static ssize_t body_read(void *ud, void *buf, size_t n, struct error *err)
     if (sd->streamed)
         return stream_read(sd, buf, n, err);
     if (sd->mem) {
-        int got = BIO_read(sd->mem, buf, n > INT_MAX ? INT_MAX : (int)n);
-        return got > 0 ? got : 0;
+        char *p = NULL;
+        long len = BIO_get_mem_data(sd->mem, &p);
+        size_t left = len > 0 && (size_t)len > sd->mem_off
+                      ? (size_t)len - sd->mem_off : 0;
+        if (n > left)
+            n = left;
+        memcpy(buf, p + sd->mem_off, n);
+        sd->mem_off += n;
+        return (ssize_t)n;
     }
     ssize_t got = read(sd->fd, buf, n);
     if (got < 0)
         return error_errno(err, errno, "cannot read the packaged message");
     return got;
+}
+
+/* The POST starts the packaged body over (net_client_req.rewind): not
+ * for a body streamed while it is packaged. */
+static int body_rewind(void *ud)
+{
+    struct send *sd = ud;
+    if (sd->streamed)
+        return -1;
+    sd->mem_off = 0;
+    return sd->mem || lseek(sd->fd, 0, SEEK_SET) == 0 ? 0 : -1;
 }
 
 /* ---- asynchronous MDNs: the job that waits -----------------------------------
@@ -833,6 +852,7 @@ static enum wh_status send_post(struct connector *c, struct delivery *d,
                                  : (int64_t)sd->res.body_bytes,
         .read = body_read,
         .read_ud = sd,
+        .rewind = body_rewind,
         /* only a synchronous MDN is read (up to MDN_RESPONSE_MAX) */
         .write = sd->po.mdn == AS2_MDN_SYNC ? NULL : net_client_discard,
     };

@@ -228,9 +228,17 @@ static void reply_mdn(struct net_request *r, const struct as2_mdn_built *b,
 }
 
 struct mem_src {
-    const char *p;
-    size_t left;
+    const char *p, *start;
+    size_t left, len;
 };
+
+static int mem_rewind(void *ud)
+{
+    struct mem_src *m = ud;
+    m->p = m->start;
+    m->left = m->len;
+    return 0;
+}
 
 static ssize_t mem_read(void *ud, void *buf, size_t n, struct error *e)
 {
@@ -265,10 +273,11 @@ static enum wh_status mdn_post(struct connector *c, const char *url,
                                struct error *err)
 {
     struct as2_state *s = c->state;
-    struct mem_src m = { data, len };
+    struct mem_src m = { data, data, len, len };
     struct net_client_req req = { .method = "POST", .url = url,
         .headers = (const char *const *)hdrs, .body_len = (int64_t)len,
-        .read = mem_read, .read_ud = &m, .write = net_client_discard };
+        .read = mem_read, .read_ud = &m, .rewind = mem_rewind,
+        .write = net_client_discard };
     struct net_client_resp resp;
     struct net_client_opts o = s->opts;
     o.insecure = mdn_url_allowed(s, url);     /* https stays verified */

@@ -441,6 +441,19 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
     return (size_t)got;
 }
 
+/* curl's seek: only back to the start (a kept-alive connection found
+ * closed when the request went out: curl sends it again on a new one). */
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+    struct xfer *x = ud;
+    if (offset != 0 || origin != SEEK_SET || x->req->rewind == NULL ||
+        x->req->body_len == NET_CLIENT_BODY_STREAMED ||
+        x->req->rewind(x->req->read_ud) < 0)
+        return CURL_SEEKFUNC_CANTSEEK;
+    x->sent = 0;
+    return CURL_SEEKFUNC_OK;
+}
+
 int net_client_discard(void *ud, const void *buf, size_t n,
                        struct error *err)
 {
@@ -729,6 +742,8 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
     if (has_body(r)) {
         OPT(CURLOPT_READFUNCTION, on_read);
         OPT(CURLOPT_READDATA, x);
+        OPT(CURLOPT_SEEKFUNCTION, on_seek);
+        OPT(CURLOPT_SEEKDATA, x);
     }
     if (rc == CURLE_OK)
         rc = (CURLcode)net_client_progress_setopt(c);

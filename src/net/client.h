@@ -151,6 +151,11 @@ struct net_client_req {
     int64_t body_len;
     net_client_read_fn read;
     void *read_ud;
+    /* Optional, for a body of known length: start read over from its
+     * first byte (0, or -1). With it, a request sent on a kept-alive
+     * connection that the server had just closed is sent again at once
+     * on a new connection (curl rewinds the body) instead of failing. */
+    int (*rewind)(void *read_ud);
     /* The response body: streamed to write (then resp->body is NULL), or
      * NULL: kept in resp->body up to opts.max_response. */
     net_client_write_fn write;

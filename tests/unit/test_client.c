@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "net/client.h"
@@ -182,11 +183,9 @@ static void *peer_main(void *arg)
     return NULL;
 }
 
-static void peer_start(struct peer *p, size_t body_len, int chunked)
+/* A listening socket on a free port of 127.0.0.1 for p. */
+static void peer_listen(struct peer *p)
 {
-    memset(p, 0, sizeof(*p));
-    p->body_len = body_len;
-    p->chunked = chunked;
     p->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(p->fd >= 0);
     struct sockaddr_in a = { .sin_family = AF_INET };
@@ -196,6 +195,14 @@ static void peer_start(struct peer *p, size_t body_len, int chunked)
     assert_int_equal(listen(p->fd, 4), 0);
     assert_int_equal(getsockname(p->fd, (struct sockaddr *)&a, &len), 0);
     p->port = ntohs(a.sin_port);
+}
+
+static void peer_start(struct peer *p, size_t body_len, int chunked)
+{
+    memset(p, 0, sizeof(*p));
+    p->body_len = body_len;
+    p->chunked = chunked;
+    peer_listen(p);
     assert_int_equal(pthread_create(&p->thread, NULL, peer_main, p), 0);
 }
 
@@ -203,6 +210,37 @@ static void peer_stop(struct peer *p)
 {
     pthread_join(p->thread, NULL);
     close(p->fd);
+}
+
+/* A peer that keeps its first connection alive after one answer, then
+ * closes it when the second request has arrived, unanswered (a server
+ * that closed an idle kept-alive connection as the request went out),
+ * and answers on the next connection it is given. */
+static void peer_answer_keep(int c)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    send_all(c, ok, sizeof(ok) - 1);
+}
+
+static void *peer_drop_main(void *arg)
+{
+    struct peer *p = arg;
+    int c = accept(p->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    peer_read_request(p, c);
+    peer_answer_keep(c);
+    peer_read_request(p, c);                    /* the second request */
+    close(c);
+    p->got_body = 0;
+    struct timeval tv = { 5, 0 };
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if ((c = accept(p->fd, NULL, NULL)) >= 0) {  /* the client's retry */
+        peer_read_request(p, c);
+        peer_answer_keep(c);
+        close(c);
+    }
+    return NULL;
 }
 
 /* ---- the client side ---------------------------------------------------------------- */
@@ -261,6 +299,56 @@ static enum wh_status request(struct peer *p, const char *method,
         .read = src ? source_read : NULL, .read_ud = src,
         .write = k ? sink_write : NULL, .write_ud = k };
     return net_client_request(&o, &r, resp, err);
+}
+
+static int source_rewind(void *ud)
+{
+    ((struct source *)ud)->off = 0;
+    return 0;
+}
+
+/* One POST on a kept-alive connection, then another that the peer drops
+ * unanswered: with a rewind the client sends it again, whole, on a new
+ * connection; without one the request fails (curl cannot send the body
+ * again). */
+static enum wh_status post_twice(int rewind, struct peer *p,
+                                 struct error *err)
+{
+    char url[64];
+    memset(p, 0, sizeof(*p));
+    peer_listen(p);
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_drop_main, p),
+                     0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", p->port);
+    struct net_client_opts o = { .insecure = 1, .timeout_ms = 60000 };
+    struct source src = { .len = 10000 };
+    struct net_client_req r = { .method = "POST", .url = url,
+        .body_len = (int64_t)src.len, .read = source_read, .read_ud = &src,
+        .rewind = rewind ? source_rewind : NULL };
+    struct net_client_resp resp;
+    enum wh_status st = net_client_request(&o, &r, &resp, err);
+    net_client_resp_free(&resp);
+    assert_int_equal(st, WH_OK);
+    src.off = 0;
+    st = net_client_request(&o, &r, &resp, err);
+    net_client_resp_free(&resp);
+    peer_stop(p);
+    return st;
+}
+
+static void test_m4_request_on_a_closed_kept_alive_connection_is_sent_again(
+    void **state)
+{
+    (void)state;
+    struct peer p;
+    struct error err = {0};
+    enum wh_status st = post_twice(1, &p, &err);
+    if (st != WH_OK)
+        fail_msg("sent again on a new connection: %s", err.msg);
+    assert_int_equal(p.got_body, 10000);
+    err = (struct error){0};
+    assert_int_not_equal(post_twice(0, &p, &err), WH_OK);
+    assert_true(err.msg[0] != '\0');
 }
 
 static void test_r11_request_body_streams_with_its_length(void **state)
@@ -395,6 +483,8 @@ int main(void)
         cmocka_unit_test(test_r11_kept_response_whole_up_to_its_cap),
         cmocka_unit_test(test_r11_response_past_its_cap_is_an_error),
         cmocka_unit_test(test_r11_failing_write_aborts_with_its_error),
+        cmocka_unit_test(
+            test_m4_request_on_a_closed_kept_alive_connection_is_sent_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
