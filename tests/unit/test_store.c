@@ -1520,16 +1520,23 @@ static void test_r21_stale_holds_are_released(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Intake ID1 from an AS2 source, its one next hop held (for its MDN). */
+static void intake_held(struct fx *f)
+{
+    struct error err = {0};
+    const char *next[] = { "a" };
+    struct store_message m = msg_make(ID1, "as2in", "po.edi", NULL);
+    struct store_new it = { .msg = &m, .next = next, .nnext = 1, .hold = 1 };
+    MUST(store_intake(f->st, &it, 1, &err), err);
+}
+
 /* At a node's start (serve), SQLite gives back every hold (one node: what a
  * crash left); PostgreSQL none (other nodes are answering their MDNs). */
 static void test_r21_serve_start_releases_only_its_own_holds(void **state)
 {
     struct fx *f = *state;
     struct error err = {0};
-    const char *next[] = { "a" };
-    struct store_message m = msg_make(ID1, "as2in", "po.edi", NULL);
-    struct store_new it = { .msg = &m, .next = next, .nnext = 1, .hold = 1 };
-    MUST(store_intake(f->st, &it, 1, &err), err);
+    intake_held(f);
     MUST(store_release_held(f->st, &err), err);
     struct store_hop *h = NULL;
     size_t n = lease_now(f->st, "w", 60000, &h);
@@ -1544,10 +1551,7 @@ static void test_m4_release_keeps_the_mdn_in_the_same_transaction(
 {
     struct fx *f = *state;
     struct error err = {0};
-    const char *next[] = { "a" };
-    struct store_message m = msg_make(ID1, "as2in", "po.edi", NULL);
-    struct store_new it = { .msg = &m, .next = next, .nnext = 1, .hold = 1 };
-    MUST(store_intake(f->st, &it, 1, &err), err);
+    intake_held(f);
     struct store_receipt r = { .message_id = (char *)ID1,
         .direction = (char *)"sent", .at = time_now_ms(),
         .as2_message_id = (char *)"<mdn-1@b>",
