@@ -80,7 +80,8 @@
 # the default run tunes nothing but log_level and poll_ms.
 # BENCH_AS2_STRACE=1: count the sync calls of B (perf stat) during (a),
 # into syncs-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
-# servers during (a), into perf-a.data and perf-b.data.
+# servers during (a), into perf-a.data and perf-b.data; BENCH_AS2_PERF=dwarf:
+# the same with DWARF call graphs (the release build has no frame pointers).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -351,9 +352,11 @@ PYEOF
         sleep 1
     fi
     if [ -n "${BENCH_AS2_PERF:-}" ]; then     # diagnostics: where the CPU goes
-        perf record -F 999 -g -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
+        # dwarf: call graphs through the release build (no frame pointers)
+        if [ "$BENCH_AS2_PERF" = dwarf ]; then cg="-F 299 --call-graph dwarf,16384"; else cg="-F 999 -g"; fi
+        perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
         PERF_A=$!
-        perf record -F 999 -g -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &
+        perf record $cg -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &
         PERF_B=$!
         sleep 1
     fi
