@@ -8,7 +8,10 @@
  * and writes BER with indefinite lengths; verifying an attached
  * SignedData parses the outer BER here (cms.c's reader), digests the
  * content while copying it out, and hands OpenSSL a detached stub with
- * the certificates and signer infos only.
+ * the signer infos only. Detached signatures go through the same reader.
+ * The certificates a message carries are parsed only when a signer is
+ * not found among the partner's by its identifier (see "the SignedData
+ * handed to OpenSSL" below).
  *
  * It owns what one call allocates. It must never accept a signer that is
  * not one of the partner's configured certificates (no trust store, no
@@ -310,23 +313,39 @@ static int trust_check(const struct as2_trust *t, struct error *err)
     return 0;
 }
 
-/* ---- detached ---- */
+/* ---- the SignedData handed to OpenSSL ----
+ *
+ * A signature is read with cms.c's BER reader into parts, and OpenSSL gets
+ * a "stub" rebuilt from them (DER lengths around the captured elements).
+ * The certificates the message carries are held apart: OpenSSL 3.0
+ * builds a key decoder for every certificate it parses (about 0.3 ms,
+ * more than the RSA verification), and a pinned partner's signer is
+ * found by its identifier (issuer and serial, or key id) among the
+ * partner's own certificates. Only when some signer is not found that way
+ * is the stub parsed again with the certificates: a renewed certificate
+ * with the same key matches by key, and a stranger is named in the error
+ * by the subject of the certificate it sent. */
 
-/* The NID of si's digest algorithm. */
-static int si_digest_nid(CMS_SignerInfo *si)
+struct sd_parts {
+    struct cbuf ctype;          /* the ContentInfo's content type (OID) */
+    struct cbuf head;           /* version, digestAlgorithms, encapContentInfo */
+    struct cbuf certs;          /* [0] certificates, or empty */
+    struct cbuf tail;           /* [1] crls, signerInfos */
+};
+
+static void sd_parts_init(struct sd_parts *p)
 {
-    X509_ALGOR *dig = NULL;
-    CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, NULL);
-    return OBJ_obj2nid(dig->algorithm);
+    memset(p, 0, sizeof(*p));
+    p->ctype.max = p->head.max = p->certs.max = p->tail.max =
+        AS2_CMS_HEAD_MAX;
 }
 
-static BIO *md_chain_of(CMS_ContentInfo *cms, struct error *err)
+static void sd_parts_free(struct sd_parts *p)
 {
-    STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
-    int nids[MD_MAX], n = 0;
-    for (int i = 0; i < sk_CMS_SignerInfo_num(sis) && n < MD_MAX; i++)
-        nids[n++] = si_digest_nid(sk_CMS_SignerInfo_value(sis, i));
-    return md_chain(nids, n, err);
+    cbuf_free(&p->ctype);
+    cbuf_free(&p->head);
+    cbuf_free(&p->certs);
+    cbuf_free(&p->tail);
 }
 
 static CMS_ContentInfo *signed_from_der(const unsigned char *der, size_t len,
@@ -348,6 +367,121 @@ static CMS_ContentInfo *signed_from_der(const unsigned char *der, size_t len,
     return cms;
 }
 
+/* The ContentInfo of p, with the certificates when certs. */
+static CMS_ContentInfo *stub_open(const struct sd_parts *p, int certs,
+                                  struct error *err)
+{
+    struct cbuf s = {.max = AS2_CMS_HEAD_MAX};
+    CMS_ContentInfo *cms = NULL;
+    size_t from = p->ctype.len;
+    if (cbuf_put(&s, p->ctype.p, p->ctype.len) != 0 ||
+        cbuf_put(&s, p->head.p, p->head.len) != 0 ||
+        (certs && cbuf_put(&s, p->certs.p, p->certs.len) != 0) ||
+        cbuf_put(&s, p->tail.p, p->tail.len) != 0 ||
+        cbuf_wrap(&s, from, BER_SEQ) != 0 ||
+        cbuf_wrap(&s, from, BER_CTX0) != 0 || cbuf_wrap(&s, 0, BER_SEQ) != 0)
+        error_set(err, "signature verification failed: the signature's "
+                  "parts exceed %d bytes (or memory ran out)",
+                  AS2_CMS_HEAD_MAX);
+    else
+        cms = signed_from_der(s.p, s.len, err);
+    cbuf_free(&s);
+    return cms;
+}
+
+/* OpenSSL's view of p, its signers checked against the partner's
+ * certificates (v filled); without the message's certificates unless a
+ * signer needs them. NULL with err set. Caller frees. */
+static CMS_ContentInfo *sd_checked(const struct as2_trust *t,
+                                   const struct sd_parts *p,
+                                   struct as2_verified *v, struct error *err)
+{
+    CMS_ContentInfo *cms = stub_open(p, 0, err);
+    if (cms == NULL)
+        return NULL;
+    if (!CMS_is_detached(cms)) {
+        CMS_ContentInfo_free(cms);
+        error_set(err, "signature verification failed: the signature "
+                  "carries its own content where a detached signature was "
+                  "expected");
+        return NULL;
+    }
+    if (signers_check(t, cms, v, err) == 0)
+        return cms;
+    CMS_ContentInfo_free(cms);
+    if (p->certs.len == 0)
+        return NULL;
+    cms = stub_open(p, 1, err);
+    if (cms != NULL && signers_check(t, cms, v, err) != 0) {
+        CMS_ContentInfo_free(cms);
+        cms = NULL;
+    }
+    return cms;
+}
+
+/* Open ContentInfo and SignedData (ci, c0, sd), keeping the content type
+ * and the version in p. */
+static int sd_open(struct ber *b, struct ber_tlv tlv[3], struct sd_parts *p)
+{
+    if (ber_next(b, NULL, &tlv[0], BER_SEQ, "ContentInfo") != 0)
+        return -1;
+    int nid = ber_oid(b, &tlv[0], &p->ctype, "content type");
+    if (nid < 0)
+        return -1;
+    if (nid != NID_pkcs7_signed)
+        return error_set(b->err, "signature verification failed: %s is not "
+                         "a SignedData", b->what);
+    if (ber_next(b, &tlv[0], &tlv[1], BER_CTX0, "content") != 0 ||
+        ber_next(b, &tlv[1], &tlv[2], BER_SEQ, "SignedData") != 0)
+        return -1;
+    return ber_take(b, &tlv[2], BER_INT, &p->head, "version");
+}
+
+/* What follows encapContentInfo, then the ends of what sd_open opened. */
+static int sd_rest(struct ber *b, const struct ber_tlv tlv[3],
+                   struct sd_parts *p)
+{
+    if (ber_take_opt(b, &tlv[2], BER_CTX0, &p->certs, "certificates") < 0 ||
+        ber_take_opt(b, &tlv[2], BER_CTX1, &p->tail, "CRLs") < 0 ||
+        ber_take(b, &tlv[2], BER_SET, &p->tail, "signer infos") != 0 ||
+        ber_close(b, &tlv[2], "SignedData") != 0 ||
+        ber_close(b, &tlv[1], "content") != 0 ||
+        ber_close(b, &tlv[0], "ContentInfo") != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- detached ---- */
+
+/* A detached signature read into parts: encapContentInfo kept whole. */
+static int sd_detached(struct ber *b, struct sd_parts *p)
+{
+    struct ber_tlv tlv[3];
+    if (sd_open(b, tlv, p) != 0 ||
+        ber_take(b, &tlv[2], BER_SET, &p->head, "digest algorithms") != 0 ||
+        ber_take(b, &tlv[2], BER_SEQ, &p->head,
+                 "encapsulated content info") != 0)
+        return -1;
+    return sd_rest(b, tlv, p);
+}
+
+/* The NID of si's digest algorithm. */
+static int si_digest_nid(CMS_SignerInfo *si)
+{
+    X509_ALGOR *dig = NULL;
+    CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, NULL);
+    return OBJ_obj2nid(dig->algorithm);
+}
+
+static BIO *md_chain_of(CMS_ContentInfo *cms, struct error *err)
+{
+    STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
+    int nids[MD_MAX], n = 0;
+    for (int i = 0; i < sk_CMS_SignerInfo_num(sis) && n < MD_MAX; i++)
+        nids[n++] = si_digest_nid(sk_CMS_SignerInfo_value(sis, i));
+    return md_chain(nids, n, err);
+}
+
 /* A detached signature sig whose signers are the partner's (v filled);
  * NULL with err set. Caller frees. */
 static CMS_ContentInfo *detached_open(const struct as2_trust *trust,
@@ -360,20 +494,21 @@ static CMS_ContentInfo *detached_open(const struct as2_trust *trust,
                   "empty or larger than %d bytes", AS2_CMS_SIG_MAX);
         return NULL;
     }
-    CMS_ContentInfo *cms = signed_from_der(sig, siglen, err);
-    if (cms == NULL)
-        return NULL;
-    int rc = 0;
-    if (!CMS_is_detached(cms))
-        rc = error_set(err, "signature verification failed: the signature "
-                       "carries its own content where a detached signature "
-                       "was expected");
-    if (rc == 0)
-        rc = signers_check(trust, cms, v, err);
-    if (rc != 0) {
-        CMS_ContentInfo_free(cms);
-        return NULL;
+    BIO *in = BIO_new_mem_buf(sig, (int)siglen);
+    struct ber *b = malloc(sizeof(*b));
+    struct sd_parts p;
+    CMS_ContentInfo *cms = NULL;
+    sd_parts_init(&p);
+    if (in == NULL || b == NULL) {
+        error_set(err, "out of memory verifying a signature");
+    } else {
+        ber_init(b, in, "the signature", err);
+        if (sd_detached(b, &p) == 0)
+            cms = sd_checked(trust, &p, v, err);
     }
+    sd_parts_free(&p);
+    free(b);
+    BIO_free(in);
     return cms;
 }
 
@@ -508,16 +643,16 @@ static BIO *md_chain_der(const struct cbuf *stub, size_t from,
     return md_chain(nids, k, err);
 }
 
-/* encapContentInfo: keep eContentType in the stub, stream eContent. */
+/* encapContentInfo: keep eContentType in head, stream eContent. */
 static int sd_content(struct ber *b, const struct ber_tlv *sd,
-                      struct cbuf *stub, struct tee *tee)
+                      struct cbuf *head, struct tee *tee)
 {
     struct ber_tlv eci, wrap, os;
-    size_t from = stub->len;
+    size_t from = head->len;
     if (ber_next(b, sd, &eci, BER_SEQ, "encapsulated content info") != 0 ||
-        ber_oid(b, &eci, stub, "content type") < 0)
+        ber_oid(b, &eci, head, "content type") < 0)
         return -1;
-    if (cbuf_wrap(stub, from, BER_SEQ) != 0)
+    if (cbuf_wrap(head, from, BER_SEQ) != 0)
         return error_set(b->err, "out of memory reading %s", b->what);
     if (ber_econtent(b, &eci, &wrap, &os, "signature verification failed: "
                      "the signed message carries no content") != 0)
@@ -528,43 +663,22 @@ static int sd_content(struct ber *b, const struct ber_tlv *sd,
     return ber_close(b, &eci, "encapsulated content info");
 }
 
-/* Read the whole SignedData, streaming the content through tee, leaving
- * in stub a detached ContentInfo for OpenSSL. */
-static int sd_parse(struct ber *b, struct cbuf *stub, struct tee *tee,
+/* Read the whole SignedData into parts for a detached stub, streaming
+ * the content through tee. */
+static int sd_parse(struct ber *b, struct sd_parts *p, struct tee *tee,
                     BIO *out)
 {
-    struct ber_tlv ci, c0, sd;
-    if (ber_next(b, NULL, &ci, BER_SEQ, "ContentInfo") != 0)
+    struct ber_tlv tlv[3];
+    if (sd_open(b, tlv, p) != 0)
         return -1;
-    int nid = ber_oid(b, &ci, stub, "content type");
-    if (nid < 0)
-        return -1;
-    if (nid != NID_pkcs7_signed)
-        return error_set(b->err, "signature verification failed: the "
-                         "message is not a SignedData");
-    size_t from0 = stub->len;
-    if (ber_next(b, &ci, &c0, BER_CTX0, "content") != 0 ||
-        ber_next(b, &c0, &sd, BER_SEQ, "SignedData") != 0 ||
-        ber_take(b, &sd, BER_INT, stub, "version") != 0)
-        return -1;
-    size_t from_algs = stub->len;
-    if (ber_take(b, &sd, BER_SET, stub, "digest algorithms") != 0 ||
-        (tee->chain = md_chain_der(stub, from_algs, b->err)) == NULL)
+    size_t from_algs = p->head.len;
+    if (ber_take(b, &tlv[2], BER_SET, &p->head, "digest algorithms") != 0 ||
+        (tee->chain = md_chain_der(&p->head, from_algs, b->err)) == NULL)
         return -1;
     tee->out = out;
-    if (sd_content(b, &sd, stub, tee) != 0 ||
-        ber_take_opt(b, &sd, BER_CTX0, stub, "certificates") < 0 ||
-        ber_take_opt(b, &sd, BER_CTX1, stub, "CRLs") < 0 ||
-        ber_take(b, &sd, BER_SET, stub, "signer infos") != 0 ||
-        ber_close(b, &sd, "SignedData") != 0 ||
-        ber_close(b, &c0, "content") != 0 ||
-        ber_close(b, &ci, "ContentInfo") != 0)
+    if (sd_content(b, &tlv[2], &p->head, tee) != 0)
         return -1;
-    if (cbuf_wrap(stub, from0, BER_SEQ) != 0 ||
-        cbuf_wrap(stub, from0, BER_CTX0) != 0 ||
-        cbuf_wrap(stub, 0, BER_SEQ) != 0)
-        return error_set(b->err, "out of memory reading %s", b->what);
-    return 0;
+    return sd_rest(b, tlv, p);
 }
 
 int as2_cms_verify_attached(const struct as2_trust *trust, BIO *in,
@@ -578,19 +692,18 @@ int as2_cms_verify_attached(const struct as2_trust *trust, BIO *in,
     if (b == NULL)
         return error_set(err, "out of memory verifying a signed message");
     ber_init(b, in, "the signed message", err);
-    struct cbuf stub = {.max = AS2_CMS_HEAD_MAX};
+    struct sd_parts p;
     struct tee tee = {0};
     CMS_ContentInfo *cms = NULL;
-    int rc = sd_parse(b, &stub, &tee, content_out);
-    if (rc == 0 && (cms = signed_from_der(stub.p, stub.len, err)) == NULL)
+    sd_parts_init(&p);
+    int rc = sd_parse(b, &p, &tee, content_out);
+    if (rc == 0 && (cms = sd_checked(trust, &p, &v, err)) == NULL)
         rc = -1;
-    if (rc == 0)
-        rc = signers_check(trust, cms, &v, err);
     if (rc == 0)
         rc = signers_verify(cms, tee.chain, err);
     CMS_ContentInfo_free(cms);
     BIO_free_all(tee.chain);
-    cbuf_free(&stub);
+    sd_parts_free(&p);
     free(b);
     if (rc == 0 && info != NULL)
         *info = v;

@@ -217,6 +217,59 @@ static void test_m4_verify_accepts_renewed_cert_with_same_key(void **state)
     buf_free(&data);
 }
 
+/* The signer's certificate is in the signature; make it unreadable as
+ * a certificate (its SEQUENCE tag becomes a SET, the BER framing stays
+ * whole). */
+static void cert_spoil(struct buf *sig, X509 *cert)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509(cert, &der);
+    assert_true(n > 0);
+    unsigned char *hit = memmem(sig->p, sig->n, der, (size_t)n);
+    assert_non_null(hit);
+    hit[0] = 0x31;
+    OPENSSL_free(der);
+}
+
+/* A signer found by its identifier among the partner's certificates is
+ * verified without parsing the certificates the signature carries: no
+ * OpenSSL certificate parse of partner input (and no per-message key
+ * decoder, which cost more than the RSA verification). A stranger's
+ * signature still needs them, to be named, and is refused. */
+static void test_m4_verify_leaves_the_carried_certificates_unparsed(void **state)
+{
+    struct fx *f = *state;
+    struct buf data = buf_random(700), sig, back;
+    X509 *certs[] = {f->bob.cert, f->alice.cert};
+    struct as2_trust t = trust_of(certs, 2);
+    struct as2_signer s = {f->alice.cert, f->alice.key, AS2_DIGEST_SHA256,
+                           AS2_SIG_PKCS1};
+    struct error err = {0};
+    struct as2_verified v;
+    for (int att = 0; att < 2; att++) {
+        MUST(do_sign(&s, att, &data, &sig, &err), err);
+        cert_spoil(&sig, f->alice.cert);
+        if (att) {
+            MUST(verify_att(&t, &sig, &back, &v, &err), err);
+            assert_true(buf_eq(&back, &data));
+            buf_free(&back);
+        } else {
+            MUST(verify_det(&t, &sig, &data, &v, &err), err);
+        }
+        assert_int_equal(v.cert_index, 1);
+        assert_non_null(strstr(v.signer, "CN=alice"));
+        buf_free(&sig);
+    }
+    struct as2_signer m = {f->mallory.cert, f->mallory.key,
+                           AS2_DIGEST_SHA256, AS2_SIG_PKCS1};
+    MUST(do_sign(&m, 0, &data, &sig, &err), err);
+    cert_spoil(&sig, f->mallory.cert);
+    REFUSED(verify_det(&t, &sig, &data, NULL, &err), err,
+            "signature verification failed");
+    buf_free(&sig);
+    buf_free(&data);
+}
+
 static void test_m4_verify_digest_policy(void **state)
 {
     struct fx *f = *state;
@@ -1107,6 +1160,7 @@ int main(void)
         cmocka_unit_test(test_m4_sign_verify_every_digest_and_padding),
         cmocka_unit_test(test_m4_verify_refuses_other_signer),
         cmocka_unit_test(test_m4_verify_accepts_renewed_cert_with_same_key),
+        cmocka_unit_test(test_m4_verify_leaves_the_carried_certificates_unparsed),
         cmocka_unit_test(test_m4_verify_digest_policy),
         cmocka_unit_test(test_m4_verify_detects_tampering),
         cmocka_unit_test(test_m4_sign_refuses_bad_input),
