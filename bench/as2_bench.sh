@@ -81,7 +81,8 @@
 # BENCH_AS2_STRACE=1: count the sync calls of B (perf stat) during (a),
 # into syncs-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
 # servers during (a), into perf-a.data and perf-b.data; BENCH_AS2_PERF=dwarf:
-# the same with DWARF call graphs (the release build has no frame pointers).
+# the same with DWARF call graphs (the release build has no frame pointers);
+# BENCH_AS2_PERF_HZ: their sampling rate (299 for dwarf, 999 otherwise).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -353,7 +354,7 @@ PYEOF
     fi
     if [ -n "${BENCH_AS2_PERF:-}" ]; then     # diagnostics: where the CPU goes
         # dwarf: call graphs through the release build (no frame pointers)
-        if [ "$BENCH_AS2_PERF" = dwarf ]; then cg="-F 299 --call-graph dwarf,16384"; else cg="-F 999 -g"; fi
+        if [ "$BENCH_AS2_PERF" = dwarf ]; then cg="-F ${BENCH_AS2_PERF_HZ:-299} --call-graph dwarf,16384"; else cg="-F ${BENCH_AS2_PERF_HZ:-999} -g"; fi
         perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
         PERF_A=$!
         perf record $cg -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &

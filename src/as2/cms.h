@@ -228,8 +228,14 @@ int as2_cms_decrypt(const struct as2_decrypt_opts *o, BIO *in, BIO *out,
 
 /* ---- compressing (RFC 3274, zlib) ---- */
 
+/* The compressor's block: an input longer than this is deflated in
+ * blocks side by side (one zlib stream all the same; cms_zlib.c). */
+#define AS2_CMS_ZBLOCK (512 * 1024)
+
 /* Compress everything read from in into a CompressedData ContentInfo on
- * out (BER, indefinite lengths, chunks). level: zlib 0-9, or -1 for 6. */
+ * out (BER, indefinite lengths, chunks). level: zlib 0-9, or -1 for 6.
+ * Uses up to as many threads as the machine has cores (at most 4), at
+ * the caller's priority. */
 int as2_cms_compress(BIO *in, BIO *out, int level, struct error *err);
 
 /* Read a CompressedData (definite or indefinite lengths) from in and

@@ -254,8 +254,10 @@ static void test_m4_message_streams_64mib_in_constant_memory(void **state)
            "memory +%ld KiB and unpacked with +%ld KiB (%s; a 32 MiB buffer "
            "shows as +%ld KiB)\n", pk, uk, p.hwm ? "VmHWM" : "ru_maxrss",
            control);
-    assert_true(pk < 16 * 1024);
-    assert_true(uk < 16 * 1024);
+    /* under half of what a 32 MiB buffer shows: 16 MiB, or the same
+     * scaled by a sanitizer's shadow memory (TSan's is about 5x) */
+    assert_true(pk < control / 2);
+    assert_true(uk < control / 2);
 }
 
 /* ---- round trips ---- */
