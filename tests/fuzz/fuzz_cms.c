@@ -3,7 +3,9 @@
  * layer (src/as2/cms*.c): arbitrary bytes go to as2_cms_decrypt,
  * as2_cms_verify_attached and as2_cms_decompress (the paths that parse
  * the outer structure themselves and hand OpenSSL only small stubs), to
- * the detached verifiers (as the signature) and to as2_cms_type_of. The
+ * the detached verifiers (as the signature, read by the same BER reader
+ * into a stub without its certificates, then with them when no signer
+ * matches by identifier) and to as2_cms_type_of. The
  * keys are the fixed test keys of fuzz_as2_keys.h (1024-bit RSA made for
  * the fuzz targets only).
  *
