@@ -122,9 +122,8 @@ struct zworker {
 };
 
 /* Deflate one slot's block as raw deflate into its out buffer. */
-static void *zslot_run(void *arg)
+static void zslot_run(struct zslot *z)
 {
-    struct zslot *z = arg;
     z_stream *zs = &z->zs;
     z->adler = adler32(adler32(0L, Z_NULL, 0), z->in, (uInt)z->inlen);
     z->outlen = 0;
@@ -132,7 +131,7 @@ static void *zslot_run(void *arg)
         (z->dictlen > 0 &&
          deflateSetDictionary(zs, z->dict, (uInt)z->dictlen) != Z_OK)) {
         z->failed = 1;
-        return NULL;
+        return;
     }
     zs->next_in = z->in;
     zs->avail_in = (uInt)z->inlen;
@@ -151,7 +150,6 @@ static void *zslot_run(void *arg)
     }
     if (z->last && ret != Z_STREAM_END)
         z->failed = 1;
-    return NULL;
 }
 
 /* A slot's buffers and deflate state, the first time it is used (a

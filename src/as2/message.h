@@ -291,13 +291,6 @@ struct as2_mdn_read_opts {
     unsigned digests;               /* AS2_DIGEST_BITs; 0: SHA-256/384/512 */
     bool require_signed;
     size_t max_size;                /* 0: AS2_MDN_MAX_DEFAULT */
-    /* The caller verified the signature of these very bytes before (an
-     * asynchronous MDN, verified when it arrived and kept sealed since):
-     * a signed MDN's CMS is not parsed and verified again (its DER parse,
-     * the embedded certificate's key decoding above all, is most of the
-     * cost of reading an MDN with OpenSSL 3.0); is_signed is set from its
-     * structure. */
-    bool verified_before;
 };
 
 struct as2_mdn_received {

@@ -232,11 +232,6 @@ static int read_signed(const struct as2_mdn_read_opts *o,
     if (n != 2)
         return error_set(err, "the signed MDN has %zu parts instead of two",
                          n);
-    if (o->verified_before) {
-        out->is_signed = true;
-        return mdn_parse_entity(body->data + parts[0].off, parts[0].len,
-                                &out->mdn, err);
-    }
     if (o->certs == NULL || o->ncerts == 0)
         return error_set(err, "the MDN is signed but no certificate is "
                          "configured for partner %s",

@@ -384,8 +384,8 @@ void as2_receipt_keep(struct connector *c, const char *msgid,
 enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
                                const char *headers, const char *body,
                                size_t len, const char *message_id,
-                               const char *mic, bool verified,
-                               char *receipt, size_t rsz, struct error *err)
+                               const char *mic, char *receipt, size_t rsz,
+                               struct error *err)
 {
     struct as2_state *s = c->state;
     struct mime_headers h;
@@ -402,7 +402,7 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
     struct as2_mdn_read_opts o = {
         .partner = s->part->name, .certs = certs, .ncerts = s->part->ncerts,
         .digests = as2_partner_digests(s->part),
-        .require_signed = want_signed, .verified_before = verified,
+        .require_signed = want_signed,
     };
     /* RFC 4130: only a signed receipt must carry the MIC */
     bool mic_optional = !want_signed &&
@@ -885,7 +885,7 @@ static enum wh_status send_post(struct connector *c, struct delivery *d,
     } else if (st == WH_OK && sd->po.mdn == AS2_MDN_SYNC) {
         st = as2_mdn_confirm(c, d->msg->id, resp.headers, resp.body,
                              resp.len, sd->res.message_id, sd->res.mic,
-                             false, d->receipt, sizeof(d->receipt), &d->err);
+                             d->receipt, sizeof(d->receipt), &d->err);
     } else if (st == WH_OK && sd->po.mdn == AS2_MDN_ASYNC) {
         /* not a failed attempt: the hop waits for the MDN (its job) */
         st = WH_AGAIN;
@@ -990,10 +990,8 @@ static enum wh_status as2_mdn_wait_run(struct connector *c, struct conn_job *j)
         const char *in = (const char *)secret_data(j->input);
         size_t len = secret_len(j->input), hl = strnlen(in, len);
         enum wh_status ok = hl < len
-            /* verified when it arrived (as2_recv.c: mdn_in); the input
-             * is sealed for this job since, so it is those bytes */
             ? as2_mdn_confirm(c, j->message_id, in, in + hl + 1,
-                              len - hl - 1, mid, mic, true, j->receipt,
+                              len - hl - 1, mid, mic, j->receipt,
                               sizeof(j->receipt), &j->err)
             : (error_set(&j->err, "the stored MDN is malformed"), WH_FAIL);
         j->hop = ok == WH_OK ? CONN_JOB_HOP_SENT : CONN_JOB_HOP_FAILED;

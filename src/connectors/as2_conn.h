@@ -53,13 +53,12 @@ unsigned as2_partner_digests(const struct partner *p);
 
 /* Read an MDN and check it confirms message_id with mic. WH_OK, or
  * WH_FAIL with the reason (a negative MDN, a MIC mismatch, a bad or
- * missing signature). verified: its signature was verified when it
- * arrived (an asynchronous MDN, kept sealed since): not again. */
+ * missing signature). */
 enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
                                const char *headers, const char *body,
                                size_t len, const char *message_id,
-                               const char *mic, bool verified,
-                               char *receipt, size_t rsz, struct error *err);
+                               const char *mic, char *receipt, size_t rsz,
+                               struct error *err);
 
 /* Keep a raw MDN with Wharf message msgid (the non-repudiation record):
  * direction "sent" or "received"; headers as "Name: value\r\n" lines.
