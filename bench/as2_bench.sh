@@ -78,11 +78,12 @@
 # BENCH_AS2_CONF: lines appended to
 # both wharf.conf files, for diagnostics (e.g. 'workers = 8\nbatch = 1');
 # the default run tunes nothing but log_level and poll_ms.
-# BENCH_AS2_STRACE=1: count the sync calls of B (perf stat) during (a),
-# into syncs-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
+# BENCH_AS2_STRACE=1: count the sync calls and context switches of A and B
+# (perf stat) during (a), into syncs-a.txt and syncs-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
 # servers during (a), into perf-a.data and perf-b.data; BENCH_AS2_PERF=dwarf:
 # the same with DWARF call graphs (the release build has no frame pointers);
-# BENCH_AS2_PERF_HZ: their sampling rate (299 for dwarf, 999 otherwise).
+# BENCH_AS2_PERF_HZ: their sampling rate (299 for dwarf, 999 otherwise);
+# BENCH_AS2_PERF=switches: every context switch, with DWARF call graphs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -347,15 +348,19 @@ PYEOF
     start_servers small
     sleep 1         # both flows loaded (the listeners are up before)
     base=$(nsent)
-    if [ -n "${BENCH_AS2_STRACE:-}" ]; then   # diagnostics: B's sync calls
-        perf stat -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_syncfs,syscalls:sys_enter_clock_nanosleep \
-            -o "$OUT/syncs-b.txt" -p "$PID_B" &
+    if [ -n "${BENCH_AS2_STRACE:-}" ]; then   # diagnostics: sync calls, switches
+        ev=syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_syncfs,syscalls:sys_enter_clock_nanosleep,context-switches
+        perf stat -e "$ev" -o "$OUT/syncs-b.txt" -p "$PID_B" &
         STRACE=$!
+        perf stat -e "$ev" -o "$OUT/syncs-a.txt" -p "$PID_A" &
+        STRACE_A=$!
         sleep 1
     fi
     if [ -n "${BENCH_AS2_PERF:-}" ]; then     # diagnostics: where the CPU goes
         # dwarf: call graphs through the release build (no frame pointers)
         if [ "$BENCH_AS2_PERF" = dwarf ]; then cg="-F ${BENCH_AS2_PERF_HZ:-299} --call-graph dwarf,16384"; else cg="-F ${BENCH_AS2_PERF_HZ:-999} -g"; fi
+        # switches: every context switch with where it happened (no rate)
+        [ "$BENCH_AS2_PERF" != switches ] || cg="-e context-switches -c 1 --call-graph dwarf,16384"
         perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
         PERF_A=$!
         perf record $cg -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &
@@ -376,7 +381,7 @@ for f in sorted(os.listdir(sys.argv[1])):
         sleep 0.1
     done
     t1=$(date +%s.%N)
-    [ -z "${BENCH_AS2_STRACE:-}" ] || { kill -INT "$STRACE"; wait "$STRACE" || true; }
+    [ -z "${BENCH_AS2_STRACE:-}" ] || { kill -INT "$STRACE" "$STRACE_A"; wait "$STRACE" "$STRACE_A" || true; }
     [ -z "${BENCH_AS2_PERF:-}" ] || { kill -INT "$PERF_A" "$PERF_B"; wait "$PERF_A" "$PERF_B" || true; }
     HZ=$(getconf CLK_TCK)
     put small_cpu_ms_per_msg_a "$(awk -v a="$ca" -v b="$(ticks "$PID_A")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
