@@ -803,12 +803,12 @@ static int body_rewind(void *ud)
 
 /* ---- asynchronous MDNs: the job that waits -----------------------------------
  * A send that asks for an asynchronous MDN adds the job "as2.mdn-wait"
- * (data "MESSAGE-ID\nMIC") before the POST: it waits until the MDN
- * arrives (as2_recv.c gives it to the job) or mdn_timeout_s passed; the
- * hop waits meanwhile (WH_AGAIN, no attempt counted). The job settles the
- * hop: sent (the MDN confirms), failed (it does not), or a failed attempt
- * when none came (the hop sends again, same Message-ID, by the retry
- * policy). */
+ * (data "MESSAGE-ID\nMIC", in the clear: AS2_JOBS_IN_CLEAR) before the
+ * POST: it waits until the MDN arrives (as2_recv.c gives it to the job)
+ * or mdn_timeout_s passed; the hop waits meanwhile (WH_AGAIN, no
+ * attempt counted). The job settles the hop: sent (the MDN confirms),
+ * failed (it does not), or a failed attempt when none came (the hop sends
+ * again, same Message-ID, by the retry policy). */
 
 /* The hop looks again this long after the deadline at the latest: the
  * job settles it first unless the job was lost with its server. */
@@ -824,7 +824,8 @@ static int wait_add(struct connector *c, const struct delivery *d,
     struct secret *v = secret_from(val, (size_t)n);
     struct conn_job_new job = { .conn = c->name, .kind = AS2_JOB_MDN_WAIT,
         .message_id = d->msg->id, .hop_id = d->hop_id, .data = v,
-        .waiting = 1, .give_up_ms = s->mdn_timeout_ms };
+        .in_clear = AS2_JOBS_IN_CLEAR, .waiting = 1,
+        .give_up_ms = s->mdn_timeout_ms };
     int rc = v ? conn_job_add(c->env->jobs, &job, err)
                : error_set(err, "out of memory");
     secret_free(v);
@@ -1035,14 +1036,16 @@ int as2_message_id_wharf(const char *as2_id, char out[ID_LEN + 1])
 }
 
 static const struct conn_job_type AS2_JOBS[] = {
+    /* both in the clear (AS2_JOBS_IN_CLEAR): an MDN, its URL, a
+     * Message-ID and a MIC, which the receipts and events keep so too */
     { AS2_JOB_MDN_OUT, "send an asynchronous MDN we owe the partner "
       "(retried for mdn_give_up_s)", { 0, 5000, 300000 }, as2_mdn_out_run,
-      "as2.mdn_out" },
+      "as2.mdn_out", AS2_JOBS_IN_CLEAR },
     /* its timeout raises as2.mdn_missing itself (as2_mdn_missing_alert) */
     { AS2_JOB_MDN_WAIT, "wait for the partner's asynchronous MDN until "
       "mdn_timeout_s (then the message is sent again)", { 1, 1000, 1000 },
-      as2_mdn_wait_run, NULL },
-    { NULL, NULL, { 0, 0, 0 }, NULL, NULL },
+      as2_mdn_wait_run, NULL, AS2_JOBS_IN_CLEAR },
+    { NULL, NULL, { 0, 0, 0 }, NULL, NULL, 0 },
 };
 
 const struct connector_type connector_as2 = {

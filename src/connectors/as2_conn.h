@@ -78,6 +78,9 @@ struct connector *as2_pick(struct connector *const *conns, size_t n,
  * partner owes us (as2.c). */
 #define AS2_JOB_MDN_OUT "as2.mdn-out"
 #define AS2_JOB_MDN_WAIT "as2.mdn-wait"
+/* Both kinds keep their data and input in the clear (connector.h:
+ * struct conn_job_type.in_clear; as2.c's job table says why). */
+#define AS2_JOBS_IN_CLEAR 1
 enum wh_status as2_mdn_out_run(struct connector *c, struct conn_job *j);
 
 /* The AS2 Message-ID of Wharf message msgid ("<ID@wharf>": the same for

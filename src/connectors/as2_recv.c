@@ -18,7 +18,7 @@
  * sender gets the negative MDN it asked for, or an HTTP error.
  *
  * An asynchronous MDN: it must verify with the partner's certificates; it
- * is given (sealed) to the job that waits for it (as2.c: as2.mdn-wait,
+ * is given to the job that waits for it (as2.c: as2.mdn-wait,
  * found by its Original-Message-ID), which runs at once, checks it against
  * what was sent and settles the waiting hop.
  *
@@ -291,7 +291,8 @@ static enum wh_status mdn_post(struct connector *c, const char *url,
 }
 
 /* ---- asynchronous MDNs we owe: the job as2.mdn-out -----------------------------
- * Data: the MDN's Message-ID "\n" URL "\n" header block NUL body, sealed.
+ * Data: the MDN's Message-ID "\n" URL "\n" header block NUL body, kept in
+ * the clear (AS2_JOBS_IN_CLEAR: the same bytes are its "sent" receipt).
  * The job is added before the message is released; the engine runs it at
  * once and retries it by the kind's policy (as2.c: AS2_JOBS) for
  * mdn_give_up_s (a week by default); a resend of the message queues a
@@ -416,12 +417,25 @@ static void mdn_unqueued_alert(struct connector *c, const char *mdn_id,
                summary, err->msg);
 }
 
+/* An MDN that went out, for the release to keep with its message in the
+ * same transaction (malloc'ed parts; mdn_kept_free), and the job that
+ * sends it when it is asynchronous, queued in that transaction too. */
+struct mdn_kept {
+    char *hb, *mdn_id;
+    unsigned char *body;
+    size_t len;
+    int has_job;
+    struct conn_job_ready job;
+    char note[500];             /* the job's note */
+};
+
 /* An asynchronous MDN: a job of message msgid (the one the MDN answers,
- * or the record of its refusal), added before the message is released;
- * the engine sends it and retries it. */
+ * or the record of its refusal), added before the message is released
+ * (defer not NULL: made ready in *defer, for the release to add); the
+ * engine sends it and retries it. */
 static void mdn_async(struct connector *c, const char *msgid, const char *url,
                       const struct as2_mdn_built *b, const char *hb,
-                      BIO *body)
+                      BIO *body, struct mdn_kept *defer)
 {
     struct error err = {0};
     char *data = NULL;
@@ -440,32 +454,31 @@ static void mdn_async(struct connector *c, const char *msgid, const char *url,
         memcpy(p + il + 1 + ul + 1, hb, hl + 1);
         memcpy(p + il + 1 + ul + 1 + hl + 1, data, (size_t)len);
     }
-    snprintf(note, sizeof(note), "asynchronous MDN %.150s queued for "
-             "%.200s", b->message_id, url);
+    defer = msgid ? defer : NULL;
+    char *n = defer ? defer->note : note;
+    snprintf(n, sizeof(note), "asynchronous MDN %.150s queued for %.200s",
+             b->message_id, url);
     struct conn_job_new job = { .conn = c->name, .kind = AS2_JOB_MDN_OUT,
-        .message_id = msgid, .data = v,
+        .message_id = msgid, .data = v, .in_clear = AS2_JOBS_IN_CLEAR,
         .give_up_ms = ((struct as2_state *)c->state)->mdn_give_up_ms,
-        .note = note };
-    if (v == NULL ? (error_set(&err, msgid ? "out of memory" : "the message "
-                               "could not be recorded"), -1)
-                  : conn_job_add(c->env->jobs, &job, &err))
+        .note = n };
+    int rc = v == NULL ? error_set(&err, msgid ? "out of memory" : "the "
+                                   "message could not be recorded")
+           : defer ? conn_job_prepare(c->env->jobs, &job, &defer->job, &err)
+           : conn_job_add(c->env->jobs, &job, &err);
+    if (rc < 0)
         mdn_unqueued_alert(c, b->message_id, &err);
+    else if (defer)
+        defer->has_job = 1;
     secret_free(v);
 }
-
-/* An MDN that went out, for the release to keep with its message in the
- * same transaction (malloc'ed parts; mdn_kept_free). */
-struct mdn_kept {
-    char *hb, *mdn_id;
-    unsigned char *body;
-    size_t len;
-};
 
 static void mdn_kept_free(struct mdn_kept *k)
 {
     free(k->hb);
     free(k->mdn_id);
     free(k->body);
+    conn_job_ready_clear(&k->job);
     memset(k, 0, sizeof(*k));
 }
 
@@ -525,7 +538,7 @@ static void answer(struct connector *c, struct http_exchange *x,
         } else {
             net_reply(r, 200, "text/plain", "received\n", 9);
             mdn_async(c, msgid[0] ? msgid : NULL, info->req.receipt_url,
-                      &b, hb, body);
+                      &b, hb, body, defer);
         }
         char *data = NULL;
         long len = BIO_get_mem_data(body, &data);
@@ -607,7 +620,7 @@ static int mdn_deliver(struct connector *c, const struct mime_headers *h,
     p[at] = '\0';
     memcpy(p + at + 1, body, len);
     int rc = conn_job_input(c->env->jobs, c->name, msgid, AS2_JOB_MDN_WAIT,
-                            keep, err);
+                            keep, AS2_JOBS_IN_CLEAR, err);
     secret_free(keep);
     return rc;
 }
@@ -695,12 +708,16 @@ static void release(struct connector *c, struct intake *in, const char *id,
                       : info->req.mdn_async ? "released: its asynchronous "
                         "MDN is queued durably (sent, or retried)"
                       : "released: its MDN went out in the response";
-    if (kept->hb != NULL && intake_release(in, id, why, &r, &err) == 0)
+    const struct conn_job_ready *job = kept->has_job ? &kept->job : NULL;
+    if ((kept->hb != NULL || job != NULL) &&
+        intake_release(in, id, why, kept->hb ? &r : NULL, job, &err) == 0)
         return;
+    if (job != NULL && conn_job_add_ready(job, &err) < 0)
+        mdn_unqueued_alert(c, kept->mdn_id ? kept->mdn_id : "-", &err);
     if (kept->hb != NULL)
         as2_receipt_keep(c, id, "sent", kept->hb, kept->body, kept->len,
                          kept->mdn_id, info->req.message_id);
-    if (intake_release(in, id, why, NULL, &err) < 0)
+    if (intake_release(in, id, why, NULL, NULL, &err) < 0)
         conn_log(c, LOG_ERROR, id, "cannot release the message (it is "
                  "released once its hold is stale, after ten leases): %s",
                  err.msg);

@@ -202,6 +202,12 @@ struct conn_job_type {
      * raises, keyed by the connector's name, when a job of this kind is
      * given up; NULL: none. */
     const char *alert_given_up;
+    /* 1: its data and input are kept in the clear (connectors/env.h,
+     * "jobs"), because they hold nothing the message's receipts and
+     * history do not keep in the clear (AS2: message ids, a MIC, an MDN
+     * and where it goes), and sealing them cost a key-process round trip
+     * each (docs/decisions/). 0: sealed by the vault. */
+    int in_clear;
 };
 
 /* The "test" action every type with test() lists: opens the connector and

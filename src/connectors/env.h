@@ -134,8 +134,12 @@ int conn_state_settle(struct conn_state *s, const char *conn, const char *key,
  * handler of the connector of the current flow generation, retries them
  * by that policy and records every run's outcome as an event in the
  * message's history; `wharf message resend` queues a failed one again.
- * Data and input are sealed by the vault. At most one job per message,
- * connector and kind is active (queued, waiting or running). */
+ * Data and input are sealed by the vault, unless the kind's type keeps
+ * them in the clear (struct conn_job_type.in_clear: values that hold no
+ * secret, only what the message's receipts and history keep in the clear
+ * anyway; the adder says so with in_clear, and a value in the clear is
+ * refused for any other kind). At most one job per message, connector and
+ * kind is active (queued, waiting or running). */
 
 struct conn_job_new {
     const char *conn;           /* the connector (its name) */
@@ -143,6 +147,8 @@ struct conn_job_new {
     const char *message_id;
     int64_t hop_id;             /* 0: the message, not one hop */
     const struct secret *data;  /* what the handler gets (sealed), or NULL */
+    int in_clear;               /* 1: data (and input) kept in the clear:
+                                   only for a kind whose type says in_clear */
     int waiting;                /* 1: run when input arrives (conn_job_input)
                                    or at give-up, not now */
     int64_t give_up_ms;         /* failed (or, waiting, given up) this long
@@ -155,6 +161,28 @@ struct conn_job_new {
 int conn_job_add(struct conn_jobs *j, const struct conn_job_new *n,
                  struct error *err);
 
+/* Job n made ready now (its id given, its data sealed or kept as
+ * in_clear says) and added later, in the transaction of another write
+ * (intake_release: the asynchronous MDN a message is owed, queued with
+ * the release of that message instead of in a commit of its own).
+ * conn_job_prepare fills *s (0, or -1 with err and nothing to free); the
+ * write that adds it calls conn_job_ready_added once it committed (the
+ * workers are woken); conn_job_add_ready adds it alone (when that write
+ * failed); conn_job_ready_clear frees it. n's strings must outlive s. */
+struct conn_job_ready {
+    struct conn_jobs *jobs;
+    struct conn_job_new n;
+    char id[ID_LEN + 1];
+    unsigned char *data;        /* the stored form of the data (owned), or
+                                   NULL */
+    size_t data_len;
+};
+int conn_job_prepare(struct conn_jobs *j, const struct conn_job_new *n,
+                     struct conn_job_ready *s, struct error *err);
+int conn_job_add_ready(const struct conn_job_ready *s, struct error *err);
+void conn_job_ready_added(const struct conn_job_ready *s);
+void conn_job_ready_clear(struct conn_job_ready *s);
+
 /* Whether conn has an active job of kind for message msgid: 1, 0, -1. */
 int conn_job_active(struct conn_jobs *j, const char *conn, const char *msgid,
                     const char *kind, struct error *err);
@@ -165,10 +193,10 @@ int conn_job_cancel(struct conn_jobs *j, const char *conn, const char *msgid,
                     const char *kind, struct error *err);
 
 /* input arrived for conn's queued or waiting job of kind for msgid (it is
- * sealed with the job; the job runs now). 1 delivered, 0 no such job
- * waits, -1 err. */
+ * sealed with the job, or kept in the clear with in_clear as the job's
+ * data is; the job runs now). 1 delivered, 0 no such job waits, -1 err. */
 int conn_job_input(struct conn_jobs *j, const char *conn, const char *msgid,
-                   const char *kind, const struct secret *input,
+                   const char *kind, const struct secret *input, int in_clear,
                    struct error *err);
 
 /* What becomes of a job's hop (its handler says, in struct conn_job). */

@@ -28,10 +28,12 @@
 #include <unistd.h>
 
 #include "core/env.h"
+#include "core/jobs.h"
 #include "core/metrics.h"
 #include "core/payloads.h"
 #include "core/progress.h"
 #include "core/wharf.h"
+#include "store/job_store.h"
 #include "store/partner_store.h"
 #include "store/store.h"
 #include "util/fsx.h"
@@ -391,12 +393,20 @@ void intake_free(struct intake *in)
 }
 
 int intake_release(struct intake *in, const char *id, const char *why,
-                   const struct conn_receipt *kept, struct error *err)
+                   const struct conn_receipt *kept,
+                   const struct conn_job_ready *job, struct error *err)
 {
     struct store_receipt row;
+    struct store_job_new jrow;
     if (kept != NULL)
         conn_receipt_row(kept, &row);
-    return store_message_release(in->st, id, why, kept ? &row : NULL, err);
+    if (job != NULL)
+        conn_job_ready_row(job, &jrow);
+    int rc = store_message_release(in->st, id, why, kept ? &row : NULL,
+                                   job ? &jrow : NULL, err);
+    if (rc == 0 && job != NULL)
+        conn_job_ready_added(job);
+    return rc;
 }
 
 int intake_refused(struct intake *in, const struct intake_refusal *r,

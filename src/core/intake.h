@@ -66,11 +66,15 @@ const char *intake_duplicate(const struct intake *in, size_t i);
 
 /* Release the held next hops of committed message id (intake_hold): they
  * go on now; why is the event said. kept, when not NULL, is a receipt of
- * the message (AS2: the MDN that went out) kept in the same transaction.
- * 0 or -1 with err (nothing done). */
+ * the message (AS2: the MDN that went out) kept in the same transaction,
+ * and job, when not NULL, a job added in it (an asynchronous MDN owed;
+ * its workers are woken once it committed). 0 or -1 with err (nothing
+ * done). */
 struct conn_receipt;
+struct conn_job_ready;
 int intake_release(struct intake *in, const char *id, const char *why,
-                   const struct conn_receipt *kept, struct error *err);
+                   const struct conn_receipt *kept,
+                   const struct conn_job_ready *job, struct error *err);
 
 /* A request the source refused (nothing of it stored), recorded against
  * the source and folded into its burst: one "refused" message per source,

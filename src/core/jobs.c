@@ -1,8 +1,10 @@
 /*
  * jobs.c - durable jobs of messages (connectors/env.h, "jobs"): the
  * environment's functions that add, cancel and feed them (sealing their
- * data and input with the vault: contexts "job:ID:data", "job:ID:input")
- * and the runner the engine's workers call (core/jobs.h).
+ * data and input with the vault: contexts "job:ID:data", "job:ID:input";
+ * or, for a kind whose type says in_clear, keeping them in the clear
+ * behind JOBS_CLEAR_TAG) and the runner the engine's workers call
+ * (core/jobs.h).
  *
  * A run: the job is leased (never while its hop is being delivered), its
  * data and input unsealed, its kind's handler called with the connector
@@ -44,16 +46,32 @@ static void job_context(char *out, size_t n, const char *id, const char *what)
     snprintf(out, n, "job:%s:%s", id, what);
 }
 
-/* Seal v for job id's `what`: *blob malloc'ed (NULL when v is NULL). */
+int jobs_value_clear(const unsigned char *blob, size_t len)
+{
+    return blob != NULL && len >= JOBS_CLEAR_LEN &&
+           memcmp(blob, JOBS_CLEAR_TAG, JOBS_CLEAR_LEN) == 0;
+}
+
+/* Seal v for job id's `what` (clear: keep it in the clear, tagged):
+ * *blob malloc'ed (NULL when v is NULL). */
 static int job_seal(struct env_full *e, const char *id, const char *what,
-                    const struct secret *v, unsigned char **blob, size_t *len,
-                    struct error *err)
+                    const struct secret *v, int clear, unsigned char **blob,
+                    size_t *len, struct error *err)
 {
     char ctx[96];
     *blob = NULL;
     *len = 0;
     if (v == NULL)
         return 0;
+    if (clear) {
+        size_t n = secret_len(v);
+        if ((*blob = malloc(JOBS_CLEAR_LEN + n)) == NULL)
+            return error_set(err, "out of memory keeping a job's %s", what);
+        memcpy(*blob, JOBS_CLEAR_TAG, JOBS_CLEAR_LEN);
+        memcpy(*blob + JOBS_CLEAR_LEN, secret_data(v), n);
+        *len = JOBS_CLEAR_LEN + n;
+        return 0;
+    }
     job_context(ctx, sizeof(ctx), id, what);
     return vault_seal(e->w->vault, ctx, v, blob, len, err);
 }
@@ -64,24 +82,59 @@ static void jobs_wake(struct conn_jobs *j)
         j->wake(j->wake_ud);
 }
 
+int conn_job_prepare(struct conn_jobs *j, const struct conn_job_new *n,
+                     struct conn_job_ready *s, struct error *err)
+{
+    memset(s, 0, sizeof(*s));
+    s->jobs = j;
+    s->n = *n;
+    s->n.data = NULL;
+    id_new(s->id);
+    return job_seal(j->e, s->id, "data", n->data, n->in_clear, &s->data,
+                    &s->data_len, err);
+}
+
+void conn_job_ready_row(const struct conn_job_ready *s,
+                        struct store_job_new *row)
+{
+    *row = (struct store_job_new){ .id = s->id,
+        .message_id = s->n.message_id, .hop_id = s->n.hop_id,
+        .connector = s->n.conn, .kind = s->n.kind, .waiting = s->n.waiting,
+        .window_ms = s->n.give_up_ms, .data = s->data,
+        .data_len = s->data_len, .level = "info", .text = s->n.note };
+}
+
+void conn_job_ready_added(const struct conn_job_ready *s)
+{
+    if (!s->n.waiting)
+        jobs_wake(s->jobs);
+}
+
+int conn_job_add_ready(const struct conn_job_ready *s, struct error *err)
+{
+    struct store_job_new row;
+    conn_job_ready_row(s, &row);
+    struct store *st = wharf_store(s->jobs->e->w, err);
+    int rc = st ? store_job_add(st, &row, err) : -1;
+    if (rc == 0)
+        conn_job_ready_added(s);
+    return rc;
+}
+
+void conn_job_ready_clear(struct conn_job_ready *s)
+{
+    free(s->data);
+    memset(s, 0, sizeof(*s));
+}
+
 int conn_job_add(struct conn_jobs *j, const struct conn_job_new *n,
                  struct error *err)
 {
-    char id[ID_LEN + 1];
-    unsigned char *blob = NULL;
-    size_t len = 0;
-    id_new(id);
-    if (job_seal(j->e, id, "data", n->data, &blob, &len, err) < 0)
-        return -1;
-    struct store_job_new row = { .id = id, .message_id = n->message_id,
-        .hop_id = n->hop_id, .connector = n->conn, .kind = n->kind,
-        .waiting = n->waiting, .window_ms = n->give_up_ms, .data = blob,
-        .data_len = len, .level = "info", .text = n->note };
-    struct store *st = wharf_store(j->e->w, err);
-    int rc = st ? store_job_add(st, &row, err) : -1;
-    free(blob);
-    if (rc == 0 && !n->waiting)
-        jobs_wake(j);
+    struct conn_job_ready s;
+    int rc = conn_job_prepare(j, n, &s, err);
+    if (rc == 0)
+        rc = conn_job_add_ready(&s, err);
+    conn_job_ready_clear(&s);
     return rc;
 }
 
@@ -100,7 +153,7 @@ int conn_job_cancel(struct conn_jobs *j, const char *conn, const char *msgid,
 }
 
 int conn_job_input(struct conn_jobs *j, const char *conn, const char *msgid,
-                   const char *kind, const struct secret *input,
+                   const char *kind, const struct secret *input, int in_clear,
                    struct error *err)
 {
     char id[ID_LEN + 1];
@@ -108,7 +161,8 @@ int conn_job_input(struct conn_jobs *j, const char *conn, const char *msgid,
     size_t len = 0;
     struct store *st = wharf_store(j->e->w, err);
     int rc = st ? store_job_active(st, msgid, conn, kind, id, err) : -1;
-    if (rc == 1 && job_seal(j->e, id, "input", input, &blob, &len, err) < 0)
+    if (rc == 1 && job_seal(j->e, id, "input", input, in_clear, &blob, &len,
+                            err) < 0)
         rc = -1;
     if (rc == 1)
         rc = store_job_input(st, id, blob, len, err);
@@ -137,13 +191,30 @@ struct run {
     char hop_error[ERROR_MSG_MAX + 64];
 };
 
-static struct secret *job_unseal(const struct flow *f, const char *id,
-                                 const char *what, const unsigned char *blob,
-                                 size_t len, struct error *err)
+/* Open a job's value: unsealed, or, when its kind keeps its values in
+ * the clear (type->in_clear), as kept. A value in the clear is refused
+ * for a kind that seals them: it was not written by Wharf. */
+static struct secret *job_unseal(const struct flow *f,
+                                 const struct conn_job_type *type,
+                                 const char *id, const char *what,
+                                 const unsigned char *blob, size_t len,
+                                 struct error *err)
 {
     char ctx[96];
     if (blob == NULL)
         return NULL;
+    if (jobs_value_clear(blob, len) && !type->in_clear) {
+        error_set(err, "its %s is in the clear, but jobs of kind %s keep "
+                  "theirs sealed (refused)", what, type->kind);
+        return NULL;
+    }
+    if (jobs_value_clear(blob, len)) {
+        struct secret *s = secret_from(blob + JOBS_CLEAR_LEN,
+                                       len - JOBS_CLEAR_LEN);
+        if (s == NULL)
+            error_set(err, "out of memory");
+        return s;
+    }
     job_context(ctx, sizeof(ctx), id, what);
     return vault_unseal(conn_env_wharf(f->env)->vault, ctx, blob, len, err);
 }
@@ -165,9 +236,10 @@ static int run_prepare(struct run *r)
         return error_set(err, "connector '%s' (%s) has no job kind '%s'",
                          row->connector, r->c->type->name, row->kind);
     }
-    r->data = job_unseal(r->f, row->id, "data", row->data, row->data_len,
-                         err);
-    r->input = job_unseal(r->f, row->id, "input", row->input,
+    r->data = job_unseal(r->f, r->type, row->id, "data", row->data,
+                         row->data_len, err);
+    r->input = row->data && r->data == NULL ? NULL
+             : job_unseal(r->f, r->type, row->id, "input", row->input,
                           row->input_len, err);
     if ((row->data && r->data == NULL) || (row->input && r->input == NULL)) {
         r->st = WH_RETRY;

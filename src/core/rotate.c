@@ -10,7 +10,8 @@
  * sealed again under the active key (vault_reseal): the contexts are those
  * of core/partners.c and core/profile.c ("profile-key:ID"),
  * core/conn_secrets.c and core/env.c ("connector:NAME:ROW"), core/jobs.c
- * ("job:ID:data", "job:ID:input"), auth/totp.c ("totp:USER"),
+ * ("job:ID:data", "job:ID:input"; a job value its kind keeps in the
+ * clear, core/jobs.h, is left as it is), auth/totp.c ("totp:USER"),
  * cli/oidc.c + api/api_oidc.c ("oidc:client_secret") and
  * security/notify.c ("notify:email", "notify:webhook"); and one file,
  * the data dir's sealed store password (core/dbpass.c, "store:password").
@@ -36,6 +37,7 @@
 #include <openssl/crypto.h>
 
 #include "core/dbpass.h"
+#include "core/jobs.h"
 #include "core/payloads.h"
 #include "core/wharf.h"
 #include "store/sealed_store.h"
@@ -158,6 +160,10 @@ static int rotate_reseal(void *arg, const struct store_sealed *row,
     struct error e = {0};
     char ctx[600];
     (void)err;
+    if ((row->kind == STORE_SEALED_JOB_DATA ||
+         row->kind == STORE_SEALED_JOB_INPUT) &&
+        jobs_value_clear(row->blob, row->len))
+        return 0;               /* a job's value kept in the clear */
     rotate_context(row, ctx, sizeof(ctx));
     int rc = vault_reseal(k->w->vault, ctx, row->blob, row->len, blob, len,
                           &e);

@@ -14,7 +14,10 @@
  * the other.
  *
  * data and input are sealed blobs (the vault's, core/jobs.c: contexts
- * "job:ID:data" and "job:ID:input"); this layer never sees plaintext.
+ * "job:ID:data" and "job:ID:input"), or, for a kind whose type keeps them
+ * in the clear (AS2's MDN jobs: nothing a receipt does not hold too),
+ * tagged values (core/jobs.h); this layer stores either as given and
+ * never tells them apart.
  * Ownership: rows filled here own their strings and blobs (store_jobs_free).
  */
 #ifndef WHARF_JOB_STORE_H

@@ -1007,7 +1007,7 @@ int pgs_intake(struct pg_store *p, struct store_new *items, size_t n,
 
 int pgs_message_release(struct pg_store *p, const char *msgid,
                         const char *why, const struct store_receipt *kept,
-                        struct error *err)
+                        const struct store_job_new *job, struct error *err)
 {
     int64_t now = time_now_ms(), changed = 0;
     struct pg_args a = {0};
@@ -1016,7 +1016,9 @@ int pgs_message_release(struct pg_store *p, const char *msgid,
     pg_arg_int(&a, now);
     if (pg_tx_begin(p, err) < 0)
         return -1;
-    if ((kept != NULL && pgs_receipt_add(p, kept, err) < 0) ||
+    /* the job first: it locks the message row before any hop's */
+    if ((job != NULL && pgs_job_add_tx(p, job, now, err) < 0) ||
+        (kept != NULL && pgs_receipt_add(p, kept, err) < 0) ||
         run_done(p, Q_HOP_UNHOLD, &a, "release hops", &changed, err) < 0 ||
         (changed > 0 && event_add(p, msgid, 0, now, "info", why, err) < 0))
         return pg_tx_fail(p);

@@ -117,6 +117,13 @@ int pg_hop_apply(struct pg_store *p, bool waiting,
                  const struct store_outcome *o, int64_t now,
                  struct error *err);
 
+/* Inside a transaction: add job j as pgs_job_add does (pg_jobs.c; the
+ * release of a message adds its owed MDN with it), locking j's message
+ * row first. 0 or -1. */
+struct store_job_new;
+int pgs_job_add_tx(struct pg_store *p, const struct store_job_new *j,
+                   int64_t now, struct error *err);
+
 /* Insert certificate c, or update its use_from and (when c has one) its
  * sealed key (pg_partners.c; pg.c's flow import writes them with it). */
 int pg_cert_write(struct pg_store *p, const struct store_cert *c,

@@ -181,8 +181,8 @@ static void keyed(struct pg_args *a, const char *msgid, const char *connector,
 
 /* ---- adding and finding jobs ----------------------------------------------- */
 
-static int add_tx(struct pg_store *p, const struct store_job_new *j,
-                  int64_t now, struct error *err)
+int pgs_job_add_tx(struct pg_store *p, const struct store_job_new *j,
+                   int64_t now, struct error *err)
 {
     struct pg_args d = {0};
     keyed(&d, j->message_id, j->connector, j->kind);
@@ -213,7 +213,7 @@ int pgs_job_add(struct pg_store *p, const struct store_job_new *j,
 {
     if (pg_tx_begin(p, err) < 0)
         return -1;
-    if (add_tx(p, j, time_now_ms(), err) < 0)
+    if (pgs_job_add_tx(p, j, time_now_ms(), err) < 0)
         return pg_tx_fail(p);
     return pg_tx_end(p, err);
 }

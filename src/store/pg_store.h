@@ -49,9 +49,10 @@ int pgs_connector_config_set(struct pg_store *p, const char *name,
 
 int pgs_intake(struct pg_store *p, struct store_new *items, size_t n,
                struct error *err);
+struct store_job_new;
 int pgs_message_release(struct pg_store *p, const char *msgid,
                         const char *why, const struct store_receipt *kept,
-                        struct error *err);
+                        const struct store_job_new *job, struct error *err);
 int pgs_release_held(struct pg_store *p, struct error *err);
 int pgs_release_stale_holds(struct pg_store *p, int64_t before,
                             int64_t *released, struct error *err);

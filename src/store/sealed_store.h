@@ -15,6 +15,8 @@
  *     name = the job's id;
  *   - STORE_SEALED_JOB_INPUT    jobs.input (migration 10): what arrived for
  *     a job (an asynchronous MDN); owner = connector, name = the job's id.
+ *     Both list the values of every job, including those its kind keeps
+ *     in the clear (core/jobs.h: JOBS_CLEAR_TAG), which rotation skips.
  * A setting that holds a sealed value (oidc_client_secret, as hex) is read
  * and written with store_setting_get/set.
  *

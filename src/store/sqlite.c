@@ -1036,14 +1036,15 @@ static int hops_hold(struct store *s, const char *msgid, int64_t now,
 
 int store_message_release(struct store *s, const char *msgid,
                           const char *why, const struct store_receipt *kept,
-                          struct error *err)
+                          const struct store_job_new *job, struct error *err)
 {
     if (s->pg)
-        return pgs_message_release(s->pg, msgid, why, kept, err);
+        return pgs_message_release(s->pg, msgid, why, kept, job, err);
     int64_t now = time_now_ms();
     if (store_tx_begin(s, err) < 0)
         return -1;
-    if (kept != NULL && store_receipt_add_tx(s, kept, err) < 0)
+    if ((job != NULL && store_job_add_tx(s, job, now, err) < 0) ||
+        (kept != NULL && store_receipt_add_tx(s, kept, err) < 0))
         return store_tx_fail(s);
     sqlite3_stmt *st = stmt_get(s, S_HOP_UNHOLD, err);
     if (st == NULL)

@@ -201,8 +201,8 @@ static sqlite3_stmt *keyed(struct store *s, int slot, const char *msgid,
     return st;
 }
 
-static int add_tx(struct store *s, const struct store_job_new *j, int64_t now,
-                  struct error *err)
+int store_job_add_tx(struct store *s, const struct store_job_new *j,
+                     int64_t now, struct error *err)
 {
     sqlite3_stmt *st = keyed(s, J_DROP_ACTIVE, j->message_id, j->connector,
                              j->kind, err);
@@ -235,7 +235,8 @@ int store_job_add(struct store *s, const struct store_job_new *j,
         return pgs_job_add(store_pg(s), j, err);
     if (store_tx_begin(s, err) < 0)
         return -1;
-    if (add_tx(s, j, time_now_ms(), err) < 0 || store_tx_commit(s, err) < 0)
+    if (store_job_add_tx(s, j, time_now_ms(), err) < 0 ||
+        store_tx_commit(s, err) < 0)
         return store_tx_fail(s);
     return 0;
 }
@@ -264,9 +265,9 @@ int store_job_cancel(struct store *s, const char *msgid, const char *connector,
     if (store_pg(s))
         return pgs_job_cancel(store_pg(s), msgid, connector, kind, err);
     sqlite3_stmt *st = keyed(s, J_CANCEL, msgid, connector, kind, err);
-    if (st == NULL || store_step_done(s, st, err, "cancel a job") < 0)
+    if (st == NULL || store_step_tx(s, st, err, "cancel a job") < 0)
         return -1;
-    return sqlite3_changes(store_db(s)) > 0;
+    return sqlite3_changes(store_db(s)) > 0;    /* COMMIT leaves it */
 }
 
 int store_job_input(struct store *s, const char *id, const unsigned char *input,
@@ -280,7 +281,8 @@ int store_job_input(struct store *s, const char *id, const unsigned char *input,
     store_bind_text(st, 1, id);
     sqlite3_bind_blob(st, 2, input, (int)len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, time_now_ms());
-    if (store_step_done(s, st, err, "give a job its input") < 0)
+    /* in the group commit (an MDN arriving while deliveries commit) */
+    if (store_step_tx(s, st, err, "give a job its input") < 0)
         return -1;
     return sqlite3_changes(store_db(s)) > 0;
 }

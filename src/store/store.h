@@ -176,11 +176,14 @@ struct store_new {
 
 /* Release the held hops of a message (why: the event text); kept, when
  * not NULL, is a receipt recorded in the same transaction (AS2: the MDN
- * that just went out: one commit instead of two). */
+ * that just went out: one commit instead of two), and job, when not NULL,
+ * a job added in it (job_store.h's store_job_add: an asynchronous MDN
+ * owed, queued with the release instead of in a commit of its own). */
 struct store_receipt;
+struct store_job_new;
 int store_message_release(struct store *s, const char *msgid,
                           const char *why, const struct store_receipt *kept,
-                          struct error *err);
+                          const struct store_job_new *job, struct error *err);
 /* Release every held hop (serve start: what a crash left held). On
  * PostgreSQL nothing: the other nodes' holds are theirs; a dead node's
  * go through store_release_stale_holds. */

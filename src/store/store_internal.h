@@ -60,6 +60,12 @@ int store_step_done(struct store *s, sqlite3_stmt *st, struct error *err,
  * commit alone and hold the write lock across its fsync. */
 int store_step_tx(struct store *s, sqlite3_stmt *st, struct error *err,
                   const char *what);
+/* store_job_add inside the caller's transaction (SQLite; sqlite_jobs.c):
+ * the release of a message adds its owed MDN with it. now: its time. */
+struct store_job_new;
+int store_job_add_tx(struct store *s, const struct store_job_new *j,
+                     int64_t now, struct error *err);
+
 /* store_receipt_add inside the caller's transaction (SQLite). */
 struct store_receipt;
 int store_receipt_add_tx(struct store *s, const struct store_receipt *r,

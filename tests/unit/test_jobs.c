@@ -15,6 +15,9 @@
  *   - a job settles the hop that waits for it: sent, or a failed attempt
  *     by the connector's own retry policy (M4: sent again);
  *   - a failed job is queued again by a resend of its message;
+ *   - a job's data and input are sealed, or kept in the clear only for a
+ *     kind whose type says so (R15: a value in the clear is refused for
+ *     any other kind);
  *   - state values are sealed (the stored blob is not the value), typed
  *     get/put/drop/names work per connector (R8: OAuth tokens).
  *
@@ -72,8 +75,10 @@ static enum wh_status scripted_run(struct connector *c, struct conn_job *j)
 }
 
 static const struct conn_job_type TEST_JOBS[] = {
-    { "test.job", "a scripted job", { 3, 1, 2 }, scripted_run, NULL },
-    { NULL, NULL, { 0, 0, 0 }, NULL, NULL },
+    { "test.job", "a scripted job", { 3, 1, 2 }, scripted_run, NULL, 0 },
+    { "test.clear", "a scripted job kept in the clear", { 3, 1, 2 },
+      scripted_run, NULL, 1 },
+    { NULL, NULL, { 0, 0, 0 }, NULL, NULL, 0 },
 };
 
 static const struct connector_type TEST_TYPE = {
@@ -156,6 +161,28 @@ static void job_add(struct fx *f, int64_t hop_id, int waiting,
     if (conn_job_add(f->env->jobs, &n, &err) != 0)
         fail_msg("conn_job_add: %s", err.msg);
     secret_free(v);
+}
+
+/* Straight from the database (tests may use SQL): the stored data (col 0)
+ * or input (col 1) of the fixture's one job, malloc'ed. */
+static unsigned char *raw_value(struct fx *f, int col, size_t *len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->w->db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, col ? "SELECT input FROM jobs"
+                                        " WHERE message_id = ?1"
+                                        : "SELECT data FROM jobs"
+                                        " WHERE message_id = ?1", -1, &st,
+                                        NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, f->msg, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    *len = (size_t)sqlite3_column_bytes(st, 0);
+    unsigned char *b = malloc(*len + 1);
+    memcpy(b, sqlite3_column_blob(st, 0), *len);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return b;
 }
 
 /* The one job of the fixture's message (fails unless there is one). */
@@ -357,18 +384,76 @@ static void test_m4_waiting_job_runs_when_its_input_arrives(void **state)
     assert_int_equal(run(f), 0);            /* waits: not due */
     struct secret *in = secret_from("the answer", 10);
     assert_int_equal(conn_job_input(f->env->jobs, "t1", f->msg, "test.job",
-                                    in, &err), 1);
+                                    in, 0, &err), 1);
     /* sealed with the job */
     struct store_job *j = the_job(f);
     assert_string_equal(j->state, "queued");
     store_jobs_free(j, 1);
+    size_t len = 0;
+    unsigned char *b = raw_value(f, 0, &len);
+    assert_null(memmem(b, len, "sent as X", 9));
+    assert_int_equal(jobs_value_clear(b, len), 0);
+    free(b);
+    b = raw_value(f, 1, &len);
+    assert_null(memmem(b, len, "the answer", 10));
+    free(b);
     assert_int_equal(run(f), 1);
     assert_string_equal(script.input, "the answer");
     assert_string_equal(script.data, "sent as X");
     /* done: a late second answer finds nothing waiting */
     assert_int_equal(conn_job_input(f->env->jobs, "t1", f->msg, "test.job",
-                                    in, &err), 0);
+                                    in, 0, &err), 0);
     secret_free(in);
+}
+
+/* R15: a kind whose type keeps its values in the clear (AS2's MDN jobs:
+ * what receipts and events keep in the clear anyway) stores data and
+ * input as they are, behind the tag, and its handler gets them; a value
+ * in the clear planted in a job of a kind that seals them is refused, not
+ * handed to the handler. */
+static void test_r15_job_values_in_the_clear_only_for_kinds_that_say_so(
+    void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    script.st[0] = WH_OK;
+    struct secret *v = secret_from("sent as Y", 9);
+    struct conn_job_new n = { .conn = "t1", .kind = "test.clear",
+        .message_id = f->msg, .data = v, .in_clear = 1, .waiting = 1,
+        .give_up_ms = 3600000 };
+    assert_int_equal(conn_job_add(f->env->jobs, &n, &err), 0);
+    secret_free(v);
+    struct secret *in = secret_from("the MDN", 7);
+    assert_int_equal(conn_job_input(f->env->jobs, "t1", f->msg, "test.clear",
+                                    in, 1, &err), 1);
+    secret_free(in);
+    size_t len = 0;
+    unsigned char *b = raw_value(f, 0, &len);
+    assert_int_equal(len, JOBS_CLEAR_LEN + 9);
+    assert_memory_equal(b, JOBS_CLEAR_TAG "sent as Y", len);
+    free(b);
+    b = raw_value(f, 1, &len);
+    assert_memory_equal(b, JOBS_CLEAR_TAG "the MDN", len);
+    free(b);
+    assert_int_equal(run(f), 1);
+    assert_int_equal(script.runs, 1);
+    assert_string_equal(script.data, "sent as Y");
+    assert_string_equal(script.input, "the MDN");
+
+    /* a sealing kind's value replaced by one in the clear: refused */
+    job_add(f, 0, 0, "sealed data");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->w->db_path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "UPDATE jobs SET data = CAST('"
+                                  JOBS_CLEAR_TAG "forged' AS BLOB) WHERE"
+                                  " kind = 'test.job'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(run(f), 1);
+    assert_int_equal(script.runs, 1);       /* the handler never saw it */
+    assert_int_equal(events_with(f, "warning", "is in the clear, but jobs "
+                                 "of kind test.job keep theirs sealed"), 1);
 }
 
 static void test_m4_job_not_run_while_its_hop_is_delivered(void **state)
@@ -579,6 +664,7 @@ int main(void)
         T(test_m4_job_retried_by_its_own_policy_then_failed),
         T(test_m4_job_waiting_counts_no_attempt),
         T(test_m4_waiting_job_runs_when_its_input_arrives),
+        T(test_r15_job_values_in_the_clear_only_for_kinds_that_say_so),
         T(test_m4_job_not_run_while_its_hop_is_delivered),
         T(test_m4_job_settles_its_hop_sent),
         T(test_m4_job_gives_its_hop_a_failed_attempt),

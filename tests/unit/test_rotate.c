@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/jobs.h"
 #include "core/rotate.h"
 #include "core/wharf.h"
 #include "store/auth_store.h"
@@ -301,6 +302,55 @@ static void test_r15_rotation_rewraps_every_kind_of_sealed_value(
     assert_string_equal(r.old, first);
 }
 
+/* A job value its kind keeps in the clear (core/jobs.h: AS2's MDN jobs)
+ * is no sealed value: rotation leaves it as it is, counts it neither
+ * re-sealed nor failed, and the old key still goes. */
+static void test_r15_rotation_leaves_job_values_in_the_clear(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char id2[] = "01900000-0000-7000-8000-0000000000a2";
+    const unsigned char data[] = JOBS_CLEAR_TAG "<id@a>\nMIC";
+    const unsigned char in[] = JOBS_CLEAR_TAG "an MDN";
+    struct store_job_new j = { .id = id2, .message_id = JOB_MSG,
+        .connector = "as2-b", .kind = "as2.mdn-wait", .waiting = 1,
+        .data = data, .data_len = sizeof(data) - 1 };
+    assert_int_equal(store_job_add(f->st, &j, &err), 0);
+    assert_int_equal(store_job_input(f->st, id2, in, sizeof(in) - 1, &err),
+                     1);
+    struct rotate_report r;
+    int problems = 0;
+    if (run_rotation(f, &r, &problems, &err) != 0)
+        fail_msg("rotation: %s", err.msg);
+    assert_int_equal(problems, 0);
+    assert_int_equal(r.sealed, (long)NVALUES);
+    assert_int_equal(r.sealed_failed, 0);
+    vault_close(f->w->vault);
+    f->w->vault = vault_open(f->w->keystore_path, &err);
+    assert_non_null(f->w->vault);
+    assert_int_equal(vault_key_count(f->w->vault), 1);
+    int seen = 0;
+    for (int k = 0; k < 2; k++) {
+        struct store_sealed *rows;
+        size_t n;
+        assert_int_equal(store_sealed_list(f->st, k ? STORE_SEALED_JOB_INPUT
+                                           : STORE_SEALED_JOB_DATA, &rows, &n,
+                                           &err), 0);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(rows[i].name, id2) != 0)
+                continue;
+            seen++;
+            const unsigned char *want = k ? in : data;
+            size_t wlen = k ? sizeof(in) - 1 : sizeof(data) - 1;
+            assert_int_equal(rows[i].len, wlen);
+            assert_memory_equal(rows[i].blob, want, wlen);
+        }
+        store_sealed_free(rows, n);
+    }
+    assert_int_equal(seen, 2);
+    expect_open(f, f->w->vault, NVALUES, 1);
+}
+
 static void test_r15_rotation_keeps_old_key_while_a_value_fails(
     void **state)
 {
@@ -450,6 +500,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_r15_rotation_rewraps_every_kind_of_sealed_value),
+        T(test_r15_rotation_leaves_job_values_in_the_clear),
         T(test_r15_rotation_keeps_old_key_while_a_value_fails),
         T(test_r15_rotation_resumes_after_a_kill),
         T(test_r15_sealed_rewrite_is_compare_and_set),

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "store/backup_store.h"
+#include "store/job_store.h"
 #include "store/node_store.h"
 #include "store/partner_store.h"
 #include "store/payload_store.h"
@@ -1558,7 +1559,7 @@ static void test_m4_release_keeps_the_mdn_in_the_same_transaction(
         .original_message_id = (char *)"<msg-1@a>",
         .headers = NULL, .body = (unsigned char *)"MDN", .len = 3 };
     /* a receipt that cannot be kept (no headers): nothing released */
-    assert_int_equal(store_message_release(f->st, ID1, "released", &r, &err),
+    assert_int_equal(store_message_release(f->st, ID1, "released", &r, NULL, &err),
                      -1);
     struct store_hop *h = NULL;
     assert_int_equal(lease_now(f->st, "w", 60000, &h), 0);
@@ -1569,7 +1570,7 @@ static void test_m4_release_keeps_the_mdn_in_the_same_transaction(
     assert_int_equal(n, 0);
     store_receipts_free(got, n);
     r.headers = (char *)"Content-Type: multipart/report\r\n";
-    MUST(store_message_release(f->st, ID1, "released", &r, &err), err);
+    MUST(store_message_release(f->st, ID1, "released", &r, NULL, &err), err);
     assert_int_equal(lease_now(f->st, "w", 60000, &h), 1);
     store_hops_free(h, 1);
     MUST(store_receipts_list(f->st, ID1, 1, &got, &n, &err), err);
@@ -1580,6 +1581,42 @@ static void test_m4_release_keeps_the_mdn_in_the_same_transaction(
     assert_memory_equal(got[0].body, "MDN", 3);
     store_receipts_free(got, n);
     assert_int_equal(count_events(f->st, ID1, "info", "released"), 1);
+}
+
+/* An asynchronous MDN owed is queued with the release of its message
+ * (one commit instead of two): the job and the release, both or
+ * neither. */
+static void test_m4_release_queues_the_owed_mdn_in_the_same_transaction(
+    void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    intake_held(f);
+    char id[ID_LEN + 1];
+    id_new(id);
+    struct store_job_new j = { .id = id, .message_id = ID1,
+        .connector = NULL, .kind = "as2.mdn-out",
+        .data = (const unsigned char *)"sealed", .data_len = 6,
+        .level = "info", .text = "asynchronous MDN queued" };
+    /* a job that cannot be added (no connector): nothing released */
+    assert_int_equal(store_message_release(f->st, ID1, "released", NULL, &j,
+                                           &err), -1);
+    struct store_hop *h = NULL;
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 0);
+    store_hops_free(h, 0);
+    assert_int_equal(store_job_active(f->st, ID1, "as2", "as2.mdn-out", NULL,
+                                      &err), 0);
+    j.connector = "as2";
+    MUST(store_message_release(f->st, ID1, "released", NULL, &j, &err), err);
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 1);
+    store_hops_free(h, 1);
+    char found[ID_LEN + 1];
+    assert_int_equal(store_job_active(f->st, ID1, "as2", "as2.mdn-out", found,
+                                      &err), 1);
+    assert_string_equal(found, id);
+    assert_int_equal(count_events(f->st, ID1, "info", "released"), 1);
+    assert_int_equal(count_events(f->st, ID1, "info",
+                                  "asynchronous MDN queued"), 1);
 }
 
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
@@ -2114,6 +2151,7 @@ int main(void)
         T(test_r21_one_node_leads_each_cluster_job), \
         T(test_r21_stale_holds_are_released), \
         T(test_m4_release_keeps_the_mdn_in_the_same_transaction), \
+        T(test_m4_release_queues_the_owed_mdn_in_the_same_transaction), \
         T(test_r21_serve_start_releases_only_its_own_holds)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@
 #include "store/sealed_store.h"
 #include "store/store.h"
 #include "util/id.h"
+#include "util/syncgroup.h"
 
 #define MUST(call, e) do { if ((call) != 0) fail_msg("%s: %s", #call, \
                                                    (e).msg); } while (0)
@@ -407,6 +409,40 @@ static void test_m4_waiting_job_runs_when_its_input_arrives(void **state)
     char other[ID_LEN + 1];
     id_new(other);
     assert_int_equal(store_job_input(f->st, other, in, 1, &err), 0);
+}
+
+/* M2 (group commit): the input of a waiting job (an asynchronous MDN
+ * arriving) and the cancel of a wait commit in the database's group sync,
+ * like every other write of the message path: not alone, holding SQLite's
+ * write lock across a sync of their own while other writers sleep in the
+ * busy handler. A sync ticket of the database's group is the evidence. */
+static void test_m2_job_input_and_cancel_share_the_group_sync(void **state)
+{
+    struct fx *f = *state;
+    struct stat sb;
+    assert_int_equal(stat(f->db, &sb), 0);
+    struct sync_group *g = sync_group_of(sb.st_dev, sb.st_ino);
+    assert_non_null(g);
+    intake1(f->st, ID1);
+    char id[ID_LEN + 1], other[ID_LEN + 1];
+    job_add(f->st, ID1, 0, "mdn-wait", 1, 3600 * 1000, id);
+    job_add(f->st, ID1, 0, "mdn-other", 1, 3600 * 1000, other);
+    struct error err = {0};
+    const unsigned char in[] = { 1, 2, 3 };
+    unsigned long long before = sync_group_tickets(g);
+    assert_int_equal(store_job_input(f->st, id, in, sizeof(in), &err), 1);
+    assert_int_equal(sync_group_tickets(g) - before, 1);
+    before = sync_group_tickets(g);
+    assert_int_equal(store_job_cancel(f->st, ID1, "as2", "mdn-other", &err),
+                     1);
+    assert_int_equal(sync_group_tickets(g) - before, 1);
+    /* what they report is unchanged: nothing more to give or cancel */
+    assert_int_equal(store_job_cancel(f->st, ID1, "as2", "mdn-other", &err),
+                     0);
+    struct store_job *j = NULL;
+    assert_int_equal(lease(f->st, "w1", 10, &j), 1);
+    assert_int_equal(store_job_input(f->st, id, in, 1, &err), 0);
+    store_jobs_free(j, 1);
 }
 
 /* A lease that expired goes to the next worker; the first one's late
@@ -1382,6 +1418,7 @@ int main(void)
         T(test_m4_resend_leaves_a_failed_job_with_an_active_successor)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,
+        T(test_m2_job_input_and_cancel_share_the_group_sync),
     };
     const struct CMUnitTest postgresql[] = {
         CONFORMANCE,
