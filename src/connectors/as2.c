@@ -381,11 +381,28 @@ void as2_receipt_keep(struct connector *c, const char *msgid,
                  mdn_id ? mdn_id : "-", err.msg);
 }
 
+/* Hold the MDN received for the outcome's transaction (as2_mdn_confirm),
+ * or keep it at once when it cannot be held. */
+static void mdn_received_keep(struct connector *c, const char *msgid,
+                              const char *headers, const char *body,
+                              size_t len, const char *mdn_id,
+                              const char *original_id,
+                              struct conn_held **held)
+{
+    struct conn_receipt r = { .msgid = msgid, .direction = "received",
+        .headers = headers, .body = body, .len = len, .mdn_id = mdn_id,
+        .original_id = original_id };
+    conn_held_free(*held);
+    if ((*held = conn_receipt_hold(&r)) == NULL)
+        as2_receipt_keep(c, msgid, "received", headers, body, len, mdn_id,
+                         original_id);
+}
+
 enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
                                const char *headers, const char *body,
                                size_t len, const char *message_id,
                                const char *mic, char *receipt, size_t rsz,
-                               struct error *err)
+                               struct conn_held **held, struct error *err)
 {
     struct as2_state *s = c->state;
     struct mime_headers h;
@@ -434,9 +451,9 @@ enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
         conn_alert_clear(c->env->history, "as2.mdn_missing", c->name);
     }
     if (body && len > 0)
-        as2_receipt_keep(c, msgid, "received", headers, body, len,
-                         r.message_id[0] ? r.message_id : NULL,
-                         message_id);
+        mdn_received_keep(c, msgid, headers, body, len,
+                          r.message_id[0] ? r.message_id : NULL, message_id,
+                          held);
     BIO_free(b);
     free(certs);
     mime_headers_free(&h);
@@ -886,7 +903,8 @@ static enum wh_status send_post(struct connector *c, struct delivery *d,
     } else if (st == WH_OK && sd->po.mdn == AS2_MDN_SYNC) {
         st = as2_mdn_confirm(c, d->msg->id, resp.headers, resp.body,
                              resp.len, sd->res.message_id, sd->res.mic,
-                             d->receipt, sizeof(d->receipt), &d->err);
+                             d->receipt, sizeof(d->receipt), &d->held,
+                             &d->err);
     } else if (st == WH_OK && sd->po.mdn == AS2_MDN_ASYNC) {
         /* not a failed attempt: the hop waits for the MDN (its job) */
         st = WH_AGAIN;
@@ -993,7 +1011,7 @@ static enum wh_status as2_mdn_wait_run(struct connector *c, struct conn_job *j)
         enum wh_status ok = hl < len
             ? as2_mdn_confirm(c, j->message_id, in, in + hl + 1,
                               len - hl - 1, mid, mic, j->receipt,
-                              sizeof(j->receipt), &j->err)
+                              sizeof(j->receipt), &j->held, &j->err)
             : (error_set(&j->err, "the stored MDN is malformed"), WH_FAIL);
         j->hop = ok == WH_OK ? CONN_JOB_HOP_SENT : CONN_JOB_HOP_FAILED;
         snprintf(j->note, sizeof(j->note), "asynchronous MDN for %.150s: %s",

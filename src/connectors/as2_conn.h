@@ -53,12 +53,15 @@ unsigned as2_partner_digests(const struct partner *p);
 
 /* Read an MDN and check it confirms message_id with mic. WH_OK, or
  * WH_FAIL with the reason (a negative MDN, a MIC mismatch, a bad or
- * missing signature). */
+ * missing signature). The MDN is kept as the message's receipt either
+ * way: *held gets it, for the outcome's transaction to keep
+ * (conn_receipt_hold), or, when that cannot be had, it is kept at once. */
+struct conn_held;
 enum wh_status as2_mdn_confirm(struct connector *c, const char *msgid,
                                const char *headers, const char *body,
                                size_t len, const char *message_id,
                                const char *mic, char *receipt, size_t rsz,
-                               struct error *err);
+                               struct conn_held **held, struct error *err);
 
 /* Keep a raw MDN with Wharf message msgid (the non-repudiation record):
  * direction "sent" or "received"; headers as "Name: value\r\n" lines.

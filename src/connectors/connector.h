@@ -81,6 +81,9 @@ struct delivery {
     struct error err;           /* out: why, when not WH_OK */
     char receipt[256];          /* out: what the far side said (optional) */
     int64_t again_at;           /* out, with WH_AGAIN: ms since the epoch */
+    struct conn_held *held;     /* out, optional: a receipt kept with the
+                                   outcome (connectors/env.h:
+                                   conn_receipt_hold); the engine frees it */
 };
 
 /* ---- the config map of a type (connectors/options.c) ------------------------

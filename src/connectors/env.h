@@ -229,6 +229,8 @@ struct conn_job {
     int64_t again_at;           /* with WH_AGAIN: run again then */
     enum conn_job_hop hop;      /* what becomes of its hop */
     char receipt[256];          /* with CONN_JOB_HOP_SENT */
+    struct conn_held *held;     /* a receipt kept with its hop's outcome
+                                   (conn_receipt_hold), or NULL */
 };
 
 /* ---- history ------------------------------------------------------------------ */
@@ -252,6 +254,16 @@ struct conn_receipt {
 };
 int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
                       struct error *err);
+
+/* A receipt held for the outcome it belongs to (struct delivery.held,
+ * struct conn_job.held: AS2's MDN that came back), kept in the
+ * transaction that records that outcome: the hop it confirms and it are
+ * recorded both or neither. conn_receipt_hold copies r: NULL when out of
+ * memory (then keep it at once with conn_receipt_keep). The engine frees
+ * it (conn_held_free) after the commit. */
+struct conn_held;
+struct conn_held *conn_receipt_hold(const struct conn_receipt *r);
+void conn_held_free(struct conn_held *h);
 
 /* An alert (R19, docs/operations.md "Alert rules") of kind about key
  * (the connector's name, or "NAME ADDRESS REASON"): raised, or folded

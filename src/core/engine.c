@@ -267,6 +267,7 @@ static void job_outcome(struct worker *wk, struct job *j)
     o->message_id = j->hop->message_id;
     o->connector = j->hop->connector;
     o->owner = wk->owner;
+    o->kept = conn_held_row(j->d.held);     /* recorded with the outcome */
     if (j->d.status == WH_AGAIN) {      /* waiting: no attempt counted */
         int64_t soon = time_now_ms() + MIN_WAIT_MS;
         o->result = HOP_WAIT;
@@ -386,6 +387,7 @@ static void jobs_free(struct job *jobs, size_t n)
     for (size_t i = 0; i < n; i++) {
         store_message_clear(&jobs[i].row);
         free(jobs[i].next);
+        conn_held_free(jobs[i].d.held);
     }
     free(jobs);
 }

@@ -332,6 +332,58 @@ void conn_receipt_row(const struct conn_receipt *r, struct store_receipt *row)
     };
 }
 
+struct conn_held {
+    struct store_receipt row;   /* its strings and body owned */
+};
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    char *d = s ? strdup(s) : NULL;
+    *oom |= s != NULL && d == NULL;
+    return d;
+}
+
+struct conn_held *conn_receipt_hold(const struct conn_receipt *r)
+{
+    struct conn_held *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    int oom = 0;
+    struct store_receipt *w = &h->row;
+    w->at = time_now_ms();
+    w->message_id = dup_or_null(r->msgid, &oom);
+    w->direction = dup_or_null(r->direction, &oom);
+    w->as2_message_id = dup_or_null(r->mdn_id, &oom);
+    w->original_message_id = dup_or_null(r->original_id, &oom);
+    w->headers = dup_or_null(r->headers ? r->headers : "", &oom);
+    w->body = malloc(r->len ? r->len : 1);
+    if (oom || w->body == NULL) {
+        conn_held_free(h);
+        return NULL;
+    }
+    memcpy(w->body, r->body, r->len);
+    w->len = r->len;
+    return h;
+}
+
+void conn_held_free(struct conn_held *h)
+{
+    if (h == NULL)
+        return;
+    free(h->row.message_id);
+    free(h->row.direction);
+    free(h->row.as2_message_id);
+    free(h->row.original_message_id);
+    free(h->row.headers);
+    free(h->row.body);
+    free(h);
+}
+
+const struct store_receipt *conn_held_row(const struct conn_held *h)
+{
+    return h ? &h->row : NULL;
+}
+
 int conn_receipt_keep(struct conn_history *h, const struct conn_receipt *r,
                       struct error *err)
 {

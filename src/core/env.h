@@ -33,6 +33,10 @@ struct wharf *conn_env_wharf(const struct conn_env *e);
 struct store_receipt;
 void conn_receipt_row(const struct conn_receipt *r, struct store_receipt *row);
 
+/* The store's row of held receipt h (connectors/env.h), for the outcome
+ * that keeps it (struct store_outcome.kept); NULL for NULL. Owned by h. */
+const struct store_receipt *conn_held_row(const struct conn_held *h);
+
 /* Who runs e's jobs: wake(ud) is called (from any thread) when a job
  * became due now (added, or something arrived for it). NULL: nobody (the
  * CLI; the running server's engine finds it by itself). */

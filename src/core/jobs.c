@@ -346,6 +346,7 @@ static void run_outcome(struct run *r, unsigned *seed)
     o->due_at = now;
     o->text = r->text;
     o->level = "info";
+    o->kept = conn_held_row(j->held);       /* recorded with the outcome */
     if (r->st == WH_OK) {
         o->state = "done";
         snprintf(r->text, sizeof(r->text), "job %s done: %s", r->row->kind,
@@ -526,6 +527,7 @@ static void runs_do(const struct flow *f, struct store *st, const char *owner,
         secret_free(r[i].data);
         secret_free(r[i].input);
         free(r[i].next);
+        conn_held_free(r[i].job.held);
     }
     free(r);
 }

@@ -103,6 +103,9 @@ struct store_job_outcome {
     const char *error;          /* last_error (NULL: keep none) */
     const char *level, *text;   /* its event, or text NULL */
     const struct store_outcome *hop;    /* or NULL */
+    /* a receipt recorded with the job's new state, only when that is
+     * (AS2: the asynchronous MDN the job checked), or NULL */
+    const struct store_receipt *kept;
 };
 
 /* Commit o in one transaction. 0 (*skipped = 1 when the job was not

@@ -1409,6 +1409,8 @@ int pg_hop_apply(struct pg_store *p, bool waiting,
         return -1;
     if (changed == 0)
         return 1;
+    if (o->kept != NULL && pgs_receipt_add(p, o->kept, err) < 0)
+        return -1;
     char text[900];
     outcome_text(o, text, sizeof(text));
     /* a hop still waiting says so once (when it starts), not at each look */

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "store/pg_internal.h"
+#include "store/pg_partners.h"
 
 enum {
     JB_BASE = 224,
@@ -334,6 +335,8 @@ static int finish_tx(struct pg_store *p, const struct store_job_outcome *o,
         return -1;
     if (changed == 0)
         return *skipped = 1, 0;
+    if (o->kept != NULL && pgs_receipt_add(p, o->kept, err) < 0)
+        return -1;
     if (o->text && job_event(p, o->message_id, o->hop_id, now, o->level,
                              o->text, err) < 0)
         return -1;

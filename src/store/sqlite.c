@@ -1667,6 +1667,8 @@ static int hop_apply(struct store *s, enum stmt_id which,
         return -1;
     if (sqlite3_changes(s->db) == 0)
         return 1;
+    if (o->kept != NULL && store_receipt_add_tx(s, o->kept, err) < 0)
+        return -1;
     char text[900];
     outcome_text(o, text, sizeof(text));
     const char *level = outcome_level(o->result);

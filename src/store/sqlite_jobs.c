@@ -351,6 +351,8 @@ static int finish_tx(struct store *s, const struct store_job_outcome *o,
         return -1;
     if (sqlite3_changes(store_db(s)) == 0)
         return *skipped = 1, 0;
+    if (o->kept != NULL && store_receipt_add_tx(s, o->kept, err) < 0)
+        return -1;
     if (o->text && job_event(s, o->message_id, o->hop_id, now, o->level,
                              o->text, err) < 0)
         return -1;

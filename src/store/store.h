@@ -325,6 +325,10 @@ struct store_outcome {
                                  * event only); may be NULL */
     const char *const *next;    /* HOP_SENT: connectors to queue next */
     size_t nnext;
+    /* a receipt recorded with the outcome, in its transaction, only when
+     * the outcome is (AS2: the MDN that came back; the hop it confirms
+     * and it, both or neither), or NULL */
+    const struct store_receipt *kept;
 };
 
 /* Commit outcomes in one transaction: hop rows, events, next hops, and the

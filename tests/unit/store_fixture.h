@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "store/partner_store.h"
 #include "store/store.h"
 
 struct fx {
@@ -78,6 +79,37 @@ static inline int fx_pg_waits_on_row(const char *db, const char *sql,
     PQfinish(c);
     pthread_join(th, NULL);
     return waited;
+}
+
+/* An asynchronous or synchronous MDN received for message id, as the AS2
+ * sender keeps it (tests of receipts kept with an outcome). */
+static inline struct store_receipt fx_mdn_received(const char *id)
+{
+    return (struct store_receipt){ .message_id = (char *)id,
+        .direction = (char *)"received", .at = time_now_ms(),
+        .as2_message_id = (char *)"<mdn-1@b>",
+        .original_message_id = (char *)"<msg-1@a>",
+        .headers = (char *)"Content-Type: multipart/report\r\n",
+        .body = (unsigned char *)"MDN", .len = 3 };
+}
+
+/* Fails unless message id has n receipts (n 1: fx_mdn_received's). */
+static inline void fx_expect_receipts(struct store *st, const char *id,
+                                      size_t n)
+{
+    struct store_receipt *got = NULL;
+    size_t k = 0;
+    struct error err = {0};
+    if (store_receipts_list(st, id, 1, &got, &k, &err) != 0)
+        fail_msg("store_receipts_list: %s", err.msg);
+    assert_int_equal(k, n);
+    if (n == 1) {
+        assert_string_equal(got[0].direction, "received");
+        assert_string_equal(got[0].as2_message_id, "<mdn-1@b>");
+        assert_int_equal(got[0].len, 3);
+        assert_memory_equal(got[0].body, "MDN", 3);
+    }
+    store_receipts_free(got, k);
 }
 
 #endif

@@ -1619,6 +1619,39 @@ static void test_m4_release_queues_the_owed_mdn_in_the_same_transaction(
                                   "asynchronous MDN queued"), 1);
 }
 
+/* The MDN that came back is recorded with the outcome of the hop it
+ * confirms, in its transaction: both or neither (a lost lease records
+ * neither; a receipt that cannot be kept leaves the hop unsent). */
+static void test_m4_hop_outcome_keeps_its_mdn_both_or_neither(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    const char *next[] = { "partner" };
+    intake1(f->st, ID1, "inbox", next, 1);
+    struct store_hop *h = NULL;
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 1);
+    struct store_receipt r = fx_mdn_received(ID1);
+    struct store_outcome o = { .hop_id = h[0].id, .message_id = ID1,
+        .connector = "partner", .owner = "someone else", .result = HOP_SENT,
+        .attempts = 1, .receipt = "MDN processed", .kept = &r };
+    store_hops_free(h, 1);
+    size_t skipped = 0;
+    MUST(store_hop_finish(f->st, &o, 1, &skipped, &err), err);
+    assert_int_equal(skipped, 1);
+    fx_expect_receipts(f->st, ID1, 0);
+    /* a receipt that cannot be kept (no headers): the hop is not sent */
+    o.owner = "w";
+    char *headers = r.headers;
+    r.headers = NULL;
+    assert_int_equal(store_hop_finish(f->st, &o, 1, &skipped, &err), -1);
+    assert_string_not_equal(msg_state(f->st, ID1), "sent");
+    r.headers = headers;
+    MUST(store_hop_finish(f->st, &o, 1, &skipped, &err), err);
+    assert_int_equal(skipped, 0);
+    assert_string_equal(msg_state(f->st, ID1), "sent");
+    fx_expect_receipts(f->st, ID1, 1);
+}
+
 /* ---- R21: PostgreSQL only --------------------------------------------------------------------- */
 
 /* A node that starts (serve calls store_leases_release) gives back no lease
@@ -2152,6 +2185,7 @@ int main(void)
         T(test_r21_stale_holds_are_released), \
         T(test_m4_release_keeps_the_mdn_in_the_same_transaction), \
         T(test_m4_release_queues_the_owed_mdn_in_the_same_transaction), \
+        T(test_m4_hop_outcome_keeps_its_mdn_both_or_neither), \
         T(test_r21_serve_start_releases_only_its_own_holds)
     const struct CMUnitTest sqlite[] = {
         CONFORMANCE,

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "store/job_store.h"
+#include "store/partner_store.h"
 #include "store/retention_store.h"
 #include "store/sealed_store.h"
 #include "store/store.h"
@@ -442,6 +443,33 @@ static void test_m2_job_input_and_cancel_share_the_group_sync(void **state)
     struct store_job *j = NULL;
     assert_int_equal(lease(f->st, "w1", 10, &j), 1);
     assert_int_equal(store_job_input(f->st, id, in, 1, &err), 0);
+    store_jobs_free(j, 1);
+}
+
+/* The MDN a job checked is recorded with the job's new state, in its
+ * transaction: both or neither (a lease lost records neither; the job
+ * runs again and records it then). */
+static void test_m4_job_outcome_keeps_its_mdn_both_or_neither(void **state)
+{
+    struct fx *f = *state;
+    intake1(f->st, ID1);
+    char id[ID_LEN + 1];
+    job_add(f->st, ID1, 0, "mdn-wait", 0, 3600 * 1000, id);
+    struct store_job *j = NULL;
+    assert_int_equal(lease(f->st, "w1", 10, &j), 1);
+    struct store_receipt r = fx_mdn_received(ID1);
+    struct store_job_outcome o = { .id = j->id, .message_id = ID1,
+        .owner = "w2", .state = "done", .level = "info", .text = "done",
+        .kept = &r };
+    int skipped = 0, settled = 0;
+    struct error err = {0};
+    MUST(store_job_finish(f->st, &o, &skipped, &settled, &err), err);
+    assert_int_equal(skipped, 1);
+    fx_expect_receipts(f->st, ID1, 0);
+    o.owner = "w1";
+    MUST(store_job_finish(f->st, &o, &skipped, &settled, &err), err);
+    assert_int_equal(skipped, 0);
+    fx_expect_receipts(f->st, ID1, 1);
     store_jobs_free(j, 1);
 }
 
@@ -1403,6 +1431,7 @@ int main(void)
         T(test_m4_job_retried_failed_then_resent), \
         T(test_m4_one_active_job_per_message_connector_kind), \
         T(test_m4_waiting_job_runs_when_its_input_arrives), \
+        T(test_m4_job_outcome_keeps_its_mdn_both_or_neither), \
         T(test_m2_expired_job_lease_taken_again_late_outcome_skipped), \
         T(test_m4_job_settles_its_waiting_hop), \
         T(test_m4_job_outcomes_of_a_batch_commit_together), \
