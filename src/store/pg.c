@@ -500,10 +500,23 @@ struct pg_store *pgs_open(const char *url, struct error *err)
     return p;
 }
 
+/* Session advisory locks (leadership of cluster jobs, the replay guard's
+ * run) are let go before the connection ends: the server frees them only
+ * when its backend has seen the disconnect, some time after PQfinish
+ * returns, and a node that stops should hand its jobs over at once. */
+static void pg_unlock_all(struct pg_store *p)
+{
+    if (PQstatus(p->conn) != CONNECTION_OK
+        || PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        return;
+    PQclear(PQexec(p->conn, "SELECT pg_advisory_unlock_all()"));
+}
+
 void pgs_close(struct pg_store *p)
 {
     if (p == NULL)
         return;
+    pg_unlock_all(p);
     PQfinish(p->conn);
     free(p->name);
     free(p);

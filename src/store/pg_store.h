@@ -27,6 +27,8 @@ bool pgs_is_url(const char *path);
 /* Connect to url, create or upgrade the schema (one node at a time: an
  * advisory lock). Caller owns; NULL with err. */
 struct pg_store *pgs_open(const char *url, struct error *err);
+/* Let go of the session's advisory locks, then disconnect. NULL is a
+ * no-op. */
 void pgs_close(struct pg_store *p);
 /* The URL without its password (for messages). Borrowed. */
 const char *pgs_name(const struct pg_store *p);

@@ -1456,8 +1456,10 @@ static void test_r21_nodes_refused_together_fold_into_one_burst(void **state)
     assert_int_equal(count_events(f->st, runs[0].ids[0], NULL, want), 1);
 }
 
-/* One node at a time leads each cluster-wide job; when its connection
- * ends (the node died) the next node that asks leads. Each job is its own
+/* One node at a time leads each cluster-wide job; when it closes its
+ * store (the node stops) the next node that asks leads at once: the close
+ * lets go of the locks, it does not wait for the server to notice the
+ * disconnect. Each job is its own
  * lock: two nodes may lead different jobs. SQLite: the one node leads
  * every job. */
 static void test_r21_one_node_leads_each_cluster_job(void **state)
