@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,31 @@ static void item_clear(struct intake_item *it, int remove_file, struct wharf *w)
 }
 
 /* The payload folder for today, created when first needed. */
+/* The day folder this process last made durable (its entry fsynced in
+ * payload_dir), for every intake of the process: an AS2 or HTTP request
+ * has an intake of its own, and syncing payload_dir again for each of
+ * them was one fsync per message. A folder that mkdir makes anew (someone
+ * removed it) is synced again. */
+static struct {
+    pthread_mutex_t mu;
+    char path[4300];
+} durable_day = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int day_durable(const char *path)
+{
+    pthread_mutex_lock(&durable_day.mu);
+    int known = strcmp(durable_day.path, path) == 0;
+    pthread_mutex_unlock(&durable_day.mu);
+    return known;
+}
+
+static void day_made_durable(const char *path)
+{
+    pthread_mutex_lock(&durable_day.mu);
+    snprintf(durable_day.path, sizeof(durable_day.path), "%s", path);
+    pthread_mutex_unlock(&durable_day.mu);
+}
+
 static int day_folder(struct intake *in, char day[16], size_t n, struct error *err)
 {
     time_t t = time(NULL);
@@ -115,10 +141,14 @@ static int day_folder(struct intake *in, char day[16], size_t n, struct error *e
         return 0;           /* (rows need no folder) */
     char path[4300];
     snprintf(path, sizeof(path), "%s/%s", in->w->payload_dir, day);
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+    int made = mkdir(path, 0700) == 0;
+    if (!made && errno != EEXIST)
         return error_errno(err, errno, "cannot create %s", path);
-    if (fsx_fsync_dir(in->w->payload_dir, err) < 0)
-        return -1;
+    if (made || !day_durable(path)) {
+        if (fsx_fsync_dir(in->w->payload_dir, err) < 0)
+            return -1;
+        day_made_durable(path);
+    }
     snprintf(in->day, sizeof(in->day), "%s", day);
     return 0;
 }
