@@ -79,11 +79,14 @@
 # both wharf.conf files, for diagnostics (e.g. 'workers = 8\nbatch = 1');
 # the default run tunes nothing but log_level and poll_ms.
 # BENCH_AS2_STRACE=1: count the sync calls and context switches of A and B
-# (perf stat) during (a), into syncs-a.txt and syncs-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
+# (perf stat) during (a), into syncs-a.txt and syncs-b.txt, and the
+# requests their key processes answered (one write each), into
+# keyops-a.txt and keyops-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
 # servers during (a), into perf-a.data and perf-b.data; BENCH_AS2_PERF=dwarf:
 # the same with DWARF call graphs (the release build has no frame pointers);
 # BENCH_AS2_PERF_HZ: their sampling rate (299 for dwarf, 999 otherwise);
-# BENCH_AS2_PERF=switches: every context switch, with DWARF call graphs.
+# BENCH_AS2_PERF=switches: every context switch, with DWARF call graphs;
+# BENCH_AS2_PERF=syncs: every fsync and fdatasync, with DWARF call graphs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -354,6 +357,12 @@ PYEOF
         STRACE=$!
         perf stat -e "$ev" -o "$OUT/syncs-a.txt" -p "$PID_A" &
         STRACE_A=$!
+        KP_A=$(pgrep -P "$PID_A" | head -1) KP_B=$(pgrep -P "$PID_B" | head -1)
+        kev=syscalls:sys_enter_write,context-switches
+        perf stat -e "$kev" -o "$OUT/keyops-a.txt" -p "$KP_A" &
+        STRACE_KA=$!
+        perf stat -e "$kev" -o "$OUT/keyops-b.txt" -p "$KP_B" &
+        STRACE_KB=$!
         sleep 1
     fi
     if [ -n "${BENCH_AS2_PERF:-}" ]; then     # diagnostics: where the CPU goes
@@ -361,6 +370,8 @@ PYEOF
         if [ "$BENCH_AS2_PERF" = dwarf ]; then cg="-F ${BENCH_AS2_PERF_HZ:-299} --call-graph dwarf,16384"; else cg="-F ${BENCH_AS2_PERF_HZ:-999} -g"; fi
         # switches: every context switch with where it happened (no rate)
         [ "$BENCH_AS2_PERF" != switches ] || cg="-e context-switches -c 1 --call-graph dwarf,16384"
+        # syncs: every fsync and fdatasync, with where it was called
+        [ "$BENCH_AS2_PERF" != syncs ] || cg="-e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -c 1 --call-graph dwarf,16384"
         perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
         PERF_A=$!
         perf record $cg -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &
@@ -381,7 +392,7 @@ for f in sorted(os.listdir(sys.argv[1])):
         sleep 0.1
     done
     t1=$(date +%s.%N)
-    [ -z "${BENCH_AS2_STRACE:-}" ] || { kill -INT "$STRACE" "$STRACE_A"; wait "$STRACE" "$STRACE_A" || true; }
+    [ -z "${BENCH_AS2_STRACE:-}" ] || { kill -INT "$STRACE" "$STRACE_A" "$STRACE_KA" "$STRACE_KB"; wait "$STRACE" "$STRACE_A" "$STRACE_KA" "$STRACE_KB" || true; }
     [ -z "${BENCH_AS2_PERF:-}" ] || { kill -INT "$PERF_A" "$PERF_B"; wait "$PERF_A" "$PERF_B" || true; }
     HZ=$(getconf CLK_TCK)
     put small_cpu_ms_per_msg_a "$(awk -v a="$ca" -v b="$(ticks "$PID_A")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
