@@ -3,49 +3,17 @@
  * what the intake of new messages syncs (M2).
  */
 #include "testutil.h"
+#include "wharf_fixture.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/intake.h"
-#include "core/wharf.h"
-#include "store/store.h"
 #include "util/syncgroup.h"
-
-struct fx {
-    char dir[256], data[300];
-    struct wharf *w;
-    struct store *st;
-};
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    test_tmpdir(f->dir, sizeof(f->dir));
-    snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
-    struct error err = {0};
-    if (wharf_init(f->data, NULL, &err) != 0 ||
-        (f->w = wharf_open(f->data, &err)) == NULL ||
-        (f->st = store_open(f->w->db_path, &err)) == NULL)
-        fail_msg("setup: %s", err.msg);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    store_close(f->st);
-    wharf_close(f->w);
-    test_rmtree(f->dir);
-    free(f);
-    return 0;
-}
 
 /* One message through an intake of its own, as an AS2 or HTTP request
  * takes it. */
-static void take_one(struct fx *f, const char *name)
+static void take_one(struct wharf_fixture *f, const char *name)
 {
     static const char *const next[] = { "out" };
     struct error err = {0};
@@ -63,7 +31,7 @@ static void take_one(struct fx *f, const char *name)
  * intake of its own, and this was one fsync per message. */
 static void test_m2_payload_day_folder_synced_once_per_process(void **state)
 {
-    struct fx *f = *state;
+    struct wharf_fixture *f = *state;
     take_one(f, "first.edi");               /* makes today's folder */
     struct stat sb;
     assert_int_equal(stat(f->w->payload_dir, &sb), 0);
@@ -79,8 +47,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_m2_payload_day_folder_synced_once_per_process, setup,
-            teardown),
+            test_m2_payload_day_folder_synced_once_per_process,
+            wharf_fixture_setup, wharf_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@
  * scripted (statuses in order), inside a flow made by hand.
  */
 #include "testutil.h"
+#include "wharf_fixture.h"
 
 #include <sqlite3.h>
 #include <unistd.h>
@@ -88,9 +89,7 @@ static const struct connector_type TEST_TYPE = {
 /* ---- fixture ------------------------------------------------------------------- */
 
 struct fx {
-    char dir[256], data[300];
-    struct wharf *w;
-    struct store *st;
+    struct wharf_fixture x;         /* the data dir, its wharf and store */
     struct conn_env *env;
     struct connector conn;
     struct connector *conns[1];
@@ -103,13 +102,9 @@ static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    test_tmpdir(f->dir, sizeof(f->dir));
-    snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
+    wharf_fixture_open(&f->x);
     struct error err = {0};
-    if (wharf_init(f->data, NULL, &err) != 0 ||
-        (f->w = wharf_open(f->data, &err)) == NULL ||
-        (f->st = store_open(f->w->db_path, &err)) == NULL ||
-        (f->env = conn_env_new(f->w, &err)) == NULL)
+    if ((f->env = conn_env_new(f->x.w, &err)) == NULL)
         fail_msg("setup: %s", err.msg);
     f->conn.type = &TEST_TYPE;
     f->conn.name = (char *)"t1";
@@ -130,7 +125,7 @@ static int setup(void **state)
     m.source = (char *)"inbox";
     m.size = 1;
     struct store_new it = { .msg = &m, .next = next, .nnext = 1 };
-    if (store_intake(f->st, &it, 1, &err) != 0)
+    if (store_intake(f->x.st, &it, 1, &err) != 0)
         fail_msg("intake: %s", err.msg);
     memset(&script, 0, sizeof(script));
     f->seed = 1;
@@ -142,9 +137,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     conn_env_free(f->env);
-    store_close(f->st);
-    wharf_close(f->w);
-    test_rmtree(f->dir);
+    wharf_fixture_close(&f->x);
     free(f);
     return 0;
 }
@@ -169,7 +162,7 @@ static unsigned char *raw_value(struct fx *f, int col, size_t *len)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open(f->w->db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->x.w->db_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, col ? "SELECT input FROM jobs"
                                         " WHERE message_id = ?1"
                                         : "SELECT data FROM jobs"
@@ -191,7 +184,7 @@ static struct store_job *the_job(struct fx *f)
     struct store_job *j = NULL;
     size_t n = 0;
     struct error err = {0};
-    assert_int_equal(store_message_jobs(f->st, f->msg, &j, &n, &err), 0);
+    assert_int_equal(store_message_jobs(f->x.st, f->msg, &j, &n, &err), 0);
     assert_int_equal(n, 1);
     return j;
 }
@@ -201,7 +194,7 @@ static size_t events_with(struct fx *f, const char *level, const char *needle)
     struct store_event *ev;
     size_t n, hits = 0;
     struct error err = {0};
-    assert_int_equal(store_message_events(f->st, f->msg, &ev, &n, &err), 0);
+    assert_int_equal(store_message_events(f->x.st, f->msg, &ev, &n, &err), 0);
     for (size_t i = 0; i < n; i++)
         if ((level == NULL || strcmp(ev[i].level, level) == 0) &&
             strstr(ev[i].text, needle) != NULL)
@@ -212,7 +205,7 @@ static size_t events_with(struct fx *f, const char *level, const char *needle)
 
 static size_t run(struct fx *f)
 {
-    return jobs_run(&f->flow, f->st, "w0", 5000, 16, &f->seed);
+    return jobs_run(&f->flow, f->x.st, "w0", 5000, 16, &f->seed);
 }
 
 /* Run until a run finds nothing due for a while (the backoffs of the
@@ -236,14 +229,14 @@ static int64_t hop_waiting(struct fx *f)
     struct store_hop *h = NULL;
     size_t n = 0;
     struct error err = {0};
-    assert_int_equal(store_hop_lease(f->st, "w0", time_now_ms(), 5000, 10, &h,
+    assert_int_equal(store_hop_lease(f->x.st, "w0", time_now_ms(), 5000, 10, &h,
                                      &n, &err), 0);
     assert_int_equal(n, 1);
     struct store_outcome o = { .hop_id = h[0].id, .message_id = f->msg,
         .connector = "t1", .owner = "w0", .result = HOP_WAIT,
         .attempts = 0, .next_at = time_now_ms() + 3600000,
         .receipt = "waiting for the answer" };
-    assert_int_equal(store_hop_finish(f->st, &o, 1, NULL, &err), 0);
+    assert_int_equal(store_hop_finish(f->x.st, &o, 1, NULL, &err), 0);
     int64_t id = h[0].id;
     store_hops_free(h, n);
     return id;
@@ -262,7 +255,7 @@ static void hop_get(struct fx *f, struct hop_now *out)
     size_t n = 0;
     struct error err = {0};
     memset(out, 0, sizeof(*out));
-    assert_int_equal(store_message_hops(f->st, f->msg, &h, &n, &err), 0);
+    assert_int_equal(store_message_hops(f->x.st, f->msg, &h, &n, &err), 0);
     for (size_t i = 0; i < n; i++)
         if (strcmp(h[i].state, "received") != 0) {
             snprintf(out->state, sizeof(out->state), "%s", h[i].state);
@@ -285,10 +278,10 @@ static void test_m2_job_is_durable_and_leased_by_one_worker(void **state)
     size_t n = 0;
     job_add(f, 0, 0, "payload of the job");
     /* a restart: a new connection sees it */
-    store_close(f->st);
-    f->st = store_open(f->w->db_path, &err);
-    assert_non_null(f->st);
-    assert_int_equal(store_job_lease(f->st, "w1", time_now_ms(), 60000, 10,
+    store_close(f->x.st);
+    f->x.st = store_open(f->x.w->db_path, &err);
+    assert_non_null(f->x.st);
+    assert_int_equal(store_job_lease(f->x.st, "w1", time_now_ms(), 60000, 10,
                                      &j, &n, &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(j[0].kind, "test.job");
@@ -298,17 +291,17 @@ static void test_m2_job_is_durable_and_leased_by_one_worker(void **state)
     assert_null(memmem(j[0].data, j[0].data_len, "payload of the job", 18));
     store_jobs_free(j, n);
     /* leased: no second worker gets it */
-    assert_int_equal(store_job_lease(f->st, "w2", time_now_ms(), 60000, 10,
+    assert_int_equal(store_job_lease(f->x.st, "w2", time_now_ms(), 60000, 10,
                                      &j, &n, &err), 0);
     assert_int_equal(n, 0);
     store_jobs_free(j, n);
     /* its lease expired (a dead worker): the next one gets it */
-    assert_int_equal(store_job_lease(f->st, "w2", time_now_ms() + 61000,
+    assert_int_equal(store_job_lease(f->x.st, "w2", time_now_ms() + 61000,
                                      60000, 10, &j, &n, &err), 0);
     assert_int_equal(n, 1);
     store_jobs_free(j, n);
     /* serve starts: every lease is given back */
-    assert_int_equal(store_leases_release(f->st, &err), 0);
+    assert_int_equal(store_leases_release(f->x.st, &err), 0);
     j = the_job(f);
     assert_string_equal(j->state, "queued");
     store_jobs_free(j, 1);
@@ -443,7 +436,7 @@ static void test_r15_job_values_in_the_clear_only_for_kinds_that_say_so(
     /* a sealing kind's value replaced by one in the clear: refused */
     job_add(f, 0, 0, "sealed data");
     sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->w->db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->x.w->db_path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     assert_int_equal(sqlite3_exec(db, "UPDATE jobs SET data = CAST('"
                                   JOBS_CLEAR_TAG "forged' AS BLOB) WHERE"
@@ -462,7 +455,7 @@ static void test_m4_job_not_run_while_its_hop_is_delivered(void **state)
     struct error err = {0};
     struct store_hop *h = NULL;
     size_t n = 0;
-    assert_int_equal(store_hop_lease(f->st, "w0", time_now_ms(), 60000, 10,
+    assert_int_equal(store_hop_lease(f->x.st, "w0", time_now_ms(), 60000, 10,
                                      &h, &n, &err), 0);
     assert_int_equal(n, 1);
     script.st[0] = WH_OK;
@@ -471,7 +464,7 @@ static void test_m4_job_not_run_while_its_hop_is_delivered(void **state)
     struct store_outcome o = { .hop_id = h[0].id, .message_id = f->msg,
         .connector = "t1", .owner = "w0", .result = HOP_WAIT,
         .next_at = time_now_ms() + 3600000, .receipt = "waiting" };
-    assert_int_equal(store_hop_finish(f->st, &o, 1, NULL, &err), 0);
+    assert_int_equal(store_hop_finish(f->x.st, &o, 1, NULL, &err), 0);
     store_hops_free(h, n);
     assert_int_equal(run(f), 1);            /* now it runs */
 }
@@ -492,7 +485,7 @@ static void test_m4_job_settles_its_hop_sent(void **state)
     assert_string_equal(h.receipt, "confirmed");
     struct store_message m;
     struct error err = {0};
-    assert_int_equal(store_message_get(f->st, f->msg, &m, &err), 0);
+    assert_int_equal(store_message_get(f->x.st, f->msg, &m, &err), 0);
     assert_string_equal(m.state, "sent");
     store_message_clear(&m);
 }
@@ -530,11 +523,11 @@ static void test_m4_resend_queues_a_failed_job_again(void **state)
     /* the message was delivered: only its job failed */
     struct store_hop *h = NULL;
     size_t n = 0;
-    assert_int_equal(store_hop_lease(f->st, "w0", time_now_ms(), 60000, 10,
+    assert_int_equal(store_hop_lease(f->x.st, "w0", time_now_ms(), 60000, 10,
                                      &h, &n, &err), 0);
     struct store_outcome o = { .hop_id = h[0].id, .message_id = f->msg,
         .connector = "t1", .owner = "w0", .result = HOP_SENT, .attempts = 1 };
-    assert_int_equal(store_hop_finish(f->st, &o, 1, NULL, &err), 0);
+    assert_int_equal(store_hop_finish(f->x.st, &o, 1, NULL, &err), 0);
     store_hops_free(h, n);
     job_add(f, 0, 0, NULL);
     run_until_idle(f);
@@ -542,7 +535,7 @@ static void test_m4_resend_queues_a_failed_job_again(void **state)
     assert_string_equal(j->state, "failed");
     store_jobs_free(j, 1);
     int hops = -1, jobs = -1;
-    assert_int_equal(store_message_resend(f->st, f->msg, "alice", NULL, 0,
+    assert_int_equal(store_message_resend(f->x.st, f->msg, "alice", NULL, 0,
                                           &hops, &jobs, &err), 0);
     assert_int_equal(jobs, 1);
     assert_int_equal(hops, 0);          /* the sent hop stays sent */
@@ -573,7 +566,7 @@ static void test_r08_state_is_sealed_per_connector(void **state)
     /* sealed: the row does not hold the value */
     unsigned char *blob = NULL;
     size_t len = 0;
-    assert_int_equal(store_csecret_get(f->st, "t1", "state:oauth.refresh",
+    assert_int_equal(store_csecret_get(f->x.st, "t1", "state:oauth.refresh",
                                        &blob, &len, NULL, &err), 1);
     assert_null(memmem(blob, len, "refresh-token-1", 15));
     free(blob);
@@ -619,7 +612,7 @@ static void age_and_settle(struct fx *f, const char *job_state)
     snprintf(sql, sizeof(sql), "UPDATE hops SET state = 'sent';"
              "UPDATE messages SET state = 'sent', created_at = 1;"
              "UPDATE jobs SET state = '%s';", job_state);
-    assert_int_equal(sqlite3_open(f->w->db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->x.w->db_path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
@@ -630,7 +623,7 @@ static int64_t purge_now(struct fx *f)
     struct retention_plan p = { .before = time_now_ms(), .now = time_now_ms() };
     struct retention_result r;
     struct error err = {0};
-    if (retention_purge(f->w, f->st, &p, &r, &err) != 0)
+    if (retention_purge(f->x.w, f->x.st, &p, &r, &err) != 0)
         fail_msg("purge: %s", err.msg);
     return r.messages;
 }
@@ -649,7 +642,7 @@ static void test_r09_purge_keeps_open_jobs_and_takes_done_ones(void **state)
     struct store_job *j = NULL;
     size_t n = 9;
     struct error err = {0};
-    assert_int_equal(store_message_jobs(f->st, f->msg, &j, &n, &err), 0);
+    assert_int_equal(store_message_jobs(f->x.st, f->msg, &j, &n, &err), 0);
     assert_int_equal(n, 0);
     store_jobs_free(j, n);
 }

@@ -14,6 +14,7 @@
  * same with the real owners (AS2, webhook, SFTP, OAuth, TOTP, OIDC).
  */
 #include "testutil.h"
+#include "wharf_fixture.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,9 +37,7 @@
 #define JOB_MSG "01900000-0000-7000-8000-0000000000b2"
 
 struct fx {
-    char dir[256], data[300];
-    struct wharf *w;
-    struct store *st;
+    struct wharf_fixture x;         /* the data dir, its wharf and store */
     char old_id[VAULT_KEY_ID_LEN + 1];
     char msg[2][ID_LEN + 1];
     int64_t user_id;
@@ -98,22 +97,22 @@ static void put_value(struct fx *f, struct vault *v, const struct value *x)
                                 .der = der, .der_len = 3, .key = blob,
                                 .key_len = len, .not_after = 1 };
         snprintf(c.id, sizeof(c.id), "%s", CERT_ID);
-        rc = store_cert_add(f->st, &c, NULL, &err);
+        rc = store_cert_add(f->x.st, &c, NULL, &err);
     } else if (x->kind == STORE_SEALED_CONNECTOR) {
-        rc = store_csecret_put(f->st, x->owner, x->name, blob, len, 0, &err);
+        rc = store_csecret_put(f->x.st, x->owner, x->name, blob, len, 0, &err);
     } else if (x->kind == STORE_SEALED_TOTP) {
-        rc = store_user_set_totp(f->st, f->user_id, blob, len, 1, &err);
+        rc = store_user_set_totp(f->x.st, f->user_id, blob, len, 1, &err);
     } else if (x->kind == STORE_SEALED_JOB_DATA) {
         struct store_job_new j = { .id = JOB_ID, .message_id = JOB_MSG,
             .connector = x->owner, .kind = "as2.mdn-out", .waiting = 1,
             .data = blob, .data_len = len };
-        rc = store_job_add(f->st, &j, &err);
+        rc = store_job_add(f->x.st, &j, &err);
     } else if (x->kind == STORE_SEALED_JOB_INPUT) {
-        rc = store_job_input(f->st, JOB_ID, blob, len, &err) == 1 ? 0 : -1;
+        rc = store_job_input(f->x.st, JOB_ID, blob, len, &err) == 1 ? 0 : -1;
     } else {
         char *h = malloc(2 * len + 1);
         hex(blob, len, h);
-        rc = store_setting_set(f->st, x->owner, h, &err);
+        rc = store_setting_set(f->x.st, x->owner, h, &err);
         free(h);
     }
     free(blob);
@@ -128,7 +127,7 @@ static unsigned char *get_value(struct fx *f, const struct value *x,
     struct error err = {0};
     if (x->kind == STORE_SEALED_KINDS) {
         char *h = NULL;
-        assert_int_equal(store_setting_get(f->st, x->owner, &h, &err), 0);
+        assert_int_equal(store_setting_get(f->x.st, x->owner, &h, &err), 0);
         assert_non_null(h);
         *len = strlen(h) / 2;
         unsigned char *b = malloc(*len);
@@ -143,7 +142,7 @@ static unsigned char *get_value(struct fx *f, const struct value *x,
     struct store_sealed *rows;
     size_t n;
     unsigned char *b = NULL;
-    assert_int_equal(store_sealed_list(f->st, x->kind, &rows, &n, &err), 0);
+    assert_int_equal(store_sealed_list(f->x.st, x->kind, &rows, &n, &err), 0);
     for (size_t i = 0; i < n; i++)
         if (strcmp(rows[i].owner, x->owner) == 0 &&
             (x->name == NULL || strcmp(rows[i].name, x->name) == 0)) {
@@ -163,8 +162,8 @@ static void put_payload(struct fx *f, int i)
     char rel[100], path[4400];
     id_new(f->msg[i]);
     snprintf(rel, sizeof(rel), "payloads/%s.wpay", f->msg[i]);
-    assert_int_equal(wharf_path(f->w, rel, path, sizeof(path)) >= 0, 1);
-    struct payload_writer *pw = payload_create(f->w->vault, path, f->msg[i],
+    assert_int_equal(wharf_path(f->x.w, rel, path, sizeof(path)) >= 0, 1);
+    struct payload_writer *pw = payload_create(f->x.w->vault, path, f->msg[i],
                                                &err);
     assert_non_null(pw);
     assert_int_equal(payload_write(pw, "payload bytes", 13, &err), 0);
@@ -179,7 +178,7 @@ static void put_payload(struct fx *f, int i)
     m.sha256 = info.sha256;
     m.payload_path = rel;
     struct store_new it = { .msg = &m };
-    if (store_intake(f->st, &it, 1, &err) != 0)
+    if (store_intake(f->x.st, &it, 1, &err) != 0)
         fail_msg("intake: %s", err.msg);
 }
 
@@ -187,19 +186,15 @@ static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    test_tmpdir(f->dir, sizeof(f->dir));
-    snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
+    wharf_fixture_open(&f->x);
     struct error err = {0};
-    if (wharf_init(f->data, NULL, &err) != 0 ||
-        (f->w = wharf_open(f->data, &err)) == NULL ||
-        (f->st = store_open(f->w->db_path, &err)) == NULL)
-        fail_msg("setup: %s", err.msg);
-    snprintf(f->old_id, sizeof(f->old_id), "%s", vault_active_id(f->w->vault));
-    if (store_user_create(f->st, "alice", "viewer", NULL, 0, 1, &f->user_id,
+    snprintf(f->old_id, sizeof(f->old_id), "%s",
+             vault_active_id(f->x.w->vault));
+    if (store_user_create(f->x.st, "alice", "viewer", NULL, 0, 1, &f->user_id,
                           &err) != 0)
         fail_msg("user: %s", err.msg);
     for (size_t i = 0; i < NVALUES; i++)
-        put_value(f, f->w->vault, &VALUES[i]);
+        put_value(f, f->x.w->vault, &VALUES[i]);
     put_payload(f, 0);
     put_payload(f, 1);
     *state = f;
@@ -209,9 +204,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    store_close(f->st);
-    wharf_close(f->w);
-    test_rmtree(f->dir);
+    wharf_fixture_close(&f->x);
     free(f);
     return 0;
 }
@@ -222,17 +215,17 @@ static void problem_count(void *arg, const char *msg)
     ++*(int *)arg;
 }
 
-/* Rotation steps 1-4 on f->w; returns rotate_finish's result. */
+/* Rotation steps 1-4 on f->x.w; returns rotate_finish's result. */
 static int run_rotation(struct fx *f, struct rotate_report *r, int *problems,
                         struct error *err)
 {
     memset(r, 0, sizeof(*r));
     r->problem = problem_count;
     r->arg = problems;
-    assert_int_equal(vault_lock_exclusive(f->w->vault, err), 0);
-    assert_int_equal(rotate_begin(f->w, r, err), 0);
-    assert_int_equal(rotate_rewrap(f->w, f->st, r, err), 0);
-    return rotate_finish(f->w, r, err);
+    assert_int_equal(vault_lock_exclusive(f->x.w->vault, err), 0);
+    assert_int_equal(rotate_begin(f->x.w, r, err), 0);
+    assert_int_equal(rotate_rewrap(f->x.w, f->x.st, r, err), 0);
+    return rotate_finish(f->x.w, r, err);
 }
 
 /* Every value but VALUES[skip] opens with v (a keystore read from disk);
@@ -261,7 +254,7 @@ static void expect_open(struct fx *f, struct vault *v, size_t skip,
         struct error err = {0};
         char rel[100], path[4400], buf[32];
         snprintf(rel, sizeof(rel), "payloads/%s.wpay", f->msg[i]);
-        wharf_path(f->w, rel, path, sizeof(path));
+        wharf_path(f->x.w, rel, path, sizeof(path));
         struct payload_reader *pr = payload_open(v, path, f->msg[i], &err);
         if (pr == NULL)
             fail_msg("payload %d: %s", i, err.msg);
@@ -287,12 +280,12 @@ static void test_r15_rotation_rewraps_every_kind_of_sealed_value(
     assert_int_equal(r.sealed, (long)NVALUES);
     assert_int_equal(r.sealed_failed + r.payloads_failed, 0);
     /* the keystore on disk holds the new key only, and it opens all */
-    vault_close(f->w->vault);
-    f->w->vault = vault_open(f->w->keystore_path, &err);
-    assert_non_null(f->w->vault);
-    assert_int_equal(vault_key_count(f->w->vault), 1);
-    assert_string_equal(vault_active_id(f->w->vault), r.active);
-    expect_open(f, f->w->vault, NVALUES, 1);
+    vault_close(f->x.w->vault);
+    f->x.w->vault = vault_open(f->x.w->keystore_path, &err);
+    assert_non_null(f->x.w->vault);
+    assert_int_equal(vault_key_count(f->x.w->vault), 1);
+    assert_string_equal(vault_active_id(f->x.w->vault), r.active);
+    expect_open(f, f->x.w->vault, NVALUES, 1);
     /* again: everything is current, nothing is re-sealed */
     char first[VAULT_KEY_ID_LEN + 1];
     snprintf(first, sizeof(first), "%s", r.active);
@@ -315,8 +308,8 @@ static void test_r15_rotation_leaves_job_values_in_the_clear(void **state)
     struct store_job_new j = { .id = id2, .message_id = JOB_MSG,
         .connector = "as2-b", .kind = "as2.mdn-wait", .waiting = 1,
         .data = data, .data_len = sizeof(data) - 1 };
-    assert_int_equal(store_job_add(f->st, &j, &err), 0);
-    assert_int_equal(store_job_input(f->st, id2, in, sizeof(in) - 1, &err),
+    assert_int_equal(store_job_add(f->x.st, &j, &err), 0);
+    assert_int_equal(store_job_input(f->x.st, id2, in, sizeof(in) - 1, &err),
                      1);
     struct rotate_report r;
     int problems = 0;
@@ -325,15 +318,15 @@ static void test_r15_rotation_leaves_job_values_in_the_clear(void **state)
     assert_int_equal(problems, 0);
     assert_int_equal(r.sealed, (long)NVALUES);
     assert_int_equal(r.sealed_failed, 0);
-    vault_close(f->w->vault);
-    f->w->vault = vault_open(f->w->keystore_path, &err);
-    assert_non_null(f->w->vault);
-    assert_int_equal(vault_key_count(f->w->vault), 1);
+    vault_close(f->x.w->vault);
+    f->x.w->vault = vault_open(f->x.w->keystore_path, &err);
+    assert_non_null(f->x.w->vault);
+    assert_int_equal(vault_key_count(f->x.w->vault), 1);
     int seen = 0;
     for (int k = 0; k < 2; k++) {
         struct store_sealed *rows;
         size_t n;
-        assert_int_equal(store_sealed_list(f->st, k ? STORE_SEALED_JOB_INPUT
+        assert_int_equal(store_sealed_list(f->x.st, k ? STORE_SEALED_JOB_INPUT
                                            : STORE_SEALED_JOB_DATA, &rows, &n,
                                            &err), 0);
         for (size_t i = 0; i < n; i++) {
@@ -348,7 +341,7 @@ static void test_r15_rotation_leaves_job_values_in_the_clear(void **state)
         store_sealed_free(rows, n);
     }
     assert_int_equal(seen, 2);
-    expect_open(f, f->w->vault, NVALUES, 1);
+    expect_open(f, f->x.w->vault, NVALUES, 1);
 }
 
 static void test_r15_rotation_keeps_old_key_while_a_value_fails(
@@ -363,7 +356,7 @@ static void test_r15_rotation_keeps_old_key_while_a_value_fails(
     size_t len;
     unsigned char *b = get_value(f, &VALUES[2], &len);
     b[len - 1] ^= 1;
-    assert_int_equal(store_csecret_put(f->st, "api", "state:oauth.refresh", b,
+    assert_int_equal(store_csecret_put(f->x.st, "api", "state:oauth.refresh", b,
                                        len, 0, &err), 0);
     free(b);
     assert_int_equal(run_rotation(f, &r, &problems, &err), -1);
@@ -374,16 +367,16 @@ static void test_r15_rotation_keeps_old_key_while_a_value_fails(
     assert_non_null(strstr(err.msg, f->old_id));
     assert_non_null(strstr(err.msg, "run `wharf key rotate` again"));
     /* both keys are still there: the rest opens with the keystore on disk */
-    vault_close(f->w->vault);
-    f->w->vault = vault_open(f->w->keystore_path, &err);
-    assert_non_null(f->w->vault);
-    assert_int_equal(vault_key_count(f->w->vault), 2);
-    expect_open(f, f->w->vault, 2, 0);
+    vault_close(f->x.w->vault);
+    f->x.w->vault = vault_open(f->x.w->keystore_path, &err);
+    assert_non_null(f->x.w->vault);
+    assert_int_equal(vault_key_count(f->x.w->vault), 2);
+    expect_open(f, f->x.w->vault, 2, 0);
     /* once the bad value is gone, running it again finishes the rotation
      * under the same new key */
     char active[VAULT_KEY_ID_LEN + 1];
-    snprintf(active, sizeof(active), "%s", vault_active_id(f->w->vault));
-    assert_int_equal(store_csecret_del(f->st, "api", "state:oauth.refresh",
+    snprintf(active, sizeof(active), "%s", vault_active_id(f->x.w->vault));
+    assert_int_equal(store_csecret_del(f->x.st, "api", "state:oauth.refresh",
                                        &err), 0);
     problems = 0;
     if (run_rotation(f, &r, &problems, &err) != 0)
@@ -392,7 +385,7 @@ static void test_r15_rotation_keeps_old_key_while_a_value_fails(
     assert_string_equal(r.active, active);
     assert_string_equal(r.old, f->old_id);
     assert_int_equal(r.sealed, 0);          /* all done the first time */
-    assert_int_equal(vault_key_count(f->w->vault), 1);
+    assert_int_equal(vault_key_count(f->x.w->vault), 1);
 }
 
 static void test_r15_rotation_resumes_after_a_kill(void **state)
@@ -402,20 +395,20 @@ static void test_r15_rotation_resumes_after_a_kill(void **state)
     struct error err = {0};
     int problems = 0;
     /* step 1 only, then the process is gone (its locks with it) */
-    assert_int_equal(vault_lock_exclusive(f->w->vault, &err), 0);
-    assert_int_equal(rotate_begin(f->w, &r, &err), 0);
+    assert_int_equal(vault_lock_exclusive(f->x.w->vault, &err), 0);
+    assert_int_equal(rotate_begin(f->x.w, &r, &err), 0);
     char active[VAULT_KEY_ID_LEN + 1];
     snprintf(active, sizeof(active), "%s", r.active);
-    store_close(f->st);
-    wharf_close(f->w);
-    f->w = wharf_open(f->data, &err);
-    assert_non_null(f->w);
-    f->st = store_open(f->w->db_path, &err);
-    assert_non_null(f->st);
+    store_close(f->x.st);
+    wharf_close(f->x.w);
+    f->x.w = wharf_open(f->x.data, &err);
+    assert_non_null(f->x.w);
+    f->x.st = store_open(f->x.w->db_path, &err);
+    assert_non_null(f->x.st);
     /* everything still opens: the old key is still in the keystore */
-    assert_int_equal(vault_key_count(f->w->vault), 2);
-    assert_string_equal(vault_active_id(f->w->vault), active);
-    expect_open(f, f->w->vault, NVALUES, 0);
+    assert_int_equal(vault_key_count(f->x.w->vault), 2);
+    assert_string_equal(vault_active_id(f->x.w->vault), active);
+    expect_open(f, f->x.w->vault, NVALUES, 0);
     /* the next run finishes it under the same key, adding none */
     if (run_rotation(f, &r, &problems, &err) != 0)
         fail_msg("rotation: %s", err.msg);
@@ -424,11 +417,11 @@ static void test_r15_rotation_resumes_after_a_kill(void **state)
     assert_string_equal(r.old, f->old_id);
     assert_int_equal(r.payloads, 2);
     assert_int_equal(r.sealed, (long)NVALUES);
-    vault_close(f->w->vault);
-    f->w->vault = vault_open(f->w->keystore_path, &err);
-    assert_non_null(f->w->vault);
-    assert_int_equal(vault_key_count(f->w->vault), 1);
-    expect_open(f, f->w->vault, NVALUES, 1);
+    vault_close(f->x.w->vault);
+    f->x.w->vault = vault_open(f->x.w->keystore_path, &err);
+    assert_non_null(f->x.w->vault);
+    assert_int_equal(vault_key_count(f->x.w->vault), 1);
+    expect_open(f, f->x.w->vault, NVALUES, 1);
 }
 
 /* store_sealed_fn of the rewrite test: "new:<name>" for every row; -1 at
@@ -451,13 +444,13 @@ static void test_r15_sealed_rewrite_is_compare_and_set(void **state)
     struct error err = {0};
     struct store_sealed *rows;
     size_t n, done = 99, len;
-    assert_int_equal(store_sealed_list(f->st, STORE_SEALED_CONNECTOR, &rows,
+    assert_int_equal(store_sealed_list(f->x.st, STORE_SEALED_CONNECTOR, &rows,
                                        &n, &err), 0);
     assert_int_equal(n, 2);
     assert_string_equal(rows[0].owner, "api");      /* stable order */
     assert_string_equal(rows[1].owner, "hook");
     /* a batch that fails half-way writes nothing */
-    assert_int_equal(store_sealed_rewrite(f->st, rows, n, rewrite_fn,
+    assert_int_equal(store_sealed_rewrite(f->x.st, rows, n, rewrite_fn,
                                           (void *)"auth.password_file", &done,
                                           &err), -1);
     assert_int_equal(done, 0);
@@ -465,9 +458,9 @@ static void test_r15_sealed_rewrite_is_compare_and_set(void **state)
     assert_memory_equal(b, rows[0].blob, len);
     free(b);
     /* a row changed since it was listed is left alone, not counted */
-    assert_int_equal(store_csecret_put(f->st, "hook", "auth.password_file",
+    assert_int_equal(store_csecret_put(f->x.st, "hook", "auth.password_file",
                                        "changed", 7, 0, &err), 0);
-    assert_int_equal(store_sealed_rewrite(f->st, rows, n, rewrite_fn, NULL,
+    assert_int_equal(store_sealed_rewrite(f->x.st, rows, n, rewrite_fn, NULL,
                                           &done, &err), 0);
     assert_int_equal(done, 1);
     b = get_value(f, &VALUES[2], &len);
@@ -480,7 +473,7 @@ static void test_r15_sealed_rewrite_is_compare_and_set(void **state)
     free(b);
     store_sealed_free(rows, n);
     /* the other kinds are listed with what the rotation needs */
-    assert_int_equal(store_sealed_list(f->st, STORE_SEALED_TOTP, &rows, &n,
+    assert_int_equal(store_sealed_list(f->x.st, STORE_SEALED_TOTP, &rows, &n,
                                        &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(rows[0].owner, "alice");
@@ -488,7 +481,7 @@ static void test_r15_sealed_rewrite_is_compare_and_set(void **state)
     snprintf(id, sizeof(id), "%lld", (long long)f->user_id);
     assert_string_equal(rows[0].name, id);
     store_sealed_free(rows, n);
-    assert_int_equal(store_sealed_list(f->st, STORE_SEALED_PROFILE_KEY, &rows,
+    assert_int_equal(store_sealed_list(f->x.st, STORE_SEALED_PROFILE_KEY, &rows,
                                        &n, &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(rows[0].name, CERT_ID);
