@@ -105,7 +105,6 @@ static void item_clear(struct intake_item *it, int remove_file, struct wharf *w)
     it->fd = -1;
 }
 
-/* The payload folder for today, created when first needed. */
 /* The day folder this process last made durable (its entry fsynced in
  * payload_dir), for every intake of the process: an AS2 or HTTP request
  * has an intake of its own, and syncing payload_dir again for each of
@@ -131,6 +130,7 @@ static void day_made_durable(const char *path)
     pthread_mutex_unlock(&durable_day.mu);
 }
 
+/* The payload folder for today, created when first needed. */
 static int day_folder(struct intake *in, char day[16], size_t n, struct error *err)
 {
     time_t t = time(NULL);

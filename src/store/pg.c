@@ -38,6 +38,8 @@
 #include "store/pg_internal.h"
 #include "store/outcome.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,6 +502,11 @@ struct pg_store *pgs_open(const char *url, struct error *err)
     return p;
 }
 
+/* How long a closing store waits for the server to let go of its locks:
+ * a server that does not answer by then frees them when it sees the
+ * disconnect, as before; closing never hangs on an unreachable server. */
+#define PG_UNLOCK_WAIT_MS 2000
+
 /* Session advisory locks (leadership of cluster jobs, the replay guard's
  * run) are let go before the connection ends: the server frees them only
  * when its backend has seen the disconnect, some time after PQfinish
@@ -507,9 +514,20 @@ struct pg_store *pgs_open(const char *url, struct error *err)
 static void pg_unlock_all(struct pg_store *p)
 {
     if (PQstatus(p->conn) != CONNECTION_OK
-        || PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        || PQtransactionStatus(p->conn) != PQTRANS_IDLE
+        || !PQsendQuery(p->conn, "SELECT pg_advisory_unlock_all()"))
         return;
-    PQclear(PQexec(p->conn, "SELECT pg_advisory_unlock_all()"));
+    int64_t until = time_mono_ms() + PG_UNLOCK_WAIT_MS;
+    while (PQconsumeInput(p->conn) && PQisBusy(p->conn)) {
+        struct pollfd fd = { .fd = PQsocket(p->conn), .events = POLLIN };
+        int64_t left = until - time_mono_ms();
+        int r = left > 0 ? poll(&fd, 1, (int)left) : 0;
+        if (r == 0 || (r < 0 && errno != EINTR))
+            return;                     /* PQfinish drops the answer */
+    }
+    PGresult *r;
+    while (!PQisBusy(p->conn) && (r = PQgetResult(p->conn)) != NULL)
+        PQclear(r);
 }
 
 void pgs_close(struct pg_store *p)

@@ -51,17 +51,25 @@ int store_password_set(const struct secret *pw, struct error *err)
     return 0;
 }
 
+/* A server that stops answering (a network partition, a host gone
+ * without a FIN) fails the connection within about a minute instead of
+ * hanging a query until TCP gives up (up to 15 min): TCP keepalives after
+ * 30 s idle, and unacknowledged data given up after 60 s. These come
+ * before dbname, so a store URL that names them wins. */
 PGconn *pg_connect(const char *url)
 {
-    const char *keys[] = { "dbname", "password", NULL };
-    const char *vals[] = { url, NULL, NULL };
+    const char *keys[] = { "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+        "dbname", "password", NULL };
+    const char *vals[] = { "1", "30", "10", "3", "60000", url, NULL, NULL };
+    enum { PW = 6 };
     struct secret *pw = NULL;       /* a copy: no lock held while connecting */
     pthread_mutex_lock(&pw_lock);
     if (pw_held != NULL)
         pw = secret_from(secret_data(pw_held), secret_len(pw_held));
     pthread_mutex_unlock(&pw_lock);
     if (pw != NULL)
-        vals[1] = (const char *)secret_data(pw);
+        vals[PW] = (const char *)secret_data(pw);
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     secret_free(pw);
     return c;

@@ -23,6 +23,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -33,6 +34,7 @@
 #include "store/node_store.h"
 #include "store/partner_store.h"
 #include "store/payload_store.h"
+#include "store/pg_internal.h"
 #include "store/secret_store.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -1491,6 +1493,95 @@ static void test_r21_one_node_leads_each_cluster_job(void **state)
     assert_int_equal(store_lead(f->st, STORE_LEAD_NOTIFY, &err), 1);
 }
 
+/* The backends serving database db, as pids (at most max). */
+static size_t pg_backends(const char *db, int *pids, size_t max)
+{
+    PGconn *c = PQconnectdb(getenv("WHARF_TEST_PG"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    const char *v[1] = { db };
+    PGresult *r = PQexecParams(c, "SELECT pid FROM pg_stat_activity"
+                               " WHERE datname = $1", 1, NULL, v, NULL,
+                               NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    size_t n = 0;
+    for (int i = 0; i < PQntuples(r) && n < max; i++)
+        pids[n++] = atoi(PQgetvalue(r, i, 0));
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+static int pid_in(int pid, const int *pids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pids[i] == pid)
+            return 1;
+    return 0;
+}
+
+/* The value libpq settled on for option key of connection c. */
+static void pg_option_is(PGconn *c, const char *key, const char *want)
+{
+    PQconninfoOption *o = PQconninfo(c);
+    assert_non_null(o);
+    const char *got = NULL;
+    for (PQconninfoOption *i = o; i->keyword != NULL; i++)
+        if (strcmp(i->keyword, key) == 0)
+            got = i->val;
+    if (got == NULL || strcmp(got, want) != 0)
+        fail_msg("%s: %s, not %s", key, got ? got : "unset", want);
+    PQconninfoFree(o);
+}
+
+/* Every connection notices a server that stopped answering within about
+ * a minute (TCP keepalives, a user timeout), unless the store URL says
+ * otherwise. */
+static void test_r21_pg_connections_detect_a_dead_server(void **state)
+{
+    struct fx *f = *state;
+    PGconn *c = pg_connect(f->db);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pg_option_is(c, "keepalives", "1");
+    pg_option_is(c, "keepalives_idle", "30");
+    pg_option_is(c, "tcp_user_timeout", "60000");
+    PQfinish(c);
+    char url[400];
+    snprintf(url, sizeof(url), "%s?keepalives_idle=5", f->db);
+    c = pg_connect(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pg_option_is(c, "keepalives_idle", "5");
+    pg_option_is(c, "tcp_user_timeout", "60000");
+    PQfinish(c);
+}
+
+/* A node stops (closes its store) even when its server has stopped
+ * answering: closing lets go of the node's locks when the server
+ * answers and does not wait for an answer that does not come. The
+ * node's backends are stopped with SIGSTOP while it leads a job; the
+ * alarm ends the test (fails it) if the close hangs. */
+static void test_r21_pg_close_does_not_wait_on_a_stalled_server(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    int before[64], after[64], stopped[64];
+    size_t nb = pg_backends(f->pgname, before, 64);
+    struct store *b = store_open(f->db, &err);
+    assert_non_null(b);
+    assert_int_equal(store_lead(b, STORE_LEAD_PURGE, &err), 1);
+    size_t na = pg_backends(f->pgname, after, 64), ns = 0;
+    for (size_t i = 0; i < na; i++)
+        if (!pid_in(after[i], before, nb))
+            stopped[ns++] = after[i];
+    assert_true(ns >= 1);
+    for (size_t i = 0; i < ns; i++)
+        assert_int_equal(kill(stopped[i], SIGSTOP), 0);
+    alarm(60);
+    store_close(b);                     /* returns: the test goes on */
+    alarm(0);
+    for (size_t i = 0; i < ns; i++)
+        assert_int_equal(kill(stopped[i], SIGCONT), 0);
+}
+
 /* A hop held for an MDN (AS2) whose node never released it goes when the
  * hold is stale, with a warning event; a fresh hold stays. */
 static void test_r21_stale_holds_are_released(void **state)
@@ -2201,6 +2292,8 @@ int main(void)
         T(test_r21_pg_node_start_takes_no_lease_of_another),
         T(test_r21_pg_schema_made_once_newer_refused),
         T(test_r21_pg_url_password_is_never_shown),
+        T(test_r21_pg_close_does_not_wait_on_a_stalled_server),
+        T(test_r21_pg_connections_detect_a_dead_server),
         T(test_r21_pg_lease_renewal_skips_a_hop_being_finished),
         T(test_r21_pg_payload_rows_round_trip),
         T(test_r21_pg_payload_head_reads_first_rows_and_count),
