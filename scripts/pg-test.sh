@@ -57,6 +57,9 @@ start)
   as_owner "$BIN/initdb" -D "$dir/data" -U wharf -A trust --encoding=UTF8 \
       --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
+  # dynamic shared memory as files of the data dir, not /dev/shm: a server
+  # a test kills -9 (kill, below) leaves nothing once its dir is removed
+  echo "dynamic_shared_memory_type = mmap" >>"$dir/data/postgresql.conf"
   for kv in "$@"; do
     printf "%s = '%s'\n" "${kv%%=*}" "${kv#*=}" >>"$dir/data/postgresql.conf"
   done
