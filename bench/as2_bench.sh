@@ -18,8 +18,10 @@
 #     random bytes, signed (SHA-256, RSA 2048) + encrypted (AES-256-CBC),
 #     not compressed, signed synchronous MDN. The files are staged and
 #     synced first, then renamed into A's outbox (by one process, in ~5 ms);
-#     the clock runs from the first rename until `wharf message list --state sent` at A counts all
-#     of them (checked every 100 ms, nothing subtracted). Then B's inbox
+#     the clock runs from the first rename until B's inbox holds every
+#     file and `wharf message list --state sent` at A counts all of them
+#     (checked every 100 ms, A's list only once the inbox is full;
+#     nothing subtracted). Then B's inbox
 #     must hold every file at its size, and a sample of 20 of A's messages
 #     must show the as2-b hop sent at the first attempt on a signed MDN.
 #     CPU ms per message: utime + stime of each server (with its key
@@ -77,6 +79,13 @@
 # of the python3 zlib limit, BENCH_AS2_KEEP=1 keeps the work dir,
 # BENCH_AS2_CONF: lines appended to
 # both wharf.conf files, for diagnostics (e.g. 'workers = 8\nbatch = 1');
+# BENCH_AS2_CONF_A, BENCH_AS2_CONF_B (and _C): lines for one side's only,
+# after those (e.g. BENCH_AS2_CONF_B='batch = 64');
+# BENCH_AS2_PAYLOADS=tmpfs: each side's payload_dir is a fresh folder in
+# /dev/shm (removed after the run): diagnostics, the most that keeping
+# payloads off the disk's file system (no inode, no sync that writes)
+# could give; not a configuration to run (payloads in RAM are lost at a
+# power cut).
 # the default run tunes nothing but log_level and poll_ms.
 # BENCH_AS2_STRACE=1: count the sync calls and context switches of A and B
 # (perf stat) during (a), into syncs-a.txt and syncs-b.txt, and the
@@ -132,6 +141,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     [ "${BENCH_AS2_KEEP:-0}" = 1 ] && note "work dir kept: $WORK" || rm -rf "$WORK"
+    rm -rf /dev/shm/wharf-as2-bench-$$-*
     exit "$rc"
 }
 trap cleanup EXIT
@@ -151,6 +161,13 @@ nsent() {       # messages "sent" at A (grep, not python3: the check runs
                 # every 100 ms and a python3 start costs ~0.1 s of CPU)
     "$WHARF" message list --data "$WORK/a/data" --state sent --json --limit 1000000 |
         grep -c '^    "state": "sent"' || true
+}
+# B's inbox holds N files, counted by this shell (no process per check):
+# A's `message list` (a JSON of every message, 10-40 ms of CPU at 2,000)
+# is asked only after it, so the harness takes little of the two cores
+inbox_full() {
+    local f=("$WORK/b/inbox"/msg-*.bin)
+    [ -e "${f[0]}" ] && [ "${#f[@]}" -ge "$N" ]
 }
 # utime + stime of a server and its children (serve's key process)
 ticks() {
@@ -172,7 +189,7 @@ hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -1; }
     echo "zlib $("$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)')"
     echo "version $("$WHARF" version 2>/dev/null | head -1)"
     echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_COMPRESS=$COMPRESS BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_MDN=$MDN BENCH_WHARF=$WHARF BENCH_AS2_CONF='${BENCH_AS2_CONF:-}'"
+    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_COMPRESS=$COMPRESS BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_MDN=$MDN BENCH_WHARF=$WHARF BENCH_AS2_CONF='${BENCH_AS2_CONF:-}' BENCH_AS2_CONF_A='${BENCH_AS2_CONF_A:-}' BENCH_AS2_CONF_B='${BENCH_AS2_CONF_B:-}' BENCH_AS2_CONF_C='${BENCH_AS2_CONF_C:-}' BENCH_AS2_PAYLOADS=${BENCH_AS2_PAYLOADS:-}"
 } >"$OUT/machine.txt"
 note "machine: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2)"
 
@@ -191,6 +208,12 @@ for s in $INSTANCES; do
     # run as root (a bench machine): serve keeps root instead of refusing (R22)
     [ "$(id -u)" -ne 0 ] || echo "allow_root = yes" >> "$WORK/$s/data/wharf.conf"
     [ -z "${BENCH_AS2_CONF:-}" ] || printf '%b\n' "$BENCH_AS2_CONF" >>"$WORK/$s/data/wharf.conf"
+    if [ "${BENCH_AS2_PAYLOADS:-}" = tmpfs ]; then
+        mkdir -m 700 "/dev/shm/wharf-as2-bench-$$-$s"
+        echo "payload_dir = /dev/shm/wharf-as2-bench-$$-$s" >>"$WORK/$s/data/wharf.conf"
+    fi
+    one="BENCH_AS2_CONF_${s^^}"
+    [ -z "${!one:-}" ] || printf '%b\n' "${!one}" >>"$WORK/$s/data/wharf.conf"
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -sha256 -subj "/CN=wharf-$s" \
         -keyout "$WORK/$s/as2.key" -out "$WORK/$s/as2.pem" >/dev/null 2>&1
     chmod 600 "$WORK/$s/as2.key"
@@ -385,7 +408,7 @@ PYEOF
     "$PY" -c 'import os, sys
 for f in sorted(os.listdir(sys.argv[1])):
     os.rename(os.path.join(sys.argv[1], f), os.path.join(sys.argv[2], f))' "$WORK/stage" "$WORK/a/outbox"
-    while [ "$(nsent)" -lt "$((base + N))" ]; do
+    while ! inbox_full || [ "$(nsent)" -lt "$((base + N))" ]; do
         alive || die "a server died (see $OUT/serve-*-small.out)"
         awk -v t0="$t0" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - t0 > 1800) }' &&
             die "(a) timed out after 1800 s"
@@ -399,7 +422,7 @@ for f in sorted(os.listdir(sys.argv[1])):
     put small_cpu_ms_per_msg_b "$(awk -v a="$cb" -v b="$(ticks "$PID_B")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
     put small_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
     put small_msgs_per_s "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')"
-    # B's inbox: every file (written after B answered; not timed).
+    # B's inbox: every file at its size.
     for _ in $(seq 1 600); do
         [ "$(find "$WORK/b/inbox" -name 'msg-*.bin' | wc -l)" -ge "$N" ] && break
         sleep 0.1
@@ -648,6 +671,11 @@ NP=$(nproc)
     echo
     echo "Wharf AS2 benchmark, $(awk '$1 == "date" { print $2 }' "$OUT/machine.txt"): $NP x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2), load average at start $(awk '$1 == "loadavg" { print $2 }' "$OUT/machine.txt")"
     [ -z "${BENCH_AS2_CONF:-}" ] || echo "wharf.conf additions (both sides): $(printf '%b' "$BENCH_AS2_CONF" | tr '\n' ';')"
+    [ "${BENCH_AS2_PAYLOADS:-}" != tmpfs ] || echo "payload_dir of each side in /dev/shm (diagnostics: payloads off the disk)"
+    for one in A B C; do
+        v="BENCH_AS2_CONF_$one"
+        [ -z "${!v:-}" ] || echo "wharf.conf additions ($one only): $(printf '%b' "${!v}" | tr '\n' ';')"
+    done
     printf '%-40s %12s  %-44s %10s  %6s\n' figure value "machine limit" limit ratio
     if [ -n "$(get small_msgs_per_s)" ]; then
         S=$(get rsa2048_sign_per_s) SM=$(get rsa2048_sign_per_s_multi)
