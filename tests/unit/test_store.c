@@ -1493,15 +1493,17 @@ static void test_r21_one_node_leads_each_cluster_job(void **state)
     assert_int_equal(store_lead(f->st, STORE_LEAD_NOTIFY, &err), 1);
 }
 
-/* The backends serving database db, as pids (at most max). */
+/* The client backends serving database db, as pids (at most max; not
+ * an autovacuum worker, which may come and go meanwhile). */
 static size_t pg_backends(const char *db, int *pids, size_t max)
 {
     PGconn *c = PQconnectdb(getenv("WHARF_TEST_PG"));
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     const char *v[1] = { db };
     PGresult *r = PQexecParams(c, "SELECT pid FROM pg_stat_activity"
-                               " WHERE datname = $1", 1, NULL, v, NULL,
-                               NULL, 0);
+                               " WHERE datname = $1"
+                               " AND backend_type = 'client backend'", 1,
+                               NULL, v, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     size_t n = 0;
     for (int i = 0; i < PQntuples(r) && n < max; i++)
