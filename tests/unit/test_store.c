@@ -1556,11 +1556,27 @@ static void test_r21_pg_connections_detect_a_dead_server(void **state)
     PQfinish(c);
 }
 
+/* The backends a test stopped, continued by the alarm that fails it, so
+ * that the throwaway server can still be stopped after the failure. */
+static volatile sig_atomic_t stalled_pids[64];
+static volatile sig_atomic_t stalled_n;
+
+static void stalled_alarm(int sig)
+{
+    static const char msg[] = "store_close hung on a stalled server\n";
+    (void)sig;
+    for (sig_atomic_t i = 0; i < stalled_n; i++)
+        kill((pid_t)stalled_pids[i], SIGCONT);
+    (void)!write(2, msg, sizeof(msg) - 1);
+    _exit(1);
+}
+
 /* A node stops (closes its store) even when its server has stopped
  * answering: closing lets go of the node's locks when the server
  * answers and does not wait for an answer that does not come. The
  * node's backends are stopped with SIGSTOP while it leads a job; the
- * alarm ends the test (fails it) if the close hangs. */
+ * alarm ends the test (fails it, the backends continued) if the close
+ * hangs. */
 static void test_r21_pg_close_does_not_wait_on_a_stalled_server(void **state)
 {
     struct fx *f = *state;
@@ -1576,10 +1592,16 @@ static void test_r21_pg_close_does_not_wait_on_a_stalled_server(void **state)
             stopped[ns++] = after[i];
     assert_true(ns >= 1);
     for (size_t i = 0; i < ns; i++)
+        stalled_pids[i] = stopped[i];
+    stalled_n = (sig_atomic_t)ns;
+    void (*was)(int) = signal(SIGALRM, stalled_alarm);
+    for (size_t i = 0; i < ns; i++)
         assert_int_equal(kill(stopped[i], SIGSTOP), 0);
     alarm(60);
     store_close(b);                     /* returns: the test goes on */
     alarm(0);
+    signal(SIGALRM, was);
+    stalled_n = 0;
     for (size_t i = 0; i < ns; i++)
         assert_int_equal(kill(stopped[i], SIGCONT), 0);
 }
