@@ -81,14 +81,18 @@
 # both wharf.conf files, for diagnostics (e.g. 'workers = 8\nbatch = 1');
 # BENCH_AS2_CONF_A, BENCH_AS2_CONF_B (and _C): lines for one side's only,
 # after those (e.g. BENCH_AS2_CONF_B='batch = 64');
+# BENCH_AS2_CONC: the as2 connectors' `concurrency` (default: the
+# connector's, 8), for diagnostics; A's workers x concurrency must fit
+# what B accepts from one address (BENCH_AS2_CONF_B's
+# max_conns_per_address, default 16);
 # BENCH_AS2_PAYLOADS=tmpfs: each side's payload_dir is a fresh folder in
 # /dev/shm (removed after the run): diagnostics, the most that keeping
 # payloads off the disk's file system (no inode, no sync that writes)
 # could give; not a configuration to run (payloads in RAM are lost at a
 # power cut).
 # the default run tunes nothing but log_level and poll_ms.
-# BENCH_AS2_STRACE=1: count the sync calls and context switches of A and B
-# (perf stat) during (a), into syncs-a.txt and syncs-b.txt, and the
+# BENCH_AS2_STRACE=1: count the sync calls, thread starts (clone) and
+# context switches of A and B (perf stat) during (a), into syncs-a.txt and syncs-b.txt, and the
 # requests their key processes answered (one write each), into
 # keyops-a.txt and keyops-b.txt (diagnostics). BENCH_AS2_PERF=1: perf record -g of both
 # servers during (a), into perf-a.data and perf-b.data; BENCH_AS2_PERF=dwarf:
@@ -222,7 +226,7 @@ mkdir -p "$WORK/a/outbox" "$WORK/b/inbox" "$WORK/stage"
 [[ " $PARTS " != *" mixed "* ]] || mkdir -p "$WORK/a/outbox-small" "$WORK/c/inbox"
 
 import_flows() {    # COMPRESS (true|false)
-    local me other file link MDN_URL
+    local me other file link MDN_URL conc
     for me in a b; do
         MDN_URL=""      # asynchronous MDNs come back to the sender's listener
         [ "$MDN" = sync ] || MDN_URL=", \"async_mdn_url\": \"https://127.0.0.1:${PARTNER[$me]}/as2/mdn\""
@@ -235,6 +239,8 @@ import_flows() {    # COMPRESS (true|false)
             file="{\"name\": \"inbox\", \"type\": \"file\", \"config\": {\"send_dir\": \"$WORK/b/inbox\"}}"
             link='["as2-a", "inbox"]'
         fi
+        conc=""     # BENCH_AS2_CONC: the as2 connectors' concurrency
+        [ -z "${BENCH_AS2_CONC:-}" ] || conc=" \"concurrency\": $BENCH_AS2_CONC,"
         cat >"$WORK/$me/flow.json" <<EOF
 {"profile": {"as2_id": "wharf-$me",
              "keys": [{"cert": "$WORK/$me/as2.pem", "key": "$WORK/$me/as2.key"}]},
@@ -246,7 +252,7 @@ import_flows() {    # COMPRESS (true|false)
                "mdn": "$MDN", "mdn_signed": true$MDN_URL}],
  "connectors": [$file,
    {"name": "as2-$other", "type": "as2",
-    "config": {"partner": "$other", "timeout_ms": 3600000,
+    "config": {"partner": "$other", "timeout_ms": 3600000,$conc
                "max_body_bytes": 8589934592,
                "retry": {"initial_ms": 1000, "max_ms": 5000, "max_attempts": 5}}}],
  "links": [$link]}
@@ -375,7 +381,7 @@ PYEOF
     sleep 1         # both flows loaded (the listeners are up before)
     base=$(nsent)
     if [ -n "${BENCH_AS2_STRACE:-}" ]; then   # diagnostics: sync calls, switches
-        ev=syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_syncfs,syscalls:sys_enter_clock_nanosleep,context-switches
+        ev=syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_syncfs,syscalls:sys_enter_clock_nanosleep,syscalls:sys_enter_clone,syscalls:sys_enter_clone3,context-switches
         perf stat -e "$ev" -o "$OUT/syncs-b.txt" -p "$PID_B" &
         STRACE=$!
         perf stat -e "$ev" -o "$OUT/syncs-a.txt" -p "$PID_A" &
