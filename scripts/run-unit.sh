@@ -2,15 +2,18 @@
 # Run every cmocka unit-test binary given; print each one's summary and a
 # total line. Exit non-zero if any failed.
 # The store's conformance tests (test_store) run against SQLite and against
-# a real PostgreSQL server: unless WHARF_TEST_PG names one, a throwaway
-# server is started for this run (scripts/pg-test.sh) and stopped after.
+# a real PostgreSQL server: unless WHARF_TEST_PG names one (it must load
+# pg_stat_statements), a throwaway server is started for this run
+# (scripts/pg-test.sh) and stopped after.
 set -u
 if [ -z "${WHARF_TEST_PG:-}" ]; then
   pgtest="$(dirname "$0")/pg-test.sh"
   pgdir=$(mktemp -d /tmp/wharf-pg.XXXXXX)
   chmod 755 "$pgdir"      # the server's user (postgres when root) enters
   trap '"$pgtest" stop "$pgdir/pg"; rmdir "$pgdir"' EXIT
-  WHARF_TEST_PG=$("$pgtest" start "$pgdir/pg") || exit 1
+  # pg_stat_statements: what a statement read (test_store's lease tests)
+  WHARF_TEST_PG=$("$pgtest" start "$pgdir/pg" \
+                  shared_preload_libraries=pg_stat_statements) || exit 1
   export WHARF_TEST_PG
 fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}

@@ -232,6 +232,9 @@ enum pg_stmt {
                  " state, payload_path, dedup_key"
 #define HOP_COLS "id, message_id, connector, state, attempts, next_at," \
                  " created_at, updated_at, last_error, receipt"
+/* A hop's message is of the lane's sizes ($3 to $4 bytes). */
+#define HOP_LANE "(SELECT COALESCE(MAX(size), 0) FROM messages" \
+                 " WHERE messages.id = hops.message_id) BETWEEN $3 AND $4"
 
 _Static_assert(Q_COUNT <= 64, "pg.c owns statement slots 0..63");
 
@@ -302,14 +305,21 @@ static const char *const SQL[Q_COUNT] = {
     [Q_HOP_INS] = "INSERT INTO hops(message_id, connector, state, next_at,"
         " created_at, updated_at) VALUES($1, $2, $3, $4, $4, $4) RETURNING id",
     /* Due hops of one lane, locked; hops another node is leasing right now
-     * are skipped, not waited for. */
-    [Q_HOP_DUE] = "SELECT " HOP_COLS " FROM hops"
-        " WHERE ((state IN ('queued', 'retrying') AND next_at <= $1"
-        "         AND (lease_until IS NULL OR lease_until < $1))"
-        "     OR (state = 'processing' AND lease_until < $1))"
-        "   AND (SELECT COALESCE(MAX(size), 0) FROM messages"
-        "        WHERE messages.id = hops.message_id) BETWEEN $3 AND $4"
-        " ORDER BY next_at, id LIMIT $2 FOR UPDATE OF hops SKIP LOCKED",
+     * are skipped, not waited for. The first $2 by (next_at, id): those
+     * whose lease ran out (hops_lease) and those queued or retrying
+     * (hops_due, read in its order), each cut at $2 as it is locked, so
+     * a lease reads about $2 rows however long the queue is. One WHERE
+     * with an OR of the two made PostgreSQL scan and sort every hop
+     * (100,000 queued: 740 ms per lease; docs/performance.md). */
+    [Q_HOP_DUE] = "WITH expired AS (SELECT " HOP_COLS " FROM hops"
+        "  WHERE state = 'processing' AND lease_until < $1 AND " HOP_LANE
+        "  ORDER BY next_at, id LIMIT $2 FOR UPDATE OF hops SKIP LOCKED),"
+        " due AS (SELECT " HOP_COLS " FROM hops"
+        "  WHERE state IN ('queued', 'retrying') AND next_at <= $1"
+        "  AND (lease_until IS NULL OR lease_until < $1) AND " HOP_LANE
+        "  ORDER BY next_at, id LIMIT $2 FOR UPDATE OF hops SKIP LOCKED)"
+        " SELECT * FROM expired UNION ALL SELECT * FROM due"
+        " ORDER BY next_at, id LIMIT $2",
     [Q_HOP_TAKE] = "UPDATE hops SET state = 'processing', lease_owner = $2,"
         " lease_until = $3, updated_at = $4 WHERE id = ANY($1::bigint[])",
     [Q_HOP_SET] = "UPDATE hops SET state = $2, attempts = $3, next_at = $4,"

@@ -236,6 +236,14 @@ enum stmt_id {
     S_COUNT
 };
 
+/* One branch of S_HOP_DUE: the hops in one state that are due (cond)
+ * and of the lane's sizes, the first ?2 in (next_at, id) order. */
+#define HOP_DUE_BRANCH(cond)                                               \
+    "SELECT * FROM (SELECT * FROM hops WHERE " cond                       \
+    " AND (SELECT COALESCE(MAX(size), 0) FROM messages"                   \
+    "      WHERE messages.id = hops.message_id) BETWEEN ?3 AND ?4"         \
+    " ORDER BY next_at, id LIMIT ?2)"
+
 static const char *const SQL[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -286,16 +294,24 @@ static const char *const SQL[S_COUNT] = {
         " HAVING COUNT(*) > 0), 'received') WHERE id = ?1",
     [S_HOP_INS] = "INSERT INTO hops(message_id, connector, state, next_at,"
                   " created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?4, ?4)",
-    /* Due hops of one lane: messages of ?3 to ?4 bytes (engine.c). */
+    /* Due hops of one lane: messages of ?3 to ?4 bytes (engine.c), the
+     * first ?2 by (next_at, id). One branch per state, each read in
+     * hops_due's order and cut at ?2, so a lease reads about ?2 rows of
+     * each however long the queue is; one WHERE with an OR of the states
+     * made SQLite collect and sort every due hop first (100,000 queued:
+     * 150 ms per lease, under the write lock; docs/performance.md). */
     [S_HOP_DUE] = "SELECT id, message_id, connector, state, attempts, next_at,"
-                  " created_at, updated_at, last_error, receipt FROM hops"
-                  " WHERE ((state IN ('queued', 'retrying') AND next_at <= ?1"
-                  "         AND (lease_until IS NULL OR lease_until < ?1))"
-                  "     OR (state = 'processing' AND lease_until < ?1))"
-                  "   AND (SELECT COALESCE(MAX(size), 0) FROM messages"
-                  "        WHERE messages.id = hops.message_id)"
-                  "       BETWEEN ?3 AND ?4"
-                  " ORDER BY next_at, id LIMIT ?2",
+                  " created_at, updated_at, last_error, receipt FROM ("
+                  HOP_DUE_BRANCH("state = 'queued' AND next_at <= ?1"
+                                 " AND (lease_until IS NULL"
+                                 "      OR lease_until < ?1)")
+                  " UNION ALL "
+                  HOP_DUE_BRANCH("state = 'retrying' AND next_at <= ?1"
+                                 " AND (lease_until IS NULL"
+                                 "      OR lease_until < ?1)")
+                  " UNION ALL "
+                  HOP_DUE_BRANCH("state = 'processing' AND lease_until < ?1")
+                  ") ORDER BY next_at, id LIMIT ?2",
     [S_HOP_TAKE] = "UPDATE hops SET state = 'processing', lease_owner = ?2,"
                    " lease_until = ?3, updated_at = ?4 WHERE id = ?1",
     [S_HOP_SET] = "UPDATE hops SET state = ?2, attempts = ?3, next_at = ?4,"

@@ -37,6 +37,7 @@
 #include "store/pg_internal.h"
 #include "store/secret_store.h"
 #include "store/store.h"
+#include "store/store_internal.h"    /* store_db: counting VM steps */
 #include "util/id.h"
 
 /* ---- fixture ---------------------------------------------------------------- */
@@ -496,6 +497,111 @@ static void test_m1_resend_requeues_failed(void **state)
 
     assert_int_equal(store_message_resend(f->st, "01900000-0000-7000-8000-00000000ffff",
                                           "bob", NULL, 0, &requeued, NULL, &err), 1);
+}
+
+/* A lease takes the due hops of every state together, earliest next_at
+ * first, at most max: a retry due before, a hop whose lease ran out, and
+ * only then one queued later. */
+static void test_m2_lease_takes_due_hops_of_every_state_in_order(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    static const char *ID2 = "01900000-0000-7000-8000-000000000002";
+    static const char *ID3 = "01900000-0000-7000-8000-000000000003";
+    intake1(f->st, ID1, "inbox", next, 1);
+    intake1(f->st, ID2, "inbox", next, 1);
+    struct store_hop *h = NULL, *g = NULL;
+    assert_int_equal(lease_now(f->st, "worker-1", 1, &h), 2);
+    size_t r = strcmp(h[0].message_id, ID1) == 0 ? 0 : 1;
+    struct store_outcome o = outcome(&h[r], "worker-1", HOP_RETRY);
+    o.error = "try again";
+    o.next_at = time_now_ms() - 10000;      /* due, the earliest */
+    finish1(f->st, &o, 0);
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL);                   /* ID2's lease runs out */
+    intake1(f->st, ID3, "inbox", next, 1);  /* queued, the latest */
+    size_t n = 0;
+    struct error err = {0};
+    if (store_hop_lease(f->st, "worker-2", time_now_ms(), 60000, 2, &g, &n,
+                        &err) != 0)
+        fail_msg("store_hop_lease: %s", err.msg);
+    assert_int_equal(n, 2);
+    assert_string_equal(g[0].message_id, ID1);
+    assert_string_equal(g[0].state, "retrying");
+    assert_string_equal(g[1].message_id, ID2);
+    assert_string_equal(g[1].state, "processing");
+    store_hops_free(g, n);
+    assert_int_equal(lease_now(f->st, "worker-2", 60000, &g), 1);
+    assert_string_equal(g[0].message_id, ID3);
+    store_hops_free(g, 1);
+    store_hops_free(h, 2);
+}
+
+/* Queue n hops (messages from "inbox" to "outbox") in one transaction. */
+static void queue_hops(struct store *st, size_t n)
+{
+    const char *next[] = { "outbox" };
+    char (*ids)[ID_LEN + 1] = calloc(n, sizeof(*ids));
+    struct store_message *msgs = calloc(n, sizeof(*msgs));
+    struct store_new *items = calloc(n, sizeof(*items));
+    assert_true(ids && msgs && items);
+    for (size_t i = 0; i < n; i++) {
+        id_new(ids[i]);
+        msgs[i] = msg_make(ids[i], "inbox", "q.edi", NULL);
+        items[i] = (struct store_new){ .msg = &msgs[i], .next = next,
+                                       .nnext = 1 };
+    }
+    struct error err = {0};
+    if (store_intake(st, items, n, &err) != 0)
+        fail_msg("store_intake: %s", err.msg);
+    free(items);
+    free(msgs);
+    free(ids);
+}
+
+/* The SQLite VM steps of leasing one hop: every statement's count is
+ * reset, the lease runs, the counts are added up. */
+static uint64_t lease_steps(struct store *st)
+{
+    sqlite3 *db = store_db(st);
+    for (sqlite3_stmt *q = sqlite3_next_stmt(db, NULL); q != NULL;
+         q = sqlite3_next_stmt(db, q))
+        sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    struct error err = {0};
+    if (store_hop_lease(st, "w", time_now_ms(), 60000, 1, &h, &n, &err) != 0)
+        fail_msg("store_hop_lease: %s", err.msg);
+    assert_int_equal(n, 1);
+    store_hops_free(h, n);
+    uint64_t steps = 0;
+    for (sqlite3_stmt *q = sqlite3_next_stmt(db, NULL); q != NULL;
+         q = sqlite3_next_stmt(db, q))
+        steps += (uint64_t)sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP,
+                                               0);
+    return steps;
+}
+
+/* A lease reads about as many hops as it takes, however long the queue
+ * is: after a partner's outage a queue of 100,000 made every lease read
+ * and sort all of them, under the write lock (docs/performance.md). Its
+ * work (SQLite's VM steps) with 2,000 hops queued stays within twice
+ * that with 20. */
+static void test_m2_lease_work_does_not_grow_with_the_queue(void **state)
+{
+    struct fx *f = *state;
+    queue_hops(f->st, 20);
+    lease_steps(f->st);         /* both measured on prepared statements */
+    uint64_t few = lease_steps(f->st);
+    queue_hops(f->st, 2000);
+    uint64_t many = lease_steps(f->st);
+    print_message("leasing one hop: %llu VM steps with 20 queued, %llu with "
+                  "2,000\n", (unsigned long long)few,
+                  (unsigned long long)many);
+    if (many > 2 * few)
+        fail_msg("leasing one hop took %llu VM steps with 2,000 queued, "
+                 "%llu with 20", (unsigned long long)many,
+                 (unsigned long long)few);
 }
 
 static void test_m2_leases_release(void **state)
@@ -1493,6 +1599,64 @@ static void test_r21_one_node_leads_each_cluster_job(void **state)
     assert_int_equal(store_lead(f->st, STORE_LEAD_NOTIFY, &err), 1);
 }
 
+/* One statement's answer on c, as a number (0 when empty). */
+static long long pg_number(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK &&
+        PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    long long v = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)
+                  ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return v;
+}
+
+/* The shared buffers the store's statements touched to lease one hop
+ * (pg_stat_statements, which the test servers load: run-unit.sh). */
+static long long pg_lease_blocks(struct fx *f, PGconn *c)
+{
+    pg_number(c, "SELECT pg_stat_statements_reset()");
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    struct error err = {0};
+    if (store_hop_lease(f->st, "w", time_now_ms(), 60000, 1, &h, &n,
+                        &err) != 0)
+        fail_msg("store_hop_lease: %s", err.msg);
+    assert_int_equal(n, 1);
+    store_hops_free(h, n);
+    return pg_number(c, "SELECT SUM(shared_blks_hit + shared_blks_read)"
+                        " FROM pg_stat_statements s JOIN pg_database d"
+                        " ON d.oid = s.dbid AND d.datname ="
+                        " current_database()"
+                        " WHERE s.query NOT LIKE '%pg_stat_statements%'");
+}
+
+/* test_m2_lease_work_does_not_grow_with_the_queue on PostgreSQL: the
+ * blocks one lease reads with 2,000 hops queued stay within twice those
+ * with 20 (a scan and sort of every hop read them all: 740 ms per lease
+ * with 100,000 queued). */
+static void test_r21_pg_lease_work_does_not_grow_with_the_queue(void **state)
+{
+    struct fx *f = *state;
+    PGconn *c = pg_connect(f->db);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pg_number(c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    queue_hops(f->st, 20);
+    pg_number(c, "ANALYZE hops");
+    pg_lease_blocks(f, c);      /* both measured on prepared statements */
+    long long few = pg_lease_blocks(f, c);
+    queue_hops(f->st, 2000);
+    pg_number(c, "ANALYZE hops");
+    long long many = pg_lease_blocks(f, c);
+    print_message("leasing one hop: %lld blocks with 20 queued, %lld with "
+                  "2,000\n", few, many);
+    PQfinish(c);
+    if (many > 2 * few)
+        fail_msg("leasing one hop read %lld blocks with 2,000 queued, %lld "
+                 "with 20", many, few);
+}
+
 /* The client backends serving database db, as pids (at most max; not
  * an autovacuum worker, which may come and go meanwhile). */
 static size_t pg_backends(const char *db, int *pids, size_t max)
@@ -2281,6 +2445,7 @@ int main(void)
         T(test_m1_retry_then_failed_state), \
         T(test_m2_renewed_lease_is_not_leased_again), \
         T(test_m2_expired_lease_is_leased_again), \
+        T(test_m2_lease_takes_due_hops_of_every_state_in_order), \
         T(test_m1_resend_requeues_failed), \
         T(test_m1_message_list_filter_and_paging), \
         T(test_m1_message_list_refused_state), \
@@ -2308,6 +2473,7 @@ int main(void)
         CONFORMANCE,
         /* single node: serve's start gives every lease back */
         T(test_m2_leases_release),
+        T(test_m2_lease_work_does_not_grow_with_the_queue),
         T(test_m2_migration_version),
         T(test_r21_payload_rows_refused_on_sqlite),
     };
@@ -2319,6 +2485,7 @@ int main(void)
         T(test_r21_pg_close_does_not_wait_on_a_stalled_server),
         T(test_r21_pg_connections_detect_a_dead_server),
         T(test_r21_pg_lease_renewal_skips_a_hop_being_finished),
+        T(test_r21_pg_lease_work_does_not_grow_with_the_queue),
         T(test_r21_pg_payload_rows_round_trip),
         T(test_r21_pg_payload_head_reads_first_rows_and_count),
         T(test_r21_pg_payload_rollback_leaves_nothing),
