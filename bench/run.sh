@@ -29,6 +29,7 @@ ROOT=$PWD
 [ "${1:-}" = as2 ] && exec bench/as2_bench.sh   # `bench/run.sh as2`: AS2 A -> B (docs/performance.md)
 [ "${1:-}" = latency ] && exec bench/latency_bench.sh   # `bench/run.sh latency`: a slow partner, by concurrency
 [ "${1:-}" = cluster ] && exec bench/cluster_bench.sh   # `bench/run.sh cluster`: 1-3 nodes on PostgreSQL, SQLite beside
+[ "${1:-}" = backlog ] && exec bench/backlog_bench.sh   # `bench/run.sh backlog`: a queue left by an outage, drained
 RUNS=${BENCH_RUNS:-5}
 FILES=${BENCH_FILES:-10000}
 VRUNS=${BENCH_VAULT_RUNS:-3}
