@@ -25,6 +25,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. bench/data_dir.sh
 N=${BACKLOG_MESSAGES:-50000}
 WHARF=${BENCH_WHARF:-$ROOT/build/release/wharf}
 FILL=$ROOT/build/release/bench/backup_fill
@@ -56,19 +57,7 @@ if [ -n "${BACKLOG_STORE:-}" ]; then
     init_store=(--store "$BACKLOG_STORE" --payload-dir "$OUT/payloads")
 fi
 put store "$([ -n "${BACKLOG_STORE:-}" ] && echo postgresql || echo sqlite)"
-"$WHARF" init --data "$OUT/data" --allowed-paths "$OUT/files" "${init_store[@]}" >"$OUT/init.txt"
-cat >"$OUT/flow.json" <<EOF
-{"connectors": [
-  {"name": "inbox", "type": "file", "config": {"receive_dir": "$OUT/files/in"}},
-  {"name": "outbox", "type": "file", "config": {"send_dir": "$OUT/files/out"}}],
- "links": [["inbox", "outbox"]]}
-EOF
-"$WHARF" flow import --data "$OUT/data" "$OUT/flow.json" >/dev/null
-freeport() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-printf 'admin_listen = 127.0.0.1:%s\npartner_listen = 127.0.0.1:%s\n' \
-    "$(freeport)" "$(freeport)" >>"$OUT/data/wharf.conf"
-# as root: keep root (sandboxed all the same), as bench/backup_bench.sh does
-[ "$(id -u)" -ne 0 ] || echo 'allow_root = yes' >>"$OUT/data/wharf.conf"
+file_flow_data "$WHARF" "$OUT" "${init_store[@]}"
 [ -z "${BACKLOG_CONF:-}" ] || printf '%b\n' "$BACKLOG_CONF" >>"$OUT/data/wharf.conf"
 put conf "${BACKLOG_CONF:--}"
 

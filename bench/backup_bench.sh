@@ -30,6 +30,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. bench/data_dir.sh
 N=${BACKUP_MESSAGES:-100000}
 MIB=${BACKUP_MIB:-10240}
 WHARF=$ROOT/build/release/wharf
@@ -87,21 +88,9 @@ if [ -n "$STORE" ]; then
     restore_store=(--store "$RSTORE" --payload-dir "$OUT/restored-payloads")
 fi
 put store "$([ -n "$STORE" ] && echo postgresql || echo sqlite)"
-"$WHARF" init --data "$OUT/data" --allowed-paths "$OUT/files" "${init_store[@]}" >"$OUT/init.txt"
-cat >"$OUT/flow.json" <<EOF
-{"connectors": [
-  {"name": "inbox", "type": "file", "config": {"receive_dir": "$OUT/files/in"}},
-  {"name": "outbox", "type": "file", "config": {"send_dir": "$OUT/files/out"}}],
- "links": [["inbox", "outbox"]]}
-EOF
-"$WHARF" flow import --data "$OUT/data" "$OUT/flow.json" >/dev/null
-freeport() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-printf 'admin_listen = 127.0.0.1:%s\npartner_listen = 127.0.0.1:%s\n' \
-    "$(freeport)" "$(freeport)" >>"$OUT/data/wharf.conf"
-# serve started as root needs an account to drop to or allow_root (the
-# sandbox, docs/operations.md); the bench's dirs are root's, so as root it
-# keeps root (sandboxed all the same). The restored wharf.conf has it too.
-[ "$(id -u)" -ne 0 ] || echo 'allow_root = yes' >>"$OUT/data/wharf.conf"
+# inbox -> outbox, free ports, allow_root as root (the restored wharf.conf
+# has them too)
+file_flow_data "$WHARF" "$OUT" "${init_store[@]}"
 "$FILL" "$OUT/data" "$N" "$MIB" inbox outbox | tee -a "$RES"
 put data_dir_MiB "$(du -sm "$OUT/data" | cut -f1)"
 [ -z "$STORE" ] || put payload_dir_MiB "$(du -sm "$PAYLOADS" | cut -f1)"

@@ -559,6 +559,18 @@ static void queue_hops(struct store *st, size_t n)
     free(ids);
 }
 
+/* Lease one due hop (there must be one) and let it go. */
+static void lease_one(struct store *st)
+{
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    struct error err = {0};
+    if (store_hop_lease(st, "w", time_now_ms(), 60000, 1, &h, &n, &err) != 0)
+        fail_msg("store_hop_lease: %s", err.msg);
+    assert_int_equal(n, 1);
+    store_hops_free(h, n);
+}
+
 /* The SQLite VM steps of leasing one hop: every statement's count is
  * reset, the lease runs, the counts are added up. */
 static uint64_t lease_steps(struct store *st)
@@ -567,13 +579,7 @@ static uint64_t lease_steps(struct store *st)
     for (sqlite3_stmt *q = sqlite3_next_stmt(db, NULL); q != NULL;
          q = sqlite3_next_stmt(db, q))
         sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
-    struct store_hop *h = NULL;
-    size_t n = 0;
-    struct error err = {0};
-    if (store_hop_lease(st, "w", time_now_ms(), 60000, 1, &h, &n, &err) != 0)
-        fail_msg("store_hop_lease: %s", err.msg);
-    assert_int_equal(n, 1);
-    store_hops_free(h, n);
+    lease_one(st);
     uint64_t steps = 0;
     for (sqlite3_stmt *q = sqlite3_next_stmt(db, NULL); q != NULL;
          q = sqlite3_next_stmt(db, q))
@@ -1617,14 +1623,7 @@ static long long pg_number(PGconn *c, const char *sql)
 static long long pg_lease_blocks(struct fx *f, PGconn *c)
 {
     pg_number(c, "SELECT pg_stat_statements_reset()");
-    struct store_hop *h = NULL;
-    size_t n = 0;
-    struct error err = {0};
-    if (store_hop_lease(f->st, "w", time_now_ms(), 60000, 1, &h, &n,
-                        &err) != 0)
-        fail_msg("store_hop_lease: %s", err.msg);
-    assert_int_equal(n, 1);
-    store_hops_free(h, n);
+    lease_one(f->st);
     return pg_number(c, "SELECT SUM(shared_blks_hit + shared_blks_read)"
                         " FROM pg_stat_statements s JOIN pg_database d"
                         " ON d.oid = s.dbid AND d.datname ="
