@@ -3,7 +3,8 @@
  *
  * Owns the payloads of a batch until they are committed: on any failure
  * before the commit they are removed, so a failed intake leaves nothing
- * half-stored. Payloads are named payloads/YYYYMMDD/<id>.wpay: files under
+ * half-stored; after a failed commit only those whose message the store
+ * says it does not have (a commit can fail after it happened). Payloads are named payloads/YYYYMMDD/<id>.wpay: files under
  * payload_dir, or rows of the database (payload_dir = database,
  * core/payloads.h).
  *
@@ -39,6 +40,7 @@
 #include "store/store.h"
 #include "util/fsx.h"
 #include "util/id.h"
+#include "util/log.h"
 #include "vault/vault.h"
 
 struct intake_item {
@@ -356,15 +358,40 @@ out:
     return rc;
 }
 
+/* After a failed commit: 0 when the store says item i's message is not
+ * there, 1 when it is or the store cannot say. A commit can fail after
+ * it happened (PostgreSQL's connection lost before COMMIT's answer, a
+ * failover): its payload must stay, or the message stored, and taken as a
+ * duplicate when the source sends it again, has none. A payload kept for
+ * nothing is named in the log. */
+static int stored_maybe(struct intake *in, size_t i)
+{
+    struct intake_item *it = &in->items[i];
+    struct store_message m;
+    struct error e = {0};
+    int found = store_message_get(in->st, it->id, &m, &e);
+    if (found == 0)
+        store_message_clear(&m);
+    if (found == 1)
+        return 0;
+    if (found < 0 && it->rel[0])
+        log_warn("intake: kept %s: the commit failed and the store cannot "
+                 "say whether message %s is stored (%s)", it->rel, it->id,
+                 e.msg);
+    return 1;
+}
+
 int intake_commit(struct intake *in, struct error *err)
 {
     if (in->cur != NULL)
         return error_set(err, "intake: a message is still being streamed");
     if (in->n == 0)
         return 0;
-    if (sync_batch(in, err) < 0 || store_batch(in, err) < 0) {
+    int synced = sync_batch(in, err) == 0;
+    if (!synced || store_batch(in, err) < 0) {
         for (size_t i = 0; i < in->n; i++)
-            item_clear(&in->items[i], 1, in->w);
+            item_clear(&in->items[i], !synced || !stored_maybe(in, i),
+                       in->w);
         in->n = 0;
         return -1;
     }

@@ -1043,7 +1043,9 @@ int pgs_intake(struct pg_store *p, struct store_new *items, size_t n,
             return pg_tx_fail(p);
     if (pg_injected_io_error("store.intake", err))
         return pg_tx_fail(p);
-    return pg_tx_end(p, err);
+    if (pg_tx_end(p, err) < 0)
+        return -1;
+    return pg_injected_lost_commit("store.intake_lost", err) ? -1 : 0;
 }
 
 int pgs_message_release(struct pg_store *p, const char *msgid,

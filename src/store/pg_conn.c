@@ -261,6 +261,15 @@ int pg_injected_io_error(const char *point, struct error *err)
     return 1;
 }
 
+int pg_injected_lost_commit(const char *point, struct error *err)
+{
+    if (fault_fail(point) == 0)
+        return 0;
+    error_set(err, "cannot commit: server closed the connection "
+              "unexpectedly (injected after the commit)");
+    return 1;
+}
+
 int store_url_files(const char *url, int (*fn)(const char *path, void *arg),
                     void *arg)
 {

@@ -132,5 +132,9 @@ int pg_cert_write(struct pg_store *p, const struct store_cert *c,
 /* Test hook (util/fault.h), as in sqlite.c: the commit at point fails as a
  * full disk or an I/O error would. 1 then, with err. */
 int pg_injected_io_error(const char *point, struct error *err);
+/* Test hook (util/fault.h): a commit that succeeded is reported failed,
+ * as when the connection is lost before COMMIT's answer arrives (the
+ * caller cannot tell whether it happened). 1 then, with err set. */
+int pg_injected_lost_commit(const char *point, struct error *err);
 
 #endif

@@ -1257,7 +1257,12 @@ int store_intake(struct store *s, struct store_new *items, size_t n,
             return store_tx_fail(s);
     if (injected_io_error(s, "store.intake", err))
         return store_tx_fail(s);
-    return store_tx_commit(s, err) < 0 ? store_tx_fail(s) : 0;
+    if (store_tx_commit(s, err) < 0)
+        return store_tx_fail(s);
+    if (fault_fail("store.intake_lost") != 0)   /* test hook: fault.h */
+        return error_set(err, "cannot commit: the outcome is not known "
+                         "(injected after the commit)");
+    return 0;
 }
 
 int store_message_get(struct store *s, const char *id,

@@ -22,6 +22,9 @@
  *   file.write      the file destination's write of a message
  *   file.rename     the file destination's rename into place
  *   store.intake    the commit of an intake batch (as SQLITE_IOERR/FULL)
+ *   store.intake_lost  the same commit succeeds but is reported failed,
+ *                   as when PostgreSQL's connection is lost before
+ *                   COMMIT's answer (the caller cannot tell)
  *   store.finish    the commit of delivery outcomes (idem)
  * and beyond them:
  *   net.loop.admin, net.loop.partner   a turn of a listener's event loop

@@ -537,6 +537,28 @@ static void test_m2_lease_takes_due_hops_of_every_state_in_order(void **state)
     store_hops_free(h, 2);
 }
 
+/* The test hook store.intake_lost (util/fault.h) on both backends: the
+ * intake commits, then reports a failure, as a connection lost before
+ * COMMIT's answer does (core/intake.c keeps the payload of such a
+ * message: test_intake.c). */
+static void test_m2_intake_lost_commit_hook_commits(void **state)
+{
+    struct fx *f = *state;
+    const char *next[] = { "outbox" };
+    struct store_message m = msg_make(ID1, "inbox", "a.edi", NULL);
+    struct store_new it = { .msg = &m, .next = next, .nnext = 1 };
+    struct error err = {0};
+    static int runs;            /* fault counts add up in the process */
+    char spec[64];
+    snprintf(spec, sizeof(spec), "store.intake_lost:%d:EIO", ++runs);
+    setenv("WHARF_FAULT", spec, 1);
+    int rc = store_intake(f->st, &it, 1, &err);
+    unsetenv("WHARF_FAULT");
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err.msg, "injected"));
+    assert_string_equal(msg_state(f->st, ID1), "queued");
+}
+
 /* Queue n hops (messages from "inbox" to "outbox") in one transaction. */
 static void queue_hops(struct store *st, size_t n)
 {
@@ -2445,6 +2467,7 @@ int main(void)
         T(test_m2_renewed_lease_is_not_leased_again), \
         T(test_m2_expired_lease_is_leased_again), \
         T(test_m2_lease_takes_due_hops_of_every_state_in_order), \
+        T(test_m2_intake_lost_commit_hook_commits), \
         T(test_m1_resend_requeues_failed), \
         T(test_m1_message_list_filter_and_paging), \
         T(test_m1_message_list_refused_state), \
