@@ -19,8 +19,8 @@
 # another build to compare), BACKLOG_STORE (a postgresql:// URL of an
 # empty database: the store there, payloads in the bench's folder),
 # BACKLOG_CONF: lines appended to wharf.conf, for diagnostics (e.g.
-# 'large_workers = 0'), BENCH_KEEP=1 keeps the data dir. Needs about 1 GiB free per 100,000
-# messages.
+# 'large_workers = 0'), BENCH_KEEP=1 keeps the data dir. Needs about
+# 1 GiB free per 100,000 messages.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -4,9 +4,9 @@
  * Owns the payloads of a batch until they are committed: on any failure
  * before the commit they are removed, so a failed intake leaves nothing
  * half-stored; after a failed commit only those whose message the store
- * says it does not have (a commit can fail after it happened). Payloads are named payloads/YYYYMMDD/<id>.wpay: files under
- * payload_dir, or rows of the database (payload_dir = database,
- * core/payloads.h).
+ * says it does not have (a commit can fail after it happened). Payloads
+ * are named payloads/YYYYMMDD/<id>.wpay: files under payload_dir, or rows
+ * of the database (payload_dir = database, core/payloads.h).
  *
  * The order that makes acknowledgement safe: payload bytes written ->
  * payload files synced (one batched sync) -> payload folder fsynced (rows:
