@@ -48,7 +48,7 @@
 #include "store/pg_partners.h"
 #include "util/id.h"
 
-#define PG_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 6
 /* pg_advisory_lock key of schema migrations ("Whrf"). */
 #define PG_MIGRATE_LOCK "1466462822"
 
@@ -205,6 +205,14 @@ static const char *const PG_MIGRATIONS[PG_SCHEMA_VERSION] = {
     "  seq INTEGER NOT NULL, created_at BIGINT NOT NULL,"
     "  data BYTEA NOT NULL, PRIMARY KEY(path, seq));"
     "ALTER TABLE payload_segments ALTER COLUMN data SET STORAGE EXTERNAL;",
+    /* 6: a hop carries its message's size, so the large lane reads its
+     * own hops through an index of their own instead of past every due
+     * small one (engine.c's lanes; Q_HOP_DUE_LARGE) */
+    "ALTER TABLE hops ADD COLUMN size BIGINT NOT NULL DEFAULT 0;"
+    "UPDATE hops SET size = m.size FROM messages m"
+    "  WHERE m.id = hops.message_id AND m.size <> 0;"
+    "CREATE INDEX hops_large ON hops(size, next_at, id)"
+    "  WHERE state IN ('queued', 'retrying');",
 };
 
 /* ---- statements ------------------------------------------------------------ */
@@ -219,7 +227,7 @@ enum pg_stmt {
     Q_PROFILE_GET, Q_PARTNERS_ALL,
     Q_MSG_INS, Q_MSG_BY_DEDUP, Q_MSG_GET, Q_MSG_LIST, Q_MSG_LIST_STATE,
     Q_MSG_EACH, Q_MSG_PREFIX, Q_MSG_LOCK, Q_MSG_STATE, Q_MSG_ERASE,
-    Q_HOP_INS, Q_HOP_DUE, Q_HOP_TAKE, Q_HOP_SET, Q_HOP_OF_MSG, Q_HOP_RENEW,
+    Q_HOP_INS, Q_HOP_DUE, Q_HOP_DUE_LARGE, Q_HOP_TAKE, Q_HOP_SET, Q_HOP_OF_MSG, Q_HOP_RENEW,
     Q_HOP_RESEND_FAILED, Q_HOP_RESEND_ALL, Q_HOP_COUNTS, Q_HOP_ONWARD,
     Q_HOP_CANCEL, Q_HOP_HOLD, Q_HOP_UNHOLD, Q_HOP_UNHOLD_ALL,
     Q_HOP_UNHOLD_STALE, Q_HOP_SETTLE,
@@ -232,9 +240,21 @@ enum pg_stmt {
                  " state, payload_path, dedup_key"
 #define HOP_COLS "id, message_id, connector, state, attempts, next_at," \
                  " created_at, updated_at, last_error, receipt"
-/* A hop's message is of the lane's sizes ($3 to $4 bytes). */
-#define HOP_LANE "(SELECT COALESCE(MAX(size), 0) FROM messages" \
-                 " WHERE messages.id = hops.message_id) BETWEEN $3 AND $4"
+/* The hops of one lane ($3 to $4 bytes; engine.c) whose lease ran out
+ * (hops_lease), the first $2 by (next_at, id), locked as read; hops
+ * another node is leasing right now are skipped, not waited for. */
+#define HOP_EXPIRED "WITH expired AS (SELECT " HOP_COLS " FROM hops"        \
+    "  WHERE state = 'processing' AND lease_until < $1"                   \
+    "  AND size BETWEEN $3 AND $4"                                        \
+    "  ORDER BY next_at, id LIMIT $2 FOR UPDATE OF hops SKIP LOCKED),"
+/* The same of the hops queued or retrying, due and not leased now, of
+ * the sizes lane_test says. */
+#define HOP_WAITING(lane_test) " due AS (SELECT " HOP_COLS " FROM hops"    \
+    "  WHERE state IN ('queued', 'retrying') AND next_at <= $1"           \
+    "  AND (lease_until IS NULL OR lease_until < $1) AND " lane_test      \
+    "  ORDER BY next_at, id LIMIT $2 FOR UPDATE OF hops SKIP LOCKED)"     \
+    " SELECT * FROM expired UNION ALL SELECT * FROM due"                  \
+    " ORDER BY next_at, id LIMIT $2"
 
 _Static_assert(Q_COUNT <= 64, "pg.c owns statement slots 0..63");
 
@@ -303,23 +323,22 @@ static const char *const SQL[Q_COUNT] = {
     [Q_MSG_ERASE] = "UPDATE messages SET payload_path = NULL,"
         " state = 'erased', updated_at = $2 WHERE id = $1",
     [Q_HOP_INS] = "INSERT INTO hops(message_id, connector, state, next_at,"
-        " created_at, updated_at) VALUES($1, $2, $3, $4, $4, $4) RETURNING id",
-    /* Due hops of one lane, locked; hops another node is leasing right now
-     * are skipped, not waited for. The first $2 by (next_at, id): those
-     * whose lease ran out (hops_lease) and those queued or retrying
+        " created_at, updated_at, size) VALUES($1, $2, $3, $4, $4, $4,"
+        " COALESCE((SELECT size FROM messages WHERE id = $1), 0))"
+        " RETURNING id",
+    /* Due hops of a lane from 0 bytes, locked, the first $2 by (next_at,
+     * id): those whose lease ran out and those queued or retrying
      * (hops_due, read in its order), each cut at $2 as it is locked, so
      * a lease reads about $2 rows however long the queue is. One WHERE
      * with an OR of the two made PostgreSQL scan and sort every hop
-     * (100,000 queued: 740 ms per lease; docs/performance.md). */
-    [Q_HOP_DUE] = "WITH expired AS (SELECT " HOP_COLS " FROM hops"
-        "  WHERE state = 'processing' AND lease_until < $1 AND " HOP_LANE
-        "  ORDER BY next_at, id LIMIT $2 FOR UPDATE OF hops SKIP LOCKED),"
-        " due AS (SELECT " HOP_COLS " FROM hops"
-        "  WHERE state IN ('queued', 'retrying') AND next_at <= $1"
-        "  AND (lease_until IS NULL OR lease_until < $1) AND " HOP_LANE
-        "  ORDER BY next_at, id LIMIT $2 FOR UPDATE OF hops SKIP LOCKED)"
-        " SELECT * FROM expired UNION ALL SELECT * FROM due"
-        " ORDER BY next_at, id LIMIT $2",
+     * (100,000 queued: 740 ms per lease; docs/performance.md). The size
+     * test is not on an indexed expression (size + 0), so no plan reads
+     * hops_large instead, which would read and sort every small hop. */
+    [Q_HOP_DUE] = HOP_EXPIRED HOP_WAITING("size + 0 BETWEEN $3 AND $4"),
+    /* The large lane's ($3 bytes or more): its waiting hops through
+     * hops_large, which holds only those, by size. Read in due order, a
+     * lease of the large lane went past every due small hop. */
+    [Q_HOP_DUE_LARGE] = HOP_EXPIRED HOP_WAITING("size BETWEEN $3 AND $4"),
     [Q_HOP_TAKE] = "UPDATE hops SET state = 'processing', lease_owner = $2,"
         " lease_until = $3, updated_at = $4 WHERE id = ANY($1::bigint[])",
     [Q_HOP_SET] = "UPDATE hops SET state = $2, attempts = $3, next_at = $4,"
@@ -1365,7 +1384,9 @@ static int lease_tx(struct pg_store *p, const char *owner, int64_t now,
     pg_arg_int(&a, (int64_t)max);
     pg_arg_int(&a, lane ? lane->min_size : 0);
     pg_arg_int(&a, lane ? lane->max_size : INT64_MAX);
-    PGresult *r = run(p, Q_HOP_DUE, &a, "read due hops", err);
+    int large = lane && lane->min_size > 0;
+    PGresult *r = run(p, large ? Q_HOP_DUE_LARGE : Q_HOP_DUE, &a,
+                      "read due hops", err);
     if (r == NULL)
         return -1;
     int rc = hop_rows(r, out, n, err);

@@ -112,7 +112,7 @@ static const struct px_table PX_TABLES[] = {
        " sha256, state, payload_path, dedup_key", "id", 10, "tiittittt" "t"),
     PX("hops", "id, message_id, connector, state, attempts, next_at,"
        " lease_owner, lease_until, last_error, receipt, created_at,"
-       " updated_at", "id", 12, "ittti" "ititt" "ii"),
+       " updated_at, size", "id", 13, "ittti" "ititt" "iii"),
     PX("events", "id, message_id, hop_id, at, level, text", "id", 6,
        "itiitt"),
     PX("connector_secrets", "connector, name, blob, expires_at, updated_at",

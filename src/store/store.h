@@ -27,7 +27,7 @@
 #include "util/error.h"
 #include "util/id.h"
 
-#define STORE_SCHEMA_VERSION 12
+#define STORE_SCHEMA_VERSION 13
 
 struct store;
 

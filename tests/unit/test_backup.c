@@ -652,6 +652,19 @@ static void pg_check_loaded(struct store *d, struct vault *v,
     assert_int_equal(store_message_get(d, id, &m, &err), 0);
     assert_int_equal(m.size, 42);
     store_message_clear(&m);
+    /* its hop keeps the message's size: a lane from 43 bytes has nothing,
+     * one from 42 takes it (hops.size, the large lane's index) */
+    struct store_lane from43 = { 43, INT64_MAX }, from42 = { 42, INT64_MAX };
+    struct store_hop *h = NULL;
+    size_t nh = 0;
+    assert_int_equal(store_hop_lease_lane(d, "w", time_now_ms(), 60000, 5, &from43,
+                                          &h, &nh, &err), 0);
+    assert_int_equal(nh, 0);
+    store_hops_free(h, nh);
+    assert_int_equal(store_hop_lease_lane(d, "w", time_now_ms(), 60000, 5, &from42,
+                                          &h, &nh, &err), 0);
+    assert_int_equal(nh, 1);
+    store_hops_free(h, nh);
     assert_int_equal(store_setting_get(d, "k", &val, &err), 0);
     assert_string_equal(val, "v\xc3\xa9");
     free(val);

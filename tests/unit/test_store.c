@@ -559,8 +559,29 @@ static void test_m2_intake_lost_commit_hook_commits(void **state)
     assert_string_equal(msg_state(f->st, ID1), "queued");
 }
 
-/* Queue n hops (messages from "inbox" to "outbox") in one transaction. */
-static void queue_hops(struct store *st, size_t n)
+/* Run sql on the store's database itself (SQLite or PostgreSQL). */
+static void raw_exec(struct fx *f, const char *sql)
+{
+    if (g_pg) {
+        PGconn *c = pg_connect(f->db);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fail_msg("%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db;
+    char *msg = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* Queue n hops (messages of size bytes from "inbox" to "outbox") in one
+ * transaction. */
+static void queue_hops(struct store *st, size_t n, int64_t size)
 {
     const char *next[] = { "outbox" };
     char (*ids)[ID_LEN + 1] = calloc(n, sizeof(*ids));
@@ -570,6 +591,7 @@ static void queue_hops(struct store *st, size_t n)
     for (size_t i = 0; i < n; i++) {
         id_new(ids[i]);
         msgs[i] = msg_make(ids[i], "inbox", "q.edi", NULL);
+        msgs[i].size = size;
         items[i] = (struct store_new){ .msg = &msgs[i], .next = next,
                                        .nnext = 1 };
     }
@@ -581,27 +603,44 @@ static void queue_hops(struct store *st, size_t n)
     free(ids);
 }
 
-/* Lease one due hop (there must be one) and let it go. */
-static void lease_one(struct store *st)
+/* Queue n hops of small messages due an hour before everything queued
+ * so far, as after a partner's outage: the large lane's hops come after
+ * them in due order. */
+static void queue_small_first(struct fx *f, size_t n)
+{
+    queue_hops(f->st, n, 0);
+    raw_exec(f, "UPDATE hops SET next_at = next_at - 3600000"
+                " WHERE state = 'queued' AND message_id IN"
+                " (SELECT id FROM messages WHERE size = 0)");
+}
+
+/* The engine's two lanes with its default bound (engine.c). */
+static const struct store_lane SMALL_LANE = { 0, (8LL << 20) - 1 };
+static const struct store_lane LARGE_LANE = { 8LL << 20, INT64_MAX };
+#define LARGE_SIZE (20LL << 20)
+
+/* Lease one due hop of lane (NULL: any; there must be one), keep it. */
+static void lease_one(struct store *st, const struct store_lane *lane)
 {
     struct store_hop *h = NULL;
     size_t n = 0;
     struct error err = {0};
-    if (store_hop_lease(st, "w", time_now_ms(), 60000, 1, &h, &n, &err) != 0)
+    if (store_hop_lease_lane(st, "w", time_now_ms(), 60000, 1, lane, &h, &n,
+                             &err) != 0)
         fail_msg("store_hop_lease: %s", err.msg);
     assert_int_equal(n, 1);
     store_hops_free(h, n);
 }
 
-/* The SQLite VM steps of leasing one hop: every statement's count is
- * reset, the lease runs, the counts are added up. */
-static uint64_t lease_steps(struct store *st)
+/* The SQLite VM steps of leasing one hop of lane: every statement's count
+ * is reset, the lease runs, the counts are added up. */
+static uint64_t lease_steps(struct store *st, const struct store_lane *lane)
 {
     sqlite3 *db = store_db(st);
     for (sqlite3_stmt *q = sqlite3_next_stmt(db, NULL); q != NULL;
          q = sqlite3_next_stmt(db, q))
         sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
-    lease_one(st);
+    lease_one(st, lane);
     uint64_t steps = 0;
     for (sqlite3_stmt *q = sqlite3_next_stmt(db, NULL); q != NULL;
          q = sqlite3_next_stmt(db, q))
@@ -618,11 +657,11 @@ static uint64_t lease_steps(struct store *st)
 static void test_m2_lease_work_does_not_grow_with_the_queue(void **state)
 {
     struct fx *f = *state;
-    queue_hops(f->st, 20);
-    lease_steps(f->st);         /* both measured on prepared statements */
-    uint64_t few = lease_steps(f->st);
-    queue_hops(f->st, 2000);
-    uint64_t many = lease_steps(f->st);
+    queue_hops(f->st, 20, 0);
+    lease_steps(f->st, NULL);   /* both measured on prepared statements */
+    uint64_t few = lease_steps(f->st, NULL);
+    queue_hops(f->st, 2000, 0);
+    uint64_t many = lease_steps(f->st, NULL);
     print_message("leasing one hop: %llu VM steps with 20 queued, %llu with "
                   "2,000\n", (unsigned long long)few,
                   (unsigned long long)many);
@@ -630,6 +669,29 @@ static void test_m2_lease_work_does_not_grow_with_the_queue(void **state)
         fail_msg("leasing one hop took %llu VM steps with 2,000 queued, "
                  "%llu with 20", (unsigned long long)many,
                  (unsigned long long)few);
+}
+
+/* The same for the large lane while small messages queue up: read in
+ * due order, each of its leases went past every due small hop (100,000
+ * queued: 144 ms per lease, an idle large worker leasing every 200 ms). */
+static void test_m4_large_lane_lease_work_does_not_grow_with_small_ones(
+    void **state)
+{
+    struct fx *f = *state;
+    queue_hops(f->st, 3, LARGE_SIZE);
+    queue_small_first(f, 20);
+    lease_steps(f->st, &LARGE_LANE);
+    uint64_t few = lease_steps(f->st, &LARGE_LANE);
+    queue_small_first(f, 2000);
+    uint64_t many = lease_steps(f->st, &LARGE_LANE);
+    print_message("leasing one large hop: %llu VM steps with 20 small ones "
+                  "queued, %llu with 2,000\n", (unsigned long long)few,
+                  (unsigned long long)many);
+    if (many > 2 * few)
+        fail_msg("leasing one large hop took %llu VM steps with 2,000 small "
+                 "ones queued, %llu with 20", (unsigned long long)many,
+                 (unsigned long long)few);
+    lease_one(f->st, &SMALL_LANE);      /* the small lane still leases */
 }
 
 static void test_m2_leases_release(void **state)
@@ -1143,6 +1205,43 @@ static void test_m7_certs_added_and_receipts_kept(void **state)
 }
 
 
+/* Hops queued before hops carried their message's size (SQLite's
+ * migration 13, PostgreSQL's 6) get it when the store is opened: a large
+ * message queued then is leased by the large lane, not the small one. */
+static void test_m4_migration_gives_old_hops_their_size(void **state)
+{
+    struct fx *f = *state;
+    queue_hops(f->st, 1, LARGE_SIZE);
+    queue_hops(f->st, 1, 0);
+    store_close(f->st);
+    f->st = NULL;
+    raw_exec(f, g_pg ? "BEGIN; DROP INDEX hops_large;"
+                       " ALTER TABLE hops DROP COLUMN size;"
+                       " DELETE FROM schema_version WHERE version = 6;"
+                       " COMMIT"
+                     : "BEGIN; DROP INDEX hops_large;"
+                       " ALTER TABLE hops DROP COLUMN size;"
+                       " DELETE FROM schema_version WHERE version = 13;"
+                       " COMMIT");
+    struct error err = {0};
+    if ((f->st = store_open(f->db, &err)) == NULL)
+        fail_msg("reopen: %s", err.msg);
+    struct store_hop *h = NULL;
+    size_t n = 0;
+    MUST(store_hop_lease_lane(f->st, "w", time_now_ms(), 60000, 10,
+                              &LARGE_LANE, &h, &n, &err), err);
+    assert_int_equal(n, 1);
+    struct store_message m;
+    MUST(store_message_get(f->st, h[0].message_id, &m, &err), err);
+    assert_int_equal(m.size, LARGE_SIZE);
+    store_message_clear(&m);
+    store_hops_free(h, n);
+    MUST(store_hop_lease_lane(f->st, "w", time_now_ms(), 60000, 10,
+                              &SMALL_LANE, &h, &n, &err), err);
+    assert_int_equal(n, 1);
+    store_hops_free(h, n);
+}
+
 /* Item 12: a lane leases only the hops of its message sizes. */
 static void test_m4_lease_lane_by_message_size(void **state)
 {
@@ -1640,17 +1739,38 @@ static long long pg_number(PGconn *c, const char *sql)
     return v;
 }
 
-/* The shared buffers the store's statements touched to lease one hop
- * (pg_stat_statements, which the test servers load: run-unit.sh). */
-static long long pg_lease_blocks(struct fx *f, PGconn *c)
+/* The shared buffers the store's statements touched to lease one hop of
+ * lane (pg_stat_statements, which the test servers load: run-unit.sh). */
+static long long pg_lease_blocks(struct fx *f, PGconn *c,
+                                 const struct store_lane *lane)
 {
     pg_number(c, "SELECT pg_stat_statements_reset()");
-    lease_one(f->st);
+    lease_one(f->st, lane);
     return pg_number(c, "SELECT SUM(shared_blks_hit + shared_blks_read)"
                         " FROM pg_stat_statements s JOIN pg_database d"
                         " ON d.oid = s.dbid AND d.datname ="
                         " current_database()"
                         " WHERE s.query NOT LIKE '%pg_stat_statements%'");
+}
+
+/* The blocks of one lease of lane with 20 and with 2,000 more small
+ * hops queued first, after warm leases past the plan cache's first five
+ * custom plans (a generic plan must not read the queue either). */
+static void pg_lease_work(struct fx *f, const struct store_lane *lane,
+                          long long *few, long long *many)
+{
+    PGconn *c = pg_connect(f->db);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pg_number(c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    queue_small_first(f, 20);
+    pg_number(c, "ANALYZE hops");
+    for (int i = 0; i < 7; i++)
+        pg_lease_blocks(f, c, lane);
+    *few = pg_lease_blocks(f, c, lane);
+    queue_small_first(f, 2000);
+    pg_number(c, "ANALYZE hops");
+    *many = pg_lease_blocks(f, c, lane);
+    PQfinish(c);
 }
 
 /* test_m2_lease_work_does_not_grow_with_the_queue on PostgreSQL: the
@@ -1659,23 +1779,29 @@ static long long pg_lease_blocks(struct fx *f, PGconn *c)
  * with 100,000 queued). */
 static void test_r21_pg_lease_work_does_not_grow_with_the_queue(void **state)
 {
-    struct fx *f = *state;
-    PGconn *c = pg_connect(f->db);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    pg_number(c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-    queue_hops(f->st, 20);
-    pg_number(c, "ANALYZE hops");
-    pg_lease_blocks(f, c);      /* both measured on prepared statements */
-    long long few = pg_lease_blocks(f, c);
-    queue_hops(f->st, 2000);
-    pg_number(c, "ANALYZE hops");
-    long long many = pg_lease_blocks(f, c);
+    long long few, many;
+    pg_lease_work(*state, &SMALL_LANE, &few, &many);
     print_message("leasing one hop: %lld blocks with 20 queued, %lld with "
                   "2,000\n", few, many);
-    PQfinish(c);
     if (many > 2 * few)
         fail_msg("leasing one hop read %lld blocks with 2,000 queued, %lld "
                  "with 20", many, few);
+}
+
+/* test_m4_large_lane_lease_work_does_not_grow_with_small_ones on
+ * PostgreSQL. */
+static void test_r21_pg_large_lane_lease_work_does_not_grow_with_small_ones(
+    void **state)
+{
+    struct fx *f = *state;
+    long long few, many;
+    queue_hops(f->st, 9, LARGE_SIZE);
+    pg_lease_work(f, &LARGE_LANE, &few, &many);
+    print_message("leasing one large hop: %lld blocks with 20 small ones "
+                  "queued, %lld with 2,000\n", few, many);
+    if (many > 2 * few)
+        fail_msg("leasing one large hop read %lld blocks with 2,000 small "
+                 "ones queued, %lld with 20", many, few);
 }
 
 /* The client backends serving database db, as pids (at most max; not
@@ -2475,6 +2601,7 @@ int main(void)
         T(test_m1_flow_put_get_generation), \
         T(test_m2_group_commit_batch), \
         T(test_m4_lease_lane_by_message_size), \
+        T(test_m4_migration_gives_old_hops_their_size), \
         T(test_m4_hop_wait_is_not_an_attempt), \
         T(test_r15_connector_secrets_follow_the_flow), \
         T(test_m5_connector_config_set), \
@@ -2496,6 +2623,7 @@ int main(void)
         /* single node: serve's start gives every lease back */
         T(test_m2_leases_release),
         T(test_m2_lease_work_does_not_grow_with_the_queue),
+        T(test_m4_large_lane_lease_work_does_not_grow_with_small_ones),
         T(test_m2_migration_version),
         T(test_r21_payload_rows_refused_on_sqlite),
     };
@@ -2508,6 +2636,7 @@ int main(void)
         T(test_r21_pg_connections_detect_a_dead_server),
         T(test_r21_pg_lease_renewal_skips_a_hop_being_finished),
         T(test_r21_pg_lease_work_does_not_grow_with_the_queue),
+        T(test_r21_pg_large_lane_lease_work_does_not_grow_with_small_ones),
         T(test_r21_pg_payload_rows_round_trip),
         T(test_r21_pg_payload_head_reads_first_rows_and_count),
         T(test_r21_pg_payload_rollback_leaves_nothing),
