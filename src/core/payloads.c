@@ -447,16 +447,3 @@ int wharf_payload_raw(struct wharf *w, const char *rel, int writing,
     return 0;
 }
 
-int wharf_payloads_sweep(struct wharf *w, int64_t before_ms, int64_t *n,
-                         struct error *err)
-{
-    struct store *s;
-    *n = 0;
-    if (!w->payloads_in_db)
-        return 0;
-    if (with_store(w, &s, err) < 0)
-        return -1;
-    int rc = store_payload_sweep(s, before_ms, n, err);
-    pool_give(w, s);
-    return rc;
-}

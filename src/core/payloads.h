@@ -24,6 +24,7 @@
 #include "util/error.h"
 #include "vault/vault.h"
 
+struct store;
 struct wharf;
 
 /* A new payload rel ("payloads/YYYYMMDD/<id>.wpay") of message msgid;
@@ -60,11 +61,12 @@ int wharf_payload_raw(struct wharf *w, const char *rel, int writing,
                       struct payload_io *io, uint64_t *size,
                       struct error *err);
 
-/* Delete the database rows of payloads older than before_ms that no
- * message names (the purge calls it); *n how many. 0 on a node that
- * keeps files. */
-int wharf_payloads_sweep(struct wharf *w, int64_t before_ms, int64_t *n,
-                         struct error *err);
+/* Remove the payloads that no message names, written before before_ms:
+ * database rows, or files of this keystore's (payload_sweep.c says which
+ * and why). st: the caller's connection (the purge's). *n how many; 0 or
+ * -1 with err (files: what could be removed was). */
+int wharf_payloads_sweep(struct wharf *w, struct store *st,
+                         int64_t before_ms, int64_t *n, struct error *err);
 
 /* Close the pool's connections (wharf_close). */
 void wharf_payloads_close(struct wharf *w);

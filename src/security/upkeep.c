@@ -223,20 +223,23 @@ static void check_listeners(struct net_server *net, json_t *problems)
 
 /* ---- the purge ------------------------------------------------------------------- */
 
-/* Payload rows (payload_dir = database) that no message names and older
- * than this are left by a node killed between committing a payload and
- * its message: far longer than any intake batch takes. */
+/* Payloads (rows or files) that no message names and older than this are
+ * left by a node killed between writing a payload and committing its
+ * message, or by a commit whose outcome was lost: far longer than any
+ * intake batch takes (core/payload_sweep.c). */
 #define UPKEEP_ORPHAN_AGE_MS (6 * 3600 * 1000LL)
 
 static void upkeep_sweep(struct upkeep *u, int64_t now)
 {
     struct error err = {0};
     int64_t n = 0;
-    if (wharf_payloads_sweep(u->w, now - UPKEEP_ORPHAN_AGE_MS, &n, &err) < 0)
-        log_error("purge: payloads no message names not swept: %s", err.msg);
-    else if (n > 0)
-        log_info("purge: %lld payload(s) no message names deleted from the "
-                 "database (an intake cut short)", (long long)n);
+    if (wharf_payloads_sweep(u->w, u->st, now - UPKEEP_ORPHAN_AGE_MS, &n,
+                             &err) < 0)
+        log_error("purge: payloads no message names not all swept: %s",
+                  err.msg);
+    if (n > 0)
+        log_info("purge: %lld payload(s) no message names removed (an "
+                 "intake cut short)", (long long)n);
 }
 
 static void upkeep_purge(struct upkeep *u, int days)

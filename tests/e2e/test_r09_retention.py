@@ -17,6 +17,7 @@ R9 (data stays home; retention and erasure), with the real binary:
     one kept, audited with the counts.
 """
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -204,6 +205,43 @@ def test_r09_purge_killed_before_shredding_finishes_at_the_next_purge(
         "shredded=1 " in purges[-1]["detail"] and \
         "resumed=1 " in purges[-1]["detail"], purges
     assert wharf.ok("audit", "verify", "--data", data_dir).returncode == 0
+
+
+def test_m2_serve_shreds_payload_files_no_message_names(
+        wharf, data_dir, start_server, tmp_path):
+    """A node killed between writing a payload and committing its message
+    leaves a file no message names: serve's purge, in its sandbox,
+    shreds it once it is six hours old (and says so in its log); the
+    payload of a stored message of the same age stays."""
+    files = tmp_path / "files"
+    files.mkdir()
+    tune_conf(data_dir, allowed_paths=files)
+    src, dst, link = local_flow(wharf, files, data_dir)
+    wharf.import_flow(data_dir, flow_doc([src, dst], [link]),
+                      tmp_path / "flow.json")
+    server = start_server(data_dir)
+    server.wait_listening()
+    kept, gone = send_and_deliver(wharf, data_dir, server, "inbox", 2,
+                                  tmp_path, "o")
+    server.stop()
+    paths = {m: payload_path(data_dir, m) for m in (kept, gone)}
+    for sql in ("DELETE FROM events WHERE message_id = ?",
+                "DELETE FROM hops WHERE message_id = ?",
+                "DELETE FROM messages WHERE id = ?"):
+        db_rows(data_dir, sql, gone)        # its commit never happened
+    aged = time.time() - 7 * 3600
+    for p in paths.values():
+        os.utime(p, (aged, aged))
+    tune_conf(data_dir, purge_interval_seconds=1)
+    server = start_server(data_dir)
+    server.wait_listening()
+    wait_until(lambda: server.check_alive() and not paths[gone].exists(),
+               timeout=30, desc="the orphan payload shredded")
+    assert paths[kept].exists()
+    assert f"shredded: no message {gone}" in server.stdout() + \
+        server.stderr()
+    wharf.ok("message", "show", "--data", data_dir, kept)
+    server.stop()
 
 
 def test_r09_serve_purges_by_each_connectors_retention(

@@ -343,4 +343,4 @@ def test_r21_orphan_payload_rows_are_swept_by_the_purge(tmp_path, wharf,
     log = node_b.stderr() + node_b.stdout()
     if (b / "logs" / "wharf.log").exists():
         log += (b / "logs" / "wharf.log").read_text(errors="replace")
-    assert "1 payload(s) no message names deleted" in log, log[-3000:]
+    assert "1 payload(s) no message names removed" in log, log[-3000:]
