@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -52,6 +53,29 @@ static int fx_teardown(void **state)
     test_rmtree(f->dir);
     free(f);
     return 0;
+}
+
+/* Plain SQL on a connection of the test's own (the same text runs on
+ * both: no ?N or $N, integers and '...' literals only). */
+static inline void raw_exec(struct fx *f, const char *sql)
+{
+    if (g_pg) {
+        PGconn *c = PQconnectdb(f->db);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fail_msg("%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
 }
 
 /* PostgreSQL's SKIP LOCKED: run probe(arg) in a thread (a store call on

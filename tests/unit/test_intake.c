@@ -17,8 +17,9 @@
 #include "util/syncgroup.h"
 
 /* One message through an intake of its own, as an AS2 or HTTP request
- * takes it. */
-static void take_one(struct wharf_fixture *f, const char *name)
+ * takes it; its id and payload file (4300 bytes). */
+static void take_stored(struct wharf_fixture *f, const char *name,
+                        char id[ID_LEN + 1], char *path)
 {
     static const char *const next[] = { "out" };
     struct error err = {0};
@@ -26,9 +27,22 @@ static void take_one(struct wharf_fixture *f, const char *name)
     assert_non_null(in);
     if (intake_begin(in, name, NULL, &err) != 0 ||
         intake_write(in, "ISA*00*", 7, &err) != 0 ||
-        intake_end(in, &err) != 0 || intake_commit(in, &err) != 0)
+        intake_end(in, &err) != 0)
+        fail_msg("intake of %s: %s", name, err.msg);
+    snprintf(id, ID_LEN + 1, "%s", intake_id(in, 0));
+    if (intake_commit(in, &err) != 0)
         fail_msg("intake of %s: %s", name, err.msg);
     intake_free(in);
+    struct store_message m;
+    assert_int_equal(store_message_get(f->st, id, &m, &err), 0);
+    assert_int_equal(wharf_path(f->w, m.payload_path, path, 4300), 0);
+    store_message_clear(&m);
+}
+
+static void take_one(struct wharf_fixture *f, const char *name)
+{
+    char id[ID_LEN + 1], path[4300];
+    take_stored(f, name, id, path);
 }
 
 /* The day's payload folder is made durable (its entry in payload_dir
@@ -113,28 +127,6 @@ static void rows_forget(struct wharf_fixture *f, const char *id)
         sqlite3_finalize(q);
     }
     sqlite3_close(db);
-}
-
-/* One message taken in; its id and payload file (4300 bytes). */
-static void take_stored(struct wharf_fixture *f, const char *name,
-                        char id[ID_LEN + 1], char *path)
-{
-    static const char *const next[] = { "out" };
-    struct error err = {0};
-    struct intake *in = intake_new(f->w, f->st, "in", next, 1);
-    assert_non_null(in);
-    if (intake_begin(in, name, NULL, &err) != 0 ||
-        intake_write(in, "ISA*00*", 7, &err) != 0 ||
-        intake_end(in, &err) != 0)
-        fail_msg("intake of %s: %s", name, err.msg);
-    snprintf(id, ID_LEN + 1, "%s", intake_id(in, 0));
-    if (intake_commit(in, &err) != 0)
-        fail_msg("intake of %s: %s", name, err.msg);
-    intake_free(in);
-    struct store_message m;
-    assert_int_equal(store_message_get(f->st, id, &m, &err), 0);
-    assert_int_equal(wharf_path(f->w, m.payload_path, path, 4300), 0);
-    store_message_clear(&m);
 }
 
 /* Set path's last write time (a link's own) to ms. */

@@ -559,26 +559,6 @@ static void test_m2_intake_lost_commit_hook_commits(void **state)
     assert_string_equal(msg_state(f->st, ID1), "queued");
 }
 
-/* Run sql on the store's database itself (SQLite or PostgreSQL). */
-static void raw_exec(struct fx *f, const char *sql)
-{
-    if (g_pg) {
-        PGconn *c = pg_connect(f->db);
-        PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            fail_msg("%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-        PQfinish(c);
-        return;
-    }
-    sqlite3 *db;
-    char *msg = NULL;
-    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg);
-    sqlite3_close(db);
-}
-
 /* Queue n hops (messages of size bytes from "inbox" to "outbox") in one
  * transaction. */
 static void queue_hops(struct store *st, size_t n, int64_t size)
@@ -649,48 +629,53 @@ static uint64_t lease_steps(struct store *st, const struct store_lane *lane)
     return steps;
 }
 
+/* A lease's work (what) with 20 and with 2,000 more hops queued: within
+ * twice, or the test fails. */
+static void work_bounded(const char *what, const char *unit, long long few,
+                         long long many)
+{
+    print_message("%s: %lld %s with 20 queued, %lld with 2,020\n", what,
+                  few, unit, many);
+    if (many > 2 * few)
+        fail_msg("%s took %lld %s with 2,020 queued, %lld with 20", what,
+                 many, unit, few);
+}
+
+/* The VM steps of one lease of lane with 20 and with 2,020 small hops
+ * queued first, both on prepared statements. */
+static void sqlite_lease_work(struct fx *f, const struct store_lane *lane,
+                              long long *few, long long *many)
+{
+    queue_small_first(f, 20);
+    lease_steps(f->st, lane);
+    *few = (long long)lease_steps(f->st, lane);
+    queue_small_first(f, 2000);
+    *many = (long long)lease_steps(f->st, lane);
+}
+
 /* A lease reads about as many hops as it takes, however long the queue
  * is: after a partner's outage a queue of 100,000 made every lease read
  * and sort all of them, under the write lock (docs/performance.md). Its
- * work (SQLite's VM steps) with 2,000 hops queued stays within twice
+ * work (SQLite's VM steps) with 2,020 hops queued stays within twice
  * that with 20. */
 static void test_m2_lease_work_does_not_grow_with_the_queue(void **state)
 {
-    struct fx *f = *state;
-    queue_hops(f->st, 20, 0);
-    lease_steps(f->st, NULL);   /* both measured on prepared statements */
-    uint64_t few = lease_steps(f->st, NULL);
-    queue_hops(f->st, 2000, 0);
-    uint64_t many = lease_steps(f->st, NULL);
-    print_message("leasing one hop: %llu VM steps with 20 queued, %llu with "
-                  "2,000\n", (unsigned long long)few,
-                  (unsigned long long)many);
-    if (many > 2 * few)
-        fail_msg("leasing one hop took %llu VM steps with 2,000 queued, "
-                 "%llu with 20", (unsigned long long)many,
-                 (unsigned long long)few);
+    long long few, many;
+    sqlite_lease_work(*state, NULL, &few, &many);
+    work_bounded("leasing one hop", "VM steps", few, many);
 }
 
 /* The same for the large lane while small messages queue up: read in
  * due order, each of its leases went past every due small hop (100,000
- * queued: 144 ms per lease, an idle large worker leasing every 200 ms). */
+ * queued: 170 ms per lease, an idle large worker leasing every 200 ms). */
 static void test_m4_large_lane_lease_work_does_not_grow_with_small_ones(
     void **state)
 {
     struct fx *f = *state;
+    long long few, many;
     queue_hops(f->st, 3, LARGE_SIZE);
-    queue_small_first(f, 20);
-    lease_steps(f->st, &LARGE_LANE);
-    uint64_t few = lease_steps(f->st, &LARGE_LANE);
-    queue_small_first(f, 2000);
-    uint64_t many = lease_steps(f->st, &LARGE_LANE);
-    print_message("leasing one large hop: %llu VM steps with 20 small ones "
-                  "queued, %llu with 2,000\n", (unsigned long long)few,
-                  (unsigned long long)many);
-    if (many > 2 * few)
-        fail_msg("leasing one large hop took %llu VM steps with 2,000 small "
-                 "ones queued, %llu with 20", (unsigned long long)many,
-                 (unsigned long long)few);
+    sqlite_lease_work(f, &LARGE_LANE, &few, &many);
+    work_bounded("leasing one large hop", "VM steps", few, many);
     lease_one(f->st, &SMALL_LANE);      /* the small lane still leases */
 }
 
@@ -1753,8 +1738,8 @@ static long long pg_lease_blocks(struct fx *f, PGconn *c,
                         " WHERE s.query NOT LIKE '%pg_stat_statements%'");
 }
 
-/* The blocks of one lease of lane with 20 and with 2,000 more small
- * hops queued first, after warm leases past the plan cache's first five
+/* The blocks of one lease of lane with 20 and with 2,020 small hops
+ * queued first, after warm leases past the plan cache's first five
  * custom plans (a generic plan must not read the queue either). */
 static void pg_lease_work(struct fx *f, const struct store_lane *lane,
                           long long *few, long long *many)
@@ -1773,19 +1758,14 @@ static void pg_lease_work(struct fx *f, const struct store_lane *lane,
     PQfinish(c);
 }
 
-/* test_m2_lease_work_does_not_grow_with_the_queue on PostgreSQL: the
- * blocks one lease reads with 2,000 hops queued stay within twice those
- * with 20 (a scan and sort of every hop read them all: 740 ms per lease
- * with 100,000 queued). */
+/* test_m2_lease_work_does_not_grow_with_the_queue on PostgreSQL, in
+ * shared buffers (a scan and sort of every hop read them all: 740 ms per
+ * lease with 100,000 queued). */
 static void test_r21_pg_lease_work_does_not_grow_with_the_queue(void **state)
 {
     long long few, many;
     pg_lease_work(*state, &SMALL_LANE, &few, &many);
-    print_message("leasing one hop: %lld blocks with 20 queued, %lld with "
-                  "2,000\n", few, many);
-    if (many > 2 * few)
-        fail_msg("leasing one hop read %lld blocks with 2,000 queued, %lld "
-                 "with 20", many, few);
+    work_bounded("leasing one hop", "blocks", few, many);
 }
 
 /* test_m4_large_lane_lease_work_does_not_grow_with_small_ones on
@@ -1797,11 +1777,7 @@ static void test_r21_pg_large_lane_lease_work_does_not_grow_with_small_ones(
     long long few, many;
     queue_hops(f->st, 9, LARGE_SIZE);
     pg_lease_work(f, &LARGE_LANE, &few, &many);
-    print_message("leasing one large hop: %lld blocks with 20 small ones "
-                  "queued, %lld with 2,000\n", few, many);
-    if (many > 2 * few)
-        fail_msg("leasing one large hop read %lld blocks with 2,000 small "
-                 "ones queued, %lld with 20", many, few);
+    work_bounded("leasing one large hop", "blocks", few, many);
 }
 
 /* The client backends serving database db, as pids (at most max; not

@@ -35,29 +35,6 @@
             fail_msg("%s: %s", #call, (err).msg); \
     } while (0)
 
-/* Plain SQL on a connection of the test's own (the same text runs on
- * both: no ?N or $N, integers and '...' literals only). */
-static void raw_exec(struct fx *f, const char *sql)
-{
-    if (g_pg) {
-        PGconn *c = PQconnectdb(f->db);
-        PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            fail_msg("%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-        PQfinish(c);
-        return;
-    }
-    sqlite3 *db = NULL;
-    char *msg = NULL;
-    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg ? msg : "?");
-    sqlite3_free(msg);
-    sqlite3_close(db);
-}
-
 /* ---- the messages searched ------------------------------------------------------ */
 
 #define T0 1767225600000LL          /* 2026-01-01T00:00Z */
