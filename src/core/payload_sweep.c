@@ -121,13 +121,14 @@ static int sweep_ours(struct sweep *s, int dfd, const char *name,
     unsigned char hdr[VAULT_PAYLOAD_HEADER_LEN];
     int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     ssize_t k = fd < 0 ? -1 : pread(fd, hdr, sizeof(hdr), 0);
+    int why = errno;
     if (fd >= 0)
         close(fd);
     if (k >= 0 && k < (ssize_t)sizeof(hdr))
         return 1;
     struct error e = {0};
     if (k < 0)
-        error_errno(&e, errno, "cannot read it");
+        error_errno(&e, why, "cannot read it");
     else if (payload_header_check(s->w->vault, hdr, (size_t)k, id, &e) == 0)
         return 1;
     log_warn("purge: %s: no message %s, but not this keystore's payload of "
