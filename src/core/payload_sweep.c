@@ -28,6 +28,8 @@
  * Removal is payload_destroy's crypto-shredding (header zeroed and
  * synced, then unlinked).
  *
+ * Only real folders are entered: a link named like a day is passed over.
+ *
  * Each sweep looks only at files last written since the previous sweep's
  * cut-off (the setting payload_sweep_mark, ms since the epoch; the first
  * sweep looks at every file), in the day folders that can hold them (a
@@ -197,10 +199,13 @@ static int sweep_files(struct sweep *s, struct error *err)
         return errno == ENOENT ? 0 : error_errno(err, errno,
                                     "cannot read %s", s->w->payload_dir);
     struct dirent *e;
+    struct stat sb;
     while (!s->store_failed && (e = readdir(p)) != NULL) {
         int64_t start = day_start(e->d_name);
         if (start >= 0 && start + 2 * DAY_MS > s->from &&
-            start <= s->before)
+            start <= s->before &&
+            fstatat(dirfd(p), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISDIR(sb.st_mode))        /* not a link: never followed */
             sweep_day(s, dirfd(p), e->d_name);
     }
     closedir(p);

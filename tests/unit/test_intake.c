@@ -203,17 +203,26 @@ static void test_m2_payload_files_no_message_names_are_swept(void **state)
     assert_int_equal(symlink(kept, link), 0);
     snprintf(other, sizeof(other), "%s/notes.txt", old);
     file_put(other, NULL, 10);
+    /* a link named like a day folder, to a folder holding an orphan of
+     * ours: never entered */
+    char away[4400], away_day[4400], away_orphan[4500];
+    snprintf(away, sizeof(away), "%s/away", f->dir);
+    assert_int_equal(mkdir(away, 0700), 0);
+    new_name(away_orphan, sizeof(away_orphan), away);
+    file_put(away_orphan, NULL, 10);        /* a stub: swept if entered */
+    snprintf(away_day, sizeof(away_day), "%s/20260102", f->w->payload_dir);
+    assert_int_equal(symlink(away, away_day), 0);
     int64_t now = time_now_ms(), aged = now - 7 * 3600 * 1000LL;
     const char *const old_ones[] = { kept, orphan, stub, forged, link,
-                                     other };
-    for (size_t i = 0; i < 6; i++)
+                                     other, away_orphan };
+    for (size_t i = 0; i < 7; i++)
         file_aged(old_ones[i], aged);
 
     assert_int_equal(sweep(f, now - 6 * 3600 * 1000LL), 2);
     assert_false(exists(orphan));
     assert_false(exists(stub));
     assert_true(exists(kept) && exists(fresh) && exists(forged) &&
-                exists(link) && exists(other));
+                exists(link) && exists(other) && exists(away_orphan));
     /* the next sweep, 6 hours on: the orphan written since */
     assert_int_equal(sweep(f, now + 1000), 1);
     assert_false(exists(fresh));
