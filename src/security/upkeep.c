@@ -237,9 +237,16 @@ static void upkeep_sweep(struct upkeep *u, int64_t now)
                              &err) < 0)
         log_error("purge: payloads no message names not all swept: %s",
                   err.msg);
-    if (n > 0)
-        log_info("purge: %lld payload(s) no message names removed (an "
-                 "intake cut short)", (long long)n);
+    if (n == 0)
+        return;
+    log_info("purge: %lld payload(s) no message names removed (an intake "
+             "cut short)", (long long)n);
+    char detail[64];
+    snprintf(detail, sizeof(detail), "removed=%lld", (long long)n);
+    struct audit_event e = { .actor = "system", .action = "payload.sweep",
+                             .target = "payloads", .detail = detail };
+    if (audit_append(u->st, u->w->vault, &e, &err) < 0)
+        log_error("purge: audit entry not written: %s", err.msg);
 }
 
 static void upkeep_purge(struct upkeep *u, int days)

@@ -211,8 +211,9 @@ def test_m2_serve_shreds_payload_files_no_message_names(
         wharf, data_dir, start_server, tmp_path):
     """A node killed between writing a payload and committing its message
     leaves a file no message names: serve's purge, in its sandbox,
-    shreds it once it is six hours old (and says so in its log); the
-    payload of a stored message of the same age stays."""
+    shreds it once it is six hours old (says so in its log, audits it as
+    payload.sweep); the payload of a stored message of the same age
+    stays."""
     files = tmp_path / "files"
     files.mkdir()
     tune_conf(data_dir, allowed_paths=files)
@@ -242,6 +243,10 @@ def test_m2_serve_shreds_payload_files_no_message_names(
         server.stderr()
     wharf.ok("message", "show", "--data", data_dir, kept)
     server.stop()
+    sweeps = [e for e in audit(wharf, data_dir)
+              if e["action"] == "payload.sweep"]
+    assert len(sweeps) == 1 and sweeps[0]["actor"] == "system" and \
+        sweeps[0]["detail"] == "removed=1", sweeps
 
 
 def test_r09_serve_purges_by_each_connectors_retention(
