@@ -657,12 +657,12 @@ static void pg_check_loaded(struct store *d, struct vault *v,
     struct store_lane from43 = { 43, INT64_MAX }, from42 = { 42, INT64_MAX };
     struct store_hop *h = NULL;
     size_t nh = 0;
-    assert_int_equal(store_hop_lease_lane(d, "w", time_now_ms(), 60000, 5, &from43,
-                                          &h, &nh, &err), 0);
+    assert_int_equal(store_hop_lease_lane(d, "w", time_now_ms(), 60000, 5,
+                                          &from43, &h, &nh, &err), 0);
     assert_int_equal(nh, 0);
     store_hops_free(h, nh);
-    assert_int_equal(store_hop_lease_lane(d, "w", time_now_ms(), 60000, 5, &from42,
-                                          &h, &nh, &err), 0);
+    assert_int_equal(store_hop_lease_lane(d, "w", time_now_ms(), 60000, 5,
+                                          &from42, &h, &nh, &err), 0);
     assert_int_equal(nh, 1);
     store_hops_free(h, nh);
     assert_int_equal(store_setting_get(d, "k", &val, &err), 0);
