@@ -192,11 +192,11 @@ static void test_m2_payload_files_no_message_names_are_swept(void **state)
     rows_forget(f, id);
     take_stored(f, "fresh.edi", id, fresh);
     rows_forget(f, id);
-    char old[4400], stub[4500], forged[4500], link[4500], other[4500];
+    char old[4400], cut_short[4500], forged[4500], link[4500], other[4500];
     snprintf(old, sizeof(old), "%s/20260101", f->w->payload_dir);
     assert_int_equal(mkdir(old, 0700), 0);
-    new_name(stub, sizeof(stub), old);          /* killed in its header */
-    file_put(stub, NULL, 10);
+    new_name(cut_short, sizeof(cut_short), old); /* killed in its header */
+    file_put(cut_short, NULL, 10);
     new_name(forged, sizeof(forged), old);      /* a payload, not of this id */
     file_put(forged, kept, 0);
     new_name(link, sizeof(link), old);
@@ -209,18 +209,18 @@ static void test_m2_payload_files_no_message_names_are_swept(void **state)
     snprintf(away, sizeof(away), "%s/away", f->dir);
     assert_int_equal(mkdir(away, 0700), 0);
     new_name(away_orphan, sizeof(away_orphan), away);
-    file_put(away_orphan, NULL, 10);        /* a stub: swept if entered */
+    file_put(away_orphan, NULL, 10);        /* cut short: swept if entered */
     snprintf(away_day, sizeof(away_day), "%s/20260102", f->w->payload_dir);
     assert_int_equal(symlink(away, away_day), 0);
     int64_t now = time_now_ms(), aged = now - 7 * 3600 * 1000LL;
-    const char *const old_ones[] = { kept, orphan, stub, forged, link,
+    const char *const old_ones[] = { kept, orphan, cut_short, forged, link,
                                      other, away_orphan };
     for (size_t i = 0; i < 7; i++)
         file_aged(old_ones[i], aged);
 
     assert_int_equal(sweep(f, now - 6 * 3600 * 1000LL), 2);
     assert_false(exists(orphan));
-    assert_false(exists(stub));
+    assert_false(exists(cut_short));
     assert_true(exists(kept) && exists(fresh) && exists(forged) &&
                 exists(link) && exists(other) && exists(away_orphan));
     /* the next sweep, 6 hours on: the orphan written since */
