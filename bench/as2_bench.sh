@@ -100,6 +100,10 @@
 # BENCH_AS2_PERF_HZ: their sampling rate (299 for dwarf, 999 otherwise);
 # BENCH_AS2_PERF=switches: every context switch, with DWARF call graphs;
 # BENCH_AS2_PERF=syncs: every fsync and fdatasync, with DWARF call graphs.
+# BENCH_AS2_PERF=pages: every pread64 and pwrite64 (SQLite's page reads
+# and writes, the payloads' reads), with DWARF call graphs.
+# BENCH_AS2_PERF=trace: each server's system calls, counted and timed per
+# thread (perf trace -s), into trace-a.txt and trace-b.txt.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -401,10 +405,19 @@ PYEOF
         [ "$BENCH_AS2_PERF" != switches ] || cg="-e context-switches -c 1 --call-graph dwarf,16384"
         # syncs: every fsync and fdatasync, with where it was called
         [ "$BENCH_AS2_PERF" != syncs ] || cg="-e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -c 1 --call-graph dwarf,16384"
-        perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
-        PERF_A=$!
-        perf record $cg -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &
-        PERF_B=$!
+        # pages: every pread64 and pwrite64 (SQLite's pages), with where
+        [ "$BENCH_AS2_PERF" != pages ] || cg="-e syscalls:sys_enter_pread64,syscalls:sys_enter_pwrite64 -c 1 --call-graph dwarf,16384"
+        if [ "$BENCH_AS2_PERF" = trace ]; then  # system calls: count and time
+            perf trace -s -o "$OUT/trace-a.txt" -p "$PID_A" >/dev/null 2>&1 &
+            PERF_A=$!
+            perf trace -s -o "$OUT/trace-b.txt" -p "$PID_B" >/dev/null 2>&1 &
+            PERF_B=$!
+        else
+            perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
+            PERF_A=$!
+            perf record $cg -o "$OUT/perf-b.data" -p "$PID_B" >/dev/null 2>&1 &
+            PERF_B=$!
+        fi
         sleep 1
     fi
     ca=$(ticks "$PID_A") cb=$(ticks "$PID_B")

@@ -400,6 +400,7 @@ struct store {
     sqlite3_stmt *ext[STORE_EXT_SLOTS];     /* store_stmt_ext() */
     struct sync_group *wal;     /* group commit; NULL: commit FULL alone */
     int turn;                   /* this connection holds wal's writer turn */
+    int normal;                 /* at synchronous=NORMAL (sync_level) */
 };
 
 /* What the PostgreSQL backend does not hold yet refuses, by name. */
@@ -409,6 +410,10 @@ static int pg_not_yet(struct store *s, struct error *err)
                      "kept in PostgreSQL yet (the cluster work of R21 is in "
                      "progress): use store = sqlite", s->path);
 }
+
+static sqlite3_stmt *stmt_ready(struct store *s, sqlite3_stmt *st,
+                                struct error *err);
+static int sync_level(struct store *s, int normal, struct error *err);
 
 sqlite3_stmt *store_stmt_once(struct store *s, const char *sql,
                               const char *what, struct error *err)
@@ -420,6 +425,10 @@ sqlite3_stmt *store_stmt_once(struct store *s, const char *sql,
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         store_db_error(s, err, what);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    if (stmt_ready(s, st, err) == NULL) {
         sqlite3_finalize(st);
         return NULL;
     }
@@ -445,7 +454,7 @@ sqlite3_stmt *store_stmt_ext(struct store *s, int slot, const char *sql,
     }
     sqlite3_reset(s->ext[slot]);
     sqlite3_clear_bindings(s->ext[slot]);
-    return s->ext[slot];
+    return stmt_ready(s, s->ext[slot], err);
 }
 
 sqlite3 *store_db(struct store *s)
@@ -467,7 +476,7 @@ int store_db_error(struct store *s, struct error *err, const char *what)
 }
 
 /* The cached statement for id, reset and unbound; NULL on error. */
-static sqlite3_stmt *stmt_get(struct store *s, enum stmt_id id,
+static sqlite3_stmt *stmt_raw(struct store *s, enum stmt_id id,
                               struct error *err)
 {
     if (s->pg) {
@@ -484,6 +493,44 @@ static sqlite3_stmt *stmt_get(struct store *s, enum stmt_id id,
     sqlite3_reset(s->stmt[id]);
     sqlite3_clear_bindings(s->stmt[id]);
     return s->stmt[id];
+}
+
+/* Set the connection's synchronous level, if it is not at it already.
+ * Grouped transactions commit at NORMAL (the group's sync covers them);
+ * everything else commits at FULL. SQLite applies PRAGMA synchronous
+ * while preparing it, so each run prepares it again: the level is left
+ * at NORMAL after a grouped transaction and put back to FULL only when a
+ * statement that may write is about to run outside a transaction
+ * (stmt_ready), not twice per transaction. */
+static int sync_level(struct store *s, int normal, struct error *err)
+{
+    if (s->normal == normal)
+        return 0;
+    sqlite3_stmt *st = stmt_raw(s, normal ? S_SYNC_NORMAL : S_SYNC_FULL,
+                                err);
+    if (st == NULL || store_step_done(s, st, err, "group commit") < 0)
+        return -1;
+    s->normal = normal;
+    return 0;
+}
+
+/* st is about to run: one that may write, outside a transaction, commits
+ * alone and so at FULL. Every statement of this connection passes here
+ * (stmt_get, store_stmt_ext, store_stmt_once; store_exec does the same
+ * for any SQL). st, or NULL with err. */
+static sqlite3_stmt *stmt_ready(struct store *s, sqlite3_stmt *st,
+                                struct error *err)
+{
+    if (st != NULL && s->normal && sqlite3_get_autocommit(s->db) &&
+        !sqlite3_stmt_readonly(st) && sync_level(s, 0, err) < 0)
+        return NULL;
+    return st;
+}
+
+static sqlite3_stmt *stmt_get(struct store *s, enum stmt_id id,
+                              struct error *err)
+{
+    return stmt_ready(s, stmt_raw(s, id, err), err);
 }
 
 int store_bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -522,13 +569,22 @@ static int simple(struct store *s, enum stmt_id id, struct error *err,
     return st ? store_step_done(s, st, err, what) : -1;
 }
 
-/* The end of a grouped transaction's write: back to FULL for whatever
- * runs outside store_tx_*, and the writer turn to the next thread. */
+/* BEGIN IMMEDIATE, COMMIT, ROLLBACK of a grouped transaction: at the
+ * level store_tx_begin set (BEGIN IMMEDIATE is no read-only statement
+ * for stmt_ready). */
+static int tx_control(struct store *s, enum stmt_id id, struct error *err,
+                      const char *what)
+{
+    sqlite3_stmt *st = stmt_raw(s, id, err);
+    return st ? store_step_done(s, st, err, what) : -1;
+}
+
+/* The end of a grouped transaction's write: the writer turn to the next
+ * thread. The connection stays at NORMAL (sync_level). */
 static void tx_write_end(struct store *s)
 {
     if (!s->turn)
         return;
-    simple(s, S_SYNC_FULL, NULL, "group commit");
     s->turn = 0;
     sync_group_turn_end(s->wal);
 }
@@ -539,12 +595,12 @@ int store_tx_begin(struct store *s, struct error *err)
         if (sync_group_turn(s->wal, STORE_BUSY_MS, s->path, err) < 0)
             return -1;
         s->turn = 1;
-        if (simple(s, S_SYNC_NORMAL, err, "group commit") < 0) {
+        if (sync_level(s, 1, err) < 0) {
             tx_write_end(s);
             return -1;
         }
     }
-    if (simple(s, S_BEGIN, err, "begin transaction") == 0)
+    if (tx_control(s, S_BEGIN, err, "begin transaction") == 0)
         return 0;
     tx_write_end(s);
     return -1;
@@ -567,7 +623,7 @@ static int wal_sync(void *arg)
  * what COMMIT did not end). */
 int store_tx_commit(struct store *s, struct error *err)
 {
-    if (simple(s, S_COMMIT, err, "commit") < 0)
+    if (tx_control(s, S_COMMIT, err, "commit") < 0)
         return -1;
     if (s->wal == NULL)
         return 0;
@@ -577,7 +633,7 @@ int store_tx_commit(struct store *s, struct error *err)
 
 int store_tx_fail(struct store *s)
 {
-    simple(s, S_ROLLBACK, NULL, "rollback");
+    tx_control(s, S_ROLLBACK, NULL, "rollback");
     tx_write_end(s);
     return -1;
 }
@@ -616,6 +672,9 @@ int store_exec(struct store *s, const char *sql, struct error *err)
     char *msg = NULL;
     if (s->pg)
         return pg_not_yet(s, err);
+    /* any SQL: outside a transaction, at FULL (stmt_ready) */
+    if (sqlite3_get_autocommit(s->db) && sync_level(s, 0, err) < 0)
+        return -1;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         error_set(err, "database %s: %s", s->path, msg ? msg : "exec failed");
         sqlite3_free(msg);

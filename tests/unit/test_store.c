@@ -943,6 +943,49 @@ static void test_m2_migration_version(void **state)
 
 /* ---- M2: group commit ------------------------------------------------------------------------ */
 
+/* PRAGMA synchronous of f's connection: 1 NORMAL, 2 FULL. */
+static int sync_pragma(struct fx *f)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->st), "PRAGMA synchronous",
+                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A grouped transaction commits at NORMAL (the group's sync covers it).
+ * SQLite prepares PRAGMA synchronous again at each run, so the connection
+ * stays at NORMAL for the next grouped transaction (main put it back to
+ * FULL after each: two PRAGMAs prepared per transaction), and is back at
+ * FULL before anything that may write runs alone, through a cached
+ * statement or any SQL. */
+static void test_m2_sync_level_changes_only_for_a_write_alone(void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    assert_int_equal(sync_pragma(f), 2);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(store_tx_begin(f->st, &err), 0);
+        assert_int_equal(sync_pragma(f), 1);
+        assert_int_equal(store_tx_commit(f->st, &err), 0);
+        assert_int_equal(sync_pragma(f), 1);
+    }
+    char *v = NULL;             /* a read alone: no change */
+    assert_int_equal(store_setting_get(f->st, "nothing", &v, &err), 0);
+    free(v);
+    assert_int_equal(sync_pragma(f), 1);
+    assert_int_equal(store_setting_set(f->st, "k", "v", &err), 0);
+    assert_int_equal(sync_pragma(f), 2);        /* wrote at FULL */
+    assert_int_equal(store_tx_begin(f->st, &err), 0);
+    assert_int_equal(store_tx_commit(f->st, &err), 0);
+    assert_int_equal(sync_pragma(f), 1);
+    assert_int_equal(store_exec(f->st, "DELETE FROM settings WHERE key = 'k'",
+                                &err), 0);
+    assert_int_equal(sync_pragma(f), 2);
+}
+
 #define BURST 500
 
 static void test_m2_group_commit_batch(void **state)
@@ -2598,6 +2641,7 @@ int main(void)
         CONFORMANCE,
         /* single node: serve's start gives every lease back */
         T(test_m2_leases_release),
+        T(test_m2_sync_level_changes_only_for_a_write_alone),
         T(test_m2_lease_work_does_not_grow_with_the_queue),
         T(test_m4_large_lane_lease_work_does_not_grow_with_small_ones),
         T(test_m2_migration_version),
