@@ -18,8 +18,11 @@
  * once it is on disk, but concurrent threads (the AS2 requests of many
  * partners, the deliveries in flight) share one fsync instead of queueing
  * one each behind SQLite's write lock. Statements run outside those
- * transactions keep synchronous=FULL. Not with a rollback journal (a
- * database that could not switch to WAL): those commit FULL as before.
+ * transactions run at synchronous=FULL: a connection stays at NORMAL
+ * after a grouped transaction and is put back to FULL before a statement
+ * that may write runs alone (sync_level, stmt_ready). Not with a
+ * rollback journal (a database that could not switch to WAL): those
+ * commit FULL as before.
  * The threads of one process take turns for those transactions through
  * the group's writer turn (woken at once), not in SQLite's busy handler,
  * which sleeps 1, 2, 5... ms between tries; the turn is given back at
