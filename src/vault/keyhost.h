@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -167,5 +168,26 @@ int keyhost_decrypt(enum keyhost_where where, uint32_t handle,
  * TLS key did not load or the protocol was broken (err says why). */
 int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
                size_t n, struct error *err);
+
+/* Its rate limits, token buckets that hold one second's worth: private
+ * key operations, and requests of any kind. A request beyond them waits;
+ * it is not refused. The first is above what one core does of RSA-2048
+ * private-key operations (1,600-3,840 a second on the machines in
+ * docs/performance.md): an AS2 receiver makes two per message with a
+ * signed MDN, and 1,000 a second held it at 500 messages a second. */
+#define KEYSRV_KEY_OPS_PER_S 4000
+#define KEYSRV_OPS_PER_S 20000
+
+struct keysrv_bucket {
+    double tokens, rate;
+    struct timespec last;
+};
+
+void keysrv_bucket_init(struct keysrv_bucket *b, double rate,
+                        const struct timespec *now);
+/* Take a token at now: how long the request must wait first (ns, 0 for
+ * none); the bucket counts the wait as spent. */
+long long keysrv_bucket_take(struct keysrv_bucket *b,
+                             const struct timespec *now);
 
 #endif

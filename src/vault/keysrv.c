@@ -27,10 +27,6 @@
 #include "util/secret.h"
 #include "vault/vault_internal.h"
 
-/* Rate limits (token buckets; a request beyond them waits, it is not
- * refused): private key operations and everything else. */
-#define KEYSRV_KEY_OPS_PER_S 1000
-#define KEYSRV_OPS_PER_S 20000
 #define KEYSRV_TLS_MAX 4
 
 struct keysrv_tls {
@@ -39,11 +35,6 @@ struct keysrv_tls {
     uint32_t handle;
     unsigned char *spki;            /* owned */
     size_t spkilen;
-};
-
-struct keysrv_bucket {
-    double tokens, rate;
-    struct timespec last;
 };
 
 struct keysrv {
@@ -59,25 +50,47 @@ struct keysrv {
 
 /* ---- rate limit --------------------------------------------------------- */
 
+static long long keysrv_ns(const struct timespec *t)
+{
+    return (long long)t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
+void keysrv_bucket_init(struct keysrv_bucket *b, double rate,
+                        const struct timespec *now)
+{
+    b->rate = b->tokens = rate;
+    b->last = *now;
+}
+
+long long keysrv_bucket_take(struct keysrv_bucket *b,
+                             const struct timespec *now)
+{
+    long long at = keysrv_ns(now), last = keysrv_ns(&b->last);
+    if (at > last) {            /* refill up to now */
+        b->tokens += (double)(at - last) / 1e9 * b->rate;
+        if (b->tokens > b->rate)
+            b->tokens = b->rate;    /* burst: one second's worth */
+        last = at;
+    }
+    if (b->tokens < 1.0) {      /* go once the token is there */
+        last += (long long)((1.0 - b->tokens) / b->rate * 1e9) + 1;
+        b->tokens = 1.0;
+    }
+    b->tokens -= 1.0;
+    b->last.tv_sec = (time_t)(last / 1000000000LL);
+    b->last.tv_nsec = (long)(last % 1000000000LL);
+    return last - at;           /* > 0: after waits already handed out */
+}
+
 static void keysrv_take(struct keysrv_bucket *b)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double dt = (double)(now.tv_sec - b->last.tv_sec) +
-                (double)(now.tv_nsec - b->last.tv_nsec) / 1e9;
-    b->last = now;
-    b->tokens += dt * b->rate;
-    if (b->tokens > b->rate)
-        b->tokens = b->rate;        /* burst: one second's worth */
-    if (b->tokens < 1.0) {
-        double wait = (1.0 - b->tokens) / b->rate;
-        struct timespec ts = { 0, (long)(wait * 1e9) + 1 };
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
-        b->tokens = 1.0;
-        clock_gettime(CLOCK_MONOTONIC, &b->last);
-    }
-    b->tokens -= 1.0;
+    long long wait = keysrv_bucket_take(b, &now);
+    struct timespec ts = { (time_t)(wait / 1000000000),
+                           (long)(wait % 1000000000) };
+    while (wait > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 /* ---- replies -------------------------------------------------------------- */
@@ -429,10 +442,10 @@ int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
         return error_set(err, "out of memory");
     s->v = v;
     s->fd = fd;
-    s->key_ops.rate = s->key_ops.tokens = KEYSRV_KEY_OPS_PER_S;
-    s->ops.rate = s->ops.tokens = KEYSRV_OPS_PER_S;
-    clock_gettime(CLOCK_MONOTONIC, &s->key_ops.last);
-    s->ops.last = s->key_ops.last;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    keysrv_bucket_init(&s->key_ops, KEYSRV_KEY_OPS_PER_S, &now);
+    keysrv_bucket_init(&s->ops, KEYSRV_OPS_PER_S, &now);
     int rc = keysrv_load_tls(s, tls_paths, n, err);
     while (rc == 0 && (rc = keysrv_one(s, err)) == 1)
         rc = 0;

@@ -566,6 +566,59 @@ static void test_r22_keysrv_hangs_up_on_malformed_fields(void **state)
     assert_non_null(strstr(s->err.msg, "seal: field 2 is missing"));
 }
 
+/* ---- the rate limits (simulated time: no test waits) --------------------- */
+
+/* Requests every step_ns for n of them, from 100 s on the clock: the
+ * nanoseconds the bucket made them wait in all; *last_go when the last one
+ * went (ns after the first). */
+static long long bucket_waits(struct keysrv_bucket *b, long long step_ns,
+                              int n, long long *last_go)
+{
+    long long waited = 0, t0 = 100LL * 1000000000LL, at = t0;
+    for (int i = 0; i < n; i++, at += step_ns) {
+        struct timespec t = { (time_t)(at / 1000000000LL),
+                              (long)(at % 1000000000LL) };
+        long long w = keysrv_bucket_take(b, &t);
+        waited += w;
+        *last_go = at + w - t0;
+    }
+    return waited;
+}
+
+/* An AS2 receiver makes two private-key operations per message with a
+ * signed MDN (decrypt the content key, sign the MDN). At 1,500 messages a
+ * second for ten seconds (3,000 operations a second: what one core of the
+ * 2026-12-05 machine did of RSA-2048), none waits; the limit of 1,000 a
+ * second held such a receiver at 500 messages a second. */
+static void test_m4_key_ops_limit_does_not_hold_a_receiver_under_one_core(
+    void **state)
+{
+    (void)state;
+    struct keysrv_bucket b;
+    struct timespec t0 = { 100, 0 };
+    long long last = 0;
+    keysrv_bucket_init(&b, KEYSRV_KEY_OPS_PER_S, &t0);
+    assert_int_equal(bucket_waits(&b, 1000000000LL / 3000, 30000, &last), 0);
+}
+
+/* Beyond the limit requests wait (they are not refused) and go at the
+ * rate: 20 seconds' worth sent at twice the rate go, after one second's
+ * burst, in 19 seconds; long after, a request goes at once again. */
+static void test_r22_key_ops_beyond_the_limit_wait(void **state)
+{
+    (void)state;
+    struct keysrv_bucket b;
+    struct timespec t0 = { 100, 0 }, later = { 200, 0 };
+    long long last = 0;
+    int rate = KEYSRV_KEY_OPS_PER_S;
+    keysrv_bucket_init(&b, rate, &t0);
+    assert_true(bucket_waits(&b, 1000000000LL / (2 * rate), 20 * rate,
+                             &last) > 0);
+    assert_true(last > 19000000000LL - 1000000 &&
+                last < 19000000000LL + 1000000);
+    assert_int_equal(keysrv_bucket_take(&b, &later), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +628,9 @@ int main(void)
         cmocka_unit_test(test_r15_keyproto_key_client_fields),
         cmocka_unit_test(test_r22_keyproto_sign_sizes),
         cmocka_unit_test(test_r22_keyproto_params_checked),
+        cmocka_unit_test(
+            test_m4_key_ops_limit_does_not_hold_a_receiver_under_one_core),
+        cmocka_unit_test(test_r22_key_ops_beyond_the_limit_wait),
         cmocka_unit_test_setup_teardown(test_r22_keysrv_answers_hello_and_seal,
                                         srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(
