@@ -229,6 +229,17 @@ static void check_listeners(struct net_server *net, json_t *problems)
  * intake batch takes (core/payload_sweep.c). */
 #define UPKEEP_ORPHAN_AGE_MS (6 * 3600 * 1000LL)
 
+/* The purge's audit entry (actor system); a failure is logged. */
+static void purge_audit(struct upkeep *u, const char *action,
+                        const char *target, const char *detail)
+{
+    struct error err = {0};
+    struct audit_event e = { .actor = "system", .action = action,
+                             .target = target, .detail = detail };
+    if (audit_append(u->st, u->w->vault, &e, &err) < 0)
+        log_error("purge: audit entry not written: %s", err.msg);
+}
+
 static void upkeep_sweep(struct upkeep *u, int64_t now)
 {
     struct error err = {0};
@@ -243,10 +254,7 @@ static void upkeep_sweep(struct upkeep *u, int64_t now)
              "cut short)", (long long)n);
     char detail[64];
     snprintf(detail, sizeof(detail), "removed=%lld", (long long)n);
-    struct audit_event e = { .actor = "system", .action = "payload.sweep",
-                             .target = "payloads", .detail = detail };
-    if (audit_append(u->st, u->w->vault, &e, &err) < 0)
-        log_error("purge: audit entry not written: %s", err.msg);
+    purge_audit(u, "payload.sweep", "payloads", detail);
 }
 
 static void upkeep_purge(struct upkeep *u, int days)
@@ -267,10 +275,7 @@ static void upkeep_purge(struct upkeep *u, int days)
              (long long)r.shredded, (long long)r.held);
     char detail[256];
     retention_detail(&p, &r, rc == 0, detail, sizeof(detail));
-    struct audit_event e = { .actor = "system", .action = "retention.purge",
-                             .target = "messages", .detail = detail };
-    if (audit_append(u->st, u->w->vault, &e, &err) < 0)
-        log_error("purge: audit entry not written: %s", err.msg);
+    purge_audit(u, "retention.purge", "messages", detail);
 }
 
 /* ---- the thread ------------------------------------------------------------------- */
