@@ -118,7 +118,9 @@ def test_m8_console_flows_graph_test_hostkey_add_edit_remove(
     b.js("const s = document.querySelector('#link-from'); s.value = 'outbox';")
     assert not b.find_all("form.connector-form textarea"), "the JSON form"
     send_dir = b.by_label("send_dir")
-    b.fill_label("send_dir", "/etc")
+    # a long path with no space: the error beside the field echoes it and
+    # must wrap at the phone viewport (shots() checks nothing scrolls)
+    b.fill_label("send_dir", "/etc/" + "partner_archive_" * 8)
     b.expect(r"api/v1/flows - Failed to load resource.*400")
     b.click("form.connector-form button[type=submit]")
     err = b.wait_for("form.connector-form .field-error")
