@@ -363,7 +363,13 @@ static int serve_loop(struct wharf *w, const sigset_t *set)
 
 /* ---- the key process (vault/keyproc.h) ------------------------------------ */
 
-/* The key process's main: the data dir's keystore and TLS listener key. */
+static int serve_keys_confine(void *arg, struct error *err)
+{
+    return sandbox_keys(arg, err);
+}
+
+/* The key process's main: the data dir's keystore and TLS listener key,
+ * read before it confines itself (core/sandbox.h: sandbox_keys). */
 static int serve_keys_main(void *arg, int fd)
 {
     struct error err = {0};
@@ -376,7 +382,8 @@ static int serve_keys_main(void *arg, int fd)
     snprintf(tls, sizeof(tls), w->conf.tls_key[0] == '/' ? "%.0s%s" : "%s/%s",
              w->dir, w->conf.tls_key);
     const char *paths[1] = { tls };
-    int rc = keyproc_serve(w->vault, paths, 1, fd);
+    struct keyproc_confine confine = { serve_keys_confine, w };
+    int rc = keyproc_serve(w->vault, paths, 1, &confine, fd);
     wharf_close(w);
     return rc;
 }

@@ -1,11 +1,16 @@
 /*
- * sandbox.c - serve's privilege drop and sandbox (see sandbox.h).
+ * sandbox.c - serve's privilege drop and sandbox, and the key process's
+ * (see sandbox.h).
  *
  * Owns: the account serve runs as, the one capability it keeps until its
  * listeners are bound (CAP_NET_BIND_SERVICE), and the confinement of the
  * process: no_new_privs, the Landlock ruleset and the seccomp filter; and
  * the database connection it keeps open so SQLite's -wal and -shm files
- * stay the files the ruleset names.
+ * stay the files the ruleset names. The key process's confinement (the
+ * last section) is the same account and a narrower view and list: it
+ * reads nothing of the data dir once it holds the keys, has no socket but
+ * the ones it was born with, starts no thread or program, and opens files
+ * only to read (OpenSSL may load a provider late).
  *
  * Landlock view (rights are the kernel's; what the ABI lacks is dropped):
  *   read, write, create, delete, rename beneath DIR/payloads, DIR/logs,
@@ -46,7 +51,8 @@
  * CLONE_VM), ptrace()s the threads and sets dumpable; a symbolizer process
  * fails with EPERM, so reports print unsymbolized instead of killing.
  *
- * Must never: leave serve running as root without allow_root; change the
+ * Must never: leave serve running as root without allow_root, or the key
+ * process as root when serve is not; change the
  * ownership of anything (only `wharf init --user` does); apply Landlock
  * with a second thread running (the rest would escape); grant the
  * keystore, or rights over DIR's own files beyond those named above.
@@ -92,6 +98,16 @@
 #ifndef SB_ASAN
 #define SB_ASAN 0
 #endif
+#if defined(__SANITIZE_THREAD__)
+#define SB_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SB_TSAN 1
+#endif
+#endif
+#ifndef SB_TSAN
+#define SB_TSAN 0
+#endif
 
 /* Landlock rights newer than Debian 12's <linux/landlock.h> (ABI 1-2). */
 #ifndef LANDLOCK_ACCESS_FS_TRUNCATE
@@ -101,6 +117,7 @@
 #define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15)      /* ABI 5 */
 #endif
 #define SB_NET_BIND_TCP (1ULL << 0)                     /* ABI 4 */
+#define SB_NET_CONNECT_TCP (1ULL << 1)                  /* ABI 4 */
 #define SB_SCOPE_ABSTRACT_UNIX (1ULL << 0)              /* ABI 6 */
 #define SB_SCOPE_SIGNAL (1ULL << 1)                     /* ABI 6 */
 
@@ -776,5 +793,151 @@ int sandbox_enter(struct wharf *w, struct error *err)
             return -1;
     }
     sb_log(w, abi, nrules);
+    return 0;
+}
+
+/* ---- the key process ---------------------------------------------------------- */
+
+/* The key process's view: nothing of the data dir (the keystore and the
+ * TLS key are read before), only what OpenSSL may load late (providers,
+ * its configuration), the random device, and this process's /proc (the
+ * sanitizers' exit checks read it). No TCP at all (ABI 4), no signal or
+ * abstract socket outside (ABI 6). */
+static int sbk_landlock(int *abi, int *nrules, struct error *err)
+{
+    static const char *const ro_trees[] = { "/usr/lib/ssl", "/etc/ssl",
+        "/usr/lib", "/lib", "/lib64", "/proc/self", "/dev/urandom" };
+    *abi = sb_ll_abi();
+    if (*abi <= 0) {
+        *abi = 0;
+        return 0;
+    }
+    struct sb_ruleset_attr attr = { .handled_access_fs = sb_ll_handled(*abi) };
+    size_t size = sizeof(attr.handled_access_fs);
+    if (*abi >= 4) {
+        attr.handled_access_net = SB_NET_BIND_TCP | SB_NET_CONNECT_TCP;
+        size += sizeof(attr.handled_access_net);
+    }
+    if (*abi >= 6) {
+        attr.scoped = SB_SCOPE_ABSTRACT_UNIX | SB_SCOPE_SIGNAL;
+        size += sizeof(attr.scoped);
+    }
+    struct sb_ll ll = { .handled = attr.handled_access_fs };
+    ll.fd = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+    if (ll.fd < 0)
+        return error_errno(err, errno, "key process sandbox: cannot create "
+                           "a Landlock ruleset (ABI %d)", *abi);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof(ro_trees) / sizeof(ro_trees[0]);
+         i++)
+        rc = sb_ll_allow(&ll, ro_trees[i], SB_RO_TREE, false, err);
+    if (rc == 0 && syscall(SYS_landlock_restrict_self, ll.fd, 0) != 0)
+        rc = error_errno(err, errno, "key process sandbox: cannot apply "
+                         "Landlock");
+    close(ll.fd);
+    *nrules = ll.nrules;
+    return rc;
+}
+
+/* What the key process calls: its socket and liveness pipe, memory,
+ * time (the rate limits), randomness, signals to itself, and files opened
+ * for reading only (OpenSSL loading a provider late; Landlock decides
+ * which). No socket, no thread, no write to any file it did not have. */
+static const char *const sbk_calls[] = {
+    "read", "write", "readv", "writev", "close", "lseek", "pread64",
+    "fstat", "newfstatat", "statx", "stat", "lstat", "access", "faccessat",
+    "faccessat2", "readlink", "readlinkat", "getdents64", "fcntl", "flock",
+    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mlock",
+    "munlock", "futex", "set_robust_list", "rseq", "exit", "exit_group",
+    "sched_yield", "sched_getaffinity", "gettid", "getpid", "getppid",
+    "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres",
+    "gettimeofday", "time", "rt_sigaction", "rt_sigprocmask",
+    "rt_sigreturn", "sigaltstack", "restart_syscall", "getrandom", "uname",
+    "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
+    "getrlimit", "prlimit64", "getrusage",
+};
+
+static int sbk_seccomp_rules(scmp_filter_ctx ctx, struct error *err)
+{
+    if (SB_TSAN && seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) != 0)
+        return error_set(err, "key process sandbox: seccomp cannot cover "
+                         "every thread");
+    for (size_t i = 0; i < sizeof(sbk_calls) / sizeof(sbk_calls[0]); i++)
+        if (sb_rule(ctx, SCMP_ACT_ALLOW, sbk_calls[i], 0, NULL, err) < 0)
+            return -1;
+    /* files for reading only: anything that writes, creates or truncates
+     * kills the process */
+    const scmp_datum_t wr = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
+    struct scmp_arg_cmp at = SCMP_A2(SCMP_CMP_MASKED_EQ, wr, 0);
+    struct scmp_arg_cmp op = SCMP_A1(SCMP_CMP_MASKED_EQ, wr, 0);
+    if (sb_rule(ctx, SCMP_ACT_ALLOW, "openat", 1, &at, err) < 0 ||
+        sb_rule(ctx, SCMP_ACT_ALLOW, "open", 1, &op, err) < 0 ||
+        sb_seccomp_signals(ctx, err) < 0)
+        return -1;
+#if SB_ASAN
+    /* LeakSanitizer's exit check: its tracer task, as for serve */
+    for (size_t i = 0; i < sizeof(sb_asan_calls) / sizeof(sb_asan_calls[0]);
+         i++)
+        if (sb_rule(ctx, SCMP_ACT_ALLOW, sb_asan_calls[i], 0, NULL, err) < 0)
+            return -1;
+    if (sb_seccomp_clone(ctx, err) < 0 || sb_rule(ctx, SCMP_ACT_ALLOW,
+                                                  "wait4", 0, NULL, err) < 0)
+        return -1;
+    static const unsigned long prctls[] = { PR_SET_DUMPABLE, PR_GET_DUMPABLE,
+                                            PR_SET_PTRACER, PR_SET_PDEATHSIG,
+                                            PR_SET_NAME, PR_GET_NAME };
+    for (size_t i = 0; i < sizeof(prctls) / sizeof(prctls[0]); i++) {
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, prctls[i]);
+        if (sb_rule(ctx, SCMP_ACT_ALLOW, "prctl", 1, &a, err) < 0)
+            return -1;
+    }
+#endif
+    return 0;
+}
+
+static int sbk_seccomp(struct error *err)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+    if (ctx == NULL)
+        return error_set(err, "key process sandbox: cannot set up seccomp "
+                         "(libseccomp)");
+    int rc = sbk_seccomp_rules(ctx, err);
+    if (rc == 0) {
+        int e = seccomp_load(ctx);
+        if (e != 0)
+            rc = error_errno(err, -e, "key process sandbox: cannot load the "
+                             "seccomp filter");
+    }
+    seccomp_release(ctx);
+    return rc;
+}
+
+/* Threads the key process may have: its own; ThreadSanitizer builds also
+ * the runtime's background thread, which it starts again in a forked
+ * child (seccomp covers it, TSYNC; Landlock, per thread, does not: in
+ * those test builds only). */
+#define SBK_THREADS (1 + SB_TSAN)
+
+int sandbox_keys(struct wharf *w, struct error *err)
+{
+    int n = sb_threads();
+    if (n < 1 || n > SBK_THREADS)
+        return error_set(err, "key process sandbox: %d threads run (a bug: "
+                         "it must be entered before any starts)", n);
+    if (sandbox_drop_root(w, err) < 0 || sandbox_caps(0, err) < 0)
+        return -1;
+    /* a change of user reset it: no core, no ptrace by the same user (the
+     * network process runs as it) */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return error_errno(err, errno, "key process: cannot turn core dumps "
+                           "off");
+    if (!w->conf.sandbox)
+        return 0;
+    int abi = 0, nrules = 0;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return error_errno(err, errno, "key process sandbox: cannot set "
+                           "no_new_privs");
+    if (sbk_landlock(&abi, &nrules, err) < 0 || sbk_seccomp(err) < 0)
+        return -1;
     return 0;
 }

@@ -5,7 +5,7 @@
  * little as the platform allows. Two steps, both in serve's only thread:
  *
  *   sandbox_drop_root()  right after wharf_open (the key process, forked
- *       before, keeps the starting account and is not sandboxed):
+ *       before, confines itself: sandbox_keys below):
  *       started as root, become wharf.conf's `user` (its group or
  *       `group`, its supplementary groups), keeping only the capability
  *       to bind ports below 1024 until the listeners are bound; without a
@@ -51,5 +51,17 @@ int sandbox_drop_root(struct wharf *w, struct error *err);
  * (SQLite must never re-create the -wal and -shm files the view names).
  * Irreversible. 0, or -1 with err (serve must then exit). */
 int sandbox_enter(struct wharf *w, struct error *err);
+
+/* In the key process (vault/keyproc.h), once it read the keystore and the
+ * TLS key and before it answers a request: the same account change as
+ * sandbox_drop_root (and the same refusals), every capability dropped,
+ * not dumpable (no core; the network process, the same user, cannot
+ * ptrace it or read its memory); then, unless `sandbox = off`,
+ * no_new_privs, a Landlock view with nothing of the data dir (read-only:
+ * OpenSSL's configuration and modules, /dev/urandom, /proc/self; no TCP)
+ * and a seccomp allow-list narrower than serve's: no socket, no thread, no
+ * process, files opened for reading only. Single-threaded callers only.
+ * 0, or -1 with err (the key process must then exit). */
+int sandbox_keys(struct wharf *w, struct error *err);
 
 #endif

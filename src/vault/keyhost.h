@@ -25,6 +25,8 @@
 #include "vault/keyproto.h"
 #include "vault/vault.h"
 
+struct keyproc_confine;                 /* vault/keyproc.h */
+
 /* What a held key may be used for. */
 #define KEY_USE_SIGN 1u         /* signatures (CMS, MDN, TLS handshakes) */
 #define KEY_USE_DECRYPT 2u      /* CMS key transport (RSA decrypt) */
@@ -164,10 +166,13 @@ int keyhost_decrypt(enum keyhost_where where, uint32_t handle,
 
 /* Answer requests on fd with v (a local vault) and the TLS key files
  * tls_paths[0..n) (loaded now, before the first request) until the peer
- * closes fd or breaks the protocol. Returns 0 on a clean end, -1 when a
- * TLS key did not load or the protocol was broken (err says why). */
+ * closes fd or breaks the protocol. confine (NULL: none) runs once the
+ * TLS keys are loaded, before the first request (the key process's
+ * sandbox); when it fails nothing is answered. Returns 0 on a clean end,
+ * -1 when confine failed or the protocol was broken (err says why). */
 int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
-               size_t n, struct error *err);
+               size_t n, const struct keyproc_confine *confine,
+               struct error *err);
 
 /* Its rate limits, token buckets that hold one second's worth: private
  * key operations, and requests of any kind. A request beyond them waits;

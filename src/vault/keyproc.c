@@ -102,10 +102,10 @@ int keyproc_start(keyproc_main child, void *arg, struct error *err)
 }
 
 int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,
-                  int fd)
+                  const struct keyproc_confine *confine, int fd)
 {
     struct error err = {0};
-    int rc = keysrv_run(v, fd, tls_paths, n, &err);
+    int rc = keysrv_run(v, fd, tls_paths, n, confine, &err);
     if (rc != 0)
         log_error("key process: %s", err.msg);
     keytab_clear();

@@ -7,6 +7,9 @@
  * process keeps only handles and asks for each operation over a
  * socketpair (protocol: keyproto.h; request set: docs/architecture.md).
  *
+ * The child confines itself once it has read its keys, before it answers
+ * (keyproc_serve's confine: core/sandbox.h sandbox_keys).
+ *
  * Once keyproc_start returned in the parent, vault_open there returns a
  * vault that forwards sealing, unsealing, payload key wrapping, audit
  * signing and private key operations to the key process. Its death stops
@@ -38,12 +41,20 @@ struct vault;
  * reports it once. */
 void keyproc_child_fail(const char *msg);
 
+/* What the child does once its keys are read, before it answers: confine
+ * itself (core/sandbox.h: sandbox_keys). 0, or -1 with err. */
+struct keyproc_confine {
+    int (*fn)(void *arg, struct error *err);
+    void *arg;
+};
+
 /* In the child: with v (a vault opened in the child, holding the keys),
- * load the TLS keys tls_paths[0..n), then answer requests on fd until the
- * parent closes it. 0 on a clean end, 1 otherwise (the reason is
- * logged). */
+ * load the TLS keys tls_paths[0..n), run confine (NULL: none; when it
+ * fails, the reason goes to the parent as keyproc_child_fail's), then
+ * answer requests on fd until the parent closes it. 0 on a clean end, 1
+ * otherwise (the reason is logged). */
 int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,
-                  int fd);
+                  const struct keyproc_confine *confine, int fd);
 
 /* Start the thread that notices the key process's death (see above).
  * Separate from keyproc_start so that serve starts it, like every thread,

@@ -25,6 +25,7 @@
 #include <openssl/crypto.h>
 
 #include "util/secret.h"
+#include "vault/keyproc.h"
 #include "vault/vault_internal.h"
 
 #define KEYSRV_TLS_MAX 4
@@ -435,7 +436,8 @@ static void keysrv_free(struct keysrv *s)
 }
 
 int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
-               size_t n, struct error *err)
+               size_t n, const struct keyproc_confine *confine,
+               struct error *err)
 {
     struct keysrv *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -447,6 +449,10 @@ int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
     keysrv_bucket_init(&s->key_ops, KEYSRV_KEY_OPS_PER_S, &now);
     keysrv_bucket_init(&s->ops, KEYSRV_OPS_PER_S, &now);
     int rc = keysrv_load_tls(s, tls_paths, n, err);
+    if (rc == 0 && confine != NULL && confine->fn(confine->arg, err) < 0) {
+        keyproc_child_fail(err->msg);   /* the parent says why */
+        rc = -1;
+    }
     while (rc == 0 && (rc = keysrv_one(s, err)) == 1)
         rc = 0;
     keysrv_free(s);

@@ -9,6 +9,13 @@ sandbox (core/sandbox.h).
   - started as root without a user it refuses unless allow_root = yes
     (then a warning); allow_root does not hold for a data dir root does not
     own; a user that does not own the data dir is refused;
+  - the key process (the child that holds the keys, vault/keyproc.h)
+    drops to the same user, with no capabilities, NoNewPrivs: 1 and
+    Seccomp: 2; `sandbox_probe --keys` (its sandbox, core/sandbox.h
+    sandbox_keys) reads nothing of the data dir (keystore, database,
+    wharf.conf, the listeners' key: EACCES; OpenSSL's configuration: ok)
+    and is killed (SIGSYS) for opening a file to write, a TCP socket or
+    execve;
   - tests/unit/sandbox_probe.c (the same libwharf functions serve calls,
     then one step each) shows what the sandbox forbids: the keystore, the
     listeners' private key, a file outside the allowed paths, creating a
@@ -125,12 +132,22 @@ def serve_once(data, timeout=60):
     return p.returncode, p.stderr
 
 
-def probe(data, *steps):
+def probe(data, *steps, keys=False):
     exe = wharf_bin_path().parent / "tests" / "sandbox_probe"
     assert exe.exists(), f"{exe} missing: make asan (or release) builds it"
-    p = subprocess.run([str(exe), str(data), *steps], capture_output=True,
+    p = subprocess.run([str(exe), *(["--keys"] if keys else []), str(data),
+                        *steps], capture_output=True,
                        text=True, timeout=60, env=child_env())
     return p
+
+
+def key_process(server):
+    """The pid of serve's key process (its child named wharf-keys)."""
+    kids = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    for pid in kids.read_text().split():
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "wharf-keys":
+            return int(pid)
+    raise AssertionError(f"serve {server.pid} has no wharf-keys child")
 
 
 def results(p):
@@ -181,6 +198,73 @@ def test_r22_serve_as_root_drops_to_user_with_no_new_privs_and_seccomp(
         for n in dirs + names:
             path = os.path.join(root, n)
             assert os.lstat(path).st_uid == account.pw_uid, path
+
+
+def test_r22_key_process_drops_to_user_with_no_new_privs_and_seccomp(
+        wharf, base, account, start_server):
+    data, files = make_data(wharf, base, account)
+    flow = base / "flow.json"
+    flow.write_text(json.dumps(flow_doc(
+        [file_source("inbox", files / "in"), file_dest("outbox",
+                                                       files / "out")],
+        [("inbox", "outbox")])))
+    flow.chmod(0o644)
+    as_user(base, "flow", "import", "--data", data, flow)
+    server = start_server(data)
+    wait_serving(server, data)
+    keys = key_process(server)
+    st = proc_status(keys)
+    assert st["Uid"] == [str(account.pw_uid)] * 4, st["Uid"]
+    assert st["Gid"] == [str(account.pw_gid)] * 4, st["Gid"]
+    assert st["NoNewPrivs"] == ["1"]
+    assert st["Seccomp"] == ["2"]
+    assert int(st["CapEff"][0], 16) == 0 and int(st["CapPrm"][0], 16) == 0
+    # each payload's key is wrapped and unwrapped by it: the flow works
+    drop_file(files / "in", "order.edi", b"UNB+UNOC:3+SENDER+RECEIVER")
+    wait_until(lambda: server.check_alive() and
+               (files / "out" / "order.edi").exists(),
+               timeout=60, desc="order.edi delivered with the key process "
+                                "sandboxed")
+    assert proc_status(keys)["State"][0] in ("S", "R")
+    server.stop()
+
+
+def test_r22_key_process_sandbox_reads_nothing_of_the_data_dir(
+        wharf, base, account):
+    data, _ = make_data(wharf, base, account)
+    paths = [data / "keystore", data / "wharf.db", data / "wharf.conf",
+             data / "tls" / "key.pem"]
+    steps = [f"read:{p}" for p in paths]
+    p = probe(data, *steps, "read:/etc/ssl/openssl.cnf", "status", keys=True)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    r = results(p)
+    for path in paths:
+        assert r[f"read {path}"] == "EACCES", p.stdout
+    assert r["read /etc/ssl/openssl.cnf"] == "ok", p.stdout
+    assert re.search(r"^Seccomp:\s+2$", p.stdout, re.M), p.stdout
+    assert re.search(r"^NoNewPrivs:\s+1$", p.stdout, re.M), p.stdout
+    assert re.search(rf"^Uid:\s+{account.pw_uid}\s", p.stdout, re.M), \
+        p.stdout
+    # the user itself may read them: Landlock, not file modes, said no
+    tune_conf(data, sandbox="off")
+    p = probe(data, *steps, keys=True)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    r = results(p)
+    assert all(r[f"read {path}"] == "ok" for path in paths), p.stdout
+
+
+@pytest.mark.parametrize("step", ["write", "tcp", "exec"])
+def test_r22_key_process_forbidden_call_kills_it(wharf, base, account, step):
+    data, _ = make_data(wharf, base, account)
+    arg = f"write:{data / 'payloads' / 'probe'}" if step == "write" else step
+    p = probe(data, arg, keys=True)
+    assert "sandbox: entered" in p.stdout, p.stderr
+    assert p.returncode == -signal.SIGSYS, (p.returncode, p.stdout,
+                                            p.stderr)
+    assert "survived" not in p.stdout and ": ok" not in p.stdout
+    tune_conf(data, sandbox="off")
+    p = probe(data, arg, keys=True)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
 
 
 def test_r22_root_without_user_refused_unless_allow_root(
@@ -286,6 +370,11 @@ def test_r22_sandbox_off_is_logged(wharf, base, account, start_server):
     wait_serving(server, data)
     st = proc_status(server.pid)
     assert st["Uid"][0] == str(account.pw_uid)
+    assert st["Seccomp"] == ["0"] and st["NoNewPrivs"] == ["0"]
+    # the key process too: the user, no capabilities, no filter
+    st = proc_status(key_process(server))
+    assert st["Uid"][0] == str(account.pw_uid)
+    assert int(st["CapEff"][0], 16) == 0
     assert st["Seccomp"] == ["0"] and st["NoNewPrivs"] == ["0"]
     server.stop()
     assert "WARN  sandbox = off in" in \

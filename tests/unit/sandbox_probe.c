@@ -2,16 +2,18 @@
  * sandbox_probe.c - a stand-in for `wharf serve` after its sandbox, for
  * tests/e2e/test_r22_sandbox.py (R22).
  *
- *   sandbox_probe DATA STEP...
+ *   sandbox_probe [--keys] DATA STEP...
  *
  * Opens the data dir as serve does (wharf_open: the keystore is read),
- * calls the same sandbox_drop_root and sandbox_enter from libwharf, then
- * runs each STEP in order and prints one line per step:
+ * calls the same sandbox_drop_root and sandbox_enter from libwharf (with
+ * --keys: sandbox_keys, the key process's), then runs each STEP in order
+ * and prints one line per step:
  *   read:PATH    open(PATH, O_RDONLY)            "read PATH: ok" or errno
  *   write:PATH   open(PATH, O_WRONLY | O_CREAT)  "write PATH: ok" or errno
  *   status       Uid, NoNewPrivs, Seccomp, CapEff of /proc/self/status
  *   mount        mount(2) a tmpfs (seccomp must kill the process)
  *   exec         execve("/bin/true") (seccomp must kill the process)
+ *   tcp          socket(AF_INET, SOCK_STREAM) (killed in the key process's)
  * Exits 0 after the last step, 1 when the sandbox could not be entered.
  * Owns nothing; must never be linked into wharf.
  */
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/sandbox.h"
@@ -68,6 +71,13 @@ static int probe_step(const char *step)
         char *const argv[] = { "true", NULL };
         execv("/bin/true", argv);
         printf("exec: survived (%s)\n", strerrorname_np(errno));
+    } else if (strcmp(step, "tcp") == 0) {
+        fflush(stdout);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        printf("tcp: survived (%s)\n", fd >= 0 ? "ok"
+                                                : strerrorname_np(errno));
+        if (fd >= 0)
+            close(fd);
     } else {
         fprintf(stderr, "sandbox_probe: unknown step %s\n", step);
         return -1;
@@ -78,19 +88,22 @@ static int probe_step(const char *step)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: sandbox_probe DATA STEP...\n");
+    int keys = argc > 1 && strcmp(argv[1], "--keys") == 0;
+    if (argc < 3 + keys) {
+        fprintf(stderr, "usage: sandbox_probe [--keys] DATA STEP...\n");
         return 2;
     }
     struct error err = {0};
-    struct wharf *w = wharf_open(argv[1], &err);
-    if (w == NULL || sandbox_drop_root(w, &err) < 0 ||
-        sandbox_enter(w, &err) < 0) {
+    struct wharf *w = wharf_open(argv[1 + keys], &err);
+    if (w == NULL || (keys ? sandbox_keys(w, &err) :
+                      sandbox_drop_root(w, &err) < 0 ? -1 :
+                      sandbox_enter(w, &err)) < 0) {
         fprintf(stderr, "sandbox_probe: %s\n", err.msg);
         return 1;
     }
     printf("sandbox: entered\n");
-    for (int i = 2; i < argc; i++)
+    fflush(stdout);                 /* a step may be killed */
+    for (int i = 2 + keys; i < argc; i++)
         if (probe_step(argv[i]) < 0)
             return 2;
     wharf_close(w);

@@ -338,7 +338,7 @@ static int child_main(void *arg, int fd)
     if (v == NULL)
         return 1;
     const char *paths[1] = { k->tlskey };
-    int rc = keyproc_serve(v, paths, 1, fd);
+    int rc = keyproc_serve(v, paths, 1, NULL, fd);
     vault_close(v);
     return rc;
 }
