@@ -491,9 +491,10 @@ static int sb_ll_system(struct sb_ll *ll, struct error *err)
     return sb_ll_resolv(ll, err);
 }
 
-static int sb_ll_rules(struct sb_ll *ll, const struct wharf *w,
-                       struct error *err)
+/* serve's view (arg: the struct wharf). */
+static int sb_ll_rules(struct sb_ll *ll, const void *arg, struct error *err)
 {
+    const struct wharf *w = arg;
     if (realpath(w->dir, ll->dir_real) == NULL)
         return error_errno(err, errno, "sandbox: data directory %s", w->dir);
     if (sb_ll_data(ll, w, err) < 0 || sb_ll_certs(ll, w, err) < 0 ||
@@ -503,10 +504,17 @@ static int sb_ll_rules(struct sb_ll *ll, const struct wharf *w,
     return 0;
 }
 
-/* Apply the view. *abi: the kernel's Landlock ABI, 0 when it has none (not
- * an error: logged by the caller). */
-static int sandbox_landlock(const struct wharf *w, int *abi, int *nrules,
-                            struct error *err)
+/* The rules of one view: 0, or -1 with err. */
+typedef int (*sb_ll_rules_fn)(struct sb_ll *ll, const void *arg,
+                              struct error *err);
+
+/* Apply a view: every file system right the ABI knows handled, the TCP
+ * rights in net (ABI 4), signals and abstract sockets scoped (ABI 6), and
+ * rules(ll, arg) allowed. *abi: the kernel's Landlock ABI, 0 when it has
+ * none (not an error: logged or accepted by the caller). */
+static int sb_landlock_apply(uint64_t net, sb_ll_rules_fn rules,
+                             const void *arg, int *abi, int *nrules,
+                             struct error *err)
 {
     *abi = sb_ll_abi();
     if (*abi <= 0) {
@@ -516,7 +524,7 @@ static int sandbox_landlock(const struct wharf *w, int *abi, int *nrules,
     struct sb_ruleset_attr attr = { .handled_access_fs = sb_ll_handled(*abi) };
     size_t size = sizeof(attr.handled_access_fs);
     if (*abi >= 4) {
-        attr.handled_access_net = SB_NET_BIND_TCP;
+        attr.handled_access_net = net;
         size += sizeof(attr.handled_access_net);
     }
     if (*abi >= 6) {
@@ -528,12 +536,20 @@ static int sandbox_landlock(const struct wharf *w, int *abi, int *nrules,
     if (ll.fd < 0)
         return error_errno(err, errno, "sandbox: cannot create a Landlock "
                            "ruleset (ABI %d)", *abi);
-    int rc = sb_ll_rules(&ll, w, err);
+    int rc = rules(&ll, arg, err);
     if (rc == 0 && syscall(SYS_landlock_restrict_self, ll.fd, 0) != 0)
         rc = error_errno(err, errno, "sandbox: cannot apply Landlock");
     close(ll.fd);
     *nrules = ll.nrules;
     return rc;
+}
+
+/* serve's view: no new TCP listener (ABI 4). */
+static int sandbox_landlock(const struct wharf *w, int *abi, int *nrules,
+                            struct error *err)
+{
+    return sb_landlock_apply(SB_NET_BIND_TCP, sb_ll_rules, w, abi, nrules,
+                             err);
 }
 
 /* ---- seccomp ------------------------------------------------------------------- */
@@ -575,12 +591,11 @@ static const char *const sb_calls[] = {
     "setpriority",          /* the large lane's threads run lower (engine.c) */
 };
 
-#if SB_ASAN
-/* LeakSanitizer's exit check: a tracer task stops every thread. */
+/* LeakSanitizer's exit check: a tracer task stops every thread (allowed
+ * in ASan builds only). */
 static const char *const sb_asan_calls[] = {
     "ptrace", "waitid", "getdents", "tkill",
 };
-#endif
 
 static int sb_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
                    unsigned n, const struct scmp_arg_cmp *args,
@@ -594,6 +609,19 @@ static int sb_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
         return error_errno(err, -rc, "sandbox: seccomp rule for %s", name);
     return 0;
 }
+
+/* Allow each of names[0..n) with any arguments. */
+static int sb_allow_all(scmp_filter_ctx ctx, const char *const *names,
+                        size_t n, struct error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sb_rule(ctx, SCMP_ACT_ALLOW, names[i], 0, NULL, err) < 0)
+            return -1;
+    return 0;
+}
+
+#define SB_ALLOW_ALL(ctx, list, err) \
+    sb_allow_all(ctx, list, sizeof(list) / sizeof(list[0]), err)
 
 /* clone: threads only; clone3 (flags out of the filter's reach): ENOSYS,
  * so glibc uses clone. */
@@ -674,27 +702,23 @@ static int sb_seccomp_rules(scmp_filter_ctx ctx, struct error *err)
 {
     if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) != 0)
         return error_set(err, "sandbox: seccomp cannot cover every thread");
-    for (size_t i = 0; i < sizeof(sb_calls) / sizeof(sb_calls[0]); i++)
-        if (sb_rule(ctx, SCMP_ACT_ALLOW, sb_calls[i], 0, NULL, err) < 0)
-            return -1;
-#if SB_ASAN
-    for (size_t i = 0; i < sizeof(sb_asan_calls) / sizeof(sb_asan_calls[0]);
-         i++)
-        if (sb_rule(ctx, SCMP_ACT_ALLOW, sb_asan_calls[i], 0, NULL, err) < 0)
-            return -1;
-#endif
+    if (SB_ALLOW_ALL(ctx, sb_calls, err) < 0 ||
+        (SB_ASAN && SB_ALLOW_ALL(ctx, sb_asan_calls, err) < 0))
+        return -1;
     if (sb_seccomp_clone(ctx, err) < 0 || sb_seccomp_socket(ctx, err) < 0 ||
         sb_seccomp_signals(ctx, err) < 0 || sb_seccomp_requests(ctx, err) < 0)
         return -1;
     return 0;
 }
 
-static int sandbox_seccomp(struct error *err)
+/* Load the filter that rules(ctx) allows; anything else kills. */
+static int sb_seccomp_apply(int (*rules)(scmp_filter_ctx, struct error *),
+                            struct error *err)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
     if (ctx == NULL)
         return error_set(err, "sandbox: cannot set up seccomp (libseccomp)");
-    int rc = sb_seccomp_rules(ctx, err);
+    int rc = rules(ctx, err);
     if (rc == 0) {
         int e = seccomp_load(ctx);
         if (e != 0)
@@ -789,7 +813,7 @@ int sandbox_enter(struct wharf *w, struct error *err)
                                "no_new_privs");
         if (sb_keep_database(w, err) < 0 ||
             sandbox_landlock(w, &abi, &nrules, err) < 0 ||
-            sandbox_seccomp(err) < 0)
+            sb_seccomp_apply(sb_seccomp_rules, err) < 0)
             return -1;
     }
     sb_log(w, abi, nrules);
@@ -803,40 +827,15 @@ int sandbox_enter(struct wharf *w, struct error *err)
  * its configuration), the random device, and this process's /proc (the
  * sanitizers' exit checks read it). No TCP at all (ABI 4), no signal or
  * abstract socket outside (ABI 6). */
-static int sbk_landlock(int *abi, int *nrules, struct error *err)
+static int sbk_ll_rules(struct sb_ll *ll, const void *arg, struct error *err)
 {
     static const char *const ro_trees[] = { "/usr/lib/ssl", "/etc/ssl",
         "/usr/lib", "/lib", "/lib64", "/proc/self", "/dev/urandom" };
-    *abi = sb_ll_abi();
-    if (*abi <= 0) {
-        *abi = 0;
-        return 0;
-    }
-    struct sb_ruleset_attr attr = { .handled_access_fs = sb_ll_handled(*abi) };
-    size_t size = sizeof(attr.handled_access_fs);
-    if (*abi >= 4) {
-        attr.handled_access_net = SB_NET_BIND_TCP | SB_NET_CONNECT_TCP;
-        size += sizeof(attr.handled_access_net);
-    }
-    if (*abi >= 6) {
-        attr.scoped = SB_SCOPE_ABSTRACT_UNIX | SB_SCOPE_SIGNAL;
-        size += sizeof(attr.scoped);
-    }
-    struct sb_ll ll = { .handled = attr.handled_access_fs };
-    ll.fd = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
-    if (ll.fd < 0)
-        return error_errno(err, errno, "key process sandbox: cannot create "
-                           "a Landlock ruleset (ABI %d)", *abi);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < sizeof(ro_trees) / sizeof(ro_trees[0]);
-         i++)
-        rc = sb_ll_allow(&ll, ro_trees[i], SB_RO_TREE, false, err);
-    if (rc == 0 && syscall(SYS_landlock_restrict_self, ll.fd, 0) != 0)
-        rc = error_errno(err, errno, "key process sandbox: cannot apply "
-                         "Landlock");
-    close(ll.fd);
-    *nrules = ll.nrules;
-    return rc;
+    (void)arg;
+    for (size_t i = 0; i < sizeof(ro_trees) / sizeof(ro_trees[0]); i++)
+        if (sb_ll_allow(ll, ro_trees[i], SB_RO_TREE, false, err) < 0)
+            return -1;
+    return 0;
 }
 
 /* What the key process calls: its socket and liveness pipe, memory,
@@ -862,9 +861,8 @@ static int sbk_seccomp_rules(scmp_filter_ctx ctx, struct error *err)
     if (SB_TSAN && seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) != 0)
         return error_set(err, "key process sandbox: seccomp cannot cover "
                          "every thread");
-    for (size_t i = 0; i < sizeof(sbk_calls) / sizeof(sbk_calls[0]); i++)
-        if (sb_rule(ctx, SCMP_ACT_ALLOW, sbk_calls[i], 0, NULL, err) < 0)
-            return -1;
+    if (SB_ALLOW_ALL(ctx, sbk_calls, err) < 0)
+        return -1;
     /* files for reading only: anything that writes, creates or truncates
      * kills the process */
     const scmp_datum_t wr = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
@@ -876,12 +874,9 @@ static int sbk_seccomp_rules(scmp_filter_ctx ctx, struct error *err)
         return -1;
 #if SB_ASAN
     /* LeakSanitizer's exit check: its tracer task, as for serve */
-    for (size_t i = 0; i < sizeof(sb_asan_calls) / sizeof(sb_asan_calls[0]);
-         i++)
-        if (sb_rule(ctx, SCMP_ACT_ALLOW, sb_asan_calls[i], 0, NULL, err) < 0)
-            return -1;
-    if (sb_seccomp_clone(ctx, err) < 0 || sb_rule(ctx, SCMP_ACT_ALLOW,
-                                                  "wait4", 0, NULL, err) < 0)
+    if (SB_ALLOW_ALL(ctx, sb_asan_calls, err) < 0 ||
+        sb_seccomp_clone(ctx, err) < 0 ||
+        sb_rule(ctx, SCMP_ACT_ALLOW, "wait4", 0, NULL, err) < 0)
         return -1;
     static const unsigned long prctls[] = { PR_SET_DUMPABLE, PR_GET_DUMPABLE,
                                             PR_SET_PTRACER, PR_SET_PDEATHSIG,
@@ -893,23 +888,6 @@ static int sbk_seccomp_rules(scmp_filter_ctx ctx, struct error *err)
     }
 #endif
     return 0;
-}
-
-static int sbk_seccomp(struct error *err)
-{
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
-    if (ctx == NULL)
-        return error_set(err, "key process sandbox: cannot set up seccomp "
-                         "(libseccomp)");
-    int rc = sbk_seccomp_rules(ctx, err);
-    if (rc == 0) {
-        int e = seccomp_load(ctx);
-        if (e != 0)
-            rc = error_errno(err, -e, "key process sandbox: cannot load the "
-                             "seccomp filter");
-    }
-    seccomp_release(ctx);
-    return rc;
 }
 
 /* Threads the key process may have: its own; ThreadSanitizer builds also
@@ -937,7 +915,9 @@ int sandbox_keys(struct wharf *w, struct error *err)
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         return error_errno(err, errno, "key process sandbox: cannot set "
                            "no_new_privs");
-    if (sbk_landlock(&abi, &nrules, err) < 0 || sbk_seccomp(err) < 0)
+    if (sb_landlock_apply(SB_NET_BIND_TCP | SB_NET_CONNECT_TCP, sbk_ll_rules,
+                          NULL, &abi, &nrules, err) < 0 ||
+        sb_seccomp_apply(sbk_seccomp_rules, err) < 0)
         return -1;
     return 0;
 }

@@ -160,8 +160,9 @@ def results(p):
     return out
 
 
-def test_r22_serve_as_root_drops_to_user_with_no_new_privs_and_seccomp(
-        wharf, base, account, start_server):
+def serve_file_flow(wharf, base, account, start_server):
+    """serve as root with user = the test user, running a file flow
+    files/in -> files/out: (server, data, files)."""
     data, files = make_data(wharf, base, account)
     flow = base / "flow.json"
     flow.write_text(json.dumps(flow_doc(
@@ -172,12 +173,24 @@ def test_r22_serve_as_root_drops_to_user_with_no_new_privs_and_seccomp(
     as_user(base, "flow", "import", "--data", data, flow)
     server = start_server(data)
     wait_serving(server, data)
-    st = proc_status(server.pid)
-    assert st["Uid"] == [str(account.pw_uid)] * 4
-    assert st["Gid"] == [str(account.pw_gid)] * 4
+    return server, data, files
+
+
+def assert_confined(st, pw):
+    """/proc/PID/status: the user's ids, no capability, no_new_privs and a
+    seccomp filter."""
+    assert st["Uid"] == [str(pw.pw_uid)] * 4, st["Uid"]
+    assert st["Gid"] == [str(pw.pw_gid)] * 4, st["Gid"]
     assert st["NoNewPrivs"] == ["1"]
     assert st["Seccomp"] == ["2"]
     assert int(st["CapEff"][0], 16) == 0 and int(st["CapPrm"][0], 16) == 0
+
+
+def test_r22_serve_as_root_drops_to_user_with_no_new_privs_and_seccomp(
+        wharf, base, account, start_server):
+    server, data, files = serve_file_flow(wharf, base, account,
+                                          start_server)
+    assert_confined(proc_status(server.pid), account)
     # every thread, not only the main one
     for tid in os.listdir(f"/proc/{server.pid}/task"):
         t = proc_status(f"{server.pid}/task/{tid}")
@@ -202,23 +215,10 @@ def test_r22_serve_as_root_drops_to_user_with_no_new_privs_and_seccomp(
 
 def test_r22_key_process_drops_to_user_with_no_new_privs_and_seccomp(
         wharf, base, account, start_server):
-    data, files = make_data(wharf, base, account)
-    flow = base / "flow.json"
-    flow.write_text(json.dumps(flow_doc(
-        [file_source("inbox", files / "in"), file_dest("outbox",
-                                                       files / "out")],
-        [("inbox", "outbox")])))
-    flow.chmod(0o644)
-    as_user(base, "flow", "import", "--data", data, flow)
-    server = start_server(data)
-    wait_serving(server, data)
+    server, data, files = serve_file_flow(wharf, base, account,
+                                          start_server)
     keys = key_process(server)
-    st = proc_status(keys)
-    assert st["Uid"] == [str(account.pw_uid)] * 4, st["Uid"]
-    assert st["Gid"] == [str(account.pw_gid)] * 4, st["Gid"]
-    assert st["NoNewPrivs"] == ["1"]
-    assert st["Seccomp"] == ["2"]
-    assert int(st["CapEff"][0], 16) == 0 and int(st["CapPrm"][0], 16) == 0
+    assert_confined(proc_status(keys), account)
     # each payload's key is wrapped and unwrapped by it: the flow works
     drop_file(files / "in", "order.edi", b"UNB+UNOC:3+SENDER+RECEIVER")
     wait_until(lambda: server.check_alive() and
