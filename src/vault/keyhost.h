@@ -169,7 +169,8 @@ int keyhost_decrypt(enum keyhost_where where, uint32_t handle,
  * closes fd or breaks the protocol. confine (NULL: none) runs once the
  * TLS keys are loaded, before the first request (the key process's
  * sandbox); when it fails nothing is answered. Returns 0 on a clean end,
- * -1 when confine failed or the protocol was broken (err says why). */
+ * -1 when the protocol was broken (err says why), -2 when confine failed
+ * (err says why; the parent was told: keyproc_child_fail). */
 int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
                size_t n, const struct keyproc_confine *confine,
                struct error *err);

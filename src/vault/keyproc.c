@@ -106,7 +106,7 @@ int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,
 {
     struct error err = {0};
     int rc = keysrv_run(v, fd, tls_paths, n, confine, &err);
-    if (rc != 0)
+    if (rc == -1)                   /* -2: serve reports it */
         log_error("key process: %s", err.msg);
     keytab_clear();
     return rc == 0 ? 0 : 1;

@@ -450,8 +450,8 @@ int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
     keysrv_bucket_init(&s->ops, KEYSRV_OPS_PER_S, &now);
     int rc = keysrv_load_tls(s, tls_paths, n, err);
     if (rc == 0 && confine != NULL && confine->fn(confine->arg, err) < 0) {
-        keyproc_child_fail(err->msg);   /* the parent says why */
-        rc = -1;
+        keyproc_child_fail(err->msg);   /* the parent says why, once */
+        rc = -2;
     }
     while (rc == 0 && (rc = keysrv_one(s, err)) == 1)
         rc = 0;
