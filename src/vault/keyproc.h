@@ -49,10 +49,10 @@ struct keyproc_confine {
 };
 
 /* In the child: with v (a vault opened in the child, holding the keys),
- * load the TLS keys tls_paths[0..n), run confine (NULL: none; when it
- * fails, the reason goes to the parent as keyproc_child_fail's), then
+ * load the TLS keys tls_paths[0..n), run confine (NULL: none), then
  * answer requests on fd until the parent closes it. 0 on a clean end, 1
- * otherwise (the reason is logged). */
+ * otherwise: the reason is logged, or, when confine failed, given to the
+ * parent (keyproc_child_fail), which reports it. */
 int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,
                   const struct keyproc_confine *confine, int fd);
 

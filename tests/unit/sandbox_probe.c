@@ -86,6 +86,14 @@ static int probe_step(const char *step)
     return 0;
 }
 
+/* serve's two steps, or with keys the key process's one. */
+static int probe_enter(struct wharf *w, int keys, struct error *err)
+{
+    if (keys)
+        return sandbox_keys(w, err);
+    return sandbox_drop_root(w, err) < 0 ? -1 : sandbox_enter(w, err);
+}
+
 int main(int argc, char **argv)
 {
     int keys = argc > 1 && strcmp(argv[1], "--keys") == 0;
@@ -95,9 +103,7 @@ int main(int argc, char **argv)
     }
     struct error err = {0};
     struct wharf *w = wharf_open(argv[1 + keys], &err);
-    if (w == NULL || (keys ? sandbox_keys(w, &err) :
-                      sandbox_drop_root(w, &err) < 0 ? -1 :
-                      sandbox_enter(w, &err)) < 0) {
+    if (w == NULL || probe_enter(w, keys, &err) < 0) {
         fprintf(stderr, "sandbox_probe: %s\n", err.msg);
         return 1;
     }
