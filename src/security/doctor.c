@@ -173,6 +173,7 @@ int doctor_config(struct wharf *w, struct store *st,
                         time_now_ms() };
     doctor_check_user(&d);
     doctor_check_sandbox(&d);
+    doctor_check_keys(&d);
     doctor_check_listeners(&d);
     doctor_check_connectors(&d);
     doctor_check_host_keys(&d);

@@ -11,8 +11,9 @@
  * (exactly these members; action "" when there is nothing to do).
  *
  * Reads only (the data dir, wharf.conf as w->conf holds it, the database,
- * the listeners' certificate, /proc for the server's user); never prints
- * a secret, a payload or a password hash.
+ * the listeners' certificate, /proc for the server's and its key
+ * process's user and confinement); never prints a secret, a payload or a
+ * password hash.
  */
 #ifndef WHARF_SECURITY_DOCTOR_H
 #define WHARF_SECURITY_DOCTOR_H

@@ -1,9 +1,10 @@
 /*
  * doctor_checks.c - the posture checks of people, keys, logs and the data
- * dir's upkeep (doctor_internal.h): the server's user, administrators'
- * second factor, API tokens, the master key's age, log levels, the audit
- * chain, backups, retention, disk space, metrics access, the folders flows
- * may name, and the installed SECURITY.md.
+ * dir's upkeep (doctor_internal.h): the server's user, its sandbox and
+ * its key process's (read in /proc), administrators' second factor, API
+ * tokens, the master key's age, log levels, the audit chain, backups,
+ * retention, disk space, metrics access, the folders flows may name, and
+ * the installed SECURITY.md.
  *
  * Must never: name a secret or a password hash in what a check found;
  * change anything.
@@ -28,30 +29,45 @@
 #include "store/posture_store.h"
 #include "store/store.h"
 #include "util/id.h"
+#include "vault/keyproc.h"
 #include "vault/vault.h"
 
 #define DAY_MS 86400000LL
 
 /* ---- the server's user ------------------------------------------------------------ */
 
-/* The second number of /proc/PID/status's line fmt ("Uid: %lu %lu": the
- * effective uid) or its first ("Seccomp: %lu"), or -1. */
-static long proc_status(int pid, const char *fmt, int nums)
+/* The second number of a /proc/PID/status text's line fmt ("Uid: %lu
+ * %lu": the effective uid) or its first ("Seccomp: %lu"), or -1. */
+static long status_field(const char *text, const char *fmt, int nums)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", pid);
-    FILE *f = fopen(path, "re");
-    long out = -1;
-    while (f && fgets(line, sizeof(line), f)) {
+    for (const char *line = text; line && *line;) {
         unsigned long a = 0, b = 0;
-        if (sscanf(line, fmt, &a, &b) == nums) {
-            out = (long)(nums == 2 ? b : a);
-            break;
-        }
+        if (sscanf(line, fmt, &a, &b) == nums)
+            return (long)(nums == 2 ? b : a);
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
     }
+    return -1;
+}
+
+/* /proc/PID/status into buf[0..n), NUL-terminated: 0 or -1. */
+static int proc_read(int pid, char *buf, size_t n)
+{
+    char file[64];
+    snprintf(file, sizeof(file), "/proc/%d/status", pid);
+    FILE *f = fopen(file, "re");
+    size_t got = f ? fread(buf, 1, n - 1, f) : 0;
     if (f)
         fclose(f);
-    return out;
+    buf[got] = '\0';
+    return got > 0 ? 0 : -1;
+}
+
+static long proc_status(int pid, const char *fmt, int nums)
+{
+    char text[4096];
+    return proc_read(pid, text, sizeof(text)) == 0
+           ? status_field(text, fmt, nums) : -1;
 }
 
 static long proc_euid(int pid)
@@ -128,6 +144,109 @@ void doctor_check_sandbox(struct doctor *d)
                    "sandbox = on: serve runs with no_new_privs, Landlock and "
                    "a seccomp allow-list%s", pid > 0 && mode == 2
                    ? " (seen in /proc)" : "");
+}
+
+/* ---- the key process --------------------------------------------------------------- */
+
+/* The child of serve (pid) named wharf-keys (vault/keyproc.h), or 0. */
+static int keys_child(int pid)
+{
+    char path[64], kids[4096], comm[32];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
+    FILE *f = fopen(path, "re");
+    size_t n = f ? fread(kids, 1, sizeof(kids) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    kids[n] = '\0';
+    for (char *p = kids, *end; *p; p = end) {
+        long kid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        snprintf(path, sizeof(path), "/proc/%ld/comm", kid);
+        f = fopen(path, "re");
+        int named = f && fgets(comm, sizeof(comm), f) &&
+                    strcmp(comm, "wharf-keys\n") == 0;
+        if (f)
+            fclose(f);
+        if (named)
+            return (int)kid;
+    }
+    return 0;
+}
+
+/* The key process's /proc status into buf and its pid into *pid: inside
+ * serve through the key client's descriptor (serve's Landlock view holds
+ * only its own /proc), else found as serve's child. 0, or -1. */
+static int keys_status(const struct doctor *d, char *buf, size_t n, int *pid)
+{
+    if (d->env->in_serve) {
+        *pid = (int)keyproc_pid();
+        return *pid > 0 ? keyproc_status(buf, n) : -1;
+    }
+    *pid = keys_child(d->env->serve_pid);
+    return *pid > 0 ? proc_read(*pid, buf, n) : -1;
+}
+
+/* What the key process's status says against what it should be: its
+ * finding into found, or NULL when it is confined. */
+static const char *keys_finding(const struct doctor *d, const char *st,
+                                int pid, char *found, size_t n)
+{
+    char name[128];
+    long uid = status_field(st, "Uid: %lu %lu", 2);
+    long caps = status_field(st, "CapEff: %lx", 1);
+    long nnp = status_field(st, "NoNewPrivs: %lu", 1);
+    long mode = status_field(st, "Seccomp: %lu", 1);
+    if (uid == 0)
+        snprintf(found, n, "the key process (pid %d), which holds every "
+                 "private key and the keystore, runs as root (uid 0)", pid);
+    else if (caps != 0)
+        snprintf(found, n, "the key process (pid %d) runs as %s with "
+                 "capabilities (CapEff %lx)", pid,
+                 user_name(d, uid, name, sizeof(name)), (unsigned long)caps);
+    else if (d->conf->sandbox && (nnp != 1 || mode != 2))
+        snprintf(found, n, "the key process (pid %d) runs without its "
+                 "sandbox (no_new_privs %ld, seccomp mode %ld)", pid, nnp,
+                 mode);
+    else
+        return NULL;
+    return found;
+}
+
+/* serve's key process (vault/keyproc.h, core/sandbox.h sandbox_keys): its
+ * account, capabilities, no_new_privs and seccomp mode read from /proc
+ * while serve runs; wharf.conf's sandbox key otherwise. */
+void doctor_check_keys(struct doctor *d)
+{
+    const char *ctl = "A.8.2 A.8.24";
+    char st[4096], found[256], name[128];
+    int pid = 0;
+    int runs = d->env->in_serve || d->env->serve_pid > 0;
+    if (runs && keys_status(d, st, sizeof(st), &pid) < 0)
+        doctor_add(d->report, "process.keys", DOCTOR_WARN, ctl, "run doctor "
+                   "as serve's user or root; restart wharf serve if it has "
+                   "no wharf-keys child", "wharf serve runs, but its key "
+                   "process cannot be found or read in /proc");
+    else if (runs && keys_finding(d, st, pid, found, sizeof(found)))
+        doctor_add(d->report, "process.keys", DOCTOR_WARN, ctl, "run wharf "
+                   "serve as an unprivileged user (process.user) with "
+                   "sandbox = on, and restart it", "%s", found);
+    else if (!d->conf->sandbox)
+        doctor_add(d->report, "process.keys", DOCTOR_WARN, ctl, "set "
+                   "sandbox = on in wharf.conf and restart", "sandbox = off: "
+                   "the key process, which holds every private key, runs "
+                   "without no_new_privs, Landlock or seccomp");
+    else if (!runs)
+        doctor_add(d->report, "process.keys", DOCTOR_PASS, ctl, "",
+                   "wharf serve is not running; its key process confines "
+                   "itself when it starts (sandbox = on)");
+    else
+        doctor_add(d->report, "process.keys", DOCTOR_PASS, ctl, "",
+                   "the key process (pid %d) runs as %s with no "
+                   "capabilities, no_new_privs and a seccomp filter (seen in "
+                   "/proc), and a Landlock view without the data dir", pid,
+                   user_name(d, status_field(st, "Uid: %lu %lu", 2), name,
+                             sizeof(name)));
 }
 
 /* ---- people and programs ----------------------------------------------------------- */

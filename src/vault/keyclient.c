@@ -4,8 +4,9 @@
  * against the protocol's reply specs (keyproto.c); a watcher thread that
  * notices the key process's death and stops `wharf serve`.
  *
- * It owns the socketpair end, the liveness pipe's read end and the watcher
- * thread (keyproc_stop releases them), and each reply buffer until it is
+ * It owns the socketpair end, the liveness pipe's read end, the key
+ * process's /proc status descriptor and the watcher thread (keyproc_stop
+ * releases them), and each reply buffer until it is
  * handed to the caller. It must never hold a private key or a master key:
  * only handles, public keys, sealed blobs, and the plaintext its caller
  * asked for (an unsealed secret, a payload data key).
@@ -13,8 +14,10 @@
 #include "vault/keyproc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,6 +36,7 @@ static struct {
     int fd;                         /* socketpair end; -1: no key process */
     int watch;                      /* liveness pipe, read end */
     pid_t pid;
+    int status;                     /* its /proc/PID/status, or -1 */
     uint64_t next_id;
     int dead;                       /* the key process went away */
     int stopping;                   /* keyproc_stop runs */
@@ -40,7 +44,8 @@ static struct {
     int watching;                   /* the watcher thread exists */
     pthread_t watcher;
     char reason[ERROR_MSG_MAX];     /* why it could not start (its words) */
-} kc = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .watch = -1 };
+} kc = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .watch = -1,
+        .status = -1 };
 
 int keyclient_active(void)
 {
@@ -239,6 +244,9 @@ int keyclient_attach(int fd, int watch, pid_t pid, struct error *err)
     kc.fd = fd;
     kc.watch = watch;
     kc.pid = pid;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    kc.status = open(path, O_RDONLY | O_CLOEXEC);  /* -1: no posture */
     kc.dead = kc.stopping = kc.ready = 0;
     kc.reason[0] = '\0';
     return 0;
@@ -267,6 +275,17 @@ pid_t keyproc_pid(void)
     return kc.fd >= 0 ? kc.pid : 0;
 }
 
+int keyproc_status(char *buf, size_t n)
+{
+    if (kc.status < 0 || n == 0)
+        return -1;
+    ssize_t got = pread(kc.status, buf, n - 1, 0);  /* 0: read anew */
+    if (got <= 0)
+        return -1;
+    buf[got] = '\0';
+    return 0;
+}
+
 void keyproc_stop(void)
 {
     pthread_mutex_lock(&kc.lock);
@@ -284,6 +303,9 @@ void keyproc_stop(void)
         pthread_join(kc.watcher, NULL);
     close(kc.watch);
     kc.watch = -1;
+    if (kc.status >= 0)
+        close(kc.status);
+    kc.status = -1;
     kc.watching = 0;
     kc.pid = 0;
 }

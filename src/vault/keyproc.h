@@ -69,6 +69,12 @@ int keyproc_lost(void);
 /* The key process's pid, 0 when none runs (tests, the log line). */
 pid_t keyproc_pid(void);
 
+/* The key process's /proc/PID/status as it is now, NUL-terminated in
+ * buf[0..n): read through a descriptor opened when it was forked, so that
+ * serve's sandbox, whose view holds only its own /proc, need not see it
+ * (the posture report: security/doctor.h). 0, or -1 when none runs. */
+int keyproc_status(char *buf, size_t n);
+
 /* Close the connection and wait for the key process to exit. Safe to call
  * when none was started. */
 void keyproc_stop(void);

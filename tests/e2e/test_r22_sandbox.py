@@ -11,7 +11,9 @@ sandbox (core/sandbox.h).
     own; a user that does not own the data dir is refused;
   - the key process (the child that holds the keys, vault/keyproc.h)
     drops to the same user, with no capabilities, NoNewPrivs: 1 and
-    Seccomp: 2; `sandbox_probe --keys` (its sandbox, core/sandbox.h
+    Seccomp: 2, as the posture report's process.keys says from the CLI
+    and from serve's API (R24; WARN with sandbox = off); `sandbox_probe
+    --keys` (its sandbox, core/sandbox.h
     sandbox_keys) reads nothing of the data dir (keystore, database,
     wharf.conf, the listeners' key: EACCES; OpenSSL's configuration: ok)
     and is killed (SIGSYS) for opening a file to write, a TCP socket or
@@ -42,6 +44,7 @@ import pytest
 from conftest import (assert_no_sanitizer_report, child_env, drop_file,
                       file_dest, file_source, flow_doc, free_port, tune_conf,
                       wait_until, wharf_bin_path)
+from test_r14_api import TOKEN_RE, Api
 
 USER = "wharfsb"
 
@@ -213,12 +216,38 @@ def test_r22_serve_as_root_drops_to_user_with_no_new_privs_and_seccomp(
             assert os.lstat(path).st_uid == account.pw_uid, path
 
 
+def doctor_keys(base, data):
+    """The process.keys check of `wharf doctor --json` run as the test
+    user (exit 1: the fresh data dir's admin has no second factor)."""
+    p = subprocess.run(["runuser", "-u", USER, "--", str(wharf_bin_path()),
+                        "doctor", "--json", "--data", str(data)],
+                       capture_output=True, text=True, timeout=120, cwd=base,
+                       env=child_env())
+    assert p.returncode in (0, 1), p
+    assert_no_sanitizer_report(p.stderr, "doctor")
+    return next(c for c in json.loads(p.stdout)["checks"]
+                if c["id"] == "process.keys")
+
+
 def test_r22_key_process_drops_to_user_with_no_new_privs_and_seccomp(
         wharf, base, account, start_server):
     server, data, files = serve_file_flow(wharf, base, account,
                                           start_server)
     keys = key_process(server)
     assert_confined(proc_status(keys), account)
+    # the posture report says so, from the CLI and from serve (R24)
+    found = f"key process (pid {keys}) runs as "
+    c = doctor_keys(base, data)
+    assert c["status"] == "PASS" and found + f"{USER} (uid " in c["found"], c
+    assert "no capabilities, no_new_privs and a seccomp filter" in c["found"]
+    token = TOKEN_RE.search(as_user(
+        base, "token", "create", "--data", data, "--role", "auditor",
+        "--name", "auditor-r22", "--owner", "admin").stdout).group(1)
+    port, _ = server.wait_listening()
+    api = next(c for c in Api(port).ok("GET", "/api/v1/posture",
+                                       token=token).json()["checks"]
+               if c["id"] == "process.keys")
+    assert api["status"] == "PASS" and found in api["found"], api
     # each payload's key is wrapped and unwrapped by it: the flow works
     drop_file(files / "in", "order.edi", b"UNB+UNOC:3+SENDER+RECEIVER")
     wait_until(lambda: server.check_alive() and
@@ -376,6 +405,8 @@ def test_r22_sandbox_off_is_logged(wharf, base, account, start_server):
     assert st["Uid"][0] == str(account.pw_uid)
     assert int(st["CapEff"][0], 16) == 0
     assert st["Seccomp"] == ["0"] and st["NoNewPrivs"] == ["0"]
+    c = doctor_keys(base, data)
+    assert c["status"] == "WARN" and "sandbox = off" in c["found"], c
     server.stop()
     assert "WARN  sandbox = off in" in \
         (data / "logs" / "wharf.log").read_text()

@@ -18,7 +18,9 @@ FAILs, 1 otherwise.
     expired partner certificate, MFA no longer required, a broken audit
     chain, weak AS2 algorithms);
   - --json has exactly the documented shape; --html is one escaped page;
-  - the API answers the same checks to an auditor, 403 to an operator.
+  - the API answers the same checks to an auditor, 403 to an operator;
+    process.keys there reads the key process's /proc status through serve's
+    own descriptor (the PASS as an unprivileged user: test_r22_sandbox.py).
 """
 import datetime
 import json
@@ -36,13 +38,15 @@ from conftest import (Wharf, file_dest, file_source, flow_doc, new_data_dir,
                       tune_conf, wait_until)
 from test_r14_api import Api, cli_token, oathtool
 from test_r18_health_checks import self_signed
+from test_r22_sandbox import key_process
 
 ID_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 CONTROL_RE = re.compile(r"^A\.[5-8]\.[0-9]+$")
 SECRET_RE = re.compile(r"[?&]secret=([A-Z2-7]+)(?:&|$)")
 ALL_CHECKS = {
     "files.data_dir_mode", "files.keystore_mode", "files.private_modes",
-    "process.user", "process.sandbox", "listeners.admin", "listeners.partner",
+    "process.user", "process.sandbox", "process.keys", "listeners.admin",
+    "listeners.partner",
     "listeners.certificate", "connectors.plaintext", "connectors.host_keys",
     "partners.algorithms", "auth.mfa_policy", "users.admin_mfa",
     "tokens.expiry", "tokens.unused", "certificates.expiry",
@@ -128,7 +132,7 @@ def test_r24_doctor_fresh_data_dir_then_every_check_passes(
     assert re.search(r"^FAIL  users\.admin_mfa +1 of 1 administrator",
                      text, re.M), text
     assert "ISO/IEC 27001:2022 Annex A: A.5.17 A.8.5" in text
-    assert text.rstrip().endswith("19 PASS, 5 WARN, 1 FAIL"), text[-200:]
+    assert text.rstrip().endswith("20 PASS, 5 WARN, 1 FAIL"), text[-200:]
 
     # fix each
     enrol_totp(wharf, data)
@@ -265,8 +269,9 @@ def test_r24_doctor_finds_each_risk(wharf, data_dir, tmp_path, start_server):
 
     # serve's sandbox turned off (core/sandbox.h)
     tune_conf(data, sandbox="off")
-    c = only_new({"process.sandbox": "WARN"})
+    c = only_new({"process.sandbox": "WARN", "process.keys": "WARN"})
     assert "sandbox = off" in c["process.sandbox"]["found"]
+    assert "sandbox = off" in c["process.keys"]["found"]
     tune_conf(data, sandbox="on")
 
     # MFA no longer required of administrators (a setting of the API)
@@ -340,6 +345,12 @@ def test_r24_posture_api_for_auditors(wharf, data_dir, start_server,
     assert user["found"].startswith("wharf serve runs as root"), user
     box = next(c for c in r["checks"] if c["id"] == "process.sandbox")
     assert box["status"] == "PASS" and "seen in /proc" in box["found"], box
+    # the key process, read by serve through the descriptor its key client
+    # keeps (its own sandbox shows it only /proc/self): root here, as serve
+    keys = next(c for c in r["checks"] if c["id"] == "process.keys")
+    assert keys["status"] == "WARN", keys
+    assert f"key process (pid {key_process(server)})" in keys["found"], keys
+    assert "runs as root (uid 0)" in keys["found"], keys
     api.ok("GET", "/api/v1/posture", token=tokens["admin"])
     for role in ("operator", "viewer"):
         x = api.request("GET", "/api/v1/posture", token=tokens[role])
