@@ -169,6 +169,12 @@ static enum wh_status as2_open(struct connector *c, struct error *err)
     s->mdn_timeout_ms = conn_int(c, "mdn_timeout_s") * 1000;
     s->mdn_give_up_ms = conn_int(c, "mdn_give_up_s") * 1000;
     s->max_body = conn_int(c, "max_body_bytes");
+    if (net_allow_json(&s->allow, json_object_get(s->part->config,
+                                                  "allow_from"), err) < 0) {
+        error_prefix(err, "partner '%s'", s->part->name);
+        as2_close(c);
+        return WH_FAIL;
+    }
     s->opts.timeout_ms = (long)conn_int(c, "timeout_ms");
     /* tls_ca: {"content": PEM} since import reads it (a path: older
      * imports, read by libcurl) */

@@ -13,6 +13,7 @@
 #include "connectors/connector.h"
 #include "connectors/proxy.h"
 #include "core/profile.h"
+#include "net/allow.h"
 #include "net/client.h"
 #include "util/id.h"
 
@@ -34,6 +35,7 @@ struct as2_state {
     int64_t mdn_timeout_ms;         /* async MDN: then send again */
     int64_t mdn_give_up_ms;         /* an async MDN we owe: retried so long */
     int64_t max_body;               /* what the partner may POST us */
+    struct net_allow allow;         /* the partner's allow_from */
 };
 
 /* A BIO that reads through fn(ud, buf, n, err) until it returns 0; the

@@ -22,6 +22,10 @@
  * found by its Original-Message-ID), which runs at once, checks it against
  * what was sent and settles the waiting hop.
  *
+ * Addresses (R2): a partner with allow_from is heard only from those
+ * addresses; a request from any other, a message or an MDN, gets 403
+ * before its body is read and counts as a refusal (below).
+ *
  * Abuse (R22): a body over the connector's max_body_bytes is refused with
  * 413 from its Content-Length before anything is written (a chunked one
  * as soon as it passes the cap; what was written is removed). Every
@@ -808,10 +812,34 @@ static void too_large(struct connector *c, struct http_exchange *x,
                     (long long)s->max_body);
 }
 
+/* A request from an address outside the partner's allow_from (R2): 403
+ * before anything of it is read, counted for the defender and recorded
+ * as a refusal like any other. 1 when refused. */
+static int not_allowed(struct connector *c, struct http_exchange *x)
+{
+    struct as2_state *s = c->state;
+    struct net_request *r = x->req;
+    if (net_allow_has_text(&s->allow, net_req_address(r)))
+        return 0;
+    char text[600], id[ID_LEN + 1];
+    const char *mid = net_req_header(r, "Message-ID");
+    snprintf(text, sizeof(text), "AS2 %s %.200s from %s (%s) refused (address "
+             "not allowed): not in the partner's allow_from",
+             strcmp(net_req_path(r), AS2_MDN_ROUTE) == 0 ? "MDN"
+             : "message", mid ? mid : "-", s->part->name,
+             net_req_address(r));
+    refusal(c, x, "address-not-allowed", text, 1, id);
+    net_reply_error(r, 403, "forbidden", "this address may not send as "
+                    "%s", s->part->name);
+    return 1;
+}
+
 enum wh_status as2_route(struct connector *c, struct http_exchange *x)
 {
     struct net_request *r = x->req;
     struct as2_state *s = c->state;
+    if (not_allowed(c, x))
+        return WH_OK;
     if (strcmp(net_req_path(r), AS2_MDN_ROUTE) == 0) {
         mdn_in(c, x);
         return WH_OK;

@@ -20,6 +20,10 @@
  *     client_cert {subjects}: needs partner_client_ca in wharf.conf (the
  *        listener verifies the chain); the subject must be in the list
  *
+ * allow_from (optional): the only IPv4 addresses or networks partners may
+ * POST from (net/allow.h); any other gets 403 before its credentials are
+ * looked at, and counts as a failure of the address (the defender).
+ *
  * A request: credentials are checked (before the body is read, except for
  * HMAC which covers the body), the body streams into the intake (encrypted
  * as it arrives, constant memory), intake_commit makes it durable, and only
@@ -48,6 +52,7 @@
 #include <unistd.h>
 
 #include "core/intake.h"
+#include "net/allow.h"
 #include "net/server.h"
 #include "util/id.h"
 #include "util/log.h"
@@ -67,6 +72,7 @@ struct webhook_state {
     long long max_skew;
     const char *subjects[MAX_SUBJECTS];
     size_t nsubjects;
+    struct net_allow allow;     /* allow_from: who may POST */
 };
 
 /* ---- config --------------------------------------------------------------- */
@@ -106,6 +112,14 @@ static int user_valid(const char *key, const json_t *v, struct error *err)
     return 0;
 }
 
+static int allow_valid(const char *key, const json_t *v, struct error *err)
+{
+    struct net_allow a;
+    if (net_allow_json(&a, v, err) < 0)
+        return error_prefix(err, "%s", key), -1;
+    return 0;
+}
+
 static const struct conn_option WEBHOOK_OPTIONS[] = {
     { "path", CONN_STRING, 0, NULL, 0, 0, NULL, NULL,
       "NAME or /webhook/NAME: partners POST to https://PARTNER_LISTENER/"
@@ -134,6 +148,9 @@ static const struct conn_option WEBHOOK_OPTIONS[] = {
     { "auth.subjects", CONN_LIST, CONN_REQUIRED, NULL, 1, MAX_SUBJECTS,
       "string", "auth.type=client_cert", "the certificate subjects allowed "
       "(\"CN=..,O=..\"); needs partner_client_ca in wharf.conf", NULL },
+    { "allow_from", CONN_LIST, 0, NULL, 1, NET_ALLOW_MAX, "string", NULL,
+      "the only addresses partners may POST from: IPv4 addresses or "
+      "networks (192.0.2.0/24); unset: any", allow_valid },
     { NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL },
 };
 
@@ -156,6 +173,8 @@ static enum wh_status webhook_open(struct connector *c, struct error *err)
     const char *type = conn_str(c, "auth.type");
     const char *p = conn_str(c, "path");
     snprintf(ws->path, sizeof(ws->path), "%s", p ? path_name(p) : c->name);
+    if (net_allow_json(&ws->allow, conn_get(c, "allow_from"), err) < 0)
+        goto fail;
     if (strcmp(type, "basic") == 0) {
         ws->auth = AUTH_BASIC;
         const struct secret *pw = connector_secret(c, "auth.password_file");
@@ -397,6 +416,13 @@ static enum wh_status webhook_route(struct connector *c,
     struct net_request *r = x->req;
     const char *why = NULL;
     struct hmac_check hc = {0};
+    if (!net_allow_has_text(&ws->allow, net_req_address(r))) {
+        conn_log(c, LOG_WARNING, NULL, "refused a request from %s: not in "
+                 "allow_from", net_req_address(r));
+        net_req_auth_failure(r);
+        return net_reply_error(r, 403, "forbidden", "this address may not "
+                               "post here"), WH_OK;
+    }
     if (auth_head(ws, r, &why) < 0) {
         conn_log(c, LOG_WARNING, NULL, "refused a request from %s: %s",
                  net_req_address(r), why);

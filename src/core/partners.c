@@ -24,6 +24,7 @@
 
 #include "core/flowfile.h"
 #include "core/wharf.h"
+#include "net/allow.h"
 #include "net/client.h"
 #include "store/partner_store.h"
 #include "util/fsx.h"
@@ -265,7 +266,7 @@ static int partner_check(const json_t *p, size_t idx, struct error *err)
         "encrypt_oaep", "transfer_encoding", "canonicalize",
         "compress_order", "micalg_spelling", "insecure",
         "allow_plain_mdn_url", "require_mic", "compress_level", "chunked",
-        NULL };
+        "allow_from", NULL };
     if (!json_is_object(p))
         return error_set(err, "partners[%zu] must be an object", idx);
     const char *who = json_string_value(json_object_get(p, "name"));
@@ -294,6 +295,9 @@ static int partner_check(const json_t *p, size_t idx, struct error *err)
             !json_is_string(json_object_get(p, STRS[i])))
             return error_set(err, "partner '%s': %s must be a string", who,
                              STRS[i]);
+    struct net_allow allow;
+    if (net_allow_json(&allow, json_object_get(p, "allow_from"), err) < 0)
+        return error_prefix(err, "partner '%s'", who), -1;
     return partner_enums(p, who, err) < 0 ? -1 : partner_urls(p, who, err);
 }
 

@@ -29,6 +29,7 @@
 #include "core/dbpass.h"
 #include "core/payloads.h"
 #include "core/sandbox.h"
+#include "net/allow.h"
 #include "net/client.h"
 #include "net/server.h"
 #include "net/tls.h"
@@ -221,6 +222,21 @@ static int conf_set_tls(struct wharf_conf *c, const char *key, const char *v,
         return conf_str(key, v, c->partner_client_ca,
                         sizeof(c->partner_client_ca), err);
     return 1;
+}
+
+/* The listeners' allow-lists (R2). 1 when key is not one of them. */
+static int conf_set_allow(struct wharf_conf *c, const char *key,
+                          const char *v, struct error *err)
+{
+    struct net_allow a;
+    char *dst = strcmp(key, "admin_allow_from") == 0 ? c->admin_allow_from
+                : strcmp(key, "partner_allow_from") == 0
+                ? c->partner_allow_from : NULL;
+    if (dst == NULL)
+        return 1;
+    if (net_allow_parse(&a, v, err) < 0)
+        return error_prefix(err, "%s", key), -1;
+    return conf_str(key, v, dst, sizeof(c->admin_allow_from), err);
 }
 
 /* The global outbound proxy (R2). 1 when key is not one of its keys. */
@@ -473,6 +489,8 @@ static int conf_set(struct wharf_conf *c, const char *key, const char *v,
         if (rc == 1)
             rc = conf_set_tls(c, key, v, err);
         if (rc == 1)
+            rc = conf_set_allow(c, key, v, err);
+        if (rc == 1)
             rc = conf_set_proxy(c, key, v, err);
         if (rc == 1)
             rc = conf_set_lanes(c, key, v, err);
@@ -655,6 +673,11 @@ static int write_conf(const struct wharf *w, const char *level,
         "# mandatory (empty: none asked).\n"
         "admin_client_ca =\n"
         "partner_client_ca =\n"
+        "# Addresses each listener accepts, IPv4 addresses or networks\n"
+        "# (192.0.2.0/24), comma-separated; empty: every address. Others\n"
+        "# are closed at accept, before TLS.\n"
+        "admin_allow_from =\n"
+        "partner_allow_from =\n"
         "\n"
         "# Limits of both listeners.\n"
         "max_header_bytes = 16384\n"
@@ -1010,6 +1033,9 @@ static const struct conf_field conf_fields[] = {
     CONF_F("tls_key", tls_key, true, WHARF_CONF_RESTART),
     CONF_F("admin_client_ca", admin_client_ca, true, WHARF_CONF_RESTART),
     CONF_F("partner_client_ca", partner_client_ca, true, WHARF_CONF_RESTART),
+    CONF_F("admin_allow_from", admin_allow_from, true, WHARF_CONF_RESTART),
+    CONF_F("partner_allow_from", partner_allow_from, true,
+           WHARF_CONF_RESTART),
     CONF_F("max_header_bytes", max_header_bytes, false, WHARF_CONF_RESTART),
     CONF_F("max_body_bytes", max_body_bytes, false, WHARF_CONF_RESTART),
     CONF_F("request_timeout_ms", request_timeout_ms, false,

@@ -44,6 +44,9 @@ struct wharf_conf {
     char tls_key[1024];
     char admin_client_ca[1024]; /* CA file for mutual TLS; "" = no client certs */
     char partner_client_ca[1024];
+    /* R2: the addresses each listener accepts ("" = any; net/allow.h) */
+    char admin_allow_from[1024];
+    char partner_allow_from[1024];
     int max_header_bytes;       /* request line + headers */
     int64_t max_body_bytes;     /* default body cap of a route */
     int request_timeout_ms;     /* handshake + request head (from accept); body grace */

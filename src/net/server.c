@@ -13,8 +13,9 @@
  * and one store connection (metrics, bans, the audit of bans) under a
  * mutex.
  *
- * A connection's life: the loop accepts it (non-blocking), refuses a
- * banned address or one over max_conns_per_address before any TLS work
+ * A connection's life: the loop accepts it (non-blocking), refuses an
+ * address outside the listener's allow-list (*_allow_from, net/allow.h),
+ * a banned one or one over max_conns_per_address before any TLS work
  * (unless that address has a lingering or idle kept-alive connection: the
  * oldest of those is closed to make room),
  * runs the TLS handshake and reads the request head without blocking
@@ -77,6 +78,7 @@
 
 #include "audit/audit.h"
 #include "core/wharf.h"
+#include "net/allow.h"
 #include "net/defender.h"
 #include "net/tls.h"
 #include "store/net_store.h"
@@ -145,6 +147,7 @@ struct net_listener {
     char host[INET_ADDRSTRLEN + 1];
     int port;
     char client_ca[4200];
+    struct net_allow allow;         /* *_allow_from: who may connect */
     struct net_route_entry routes[NET_MAX_ROUTES];
     int nroutes;
     SSL_CTX *ctx;
@@ -1197,7 +1200,9 @@ static void net_loop_admit(struct net_listener *l, int fd,
         close(fd);
         return;
     }
-    if (defender_check(l->srv->def, addr, NULL))
+    if (!net_allow_has(&l->allow, ntohl(sa->sin_addr.s_addr)))
+        why = "not in its allow-list";
+    else if (defender_check(l->srv->def, addr, NULL))
         why = "banned";
     else if (net_loop_count(l, sa->sin_addr.s_addr) >=
              l->srv->w->conf.max_conns_per_address &&
@@ -1669,6 +1674,9 @@ static int net_listener_init(struct net_server *s, enum net_which which,
     if (ca[0] && net_abs_path(s->w, ca, l->client_ca, sizeof(l->client_ca),
                               err) < 0)
         return -1;
+    if (net_allow_parse(&l->allow, which == NET_ADMIN ? c->admin_allow_from
+                        : c->partner_allow_from, err) < 0)
+        return error_prefix(err, "%s_allow_from", l->name), -1;
     l->conns_cap = l->max_conns = c->max_connections;
     l->conns = calloc((size_t)l->conns_cap, sizeof(*l->conns));
     l->ready = calloc((size_t)l->conns_cap, sizeof(*l->ready));
@@ -1821,8 +1829,9 @@ static int net_listener_start(struct net_listener *l, struct error *err)
                      l->spec);
         return -1;
     }
-    log_info("%s listener on https://%s/%s", l->name, l->spec,
-             l->client_ca[0] ? " (client certificates required)" : "");
+    log_info("%s listener on https://%s/%s%s", l->name, l->spec,
+             l->client_ca[0] ? " (client certificates required)" : "",
+             l->allow.n ? " (only the addresses of its allow-list)" : "");
     return 0;
 }
 

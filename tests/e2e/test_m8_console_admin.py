@@ -104,15 +104,24 @@ def test_m8_console_partners_and_administration(wharf, data_dir,
     b.fill_label("AS2 id", 'GLOBEX "AS2"', scope="#add-partner")
     b.fill_label("AS2 URL", "https://127.0.0.1:9/as2", scope="#add-partner")
     b.find("#add-partner input[type=file]").send_keys(str(der))
-    b.expect(r"api/v1/flows - Failed to load resource.*400")
+    b.expect(r"api/v1/flows - Failed to load resource.*400", count=2)
     b.click("#add-partner button[type=submit]")
     err = b.wait_for("#add-partner .field-error")
     assert "as2_id" in err.text
     b.fill_label("AS2 id", "GLOBEX-AS2", scope="#add-partner")
+    # the addresses it sends from (R2): an entry with host bits first
+    b.fill_label("Only from", "192.0.2.1/24", scope="#add-partner")
+    b.click("#add-partner button[type=submit]")
+    wait_until(lambda: any("host bits set" in e.text for e in b.find_all(
+        "#add-partner .field-error")), desc="the Only from error")
+    b.fill_label("Only from", "192.0.2.0/24, 198.51.100.7",
+                 scope="#add-partner")
     b.click("#add-partner button[type=submit]")
     b.wait_for('table.partners tr[data-partner="globex"]')
     exported = json.loads(wharf.export_flow(data_dir))
     assert {p["name"] for p in exported["partners"]} == {"acme", "globex"}
+    globex = next(p for p in exported["partners"] if p["name"] == "globex")
+    assert globex["allow_from"] == ["192.0.2.0/24", "198.51.100.7"], globex
     # our profile: a second key from a PKCS#12 file
     k2c, k2k = as2_keys(tmp_path, "wharf-me-2031")
     p12 = tmp_path / "me.p12"

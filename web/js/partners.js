@@ -1,5 +1,5 @@
 // partners.js - the AS2 profile and its keys, the partners (algorithm
-// policy, MDN mode, interop switches), certificates with their expiry,
+// policy, MDN mode, interop switches, the addresses they send from), certificates with their expiry,
 // export, rollover (a new certificate with use_from), and adding a
 // partner from its certificate file (PEM or DER) through the flow
 // document, validated by the server as `wharf flow import` does.
@@ -66,15 +66,16 @@ function addPartner(ctx) {
   const mdn = field('MDN', { options: ['sync', 'async', 'none'], value: 'sync' });
   const signed = field('Ask for a signed MDN', { type: 'checkbox', value: true });
   const comp = field('Compress', { type: 'checkbox', value: false });
+  const only = field('Only from', { help: 'The IPv4 addresses or networks the partner sends from, comma-separated (192.0.2.0/24); empty: any address.' });
   const sws = SWITCHES.map((k) => field(k.replace(/_/g, ' '), { type: 'checkbox', value: false, name: k }));
   const msg = h('div', { 'aria-live': 'polite' });
   const form = h('form', { class: 'card', id: 'add-partner', novalidate: true }, h('h2', null, 'Add a partner'), msg,
-    h('div', { class: 'row' }, name, as2, url), cert, h('div', { class: 'row' }, sign, enc, mdn), signed, comp,
+    h('div', { class: 'row' }, name, as2, url), cert, h('div', { class: 'row' }, sign, enc, mdn), only, signed, comp,
     h('fieldset', null, h('legend', null, 'Interoperability switches'), sws),
     h('button', { type: 'submit' }, 'Add partner'));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    [name, as2, url, cert].forEach((f) => f.setError(''));
+    [name, as2, url, cert, only].forEach((f) => f.setError(''));
     try {
       const c = await readFile(cert.input).catch((e) => { cert.setError(e.message); throw e; });
       delete c.pem;
@@ -82,14 +83,16 @@ function addPartner(ctx) {
         certificates: [c], sign: sign.input.value, encrypt: enc.input.value, mdn: mdn.input.value,
         mdn_signed: signed.input.checked, compress: comp.input.checked };
       sws.forEach((f) => { if (f.input.checked) p[f.input.name] = true; });
+      const from = only.input.value.split(/[\s,]+/).filter((x) => x);
+      if (from.length) p.allow_from = from;
       const doc = await api.get('/api/v1/flows');
       doc.partners = (doc.partners || []).concat([p]);
       await api.put('/api/v1/flows', doc);
       ctx.refresh();
     } catch (e) {
       if (e.status === undefined) return;
-      const m = /(as2_id|url|name|certificates)/.exec(e.message);
-      const target = m ? { as2_id: as2, url, name, certificates: cert }[m[1]] : null;
+      const m = /(allow-list|allow_from|as2_id|url|name|certificates)/.exec(e.message);
+      const target = m ? { 'allow-list': only, allow_from: only, as2_id: as2, url, name, certificates: cert }[m[1]] : null;
       if (target) { target.setError(e.message); target.input.focus(); } else replace(msg, notice('error', e.message));
     }
   });
