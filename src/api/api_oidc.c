@@ -13,7 +13,9 @@
  * Configuration lives in settings written by `wharf oidc configure`
  * (oidc_issuer, oidc_client_id, oidc_client_secret: vault-sealed,
  * oidc_redirect_uri, oidc_role_claim, oidc_role_map, oidc_default_role,
- * oidc_ca_file); the client is rebuilt when they change. Pending logins are
+ * oidc_ca_file); the client is rebuilt when they change. Its requests to
+ * the provider go through wharf.conf's proxy (R2: its no_proxy hosts
+ * direct), as notifications do. Pending logins are
  * kept in memory (one node), at most OIDC_PENDING_MAX, expiring after the
  * configured login age. The provider is trusted to have done its own
  * second factor: an OIDC session counts as MFA-complete.
@@ -28,6 +30,7 @@
 #include "api/api.h"
 #include "auth/oidc.h"
 #include "core/wharf.h"
+#include "net/client.h"
 #include "net/server.h"
 #include "store/store.h"
 #include "util/id.h"
@@ -159,7 +162,17 @@ static int client_ready(struct api_ctx *c, struct error *err)
     cfg.role_map_len = s.nmap;
     cfg.default_role = s.v[6];
     cfg.ca_file = s.v[7];
-    struct oidc *o = oidc_new(&cfg, err);
+    struct net_proxy px;            /* wharf.conf's: a restart key */
+    struct secret *pauth = NULL;
+    const struct net_proxy *proxy = wharf_proxy(c->w, &px, &pauth, err);
+    if (proxy != NULL) {
+        cfg.proxy = proxy->url;
+        cfg.no_proxy = proxy->no_proxy;
+        cfg.proxy_auth = proxy->auth;
+    }
+    struct oidc *o = proxy || !c->w->conf.proxy[0] ? oidc_new(&cfg, err)
+                                                   : NULL;
+    secret_free(pauth);
     settings_clear(&s);
     if (o == NULL) {
         free(fp);

@@ -63,8 +63,9 @@ struct oidc_map_entry {
 struct oidc {
     /* configuration: immutable after oidc_new */
     char *issuer, *client_id, *redirect_uri, *scopes, *role_claim;
-    char *ca_file, *proxy;
+    char *ca_file, *proxy, *no_proxy;
     struct secret *client_secret;       /* NULL: public client */
+    struct secret *proxy_auth;          /* NULL: none */
     struct oidc_map_entry *map;
     size_t map_len;
     char default_role[OIDC_ROLE_MAX];   /* "" when none */
@@ -301,7 +302,8 @@ static int oidc_http(const struct oidc *o, const char *url,
 {
     struct oidc_src src = { body, 0 };
     struct net_client_opts opts = { .ca_file = o->ca_file,
-        .proxy = o->proxy, .timeout_ms = o->timeout_ms,
+        .proxy = o->proxy, .no_proxy = o->no_proxy,
+        .proxy_auth = o->proxy_auth, .timeout_ms = o->timeout_ms,
         .connect_timeout_ms = o->timeout_ms };
     struct net_client_req req = { .method = body ? "POST" : "GET",
         .url = url, .headers = hdrs, .body_len = body ? (int64_t)body->len
@@ -667,6 +669,11 @@ struct oidc *oidc_new(const struct oidc_config *cfg, struct error *err)
     o->role_claim = oidc_strdup_or_null(cfg->role_claim, &oom);
     o->ca_file = oidc_strdup_or_null(cfg->ca_file, &oom);
     o->proxy = oidc_strdup_or_null(cfg->proxy, &oom);
+    o->no_proxy = oidc_strdup_or_null(cfg->no_proxy, &oom);
+    if (cfg->proxy_auth != NULL &&
+        (o->proxy_auth = secret_from(secret_data(cfg->proxy_auth),
+                                     secret_len(cfg->proxy_auth))) == NULL)
+        oom = true;
     if (cfg->client_secret != NULL && secret_len(cfg->client_secret) > 0 &&
         (o->client_secret = secret_from(secret_data(cfg->client_secret),
                                         secret_len(cfg->client_secret))) ==
@@ -702,6 +709,8 @@ void oidc_free(struct oidc *o)
     free(o->role_claim);
     free(o->ca_file);
     free(o->proxy);
+    free(o->no_proxy);
+    secret_free(o->proxy_auth);
     secret_free(o->client_secret);
     for (size_t i = 0; i < o->map_len; i++)
         free(o->map[i].value);

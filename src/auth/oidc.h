@@ -182,6 +182,9 @@ struct oidc_config {
     const char *ca_file;            /* PEM CA bundle; NULL: system CAs */
     const char *proxy;              /* http://host:port, socks5://...;
                                        NULL: direct */
+    const char *no_proxy;           /* hosts that go direct (curl's list);
+                                       NULL: none */
+    const struct secret *proxy_auth;    /* "user:password"; NULL: none */
     enum oidc_client_auth client_auth;  /* default OIDC_AUTH_BASIC */
     long timeout_ms;                /* per HTTP request, default 10000 */
     int leeway_s;                   /* clock skew, default 60 */

@@ -201,4 +201,13 @@ struct store *wharf_store(struct wharf *w, struct error *err);
 /* Absolute path of a path relative to the data dir. -1 if it won't fit. */
 int wharf_path(const struct wharf *w, const char *rel, char *out, size_t n);
 
+/* wharf.conf's global proxy (R2) for what has no proxy setting of its own
+ * (notifications, OIDC; connectors go through conn_net_proxy): *px with
+ * the URL, no_proxy and, when proxy_credentials_file is set, *auth read
+ * from it and checked (the caller frees *auth). px, or NULL: none is set
+ * (*auth NULL, no error), or the credentials cannot be read (err). */
+struct net_proxy;
+const struct net_proxy *wharf_proxy(const struct wharf *w, struct net_proxy *px,
+                                    struct secret **auth, struct error *err);
+
 #endif

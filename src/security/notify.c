@@ -350,25 +350,6 @@ int notify_credentials_set(struct wharf *w, struct store *st,
     return rc;
 }
 
-/* The global proxy of wharf.conf (restart keys: never change while
- * serve runs). *auth gets its credentials when it has a file. */
-static const struct net_proxy *notify_proxy(struct wharf *w,
-                                            struct net_proxy *px,
-                                            struct secret **auth,
-                                            struct error *err)
-{
-    *auth = NULL;
-    if (w->conf.proxy[0] == '\0')
-        return NULL;
-    if (w->conf.proxy_credentials_file[0] &&
-        (*auth = secret_from_file(w->conf.proxy_credentials_file, err)) == NULL)
-        return NULL;
-    px->url = w->conf.proxy;
-    px->no_proxy = w->conf.no_proxy[0] ? w->conf.no_proxy : NULL;
-    px->auth = *auth;
-    return px;
-}
-
 /* ---- the channels ---------------------------------------------------------------- */
 
 /* Split a comma list into a NULL-terminated array of pointers into buf. */
@@ -397,7 +378,7 @@ static int notify_email(struct wharf *w, struct store *st,
                                          NOTIFY_EMAIL_CONTEXT, &e2);
     struct net_proxy px;
     struct secret *pauth = NULL;
-    const struct net_proxy *proxy = notify_proxy(w, &px, &pauth, err);
+    const struct net_proxy *proxy = wharf_proxy(w, &px, &pauth, err);
     int rc;
     if (text == NULL)
         rc = error_set(err, "out of memory");
@@ -467,7 +448,7 @@ static int webhook_post(struct wharf *w, const struct security_conf *c,
     struct body src = { (char *)json, strlen(json), 0 };
     struct net_proxy px;
     struct secret *pauth = NULL;
-    const struct net_proxy *proxy = notify_proxy(w, &px, &pauth, err);
+    const struct net_proxy *proxy = wharf_proxy(w, &px, &pauth, err);
     if (w->conf.proxy[0] && proxy == NULL)
         return -1;
     struct net_client_opts o = {

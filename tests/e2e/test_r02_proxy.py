@@ -20,8 +20,12 @@ the global proxy serves connectors without their own, no_proxy hosts and
 own proxy wins; a proxy that is down is named as the failed stage. R6: at
 trace level, no proxy password appears in any log, the server's output,
 any command's output (flow export, message show, connector NAME test) or any
-file of the data directory (the sealed copy is encrypted).
+file of the data directory (the sealed copy is encrypted). OIDC logins,
+which have no proxy key of their own, take wharf.conf's (the provider of
+tests/e2e/test_r17_oidc.py behind tinyproxy), and no_proxy sends them
+direct.
 """
+import json
 import os
 import pwd
 import re
@@ -32,11 +36,13 @@ import subprocess
 import pytest
 
 from conftest import (drop_file, file_source, flow_doc, free_port, listdir,
-                      new_data_dir, sha256_bytes, sha256_file, wait_until)
+                      new_data_dir, sha256_bytes, sha256_file, tune_conf,
+                      wait_until)
 from test_m5_sftp import SSHD, sftp_conn, sshd  # noqa: F401 (fixture)
 from test_m6_http import (by_source, hop_of, http_dest,  # noqa: F401
                           https_server, pki, secret_file, start_tinyproxy,
                           wait_states)
+from test_r17_oidc import idp, login, sso_data  # noqa: F401 (fixture)
 
 DANTED = shutil.which("danted") or "/usr/sbin/danted"
 PROXY_USER = "wharfproxy"
@@ -385,3 +391,33 @@ def test_r02_sftp_through_socks5_and_connect_proxies(
         wharf.show(data, mm["id"])
     assert_no_secret([dante.password, TINYPROXY_PASSWORD, sshd.password],
                      data, wharf, [srv])
+
+
+def test_r02_oidc_through_the_global_proxy(tmp_path, wharf, idp,
+                                           start_server, tinyproxy):
+    """OIDC has no proxy key of its own: Wharf's requests to the provider
+    (discovery, the code exchange, its keys) take wharf.conf's proxy with
+    its credentials, and go direct to a no_proxy host."""
+    data, admin = sso_data(wharf, tmp_path, idp)
+    sec = tmp_path / "px-secrets"
+    sec.mkdir()
+    tune_conf(data, proxy=tinyproxy.url, proxy_credentials_file=secret_file(
+        sec, "px", f"pxuser:{TINYPROXY_PASSWORD}"))
+    server = start_server(data)
+    server.wait_listening()
+    sso = {"data": data, "admin": admin, "idp": idp, "server": server}
+    st, _, body = login(sso, test_groups="wharf-ops")
+    assert st == 200 and json.loads(body)["role"] == "operator", body
+    seen = connects(tinyproxy, "127.0.0.1", idp["port"])
+    assert seen, tinyproxy.log_path.read_text()
+    server.stop()
+    # the provider among no_proxy: straight there
+    tune_conf(data, no_proxy="127.0.0.1")
+    server = start_server(data)
+    server.wait_listening()
+    sso["server"] = server
+    st, _, body = login(sso, test_groups="wharf-audit")
+    assert st == 200 and json.loads(body)["role"] == "auditor", body
+    assert connects(tinyproxy, "127.0.0.1", idp["port"]) == seen
+    server.stop()
+    assert_no_secret([TINYPROXY_PASSWORD], data, wharf)

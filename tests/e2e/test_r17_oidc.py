@@ -77,8 +77,9 @@ def https(port, method, path, headers=None, ca=None):
         c.close()
 
 
-@pytest.fixture
-def sso(wharf, tmp_path, idp, start_server):
+def sso_data(wharf, tmp_path, idp):
+    """A data dir with OIDC configured for the test IdP: (data, admin
+    port)."""
     data = new_data_dir(wharf, tmp_path / "data")
     admin = listen_port(data, "admin")
     secret = tmp_path / "client-secret"
@@ -94,6 +95,12 @@ def sso(wharf, tmp_path, idp, start_server):
              "--role-map", json.dumps({"wharf-ops": "operator",
                                        "wharf-audit": "auditor"}),
              "--ca-file", str(idp["ca"]))
+    return data, admin
+
+
+@pytest.fixture
+def sso(wharf, tmp_path, idp, start_server):
+    data, admin = sso_data(wharf, tmp_path, idp)
     server = start_server(data)
     server.wait_listening()
     yield {"data": data, "admin": admin, "idp": idp, "server": server}
