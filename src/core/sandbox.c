@@ -921,3 +921,9 @@ int sandbox_keys(struct wharf *w, struct error *err)
         return -1;
     return 0;
 }
+
+void sandbox_seccomp_version(char *buf, size_t n)
+{
+    const struct scmp_version *v = seccomp_version();
+    snprintf(buf, n, "%u.%u.%u", v->major, v->minor, v->micro);
+}

@@ -64,4 +64,7 @@ int sandbox_enter(struct wharf *w, struct error *err);
  * 0, or -1 with err (the key process must then exit). */
 int sandbox_keys(struct wharf *w, struct error *err);
 
+/* libseccomp's version as it says at run time (R10), into buf[0..n). */
+void sandbox_seccomp_version(char *buf, size_t n);
+
 #endif

@@ -873,3 +873,30 @@ int net_url_parts(const char *url, char *scheme, size_t scheme_n, char *host,
     curl_url_cleanup(u);
     return rc;
 }
+
+/* "OpenSSL/3.0.19" -> "3.0.19" (curl names the library before a '/'). */
+static const char *lib_after_slash(const char *v)
+{
+    const char *slash = v ? strchr(v, '/') : NULL;
+    return slash ? slash + 1 : v;
+}
+
+size_t net_client_lib_versions(struct net_lib_version *out, size_t max)
+{
+    const curl_version_info_data *d = curl_version_info(CURLVERSION_NOW);
+    const struct net_lib_version all[] = {
+        { "curl", d->version },
+        { "curl-tls", lib_after_slash(d->ssl_version) },
+        { "curl-zlib", d->libz_version },
+        { "libssh2", d->age >= 3 ? lib_after_slash(d->libssh_version) : NULL },
+        { "libidn2", d->age >= 1 ? d->libidn : NULL },
+        { "brotli", d->age >= 5 ? d->brotli_version : NULL },
+        { "nghttp2", d->age >= 6 ? d->nghttp2_version : NULL },
+        { "zstd", d->age >= 8 ? d->zstd_version : NULL },
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]) && n < max; i++)
+        if (all[i].version && all[i].version[0])
+            out[n++] = all[i];
+    return n;
+}

@@ -289,4 +289,14 @@ enum wh_status net_sftp_remove(struct net_sftp *s, const char *path,
 enum wh_status net_sftp_hostkey(const struct net_sftp_opts *o, char type[16],
                                 char fp[44], struct error *err);
 
+/* libcurl's version and those of the libraries it reports using (its TLS
+ * backend, zlib, libssh2, nghttp2, libidn2, brotli, zstd), read from it at
+ * run time (R10: `wharf version --deps`, --sbom): up to max pairs into
+ * out, curl's first; the count. The strings are curl's (static). */
+struct net_lib_version {
+    const char *name;
+    const char *version;
+};
+size_t net_client_lib_versions(struct net_lib_version *out, size_t max);
+
 #endif

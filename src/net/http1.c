@@ -36,6 +36,7 @@
  */
 #include "net/http1.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -678,4 +679,11 @@ bool http1_chunked(const struct http1 *h)
 bool http1_keep_alive(const struct http1 *h)
 {
     return h->head_done && h->keep_alive;
+}
+
+void http1_lib_version(char *buf, size_t n)
+{
+    unsigned long v = http_parser_version();
+    snprintf(buf, n, "%lu.%lu.%lu", (v >> 16) & 255, (v >> 8) & 255,
+             v & 255);
 }

@@ -83,4 +83,8 @@ bool http1_keep_alive(const struct http1 *h);
 int http1_error_status(const struct http1 *h);
 const char *http1_error(const struct http1 *h);
 
+/* Debian's http-parser's version as it says at run time (R10), as
+ * "MAJOR.MINOR.PATCH" into buf[0..n). */
+void http1_lib_version(char *buf, size_t n);
+
 #endif

@@ -376,3 +376,9 @@ int store_url_check(const char *url, struct error *err)
     PQconninfoFree(opts);
     return rc;
 }
+
+void store_pg_lib_version(char *buf, size_t n)
+{
+    int v = PQlibVersion();         /* 150010: 15.10 (since 10) */
+    snprintf(buf, n, "%d.%d", v / 10000, v % 10000);
+}

@@ -53,6 +53,10 @@ bool store_opened_from(const struct store *s, const char *path);
  * never repeats the URL). */
 int store_url_check(const char *url, struct error *err);
 
+/* libpq's version as it says at run time (R10), "MAJOR.MINOR", into
+ * buf[0..n). */
+void store_pg_lib_version(char *buf, size_t n);
+
 /* The password every PostgreSQL connection this process makes from now on
  * gives the server (the data dir's sealed store password, core/dbpass.h;
  * without one libpq looks in pgpass). Copied and kept until replaced;

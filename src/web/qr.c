@@ -114,3 +114,8 @@ struct secret *web_qr_data_uri(const struct secret *text, struct error *err)
         error_set(err, "cannot draw the QR code");
     return out;
 }
+
+const char *web_qr_lib_version(void)
+{
+    return QRcode_APIVersionString();
+}

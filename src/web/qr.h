@@ -16,4 +16,7 @@ struct secret;
  * with secret_free. NULL with err. */
 struct secret *web_qr_data_uri(const struct secret *text, struct error *err);
 
+/* libqrencode's version, as it says at run time (R10). */
+const char *web_qr_lib_version(void);
+
 #endif
