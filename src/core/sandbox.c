@@ -18,7 +18,7 @@
  *   root (file connectors' folders);
  *   read and write: the files DIR/wharf.db, wharf.db-wal, wharf.db-shm;
  *   read: the file DIR/wharf.conf (SIGHUP), proxy_credentials_file, the
- *   OIDC CA file configured at start; the listeners' public certificate
+ *   OIDC CA file and notify_ca_file configured at start; the listeners' public certificate
  *   files (tls_cert, admin_client_ca, partner_client_ca; not tls_key) for
  *   the health checks, /metrics, the posture report and the inventory;
  *   list (not read) DIR itself (SQLite fsyncs it);
@@ -389,6 +389,11 @@ static int sb_ll_data(struct sb_ll *ll, const struct wharf *w,
     if (w->conf.proxy_credentials_file[0] &&
         sb_ll_allow(ll, w->conf.proxy_credentials_file, SB_RO_FILE, false,
                     err) < 0)
+        return -1;
+    /* notify_ca_file: the mail, webhook and syslog collectors' CA (a live
+     * key: a file named later is seen after a restart, as allowed_paths) */
+    if (w->conf.security.ca_file[0] &&
+        sb_ll_allow(ll, w->conf.security.ca_file, SB_RO_FILE, false, err) < 0)
         return -1;
     /* the OIDC client's CA file (`wharf oidc configure --ca-file`), read
      * by libcurl at every request: the one configured now */

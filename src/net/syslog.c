@@ -1,6 +1,7 @@
 /*
  * syslog.c - the transport of syslog notifications (syslog.h): a unix
- * datagram socket, UDP, or TCP with octet-counting framing.
+ * datagram socket, UDP, TCP with octet-counting framing, or the same over
+ * TLS (RFC 5425) with net/tls.c's client policy.
  *
  * Owns one socket per call (opened, written, closed). Must never log or
  * put the message into an error (it is the caller's text), block longer
@@ -8,20 +9,29 @@
  */
 #include "net/syslog.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "net/tls.h"
+
 #define SYSLOG_MAX (64 * 1024)
 
-enum syslog_kind { SL_UNIX, SL_UDP, SL_TCP };
+enum syslog_kind { SL_UNIX, SL_UDP, SL_TCP, SL_TLS };
 
 struct syslog_target {
     enum syslog_kind kind;
@@ -49,9 +59,12 @@ static int syslog_parse(const char *t, struct syslog_target *out,
     } else if (strncmp(t, "tcp://", 6) == 0) {
         out->kind = SL_TCP;
         hp = t + 6;
+    } else if (strncmp(t, "tls://", 6) == 0) {
+        out->kind = SL_TLS;
+        hp = t + 6;
     } else {
-        return error_set(err, "'%s' must be unix:/PATH, udp://HOST:PORT or "
-                         "tcp://HOST:PORT", t);
+        return error_set(err, "'%s' must be unix:/PATH, udp://HOST:PORT, "
+                         "tcp://HOST:PORT or tls://HOST:PORT", t);
     }
     const char *colon = strrchr(hp, ':');
     const char *host = hp, *hend = colon;
@@ -157,13 +170,109 @@ static int syslog_unix(const struct syslog_target *t, const char *msg,
     return rc;
 }
 
-static int syslog_inet(const struct syslog_target *t, const char *msg,
-                       size_t len, long timeout_ms, struct error *err,
-                       const char *target)
+/* ---- RFC 5425: over TLS ---------------------------------------------------- */
+
+/* Why the handshake or a write on ssl failed (rc its return). */
+static int syslog_tls_fail(SSL *ssl, int rc, const char *stage,
+                           struct error *err, const char *target)
+{
+    long v = SSL_get_verify_result(ssl);
+    int e = SSL_get_error(ssl, rc);
+    unsigned long q = ERR_get_error();
+    ERR_clear_error();
+    if (v != X509_V_OK)
+        return error_set(err, "syslog %s: %s: the collector's certificate "
+                         "is not trusted: %s", target, stage,
+                         X509_verify_cert_error_string(v));
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return error_set(err, "syslog %s: %s: timeout", target, stage);
+    return error_set(err, "syslog %s: %s: %s", target, stage,
+                     q ? ERR_reason_error_string(q) : "connection closed");
+}
+
+/* SIGPIPE held for this thread while OpenSSL writes to the socket (its
+ * writes are plain write(2): a collector gone away would kill the
+ * process, the CLI's as much as serve); one raised meanwhile is taken
+ * before the mask is restored. */
+static void pipe_hold(sigset_t *old)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+static void pipe_release(const sigset_t *old)
+{
+    sigset_t s;
+    struct timespec now = { 0, 0 };
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    if (!sigismember(old, SIGPIPE))
+        while (sigtimedwait(&s, NULL, &now) == SIGPIPE)
+            ;
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+/* The framed message over TLS on the connected fd: the policy of
+ * net/tls.c, the collector's certificate checked against ca_file (NULL:
+ * the system's trust store) and its name or address. */
+static int syslog_tls(int fd, const struct syslog_target *t,
+                      const char *ca_file, const char *frame, size_t flen,
+                      const char *msg, size_t len, struct error *err,
+                      const char *target)
+{
+    struct tls_client_opts o = { .ca_file = ca_file };
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    int rc = ctx ? tls_client_configure(ctx, &o, err)
+                 : error_set(err, "syslog %s: out of memory", target);
+    if (rc == 0 && ((ssl = SSL_new(ctx)) == NULL || !SSL_set_fd(ssl, fd)))
+        rc = error_set(err, "syslog %s: out of memory", target);
+    if (rc == 0)
+        rc = tls_client_expect_host(ssl, t->host, err);
+    sigset_t mask;
+    pipe_hold(&mask);
+    int r = rc == 0 ? SSL_connect(ssl) : 1;
+    if (rc == 0 && r != 1)
+        rc = syslog_tls_fail(ssl, r, "TLS handshake", err, target);
+    if (rc == 0 && (r = SSL_write(ssl, frame, (int)flen)) <= 0)
+        rc = syslog_tls_fail(ssl, r, "send", err, target);
+    if (rc == 0 && (r = SSL_write(ssl, msg, (int)len)) <= 0)
+        rc = syslog_tls_fail(ssl, r, "send", err, target);
+    if (rc == 0 && SSL_shutdown(ssl) == 0) {
+        /* ours is sent; read to theirs (or EOF, or the timeout), so that
+         * nothing it sent (TLS 1.3 tickets) lies unread at close: a reset
+         * then could make the collector lose the message */
+        char sink[512];
+        while (SSL_read(ssl, sink, sizeof(sink)) > 0)
+            ;
+    }
+    pipe_release(&mask);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
+/* The socket blocking from here, each read or write within timeout_ms
+ * (OpenSSL's calls then fail as a timeout). */
+static void syslog_blocking(int fd, long timeout_ms)
+{
+    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+/* ---- by address ------------------------------------------------------------- */
+
+static int syslog_inet(const struct syslog_target *t, const char *ca_file,
+                       const char *msg, size_t len, long timeout_ms,
+                       struct error *err, const char *target)
 {
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = t->kind == SL_TCP ? SOCK_STREAM : SOCK_DGRAM;
+    hints.ai_socktype = t->kind == SL_UDP ? SOCK_DGRAM : SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     int g = getaddrinfo(t->host, t->port, &hints, &ai);
     if (g != 0 || ai == NULL)
@@ -175,20 +284,27 @@ static int syslog_inet(const struct syslog_target *t, const char *msg,
              : syslog_connect(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms,
                               err, target);
     freeaddrinfo(ai);
-    if (rc == 0 && t->kind == SL_TCP) {
-        char head[24];      /* RFC 6587 octet counting */
-        int n = snprintf(head, sizeof(head), "%zu ", len);
-        rc = syslog_write_all(fd, head, (size_t)n, timeout_ms, err, target);
+    char head[24];          /* RFC 6587 / 5425 octet counting */
+    int n = snprintf(head, sizeof(head), "%zu ", len);
+    if (rc == 0 && t->kind == SL_TLS) {
+        syslog_blocking(fd, timeout_ms);
+        rc = syslog_tls(fd, t, ca_file, head, (size_t)n, msg, len, err,
+                        target);
+    } else if (rc == 0) {
+        if (t->kind == SL_TCP)
+            rc = syslog_write_all(fd, head, (size_t)n, timeout_ms, err,
+                                  target);
+        if (rc == 0)
+            rc = syslog_write_all(fd, msg, len, timeout_ms, err, target);
     }
-    if (rc == 0)
-        rc = syslog_write_all(fd, msg, len, timeout_ms, err, target);
     if (fd >= 0)
         close(fd);
     return rc;
 }
 
-int net_syslog_send(const char *target, const char *msg, size_t len,
-                    long timeout_ms, struct error *err)
+int net_syslog_send(const char *target, const char *ca_file,
+                    const char *msg, size_t len, long timeout_ms,
+                    struct error *err)
 {
     struct syslog_target t;
     if (syslog_parse(target, &t, err) < 0)
@@ -200,6 +316,20 @@ int net_syslog_send(const char *target, const char *msg, size_t len,
         timeout_ms = 5000;
     return t.kind == SL_UNIX ? syslog_unix(&t, msg, len, timeout_ms, err,
                                            target)
-                             : syslog_inet(&t, msg, len, timeout_ms, err,
-                                           target);
+                             : syslog_inet(&t, ca_file, msg, len, timeout_ms,
+                                           err, target);
+}
+
+int net_syslog_plain(const char *target)
+{
+    struct syslog_target t;
+    struct error err = {0};
+    struct in_addr a;
+    if (syslog_parse(target, &t, &err) < 0 ||
+        (t.kind != SL_UDP && t.kind != SL_TCP))
+        return 0;
+    if (strcmp(t.host, "localhost") == 0 || strcmp(t.host, "::1") == 0)
+        return 0;
+    return !(inet_pton(AF_INET, t.host, &a) == 1 &&
+             (ntohl(a.s_addr) >> 24) == 127);
 }

@@ -21,6 +21,7 @@
 #include "connectors/connector.h"
 #include "core/wharf.h"
 #include "net/server.h"
+#include "net/syslog.h"
 #include "security/upkeep.h"
 #include "store/partner_store.h"
 #include "store/store.h"
@@ -158,15 +159,19 @@ void doctor_check_connectors(struct doctor *d)
     }
     size_t n = f.nconns + f.npartners;
     store_flow_clear(&f);
+    if (net_syslog_plain(d->conf->security.syslog))
+        doctor_list_add(&l, "notify_syslog %s", d->conf->security.syslog);
     if (l.n)
         doctor_add(d->report, "connectors.plaintext", DOCTOR_WARN, ctl,
                    "use https:// (and drop insecure / allow_plain_mdn_url) "
-                   "wherever the partner offers TLS", "sending without TLS: "
-                   "%s", l.text);
+                   "wherever the partner offers TLS, and tls:// for a syslog "
+                   "collector on another machine", "sending without TLS: %s",
+                   l.text);
     else
         doctor_add(d->report, "connectors.plaintext", DOCTOR_PASS, ctl, "",
                    "none of %zu connector(s) and partner(s) sends in plain "
-                   "text", n);
+                   "text%s", n, d->conf->security.syslog[0]
+                   ? ", nor do the syslog notifications" : "");
 }
 
 void doctor_check_host_keys(struct doctor *d)

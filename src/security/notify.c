@@ -526,7 +526,8 @@ static int notify_syslog(const struct security_conf *c,
         return error_set(err, "cannot format the syslog line");
     if ((size_t)len >= sizeof(line))
         len = (int)sizeof(line) - 1;
-    return net_syslog_send(c->syslog, line, (size_t)len, 5000, err);
+    return net_syslog_send(c->syslog, c->ca_file[0] ? c->ca_file : NULL,
+                           line, (size_t)len, 5000, err);
 }
 
 static int notify_send(struct wharf *w, struct store *st,

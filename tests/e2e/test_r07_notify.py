@@ -13,7 +13,10 @@ part 2, against real servers started here on 127.0.0.1:
     X-Timestamp "." body)), the scheme Wharf's webhook connector verifies;
     the alert was raised by the CLI while serve ran (the timeline is the
     outbox);
-  - syslog (RFC 5424): a UDP collector and a local datagram socket;
+  - syslog (RFC 5424): a UDP collector and a local datagram socket; over
+    TLS (RFC 5425, R11) to openssl s_server, from the CLI and from serve
+    in its sandbox, refused for an unknown CA or another address, and
+    the posture report naming a plain-text collector elsewhere;
   - a notification that cannot be sent is retried until the server is up.
 Nothing is sent by default: test_r01_no_intermediary.py runs every
 connector under strace with the default wharf.conf.
@@ -37,6 +40,7 @@ import pytest
 from conftest import (file_dest, file_source, flow_doc, free_port,
                       new_data_dir, serve_http, tune_conf, wait_until)
 from test_r14_api import cli_token
+from test_r17_oidc import make_ca_and_cert
 
 SMTP_USER = "wharf-notify"
 SMTP_PASS = "Smtp-Pass-7f3a9c21e4"
@@ -418,3 +422,84 @@ def test_r07_syslog_rfc5424_over_udp_and_a_local_socket(wharf, start_server,
     finally:
         udp.close()
         local.close()
+
+
+def tls_collector(d, host="127.0.0.1"):
+    """openssl s_server as an RFC 5425 collector for one connection, with
+    the test CA's certificate for 127.0.0.1 (make_ca_and_cert): (process,
+    port). Its stdin stays open (at EOF it would stop)."""
+    port = free_port()
+    p = subprocess.Popen(["openssl", "s_server", "-accept", f"{host}:{port}",
+                          "-cert", str(d / "idp.pem"), "-key",
+                          str(d / "idp.key"), "-quiet", "-naccept", "1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    wait_until(lambda: f"{host}:{port} " in subprocess.run(
+        ["ss", "-ltnH"], capture_output=True, text=True).stdout,
+        timeout=30, desc="s_server listening")
+    return p, port
+
+
+def collected(p, timeout=60):
+    """The framed message the collector received: it exits once its one
+    connection ended (its stdin stays open: communicate() would close it,
+    and s_server stops at the end of its input)."""
+    p.wait(timeout=timeout)
+    out = p.stdout.read().decode()
+    count, _, msg = out.partition(" ")
+    assert count.isdigit() and int(count) == len(msg.encode()), out
+    return msg
+
+
+def test_r11_syslog_over_tls_to_openssl_s_server(wharf, tmp_path,
+                                                 start_server):
+    d = tmp_path / "pki"
+    d.mkdir()
+    make_ca_and_cert(d)
+    data = new_data_dir(wharf, tmp_path / "data")
+    p, port = tls_collector(d)
+    tune_conf(data, notify_syslog=f"tls://127.0.0.1:{port}",
+              notify_ca_file=d / "ca.pem")
+    wharf.ok("notify", "test", "syslog", "--data", data)
+    m = RFC5424.match(collected(p))                 # RFC 5425 framing
+    assert m and "a test notification" in m.group(6), msg
+    # the posture report: TLS is no plain text, tcp:// to elsewhere is
+    doctor = lambda: {c["id"]: c for c in json.loads(wharf(
+        "doctor", "--json", "--data", data).stdout)["checks"]}
+    assert doctor()["connectors.plaintext"]["status"] == "PASS"
+    tune_conf(data, notify_syslog="tcp://192.0.2.1:514")
+    c = doctor()["connectors.plaintext"]
+    assert c["status"] == "WARN" and \
+        "notify_syslog tcp://192.0.2.1:514" in c["found"], c
+    tune_conf(data, notify_syslog="udp://127.0.0.1:514")
+    assert doctor()["connectors.plaintext"]["status"] == "PASS"
+    # a collector whose certificate the trust store does not know, and
+    # one whose certificate names another address: refused, nothing sent
+    for host, ca in (("127.0.0.1", ""), ("127.0.0.2", d / "ca.pem")):
+        p, port = tls_collector(d, host)
+        tune_conf(data, notify_syslog=f"tls://{host}:{port}",
+                  notify_ca_file=ca)
+        r = wharf("notify", "test", "syslog", "--data", data)
+        assert r.returncode == 1, r
+        assert "TLS handshake: the collector's certificate is not " \
+            "trusted" in r.stderr, r.stderr
+        p.kill()
+        out, _ = p.communicate(timeout=30)
+        assert b"wharf" not in out, out
+    # serve, in its sandbox, reads notify_ca_file where it is (not beneath
+    # allowed_paths): the alert of a flow import reaches the collector
+    files = tmp_path / "files"
+    for sub in ("in", "out"):
+        (files / sub).mkdir(parents=True)
+    p, port = tls_collector(d)
+    tune_conf(data, notify_syslog=f"tls://127.0.0.1:{port}",
+              notify_ca_file=d / "ca.pem", allowed_paths=files)
+    srv = start_server(data)
+    srv.wait_listening()
+    wharf.import_flow(data, flow_doc([file_source("inbox", files / "in"),
+                                      file_dest("out", files / "out")],
+                                     [("inbox", "out")]), tmp_path / "f.json")
+    msg = collected(p)
+    assert RFC5424.match(msg), msg
+    srv.check_alive()
+    srv.stop()

@@ -18,6 +18,7 @@
 #include "security/alerts.h"
 #include "security/detectors.h"
 #include "security/incidents.h"
+#include "net/syslog.h"
 #include "security/security_conf.h"
 #include "store/audit_store.h"
 #include "store/security_store.h"
@@ -824,6 +825,36 @@ static void test_r19_conf_defaults_and_checks(void **state)
     assert_int_equal(security_conf_set(&c, "no_such_key", "1", &err), 1);
 }
 
+/* R11: syslog over TLS is a target of its own; udp:// and tcp:// to
+ * another machine are plain text (the posture report names them),
+ * loopback and a local socket are not. */
+static void test_r11_syslog_tls_target_and_plain_text(void **state)
+{
+    (void)state;
+    struct security_conf c;
+    struct error err = {0};
+    security_conf_defaults(&c);
+    assert_int_equal(security_conf_set(&c, "notify_syslog",
+                                       "tls://collector.example:6514", &err),
+                     0);
+    assert_int_equal(security_conf_set(&c, "notify_syslog", "tls://x",
+                                       &err), -1);
+    assert_non_null(strstr(err.msg, "needs a host and a port"));
+    assert_int_equal(security_conf_set(&c, "notify_syslog", "ssl://x:1",
+                                       &err), -1);
+    assert_non_null(strstr(err.msg, "tls://HOST:PORT"));
+    static const struct { const char *target; int plain; } t[] = {
+        { "udp://192.0.2.1:514", 1 }, { "tcp://collector.example:514", 1 },
+        { "tcp://[2001:db8::1]:514", 1 }, { "tls://192.0.2.1:6514", 0 },
+        { "udp://127.0.0.1:514", 0 }, { "tcp://127.1.2.3:514", 0 },
+        { "tcp://localhost:514", 0 }, { "udp://[::1]:514", 0 },
+        { "unix:/dev/log", 0 }, { "", 0 }, { "nonsense", 0 },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (net_syslog_plain(t[i].target) != t[i].plain)
+            fail_msg("%s: plain %d", t[i].target, !t[i].plain);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -847,6 +878,7 @@ int main(void)
         T(test_r19_sealed_value_failing_integrity_raises_an_alert),
         /* wharf.conf only, no store */
         cmocka_unit_test(test_r19_conf_defaults_and_checks),
+        cmocka_unit_test(test_r11_syslog_tls_target_and_plain_text),
     };
     const struct CMUnitTest postgresql[] = {
         BOTH,
