@@ -27,9 +27,10 @@
 #include "store/backup_store.h"
 #include "store/store.h"
 #include "util/secret.h"
+#include "vault/kms.h"
 
 enum { O_TO, O_RECIPIENT, O_KEYSTORE, O_KEY, O_JSON, O_LIMIT, O_FROM,
-       O_STORE, O_PAYLOAD_DIR, O_STORE_PASSWORD };
+       O_STORE, O_PAYLOAD_DIR, O_STORE_PASSWORD, O_KMS };
 
 static const char *const BACKUP_OPTS[] = {
     "--to=", "--recipient=", "--keystore=", "--key=", "--json", "--limit=",
@@ -37,7 +38,8 @@ static const char *const BACKUP_OPTS[] = {
 };
 static const char *const RESTORE_OPTS[] = {
     "--to=", "--recipient=", "--keystore=", "--key=", "--json", "--limit=",
-    "--from=", "--store=", "--payload-dir=", "--store-password-file=", NULL,
+    "--from=", "--store=", "--payload-dir=", "--store-password-file=",
+    "--kms-command=", NULL,
 };
 
 static const char *kind_name(enum backup_recipient r)
@@ -321,6 +323,9 @@ static int restore_run(int argc, char **argv)
                          "--from and --data");
     k.keystore = a.values[O_KEYSTORE];
     k.key = a.values[O_KEY];
+    if (a.values[O_KMS] != NULL && kms_check(a.values[O_KMS], &err) < 0)
+        return cli_fail("--kms-command: %s", err.msg);
+    kms_set(a.values[O_KMS]);       /* opens a sealed --keystore, seals */
     struct backup_target t = { .store = a.values[O_STORE],
                                .payload_dir = a.values[O_PAYLOAD_DIR] };
     struct secret *pw = NULL;
@@ -350,7 +355,7 @@ const struct cli_cmd cmd_restore = {
     "restore", "rebuild a data directory from a backup",
     "wharf restore --from FILE --data DIR [--keystore FILE | --key KEY]\n"
     "              [--store postgresql://...] [--payload-dir DIR|database]\n"
-    "              [--store-password-file F]\n"
+    "              [--store-password-file F] [--kms-command PATH]\n"
     "  DIR must be new or empty. A backup sealed with the master key needs\n"
     "  --keystore (a copy of the keystore that holds that key); one for a\n"
     "  backup key needs --key (its PEM private key). Everything is checked\n"
@@ -362,6 +367,8 @@ const struct cli_cmd cmd_restore = {
     "  --payload-dir puts the payloads in that folder (new or empty, e.g.\n"
     "  the cluster's shared one) instead of DIR/payloads; --payload-dir\n"
     "  database (with --store) puts them in the database's rows;\n"
+    "  --kms-command (R15) opens a --keystore sealed by that KMS and\n"
+    "  writes DIR's keystore sealed by it too (else as text);\n"
     "  --store-password-file gives that database's password (sealed into\n"
     "  DIR/state/store-password; a backup holds none).\n",
     restore_run,

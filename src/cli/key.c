@@ -26,6 +26,12 @@
  * old copy of the keystore is refused by serve rather than failing on
  * every re-wrapped value.
  *
+ * `wharf key kms-seal` and `kms-unseal` (R15, vault/kms.h): the keystore
+ * written again sealed by wharf.conf's kms_command, or back as text; under
+ * the same locks and refusals as a rotation (another process holding the
+ * keystore keeps its copy in memory, so nothing is lost either way), and
+ * audited ("key.kms_seal", "key.kms_unseal").
+ *
  * Owns nothing beyond the call. Must never print a key or a secret (only key
  * ids and names of objects).
  */
@@ -174,14 +180,35 @@ static int rotate(struct wharf *w, struct store *st)
     return arc != EXIT_OK ? arc : frc;
 }
 
+/* The keystore sealed by the KMS (seal 1) or written as text (0). */
+static int kms_reseal(struct wharf *w, struct store *st, int seal)
+{
+    struct error err = {0};
+    if (seal && !w->conf.kms_command[0])
+        return cli_fail("set kms_command in %s first (the program that "
+                        "wraps the keystore's key)", w->conf_path);
+    if (vault_rewrite(w->vault, w->keystore_path, seal, &err) < 0)
+        return cli_fail("%s", err.msg);
+    printf("the keystore %s is %s\n", w->keystore_path, seal
+           ? "sealed by the KMS: kms_command must answer for every start"
+           : "written as text again (mode 0600): remove kms_command");
+    return cli_audit(w, st, seal ? "key.kms_seal" : "key.kms_unseal",
+                     vault_active_id(w->vault), "kms_command=%s",
+                     w->conf.kms_command);
+}
+
 static int key_run(int argc, char **argv)
 {
     struct cli_args a;
     int p = cli_parse(&cmd_key, argc, argv, NULL, &a);
     if (p != 0)
         return p > 0 ? EXIT_OK : EXIT_USAGE;
-    if (a.npos != 1 || strcmp(a.pos[0], "rotate") != 0)
-        return cli_usage(&cmd_key, "expected 'rotate'");
+    int verb = a.npos != 1 ? -1 : !strcmp(a.pos[0], "rotate") ? 0
+               : !strcmp(a.pos[0], "kms-seal") ? 1
+               : !strcmp(a.pos[0], "kms-unseal") ? 2 : -1;
+    if (verb < 0)
+        return cli_usage(&cmd_key, "expected rotate, kms-seal or "
+                         "kms-unseal");
     struct wharf *w;
     struct store *st;
     struct error err = {0};
@@ -193,7 +220,7 @@ static int key_run(int argc, char **argv)
     else if (vault_lock_exclusive(w->vault, &err) < 0)
         rc = cli_fail("%s", err.msg);
     else if ((rc = key_refuse_live_nodes(w, st)) == EXIT_OK)
-        rc = rotate(w, st);
+        rc = verb == 0 ? rotate(w, st) : kms_reseal(w, st, verb == 1);
     if (lockfd >= 0)
         close(lockfd);
     cli_close(w, st);
@@ -201,14 +228,19 @@ static int key_run(int argc, char **argv)
 }
 
 const struct cli_cmd cmd_key = {
-    "key", "rotate the master key",
+    "key", "rotate the master key; seal the keystore by a KMS",
     "wharf key rotate [--data DIR]\n"
+    "wharf key kms-seal [--data DIR]\n"
+    "wharf key kms-unseal [--data DIR]\n"
     "  Creates a new master key, re-wraps every payload's data key (payloads\n"
     "  are not rewritten) and every sealed secret (profile keys, connector\n"
     "  secrets, OAuth tokens, TOTP seeds, the OIDC client secret) with it,\n"
     "  then retires the old keys. Safe to interrupt: run it again and it\n"
     "  finishes the interrupted rotation. Stop wharf serve first; on a\n"
     "  PostgreSQL store stop every node of the cluster (it refuses, naming\n"
-    "  them, while any runs), then copy this keystore to the others.\n",
+    "  them, while any runs), then copy this keystore to the others.\n"
+    "  kms-seal writes the keystore sealed under a key that wharf.conf's\n"
+    "  kms_command wraps (an external KMS: every start then asks it);\n"
+    "  kms-unseal writes it back as text. Same refusals as rotate.\n",
     key_run,
 };

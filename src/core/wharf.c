@@ -37,6 +37,7 @@
 #include "util/confine.h"
 #include "util/fsx.h"
 #include "util/secret.h"
+#include "vault/kms.h"
 #include "vault/vault.h"
 
 #define CONF_MAX (64 * 1024)
@@ -341,6 +342,12 @@ static int conf_set_privs(struct wharf_conf *c, const char *key,
         return conf_set_store(c, key, v, err);
     if (strcmp(key, "sandbox") == 0)
         return conf_bool(key, v, "on", "off", &c->sandbox, err);
+    if (strcmp(key, "kms_command") == 0) {
+        if (v[0] && kms_check(v, err) < 0)
+            return -1;
+        return conf_str(key, v, c->kms_command, sizeof(c->kms_command),
+                        err);
+    }
     return 1;
 }
 
@@ -641,6 +648,8 @@ static int keystore_copy(const struct wharf *w, const char *from,
     free(data);
     if (rc < 0)
         return -1;
+    if (vault_keystore_sealed(w->keystore_path) == 1)
+        return 0;       /* opened with wharf.conf's kms_command, once set */
     struct vault *v = vault_open(w->keystore_path, err);
     if (v == NULL) {
         error_prefix(err, "--keystore %s", from);
@@ -738,6 +747,11 @@ static int write_conf(const struct wharf *w, const char *level,
         "# no_new_privs, a seccomp filter and Landlock around serve (R22).\n"
         "# off only to diagnose a refused system call or file.\n"
         "sandbox = on\n"
+        "# An external KMS that seals the keystore (R15): the absolute path\n"
+        "# of a program that wraps and unwraps a key (docs/operations.md,\n"
+        "# \"A KMS for the keystore\"); then `wharf key kms-seal`. Empty: the\n"
+        "# keystore holds its keys as text (mode 0600).\n"
+        "kms_command =\n"
         "\n"
         "# The database (R21): sqlite (wharf.db in this folder: one node), or\n"
         "# a postgresql://USER@HOST:PORT/DB URL that every node of a cluster\n"
@@ -1061,6 +1075,7 @@ static const struct conf_field conf_fields[] = {
     CONF_F("group", group, true, WHARF_CONF_RESTART),
     CONF_F("allow_root", allow_root, false, WHARF_CONF_RESTART),
     CONF_F("sandbox", sandbox, false, WHARF_CONF_RESTART),
+    CONF_F("kms_command", kms_command, true, WHARF_CONF_RESTART),
     CONF_F("store", store, true, WHARF_CONF_RESTART),
     CONF_F("payload_dir", payload_dir, true, WHARF_CONF_RESTART),
     /* every alert_* and notify_* key (security/security_conf.h) */
@@ -1124,6 +1139,7 @@ static int open_steps(struct wharf *w, const char *dir, struct error *err)
         error_prefix(err, "%s", w->conf_path);
         return -1;
     }
+    kms_set(w->conf.kms_command);   /* a sealed keystore's KMS */
     w->vault = vault_open(w->keystore_path, err);
     if (w->vault == NULL)
         return -1;

@@ -94,6 +94,8 @@ struct wharf_conf {
     char group[64];
     int allow_root;             /* 1: started as root without user, stay root */
     int sandbox;                /* 1 (default): no_new_privs, Landlock, seccomp */
+    char kms_command[1024];     /* R15: the KMS that seals the keystore
+                                   (vault/kms.h); "" = none */
     /* Alerts and notifications (R19): the alert_* and notify_* keys,
      * parsed by security/security_conf.c, all live on SIGHUP. */
     struct security_conf security;

@@ -68,6 +68,7 @@
  */
 #include "vault/vault_internal.h"
 #include "vault/keyhost.h"
+#include "vault/kms.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -88,6 +89,7 @@
 #define KEYSTORE_LINE_MAX 128
 #define KEYSTORE_FILE_MAX (32 + (VAULT_MAX_KEYS + VAULT_MAX_AUDIT_KEYS) * \
                            KEYSTORE_LINE_MAX)
+#define KEYSTORE_SEALED_MAX (2 * KEYSTORE_FILE_MAX + KMS_BLOB_MAX + 256)
 #define KEYSTORE_MASTER "master "
 #define KEYSTORE_AUDIT "audit-ed25519 "
 /* a key line: prefix, id " " 64 hex digits " " state */
@@ -344,15 +346,22 @@ static int keystore_write_temp(const char *path, const char *buf, size_t len,
     return 0;
 }
 
-/* Durably put master keys[0..n) and v's audit keys at path. exclusive:
- * fail if path exists (link instead of rename). */
-static int keystore_save(const char *path, const struct vault *v,
-                         const struct vault_key *keys, size_t n,
-                         size_t active, int exclusive, struct error *err)
+/* Durably put master keys[0..n) and v's audit keys at path, sealed by
+ * the KMS (kms.h) or as text. exclusive: fail if path exists (link
+ * instead of rename). */
+static int keystore_save_as(const char *path, const struct vault *v,
+                            const struct vault_key *keys, size_t n,
+                            size_t active, int exclusive, int sealed,
+                            struct error *err)
 {
     char buf[KEYSTORE_FILE_MAX], tmp[PATH_MAX];
+    char file[KEYSTORE_SEALED_MAX];
     size_t len = keystore_format(v, keys, n, active, buf, sizeof(buf));
-    int rc = keystore_write_temp(path, buf, len, tmp, sizeof(tmp), err);
+    size_t flen = 0;
+    int rc = sealed ? kms_seal(buf, len, file, sizeof(file), &flen, err) : 0;
+    if (rc == 0)
+        rc = keystore_write_temp(path, sealed ? file : buf,
+                                 sealed ? flen : len, tmp, sizeof(tmp), err);
     OPENSSL_cleanse(buf, sizeof(buf));
     if (rc != 0)
         return -1;
@@ -367,6 +376,15 @@ static int keystore_save(const char *path, const struct vault *v,
         return error_errno(err, e, "cannot put keystore in place at %s",
                            path);
     return vault_fsync_parent(path, err);
+}
+
+/* The same, sealed when this process has a kms_command (wharf.conf). */
+static int keystore_save(const char *path, const struct vault *v,
+                         const struct vault_key *keys, size_t n,
+                         size_t active, int exclusive, struct error *err)
+{
+    return keystore_save_as(path, v, keys, n, active, exclusive,
+                            kms_command()[0] != '\0', err);
 }
 
 int vault_create(const char *path, struct error *err)
@@ -644,13 +662,27 @@ static struct vault *keystore_load(const char *path, struct error *err)
     int fd = keystore_open_checked(path, err);
     if (fd < 0)
         return NULL;
+    char file[KEYSTORE_SEALED_MAX + 2];
     char buf[KEYSTORE_FILE_MAX + 2];
-    ssize_t len = keystore_read(fd, buf, sizeof(buf), path, err);
+    ssize_t len = keystore_read(fd, file, sizeof(file), path, err);
     close(fd);
+    size_t tlen = 0;
+    if (len >= 0 && kms_is_sealed(file, (size_t)len)) {
+        if (kms_open(file, (size_t)len, path, buf, sizeof(buf), &tlen,
+                     err) != 0)
+            len = -1;
+    } else if (len > (ssize_t)KEYSTORE_FILE_MAX) {
+        len = error_set(err, "keystore %s is too large (over %d bytes); it "
+                        "is not a Wharf keystore", path, KEYSTORE_FILE_MAX);
+    } else if (len >= 0) {
+        memcpy(buf, file, (size_t)len + 1);
+        tlen = (size_t)len;
+    }
+    OPENSSL_cleanse(file, sizeof(file));
     struct vault *v = len < 0 ? NULL : keystore_alloc();
     if (len >= 0 && v == NULL)
         error_set(err, "out of memory loading keystore %s", path);
-    if (v != NULL && keystore_parse(v, buf, (size_t)len, path, err) != 0) {
+    if (v != NULL && keystore_parse(v, buf, tlen, path, err) != 0) {
         vault_close(v);
         v = NULL;
     }
@@ -738,4 +770,23 @@ int vault_save_new(const struct vault *v, const char *path,
     if (keystore_local_only(v, err) != 0)
         return -1;
     return keystore_save(path, v, v->keys, v->n, v->active, 1, err);
+}
+
+int vault_rewrite(const struct vault *v, const char *path, int sealed,
+                  struct error *err)
+{
+    if (keystore_local_only(v, err) != 0)
+        return -1;
+    return keystore_save_as(path, v, v->keys, v->n, v->active, 0, sealed,
+                            err);
+}
+
+int vault_keystore_sealed(const char *path)
+{
+    char head[64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, head, sizeof(head)) : -1;
+    if (fd >= 0)
+        close(fd);
+    return n > 0 ? kms_is_sealed(head, (size_t)n) : -1;
 }

@@ -51,6 +51,17 @@ int vault_create(const char *path, struct error *err);
 struct vault *vault_open(const char *path, struct error *err);
 void vault_close(struct vault *v);
 
+/* Write v's keys back to path (held exclusively: vault_lock_exclusive),
+ * sealed by the KMS (sealed: 1, vault/kms.h) or as text (0): `wharf key
+ * kms-seal` and `kms-unseal`. Atomic and durable as every keystore
+ * write. 0, or -1 with err. */
+int vault_rewrite(const struct vault *v, const char *path, int sealed,
+                  struct error *err);
+
+/* 1 when the keystore at path is sealed by a KMS, 0 when it is text, -1
+ * when it cannot be read. */
+int vault_keystore_sealed(const char *path);
+
 /* Turn v's shared keystore lock into an exclusive one, without waiting:
  * fails while any other process (or another vault_open of this process)
  * has the keystore open. For rotation: while it holds the lock, nobody else

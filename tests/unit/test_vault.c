@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "vault/kms.h"
 #include "vault/vault.h"
 #include "vault/vault_internal.h"
 
@@ -1298,6 +1299,41 @@ static void test_r21_payload_io_header_rewrap_after_rotation(void **state)
     memio_free(&m);
 }
 
+/* R15: a KMS-sealed keystore that is not well formed is refused before
+ * any KMS is asked, saying what is wrong; a well-formed one without a
+ * kms_command says that one is needed. */
+static void test_r15_kms_sealed_keystore_malformed_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "wharf-keystore-kms 1\nkek abc\n",
+        "wharf-keystore-kms 1\nbody QUJD\n",
+        "wharf-keystore-kms 1\nkek abc\nbody QUJDRA=\n",
+        "wharf-keystore-kms 1\nkek abc\nbody QUJD\nextra\n",
+        "wharf-keystore-kms 1\nkek abc\nbody QUJD",
+        "wharf-keystore-kms 1\nkek abc\nbody QUJD\n",  /* too short */
+    };
+    char out[256];
+    size_t n;
+    kms_set("");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct error err = {0};
+        assert_true(kms_is_sealed(bad[i], strlen(bad[i])));
+        assert_int_equal(kms_open(bad[i], strlen(bad[i]), "ks", out,
+                                  sizeof(out), &n, &err), -1);
+        if (strstr(err.msg, "keystore ks is malformed") == NULL)
+            fail_msg("%zu: %s", i, err.msg);
+    }
+    char good[200] = "wharf-keystore-kms 1\nkek abc\nbody ";
+    memset(good + strlen(good), 'A', 64);
+    strcat(good, "\n");
+    struct error err = {0};
+    assert_int_equal(kms_open(good, strlen(good), "ks", out, sizeof(out), &n,
+                              &err), -1);
+    assert_non_null(strstr(err.msg, "wharf.conf has no kms_command"));
+    assert_false(kms_is_sealed("wharf-keystore 1\n", 17));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1321,6 +1357,7 @@ int main(void)
         T(test_m2_unknown_master_key_refused),
         T(test_r15_keystore_group_readable_refused),
         T(test_r15_keystore_malformed_refused),
+        T(test_r15_kms_sealed_keystore_malformed_refused),
         T(test_r15_keystore_file_format),
         T(test_r15_vault_create_refuses_existing),
         T(test_m2_rotation_rewraps_header_only),
