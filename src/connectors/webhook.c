@@ -51,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connectors/webhook_auth.h"
 #include "core/intake.h"
 #include "net/allow.h"
 #include "net/server.h"
@@ -282,32 +283,7 @@ static int auth_head(struct webhook_state *ws, struct net_request *r,
     if (ws->auth == AUTH_HMAC)
         return 0;
     *why = "missing or wrong credentials";
-    const char *scheme = ws->auth == AUTH_BASIC ? "Basic " : "Bearer ";
-    size_t sl = strlen(scheme);
-    if (h == NULL || strncasecmp(h, scheme, sl) != 0)
-        return -1;
-    const char *v = h + sl;
-    while (*v == ' ')
-        v++;
-    size_t vl = strlen(v);
-    if (vl > 4096)
-        return -1;
-    struct secret *got;
-    if (ws->auth == AUTH_BASIC) {
-        got = secret_new(vl / 4 * 3 + 3);
-        if (got == NULL || vl % 4 != 0)
-            return secret_free(got), -1;
-        int n = EVP_DecodeBlock(secret_data_mut(got), (const unsigned char *)v,
-                                (int)vl);
-        if (n < 0)
-            return secret_free(got), -1;
-        size_t pad = (vl > 0 && v[vl - 1] == '=') + (vl > 1 && v[vl - 2] == '=');
-        struct secret *exact = secret_from(secret_data(got), (size_t)n - pad);
-        secret_free(got);
-        got = exact;
-    } else {
-        got = secret_from(v, vl);
-    }
+    struct secret *got = webhook_credential(h, ws->auth == AUTH_BASIC);
     int ok = got && secret_equal(got, ws->secret);
     secret_free(got);
     return ok ? 0 : -1;
@@ -329,32 +305,14 @@ static int hmac_start(struct webhook_state *ws, struct net_request *r,
     const char *ts = net_req_header(r, ws->ts_header);
     const char *sig = net_req_header(r, ws->sig_header);
     *why = "missing or wrong signature";
-    if (ts == NULL || sig == NULL)
+    if (ts == NULL || webhook_signature(sig, hc->sig) < 0)
         return -1;
-    if (strncasecmp(sig, "sha256=", 7) == 0)
-        sig += 7;
-    if (strlen(sig) != 64)
-        return -1;
-    for (size_t i = 0; i < 64; i++) {
-        char ch = sig[i];
-        if (ch >= 'A' && ch <= 'F')
-            ch = (char)(ch - 'A' + 'a');
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
-            return -1;
-        hc->sig[i] = ch;
-    }
-    hc->sig[64] = '\0';
     snprintf(hc->source_key, sizeof(hc->source_key), "hmac %s", hc->sig);
-    char *end;
-    errno = 0;
-    long long t = strtoll(ts, &end, 10);
-    long long now = (long long)time(NULL);
-    if (errno || end == ts || *end || t < now - ws->max_skew ||
-        t > now + ws->max_skew) {
+    if (webhook_timestamp(ts, (long long)time(NULL), ws->max_skew,
+                          &hc->ts) < 0) {
         *why = "timestamp missing or outside the allowed window";
         return -1;
     }
-    hc->ts = t;
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     hc->ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
     EVP_MAC_free(mac);

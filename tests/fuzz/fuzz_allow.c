@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_str.h"
 #include "net/allow.h"
 
 static void check(const struct net_allow *a)
@@ -27,11 +28,9 @@ static void check(const struct net_allow *a)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *s = malloc(size + 1);
+    char *s = fuzz_cstr(data, size);
     if (s == NULL)
         return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
     struct net_allow a;
     struct error err = {0};
     if (net_allow_parse(&a, s, &err) == 0)
