@@ -1140,6 +1140,7 @@ static int open_steps(struct wharf *w, const char *dir, struct error *err)
         return -1;
     }
     kms_set(w->conf.kms_command);   /* a sealed keystore's KMS */
+    w->keystore_sealed = vault_keystore_sealed(w->keystore_path);
     w->vault = vault_open(w->keystore_path, err);
     if (w->vault == NULL)
         return -1;

@@ -115,6 +115,9 @@ struct wharf {
     struct wharf_conf conf;
     struct vault *vault;        /* owned */
     struct payload_pool *payload_pool;  /* owned; core/payloads.c */
+    int keystore_sealed;        /* at open: 1 sealed by a KMS, 0 text, -1
+                                   unknown (read before serve's sandbox
+                                   hides the file: the posture report) */
 };
 
 struct secret;

@@ -181,6 +181,7 @@ int doctor_config(struct wharf *w, struct store *st,
     doctor_check_mfa(&d);
     doctor_check_tokens(&d);
     doctor_check_certificates(&d);
+    doctor_check_keystore(&d);
     doctor_check_master_key(&d);
     doctor_check_logging(&d);
     doctor_check_audit(&d);

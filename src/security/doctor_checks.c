@@ -346,6 +346,34 @@ void doctor_check_tokens(struct doctor *d)
 
 /* ---- keys ----------------------------------------------------------------------------- */
 
+/* The keystore at rest (vault/kms.h): sealed by the KMS wharf.conf
+ * names, or text (0600) with no KMS named; a KMS named over a text
+ * keystore is a seal forgotten. */
+void doctor_check_keystore(struct doctor *d)
+{
+    const char *ctl = "A.8.24";
+    const char *kms = d->conf->kms_command;
+    int sealed = d->w->keystore_sealed;
+    if (sealed == 1)
+        doctor_add(d->report, "keys.keystore", DOCTOR_PASS, ctl, "", "the "
+                   "keystore is sealed by the KMS of kms_command (%s): the "
+                   "file alone opens nothing", kms[0] ? kms : "?");
+    else if (sealed == 0 && kms[0])
+        doctor_add(d->report, "keys.keystore", DOCTOR_WARN, ctl, "run wharf "
+                   "key kms-seal (serve stopped), or remove kms_command",
+                   "kms_command is set (%s) but the keystore holds its keys "
+                   "as text", kms);
+    else if (sealed == 0)
+        doctor_add(d->report, "keys.keystore", DOCTOR_PASS, ctl, "", "the "
+                   "keystore holds its keys as text, mode 0600, read only "
+                   "by the key process (kms_command can seal it under an "
+                   "external KMS)");
+    else
+        doctor_add(d->report, "keys.keystore", DOCTOR_WARN, ctl, "run doctor "
+                   "as the user that owns the data directory", "the "
+                   "keystore could not be read");
+}
+
 void doctor_check_master_key(struct doctor *d)
 {
     const char *ctl = "A.8.24";

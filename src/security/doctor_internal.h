@@ -45,6 +45,7 @@ void doctor_list_add(struct doctor_list *l, const char *fmt, ...)
 void doctor_check_user(struct doctor *d);
 void doctor_check_sandbox(struct doctor *d);
 void doctor_check_keys(struct doctor *d);
+void doctor_check_keystore(struct doctor *d);
 void doctor_check_mfa(struct doctor *d);
 void doctor_check_tokens(struct doctor *d);
 void doctor_check_master_key(struct doctor *d);

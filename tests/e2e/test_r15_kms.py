@@ -16,8 +16,10 @@ answers "unreachable" while a flag file exists.
   - backup and restore: a sealed --keystore opens with --kms-command and
     the restored keystore is sealed too (without it: refused, saying so);
   - kms_command must be an absolute path that group and others cannot
-    write.
+    write; the posture report (keys.keystore) flags a KMS named over a
+    keystore left as text.
 """
+import json
 import re
 import shutil
 import subprocess
@@ -75,6 +77,13 @@ def deliver(wharf, start_server, data, inbox, out, name):
     srv.stop()
 
 
+def doctor(wharf, data):
+    """The posture report's keys.keystore check (R24)."""
+    p = wharf("doctor", "--json", "--data", data)
+    return next(c for c in json.loads(p.stdout)["checks"]
+                if c["id"] == "keys.keystore")
+
+
 def serve_refused(data):
     p = subprocess.run([str(wharf_bin_path()), "serve", "--data", str(data)],
                        capture_output=True, text=True, timeout=120,
@@ -93,14 +102,17 @@ def test_r15_keystore_sealed_by_a_kms_command(tmp_path, wharf, start_server):
     p = wharf("key", "kms-seal", "--data", data)
     assert p.returncode == 1 and "set kms_command" in p.stderr, p
     tune_conf(data, kms_command=script)
+    c = doctor(wharf, data)
+    assert c["status"] == "WARN" and "kms-seal" in c["action"], c
     wharf.ok("key", "kms-seal", "--data", data)
+    c = doctor(wharf, data)
+    assert c["status"] == "PASS" and "sealed by the KMS" in c["found"], c
     sealed = keystore.read_text()
     assert sealed.startswith("wharf-keystore-kms 1\nkek "), sealed[:80]
     assert not HEX_KEY.search(sealed)
     assert not any(k in sealed for k in text_keys)
     assert (keystore.stat().st_mode & 0o777) == 0o600
-    assert calls(log) == ["unwrap", "wrap"] or calls(log) == ["wrap"], \
-        calls(log)
+    assert calls(log) == ["wrap", "unwrap"], calls(log)   # seal, doctor
     # serve: the key process asks the KMS, the flow's payloads are sealed
     # and opened with the keys it unwrapped
     before = len(calls(log))

@@ -50,7 +50,7 @@ ALL_CHECKS = {
     "listeners.certificate", "connectors.plaintext", "connectors.host_keys",
     "partners.algorithms", "auth.mfa_policy", "users.admin_mfa",
     "tokens.expiry", "tokens.unused", "certificates.expiry",
-    "keys.master_key_age", "logging.level", "audit.chain", "backup.age",
+    "keys.keystore", "keys.master_key_age", "logging.level", "audit.chain", "backup.age",
     "retention.configured", "disk.free", "metrics.access",
     "paths.allowed_roots", "install.security_md"}
 
@@ -132,7 +132,7 @@ def test_r24_doctor_fresh_data_dir_then_every_check_passes(
     assert re.search(r"^FAIL  users\.admin_mfa +1 of 1 administrator",
                      text, re.M), text
     assert "ISO/IEC 27001:2022 Annex A: A.5.17 A.8.5" in text
-    assert text.rstrip().endswith("20 PASS, 5 WARN, 1 FAIL"), text[-200:]
+    assert text.rstrip().endswith("21 PASS, 5 WARN, 1 FAIL"), text[-200:]
 
     # fix each
     enrol_totp(wharf, data)
