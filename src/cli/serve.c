@@ -87,7 +87,8 @@ static int init_run(int argc, char **argv)
                                         "--allowed-paths=", "--user=",
                                         "--store=", "--keystore=",
                                         "--payload-dir=",
-                                        "--store-password-file=", NULL };
+                                        "--store-password-file=",
+                                        "--kms-command=", NULL };
     struct cli_args a;
     int p = cli_parse(&cmd_init, argc, argv, opts, &a);
     if (p != 0)
@@ -101,7 +102,8 @@ static int init_run(int argc, char **argv)
                                  .user = a.values[4],
                                  .store = a.values[5],
                                  .keystore = a.values[6],
-                                 .payload_dir = a.values[7] };
+                                 .payload_dir = a.values[7],
+                                 .kms_command = a.values[9] };
     struct error err = {0};
     struct secret *pw = NULL;
     if (a.values[8] != NULL &&
@@ -131,6 +133,7 @@ const struct cli_cmd cmd_init = {
     "           [--partner-listen IP:PORT] [--allowed-paths DIR[,DIR...]]\n"
     "           [--user NAME] [--store URL [--keystore FILE]]\n"
     "           [--payload-dir DIR|database] [--store-password-file F]\n"
+    "           [--kms-command PATH]\n"
     "  Creates DIR (default ./wharf-data) with wharf.conf, a new master key\n"
     "  (keystore, mode 0600), wharf.db, payloads/, logs/, state/ and a\n"
     "  self-signed TLS certificate for the listeners (tls/cert.pem,\n"
@@ -148,7 +151,10 @@ const struct cli_cmd cmd_init = {
     "                    on that database (its schema is made when it is\n"
     "                    empty); default sqlite (wharf.db in DIR)\n"
     "  --keystore        the first node's keystore: every node of a cluster\n"
-    "                    shares its master key\n"
+    "                    shares its master key (sealed by a KMS: give\n"
+    "                    --kms-command too)\n"
+    "  --kms-command     the KMS that seals the keystore (wharf.conf's\n"
+    "                    kms_command; docs/operations.md)\n"
     "  --payload-dir     where payloads are kept (default DIR/payloads); a\n"
     "                    cluster's nodes name one shared folder, or\n"
     "                    database (with --store): in the database, so the\n"

@@ -648,8 +648,6 @@ static int keystore_copy(const struct wharf *w, const char *from,
     free(data);
     if (rc < 0)
         return -1;
-    if (vault_keystore_sealed(w->keystore_path) == 1)
-        return 0;       /* opened with wharf.conf's kms_command, once set */
     struct vault *v = vault_open(w->keystore_path, err);
     if (v == NULL) {
         error_prefix(err, "--keystore %s", from);
@@ -751,7 +749,7 @@ static int write_conf(const struct wharf *w, const char *level,
         "# of a program that wraps and unwraps a key (docs/operations.md,\n"
         "# \"A KMS for the keystore\"); then `wharf key kms-seal`. Empty: the\n"
         "# keystore holds its keys as text (mode 0600).\n"
-        "kms_command =\n"
+        "kms_command =%s%s\n"
         "\n"
         "# The database (R21): sqlite (wharf.db in this folder: one node), or\n"
         "# a postgresql://USER@HOST:PORT/DB URL that every node of a cluster\n"
@@ -781,6 +779,7 @@ static int write_conf(const struct wharf *w, const char *level,
         "# notify_syslog_level = info\n",
         level, o->admin_listen, o->partner_listen,
         o->allowed_paths ? o->allowed_paths : "", o->user ? o->user : "",
+        o->kms_command ? " " : "", o->kms_command ? o->kms_command : "",
         o->store ? o->store : "sqlite",
         o->payload_dir ? o->payload_dir : "");
     if (n < 0 || (size_t)n >= sizeof(text))
@@ -819,6 +818,9 @@ static int init_contents(struct wharf *w, const char *level,
     snprintf(state, sizeof(state), "%s/state", w->dir);
     if (mkdir(state, 0700) < 0)
         return error_errno(err, errno, "cannot create %s", state);
+    if (o->kms_command && kms_check(o->kms_command, err) < 0)
+        return error_prefix(err, "--kms-command"), -1;
+    kms_set(o->kms_command);        /* the new keystore sealed by it */
     if (write_conf(w, level, o, err) < 0 ||
         (o->keystore ? keystore_copy(w, o->keystore, err)
                      : vault_create(w->keystore_path, err)) < 0 ||
@@ -919,6 +921,7 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
                                                     : "127.0.0.1:4080",
         .allowed_paths = o ? o->allowed_paths : NULL,
         .user = o ? o->user : NULL,
+        .kms_command = o ? o->kms_command : NULL,
         .store = o ? o->store : NULL,
         .keystore = o ? o->keystore : NULL,
         .payload_dir = o ? o->payload_dir : NULL,
@@ -926,6 +929,9 @@ int wharf_init(const char *dir, const struct wharf_init_opts *o,
     };
     if (opts.store && (strchr(opts.store, '\n') || strchr(opts.store, '#')))
         return error_set(err, "--store must be one line without '#'");
+    if (opts.kms_command && (strchr(opts.kms_command, '\n') ||
+                             strchr(opts.kms_command, '#')))
+        return error_set(err, "--kms-command must be one line without '#'");
     if (opts.payload_dir && strcmp(opts.payload_dir, "database") != 0 &&
         (opts.payload_dir[0] != '/' || strchr(opts.payload_dir, '\n') ||
          strchr(opts.payload_dir, '#')))

@@ -135,6 +135,9 @@ struct wharf_init_opts {
     const char *keystore;       /* NULL: a new master key; else the keystore
                                    file of the cluster's first node */
     const char *payload_dir;    /* NULL: DIR/payloads */
+    const char *kms_command;    /* NULL: the keystore as text; else the KMS
+                                   that seals it (vault/kms.h), written
+                                   into wharf.conf */
     const struct secret *store_password;  /* NULL: none (libpq's pgpass);
                                    else the database's, sealed into
                                    DIR/state/store-password (dbpass.h) */

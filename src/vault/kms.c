@@ -154,7 +154,8 @@ static int kms_run(const char *verb, const char *line, struct kms_run *r,
     int pin[2], pout[2], perr[2];
     if (kms_cmd[0] == '\0')
         return error_set(err, "the keystore is sealed by a KMS, but "
-                         "wharf.conf has no kms_command");
+                         "wharf.conf has no kms_command (init and restore: "
+                         "--kms-command)");
     if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) ||
         pipe2(perr, O_CLOEXEC))
         return error_errno(err, errno, "kms_command: pipe");

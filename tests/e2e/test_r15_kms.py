@@ -15,6 +15,8 @@ answers "unreachable" while a flag file exists.
     its own words; a keystore tampered with is refused, not half read;
   - backup and restore: a sealed --keystore opens with --kms-command and
     the restored keystore is sealed too (without it: refused, saying so);
+  - `wharf init --kms-command`: the first keystore sealed from the start,
+    and a node given that keystore (--keystore) with the KMS;
   - kms_command must be an absolute path that group and others cannot
     write; the posture report (keys.keystore) flags a KMS named over a
     keystore left as text.
@@ -200,3 +202,24 @@ def test_r15_kms_command_must_be_safe(tmp_path, wharf):
     tune_conf(data, kms_command=script)
     p = wharf("message", "list", "--data", data)
     assert p.returncode == 1 and "writable by group or others" in p.stderr, p
+
+
+def test_r15_init_with_a_kms_command(tmp_path, wharf):
+    script, log, _ = make_kms(tmp_path / "kms")
+    first = tmp_path / "first"
+    wharf.ok("init", "--data", first, "--kms-command", script)
+    assert (first / "keystore").read_text().startswith(
+        "wharf-keystore-kms 1\n")
+    assert f"kms_command = {script}\n" in (first / "wharf.conf").read_text()
+    assert calls(log)[0] == "wrap", calls(log)
+    # a node given that sealed keystore: refused without the KMS, taken
+    # with it (wharf.conf names it)
+    p = wharf("init", "--data", tmp_path / "second", "--keystore",
+              first / "keystore")
+    assert p.returncode == 1 and "no kms_command" in p.stderr, p
+    shutil.rmtree(tmp_path / "second", ignore_errors=True)
+    wharf.ok("init", "--data", tmp_path / "second", "--keystore",
+             first / "keystore", "--kms-command", script)
+    assert (tmp_path / "second" / "keystore").read_bytes() == \
+        (first / "keystore").read_bytes()
+    wharf.ok("audit", "verify", "--data", tmp_path / "second")
