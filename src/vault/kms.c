@@ -118,8 +118,15 @@ static int kms_collect(int out, int errfd, struct kms_run *r)
     return 0;
 }
 
+/* In the child: the pipes as its stdio and the signals as a new program
+ * expects them (the key process starts with its signals blocked, and a
+ * blocked mask survives exec), then the command. */
 static void kms_child(const char *verb, int in, int out, int errfd)
 {
+    sigset_t none;
+    sigemptyset(&none);
+    signal(SIGPIPE, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     dup2(in, 0);
     dup2(out, 1);
     dup2(errfd, 2);
