@@ -14,13 +14,13 @@
 
 #include <openssl/evp.h>
 
-struct secret *webhook_credential(const char *h, int basic)
+struct secret *webhook_credential(const char *authorization, int basic)
 {
     const char *scheme = basic ? "Basic " : "Bearer ";
     size_t sl = strlen(scheme);
-    if (h == NULL || strncasecmp(h, scheme, sl) != 0)
+    if (authorization == NULL || strncasecmp(authorization, scheme, sl) != 0)
         return NULL;
-    const char *v = h + sl;
+    const char *v = authorization + sl;
     while (*v == ' ')
         v++;
     size_t vl = strlen(v);
@@ -41,8 +41,9 @@ struct secret *webhook_credential(const char *h, int basic)
     return exact;
 }
 
-int webhook_signature(const char *sig, char out[65])
+int webhook_signature(const char *header, char out[65])
 {
+    const char *sig = header;
     if (sig == NULL)
         return -1;
     if (strncasecmp(sig, "sha256=", 7) == 0)
@@ -61,16 +62,16 @@ int webhook_signature(const char *sig, char out[65])
     return 0;
 }
 
-int webhook_timestamp(const char *ts, long long now, long long skew,
-                      long long *out)
+int webhook_timestamp(const char *header, long long now, long long skew,
+                      long long *ts)
 {
     char *end;
-    if (ts == NULL || ts[0] < '0' || ts[0] > '9')
+    if (header == NULL || header[0] < '0' || header[0] > '9')
         return -1;
     errno = 0;
-    long long t = strtoll(ts, &end, 10);
+    long long t = strtoll(header, &end, 10);
     if (errno || *end || t < now - skew || t > now + skew)
         return -1;
-    *out = t;
+    *ts = t;
     return 0;
 }
