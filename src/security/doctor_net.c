@@ -41,7 +41,8 @@ static int loopback(const char *spec)
 }
 
 static void listener_check(struct doctor *d, const char *which,
-                           const char *spec, const char *client_ca)
+                           const char *spec, const char *client_ca,
+                           const char *allow_from)
 {
     const char *ctl = "A.8.20 A.8.22 A.8.5";
     char id[64];
@@ -54,13 +55,22 @@ static void listener_check(struct doctor *d, const char *which,
                    "(%s) is reachable beyond this machine and requires "
                    "client certificates (mutual TLS, %s_client_ca)", which,
                    spec, which);
-    else
-        doctor_add(d->report, id, DOCTOR_WARN, ctl, "require client "
-                   "certificates (wharf.conf %s_client_ca) or let only known "
-                   "addresses reach it (a firewall allow-list), or bind it "
-                   "to 127.0.0.1 behind a proxy that does", "the %s listener "
-                   "(%s) is reachable beyond this machine without mutual TLS",
-                   which, spec);
+    else if (allow_from[0])
+        doctor_add(d->report, id, DOCTOR_PASS, ctl, "", "the %s listener "
+                   "(%s) is reachable beyond this machine from the addresses "
+                   "of %s_allow_from only (%s)", which, spec, which,
+                   allow_from);
+    else {
+        char action[300];   /* the action is text, not a format */
+        snprintf(action, sizeof(action), "require client certificates "
+                 "(wharf.conf %s_client_ca) or let only known addresses "
+                 "reach it (wharf.conf %s_allow_from, or a firewall), or "
+                 "bind it to 127.0.0.1 behind a proxy that does", which,
+                 which);
+        doctor_add(d->report, id, DOCTOR_WARN, ctl, action, "the %s listener "
+                   "(%s) is reachable beyond this machine without mutual TLS "
+                   "or an allow-list", which, spec);
+    }
 }
 
 /* Path of wharf.conf's tls_cert. */
@@ -88,8 +98,10 @@ static int self_signed(const char *path)
 void doctor_check_listeners(struct doctor *d)
 {
     const struct wharf_conf *c = d->conf;
-    listener_check(d, "admin", c->admin_listen, c->admin_client_ca);
-    listener_check(d, "partner", c->partner_listen, c->partner_client_ca);
+    listener_check(d, "admin", c->admin_listen, c->admin_client_ca,
+                   c->admin_allow_from);
+    listener_check(d, "partner", c->partner_listen, c->partner_client_ca,
+                   c->partner_allow_from);
     char path[4200];
     listener_cert_path(d->w, path, sizeof(path));
     int exposed = !loopback(c->admin_listen) || !loopback(c->partner_listen);

@@ -195,7 +195,19 @@ def test_r24_doctor_finds_each_risk(wharf, data_dir, tmp_path, start_server):
     c = only_new({"listeners.admin": "WARN", "listeners.certificate": "WARN",
                   "logging.level": "WARN", "metrics.access": "WARN"})
     assert "without mutual TLS" in c["listeners.admin"]["found"]
+    # the action names the keys (it printed "%s_client_ca" before)
+    assert "admin_client_ca" in c["listeners.admin"]["action"] and \
+        "admin_allow_from" in c["listeners.admin"]["action"] and \
+        "%" not in c["listeners.admin"]["action"], c["listeners.admin"]
     assert "self-signed" in c["listeners.certificate"]["found"]
+    # an allow-list of the addresses that may reach it is enough (R2)
+    conf = data.joinpath("wharf.conf").read_text()
+    tune_conf(data, admin_allow_from="192.0.2.0/24")
+    c = only_new({"listeners.certificate": "WARN", "logging.level": "WARN",
+                  "metrics.access": "WARN"})
+    assert "admin_allow_from only (192.0.2.0/24)" in \
+        c["listeners.admin"]["found"], c["listeners.admin"]
+    data.joinpath("wharf.conf").write_text(conf)
     tune_conf(data, admin_client_ca=data / "tls" / "cert.pem")
     c = only_new({"listeners.certificate": "WARN", "logging.level": "WARN",
                   "metrics.access": "WARN"})
