@@ -433,6 +433,70 @@ static void test_splitter_callback_stops(void **state)
     assert_int_equal(mime_splitter_init(&s, "", &got_cb, &g, &err), -1);
 }
 
+/* Counts part_data calls and bytes (a part of any size). */
+struct runs {
+    size_t calls, bytes;
+};
+
+static int r_begin(void *ctx, size_t index, uint64_t offset, struct error *err)
+{
+    (void)ctx; (void)index; (void)offset; (void)err;
+    return 0;
+}
+
+static int r_data(void *ctx, const char *d, size_t len, struct error *err)
+{
+    (void)d; (void)err;
+    struct runs *r = ctx;
+    r->calls++;
+    r->bytes += len;
+    return 0;
+}
+
+static int r_end(void *ctx, struct error *err)
+{
+    (void)ctx; (void)err;
+    return 0;
+}
+
+/* EDI is many short lines (an X12 segment per line): the splitter must
+ * pass a part's content on in runs as long as the chunks it is fed, not a
+ * line at a time (each call is a write through the receiver's digest and
+ * decoding chain: per line, it held a 1 GiB transfer at half its rate).
+ * Only a line break followed by '-' (or at a chunk's end) can start a
+ * delimiter, so only such a line break may cut a run. */
+static void test_m4_splitter_passes_content_in_runs_not_lines(void **state)
+{
+    (void)state;
+    static const char line[] = "PO1*1*10*EA*9.95**VP*123-456~\r\n";
+    size_t ll = sizeof(line) - 1, nlines = 16384, chunk = 65536;
+    const char *head = "--b\r\nContent-Type: application/edi-x12\r\n\r\n";
+    const char *tail = "\r\n--b--\r\n";
+    size_t hl = strlen(head), tl = strlen(tail);
+    size_t len = hl + nlines * ll + tl;
+    char *body = malloc(len);
+    assert_non_null(body);
+    memcpy(body, head, hl);
+    for (size_t i = 0; i < nlines; i++)
+        memcpy(body + hl + i * ll, line, ll);
+    memcpy(body + hl + nlines * ll, tail, tl);
+    struct mime_splitter_cb cb = {r_begin, r_data, r_end};
+    struct runs r = {0};
+    struct mime_splitter s;
+    struct error err = {0};
+    assert_int_equal(mime_splitter_init(&s, "b", &cb, &r, &err), 0);
+    for (size_t at = 0; at < len; at += chunk)
+        assert_int_equal(mime_splitter_feed(&s, body + at, len - at < chunk
+                                            ? len - at : chunk, &err), 0);
+    assert_int_equal(mime_splitter_finish(&s, &err), 0);
+    free(body);
+    /* the part: its headers and every line (the tail's CRLF is the
+     * delimiter's) */
+    assert_int_equal(r.bytes, hl - strlen("--b\r\n") + nlines * ll);
+    size_t chunks = (len + chunk - 1) / chunk;
+    assert_true(r.calls <= 3 * chunks);   /* were two per line */
+}
+
 /* ---- encodings ---- */
 
 static void b64_ok(const char *in, const char *want, size_t wlen)
@@ -1235,6 +1299,7 @@ int main(void)
         cmocka_unit_test(test_multipart_split),
         cmocka_unit_test(test_splitter_every_chunk_boundary),
         cmocka_unit_test(test_splitter_callback_stops),
+        cmocka_unit_test(test_m4_splitter_passes_content_in_runs_not_lines),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_quoted_printable),
         cmocka_unit_test(test_canonicalize),
