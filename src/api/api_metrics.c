@@ -4,7 +4,8 @@
  * state, per connector counters (messages and bytes in and out, failed
  * attempts) and delivery latency histograms (core/metrics.h), certificate
  * expiry timestamps, live alerts by level, the
- * addresses banned now, the build and the start time. A route of the one route table (permission metrics.read);
+ * addresses banned now, the connections the listeners refused at accept,
+ * the build and the start time. A route of the one route table (permission metrics.read);
  * who may read it is wharf.conf's metrics_access:
  *   token     (default) a bearer token or session holding metrics.read,
  *             like every other route;
@@ -233,6 +234,24 @@ static int metrics_alerts(struct api_ctx *c, struct strbuf *b,
     return 0;
 }
 
+/* Connections each listener closed at accept, by reason (net/server.h):
+ * what an allow-list, a ban or a limit kept out, which the log has at
+ * debug level only. */
+static void metrics_refused(struct strbuf *b)
+{
+    static const char *const names[NET_LISTENERS] = { "admin", "partner" };
+    mb_head(b, "wharf_connections_refused_total", "counter", "Connections a "
+            "listener closed at accept, before any TLS work, since start "
+            "(reason: allow_list, banned, per_address, max_connections).");
+    for (int w = 0; metrics_server && w < NET_LISTENERS; w++)
+        for (int r = 0; r < NET_REFUSED_N; r++)
+            strbuf_addf(b, "wharf_connections_refused_total{listener=\"%s\","
+                        "reason=\"%s\"} %lld\n", names[w],
+                        net_refusal_name((enum net_refusal)r),
+                        (long long)net_server_refused(metrics_server,
+                            (enum net_which)w, (enum net_refusal)r));
+}
+
 static int metrics_text(struct api_ctx *c, struct strbuf *b, struct error *err)
 {
     if (metrics_hops(c, b, err) < 0)
@@ -246,6 +265,7 @@ static int metrics_text(struct api_ctx *c, struct strbuf *b, struct error *err)
     mb_head(b, "wharf_banned_addresses", "gauge", "Client addresses banned "
             "now.");
     strbuf_addf(b, "wharf_banned_addresses %d\n", banned);
+    metrics_refused(b);
     mb_head(b, "wharf_build_info", "gauge", "Version of this build.");
     strbuf_addf(b, "wharf_build_info{version=\"%s\"} 1\n", WHARF_VERSION);
     mb_head(b, "process_start_time_seconds", "gauge", "Start time of the "

@@ -168,6 +168,8 @@ struct net_listener {
      * ms) and whether it ended while the server runs */
     _Atomic int64_t beat;
     atomic_bool loop_ended;
+    /* connections closed at accept, by reason (GET /metrics) */
+    _Atomic int64_t refused[NET_REFUSED_N];
     /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -1185,36 +1187,71 @@ static struct net_conn *net_conn_new(struct net_listener *l, int fd,
     return c;
 }
 
+static const struct {
+    const char *name;               /* GET /metrics */
+    const char *why;                /* the log line */
+} net_refusals[NET_REFUSED_N] = {
+    [NET_REFUSED_ALLOW_LIST] = { "allow_list", "not in its allow-list" },
+    [NET_REFUSED_BANNED] = { "banned", "banned" },
+    [NET_REFUSED_PER_ADDRESS] = { "per_address", "over "
+        "max_conns_per_address, none of them idle" },
+    [NET_REFUSED_FULL] = { "max_connections", "max_connections reached, "
+        "all of them busy in workers" },
+};
+
+const char *net_refusal_name(enum net_refusal r)
+{
+    return r < NET_REFUSED_N ? net_refusals[r].name : "?";
+}
+
+int64_t net_server_refused(struct net_server *s, enum net_which which,
+                           enum net_refusal r)
+{
+    return r < NET_REFUSED_N ? atomic_load(&s->l[which].refused[r]) : 0;
+}
+
+/* Whether a new connection from sa is refused, and why (NET_REFUSED_N:
+ * taken; room is made by closing an idle one where that is allowed). */
+static enum net_refusal net_loop_refusal(struct net_listener *l,
+                                         const struct sockaddr_in *sa,
+                                         const char *addr)
+{
+    if (!net_allow_has(&l->allow, ntohl(sa->sin_addr.s_addr)))
+        return NET_REFUSED_ALLOW_LIST;
+    if (defender_check(l->srv->def, addr, NULL))
+        return NET_REFUSED_BANNED;
+    if (net_loop_count(l, sa->sin_addr.s_addr) >=
+            l->srv->w->conf.max_conns_per_address &&
+        !net_loop_evict(l, &sa->sin_addr.s_addr, 1))
+        return NET_REFUSED_PER_ADDRESS;
+    if (l->nconns >= l->max_conns && !net_loop_evict(l, NULL, 2))
+        return NET_REFUSED_FULL;
+    return NET_REFUSED_N;
+}
+
 /* A new connection: refused at once (before any TLS work) when its
- * address is banned, or holds max_conns_per_address already none of which
- * is idle (a client that keeps connections alive, as a partner's sending
- * threads do, gets its oldest idle one closed instead: it never holds more
- * than the limit either way); when max_connections are open, the most
- * expendable one makes room. */
+ * address is outside the allow-list, banned, or holds
+ * max_conns_per_address already none of which is idle (a client that
+ * keeps connections alive, as a partner's sending threads do, gets its
+ * oldest idle one closed instead: it never holds more than the limit
+ * either way); when max_connections are open, the most expendable one
+ * makes room. Each refusal is counted (net_server_refused). */
 static void net_loop_admit(struct net_listener *l, int fd,
                            const struct sockaddr_in *sa)
 {
     char addr[NET_ADDR_MAX];
-    const char *why = NULL;
     if (!inet_ntop(AF_INET, &sa->sin_addr, addr, sizeof(addr))) {
         close(fd);
         return;
     }
-    if (!net_allow_has(&l->allow, ntohl(sa->sin_addr.s_addr)))
-        why = "not in its allow-list";
-    else if (defender_check(l->srv->def, addr, NULL))
-        why = "banned";
-    else if (net_loop_count(l, sa->sin_addr.s_addr) >=
-             l->srv->w->conf.max_conns_per_address &&
-             !net_loop_evict(l, &sa->sin_addr.s_addr, 1))
-        why = "over max_conns_per_address, none of them idle";
-    else if (l->nconns >= l->max_conns && !net_loop_evict(l, NULL, 2))
-        why = "max_connections reached, all of them busy in workers";
-    struct net_conn *c = why ? NULL
-                             : net_conn_new(l, fd, addr, sa->sin_addr.s_addr);
+    enum net_refusal r = net_loop_refusal(l, sa, addr);
+    if (r != NET_REFUSED_N)
+        atomic_fetch_add(&l->refused[r], 1);
+    struct net_conn *c = r != NET_REFUSED_N ? NULL
+                         : net_conn_new(l, fd, addr, sa->sin_addr.s_addr);
     if (c == NULL) {
         log_debug("%s listener: refused %s: %s", l->name, addr,
-                  why ? why : "out of memory");
+                  r != NET_REFUSED_N ? net_refusals[r].why : "out of memory");
         close(fd);
         return;
     }

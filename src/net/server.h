@@ -105,6 +105,21 @@ void net_server_free(struct net_server *s);
 /* The defender both listeners consult (owned by s). */
 struct defender *net_server_defender(struct net_server *s);
 
+/* Why a listener closed a connection at accept, before any TLS work:
+ * outside its allow-list (*_allow_from), a banned address, an address at
+ * max_conns_per_address with none idle, max_connections all busy. */
+enum net_refusal {
+    NET_REFUSED_ALLOW_LIST, NET_REFUSED_BANNED, NET_REFUSED_PER_ADDRESS,
+    NET_REFUSED_FULL, NET_REFUSED_N
+};
+
+/* The reason's name for GET /metrics ("allow_list", ...). */
+const char *net_refusal_name(enum net_refusal r);
+
+/* Connections listener `which` refused for reason r since s started. */
+int64_t net_server_refused(struct net_server *s, enum net_which which,
+                           enum net_refusal r);
+
 /* Apply the defender settings of w->conf now (ban_after_failures,
  * ban_seconds, ban_window_seconds; `serve` calls it on SIGHUP). Running
  * bans keep their end. 0, or -1 with err (settings refused, none

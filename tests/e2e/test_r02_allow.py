@@ -6,7 +6,8 @@ here is on loopback; the tests pick the source address (127.0.0.1 or
   - a listener's allow-list (wharf.conf partner_allow_from,
     admin_allow_from): an address outside it is closed at accept, before
     any TLS (the TLS client sees the connection end before a handshake);
-    an address inside it is served;
+    an address inside it is served; each refusal is counted in /metrics
+    (wharf_connections_refused_total, by listener and reason);
   - a partner's allow_from (flow document): an AS2 message or an
     asynchronous MDN in its name from another address gets 403 before its
     body is read, is recorded as a refusal (nothing stored) and counts
@@ -21,6 +22,7 @@ here is on loopback; the tests pick the source address (127.0.0.1 or
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 
@@ -29,7 +31,7 @@ from conftest import (drop_file, file_dest, flow_doc, new_data_dir,
                       tune_conf, wait_until)
 from test_m6_http import secret_file
 from test_r22_as2_abuse import b_alone, counts, forged, partner_port
-from test_r22_limits import read_response
+from test_r22_limits import cli_token, metrics_as, read_response
 from test_r22_slow_clients import tls_connect
 
 OTHER = "127.0.0.2"
@@ -46,6 +48,19 @@ def status_from(port, raw, source):
         return None
 
 
+def refused_counts(admin, token):
+    """wharf_connections_refused_total of /metrics: {(listener, reason):
+    count}."""
+    status, _, body = metrics_as(admin, token)
+    assert status == 200, body
+    got = {}
+    for m in re.finditer(rb'^wharf_connections_refused_total\{listener="'
+                         rb'(\w+)",reason="(\w+)"\} (\d+)$', body, re.M):
+        got[(m[1].decode(), m[2].decode())] = int(m[3])
+    assert len(got) == 8, body
+    return got
+
+
 def healthz(port, source):
     return status_from(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
                        b"Connection: close\r\n\r\n", source)
@@ -58,6 +73,8 @@ def test_r02_listener_allow_list_closes_others_before_tls(
               admin_allow_from="127.0.0.0/31")
     srv = start_server(data)
     admin, partner = srv.wait_listening()
+    token = cli_token(wharf, data, "operator")
+    before = refused_counts(admin, token)   # wait_listening's probes too
     # outside: no TLS at all (the handshake meets a closed connection)
     with socket.create_connection(("127.0.0.1", partner), timeout=10) as s:
         s.settimeout(10)
@@ -72,6 +89,13 @@ def test_r02_listener_allow_list_closes_others_before_tls(
     # inside: served (the partner listener has no /healthz: 404)
     assert healthz(partner, OTHER) == 404
     assert healthz(admin, "127.0.0.1") == 200
+    # counted for the operator (the log has them at debug level only)
+    after = refused_counts(admin, token)
+    assert after[("partner", "allow_list")] - \
+        before[("partner", "allow_list")] == 2, (before, after)
+    assert after[("admin", "allow_list")] - \
+        before[("admin", "allow_list")] == 1, (before, after)
+    assert after[("partner", "banned")] == 0, after
     log = (data / "logs" / "wharf.log").read_text()
     assert "partner listener on https://" in log
     assert "(only the addresses of its allow-list)" in log
