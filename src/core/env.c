@@ -177,15 +177,10 @@ int conn_net_proxy(const struct conn_transport *t, const struct net_proxy *own,
     *from = net_client_proxy_pick(own, &global, out);
     if (*from != NET_PROXY_GLOBAL || t->credentials[0] == '\0')
         return 0;
-    const char *what = "proxy_credentials_file of wharf.conf";
-    *auth = secret_from_file(t->credentials, err);
+    *auth = net_client_proxy_auth_read(t->credentials, "proxy_credentials_file "
+                                       "of wharf.conf", err);
     if (*auth == NULL)
-        return error_prefix(err, "%s", what), -1;
-    if (net_client_proxy_auth_check(*auth, what, err) < 0) {
-        secret_free(*auth);
-        *auth = NULL;
         return -1;
-    }
     out->auth = *auth;
     return 0;
 }

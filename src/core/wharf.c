@@ -1217,21 +1217,13 @@ struct store *wharf_store(struct wharf *w, struct error *err)
 const struct net_proxy *wharf_proxy(const struct wharf *w, struct net_proxy *px,
                                     struct secret **auth, struct error *err)
 {
-    const char *what = "proxy_credentials_file of wharf.conf";
     *auth = NULL;
     if (w->conf.proxy[0] == '\0')
         return NULL;
-    if (w->conf.proxy_credentials_file[0]) {
-        *auth = secret_from_file(w->conf.proxy_credentials_file, err);
-        if (*auth == NULL ||
-            net_client_proxy_auth_check(*auth, what, err) < 0) {
-            if (*auth == NULL)
-                error_prefix(err, "%s", what);
-            secret_free(*auth);
-            *auth = NULL;
-            return NULL;
-        }
-    }
+    if (w->conf.proxy_credentials_file[0] &&
+        (*auth = net_client_proxy_auth_read(w->conf.proxy_credentials_file,
+                     "proxy_credentials_file of wharf.conf", err)) == NULL)
+        return NULL;
     px->url = w->conf.proxy;
     px->no_proxy = w->conf.no_proxy[0] ? w->conf.no_proxy : NULL;
     px->auth = *auth;

@@ -231,6 +231,21 @@ int net_client_proxy_auth_check(const struct secret *auth, const char *what,
     return 0;
 }
 
+struct secret *net_client_proxy_auth_read(const char *path, const char *what,
+                                          struct error *err)
+{
+    struct secret *auth = secret_from_file(path, err);
+    if (auth == NULL) {
+        error_prefix(err, "%s", what);
+        return NULL;
+    }
+    if (net_client_proxy_auth_check(auth, what, err) < 0) {
+        secret_free(auth);
+        return NULL;
+    }
+    return auth;
+}
+
 int net_client_no_proxy_check(const char *list, struct error *err)
 {
     const char *p = list;

@@ -67,6 +67,12 @@ int net_client_no_proxy_check(const char *list, struct error *err);
 int net_client_proxy_auth_check(const struct secret *auth, const char *what,
                                 struct error *err);
 
+/* Proxy credentials read from the file at path and checked as above
+ * (what names them in the error): a new secret (caller frees with
+ * secret_free), or NULL with err. */
+struct secret *net_client_proxy_auth_read(const char *path, const char *what,
+                                          struct error *err);
+
 /* The rule above: own is the connector's (url "direct" or NULL allowed),
  * global wharf.conf's (url NULL or "": none). *out borrows their
  * pointers; the result says where it came from (the caller reads the
