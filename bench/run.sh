@@ -30,6 +30,10 @@ ROOT=$PWD
 [ "${1:-}" = latency ] && exec bench/latency_bench.sh   # `bench/run.sh latency`: a slow partner, by concurrency
 [ "${1:-}" = cluster ] && exec bench/cluster_bench.sh   # `bench/run.sh cluster`: 1-3 nodes on PostgreSQL, SQLite beside
 [ "${1:-}" = backlog ] && exec bench/backlog_bench.sh   # `bench/run.sh backlog`: a queue left by an outage, drained
+if [ "${1:-}" = split ]; then   # `bench/run.sh split [MiB]`: the AS2 receiver's multipart splitter with its SHA-256
+    make --no-print-directory -s build/release/bench/split_bench
+    exec build/release/bench/split_bench "${2:-256}"
+fi
 RUNS=${BENCH_RUNS:-5}
 FILES=${BENCH_FILES:-10000}
 VRUNS=${BENCH_VAULT_RUNS:-3}
