@@ -15,7 +15,8 @@
 # each process's VmHWM is the peak of that part alone.
 #
 # (a) small messages: BENCH_AS2_MSGS (500) files of BENCH_AS2_KIB (10) KiB of
-#     random bytes, signed (SHA-256, RSA 2048) + encrypted (AES-256-CBC),
+#     random bytes (BENCH_AS2_SMALL_DATA=edi: X12 line items, a segment
+#     per line), signed (SHA-256, RSA 2048) + encrypted (AES-256-CBC),
 #     not compressed, signed synchronous MDN. The files are staged and
 #     synced first, then renamed into A's outbox (by one process, in ~5 ms);
 #     the clock runs from the first rename until B's inbox holds every
@@ -71,7 +72,7 @@
 #     when the last small message is sent, else the run says so.
 #
 # Environment: BENCH_AS2_MSGS (500), BENCH_AS2_KIB (10), BENCH_AS2_MB (1024),
-# BENCH_AS2_DATA (edi|random), BENCH_AS2_PARTS ("small large"; "mixed" for (c)),
+# BENCH_AS2_DATA (edi|random), BENCH_AS2_SMALL_DATA (random|edi), BENCH_AS2_PARTS ("small large"; "mixed" for (c)),
 # BENCH_AS2_MDN (sync): sync or async (the MDN comes back in its own POST
 # to the sender's listener; "sent" at A once it arrived and verified),
 # BENCH_AS2_COMPRESS (yes|no): compression in (b),
@@ -114,6 +115,7 @@ N=${BENCH_AS2_MSGS:-500}
 KIB=${BENCH_AS2_KIB:-10}
 MB=${BENCH_AS2_MB:-1024}
 KIND=${BENCH_AS2_DATA:-edi}
+SMALL_KIND=${BENCH_AS2_SMALL_DATA:-random}
 ZLEVEL=${BENCH_AS2_ZLEVEL:-6}
 MDN=${BENCH_AS2_MDN:-sync}
 COMPRESS=${BENCH_AS2_COMPRESS:-yes}
@@ -128,6 +130,7 @@ for tool in openssl "$PY"; do
     command -v "$tool" >/dev/null || die "$tool is needed (scripts/deps.sh installs it)"
 done
 case $KIND in edi|random) ;; *) die "BENCH_AS2_DATA must be edi or random" ;; esac
+case $SMALL_KIND in edi|random) ;; *) die "BENCH_AS2_SMALL_DATA must be edi or random" ;; esac
 case $COMPRESS in yes|no) ;; *) die "BENCH_AS2_COMPRESS must be yes or no" ;; esac
 make --no-print-directory -s -j2 build/release/wharf
 
@@ -202,7 +205,7 @@ hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -1; }
     echo "zlib $("$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)')"
     echo "version $("$WHARF" version 2>/dev/null | head -1)"
     echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_COMPRESS=$COMPRESS BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_MDN=$MDN BENCH_WHARF=$WHARF BENCH_AS2_CONF='${BENCH_AS2_CONF:-}' BENCH_AS2_CONF_A='${BENCH_AS2_CONF_A:-}' BENCH_AS2_CONF_B='${BENCH_AS2_CONF_B:-}' BENCH_AS2_CONF_C='${BENCH_AS2_CONF_C:-}' BENCH_AS2_PAYLOADS=${BENCH_AS2_PAYLOADS:-}"
+    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_SMALL_DATA=$SMALL_KIND BENCH_AS2_COMPRESS=$COMPRESS BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_MDN=$MDN BENCH_WHARF=$WHARF BENCH_AS2_CONF='${BENCH_AS2_CONF:-}' BENCH_AS2_CONF_A='${BENCH_AS2_CONF_A:-}' BENCH_AS2_CONF_B='${BENCH_AS2_CONF_B:-}' BENCH_AS2_CONF_C='${BENCH_AS2_CONF_C:-}' BENCH_AS2_PAYLOADS=${BENCH_AS2_PAYLOADS:-}"
 } >"$OUT/machine.txt"
 note "machine: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2)"
 
@@ -378,12 +381,25 @@ fi
 if [[ " $PARTS " == *" small "* ]]; then
     note "(a) $N messages of $KIB KiB: signed + encrypted, signed $MDN MDN"
     import_flows false
-    "$PY" - "$WORK/stage" "$N" "$((KIB * 1024))" <<'PYEOF'
-import os, sys
-d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    "$PY" - "$WORK/stage" "$N" "$((KIB * 1024))" "$SMALL_KIND" <<'PYEOF'
+import os, random, sys
+d, n, size, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rnd = random.Random(850)
+
+def edi(size):     # X12 850 line items, one segment per line
+    out, k = [], 0
+    while k < size:
+        line = "PO1*%d*%d*EA*%d.%02d**VP*%s-%d*UP*%012d~\n" % (
+            rnd.randrange(1, 12), rnd.randrange(1, 50) * 6, rnd.randrange(1, 300),
+            rnd.randrange(100), rnd.choice(["WIDGET", "GASKET", "BOLT"]),
+            rnd.randrange(700), rnd.randrange(10**12))
+        out.append(line)
+        k += len(line)
+    return "".join(out).encode()[:size]
+
 for i in range(n):
     with open(os.path.join(d, "msg-%06d.bin" % i), "wb") as f:
-        f.write(os.urandom(size))
+        f.write(edi(size) if kind == "edi" else os.urandom(size))
 os.sync()
 PYEOF
     start_servers small
