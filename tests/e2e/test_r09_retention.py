@@ -233,6 +233,13 @@ def test_m2_serve_shreds_payload_files_no_message_names(
     aged = time.time() - 7 * 3600
     for p in paths.values():
         os.utime(p, (aged, aged))
+    # a file written 7 hours ago lies in that UTC day's folder (the sweep
+    # passes over a day that began after its cut-off: left in today's, the
+    # orphan would stay from midnight UTC to six)
+    day = paths[gone].parent.parent / time.strftime("%Y%m%d",
+                                                   time.gmtime(aged))
+    day.mkdir(mode=0o700, exist_ok=True)
+    paths[gone] = paths[gone].rename(day / paths[gone].name)
     tune_conf(data_dir, purge_interval_seconds=1)
     server = start_server(data_dir)
     server.wait_listening()

@@ -5,10 +5,12 @@
 #include "testutil.h"
 #include "wharf_fixture.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/intake.h"
@@ -137,6 +139,28 @@ static void file_aged(const char *path, int64_t ms)
     assert_int_equal(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
 }
 
+/* Move the file at path (n bytes of room) into the day folder of its
+ * payload dir for UTC time ms, as a file written then lies: a file aged
+ * in today's folder is one no intake makes (the sweep passes over a day
+ * that began after its cut-off, so such a test fails from midnight UTC to
+ * six). path is updated. */
+static void file_to_day_of(char *path, size_t n, const char *payload_dir,
+                           int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char day[16], to[4500];
+    gmtime_r(&t, &tm);
+    strftime(day, sizeof(day), "%Y%m%d", &tm);
+    const char *base = strrchr(path, '/');
+    snprintf(to, sizeof(to), "%s/%s", payload_dir, day);
+    assert_true(mkdir(to, 0700) == 0 || errno == EEXIST);
+    snprintf(to, sizeof(to), "%s/%s%s", payload_dir, day, base);
+    assert_int_equal(rename(path, to), 0);
+    assert_true(strlen(to) < n);
+    snprintf(path, n, "%s", to);
+}
+
 /* A file at path: a copy of from, or n zero bytes when from is NULL. */
 static void file_put(const char *path, const char *from, size_t n)
 {
@@ -217,6 +241,7 @@ static void test_m2_payload_files_no_message_names_are_swept(void **state)
                                      other, away_orphan };
     for (size_t i = 0; i < 7; i++)
         file_aged(old_ones[i], aged);
+    file_to_day_of(orphan, sizeof(orphan), f->w->payload_dir, aged);
 
     assert_int_equal(sweep(f, now - 6 * 3600 * 1000LL), 2);
     assert_false(exists(orphan));
