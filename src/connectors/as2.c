@@ -669,6 +669,24 @@ static int send_package(struct connector *c, const struct message *m,
  * packaging error, as a failure of send_package does. */
 
 #define AS2_PIPE_BYTES (1024 * 1024)
+#define AS2_WRITE_BYTES (128 * 1024)
+
+/* The packaging thread's sink: the pipe behind a write buffer. The CMS
+ * layers write each piece they make (an OCTET STRING's header, a
+ * cipher's output) on its own; unbuffered, each piece was a write(2)
+ * taking the pipe's lock against the POST's reads (docs/performance.md,
+ * "The packaged body into the pipe in large writes"). */
+static BIO *stream_sink(int fd)
+{
+    BIO *f = BIO_new_fd(fd, BIO_NOCLOSE);
+    BIO *b = f ? BIO_new(BIO_f_buffer()) : NULL;
+    if (b == NULL || BIO_set_write_buffer_size(b, AS2_WRITE_BYTES) != 1) {
+        BIO_free(b);
+        BIO_free(f);
+        return NULL;
+    }
+    return BIO_push(b, f);
+}
 
 static void *stream_main(void *arg)
 {
@@ -677,10 +695,10 @@ static void *stream_main(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);       /* a POST gone away gives EPIPE */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    BIO *out = BIO_new_fd(sd->pipe_w, BIO_NOCLOSE);
+    BIO *out = stream_sink(sd->pipe_w);
     int rc = out ? package_body(sd, sd->d->msg, out, &sd->pkg_err)
                  : error_set(&sd->pkg_err, "out of memory");
-    BIO_free(out);
+    BIO_free_all(out);
     close(sd->pipe_w);              /* the reader's end of the body */
     sd->pipe_w = -1;
     sd->pkg_rc = rc;
