@@ -42,9 +42,8 @@
 #define DEFAULT_TIMEOUT_MS 600000L
 #define DEFAULT_MAX_RESPONSE 16384
 /* curl's upload buffer for a body streamed as it is made (read calls of
- * this size from the packaging pipe), and its default for the others */
+ * this size from the packaging pipe); other bodies keep curl's default */
 #define STREAM_UPLOAD_BUFFER (256 * 1024L)
-#define UPLOAD_BUFFER 65536L
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static int curl_ready;
@@ -759,8 +758,8 @@ static CURLcode setup(CURL *c, const struct net_client_opts *o,
         OPT(CURLOPT_CUSTOMREQUEST, m);
     }
     if (has_body(r)) {
-        OPT(CURLOPT_UPLOAD_BUFFERSIZE, r->body_len == NET_CLIENT_BODY_STREAMED
-            ? STREAM_UPLOAD_BUFFER : UPLOAD_BUFFER);
+        if (r->body_len == NET_CLIENT_BODY_STREAMED)
+            OPT(CURLOPT_UPLOAD_BUFFERSIZE, STREAM_UPLOAD_BUFFER);
         OPT(CURLOPT_READFUNCTION, on_read);
         OPT(CURLOPT_READDATA, x);
         OPT(CURLOPT_SEEKFUNCTION, on_seek);
