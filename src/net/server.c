@@ -40,10 +40,16 @@
  * a connection's phase. Closed connections are freed at the end of a loop
  * iteration, so a stale epoll event never reaches freed memory.
  *
+ * TLS reads ahead (tls.c): OpenSSL may hold the next records, a whole
+ * pipelined request among them, that the socket no longer shows. So the
+ * loop and the workers always call SSL_read first and wait on the socket
+ * only when OpenSSL asks for more (SSL_ERROR_WANT_READ); a connection
+ * handed back kept alive is read at once, never just armed.
+ *
  * Must never: log a header value, a cookie, a query string or a body;
  * answer on the partner listener anything not routed there; read a body
  * past its cap; block the loop thread on a client; loosen the TLS policy
- * of tls.c.
+ * of tls.c; wait on a socket before asking OpenSSL for what it holds.
  */
 #include "net/server.h"
 #include "net/http1.h"

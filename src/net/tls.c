@@ -136,6 +136,12 @@ int tls_server_configure(SSL_CTX *ctx, const struct tls_server_opts *o,
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    /* Read what the socket has, several records at once, into OpenSSL's
+     * buffer (of its default size): one read(2) a record where there were
+     * two (header, then body). A request can then wait whole in that
+     * buffer, so server.c calls SSL_read before it ever waits on the
+     * socket. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (tls_load_pair(ctx, o->cert_file, o->key_file, 1, err) < 0)
         return -1;
     if (o->client_ca_file && o->client_ca_file[0] &&

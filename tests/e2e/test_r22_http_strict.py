@@ -58,13 +58,15 @@ def parse_responses(data):
 def exchange(port, raw, want=None, timeout=10):
     """Send raw on a new connection; read until the server closes it (or
     `want` responses came and the connection stays open, or timeout).
-    Returns (responses, closed)."""
+    raw may be a list: each piece is sent as its own TLS record, all
+    before reading. Returns (responses, closed)."""
     s = tls_connect(port, timeout=timeout)
     data = b""
     closed = False
     deadline = time.monotonic() + timeout
     try:
-        s.sendall(raw)
+        for piece in raw if isinstance(raw, list) else [raw]:
+            s.sendall(piece)
         while time.monotonic() < deadline:
             if want is not None and len(parse_responses(data)) >= want:
                 break
@@ -211,6 +213,29 @@ def test_r22_pipelined_requests_answered_in_order(served, wharf):
     assert [r[0] for r in responses] == [200, 401, 404, 400, 200], responses
     assert responses[0][2] == b'{"status":"ok"}'
     assert responses[4][2] == b'{"status":"ok"}'
+    assert [r[1]["connection"] for r in responses] == ["keep-alive"] * 4 + [
+        "close"]
+    assert closed
+
+
+def test_r22_pipelined_requests_in_separate_tls_records(served, wharf):
+    """A pipelined burst with each request (and a body cut in two) in its
+    own TLS record, all sent before any answer is read. The listener
+    reads ahead, several records per read(2), so the later requests wait
+    in OpenSSL's buffer, not in the socket: each is still answered, in
+    order, none left waiting for bytes the socket will not bring."""
+    srv, data, port = served
+    login = json.dumps({"user": "admin", "password": "wrong"}).encode()
+    pieces = [b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+              b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/json\r\n"
+              b"Content-Length: " + str(len(login)).encode() + b"\r\n\r\n",
+              login[:5], login[5:],
+              b"GET /no-such-thing HTTP/1.1\r\nHost: x\r\n\r\n",
+              b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+              b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]
+    responses, closed = exchange(port, pieces)
+    assert [r[0] for r in responses] == [200, 401, 404, 200, 200], responses
     assert [r[1]["connection"] for r in responses] == ["keep-alive"] * 4 + [
         "close"]
     assert closed
