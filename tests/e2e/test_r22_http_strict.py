@@ -218,7 +218,7 @@ def test_r22_pipelined_requests_answered_in_order(served, wharf):
     assert closed
 
 
-def test_r22_pipelined_requests_in_separate_tls_records(served, wharf):
+def test_r22_pipelined_requests_in_separate_tls_records(served):
     """A pipelined burst with each request (and a body cut in two) in its
     own TLS record, all sent before any answer is read. The listener
     reads ahead, several records per read(2), so the later requests wait
