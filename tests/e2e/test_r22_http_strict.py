@@ -194,7 +194,7 @@ def test_r22_cl_te_smuggling_refused(served, framing):
 # ---- pipelining and chunked bodies ---------------------------------------------------------
 
 
-def test_r22_pipelined_requests_answered_in_order(served, wharf):
+def test_r22_pipelined_requests_answered_in_order(served):
     srv, data, port = served
     login = json.dumps({"user": "admin", "password": "wrong"}).encode()
     raw = (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
