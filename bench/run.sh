@@ -34,6 +34,11 @@ if [ "${1:-}" = split ]; then   # `bench/run.sh split [MiB]`: the AS2 receiver's
     make --no-print-directory -s build/release/bench/split_bench
     exec build/release/bench/split_bench "${2:-256}"
 fi
+if [ "${1:-}" = verify ]; then  # `bench/run.sh verify [SIZE [N [THREADS]]]`: one signature check as AS2 makes it, beside OpenSSL's
+    make --no-print-directory -s build/release/bench/verify_bench
+    shift
+    exec build/release/bench/verify_bench "$@"
+fi
 RUNS=${BENCH_RUNS:-5}
 FILES=${BENCH_FILES:-10000}
 VRUNS=${BENCH_VAULT_RUNS:-3}
