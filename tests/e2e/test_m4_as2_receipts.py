@@ -7,7 +7,9 @@ standard library, from RFC 4130).
     after mdn_timeout_s without the asynchronous MDN, and after a kill -9
     of the sender in the middle of a POST, every POST carries the same
     Message-ID and the same content (the MIC the receiver computes), so a
-    partner that already processed it recognises the duplicate.
+    partner that already processed it recognises the duplicate; a kill -9
+    while an asynchronous MDN is awaited loses nothing: the MDN that comes
+    after the restart settles the message, with no resend.
   - An unsigned MDN without Received-Content-MIC (item 10), as OpenAS2 and
     pyas2-lib send them, is a receipt when an unsigned one was asked for,
     recorded "unsigned receipt, no MIC"; the partner switch require_mic
@@ -125,6 +127,40 @@ def test_m4_resend_after_kill9_keeps_message_id(
     msg = the_message(wharf, a)
     assert message_ids(recv) == [f"<{msg['id']}@wharf>"] * 2
     assert recv.got[0]["mic"] == recv.got[1]["mic"]
+    a.server.stop()
+
+
+def test_m4_async_mdn_wait_survives_kill9(
+        wharf, start_server, peer, side_a, receiver, pki):
+    """M2, M4: A is killed (-9) while it waits for an asynchronous MDN;
+    the wait is durable, so after the restart the MDN the receiver posts
+    then is taken (200), checked and settles the hop: one POST only, no
+    resend, the receipt names the receiver's MIC."""
+    import threading
+    recv = receiver("async")
+    recv.async_hold = threading.Event()
+    a = start_a(wharf, start_server, side_a, peer, recv.url, pki["ca"],
+                mdn="async")
+    drop_file(a.outbox, "wait.edi", edi(12))
+    wait_until(lambda: recv.got, timeout=60, desc="A's POST")
+    wait_until(lambda: "waiting for the asynchronous MDN" in " ".join(
+        e["text"] for e in events(wharf, a)), timeout=60,
+        desc="A waiting for the asynchronous MDN")
+    a.server.kill9()
+    a.server = start_server(a.data)
+    a.server.wait_listening()
+    recv.async_hold.set()           # the MDN reaches the restarted A
+    wait_until(lambda: recv.async_results, timeout=60,
+               desc="the async MDN posted")
+    assert recv.async_results[0][0] == 200, recv.async_results
+    wait_until(lambda: finished(wharf, a), timeout=60,
+               desc="A's message finished after the restart")
+    assert state_of(wharf, a) == "sent", the_hop(wharf, a)
+    assert len(recv.got) == 1, message_ids(recv)
+    assert "error" not in recv.got[0], recv.got[0]["error"]
+    hop = the_hop(wharf, a)
+    assert "MDN processed (signed)" in hop["receipt"], hop
+    assert recv.got[0]["mic"] in hop["receipt"], hop
     a.server.stop()
 
 
