@@ -8,6 +8,9 @@ its events) and resendable with the message.
     connector's mdn_give_up_s the job is given up ("failed", an error
     event); `wharf message resend` queues it again, and once the URL takes
     it, the MDN arrives, signed by Wharf, and the job is done.
+  - The MDN owed survives a kill -9 (M2): refused once, Wharf killed, the
+    URL fixed, Wharf restarted: the MDN arrives once, valid, and the file
+    is not delivered again.
   - An MDN a partner owes Wharf (as2.mdn-wait): while the CLI receiver
     holds it, the message shows a waiting as2.mdn-wait job of its as2 hop;
     when it arrives the job is done and its hop sent with the MDN as its
@@ -182,3 +185,43 @@ def test_m4_async_mdn_wait_job_in_history(wharf, start_server, peer, side_a,
             if t.startswith("job as2.mdn-wait done")]
     assert len(done) == 1 and "MDN processed (signed)" in done[0], done
     a.server.stop()
+
+
+def test_m4_async_mdn_out_survives_kill9(tmp_path, wharf, start_server,
+                                        sender, pki):
+    """M2, M4: the MDN B owes is a durable job: refused once by the
+    partner's URL, then B is killed (-9); after the restart the job runs
+    again and the MDN arrives exactly once, valid; the file released
+    before the kill is not delivered again."""
+    b = wharf_b(wharf, tmp_path, start_server, sender, pki)
+    sink = FlakySink(pki["certkey"])
+    try:
+        payload = edi(22)
+        headers, body, scope = build(sender, b, content_entity(
+            payload, "po-22.edi"))
+        mid, hdrs = sender.request(b.as2_id, headers, body,
+                                   receipt_url=sink.url)
+        status, _, rb = cli.post(b.url, b.tls_cert, hdrs, body)
+        assert status == 200, (status, rb)
+        wait_until(lambda: sink.refused >= 1, timeout=60,
+                   desc="the MDN's first POST refused")
+        assert (b.inbox / "po-22.edi").read_bytes() == payload
+        b.server.kill9()
+        sink.accept.set()
+        b.server = start_server(b.data)
+        b.server.wait_listening()
+        wait_until(lambda: sink.got, timeout=60,
+                   desc="the MDN sent after the restart")
+        msgid = wharf.messages(b.data)[0]["id"]
+        wait_until(lambda: jobs_of(wharf, b, msgid, "as2.mdn-out")[0]
+                   ["state"] == "done", timeout=30, desc="the job done")
+        assert len(sink.got) == 1, sink.got
+        path, mh, mb = sink.got[0]
+        assert path == "/mdn"
+        check_mdn(b, sender, mid, 200, mh, mb, scope, "sha-256", sender.dir)
+        hops = wharf.show(b.data, msgid)["hops"]
+        assert [(h["state"], h["attempts"]) for h in hops
+                if h["connector"] == "inbox"] == [("sent", 1)], hops
+    finally:
+        sink.close()
+    b.server.stop()
