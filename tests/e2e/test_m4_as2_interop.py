@@ -282,6 +282,19 @@ def test_m4_interop_inbound_encrypted_unsigned(tmp_path, wharf,
     b.server.stop()
 
 
+def post_asking_async_mdn(sender, b, payload, filename, receipt_url):
+    """The sender POSTs payload (as filename) to B asking for an
+    asynchronous MDN at receipt_url; B must answer 200. Returns the AS2
+    Message-ID and the scope of the MIC."""
+    headers, body, scope = build(sender, b, content_entity(payload,
+                                                           filename))
+    mid, hdrs = sender.request(b.as2_id, headers, body,
+                               receipt_url=receipt_url)
+    status, _, rb = cli.post(b.url, b.tls_cert, hdrs, body)
+    assert status == 200, (status, rb)
+    return mid, scope
+
+
 def test_m4_interop_inbound_async_mdn(tmp_path, wharf, start_server,
                                       sender, pki):
     """Receipt-Delivery-Option: B answers 200 and POSTs the signed MDN to
@@ -290,12 +303,8 @@ def test_m4_interop_inbound_async_mdn(tmp_path, wharf, start_server,
     sink = cli.MdnSink(pki["certkey"])
     try:
         payload = edi(7)
-        ent = content_entity(payload, "po-7.edi")
-        headers, body, scope = build(sender, b, ent)
-        mid, hdrs = sender.request(b.as2_id, headers, body,
-                                   receipt_url=sink.url)
-        status, rh, rb = cli.post(b.url, b.tls_cert, hdrs, body)
-        assert status == 200, (status, rb)
+        mid, scope = post_asking_async_mdn(sender, b, payload, "po-7.edi",
+                                           sink.url)
         wait_until(lambda: sink.got, timeout=30, desc="the async MDN")
         path, mh, mb = sink.got[0]
         assert path == "/mdn"
@@ -443,6 +452,20 @@ def start_a(wharf, start_server, a, peer, url, tls_ca, max_attempts=3,
     a.server = start_server(a.data)
     a.server.wait_listening()
     return a
+
+
+def a_awaiting_async_mdn(wharf, start_server, side_a, peer, receiver, pki,
+                         filename, payload):
+    """A, asking partner b for asynchronous MDNs, sends filename; the CLI
+    receiver takes the POST and holds the MDN until recv.async_hold is
+    set. Returns A and the receiver once the receiver has the POST."""
+    recv = receiver("async")
+    recv.async_hold = threading.Event()
+    a = start_a(wharf, start_server, side_a, peer, recv.url, pki["ca"],
+                mdn="async")
+    drop_file(a.outbox, filename, payload)
+    wait_until(lambda: recv.got, timeout=60, desc="A's AS2 request")
+    return a, recv
 
 
 def the_message(wharf, a):

@@ -23,11 +23,10 @@ import http.server
 import json
 import threading
 
-import as2_cli as cli
-from conftest import drop_file, serve_http, wait_until
+from conftest import serve_http, wait_until
 from test_m4_as2_interop import (  # noqa: F401 (fixtures)
-    build, check_mdn, content_entity, edi, peer, pki, receiver, sender,
-    side_a, start_a, the_hop, the_message, wharf_b)
+    a_awaiting_async_mdn, check_mdn, edi, peer, pki, post_asking_async_mdn,
+    receiver, sender, side_a, the_hop, the_message, wharf_b)
 
 
 class FlakySink:
@@ -93,12 +92,8 @@ def test_m4_async_mdn_out_job_given_up_in_history_and_resent(
     sink = FlakySink(pki["certkey"])
     try:
         payload = edi(21)
-        headers, body, scope = build(sender, b, content_entity(
-            payload, "po-21.edi"))
-        mid, hdrs = sender.request(b.as2_id, headers, body,
-                                   receipt_url=sink.url)
-        status, _, rb = cli.post(b.url, b.tls_cert, hdrs, body)
-        assert status == 200, (status, rb)
+        mid, scope = post_asking_async_mdn(sender, b, payload, "po-21.edi",
+                                           sink.url)
         wait_until(lambda: (b.inbox / "po-21.edi").exists(), timeout=30,
                    desc="B released the file (its MDN is a job)")
         msgid = wharf.messages(b.data)[0]["id"]
@@ -153,12 +148,8 @@ def test_m4_async_mdn_out_job_given_up_in_history_and_resent(
 
 def test_m4_async_mdn_wait_job_in_history(wharf, start_server, peer, side_a,
                                           receiver, pki):
-    recv = receiver("async")
-    recv.async_hold = threading.Event()
-    a = start_a(wharf, start_server, side_a, peer, recv.url, pki["ca"],
-                mdn="async")
-    drop_file(a.outbox, "wait.edi", edi(22))
-    wait_until(lambda: recv.got, timeout=60, desc="A's AS2 request")
+    a, recv = a_awaiting_async_mdn(wharf, start_server, side_a, peer,
+                                   receiver, pki, "wait.edi", edi(22))
 
     def waiting():
         # the job exists (waiting) before the POST; the hop's own outcome
@@ -197,12 +188,8 @@ def test_m4_async_mdn_out_survives_kill9(tmp_path, wharf, start_server,
     sink = FlakySink(pki["certkey"])
     try:
         payload = edi(22)
-        headers, body, scope = build(sender, b, content_entity(
-            payload, "po-22.edi"))
-        mid, hdrs = sender.request(b.as2_id, headers, body,
-                                   receipt_url=sink.url)
-        status, _, rb = cli.post(b.url, b.tls_cert, hdrs, body)
-        assert status == 200, (status, rb)
+        mid, scope = post_asking_async_mdn(sender, b, payload, "po-22.edi",
+                                           sink.url)
         wait_until(lambda: sink.refused >= 1, timeout=60,
                    desc="the MDN's first POST refused")
         assert (b.inbox / "po-22.edi").read_bytes() == payload

@@ -19,15 +19,15 @@ standard library, from RFC 4130).
     queued quietly, and goes once the partner sets allow_plain_mdn_url.
 """
 import json
-import re
 
 import pytest
 
 import as2_cli as cli
 from conftest import drop_file, wait_until
 from test_m4_as2_interop import (  # noqa: F401 (fixtures)
-    build, check_mdn, content_entity, edi, finished, peer, pki, receiver,
-    sender, side_a, start_a, state_of, the_hop, the_message, wharf_b)
+    a_awaiting_async_mdn, check_mdn, edi, finished, peer, pki,
+    post_asking_async_mdn, receiver, sender, side_a, start_a, state_of,
+    the_hop, the_message, wharf_b)
 
 
 def message_ids(recv):
@@ -136,13 +136,8 @@ def test_m4_async_mdn_wait_survives_kill9(
     the wait is durable, so after the restart the MDN the receiver posts
     then is taken (200), checked and settles the hop: one POST only, no
     resend, the receipt names the receiver's MIC."""
-    import threading
-    recv = receiver("async")
-    recv.async_hold = threading.Event()
-    a = start_a(wharf, start_server, side_a, peer, recv.url, pki["ca"],
-                mdn="async")
-    drop_file(a.outbox, "wait.edi", edi(12))
-    wait_until(lambda: recv.got, timeout=60, desc="A's POST")
+    a, recv = a_awaiting_async_mdn(wharf, start_server, side_a, peer,
+                                   receiver, pki, "wait.edi", edi(12))
     wait_until(lambda: "waiting for the asynchronous MDN" in " ".join(
         e["text"] for e in events(wharf, a)), timeout=60,
         desc="A waiting for the asynchronous MDN")
@@ -220,12 +215,8 @@ def test_m4_async_mdn_to_plain_http_url(tmp_path, wharf, start_server,
     try:
         assert sink.url.startswith("http://")
         payload = edi(13)
-        headers, body, scope = build(sender, b, content_entity(
-            payload, "po-13.edi"))
-        mid, hdrs = sender.request(b.as2_id, headers, body,
-                                   receipt_url=sink.url)
-        status, _, rb = cli.post(b.url, b.tls_cert, hdrs, body)
-        assert status == 200, (status, rb)
+        mid, scope = post_asking_async_mdn(sender, b, payload, "po-13.edi",
+                                           sink.url)
         wait_until(lambda: (b.inbox / "po-13.edi").exists(), timeout=30,
                    desc="B released the file (MDN queued)")
 
