@@ -192,6 +192,8 @@ def test_m4_async_mdn_out_survives_kill9(tmp_path, wharf, start_server,
                                            sink.url)
         wait_until(lambda: sink.refused >= 1, timeout=60,
                    desc="the MDN's first POST refused")
+        wait_until(lambda: (b.inbox / "po-22.edi").exists(), timeout=30,
+                   desc="B released the file")
         assert (b.inbox / "po-22.edi").read_bytes() == payload
         b.server.kill9()
         sink.accept.set()
