@@ -76,8 +76,9 @@
 # BENCH_AS2_MDN (sync): sync or async (the MDN comes back in its own POST
 # to the sender's listener; "sent" at A once it arrived and verified),
 # BENCH_AS2_COMPRESS (yes|no): compression in (b),
-# BENCH_AS2_ZLEVEL (6): the partners' compress_level in (b) and the level
-# of the python3 zlib limit, BENCH_AS2_KEEP=1 keeps the work dir,
+# BENCH_AS2_ZLEVEL (6): the partners' compress_level in (b) (unset: not
+# written, Wharf's default 6, so a build older than the key runs too) and
+# the level of the python3 zlib limit, BENCH_AS2_KEEP=1 keeps the work dir,
 # BENCH_AS2_CONF: lines appended to
 # both wharf.conf files, for diagnostics (e.g. 'workers = 8\nbatch = 1');
 # BENCH_AS2_CONF_A, BENCH_AS2_CONF_B (and _C): lines for one side's only,
@@ -205,7 +206,7 @@ hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -1; }
     echo "zlib $("$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)')"
     echo "version $("$WHARF" version 2>/dev/null | head -1)"
     echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_SMALL_DATA=$SMALL_KIND BENCH_AS2_COMPRESS=$COMPRESS BENCH_AS2_ZLEVEL=$ZLEVEL BENCH_AS2_MDN=$MDN BENCH_WHARF=$WHARF BENCH_AS2_CONF='${BENCH_AS2_CONF:-}' BENCH_AS2_CONF_A='${BENCH_AS2_CONF_A:-}' BENCH_AS2_CONF_B='${BENCH_AS2_CONF_B:-}' BENCH_AS2_CONF_C='${BENCH_AS2_CONF_C:-}' BENCH_AS2_PAYLOADS=${BENCH_AS2_PAYLOADS:-}"
+    echo "command bench/as2_bench.sh, BENCH_AS2_MSGS=$N BENCH_AS2_KIB=$KIB BENCH_AS2_MB=$MB BENCH_AS2_DATA=$KIND BENCH_AS2_SMALL_DATA=$SMALL_KIND BENCH_AS2_COMPRESS=$COMPRESS BENCH_AS2_ZLEVEL=${BENCH_AS2_ZLEVEL:-} BENCH_AS2_MDN=$MDN BENCH_WHARF=$WHARF BENCH_AS2_CONF='${BENCH_AS2_CONF:-}' BENCH_AS2_CONF_A='${BENCH_AS2_CONF_A:-}' BENCH_AS2_CONF_B='${BENCH_AS2_CONF_B:-}' BENCH_AS2_CONF_C='${BENCH_AS2_CONF_C:-}' BENCH_AS2_PAYLOADS=${BENCH_AS2_PAYLOADS:-}"
 } >"$OUT/machine.txt"
 note "machine: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2)"
 
@@ -238,7 +239,7 @@ mkdir -p "$WORK/a/outbox" "$WORK/b/inbox" "$WORK/stage"
 [[ " $PARTS " != *" mixed "* ]] || mkdir -p "$WORK/a/outbox-small" "$WORK/c/inbox"
 
 import_flows() {    # COMPRESS (true|false)
-    local me other file link MDN_URL conc
+    local me other file link MDN_URL conc zlevel
     for me in a b; do
         MDN_URL=""      # asynchronous MDNs come back to the sender's listener
         [ "$MDN" = sync ] || MDN_URL=", \"async_mdn_url\": \"https://127.0.0.1:${PARTNER[$me]}/as2/mdn\""
@@ -251,6 +252,9 @@ import_flows() {    # COMPRESS (true|false)
             file="{\"name\": \"inbox\", \"type\": \"file\", \"config\": {\"send_dir\": \"$WORK/b/inbox\"}}"
             link='["as2-a", "inbox"]'
         fi
+        zlevel=""   # BENCH_AS2_ZLEVEL (unset: Wharf's default, 6, which builds
+                    # older than compress_level take too)
+        [ -z "${BENCH_AS2_ZLEVEL:-}" ] || zlevel=" \"compress_level\": $ZLEVEL,"
         conc=""     # BENCH_AS2_CONC: the as2 connectors' concurrency
         [ -z "${BENCH_AS2_CONC:-}" ] || conc=" \"concurrency\": $BENCH_AS2_CONC,"
         cat >"$WORK/$me/flow.json" <<EOF
@@ -260,7 +264,7 @@ import_flows() {    # COMPRESS (true|false)
                "url": "https://127.0.0.1:${PARTNER[$other]}/as2",
                "certificates": ["$WORK/$other/as2.pem"],
                "tls_ca": "$WORK/$other/data/tls/cert.pem",
-               "sign": "sha256", "encrypt": "aes256-cbc", "compress": $1, "compress_level": $ZLEVEL,
+               "sign": "sha256", "encrypt": "aes256-cbc", "compress": $1,$zlevel
                "mdn": "$MDN", "mdn_signed": true$MDN_URL}],
  "connectors": [$file,
    {"name": "as2-$other", "type": "as2",
@@ -599,9 +603,9 @@ fi
 
 # ---- (c) mixed load --------------------------------------------------------------------
 import_mixed_flows() {  # COMPRESS (true|false) of the large file to B
-    "$PY" - "$WORK" "$1" "$ZLEVEL" "$MDN" "${PARTNER[a]}" "${PARTNER[b]}" "${PARTNER[c]}" <<'PYEOF'
+    "$PY" - "$WORK" "$1" "${BENCH_AS2_ZLEVEL:-}" "$MDN" "${PARTNER[a]}" "${PARTNER[b]}" "${PARTNER[c]}" <<'PYEOF'
 import json, sys
-work, comp, zl, mdn = sys.argv[1], sys.argv[2] == "true", int(sys.argv[3]), sys.argv[4]
+work, comp, zl, mdn = sys.argv[1], sys.argv[2] == "true", sys.argv[3], sys.argv[4]
 port = dict(zip("abc", map(int, sys.argv[5:8])))
 def partner(me, other, compress):
     p = {"name": other, "as2_id": "wharf-" + other,
@@ -609,7 +613,9 @@ def partner(me, other, compress):
          "certificates": ["%s/%s/as2.pem" % (work, other)],
          "tls_ca": "%s/%s/data/tls/cert.pem" % (work, other),
          "sign": "sha256", "encrypt": "aes256-cbc", "compress": compress,
-         "compress_level": zl, "mdn": mdn, "mdn_signed": True}
+         "mdn": mdn, "mdn_signed": True}
+    if zl:      # unset: Wharf's default (6), as in import_flows
+        p["compress_level"] = int(zl)
     if mdn != "sync":
         p["async_mdn_url"] = "https://127.0.0.1:%d/as2/mdn" % port[me]
     return p
