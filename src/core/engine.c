@@ -50,6 +50,7 @@
 #include <errno.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,10 +443,15 @@ static void worker_round(struct worker *wk, int busy)
 #define LARGE_LANE_NICE 10
 
 /* The large lane yields the CPU to small messages when both want it: its
- * thread runs LARGE_LANE_NICE steps lower, and so do the stage threads a
- * transfer starts (Linux threads inherit it), so a 1 GiB transfer does
- * not take the cycles 10 KiB messages need, yet still gets every idle
- * one. Best effort: nothing fails without it. */
+ * thread runs under SCHED_IDLE (and LARGE_LANE_NICE steps lower, which
+ * is what counts where the policy cannot be set), and so do the stage
+ * threads a transfer starts (Linux threads inherit both), so a 1 GiB
+ * transfer does not take the cycles 10 KiB messages need, yet still gets
+ * every idle one. SCHED_IDLE because a thread waking to serve a small
+ * message then takes the core at once; against a thread that is merely
+ * nicer it may wait for that thread's slice to end, and a small message
+ * is a chain of such waits (docs/performance.md, "AS2 mixed load").
+ * Best effort: nothing fails without it. */
 static void worker_yield_cpu(const struct worker *wk)
 {
     if (wk->lane.min_size == 0)
@@ -456,6 +462,8 @@ static void worker_yield_cpu(const struct worker *wk)
     if (errno == 0)
         (void)setpriority(PRIO_PROCESS, self, now + LARGE_LANE_NICE > 19
                           ? 19 : now + LARGE_LANE_NICE);
+    struct sched_param sp = { .sched_priority = 0 };
+    (void)sched_setscheduler(0, SCHED_IDLE, &sp);
 }
 
 static void *worker_main(void *arg)

@@ -678,7 +678,8 @@ static int sb_seccomp_socket(scmp_filter_ctx ctx, struct error *err)
     return sb_rule(ctx, SCMP_ACT_ALLOW, "socket", 2, nl, err);
 }
 
-/* ioctl and prctl: only the requests the libraries make. */
+/* ioctl and prctl: only the requests the libraries make; sched_setscheduler
+ * only to SCHED_IDLE. */
 static int sb_seccomp_requests(scmp_filter_ctx ctx, struct error *err)
 {
     static const unsigned long ioctls[] = { TCGETS, TIOCGWINSZ, FIONREAD,
@@ -689,6 +690,12 @@ static int sb_seccomp_requests(scmp_filter_ctx ctx, struct error *err)
         PR_SET_DUMPABLE, PR_SET_PTRACER, PR_SET_PDEATHSIG,
 #endif
     };
+    /* the large lane's threads (engine.c): SCHED_IDLE, the calling
+     * thread's own; no other policy (RT would starve the machine) */
+    struct scmp_arg_cmp idle[2] = { SCMP_A0(SCMP_CMP_EQ, 0),
+                                    SCMP_A1(SCMP_CMP_EQ, SCHED_IDLE) };
+    if (sb_rule(ctx, SCMP_ACT_ALLOW, "sched_setscheduler", 2, idle, err) < 0)
+        return -1;
     for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]); i++) {
         struct scmp_arg_cmp a = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
                                         ioctls[i]);

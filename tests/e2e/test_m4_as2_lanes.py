@@ -166,9 +166,9 @@ def test_m4_large_transfer_does_not_hold_up_small_messages(
         recv.close()
 
 
-def thread_nices(pid):
-    """The nice value of every thread of process pid (/proc stat field
-    19)."""
+def thread_sched(pid):
+    """(nice, policy) of every thread of process pid (/proc stat fields 19
+    and 41; policy 5 is SCHED_IDLE)."""
     out = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -176,23 +176,32 @@ def thread_nices(pid):
                 stat = f.read()
         except FileNotFoundError:
             continue                # a thread that just ended
-        out.append(int(stat.rsplit(")", 1)[1].split()[16]))
+        fields = stat.rsplit(")", 1)[1].split()
+        out.append((int(fields[16]), int(fields[38])))
     return sorted(out)
+
+
+SCHED_IDLE = 5
 
 
 def test_m4_the_large_lane_runs_at_a_lower_priority(tmp_path, wharf,
                                                     start_server):
     """The large lane's threads (and the stage threads a transfer starts
-    from them) run 10 nice steps lower, so a 1 GiB transfer leaves the CPU
-    to small messages when both want it (bench/as2_bench.sh, part (c));
-    every other thread of serve keeps its priority."""
+    from them) run under SCHED_IDLE and 10 nice steps lower, so a 1 GiB
+    transfer leaves the CPU to small messages when both want it
+    (bench/as2_bench.sh, part (c)); every other thread of serve keeps its
+    policy and priority."""
     for large_workers in (2, 0):
         data = new_data_dir(wharf, tmp_path / f"lw{large_workers}",
                             large_workers=large_workers)
         srv = start_server(data)
         srv.wait_listening()
-        nices = thread_nices(srv.pid)
+        sched = thread_sched(srv.pid)
+        nices = [n for n, _ in sched]
         base = min(nices)
-        assert nices.count(min(base + 10, 19)) == large_workers, nices
-        assert len(nices) - nices.count(base) == large_workers, nices
+        assert nices.count(min(base + 10, 19)) == large_workers, sched
+        assert len(nices) - nices.count(base) == large_workers, sched
+        idle = [(n, pol) for n, pol in sched if pol == SCHED_IDLE]
+        assert idle == [(min(base + 10, 19), SCHED_IDLE)] * large_workers, \
+            sched
         srv.stop()

@@ -378,7 +378,7 @@ def test_r22_sandbox_denies_keystore_to_root_too(wharf, base):
     assert r[f"read {data / 'wharf.db'}"] == "ok", p.stdout
 
 
-@pytest.mark.parametrize("step", ["mount", "exec"])
+@pytest.mark.parametrize("step", ["mount", "exec", "rt"])
 def test_r22_forbidden_system_call_kills_the_process(wharf, base, account,
                                                      step):
     data, _ = make_data(wharf, base, account)
@@ -391,6 +391,17 @@ def test_r22_forbidden_system_call_kills_the_process(wharf, base, account,
     tune_conf(data, sandbox="off")
     p = probe(data, step)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+
+
+def test_r22_sandbox_allows_a_thread_sched_idle_for_itself(wharf, base,
+                                                          account):
+    """The large lane's threads lower themselves to SCHED_IDLE (engine.c);
+    the filter allows that policy and no other ("rt" above is killed)."""
+    data, _ = make_data(wharf, base, account)
+    p = probe(data, "idle")
+    assert "sandbox: entered" in p.stdout, p.stderr
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    assert results(p)["idle"] == "ok", p.stdout
 
 
 def test_r22_sandbox_off_is_logged(wharf, base, account, start_server):

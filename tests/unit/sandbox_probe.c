@@ -14,11 +14,15 @@
  *   mount        mount(2) a tmpfs (seccomp must kill the process)
  *   exec         execve("/bin/true") (seccomp must kill the process)
  *   tcp          socket(AF_INET, SOCK_STREAM) (killed in the key process's)
+ *   idle         sched_setscheduler(0, SCHED_IDLE) "idle: ok" or errno (the
+ *                large lane's threads)
+ *   rt           sched_setscheduler(0, SCHED_FIFO, 1) (seccomp must kill)
  * Exits 0 after the last step, 1 when the sandbox could not be entered.
  * Owns nothing; must never be linked into wharf.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -78,6 +82,13 @@ static int probe_step(const char *step)
                                                 : strerrorname_np(errno));
         if (fd >= 0)
             close(fd);
+    } else if (strcmp(step, "idle") == 0 || strcmp(step, "rt") == 0) {
+        fflush(stdout);
+        int rt = step[0] == 'r';
+        struct sched_param sp = { .sched_priority = rt ? 1 : 0 };
+        int rc = sched_setscheduler(0, rt ? SCHED_FIFO : SCHED_IDLE, &sp);
+        printf("%s: %s%s\n", step, rt ? "survived " : "",
+               rc == 0 ? "ok" : strerrorname_np(errno));
     } else {
         fprintf(stderr, "sandbox_probe: unknown step %s\n", step);
         return -1;
