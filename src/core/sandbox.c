@@ -40,7 +40,8 @@
  * dangerous use: clone only for threads (clone3 answers ENOSYS so glibc
  * falls back to clone), socket only for IPv4/IPv6/unix/route netlink,
  * ioctl and prctl only for the requests used, kill and tgkill only to
- * this process, wait4 for the key process. The default action kills
+ * this process, sched_setscheduler only to put the calling thread under
+ * SCHED_IDLE (the engine's large lane), wait4 for the key process. The default action kills
  * the process, not EPERM: a call outside the list is an exploit or a gap
  * in the list; EPERM would let an exploit probe on and would hide a gap
  * behind a library's silent fallback, while SIGSYS is loud and leaves a
