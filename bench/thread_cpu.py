@@ -18,8 +18,11 @@ used, and by whom, at what priority).
 report counts only the half-second windows in which the sampled threads
 together used at least --busy cores (default 0.4: the run itself, not its
 set-up), prints the cores each group used over them, their sum, and with
---by nice the split by (instance, nice, policy). Ticks are USER_HZ (100 a
-second). docs/performance.md ("AS2 mixed load") used it to find the two
+--by nice the split by (instance, nice, policy); then the whole machine
+over the same windows from /proc/stat's cpu line (user, system, irq and
+softirq, iowait, idle, steal, in cores), so what the sampled threads did
+not use shows as idle or as someone else's work. Ticks are USER_HZ (100
+a second). docs/performance.md ("AS2 mixed load") used it to find the two
 cores not full while a 1 GiB transfer ran beside small messages.
 """
 import collections
@@ -79,11 +82,19 @@ def snapshot(exe):
     return snap
 
 
+def machine():
+    """/proc/stat's cpu line: user nice system idle iowait irq softirq
+    steal, in ticks over all cores."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
+
+
 def sample(out, seconds, exe):
     end = time.monotonic() + seconds
     with open(out, "w") as f:
         while time.monotonic() < end:
-            f.write(json.dumps([time.monotonic(), snapshot(exe)]) + "\n")
+            f.write(json.dumps([time.monotonic(), snapshot(exe),
+                                machine()]) + "\n")
             f.flush()
             time.sleep(0.5)
 
@@ -99,13 +110,25 @@ def group_key(key, comm, nice, policy, by):
     return f"{who} nice {nice} {POLICY.get(policy, policy)}"
 
 
+def machine_report(used, seconds):
+    """The machine's cores over the busy windows, by kind."""
+    user, nice, system, idle, iowait, irq, softirq, steal = used
+    kinds = (("user", user + nice), ("system", system),
+             ("irq+softirq", irq + softirq), ("iowait", iowait),
+             ("idle", idle), ("steal", steal))
+    print(f"machine ({os.cpu_count()} cores), same windows:")
+    for name, ticks in kinds:
+        print(f"  {name:<40} {ticks / HZ / seconds:6.2f} cores")
+
+
 def report(path, by, busy):
     with open(path) as f:
         rows = [json.loads(line) for line in f]
     used = collections.Counter()
+    box = [0] * 8
     seconds = 0.0
     windows = 0
-    for (t0, before), (t1, after) in zip(rows, rows[1:]):
+    for (t0, before, m0), (t1, after, m1) in zip(rows, rows[1:]):
         window = collections.Counter()
         for key, (comm, nice, policy, ticks) in after.items():
             if key in before:
@@ -113,6 +136,7 @@ def report(path, by, busy):
                     ticks - before[key][3]
         if sum(window.values()) / HZ / (t1 - t0) >= busy:
             used.update(window)
+            box = [b + y - x for b, x, y in zip(box, m0, m1)]
             seconds += t1 - t0
             windows += 1
     if windows == 0:
@@ -123,6 +147,7 @@ def report(path, by, busy):
         if ticks:
             print(f"  {name:<40} {ticks / HZ / seconds:6.2f} cores")
     print(f"  {'all':<40} {sum(used.values()) / HZ / seconds:6.2f} cores")
+    machine_report(box, seconds)
     return 0
 
 
