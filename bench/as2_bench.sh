@@ -21,12 +21,14 @@
 #     synced first, then renamed into A's outbox (by one process, in ~5 ms);
 #     the clock runs from the first rename until B's inbox holds every
 #     file and `wharf message list --state sent` at A counts all of them
-#     (checked every 100 ms, A's list only once the inbox is full;
-#     nothing subtracted). Then B's inbox
+#     (the inbox watched with inotify by bench/inbox_wait.py, A's list
+#     asked only once the inbox is full; nothing subtracted). Then B's inbox
 #     must hold every file at its size, and a sample of 20 of A's messages
 #     must show the as2-b hop sent at the first attempt on a signed MDN.
 #     CPU ms per message: utime + stime of each server (with its key
-#     process) over the timed part.
+#     process) over the timed part. "cores": the whole machine's time over
+#     the timed part (/proc/stat), in cores: user, kernel (system, irq),
+#     idle, iowait, steal: how full the two cores were, by everyone.
 #     Limit: every message costs 3 RSA-2048 private-key operations (A signs
 #     the message, B decrypts the content key, B signs the MDN; the public
 #     ones - B's verify, A's encrypt to B's key, A's MDN verify - are ~15x
@@ -108,6 +110,8 @@
 # (perf-ka.data, perf-kb.data).
 # BENCH_AS2_PERF=trace: each server's system calls, counted and timed per
 # thread (perf trace -s), into trace-a.txt and trace-b.txt.
+# BENCH_AS2_PERF=system: the whole machine, kernel and kernel threads
+# included (perf record -a -g), into perf-all.data.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -176,12 +180,30 @@ nsent() {       # messages "sent" at A (grep, not python3: the check runs
     "$WHARF" message list --data "$WORK/a/data" --state sent --json --limit 1000000 |
         grep -c '^    "state": "sent"' || true
 }
-# B's inbox holds N files, counted by this shell (no process per check):
-# A's `message list` (a JSON of every message, 10-40 ms of CPU at 2,000)
-# is asked only after it, so the harness takes little of the two cores
-inbox_full() {
-    local f=("$WORK/b/inbox"/msg-*.bin)
-    [ -e "${f[0]}" ] && [ "${#f[@]}" -ge "$N" ]
+# The clock's end: a folder holds N files, told by bench/inbox_wait.py
+# (inotify: no check every 100 ms, which took about 5% of the two cores
+# the servers run on). A's `message list` (a JSON of every message, 10-40
+# ms of CPU at 2,000) is asked only after it.
+# inbox_watch DIR PREFIX SUFFIX N TIMEOUT_S PID...: the watch is up on return
+inbox_watch() {
+    rm -f "$WORK/waiter.ready"
+    "$PY" "$ROOT/bench/inbox_wait.py" "$1" "$2" "$3" "$4" "$5" "$WORK/waiter.ready" "${@:6}" &
+    WAITER=$!
+    until [ -e "$WORK/waiter.ready" ]; do
+        kill -0 "$WAITER" 2>/dev/null || die "bench/inbox_wait.py did not start"
+        sleep 0.01
+    done
+}
+# inbox_waited WHAT HINT: the watched folder is full, or die saying why
+inbox_waited() {
+    local rc=0
+    wait "$WAITER" || rc=$?
+    case $rc in
+        0) ;;
+        2) die "$1: a server died ($2)" ;;
+        3) die "$1: timed out" ;;
+        *) die "$1: bench/inbox_wait.py failed ($rc)" ;;
+    esac
 }
 # utime + stime of a server and its children (serve's key process)
 ticks() {
@@ -194,6 +216,9 @@ ticks() {
 # the same for its children alone (the key process, which makes the
 # private-key operations)
 ticks_kp() { echo $(($(ticks "$1") - $(awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0))); }
+# the machine's CPU ticks (/proc/stat): user+nice, system+irq+softirq,
+# idle, iowait, steal
+machine_ticks() { awk '/^cpu / { print $2 + $3, $4 + $7 + $8, $5, $6, $9 }' /proc/stat; }
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo -1; }
 
 # ---- the machine --------------------------------------------------------------
@@ -437,6 +462,10 @@ PYEOF
             PERF_A=$!
             perf trace -s -o "$OUT/trace-b.txt" -p "$PID_B" >/dev/null 2>&1 &
             PERF_B=$!
+        elif [ "$BENCH_AS2_PERF" = system ]; then   # every CPU, kernel too
+            perf record -a -g -F "${BENCH_AS2_PERF_HZ:-999}" -o "$OUT/perf-all.data" >/dev/null 2>&1 &
+            PERF_A=$!
+            PERF_B=$!
         else
             perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
             PERF_A=$!
@@ -452,30 +481,39 @@ PYEOF
         fi
         sleep 1
     fi
+    # B's inbox watched (inotify) before the clock starts
+    inbox_watch "$WORK/b/inbox" msg- .bin "$N" 1800 "$PID_A" "$PID_B"
     ca=$(ticks "$PID_A") cb=$(ticks "$PID_B")
     ka=$(ticks_kp "$PID_A") kb=$(ticks_kp "$PID_B")
+    m0=$(machine_ticks)
     t0=$(date +%s.%N)
     # one process renames them all (a mv per file took ~1 s for 500 on a
     # busy machine: the drop itself bounded the rate)
     "$PY" -c 'import os, sys
 for f in sorted(os.listdir(sys.argv[1])):
     os.rename(os.path.join(sys.argv[1], f), os.path.join(sys.argv[2], f))' "$WORK/stage" "$WORK/a/outbox"
-    while ! inbox_full || [ "$(nsent)" -lt "$((base + N))" ]; do
+    inbox_waited "(a)" "see $OUT/serve-*-small.out"
+    while [ "$(nsent)" -lt "$((base + N))" ]; do
         alive || die "a server died (see $OUT/serve-*-small.out)"
-        awk -v t0="$t0" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - t0 > 1800) }' &&
-            die "(a) timed out after 1800 s"
         sleep 0.1
     done
     t1=$(date +%s.%N)
+    m1=$(machine_ticks)
     [ -z "${BENCH_AS2_STRACE:-}" ] || { kill -INT "$STRACE" "$STRACE_A" "$STRACE_KA" "$STRACE_KB"; wait "$STRACE" "$STRACE_A" "$STRACE_KA" "$STRACE_KB" || true; }
     # shellcheck disable=SC2086  # PERF_K: two pids or none
-    [ -z "${BENCH_AS2_PERF:-}" ] || { kill -INT "$PERF_A" "$PERF_B" $PERF_K; wait "$PERF_A" "$PERF_B" $PERF_K || true; }
+    [ -z "${BENCH_AS2_PERF:-}" ] || { kill -INT "$PERF_A" "$PERF_B" $PERF_K 2>/dev/null; wait "$PERF_A" "$PERF_B" $PERF_K 2>/dev/null || true; }
     HZ=$(getconf CLK_TCK)
     put small_cpu_ms_per_msg_a "$(awk -v a="$ca" -v b="$(ticks "$PID_A")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
     put small_cpu_ms_per_msg_b "$(awk -v a="$cb" -v b="$(ticks "$PID_B")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
+    # how full the machine was (every process, kernel threads included),
+    # in cores: user / kernel (system, irq) / idle / iowait / steal
+    put small_machine_cores "$(awk -v a="$m0" -v b="$m1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); s = (t1 - t0) * hz
+        printf "%.2f/%.2f/%.2f/%.2f/%.2f", (y[1] - x[1]) / s, (y[2] - x[2]) / s, (y[3] - x[3]) / s, (y[4] - x[4]) / s, (y[5] - x[5]) / s }')"
     put small_keyproc_ms_per_msg_a "$(awk -v a="$ka" -v b="$(ticks_kp "$PID_A")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
     put small_keyproc_ms_per_msg_b "$(awk -v a="$kb" -v b="$(ticks_kp "$PID_B")" -v n="$N" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
     put small_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    put small_clock "$t0 $t1"    # the clock's start and end (epoch seconds), for the servers' logs
     put small_msgs_per_s "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN { printf "%.1f", n / (b - a) }')"
     # B's inbox (every file there: the clock waited for it): each at its size.
     "$PY" - "$WORK/b/inbox" "$N" "$((KIB * 1024))" "$WORK/a/data" "$WHARF" "$MDN" <<'PYEOF' >>"$RES"
@@ -655,7 +693,7 @@ count_at_a() {
         "$PY" -c 'import json, sys; print(sum(1 for m in json.load(sys.stdin) if (m["filename"] or "").startswith(sys.argv[1])))' "$1"
 }
 # stage N small files named PREFIX-*; rename them into A's outbox-small;
-# seconds until all are "sent" at A
+# seconds until all are delivered at C and "sent" at A
 small_burst() {
     local prefix=$1 t0 t1
     mkdir -p "$WORK/stage/$prefix"
@@ -667,8 +705,10 @@ for i in range(n):
         f.write(os.urandom(size))
 os.sync()
 PYEOF
+    inbox_watch "$WORK/c/inbox" "$prefix-" .bin "$N" 1800 "$PID_A" "$PID_B" "$PID_C"
     t0=$(date +%s.%N)
     find "$WORK/stage/$prefix" -name "$prefix-*" -exec mv -t "$WORK/a/outbox-small/" {} +
+    inbox_waited "(c) $prefix" "see $OUT/serve-*-mixed.out"
     while [ "$(count_at_a "$prefix-" sent)" -lt "$N" ]; do
         kill -0 "$PID_A" && kill -0 "$PID_B" && kill -0 "$PID_C" || die "a server died (see $OUT/serve-*-mixed.out)"
         sleep 0.1
@@ -752,6 +792,8 @@ NP=$(nproc)
             "A 1 rsa2048 sign, B 2, ms" "$(awk -v s="$S" 'BEGIN { printf "%.2f/%.2f", 1000 / s, 2000 / s }')" ""
         printf '%-40s %12s  %-44s %10s  %6s\n' "    peak RSS A / B, KiB" \
             "$(get small_a_peak_rss_kib)/$(get small_b_peak_rss_kib)" "-" "" ""
+        printf '%-40s %12s  %-44s %10s  %6s\n' "    cores: user/kernel/idle/iowait/steal" \
+            "$(get small_machine_cores)" "cores" "$NP" ""
         echo "    aim for (a): >= 0.50 of the RSA-bound limit"
     fi
     if [ -n "$(get large_as2_MBps)" ]; then

@@ -13,11 +13,21 @@ perf-a.data and perf-b.data) and answers one of three questions:
                      (DEPTH frames below F, default 1)
   callers F [DEPTH]  of the samples with F on the stack, who called F
                      (DEPTH frames above F, default 1)
+  entries PROCESSES  a whole-machine profile (BENCH_AS2_PERF=system,
+                     perf-all.data): each sample goes to its process
+                     (command:pid for the commands listed, comma
+                     separated, e.g. wharf,wharf-keys; the command
+                     alone for the others) and to "user" or the kernel
+                     entry it is under: the system call
+                     (__x64_sys_*), the interrupt or fault (asm_*), a
+                     kernel thread (ret_from_fork), the idle loop
 
 usage: perf_stages.py PROFILE QUESTION ARG [DEPTH] [--cpu-ms MS]
 
 PROFILE is a perf.data file (perf script is run on it) or the saved
-output of `perf script`. With --cpu-ms (the process's CPU ms per
+output of `perf script` (for entries: `perf script -F
+comm,pid,ip,sym,dso`, whose header lines give the process, not the
+thread). With --cpu-ms (the process's CPU ms per
 message, from the run's summary.txt) each line also gives its share of
 all the process's samples as ms of that CPU per message. Inlined frames
 count as the functions they are. Standard library and perf only.
@@ -30,30 +40,38 @@ import sys
 FRAME = re.compile(r"\s+[0-9a-f]+\s+(\S+)")
 
 
-def read_stacks(path):
-    """The stacks of the profile, innermost frame first."""
+def read_samples(path, fields=()):
+    """(header, stack, in the kernel) of each sample, stack innermost first;
+    FIELDS: perf script's -F, if not its default."""
     if path.endswith(".data"):
-        text = subprocess.run(["perf", "script", "-i", path],
+        text = subprocess.run(["perf", "script", "-i", path, *fields],
                               capture_output=True, text=True,
                               errors="replace", check=True).stdout
     else:
         with open(path, errors="replace") as f:
             text = f.read()
-    stacks, cur = [], None
+    samples, head, cur, kernel = [], None, None, False
     for line in text.splitlines():
         if not line.strip():
             if cur is not None:
-                stacks.append(cur)
+                samples.append((head, cur, kernel))
             cur = None
         elif cur is None:
-            cur = []                # the sample's header line
+            head, cur = line, []    # the sample's header line
         else:
             m = FRAME.match(line)
             if m:
+                if not cur:
+                    kernel = "[kernel.kallsyms]" in line
                 cur.append(re.sub(r"\+0x[0-9a-f]+$", "", m.group(1)))
     if cur is not None:
-        stacks.append(cur)
-    return stacks
+        samples.append((head, cur, kernel))
+    return samples
+
+
+def read_stacks(path):
+    """The stacks of the profile, innermost frame first."""
+    return [stack for _, stack, _ in read_samples(path)]
 
 
 def by_stage(stacks, names):
@@ -76,6 +94,31 @@ def around(stacks, fn, depth, below):
     return count, n
 
 
+def entry(stack, kernel):
+    if not kernel:
+        return "user"
+    for i, f in enumerate(stack):
+        if f.startswith(("__x64_sys_", "asm_", "ret_from_fork")):
+            return f
+        if f == "do_idle":
+            return "idle"
+        if f == "do_syscall_64":    # read, write, clone: no __x64_sys_ frame
+            return "syscall: " + (stack[i - 1] if i else "entry")
+    return "kernel, entry not on the stack"
+
+
+def by_entry(samples, procs):
+    """Samples by process (header: COMMAND PID ...) and kernel entry."""
+    count = collections.Counter()
+    for head, stack, kernel in samples:
+        fields = head.split()
+        comm = fields[0] if fields else "?"
+        pid = fields[1] if len(fields) > 1 else "?"
+        who = "%s:%s" % (comm, pid) if comm in procs else comm
+        count["%-24s %s" % (who, entry(stack, kernel))] += 1
+    return count, len(samples)
+
+
 def options(argv):
     opts, rest, i = {}, [], 0
     while i < len(argv):
@@ -90,16 +133,23 @@ def options(argv):
 
 def main(argv):
     opts, args = options(argv[1:])
-    if len(args) < 3 or args[1] not in ("stages", "under", "callers"):
+    if len(args) < 3 or args[1] not in ("stages", "under", "callers",
+                                        "entries"):
         sys.stderr.write(__doc__)
         return 2
-    stacks = read_stacks(args[0])
+    if args[1] == "entries":
+        samples = read_samples(args[0], ("-F", "comm,pid,ip,sym,dso"))
+        stacks = [stack for _, stack, _ in samples]
+    else:
+        stacks = read_stacks(args[0])
     if not stacks:
         sys.stderr.write("perf_stages: no samples in %s\n" % args[0])
         return 1
     depth = int(args[3]) if len(args) > 3 else 1
     if args[1] == "stages":
         count, base = by_stage(stacks, args[2].split(","))
+    elif args[1] == "entries":
+        count, base = by_entry(samples, set(args[2].split(",")))
     else:
         count, base = around(stacks, args[2], depth, args[1] == "under")
         print("%d of %d samples have %s on the stack" % (base, len(stacks),
