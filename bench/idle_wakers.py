@@ -20,12 +20,13 @@ wharf-keys); the rest is one line "other".
 usage: idle_wakers.py PROFILE [--comm C1,C2] [--top N]
 
 PROFILE: a perf.data file (perf script is run on it) or the saved output
-of `perf script`. Standard library and perf only.
+of `perf script`. Standard library, perf, and bench/perf_stages.py.
 """
 import collections
 import re
-import subprocess
 import sys
+
+from perf_stages import script_text     # bench/ is the script's folder
 
 HEAD = re.compile(r"^\s*(\S.*?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(sched:\S+):\s*(.*)$")
 FIELD = re.compile(r"(\w+)=(\S+)")
@@ -78,15 +79,8 @@ def classify(stack, table, default):
 
 def events(path):
     """(comm, pid, cpu, time, event, fields, stack) in the file's order."""
-    if path.endswith(".data"):
-        text = subprocess.run(["perf", "script", "-i", path],
-                              capture_output=True, text=True,
-                              errors="replace", check=True).stdout
-    else:
-        with open(path, errors="replace") as f:
-            text = f.read()
     cur = None
-    for line in text.splitlines():
+    for line in script_text(path).splitlines():
         m = HEAD.match(line)
         if m:
             if cur is not None:

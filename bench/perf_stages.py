@@ -40,16 +40,21 @@ import sys
 FRAME = re.compile(r"\s+[0-9a-f]+\s+(\S+)")
 
 
+def script_text(path, fields=()):
+    """perf script's output for PATH (a perf.data file: perf script is run
+    on it, with -F FIELDS if given), or PATH's text (its saved output)."""
+    if path.endswith(".data"):
+        return subprocess.run(["perf", "script", "-i", path, *fields],
+                              capture_output=True, text=True,
+                              errors="replace", check=True).stdout
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
 def read_samples(path, fields=()):
     """(header, stack, in the kernel) of each sample, stack innermost first;
     FIELDS: perf script's -F, if not its default."""
-    if path.endswith(".data"):
-        text = subprocess.run(["perf", "script", "-i", path, *fields],
-                              capture_output=True, text=True,
-                              errors="replace", check=True).stdout
-    else:
-        with open(path, errors="replace") as f:
-            text = f.read()
+    text = script_text(path, fields)
     samples, head, cur, kernel = [], None, None, False
     for line in text.splitlines():
         if not line.strip():
