@@ -16,7 +16,8 @@ and exits 0 once N distinct names are there, 2 if one of the PIDs is gone
 (checked once a second), 3 after TIMEOUT_S seconds. A file counts when it
 is renamed into DIR or closed after writing there (Wharf's file connector
 renames a finished temporary file into place); names starting with a dot
-(temporaries) never count.
+(temporaries) never count. If the kernel's event queue overflows
+(max_queued_events), the folder is listed again.
 """
 import ctypes
 import os
@@ -27,6 +28,7 @@ import time
 
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
+IN_Q_OVERFLOW = 0x00004000      # events were lost: count the folder again
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 EVENT = struct.Struct("iIII")   # wd, mask, cookie, len; then the name
@@ -48,12 +50,17 @@ def watch(path):
 
 
 def names(buf):
+    """The names in a read of inotify events; None for a queue overflow."""
     off = 0
     while off + EVENT.size <= len(buf):
-        _, _, _, n = EVENT.unpack_from(buf, off)
+        _, mask, _, n = EVENT.unpack_from(buf, off)
         raw = buf[off + EVENT.size:off + EVENT.size + n]
         off += EVENT.size + n
-        yield os.fsdecode(raw.split(b"\0", 1)[0])
+        yield None if mask & IN_Q_OVERFLOW else os.fsdecode(raw.split(b"\0", 1)[0])
+
+
+def listed(d, prefix, suffix):
+    return {n for n in os.listdir(d) if counts(n, prefix, suffix)}
 
 
 def alive(pids):
@@ -72,7 +79,7 @@ def main():
     want, limit, ready = int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
     pids = [int(p) for p in sys.argv[7:]]
     fd = watch(d)
-    seen = {n for n in os.listdir(d) if counts(n, prefix, suffix)}
+    seen = listed(d, prefix, suffix)
     open(ready, "w").close()
     end = time.monotonic() + limit
     poller = select.poll()
@@ -89,7 +96,10 @@ def main():
                 buf = os.read(fd, 65536)
             except BlockingIOError:
                 break
-            seen.update(n for n in names(buf) if counts(n, prefix, suffix))
+            got = list(names(buf))
+            if None in got:         # the kernel's queue overflowed
+                seen |= listed(d, prefix, suffix)
+            seen.update(n for n in got if n and counts(n, prefix, suffix))
     return 0
 
 

@@ -62,7 +62,7 @@ def read_samples(path, fields=()):
                 samples.append((head, cur, kernel))
             cur = None
         elif cur is None:
-            head, cur = line, []    # the sample's header line
+            head, cur, kernel = line, [], False   # the sample's header line
         else:
             m = FRAME.match(line)
             if m:
