@@ -394,11 +394,12 @@ static int serve_keys_main(void *arg, int fd)
     return rc;
 }
 
-/* Fork the key process before anything else is read: from here on this
- * process's vault forwards to it. */
+/* Fork the key processes (one per core: vault/keyproc.h) before anything
+ * else is read: from here on this process's vault forwards to them. */
 static int serve_fork_keys(const char *data, struct error *err)
 {
-    return keyproc_start(serve_keys_main, (void *)data, err);
+    return keyproc_start(serve_keys_main, (void *)data,
+                         keyproc_default_count(), err);
 }
 
 /* On a shared store: this keystore's active key must be the cluster's

@@ -146,10 +146,11 @@ void doctor_check_sandbox(struct doctor *d)
                    ? " (seen in /proc)" : "");
 }
 
-/* ---- the key process --------------------------------------------------------------- */
+/* ---- the key processes ------------------------------------------------------------- */
 
-/* The child of serve (pid) named wharf-keys (vault/keyproc.h), or 0. */
-static int keys_child(int pid)
+/* The which-th child of serve (pid) named wharf-keys (vault/keyproc.h),
+ * or 0. */
+static int keys_child(int pid, size_t which)
 {
     char path[64], kids[4096], comm[32];
     snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
@@ -168,23 +169,10 @@ static int keys_child(int pid)
                     strcmp(comm, "wharf-keys\n") == 0;
         if (f)
             fclose(f);
-        if (named)
+        if (named && which-- == 0)
             return (int)kid;
     }
     return 0;
-}
-
-/* The key process's /proc status into buf and its pid into *pid: inside
- * serve through the key client's descriptor (serve's Landlock view holds
- * only its own /proc), else found as serve's child. 0, or -1. */
-static int keys_status(const struct doctor *d, char *buf, size_t n, int *pid)
-{
-    if (d->env->in_serve) {
-        *pid = (int)keyproc_pid();
-        return *pid > 0 ? keyproc_status(buf, n) : -1;
-    }
-    *pid = keys_child(d->env->serve_pid);
-    return *pid > 0 ? proc_read(*pid, buf, n) : -1;
 }
 
 /* What the key process's status says against what it should be: its
@@ -213,21 +201,77 @@ static const char *keys_finding(const struct doctor *d, const char *st,
     return found;
 }
 
-/* serve's key process (vault/keyproc.h, core/sandbox.h sandbox_keys): its
- * account, capabilities, no_new_privs and seccomp mode read from /proc
- * while serve runs; wharf.conf's sandbox key otherwise. */
+/* Key process i's /proc status into buf and its pid into *pid: inside
+ * serve through the key client's descriptor (serve's Landlock view holds
+ * only its own /proc), else found as serve's child. 0, or -1 (also past
+ * the last one). */
+static int keys_status(const struct doctor *d, size_t i, char *buf, size_t n,
+                       int *pid)
+{
+    *pid = d->env->in_serve ? (int)keyproc_pid(i)
+                            : keys_child(d->env->serve_pid, i);
+    if (*pid <= 0)
+        return -1;
+    return d->env->in_serve ? keyproc_status(i, buf, n)
+                            : proc_read(*pid, buf, n);
+}
+
+/* Every key process's status in turn: the first one's into st (its pid
+ * into *pid, their number into *count), or the first one's that is not
+ * confined, whose finding goes into found. 0, or -1 when none can be
+ * read. */
+static int keys_read_all(const struct doctor *d, char *st, size_t n,
+                         int *pid, size_t *count, const char **finding,
+                         char *found, size_t fn)
+{
+    char other[4096];
+    int opid = 0;
+    *count = 0;
+    *finding = NULL;
+    if (keys_status(d, 0, st, n, pid) < 0)
+        return -1;
+    *finding = keys_finding(d, st, *pid, found, fn);
+    for (*count = 1; *finding == NULL && *count < KEYPROC_MAX &&
+         keys_status(d, *count, other, sizeof(other), &opid) == 0;
+         (*count)++)
+        *finding = keys_finding(d, other, opid, found, fn);
+    return 0;
+}
+
+/* "key process (pid P)" or "N key processes (pids P, Q)": the key
+ * processes that run, into buf. */
+static void keys_pids(const struct doctor *d, int first, size_t count,
+                      char *buf, size_t n)
+{
+    size_t off = count > 1
+        ? (size_t)snprintf(buf, n, "%zu key processes (pids %d", count, first)
+        : (size_t)snprintf(buf, n, "key process (pid %d", first);
+    for (size_t i = 1; i < count && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, ", %d",
+                                d->env->in_serve ? (int)keyproc_pid(i)
+                                : keys_child(d->env->serve_pid, i));
+    if (off < n)
+        snprintf(buf + off, n - off, ")");
+}
+
+/* serve's key processes (vault/keyproc.h, core/sandbox.h sandbox_keys):
+ * each one's account, capabilities, no_new_privs and seccomp mode read
+ * from /proc while serve runs; wharf.conf's sandbox key otherwise. */
 void doctor_check_keys(struct doctor *d)
 {
     const char *ctl = "A.8.2 A.8.24";
-    char st[4096], found[256], name[128];
+    char st[4096], found[256], name[128], pids[160];
+    const char *finding = NULL;
     int pid = 0;
+    size_t count = 0;
     int runs = d->env->in_serve || d->env->serve_pid > 0;
-    if (runs && keys_status(d, st, sizeof(st), &pid) < 0)
+    if (runs && keys_read_all(d, st, sizeof(st), &pid, &count, &finding,
+                              found, sizeof(found)) < 0)
         doctor_add(d->report, "process.keys", DOCTOR_WARN, ctl, "run doctor "
                    "as serve's user or root; restart wharf serve if it has "
                    "no wharf-keys child", "wharf serve runs, but its key "
                    "process cannot be found or read in /proc");
-    else if (runs && keys_finding(d, st, pid, found, sizeof(found)))
+    else if (runs && finding != NULL)
         doctor_add(d->report, "process.keys", DOCTOR_WARN, ctl, "run wharf "
                    "serve as an unprivileged user (process.user) with "
                    "sandbox = on, and restart it", "%s", found);
@@ -240,13 +284,16 @@ void doctor_check_keys(struct doctor *d)
         doctor_add(d->report, "process.keys", DOCTOR_PASS, ctl, "",
                    "wharf serve is not running; its key process confines "
                    "itself when it starts (sandbox = on)");
-    else
+    else {
+        keys_pids(d, pid, count, pids, sizeof(pids));
         doctor_add(d->report, "process.keys", DOCTOR_PASS, ctl, "",
-                   "the key process (pid %d) runs as %s with no "
-                   "capabilities, no_new_privs and a seccomp filter (seen in "
-                   "/proc), and a Landlock view without the data dir", pid,
+                   "the %s run%s as %s with no capabilities, "
+                   "no_new_privs and a seccomp filter (seen in /proc), and "
+                   "a Landlock view without the data dir", pids,
+                   count > 1 ? "" : "s",
                    user_name(d, status_field(st, "Uid: %lu %lu", 2), name,
                              sizeof(name)));
+    }
 }
 
 /* ---- people and programs ----------------------------------------------------------- */

@@ -168,16 +168,18 @@ int keyhost_decrypt(enum keyhost_where where, uint32_t handle,
  * tls_paths[0..n) (loaded now, before the first request) until the peer
  * closes fd or breaks the protocol. confine (NULL: none) runs once the
  * TLS keys are loaded, before the first request (the key process's
- * sandbox); when it fails nothing is answered. Returns 0 on a clean end,
- * -1 when the protocol was broken (err says why), -2 when confine failed
- * (err says why; the parent was told: keyproc_child_fail). */
+ * sandbox); when it fails nothing is answered. It is one of share key
+ * processes and allows 1/share of the rate limits below. Returns 0 on a
+ * clean end, -1 when the protocol was broken (err says why), -2 when
+ * confine failed (err says why; the parent was told: keyproc_child_fail).
+ */
 int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
                size_t n, const struct keyproc_confine *confine,
-               struct error *err);
+               size_t share, struct error *err);
 
-/* Its rate limits, token buckets that hold one second's worth: private
- * key operations, and requests of any kind. A request beyond them waits;
- * it is not refused. The first is above what one core does of RSA-2048
+/* The rate limits of all key processes together (each has its share),
+ * token buckets that hold one second's worth: private key operations, and
+ * requests of any kind. A request beyond them waits; it is not refused. The first is above what one core does of RSA-2048
  * private-key operations (1,600-3,840 a second on the machines in
  * docs/performance.md): an AS2 receiver makes two per message with a
  * signed MDN, and 1,000 a second held it at 500 messages a second. */

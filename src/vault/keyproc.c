@@ -1,6 +1,7 @@
 /*
- * keyproc.c - starting the key process (keyproc.h): the socketpair, the
- * liveness pipe, the fork, and what the child does before it serves.
+ * keyproc.c - starting the key processes (keyproc.h): for each, the
+ * socketpair, the liveness pipe, the fork, and what the child does before
+ * it serves.
  *
  * It owns the two descriptors of each pair until they are handed to the
  * child's main or to keyclient.c. It must never run the child's code in
@@ -44,6 +45,7 @@ static void keyproc_close_others(int keep1, int keep2)
 }
 
 static int child_alive = -1;       /* in the child: the liveness pipe */
+static size_t child_share = 1;     /* in the child: key processes started */
 
 void keyproc_child_fail(const char *msg)
 {
@@ -59,10 +61,13 @@ void keyproc_child_fail(const char *msg)
     }
 }
 
-static void keyproc_child(keyproc_main child, void *arg, int fd, int alive)
+static void keyproc_child(keyproc_main child, void *arg, int fd, int alive,
+                          size_t n)
 {
     child_alive = alive;
+    child_share = n;
     keyproc_close_others(fd, alive);
+    keyclient_forget();
     prctl(PR_SET_NAME, "wharf-keys", 0, 0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() == 1)             /* the parent died before the prctl */
@@ -73,7 +78,9 @@ static void keyproc_child(keyproc_main child, void *arg, int fd, int alive)
     exit(rc);
 }
 
-int keyproc_start(keyproc_main child, void *arg, struct error *err)
+/* Fork one key process of n. 0, or -1 with err. */
+static int keyproc_fork(keyproc_main child, void *arg, size_t n,
+                        struct error *err)
 {
     int sv[2], pw[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -89,7 +96,7 @@ int keyproc_start(keyproc_main child, void *arg, struct error *err)
     if (pid == 0) {
         close(sv[0]);
         close(pw[0]);
-        keyproc_child(child, arg, sv[1], pw[1]);
+        keyproc_child(child, arg, sv[1], pw[1], n);
     }
     close(sv[1]);
     close(pw[1]);
@@ -101,11 +108,30 @@ int keyproc_start(keyproc_main child, void *arg, struct error *err)
     return keyclient_attach(sv[0], pw[0], pid, err);
 }
 
+int keyproc_start(keyproc_main child, void *arg, size_t n, struct error *err)
+{
+    if (n < 1 || n > KEYPROC_MAX)
+        return error_set(err, "%zu key processes: 1 to %d", n, KEYPROC_MAX);
+    for (size_t i = 0; i < n; i++) {
+        if (keyproc_fork(child, arg, n, err) < 0) {
+            keyproc_stop();         /* the ones already started */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+size_t keyproc_default_count(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > KEYPROC_MAX ? KEYPROC_MAX : (size_t)cpus;
+}
+
 int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,
                   const struct keyproc_confine *confine, int fd)
 {
     struct error err = {0};
-    int rc = keysrv_run(v, fd, tls_paths, n, confine, &err);
+    int rc = keysrv_run(v, fd, tls_paths, n, confine, child_share, &err);
     if (rc == -1)                   /* -2: serve reports it */
         log_error("key process: %s", err.msg);
     keytab_clear();

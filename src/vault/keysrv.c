@@ -437,7 +437,7 @@ static void keysrv_free(struct keysrv *s)
 
 int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
                size_t n, const struct keyproc_confine *confine,
-               struct error *err)
+               size_t share, struct error *err)
 {
     struct keysrv *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -446,8 +446,9 @@ int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
     s->fd = fd;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    keysrv_bucket_init(&s->key_ops, KEYSRV_KEY_OPS_PER_S, &now);
-    keysrv_bucket_init(&s->ops, KEYSRV_OPS_PER_S, &now);
+    double part = share > 1 ? (double)share : 1.0;
+    keysrv_bucket_init(&s->key_ops, KEYSRV_KEY_OPS_PER_S / part, &now);
+    keysrv_bucket_init(&s->ops, KEYSRV_OPS_PER_S / part, &now);
     int rc = keysrv_load_tls(s, tls_paths, n, err);
     if (rc == 0 && confine != NULL && confine->fn(confine->arg, err) < 0) {
         keyproc_child_fail(err->msg);   /* the parent says why, once */

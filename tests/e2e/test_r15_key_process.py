@@ -10,18 +10,19 @@ each side's memory is read (/proc/PID/mem over the readable ranges of
 /proc/PID/maps, as root): the network process holds neither the master
 keys nor the audit signing seeds (read from the keystore file), nor the
 AS2 profile key's private exponent or primes, nor the TLS key's private
-scalar (read with the openssl CLI), in any byte order; the key process
-holds them, which shows the scan finds them where they are (on main, with
-one process, there is no key process and the network process holds them
-all). A flow imported into the running A adds an http connector with a
+scalar (read with the openssl CLI), in any byte order; each of the key
+processes (one per core, at most four) holds them, which shows the scan
+finds them where they are and that a key loaded once is loaded in every
+key process (on main, with one process, there is no key process and the
+network process holds them all). A flow imported into the running A adds an http connector with a
 client certificate (mutual TLS), and a file goes through it (so its key
 signed a handshake): neither that key's private scalar nor its PEM text is
-in A's network process either; the key process holds the scalar.
+in A's network process either; every key process holds the scalar.
 
 test_r15_kill9_key_process_stops_serve_without_loss: files flow
-outbox -> AS2 -> inbox; the key process of A, then of B, is killed with -9
-while messages are in flight: that serve stops by itself with a non-zero
-status, saying why; restarted, every file arrives exactly once.
+outbox -> AS2 -> inbox; A's first key process, then B's last, is killed
+with -9 while messages are in flight: that serve stops by itself with a
+non-zero status, saying why; restarted, every file arrives exactly once.
 """
 import os
 import re
@@ -60,11 +61,20 @@ def children(pid):
     return out
 
 
+def key_processes(server):
+    """serve's children, its key processes: one per core, at most 4."""
+    kids = sorted(children(server.pid))
+    want = min(os.cpu_count(), 4)
+    assert len(kids) == want, (f"serve (pid {server.pid}) should have "
+                               f"{want} children, its key processes: {kids}")
+    for k in kids:
+        comm = Path(f"/proc/{k}/comm").read_text().strip()
+        assert comm == "wharf-keys", (k, comm)
+    return kids
+
+
 def key_process(server):
-    kids = children(server.pid)
-    assert len(kids) == 1, (f"serve (pid {server.pid}) should have exactly "
-                            f"one child, its key process: {kids}")
-    return kids[0]
+    return key_processes(server)[0]
 
 
 def memory_holds(pid, needles):
@@ -206,13 +216,16 @@ def test_r15_network_process_memory_holds_no_key(tmp_path, wharf,
         leaked = sorted(n for n, hit in net.items() if hit)
         assert leaked == [], (f"{side.name}: the network process (pid "
                               f"{side.server.pid}) holds {leaked}")
-        keys = memory_holds(key_process(side.server), needles)
-        for name in {n.split(" (")[0] for n in needles}:
-            if name.endswith("as text"):
-                continue            # the keystore's text is wiped after use
-            hits = [n for n in needles if n.split(" (")[0] == name and keys[n]]
-            assert hits, (f"{side.name}: the scan does not find {name} in "
-                          "the key process either: the check proves nothing")
+        for kp in key_processes(side.server):
+            keys = memory_holds(kp, needles)
+            for name in {n.split(" (")[0] for n in needles}:
+                if name.endswith("as text"):
+                    continue        # the keystore's text is wiped after use
+                hits = [n for n in needles
+                        if n.split(" (")[0] == name and keys[n]]
+                assert hits, (f"{side.name}: the scan does not find {name} "
+                              f"in key process {kp} either: the check "
+                              "proves nothing, or that process lacks it")
     for side in (a, b):
         side.server.stop()
 
@@ -236,8 +249,8 @@ class NotYet:
         return repr(self.seen)
 
 
-def kill_key_process_of(side):
-    kp = key_process(side.server)
+def kill_key_process_of(side, which):
+    kp = key_processes(side.server)[which]
     os.kill(kp, signal.SIGKILL)
     rc = side.server.proc.wait(timeout=60)
     side.server.check_sanitizers()
@@ -255,7 +268,7 @@ def test_r15_kill9_key_process_stops_serve_without_loss(tmp_path, wharf,
         drop_file(a.outbox, n, bodies[n])
     wait_until(lambda: len(inbox_files(b)) >= 1, timeout=60,
                desc="the first file at B")
-    kill_key_process_of(a)                  # the sender, mid-flow
+    kill_key_process_of(a, 0)               # the sender, mid-flow
     for n in names[6:9]:                    # more work while A is down
         drop_file(a.outbox, n, bodies[n])
     a.server = start_server(a.data)
@@ -269,7 +282,7 @@ def test_r15_kill9_key_process_stops_serve_without_loss(tmp_path, wharf,
     wait_until(resumed, timeout=120, desc="A resumed sending")
     for n in names[9:]:
         drop_file(a.outbox, n, bodies[n])
-    kill_key_process_of(b)                  # the receiver, mid-flow
+    kill_key_process_of(b, -1)              # the receiver, mid-flow
     b.server = start_server(b.data)
     b.server.wait_listening()
 

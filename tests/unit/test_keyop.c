@@ -5,7 +5,9 @@
  * the EVP_PKEY itself holds no private key; the purposes each key is
  * refused; then the same through a real key process (fork, socketpair):
  * the remote vault seals, unseals, wraps payload keys, signs the audit
- * trail, and a killed key process is noticed. An http connector's client
+ * trail, and a killed key process is noticed; with two key processes, a
+ * request is answered while the other one is stopped mid-request (they
+ * serve at once), by a key loaded once into both. An http connector's client
  * certificate key (sealed PEM, "connector:NAME:auth.key") opens as a handle
  * key that signs and refuses to decrypt, in this process and through the
  * key process, never unseals through it, and at most 64 are held.
@@ -13,8 +15,10 @@
 #include "testutil.h"
 #include "as2_testkit.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -343,15 +347,20 @@ static int child_main(void *arg, int fd)
     return rc;
 }
 
-static struct vault *start_keyproc(struct kfx *k)
+static struct vault *start_keyprocs(struct kfx *k, size_t n)
 {
     struct error err = {0};
-    MUST(keyproc_start(child_main, k, &err), err);
+    MUST(keyproc_start(child_main, k, n, &err), err);
     MUST(keyproc_watch(&err), err);             /* serve: after its sandbox */
     struct vault *r = vault_open(k->ks, &err);
     if (r == NULL)
         fail_msg("remote vault_open: %s", err.msg);
     return r;
+}
+
+static struct vault *start_keyproc(struct kfx *k)
+{
+    return start_keyprocs(k, 1);
 }
 
 static void test_r15_keyproc_remote_vault(void **state)
@@ -438,8 +447,8 @@ static void test_r15_keyproc_death_is_noticed(void **state)
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &term, NULL);    /* the watcher's SIGTERM */
-    struct vault *r = start_keyproc(k);
-    pid_t pid = keyproc_pid();
+    struct vault *r = start_keyprocs(k, 2);
+    pid_t pid = keyproc_pid(1);                 /* the second one */
     assert_true(pid > 0);
     assert_int_equal(kill(pid, SIGKILL), 0);
     struct timespec ts = { 30, 0 };
@@ -455,6 +464,83 @@ static void test_r15_keyproc_death_is_noticed(void **state)
     vault_close(r);
     keyproc_stop();
     assert_int_equal(keyproc_lost(), 1);
+}
+
+/* A request that waits on a stopped key process, in a thread. */
+struct stuck {
+    struct vault *r;
+    _Atomic pid_t tid;
+    int rc;
+};
+
+static void *stuck_seal(void *arg)
+{
+    struct stuck *t = arg;
+    struct error err = {0};
+    struct secret *s = secret_from("waits", 5);
+    unsigned char *blob = NULL;
+    size_t n = 0;
+    t->tid = (pid_t)syscall(SYS_gettid);
+    t->rc = vault_seal(t->r, "conn:x", s, &blob, &n, &err);
+    secret_free(s);
+    free(blob);
+    return NULL;
+}
+
+/* 1 when thread tid of this process is blocked in read(2). */
+static int blocked_in_read(pid_t tid)
+{
+    char path[64], line[64] = "";
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    int got = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    return got && strncmp(line, "0 ", 2) == 0;     /* read is call 0 */
+}
+
+static void test_r15_keyprocs_serve_at_once(void **state)
+{
+    struct kfx *k = *state;
+    struct vault *r = start_keyprocs(k, 2);
+    struct error err = {0};
+    assert_int_equal(keyproc_count(), 2);
+    pid_t first = keyproc_pid(0), second = keyproc_pid(1);
+    assert_true(first > 0 && second > 0 && first != second);
+    assert_int_equal(keyproc_pid(2), 0);
+    /* loaded once, while both run: into both tables, one handle */
+    EVP_PKEY *h = vault_key_load(r, CTX, k->blob, k->bloblen, &err);
+    if (h == NULL)
+        fail_msg("remote vault_key_load: %s", err.msg);
+    /* the first stops with a request of another thread in it; should
+     * the second not answer meanwhile, the alarm ends the test (a fail,
+     * not a hang) */
+    alarm(120);
+    assert_int_equal(kill(first, SIGSTOP), 0);
+    struct stuck t = { .r = r };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stuck_seal, &t), 0);
+    for (int i = 0; i < 30000 && !(t.tid && blocked_in_read(t.tid)); i++)
+        usleep(1000);
+    assert_true(t.tid && blocked_in_read(t.tid));
+    /* the second answers meanwhile, with the key the first was sent too */
+    sign_verify(h, k->as2.alice.cert, AS2_SIG_PSS);
+    encrypt_decrypt(h, k->as2.alice.cert, AS2_KT_RSA_OAEP_SHA256);
+    unsigned char sig[VAULT_SIG_LEN];
+    char id[VAULT_KEY_ID_LEN + 1];
+    MUST(vault_audit_sign(r, "head", 4, sig, id, &err), err);
+    MUST(vault_audit_verify(k->v, id, "head", 4, sig, &err), err);
+    assert_true(blocked_in_read(t.tid));        /* still waiting */
+    assert_int_equal(kill(first, SIGCONT), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(t.rc, 0);
+    alarm(0);
+    EVP_PKEY_free(h);
+    vault_close(r);
+    keyproc_stop();
+    assert_int_equal(keyproc_lost(), 0);
+    assert_int_equal(keyproc_count(), 0);
 }
 
 static void test_r15_keyproc_client_key_signs_refuses_decrypt(void **state)
@@ -516,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_r22_rsa_tls_handle_key_does_not_decrypt),
         cmocka_unit_test(test_r15_keyproc_remote_vault),
         cmocka_unit_test(test_r15_keyproc_payload_round_trip),
+        cmocka_unit_test(test_r15_keyprocs_serve_at_once),
         cmocka_unit_test(test_r15_client_key_handle_signs_refuses_decrypt),
         cmocka_unit_test(test_r15_keyproc_client_key_signs_refuses_decrypt),
         cmocka_unit_test(test_r15_keyproc_death_is_noticed),

@@ -244,7 +244,7 @@ struct srv {
 static void *srv_main(void *arg)
 {
     struct srv *s = arg;
-    s->rc = keysrv_run(s->v, s->sv[1], NULL, 0, NULL, &s->err);
+    s->rc = keysrv_run(s->v, s->sv[1], NULL, 0, NULL, 1, &s->err);
     close(s->sv[1]);
     return NULL;
 }
