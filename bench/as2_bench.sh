@@ -112,6 +112,9 @@
 # thread (perf trace -s), into trace-a.txt and trace-b.txt.
 # BENCH_AS2_PERF=system: the whole machine, kernel and kernel threads
 # included (perf record -a -g), into perf-all.data.
+# BENCH_AS2_PERF=wakers: every switch and wake-up on the whole machine
+# (sched:sched_switch, sched:sched_waking, -a -g), into perf-wakers.data,
+# for bench/idle_wakers.py (what ended each idle period).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -205,7 +208,7 @@ inbox_waited() {
         *) die "$1: bench/inbox_wait.py failed ($rc)" ;;
     esac
 }
-# utime + stime of a server and its children (serve's key process)
+# utime + stime of a server and its children (serve's key processes)
 ticks() {
     local t=0 p
     for p in "$1" $(awk -v pp="$1" '$4 == pp { print $1 }' /proc/[0-9]*/stat 2>/dev/null); do
@@ -213,7 +216,7 @@ ticks() {
     done
     echo "$t"
 }
-# the same for its children alone (the key process, which makes the
+# the same for its children alone (the key processes, which make the
 # private-key operations)
 ticks_kp() { echo $(($(ticks "$1") - $(awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0))); }
 # the machine's CPU ticks (/proc/stat): user+nice, system+irq+softirq,
@@ -440,7 +443,7 @@ PYEOF
         STRACE=$!
         perf stat -e "$ev" -o "$OUT/syncs-a.txt" -p "$PID_A" &
         STRACE_A=$!
-        KP_A=$(pgrep -P "$PID_A" | head -1) KP_B=$(pgrep -P "$PID_B" | head -1)
+        KP_A=$(pgrep -d, -P "$PID_A") KP_B=$(pgrep -d, -P "$PID_B")  # all of them
         kev=syscalls:sys_enter_write,context-switches
         perf stat -e "$kev" -o "$OUT/keyops-a.txt" -p "$KP_A" &
         STRACE_KA=$!
@@ -466,6 +469,10 @@ PYEOF
             perf record -a -g -F "${BENCH_AS2_PERF_HZ:-999}" -o "$OUT/perf-all.data" >/dev/null 2>&1 &
             PERF_A=$!
             PERF_B=$!
+        elif [ "$BENCH_AS2_PERF" = wakers ]; then   # who ended each idle
+            perf record -a -g -e sched:sched_switch -e sched:sched_waking -o "$OUT/perf-wakers.data" >/dev/null 2>&1 &
+            PERF_A=$!
+            PERF_B=$!
         else
             perf record $cg -o "$OUT/perf-a.data" -p "$PID_A" >/dev/null 2>&1 &
             PERF_A=$!
@@ -474,9 +481,9 @@ PYEOF
         fi
         PERF_K=""
         if [ -n "${BENCH_AS2_PERF_KEYPROC:-}" ]; then   # the key processes too
-            perf record $cg -o "$OUT/perf-ka.data" -p "$(pgrep -P "$PID_A" | head -1)" >/dev/null 2>&1 &
+            perf record $cg -o "$OUT/perf-ka.data" -p "$(pgrep -d, -P "$PID_A")" >/dev/null 2>&1 &
             PERF_K=$!
-            perf record $cg -o "$OUT/perf-kb.data" -p "$(pgrep -P "$PID_B" | head -1)" >/dev/null 2>&1 &
+            perf record $cg -o "$OUT/perf-kb.data" -p "$(pgrep -d, -P "$PID_B")" >/dev/null 2>&1 &
             PERF_K="$PERF_K $!"
         fi
         sleep 1
