@@ -27,6 +27,7 @@ import hashlib
 import http.server
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -206,16 +207,34 @@ def tune_conf(data, **settings):
 _ports_given = set()
 
 
+def _ephemeral_low():
+    """The lowest port the kernel gives an outgoing connection."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A port on 127.0.0.1 that nothing listens on now (and that this test
-    run has not handed out before)."""
-    for _ in range(100):
+    """A port on 127.0.0.1 that nothing listens on now, that this test run
+    has not handed out before, and that lies below the kernel's ephemeral
+    range: a port from bind(0) lies inside it, and an outgoing connection
+    could be given it between this check and the server's bind (CI on
+    2026-12-07: "cannot listen on 127.0.0.1:36981: Address already in
+    use")."""
+    low = min(_ephemeral_low(), 65536)
+    for _ in range(1000):
+        port = random.randrange(10000, max(low, 10001))
+        if port in _ports_given:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
     raise AssertionError("no free TCP port found")
 
 
