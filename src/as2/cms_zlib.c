@@ -21,10 +21,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/objects.h>
 #include <zlib.h>
+
+#include "util/cpus.h"
 
 /* Everything up to the first content chunk. */
 static const unsigned char zhead[] = {
@@ -375,8 +376,8 @@ static void zpar_free(struct zpar *zp)
 
 static size_t zpar_width(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > ZWIDTH_MAX ? ZWIDTH_MAX : (size_t)n;
+    size_t n = cpus_usable();
+    return n > ZWIDTH_MAX ? ZWIDTH_MAX : n;
 }
 
 static int zpar_init(struct zpar *zp, int level)

@@ -112,15 +112,26 @@ static int kc_reply(struct kc_chan *c, uint64_t id, struct keyproto_hdr *h,
     return fd_read_all(c->fd, *body, h->len);
 }
 
-/* c's key process did not answer: it is gone, and serve stops. */
+/* c's key process did not answer as it must (it died, broke the
+ * protocol, or disagreed with the others): it is gone, and serve stops.
+ * One that still runs is ended (EOF on its socket), so that its liveness
+ * pipe closes and the watcher stops serve as on a death; at start, the
+ * reason's reader (keyclient_hello) then does not wait for ever. c's
+ * lock is held: the descriptor stays open until keyproc_stop. */
 static int kc_gone(struct kc_chan *c, const struct error *why,
                    struct error *err)
 {
     pthread_mutex_lock(&kc.lock);
-    if (!atomic_load(&kc.dead))
+    int first = !atomic_load(&kc.dead);
+    if (first)
         kc.failed = (size_t)(c - kc.chan);
     atomic_store(&kc.dead, 1);
     pthread_mutex_unlock(&kc.lock);
+    if (first && why->msg[0])
+        log_error("key process (pid %d): %s",
+                  (int)kc.pid[c - kc.chan], why->msg);
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
     error_set(err, "the key process is gone%s%s: wharf serve is stopping "
               "(restart it)", why->msg[0] ? ": " : "", why->msg);
     if (err != NULL)

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "util/cpus.h"
 #include "util/log.h"
 #include "vault/keyhost.h"
 
@@ -123,8 +124,8 @@ int keyproc_start(keyproc_main child, void *arg, size_t n, struct error *err)
 
 size_t keyproc_default_count(void)
 {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus < 1 ? 1 : cpus > KEYPROC_MAX ? KEYPROC_MAX : (size_t)cpus;
+    size_t cpus = cpus_usable();
+    return cpus > KEYPROC_MAX ? KEYPROC_MAX : cpus;
 }
 
 int keyproc_serve(struct vault *v, const char *const *tls_paths, size_t n,

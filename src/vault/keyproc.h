@@ -47,8 +47,8 @@ typedef int (*keyproc_main)(void *arg, int fd);
 int keyproc_start(keyproc_main child, void *arg, size_t n,
                   struct error *err);
 
-/* How many key processes serve should start: one per online core, at
- * most KEYPROC_MAX. */
+/* How many key processes serve should start: one per CPU it may run on
+ * (cpus_usable: its affinity mask), at most KEYPROC_MAX. */
 size_t keyproc_default_count(void);
 
 struct vault;

@@ -19,6 +19,10 @@ client certificate (mutual TLS), and a file goes through it (so its key
 signed a handshake): neither that key's private scalar nor its PEM text is
 in A's network process either; every key process holds the scalar.
 
+test_r15_one_key_process_per_usable_cpu: serve started pinned to one CPU
+(an affinity mask, as taskset or a cpuset gives it) starts one key process,
+not one per CPU online.
+
 test_r15_kill9_key_process_stops_serve_without_loss: files flow
 outbox -> AS2 -> inbox; A's first key process, then B's last, is killed
 with -9 while messages are in flight: that serve stops by itself with a
@@ -34,7 +38,7 @@ import pytest
 
 from as2_pair import (flow_of, import_doc, pair, partner_of, start_pair,
                       wait_generation)
-from conftest import drop_file, file_source, wait_until
+from conftest import drop_file, file_source, new_data_dir, wait_until
 from test_m6_http import Recorder, http_dest, make_ca, make_server_cert
 from test_r15_connector_secrets import client_cert
 
@@ -62,9 +66,10 @@ def children(pid):
 
 
 def key_processes(server):
-    """serve's children, its key processes: one per core, at most 4."""
+    """serve's children, its key processes: one per CPU it may run on (the
+    affinity it inherits from the tests), at most 4."""
     kids = sorted(children(server.pid))
-    want = min(os.cpu_count(), 4)
+    want = min(len(os.sched_getaffinity(0)), 4)
     assert len(kids) == want, (f"serve (pid {server.pid}) should have "
                                f"{want} children, its key processes: {kids}")
     for k in kids:
@@ -228,6 +233,22 @@ def test_r15_network_process_memory_holds_no_key(tmp_path, wharf,
                               "proves nothing, or that process lacks it")
     for side in (a, b):
         side.server.stop()
+
+
+def test_r15_one_key_process_per_usable_cpu(wharf, tmp_path, start_server):
+    data = new_data_dir(wharf, tmp_path / "data")
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})    # this thread: serve inherits it
+    try:
+        server = start_server(data)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    server.wait_listening()
+    kids = children(server.pid)
+    assert len(kids) == 1, (f"serve pinned to CPU {min(cpus)} of {cpus} "
+                            f"has children {kids}: one key process expected")
+    assert Path(f"/proc/{kids[0]}/comm").read_text().strip() == "wharf-keys"
+    server.stop()
 
 
 # ---- kill -9 -------------------------------------------------------------------

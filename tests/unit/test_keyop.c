@@ -10,13 +10,17 @@
  * serve at once), by a key loaded once into both. An http connector's client
  * certificate key (sealed PEM, "connector:NAME:auth.key") opens as a handle
  * key that signs and refuses to decrypt, in this process and through the
- * key process, never unseals through it, and at most 64 are held.
+ * key process, never unseals through it, and at most 64 are held. There
+ * is one key process per CPU serve may use; key processes that answer
+ * alike requests differently stop serve (or do not start).
  */
 #include "testutil.h"
 #include "as2_testkit.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -27,6 +31,7 @@
 #include <openssl/pem.h>
 
 #include "as2/cms.h"
+#include "util/cpus.h"
 #include "util/secret.h"
 #include "vault/keyop.h"
 #include "vault/keyproc.h"
@@ -466,6 +471,113 @@ static void test_r15_keyproc_death_is_noticed(void **state)
     assert_int_equal(keyproc_lost(), 1);
 }
 
+/* serve starts one key process per CPU it may run on (its affinity mask,
+ * not the CPUs online), at most KEYPROC_MAX: pinned to one CPU, one. */
+static void test_r15_one_key_process_per_usable_cpu(void **state)
+{
+    (void)state;
+    cpu_set_t all, one;
+    assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+    size_t n = (size_t)CPU_COUNT(&all), first = 0;
+    size_t whole = keyproc_default_count(), cpus = cpus_usable();
+    while (!CPU_ISSET(first, &all))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+    size_t pinned = keyproc_default_count(), pinned_cpus = cpus_usable();
+    assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+    assert_int_equal(cpus, n);
+    assert_int_equal(whole, n > KEYPROC_MAX ? KEYPROC_MAX : n);
+    assert_int_equal(pinned_cpus, 1);
+    assert_int_equal(pinned, 1);
+}
+
+/* Two key processes that are not alike: the one that starts second opens
+ * another keystore (other_ks) or is given no TLS key (no_tls). Which one
+ * starts second is decided by a marker file, created by the first. */
+struct split {
+    struct kfx *k;
+    char marker[400], other_ks[400];
+    int no_tls;
+};
+
+static int split_main(void *arg, int fd)
+{
+    struct split *s = arg;
+    int fm = open(s->marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    int second = fm < 0;
+    if (fm >= 0)
+        close(fm);
+    struct error err = {0};
+    const char *ks = second && s->other_ks[0] ? s->other_ks : s->k->ks;
+    struct vault *v = vault_open(ks, &err);
+    if (v == NULL)
+        return 1;
+    const char *paths[1] = { s->k->tlskey };
+    int rc = keyproc_serve(v, paths, second && s->no_tls ? 0 : 1, NULL, fd);
+    vault_close(v);
+    return rc;
+}
+
+static void split_start(struct split *s, struct kfx *k, const char *name)
+{
+    struct error err = {0};
+    s->k = k;
+    snprintf(s->marker, sizeof(s->marker), "%s/%s.first", k->as2.dir, name);
+    unlink(s->marker);
+    MUST(keyproc_start(split_main, s, 2, &err), err);
+    MUST(keyproc_watch(&err), err);
+}
+
+/* Key processes that answer the first request differently (their master
+ * keys differ) do not start: the client says so, and does not wait for
+ * ever on a key process that is still running. */
+static void test_r15_keyprocs_that_disagree_do_not_start(void **state)
+{
+    struct kfx *k = *state;
+    struct split s = {0};
+    struct error err = {0};
+    snprintf(s.other_ks, sizeof(s.other_ks), "%s/keystore2", k->as2.dir);
+    MUST(vault_create(s.other_ks, &err), err);
+    alarm(60);                      /* a hang fails the test */
+    split_start(&s, k, "hello");
+    assert_null(vault_open(k->ks, &err));
+    assert_non_null(strstr(err.msg, "different answers"));
+    assert_int_equal(keyproc_lost(), 1);
+    keyproc_stop();
+    alarm(0);
+}
+
+/* Key processes that disagree later (one has the TLS key, the other was
+ * given none) stop serve, as the death of one does: SIGTERM, lost. */
+static void test_r15_keyprocs_that_disagree_stop_serve(void **state)
+{
+    struct kfx *k = *state;
+    struct split s = { .no_tls = 1 };
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);    /* the stop's SIGTERM */
+    split_start(&s, k, "tls");
+    struct error err = {0};
+    struct vault *r = vault_open(k->ks, &err);
+    if (r == NULL)
+        fail_msg("remote vault_open: %s", err.msg);
+    assert_null(vault_tls_key(k->tlskey, &err));
+    assert_non_null(strstr(err.msg, "different answers"));
+    struct timespec ts = { 30, 0 };
+    assert_int_equal(sigtimedwait(&term, NULL, &ts), SIGTERM);
+    assert_int_equal(keyproc_lost(), 1);
+    struct secret *sec = secret_from("x", 1);
+    unsigned char *blob = NULL;
+    size_t n = 0;                   /* nothing is answered any more */
+    assert_int_equal(vault_seal(r, "conn:x", sec, &blob, &n, &err), -1);
+    secret_free(sec);
+    vault_close(r);
+    keyproc_stop();
+}
+
 /* A request that waits on a stopped key process, in a thread. */
 struct stuck {
     struct vault *r;
@@ -603,9 +715,12 @@ int main(void)
         cmocka_unit_test(test_r15_keyproc_remote_vault),
         cmocka_unit_test(test_r15_keyproc_payload_round_trip),
         cmocka_unit_test(test_r15_keyprocs_serve_at_once),
+        cmocka_unit_test(test_r15_one_key_process_per_usable_cpu),
         cmocka_unit_test(test_r15_client_key_handle_signs_refuses_decrypt),
         cmocka_unit_test(test_r15_keyproc_client_key_signs_refuses_decrypt),
         cmocka_unit_test(test_r15_keyproc_death_is_noticed),
+        cmocka_unit_test(test_r15_keyprocs_that_disagree_do_not_start),
+        cmocka_unit_test(test_r15_keyprocs_that_disagree_stop_serve),
         cmocka_unit_test(test_r15_client_keys_are_bounded),
     };
     return cmocka_run_group_tests(tests, kfx_setup, kfx_teardown);
