@@ -216,40 +216,44 @@ static int keys_status(const struct doctor *d, size_t i, char *buf, size_t n,
                             : proc_read(*pid, buf, n);
 }
 
-/* Every key process's status in turn: the first one's into st (its pid
- * into *pid, their number into *count), or the first one's that is not
- * confined, whose finding goes into found. 0, or -1 when none can be
- * read. */
-static int keys_read_all(const struct doctor *d, char *st, size_t n,
-                         int *pid, size_t *count, const char **finding,
-                         char *found, size_t fn)
+/* The key processes as read from /proc: their pids, and the first one's
+ * status. */
+struct keys_seen {
+    int pid[KEYPROC_MAX];
+    size_t count;
+    char st[4096];
+};
+
+/* Every key process's status in turn, each pid into ks (the first one's
+ * status too), until the first one that is not confined, whose finding
+ * goes into found (*finding). 0, or -1 when none can be read. */
+static int keys_read_all(const struct doctor *d, struct keys_seen *ks,
+                         const char **finding, char *found, size_t fn)
 {
-    char other[4096];
-    int opid = 0;
-    *count = 0;
+    char other[4096] = "";
+    ks->count = 0;
     *finding = NULL;
-    if (keys_status(d, 0, st, n, pid) < 0)
-        return -1;
-    *finding = keys_finding(d, st, *pid, found, fn);
-    for (*count = 1; *finding == NULL && *count < KEYPROC_MAX &&
-         keys_status(d, *count, other, sizeof(other), &opid) == 0;
-         (*count)++)
-        *finding = keys_finding(d, other, opid, found, fn);
-    return 0;
+    for (size_t i = 0; *finding == NULL && i < KEYPROC_MAX; i++) {
+        char *st = i ? other : ks->st;
+        size_t n = i ? sizeof(other) : sizeof(ks->st);
+        if (keys_status(d, i, st, n, &ks->pid[i]) < 0)
+            break;
+        ks->count++;
+        *finding = keys_finding(d, st, ks->pid[i], found, fn);
+    }
+    return ks->count ? 0 : -1;
 }
 
 /* "key process (pid P)" or "N key processes (pids P, Q)": the key
  * processes that run, into buf. */
-static void keys_pids(const struct doctor *d, int first, size_t count,
-                      char *buf, size_t n)
+static void keys_pids(const struct keys_seen *ks, char *buf, size_t n)
 {
-    size_t off = count > 1
-        ? (size_t)snprintf(buf, n, "%zu key processes (pids %d", count, first)
-        : (size_t)snprintf(buf, n, "key process (pid %d", first);
-    for (size_t i = 1; i < count && off < n; i++)
-        off += (size_t)snprintf(buf + off, n - off, ", %d",
-                                d->env->in_serve ? (int)keyproc_pid(i)
-                                : keys_child(d->env->serve_pid, i));
+    size_t off = ks->count > 1
+        ? (size_t)snprintf(buf, n, "%zu key processes (pids %d", ks->count,
+                           ks->pid[0])
+        : (size_t)snprintf(buf, n, "key process (pid %d", ks->pid[0]);
+    for (size_t i = 1; i < ks->count && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, ", %d", ks->pid[i]);
     if (off < n)
         snprintf(buf + off, n - off, ")");
 }
@@ -260,13 +264,11 @@ static void keys_pids(const struct doctor *d, int first, size_t count,
 void doctor_check_keys(struct doctor *d)
 {
     const char *ctl = "A.8.2 A.8.24";
-    char st[4096], found[256], name[128], pids[160];
+    char found[256], name[128], pids[160];
     const char *finding = NULL;
-    int pid = 0;
-    size_t count = 0;
+    struct keys_seen ks;
     int runs = d->env->in_serve || d->env->serve_pid > 0;
-    if (runs && keys_read_all(d, st, sizeof(st), &pid, &count, &finding,
-                              found, sizeof(found)) < 0)
+    if (runs && keys_read_all(d, &ks, &finding, found, sizeof(found)) < 0)
         doctor_add(d->report, "process.keys", DOCTOR_WARN, ctl, "run doctor "
                    "as serve's user or root; restart wharf serve if it has "
                    "no wharf-keys child", "wharf serve runs, but its key "
@@ -285,13 +287,13 @@ void doctor_check_keys(struct doctor *d)
                    "wharf serve is not running; its key process confines "
                    "itself when it starts (sandbox = on)");
     else {
-        keys_pids(d, pid, count, pids, sizeof(pids));
+        keys_pids(&ks, pids, sizeof(pids));
         doctor_add(d->report, "process.keys", DOCTOR_PASS, ctl, "",
                    "the %s run%s as %s with no capabilities, "
                    "no_new_privs and a seccomp filter (seen in /proc), and "
                    "a Landlock view without the data dir", pids,
-                   count > 1 ? "" : "s",
-                   user_name(d, status_field(st, "Uid: %lu %lu", 2), name,
+                   ks.count > 1 ? "" : "s",
+                   user_name(d, status_field(ks.st, "Uid: %lu %lu", 2), name,
                              sizeof(name)));
     }
 }

@@ -198,4 +198,10 @@ void keysrv_bucket_init(struct keysrv_bucket *b, double rate,
 long long keysrv_bucket_take(struct keysrv_bucket *b,
                              const struct timespec *now);
 
+/* The buckets of one of share key processes (0 counts as 1): each limit
+ * above divided by share, so that all of them together keep it. */
+void keysrv_limits_init(struct keysrv_bucket *key_ops,
+                        struct keysrv_bucket *ops, size_t share,
+                        const struct timespec *now);
+
 #endif

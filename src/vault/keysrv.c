@@ -83,6 +83,15 @@ long long keysrv_bucket_take(struct keysrv_bucket *b,
     return last - at;           /* > 0: after waits already handed out */
 }
 
+void keysrv_limits_init(struct keysrv_bucket *key_ops,
+                        struct keysrv_bucket *ops, size_t share,
+                        const struct timespec *now)
+{
+    double part = share > 1 ? (double)share : 1.0;
+    keysrv_bucket_init(key_ops, KEYSRV_KEY_OPS_PER_S / part, now);
+    keysrv_bucket_init(ops, KEYSRV_OPS_PER_S / part, now);
+}
+
 static void keysrv_take(struct keysrv_bucket *b)
 {
     struct timespec now;
@@ -446,9 +455,7 @@ int keysrv_run(struct vault *v, int fd, const char *const *tls_paths,
     s->fd = fd;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double part = share > 1 ? (double)share : 1.0;
-    keysrv_bucket_init(&s->key_ops, KEYSRV_KEY_OPS_PER_S / part, &now);
-    keysrv_bucket_init(&s->ops, KEYSRV_OPS_PER_S / part, &now);
+    keysrv_limits_init(&s->key_ops, &s->ops, share, &now);
     int rc = keysrv_load_tls(s, tls_paths, n, err);
     if (rc == 0 && confine != NULL && confine->fn(confine->arg, err) < 0) {
         keyproc_child_fail(err->msg);   /* the parent says why, once */

@@ -619,6 +619,38 @@ static void test_r22_key_ops_beyond_the_limit_wait(void **state)
     assert_int_equal(keysrv_bucket_take(&b, &later), 0);
 }
 
+/* With n key processes each has 1/n of the limits, so together they keep
+ * them. Two, each offered 3/4 of a limit for ten seconds, wait; each goes
+ * at half the limit after its burst (half a second's worth), so both
+ * together at most at the limit. One key process alone would let the same
+ * load through without a wait. which: 0 the private-key operations'
+ * bucket, 1 the requests'. */
+static void share_keeps(int rate, int which)
+{
+    struct keysrv_bucket b[2][2];
+    struct timespec t0 = { 100, 0 };
+    int n = rate * 3 / 4 * 10;      /* each, in ten seconds */
+    long long step = 1000000000LL * 10 / n, last[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        keysrv_limits_init(&b[i][0], &b[i][1], 2, &t0);
+        assert_true(bucket_waits(&b[i][which], step, n, &last[i]) > 0);
+    }
+    long long expect = (long long)(n - rate / 2) * 1000000000LL / (rate / 2);
+    for (int i = 0; i < 2; i++)
+        assert_true(last[i] > expect - 1000000 && last[i] < expect + 1000000);
+    assert_true((double)(2 * n - rate) / ((double)last[0] / 1e9) <=
+                rate * 1.001);
+    keysrv_limits_init(&b[0][0], &b[0][1], 1, &t0);
+    assert_int_equal(bucket_waits(&b[0][which], step, n, &last[0]), 0);
+}
+
+static void test_r22_key_limits_are_shared_by_the_key_processes(void **state)
+{
+    (void)state;
+    share_keeps(KEYSRV_KEY_OPS_PER_S, 0);
+    share_keeps(KEYSRV_OPS_PER_S, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +663,7 @@ int main(void)
         cmocka_unit_test(
             test_m4_key_ops_limit_does_not_hold_a_receiver_under_one_core),
         cmocka_unit_test(test_r22_key_ops_beyond_the_limit_wait),
+        cmocka_unit_test(test_r22_key_limits_are_shared_by_the_key_processes),
         cmocka_unit_test_setup_teardown(test_r22_keysrv_answers_hello_and_seal,
                                         srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(
