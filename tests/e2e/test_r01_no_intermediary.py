@@ -215,6 +215,10 @@ def test_r01_only_configured_endpoints_are_contacted(
         wait_until(all_sent, timeout=90, desc="7 messages sent")
         wait_until(lambda: listdir(recv) == [], timeout=30,
                    desc="the downloaded remote file deleted")
+        # B moves the message on to its inbox after its MDN went out, so
+        # A's "sent" does not mean it is there yet: wait before stopping B
+        wait_until(lambda: listdir(b.inbox) == ["to-b.edi"], timeout=30,
+                   desc="B delivered to-b.edi to its inbox")
         assert not srv.untraced_threads(), "strace does not see every thread"
         srv.stop()
         b.server.stop()
