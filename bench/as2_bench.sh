@@ -89,6 +89,8 @@
 # connector's, 8), for diagnostics; A's workers x concurrency must fit
 # what B accepts from one address (BENCH_AS2_CONF_B's
 # max_conns_per_address, default 16);
+# BENCH_AS2_INBOX_CONC: B's inbox (the file destination) `concurrency`
+# (default: the file connector's, 1), for diagnostics;
 # BENCH_AS2_PAYLOADS=tmpfs: each side's payload_dir is a fresh folder in
 # /dev/shm (removed after the run): diagnostics, the most that keeping
 # payloads off the disk's file system (no inode, no sync that writes)
@@ -277,7 +279,7 @@ import_flows() {    # COMPRESS (true|false)
             link='["outbox", "as2-b"]'
         else
             other=a
-            file="{\"name\": \"inbox\", \"type\": \"file\", \"config\": {\"send_dir\": \"$WORK/b/inbox\"}}"
+            file="{\"name\": \"inbox\", \"type\": \"file\", \"config\": {\"send_dir\": \"$WORK/b/inbox\"${BENCH_AS2_INBOX_CONC:+, \"concurrency\": $BENCH_AS2_INBOX_CONC}}}"
             link='["as2-a", "inbox"]'
         fi
         zlevel=""   # BENCH_AS2_ZLEVEL (unset: Wharf's default, 6, which builds
