@@ -190,6 +190,19 @@ static int kc_to_all(uint32_t type)
            type == KP_KEY_CLIENT || type == KP_KEY_SSH;
 }
 
+/* What a request that goes to all of them asks, for the log. */
+static const char *kc_all_what(uint32_t type)
+{
+    switch (type) {
+    case KP_HELLO: return "hello";
+    case KP_KEY_LOAD: return "profile key";
+    case KP_KEY_TLS: return "TLS key";
+    case KP_KEY_CLIENT: return "client certificate key";
+    case KP_KEY_SSH: return "SSH key";
+    default: return "key";
+    }
+}
+
 /* type to every key process in order, under all their locks (taken in
  * order: a single request holds one lock only, so this cannot deadlock).
  * The first one's reply is the caller's; the others' must be the same
@@ -225,8 +238,8 @@ static int kc_all(uint32_t type, const struct keyproto_field *f, size_t nf,
     if (!differ)
         return gone ? -1 : rc0;
     struct error why = {0};
-    error_set(&why, "the key processes gave different answers to a %u "
-              "request", (unsigned)type);
+    error_set(&why, "the key processes gave different answers to a %s "
+              "request", kc_all_what(type));
     return kc_gone(&kc.chan[i - 1], &why, err);
 }
 
