@@ -225,14 +225,17 @@ def free_port():
     use")."""
     low = min(_ephemeral_low(), 65536)
     for _ in range(1000):
-        port = random.randrange(10000, max(low, 10001))
-        if port in _ports_given:
-            continue
+        # no room below the ephemeral range (a system that set it low):
+        # the kernel's pick, as before
+        port = random.randrange(10000, low) if low > 11000 else 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            port = s.getsockname()[1]
+        if port in _ports_given:
+            continue
         _ports_given.add(port)
         return port
     raise AssertionError("no free TCP port found")
