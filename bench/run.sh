@@ -34,6 +34,12 @@ if [ "${1:-}" = split ]; then   # `bench/run.sh split [MiB]`: the AS2 receiver's
     make --no-print-directory -s build/release/bench/split_bench
     exec build/release/bench/split_bench "${2:-256}"
 fi
+if [ "${1:-}" = keyop ]; then   # `bench/run.sh keyop [N]`: a signature through the key processes, beside in-process and openssl speed
+    make --no-print-directory -s build/release/bench/keyop_bench
+    openssl speed -seconds 3 rsa2048 2>/dev/null |
+        awk '$1 == "rsa" && $2 == 2048 { print "openssl_rsa2048_sign_per_s", $6 }'
+    exec build/release/bench/keyop_bench "${2:-2000}"
+fi
 if [ "${1:-}" = verify ]; then  # `bench/run.sh verify [SIZE [N [THREADS]]]`: one signature check as AS2 makes it, beside OpenSSL's
     make --no-print-directory -s build/release/bench/verify_bench
     shift
