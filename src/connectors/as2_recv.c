@@ -8,14 +8,20 @@
  * as2_unpack while the body streams from the socket through decryption,
  * verification and decompression straight into the intake (encrypted at
  * rest as it arrives, constant memory). Only when unpack returned 0 is the
- * message ended and committed (one batched sync + one transaction); the
+ * message ended; then its MDN is made (signed), and one commit (one batched
+ * sync of the payload + one transaction) stores the message, keeps that
+ * MDN with it and queues the asynchronous MDN's job, its next hops free to
+ * go on (commit_answer). Only then is it answered: the MDN in the
+ * response (sync), or a 200 and the durable job of the message that POSTs
+ * the MDN to the sender's Receipt-Delivery-Option and retries it (async:
+ * the job as2.mdn-out), or a 200 alone (no MDN asked for). So what went out
+ * is on record before it went, and nothing waits for a second commit. The
  * Message-ID is the dedup key, so a replay is answered "processed/warning:
- * duplicate-document" and stored once. Then the MDN: in the response
- * (sync), or, after the 200, a durable job of the message that POSTs it to
- * the sender's Receipt-Delivery-Option and retries it (async: the job
- * as2.mdn-out), or none. A refused message (policy, signature, decryption,
- * corruption, truncation) is cancelled: nothing of it is stored; the
- * sender gets the negative MDN it asked for, or an HTTP error.
+ * duplicate-document" and stored once (the MDN made for it before the
+ * commit found it a replay is dropped, and one saying so is made). A
+ * refused message (policy, signature, decryption, corruption, truncation)
+ * is cancelled: nothing of it is stored; the sender gets the negative MDN
+ * it asked for, or an HTTP error.
  *
  * An asynchronous MDN: it must verify with the partner's certificates; it
  * is given to the job that waits for it (as2.c: as2.mdn-wait,
@@ -52,6 +58,7 @@
 
 #include "core/intake.h"
 #include "net/server.h"
+#include "util/fault.h"
 #include "util/id.h"
 #include "util/secret.h"
 
@@ -507,63 +514,100 @@ static int mdn_kept_take(struct mdn_kept *k, char **hb, const char *mdn_id,
     return 0;
 }
 
-/* Answer info with an MDN (or an HTTP error when none was asked for).
- * msgid: the message (or refusal record) it is about, "" when there is
- * none; keep: whether the MDN is kept with it (not for the later
- * refusals of a burst): at once, or, with defer, handed to *defer for the
- * release to keep. */
+/* What answers a request, made before it is sent: an MDN, or a text. */
+struct reply {
+    int status;                 /* 0: the MDN in b and body */
+    const char *text;           /* else the text (or error) with status */
+    struct as2_mdn_built b;
+    BIO *body;
+};
+
+static void reply_free(struct reply *rp)
+{
+    as2_mdn_built_free(&rp->b);
+    BIO_free(rp->body);
+    memset(rp, 0, sizeof(*rp));
+}
+
+/* Make the answer to info into *rp: the MDN (or an HTTP error when none
+ * was asked for, http_error and why; 200 when none). msgid: the message
+ * (or refusal record) it is about, "" when there is none; keep: whether
+ * the MDN is kept with it (not for the later refusals of a burst): at
+ * once, or, with defer, handed to *defer (with the asynchronous MDN's
+ * job) for the commit that keeps it. */
+static void reply_make(struct connector *c, const char *msgid, int keep,
+                       const struct as2_unpacked *info, enum mdn_error e,
+                       const char *warning, int http_error, const char *why,
+                       struct reply *rp, struct mdn_kept *defer)
+{
+    struct as2_state *s = c->state;
+    struct error err = {0};
+    memset(rp, 0, sizeof(*rp));
+    if (!info->req.mdn_requested) {
+        rp->status = http_error ? http_error : 200;
+        rp->text = http_error ? why : "received\n";
+        return;
+    }
+    rp->body = BIO_new(BIO_s_mem());
+    if (rp->body == NULL ||
+        mdn_build(s, info, e, warning, rp->body, &rp->b, &err) < 0) {
+        conn_log(c, LOG_ERROR, NULL, "cannot build the MDN for %s: %s",
+                 info->req.message_id, err.msg);
+        rp->status = 500;
+        rp->text = "cannot build the MDN";
+        return;
+    }
+    char *hb = header_block(&rp->b.headers);
+    if (info->req.mdn_async) {
+        rp->status = 200;
+        rp->text = "received\n";
+        mdn_async(c, msgid[0] ? msgid : NULL, info->req.receipt_url, &rp->b,
+                  hb, rp->body, defer);
+    }
+    char *data = NULL;
+    long len = BIO_get_mem_data(rp->body, &data);
+    if (hb && msgid[0] && keep && defer != NULL &&
+        mdn_kept_take(defer, &hb, rp->b.message_id, data, (size_t)len) < 0)
+        conn_log(c, LOG_ERROR, msgid, "the MDN %s is not kept: out of "
+                 "memory", rp->b.message_id);
+    else if (hb && msgid[0] && keep && defer == NULL)
+        as2_receipt_keep(c, msgid, "sent", hb, data, (size_t)len,
+                         rp->b.message_id, info->req.message_id);
+    free(hb);
+}
+
+static void reply_send(struct net_request *r, struct reply *rp)
+{
+    if (rp->status == 0)
+        reply_mdn(r, &rp->b, rp->body);
+    else if (rp->status == 200)
+        net_reply(r, 200, "text/plain", rp->text, strlen(rp->text));
+    else
+        net_reply_error(r, rp->status, rp->status == 500 ? "internal"
+                        : "refused", "%s", rp->text);
+    reply_free(rp);
+}
+
+/* Answer info at once (see reply_make). */
 static void answer(struct connector *c, struct http_exchange *x,
                    const char *msgid, int keep,
                    const struct as2_unpacked *info,
                    enum mdn_error e, const char *warning, int http_error,
                    const char *why, struct mdn_kept *defer)
 {
-    struct as2_state *s = c->state;
-    struct net_request *r = x->req;
-    struct error err = {0};
-    if (!info->req.mdn_requested) {
-        if (http_error)
-            net_reply_error(r, http_error, "refused", "%s", why);
-        else
-            net_reply(r, 200, "text/plain", "received\n", 9);
-        return;
-    }
-    struct as2_mdn_built b;
-    memset(&b, 0, sizeof(b));
-    BIO *body = BIO_new(BIO_s_mem());
-    if (body == NULL || mdn_build(s, info, e, warning, body, &b, &err) < 0) {
-        conn_log(c, LOG_ERROR, NULL, "cannot build the MDN for %s: %s",
-                 info->req.message_id, err.msg);
-        net_reply_error(r, 500, "internal", "cannot build the MDN");
-    } else {
-        char *hb = header_block(&b.headers);
-        if (!info->req.mdn_async) {
-            reply_mdn(r, &b, body);
-        } else {
-            net_reply(r, 200, "text/plain", "received\n", 9);
-            mdn_async(c, msgid[0] ? msgid : NULL, info->req.receipt_url,
-                      &b, hb, body, defer);
-        }
-        char *data = NULL;
-        long len = BIO_get_mem_data(body, &data);
-        if (hb && msgid[0] && keep &&
-            (defer == NULL || mdn_kept_take(defer, &hb, b.message_id, data,
-                                            (size_t)len) < 0))
-            as2_receipt_keep(c, msgid, "sent", hb, data, (size_t)len,
-                             b.message_id, info->req.message_id);
-        free(hb);
-    }
-    as2_mdn_built_free(&b);
-    BIO_free(body);
+    struct reply rp;
+    reply_make(c, msgid, keep, info, e, warning, http_error, why, &rp,
+               defer);
+    reply_send(x->req, &rp);
 }
 
-/* Unpack the body into the intake; 0 when stored (dup says whether it
- * was a replay), -1 with info->mdn_error and err set (src says whether
+/* Unpack the body into the intake; 0 when it ended (not committed yet:
+ * commit_answer), -1 with info->mdn_error and err set (src says whether
  * the body was too large or cut off), -2 when it could not be stored. */
 static int take_message(struct connector *c, struct http_exchange *x,
                         const struct mime_headers *h,
-                        struct as2_unpacked *info, int *dup,
-                        struct body_src *src, struct error *err)
+                        struct as2_unpacked *info, struct body_src *src,
+                        struct error *err)
 {
     struct as2_state *s = c->state;
     struct as2_policy pol;
@@ -576,15 +620,14 @@ static int take_message(struct connector *c, struct http_exchange *x,
     BIO *body = as2_bio_reader(body_read, src, err);
     BIO *out = body ? intake_bio(&k) : NULL;
     int rc = -1;
-    intake_hold(x->in);     /* released once the MDN went out */
     if (out && intake_begin(x->in, NULL, key, err) == 0) {
         rc = as2_unpack(&pol, h, body, out, info, err);
         if (rc == 0)
             rc = intake_set_filename(x->in, info->filename[0]
                                      ? info->filename : NULL, err);
-        if (rc == 0 && (rc = intake_end(x->in, err)) == 0)
-            rc = intake_commit(x->in, err) < 0 ? -2 : 0;
-        else if (rc < 0)
+        if (rc == 0)
+            rc = intake_end(x->in, err);
+        else
             intake_cancel(x->in);
     } else if (out) {
         rc = -2;
@@ -592,7 +635,6 @@ static int take_message(struct connector *c, struct http_exchange *x,
     BIO_free(body);
     BIO_free(out);
     as2_policy_clear(&pol);
-    *dup = rc == 0 && intake_duplicate(x->in, 0) != NULL;
     return rc;
 }
 
@@ -695,11 +737,12 @@ static void mdn_in(struct connector *c, struct http_exchange *x)
 
 /* ---- the route ------------------------------------------------------------------------ */
 
-/* The message goes on to the next connectors now that its MDN went out
- * (or its asynchronous sending ended, logged as an alert if it failed),
- * the MDN kept with it in the same transaction (kept->hb NULL: none, or
- * kept already); if that fails, the MDN is kept alone and the release
- * tried again alone. */
+/* A replay answered: the MDN that went out kept with the stored message
+ * id (and the asynchronous MDN's job queued) in one transaction, which
+ * also releases its next hops if a node (of a version that held them
+ * until its MDN went out) left them held (kept->hb NULL: none, or kept
+ * already); if that fails, the MDN is kept alone and the release tried
+ * again alone. */
 static void release(struct connector *c, struct intake *in, const char *id,
                     const struct as2_unpacked *info,
                     const struct mdn_kept *kept)
@@ -834,6 +877,63 @@ static int not_allowed(struct connector *c, struct http_exchange *x)
     return 1;
 }
 
+/* The event of a message stored with what answers it (kept: its MDN was
+ * made and goes into the commit). */
+static const char *kept_why(const struct as2_unpacked *info, int kept)
+{
+    return !info->req.mdn_requested ? "no MDN asked for"
+           : !kept ? "its MDN could not be made: the sender was answered "
+             "with an error (it sends the message again, a duplicate)"
+           : info->req.mdn_async ? "its asynchronous MDN queued durably "
+             "in the commit that stored it (sent, or retried)"
+           : "its MDN kept in the commit that stored it, then sent in the "
+             "response";
+}
+
+/* The message ended: its MDN is made first, then one commit stores the
+ * message with that MDN (kept) and the asynchronous MDN's job, its next
+ * hops free to go on; only then is it answered. A replay (a duplicate,
+ * which the commit finds) is answered anew "duplicate-document", that MDN
+ * kept with the stored message. 0, or -2 when it could not be stored
+ * (nothing answered; err). */
+static int commit_answer(struct connector *c, struct http_exchange *x,
+                         const struct as2_unpacked *info, struct error *err)
+{
+    struct as2_state *s = c->state;
+    const char *id = intake_id(x->in, 0);
+    struct mdn_kept kept = {0};
+    struct reply rp;
+    reply_make(c, id, 1, info, MDN_ERROR_NONE, NULL, 0, NULL, &rp, &kept);
+    struct conn_receipt r = { .msgid = id, .direction = "sent",
+        .headers = kept.hb, .body = kept.body, .len = kept.len,
+        .mdn_id = kept.mdn_id, .original_id = info->req.message_id };
+    intake_keep(x->in, kept.hb ? &r : NULL, kept.has_job ? &kept.job : NULL,
+                kept_why(info, kept.hb != NULL || kept.has_job));
+    int rc = intake_commit(x->in, err) < 0 ? -2 : 0;
+    const char *stored = rc == 0 ? intake_duplicate(x->in, 0) : NULL;
+    if (rc == 0)
+        conn_log(c, LOG_INFO, id, "AS2 message %s from %s stored%s (%llu "
+                 "bytes)", info->req.message_id, s->part->name,
+                 stored ? " before: a duplicate" : "",
+                 (unsigned long long)info->payload_bytes);
+    if (rc == 0 && stored == NULL) {
+        fault_point("as2.stored");          /* test hook: util/fault.h */
+        reply_send(x->req, &rp);
+        fault_point("as2.answered");
+    } else {
+        reply_free(&rp);
+    }
+    mdn_kept_free(&kept);
+    if (stored != NULL) {
+        struct mdn_kept again = {0};
+        answer(c, x, stored, 1, info, MDN_ERROR_NONE, "duplicate-document",
+               0, NULL, &again);
+        release(c, x->in, stored, info, &again);
+        mdn_kept_free(&again);
+    }
+    return rc;
+}
+
 enum wh_status as2_route(struct connector *c, struct http_exchange *x)
 {
     struct net_request *r = x->req;
@@ -854,14 +954,16 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
     struct as2_unpacked info;
     struct body_src src = { .r = r, .cap = s->max_body };
     memset(&info, 0, sizeof(info));
-    int dup = 0, rc = request_headers(r, &h, &err);
+    int rc = request_headers(r, &h, &err);
     if (rc == 0)
-        rc = take_message(c, x, &h, &info, &dup, &src, &err);
+        rc = take_message(c, x, &h, &info, &src, &err);
     mime_headers_free(&h);
     if (rc == -1 && src.too_large) {
         too_large(c, x, -1);
         return WH_OK;
     }
+    if (rc == 0)
+        rc = commit_answer(c, x, &info, &err);
     if (rc == -2) {         /* could not store: the sender tries again */
         conn_log(c, LOG_ERROR, NULL, "AS2 message %s from %s not stored: %s",
                  info.req.message_id, s->part->name, err.msg);
@@ -879,18 +981,6 @@ enum wh_status as2_route(struct connector *c, struct http_exchange *x)
         int first = refused(c, x, &info, err.msg, src.cut, id);
         answer(c, x, id, first, &info, info.mdn_error, NULL, 400, err.msg,
                NULL);
-        return WH_OK;
     }
-    conn_log(c, LOG_INFO, intake_id(x->in, 0), "AS2 message %s from %s "
-             "stored%s (%llu bytes)", info.req.message_id, s->part->name,
-             dup ? " before: a duplicate" : "",
-             (unsigned long long)info.payload_bytes);
-    const char *stored = intake_duplicate(x->in, 0);
-    const char *id = stored ? stored : intake_id(x->in, 0);
-    struct mdn_kept kept = {0};
-    answer(c, x, id, 1, &info, MDN_ERROR_NONE, dup ? "duplicate-document"
-           : NULL, 0, NULL, &kept);
-    release(c, x->in, id, &info, &kept);
-    mdn_kept_free(&kept);
     return WH_OK;
 }

@@ -66,7 +66,12 @@ struct intake {
     size_t n, cap;
     struct payload_writer *cur;     /* message being streamed, or NULL */
     char day[16];                   /* folder known to exist */
-    int hold;                       /* next hops held (intake_hold) */
+    /* intake_keep: what the one message's commit keeps with it */
+    int keep;
+    struct store_receipt kept_row;  /* kept_row.message_id NULL: none */
+    const struct conn_job_ready *job;
+    struct store_job_new job_row;
+    const char *why;
 };
 
 struct intake *intake_new(struct wharf *w, struct store *st, const char *source,
@@ -192,9 +197,29 @@ int intake_begin(struct intake *in, const char *filename,
     return 0;
 }
 
-void intake_hold(struct intake *in)
+void intake_keep(struct intake *in, const struct conn_receipt *kept,
+                 const struct conn_job_ready *job, const char *why)
 {
-    in->hold = 1;
+    memset(&in->kept_row, 0, sizeof(in->kept_row));
+    if (kept != NULL)
+        conn_receipt_row(kept, &in->kept_row);
+    in->job = job;
+    if (job != NULL)
+        conn_job_ready_row(job, &in->job_row);
+    in->why = why;
+    in->keep = 1;
+}
+
+/* What intake_keep gave is the caller's again once the commit ended. */
+static void keep_end(struct intake *in, int committed)
+{
+    if (committed && in->job != NULL && in->n == 1 &&
+        !in->items[0].duplicate_of[0])
+        conn_job_ready_added(in->job);
+    in->keep = 0;
+    in->job = NULL;
+    in->why = NULL;
+    memset(&in->kept_row, 0, sizeof(in->kept_row));
 }
 
 int intake_set_filename(struct intake *in, const char *filename,
@@ -344,7 +369,11 @@ static int store_batch(struct intake *in, struct error *err)
         news[i].msg = m;
         news[i].next = in->next;
         news[i].nnext = in->nnext;
-        news[i].hold = in->hold;
+    }
+    if (in->keep && in->n == 1) {
+        news[0].kept = in->kept_row.message_id ? &in->kept_row : NULL;
+        news[0].job = in->job ? &in->job_row : NULL;
+        news[0].why = in->why;
     }
     rc = store_intake(in->st, news, in->n, err);
     for (size_t i = 0; rc == 0 && i < in->n; i++) {
@@ -389,12 +418,14 @@ int intake_commit(struct intake *in, struct error *err)
         return 0;
     int synced = sync_batch(in, err) == 0;
     if (!synced || store_batch(in, err) < 0) {
+        keep_end(in, 0);
         for (size_t i = 0; i < in->n; i++)
             item_clear(&in->items[i], !synced || !stored_maybe(in, i),
                        in->w);
         in->n = 0;
         return -1;
     }
+    keep_end(in, 1);
     for (size_t i = 0; i < in->n; i++) {
         struct intake_item *it = &in->items[i];
         int fresh = !it->counted;       /* committed by this call */

@@ -39,9 +39,17 @@ int intake_begin(struct intake *in, const char *filename,
 int intake_write(struct intake *in, const void *buf, size_t n,
                  struct error *err);
 int intake_end(struct intake *in, struct error *err);
-/* Commit messages with their next hops held: they go on only after
- * store_message_release (AS2: once the MDN went out). */
-void intake_hold(struct intake *in);
+/* For an intake of one message: its commit also
+ * keeps kept (a receipt of it: AS2's MDN, built before the commit and
+ * sent only after it) and adds job (an asynchronous MDN owed; its
+ * workers are woken once it committed), each may be NULL, and says why
+ * as an event; its next hops go on at once. Nothing of them is kept for
+ * a duplicate (intake_duplicate). The pointers must stay valid until
+ * intake_commit returned; they are not used after it. */
+struct conn_receipt;
+struct conn_job_ready;
+void intake_keep(struct intake *in, const struct conn_receipt *kept,
+                 const struct conn_job_ready *job, const char *why);
 /* Name (or rename) the message being streamed, before intake_end: for
  * sources that learn the name from the content (AS2). */
 int intake_set_filename(struct intake *in, const char *filename,
@@ -64,14 +72,14 @@ const char *intake_filename(const struct intake *in, size_t i);
 /* NULL when item i was new; else the id of the stored duplicate. */
 const char *intake_duplicate(const struct intake *in, size_t i);
 
-/* Release the held next hops of committed message id (intake_hold): they
- * go on now; why is the event said. kept, when not NULL, is a receipt of
- * the message (AS2: the MDN that went out) kept in the same transaction,
+/* Release the held next hops of stored message id, if any are held (a
+ * hold left by an earlier version, which held them until its MDN went
+ * out): they go on now; why is the event said then. kept, when not NULL,
+ * is a receipt of the message (AS2: the MDN answering a replay) kept in
+ * the same transaction,
  * and job, when not NULL, a job added in it (an asynchronous MDN owed;
  * its workers are woken once it committed). 0 or -1 with err (nothing
  * done). */
-struct conn_receipt;
-struct conn_job_ready;
 int intake_release(struct intake *in, const char *id, const char *why,
                    const struct conn_receipt *kept,
                    const struct conn_job_ready *job, struct error *err);

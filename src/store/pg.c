@@ -1047,7 +1047,11 @@ static int intake_one(struct pg_store *p, struct store_new *it, int64_t now,
              m->source, m->filename ? m->filename : "-", (long long)m->size,
              m->sha256 ? m->sha256 : "-");
     if (event_add(p, m->id, hop, now, "info", text, err) < 0 ||
-        hops_queue(p, m->id, it->next, it->nnext, now, err) < 0)
+        hops_queue(p, m->id, it->next, it->nnext, now, err) < 0 ||
+        (it->job != NULL && pgs_job_add_tx(p, it->job, now, err) < 0) ||
+        (it->kept != NULL && pgs_receipt_add(p, it->kept, err) < 0) ||
+        (it->why != NULL &&
+         event_add(p, m->id, 0, now, "info", it->why, err) < 0))
         return -1;
     return it->hold && it->nnext ? hops_hold(p, m->id, now, err) : 0;
 }

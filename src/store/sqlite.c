@@ -1284,6 +1284,11 @@ static int intake_one(struct store *s, struct store_new *it, int64_t now,
         return -1;
     if (hops_queue(s, m->id, it->next, it->nnext, now, err) < 0)
         return -1;
+    if ((it->job != NULL && store_job_add_tx(s, it->job, now, err) < 0) ||
+        (it->kept != NULL && store_receipt_add_tx(s, it->kept, err) < 0) ||
+        (it->why != NULL &&
+         event_add(s, m->id, 0, now, "info", it->why, err) < 0))
+        return -1;
     return it->hold && it->nnext ? hops_hold(s, m->id, now, err) : 0;
 }
 

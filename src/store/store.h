@@ -162,6 +162,9 @@ struct store_message {
 void store_message_clear(struct store_message *m);
 void store_messages_free(struct store_message *m, size_t n);
 
+struct store_receipt;
+struct store_job_new;
+
 /* A new message for store_intake: the message, the connectors its first
  * hops go to (`next`), and, filled by store_intake, whether it was a
  * duplicate (same source and dedup_key as a stored message; nothing was
@@ -173,6 +176,14 @@ struct store_new {
     int duplicate;
     char existing_id[ID_LEN + 1];       /* the stored one, for duplicates */
     int hold;           /* next hops held until store_message_release */
+    /* Kept with a new message in its own commit (not for a duplicate:
+     * nothing of it is stored), each may be NULL: a receipt (AS2: the MDN
+     * built before the commit and sent after it), a job (an asynchronous
+     * MDN owed), and why, an event said once they are in (the hops go on
+     * at once: no hold is needed). */
+    const struct store_receipt *kept;
+    const struct store_job_new *job;
+    const char *why;
 };
 
 /* next_at of a held hop (year 9999): never due until released. */

@@ -34,6 +34,8 @@
  * Kill points (fault_point) besides key rotation's:
  *   retention.shred before a purged message's payload file is shredded
  *                   (its rows are gone, the file is listed in purge_pending)
+ *   as2.stored      an AS2 message and its MDN committed, the MDN not sent
+ *   as2.answered    the same, just after its MDN (or 200) was sent
  */
 #ifndef WHARF_FAULT_H
 #define WHARF_FAULT_H

@@ -50,21 +50,22 @@ acknowledged message ahead, so both loads run at once.
     extended attribute, file.c) and writes no second one. The test
     counts such hops ("already present") and prints them; it fails
     first, saying why, where the folder keeps no extended attributes;
-  - a kill that falls between a node's MDN and its release of the
-    message's held hop (now and then) leaves the hold to the others'
-    sweep, after ten leases (a minute): the test then runs a minute
-    longer, and prints how many;
+  - no hop is ever held for an MDN: a node stores a message, keeps the
+    MDN it will send and frees the message's hops in one commit, before
+    the MDN goes out (the test counts holds a dead node left, released
+    after ten leases: none since);
   - `wharf cluster status`: the killed processes "silent", the others
     "running", no lease left on any; "stopped" after a clean stop;
   - no node logged a deadlock or a failed commit of a batch's outcomes
     (the lease keeper's renewal once deadlocked with its worker's commit).
 
-Two more cases a load hits only by chance, each made on purpose:
-  - a node killed after storing a message and before its MDN: the
-    partner's retry on another node is a duplicate, and delivered;
-  - a node killed after its MDN went out and before it released the
-    message's held hop: another node releases the stale hold (after ten
-    leases, at least a minute: engine.c's holds_sweep) and delivers it.
+Two more cases a load hits only by chance, each made on purpose with a
+kill point (util/fault.h: WHARF_FAULT, kill -9 at a named point):
+  - a node killed after storing a message (with its MDN) and before
+    sending the MDN: the partner's retry on another node is a duplicate,
+    and the message is delivered once;
+  - a node killed just after its MDN went out: the message is delivered
+    by another node, with no hold to wait for.
 """
 import http.client
 import json
@@ -72,7 +73,6 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -556,171 +556,79 @@ def test_r21_three_nodes_2000_files_and_500_as2_through_two_kills(
           f"b; hops leased at their kill {kills['a'][1]} by a, "
           f"{kills['b'][1]} by b; {len(load.unanswered)} POSTs unanswered "
           f"and sent again; {redone} hops redone after a kill found their "
-          f"file in place; {stale} held hops of a node killed after its MDN "
-          f"released after ten leases")
+          f"file in place; {stale} held hops released after ten leases")
+    assert stale == 0, "a node held a message's hops for its MDN"
     check_nodes(wharf, cl, first)
     check_logs(start_server.started)
 
 
-# ---- a node that dies between storing a message and releasing it ----------
+# ---- a node killed after its commit, before or after its MDN --------------
 
 
-def children(pid):
-    """The pids of the processes pid started (serve: its key processes)."""
-    kids = []
-    for t in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{t}/children") as f:
-            kids += [int(k) for k in f.read().split()]
-    return kids
+def killed_at(node, point, start_server, monkeypatch):
+    """Start node again with the kill point (WHARF_FAULT) armed for its
+    first AS2 message."""
+    node.server.stop()
+    monkeypatch.setenv("WHARF_FAULT", f"{point}:1")
+    node.server = start_server(node.data)
+    monkeypatch.delenv("WHARF_FAULT")
+    node.server.wait_listening()
 
 
-class PausedPost:
-    """A POST of m to node that node stores and then cannot answer yet:
-    it waits in the MDN's signature (node's key process stopped).
-
-    How: the partner signs but does not encrypt (TLS only), so once the
-    node has wrapped the payload's data key (the payload file exists) it
-    needs no private key until it signs the MDN, after the commit. Its key
-    processes (the only processes serve forks, one per core: they keep the
-    keys) are stopped with SIGSTOP after half the body is sent; then the
-    rest is sent. .answer gets (status, headers, body), or the OSError,
-    once there is one; .resume() lets the key processes go on."""
-
-    def __init__(self, cl, node, m):
-        payloads = cl.out.parent / "payloads"
-
-        def payload_files():
-            return [f for _, _, fs in os.walk(payloads) for f in fs]
-        self.conn = conn = http.client.HTTPSConnection(
-            "127.0.0.1", listen_port(node.data, "partner"), timeout=120,
-            context=ssl.create_default_context(cafile=node.tls_cert))
-        before = payload_files()
-        conn.putrequest("POST", "/as2", skip_accept_encoding=True)
-        for k, v in m.headers:
-            conn.putheader(k, v)
-        conn.putheader("Content-Length", str(len(m.body)))
-        conn.endheaders()
-        half = len(m.body) // 2
-        conn.send(m.body[:half])
-        wait_until(lambda: len(payload_files()) > len(before), timeout=60,
-                   desc="the payload file begun")
-        kids = children(node.server.pid)
-        assert len(kids) == min(len(os.sched_getaffinity(0)), 4), kids
-        self.keyprocs = kids
-        for k in kids:
-            os.kill(k, signal.SIGSTOP)
-        self.answer = []
-
-        def rest():
-            try:
-                conn.send(m.body[half:])
-                r = conn.getresponse()
-                self.answer.append((r.status, r.getheaders(), r.read()))
-            except OSError as e:
-                self.answer.append(e)
-        self.thread = threading.Thread(target=rest, daemon=True)
-        self.thread.start()
-
-    def resume(self):
-        for k in self.keyprocs:
-            os.kill(k, signal.SIGCONT)
+def delivered_once(wharf, cl, m, nodes):
+    """m reaches the destination, once, recorded as sent."""
+    b, c = nodes
+    wait_until(lambda: b.server.check_alive() and c.server.check_alive()
+               and cl.files(), timeout=180,
+               desc=f"{m.filename} delivered by b or c")
+    time.sleep(2)
+    assert cl.files() == {m.filename: sha(m.payload)}
+    assert [x["state"] for x in wharf.messages(c.data)] == ["sent"]
+    b.server.stop()
+    c.server.stop()
 
 
 def test_r21_as2_stored_by_a_node_that_died_before_its_mdn_is_delivered(
-        tmp_path, wharf, pg_server, start_server):  # noqa: F811
-    """Node a stores a message (committed, its next hop held until the MDN
-    goes out) and dies with kill -9 before its MDN went out. The partner,
-    which got no MDN, sends the same request again to node b, which
-    answers "processed/warning: duplicate-document": the partner now
-    counts the message as received, so the cluster must deliver it (b
-    releases the hold of the message it found stored). a is stopped
-    there by PausedPost."""
-    cl = Cluster(wharf, tmp_path, fresh_db(pg_server), start_server,
-                 encrypt="none")
+        tmp_path, wharf, pg_server, start_server, monkeypatch):  # noqa: F811
+    """Node a stores a message (its MDN kept with it, its hop free to go, in
+    one commit) and is killed with kill -9 before the MDN went out (kill
+    point as2.stored). The partner, which got no MDN, sends the same
+    request again to node b, which answers "processed/warning:
+    duplicate-document": the partner now counts the message as received,
+    and the cluster delivers it, once."""
+    cl = Cluster(wharf, tmp_path, fresh_db(pg_server), start_server)
     a, b, c = cl.nodes
-    m = Message(cl, 1, cipher=None)
-    p = PausedPost(cl, a, m)
-    # stored, its hop held: nothing delivered while a has not answered
-    stored = wait_until(lambda: wharf.messages(b.data), timeout=60,
-                        desc="the message stored by node a")
-    assert [x["state"] for x in stored] == ["queued"], stored
-    assert not p.answer and cl.files() == {}, p.answer
-    a.server.kill9()
-    p.thread.join(timeout=60)
-    p.conn.close()
-    assert p.answer and isinstance(p.answer[0], OSError), (
-        "node a answered although killed before its MDN", p.answer)
-    # the partner sends it again, to node b
+    killed_at(a, "as2.stored", start_server, monkeypatch)
+    m = Message(cl, 1)
+    try:
+        answer = cli.post(a.url, a.tls_cert, m.headers, m.body)
+    except (OSError, http.client.HTTPException) as e:
+        answer = e
+    assert isinstance(answer, (OSError, http.client.HTTPException)), (
+        "node a answered although killed before its MDN", answer)
+    assert a.server.proc.wait(timeout=30) == -signal.SIGKILL
+    stored = wharf.messages(b.data)
+    assert len(stored) == 1, stored
     d = post(cl, b, m)
     assert DUPLICATE.match(d), d
     assert len(wharf.messages(c.data)) == 1
-    # acknowledged (duplicate-document): it must reach the destination
-    wait_until(lambda: b.server.check_alive() and c.server.check_alive()
-               and cl.files(), timeout=180,
-               desc=f"{m.filename} delivered, although stored by a node "
-                    f"that died before its MDN")
-    time.sleep(2)
-    assert cl.files() == {m.filename: sha(m.payload)}
-    assert [x["state"] for x in wharf.messages(c.data)] == ["sent"]
-    b.server.stop()
-    c.server.stop()
+    delivered_once(wharf, cl, m, (b, c))
 
 
-# ---- a node that dies between its MDN and the release -----------------------
-
-
-def test_r21_as2_acknowledged_then_node_killed_before_release_is_delivered(
-        tmp_path, wharf, pg_server, start_server):  # noqa: F811
+def test_r21_as2_acknowledged_then_node_killed_is_delivered(
+        tmp_path, wharf, pg_server, start_server, monkeypatch):  # noqa: F811
     """Node a stores a message, sends its signed "processed" MDN and is
-    killed with kill -9 before it released the message's held hop (the
-    release, one UPDATE after the MDN went out, waits on a row lock this
-    test holds in PostgreSQL: a slow database at that moment). The partner
-    has its MDN and will never send the message again, so the cluster
-    must deliver it: the hold of a dead node must end as its leases do.
-
-    It failed before the fix (the hop stayed held, next_at in year 9999,
-    until a serve started, which then released every node's holds, in-flight
-    ones included): now every node's keeper releases holds older than ten
-    leases (a minute here) and a node that starts releases none."""
-    url = fresh_db(pg_server)
-    cl = Cluster(wharf, tmp_path, url, start_server, encrypt="none")
+    killed with kill -9 at once (kill point as2.answered). The partner has
+    its MDN and will never send the message again, so the cluster must
+    deliver it. (Before the MDN was kept in the commit that stores the
+    message, the hop stayed held until a second commit after the MDN;
+    a node killed between the two left the hold to the others' sweep,
+    ten leases later.)"""
+    cl = Cluster(wharf, tmp_path, fresh_db(pg_server), start_server)
     a, b, c = cl.nodes
-    m = Message(cl, 2, cipher=None)
-    p = PausedPost(cl, a, m)
-    stored = wait_until(lambda: wharf.messages(b.data), timeout=60,
-                        desc="the message stored by node a")
-    msgid = stored[0]["id"]
-    assert re.fullmatch(r"[0-9a-f-]{36}", msgid), msgid
-    lock = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v",
-                             "ON_ERROR_STOP=1", url], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        lock.stdin.write("BEGIN;\nSELECT count(*) FROM (SELECT id FROM hops"
-                         f" WHERE message_id = '{msgid}' FOR UPDATE) h;\n")
-        lock.stdin.flush()
-        assert int(lock.stdout.readline()) >= 2     # received + held
-        p.resume()
-        wait_until(lambda: p.answer, timeout=60, desc="a's MDN")
-        status, rh, rb = p.answer[0]
-        assert status == 200, (status, rb[:500])
-        fields, _, _ = cli.read_mdn(rh, rb, cl.cert, cl.sender.dir)
-        assert fields["original-message-id"] == m.mid, fields
-        assert PROCESSED.match(fields["disposition"]), fields
-        assert fields["received-content-mic"].partition(",")[0].strip() \
-            == m.mic, fields
-        a.server.kill9()
-    finally:
-        if lock.poll() is None:
-            lock.stdin.write("ROLLBACK;\n")
-            lock.stdin.close()
-        lock.wait(timeout=60)
-    # acknowledged by a "processed" MDN: it must reach the destination
-    wait_until(lambda: b.server.check_alive() and c.server.check_alive()
-               and cl.files(), timeout=180,
-               desc=f"{m.filename}, acknowledged by node a's MDN, "
-                    f"delivered by b or c")
-    time.sleep(2)
-    assert cl.files() == {m.filename: sha(m.payload)}
-    assert [x["state"] for x in wharf.messages(c.data)] == ["sent"]
-    b.server.stop()
-    c.server.stop()
+    killed_at(a, "as2.answered", start_server, monkeypatch)
+    m = Message(cl, 2)
+    d = post(cl, a, m)
+    assert PROCESSED.match(d), d
+    assert a.server.proc.wait(timeout=30) == -signal.SIGKILL
+    delivered_once(wharf, cl, m, (b, c))

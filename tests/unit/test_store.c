@@ -2066,6 +2066,70 @@ static void test_m4_release_queues_the_owed_mdn_in_the_same_transaction(
                                   "asynchronous MDN queued"), 1);
 }
 
+/* An AS2 message stored with its MDN and the asynchronous MDN's job in
+ * one commit (the receiver's commit_answer): the message, its hops free
+ * to go, the receipt, the job and the event, all or nothing; a duplicate
+ * keeps none of them. */
+static void test_m4_intake_keeps_its_mdn_and_job_in_the_same_commit(
+    void **state)
+{
+    struct fx *f = *state;
+    struct error err = {0};
+    static const char *ID2 = "01900000-0000-7000-8000-000000000002";
+    const char *next[] = { "a" };
+    char id[ID_LEN + 1];
+    id_new(id);
+    struct store_message m = msg_make(ID1, "as2in", "po.edi", "as2:<m1@a>");
+    struct store_receipt r = { .message_id = (char *)ID1,
+        .direction = (char *)"sent", .at = time_now_ms(),
+        .as2_message_id = (char *)"<mdn-1@b>",
+        .original_message_id = (char *)"<m1@a>", .headers = NULL,
+        .body = (unsigned char *)"MDN", .len = 3 };
+    struct store_job_new j = { .id = id, .message_id = ID1,
+        .connector = "as2", .kind = "as2.mdn-out",
+        .data = (const unsigned char *)"clear:x", .data_len = 7,
+        .level = "info", .text = "asynchronous MDN queued" };
+    struct store_new it = { .msg = &m, .next = next, .nnext = 1,
+                            .kept = &r, .job = &j, .why = "kept with it" };
+    /* a receipt that cannot be kept (no headers): nothing is stored */
+    assert_int_equal(store_intake(f->st, &it, 1, &err), -1);
+    struct store_message got;
+    assert_int_equal(store_message_get(f->st, ID1, &got, &err), 1);
+    assert_int_equal(store_job_active(f->st, ID1, "as2", "as2.mdn-out", NULL,
+                                      &err), 0);
+    r.headers = (char *)"Content-Type: multipart/report\r\n";
+    MUST(store_intake(f->st, &it, 1, &err), err);
+    assert_int_equal(it.duplicate, 0);
+    struct store_hop *h = NULL;
+    assert_int_equal(lease_now(f->st, "w", 60000, &h), 1);     /* not held */
+    store_hops_free(h, 1);
+    struct store_receipt *rs = NULL;
+    size_t n = 0;
+    MUST(store_receipts_list(f->st, ID1, 1, &rs, &n, &err), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(rs[0].as2_message_id, "<mdn-1@b>");
+    store_receipts_free(rs, n);
+    assert_int_equal(store_job_active(f->st, ID1, "as2", "as2.mdn-out", NULL,
+                                      &err), 1);
+    assert_int_equal(count_events(f->st, ID1, "info", "kept with it"), 1);
+    assert_int_equal(count_events(f->st, ID1, "info", "held until"), 0);
+    /* the same message again (another id): a duplicate, nothing kept */
+    struct store_message m2 = msg_make(ID2, "as2in", "po.edi", "as2:<m1@a>");
+    r.message_id = (char *)ID2;
+    it.msg = &m2;
+    id_new(id);
+    j.message_id = ID2;
+    MUST(store_intake(f->st, &it, 1, &err), err);
+    assert_int_equal(it.duplicate, 1);
+    assert_string_equal(it.existing_id, ID1);
+    assert_int_equal(store_message_get(f->st, ID2, &got, &err), 1);
+    MUST(store_receipts_list(f->st, ID2, 1, &rs, &n, &err), err);
+    assert_int_equal(n, 0);
+    store_receipts_free(rs, n);
+    assert_int_equal(store_job_active(f->st, ID2, "as2", "as2.mdn-out", NULL,
+                                      &err), 0);
+}
+
 /* The MDN that came back is recorded with the outcome of the hop it
  * confirms, in its transaction: both or neither (a lost lease records
  * neither; a receipt that cannot be kept leaves the hop unsent). */
@@ -2635,6 +2699,7 @@ int main(void)
         T(test_r21_stale_holds_are_released), \
         T(test_m4_release_keeps_the_mdn_in_the_same_transaction), \
         T(test_m4_release_queues_the_owed_mdn_in_the_same_transaction), \
+        T(test_m4_intake_keeps_its_mdn_and_job_in_the_same_commit), \
         T(test_m4_hop_outcome_keeps_its_mdn_both_or_neither), \
         T(test_r21_serve_start_releases_only_its_own_holds)
     const struct CMUnitTest sqlite[] = {
